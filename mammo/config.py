@@ -1,0 +1,80 @@
+"""Settings from environment variables; the only module that reads ``os.environ``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings", "settings", "PACKAGE_WEIGHTS", "DISCLAIMER"]
+
+PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+
+DISCLAIMER = (
+    "Research and education only. mammo is not a medical device: it has not been cleared or "
+    "approved by any regulator and must not be used for diagnosis, screening or treatment "
+    "decisions. Its outputs can be wrong."
+)
+
+
+def _split(value: str | None) -> frozenset[str]:
+    return frozenset(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting mammo reads from the environment.
+
+    Args:
+        home: local store root (``MAMMO_HOME``), holding ``cases/`` and ``models/``.
+        base_data: labelled imagefolder used with the cases when retraining (``MAMMO_BASE_DATA``).
+        data: root of the development data used by tests and scripts (``MAMMO_DATA``).
+        dataset_repo: Hub dataset repo id for cases (``MAMMO_DATASET_REPO``).
+        model_repo: Hub model repo id for versions (``MAMMO_MODEL_REPO``).
+        hf_token: Hub token (``HF_TOKEN``); with a repo id it switches that store to the Hub.
+        hf_endpoint: Hub endpoint (``HF_ENDPOINT``), for a private hub or tests.
+        max_upload_mb: largest accepted upload (``MAMMO_MAX_UPLOAD_MB``).
+        trainers: users allowed to retrain, promote, roll back (``MAMMO_TRAINERS``, comma list).
+        submitters: users allowed to submit cases (``MAMMO_SUBMITTERS``; empty = everyone).
+        on_spaces: running on Hugging Face Spaces (``SPACE_ID`` set).
+    """
+
+    home: Path
+    base_data: Path | None
+    data: Path | None
+    dataset_repo: str | None
+    model_repo: str | None
+    hf_token: str | None
+    hf_endpoint: str | None
+    max_upload_mb: int
+    trainers: frozenset[str]
+    submitters: frozenset[str]
+    on_spaces: bool
+
+    @property
+    def use_hub_cases(self) -> bool:
+        return bool(self.dataset_repo and self.hf_token)
+
+    @property
+    def use_hub_models(self) -> bool:
+        return bool(self.model_repo and self.hf_token)
+
+
+def settings() -> Settings:
+    """Read the settings now (not cached: tests and the app may change the environment)."""
+    env = os.environ
+    base = env.get("MAMMO_BASE_DATA")
+    data = env.get("MAMMO_DATA")
+    return Settings(
+        home=Path(env.get("MAMMO_HOME") or Path.home() / ".mammo").expanduser(),
+        base_data=Path(base).expanduser() if base else None,
+        data=Path(data).expanduser() if data else None,
+        dataset_repo=env.get("MAMMO_DATASET_REPO") or None,
+        model_repo=env.get("MAMMO_MODEL_REPO") or None,
+        hf_token=env.get("HF_TOKEN") or None,
+        hf_endpoint=env.get("HF_ENDPOINT") or None,
+        max_upload_mb=int(env.get("MAMMO_MAX_UPLOAD_MB") or 50),
+        trainers=_split(env.get("MAMMO_TRAINERS")),
+        submitters=_split(env.get("MAMMO_SUBMITTERS")),
+        on_spaces=bool(env.get("SPACE_ID")),
+    )
