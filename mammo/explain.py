@@ -1,0 +1,95 @@
+"""Class activation heat maps (package ``grad-cam``) and their overlay on the mammogram.
+
+Grad-CAM on the final activation of a global-average-pool + linear head needs no backward pass:
+the gradient of class k's logit w.r.t. every position of the last feature map is W[k] / (h*w), so
+Grad-CAM's channel weights are the classifier's weights (CAM). :func:`one_pass_cam` computes it
+from the features of the same forward pass that gave the probabilities; the other methods run
+``pytorch_grad_cam`` on a :class:`FeatureTap` wrapper of the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pytorch_grad_cam import (
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    XGradCAM,
+)
+from pytorch_grad_cam.utils.image import scale_cam_image, show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+__all__ = [
+    "CAM_METHODS",
+    "DEFAULT_METHOD",
+    "FeatureTap",
+    "has_linear_head",
+    "one_pass_cam",
+    "package_cam",
+    "overlay",
+]
+
+DEFAULT_METHOD = "Grad-CAM"
+CAM_METHODS: dict[str, type] = {
+    "Grad-CAM": GradCAM,
+    "Grad-CAM++": GradCAMPlusPlus,
+    "HiResCAM": HiResCAM,
+    "XGrad-CAM": XGradCAM,
+    "LayerCAM": LayerCAM,
+    "EigenCAM": EigenCAM,
+}
+
+
+class FeatureTap(nn.Module):
+    """A timm model run as features -> ``tap`` (identity) -> head, so CAM hooks the last activation."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.tap = nn.Identity()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.tap(self.model.forward_features(inputs)))
+
+
+def has_linear_head(model: nn.Module) -> bool:
+    """True when the head is global average pooling followed by one linear layer (CAM applies)."""
+    pool = getattr(model, "global_pool", None)
+    pool_type = getattr(pool, "pool_type", None)
+    return isinstance(model.get_classifier(), nn.Linear) and pool_type == "avg"
+
+
+def one_pass_cam(
+    features: torch.Tensor, classifier: nn.Linear, classes: torch.Tensor, size: tuple[int, int]
+) -> np.ndarray:
+    """Grad-CAM of ``classes`` from final features (N, C, h, w); ``size`` is (height, width).
+
+    Normalised as the package does (min-max, resize, min-max again). Returns (N, H, W) in [0, 1].
+    """
+    weights = classifier.weight[classes]  # (N, C)
+    cam = torch.einsum("nc,nchw->nhw", weights, features).clamp_min(0)
+    return scale_cam_image(scale_cam_image(cam.detach().float().numpy(), (size[1], size[0])))
+
+
+def package_cam(
+    model: nn.Module, inputs: torch.Tensor, classes: list[int], method: str
+) -> np.ndarray:
+    """A ``pytorch_grad_cam`` method on the last feature map: (N, H, W) in [0, 1]."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown heat-map method {method!r}; choose one of {list(CAM_METHODS)}")
+    tapped = FeatureTap(model).eval()
+    targets = [ClassifierOutputTarget(index) for index in classes]
+    with CAM_METHODS[method](model=tapped, target_layers=[tapped.tap]) as cam:
+        return cam(input_tensor=inputs, targets=targets)
+
+
+def overlay(grey: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndarray:
+    """The heat map (jet colours) blended over the grey image: (H, W, 3) uint8."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError("opacity must be between 0 and 1")
+    rgb = np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2).astype(np.float32)
+    return show_cam_on_image(rgb, heat.astype(np.float32), use_rgb=True, image_weight=1 - opacity)

@@ -1,0 +1,256 @@
+"""Read an image file (PNG, JPEG, TIFF, PGM/PNM, BMP, DICOM) into a validated grey array.
+
+Only pixels leave this module: no file metadata (EXIF, PNG text, DICOM tags) is returned,
+logged or written back out. Grey arrays are 2-D ``float32`` in ``[0, 1]``.
+
+Scaling rules, so the same pixels always give the same array (and the same hash):
+
+* integer images are divided by their storage type's maximum (255 for 8-bit, 65535 for 16-bit),
+  even when the data use fewer bits (a 12-bit scan stored in 16 bits stays dark here; contrast
+  normalisation is a later step's job). 16-bit PGM/PNM files are rescaled by Pillow from their
+  declared ``maxval`` to the full 16-bit range;
+* 32-bit integer images outside ``0..65535``, float images and DICOM are min-max scaled;
+  an image with a single value becomes all zeros;
+* colour images become luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); an alpha channel is
+  dropped, not composited (mammograms carry no meaningful transparency);
+* DICOM: modality LUT (rescale), then the VOI LUT or window, min-max, and MONOCHROME1 is inverted
+  so that dense tissue is bright as in MONOCHROME2.
+
+GIF is read too (single frame only) although it is not advertised in :data:`SUPPORTED`. Other
+formats Pillow knows (EPS, PSD, ...) are refused, keeping the decoders exposed to uploads few.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from io import BytesIO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "ImageError",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "MAX_ASPECT",
+    "SUPPORTED",
+    "read_image",
+    "encode_png",
+    "sha256_of_pixels",
+    "is_dicom",
+]
+
+MAX_PIXELS: int = 80_000_000
+MIN_SIDE: int = 32
+MAX_ASPECT: float = 8.0
+SUPPORTED = "PNG, JPEG, TIFF, PGM/PNM, BMP, DICOM"
+
+_PIL_FORMATS = ("PNG", "JPEG", "TIFF", "PPM", "BMP", "GIF")
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+_SIXTEEN_BIT = 65535
+
+
+class ImageError(ValueError):
+    """A file that is not a usable image; the message says why, in plain words for a clinician."""
+
+
+def is_dicom(data: bytes) -> bool:
+    """True when ``data`` has the DICOM part-10 signature ``DICM`` at offset 128."""
+    return data[128:132] == b"DICM"
+
+
+def read_image(
+    source: str | os.PathLike | bytes, *, max_bytes: int | None = None, min_side: int = MIN_SIDE
+) -> np.ndarray:
+    """Decode a path or raw bytes to a 2-D float32 array in [0, 1] (grey). Raises ImageError.
+
+    ``min_side`` is lowered only for small benchmark images (BreastMNIST is 28 x 28).
+    """
+    data = _read_bytes(source, max_bytes)
+    if not data:
+        raise ImageError("The file is empty.")
+    grey = _decode_dicom(data, min_side) if is_dicom(data) else _decode_pil(data, min_side)
+    return np.ascontiguousarray(np.clip(grey, 0.0, 1.0), dtype=np.float32)
+
+
+def encode_png(grey: np.ndarray) -> bytes:
+    """2-D float array in [0,1] -> 16-bit greyscale PNG bytes with no metadata chunks."""
+    buf = BytesIO()
+    Image.fromarray(_quantise(grey)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def sha256_of_pixels(grey: np.ndarray) -> str:
+    """Hex SHA-256 of the shape and the 16-bit quantised pixels, for duplicate detection."""
+    q = _quantise(grey)
+    digest = hashlib.sha256(f"{q.shape[0]}x{q.shape[1]}:".encode())
+    digest.update(q.astype("<u2").tobytes())
+    return digest.hexdigest()
+
+
+def _quantise(grey: np.ndarray) -> np.ndarray:
+    """Round a 2-D [0, 1] float array to uint16 (0..65535); ValueError when it is not one."""
+    arr = np.asarray(grey, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D grey array, got shape {arr.shape}")
+    if arr.size and not np.isfinite(arr).all():
+        raise ValueError("grey array contains NaN or infinite values")
+    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        raise ValueError(f"grey array values must lie in [0, 1], got {arr.min()}..{arr.max()}")
+    return np.rint(arr * _SIXTEEN_BIT).astype(np.uint16)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def _read_bytes(source: str | os.PathLike | bytes, max_bytes: int | None) -> bytes:
+    """The input's bytes, refusing more than ``max_bytes`` before reading a file fully."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ImageError(
+                f"The file is {_mb(len(data))}, larger than the {_mb(max_bytes)} upload limit."
+            )
+        return data
+    try:
+        with open(source, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise ImageError(
+                    f"The file is {_mb(size)}, larger than the {_mb(max_bytes)} upload limit."
+                )
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ImageError(f"Could not read the file: {exc.strerror or exc}.") from exc
+    if max_bytes is not None and len(data) > max_bytes:  # grew while being read
+        raise ImageError(f"The file is larger than the {_mb(max_bytes)} upload limit.")
+    return data
+
+
+def _check_geometry(width: int, height: int, min_side: int) -> None:
+    """Refuse decompression bombs, slivers and thumbnails from the header's size alone."""
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"The image is {width} x {height} pixels, larger than the "
+            f"{MAX_PIXELS // 1_000_000}-megapixel limit."
+        )
+    short, long = sorted((width, height))
+    if short == 0:
+        raise ImageError(f"The image is {width} x {height} pixels: it has no pixels.")
+    if long / short > MAX_ASPECT:
+        raise ImageError(
+            f"The image is {width} x {height} pixels: its aspect ratio {long / short:.0f}:1 "
+            f"exceeds {MAX_ASPECT:g}:1, too elongated to be a mammogram."
+        )
+    if short < min_side:
+        raise ImageError(
+            f"The image is {width} x {height} pixels, too small to be a mammogram "
+            f"(each side must be at least {min_side} pixels)."
+        )
+
+
+def _check_frames(n_frames: int) -> None:
+    if n_frames > 1:
+        raise ImageError(f"The file has {n_frames} frames; upload a single image.")
+
+
+def _minmax(arr: np.ndarray) -> np.ndarray:
+    """Scale finite values to [0, 1]; a constant image becomes zeros. NaN/inf -> ImageError."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ImageError("The image contains invalid pixel values (NaN or infinity).")
+    lo, hi = float(arr.min()), float(arr.max())
+    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., :3].astype(np.float64) @ _LUMA
+
+
+def _decode_pil(data: bytes, min_side: int) -> np.ndarray:
+    """Decode a non-DICOM file with Pillow, checking its header before the pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(BytesIO(data), formats=_PIL_FORMATS) as im:
+                _check_geometry(*im.size, min_side)
+                _check_frames(getattr(im, "n_frames", 1))
+                im.load()
+                return _pil_to_grey(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"The image is larger than the {MAX_PIXELS // 1_000_000}-megapixel limit "
+            "(possible decompression bomb)."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"The file is not a recognised image. Supported: {SUPPORTED}.") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageError(
+            f"The image data could not be decoded; the file is damaged or truncated ({exc})."
+        ) from exc
+
+
+def _pil_to_grey(im: Image.Image) -> np.ndarray:
+    """A loaded Pillow image in any mode -> float grey in [0, 1] (see the module docstring)."""
+    mode = im.mode
+    if mode == "1":
+        return np.asarray(im, dtype=np.float64)
+    if mode in ("L", "LA"):
+        return np.asarray(im.getchannel(0), dtype=np.float64) / 255.0
+    if mode.startswith("I;16"):
+        arr = np.asarray(im)
+        if arr.dtype.kind == "u":
+            return arr.astype(np.float64) / np.iinfo(arr.dtype).max
+        return _minmax(arr)
+    if mode == "I":
+        arr = np.asarray(im)
+        if arr.min() >= 0 and arr.max() <= _SIXTEEN_BIT:
+            return arr.astype(np.float64) / _SIXTEEN_BIT
+        return _minmax(arr)
+    if mode == "F":
+        return _minmax(np.asarray(im))
+    return _luma(np.asarray(im.convert("RGB"))) / 255.0
+
+
+def _decode_dicom(data: bytes, min_side: int) -> np.ndarray:
+    """Decode a DICOM file's single frame. Errors never quote tag values (they may identify)."""
+    from pydicom import dcmread
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = dcmread(BytesIO(data), force=False)
+    except Exception:
+        raise ImageError("The DICOM file is damaged and could not be read.") from None
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ImageError("DICOM file has no pixel data.")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise ImageError("The DICOM file does not state its image size.") from None
+    _check_geometry(cols, rows, min_side)
+    _check_frames(frames)
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    try:
+        arr = ds.pixel_array
+    except Exception:
+        name = f"{syntax.name} ({syntax})" if syntax else "an unstated transfer syntax"
+        if syntax and syntax.is_compressed:
+            why = "no decoder for it is installed, or the data are damaged"
+        else:
+            why = "the data are damaged or incomplete"
+        raise ImageError(
+            f"The DICOM pixel data stored as {name} could not be decoded: {why}."
+        ) from None
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if not photometric.startswith("MONOCHROME"):
+        return _minmax(_luma(arr) if arr.ndim == 3 else arr)
+    if arr.ndim != 2:
+        raise ImageError(f"The DICOM image has an unexpected shape {arr.shape}.")
+    grey = _minmax(apply_voi_lut(apply_modality_lut(arr, ds), ds))
+    return 1.0 - grey if photometric == "MONOCHROME1" else grey

@@ -1,0 +1,120 @@
+"""Breast-region crop, laterality normalisation and resizing; the geometry to map heat maps back.
+
+Training and prediction call the same :func:`prepare` with the :class:`PreprocessConfig` recorded
+in the model's ``config.json``, so a model always sees images prepared the way it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+__all__ = ["PreprocessConfig", "Geometry", "breast_region", "prepare", "to_tensor", "to_original"]
+
+_MASK_SIDE = 256  # the breast mask is found on a copy this size (fast, film labels still separate)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How images are prepared for a model.
+
+    Args:
+        image_size: side of the square model input, in pixels.
+        crop: crop to the breast (largest bright component; drops film labels and background).
+        orient: flip so the breast (chest wall) is on the left.
+    """
+
+    image_size: int = 256
+    crop: bool = True
+    orient: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PreprocessConfig:
+        return cls(**{k: data[k] for k in ("image_size", "crop", "orient") if k in data})
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the model input came from: crop box (top, left, bottom, right), flip, padded side."""
+
+    box: tuple[int, int, int, int]
+    flipped: bool
+    side: int
+
+
+def _resize(grey: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize with antialiasing (float32 in, float32 out)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float32))[None, None]
+    out = F.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True)
+    return out[0, 0].numpy()
+
+
+def _breast_mask(grey: np.ndarray) -> np.ndarray:
+    """Largest connected bright region of a small copy (threshold, opening, holes filled)."""
+    scale = _MASK_SIDE / max(grey.shape)
+    small = _resize(grey, max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
+    threshold = max(0.05, float(np.percentile(small, 50)) * 0.5 + 0.02)
+    mask = ndimage.binary_opening(small > threshold, iterations=2)
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return np.ones_like(small, dtype=bool)
+    sizes = ndimage.sum(mask, labels, index=range(1, count + 1))
+    largest = labels == (int(np.argmax(sizes)) + 1)
+    return ndimage.binary_dilation(ndimage.binary_fill_holes(largest), iterations=2)
+
+
+def breast_region(grey: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:
+    """Breast mask at full size, its box (top, left, bottom, right), and whether it lies right."""
+    small = _breast_mask(grey)
+    mask = _resize(small.astype(np.float32), *grey.shape) > 0.5
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return np.ones_like(mask), (0, 0, *grey.shape), False
+    box = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
+    on_right = bool(cols.mean() > grey.shape[1] / 2)
+    return mask, box, on_right
+
+
+def prepare(grey: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Geometry]:
+    """Crop to the breast (outside zeroed), orient, pad to a top-left square, resize."""
+    if config.crop or config.orient:
+        mask, box, on_right = breast_region(grey)
+    else:
+        mask, box, on_right = None, (0, 0, *grey.shape), False
+    flipped = config.orient and on_right
+    if config.crop:
+        top, left, bottom, right = box
+        region = (grey * mask)[top:bottom, left:right]
+    else:
+        box, region = (0, 0, *grey.shape), grey
+    if flipped:
+        region = region[:, ::-1]
+    side = max(region.shape)
+    square = np.zeros((side, side), dtype=np.float32)
+    square[: region.shape[0], : region.shape[1]] = region
+    size = config.image_size
+    return _resize(square, size, size), Geometry(box=box, flipped=flipped, side=side)
+
+
+def to_tensor(square: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """A prepared square as a normalised (1, S, S) float tensor."""
+    tensor = torch.from_numpy(np.ascontiguousarray(square, dtype=np.float32))[None]
+    return (tensor - float(mean[0])) / float(std[0])
+
+
+def to_original(heat: np.ndarray, geometry: Geometry, shape: tuple[int, int]) -> np.ndarray:
+    """Map a heat map over the model input back onto the original image (zeros outside the crop)."""
+    top, left, bottom, right = geometry.box
+    full = _resize(heat, geometry.side, geometry.side)[: bottom - top, : right - left]
+    if geometry.flipped:
+        full = full[:, ::-1]
+    out = np.zeros(shape, dtype=np.float32)
+    out[top:bottom, left:right] = full
+    return out
