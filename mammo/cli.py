@@ -1,0 +1,232 @@
+"""``python -m mammo``: train, evaluate, predict, cases, models (see ``--help`` of each)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .config import DISCLAIMER
+from .data import SplitSpec, folder_examples, split_by_patient
+from .model import ModelError, read_config
+from .train import TrainConfig
+
+__all__ = ["main", "resolve_model"]
+
+_VERSION = re.compile(r"^(v\d+|latest)$")
+
+
+def resolve_model(ref: str) -> Path:
+    """A model folder from a path, or from a registry version (``v3``, ``latest``)."""
+    path = Path(ref)
+    if path.is_dir():
+        return path
+    if _VERSION.match(ref):
+        from .store import open_registry
+
+        registry = open_registry()
+        return registry.load(None if ref == "latest" else ref)
+    raise ModelError(f"{ref!r} is neither a model folder nor a version like v1")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .pipeline import train_to_folder
+
+    init = args.init
+    if init not in ("imagenet", "none"):
+        init = str(resolve_model(init))
+    config = TrainConfig(
+        arch=args.arch, init=init, image_size=args.image_size, crop=not args.no_crop,
+        orient=not args.no_orient, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        patience=args.patience, seed=args.seed, min_side=args.min_side,
+    )
+    split = SplitSpec(val=args.val_fraction, holdout=args.holdout_fraction, seed=args.seed)
+    bar = tqdm(total=0, unit="batch", disable=None, file=sys.stderr)
+
+    def step(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(1)
+
+    def progress(log) -> None:
+        auc = "n/a" if log.val_auc is None else f"{log.val_auc:.3f}"
+        bar.write(
+            f"epoch {log.epoch}/{log.epochs} train_loss {log.train_loss:.4f} "
+            f"val_loss {log.val_loss:.4f} val_auc {auc} val_acc {log.val_accuracy:.3f} "
+            f"{log.seconds:.0f}s{' *' if log.best else ''}"
+        )
+        bar.reset()
+
+    command = "python -m mammo " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    mammo = train_to_folder(
+        args.data, args.out, config, val=args.val, split=split, progress=progress, step=step,
+        command=command,
+    )
+    bar.close()
+    print(json.dumps({"out": str(args.out), "metrics_on": mammo["split"]["metrics_on"],
+                      "metrics": _brief(mammo["metrics"])}, indent=2))
+    return 0
+
+
+def _brief(metrics: dict) -> dict:
+    keys = ("n", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
+            "auc_malignant_ci95", "sensitivity", "specificity")
+    return {k: metrics.get(k) for k in keys}
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .predict import Predictor
+    from .train import evaluate_examples
+
+    folder = resolve_model(args.model)
+    predictor = Predictor(folder)
+    examples = folder_examples(args.data)
+    if args.split != "all":
+        recorded = read_config(folder)["mammo"].get("split", {})
+        if "holdout" not in recorded:
+            raise ModelError("this model records no patient split of its data; use --split all")
+        spec = SplitSpec(val=recorded["val"], holdout=recorded["holdout"], seed=recorded["seed"])
+        examples = split_by_patient(examples, spec)[args.split]
+    min_side = predictor.config["mammo"].get("preprocess", {}).get("min_side", 32)
+    metrics = evaluate_examples(predictor.model, examples, predictor.labels,
+                                predictor.preprocess, predictor.threshold, min_side)
+    metrics = {"model_version": predictor.version, "split": args.split, **metrics}
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in _brief(metrics).items():
+            print(f"{key:>18}: {value}")
+        print(f"{'confusion_matrix':>18}: {metrics['confusion_matrix']} (rows true, cols predicted,"
+              f" order {metrics['classes']})")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import Predictor
+
+    predictor = Predictor(resolve_model(args.model))
+    heatmaps = Path(args.heatmaps) if args.heatmaps else None
+    if heatmaps:
+        heatmaps.mkdir(parents=True, exist_ok=True)
+    for image in args.images:
+        result = predictor.predict(image, method=args.method if heatmaps else None)
+        if heatmaps is not None and result.overlay is not None:
+            Image.fromarray(result.overlay).save(heatmaps / f"{Path(image).stem}_heatmap.png")
+        details = {"image": image, **result.details()}
+        if args.json:
+            print(json.dumps(details))
+        else:
+            probs = ", ".join(f"{k} {v:.3f}" for k, v in result.probabilities.items())
+            print(f"{image}: {result.label} ({probs}) model {result.model_version}")
+    if not args.json:
+        print(DISCLAIMER, file=sys.stderr)
+    return 0
+
+
+def _cases(args: argparse.Namespace) -> int:
+    from .predict import Predictor
+    from .store import open_case_store, open_registry
+
+    labels = Predictor(open_registry().load()).labels
+    store = open_case_store(labels)
+    try:
+        if args.cases_command == "import":
+            examples = folder_examples(args.dir)
+            receipt = store.append_many((e.source, e.label, None) for e in examples)
+            print(json.dumps(receipt, indent=2))
+        else:
+            print(json.dumps({"counts": store.counts(), "recent": store.recent(args.n)}, indent=2))
+    finally:
+        store.close()
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .store import open_registry
+
+    registry = open_registry()
+    if args.models_command == "pull":
+        print(registry.pull(args.version, Path(args.out)))
+    else:
+        print(json.dumps(registry.versions(), indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mammo", description=__doc__,
+                                     epilog=DISCLAIMER)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model folder on imagefolders")
+    train.add_argument("--data", type=Path, action="append", required=True,
+                       help="imagefolder (<label>/<file>, optional metadata.csv); repeatable")
+    train.add_argument("--val", type=Path, help="validation imagefolder (default: patient split)")
+    train.add_argument("--init", default="imagenet",
+                       help="imagenet | none | model folder | version (fine-tune)")
+    train.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture")
+    train.add_argument("--image-size", type=int, default=256)
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--patience", type=int, default=7)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-fraction", type=float, default=0.15)
+    train.add_argument("--holdout-fraction", type=float, default=0.15)
+    train.add_argument("--no-crop", action="store_true", help="do not crop to the breast")
+    train.add_argument("--no-orient", action="store_true", help="do not flip breasts to the left")
+    train.add_argument("--min-side", type=int, default=32, help="smallest accepted image side")
+    train.add_argument("--out", type=Path, required=True, help="model folder to write")
+    train.set_defaults(run=_train, argv=None)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled imagefolder")
+    evaluate.add_argument("--model", required=True, help="model folder or version (v1, latest)")
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--split", choices=("all", "train", "val", "holdout"), default="all",
+                          help="evaluate on the model's recorded patient split of --data")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = sub.add_parser("predict", help="predict images")
+    predict.add_argument("--model", default="latest", help="model folder or version")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--heatmaps", help="folder for heat-map overlays")
+    predict.add_argument("--method", default="Grad-CAM", help="heat-map method")
+    predict.set_defaults(run=_predict)
+
+    cases = sub.add_parser("cases", help="the case store")
+    cases_sub = cases.add_subparsers(dest="cases_command", required=True)
+    imp = cases_sub.add_parser("import", help="bulk-append a labelled imagefolder")
+    imp.add_argument("dir", type=Path)
+    listing = cases_sub.add_parser("list", help="counts per label and recent cases")
+    listing.add_argument("-n", type=int, default=10)
+    cases.set_defaults(run=_cases)
+
+    models = sub.add_parser("models", help="the model registry")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="versions with metrics and dates")
+    pull = models_sub.add_parser("pull", help="download a version's files")
+    pull.add_argument("version")
+    pull.add_argument("--out", required=True)
+    models.set_defaults(run=_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; errors print one clear line and exit 2."""
+    torch.set_num_threads(1)
+    args = _parser().parse_args(argv)
+    if args.command == "train":
+        args.argv = list(argv) if argv is not None else None
+    try:
+        return args.run(args)
+    except (ValueError, ModelError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

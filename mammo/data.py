@@ -1,0 +1,209 @@
+"""Labelled image folders and case shards as examples; patient-level splits; training tensors.
+
+A data folder is the ``imagefolder`` layout: ``<root>/<label>/<file>`` plus an optional
+``<root>/metadata.csv`` (``file_name`` relative to root; other columns kept, e.g. ``patient_id``).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedGroupKFold
+from torchvision.transforms import v2
+
+from .imaging import read_image
+from .preprocess import PreprocessConfig, prepare, to_tensor
+
+__all__ = [
+    "Example",
+    "SplitSpec",
+    "IMAGE_SUFFIXES",
+    "label_order",
+    "read_folder",
+    "folder_examples",
+    "case_examples",
+    "split_by_patient",
+    "PreparedImages",
+    "augmenter",
+]
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp", ".dcm"})
+# Known labels in order of severity; any other label follows, alphabetically.
+_SEVERITY = ("normal", "normal_or_benign", "benign", "malignant")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled image: where its bytes are, its label, and its patient (or image) group."""
+
+    source: str | bytes
+    label: str
+    group: str
+    name: str
+    metadata: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How a base folder is split by patient: fractions for validation and holdout, and the seed."""
+
+    val: float = 0.15
+    holdout: float = 0.15
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"val": self.val, "holdout": self.holdout, "seed": self.seed, "by": "patient_id"}
+
+
+def label_order(labels: Iterable[str]) -> list[str]:
+    """Labels in severity order (normal ... malignant), unknown ones after, alphabetically."""
+    rank = {name: i for i, name in enumerate(_SEVERITY)}
+    return sorted(set(labels), key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def _metadata(root: Path) -> dict[str, dict]:
+    path = root / "metadata.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as handle:
+        return {row["file_name"]: row for row in csv.DictReader(handle)}
+
+
+def read_folder(root: Path) -> datasets.Dataset:
+    """An imagefolder as a ``datasets.Dataset`` (image paths not decoded; labels = folder names)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    files = sorted(
+        p for p in root.glob("*/*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not files:
+        raise ValueError(f"{root} has no images in <label>/<file> folders")
+    labels = label_order(p.parent.name for p in files)
+    meta = _metadata(root)
+    extra = sorted({k for row in meta.values() for k in row} - {"file_name", "label"})
+    names = [p.relative_to(root).as_posix() for p in files]
+    columns = {
+        "image": [str(p) for p in files],
+        "label": [p.parent.name for p in files],
+        "file_name": names,
+        **{key: [meta.get(name, {}).get(key) or None for name in names] for key in extra},
+    }
+    features = datasets.Features(
+        {
+            "image": datasets.Image(decode=False),
+            "label": datasets.ClassLabel(names=labels),
+            "file_name": datasets.Value("string"),
+            **{key: datasets.Value("string") for key in extra},
+        }
+    )
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def _examples(dataset: datasets.Dataset, group_key: str | None, name_key: str) -> list[Example]:
+    names = dataset.features["label"].names
+    rows = dataset.cast_column("image", datasets.Image(decode=False))
+    out = []
+    for row in rows:
+        image = row.pop("image")
+        label = names[row.pop("label")]
+        name = str(row.get(name_key))
+        group = row.get(group_key) if group_key else None
+        out.append(Example(image["bytes"] or image["path"], label, str(group or name), name, row))
+    return out
+
+
+def folder_examples(root: Path) -> list[Example]:
+    """Every image of a folder; grouped by ``patient_id`` when metadata has it."""
+    dataset = read_folder(root)
+    group = "patient_id" if "patient_id" in dataset.column_names else None
+    return _examples(dataset, group, "file_name")
+
+
+def case_examples(cases: datasets.Dataset) -> list[Example]:
+    """Submitted cases (one group each: submissions carry no patient identifier)."""
+    if len(cases) == 0:
+        return []
+    return _examples(cases, None, "case_id")
+
+
+def split_by_patient(examples: Sequence[Example], spec: SplitSpec) -> dict[str, list[Example]]:
+    """Stratified ``train``/``val``/``holdout`` split with no group (patient) on two sides."""
+    remaining = list(examples)
+    parts: dict[str, list[Example]] = {}
+    for name, fraction in (("holdout", spec.holdout), ("val", spec.val)):
+        if fraction <= 0:
+            parts[name] = []
+            continue
+        share = fraction / (1 - spec.holdout) if name == "val" else fraction
+        folds = StratifiedGroupKFold(
+            n_splits=max(2, round(1 / share)), shuffle=True, random_state=spec.seed
+        )
+        labels = [e.label for e in remaining]
+        groups = [e.group for e in remaining]
+        rest, taken = next(folds.split(np.zeros(len(remaining)), labels, groups))
+        parts[name] = [remaining[i] for i in taken]
+        remaining = [remaining[i] for i in rest]
+    parts["train"] = remaining
+    return parts
+
+
+def augmenter(orient: bool) -> v2.Compose:
+    """Training augmentation on [0, 1] squares: flips, rotation +-10 deg, brightness/contrast.
+
+    Horizontal flips are left out when images are laterality-normalised (they would undo it).
+    """
+    flips = [v2.RandomVerticalFlip()] + ([] if orient else [v2.RandomHorizontalFlip()])
+    return v2.Compose(
+        [*flips, v2.RandomRotation(10), v2.ColorJitter(brightness=0.15, contrast=0.15)]
+    )
+
+
+class PreparedImages(torch.utils.data.Dataset):
+    """Examples decoded and prepared once, kept in memory; normalised (and augmented) on access.
+
+    Args:
+        examples: the labelled images.
+        labels: class names in model order.
+        preprocess: crop/orient/size settings of the model.
+        mean: normalisation mean (one value, grey).
+        std: normalisation std.
+        augment: random augmentation for training.
+        min_side: smallest accepted image side (lowered for small benchmark images).
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        labels: Sequence[str],
+        preprocess: PreprocessConfig,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        augment: bool = False,
+        min_side: int = 32,
+    ) -> None:
+        unknown = {e.label for e in examples} - set(labels)
+        if unknown:
+            raise ValueError(f"labels {sorted(unknown)} are not in the model's labels {list(labels)}")
+        self.targets = torch.tensor([list(labels).index(e.label) for e in examples])
+        self.squares = [
+            torch.from_numpy(prepare(read_image(e.source, min_side=min_side), preprocess)[0])[None]
+            for e in examples
+        ]
+        self.mean, self.std = mean, std
+        self.augment = augmenter(preprocess.orient) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.squares)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        square = self.squares[index]
+        if self.augment is not None:
+            square = self.augment(square).clamp(0, 1)
+        return to_tensor(square[0].numpy(), self.mean, self.std), self.targets[index]

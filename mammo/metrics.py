@@ -1,0 +1,246 @@
+"""Classification metrics for mammo: accuracy, AUC with bootstrap CI, ROC, operating point.
+
+Labels ``y_true`` are class indices into ``classes`` (class names are accepted too);
+``probs`` is an ``(n, len(classes))`` array of class probabilities in ``classes`` order.
+"Malignant vs rest" uses the column of the class named ``"malignant"`` wherever it is.
+Every function returns plain Python values (``json.dumps``-able).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+__all__ = [
+    "MALIGNANT",
+    "DEFAULT_THRESHOLD",
+    "malignant_index",
+    "malignancy_scores",
+    "pick_threshold",
+    "roc_points",
+    "bootstrap_auc_ci",
+    "evaluate_predictions",
+]
+
+MALIGNANT = "malignant"
+DEFAULT_THRESHOLD = 0.5
+
+
+def malignant_index(classes: Sequence[str]) -> int | None:
+    """Index of the class named ``"malignant"`` in ``classes``, or None."""
+    names = list(classes)
+    return names.index(MALIGNANT) if MALIGNANT in names else None
+
+
+def malignancy_scores(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The P(malignant) column of ``probs``; ValueError when ``classes`` has no malignant class."""
+    index = malignant_index(classes)
+    if index is None:
+        raise ValueError(f"no class named {MALIGNANT!r} in classes {list(classes)}")
+    return _check_probs(probs, classes)[:, index]
+
+
+def pick_threshold(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    target_sensitivity: float = 0.9,
+) -> float:
+    """Highest threshold on P(malignant) whose malignant-vs-rest sensitivity on these
+    (validation) labels is >= ``target_sensitivity``.
+
+    A case is called malignant when P(malignant) >= threshold. Returns
+    ``DEFAULT_THRESHOLD`` (0.5) when ``classes`` has no malignant class or ``y_true`` has no
+    malignant case, since no threshold can then be fitted.
+    """
+    if not 0.0 < target_sensitivity <= 1.0:
+        raise ValueError(f"target_sensitivity must be in (0, 1], got {target_sensitivity}")
+    index = malignant_index(classes)
+    if index is None:
+        return DEFAULT_THRESHOLD
+    y = _as_indices(y_true, classes)
+    positive_scores = np.sort(_check_probs(probs, classes, len(y))[y == index, index])
+    if positive_scores.size == 0:
+        return DEFAULT_THRESHOLD
+    candidates = np.unique(positive_scores)
+    # Positives called malignant at each candidate threshold (score >= candidate).
+    caught = positive_scores.size - np.searchsorted(positive_scores, candidates, side="left")
+    reaching = candidates[caught / positive_scores.size >= target_sensitivity]
+    return float(reaching.max())
+
+
+def roc_points(y_true_binary: np.ndarray, scores: np.ndarray) -> dict:
+    """ROC curve as ``{"fpr", "tpr", "thresholds"}`` lists of finite floats.
+
+    sklearn's first threshold (infinite: nothing called positive) is replaced by
+    ``max(scores) + 1``. ValueError when ``y_true_binary`` does not hold both classes.
+    """
+    y = _binary(y_true_binary)
+    fpr, tpr, thresholds = roc_curve(y, np.asarray(scores, dtype=float), drop_intermediate=False)
+    thresholds = np.where(np.isfinite(thresholds), thresholds, float(np.max(scores)) + 1.0)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+
+
+def bootstrap_auc_ci(
+    y_true_binary: np.ndarray,
+    scores: np.ndarray,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap ``(1 - alpha)`` CI of the AUC, resampling cases with replacement.
+
+    Resamples holding one class only are skipped. None when the AUC is undefined (one class
+    in ``y_true_binary``) or no resample holds both classes.
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    y = np.asarray(y_true_binary).astype(bool)
+    s = np.asarray(scores, dtype=float)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"labels {y.shape} and scores {s.shape} must be 1-D of equal length")
+    if y.all() or not y.any():
+        return None
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, y.size, y.size)
+        if y[idx].all() or not y[idx].any():
+            continue
+        aucs.append(roc_auc_score(y[idx], s[idx]))
+    if not aucs:
+        return None
+    lo, hi = np.percentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def evaluate_predictions(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    threshold: float | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """All metrics of ``evaluate --json`` (DESIGN.md) for these labels and probabilities.
+
+    Accuracy, balanced accuracy, the confusion matrix and per-class P/R/F1 use argmax
+    predictions; sensitivity and specificity are malignant vs rest with malignant called when
+    P(malignant) >= ``threshold`` (``DEFAULT_THRESHOLD`` when None). Undefined values are None.
+    """
+    names = list(classes)
+    y = _as_indices(y_true, names)
+    p = _check_probs(probs, names, len(y))
+    if y.size == 0:
+        raise ValueError("no cases to evaluate")
+    pred = p.argmax(axis=1)
+    labels = list(range(len(names)))
+    used_threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=labels, zero_division=0
+    )
+    with warnings.catch_warnings():
+        # Predicted classes absent from y_true are expected on small sets; recall is over y_true.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        balanced = balanced_accuracy_score(y, pred)
+
+    index = malignant_index(names)
+    auc_malignant = ci = roc = sensitivity = specificity = None
+    if index is not None:
+        is_malignant = y == index
+        scores = p[:, index]
+        called = scores >= used_threshold
+        if is_malignant.any():
+            sensitivity = float(called[is_malignant].mean())
+        if not is_malignant.all():
+            specificity = float((~called[~is_malignant]).mean())
+        if is_malignant.any() and not is_malignant.all():
+            auc_malignant = float(roc_auc_score(is_malignant, scores))
+            if n_resamples:  # 0 skips the bootstrap (per-epoch validation in training)
+                ci = bootstrap_auc_ci(is_malignant, scores, n_resamples=n_resamples, seed=seed)
+            roc = roc_points(is_malignant, scores)
+
+    return {
+        "n": int(y.size),
+        "classes": names,
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced),
+        "auc_macro": _auc_macro(y, p),
+        "auc_malignant": auc_malignant,
+        "auc_malignant_ci95": list(ci) if ci is not None else None,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "threshold": used_threshold,
+        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(names)
+        },
+        "roc": roc,
+    }
+
+
+def _auc_macro(y: np.ndarray, p: np.ndarray) -> float | None:
+    """One-vs-rest macro AUC over the classes present; for 2 classes the AUC of column 1."""
+    present = np.unique(y)
+    if present.size < 2:
+        return None
+    if p.shape[1] == 2:
+        return float(roc_auc_score(y == 1, p[:, 1]))
+    return float(np.mean([roc_auc_score(y == c, p[:, c]) for c in present]))
+
+
+def _as_indices(y_true: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Labels as class indices; class names are mapped through ``classes``."""
+    names = list(classes)
+    y = np.asarray(y_true)
+    if y.ndim != 1:
+        raise ValueError(f"y_true must be 1-D, got shape {y.shape}")
+    if y.dtype.kind in "UO":
+        unknown = sorted({str(v) for v in y} - set(names))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not in classes {names}")
+        return np.array([names.index(v) for v in y], dtype=int)
+    if y.size and y.dtype.kind not in "iu":
+        raise ValueError(f"y_true must hold class indices or names, got dtype {y.dtype}")
+    y = y.astype(int)
+    if y.size and (y.min() < 0 or y.max() >= len(names)):
+        raise ValueError(f"class indices must be in [0, {len(names)}), got {y.min()}..{y.max()}")
+    return y
+
+
+def _check_probs(probs: np.ndarray, classes: Sequence[str], n: int | None = None) -> np.ndarray:
+    """``probs`` as a float ``(n, len(classes))`` array of finite values, or ValueError."""
+    p = np.asarray(probs, dtype=float)
+    k = len(list(classes))
+    if p.ndim != 2 or p.shape[1] != k or (n is not None and p.shape[0] != n):
+        rows = "n" if n is None else n
+        raise ValueError(f"probs must have shape ({rows}, {k}) (cases, classes), got {p.shape}")
+    if not np.isfinite(p).all():
+        raise ValueError("probs contain NaN or infinite values")
+    return p
+
+
+def _binary(y_true_binary: np.ndarray) -> np.ndarray:
+    y = np.asarray(y_true_binary).astype(bool)
+    if y.all() or not y.any():
+        raise ValueError("ROC needs both positive and negative cases")
+    return y

@@ -1,0 +1,279 @@
+"""The Hub model card (``README.md``) of a model version, rendered from its ``config.json``.
+
+Data-driven: every number and name comes from the config; a missing field is shown as
+"not recorded", never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from .config import DISCLAIMER
+
+__all__ = ["NOT_RECORDED", "render_model_card"]
+
+NOT_RECORDED = "not recorded"
+
+_FRONT_MATTER = """---
+library_name: timm
+license: apache-2.0
+pipeline_tag: image-classification
+tags:
+- image-classification
+- mammography
+- timm
+- medical-imaging
+- research-only
+---"""
+
+_INTENDED_USE = """## Intended use
+
+Research and education: studying how an image classifier behaves on mammograms, teaching, and
+trying the retraining loop of mammo. It predicts one of the labels below
+for a whole mammogram and shows a Grad-CAM heat map of the regions that drove the prediction.
+It is **not** intended for diagnosis, screening, triage or any decision about a patient."""
+
+_LIMITATIONS = """## Limitations
+
+- Small data: the counts above are small (mini-MIAS holds 322 films in all), so every metric
+  is uncertain (see the confidence interval) and the model will not generalise reliably.
+- The base data, mini-MIAS, are digitised screen-film mammograms (MLO views, published 1994),
+  not full-field digital mammograms (FFDM) or tomosynthesis: images from today's machines look
+  different and the model has not been tested on them.
+- Images of the same patient are kept together in one split (patients held out), but the
+  evaluation set is small and from the same source as the training data: no external validation.
+- Not validated clinically, not cleared or approved by any regulator. Outputs can be wrong,
+  including confidently wrong; the heat map shows what the model looked at, not where a lesion is.
+- Cases submitted through the app are labelled by their submitters and are not independently
+  verified."""
+
+_CITATION = """## Citation
+
+The base data are the mini-MIAS database (MIAS licence: research use only, cite the database):
+
+J Suckling et al (1994) "The Mammographic Image Analysis Society Digital Mammogram Database",
+Excerpta Medica, International Congress Series 1069, pp375-378."""
+
+
+def _num(value: object, digits: int = 3) -> str:
+    """A number rounded for display, or "not recorded"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return NOT_RECORDED
+    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
+
+
+def _text(value: object) -> str:
+    """A value as inline text, or "not recorded" when missing or empty."""
+    if value is None or value == "" or value == [] or value == {}:
+        return NOT_RECORDED
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _split_name(split: object) -> str:
+    """The evaluation split's name (and description), from a string or a ``{name, description}``."""
+    if isinstance(split, dict):
+        name, description = split.get("name"), split.get("description")
+        if name and description:
+            return f"{name}: {description}"
+        return _text(name or description)
+    return _text(split)
+
+
+def _ci(metrics: dict) -> str:
+    ci = metrics.get("auc_malignant_ci95")
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        return f"{_num(ci[0])}–{_num(ci[1])}"
+    return NOT_RECORDED
+
+
+def _threshold(mammo: dict, metrics: dict) -> object:
+    return mammo.get("threshold", metrics.get("threshold"))
+
+
+def _labels(config: dict) -> list[str]:
+    names = config.get("label_names") or config.get("pretrained_cfg", {}).get("label_names")
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names, key=int)]
+    return [str(n) for n in names or []]
+
+
+def _title(mammo: dict) -> str:
+    version = mammo.get("version") or "version not recorded"
+    return f"# mammo mammogram classifier — {version}\n\n> **Disclaimer.** {DISCLAIMER}"
+
+
+def _labels_section(config: dict) -> str:
+    labels = _labels(config)
+    listed = ", ".join(f"`{name}`" for name in labels) if labels else NOT_RECORDED
+    return (
+        "## Labels\n\n"
+        f"Output classes, in the order of the model's outputs: {listed}. The model gives a "
+        'probability for each; "malignant vs rest" below uses the malignant probability.'
+    )
+
+
+def _model_section(config: dict) -> str:
+    cfg = config.get("pretrained_cfg") or {}
+    arch = config.get("architecture")
+    rows = [
+        ("Architecture", f"`{arch}` (timm)" if arch else NOT_RECORDED),
+        ("Classes", _num(config.get("num_classes"))),
+        ("Features", _num(config.get("num_features"))),
+        ("Input size (channels, height, width)", _text(cfg.get("input_size"))),
+        ("Normalisation mean / std", f"{_text(cfg.get('mean'))} / {_text(cfg.get('std'))}"),
+    ]
+    return (
+        "## Model\n\n"
+        + _table(("", ""), rows)
+        + "\n\nLoad it with timm (the latest version is on `main`; each version is a tag):\n\n"
+        "```python\nimport timm\n"
+        'model = timm.create_model("hf-hub:<this repo>", pretrained=True)\n```'
+    )
+
+
+def _preprocess_section(mammo: dict) -> str:
+    pre = mammo.get("preprocess") or {}
+    rows = [
+        ("Crop to the breast region", _text(pre.get("crop"))),
+        ("Flip so the breast is on the left", _text(pre.get("orient"))),
+        ("Model input side (pixels)", _num(pre.get("image_size"))),
+    ]
+    return (
+        "## Preprocessing\n\nImages are read as grey, then prepared as below (the same at "
+        "training and prediction):\n\n" + _table(("step", "setting"), rows)
+    )
+
+
+def _metrics_section(mammo: dict) -> str:
+    metrics = mammo.get("metrics") or {}
+    n = metrics.get("n")
+    rows = [
+        ("Cases (n)", _num(n)),
+        ("Accuracy", _num(metrics.get("accuracy"))),
+        ("Balanced accuracy", _num(metrics.get("balanced_accuracy"))),
+        ("AUC, macro one-vs-rest", _num(metrics.get("auc_macro"))),
+        ("AUC, malignant vs rest", _num(metrics.get("auc_malignant"))),
+        ("AUC malignant vs rest, 95% CI", _ci(metrics)),
+        ("Sensitivity (malignant, at the threshold)", _num(metrics.get("sensitivity"))),
+        ("Specificity (malignant, at the threshold)", _num(metrics.get("specificity"))),
+    ]
+    n_text = f"n = {n}" if isinstance(n, int) else "n not recorded"
+    parts = [
+        "## Evaluation",
+        f"Evaluation split: {_split_name(mammo.get('split'))}.",
+        _table(("metric", "value"), rows),
+        "The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
+        f"cases ({n_text}): cases are resampled with replacement and the AUC recomputed. With "
+        "this few cases, and fewer malignant ones, the interval is wide: differences between "
+        "versions that fall inside it are not evidence that one version is better.",
+    ]
+    per_class = metrics.get("per_class")
+    if isinstance(per_class, dict) and per_class:
+        rows = [
+            (
+                f"`{name}`",
+                *(_num(v.get(k)) for k in ("precision", "recall", "f1")),
+                _num(v.get("support")),
+            )
+            for name, v in per_class.items()
+        ]
+        parts += ["Per class:", _table(("class", "precision", "recall", "F1", "support"), rows)]
+    else:
+        parts.append(f"Per-class precision and recall: {NOT_RECORDED}.")
+    parts.append(_confusion(metrics))
+    return "\n\n".join(parts)
+
+
+def _confusion(metrics: dict) -> str:
+    matrix, classes = metrics.get("confusion_matrix"), metrics.get("classes")
+    if not matrix or not classes or len(matrix) != len(classes):
+        return f"Confusion matrix: {NOT_RECORDED}."
+    rows = [
+        (f"**{name}**", *(str(v) for v in row)) for name, row in zip(classes, matrix, strict=True)
+    ]
+    header = ("true \\ predicted", *classes)
+    return "Confusion matrix (rows: true label, columns: predicted):\n\n" + _table(header, rows)
+
+
+def _threshold_section(mammo: dict) -> str:
+    threshold = _threshold(mammo, mammo.get("metrics") or {})
+    if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+        return f"## Operating threshold\n\nThe operating threshold was {NOT_RECORDED}."
+    return (
+        "## Operating threshold\n\n"
+        f"A case is flagged malignant when P(malignant) >= **{threshold:.3f}**. The sensitivity "
+        "and specificity above are measured at this threshold; a lower threshold catches more "
+        "malignant cases at the cost of more false alarms. The reported label is the most "
+        "probable class, which can differ from the flag."
+    )
+
+
+def _data_section(mammo: dict) -> str:
+    data = mammo.get("data") or {}
+    sources = data.get("sources")
+    listed = "\n".join(f"- {s}" for s in sources) if sources else f"- {NOT_RECORDED}"
+    rows = [
+        ("Training images", _num(data.get("n_train"))),
+        ("Validation images", _num(data.get("n_val"))),
+        ("Submitted cases used", _num(data.get("n_cases"))),
+    ]
+    counts = data.get("counts")
+    if isinstance(counts, dict) and counts:
+        rows += [(f"Label `{label}`", _num(n)) for label, n in counts.items()]
+    else:
+        rows.append(("Images per label", NOT_RECORDED))
+    return "## Training data\n\nSources:\n\n" + listed + "\n\n" + _table(("", "count"), rows)
+
+
+def _lineage_section(mammo: dict) -> str:
+    rows = [
+        ("Version", _text(mammo.get("version"))),
+        ("Parent version", _text(mammo.get("parent")) if "parent" in mammo else NOT_RECORDED),
+        ("Trained (UTC)", _text(mammo.get("created_at"))),
+        ("Published (UTC)", _text(mammo.get("published_at"))),
+    ]
+    if "parent" in mammo and mammo["parent"] is None:
+        rows[1] = ("Parent version", "none (first version)")
+    command = mammo.get("command")
+    shown = f"```\n{command}\n```" if command else NOT_RECORDED
+    return "## Version history\n\n" + _table(("", ""), rows) + "\n\nCommand:\n\n" + shown
+
+
+def _report_section(mammo: dict) -> str | None:
+    report = mammo.get("report")
+    if not report:
+        return None
+    reason = report.get("reason") if isinstance(report, dict) else None
+    lead = f"{reason}\n\n" if reason else ""
+    body = json.dumps(report, indent=2, sort_keys=True, default=str)
+    return f"## Promotion report\n\n{lead}```json\n{body}\n```"
+
+
+def render_model_card(config: dict) -> str:
+    """The model card (YAML front matter + markdown) for a model folder's ``config.json``."""
+    mammo = config.get("mammo") or {}
+    sections = [
+        _FRONT_MATTER,
+        _title(mammo),
+        _INTENDED_USE,
+        _labels_section(config),
+        _model_section(config),
+        _preprocess_section(mammo),
+        _metrics_section(mammo),
+        _threshold_section(mammo),
+        _data_section(mammo),
+        _lineage_section(mammo),
+        _report_section(mammo),
+        _LIMITATIONS,
+        _CITATION,
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"

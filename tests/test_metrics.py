@@ -1,0 +1,213 @@
+"""Tests of mammo.metrics against scikit-learn computed directly on seeded random data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from mammo.metrics import (
+    bootstrap_auc_ci,
+    evaluate_predictions,
+    malignancy_scores,
+    malignant_index,
+    pick_threshold,
+    roc_points,
+)
+
+THREE = ["benign", "malignant", "normal"]
+TWO = ["malignant", "normal_or_benign"]  # BreastMNIST order: malignant is column 0
+KEYS = {
+    "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
+    "auc_malignant_ci95", "sensitivity", "specificity", "threshold", "confusion_matrix",
+    "per_class", "roc",
+}
+
+
+def noisy(n: int, k: int, seed: int, signal: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and informative-but-imperfect softmax probabilities."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), y] += signal
+    p = np.exp(logits)
+    return y, p / p.sum(axis=1, keepdims=True)
+
+
+def test_malignant_index_and_scores():
+    assert malignant_index(THREE) == 1
+    assert malignant_index(TWO) == 0
+    assert malignant_index(["benign", "normal"]) is None
+    _, p = noisy(10, 2, seed=1)
+    np.testing.assert_array_equal(malignancy_scores(p, TWO), p[:, 0])
+    with pytest.raises(ValueError, match="malignant"):
+        malignancy_scores(p, ["a", "b"])
+
+
+def test_three_classes_match_sklearn():
+    y, p = noisy(300, 3, seed=0)
+    out = evaluate_predictions(y, p, THREE, threshold=0.4, n_resamples=200)
+    pred = p.argmax(axis=1)
+    m = y == 1
+    assert set(out) == KEYS
+    assert out["n"] == 300 and out["classes"] == THREE
+    assert out["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert out["auc_macro"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr"))
+    assert out["auc_malignant"] == pytest.approx(roc_auc_score(m, p[:, 1]))
+    assert out["threshold"] == 0.4
+    assert out["sensitivity"] == pytest.approx(np.mean(p[m, 1] >= 0.4))
+    assert out["specificity"] == pytest.approx(np.mean(p[~m, 1] < 0.4))
+    assert out["confusion_matrix"] == confusion_matrix(y, pred).tolist()
+    prec, rec, f1, sup = precision_recall_fscore_support(y, pred, zero_division=0)
+    for i, name in enumerate(THREE):
+        got = out["per_class"][name]
+        assert got["precision"] == pytest.approx(prec[i])
+        assert got["recall"] == pytest.approx(rec[i])
+        assert got["f1"] == pytest.approx(f1[i])
+        assert got["support"] == sup[i]
+    lo, hi = out["auc_malignant_ci95"]
+    assert lo < out["auc_malignant"] < hi
+
+
+def test_two_classes_malignant_in_column_zero():
+    y, p = noisy(200, 2, seed=3)
+    out = evaluate_predictions(y, p, TWO)
+    m = y == 0
+    assert out["auc_malignant"] == pytest.approx(roc_auc_score(m, p[:, 0]))
+    assert out["auc_malignant"] > 0.7  # the column-1 score would give 1 - AUC < 0.3
+    assert out["auc_macro"] == pytest.approx(roc_auc_score(y, p[:, 1]))
+    assert out["threshold"] == 0.5
+    assert out["sensitivity"] == pytest.approx(np.mean(p[m, 0] >= 0.5))
+    assert out["specificity"] == pytest.approx(np.mean(p[~m, 0] < 0.5))
+    assert out["roc"]["tpr"][-1] == 1.0 and out["roc"]["fpr"][-1] == 1.0
+
+
+def test_string_labels_equal_indices():
+    y, p = noisy(60, 3, seed=4)
+    by_name = evaluate_predictions(np.array(THREE)[y], p, THREE, n_resamples=50)
+    assert by_name == evaluate_predictions(y, p, THREE, n_resamples=50)
+    with pytest.raises(ValueError, match="not in classes"):
+        evaluate_predictions(np.array(["cancer"] * 60), p, THREE)
+
+
+def test_perfect_classifier():
+    y = np.array([0, 1, 2, 1, 0, 2, 1, 1])
+    p = np.eye(3)[y] * 0.9 + 0.1 / 3
+    out = evaluate_predictions(y, p, THREE, n_resamples=100)
+    assert out["accuracy"] == 1.0 and out["balanced_accuracy"] == 1.0
+    assert out["auc_macro"] == 1.0 and out["auc_malignant"] == 1.0
+    assert out["auc_malignant_ci95"] == pytest.approx([1.0, 1.0])
+    assert out["sensitivity"] == 1.0 and out["specificity"] == 1.0
+
+
+def test_bootstrap_ci_contains_auc_and_narrows_with_n():
+    widths = []
+    for n in (80, 2000):
+        y, p = noisy(n, 2, seed=5, signal=1.0)
+        auc = roc_auc_score(y == 0, p[:, 0])
+        lo, hi = bootstrap_auc_ci(y == 0, p[:, 0], n_resamples=300, seed=1)
+        assert lo < auc < hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2
+    y, p = noisy(80, 2, seed=5)
+    assert bootstrap_auc_ci(y == 0, p[:, 0], n_resamples=100, seed=7) == bootstrap_auc_ci(
+        y == 0, p[:, 0], n_resamples=100, seed=7
+    )
+
+
+def test_bootstrap_ci_undefined_for_one_class():
+    assert bootstrap_auc_ci(np.ones(10, bool), np.linspace(0, 1, 10)) is None
+
+
+def test_bootstrap_ci_skips_one_class_resamples():
+    # One positive among 30: many resamples miss it; the CI still comes from the others.
+    y = np.zeros(30, bool)
+    y[0] = True
+    scores = np.linspace(0, 1, 30)[::-1]
+    assert bootstrap_auc_ci(y, scores, n_resamples=200) == pytest.approx((1.0, 1.0))
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 1.0])
+def test_pick_threshold_is_highest_reaching_target(target):
+    y, p = noisy(250, 3, seed=6)
+    t = pick_threshold(y, p, THREE, target_sensitivity=target)
+    scores = p[y == 1, 1]
+    assert np.mean(scores >= t) >= target
+    assert np.mean(scores >= np.nextafter(t, np.inf)) < target
+    at_t = evaluate_predictions(y, p, THREE, threshold=t, n_resamples=10)
+    assert at_t["sensitivity"] >= target and at_t["threshold"] == t
+
+
+def test_pick_threshold_defaults_without_malignant_cases():
+    y, p = noisy(40, 3, seed=7)
+    assert pick_threshold(np.where(y == 1, 0, y), p, THREE) == 0.5
+    assert pick_threshold(y, p, ["benign", "normal", "other"]) == 0.5
+    with pytest.raises(ValueError, match="target_sensitivity"):
+        pick_threshold(y, p, THREE, target_sensitivity=0.0)
+
+
+def test_no_malignant_class():
+    y, p = noisy(120, 3, seed=8)
+    classes = ["benign", "normal", "other"]
+    out = evaluate_predictions(y, p, classes)
+    assert out["auc_malignant"] is None and out["auc_malignant_ci95"] is None
+    assert out["sensitivity"] is None and out["specificity"] is None and out["roc"] is None
+    assert out["accuracy"] == pytest.approx(accuracy_score(y, p.argmax(axis=1)))
+    assert out["auc_macro"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr"))
+
+
+def test_one_class_present_gives_none_aucs():
+    y = np.ones(20, dtype=int)
+    _, p = noisy(20, 3, seed=9)
+    out = evaluate_predictions(y, p, THREE)
+    assert out["auc_macro"] is None and out["auc_malignant"] is None
+    assert out["auc_malignant_ci95"] is None and out["roc"] is None
+    assert out["specificity"] is None
+    assert out["sensitivity"] == pytest.approx(np.mean(p[:, 1] >= 0.5))
+
+
+def test_absent_class_in_confusion_matrix_and_json_safe():
+    y, p = noisy(90, 3, seed=10)
+    y = np.where(y == 2, 0, y)  # class "normal" never occurs
+    out = evaluate_predictions(y, p, THREE, n_resamples=50)
+    cm = np.array(out["confusion_matrix"])
+    assert cm.shape == (3, 3) and cm[2].sum() == 0 and cm.sum() == 90
+    assert cm[:, 2].sum() == np.sum(p.argmax(axis=1) == 2)
+    assert out["per_class"]["normal"]["support"] == 0
+    # two present classes: OvR macro over those
+    expected = np.mean([roc_auc_score(y == c, p[:, c]) for c in (0, 1)])
+    assert out["auc_macro"] == pytest.approx(expected)
+    assert json.loads(json.dumps(out, allow_nan=False)) == out
+
+
+def test_roc_points_finite_and_monotone():
+    y, p = noisy(100, 2, seed=11)
+    roc = roc_points(y == 0, p[:, 0])
+    assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["thresholds"])
+    assert all(np.isfinite(roc["thresholds"]))
+    assert roc["thresholds"][0] > p[:, 0].max()
+    assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0)
+    json.dumps(roc, allow_nan=False)
+    with pytest.raises(ValueError, match="both"):
+        roc_points(np.zeros(5), np.arange(5.0))
+
+
+def test_bad_shapes_are_rejected():
+    y, p = noisy(10, 3, seed=12)
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_predictions(y, p[:, :2], THREE)
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_predictions(y[:5], p, THREE)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        evaluate_predictions(y + 3, p, THREE)
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_predictions(y, np.full_like(p, np.nan), THREE)
