@@ -57,10 +57,11 @@ def _train(args: argparse.Namespace) -> int:
 
     def progress(log) -> None:
         auc = "n/a" if log.val_auc is None else f"{log.val_auc:.3f}"
-        bar.write(
+        tqdm.write(
             f"epoch {log.epoch}/{log.epochs} train_loss {log.train_loss:.4f} "
             f"val_loss {log.val_loss:.4f} val_auc {auc} val_acc {log.val_accuracy:.3f} "
-            f"{log.seconds:.0f}s{' *' if log.best else ''}"
+            f"{log.seconds:.0f}s{' *' if log.best else ''}",
+            file=sys.stderr,
         )
         bar.reset()
 

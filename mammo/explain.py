@@ -9,6 +9,7 @@ from the features of the same forward pass that gave the probabilities; the othe
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 from pytorch_grad_cam import (
@@ -19,7 +20,7 @@ from pytorch_grad_cam import (
     LayerCAM,
     XGradCAM,
 )
-from pytorch_grad_cam.utils.image import scale_cam_image, show_cam_on_image
+from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
@@ -91,5 +92,9 @@ def overlay(grey: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndar
     """The heat map (jet colours) blended over the grey image: (H, W, 3) uint8."""
     if not 0.0 <= opacity <= 1.0:
         raise ValueError("opacity must be between 0 and 1")
+    # not pytorch_grad_cam's show_cam_on_image: it rescales the blend to its maximum, which
+    # brightens the mammogram; here the grey values stay as they are where opacity is 0
+    colours = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
+    colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
     rgb = np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2).astype(np.float32)
-    return show_cam_on_image(rgb, heat.astype(np.float32), use_rgb=True, image_weight=1 - opacity)
+    return np.uint8(np.round(255 * ((1 - opacity) * rgb + opacity * colours)))

@@ -67,6 +67,8 @@ def _text(value: object) -> str:
     """A value as inline text, or "not recorded" when missing or empty."""
     if value is None or value == "" or value == [] or value == {}:
         return NOT_RECORDED
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value)
     return str(value)
@@ -133,10 +135,12 @@ def _model_section(config: dict) -> str:
     ]
     return (
         "## Model\n\n"
-        + _table(("", ""), rows)
+        + _table(("item", "value"), rows)
         + "\n\nLoad it with timm (the latest version is on `main`; each version is a tag):\n\n"
         "```python\nimport timm\n"
-        'model = timm.create_model("hf-hub:<this repo>", pretrained=True)\n```'
+        'model = timm.create_model("hf-hub:<this repo>", pretrained=True)\n```\n\n'
+        "It expects grey images prepared as in Preprocessing below and normalised with the mean "
+        "and std above."
     )
 
 
@@ -197,9 +201,7 @@ def _confusion(metrics: dict) -> str:
     matrix, classes = metrics.get("confusion_matrix"), metrics.get("classes")
     if not matrix or not classes or len(matrix) != len(classes):
         return f"Confusion matrix: {NOT_RECORDED}."
-    rows = [
-        (f"**{name}**", *(str(v) for v in row)) for name, row in zip(classes, matrix, strict=True)
-    ]
+    rows = [(f"**{name}**", *(str(v) for v in row)) for name, row in zip(classes, matrix, strict=True)]
     header = ("true \\ predicted", *classes)
     return "Confusion matrix (rows: true label, columns: predicted):\n\n" + _table(header, rows)
 
@@ -228,24 +230,24 @@ def _data_section(mammo: dict) -> str:
     ]
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
-        rows += [(f"Label `{label}`", _num(n)) for label, n in counts.items()]
+        rows += [(f"Images labelled `{label}`", _num(n)) for label, n in counts.items()]
     else:
         rows.append(("Images per label", NOT_RECORDED))
-    return "## Training data\n\nSources:\n\n" + listed + "\n\n" + _table(("", "count"), rows)
+    return "## Training data\n\nSources:\n\n" + listed + "\n\n" + _table(("item", "count"), rows)
 
 
 def _lineage_section(mammo: dict) -> str:
     rows = [
         ("Version", _text(mammo.get("version"))),
         ("Parent version", _text(mammo.get("parent")) if "parent" in mammo else NOT_RECORDED),
-        ("Trained (UTC)", _text(mammo.get("created_at"))),
+        ("Created (UTC)", _text(mammo.get("created_at"))),
         ("Published (UTC)", _text(mammo.get("published_at"))),
     ]
     if "parent" in mammo and mammo["parent"] is None:
         rows[1] = ("Parent version", "none (first version)")
     command = mammo.get("command")
     shown = f"```\n{command}\n```" if command else NOT_RECORDED
-    return "## Version history\n\n" + _table(("", ""), rows) + "\n\nCommand:\n\n" + shown
+    return "## Version history\n\n" + _table(("item", "value"), rows) + "\n\nCommand:\n\n" + shown
 
 
 def _report_section(mammo: dict) -> str | None:
@@ -254,8 +256,20 @@ def _report_section(mammo: dict) -> str | None:
         return None
     reason = report.get("reason") if isinstance(report, dict) else None
     lead = f"{reason}\n\n" if reason else ""
-    body = json.dumps(report, indent=2, sort_keys=True, default=str)
-    return f"## Promotion report\n\n{lead}```json\n{body}\n```"
+    body = json.dumps(_without_curves(report), indent=2, sort_keys=True, default=str)
+    return (
+        f"## Promotion report\n\n{lead}```json\n{body}\n```\n\n"
+        "ROC curves are left out here; the full report is in `config.json` (`mammo.report`)."
+    )
+
+
+def _without_curves(value: object) -> object:
+    """``value`` with every ``roc`` entry (long point lists) removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: _without_curves(v) for k, v in value.items() if k != "roc"}
+    if isinstance(value, list):
+        return [_without_curves(v) for v in value]
+    return value
 
 
 def render_model_card(config: dict) -> str:

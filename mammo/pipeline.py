@@ -42,7 +42,7 @@ def train_to_folder(
     out: Path,
     config: TrainConfig,
     val: Path | None = None,
-    split: SplitSpec = SplitSpec(),
+    split: SplitSpec | None = None,
     extra_train: Sequence[Example] = (),
     progress: Callable[[EpochLog], None] | None = None,
     step: Callable[[int, int], None] | None = None,
@@ -65,6 +65,7 @@ def train_to_folder(
 
     Returns the ``mammo`` block written to config.json.
     """
+    split = split or SplitSpec()
     parts = base_splits(data, val, split)
     train = [*parts["train"], *extra_train]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])

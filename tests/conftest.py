@@ -1,0 +1,43 @@
+"""Shared fixtures: the real data (from MAMMO_DATA), tiny model folders, one torch thread."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # 2-core machine: more threads spin and slow everything down
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = os.environ.get("MAMMO_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("MAMMO_DATA not set (point it at shared/data; .ci/run does): real-data test")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def mias(data_root: Path) -> Path:
+    path = data_root / "mias"
+    if not path.is_dir():
+        pytest.skip(f"{path} missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ``test_efficientnet`` model folder with the three mammo labels."""
+    from mammo.model import build, save
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_model")
+    model = build("test_efficientnet", 3, init="none")
+    mammo = {
+        "version": "vtest",
+        "preprocess": {"image_size": 64, "crop": True, "orient": True},
+        "threshold": 0.3,
+    }
+    return save(model, folder, ["normal", "benign", "malignant"], 64, mammo)

@@ -1,0 +1,99 @@
+"""``python -m mammo``: train a tiny model on real data, evaluate (DESIGN.md JSON schema), predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+V1 = ROOT / "mammo" / "weights" / "v1"
+EVALUATE_KEYS = {
+    "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
+    "auc_malignant_ci95", "sensitivity", "specificity", "confusion_matrix", "per_class",
+}
+
+
+def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if home is not None:
+        env["MAMMO_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "mammo", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(mias, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "model"
+    done = run_cli("train", "--data", str(mias), "--arch", "test_efficientnet", "--init", "none",
+                   "--image-size", "48", "--epochs", "2", "--seed", "0", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "epoch 2/2" in done.stderr or "epoch 1/2" in done.stderr
+    return out
+
+
+def check_schema(metrics: dict, n: int) -> None:
+    assert EVALUATE_KEYS <= set(metrics)
+    assert metrics["n"] == n and metrics["classes"] == ["normal", "benign", "malignant"]
+    matrix = metrics["confusion_matrix"]
+    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+    assert sum(map(sum, matrix)) == n
+    assert set(metrics["per_class"]) == set(metrics["classes"])
+    assert sum(c["support"] for c in metrics["per_class"].values()) == n
+    lo, hi = metrics["auc_malignant_ci95"]
+    assert 0 <= lo <= metrics["auc_malignant"] <= hi <= 1
+    for key in ("accuracy", "balanced_accuracy", "auc_macro", "sensitivity", "specificity"):
+        assert 0 <= metrics[key] <= 1
+
+
+def test_train_writes_a_complete_model_folder(trained: Path) -> None:
+    assert sorted(p.name for p in trained.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((trained / "config.json").read_text())
+    mammo = config["mammo"]
+    assert mammo["split"]["metrics_on"] == "holdout" and mammo["data"]["n_holdout"] > 0
+    assert mammo["command"].startswith("python -m mammo train --data")
+    assert 0 <= mammo["threshold"] <= 1
+    assert "not a medical device" in (trained / "README.md").read_text()
+
+
+def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> None:
+    done = run_cli("evaluate", "--model", str(trained), "--data", str(mias), "--json")
+    assert done.returncode == 0, done.stderr
+    check_schema(json.loads(done.stdout), 258)
+    holdout = run_cli("evaluate", "--model", str(trained), "--data", str(mias), "--split", "holdout",
+                      "--json")
+    metrics = json.loads(holdout.stdout)
+    recorded = json.loads((trained / "config.json").read_text())["mammo"]["metrics"]
+    assert metrics["n"] == recorded["n"]
+    assert metrics["auc_malignant"] == pytest.approx(recorded["auc_malignant"], abs=1e-6)
+
+
+def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) -> None:
+    image = next((mias / "benign").glob("*.png"))
+    done = run_cli("predict", "--model", str(trained), str(image), "--json",
+                   "--heatmaps", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert abs(sum(result["probabilities"].values()) - 1) < 1e-5
+    assert (tmp_path / f"{image.stem}_heatmap.png").is_file()
+
+
+def test_bad_arguments_give_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "junk.png").write_text("not an image")
+    done = run_cli("predict", "--model", str(tmp_path), str(tmp_path / "junk.png"))
+    assert done.returncode == 2 and done.stderr.startswith("error:")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not V1.is_dir(), reason="mammo/weights/v1 not trained yet")
+def test_packaged_v1_evaluates_with_the_design_schema(mias: Path) -> None:
+    done = run_cli("evaluate", "--model", str(V1), "--data", str(mias), "--split", "holdout", "--json")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    check_schema(metrics, metrics["n"])
+    recorded = json.loads((V1 / "config.json").read_text())["mammo"]["metrics"]
+    assert metrics["auc_malignant"] == pytest.approx(recorded["auc_malignant"], abs=1e-6)

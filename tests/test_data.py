@@ -1,0 +1,95 @@
+"""Data folders, patient-level splits, prepared training tensors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from synthetic import synthetic_mammogram
+
+from mammo.data import (
+    PreparedImages,
+    SplitSpec,
+    augmenter,
+    folder_examples,
+    label_order,
+    read_folder,
+    split_by_patient,
+)
+from mammo.preprocess import PreprocessConfig
+
+
+def _folder(root: Path, counts: dict[str, int], metadata: bool) -> Path:
+    rows = ["file_name,label,patient_id,view"]
+    for label, n in counts.items():
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            name = f"{label}/{label}_{i}.png"
+            Image.fromarray((synthetic_mammogram(64, 48) * 255).astype("uint8")).save(root / name)
+            rows.append(f"{name},{label},{label}{i // 2},CC")
+    if metadata:
+        (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_label_order_is_by_severity() -> None:
+    assert label_order(["malignant", "normal", "benign"]) == ["normal", "benign", "malignant"]
+    assert label_order(["malignant", "normal_or_benign"]) == ["normal_or_benign", "malignant"]
+    assert label_order(["zeta", "malignant", "alpha"]) == ["malignant", "alpha", "zeta"]
+
+
+def test_read_folder_keeps_metadata_and_labels(tmp_path) -> None:
+    root = _folder(tmp_path, {"normal": 4, "malignant": 2}, metadata=True)
+    (root / "normal" / "notes.txt").write_text("not an image")
+    dataset = read_folder(root)
+    assert len(dataset) == 6
+    assert dataset.features["label"].names == ["normal", "malignant"]
+    assert set(dataset.column_names) >= {"image", "label", "file_name", "patient_id", "view"}
+    examples = folder_examples(root)
+    assert {e.group for e in examples if e.label == "malignant"} == {"malignant0"}
+    assert examples[0].metadata["view"] == "CC"
+
+
+def test_without_metadata_each_image_is_its_own_group(tmp_path) -> None:
+    examples = folder_examples(_folder(tmp_path, {"a": 3}, metadata=False))
+    assert len({e.group for e in examples}) == 3
+
+
+def test_read_folder_errors(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_folder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no images"):
+        read_folder(tmp_path)
+
+
+def test_real_split_has_no_patient_on_two_sides(mias) -> None:
+    examples = folder_examples(mias)
+    parts = split_by_patient(examples, SplitSpec(val=0.15, holdout=0.15, seed=0))
+    groups = {name: {e.group for e in part} for name, part in parts.items()}
+    assert not groups["train"] & groups["val"]
+    assert not groups["train"] & groups["holdout"]
+    assert not groups["val"] & groups["holdout"]
+    assert sum(len(p) for p in parts.values()) == len(examples)
+    for name in ("val", "holdout"):
+        counts = Counter(e.label for e in parts[name])
+        assert set(counts) == {"normal", "benign", "malignant"}  # stratified: every class present
+        assert 0.1 < len(parts[name]) / len(examples) < 0.2
+    again = split_by_patient(examples, SplitSpec(val=0.15, holdout=0.15, seed=0))
+    assert [e.name for e in again["holdout"]] == [e.name for e in parts["holdout"]]
+
+
+def test_prepared_images_and_augmentation(tmp_path) -> None:
+    examples = folder_examples(_folder(tmp_path, {"normal": 2, "malignant": 2}, metadata=True))
+    labels = ["normal", "benign", "malignant"]
+    images = PreparedImages(examples, labels, PreprocessConfig(32), (0.5,), (0.5,), augment=True)
+    x, y = images[0]
+    assert x.shape == (1, 32, 32) and x.min() >= -1 and x.max() <= 1
+    assert sorted(images.targets.tolist()) == [0, 0, 2, 2]
+    torch.manual_seed(0)
+    square = torch.rand(1, 32, 32)
+    assert augmenter(orient=True)(square).shape == (1, 32, 32)
+    with pytest.raises(ValueError, match="not in the model's labels"):
+        PreparedImages(examples, ["normal"], PreprocessConfig(32), (0.5,), (0.5,))

@@ -1,0 +1,73 @@
+"""Predictor: probabilities and heat map from one pass, thread safety, input aspect kept."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from synthetic import synthetic_mammogram
+
+from mammo.imaging import ImageError, encode_png
+from mammo.predict import Predictor
+
+
+def test_predict_on_a_non_square_image(tiny_model_dir) -> None:
+    predictor = Predictor(tiny_model_dir)
+    grey = synthetic_mammogram(height=300, width=200)
+    result = predictor.predict(encode_png(grey))
+    assert set(result.probabilities) == {"normal", "benign", "malignant"}
+    assert abs(sum(result.probabilities.values()) - 1) < 1e-5
+    assert result.label == max(result.probabilities, key=result.probabilities.get)
+    assert result.heatmap.shape == (300, 200)
+    assert result.overlay.shape == (300, 200, 3)
+    assert result.model_version == "vtest" and result.threshold == 0.3
+    assert result.malignancy == result.probabilities["malignant"]
+    assert result.above_threshold == (result.malignancy >= 0.3)
+    details = result.details()
+    assert details["malignancy_score"] == round(100 * result.malignancy, 1)
+
+
+def test_one_pass_probabilities_equal_a_plain_forward(tiny_model_dir) -> None:
+    predictor = Predictor(tiny_model_dir)
+    grey = synthetic_mammogram()
+    with_cam = predictor.predict(grey)
+    tensor, _ = predictor.prepare(grey)
+    plain = predictor.probabilities(tensor[None])[0]
+    assert np.allclose(list(with_cam.probabilities.values()), plain, atol=1e-6)
+
+
+def test_other_methods_and_no_heat_map(tiny_model_dir) -> None:
+    predictor = Predictor(tiny_model_dir)
+    grey = synthetic_mammogram()
+    assert predictor.predict(grey, method="EigenCAM").heatmap.shape == grey.shape
+    (bare,) = predictor.predict_many([grey], method=None)
+    assert bare.heatmap is None and bare.overlay is None
+
+
+def test_batch_equals_single_and_threads_agree(tiny_model_dir) -> None:
+    predictor = Predictor(tiny_model_dir)
+    images = [synthetic_mammogram(right=bool(i % 2)) * (0.7 + 0.1 * i) for i in range(3)]
+    batch = predictor.predict_many(images)
+    for image, result in zip(images, batch, strict=True):
+        single = predictor.predict(image)
+        assert np.allclose(list(single.probabilities.values()),
+                           list(result.probabilities.values()), atol=1e-5)
+        assert np.abs(single.heatmap - result.heatmap).max() < 1e-4
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: predictor.predict(images[i % 3]), range(16)))
+    for i, result in enumerate(results):
+        assert np.allclose(list(result.probabilities.values()),
+                           list(batch[i % 3].probabilities.values()), atol=1e-5)
+
+
+def test_bad_input_is_an_image_error(tiny_model_dir) -> None:
+    with pytest.raises(ImageError):
+        Predictor(tiny_model_dir).predict(b"not an image")
+
+
+def test_real_mammogram(tiny_model_dir, mias) -> None:
+    path = next((mias / "malignant").glob("*.png"))
+    result = Predictor(tiny_model_dir).predict(path)
+    assert result.heatmap.shape == (512, 512)
+    assert 0 <= result.heatmap.min() and result.heatmap.max() <= 1 + 1e-6

@@ -1,0 +1,47 @@
+"""Training: loss goes down on real images, early stopping keeps the best epoch, class weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mammo.data import PreparedImages, SplitSpec, folder_examples, split_by_patient
+from mammo.train import TrainConfig, _class_weights, fit, infer_probs
+
+
+def test_class_weights_balance_the_classes() -> None:
+    weights = _class_weights(torch.tensor([0, 0, 0, 1]), 3)
+    assert weights[2] == 0  # absent class
+    assert torch.isclose(weights[0] * 3, weights[1] * 1)
+
+
+def test_a_few_epochs_lower_the_loss_on_real_images(mias) -> None:
+    parts = split_by_patient(folder_examples(mias), SplitSpec(val=0.2, holdout=0.0, seed=1))
+    train = [e for e in parts["train"] if e.label != "benign"][:24]
+    val = [e for e in parts["val"] if e.label != "benign"][:12]
+    config = TrainConfig(arch="test_efficientnet", init="none", image_size=48, epochs=6,
+                         batch_size=8, lr=3e-3, patience=10, seed=0)
+    logs = []
+    result = fit(train, val, ["normal", "malignant"], config, progress=logs.append)
+    losses = [log.train_loss for log in logs]
+    assert len(losses) == 6
+    assert min(losses[3:]) < losses[0]
+    best = max(logs, key=lambda log: log.val_auc)
+    assert result.best_epoch == best.epoch
+    assert result.val_probs.shape == (len(val), 2)
+
+
+def test_early_stopping_restores_the_best_epoch(mias) -> None:
+    examples = folder_examples(mias)
+    normal = [e for e in examples if e.label == "normal"][:10]
+    malignant = [e for e in examples if e.label == "malignant"][:10]
+    train, val = normal[:6] + malignant[:6], normal[6:] + malignant[6:]
+    config = TrainConfig(arch="test_efficientnet", init="none", image_size=32, epochs=12,
+                         batch_size=4, lr=1e-2, patience=2, seed=0)
+    labels = ["normal", "malignant"]
+    logs = []
+    result = fit(train, val, labels, config, progress=logs.append)
+    assert len(logs) == min(config.epochs, result.best_epoch + config.patience)
+    assert sum(log.best for log in logs) >= 1 and logs[result.best_epoch - 1].best
+    images = PreparedImages(val, labels, config.preprocess, (0.5,), (0.5,))
+    assert np.allclose(infer_probs(result.model, images), result.val_probs, atol=1e-6)
