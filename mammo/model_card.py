@@ -157,8 +157,8 @@ def _preprocess_section(mammo: dict) -> str:
     )
 
 
-def _metrics_section(mammo: dict) -> str:
-    metrics = mammo.get("metrics") or {}
+def _metrics_section(metrics: dict, heading: str, split: str) -> str:
+    """One metrics block: table, CI note, per-class table, confusion matrix."""
     n = metrics.get("n")
     rows = [
         ("Cases (n)", _num(n)),
@@ -172,8 +172,8 @@ def _metrics_section(mammo: dict) -> str:
     ]
     n_text = f"n = {n}" if isinstance(n, int) else "n not recorded"
     parts = [
-        "## Evaluation",
-        f"Evaluation split: {_split_name(mammo.get('split'))}.",
+        heading,
+        f"Evaluation split: {split}.",
         _table(("metric", "value"), rows),
         "The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
         f"cases ({n_text}): cases are resampled with replacement and the AUC recomputed. With "
@@ -272,6 +272,12 @@ def _without_curves(value: object) -> object:
     return value
 
 
+_VALIDATION = (
+    "the validation patients, used for early stopping and to pick the threshold, so these figures "
+    "are optimistic; the evaluation above is the one to quote"
+)
+
+
 def render_model_card(config: dict) -> str:
     """The model card (YAML front matter + markdown) for a model folder's ``config.json``."""
     mammo = config.get("mammo") or {}
@@ -282,7 +288,8 @@ def render_model_card(config: dict) -> str:
         _labels_section(config),
         _model_section(config),
         _preprocess_section(mammo),
-        _metrics_section(mammo),
+        _metrics_section(mammo.get("metrics") or {}, "## Evaluation", _split_name(mammo.get("split"))),
+        mammo.get("val_metrics") and _metrics_section(mammo["val_metrics"], "## Validation", _VALIDATION),
         _threshold_section(mammo),
         _data_section(mammo),
         _lineage_section(mammo),

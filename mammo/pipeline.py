@@ -37,6 +37,21 @@ def write_card(folder: Path) -> None:
     (Path(folder) / "README.md").write_text(render_model_card(config))
 
 
+def _split_record(split: SplitSpec, val: Path | None, sources: list[str], holdout: bool) -> dict:
+    """What ``metrics`` were computed on, in words (for the card) and numbers (to redo it)."""
+    if not holdout:
+        return {"name": "validation", "metrics_on": "validation", "val_folder": str(val),
+                "description": f"the separate validation folder {val}, also used for early stopping "
+                "and the threshold (optimistic)"}
+    return {
+        **split.to_dict(),
+        "name": "holdout",
+        "metrics_on": "holdout",
+        "description": f"{split.holdout:.0%} of the patients of {', '.join(sources)} (stratified by "
+        f"label, seed {split.seed}), never used for training, early stopping or the threshold",
+    }
+
+
 def train_to_folder(
     data: Sequence[Path],
     out: Path,
@@ -73,12 +88,12 @@ def train_to_folder(
     val_targets = [labels.index(e.label) for e in parts["val"]]
     threshold = pick_threshold(val_targets, result.val_probs, labels)
     val_metrics = evaluate_predictions(val_targets, result.val_probs, labels, threshold=threshold)
+    sources = [str(Path(d)) for d in data]
     holdout_metrics = None
     if parts["holdout"]:
         holdout_metrics = evaluate_examples(
             result.model, parts["holdout"], labels, config.preprocess, threshold, config.min_side
         )
-    sources = [str(Path(d)) for d in data]
     mammo = {
         "version": None,
         "parent": parent,
@@ -87,10 +102,7 @@ def train_to_folder(
         "threshold": threshold,
         "threshold_rule": "highest P(malignant) cut-off reaching 90% sensitivity on validation",
         "metrics": holdout_metrics or val_metrics,
-        "split": {
-            **(split.to_dict() if val is None else {"val_folder": str(val)}),
-            "metrics_on": "holdout" if holdout_metrics else "validation",
-        },
+        "split": _split_record(split, val, sources, holdout=bool(holdout_metrics)),
         "val_metrics": val_metrics,
         "data": {
             "sources": sources,

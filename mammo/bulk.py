@@ -1,0 +1,52 @@
+"""Bulk submissions: labelled images read from a zip of an imagefolder, never extracted to disk."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+__all__ = ["BulkError", "zip_cases"]
+
+MAX_FILES = 500
+
+
+class BulkError(ValueError):
+    """A zip that cannot be imported; the message says why."""
+
+
+def zip_cases(
+    path: Path, max_file_bytes: int, max_files: int = MAX_FILES
+) -> Iterator[tuple[bytes, str, str]]:
+    """Yield (image bytes, label, name) for each ``<label>/<file>`` member of a zip.
+
+    The label is the member's parent folder name (so ``cases/benign/a.png`` is benign). Hidden
+    files and ``__MACOSX`` are skipped; member names are never used as paths on disk.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise BulkError(f"not a readable zip file: {error}") from error
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir() and _wanted(m.filename)]
+        if not members:
+            raise BulkError("the zip holds no images in <label>/<file> folders")
+        if len(members) > max_files:
+            raise BulkError(f"the zip holds {len(members)} files; at most {max_files} per upload")
+        for member in members:
+            parts = PurePosixPath(member.filename).parts
+            if len(parts) < 2:
+                raise BulkError(f"{member.filename!r} is not inside a <label>/ folder")
+            if member.file_size > max_file_bytes:
+                raise BulkError(f"{member.filename!r} is {member.file_size / 1e6:.1f} MB; the limit is "
+                                f"{max_file_bytes / 1e6:.0f} MB")
+            with archive.open(member) as handle:
+                data = handle.read(max_file_bytes + 1)
+            if len(data) > max_file_bytes:
+                raise BulkError(f"{member.filename!r} is larger than the upload limit")
+            yield data, parts[-2], parts[-1]
+
+
+def _wanted(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return not any(p.startswith(".") or p == "__MACOSX" for p in parts)

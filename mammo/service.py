@@ -1,0 +1,204 @@
+"""What the app does, without the UI: predict, submit cases, retrain with the gate, versions.
+
+``MammoService`` holds the served ``Predictor`` and swaps it atomically after a promotion:
+requests already running finish on the model they started with.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import config as mammo_config
+from .access import can_submit, can_train
+from .data import SplitSpec, case_examples, folder_examples
+from .explain import DEFAULT_METHOD
+from .pipeline import base_splits, train_to_folder
+from .predict import ImageSource, Prediction, Predictor
+from .store import open_case_store, open_registry, promotion_decision
+from .train import EpochLog, TrainConfig, evaluate_examples
+
+__all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError"]
+
+Progress = Callable[[float, str], None]
+
+
+class RetrainBusy(RuntimeError):
+    """Another retrain is running; only one at a time."""
+
+
+class RetrainError(RuntimeError):
+    """Retraining cannot start (no base data, bad options); the message says why."""
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """Retrain settings a trainer picks in the app.
+
+    Args:
+        epochs: maximum epochs (early stopping may end sooner).
+        image_size: model input side; None keeps the current model's.
+        from_current: fine-tune the current version (else start from ImageNet weights).
+        seed: random seed.
+    """
+
+    epochs: int = 5
+    image_size: int | None = None
+    from_current: bool = True
+    seed: int = 0
+
+    def check(self) -> None:
+        if not 1 <= self.epochs <= 100:
+            raise RetrainError("epochs must be between 1 and 100")
+        if self.image_size is not None and not 32 <= self.image_size <= 1024:
+            raise RetrainError("image size must be between 32 and 1024 pixels")
+
+
+class MammoService:
+    """The store, registry and served model of one app instance."""
+
+    def __init__(self, settings: mammo_config.Settings | None = None) -> None:
+        self.settings = settings or mammo_config.settings()
+        self.registry = open_registry(self.settings)
+        self._predictor = Predictor(self.registry.load())
+        self.cases = open_case_store(self._predictor.labels, self.settings)
+        self._retrain_lock = threading.Lock()
+        self.retrain_started: str | None = None
+
+    @property
+    def predictor(self) -> Predictor:
+        """The served model (replaced whole after a promotion or rollback)."""
+        return self._predictor
+
+    @property
+    def labels(self) -> list[str]:
+        return self._predictor.labels
+
+    def predict(self, image: ImageSource, method: str = DEFAULT_METHOD, opacity: float = 0.4) -> Prediction:
+        return self._predictor.predict(image, method=method, opacity=opacity)
+
+    def submit(self, image: ImageSource, label: str, metadata: Mapping[str, Any] | None,
+               user: str | None = None) -> dict:
+        can_submit(user, self.settings).require()
+        return self.cases.append(image, label, metadata)
+
+    def submit_many(self, items: Iterable[tuple[ImageSource, str, Mapping[str, Any] | None]],
+                    user: str | None = None) -> dict:
+        can_submit(user, self.settings).require()
+        return self.cases.append_many(items)
+
+    def base_data(self) -> Path:
+        base = self.settings.base_data
+        if base is None or not base.is_dir():
+            raise RetrainError("Retraining needs the base data (MAMMO_BASE_DATA, an imagefolder "
+                               f"with patient_id metadata); it is {'unset' if base is None else 'missing'}.")
+        return base
+
+    def data_summary(self) -> dict[str, dict[str, int]]:
+        """Images per label: base data and submitted cases."""
+        base = {label: 0 for label in self.labels}
+        if self.settings.base_data is not None and self.settings.base_data.is_dir():
+            for example in folder_examples(self.settings.base_data):
+                base[example.label] = base.get(example.label, 0) + 1
+        cases = self.cases.counts()
+        return {label: {"base": base.get(label, 0), "cases": cases.get(label, 0)}
+                for label in sorted(set(base) | set(cases), key=self.labels.index)}
+
+    def _split(self, predictor: Predictor) -> SplitSpec:
+        recorded = predictor.config.get("mammo", {}).get("split", {})
+        if "holdout" in recorded and recorded["holdout"] > 0:
+            return SplitSpec(recorded["val"], recorded["holdout"], recorded["seed"])
+        return SplitSpec()
+
+    def retrain(self, options: RetrainOptions, user: str | None = None,
+                progress: Progress | None = None,
+                on_epoch: Callable[[EpochLog], None] | None = None) -> dict:
+        """Fine-tune on base data + cases; publish the candidate only if it passes the gate."""
+        can_train(user, self.settings).require()
+        options.check()
+        base = self.base_data()
+        if not self._retrain_lock.acquire(blocking=False):
+            raise RetrainBusy(f"A retrain started at {self.retrain_started} is still running; only "
+                              "one runs at a time. Wait for it to finish.")
+        try:
+            self.retrain_started = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
+            return self._retrain(options, user, base, progress or (lambda f, m: None), on_epoch)
+        finally:
+            self.retrain_started = None
+            self._retrain_lock.release()
+
+    def _retrain(self, options: RetrainOptions, user: str | None, base: Path, progress: Progress,
+                 on_epoch: Callable[[EpochLog], None] | None) -> dict:
+        current = self._predictor
+        split = self._split(current)
+        progress(0.0, "reading submitted cases")
+        cases = case_examples(self.cases.load())
+        config = TrainConfig(
+            arch=current.config["architecture"] if options.from_current else TrainConfig.arch,
+            init=str(current.model_dir) if options.from_current else "imagenet",
+            image_size=options.image_size or current.preprocess.image_size,
+            crop=current.preprocess.crop, orient=current.preprocess.orient,
+            epochs=options.epochs, seed=options.seed,
+        )
+
+        epoch = 0
+
+        def step(done: int, total: int) -> None:
+            nonlocal epoch
+            progress(0.9 * (epoch + done / total) / config.epochs, f"epoch {epoch + 1}: batch {done}/{total}")
+            epoch += done == total
+
+        work = Path(tempfile.mkdtemp(prefix="retrain-", dir=self._work_dir()))
+        try:
+            mammo = train_to_folder(
+                [base], work / "candidate", config, split=split, extra_train=cases, progress=on_epoch,
+                step=step, command=f"retrain in the app ({options})", parent=current.version,
+            )
+            progress(0.95, "evaluating the current version on the same holdout")
+            holdout = base_splits([base], None, split)["holdout"]
+            current_metrics = evaluate_examples(current.model, holdout, current.labels,
+                                                current.preprocess, current.threshold)
+            split_name = mammo["split"]["description"]
+            promoted, reason = promotion_decision(mammo["metrics"], current_metrics, split=split_name)
+            report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
+                      "current_version": current.version, "current_metrics": current_metrics,
+                      "candidate_metrics": mammo["metrics"]}
+            if promoted:
+                version = self.registry.publish(work / "candidate", report)
+                self._predictor = Predictor(self.registry.load(version))
+                rejected_id = None
+            else:
+                version = current.version
+                rejected_id = self.registry.record_rejected(work / "candidate", report)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        progress(1.0, "done")
+        return {**report, "version": version, "rejected_id": rejected_id,
+                "history": mammo["training"]["history"], "split": split_name}
+
+    def _work_dir(self) -> Path:
+        folder = self.settings.home / "work"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def versions(self) -> list[dict]:
+        return self.registry.versions()
+
+    def rollback(self, version: str, user: str | None = None) -> str:
+        """Serve an earlier version again, published as a new version (history stays append-only)."""
+        can_train(user, self.settings).require()
+        with self._retrain_lock:
+            folder = self.registry.load(version)
+            new = self.registry.publish(folder, {"rollback_of": version, "user": user,
+                                                 "replaced": self._predictor.version})
+            self._predictor = Predictor(self.registry.load(new))
+        return new
+
+    def close(self) -> None:
+        self.cases.close()

@@ -1,0 +1,18 @@
+"""Case store and model registry: a local-folder backend and a Hugging Face Hub backend, one interface.
+
+``open_case_store()`` and ``open_registry()`` choose the backend from :func:`mammo.config.settings`.
+"""
+
+from .cases import CaseStore, StoreError, open_case_store
+from .gate import promotion_decision
+from .registry import ModelRegistry, RegistryError, open_registry
+
+__all__ = [
+    "CaseStore",
+    "ModelRegistry",
+    "RegistryError",
+    "StoreError",
+    "open_case_store",
+    "open_registry",
+    "promotion_decision",
+]

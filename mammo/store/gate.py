@@ -1,0 +1,69 @@
+"""Promotion gate: a retrained candidate becomes a version only if it scores well enough.
+
+Both metric dicts (``evaluate --json`` dicts, DESIGN.md) must be computed on the SAME fixed
+evaluation set (by default the held-out split of the base data), the current version re-scored
+on it if need be: comparing numbers from different sets is meaningless. Callers ensure this;
+the gate only compares.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision"]
+
+DEFAULT_METRIC = "auc_malignant"
+DEFAULT_TOLERANCE = 0.01
+_FLOAT_SLACK = 1e-9  # so that e.g. 0.80 vs 0.81 - 0.01 is "at the boundary", not below it
+
+
+def _score(metrics: dict, metric: str) -> float | None:
+    """``metrics[metric]`` as a float, or None when missing, null or NaN."""
+    value = metrics.get(metric)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def promotion_decision(
+    candidate_metrics: dict,
+    current_metrics: dict | None,
+    metric: str = DEFAULT_METRIC,
+    tolerance: float = DEFAULT_TOLERANCE,
+    *,
+    split: str | None = None,
+) -> tuple[bool, str]:
+    """Whether to promote the candidate, and a reason stating both scores, the metric and split.
+
+    Promote iff there is no current version, or candidate[metric] >= current[metric] -
+    tolerance (boundary included). A candidate without a score for ``metric`` is never
+    promoted. A current version without one (undefined on this set) cannot block a candidate
+    that has one. ``split`` names the evaluation set in the reason (default: the metric dicts'
+    ``split`` entry, else "the fixed evaluation set").
+    """
+    if tolerance < 0 or math.isnan(tolerance):
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    where = split or candidate_metrics.get("split") or "the fixed evaluation set"
+    where = f"{where} (n={candidate_metrics['n']})" if "n" in candidate_metrics else where
+    candidate = _score(candidate_metrics, metric)
+    if candidate is None:
+        return False, (
+            f"not promoted: the candidate has no {metric} on {where} "
+            f"(got {candidate_metrics.get(metric)!r}), so it cannot be compared"
+        )
+    if current_metrics is None:
+        return True, f"promoted: no current version; candidate {metric} {candidate:.4f} on {where}"
+    current = _score(current_metrics, metric)
+    if current is None:
+        return True, (
+            f"promoted: candidate {metric} {candidate:.4f} on {where}; the current version has "
+            f"no {metric} there (got {current_metrics.get(metric)!r})"
+        )
+    bar = current - tolerance
+    promote = candidate >= bar - _FLOAT_SLACK
+    verdict = "promoted" if promote else "not promoted"
+    relation = ">=" if promote else "<"
+    return promote, (
+        f"{verdict}: candidate {metric} {candidate:.4f} {relation} current {current:.4f} "
+        f"- tolerance {tolerance:g} = {bar:.4f} on {where}"
+    )

@@ -1,0 +1,455 @@
+"""Case store: local folder and Hugging Face Hub backends (``mammo.store.cases``).
+
+The Hub tests run the real ``huggingface_hub`` and ``datasets`` clients against the small
+Hub-protocol server in ``tests/hub_server.py`` on 127.0.0.1. Not covered: Xet transfer (the
+clients use the legacy LFS protocol here), real Hub permissions and rate limits.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from hub_server import hub_server  # noqa: F401 - pytest fixture
+from PIL import Image, PngImagePlugin
+
+from mammo.config import settings
+from mammo.store._hub import HubError, HubUnavailable
+from mammo.store.cases import (
+    METADATA_FIELDS,
+    CaseStore,
+    HubCaseStore,
+    StoreError,
+    open_case_store,
+)
+
+pytestmark = pytest.mark.filterwarnings(  # raised inside huggingface_hub's LFS upload
+    "ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning"
+)
+
+LABELS = ["normal", "benign", "malignant"]
+REPO = "mammo-test/cases"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def grey(seed: int, size: int = 64) -> np.ndarray:
+    """A distinct 64 x 64 grey image in [0, 1]."""
+    return np.random.default_rng(seed).random((size, size), dtype=np.float32)
+
+
+def as_uint16(image: np.ndarray) -> np.ndarray:
+    return np.rint(image.astype(np.float64) * 65535).astype(np.uint16)
+
+
+def shards(root: Path) -> list[Path]:
+    return sorted((root / "data").glob("*.parquet"))
+
+
+def stored_pngs(root: Path) -> list[bytes]:
+    return [
+        row["bytes"]
+        for path in shards(root)
+        for row in pq.read_table(path, columns=["image"]).column("image").to_pylist()
+    ]
+
+
+@pytest.fixture(autouse=True)
+def datasets_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """A fresh datasets cache per test, so no test reads another's cached arrow files."""
+    cache = tmp_path_factory.mktemp("datasets_cache")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", cache / "downloads")
+    monkeypatch.setattr(datasets.config, "EXTRACTED_DATASETS_PATH", cache / "downloads" / "extracted")
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with CaseStore(LABELS, tmp_path / "cases") as opened:
+        yield opened
+
+
+# -- local backend -------------------------------------------------------------------------------
+def test_append_gives_receipt_and_load_dataset_reads_the_case(store: CaseStore) -> None:
+    image = grey(1)
+    receipt = store.append(image, "benign", {"view": "MLO", "birads": 4, "age": 57})
+    assert receipt["label"] == "benign"
+    assert receipt["status"] == "stored"
+    assert receipt["total_cases"] == 1
+    assert receipt["counts"] == {"normal": 0, "benign": 1, "malignant": 0}
+    assert receipt["duplicate_of"] is None
+    assert len(receipt["case_id"]) == 32
+
+    (shard,) = shards(store.root)
+    assert shard.name.startswith("train-") and shard.name.endswith(".parquet")
+    for ds in (datasets.load_dataset(str(store.root), split="train"), store.load()):
+        assert ds.num_rows == 1
+        row = ds[0]
+        assert row["case_id"] == receipt["case_id"]
+        assert ds.features["label"].int2str(row["label"]) == "benign"
+        assert set(METADATA_FIELDS) <= set(ds.column_names)
+        assert (row["view"], row["birads"], row["age"]) == ("MLO", 4, 57)
+        assert row["density"] is None and row["notes"] is None
+        pixels = np.array(row["image"])
+        assert pixels.dtype == np.uint16
+        np.testing.assert_array_equal(pixels, as_uint16(image))
+    assert store.recent(5) == [
+        {
+            "case_id": receipt["case_id"],
+            "label": "benign",
+            "submitted_at": receipt["submitted_at"],
+            "metadata": {"view": "MLO", "birads": 4, "age": 57},
+        }
+    ]
+
+
+def test_empty_store_loads_an_empty_dataset_with_the_schema(store: CaseStore) -> None:
+    ds = store.load()
+    assert ds.num_rows == 0
+    assert ds.features["label"].names == LABELS
+    assert store.counts() == dict.fromkeys(LABELS, 0)
+    assert store.recent() == []
+
+
+def test_stored_png_keeps_no_exif_or_text(store: CaseStore, tmp_path: Path) -> None:
+    pixels = (grey(2) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x010E] = "PATIENT Jane Doe 1970-01-01"  # ImageDescription
+    jpeg = io.BytesIO()
+    Image.fromarray(pixels).save(jpeg, format="JPEG", exif=exif)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("PatientName", "Jane Doe")
+    png_path = tmp_path / "with_text.png"
+    Image.fromarray(np.flipud(pixels)).save(png_path, pnginfo=info, exif=exif)
+    assert b"Jane Doe" in jpeg.getvalue() and b"Jane Doe" in png_path.read_bytes()
+
+    store.append(jpeg.getvalue(), "normal")
+    store.append(png_path, "malignant")
+
+    pngs = stored_pngs(store.root)
+    assert len(pngs) == 2
+    for data in pngs:
+        assert data.startswith(b"\x89PNG")
+        assert b"Jane Doe" not in data
+        for chunk in (b"eXIf", b"tEXt", b"iTXt", b"zTXt"):
+            assert chunk not in data
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode.startswith("I;16") and not im.getexif() and "PatientName" not in im.info
+
+
+def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
+    notes = '<script>alert("x")</script> <b>mass</b> upper outer quadrant\nsecond line'
+    store.append(grey(3), "benign", {"notes": notes, "biopsy_confirmed": "yes"})
+    row = store.load()[0]
+    assert row["notes"] == notes
+    assert row["biopsy_confirmed"] is True
+
+
+@pytest.mark.parametrize(
+    ("label", "metadata", "message"),
+    [
+        ("cancer", None, "Unknown label"),
+        ("normal", {"patient_name": "Jane Doe"}, "Unknown metadata field"),
+        ("normal", {"notes": "<p>" + "x" * 100_000 + "</p>"}, "limit is 2000"),
+        ("normal", {"birads": 7}, "between 0 and 6"),
+        ("normal", {"birads": "four"}, "whole number"),
+        ("normal", {"birads": True}, "whole number"),
+        ("normal", {"age": 12}, "between 18 and 120"),
+        ("normal", {"view": "AP"}, "CC, MLO"),
+        ("normal", {"laterality": 1}, "must be text"),
+        ("normal", {"biopsy_confirmed": "maybe"}, "yes/no"),
+        ("normal", {"notes": "line\x00break\x1b[31m"}, "control characters"),
+        ("normal", ["view", "CC"], "mapping"),
+    ],
+)
+def test_invalid_submission_is_refused_and_store_unchanged(
+    store: CaseStore, label: str, metadata: object, message: str
+) -> None:
+    with pytest.raises(StoreError, match=message):
+        store.append(grey(4), label, metadata)  # type: ignore[arg-type]
+    assert shards(store.root) == []
+    assert store.load().num_rows == 0
+    assert store.counts() == dict.fromkeys(LABELS, 0)
+
+
+def test_unreadable_or_oversized_image_is_refused(store: CaseStore, tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        store.append(b"not an image at all", "normal")
+    with pytest.raises(StoreError):
+        store.append(np.full((64, 64), 2.0), "normal")  # outside [0, 1]
+    with pytest.raises(StoreError):
+        store.append(tmp_path / "missing.png", "normal")
+    big = tmp_path / "big.png"
+    Image.fromarray(as_uint16(grey(9, size=256))).save(big)
+    with CaseStore(LABELS, store.root, max_bytes=big.stat().st_size - 1) as small:
+        with pytest.raises(StoreError, match="MB"):
+            small.append(big, "normal")
+    assert shards(store.root) == []
+
+
+def test_a_store_refuses_a_folder_with_another_label_set(store: CaseStore) -> None:
+    store.append(grey(16), "normal")
+    with pytest.raises(StoreError, match="one label set"):
+        CaseStore(["normal", "abnormal"], store.root)
+
+
+def test_duplicate_image_names_the_earlier_case(store: CaseStore) -> None:
+    image = grey(5)
+    first = store.append(image, "benign")
+    same_pixels = io.BytesIO()
+    Image.fromarray(as_uint16(image)).save(same_pixels, format="PNG")  # another encoding
+    with pytest.raises(StoreError, match=first["case_id"]) as caught:
+        store.append(same_pixels.getvalue(), "malignant")
+    assert caught.value.duplicate_of == first["case_id"]
+    assert "already submitted" in str(caught.value)
+    assert store.counts() == {"normal": 0, "benign": 1, "malignant": 0}
+    assert len(shards(store.root)) == 1
+
+
+def test_two_stores_on_one_folder_see_each_other(tmp_path: Path) -> None:
+    root = tmp_path / "cases"
+    with CaseStore(LABELS, root) as a, CaseStore(LABELS, root) as b:
+        receipt = a.append(grey(6), "normal")
+        with pytest.raises(StoreError, match=receipt["case_id"]):
+            b.append(grey(6), "normal")
+        assert b.append(grey(7), "benign")["total_cases"] == 2
+
+
+def test_32_threads_appending_at_once_give_32_readable_cases(store: CaseStore) -> None:
+    start = threading.Barrier(32)
+
+    def submit(i: int) -> str:
+        start.wait()
+        return store.append(grey(100 + i), LABELS[i % 3], {"age": 40 + i})["case_id"]
+
+    with ThreadPoolExecutor(32) as pool:
+        ids = list(pool.map(submit, range(32)))
+    assert len(set(ids)) == 32
+    ds = store.load()
+    assert sorted(ds["case_id"]) == sorted(ids)
+    assert len(shards(store.root)) == 32
+    assert store.counts() == {"normal": 11, "benign": 11, "malignant": 10}
+
+
+def test_append_many_writes_one_shard(store: CaseStore) -> None:
+    items = [(grey(200 + i), LABELS[i % 3], {"view": "CC"}) for i in range(5)]
+    receipt = store.append_many(items)
+    assert len(receipt["case_ids"]) == 5 and receipt["total_cases"] == 5
+    assert receipt["counts"] == {"normal": 2, "benign": 2, "malignant": 1}
+    assert receipt["status"] == "stored"
+    assert len(shards(store.root)) == 1
+    assert sorted(store.load()["case_id"]) == sorted(receipt["case_ids"])
+
+    bad = [(grey(300), "normal", None), (grey(301), "normal", {"birads": 9})]
+    with pytest.raises(StoreError, match="Item 2"):
+        store.append_many(bad)
+    with pytest.raises(StoreError, match="already submitted"):
+        store.append_many([(grey(302), "normal", None), (grey(200), "normal", None)])
+    assert len(shards(store.root)) == 1
+
+    again = store.append_many(
+        [(grey(303), "benign", None), (grey(200), "normal", None)], skip_duplicates=True
+    )
+    assert len(again["case_ids"]) == 1
+    assert again["skipped"] == [{"index": 1, "duplicate_of": receipt["case_ids"][0]}]
+    assert store.load().num_rows == 6
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from mammo.store.cases import CaseStore
+
+    store = CaseStore(["normal", "benign", "malignant"], sys.argv[1])
+    rng = np.random.default_rng(int(sys.argv[2]))
+    print("ready", flush=True)
+    while True:
+        receipt = store.append(rng.random((64, 64)), "benign", {"notes": "x" * 500})
+        print(receipt["case_id"], flush=True)
+    """
+)
+
+
+def test_sigkill_during_appends_never_breaks_load(tmp_path: Path) -> None:
+    root = tmp_path / "cases"
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    rng = random.Random(0)
+    printed: list[str] = []
+    for run in range(4):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(root), str(run)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.4))  # somewhere in the middle of an append
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        printed += [line for line in out.splitlines() if line]
+
+    assert printed, "the writer never completed an append"
+    with CaseStore(LABELS, root) as store:
+        ds = store.load()
+        assert set(printed) <= set(ds["case_id"])
+        assert ds.num_rows == sum(pq.read_metadata(p).num_rows for p in shards(root))
+        assert store.counts()["benign"] == ds.num_rows
+        store.append(grey(400), "normal")  # and the store still takes cases
+
+
+def test_open_case_store_is_local_without_hub_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path))
+    monkeypatch.delenv("MAMMO_DATASET_REPO", raising=False)
+    with open_case_store(LABELS) as opened:
+        assert type(opened) is CaseStore
+        opened.append(grey(8), "normal")
+    assert len(shards(tmp_path / "cases")) == 1
+
+
+# -- Hub backend ---------------------------------------------------------------------------------
+@pytest.fixture
+def hub_env(hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    """Settings pointing the case store at the test Hub (token and endpoint from the fixture)."""
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MAMMO_DATASET_REPO", REPO)
+    return hub_server
+
+
+def hub_store(**options) -> HubCaseStore:
+    s = settings()
+    outbox = s.home / "outbox" / REPO.replace("/", "--")
+    return HubCaseStore(LABELS, REPO, s, outbox, retry_base_s=0.05, retry_cap_s=0.2, **options)
+
+
+def repo_shards(server) -> list[str]:
+    return [p for p in server.files(REPO) if p.startswith("data/")]
+
+
+def count_calls(server, route: str) -> int:
+    """How many POSTs the server got on ``route`` (e.g. "commit/main") of the case repo."""
+    return sum(1 for m, p in server.calls if m == "POST" and p.endswith(f"{REPO}/{route}"))
+
+
+def test_hub_append_is_readable_with_load_dataset(hub_env) -> None:
+    server = hub_env
+    with open_case_store(LABELS) as store:
+        assert isinstance(store, HubCaseStore)
+        receipt = store.append(grey(10), "malignant", {"laterality": "R"})
+        assert receipt["status"] == "stored"
+        assert receipt["total_cases"] == 1
+        assert store.pending() == 0
+
+        ds = datasets.load_dataset(REPO, split="train")
+        assert ds["case_id"] == [receipt["case_id"]]
+        assert ds.features["label"].int2str(ds[0]["label"]) == "malignant"
+        assert ds[0]["laterality"] == "R"
+        np.testing.assert_array_equal(np.array(ds[0]["image"]), as_uint16(grey(10)))
+        assert store.load()["case_id"] == [receipt["case_id"]]
+
+    # no silent fallback: the shard is on the Hub, the local case folder was never used
+    assert len(repo_shards(server)) == 1
+    assert not (settings().home / "cases").exists()
+    card = server.read(REPO, "README.md").decode()
+    assert "license: cc-by-4.0" in card and "not a medical device" in card
+    assert "dataset_info" not in card
+
+
+def test_hub_down_then_back_delivers_the_queued_case_once(hub_env) -> None:
+    server = hub_env
+    with hub_store() as store:
+        server.stop()
+        started = time.monotonic()
+        receipt = store.append(grey(11), "benign")
+        assert time.monotonic() - started < 5  # no long client retry loop in the request
+        assert receipt["status"] == "queued"
+        assert "unreachable" in receipt["warning"]
+        assert receipt["total_cases"] == 1
+        assert store.pending() == 1
+        with pytest.raises(HubUnavailable, match="unreachable"):
+            store.load()
+        commits_before = count_calls(server, "commit/main")
+
+        server.restart()
+        deadline = time.monotonic() + 15
+        while store.pending() and time.monotonic() < deadline:  # the worker's own retries
+            time.sleep(0.05)
+        assert store.pending() == 0
+        assert len(repo_shards(server)) == 1
+        assert count_calls(server, "commit/main") == commits_before + 1
+        ds = store.load()
+        assert ds["case_id"] == [receipt["case_id"]]
+
+
+def test_hub_outbox_survives_a_process_restart(hub_env) -> None:
+    server = hub_env
+    server.stop()
+    first = hub_store()  # opens while the Hub is down
+    receipt = first.append(grey(12), "normal", {"density": "b"})
+    assert receipt["status"] == "queued"
+    first.close()
+    assert first.pending() == 1
+
+    server.restart()
+    with hub_store() as second:
+        assert second.wait_until_delivered(15)
+        assert second.counts() == {"normal": 1, "benign": 0, "malignant": 0}
+        assert second.load()["density"] == ["B"]
+    assert len(repo_shards(server)) == 1
+
+
+def test_hub_lost_commit_answer_is_not_uploaded_twice(hub_env) -> None:
+    server = hub_env
+    with hub_store() as store:
+        preuploads = count_calls(server, "preupload/main")
+        server.lose_commit_responses = 1  # the commit lands, its answer never arrives
+        receipt = store.append(grey(13), "benign")
+        assert receipt["status"] == "queued"
+        assert store.wait_until_delivered(15)
+        commits = count_calls(server, "commit/main")
+        assert count_calls(server, "preupload/main") == preuploads + 1  # found there, not re-sent
+        assert len(repo_shards(server)) == 1
+        assert store.load()["case_id"] == [receipt["case_id"]]
+    assert count_calls(server, "commit/main") == commits
+    assert server.commit_count(REPO) == 3  # initial, card, the one shard
+
+
+def test_hub_index_is_rebuilt_from_the_repo_on_a_fresh_machine(
+    hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with hub_store() as store:
+        first = store.append(grey(14), "benign")
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "other-machine"))
+    with hub_store() as fresh:
+        assert fresh.counts() == {"normal": 0, "benign": 1, "malignant": 0}
+        assert fresh.recent()[0]["case_id"] == first["case_id"]
+        with pytest.raises(StoreError, match=first["case_id"]):
+            fresh.append(grey(14), "benign")
+        assert fresh.append(grey(15), "normal")["total_cases"] == 2
+
+
+def test_hub_bad_token_is_a_clear_error_at_open(hub_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_notthevalidtoken123")
+    with pytest.raises(HubError, match=r"token rejected \(401\)") as caught:
+        open_case_store(LABELS)
+    assert "hf_notthevalidtoken123" not in str(caught.value)
+    assert not hub_env.repo_exists(REPO)
+    assert not (settings().home / "cases").exists()

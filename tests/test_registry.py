@@ -1,0 +1,491 @@
+"""Model registry (local folder and Hub backends), promotion gate and model card.
+
+The Hub tests run the real ``huggingface_hub`` client (and timm's ``hf-hub:`` loader) against
+the Hub-protocol server in ``tests/hub_server.py`` on 127.0.0.1. Not covered: Xet transfer (the
+fixture disables it, so files go through the legacy LFS protocol), real permissions, CDN
+redirects and pagination.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import yaml
+from hub_server import hub_server  # noqa: F401  (pytest fixture)
+from safetensors.torch import load_file
+from timm.models._hub import save_for_hf
+
+from mammo.config import DISCLAIMER, settings
+from mammo.model_card import NOT_RECORDED, render_model_card
+from mammo.store.gate import promotion_decision
+from mammo.store.registry import (
+    HubModelRegistry,
+    LocalModelRegistry,
+    RegistryError,
+    open_registry,
+)
+
+torch.set_num_threads(1)
+
+LABELS = ["normal", "benign", "malignant"]
+REPO = "mammo-tester/mammo-model"
+
+
+def _metrics(auc: float, n: int = 40) -> dict:
+    return {
+        "n": n,
+        "classes": LABELS,
+        "accuracy": 0.7,
+        "balanced_accuracy": 0.62,
+        "auc_macro": 0.74,
+        "auc_malignant": auc,
+        "auc_malignant_ci95": [round(auc - 0.12, 3), round(min(auc + 0.08, 1.0), 3)],
+        "sensitivity": 0.875,
+        "specificity": 0.59,
+        "threshold": 0.21,
+        "confusion_matrix": [[20, 3, 2], [4, 2, 1], [1, 1, 6]],
+        "per_class": {
+            name: {"precision": 0.5, "recall": 0.6, "f1": 0.55, "support": s}
+            for name, s in zip(LABELS, (25, 7, 8), strict=True)
+        },
+    }
+
+
+def make_model(folder: Path, seed: int, auc: float = 0.8) -> Path:
+    """A tiny real timm model folder in mammo's format (distinct weights per seed)."""
+    torch.manual_seed(seed)
+    model = timm.create_model("test_efficientnet", num_classes=3, in_chans=1)
+    mammo = {
+        "version": "v1",
+        "parent": None,
+        "created_at": "2025-01-02T03:04:05+00:00",
+        "preprocess": {"crop": True, "orient": True, "image_size": 64},
+        "threshold": 0.21,
+        "metrics": _metrics(auc),
+        "split": {"name": "mias-holdout", "description": "patients held out of training"},
+        "data": {
+            "sources": ["mini-MIAS (mias/)"],
+            "n_train": 180,
+            "n_val": 40,
+            "n_cases": seed,
+            "counts": {"normal": 115, "benign": 35, "malignant": 30},
+        },
+        "command": f"python -m mammo train --data mias --seed {seed} --out {folder.name}",
+    }
+    save_for_hf(
+        model,
+        str(folder),
+        model_config={"label_names": LABELS, "mammo": mammo},
+        model_args={"in_chans": 1},
+        safe_serialization=True,
+        data_config={"input_size": (1, 64, 64), "mean": (0.5,), "std": (0.5,)},
+    )
+    return folder
+
+
+def weights(folder: Path) -> bytes:
+    return (Path(folder) / "model.safetensors").read_bytes()
+
+
+@pytest.fixture
+def seed_dir(tmp_path: Path) -> Path:
+    return make_model(tmp_path / "seed", seed=1, auc=0.8)
+
+
+@pytest.fixture
+def local_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings for the local backend with ``MAMMO_HOME`` in tmp; returns the home."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MAMMO_HOME", str(home))
+    for key in ("MAMMO_MODEL_REPO", "HF_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    return home
+
+
+# -- local backend -------------------------------------------------------------------------
+
+
+def test_empty_registry_seeds_v1_keeping_metrics(local_env: Path, seed_dir: Path) -> None:
+    registry = open_registry(settings(), seed=seed_dir)
+    assert isinstance(registry, LocalModelRegistry)
+    assert registry.latest() == "v1"
+    assert weights(local_env / "models" / "v1") == weights(seed_dir)
+    [row] = registry.versions()
+    seed_metrics = json.loads((seed_dir / "config.json").read_text())["mammo"]["metrics"]
+    assert row["version"] == "v1" and row["parent"] is None
+    assert row["metrics"]["auc_malignant"] == seed_metrics["auc_malignant"]
+    assert row["metrics"]["auc_malignant_ci95"] == seed_metrics["auc_malignant_ci95"]
+    assert row["split"]["name"] == "mias-holdout"
+    assert "0.800" in registry.card("v1")
+    # Opening again does not seed a second time.
+    assert open_registry(settings(), seed=seed_dir).latest() == "v1"
+
+
+def test_empty_registry_without_seed(local_env: Path, tmp_path: Path) -> None:
+    registry = open_registry(settings(), seed=tmp_path / "no-such-seed")
+    assert registry.latest() is None
+    assert registry.versions() == []
+    with pytest.raises(RegistryError, match="empty"):
+        registry.load()
+
+
+def test_publish_v2_with_parent_card_and_report(local_env: Path, seed_dir: Path, tmp_path: Path) -> None:
+    registry = open_registry(settings(), seed=seed_dir)
+    candidate = make_model(tmp_path / "candidate", seed=2, auc=0.85)
+    report = {"promoted": True, "reason": "promoted: candidate auc_malignant 0.85 >= 0.79"}
+    assert registry.publish(candidate, report=report) == "v2"
+
+    config = json.loads((registry.load("v2") / "config.json").read_text())
+    assert config["mammo"]["version"] == "v2"
+    assert config["mammo"]["parent"] == "v1"
+    assert config["mammo"]["report"] == report
+    card = registry.card("v2")
+    assert "— v2" in card and "| Parent version | v1 |" in card and report["reason"] in card
+    # The candidate folder itself is not changed by publishing.
+    assert json.loads((candidate / "config.json").read_text())["mammo"]["version"] == "v1"
+
+    rows = registry.versions()
+    assert [r["version"] for r in rows] == ["v1", "v2"]
+    assert [r["metrics"]["auc_malignant"] for r in rows] == [0.8, 0.85]
+    assert rows[1]["parent"] == "v1" and rows[1]["metrics"]["n"] == 40
+    assert registry.latest() == "v2"
+    assert weights(registry.load()) == weights(candidate)
+    assert weights(registry.load("v1")) == weights(seed_dir)
+
+    out = registry.pull("v1", tmp_path / "pulled")
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert load_file(out / "model.safetensors").keys() == load_file(seed_dir / "model.safetensors").keys()
+    assert weights(out) == weights(seed_dir)
+    with pytest.raises(RegistryError, match="already holds"):
+        registry.pull("v2", out)
+    with pytest.raises(RegistryError, match="no version 'v7'"):
+        registry.load("v7")
+
+
+def test_publish_refuses_incomplete_folder(local_env: Path, tmp_path: Path) -> None:
+    registry = open_registry(settings(), seed=tmp_path / "none")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(RegistryError, match="no model.safetensors"):
+        registry.publish(tmp_path / "half")
+    (tmp_path / "half" / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(RegistryError, match="architecture"):
+        registry.publish(tmp_path / "half")
+    assert registry.latest() is None
+
+
+_STUCK_PUBLISHER = """
+import os, sys, time
+from pathlib import Path
+from mammo.store.registry import LocalModelRegistry
+
+def stuck_rename(src, dst):  # files written and fsynced; stop just before the rename
+    print("READY", flush=True)
+    time.sleep(600)
+
+os.rename = stuck_rename
+LocalModelRegistry(Path(sys.argv[1])).publish(Path(sys.argv[2]))
+"""
+
+
+def test_publisher_killed_mid_publish_leaves_nothing_that_counts(
+    local_env: Path, seed_dir: Path, tmp_path: Path
+) -> None:
+    registry = open_registry(settings(), seed=seed_dir)
+    candidate = make_model(tmp_path / "candidate", seed=2)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_PUBLISHER, str(local_env), str(candidate)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "READY"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    [leftover] = (local_env / "models").glob(".tmp-*")
+    assert weights(leftover) == weights(candidate)  # complete, but never renamed
+    assert registry.latest() == "v1" and [r["version"] for r in registry.versions()] == ["v1"]
+    reopened = open_registry(settings(), seed=seed_dir)  # the dead child's lock is gone
+    assert not leftover.exists()
+    assert reopened.publish(candidate) == "v2"
+
+
+def test_concurrent_publishers_get_distinct_consecutive_versions(
+    local_env: Path, seed_dir: Path, tmp_path: Path
+) -> None:
+    registry = open_registry(settings(), seed=seed_dir)
+    candidates = [make_model(tmp_path / f"c{i}", seed=10 + i) for i in range(8)]
+    results: dict[int, str] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def publish(i: int) -> None:
+        try:
+            # Each thread opens its own registry object, as separate processes would.
+            start.wait()
+            results[i] = LocalModelRegistry(local_env).publish(candidates[i])
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(results.values(), key=lambda v: int(v[1:])) == [f"v{n}" for n in range(2, 10)]
+    for i, version in results.items():
+        assert weights(registry.load(version)) == weights(candidates[i])
+    parents = {r["version"]: r["parent"] for r in registry.versions()}
+    assert all(parents[f"v{n}"] == f"v{n - 1}" for n in range(2, 10))
+    assert not list((local_env / "models").glob(".tmp-*"))
+
+
+def test_rejected_candidates_are_kept_and_listed(local_env: Path, seed_dir: Path, tmp_path: Path) -> None:
+    registry = open_registry(settings(), seed=seed_dir)
+    candidate = make_model(tmp_path / "weak", seed=3, auc=0.6)
+    report = {"promoted": False, "reason": "not promoted: 0.6000 < 0.7900"}
+    rejected_id = registry.record_rejected(candidate, report)
+    assert registry.latest() == "v1"
+    assert [r["version"] for r in registry.versions()] == ["v1"]
+    [row] = registry.rejected()
+    assert row["id"] == rejected_id and row["report"] == report
+    assert row["metrics"]["auc_malignant"] == 0.6
+    assert weights(Path(row["path"])) == weights(candidate)
+    assert json.loads((Path(row["path"]) / "report.json").read_text()) == report
+    # The next published version is still v2.
+    assert registry.publish(make_model(tmp_path / "good", seed=4)) == "v2"
+
+
+def test_model_repo_without_token_is_refused(local_env: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MAMMO_MODEL_REPO", REPO)
+    with pytest.raises(RegistryError, match="HF_TOKEN is not"):
+        open_registry(settings())
+
+
+# -- promotion gate -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("candidate", "promoted"),
+    [(0.80, True), (0.7999, False), (0.95, True), (0.81, True)],
+)
+def test_gate_tolerance_boundary(candidate: float, promoted: bool) -> None:
+    ok, reason = promotion_decision(
+        {"auc_malignant": candidate, "n": 40}, {"auc_malignant": 0.81, "n": 40}, split="holdout"
+    )
+    assert ok is promoted
+    assert f"{candidate:.4f}" in reason and "0.8100" in reason
+    assert "auc_malignant" in reason and "holdout (n=40)" in reason
+    assert reason.startswith("promoted" if promoted else "not promoted")
+
+
+def test_gate_other_metric_and_tolerance() -> None:
+    ok, reason = promotion_decision(
+        {"balanced_accuracy": 0.55}, {"balanced_accuracy": 0.6}, "balanced_accuracy", 0.05
+    )
+    assert ok and "balanced_accuracy" in reason and "fixed evaluation set" in reason
+    assert not promotion_decision(
+        {"balanced_accuracy": 0.55}, {"balanced_accuracy": 0.6}, "balanced_accuracy", 0.0
+    )[0]
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), "missing"])
+def test_gate_rejects_candidate_without_metric(value) -> None:
+    candidate = {} if value == "missing" else {"auc_malignant": value}
+    ok, reason = promotion_decision(candidate, {"auc_malignant": 0.5})
+    assert not ok and "no auc_malignant" in reason
+    ok, _ = promotion_decision(candidate, None)
+    assert not ok
+
+
+def test_gate_without_current_version_or_current_metric() -> None:
+    ok, reason = promotion_decision({"auc_malignant": 0.3}, None)
+    assert ok and "no current version" in reason and "0.3000" in reason
+    ok, reason = promotion_decision({"auc_malignant": 0.3}, {"auc_malignant": None})
+    assert ok and "current version has no auc_malignant" in reason
+    with pytest.raises(ValueError):
+        promotion_decision({"auc_malignant": 0.3}, None, tolerance=-0.1)
+
+
+# -- model card -------------------------------------------------------------------------------
+
+
+def test_model_card_from_full_config(seed_dir: Path) -> None:
+    config = json.loads((seed_dir / "config.json").read_text())
+    config["mammo"]["published_at"] = "2025-02-03T00:00:00+00:00"
+    roc = {"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.9, 1.0], "thresholds": [1.9, 0.4, 0.0]}
+    config["mammo"]["report"] = {
+        "reason": "promoted: candidate auc_malignant 0.8000 >= ...",
+        "candidate_metrics": {"auc_malignant": 0.8, "roc": roc},
+    }
+    card = render_model_card(config)
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["library_name"] == "timm" and front["license"] == "apache-2.0"
+    assert front["pipeline_tag"] == "image-classification"
+    assert {"mammography", "research-only", "medical-imaging"} <= set(front["tags"])
+    assert DISCLAIMER in card
+    assert "| AUC, malignant vs rest | 0.800 |" in card
+    assert "| AUC malignant vs rest, 95% CI | 0.680–0.880 |" in card
+    assert "| Cases (n) | 40 |" in card and "n = 40" in card and "bootstrap" in card
+    assert "mias-holdout: patients held out of training" in card
+    assert "P(malignant) >= **0.210**" in card
+    assert "| **malignant** | 1 | 1 | 6 |" in card
+    assert "`test_efficientnet`" in card and "`normal`, `benign`, `malignant`" in card
+    assert "python -m mammo train --data mias --seed 1" in card
+    assert "| Parent version | none (first version) |" in card
+    assert "| Crop to the breast region | yes |" in card
+    assert "promoted: candidate auc_malignant 0.8000 >= ..." in card
+    assert '"auc_malignant": 0.8' in card and "fpr" not in card  # curves left out of the card
+    assert "Excerpta Medica, International Congress Series 1069, pp375-378" in card
+    assert NOT_RECORDED not in card
+
+
+def test_model_card_missing_fields_say_not_recorded() -> None:
+    card = render_model_card({"architecture": "x", "mammo": {"metrics": {"auc_malignant": 0.7}}})
+    assert DISCLAIMER in card
+    assert "| AUC, malignant vs rest | 0.700 |" in card
+    assert f"| AUC malignant vs rest, 95% CI | {NOT_RECORDED} |" in card
+    assert f"| Cases (n) | {NOT_RECORDED} |" in card and "n not recorded" in card
+    assert f"Evaluation split: {NOT_RECORDED}." in card
+    assert f"The operating threshold was {NOT_RECORDED}." in card
+    assert f"| Parent version | {NOT_RECORDED} |" in card
+    assert not re.search(r"\b(None|nan|null)\b", card)
+    assert render_model_card({}).count(NOT_RECORDED) > 10
+
+
+# -- Hub backend ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hub_env(hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    """Settings for the Hub backend against the test server (token set by the fixture)."""
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MAMMO_MODEL_REPO", REPO)
+    return hub_server
+
+
+def test_hub_publish_keeps_every_version_and_timm_loads_latest(
+    hub_env, seed_dir: Path, tmp_path: Path
+) -> None:
+    from huggingface_hub import HfApi, hf_hub_download
+
+    registry = open_registry(settings(), seed=seed_dir)
+    assert isinstance(registry, HubModelRegistry)
+    assert registry.latest() == "v1"
+    candidate = make_model(tmp_path / "candidate", seed=2, auc=0.85)
+    assert registry.publish(candidate, report={"promoted": True}) == "v2"
+
+    v1 = hf_hub_download(REPO, "model.safetensors", revision="v1")
+    assert Path(v1).read_bytes() == weights(seed_dir)
+    v2 = hf_hub_download(REPO, "model.safetensors", revision="v2")
+    assert Path(v2).read_bytes() == weights(candidate)
+    tags = {t.name for t in HfApi().list_repo_refs(REPO).tags}
+    assert tags == {"v1", "v2"}
+    config = json.loads(hub_env.read(REPO, "config.json", "model", "v2"))
+    assert config["mammo"]["version"] == "v2" and config["mammo"]["parent"] == "v1"
+    assert "— v2" in hub_env.read(REPO, "README.md", "model").decode()
+
+    model = timm.create_model(f"hf-hub:{REPO}", pretrained=True)
+    expected = load_file(candidate / "model.safetensors")
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in expected.items())
+
+    assert [r["version"] for r in registry.versions()] == ["v1", "v2"]
+    assert registry.versions()[1]["metrics"]["auc_malignant"] == 0.85
+    assert weights(registry.load("v1")) == weights(seed_dir)
+    assert weights(registry.pull("v2", tmp_path / "pulled")) == weights(candidate)
+    assert "0.850" in registry.card("v2")
+
+
+def test_hub_backend_never_uses_the_local_folder(
+    hub_env, local_env: Path, seed_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # A local registry with three versions in the same MAMMO_HOME ...
+    local = LocalModelRegistry(local_env)
+    for i in range(3):
+        local.publish(make_model(tmp_path / f"local{i}", seed=20 + i))
+    assert local.latest() == "v3"
+    # ... must not be what the Hub backend reports or serves.
+    monkeypatch.setenv("HF_TOKEN", hub_env.token)
+    monkeypatch.setenv("MAMMO_MODEL_REPO", REPO)
+    registry = open_registry(settings(), seed=seed_dir)
+    assert registry.latest() == "v1"
+    assert weights(registry.load()) == weights(seed_dir)
+    assert hub_env.files(REPO, "model") == [
+        ".gitattributes",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    calls_before = len(hub_env.calls)
+    registry.latest()
+    assert len(hub_env.calls) > calls_before, "latest() must ask the Hub"
+
+
+def test_hub_bad_token_is_a_clear_error(hub_env, seed_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_not_the_right_token_123")
+    with pytest.raises(RegistryError, match="token rejected"):
+        open_registry(settings(), seed=seed_dir)
+
+
+def test_hub_down_is_a_clear_error(hub_env, seed_dir: Path) -> None:
+    registry = open_registry(settings(), seed=seed_dir)
+    hub_env.stop()
+    with pytest.raises(RegistryError, match="unreachable"):
+        registry.latest()
+    with pytest.raises(RegistryError, match="unreachable"):
+        open_registry(settings(), seed=seed_dir)
+
+
+def test_hub_untagged_version_commit_is_tagged_at_open(hub_env, seed_dir: Path, tmp_path: Path) -> None:
+    from huggingface_hub import HfApi
+
+    registry = open_registry(settings(), seed=seed_dir)
+    registry.publish(make_model(tmp_path / "c", seed=2))
+    HfApi().delete_tag(REPO, tag="v2")  # as if tagging had failed after the commit
+    assert registry.latest() == "v1"
+    assert open_registry(settings(), seed=seed_dir).latest() == "v2"
+    assert registry.publish(make_model(tmp_path / "d", seed=3)) == "v3"
+
+
+def test_hub_lost_commit_answer_publishes_once(hub_env, seed_dir: Path, tmp_path: Path) -> None:
+    registry = open_registry(settings(), seed=seed_dir)
+    commits = hub_env.commit_count(REPO, "model")
+    hub_env.lose_commit_responses = 1
+    assert registry.publish(make_model(tmp_path / "c", seed=2)) == "v2"
+    assert hub_env.commit_count(REPO, "model") == commits + 1
+    assert registry.latest() == "v2"
+
+
+def test_hub_concurrent_publishers_renumber(hub_env, seed_dir: Path, tmp_path: Path) -> None:
+    registry = open_registry(settings(), seed=seed_dir)
+    candidates = [make_model(tmp_path / f"c{i}", seed=30 + i) for i in range(3)]
+    results: dict[int, str] = {}
+    start = threading.Barrier(3)
+
+    def publish(i: int) -> None:
+        start.wait()
+        results[i] = registry.publish(candidates[i])
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results.values()) == ["v2", "v3", "v4"]
+    for i, version in results.items():
+        assert weights(registry.load(version)) == weights(candidates[i])
+    parents = [r["parent"] for r in registry.versions()]
+    assert parents == [None, "v1", "v2", "v3"]
