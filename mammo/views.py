@@ -1,0 +1,122 @@
+"""Display values for the app: tables, plot frames and short texts built from results (no UI)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "score_text",
+    "history_row",
+    "HISTORY_COLUMNS",
+    "versions_rows",
+    "VERSION_COLUMNS",
+    "counts_frame",
+    "roc_frame",
+    "curves_frame",
+    "confusion_frame",
+    "comparison_frame",
+    "metadata_from_fields",
+]
+
+HISTORY_COLUMNS = ["file", "label", "malignancy score", "above threshold", "model"]
+VERSION_COLUMNS = ["version", "published (UTC)", "parent", "training images", "AUC malignant",
+                   "95% CI", "accuracy", "balanced accuracy", "n evaluated"]
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def score_text(details: Mapping[str, Any]) -> str:
+    """The malignancy score 0-100 and what it means against the operating threshold."""
+    score, threshold = details.get("malignancy_score"), details.get("threshold")
+    if score is None:
+        return "This model has no *malignant* class, so it gives no malignancy score."
+    text = f"**Malignancy score: {score:.0f} / 100** (model {details['model_version']})."
+    if threshold is None:
+        return text + " This model records no operating threshold."
+    side = "above" if details.get("above_threshold") else "below"
+    return (f"{text} This is **{side}** the threshold of {100 * threshold:.0f}, the cut-off that "
+            "reached 90% malignant sensitivity on the validation patients. Research use only: "
+            "not a diagnosis.")
+
+
+def history_row(name: str, details: Mapping[str, Any]) -> list[Any]:
+    above = details.get("above_threshold")
+    return [name, details["label"], details.get("malignancy_score"),
+            "—" if above is None else ("yes" if above else "no"), details["model_version"]]
+
+
+def versions_rows(versions: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """One row per version, newest first."""
+    rows = []
+    for v in reversed(versions):
+        metrics, data = v.get("metrics") or {}, v.get("data") or {}
+        ci = metrics.get("auc_malignant_ci95")
+        rows.append([
+            v["version"], v.get("published_at") or v.get("created_at") or "—", v.get("parent") or "—",
+            data.get("n_train", "—"), _fmt(metrics.get("auc_malignant")),
+            "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}", _fmt(metrics.get("accuracy")),
+            _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
+        ])
+    return rows
+
+
+def counts_frame(summary: Mapping[str, Mapping[str, int]]) -> pd.DataFrame:
+    """Images per label and source (base data / submitted cases), long format for a bar plot."""
+    return pd.DataFrame(
+        [{"label": label, "source": source, "images": n}
+         for label, by_source in summary.items() for source, n in by_source.items()],
+        columns=["label", "source", "images"],
+    )
+
+
+def roc_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """ROC points (malignant vs rest) of several models, long format for a line plot."""
+    rows = []
+    for name, metrics in named_metrics.items():
+        roc = metrics.get("roc") or {}
+        auc = metrics.get("auc_malignant")
+        label = f"{name} (AUC {_fmt(auc, 2)})"
+        rows += [{"false positive rate": f, "true positive rate": t, "model": label}
+                 for f, t in zip(roc.get("fpr", []), roc.get("tpr", []), strict=True)]
+    return pd.DataFrame(rows, columns=["false positive rate", "true positive rate", "model"])
+
+
+def curves_frame(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Training curves: train/val loss and val AUC per epoch, long format."""
+    series = {"train loss": "train_loss", "validation loss": "val_loss", "validation AUC": "val_auc"}
+    rows = [{"epoch": h["epoch"], "value": h[key], "series": name}
+            for h in history for name, key in series.items() if h.get(key) is not None]
+    return pd.DataFrame(rows, columns=["epoch", "value", "series"])
+
+
+def confusion_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Confusion matrix with named rows (true) and columns (predicted)."""
+    classes = metrics.get("classes") or []
+    matrix = metrics.get("confusion_matrix") or []
+    frame = pd.DataFrame(matrix, columns=[f"predicted {c}" for c in classes])
+    frame.insert(0, "true", classes[: len(frame)])
+    return frame
+
+
+def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any]) -> pd.DataFrame:
+    """Current vs candidate metrics on the same held-out patients."""
+    keys = ["n", "auc_malignant", "auc_malignant_ci95", "auc_macro", "accuracy", "balanced_accuracy",
+            "sensitivity", "specificity"]
+
+    def show(value: Any) -> str:
+        if isinstance(value, list):
+            return f"{value[0]:.3f}–{value[1]:.3f}"
+        return str(value) if isinstance(value, int) else _fmt(value)
+
+    return pd.DataFrame([[k, show(current.get(k)), show(candidate.get(k))] for k in keys],
+                        columns=["metric", "current", "candidate"])
+
+
+def metadata_from_fields(**fields: Any) -> dict[str, Any]:
+    """Optional metadata fields from the form, empty ones left out."""
+    return {k: v for k, v in fields.items() if v not in (None, "", [])}

@@ -1,0 +1,96 @@
+"""Launch the real app (``python app.py``) in a subprocess on a free port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = ["AppProcess", "free_port", "ROOT"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AppProcess:
+    """``python app.py`` with its own MAMMO_HOME; ``.url``, ``.client()``, ``.log()``, ``.kill()``.
+
+    Args:
+        home: the local store root (MAMMO_HOME).
+        env: extra environment variables (e.g. MAMMO_BASE_DATA, MAMMO_TRAINERS, HF_* for a hub).
+        port: the port (default: a free one); reuse it to restart "the same" app.
+    """
+
+    def __init__(self, home: Path, env: Mapping[str, str] | None = None, port: int | None = None):
+        self.home = Path(home)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = self.home.parent / f"app-{self.port}-{time.time_ns()}.log"
+        self.env = {
+            **os.environ,
+            "MAMMO_HOME": str(self.home),
+            "GRADIO_SERVER_NAME": "127.0.0.1",
+            "GRADIO_SERVER_PORT": str(self.port),
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180) -> AppProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "gradio_api/info", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"app did not start in {timeout} s:\n{self.log()}")
+
+    def client(self):
+        from gradio_client import Client
+
+        return Client(self.url, verbose=False)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up runs (crash test)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> AppProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
