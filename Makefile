@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 DATA ?= ../shared/data
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean browser-deps loadtest
 
 setup: $(STAMP)
 
@@ -17,10 +17,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: setup
-	OMP_NUM_THREADS=1 $(BIN)/python app.py
+	MAMMO_HOME=$${MAMMO_HOME:-$(CURDIR)/.mammo} MAMMO_BASE_DATA=$${MAMMO_BASE_DATA:-$(DATA)/mias} \
+		OMP_NUM_THREADS=1 $(BIN)/python app.py
 
-test: setup
+# Debian's chromium for the browser test (Playwright drives it; no browser download).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
+
+test: setup browser-deps
 	MAMMO_DATA=$${MAMMO_DATA:-$(DATA)} OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+# Bounded headless load test against a locally started app (127.0.0.1 only).
+loadtest: setup
+	MAMMO_DATA=$${MAMMO_DATA:-$(DATA)} OMP_NUM_THREADS=1 $(BIN)/python scripts/loadtest.py --users 20 --seconds 60
 
 lint: setup
 	$(BIN)/ruff check mammo tests scripts app.py

@@ -107,7 +107,7 @@ def totals():
 
 @clear_errors
 def retrain(epochs: float = 3, image_size: float = 0, from_current: bool = True,
-            profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+            profile: gr.OAuthProfile | None = None, progress=gr.Progress()):  # noqa: B008
     """Fine-tune on base data + submitted cases; promote only if no worse on the fixed holdout."""
 
     def on_epoch(log_):
