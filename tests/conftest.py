@@ -41,3 +41,29 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "threshold": 0.3,
     }
     return save(model, folder, ["normal", "benign", "malignant"], 64, mammo)
+
+
+@pytest.fixture(scope="session")
+def small_mias(mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A patient-grouped subset of mini-MIAS (about 60 images of 30 patients) in a temp folder."""
+    import csv
+    import shutil
+
+    rows = list(csv.DictReader((mias / "metadata.csv").open(newline="")))
+    patients: dict[str, list[dict]] = {}
+    for row in rows:
+        patients.setdefault(row["patient_id"], []).append(row)
+    chosen: list[dict] = []
+    for label in ("malignant", "benign", "normal"):  # patients with each label, 10 of each
+        picked = [p for p, rs in patients.items() if any(r["label"] == label for r in rs)]
+        for patient in picked[:10]:
+            chosen += [r for r in patients.pop(patient)]
+    root = tmp_path_factory.mktemp("small_mias")
+    for row in chosen:
+        (root / row["label"]).mkdir(exist_ok=True)
+        shutil.copy(mias / row["file_name"], root / row["file_name"])
+    with (root / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(chosen)
+    return root

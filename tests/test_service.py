@@ -1,0 +1,98 @@
+"""The app's backend without the UI: predict, submit, retrain with the gate, hot swap, rollback."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import pytest
+
+from mammo.access import AccessDenied
+from mammo.config import settings
+from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
+from mammo.store import open_registry
+
+TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
+
+
+@pytest.fixture
+def service(tmp_path: Path, tiny_model_dir: Path, small_mias: Path):
+    config = dataclasses.replace(settings(), home=tmp_path, base_data=small_mias, trainers=frozenset(),
+                                 submitters=frozenset(), on_spaces=False, dataset_repo=None,
+                                 model_repo=None)
+    open_registry(config, seed=tiny_model_dir)  # publishes the tiny model as v1
+    svc = MammoService(config)
+    yield svc
+    svc.close()
+
+
+def test_predict_and_submit(service: MammoService, small_mias: Path) -> None:
+    image = next((small_mias / "benign").glob("*.png"))
+    result = service.predict(image)
+    assert result.model_version == "v1" and result.heatmap.shape == (512, 512)
+    receipt = service.submit(image, "benign", {"view": "CC"})
+    assert receipt["total_cases"] == 1 and receipt["status"] == "stored"
+    summary = service.data_summary()
+    assert summary["benign"]["cases"] == 1
+    assert sum(v["base"] for v in summary.values()) == len(list(small_mias.glob("*/*.png")))
+
+
+def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
+    service: MammoService, small_mias: Path
+) -> None:
+    image = next((small_mias / "malignant").glob("*.png"))
+    service.submit(image, "malignant", None)
+    old = service.predictor
+    progress: list[float] = []
+    summary = service.retrain(TINY, progress=lambda f, m: progress.append(f))
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+    assert summary["cases_used"] == 1 and summary["current_version"] == "v1"
+    assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
+    assert "auc_malignant" in summary["reason"]
+    if summary["promoted"]:
+        assert summary["version"] == "v2" and service.predictor is not old
+        assert service.predictor.version == "v2" and service.registry.latest() == "v2"
+        assert service.predict(image).model_version == "v2"
+    else:
+        assert service.predictor is old and service.registry.latest() == "v1"
+        assert summary["rejected_id"] in {r["id"] for r in service.registry.rejected()}
+
+
+def test_only_one_retrain_at_a_time(service: MammoService) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow_progress(fraction: float, message: str) -> None:
+        started.set()
+        release.wait(60)
+
+    worker = threading.Thread(target=service.retrain, args=(TINY,), kwargs={"progress": slow_progress})
+    worker.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(RetrainBusy, match="only one runs at a time"):
+            service.retrain(TINY)
+        assert service.predict(next(iter(service.settings.base_data.glob("*/*.png")))).label
+    finally:
+        release.set()
+        worker.join(120)
+
+
+def test_retrain_needs_base_data_and_permission(service: MammoService) -> None:
+    service.settings = dataclasses.replace(service.settings, base_data=None)
+    with pytest.raises(RetrainError, match="MAMMO_BASE_DATA"):
+        service.retrain(TINY)
+    service.settings = dataclasses.replace(service.settings, trainers=frozenset({"alice"}))
+    with pytest.raises(AccessDenied, match="MAMMO_TRAINERS"):
+        service.retrain(TINY, user="mallory")
+    with pytest.raises(AccessDenied):
+        service.rollback("v1", user="mallory")
+    with pytest.raises(RetrainError, match="epochs"):
+        RetrainOptions(epochs=0).check()
+
+
+def test_rollback_serves_an_old_version_as_a_new_one(service: MammoService) -> None:
+    service.registry.publish(service.registry.load("v1"), {"note": "a second version"})
+    new = service.rollback("v1")
+    assert new == "v3" and service.predictor.version == "v3"
+    assert [v["version"] for v in service.versions()] == ["v1", "v2", "v3"]
