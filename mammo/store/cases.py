@@ -34,7 +34,6 @@ repo at the same instant could each accept the same image.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import threading
@@ -42,9 +41,9 @@ import time
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from .. import imaging
 from ..config import DISCLAIMER, Settings
 from ..config import settings as current_settings
+from ._fs import file_lock, fsync_dir, utc_now
 from ._hub import (
     HubUnavailable,
     branch_head,
@@ -200,35 +200,12 @@ cases = load_dataset("<this repo or folder>", split="train")
 """
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _shard_name(moment: datetime) -> str:
     return f"train-{moment.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex}.parquet"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive ``fcntl`` lock on ``path`` (a fresh open file each time: threads exclude too)."""
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _short(value: Any) -> str:
@@ -327,7 +304,7 @@ class CaseStore:
         self._shards: set[str] = set()  # shard file names already indexed
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        with self._lock, _file_lock(self.root / _LOCK_FILE):
+        with self._lock, file_lock(self.root / _LOCK_FILE):
             self._write_card_if_missing()
             self._sweep_tmp()
             self._refresh_local()
@@ -456,9 +433,9 @@ class CaseStore:
         return tmp, records
 
     def _store(self, cases: list[_Case], *, skip_duplicates: bool) -> dict[str, Any]:
-        moment = _utc_now()
+        moment = utc_now()
         name = _shard_name(moment)
-        with self._lock, _file_lock(self.root / _LOCK_FILE):
+        with self._lock, file_lock(self.root / _LOCK_FILE):
             self._refresh_local()
             cases, skipped = self._without_duplicates(cases, skip_duplicates)
             if not cases:
@@ -466,7 +443,7 @@ class CaseStore:
             tmp, records = self._write_shard(cases, moment)
             target = self._data_dir / name
             os.replace(tmp, target)
-            _fsync_dir(self._data_dir)
+            fsync_dir(self._data_dir)
             self._index(name, records)
         status, warning = self._after_store(name)
         receipt = self._batch_receipt(records, skipped, status, moment)
@@ -729,7 +706,7 @@ class HubCaseStore(CaseStore):
                         commit_message=f"Add case shard {name}",
                     )
             path.unlink(missing_ok=True)
-            _fsync_dir(self._data_dir)
+            fsync_dir(self._data_dir)
             self._retried.discard(name)
 
     def _run(self) -> None:

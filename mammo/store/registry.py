@@ -22,7 +22,6 @@ Rejected candidates (promotion gate said no) are kept locally for both backends 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -32,7 +31,6 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, snapshot_download
@@ -40,6 +38,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionN
 
 from .. import config as mammo_config
 from ..model_card import render_model_card
+from ._fs import file_lock, fsync_dir, fsync_file, utc_now
 from ._hub import HubError, check_reachable, ensure_repo, hub_api, hub_errors
 
 __all__ = [
@@ -67,23 +66,6 @@ def version_number(name: str) -> int | None:
     """N of a version name ``vN`` (N >= 1), else None."""
     match = _VERSION.fullmatch(name)
     return int(match.group(1)) if match else None
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_config(folder: Path) -> dict:
@@ -117,7 +99,7 @@ def _json_bytes(data: object) -> bytes:
 def _version_files(config: dict, version: str, parent: str | None, report: dict | None) -> dict:
     """config.json and README.md contents (bytes) of ``config`` published as ``version``."""
     mammo = dict(config.get("mammo") or {})
-    mammo.update(version=version, parent=parent, published_at=_utc_now().isoformat())
+    mammo.update(version=version, parent=parent, published_at=utc_now().isoformat())
     if report is not None:
         mammo["report"] = report
     published = {**config, "mammo": mammo}
@@ -152,7 +134,7 @@ def _write_synced(path: Path, content: bytes) -> None:
 
 def _copy_synced(source: Path, dest: Path) -> None:
     shutil.copyfile(source, dest)
-    _fsync_file(dest)
+    fsync_file(dest)
 
 
 class ModelRegistry(ABC):
@@ -252,7 +234,7 @@ class ModelRegistry(ABC):
         """Keep a rejected candidate and its report under ``models/rejected/<id>``; the id."""
         model_dir = Path(model_dir)
         config = _check_model_dir(model_dir)
-        now = _utc_now()
+        now = utc_now()
         rejected_id = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
         mammo = {**(config.get("mammo") or {}), "report": report, "rejected_at": now.isoformat()}
         kept = {**config, "mammo": mammo}
@@ -265,9 +247,9 @@ class ModelRegistry(ABC):
                 _write_synced(tmp / "config.json", _json_bytes(kept))
                 _write_synced(tmp / "README.md", render_model_card(kept).encode())
                 _write_synced(tmp / "report.json", _json_bytes(report))
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 os.rename(tmp, self.rejected_dir / rejected_id)
-                _fsync_dir(self.rejected_dir)
+                fsync_dir(self.rejected_dir)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return rejected_id
@@ -309,20 +291,10 @@ class ModelRegistry(ABC):
             raise RegistryError(f"no version {version!r} at {self.location} (versions: {known})")
         return version
 
-    @contextmanager
-    def _lock(self, blocking: bool = True) -> Iterator[bool]:
+    def _lock(self, blocking: bool = True):
         """Exclusive lock on ``models/.lock`` (threads and processes); yields False if busy."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.models_dir / ".lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self.models_dir / ".lock", blocking)
 
     def clean(self) -> list[Path]:
         """Remove temp folders left by a crash (skipped while another publisher holds the lock)."""
@@ -373,14 +345,14 @@ class LocalModelRegistry(ModelRegistry):
             version = f"v{max(self._numbers(), default=0) + 1}"
             for name, content in _version_files(config, version, parent, report).items():
                 _write_synced(tmp / name, content)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             try:
                 os.rename(tmp, self.models_dir / version)  # fails if vN exists and is not empty
             except OSError:
                 if (self.models_dir / version).exists():
                     continue
                 raise
-            _fsync_dir(self.models_dir)
+            fsync_dir(self.models_dir)
             return version
         raise RegistryError(f"could not claim a version number in {self.models_dir}")
 

@@ -1,0 +1,46 @@
+"""Filesystem helpers shared by the stores: UTC clock, fsync, and an exclusive file lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+__all__ = ["utc_now", "fsync_file", "fsync_dir", "file_lock"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Exclusive ``fcntl`` lock on ``path`` (a fresh open file each time, so threads exclude each
+    other too); yields False instead of waiting when ``blocking`` is False and the lock is busy."""
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
