@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import gradio as gr
+import torch
 
 from mammo import views
 from mammo.access import AccessDenied, can_train
@@ -26,6 +27,7 @@ EXAMPLES = sorted(p for p in (Path(__file__).parent / "examples").glob("*") if p
 CLEAR_ERRORS = (ImageError, StoreError, BulkError, AccessDenied, RetrainBusy, RetrainError,
                 RegistryError, HubError, ModelError, ValueError)
 
+torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (DESIGN.md)
 SETTINGS = settings()
 service = MammoService(SETTINGS)
 
