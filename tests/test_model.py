@@ -42,8 +42,13 @@ def test_imagenet_init_differs_from_random() -> None:
     assert a.shape == b.shape == (32, 1, 3, 3) and not torch.allclose(a, b)
 
 
-def test_unreachable_imagenet_weights_give_a_clear_error(monkeypatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_unreachable_imagenet_weights_give_a_clear_error(monkeypatch, tmp_path) -> None:
+    import huggingface_hub.constants
+
+    # offline mode and an empty cache: no network call is made, the Hub "cannot be reached"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(ModelError, match="could not be fetched"):
         build("resnet18", 3, init="imagenet")
 
