@@ -5,6 +5,7 @@ API names (``gradio_client``): /predict, /submit_case, /retrain, /models. Run: `
 
 import functools
 import logging
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -66,6 +67,21 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
     """Probabilities, heat-map overlay and details for one mammogram file."""
     result = service.predict(_need_file(image), method=method, opacity=opacity)
     return result.probabilities, result.overlay, result.details()
+
+
+def recent_cases():
+    return gr.update(choices=[(f"{c['case_id'][:8]} ({c['label']}, {c['submitted_at'][:10]})", c["case_id"])
+                              for c in service.cases.recent(20)])
+
+
+@clear_errors
+def case_file(case_id: str | None) -> str:
+    """A submitted case's stored PNG as a temporary file for the image input."""
+    if not case_id:
+        raise gr.Error("Pick a case first.")
+    with tempfile.NamedTemporaryFile(prefix="case-", suffix=".png", delete=False) as handle:
+        handle.write(service.case_png(case_id))
+    return handle.name
 
 
 def after_predict(image: str | None, details: dict, history: list):
@@ -183,6 +199,9 @@ def build() -> gr.Blocks:
                     method = gr.Dropdown(list(CAM_METHODS), value=DEFAULT_METHOD, label="Heat-map method")
                     opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
                     predict_button = gr.Button("Predict", variant="primary")
+                    with gr.Accordion("Submitted cases", open=False):
+                        case_choice = gr.Dropdown([], label="A recent case (id, confirmed label)")
+                        use_case = gr.Button("Use this case", size="sm")
                     if EXAMPLES:
                         gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image],
                                     label="Synthetic phantoms (not real patients)")
@@ -254,9 +273,11 @@ def build() -> gr.Blocks:
             after_predict, [image, details, history_state], [score, history_state, history],
             api_visibility="private")
         use_predict.click(lambda path: path, image, case_image, api_visibility="private")
+        use_case.click(case_file, case_choice, image, api_visibility="private")
         submit_button.click(submit_case, [case_image, label, view, laterality, density, birads, biopsy,
                                           age, notes], receipt, api_name="submit_case",
-                            concurrency_limit=4).success(totals, None, counts, api_visibility="private")
+                            concurrency_limit=4).success(totals, None, counts, api_visibility="private").then(
+            recent_cases, None, case_choice, api_visibility="private")
         bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt, api_visibility="private",
                           concurrency_limit=1).success(totals, None, counts, api_visibility="private")
         retrain_button.click(retrain, [epochs, image_size, from_current], summary, api_name="retrain",
@@ -270,6 +291,7 @@ def build() -> gr.Blocks:
         rollback_button.click(rollback, version, rollback_note, api_visibility="private",
                               concurrency_limit=1).success(**models_event, api_visibility="private")
         demo.load(totals, None, counts, api_visibility="private")
+        demo.load(recent_cases, None, case_choice, api_visibility="private")
         demo.load(totals, None, data_plot, api_visibility="private")
         demo.load(access_note, None, access, api_visibility="private")
         demo.load(**models_event, api_visibility="private")

@@ -15,13 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import datasets
+
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .data import SplitSpec, case_examples, folder_examples
 from .explain import DEFAULT_METHOD
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, Prediction, Predictor
-from .store import open_case_store, open_registry, promotion_decision
+from .store import StoreError, open_case_store, open_registry, promotion_decision
 from .train import EpochLog, TrainConfig, evaluate_examples
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError"]
@@ -92,6 +94,13 @@ class MammoService:
                     user: str | None = None) -> dict:
         can_submit(user, self.settings).require()
         return self.cases.append_many(items)
+
+    def case_png(self, case_id: str) -> bytes:
+        """The stored (re-encoded, tag-free) PNG of a submitted case."""
+        cases = self.cases.load().cast_column("image", datasets.Image(decode=False))
+        for row in cases.filter(lambda r: r == case_id, input_columns="case_id"):
+            return row["image"]["bytes"]
+        raise StoreError(f"No submitted case {case_id!r}.")
 
     def base_data(self) -> Path:
         base = self.settings.base_data

@@ -96,3 +96,16 @@ def test_rollback_serves_an_old_version_as_a_new_one(service: MammoService) -> N
     new = service.rollback("v1")
     assert new == "v3" and service.predictor.version == "v3"
     assert [v["version"] for v in service.versions()] == ["v1", "v2", "v3"]
+
+
+def test_a_submitted_case_can_be_read_back_without_tags(service: MammoService, small_mias: Path) -> None:
+    from mammo.imaging import read_image
+    from mammo.store import StoreError
+
+    image = next((small_mias / "normal").glob("*.png"))
+    receipt = service.submit(image, "normal", None)
+    png = service.case_png(receipt["case_id"])
+    assert png.startswith(b"\x89PNG")
+    assert abs(read_image(png) - read_image(image)).max() < 1e-4  # same pixels, re-encoded
+    with pytest.raises(StoreError, match="No submitted case"):
+        service.case_png("nope")
