@@ -92,9 +92,12 @@ def overlay(grey: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndar
     """The heat map (jet colours) blended over the grey image: (H, W, 3) uint8."""
     if not 0.0 <= opacity <= 1.0:
         raise ValueError("opacity must be between 0 and 1")
-    # not pytorch_grad_cam's show_cam_on_image: it rescales the blend to its maximum, which
-    # brightens the mammogram; here the grey values stay as they are where opacity is 0
-    colours = cv2.applyColorMap(np.uint8(255 * np.clip(heat, 0, 1)), cv2.COLORMAP_JET)
+    # not pytorch_grad_cam's show_cam_on_image: it tints every pixel and rescales the blend to its
+    # maximum, which hides the mammogram; here colour is blended in proportion to the heat, so
+    # cold regions show the image unchanged
+    heat = np.clip(heat, 0, 1).astype(np.float32)
+    colours = cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET)
     colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB).astype(np.float32) / 255
     rgb = np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2).astype(np.float32)
-    return np.uint8(np.round(255 * ((1 - opacity) * rgb + opacity * colours)))
+    alpha = opacity * heat[..., None]
+    return np.uint8(np.round(255 * ((1 - alpha) * rgb + alpha * colours)))

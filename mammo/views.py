@@ -39,7 +39,7 @@ def score_text(details: Mapping[str, Any]) -> str:
     if threshold is None:
         return text + " This model records no operating threshold."
     side = "above" if details.get("above_threshold") else "below"
-    return (f"{text} This is **{side}** the threshold of {100 * threshold:.0f}, the cut-off that "
+    return (f"{text} This is **{side}** the threshold of {100 * threshold:.1f}, the cut-off that "
             "reached 90% malignant sensitivity on the validation patients. Research use only: "
             "not a diagnosis.")
 

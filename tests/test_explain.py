@@ -45,7 +45,8 @@ def test_overlay_blends_over_the_grey_image() -> None:
     heat[10, 10] = 1.0
     out = overlay(grey, heat, opacity=0.5)
     assert out.shape == (40, 30, 3) and out.dtype == np.uint8
-    assert out[10, 10, 0] > out[0, 0, 0]  # hot spot is red
+    assert out[10, 10, 0] > out[10, 10, 2] + 50  # hot spot is red
+    assert np.all(np.abs(out[0, 0].astype(int) - 128) <= 1)  # cold pixels keep their grey
     plain = overlay(grey, heat, opacity=0.0)
     assert np.all(np.abs(plain.astype(int) - 128) <= 1)  # grey 0.5 unchanged
     with pytest.raises(ValueError):
