@@ -91,7 +91,7 @@ def after_predict(image: str | None, details: dict, history: list):
 
 
 @clear_errors
-def submit_case(image: str | None, label: str, view: str | None = None, laterality: str | None = None,
+def submit_case(image: str | None, label: str | None, view: str | None = None, laterality: str | None = None,
                 density: str | None = None, birads: float | None = None,
                 biopsy_confirmed: bool | None = None, age: float | None = None, notes: str = "",
                 profile: gr.OAuthProfile | None = None):
@@ -200,7 +200,7 @@ def build() -> gr.Blocks:
                     opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
                     predict_button = gr.Button("Predict", variant="primary")
                     with gr.Accordion("Submitted cases", open=False):
-                        case_choice = gr.Dropdown([], label="A recent case (id, confirmed label)")
+                        case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
                         use_case = gr.Button("Use this case", size="sm")
                     if EXAMPLES:
                         gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image],
@@ -221,15 +221,16 @@ def build() -> gr.Blocks:
                 with gr.Column():
                     case_image = gr.File(label="Image", type="filepath")
                     use_predict = gr.Button("Use the image from Predict", size="sm")
-                    label = gr.Dropdown(service.labels, label="Confirmed label")
+                    label = gr.Dropdown(service.labels, value=None, label="Confirmed label")
                     with gr.Accordion("Optional metadata", open=False):
-                        view = gr.Dropdown(["CC", "MLO"], label="View")
-                        laterality = gr.Dropdown(["L", "R"], label="Laterality")
-                        density = gr.Dropdown(["A", "B", "C", "D"], label="Breast density (ACR)")
+                        view = gr.Dropdown(["CC", "MLO"], value=None, label="View")
+                        laterality = gr.Dropdown(["L", "R"], value=None, label="Laterality")
+                        density = gr.Dropdown(["A", "B", "C", "D"], value=None, label="Breast density (ACR)")
                         birads = gr.Number(label="BI-RADS (0-6)", precision=0)
                         biopsy = gr.Checkbox(label="Biopsy-confirmed")
                         age = gr.Number(label="Age", precision=0)
-                        notes = gr.Textbox(label="Notes (plain text, no identifiers)", max_length=2000)
+                        notes = gr.Textbox(value="", label="Notes (plain text, no identifiers, up to "
+                                                                 "2000 characters)")
                     submit_button = gr.Button("Submit case", variant="primary")
                 with gr.Column():
                     receipt = gr.JSON(label="Receipt")
@@ -237,7 +238,7 @@ def build() -> gr.Blocks:
             with gr.Accordion("Bulk upload", open=False):
                 bulk_files = gr.File(label="Images of one label, or a zip of <label>/<file> folders",
                                      file_count="multiple", type="filepath")
-                bulk_label = gr.Dropdown(service.labels, label="Label (not needed for a zip)")
+                bulk_label = gr.Dropdown(service.labels, value=None, label="Label (not needed for a zip)")
                 bulk_button = gr.Button("Submit all")
                 bulk_receipt = gr.JSON(label="Batch receipt")
         with gr.Tab("Retrain"):
@@ -245,8 +246,8 @@ def build() -> gr.Blocks:
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available")
             with gr.Row():
                 epochs = gr.Slider(1, 50, value=5, step=1, label="Epochs (early stopping may end sooner)")
-                image_size = gr.Dropdown([("current model's", 0), ("128", 128), ("256", 256),
-                                          ("320", 320)], value=0, label="Image size")
+                image_size = gr.Number(value=0, precision=0, minimum=0, maximum=1024,
+                                       label="Image size in pixels (0 keeps the current model's)")
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
             retrain_button = gr.Button("Retrain", variant="primary")
             verdict = gr.Markdown()
@@ -262,7 +263,7 @@ def build() -> gr.Blocks:
             versions_json = gr.JSON(visible=False)
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions", interactive=False)
             refresh = gr.Button("Refresh", size="sm")
-            version = gr.Dropdown([], label="Version")
+            version = gr.Dropdown([], value=None, label="Version")
             files = gr.File(label="Weights, config and card", file_count="multiple", interactive=False)
             card = gr.Markdown()
             rollback_button = gr.Button("Serve this version again (trainers only)", variant="stop")

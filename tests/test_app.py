@@ -1,0 +1,101 @@
+"""End to end: the real app in a subprocess, called through gradio_client for every API name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from app_server import AppProcess
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from mammo.store import CaseStore
+
+LABELS = ["normal", "benign", "malignant"]
+
+
+@pytest.fixture(scope="module")
+def app(small_mias: Path, tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("app") / "home"
+    with AppProcess(home, env={"MAMMO_BASE_DATA": str(small_mias)}) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def client(app: AppProcess):
+    return app.client()
+
+
+def stored_cases(app: AppProcess) -> int:
+    return sum(CaseStore(LABELS, app.home / "cases").counts().values())
+
+
+def test_api_names_are_exactly_the_documented_ones(client) -> None:
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/predict", "/submit_case", "/retrain", "/models"}
+
+
+def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path, tmp_path: Path) -> None:
+    square = next((small_mias / "malignant").glob("*.png"))
+    tall = tmp_path / "tall.png"
+    Image.open(square).crop((100, 0, 400, 512)).save(tall)  # 300 x 512
+    for path, size in ((square, (512, 512)), (tall, (300, 512))):
+        label, overlay, details = client.predict(handle_file(str(path)), "Grad-CAM", 0.4, api_name="/predict")
+        confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+        assert set(confidences) == set(LABELS)
+        assert sum(confidences.values()) == pytest.approx(1, abs=1e-5)
+        assert Image.open(overlay).size == size
+        assert details["model_version"] == "v1" and details["label"] == label["label"]
+        assert details["probabilities"] == pytest.approx(confidences)
+    _, overlay, details = client.predict(handle_file(str(square)), "EigenCAM", 0.7, api_name="/predict")
+    assert details["heatmap_method"] == "EigenCAM" and Image.open(overlay).size == (512, 512)
+
+
+def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, small_mias: Path) -> None:
+    image = sorted((small_mias / "benign").glob("*.png"))[0]
+    before = stored_cases(app)
+    receipt = client.predict(handle_file(str(image)), "benign", "CC", "L", "B", 3, True, 61, "round mass",
+                             api_name="/submit_case")
+    assert receipt["total_cases"] == before + 1 == stored_cases(app)
+    assert receipt["label"] == "benign" and receipt["status"] == "stored"
+    case = [r for r in CaseStore(LABELS, app.home / "cases").recent(50) if r["case_id"] == receipt["case_id"]]
+    assert case and case[0]["metadata"] == {"view": "CC", "laterality": "L", "density": "B", "birads": 3,
+                                            "biopsy_confirmed": True, "age": 61, "notes": "round mass"}
+    with pytest.raises(AppError, match="already submitted"):
+        client.predict(handle_file(str(image)), "benign", api_name="/submit_case")
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict(handle_file(str(sorted((small_mias / "normal").glob("*.png"))[0])), "cancer",
+                       api_name="/submit_case")
+    with pytest.raises(AppError, match="the limit is 2000"):
+        client.predict(handle_file(str(sorted((small_mias / "normal").glob("*.png"))[1])), "normal",
+                       notes="x" * 100_000, api_name="/submit_case")
+    assert stored_cases(app) == before + 1
+    assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == "v1"
+
+
+def test_models_lists_v1_with_metrics(client) -> None:
+    versions = client.predict(api_name="/models")
+    assert versions[0]["version"] == "v1"
+    assert versions[0]["metrics"]["n"] > 0 and versions[0]["metrics"]["auc_malignant"] is not None
+
+
+def test_retrain_then_models_agree(client, small_mias: Path) -> None:
+    summary = client.predict(1, 64, True, api_name="/retrain")
+    assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
+    assert summary["cases_used"] >= 1 and "auc_malignant" in summary["reason"]
+    versions = [v["version"] for v in client.predict(api_name="/models")]
+    image = next((small_mias / "normal").glob("*.png"))
+    served = client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"]
+    if summary["promoted"]:
+        assert versions[-1] == summary["version"] == served == "v2"
+    else:
+        assert versions == ["v1"] and served == "v1" and summary["rejected_id"]
+
+
+def test_retrain_refused_for_users_not_allowed(small_mias: Path, tmp_path: Path) -> None:
+    env = {"MAMMO_BASE_DATA": str(small_mias), "MAMMO_TRAINERS": "alice"}
+    with AppProcess(tmp_path / "home", env=env) as app:
+        with pytest.raises(AppError, match="MAMMO_TRAINERS"):
+            app.client().predict(1, 64, True, api_name="/retrain")
+        assert app.client().predict(api_name="/models")[-1]["version"] == "v1"
