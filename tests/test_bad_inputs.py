@@ -1,0 +1,107 @@
+"""Every file of the bad-input corpus through the live app: a clear message or acceptance.
+
+The corpus is tests/data/bad/ (made by scripts/make_bad_inputs.py); MANIFEST.json gives the
+expected outcome. After each rejection the next request is served and the store is unchanged.
+Run with ``-s`` to print the input -> outcome table used in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from app_server import ROOT, AppProcess
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from mammo.store import CaseStore
+
+BAD = ROOT / "tests" / "data" / "bad"
+MANIFEST = json.loads((BAD / "MANIFEST.json").read_text())
+LABELS = ["normal", "benign", "malignant"]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("bad") / "home"
+    with AppProcess(home, env={"MAMMO_MAX_UPLOAD_MB": "1"}) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def client(app: AppProcess):
+    return app.client()
+
+
+def cases(app: AppProcess) -> int:
+    return sum(CaseStore(LABELS, app.home / "cases").counts().values())
+
+
+def outcome(call) -> str:
+    try:
+        call()
+    except AppError as error:
+        return str(error)
+    return "accepted"
+
+
+def test_committed_corpus_is_what_the_script_makes(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "scripts/make_bad_inputs.py", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "MANIFEST.json").read_text()) == MANIFEST
+    for entry in MANIFEST:
+        assert (tmp_path / entry["file"]).read_bytes() == (BAD / entry["file"]).read_bytes(), entry["file"]
+
+
+def test_every_corpus_file(client, app: AppProcess, capsys) -> None:
+    good = ROOT / "examples" / "phantom_mass.png"
+    rows = []
+    for entry in MANIFEST:
+        path = str(BAD / entry["file"])
+        before = cases(app)
+        predicted = outcome(lambda p=path: client.predict(handle_file(p), api_name="/predict"))
+        submitted = outcome(lambda p=path: client.predict(handle_file(p), "normal", api_name="/submit_case"))
+        expected = entry["outcome"]
+        for got in (predicted, submitted):
+            if expected == "accepted":
+                assert got == "accepted", (entry, got)
+            else:
+                assert expected in got, (entry, got)
+        assert cases(app) == before + (expected == "accepted")
+        assert client.predict(handle_file(str(good)), api_name="/predict")[2]["model_version"] == "v1"
+        shown = "accepted" if expected == "accepted" else "refused: " + predicted
+        rows.append(f"| {entry['what']} | {shown} |")
+    with capsys.disabled():
+        print("\n| input | outcome (/predict and /submit_case) |\n|---|---|\n" + "\n".join(rows))
+
+
+def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    noise = np.random.default_rng(0).integers(0, 65535, (1100, 1000), dtype=np.uint16)
+    Image.fromarray(noise).save(big)  # ~2 MB of incompressible 16-bit noise, over the 1 MB cap
+    assert big.stat().st_size > 1_500_000
+    before = cases(app)
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # gradio_client checks first
+        client.predict(handle_file(str(big)), "normal", api_name="/submit_case")
+    with big.open("rb") as handle:  # and the server refuses it too, for any other client
+        answer = httpx.post(app.url + "gradio_api/upload", files={"files": ("big.png", handle)}, timeout=30)
+    assert answer.status_code == 413 and "1" in answer.text
+    image = str(ROOT / "examples" / "phantom_plain.png")
+    assert "not in the list of choices" in outcome(
+        lambda: client.predict(handle_file(image), "cancer", api_name="/submit_case"))
+    long_notes = "<p>" + "x" * 100_000
+    assert "the limit is 2000" in outcome(
+        lambda: client.predict(handle_file(image), "normal", notes=long_notes, api_name="/submit_case"))
+    assert cases(app) == before
+    html = "<script>alert(1)</script> <b>spiculated</b>"
+    receipt = client.predict(handle_file(image), "normal", notes=html, api_name="/submit_case")
+    recent = CaseStore(LABELS, app.home / "cases").recent(50)
+    stored = [c for c in recent if c["case_id"] == receipt["case_id"]]
+    assert stored[0]["metadata"]["notes"] == html  # kept verbatim as plain text, never rendered
