@@ -427,6 +427,10 @@ class CaseStore:
             pq.write_table(table, tmp)
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk, a read-only folder: say so, leave nothing behind
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"The case could not be saved ({exc.strerror or exc}); nothing was stored. "
+                             "Earlier cases are unaffected.") from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
