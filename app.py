@@ -12,7 +12,7 @@ import gradio as gr
 import torch
 
 from mammo import views
-from mammo.access import AccessDenied, can_train
+from mammo.access import AccessDenied, can_submit, can_train
 from mammo.bulk import BulkError, zip_cases
 from mammo.config import DISCLAIMER, settings
 from mammo.explain import CAM_METHODS, DEFAULT_METHOD
@@ -75,10 +75,11 @@ def recent_cases():
 
 
 @clear_errors
-def case_file(case_id: str | None) -> str:
+def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None) -> str:
     """A submitted case's stored PNG as a temporary file for the image input."""
     if not case_id:
         raise gr.Error("Pick a case first.")
+    can_submit(_user(profile), SETTINGS).require()  # cases are visible to those who may add them
     with tempfile.NamedTemporaryFile(prefix="case-", suffix=".png", delete=False) as handle:
         handle.write(service.case_png(case_id))
     return handle.name
@@ -304,4 +305,6 @@ demo.queue(max_size=64, default_concurrency_limit=2)
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    demo.launch(max_file_size=f"{SETTINGS.max_upload_mb}mb", show_error=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry signed URLs
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    demo.launch(max_file_size=SETTINGS.max_upload_mb * 1_000_000, show_error=True)  # same bytes as the store

@@ -39,6 +39,12 @@ def client(app: AppProcess):
     return app.client()
 
 
+@pytest.fixture(scope="module")
+def table() -> list[str]:
+    """Rows of the README's input -> outcome table, filled by the tests in order, printed by the last."""
+    return []
+
+
 def cases(app: AppProcess) -> int:
     return sum(CaseStore(LABELS, app.home / "cases").counts().values())
 
@@ -60,9 +66,8 @@ def test_committed_corpus_is_what_the_script_makes(tmp_path: Path) -> None:
         assert (tmp_path / entry["file"]).read_bytes() == (BAD / entry["file"]).read_bytes(), entry["file"]
 
 
-def test_every_corpus_file(client, app: AppProcess, capsys) -> None:
+def test_every_corpus_file(client, app: AppProcess, table: list[str]) -> None:
     good = ROOT / "examples" / "phantom_mass.png"
-    rows = []
     for entry in MANIFEST:
         path = str(BAD / entry["file"])
         before = cases(app)
@@ -77,12 +82,11 @@ def test_every_corpus_file(client, app: AppProcess, capsys) -> None:
         assert cases(app) == before + (expected == "accepted")
         assert client.predict(handle_file(str(good)), api_name="/predict")[2]["model_version"] == "v1"
         shown = "accepted" if expected == "accepted" else "refused: " + predicted
-        rows.append(f"| {entry['what']} | {shown} |")
-    with capsys.disabled():
-        print("\n| input | outcome (/predict and /submit_case) |\n|---|---|\n" + "\n".join(rows))
+        table.append(f"| {entry['what']} | {shown} |")
 
 
-def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: Path) -> None:
+def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: Path, table: list[str],
+                                             capsys) -> None:
     big = tmp_path / "big.png"
     noise = np.random.default_rng(0).integers(0, 65535, (1100, 1000), dtype=np.uint16)
     Image.fromarray(noise).save(big)  # ~2 MB of incompressible 16-bit noise, over the 1 MB cap
@@ -93,15 +97,23 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
     with big.open("rb") as handle:  # and the server refuses it too, for any other client
         answer = httpx.post(app.url + "gradio_api/upload", files={"files": ("big.png", handle)}, timeout=30)
     assert answer.status_code == 413 and "1" in answer.text
+    table.append(f"| file over MAMMO_MAX_UPLOAD_MB ({big.stat().st_size / 1e6:.1f} MB, limit 1) | refused "
+                 f"by gradio_client before upload; HTTP upload: {answer.status_code} {answer.text.strip()} |")
     image = str(ROOT / "examples" / "phantom_plain.png")
-    assert "not in the list of choices" in outcome(
-        lambda: client.predict(handle_file(image), "cancer", api_name="/submit_case"))
+    unknown = outcome(lambda: client.predict(handle_file(image), "cancer", api_name="/submit_case"))
+    assert "not in the list of choices" in unknown
+    table.append(f"| label not in the label set (`cancer`) | refused: {unknown} |")
     long_notes = "<p>" + "x" * 100_000
-    assert "the limit is 2000" in outcome(
+    too_long = outcome(
         lambda: client.predict(handle_file(image), "normal", notes=long_notes, api_name="/submit_case"))
+    assert "the limit is 2000" in too_long
+    table.append(f"| notes of 100 kB | refused: {too_long} |")
     assert cases(app) == before
     html = "<script>alert(1)</script> <b>spiculated</b>"
     receipt = client.predict(handle_file(image), "normal", notes=html, api_name="/submit_case")
     recent = CaseStore(LABELS, app.home / "cases").recent(50)
     stored = [c for c in recent if c["case_id"] == receipt["case_id"]]
     assert stored[0]["metadata"]["notes"] == html  # kept verbatim as plain text, never rendered
+    table.append("| notes with HTML (`<script>`, `<b>`) | accepted; stored verbatim as plain text |")
+    with capsys.disabled():
+        print("\n| input | outcome (/predict and /submit_case) |\n|---|---|\n" + "\n".join(table))
