@@ -24,6 +24,7 @@ from .explain import DEFAULT_METHOD
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, Prediction, Predictor
 from .store import StoreError, open_case_store, open_registry, promotion_decision
+from .store._fs import file_lock
 from .train import EpochLog, TrainConfig, evaluate_examples
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError"]
@@ -72,6 +73,14 @@ class MammoService:
         self.cases = open_case_store(self._predictor.labels, self.settings)
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
+        self._sweep_work()
+
+    def _sweep_work(self) -> None:
+        """Remove candidate folders of retrains killed mid-way (a running one holds its lock)."""
+        for folder in self._work_dir().glob("retrain-*"):
+            with file_lock(folder / ".lock", blocking=False) as free:
+                if free:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     @property
     def predictor(self) -> Predictor:
@@ -165,26 +174,27 @@ class MammoService:
 
         work = Path(tempfile.mkdtemp(prefix="retrain-", dir=self._work_dir()))
         try:
-            mammo = train_to_folder(
-                [base], work / "candidate", config, split=split, extra_train=cases, progress=on_epoch,
-                step=step, command=f"retrain in the app ({options})", parent=current.version,
-            )
-            progress(0.95, "evaluating the current version on the same holdout")
-            holdout = base_splits([base], None, split)["holdout"]
-            current_metrics = evaluate_examples(current.model, holdout, current.labels,
-                                                current.preprocess, current.threshold)
-            split_name = mammo["split"]["description"]
-            promoted, reason = promotion_decision(mammo["metrics"], current_metrics, split=split_name)
-            report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
-                      "current_version": current.version, "current_metrics": current_metrics,
-                      "candidate_metrics": mammo["metrics"]}
-            if promoted:
-                version = self.registry.publish(work / "candidate", report)
-                self._predictor = Predictor(self.registry.load(version))
-                rejected_id = None
-            else:
-                version = current.version
-                rejected_id = self.registry.record_rejected(work / "candidate", report)
+            with file_lock(work / ".lock"):  # a killed retrain leaves it unlocked: swept at start
+                mammo = train_to_folder(
+                    [base], work / "candidate", config, split=split, extra_train=cases, progress=on_epoch,
+                    step=step, command=f"retrain in the app ({options})", parent=current.version,
+                )
+                progress(0.95, "evaluating the current version on the same holdout")
+                holdout = base_splits([base], None, split)["holdout"]
+                current_metrics = evaluate_examples(current.model, holdout, current.labels,
+                                                    current.preprocess, current.threshold)
+                split_name = mammo["split"]["description"]
+                promoted, reason = promotion_decision(mammo["metrics"], current_metrics, split=split_name)
+                report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
+                          "current_version": current.version, "current_metrics": current_metrics,
+                          "candidate_metrics": mammo["metrics"]}
+                if promoted:
+                    version = self.registry.publish(work / "candidate", report)
+                    self._predictor = Predictor(self.registry.load(version))
+                    rejected_id = None
+                else:
+                    version = current.version
+                    rejected_id = self.registry.record_rejected(work / "candidate", report)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         progress(1.0, "done")

@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+__all__ = ["phantom", "add_mass", "add_calcifications", "add_film_label", "write_dicom", "main"]
+
 HEIGHT, WIDTH = 512, 416
 
 
@@ -47,9 +49,11 @@ def add_calcifications(grey: np.ndarray, y: int, x: int, seed: int) -> np.ndarra
     return out
 
 
-def add_film_label(grey: np.ndarray) -> np.ndarray:
+def add_film_label(grey: np.ndarray, breast_right: bool) -> np.ndarray:
+    """A white film-label square in the top corner of the background (away from the breast)."""
     out = grey.copy()
-    out[12:40, 330:380] = 1.0
+    left = 24 if breast_right else WIDTH - 84
+    out[24:56, left : left + 60] = 1.0
     return out
 
 
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "examples")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    plain = add_film_label(phantom(1, right=True))
+    plain = add_film_label(phantom(1, right=True), breast_right=True)
     mass = add_mass(phantom(2, right=False), 250, 140, 22)
     calcs = add_calcifications(phantom(3, right=True), 220, 300, seed=3)
     Image.fromarray(np.uint8(np.round(plain * 255))).save(args.out / "phantom_plain.png")

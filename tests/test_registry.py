@@ -8,6 +8,7 @@ redirects and pagination.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
@@ -440,13 +441,21 @@ def test_hub_bad_token_is_a_clear_error(hub_env, seed_dir: Path, monkeypatch) ->
         open_registry(settings(), seed=seed_dir)
 
 
-def test_hub_down_is_a_clear_error(hub_env, seed_dir: Path) -> None:
+def test_hub_down_serves_cached_versions_and_refuses_to_publish(
+    hub_env, seed_dir: Path, tmp_path: Path
+) -> None:
     registry = open_registry(settings(), seed=seed_dir)
+    registry.load("v1")  # cached
     hub_env.stop()
+    assert registry.latest() == "v1"
+    reopened = open_registry(settings(), seed=seed_dir)  # a restart during the outage
+    assert reopened.latest() == "v1"
+    assert weights(reopened.load("v1")) == weights(seed_dir)
     with pytest.raises(RegistryError, match="unreachable"):
-        registry.latest()
-    with pytest.raises(RegistryError, match="unreachable"):
-        open_registry(settings(), seed=seed_dir)
+        reopened.publish(make_model(tmp_path / "c", seed=2))
+    fresh = dataclasses.replace(settings(), home=tmp_path / "fresh")
+    with pytest.raises(RegistryError, match="unreachable.*No model versions are cached"):
+        open_registry(fresh, seed=seed_dir)
 
 
 def test_hub_untagged_version_commit_is_tagged_at_open(hub_env, seed_dir: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The example phantoms are reproducible and readable; the BreastMNIST benchmark runs end to end."""
+"""The example phantoms are reproducible, readable and as documented; the BreastMNIST benchmark runs."""
 
 from __future__ import annotations
 
@@ -7,31 +7,76 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
+import pytest
+from PIL import Image
+
 from mammo.imaging import read_image, sha256_of_pixels
+from mammo.preprocess import breast_region
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+# The keys `evaluate --json` promises in DESIGN.md.
+EVALUATE_KEYS = {"n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
+                 "auc_malignant_ci95", "sensitivity", "specificity", "confusion_matrix", "per_class"}
 
 
-def test_examples_are_synthetic_reproducible_and_readable(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "scripts/make_examples.py", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def _run(*args: str, timeout: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def fresh_examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("examples")
+    done = _run("scripts/make_examples.py", "--out", str(out), timeout=120)
     assert done.returncode == 0, done.stderr
-    committed = sorted(p.name for p in (ROOT / "examples").iterdir() if p.name != "README.md")
-    assert committed == sorted(p.name for p in tmp_path.iterdir())
+    return out
+
+
+@pytest.fixture(scope="module")
+def breastmnist(data_root: Path) -> Path:
+    path = data_root / "breastmnist"
+    if not path.is_dir():
+        pytest.skip(f"{path} missing: the BreastMNIST benchmark needs it")
+    return path
+
+
+def test_make_examples_reproduces_the_committed_phantoms(fresh_examples: Path) -> None:
+    committed = sorted(p.name for p in EXAMPLES.iterdir() if p.name != "README.md")
+    assert committed == sorted(p.name for p in fresh_examples.iterdir())
     for name in committed:
-        fresh, shipped = read_image(tmp_path / name), read_image(ROOT / "examples" / name)
-        assert sha256_of_pixels(fresh) == sha256_of_pixels(shipped)
+        fresh, shipped = read_image(fresh_examples / name), read_image(EXAMPLES / name)
+        assert fresh.shape == (512, 416)
+        assert sha256_of_pixels(fresh) == sha256_of_pixels(shipped), f"{name} differs from make_examples.py"
 
 
-def test_breastmnist_benchmark_smoke(data_root: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "scripts/benchmark_breastmnist.py", "--data", str(data_root), "--epochs", "1",
-         "--arch", "test_efficientnet", "--init", "none", "--image-size", "32", "--out", str(tmp_path / "m")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+def test_examples_are_small_and_as_the_readme_says() -> None:
+    assert sum(p.stat().st_size for p in EXAMPLES.iterdir()) < 2_000_000
+    with Image.open(EXAMPLES / "phantom_calcifications_16bit.png") as image:
+        assert image.mode.startswith("I") and image.getextrema()[1] > 255  # really 16-bit
+    tags = pydicom.dcmread(EXAMPLES / "phantom_fake_tags.dcm")
+    assert (str(tags.PatientName), tags.PatientID) == ("PHANTOM^TEST", "FAKE-0000")
+    plain = read_image(EXAMPLES / "phantom_plain.png")
+    label = plain[24:56, 24:84]  # the film-label square, in the background corner
+    mask, _, on_right = breast_region(plain)
+    assert label.min() == 1.0 and on_right and not mask[24:56, 24:84].any()  # the crop drops it
+
+
+def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
+    model, saved = tmp_path / "model", tmp_path / "eval.json"
+    done = _run("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
+                "--arch", "test_efficientnet", "--init", "none", "--image-size", "32", "--out", str(model),
+                "--json-out", str(saved), "--batch-size", "32", timeout=300)
     assert done.returncode == 0, done.stderr
-    metrics = json.loads(done.stdout.splitlines()[0])
-    val = data_root / "breastmnist" / "val"
-    assert metrics["n"] == len(list(val.glob("*/*.png")))
+    metrics = json.loads(done.stdout)
+    assert EVALUATE_KEYS <= set(metrics)
+    assert metrics["n"] == len(list((breastmnist / "val").glob("*/*.png"))) == 78
     assert metrics["classes"] == ["normal_or_benign", "malignant"]
-    assert {"auc_malignant", "auc_malignant_ci95", "confusion_matrix", "per_class"} <= set(metrics)
-    assert "official TEST split" in done.stderr
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
+    low, high = metrics["auc_malignant_ci95"]
+    assert 0 <= low <= high <= 1
+    assert json.loads(saved.read_text()) == metrics
+    training = json.loads((model / "config.json").read_text())["mammo"]["training"]
+    assert (training["batch_size"], training["crop"], training["orient"], training["min_side"]) == (
+        32, False, False, 28)  # an unknown option reached `train`; ultrasound settings by default
+    assert "VALIDATION" in done.stderr and "official TEST split" in done.stderr

@@ -204,6 +204,11 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _not_saved(error: OSError) -> StoreError:
+    return StoreError(f"The case could not be saved ({error.strerror or error}); nothing was stored. "
+                      "Earlier cases are unaffected.")
+
+
 def _shard_name(moment: datetime) -> str:
     return f"train-{moment.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex}.parquet"
 
@@ -429,8 +434,7 @@ class CaseStore:
                 os.fsync(handle.fileno())
         except OSError as exc:  # a full disk, a read-only folder: say so, leave nothing behind
             tmp.unlink(missing_ok=True)
-            raise StoreError(f"The case could not be saved ({exc.strerror or exc}); nothing was stored. "
-                             "Earlier cases are unaffected.") from exc
+            raise _not_saved(exc) from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -446,8 +450,13 @@ class CaseStore:
                 return self._batch_receipt([], skipped, "stored", moment)
             tmp, records = self._write_shard(cases, moment)
             target = self._data_dir / name
-            os.replace(tmp, target)
-            fsync_dir(self._data_dir)
+            try:
+                os.replace(tmp, target)
+                fsync_dir(self._data_dir)
+            except OSError as exc:  # the visitor is told nothing was stored: make it true
+                tmp.unlink(missing_ok=True)
+                target.unlink(missing_ok=True)
+                raise _not_saved(exc) from exc
             self._index(name, records)
         status, warning = self._after_store(name)
         receipt = self._batch_receipt(records, skipped, status, moment)

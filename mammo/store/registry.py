@@ -23,6 +23,7 @@ Rejected candidates (promotion gate said no) are kept locally for both backends 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -39,7 +40,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionN
 from .. import config as mammo_config
 from ..model_card import render_model_card
 from ._fs import file_lock, fsync_dir, fsync_file, utc_now
-from ._hub import HubError, check_reachable, ensure_repo, hub_api, hub_errors
+from ._hub import HubError, HubUnavailable, check_reachable, ensure_repo, hub_api, hub_errors
 
 __all__ = [
     "MODEL_FILES",
@@ -56,6 +57,8 @@ _VERSION = re.compile(r"v([1-9]\d*)")
 _TMP_PREFIX = ".tmp-"
 _HUB_ATTEMPTS = 5  # renumbering attempts when other publishers commit first
 _TAG_DELAYS_S = (0.5, 1.0, 2.0)  # backoff between tag attempts after the commit
+
+log = logging.getLogger(__name__)
 
 
 class RegistryError(RuntimeError):
@@ -396,16 +399,39 @@ class HubModelRegistry(ModelRegistry):
             )
         )
 
+    @property
+    def _refs_file(self) -> Path:
+        return self.cache_dir / "refs.json"
+
     def _refs(self) -> tuple[str, dict[str, str]]:
-        """Head of ``main`` and the version tags ``{vN: commit}``."""
-        with self._errors("listing the model versions"):
-            refs = self.api.list_repo_refs(self.repo_id, repo_type="model")
+        """Head of ``main`` and the version tags ``{vN: commit}`` (the last ones seen, from the
+        local cache, while the Hub is unreachable)."""
+        try:
+            with hub_errors(self.api.endpoint, f"listing the model versions ({self.repo_id})"):
+                refs = self.api.list_repo_refs(self.repo_id, repo_type="model")
+        except HubUnavailable as error:
+            return self._cached_refs(error)
+        except HubError as error:
+            raise RegistryError(str(error)) from error
         heads = {branch.name: branch.target_commit for branch in refs.branches}
         if "main" not in heads:
             raise RegistryError(f"{self.location} has no main branch")
         tags = {t.name: t.target_commit for t in refs.tags if version_number(t.name)}
         self._tag_commits = dict(tags)
+        self._refs_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._refs_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"main": heads["main"], "tags": tags, "saved_at": utc_now().isoformat()}))
+        os.replace(tmp, self._refs_file)
         return heads["main"], tags
+
+    def _cached_refs(self, error: HubUnavailable) -> tuple[str, dict[str, str]]:
+        try:
+            cached = json.loads(self._refs_file.read_text())
+        except (OSError, ValueError):
+            raise RegistryError(f"{error} No model versions are cached locally.") from error
+        log.warning("%s Using the model versions cached at %s.", error, cached["saved_at"])
+        self._tag_commits = dict(cached["tags"])
+        return cached["main"], dict(cached["tags"])
 
     def _parse(self, raw: bytes, where: str) -> dict:
         try:
@@ -555,9 +581,16 @@ def open_registry(
         assert settings.model_repo is not None
         api = hub_api(settings)
         registry = HubModelRegistry(settings.home, api, settings.model_repo)
-        with registry._errors("opening the model registry"):
-            check_reachable(api)
-            ensure_repo(api, settings.model_repo, "model", render_model_card({}))
+        try:
+            with hub_errors(api.endpoint, f"opening the model registry ({settings.model_repo})"):
+                check_reachable(api)
+                ensure_repo(api, settings.model_repo, "model", render_model_card({}))
+        except HubUnavailable as error:  # serve the cached versions; publishing waits for the Hub
+            if not registry._refs_file.exists():
+                raise RegistryError(f"{error} No model versions are cached locally.") from error
+            log.warning("%s Starting on the cached model versions.", error)
+        except HubError as error:
+            raise RegistryError(str(error)) from error
         registry._healed_refs()
     elif settings.model_repo:
         raise RegistryError(

@@ -1,0 +1,354 @@
+"""Faults end to end: SIGKILL of the app during submits and retrains, a full disk, the Hub down.
+
+The app runs as ``python app.py`` in a subprocess (``AppProcess``); a kill is SIGKILL (no
+clean-up runs) and the restart uses the same MAMMO_HOME on a fresh port. The Hub is the
+Hub-protocol test server of ``tests/hub_server.py`` (legacy LFS transfer: Xet is not covered).
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from app_server import ROOT, AppProcess
+from gradio_client import Client, handle_file
+from gradio_client.client import Job
+from hub_server import USER, HubServer
+from PIL import Image
+
+from mammo.model import load as load_model
+from mammo.store import CaseStore, StoreError
+from mammo.store import cases as cases_module
+from mammo.store.registry import MODEL_FILES, version_number
+
+LABELS = ["normal", "benign", "malignant"]
+RETRAIN = (3, 64, True)  # epochs, image size, from the current version: seconds, not minutes
+
+
+class Images:
+    """Distinct small valid PNGs (random noise; nothing derived from real data)."""
+
+    def __init__(self, folder: Path, seed: int) -> None:
+        self.folder, self.rng, self.n = folder, np.random.default_rng(seed), 0
+        self._lock = threading.Lock()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def next(self) -> str:
+        with self._lock:
+            self.n += 1
+            path = self.folder / f"img-{self.n}.png"
+            pixels = self.rng.integers(0, 256, (96, 80), dtype=np.uint8)
+        Image.fromarray(pixels).save(path)
+        return str(path)
+
+
+class Restartable:
+    """One MAMMO_HOME whose app is killed and started again (a fresh port each time)."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home, self.env = home, env
+        self.app: AppProcess | None = None
+
+    def start(self) -> AppProcess:
+        self.app = AppProcess(self.home, env=self.env).start()
+        return self.app
+
+    def client(self) -> Client:
+        assert self.app is not None
+        return Client(self.app.url, verbose=False, download_files=False)
+
+    def kill_and_restart(self) -> AppProcess:
+        assert self.app is not None
+        self.app.kill()
+        assert self.app.process is not None and self.app.process.returncode == -9
+        return self.start()
+
+    def stop(self) -> None:
+        if self.app is not None:
+            self.app.stop()
+
+
+@pytest.fixture(scope="module")
+def crashing(small_mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restartable]:
+    root = tmp_path_factory.mktemp("faults")
+    env = {"MAMMO_BASE_DATA": str(small_mias), "GRADIO_TEMP_DIR": str(root / "gradio"),
+           "HF_HOME": str(root / "hf")}
+    restartable = Restartable(root / "home", env)
+    restartable.start()
+    yield restartable
+    restartable.stop()
+
+
+def load_cases(root: Path, cache: Path) -> datasets.Dataset:
+    """The case folder as ``datasets`` reads it (what retraining and users see)."""
+    return datasets.load_dataset(str(root), split="train", cache_dir=str(cache))
+
+
+def assert_store_intact(home: Path, receipts: list[dict], cache: Path) -> int:
+    """Every shard is complete, load() sees exactly their rows, every receipted case is there."""
+    root = home / "cases"
+    shard_rows = sum(pq.read_metadata(path).num_rows for path in (root / "data").glob("*.parquet"))
+    ids = load_cases(root, cache)["case_id"] if shard_rows else []
+    assert len(ids) == shard_rows == len(set(ids))
+    missing = {r["case_id"] for r in receipts} - set(ids)
+    assert not missing, f"receipted cases lost by the kill: {missing}"
+    assert sum(CaseStore(LABELS, root).counts().values()) == shard_rows
+    return shard_rows
+
+
+def submit_until_stopped(client: Client, images: Images, receipts: list[dict], stop: threading.Event,
+                         worker: int) -> None:
+    """Submit cases back to back; keep each receipt that comes back; end when the app is gone."""
+    while not stop.is_set():
+        job = client.submit(handle_file(images.next()), LABELS[worker % 3], api_name="/submit_case")
+        try:
+            receipts.append(job.result(timeout=30))
+        except Exception:  # the app was killed under this request
+            return
+
+
+def test_sigkill_during_submits_loses_no_receipted_case(crashing: Restartable, tmp_path: Path) -> None:
+    images = Images(tmp_path / "images", seed=1)
+    receipts: list[dict] = []
+    for delay in (0.0, 0.15, 0.4):  # after the first receipt of the round: in the middle of writes
+        client = crashing.client()
+        before = len(receipts)
+        stop = threading.Event()
+        workers = [threading.Thread(target=submit_until_stopped, args=(client, images, receipts, stop, i))
+                   for i in range(4)]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 30
+        while len(receipts) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(receipts) > before, "no submit was answered before the kill"
+        time.sleep(delay)
+        app = crashing.kill_and_restart()
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+        stored = assert_store_intact(crashing.home, receipts, tmp_path / "cache")
+        client = crashing.client()
+        assert client.predict(api_name="/models")[0]["version"] == "v1"
+        receipt = client.predict(handle_file(images.next()), "benign", api_name="/submit_case")
+        assert receipt["status"] == "stored" and receipt["total_cases"] == stored + 1, app.log()[-2000:]
+        receipts.append(receipt)
+    assert all(r["status"] == "stored" for r in receipts)
+
+
+def served_version(client: Client, image: Path) -> str:
+    return client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"]
+
+
+def running_job_desc(job: Job) -> str:
+    """The progress text of a running gradio_client job ('' before it reports any)."""
+    status = job.status()
+    return " ".join(unit.desc or "" for unit in status.progress_data or [])
+
+
+def assert_versions_clean(home: Path) -> list[str]:
+    """models/ holds only complete vN folders that load, ``rejected/`` and the lock; the vN names."""
+    models = home / "models"
+    versions = []
+    for entry in models.iterdir():
+        if entry.name in {".lock", "rejected"}:
+            continue
+        assert entry.is_dir() and version_number(entry.name), f"stray entry in models/: {entry.name}"
+        assert sorted(p.name for p in entry.iterdir()) == sorted(MODEL_FILES)
+        load_model(entry)
+        versions.append(entry.name)
+    rejected = home / "models" / "rejected"
+    if rejected.is_dir():
+        assert not [p.name for p in rejected.iterdir() if p.name.startswith(".tmp-")]
+    return sorted(versions, key=version_number)
+
+
+@pytest.mark.parametrize("moment", ["batch", "evaluating"])  # mid-epoch; gate and publish near
+def test_sigkill_during_retrain_keeps_the_last_promoted_model(
+    crashing: Restartable, small_mias: Path, moment: str
+) -> None:
+    client = crashing.client()
+    before = [v["version"] for v in client.predict(api_name="/models")]
+    job = client.submit(*RETRAIN, api_name="/retrain")
+    deadline = time.monotonic() + 60
+    while moment not in running_job_desc(job) and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not job.done(), "the retrain ended before it could be killed"
+    time.sleep(0.5 if moment == "evaluating" else 0.0)
+    crashing.kill_and_restart()
+
+    client = crashing.client()
+    versions = [v["version"] for v in client.predict(api_name="/models")]
+    assert versions[: len(before)] == before and len(versions) <= len(before) + 1
+    assert served_version(client, next((small_mias / "malignant").glob("*.png"))) == versions[-1]
+    assert assert_versions_clean(crashing.home) == versions
+    work = crashing.home / "work"
+    leftovers = [p.name for p in work.iterdir()] if work.is_dir() else []
+    assert not leftovers, f"the killed retrain's work folder was never removed: {leftovers}"
+
+
+# -- full disk ------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 300 kB tmpfs (needs root and mount permission; skipped otherwise)."""
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command to make a small tmpfs with")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def noise(seed: int, side: int = 96) -> np.ndarray:
+    return np.random.default_rng(seed).random((side, side)).astype(np.float32)
+
+
+def assert_no_partial_shard(root: Path, receipts: list[dict], cache: Path) -> None:
+    assert not list((root / ".tmp").iterdir()), "a temp shard was left behind"
+    ids = load_cases(root, cache)["case_id"]
+    assert sorted(ids) == sorted(r["case_id"] for r in receipts)
+
+
+def test_full_disk_is_a_clear_error_and_keeps_earlier_cases(tiny_disk: Path, tmp_path: Path) -> None:
+    store = CaseStore(LABELS, tiny_disk / "cases")
+    receipts = []
+    with pytest.raises(StoreError, match="(?i)disk|space"):
+        for seed in range(100):
+            receipts.append(store.append(noise(seed), "normal"))
+    assert len(receipts) >= 2, "the disk filled before the test could store anything"
+    assert_no_partial_shard(tiny_disk / "cases", receipts, tmp_path / "cache")
+    assert sum(CaseStore(LABELS, tiny_disk / "cases").counts().values()) == len(receipts)
+
+
+def test_write_error_at_rename_stores_nothing_and_the_case_can_be_sent_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "cases"
+    store = CaseStore(LABELS, root)
+    receipts = [store.append(noise(1), "benign")]
+
+    def disk_full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cases_module.os, "replace", disk_full)
+        with pytest.raises(StoreError, match="(?i)disk|space"):
+            store.append(noise(2), "malignant")
+    assert_no_partial_shard(root, receipts, tmp_path / "cache")
+    assert store.counts() == {"normal": 0, "benign": 1, "malignant": 0}
+    receipts.append(store.append(noise(2), "malignant"))  # not recorded as a duplicate
+    assert receipts[-1]["total_cases"] == 2
+    assert_no_partial_shard(root, receipts, tmp_path / "cache")
+
+
+# -- the Hub down, end to end ---------------------------------------------------------------------
+CASE_REPO, MODEL_REPO = f"{USER}/mammo-cases", f"{USER}/mammo-models"
+PHANTOM = ROOT / "examples" / "phantom_mass.png"  # synthetic: the Hub tests need no real data
+
+
+class HubApp:
+    """A Hub-protocol server, and the env and MAMMO_HOME of an app that uses it for cases and models."""
+
+    def __init__(self, root: Path) -> None:
+        self.server = HubServer().start()
+        self.home = root / "home"
+        self.env = {"HF_ENDPOINT": self.server.url, "HF_TOKEN": self.server.token, "HF_HUB_DISABLE_XET": "1",
+                    "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(root / "hf"),
+                    "MAMMO_DATASET_REPO": CASE_REPO, "MAMMO_MODEL_REPO": MODEL_REPO,
+                    "GRADIO_TEMP_DIR": str(root / "gradio")}
+        self.images = Images(root / "images", seed=2)
+
+    def app(self) -> AppProcess:
+        return AppProcess(self.home, env=self.env)
+
+    def submit(self, client: Client, label: str) -> dict:
+        return client.predict(handle_file(self.images.next()), label, api_name="/submit_case")
+
+    def shard_commits(self) -> int:
+        return sum(1 for method, path in self.server.calls
+                   if method == "POST" and path == f"/api/datasets/{CASE_REPO}/commit/main")
+
+    def repo_case_ids(self) -> list[str]:
+        shards = [p for p in self.server.files(CASE_REPO) if p.startswith("data/")]
+        return sorted(pq.read_table(pa.BufferReader(self.server.read(CASE_REPO, p)))["case_id"][0].as_py()
+                      for p in shards)
+
+    def wait_delivered(self) -> None:
+        """Until the app's outbox is empty (its own retries), then a moment for a duplicate to show."""
+        outbox = self.home / "outbox" / CASE_REPO.replace("/", "--") / "data"
+        deadline = time.monotonic() + 30
+        while list(outbox.glob("*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubApp]:
+    hub_app = HubApp(tmp_path)
+    yield hub_app
+    hub_app.server.stop()
+
+
+def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
+    image = PHANTOM
+    with hub.app() as app:
+        client = Client(app.url, verbose=False, download_files=False)
+        assert "model.safetensors" in hub.server.files(MODEL_REPO, "model", revision="v1")  # seeded
+        assert served_version(client, image) == "v1"
+        first = hub.submit(client, "normal")
+        assert first["status"] == "stored" and "warning" not in first
+
+        hub.server.stop()
+        started = time.monotonic()
+        queued = hub.submit(client, "malignant")
+        assert time.monotonic() - started < 10
+        assert queued["status"] == "queued" and queued["total_cases"] == 2
+        assert "unreachable" in queued["warning"] and hub.server.url in queued["warning"]
+        assert served_version(client, image) == "v1"
+        commits = hub.shard_commits()
+
+        hub.server.restart()
+        hub.wait_delivered()
+        assert hub.shard_commits() == commits + 1, app.log()[-3000:]
+        assert hub.repo_case_ids() == sorted([first["case_id"], queued["case_id"]])
+        after = hub.submit(client, "benign")
+        assert after["status"] == "stored" and after["total_cases"] == 3
+
+
+def test_app_restarts_while_the_hub_is_down(hub: HubApp) -> None:
+    """A Space restarting during a Hub outage serves the cached model and queues the cases."""
+    image = PHANTOM
+    with hub.app() as app:  # the Hub up: v1 is published and downloaded once
+        assert served_version(Client(app.url, verbose=False, download_files=False), image) == "v1"
+    hub.server.stop()
+    app = hub.app()
+    try:
+        app.start(timeout=120)
+    except RuntimeError as error:
+        pytest.fail(f"the app cannot start while the Hub is down: {str(error)[-600:]}")
+    try:
+        client = Client(app.url, verbose=False, download_files=False)
+        assert served_version(client, image) == "v1"
+        queued = hub.submit(client, "benign")
+        assert queued["status"] == "queued" and "unreachable" in queued["warning"]
+        hub.server.restart()
+        hub.wait_delivered()
+        assert hub.repo_case_ids() == [queued["case_id"]]
+    finally:
+        app.stop()
