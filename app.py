@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 import torch
+from huggingface_hub import ModelCard
 
 from mammo import views
 from mammo.access import AccessDenied, can_submit, can_train
@@ -97,6 +98,8 @@ def submit_case(image: str | None, label: str | None, view: str | None = None, l
                 biopsy_confirmed: bool | None = None, age: float | None = None, notes: str = "",
                 profile: gr.OAuthProfile | None = None):
     """Append one labelled case to the dataset; returns the receipt."""
+    if not label:
+        raise gr.Error("Pick the confirmed label first.")
     metadata = views.metadata_from_fields(
         view=view, laterality=laterality, density=density, birads=birads,
         biopsy_confirmed=biopsy_confirmed or None, age=age, notes=notes)
@@ -145,9 +148,9 @@ def retrain_views(summary: dict | None):
     if not summary:
         return (gr.skip(),) * 5
     current, candidate = summary["current_metrics"], summary["candidate_metrics"]
-    verdict = (f"**Promoted as {summary['version']}.** " if summary["promoted"] else
-               f"**Rejected** (kept as candidate {summary['rejected_id']}); {summary['version']} "
-               "stays. ") + summary["reason"]
+    verdict = (f"**Promoted as {summary['version']}.**" if summary["promoted"] else
+               f"**Rejected**: {summary['version']} stays served; the candidate is kept as "
+               f"{summary['rejected_id']}.") + f" Gate: {summary['reason']}"
     return (verdict, views.comparison_frame(current, candidate),
             views.roc_frame({f"current {summary['current_version']}": current, "candidate": candidate}),
             views.curves_frame(summary["history"]),
@@ -170,8 +173,8 @@ def version_files(version: str | None):
     if not version:
         raise gr.Error("Pick a version.")
     folder = service.registry.load(version)
-    return [str(folder / name) for name in ("model.safetensors", "config.json", "README.md")], \
-        service.registry.card(version)
+    card = ModelCard(service.registry.card(version)).text  # without the YAML front matter
+    return [str(folder / name) for name in ("model.safetensors", "config.json", "README.md")], card
 
 
 @clear_errors
@@ -282,8 +285,9 @@ def build() -> gr.Blocks:
             recent_cases, None, case_choice, api_visibility="private")
         bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt, api_visibility="private",
                           concurrency_limit=1).success(totals, None, counts, api_visibility="private")
+        # 2, not 1: a second request must reach the service and be told a retrain is running
         retrain_button.click(retrain, [epochs, image_size, from_current], summary, api_name="retrain",
-                             concurrency_limit=1).success(
+                             concurrency_limit=2).success(
             retrain_views, summary, [verdict, comparison, roc, curves, confusion],
             api_visibility="private").then(totals, None, data_plot, api_visibility="private")
         models_event = dict(fn=models, inputs=None, outputs=versions_json)

@@ -35,12 +35,13 @@ def score_text(details: Mapping[str, Any]) -> str:
     score, threshold = details.get("malignancy_score"), details.get("threshold")
     if score is None:
         return "This model has no *malignant* class, so it gives no malignancy score."
-    text = f"**Malignancy score: {score:.0f} / 100** (model {details['model_version']})."
+    text = f"**Malignancy score: {score:.1f} / 100** (model {details['model_version']})."
     if threshold is None:
         return text + " This model records no operating threshold."
     side = "above" if details.get("above_threshold") else "below"
+    low = (" So low a threshold flags most images, normal ones too." if threshold < 0.05 else "")
     return (f"{text} This is **{side}** the threshold of {100 * threshold:.1f}, the cut-off that "
-            "reached 90% malignant sensitivity on the validation patients. Research use only: "
+            f"reached 90% malignant sensitivity on the validation patients.{low} Research use only: "
             "not a diagnosis.")
 
 
@@ -56,8 +57,9 @@ def versions_rows(versions: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     for v in reversed(versions):
         metrics, data = v.get("metrics") or {}, v.get("data") or {}
         ci = metrics.get("auc_malignant_ci95")
+        published = f"error: {v['error']}" if v.get("error") else v.get("published_at") or v.get("created_at")
         rows.append([
-            v["version"], v.get("published_at") or v.get("created_at") or "—", v.get("parent") or "—",
+            v["version"], published or "—", v.get("parent") or "—",
             data.get("n_train", "—"), _fmt(metrics.get("auc_malignant")),
             "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}", _fmt(metrics.get("accuracy")),
             _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
@@ -108,12 +110,12 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any]) -
     keys = ["n", "auc_malignant", "auc_malignant_ci95", "auc_macro", "accuracy", "balanced_accuracy",
             "sensitivity", "specificity"]
 
-    def show(value: Any) -> str:
+    def show(key: str, value: Any) -> str:
         if isinstance(value, list):
             return f"{value[0]:.3f}–{value[1]:.3f}"
-        return str(value) if isinstance(value, int) else _fmt(value)
+        return str(value) if key == "n" else _fmt(value)  # JSON turns 1.0 into 1: only n is a count
 
-    return pd.DataFrame([[k, show(current.get(k)), show(candidate.get(k))] for k in keys],
+    return pd.DataFrame([[k, show(k, current.get(k)), show(k, candidate.get(k))] for k in keys],
                         columns=["metric", "current", "candidate"])
 
 

@@ -1,0 +1,191 @@
+"""mammo.views: the tables, plot frames and texts the app shows, built from real results."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from mammo import views
+from mammo.config import PACKAGE_WEIGHTS
+from mammo.store.registry import LocalModelRegistry
+
+V1 = PACKAGE_WEIGHTS / "v1"
+
+
+@pytest.fixture(scope="module")
+def v1_mammo() -> dict:
+    """The ``mammo`` block of the packaged v1: real metrics, ROC, confusion matrix, training history."""
+    if not (V1 / "config.json").is_file():
+        pytest.skip(f"the packaged model {V1} is missing")
+    return json.loads((V1 / "config.json").read_text())["mammo"]
+
+
+def shown_numbers(text: str) -> tuple[float, float, str]:
+    """(score, threshold, 'above'|'below') exactly as a visitor reads them in the score text."""
+    score = float(re.search(r"Malignancy score: ([\d.]+) / 100", text).group(1))
+    side, threshold = re.search(r"\*\*(above|below)\*\* the threshold of ([\d.]+)", text).groups()
+    return score, float(threshold), side
+
+
+def assert_score_text_consistent(details: dict) -> None:
+    text = views.score_text(details)
+    score, threshold, side = shown_numbers(text)
+    assert side == ("above" if details["above_threshold"] else "below")
+    # what the visitor reads must agree with the verdict (equal when rounding makes them meet)
+    assert score >= threshold if side == "above" else score <= threshold, text
+    assert f"model {details['model_version']}" in text and "not a diagnosis" in text
+
+
+def test_score_text_agrees_with_the_threshold_for_small_scores() -> None:
+    # v1's operating threshold is P(malignant) = 0.0028 (28 in 10,000): scores under 1 / 100 are common
+    details = {"model_version": "v1", "malignancy_score": 0.3, "threshold": 0.002830769633874297,
+               "above_threshold": True}
+    assert_score_text_consistent(details)
+
+
+def test_score_text_on_real_predictions(mias: Path) -> None:
+    """v1 on real mini-MIAS images, both sides of its threshold."""
+    from mammo.predict import Predictor
+
+    if not (V1 / "config.json").is_file():
+        pytest.skip(f"the packaged model {V1} is missing")
+    predictor = Predictor(V1)
+    images = sorted((mias / "normal").glob("*.png"))[:8] + sorted((mias / "malignant").glob("*.png"))[:4]
+    results = [r.details() for r in predictor.predict_many([str(p) for p in images], method=None)]
+    assert {d["above_threshold"] for d in results} == {True, False}
+    for details in results:
+        assert_score_text_consistent(details)
+
+
+def test_score_text_without_malignant_class_or_threshold() -> None:
+    assert "no *malignant* class" in views.score_text({"model_version": "vX", "malignancy_score": None})
+    text = views.score_text({"model_version": "v7", "malignancy_score": 42.0, "threshold": None})
+    assert re.search(r"Malignancy score: 42(\.0)? / 100", text) and "no operating threshold" in text
+    assert "v7" in text
+
+
+def test_history_row() -> None:
+    details = {"model_version": "v2", "label": "benign", "malignancy_score": 12.5, "above_threshold": False}
+    assert views.history_row("a.png", details) == ["a.png", "benign", 12.5, "no", "v2"]
+    assert len(views.history_row("a.png", details)) == len(views.HISTORY_COLUMNS)
+    no_threshold = {**details, "above_threshold": None}
+    assert views.history_row("b.dcm", no_threshold)[3] == "—"
+
+
+@pytest.fixture
+def registry(tmp_path: Path, v1_mammo: dict) -> LocalModelRegistry:
+    """A local registry: the packaged v1 and v2 published from it."""
+    registry = LocalModelRegistry(tmp_path / "home")
+    assert registry.seed(V1) == "v1"
+    assert registry.publish(registry.load("v1"), {"promoted": True}) == "v2"
+    return registry
+
+
+def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalModelRegistry,
+                                                              v1_mammo: dict) -> None:
+    rows = views.versions_rows(registry.versions())
+    assert [r[0] for r in rows] == ["v2", "v1"]
+    metrics = v1_mammo["metrics"]
+    for row, parent in zip(rows, ["v1", "—"], strict=True):
+        shown = dict(zip(views.VERSION_COLUMNS, row, strict=True))
+        assert datetime.fromisoformat(shown.pop("published (UTC)")).tzinfo is not None
+        assert shown == {
+            "version": row[0],
+            "parent": parent,
+            "training images": v1_mammo["data"]["n_train"],
+            "AUC malignant": f"{metrics['auc_malignant']:.3f}",
+            "95% CI": "{:.2f}–{:.2f}".format(*metrics["auc_malignant_ci95"]),
+            "accuracy": f"{metrics['accuracy']:.3f}",
+            "balanced accuracy": f"{metrics['balanced_accuracy']:.3f}",
+            "n evaluated": metrics["n"],
+        }
+
+
+def test_versions_rows_say_why_a_version_cannot_be_read(registry: LocalModelRegistry) -> None:
+    (registry.models_dir / "v2" / "config.json").write_text("{not json")
+    versions = registry.versions()
+    error = versions[-1]["error"]
+    rows = views.versions_rows(versions)
+    assert [r[0] for r in rows] == ["v2", "v1"]  # listed, not hidden
+    # a row of dashes alone does not tell the visitor that v2 is broken, nor why
+    assert any(str(cell) == error or "error" in str(cell).lower() for cell in rows[0]), rows[0]
+
+
+def test_counts_frame_long_format() -> None:
+    summary = {"normal": {"base": 116, "cases": 2}, "benign": {"base": 36, "cases": 0},
+               "malignant": {"base": 30, "cases": 5}}
+    frame = views.counts_frame(summary)
+    assert list(frame.columns) == ["label", "source", "images"]
+    assert len(frame) == 6
+    assert frame.groupby("label")["images"].sum().to_dict() == {"normal": 118, "benign": 36, "malignant": 35}
+    assert frame.set_index(["label", "source"]).loc[("malignant", "cases"), "images"] == 5
+    assert views.counts_frame({}).empty
+
+
+def test_roc_frame_from_the_recorded_metrics(v1_mammo: dict) -> None:
+    holdout, validation = v1_mammo["metrics"], v1_mammo["val_metrics"]
+    no_roc = {"auc_malignant": None, "roc": None}
+    frame = views.roc_frame({"holdout": holdout, "validation": validation, "no malignant": no_roc})
+    assert list(frame.columns) == ["false positive rate", "true positive rate", "model"]
+    counts = frame["model"].value_counts().to_dict()
+    assert counts == {f"holdout (AUC {holdout['auc_malignant']:.2f})": len(holdout["roc"]["fpr"]),
+                      f"validation (AUC {validation['auc_malignant']:.2f})": len(validation["roc"]["fpr"])}
+    assert frame[["false positive rate", "true positive rate"]].stack().between(0, 1).all()
+
+
+def test_curves_frame_from_the_training_history(v1_mammo: dict) -> None:
+    history = v1_mammo["training"]["history"]
+    frame = views.curves_frame(history)
+    assert list(frame.columns) == ["epoch", "value", "series"]
+    assert len(frame) == 3 * len(history)
+    auc = frame[frame["series"] == "validation AUC"].set_index("epoch")["value"].to_dict()
+    assert auc == {h["epoch"]: h["val_auc"] for h in history}
+    # an epoch without a validation AUC (no malignant case in validation) has no AUC point
+    without_auc = [{**history[0], "val_auc": None}]
+    assert set(views.curves_frame(without_auc)["series"]) == {"train loss", "validation loss"}
+
+
+def test_confusion_frame_rows_are_the_true_classes(v1_mammo: dict) -> None:
+    metrics = v1_mammo["metrics"]
+    frame = views.confusion_frame(metrics)
+    assert list(frame.columns) == ["true"] + [f"predicted {c}" for c in metrics["classes"]]
+    assert frame["true"].tolist() == metrics["classes"]
+    support = {c: metrics["per_class"][c]["support"] for c in metrics["classes"]}
+    assert dict(zip(frame["true"], frame.drop(columns="true").sum(axis=1), strict=True)) == support
+    assert views.confusion_frame({}).columns.tolist() == ["true"]
+
+
+def test_comparison_frame(v1_mammo: dict) -> None:
+    current, candidate = v1_mammo["metrics"], v1_mammo["val_metrics"]
+    frame = views.comparison_frame(current, candidate).set_index("metric")
+    assert list(frame.columns) == ["current", "candidate"]
+    assert frame.loc["n"].tolist() == [str(current["n"]), str(candidate["n"])]
+    assert frame.loc["auc_malignant", "current"] == f"{current['auc_malignant']:.3f}"
+    lo, hi = candidate["auc_malignant_ci95"]
+    assert frame.loc["auc_malignant_ci95", "candidate"] == f"{lo:.3f}–{hi:.3f}"
+    assert views.comparison_frame({}, current).set_index("metric").loc["accuracy", "current"] == "—"
+
+
+def test_comparison_frame_formats_whole_valued_metrics_as_metrics() -> None:
+    # The app hands the retrain summary to this view through gr.JSON: the browser sends 1.0 back as 1
+    # (JavaScript has one number type), so a perfect AUC arrives as an int and must still read 1.000.
+    metrics = {"n": 10, "auc_malignant": 1, "auc_macro": 1, "accuracy": 0.9, "sensitivity": 1,
+               "specificity": 0, "balanced_accuracy": 0.94, "auc_malignant_ci95": [1, 1]}
+    frame = views.comparison_frame(metrics, metrics).set_index("metric")["current"]
+    assert frame["n"] == "10"
+    assert frame[["auc_malignant", "auc_macro", "sensitivity", "specificity"]].tolist() == [
+        "1.000", "1.000", "1.000", "0.000"]
+    assert frame["auc_malignant_ci95"] == "1.000–1.000"
+
+
+def test_metadata_from_fields_drops_only_empty_fields() -> None:
+    fields = {"view": "CC", "laterality": None, "density": "", "birads": 0, "biopsy_confirmed": False,
+              "age": 61, "notes": "", "extra": []}
+    # BI-RADS 0 ("needs more imaging") is a real category; only unset fields are dropped
+    assert views.metadata_from_fields(**fields) == {"view": "CC", "birads": 0, "biopsy_confirmed": False,
+                                                    "age": 61}
+    assert views.metadata_from_fields() == {}
