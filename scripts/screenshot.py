@@ -22,6 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "predict", "overlay_size", "submit_predicted",
            "run", "main"]
@@ -52,8 +53,14 @@ def predict(page: Page, image: Path) -> str:
     Meant for a fresh page: a result already on the page would satisfy the waits.
     """
     page.get_by_role("tab", name="Predict").click()
-    page.locator("input[type=file]").first.set_input_files(str(image))
-    page.get_by_text(image.name).first.wait_for(timeout=30_000)
+    for attempt in range(3):  # an upload made while the page is still hydrating can be dropped
+        page.locator("input[type=file]").first.set_input_files(str(image))
+        try:
+            page.get_by_text(image.name).first.wait_for(timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.get_by_role("button", name="Predict", exact=True).click()
     page.get_by_text("Malignancy score").wait_for(timeout=60_000)
     overlay_size(page)

@@ -419,7 +419,7 @@ class HubModelRegistry(ModelRegistry):
         tags = {t.name: t.target_commit for t in refs.tags if version_number(t.name)}
         self._tag_commits = dict(tags)
         self._refs_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._refs_file.with_suffix(".tmp")
+        tmp = self._refs_file.with_name(f".refs-{uuid.uuid4().hex}.tmp")  # unique: threads publish too
         tmp.write_text(json.dumps({"main": heads["main"], "tags": tags, "saved_at": utc_now().isoformat()}))
         os.replace(tmp, self._refs_file)
         return heads["main"], tags
