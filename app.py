@@ -14,7 +14,7 @@ from huggingface_hub import ModelCard
 
 from mammo import views
 from mammo.access import AccessDenied, can_submit, can_train
-from mammo.bulk import BulkError, zip_cases
+from mammo.bulk import BulkError
 from mammo.config import DISCLAIMER, settings
 from mammo.explain import CAM_METHODS, DEFAULT_METHOD
 from mammo.imaging import ImageError
@@ -109,18 +109,7 @@ def submit_case(image: str | None, label: str | None, view: str | None = None, l
 @clear_errors
 def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None):
     """Append several images (one label) or a zip of <label>/<file> folders as one batch."""
-    if not files:
-        raise gr.Error("Choose image files or a zip of an imagefolder first.")
-    limit = SETTINGS.max_upload_mb * 1_000_000
-    items = []
-    for path in files:
-        if path.lower().endswith(".zip"):
-            items += [(data, zlabel, None) for data, zlabel, _ in zip_cases(Path(path), limit)]
-        elif not label:
-            raise gr.Error("Pick the label of the uploaded images (or upload a zip of label folders).")
-        else:
-            items.append((path, label, None))
-    return service.submit_many(items, user=_user(profile))
+    return service.submit_uploads(files or [], label, user=_user(profile))
 
 
 def totals():

@@ -19,6 +19,7 @@ import datasets
 
 from . import config as mammo_config
 from .access import can_submit, can_train
+from .bulk import zip_cases
 from .data import SplitSpec, case_examples, folder_examples
 from .explain import DEFAULT_METHOD
 from .pipeline import base_splits, train_to_folder
@@ -110,6 +111,22 @@ class MammoService:
         for row in cases.filter(lambda r: r == case_id, input_columns="case_id"):
             return row["image"]["bytes"]
         raise StoreError(f"No submitted case {case_id!r}.")
+
+    def submit_uploads(self, paths: Iterable[str | Path], label: str | None,
+                       user: str | None = None) -> dict:
+        """A bulk upload as one batch: image files (all with ``label``) and zips of label folders."""
+        limit = self.settings.max_upload_mb * 1_000_000
+        items: list[tuple[ImageSource, str, None]] = []
+        for path in map(Path, paths):
+            if path.suffix.lower() == ".zip":
+                items += [(data, zip_label, None) for data, zip_label, _ in zip_cases(path, limit)]
+            elif not label:
+                raise StoreError("Pick the label of the uploaded images (or upload a zip of label folders).")
+            else:
+                items.append((str(path), label, None))
+        if not items:
+            raise StoreError("Choose image files or a zip of an imagefolder first.")
+        return self.submit_many(items, user=user)
 
     def base_data(self) -> Path:
         base = self.settings.base_data

@@ -97,3 +97,23 @@ def test_packaged_v1_evaluates_with_the_design_schema(mias: Path) -> None:
     check_schema(metrics, metrics["n"])
     recorded = json.loads((V1 / "config.json").read_text())["mammo"]["metrics"]
     assert metrics["auc_malignant"] == pytest.approx(recorded["auc_malignant"], abs=1e-6)
+
+
+def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    listed = run_cli("models", "list", home=home)
+    assert listed.returncode == 0, listed.stderr
+    assert [v["version"] for v in json.loads(listed.stdout)] == ["v1"]  # seeded from the package
+    pulled = run_cli("models", "pull", "v1", "--out", str(tmp_path / "v1"), home=home)
+    assert pulled.returncode == 0, pulled.stderr
+    files = sorted(p.name for p in (tmp_path / "v1").iterdir())
+    assert files == ["README.md", "config.json", "model.safetensors"]
+    assert (tmp_path / "v1" / "model.safetensors").read_bytes() == (V1 / "model.safetensors").read_bytes()
+    imported = run_cli("cases", "import", str(small_mias), home=home)
+    assert imported.returncode == 0, imported.stderr
+    n = len(list(small_mias.glob("*/*.png")))
+    assert json.loads(imported.stdout)["total_cases"] == n
+    counts = json.loads(run_cli("cases", "list", home=home).stdout)["counts"]
+    assert sum(counts.values()) == n and counts["malignant"] == len(list(small_mias.glob("malignant/*.png")))
+    again = run_cli("cases", "import", str(small_mias), home=home)  # the same images: refused, clearly
+    assert again.returncode == 2 and "already submitted" in again.stderr

@@ -109,3 +109,23 @@ def test_a_submitted_case_can_be_read_back_without_tags(service: MammoService, s
     assert abs(read_image(png) - read_image(image)).max() < 1e-4  # same pixels, re-encoded
     with pytest.raises(StoreError, match="No submitted case"):
         service.case_png("nope")
+
+
+def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, small_mias: Path,
+                                                     tmp_path: Path) -> None:
+    import zipfile
+
+    from mammo.store import StoreError
+
+    normals = sorted((small_mias / "normal").glob("*.png"))[:2]
+    malignant = sorted((small_mias / "malignant").glob("*.png"))[0]
+    archive = tmp_path / "cases.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(malignant, "export/malignant/a.png")
+    receipt = service.submit_uploads([*map(str, normals), str(archive)], "normal")
+    assert receipt["total_cases"] == 3 and receipt["counts"] == {"normal": 2, "benign": 0, "malignant": 1}
+    assert len(list((service.settings.home / "cases" / "data").glob("*.parquet"))) == 1
+    with pytest.raises(StoreError, match="Pick the label"):
+        service.submit_uploads([str(normals[0])], None)
+    with pytest.raises(StoreError, match="Choose image files"):
+        service.submit_uploads([], "normal")
