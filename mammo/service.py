@@ -6,9 +6,11 @@ requests already running finish on the model they started with.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,7 +22,7 @@ import datasets
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
-from .data import SplitSpec, case_examples, folder_examples
+from .data import SplitSpec, case_examples, folder_examples, label_order
 from .explain import DEFAULT_METHOD
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, Prediction, Predictor
@@ -62,6 +64,14 @@ class RetrainOptions:
             raise RetrainError("epochs must be between 1 and 100")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise RetrainError("image size must be between 32 and 1024 pixels")
+
+
+@functools.lru_cache(maxsize=4)
+def _base_counts(folder: Path | None) -> dict[str, int]:
+    """Images per label of the base folder (read once: it does not change while the app runs)."""
+    if folder is None or not folder.is_dir():
+        return {}
+    return dict(Counter(example.label for example in folder_examples(folder)))
 
 
 class MammoService:
@@ -137,13 +147,10 @@ class MammoService:
 
     def data_summary(self) -> dict[str, dict[str, int]]:
         """Images per label: base data and submitted cases."""
-        base = {label: 0 for label in self.labels}
-        if self.settings.base_data is not None and self.settings.base_data.is_dir():
-            for example in folder_examples(self.settings.base_data):
-                base[example.label] = base.get(example.label, 0) + 1
+        base = _base_counts(self.settings.base_data)
         cases = self.cases.counts()
         return {label: {"base": base.get(label, 0), "cases": cases.get(label, 0)}
-                for label in sorted(set(base) | set(cases), key=self.labels.index)}
+                for label in label_order([*self.labels, *base, *cases])}
 
     def _split(self, predictor: Predictor) -> SplitSpec:
         recorded = predictor.config.get("mammo", {}).get("split", {})
