@@ -37,6 +37,9 @@ class Settings:
         trainers: users allowed to retrain, promote, roll back (``MAMMO_TRAINERS``, comma list).
         submitters: users allowed to submit cases (``MAMMO_SUBMITTERS``; empty = everyone).
         on_spaces: running on Hugging Face Spaces (``SPACE_ID`` set).
+        gate_metric: the holdout metric a retrained candidate must not lose on
+            (``MAMMO_GATE_METRIC``, default ``auc_malignant``; any numeric key of ``evaluate --json``).
+        gate_tolerance: how much lower it may be than the current version's (``MAMMO_GATE_TOLERANCE``).
     """
 
     home: Path
@@ -50,6 +53,8 @@ class Settings:
     trainers: frozenset[str]
     submitters: frozenset[str]
     on_spaces: bool
+    gate_metric: str = "auc_malignant"
+    gate_tolerance: float = 0.01
 
     @property
     def use_hub_cases(self) -> bool:
@@ -77,4 +82,6 @@ def settings() -> Settings:
         trainers=_split(env.get("MAMMO_TRAINERS")),
         submitters=_split(env.get("MAMMO_SUBMITTERS")),
         on_spaces=bool(env.get("SPACE_ID")),
+        gate_metric=env.get("MAMMO_GATE_METRIC") or "auc_malignant",
+        gate_tolerance=float(env.get("MAMMO_GATE_TOLERANCE") or 0.01),
     )

@@ -208,7 +208,9 @@ class MammoService:
                 current_metrics = evaluate_examples(current.model, holdout, current.labels,
                                                     current.preprocess, current.threshold)
                 split_name = mammo["split"]["description"]
-                promoted, reason = promotion_decision(mammo["metrics"], current_metrics, split=split_name)
+                promoted, reason = promotion_decision(
+                    mammo["metrics"], current_metrics, self.settings.gate_metric,
+                    self.settings.gate_tolerance, split=split_name)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
                           "current_version": current.version, "current_metrics": current_metrics,
                           "candidate_metrics": mammo["metrics"]}

@@ -129,3 +129,12 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
         service.submit_uploads([str(normals[0])], None)
     with pytest.raises(StoreError, match="Choose image files"):
         service.submit_uploads([], "normal")
+
+
+def test_the_gate_metric_and_tolerance_are_settings(service: MammoService) -> None:
+    service.settings = dataclasses.replace(service.settings, gate_metric="accuracy", gate_tolerance=1.0)
+    summary = service.retrain(TINY)
+    assert summary["promoted"] and "accuracy" in summary["reason"]  # any candidate passes a tolerance of 1
+    service.settings = dataclasses.replace(service.settings, gate_metric="no_such_metric", gate_tolerance=0.0)
+    summary = service.retrain(TINY)
+    assert not summary["promoted"] and "no_such_metric" in summary["reason"]  # never promoted blindly
