@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .config import DISCLAIMER
 from .data import SplitSpec, folder_examples, split_by_patient
-from .model import ModelError, read_config
+from .model import ModelError
 from .train import TrainConfig
 
 __all__ = ["main", "resolve_model"]
@@ -90,10 +90,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     predictor = Predictor(folder)
     examples = folder_examples(args.data)
     if args.split != "all":
-        recorded = read_config(folder)["mammo"].get("split", {})
-        if "holdout" not in recorded:
+        spec = SplitSpec.from_model_config(predictor.config)
+        if spec is None:
             raise ModelError("this model records no patient split of its data; use --split all")
-        spec = SplitSpec(val=recorded["val"], holdout=recorded["holdout"], seed=recorded["seed"])
         examples = split_by_patient(examples, spec)[args.split]
     min_side = predictor.config["mammo"].get("preprocess", {}).get("min_side", 32)
     metrics = evaluate_examples(predictor.model, examples, predictor.labels,

@@ -60,6 +60,14 @@ class SplitSpec:
     def to_dict(self) -> dict:
         return {"val": self.val, "holdout": self.holdout, "seed": self.seed, "by": "patient_id"}
 
+    @classmethod
+    def from_model_config(cls, config: dict) -> SplitSpec | None:
+        """The patient split a model's ``config.json`` records; None when it used no holdout."""
+        recorded = (config.get("mammo") or {}).get("split") or {}
+        if not recorded.get("holdout"):
+            return None
+        return cls(val=recorded["val"], holdout=recorded["holdout"], seed=recorded["seed"])
+
 
 def label_order(labels: Iterable[str]) -> list[str]:
     """Labels in severity order (normal ... malignant), unknown ones after, alphabetically."""

@@ -153,10 +153,7 @@ class MammoService:
                 for label in label_order([*self.labels, *base, *cases])}
 
     def _split(self, predictor: Predictor) -> SplitSpec:
-        recorded = predictor.config.get("mammo", {}).get("split", {})
-        if "holdout" in recorded and recorded["holdout"] > 0:
-            return SplitSpec(recorded["val"], recorded["holdout"], recorded["seed"])
-        return SplitSpec()
+        return SplitSpec.from_model_config(predictor.config) or SplitSpec()
 
     def retrain(self, options: RetrainOptions, user: str | None = None,
                 progress: Progress | None = None,

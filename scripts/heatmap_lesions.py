@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor(folder)
     examples = folder_examples(args.data)
     if args.split != "all":
-        recorded = predictor.config["mammo"]["split"]
-        spec = SplitSpec(recorded["val"], recorded["holdout"], recorded["seed"])
+        spec = SplitSpec.from_model_config(predictor.config)
+        if spec is None:
+            raise SystemExit(f"{folder} records no patient split; use --split all")
         examples = split_by_patient(examples, spec)[args.split]
     hits, chance, ratios = [], [], []
     for example in examples:

@@ -93,3 +93,10 @@ def test_prepared_images_and_augmentation(tmp_path) -> None:
     assert augmenter(orient=True)(square).shape == (1, 32, 32)
     with pytest.raises(ValueError, match="not in the model's labels"):
         PreparedImages(examples, ["normal"], PreprocessConfig(32), (0.5,), (0.5,))
+
+
+def test_split_spec_from_a_model_config() -> None:
+    recorded = {"mammo": {"split": {**SplitSpec(0.2, 0.1, 7).to_dict(), "name": "holdout"}}}
+    assert SplitSpec.from_model_config(recorded) == SplitSpec(0.2, 0.1, 7)
+    assert SplitSpec.from_model_config({"mammo": {"split": {"name": "validation"}}}) is None
+    assert SplitSpec.from_model_config({}) is None
