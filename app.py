@@ -16,7 +16,7 @@ from mammo import views
 from mammo.access import AccessDenied, can_submit, can_train
 from mammo.bulk import BulkError
 from mammo.config import DISCLAIMER, settings
-from mammo.explain import CAM_METHODS, DEFAULT_METHOD
+from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS
 from mammo.imaging import ImageError
 from mammo.model import ModelError
 from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
@@ -123,9 +123,10 @@ def retrain(epochs: float = 3, image_size: float = 0, from_current: bool = True,
 
     def on_epoch(log_):
         auc = "n/a" if log_.val_auc is None else f"{log_.val_auc:.3f}"
+        loss = "" if log_.val_loss is None else f", val loss {log_.val_loss:.3f}"
         progress(log_.epoch / log_.epochs * 0.9,
-                 desc=f"epoch {log_.epoch}/{log_.epochs}: train loss {log_.train_loss:.3f}, "
-                      f"val loss {log_.val_loss:.3f}, val AUC {auc}")
+                 desc=f"epoch {log_.epoch}/{log_.epochs}: train loss {log_.train_loss:.3f}{loss}, "
+                      f"val AUC {auc}")
 
     options = RetrainOptions(epochs=int(epochs), image_size=int(image_size) or None,
                              from_current=bool(from_current))
@@ -135,15 +136,21 @@ def retrain(epochs: float = 3, image_size: float = 0, from_current: bool = True,
 
 def retrain_views(summary: dict | None):
     if not summary:
-        return (gr.skip(),) * 5
+        return (gr.skip(),) * 6
     current, candidate = summary["current_metrics"], summary["candidate_metrics"]
     verdict = (f"**Promoted as {summary['version']}.**" if summary["promoted"] else
                f"**Rejected**: {summary['version']} stays served; the candidate is kept as "
                f"{summary['rejected_id']}.") + f" Gate: {summary['reason']}"
-    return (verdict, views.comparison_frame(current, candidate),
-            views.roc_frame({f"current {summary['current_version']}": current, "candidate": candidate}),
-            views.curves_frame(summary["history"]),
-            views.confusion_frame(candidate))
+    named = {f"current {summary['current_version']}": current, "candidate": candidate}
+    return (verdict, views.comparison_frame(current, candidate), views.roc_frame(named),
+            views.curves_frame(summary["history"]), views.confusion_frame(candidate),
+            views.reliability_frame(named))
+
+
+def served_estimate():
+    """What the served version is estimated to do (its card's figures) and its reliability plot."""
+    mammo = service.served_config().get("mammo") or {}
+    return views.estimate_text(mammo), views.reliability_frame(views.estimate_metrics(mammo))
 
 
 @clear_errors
@@ -180,7 +187,7 @@ def access_note(profile: gr.OAuthProfile | None = None) -> str:
 
 def build() -> gr.Blocks:
     with gr.Blocks(title="mammo — mammogram classifier (research only)") as demo:
-        gr.Markdown(f"# mammo\nA mammogram classifier with Grad-CAM that learns from the clinicians "
+        gr.Markdown(f"# mammo\nA mammogram classifier with lesion maps that learns from the clinicians "
                     f"who use it.\n\n> **{DISCLAIMER}**")
         if SETTINGS.on_spaces:
             gr.LoginButton()
@@ -189,7 +196,7 @@ def build() -> gr.Blocks:
                 with gr.Column():
                     image = gr.File(label="Mammogram (PNG, JPEG, TIFF, 16-bit PNG, DICOM)",
                                     type="filepath")
-                    method = gr.Dropdown(list(CAM_METHODS), value=DEFAULT_METHOD, label="Heat-map method")
+                    method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method")
                     opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
                     predict_button = gr.Button("Predict", variant="primary")
                     with gr.Accordion("Submitted cases", open=False):
@@ -242,6 +249,7 @@ def build() -> gr.Blocks:
                 image_size = gr.Number(value=0, precision=0, minimum=0, maximum=1024,
                                        label="Image size in pixels (0 keeps the current model's)")
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
+            served = gr.Markdown()
             retrain_button = gr.Button("Retrain", variant="primary")
             verdict = gr.Markdown()
             comparison = gr.Dataframe(label="Current vs candidate on the fixed held-out patients",
@@ -250,7 +258,11 @@ def build() -> gr.Blocks:
                 roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
                                   label="ROC, malignant vs rest (holdout)")
                 curves = gr.LinePlot(x="epoch", y="value", color="series", label="Training curves")
-            confusion = gr.Dataframe(label="Candidate confusion matrix (holdout)", interactive=False)
+            with gr.Row():
+                confusion = gr.Dataframe(label="Candidate confusion matrix (holdout)", interactive=False)
+                reliability = gr.LinePlot(x="mean predicted P(malignant)", y="observed malignant share",
+                                          color="model", label="Reliability (calibration): observed "
+                                          "vs predicted; the diagonal is perfect calibration")
             summary = gr.JSON(label="Summary")
         with gr.Tab("Models"):
             versions_json = gr.JSON(visible=False)
@@ -277,7 +289,7 @@ def build() -> gr.Blocks:
         # 2, not 1: a second request must reach the service and be told a retrain is running
         retrain_button.click(retrain, [epochs, image_size, from_current], summary, api_name="retrain",
                              concurrency_limit=2).success(
-            retrain_views, summary, [verdict, comparison, roc, curves, confusion],
+            retrain_views, summary, [verdict, comparison, roc, curves, confusion, reliability],
             api_visibility="private").then(totals, None, data_plot, api_visibility="private")
         models_event = dict(fn=models, inputs=None, outputs=versions_json)
         refresh.click(**models_event, api_name="models")
@@ -289,6 +301,7 @@ def build() -> gr.Blocks:
         demo.load(recent_cases, None, case_choice, api_visibility="private")
         demo.load(totals, None, data_plot, api_visibility="private")
         demo.load(access_note, None, access, api_visibility="private")
+        demo.load(served_estimate, None, [served, reliability], api_visibility="private")
         demo.load(**models_event, api_visibility="private")
     return demo
 

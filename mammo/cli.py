@@ -1,9 +1,10 @@
-"""``python -m mammo``: train, evaluate, predict, cases, models (see ``--help`` of each)."""
+"""``python -m mammo``: train, cv, evaluate, predict, cases, models (see ``--help`` of each)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import shlex
 import sys
@@ -16,8 +17,9 @@ from tqdm import tqdm
 
 from .config import DISCLAIMER
 from .data import SplitSpec, folder_examples, split_by_patient
+from .explain import DEFAULT_METHOD, HEATMAP_METHODS
 from .model import ModelError
-from .train import TrainConfig
+from .train import RECIPES, TrainConfig
 
 __all__ = ["main", "resolve_model"]
 
@@ -37,17 +39,25 @@ def resolve_model(ref: str) -> Path:
     raise ModelError(f"{ref!r} is neither a model folder nor a version like v1")
 
 
+def _train_config(args: argparse.Namespace, init: str) -> TrainConfig:
+    return TrainConfig(
+        recipe=args.recipe, arch=args.arch, init=init, image_size=args.image_size,
+        crop=not args.no_crop, orient=not args.no_orient, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        patience=args.patience, seed=args.seed, min_side=args.min_side,
+        patch_size=args.patch_size, top_k=args.top_k,
+    )
+
+
+def _init(ref: str) -> str:
+    return ref if ref in ("imagenet", "none") else str(resolve_model(ref))
+
+
 def _train(args: argparse.Namespace) -> int:
     from .pipeline import train_to_folder
 
-    init = args.init
-    if init not in ("imagenet", "none"):
-        init = str(resolve_model(init))
-    config = TrainConfig(
-        arch=args.arch, init=init, image_size=args.image_size, crop=not args.no_crop,
-        orient=not args.no_orient, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        patience=args.patience, seed=args.seed, min_side=args.min_side,
-    )
+    init = _init(args.init)
+    config = _train_config(args, init)
     split = SplitSpec(val=args.val_fraction, holdout=args.holdout_fraction, seed=args.seed)
     bar = tqdm(total=0, unit="batch", disable=None, file=sys.stderr)
 
@@ -56,10 +66,10 @@ def _train(args: argparse.Namespace) -> int:
         bar.update(1)
 
     def progress(log) -> None:
-        auc = "n/a" if log.val_auc is None else f"{log.val_auc:.3f}"
+        shown = {"val_loss": log.val_loss, "val_auc": log.val_auc, "val_acc": log.val_accuracy}
+        values = " ".join(f"{name} {value:.3f}" for name, value in shown.items() if value is not None)
         tqdm.write(
-            f"epoch {log.epoch}/{log.epochs} train_loss {log.train_loss:.4f} "
-            f"val_loss {log.val_loss:.4f} val_auc {auc} val_acc {log.val_accuracy:.3f} "
+            f"epoch {log.epoch}/{log.epochs} train_loss {log.train_loss:.4f} {values} "
             f"{log.seconds:.0f}s{' *' if log.best else ''}",
             file=sys.stderr,
         )
@@ -68,11 +78,43 @@ def _train(args: argparse.Namespace) -> int:
     command = "python -m mammo " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
     mammo = train_to_folder(
         args.data, args.out, config, val=args.val, split=split, progress=progress, step=step,
-        command=command,
+        command=command, cv_folds=args.cv, workers=args.workers, keep_models=args.keep_models,
     )
     bar.close()
-    print(json.dumps({"out": str(args.out), "metrics_on": mammo["split"]["metrics_on"],
-                      "metrics": _brief(mammo["metrics"])}, indent=2))
+    report = {"out": str(args.out), "metrics_on": mammo["split"]["metrics_on"],
+              "metrics": _brief(mammo["metrics"])}
+    if mammo.get("cv"):
+        report["cv"] = _brief(mammo["cv"])
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from .cv import cross_validate
+    from .data import label_order
+
+    config = _train_config(args, _init(args.init))
+    examples = [e for folder in args.data for e in folder_examples(folder)]
+    labels = label_order(e.label for e in examples)
+
+    def on_fold(result) -> None:
+        print(f"fold {result.fold + 1}/{args.folds} done", file=sys.stderr)
+
+    summary = cross_validate(examples, labels, config, folds=args.folds, seed=args.seed,
+                             workers=args.workers, keep_models=args.keep_models, on_fold=on_fold)
+    summary["data"] = [str(folder) for folder in args.data]
+    if args.oof_out:
+        args.oof_out.write_text(json.dumps(summary["oof"]) + "\n")
+    summary = {k: v for k, v in summary.items() if k not in ("oof", "histories")}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in _brief(summary).items():
+            print(f"{key:>18}: {value}")
+        for fold in summary["folds"]:
+            print(f"fold {fold['fold']}: n {fold['n']}, AUC malignant {fold['auc_malignant']}, "
+                  f"CI {fold['auc_malignant_ci95']}")
+        print(f"ECE (malignant, calibrated out of fold): {summary['ece_malignant']:.3f}")
     return 0
 
 
@@ -159,31 +201,57 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a training recipe (``train`` and ``cv``)."""
+    parser.add_argument("--data", type=Path, action="append", required=True,
+                        help="imagefolder (<label>/<file>, optional metadata.csv); repeatable")
+    parser.add_argument("--recipe", choices=RECIPES, default="film",
+                        help="film: whole-film classifier; patch: lesion-aware patch classifier "
+                             "pooled over the film (needs lesion marks)")
+    parser.add_argument("--init", default="imagenet",
+                        help="imagenet | none | model folder | version (fine-tune)")
+    parser.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture")
+    parser.add_argument("--image-size", type=int, default=256, help="film side in pixels")
+    parser.add_argument("--patch-size", type=int, default=96, help="patch side (patch recipe)")
+    parser.add_argument("--top-k", type=int, default=4, help="patch positions pooled (patch recipe)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--weight-decay", type=float, default=1e-5)
+    parser.add_argument("--patience", type=int, default=7,
+                        help="early stopping on validation AUC (film recipe with validation; 0: off)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="folds trained at once (processes)")
+    parser.add_argument("--no-crop", action="store_true", help="do not crop to the breast")
+    parser.add_argument("--no-orient", action="store_true", help="do not flip breasts to the left")
+    parser.add_argument("--min-side", type=int, default=32, help="smallest accepted image side")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mammo", description=__doc__,
                                      epilog=DISCLAIMER)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model folder on imagefolders")
-    train.add_argument("--data", type=Path, action="append", required=True,
-                       help="imagefolder (<label>/<file>, optional metadata.csv); repeatable")
+    _train_options(train)
     train.add_argument("--val", type=Path, help="validation imagefolder (default: patient split)")
-    train.add_argument("--init", default="imagenet",
-                       help="imagenet | none | model folder | version (fine-tune)")
-    train.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture")
-    train.add_argument("--image-size", type=int, default=256)
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--lr", type=float, default=3e-4)
-    train.add_argument("--patience", type=int, default=7)
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--val-fraction", type=float, default=0.15)
     train.add_argument("--holdout-fraction", type=float, default=0.15)
-    train.add_argument("--no-crop", action="store_true", help="do not crop to the breast")
-    train.add_argument("--no-orient", action="store_true", help="do not flip breasts to the left")
-    train.add_argument("--min-side", type=int, default=32, help="smallest accepted image side")
+    train.add_argument("--cv", type=int, default=0, metavar="K",
+                       help="cross-validate K folds (train + validation patients) first; the final "
+                            "model gets the out-of-fold calibration and threshold")
+    train.add_argument("--keep-models", type=Path,
+                       help="with --cv: folder for each fold's model and the out-of-fold predictions")
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.set_defaults(run=_train, argv=None)
+
+    cv = sub.add_parser("cv", help="patient-grouped cross-validation of a training recipe")
+    _train_options(cv)
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--json", action="store_true", help="print one JSON object")
+    cv.add_argument("--keep-models", type=Path, help="folder to save each fold's model in")
+    cv.add_argument("--oof-out", type=Path, help="write the out-of-fold predictions (JSON) here")
+    cv.set_defaults(run=_cv)
 
     evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled imagefolder")
     evaluate.add_argument("--model", required=True, help="model folder or version (v1, latest)")
@@ -198,7 +266,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--heatmaps", help="folder for heat-map overlays")
-    predict.add_argument("--method", default="Grad-CAM", help="heat-map method")
+    predict.add_argument("--method", default=DEFAULT_METHOD, choices=HEATMAP_METHODS,
+                         help="heat-map method (Lesion map falls back to Grad-CAM on models without one)")
     predict.set_defaults(run=_predict)
 
     cases = sub.add_parser("cases", help="the case store")
@@ -222,6 +291,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; errors print one clear line and exit 2."""
     torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
     if args.command == "train":
         args.argv = list(argv) if argv is not None else None

@@ -1,4 +1,4 @@
-"""Class activation heat maps (package ``grad-cam``) and their overlay on the mammogram.
+"""Heat maps: the patch network's lesion map, class activation maps (package ``grad-cam``), overlay.
 
 Grad-CAM on the final activation of a global-average-pool + linear head needs no backward pass:
 the gradient of class k's logit w.r.t. every position of the last feature map is W[k] / (h*w), so
@@ -26,6 +26,8 @@ from torch import nn
 
 __all__ = [
     "CAM_METHODS",
+    "LESION_MAP",
+    "HEATMAP_METHODS",
     "DEFAULT_METHOD",
     "FeatureTap",
     "has_linear_head",
@@ -34,7 +36,11 @@ __all__ = [
     "overlay",
 ]
 
-DEFAULT_METHOD = "Grad-CAM"
+GRAD_CAM = "Grad-CAM"
+# The patch network's own dense map of P(lesion) (1 - P(normal tissue)) on an absolute 0-1 scale,
+# from the same forward pass (models of the patch recipe; others fall back to Grad-CAM).
+LESION_MAP = "Lesion map"
+DEFAULT_METHOD = LESION_MAP
 CAM_METHODS: dict[str, type] = {
     "Grad-CAM": GradCAM,
     "Grad-CAM++": GradCAMPlusPlus,
@@ -43,6 +49,7 @@ CAM_METHODS: dict[str, type] = {
     "LayerCAM": LayerCAM,
     "EigenCAM": EigenCAM,
 }
+HEATMAP_METHODS = (LESION_MAP, *CAM_METHODS)
 
 
 class FeatureTap(nn.Module):
@@ -59,9 +66,9 @@ class FeatureTap(nn.Module):
 
 def has_linear_head(model: nn.Module) -> bool:
     """True when the head is global average pooling followed by one linear layer (CAM applies)."""
-    pool = getattr(model, "global_pool", None)
-    pool_type = getattr(pool, "pool_type", None)
-    return isinstance(model.get_classifier(), nn.Linear) and pool_type == "avg"
+    pool_type = getattr(getattr(model, "global_pool", None), "pool_type", None)
+    classifier = getattr(model, "get_classifier", None)  # a FilmModel has none: pooled + calibrated
+    return classifier is not None and isinstance(classifier(), nn.Linear) and pool_type == "avg"
 
 
 def one_pass_cam(

@@ -21,6 +21,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from .calibration import expected_calibration_error, reliability_bins
+
 __all__ = [
     "MALIGNANT",
     "DEFAULT_THRESHOLD",
@@ -138,7 +140,8 @@ def evaluate_predictions(
 
     Accuracy, balanced accuracy, the confusion matrix and per-class P/R/F1 use argmax
     predictions; sensitivity and specificity are malignant vs rest with malignant called when
-    P(malignant) >= ``threshold`` (``DEFAULT_THRESHOLD`` when None). Undefined values are None.
+    P(malignant) >= ``threshold`` (``DEFAULT_THRESHOLD`` when None). ``ece_malignant`` and
+    ``reliability`` describe how well P(malignant) is calibrated. Undefined values are None.
     """
     names = list(classes)
     y = _as_indices(y_true, names)
@@ -158,7 +161,7 @@ def evaluate_predictions(
         balanced = balanced_accuracy_score(y, pred)
 
     index = malignant_index(names)
-    auc_malignant = ci = roc = sensitivity = specificity = None
+    auc_malignant = ci = roc = sensitivity = specificity = ece = reliability = None
     if index is not None:
         is_malignant = y == index
         scores = p[:, index]
@@ -167,6 +170,8 @@ def evaluate_predictions(
             sensitivity = float(called[is_malignant].mean())
         if not is_malignant.all():
             specificity = float((~called[~is_malignant]).mean())
+        ece = expected_calibration_error(is_malignant, scores)
+        reliability = reliability_bins(is_malignant, scores)
         if is_malignant.any() and not is_malignant.all():
             auc_malignant = float(roc_auc_score(is_malignant, scores))
             if n_resamples:  # 0 skips the bootstrap (per-epoch validation in training)
@@ -195,6 +200,8 @@ def evaluate_predictions(
             for i, name in enumerate(names)
         },
         "roc": roc,
+        "ece_malignant": ece,
+        "reliability": reliability,
     }
 
 

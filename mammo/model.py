@@ -19,6 +19,8 @@ from safetensors.torch import load_file
 from timm.models._hub import save_for_hf
 from torch import nn
 
+from .film import FilmModel, HeadConfig
+
 __all__ = ["ModelError", "OFFLINE_IMAGENET", "build", "save", "load", "read_config"]
 
 IN_CHANS = 1  # mammograms are grey: the stem's ImageNet RGB filters are summed into one channel
@@ -107,6 +109,8 @@ def build(arch: str, num_classes: int, init: str | Path = "imagenet") -> nn.Modu
         model.pretrained_cfg = {**model.pretrained_cfg, "mean": (0.5,), "std": (0.5,)}
         return model
     model, _ = load(Path(init))
+    if isinstance(model, FilmModel):  # fine-tune the network; pooling and calibration are refitted
+        model = model.net
     if model.num_classes != num_classes:
         model.reset_classifier(num_classes)
     return model
@@ -119,8 +123,14 @@ def save(
     image_size: int,
     mammo: dict,
 ) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` (timm Hub format, plus the ``mammo`` block)."""
+    """Write ``model.safetensors`` + ``config.json`` (timm Hub format, plus the ``mammo`` block).
+
+    A :class:`FilmModel` saves its timm network, and its pooling and calibration as ``mammo.head``.
+    """
     folder = Path(folder)
+    if isinstance(model, FilmModel):
+        mammo = {**mammo, "head": model.head.to_dict()}
+        model = model.net
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model.pretrained_cfg
     save_for_hf(
@@ -150,7 +160,11 @@ def read_config(folder: Path) -> dict:
 
 
 def load(folder: Path) -> tuple[nn.Module, dict]:
-    """Load a model folder (safetensors only, never pickle) in eval mode, with its config."""
+    """Load a model folder (safetensors only, never pickle) in eval mode, with its config.
+
+    A folder whose config records ``mammo.head`` loads as a :class:`FilmModel` (pooling and
+    calibration around the timm network); older folders load as the plain timm classifier.
+    """
     folder = Path(folder)
     config = read_config(folder)
     weights = folder / "model.safetensors"
@@ -160,4 +174,7 @@ def load(folder: Path) -> tuple[nn.Module, dict]:
     model = timm.create_model(config["architecture"], pretrained=False, **model_args)
     model.load_state_dict(load_file(weights))
     model.pretrained_cfg = {**model.pretrained_cfg, **config["pretrained_cfg"]}
+    head = (config.get("mammo") or {}).get("head")
+    if head:
+        model = FilmModel(model, HeadConfig.from_dict(head))
     return model.eval(), config

@@ -108,6 +108,87 @@ def _labels(config: dict) -> list[str]:
     return [str(n) for n in names or []]
 
 
+def _intended_use(mammo: dict) -> str:
+    if ((mammo.get("head") or {}).get("kind")) != "patch":
+        return _INTENDED_USE
+    return _INTENDED_USE.replace(
+        "shows a Grad-CAM heat map of the regions that drove the prediction.",
+        "shows a lesion map (the patch network's probability of a lesion at each place of the "
+        "film) or a Grad-CAM heat map.")
+
+
+def _recipe_section(mammo: dict) -> str | None:
+    head = mammo.get("head") or {}
+    training = mammo.get("training") or {}
+    if head.get("kind") != "patch":
+        return None
+    return (
+        "## Recipe: lesion-aware, two stages\n\n"
+        "1. **Patch classifier.** The network classifies "
+        f"{_num(training.get('patch_size'))} px patches of films prepared at "
+        f"{_num(training.get('image_size'))} px (normal tissue / benign / malignant): patches "
+        "centred on the marked lesions (random shift, zoom 0.8-1.25, any rotation, mirror, "
+        "brightness/contrast) and background patches inside the breast of normal films and away "
+        "from the marked lesions of abnormal films, new ones every epoch, "
+        f"{_num(training.get('epochs'))} epochs (fixed; no early stopping).\n"
+        "2. **Whole film.** The patch network runs fully convolutionally over the prepared film: "
+        "its last feature map is averaged over patch-sized windows and its classifier applied at "
+        "every position. Each lesion class's film score is the mean of its top "
+        f"{_num(head.get('top_k'))} patch probabilities (as Shen et al. 2019, Sci Rep 9:12495, pool "
+        "a patch network).\n"
+        "3. **Calibration.** A multinomial logistic regression maps the two film scores (log-odds) "
+        "to the three class probabilities, fitted on out-of-fold predictions (see "
+        "Cross-validation): the probabilities shown are calibrated.\n\n"
+        "Films with a finding but no marked coordinates give no patches; they count as whole-film "
+        "examples in the calibration. The weights file holds the patch network only: loaded with "
+        "timm alone it is a *patch* classifier; `mammo` adds the pooling and calibration recorded "
+        "in `config.json` (`mammo.head`)."
+    )
+
+
+def _reliability_text(bins: list) -> str:
+    """A text reliability diagram: predicted vs observed frequency per bin."""
+    lines = ["P(malignant) bin   films  mean predicted  observed", "-" * 52]
+    for row in bins:
+        bar = "#" * round(20 * row["observed"])
+        lines.append(f"{row['low']:.1f}-{row['high']:.1f}         {row['n']:>5}  "
+                     f"{row['mean_predicted']:>14.3f}  {row['observed']:>8.3f} {bar}")
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def _cv_section(mammo: dict) -> str | None:
+    cv = mammo.get("cv")
+    if not cv:
+        return None
+    folds = cv.get("folds") or []
+    rows = [(str(f.get("fold")), _num(f.get("n")), _num(f.get("auc_malignant")),
+             "–".join(_num(v) for v in f.get("auc_malignant_ci95") or []) or NOT_RECORDED,
+             _num(f.get("auc_macro"))) for f in folds]
+    abnormal = cv.get("auc_abnormal") or {}
+    calibration = cv.get("calibration") or {}
+    abnormal_ci = "–".join(_num(v) for v in abnormal.get("ci95") or []) or NOT_RECORDED
+    parts = [
+        _metrics_section(cv, "## Cross-validation (the estimate to quote)",
+                         f"{_num(cv.get('n_folds'))}-fold cross-validation by patient, stratified by "
+                         "label; every film scored once by the model that did not train on its "
+                         "patient, calibration and threshold cross-fitted on the other folds"),
+        f"Abnormal (benign or malignant) vs normal AUC: {_num(abnormal.get('auc'))} "
+        f"(95% CI {abnormal_ci}).",
+        "Per fold:\n\n" + _table(("fold", "films", "AUC malignant", "95% CI", "AUC macro"), rows),
+        "Sensitivity / specificity with cross-fitted thresholds: "
+        f"{_num(cv.get('sensitivity_cross_fitted'))} / {_num(cv.get('specificity_cross_fitted'))}.",
+        f"What is optimistic: {cv.get('optimistic', NOT_RECORDED)}",
+        "### Calibration\n\n"
+        f"Expected calibration error of P(malignant), out of fold: **{_num(cv.get('ece_malignant'))}** "
+        f"calibrated, {_num(calibration.get('ece_malignant_uncalibrated'))} before calibration "
+        f"(10 equal-width bins). Method: {calibration.get('method', NOT_RECORDED)}.\n\n"
+        "Reliability diagram (observed share of malignant films per bin of predicted P(malignant); "
+        "a calibrated model has observed = predicted):\n\n"
+        + _reliability_text(cv.get("reliability") or []),
+    ]
+    return "\n\n".join(parts)
+
+
 def _title(mammo: dict) -> str:
     version = mammo.get("version") or "version not recorded"
     return f"# mammo mammogram classifier — {version}\n\n> **Disclaimer.** {DISCLAIMER}"
@@ -284,10 +365,12 @@ def render_model_card(config: dict) -> str:
     sections = [
         _FRONT_MATTER,
         _title(mammo),
-        _INTENDED_USE,
+        _intended_use(mammo),
         _labels_section(config),
         _model_section(config),
+        _recipe_section(mammo),
         _preprocess_section(mammo),
+        _cv_section(mammo),
         _metrics_section(mammo.get("metrics") or {}, "## Evaluation", _split_name(mammo.get("split"))),
         mammo.get("val_metrics") and _metrics_section(mammo["val_metrics"], "## Validation", _VALIDATION),
         _threshold_section(mammo),

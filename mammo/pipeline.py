@@ -11,11 +11,16 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
+from .calibration import apply_calibration, fit_calibration
+from .cv import THRESHOLD_RULE, cross_validate
 from .data import Example, SplitSpec, folder_examples, label_order, split_by_patient
-from .metrics import evaluate_predictions, pick_threshold
+from .film import FilmModel
+from .metrics import DEFAULT_THRESHOLD, evaluate_predictions, pick_threshold
 from .model import save
 from .model_card import render_model_card
-from .train import EpochLog, TrainConfig, evaluate_examples, fit
+from .train import EpochLog, TrainConfig, evaluate_examples, film_scores, train_recipe
 
 __all__ = ["base_splits", "train_to_folder", "write_card"]
 
@@ -37,12 +42,17 @@ def write_card(folder: Path) -> None:
     (Path(folder) / "README.md").write_text(render_model_card(config))
 
 
-def _split_record(split: SplitSpec, val: Path | None, sources: list[str], holdout: bool) -> dict:
+def _split_record(split: SplitSpec, val: Path | None, sources: list[str], holdout: bool,
+                  cv_folds: int = 0) -> dict:
     """What ``metrics`` were computed on, in words (for the card) and numbers (to redo it)."""
+    if not holdout and cv_folds:
+        return {"name": "cross-validation", "metrics_on": "cross-validation",
+                "description": f"pooled out-of-fold predictions of {cv_folds}-fold cross-validation "
+                "by patient (cross-fitted calibration)"}
     if not holdout:
         return {"name": "validation", "metrics_on": "validation", "val_folder": str(val),
-                "description": f"the separate validation folder {val}, also used for early stopping "
-                "and the threshold (optimistic)"}
+                "description": f"the separate validation folder {val}, also used for early stopping, "
+                "calibration and the threshold (optimistic)"}
     return {
         **split.to_dict(),
         "name": "holdout",
@@ -50,6 +60,20 @@ def _split_record(split: SplitSpec, val: Path | None, sources: list[str], holdou
         "description": f"{split.holdout:.0%} of the patients of {', '.join(sources)} (stratified by "
         f"label, seed {split.seed}), never used for training, early stopping or the threshold",
     }
+
+
+def _calibrate_on(model: FilmModel, examples: Sequence[Example], labels: list[str],
+                  config: TrainConfig) -> tuple[float, dict | None]:
+    """Fit the model's calibration and threshold on ``examples`` (validation); their metrics."""
+    if not examples:
+        return DEFAULT_THRESHOLD, None
+    scores = film_scores(model, examples, labels, config.preprocess, config.min_side)
+    targets = np.array([labels.index(e.label) for e in examples])
+    if len(set(targets.tolist())) >= 2:
+        model.set_calibration(*fit_calibration(scores, targets, len(labels)))
+    probs = apply_calibration(scores, model.calibration.weight.tolist(), model.calibration.bias.tolist())
+    threshold = pick_threshold(targets, probs, labels)
+    return threshold, evaluate_predictions(targets, probs, labels, threshold=threshold)
 
 
 def train_to_folder(
@@ -63,8 +87,17 @@ def train_to_folder(
     step: Callable[[int, int], None] | None = None,
     command: str | None = None,
     parent: str | None = None,
+    cv_folds: int = 0,
+    workers: int = 1,
+    keep_models: Path | None = None,
 ) -> dict:
-    """Train, pick the operating threshold on validation, evaluate, and save a model folder.
+    """Train, calibrate, pick the operating threshold, evaluate, and save a model folder.
+
+    Without ``cv_folds``, the network trains on the train split and is calibrated (and its
+    threshold picked) on the validation split. With ``cv_folds`` = K, the recipe is first
+    cross-validated over train + validation (K folds by patient); the final network trains on all
+    of train + validation for the fixed epochs and ships with the calibration and threshold fitted
+    on the pooled out-of-fold predictions; the cross-validation figures go into the card.
 
     Args:
         data: base imagefolders.
@@ -77,6 +110,9 @@ def train_to_folder(
         step: called after each batch with (done, total).
         command: the command line recorded in the card.
         parent: the version this model was fine-tuned from.
+        cv_folds: cross-validate first with this many folds (0: calibrate on validation).
+        workers: folds trained at once (processes).
+        keep_models: a folder to keep the cross-validation folds' models in.
 
     Returns the ``mammo`` block written to config.json.
     """
@@ -84,10 +120,19 @@ def train_to_folder(
     parts = base_splits(data, val, split)
     train = [*parts["train"], *extra_train]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
-    result = fit(train, parts["val"], labels, config, progress=progress, step=step)
-    val_targets = [labels.index(e.label) for e in parts["val"]]
-    threshold = pick_threshold(val_targets, result.val_probs, labels)
-    val_metrics = evaluate_predictions(val_targets, result.val_probs, labels, threshold=threshold)
+    cv = None
+    if cv_folds:
+        train = [*train, *parts["val"]]
+        cv = cross_validate(train, labels, config, folds=cv_folds, seed=config.seed, workers=workers,
+                            keep_models=keep_models)
+        if keep_models is not None:
+            (keep_models / "cv.json").write_text(json.dumps(cv) + "\n")
+        result = train_recipe(train, [], labels, config, progress=progress, step=step)
+        result.model.set_calibration(cv["calibration"]["weight"], cv["calibration"]["bias"])
+        threshold, val_metrics = cv["threshold"], None
+    else:
+        result = train_recipe(train, parts["val"], labels, config, progress=progress, step=step)
+        threshold, val_metrics = _calibrate_on(result.model, parts["val"], labels, config)
     sources = [str(Path(d)) for d in data]
     holdout_metrics = None
     if parts["holdout"]:
@@ -100,14 +145,16 @@ def train_to_folder(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "preprocess": {**config.preprocess.to_dict(), "min_side": config.min_side},
         "threshold": threshold,
-        "threshold_rule": "highest P(malignant) cut-off reaching 90% sensitivity on validation",
-        "metrics": holdout_metrics or val_metrics,
-        "split": _split_record(split, val, sources, holdout=bool(holdout_metrics)),
+        "threshold_rule": THRESHOLD_RULE if cv else
+        "highest calibrated P(malignant) cut-off reaching 90% sensitivity on validation",
+        "metrics": holdout_metrics or (cv and _without_oof(cv)) or val_metrics,
+        "split": _split_record(split, val, sources, holdout=bool(holdout_metrics), cv_folds=cv_folds),
         "val_metrics": val_metrics,
+        "cv": cv and _without_oof(cv),
         "data": {
             "sources": sources,
             "n_train": len(train),
-            "n_val": len(parts["val"]),
+            "n_val": 0 if cv else len(parts["val"]),
             "n_holdout": len(parts["holdout"]),
             "n_cases": len(extra_train),
             "counts": dict(Counter(e.label for e in train)),
@@ -122,3 +169,8 @@ def train_to_folder(
     save(result.model, out, labels, config.image_size, mammo)
     write_card(out)
     return mammo
+
+
+def _without_oof(cv: dict) -> dict:
+    """The cross-validation summary without its per-film predictions (kept out of config.json)."""
+    return {k: v for k, v in cv.items() if k not in ("oof", "histories")}

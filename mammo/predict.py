@@ -1,4 +1,7 @@
-"""``Predictor``: thread-safe inference on a model folder; probabilities and heat map in one pass."""
+"""``Predictor``: thread-safe inference on a model folder; probabilities and heat map in one pass.
+
+The probabilities of a calibrated model (``mammo.head`` in its config) are its calibrated ones.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .explain import DEFAULT_METHOD, has_linear_head, one_pass_cam, overlay, package_cam
+from .explain import (
+    DEFAULT_METHOD,
+    GRAD_CAM,
+    HEATMAP_METHODS,
+    LESION_MAP,
+    has_linear_head,
+    one_pass_cam,
+    overlay,
+    package_cam,
+)
 from .imaging import read_image
 from .model import load
 from .preprocess import Geometry, PreprocessConfig, prepare, to_original, to_tensor
@@ -36,6 +49,7 @@ class Prediction:
     overlay: np.ndarray | None
     model_version: str
     method: str | None
+    calibrated: bool = False
 
     def details(self) -> dict:
         """JSON-safe summary (no arrays)."""
@@ -47,6 +61,7 @@ class Prediction:
             "threshold": self.threshold,
             "above_threshold": self.above_threshold,
             "heatmap_method": self.method,
+            "calibrated": self.calibrated,
         }
 
 
@@ -69,6 +84,8 @@ class Predictor:
         self.mean, self.std = tuple(cfg["mean"]), tuple(cfg["std"])
         self._malignant = self.labels.index("malignant") if "malignant" in self.labels else None
         self._one_pass = has_linear_head(self.model)
+        self.has_lesion_map: bool = bool(getattr(self.model, "has_lesion_map", False))
+        self.calibrated: bool = bool((mammo.get("head") or {}).get("weight"))
         self._cam_lock = threading.Lock()  # pytorch_grad_cam registers hooks on the shared model
 
     def prepare(self, grey: np.ndarray) -> tuple[torch.Tensor, Geometry]:
@@ -93,7 +110,15 @@ class Predictor:
         method: str | None = DEFAULT_METHOD,
         opacity: float = 0.4,
     ) -> list[Prediction]:
-        """Batched prediction; ``method=None`` skips heat maps."""
+        """Batched prediction; ``method=None`` skips heat maps.
+
+        ``Lesion map`` on a model without one (not of the patch recipe) gives Grad-CAM; the
+        result's ``method`` says which map was drawn.
+        """
+        if method is not None and method not in HEATMAP_METHODS:
+            raise ValueError(f"unknown heat-map method {method!r}; choose one of {list(HEATMAP_METHODS)}")
+        if method == LESION_MAP and not self.has_lesion_map:
+            method = GRAD_CAM
         greys = [image if isinstance(image, np.ndarray) else read_image(image) for image in images]
         prepared = [self.prepare(grey) for grey in greys]
         batch = torch.stack([tensor for tensor, _ in prepared])
@@ -107,7 +132,14 @@ class Predictor:
     def _forward(self, batch: torch.Tensor, method: str | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and CAMs; Grad-CAM on a linear head comes from the same forward pass."""
         size = tuple(batch.shape[-2:])
-        if method == DEFAULT_METHOD and self._one_pass:
+        if method == LESION_MAP:
+            with torch.inference_mode():
+                features = self.model.forward_features(batch)
+                lesion = 1 - self.model.patch_probabilities(features)[:, :1]
+                heat = F.interpolate(lesion, size=size, mode="bilinear", align_corners=False)[:, 0]
+                probs = self.model.forward_head(features).softmax(dim=1)
+            return probs.numpy(), heat.clamp(0, 1).numpy()
+        if method == GRAD_CAM and self._one_pass:
             with torch.inference_mode():
                 features = self.model.forward_features(batch)
                 logits = self.model.forward_head(features)
@@ -145,4 +177,5 @@ class Predictor:
             overlay=None if heat is None else overlay(grey, heat, opacity),
             model_version=self.version,
             method=method if cam is not None else None,
+            calibrated=self.calibrated,
         )

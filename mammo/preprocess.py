@@ -13,7 +13,15 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-__all__ = ["PreprocessConfig", "Geometry", "breast_region", "prepare", "to_tensor", "to_original"]
+__all__ = [
+    "PreprocessConfig",
+    "Geometry",
+    "breast_region",
+    "prepare",
+    "to_tensor",
+    "to_original",
+    "to_prepared",
+]
 
 _MASK_SIDE = 256  # the breast mask is found on a copy this size (fast, film labels still separate)
 
@@ -118,3 +126,15 @@ def to_original(heat: np.ndarray, geometry: Geometry, shape: tuple[int, int]) ->
     out = np.zeros(shape, dtype=np.float32)
     out[top:bottom, left:right] = full
     return out
+
+
+def to_prepared(
+    points: np.ndarray, geometry: Geometry, size: int
+) -> np.ndarray:
+    """Map (x, y) points of the original image (pixels, origin top-left) onto the prepared
+    ``size`` x ``size`` square: the inverse of :func:`to_original`. Returns float (N, 2)."""
+    top, left, bottom, right = geometry.box
+    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2) - (left, top)
+    if geometry.flipped:
+        xy[:, 0] = (right - left) - xy[:, 0]
+    return xy * (size / geometry.side)

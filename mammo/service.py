@@ -12,7 +12,7 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ class RetrainOptions:
     """Retrain settings a trainer picks in the app.
 
     Args:
-        epochs: maximum epochs (early stopping may end sooner).
+        epochs: epochs (the film recipe's early stopping may end sooner).
         image_size: model input side; None keeps the current model's.
         from_current: fine-tune the current version (else start from ImageNet weights).
         seed: random seed.
@@ -152,6 +152,10 @@ class MammoService:
         return {label: {"base": base.get(label, 0), "cases": cases.get(label, 0)}
                 for label in label_order([*self.labels, *base, *cases])}
 
+    def served_config(self) -> dict:
+        """The ``config.json`` of the served version."""
+        return self._predictor.config
+
     def _split(self, predictor: Predictor) -> SplitSpec:
         return SplitSpec.from_model_config(predictor.config) or SplitSpec()
 
@@ -178,13 +182,7 @@ class MammoService:
         split = self._split(current)
         progress(0.0, "reading submitted cases")
         cases = case_examples(self.cases.load())
-        config = TrainConfig(
-            arch=current.config["architecture"] if options.from_current else TrainConfig.arch,
-            init=str(current.model_dir) if options.from_current else "imagenet",
-            image_size=options.image_size or current.preprocess.image_size,
-            crop=current.preprocess.crop, orient=current.preprocess.orient,
-            epochs=options.epochs, seed=options.seed,
-        )
+        config = self._retrain_config(current, options)
 
         epoch = 0
 
@@ -223,6 +221,22 @@ class MammoService:
         progress(1.0, "done")
         return {**report, "version": version, "rejected_id": rejected_id,
                 "history": mammo["training"]["history"], "split": split_name}
+
+    @staticmethod
+    def _retrain_config(current: Predictor, options: RetrainOptions) -> TrainConfig:
+        """The current version's recipe (as its config records it) with the trainer's options."""
+        recorded = TrainConfig.from_dict((current.config.get("mammo") or {}).get("training") or {})
+        try:
+            return replace(
+                recorded,
+                arch=current.config["architecture"] if options.from_current else recorded.arch,
+                init=str(current.model_dir) if options.from_current else "imagenet",
+                image_size=options.image_size or current.preprocess.image_size,
+                crop=current.preprocess.crop, orient=current.preprocess.orient,
+                epochs=options.epochs, seed=options.seed,
+            )
+        except ValueError as error:
+            raise RetrainError(str(error)) from error
 
     def _work_dir(self) -> Path:
         folder = self.settings.home / "work"

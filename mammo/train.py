@@ -1,4 +1,11 @@
-"""Fit / fine-tune loop: AdamW, class-weighted loss, early stopping on validation AUC, progress."""
+"""Training recipes: a whole-film classifier, or the lesion-aware patch classifier (two stages).
+
+Both use AdamW, a class-weighted loss and a cosine learning-rate schedule, and report progress.
+``film``: the network classifies prepared films; with a validation set the epoch with the best
+validation AUC is kept (early stopping), without one the fixed number of epochs runs.
+``patch``: the network classifies patches (:mod:`mammo.patches`) for a fixed number of epochs and
+is then pooled over whole films (:class:`mammo.film.FilmModel`).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,29 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from .data import Example, PreparedImages
+from .film import FilmModel, HeadConfig, raw_scores
 from .metrics import evaluate_predictions
 from .model import build
+from .patches import PatchConfig, PatchFilms
 from .preprocess import PreprocessConfig
 
-__all__ = ["TrainConfig", "EpochLog", "FitResult", "fit", "infer_probs", "evaluate_examples"]
+__all__ = [
+    "RECIPES",
+    "TrainConfig",
+    "EpochLog",
+    "FitResult",
+    "fit",
+    "fit_patches",
+    "train_recipe",
+    "infer_probs",
+    "film_scores",
+    "evaluate_examples",
+]
+
+RECIPES = ("film", "patch")
 
 
 @dataclass(frozen=True)
@@ -25,20 +48,27 @@ class TrainConfig:
     """Training settings.
 
     Args:
+        recipe: ``film`` (whole-film classifier) or ``patch`` (lesion-aware patch classifier
+            pooled over the film; needs lesion marks in the metadata).
         arch: timm architecture name.
         init: ``imagenet``, ``none`` or a model folder to fine-tune from.
-        image_size: model input side in pixels.
+        image_size: side of the prepared film in pixels (the model input of ``film``; the film
+            the patches are cut from, and the whole-film input, of ``patch``).
         crop: crop to the breast region.
         orient: flip so the breast is on the left.
         epochs: maximum number of epochs.
         batch_size: images per step.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        patience: epochs without a better validation AUC before stopping.
+        patience: epochs without a better validation AUC before stopping (``film`` with a
+            validation set; 0 = never stop early).
         seed: seed of weights' head init, shuffling and augmentation.
         min_side: smallest accepted image side (lower it for 28 px benchmark images).
+        patch_size: patch side in pixels (``patch``; a multiple of 32).
+        top_k: patch positions pooled per class into the film score (``patch``).
     """
 
+    recipe: str = "film"
     arch: str = "tf_efficientnet_lite0"
     init: str = "imagenet"
     image_size: int = 256
@@ -51,13 +81,32 @@ class TrainConfig:
     patience: int = 7
     seed: int = 0
     min_side: int = 32
+    patch_size: int = 96
+    top_k: int = 4
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
+        if self.recipe == "patch" and (self.patch_size % 32 or self.patch_size > self.image_size):
+            raise ValueError(f"patch size must be a multiple of 32 and at most the image size, "
+                             f"got {self.patch_size}")
 
     @property
     def preprocess(self) -> PreprocessConfig:
         return PreprocessConfig(image_size=self.image_size, crop=self.crop, orient=self.orient)
 
+    @property
+    def head(self) -> HeadConfig:
+        """The film head this recipe's model gets (uncalibrated)."""
+        return HeadConfig(kind=self.recipe, patch_cells=self.patch_size // 32, top_k=self.top_k)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """The settings recorded in a model's ``mammo.training`` (unknown keys ignored)."""
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass(frozen=True)
@@ -67,19 +116,20 @@ class EpochLog:
     epoch: int
     epochs: int
     train_loss: float
-    val_loss: float
+    val_loss: float | None
     val_auc: float | None
-    val_accuracy: float
+    val_accuracy: float | None
     seconds: float
     best: bool
 
 
 @dataclass
 class FitResult:
-    model: nn.Module
+    """The trained model (film logits), its epochs, and which epoch's weights it holds."""
+
+    model: FilmModel
     history: list[EpochLog]
     best_epoch: int
-    val_probs: np.ndarray
 
 
 def _class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -101,6 +151,22 @@ def _stopping_score(metrics: dict) -> float | None:
     return metrics["auc_malignant"] if metrics["auc_malignant"] is not None else metrics["auc_macro"]
 
 
+def _optimiser(model: nn.Module, config: TrainConfig, steps: int):
+    """AdamW with a cosine schedule over ``steps`` batches."""
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
+    return optimiser, schedule
+
+
+def _step(model, optimiser, schedule, loss_fn, x: torch.Tensor, y: torch.Tensor) -> float:
+    optimiser.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    optimiser.step()
+    schedule.step()
+    return loss.item()
+
+
 def fit(
     train: Sequence[Example],
     val: Sequence[Example],
@@ -109,12 +175,12 @@ def fit(
     progress: Callable[[EpochLog], None] | None = None,
     step: Callable[[int, int], None] | None = None,
 ) -> FitResult:
-    """Train on ``train``, keep the weights of the epoch with the best validation AUC.
+    """Train a whole-film classifier on ``train``.
 
-    ``progress`` is called after each epoch; ``step(done, total)`` after each batch.
+    With ``val`` (and ``patience`` > 0) the weights of the epoch with the best validation AUC are
+    kept; with no ``val`` all ``epochs`` run and the last weights are kept. ``progress`` is called
+    after each epoch; ``step(done, total)`` after each batch.
     """
-    if not val:
-        raise ValueError("a validation set is needed for early stopping")
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = build(config.arch, len(labels), config.init)
@@ -122,43 +188,123 @@ def fit(
     prep = config.preprocess
     train_images = PreparedImages(train, labels, prep, mean, std, augment=True,
                                   min_side=config.min_side)
-    val_images = PreparedImages(val, labels, prep, mean, std, min_side=config.min_side)
+    val_images = PreparedImages(val, labels, prep, mean, std, min_side=config.min_side) if val else None
     loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_images.targets, len(labels)))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loader = DataLoader(train_images, batch_size=config.batch_size, shuffle=True,
                         generator=generator, drop_last=len(train_images) > config.batch_size)
+    optimiser, schedule = _optimiser(model, config, config.epochs * len(loader))
     history: list[EpochLog] = []
-    best_state, best_score, best_epoch, best_probs = None, -np.inf, 0, None
+    best_state, best_score, best_epoch = None, -np.inf, 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         losses = []
         for index, (x, y) in enumerate(loader, start=1):
-            optimiser.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
+            losses.append(_step(model, optimiser, schedule, loss_fn, x, y))
             if step:
                 step(index, len(loader))
-        probs = infer_probs(model, val_images, config.batch_size)
-        val_loss = loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), val_images.targets)
-        metrics = evaluate_predictions(val_images.targets.numpy(), probs, labels, n_resamples=0)
-        score = _stopping_score(metrics)
-        ranked = score if score is not None else -float(val_loss)
-        improved = ranked > best_score
+        val_loss = score = accuracy = None
+        improved = val_images is None
+        if val_images is not None:
+            probs = infer_probs(model, val_images, config.batch_size)
+            val_loss = float(loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), val_images.targets))
+            metrics = evaluate_predictions(val_images.targets.numpy(), probs, labels, n_resamples=0)
+            score, accuracy = _stopping_score(metrics), metrics["accuracy"]
+            ranked = score if score is not None else -val_loss
+            improved = ranked > best_score
+            if improved:
+                best_state, best_score = copy.deepcopy(model.state_dict()), ranked
         if improved:
-            best_state, best_score, best_epoch = copy.deepcopy(model.state_dict()), ranked, epoch
-            best_probs = probs
-        log = EpochLog(epoch, config.epochs, float(np.mean(losses)), float(val_loss), score,
-                       metrics["accuracy"], time.perf_counter() - started, improved)
+            best_epoch = epoch
+        log = EpochLog(epoch, config.epochs, float(np.mean(losses)), val_loss, score, accuracy,
+                       time.perf_counter() - started, improved)
         history.append(log)
         if progress:
             progress(log)
-        if epoch - best_epoch >= config.patience:
+        if val_images is not None and config.patience and epoch - best_epoch >= config.patience:
             break
-    model.load_state_dict(best_state)
-    return FitResult(model.eval(), history, best_epoch, best_probs)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(FilmModel(model, config.head).eval(), history, best_epoch)
+
+
+def fit_patches(
+    train: Sequence[Example],
+    val: Sequence[Example],
+    labels: Sequence[str],
+    config: TrainConfig,
+    progress: Callable[[EpochLog], None] | None = None,
+    step: Callable[[int, int], None] | None = None,
+) -> FitResult:
+    """Train the patch classifier for ``epochs`` on patches of ``train`` films (new patches every
+    epoch), and pool it over films. ``val`` films, when given, are only scored each epoch (the
+    uncalibrated film AUC, for progress): they select nothing."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    net = build(config.arch, len(labels), config.init)
+    mean, std = float(net.pretrained_cfg["mean"][0]), float(net.pretrained_cfg["std"][0])
+    films = PatchFilms(train, labels, config.preprocess, PatchConfig(size=config.patch_size),
+                       config.min_side)
+    first = films.sample(rng)
+    if not (first[:, 5] != labels.index("normal")).any():
+        raise ValueError("the patch recipe needs films with marked lesions (lesion_x, lesion_y, "
+                         "lesion_radius in metadata.csv); use the film recipe for data without them")
+    batches = int(np.ceil(len(first) / config.batch_size))
+    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(torch.as_tensor(first[:, 5]).long(), len(labels)))
+    optimiser, schedule = _optimiser(net, config, config.epochs * batches)
+    jitter = v2.ColorJitter(brightness=0.15, contrast=0.15)
+    val_images = (PreparedImages(val, labels, config.preprocess, (mean,), (std,), min_side=config.min_side)
+                  if val else None)
+    history: list[EpochLog] = []
+    plan = first
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        net.train()
+        plan = plan if epoch == 1 else films.sample(rng)
+        order = rng.permutation(len(plan))
+        losses = []
+        total = int(np.ceil(len(order) / config.batch_size))
+        for index, start in enumerate(range(0, len(order), config.batch_size), start=1):
+            rows = plan[order[start : start + config.batch_size]]
+            patches = films.cut(rows, flip=rng.random(len(rows)) < 0.5)
+            x = (jitter(patches).clamp(0, 1) - mean) / std
+            losses.append(_step(net, optimiser, schedule, loss_fn, x, torch.as_tensor(rows[:, 5]).long()))
+            if step:
+                step(index, total)
+        score = accuracy = None
+        if val_images is not None:
+            model = FilmModel(net, config.head).eval()
+            probs = infer_probs(model, val_images, config.batch_size)
+            metrics = evaluate_predictions(val_images.targets.numpy(), probs, labels, n_resamples=0)
+            score, accuracy = _stopping_score(metrics), metrics["accuracy"]
+        log = EpochLog(epoch, config.epochs, float(np.mean(losses)), None, score, accuracy,
+                       time.perf_counter() - started, True)
+        history.append(log)
+        if progress:
+            progress(log)
+    return FitResult(FilmModel(net, config.head).eval(), history, config.epochs)
+
+
+def train_recipe(
+    train: Sequence[Example],
+    val: Sequence[Example],
+    labels: Sequence[str],
+    config: TrainConfig,
+    progress: Callable[[EpochLog], None] | None = None,
+    step: Callable[[int, int], None] | None = None,
+) -> FitResult:
+    """Train ``config.recipe`` (uncalibrated film head)."""
+    trainer = fit_patches if config.recipe == "patch" else fit
+    return trainer(train, val, labels, config, progress=progress, step=step)
+
+
+def film_scores(model: FilmModel, examples: Sequence[Example], labels: Sequence[str],
+                preprocess: PreprocessConfig, min_side: int = 32, batch_size: int = 8) -> np.ndarray:
+    """Uncalibrated film scores (N, S) of ``model`` over labelled examples."""
+    mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
+    images = PreparedImages(examples, labels, preprocess, mean, std, min_side=min_side)
+    loader = DataLoader(images, batch_size=batch_size, shuffle=False)
+    return raw_scores(model, (x for x, _ in loader))
 
 
 def evaluate_examples(

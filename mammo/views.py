@@ -18,6 +18,9 @@ __all__ = [
     "curves_frame",
     "confusion_frame",
     "comparison_frame",
+    "reliability_frame",
+    "estimate_metrics",
+    "estimate_text",
     "metadata_from_fields",
 ]
 
@@ -40,9 +43,11 @@ def score_text(details: Mapping[str, Any]) -> str:
         return text + " This model records no operating threshold."
     side = "above" if details.get("above_threshold") else "below"
     low = (" So low a threshold flags most images, normal ones too." if threshold < 0.05 else "")
-    return (f"{text} This is **{side}** the threshold of {100 * threshold:.1f}, the cut-off that "
-            f"reached 90% malignant sensitivity on the validation patients.{low} Research use only: "
-            "not a diagnosis.")
+    kind = ("a calibrated probability (in 100 films scored like this, about that many malignant "
+            "in the data it was calibrated on)" if details.get("calibrated") else "not calibrated")
+    return (f"{text} The score is {kind}. It is **{side}** the operating threshold of "
+            f"{100 * threshold:.1f}, the cut-off that reached 90% malignant sensitivity on patients "
+            f"the model had not trained on.{low} Research use only: not a diagnosis.")
 
 
 def history_row(name: str, details: Mapping[str, Any]) -> list[Any]:
@@ -122,3 +127,47 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any]) -
 def metadata_from_fields(**fields: Any) -> dict[str, Any]:
     """Optional metadata fields from the form, empty ones left out."""
     return {k: v for k, v in fields.items() if v not in (None, "", [])}
+
+
+def reliability_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Reliability points (mean predicted vs observed malignant share per bin) of several models,
+    plus the diagonal of perfect calibration, long format for a line plot."""
+    columns = ["mean predicted P(malignant)", "observed malignant share", "model"]
+    rows = [[0.0, 0.0, "perfect calibration"], [1.0, 1.0, "perfect calibration"]]
+    for name, metrics in named_metrics.items():
+        ece = metrics.get("ece_malignant")
+        label = f"{name} (ECE {_fmt(ece, 3)})"
+        rows += [[b["mean_predicted"], b["observed"], label] for b in metrics.get("reliability") or []]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def estimate_metrics(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The served version's estimate to plot: cross-validation if recorded, else its evaluation."""
+    version = mammo.get("version") or "served"
+    if mammo.get("cv"):
+        return {f"{version}, out of fold": mammo["cv"]}
+    metrics = mammo.get("metrics") or {}
+    return {f"{version}, {(mammo.get('split') or {}).get('name', 'evaluation')}": metrics} if metrics else {}
+
+
+def estimate_text(mammo: Mapping[str, Any]) -> str:
+    """One paragraph: the served version and its estimated performance, named by split."""
+    version = mammo.get("version") or "the served model"
+    lines = []
+    cv = mammo.get("cv")
+    if cv:
+        ci = cv.get("auc_malignant_ci95") or [None, None]
+        abnormal = cv.get("auc_abnormal") or {}
+        lines.append(
+            f"**Served: {version}.** Estimated by {cv.get('n_folds')}-fold cross-validation by patient "
+            f"({cv.get('n')} films, out of fold): malignant-vs-rest AUC {_fmt(cv.get('auc_malignant'), 2)} "
+            f"(95% CI {_fmt(ci[0], 2)}–{_fmt(ci[1], 2)}), abnormal-vs-normal AUC "
+            f"{_fmt(abnormal.get('auc'), 2)}, calibration error (ECE) {_fmt(cv.get('ece_malignant'), 3)}.")
+    metrics = mammo.get("metrics") or {}
+    split = (mammo.get("split") or {}).get("name", "evaluation")
+    if metrics and (not cv or split != "cross-validation"):
+        ci = metrics.get("auc_malignant_ci95") or [None, None]
+        lead = "" if cv else f"**Served: {version}.** "
+        lines.append(f"{lead}On its {split} set ({metrics.get('n')} films): malignant-vs-rest AUC "
+                     f"{_fmt(metrics.get('auc_malignant'), 2)} (95% CI {_fmt(ci[0], 2)}–{_fmt(ci[1], 2)}).")
+    return " ".join(lines) or f"**Served: {version}.** No evaluation recorded."

@@ -30,7 +30,7 @@ import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,6 +49,7 @@ __all__ = [
     "LocalModelRegistry",
     "HubModelRegistry",
     "open_registry",
+    "packaged_versions",
     "version_number",
 ]
 
@@ -164,8 +165,10 @@ class ModelRegistry(ABC):
         """Every version number in the registry."""
 
     @abstractmethod
-    def _publish(self, model_dir: Path, config: dict, report: dict | None, only_if_empty: bool) -> str | None:
-        """Store ``model_dir`` as the next version (None if ``only_if_empty`` and not empty)."""
+    def _publish(self, model_dir: Path, config: dict, report: dict | None,
+                 only_if_count: int | None) -> str | None:
+        """Store ``model_dir`` as the next version (None unless the registry holds exactly
+        ``only_if_count`` versions, when it is given)."""
 
     @abstractmethod
     def _fetch(self, version: str) -> Path:
@@ -183,16 +186,20 @@ class ModelRegistry(ABC):
         rendered from it. Returns ``"vN"``.
         """
         model_dir = Path(model_dir)
-        version = self._publish(model_dir, _check_model_dir(model_dir), report, False)
+        version = self._publish(model_dir, _check_model_dir(model_dir), report, None)
         assert version is not None
         return version
 
-    def seed(self, seed: Path) -> str | None:
-        """Publish ``seed`` as v1 if the registry is empty and the seed exists; the new version."""
-        seed = Path(seed)
-        if not (seed / "config.json").is_file() or self._numbers():
-            return None
-        return self._publish(seed, _check_model_dir(seed), None, True)
+    def seed(self, seeds: Path | Sequence[Path]) -> str | None:
+        """Publish the packaged versions ``seeds`` (v1, v2, ... in order; folders that exist):
+        the i-th only when the registry holds exactly i-1 versions, so a registry whose history
+        went its own way (a retrained v2) is never given a packaged v2. The last new version."""
+        seeds = [Path(seeds)] if isinstance(seeds, str | Path) else [Path(s) for s in seeds]
+        published = None
+        for count, seed in enumerate(s for s in seeds if (s / "config.json").is_file()):
+            if len(self._numbers()) == count:
+                published = self._publish(seed, _check_model_dir(seed), None, count) or published
+        return published
 
     def latest(self) -> str | None:
         """The highest version, or None when the registry is empty."""
@@ -329,9 +336,10 @@ class LocalModelRegistry(ModelRegistry):
     def _fetch(self, version: str) -> Path:
         return self.models_dir / version
 
-    def _publish(self, model_dir: Path, config: dict, report: dict | None, only_if_empty: bool) -> str | None:
+    def _publish(self, model_dir: Path, config: dict, report: dict | None,
+                 only_if_count: int | None) -> str | None:
         with self._lock():
-            if only_if_empty and self._numbers():
+            if only_if_count is not None and len(self._numbers()) != only_if_count:
                 return None
             tmp = self.models_dir / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
             tmp.mkdir()
@@ -514,12 +522,13 @@ class HubModelRegistry(ModelRegistry):
             raise RegistryError(f"{version} at {self.location} has no config.json")
         return self._parse(raw, version)
 
-    def _publish(self, model_dir: Path, config: dict, report: dict | None, only_if_empty: bool) -> str | None:
+    def _publish(self, model_dir: Path, config: dict, report: dict | None,
+                 only_if_count: int | None) -> str | None:
         for _ in range(_HUB_ATTEMPTS):
             head, tags = self._healed_refs()
-            if only_if_empty and tags:
-                return None
             numbers = [n for n in map(version_number, tags) if n is not None]
+            if only_if_count is not None and len(numbers) != only_if_count:
+                return None
             parent = f"v{max(numbers)}" if numbers else None
             version = f"v{max(numbers, default=0) + 1}"
             files = _version_files(config, version, parent, report)
@@ -568,12 +577,13 @@ def _http_status(error: BaseException) -> int | None:
 
 def open_registry(
     settings: mammo_config.Settings | None = None,
-    seed: Path = mammo_config.PACKAGE_WEIGHTS / "v1",
+    seed: Path | Sequence[Path] | None = None,
 ) -> ModelRegistry:
     """The registry chosen by the settings (Hub with ``MAMMO_MODEL_REPO`` + ``HF_TOKEN``).
 
-    Removes crash leftovers and, when the registry is empty and ``seed`` exists, publishes the
-    seed as v1. A model repo without a token is refused (no silent local fallback).
+    Removes crash leftovers and publishes the packaged versions (``seed``, default every
+    ``mammo/weights/vN`` in order) that the registry's history does not have yet (see
+    :meth:`ModelRegistry.seed`). A model repo without a token is refused (no silent local fallback).
     """
     settings = settings or mammo_config.settings()
     registry: ModelRegistry
@@ -600,5 +610,11 @@ def open_registry(
     else:
         registry = LocalModelRegistry(settings.home)
     registry.clean()
-    registry.seed(seed)
+    registry.seed(packaged_versions() if seed is None else seed)
     return registry
+
+
+def packaged_versions() -> list[Path]:
+    """The model folders shipped in the package (``mammo/weights/v1``, ``v2``, ...), in order."""
+    folders = [p for p in mammo_config.PACKAGE_WEIGHTS.glob("v*") if version_number(p.name)]
+    return sorted(folders, key=lambda p: version_number(p.name))

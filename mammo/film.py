@@ -1,0 +1,134 @@
+"""Whole-film scores from a timm network: patch maps pooled over the film, then calibrated.
+
+A :class:`FilmModel` wraps a timm classifier and adds what its ``config.json`` records under
+``mammo.head``:
+
+- ``kind: "patch"``: the network is a *patch* classifier (normal tissue / benign / malignant). It
+  runs fully convolutionally over the film: its last feature map is averaged over windows the size
+  of a training patch and its classifier applied at every position, giving a dense map of patch
+  probabilities. Each abnormal class's film score is the mean of its ``top_k`` highest patch
+  probabilities (Shen et al. 2019 pool a patch network the same way).
+- ``kind: "film"``: the network classifies the whole film; its scores are its log-probabilities.
+
+``calibration`` (weight, bias) is a multinomial logistic regression from those scores to the
+film's class logits, fitted on out-of-fold (or validation) predictions: Platt / vector scaling.
+The safetensors file holds only the timm network, so ``timm.create_model("hf-hub:...")`` still
+loads it (as the patch or film classifier it is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["HeadConfig", "FilmModel", "uncalibrated", "raw_scores"]
+
+_SCORE_CLIP = 12.0  # scores are log-odds / log-probabilities clipped to +-12 (p ~ 6e-6)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """How a network's output becomes calibrated film logits.
+
+    Args:
+        kind: ``"patch"`` (dense patch map, top-k pooled) or ``"film"`` (whole-film classifier).
+        patch_cells: patch side in cells of the last feature map (patch pixels / 32).
+        top_k: patch positions averaged per class for the film score.
+        weight: calibration weight (classes x scores); None = not fitted (identity for ``film``).
+        bias: calibration bias (classes).
+    """
+
+    kind: str = "film"
+    patch_cells: int = 3
+    top_k: int = 4
+    weight: list[list[float]] | None = field(default=None)
+    bias: list[float] | None = field(default=None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HeadConfig:
+        known = {k: data[k] for k in ("kind", "patch_cells", "top_k", "weight", "bias") if k in data}
+        return cls(**known)
+
+
+def uncalibrated(kind: str, num_classes: int) -> tuple[list[list[float]], list[float]]:
+    """The calibration before any is fitted: identity on log-probabilities (``film``); for
+    ``patch``, each abnormal class's logit is its pooled log-odds, normal's their negated sum."""
+    if kind == "film":
+        return np.eye(num_classes).tolist(), [0.0] * num_classes
+    lesions = np.eye(num_classes - 1)
+    return np.vstack([-np.ones((1, num_classes - 1)), lesions]).tolist(), [0.0] * num_classes
+
+
+class FilmModel(nn.Module):
+    """A timm network with film pooling and calibration; ``forward`` gives film logits.
+
+    Args:
+        net: the timm classifier (patch or film).
+        head: pooling and calibration settings.
+    """
+
+    def __init__(self, net: nn.Module, head: HeadConfig) -> None:
+        super().__init__()
+        self.net, self.head = net, head
+        self.num_classes = net.num_classes
+        self.pretrained_cfg = net.pretrained_cfg
+        weight, bias = (head.weight, head.bias) if head.weight is not None else \
+            uncalibrated(head.kind, self.num_classes)
+        self.calibration = nn.Linear(len(weight[0]), self.num_classes)
+        with torch.no_grad():
+            self.calibration.weight.copy_(torch.tensor(weight))
+            self.calibration.bias.copy_(torch.tensor(bias))
+
+    def set_calibration(self, weight: list[list[float]], bias: list[float]) -> None:
+        """Use a fitted calibration (see :func:`mammo.calibration.fit_calibration`)."""
+        with torch.no_grad():
+            self.calibration.weight.copy_(torch.tensor(weight))
+            self.calibration.bias.copy_(torch.tensor(bias))
+        self.head = replace(self.head, weight=[list(map(float, row)) for row in weight],
+                            bias=[float(b) for b in bias])
+
+    @property
+    def has_lesion_map(self) -> bool:
+        return self.head.kind == "patch"
+
+    def forward_features(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(inputs)
+
+    def patch_probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """Dense patch class probabilities (N, C, h, w) from the last feature map (patch kind)."""
+        cells = self.head.patch_cells
+        pooled = F.avg_pool2d(features, cells, stride=1, padding=cells // 2, count_include_pad=False)
+        if pooled.shape[-1] != features.shape[-1]:  # even windows: keep the feature grid's size
+            pooled = pooled[..., : features.shape[-2], : features.shape[-1]]
+        classifier = self.net.get_classifier()
+        logits = torch.einsum("nchw,kc->nkhw", pooled, classifier.weight) + classifier.bias[:, None, None]
+        return logits.softmax(dim=1)
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated film scores (N, S): top-k pooled log-odds (patch) or log-probabilities."""
+        if self.head.kind == "film":
+            return self.net.forward_head(features).log_softmax(dim=1).clamp_min(-_SCORE_CLIP)
+        maps = self.patch_probabilities(features)[:, 1:].flatten(2)  # abnormal classes
+        k = min(self.head.top_k, maps.shape[-1])
+        pooled = maps.topk(k, dim=-1).values.mean(dim=-1).clamp(1e-6, 1 - 1e-6)
+        return torch.logit(pooled).clamp(-_SCORE_CLIP, _SCORE_CLIP)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.calibration(self.scores(features))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(inputs))
+
+
+def raw_scores(model: FilmModel, batches) -> np.ndarray:
+    """Uncalibrated film scores (N, S) of a model over an iterable of input batches."""
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([model.scores(model.forward_features(x)) for x in batches]).numpy()

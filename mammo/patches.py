@@ -1,0 +1,149 @@
+"""Lesion-centred and background patches from films, for the patch stage of the lesion-aware recipe.
+
+Stage 1 of the two-stage recipe (Shen et al. 2019, Sci Rep 9:12495): a classifier of small
+patches — normal tissue, benign lesion, malignant lesion — trained on patches cut from prepared
+films (same crop, orientation and scale as whole-film prediction). Lesion patches are centred on
+the marked lesion with jitter, scale and any rotation; background patches are centred inside the
+breast of normal films and away from every marked lesion of abnormal films. Films with a finding
+but no coordinates (diffuse findings) give no patches: they count only as whole-film examples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import Example
+from .imaging import read_image
+from .preprocess import PreprocessConfig, prepare, to_prepared
+
+__all__ = ["Lesion", "PatchConfig", "lesions", "PatchFilms"]
+
+NORMAL = "normal"
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """A marked finding: centre and radius in pixels (origin top-left)."""
+
+    x: float
+    y: float
+    radius: float
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """How patches are sampled.
+
+    Args:
+        size: patch side in pixels of the prepared film (the network's input side).
+        per_lesion: lesion-centred patches per marked lesion per epoch.
+        background_per_film: background patches per film per epoch.
+        scale: range of the random zoom (the cut square is ``size * scale`` before resizing).
+        jitter: largest shift of a lesion patch's centre, as a fraction of the patch side.
+    """
+
+    size: int = 96
+    per_lesion: int = 8
+    background_per_film: int = 4
+    scale: tuple[float, float] = (0.8, 1.25)
+    jitter: float = 0.25
+
+
+def lesions(metadata: dict) -> list[Lesion]:
+    """The marked lesions in a metadata row (``lesion_x``/``lesion_y``/``lesion_radius``, several
+    joined by ';'); empty when the row has none."""
+    xs, ys, rs = (str(metadata.get(k) or "") for k in ("lesion_x", "lesion_y", "lesion_radius"))
+    if not xs.strip():
+        return []
+    return [Lesion(float(x), float(y), float(r))
+            for x, y, r in zip(xs.split(";"), ys.split(";"), rs.split(";"), strict=True)]
+
+
+class PatchFilms:
+    """Films prepared once (in memory) with their breast masks and lesions in prepared pixels.
+
+    Args:
+        examples: labelled films; lesion marks come from their metadata.
+        labels: class names in model order (must hold ``normal``).
+        preprocess: crop/orient/film size, as for whole-film prediction.
+        patch: patch sampling settings.
+        min_side: smallest accepted image side.
+    """
+
+    def __init__(self, examples: Sequence[Example], labels: Sequence[str], preprocess: PreprocessConfig,
+                 patch: PatchConfig, min_side: int = 32) -> None:
+        if not labels or labels[0] != NORMAL:
+            raise ValueError(f"the patch recipe needs {NORMAL!r} as the first class (background "
+                             f"patches); labels are {list(labels)}")
+        self.labels, self.patch, self.size = list(labels), patch, preprocess.image_size
+        squares, self.marks, self.targets = [], [], []
+        for example in examples:
+            grey = read_image(example.source, min_side=min_side)
+            square, geometry = prepare(grey, preprocess)
+            found = lesions(example.metadata)
+            scale = self.size / geometry.side
+            centres = to_prepared(np.array([(m.x, m.y) for m in found]), geometry, self.size)
+            self.marks.append([Lesion(float(x), float(y), m.radius * scale)
+                               for (x, y), m in zip(centres, found, strict=True)])
+            squares.append(torch.from_numpy(square))
+            self.targets.append(self.labels.index(example.label))
+        self.squares = torch.stack(squares)[:, None]  # (N, 1, S, S) in [0, 1]
+        self.breast = self.squares[:, 0] > 0.02  # prepared films are zero outside the breast
+
+    def _background_centres(self, film: int, count: int, rng: np.random.Generator) -> list[tuple]:
+        """Up to ``count`` random centres inside the breast, away from every marked lesion."""
+        rows, cols = np.nonzero(self.breast[film].numpy())
+        if rows.size == 0:
+            return []
+        half = self.patch.size / 2
+        out = []
+        for index in rng.integers(0, rows.size, count * 4):
+            x, y = float(cols[index]), float(rows[index])
+            if all(math.hypot(x - m.x, y - m.y) > m.radius + half for m in self.marks[film]):
+                out.append((x, y))
+            if len(out) == count:
+                break
+        return out
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """One epoch's patch plan: rows of (film, x, y, scale, angle, target)."""
+        normal, p = self.labels.index(NORMAL), self.patch
+        plan = []
+        for film, target in enumerate(self.targets):
+            for mark in self.marks[film]:
+                for _ in range(p.per_lesion):
+                    shift = rng.uniform(-1, 1, 2) * min(mark.radius, p.jitter * p.size)
+                    plan.append((film, mark.x + shift[0], mark.y + shift[1], target))
+            if target == normal or self.marks[film]:
+                plan += [(film, x, y, normal)
+                         for x, y in self._background_centres(film, p.background_per_film, rng)]
+        plan = np.array(plan, dtype=np.float64).reshape(-1, 4)
+        scales = rng.uniform(*p.scale, len(plan))
+        angles = rng.uniform(0, 2 * math.pi, len(plan))
+        return np.column_stack([plan[:, :3], scales, angles, plan[:, 3]])
+
+    def cut(self, rows: np.ndarray, flip: np.ndarray | None = None) -> torch.Tensor:
+        """The patches of plan ``rows`` as a (B, 1, P, P) tensor in [0, 1] (zeros off the film).
+
+        ``flip`` (B,) bool mirrors patches (random augmentation; mammogram patches have no side).
+        """
+        size, p = self.size, self.patch.size
+        film = torch.as_tensor(rows[:, 0], dtype=torch.long)
+        x, y, scale, angle = (torch.as_tensor(rows[:, i], dtype=torch.float32) for i in (1, 2, 3, 4))
+        half = scale * p / size  # half-side of the cut square in normalised film coordinates
+        mirror = torch.ones_like(half) if flip is None else 1 - 2 * torch.as_tensor(flip).float()
+        theta = torch.stack([
+            torch.stack([half * torch.cos(angle) * mirror, -half * torch.sin(angle),
+                         x / size * 2 - 1], dim=1),
+            torch.stack([half * torch.sin(angle) * mirror, half * torch.cos(angle),
+                         y / size * 2 - 1], dim=1),
+        ], dim=1)
+        grid = F.affine_grid(theta, [len(rows), 1, p, p], align_corners=False)
+        return F.grid_sample(self.squares[film], grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)

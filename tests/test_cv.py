@@ -1,0 +1,128 @@
+"""Cross-validation: patient-grouped folds, out-of-fold predictions pooled with cross-fitted
+calibration, ``python -m mammo cv --json`` and ``train --cv`` (both recipes, tiny models, real films)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cli import EVALUATE_KEYS, check_schema, run_cli
+
+from mammo.cv import patient_folds, summarise
+from mammo.data import folder_examples
+from mammo.explain import LESION_MAP
+from mammo.predict import Predictor
+
+LABELS = ["normal", "benign", "malignant"]
+
+
+def test_folds_keep_each_patient_in_one_fold_and_hold_every_label(mias: Path) -> None:
+    examples = folder_examples(mias)
+    fold_of = patient_folds(examples, 5, seed=0)
+    folds_of_patient = defaultdict(set)
+    for example, fold in zip(examples, fold_of, strict=True):
+        folds_of_patient[example.group].add(int(fold))
+    assert all(len(folds) == 1 for folds in folds_of_patient.values())
+    for fold in range(5):
+        labels = {e.label for e, f in zip(examples, fold_of, strict=True) if f == fold}
+        assert labels == set(LABELS)
+    sizes = np.bincount(fold_of)
+    assert sizes.min() >= 0.7 * sizes.max()
+    with pytest.raises(ValueError, match="2 folds"):
+        patient_folds(examples, 1, seed=0)
+
+
+def test_summary_is_out_of_fold_and_cross_fitted() -> None:
+    rng = np.random.default_rng(0)
+    targets = np.repeat([0, 1, 2], 40)
+    fold_of = np.tile(np.arange(4), 30)
+    scores = np.column_stack([(targets == 1) * 2.0, (targets == 2) * 2.0]) + rng.normal(0, 1, (120, 2))
+    summary = summarise(scores, targets, fold_of, LABELS, kind="patch")
+    assert summary["n"] == 120 and summary["n_folds"] == 4 and len(summary["folds"]) == 4
+    assert sum(f["n"] for f in summary["folds"]) == 120
+    assert 0.8 < summary["auc_malignant"] <= 1 and summary["ece_malignant"] < 0.2
+    assert summary["auc_abnormal"]["auc"] > 0.8
+    assert 0 <= summary["sensitivity_cross_fitted"] <= 1
+    probs = summary["_probs"]
+    assert np.allclose(probs.sum(axis=1), 1)
+    # cross-fitted: fold 0's probabilities do not change when fold 0's own labels do
+    flipped = targets.copy()
+    flipped[fold_of == 0] = 0
+    again = summarise(scores, flipped, fold_of, LABELS, kind="patch")["_probs"]
+    assert np.allclose(again[fold_of == 0], probs[fold_of == 0])
+
+
+def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> None:
+    oof = tmp_path / "oof.json"
+    done = run_cli("cv", "--data", str(small_mias), "--folds", "2", "--arch", "test_efficientnet",
+                   "--init", "none", "--image-size", "48", "--epochs", "1", "--json",
+                   "--oof-out", str(oof))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    n = len(list(small_mias.glob("*/*.png")))
+    check_schema(summary, n)
+    assert EVALUATE_KEYS | {"folds", "calibration", "ece_malignant", "threshold"} <= set(summary)
+    assert summary["split"] == "cross-validation" and len(summary["folds"]) == 2
+    for fold in summary["folds"]:
+        assert fold["n"] > 0 and (fold["auc_malignant"] is None or 0 <= fold["auc_malignant"] <= 1)
+    films = json.loads(oof.read_text())
+    assert sorted(f["name"] for f in films) == sorted(p.relative_to(small_mias).as_posix()
+                                                       for p in small_mias.glob("*/*.png"))
+    by_patient = defaultdict(set)
+    for film in films:
+        by_patient[film["group"]].add(film["fold"])
+    assert all(len(folds) == 1 for folds in by_patient.values())
+
+
+@pytest.fixture(scope="module")
+def patch_v(small_mias: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny patch-recipe model trained with ``train --cv 2`` on real mini-MIAS films."""
+    root = tmp_path_factory.mktemp("patch")
+    out, folds = root / "model", root / "folds"
+    done = run_cli("train", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
+                   "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
+                   "--batch-size", "32", "--cv", "2", "--keep-models", str(folds), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out, folds
+
+
+def test_train_cv_ships_the_out_of_fold_calibration(patch_v) -> None:
+    out, folds = patch_v
+    mammo = json.loads((out / "config.json").read_text())["mammo"]
+    assert mammo["head"]["kind"] == "patch"
+    assert mammo["head"]["weight"] == mammo["cv"]["calibration"]["weight"]
+    assert mammo["threshold"] == mammo["cv"]["threshold"] and mammo["cv"]["n_folds"] == 2
+    assert mammo["split"]["metrics_on"] == "holdout" and mammo["metrics"]["n"] == mammo["data"]["n_holdout"]
+    card = (out / "README.md").read_text()
+    assert "## Cross-validation (the estimate to quote)" in card and "Reliability diagram" in card
+    assert "Recipe: lesion-aware, two stages" in card
+    assert sorted(p.name for p in folds.iterdir()) == ["cv.json", "fold0", "fold1"]
+    kept = json.loads((folds / "cv.json").read_text())
+    assert len(kept["oof"]) == mammo["cv"]["n"]
+
+
+def test_patch_model_predicts_with_a_lesion_map(patch_v, small_mias: Path, tmp_path: Path) -> None:
+    out, _ = patch_v
+    image = next((small_mias / "malignant").glob("*.png"))
+    result = Predictor(out).predict(str(image))
+    assert result.method == LESION_MAP and result.heatmap.shape == result.overlay.shape[:2]
+    done = run_cli("predict", "--model", str(out), str(image), "--json", "--heatmaps", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    details = json.loads(done.stdout)
+    assert details["heatmap_method"] == LESION_MAP and details["calibrated"] is True
+    assert (tmp_path / f"{image.stem}_heatmap.png").is_file()
+
+
+def test_patch_recipe_refuses_data_without_lesion_marks(tmp_path: Path, small_mias: Path) -> None:
+    import shutil
+
+    bare = tmp_path / "bare"
+    for label in ("normal", "malignant"):
+        shutil.copytree(small_mias / label, bare / label)
+    done = run_cli("train", "--data", str(bare), "--recipe", "patch", "--arch", "test_efficientnet",
+                   "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
+                   "--out", str(tmp_path / "m"))
+    assert done.returncode == 2 and "lesion" in done.stderr and "Traceback" not in done.stderr

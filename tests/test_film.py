@@ -1,0 +1,93 @@
+"""Film models: the patch network pooled over a film; a film the size of one patch scores like the
+patch; calibration survives save/load; timm alone loads the network; Predictor's lesion map."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+from synthetic import synthetic_mammogram
+
+from mammo.explain import LESION_MAP
+from mammo.film import FilmModel, HeadConfig
+from mammo.model import build, load, save
+from mammo.predict import Predictor
+
+LABELS = ["normal", "benign", "malignant"]
+
+
+@pytest.fixture(scope="module")
+def patch_model() -> FilmModel:
+    torch.manual_seed(0)
+    net = build("test_efficientnet", 3, init="none").eval()
+    return FilmModel(net, HeadConfig(kind="patch", patch_cells=2, top_k=3)).eval()
+
+
+def test_dense_map_at_the_patch_size_equals_the_patch_classifier(patch_model: FilmModel) -> None:
+    x = torch.randn(2, 1, 64, 64)  # 2 x 2 cells: the window at the last position covers all
+    with torch.inference_mode():
+        features = patch_model.forward_features(x)
+        dense = patch_model.patch_probabilities(features)
+        direct = patch_model.net(x).softmax(dim=1)
+    assert dense.shape == (2, 3, 2, 2)
+    assert torch.allclose(dense[:, :, -1, -1], direct, atol=1e-5)
+
+
+def test_scores_pool_the_top_k_and_calibration_orders_them(patch_model: FilmModel) -> None:
+    x = torch.randn(1, 1, 256, 256)
+    with torch.inference_mode():
+        features = patch_model.forward_features(x)
+        maps = patch_model.patch_probabilities(features)[:, 1:].flatten(2)
+        scores = patch_model.scores(features)
+    expected = torch.logit(maps.topk(3, dim=-1).values.mean(-1))
+    assert scores.shape == (1, 2) and torch.allclose(scores, expected, atol=1e-4)
+
+
+def test_calibration_is_saved_and_timm_loads_the_network(patch_model, tmp_path) -> None:
+    patch_model.set_calibration([[-1.0, -2.0], [0.5, 0.0], [0.0, 3.0]], [0.1, 0.2, -0.3])
+    save(patch_model, tmp_path, LABELS, 128, {"version": "vt", "preprocess": {"image_size": 128}})
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["mammo"]["head"]["kind"] == "patch" and config["mammo"]["head"]["bias"] == [0.1, 0.2, -0.3]
+    loaded, _ = load(tmp_path)
+    x = torch.randn(1, 1, 128, 128)
+    with torch.inference_mode():
+        assert isinstance(loaded, FilmModel)
+        assert torch.allclose(loaded(x), patch_model(x), atol=1e-5)
+        plain = timm.create_model("test_efficientnet", pretrained=False, num_classes=3, in_chans=1)
+        plain.load_state_dict(load_file(tmp_path / "model.safetensors"))  # strict: the network only
+        assert torch.allclose(plain.eval()(x), patch_model.net(x), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def patch_folder(patch_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("patch_model")
+    patch_model.set_calibration([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.0]], [0.0, 0.0, 0.0])
+    return save(patch_model, folder, LABELS, 128,
+                {"version": "vpatch", "preprocess": {"image_size": 128, "crop": True, "orient": True},
+                 "threshold": 0.3})
+
+
+def test_predictor_draws_the_lesion_map_and_calibrated_probabilities(patch_folder) -> None:
+    predictor = Predictor(patch_folder)
+    grey = synthetic_mammogram(300, 200)
+    result = predictor.predict(grey, method=LESION_MAP)
+    assert result.method == LESION_MAP and result.details()["calibrated"] is True
+    assert result.heatmap.shape == grey.shape and 0 <= result.heatmap.min() <= result.heatmap.max() <= 1
+    tensor, _ = predictor.prepare(grey)
+    with torch.inference_mode():
+        expected = predictor.model(tensor[None]).softmax(dim=1)[0].numpy()
+    assert np.allclose(list(result.probabilities.values()), expected, atol=1e-5)
+    grad = predictor.predict(grey, method="Grad-CAM")  # through the pooling, by pytorch_grad_cam
+    assert grad.method == "Grad-CAM" and grad.heatmap.max() > 0
+    assert np.allclose(list(grad.probabilities.values()), expected, atol=1e-5)
+
+
+def test_a_model_without_a_lesion_map_falls_back_to_grad_cam(tiny_model_dir) -> None:
+    result = Predictor(tiny_model_dir).predict(synthetic_mammogram(), method=LESION_MAP)
+    assert result.method == "Grad-CAM" and result.details()["calibrated"] is False
+    with pytest.raises(ValueError, match="unknown heat-map method"):
+        Predictor(tiny_model_dir).predict(synthetic_mammogram(), method="X-ray vision")
