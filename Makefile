@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: setup
-	MAMMO_HOME=$${MAMMO_HOME:-$(CURDIR)/.mammo} MAMMO_BASE_DATA=$${MAMMO_BASE_DATA:-$(DATA)/mias} \
+	MAMMO_HOME=$${MAMMO_HOME:-$(CURDIR)/.mammo} MAMMO_BASE_DATA=$${MAMMO_BASE_DATA:-$(DATA)/mias1024} \
 		OMP_NUM_THREADS=1 $(BIN)/python app.py
 
 # Debian's chromium for the browser test (Playwright drives it; no browser download).

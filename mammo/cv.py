@@ -9,6 +9,7 @@ ships with are fitted on all out-of-fold scores.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
@@ -93,7 +94,8 @@ def cross_validate(
         folds: number of folds.
         seed: seed of the fold assignment.
         workers: folds trained at once, one process and one torch thread each.
-        keep_models: a folder to save each fold's model in (``fold0``, ...), e.g. for heat-map checks.
+        keep_models: a folder to save each fold's model in (``fold0``, ...) and the summary with
+            every film's out-of-fold prediction (``cv.json``), e.g. for heat-map checks.
         on_fold: called as each fold finishes.
     """
     labels = list(labels)
@@ -132,6 +134,8 @@ def cross_validate(
     summary["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(f),
                        "probabilities": [round(float(p), 6) for p in row]}
                       for e, f, row in zip(examples, fold_of, summary.pop("_probs"), strict=True)]
+    if keep_models is not None:
+        (keep_models / "cv.json").write_text(json.dumps(summary) + "\n")
     return summary
 
 

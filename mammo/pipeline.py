@@ -125,8 +125,6 @@ def train_to_folder(
         train = [*train, *parts["val"]]
         cv = cross_validate(train, labels, config, folds=cv_folds, seed=config.seed, workers=workers,
                             keep_models=keep_models)
-        if keep_models is not None:
-            (keep_models / "cv.json").write_text(json.dumps(cv) + "\n")
         result = train_recipe(train, [], labels, config, progress=progress, step=step)
         result.model.set_calibration(cv["calibration"]["weight"], cv["calibration"]["bias"])
         threshold, val_metrics = cv["threshold"], None

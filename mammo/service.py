@@ -207,6 +207,7 @@ class MammoService:
                     mammo["metrics"], current_metrics, self.settings.gate_metric,
                     self.settings.gate_tolerance, split=split_name)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
+                          "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
                           "candidate_metrics": mammo["metrics"]}
                 if promoted:

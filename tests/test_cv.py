@@ -126,3 +126,22 @@ def test_patch_recipe_refuses_data_without_lesion_marks(tmp_path: Path, small_mi
                    "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
                    "--out", str(tmp_path / "m"))
     assert done.returncode == 2 and "lesion" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_pointing_game_script_runs_out_of_fold(patch_v, small_mias: Path) -> None:
+    import subprocess
+    import sys
+
+    _, folds = patch_v
+    done = subprocess.run([sys.executable, "scripts/heatmap_lesions.py", "--folds", str(folds), "--data",
+                           str(small_mias)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["split"] == "out of fold" and set(report["methods"]) == {LESION_MAP, "Grad-CAM"}
+    marked = sum(1 for row in folder_examples(small_mias)
+                 if row.label != "normal" and row.metadata.get("lesion_x"))
+    for result in report["methods"].values():
+        assert result["all_marked"]["films"] == marked
+        assert 0 <= result["all_marked"]["hit_rate"] <= 1 and result["masses"]["films"] <= marked
+    assert 0 < report["chance_hit_rate"] < 1

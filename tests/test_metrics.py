@@ -28,7 +28,7 @@ TWO = ["malignant", "normal_or_benign"]  # BreastMNIST order: malignant is colum
 KEYS = {
     "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
     "auc_malignant_ci95", "sensitivity", "specificity", "threshold", "confusion_matrix",
-    "per_class", "roc",
+    "per_class", "roc", "ece_malignant", "reliability",
 }
 
 

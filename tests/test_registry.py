@@ -131,6 +131,26 @@ def test_empty_registry_seeds_v1_keeping_metrics(local_env: Path, seed_dir: Path
     assert open_registry(settings(), seed=seed_dir).latest() == "v1"
 
 
+def test_packaged_versions_are_seeded_in_order_but_never_over_a_history_of_its_own(
+    local_env: Path, seed_dir: Path, tmp_path: Path
+) -> None:
+    packaged_v2 = make_model(tmp_path / "v2", seed=2, auc=0.85)
+    registry = open_registry(settings(), seed=[seed_dir])  # an existing install: v1 only
+    assert registry.latest() == "v1"
+    registry = open_registry(settings(), seed=[seed_dir, packaged_v2])  # an update ships v2
+    assert registry.latest() == "v2" and registry.versions()[1]["parent"] == "v1"
+    assert weights(local_env / "models" / "v2") == weights(packaged_v2)
+    assert open_registry(settings(), seed=[seed_dir, packaged_v2]).latest() == "v2"  # once only
+
+    other = tmp_path / "other-home"  # v1 + a retrained v2: the packaged v2 is not added
+    retrained = make_model(tmp_path / "retrained", seed=3)
+    registry = LocalModelRegistry(other)
+    registry.seed([seed_dir])
+    registry.publish(retrained)
+    assert registry.seed([seed_dir, packaged_v2]) is None and registry.latest() == "v2"
+    assert weights(other / "models" / "v2") == weights(retrained)
+
+
 def test_empty_registry_without_seed(local_env: Path, tmp_path: Path) -> None:
     registry = open_registry(settings(), seed=tmp_path / "no-such-seed")
     assert registry.latest() is None

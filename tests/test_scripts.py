@@ -66,11 +66,12 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     model, saved = tmp_path / "model", tmp_path / "eval.json"
     done = _run("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
                 "--arch", "test_efficientnet", "--init", "none", "--image-size", "32", "--out", str(model),
-                "--json-out", str(saved), "--batch-size", "32", timeout=300)
+                "--json-out", str(saved), "--batch-size", "32", "--folds", "2", timeout=300)
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
-    assert EVALUATE_KEYS <= set(metrics)
-    assert metrics["n"] == len(list((breastmnist / "val").glob("*/*.png"))) == 78
+    assert EVALUATE_KEYS <= set(metrics) and len(metrics["folds"]) == 2
+    n_images = len(list(breastmnist.glob("train/*/*.png"))) + len(list(breastmnist.glob("val/*/*.png")))
+    assert metrics["n"] == n_images == 624 and sum(f["n"] for f in metrics["folds"]) == 624
     assert metrics["classes"] == ["normal_or_benign", "malignant"]
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
     low, high = metrics["auc_malignant_ci95"]
@@ -79,4 +80,4 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     training = json.loads((model / "config.json").read_text())["mammo"]["training"]
     assert (training["batch_size"], training["crop"], training["orient"], training["min_side"]) == (
         32, False, False, 28)  # an unknown option reached `train`; ultrasound settings by default
-    assert "VALIDATION" in done.stderr and "official TEST split" in done.stderr
+    assert "CROSS-VALIDATION" in done.stderr and "official TEST split" in done.stderr

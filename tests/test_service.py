@@ -138,3 +138,34 @@ def test_the_gate_metric_and_tolerance_are_settings(service: MammoService) -> No
     service.settings = dataclasses.replace(service.settings, gate_metric="no_such_metric", gate_tolerance=0.0)
     summary = service.retrain(TINY)
     assert not summary["promoted"] and "no_such_metric" in summary["reason"]  # never promoted blindly
+
+
+def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Path) -> None:
+    """A patch-recipe version retrains with the patch recipe (its recorded settings)."""
+    import torch
+
+    from mammo.film import FilmModel
+    from mammo.model import build, save
+    from mammo.train import TrainConfig
+
+    torch.manual_seed(0)
+    recipe = TrainConfig(recipe="patch", arch="test_efficientnet", init="none", image_size=128,
+                         patch_size=64, batch_size=32, epochs=1)
+    model = FilmModel(build("test_efficientnet", 3, init="none"), recipe.head)
+    seed = save(model, tmp_path / "seed", ["normal", "benign", "malignant"], 128,
+                {"version": "v1", "preprocess": recipe.preprocess.to_dict(), "threshold": 0.3,
+                 "training": recipe.to_dict()})
+    config = dataclasses.replace(settings(), home=tmp_path / "home", base_data=small_mias,
+                                 trainers=frozenset(), submitters=frozenset(), on_spaces=False,
+                                 dataset_repo=None, model_repo=None)
+    open_registry(config, seed=seed)
+    service = MammoService(config)
+    try:
+        assert service.predictor.has_lesion_map
+        summary = service.retrain(RetrainOptions(epochs=1, from_current=True))
+        assert summary["recipe"] == "patch" and summary["candidate_metrics"]["n"] > 0
+        assert all(h["val_loss"] is None for h in summary["history"])  # patches: no film loss
+        with pytest.raises(RetrainError, match="patch size"):
+            service.retrain(RetrainOptions(epochs=1, image_size=48))
+    finally:
+        service.close()

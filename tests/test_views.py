@@ -27,7 +27,7 @@ def v1_mammo() -> dict:
 def shown_numbers(text: str) -> tuple[float, float, str]:
     """(score, threshold, 'above'|'below') exactly as a visitor reads them in the score text."""
     score = float(re.search(r"Malignancy score: ([\d.]+) / 100", text).group(1))
-    side, threshold = re.search(r"\*\*(above|below)\*\* the threshold of ([\d.]+)", text).groups()
+    side, threshold = re.search(r"\*\*(above|below)\*\* the operating threshold of ([\d.]+)", text).groups()
     return score, float(threshold), side
 
 
