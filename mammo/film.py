@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HeadConfig", "FilmModel", "uncalibrated", "raw_scores"]
+__all__ = ["HeadConfig", "FilmModel", "uncalibrated", "pool_scores", "raw_scores"]
 
 _SCORE_CLIP = 12.0  # scores are log-odds / log-probabilities clipped to +-12 (p ~ 6e-6)
 
@@ -115,16 +115,21 @@ class FilmModel(nn.Module):
         """Uncalibrated film scores (N, S): top-k pooled log-odds (patch) or log-probabilities."""
         if self.head.kind == "film":
             return self.net.forward_head(features).log_softmax(dim=1).clamp_min(-_SCORE_CLIP)
-        maps = self.patch_probabilities(features)[:, 1:].flatten(2)  # abnormal classes
-        k = min(self.head.top_k, maps.shape[-1])
-        pooled = maps.topk(k, dim=-1).values.mean(dim=-1).clamp(1e-6, 1 - 1e-6)
-        return torch.logit(pooled).clamp(-_SCORE_CLIP, _SCORE_CLIP)
+        return pool_scores(self.patch_probabilities(features), self.head.top_k)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.calibration(self.scores(features))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(inputs))
+
+
+def pool_scores(maps: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Film scores (N, C-1) from dense patch probabilities (N, C, h, w): for each abnormal class,
+    the log-odds of the mean of its ``top_k`` highest patch probabilities."""
+    flat = maps[:, 1:].flatten(2)
+    pooled = flat.topk(min(top_k, flat.shape[-1]), dim=-1).values.mean(dim=-1).clamp(1e-6, 1 - 1e-6)
+    return torch.logit(pooled).clamp(-_SCORE_CLIP, _SCORE_CLIP)
 
 
 def raw_scores(model: FilmModel, batches) -> np.ndarray:

