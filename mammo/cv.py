@@ -167,7 +167,7 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         per_film_threshold[fold_of == k] = pick_threshold(targets[other], probs[other], labels)
     threshold = pick_threshold(targets, probs, labels)
     pooled = evaluate_predictions(targets, probs, labels, threshold=threshold)
-    raw_probs = apply_calibration(scores, *uncalibrated(kind, len(labels)))
+    raw_probs = apply_calibration(scores, *uncalibrated(kind, len(labels), scores.shape[1]))
     weight, bias = fit_calibration(scores, targets, len(labels))
     calibration = {
         "method": "multinomial logistic regression on the film scores (Platt / vector scaling)",

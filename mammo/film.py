@@ -57,13 +57,17 @@ class HeadConfig:
         return cls(**known)
 
 
-def uncalibrated(kind: str, num_classes: int) -> tuple[list[list[float]], list[float]]:
+def uncalibrated(kind: str, num_classes: int, num_scores: int | None = None
+                 ) -> tuple[list[list[float]], list[float]]:
     """The calibration before any is fitted: identity on log-probabilities (``film``); for
-    ``patch``, each abnormal class's logit is its pooled log-odds, normal's their negated sum."""
+    ``patch``, each abnormal class's logit is its pooled log-odds, normal's their negated sum.
+    Scores beyond those (``num_scores``) get zero weight."""
     if kind == "film":
-        return np.eye(num_classes).tolist(), [0.0] * num_classes
-    lesions = np.eye(num_classes - 1)
-    return np.vstack([-np.ones((1, num_classes - 1)), lesions]).tolist(), [0.0] * num_classes
+        weight = np.eye(num_classes)
+    else:
+        weight = np.vstack([-np.ones((1, num_classes - 1)), np.eye(num_classes - 1)])
+    extra = max(0, (num_scores or weight.shape[1]) - weight.shape[1])
+    return np.hstack([weight, np.zeros((num_classes, extra))]).tolist(), [0.0] * num_classes
 
 
 class FilmModel(nn.Module):

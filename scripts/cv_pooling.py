@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--top-k", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--flip", action="store_true", help="also try vertical-flip averaging")
+    parser.add_argument("--abnormal", action="store_true",
+                        help="also try a third film score: the top-k pooled P(lesion) = 1 - P(normal)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -58,16 +60,21 @@ def main(argv: list[str] | None = None) -> int:
                 if args.flip:
                     flipped[i] = model.patch_probabilities(model.forward_features(x[None].flip(-2))).flip(-2)
     rows = []
-    for top_k in args.top_k:
-        for flip in ([False, True] if args.flip else [False]):
-            stacked = torch.cat([(m + f) / 2 if flip else m for m, f in zip(maps, flipped, strict=True)])
-            scores = pool_scores(stacked, top_k).numpy()
-            summary = summarise(scores, targets, fold_of, labels, kind="patch")
-            rows.append({"top_k": top_k, "flip": flip, "auc_malignant": summary["auc_malignant"],
-                         "auc_malignant_ci95": summary["auc_malignant_ci95"],
-                         "auc_abnormal": summary["auc_abnormal"]["auc"] if summary["auc_abnormal"] else None,
-                         "auc_macro": summary["auc_macro"], "ece_malignant": summary["ece_malignant"]})
-            print(json.dumps(rows[-1]))
+    variants = [(k, f, a) for k in args.top_k for f in ([False, True] if args.flip else [False])
+                for a in ([False, True] if args.abnormal else [False])]
+    for top_k, flip, abnormal in variants:
+        stacked = torch.cat([(m + f) / 2 if flip else m for m, f in zip(maps, flipped, strict=True)])
+        scores = pool_scores(stacked, top_k).numpy()
+        if abnormal:
+            lesion = torch.stack([1 - stacked[:, 0], stacked[:, 0]], dim=1)  # (N, 2, h, w)
+            scores = np.column_stack([scores, pool_scores(lesion, top_k).numpy()])
+        summary = summarise(scores, targets, fold_of, labels, kind="patch")
+        rows.append({"top_k": top_k, "flip": flip, "abnormal_score": abnormal,
+                     "auc_malignant": summary["auc_malignant"],
+                     "auc_malignant_ci95": summary["auc_malignant_ci95"],
+                     "auc_abnormal": summary["auc_abnormal"]["auc"] if summary["auc_abnormal"] else None,
+                     "auc_macro": summary["auc_macro"], "ece_malignant": summary["ece_malignant"]})
+        print(json.dumps(rows[-1]))
     return 0
 
 

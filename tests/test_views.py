@@ -189,3 +189,25 @@ def test_metadata_from_fields_drops_only_empty_fields() -> None:
     assert views.metadata_from_fields(**fields) == {"view": "CC", "birads": 0, "biopsy_confirmed": False,
                                                     "age": 61}
     assert views.metadata_from_fields() == {}
+
+
+def test_reliability_frame_has_the_diagonal_and_each_models_bins() -> None:
+    metrics = {"ece_malignant": 0.05, "reliability": [
+        {"low": 0.0, "high": 0.1, "n": 30, "mean_predicted": 0.04, "observed": 0.03},
+        {"low": 0.5, "high": 0.6, "n": 5, "mean_predicted": 0.55, "observed": 0.6}]}
+    frame = views.reliability_frame({"v2, out of fold": metrics})
+    assert set(frame["model"]) == {"perfect calibration", "v2, out of fold (ECE 0.050)"}
+    assert len(frame) == 4 and frame["observed malignant share"].between(0, 1).all()
+
+
+def test_estimate_text_names_the_split_and_prefers_cross_validation(v1_mammo: dict) -> None:
+    cv = {"n_folds": 5, "n": 220, "auc_malignant": 0.7512, "auc_malignant_ci95": [0.66, 0.84],
+          "auc_abnormal": {"auc": 0.71}, "ece_malignant": 0.041, "reliability": []}
+    holdout = {"n": 38, "auc_malignant": 0.8, "auc_malignant_ci95": [0.6, 0.95]}
+    text = views.estimate_text({"version": "v2", "cv": cv, "metrics": holdout,
+                                "split": {"name": "holdout"}})
+    assert "Served: v2" in text and "5-fold cross-validation" in text and "0.75 (95% CI 0.66–0.84)" in text
+    assert "holdout set (38 films)" in text
+    assert list(views.estimate_metrics({"version": "v2", "cv": cv})) == ["v2, out of fold"]
+    old = views.estimate_text(v1_mammo)
+    assert "Served: v1" in old and "holdout set (38 films)" in old
