@@ -45,7 +45,8 @@ def _train_config(args: argparse.Namespace, init: str) -> TrainConfig:
         crop=not args.no_crop, orient=not args.no_orient, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         patience=args.patience, seed=args.seed, min_side=args.min_side,
-        patch_size=args.patch_size, top_k=args.top_k,
+        patch_size=args.patch_size, top_k=args.top_k, min_coverage=args.min_coverage,
+        hard_negatives=args.hard_negatives,
     )
 
 
@@ -214,6 +215,10 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=256, help="film side in pixels")
     parser.add_argument("--patch-size", type=int, default=96, help="patch side (patch recipe)")
     parser.add_argument("--top-k", type=int, default=4, help="patch positions pooled (patch recipe)")
+    parser.add_argument("--min-coverage", type=float, default=0.9,
+                        help="share of a pooled patch inside the breast (patch recipe)")
+    parser.add_argument("--hard-negatives", type=int, default=3,
+                        help="mined background patches per film per epoch (patch recipe)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)

@@ -61,7 +61,11 @@ class FeatureTap(nn.Module):
         self.tap = nn.Identity()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.tap(self.model.forward_features(inputs)))
+        features = self.model.forward_features(inputs)
+        positions = getattr(self.model, "positions", None)  # a FilmModel pools the breast only
+        if positions is None:
+            return self.model.forward_head(self.tap(features))
+        return self.model.forward_head(self.tap(features), positions(inputs, features))
 
 
 def has_linear_head(model: nn.Module) -> bool:

@@ -38,6 +38,8 @@ class HeadConfig:
         kind: ``"patch"`` (dense patch map, top-k pooled) or ``"film"`` (whole-film classifier).
         patch_cells: patch side in cells of the last feature map (patch pixels / 32).
         top_k: patch positions averaged per class for the film score.
+        min_coverage: share of a patch window that must lie inside the breast for its position
+            to be pooled (0: every position; patches mostly off the breast were never trained on).
         weight: calibration weight (classes x scores); None = not fitted (identity for ``film``).
         bias: calibration bias (classes).
     """
@@ -45,6 +47,7 @@ class HeadConfig:
     kind: str = "film"
     patch_cells: int = 3
     top_k: int = 4
+    min_coverage: float = 0.0
     weight: list[list[float]] | None = field(default=None)
     bias: list[float] | None = field(default=None)
 
@@ -53,7 +56,7 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> HeadConfig:
-        known = {k: data[k] for k in ("kind", "patch_cells", "top_k", "weight", "bias") if k in data}
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 
 
@@ -105,32 +108,55 @@ class FilmModel(nn.Module):
     def forward_features(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.net.forward_features(inputs)
 
+    def _windows(self, grid: torch.Tensor, include_pad: bool) -> torch.Tensor:
+        """Means over patch-sized windows of a (N, C, h, w) grid, one per position."""
+        cells = self.head.patch_cells
+        pooled = F.avg_pool2d(grid, cells, stride=1, padding=cells // 2, count_include_pad=include_pad)
+        return pooled[..., : grid.shape[-2], : grid.shape[-1]]  # even windows: keep the grid's size
+
     def patch_probabilities(self, features: torch.Tensor) -> torch.Tensor:
         """Dense patch class probabilities (N, C, h, w) from the last feature map (patch kind)."""
-        cells = self.head.patch_cells
-        pooled = F.avg_pool2d(features, cells, stride=1, padding=cells // 2, count_include_pad=False)
-        if pooled.shape[-1] != features.shape[-1]:  # even windows: keep the feature grid's size
-            pooled = pooled[..., : features.shape[-2], : features.shape[-1]]
+        pooled = self._windows(features, include_pad=False)
         classifier = self.net.get_classifier()
         logits = torch.einsum("nchw,kc->nkhw", pooled, classifier.weight) + classifier.bias[:, None, None]
         return logits.softmax(dim=1)
 
-    def scores(self, features: torch.Tensor) -> torch.Tensor:
-        """Uncalibrated film scores (N, S): top-k pooled log-odds (patch) or log-probabilities."""
+    def pooled_positions(self, inputs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) bool: positions whose patch window lies inside the breast by at least
+        ``min_coverage`` (prepared films are zero outside the breast; the part of a window past
+        the film's edge counts as outside)."""
+        mean, std = float(self.pretrained_cfg["mean"][0]), float(self.pretrained_cfg["std"][0])
+        breast = (inputs[:, :1] * std + mean > 0.02).float()
+        cells = F.adaptive_avg_pool2d(breast, features.shape[-2:])
+        return self._windows(cells, include_pad=True)[:, 0] >= self.head.min_coverage - 1e-6
+
+    def scores(self, features: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """Uncalibrated film scores (N, S): top-k pooled log-odds (patch; over the ``pooled``
+        positions when given) or log-probabilities (film)."""
         if self.head.kind == "film":
             return self.net.forward_head(features).log_softmax(dim=1).clamp_min(-_SCORE_CLIP)
-        return pool_scores(self.patch_probabilities(features), self.head.top_k)
+        return pool_scores(self.patch_probabilities(features), self.head.top_k, pooled)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.calibration(self.scores(features))
+    def forward_head(self, features: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        return self.calibration(self.scores(features, pooled))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(inputs))
+        features = self.forward_features(inputs)
+        return self.forward_head(features, self.positions(inputs, features))
+
+    def positions(self, inputs: torch.Tensor, features: torch.Tensor) -> torch.Tensor | None:
+        """The positions to pool for these inputs (None: all, or a whole-film classifier)."""
+        if self.head.kind != "patch" or self.head.min_coverage <= 0:
+            return None
+        return self.pooled_positions(inputs, features)
 
 
-def pool_scores(maps: torch.Tensor, top_k: int) -> torch.Tensor:
+def pool_scores(maps: torch.Tensor, top_k: int, pooled: torch.Tensor | None = None) -> torch.Tensor:
     """Film scores (N, C-1) from dense patch probabilities (N, C, h, w): for each abnormal class,
-    the log-odds of the mean of its ``top_k`` highest patch probabilities."""
+    the log-odds of the mean of its ``top_k`` highest patch probabilities (over the ``pooled``
+    positions (N, h, w) when given; the others count as 0)."""
+    if pooled is not None:
+        maps = maps * pooled[:, None].to(maps.dtype)
     flat = maps[:, 1:].flatten(2)
     pooled = flat.topk(min(top_k, flat.shape[-1]), dim=-1).values.mean(dim=-1).clamp(1e-6, 1 - 1e-6)
     return torch.logit(pooled).clamp(-_SCORE_CLIP, _SCORE_CLIP)
@@ -139,5 +165,9 @@ def pool_scores(maps: torch.Tensor, top_k: int) -> torch.Tensor:
 def raw_scores(model: FilmModel, batches) -> np.ndarray:
     """Uncalibrated film scores (N, S) of a model over an iterable of input batches."""
     model.eval()
+    scores = []
     with torch.inference_mode():
-        return torch.cat([model.scores(model.forward_features(x)) for x in batches]).numpy()
+        for x in batches:
+            features = model.forward_features(x)
+            scores.append(model.scores(features, model.positions(x, features)))
+    return torch.cat(scores).numpy()

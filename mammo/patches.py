@@ -96,23 +96,33 @@ class PatchFilms:
         self.squares = torch.stack(squares)[:, None]  # (N, 1, S, S) in [0, 1]
         self.breast = self.squares[:, 0] > 0.02  # prepared films are zero outside the breast
 
+    def away_from_marks(self, film: int, x: float, y: float) -> bool:
+        """True when a patch centred at (x, y) holds none of the film's marked lesions' centres."""
+        half = self.patch.size / 2
+        return all(math.hypot(x - m.x, y - m.y) > m.radius + half for m in self.marks[film])
+
+    def may_hold_background(self, film: int) -> bool:
+        """Normal films, and abnormal films whose lesions are marked (unmarked findings could be
+        anywhere)."""
+        return self.targets[film] == self.labels.index(NORMAL) or bool(self.marks[film])
+
     def _background_centres(self, film: int, count: int, rng: np.random.Generator) -> list[tuple]:
         """Up to ``count`` random centres inside the breast, away from every marked lesion."""
         rows, cols = np.nonzero(self.breast[film].numpy())
         if rows.size == 0:
             return []
-        half = self.patch.size / 2
         out = []
         for index in rng.integers(0, rows.size, count * 4):
             x, y = float(cols[index]), float(rows[index])
-            if all(math.hypot(x - m.x, y - m.y) > m.radius + half for m in self.marks[film]):
+            if self.away_from_marks(film, x, y):
                 out.append((x, y))
             if len(out) == count:
                 break
         return out
 
-    def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """One epoch's patch plan: rows of (film, x, y, scale, angle, target)."""
+    def sample(self, rng: np.random.Generator, hard: Sequence[tuple[int, float, float]] = ()) -> np.ndarray:
+        """One epoch's patch plan: rows of (film, x, y, scale, angle, target). ``hard`` adds
+        background patches at (film, x, y): hard negatives mined by the network being trained."""
         normal, p = self.labels.index(NORMAL), self.patch
         plan = []
         for film, target in enumerate(self.targets):
@@ -120,9 +130,10 @@ class PatchFilms:
                 for _ in range(p.per_lesion):
                     shift = rng.uniform(-1, 1, 2) * min(mark.radius, p.jitter * p.size)
                     plan.append((film, mark.x + shift[0], mark.y + shift[1], target))
-            if target == normal or self.marks[film]:
+            if self.may_hold_background(film):
                 plan += [(film, x, y, normal)
                          for x, y in self._background_centres(film, p.background_per_film, rng)]
+        plan += [(film, x, y, normal) for film, x, y in hard]
         plan = np.array(plan, dtype=np.float64).reshape(-1, 4)
         scales = rng.uniform(*p.scale, len(plan))
         angles = rng.uniform(0, 2 * math.pi, len(plan))

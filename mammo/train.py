@@ -66,6 +66,10 @@ class TrainConfig:
         min_side: smallest accepted image side (lower it for 28 px benchmark images).
         patch_size: patch side in pixels (``patch``; a multiple of 32).
         top_k: patch positions pooled per class into the film score (``patch``).
+        min_coverage: share of a patch window inside the breast for its position to be pooled
+            (``patch``).
+        hard_negatives: background patches per film mined each epoch from the patch network's own
+            highest lesion probabilities away from marked lesions (``patch``; from epoch 2).
     """
 
     recipe: str = "film"
@@ -83,6 +87,8 @@ class TrainConfig:
     min_side: int = 32
     patch_size: int = 96
     top_k: int = 4
+    min_coverage: float = 0.9
+    hard_negatives: int = 3
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -98,7 +104,8 @@ class TrainConfig:
     @property
     def head(self) -> HeadConfig:
         """The film head this recipe's model gets (uncalibrated)."""
-        return HeadConfig(kind=self.recipe, patch_cells=self.patch_size // 32, top_k=self.top_k)
+        return HeadConfig(kind=self.recipe, patch_cells=self.patch_size // 32, top_k=self.top_k,
+                          min_coverage=self.min_coverage if self.recipe == "patch" else 0.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -259,8 +266,10 @@ def fit_patches(
     plan = first
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
+        if epoch > 1:
+            hard = _hard_negatives(FilmModel(net, config.head), films, config.hard_negatives, (mean, std))
+            plan = films.sample(rng, hard)
         net.train()
-        plan = plan if epoch == 1 else films.sample(rng)
         order = rng.permutation(len(plan))
         losses = []
         total = int(np.ceil(len(order) / config.batch_size))
@@ -283,6 +292,38 @@ def fit_patches(
         if progress:
             progress(log)
     return FitResult(FilmModel(net, config.head).eval(), history, config.epochs)
+
+
+def _hard_negatives(model: FilmModel, films: PatchFilms, per_film: int,
+                    norm: tuple[float, float]) -> list[tuple[int, float, float]]:
+    """Centres (film, x, y) of the ``per_film`` pooled positions the patch network finds most
+    lesion-like on each film where background may be sampled, away from marked lesions."""
+    if per_film <= 0:
+        return []
+    model.eval()
+    found: list[tuple[int, float, float]] = []
+    candidates = [i for i in range(len(films.targets)) if films.may_hold_background(i)]
+    with torch.inference_mode():
+        for start in range(0, len(candidates), 8):
+            index = candidates[start : start + 8]
+            x = (films.squares[index] - norm[0]) / norm[1]
+            features = model.forward_features(x)
+            lesion = 1 - model.patch_probabilities(features)[:, 0]
+            pooled = model.positions(x, features)
+            if pooled is not None:
+                lesion = lesion * pooled
+            cell = films.size / lesion.shape[-1]
+            for film, heat in zip(index, lesion, strict=True):
+                kept = 0
+                for flat in heat.flatten().argsort(descending=True).tolist():
+                    cy, cx = divmod(flat, heat.shape[-1])
+                    x_c, y_c = (cx + 0.5) * cell, (cy + 0.5) * cell
+                    if heat[cy, cx] > 0 and films.away_from_marks(film, x_c, y_c):
+                        found.append((film, x_c, y_c))
+                        kept += 1
+                    if kept == per_film:
+                        break
+    return found
 
 
 def train_recipe(

@@ -91,3 +91,24 @@ def test_a_model_without_a_lesion_map_falls_back_to_grad_cam(tiny_model_dir) -> 
     assert result.method == "Grad-CAM" and result.details()["calibrated"] is False
     with pytest.raises(ValueError, match="unknown heat-map method"):
         Predictor(tiny_model_dir).predict(synthetic_mammogram(), method="X-ray vision")
+
+
+def test_only_positions_inside_the_breast_are_pooled() -> None:
+    torch.manual_seed(0)
+    net = build("test_efficientnet", 3, init="none").eval()
+    model = FilmModel(net, HeadConfig(kind="patch", patch_cells=3, top_k=2, min_coverage=0.9)).eval()
+    film = torch.zeros(1, 1, 256, 256)
+    film[..., :, :128] = 0.6  # breast on the left half, zero (background) on the right
+    x = (film - 0.5) / 0.5
+    with torch.inference_mode():
+        features = model.forward_features(x)
+        pooled = model.positions(x, features)
+        assert pooled.shape == (1, 8, 8)
+        # 3 x 3 windows: fully inside for columns 1-2 (column 3's reaches the background) and
+        # rows 1-6; windows reaching past the film's edge are not pooled either
+        assert pooled[0, 1:7, 1:3].all() and pooled.sum() == 12
+        maps = model.patch_probabilities(features)
+        expected = torch.logit(maps[:, 1:, 1:7, 1:3].flatten(2).topk(2, dim=-1).values.mean(-1))
+        assert torch.allclose(model.scores(features, pooled), expected, atol=1e-4)
+        assert torch.allclose(model(x), model.calibration(expected), atol=1e-4)
+    assert FilmModel(net, HeadConfig(kind="patch")).positions(x, features) is None  # 0: all

@@ -79,3 +79,20 @@ def test_labels_must_start_with_normal(tmp_path) -> None:
     example = film_with_lesion(tmp_path, True, 250, 200)
     with pytest.raises(ValueError, match="normal"):
         PatchFilms([example], ["benign", "malignant"], PreprocessConfig(image_size=64), PatchConfig(size=32))
+
+
+def test_hard_negatives_are_the_most_lesion_like_places_away_from_the_marks(tmp_path) -> None:
+    from mammo.film import FilmModel, HeadConfig
+    from mammo.model import build
+    from mammo.train import _hard_negatives
+
+    example = film_with_lesion(tmp_path, True, 250, 200)
+    films = PatchFilms([example], LABELS, PreprocessConfig(image_size=128), PatchConfig(size=64))
+    torch.manual_seed(0)
+    model = FilmModel(build("test_efficientnet", 3, init="none"),
+                      HeadConfig(kind="patch", patch_cells=2, min_coverage=0.5))
+    found = _hard_negatives(model, films, 3, (0.5, 0.5))
+    assert 1 <= len(found) <= 3 and all(film == 0 for film, _, _ in found)
+    assert all(films.away_from_marks(0, x, y) for _, x, y in found)
+    plan = films.sample(np.random.default_rng(0), hard=found)
+    assert (plan[-len(found):, 5] == 0).all() and np.allclose(plan[-len(found):, 1:3], [f[1:] for f in found])
