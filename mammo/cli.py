@@ -80,6 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     mammo = train_to_folder(
         args.data, args.out, config, val=args.val, split=split, progress=progress, step=step,
         command=command, cv_folds=args.cv, workers=args.workers, keep_models=args.keep_models,
+        cv_from=args.cv_from,
     )
     bar.close()
     report = {"out": str(args.out), "metrics_on": mammo["split"]["metrics_on"],
@@ -247,6 +248,9 @@ def _parser() -> argparse.ArgumentParser:
                             "model gets the out-of-fold calibration and threshold")
     train.add_argument("--keep-models", type=Path,
                        help="with --cv: folder for each fold's model and the out-of-fold predictions")
+    train.add_argument("--cv-from", type=Path, metavar="CV_JSON",
+                       help="instead of --cv: the cv.json of a cross-validation of the same recipe on the "
+                            "same training films (waits for it while it is still being written)")
     train.add_argument("--out", type=Path, required=True, help="model folder to write")
     train.set_defaults(run=_train, argv=None)
 

@@ -6,6 +6,8 @@ Used by ``python -m mammo train`` and by retraining in the app, so both record t
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -22,7 +24,9 @@ from .model import save
 from .model_card import render_model_card
 from .train import EpochLog, TrainConfig, evaluate_examples, film_scores, train_recipe
 
-__all__ = ["base_splits", "train_to_folder", "write_card"]
+__all__ = ["base_splits", "train_to_folder", "read_cv", "write_card"]
+
+log = logging.getLogger(__name__)
 
 
 def base_splits(
@@ -90,6 +94,7 @@ def train_to_folder(
     cv_folds: int = 0,
     workers: int = 1,
     keep_models: Path | None = None,
+    cv_from: Path | None = None,
 ) -> dict:
     """Train, calibrate, pick the operating threshold, evaluate, and save a model folder.
 
@@ -113,6 +118,9 @@ def train_to_folder(
         cv_folds: cross-validate first with this many folds (0: calibrate on validation).
         workers: folds trained at once (processes).
         keep_models: a folder to keep the cross-validation folds' models in.
+        cv_from: instead of ``cv_folds``, the ``cv.json`` of a cross-validation of this recipe on
+            these films (run separately, e.g. at the same time on other cores); it is read once
+            the final model is trained, waiting for it while that cross-validation finishes.
 
     Returns the ``mammo`` block written to config.json.
     """
@@ -121,11 +129,14 @@ def train_to_folder(
     train = [*parts["train"], *extra_train]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
     cv = None
-    if cv_folds:
+    if cv_folds or cv_from:
         train = [*train, *parts["val"]]
-        cv = cross_validate(train, labels, config, folds=cv_folds, seed=config.seed, workers=workers,
-                            keep_models=keep_models)
+        if cv_folds:
+            cv = cross_validate(train, labels, config, folds=cv_folds, seed=config.seed, workers=workers,
+                                keep_models=keep_models)
         result = train_recipe(train, [], labels, config, progress=progress, step=step)
+        if cv_from:
+            cv = read_cv(cv_from, config, [e.name for e in train])
         result.model.set_calibration(cv["calibration"]["weight"], cv["calibration"]["bias"])
         threshold, val_metrics = cv["threshold"], None
     else:
@@ -146,7 +157,8 @@ def train_to_folder(
         "threshold_rule": THRESHOLD_RULE if cv else
         "highest calibrated P(malignant) cut-off reaching 90% sensitivity on validation",
         "metrics": holdout_metrics or (cv and _without_oof(cv)) or val_metrics,
-        "split": _split_record(split, val, sources, holdout=bool(holdout_metrics), cv_folds=cv_folds),
+        "split": _split_record(split, val, sources, holdout=bool(holdout_metrics),
+                               cv_folds=cv["n_folds"] if cv else 0),
         "val_metrics": val_metrics,
         "cv": cv and _without_oof(cv),
         "data": {
@@ -167,6 +179,30 @@ def train_to_folder(
     save(result.model, out, labels, config.image_size, mammo)
     write_card(out)
     return mammo
+
+
+_RECIPE_KEYS = ("recipe", "arch", "init", "image_size", "crop", "orient", "epochs", "batch_size", "lr",
+                "weight_decay", "seed", "patch_size", "top_k", "min_coverage", "hard_negatives")
+
+
+def read_cv(path: Path, config: TrainConfig, names: Sequence[str], wait_s: float = 3600) -> dict:
+    """A cross-validation summary (``cv.json``) of exactly this recipe on exactly these films;
+    waits up to ``wait_s`` for the file to appear (a cross-validation still running)."""
+    path = Path(path)
+    deadline = time.monotonic() + wait_s
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise FileNotFoundError(f"no cross-validation summary at {path}")
+        log.info("waiting for %s (a cross-validation still running?)", path)
+        time.sleep(30)
+    cv = json.loads(path.read_text())
+    recorded, wanted = cv.get("recipe") or {}, config.to_dict()
+    different = [k for k in _RECIPE_KEYS if recorded.get(k, wanted[k]) != wanted[k]]
+    if different:
+        raise ValueError(f"{path} cross-validated another recipe (differs in {', '.join(different)})")
+    if sorted(film["name"] for film in cv.get("oof") or []) != sorted(names):
+        raise ValueError(f"{path} cross-validated other films than these")
+    return _without_oof(cv)
 
 
 def _without_oof(cv: dict) -> dict:

@@ -165,3 +165,17 @@ def test_pooling_variants_are_rescored_out_of_fold(patch_v, small_mias: Path) ->
     top_k = kept["recipe"]["top_k"]  # the variant the recipe used reproduces the cv figures
     same = next(r for r in rows if (r["top_k"], r["flip"]) == (top_k, False))
     assert np.isclose(same["auc_malignant"], kept["auc_malignant"])
+
+
+def test_train_can_take_a_finished_cross_validation(patch_v, small_mias: Path, tmp_path: Path) -> None:
+    _, folds = patch_v
+    recipe = ["train", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
+              "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
+              "--batch-size", "32", "--cv-from", str(folds / "cv.json")]
+    done = run_cli(*recipe, "--top-k", "4", "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr
+    mammo = json.loads((tmp_path / "m" / "config.json").read_text())["mammo"]
+    kept = json.loads((folds / "cv.json").read_text())
+    assert mammo["head"]["weight"] == kept["calibration"]["weight"] and mammo["cv"]["n"] == kept["n"]
+    other = run_cli(*recipe, "--top-k", "2", "--out", str(tmp_path / "other"))
+    assert other.returncode == 2 and "another recipe (differs in top_k)" in other.stderr
