@@ -134,8 +134,10 @@ def cross_validate(
     summary["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(f),
                        "probabilities": [round(float(p), 6) for p in row]}
                       for e, f, row in zip(examples, fold_of, summary.pop("_probs"), strict=True)]
-    if keep_models is not None:
-        (keep_models / "cv.json").write_text(json.dumps(summary) + "\n")
+    if keep_models is not None:  # renamed into place: a reader never sees half a file
+        partial = keep_models / "cv.json.partial"
+        partial.write_text(json.dumps(summary) + "\n")
+        partial.replace(keep_models / "cv.json")
     return summary
 
 
