@@ -3,8 +3,9 @@
     python scripts/cv_pooling.py --folds runs/v2-folds --data ../shared/data/mias1024 \
         [--top-k 1 2 4 8 16] [--flip]
 
-Each film's dense patch map comes from the fold model that never trained on its patient; the film
-score is re-pooled with each ``top_k`` (and, with ``--flip``, also averaged with the map of the
+Each film's dense patch map comes from the fold model that never trained on its patient (pooled
+over the positions the recipe pools: inside the breast); the film score is re-pooled with each
+``top_k`` (and, with ``--flip``, also averaged with the map of the
 vertically flipped film: test-time augmentation). Every variant is summarised exactly as
 ``python -m mammo cv`` does (cross-fitted calibration). Choosing a variant here selects on these
 same out-of-fold films: say so when quoting the chosen variant's figures.
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = np.array([labels.index(e.label) for e in examples])
     maps: list[torch.Tensor] = [None] * len(examples)
     flipped: list[torch.Tensor] = [None] * len(examples)
+    pooled: list[torch.Tensor | None] = [None] * len(examples)
     for fold in sorted(set(fold_of.tolist())):
         model, config = load(args.folds / f"fold{fold}")
         preprocess = PreprocessConfig.from_dict(config["mammo"]["preprocess"])
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         images = PreparedImages([examples[i] for i in index], labels, preprocess, mean, std)
         with torch.inference_mode():
             for i, (x, _) in zip(index, images, strict=True):
-                maps[i] = model.patch_probabilities(model.forward_features(x[None]))
+                features = model.forward_features(x[None])
+                maps[i] = model.patch_probabilities(features)
+                pooled[i] = model.positions(x[None], features)  # the recipe's breast-only positions
                 if args.flip:
                     flipped[i] = model.patch_probabilities(model.forward_features(x[None].flip(-2))).flip(-2)
     rows = []
@@ -64,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
                 for a in ([False, True] if args.abnormal else [False])]
     for top_k, flip, abnormal in variants:
         stacked = torch.cat([(m + f) / 2 if flip else m for m, f in zip(maps, flipped, strict=True)])
-        scores = pool_scores(stacked, top_k).numpy()
+        positions = None if pooled[0] is None else torch.cat(pooled)
+        scores = pool_scores(stacked, top_k, positions).numpy()
         if abnormal:
             lesion = torch.stack([1 - stacked[:, 0], stacked[:, 0]], dim=1)  # (N, 2, h, w)
-            scores = np.column_stack([scores, pool_scores(lesion, top_k).numpy()])
+            scores = np.column_stack([scores, pool_scores(lesion, top_k, positions).numpy()])
         summary = summarise(scores, targets, fold_of, labels, kind="patch")
         rows.append({"top_k": top_k, "flip": flip, "abnormal_score": abnormal,
                      "auc_malignant": summary["auc_malignant"],
