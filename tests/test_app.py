@@ -53,7 +53,7 @@ def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path,
         assert set(confidences) == set(LABELS)
         assert sum(confidences.values()) == pytest.approx(1, abs=1e-5)
         assert Image.open(overlay).size == size
-        assert details["model_version"] == "v1" and details["label"] == label["label"]
+        assert details["model_version"] == "v2" and details["label"] == label["label"]
         assert details["probabilities"] == pytest.approx(confidences)
     _, eigen, details = client.predict(handle_file(str(square)), "EigenCAM", 0.7, api_name="/predict")
     assert details["heatmap_method"] == "EigenCAM" and Image.open(eigen).size == (512, 512)
@@ -80,7 +80,7 @@ def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, 
         client.predict(handle_file(str(sorted((small_mias / "normal").glob("*.png"))[1])), "normal",
                        notes="x" * 100_000, api_name="/submit_case")
     assert stored_cases(app) == before + 1
-    assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == "v1"
+    assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == "v2"
 
 
 def test_models_lists_v1_with_metrics(client) -> None:
@@ -90,13 +90,13 @@ def test_models_lists_v1_with_metrics(client) -> None:
 
 
 def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) -> None:
-    job = client.submit(1, 64, True, api_name="/retrain")
+    job = client.submit(1, 128, True, api_name="/retrain")
     deadline = time.monotonic() + 60
     while job.status().code not in (Status.PROCESSING, Status.PROGRESS) and not job.done():
         assert time.monotonic() < deadline, f"retrain did not start: {job.status()}"
         time.sleep(0.1)
     # one retrain at a time: a second request while it runs is told why, not queued for later
-    second = app.client().submit(1, 64, True, api_name="/retrain")
+    second = app.client().submit(1, 128, True, api_name="/retrain")
     with pytest.raises(AppError, match="only one runs at a time"):
         second.result(timeout=30)
     summary = job.result(timeout=120)
@@ -106,9 +106,9 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
     image = next((small_mias / "normal").glob("*.png"))
     served = client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"]
     if summary["promoted"]:
-        assert versions[-1] == summary["version"] == served == "v2"
+        assert versions[-1] == summary["version"] == served == "v3"
     else:
-        assert versions == ["v1"] and served == "v1" and summary["rejected_id"]
+        assert versions == ["v1", "v2"] and served == "v2" and summary["rejected_id"]
         assert summary["reason"].startswith("not promoted")
 
 
@@ -117,4 +117,4 @@ def test_retrain_refused_for_users_not_allowed(small_mias: Path, tmp_path: Path)
     with AppProcess(tmp_path / "home", env=env) as app:
         with pytest.raises(AppError, match="MAMMO_TRAINERS"):
             app.client().predict(1, 64, True, api_name="/retrain")
-        assert app.client().predict(api_name="/models")[-1]["version"] == "v1"
+        assert app.client().predict(api_name="/models")[-1]["version"] == "v2"

@@ -80,7 +80,7 @@ def test_every_corpus_file(client, app: AppProcess, table: list[str]) -> None:
             else:
                 assert expected in got, (entry, got)
         assert cases(app) == before + (expected == "accepted")
-        assert client.predict(handle_file(str(good)), api_name="/predict")[2]["model_version"] == "v1"
+        assert client.predict(handle_file(str(good)), api_name="/predict")[2]["model_version"] == "v2"
         shown = "accepted" if expected == "accepted" else "refused: " + predicted
         table.append(f"| {entry['what']} | {shown} |")
 

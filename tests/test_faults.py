@@ -32,7 +32,7 @@ from mammo.store import cases as cases_module
 from mammo.store.registry import MODEL_FILES, version_number
 
 LABELS = ["normal", "benign", "malignant"]
-RETRAIN = (3, 64, True)  # epochs, image size, from the current version: seconds, not minutes
+RETRAIN = (3, 128, True)  # epochs, image size, from the current version: seconds, not minutes
 
 
 class Images:
@@ -310,7 +310,7 @@ def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
     with hub.app() as app:
         client = Client(app.url, verbose=False, download_files=False)
         assert "model.safetensors" in hub.server.files(MODEL_REPO, "model", revision="v1")  # seeded
-        assert served_version(client, image) == "v1"
+        assert served_version(client, image) == "v2"
         first = hub.submit(client, "normal")
         assert first["status"] == "stored" and "warning" not in first
 
@@ -320,7 +320,7 @@ def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
         assert time.monotonic() - started < 10
         assert queued["status"] == "queued" and queued["total_cases"] == 2
         assert "unreachable" in queued["warning"] and hub.server.url in queued["warning"]
-        assert served_version(client, image) == "v1"
+        assert served_version(client, image) == "v2"
         commits = hub.shard_commits()
 
         hub.server.restart()
@@ -335,7 +335,7 @@ def test_app_restarts_while_the_hub_is_down(hub: HubApp) -> None:
     """A Space restarting during a Hub outage serves the cached model and queues the cases."""
     image = PHANTOM
     with hub.app() as app:  # the Hub up: v1 is published and downloaded once
-        assert served_version(Client(app.url, verbose=False, download_files=False), image) == "v1"
+        assert served_version(Client(app.url, verbose=False, download_files=False), image) == "v2"
     hub.server.stop()
     app = hub.app()
     try:
@@ -344,7 +344,7 @@ def test_app_restarts_while_the_hub_is_down(hub: HubApp) -> None:
         pytest.fail(f"the app cannot start while the Hub is down: {str(error)[-600:]}")
     try:
         client = Client(app.url, verbose=False, download_files=False)
-        assert served_version(client, image) == "v1"
+        assert served_version(client, image) == "v2"
         queued = hub.submit(client, "benign")
         assert queued["status"] == "queued" and "unreachable" in queued["warning"]
         hub.server.restart()

@@ -192,8 +192,8 @@ def test_retrain_and_rollback_refused_for_non_trainers(restricted: AppProcess) -
     assert queue_call(restricted, session, "models_views", [versions])["success"]
     answer = queue_call(restricted, session, "rollback", ["v1"])
     assert not answer["success"] and "limited to MAMMO_TRAINERS" in answer["output"]["error"], answer
-    assert [v["version"] for v in client.predict(api_name="/models")] == ["v1"]
-    assert sorted(p.name for p in (restricted.home / "models").iterdir() if p.is_dir()) == ["v1"]
+    assert [v["version"] for v in client.predict(api_name="/models")] == ["v1", "v2"]
+    assert sorted(p.name for p in (restricted.home / "models").iterdir() if p.is_dir()) == ["v1", "v2"]
 
 
 def test_rollback_refused_in_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,8 +206,9 @@ def test_rollback_refused_in_the_service(tmp_path: Path, monkeypatch: pytest.Mon
         for user in (None, "mallory"):
             with pytest.raises(AccessDenied, match="MAMMO_TRAINERS"):
                 service.rollback("v1", user=user)
-        assert [v["version"] for v in service.versions()] == ["v1"] and service.predictor.version == "v1"
-        assert service.rollback("v1", user="alice") == "v2" == service.predictor.version
+        assert [v["version"] for v in service.versions()] == ["v1", "v2"]
+        assert service.predictor.version == "v2"
+        assert service.rollback("v1", user="alice") == "v3" == service.predictor.version
     finally:
         service.close()
 
