@@ -68,7 +68,7 @@ def make_model(folder: Path, seed: int, auc: float = 0.8) -> Path:
     mammo = {
         "version": "v1",
         "parent": None,
-        "created_at": "2025-01-02T03:04:05+00:00",
+        "created_at": f"2025-01-02T03:04:{seed % 60:02d}+00:00",
         "preprocess": {"crop": True, "orient": True, "image_size": 64},
         "threshold": 0.21,
         "metrics": _metrics(auc),
@@ -149,6 +149,9 @@ def test_packaged_versions_are_seeded_in_order_but_never_over_a_history_of_its_o
     registry.publish(retrained)
     assert registry.seed([seed_dir, packaged_v2]) is None and registry.latest() == "v2"
     assert weights(other / "models" / "v2") == weights(retrained)
+    own = LocalModelRegistry(tmp_path / "own-home")  # its own v1 (not the packaged one)
+    own.seed([retrained])
+    assert own.seed([seed_dir, packaged_v2]) is None and own.latest() == "v1"
 
 
 def test_empty_registry_without_seed(local_env: Path, tmp_path: Path) -> None:

@@ -192,14 +192,25 @@ class ModelRegistry(ABC):
 
     def seed(self, seeds: Path | Sequence[Path]) -> str | None:
         """Publish the packaged versions ``seeds`` (v1, v2, ... in order; folders that exist):
-        the i-th only when the registry holds exactly i-1 versions, so a registry whose history
-        went its own way (a retrained v2) is never given a packaged v2. The last new version."""
+        the i-th only when the registry holds exactly the i-1 packaged ones before it, so a
+        registry whose history went its own way (its own v1, a retrained v2) is never given a
+        packaged version. The last new version."""
         seeds = [Path(seeds)] if isinstance(seeds, str | Path) else [Path(s) for s in seeds]
+        present = [s for s in seeds if (s / "config.json").is_file()]
         published = None
-        for count, seed in enumerate(s for s in seeds if (s / "config.json").is_file()):
-            if len(self._numbers()) == count:
-                published = self._publish(seed, _check_model_dir(seed), None, count) or published
+        for count, seed in enumerate(present):
+            if len(self._numbers()) != count or not all(
+                self._is_seed(f"v{i + 1}", present[i]) for i in range(count)
+            ):
+                continue
+            published = self._publish(seed, _check_model_dir(seed), None, count) or published
         return published
+
+    def _is_seed(self, version: str, seed: Path) -> bool:
+        """Whether ``version`` was published from the packaged folder ``seed`` (same creation)."""
+        created = (_read_config(seed).get("mammo") or {}).get("created_at")
+        published = (self._version_config(version).get("mammo") or {}).get("created_at")
+        return created is not None and published == created
 
     def latest(self) -> str | None:
         """The highest version, or None when the registry is empty."""
