@@ -131,6 +131,8 @@ def train_to_folder(
     cv = None
     if cv_folds or cv_from:
         train = [*train, *parts["val"]]
+        if cv_from and Path(cv_from).is_file():  # refuse another recipe before training
+            read_cv(cv_from, config, [e.name for e in train])
         if cv_folds:
             cv = cross_validate(train, labels, config, folds=cv_folds, seed=config.seed, workers=workers,
                                 keep_models=keep_models)
