@@ -121,6 +121,11 @@ class FilmModel(nn.Module):
         logits = torch.einsum("nchw,kc->nkhw", pooled, classifier.weight) + classifier.bias[:, None, None]
         return logits.softmax(dim=1)
 
+    def lesion_map(self, features: torch.Tensor, pooled: torch.Tensor | None) -> torch.Tensor:
+        """(N, h, w) P(lesion) = 1 - P(normal tissue) per position, 0 where not ``pooled``."""
+        lesion = 1 - self.patch_probabilities(features)[:, 0]
+        return lesion if pooled is None else lesion * pooled.to(lesion.dtype)
+
     def pooled_positions(self, inputs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """(N, h, w) bool: positions whose patch window lies inside the breast by at least
         ``min_coverage`` (prepared films are zero outside the breast; the part of a window past

@@ -136,9 +136,7 @@ class Predictor:
             with torch.inference_mode():
                 features = self.model.forward_features(batch)
                 pooled = self.model.positions(batch, features)
-                lesion = 1 - self.model.patch_probabilities(features)[:, :1]
-                if pooled is not None:  # the map shows what the score pools
-                    lesion = lesion * pooled[:, None].to(lesion.dtype)
+                lesion = self.model.lesion_map(features, pooled)[:, None]  # what the score pools
                 heat = F.interpolate(lesion, size=size, mode="bilinear", align_corners=False)[:, 0]
                 probs = self.model.forward_head(features, pooled).softmax(dim=1)
             return probs.numpy(), heat.clamp(0, 1).numpy()

@@ -158,6 +158,14 @@ def _stopping_score(metrics: dict) -> float | None:
     return metrics["auc_malignant"] if metrics["auc_malignant"] is not None else metrics["auc_macro"]
 
 
+def _val_scores(model: nn.Module, images: PreparedImages, labels: Sequence[str],
+                batch_size: int) -> tuple[np.ndarray, float | None, float]:
+    """Validation probabilities, the early-stopping score (AUC) and accuracy of ``model``."""
+    probs = infer_probs(model, images, batch_size)
+    metrics = evaluate_predictions(images.targets.numpy(), probs, labels, n_resamples=0)
+    return probs, _stopping_score(metrics), metrics["accuracy"]
+
+
 def _optimiser(model: nn.Module, config: TrainConfig, steps: int):
     """AdamW with a cosine schedule over ``steps`` batches."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -213,10 +221,8 @@ def fit(
         val_loss = score = accuracy = None
         improved = val_images is None
         if val_images is not None:
-            probs = infer_probs(model, val_images, config.batch_size)
+            probs, score, accuracy = _val_scores(model, val_images, labels, config.batch_size)
             val_loss = float(loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), val_images.targets))
-            metrics = evaluate_predictions(val_images.targets.numpy(), probs, labels, n_resamples=0)
-            score, accuracy = _stopping_score(metrics), metrics["accuracy"]
             ranked = score if score is not None else -val_loss
             improved = ranked > best_score
             if improved:
@@ -282,10 +288,8 @@ def fit_patches(
                 step(index, total)
         score = accuracy = None
         if val_images is not None:
-            model = FilmModel(net, config.head).eval()
-            probs = infer_probs(model, val_images, config.batch_size)
-            metrics = evaluate_predictions(val_images.targets.numpy(), probs, labels, n_resamples=0)
-            score, accuracy = _stopping_score(metrics), metrics["accuracy"]
+            _, score, accuracy = _val_scores(FilmModel(net, config.head), val_images, labels,
+                                             config.batch_size)
         log = EpochLog(epoch, config.epochs, float(np.mean(losses)), None, score, accuracy,
                        time.perf_counter() - started, True)
         history.append(log)
@@ -308,10 +312,7 @@ def _hard_negatives(model: FilmModel, films: PatchFilms, per_film: int,
             index = candidates[start : start + 8]
             x = (films.squares[index] - norm[0]) / norm[1]
             features = model.forward_features(x)
-            lesion = 1 - model.patch_probabilities(features)[:, 0]
-            pooled = model.positions(x, features)
-            if pooled is not None:
-                lesion = lesion * pooled
+            lesion = model.lesion_map(features, model.positions(x, features))
             cell = films.size / lesion.shape[-1]
             for film, heat in zip(index, lesion, strict=True):
                 kept = 0

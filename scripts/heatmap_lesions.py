@@ -20,6 +20,7 @@ One model on its recorded patient split:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Iterator
@@ -145,16 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         print("no film of this data in the chosen split or folds")
         return 1
     methods = args.methods or ([LESION_MAP, GRAD_CAM] if first[1].has_lesion_map else [GRAD_CAM])
-    report = pointing_game(_chain(first, films), methods, args.margin)
+    report = pointing_game(itertools.chain([first], films), methods, args.margin)
     report = {"source": str(args.folds or args.model), "data": str(args.data),
               "split": "out of fold" if args.folds else args.split, **report}
     print(json.dumps(report, indent=2))
     return 0
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 if __name__ == "__main__":
