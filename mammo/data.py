@@ -17,7 +17,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torchvision.transforms import v2
 
-from .imaging import read_image
+from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .preprocess import PreprocessConfig, prepare, to_tensor
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "split_by_patient",
     "PreparedImages",
     "augmenter",
+    "pixel_hashes",
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp", ".dcm"})
@@ -215,3 +216,8 @@ class PreparedImages(torch.utils.data.Dataset):
         if self.augment is not None:
             square = self.augment(square).clamp(0, 1)
         return to_tensor(square[0].numpy(), self.mean, self.std), self.targets[index]
+
+
+def pixel_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> list[str]:
+    """Sorted SHA-256 of each example's pixels, computed as the Predictor hashes an upload."""
+    return sorted({sha256_of_pixels(read_image(e.source, min_side=min_side)) for e in examples})

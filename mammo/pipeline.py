@@ -17,7 +17,7 @@ import numpy as np
 
 from .calibration import apply_calibration, fit_calibration
 from .cv import THRESHOLD_RULE, cross_validate
-from .data import Example, SplitSpec, folder_examples, label_order, split_by_patient
+from .data import Example, SplitSpec, folder_examples, label_order, pixel_hashes, split_by_patient
 from .film import FilmModel
 from .metrics import DEFAULT_THRESHOLD, evaluate_predictions, pick_threshold
 from .model import save
@@ -170,6 +170,8 @@ def train_to_folder(
             "n_holdout": len(parts["holdout"]),
             "n_cases": len(extra_train),
             "counts": dict(Counter(e.label for e in train)),
+            # so the app can say when an upload is one of the films this model learnt from
+            "image_sha256": pixel_hashes([*train, *([] if cv else parts["val"])], config.min_side),
         },
         "training": {
             **config.to_dict(),

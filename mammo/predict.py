@@ -25,7 +25,7 @@ from .explain import (
     overlay,
     package_cam,
 )
-from .imaging import read_image
+from .imaging import read_image, sha256_of_pixels
 from .model import load
 from .preprocess import Geometry, PreprocessConfig, prepare, to_original, to_tensor
 
@@ -50,19 +50,33 @@ class Prediction:
     model_version: str
     method: str | None
     calibrated: bool = False
+    image_sha256: str | None = None  # of the pixels (``imaging.sha256_of_pixels``)
+    in_training_data: bool | None = None  # None: the model records no training images
+    stored_case: str | None = None  # the case store's id for these pixels, when the service knows one
 
     def details(self) -> dict:
-        """JSON-safe summary (no arrays)."""
+        """JSON-safe summary (no arrays), full precision.
+
+        ``malignancy_score`` and ``threshold`` share one scale, 0-100 (100 x P(malignant));
+        ``probabilities`` are 0-1, as ``gr.Label`` takes them.
+        """
         return {
             "model_version": self.model_version,
             "label": self.label,
             "probabilities": self.probabilities,
-            "malignancy_score": None if self.malignancy is None else round(100 * self.malignancy, 1),
-            "threshold": self.threshold,
+            "malignancy_score": _percent(self.malignancy),
+            "threshold": _percent(self.threshold),
             "above_threshold": self.above_threshold,
             "heatmap_method": self.method,
             "calibrated": self.calibrated,
+            "image_sha256": self.image_sha256,
+            "in_training_data": self.in_training_data,
+            "stored_case": self.stored_case,
         }
+
+
+def _percent(probability: float | None) -> float | None:
+    return None if probability is None else 100 * probability
 
 
 class Predictor:
@@ -87,6 +101,9 @@ class Predictor:
         self.has_lesion_map: bool = bool(getattr(self.model, "has_lesion_map", False))
         self.calibrated: bool = bool((mammo.get("head") or {}).get("weight"))
         self._cam_lock = threading.Lock()  # pytorch_grad_cam registers hooks on the shared model
+        recorded = (mammo.get("data") or {}).get("image_sha256")
+        # pixel hashes of the films it trained on (and validated on); None when not recorded
+        self.training_images: frozenset[str] | None = None if recorded is None else frozenset(recorded)
 
     def prepare(self, grey: np.ndarray) -> tuple[torch.Tensor, Geometry]:
         """A grey image as this model's normalised input tensor (1, S, S), with its geometry."""
@@ -168,6 +185,7 @@ class Predictor:
         if malignancy is not None and self.threshold is not None:
             above = malignancy >= self.threshold
         heat = None if cam is None else to_original(cam, geometry, grey.shape)
+        sha = sha256_of_pixels(grey)
         return Prediction(
             probabilities={label: float(p) for label, p in zip(self.labels, probs, strict=True)},
             label=self.labels[int(np.argmax(probs))],
@@ -179,4 +197,6 @@ class Predictor:
             model_version=self.version,
             method=method if cam is not None else None,
             calibrated=self.calibrated,
+            image_sha256=sha,
+            in_training_data=None if self.training_images is None else sha in self.training_images,
         )

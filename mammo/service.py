@@ -7,10 +7,11 @@ requests already running finish on the model they started with.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import tempfile
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -18,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
 from .data import SplitSpec, case_examples, folder_examples, label_order
-from .explain import DEFAULT_METHOD
+from .explain import DEFAULT_METHOD, overlay
+from .imaging import read_image
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, Prediction, Predictor
-from .store import StoreError, open_case_store, open_registry, promotion_decision
+from .store import RegistryError, StoreError, open_case_store, open_registry, promotion_decision
 from .store._fs import file_lock
 from .train import EpochLog, TrainConfig, evaluate_examples
 
@@ -66,6 +69,35 @@ class RetrainOptions:
             raise RetrainError("image size must be between 32 and 1024 pixels")
 
 
+class RecentImages:
+    """The decoded image and drawn heat maps of the last few predicted files (thread-safe LRU).
+
+    Heat maps are kept per requested method without their overlay (a re-blend redraws it).
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[np.ndarray, dict[str, Prediction]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple[str, str], grey: np.ndarray, prediction: Prediction, requested: str) -> None:
+        """Keep ``prediction`` (drawn for the ``requested`` method) of the image ``grey``."""
+        with self._lock:
+            _, drawn = self._entries.pop(key, (grey, {}))
+            drawn[requested] = replace(prediction, overlay=None)
+            self._entries[key] = (grey, drawn)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def get(self, key: tuple[str, str], method: str) -> tuple[np.ndarray, Prediction | None] | None:
+        with self._lock:
+            if key not in self._entries:
+                return None
+            self._entries.move_to_end(key)
+            grey, drawn = self._entries[key]
+            return grey, drawn.get(method)
+
+
 @functools.lru_cache(maxsize=4)
 def _base_counts(folder: Path | None) -> dict[str, int]:
     """Images per label of the base folder (read once: it does not change while the app runs)."""
@@ -84,6 +116,7 @@ class MammoService:
         self.cases = open_case_store(self._predictor.labels, self.settings)
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
+        self._recent = RecentImages()
         self._sweep_work()
 
     def _sweep_work(self) -> None:
@@ -103,7 +136,37 @@ class MammoService:
         return self._predictor.labels
 
     def predict(self, image: ImageSource, method: str = DEFAULT_METHOD, opacity: float = 0.4) -> Prediction:
-        return self._predictor.predict(image, method=method, opacity=opacity)
+        """One image's prediction; the case store's id for it when its pixels are a stored case.
+
+        A file path's decoded image and heat maps are kept for a few recent files, so that
+        :meth:`rerender` can redraw them with another method or opacity without reading it again.
+        """
+        predictor = self._predictor
+        if isinstance(image, str | os.PathLike):
+            grey = read_image(image, max_bytes=self.settings.max_upload_mb * 1_000_000)
+            prediction = self._stored(predictor.predict(grey, method=method, opacity=opacity))
+            self._recent.put((str(image), predictor.version), grey, prediction, requested=method)
+            return prediction
+        return self._stored(predictor.predict(image, method=method, opacity=opacity))
+
+    def rerender(self, image: str | os.PathLike, method: str, opacity: float) -> Prediction | None:
+        """The last prediction of ``image`` drawn with ``method`` and ``opacity``; None when this
+        file was not predicted recently (by the served version)."""
+        predictor = self._predictor
+        key = (str(image), predictor.version)
+        found = self._recent.get(key, method)
+        if found is None:
+            return None
+        grey, drawn = found
+        if drawn is None:  # another method: a forward pass on the kept image, no reading
+            drawn = self._stored(predictor.predict(grey, method=method, opacity=opacity))
+            self._recent.put(key, grey, drawn, requested=method)
+            return drawn
+        blended = None if drawn.heatmap is None else overlay(grey, drawn.heatmap, opacity)
+        return replace(drawn, overlay=blended)
+
+    def _stored(self, prediction: Prediction) -> Prediction:
+        return replace(prediction, stored_case=self.cases.case_with_pixels(prediction.image_sha256))
 
     def submit(self, image: ImageSource, label: str, metadata: Mapping[str, Any] | None,
                user: str | None = None) -> dict:
@@ -151,6 +214,14 @@ class MammoService:
         cases = self.cases.counts()
         return {label: {"base": base.get(label, 0), "cases": cases.get(label, 0)}
                 for label in label_order([*self.labels, *base, *cases])}
+
+    def describe(self) -> str:
+        """One line for the start-up log: the served version, the stores and the base data."""
+        base = self.settings.base_data
+        return (f"serving {self._predictor.version} ({self._predictor.model_dir}); models at "
+                f"{self.registry.location}; cases at {self.cases.location}; base data for retraining: "
+                f"{base if base is not None else 'none (MAMMO_BASE_DATA unset: Retrain is off)'}"
+                f"{'' if base is None or base.is_dir() else ' (missing)'}")
 
     def served_config(self) -> dict:
         """The ``config.json`` of the served version."""
@@ -251,6 +322,8 @@ class MammoService:
         """Serve an earlier version again, published as a new version (history stays append-only)."""
         can_train(user, self.settings).require()
         with self._retrain_lock:
+            if version == self._predictor.version:
+                raise RegistryError(f"{version} is the version already served; pick an earlier one.")
             folder = self.registry.load(version)
             new = self.registry.publish(folder, {"rollback_of": version, "user": user,
                                                  "replaced": self._predictor.version})

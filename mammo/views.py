@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
@@ -18,53 +19,111 @@ __all__ = [
     "curves_frame",
     "confusion_frame",
     "comparison_frame",
+    "METRIC_NAMES",
+    "verdict_text",
+    "retrain_status",
+    "rejected_rows",
+    "REJECTED_COLUMNS",
+    "percent",
+    "duration",
+    "human_time",
+    "rounded",
     "reliability_frame",
     "estimate_metrics",
     "estimate_text",
     "metadata_from_fields",
+    "receipt_text",
+    "known_image_text",
 ]
 
-HISTORY_COLUMNS = ["file", "label", "malignancy score", "above threshold", "model"]
-VERSION_COLUMNS = ["version", "published (UTC)", "parent", "training images", "AUC malignant",
+HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model"]
+VERSION_COLUMNS = ["version", "served", "published", "parent", "training images", "AUC malignant",
                    "95% CI", "accuracy", "balanced accuracy", "n evaluated"]
+# what each metric key means, for tables a person reads (the JSON keeps the keys)
+METRIC_NAMES = {
+    "n": "films evaluated",
+    "auc_malignant": "AUC, malignant vs rest",
+    "auc_malignant_ci95": "95% CI of that AUC (bootstrap)",
+    "auc_macro": "AUC, mean over the classes",
+    "accuracy": "accuracy (most likely class)",
+    "balanced_accuracy": "balanced accuracy",
+    "sensitivity": "sensitivity for malignant, at the review cut-off",
+    "specificity": "specificity, at the review cut-off",
+    "ece_malignant": "calibration error (ECE, malignant)",
+}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def percent(score: float | None) -> str:
+    """A score already on the 0-100 scale, as the UI shows every score: one decimal and a % sign."""
+    return "—" if score is None else f"{score:.1f} %"
+
+
+def human_time(stamp: str | None) -> str:
+    """An ISO 8601 timestamp as '30 Nov 2026, 09:29 UTC' (the input when it is not one)."""
+    if not stamp:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
 def score_text(details: Mapping[str, Any]) -> str:
-    """The malignancy score 0-100 and what it means against the operating threshold."""
+    """The malignancy score and the review flag in words that cannot contradict the most likely class.
+
+    ``malignancy_score`` and ``threshold`` are both on the 0-100 scale of the details.
+    """
     score, threshold = details.get("malignancy_score"), details.get("threshold")
     if score is None:
         return "This model has no *malignant* class, so it gives no malignancy score."
-    text = f"**Malignancy score: {score:.1f} / 100** (model {details['model_version']})."
+    kind = ("a calibrated probability: of 100 films scored like this, about that many were malignant "
+            "in the data it was calibrated on" if details.get("calibrated") else "not calibrated")
+    text = f"**Malignancy score: {percent(score)}** (model {details['model_version']}; {kind})."
     if threshold is None:
-        return text + " This model records no operating threshold."
-    side = "above" if details.get("above_threshold") else "below"
-    low = (" So low a threshold flags most images, normal ones too." if threshold < 0.05 else "")
-    kind = ("a calibrated probability (in 100 films scored like this, about that many malignant "
-            "in the data it was calibrated on)" if details.get("calibrated") else "not calibrated")
-    return (f"{text} The score is {kind}. It is **{side}** the operating threshold of "
-            f"{100 * threshold:.1f}, the cut-off that reached 90% malignant sensitivity on patients "
-            f"the model had not trained on.{low} Research use only: not a diagnosis.")
+        return text + " This model records no review cut-off. Research use only: not a diagnosis."
+    flagged = details.get("above_threshold")
+    verdict = "**Flagged for review**" if flagged else "**Not flagged**"
+    low = " So low a cut-off flags most films, normal ones too." if threshold < 5 else ""
+    return (f"{text} {verdict} at this model's review cut-off of {percent(threshold)}: the score "
+            f"at which it caught 90% of the malignant films of patients it had not trained on.{low} "
+            "The flag is separate from the most likely class above: a film can be most likely "
+            "normal and still be flagged. Research use only: not a diagnosis.")
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """``value`` with every float rounded (nested dicts and lists too), for showing JSON to people."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, Mapping):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v, digits) for v in value]
+    return value
 
 
 def history_row(name: str, details: Mapping[str, Any]) -> list[Any]:
-    above = details.get("above_threshold")
-    return [name, details["label"], details.get("malignancy_score"),
-            "—" if above is None else ("yes" if above else "no"), details["model_version"]]
+    flagged = details.get("above_threshold")
+    score = details.get("malignancy_score")
+    return [name, details["label"], None if score is None else round(score, 1),
+            "—" if flagged is None else ("yes" if flagged else "no"), details["model_version"]]
 
 
-def versions_rows(versions: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """One row per version, newest first."""
+def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = None) -> list[list[Any]]:
+    """One row per version, newest first; ``served`` is marked."""
     rows = []
     for v in reversed(versions):
         metrics, data = v.get("metrics") or {}, v.get("data") or {}
         ci = metrics.get("auc_malignant_ci95")
-        published = f"error: {v['error']}" if v.get("error") else v.get("published_at") or v.get("created_at")
+        published = (f"error: {v['error']}" if v.get("error") else
+                      human_time(v.get("published_at") or v.get("created_at")))
         rows.append([
-            v["version"], published or "—", v.get("parent") or "—",
+            v["version"], "● served" if v["version"] == served else "", published, v.get("parent") or "—",
             data.get("n_train", "—"), _fmt(metrics.get("auc_malignant")),
             "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}", _fmt(metrics.get("accuracy")),
             _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
@@ -111,17 +170,95 @@ def confusion_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any]) -> pd.DataFrame:
-    """Current vs candidate metrics on the same held-out patients."""
-    keys = ["n", "auc_malignant", "auc_malignant_ci95", "auc_macro", "accuracy", "balanced_accuracy",
-            "sensitivity", "specificity"]
+    """Current vs candidate metrics on the same held-out patients, metrics named in words."""
 
     def show(key: str, value: Any) -> str:
         if isinstance(value, list):
             return f"{value[0]:.3f}–{value[1]:.3f}"
         return str(value) if key == "n" else _fmt(value)  # JSON turns 1.0 into 1: only n is a count
 
-    return pd.DataFrame([[k, show(k, current.get(k)), show(k, candidate.get(k))] for k in keys],
+    return pd.DataFrame([[name, show(k, current.get(k)), show(k, candidate.get(k))]
+                         for k, name in METRIC_NAMES.items()],
                         columns=["metric", "current", "candidate"])
+
+
+def verdict_text(summary: Mapping[str, Any]) -> str:
+    """A retrain's outcome in plain words (the gate's exact reason stays in the details)."""
+    current, candidate = summary["current_metrics"], summary["candidate_metrics"]
+    n = candidate.get("n", "the")
+    scores = (f"AUC (malignant vs rest) {_fmt(candidate.get('auc_malignant'), 2)} for the candidate, "
+              f"{_fmt(current.get('auc_malignant'), 2)} for {summary['current_version']}, on the same "
+              f"{n} held-out films")
+    if summary["promoted"]:
+        return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
+                f"{summary['current_version']} ({scores}).")
+    return (f"**Not promoted: {summary['version']} stays served.** The candidate did worse than the "
+            f"served version ({scores}). It is kept under *Rejected candidates* for inspection.")
+
+
+def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None) -> str:
+    """What a running retrain is doing: the step, the last epoch's losses and AUC, elapsed and ETA."""
+    left = f", about {duration(elapsed_s * (1 - fraction) / fraction)} left" if fraction > 0.02 else ""
+    lines = [f"**Retraining: {100 * fraction:.0f}%**, {message}.", f"Elapsed {duration(elapsed_s)}{left}."]
+    if epoch is not None:
+        val_loss = "" if epoch.val_loss is None else f", validation loss {epoch.val_loss:.3f}"
+        lines.append(f"Epoch {epoch.epoch}/{epoch.epochs}: training loss {epoch.train_loss:.3f}{val_loss}, "
+                     f"validation AUC {_fmt(epoch.val_auc)}.")
+    return "  \n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """Seconds as '3 min 05 s' (or '42 s')."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+REJECTED_COLUMNS = ["candidate id", "rejected", "by", "AUC malignant (candidate)", "AUC malignant (served)",
+                    "served then"]
+
+
+def rejected_rows(rejected: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """One row per rejected candidate, newest first."""
+    rows = []
+    for r in reversed(rejected):
+        report = r.get("report") or {}
+        rows.append([r["id"], human_time(r.get("rejected_at")), report.get("user") or "—",
+                     _fmt((report.get("candidate_metrics") or {}).get("auc_malignant")),
+                     _fmt((report.get("current_metrics") or {}).get("auc_malignant")),
+                     report.get("current_version") or "—"])
+    return rows
+
+
+def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
+    """A submission's receipt in words: what was stored, under which id, and the totals.
+
+    ``fields`` is the metadata table (name -> field with a ``label``).
+    """
+    given = {k: v for k, v in (receipt.get("metadata") or {}).items() if v is not None}
+    shown = [f"{fields[k].label}: {'yes' if v is True else v}" for k, v in given.items() if k in fields]
+    blank = [fields[k].label for k in fields if k not in given]
+    where = ("stored" if receipt.get("status") == "stored" else
+             "kept safely and queued for upload to the dataset (it will be delivered when the Hub answers)")
+    lines = [f"**Case {where}** as **{receipt['label']}**, id `{receipt['case_id']}`, "
+             f"{human_time(receipt.get('submitted_at'))}. The dataset now holds {receipt['total_cases']} "
+             "submitted cases.",
+             "Metadata stored: " + ("; ".join(shown) if shown else "none") + "."]
+    if blank:
+        lines.append("Left empty (stored as empty, not guessed): " + ", ".join(blank) + ".")
+    if receipt.get("warning"):
+        lines.append(f"Note: {receipt['warning']}")
+    return "  \n".join(lines)
+
+
+def known_image_text(details: Mapping[str, Any]) -> str:
+    """A warning when the image is one the model learnt from, or a case already stored."""
+    notes = []
+    if details.get("in_training_data"):
+        notes.append(f"this image is one of the films model {details['model_version']} was trained "
+                     "(or validated) on, so its score says nothing about how the model does on new films")
+    if details.get("stored_case"):
+        notes.append(f"this image is already in the case store (case `{details['stored_case']}`)")
+    return ("⚠️ **Note:** " + "; ".join(notes) + ".") if notes else ""
 
 
 def metadata_from_fields(**fields: Any) -> dict[str, Any]:

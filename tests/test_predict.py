@@ -25,7 +25,9 @@ def test_predict_on_a_non_square_image(tiny_model_dir) -> None:
     assert result.malignancy == result.probabilities["malignant"]
     assert result.above_threshold == (result.malignancy >= 0.3)
     details = result.details()
-    assert details["malignancy_score"] == round(100 * result.malignancy, 1)
+    # one scale for the score and its cut-off (0-100), full precision in the JSON
+    assert details["malignancy_score"] == 100 * result.malignancy and details["threshold"] == 30.0
+    assert details["above_threshold"] == (details["malignancy_score"] >= details["threshold"])
 
 
 def test_one_pass_probabilities_equal_a_plain_forward(tiny_model_dir) -> None:

@@ -162,7 +162,7 @@ def test_upload_cap_is_the_configured_megabytes(app: AppProcess, tmp_path: Path)
 
 
 def test_submitting_can_be_restricted(restricted: AppProcess) -> None:
-    with pytest.raises(AppError, match="MAMMO_SUBMITTERS; an anonymous visitor is not listed"):
+    with pytest.raises(AppError, match="limited to the submitters of this app; you are not signed in"):
         restricted.client().predict(handle_file(str(IMAGE)), "benign", api_name="/submit_case")
     assert not every_file(restricted.home / "cases" / "data")
 
@@ -183,7 +183,7 @@ def queue_call(app: AppProcess, session: str, api_name: str, data: list) -> dict
 
 def test_retrain_and_rollback_refused_for_non_trainers(restricted: AppProcess) -> None:
     client = restricted.client()
-    with pytest.raises(AppError, match="Retraining is limited to MAMMO_TRAINERS"):
+    with pytest.raises(AppError, match="Retraining is limited to the trainers of this app"):
         client.predict(1, 64, True, api_name="/retrain")
     # rollback has no API name, but its event is reachable over HTTP like any event of the page:
     # list the versions in a session (so "v1" is a valid choice), then press "serve this version"
@@ -191,7 +191,7 @@ def test_retrain_and_rollback_refused_for_non_trainers(restricted: AppProcess) -
     versions = queue_call(restricted, session, "models", [])["output"]["data"][0]
     assert queue_call(restricted, session, "models_views", [versions])["success"]
     answer = queue_call(restricted, session, "rollback", ["v1"])
-    assert not answer["success"] and "limited to MAMMO_TRAINERS" in answer["output"]["error"], answer
+    assert not answer["success"] and "limited to the trainers" in answer["output"]["error"], answer
     assert [v["version"] for v in client.predict(api_name="/models")] == ["v1", "v2"]
     assert sorted(p.name for p in (restricted.home / "models").iterdir() if p.is_dir()) == ["v1", "v2"]
 

@@ -105,26 +105,37 @@ class StoreError(ValueError):
 
 @dataclass(frozen=True)
 class MetadataField:
-    """One optional metadata field: its type, allowed values and what it means."""
+    """One optional metadata field: its type, allowed values, what it means and its form label.
+
+    ``names`` describe the whole numbers ``min``, ``min + 1``, ... of a categorical int field.
+    """
 
     kind: type  # str, int or bool
     help: str
+    label: str
     choices: tuple[str, ...] = ()
     min: int | None = None
     max: int | None = None
     max_len: int | None = None
+    names: tuple[str, ...] = ()
 
 
-# The one table of optional case metadata. Free text (``notes``) is stored verbatim as plain
-# text: markup such as HTML is kept as typed and never rendered as HTML by mammo.
+# The one table of optional case metadata: the Submit form and the dataset card come from it.
+# Free text (``notes``) is stored verbatim as plain text: markup such as HTML is kept as typed and
+# never rendered as HTML by mammo.
 METADATA_FIELDS: dict[str, MetadataField] = {
-    "view": MetadataField(str, "mammographic view", choices=("CC", "MLO")),
-    "laterality": MetadataField(str, "breast side: L (left) or R (right)", choices=("L", "R")),
-    "density": MetadataField(str, "ACR breast density category", choices=("A", "B", "C", "D")),
-    "birads": MetadataField(int, "BI-RADS assessment category (0-6)", min=0, max=6),
-    "biopsy_confirmed": MetadataField(bool, "label confirmed by biopsy / histology"),
-    "age": MetadataField(int, "patient age in years (18-120)", min=18, max=120),
-    "notes": MetadataField(str, "free-text notes (plain text, no identifiers)", max_len=2000),
+    "view": MetadataField(str, "mammographic view", "View", choices=("CC", "MLO")),
+    "laterality": MetadataField(str, "breast side: L (left) or R (right)", "Laterality", choices=("L", "R")),
+    "density": MetadataField(str, "ACR breast density category", "Breast density (ACR)",
+                             choices=("A", "B", "C", "D")),
+    "birads": MetadataField(int, "BI-RADS assessment category (0-6)", "BI-RADS assessment", min=0, max=6,
+                            names=("incomplete: needs more imaging", "negative", "benign",
+                                   "probably benign", "suspicious", "highly suggestive of malignancy",
+                                   "known biopsy-proven malignancy")),
+    "biopsy_confirmed": MetadataField(bool, "label confirmed by biopsy / histology", "Biopsy-confirmed"),
+    "age": MetadataField(int, "patient age in years (18-120)", "Age in years", min=18, max=120),
+    "notes": MetadataField(str, "free-text notes (plain text, no identifiers)",
+                           "Notes (plain text, no identifiers, up to 2000 characters)", max_len=2000),
 }
 
 _ARROW_TYPE = {str: "string", int: "int32", bool: "bool"}
@@ -319,10 +330,12 @@ class CaseStore:
         self, image: ImageInput, label: str, metadata: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Store one labelled case; the receipt says its id, the totals and where it is."""
-        receipt = self._store([self._prepare(image, label, metadata)], skip_duplicates=False)
+        case = self._prepare(image, label, metadata)
+        receipt = self._store([case], skip_duplicates=False)
         return {
             "case_id": receipt["case_ids"][0],
             "label": label,
+            "metadata": case.metadata,  # as stored: every field, None where none was given
             "submitted_at": receipt["submitted_at"],
             "total_cases": receipt["total_cases"],
             "counts": receipt["counts"],
@@ -363,6 +376,16 @@ class CaseStore:
         """Number of cases per label (every label listed, zero included)."""
         with self._lock:
             return self._counts()
+
+    @property
+    def location(self) -> str:
+        """Where the cases are, for messages and the start-up log."""
+        return str(self.root)
+
+    def case_with_pixels(self, sha256: str) -> str | None:
+        """The id of the stored case whose pixels have this SHA-256 (``imaging.sha256_of_pixels``)."""
+        with self._lock:
+            return self._by_sha.get(sha256)
 
     def recent(self, n: int = 10) -> list[dict[str, Any]]:
         """The ``n`` latest cases, newest first: case_id, label, submitted_at, metadata."""
@@ -608,6 +631,10 @@ class HubCaseStore(CaseStore):
         self._worker.start()
 
     # -- public API ---------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return f"{self.api.endpoint}/datasets/{self.repo_id} (outbox {self.root})"
+
     def load(self) -> datasets.Dataset:
         """Every case: the Hub repo's shards plus those still queued in the outbox."""
         with self._upload_lock:  # a consistent snapshot: no shard moves from outbox to Hub now

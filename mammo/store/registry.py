@@ -124,7 +124,7 @@ def _summary(version: str, config: dict) -> dict:
         "published_at": mammo.get("published_at"),
         "parent": mammo.get("parent"),
         "metrics": {key: metrics.get(key) for key in keys},
-        "data": mammo.get("data"),
+        "data": {k: v for k, v in (mammo.get("data") or {}).items() if k != "image_sha256"},
         "split": mammo.get("split"),
     }
 

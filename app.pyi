@@ -1,0 +1,529 @@
+"""mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` (no logic of its own).
+
+API names (``gradio_client``): /predict, /submit_case, /retrain, /models. Run: ``python app.py``.
+"""
+
+import functools
+import inspect
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import torch
+from gradio_client import handle_file
+from huggingface_hub import ModelCard
+
+from mammo import views
+from mammo.access import AccessDenied, can_submit, can_train
+from mammo.bulk import BulkError
+from mammo.config import DISCLAIMER, settings
+from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS
+from mammo.imaging import ImageError
+from mammo.model import ModelError
+from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
+from mammo.store import RegistryError, StoreError
+from mammo.store._hub import HubError
+from mammo.store.cases import METADATA_FIELDS, MetadataField
+
+log = logging.getLogger("mammo.app")
+EXAMPLES = sorted(p for p in (Path(__file__).parent / "examples").glob("*") if p.suffix.lower()
+                  in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"})
+CLEAR_ERRORS = (ImageError, StoreError, BulkError, AccessDenied, RetrainBusy, RetrainError,
+                RegistryError, HubError, ModelError, ValueError)
+
+torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (DESIGN.md)
+SETTINGS = settings()
+service = MammoService(SETTINGS)
+
+
+def _api_example() -> str:
+    """The image the API page's examples upload: a gallery file (on a Space, its Hub URL)."""
+    name = next((p.name for p in EXAMPLES if p.suffix == ".png"), "phantom_mass.png")
+    space = os.environ.get("SPACE_ID")
+    return (f"https://huggingface.co/spaces/{space}/resolve/main/examples/{name}" if space
+            else f"examples/{name}")
+
+from gradio.events import Dependency
+
+class MammogramFile(gr.File):
+    """``gr.File`` whose API-page example uploads a mammogram from the gallery, not a sample PDF."""
+
+    is_template = True  # drawn by gr.File's front end
+
+    def example_payload(self):
+        return handle_file(_api_example())
+
+    def example_value(self):
+        return _api_example()
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _refuse(name: str, error: BaseException) -> gr.Error:
+    """An expected refusal: one log line, the message to the visitor, no traceback."""
+    message = error.message if isinstance(error, gr.Error) else str(error)
+    log.warning("%s refused: %s", name, message)
+    return gr.Error(message, print_exception=False)
+
+
+def _unexpected(name: str, error: BaseException) -> gr.Error:
+    log.exception("unexpected error in %s", name)  # the traceback, for the maintainer
+    return gr.Error(f"Unexpected error ({type(error).__name__}); it has been logged. "
+                    "Nothing stored was changed.", print_exception=False)
+
+
+def clear_errors(fn):
+    """Every failure reaches the visitor as a gr.Error with a clear message; the app keeps serving.
+    Expected refusals are logged as one line, anything else with its traceback."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except (gr.Error, *CLEAR_ERRORS) as error:
+                raise _refuse(fn.__name__, error) from error
+            except Exception as error:
+                raise _unexpected(fn.__name__, error) from error
+
+        return streaming
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (gr.Error, *CLEAR_ERRORS) as error:
+            raise _refuse(fn.__name__, error) from error
+        except Exception as error:
+            raise _unexpected(fn.__name__, error) from error
+
+    return wrapper
+
+
+def _user(profile: gr.OAuthProfile | None) -> str | None:
+    return profile.username if profile is not None else None
+
+
+def _need_file(path: str | None) -> str:
+    if not path:
+        raise gr.Error("Upload an image first.")
+    return path
+
+
+# -- Predict ---------------------------------------------------------------------------------------
+@clear_errors
+def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4):
+    """One mammogram file (PNG, JPEG, TIFF, 16-bit PNG or DICOM) -> class probabilities, the heat-map
+    overlay at the image's size, and details: model version, malignancy score and the review cut-off
+    (both 0-100), whether it is flagged, the heat-map method, and whether the image is a training
+    film or a stored case. Research use only."""
+    result = service.predict(_need_file(image), method=method, opacity=opacity)
+    return result.probabilities, result.overlay, result.details()
+
+
+@clear_errors
+def redraw(image: str | None, method: str, opacity: float):
+    """The last prediction of this file drawn with another method or opacity (no new upload)."""
+    result = service.rerender(image, method, opacity) if image else None
+    if result is None:  # nothing predicted for this file yet: Predict draws it
+        return gr.skip(), gr.skip()
+    return result.overlay, result.details()
+
+
+def show_details(details: dict):
+    notes = [views.known_image_text(details), views.score_text(details)]
+    return "\n\n".join(n for n in notes if n), views.rounded(details)
+
+
+def add_history(image: str | None, details: dict, history: list):
+    history = [*history, views.history_row(Path(image or "?").name, details)]
+    return history, history
+
+
+def recent_cases():
+    return gr.update(choices=[(f"{c['case_id'][:8]} ({c['label']}, {c['submitted_at'][:10]})", c["case_id"])
+                              for c in service.cases.recent(20)])
+
+
+@clear_errors
+def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None) -> str:
+    """A submitted case's stored PNG, named by its case id, for the image input."""
+    if not case_id:
+        raise gr.Error("Pick a case first.")
+    can_submit(_user(profile), SETTINGS).require()  # cases are visible to those who may add them
+    path = Path(tempfile.mkdtemp(prefix="mammo-case-")) / f"case-{case_id}.png"
+    path.write_bytes(service.case_png(case_id))
+    return str(path)
+
+
+# -- Submit case ------------------------------------------------------------------------------------
+@clear_errors
+def submit_case(image: str | None, label: str | None, view: str | None = None, laterality: str | None = None,
+                density: str | None = None, birads: int | None = None,
+                biopsy_confirmed: bool | None = None, age: str | None = None, notes: str = "",
+                profile: gr.OAuthProfile | None = None):
+    """Append one labelled case (image + confirmed label + optional metadata; empty fields are stored
+    as empty) to the dataset; returns the receipt with the case id, what was stored and the totals."""
+    if not label:
+        raise gr.Error("Pick the confirmed label first.")
+    metadata = views.metadata_from_fields(
+        view=view, laterality=laterality, density=density, birads=birads,
+        biopsy_confirmed=biopsy_confirmed or None, age=age, notes=notes)
+    return service.submit(_need_file(image), label, metadata, user=_user(profile))
+
+
+if list(inspect.signature(submit_case).parameters)[2:-1] != list(METADATA_FIELDS):
+    raise RuntimeError("submit_case's metadata parameters must follow METADATA_FIELDS")
+
+
+def metadata_input(field: MetadataField) -> gr.components.Component:
+    """The form widget of one metadata field; every one starts empty."""
+    if field.kind is bool:
+        return gr.Checkbox(label=field.label)
+    if field.choices:
+        return gr.Dropdown(list(field.choices), value=None, label=field.label)
+    if field.names:
+        choices = [(f"{field.min + i}: {name}", field.min + i) for i, name in enumerate(field.names)]
+        return gr.Dropdown(choices, value=None, label=field.label)
+    if field.kind is int:  # a text box: gr.Number sends 0 for an untouched field
+        return gr.Textbox(label=field.label, placeholder=f"{field.min}-{field.max}, or leave empty")
+    return gr.Textbox(label=field.label, lines=2)
+
+
+def _empty(field: MetadataField):
+    """The value of :func:`metadata_input`'s widget when nothing is entered."""
+    if field.kind is bool:
+        return False
+    return None if field.choices or field.names else ""
+
+
+def after_submit(receipt: dict):
+    """The receipt in words, and the form emptied for the next case."""
+    return (views.receipt_text(receipt, METADATA_FIELDS), None, None,
+            *(_empty(f) for f in METADATA_FIELDS.values()))
+
+
+@clear_errors
+def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None):
+    """Append several images (one label) or a zip of <label>/<file> folders as one batch."""
+    return service.submit_uploads(files or [], label, user=_user(profile))
+
+
+def totals():
+    return views.counts_frame(service.data_summary())
+
+
+# -- Retrain ----------------------------------------------------------------------------------------
+def _options(epochs: float, image_size: float, from_current: bool) -> RetrainOptions:
+    return RetrainOptions(epochs=int(epochs), image_size=int(image_size) or None,
+                          from_current=bool(from_current))
+
+
+@clear_errors
+def retrain(epochs: float = 5, image_size: float = 0, from_current: bool = True,
+            profile: gr.OAuthProfile | None = None, progress=gr.Progress()):  # noqa: B008
+    """Fine-tune on the base data + submitted cases (trainers only). The candidate is published as the
+    next version only if it is no worse on the fixed held-out patients; returns the summary with both
+    models' metrics, `promoted`, the served `version` and the training history."""
+    return service.retrain(_options(epochs, image_size, from_current), user=_user(profile),
+                           progress=lambda f, m: progress(f, desc=m))
+
+
+@clear_errors
+def retrain_live(epochs: float, image_size: float, from_current: bool,
+                 profile: gr.OAuthProfile | None = None):
+    """The Retrain button: the same retrain, with a status line (step, epoch, losses, AUC, time
+    left) streamed next to the button while it runs; then the summary."""
+    options, user = _options(epochs, image_size, from_current), _user(profile)
+    state: dict = {"fraction": 0.0, "message": "starting", "epoch": None}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            state["summary"] = service.retrain(
+                options, user=user, progress=lambda f, m: state.update(fraction=f, message=m),
+                on_epoch=lambda epoch: state.update(epoch=epoch))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the request below
+            state["error"] = error
+        finally:
+            done.set()
+
+    started = time.monotonic()
+    threading.Thread(target=run, name="retrain", daemon=True).start()
+    while not done.wait(1.0):
+        yield views.retrain_status(state["fraction"], state["message"], time.monotonic() - started,
+                                   state["epoch"]), gr.skip()
+    if "error" in state:
+        raise state["error"]
+    yield f"**Finished** in {views.duration(time.monotonic() - started)}.", state["summary"]
+
+
+def retrain_views(summary: dict | None):
+    if not summary:
+        return (gr.skip(),) * 9
+    current, candidate = summary["current_metrics"], summary["candidate_metrics"]
+    named = {f"served {summary['current_version']}": current, "candidate": candidate}
+    kept = summary.get("rejected_id")
+    reason = (f"Gate: {summary['reason']}. Evaluated on: {summary['split']}."
+              + (f" The candidate is kept as `{kept}`." if kept else ""))
+    return (gr.update(visible=True), views.verdict_text(summary), reason,
+            views.comparison_frame(current, candidate), views.roc_frame(named),
+            views.curves_frame(summary["history"]), views.confusion_frame(candidate),
+            views.reliability_frame(named), gr.update(interactive=True))
+
+
+def rejected_views():
+    rejected = service.registry.rejected()
+    ids = [r["id"] for r in reversed(rejected)]
+    return views.rejected_rows(rejected), gr.update(choices=ids, value=None)
+
+
+def rejected_report(rejected_id: str | None):
+    found = [r for r in service.registry.rejected() if r["id"] == rejected_id]
+    return views.rounded(found[0]["report"]) if found else None
+
+
+def served_estimate():
+    """What the served version is estimated to do (its card's figures) and its reliability plot."""
+    mammo = service.served_config().get("mammo") or {}
+    return views.estimate_text(mammo), views.reliability_frame(views.estimate_metrics(mammo))
+
+
+def access_note(profile: gr.OAuthProfile | None = None) -> str:
+    return can_train(_user(profile), SETTINGS).reason
+
+
+# -- Models -----------------------------------------------------------------------------------------
+@clear_errors
+def models():
+    """Every published version, oldest first, with its metrics, data size and dates."""
+    return service.versions()
+
+
+def models_views(versions: list):
+    names = [v["version"] for v in versions]
+    return (views.versions_rows(versions, service.predictor.version),
+            gr.update(choices=names, value=names[-1] if names else None))
+
+
+@clear_errors
+def version_files(version: str | None):
+    if not version:
+        raise gr.Error("Pick a version.")
+    folder = service.registry.load(version)
+    card = ModelCard(service.registry.card(version)).text  # without the YAML front matter
+    return [str(folder / name) for name in ("model.safetensors", "config.json", "README.md")], card
+
+
+@clear_errors
+def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None):
+    """Before serving an earlier version again: who may, whether it is not the one served, and a question."""
+    if not version:
+        raise gr.Error("Pick the version to serve again.")
+    can_train(_user(profile), SETTINGS).require()
+    served = service.predictor.version
+    if version == served:
+        raise gr.Error(f"{version} is the version already served; pick an earlier one.")
+    question = (f"Serve **{version}** again instead of **{served}**, for every visitor? It is published "
+                "as a new version (the history is kept).")
+    return gr.update(visible=True), question
+
+
+@clear_errors
+def rollback(version: str | None, profile: gr.OAuthProfile | None = None):
+    if not version:
+        raise gr.Error("Pick the version to serve again.")
+    new = service.rollback(version, user=_user(profile))
+    return f"Serving {version} again, published as {new}.", gr.update(visible=False)
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title="mammo — mammogram classifier (research only)") as demo:
+        gr.Markdown(f"# mammo\nA mammogram classifier with lesion maps that learns from the clinicians "
+                    f"who use it.\n\n> **{DISCLAIMER}**")
+        if SETTINGS.on_spaces:
+            gr.LoginButton()
+        with gr.Tab("Predict"):
+            with gr.Row():
+                with gr.Column():
+                    image = MammogramFile(label="Mammogram (PNG, JPEG, TIFF, 16-bit PNG, DICOM)",
+                                          type="filepath")
+                    method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method")
+                    opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
+                    predict_button = gr.Button("Predict", variant="primary")
+                    with gr.Accordion("Submitted cases", open=False):
+                        case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
+                        use_case = gr.Button("Use this case", size="sm")
+                    if EXAMPLES:
+                        gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image],
+                                    label="Synthetic phantoms (not real patients)")
+                with gr.Column():
+                    probabilities = gr.Label(num_top_classes=3, label="Probabilities (most likely class)")
+                    overlay = gr.Image(label="Heat map over the image", type="numpy", format="png",
+                                       interactive=False)
+                    score = gr.Markdown()
+                    details = gr.JSON(label="details", visible=False)  # the API's, full precision
+                    with gr.Accordion("Details", open=False):
+                        shown_details = gr.JSON(label="Details (rounded; the API returns full precision)")
+            history_state = gr.State([])
+            history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
+                                   interactive=False)
+        with gr.Tab("Submit case"):
+            gr.Markdown("Add a case with its **confirmed** label. The image is re-encoded (no EXIF or "
+                        "DICOM tags are kept). Do not type patient identifiers in the notes.")
+            with gr.Row():
+                with gr.Column():
+                    case_image = gr.File(label="Image", type="filepath")
+                    use_predict = gr.Button("Use the image from Predict", size="sm")
+                    label = gr.Dropdown(service.labels, value=None, label="Confirmed label")
+                    with gr.Accordion("Optional metadata (empty fields are stored as empty)", open=False):
+                        metadata = [metadata_input(f) for f in METADATA_FIELDS.values()]
+                    submit_button = gr.Button("Submit case", variant="primary")
+                with gr.Column():
+                    receipt_text = gr.Markdown()
+                    with gr.Accordion("Receipt (JSON)", open=False):
+                        receipt = gr.JSON(label="receipt")
+                    counts = gr.BarPlot(x="label", y="images", color="source", label="Cases per label")
+            with gr.Accordion("Bulk upload", open=False):
+                bulk_files = gr.File(label="Images of one label, or a zip of <label>/<file> folders",
+                                     file_count="multiple", type="filepath")
+                bulk_label = gr.Dropdown(service.labels, value=None, label="Label (not needed for a zip)")
+                bulk_button = gr.Button("Submit all")
+                bulk_receipt = gr.JSON(label="Batch receipt")
+        with gr.Tab("Retrain"):
+            access = gr.Markdown()
+            data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available")
+            with gr.Row():
+                epochs = gr.Slider(1, 50, value=5, step=1, label="Epochs (early stopping may end sooner)")
+                image_size = gr.Number(value=0, precision=0, minimum=0, maximum=1024,
+                                       label="Image size in pixels (0 keeps the current model's)")
+                from_current = gr.Checkbox(value=True, label="Start from the current version")
+            served = gr.Markdown()
+            with gr.Row(equal_height=True):
+                retrain_button = gr.Button("Retrain", variant="primary", scale=1)
+                status = gr.Markdown("No retrain has run in this session.", elem_id="retrain-status")
+            with gr.Column(visible=False) as results:
+                verdict = gr.Markdown()
+                with gr.Accordion("Details: the gate's rule, the split, the full summary", open=False):
+                    gate = gr.Markdown()
+                    summary = gr.JSON(label="summary")
+                comparison = gr.Dataframe(label="Served vs candidate on the fixed held-out patients",
+                                          interactive=False)
+                with gr.Row():
+                    roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
+                                      label="ROC, malignant vs rest (holdout)")
+                    curves = gr.ScatterPlot(x="epoch", y="value", color="series",
+                                            label="Training curves (one point per epoch)")
+                confusion = gr.Dataframe(label="Candidate confusion matrix (holdout)", interactive=False)
+            reliability = gr.LinePlot(x="mean predicted P(malignant)", y="observed malignant share",
+                                      color="model", label="Reliability (calibration): observed vs "
+                                      "predicted; the diagonal is perfect calibration")
+            with gr.Accordion("Rejected candidates", open=False):
+                rejected = gr.Dataframe(headers=views.REJECTED_COLUMNS, interactive=False,
+                                        label="Candidates the gate did not promote, newest first")
+                rejected_choice = gr.Dropdown([], value=None, label="Show the report of")
+                rejected_json = gr.JSON(label="Report")
+        with gr.Tab("Models"):
+            versions_json = gr.JSON(label="versions", visible=False)
+            versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
+                                    interactive=False)
+            refresh = gr.Button("Refresh", size="sm")
+            version = gr.Dropdown([], value=None, label="Version")
+            files = gr.File(label="Weights, config and card", file_count="multiple", interactive=False)
+            card = gr.Markdown()
+            rollback_button = gr.Button("Serve this version again… (trainers only)", variant="stop")
+            with gr.Row(visible=False) as confirm_row:
+                question = gr.Markdown()
+                confirm = gr.Button("Yes, serve it again", variant="stop")
+                cancel = gr.Button("Cancel")
+            rollback_note = gr.Markdown()
+
+        private = dict(api_visibility="private")
+        predicted = predict_button.click(
+            predict, [image, method, opacity], [probabilities, overlay, details], api_name="predict",
+            api_description=predict.__doc__, concurrency_limit=2)
+        predicted.success(show_details, details, [score, shown_details], **private).success(
+            add_history, [image, details, history_state], [history_state, history], **private)
+        for redraw_event in (method.change, opacity.release):
+            redraw_event(redraw, [image, method, opacity], [overlay, details], concurrency_limit=2,
+                         **private).success(show_details, details, [score, shown_details], **private)
+        use_predict.click(lambda path: path, image, case_image, **private)
+        use_case.click(case_file, case_choice, image, **private)
+
+        submitted = submit_button.click(
+            submit_case, [case_image, label, *metadata], receipt, api_name="submit_case",
+            api_description=submit_case.__doc__, concurrency_limit=4)
+        submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
+                          **private).then(totals, None, counts, **private).then(
+            recent_cases, None, case_choice, **private)
+        submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **private)
+        bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt, concurrency_limit=1,
+                          **private).success(totals, None, counts, **private)
+
+        # 2, not 1: a second request must reach the service and be told a retrain is running
+        gr.api(retrain, api_name="retrain", api_description=retrain.__doc__, concurrency_limit=2)
+        running = retrain_button.click(lambda: gr.update(interactive=False), None, retrain_button,
+                                       queue=False, **private).then(
+            retrain_live, [epochs, image_size, from_current], [status, summary], concurrency_limit=2,
+            **private)
+        shown = running.success(retrain_views, summary, [results, verdict, gate, comparison, roc, curves,
+                                                         confusion, reliability, retrain_button], **private)
+        shown.then(totals, None, data_plot, **private)
+        shown.then(rejected_views, None, [rejected, rejected_choice], **private)
+        shown.then(served_estimate, None, [served, reliability], **private)
+        running.failure(lambda: ("The retrain did not run or did not finish: see the message.",
+                                 gr.update(interactive=True)), None, [status, retrain_button], **private)
+        rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)
+
+        models_event = dict(fn=models, inputs=None, outputs=versions_json)
+        refresh.click(**models_event, api_name="models", api_description=models.__doc__)
+        versions_json.change(models_views, versions_json, [versions, version], **private)
+        version.change(version_files, version, [files, card], **private)
+        rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
+        version.change(lambda: gr.update(visible=False), None, confirm_row, **private)
+        cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
+        confirm.click(rollback, version, [rollback_note, confirm_row], concurrency_limit=1,
+                      **private).success(**models_event, **private).then(
+            served_estimate, None, [served, reliability], **private)
+        demo.load(totals, None, counts, **private)
+        demo.load(recent_cases, None, case_choice, **private)
+        demo.load(totals, None, data_plot, **private)
+        demo.load(access_note, None, access, **private)
+        demo.load(served_estimate, None, [served, reliability], **private)
+        demo.load(rejected_views, None, [rejected, rejected_choice], **private)
+        demo.load(**models_event, **private)
+    return demo
+
+
+demo = build()
+demo.queue(max_size=64, default_concurrency_limit=2)
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry signed URLs
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    log.info("mammo: %s", service.describe())
+    demo.launch(max_file_size=SETTINGS.max_upload_mb * 1_000_000, show_error=True)  # same bytes as the store
+class WholeNumberText(gr.Textbox):
+    """A text box for an optional whole number (empty stays empty); the API page's example is a number."""
+
+    is_template = True  # drawn by gr.Textbox's front end
+
+    def example_payload(self):
+        return "54"
+
+    def example_value(self):
+        return "54"
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+    
