@@ -48,28 +48,19 @@ def _api_example() -> str:
             else f"examples/{name}")
 
 
-class MammogramFile(gr.File):
-    """``gr.File`` whose API-page example uploads a mammogram from the gallery, not a sample PDF."""
-
-    is_template = True  # drawn by gr.File's front end
-
-    def example_payload(self):
-        return handle_file(_api_example())
-
-    def example_value(self):
-        return _api_example()
+def with_api_example(component: gr.components.Component, payload, value=None):
+    """``component`` with the example the API page shows (Gradio's own is a sample PDF for a file,
+    "Hello!!" for a text box). Set on the instance: a Component subclass makes Gradio write a .pyi
+    file beside this module at import."""
+    component.example_payload = lambda: payload
+    component.example_value = lambda: payload if value is None else value
+    return component
 
 
-class WholeNumberText(gr.Textbox):
-    """A text box for an optional whole number (empty stays empty); the API page's example is a number."""
-
-    is_template = True  # drawn by gr.Textbox's front end
-
-    def example_payload(self):
-        return "54"
-
-    def example_value(self):
-        return "54"
+def mammogram_file(label: str) -> gr.File:
+    """A file input for a mammogram whose API example uploads a gallery image."""
+    return with_api_example(gr.File(label=label, type="filepath"), handle_file(_api_example()),
+                            _api_example())
 
 
 def _refuse(name: str, error: BaseException) -> gr.Error:
@@ -198,8 +189,9 @@ def metadata_input(field: MetadataField) -> gr.components.Component:
         choices = [(f"{field.min + i}: {name}", field.min + i) for i, name in enumerate(field.names)]
         return gr.Dropdown(choices, value=None, label=field.label)
     if field.kind is int:  # a text box: gr.Number sends 0 for an untouched field
-        return WholeNumberText(value="", label=field.label,
-                               placeholder=f"{field.min}-{field.max}, or leave empty")
+        return with_api_example(gr.Textbox(value="", label=field.label,
+                                           placeholder=f"{field.min}-{field.max}, or leave empty"),
+                                str((field.min + field.max) // 2))
     return gr.Textbox(value="", label=field.label, lines=2)
 
 
@@ -359,8 +351,7 @@ def build() -> gr.Blocks:
         with gr.Tab("Predict"):
             with gr.Row():
                 with gr.Column():
-                    image = MammogramFile(label="Mammogram (PNG, JPEG, TIFF, 16-bit PNG, DICOM)",
-                                          type="filepath")
+                    image = mammogram_file("Mammogram (PNG, JPEG, TIFF, 16-bit PNG, DICOM)")
                     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method")
                     opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
                     predict_button = gr.Button("Predict", variant="primary")
@@ -386,7 +377,7 @@ def build() -> gr.Blocks:
                         "DICOM tags are kept). Do not type patient identifiers in the notes.")
             with gr.Row():
                 with gr.Column():
-                    case_image = MammogramFile(label="Image", type="filepath")
+                    case_image = mammogram_file("Image")
                     use_predict = gr.Button("Use the image from Predict", size="sm")
                     label = gr.Dropdown(service.labels, value=None, label="Confirmed label")
                     with gr.Accordion("Optional metadata (empty fields are stored as empty)", open=False):
