@@ -89,7 +89,7 @@ def score_text(details: Mapping[str, Any]) -> str:
         return text + " This model records no review cut-off. Research use only: not a diagnosis."
     flagged = details.get("above_threshold")
     verdict = "**Flagged for review**" if flagged else "**Not flagged**"
-    low = " So low a cut-off flags most films, normal ones too." if threshold < 5 else ""
+    low = " So low a cut-off flags most films, normal ones too." if threshold < 10 else ""
     return (f"{text} {verdict} at this model's review cut-off of {percent(threshold)}: the score "
             f"at which it caught 90% of the malignant films of patients it had not trained on.{low} "
             "The flag is separate from the most likely class above: a film can be most likely "

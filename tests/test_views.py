@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -24,39 +23,49 @@ def v1_mammo() -> dict:
     return json.loads((V1 / "config.json").read_text())["mammo"]
 
 
-def shown_numbers(text: str) -> tuple[float, float, str]:
-    """(score, threshold, 'above'|'below') exactly as a visitor reads them in the score text."""
-    score = float(re.search(r"Malignancy score: ([\d.]+) / 100", text).group(1))
-    side, threshold = re.search(r"\*\*(above|below)\*\* the operating threshold of ([\d.]+)", text).groups()
-    return score, float(threshold), side
+def shown_numbers(text: str) -> tuple[float, float, bool]:
+    """(score, cut-off, flagged) exactly as a visitor reads them in the score text."""
+    score = float(re.search(r"Malignancy score: ([\d.]+) %", text).group(1))
+    verdict, threshold = re.search(r"\*\*(Flagged for review|Not flagged)\*\* at this model's review "
+                                   r"cut-off of ([\d.]+) %", text).groups()
+    return score, float(threshold), verdict == "Flagged for review"
 
 
 def assert_score_text_consistent(details: dict) -> None:
     text = views.score_text(details)
-    score, threshold, side = shown_numbers(text)
-    assert side == ("above" if details["above_threshold"] else "below")
+    score, threshold, flagged = shown_numbers(text)
+    assert flagged == details["above_threshold"]
     # what the visitor reads must agree with the verdict (equal when rounding makes them meet)
-    assert score >= threshold if side == "above" else score <= threshold, text
+    assert score >= threshold if flagged else score <= threshold, text
     assert f"model {details['model_version']}" in text and "not a diagnosis" in text
+    # one scale: the score and its cut-off are both shown as percentages with one decimal
+    shown = [f"{details['malignancy_score']:.1f} %", f"{details['threshold']:.1f} %"]
+    assert re.findall(r"[\d.]+ %", text) == shown
+    # never a bare "above"/"below" that reads against a "normal" label
+    assert " above " not in text and " below " not in text
 
 
 def test_score_text_agrees_with_the_threshold_for_small_scores() -> None:
-    # v1's operating threshold is P(malignant) = 0.0028 (28 in 10,000): scores under 1 / 100 are common
-    details = {"model_version": "v1", "malignancy_score": 0.3, "threshold": 0.002830769633874297,
+    # v1's operating threshold is P(malignant) = 0.0028, 0.28 on the 0-100 scale
+    details = {"model_version": "v1", "malignancy_score": 0.3, "threshold": 0.2830769633874297,
                "above_threshold": True}
     assert_score_text_consistent(details)
+    assert "flags most films" in views.score_text(details)
 
 
-def test_score_text_on_real_predictions(mias: Path) -> None:
-    """v1 on real mini-MIAS images, both sides of its threshold."""
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_score_text_on_real_predictions(mias: Path, version: str) -> None:
+    """The packaged models on real mini-MIAS images (v1: on both sides of its cut-off)."""
     from mammo.predict import Predictor
 
-    if not (V1 / "config.json").is_file():
-        pytest.skip(f"the packaged model {V1} is missing")
-    predictor = Predictor(V1)
-    images = sorted((mias / "normal").glob("*.png"))[:8] + sorted((mias / "malignant").glob("*.png"))[:4]
+    if not (PACKAGE_WEIGHTS / version / "config.json").is_file():
+        pytest.skip(f"the packaged model {version} is missing")
+    predictor = Predictor(PACKAGE_WEIGHTS / version)
+    films = mias if version == "v1" else mias.parent / "mias1024"  # each at the resolution it reads
+    images = sorted((films / "normal").glob("*.png"))[:8] + sorted((films / "malignant").glob("*.png"))[:6]
     results = [r.details() for r in predictor.predict_many([str(p) for p in images], method=None)]
-    assert {d["above_threshold"] for d in results} == {True, False}
+    if version == "v1":  # v2's cut-off (90% sensitivity out of fold) flags nearly every film
+        assert {d["above_threshold"] for d in results} == {True, False}
     for details in results:
         assert_score_text_consistent(details)
 
@@ -64,16 +73,87 @@ def test_score_text_on_real_predictions(mias: Path) -> None:
 def test_score_text_without_malignant_class_or_threshold() -> None:
     assert "no *malignant* class" in views.score_text({"model_version": "vX", "malignancy_score": None})
     text = views.score_text({"model_version": "v7", "malignancy_score": 42.0, "threshold": None})
-    assert re.search(r"Malignancy score: 42(\.0)? / 100", text) and "no operating threshold" in text
+    assert "Malignancy score: 42.0 %" in text and "no review cut-off" in text
     assert "v7" in text
 
 
 def test_history_row() -> None:
-    details = {"model_version": "v2", "label": "benign", "malignancy_score": 12.5, "above_threshold": False}
+    details = {"model_version": "v2", "label": "benign", "malignancy_score": 12.5371,
+               "above_threshold": False}
     assert views.history_row("a.png", details) == ["a.png", "benign", 12.5, "no", "v2"]
     assert len(views.history_row("a.png", details)) == len(views.HISTORY_COLUMNS)
     no_threshold = {**details, "above_threshold": None}
     assert views.history_row("b.dcm", no_threshold)[3] == "—"
+
+
+def test_rounded_rounds_every_float_and_keeps_the_rest() -> None:
+    details = {"probabilities": {"normal": 0.123456789, "malignant": 0.87654321},
+               "malignancy_score": 87.654321, "calibrated": True, "n": 3, "ci": [0.41234567, 0.8512345],
+               "label": "malignant"}
+    assert views.rounded(details) == {"probabilities": {"normal": 0.1235, "malignant": 0.8765},
+                                      "malignancy_score": 87.6543, "calibrated": True, "n": 3,
+                                      "ci": [0.4123, 0.8512], "label": "malignant"}
+
+
+def test_human_time() -> None:
+    assert views.human_time("2026-11-30T08:48:42.003777+00:00") == "30 Nov 2026, 08:48 UTC"
+    assert views.human_time("2026-01-02T23:05:00Z") == "2 Jan 2026, 23:05 UTC"
+    assert views.human_time(None) == "—" and views.human_time("not a time") == "not a time"
+
+
+def test_known_image_text() -> None:
+    unknown = {"model_version": "v2", "in_training_data": False, "stored_case": None}
+    assert views.known_image_text(unknown) == ""
+    text = views.known_image_text({"model_version": "v2", "in_training_data": True, "stored_case": "ab12"})
+    assert "v2 was trained" in text and "case `ab12`" in text
+
+
+def test_receipt_text_repeats_what_was_stored() -> None:
+    from mammo.store.cases import METADATA_FIELDS
+
+    receipt = {"case_id": "c0ffee", "label": "benign", "submitted_at": "2026-11-30T09:00:00Z",
+               "total_cases": 3, "status": "stored",
+               "metadata": {"view": "CC", "laterality": None, "density": None, "birads": 0,
+                            "biopsy_confirmed": True, "age": None, "notes": None}}
+    text = views.receipt_text(receipt, METADATA_FIELDS)
+    assert "**Case stored** as **benign**, id `c0ffee`, 30 Nov 2026, 09:00 UTC" in text
+    assert "View: CC; BI-RADS assessment: 0; Biopsy-confirmed: yes." in text  # BI-RADS 0 is a real category
+    assert "Left empty (stored as empty, not guessed): Laterality, Breast density (ACR), Age in years" in text
+    queued = views.receipt_text({**receipt, "status": "queued", "warning": "Hub down"}, METADATA_FIELDS)
+    assert "queued for upload" in queued and "Hub down" in queued
+
+
+def test_verdict_text_in_plain_words() -> None:
+    summary = {"promoted": False, "version": "v2", "current_version": "v2",
+               "current_metrics": {"auc_malignant": 0.71, "n": 38},
+               "candidate_metrics": {"auc_malignant": 0.6, "n": 38}}
+    text = views.verdict_text(summary)
+    assert text.startswith("**Not promoted: v2 stays served.**")
+    assert "0.60 for the candidate, 0.71 for v2" in text
+    assert "_" not in text  # no metric keys, no ids
+    promoted = views.verdict_text({**summary, "promoted": True, "version": "v3"})
+    assert promoted.startswith("**Promoted: v3 is now served.**")
+
+
+def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
+    from mammo.train import EpochLog
+
+    epoch = EpochLog(epoch=2, epochs=5, train_loss=0.61234, val_loss=0.7, val_auc=0.655, val_accuracy=0.6,
+                     seconds=30.0, best=True)
+    text = views.retrain_status(0.4, "epoch 3: batch 1/9", 120.0, epoch)
+    assert "**Retraining: 40%**, epoch 3: batch 1/9." in text
+    assert "Elapsed 2 min 00 s, about 3 min 00 s left." in text
+    assert "Epoch 2/5: training loss 0.612, validation loss 0.700, validation AUC 0.655." in text
+    assert "left" not in views.retrain_status(0.0, "reading submitted cases", 1.0)  # no ETA from nothing
+
+
+def test_rejected_rows_newest_first() -> None:
+    rejected = [{"id": "a", "rejected_at": "2026-11-30T09:00:00+00:00",
+                 "report": {"user": None, "candidate_metrics": {"auc_malignant": 0.5},
+                            "current_metrics": {"auc_malignant": 0.7}, "current_version": "v2"}},
+                {"id": "b", "rejected_at": None, "report": None}]
+    assert views.rejected_rows(rejected) == [["b", "—", "—", "—", "—", "—"],
+                                             ["a", "30 Nov 2026, 09:00 UTC", "—", "0.500", "0.700", "v2"]]
 
 
 @pytest.fixture
@@ -87,14 +167,15 @@ def registry(tmp_path: Path, v1_mammo: dict) -> LocalModelRegistry:
 
 def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalModelRegistry,
                                                               v1_mammo: dict) -> None:
-    rows = views.versions_rows(registry.versions())
+    rows = views.versions_rows(registry.versions(), served="v1")
     assert [r[0] for r in rows] == ["v2", "v1"]
     metrics = v1_mammo["metrics"]
-    for row, parent in zip(rows, ["v1", "—"], strict=True):
+    for row, parent, served in zip(rows, ["v1", "—"], ["", "● served"], strict=True):
         shown = dict(zip(views.VERSION_COLUMNS, row, strict=True))
-        assert datetime.fromisoformat(shown.pop("published (UTC)")).tzinfo is not None
+        assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", shown.pop("published")), row
         assert shown == {
             "version": row[0],
+            "served": served,
             "parent": parent,
             "training images": v1_mammo["data"]["n_train"],
             "AUC malignant": f"{metrics['auc_malignant']:.3f}",
@@ -163,11 +244,14 @@ def test_comparison_frame(v1_mammo: dict) -> None:
     current, candidate = v1_mammo["metrics"], v1_mammo["val_metrics"]
     frame = views.comparison_frame(current, candidate).set_index("metric")
     assert list(frame.columns) == ["current", "candidate"]
-    assert frame.loc["n"].tolist() == [str(current["n"]), str(candidate["n"])]
-    assert frame.loc["auc_malignant", "current"] == f"{current['auc_malignant']:.3f}"
+    assert list(frame.index) == list(views.METRIC_NAMES.values())  # in words, not keys
+    assert not any("_" in name for name in frame.index)
+    assert frame.loc["films evaluated"].tolist() == [str(current["n"]), str(candidate["n"])]
+    assert frame.loc["AUC, malignant vs rest", "current"] == f"{current['auc_malignant']:.3f}"
     lo, hi = candidate["auc_malignant_ci95"]
-    assert frame.loc["auc_malignant_ci95", "candidate"] == f"{lo:.3f}–{hi:.3f}"
-    assert views.comparison_frame({}, current).set_index("metric").loc["accuracy", "current"] == "—"
+    assert frame.loc["95% CI of that AUC (bootstrap)", "candidate"] == f"{lo:.3f}–{hi:.3f}"
+    assert views.comparison_frame({}, current).set_index("metric").loc["accuracy (most likely class)",
+                                                                       "current"] == "—"
 
 
 def test_comparison_frame_formats_whole_valued_metrics_as_metrics() -> None:
@@ -175,11 +259,12 @@ def test_comparison_frame_formats_whole_valued_metrics_as_metrics() -> None:
     # (JavaScript has one number type), so a perfect AUC arrives as an int and must still read 1.000.
     metrics = {"n": 10, "auc_malignant": 1, "auc_macro": 1, "accuracy": 0.9, "sensitivity": 1,
                "specificity": 0, "balanced_accuracy": 0.94, "auc_malignant_ci95": [1, 1]}
-    frame = views.comparison_frame(metrics, metrics).set_index("metric")["current"]
-    assert frame["n"] == "10"
-    assert frame[["auc_malignant", "auc_macro", "sensitivity", "specificity"]].tolist() == [
+    frame = views.comparison_frame(metrics, metrics)
+    shown = dict(zip(views.METRIC_NAMES, frame["current"], strict=True))
+    assert shown["n"] == "10"
+    assert [shown[k] for k in ("auc_malignant", "auc_macro", "sensitivity", "specificity")] == [
         "1.000", "1.000", "1.000", "0.000"]
-    assert frame["auc_malignant_ci95"] == "1.000–1.000"
+    assert shown["auc_malignant_ci95"] == "1.000–1.000"
 
 
 def test_metadata_from_fields_drops_only_empty_fields() -> None:
