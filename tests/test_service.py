@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mammo.access import AccessDenied
 from mammo.config import settings
+from mammo.data import SplitSpec, pixel_hashes
+from mammo.explain import overlay
+from mammo.imaging import read_image, sha256_of_pixels
+from mammo.pipeline import base_splits
 from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
-from mammo.store import open_registry
+from mammo.store import RegistryError, open_registry
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
@@ -57,6 +63,16 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     else:
         assert service.predictor is old and service.registry.latest() == "v1"
         assert summary["rejected_id"] in {r["id"] for r in service.registry.rejected()}
+    # the candidate records the pixels it learnt from: the submitted case and the base films it
+    # trained or validated on, never a held-out film
+    folder = (service.registry.load("v2") if summary["promoted"] else
+              Path(next(r["path"] for r in service.registry.rejected() if r["id"] == summary["rejected_id"])))
+    data = json.loads((folder / "config.json").read_text())["mammo"]["data"]
+    recorded = set(data["image_sha256"])
+    case = sha256_of_pixels(read_image(image))
+    parts = base_splits([small_mias], None, SplitSpec.from_model_config(old.config) or SplitSpec())
+    assert recorded == set(pixel_hashes([*parts["train"], *parts["val"]])) | {case}
+    assert not recorded & set(pixel_hashes(parts["holdout"]))
 
 
 def test_only_one_retrain_at_a_time(service: MammoService) -> None:
@@ -93,9 +109,14 @@ def test_retrain_needs_base_data_and_permission(service: MammoService) -> None:
 
 def test_rollback_serves_an_old_version_as_a_new_one(service: MammoService) -> None:
     service.registry.publish(service.registry.load("v1"), {"note": "a second version"})
-    new = service.rollback("v1")
-    assert new == "v3" and service.predictor.version == "v3"
-    assert [v["version"] for v in service.versions()] == ["v1", "v2", "v3"]
+    restarted = MammoService(service.settings)  # an app started now serves the latest, v2
+    try:
+        assert restarted.predictor.version == "v2"
+        new = restarted.rollback("v1")
+        assert new == "v3" and restarted.predictor.version == "v3"
+        assert [v["version"] for v in restarted.versions()] == ["v1", "v2", "v3"]
+    finally:
+        restarted.close()
 
 
 def test_a_submitted_case_can_be_read_back_without_tags(service: MammoService, small_mias: Path) -> None:
@@ -169,3 +190,38 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
             service.retrain(RetrainOptions(epochs=1, image_size=48))
     finally:
         service.close()
+
+
+def test_predict_names_a_stored_case(service: MammoService, small_mias: Path) -> None:
+    image = sorted((small_mias / "normal").glob("*.png"))[0]
+    assert service.predict(image).stored_case is None
+    case_id = service.submit(image, "normal", None)["case_id"]
+    result = service.predict(image)
+    assert result.stored_case == case_id and result.details()["stored_case"] == case_id
+    assert result.in_training_data is None  # the tiny model records no training films
+
+
+def test_rerender_redraws_the_last_prediction_without_reading_the_file(
+    service: MammoService, small_mias: Path, tmp_path: Path
+) -> None:
+    image = tmp_path / "upload.png"
+    image.write_bytes(sorted((small_mias / "benign").glob("*.png"))[0].read_bytes())
+    assert service.rerender(image, "Grad-CAM", 0.4) is None  # never predicted: nothing to redraw
+    first = service.predict(image, method="Grad-CAM", opacity=0.4)
+    grey = read_image(image)
+    image.unlink()  # what follows must come from what the prediction kept
+    stronger = service.rerender(image, "Grad-CAM", 0.9)
+    np.testing.assert_array_equal(stronger.heatmap, first.heatmap)
+    np.testing.assert_array_equal(stronger.overlay, overlay(grey, first.heatmap, 0.9))
+    assert not np.array_equal(stronger.overlay, first.overlay)
+    assert stronger.probabilities == first.probabilities
+    other = service.rerender(image, "EigenCAM", 0.4)
+    assert other.method == "EigenCAM" and not np.array_equal(other.heatmap, first.heatmap)
+    assert other.probabilities == pytest.approx(first.probabilities, abs=1e-6)
+    np.testing.assert_array_equal(service.rerender(image, "EigenCAM", 0.4).heatmap, other.heatmap)
+
+
+def test_rollback_refuses_the_version_already_served(service: MammoService) -> None:
+    with pytest.raises(RegistryError, match="already served"):
+        service.rollback("v1")
+    assert [v["version"] for v in service.versions()] == ["v1"]  # nothing published
