@@ -35,6 +35,10 @@ EXAMPLES = sorted(p for p in (Path(__file__).parent / "examples").glob("*") if p
 CLEAR_ERRORS = (ImageError, StoreError, BulkError, AccessDenied, RetrainBusy, RetrainError,
                 RegistryError, HubError, ModelError, ValueError)
 
+# Dropdowns whose values mammo checks itself: a wrong value from an API caller gets mammo's message
+# and one log line (Gradio's own check prints a traceback for every refusal)
+CHECKED_HERE = {"allow_custom_value": True}
+
 torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (DESIGN.md)
 SETTINGS = settings()
 service = MammoService(SETTINGS)
@@ -184,10 +188,10 @@ def metadata_input(field: MetadataField) -> gr.components.Component:
     if field.kind is bool:
         return gr.Checkbox(label=field.label)
     if field.choices:
-        return gr.Dropdown(list(field.choices), value=None, label=field.label)
+        return gr.Dropdown(list(field.choices), value=None, label=field.label, **CHECKED_HERE)
     if field.names:
         choices = [(f"{field.min + i}: {name}", field.min + i) for i, name in enumerate(field.names)]
-        return gr.Dropdown(choices, value=None, label=field.label)
+        return gr.Dropdown(choices, value=None, label=field.label, **CHECKED_HERE)
     if field.kind is int:  # a text box: gr.Number sends 0 for an untouched field
         return with_api_example(gr.Textbox(value="", label=field.label,
                                            placeholder=f"{field.min}-{field.max}, or leave empty"),
@@ -352,7 +356,8 @@ def build() -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     image = mammogram_file("Mammogram (PNG, JPEG, TIFF, 16-bit PNG, DICOM)")
-                    method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method")
+                    method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method",
+                                         **CHECKED_HERE)
                     opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
                     predict_button = gr.Button("Predict", variant="primary")
                     with gr.Accordion("Submitted cases", open=False):
@@ -379,7 +384,7 @@ def build() -> gr.Blocks:
                 with gr.Column():
                     case_image = mammogram_file("Image")
                     use_predict = gr.Button("Use the image from Predict", size="sm")
-                    label = gr.Dropdown(service.labels, value=None, label="Confirmed label")
+                    label = gr.Dropdown(service.labels, value=None, label="Confirmed label", **CHECKED_HERE)
                     with gr.Accordion("Optional metadata (empty fields are stored as empty)", open=False):
                         metadata = [metadata_input(f) for f in METADATA_FIELDS.values()]
                     submit_button = gr.Button("Submit case", variant="primary")
@@ -391,7 +396,8 @@ def build() -> gr.Blocks:
             with gr.Accordion("Bulk upload", open=False):
                 bulk_files = gr.File(label="Images of one label, or a zip of <label>/<file> folders",
                                      file_count="multiple", type="filepath")
-                bulk_label = gr.Dropdown(service.labels, value=None, label="Label (not needed for a zip)")
+                bulk_label = gr.Dropdown(service.labels, value=None, label="Label (not needed for a zip)",
+                                         **CHECKED_HERE)
                 bulk_button = gr.Button("Submit all")
                 bulk_receipt = gr.JSON(label="Batch receipt")
         with gr.Tab("Retrain"):

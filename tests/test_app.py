@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
-from app_server import AppProcess
+from app_server import ROOT, AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
 from PIL import Image
 
 from mammo.config import PACKAGE_WEIGHTS
+from mammo.data import SplitSpec
+from mammo.pipeline import base_splits
 from mammo.store import CaseStore
+from mammo.store.cases import METADATA_FIELDS
 
 LABELS = ["normal", "benign", "malignant"]
 V1 = PACKAGE_WEIGHTS / "v1"
@@ -73,7 +78,7 @@ def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, 
                                             "biopsy_confirmed": True, "age": 61, "notes": "round mass"}
     with pytest.raises(AppError, match="already submitted"):
         client.predict(handle_file(str(image)), "benign", api_name="/submit_case")
-    with pytest.raises(AppError, match="not in the list of choices"):
+    with pytest.raises(AppError, match="Unknown label 'cancer'; choose one of normal, benign, malignant"):
         client.predict(handle_file(str(sorted((small_mias / "normal").glob("*.png"))[0])), "cancer",
                        api_name="/submit_case")
     with pytest.raises(AppError, match="the limit is 2000"):
@@ -81,6 +86,55 @@ def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, 
                        notes="x" * 100_000, api_name="/submit_case")
     assert stored_cases(app) == before + 1
     assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == "v2"
+
+
+def test_untouched_optional_fields_are_stored_as_null(client, app: AppProcess, small_mias: Path) -> None:
+    image = sorted((small_mias / "normal").glob("*.png"))[2]
+    receipt = client.predict(handle_file(str(image)), "normal", api_name="/submit_case")
+    assert receipt["metadata"] == {name: None for name in METADATA_FIELDS}  # the receipt says what was stored
+    rows = CaseStore(LABELS, app.home / "cases").load().to_pandas().set_index("case_id")
+    stored = rows.loc[receipt["case_id"], list(METADATA_FIELDS)]
+    assert stored.isna().all(), stored.to_dict()  # no BI-RADS 0 or age 0 nobody chose
+    with pytest.raises(AppError, match="whole number"):  # a typo is refused, not stored
+        client.predict(handle_file(str(sorted((small_mias / "normal").glob("*.png"))[3])), "normal",
+                       age="sixty", api_name="/submit_case")
+
+
+def test_predict_says_which_films_the_model_learnt_from(client, mias: Path) -> None:
+    """v2 trained on the non-holdout patients of mias1024: it says so for one of those films."""
+    served = json.loads((PACKAGE_WEIGHTS / "v2" / "config.json").read_text())["mammo"]
+    films = mias.parent / "mias1024"
+    parts = base_splits([films], None, SplitSpec.from_model_config({"mammo": served}))
+    for example, expected in ((parts["train"][0], True), (parts["holdout"][0], False)):
+        _, _, details = client.predict(handle_file(example.source), api_name="/predict")
+        assert details["in_training_data"] is expected, example.name
+        assert details["stored_case"] is None and len(details["image_sha256"]) == 64
+
+
+def test_expected_refusals_are_one_log_line_and_start_up_says_what_is_served(
+    client, app: AppProcess, tmp_path: Path
+) -> None:
+    bad = tmp_path / "not_an_image.png"
+    bad.write_bytes(b"this is text")
+    with pytest.raises(AppError, match="not a recognised image"):
+        client.predict(handle_file(str(bad)), api_name="/predict")
+    log = app.log()
+    assert "predict refused: The file is not a recognised image" in log
+    assert "Traceback" not in log, log[-3000:]
+    assert f"serving v2 ({app.home / 'models' / 'v2'})" in log and "cases at" in log
+    assert "base data for retraining: " in log
+
+
+def test_the_api_page_describes_each_endpoint_with_a_real_example(app: AppProcess) -> None:
+    info = httpx.get(app.url + "gradio_api/info", timeout=10).json()["named_endpoints"]
+    for name, endpoint in info.items():
+        assert endpoint["description"], name
+        assert all(p["label"] for p in endpoint["parameters"]), name
+        assert all(r["label"] for r in endpoint["returns"]), name
+    image = info["/predict"]["parameters"][0]["example_input"]
+    assert image["path"].startswith("examples/") and (ROOT / image["path"]).is_file()
+    assert info["/submit_case"]["parameters"][0]["example_input"]["path"] == image["path"]
+    assert [r["label"] for r in info["/models"]["returns"]] == ["versions"]
 
 
 def test_models_lists_v1_with_metrics(client) -> None:
@@ -115,6 +169,6 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
 def test_retrain_refused_for_users_not_allowed(small_mias: Path, tmp_path: Path) -> None:
     env = {"MAMMO_BASE_DATA": str(small_mias), "MAMMO_TRAINERS": "alice"}
     with AppProcess(tmp_path / "home", env=env) as app:
-        with pytest.raises(AppError, match="MAMMO_TRAINERS"):
+        with pytest.raises(AppError, match="limited to the trainers of this app; you are not signed in"):
             app.client().predict(1, 64, True, api_name="/retrain")
         assert app.client().predict(api_name="/models")[-1]["version"] == "v2"

@@ -101,7 +101,7 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
                  f"by gradio_client before upload; HTTP upload: {answer.status_code} {answer.text.strip()} |")
     image = str(ROOT / "examples" / "phantom_plain.png")
     unknown = outcome(lambda: client.predict(handle_file(image), "cancer", api_name="/submit_case"))
-    assert "not in the list of choices" in unknown
+    assert "Unknown label 'cancer'; choose one of normal, benign, malignant" in unknown
     table.append(f"| label not in the label set (`cancer`) | refused: {unknown} |")
     long_notes = "<p>" + "x" * 100_000
     too_long = outcome(
