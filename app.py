@@ -298,6 +298,10 @@ def served_estimate():
     return views.estimate_text(mammo), views.reliability_frame(views.estimate_metrics(mammo))
 
 
+def served_text() -> str:
+    return served_estimate()[0]
+
+
 def access_note(profile: gr.OAuthProfile | None = None) -> str:
     return can_train(_user(profile), SETTINGS).reason
 
@@ -438,15 +442,17 @@ def build() -> gr.Blocks:
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
                                     interactive=False)
             refresh = gr.Button("Refresh", size="sm")
-            version = gr.Dropdown([], value=None, label="Version")
-            files = gr.File(label="Weights, config and card", file_count="multiple", interactive=False)
-            card = gr.Markdown()
-            rollback_button = gr.Button("Serve this version again… (trainers only)", variant="stop")
-            with gr.Row(visible=False) as confirm_row:
+            with gr.Row(equal_height=True):
+                version = gr.Dropdown([], value=None, label="Version", scale=2)
+                rollback_button = gr.Button("Serve this version again… (trainers only)", variant="stop",
+                                            scale=1)
+            with gr.Row(visible=False, equal_height=True) as confirm_row:
                 question = gr.Markdown()
                 confirm = gr.Button("Yes, serve it again", variant="stop")
                 cancel = gr.Button("Cancel")
             rollback_note = gr.Markdown()
+            files = gr.File(label="Weights, config and card", file_count="multiple", interactive=False)
+            card = gr.Markdown()
 
         private = dict(api_visibility="private")
         predicted = predict_button.click(
@@ -481,7 +487,7 @@ def build() -> gr.Blocks:
                                                          confusion, reliability, retrain_button], **private)
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, None, [rejected, rejected_choice], **private)
-        shown.then(served_estimate, None, [served, reliability], **private)
+        shown.then(served_text, None, served, **private)  # the plot keeps served vs candidate
         running.failure(lambda: ("The retrain did not run or did not finish: see the message.",
                                  gr.update(interactive=True)), None, [status, retrain_button], **private)
         rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)

@@ -235,8 +235,11 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     ``fields`` is the metadata table (name -> field with a ``label``).
     """
     given = {k: v for k, v in (receipt.get("metadata") or {}).items() if v is not None}
-    shown = [f"{fields[k].label}: {'yes' if v is True else v}" for k, v in given.items() if k in fields]
-    blank = [fields[k].label for k in fields if k not in given]
+    def name(key: str) -> str:
+        return fields[key].label.split(" (")[0]  # "Notes (plain text, ...)" -> "Notes"
+
+    shown = [f"{name(k)}: {'yes' if v is True else v}" for k, v in given.items() if k in fields]
+    blank = [name(k) for k in fields if k not in given]
     where = ("stored" if receipt.get("status") == "stored" else
              "kept safely and queued for upload to the dataset (it will be delivered when the Hub answers)")
     lines = [f"**Case {where}** as **{receipt['label']}**, id `{receipt['case_id']}`, "

@@ -118,7 +118,7 @@ def test_receipt_text_repeats_what_was_stored() -> None:
     text = views.receipt_text(receipt, METADATA_FIELDS)
     assert "**Case stored** as **benign**, id `c0ffee`, 30 Nov 2026, 09:00 UTC" in text
     assert "View: CC; BI-RADS assessment: 0; Biopsy-confirmed: yes." in text  # BI-RADS 0 is a real category
-    assert "Left empty (stored as empty, not guessed): Laterality, Breast density (ACR), Age in years" in text
+    assert "(stored as empty, not guessed): Laterality, Breast density, Age in years, Notes." in text
     queued = views.receipt_text({**receipt, "status": "queued", "warning": "Hub down"}, METADATA_FIELDS)
     assert "queued for upload" in queued and "Hub down" in queued
 
