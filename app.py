@@ -269,7 +269,7 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
 
 def retrain_views(summary: dict | None):
     if not summary:
-        return (gr.skip(),) * 9
+        return (gr.skip(),) * 8
     current, candidate = summary["current_metrics"], summary["candidate_metrics"]
     named = {f"served {summary['current_version']}": current, "candidate": candidate}
     kept = summary.get("rejected_id")
@@ -278,7 +278,7 @@ def retrain_views(summary: dict | None):
     return (gr.update(visible=True), views.verdict_text(summary), reason,
             views.comparison_frame(current, candidate), views.roc_frame(named),
             views.curves_frame(summary["history"]), views.confusion_frame(candidate),
-            views.reliability_frame(named), gr.update(interactive=True))
+            gr.update(interactive=True))
 
 
 def rejected_views():
@@ -296,10 +296,6 @@ def served_estimate():
     """What the served version is estimated to do (its card's figures) and its reliability plot."""
     mammo = service.served_config().get("mammo") or {}
     return views.estimate_text(mammo), views.reliability_frame(views.estimate_metrics(mammo))
-
-
-def served_text() -> str:
-    return served_estimate()[0]
 
 
 def access_note(profile: gr.OAuthProfile | None = None) -> str:
@@ -430,8 +426,8 @@ def build() -> gr.Blocks:
                                             label="Training curves (one point per epoch)")
                 confusion = gr.Dataframe(label="Candidate confusion matrix (holdout)", interactive=False)
             reliability = gr.LinePlot(x="mean predicted P(malignant)", y="observed malignant share",
-                                      color="model", label="Reliability (calibration): observed vs "
-                                      "predicted; the diagonal is perfect calibration")
+                                      color="model", label="Reliability of the served version's scores "
+                                      "(calibration): observed vs predicted; the diagonal is perfect")
             with gr.Accordion("Rejected candidates", open=False):
                 rejected = gr.Dataframe(headers=views.REJECTED_COLUMNS, interactive=False,
                                         label="Candidates the gate did not promote, newest first")
@@ -484,10 +480,10 @@ def build() -> gr.Blocks:
             retrain_live, [epochs, image_size, from_current], [status, summary], concurrency_limit=2,
             **private)
         shown = running.success(retrain_views, summary, [results, verdict, gate, comparison, roc, curves,
-                                                         confusion, reliability, retrain_button], **private)
+                                                         confusion, retrain_button], **private)
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, None, [rejected, rejected_choice], **private)
-        shown.then(served_text, None, served, **private)  # the plot keeps served vs candidate
+        shown.then(served_estimate, None, [served, reliability], **private)
         running.failure(lambda: ("The retrain did not run or did not finish: see the message.",
                                  gr.update(interactive=True)), None, [status, retrain_button], **private)
         rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)

@@ -6,15 +6,24 @@ Drives Debian's ``chromium`` (``make browser-deps``) with Playwright through the
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
+import re
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from app_server import ROOT, AppProcess
 from PIL import Image
+from synthetic import synthetic_mammogram
 
+from mammo.imaging import encode_png
 from mammo.store import CaseStore
+from mammo.store.cases import METADATA_FIELDS
+from mammo.store.registry import LocalModelRegistry
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 LABELS = ["normal", "benign", "malignant"]
@@ -47,8 +56,73 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory):
-    with AppProcess(tmp_path_factory.mktemp("browser_app") / "home") as process:
+    env = {}
+    root = os.environ.get("MAMMO_DATA")
+    if root and (Path(root) / "mias").is_dir():  # a small base folder, so that Retrain can run
+        env["MAMMO_BASE_DATA"] = str(small_base(Path(root) / "mias", tmp_path_factory.mktemp("base")))
+    with AppProcess(tmp_path_factory.mktemp("browser_app") / "home", env=env) as process:
         yield process
+
+
+def small_base(mias: Path, root: Path) -> Path:
+    """Ten patients of each label of mini-MIAS, with their metadata (a base folder that trains fast)."""
+    rows = list(csv.DictReader((mias / "metadata.csv").open(newline="")))
+    chosen = []
+    for label in LABELS:
+        patients = list(dict.fromkeys(r["patient_id"] for r in rows if r["label"] == label))[:10]
+        chosen += [r for r in rows if r["patient_id"] in patients and r not in chosen]
+    for row in chosen:
+        (root / row["label"]).mkdir(exist_ok=True)
+        shutil.copy(mias / row["file_name"], root / row["file_name"])
+    with (root / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(chosen)
+    return root
+
+
+def phantom(tmp_path: Path, seed: int) -> Path:
+    """A distinct synthetic film (the store refuses a duplicate)."""
+    grey = synthetic_mammogram(300, 200)
+    grey[100:140, 120:160] += np.random.default_rng(seed).uniform(0, 0.3, (40, 40)).astype(np.float32)
+    path = tmp_path / f"phantom_{seed}.png"
+    path.write_bytes(encode_png(np.clip(grey, 0, 1)))
+    return path
+
+
+@pytest.fixture
+def fresh(page, app: AppProcess):
+    """The page reloaded: no result of an earlier test on it."""
+    page.goto(app.url, timeout=60_000)
+    page.get_by_role("tab", name="Predict").wait_for(timeout=60_000)
+    return page
+
+
+def stored_row(app: AppProcess, case_id: str) -> dict:
+    rows = CaseStore(LABELS, app.home / "cases").load().to_pandas().set_index("case_id")
+    return {k: (None if pd.isna(v) else v) for k, v in rows.loc[case_id, list(METADATA_FIELDS)].items()}
+
+
+def upload(page, path: Path) -> None:
+    """Upload ``path`` into the first file input of the tab on screen."""
+    block = page.locator(".block:visible").filter(has=page.locator("input[type=file]")).first
+    block.locator("input[type=file]").set_input_files(str(path))
+    page.get_by_text(path.name).locator("visible=true").first.wait_for(timeout=15_000)
+
+
+def visible(locator):
+    """The first match on screen (a Gradio table also keeps hidden copies of its cells)."""
+    return locator.locator("visible=true").first
+
+
+def receipt_case_id(page) -> str:
+    """The case id in the receipt on screen."""
+    return shot.CASE_ID.search(page.locator("p").filter(has_text="Case stored").first.inner_text()).group(0)
+
+
+def pick(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +158,161 @@ def test_models_tab_shows_the_card_without_its_yaml_header(page) -> None:
     assert page.get_by_role("cell", name="v1", exact=True).first.is_visible()
     # the card's Hub metadata block (--- library_name: ... ---) is for the Hub, not for the visitor
     assert page.get_by_text("library_name:").count() == 0
+
+
+def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppProcess, tmp_path: Path) -> None:
+    page = fresh
+    page.get_by_role("tab", name="Submit case").click()
+    page.get_by_role("button", name="Optional metadata").click()  # open it, as a clinician would
+    age = page.get_by_role("textbox", name="Age in years")
+    assert age.input_value() == ""
+    assert page.get_by_role("textbox", name=re.compile("^Notes")).input_value() == ""
+    assert not page.get_by_role("checkbox", name="Biopsy-confirmed").is_checked()
+    page.screenshot(path=str(tmp_path / "metadata_open.png"), full_page=True)
+
+    # 1. untouched: every field stored as null (no BI-RADS 0, no age 0)
+    upload(page, phantom(tmp_path, 1))
+    pick(page, "Confirmed label", "benign")
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    page.get_by_text("Case stored").wait_for(timeout=60_000)
+    first = receipt_case_id(page)
+    assert stored_row(app, first) == {name: None for name in METADATA_FIELDS}
+    # the form is emptied for the next case
+    assert page.get_by_text("phantom_1.png").locator("visible=true").count() == 0
+    assert page.get_by_label("Confirmed label", exact=True).input_value() == ""
+
+    # 2. a filled field, then the next case with it blank: the blank one is null, not the old value
+    upload(page, phantom(tmp_path, 2))
+    pick(page, "Confirmed label", "malignant")
+    pick(page, "BI-RADS assessment", "4: suspicious")
+    age.fill("57")
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    page.get_by_text("BI-RADS assessment: 4; Age in years: 57").wait_for(timeout=60_000)
+    second = receipt_case_id(page)
+    assert stored_row(app, second) | {"birads": None, "age": None} == {name: None for name in METADATA_FIELDS}
+    assert (stored_row(app, second)["birads"], stored_row(app, second)["age"]) == (4, 57)
+    assert age.input_value() == ""  # reset after the success
+    upload(page, phantom(tmp_path, 3))
+    pick(page, "Confirmed label", "normal")
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    page.get_by_text("Metadata stored: none").wait_for(timeout=60_000)
+    third = receipt_case_id(page)
+    assert third != second and stored_row(app, third) == {name: None for name in METADATA_FIELDS}
+
+    # 3. an error clears the previous receipt
+    page.get_by_role("button", name="Submit case", exact=True).click()  # no image, no label
+    page.get_by_text("Pick the confirmed label first").first.wait_for(timeout=30_000)
+    page.get_by_text("Case stored").wait_for(state="detached", timeout=10_000)
+
+
+def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, image: Path) -> None:
+    page = fresh
+    shot.predict(page, image)
+    overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img").first
+    before = overlay.get_attribute("src")
+    number = page.get_by_label("number input for Heat-map opacity")  # the slider's number box
+    number.fill("0.9")
+    number.press("Tab")  # leaving the box is a "release", as letting go of the slider
+    page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), before], timeout=30_000)
+    after_opacity = overlay.get_attribute("src")
+    pick(page, "Heat-map method", "EigenCAM")
+    page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), after_opacity],
+                           timeout=30_000)
+    page.get_by_role("button", name="Details").click()
+    page.get_by_text('"EigenCAM"').wait_for(timeout=10_000)
+    assert page.locator("table").filter(has_text=image.name).count() == 1  # still one prediction
+
+
+def test_a_training_film_is_named_as_one(fresh, tmp_path: Path) -> None:
+    root = os.environ.get("MAMMO_DATA")
+    films = Path(root or "/nonexistent") / "mias1024"
+    if not films.is_dir():
+        pytest.skip("mini-MIAS at 1024 px is not available")
+    import json
+
+    from mammo.config import PACKAGE_WEIGHTS
+    from mammo.data import SplitSpec
+    from mammo.pipeline import base_splits
+
+    config = json.loads((PACKAGE_WEIGHTS / "v2" / "config.json").read_text())
+    train = base_splits([films], None, SplitSpec.from_model_config(config))["train"]
+    copy = tmp_path / "film.png"
+    shutil.copy(train[0].source, copy)
+    shot.predict(fresh, copy)
+    fresh.get_by_text("was trained (or validated) on").wait_for(timeout=10_000)
+
+
+def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, app: AppProcess,
+                                                                      tmp_path: Path) -> None:
+    if "MAMMO_BASE_DATA" not in app.env:
+        pytest.skip("no base data (MAMMO_DATA) to retrain on")
+    page = fresh
+    page.get_by_role("tab", name="Retrain").click()
+    button = page.get_by_role("button", name="Retrain", exact=True)
+    assert not page.get_by_text("films evaluated").is_visible()  # no placeholder tables before a run
+    # an option the service refuses: a clear message, and the button works again
+    size = page.get_by_label("Image size in pixels (0 keeps the current model's)")
+    size.fill("20")
+    size.press("Tab")
+    button.click()
+    page.get_by_text("image size must be between 32 and 1024").first.wait_for(timeout=30_000)
+    page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=10_000)
+
+    size.fill("128")
+    size.press("Tab")
+    epochs = page.get_by_label("number input for Epochs (early stopping may end sooner)")
+    epochs.fill("1")
+    epochs.press("Tab")
+    button.click()
+    status = page.locator("#retrain-status")
+    status.get_by_text("Retraining:").wait_for(timeout=60_000)
+    assert button.is_disabled()  # a second click cannot start (or silently drop) a second run
+    page.screenshot(path=str(tmp_path / "retrain_running.png"))
+    assert re.search(r"Elapsed \d+", status.inner_text())
+    status.get_by_text("Finished in").wait_for(timeout=600_000)
+    page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=10_000)
+    verdict = page.get_by_text(re.compile(r"^(Promoted: v\d+ is now served|Not promoted: v\d+ stays served)"))
+    verdict.first.wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "retrain_done.png"), full_page=True)
+    visible(page.get_by_text("AUC, malignant vs rest", exact=True)).wait_for(timeout=10_000)
+    assert page.get_by_text("auc_malignant_ci95").count() == 0
+    if verdict.first.inner_text().startswith("Not promoted"):
+        page.get_by_role("button", name="Rejected candidates").click()
+        rejected_id = LocalModelRegistry(app.home).rejected()[-1]["id"]
+        visible(page.get_by_text(rejected_id)).wait_for(timeout=10_000)
+        pick(page, "Show the report of", rejected_id)
+        page.get_by_text('"candidate_metrics"').wait_for(timeout=10_000)
+
+
+def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppProcess) -> None:
+    page = fresh
+    page.get_by_role("tab", name="Models").click()
+    versions = LocalModelRegistry(app.home)
+    latest = versions.latest()
+
+    def served_row(version: str):
+        row = visible(page.get_by_role("row").filter(has_text="● served"))
+        row.wait_for(timeout=30_000)
+        assert row.inner_text().split()[0] == version, row.inner_text()
+        return row.inner_text()
+
+    row = served_row(latest)
+    assert re.search(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", row), row  # no raw timestamps
+    # the version already served: refused at once, nothing asked, nothing published
+    pick(page, "Version", latest)
+    page.get_by_role("button", name="Serve this version again… (trainers only)").click()
+    page.get_by_text("is the version already served").first.wait_for(timeout=30_000)
+    assert not page.get_by_role("button", name="Yes, serve it again").is_visible()
+    # an earlier one: asked first; Cancel changes nothing
+    pick(page, "Version", "v1")
+    page.get_by_role("button", name="Serve this version again… (trainers only)").click()
+    page.get_by_text(f"again instead of {latest}").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Yes, serve it again").wait_for(state="hidden", timeout=10_000)
+    assert versions.latest() == latest
+    page.get_by_role("button", name="Serve this version again… (trainers only)").click()
+    page.get_by_role("button", name="Yes, serve it again").click()
+    page.get_by_text("Serving v1 again, published as").wait_for(timeout=60_000)
+    new = versions.latest()
+    assert new != latest
+    served_row(new)
