@@ -405,7 +405,7 @@ def build() -> gr.Blocks:
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available")
             with gr.Row():
                 epochs = gr.Slider(1, 50, value=5, step=1, label="Epochs (early stopping may end sooner)")
-                image_size = gr.Number(value=0, precision=0, minimum=0, maximum=1024,
+                image_size = gr.Number(value=0, precision=0,  # range checked by the service
                                        label="Image size in pixels (0 keeps the current model's)")
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
             served = gr.Markdown()

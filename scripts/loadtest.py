@@ -48,14 +48,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(work: Path, port: int) -> subprocess.Popen:
-    """``python app.py`` on 127.0.0.1:port with MAMMO_HOME under ``work``; returns once it answers."""
+def start_app(work: Path, port: int, script: str = "app.py") -> subprocess.Popen:
+    """``python <script>`` (the app) on 127.0.0.1:port with MAMMO_HOME under ``work``; returns once
+    it answers."""
     env = {key: value for key, value in os.environ.items() if key not in DROPPED_VARIABLES}
     env.update(MAMMO_HOME=str(work / "home"), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(work / "gradio"),
                HF_HOME=str(work / "hf"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     with (work / "app.log").open("wb") as log:
-        app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+        app = subprocess.Popen([sys.executable, script], cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -316,3 +316,22 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     new = versions.latest()
     assert new != latest
     served_row(new)
+
+
+def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppProcess, tmp_path: Path) -> None:
+    page = fresh
+    page.get_by_role("tab", name="Submit case").click()
+    upload(page, phantom(tmp_path, 9))
+    pick(page, "Confirmed label", "normal")
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    page.get_by_text("Case stored").wait_for(timeout=60_000)
+    case_id = receipt_case_id(page)
+    page.get_by_role("tab", name="Predict").click()
+    page.get_by_role("button", name="Submitted cases").click()
+    page.get_by_label("A recent case (id, confirmed label)", exact=True).click()
+    page.get_by_role("option").filter(has_text=case_id[:8]).first.click()
+    page.get_by_role("button", name="Use this case").click()
+    # named by its id, not a temporary name (the file chip shows the stem and ".png" apart)
+    visible(page.get_by_text(f"case-{case_id}")).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    page.get_by_text(f"already in the case store (case {case_id})").wait_for(timeout=60_000)

