@@ -1,6 +1,6 @@
 """mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` (no logic of its own).
 
-API names (``gradio_client``): /predict, /submit_case, /retrain, /models. Run: ``python app.py``.
+API names (``gradio_client``): /predict, /heatmap, /submit_case, /retrain, /models. Run: ``python app.py``.
 """
 
 import functools
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import torch
 from gradio_client import handle_file
 from huggingface_hub import ModelCard
@@ -22,8 +23,9 @@ from mammo.access import AccessDenied, can_submit, can_train
 from mammo.bulk import BulkError
 from mammo.config import DISCLAIMER, settings
 from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS
-from mammo.imaging import ImageError
+from mammo.imaging import ImageError, encode_png
 from mammo.model import ModelError
+from mammo.predict import OVERLAY_FORMAT
 from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
 from mammo.store import RegistryError, StoreError
 from mammo.store._hub import HubError
@@ -32,6 +34,8 @@ from mammo.store.cases import METADATA_FIELDS, MetadataField
 log = logging.getLogger("mammo.app")
 EXAMPLES = sorted(p for p in (Path(__file__).parent / "examples").glob("*") if p.suffix.lower()
                   in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"})
+REAL_FILMS = [p for p in EXAMPLES if p.name.startswith("cbis_ddsm_")]  # examples/README.md
+PHANTOMS = [p for p in EXAMPLES if p.name.startswith("phantom_")]
 CLEAR_ERRORS = (ImageError, StoreError, BulkError, AccessDenied, RetrainBusy, RetrainError,
                 RegistryError, HubError, ModelError, ValueError)
 
@@ -45,8 +49,8 @@ service = MammoService(SETTINGS)
 
 
 def _api_example() -> str:
-    """The image the API page's examples upload: a gallery file (on a Space, its Hub URL)."""
-    name = next((p.name for p in EXAMPLES if p.suffix == ".png"), "phantom_mass.png")
+    """The image the API page's examples upload: a gallery film (on a Space, its Hub URL)."""
+    name = next((p.name for p in [*REAL_FILMS, *EXAMPLES] if p.suffix == ".png"), "phantom_mass.png")
     space = os.environ.get("SPACE_ID")
     return (f"https://huggingface.co/spaces/{space}/resolve/main/examples/{name}" if space
             else f"examples/{name}")
@@ -129,12 +133,44 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
 
 
 @clear_errors
+def preview(image: str | None):
+    """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict."""
+    if not image:
+        return None
+    return np.uint8(np.round(255 * service.load(image).grey))
+
+
+@clear_errors
+def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
+    """The heat map of one mammogram file at the file's full resolution, as a 16-bit greyscale PNG
+    (0 = no evidence, 65535 = the most); the same map /predict draws at display size."""
+    full = service.full_heatmap(_need_file(image), method).full_heatmap()
+    if full is None:
+        raise gr.Error("This model draws no heat map.")
+    path = Path(tempfile.mkdtemp(prefix="mammo-heatmap-")) / f"{Path(image).stem}_heatmap.png"
+    path.write_bytes(encode_png(full))
+    return str(path)
+
+
+@clear_errors
 def redraw(image: str | None, method: str, opacity: float):
     """The last prediction of this file drawn with another method or opacity (no new upload)."""
     result = service.rerender(image, method, opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
         return gr.skip(), gr.skip()
     return result.overlay, result.details()
+
+
+def film_caption(path: Path) -> str:
+    """'cbis_ddsm_malignant_rcc.png' -> 'CBIS-DDSM, malignant case, right CC'."""
+    _, _, case, view = path.stem.split("_")
+    side = {"r": "right", "l": "left"}[view[0]]
+    return f"CBIS-DDSM, {case} case, {side} {view[1:].upper()}"
+
+
+def pick_film(selected: gr.SelectData) -> str:
+    """The gallery film clicked, as the Predict input."""
+    return str(REAL_FILMS[selected.index])
 
 
 def show_details(details: dict):
@@ -356,6 +392,7 @@ def build() -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     image = mammogram_file("Mammogram (PNG, JPEG, TIFF, 16-bit PNG, DICOM)")
+                    uploaded = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=320)
                     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method",
                                          **CHECKED_HERE)
                     opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
@@ -363,17 +400,25 @@ def build() -> gr.Blocks:
                     with gr.Accordion("Submitted cases", open=False):
                         case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
                         use_case = gr.Button("Use this case", size="sm")
-                    if EXAMPLES:
-                        gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image],
-                                    label="Synthetic phantoms (not real patients)")
+                    gallery = gr.Gallery([(str(p), film_caption(p)) for p in REAL_FILMS], columns=4,
+                                         height="auto", allow_preview=False,
+                                         label="Real film mammograms (CBIS-DDSM, CC BY 3.0; see "
+                                               "examples/README.md): click one to predict it")
+                    if PHANTOMS:
+                        gr.Examples([[str(p)] for p in PHANTOMS], inputs=[image],
+                                    label="Synthetic phantoms for edge cases (not real patients)")
                 with gr.Column():
                     probabilities = gr.Label(num_top_classes=3, label="Probabilities (most likely class)")
-                    overlay = gr.Image(label="Heat map over the image", type="numpy", format="png",
-                                       interactive=False)
+                    overlay = gr.Image(label="Heat map over the image", type="numpy", format=OVERLAY_FORMAT,
+                                       interactive=False, height=640)
                     score = gr.Markdown()
                     details = gr.JSON(label="details", visible=False)  # the API's, full precision
                     with gr.Accordion("Details", open=False):
                         shown_details = gr.JSON(label="Details (rounded; the API returns full precision)")
+                    with gr.Accordion("Full-resolution heat map", open=False):
+                        heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
+                                                   size="sm")
+                        heatmap_download = gr.File(label="heat map", interactive=False)
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
                                    interactive=False)
@@ -454,11 +499,18 @@ def build() -> gr.Blocks:
         predicted = predict_button.click(
             predict, [image, method, opacity], [probabilities, overlay, details], api_name="predict",
             api_description=predict.__doc__, concurrency_limit=2)
-        predicted.success(show_details, details, [score, shown_details], **private).success(
-            add_history, [image, details, history_state], [history_state, history], **private)
+        picked = gallery.select(pick_film, None, image, **private).success(
+            predict, [image, method, opacity], [probabilities, overlay, details], concurrency_limit=2,
+            **private)
+        for done in (predicted, picked):
+            done.success(show_details, details, [score, shown_details], **private).success(
+                add_history, [image, details, history_state], [history_state, history], **private)
         for redraw_event in (method.change, opacity.release):
             redraw_event(redraw, [image, method, opacity], [overlay, details], concurrency_limit=2,
                          **private).success(show_details, details, [score, shown_details], **private)
+        image.change(preview, image, uploaded, **private)
+        heatmap_button.click(heatmap_file, [image, method], heatmap_download, api_name="heatmap",
+                             api_description=heatmap_file.__doc__, concurrency_limit=2)
         use_predict.click(lambda path: path, image, case_image, **private)
         use_case.click(case_file, case_choice, image, **private)
 

@@ -72,7 +72,8 @@ def read_image(
     if not data:
         raise ImageError("The file is empty.")
     grey = _decode_dicom(data, min_side) if is_dicom(data) else _decode_pil(data, min_side)
-    return np.ascontiguousarray(np.clip(grey, 0.0, 1.0), dtype=np.float32)
+    grey = np.asarray(grey, dtype=np.float32)
+    return np.clip(grey, 0.0, 1.0, out=grey if grey.flags.writeable and grey.flags.c_contiguous else None)
 
 
 def encode_png(grey: np.ndarray) -> bytes:
@@ -86,20 +87,24 @@ def sha256_of_pixels(grey: np.ndarray) -> str:
     """Hex SHA-256 of the shape and the 16-bit quantised pixels, for duplicate detection."""
     q = _quantise(grey)
     digest = hashlib.sha256(f"{q.shape[0]}x{q.shape[1]}:".encode())
-    digest.update(q.astype("<u2").tobytes())
+    digest.update(memoryview(np.ascontiguousarray(q.astype("<u2", copy=False))).cast("B"))
     return digest.hexdigest()
 
 
 def _quantise(grey: np.ndarray) -> np.ndarray:
     """Round a 2-D [0, 1] float array to uint16 (0..65535); ValueError when it is not one."""
-    arr = np.asarray(grey, dtype=np.float64)
+    arr = np.asarray(grey)
     if arr.ndim != 2:
         raise ValueError(f"expected a 2-D grey array, got shape {arr.shape}")
-    if arr.size and not np.isfinite(arr).all():
-        raise ValueError("grey array contains NaN or infinite values")
-    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
-        raise ValueError(f"grey array values must lie in [0, 1], got {arr.min()}..{arr.max()}")
-    return np.rint(arr * _SIXTEEN_BIT).astype(np.uint16)
+    if arr.size:
+        lo, hi = arr.min(), arr.max()  # NaN propagates into both; inf fails the range
+        if np.isnan(lo) or np.isnan(hi) or np.isinf(lo) or np.isinf(hi):
+            raise ValueError("grey array contains NaN or infinite values")
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"grey array values must lie in [0, 1], got {lo}..{hi}")
+    scaled = arr.astype(np.float64)  # the one copy; rounded in float64 as always (same hashes)
+    scaled *= _SIXTEEN_BIT
+    return np.rint(scaled, out=scaled).astype(np.uint16)
 
 
 def _mb(n: int) -> str:
@@ -159,11 +164,16 @@ def _check_frames(n_frames: int) -> None:
 
 def _minmax(arr: np.ndarray) -> np.ndarray:
     """Scale finite values to [0, 1]; a constant image becomes zeros. NaN/inf -> ImageError."""
-    arr = np.asarray(arr, dtype=np.float64)
-    if not np.isfinite(arr).all():
+    integers = np.asarray(arr).dtype.kind in "uib"
+    arr = np.array(arr, dtype=np.float64)  # a copy, scaled in place below (12 MP films: no temporaries)
+    if not integers and not np.isfinite(arr).all():
         raise ImageError("The image contains invalid pixel values (NaN or infinity).")
     lo, hi = float(arr.min()), float(arr.max())
-    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    if hi <= lo:
+        return np.zeros_like(arr)
+    arr -= lo
+    arr /= hi - lo
+    return arr
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:

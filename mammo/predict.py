@@ -27,18 +27,43 @@ from .explain import (
 )
 from .imaging import read_image, sha256_of_pixels
 from .model import load
-from .preprocess import Geometry, PreprocessConfig, prepare, to_original, to_tensor
+from .preprocess import Geometry, PreprocessConfig, fit_within, prepare, resize, to_original, to_tensor
 
-__all__ = ["Prediction", "Predictor", "ImageSource"]
+__all__ = ["Prediction", "Predictor", "ImageSource", "LoadedImage", "load_image", "DISPLAY_SIDE",
+           "OVERLAY_FORMAT"]
 
 ImageSource = str | os.PathLike | bytes | np.ndarray
+# Predictions are drawn at display size: a 12-30 MP film is scaled to this longer side once, right
+# after decoding; the model input and the heat map come from that copy. The full-resolution heat
+# map is made on request (Prediction.full_heatmap).
+DISPLAY_SIDE = 2048
+OVERLAY_FORMAT = "jpeg"  # how the app sends overlays (a 2048 px PNG is ~10x the bytes and time)
 
 torch.set_flush_denormal(True)  # denormals made one measurement here 50x slower
 
 
 @dataclass(frozen=True)
+class LoadedImage:
+    """An image decoded once: its pixels at display size, its original (height, width) and the
+    SHA-256 of its original pixels (``imaging.sha256_of_pixels``, as the case store hashes)."""
+
+    grey: np.ndarray
+    shape: tuple[int, int]
+    sha256: str
+
+
+def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None) -> LoadedImage:
+    """Decode a file, bytes or grey array once and scale it to display size."""
+    if isinstance(image, LoadedImage):
+        return image
+    grey = image if isinstance(image, np.ndarray) else read_image(image, max_bytes=max_bytes)
+    return LoadedImage(fit_within(grey, DISPLAY_SIDE), grey.shape, sha256_of_pixels(grey))
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """One image's result. ``heatmap`` and ``overlay`` have the input image's height and width."""
+    """One image's result. ``heatmap`` and ``overlay`` are at display size (the input's size when
+    its longer side is at most DISPLAY_SIDE); ``image_shape`` is the input's (height, width)."""
 
     probabilities: dict[str, float]
     label: str
@@ -53,6 +78,13 @@ class Prediction:
     image_sha256: str | None = None  # of the pixels (``imaging.sha256_of_pixels``)
     in_training_data: bool | None = None  # None: the model records no training images
     stored_case: str | None = None  # the case store's id for these pixels, when the service knows one
+    image_shape: tuple[int, int] | None = None
+
+    def full_heatmap(self) -> np.ndarray | None:
+        """The heat map at the input's full resolution (it is smooth: scaled up from display size)."""
+        if self.heatmap is None or self.image_shape is None or self.heatmap.shape == self.image_shape:
+            return self.heatmap
+        return np.clip(resize(self.heatmap, self.image_shape), 0, 1)
 
     def details(self) -> dict:
         """JSON-safe summary (no arrays), full precision.
@@ -116,14 +148,15 @@ class Predictor:
             return self.model(batch).softmax(dim=1).numpy()
 
     def predict(
-        self, image: ImageSource, method: str = DEFAULT_METHOD, opacity: float = 0.4
+        self, image: ImageSource | LoadedImage, method: str = DEFAULT_METHOD, opacity: float = 0.4
     ) -> Prediction:
-        """Probabilities, label, heat map and overlay for one image (path, bytes or grey array)."""
+        """Probabilities, label, heat map and overlay for one image (path, bytes, grey array or
+        an image already loaded)."""
         return self.predict_many([image], method=method, opacity=opacity)[0]
 
     def predict_many(
         self,
-        images: Sequence[ImageSource],
+        images: Sequence[ImageSource | LoadedImage],
         method: str | None = DEFAULT_METHOD,
         opacity: float = 0.4,
     ) -> list[Prediction]:
@@ -136,14 +169,14 @@ class Predictor:
             raise ValueError(f"unknown heat-map method {method!r}; choose one of {list(HEATMAP_METHODS)}")
         if method == LESION_MAP and not self.has_lesion_map:
             method = GRAD_CAM
-        greys = [image if isinstance(image, np.ndarray) else read_image(image) for image in images]
-        prepared = [self.prepare(grey) for grey in greys]
+        loaded = [load_image(image) for image in images]
+        prepared = [self.prepare(image.grey) for image in loaded]
         batch = torch.stack([tensor for tensor, _ in prepared])
         probs, cams = self._forward(batch, method)
-        cam_list = [None] * len(greys) if cams is None else list(cams)
+        cam_list = [None] * len(loaded) if cams is None else list(cams)
         return [
-            self._result(grey, geometry, row, cam, method, opacity)
-            for grey, (_, geometry), row, cam in zip(greys, prepared, probs, cam_list, strict=True)
+            self._result(image, geometry, row, cam, method, opacity)
+            for image, (_, geometry), row, cam in zip(loaded, prepared, probs, cam_list, strict=True)
         ]
 
     def _forward(self, batch: torch.Tensor, method: str | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -173,7 +206,7 @@ class Predictor:
 
     def _result(
         self,
-        grey: np.ndarray,
+        image: LoadedImage,
         geometry: Geometry,
         probs: np.ndarray,
         cam: np.ndarray | None,
@@ -184,8 +217,7 @@ class Predictor:
         above = None
         if malignancy is not None and self.threshold is not None:
             above = malignancy >= self.threshold
-        heat = None if cam is None else to_original(cam, geometry, grey.shape)
-        sha = sha256_of_pixels(grey)
+        heat = None if cam is None else to_original(cam, geometry, image.grey.shape)
         return Prediction(
             probabilities={label: float(p) for label, p in zip(self.labels, probs, strict=True)},
             label=self.labels[int(np.argmax(probs))],
@@ -193,10 +225,11 @@ class Predictor:
             above_threshold=above,
             threshold=self.threshold,
             heatmap=heat,
-            overlay=None if heat is None else overlay(grey, heat, opacity),
+            overlay=None if heat is None else overlay(image.grey, heat, opacity),
             model_version=self.version,
             method=method if cam is not None else None,
             calibrated=self.calibrated,
-            image_sha256=sha,
-            in_training_data=None if self.training_images is None else sha in self.training_images,
+            image_sha256=image.sha256,
+            in_training_data=None if self.training_images is None else image.sha256 in self.training_images,
+            image_shape=tuple(image.shape),
         )

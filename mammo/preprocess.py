@@ -21,6 +21,8 @@ __all__ = [
     "to_tensor",
     "to_original",
     "to_prepared",
+    "fit_within",
+    "resize",
 ]
 
 _MASK_SIDE = 256  # the breast mask is found on a copy this size (fast, film labels still separate)
@@ -62,6 +64,20 @@ def _resize(grey: np.ndarray, height: int, width: int) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float32))[None, None]
     out = F.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True)
     return out[0, 0].numpy()
+
+
+def fit_within(grey: np.ndarray, max_side: int) -> np.ndarray:
+    """``grey`` scaled down (antialiased) so that its longer side is at most ``max_side``; an
+    image already that small is returned as it is."""
+    scale = max_side / max(grey.shape)
+    if scale >= 1:
+        return grey
+    return _resize(grey, max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
+
+
+def resize(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``grey`` resized to ``shape`` (height, width): bilinear, antialiased when shrinking."""
+    return _resize(grey, *shape)
 
 
 def _breast_mask(grey: np.ndarray) -> np.ndarray:

@@ -19,16 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
 from .data import SplitSpec, case_examples, folder_examples, label_order
 from .explain import DEFAULT_METHOD, overlay
-from .imaging import read_image
 from .pipeline import base_splits, train_to_folder
-from .predict import ImageSource, Prediction, Predictor
+from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .store import RegistryError, StoreError, open_case_store, open_registry, promotion_decision
 from .store._fs import file_lock
 from .train import EpochLog, TrainConfig, evaluate_examples
@@ -70,32 +68,40 @@ class RetrainOptions:
 
 
 class RecentImages:
-    """The decoded image and drawn heat maps of the last few predicted files (thread-safe LRU).
+    """The last few uploaded files, decoded, with the predictions drawn on them (thread-safe LRU).
 
-    Heat maps are kept per requested method without their overlay (a re-blend redraws it).
+    Keys are file paths (Gradio gives each upload its own); predictions are kept per (model
+    version, requested heat-map method), without their overlay (a re-blend redraws it).
     """
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[str, str], tuple[np.ndarray, dict[str, Prediction]]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[LoadedImage, dict[tuple[str, str], Prediction]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, key: tuple[str, str], grey: np.ndarray, prediction: Prediction, requested: str) -> None:
-        """Keep ``prediction`` (drawn for the ``requested`` method) of the image ``grey``."""
-        with self._lock:
-            _, drawn = self._entries.pop(key, (grey, {}))
-            drawn[requested] = replace(prediction, overlay=None)
-            self._entries[key] = (grey, drawn)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-    def get(self, key: tuple[str, str], method: str) -> tuple[np.ndarray, Prediction | None] | None:
+    def image(self, key: str) -> LoadedImage | None:
         with self._lock:
             if key not in self._entries:
                 return None
             self._entries.move_to_end(key)
-            grey, drawn = self._entries[key]
-            return grey, drawn.get(method)
+            return self._entries[key][0]
+
+    def drawn(self, key: str, version: str) -> dict[str, Prediction]:
+        """The predictions of version ``version`` on this file, by requested method."""
+        with self._lock:
+            _, drawn = self._entries.get(key, (None, {}))
+            return {method: p for (v, method), p in drawn.items() if v == version}
+
+    def put(self, key: str, image: LoadedImage, prediction: Prediction | None = None,
+            requested: str | None = None) -> None:
+        """Keep ``image`` (and ``prediction``, drawn for the ``requested`` method)."""
+        with self._lock:
+            _, drawn = self._entries.pop(key, (image, {}))
+            if prediction is not None:
+                drawn[(prediction.model_version, requested or "")] = replace(prediction, overlay=None)
+            self._entries[key] = (image, drawn)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,6 +141,15 @@ class MammoService:
     def labels(self) -> list[str]:
         return self._predictor.labels
 
+    def load(self, path: str | os.PathLike) -> LoadedImage:
+        """An uploaded file decoded once (at display size, with its pixel hash); the last few
+        files are kept, so a preview, a prediction and redraws decode it once."""
+        loaded = self._recent.image(str(path))
+        if loaded is None:
+            loaded = load_image(path, max_bytes=self.settings.max_upload_mb * 1_000_000)
+            self._recent.put(str(path), loaded)
+        return loaded
+
     def predict(self, image: ImageSource, method: str = DEFAULT_METHOD, opacity: float = 0.4) -> Prediction:
         """One image's prediction; the case store's id for it when its pixels are a stored case.
 
@@ -142,28 +157,31 @@ class MammoService:
         :meth:`rerender` can redraw them with another method or opacity without reading it again.
         """
         predictor = self._predictor
-        if isinstance(image, str | os.PathLike):
-            grey = read_image(image, max_bytes=self.settings.max_upload_mb * 1_000_000)
-            prediction = self._stored(predictor.predict(grey, method=method, opacity=opacity))
-            self._recent.put((str(image), predictor.version), grey, prediction, requested=method)
-            return prediction
-        return self._stored(predictor.predict(image, method=method, opacity=opacity))
+        if not isinstance(image, str | os.PathLike):
+            return self._stored(predictor.predict(image, method=method, opacity=opacity))
+        loaded = self.load(image)
+        prediction = self._stored(predictor.predict(loaded, method=method, opacity=opacity))
+        self._recent.put(str(image), loaded, prediction, requested=method)
+        return prediction
 
     def rerender(self, image: str | os.PathLike, method: str, opacity: float) -> Prediction | None:
         """The last prediction of ``image`` drawn with ``method`` and ``opacity``; None when this
         file was not predicted recently (by the served version)."""
         predictor = self._predictor
-        key = (str(image), predictor.version)
-        found = self._recent.get(key, method)
-        if found is None:
+        drawn = self._recent.drawn(str(image), predictor.version)
+        loaded = self._recent.image(str(image))
+        if not drawn or loaded is None:
             return None
-        grey, drawn = found
-        if drawn is None:  # another method: a forward pass on the kept image, no reading
-            drawn = self._stored(predictor.predict(grey, method=method, opacity=opacity))
-            self._recent.put(key, grey, drawn, requested=method)
-            return drawn
-        blended = None if drawn.heatmap is None else overlay(grey, drawn.heatmap, opacity)
-        return replace(drawn, overlay=blended)
+        if method not in drawn:  # another method: a forward pass on the kept image, no reading
+            return self.predict(image, method=method, opacity=opacity)
+        shown = drawn[method]
+        blended = None if shown.heatmap is None else overlay(loaded.grey, shown.heatmap, opacity)
+        return replace(shown, overlay=blended)
+
+    def full_heatmap(self, image: str | os.PathLike, method: str) -> Prediction:
+        """A file's prediction with ``method`` (the recent one if drawn), for its full-size heat map."""
+        return self._recent.drawn(str(image), self._predictor.version).get(method) or self.predict(
+            image, method=method)
 
     def _stored(self, prediction: Prediction) -> Prediction:
         return replace(prediction, stored_case=self.cases.case_with_pixels(prediction.image_sha256))

@@ -102,7 +102,8 @@ def peak_rss_mb(pid: int) -> float:
 
 def input_sets(pngs: Path | None) -> dict[str, list[Path]]:
     sets = {}
-    folder = pngs or (Path(os.environ["MAMMO_DATA"]) / "mias" / "normal" if os.environ.get("MAMMO_DATA") else None)
+    data = os.environ.get("MAMMO_DATA")
+    folder = pngs or (Path(data) / "mias" / "normal" if data else None)
     if folder and folder.is_dir():
         sets["512 px PNG"] = sorted(folder.glob("*.png"))[:16]
     try:
@@ -136,13 +137,15 @@ def main(argv: list[str] | None = None) -> int:
                 for set_name, files in sets.items():
                     closed_loop(url, files[:1], 1, 0.1)  # warm-up: first call loads lazily
                     for clients in args.clients:
-                        results[(app_name, set_name, clients)] = closed_loop(url, files, clients, args.seconds)
+                        results[(app_name, set_name, clients)] = closed_loop(url, files, clients,
+                                                                             args.seconds)
                 peaks[app_name] = peak_rss_mb(process.pid)
             finally:
                 stop_app(process)
     print(f"\n/predict, closed loop, {args.seconds:g} s per row; machine: {platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print("| input | clients | floor req/s | app req/s | ratio | floor p50 / p95 ms | app p50 / p95 ms | errors |")
+    print("| input | clients | floor req/s | app req/s | ratio | floor p50 / p95 ms | app p50 / p95 ms "
+          "| errors |")
     print("|---|---|---|---|---|---|---|---|")
     for set_name in sets:
         for clients in args.clients:

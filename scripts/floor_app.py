@@ -14,10 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS  # noqa: E402
 from mammo.imaging import read_image  # noqa: E402
+from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT  # noqa: E402
 from mammo.preprocess import fit_within  # noqa: E402
-from mammo.predict import DISPLAY_SIDE  # noqa: E402
-
-import app  # noqa: E402  (the same output components' settings)
 
 
 def predict(image: str, method: str = DEFAULT_METHOD, opacity: float = 0.4):
@@ -32,7 +30,7 @@ with gr.Blocks() as demo:
     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, allow_custom_value=True)
     opacity = gr.Slider(0, 1, value=0.4)
     button = gr.Button()
-    outputs = [gr.Label(num_top_classes=3), gr.Image(type="numpy", format=app.OVERLAY_FORMAT), gr.JSON()]
+    outputs = [gr.Label(num_top_classes=3), gr.Image(type="numpy", format=OVERLAY_FORMAT), gr.JSON()]
     button.click(predict, [image, method, opacity], outputs, api_name="predict", concurrency_limit=2)
 demo.queue(max_size=64, default_concurrency_limit=2)
 

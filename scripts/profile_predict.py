@@ -9,18 +9,29 @@ median milliseconds of each stage over the files (after one warm-up).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from pathlib import Path
 from statistics import median
 
 import torch
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from mammo.explain import DEFAULT_METHOD  # noqa: E402
 from mammo.imaging import read_image, sha256_of_pixels  # noqa: E402
-from mammo.predict import Predictor  # noqa: E402
+from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, LoadedImage, Predictor  # noqa: E402
+from mammo.preprocess import fit_within  # noqa: E402
+
+
+def encode(rgb) -> bytes:
+    """The overlay encoded as the app sends it."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format=OVERLAY_FORMAT)
+    return buffer.getvalue()
 
 
 def real_films() -> list[Path]:
@@ -31,7 +42,7 @@ def real_films() -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[1] / "mammo/weights/v2")
+    parser.add_argument("--model", type=Path, default=ROOT / "mammo" / "weights" / "v2")
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -46,14 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     for i, path in enumerate([files[0], *files]):
-        grey = timed("read", read_image, str(path))
-        timed("sha256", sha256_of_pixels, grey)
-        timed("predict (from pixels)", predictor.predict, grey, method=DEFAULT_METHOD)
+        grey = timed("read (decode)", read_image, str(path))
+        timed("sha256 of the pixels", sha256_of_pixels, grey)
+        small = timed("scale to display size", fit_within, grey, DISPLAY_SIDE)
+        loaded = LoadedImage(small, grey.shape, "")
+        tensor, geometry = timed("prepare (crop, orient, resize)", predictor.prepare, small)
+        timed("forward + heat map", predictor._forward, tensor[None], DEFAULT_METHOD)
+        result = timed("whole predict (from loaded)", predictor.predict, loaded, method=DEFAULT_METHOD)
+        timed(f"{OVERLAY_FORMAT} encode of the overlay", encode, result.overlay)
         if i == 0:
             times.clear()  # warm-up
-    print(f"{len(files)} files, e.g. {grey.shape[1]} x {grey.shape[0]}")
+    print(f"{len(files)} files, e.g. {grey.shape[1]} x {grey.shape[0]}, "
+          f"shown at {small.shape[1]} x {small.shape[0]}")
     for name, values in times.items():
-        print(f"{name:>24}: {median(values):7.0f} ms median")
+        print(f"{name:>32}: {median(values):7.0f} ms median")
     return 0
 
 
