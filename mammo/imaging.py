@@ -83,11 +83,18 @@ def encode_png(grey: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+_HASH_ROWS = 256
+
+
 def sha256_of_pixels(grey: np.ndarray) -> str:
     """Hex SHA-256 of the shape and the 16-bit quantised pixels, for duplicate detection."""
-    q = _quantise(grey)
-    digest = hashlib.sha256(f"{q.shape[0]}x{q.shape[1]}:".encode())
-    digest.update(memoryview(np.ascontiguousarray(q.astype("<u2", copy=False))).cast("B"))
+    arr = np.asarray(grey)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D grey array, got shape {arr.shape}")
+    digest = hashlib.sha256(f"{arr.shape[0]}x{arr.shape[1]}:".encode())
+    for top in range(0, arr.shape[0], _HASH_ROWS):  # in bands: no full-size copy of a 30 MP film
+        band = _quantise(arr[top : top + _HASH_ROWS]).astype("<u2", copy=False)
+        digest.update(memoryview(np.ascontiguousarray(band)).cast("B"))
     return digest.hexdigest()
 
 

