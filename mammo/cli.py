@@ -153,6 +153,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from .imaging import encode_png
     from .predict import Predictor
 
     predictor = Predictor(resolve_model(args.model))
@@ -162,7 +163,9 @@ def _predict(args: argparse.Namespace) -> int:
     for image in args.images:
         result = predictor.predict(image, method=args.method if heatmaps else None)
         if heatmaps is not None and result.overlay is not None:
-            Image.fromarray(result.overlay).save(heatmaps / f"{Path(image).stem}_heatmap.png")
+            stem = Path(image).stem  # the map at full resolution (16-bit), the overlay at display size
+            (heatmaps / f"{stem}_heatmap.png").write_bytes(encode_png(result.full_heatmap()))
+            Image.fromarray(result.overlay).save(heatmaps / f"{stem}_overlay.png")
         details = {"image": image, **result.details()}
         if args.json:
             print(json.dumps(details))
@@ -274,7 +277,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", default="latest", help="model folder or version")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
-    predict.add_argument("--heatmaps", help="folder for heat-map overlays")
+    predict.add_argument("--heatmaps", help="folder for each image's heat map at full resolution "
+                         "(<name>_heatmap.png, 16-bit) and overlay at display size (<name>_overlay.png)")
     predict.add_argument("--method", default=DEFAULT_METHOD, choices=HEATMAP_METHODS,
                          help="heat-map method (Lesion map falls back to Grad-CAM on models without one)")
     predict.set_defaults(run=_predict)

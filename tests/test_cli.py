@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 V1 = ROOT / "mammo" / "weights" / "v1"
@@ -79,7 +80,9 @@ def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert abs(sum(result["probabilities"].values()) - 1) < 1e-5
-    assert (tmp_path / f"{image.stem}_heatmap.png").is_file()
+    with Image.open(tmp_path / f"{image.stem}_heatmap.png") as heat, Image.open(image) as film:
+        assert heat.mode.startswith("I;16") and heat.size == film.size  # full resolution, 16-bit
+    assert (tmp_path / f"{image.stem}_overlay.png").is_file()
 
 
 def test_bad_arguments_give_one_clear_line(tmp_path: Path) -> None:
