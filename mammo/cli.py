@@ -138,9 +138,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if spec is None:
             raise ModelError("this model records no patient split of its data; use --split all")
         examples = split_by_patient(examples, spec)[args.split]
-    min_side = predictor.config["mammo"].get("preprocess", {}).get("min_side", 32)
     metrics = evaluate_examples(predictor.model, examples, predictor.labels,
-                                predictor.preprocess, predictor.threshold, min_side)
+                                predictor.preprocess, predictor.threshold, predictor.min_side)
     metrics = {"model_version": predictor.version, "split": args.split, **metrics}
     if args.json:
         print(json.dumps(metrics))

@@ -25,7 +25,7 @@ from .explain import (
     overlay,
     package_cam,
 )
-from .imaging import read_image, sha256_of_pixels
+from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load
 from .preprocess import Geometry, PreprocessConfig, fit_within, prepare, resize, to_original, to_tensor
 
@@ -52,11 +52,15 @@ class LoadedImage:
     sha256: str
 
 
-def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None) -> LoadedImage:
+def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
+               min_side: int = MIN_SIDE) -> LoadedImage:
     """Decode a file, bytes or grey array once and scale it to display size."""
     if isinstance(image, LoadedImage):
         return image
-    grey = image if isinstance(image, np.ndarray) else read_image(image, max_bytes=max_bytes)
+    if isinstance(image, np.ndarray):
+        grey = image
+    else:
+        grey = read_image(image, max_bytes=max_bytes, min_side=min_side)
     return LoadedImage(fit_within(grey, DISPLAY_SIDE), grey.shape, sha256_of_pixels(grey))
 
 
@@ -128,6 +132,8 @@ class Predictor:
         self.labels: list[str] = list(self.config["label_names"])
         self.threshold: float | None = mammo.get("threshold")
         self.preprocess = PreprocessConfig.from_dict(mammo.get("preprocess", {}))
+        # the smallest image side it reads: lowered for models of 28 px benchmark images
+        self.min_side = int((mammo.get("preprocess") or {}).get("min_side", MIN_SIDE))
         cfg = self.config["pretrained_cfg"]
         self.mean, self.std = tuple(cfg["mean"]), tuple(cfg["std"])
         self._malignant = self.labels.index("malignant") if "malignant" in self.labels else None
@@ -171,7 +177,7 @@ class Predictor:
             raise ValueError(f"unknown heat-map method {method!r}; choose one of {list(HEATMAP_METHODS)}")
         if method == LESION_MAP and not self.has_lesion_map:
             method = GRAD_CAM
-        loaded = [load_image(image) for image in images]
+        loaded = [load_image(image, min_side=self.min_side) for image in images]
         prepared = [self.prepare(image.grey) for image in loaded]
         batch = torch.stack([tensor for tensor, _ in prepared])
         probs, cams = self._forward(batch, method)

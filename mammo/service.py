@@ -146,7 +146,8 @@ class MammoService:
         files are kept, so a preview, a prediction and redraws decode it once."""
         loaded = self._recent.image(str(path))
         if loaded is None:
-            loaded = load_image(path, max_bytes=self.settings.max_upload_mb * 1_000_000)
+            loaded = load_image(path, max_bytes=self.settings.max_upload_mb * 1_000_000,
+                                min_side=self._predictor.min_side)
             self._recent.put(str(path), loaded)
         return loaded
 
@@ -290,7 +291,7 @@ class MammoService:
                 progress(0.95, "evaluating the current version on the same holdout")
                 holdout = base_splits([base], None, split)["holdout"]
                 current_metrics = evaluate_examples(current.model, holdout, current.labels,
-                                                    current.preprocess, current.threshold)
+                                                    current.preprocess, current.threshold, current.min_side)
                 split_name = mammo["split"]["description"]
                 promoted, reason = promotion_decision(
                     mammo["metrics"], current_metrics, self.settings.gate_metric,
@@ -323,7 +324,7 @@ class MammoService:
                 init=str(current.model_dir) if options.from_current else "imagenet",
                 image_size=options.image_size or current.preprocess.image_size,
                 crop=current.preprocess.crop, orient=current.preprocess.orient,
-                epochs=options.epochs, seed=options.seed,
+                min_side=current.min_side, epochs=options.epochs, seed=options.seed,
             )
         except ValueError as error:
             raise RetrainError(str(error)) from error

@@ -89,3 +89,21 @@ def test_a_large_film_is_drawn_at_display_size_and_its_full_heat_map_on_request(
     small = predictor.predict(big[::2, ::2].copy(), method="Grad-CAM")
     assert small.heatmap.shape == (2048, 1200) and small.full_heatmap() is small.heatmap
     assert small.image_sha256 != result.image_sha256  # the hash is of the pixels as uploaded
+
+
+def test_a_model_of_small_images_reads_them(tiny_model_dir, tmp_path) -> None:
+    """The ``min_side`` a model was trained with (28 px BreastMNIST) is the one it predicts with."""
+    import json
+    import shutil
+
+    small = encode_png(synthetic_mammogram(height=28, width=28))
+    with pytest.raises(ImageError, match="too small"):
+        Predictor(tiny_model_dir).predict(small)
+    folder = tmp_path / "small_images"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["mammo"].setdefault("preprocess", {})["min_side"] = 16
+    (folder / "config.json").write_text(json.dumps(config))
+    predictor = Predictor(folder)
+    assert predictor.min_side == 16
+    assert predictor.predict(small).heatmap.shape == (28, 28)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mammo.access import AccessDenied
 from mammo.config import settings
 from mammo.data import SplitSpec, pixel_hashes
 from mammo.explain import overlay
-from mammo.imaging import read_image, sha256_of_pixels
+from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
 from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
 from mammo.store import RegistryError, open_registry
@@ -225,3 +226,34 @@ def test_rollback_refuses_the_version_already_served(service: MammoService) -> N
     with pytest.raises(RegistryError, match="already served"):
         service.rollback("v1")
     assert [v["version"] for v in service.versions()] == ["v1"]  # nothing published
+
+
+def test_a_model_of_28_px_images_is_served_and_retrained(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A model trained with min_side 16 (BreastMNIST-sized images) reads and retrains on them."""
+    base = tmp_path / "base"
+    rows = ["file_name,label,patient_id"]
+    rng = np.random.default_rng(0)
+    for label, mean in (("normal", 0.3), ("benign", 0.5), ("malignant", 0.7)):
+        (base / label).mkdir(parents=True)
+        for i in range(8):
+            grey = np.clip(rng.normal(mean, 0.15, (28, 28)), 0, 1)
+            (base / label / f"{label}_{i}.png").write_bytes(encode_png(grey))
+            rows.append(f"{label}/{label}_{i}.png,{label},{label}-{i}")
+    (base / "metadata.csv").write_text("\n".join(rows) + "\n")
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["mammo"].setdefault("preprocess", {})["min_side"] = 16
+    (model / "config.json").write_text(json.dumps(config))
+    settings_ = dataclasses.replace(settings(), home=tmp_path / "home", base_data=base,
+                                    trainers=frozenset(), submitters=frozenset(), on_spaces=False,
+                                    dataset_repo=None, model_repo=None)
+    open_registry(settings_, seed=model)
+    service = MammoService(settings_)
+    try:
+        image = next((base / "malignant").glob("*.png"))
+        assert service.predict(image).heatmap.shape == (28, 28)
+        summary = service.retrain(RetrainOptions(epochs=1, image_size=32))
+        assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
+    finally:
+        service.close()
