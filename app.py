@@ -19,16 +19,13 @@ from gradio_client import handle_file
 from huggingface_hub import ModelCard
 
 from mammo import views
-from mammo.access import AccessDenied, can_submit, can_train
-from mammo.bulk import BulkError
+from mammo.access import can_submit, can_train
 from mammo.config import DISCLAIMER, settings
+from mammo.errors import MammoError
 from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS
-from mammo.imaging import ImageError, encode_png
-from mammo.model import ModelError
+from mammo.imaging import encode_png
 from mammo.predict import OVERLAY_FORMAT
-from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
-from mammo.store import RegistryError, StoreError
-from mammo.store._hub import HubError
+from mammo.service import MammoService, RetrainOptions
 from mammo.store.cases import METADATA_FIELDS, MetadataField
 
 log = logging.getLogger("mammo.app")
@@ -36,8 +33,8 @@ EXAMPLES = sorted(p for p in (Path(__file__).parent / "examples").glob("*") if p
                   in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"})
 REAL_FILMS = [p for p in EXAMPLES if p.name.startswith("cbis_ddsm_")]  # examples/README.md
 PHANTOMS = [p for p in EXAMPLES if p.name.startswith("phantom_")]
-CLEAR_ERRORS = (ImageError, StoreError, BulkError, AccessDenied, RetrainBusy, RetrainError,
-                RegistryError, HubError, ModelError, ValueError)
+# errors whose message is for the visitor (everything else is a bug: logged with its traceback)
+CLEAR_ERRORS = (gr.Error, MammoError)
 
 # Dropdowns whose values mammo checks itself: a wrong value from an API caller gets mammo's message
 # and one log line (Gradio's own check prints a traceback for every refusal)
@@ -92,7 +89,7 @@ def clear_errors(fn):
         def streaming(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except (gr.Error, *CLEAR_ERRORS) as error:
+            except CLEAR_ERRORS as error:
                 raise _refuse(fn.__name__, error) from error
             except Exception as error:
                 raise _unexpected(fn.__name__, error) from error
@@ -103,7 +100,7 @@ def clear_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (gr.Error, *CLEAR_ERRORS) as error:
+        except CLEAR_ERRORS as error:
             raise _refuse(fn.__name__, error) from error
         except Exception as error:
             raise _unexpected(fn.__name__, error) from error

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Settings
+from .errors import MammoError
 
 __all__ = ["Permission", "can_train", "can_submit", "AccessDenied"]
 
 
-class AccessDenied(PermissionError):
+class AccessDenied(MammoError, PermissionError):
     """The user may not do this; the message says why and how to get access."""
 
 

@@ -6,12 +6,14 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from .errors import MammoError
+
 __all__ = ["BulkError", "zip_cases"]
 
 MAX_FILES = 500
 
 
-class BulkError(ValueError):
+class BulkError(MammoError, ValueError):
     """A zip that cannot be imported; the message says why."""
 
 

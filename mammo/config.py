@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import SettingsError
 
 __all__ = ["Settings", "settings", "PACKAGE_WEIGHTS", "DISCLAIMER"]
 
@@ -65,6 +68,21 @@ class Settings:
         return bool(self.model_repo and self.hf_token)
 
 
+def _number(env: Mapping[str, str], name: str, kind: type, default: float, what: str,
+            valid: Callable[[float], bool]) -> float:
+    """A numeric setting, or a SettingsError that names it and says what it must be."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be {what}; it is {raw!r}.") from None
+    if not valid(value):
+        raise SettingsError(f"{name} must be {what}; it is {raw!r}.")
+    return value
+
+
 def settings() -> Settings:
     """Read the settings now (not cached: tests and the app may change the environment)."""
     env = os.environ
@@ -78,10 +96,12 @@ def settings() -> Settings:
         model_repo=env.get("MAMMO_MODEL_REPO") or None,
         hf_token=env.get("HF_TOKEN") or None,
         hf_endpoint=env.get("HF_ENDPOINT") or None,
-        max_upload_mb=int(env.get("MAMMO_MAX_UPLOAD_MB") or 50),
+        max_upload_mb=_number(env, "MAMMO_MAX_UPLOAD_MB", int, 50, "a whole number of megabytes, at least 1",
+                              lambda v: v >= 1),
         trainers=_split(env.get("MAMMO_TRAINERS")),
         submitters=_split(env.get("MAMMO_SUBMITTERS")),
         on_spaces=bool(env.get("SPACE_ID")),
         gate_metric=env.get("MAMMO_GATE_METRIC") or "auc_malignant",
-        gate_tolerance=float(env.get("MAMMO_GATE_TOLERANCE") or 0.01),
+        gate_tolerance=_number(env, "MAMMO_GATE_TOLERANCE", float, 0.01, "a number between 0 and 1",
+                               lambda v: 0 <= v <= 1),
     )

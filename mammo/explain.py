@@ -24,6 +24,8 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+from .errors import BadRequest
+
 __all__ = [
     "CAM_METHODS",
     "LESION_MAP",
@@ -92,7 +94,7 @@ def package_cam(
 ) -> np.ndarray:
     """A ``pytorch_grad_cam`` method on the last feature map: (N, H, W) in [0, 1]."""
     if method not in CAM_METHODS:
-        raise ValueError(f"unknown heat-map method {method!r}; choose one of {list(CAM_METHODS)}")
+        raise BadRequest(f"unknown heat-map method {method!r}; choose one of {list(CAM_METHODS)}")
     tapped = FeatureTap(model).eval()
     targets = [ClassifierOutputTarget(index) for index in classes]
     with CAM_METHODS[method](model=tapped, target_layers=[tapped.tap]) as cam:
@@ -102,7 +104,7 @@ def package_cam(
 def overlay(grey: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndarray:
     """The heat map (jet colours) blended over the grey image: (H, W, 3) uint8."""
     if not 0.0 <= opacity <= 1.0:
-        raise ValueError("opacity must be between 0 and 1")
+        raise BadRequest("opacity must be between 0 and 1")
     # not pytorch_grad_cam's show_cam_on_image: it tints every pixel and rescales the blend to its
     # maximum, which hides the mammogram; here colour is blended in proportion to the heat, so
     # cold regions show the image unchanged

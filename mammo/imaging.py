@@ -30,6 +30,8 @@ from io import BytesIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .errors import MammoError
+
 __all__ = [
     "ImageError",
     "MAX_PIXELS",
@@ -52,7 +54,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 _SIXTEEN_BIT = 65535
 
 
-class ImageError(ValueError):
+class ImageError(MammoError, ValueError):
     """A file that is not a usable image; the message says why, in plain words for a clinician."""
 
 

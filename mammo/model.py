@@ -16,9 +16,10 @@ from pathlib import Path
 import timm
 import torch
 from safetensors.torch import load_file
-from timm.models._hub import save_for_hf
+from timm.models import save_for_hf
 from torch import nn
 
+from .errors import MammoError
 from .film import FilmModel, HeadConfig
 
 __all__ = ["ModelError", "OFFLINE_IMAGENET", "build", "save", "load", "read_config"]
@@ -26,7 +27,7 @@ __all__ = ["ModelError", "OFFLINE_IMAGENET", "build", "save", "load", "read_conf
 IN_CHANS = 1  # mammograms are grey: the stem's ImageNet RGB filters are summed into one channel
 
 
-class ModelError(RuntimeError):
+class ModelError(MammoError, RuntimeError):
     """A model that cannot be built or loaded; the message says why."""
 
 

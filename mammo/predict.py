@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import BadRequest
 from .explain import (
     DEFAULT_METHOD,
     GRAD_CAM,
@@ -174,7 +175,7 @@ class Predictor:
         result's ``method`` says which map was drawn.
         """
         if method is not None and method not in HEATMAP_METHODS:
-            raise ValueError(f"unknown heat-map method {method!r}; choose one of {list(HEATMAP_METHODS)}")
+            raise BadRequest(f"unknown heat-map method {method!r}; choose one of {list(HEATMAP_METHODS)}")
         if method == LESION_MAP and not self.has_lesion_map:
             method = GRAD_CAM
         loaded = [load_image(image, min_side=self.min_side) for image in images]

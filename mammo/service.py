@@ -24,6 +24,7 @@ from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
 from .data import SplitSpec, case_examples, folder_examples, label_order
+from .errors import MammoError
 from .explain import DEFAULT_METHOD, overlay
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
@@ -36,11 +37,11 @@ __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError"]
 Progress = Callable[[float, str], None]
 
 
-class RetrainBusy(RuntimeError):
+class RetrainBusy(MammoError, RuntimeError):
     """Another retrain is running; only one at a time."""
 
 
-class RetrainError(RuntimeError):
+class RetrainError(MammoError, RuntimeError):
     """Retraining cannot start (no base data, bad options); the message says why."""
 
 

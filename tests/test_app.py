@@ -19,7 +19,7 @@ from PIL import Image
 from mammo.config import PACKAGE_WEIGHTS
 from mammo.data import SplitSpec
 from mammo.pipeline import base_splits
-from mammo.store import CaseStore
+from mammo.store import CaseStore, promotion_decision
 from mammo.store.cases import METADATA_FIELDS
 
 LABELS = ["normal", "benign", "malignant"]
@@ -177,6 +177,8 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
     summary = job.result(timeout=120)
     assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
     assert summary["cases_used"] >= 1 and "auc_malignant" in summary["reason"]
+    assert summary["promoted"] == promotion_decision(summary["candidate_metrics"], summary["current_metrics"],
+                                                     "auc_malignant", 0.01)[0]  # the app's defaults
     versions = [v["version"] for v in client.predict(api_name="/models")]
     image = next((small_mias / "normal").glob("*.png"))
     served = client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"]

@@ -18,7 +18,7 @@ from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
 from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
-from mammo.store import RegistryError, open_registry
+from mammo.store import RegistryError, open_registry, promotion_decision
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
@@ -57,6 +57,10 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     assert summary["cases_used"] == 1 and summary["current_version"] == "v1"
     assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
     assert "auc_malignant" in summary["reason"]
+    # promoted exactly when the gate says so, with this app's metric and tolerance
+    assert summary["promoted"] == promotion_decision(
+        summary["candidate_metrics"], summary["current_metrics"], service.settings.gate_metric,
+        service.settings.gate_tolerance)[0]
     if summary["promoted"]:
         assert summary["version"] == "v2" and service.predictor is not old
         assert service.predictor.version == "v2" and service.registry.latest() == "v2"

@@ -23,6 +23,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from ..config import Settings
+from ..errors import MammoError
 
 __all__ = [
     "HubError",
@@ -40,7 +41,7 @@ _TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9_]{6,}")
 _PROBE_TIMEOUT_S = 10.0
 
 
-class HubError(RuntimeError):
+class HubError(MammoError, RuntimeError):
     """A Hub request failed in a way retrying will not fix (token, permission, missing repo)."""
 
 

@@ -57,6 +57,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from .. import imaging
 from ..config import DISCLAIMER, Settings
 from ..config import settings as current_settings
+from ..errors import MammoError
 from ._fs import file_lock, fsync_dir, utc_now
 from ._hub import (
     HubUnavailable,
@@ -92,7 +93,7 @@ _STALE_TMP_S = 3600.0
 _CONTROL_OK = frozenset("\n\r\t")
 
 
-class StoreError(ValueError):
+class StoreError(MammoError, ValueError):
     """A submission that cannot be stored (label, metadata, image, duplicate): say why.
 
     ``duplicate_of`` is the earlier case's id when the image was already submitted.

@@ -38,6 +38,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, snapshot
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
 
 from .. import config as mammo_config
+from ..errors import MammoError
 from ..model_card import render_model_card
 from ._fs import file_lock, fsync_dir, fsync_file, utc_now
 from ._hub import HubError, HubUnavailable, check_reachable, ensure_repo, hub_api, hub_errors
@@ -62,7 +63,7 @@ _TAG_DELAYS_S = (0.5, 1.0, 2.0)  # backoff between tag attempts after the commit
 log = logging.getLogger(__name__)
 
 
-class RegistryError(RuntimeError):
+class RegistryError(MammoError, RuntimeError):
     """A registry operation failed; the message says what, where and what to do."""
 
 

@@ -1,0 +1,57 @@
+"""One error type for users: every error mammo raises for a person derives from MammoError."""
+
+from __future__ import annotations
+
+import pytest
+
+from mammo.access import AccessDenied
+from mammo.bulk import BulkError
+from mammo.config import settings
+from mammo.errors import BadRequest, MammoError, SettingsError
+from mammo.imaging import ImageError, read_image
+from mammo.model import ModelError
+from mammo.service import RetrainBusy, RetrainError
+from mammo.store import RegistryError, StoreError
+from mammo.store._hub import HubError, HubUnavailable
+
+
+@pytest.mark.parametrize("error", [AccessDenied, BulkError, ImageError, ModelError, RetrainBusy, RetrainError,
+                                   RegistryError, StoreError, HubError, HubUnavailable, BadRequest,
+                                   SettingsError])
+def test_every_user_facing_error_is_a_mammo_error(error: type) -> None:
+    assert issubclass(error, MammoError)
+
+
+def test_an_image_refusal_is_a_mammo_error_and_still_a_value_error() -> None:
+    with pytest.raises(MammoError, match="not a recognised image") as caught:
+        read_image(b"plain text, not an image")
+    assert isinstance(caught.value, ValueError)  # callers that caught ValueError still do
+
+
+def test_a_bare_numpy_error_is_not_one() -> None:
+    import numpy as np
+
+    with pytest.raises(ValueError) as caught:
+        np.zeros(3).reshape(2, 2)
+    assert not isinstance(caught.value, MammoError)  # the app logs it as unexpected, not as a message
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("MAMMO_MAX_UPLOAD_MB", "50MB", "MAMMO_MAX_UPLOAD_MB must be a whole number of megabytes, at least 1; "
+                                    "it is '50MB'."),
+    ("MAMMO_MAX_UPLOAD_MB", "0", "at least 1"),
+    ("MAMMO_GATE_TOLERANCE", "one percent", "MAMMO_GATE_TOLERANCE must be a number between 0 and 1"),
+    ("MAMMO_GATE_TOLERANCE", "-0.1", "between 0 and 1"),
+])
+def test_a_setting_typo_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                          message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        settings()
+
+
+def test_settings_defaults_and_valid_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAMMO_MAX_UPLOAD_MB", raising=False)
+    monkeypatch.setenv("MAMMO_GATE_TOLERANCE", " 0.02 ")
+    current = settings()
+    assert current.max_upload_mb == 50 and current.gate_tolerance == 0.02
