@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +84,17 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     assert (training["batch_size"], training["crop"], training["orient"], training["min_side"]) == (
         32, False, False, 28)  # an unknown option reached `train`; ultrasound settings by default
     assert "CROSS-VALIDATION" in done.stderr and "official TEST split" in done.stderr
+
+
+def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path) -> None:
+    """MAMMO_NO_SKIPS=1 (set by .ci/run when the data is there) turns a skip into a failed run."""
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_demo.py").write_text("import pytest\n\ndef test_runs():\n    pass\n\n"
+                                           "def test_skips():\n    pytest.skip('no data')\n")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    env = {**os.environ, "MAMMO_NO_SKIPS": "1"}
+    strict = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert strict.returncode == 1 and "test_skips: Skipped: no data" in strict.stdout, strict.stdout
+    env.pop("MAMMO_NO_SKIPS")
+    assert subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120).returncode == 0
+    assert "MAMMO_NO_SKIPS=1" in (ROOT / ".ci" / "run").read_text()
