@@ -565,4 +565,4 @@ if __name__ == "__main__":
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry signed URLs
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     log.info("mammo: %s", service.describe())
-    demo.launch(max_file_size=SETTINGS.max_upload_mb * 1_000_000, show_error=True)  # same bytes as the store
+    demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True)  # same bytes as the store

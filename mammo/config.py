@@ -24,6 +24,11 @@ def _split(value: str | None) -> frozenset[str]:
     return frozenset(v.strip() for v in (value or "").split(",") if v.strip())
 
 
+# the promotion gate's defaults: a candidate must reach the served version's AUC minus this
+GATE_METRIC = "auc_malignant"
+GATE_TOLERANCE = 0.01
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting mammo reads from the environment.
@@ -56,8 +61,13 @@ class Settings:
     trainers: frozenset[str]
     submitters: frozenset[str]
     on_spaces: bool
-    gate_metric: str = "auc_malignant"
-    gate_tolerance: float = 0.01
+    gate_metric: str = GATE_METRIC
+    gate_tolerance: float = GATE_TOLERANCE
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload cap in bytes (MAMMO_MAX_UPLOAD_MB, decimal megabytes), as every check uses it."""
+        return self.max_upload_mb * 1_000_000
 
     @property
     def use_hub_cases(self) -> bool:
@@ -101,7 +111,7 @@ def settings() -> Settings:
         trainers=_split(env.get("MAMMO_TRAINERS")),
         submitters=_split(env.get("MAMMO_SUBMITTERS")),
         on_spaces=bool(env.get("SPACE_ID")),
-        gate_metric=env.get("MAMMO_GATE_METRIC") or "auc_malignant",
-        gate_tolerance=_number(env, "MAMMO_GATE_TOLERANCE", float, 0.01, "a number between 0 and 1",
+        gate_metric=env.get("MAMMO_GATE_METRIC") or GATE_METRIC,
+        gate_tolerance=_number(env, "MAMMO_GATE_TOLERANCE", float, GATE_TOLERANCE, "a number between 0 and 1",
                                lambda v: 0 <= v <= 1),
     )

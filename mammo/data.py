@@ -195,7 +195,7 @@ class PreparedImages(torch.utils.data.Dataset):
         mean: tuple[float, ...],
         std: tuple[float, ...],
         augment: bool = False,
-        min_side: int = 32,
+        min_side: int = MIN_SIDE,
     ) -> None:
         unknown = {e.label for e in examples} - set(labels)
         if unknown:

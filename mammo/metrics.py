@@ -32,7 +32,14 @@ __all__ = [
     "roc_points",
     "bootstrap_auc_ci",
     "evaluate_predictions",
+    "EVALUATE_KEYS",
 ]
+
+# The keys `evaluate --json` promises (DESIGN.md): new keys may be added, none removed or renamed.
+EVALUATE_KEYS = frozenset({
+    "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant", "auc_malignant_ci95",
+    "sensitivity", "specificity", "confusion_matrix", "per_class",
+})
 
 MALIGNANT = "malignant"
 DEFAULT_THRESHOLD = 0.5

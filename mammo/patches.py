@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Example
-from .imaging import read_image
+from .imaging import MIN_SIDE, read_image
 from .preprocess import PreprocessConfig, prepare, to_prepared
 
 __all__ = ["Lesion", "PatchConfig", "lesions", "PatchFilms"]
@@ -77,7 +77,7 @@ class PatchFilms:
     """
 
     def __init__(self, examples: Sequence[Example], labels: Sequence[str], preprocess: PreprocessConfig,
-                 patch: PatchConfig, min_side: int = 32) -> None:
+                 patch: PatchConfig, min_side: int = MIN_SIDE) -> None:
         if not labels or labels[0] != NORMAL:
             raise ValueError(f"the patch recipe needs {NORMAL!r} as the first class (background "
                              f"patches); labels are {list(labels)}")

@@ -147,7 +147,7 @@ class MammoService:
         files are kept, so a preview, a prediction and redraws decode it once."""
         loaded = self._recent.image(str(path))
         if loaded is None:
-            loaded = load_image(path, max_bytes=self.settings.max_upload_mb * 1_000_000,
+            loaded = load_image(path, max_bytes=self.settings.max_upload_bytes,
                                 min_side=self._predictor.min_side)
             self._recent.put(str(path), loaded)
         return loaded
@@ -208,7 +208,7 @@ class MammoService:
     def submit_uploads(self, paths: Iterable[str | Path], label: str | None,
                        user: str | None = None) -> dict:
         """A bulk upload as one batch: image files (all with ``label``) and zips of label folders."""
-        limit = self.settings.max_upload_mb * 1_000_000
+        limit = self.settings.max_upload_bytes
         items: list[tuple[ImageSource, str, None]] = []
         for path in map(Path, paths):
             if path.suffix.lower() == ".zip":

@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 
 from .data import Example, PreparedImages
 from .film import FilmModel, HeadConfig, raw_scores
+from .imaging import MIN_SIDE
 from .metrics import evaluate_predictions
 from .model import build
 from .patches import PatchConfig, PatchFilms
@@ -84,7 +85,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     patience: int = 7
     seed: int = 0
-    min_side: int = 32
+    min_side: int = MIN_SIDE
     patch_size: int = 96
     top_k: int = 4
     min_coverage: float = 0.9
@@ -341,7 +342,7 @@ def train_recipe(
 
 
 def film_scores(model: FilmModel, examples: Sequence[Example], labels: Sequence[str],
-                preprocess: PreprocessConfig, min_side: int = 32, batch_size: int = 8) -> np.ndarray:
+                preprocess: PreprocessConfig, min_side: int = MIN_SIDE, batch_size: int = 8) -> np.ndarray:
     """Uncalibrated film scores (N, S) of ``model`` over labelled examples."""
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     images = PreparedImages(examples, labels, preprocess, mean, std, min_side=min_side)
@@ -355,7 +356,7 @@ def evaluate_examples(
     labels: Sequence[str],
     preprocess: PreprocessConfig,
     threshold: float | None,
-    min_side: int = 32,
+    min_side: int = MIN_SIDE,
     n_resamples: int = 1000,
 ) -> dict:
     """The ``evaluate --json`` metrics of a model on labelled examples (labels it knows)."""

@@ -11,12 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mammo.metrics import EVALUATE_KEYS
+
 ROOT = Path(__file__).resolve().parents[1]
 V1 = ROOT / "mammo" / "weights" / "v1"
-EVALUATE_KEYS = {
-    "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
-    "auc_malignant_ci95", "sensitivity", "specificity", "confusion_matrix", "per_class",
-}
 
 
 def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:

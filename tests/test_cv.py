@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import EVALUATE_KEYS, check_schema, run_cli
+from test_cli import check_schema, run_cli
 
 from mammo.cv import patient_folds, summarise
 from mammo.data import folder_examples
 from mammo.explain import LESION_MAP
+from mammo.metrics import EVALUATE_KEYS
 from mammo.predict import Predictor
 
 LABELS = ["normal", "benign", "malignant"]

@@ -14,13 +14,12 @@ import pytest
 from PIL import Image
 
 from mammo.imaging import read_image, sha256_of_pixels
+from mammo.metrics import EVALUATE_KEYS
 from mammo.preprocess import breast_region
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 # The keys `evaluate --json` promises in DESIGN.md.
-EVALUATE_KEYS = {"n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
-                 "auc_malignant_ci95", "sensitivity", "specificity", "confusion_matrix", "per_class"}
 
 
 def _run(*args: str, timeout: int) -> subprocess.CompletedProcess:

@@ -776,7 +776,7 @@ class HubCaseStore(CaseStore):
 def open_case_store(labels: Sequence[str], settings: Settings | None = None) -> CaseStore:
     """The case store the settings ask for: the Hub repo if configured, else a local folder."""
     s = settings or current_settings()
-    max_bytes = s.max_upload_mb * 1_000_000
+    max_bytes = s.max_upload_bytes
     if s.use_hub_cases:
         assert s.dataset_repo is not None
         outbox = s.home / "outbox" / s.dataset_repo.replace("/", "--")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 
+from ..config import GATE_METRIC, GATE_TOLERANCE
+
 __all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision"]
 
-DEFAULT_METRIC = "auc_malignant"
-DEFAULT_TOLERANCE = 0.01
+DEFAULT_METRIC = GATE_METRIC
+DEFAULT_TOLERANCE = GATE_TOLERANCE
 _FLOAT_SLACK = 1e-9  # so that e.g. 0.80 vs 0.81 - 0.01 is "at the boundary", not below it
 
 
