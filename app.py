@@ -40,7 +40,7 @@ CLEAR_ERRORS = (gr.Error, MammoError)
 # and one log line (Gradio's own check prints a traceback for every refusal)
 CHECKED_HERE = {"allow_custom_value": True}
 
-torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (DESIGN.md)
+torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (docs/architecture.md)
 SETTINGS = settings()
 service = MammoService(SETTINGS)
 

@@ -35,7 +35,7 @@ __all__ = [
     "EVALUATE_KEYS",
 ]
 
-# The keys `evaluate --json` promises (DESIGN.md): new keys may be added, none removed or renamed.
+# The keys `evaluate --json` promises (docs/architecture.md): new keys may be added, none removed or renamed.
 EVALUATE_KEYS = frozenset({
     "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant", "auc_malignant_ci95",
     "sensitivity", "specificity", "confusion_matrix", "per_class",
@@ -143,7 +143,7 @@ def evaluate_predictions(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """All metrics of ``evaluate --json`` (DESIGN.md) for these labels and probabilities.
+    """All metrics of ``evaluate --json`` (docs/architecture.md) for these labels and probabilities.
 
     Accuracy, balanced accuracy, the confusion matrix and per-class P/R/F1 use argmax
     predictions; sensitivity and specificity are malignant vs rest with malignant called when

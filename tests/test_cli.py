@@ -1,4 +1,4 @@
-"""``python -m mammo``: train a tiny model on real data, evaluate (DESIGN.md JSON schema), predict."""
+"""``python -m mammo``: train a tiny model on real data, evaluate (docs/architecture.md JSON schema), predict."""
 
 from __future__ import annotations
 

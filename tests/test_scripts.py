@@ -19,7 +19,7 @@ from mammo.preprocess import breast_region
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-# The keys `evaluate --json` promises in DESIGN.md.
+# The keys `evaluate --json` promises in docs/architecture.md.
 
 
 def _run(*args: str, timeout: int) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """Promotion gate: a retrained candidate becomes a version only if it scores well enough.
 
-Both metric dicts (``evaluate --json`` dicts, DESIGN.md) must be computed on the SAME fixed
+Both metric dicts (``evaluate --json`` dicts, docs/architecture.md) must be computed on the SAME fixed
 evaluation set (by default the held-out split of the base data), the current version re-scored
 on it if need be: comparing numbers from different sets is meaningless. Callers ensure this;
 the gate only compares.
