@@ -24,8 +24,8 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "predict", "overlay_size", "submit_predicted",
-           "run", "main"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "load", "predict", "overlay_size",
+           "submit_predicted", "run", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -42,9 +42,14 @@ def launch(playwright: Playwright) -> Browser:
 
 def open_app(browser: Browser, url: str) -> Page:
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    load(page, url)
+    return page
+
+
+def load(page: Page, url: str) -> None:
+    """Go to the app and wait for its tabs."""
     page.goto(url, timeout=60_000)
     page.get_by_role("tab", name="Predict").wait_for(timeout=60_000)
-    return page
 
 
 def predict(page: Page, image: Path) -> str:
@@ -53,13 +58,13 @@ def predict(page: Page, image: Path) -> str:
     Meant for a fresh page: a result already on the page would satisfy the waits.
     """
     page.get_by_role("tab", name="Predict").click()
-    for attempt in range(3):  # an upload made while the page is still hydrating can be dropped
+    for attempt in range(4):  # an upload made while the page is still hydrating can be dropped
         page.locator("input[type=file]").first.set_input_files(str(image))
         try:
-            page.get_by_text(image.name).first.wait_for(timeout=15_000)
+            page.get_by_text(image.name).first.wait_for(timeout=20_000)
             break
         except PlaywrightTimeout:
-            if attempt == 2:
+            if attempt == 3:
                 raise
     page.get_by_role("button", name="Predict", exact=True).click()
     page.get_by_text("Malignancy score").wait_for(timeout=60_000)

@@ -93,8 +93,7 @@ def phantom(tmp_path: Path, seed: int) -> Path:
 @pytest.fixture
 def fresh(page, app: AppProcess):
     """The page reloaded: no result of an earlier test on it."""
-    page.goto(app.url, timeout=60_000)
-    page.get_by_role("tab", name="Predict").wait_for(timeout=60_000)
+    shot.load(page, app.url)
     return page
 
 
@@ -290,10 +289,13 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     versions = LocalModelRegistry(app.home)
     latest = versions.latest()
 
-    def served_row(version: str):
-        row = visible(page.get_by_role("row").filter(has_text="● served"))
+    def served_row(version: str) -> str:
+        """The text of the row marked served, once it is ``version``'s (the table may be refreshing)."""
+        row = visible(page.get_by_role("row").filter(has_text="● served")
+                      .filter(has_text=re.compile(rf"^\s*{version}\b")))
         row.wait_for(timeout=30_000)
-        assert row.inner_text().split()[0] == version, row.inner_text()
+        served = page.get_by_role("row").filter(has_text="● served").locator("visible=true")
+        assert served.count() == 1  # one version marked served
         return row.inner_text()
 
     row = served_row(latest)

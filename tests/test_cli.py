@@ -1,4 +1,5 @@
-"""``python -m mammo``: train a tiny model on real data, evaluate (docs/architecture.md JSON schema), predict."""
+"""``python -m mammo``: train a tiny model on real data, evaluate (the JSON schema of
+docs/architecture.md), predict."""
 
 from __future__ import annotations
 
