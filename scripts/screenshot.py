@@ -24,7 +24,7 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "load", "predict", "overlay_size",
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "load", "upload", "predict", "overlay_size",
            "submit_predicted", "run", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,19 +57,31 @@ def predict(page: Page, image: Path) -> str:
 
     Meant for a fresh page: a result already on the page would satisfy the waits.
     """
-    page.get_by_role("tab", name="Predict").click()
-    for attempt in range(4):  # an upload made while the page is still hydrating can be dropped
-        page.locator("input[type=file]").first.set_input_files(str(image))
-        try:
-            page.get_by_text(image.name).first.wait_for(timeout=20_000)
-            break
-        except PlaywrightTimeout:
-            if attempt == 3:
-                raise
+    upload(page, image, "Predict")
     page.get_by_role("button", name="Predict", exact=True).click()
     page.get_by_text("Malignancy score").wait_for(timeout=60_000)
     overlay_size(page)
     return page.locator(".output-class").first.inner_text(timeout=10_000).strip()
+
+
+def upload(page: Page, image: Path, tab: str) -> None:
+    """Upload ``image`` into the first file input of ``tab``; wait until its name shows.
+
+    An upload can be dropped (while the page hydrates, or now and then on a loaded machine): each
+    retry reloads the page first.
+    """
+    for attempt in range(3):
+        page.get_by_role("tab", name=tab).click()
+        block = page.locator(".block:visible").filter(has=page.locator("input[type=file]")).first
+        block.locator("input[type=file]").set_input_files(str(image))
+        try:
+            page.get_by_text(image.name).locator("visible=true").first.wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.reload(timeout=60_000)
+            page.get_by_role("tab", name=tab).wait_for(timeout=60_000)
 
 
 def overlay_size(page: Page) -> tuple[int, int]:

@@ -6,7 +6,6 @@ Drives Debian's ``chromium`` (``make browser-deps``) with Playwright through the
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import os
 import re
@@ -55,30 +54,13 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory):
+def app(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     env = {}
     root = os.environ.get("MAMMO_DATA")
     if root and (Path(root) / "mias").is_dir():  # a small base folder, so that Retrain can run
-        env["MAMMO_BASE_DATA"] = str(small_base(Path(root) / "mias", tmp_path_factory.mktemp("base")))
+        env["MAMMO_BASE_DATA"] = str(request.getfixturevalue("small_mias"))
     with AppProcess(tmp_path_factory.mktemp("browser_app") / "home", env=env) as process:
         yield process
-
-
-def small_base(mias: Path, root: Path) -> Path:
-    """Ten patients of each label of mini-MIAS, with their metadata (a base folder that trains fast)."""
-    rows = list(csv.DictReader((mias / "metadata.csv").open(newline="")))
-    chosen = []
-    for label in LABELS:
-        patients = list(dict.fromkeys(r["patient_id"] for r in rows if r["label"] == label))[:10]
-        chosen += [r for r in rows if r["patient_id"] in patients and r not in chosen]
-    for row in chosen:
-        (root / row["label"]).mkdir(exist_ok=True)
-        shutil.copy(mias / row["file_name"], root / row["file_name"])
-    with (root / "metadata.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(chosen)
-    return root
 
 
 def phantom(tmp_path: Path, seed: int) -> Path:
@@ -100,13 +82,6 @@ def fresh(page, app: AppProcess):
 def stored_row(app: AppProcess, case_id: str) -> dict:
     rows = CaseStore(LABELS, app.home / "cases").load().to_pandas().set_index("case_id")
     return {k: (None if pd.isna(v) else v) for k, v in rows.loc[case_id, list(METADATA_FIELDS)].items()}
-
-
-def upload(page, path: Path) -> None:
-    """Upload ``path`` into the first file input of the tab on screen."""
-    block = page.locator(".block:visible").filter(has=page.locator("input[type=file]")).first
-    block.locator("input[type=file]").set_input_files(str(path))
-    page.get_by_text(path.name).locator("visible=true").first.wait_for(timeout=15_000)
 
 
 def visible(locator):
@@ -170,7 +145,7 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     page.screenshot(path=str(tmp_path / "metadata_open.png"), full_page=True)
 
     # 1. untouched: every field stored as null (no BI-RADS 0, no age 0)
-    upload(page, phantom(tmp_path, 1))
+    shot.upload(page, phantom(tmp_path, 1), "Submit case")
     pick(page, "Confirmed label", "benign")
     page.get_by_role("button", name="Submit case", exact=True).click()
     page.get_by_text("Case stored").wait_for(timeout=60_000)
@@ -181,7 +156,7 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     assert page.get_by_label("Confirmed label", exact=True).input_value() == ""
 
     # 2. a filled field, then the next case with it blank: the blank one is null, not the old value
-    upload(page, phantom(tmp_path, 2))
+    shot.upload(page, phantom(tmp_path, 2), "Submit case")
     pick(page, "Confirmed label", "malignant")
     pick(page, "BI-RADS assessment", "4: suspicious")
     age.fill("57")
@@ -191,7 +166,7 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     assert stored_row(app, second) | {"birads": None, "age": None} == {name: None for name in METADATA_FIELDS}
     assert (stored_row(app, second)["birads"], stored_row(app, second)["age"]) == (4, 57)
     assert age.input_value() == ""  # reset after the success
-    upload(page, phantom(tmp_path, 3))
+    shot.upload(page, phantom(tmp_path, 3), "Submit case")
     pick(page, "Confirmed label", "normal")
     page.get_by_role("button", name="Submit case", exact=True).click()
     page.get_by_text("Metadata stored: none").wait_for(timeout=60_000)
@@ -323,7 +298,7 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
 def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppProcess, tmp_path: Path) -> None:
     page = fresh
     page.get_by_role("tab", name="Submit case").click()
-    upload(page, phantom(tmp_path, 9))
+    shot.upload(page, phantom(tmp_path, 9), "Submit case")
     pick(page, "Confirmed label", "normal")
     page.get_by_role("button", name="Submit case", exact=True).click()
     page.get_by_text("Case stored").wait_for(timeout=60_000)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mammo.access import AccessDenied
-from mammo.config import settings
+from mammo.config import Settings, settings
 from mammo.data import SplitSpec, pixel_hashes
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
@@ -23,11 +23,15 @@ from mammo.store import RegistryError, open_registry, promotion_decision
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
 
+def local_settings(home: Path, base: Path) -> Settings:
+    """A local store at ``home`` retraining on ``base``, open to everyone, no Hub."""
+    return dataclasses.replace(settings(), home=home, base_data=base, trainers=frozenset(),
+                               submitters=frozenset(), on_spaces=False, dataset_repo=None, model_repo=None)
+
+
 @pytest.fixture
 def service(tmp_path: Path, tiny_model_dir: Path, small_mias: Path):
-    config = dataclasses.replace(settings(), home=tmp_path, base_data=small_mias, trainers=frozenset(),
-                                 submitters=frozenset(), on_spaces=False, dataset_repo=None,
-                                 model_repo=None)
+    config = local_settings(tmp_path, small_mias)
     open_registry(config, seed=tiny_model_dir)  # publishes the tiny model as v1
     svc = MammoService(config)
     yield svc
@@ -181,9 +185,7 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
     seed = save(model, tmp_path / "seed", ["normal", "benign", "malignant"], 128,
                 {"version": "v1", "preprocess": recipe.preprocess.to_dict(), "threshold": 0.3,
                  "training": recipe.to_dict()})
-    config = dataclasses.replace(settings(), home=tmp_path / "home", base_data=small_mias,
-                                 trainers=frozenset(), submitters=frozenset(), on_spaces=False,
-                                 dataset_repo=None, model_repo=None)
+    config = local_settings(tmp_path / "home", small_mias)
     open_registry(config, seed=seed)
     service = MammoService(config)
     try:
@@ -249,9 +251,7 @@ def test_a_model_of_28_px_images_is_served_and_retrained(tmp_path: Path, tiny_mo
     config = json.loads((model / "config.json").read_text())
     config["mammo"].setdefault("preprocess", {})["min_side"] = 16
     (model / "config.json").write_text(json.dumps(config))
-    settings_ = dataclasses.replace(settings(), home=tmp_path / "home", base_data=base,
-                                    trainers=frozenset(), submitters=frozenset(), on_spaces=False,
-                                    dataset_repo=None, model_repo=None)
+    settings_ = local_settings(tmp_path / "home", base)
     open_registry(settings_, seed=model)
     service = MammoService(settings_)
     try:
