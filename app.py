@@ -122,9 +122,10 @@ def _need_file(path: str | None) -> str:
 @clear_errors
 def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4):
     """One mammogram file (PNG, JPEG, TIFF, 16-bit PNG or DICOM) -> class probabilities, the heat-map
-    overlay at the image's size, and details: model version, malignancy score and the review cut-off
-    (both 0-100), whether it is flagged, the heat-map method, and whether the image is a training
-    film or a stored case. Research use only."""
+    overlay (JPEG, the image's shape, longer side at most 2048 px; /heatmap gives the map at full
+    size), and details: model version, malignancy score and the review cut-off (both 0-100), whether
+    it is flagged, the heat-map method, and whether the image is a training film or a stored case.
+    Research use only."""
     result = service.predict(_need_file(image), method=method, opacity=opacity)
     return result.probabilities, result.overlay, result.details()
 
