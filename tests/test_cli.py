@@ -4,26 +4,14 @@ docs/architecture.md), predict."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import check_schema, run_cli
 from PIL import Image
-
-from mammo.metrics import EVALUATE_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 V1 = ROOT / "mammo" / "weights" / "v1"
-
-
-def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if home is not None:
-        env["MAMMO_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "mammo", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +23,6 @@ def trained(mias, tmp_path_factory) -> Path:
     assert "epoch 2/2" in done.stderr or "epoch 1/2" in done.stderr
     return out
 
-
-def check_schema(metrics: dict, n: int) -> None:
-    assert EVALUATE_KEYS <= set(metrics)
-    assert metrics["n"] == n and metrics["classes"] == ["normal", "benign", "malignant"]
-    matrix = metrics["confusion_matrix"]
-    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
-    assert sum(map(sum, matrix)) == n
-    assert set(metrics["per_class"]) == set(metrics["classes"])
-    assert sum(c["support"] for c in metrics["per_class"].values()) == n
-    lo, hi = metrics["auc_malignant_ci95"]
-    assert 0 <= lo <= metrics["auc_malignant"] <= hi <= 1
-    for key in ("accuracy", "balanced_accuracy", "auc_macro", "sensitivity", "specificity"):
-        assert 0 <= metrics[key] <= 1
 
 
 def test_train_writes_a_complete_model_folder(trained: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import Client, handle_file
-from test_faults import LABELS, RETRAIN, Images, load_cases, running_job_desc
+from helpers import LABELS, RETRAIN, Images, load_cases, running_job_desc
 
 from mammo.store import CaseStore
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import check_schema, run_cli
+from helpers import check_schema, run_cli
 
 from mammo.cv import patient_folds, summarise
 from mammo.data import folder_examples

@@ -15,41 +15,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import Client, handle_file
-from gradio_client.client import Job
+from helpers import LABELS, RETRAIN, Images, load_cases, running_job_desc
 from hub_server import USER, HubServer
-from PIL import Image
 
 from mammo.model import load as load_model
 from mammo.store import CaseStore, StoreError
 from mammo.store import cases as cases_module
 from mammo.store.registry import MODEL_FILES, version_number
-
-LABELS = ["normal", "benign", "malignant"]
-RETRAIN = (3, 128, True)  # epochs, image size, from the current version: seconds, not minutes
-
-
-class Images:
-    """Distinct small valid PNGs (random noise; nothing derived from real data)."""
-
-    def __init__(self, folder: Path, seed: int) -> None:
-        self.folder, self.rng, self.n = folder, np.random.default_rng(seed), 0
-        self._lock = threading.Lock()
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def next(self) -> str:
-        with self._lock:
-            self.n += 1
-            path = self.folder / f"img-{self.n}.png"
-            pixels = self.rng.integers(0, 256, (96, 80), dtype=np.uint8)
-        Image.fromarray(pixels).save(path)
-        return str(path)
 
 
 class Restartable:
@@ -87,11 +65,6 @@ def crashing(small_mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     restartable.start()
     yield restartable
     restartable.stop()
-
-
-def load_cases(root: Path, cache: Path) -> datasets.Dataset:
-    """The case folder as ``datasets`` reads it (what retraining and users see)."""
-    return datasets.load_dataset(str(root), split="train", cache_dir=str(cache))
 
 
 def assert_store_intact(home: Path, receipts: list[dict], cache: Path) -> int:
@@ -148,12 +121,6 @@ def test_sigkill_during_submits_loses_no_receipted_case(crashing: Restartable, t
 
 def served_version(client: Client, image: Path) -> str:
     return client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"]
-
-
-def running_job_desc(job: Job) -> str:
-    """The progress text of a running gradio_client job ('' before it reports any)."""
-    status = job.status()
-    return " ".join(unit.desc or "" for unit in status.progress_data or [])
 
 
 def assert_versions_clean(home: Path) -> list[str]:

@@ -1,0 +1,72 @@
+"""Helpers shared by the end-to-end test modules (so that no test module imports another)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import datasets
+import numpy as np
+from app_server import ROOT
+from gradio_client.client import Job
+from PIL import Image
+
+from mammo.metrics import EVALUATE_KEYS
+
+__all__ = ["LABELS", "RETRAIN", "Images", "load_cases", "running_job_desc", "run_cli", "check_schema"]
+
+LABELS = ["normal", "benign", "malignant"]
+RETRAIN = (3, 128, True)  # epochs, image size, from the current version: seconds, not minutes
+
+
+class Images:
+    """Distinct small valid PNGs (random noise; nothing derived from real data)."""
+
+    def __init__(self, folder: Path, seed: int) -> None:
+        self.folder, self.rng, self.n = folder, np.random.default_rng(seed), 0
+        self._lock = threading.Lock()
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def next(self) -> str:
+        with self._lock:
+            self.n += 1
+            path = self.folder / f"img-{self.n}.png"
+            pixels = self.rng.integers(0, 256, (96, 80), dtype=np.uint8)
+        Image.fromarray(pixels).save(path)
+        return str(path)
+
+
+def load_cases(root: Path, cache: Path) -> datasets.Dataset:
+    """The case folder as ``datasets`` reads it (what retraining and users see)."""
+    return datasets.load_dataset(str(root), split="train", cache_dir=str(cache))
+
+
+def running_job_desc(job: Job) -> str:
+    """The progress text of a running gradio_client job ('' before it reports any)."""
+    status = job.status()
+    return " ".join(unit.desc or "" for unit in status.progress_data or [])
+
+
+def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if home is not None:
+        env["MAMMO_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "mammo", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def check_schema(metrics: dict, n: int) -> None:
+    assert EVALUATE_KEYS <= set(metrics)
+    assert metrics["n"] == n and metrics["classes"] == ["normal", "benign", "malignant"]
+    matrix = metrics["confusion_matrix"]
+    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+    assert sum(map(sum, matrix)) == n
+    assert set(metrics["per_class"]) == set(metrics["classes"])
+    assert sum(c["support"] for c in metrics["per_class"].values()) == n
+    lo, hi = metrics["auc_malignant_ci95"]
+    assert 0 <= lo <= metrics["auc_malignant"] <= hi <= 1
+    for key in ("accuracy", "balanced_accuracy", "auc_macro", "sensitivity", "specificity"):
+        assert 0 <= metrics[key] <= 1
