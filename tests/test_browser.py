@@ -282,6 +282,8 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     assert not page.get_by_role("button", name="Yes, serve it again").is_visible()
     # an earlier one: asked first; Cancel changes nothing
     pick(page, "Version", "v1")
+    # its card has loaded (choosing a version also closes an open question: wait for that to pass)
+    visible(page.get_by_text("mammo mammogram classifier — v1")).wait_for(timeout=30_000)
     page.get_by_role("button", name="Serve this version again… (trainers only)").click()
     page.get_by_text(f"again instead of {latest}").wait_for(timeout=30_000)
     page.get_by_role("button", name="Cancel").click()
