@@ -93,14 +93,14 @@ class RecentImages:
             _, drawn = self._entries.get(key, (None, {}))
             return {method: p for (v, method), p in drawn.items() if v == version}
 
-    def put(self, key: str, image: LoadedImage, prediction: Prediction | None = None,
-            requested: str | None = None) -> None:
-        """Keep ``image`` (and ``prediction``, drawn for the ``requested`` method)."""
+    def put(self, key: str, image: LoadedImage, drawn: tuple[str, Prediction] | None = None) -> None:
+        """Keep ``image`` and, if given, a (requested method, prediction) drawn on it."""
         with self._lock:
-            _, drawn = self._entries.pop(key, (image, {}))
-            if prediction is not None:
-                drawn[(prediction.model_version, requested or "")] = replace(prediction, overlay=None)
-            self._entries[key] = (image, drawn)
+            _, kept = self._entries.pop(key, (image, {}))
+            if drawn is not None:
+                method, prediction = drawn
+                kept[(prediction.model_version, method)] = replace(prediction, overlay=None)
+            self._entries[key] = (image, kept)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
@@ -163,7 +163,7 @@ class MammoService:
             return self._stored(predictor.predict(image, method=method, opacity=opacity))
         loaded = self.load(image)
         prediction = self._stored(predictor.predict(loaded, method=method, opacity=opacity))
-        self._recent.put(str(image), loaded, prediction, requested=method)
+        self._recent.put(str(image), loaded, (method, prediction))
         return prediction
 
     def rerender(self, image: str | os.PathLike, method: str, opacity: float) -> Prediction | None:
