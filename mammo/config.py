@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ class Settings:
 
     Args:
         home: local store root (``MAMMO_HOME``), holding ``cases/`` and ``models/``.
-        base_data: labelled imagefolder used with the cases when retraining (``MAMMO_BASE_DATA``).
+        base_data: labelled imagefolder used with the cases when retraining (``MAMMO_BASE_DATA``
+            naming a local folder).
         data: root of the development data used by tests and scripts (``MAMMO_DATA``).
         dataset_repo: Hub dataset repo id for cases (``MAMMO_DATASET_REPO``).
         model_repo: Hub model repo id for versions (``MAMMO_MODEL_REPO``).
@@ -48,6 +50,11 @@ class Settings:
         gate_metric: the holdout metric a retrained candidate must not lose on
             (``MAMMO_GATE_METRIC``, default ``auc_malignant``; any numeric key of ``evaluate --json``).
         gate_tolerance: how much lower it may be than the current version's (``MAMMO_GATE_TOLERANCE``).
+        base_data_repo: Hub dataset repo holding that imagefolder (``MAMMO_BASE_DATA`` as
+            ``hf://datasets/OWNER/NAME``, or ``OWNER/NAME`` when no such local folder exists),
+            downloaded into the Hub cache at start.
+        auto_retrain_every: start a gated retrain after every N new cases
+            (``MAMMO_AUTO_RETRAIN_EVERY``; 0, the default, switches it off).
     """
 
     home: Path
@@ -63,6 +70,8 @@ class Settings:
     on_spaces: bool
     gate_metric: str = GATE_METRIC
     gate_tolerance: float = GATE_TOLERANCE
+    base_data_repo: str | None = None
+    auto_retrain_every: int = 0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -93,14 +102,36 @@ def _number(env: Mapping[str, str], name: str, kind: type, default: float, what:
     return value
 
 
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+HUB_DATASET_PREFIX = "hf://datasets/"
+
+
+def _base_data(value: str | None) -> tuple[Path | None, str | None]:
+    """MAMMO_BASE_DATA as (local folder, Hub dataset repo id): one of them, or neither."""
+    value = (value or "").strip()
+    if not value:
+        return None, None
+    if value.startswith(HUB_DATASET_PREFIX):
+        repo = value[len(HUB_DATASET_PREFIX):].strip("/")
+        if not _REPO_ID.fullmatch(repo):
+            raise SettingsError(f"MAMMO_BASE_DATA must name a dataset repo as hf://datasets/OWNER/NAME; "
+                                f"it is {value!r}.")
+        return None, repo
+    folder = Path(value).expanduser()
+    if not folder.exists() and _REPO_ID.fullmatch(value):
+        return None, value
+    return folder, None
+
+
 def settings() -> Settings:
     """Read the settings now (not cached: tests and the app may change the environment)."""
     env = os.environ
-    base = env.get("MAMMO_BASE_DATA")
+    base, base_repo = _base_data(env.get("MAMMO_BASE_DATA"))
     data = env.get("MAMMO_DATA")
     return Settings(
         home=Path(env.get("MAMMO_HOME") or Path.home() / ".mammo").expanduser(),
-        base_data=Path(base).expanduser() if base else None,
+        base_data=base,
+        base_data_repo=base_repo,
         data=Path(data).expanduser() if data else None,
         dataset_repo=env.get("MAMMO_DATASET_REPO") or None,
         model_repo=env.get("MAMMO_MODEL_REPO") or None,
@@ -114,4 +145,6 @@ def settings() -> Settings:
         gate_metric=env.get("MAMMO_GATE_METRIC") or GATE_METRIC,
         gate_tolerance=_number(env, "MAMMO_GATE_TOLERANCE", float, GATE_TOLERANCE, "a number between 0 and 1",
                                lambda v: 0 <= v <= 1),
+        auto_retrain_every=_number(env, "MAMMO_AUTO_RETRAIN_EVERY", int, 0,
+                                   "a whole number of new cases (0 switches it off)", lambda v: v >= 0),
     )

@@ -28,7 +28,8 @@ from .errors import MammoError
 from .explain import DEFAULT_METHOD, overlay
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
-from .store import RegistryError, StoreError, open_case_store, open_registry, promotion_decision
+from .store import (HubError, RegistryError, StoreError, base_data_folder, base_data_source, open_case_store,
+                    open_registry, promotion_decision)
 from .store._fs import file_lock
 from .train import EpochLog, TrainConfig, evaluate_examples
 
@@ -124,7 +125,22 @@ class MammoService:
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
         self._recent = RecentImages()
+        self._fetched_base: Path | None = None
+        self._base_problem: str | None = None
+        self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
+
+    def _base_folder(self, refresh: bool = False) -> Path | None:
+        """The base data's local folder; a Hub repo is fetched the first time (and again with
+        ``refresh``, keeping the copy it has when the Hub cannot be reached)."""
+        if not self.settings.base_data_repo:
+            return self.settings.base_data
+        if self._fetched_base is None or refresh:
+            try:
+                self._fetched_base, self._base_problem = base_data_folder(self.settings), None
+            except HubError as error:
+                self._base_problem = str(error)
+        return self._fetched_base
 
     def _sweep_work(self) -> None:
         """Remove candidate folders of retrains killed mid-way (a running one holds its lock)."""
@@ -222,26 +238,34 @@ class MammoService:
         return self.submit_many(items, user=user)
 
     def base_data(self) -> Path:
-        base = self.settings.base_data
+        """The base data's folder for a retrain (a Hub repo's newest commit), or a RetrainError."""
+        base = self._base_folder(refresh=True)
         if base is None or not base.is_dir():
-            raise RetrainError("Retraining needs the base data (MAMMO_BASE_DATA, an imagefolder "
-                               f"with patient_id metadata); it is {'unset' if base is None else 'missing'}.")
+            source = base_data_source(self.settings)
+            why = ("unset" if source is None else f"{source} could not be fetched: {self._base_problem}"
+                   if self.settings.base_data_repo else f"{source} is missing")
+            raise RetrainError("Retraining needs the base data (MAMMO_BASE_DATA: a local imagefolder or "
+                               f"a Hub dataset repo, with patient_id metadata); {why}.")
         return base
 
     def data_summary(self) -> dict[str, dict[str, int]]:
         """Images per label: base data and submitted cases."""
-        base = _base_counts(self.settings.base_data)
+        base = _base_counts(self._base_folder())
         cases = self.cases.counts()
         return {label: {"base": base.get(label, 0), "cases": cases.get(label, 0)}
                 for label in label_order([*self.labels, *base, *cases])}
 
     def describe(self) -> str:
         """One line for the start-up log: the served version, the stores and the base data."""
-        base = self.settings.base_data
+        source, base = base_data_source(self.settings), self._base_folder()
+        if source is None:
+            where = "none (MAMMO_BASE_DATA unset: Retrain is off)"
+        elif base is None or not base.is_dir():
+            where = f"{source} (missing{': ' + self._base_problem if self._base_problem else ''})"
+        else:
+            where = source if base == self.settings.base_data else f"{source}, fetched to {base}"
         return (f"serving {self._predictor.version} ({self._predictor.model_dir}); models at "
-                f"{self.registry.location}; cases at {self.cases.location}; base data for retraining: "
-                f"{base if base is not None else 'none (MAMMO_BASE_DATA unset: Retrain is off)'}"
-                f"{'' if base is None or base.is_dir() else ' (missing)'}")
+                f"{self.registry.location}; cases at {self.cases.location}; base data for retraining: {where}")
 
     def served_config(self) -> dict:
         """The ``config.json`` of the served version."""

@@ -1,6 +1,6 @@
 """Convert the public mini-MIAS archive into mammo's imagefolder layout.
 
-Usage: ``python scripts/fetch_mias.py [SOURCE] --out DIR [--size 512] [--url URL]``
+Usage: ``python scripts/fetch_mias.py [SOURCE] --out DIR [--size 512] [--url URL] [--push-to OWNER/NAME]``
 
 SOURCE is a downloaded ``all-mias.tar.gz``, a folder holding ``Info.txt`` and the
 ``mdbNNN.pgm`` films, or an http(s) URL; without SOURCE the archive is downloaded from
@@ -16,7 +16,12 @@ the columns of ``COLUMNS``:
   without coordinates (diffuse findings, ``*NOTE*``) are left out, so normal films and films
   whose findings all lack coordinates have them empty.
 
-Standalone: needs Pillow only. Citation and licence: see the MIAS ``Licence.txt``.
+``--push-to OWNER/NAME`` then uploads DIR as a **private** Hub dataset repo (HF_TOKEN; HF_ENDPOINT),
+for a Space's ``MAMMO_BASE_DATA``: the MIAS licence allows research use but no redistribution, so
+the repo must stay private (an existing public repo is refused).
+
+Standalone: needs Pillow only (and huggingface_hub for ``--push-to``). Citation and licence: see
+the MIAS ``Licence.txt``.
 """
 
 from __future__ import annotations
@@ -244,6 +249,39 @@ def _safe_extract(archive: Path, dest: Path) -> None:
         tar.extractall(dest, filter="data")
 
 
+HUB_CARD = """---
+license: other
+license_name: mias
+pretty_name: mini-MIAS (converted by mammo, private copy)
+---
+# mini-MIAS, converted for mammo
+
+The Mammographic Image Analysis Society's mini-MIAS films in mammo's imagefolder layout
+(`<label>/<file>.png`, `metadata.csv` with patient ids and lesion marks), made with
+`python scripts/fetch_mias.py --push-to`. **Keep this repository private**: the MIAS licence
+(`LICENCE.txt`) allows research use and asks to cite the database, and forbids renting, leasing
+or selling it; it is not ours to redistribute. Citation: J Suckling et al (1994) "The Mammographic
+Image Analysis Society Digital Mammogram Database", Excerpta Medica, International Congress Series
+1069, pp375-378.
+"""
+
+
+def push_to_hub(folder: Path, repo_id: str) -> str:
+    """Upload a converted folder as a private Hub dataset repo; its URL."""
+    from huggingface_hub import HfApi  # only --push-to needs it
+
+    api = HfApi()
+    url = api.create_repo(repo_id, repo_type="dataset", private=True, exist_ok=True)
+    if not api.repo_info(repo_id, repo_type="dataset").private:
+        raise ValueError(f"{repo_id} exists and is public; the MIAS licence forbids redistribution: "
+                         "push to a private repo (or make this one private first)")
+    api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="dataset",
+                      commit_message="mini-MIAS in mammo's imagefolder layout (fetch_mias.py)")
+    api.upload_file(path_or_fileobj=HUB_CARD.encode(), path_in_repo="README.md", repo_id=repo_id,
+                    repo_type="dataset", commit_message="Dataset card: private copy, MIAS licence")
+    return str(url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -253,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output imagefolder (new/empty)")
     parser.add_argument("--size", type=int, default=512, help="output edge in pixels (512)")
     parser.add_argument("--url", default=DEFAULT_URL, help="archive URL used without SOURCE")
+    parser.add_argument("--push-to", metavar="OWNER/NAME",
+                        help="then upload the folder as a PRIVATE Hub dataset repo (MAMMO_BASE_DATA of a Space)")
     args = parser.parse_args(argv)
     try:
         rows = convert(args.source, args.out, args.size, args.url)
@@ -263,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     patients = len({row["patient_id"] for row in rows})
     counts = ", ".join(f"{label} {n}" for label, n in sorted(labels.items()))
     print(f"wrote {len(rows)} films ({counts}) of {patients} patients to {args.out}")
+    if args.push_to:
+        try:
+            url = push_to_hub(args.out, args.push_to)
+        except Exception as error:  # noqa: BLE001 - any Hub failure: one clear line, exit 1
+            print(f"fetch_mias: error: pushing to {args.push_to} failed: {error}", file=sys.stderr)
+            return 1
+        print(f"pushed to the private dataset repo {url}; set MAMMO_BASE_DATA={args.push_to} on the Space")
     return 0
 
 

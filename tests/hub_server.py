@@ -18,7 +18,8 @@ NOT covered (what a real Hub adds): Xet transfer (the fixture sets ``HF_HUB_DISA
 the clients use the legacy LFS protocol); real authentication and permissions (one valid token,
 one user, who may write anywhere); organisations, gated repos, pull requests, branches other
 than ``main`` created by API, super-squash, rate limits, CDN redirects (files are served directly)
-and pagination (every listing is one page). Repo ids must be ``namespace/name``.
+and pagination (every listing is one page). Repo ids must be ``namespace/name``. Spaces are
+repos with settings (SDK, hardware, variables, secrets) that nothing builds or runs.
 
 Fault injection for tests: :meth:`HubServer.stop` / :meth:`HubServer.restart` (same port, same
 data) and :attr:`HubServer.lose_commit_responses` (apply the next N commits, then drop the
@@ -63,8 +64,10 @@ def _git_oid(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
-def _is_lfs(path: str, size: int) -> bool:
-    return path.endswith(_LFS_SUFFIXES) or size >= _LFS_MIN_SIZE
+def _is_lfs(path: str, size: int, sample: bytes = b"") -> bool:
+    """As the Hub decides: known binary suffixes, large files, and binary content (a NUL byte in
+    the first 512 bytes the client samples)."""
+    return path.endswith(_LFS_SUFFIXES) or size >= _LFS_MIN_SIZE or b"\0" in sample
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,11 @@ class _Repo:
     commits: dict[str, _Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # Spaces only: the settings a Space's owner sets (secrets are write-only, as on the Hub)
+    sdk: str | None = None
+    hardware: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 class _HttpError(Exception):
@@ -244,6 +252,19 @@ class HubServer:
             repo = self._state.repo(repo_type, repo_id, authed=True)
             return sum(1 for _ in _history(repo, repo.branches["main"]))
 
+    def space_settings(self, repo_id: str) -> dict:
+        """A Space's SDK, hardware, variables and secrets (the values tests check were set)."""
+        with self._state.lock:
+            space = self._state.repo("space", repo_id, authed=True)
+            return {"sdk": space.sdk, "hardware": space.hardware, "private": space.private,
+                    "variables": dict(space.variables), "secrets": dict(space.secrets)}
+
+    def is_lfs(self, repo_id: str, path: str, repo_type: str = "dataset", revision: str = "main") -> bool:
+        """Whether ``path`` was committed through LFS."""
+        with self._state.lock:
+            repo = self._state.repo(repo_type, repo_id, authed=True)
+            return self._state.resolve(repo, revision).files[path].lfs
+
     def repo_exists(self, repo_id: str, repo_type: str = "dataset") -> bool:
         with self._state.lock:
             return (repo_type, repo_id) in self._state.repos
@@ -379,8 +400,36 @@ class _Handler(BaseHTTPRequestHandler):
             url = f"{self._base()}/{_PREFIX[repo_type]}{repo_id}"
             raise _HttpError(409, "You already created this repo", url=url)
         private = body.get("visibility") == "private" or bool(body.get("private"))
+        if repo_type == "space" and body.get("sdk") not in ("gradio", "docker", "static"):
+            raise _HttpError(400, "A Space needs an SDK (gradio, docker or static)")
         repo = self.hub._state.create_repo(repo_type, repo_id, private)
+        repo.sdk, repo.hardware = body.get("sdk"), body.get("hardware") or ("cpu-basic" if body.get("sdk") else None)
         self._send_json({"url": self._repo_url(repo), "name": repo_id})
+
+    # -- Space settings ----------------------------------------------------------------
+    def _space(self, token: bool, repo: str) -> _Repo:
+        if not token:
+            raise _HttpError(401, "You must be authenticated to change a Space's settings")
+        return self.hub._state.repo("space", unquote(repo), token)
+
+    def space_variables(self, token: bool, repo: str) -> None:
+        space = self._space(token, repo)
+        if self.command == "POST":
+            body = self._json_body()
+            space.variables[str(body["key"])] = str(body["value"])
+        self._send_json({key: {"value": value, "updatedAt": _now()} for key, value in space.variables.items()})
+
+    def space_secret(self, token: bool, repo: str) -> None:
+        body = self._json_body()
+        self._space(token, repo).secrets[str(body["key"])] = str(body["value"])
+        self._send_json({})
+
+    def space_runtime(self, token: bool, repo: str) -> None:
+        space = self._space(token, repo)
+        if self.command == "POST":
+            space.hardware = str(self._json_body()["flavor"])
+        self._send_json({"stage": "BUILDING", "hardware": {"current": None, "requested": space.hardware},
+                         "gcTimeout": None, "storage": None, "devMode": False})
 
     def validate_yaml(self, token: bool) -> None:
         content = self._json_body().get("content", "")
@@ -566,11 +615,12 @@ class _Handler(BaseHTTPRequestHandler):
         files = []
         for item in self._json_body().get("files", []):
             path, size = item["path"], int(item["size"])
+            sample = base64.b64decode(item.get("sample") or "")
             existing = commit.files.get(path)
             files.append(
                 {
                     "path": path,
-                    "uploadMode": "lfs" if _is_lfs(path, size) else "regular",
+                    "uploadMode": "lfs" if _is_lfs(path, size, sample) else "regular",
                     "shouldIgnore": False,
                     "oid": self._oid(existing) if existing else None,
                 }
@@ -738,6 +788,10 @@ _ROUTES: list[tuple[tuple[str, ...], str, str]] = [
     (("POST",), rf"/api/{_TYPES}/{_REPO}/paths-info/(?P<rev>[^/]+)", "paths_info"),
     (("POST",), rf"/api/{_TYPES}/{_REPO}/preupload/(?P<rev>[^/]+)", "preupload"),
     (("POST",), rf"/api/{_TYPES}/{_REPO}/commit/(?P<rev>[^/]+)", "commit"),
+    (("GET", "POST"), rf"/api/spaces/{_REPO}/variables", "space_variables"),
+    (("POST",), rf"/api/spaces/{_REPO}/secrets", "space_secret"),
+    (("POST",), rf"/api/spaces/{_REPO}/hardware", "space_runtime"),
+    (("GET",), rf"/api/spaces/{_REPO}/runtime", "space_runtime"),
     (("POST",), rf"/{_PFX}{_REPO}\.git/info/lfs/objects/batch", "lfs_batch"),
     (
         ("PUT", "POST"),

@@ -3,11 +3,16 @@
 ``open_case_store()`` and ``open_registry()`` choose the backend from :func:`mammo.config.settings`.
 """
 
+from ._hub import HubError
+from .base_data import base_data_folder, base_data_source
 from .cases import CaseStore, StoreError, open_case_store
 from .gate import promotion_decision
 from .registry import ModelRegistry, RegistryError, open_registry
 
 __all__ = [
+    "HubError",
+    "base_data_folder",
+    "base_data_source",
     "CaseStore",
     "ModelRegistry",
     "RegistryError",
