@@ -1,6 +1,7 @@
 """mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` (no logic of its own).
 
-API names (``gradio_client``): /predict, /heatmap, /submit_case, /retrain, /models. Run: ``python app.py``.
+API names (``gradio_client``): /predict, /heatmap, /submit_case, /retrain, /rollback, /models,
+/health (also GET /health). Run: ``python app.py``.
 """
 
 import functools
@@ -15,11 +16,13 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from gradio_client import handle_file
 from huggingface_hub import ModelCard
 
 from mammo import views
-from mammo.access import can_submit, can_train
+from mammo.access import TokenUsers, can_submit, can_train
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS
@@ -43,6 +46,7 @@ CHECKED_HERE = {"allow_custom_value": True}
 torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (docs/architecture.md)
 SETTINGS = settings()
 service = MammoService(SETTINGS)
+token_users = TokenUsers(SETTINGS)  # API callers' tokens -> Hub user names (whoami, cached)
 
 
 def _api_example() -> str:
@@ -108,8 +112,12 @@ def clear_errors(fn):
     return wrapper
 
 
-def _user(profile: gr.OAuthProfile | None) -> str | None:
-    return profile.username if profile is not None else None
+def _user(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None) -> str | None:
+    """Who is asking: the signed-in browser user, else the owner of the token an API caller passed
+    with ``gradio_client.Client(..., oauth_token=...)`` (checked with the Hub), else nobody."""
+    if profile is not None:
+        return profile.username
+    return token_users.user(token.token if token is not None else None)
 
 
 def _need_file(path: str | None) -> str:
@@ -187,11 +195,12 @@ def recent_cases():
 
 
 @clear_errors
-def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None) -> str:
+def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None,
+              token: gr.OAuthToken | None = None) -> str:
     """A submitted case's stored PNG, named by its case id, for the image input."""
     if not case_id:
         raise gr.Error("Pick a case first.")
-    can_submit(_user(profile), SETTINGS).require()  # cases are visible to those who may add them
+    can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
     path = Path(tempfile.mkdtemp(prefix="mammo-case-")) / f"case-{case_id}.png"
     path.write_bytes(service.case_png(case_id))
     return str(path)
@@ -202,7 +211,8 @@ def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None) -> st
 def submit_case(image: str | None, label: str | None, view: str | None = None, laterality: str | None = None,
                 density: str | None = None, birads: int | None = None,
                 biopsy_confirmed: bool | None = None, age: str | None = None, notes: str = "",
-                profile: gr.OAuthProfile | None = None):
+                profile: gr.OAuthProfile | None = None,
+                token: gr.OAuthToken | None = None):
     """Append one labelled case (image + confirmed label + optional metadata; empty fields are stored
     as empty) to the dataset; returns the receipt with the case id, what was stored and the totals."""
     if not label:
@@ -210,10 +220,10 @@ def submit_case(image: str | None, label: str | None, view: str | None = None, l
     metadata = views.metadata_from_fields(
         view=view, laterality=laterality, density=density, birads=birads,
         biopsy_confirmed=biopsy_confirmed or None, age=age, notes=notes)
-    return service.submit(_need_file(image), label, metadata, user=_user(profile))
+    return service.submit(_need_file(image), label, metadata, user=_user(profile, token))
 
 
-if list(inspect.signature(submit_case).parameters)[2:-1] != list(METADATA_FIELDS):
+if list(inspect.signature(submit_case).parameters)[2:-2] != list(METADATA_FIELDS):
     raise RuntimeError("submit_case's metadata parameters must follow METADATA_FIELDS")
 
 
@@ -247,9 +257,10 @@ def after_submit(receipt: dict):
 
 
 @clear_errors
-def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None):
+def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None,
+                token: gr.OAuthToken | None = None):
     """Append several images (one label) or a zip of <label>/<file> folders as one batch."""
-    return service.submit_uploads(files or [], label, user=_user(profile))
+    return service.submit_uploads(files or [], label, user=_user(profile, token))
 
 
 def totals():
@@ -264,20 +275,22 @@ def _options(epochs: float, image_size: float, from_current: bool) -> RetrainOpt
 
 @clear_errors
 def retrain(epochs: float = 5, image_size: float = 0, from_current: bool = True,
-            profile: gr.OAuthProfile | None = None, progress=gr.Progress()):  # noqa: B008
+            profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None,
+            progress=gr.Progress()):  # noqa: B008
     """Fine-tune on the base data + submitted cases (trainers only). The candidate is published as the
     next version only if it is no worse on the fixed held-out patients; returns the summary with both
     models' metrics, `promoted`, the served `version` and the training history."""
-    return service.retrain(_options(epochs, image_size, from_current), user=_user(profile),
+    return service.retrain(_options(epochs, image_size, from_current), user=_user(profile, token),
                            progress=lambda f, m: progress(f, desc=m))
 
 
 @clear_errors
 def retrain_live(epochs: float, image_size: float, from_current: bool,
-                 profile: gr.OAuthProfile | None = None):
+                 profile: gr.OAuthProfile | None = None,
+                 token: gr.OAuthToken | None = None):
     """The Retrain button: the same retrain, with a status line (step, epoch, losses, AUC, time
     left) streamed next to the button while it runs; then the summary."""
-    options, user = _options(epochs, image_size, from_current), _user(profile)
+    options, user = _options(epochs, image_size, from_current), _user(profile, token)
     state: dict = {"fraction": 0.0, "message": "starting", "epoch": None}
     done = threading.Event()
 
@@ -332,8 +345,9 @@ def served_estimate():
     return views.estimate_text(mammo), views.reliability_frame(views.estimate_metrics(mammo))
 
 
-def access_note(profile: gr.OAuthProfile | None = None) -> str:
-    return can_train(_user(profile), SETTINGS).reason
+def access_note(profile: gr.OAuthProfile | None = None,
+                token: gr.OAuthToken | None = None) -> str:
+    return can_train(_user(profile, token), SETTINGS).reason
 
 
 # -- Models -----------------------------------------------------------------------------------------
@@ -359,11 +373,12 @@ def version_files(version: str | None):
 
 
 @clear_errors
-def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None):
+def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
+                 token: gr.OAuthToken | None = None):
     """Before serving an earlier version again: who may, whether it is not the one served, and a question."""
     if not version:
         raise gr.Error("Pick the version to serve again.")
-    can_train(_user(profile), SETTINGS).require()
+    can_train(_user(profile, token), SETTINGS).require()
     served = service.predictor.version
     if version == served:
         raise gr.Error(f"{version} is the version already served; pick an earlier one.")
@@ -373,11 +388,38 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None):
 
 
 @clear_errors
-def rollback(version: str | None, profile: gr.OAuthProfile | None = None):
+def rollback_version(version: str | None, profile: gr.OAuthProfile | None = None,
+                     token: gr.OAuthToken | None = None) -> dict:
+    """Serve an earlier version again (trainers only; API callers pass their Hugging Face token with
+    Client(..., oauth_token=...)). It is published as the next version, the history kept; returns
+    the new `version` and the one it copies (`rollback_of`)."""
     if not version:
         raise gr.Error("Pick the version to serve again.")
-    new = service.rollback(version, user=_user(profile))
-    return f"Serving {version} again, published as {new}.", gr.update(visible=False)
+    return {"version": service.rollback(version, user=_user(profile, token)), "rollback_of": version}
+
+
+def rollback(version: str | None, profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
+    served = rollback_version(version, profile, token)
+    return f"Serving {version} again, published as {served['version']}.", gr.update(visible=False)
+
+
+# -- Health -----------------------------------------------------------------------------------------
+def health() -> dict:
+    """For monitors: `status` ("ok" or "degraded"), the served `model_version`, whether the case and
+    model stores and the Hub answer, the base data, whether a retrain runs, requests waiting in
+    the queue, and the uptime in seconds. Also a plain HTTP GET on /health."""
+    waiting = len(demo._queue) if getattr(demo, "_queue", None) is not None else None  # Gradio's queue
+    return {**service.health(), "queue_waiting": waiting}
+
+
+def health_route() -> JSONResponse:
+    """GET /health: the same report; HTTP 503 when degraded, 500 (logged) when the check itself fails."""
+    try:
+        report = health()
+    except Exception as error:  # noqa: BLE001 - a monitor gets an answer; the traceback goes to the log
+        log.exception("the health check failed")
+        return JSONResponse({"status": "error", "error": type(error).__name__}, status_code=500)
+    return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
 
 def build() -> gr.Blocks:
@@ -482,7 +524,7 @@ def build() -> gr.Blocks:
                                     interactive=False)
             refresh = gr.Button("Refresh", size="sm")
             with gr.Row(equal_height=True):
-                version = gr.Dropdown([], value=None, label="Version", scale=2)
+                version = gr.Dropdown([], value=None, label="Version", scale=2, **CHECKED_HERE)
                 rollback_button = gr.Button("Serve this version again… (trainers only)", variant="stop",
                                             scale=1)
             with gr.Row(visible=False, equal_height=True) as confirm_row:
@@ -545,6 +587,11 @@ def build() -> gr.Blocks:
         rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
         version.change(lambda: gr.update(visible=False), None, confirm_row, **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
+        api_result = gr.JSON(visible=False)  # what the API-only endpoints below return
+        gr.on([], rollback_version, version, api_result, api_name="rollback",  # API only
+              api_description=rollback_version.__doc__, concurrency_limit=1)
+        gr.on([], health, None, api_result, api_name="health", api_description=health.__doc__,
+              concurrency_limit=None)  # never waits behind predictions
         confirm.click(rollback, version, [rollback_note, confirm_row], concurrency_limit=1,
                       **private).success(**models_event, **private).then(
             served_estimate, None, [served, reliability], **private)
@@ -566,4 +613,5 @@ if __name__ == "__main__":
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry signed URLs
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     log.info("mammo: %s", service.describe())
-    demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True)  # same bytes as the store
+    demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True,  # same bytes as the store
+                app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})

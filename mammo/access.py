@@ -1,13 +1,27 @@
-"""Who may retrain, promote and roll back (``MAMMO_TRAINERS``) and submit (``MAMMO_SUBMITTERS``)."""
+"""Who may retrain, promote and roll back (``MAMMO_TRAINERS``) and submit (``MAMMO_SUBMITTERS``),
+and who an API caller is (their Hugging Face token, resolved with ``whoami``)."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
+
+from huggingface_hub import HfApi
 
 from .config import Settings
 from .errors import MammoError
+from .store._hub import HubError, HubUnavailable, check_reachable
 
-__all__ = ["Permission", "can_train", "can_submit", "AccessDenied"]
+__all__ = ["Permission", "can_train", "can_submit", "AccessDenied", "TokenUsers", "SIGN_IN"]
+
+SIGN_IN = ("Sign in with Hugging Face (API callers: pass your token, "
+           "gradio_client.Client(..., oauth_token=HF_TOKEN))")
+
+log = logging.getLogger(__name__)
 
 
 class AccessDenied(MammoError, PermissionError):
@@ -32,7 +46,7 @@ def can_train(user: str | None, settings: Settings) -> Permission:
                                     "the served version.")
         who = f"{user} is" if user else "you are not signed in, so you are"
         return Permission(False, f"Retraining is limited to the trainers of this app; {who} not one "
-                                 "of them. Sign in with Hugging Face as a trainer. (For the owner: "
+                                 f"of them. {SIGN_IN} as a trainer. (For the owner: "
                                  "trainers are listed in MAMMO_TRAINERS.)")
     if settings.on_spaces:
         return Permission(False, "Retraining is switched off on this Space: its owner has named no "
@@ -48,5 +62,48 @@ def can_submit(user: str | None, settings: Settings) -> Permission:
                           f"You ({user}) may submit cases.")
     who = f"{user} is" if user else "you are not signed in, so you are"
     return Permission(False, f"Submitting cases is limited to the submitters of this app; {who} not "
-                             "one of them. Sign in with Hugging Face as a submitter. (For the owner: "
+                             f"one of them. {SIGN_IN} as a submitter. (For the owner: "
                              "submitters are listed in MAMMO_SUBMITTERS.)")
+
+
+class TokenUsers:
+    """Hugging Face user names of API callers' tokens (``whoami``), cached for ``ttl_s`` seconds.
+
+    Tokens are kept only as SHA-256 digests and never logged. An invalid token, or one the Hub
+    cannot check right now, names nobody (the caller is treated as not signed in).
+    """
+
+    def __init__(self, settings: Settings, ttl_s: float = 300.0, size: int = 256) -> None:
+        self.settings, self.ttl_s, self.size = settings, ttl_s, size
+        self._cache: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def user(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        key = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            name, expires = self._cache.get(key, (None, 0.0))
+            if expires > time.monotonic():
+                return name
+        name, checked = self._whoami(token)
+        if not checked:  # the Hub did not answer: ask again next time
+            return None
+        with self._lock:
+            self._cache[key] = (name, time.monotonic() + self.ttl_s)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return name
+
+    def _whoami(self, token: str) -> tuple[str | None, bool]:
+        """(the token's user name or None, whether the Hub answered)."""
+        api = HfApi(endpoint=self.settings.hf_endpoint, token=token, library_name="mammo")
+        try:
+            return check_reachable(api).get("name"), True
+        except HubUnavailable as error:
+            log.warning("could not check an API caller's token: %s", error)
+            return None, False
+        except HubError:
+            log.info("an API caller sent a token the Hub does not accept")
+            return None, True

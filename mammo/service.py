@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -28,8 +29,18 @@ from .errors import MammoError
 from .explain import DEFAULT_METHOD, overlay
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
-from .store import (HubError, RegistryError, StoreError, base_data_folder, base_data_source, open_case_store,
-                    open_registry, promotion_decision)
+from .store import (
+    HubError,
+    RegistryError,
+    StoreError,
+    base_data_folder,
+    base_data_source,
+    check_reachable,
+    hub_api,
+    open_case_store,
+    open_registry,
+    promotion_decision,
+)
 from .store._fs import file_lock
 from .train import EpochLog, TrainConfig, evaluate_examples
 
@@ -125,6 +136,7 @@ class MammoService:
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
         self._recent = RecentImages()
+        self._started = time.monotonic()
         self._fetched_base: Path | None = None
         self._base_problem: str | None = None
         self._base_folder()  # a Hub repo is downloaded at start
@@ -265,7 +277,34 @@ class MammoService:
         else:
             where = source if base == self.settings.base_data else f"{source}, fetched to {base}"
         return (f"serving {self._predictor.version} ({self._predictor.model_dir}); models at "
-                f"{self.registry.location}; cases at {self.cases.location}; base data for retraining: {where}")
+                f"{self.registry.location}; cases at {self.cases.location}; "
+                f"base data for retraining: {where}")
+
+    def health(self) -> dict:
+        """For monitors: the served version, whether the stores (and the Hub, when used) answer,
+        whether a retrain runs, and the uptime. ``status`` is "ok" or "degraded"."""
+        settings = self.settings
+        hub: dict | None = None
+        if settings.use_hub_cases or settings.use_hub_models or settings.base_data_repo:
+            api = hub_api(settings)
+            try:
+                check_reachable(api)  # one request, no retry loop
+                hub = {"reachable": True, "endpoint": api.endpoint}
+            except HubError as error:
+                hub = {"reachable": False, "endpoint": api.endpoint, "error": str(error)}
+        home_ok = settings.home.is_dir() and os.access(settings.home, os.W_OK)
+        stores = {"cases": (self.cases.location, settings.use_hub_cases),
+                  "models": (self.registry.location, settings.use_hub_models)}
+        report = {name: {"location": where, "reachable": hub["reachable"] if on_hub and hub else home_ok}
+                  for name, (where, on_hub) in stores.items()}
+        base = self._base_folder()
+        healthy = all(store["reachable"] for store in report.values()) and (hub is None or hub["reachable"])
+        return {"status": "ok" if healthy else "degraded", "model_version": self._predictor.version,
+                **report, "hub": hub,
+                "base_data": {"source": base_data_source(settings),
+                              "available": base is not None and base.is_dir()},
+                "retrain_running": self.retrain_started is not None,
+                "uptime_s": round(time.monotonic() - self._started, 1)}
 
     def served_config(self) -> dict:
         """The ``config.json`` of the served version."""

@@ -67,10 +67,11 @@ class AppProcess:
         self.stop()
         raise RuntimeError(f"app did not start in {timeout} s:\n{self.log()}")
 
-    def client(self):
+    def client(self, **options):
+        """A ``gradio_client.Client`` of this app (``options``: e.g. ``oauth_token=``)."""
         from gradio_client import Client
 
-        return Client(self.url, verbose=False)
+        return Client(self.url, verbose=False, **options)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -403,7 +403,8 @@ class _Handler(BaseHTTPRequestHandler):
         if repo_type == "space" and body.get("sdk") not in ("gradio", "docker", "static"):
             raise _HttpError(400, "A Space needs an SDK (gradio, docker or static)")
         repo = self.hub._state.create_repo(repo_type, repo_id, private)
-        repo.sdk, repo.hardware = body.get("sdk"), body.get("hardware") or ("cpu-basic" if body.get("sdk") else None)
+        if repo_type == "space":
+            repo.sdk, repo.hardware = body.get("sdk"), body.get("hardware") or "cpu-basic"
         self._send_json({"url": self._repo_url(repo), "name": repo_id})
 
     # -- Space settings ----------------------------------------------------------------
@@ -417,7 +418,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "POST":
             body = self._json_body()
             space.variables[str(body["key"])] = str(body["value"])
-        self._send_json({key: {"value": value, "updatedAt": _now()} for key, value in space.variables.items()})
+        self._send_json({key: {"value": value, "updatedAt": _now()}
+                         for key, value in space.variables.items()})
 
     def space_secret(self, token: bool, repo: str) -> None:
         body = self._json_body()

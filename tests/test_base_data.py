@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
 from huggingface_hub import HfApi
 
-from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
 from mammo.config import settings
 from mammo.data import SplitSpec, folder_examples
 from mammo.pipeline import base_splits
@@ -91,7 +91,8 @@ def test_a_missing_repo_leaves_the_app_serving_and_says_why_retrain_is_off(
     service = _service(tmp_path / "home", tiny_model_dir, f"hf://datasets/{USER}/no-such-data", monkeypatch)
     try:
         assert service.data_summary()  # the app still starts and counts what it has
-        with pytest.raises(RetrainError, match=f"{USER}/no-such-data could not be fetched: Repository not found"):
+        why = f"{USER}/no-such-data could not be fetched: Repository not found"
+        with pytest.raises(RetrainError, match=why):
             service.base_data()
         assert "missing" in service.describe()
     finally:

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi
-
 from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
+from huggingface_hub import HfApi
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -41,8 +40,8 @@ def test_deploy_creates_the_space_with_what_it_runs_and_nothing_else(hub_server,
     assert {"app.py", "requirements.txt", "README.md", ".gitattributes", "LICENSE",
             "mammo/weights/v2/model.safetensors", "mammo/service.py"} <= set(files)
     assert set(_tracked("examples/")) <= set(files)
-    assert not [f for f in files if f.startswith(("tests/", "scripts/", "runs/", "docs/", ".ci/", "shared", "data/"))
-                or "__pycache__" in f or f.endswith(".pyi")]
+    never = ("tests/", "scripts/", "runs/", "docs/", ".ci/", "shared", "data/")
+    assert not [f for f in files if f.startswith(never) or "__pycache__" in f or f.endswith(".pyi")]
     assert set(files) == set(deploy_space.space_files())  # exactly the tracked files it needs
     # binary files through LFS, as the Hub requires; code and text as plain git files
     for path in ("mammo/weights/v2/model.safetensors", "mammo/weights/v1/model.safetensors",
@@ -52,11 +51,13 @@ def test_deploy_creates_the_space_with_what_it_runs_and_nothing_else(hub_server,
         assert not hub_server.is_lfs(SPACE, path, repo_type="space"), path
     assert hub_server.read(SPACE, "mammo/weights/v2/model.safetensors", repo_type="space") == \
         (ROOT / "mammo/weights/v2/model.safetensors").read_bytes()
-    assert hub_server.read(SPACE, ".gitattributes", repo_type="space") == (ROOT / ".gitattributes").read_bytes()
+    gitattributes = hub_server.read(SPACE, ".gitattributes", repo_type="space")
+    assert gitattributes == (ROOT / ".gitattributes").read_bytes()
 
     settings = hub_server.space_settings(SPACE)
     assert settings["sdk"] == "gradio" and settings["private"] and settings["hardware"] == "cpu-upgrade"
-    assert settings["variables"] == {"MAMMO_DATASET_REPO": f"{USER}/cases", "MAMMO_MODEL_REPO": f"{USER}/models",
+    assert settings["variables"] == {"MAMMO_DATASET_REPO": f"{USER}/cases",
+                                     "MAMMO_MODEL_REPO": f"{USER}/models",
                                      "MAMMO_BASE_DATA": f"{USER}/mias", "MAMMO_TRAINERS": "alice,bob"}
     assert settings["secrets"] == {"HF_TOKEN": "hf_space_scoped_token"}
     # the secret's value is never readable back; variables are

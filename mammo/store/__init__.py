@@ -3,7 +3,7 @@
 ``open_case_store()`` and ``open_registry()`` choose the backend from :func:`mammo.config.settings`.
 """
 
-from ._hub import HubError
+from ._hub import HubError, check_reachable, hub_api
 from .base_data import base_data_folder, base_data_source
 from .cases import CaseStore, StoreError, open_case_store
 from .gate import promotion_decision
@@ -11,6 +11,8 @@ from .registry import ModelRegistry, RegistryError, open_registry
 
 __all__ = [
     "HubError",
+    "check_reachable",
+    "hub_api",
     "base_data_folder",
     "base_data_source",
     "CaseStore",

@@ -1,0 +1,75 @@
+"""API callers identified by their Hugging Face token, and /health, through the real app.
+
+The app resolves the token a ``gradio_client.Client(..., oauth_token=...)`` caller passes with
+``whoami`` on the Hub-protocol test server (tests/hub_server.py: one valid token, user
+``mammo-tester``); browser sign-in (OAuth) is not exercised here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from app_server import AppProcess
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
+
+
+def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
+    hub_server, small_mias: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    # HF_ENDPOINT (the test hub) reaches the app through its environment; the stores stay local
+    env = {"MAMMO_BASE_DATA": str(small_mias), "MAMMO_TRAINERS": f"alice,{USER}", "MAMMO_SUBMITTERS": USER}
+    with AppProcess(tmp_path / "home", env=env) as app:
+        image = handle_file(str(next((small_mias / "normal").glob("*.png"))))
+        anonymous = app.client()
+        stranger = app.client(oauth_token="hf_not_a_valid_token_0123456789")
+        trainer = app.client(oauth_token=hub_server.token)
+        for refused in (anonymous, stranger):
+            with pytest.raises(AppError, match="limited to the trainers of this app; you are not signed in"):
+                refused.predict("v1", api_name="/rollback")
+            with pytest.raises(AppError, match="oauth_token"):  # the refusal says how to pass a token
+                refused.predict(1, 64, True, api_name="/retrain")
+            with pytest.raises(AppError, match="limited to the submitters of this app"):
+                refused.predict(image, "normal", api_name="/submit_case")
+        # the trainer passes the access check: the options are the next check (no training needed)
+        with pytest.raises(AppError, match="image size must be between 32 and 1024"):
+            trainer.predict(1, 16, True, api_name="/retrain")
+        assert trainer.predict(image, "normal", api_name="/submit_case")["status"] == "stored"
+        assert trainer.predict("v1", api_name="/rollback") == {"version": "v3", "rollback_of": "v1"}
+        with pytest.raises(AppError, match="already served"):
+            trainer.predict("v3", api_name="/rollback")
+        assert anonymous.predict(api_name="/models")[-1]["version"] == "v3"
+        served = anonymous.predict(image, api_name="/predict")[2]["model_version"]
+        assert served == "v3"
+        # each token checked once with the Hub (then cached); no token in the app's log
+        whoami = [path for _, path in hub_server.calls if path == "/api/whoami-v2"]
+        assert len(whoami) == 2
+        log = app.log()
+        assert hub_server.token not in log and "hf_not_a_valid_token" not in log
+
+
+def test_health_over_the_api_and_http(small_mias: Path, tmp_path: Path) -> None:
+    with AppProcess(tmp_path / "home", env={"MAMMO_BASE_DATA": str(small_mias)}) as app:
+        report = app.client().predict(api_name="/health")
+        assert report["status"] == "ok" and report["model_version"] == "v2"
+        assert report["cases"]["reachable"] and report["models"]["reachable"] and report["hub"] is None
+        assert report["base_data"] == {"source": str(small_mias), "available": True}
+        assert report["queue_waiting"] == 0 and not report["retrain_running"] and report["uptime_s"] > 0
+        answer = httpx.get(app.url + "health", timeout=10)
+        assert answer.status_code == 200 and answer.json()["model_version"] == "v2"
+
+
+def test_health_says_degraded_when_the_hub_is_down(hub_server, tmp_path: Path) -> None:  # noqa: F811
+    env = {"MAMMO_MODEL_REPO": f"{USER}/models"}  # with HF_TOKEN: versions on the (test) Hub
+    with AppProcess(tmp_path / "home", env=env) as app:
+        assert httpx.get(app.url + "health", timeout=10).json()["hub"]["reachable"]
+        hub_server.stop()
+        answer = httpx.get(app.url + "health", timeout=30)
+        report = answer.json()
+        assert answer.status_code == 503 and report["status"] == "degraded"
+        assert not report["hub"]["reachable"] and "unreachable" in report["hub"]["error"]
+        assert not report["models"]["reachable"] and report["cases"]["reachable"]
+        assert report["model_version"] == "v2"  # still serving
