@@ -6,6 +6,7 @@ API names (``gradio_client``): /predict, /heatmap, /submit_case, /retrain, /roll
 
 import functools
 import inspect
+import json
 import logging
 import os
 import tempfile
@@ -373,6 +374,15 @@ def version_files(version: str | None):
 
 
 @clear_errors
+def version_views(version: str | None):
+    """The chosen version's recorded figures (ROC, training curves, reliability, confusion matrix)."""
+    if not version:
+        return (gr.skip(),) * 5
+    config = json.loads((service.registry.load(version) / "config.json").read_text())
+    return views.version_figures(config.get("mammo") or {})
+
+
+@clear_errors
 def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
                  token: gr.OAuthToken | None = None):
     """Before serving an earlier version again: who may, whether it is not the one served, and a question."""
@@ -532,6 +542,17 @@ def build() -> gr.Blocks:
                 confirm = gr.Button("Yes, serve it again", variant="stop")
                 cancel = gr.Button("Cancel")
             rollback_note = gr.Markdown()
+            version_caption = gr.Markdown()
+            with gr.Row():
+                version_roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
+                                          label="ROC, malignant vs rest")
+                version_curves = gr.ScatterPlot(x="epoch", y="value", color="series",
+                                                label="Training curves (one point per epoch)")
+            with gr.Row():
+                version_reliability = gr.LinePlot(
+                    x="mean predicted P(malignant)", y="observed malignant share", color="model",
+                    label="Reliability (calibration)")
+                version_confusion = gr.Dataframe(label="Confusion matrix", interactive=False)
             files = gr.File(label="Weights, config and card", file_count="multiple", interactive=False)
             card = gr.Markdown()
 
@@ -584,6 +605,8 @@ def build() -> gr.Blocks:
         refresh.click(**models_event, api_name="models", api_description=models.__doc__)
         versions_json.change(models_views, versions_json, [versions, version], **private)
         version.change(version_files, version, [files, card], **private)
+        version.change(version_views, version, [version_caption, version_roc, version_curves,
+                                                version_reliability, version_confusion], **private)
         rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
         version.change(lambda: gr.update(visible=False), None, confirm_row, **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)

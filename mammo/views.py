@@ -18,6 +18,8 @@ __all__ = [
     "roc_frame",
     "curves_frame",
     "confusion_frame",
+    "evaluations",
+    "version_figures",
     "comparison_frame",
     "METRIC_NAMES",
     "verdict_text",
@@ -288,6 +290,35 @@ def estimate_metrics(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         return {f"{version}, out of fold": mammo["cv"]}
     metrics = mammo.get("metrics") or {}
     return {f"{version}, {(mammo.get('split') or {}).get('name', 'evaluation')}": metrics} if metrics else {}
+
+
+def evaluations(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Every evaluation a version's config records, named by what it was computed on: its own
+    split's metrics and, when it was cross-validated, the pooled out-of-fold figures."""
+    version = mammo.get("version") or "model"
+    split = (mammo.get("split") or {}).get("name", "evaluation")
+    named = {}
+    if mammo.get("metrics"):
+        named[f"{version}, {'out of fold' if split == 'cross-validation' else split}"] = mammo["metrics"]
+    if mammo.get("cv") and split != "cross-validation":
+        named[f"{version}, out of fold"] = mammo["cv"]
+    return named
+
+
+def version_figures(mammo: Mapping[str, Any]) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                                       pd.DataFrame]:
+    """A version's recorded figures for the Models tab, without retraining: a caption, ROC,
+    training curves, reliability, and the confusion matrix of its first evaluation."""
+    named = evaluations(mammo)
+    history = (mammo.get("training") or {}).get("history") or []
+    first = next(iter(named), None)
+    caption = (f"**{mammo.get('version', 'This version')}**, as recorded when it was made: "
+               + ("; ".join(f"{name} ({m.get('n')} films)" for name, m in named.items()) or "no evaluation")
+               + f". Training curves: {len(history)} epoch(s)."
+               + ("" if any(m.get("reliability") for m in named.values()) else " No calibration recorded.")
+               + (f" Confusion matrix: {first}." if first else ""))
+    confusion = confusion_frame(named[first]) if first else confusion_frame({})
+    return caption, roc_frame(named), curves_frame(history), reliability_frame(named), confusion
 
 
 def estimate_text(mammo: Mapping[str, Any]) -> str:

@@ -327,3 +327,26 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     assert max(shot.overlay_size(page)) == 1024  # the shipped film's size
     visible(page.get_by_role("row").filter(has_text="cbis_ddsm_malignant_lcc.png")).wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
+
+
+def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppProcess, tmp_path: Path) -> None:
+    page = fresh
+    page.get_by_role("tab", name="Models").click()
+    pick(page, "Version", "v2")
+    caption = visible(page.get_by_text("as recorded when it was made"))
+    caption.wait_for(timeout=30_000)
+    assert "v2, out of fold (220 films)" in caption.inner_text()  # the cross-validation, no retrain
+    for title in ("ROC, malignant vs rest", "Training curves (one point per epoch)", "Reliability (calibration)"):
+        plot = page.locator(".block").filter(has_text=title).last
+        plot.locator("canvas, svg").first.wait_for(timeout=30_000)  # drawn, not an empty box
+    visible(page.get_by_text("predicted malignant", exact=True)).wait_for(timeout=10_000)
+    page.screenshot(path=str(tmp_path / "models_figures.png"), full_page=True)
+    # download the version's config as a visitor would, and compare with the store's
+    files = page.locator(".block").filter(has_text="Weights, config and card").last
+    link = files.locator('a[download="config.json"]')  # the file's download link (its size, ⇣)
+    link.wait_for(timeout=30_000)
+    with page.expect_download(timeout=30_000) as download:
+        link.click()
+    saved = tmp_path / "config.json"
+    download.value.save_as(saved)
+    assert saved.read_bytes() == (LocalModelRegistry(app.home).load("v2") / "config.json").read_bytes()

@@ -296,3 +296,23 @@ def test_estimate_text_names_the_split_and_prefers_cross_validation(v1_mammo: di
     assert list(views.estimate_metrics({"version": "v2", "cv": cv})) == ["v2, out of fold"]
     old = views.estimate_text(v1_mammo)
     assert "Served: v1" in old and "holdout set (38 films)" in old
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_every_version_shows_its_recorded_figures_without_retraining(version: str) -> None:
+    mammo = json.loads((PACKAGE_WEIGHTS / version / "config.json").read_text())["mammo"]
+    caption, roc, curves, reliability, confusion = views.version_figures(mammo)
+    split_metrics = mammo["metrics"]
+    expected = {f"{version}, holdout (AUC {split_metrics['auc_malignant']:.2f})"}
+    if mammo.get("cv"):  # v2 was cross-validated: its out-of-fold figures are shown beside the holdout's
+        expected.add(f"{version}, out of fold (AUC {mammo['cv']['auc_malignant']:.2f})")
+    assert set(roc["model"]) == expected
+    assert len(roc) == sum(len(m["roc"]["fpr"]) for m in views.evaluations(mammo).values())
+    history = mammo["training"]["history"]
+    assert sorted(set(curves["epoch"])) == [h["epoch"] for h in history]
+    assert confusion.iloc[:, 1:].to_numpy().tolist() == split_metrics["confusion_matrix"]
+    assert list(confusion["true"]) == split_metrics["classes"]
+    calibrated = [m for m in views.evaluations(mammo).values() if m.get("reliability")]
+    assert len(reliability) == 2 + sum(len(m["reliability"]) for m in calibrated)  # + the diagonal
+    assert ("No calibration recorded" in caption) == (not calibrated)
+    assert f"{len(history)} epoch(s)" in caption and f"({split_metrics['n']} films)" in caption
