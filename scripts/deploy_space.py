@@ -38,7 +38,8 @@ def space_files(root: Path = ROOT) -> list[str]:
     try:
         tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, check=True, capture_output=True).stdout
     except (OSError, subprocess.CalledProcessError) as error:
-        raise SystemExit(f"{root} is not a git checkout ({error}); deploy from a clone of the repository.") from None
+        raise SystemExit(f"{root} is not a git checkout ({error}); deploy from a clone of the "
+                         "repository.") from None
     files = [name for name in tracked.decode().split("\0") if name]
     chosen = [name for name in files if any(name == p or (p.endswith("/") and name.startswith(p))
                                             for p in SPACE_PATHS)]
@@ -74,7 +75,8 @@ def deploy(args: argparse.Namespace, api: HfApi, root: Path = ROOT) -> str:
     if needs_token:
         token = os.environ.get("MAMMO_SPACE_TOKEN") or api.token or get_token()
         if not token:
-            raise SystemExit("The Space uses Hub repos and needs a token: set HF_TOKEN (or MAMMO_SPACE_TOKEN).")
+            raise SystemExit("The Space uses Hub repos and needs a token: set HF_TOKEN "
+                             "(or MAMMO_SPACE_TOKEN).")
         api.add_space_secret(args.space, "HF_TOKEN", token,
                              description="mammo's access to its dataset, model and base-data repos")
     if args.hardware:
@@ -83,7 +85,8 @@ def deploy(args: argparse.Namespace, api: HfApi, root: Path = ROOT) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", required=True, help="OWNER/NAME of the Space")
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--hardware", default="cpu-basic", help="Space hardware flavour ('' leaves it)")
@@ -99,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     api = HfApi(token=token)
     url = deploy(args, api)
     print(f"Space deployed: {url}")
-    print("It builds and starts on the Hub in a few minutes; its logs are on the Space page.", file=sys.stderr)
+    print("It builds and starts on the Hub in a few minutes; its logs are on the Space page.",
+          file=sys.stderr)
     return 0
 
 

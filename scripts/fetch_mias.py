@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="output edge in pixels (512)")
     parser.add_argument("--url", default=DEFAULT_URL, help="archive URL used without SOURCE")
     parser.add_argument("--push-to", metavar="OWNER/NAME",
-                        help="then upload the folder as a PRIVATE Hub dataset repo (MAMMO_BASE_DATA of a Space)")
+                        help="then upload the folder as a PRIVATE Hub dataset repo "
+                             "(MAMMO_BASE_DATA of a Space)")
     args = parser.parse_args(argv)
     try:
         rows = convert(args.source, args.out, args.size, args.url)

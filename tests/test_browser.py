@@ -329,14 +329,16 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
 
 
-def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppProcess, tmp_path: Path) -> None:
+def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppProcess,
+                                                                tmp_path: Path) -> None:
     page = fresh
     page.get_by_role("tab", name="Models").click()
     pick(page, "Version", "v2")
     caption = visible(page.get_by_text("as recorded when it was made"))
     caption.wait_for(timeout=30_000)
     assert "v2, out of fold (220 films)" in caption.inner_text()  # the cross-validation, no retrain
-    for title in ("ROC, malignant vs rest", "Training curves (one point per epoch)", "Reliability (calibration)"):
+    titles = ("ROC, malignant vs rest", "Training curves (one point per epoch)", "Reliability (calibration)")
+    for title in titles:
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)  # drawn, not an empty box
     visible(page.get_by_text("predicted malignant", exact=True)).wait_for(timeout=10_000)
