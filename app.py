@@ -348,7 +348,8 @@ def served_estimate():
 
 def access_note(profile: gr.OAuthProfile | None = None,
                 token: gr.OAuthToken | None = None) -> str:
-    return can_train(_user(profile, token), SETTINGS).reason
+    note = can_train(_user(profile, token), SETTINGS).reason
+    return " ".join(filter(None, [note, views.auto_retrain_text(service.auto_retrain_state())]))
 
 
 # -- Models -----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ requests already running finish on the model they started with.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -47,6 +48,8 @@ from .train import EpochLog, TrainConfig, evaluate_examples
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError"]
 
 Progress = Callable[[float, str], None]
+log = logging.getLogger(__name__)
+AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 
 
 class RetrainBusy(MammoError, RuntimeError):
@@ -219,12 +222,39 @@ class MammoService:
     def submit(self, image: ImageSource, label: str, metadata: Mapping[str, Any] | None,
                user: str | None = None) -> dict:
         can_submit(user, self.settings).require()
-        return self.cases.append(image, label, metadata)
+        return self._after_new_cases(self.cases.append(image, label, metadata))
 
     def submit_many(self, items: Iterable[tuple[ImageSource, str, Mapping[str, Any] | None]],
                     user: str | None = None) -> dict:
         can_submit(user, self.settings).require()
-        return self.cases.append_many(items)
+        return self._after_new_cases(self.cases.append_many(items))
+
+    def new_cases_since_retrain(self) -> int:
+        """Cases stored since the newest retrain (its report's ``cases_used``: the served version's
+        or a newer rejected candidate's); all of them when none ran."""
+        reports = [(self._predictor.config.get("mammo") or {}).get("report") or {}]
+        reports += [r.get("report") or {} for r in self.registry.rejected()]
+        used = max((r.get("cases_used") or 0 for r in reports), default=0)
+        return max(0, sum(self.cases.counts().values()) - used)
+
+    def _after_new_cases(self, receipt: dict) -> dict:
+        """With MAMMO_AUTO_RETRAIN_EVERY=N: start a gated retrain in the background once N new cases
+        are stored (never two at once); the receipt says when it started one."""
+        every = self.settings.auto_retrain_every
+        if not every or self._retrain_lock.locked() or self.new_cases_since_retrain() < every:
+            return receipt
+        threading.Thread(target=self._auto_retrain, name="auto-retrain", daemon=True).start()
+        return {**receipt, "auto_retrain": f"started: {every} new cases since the last retrain"}
+
+    def _auto_retrain(self) -> None:
+        try:
+            summary = self._locked_retrain(RetrainOptions(), AUTO_USER, None, None)
+        except RetrainBusy:
+            return  # a retrain started meanwhile: it uses these cases too
+        except Exception:  # noqa: BLE001 - a background thread: log it, the app keeps serving
+            log.exception("the automatic retrain failed")
+            return
+        log.info("automatic retrain: %s (serving %s)", summary["reason"], summary["version"])
 
     def case_png(self, case_id: str) -> bytes:
         """The stored (re-encoded, tag-free) PNG of a submitted case."""
@@ -276,9 +306,11 @@ class MammoService:
             where = f"{source} (missing{': ' + self._base_problem if self._base_problem else ''})"
         else:
             where = source if base == self.settings.base_data else f"{source}, fetched to {base}"
+        every = self.settings.auto_retrain_every
         return (f"serving {self._predictor.version} ({self._predictor.model_dir}); models at "
                 f"{self.registry.location}; cases at {self.cases.location}; "
-                f"base data for retraining: {where}")
+                f"base data for retraining: {where}; automatic retraining: "
+                f"{f'after every {every} new cases' if every else 'off'}")
 
     def health(self) -> dict:
         """For monitors: the served version, whether the stores (and the Hub, when used) answer,
@@ -304,7 +336,13 @@ class MammoService:
                 "base_data": {"source": base_data_source(settings),
                               "available": base is not None and base.is_dir()},
                 "retrain_running": self.retrain_started is not None,
+                "auto_retrain": self.auto_retrain_state(),
                 "uptime_s": round(time.monotonic() - self._started, 1)}
+
+    def auto_retrain_state(self) -> dict | None:
+        """``{"every": N, "new_cases": k}`` when automatic retraining is on, else None."""
+        every = self.settings.auto_retrain_every
+        return {"every": every, "new_cases": self.new_cases_since_retrain()} if every else None
 
     def served_config(self) -> dict:
         """The ``config.json`` of the served version."""
@@ -318,6 +356,10 @@ class MammoService:
                 on_epoch: Callable[[EpochLog], None] | None = None) -> dict:
         """Fine-tune on base data + cases; publish the candidate only if it passes the gate."""
         can_train(user, self.settings).require()
+        return self._locked_retrain(options, user, progress, on_epoch)
+
+    def _locked_retrain(self, options: RetrainOptions, user: str | None, progress: Progress | None,
+                        on_epoch: Callable[[EpochLog], None] | None) -> dict:
         options.check()
         base = self.base_data()
         if not self._retrain_lock.acquire(blocking=False):

@@ -19,6 +19,7 @@ __all__ = [
     "curves_frame",
     "confusion_frame",
     "evaluations",
+    "auto_retrain_text",
     "version_figures",
     "comparison_frame",
     "METRIC_NAMES",
@@ -319,6 +320,14 @@ def version_figures(mammo: Mapping[str, Any]) -> tuple[str, pd.DataFrame, pd.Dat
                + (f" Confusion matrix: {first}." if first else ""))
     confusion = confusion_frame(named[first]) if first else confusion_frame({})
     return caption, roc_frame(named), curves_frame(history), reliability_frame(named), confusion
+
+
+def auto_retrain_text(state: Mapping[str, int] | None) -> str:
+    """What automatic retraining does here, for the Retrain tab ('' when it is off)."""
+    if not state:
+        return ""
+    return (f"Automatic retraining is on: a gated retrain starts after every {state['every']} new cases "
+            f"({state['new_cases']} since the last retrain).")
 
 
 def estimate_text(mammo: Mapping[str, Any]) -> str:

@@ -42,6 +42,8 @@ def test_a_bare_numpy_error_is_not_one() -> None:
     ("MAMMO_MAX_UPLOAD_MB", "0", "at least 1"),
     ("MAMMO_GATE_TOLERANCE", "one percent", "MAMMO_GATE_TOLERANCE must be a number between 0 and 1"),
     ("MAMMO_GATE_TOLERANCE", "-0.1", "between 0 and 1"),
+    ("MAMMO_AUTO_RETRAIN_EVERY", "ten", "MAMMO_AUTO_RETRAIN_EVERY must be a whole number of new cases"),
+    ("MAMMO_AUTO_RETRAIN_EVERY", "-1", "0 switches it off"),
 ])
 def test_a_setting_typo_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                           message: str) -> None:
@@ -53,5 +55,7 @@ def test_a_setting_typo_names_the_setting(monkeypatch: pytest.MonkeyPatch, name:
 def test_settings_defaults_and_valid_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MAMMO_MAX_UPLOAD_MB", raising=False)
     monkeypatch.setenv("MAMMO_GATE_TOLERANCE", " 0.02 ")
+    monkeypatch.setenv("MAMMO_AUTO_RETRAIN_EVERY", "25")
     current = settings()
     assert current.max_upload_mb == 50 and current.gate_tolerance == 0.02
+    assert current.auto_retrain_every == 25

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from mammo.data import SplitSpec, pixel_hashes
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
-from mammo.service import MammoService, RetrainBusy, RetrainError, RetrainOptions
+from mammo.service import AUTO_USER, MammoService, RetrainBusy, RetrainError, RetrainOptions
 from mammo.store import RegistryError, open_registry, promotion_decision
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
@@ -259,5 +260,31 @@ def test_a_model_of_28_px_images_is_served_and_retrained(tmp_path: Path, tiny_mo
         assert service.predict(image).heatmap.shape == (28, 28)
         summary = service.retrain(RetrainOptions(epochs=1, image_size=32))
         assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
+    finally:
+        service.close()
+
+
+def test_automatic_retrain_after_every_n_new_cases(tmp_path: Path, tiny_model_dir: Path,
+                                                   small_mias: Path) -> None:
+    config = dataclasses.replace(local_settings(tmp_path, small_mias), auto_retrain_every=2)
+    open_registry(config, seed=tiny_model_dir)  # the tiny model as v1: a default retrain takes seconds
+    service = MammoService(config)
+    films = sorted((small_mias / "benign").glob("*.png"))
+    try:
+        assert "auto_retrain" not in service.submit(films[0], "benign", None)
+        assert service.auto_retrain_state() == {"every": 2, "new_cases": 1}
+        assert service.submit(films[1], "benign", None)["auto_retrain"].startswith("started: 2 new cases")
+        deadline = time.monotonic() + 300
+        while len(service.versions()) == 1 and not service.registry.rejected():
+            assert time.monotonic() < deadline, "the automatic retrain did not finish"
+            time.sleep(0.5)
+        promoted = len(service.versions()) == 2
+        report = (service.served_config()["mammo"]["report"] if promoted
+                  else service.registry.rejected()[-1]["report"])
+        assert report["user"] == AUTO_USER and report["cases_used"] == 2
+        assert report["promoted"] == promoted  # through the same gate as a trainer's retrain
+        assert service.auto_retrain_state() == {"every": 2, "new_cases": 0}
+        assert "auto_retrain" not in service.submit(films[2], "benign", None)  # 1 new case: not yet
+        assert "automatic retraining: after every 2 new cases" in service.describe()
     finally:
         service.close()
