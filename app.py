@@ -1,6 +1,6 @@
 """mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` (no logic of its own).
 
-API names (``gradio_client``): /predict, /heatmap, /submit_case, /retrain, /rollback, /models,
+API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retrain, /rollback, /models,
 /health (also GET /health). Run: ``python app.py``.
 """
 
@@ -156,6 +156,20 @@ def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
         raise gr.Error("This model draws no heat map.")
     path = Path(tempfile.mkdtemp(prefix="mammo-heatmap-")) / f"{Path(image).stem}_heatmap.png"
     path.write_bytes(encode_png(full))
+    return str(path)
+
+
+@clear_errors
+def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4) -> str:
+    """A one-page PDF report of one mammogram's prediction: the image and its heat map side by side,
+    the probabilities, the malignancy score with the review cut-off and what it means, the model
+    version with its estimated performance and where its card is, the heat-map method, the UTC time
+    and the disclaimer. No file name, DICOM tag or metadata goes in. Research use only."""
+    pdf = service.report(_need_file(image), method, opacity)
+    # named by the time, never by the upload (its name may carry a patient name)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = Path(tempfile.mkdtemp(prefix="mammo-report-")) / f"mammo-report-{stamp}.pdf"
+    path.write_bytes(pdf)
     return str(path)
 
 
@@ -466,6 +480,9 @@ def build() -> gr.Blocks:
                     details = gr.JSON(label="details", visible=False)  # the API's, full precision
                     with gr.Accordion("Details", open=False):
                         shown_details = gr.JSON(label="Details (rounded; the API returns full precision)")
+                    with gr.Row(equal_height=True):
+                        report_button = gr.Button("PDF report of this prediction", size="sm", scale=1)
+                        report_download = gr.File(label="PDF report", interactive=False, scale=2)
                     with gr.Accordion("Full-resolution heat map", open=False):
                         heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
                                                    size="sm")
@@ -573,6 +590,8 @@ def build() -> gr.Blocks:
         image.change(preview, image, uploaded, **private)
         heatmap_button.click(heatmap_file, [image, method], heatmap_download, api_name="heatmap",
                              api_description=heatmap_file.__doc__, concurrency_limit=2)
+        report_button.click(report_file, [image, method, opacity], report_download, api_name="report",
+                            api_description=report_file.__doc__, concurrency_limit=2)
         use_predict.click(lambda path: path, image, case_image, **private)
         use_case.click(case_file, case_choice, image, **private)
 

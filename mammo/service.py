@@ -30,6 +30,7 @@ from .errors import MammoError
 from .explain import DEFAULT_METHOD, overlay
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
+from .report import prediction_report
 from .store import (
     HubError,
     RegistryError,
@@ -215,6 +216,20 @@ class MammoService:
         """A file's prediction with ``method`` (the recent one if drawn), for its full-size heat map."""
         return self._recent.drawn(str(image), self._predictor.version).get(method) or self.predict(
             image, method=method)
+
+    def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = 0.4) -> bytes:
+        """The PDF report of a file's prediction (the recent one when drawn, else predicted now)."""
+        config = self._predictor.config
+        prediction = (self.rerender(image, method, opacity)
+                      or self.predict(image, method=method, opacity=opacity))
+        return prediction_report(prediction, self.load(image).grey, config,
+                                 self.card_reference(prediction.model_version), datetime.now(timezone.utc))
+
+    def card_reference(self, version: str) -> str:
+        """Where ``version``'s model card is: its URL on the Hub, or its path in the local store."""
+        if self.settings.use_hub_models:
+            return f"{self.registry.location}/blob/{version}/README.md"
+        return str(Path(self.registry.location) / version / "README.md")
 
     def _stored(self, prediction: Prediction) -> Prediction:
         return replace(prediction, stored_case=self.cases.case_with_pixels(prediction.image_sha256))

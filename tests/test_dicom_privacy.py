@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -19,6 +20,7 @@ import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import handle_file
 from PIL import Image
+from pypdf import PdfReader
 
 from mammo.imaging import read_image, sha256_of_pixels
 from mammo.store import CaseStore
@@ -61,8 +63,9 @@ def answers(app: AppProcess) -> dict[str, dict]:
         _, overlay, details = client.predict(handle_file(path), "Grad-CAM", 0.0, api_name="/predict")
         receipt = client.predict(handle_file(path), label, notes="synthetic privacy test",
                                  api_name="/submit_case")
+        report = Path(client.predict(handle_file(path), "Grad-CAM", 0.4, api_name="/report"))
         out[entry["file"]] = {"overlay": np.asarray(Image.open(overlay).convert("RGB")),
-                              "details": details, "receipt": receipt}
+                              "details": details, "receipt": receipt, "report": report}
     out["models"] = client.predict(api_name="/models")
     return out
 
@@ -86,6 +89,20 @@ def test_no_identifier_in_any_file_under_mammo_home_or_the_log(app: AppProcess, 
     assert "Running on local URL" in app.log()  # the log read is the app's own
     assert not leaked(app.log(), words)
     assert not leaked(json.dumps(answers, default=str), words)  # nor in any API answer
+
+
+@pytest.mark.parametrize("entry", IDENTIFIED, ids=lambda e: e["file"])
+def test_the_pdf_report_carries_no_identifier(answers: dict, entry: dict) -> None:
+    words = needles(entry["identifiers"])
+    report = answers[entry["file"]]["report"]
+    assert report.name.startswith("mammo-report-") and "identified" not in report.name
+    pdf = PdfReader(report)
+    text = "\n".join(page.extract_text() for page in pdf.pages)
+    assert "Research and education only" in text and "Grad-CAM" in text  # it is the report
+    assert answers[entry["file"]]["details"]["image_sha256"] in text.replace("\n", "")
+    assert not leaked(text, words) and not leaked(report.read_bytes(), words)
+    assert not leaked(json.dumps({k: str(v) for k, v in (pdf.metadata or {}).items()}), words)
+    assert "identified" not in text  # nor the upload's file name
 
 
 def test_stored_cases_hold_the_pixels_and_nothing_identifying(app: AppProcess, answers: dict) -> None:

@@ -1,0 +1,47 @@
+"""The PDF report of a prediction, read back with pypdf: what a clinician needs, nothing identifying."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime, timezone
+
+import pytest
+from app_server import ROOT
+from pypdf import PdfReader
+
+from mammo import views
+from mammo.config import DISCLAIMER, PACKAGE_WEIGHTS
+from mammo.predict import Predictor, load_image
+from mammo.report import prediction_report
+
+FILM = ROOT / "examples" / "cbis_ddsm_malignant_rcc.png"  # a real CBIS-DDSM film (examples/README.md)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(PACKAGE_WEIGHTS / "v2")
+
+
+@pytest.mark.parametrize("method", ["Lesion map", "Grad-CAM"])
+def test_the_report_holds_images_scores_model_time_and_disclaimer(predictor: Predictor, method: str) -> None:
+    image = load_image(FILM)
+    prediction = predictor.predict(image, method=method, opacity=0.4)
+    moment = datetime(2026, 11, 30, 9, 5, 7, tzinfo=timezone.utc)
+    pdf = PdfReader(io.BytesIO(prediction_report(prediction, image.grey, predictor.config,
+                                                 "/store/models/v2/README.md", moment)))
+    assert len(pdf.pages) == 1
+    text = " ".join(pdf.pages[0].extract_text().split())  # words, whatever the line breaks
+    assert " ".join(DISCLAIMER.split()[:8]) in text
+    for label, probability in prediction.probabilities.items():
+        assert f"{label} {views.percent(100 * probability)}" in text
+    details = prediction.details()
+    assert f"Malignancy score: {views.percent(details['malignancy_score'])}" in text
+    assert f"cut-off of {views.percent(details['threshold'])}" in text
+    assert ("Flagged for review" in text) == bool(prediction.above_threshold)
+    assert f"Most likely class {prediction.label}" in text and f"Heat-map method {method}" in text
+    assert "Version v2" in text and "5-fold cross-validation by patient" in text  # the card's estimate
+    assert "/store/models/v2/README.md" in text and "2026-11-30 09:05:07 UTC" in text
+    assert prediction.image_sha256 in text.replace(" ", "")
+    assert len(pdf.pages[0].images) == 2  # the image and its heat map, side by side
+    assert re.search(r"cbis|ddsm|\.png", text, re.I) is None  # no file name
