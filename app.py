@@ -338,7 +338,8 @@ def retrain_views(summary: dict | None):
     reason = (f"Gate: {summary['reason']}. Evaluated on: {summary['split']}."
               + (f" The candidate is kept as `{kept}`." if kept else ""))
     return (gr.update(visible=True), views.verdict_text(summary), reason,
-            views.comparison_frame(current, candidate), views.roc_frame(named),
+            views.comparison_frame(current, candidate, summary.get("baseline_metrics")),
+            views.roc_frame({**named, "baseline": summary.get("baseline_metrics") or {}}),
             views.curves_frame(summary["history"]), views.confusion_frame(candidate),
             gr.update(interactive=True))
 
@@ -530,8 +531,8 @@ def build() -> gr.Blocks:
                 with gr.Accordion("Details: the gate's rule, the split, the full summary", open=False):
                     gate = gr.Markdown()
                     summary = gr.JSON(label="summary")
-                comparison = gr.Dataframe(label="Served vs candidate on the fixed held-out patients",
-                                          interactive=False)
+                comparison = gr.Dataframe(label="Served vs candidate (and a simple baseline) on the fixed "
+                                                "held-out patients", interactive=False)
                 with gr.Row():
                     roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
                                       label="ROC, malignant vs rest (holdout)")

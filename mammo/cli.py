@@ -117,6 +117,8 @@ def _cv(args: argparse.Namespace) -> int:
             print(f"fold {fold['fold']}: n {fold['n']}, AUC malignant {fold['auc_malignant']}, "
                   f"CI {fold['auc_malignant_ci95']}")
         print(f"ECE (malignant, calibrated out of fold): {summary['ece_malignant']:.3f}")
+        print(f"baseline ({summary['baseline']['model']}), same folds: AUC malignant "
+              f"{summary['baseline']['auc_malignant']}")
     return 0
 
 
@@ -127,20 +129,27 @@ def _brief(metrics: dict) -> dict:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from .baseline import evaluate_baseline
     from .predict import Predictor
     from .train import evaluate_examples
 
     folder = resolve_model(args.model)
     predictor = Predictor(folder)
     examples = folder_examples(args.data)
+    baseline = None
     if args.split != "all":
         spec = SplitSpec.from_model_config(predictor.config)
         if spec is None:
             raise ModelError("this model records no patient split of its data; use --split all")
-        examples = split_by_patient(examples, spec)[args.split]
+        parts = split_by_patient(examples, spec)
+        examples = parts[args.split]
+        if args.split in ("val", "holdout"):  # the baseline learns from the films before this split
+            learn = parts["train"] + (parts["val"] if args.split == "holdout" else [])
+            baseline = evaluate_baseline(learn, examples, predictor.labels, predictor.preprocess,
+                                         predictor.min_side)
     metrics = evaluate_examples(predictor.model, examples, predictor.labels,
                                 predictor.preprocess, predictor.threshold, predictor.min_side)
-    metrics = {"model_version": predictor.version, "split": args.split, **metrics}
+    metrics = {"model_version": predictor.version, "split": args.split, **metrics, "baseline": baseline}
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -148,6 +157,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"{key:>18}: {value}")
         print(f"{'confusion_matrix':>18}: {metrics['confusion_matrix']} (rows true, cols predicted,"
               f" order {metrics['classes']})")
+        if baseline:
+            print(f"{'baseline AUC':>18}: {baseline['auc_malignant']} ({baseline['model']}, same films)")
     return 0
 
 

@@ -22,10 +22,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
+from .baseline import cross_validate_baseline
 from .calibration import apply_calibration, expected_calibration_error, fit_calibration
 from .data import Example
 from .film import uncalibrated
-from .metrics import bootstrap_auc_ci, evaluate_predictions, malignant_index, pick_threshold
+from .metrics import auc_abnormal, evaluate_predictions, malignant_index, pick_threshold, share
 from .model import save
 from .train import TrainConfig, film_scores, train_recipe
 
@@ -130,6 +131,8 @@ def cross_validate(
     targets = np.array([labels.index(e.label) for e in examples])
     summary = summarise(scores, targets, fold_of, labels, config.head.kind)
     summary["recipe"] = config.to_dict()
+    summary["baseline"] = cross_validate_baseline(examples, labels, fold_of, config.preprocess,
+                                                  config.min_side)
     summary["histories"] = [r.history for r in sorted(results, key=lambda r: r.fold)]
     summary["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(f),
                        "probabilities": [round(float(p), 6) for p in row]}
@@ -147,10 +150,6 @@ def _fold_auc(scores: np.ndarray, labels: list[str]) -> str:
     if is_malignant.all() or not is_malignant.any():
         return "n/a"
     return f"{roc_auc_score(is_malignant, scores[:, -1]):.3f}"
-
-
-def _share(flags: np.ndarray) -> float | None:
-    return float(flags.mean()) if flags.size else None
 
 
 def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labels: list[str],
@@ -179,8 +178,8 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
     if malignant is not None:
         is_malignant = targets == malignant
         called = probs[:, malignant] >= per_film_threshold
-        pooled["sensitivity_cross_fitted"] = _share(called[is_malignant])
-        pooled["specificity_cross_fitted"] = _share(~called[~is_malignant])
+        pooled["sensitivity_cross_fitted"] = share(called[is_malignant])
+        pooled["specificity_cross_fitted"] = share(~called[~is_malignant])
         calibration["ece_malignant_uncalibrated"] = expected_calibration_error(
             is_malignant, raw_probs[:, malignant])
     fold_metrics = []
@@ -197,7 +196,7 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         "folds": fold_metrics,
         "auc_malignant_fold_mean": float(np.mean(aucs)) if aucs else None,
         "auc_malignant_fold_sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else None,
-        "auc_abnormal": _auc_abnormal(targets, probs, labels),
+        "auc_abnormal": auc_abnormal(targets, probs, labels),
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,
         "calibration": calibration,
@@ -207,15 +206,3 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
                        "but the recipe itself was chosen by comparing cross-validated AUCs."),
         "_probs": probs,
     }
-
-
-def _auc_abnormal(targets: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict | None:
-    """Abnormal (any non-normal class) vs normal AUC with its bootstrap CI, when ``normal`` exists."""
-    if "normal" not in labels or len(labels) < 3:
-        return None
-    abnormal = targets != labels.index("normal")
-    if abnormal.all() or not abnormal.any():
-        return None
-    score = 1 - probs[:, labels.index("normal")]
-    ci = bootstrap_auc_ci(abnormal, score)
-    return {"auc": float(roc_auc_score(abnormal, score)), "ci95": list(ci) if ci else None}

@@ -32,6 +32,8 @@ __all__ = [
     "roc_points",
     "bootstrap_auc_ci",
     "evaluate_predictions",
+    "auc_abnormal",
+    "share",
     "EVALUATE_KEYS",
 ]
 
@@ -209,7 +211,27 @@ def evaluate_predictions(
         "roc": roc,
         "ece_malignant": ece,
         "reliability": reliability,
+        "auc_abnormal": auc_abnormal(y, p, names, n_resamples),
     }
+
+
+def auc_abnormal(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                 n_resamples: int = 1000) -> dict | None:
+    """Abnormal (any non-normal class) vs normal AUC with its bootstrap CI, when ``normal`` exists."""
+    labels = list(labels)
+    if "normal" not in labels or len(labels) < 3:
+        return None
+    abnormal = targets != labels.index("normal")
+    if abnormal.all() or not abnormal.any():
+        return None
+    score = 1 - probs[:, labels.index("normal")]
+    ci = bootstrap_auc_ci(abnormal, score, n_resamples=n_resamples) if n_resamples else None
+    return {"auc": float(roc_auc_score(abnormal, score)), "ci95": list(ci) if ci else None}
+
+
+def share(flags: np.ndarray) -> float | None:
+    """The share of True flags (None for none)."""
+    return float(flags.mean()) if flags.size else None
 
 
 def _auc_macro(y: np.ndarray, p: np.ndarray) -> float | None:

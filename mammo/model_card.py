@@ -189,6 +189,30 @@ def _cv_section(mammo: dict) -> str | None:
     return "\n\n".join(parts)
 
 
+def _baseline_section(mammo: dict) -> str | None:
+    """The CNN beside the logistic-regression baseline on the same films (holdout and/or folds)."""
+    pairs = []
+    if mammo.get("metrics") and mammo.get("baseline"):
+        pairs.append((_split_name(mammo.get("split")), mammo["metrics"], mammo["baseline"]))
+    cv = mammo.get("cv") or {}
+    if cv.get("baseline") and mammo.get("baseline") != cv["baseline"]:
+        pairs.append(("cross-validation, out of fold (same folds)", cv, cv["baseline"]))
+    if not pairs:
+        return None
+    rows = []
+    for split, cnn, baseline in pairs:
+        for name, metrics in (("this model (CNN)", cnn), ("baseline", baseline)):
+            abnormal = (metrics.get("auc_abnormal") or {}).get("auc")
+            rows.append((split, name, _num(metrics.get("n")), _num(metrics.get("auc_malignant")),
+                         _ci(metrics), _num(abnormal), _num(metrics.get("balanced_accuracy"))))
+    model = next(b for _, _, b in pairs).get("model", NOT_RECORDED)
+    return ("## Baseline beside the CNN\n\n"
+            f"What the deep model adds over simple image features: a {model} (fixed settings, "
+            "nothing tuned), trained and scored on exactly the same films as this model.\n\n"
+            + _table(("evaluated on", "model", "films", "AUC malignant", "95% CI", "AUC abnormal",
+                      "balanced accuracy"), rows))
+
+
 def _title(mammo: dict) -> str:
     version = mammo.get("version") or "version not recorded"
     return f"# mammo mammogram classifier — {version}\n\n> **Disclaimer.** {DISCLAIMER}"
@@ -371,6 +395,7 @@ def render_model_card(config: dict) -> str:
         _recipe_section(mammo),
         _preprocess_section(mammo),
         _cv_section(mammo),
+        _baseline_section(mammo),
         _metrics_section(mammo.get("metrics") or {}, "## Evaluation", _split_name(mammo.get("split"))),
         mammo.get("val_metrics") and _metrics_section(mammo["val_metrics"], "## Validation", _VALIDATION),
         _threshold_section(mammo),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .baseline import evaluate_baseline
 from .calibration import apply_calibration, fit_calibration
 from .cv import THRESHOLD_RULE, cross_validate
 from .data import Example, SplitSpec, folder_examples, label_order, pixel_hashes, split_by_patient
@@ -145,11 +146,16 @@ def train_to_folder(
         result = train_recipe(train, parts["val"], labels, config, progress=progress, step=step)
         threshold, val_metrics = _calibrate_on(result.model, parts["val"], labels, config)
     sources = [str(Path(d)) for d in data]
-    holdout_metrics = None
+    holdout_metrics = baseline = None
     if parts["holdout"]:
         holdout_metrics = evaluate_examples(
             result.model, parts["holdout"], labels, config.preprocess, threshold, config.min_side
         )
+        # the baseline learns from every film before the holdout (the CNN's validation films too)
+        learn = train if cv else [*train, *parts["val"]]
+        baseline = evaluate_baseline(learn, parts["holdout"], labels, config.preprocess, config.min_side)
+    elif not cv and parts["val"]:
+        baseline = evaluate_baseline(train, parts["val"], labels, config.preprocess, config.min_side)
     mammo = {
         "version": None,
         "parent": parent,
@@ -162,6 +168,8 @@ def train_to_folder(
         "split": _split_record(split, val, sources, holdout=bool(holdout_metrics),
                                cv_folds=cv["n_folds"] if cv else 0),
         "val_metrics": val_metrics,
+        # the same films as "metrics" (as "cv" holds its own): what the CNN adds over simple features
+        "baseline": baseline or (cv and cv.get("baseline")),
         "cv": cv and _without_oof(cv),
         "data": {
             "sources": sources,

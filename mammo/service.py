@@ -420,7 +420,9 @@ class MammoService:
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
-                          "candidate_metrics": mammo["metrics"]}
+                          "candidate_metrics": mammo["metrics"],
+                          # simple features, the candidate's training films, the same holdout
+                          "baseline_metrics": mammo.get("baseline")}
                 if promoted:
                     version = self.registry.publish(work / "candidate", report)
                     self._predictor = Predictor(self.registry.load(version))

@@ -172,17 +172,21 @@ def confusion_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any]) -> pd.DataFrame:
-    """Current vs candidate metrics on the same held-out patients, metrics named in words."""
+def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any],
+                     baseline: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Current vs candidate metrics on the same held-out patients, metrics named in words; with
+    ``baseline``, the logistic-regression baseline trained on the candidate's films beside them."""
 
     def show(key: str, value: Any) -> str:
         if isinstance(value, list):
             return f"{value[0]:.3f}–{value[1]:.3f}"
         return str(value) if key == "n" else _fmt(value)  # JSON turns 1.0 into 1: only n is a count
 
-    return pd.DataFrame([[name, show(k, current.get(k)), show(k, candidate.get(k))]
-                         for k, name in METRIC_NAMES.items()],
-                        columns=["metric", "current", "candidate"])
+    models = {"current": current, "candidate": candidate}
+    if baseline:
+        models["baseline (logistic regression)"] = baseline
+    rows = [[name, *(show(k, m.get(k)) for m in models.values())] for k, name in METRIC_NAMES.items()]
+    return pd.DataFrame(rows, columns=["metric", *models])
 
 
 def verdict_text(summary: Mapping[str, Any]) -> str:

@@ -334,7 +334,8 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     page = fresh
     page.get_by_role("tab", name="Models").click()
     pick(page, "Version", "v2")
-    caption = visible(page.get_by_text("as recorded when it was made"))
+    # v2's own caption (the latest version's shows first: the dropdown starts on it)
+    caption = visible(page.get_by_text(re.compile(r"^v2, as recorded when it was made")))
     caption.wait_for(timeout=30_000)
     assert "v2, out of fold (220 films)" in caption.inner_text()  # the cross-validation, no retrain
     titles = ("ROC, malignant vs rest", "Training curves (one point per epoch)", "Reliability (calibration)")

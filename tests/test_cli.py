@@ -42,9 +42,16 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     holdout = run_cli("evaluate", "--model", str(trained), "--data", str(mias), "--split", "holdout",
                       "--json")
     metrics = json.loads(holdout.stdout)
-    recorded = json.loads((trained / "config.json").read_text())["mammo"]["metrics"]
+    mammo = json.loads((trained / "config.json").read_text())["mammo"]
+    recorded = mammo["metrics"]
     assert metrics["n"] == recorded["n"]
     assert metrics["auc_malignant"] == pytest.approx(recorded["auc_malignant"], abs=1e-6)
+    # the logistic-regression baseline on the same holdout films, as the model folder records it
+    baseline = metrics["baseline"]
+    check_schema(baseline, recorded["n"])
+    assert baseline["model"].startswith("logistic regression")
+    assert baseline["auc_malignant"] == pytest.approx(mammo["baseline"]["auc_malignant"], abs=1e-9)
+    assert json.loads(done.stdout)["baseline"] is None  # --split all: no films it has not learnt from
 
 
 def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) -> None:

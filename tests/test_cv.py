@@ -76,6 +76,11 @@ def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> 
     for film in films:
         by_patient[film["group"]].add(film["fold"])
     assert all(len(folds) == 1 for folds in by_patient.values())
+    # the baseline over the same folds: the evaluate keys, every film scored once out of fold
+    baseline = summary["baseline"]
+    check_schema(baseline, n)
+    assert baseline["split"] == "cross-validation" and baseline["model"].startswith("logistic regression")
+    assert {"sensitivity_cross_fitted", "specificity_cross_fitted", "auc_abnormal"} <= set(baseline)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ TWO = ["malignant", "normal_or_benign"]  # BreastMNIST order: malignant is colum
 KEYS = {
     "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
     "auc_malignant_ci95", "sensitivity", "specificity", "threshold", "confusion_matrix",
-    "per_class", "roc", "ece_malignant", "reliability",
+    "per_class", "roc", "ece_malignant", "reliability", "auc_abnormal",
 }
 
 
@@ -63,6 +63,10 @@ def test_three_classes_match_sklearn():
     assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
     assert out["auc_macro"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr"))
     assert out["auc_malignant"] == pytest.approx(roc_auc_score(m, p[:, 1]))
+    normal = y == 2  # abnormal (benign or malignant) vs normal, scored by 1 - P(normal)
+    assert out["auc_abnormal"]["auc"] == pytest.approx(roc_auc_score(~normal, 1 - p[:, 2]))
+    low, high = out["auc_abnormal"]["ci95"]
+    assert low <= out["auc_abnormal"]["auc"] <= high
     assert out["threshold"] == 0.4
     assert out["sensitivity"] == pytest.approx(np.mean(p[m, 1] >= 0.4))
     assert out["specificity"] == pytest.approx(np.mean(p[~m, 1] < 0.4))

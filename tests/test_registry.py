@@ -354,9 +354,15 @@ def test_model_card_from_full_config(seed_dir: Path) -> None:
         "reason": "promoted: candidate auc_malignant 0.8000 >= ...",
         "candidate_metrics": {"auc_malignant": 0.8, "roc": roc},
     }
+    config["mammo"]["metrics"]["auc_abnormal"] = {"auc": 0.71, "ci95": [0.6, 0.8]}
+    config["mammo"]["baseline"] = {**config["mammo"]["metrics"], "model": "logistic regression on X",
+                                   "auc_malignant": 0.61, "auc_abnormal": {"auc": 0.52, "ci95": None}}
     card = render_model_card(config)
     front = yaml.safe_load(card.split("---")[1])
     assert front["library_name"] == "timm" and front["license"] == "apache-2.0"
+    assert "## Baseline beside the CNN" in card and "a logistic regression on X (fixed settings" in card
+    row = "| mias-holdout: patients held out of training | baseline | 40 | 0.610 | 0.680–0.880 | 0.520 |"
+    assert row in card
     assert front["pipeline_tag"] == "image-classification"
     assert {"mammography", "research-only", "medical-imaging"} <= set(front["tags"])
     assert DISCLAIMER in card

@@ -62,6 +62,9 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     assert summary["cases_used"] == 1 and summary["current_version"] == "v1"
     assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
     assert "auc_malignant" in summary["reason"]
+    # the baseline learnt from the candidate's films and is scored on the same held-out patients
+    baseline = summary["baseline_metrics"]
+    assert baseline["n"] == summary["candidate_metrics"]["n"] and baseline["model"].startswith("logistic")
     # promoted exactly when the gate says so, with this app's metric and tolerance
     assert summary["promoted"] == promotion_decision(
         summary["candidate_metrics"], summary["current_metrics"], service.settings.gate_metric,

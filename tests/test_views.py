@@ -252,6 +252,11 @@ def test_comparison_frame(v1_mammo: dict) -> None:
     assert frame.loc["95% CI of that AUC (bootstrap)", "candidate"] == f"{lo:.3f}–{hi:.3f}"
     assert views.comparison_frame({}, current).set_index("metric").loc["accuracy (most likely class)",
                                                                        "current"] == "—"
+    with_baseline = views.comparison_frame(current, candidate, {"n": 38, "auc_malignant": 0.55})
+    assert list(with_baseline.columns) == ["metric", "current", "candidate", "baseline (logistic regression)"]
+    shown = with_baseline.set_index("metric")
+    assert shown.loc["AUC, malignant vs rest", "baseline (logistic regression)"] == \
+        "0.550"
 
 
 def test_comparison_frame_formats_whole_valued_metrics_as_metrics() -> None:
