@@ -185,3 +185,21 @@ def test_train_can_take_a_finished_cross_validation(patch_v, small_mias: Path, t
     assert mammo["head"]["weight"] == kept["calibration"]["weight"] and mammo["cv"]["n"] == kept["n"]
     other = run_cli(*recipe, "--top-k", "2", "--out", str(tmp_path / "other"))
     assert other.returncode == 2 and "another recipe (differs in top_k)" in other.stderr
+
+
+def test_baseline_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:
+    import subprocess
+    import sys
+
+    model, _ = patch_v
+    done = subprocess.run([sys.executable, "scripts/baseline_figures.py", "--model", str(model), "--data",
+                           str(small_mias)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    mammo = json.loads((model / "config.json").read_text())["mammo"]
+    # the same films as the model's own figures, and the same baseline the training recorded
+    assert shown["holdout"]["baseline"]["n"] == mammo["metrics"]["n"] == mammo["baseline"]["n"]
+    assert shown["holdout"]["baseline"]["auc_malignant"] == mammo["baseline"]["auc_malignant"]
+    assert shown["cv"]["baseline"]["n"] == mammo["cv"]["n"]
+    assert shown["cv"]["baseline"]["auc_malignant"] == mammo["cv"]["baseline"]["auc_malignant"]
