@@ -28,6 +28,7 @@ from .data import Example
 from .film import uncalibrated
 from .metrics import auc_abnormal, evaluate_predictions, malignant_index, pick_threshold, share
 from .model import save
+from .subgroups import subgroup_metrics
 from .train import TrainConfig, film_scores, train_recipe
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ def cross_validate(
         scores[fold_of == result.fold] = result.scores
     targets = np.array([labels.index(e.label) for e in examples])
     summary = summarise(scores, targets, fold_of, labels, config.head.kind)
+    summary["subgroups"] = subgroup_metrics(examples, targets, summary["_probs"], labels,
+                                            summary["threshold"])
     summary["recipe"] = config.to_dict()
     summary["baseline"] = cross_validate_baseline(examples, labels, fold_of, config.preprocess,
                                                   config.min_side)

@@ -33,6 +33,7 @@ __all__ = [
     "bootstrap_auc_ci",
     "evaluate_predictions",
     "auc_abnormal",
+    "auc_with_ci",
     "share",
     "EVALUATE_KEYS",
 ]
@@ -215,18 +216,23 @@ def evaluate_predictions(
     }
 
 
+def auc_with_ci(positive: np.ndarray, score: np.ndarray, n_resamples: int = 1000) -> dict | None:
+    """``{"auc", "ci95"}`` of a binary split (bootstrap CI; None with ``n_resamples`` 0), or None
+    when only one class is present."""
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
+        return None
+    ci = bootstrap_auc_ci(positive, score, n_resamples=n_resamples) if n_resamples else None
+    return {"auc": float(roc_auc_score(positive, score)), "ci95": list(ci) if ci else None}
+
+
 def auc_abnormal(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
                  n_resamples: int = 1000) -> dict | None:
     """Abnormal (any non-normal class) vs normal AUC with its bootstrap CI, when ``normal`` exists."""
     labels = list(labels)
     if "normal" not in labels or len(labels) < 3:
         return None
-    abnormal = targets != labels.index("normal")
-    if abnormal.all() or not abnormal.any():
-        return None
-    score = 1 - probs[:, labels.index("normal")]
-    ci = bootstrap_auc_ci(abnormal, score, n_resamples=n_resamples) if n_resamples else None
-    return {"auc": float(roc_auc_score(abnormal, score)), "ci95": list(ci) if ci else None}
+    return auc_with_ci(targets != labels.index("normal"), 1 - probs[:, labels.index("normal")], n_resamples)
 
 
 def share(flags: np.ndarray) -> float | None:

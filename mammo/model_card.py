@@ -213,6 +213,38 @@ def _baseline_section(mammo: dict) -> str | None:
                       "balanced accuracy"), rows))
 
 
+def _auc_text(value: object) -> str:
+    """'0.712 (0.60–0.81)' from ``{auc, ci95}``; 'n/a' when the subgroup lacks a class."""
+    if not isinstance(value, dict):
+        return "n/a (one class only)"
+    ci = value.get("ci95") or []
+    return _num(value.get("auc")) + (f" ({'–'.join(_num(v) for v in ci)})" if ci else "")
+
+
+def _subgroups_section(mammo: dict) -> str | None:
+    """Figures per tissue type / density / age band for each evaluation that records them."""
+    evaluations = [(_split_name(mammo.get("split")), mammo.get("metrics") or {})]
+    if (mammo.get("cv") or {}).get("subgroups") and mammo.get("metrics") != mammo.get("cv"):
+        evaluations.append(("cross-validation, out of fold", mammo["cv"]))
+    rows = []
+    for split, metrics in evaluations:
+        for grouping, groups in (metrics.get("subgroups") or {}).items():
+            for name, figures in groups.items():
+                counts = "/".join(str(n) for n in (figures.get("counts") or {}).values())
+                rows.append((split, grouping, name, f"{figures.get('n')} ({counts})",
+                             _auc_text(figures.get("auc_malignant")), _auc_text(figures.get("auc_abnormal")),
+                             f"{_num(figures.get('sensitivity'))} / {_num(figures.get('specificity'))}"))
+    if not rows:
+        return None
+    order = "/".join(next(iter(evaluations))[1].get("classes") or [])
+    return ("## Subgroups: where it does worse\n\n"
+            "The same evaluations split by the films' metadata (mini-MIAS records the tissue type; "
+            "submitted cases may record density and age). Subgroups are small: read the intervals, "
+            "not the point estimates.\n\n"
+            + _table(("evaluated on", "by", "subgroup", f"films ({order})", "AUC malignant (95% CI)",
+                      "AUC abnormal (95% CI)", "sensitivity / specificity"), rows))
+
+
 def _title(mammo: dict) -> str:
     version = mammo.get("version") or "version not recorded"
     return f"# mammo mammogram classifier — {version}\n\n> **Disclaimer.** {DISCLAIMER}"
@@ -396,6 +428,7 @@ def render_model_card(config: dict) -> str:
         _preprocess_section(mammo),
         _cv_section(mammo),
         _baseline_section(mammo),
+        _subgroups_section(mammo),
         _metrics_section(mammo.get("metrics") or {}, "## Evaluation", _split_name(mammo.get("split"))),
         mammo.get("val_metrics") and _metrics_section(mammo["val_metrics"], "## Validation", _VALIDATION),
         _threshold_section(mammo),

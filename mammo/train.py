@@ -27,6 +27,7 @@ from .metrics import evaluate_predictions
 from .model import build
 from .patches import PatchConfig, PatchFilms
 from .preprocess import PreprocessConfig
+from .subgroups import subgroup_metrics
 
 __all__ = [
     "RECIPES",
@@ -363,5 +364,7 @@ def evaluate_examples(
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     images = PreparedImages(examples, labels, preprocess, mean, std, min_side=min_side)
     probs = infer_probs(model, images)
-    return evaluate_predictions(images.targets.numpy(), probs, labels, threshold=threshold,
-                                n_resamples=n_resamples)
+    targets = images.targets.numpy()
+    metrics = evaluate_predictions(targets, probs, labels, threshold=threshold, n_resamples=n_resamples)
+    return {**metrics, "subgroups": subgroup_metrics(examples, targets, probs, labels, metrics["threshold"],
+                                                     n_resamples)}

@@ -52,6 +52,10 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     assert baseline["model"].startswith("logistic regression")
     assert baseline["auc_malignant"] == pytest.approx(mammo["baseline"]["auc_malignant"], abs=1e-9)
     assert json.loads(done.stdout)["baseline"] is None  # --split all: no films it has not learnt from
+    # per tissue type (mini-MIAS's metadata): every holdout film in exactly one subgroup
+    tissue = metrics["subgroups"]["tissue"]
+    assert set(tissue) <= {"fatty", "fatty-glandular", "dense-glandular"}
+    assert sum(group["n"] for group in tissue.values()) == metrics["n"]
 
 
 def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> 
     for film in films:
         by_patient[film["group"]].add(film["fold"])
     assert all(len(folds) == 1 for folds in by_patient.values())
+    assert sum(group["n"] for group in summary["subgroups"]["tissue"].values()) == n
     # the baseline over the same folds: the evaluate keys, every film scored once out of fold
     baseline = summary["baseline"]
     check_schema(baseline, n)
@@ -187,14 +188,15 @@ def test_train_can_take_a_finished_cross_validation(patch_v, small_mias: Path, t
     assert other.returncode == 2 and "another recipe (differs in top_k)" in other.stderr
 
 
-def test_baseline_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:
+def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:
     import subprocess
     import sys
 
-    model, _ = patch_v
-    done = subprocess.run([sys.executable, "scripts/baseline_figures.py", "--model", str(model), "--data",
-                           str(small_mias)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                          text=True, timeout=600)
+    model, folds = patch_v
+    done = subprocess.run([sys.executable, "scripts/model_figures.py", "--model", str(model), "--data",
+                           str(small_mias), "--oof", str(folds / "cv.json")],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     mammo = json.loads((model / "config.json").read_text())["mammo"]
@@ -203,3 +205,13 @@ def test_baseline_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, 
     assert shown["holdout"]["baseline"]["auc_malignant"] == mammo["baseline"]["auc_malignant"]
     assert shown["cv"]["baseline"]["n"] == mammo["cv"]["n"]
     assert shown["cv"]["baseline"]["auc_malignant"] == mammo["cv"]["baseline"]["auc_malignant"]
+    # the model's own subgroup figures, as training recorded them (holdout) and out of fold
+    for again, recorded in ((shown["cnn_holdout"]["subgroups"], mammo["metrics"]["subgroups"]),
+                            (shown["cnn_cv_subgroups"], mammo["cv"]["subgroups"])):
+        assert {k: {g: f["counts"] for g, f in v.items()} for k, v in again.items()} == \
+            {k: {g: f["counts"] for g, f in v.items()} for k, v in recorded.items()}
+        for grouping, groups in recorded.items():
+            for name, figures in groups.items():
+                auc = (figures["auc_malignant"] or {}).get("auc")
+                again_auc = (again[grouping][name]["auc_malignant"] or {}).get("auc")
+                assert again_auc == (None if auc is None else pytest.approx(auc))

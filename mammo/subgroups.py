@@ -1,0 +1,77 @@
+"""Who a model fails: its figures per subgroup of films (tissue type, breast density, age band).
+
+Subgroups come from each film's metadata: mini-MIAS's ``tissue`` (F, G, D), and the ``density``
+and ``age`` submitted cases may carry. A subgroup is reported with its counts, and its AUCs with
+bootstrap CIs where it holds both classes; small subgroups give wide intervals, and the counts say
+how small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import Example
+from .metrics import auc_abnormal, auc_with_ci, malignant_index, share
+
+__all__ = ["SUBGROUPS", "Subgroup", "subgroup_metrics"]
+
+
+def _age_band(age: object) -> str | None:
+    try:
+        years = int(age)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return "under 50" if years < 50 else "50-69" if years < 70 else "70 and over"
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    """One way to divide films: the metadata key it reads and how a value is named."""
+
+    key: str
+    name: Callable[[object], str | None]
+
+
+SUBGROUPS: dict[str, Subgroup] = {
+    "tissue": Subgroup("tissue", {"F": "fatty", "G": "fatty-glandular", "D": "dense-glandular"}.get),
+    "density": Subgroup("density", lambda v: f"ACR {v}" if v in ("A", "B", "C", "D") else None),
+    "age band": Subgroup("age", _age_band),
+}
+
+
+def _figures(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str], threshold: float | None,
+             n_resamples: int) -> dict:
+    malignant = malignant_index(labels)
+    out: dict = {"n": int(targets.size), "counts": {label: int((targets == i).sum())
+                                                    for i, label in enumerate(labels)}}
+    if malignant is not None:
+        is_malignant = targets == malignant
+        out["auc_malignant"] = auc_with_ci(is_malignant, probs[:, malignant], n_resamples)
+        if threshold is not None:
+            called = probs[:, malignant] >= threshold
+            out["sensitivity"] = share(called[is_malignant])
+            out["specificity"] = share(~called[~is_malignant])
+    out["auc_abnormal"] = auc_abnormal(targets, probs, labels, n_resamples)
+    return out
+
+
+def subgroup_metrics(examples: Sequence[Example], targets: np.ndarray, probs: np.ndarray,
+                     labels: Sequence[str], threshold: float | None = None, n_resamples: int = 1000,
+                     subgroups: Mapping[str, Subgroup] = SUBGROUPS) -> dict:
+    """``{grouping: {subgroup: figures}}`` for every grouping some film has metadata for.
+
+    Figures: ``n``, ``counts`` per label, ``auc_malignant`` and ``auc_abnormal`` (``{auc, ci95}``
+    or None when the subgroup lacks a class), and with ``threshold`` the malignant sensitivity and
+    specificity at it.
+    """
+    out: dict = {}
+    for grouping, subgroup in subgroups.items():
+        names = np.array([subgroup.name(e.metadata.get(subgroup.key)) or "" for e in examples])
+        present = sorted({n for n in names if n})
+        if present:
+            out[grouping] = {name: _figures(targets[names == name], probs[names == name], labels, threshold,
+                                            n_resamples) for name in present}
+    return out
