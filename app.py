@@ -195,7 +195,7 @@ def pick_film(selected: gr.SelectData) -> str:
 
 
 def show_details(details: dict):
-    notes = [views.known_image_text(details), views.score_text(details)]
+    notes = [views.known_image_text(details), views.score_text(details), views.uncertainty_text(details)]
     return "\n\n".join(n for n in notes if n), views.rounded(details)
 
 

@@ -84,6 +84,7 @@ class Prediction:
     in_training_data: bool | None = None  # None: the model records no training images
     stored_case: str | None = None  # the case store's id for these pixels, when the service knows one
     image_shape: tuple[int, int] | None = None
+    uncertainty: float | None = None  # test-time flip spread, 0-100 (see Predictor)
 
     def full_heatmap(self) -> np.ndarray | None:
         """The heat map at the input's full resolution (it is smooth: scaled up from display size)."""
@@ -109,6 +110,9 @@ class Prediction:
             "image_sha256": self.image_sha256,
             "in_training_data": self.in_training_data,
             "stored_case": self.stored_case,
+            "uncertainty": None if self.uncertainty is None else {
+                "spread": self.uncertainty, "high": self.uncertainty >= HIGH_UNCERTAINTY,
+                "method": UNCERTAINTY_METHOD},
         }
 
 
@@ -116,15 +120,26 @@ def _percent(probability: float | None) -> float | None:
     return None if probability is None else 100 * probability
 
 
+# Uncertainty: the film is scored again upside down (a vertical flip: the breast stays on the left);
+# the spread is the largest difference between the two class probabilities, in points of 100.
+# Measured (scripts/compare_predict_cost.py): one more forward pass without a heat map. The
+# served models have no dropout, so MC-dropout would have nothing to sample.
+UNCERTAINTY_METHOD = ("test-time flip: largest difference between the class probabilities of the "
+                      "film and of its vertical mirror image, 0-100")
+HIGH_UNCERTAINTY = 10.0  # points: the two views disagree by at least this much
+
+
 class Predictor:
     """Loads a model folder once; ``predict``/``predict_many`` may be called from many threads.
 
     Args:
         model_dir: a model folder (``model.safetensors`` + ``config.json``).
+        uncertainty: also score each film's vertical mirror image for the uncertainty spread.
     """
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, uncertainty: bool = True) -> None:
         self.model_dir = Path(model_dir)
+        self.uncertainty = uncertainty
         self.model, self.config = load(self.model_dir)
         # channels-last convolutions: 175 -> 106 ms for v2's 512 px forward pass on one CPU thread
         self.model = self.model.to(memory_format=torch.channels_last)
@@ -183,9 +198,14 @@ class Predictor:
         batch = torch.stack([tensor for tensor, _ in prepared])
         probs, cams = self._forward(batch, method)
         cam_list = [None] * len(loaded) if cams is None else list(cams)
+        spreads: list[float | None] = [None] * len(loaded)
+        if self.uncertainty:
+            mirrored = self.probabilities(batch.flip(dims=[-2]).contiguous(memory_format=torch.channels_last))
+            spreads = (100 * np.abs(mirrored - probs).max(axis=1)).tolist()
         return [
-            self._result(image, geometry, row, cam, method, opacity)
-            for image, (_, geometry), row, cam in zip(loaded, prepared, probs, cam_list, strict=True)
+            self._result(image, geometry, row, cam, method, opacity, spread)
+            for image, (_, geometry), row, cam, spread in zip(loaded, prepared, probs, cam_list, spreads,
+                                                             strict=True)
         ]
 
     def _forward(self, batch: torch.Tensor, method: str | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -222,6 +242,7 @@ class Predictor:
         cam: np.ndarray | None,
         method: str | None,
         opacity: float,
+        spread: float | None = None,
     ) -> Prediction:
         malignancy = None if self._malignant is None else float(probs[self._malignant])
         above = None
@@ -242,4 +263,5 @@ class Predictor:
             image_sha256=image.sha256,
             in_training_data=None if self.training_images is None else image.sha256 in self.training_images,
             image_shape=tuple(image.shape),
+            uncertainty=spread,
         )

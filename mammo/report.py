@@ -104,6 +104,7 @@ def prediction_report(prediction: Prediction, grey: np.ndarray, model_config: Ma
                               for label, p in prediction.probabilities.items())
     _rows(pdf, [("Most likely class", prediction.label), ("Probabilities", probabilities),
                 ("Malignancy score and flag", views.score_text(details)),
+                ("Uncertainty", views.uncertainty_text(details) or "not measured"),
                 ("Heat-map method", prediction.method or "none")])
     pdf.ln(2)
     _heading(pdf, "Model")

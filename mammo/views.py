@@ -10,6 +10,7 @@ import pandas as pd
 
 __all__ = [
     "score_text",
+    "uncertainty_text",
     "history_row",
     "HISTORY_COLUMNS",
     "versions_rows",
@@ -97,6 +98,20 @@ def score_text(details: Mapping[str, Any]) -> str:
             f"at which it caught 90% of the malignant films of patients it had not trained on.{low} "
             "The flag is separate from the most likely class above: a film can be most likely "
             "normal and still be flagged. Research use only: not a diagnosis.")
+
+
+def uncertainty_text(details: Mapping[str, Any]) -> str:
+    """How much the prediction moves when the film is mirrored, with a note when that is a lot."""
+    uncertainty = details.get("uncertainty")
+    if not uncertainty:
+        return ""
+    spread = uncertainty["spread"]
+    text = (f"**Uncertainty: {spread:.1f} points.** Scored again upside down (its vertical mirror image), "
+            f"the film's class probabilities move by up to {spread:.1f} percentage points.")
+    if uncertainty.get("high"):
+        text += (" **That is high**: the model is unsure about this film; read its scores with extra "
+                 "caution.")
+    return text
 
 
 def rounded(value: Any, digits: int = 4) -> Any:

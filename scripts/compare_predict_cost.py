@@ -6,7 +6,9 @@
 Each image is read once; the timed part is ``Predictor.predict`` on the grey array with each
 model's default heat map (v1: Grad-CAM; a patch-recipe model: its lesion map) and the overlay.
 Prints the median milliseconds per film for each model and the ratio to the first. Add
-``--full-size`` to also time a synthetic 4600 x 2600 film (the size of a full-field mammogram).
+``--full-size`` to also time a synthetic 4600 x 2600 film (the size of a full-field mammogram),
+and ``--without-uncertainty`` to also time each model without its uncertainty pass (the film's
+mirror image scored again), so the price of the uncertainty shows.
 """
 
 from __future__ import annotations
@@ -41,12 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", nargs="+", type=Path, required=True)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--full-size", action="store_true", help="also time a 4600 x 2600 synthetic film")
+    parser.add_argument("--without-uncertainty", action="store_true",
+                        help="also time each model without the uncertainty pass")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     greys = {"images": [read_image(p) for p in args.images]}
     if args.full_size:
         greys["4600x2600"] = [_synthetic_full_field()]
     predictors = [Predictor(folder) for folder in args.models]
+    if args.without_uncertainty:
+        predictors += [Predictor(folder, uncertainty=False) for folder in args.models]
     for predictor in predictors:  # warm up
         predictor.predict(greys["images"][0], method=DEFAULT_METHOD)
     for name, films in greys.items():
@@ -59,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                     result = predictor.predict(grey, method=DEFAULT_METHOD)
                     times.append(1000 * (time.perf_counter() - started))
             medians.append(statistics.median(times))
-            print(f"{name}: {predictor.version} ({result.method}): median {medians[-1]:.0f} ms per film "
+            spread = "with" if predictor.uncertainty else "without"
+            print(f"{name}: {predictor.version} ({result.method}, {spread} uncertainty): median "
+                  f"{medians[-1]:.0f} ms per film "
                   f"over {len(times)} predictions, ratio to {predictors[0].version} "
                   f"{medians[-1] / medians[0]:.2f}x")
     return 0

@@ -107,3 +107,24 @@ def test_a_model_of_small_images_reads_them(tiny_model_dir, tmp_path) -> None:
     predictor = Predictor(folder)
     assert predictor.min_side == 16
     assert predictor.predict(small).heatmap.shape == (28, 28)
+
+
+@pytest.mark.parametrize("film", ["cbis_ddsm_malignant_rcc.png", "cbis_ddsm_benign_lmlo.png"])
+def test_uncertainty_is_the_spread_between_the_film_and_its_mirror_image(film: str) -> None:
+    from app_server import ROOT
+
+    from mammo.config import PACKAGE_WEIGHTS
+    from mammo.predict import HIGH_UNCERTAINTY, load_image
+
+    predictor = Predictor(PACKAGE_WEIGHTS / "v2")  # the served model, on a real CBIS-DDSM film
+    image = load_image(ROOT / "examples" / film)
+    result = predictor.predict(image, method="Lesion map")
+    tensor, _ = predictor.prepare(image.grey)
+    upright, mirrored = predictor.probabilities(tensor[None]), predictor.probabilities(tensor[None].flip(-2))
+    expected = 100 * np.abs(upright - mirrored).max()
+    uncertainty = result.details()["uncertainty"]
+    assert uncertainty["spread"] == pytest.approx(expected, abs=1e-3) and 0 <= expected <= 100
+    assert uncertainty["high"] == (expected >= HIGH_UNCERTAINTY) and "mirror" in uncertainty["method"]
+    # the served scores are the upright film's: the mirror image only measures the spread
+    assert np.allclose(list(result.probabilities.values()), upright[0], atol=1e-5)
+    assert Predictor(PACKAGE_WEIGHTS / "v2", uncertainty=False).predict(image).details()["uncertainty"] is None
