@@ -1,7 +1,7 @@
 """mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` (no logic of its own).
 
 API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retrain, /rollback, /models,
-/health (also GET /health). Run: ``python app.py``.
+/audit, /health (also GET /health). Run: ``python app.py``.
 """
 
 import functools
@@ -389,6 +389,21 @@ def version_files(version: str | None):
     return [str(folder / name) for name in ("model.safetensors", "config.json", "README.md")], card
 
 
+def audit_views():
+    return views.audit_rows(service.audit.events())
+
+
+@clear_errors
+def audit_file() -> str:
+    """The audit log as CSV: every submission, bulk import, retrain (with its options), promotion,
+    rejection and rollback, with who, when and what (case ids, versions, metrics, reasons); oldest
+    first. Append-only: nothing in it is ever rewritten."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = Path(tempfile.mkdtemp(prefix="mammo-audit-")) / f"mammo-audit-{stamp}.csv"
+    path.write_text(service.audit.csv())
+    return str(path)
+
+
 @clear_errors
 def version_views(version: str | None):
     """The chosen version's recorded figures (ROC, training curves, reliability, confusion matrix)."""
@@ -573,6 +588,12 @@ def build() -> gr.Blocks:
                     label="Reliability (calibration)")
                 version_confusion = gr.Dataframe(label="Confusion matrix", interactive=False)
             files = gr.File(label="Weights, config and card", file_count="multiple", interactive=False)
+            with gr.Accordion("Audit log: who submitted, retrained, promoted or rolled back what, and when",
+                              open=False):
+                audit = gr.Dataframe(headers=views.AUDIT_SHOWN, interactive=False, wrap=True,
+                                     label="Newest first; append-only (nothing in it is ever rewritten)")
+                audit_button = gr.Button("Export the audit log as CSV", size="sm")
+                audit_csv = gr.File(label="Audit log (CSV)", interactive=False)
             card = gr.Markdown()
 
         private = dict(api_visibility="private")
@@ -646,6 +667,10 @@ def build() -> gr.Blocks:
         demo.load(served_estimate, None, [served, reliability], **private)
         demo.load(rejected_views, None, [rejected, rejected_choice], **private)
         demo.load(**models_event, **private)
+        demo.load(audit_views, None, audit, **private)
+        versions_json.change(audit_views, None, audit, **private)  # after retrains, rollbacks, refresh
+        submitted.success(audit_views, None, audit, **private)
+        audit_button.click(audit_file, None, audit_csv, api_name="audit", api_description=audit_file.__doc__)
     return demo
 
 

@@ -188,8 +188,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _cases(args: argparse.Namespace) -> int:
+    from .config import settings
     from .predict import Predictor
-    from .store import open_case_store, open_registry
+    from .store import open_audit_log, open_case_store, open_registry
 
     labels = Predictor(open_registry().load()).labels
     store = open_case_store(labels)
@@ -197,6 +198,9 @@ def _cases(args: argparse.Namespace) -> int:
         if args.cases_command == "import":
             examples = folder_examples(args.dir)
             receipt = store.append_many((e.source, e.label, None) for e in examples)
+            open_audit_log(settings(), store).record(
+                "bulk import", "command line (cases import)", case_ids=receipt["case_ids"],
+                status=receipt["status"], skipped=len(receipt["skipped"]))
             print(json.dumps(receipt, indent=2))
         else:
             print(json.dumps({"counts": store.counts(), "recent": store.recent(args.n)}, indent=2))

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .report import prediction_report
 from .store import (
+    AuditLog,
     HubError,
     RegistryError,
     StoreError,
@@ -39,6 +40,7 @@ from .store import (
     base_data_source,
     check_reachable,
     hub_api,
+    open_audit_log,
     open_case_store,
     open_registry,
     promotion_decision,
@@ -51,6 +53,7 @@ __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError"]
 Progress = Callable[[float, str], None]
 log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
+_AUDITED_METRICS = ("n", "auc_malignant", "auc_malignant_ci95")  # per model, in a retrain's audit event
 
 
 class RetrainBusy(MammoError, RuntimeError):
@@ -137,6 +140,7 @@ class MammoService:
         self.registry = open_registry(self.settings)
         self._predictor = Predictor(self.registry.load())
         self.cases = open_case_store(self._predictor.labels, self.settings)
+        self.audit: AuditLog = open_audit_log(self.settings, self.cases)
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
         self._recent = RecentImages()
@@ -237,12 +241,20 @@ class MammoService:
     def submit(self, image: ImageSource, label: str, metadata: Mapping[str, Any] | None,
                user: str | None = None) -> dict:
         can_submit(user, self.settings).require()
-        return self._after_new_cases(self.cases.append(image, label, metadata))
+        receipt = self.cases.append(image, label, metadata)
+        self.audit.record("submission", user, case_id=receipt["case_id"], label=receipt["label"],
+                          status=receipt["status"],
+                          metadata_given=sorted(k for k, v in (receipt.get("metadata") or {}).items()
+                                                if v is not None))
+        return self._after_new_cases(receipt)
 
     def submit_many(self, items: Iterable[tuple[ImageSource, str, Mapping[str, Any] | None]],
                     user: str | None = None) -> dict:
         can_submit(user, self.settings).require()
-        return self._after_new_cases(self.cases.append_many(items))
+        receipt = self.cases.append_many(items)
+        self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
+                          skipped=len(receipt["skipped"]))
+        return self._after_new_cases(receipt)
 
     def new_cases_since_retrain(self) -> int:
         """Cases stored since the newest retrain (its report's ``cases_used``: the served version's
@@ -382,7 +394,21 @@ class MammoService:
                               "one runs at a time. Wait for it to finish.")
         try:
             self.retrain_started = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
-            return self._retrain(options, user, base, progress or (lambda f, m: None), on_epoch)
+            self.audit.record("retrain started", user, options=asdict(options),
+                              served=self._predictor.version)
+            try:
+                summary = self._retrain(options, user, base, progress or (lambda f, m: None), on_epoch)
+            except BaseException as error:
+                self.audit.record("retrain failed", user, options=asdict(options),
+                                  error=f"{type(error).__name__}: {error}")
+                raise
+            self.audit.record("promotion" if summary["promoted"] else "rejection", user,
+                              options=asdict(options), version=summary["version"],
+                              rejected_id=summary["rejected_id"], reason=summary["reason"],
+                              cases_used=summary["cases_used"], served_before=summary["current_version"],
+                              **{f"{who}_{key}": summary[f"{who}_metrics"].get(key)
+                                 for who in ("candidate", "current") for key in _AUDITED_METRICS})
+            return summary
         finally:
             self.retrain_started = None
             self._retrain_lock.release()
@@ -469,7 +495,9 @@ class MammoService:
             folder = self.registry.load(version)
             new = self.registry.publish(folder, {"rollback_of": version, "user": user,
                                                  "replaced": self._predictor.version})
+            replaced = self._predictor.version
             self._predictor = Predictor(self.registry.load(new))
+        self.audit.record("rollback", user, served_again=version, published_as=new, replaced=replaced)
         return new
 
     def close(self) -> None:

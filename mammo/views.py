@@ -11,6 +11,8 @@ import pandas as pd
 __all__ = [
     "score_text",
     "uncertainty_text",
+    "audit_rows",
+    "AUDIT_SHOWN",
     "history_row",
     "HISTORY_COLUMNS",
     "versions_rows",
@@ -112,6 +114,30 @@ def uncertainty_text(details: Mapping[str, Any]) -> str:
         text += (" **That is high**: the model is unsure about this film; read its scores with extra "
                  "caution.")
     return text
+
+
+AUDIT_SHOWN = ["when", "action", "who", "what"]
+
+
+def _audit_value(value: Any) -> str:
+    if isinstance(value, list):
+        shown = ", ".join(str(v)[:8] for v in value[:3])
+        return f"{len(value)}: {shown}{', …' if len(value) > 3 else ''}" if value else "none"
+    if isinstance(value, float):
+        return _fmt(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+def audit_rows(events: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Audit events, newest first, as table rows in words (ids shortened; the CSV has them whole)."""
+    def what(details: Mapping[str, Any]) -> str:
+        shown = [f"{k.replace('_', ' ')}: {_audit_value(v)}" for k, v in details.items() if v is not None]
+        return "; ".join(shown)
+
+    return [[human_time(e.get("at")), e.get("action", ""), e.get("user", ""), what(e.get("details") or {})]
+            for e in reversed(events)]
 
 
 def rounded(value: Any, digits: int = 4) -> Any:

@@ -265,6 +265,12 @@ class HubServer:
             repo = self._state.repo(repo_type, repo_id, authed=True)
             return self._state.resolve(repo, revision).files[path].lfs
 
+    def commit_titles(self, repo_id: str, repo_type: str = "dataset") -> list[str]:
+        """The titles of the commits on ``main``, newest first."""
+        with self._state.lock:
+            repo = self._state.repo(repo_type, repo_id, authed=True)
+            return [c.title for c in _history(repo, repo.branches["main"])]
+
     def repo_exists(self, repo_id: str, repo_type: str = "dataset") -> bool:
         with self._state.lock:
             return (repo_type, repo_id) in self._state.repos

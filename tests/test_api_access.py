@@ -7,6 +7,8 @@ The app resolves the token a ``gradio_client.Client(..., oauth_token=...)`` call
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import httpx
@@ -42,6 +44,11 @@ def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
         with pytest.raises(AppError, match="already served"):
             trainer.predict("v3", api_name="/rollback")
         assert anonymous.predict(api_name="/models")[-1]["version"] == "v3"
+        # the audit log names the trainer for what the token allowed, and nothing refused
+        rows = list(csv.DictReader(Path(anonymous.predict(api_name="/audit")).open()))
+        assert [(r["action"], r["user"]) for r in rows] == [("submission", USER), ("rollback", USER)]
+        rollback = json.loads(rows[1]["details"])
+        assert rollback == {"served_again": "v1", "published_as": "v3", "replaced": "v2"}
         served = anonymous.predict(image, api_name="/predict")[2]["model_version"]
         assert served == "v3"
         # each token checked once with the Hub (then cached); no token in the app's log

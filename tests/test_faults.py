@@ -25,7 +25,7 @@ from helpers import LABELS, RETRAIN, Images, load_cases, running_job_desc
 from hub_server import USER, HubServer
 
 from mammo.model import load as load_model
-from mammo.store import CaseStore, StoreError
+from mammo.store import AuditLog, CaseStore, StoreError
 from mammo.store import cases as cases_module
 from mammo.store.registry import MODEL_FILES, version_number
 
@@ -79,6 +79,16 @@ def assert_store_intact(home: Path, receipts: list[dict], cache: Path) -> int:
     return shard_rows
 
 
+def assert_audit_intact(home: Path, receipts: list[dict]) -> None:
+    """Every audit event file is whole (a kill leaves at most a hidden partial file), and every
+    receipted case has its submission event (written before the receipt was sent)."""
+    events = AuditLog(home / "audit").events()
+    unreadable = [e for e in events if e["action"] == "unreadable event"]
+    assert not unreadable, unreadable
+    audited = {e["details"]["case_id"] for e in events if e["action"] == "submission"}
+    assert {r["case_id"] for r in receipts} <= audited
+
+
 def submit_until_stopped(client: Client, images: Images, receipts: list[dict], stop: threading.Event,
                          worker: int) -> None:
     """Submit cases back to back; keep each receipt that comes back; end when the app is gone."""
@@ -111,6 +121,7 @@ def test_sigkill_during_submits_loses_no_receipted_case(crashing: Restartable, t
         for worker in workers:
             worker.join(60)
         stored = assert_store_intact(crashing.home, receipts, tmp_path / "cache")
+        assert_audit_intact(crashing.home, receipts)
         client = crashing.client()
         assert client.predict(api_name="/models")[0]["version"] == "v1"
         receipt = client.predict(handle_file(images.next()), "benign", api_name="/submit_case")
@@ -248,8 +259,8 @@ class HubApp:
         return client.predict(handle_file(self.images.next()), label, api_name="/submit_case")
 
     def shard_commits(self) -> int:
-        return sum(1 for method, path in self.server.calls
-                   if method == "POST" and path == f"/api/datasets/{CASE_REPO}/commit/main")
+        """Commits that added a case shard (audit events are committed on their own)."""
+        return sum(1 for title in self.server.commit_titles(CASE_REPO) if title.startswith("Add case shard"))
 
     def repo_case_ids(self) -> list[str]:
         shards = [p for p in self.server.files(CASE_REPO) if p.startswith("data/")]

@@ -120,11 +120,13 @@ def test_uncertainty_is_the_spread_between_the_film_and_its_mirror_image(film: s
     image = load_image(ROOT / "examples" / film)
     result = predictor.predict(image, method="Lesion map")
     tensor, _ = predictor.prepare(image.grey)
-    upright, mirrored = predictor.probabilities(tensor[None]), predictor.probabilities(tensor[None].flip(-2))
+    upright = predictor.probabilities(tensor[None])
+    mirrored = predictor.probabilities(tensor[None].flip(-2))
     expected = 100 * np.abs(upright - mirrored).max()
     uncertainty = result.details()["uncertainty"]
     assert uncertainty["spread"] == pytest.approx(expected, abs=1e-3) and 0 <= expected <= 100
     assert uncertainty["high"] == (expected >= HIGH_UNCERTAINTY) and "mirror" in uncertainty["method"]
     # the served scores are the upright film's: the mirror image only measures the spread
     assert np.allclose(list(result.probabilities.values()), upright[0], atol=1e-5)
-    assert Predictor(PACKAGE_WEIGHTS / "v2", uncertainty=False).predict(image).details()["uncertainty"] is None
+    without = Predictor(PACKAGE_WEIGHTS / "v2", uncertainty=False).predict(image)
+    assert without.details()["uncertainty"] is None

@@ -291,3 +291,30 @@ def test_automatic_retrain_after_every_n_new_cases(tmp_path: Path, tiny_model_di
         assert "automatic retraining: after every 2 new cases" in service.describe()
     finally:
         service.close()
+
+
+def test_every_change_is_in_the_audit_log_with_who_and_what(service: MammoService, small_mias: Path) -> None:
+    films = sorted((small_mias / "normal").glob("*.png"))
+    receipt = service.submit(films[0], "normal", {"age": 50, "notes": "secret words"}, user="alice")
+    batch = service.submit_many([(str(films[1]), "normal", None), (str(films[2]), "normal", None)],
+                                user="bob")
+    summary = service.retrain(TINY, user="carol")
+    rollback_to = "v1" if summary["promoted"] else None
+    if rollback_to:
+        published = service.rollback(rollback_to, user="carol")
+    events = service.audit.events()
+    actions = [e["action"] for e in events]
+    assert actions[:4] == ["submission", "bulk import", "retrain started",
+                           "promotion" if summary["promoted"] else "rejection"]
+    submission, bulk, started, outcome = events[:4]
+    assert submission["user"] == "alice" and submission["details"]["case_id"] == receipt["case_id"]
+    assert submission["details"]["metadata_given"] == ["age", "notes"]
+    assert "secret words" not in json.dumps(events)  # free text never reaches the log
+    assert bulk["user"] == "bob" and bulk["details"]["case_ids"] == batch["case_ids"]
+    assert started["details"]["options"] == dataclasses.asdict(TINY)
+    assert outcome["user"] == "carol" and outcome["details"]["reason"] == summary["reason"]
+    assert outcome["details"]["candidate_auc_malignant"] == summary["candidate_metrics"]["auc_malignant"]
+    assert outcome["details"]["cases_used"] == 3
+    if rollback_to:
+        assert events[4]["action"] == "rollback"
+        assert events[4]["details"] == {"served_again": "v1", "published_as": published, "replaced": "v2"}

@@ -4,12 +4,15 @@
 """
 
 from ._hub import HubError, check_reachable, hub_api
+from .audit import AuditLog, open_audit_log
 from .base_data import base_data_folder, base_data_source
 from .cases import CaseStore, StoreError, open_case_store
 from .gate import promotion_decision
 from .registry import ModelRegistry, RegistryError, open_registry
 
 __all__ = [
+    "AuditLog",
+    "open_audit_log",
     "HubError",
     "check_reachable",
     "hub_api",

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["utc_now", "fsync_file", "fsync_dir", "file_lock"]
+__all__ = ["utc_now", "fsync_file", "fsync_dir", "file_lock", "write_new_file"]
 
 
 def utc_now() -> datetime:
@@ -28,6 +28,18 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_new_file(path: Path, content: bytes) -> None:
+    """Write ``path`` whole or not at all: a hidden temp file, fsynced, renamed into place. A kill
+    mid-way leaves only the temp file (a name starting with "."), which readers skip."""
+    temp = path.with_name(f".{path.name}.partial")
+    with open(temp, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    fsync_dir(path.parent)
 
 
 @contextmanager

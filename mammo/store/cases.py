@@ -58,7 +58,7 @@ from .. import imaging
 from ..config import DISCLAIMER, Settings
 from ..config import settings as current_settings
 from ..errors import MammoError
-from ._fs import file_lock, fsync_dir, utc_now
+from ._fs import file_lock, fsync_dir, utc_now, write_new_file
 from ._hub import (
     HubUnavailable,
     branch_head,
@@ -87,6 +87,7 @@ ImageInput = str | os.PathLike | bytes | np.ndarray
 CASE_COLUMNS = ("image", "label", "case_id", "submitted_at", "image_sha256")
 _INDEX_COLUMNS = [c for c in CASE_COLUMNS if c != "image"]
 _DATA_DIR = "data"
+_AUDIT_DIR = "audit"  # audit events queued for the dataset repo (store/audit.py)
 _TMP_DIR = ".tmp"
 _LOCK_FILE = ".lock"
 _STALE_TMP_S = 3600.0
@@ -621,9 +622,10 @@ class HubCaseStore(CaseStore):
         self._upload_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._retried: set[str] = set()  # shards whose delivery may have half-happened
+        self._retried: set[str] = set()  # outbox files whose delivery may have half-happened
         super().__init__(labels, outbox, max_bytes=max_bytes)
-        self._retried.update(self._queued())  # found at open: history unknown
+        # found at open: their history is unknown
+        self._retried.update(f.rsplit("/", 1)[-1] for f in self._outbox_files())
         try:
             self._connect()
         except HubUnavailable as exc:
@@ -661,11 +663,18 @@ class HubCaseStore(CaseStore):
         """Number of shards waiting in the outbox."""
         return len(self._queued())
 
+    def queue_file(self, name: str, content: bytes) -> None:
+        """Queue an audit event file for ``audit/<name>`` in the dataset repo (delivered like shards)."""
+        folder = self.root / _AUDIT_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        write_new_file(folder / name, content)
+        self._wake.set()
+
     def wait_until_delivered(self, timeout: float) -> bool:
         """Nudge the delivery thread and wait until the outbox is empty; False on timeout."""
         deadline = time.monotonic() + timeout
         self._wake.set()
-        while self._queued():
+        while self._outbox_files():
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
@@ -680,6 +689,11 @@ class HubCaseStore(CaseStore):
     # -- delivery ------------------------------------------------------------------------------
     def _queued(self) -> list[str]:
         return sorted(p.name for p in self._data_dir.glob("*.parquet"))
+
+    def _outbox_files(self) -> list[str]:
+        """Everything waiting in the outbox, as paths in the repo: case shards, then audit events."""
+        events = sorted(p.name for p in (self.root / _AUDIT_DIR).glob("[!.]*.json"))
+        return [f"{_DATA_DIR}/{n}" for n in self._queued()] + [f"{_AUDIT_DIR}/{n}" for n in events]
 
     def _connect(self) -> None:
         """Once: check the token, create the repo if missing, index the shards it holds."""
@@ -709,7 +723,7 @@ class HubCaseStore(CaseStore):
     def _after_store(self, name: str) -> tuple[str, str | None]:
         """Try to deliver now; any failure leaves the shard queued for the worker, and says so."""
         try:
-            self._deliver(name)
+            self._deliver(f"{_DATA_DIR}/{name}")
         except HubUnavailable as exc:
             self._wake.set()
             return "queued", str(exc)
@@ -721,20 +735,22 @@ class HubCaseStore(CaseStore):
             self._wake.set()
         return "stored", None
 
-    def _deliver(self, name: str) -> None:
-        """Upload one outbox shard in its own commit, then drop it from the outbox.
+    def _deliver(self, in_repo: str) -> None:
+        """Upload one outbox file (``data/<shard>`` or ``audit/<event>``) in its own commit, then
+        drop it from the outbox.
 
-        A shard no longer in the outbox was delivered already (shards leave it only then).
-        A shard that may have reached the Hub before an error is looked for before re-sending.
+        A file no longer in the outbox was delivered already (files leave it only then).
+        A file that may have reached the Hub before an error is looked for before re-sending.
         """
-        path = self._data_dir / name
-        in_repo = f"{_DATA_DIR}/{name}"
+        path = self.root / in_repo
+        name = in_repo.rsplit("/", 1)[-1]
+        what = "case shard" if in_repo.startswith(_DATA_DIR) else "audit event"
         with self._upload_lock:
             if not path.exists():
                 return
             self._connect()
             branch_head(self.api, self.repo_id, "dataset")  # fast failure when the Hub is down
-            with hub_errors(self.api.endpoint, f"uploading case shard {name}"):
+            with hub_errors(self.api.endpoint, f"uploading {what} {name}"):
                 if not (
                     name in self._retried and self.api.file_exists(self.repo_id, in_repo, repo_type="dataset")
                 ):
@@ -744,10 +760,10 @@ class HubCaseStore(CaseStore):
                         path_in_repo=in_repo,
                         repo_id=self.repo_id,
                         repo_type="dataset",
-                        commit_message=f"Add case shard {name}",
+                        commit_message=f"Add {what} {name}",
                     )
             path.unlink(missing_ok=True)
-            fsync_dir(self._data_dir)
+            fsync_dir(path.parent)
             self._retried.discard(name)
 
     def _run(self) -> None:
@@ -758,10 +774,10 @@ class HubCaseStore(CaseStore):
             try:
                 with self._upload_lock:
                     self._connect()
-                for name in self._queued():
+                for in_repo in self._outbox_files():
                     if self._stop.is_set():
                         return
-                    self._deliver(name)
+                    self._deliver(in_repo)
                 wait = self.retry_base_s
                 self._wake.wait()
                 continue

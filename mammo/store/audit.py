@@ -1,0 +1,85 @@
+"""The audit log: who submitted, imported, retrained, promoted, rejected or rolled back what, when.
+
+Append-only: each event is its own small JSON file (``<home>/audit/<UTC time>-<id>.json``), written
+whole or not at all and never changed afterwards, so a kill during a write leaves every earlier
+event intact. With the Hub backend for cases, each event is also queued in the case store's
+outbox and uploaded to ``audit/`` in the dataset repo (the same way as case shards: it survives
+restarts and a Hub that is down). Events hold user names, case ids, versions, options, metrics
+and reasons; never an image, a DICOM tag or free-text notes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ._fs import utc_now, write_new_file
+from .cases import CaseStore, HubCaseStore
+
+__all__ = ["AuditLog", "AUDIT_COLUMNS", "open_audit_log"]
+
+AUDIT_COLUMNS = ["at", "action", "user", "details"]
+Mirror = Callable[[str, bytes], None]
+
+
+class AuditLog:
+    """Append-only events in ``folder``; ``mirror(name, content)`` also queues each one elsewhere.
+
+    Args:
+        folder: where the events are kept (created).
+        mirror: called with each new event's file name and bytes (the Hub outbox), or None.
+    """
+
+    def __init__(self, folder: Path, mirror: Mirror | None = None) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.mirror = mirror
+        self._lock = threading.Lock()
+
+    def record(self, action: str, user: str | None, **details: Any) -> dict:
+        """Append one event; returns it."""
+        now = utc_now()
+        event = {"at": now.isoformat(timespec="milliseconds"), "action": action,
+                 "user": user or "anonymous", "details": details}
+        name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.json"
+        content = (json.dumps(event, sort_keys=True, default=str) + "\n").encode()
+        with self._lock:
+            write_new_file(self.folder / name, content)
+        if self.mirror is not None:
+            self.mirror(name, content)
+        return event
+
+    def events(self) -> list[dict]:
+        """Every event, oldest first (an unreadable file is listed as such, not hidden)."""
+        out = []
+        for path in sorted(self.folder.glob("[!.]*.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as error:
+                out.append({"at": path.name[:22], "action": "unreadable event", "user": "",
+                            "details": {"file": path.name, "error": str(error)}})
+        return out
+
+    def csv(self) -> str:
+        """Every event as CSV (details as JSON), oldest first."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(AUDIT_COLUMNS)
+        for event in self.events():
+            writer.writerow([event["at"], event["action"], event["user"],
+                             json.dumps(event["details"], sort_keys=True)])
+        return buffer.getvalue()
+
+
+def open_audit_log(settings: Settings, cases: CaseStore) -> AuditLog:
+    """The audit log of this store (``<MAMMO_HOME>/audit``), mirrored to the dataset repo when the
+    cases are on the Hub."""
+    mirror = cases.queue_file if isinstance(cases, HubCaseStore) else None
+    return AuditLog(settings.home / "audit", mirror)

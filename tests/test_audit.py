@@ -1,0 +1,71 @@
+"""The audit log: append-only events, whole or absent after a kill, CSV export, Hub mirror."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
+
+from mammo.config import settings
+from mammo.store import AuditLog, open_audit_log, open_case_store
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["normal", "benign", "malignant"]
+
+
+def test_events_are_appended_never_rewritten_and_export_as_csv(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit")
+    log.record("submission", "alice", case_id="c1", label="benign")
+    first = {p.name: p.read_bytes() for p in (tmp_path / "audit").iterdir()}
+    log.record("rollback", None, served_again="v1", published_as="v3")
+    events = log.events()
+    assert [e["action"] for e in events] == ["submission", "rollback"]
+    assert events[1]["user"] == "anonymous" and events[0]["details"] == {"case_id": "c1", "label": "benign"}
+    now = {p.name: p.read_bytes() for p in (tmp_path / "audit").iterdir()}
+    assert all(now[name] == content for name, content in first.items())  # untouched by the append
+    rows = list(csv.reader(io.StringIO(log.csv())))
+    assert rows[0] == ["at", "action", "user", "details"] and len(rows) == 3
+    assert rows[1][1:3] == ["submission", "alice"] and json.loads(rows[1][3])["case_id"] == "c1"
+
+
+def test_a_kill_while_writing_leaves_every_earlier_event_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "audit"
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom mammo.store import AuditLog\nlog = AuditLog(sys.argv[1])\n"
+        "for i in range(100000):\n    log.record('submission', 'w', case_id=str(i), padding='x' * 20000)\n"),
+        str(folder)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("*.json"))) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.send_signal(signal.SIGKILL)  # mid-stream: no clean-up runs
+    writer.wait(30)
+    events = AuditLog(folder).events()
+    assert len(events) >= 50 and all(e["action"] == "submission" for e in events)  # none unreadable
+    ids = [int(e["details"]["case_id"]) for e in events]
+    assert ids == list(range(len(ids)))  # in order, none missing before the kill
+
+
+def test_events_reach_the_dataset_repo_with_the_cases(hub_server, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MAMMO_DATASET_REPO", f"{USER}/cases")
+    config = settings()
+    store = open_case_store(LABELS, config)
+    try:
+        log = open_audit_log(config, store)
+        event = log.record("bulk import", "alice", case_ids=["a", "b"])
+        assert store.wait_until_delivered(30)
+        on_hub = [p for p in hub_server.files(f"{USER}/cases") if p.startswith("audit/")]
+        assert len(on_hub) == 1
+        assert json.loads(hub_server.read(f"{USER}/cases", on_hub[0])) == event
+        assert log.events() == [event]  # the local record stays
+        assert "Add audit event" in hub_server.commit_titles(f"{USER}/cases")[0]
+    finally:
+        store.close()
