@@ -1,7 +1,7 @@
 """mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` (no logic of its own).
 
 API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retrain, /rollback, /models,
-/audit, /health (also GET /health). Run: ``python app.py``.
+/audit, /history, /health (also GET /health). Run: ``python app.py``.
 """
 
 import functools
@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from gradio_client import handle_file
 from huggingface_hub import ModelCard
 
-from mammo import views
+from mammo import analytics, views
 from mammo.access import TokenUsers, can_submit, can_train
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
@@ -129,13 +129,14 @@ def _need_file(path: str | None) -> str:
 
 # -- Predict ---------------------------------------------------------------------------------------
 @clear_errors
-def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4):
+def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4,
+            profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
     """One mammogram file (PNG, JPEG, TIFF, 16-bit PNG or DICOM) -> class probabilities, the heat-map
     overlay (JPEG, the image's shape, longer side at most 2048 px; /heatmap gives the map at full
     size), and details: model version, malignancy score and the review cut-off (both 0-100), whether
     it is flagged, the heat-map method, and whether the image is a training film or a stored case.
     Research use only."""
-    result = service.predict(_need_file(image), method=method, opacity=opacity)
+    result = service.predict(_need_file(image), method=method, opacity=opacity, user=_user(profile, token))
     return result.probabilities, result.overlay, result.details()
 
 
@@ -160,12 +161,13 @@ def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
 
 
 @clear_errors
-def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4) -> str:
+def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4,
+                profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> str:
     """A one-page PDF report of one mammogram's prediction: the image and its heat map side by side,
     the probabilities, the malignancy score with the review cut-off and what it means, the model
     version with its estimated performance and where its card is, the heat-map method, the UTC time
     and the disclaimer. No file name, DICOM tag or metadata goes in. Research use only."""
-    pdf = service.report(_need_file(image), method, opacity)
+    pdf = service.report(_need_file(image), method, opacity, user=_user(profile, token))
     # named by the time, never by the upload (its name may carry a patient name)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     path = Path(tempfile.mkdtemp(prefix="mammo-report-")) / f"mammo-report-{stamp}.pdf"
@@ -174,9 +176,10 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
 
 
 @clear_errors
-def redraw(image: str | None, method: str, opacity: float):
+def redraw(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
+           token: gr.OAuthToken | None = None):
     """The last prediction of this file drawn with another method or opacity (no new upload)."""
-    result = service.rerender(image, method, opacity) if image else None
+    result = service.rerender(image, method, opacity, user=_user(profile, token)) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
         return gr.skip(), gr.skip()
     return result.overlay, result.details()
@@ -365,6 +368,43 @@ def access_note(profile: gr.OAuthProfile | None = None,
                 token: gr.OAuthToken | None = None) -> str:
     note = can_train(_user(profile, token), SETTINGS).reason
     return " ".join(filter(None, [note, views.auto_retrain_text(service.auto_retrain_state())]))
+
+
+# -- Analytics --------------------------------------------------------------------------------------
+def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
+    """The Analytics tab: what the caller may see of the prediction log, the cases and versions."""
+    user = _user(profile, token)
+    records = service.prediction_records(user)
+    scope = ("every visitor's predictions (you may retrain here)" if can_train(user, SETTINGS).allowed
+             else f"your own predictions ({user})" if user else
+             "nothing: sign in with Hugging Face to see your own predictions (trainers see everyone's)")
+    return (f"Showing {scope}. No image, file name or DICOM tag is ever logged. "
+            + analytics.latency_text(records),
+            analytics.predictions_per_day(records), analytics.class_mix(records),
+            analytics.score_histogram(records), analytics.low_confidence(records),
+            analytics.case_growth(service.cases.recent(10**9)), analytics.version_metrics(service.versions()),
+            analytics.history_frame([r for r in records if user is not None and r.get("user") == user]))
+
+
+@clear_errors
+def history_records(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> list:
+    """Your predictions across sessions, oldest first (signed in, or an API caller passing a Hugging
+    Face token with Client(..., oauth_token=...)): time, model version, scores, cut-off, flag,
+    uncertainty, heat-map method, image SHA-256 and latency. No image is kept."""
+    user = _user(profile, token)
+    if user is None:
+        raise gr.Error("Your history needs you to be signed in with Hugging Face (API callers: pass your "
+                       "token, gradio_client.Client(..., oauth_token=HF_TOKEN)).")
+    return [r for r in service.predictions.records() if r.get("user") == user]
+
+
+@clear_errors
+def history_file(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> str:
+    """Your history as CSV."""
+    frame = analytics.history_frame(history_records(profile, token))
+    path = Path(tempfile.mkdtemp(prefix="mammo-history-")) / "mammo-history.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
 
 
 # -- Models -----------------------------------------------------------------------------------------
@@ -562,6 +602,28 @@ def build() -> gr.Blocks:
                                         label="Candidates the gate did not promote, newest first")
                 rejected_choice = gr.Dropdown([], value=None, label="Show the report of")
                 rejected_json = gr.JSON(label="Report")
+        with gr.Tab("Analytics") as analytics_tab:
+            analytics_note = gr.Markdown()
+            analytics_refresh = gr.Button("Refresh", size="sm")
+            with gr.Row():
+                per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)")
+                mix = gr.BarPlot(x="most likely class", y="predictions", label="Most likely class")
+            with gr.Row():
+                scores = gr.BarPlot(x="malignancy score", y="predictions",
+                                    label="Malignancy scores (0-100, calibrated)")
+                growth = gr.LinePlot(x="day", y="cases", color="label",
+                                     label="Submitted cases per label, cumulative")
+            version_auc = gr.ScatterPlot(x="published", y="AUC malignant vs rest", color="version",
+                                         label="Each version's recorded AUC (its own evaluation split) by "
+                                               "publication date")
+            near = analytics.NEAR_CUT_OFF
+            low = gr.Dataframe(label=f"Low-confidence predictions: within {near:.0f} points of the review "
+                                     "cut-off, or with a high uncertainty (newest first)",
+                               interactive=False, wrap=True)
+            with gr.Accordion("Your predictions across sessions (signed-in users)", open=False):
+                history_table = gr.Dataframe(headers=analytics.HISTORY_COLUMNS, interactive=False)
+                history_button = gr.Button("Export your history as CSV", size="sm")
+                history_csv = gr.File(label="Your history (CSV)", interactive=False)
         with gr.Tab("Models"):
             versions_json = gr.JSON(label="versions", visible=False)
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
@@ -668,6 +730,12 @@ def build() -> gr.Blocks:
         demo.load(rejected_views, None, [rejected, rejected_choice], **private)
         demo.load(**models_event, **private)
         demo.load(audit_views, None, audit, **private)
+        analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
+        for show in (analytics_tab.select, analytics_refresh.click):
+            show(analytics_views, None, analytics_outputs, **private)
+        history_button.click(history_file, None, history_csv, **private)
+        gr.on([], history_records, None, api_result, api_name="history",
+              api_description=history_records.__doc__)
         versions_json.change(audit_views, None, audit, **private)  # after retrains, rollbacks, refresh
         submitted.success(audit_views, None, audit, **private)
         audit_button.click(audit_file, None, audit_csv, api_name="audit", api_description=audit_file.__doc__)

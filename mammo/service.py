@@ -34,6 +34,7 @@ from .report import prediction_report
 from .store import (
     AuditLog,
     HubError,
+    PredictionLog,
     RegistryError,
     StoreError,
     base_data_folder,
@@ -42,7 +43,9 @@ from .store import (
     hub_api,
     open_audit_log,
     open_case_store,
+    open_prediction_log,
     open_registry,
+    prediction_record,
     promotion_decision,
 )
 from .store._fs import file_lock
@@ -141,6 +144,7 @@ class MammoService:
         self._predictor = Predictor(self.registry.load())
         self.cases = open_case_store(self._predictor.labels, self.settings)
         self.audit: AuditLog = open_audit_log(self.settings, self.cases)
+        self.predictions: PredictionLog = open_prediction_log(self.settings, self.cases)
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
         self._recent = RecentImages()
@@ -188,21 +192,35 @@ class MammoService:
             self._recent.put(str(path), loaded)
         return loaded
 
-    def predict(self, image: ImageSource, method: str = DEFAULT_METHOD, opacity: float = 0.4) -> Prediction:
+    def predict(self, image: ImageSource, method: str = DEFAULT_METHOD, opacity: float = 0.4,
+                user: str | None = None) -> Prediction:
         """One image's prediction; the case store's id for it when its pixels are a stored case.
+        Each prediction is recorded in the prediction log (scores, hash, user, latency; no image).
 
         A file path's decoded image and heat maps are kept for a few recent files, so that
         :meth:`rerender` can redraw them with another method or opacity without reading it again.
         """
+        started = time.perf_counter()
         predictor = self._predictor
         if not isinstance(image, str | os.PathLike):
-            return self._stored(predictor.predict(image, method=method, opacity=opacity))
-        loaded = self.load(image)
-        prediction = self._stored(predictor.predict(loaded, method=method, opacity=opacity))
-        self._recent.put(str(image), loaded, (method, prediction))
+            prediction = self._stored(predictor.predict(image, method=method, opacity=opacity))
+        else:
+            loaded = self.load(image)
+            prediction = self._stored(predictor.predict(loaded, method=method, opacity=opacity))
+            self._recent.put(str(image), loaded, (method, prediction))
+        self.predictions.append(prediction_record(prediction.details(), user, time.perf_counter() - started))
         return prediction
 
-    def rerender(self, image: str | os.PathLike, method: str, opacity: float) -> Prediction | None:
+    def prediction_records(self, user: str | None) -> list[dict]:
+        """The prediction log as ``user`` may see it: everything for a trainer (everyone locally
+        when no trainers are named), their own records for a signed-in user, none anonymously."""
+        records = self.predictions.records()
+        if can_train(user, self.settings).allowed:
+            return records
+        return [r for r in records if user is not None and r.get("user") == user]
+
+    def rerender(self, image: str | os.PathLike, method: str, opacity: float,
+                 user: str | None = None) -> Prediction | None:
         """The last prediction of ``image`` drawn with ``method`` and ``opacity``; None when this
         file was not predicted recently (by the served version)."""
         predictor = self._predictor
@@ -211,7 +229,7 @@ class MammoService:
         if not drawn or loaded is None:
             return None
         if method not in drawn:  # another method: a forward pass on the kept image, no reading
-            return self.predict(image, method=method, opacity=opacity)
+            return self.predict(image, method=method, opacity=opacity, user=user)
         shown = drawn[method]
         blended = None if shown.heatmap is None else overlay(loaded.grey, shown.heatmap, opacity)
         return replace(shown, overlay=blended)
@@ -221,11 +239,12 @@ class MammoService:
         return self._recent.drawn(str(image), self._predictor.version).get(method) or self.predict(
             image, method=method)
 
-    def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = 0.4) -> bytes:
+    def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = 0.4,
+               user: str | None = None) -> bytes:
         """The PDF report of a file's prediction (the recent one when drawn, else predicted now)."""
         config = self._predictor.config
-        prediction = (self.rerender(image, method, opacity)
-                      or self.predict(image, method=method, opacity=opacity))
+        prediction = (self.rerender(image, method, opacity, user)
+                      or self.predict(image, method=method, opacity=opacity, user=user))
         return prediction_report(prediction, self.load(image).grey, config,
                                  self.card_reference(prediction.model_version), datetime.now(timezone.utc))
 
@@ -501,4 +520,5 @@ class MammoService:
         return new
 
     def close(self) -> None:
+        self.predictions.close()  # its last shard goes to the outbox before the store stops
         self.cases.close()

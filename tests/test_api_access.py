@@ -51,6 +51,12 @@ def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
         assert rollback == {"served_again": "v1", "published_as": "v3", "replaced": "v2"}
         served = anonymous.predict(image, api_name="/predict")[2]["model_version"]
         assert served == "v3"
+        # history across sessions: the caller's own predictions, by their token; none anonymously
+        mine = trainer.predict(image, api_name="/predict")[2]
+        history = trainer.predict(api_name="/history")
+        assert [(h["user"], h["image_sha256"]) for h in history] == [(USER, mine["image_sha256"])]
+        with pytest.raises(AppError, match="needs you to be signed in"):
+            anonymous.predict(api_name="/history")
         # each token checked once with the Hub (then cached); no token in the app's log
         whoami = [path for _, path in hub_server.calls if path == "/api/whoami-v2"]
         assert len(whoami) == 2

@@ -47,7 +47,7 @@ def stored_cases(app: AppProcess) -> int:
 def test_api_names_are_exactly_the_documented_ones(client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/predict", "/heatmap", "/report", "/submit_case", "/retrain", "/rollback",
-                              "/models", "/audit", "/health"}
+                              "/models", "/audit", "/history", "/health"}
 
 
 def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path, tmp_path: Path) -> None:

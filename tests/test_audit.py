@@ -1,4 +1,4 @@
-"""The audit log: append-only events, whole or absent after a kill, CSV export, Hub mirror."""
+"""The audit log and the prediction log: append-only, intact after a kill, CSV export, Hub mirror."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from pathlib import Path
 from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
 
 from mammo.config import settings
-from mammo.store import AuditLog, open_audit_log, open_case_store
+from mammo.store import (
+    AuditLog,
+    PredictionLog,
+    open_audit_log,
+    open_case_store,
+    open_prediction_log,
+    prediction_record,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["normal", "benign", "malignant"]
@@ -67,5 +74,52 @@ def test_events_reach_the_dataset_repo_with_the_cases(hub_server, tmp_path: Path
         assert json.loads(hub_server.read(f"{USER}/cases", on_hub[0])) == event
         assert log.events() == [event]  # the local record stays
         assert "Add audit event" in hub_server.commit_titles(f"{USER}/cases")[0]
+    finally:
+        store.close()
+
+
+def test_prediction_records_hold_scores_never_the_image_and_survive_a_kill(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom mammo.store import PredictionLog, prediction_record\n"
+        "log = PredictionLog(sys.argv[1], shard_size=40)\n"
+        "for i in range(100000):\n"
+        "    log.append(prediction_record({'model_version': 'v2', 'malignancy_score': i % 100,"
+        " 'image_sha256': str(i)}, 'w', 0.1))\n"), str(folder)], cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("*.jsonl"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(30)
+    shard = sorted(folder.glob("*.jsonl"))[-1]
+    with shard.open("ab") as handle:
+        handle.write(b'{"at": "2026-11-30T10:00:00.000+00:00", "model_ver')  # a write cut short
+    records = PredictionLog(folder).records()
+    ids = sorted(int(r["image_sha256"]) for r in records)
+    assert len(ids) >= 80 and ids == list(range(len(ids)))  # whole records, none lost before the kill
+    assert set(records[0]) == {"at", "model_version", "label", "probabilities", "malignancy_score",
+                               "threshold", "above_threshold", "heatmap_method", "uncertainty",
+                               "uncertainty_high", "image_sha256", "user", "latency_s"}
+
+
+def test_closed_prediction_log_shards_reach_the_dataset_repo(
+    hub_server, tmp_path: Path, monkeypatch  # noqa: F811
+) -> None:
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MAMMO_DATASET_REPO", f"{USER}/cases")
+    config = settings()
+    store = open_case_store(LABELS, config)
+    try:
+        log = open_prediction_log(config, store)
+        for i in range(3):
+            log.append(prediction_record({"model_version": "v2", "image_sha256": str(i)}, "alice", 0.2))
+        assert not [p for p in hub_server.files(f"{USER}/cases") if p.startswith("logs/")]  # still open
+        log.close()
+        assert store.wait_until_delivered(30)
+        shards = [p for p in hub_server.files(f"{USER}/cases") if p.startswith("logs/")]
+        assert len(shards) == 1 and shards[0].endswith(".jsonl")
+        lines = hub_server.read(f"{USER}/cases", shards[0]).decode().splitlines()
+        assert [json.loads(line)["image_sha256"] for line in lines] == ["0", "1", "2"]
     finally:
         store.close()

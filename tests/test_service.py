@@ -318,3 +318,20 @@ def test_every_change_is_in_the_audit_log_with_who_and_what(service: MammoServic
     if rollback_to:
         assert events[4]["action"] == "rollback"
         assert events[4]["details"] == {"served_again": "v1", "published_as": published, "replaced": "v2"}
+
+
+def test_each_prediction_is_logged_and_each_user_sees_what_they_may(service: MammoService,
+                                                                      small_mias: Path) -> None:
+    films = sorted((small_mias / "benign").glob("*.png"))[:3]
+    first = service.predict(films[0], user="alice")
+    service.predict(films[1], user="bob")
+    service.predict(films[2])  # anonymous
+    records = service.predictions.records()
+    assert [r["user"] for r in records] == ["alice", "bob", None]
+    assert records[0]["image_sha256"] == first.image_sha256 and records[0]["latency_s"] > 0
+    assert records[0]["malignancy_score"] == first.details()["malignancy_score"]
+    assert not any(str(films[0].name) in json.dumps(r) for r in records)  # never the file name
+    service.settings = dataclasses.replace(service.settings, trainers=frozenset({"tess"}))
+    assert len(service.prediction_records("tess")) == 3  # a trainer sees everyone's
+    assert [r["user"] for r in service.prediction_records("alice")] == ["alice"]  # others their own
+    assert service.prediction_records(None) == []  # anonymous: nothing

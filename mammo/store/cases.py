@@ -88,6 +88,8 @@ CASE_COLUMNS = ("image", "label", "case_id", "submitted_at", "image_sha256")
 _INDEX_COLUMNS = [c for c in CASE_COLUMNS if c != "image"]
 _DATA_DIR = "data"
 _AUDIT_DIR = "audit"  # audit events queued for the dataset repo (store/audit.py)
+_LOGS_DIR = "logs"  # closed prediction-log shards (store/predictions.py)
+_EXTRA_DIRS = {_AUDIT_DIR: "audit event", _LOGS_DIR: "prediction-log shard"}
 _TMP_DIR = ".tmp"
 _LOCK_FILE = ".lock"
 _STALE_TMP_S = 3600.0
@@ -663,9 +665,12 @@ class HubCaseStore(CaseStore):
         """Number of shards waiting in the outbox."""
         return len(self._queued())
 
-    def queue_file(self, name: str, content: bytes) -> None:
-        """Queue an audit event file for ``audit/<name>`` in the dataset repo (delivered like shards)."""
-        folder = self.root / _AUDIT_DIR
+    def queue_file(self, name: str, content: bytes, folder_in_repo: str = _AUDIT_DIR) -> None:
+        """Queue a file for ``<folder_in_repo>/<name>`` in the dataset repo (``audit`` or ``logs``),
+        delivered like case shards: in its own commit, kept in the outbox until the Hub has it."""
+        if folder_in_repo not in _EXTRA_DIRS:
+            raise ValueError(f"the outbox delivers files to {sorted(_EXTRA_DIRS)}, not {folder_in_repo!r}")
+        folder = self.root / folder_in_repo
         folder.mkdir(parents=True, exist_ok=True)
         write_new_file(folder / name, content)
         self._wake.set()
@@ -692,8 +697,8 @@ class HubCaseStore(CaseStore):
 
     def _outbox_files(self) -> list[str]:
         """Everything waiting in the outbox, as paths in the repo: case shards, then audit events."""
-        events = sorted(p.name for p in (self.root / _AUDIT_DIR).glob("[!.]*.json"))
-        return [f"{_DATA_DIR}/{n}" for n in self._queued()] + [f"{_AUDIT_DIR}/{n}" for n in events]
+        extra = sorted(f"{d}/{p.name}" for d in _EXTRA_DIRS for p in (self.root / d).glob("[!.]*.json*"))
+        return [f"{_DATA_DIR}/{n}" for n in self._queued()] + extra
 
     def _connect(self) -> None:
         """Once: check the token, create the repo if missing, index the shards it holds."""
@@ -744,7 +749,7 @@ class HubCaseStore(CaseStore):
         """
         path = self.root / in_repo
         name = in_repo.rsplit("/", 1)[-1]
-        what = "case shard" if in_repo.startswith(_DATA_DIR) else "audit event"
+        what = _EXTRA_DIRS.get(in_repo.split("/", 1)[0], "case shard")
         with self._upload_lock:
             if not path.exists():
                 return

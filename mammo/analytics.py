@@ -1,0 +1,91 @@
+"""What the Analytics tab shows, from the prediction log, the case store and the registry: plain
+tables (pandas) for Gradio's native plots, and a few figures in words."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["NEAR_CUT_OFF", "predictions_per_day", "class_mix", "score_histogram", "low_confidence",
+           "latency_text", "case_growth", "version_metrics", "HISTORY_COLUMNS", "history_frame"]
+
+NEAR_CUT_OFF = 5.0  # points of the 0-100 score: a prediction this close to the cut-off is uncertain
+HISTORY_COLUMNS = ["at", "model_version", "label", "malignancy_score", "threshold", "above_threshold",
+                   "uncertainty", "heatmap_method", "image_sha256", "latency_s"]
+
+
+def predictions_per_day(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    days = pd.Series([str(r["at"])[:10] for r in records], dtype=str)
+    counts = days.value_counts().sort_index()
+    return pd.DataFrame({"day": counts.index.astype(str), "predictions": counts.to_numpy()})
+
+
+def class_mix(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Predictions per most likely class."""
+    counts = pd.Series([r.get("label") or "?" for r in records], dtype=str).value_counts()
+    return pd.DataFrame({"most likely class": counts.index.astype(str), "predictions": counts.to_numpy()})
+
+
+def score_histogram(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Malignancy scores (0-100) in ten bins of 10 points."""
+    scores = np.array([r["malignancy_score"] for r in records if r.get("malignancy_score") is not None])
+    counts, edges = np.histogram(scores, bins=10, range=(0, 100))
+    return pd.DataFrame({"malignancy score": [f"{int(a)}-{int(b)}" for a, b in zip(edges[:-1], edges[1:],
+                                                                                   strict=True)],
+                         "predictions": counts})
+
+
+def low_confidence(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Predictions within NEAR_CUT_OFF points of their review cut-off or with a high uncertainty,
+    newest first."""
+    rows = []
+    for r in reversed(records):
+        score, cut = r.get("malignancy_score"), r.get("threshold")
+        near = score is not None and cut is not None and abs(score - cut) <= NEAR_CUT_OFF
+        if near or r.get("uncertainty_high"):
+            reason = " and ".join(filter(None, ["near the cut-off" if near else "",
+                                                "high uncertainty" if r.get("uncertainty_high") else ""]))
+            rows.append([str(r["at"])[:19].replace("T", " "), r.get("model_version"), _one(score), _one(cut),
+                         _one(r.get("uncertainty")), reason, (r.get("image_sha256") or "")[:12]])
+    return pd.DataFrame(rows, columns=["when (UTC)", "version", "score", "cut-off", "uncertainty", "why",
+                                       "image (SHA-256, start)"])
+
+
+def _one(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def latency_text(records: Sequence[Mapping[str, Any]]) -> str:
+    latencies = np.array([r["latency_s"] for r in records if r.get("latency_s") is not None])
+    if latencies.size == 0:
+        return "No prediction recorded yet."
+    p50, p95 = np.percentile(latencies, [50, 95]) * 1000
+    return (f"**{len(records)} predictions.** Latency inside the app (reading, model, heat map): "
+            f"p50 {p50:.0f} ms, p95 {p95:.0f} ms.")
+
+
+def case_growth(cases: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Submitted cases per label, cumulative by day (data growth)."""
+    frame = pd.DataFrame([{"day": str(c["submitted_at"])[:10], "label": c["label"]} for c in cases],
+                         columns=["day", "label"])
+    if frame.empty:
+        return pd.DataFrame(columns=["day", "cases", "label"])
+    daily = frame.groupby(["label", "day"]).size().groupby(level=0).cumsum().rename("cases").reset_index()
+    return daily[["day", "cases", "label"]]
+
+
+def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Each version's recorded malignant-vs-rest AUC against the date it was published."""
+    rows = [{"published": str(v.get("published_at") or v.get("created_at") or "")[:10],
+             "AUC malignant vs rest": (v.get("metrics") or {}).get("auc_malignant"), "version": v["version"]}
+            for v in versions if (v.get("metrics") or {}).get("auc_malignant") is not None]
+    return pd.DataFrame(rows, columns=["published", "AUC malignant vs rest", "version"])
+
+
+def history_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A user's predictions, newest first, the columns the CSV export has."""
+    rows = [[r.get(column) for column in HISTORY_COLUMNS] for r in reversed(records)]
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

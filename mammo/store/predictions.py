@@ -1,0 +1,118 @@
+"""The prediction log: one record per prediction, for analytics, monitoring and users' history.
+
+A record holds the UTC time, model version, probabilities, malignancy score and review cut-off,
+whether it was flagged, the heat-map method, the uncertainty spread, the SHA-256 of the image's
+pixels, the user when signed in, and the latency; never the image, its file name or a DICOM tag.
+
+Append-only JSON lines in ``<MAMMO_HOME>/logs/predictions-<UTC date>-<process id>.jsonl``: each
+record is one ``write`` of a whole line, fsynced, to a file only this process appends to; a kill
+mid-write can leave at most a partial last line, which readers skip, so earlier records are never
+lost. A shard is closed at the day's end or after ``shard_size`` records; with the Hub backend for
+cases a closed shard is queued in the case store's outbox for ``logs/`` in the dataset repo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ._fs import utc_now
+from .cases import CaseStore, HubCaseStore
+
+__all__ = ["PredictionLog", "open_prediction_log", "prediction_record"]
+
+Mirror = Callable[[str, bytes], None]
+
+
+def prediction_record(details: Mapping[str, Any], user: str | None, latency_s: float) -> dict:
+    """The log record of one prediction from its ``Prediction.details()`` (nothing else is kept)."""
+    uncertainty = details.get("uncertainty") or {}
+    return {
+        "at": utc_now().isoformat(timespec="milliseconds"),
+        "model_version": details.get("model_version"),
+        "label": details.get("label"),
+        "probabilities": details.get("probabilities"),
+        "malignancy_score": details.get("malignancy_score"),
+        "threshold": details.get("threshold"),
+        "above_threshold": details.get("above_threshold"),
+        "heatmap_method": details.get("heatmap_method"),
+        "uncertainty": uncertainty.get("spread"),
+        "uncertainty_high": uncertainty.get("high"),
+        "image_sha256": details.get("image_sha256"),
+        "user": user,
+        "latency_s": round(latency_s, 4),
+    }
+
+
+class PredictionLog:
+    """Append-only prediction records in ``folder`` (see the module docstring).
+
+    Args:
+        folder: where the shards are (created).
+        mirror: called with each closed shard's name and bytes (the Hub outbox), or None.
+        shard_size: records per shard before it is closed.
+    """
+
+    def __init__(self, folder: Path, mirror: Mirror | None = None, shard_size: int = 1000) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.mirror, self.shard_size = mirror, shard_size
+        self._process = uuid.uuid4().hex[:8]
+        self._lock = threading.Lock()
+        self._shard: Path | None = None
+        self._count = 0
+        self._part = 0
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        day = str(record["at"])[:10].replace("-", "")
+        with self._lock:
+            if self._shard is not None and (self._count >= self.shard_size or day not in self._shard.name):
+                self._close()
+            if self._shard is None:
+                self._part += 1
+                self._shard = self.folder / f"predictions-{day}-{self._process}-{self._part:04d}.jsonl"
+            fd = os.open(self._shard, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._count += 1
+
+    def close(self) -> None:
+        """Close the current shard (queued for the Hub when mirrored)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._shard is not None and self.mirror is not None and self._shard.exists():
+            self.mirror(self._shard.name, self._shard.read_bytes())
+        self._shard, self._count = None, 0
+
+    def records(self) -> list[dict]:
+        """Every record of every shard, oldest first; partial lines (a killed write) are skipped."""
+        out = []
+        for path in sorted(self.folder.glob("predictions-*.jsonl")):
+            for line in path.read_bytes().splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return sorted(out, key=lambda r: r.get("at") or "")
+
+
+def open_prediction_log(settings: Settings, cases: CaseStore) -> PredictionLog:
+    """The prediction log (``<MAMMO_HOME>/logs``), its closed shards mirrored to ``logs/`` in the
+    dataset repo when the cases are on the Hub."""
+    mirror = None
+    if isinstance(cases, HubCaseStore):
+        def mirror(name: str, content: bytes) -> None:
+            cases.queue_file(name, content, folder_in_repo="logs")
+    return PredictionLog(settings.home / "logs", mirror)
