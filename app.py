@@ -606,13 +606,15 @@ def build() -> gr.Blocks:
             analytics_note = gr.Markdown()
             analytics_refresh = gr.Button("Refresh", size="sm")
             with gr.Row():
-                per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)")
-                mix = gr.BarPlot(x="most likely class", y="predictions", label="Most likely class")
+                from_zero = {"y_lim": [0, None]}  # counts: a single bar still shows
+                per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)", **from_zero)
+                mix = gr.BarPlot(x="most likely class", y="predictions", label="Most likely class",
+                                 **from_zero)
             with gr.Row():
                 scores = gr.BarPlot(x="malignancy score", y="predictions",
-                                    label="Malignancy scores (0-100, calibrated)")
-                growth = gr.LinePlot(x="day", y="cases", color="label",
-                                     label="Submitted cases per label, cumulative")
+                                    label="Malignancy scores (0-100, calibrated)", **from_zero)
+                growth = gr.ScatterPlot(x="day", y="cases", color="label",
+                                        label="Submitted cases per label, cumulative", **from_zero)
             version_auc = gr.ScatterPlot(x="published", y="AUC malignant vs rest", color="version",
                                          label="Each version's recorded AUC (its own evaluation split) by "
                                                "publication date")

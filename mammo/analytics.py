@@ -63,7 +63,8 @@ def latency_text(records: Sequence[Mapping[str, Any]]) -> str:
     if latencies.size == 0:
         return "No prediction recorded yet."
     p50, p95 = np.percentile(latencies, [50, 95]) * 1000
-    return (f"**{len(records)} predictions.** Latency inside the app (reading, model, heat map): "
+    return (f"**{len(records)} prediction{'s' if len(records) != 1 else ''}.** Latency inside the app "
+            "(reading, model, heat map, uncertainty): "
             f"p50 {p50:.0f} ms, p95 {p95:.0f} ms.")
 
 

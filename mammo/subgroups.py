@@ -70,7 +70,7 @@ def subgroup_metrics(examples: Sequence[Example], targets: np.ndarray, probs: np
     out: dict = {}
     for grouping, subgroup in subgroups.items():
         names = np.array([subgroup.name(e.metadata.get(subgroup.key)) or "" for e in examples])
-        present = sorted({n for n in names if n})
+        present = sorted({str(n) for n in names if n})  # plain str: JSON encoders refuse numpy keys
         if present:
             out[grouping] = {name: _figures(targets[names == name], probs[names == name], labels, threshold,
                                             n_resamples) for name in present}

@@ -29,6 +29,10 @@ def test_each_tissue_type_and_age_band_gets_its_own_figures() -> None:
     examples, targets, probs = _films(240)
     out = subgroup_metrics(examples, targets, probs, LABELS, threshold=0.3, n_resamples=200)
     assert set(out) == {"tissue", "age band"}  # no film carries a density
+    assert all(type(name) is str for groups in out.values() for name in groups)  # orjson (gr.JSON) needs str
+    import orjson
+
+    orjson.dumps(out)  # what Gradio does with a retrain summary that holds these figures
     assert set(out["tissue"]) == {"fatty", "fatty-glandular", "dense-glandular"}
     assert set(out["age band"]) == {"under 50", "50-69", "70 and over"}
     for grouping in out.values():
