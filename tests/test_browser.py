@@ -353,3 +353,22 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     saved = tmp_path / "config.json"
     download.value.save_as(saved)
     assert saved.read_bytes() == (LocalModelRegistry(app.home).load("v2") / "config.json").read_bytes()
+
+
+def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, image: Path,
+                                                    tmp_path: Path) -> None:
+    from mammo.store import PredictionLog
+
+    page = fresh
+    shot.predict(page, image)
+    page.get_by_role("tab", name="Analytics").click()
+    logged = len(PredictionLog(app.home / "logs").records())
+    shown = re.compile(rf"Showing every visitor's predictions.*\b{logged} predictions?\.")
+    note = visible(page.get_by_text(shown))
+    note.wait_for(timeout=30_000)  # a local install names no trainers: everyone sees the whole log
+    assert "p50" in note.inner_text() and "No image, file name or DICOM tag" in note.inner_text()
+    for title in ("Predictions per day (UTC)", "Most likely class", "Malignancy scores (0-100, calibrated)",
+                  "Each version's recorded AUC"):
+        plot = page.locator(".block").filter(has_text=title).last
+        plot.locator("canvas, svg").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "analytics.png"), full_page=True)
