@@ -1,7 +1,7 @@
 """mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` (no logic of its own).
 
 API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retrain, /rollback, /models,
-/audit, /history, /health (also GET /health). Run: ``python app.py``.
+/audit, /history, /offer, /queue, /health (also GET /health). Run: ``python app.py``.
 """
 
 import functools
@@ -27,7 +27,7 @@ from mammo.access import TokenUsers, can_submit, can_train
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS
-from mammo.imaging import encode_png
+from mammo.imaging import encode_png, read_image
 from mammo.predict import OVERLAY_FORMAT
 from mammo.service import MammoService, RetrainOptions
 from mammo.store.cases import METADATA_FIELDS, MetadataField
@@ -183,6 +183,65 @@ def redraw(image: str | None, method: str, opacity: float, profile: gr.OAuthProf
     if result is None:  # nothing predicted for this file yet: Predict draws it
         return gr.skip(), gr.skip()
     return result.overlay, result.details()
+
+
+@clear_errors
+def offer(image: str | None, profile: gr.OAuthProfile | None = None,
+          token: gr.OAuthToken | None = None) -> str:
+    """Offer an uploaded image for labelling (your explicit consent): it is kept, re-encoded without
+    file name or DICOM tags, in the "label next" pool until a clinician labels it as a case or
+    removes it; nothing trains on it before. Returns what was kept."""
+    entry = service.offer_for_labelling(_need_file(image), user=_user(profile, token))
+    spread = entry.get("uncertainty")
+    measured = f"uncertainty {spread:.1f} points" if spread is not None else "no uncertainty measured"
+    return (f"Offered for labelling as `{entry['id'][:12]}` ({measured}). Thank you: a clinician can now "
+            "label it in the Submit case tab.")
+
+
+@clear_errors
+def queue(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> list:
+    """The "label next" pool for submitters: images offered for labelling, the most uncertain first,
+    each with its id, when it was offered, the uncertainty (0-100), the malignancy score, the most
+    likely class and the model version. No image and no identifier."""
+    return service.pending_images(user=_user(profile, token))
+
+
+def queue_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
+    """The pool's table and choices, or a note when the visitor may not see it."""
+    permission = can_submit(_user(profile, token), SETTINGS)
+    if not permission.allowed:
+        return [], gr.update(choices=[], value=None), permission.reason
+    entries = service.pending.entries()
+    choices = [(f"{e['id'][:12]} (uncertainty {e.get('uncertainty') or 0:.1f})", e["id"]) for e in entries]
+    note = f"{len(entries)} image(s) waiting for a label." if entries else "No image is waiting for a label."
+    return views.queue_rows(entries), gr.update(choices=choices, value=None), note
+
+
+@clear_errors
+def pending_preview(pending_id: str | None, profile: gr.OAuthProfile | None = None,
+                    token: gr.OAuthToken | None = None):
+    if not pending_id:
+        return None
+    grey = read_image(service.pending_png(pending_id, user=_user(profile, token)))
+    return np.uint8(np.round(255 * grey))
+
+
+@clear_errors
+def label_pending(pending_id: str | None, label: str | None, profile: gr.OAuthProfile | None = None,
+                  token: gr.OAuthToken | None = None) -> str:
+    if not pending_id or not label:
+        raise gr.Error("Pick a pending image and its confirmed label first.")
+    receipt = service.label_pending(pending_id, label, None, user=_user(profile, token))
+    return f"Stored as case `{receipt['case_id']}` ({receipt['label']}); it left the pool."
+
+
+@clear_errors
+def remove_pending(pending_id: str | None, profile: gr.OAuthProfile | None = None,
+                   token: gr.OAuthToken | None = None) -> str:
+    if not pending_id:
+        raise gr.Error("Pick the pending image to remove.")
+    service.remove_pending(pending_id, user=_user(profile, token))
+    return f"`{pending_id[:12]}` was removed from the pool (it was never a case)."
 
 
 def film_caption(path: Path) -> str:
@@ -539,6 +598,11 @@ def build() -> gr.Blocks:
                     with gr.Row(equal_height=True):
                         report_button = gr.Button("PDF report of this prediction", size="sm", scale=1)
                         report_download = gr.File(label="PDF report", interactive=False, scale=2)
+                    with gr.Row(equal_height=True):
+                        offer_button = gr.Button("Offer this image for labelling", size="sm", scale=1)
+                        offer_note = gr.Markdown(
+                            "Only if you agree: the image is kept (re-encoded, without file name or DICOM "
+                            "tags) until a clinician labels it or removes it; nothing trains on it before.")
                     with gr.Accordion("Full-resolution heat map", open=False):
                         heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
                                                    size="sm")
@@ -562,6 +626,20 @@ def build() -> gr.Blocks:
                     with gr.Accordion("Receipt (JSON)", open=False):
                         receipt = gr.JSON(label="receipt")
                     counts = gr.BarPlot(x="label", y="images", color="source", label="Cases per label")
+            with gr.Accordion("Label next: images visitors offered for labelling, the most uncertain first",
+                              open=False):
+                queue_note = gr.Markdown()
+                queue_table = gr.Dataframe(headers=views.QUEUE_COLUMNS, interactive=False)
+                with gr.Row():
+                    with gr.Column():
+                        queue_choice = gr.Dropdown([], value=None, label="Pending image", **CHECKED_HERE)
+                        queue_label = gr.Dropdown(service.labels, value=None, label="Its confirmed label",
+                                                  **CHECKED_HERE)
+                        queue_submit = gr.Button("Store it as a case with this label", variant="primary")
+                        queue_remove = gr.Button("Remove it from the pool", variant="stop", size="sm")
+                        queue_result = gr.Markdown()
+                    queue_preview = gr.Image(label="The pending image", type="numpy", interactive=False,
+                                             height=320)
             with gr.Accordion("Bulk upload", open=False):
                 bulk_files = gr.File(label="Images of one label, or a zip of <label>/<file> folders",
                                      file_count="multiple", type="filepath")
@@ -732,6 +810,16 @@ def build() -> gr.Blocks:
         demo.load(rejected_views, None, [rejected, rejected_choice], **private)
         demo.load(**models_event, **private)
         demo.load(audit_views, None, audit, **private)
+        queue_outputs = [queue_table, queue_choice, queue_note]
+        demo.load(queue_views, None, queue_outputs, **private)
+        offer_button.click(offer, image, offer_note, api_name="offer", api_description=offer.__doc__,
+                           concurrency_limit=2).success(queue_views, None, queue_outputs, **private)
+        queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
+        for button, action in ((queue_submit, label_pending), (queue_remove, remove_pending)):
+            inputs = [queue_choice, queue_label] if action is label_pending else [queue_choice]
+            button.click(action, inputs, queue_result, concurrency_limit=1, **private).success(
+                queue_views, None, queue_outputs, **private).then(totals, None, counts, **private)
+        gr.on([], queue, None, api_result, api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):
             show(analytics_views, None, analytics_outputs, **private)

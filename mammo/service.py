@@ -28,12 +28,14 @@ from .bulk import zip_cases
 from .data import SplitSpec, case_examples, folder_examples, label_order
 from .errors import MammoError
 from .explain import DEFAULT_METHOD, overlay
+from .imaging import encode_png, read_image, sha256_of_pixels
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .report import prediction_report
 from .store import (
     AuditLog,
     HubError,
+    PendingPool,
     PredictionLog,
     RegistryError,
     StoreError,
@@ -145,6 +147,7 @@ class MammoService:
         self.cases = open_case_store(self._predictor.labels, self.settings)
         self.audit: AuditLog = open_audit_log(self.settings, self.cases)
         self.predictions: PredictionLog = open_prediction_log(self.settings, self.cases)
+        self.pending = PendingPool(self.settings.home / "pending")  # the "label next" pool
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
         self._recent = RecentImages()
@@ -301,6 +304,42 @@ class MammoService:
             log.exception("the automatic retrain failed")
             return
         log.info("automatic retrain: %s (serving %s)", summary["reason"], summary["version"])
+
+    def offer_for_labelling(self, image: str | os.PathLike, user: str | None = None) -> dict:
+        """Keep an uploaded image in the "label next" pool, at the visitor's explicit offer: its
+        pixels re-encoded (no tag, no file name) with the served model's uncertainty and scores."""
+        drawn = self._recent.drawn(str(image), self._predictor.version)
+        prediction = next(iter(drawn.values()), None) or self.predict(image, user=user)
+        grey = read_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
+        details = prediction.details()
+        entry = self.pending.offer(sha256_of_pixels(grey), encode_png(grey), {
+            "uncertainty": (details.get("uncertainty") or {}).get("spread"),
+            "malignancy_score": details.get("malignancy_score"), "label": details.get("label"),
+            "model_version": details.get("model_version")})
+        self.audit.record("offered for labelling", user, pending_id=entry["id"])
+        return entry
+
+    def pending_images(self, user: str | None = None) -> list[dict]:
+        """The "label next" pool, the most uncertain first (for those who may submit cases)."""
+        can_submit(user, self.settings).require()
+        return self.pending.entries()
+
+    def pending_png(self, pending_id: str, user: str | None = None) -> bytes:
+        can_submit(user, self.settings).require()
+        return self.pending.png(pending_id)
+
+    def label_pending(self, pending_id: str, label: str, metadata: Mapping[str, Any] | None,
+                      user: str | None = None) -> dict:
+        """A pending image becomes a case with a clinician's label, and leaves the pool."""
+        receipt = self.submit(self.pending.png(pending_id), label, metadata, user=user)
+        self.pending.remove(pending_id)
+        return receipt
+
+    def remove_pending(self, pending_id: str, user: str | None = None) -> None:
+        can_submit(user, self.settings).require()
+        self.pending.png(pending_id)  # a clear error when it is gone already
+        self.pending.remove(pending_id)
+        self.audit.record("removed from the label-next pool", user, pending_id=pending_id)
 
     def case_png(self, case_id: str) -> bytes:
         """The stored (re-encoded, tag-free) PNG of a submitted case."""

@@ -12,6 +12,8 @@ __all__ = [
     "score_text",
     "uncertainty_text",
     "audit_rows",
+    "queue_rows",
+    "QUEUE_COLUMNS",
     "AUDIT_SHOWN",
     "history_row",
     "HISTORY_COLUMNS",
@@ -114,6 +116,17 @@ def uncertainty_text(details: Mapping[str, Any]) -> str:
         text += (" **That is high**: the model is unsure about this film; read its scores with extra "
                  "caution.")
     return text
+
+
+QUEUE_COLUMNS = ["rank", "offered", "uncertainty (points)", "malignancy score", "most likely", "model",
+                 "id (start)"]
+
+
+def queue_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """The label-next pool as table rows, in the pool's order (the most uncertain first)."""
+    return [[rank, human_time(e.get("offered_at")), _fmt(e.get("uncertainty"), 1),
+             percent(e.get("malignancy_score")), e.get("label"), e.get("model_version"), e["id"][:12]]
+            for rank, e in enumerate(entries, 1)]
 
 
 AUDIT_SHOWN = ["when", "action", "who", "what"]

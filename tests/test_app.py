@@ -47,7 +47,7 @@ def stored_cases(app: AppProcess) -> int:
 def test_api_names_are_exactly_the_documented_ones(client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/predict", "/heatmap", "/report", "/submit_case", "/retrain", "/rollback",
-                              "/models", "/audit", "/history", "/health"}
+                              "/models", "/audit", "/history", "/offer", "/queue", "/health"}
 
 
 def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path, tmp_path: Path) -> None:
@@ -196,3 +196,15 @@ def test_retrain_refused_for_users_not_allowed(small_mias: Path, tmp_path: Path)
         with pytest.raises(AppError, match="limited to the trainers of this app; you are not signed in"):
             app.client().predict(1, 64, True, api_name="/retrain")
         assert app.client().predict(api_name="/models")[-1]["version"] == "v2"
+
+
+def test_offered_images_wait_in_the_label_next_queue_most_uncertain_first(client, small_mias: Path) -> None:
+    films = sorted((small_mias / "normal").glob("*.png"))[-3:]
+    notes = [client.predict(handle_file(str(film)), api_name="/offer") for film in films]
+    assert all(note.startswith("Offered for labelling as") for note in notes)
+    queue = client.predict(api_name="/queue")
+    mine = [e for e in queue if any(e["id"][:12] in note for note in notes)]
+    assert len(mine) == 3 and all(e["model_version"] and e["uncertainty"] is not None for e in mine)
+    spreads = [e["uncertainty"] for e in queue]
+    assert spreads == sorted(spreads, reverse=True)
+    assert not any("png" in json.dumps(e) for e in queue)  # no file name, no image

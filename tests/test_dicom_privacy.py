@@ -64,6 +64,7 @@ def answers(app: AppProcess) -> dict[str, dict]:
         receipt = client.predict(handle_file(path), label, notes="synthetic privacy test",
                                  api_name="/submit_case")
         report = Path(client.predict(handle_file(path), "Grad-CAM", 0.4, api_name="/report"))
+        client.predict(handle_file(path), api_name="/offer")  # kept in the label-next pool
         out[entry["file"]] = {"overlay": np.asarray(Image.open(overlay).convert("RGB")),
                               "details": details, "receipt": receipt, "report": report}
     out["models"] = client.predict(api_name="/models")
@@ -84,6 +85,8 @@ def test_no_identifier_in_any_file_under_mammo_home_or_the_log(app: AppProcess, 
     words = needles(IDENTIFIED[0]["identifiers"])
     files = [p for p in sorted(app.home.rglob("*")) if p.is_file()]
     assert any(p.suffix == ".parquet" for p in files) and any(p.suffix == ".safetensors" for p in files)
+    # the prediction log, the audit log and the label-next pool are searched too
+    assert {"logs", "audit", "pending"} <= {p.relative_to(app.home).parts[0] for p in files}
     for path in files:
         assert not leaked(path.read_bytes(), words), path
     assert "Running on local URL" in app.log()  # the log read is the app's own

@@ -19,7 +19,7 @@ from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
 from mammo.service import AUTO_USER, MammoService, RetrainBusy, RetrainError, RetrainOptions
-from mammo.store import RegistryError, open_registry, promotion_decision
+from mammo.store import RegistryError, StoreError, open_registry, promotion_decision
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
@@ -335,3 +335,29 @@ def test_each_prediction_is_logged_and_each_user_sees_what_they_may(service: Mam
     assert len(service.prediction_records("tess")) == 3  # a trainer sees everyone's
     assert [r["user"] for r in service.prediction_records("alice")] == ["alice"]  # others their own
     assert service.prediction_records(None) == []  # anonymous: nothing
+
+
+def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabelled(
+    service: MammoService, small_mias: Path, tmp_path: Path
+) -> None:
+    films = sorted((small_mias / "malignant").glob("*.png"))[:3]
+    offered = [service.offer_for_labelling(film, user="alice") for film in films]
+    spreads = [e["uncertainty"] for e in offered]
+    pool = service.pending_images()
+    assert [e["uncertainty"] for e in pool] == sorted(spreads, reverse=True)  # the most uncertain first
+    assert {e["id"] for e in pool} == {sha256_of_pixels(read_image(f)) for f in films}
+    assert sum(service.cases.counts().values()) == 0  # offered images are not cases
+    # one is labelled (a case now, out of the pool), one removed, one waits
+    receipt = service.label_pending(pool[0]["id"], "malignant", None, user="rita")
+    service.remove_pending(pool[1]["id"], user="rita")
+    assert [e["id"] for e in service.pending_images()] == [pool[2]["id"]]
+    assert service.cases.case_with_pixels(pool[0]["id"]) == receipt["case_id"]
+    summary = service.retrain(TINY)
+    assert summary["cases_used"] == 1  # the waiting image never trains
+    actions = [e["action"] for e in service.audit.events()]
+    assert actions[:5] == ["offered for labelling"] * 3 + ["submission", "removed from the label-next pool"]
+    with pytest.raises(StoreError, match="labelled or removed"):
+        service.pending_png(pool[1]["id"])
+    service.settings = dataclasses.replace(service.settings, submitters=frozenset({"rita"}))
+    with pytest.raises(AccessDenied):
+        service.pending_images(None)  # only those who may submit see the pool

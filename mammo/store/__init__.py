@@ -8,10 +8,13 @@ from .audit import AuditLog, open_audit_log
 from .base_data import base_data_folder, base_data_source
 from .cases import CaseStore, StoreError, open_case_store
 from .gate import promotion_decision
+from .pending import PendingError, PendingPool
 from .predictions import PredictionLog, open_prediction_log, prediction_record
 from .registry import ModelRegistry, RegistryError, open_registry
 
 __all__ = [
+    "PendingError",
+    "PendingPool",
     "PredictionLog",
     "open_prediction_log",
     "prediction_record",
