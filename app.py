@@ -228,11 +228,12 @@ def pending_preview(pending_id: str | None, profile: gr.OAuthProfile | None = No
 
 @clear_errors
 def label_pending(pending_id: str | None, label: str | None, profile: gr.OAuthProfile | None = None,
-                  token: gr.OAuthToken | None = None) -> str:
+                  token: gr.OAuthToken | None = None):
     if not pending_id or not label:
         raise gr.Error("Pick a pending image and its confirmed label first.")
     receipt = service.label_pending(pending_id, label, None, user=_user(profile, token))
-    return f"Stored as case `{receipt['case_id']}` ({receipt['label']}); it left the pool."
+    stored = f"Stored as case `{receipt['case_id']}` ({receipt['label']}); it left the pool."
+    return stored, None  # the label is emptied: the next image needs its own
 
 
 @clear_errors
@@ -815,10 +816,11 @@ def build() -> gr.Blocks:
         offer_button.click(offer, image, offer_note, api_name="offer", api_description=offer.__doc__,
                            concurrency_limit=2).success(queue_views, None, queue_outputs, **private)
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
-        for button, action in ((queue_submit, label_pending), (queue_remove, remove_pending)):
-            inputs = [queue_choice, queue_label] if action is label_pending else [queue_choice]
-            button.click(action, inputs, queue_result, concurrency_limit=1, **private).success(
-                queue_views, None, queue_outputs, **private).then(totals, None, counts, **private)
+        for done in (queue_submit.click(label_pending, [queue_choice, queue_label],
+                                        [queue_result, queue_label], concurrency_limit=1, **private),
+                     queue_remove.click(remove_pending, queue_choice, queue_result, concurrency_limit=1,
+                                        **private)):
+            done.success(queue_views, None, queue_outputs, **private).then(totals, None, counts, **private)
         gr.on([], queue, None, api_result, api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):
