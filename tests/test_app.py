@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -188,6 +189,13 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
     else:
         assert versions == ["v1", "v2"] and served == "v2" and summary["rejected_id"]
         assert summary["reason"].startswith("not promoted")
+    # the audit log has the retrain, its options and the gate's decision (the refused second one: no)
+    rows = list(csv.DictReader(Path(client.predict(api_name="/audit")).open()))
+    retrain = [r for r in rows if r["action"] in ("retrain started", "promotion", "rejection")]
+    decided = "promotion" if summary["promoted"] else "rejection"
+    assert [r["action"] for r in retrain] == ["retrain started", decided]
+    decision = json.loads(retrain[1]["details"])
+    assert decision["reason"] == summary["reason"] and decision["options"]["epochs"] == 1
 
 
 def test_retrain_refused_for_users_not_allowed(small_mias: Path, tmp_path: Path) -> None:
