@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
 
 from mammo.config import settings
@@ -26,6 +27,18 @@ from mammo.store import (
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["normal", "benign", "malignant"]
+
+
+def kill_while_writing(folder: Path, pattern: str, files: int, loop: str) -> None:
+    """Run ``loop`` (Python writing into ``folder``, given as argv[1]) in a process; SIGKILL it once
+    ``folder`` holds ``files`` files matching ``pattern``: mid-stream, no clean-up runs."""
+    writer = subprocess.Popen([sys.executable, "-c", "import sys\n" + loop, str(folder)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob(pattern))) < files and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(30)
 
 
 def test_events_are_appended_never_rewritten_and_export_as_csv(tmp_path: Path) -> None:
@@ -45,53 +58,44 @@ def test_events_are_appended_never_rewritten_and_export_as_csv(tmp_path: Path) -
 
 def test_a_kill_while_writing_leaves_every_earlier_event_whole(tmp_path: Path) -> None:
     folder = tmp_path / "audit"
-    writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom mammo.store import AuditLog\nlog = AuditLog(sys.argv[1])\n"
-        "for i in range(100000):\n    log.record('submission', 'w', case_id=str(i), padding='x' * 20000)\n"),
-        str(folder)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + 60
-    while len(list(folder.glob("*.json"))) < 50 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    writer.send_signal(signal.SIGKILL)  # mid-stream: no clean-up runs
-    writer.wait(30)
+    kill_while_writing(folder, "*.json", 50, "from mammo.store import AuditLog\nlog = AuditLog(sys.argv[1])\n"
+                       "for i in range(100000):\n"
+                       "    log.record('submission', 'w', case_id=str(i), padding='x' * 20000)\n")
     events = AuditLog(folder).events()
     assert len(events) >= 50 and all(e["action"] == "submission" for e in events)  # none unreadable
     ids = [int(e["details"]["case_id"]) for e in events]
     assert ids == list(range(len(ids)))  # in order, none missing before the kill
 
 
-def test_events_reach_the_dataset_repo_with_the_cases(hub_server, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+@pytest.fixture
+def hub_cases(hub_server, tmp_path: Path, monkeypatch):  # noqa: F811
+    """(settings, case store) with the cases in a dataset repo on the test hub."""
     monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MAMMO_DATASET_REPO", f"{USER}/cases")
     config = settings()
     store = open_case_store(LABELS, config)
-    try:
-        log = open_audit_log(config, store)
-        event = log.record("bulk import", "alice", case_ids=["a", "b"])
-        assert store.wait_until_delivered(30)
-        on_hub = [p for p in hub_server.files(f"{USER}/cases") if p.startswith("audit/")]
-        assert len(on_hub) == 1
-        assert json.loads(hub_server.read(f"{USER}/cases", on_hub[0])) == event
-        assert log.events() == [event]  # the local record stays
-        assert "Add audit event" in hub_server.commit_titles(f"{USER}/cases")[0]
-    finally:
-        store.close()
+    yield config, store
+    store.close()
+
+
+def test_events_reach_the_dataset_repo_with_the_cases(hub_cases, hub_server) -> None:  # noqa: F811
+    config, store = hub_cases
+    log = open_audit_log(config, store)
+    event = log.record("bulk import", "alice", case_ids=["a", "b"])
+    assert store.wait_until_delivered(30)
+    on_hub = [p for p in hub_server.files(f"{USER}/cases") if p.startswith("audit/")]
+    assert len(on_hub) == 1
+    assert json.loads(hub_server.read(f"{USER}/cases", on_hub[0])) == event
+    assert log.events() == [event]  # the local record stays
+    assert "Add audit event" in hub_server.commit_titles(f"{USER}/cases")[0]
 
 
 def test_prediction_records_hold_scores_never_the_image_and_survive_a_kill(tmp_path: Path) -> None:
     folder = tmp_path / "logs"
-    writer = subprocess.Popen([sys.executable, "-c", (
-        "import sys\nfrom mammo.store import PredictionLog, prediction_record\n"
-        "log = PredictionLog(sys.argv[1], shard_size=40)\n"
-        "for i in range(100000):\n"
-        "    log.append(prediction_record({'model_version': 'v2', 'malignancy_score': i % 100,"
-        " 'image_sha256': str(i)}, 'w', 0.1))\n"), str(folder)], cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + 60
-    while len(list(folder.glob("*.jsonl"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    writer.send_signal(signal.SIGKILL)
-    writer.wait(30)
+    kill_while_writing(folder, "*.jsonl", 3, "from mammo.store import PredictionLog, prediction_record\n"
+                       "log = PredictionLog(sys.argv[1], shard_size=40)\nfor i in range(100000):\n"
+                       "    log.append(prediction_record({'model_version': 'v2', 'malignancy_score': i % 100,"
+                       " 'image_sha256': str(i)}, 'w', 0.1))\n")
     shard = sorted(folder.glob("*.jsonl"))[-1]
     with shard.open("ab") as handle:
         handle.write(b'{"at": "2026-11-30T10:00:00.000+00:00", "model_ver')  # a write cut short
@@ -103,23 +107,15 @@ def test_prediction_records_hold_scores_never_the_image_and_survive_a_kill(tmp_p
                                "uncertainty_high", "image_sha256", "user", "latency_s"}
 
 
-def test_closed_prediction_log_shards_reach_the_dataset_repo(
-    hub_server, tmp_path: Path, monkeypatch  # noqa: F811
-) -> None:
-    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MAMMO_DATASET_REPO", f"{USER}/cases")
-    config = settings()
-    store = open_case_store(LABELS, config)
-    try:
-        log = open_prediction_log(config, store)
-        for i in range(3):
-            log.append(prediction_record({"model_version": "v2", "image_sha256": str(i)}, "alice", 0.2))
-        assert not [p for p in hub_server.files(f"{USER}/cases") if p.startswith("logs/")]  # still open
-        log.close()
-        assert store.wait_until_delivered(30)
-        shards = [p for p in hub_server.files(f"{USER}/cases") if p.startswith("logs/")]
-        assert len(shards) == 1 and shards[0].endswith(".jsonl")
-        lines = hub_server.read(f"{USER}/cases", shards[0]).decode().splitlines()
-        assert [json.loads(line)["image_sha256"] for line in lines] == ["0", "1", "2"]
-    finally:
-        store.close()
+def test_closed_prediction_log_shards_reach_the_dataset_repo(hub_cases, hub_server) -> None:  # noqa: F811
+    config, store = hub_cases
+    log = open_prediction_log(config, store)
+    for i in range(3):
+        log.append(prediction_record({"model_version": "v2", "image_sha256": str(i)}, "alice", 0.2))
+    assert not [p for p in hub_server.files(f"{USER}/cases") if p.startswith("logs/")]  # still open
+    log.close()
+    assert store.wait_until_delivered(30)
+    shards = [p for p in hub_server.files(f"{USER}/cases") if p.startswith("logs/")]
+    assert len(shards) == 1 and shards[0].endswith(".jsonl")
+    lines = hub_server.read(f"{USER}/cases", shards[0]).decode().splitlines()
+    assert [json.loads(line)["image_sha256"] for line in lines] == ["0", "1", "2"]
