@@ -10,6 +10,9 @@ import torch
 
 torch.set_num_threads(1)  # 2-core machine: more threads spin and slow everything down
 
+# the Hub-protocol test server's ``hub_server`` fixture, for every test module
+pytest_plugins = ["hub_server"]
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With MAMMO_NO_SKIPS=1 (``.ci/run``, where the real data and every dev requirement are present)

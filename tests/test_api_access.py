@@ -16,11 +16,11 @@ import pytest
 from app_server import AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
+from hub_server import USER
 
 
 def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
-    hub_server, small_mias: Path, tmp_path: Path  # noqa: F811
+    hub_server, small_mias: Path, tmp_path: Path
 ) -> None:
     # HF_ENDPOINT (the test hub) reaches the app through its environment; the stores stay local
     env = {"MAMMO_BASE_DATA": str(small_mias), "MAMMO_TRAINERS": f"alice,{USER}", "MAMMO_SUBMITTERS": USER}
@@ -75,7 +75,7 @@ def test_health_over_the_api_and_http(small_mias: Path, tmp_path: Path) -> None:
         assert answer.status_code == 200 and answer.json()["model_version"] == "v2"
 
 
-def test_health_says_degraded_when_the_hub_is_down(hub_server, tmp_path: Path) -> None:  # noqa: F811
+def test_health_says_degraded_when_the_hub_is_down(hub_server, tmp_path: Path) -> None:
     env = {"MAMMO_MODEL_REPO": f"{USER}/models"}  # with HF_TOKEN: versions on the (test) Hub
     with AppProcess(tmp_path / "home", env=env) as app:
         assert httpx.get(app.url + "health", timeout=10).json()["hub"]["reachable"]

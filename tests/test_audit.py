@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
+from hub_server import USER
 
 from mammo.config import settings
 from mammo.store import (
@@ -68,7 +68,7 @@ def test_a_kill_while_writing_leaves_every_earlier_event_whole(tmp_path: Path) -
 
 
 @pytest.fixture
-def hub_cases(hub_server, tmp_path: Path, monkeypatch):  # noqa: F811
+def hub_cases(hub_server, tmp_path: Path, monkeypatch):
     """(settings, case store) with the cases in a dataset repo on the test hub."""
     monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MAMMO_DATASET_REPO", f"{USER}/cases")
@@ -78,7 +78,7 @@ def hub_cases(hub_server, tmp_path: Path, monkeypatch):  # noqa: F811
     store.close()
 
 
-def test_events_reach_the_dataset_repo_with_the_cases(hub_cases, hub_server) -> None:  # noqa: F811
+def test_events_reach_the_dataset_repo_with_the_cases(hub_cases, hub_server) -> None:
     config, store = hub_cases
     log = open_audit_log(config, store)
     event = log.record("bulk import", "alice", case_ids=["a", "b"])
@@ -107,7 +107,7 @@ def test_prediction_records_hold_scores_never_the_image_and_survive_a_kill(tmp_p
                                "uncertainty_high", "image_sha256", "user", "latency_s"}
 
 
-def test_closed_prediction_log_shards_reach_the_dataset_repo(hub_cases, hub_server) -> None:  # noqa: F811
+def test_closed_prediction_log_shards_reach_the_dataset_repo(hub_cases, hub_server) -> None:
     config, store = hub_cases
     log = open_prediction_log(config, store)
     for i in range(3):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
+from hub_server import USER
 from huggingface_hub import HfApi
 
 from mammo.config import settings
@@ -33,7 +33,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def pushed(hub_server, small_mias: Path) -> str:  # noqa: F811
+def pushed(hub_server, small_mias: Path) -> str:
     url = fetch_mias.push_to_hub(small_mias, REPO)
     assert url.endswith(f"datasets/{REPO}")
     return REPO
@@ -47,7 +47,7 @@ def _service(home: Path, tiny_model_dir: Path, base: str, monkeypatch) -> MammoS
     return MammoService(config)
 
 
-def test_push_makes_a_private_repo_with_the_folder_and_a_licence_card(pushed: str, hub_server, small_mias):  # noqa: F811
+def test_push_makes_a_private_repo_with_the_folder_and_a_licence_card(pushed: str, hub_server, small_mias):
     info = HfApi().repo_info(pushed, repo_type="dataset")
     assert info.private
     local = _files(small_mias)
@@ -57,7 +57,7 @@ def test_push_makes_a_private_repo_with_the_folder_and_a_licence_card(pushed: st
     assert "Keep this repository private" in card and "licence" in card
 
 
-def test_push_refuses_an_existing_public_repo(hub_server, small_mias: Path, tmp_path: Path, capsys):  # noqa: F811
+def test_push_refuses_an_existing_public_repo(hub_server, small_mias: Path, tmp_path: Path, capsys):
     HfApi().create_repo(f"{USER}/public-mias", repo_type="dataset", private=False)
     with pytest.raises(ValueError, match="public"):
         fetch_mias.push_to_hub(small_mias, f"{USER}/public-mias")
@@ -86,7 +86,7 @@ def test_service_reads_the_same_base_data_and_holdout_from_the_hub(
 
 
 def test_a_missing_repo_leaves_the_app_serving_and_says_why_retrain_is_off(
-    hub_server, tiny_model_dir: Path, tmp_path: Path, monkeypatch  # noqa: F811
+    hub_server, tiny_model_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     service = _service(tmp_path / "home", tiny_model_dir, f"hf://datasets/{USER}/no-such-data", monkeypatch)
     try:

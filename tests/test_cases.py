@@ -23,7 +23,6 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hub_server import hub_server  # noqa: F401 - pytest fixture
 from PIL import Image, PngImagePlugin
 
 from mammo.config import settings
@@ -327,7 +326,7 @@ def test_open_case_store_is_local_without_hub_settings(
 
 # -- Hub backend ---------------------------------------------------------------------------------
 @pytest.fixture
-def hub_env(hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+def hub_env(hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings pointing the case store at the test Hub (token and endpoint from the fixture)."""
     monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MAMMO_DATASET_REPO", REPO)

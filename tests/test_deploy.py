@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_server import USER, hub_server  # noqa: F401 - pytest fixture
+from hub_server import USER
 from huggingface_hub import HfApi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def _tracked(prefix: str) -> list[str]:
     return out.stdout.split()
 
 
-def test_deploy_creates_the_space_with_what_it_runs_and_nothing_else(hub_server, monkeypatch, capsys):  # noqa: F811
+def test_deploy_creates_the_space_with_what_it_runs_and_nothing_else(hub_server, monkeypatch, capsys):
     monkeypatch.setenv("MAMMO_SPACE_TOKEN", "hf_space_scoped_token")
     code = deploy_space.main(["--space", SPACE, "--private", "--dataset-repo", f"{USER}/cases",
                               "--model-repo", f"{USER}/models", "--base-data", f"{USER}/mias",
@@ -64,7 +64,7 @@ def test_deploy_creates_the_space_with_what_it_runs_and_nothing_else(hub_server,
     assert "HF_TOKEN" not in HfApi().get_space_variables(SPACE)
 
 
-def test_redeploy_updates_the_space_and_removes_files_it_no_longer_has(hub_server, monkeypatch):  # noqa: F811
+def test_redeploy_updates_the_space_and_removes_files_it_no_longer_has(hub_server, monkeypatch):
     monkeypatch.delenv("MAMMO_SPACE_TOKEN", raising=False)
     assert deploy_space.main(["--space", SPACE]) == 0
     api = HfApi()

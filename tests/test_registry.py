@@ -21,7 +21,6 @@ import pytest
 import timm
 import torch
 import yaml
-from hub_server import hub_server  # noqa: F401  (pytest fixture)
 from safetensors.torch import load_file
 from timm.models._hub import save_for_hf
 
@@ -399,7 +398,7 @@ def test_model_card_missing_fields_say_not_recorded() -> None:
 
 
 @pytest.fixture
-def hub_env(hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+def hub_env(hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Settings for the Hub backend against the test server (token set by the fixture)."""
     monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MAMMO_MODEL_REPO", REPO)
