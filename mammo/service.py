@@ -20,8 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import datasets
-
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
@@ -343,10 +341,7 @@ class MammoService:
 
     def case_png(self, case_id: str) -> bytes:
         """The stored (re-encoded, tag-free) PNG of a submitted case."""
-        cases = self.cases.load().cast_column("image", datasets.Image(decode=False))
-        for row in cases.filter(lambda r: r == case_id, input_columns="case_id"):
-            return row["image"]["bytes"]
-        raise StoreError(f"No submitted case {case_id!r}.")
+        return self.cases.case_png(case_id)
 
     def submit_uploads(self, paths: Iterable[str | Path], label: str | None,
                        user: str | None = None) -> dict:

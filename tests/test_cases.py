@@ -25,7 +25,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, PngImagePlugin
 
+from mammo import imaging
 from mammo.config import settings
+from mammo.imaging import encode_png
 from mammo.store._hub import HubError, HubUnavailable
 from mammo.store.cases import (
     METADATA_FIELDS,
@@ -452,3 +454,31 @@ def test_hub_bad_token_is_a_clear_error_at_open(hub_env, monkeypatch: pytest.Mon
     assert "hf_notthevalidtoken123" not in str(caught.value)
     assert not hub_env.repo_exists(REPO)
     assert not (settings().home / "cases").exists()
+
+
+def test_one_case_is_read_from_its_own_shard(store: CaseStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = store.append_many([(grey(i), "benign", None) for i in range(3)])
+    single = store.append(grey(10), "malignant", {"age": 50})
+    holder = [p.name for p in shards(store.root)
+              if first["case_ids"][1] in pq.read_table(p, columns=["case_id"]).column("case_id").to_pylist()]
+    reads: list[str] = []
+    real_read = pq.read_table
+    monkeypatch.setattr(pq, "read_table",
+                        lambda path, **kw: reads.append(Path(path).name) or real_read(path, **kw))
+    png = store.case_png(first["case_ids"][1])
+    assert reads == holder  # the one shard that holds it, not the whole dataset
+    assert np.array_equal(imaging.read_image(png), imaging.read_image(encode_png(grey(1))))
+    assert imaging.read_image(store.case_png(single["case_id"])).shape == (64, 64)
+    with pytest.raises(StoreError, match="No submitted case"):
+        store.case_png("no-such-case")
+
+
+def test_hub_case_is_read_from_its_shard_once_delivered(hub_env, tmp_path: Path) -> None:
+    store = hub_store()
+    try:
+        receipt = store.append(grey(3), "normal", None)
+        assert store.wait_until_delivered(30) and not list((store.root / "data").glob("*.parquet"))
+        assert np.array_equal(imaging.read_image(store.case_png(receipt["case_id"])),
+                              imaging.read_image(encode_png(grey(3))))
+    finally:
+        store.close()

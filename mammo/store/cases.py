@@ -322,6 +322,7 @@ class CaseStore:
         self._records: dict[str, dict[str, Any]] = {}  # case_id -> record without the image
         self._by_sha: dict[str, str] = {}  # image_sha256 -> case_id
         self._shards: set[str] = set()  # shard file names already indexed
+        self._shard_of: dict[str, str] = {}  # case_id -> the shard file holding it
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         with self._lock, file_lock(self.root / _LOCK_FILE):
@@ -385,6 +386,22 @@ class CaseStore:
     def location(self) -> str:
         """Where the cases are, for messages and the start-up log."""
         return str(self.root)
+
+    def case_png(self, case_id: str) -> bytes:
+        """One stored case's PNG, read from the one shard that holds it (not the whole dataset)."""
+        with self._lock:
+            if case_id not in self._shard_of:
+                self._refresh_local()  # a shard another process wrote since
+            name = self._shard_of.get(case_id)
+        if name is None:
+            raise StoreError(f"No submitted case {str(case_id)[:80]!r}.")
+        table = pq.read_table(self._shard_path(name), columns=["case_id", "image"],
+                              filters=[("case_id", "==", case_id)])
+        return table.column("image")[0].as_py()["bytes"]
+
+    def _shard_path(self, name: str) -> Path | str:
+        """A readable local path of the shard file ``name``."""
+        return self._data_dir / name
 
     def case_with_pixels(self, sha256: str) -> str | None:
         """The id of the stored case whose pixels have this SHA-256 (``imaging.sha256_of_pixels``)."""
@@ -554,6 +571,7 @@ class CaseStore:
         self._shards.add(name)
         for record in records:
             self._records[record["case_id"]] = record
+            self._shard_of[record["case_id"]] = name
             self._by_sha.setdefault(record["image_sha256"], record["case_id"])
 
     def _read_records(self, path: Path | str, name: str) -> list[dict[str, Any]]:
@@ -694,6 +712,14 @@ class HubCaseStore(CaseStore):
     # -- delivery ------------------------------------------------------------------------------
     def _queued(self) -> list[str]:
         return sorted(p.name for p in self._data_dir.glob("*.parquet"))
+
+    def _shard_path(self, name: str) -> Path | str:
+        """Still in the outbox, or on the Hub (downloaded once into the Hub cache)."""
+        queued = self._data_dir / name
+        if queued.exists():
+            return queued
+        with hub_errors(self.api.endpoint, f"reading case shard {name}"):
+            return self.api.hf_hub_download(self.repo_id, f"{_DATA_DIR}/{name}", repo_type="dataset")
 
     def _outbox_files(self) -> list[str]:
         """Everything waiting in the outbox, as paths in the repo: case shards, then audit events."""
