@@ -97,3 +97,13 @@ def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path) -> None:
     env.pop("MAMMO_NO_SKIPS")
     assert subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120).returncode == 0
     assert "MAMMO_NO_SKIPS=1" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_store_benchmark_smoke(tmp_path: Path) -> None:
+    done = _run("scripts/bench_store.py", "--sizes", "20", "50", "--batch", "10", "--out", str(tmp_path),
+                timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| measure | 50 cases | 80 cases |" in done.stdout
+    rows = ("submit p50/p95 (ms)", "one case p50/p95 (ms)", "to first training batch (s)", "peak RSS (MB)")
+    assert all(f"| {row} |" in done.stdout for row in rows)
+    assert len(list((tmp_path / "store-50" / "data").glob("*.parquet"))) == 5 + 30  # 5 batches, 30 submits

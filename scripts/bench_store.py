@@ -1,0 +1,110 @@
+"""How the local case store behaves as it grows: submit, totals, recent cases, one case, training start.
+
+    python scripts/bench_store.py [--sizes 10000 100000] [--out DIR] [--batch 1000]
+
+For each size, fills a fresh local store with that many small synthetic cases (48 x 48 noise
+images, labels in turn; appended in batches, as `cases import` does), then times on the full
+store: 30 single submits (p50/p95), `counts()` (the totals the app shows), `recent(20)`, fetching
+one case's PNG (30 random cases, p50/p95), and the start of training: reading every case as the
+retrain does (`case_examples(store.load())`) and preparing its first batch of 16. Prints one table
+with the sizes side by side and the resident memory (peak RSS of this process after each size).
+Targets (issue 11): submit p50 at the largest size within 1.5x of the smallest; one case <= 50 ms;
+memory to start training <= 1 GB at 100 000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mammo.data import PreparedImages, case_examples  # noqa: E402
+from mammo.preprocess import PreprocessConfig  # noqa: E402
+from mammo.store import CaseStore  # noqa: E402
+
+__all__ = ["bench", "main"]
+
+LABELS = ["normal", "benign", "malignant"]
+
+
+def _image(rng: np.random.Generator) -> np.ndarray:
+    return rng.random((48, 48), dtype=np.float32)
+
+
+def _ms(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return 1000 * statistics.median(ordered), 1000 * ordered[int(0.95 * (len(ordered) - 1))]
+
+
+def bench(size: int, folder: Path, batch: int) -> dict:
+    """Fill a store at ``folder`` with ``size`` cases and time what the app does with it."""
+    rng = np.random.default_rng(size)
+    store = CaseStore(LABELS, folder)
+    started = time.perf_counter()
+    for first in range(0, size, batch):
+        items = [(_image(rng), LABELS[i % 3], None) for i in range(first, min(size, first + batch))]
+        store.append_many(items)
+    fill_s = time.perf_counter() - started
+    submits = []
+    for i in range(30):
+        t = time.perf_counter()
+        store.append(_image(rng), LABELS[i % 3], None)
+        submits.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    store.counts()
+    totals_s = time.perf_counter() - t
+    t = time.perf_counter()
+    store.recent(20)
+    recent_s = time.perf_counter() - t
+    ids = [r["case_id"] for r in store.recent(size + 30)]
+    fetches = []
+    for case_id in random.Random(0).sample(ids, 30):
+        t = time.perf_counter()
+        store.case_png(case_id)
+        fetches.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    examples = case_examples(store.load())
+    PreparedImages(examples[:16], LABELS, PreprocessConfig(image_size=64), (0.5,), (0.5,), min_side=32)
+    training_s = time.perf_counter() - t
+    store.close()
+    return {"cases": size + 30, "fill (s)": fill_s, "submit p50/p95 (ms)": _ms(submits),
+            "totals (ms)": 1000 * totals_s, "recent 20 (ms)": 1000 * recent_s,
+            "one case p50/p95 (ms)": _ms(fetches), "to first training batch (s)": training_s,
+            "peak RSS (MB)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--out", type=Path, help="where the stores go (default: a temp folder)")
+    parser.add_argument("--batch", type=int, default=1000, help="cases per appended shard while filling")
+    args = parser.parse_args(argv)
+    root = args.out or Path(tempfile.mkdtemp(prefix="bench-store-"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results = [bench(size, root / f"store-{size}", args.batch) for size in sorted(args.sizes)]
+    print("| measure | " + " | ".join(f"{r['cases']} cases" for r in results) + " |")
+    print("|---|" + "---|" * len(results))
+    for key in results[0]:
+        if key == "cases":
+            continue
+        cells = [f"{r[key][0]:.1f} / {r[key][1]:.1f}" if isinstance(r[key], tuple) else f"{r[key]:.1f}"
+                 for r in results]
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    print(f"(peak RSS is of this process: {before:.0f} MB after importing torch and datasets, before any "
+          "store; each size's includes the smaller ones run before it)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
