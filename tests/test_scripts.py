@@ -87,7 +87,8 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
 
 def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path) -> None:
     """MAMMO_NO_SKIPS=1 (set by .ci/run when the data is there) turns a skip into a failed run."""
-    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    for name in ("conftest.py", "hub_server.py"):  # the conftest and the fixture plugin it loads
+        shutil.copy(ROOT / "tests" / name, tmp_path / name)
     (tmp_path / "test_demo.py").write_text("import pytest\n\ndef test_runs():\n    pass\n\n"
                                            "def test_skips():\n    pytest.skip('no data')\n")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
