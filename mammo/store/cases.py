@@ -34,6 +34,7 @@ repo at the same instant could each accept the same image.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import os
 import threading
@@ -323,6 +324,7 @@ class CaseStore:
         self._by_sha: dict[str, str] = {}  # image_sha256 -> case_id
         self._shards: set[str] = set()  # shard file names already indexed
         self._shard_of: dict[str, str] = {}  # case_id -> the shard file holding it
+        self._label_counts: Counter[str] = Counter()  # kept as cases are indexed: totals cost O(1)
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         with self._lock, file_lock(self.root / _LOCK_FILE):
@@ -411,7 +413,7 @@ class CaseStore:
     def recent(self, n: int = 10) -> list[dict[str, Any]]:
         """The ``n`` latest cases, newest first: case_id, label, submitted_at, metadata."""
         with self._lock:
-            records = sorted(self._records.values(), key=lambda r: r["submitted_at"], reverse=True)
+            records = heapq.nlargest(max(0, n), self._records.values(), key=lambda r: r["submitted_at"])
         return [
             {
                 "case_id": r["case_id"],
@@ -564,12 +566,13 @@ class CaseStore:
         return datasets.Dataset.from_dict({name: [] for name in self.features}, features=self.features)
 
     def _counts(self) -> dict[str, int]:
-        found = Counter(r["label"] for r in self._records.values())
-        return {label: found.get(label, 0) for label in self.labels}
+        return {label: self._label_counts.get(label, 0) for label in self.labels}
 
     def _index(self, name: str, records: Iterable[dict[str, Any]]) -> None:
         self._shards.add(name)
         for record in records:
+            if record["case_id"] not in self._records:  # counted once, however often it is seen
+                self._label_counts[record["label"]] += 1
             self._records[record["case_id"]] = record
             self._shard_of[record["case_id"]] = name
             self._by_sha.setdefault(record["image_sha256"], record["case_id"])
