@@ -18,6 +18,7 @@ from hub_server import USER
 from mammo.config import settings
 from mammo.store import (
     AuditLog,
+    CaseStore,
     PredictionLog,
     open_audit_log,
     open_case_store,
@@ -119,3 +120,19 @@ def test_closed_prediction_log_shards_reach_the_dataset_repo(hub_cases, hub_serv
     assert len(shards) == 1 and shards[0].endswith(".jsonl")
     lines = hub_server.read(f"{USER}/cases", shards[0]).decode().splitlines()
     assert [json.loads(line)["image_sha256"] for line in lines] == ["0", "1", "2"]
+
+
+def test_the_case_dataset_still_loads_as_cases_beside_audit_and_log_files(tmp_path: Path) -> None:
+    """The dataset repo holds audit/ and logs/ too: datasets.load_dataset must read only the cases."""
+    import datasets
+    import numpy as np
+
+    root = tmp_path / "repo"  # the dataset repo's layout, as a folder
+    store = CaseStore(LABELS, root)
+    store.append(np.random.default_rng(0).random((48, 48), dtype=np.float32), "benign", None)
+    AuditLog(root / "audit").record("submission", "alice", case_id="x")
+    log = PredictionLog(root / "logs")
+    log.append(prediction_record({"model_version": "v2"}, None, 0.1))
+    log.close()
+    cases = datasets.load_dataset(str(root), split="train", cache_dir=str(tmp_path / "cache"))
+    assert len(cases) == 1 and cases.column_names[:3] == ["image", "label", "case_id"]
