@@ -142,10 +142,12 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
 
 @clear_errors
 def preview(image: str | None):
-    """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict."""
+    """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict; a
+    report made for the previous file is hidden."""
+    hidden = gr.update(value=None, visible=False)
     if not image:
-        return None
-    return np.uint8(np.round(255 * service.load(image).grey))
+        return None, hidden
+    return np.uint8(np.round(255 * service.load(image).grey)), hidden
 
 
 @clear_errors
@@ -173,6 +175,12 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
     path = Path(tempfile.mkdtemp(prefix="mammo-report-")) / f"mammo-report-{stamp}.pdf"
     path.write_bytes(pdf)
     return str(path)
+
+
+def report_shown(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
+                 token: gr.OAuthToken | None = None):
+    """The Predict tab's button: the report, and its download box shown (hidden until then)."""
+    return gr.update(value=report_file(image, method, opacity, profile, token), visible=True)
 
 
 @clear_errors
@@ -596,14 +604,13 @@ def build() -> gr.Blocks:
                     details = gr.JSON(label="details", visible=False)  # the API's, full precision
                     with gr.Accordion("Details", open=False):
                         shown_details = gr.JSON(label="Details (rounded; the API returns full precision)")
-                    with gr.Row(equal_height=True):
-                        report_button = gr.Button("PDF report of this prediction", size="sm", scale=1)
-                        report_download = gr.File(label="PDF report", interactive=False, scale=2)
-                    with gr.Row(equal_height=True):
-                        offer_button = gr.Button("Offer this image for labelling", size="sm", scale=1)
-                        offer_note = gr.Markdown(
-                            "Only if you agree: the image is kept (re-encoded, without file name or DICOM "
-                            "tags) until a clinician labels it or removes it; nothing trains on it before.")
+                    with gr.Row():
+                        report_button = gr.Button("PDF report of this prediction", size="sm")
+                        offer_button = gr.Button("Offer this image for labelling", size="sm")
+                    report_download = gr.File(label="PDF report", interactive=False, visible=False)
+                    offer_note = gr.Markdown(
+                        "Offering is up to you: the image is then kept (re-encoded, without file name or "
+                        "DICOM tags) until a clinician labels it or removes it; nothing trains on it before.")
                     with gr.Accordion("Full-resolution heat map", open=False):
                         heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
                                                    size="sm")
@@ -752,11 +759,13 @@ def build() -> gr.Blocks:
         for redraw_event in (method.change, opacity.release):
             redraw_event(redraw, [image, method, opacity], [overlay, details], concurrency_limit=2,
                          **private).success(show_details, details, [score, shown_details], **private)
-        image.change(preview, image, uploaded, **private)
+        image.change(preview, image, [uploaded, report_download], **private)
         heatmap_button.click(heatmap_file, [image, method], heatmap_download, api_name="heatmap",
                              api_description=heatmap_file.__doc__, concurrency_limit=2)
-        report_button.click(report_file, [image, method, opacity], report_download, api_name="report",
-                            api_description=report_file.__doc__, concurrency_limit=2)
+        report_inputs = [image, method, opacity]
+        gr.on([], report_file, report_inputs, report_download, api_name="report",  # API only
+              api_description=report_file.__doc__, concurrency_limit=2)
+        report_button.click(report_shown, report_inputs, report_download, concurrency_limit=2, **private)
         use_predict.click(lambda path: path, image, case_image, **private)
         use_case.click(case_file, case_choice, image, **private)
 
