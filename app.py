@@ -23,7 +23,7 @@ from gradio_client import handle_file
 from huggingface_hub import ModelCard
 
 from mammo import analytics, views
-from mammo.access import TokenUsers, can_submit, can_train
+from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS
@@ -121,6 +121,21 @@ def _user(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None) -
     return token_users.user(token.token if token is not None else None)
 
 
+def _download(name: str, content: bytes | str) -> str:
+    """``content`` as a file called ``name`` in a fresh temp folder (what a gr.File output takes)."""
+    path = Path(tempfile.mkdtemp(prefix="mammo-")) / name
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        path.write_bytes(content)
+    return str(path)
+
+
+def _utc_stamp() -> str:
+    """The UTC time for a download's name (never the upload's name: it may carry a patient's)."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+
 def _need_file(path: str | None) -> str:
     if not path:
         raise gr.Error("Upload an image first.")
@@ -157,9 +172,7 @@ def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
     full = service.full_heatmap(_need_file(image), method).full_heatmap()
     if full is None:
         raise gr.Error("This model draws no heat map.")
-    path = Path(tempfile.mkdtemp(prefix="mammo-heatmap-")) / f"{Path(image).stem}_heatmap.png"
-    path.write_bytes(encode_png(full))
-    return str(path)
+    return _download(f"{Path(image).stem}_heatmap.png", encode_png(full))
 
 
 @clear_errors
@@ -170,11 +183,7 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
     version with its estimated performance and where its card is, the heat-map method, the UTC time
     and the disclaimer. No file name, DICOM tag or metadata goes in. Research use only."""
     pdf = service.report(_need_file(image), method, opacity, user=_user(profile, token))
-    # named by the time, never by the upload (its name may carry a patient name)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path = Path(tempfile.mkdtemp(prefix="mammo-report-")) / f"mammo-report-{stamp}.pdf"
-    path.write_bytes(pdf)
-    return str(path)
+    return _download(f"mammo-report-{_utc_stamp()}.pdf", pdf)
 
 
 def report_shown(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
@@ -216,10 +225,10 @@ def queue(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = 
 
 def queue_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
     """The pool's table and choices, or a note when the visitor may not see it."""
-    permission = can_submit(_user(profile, token), SETTINGS)
-    if not permission.allowed:
-        return [], gr.update(choices=[], value=None), permission.reason
-    entries = service.pending.entries()
+    try:
+        entries = service.pending_images(user=_user(profile, token))
+    except AccessDenied as denied:
+        return [], gr.update(choices=[], value=None), str(denied)
     choices = [(f"{e['id'][:12]} (uncertainty {e.get('uncertainty') or 0:.1f})", e["id"]) for e in entries]
     note = f"{len(entries)} image(s) waiting for a label." if entries else "No image is waiting for a label."
     return views.queue_rows(entries), gr.update(choices=choices, value=None), note
@@ -287,9 +296,7 @@ def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None,
     if not case_id:
         raise gr.Error("Pick a case first.")
     can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
-    path = Path(tempfile.mkdtemp(prefix="mammo-case-")) / f"case-{case_id}.png"
-    path.write_bytes(service.case_png(case_id))
-    return str(path)
+    return _download(f"case-{case_id}.png", service.case_png(case_id))
 
 
 # -- Submit case ------------------------------------------------------------------------------------
@@ -451,7 +458,7 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
             analytics.predictions_per_day(records), analytics.class_mix(records),
             analytics.score_histogram(records), analytics.low_confidence(records),
             analytics.case_growth(service.cases.recent(10**9)), analytics.version_metrics(service.versions()),
-            analytics.history_frame([r for r in records if user is not None and r.get("user") == user]))
+            analytics.history_frame(service.own_predictions(user)))
 
 
 @clear_errors
@@ -463,16 +470,14 @@ def history_records(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
     if user is None:
         raise gr.Error("Your history needs you to be signed in with Hugging Face (API callers: pass your "
                        "token, gradio_client.Client(..., oauth_token=HF_TOKEN)).")
-    return [r for r in service.predictions.records() if r.get("user") == user]
+    return service.own_predictions(user)
 
 
 @clear_errors
 def history_file(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> str:
     """Your history as CSV."""
     frame = analytics.history_frame(history_records(profile, token))
-    path = Path(tempfile.mkdtemp(prefix="mammo-history-")) / "mammo-history.csv"
-    frame.to_csv(path, index=False)
-    return str(path)
+    return _download("mammo-history.csv", frame.to_csv(index=False))
 
 
 # -- Models -----------------------------------------------------------------------------------------
@@ -506,10 +511,7 @@ def audit_file() -> str:
     """The audit log as CSV: every submission, bulk import, retrain (with its options), promotion,
     rejection and rollback, with who, when and what (case ids, versions, metrics, reasons); oldest
     first. Append-only: nothing in it is ever rewritten."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path = Path(tempfile.mkdtemp(prefix="mammo-audit-")) / f"mammo-audit-{stamp}.csv"
-    path.write_text(service.audit.csv())
-    return str(path)
+    return _download(f"mammo-audit-{_utc_stamp()}.csv", service.audit.csv())
 
 
 @clear_errors

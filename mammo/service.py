@@ -26,7 +26,7 @@ from .bulk import zip_cases
 from .data import SplitSpec, case_examples, folder_examples, label_order
 from .errors import MammoError
 from .explain import DEFAULT_METHOD, overlay
-from .imaging import encode_png, read_image, sha256_of_pixels
+from .imaging import encode_png, read_image
 from .pipeline import base_splits, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .report import prediction_report
@@ -215,10 +215,13 @@ class MammoService:
     def prediction_records(self, user: str | None) -> list[dict]:
         """The prediction log as ``user`` may see it: everything for a trainer (everyone locally
         when no trainers are named), their own records for a signed-in user, none anonymously."""
-        records = self.predictions.records()
         if can_train(user, self.settings).allowed:
-            return records
-        return [r for r in records if user is not None and r.get("user") == user]
+            return self.predictions.records()
+        return self.own_predictions(user)
+
+    def own_predictions(self, user: str | None) -> list[dict]:
+        """``user``'s own records of the prediction log (none for an anonymous caller)."""
+        return [] if user is None else [r for r in self.predictions.records() if r.get("user") == user]
 
     def rerender(self, image: str | os.PathLike, method: str, opacity: float,
                  user: str | None = None) -> Prediction | None:
@@ -310,7 +313,7 @@ class MammoService:
         prediction = next(iter(drawn.values()), None) or self.predict(image, user=user)
         grey = read_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
         details = prediction.details()
-        entry = self.pending.offer(sha256_of_pixels(grey), encode_png(grey), {
+        entry = self.pending.offer(prediction.image_sha256, encode_png(grey), {
             "uncertainty": (details.get("uncertainty") or {}).get("spread"),
             "malignancy_score": details.get("malignancy_score"), "label": details.get("label"),
             "model_version": details.get("model_version")})
@@ -330,13 +333,12 @@ class MammoService:
                       user: str | None = None) -> dict:
         """A pending image becomes a case with a clinician's label, and leaves the pool."""
         receipt = self.submit(self.pending.png(pending_id), label, metadata, user=user)
-        self.pending.remove(pending_id)
+        self.pending.remove(pending_id, missing_ok=True)  # a case now, whoever removed it meanwhile
         return receipt
 
     def remove_pending(self, pending_id: str, user: str | None = None) -> None:
         can_submit(user, self.settings).require()
-        self.pending.png(pending_id)  # a clear error when it is gone already
-        self.pending.remove(pending_id)
+        self.pending.remove(pending_id)  # a clear error when it is gone already
         self.audit.record("removed from the label-next pool", user, pending_id=pending_id)
 
     def case_png(self, case_id: str) -> bytes:

@@ -27,6 +27,10 @@ class PendingError(StoreError):
     """No such pending image (labelled or removed meanwhile, or a malformed id)."""
 
 
+def _gone(sha256: str) -> PendingError:
+    return PendingError(f"No pending image {sha256[:12]}: it was labelled or removed.")
+
+
 class PendingPool:
     """Pending images in ``folder``: ``<sha256>.png`` and ``<sha256>.json`` (written second)."""
 
@@ -56,14 +60,18 @@ class PendingPool:
         self._check(sha256)
         path = self.folder / f"{sha256}.png"
         if not (self.folder / f"{sha256}.json").exists() or not path.exists():
-            raise PendingError(f"No pending image {sha256[:12]}: it was labelled or removed.")
+            raise _gone(sha256)
         return path.read_bytes()
 
-    def remove(self, sha256: str) -> None:
-        """Drop a pending image (the entry first, so a half-removed one is never listed)."""
+    def remove(self, sha256: str, missing_ok: bool = False) -> None:
+        """Drop a pending image (the entry first, so a half-removed one is never listed); a
+        PendingError when it is not pending, unless ``missing_ok``."""
         self._check(sha256)
         with self._lock:
-            (self.folder / f"{sha256}.json").unlink(missing_ok=True)
+            entry = self.folder / f"{sha256}.json"
+            if not entry.exists() and not missing_ok:
+                raise _gone(sha256)
+            entry.unlink(missing_ok=True)
             (self.folder / f"{sha256}.png").unlink(missing_ok=True)
 
     def _entry(self, sha256: str) -> dict:
