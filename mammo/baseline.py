@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .data import Example
 from .imaging import read_image
-from .metrics import auc_abnormal, evaluate_predictions, pick_threshold, share
+from .metrics import cross_fitted_rates, cross_fitted_thresholds, evaluate_predictions, pick_threshold
 from .preprocess import PreprocessConfig, prepare
 
 __all__ = ["BASELINE_NAME", "film_features", "fit_baseline", "evaluate_baseline", "cross_validate_baseline"]
@@ -106,17 +106,7 @@ def cross_validate_baseline(examples: Sequence[Example], labels: Sequence[str], 
     for k in np.unique(fold_of):
         held = fold_of == k
         probs[held] = _probs(fit_baseline(features[~held], targets[~held]), features[held], len(labels))
-    called = np.zeros(len(examples), dtype=bool)
-    malignant = labels.index("malignant") if "malignant" in labels else None
-    for k in np.unique(fold_of):
-        held = fold_of == k
-        cut = pick_threshold(targets[~held], probs[~held], labels)
-        if malignant is not None:
-            called[held] = probs[held, malignant] >= cut
     metrics = evaluate_predictions(targets, probs, labels, threshold=pick_threshold(targets, probs, labels))
-    if malignant is not None:
-        is_malignant = targets == malignant
-        metrics["sensitivity_cross_fitted"] = share(called[is_malignant])
-        metrics["specificity_cross_fitted"] = share(~called[~is_malignant])
-    return {"model": BASELINE_NAME, "split": "cross-validation", **metrics,
-            "auc_abnormal": auc_abnormal(targets, probs, labels)}
+    thresholds = cross_fitted_thresholds(targets, probs, labels, fold_of)
+    metrics.update(cross_fitted_rates(targets, probs, labels, thresholds))
+    return {"model": BASELINE_NAME, "split": "cross-validation", **metrics}

@@ -26,7 +26,14 @@ from .baseline import cross_validate_baseline
 from .calibration import apply_calibration, expected_calibration_error, fit_calibration
 from .data import Example
 from .film import uncalibrated
-from .metrics import auc_abnormal, evaluate_predictions, malignant_index, pick_threshold, share
+from .metrics import (
+    auc_abnormal,
+    cross_fitted_rates,
+    cross_fitted_thresholds,
+    evaluate_predictions,
+    malignant_index,
+    pick_threshold,
+)
 from .model import save
 from .subgroups import subgroup_metrics
 from .train import TrainConfig, film_scores, train_recipe
@@ -165,10 +172,7 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         weight, bias = fit_calibration(scores[other], targets[other], len(labels))
         probs[fold_of == k] = apply_calibration(scores[fold_of == k], weight, bias)
     malignant = malignant_index(labels)
-    per_film_threshold = np.zeros(len(targets))
-    for k in range(folds):
-        other = fold_of != k
-        per_film_threshold[fold_of == k] = pick_threshold(targets[other], probs[other], labels)
+    per_film_threshold = cross_fitted_thresholds(targets, probs, labels, fold_of)
     threshold = pick_threshold(targets, probs, labels)
     pooled = evaluate_predictions(targets, probs, labels, threshold=threshold)
     raw_probs = apply_calibration(scores, *uncalibrated(kind, len(labels), scores.shape[1]))
@@ -178,13 +182,10 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         "weight": weight, "bias": bias,
         "fitted_on": "all out-of-fold film scores (the figures above used cross-fitted maps)",
     }
+    pooled.update(cross_fitted_rates(targets, probs, labels, per_film_threshold))
     if malignant is not None:
-        is_malignant = targets == malignant
-        called = probs[:, malignant] >= per_film_threshold
-        pooled["sensitivity_cross_fitted"] = share(called[is_malignant])
-        pooled["specificity_cross_fitted"] = share(~called[~is_malignant])
         calibration["ece_malignant_uncalibrated"] = expected_calibration_error(
-            is_malignant, raw_probs[:, malignant])
+            targets == malignant, raw_probs[:, malignant])
     fold_metrics = []
     for k in range(folds):
         inside = fold_of == k

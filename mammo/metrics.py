@@ -36,6 +36,8 @@ __all__ = [
     "auc_abnormal",
     "auc_with_ci",
     "share",
+    "cross_fitted_thresholds",
+    "cross_fitted_rates",
     "EVALUATE_KEYS",
 ]
 
@@ -185,11 +187,9 @@ def evaluate_predictions(
             specificity = float((~called[~is_malignant]).mean())
         ece = expected_calibration_error(is_malignant, scores)
         reliability = reliability_bins(is_malignant, scores)
-        if is_malignant.any() and not is_malignant.all():
-            auc_malignant = float(roc_auc_score(is_malignant, scores))
-            if n_resamples:  # 0 skips the bootstrap (per-epoch validation in training)
-                ci = bootstrap_auc_ci(is_malignant, scores, n_resamples=n_resamples, seed=seed)
-            roc = roc_points(is_malignant, scores)
+        found = auc_with_ci(is_malignant, scores, n_resamples, seed)  # 0 resamples: per-epoch validation
+        if found is not None:
+            auc_malignant, ci, roc = found["auc"], found["ci95"], roc_points(is_malignant, scores)
 
     return {
         "n": int(y.size),
@@ -219,13 +219,14 @@ def evaluate_predictions(
     }
 
 
-def auc_with_ci(positive: np.ndarray, score: np.ndarray, n_resamples: int = 1000) -> dict | None:
+def auc_with_ci(positive: np.ndarray, score: np.ndarray, n_resamples: int = 1000,
+                seed: int = 0) -> dict | None:
     """``{"auc", "ci95"}`` of a binary split (bootstrap CI; None with ``n_resamples`` 0), or None
     when only one class is present."""
     positive = np.asarray(positive, dtype=bool)
     if positive.all() or not positive.any():
         return None
-    ci = bootstrap_auc_ci(positive, score, n_resamples=n_resamples) if n_resamples else None
+    ci = bootstrap_auc_ci(positive, score, n_resamples=n_resamples, seed=seed) if n_resamples else None
     return {"auc": float(roc_auc_score(positive, score)), "ci95": list(ci) if ci else None}
 
 
@@ -241,6 +242,29 @@ def auc_abnormal(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
 def share(flags: np.ndarray) -> float | None:
     """The share of True flags (None for none)."""
     return float(flags.mean()) if flags.size else None
+
+
+def cross_fitted_thresholds(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                            fold_of: np.ndarray) -> np.ndarray:
+    """Each film's operating threshold, picked (:func:`pick_threshold`) on the other folds' films."""
+    thresholds = np.zeros(len(targets))
+    for k in np.unique(fold_of):
+        other = fold_of != k
+        thresholds[fold_of == k] = pick_threshold(targets[other], probs[other], labels)
+    return thresholds
+
+
+def cross_fitted_rates(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                       thresholds: np.ndarray) -> dict:
+    """Malignant sensitivity and specificity with each film called at its own cross-fitted
+    threshold (``sensitivity_cross_fitted``, ``specificity_cross_fitted``); {} without malignant."""
+    malignant = malignant_index(labels)
+    if malignant is None:
+        return {}
+    is_malignant = targets == malignant
+    called = probs[:, malignant] >= thresholds
+    return {"sensitivity_cross_fitted": share(called[is_malignant]),
+            "specificity_cross_fitted": share(~called[~is_malignant])}
 
 
 def _auc_macro(y: np.ndarray, p: np.ndarray) -> float | None:
