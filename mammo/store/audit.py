@@ -11,6 +11,7 @@ and reasons; never an image, a DICOM tag or free-text notes.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import threading
@@ -81,5 +82,5 @@ class AuditLog:
 def open_audit_log(settings: Settings, cases: CaseStore) -> AuditLog:
     """The audit log of this store (``<MAMMO_HOME>/audit``), mirrored to the dataset repo when the
     cases are on the Hub."""
-    mirror = cases.queue_file if isinstance(cases, HubCaseStore) else None
+    mirror = functools.partial(cases.queue_file, "audit") if isinstance(cases, HubCaseStore) else None
     return AuditLog(settings.home / "audit", mirror)

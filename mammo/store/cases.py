@@ -686,7 +686,7 @@ class HubCaseStore(CaseStore):
         """Number of shards waiting in the outbox."""
         return len(self._queued())
 
-    def queue_file(self, name: str, content: bytes, folder_in_repo: str = _AUDIT_DIR) -> None:
+    def queue_file(self, folder_in_repo: str, name: str, content: bytes) -> None:
         """Queue a file for ``<folder_in_repo>/<name>`` in the dataset repo (``audit`` or ``logs``),
         delivered like case shards: in its own commit, kept in the outbox until the Hub has it."""
         if folder_in_repo not in _EXTRA_DIRS:
@@ -725,7 +725,8 @@ class HubCaseStore(CaseStore):
             return self.api.hf_hub_download(self.repo_id, f"{_DATA_DIR}/{name}", repo_type="dataset")
 
     def _outbox_files(self) -> list[str]:
-        """Everything waiting in the outbox, as paths in the repo: case shards, then audit events."""
+        """Everything waiting in the outbox, as paths in the repo: case shards, then audit events and
+        prediction-log shards."""
         extra = sorted(f"{d}/{p.name}" for d in _EXTRA_DIRS for p in (self.root / d).glob("[!.]*.json*"))
         return [f"{_DATA_DIR}/{n}" for n in self._queued()] + extra
 
@@ -770,8 +771,8 @@ class HubCaseStore(CaseStore):
         return "stored", None
 
     def _deliver(self, in_repo: str) -> None:
-        """Upload one outbox file (``data/<shard>`` or ``audit/<event>``) in its own commit, then
-        drop it from the outbox.
+        """Upload one outbox file (``data/<shard>``, ``audit/<event>``, ``logs/<shard>``) in its own
+        commit, then drop it from the outbox.
 
         A file no longer in the outbox was delivered already (files leave it only then).
         A file that may have reached the Hub before an error is looked for before re-sending.

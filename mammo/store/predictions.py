@@ -13,6 +13,7 @@ cases a closed shard is queued in the case store's outbox for ``logs/`` in the d
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -111,8 +112,5 @@ class PredictionLog:
 def open_prediction_log(settings: Settings, cases: CaseStore) -> PredictionLog:
     """The prediction log (``<MAMMO_HOME>/logs``), its closed shards mirrored to ``logs/`` in the
     dataset repo when the cases are on the Hub."""
-    mirror = None
-    if isinstance(cases, HubCaseStore):
-        def mirror(name: str, content: bytes) -> None:
-            cases.queue_file(name, content, folder_in_repo="logs")
+    mirror = functools.partial(cases.queue_file, "logs") if isinstance(cases, HubCaseStore) else None
     return PredictionLog(settings.home / "logs", mirror)
