@@ -42,7 +42,8 @@ def resolve_model(ref: str) -> Path:
 def _train_config(args: argparse.Namespace, init: str) -> TrainConfig:
     return TrainConfig(
         recipe=args.recipe, arch=args.arch, init=init, image_size=args.image_size,
-        crop=not args.no_crop, orient=not args.no_orient, epochs=args.epochs,
+        crop=not args.no_crop, orient=not args.no_orient, vertical_flip=not args.no_vertical_flip,
+        epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         patience=args.patience, seed=args.seed, min_side=args.min_side,
         patch_size=args.patch_size, top_k=args.top_k, min_coverage=args.min_coverage,
@@ -247,6 +248,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="folds trained at once (processes)")
     parser.add_argument("--no-crop", action="store_true", help="do not crop to the breast")
     parser.add_argument("--no-orient", action="store_true", help="do not flip breasts to the left")
+    parser.add_argument("--no-vertical-flip", action="store_true",
+                        help="no random vertical flips in training (ultrasound: up is the skin side)")
     parser.add_argument("--min-side", type=int, default=32, help="smallest accepted image side")
 
 

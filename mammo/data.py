@@ -163,15 +163,15 @@ def split_by_patient(examples: Sequence[Example], spec: SplitSpec) -> dict[str, 
     return parts
 
 
-def augmenter(orient: bool) -> v2.Compose:
+def augmenter(orient: bool, vertical_flip: bool = True) -> v2.Compose:
     """Training augmentation on [0, 1] squares: flips, rotation +-10 deg, brightness/contrast.
 
-    Horizontal flips are left out when images are laterality-normalised (they would undo it).
+    Horizontal flips are left out when images are laterality-normalised (they would undo it);
+    vertical flips when up has a meaning (ultrasound: the skin at the top, shadows below a mass).
     """
-    flips = [v2.RandomVerticalFlip()] + ([] if orient else [v2.RandomHorizontalFlip()])
-    return v2.Compose(
-        [*flips, v2.RandomRotation(10), v2.ColorJitter(brightness=0.15, contrast=0.15)]
-    )
+    flips = [v2.RandomVerticalFlip()] if vertical_flip else []
+    flips += [] if orient else [v2.RandomHorizontalFlip()]
+    return v2.Compose([*flips, v2.RandomRotation(10), v2.ColorJitter(brightness=0.15, contrast=0.15)])
 
 
 class PreparedImages(torch.utils.data.Dataset):
@@ -183,7 +183,7 @@ class PreparedImages(torch.utils.data.Dataset):
         preprocess: crop/orient/size settings of the model.
         mean: normalisation mean (one value, grey).
         std: normalisation std.
-        augment: random augmentation for training.
+        augment: random augmentation for training (:func:`augmenter`); None for none.
         min_side: smallest accepted image side (lowered for small benchmark images).
     """
 
@@ -194,7 +194,7 @@ class PreparedImages(torch.utils.data.Dataset):
         preprocess: PreprocessConfig,
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        augment: bool = False,
+        augment: v2.Transform | None = None,
         min_side: int = MIN_SIDE,
     ) -> None:
         unknown = {e.label for e in examples} - set(labels)
@@ -206,7 +206,7 @@ class PreparedImages(torch.utils.data.Dataset):
             for e in examples
         ]
         self.mean, self.std = mean, std
-        self.augment = augmenter(preprocess.orient) if augment else None
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.squares)

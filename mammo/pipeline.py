@@ -193,8 +193,9 @@ def train_to_folder(
     return mammo
 
 
-_RECIPE_KEYS = ("recipe", "arch", "init", "image_size", "crop", "orient", "epochs", "batch_size", "lr",
-                "weight_decay", "seed", "patch_size", "top_k", "min_coverage", "hard_negatives")
+_RECIPE_KEYS = ("recipe", "arch", "init", "image_size", "crop", "orient", "vertical_flip", "epochs",
+                "batch_size", "lr", "weight_decay", "seed", "patch_size", "top_k", "min_coverage",
+                "hard_negatives")
 
 
 def read_cv(path: Path, config: TrainConfig, names: Sequence[str], wait_s: float = 3600) -> dict:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from .data import Example, PreparedImages
+from .data import Example, PreparedImages, augmenter
 from .film import FilmModel, HeadConfig, raw_scores
 from .imaging import MIN_SIDE
 from .metrics import evaluate_predictions
@@ -58,6 +58,8 @@ class TrainConfig:
             the patches are cut from, and the whole-film input, of ``patch``).
         crop: crop to the breast region.
         orient: flip so the breast is on the left.
+        vertical_flip: random vertical flips in training (``film``; off for ultrasound, where up
+            is the skin side and a mass shadows what lies below it).
         epochs: maximum number of epochs.
         batch_size: images per step.
         lr: AdamW learning rate.
@@ -80,6 +82,7 @@ class TrainConfig:
     image_size: int = 256
     crop: bool = True
     orient: bool = True
+    vertical_flip: bool = True
     epochs: int = 30
     batch_size: int = 16
     lr: float = 3e-4
@@ -203,7 +206,8 @@ def fit(
     model = build(config.arch, len(labels), config.init)
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     prep = config.preprocess
-    train_images = PreparedImages(train, labels, prep, mean, std, augment=True,
+    train_images = PreparedImages(train, labels, prep, mean, std,
+                                  augment=augmenter(prep.orient, config.vertical_flip),
                                   min_side=config.min_side)
     val_images = PreparedImages(val, labels, prep, mean, std, min_side=config.min_side) if val else None
     loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_images.targets, len(labels)))

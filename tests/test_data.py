@@ -84,13 +84,18 @@ def test_real_split_has_no_patient_on_two_sides(mias) -> None:
 def test_prepared_images_and_augmentation(tmp_path) -> None:
     examples = folder_examples(_folder(tmp_path, {"normal": 2, "malignant": 2}, metadata=True))
     labels = ["normal", "benign", "malignant"]
-    images = PreparedImages(examples, labels, PreprocessConfig(32), (0.5,), (0.5,), augment=True)
+    images = PreparedImages(examples, labels, PreprocessConfig(32), (0.5,), (0.5,),
+                            augment=augmenter(orient=True))
     x, y = images[0]
     assert x.shape == (1, 32, 32) and x.min() >= -1 and x.max() <= 1
     assert sorted(images.targets.tolist()) == [0, 0, 2, 2]
     torch.manual_seed(0)
     square = torch.rand(1, 32, 32)
     assert augmenter(orient=True)(square).shape == (1, 32, 32)
+    flips = {name: [kind for kind in (type(t).__name__ for t in augmenter(orient, vertical).transforms)
+                    if "Flip" in kind]
+             for name, orient, vertical in [("mammogram", True, True), ("ultrasound", False, False)]}
+    assert flips == {"mammogram": ["RandomVerticalFlip"], "ultrasound": ["RandomHorizontalFlip"]}
     with pytest.raises(ValueError, match="not in the model's labels"):
         PreparedImages(examples, ["normal"], PreprocessConfig(32), (0.5,), (0.5,))
 
