@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .config import DISCLAIMER
 from .data import SplitSpec, folder_examples, split_by_patient
+from .distributed import is_main_process
 from .explain import DEFAULT_METHOD, HEATMAP_METHODS
 from .model import ModelError
 from .train import RECIPES, TrainConfig
@@ -47,7 +48,7 @@ def _train_config(args: argparse.Namespace, init: str) -> TrainConfig:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         patience=args.patience, seed=args.seed, min_side=args.min_side,
         patch_size=args.patch_size, top_k=args.top_k, min_coverage=args.min_coverage,
-        hard_negatives=args.hard_negatives,
+        hard_negatives=args.hard_negatives, grad_accum=args.grad_accum,
     )
 
 
@@ -61,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
     init = _init(args.init)
     config = _train_config(args, init)
     split = SplitSpec(val=args.val_fraction, holdout=args.holdout_fraction, seed=args.seed)
-    bar = tqdm(total=0, unit="batch", disable=None, file=sys.stderr)
+    bar = tqdm(total=0, unit="batch", disable=None if is_main_process() else True, file=sys.stderr)
 
     def step(done: int, total: int) -> None:
         bar.total = total
@@ -84,6 +85,8 @@ def _train(args: argparse.Namespace) -> int:
         cv_from=args.cv_from,
     )
     bar.close()
+    if not is_main_process():  # a distributed launch: the main process reports
+        return 0
     report = {"out": str(args.out), "metrics_on": mammo["split"]["metrics_on"],
               "metrics": _brief(mammo["metrics"])}
     if mammo.get("cv"):
@@ -106,6 +109,8 @@ def _cv(args: argparse.Namespace) -> int:
     summary = cross_validate(examples, labels, config, folds=args.folds, seed=args.seed,
                              workers=args.workers, keep_models=args.keep_models, on_fold=on_fold)
     summary["data"] = [str(folder) for folder in args.data]
+    if not is_main_process():  # a distributed launch: the main process writes and reports
+        return 0
     if args.oof_out:
         args.oof_out.write_text(json.dumps(summary["oof"]) + "\n")
     summary = {k: v for k, v in summary.items() if k not in ("oof", "histories")}
@@ -123,10 +128,11 @@ def _cv(args: argparse.Namespace) -> int:
     return 0
 
 
-def _brief(metrics: dict) -> dict:
+def _brief(metrics: dict | None) -> dict | None:
+    """The headline figures (None when nothing was held out to measure on)."""
     keys = ("n", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
             "auc_malignant_ci95", "sensitivity", "specificity")
-    return {k: metrics.get(k) for k in keys}
+    return None if metrics is None else {k: metrics.get(k) for k in keys}
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -239,7 +245,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hard-negatives", type=int, default=3,
                         help="mined background patches per film per epoch (patch recipe)")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="images (patches) per batch and process")
+    parser.add_argument("--grad-accum", type=int, default=1,
+                        help="batches per optimiser step (gradient accumulation)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--patience", type=int, default=7,

@@ -25,6 +25,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from .baseline import cross_validate_baseline
 from .calibration import apply_calibration, expected_calibration_error, fit_calibration
 from .data import Example
+from .distributed import is_main_process, processes
 from .film import uncalibrated
 from .metrics import (
     auc_abnormal,
@@ -76,7 +77,7 @@ def _run_fold(fold: int, train: list[Example], test: list[Example], labels: list
     torch.set_num_threads(1)
     result = train_recipe(train, [], labels, config)
     scores = film_scores(result.model, test, labels, config.preprocess, config.min_side)
-    if keep is not None:
+    if keep is not None and is_main_process():
         save(result.model, keep / f"fold{fold}", labels, config.image_size,
              {"version": f"cv-fold{fold}", "preprocess": {**config.preprocess.to_dict(),
                                                           "min_side": config.min_side},
@@ -107,6 +108,9 @@ def cross_validate(
             every film's out-of-fold prediction (``cv.json``), e.g. for heat-map checks.
         on_fold: called as each fold finishes.
     """
+    if workers > 1 and processes() > 1:
+        raise ValueError("folds in worker processes (--workers) and a distributed launch do not mix: "
+                         "under `accelerate launch` every fold trains on all the launched processes")
     labels = list(labels)
     fold_of = patient_folds(examples, folds, seed)
     if keep_models is not None:
@@ -147,7 +151,7 @@ def cross_validate(
     summary["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(f),
                        "probabilities": [round(float(p), 6) for p in row]}
                       for e, f, row in zip(examples, fold_of, summary.pop("_probs"), strict=True)]
-    if keep_models is not None:  # renamed into place: a reader never sees half a file
+    if keep_models is not None and is_main_process():  # renamed into place: never half a file
         partial = keep_models / "cv.json.partial"
         partial.write_text(json.dumps(summary) + "\n")
         partial.replace(keep_models / "cv.json")

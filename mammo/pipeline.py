@@ -19,6 +19,7 @@ from .baseline import evaluate_baseline
 from .calibration import apply_calibration, fit_calibration
 from .cv import THRESHOLD_RULE, cross_validate
 from .data import Example, SplitSpec, folder_examples, label_order, pixel_hashes, split_by_patient
+from .distributed import is_main_process
 from .film import FilmModel
 from .metrics import DEFAULT_THRESHOLD, evaluate_predictions, pick_threshold
 from .model import save
@@ -54,10 +55,19 @@ def _split_record(split: SplitSpec, val: Path | None, sources: list[str], holdou
         return {"name": "cross-validation", "metrics_on": "cross-validation",
                 "description": f"pooled out-of-fold predictions of {cv_folds}-fold cross-validation "
                 "by patient (cross-fitted calibration)"}
-    if not holdout:
+    if not holdout and val is not None:
         return {"name": "validation", "metrics_on": "validation", "val_folder": str(val),
                 "description": f"the separate validation folder {val}, also used for early stopping, "
                 "calibration and the threshold (optimistic)"}
+    if not holdout and split.val:
+        return {**split.to_dict(), "name": "validation", "metrics_on": "validation",
+                "description": f"{split.val:.0%} of the patients of {', '.join(sources)} (stratified by "
+                f"label, seed {split.seed}), also used for early stopping, calibration and the threshold "
+                "(optimistic)"}
+    if not holdout:
+        return {**split.to_dict(), "name": "none", "metrics_on": None,
+                "description": "no films were held out (no validation, holdout or cross-validation): "
+                "the model was not measured"}
     return {
         **split.to_dict(),
         "name": "holdout",
@@ -184,18 +194,20 @@ def train_to_folder(
         "training": {
             **config.to_dict(),
             "best_epoch": result.best_epoch,
+            "processes": result.shares.to_dict(),
             "history": [log.__dict__ for log in result.history],
         },
         "command": command,
     }
-    save(result.model, out, labels, config.image_size, mammo)
-    write_card(out)
+    if is_main_process():
+        save(result.model, out, labels, config.image_size, mammo)
+        write_card(out)
     return mammo
 
 
 _RECIPE_KEYS = ("recipe", "arch", "init", "image_size", "crop", "orient", "vertical_flip", "epochs",
                 "batch_size", "lr", "weight_decay", "seed", "patch_size", "top_k", "min_coverage",
-                "hard_negatives")
+                "hard_negatives", "grad_accum")
 
 
 def read_cv(path: Path, config: TrainConfig, names: Sequence[str], wait_s: float = 3600) -> dict:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from .data import Example, PreparedImages, augmenter
+from .distributed import ShareRecord, accelerator, record_shares, sync_buffers
 from .film import FilmModel, HeadConfig, raw_scores
 from .imaging import MIN_SIDE
 from .metrics import evaluate_predictions
@@ -74,6 +75,8 @@ class TrainConfig:
             (``patch``).
         hard_negatives: background patches per film mined each epoch from the patch network's own
             highest lesion probabilities away from marked lesions (``patch``; from epoch 2).
+        grad_accum: batches per optimiser step (gradient accumulation; the effective batch is
+            ``batch_size x grad_accum x processes``).
     """
 
     recipe: str = "film"
@@ -94,10 +97,13 @@ class TrainConfig:
     top_k: int = 4
     min_coverage: float = 0.9
     hard_negatives: int = 3
+    grad_accum: int = 1
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
+        if self.grad_accum < 1:
+            raise ValueError(f"gradient accumulation takes at least 1 batch per step, got {self.grad_accum}")
         if self.recipe == "patch" and (self.patch_size % 32 or self.patch_size > self.image_size):
             raise ValueError(f"patch size must be a multiple of 32 and at most the image size, "
                              f"got {self.patch_size}")
@@ -137,11 +143,26 @@ class EpochLog:
 
 @dataclass
 class FitResult:
-    """The trained model (film logits), its epochs, and which epoch's weights it holds."""
+    """The trained model (film logits, on the CPU), its epochs, which epoch's weights it holds, and
+    how the training data was shared between processes."""
 
     model: FilmModel
     history: list[EpochLog]
     best_epoch: int
+    shares: ShareRecord
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """A dataset's items with their index (which items each training process saw)."""
+
+    def __init__(self, data: torch.utils.data.Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple:
+        return (*self.data[index], index)
 
 
 def _class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -154,9 +175,10 @@ def _class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
 def infer_probs(model: nn.Module, images: PreparedImages, batch_size: int = 16) -> np.ndarray:
     """Class probabilities (N, C) of a model over prepared images, in order."""
     model.eval()
+    device = next(model.parameters()).device
     loader = DataLoader(images, batch_size=batch_size, shuffle=False)
     with torch.inference_mode():
-        return torch.cat([model(x).softmax(dim=1) for x, _ in loader]).numpy()
+        return torch.cat([model(x.to(device)).softmax(dim=1).cpu() for x, _ in loader]).numpy()
 
 
 def _stopping_score(metrics: dict) -> float | None:
@@ -171,20 +193,30 @@ def _val_scores(model: nn.Module, images: PreparedImages, labels: Sequence[str],
     return probs, _stopping_score(metrics), metrics["accuracy"]
 
 
-def _optimiser(model: nn.Module, config: TrainConfig, steps: int):
-    """AdamW with a cosine schedule over ``steps`` batches."""
+def _optimiser(model: nn.Module, config: TrainConfig, batches: int):
+    """AdamW with a cosine schedule over ``batches`` (all processes' batches together; accelerate
+    steps a prepared schedule once per process at each optimiser step)."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = int(np.ceil(batches / config.grad_accum))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
     return optimiser, schedule
 
 
-def _step(model, optimiser, schedule, loss_fn, x: torch.Tensor, y: torch.Tensor) -> float:
-    optimiser.zero_grad()
-    loss = loss_fn(model(x), y)
-    loss.backward()
-    optimiser.step()
-    schedule.step()
+def _step(acc, model, optimiser, schedule, loss_fn, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One batch: forward, backward, and an optimiser step when ``grad_accum`` batches are in."""
+    with acc.accumulate(model):
+        loss = loss_fn(model(x), y)
+        acc.backward(loss)
+        optimiser.step()
+        schedule.step()
+        optimiser.zero_grad()
     return loss.item()
+
+
+def _mean_loss(acc, losses: list[float]) -> float:
+    """The epoch's training loss averaged over every process."""
+    mean = torch.tensor(float(np.mean(losses)), device=acc.device)
+    return float(acc.reduce(mean, reduction="mean")) if acc.num_processes > 1 else float(mean)
 
 
 def fit(
@@ -203,6 +235,7 @@ def fit(
     """
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    acc = accelerator(config.grad_accum)
     model = build(config.arch, len(labels), config.init)
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     prep = config.preprocess
@@ -210,32 +243,38 @@ def fit(
                                   augment=augmenter(prep.orient, config.vertical_flip),
                                   min_side=config.min_side)
     val_images = PreparedImages(val, labels, prep, mean, std, min_side=config.min_side) if val else None
-    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_images.targets, len(labels)))
-    loader = DataLoader(train_images, batch_size=config.batch_size, shuffle=True,
+    weights = _class_weights(train_images.targets, len(labels)).to(acc.device)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    loader = DataLoader(_Indexed(train_images), batch_size=config.batch_size, shuffle=True,
                         generator=generator, drop_last=len(train_images) > config.batch_size)
     optimiser, schedule = _optimiser(model, config, config.epochs * len(loader))
+    trained, optimiser, loader, schedule = acc.prepare(model, optimiser, loader, schedule)
     history: list[EpochLog] = []
     best_state, best_score, best_epoch = None, -np.inf, 0
+    seen: list[int] = []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        model.train()
+        trained.train()
         losses = []
-        for index, (x, y) in enumerate(loader, start=1):
-            losses.append(_step(model, optimiser, schedule, loss_fn, x, y))
+        for index, (x, y, items) in enumerate(loader, start=1):
+            losses.append(_step(acc, trained, optimiser, schedule, loss_fn, x, y))
+            seen += items.tolist() if epoch == 1 else []
             if step:
                 step(index, len(loader))
+        sync_buffers(acc, model)
         val_loss = score = accuracy = None
         improved = val_images is None
         if val_images is not None:
             probs, score, accuracy = _val_scores(model, val_images, labels, config.batch_size)
-            val_loss = float(loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), val_images.targets))
+            log_probs = torch.log(torch.from_numpy(probs).clamp_min(1e-8)).to(acc.device)
+            val_loss = float(loss_fn(log_probs, val_images.targets.to(acc.device)))
             ranked = score if score is not None else -val_loss
             improved = ranked > best_score
             if improved:
                 best_state, best_score = copy.deepcopy(model.state_dict()), ranked
         if improved:
             best_epoch = epoch
-        log = EpochLog(epoch, config.epochs, float(np.mean(losses)), val_loss, score, accuracy,
+        log = EpochLog(epoch, config.epochs, _mean_loss(acc, losses), val_loss, score, accuracy,
                        time.perf_counter() - started, improved)
         history.append(log)
         if progress:
@@ -244,7 +283,8 @@ def fit(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return FitResult(FilmModel(model, config.head).eval(), history, best_epoch)
+    shares = record_shares(acc, seen)
+    return FitResult(FilmModel(model.cpu(), config.head).eval(), history, best_epoch, shares)
 
 
 def fit_patches(
@@ -260,6 +300,7 @@ def fit_patches(
     uncalibrated film AUC, for progress): they select nothing."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    acc = accelerator(config.grad_accum)
     net = build(config.arch, len(labels), config.init)
     mean, std = float(net.pretrained_cfg["mean"][0]), float(net.pretrained_cfg["std"][0])
     films = PatchFilms(train, labels, config.preprocess, PatchConfig(size=config.patch_size),
@@ -269,39 +310,57 @@ def fit_patches(
         raise ValueError("the patch recipe needs films with marked lesions (lesion_x, lesion_y, "
                          "lesion_radius in metadata.csv); use the film recipe for data without them")
     batches = int(np.ceil(len(first) / config.batch_size))
-    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(torch.as_tensor(first[:, 5]).long(), len(labels)))
+    weights = _class_weights(torch.as_tensor(first[:, 5]).long(), len(labels)).to(acc.device)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
     optimiser, schedule = _optimiser(net, config, config.epochs * batches)
+    trained, optimiser, schedule = acc.prepare(net, optimiser, schedule)
     jitter = v2.ColorJitter(brightness=0.15, contrast=0.15)
     val_images = (PreparedImages(val, labels, config.preprocess, (mean,), (std,), min_side=config.min_side)
                   if val else None)
     history: list[EpochLog] = []
     plan = first
+    seen: list[int] = []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         if epoch > 1:
             hard = _hard_negatives(FilmModel(net, config.head), films, config.hard_negatives, (mean, std))
             plan = films.sample(rng, hard)
-        net.train()
-        order = rng.permutation(len(plan))
+        trained.train()
+        order = rng.permutation(len(plan))  # the same on every process: each takes its own batches
+        mine = _process_batches(len(order), config.batch_size, acc.num_processes)[acc.process_index]
         losses = []
-        total = int(np.ceil(len(order) / config.batch_size))
-        for index, start in enumerate(range(0, len(order), config.batch_size), start=1):
-            rows = plan[order[start : start + config.batch_size]]
-            patches = films.cut(rows, flip=rng.random(len(rows)) < 0.5)
-            x = (jitter(patches).clamp(0, 1) - mean) / std
-            losses.append(_step(net, optimiser, schedule, loss_fn, x, torch.as_tensor(rows[:, 5]).long()))
-            if step:
-                step(index, total)
+        for start in range(0, len(order), config.batch_size):
+            items = order[start : start + config.batch_size]
+            flip = rng.random(len(items)) < 0.5  # drawn for every batch: rng stays the same everywhere
+            for _ in range(mine.count(start)):
+                rows = plan[items]
+                x = (jitter(films.cut(rows, flip=flip)).clamp(0, 1) - mean) / std
+                y = torch.as_tensor(rows[:, 5]).long().to(acc.device)
+                losses.append(_step(acc, trained, optimiser, schedule, loss_fn, x.to(acc.device), y))
+                seen += items.tolist() if epoch == 1 else []
+                if step:
+                    step(len(losses), len(mine))
+        sync_buffers(acc, net)
         score = accuracy = None
         if val_images is not None:
             _, score, accuracy = _val_scores(FilmModel(net, config.head), val_images, labels,
                                              config.batch_size)
-        log = EpochLog(epoch, config.epochs, float(np.mean(losses)), None, score, accuracy,
+        log = EpochLog(epoch, config.epochs, _mean_loss(acc, losses), None, score, accuracy,
                        time.perf_counter() - started, True)
         history.append(log)
         if progress:
             progress(log)
-    return FitResult(FilmModel(net, config.head).eval(), history, config.epochs)
+    shares = record_shares(acc, seen)
+    return FitResult(FilmModel(net.cpu(), config.head).eval(), history, config.epochs, shares)
+
+
+def _process_batches(items: int, batch_size: int, processes: int) -> list[list[int]]:
+    """The batch starts each process trains on: batches dealt in turn, the last incomplete round
+    dropped so that every process takes the same number of steps (DDP needs that)."""
+    starts = list(range(0, items, batch_size))
+    rounds = max(1, len(starts) // processes)
+    starts = (starts * processes)[: rounds * processes]  # fewer batches than processes: repeated
+    return [starts[rank::processes] for rank in range(processes)]
 
 
 def _hard_negatives(model: FilmModel, films: PatchFilms, per_film: int,
@@ -316,7 +375,7 @@ def _hard_negatives(model: FilmModel, films: PatchFilms, per_film: int,
     with torch.inference_mode():
         for start in range(0, len(candidates), 8):
             index = candidates[start : start + 8]
-            x = (films.squares[index] - norm[0]) / norm[1]
+            x = ((films.squares[index] - norm[0]) / norm[1]).to(next(model.parameters()).device)
             features = model.forward_features(x)
             lesion = model.lesion_map(features, model.positions(x, features))
             cell = films.size / lesion.shape[-1]
