@@ -1,4 +1,4 @@
-"""``python -m mammo``: train, cv, evaluate, predict, cases, models (see ``--help`` of each)."""
+"""``python -m mammo``: train, cv, evaluate, predict, retrain, cases, models (see ``--help`` of each)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .config import DISCLAIMER
 from .data import SplitSpec, folder_examples, split_by_patient
 from .distributed import is_main_process
+from .errors import MammoError
 from .explain import DEFAULT_METHOD, HEATMAP_METHODS
 from .model import ModelError
 from .train import RECIPES, TrainConfig
@@ -125,6 +126,33 @@ def _cv(args: argparse.Namespace) -> int:
         print(f"ECE (malignant, calibrated out of fold): {summary['ece_malignant']:.3f}")
         print(f"baseline ({summary['baseline']['model']}), same folds: AUC malignant "
               f"{summary['baseline']['auc_malignant']}")
+    return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    """The app's retrain, run here (e.g. on a GPU machine or as a Hugging Face Job): base data +
+    submitted cases, the same gate, the next version published to the same model store."""
+    from .access import TokenUsers
+    from .distributed import processes
+    from .service import MammoService, RetrainOptions
+
+    if processes() > 1:
+        raise ValueError("retrain runs as one process (on one GPU when present); a multi-process "
+                         "launch is for `train` and `cv`")
+    service = MammoService()
+    try:
+        user = TokenUsers(service.settings).user(service.settings.hf_token)
+        options = RetrainOptions(args.epochs, args.image_size, not args.from_imagenet, args.seed)
+
+        def progress(fraction: float, message: str) -> None:
+            print(f"{fraction:4.0%} {message}", file=sys.stderr)
+
+        summary = service.retrain(options, user=user, progress=progress)
+    finally:
+        service.close()
+    keys = ("promoted", "reason", "version", "rejected_id", "current_version", "cases_used", "split")
+    print(json.dumps({**{k: summary[k] for k in keys}, "candidate": _brief(summary["candidate_metrics"]),
+                      "current": _brief(summary["current_metrics"])}, indent=2))
     return 0
 
 
@@ -316,6 +344,18 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("-n", type=int, default=10)
     cases.set_defaults(run=_cases)
 
+    retrain = sub.add_parser("retrain", help="the app's retrain (base data + cases, gate, publish) here",
+                             description=_retrain.__doc__, epilog="The stores, base data and token come "
+                             "from the same environment variables as the app's (MAMMO_HOME, "
+                             "MAMMO_DATASET_REPO, MAMMO_MODEL_REPO, MAMMO_BASE_DATA, HF_TOKEN); "
+                             "MAMMO_TRAINERS applies to the token's user.")
+    retrain.add_argument("--epochs", type=int, default=5)
+    retrain.add_argument("--image-size", type=int, help="model input side (default: the served model's)")
+    retrain.add_argument("--from-imagenet", action="store_true",
+                         help="start from ImageNet weights instead of fine-tuning the served version")
+    retrain.add_argument("--seed", type=int, default=0)
+    retrain.set_defaults(run=_retrain)
+
     models = sub.add_parser("models", help="the model registry")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     models_sub.add_parser("list", help="versions with metrics and dates")
@@ -335,6 +375,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(argv) if argv is not None else None
     try:
         return args.run(args)
-    except (ValueError, ModelError, FileNotFoundError) as error:
+    except (MammoError, ValueError, ModelError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,11 @@ import pytest
 from helpers import check_schema, run_cli
 from PIL import Image
 
+from mammo.config import settings
+from mammo.store import open_registry
+from mammo.store.audit import AuditLog
+from mammo.store.gate import promotion_decision
+
 ROOT = Path(__file__).resolve().parents[1]
 V1 = ROOT / "mammo" / "weights" / "v1"
 
@@ -105,3 +110,31 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     assert sum(counts.values()) == n and counts["malignant"] == len(list(small_mias.glob("malignant/*.png")))
     again = run_cli("cases", "import", str(small_mias), home=home)  # the same images: refused, clearly
     assert again.returncode == 2 and "already submitted" in again.stderr
+
+
+def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_model_dir: Path,
+                                                        tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("MAMMO_BASE_DATA", str(small_mias))
+    for name in ("MAMMO_TRAINERS", "MAMMO_DATASET_REPO", "MAMMO_MODEL_REPO", "HF_TOKEN", "SPACE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MAMMO_HOME", str(home))
+    open_registry(settings(), seed=tiny_model_dir)  # the tiny model is v1, served
+    monkeypatch.setenv("MAMMO_TRAINERS", "alice")
+    refused = run_cli("retrain", "--epochs", "1", home=home)
+    assert refused.returncode == 2 and "limited to the trainers" in refused.stderr
+    monkeypatch.delenv("MAMMO_TRAINERS")
+    done = run_cli("retrain", "--epochs", "1", "--image-size", "64", home=home)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert "evaluating the current version" in done.stderr  # progress reported as it goes
+    decision, _ = promotion_decision(summary["candidate"], summary["current"], settings().gate_metric,
+                                     settings().gate_tolerance)
+    assert summary["promoted"] == decision and summary["current_version"] == "v1"
+    registry = open_registry(settings())
+    assert [v["version"] for v in registry.versions()] == (["v1", "v2"] if decision else ["v1"])
+    expected = ("v2", True) if decision else ("v1", False)
+    assert (summary["version"], summary["rejected_id"] is None) == expected
+    events = AuditLog(home / "audit").events()
+    assert [e["action"] for e in events][-2:] == ["retrain started", "promotion" if decision else "rejection"]
+    assert done.stdout.count('"promoted"') == 1
