@@ -26,7 +26,7 @@ from hub_server import USER, HubServer
 
 from mammo.model import load as load_model
 from mammo.store import AuditLog, CaseStore, StoreError
-from mammo.store import cases as cases_module
+from mammo.store.cases import local as cases_module
 from mammo.store.registry import MODEL_FILES, version_number
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import Settings
 from ._fs import utc_now, write_new_file
-from .cases import CaseStore, HubCaseStore
+from .cases import CaseStore
 
 __all__ = ["AuditLog", "AUDIT_COLUMNS", "open_audit_log"]
 
@@ -82,5 +82,5 @@ class AuditLog:
 def open_audit_log(settings: Settings, cases: CaseStore) -> AuditLog:
     """The audit log of this store (``<MAMMO_HOME>/audit``), mirrored to the dataset repo when the
     cases are on the Hub."""
-    mirror = functools.partial(cases.queue_file, "audit") if isinstance(cases, HubCaseStore) else None
+    mirror = functools.partial(cases.outbox.queue_file, "audit") if cases.outbox else None
     return AuditLog(settings.home / "audit", mirror)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..config import Settings
 from ._fs import utc_now
-from .cases import CaseStore, HubCaseStore
+from .cases import CaseStore
 
 __all__ = ["PredictionLog", "open_prediction_log", "prediction_record"]
 
@@ -112,5 +112,5 @@ class PredictionLog:
 def open_prediction_log(settings: Settings, cases: CaseStore) -> PredictionLog:
     """The prediction log (``<MAMMO_HOME>/logs``), its closed shards mirrored to ``logs/`` in the
     dataset repo when the cases are on the Hub."""
-    mirror = functools.partial(cases.queue_file, "logs") if isinstance(cases, HubCaseStore) else None
+    mirror = functools.partial(cases.outbox.queue_file, "logs") if cases.outbox else None
     return PredictionLog(settings.home / "logs", mirror)

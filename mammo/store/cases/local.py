@@ -1,0 +1,384 @@
+"""The case store: labelled cases submitted by clinicians, as parquet shards of a HF dataset.
+
+Layout (the same in a local folder and in a Hub dataset repo)::
+
+    README.md                                    dataset card (no dataset_info: shards are added)
+    data/train-<UTC %Y%m%dT%H%M%S%fZ>-<uuid4 hex>.parquet   one shard per submission or batch
+
+Columns: :func:`~mammo.store.cases.schema.case_features` (a 16-bit greyscale PNG re-encoded from
+the pixels, so no EXIF, PNG text or DICOM tag survives; the label; ids, time and pixel hash; every
+metadata field). Writes are atomic: a shard is written under ``.tmp/`` (which ``load_dataset``
+never reads), fsynced, renamed into ``data/`` and the folder fsynced, under a thread lock and an
+``fcntl`` file lock, so threads and processes sharing a folder never clash and a killed process
+leaves at worst an orphan temp file (deleted by a later open once an hour old).
+
+The store keeps an index in memory (case id -> shard and record, pixel hash -> case id, counts per
+label), built from the shards' small columns at open and kept as cases arrive, so totals, recent
+cases, duplicate checks and reading one case do not grow with the store. The label set is fixed
+per store (shards share one ``ClassLabel``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ... import imaging
+from .._fs import file_lock, fsync_dir, utc_now
+from .card import dataset_card
+from .outbox import DATA_DIR, Outbox
+from .schema import CASE_COLUMNS, METADATA_FIELDS, StoreError, _short, case_features, validate_metadata
+
+__all__ = ["CaseStore", "ImageInput"]
+
+ImageInput = str | os.PathLike | bytes | np.ndarray
+_INDEX_COLUMNS = [c for c in CASE_COLUMNS if c != "image"]
+_TMP_DIR = ".tmp"
+_LOCK_FILE = ".lock"
+_STALE_TMP_S = 3600.0
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _not_saved(error: OSError) -> StoreError:
+    return StoreError(f"The case could not be saved ({error.strerror or error}); nothing was stored. "
+                      "Earlier cases are unaffected.")
+
+
+def _shard_name(moment: datetime) -> str:
+    return f"train-{moment.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex}.parquet"
+
+
+@dataclass(frozen=True)
+class _Case:
+    """A validated case, ready to write."""
+
+    png: bytes
+    sha256: str
+    label: str
+    metadata: dict[str, Any]
+
+
+class CaseStore:
+    """Cases in a local folder (``<root>/data/*.parquet``), indexed in memory.
+
+    Args:
+        labels: the label set (the served model's ``label_names``); submissions must use one.
+        root: the folder holding ``README.md`` and ``data/``.
+        max_bytes: largest accepted image file (None: no limit beyond imaging's own checks).
+        outbox: when the folder is the outbox of a Hub dataset repo (:class:`HubCaseStore`): each
+            new shard is handed to it, and shards no longer here are read from the Hub through it.
+    """
+
+    def __init__(self, labels: Sequence[str], root: Path, *, max_bytes: int | None = None,
+                 outbox: Outbox | None = None):
+        if not labels or len(set(labels)) != len(labels):
+            raise StoreError(f"The label set must be non-empty and unique, got {list(labels)}.")
+        self.labels: list[str] = list(labels)
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.outbox = outbox
+        self.features = case_features(self.labels)
+        self._lock = threading.RLock()
+        self._records: dict[str, dict[str, Any]] = {}  # case_id -> record without the image
+        self._by_sha: dict[str, str] = {}  # image_sha256 -> case_id
+        self._shards: set[str] = set()  # shard file names already indexed
+        self._shard_of: dict[str, str] = {}  # case_id -> the shard file holding it
+        self._label_counts: Counter[str] = Counter()  # kept as cases are indexed: totals cost O(1)
+        for folder in (self._data_dir, self._tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        with self._lock, file_lock(self.root / _LOCK_FILE):
+            self._write_card_if_missing()
+            self._sweep_tmp()
+            self._refresh_local()
+
+    # -- public API -----------------------------------------------------------------------------
+    def append(
+        self, image: ImageInput, label: str, metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Store one labelled case; the receipt says its id, the totals and where it is."""
+        case = self._prepare(image, label, metadata)
+        receipt = self._store([case], skip_duplicates=False)
+        return {
+            "case_id": receipt["case_ids"][0],
+            "label": label,
+            "metadata": case.metadata,  # as stored: every field, None where none was given
+            "submitted_at": receipt["submitted_at"],
+            "total_cases": receipt["total_cases"],
+            "counts": receipt["counts"],
+            "status": receipt["status"],
+            "duplicate_of": None,
+            **({"warning": receipt["warning"]} if "warning" in receipt else {}),
+        }
+
+    def append_many(
+        self,
+        items: Iterable[tuple[ImageInput, str, Mapping[str, Any] | None]],
+        *,
+        skip_duplicates: bool = False,
+    ) -> dict[str, Any]:
+        """Store a batch as one shard; all items are checked before anything is written.
+
+        With ``skip_duplicates`` images already stored (or repeated in the batch) are left out
+        and listed under ``skipped`` instead of failing the whole batch.
+        """
+        cases = []
+        for i, (image, label, metadata) in enumerate(items):
+            try:
+                cases.append(self._prepare(image, label, metadata))
+            except StoreError as exc:
+                raise StoreError(f"Item {i + 1}: {exc}") from exc
+        return self._store(cases, skip_duplicates=skip_duplicates)
+
+    def load(self) -> datasets.Dataset:
+        """Every case as a ``datasets.Dataset`` (empty with the schema when there is none)."""
+        with self._lock:
+            self._refresh_local()
+            has_shards = bool(self._shards)
+        if not has_shards:
+            return self._empty()
+        return datasets.load_dataset(str(self.root), split="train")
+
+    def counts(self) -> dict[str, int]:
+        """Number of cases per label (every label listed, zero included)."""
+        with self._lock:
+            return self._counts()
+
+    @property
+    def location(self) -> str:
+        """Where the cases are, for messages and the start-up log."""
+        return str(self.root)
+
+    def case_png(self, case_id: str) -> bytes:
+        """One stored case's PNG, read from the one shard that holds it (not the whole dataset)."""
+        with self._lock:
+            if case_id not in self._shard_of:
+                self._refresh_local()  # a shard another process wrote since
+            name = self._shard_of.get(case_id)
+        if name is None:
+            raise StoreError(f"No submitted case {str(case_id)[:80]!r}.")
+        path = self.outbox.locate(name) if self.outbox else self._data_dir / name
+        table = pq.read_table(path, columns=["case_id", "image"], filters=[("case_id", "==", case_id)])
+        return table.column("image")[0].as_py()["bytes"]
+
+    def case_with_pixels(self, sha256: str) -> str | None:
+        """The id of the stored case whose pixels have this SHA-256 (``imaging.sha256_of_pixels``)."""
+        with self._lock:
+            return self._by_sha.get(sha256)
+
+    def recent(self, n: int = 10) -> list[dict[str, Any]]:
+        """The ``n`` latest cases, newest first: case_id, label, submitted_at, metadata."""
+        with self._lock:
+            records = heapq.nlargest(max(0, n), self._records.values(), key=lambda r: r["submitted_at"])
+        return [
+            {
+                "case_id": r["case_id"],
+                "label": r["label"],
+                "submitted_at": r["submitted_at"],
+                "metadata": {k: r[k] for k in METADATA_FIELDS if r.get(k) is not None},
+            }
+            for r in records[: max(0, n)]
+        ]
+
+    def close(self) -> None:
+        """Stop the outbox's delivery (nothing to do for a local folder)."""
+        if self.outbox:
+            self.outbox.close()
+
+    def __enter__(self) -> CaseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- validation and shards --------------------------------------------------------------------
+    def _prepare(self, image: ImageInput, label: str, metadata: Mapping[str, Any] | None) -> _Case:
+        if label not in self.labels:
+            raise StoreError(f"Unknown label {_short(label)}; choose one of {', '.join(self.labels)}.")
+        clean = validate_metadata(metadata)
+        grey = self._read(image)
+        try:
+            return _Case(imaging.encode_png(grey), imaging.sha256_of_pixels(grey), label, clean)
+        except ValueError as exc:
+            raise StoreError(f"The image cannot be stored: {exc}.") from exc
+
+    def _read(self, image: ImageInput) -> np.ndarray:
+        if isinstance(image, np.ndarray):
+            return image
+        if not isinstance(image, str | bytes | os.PathLike):
+            raise StoreError(f"Expected an image file path, bytes or array, got {type(image).__name__}.")
+        try:
+            return imaging.read_image(image, max_bytes=self.max_bytes)
+        except imaging.ImageError as exc:
+            raise StoreError(str(exc)) from exc
+        except OSError as exc:
+            raise StoreError(f"The image file cannot be read: {exc.strerror or exc}.") from exc
+
+    def _write_shard(self, cases: Sequence[_Case], moment: datetime) -> tuple[Path, list[dict]]:
+        """Write ``cases`` to a fsynced temp file; return it with the records it holds."""
+        records = [
+            {
+                "case_id": uuid.uuid4().hex,
+                "label": case.label,
+                "submitted_at": _iso(moment),
+                "image_sha256": case.sha256,
+                **case.metadata,
+            }
+            for case in cases
+        ]
+        columns: dict[str, list] = {"image": [{"bytes": c.png, "path": None} for c in cases]}
+        for name in self.features:
+            if name != "image":
+                columns[name] = [r[name] for r in records]
+        table = pa.Table.from_pydict(self.features.encode_batch(columns), schema=self.features.arrow_schema)
+        tmp = self._tmp_dir / f"{uuid.uuid4().hex}.parquet"
+        try:
+            pq.write_table(table, tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk, a read-only folder: say so, leave nothing behind
+            tmp.unlink(missing_ok=True)
+            raise _not_saved(exc) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, records
+
+    def _store(self, cases: list[_Case], *, skip_duplicates: bool) -> dict[str, Any]:
+        moment = utc_now()
+        name = _shard_name(moment)
+        with self._lock, file_lock(self.root / _LOCK_FILE):
+            self._refresh_local()
+            cases, skipped = self._without_duplicates(cases, skip_duplicates)
+            if not cases:
+                return self._batch_receipt([], skipped, "stored", moment)
+            tmp, records = self._write_shard(cases, moment)
+            target = self._data_dir / name
+            try:
+                os.replace(tmp, target)
+                fsync_dir(self._data_dir)
+            except OSError as exc:  # the visitor is told nothing was stored: make it true
+                tmp.unlink(missing_ok=True)
+                target.unlink(missing_ok=True)
+                raise _not_saved(exc) from exc
+            self._index(name, records)
+        status, warning = self.outbox.shard_written(name) if self.outbox else ("stored", None)
+        receipt = self._batch_receipt(records, skipped, status, moment)
+        if warning:
+            receipt["warning"] = warning
+        return receipt
+
+    def _without_duplicates(self, cases: list[_Case], skip: bool) -> tuple[list[_Case], list[dict[str, Any]]]:
+        kept: list[_Case] = []
+        skipped: list[dict[str, Any]] = []
+        batch: dict[str, int] = {}
+        for i, case in enumerate(cases):
+            earlier = self._by_sha.get(case.sha256)
+            if earlier is None and case.sha256 in batch:
+                detail = f"item {batch[case.sha256] + 1} of this batch"
+                earlier_id = None
+            elif earlier is not None:
+                record = self._records[earlier]
+                detail = f"case {earlier} ({record['label']}, {record['submitted_at']})"
+                earlier_id = earlier
+            else:
+                batch[case.sha256] = i
+                kept.append(case)
+                continue
+            if not skip:
+                prefix = f"Item {i + 1}: " if len(cases) > 1 else ""
+                raise StoreError(
+                    f"{prefix}This image was already submitted as {detail}; it was not stored again.",
+                    duplicate_of=earlier_id,
+                )
+            skipped.append({"index": i, "duplicate_of": earlier_id})
+        return kept, skipped
+
+    def _batch_receipt(
+        self, records: list[dict], skipped: list[dict], status: str, moment: datetime
+    ) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "case_ids": [r["case_id"] for r in records],
+                "submitted_at": _iso(moment),
+                "total_cases": len(self._records),
+                "counts": self._counts(),
+                "status": status,
+                "skipped": skipped,
+            }
+
+    # -- index ------------------------------------------------------------------------------------
+    @property
+    def _data_dir(self) -> Path:
+        return self.root / DATA_DIR
+
+    @property
+    def _tmp_dir(self) -> Path:
+        return self.root / _TMP_DIR
+
+    def _empty(self) -> datasets.Dataset:
+        return datasets.Dataset.from_dict({name: [] for name in self.features}, features=self.features)
+
+    def _counts(self) -> dict[str, int]:
+        return {label: self._label_counts.get(label, 0) for label in self.labels}
+
+    def _index(self, name: str, records: Iterable[dict[str, Any]]) -> None:
+        self._shards.add(name)
+        for record in records:
+            if record["case_id"] not in self._records:  # counted once, however often it is seen
+                self._label_counts[record["label"]] += 1
+            self._records[record["case_id"]] = record
+            self._shard_of[record["case_id"]] = name
+            self._by_sha.setdefault(record["image_sha256"], record["case_id"])
+
+    def _read_records(self, path: Path | str, name: str) -> list[dict[str, Any]]:
+        """The cases of one shard file, without images; StoreError if its labels differ."""
+        table = pq.read_table(path, columns=_INDEX_COLUMNS + list(METADATA_FIELDS))
+        names = datasets.Features.from_arrow_schema(table.schema)["label"].names
+        if names != self.labels:
+            raise StoreError(
+                f"Shard {name} uses the labels {names}, but this store uses {self.labels}: "
+                "one case store holds one label set."
+            )
+        rows = table.to_pylist()
+        for row in rows:
+            row["label"] = names[row["label"]]
+        return rows
+
+    def _refresh_local(self) -> None:
+        """Index the shards in ``data/`` not seen yet (written by another process, or at open)."""
+        for path in sorted(self._data_dir.glob("*.parquet")):
+            if path.name not in self._shards:
+                self._index(path.name, self._read_records(path, path.name))
+
+    def _write_card_if_missing(self) -> None:
+        card = self.root / "README.md"
+        if not card.exists():
+            tmp = self._tmp_dir / f"{uuid.uuid4().hex}.md"
+            tmp.write_text(dataset_card(self.labels), encoding="utf-8")
+            os.replace(tmp, card)
+
+    def _sweep_tmp(self) -> None:
+        """Delete temp files left by killed writers (old enough that no writer still owns them)."""
+        cutoff = time.time() - _STALE_TMP_S
+        for path in self._tmp_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()

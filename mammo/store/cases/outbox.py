@@ -1,0 +1,162 @@
+"""The outbox: files on their way to a Hub dataset repo, each delivered in its own commit.
+
+A file waits in a local folder laid out like the repo (``data/<shard>.parquet`` for cases,
+``audit/<event>.json`` and ``logs/<shard>.jsonl`` for the audit and prediction logs) until the
+Hub has confirmed it, and only then leaves the folder, so it survives restarts and Hub outages.
+Uploads use ``HfApi.upload_file`` (never ``push_to_hub``, which rewrites the split); a file that
+may have reached the Hub before an error is looked for before it is sent again, so nothing is
+lost and nothing is stored twice. A background thread drains the folder, backing off while the
+Hub is unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from .._fs import fsync_dir, write_new_file
+from .._hub import HubUnavailable, branch_head, hub_errors
+
+__all__ = ["DATA_DIR", "Outbox"]
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = "data"  # case shards
+_EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard"}  # store/audit.py, predictions.py
+
+
+class Outbox:
+    """Files waiting for the dataset repo ``repo_id`` in the folder ``root``.
+
+    Args:
+        root: the outbox folder (``data/``, ``audit/``, ``logs/`` inside, as in the repo).
+        api: the Hub client (endpoint and token).
+        repo_id: the dataset repo.
+        connect: called (under the upload lock) before every delivery: checks the Hub and the repo.
+        retry_base_s, retry_cap_s: first and longest wait between delivery attempts.
+    """
+
+    def __init__(self, root: Path, api: HfApi, repo_id: str, connect: Callable[[], None], *,
+                 retry_base_s: float = 1.0, retry_cap_s: float = 60.0) -> None:
+        self.root, self.api, self.repo_id, self.connect = Path(root), api, repo_id, connect
+        self.retry_base_s, self.retry_cap_s = retry_base_s, retry_cap_s
+        self.upload_lock = threading.Lock()  # held while a file moves from the outbox to the Hub
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        (self.root / DATA_DIR).mkdir(parents=True, exist_ok=True)
+        # files found at open, and files whose delivery may have half-happened: looked for first
+        self._retried: set[str] = {f.rsplit("/", 1)[-1] for f in self.files()}
+        self._worker = threading.Thread(target=self._run, name=f"outbox {repo_id}", daemon=True)
+
+    def start(self) -> None:
+        """Start delivering in the background."""
+        self._worker.start()
+
+    def queued_shards(self) -> list[str]:
+        """Case shards not yet on the Hub (file names, oldest first)."""
+        return sorted(p.name for p in (self.root / DATA_DIR).glob("*.parquet"))
+
+    def files(self) -> list[str]:
+        """Everything waiting, as paths in the repo: case shards, then audit events and log shards."""
+        extra = sorted(f"{d}/{p.name}" for d in _EXTRA_DIRS for p in (self.root / d).glob("[!.]*.json*"))
+        return [f"{DATA_DIR}/{n}" for n in self.queued_shards()] + extra
+
+    def queue_file(self, folder_in_repo: str, name: str, content: bytes) -> None:
+        """Queue a file for ``<folder_in_repo>/<name>`` in the repo (``audit`` or ``logs``)."""
+        if folder_in_repo not in _EXTRA_DIRS:
+            raise ValueError(f"the outbox delivers files to {sorted(_EXTRA_DIRS)}, not {folder_in_repo!r}")
+        folder = self.root / folder_in_repo
+        folder.mkdir(parents=True, exist_ok=True)
+        write_new_file(folder / name, content)
+        self._wake.set()
+
+    def shard_written(self, name: str) -> tuple[str, str | None]:
+        """A case shard was just written to ``data/``: try to deliver it now. The status for the
+        receipt (``stored`` or ``queued``) and a warning; any failure leaves it queued."""
+        try:
+            self.deliver(f"{DATA_DIR}/{name}")
+        except HubUnavailable as exc:
+            self._wake.set()
+            return "queued", str(exc)
+        except Exception as exc:  # the case is safe in the outbox: report, never lose it
+            log.error("case shard %s stays in the outbox: %s", name, exc)
+            self._wake.set()
+            return "queued", f"Not yet on the Hub, will be retried: {exc}"
+        if self.queued_shards():  # the Hub is back: let the worker drain the rest now
+            self._wake.set()
+        return "stored", None
+
+    def locate(self, name: str) -> Path | str:
+        """A readable path of the case shard ``name``: still here, or from the Hub (cached)."""
+        queued = self.root / DATA_DIR / name
+        if queued.exists():
+            return queued
+        with hub_errors(self.api.endpoint, f"reading case shard {name}"):
+            return self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
+
+    def deliver(self, in_repo: str) -> None:
+        """Upload one waiting file in its own commit, then drop it from the outbox. A file no longer
+        here was delivered already (files leave only then)."""
+        path = self.root / in_repo
+        name = in_repo.rsplit("/", 1)[-1]
+        what = _EXTRA_DIRS.get(in_repo.split("/", 1)[0], "case shard")
+        with self.upload_lock:
+            if not path.exists():
+                return
+            self.connect()
+            branch_head(self.api, self.repo_id, "dataset")  # fast failure when the Hub is down
+            with hub_errors(self.api.endpoint, f"uploading {what} {name}"):
+                if not (
+                    name in self._retried and self.api.file_exists(self.repo_id, in_repo, repo_type="dataset")
+                ):
+                    self._retried.add(name)
+                    self.api.upload_file(path_or_fileobj=str(path), path_in_repo=in_repo,
+                                         repo_id=self.repo_id, repo_type="dataset",
+                                         commit_message=f"Add {what} {name}")
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
+            self._retried.discard(name)
+
+    def wait_until_delivered(self, timeout: float) -> bool:
+        """Nudge the delivery thread and wait until the outbox is empty; False on timeout."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while self.files():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def close(self) -> None:
+        """Stop the delivery thread; waiting files stay for the next open."""
+        self._stop.set()
+        self._wake.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=30)
+
+    def _run(self) -> None:
+        """Background delivery: drain the outbox, backing off while the Hub is unavailable."""
+        wait = self.retry_base_s
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                with self.upload_lock:
+                    self.connect()
+                for in_repo in self.files():
+                    if self._stop.is_set():
+                        return
+                    self.deliver(in_repo)
+                wait = self.retry_base_s
+                self._wake.wait()
+                continue
+            except HubUnavailable as exc:
+                log.warning("%s; retrying in %.1f s", exc, wait)
+            except Exception as exc:  # the worker must survive, and say why
+                log.error("outbox delivery failed: %s; retrying in %.1f s", exc, wait)
+            self._wake.wait(wait)
+            wait = min(wait * 2, self.retry_cap_s)

@@ -1,0 +1,160 @@
+"""What a case is: its columns, the one table of optional metadata, and their validation.
+
+The Submit form, the command line and the dataset card are generated from :data:`METADATA_FIELDS`;
+every shard of a store has exactly the columns of :func:`case_features` (the image, the label,
+``case_id``, ``submitted_at``, ``image_sha256``, then one nullable column per metadata field).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+
+from ...errors import MammoError
+
+__all__ = [
+    "ARROW_TYPES",
+    "CASE_COLUMNS",
+    "METADATA_FIELDS",
+    "MetadataField",
+    "StoreError",
+    "case_features",
+    "validate_metadata",
+]
+
+CASE_COLUMNS = ("image", "label", "case_id", "submitted_at", "image_sha256")
+_CONTROL_OK = frozenset("\n\r\t")
+
+
+class StoreError(MammoError, ValueError):
+    """A submission that cannot be stored (label, metadata, image, duplicate): say why.
+
+    ``duplicate_of`` is the earlier case's id when the image was already submitted.
+    """
+
+    def __init__(self, message: str, *, duplicate_of: str | None = None):
+        super().__init__(message)
+        self.duplicate_of = duplicate_of
+
+
+@dataclass(frozen=True)
+class MetadataField:
+    """One optional metadata field: its type, allowed values, what it means and its form label.
+
+    ``names`` describe the whole numbers ``min``, ``min + 1``, ... of a categorical int field.
+    """
+
+    kind: type  # str, int or bool
+    help: str
+    label: str
+    choices: tuple[str, ...] = ()
+    min: int | None = None
+    max: int | None = None
+    max_len: int | None = None
+    names: tuple[str, ...] = ()
+
+
+# The one table of optional case metadata: the Submit form and the dataset card come from it.
+# Free text (``notes``) is stored verbatim as plain text: markup such as HTML is kept as typed and
+# never rendered as HTML by mammo.
+METADATA_FIELDS: dict[str, MetadataField] = {
+    "view": MetadataField(str, "mammographic view", "View", choices=("CC", "MLO")),
+    "laterality": MetadataField(str, "breast side: L (left) or R (right)", "Laterality", choices=("L", "R")),
+    "density": MetadataField(str, "ACR breast density category", "Breast density (ACR)",
+                             choices=("A", "B", "C", "D")),
+    "birads": MetadataField(int, "BI-RADS assessment category (0-6)", "BI-RADS assessment", min=0, max=6,
+                            names=("incomplete: needs more imaging", "negative", "benign",
+                                   "probably benign", "suspicious", "highly suggestive of malignancy",
+                                   "known biopsy-proven malignancy")),
+    "biopsy_confirmed": MetadataField(bool, "label confirmed by biopsy / histology", "Biopsy-confirmed"),
+    "age": MetadataField(int, "patient age in years (18-120)", "Age in years", min=18, max=120),
+    "notes": MetadataField(str, "free-text notes (plain text, no identifiers)",
+                           "Notes (plain text, no identifiers, up to 2000 characters)", max_len=2000),
+}
+
+ARROW_TYPES = {str: "string", int: "int32", bool: "bool"}
+_TRUE = frozenset({"true", "yes", "1", "y"})
+_FALSE = frozenset({"false", "no", "0", "n"})
+
+
+def case_features(labels: Sequence[str]) -> datasets.Features:
+    """The datasets schema of every shard for the label set ``labels``."""
+    return datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=list(labels)),
+            "case_id": datasets.Value("string"),
+            "submitted_at": datasets.Value("string"),
+            "image_sha256": datasets.Value("string"),
+            **{name: datasets.Value(ARROW_TYPES[f.kind]) for name, f in METADATA_FIELDS.items()},
+        }
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
+    """``value`` checked and normalised for ``spec``; StoreError with a plain reason otherwise."""
+    if spec.kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise StoreError(f"Metadata '{name}' must be yes/no (true or false), got {_short(value)}.")
+    if spec.kind is int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value.strip())
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise StoreError(f"Metadata '{name}' must be a whole number, got {_short(value)}.")
+        value = int(value)
+        if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
+            raise StoreError(
+                f"Metadata '{name}' ({spec.help}) must be between {spec.min} and {spec.max}, got {value}."
+            )
+        return value
+    if not isinstance(value, str):
+        raise StoreError(f"Metadata '{name}' must be text, got {type(value).__name__}.")
+    if spec.choices:
+        choice = value.strip().upper()
+        if choice not in spec.choices:
+            raise StoreError(
+                f"Metadata '{name}' ({spec.help}) must be one of {', '.join(spec.choices)}, "
+                f"got {_short(value)}."
+            )
+        return choice
+    if spec.max_len is not None and len(value) > spec.max_len:
+        raise StoreError(f"Metadata '{name}' is {len(value)} characters long; the limit is {spec.max_len}.")
+    if any(unicodedata.category(ch) == "Cc" and ch not in _CONTROL_OK for ch in value):
+        raise StoreError(f"Metadata '{name}' contains control characters; use plain text.")
+    return value
+
+
+def validate_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every field of :data:`METADATA_FIELDS`, checked; missing or empty values become None."""
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise StoreError(f"Metadata must be a mapping of field to value, got {type(metadata).__name__}.")
+    unknown = sorted(str(k) for k in metadata if k not in METADATA_FIELDS)
+    if unknown:
+        raise StoreError(
+            f"Unknown metadata field(s): {', '.join(unknown)[:200]}. Allowed: {', '.join(METADATA_FIELDS)}."
+        )
+    clean: dict[str, Any] = {}
+    for name, spec in METADATA_FIELDS.items():
+        value = metadata.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            clean[name] = None
+        else:
+            clean[name] = _validate_value(name, spec, value)
+    return clean
