@@ -1,0 +1,300 @@
+"""Model registry: numbered versions v1, v2, ... that are never changed once published.
+
+A version holds ``model.safetensors``, ``config.json`` (timm Hub format plus the ``mammo`` block)
+and ``README.md`` (the model card). :class:`ModelRegistry` is the interface and what both
+backends share (numbering, listing, pulling, the rejected candidates kept under
+``<MAMMO_HOME>/models/rejected/<UTC>-<id>/`` with their report); :mod:`.local` and :mod:`.hub`
+store the versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+from ...errors import MammoError
+from ...model_card import render_model_card
+from .._fs import file_lock, fsync_dir, fsync_file, utc_now
+
+__all__ = ["MODEL_FILES", "RENUMBER_ATTEMPTS", "TMP_PREFIX", "ModelRegistry", "RegistryError",
+           "version_number"]
+
+MODEL_FILES = ("model.safetensors", "config.json", "README.md")
+_VERSION = re.compile(r"v([1-9]\d*)")
+TMP_PREFIX = ".tmp-"
+RENUMBER_ATTEMPTS = 5  # attempts when another publisher takes the number first
+
+
+class RegistryError(MammoError, RuntimeError):
+    """A registry operation failed; the message says what, where and what to do."""
+
+
+def version_number(name: str) -> int | None:
+    """N of a version name ``vN`` (N >= 1), else None."""
+    match = _VERSION.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def _read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RegistryError(f"no readable config.json at {path}: {error}") from error
+    if not isinstance(config, dict):
+        raise RegistryError(f"{path} is not a JSON object")
+    return config
+
+
+def _check_model_dir(model_dir: Path) -> dict:
+    """The config of a model folder fit to publish; RegistryError saying what is missing."""
+    if not (model_dir / "model.safetensors").is_file():
+        raise RegistryError(f"cannot publish {model_dir}: it has no model.safetensors")
+    config = _read_config(model_dir)
+    missing = [key for key in ("architecture", "num_classes", "pretrained_cfg") if key not in config]
+    if missing:
+        raise RegistryError(
+            f"cannot publish {model_dir}: config.json lacks {missing} (timm Hub format needed)"
+        )
+    return config
+
+
+def _json_bytes(data: object) -> bytes:
+    return (json.dumps(data, indent=2, default=str) + "\n").encode()
+
+
+def _version_files(config: dict, version: str, parent: str | None, report: dict | None) -> dict:
+    """config.json and README.md contents (bytes) of ``config`` published as ``version``."""
+    mammo = dict(config.get("mammo") or {})
+    mammo.update(version=version, parent=parent, published_at=utc_now().isoformat())
+    if report is not None:
+        mammo["report"] = report
+    published = {**config, "mammo": mammo}
+    return {
+        "config.json": _json_bytes(published),
+        "README.md": render_model_card(published).encode(),
+    }
+
+
+def _summary(version: str, config: dict) -> dict:
+    """One row of :meth:`ModelRegistry.versions`."""
+    mammo = config.get("mammo") or {}
+    metrics = mammo.get("metrics") or {}
+    keys = ("auc_malignant", "auc_malignant_ci95", "accuracy", "balanced_accuracy", "n")
+    return {
+        "version": version,
+        "created_at": mammo.get("created_at"),
+        "published_at": mammo.get("published_at"),
+        "parent": mammo.get("parent"),
+        "metrics": {key: metrics.get(key) for key in keys},
+        "data": {k: v for k, v in (mammo.get("data") or {}).items() if k != "image_sha256"},
+        "split": mammo.get("split"),
+    }
+
+
+def _write_synced(path: Path, content: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _copy_synced(source: Path, dest: Path) -> None:
+    shutil.copyfile(source, dest)
+    fsync_file(dest)
+
+
+class ModelRegistry(ABC):
+    """Numbered model versions; the same interface for the local and the Hub backend.
+
+    Args:
+        home: the local store root (``settings.home``); ``models/rejected/`` and the lock live
+            under ``home/models`` for both backends.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self.models_dir = self.home / "models"
+        self.rejected_dir = self.models_dir / "rejected"
+
+    # -- backend ---------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the versions are, for messages."""
+
+    @abstractmethod
+    def _numbers(self) -> list[int]:
+        """Every version number in the registry."""
+
+    @abstractmethod
+    def _publish(self, model_dir: Path, config: dict, report: dict | None,
+                 only_if_count: int | None) -> str | None:
+        """Store ``model_dir`` as the next version (None unless the registry holds exactly
+        ``only_if_count`` versions, when it is given)."""
+
+    @abstractmethod
+    def _fetch(self, version: str) -> Path:
+        """A local folder holding ``version``'s files (version known to exist)."""
+
+    def _version_config(self, version: str) -> dict:
+        return _read_config(self._fetch(version))
+
+    # -- public interface -----------------------------------------------------------------------
+    def publish(self, model_dir: Path, report: dict | None = None) -> str:
+        """Publish a model folder as the next version ``vN`` (parent: the current latest).
+
+        The published ``config.json`` gets ``mammo.version``, ``mammo.parent``,
+        ``mammo.published_at`` and ``mammo.report`` (e.g. the gate decision); ``README.md`` is
+        rendered from it. Returns ``"vN"``.
+        """
+        model_dir = Path(model_dir)
+        version = self._publish(model_dir, _check_model_dir(model_dir), report, None)
+        assert version is not None
+        return version
+
+    def seed(self, seeds: Path | Sequence[Path]) -> str | None:
+        """Publish the packaged versions ``seeds`` (v1, v2, ... in order; folders that exist):
+        the i-th only when the registry holds exactly the i-1 packaged ones before it, so a
+        registry whose history went its own way (its own v1, a retrained v2) is never given a
+        packaged version. The last new version."""
+        seeds = [Path(seeds)] if isinstance(seeds, str | Path) else [Path(s) for s in seeds]
+        present = [s for s in seeds if (s / "config.json").is_file()]
+        published = None
+        for count, seed in enumerate(present):
+            if len(self._numbers()) != count or not all(
+                self._is_seed(f"v{i + 1}", present[i]) for i in range(count)
+            ):
+                continue
+            published = self._publish(seed, _check_model_dir(seed), None, count) or published
+        return published
+
+    def _is_seed(self, version: str, seed: Path) -> bool:
+        """Whether ``version`` was published from the packaged folder ``seed`` (same creation)."""
+        created = (_read_config(seed).get("mammo") or {}).get("created_at")
+        published = (self._version_config(version).get("mammo") or {}).get("created_at")
+        return created is not None and published == created
+
+    def latest(self) -> str | None:
+        """The highest version, or None when the registry is empty."""
+        numbers = self._numbers()
+        return f"v{max(numbers)}" if numbers else None
+
+    def versions(self) -> list[dict]:
+        """v1..vN, each with created_at, published_at, parent, metrics, data and split.
+
+        A version whose config cannot be read is listed with an ``error`` entry, not hidden.
+        """
+        rows = []
+        for number in sorted(self._numbers()):
+            version = f"v{number}"
+            try:
+                rows.append(_summary(version, self._version_config(version)))
+            except RegistryError as error:
+                rows.append({**_summary(version, {}), "error": str(error)})
+        return rows
+
+    def load(self, version: str | None = None) -> Path:
+        """A local folder with ``version``'s files (default: latest). Do not modify it."""
+        return self._fetch(self._resolve(version))
+
+    def pull(self, version: str, out: Path) -> Path:
+        """Copy ``version``'s files into ``out`` (created); never overwrites an existing file."""
+        source = self.load(version)
+        out = Path(out)
+        clashes = [name for name in MODEL_FILES if (out / name).exists()]
+        if clashes:
+            raise RegistryError(f"{out} already holds {clashes}: pull into an empty folder")
+        out.mkdir(parents=True, exist_ok=True)
+        for name in MODEL_FILES:
+            shutil.copyfile(source / name, out / name)
+        return out
+
+    def card(self, version: str) -> str:
+        """The model card (README.md) of ``version``."""
+        return (self.load(version) / "README.md").read_text()
+
+    def record_rejected(self, model_dir: Path, report: dict) -> str:
+        """Keep a rejected candidate and its report under ``models/rejected/<id>``; the id."""
+        model_dir = Path(model_dir)
+        config = _check_model_dir(model_dir)
+        now = utc_now()
+        rejected_id = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        mammo = {**(config.get("mammo") or {}), "report": report, "rejected_at": now.isoformat()}
+        kept = {**config, "mammo": mammo}
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            tmp = self.rejected_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+            tmp.mkdir()
+            try:
+                _copy_synced(model_dir / "model.safetensors", tmp / "model.safetensors")
+                _write_synced(tmp / "config.json", _json_bytes(kept))
+                _write_synced(tmp / "README.md", render_model_card(kept).encode())
+                _write_synced(tmp / "report.json", _json_bytes(report))
+                fsync_dir(tmp)
+                os.rename(tmp, self.rejected_dir / rejected_id)
+                fsync_dir(self.rejected_dir)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return rejected_id
+
+    def rejected(self) -> list[dict]:
+        """Rejected candidates, oldest first: id, rejected_at, report, metrics, path (+ error)."""
+        if not self.rejected_dir.is_dir():
+            return []
+        rows = []
+        for folder in sorted(self.rejected_dir.iterdir()):
+            if folder.name.startswith(TMP_PREFIX) or not folder.is_dir():
+                continue
+            row = {"id": folder.name, "path": str(folder)}
+            try:
+                mammo = _read_config(folder).get("mammo") or {}
+            except RegistryError as error:
+                mammo, row["error"] = {}, str(error)
+            row.update(
+                rejected_at=mammo.get("rejected_at"),
+                report=mammo.get("report"),
+                metrics=_summary(folder.name, {"mammo": mammo})["metrics"],
+            )
+            rows.append(row)
+        return rows
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _resolve(self, version: str | None) -> str:
+        numbers = self._numbers()
+        if version is None:
+            if not numbers:
+                raise RegistryError(
+                    f"the model registry at {self.location} is empty: no version to load. "
+                    "Train one (python -m mammo train ...) and publish it, or ship the packaged "
+                    "seed in mammo/weights/v1."
+                )
+            return f"v{max(numbers)}"
+        if version_number(version) not in numbers:
+            known = ", ".join(f"v{n}" for n in sorted(numbers)) or "none"
+            raise RegistryError(f"no version {version!r} at {self.location} (versions: {known})")
+        return version
+
+    def _lock(self, blocking: bool = True):
+        """Exclusive lock on ``models/.lock`` (threads and processes); yields False if busy."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        return file_lock(self.models_dir / ".lock", blocking)
+
+    def clean(self) -> list[Path]:
+        """Remove temp folders left by a crash (skipped while another publisher holds the lock)."""
+        removed: list[Path] = []
+        with self._lock(blocking=False) as locked:
+            if not locked:
+                return removed
+            for folder in (self.models_dir, self.rejected_dir):
+                if folder.is_dir():
+                    for tmp in folder.glob(f"{TMP_PREFIX}*"):
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        removed.append(tmp)
+        return removed
