@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import PurePath
+
+from huggingface_hub import EvalResult, ModelCardData
 
 from .config import DISCLAIMER
 
-__all__ = ["NOT_RECORDED", "render_model_card"]
+__all__ = ["NOT_RECORDED", "eval_results", "render_model_card"]
 
 NOT_RECORDED = "not recorded"
 
-_FRONT_MATTER = """---
-library_name: timm
-license: apache-2.0
-pipeline_tag: image-classification
-tags:
-- image-classification
-- mammography
-- timm
-- medical-imaging
-- research-only
----"""
+_TAGS = ["image-classification", "mammography", "timm", "medical-imaging", "research-only"]
+# (key in the metrics, model-index metric type, its name on the Hub)
+_INDEXED_METRICS = (
+    ("auc_malignant", "roc_auc", "AUC malignant vs rest"),
+    ("auc_abnormal", "roc_auc", "AUC abnormal vs normal"),
+    ("balanced_accuracy", "balanced_accuracy", "balanced accuracy"),
+    ("accuracy", "accuracy", "accuracy"),
+    ("ece_malignant", "ece", "expected calibration error of P(malignant)"),
+)
 
 _INTENDED_USE = """## Intended use
 
@@ -415,11 +416,44 @@ _VALIDATION = (
 )
 
 
+def _metric_value(metrics: dict, key: str) -> float | None:
+    value = metrics.get(key)
+    value = value.get("auc") if isinstance(value, dict) else value
+    return round(float(value), 4) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def eval_results(mammo: dict) -> list[EvalResult]:
+    """The card's headline figures as ``model-index`` results (the Hub shows them): the
+    cross-validation when there is one, and the evaluation of the split the model records."""
+    sources = (mammo.get("data") or {}).get("sources") or []
+    data = ", ".join(PurePath(str(source)).name for source in sources) or "base data"
+    split = mammo.get("split") if isinstance(mammo.get("split"), dict) else {}
+    evaluations = [(mammo.get("metrics"), split.get("name") or "evaluation")]
+    if mammo.get("cv") and split.get("name") != "cross-validation":  # the estimate to quote: first
+        evaluations.insert(0, (mammo["cv"], "cross-validation"))
+    return [
+        EvalResult(task_type="image-classification", dataset_type=data, dataset_name=f"{data} ({split_name})",
+                   dataset_split=split_name, metric_type=kind, metric_name=name, verified=False,
+                   metric_value=_metric_value(metrics, key))
+        for metrics, split_name in evaluations if metrics
+        for key, kind, name in _INDEXED_METRICS if _metric_value(metrics, key) is not None
+    ]
+
+
+def _front_matter(mammo: dict) -> str:
+    """YAML metadata through ``ModelCardData``, with the ``model-index`` of the figures."""
+    results = eval_results(mammo)
+    data = ModelCardData(library_name="timm", license="apache-2.0", pipeline_tag="image-classification",
+                         tags=_TAGS, model_name=f"mammo {mammo.get('version') or '(unpublished)'}",
+                         eval_results=results or None)
+    return f"---\n{data.to_yaml()}\n---"
+
+
 def render_model_card(config: dict) -> str:
     """The model card (YAML front matter + markdown) for a model folder's ``config.json``."""
     mammo = config.get("mammo") or {}
     sections = [
-        _FRONT_MATTER,
+        _front_matter(mammo),
         _title(mammo),
         _intended_use(mammo),
         _labels_section(config),

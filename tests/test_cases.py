@@ -23,6 +23,7 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from huggingface_hub import DatasetCard
 from PIL import Image, PngImagePlugin
 
 from mammo import imaging
@@ -370,8 +371,11 @@ def test_hub_append_is_readable_with_load_dataset(hub_env) -> None:
     assert len(repo_shards(server)) == 1
     assert not (settings().home / "cases").exists()
     card = server.read(REPO, "README.md").decode()
-    assert "license: cc-by-4.0" in card and "not a medical device" in card
-    assert "dataset_info" not in card
+    assert "not a medical device" in card
+    meta = DatasetCard(card).data  # read as the Hub reads it
+    assert meta.license == "cc-by-4.0" and meta.task_categories == ["image-classification"]
+    assert "mammography" in meta.tags and meta.pretty_name == "mammo contributed cases"
+    assert "dataset_info" not in card and "configs" not in meta.to_dict()
 
 
 def test_hub_down_then_back_delivers_the_queued_case_once(hub_env) -> None:

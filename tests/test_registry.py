@@ -21,8 +21,9 @@ import pytest
 import timm
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from timm.models._hub import save_for_hf
+from timm.models import save_for_hf
 
 from mammo.config import DISCLAIMER, settings
 from mammo.model_card import NOT_RECORDED, render_model_card
@@ -35,6 +36,8 @@ from mammo.store.registry import (
 )
 
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LABELS = ["normal", "benign", "malignant"]
 REPO = "mammo-tester/mammo-model"
@@ -379,6 +382,23 @@ def test_model_card_from_full_config(seed_dir: Path) -> None:
     assert '"auc_malignant": 0.8' in card and "fpr" not in card  # curves left out of the card
     assert "Excerpta Medica, International Congress Series 1069, pp375-378" in card
     assert NOT_RECORDED not in card
+
+
+def test_model_card_carries_a_model_index_the_hub_reads() -> None:
+    config = json.loads((ROOT / "mammo" / "weights" / "v2" / "config.json").read_text())
+    mammo = config["mammo"]
+    results = ModelCard(render_model_card(config)).data.eval_results  # parsed as the Hub parses it
+    figures = {(r.dataset_split, r.metric_name): r.metric_value for r in results}
+    assert figures[("cross-validation", "AUC malignant vs rest")] == round(mammo["cv"]["auc_malignant"], 4)
+    abnormal = mammo["cv"]["auc_abnormal"]["auc"]
+    assert figures[("cross-validation", "AUC abnormal vs normal")] == round(abnormal, 4)
+    assert figures[("holdout", "AUC malignant vs rest")] == round(mammo["metrics"]["auc_malignant"], 4)
+    assert figures[("holdout", "expected calibration error of P(malignant)")] == round(
+        mammo["metrics"]["ece_malignant"], 4)
+    assert results[0].dataset_split == "cross-validation"  # the estimate to quote comes first
+    assert {r.dataset_name for r in results} == {"mias1024 (cross-validation)", "mias1024 (holdout)"}
+    assert not any(r.verified for r in results)
+    assert ModelCard(render_model_card({})).data.eval_results is None  # nothing measured: no index
 
 
 def test_model_card_missing_fields_say_not_recorded() -> None:
