@@ -20,7 +20,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .data import Example
-from .imaging import read_image
 from .metrics import cross_fitted_rates, cross_fitted_thresholds, evaluate_predictions, pick_threshold
 from .preprocess import PreprocessConfig, prepare
 
@@ -47,7 +46,7 @@ def _square_features(square: np.ndarray) -> np.ndarray:
 def film_features(examples: Sequence[Example], preprocess: PreprocessConfig, min_side: int) -> np.ndarray:
     """(n, features) for the films, read and prepared as the model reads them (at 64 px)."""
     small = replace(preprocess, image_size=_SIDE)
-    return np.stack([_square_features(prepare(read_image(e.source, min_side=min_side), small)[0])
+    return np.stack([_square_features(prepare(e.read(min_side), small)[0])
                      for e in examples])
 
 

@@ -21,6 +21,7 @@ from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .preprocess import PreprocessConfig, prepare, to_tensor
 
 __all__ = [
+    "CaseImage",
     "Example",
     "SplitSpec",
     "IMAGE_SUFFIXES",
@@ -31,23 +32,44 @@ __all__ = [
     "split_by_patient",
     "PreparedImages",
     "augmenter",
+    "IN_MEMORY_BYTES",
     "pixel_hashes",
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp", ".dcm"})
 # Known labels in order of severity; any other label follows, alphabetically.
 _SEVERITY = ("normal", "normal_or_benign", "benign", "malignant")
+# Prepared training squares are kept in memory up to this size in all; beyond it each is prepared
+# again when a batch needs it (a store of many cases never sits decoded in memory).
+IN_MEMORY_BYTES = 512 * 2**20
+
+
+@dataclass(frozen=True, eq=False)
+class CaseImage:
+    """A case's image left in the case dataset (Arrow, memory-mapped) until it is read."""
+
+    cases: datasets.Dataset  # with an undecoded image column
+    row: int
+
+    def encoded(self) -> bytes:
+        image = self.cases[self.row]["image"]
+        return image["bytes"] if image["bytes"] is not None else Path(image["path"]).read_bytes()
 
 
 @dataclass(frozen=True)
 class Example:
     """One labelled image: where its bytes are, its label, and its patient (or image) group."""
 
-    source: str | bytes
+    source: str | bytes | CaseImage
     label: str
     group: str
     name: str
     metadata: dict = field(default_factory=dict, compare=False)
+
+    def read(self, min_side: int = MIN_SIDE) -> np.ndarray:
+        """The image as a grey array in [0, 1] (decoded now)."""
+        source = self.source.encoded() if isinstance(self.source, CaseImage) else self.source
+        return read_image(source, min_side=min_side)
 
 
 @dataclass(frozen=True)
@@ -115,16 +137,19 @@ def read_folder(root: Path) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns, features=features)
 
 
-def _examples(dataset: datasets.Dataset, group_key: str | None, name_key: str) -> list[Example]:
+def _examples(dataset: datasets.Dataset, group_key: str | None, name_key: str,
+              lazy: bool = False) -> list[Example]:
+    """Examples of a dataset's rows; ``lazy``: images stay in the dataset until read (:class:`CaseImage`)."""
     names = dataset.features["label"].names
-    rows = dataset.cast_column("image", datasets.Image(decode=False))
+    images = dataset.cast_column("image", datasets.Image(decode=False))
     out = []
-    for row in rows:
-        image = row.pop("image")
+    for index, row in enumerate(images.remove_columns("image") if lazy else images):
+        image = CaseImage(images, index) if lazy else row.pop("image")
+        source = image if lazy else image["bytes"] or image["path"]
         label = names[row.pop("label")]
         name = str(row.get(name_key))
         group = row.get(group_key) if group_key else None
-        out.append(Example(image["bytes"] or image["path"], label, str(group or name), name, row))
+        out.append(Example(source, label, str(group or name), name, row))
     return out
 
 
@@ -136,10 +161,11 @@ def folder_examples(root: Path) -> list[Example]:
 
 
 def case_examples(cases: datasets.Dataset) -> list[Example]:
-    """Submitted cases (one group each: submissions carry no patient identifier)."""
+    """Submitted cases (one group each: submissions carry no patient identifier); their images stay
+    in the (memory-mapped) dataset until a batch reads them."""
     if len(cases) == 0:
         return []
-    return _examples(cases, None, "case_id")
+    return _examples(cases, None, "case_id", lazy=True)
 
 
 def split_by_patient(examples: Sequence[Example], spec: SplitSpec) -> dict[str, list[Example]]:
@@ -175,7 +201,11 @@ def augmenter(orient: bool, vertical_flip: bool = True) -> v2.Compose:
 
 
 class PreparedImages(torch.utils.data.Dataset):
-    """Examples decoded and prepared once, kept in memory; normalised (and augmented) on access.
+    """Examples prepared for the model (crop, orient, resize); normalised (and augmented) on access.
+
+    Prepared squares are kept in memory when they all fit in :data:`IN_MEMORY_BYTES` (decoded once);
+    otherwise each is read and prepared again whenever a batch needs it, so a large case store is
+    never held decoded in memory.
 
     Args:
         examples: the labelled images.
@@ -185,6 +215,8 @@ class PreparedImages(torch.utils.data.Dataset):
         std: normalisation std.
         augment: random augmentation for training (:func:`augmenter`); None for none.
         min_side: smallest accepted image side (lowered for small benchmark images).
+        keep_in_memory: force (True) or forbid (False) keeping the prepared squares; None decides
+            by their size.
     """
 
     def __init__(
@@ -196,23 +228,28 @@ class PreparedImages(torch.utils.data.Dataset):
         std: tuple[float, ...],
         augment: v2.Transform | None = None,
         min_side: int = MIN_SIDE,
+        keep_in_memory: bool | None = None,
     ) -> None:
         unknown = {e.label for e in examples} - set(labels)
         if unknown:
             raise ValueError(f"labels {sorted(unknown)} are not in the model's labels {list(labels)}")
+        self.examples, self.preprocess, self.min_side = list(examples), preprocess, min_side
         self.targets = torch.tensor([list(labels).index(e.label) for e in examples])
-        self.squares = [
-            torch.from_numpy(prepare(read_image(e.source, min_side=min_side), preprocess)[0])[None]
-            for e in examples
-        ]
+        if keep_in_memory is None:
+            keep_in_memory = len(examples) * 4 * preprocess.image_size**2 <= IN_MEMORY_BYTES
+        self.squares = [self._prepare(i) for i in range(len(examples))] if keep_in_memory else None
         self.mean, self.std = mean, std
         self.augment = augment
 
+    def _prepare(self, index: int) -> torch.Tensor:
+        grey = self.examples[index].read(self.min_side)
+        return torch.from_numpy(prepare(grey, self.preprocess)[0])[None]
+
     def __len__(self) -> int:
-        return len(self.squares)
+        return len(self.examples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        square = self.squares[index]
+        square = self.squares[index] if self.squares is not None else self._prepare(index)
         if self.augment is not None:
             square = self.augment(square).clamp(0, 1)
         return to_tensor(square[0].numpy(), self.mean, self.std), self.targets[index]
@@ -220,4 +257,4 @@ class PreparedImages(torch.utils.data.Dataset):
 
 def pixel_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> list[str]:
     """Sorted SHA-256 of each example's pixels, computed as the Predictor hashes an upload."""
-    return sorted({sha256_of_pixels(read_image(e.source, min_side=min_side)) for e in examples})
+    return sorted({sha256_of_pixels(e.read(min_side)) for e in examples})

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Example
-from .imaging import MIN_SIDE, read_image
+from .imaging import MIN_SIDE
 from .preprocess import PreprocessConfig, prepare, to_prepared
 
 __all__ = ["Lesion", "PatchConfig", "lesions", "PatchFilms"]
@@ -84,7 +84,7 @@ class PatchFilms:
         self.labels, self.patch, self.size = list(labels), patch, preprocess.image_size
         squares, self.marks, self.targets = [], [], []
         for example in examples:
-            grey = read_image(example.source, min_side=min_side)
+            grey = example.read(min_side)
             square, geometry = prepare(grey, preprocess)
             found = lesions(example.metadata)
             scale = self.size / geometry.side

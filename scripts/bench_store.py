@@ -6,7 +6,8 @@ For each size, fills a fresh local store with that many small synthetic cases (4
 images, labels in turn; appended in batches, as `cases import` does), then times on the full
 store: 30 single submits (p50/p95), `counts()` (the totals the app shows), `recent(20)`, fetching
 one case's PNG (30 random cases, p50/p95), and the start of training: reading every case as the
-retrain does (`case_examples(store.load())`) and preparing its first batch of 16. Prints one table
+retrain does (`case_examples(store.load())`, images left in the memory-mapped dataset), the
+training set over all of them at 512 px (as v2's recipe) and its first shuffled batch of 16. Prints one table
 with the sizes side by side and the resident memory (peak RSS of this process after each size).
 Targets (issue 11): submit p50 at the largest size within 1.5x of the smallest; one case <= 50 ms;
 memory to start training <= 1 GB at 100 000.
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,7 +76,8 @@ def bench(size: int, folder: Path, batch: int) -> dict:
         fetches.append(time.perf_counter() - t)
     t = time.perf_counter()
     examples = case_examples(store.load())
-    PreparedImages(examples[:16], LABELS, PreprocessConfig(image_size=64), (0.5,), (0.5,), min_side=32)
+    images = PreparedImages(examples, LABELS, PreprocessConfig(image_size=512), (0.5,), (0.5,), min_side=32)
+    next(iter(DataLoader(images, batch_size=16, shuffle=True)))
     training_s = time.perf_counter() - t
     store.close()
     return {"cases": size + 30, "fill (s)": fill_s, "submit p50/p95 (ms)": _ms(submits),

@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mammo.cli import resolve_model  # noqa: E402
 from mammo.data import Example, SplitSpec, folder_examples, split_by_patient  # noqa: E402
 from mammo.explain import GRAD_CAM, LESION_MAP  # noqa: E402
-from mammo.imaging import read_image  # noqa: E402
 from mammo.patches import lesions  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
 from mammo.preprocess import breast_region  # noqa: E402
@@ -88,7 +87,7 @@ def pointing_game(films: Iterator[tuple[Example, Predictor]], methods: list[str]
         marks = lesions(example.metadata)
         if example.label == "normal" or not marks:
             continue
-        grey = read_image(example.source)
+        grey = example.read()
         margin = margin_share * max(grey.shape)
         yy, xx = np.mgrid[0 : grey.shape[0], 0 : grey.shape[1]]
         discs = np.zeros(grey.shape, dtype=bool)

@@ -11,9 +11,12 @@ from PIL import Image
 from synthetic import synthetic_mammogram
 
 from mammo.data import (
+    IN_MEMORY_BYTES,
+    CaseImage,
     PreparedImages,
     SplitSpec,
     augmenter,
+    case_examples,
     folder_examples,
     label_order,
     read_folder,
@@ -105,3 +108,23 @@ def test_split_spec_from_a_model_config() -> None:
     assert SplitSpec.from_model_config(recorded) == SplitSpec(0.2, 0.1, 7)
     assert SplitSpec.from_model_config({"mammo": {"split": {"name": "validation"}}}) is None
     assert SplitSpec.from_model_config({}) is None
+
+
+def test_case_images_stay_in_the_store_until_read_and_prepare_alike(tmp_path) -> None:
+    from mammo.store import CaseStore
+
+    labels = ["normal", "benign", "malignant"]
+    greys = [synthetic_mammogram(64 + 8 * i, 48) for i in range(6)]  # distinct sizes: no duplicates
+    with CaseStore(labels, tmp_path / "cases") as store:
+        store.append_many([(grey, labels[i % 3], None) for i, grey in enumerate(greys)])
+        examples = case_examples(store.load())
+    assert all(isinstance(e.source, CaseImage) for e in examples)  # no image bytes held per example
+    assert sorted(e.read().shape for e in examples) == sorted(g.shape for g in greys)
+    config = PreprocessConfig(32)
+    kept = PreparedImages(examples, labels, config, (0.5,), (0.5,), keep_in_memory=True)
+    streamed = PreparedImages(examples, labels, config, (0.5,), (0.5,), keep_in_memory=False)
+    assert kept.squares is not None and streamed.squares is None
+    for index in range(len(examples)):
+        assert torch.equal(kept[index][0], streamed[index][0]) and kept[index][1] == streamed[index][1]
+    big = PreprocessConfig(int((IN_MEMORY_BYTES / 4 / len(examples)) ** 0.5) + 1)  # just over the budget
+    assert PreparedImages(examples, labels, big, (0.5,), (0.5,)).squares is None
