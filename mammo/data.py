@@ -143,7 +143,7 @@ def _examples(dataset: datasets.Dataset, group_key: str | None, name_key: str,
     names = dataset.features["label"].names
     images = dataset.cast_column("image", datasets.Image(decode=False))
     out = []
-    for index, row in enumerate(images.remove_columns("image") if lazy else images):
+    for index, row in enumerate((images.remove_columns("image") if lazy else images).to_list()):
         image = CaseImage(images, index) if lazy else row.pop("image")
         source = image if lazy else image["bytes"] or image["path"]
         label = names[row.pop("label")]
