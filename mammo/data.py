@@ -245,11 +245,20 @@ class PreparedImages(torch.utils.data.Dataset):
         grey = self.examples[index].read(self.min_side)
         return torch.from_numpy(prepare(grey, self.preprocess)[0])[None]
 
+    def square(self, index: int) -> torch.Tensor:
+        """The prepared image ``index`` as a (1, S, S) tensor in [0, 1], before normalising."""
+        return self.squares[index] if self.squares is not None else self._prepare(index)
+
+    def stack(self, indices: Sequence[int]) -> torch.Tensor:
+        """The prepared images ``indices`` (repeats allowed) as a (B, 1, S, S) tensor, each read once."""
+        unique = {index: self.square(index) for index in dict.fromkeys(indices)}
+        return torch.stack([unique[index] for index in indices])
+
     def __len__(self) -> int:
         return len(self.examples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        square = self.squares[index] if self.squares is not None else self._prepare(index)
+        square = self.square(index)
         if self.augment is not None:
             square = self.augment(square).clamp(0, 1)
         return to_tensor(square[0].numpy(), self.mean, self.std), self.targets[index]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Example
+from .data import Example, PreparedImages
 from .imaging import MIN_SIDE
 from .preprocess import PreprocessConfig, prepare, to_prepared
 
@@ -66,7 +66,8 @@ def lesions(metadata: dict) -> list[Lesion]:
 
 
 class PatchFilms:
-    """Films prepared once (in memory) with their breast masks and lesions in prepared pixels.
+    """Films prepared as for prediction (:class:`~mammo.data.PreparedImages`: in memory while they
+    fit, else prepared when a batch needs them) with their lesions in prepared pixels.
 
     Args:
         examples: labelled films; lesion marks come from their metadata.
@@ -82,19 +83,27 @@ class PatchFilms:
             raise ValueError(f"the patch recipe needs {NORMAL!r} as the first class (background "
                              f"patches); labels are {list(labels)}")
         self.labels, self.patch, self.size = list(labels), patch, preprocess.image_size
-        squares, self.marks, self.targets = [], [], []
+        self.films = PreparedImages(examples, labels, preprocess, (0.0,), (1.0,), min_side=min_side)
+        self.targets = self.films.targets.tolist()
+        self.marks: list[list[Lesion]] = []
         for example in examples:
-            grey = example.read(min_side)
-            square, geometry = prepare(grey, preprocess)
             found = lesions(example.metadata)
+            if not found:  # nothing to place: the film need not be read here
+                self.marks.append([])
+                continue
+            geometry = prepare(example.read(min_side), preprocess)[1]
             scale = self.size / geometry.side
             centres = to_prepared(np.array([(m.x, m.y) for m in found]), geometry, self.size)
             self.marks.append([Lesion(float(x), float(y), m.radius * scale)
                                for (x, y), m in zip(centres, found, strict=True)])
-            squares.append(torch.from_numpy(square))
-            self.targets.append(self.labels.index(example.label))
-        self.squares = torch.stack(squares)[:, None]  # (N, 1, S, S) in [0, 1]
-        self.breast = self.squares[:, 0] > 0.02  # prepared films are zero outside the breast
+
+    def squares(self, films: Sequence[int]) -> torch.Tensor:
+        """The prepared films ``films`` as (B, 1, S, S) in [0, 1] (zero outside the breast)."""
+        return self.films.stack(films)
+
+    def breast(self, film: int) -> torch.Tensor:
+        """(S, S) bool: where the prepared film is breast (it is zero outside)."""
+        return self.films.square(film)[0] > 0.02
 
     def away_from_marks(self, film: int, x: float, y: float) -> bool:
         """True when a patch centred at (x, y) holds none of the film's marked lesions' centres."""
@@ -108,7 +117,7 @@ class PatchFilms:
 
     def _background_centres(self, film: int, count: int, rng: np.random.Generator) -> list[tuple]:
         """Up to ``count`` random centres inside the breast, away from every marked lesion."""
-        rows, cols = np.nonzero(self.breast[film].numpy())
+        rows, cols = np.nonzero(self.breast(film).numpy())
         if rows.size == 0:
             return []
         out = []
@@ -156,5 +165,5 @@ class PatchFilms:
                          y / size * 2 - 1], dim=1),
         ], dim=1)
         grid = F.affine_grid(theta, [len(rows), 1, p, p], align_corners=False)
-        return F.grid_sample(self.squares[film], grid, mode="bilinear", padding_mode="zeros",
+        return F.grid_sample(self.squares(film.tolist()), grid, mode="bilinear", padding_mode="zeros",
                              align_corners=False)

@@ -375,7 +375,7 @@ def _hard_negatives(model: FilmModel, films: PatchFilms, per_film: int,
     with torch.inference_mode():
         for start in range(0, len(candidates), 8):
             index = candidates[start : start + 8]
-            x = ((films.squares[index] - norm[0]) / norm[1]).to(next(model.parameters()).device)
+            x = ((films.squares(index) - norm[0]) / norm[1]).to(next(model.parameters()).device)
             features = model.forward_features(x)
             lesion = model.lesion_map(features, model.positions(x, features))
             cell = films.size / lesion.shape[-1]

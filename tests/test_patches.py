@@ -43,7 +43,7 @@ def test_marks_follow_crop_flip_and_resize(tmp_path, right: bool) -> None:
     example = film_with_lesion(tmp_path, right, x, 200)
     films = PatchFilms([example], LABELS, PreprocessConfig(image_size=128), PatchConfig(size=32))
     (mark,) = films.marks[0]
-    square = films.squares[0, 0].numpy()
+    square = films.squares([0])[0, 0].numpy()
     assert square[round(mark.y), round(mark.x)] > 0.95  # the disc is where the mark says
     assert 2 < mark.radius < 12  # scaled down with the film
     assert mark.x < 64  # oriented: the breast (and this lesion near its chest wall) is on the left
@@ -59,7 +59,7 @@ def test_plan_centres_lesion_and_background_patches(tmp_path) -> None:
     assert len(lesion) == 6 and len(background) == 5
     assert all(math.hypot(r[1] - mark.x, r[2] - mark.y) <= mark.radius * math.sqrt(2) + 1e-6 for r in lesion)
     assert all(math.hypot(r[1] - mark.x, r[2] - mark.y) > mark.radius + 16 for r in background)
-    assert all(films.breast[0, int(r[2]), int(r[1])] for r in background)
+    assert all(films.breast(0)[int(r[2]), int(r[1])] for r in background)
     assert ((plan[:, 3] >= 0.8) & (plan[:, 3] <= 1.25)).all()
 
 
@@ -70,7 +70,7 @@ def test_cut_is_exact_without_zoom_or_rotation(tmp_path) -> None:
     patch = films.cut(rows)
     assert patch.shape == (1, 1, 32, 32)
     # centre (40, 50): the patch's pixels are the film's pixels 24..55 x 34..65
-    assert torch.allclose(patch[0, 0], films.squares[0, 0, 34:66, 24:56], atol=1e-5)
+    assert torch.allclose(patch[0, 0], films.squares([0])[0, 0, 34:66, 24:56], atol=1e-5)
     mirrored = films.cut(rows, flip=np.array([True]))
     assert torch.allclose(mirrored[0, 0], patch[0, 0].flip(-1), atol=1e-5)
 
