@@ -149,7 +149,8 @@ def _examples(dataset: datasets.Dataset, group_key: str | None, name_key: str,
         label = names[row.pop("label")]
         name = str(row.get(name_key))
         group = row.get(group_key) if group_key else None
-        out.append(Example(source, label, str(group or name), name, row))
+        metadata = {key: value for key, value in row.items() if value is not None}  # small per case
+        out.append(Example(source, label, str(group or name), name, metadata))
     return out
 
 
