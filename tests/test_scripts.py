@@ -105,6 +105,11 @@ def test_store_benchmark_smoke(tmp_path: Path) -> None:
                 timeout=300)
     assert done.returncode == 0, done.stderr
     assert "| measure | 50 cases | 80 cases |" in done.stdout
-    rows = ("submit p50/p95 (ms)", "one case p50/p95 (ms)", "to first training batch (s)", "peak RSS (MB)")
+    rows = ("submit p50/p95 (ms)", "one case p50/p95 (ms)", "to first training batch (s)",
+            "new process: RSS after imports (MB)", "new process: peak RSS to first batch (MB)")
     assert all(f"| {row} |" in done.stdout for row in rows)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("| new process: peak RSS"))
+    after_imports = next(line for line in done.stdout.splitlines() if "RSS after imports" in line)
+    assert all(float(peak) >= float(imports) > 100 for peak, imports in  # measured, not made up
+               zip(line.split("|")[2:4], after_imports.split("|")[2:4], strict=True))
     assert len(list((tmp_path / "store-50" / "data").glob("*.parquet"))) == 5 + 30  # 5 batches, 30 submits
