@@ -239,13 +239,3 @@ def _http_status(error: BaseException) -> int | None:
             return current.response.status_code
         current = current.__cause__
     return None
-
-
-def _http_status(error: BaseException) -> int | None:
-    """HTTP status of the Hub error behind ``error`` (searched along its causes), if any."""
-    current: BaseException | None = error
-    while current is not None:
-        if isinstance(current, HfHubHTTPError) and current.response is not None:
-            return current.response.status_code
-        current = current.__cause__
-    return None
