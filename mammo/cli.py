@@ -80,13 +80,15 @@ def _train(args: argparse.Namespace) -> int:
         bar.reset()
 
     command = "python -m mammo " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    main = is_main_process()  # under a distributed launch only the main process reports
     mammo = train_to_folder(
-        args.data, args.out, config, val=args.val, split=split, progress=progress, step=step,
+        args.data, args.out, config, val=args.val, split=split, progress=progress if main else None,
+        step=step,
         command=command, cv_folds=args.cv, workers=args.workers, keep_models=args.keep_models,
         cv_from=args.cv_from,
     )
     bar.close()
-    if not is_main_process():  # a distributed launch: the main process reports
+    if not main:
         return 0
     report = {"out": str(args.out), "metrics_on": mammo["split"]["metrics_on"],
               "metrics": _brief(mammo["metrics"])}
@@ -107,10 +109,11 @@ def _cv(args: argparse.Namespace) -> int:
     def on_fold(result) -> None:
         print(f"fold {result.fold + 1}/{args.folds} done", file=sys.stderr)
 
-    summary = cross_validate(examples, labels, config, folds=args.folds, seed=args.seed,
-                             workers=args.workers, keep_models=args.keep_models, on_fold=on_fold)
+    main = is_main_process()  # under a distributed launch only the main process writes and reports
+    summary = cross_validate(examples, labels, config, folds=args.folds, seed=args.seed, workers=args.workers,
+                             keep_models=args.keep_models, on_fold=on_fold if main else None)
     summary["data"] = [str(folder) for folder in args.data]
-    if not is_main_process():  # a distributed launch: the main process writes and reports
+    if not main:
         return 0
     if args.oof_out:
         args.oof_out.write_text(json.dumps(summary["oof"]) + "\n")
@@ -148,11 +151,19 @@ def _retrain(args: argparse.Namespace) -> int:
             print(f"{fraction:4.0%} {message}", file=sys.stderr)
 
         summary = service.retrain(options, user=user, progress=progress)
+        # a Job's disk goes with it: the audit events must reach the dataset repo before it ends
+        outbox = service.cases.outbox
+        delivered = outbox is None or outbox.wait_until_delivered(timeout=300)
     finally:
         service.close()
     keys = ("promoted", "reason", "version", "rejected_id", "current_version", "cases_used", "split")
     print(json.dumps({**{k: summary[k] for k in keys}, "candidate": _brief(summary["candidate_metrics"]),
                       "current": _brief(summary["current_metrics"])}, indent=2))
+    if not delivered:
+        print(f"error: files are still waiting in the outbox {outbox.root} (the Hub did not take them "
+              "within 5 minutes); they are sent when mammo next starts with this MAMMO_HOME",
+              file=sys.stderr)
+        return 1
     return 0
 
 

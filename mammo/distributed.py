@@ -11,22 +11,31 @@ computed by every process alike and only the main process writes files or prints
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import gather_object
+from accelerate.utils import broadcast_object_list, gather_object
 
-__all__ = ["ShareRecord", "accelerator", "is_main_process", "processes", "record_shares", "sync_buffers"]
+T = TypeVar("T")
+
+__all__ = ["ShareRecord", "accelerator", "from_main", "is_main_process", "processes", "record_shares",
+           "sync_buffers"]
+
+
+def _cpu_only() -> bool:
+    """No GPU here: processes of a launch then train over gloo on CPUs."""
+    return not torch.cuda.is_available()
 
 
 def accelerator(grad_accum: int = 1) -> Accelerator:
     """The accelerator of one training run: the launcher's processes (DDP over CPUs when no GPU is
     present), its mixed precision, and ``grad_accum`` batches per optimiser step."""
-    return Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=grad_accum)
+    return Accelerator(cpu=_cpu_only(), gradient_accumulation_steps=grad_accum)
 
 
 def _state() -> PartialState:
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=_cpu_only())
 
 
 def is_main_process() -> bool:
@@ -82,3 +91,13 @@ def sync_buffers(acc: Accelerator, model: torch.nn.Module) -> None:
     if acc.num_processes > 1:
         for buffer in model.buffers():
             torch.distributed.broadcast(buffer, src=0)
+
+
+def from_main(acc: Accelerator, value: T) -> T:
+    """The main process's ``value`` in every process (a collective call), so that a decision taken on
+    floating-point results (early stopping, mined hard negatives) is the same everywhere."""
+    if acc.num_processes == 1:
+        return value
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]

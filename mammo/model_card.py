@@ -7,6 +7,7 @@ Data-driven: every number and name comes from the config; a missing field is sho
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import PurePath
 
@@ -417,27 +418,40 @@ _VALIDATION = (
 
 
 def _metric_value(metrics: dict, key: str) -> float | None:
+    """A finite figure (``auc_abnormal`` is ``{auc, ci95}``), rounded; None when there is none."""
     value = metrics.get(key)
     value = value.get("auc") if isinstance(value, dict) else value
-    return round(float(value), 4) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return round(float(value), 4)
+
+
+def _data_name(source: object) -> str:
+    """A data source's name: ``OWNER/NAME`` for a Hub dataset in the Hub cache, else the folder's."""
+    path = PurePath(str(source))
+    cached = [part for part in path.parts if part.startswith("datasets--")]
+    return cached[0].removeprefix("datasets--").replace("--", "/") if cached else path.name
 
 
 def eval_results(mammo: dict) -> list[EvalResult]:
     """The card's headline figures as ``model-index`` results (the Hub shows them): the
     cross-validation when there is one, and the evaluation of the split the model records."""
     sources = (mammo.get("data") or {}).get("sources") or []
-    data = ", ".join(PurePath(str(source)).name for source in sources) or "base data"
+    data = ", ".join(_data_name(source) for source in sources) or "base data"
     split = mammo.get("split") if isinstance(mammo.get("split"), dict) else {}
     evaluations = [(mammo.get("metrics"), split.get("name") or "evaluation")]
     if mammo.get("cv") and split.get("name") != "cross-validation":  # the estimate to quote: first
         evaluations.insert(0, (mammo["cv"], "cross-validation"))
-    return [
-        EvalResult(task_type="image-classification", dataset_type=data, dataset_name=f"{data} ({split_name})",
-                   dataset_split=split_name, metric_type=kind, metric_name=name, verified=False,
-                   metric_value=_metric_value(metrics, key))
-        for metrics, split_name in evaluations if metrics
-        for key, kind, name in _INDEXED_METRICS if _metric_value(metrics, key) is not None
-    ]
+    results = []
+    for metrics, split_name in evaluations:
+        for key, kind, name in _INDEXED_METRICS:
+            value = _metric_value(metrics or {}, key)
+            if value is not None:
+                results.append(EvalResult(task_type="image-classification", dataset_type=data,
+                                          dataset_name=f"{data} ({split_name})", dataset_split=split_name,
+                                          metric_type=kind, metric_name=name, metric_value=value,
+                                          verified=False))
+    return results
 
 
 def _front_matter(mammo: dict) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from .data import Example, PreparedImages, augmenter
-from .distributed import ShareRecord, accelerator, record_shares, sync_buffers
+from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
 from .film import FilmModel, HeadConfig, raw_scores
 from .imaging import MIN_SIDE
 from .metrics import evaluate_predictions
@@ -193,13 +194,22 @@ def _val_scores(model: nn.Module, images: PreparedImages, labels: Sequence[str],
     return probs, _stopping_score(metrics), metrics["accuracy"]
 
 
-def _optimiser(model: nn.Module, config: TrainConfig, batches: int):
-    """AdamW with a cosine schedule over ``batches`` (all processes' batches together; accelerate
-    steps a prepared schedule once per process at each optimiser step)."""
+def _optimiser(model: nn.Module, config: TrainConfig, batches_per_process: int, processes: int):
+    """AdamW with a cosine schedule over the whole run: each process takes ``batches_per_process``
+    batches an epoch, and accelerate steps a prepared schedule once per process at each optimiser
+    step (every ``grad_accum`` batches)."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = int(np.ceil(batches / config.grad_accum))
+    steps = config.epochs * processes * int(np.ceil(batches_per_process / config.grad_accum))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
     return optimiser, schedule
+
+
+def _validate(model: nn.Module, images: PreparedImages, labels: Sequence[str], batch_size: int,
+              loss_fn: nn.Module, device: torch.device) -> tuple[float | None, float, float]:
+    """The early-stopping score (AUC), loss and accuracy of ``model`` on validation images."""
+    probs, score, accuracy = _val_scores(model, images, labels, batch_size)
+    log_probs = torch.log(torch.from_numpy(probs).clamp_min(1e-8)).to(device)
+    return score, float(loss_fn(log_probs, images.targets.to(device))), accuracy
 
 
 def _step(acc, model, optimiser, schedule, loss_fn, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -247,8 +257,9 @@ def fit(
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     loader = DataLoader(_Indexed(train_images), batch_size=config.batch_size, shuffle=True,
                         generator=generator, drop_last=len(train_images) > config.batch_size)
-    optimiser, schedule = _optimiser(model, config, config.epochs * len(loader))
-    trained, optimiser, loader, schedule = acc.prepare(model, optimiser, loader, schedule)
+    loader = acc.prepare(loader)  # this process's share of the batches
+    optimiser, schedule = _optimiser(model, config, len(loader), acc.num_processes)
+    trained, optimiser, schedule = acc.prepare(model, optimiser, schedule)
     history: list[EpochLog] = []
     best_state, best_score, best_epoch = None, -np.inf, 0
     seen: list[int] = []
@@ -264,10 +275,10 @@ def fit(
         sync_buffers(acc, model)
         val_loss = score = accuracy = None
         improved = val_images is None
-        if val_images is not None:
-            probs, score, accuracy = _val_scores(model, val_images, labels, config.batch_size)
-            log_probs = torch.log(torch.from_numpy(probs).clamp_min(1e-8)).to(acc.device)
-            val_loss = float(loss_fn(log_probs, val_images.targets.to(acc.device)))
+        if val_images is not None:  # scored by the main process: every process takes its decisions
+            measured = (_validate(model, val_images, labels, config.batch_size, loss_fn, acc.device)
+                        if acc.is_main_process else None)
+            score, val_loss, accuracy = from_main(acc, measured)
             ranked = score if score is not None else -val_loss
             improved = ranked > best_score
             if improved:
@@ -309,10 +320,10 @@ def fit_patches(
     if not (first[:, 5] != labels.index("normal")).any():
         raise ValueError("the patch recipe needs films with marked lesions (lesion_x, lesion_y, "
                          "lesion_radius in metadata.csv); use the film recipe for data without them")
-    batches = int(np.ceil(len(first) / config.batch_size))
     weights = _class_weights(torch.as_tensor(first[:, 5]).long(), len(labels)).to(acc.device)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
-    optimiser, schedule = _optimiser(net, config, config.epochs * batches)
+    rounds = len(_process_batches(len(first), config.batch_size, acc.num_processes)[0])
+    optimiser, schedule = _optimiser(net, config, rounds, acc.num_processes)
     trained, optimiser, schedule = acc.prepare(net, optimiser, schedule)
     jitter = v2.ColorJitter(brightness=0.15, contrast=0.15)
     val_images = (PreparedImages(val, labels, config.preprocess, (mean,), (std,), min_side=config.min_side)
@@ -323,27 +334,28 @@ def fit_patches(
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         if epoch > 1:
-            hard = _hard_negatives(FilmModel(net, config.head), films, config.hard_negatives, (mean, std))
-            plan = films.sample(rng, hard)
+            mined = (_hard_negatives(FilmModel(net, config.head).to(acc.device), films, config.hard_negatives,
+                                     (mean, std)) if acc.is_main_process else None)
+            plan = films.sample(rng, from_main(acc, mined))  # the same plan on every process
         trained.train()
         order = rng.permutation(len(plan))  # the same on every process: each takes its own batches
-        mine = _process_batches(len(order), config.batch_size, acc.num_processes)[acc.process_index]
+        mine = Counter(_process_batches(len(order), config.batch_size, acc.num_processes)[acc.process_index])
         losses = []
         for start in range(0, len(order), config.batch_size):
             items = order[start : start + config.batch_size]
             flip = rng.random(len(items)) < 0.5  # drawn for every batch: rng stays the same everywhere
-            for _ in range(mine.count(start)):
+            for _ in range(mine[start]):
                 rows = plan[items]
                 x = (jitter(films.cut(rows, flip=flip)).clamp(0, 1) - mean) / std
                 y = torch.as_tensor(rows[:, 5]).long().to(acc.device)
                 losses.append(_step(acc, trained, optimiser, schedule, loss_fn, x.to(acc.device), y))
                 seen += items.tolist() if epoch == 1 else []
                 if step:
-                    step(len(losses), len(mine))
+                    step(len(losses), mine.total())
         sync_buffers(acc, net)
         score = accuracy = None
         if val_images is not None:
-            _, score, accuracy = _val_scores(FilmModel(net, config.head), val_images, labels,
+            _, score, accuracy = _val_scores(FilmModel(net, config.head).to(acc.device), val_images, labels,
                                              config.batch_size)
         log = EpochLog(epoch, config.epochs, _mean_loss(acc, losses), None, score, accuracy,
                        time.perf_counter() - started, True)

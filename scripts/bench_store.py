@@ -101,6 +101,12 @@ def start_training(folder: Path) -> dict:
 
 
 def _peak_mb() -> float:
+    """This process's peak resident memory: VmHWM (Linux; getrusage's maximum survives exec, so a
+    child started by subprocess would report its parent's peak), else getrusage."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

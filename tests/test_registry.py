@@ -399,6 +399,11 @@ def test_model_card_carries_a_model_index_the_hub_reads() -> None:
     assert {r.dataset_name for r in results} == {"mias1024 (cross-validation)", "mias1024 (holdout)"}
     assert not any(r.verified for r in results)
     assert ModelCard(render_model_card({})).data.eval_results is None  # nothing measured: no index
+    snapshot = "/home/u/.cache/huggingface/hub/datasets--owner--mias/snapshots/ab12"  # a Hub base repo
+    hub_data = {"mammo": {"metrics": {"auc_malignant": 0.7, "accuracy": float("nan")},
+                          "split": {"name": "holdout"}, "data": {"sources": [snapshot]}}}
+    (only,) = ModelCard(render_model_card(hub_data)).data.eval_results  # NaN left out
+    assert (only.dataset_type, only.metric_value) == ("owner/mias", 0.7)  # the repo, not the commit
 
 
 def test_model_card_missing_fields_say_not_recorded() -> None:
