@@ -44,7 +44,7 @@ _SEVERITY = ("normal", "normal_or_benign", "benign", "malignant")
 IN_MEMORY_BYTES = 512 * 2**20
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class CaseImage:
     """A case's image left in the case dataset (Arrow, memory-mapped) until it is read."""
 
@@ -56,7 +56,7 @@ class CaseImage:
         return image["bytes"] if image["bytes"] is not None else Path(image["path"]).read_bytes()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a store of many cases is many examples
 class Example:
     """One labelled image: where its bytes are, its label, and its patient (or image) group."""
 
