@@ -1,4 +1,5 @@
-"""Training across processes with Hugging Face ``accelerate`` (docs/architecture.md, "Training").
+"""Training across processes with Hugging Face ``accelerate`` (see docs/architecture.md, "Facts the
+code relies on").
 
 A plain ``python -m mammo train|cv`` is one process, as before. Launched as
 ``accelerate launch --multi_gpu --num_processes N -m mammo train ...`` (or ``torchrun
