@@ -322,7 +322,7 @@ def fit_patches(
                          "lesion_radius in metadata.csv); use the film recipe for data without them")
     weights = _class_weights(torch.as_tensor(first[:, 5]).long(), len(labels)).to(acc.device)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
-    rounds = len(_process_batches(len(first), config.batch_size, acc.num_processes)[0])
+    rounds = len(_process_batches(len(first), config.batch_size, acc.num_processes, config.grad_accum)[0])
     optimiser, schedule = _optimiser(net, config, rounds, acc.num_processes)
     trained, optimiser, schedule = acc.prepare(net, optimiser, schedule)
     jitter = v2.ColorJitter(brightness=0.15, contrast=0.15)
@@ -339,7 +339,8 @@ def fit_patches(
             plan = films.sample(rng, from_main(acc, mined))  # the same plan on every process
         trained.train()
         order = rng.permutation(len(plan))  # the same on every process: each takes its own batches
-        mine = Counter(_process_batches(len(order), config.batch_size, acc.num_processes)[acc.process_index])
+        dealt = _process_batches(len(order), config.batch_size, acc.num_processes, config.grad_accum)
+        mine = Counter(dealt[acc.process_index])
         losses = []
         for start in range(0, len(order), config.batch_size):
             items = order[start : start + config.batch_size]
@@ -366,12 +367,14 @@ def fit_patches(
     return FitResult(FilmModel(net.cpu(), config.head).eval(), history, config.epochs, shares)
 
 
-def _process_batches(items: int, batch_size: int, processes: int) -> list[list[int]]:
+def _process_batches(items: int, batch_size: int, processes: int, grad_accum: int = 1) -> list[list[int]]:
     """The batch starts each process trains on: batches dealt in turn, the last incomplete round
-    dropped so that every process takes the same number of steps (DDP needs that)."""
+    dropped so that every process takes the same number of steps (DDP needs that), a whole number
+    of accumulation groups (so each epoch ends with an optimiser step and nothing carries over)."""
     starts = list(range(0, items, batch_size))
-    rounds = max(1, len(starts) // processes)
-    starts = (starts * processes)[: rounds * processes]  # fewer batches than processes: repeated
+    group = processes * grad_accum
+    kept = max(1, len(starts) // group) * group
+    starts = (starts * group)[:kept]  # fewer batches than one group: repeated
     return [starts[rank::processes] for rank in range(processes)]
 
 

@@ -74,14 +74,16 @@ def test_patch_recipe_processes_stay_in_step(mias: Path, tmp_path: Path) -> None
     assert "not measured" in (out / "README.md").read_text()
 
 
-@pytest.mark.parametrize(("items", "batch", "processes", "expected"), [
-    (10, 4, 1, [[0, 4, 8]]),
-    (10, 4, 2, [[0], [4]]),  # the last incomplete round is dropped: equal steps
-    (16, 4, 2, [[0, 8], [4, 12]]),
-    (3, 4, 2, [[0], [0]]),  # fewer batches than processes: repeated, so no process idles
+@pytest.mark.parametrize(("items", "batch", "processes", "accum", "expected"), [
+    (10, 4, 1, 1, [[0, 4, 8]]),
+    (10, 4, 2, 1, [[0], [4]]),  # the last incomplete round is dropped: equal steps
+    (16, 4, 2, 1, [[0, 8], [4, 12]]),
+    (3, 4, 2, 1, [[0], [0]]),  # fewer batches than processes: repeated, so no process idles
+    (10, 2, 2, 2, [[0, 4], [2, 6]]),  # whole accumulation groups: each epoch ends on a step
+    (10, 4, 1, 2, [[0, 4]]),
 ])
-def test_patch_batches_are_dealt_in_equal_rounds(items, batch, processes, expected) -> None:
-    assert _process_batches(items, batch, processes) == expected
+def test_patch_batches_are_dealt_in_equal_rounds(items, batch, processes, accum, expected) -> None:
+    assert _process_batches(items, batch, processes, accum) == expected
 
 
 def test_a_plain_process_records_one_share_and_gradient_accumulation(mias: Path) -> None:
