@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from torchvision.transforms import v2
 
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
-from .preprocess import PreprocessConfig, prepare, to_tensor
+from .preprocess import Geometry, PreprocessConfig, prepare, to_tensor
 
 __all__ = [
     "CaseImage",
@@ -238,17 +238,23 @@ class PreparedImages(torch.utils.data.Dataset):
         self.targets = torch.tensor([list(labels).index(e.label) for e in examples])
         if keep_in_memory is None:
             keep_in_memory = len(examples) * 4 * preprocess.image_size**2 <= IN_MEMORY_BYTES
-        self.squares = [self._prepare(i) for i in range(len(examples))] if keep_in_memory else None
+        kept = [self._prepare(i) for i in range(len(examples))] if keep_in_memory else None
+        self.squares = None if kept is None else [square for square, _ in kept]
+        self.geometries = None if kept is None else [geometry for _, geometry in kept]
         self.mean, self.std = mean, std
         self.augment = augment
 
-    def _prepare(self, index: int) -> torch.Tensor:
-        grey = self.examples[index].read(self.min_side)
-        return torch.from_numpy(prepare(grey, self.preprocess)[0])[None]
+    def _prepare(self, index: int) -> tuple[torch.Tensor, Geometry]:
+        square, geometry = prepare(self.examples[index].read(self.min_side), self.preprocess)
+        return torch.from_numpy(square)[None], geometry
 
     def square(self, index: int) -> torch.Tensor:
         """The prepared image ``index`` as a (1, S, S) tensor in [0, 1], before normalising."""
-        return self.squares[index] if self.squares is not None else self._prepare(index)
+        return self.squares[index] if self.squares is not None else self._prepare(index)[0]
+
+    def geometry(self, index: int) -> Geometry:
+        """Where the prepared image ``index`` lies in its original (to map coordinates onto it)."""
+        return self.geometries[index] if self.geometries is not None else self._prepare(index)[1]
 
     def stack(self, indices: Sequence[int]) -> torch.Tensor:
         """The prepared images ``indices`` (repeats allowed) as a (B, 1, S, S) tensor, each read once."""

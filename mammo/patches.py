@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .data import Example, PreparedImages
 from .imaging import MIN_SIDE
-from .preprocess import PreprocessConfig, prepare, to_prepared
+from .preprocess import PreprocessConfig, to_prepared
 
 __all__ = ["Lesion", "PatchConfig", "lesions", "PatchFilms"]
 
@@ -86,12 +86,12 @@ class PatchFilms:
         self.films = PreparedImages(examples, labels, preprocess, (0.0,), (1.0,), min_side=min_side)
         self.targets = self.films.targets.tolist()
         self.marks: list[list[Lesion]] = []
-        for example in examples:
+        for index, example in enumerate(examples):
             found = lesions(example.metadata)
             if not found:  # nothing to place: the film need not be read here
                 self.marks.append([])
                 continue
-            geometry = prepare(example.read(min_side), preprocess)[1]
+            geometry = self.films.geometry(index)  # kept with the prepared film, or read again
             scale = self.size / geometry.side
             centres = to_prepared(np.array([(m.x, m.y) for m in found]), geometry, self.size)
             self.marks.append([Lesion(float(x), float(y), m.radius * scale)

@@ -126,5 +126,6 @@ def test_case_images_stay_in_the_store_until_read_and_prepare_alike(tmp_path) ->
     assert kept.squares is not None and streamed.squares is None
     for index in range(len(examples)):
         assert torch.equal(kept[index][0], streamed[index][0]) and kept[index][1] == streamed[index][1]
+        assert kept.geometry(index) == streamed.geometry(index)
     big = PreprocessConfig(int((IN_MEMORY_BYTES / 4 / len(examples)) ** 0.5) + 1)  # just over the budget
     assert PreparedImages(examples, labels, big, (0.5,), (0.5,)).squares is None
