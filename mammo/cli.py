@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .config import DISCLAIMER
 from .data import SplitSpec, folder_examples, split_by_patient
-from .distributed import is_main_process
+from .distributed import is_main_process, processes
 from .errors import MammoError
 from .explain import DEFAULT_METHOD, HEATMAP_METHODS
 from .model import ModelError
@@ -63,7 +63,8 @@ def _train(args: argparse.Namespace) -> int:
     init = _init(args.init)
     config = _train_config(args, init)
     split = SplitSpec(val=args.val_fraction, holdout=args.holdout_fraction, seed=args.seed)
-    bar = tqdm(total=0, unit="batch", disable=None if is_main_process() else True, file=sys.stderr)
+    main = is_main_process()  # under a distributed launch only the main process reports
+    bar = tqdm(total=0, unit="batch", disable=None if main else True, file=sys.stderr)
 
     def step(done: int, total: int) -> None:
         bar.total = total
@@ -80,7 +81,6 @@ def _train(args: argparse.Namespace) -> int:
         bar.reset()
 
     command = "python -m mammo " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
-    main = is_main_process()  # under a distributed launch only the main process reports
     mammo = train_to_folder(
         args.data, args.out, config, val=args.val, split=split, progress=progress if main else None,
         step=step,
@@ -136,7 +136,6 @@ def _retrain(args: argparse.Namespace) -> int:
     """The app's retrain, run here (e.g. on a GPU machine or as a Hugging Face Job): base data +
     submitted cases, the same gate, the next version published to the same model store."""
     from .access import TokenUsers
-    from .distributed import processes
     from .service import MammoService, RetrainOptions
 
     if processes() > 1:

@@ -144,8 +144,11 @@ def _examples(dataset: datasets.Dataset, group_key: str | None, name_key: str,
     images = dataset.cast_column("image", datasets.Image(decode=False))
     out = []
     for index, row in enumerate((images.remove_columns("image") if lazy else images).to_list()):
-        image = CaseImage(images, index) if lazy else row.pop("image")
-        source = image if lazy else image["bytes"] or image["path"]
+        if lazy:
+            source: str | bytes | CaseImage = CaseImage(images, index)
+        else:
+            image = row.pop("image")
+            source = image["bytes"] or image["path"]
         label = names[row.pop("label")]
         name = str(row.get(name_key))
         group = row.get(group_key) if group_key else None

@@ -345,8 +345,8 @@ def fit_patches(
         for start in range(0, len(order), config.batch_size):
             items = order[start : start + config.batch_size]
             flip = rng.random(len(items)) < 0.5  # drawn for every batch: rng stays the same everywhere
-            for _ in range(mine[start]):
-                rows = plan[items]
+            rows = plan[items]
+            for _ in range(mine[start]):  # 0 for another process's batch; more when batches repeat
                 x = (jitter(films.cut(rows, flip=flip)).clamp(0, 1) - mean) / std
                 y = torch.as_tensor(rows[:, 5]).long().to(acc.device)
                 losses.append(_step(acc, trained, optimiser, schedule, loss_fn, x.to(acc.device), y))
