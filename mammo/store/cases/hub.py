@@ -23,7 +23,8 @@ from ...config import Settings
 from .._hub import HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
 from .card import dataset_card
 from .local import CaseStore
-from .outbox import DATA_DIR, Outbox
+from .outbox import Outbox
+from .schema import DATA_DIR
 
 __all__ = ["HubCaseStore"]
 
@@ -78,7 +79,7 @@ class HubCaseStore(CaseStore):
         with self.outbox.upload_lock:  # a consistent snapshot: no shard moves from outbox to Hub now
             self._connect()
             revision = branch_head(self.api, self.repo_id, "dataset")
-            queued = [pq.read_table(self.root / DATA_DIR / name) for name in self.outbox.queued_shards()]
+            queued = [pq.read_table(self._data_dir / name) for name in self.outbox.queued_shards()]
         parts = [datasets.Dataset.from_dict(table.to_pydict(), features=self.features) for table in queued]
         with hub_errors(self.api.endpoint, f"loading the dataset {self.repo_id}"):
             try:

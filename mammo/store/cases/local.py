@@ -41,8 +41,16 @@ import pyarrow.parquet as pq
 from ... import imaging
 from .._fs import file_lock, fsync_dir, utc_now
 from .card import dataset_card
-from .outbox import DATA_DIR, Outbox
-from .schema import CASE_COLUMNS, METADATA_FIELDS, StoreError, _short, case_features, validate_metadata
+from .outbox import Outbox
+from .schema import (
+    CASE_COLUMNS,
+    DATA_DIR,
+    METADATA_FIELDS,
+    StoreError,
+    _short,
+    case_features,
+    validate_metadata,
+)
 
 __all__ = ["CaseStore", "ImageInput"]
 

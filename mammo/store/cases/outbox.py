@@ -21,12 +21,12 @@ from huggingface_hub import HfApi
 
 from .._fs import fsync_dir, write_new_file
 from .._hub import HubUnavailable, branch_head, hub_errors
+from .schema import DATA_DIR
 
-__all__ = ["DATA_DIR", "Outbox"]
+__all__ = ["Outbox"]
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = "data"  # case shards
 _EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard"}  # store/audit.py, predictions.py
 
 

@@ -20,6 +20,7 @@ from ...errors import MammoError
 __all__ = [
     "ARROW_TYPES",
     "CASE_COLUMNS",
+    "DATA_DIR",
     "METADATA_FIELDS",
     "MetadataField",
     "StoreError",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 CASE_COLUMNS = ("image", "label", "case_id", "submitted_at", "image_sha256")
+DATA_DIR = "data"  # where a store's shards are, in a folder and in a dataset repo alike
 _CONTROL_OK = frozenset("\n\r\t")
 
 
