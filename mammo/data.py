@@ -7,9 +7,11 @@ A data folder is the ``imagefolder`` layout: ``<root>/<label>/<file>`` plus an o
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import datasets
 import numpy as np
@@ -42,6 +44,9 @@ _SEVERITY = ("normal", "normal_or_benign", "benign", "malignant")
 # Prepared training squares are kept in memory up to this size in all; beyond it each is prepared
 # again when a batch needs it (a store of many cases never sits decoded in memory).
 IN_MEMORY_BYTES = 512 * 2**20
+# A case's columns that are its record, not its metadata (the image is read when a batch needs it).
+_CASE_RECORD_COLUMNS = frozenset({"image", "label", "case_id", "submitted_at", "image_sha256"})
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -58,13 +63,14 @@ class CaseImage:
 
 @dataclass(frozen=True, slots=True)  # slots: a store of many cases is many examples
 class Example:
-    """One labelled image: where its bytes are, its label, and its patient (or image) group."""
+    """One labelled image: where its bytes are, its label, its patient (or image) group, and its
+    metadata (read-only: examples may share one)."""
 
     source: str | bytes | CaseImage
     label: str
     group: str
     name: str
-    metadata: dict = field(default_factory=dict, compare=False)
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def read(self, min_side: int = MIN_SIDE) -> np.ndarray:
         """The image as a grey array in [0, 1] (decoded now)."""
@@ -137,39 +143,36 @@ def read_folder(root: Path) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns, features=features)
 
 
-def _examples(dataset: datasets.Dataset, group_key: str | None, name_key: str,
-              lazy: bool = False) -> list[Example]:
-    """Examples of a dataset's rows; ``lazy``: images stay in the dataset until read (:class:`CaseImage`)."""
-    names = dataset.features["label"].names
-    images = dataset.cast_column("image", datasets.Image(decode=False))
-    out = []
-    for index, row in enumerate((images.remove_columns("image") if lazy else images).to_list()):
-        if lazy:
-            source: str | bytes | CaseImage = CaseImage(images, index)
-        else:
-            image = row.pop("image")
-            source = image["bytes"] or image["path"]
-        label = names[row.pop("label")]
-        name = str(row.get(name_key))
-        group = row.get(group_key) if group_key else None
-        metadata = {key: value for key, value in row.items() if value is not None}  # small per case
-        out.append(Example(source, label, str(group or name), name, metadata))
-    return out
-
-
 def folder_examples(root: Path) -> list[Example]:
     """Every image of a folder; grouped by ``patient_id`` when metadata has it."""
     dataset = read_folder(root)
-    group = "patient_id" if "patient_id" in dataset.column_names else None
-    return _examples(dataset, group, "file_name")
+    names = dataset.features["label"].names
+    out = []
+    for row in dataset.to_list():
+        name = row["file_name"]
+        metadata = {key: value for key, value in row.items() if value is not None and key not in ("image", "label")}
+        group = str(row.get("patient_id") or name)
+        out.append(Example(row["image"]["path"], names[row["label"]], group, name, metadata))
+    return out
 
 
-def case_examples(cases: datasets.Dataset) -> list[Example]:
+def case_examples(cases: datasets.Dataset, batch_size: int = 10_000) -> list[Example]:
     """Submitted cases (one group each: submissions carry no patient identifier); their images stay
-    in the (memory-mapped) dataset until a batch reads them."""
+    in the (memory-mapped) dataset until a batch reads them, and each example keeps only the
+    metadata fields that were filled in (a store of many cases is many examples)."""
     if len(cases) == 0:
         return []
-    return _examples(cases, None, "case_id", lazy=True)
+    names = cases.features["label"].names
+    images = cases.cast_column("image", datasets.Image(decode=False))
+    fields = [name for name in cases.column_names if name not in _CASE_RECORD_COLUMNS]
+    out: list[Example] = []
+    for batch in cases.select_columns(["label", "case_id", *fields]).iter(batch_size=batch_size):
+        filled = [[(key, value) for value in batch[key]] for key in fields]
+        for i, (code, case_id) in enumerate(zip(batch["label"], batch["case_id"], strict=True)):
+            metadata = {key: value for key, value in (column[i] for column in filled) if value is not None}
+            out.append(Example(CaseImage(images, len(out)), names[code], case_id, case_id,
+                               metadata or _NO_METADATA))
+    return out
 
 
 def split_by_patient(examples: Sequence[Example], spec: SplitSpec) -> dict[str, list[Example]]:

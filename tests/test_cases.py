@@ -477,6 +477,27 @@ def test_one_case_is_read_from_its_own_shard(store: CaseStore, monkeypatch: pyte
         store.case_png("no-such-case")
 
 
+def test_recent_cases_are_read_from_the_newest_shards_only(
+    store: CaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = [store.append(grey(i), "normal", {"age": 40 + i})["case_id"] for i in range(4)]
+    batch = store.append_many([(grey(10 + i), "benign", None) for i in range(3)])["case_ids"]
+    newest = store.append(grey(20), "malignant", {"view": "CC"})
+    reads: list[str] = []
+    real_read = pq.read_table
+    monkeypatch.setattr(pq, "read_table",
+                        lambda path, **kw: reads.append(Path(path).name) or real_read(path, **kw))
+    recent = store.recent(4)
+    assert [r["case_id"] for r in recent[:1]] == [newest["case_id"]]
+    assert {r["case_id"] for r in recent[1:]} == set(batch)  # one batch: one submission time
+    assert recent[0]["metadata"] == {"view": "CC"} and recent[1]["label"] == "benign"
+    assert len(reads) == 2  # the newest shard and the batch's, not the four older ones
+    everything = store.recent(100)
+    assert [r["case_id"] for r in everything[4:]] == older[::-1]
+    assert everything[-1]["metadata"] == {"age": 40}
+    assert store.recent(0) == [] and store.recent(-1) == []
+
+
 def test_hub_case_is_read_from_its_shard_once_delivered(hub_env, tmp_path: Path) -> None:
     store = hub_store()
     try:

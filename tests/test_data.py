@@ -116,9 +116,13 @@ def test_case_images_stay_in_the_store_until_read_and_prepare_alike(tmp_path) ->
     labels = ["normal", "benign", "malignant"]
     greys = [synthetic_mammogram(64 + 8 * i, 48) for i in range(6)]  # distinct sizes: no duplicates
     with CaseStore(labels, tmp_path / "cases") as store:
-        store.append_many([(grey, labels[i % 3], None) for i, grey in enumerate(greys)])
-        examples = case_examples(store.load())
+        filled = {1: {"density": "C", "age": 61}, 4: {"view": "CC"}}
+        receipt = store.append_many([(grey, labels[i % 3], filled.get(i)) for i, grey in enumerate(greys)])
+        examples = case_examples(store.load(), batch_size=4)  # read in two batches
     assert all(isinstance(e.source, CaseImage) for e in examples)  # no image bytes held per example
+    assert [e.name for e in examples] == [e.group for e in examples] == receipt["case_ids"]
+    assert [e.label for e in examples] == [labels[i % 3] for i in range(6)]
+    assert [dict(e.metadata) for e in examples] == [filled.get(i, {}) for i in range(6)]  # what was filled in
     assert sorted(e.read().shape for e in examples) == sorted(g.shape for g in greys)
     config = PreprocessConfig(32)
     kept = PreparedImages(examples, labels, config, (0.5,), (0.5,), keep_in_memory=True)

@@ -116,10 +116,9 @@ class HubCaseStore(CaseStore):
             for entry in entries:
                 name = entry.path.rsplit("/", 1)[-1]
                 with self._lock:
-                    known = name in self._shards or not name.endswith(".parquet")
+                    known = name in self._index or not name.endswith(".parquet")
                 if not known:
                     local = self.api.hf_hub_download(self.repo_id, entry.path, repo_type="dataset")
-                    records = self._read_records(local, name)
                     with self._lock:
-                        self._index(name, records)
+                        self._index_shard(local, name)
         self._connected = True

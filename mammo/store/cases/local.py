@@ -12,21 +12,20 @@ never reads), fsynced, renamed into ``data/`` and the folder fsynced, under a th
 ``fcntl`` file lock, so threads and processes sharing a folder never clash and a killed process
 leaves at worst an orphan temp file (deleted by a later open once an hour old).
 
-The store keeps an index in memory (case id -> shard and record, pixel hash -> case id, counts per
-label), built from the shards' small columns at open and kept as cases arrive, so totals, recent
-cases, duplicate checks and reading one case do not grow with the store. The label set is fixed
+The store keeps an index in memory (:class:`~mammo.store.cases.index.CaseIndex`: case id -> shard,
+pixel hash -> case id, counts per label), built from the shards' small columns at open and kept as
+cases arrive, so totals, recent cases, duplicate checks and reading one case do not grow with the
+store. The label set is fixed
 per store (shards share one ``ClassLabel``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import os
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,9 +40,9 @@ import pyarrow.parquet as pq
 from ... import imaging
 from .._fs import file_lock, fsync_dir, utc_now
 from .card import dataset_card
+from .index import INDEX_COLUMNS, CaseIndex
 from .outbox import Outbox
 from .schema import (
-    CASE_COLUMNS,
     DATA_DIR,
     METADATA_FIELDS,
     StoreError,
@@ -55,7 +54,6 @@ from .schema import (
 __all__ = ["CaseStore", "ImageInput"]
 
 ImageInput = str | os.PathLike | bytes | np.ndarray
-_INDEX_COLUMNS = [c for c in CASE_COLUMNS if c != "image"]
 _TMP_DIR = ".tmp"
 _LOCK_FILE = ".lock"
 _STALE_TMP_S = 3600.0
@@ -105,11 +103,7 @@ class CaseStore:
         self.outbox = outbox
         self.features = case_features(self.labels)
         self._lock = threading.RLock()
-        self._records: dict[str, dict[str, Any]] = {}  # case_id -> record without the image
-        self._by_sha: dict[str, str] = {}  # image_sha256 -> case_id
-        self._shards: set[str] = set()  # shard file names already indexed
-        self._shard_of: dict[str, str] = {}  # case_id -> the shard file holding it
-        self._label_counts: Counter[str] = Counter()  # kept as cases are indexed: totals cost O(1)
+        self._index = CaseIndex()
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         with self._lock, file_lock(self.root / _LOCK_FILE):
@@ -159,8 +153,8 @@ class CaseStore:
         """Every case as a ``datasets.Dataset`` (empty with the schema when there is none)."""
         with self._lock:
             self._refresh_local()
-            has_shards = bool(self._shards)
-        if not has_shards:
+            empty = len(self._index) == 0
+        if empty:
             return self._empty()
         return datasets.load_dataset(str(self.root), split="train")
 
@@ -177,32 +171,42 @@ class CaseStore:
     def case_png(self, case_id: str) -> bytes:
         """One stored case's PNG, read from the one shard that holds it (not the whole dataset)."""
         with self._lock:
-            if case_id not in self._shard_of:
+            if self._index.shard_of(case_id) is None:
                 self._refresh_local()  # a shard another process wrote since
-            name = self._shard_of.get(case_id)
+            name = self._index.shard_of(case_id)
         if name is None:
             raise StoreError(f"No submitted case {str(case_id)[:80]!r}.")
-        path = self.outbox.locate(name) if self.outbox else self._data_dir / name
-        table = pq.read_table(path, columns=["case_id", "image"], filters=[("case_id", "==", case_id)])
-        return table.column("image")[0].as_py()["bytes"]
+        return self._case_rows(name, ["image"], case_id)[0]["image"]["bytes"]
 
     def case_with_pixels(self, sha256: str) -> str | None:
         """The id of the stored case whose pixels have this SHA-256 (``imaging.sha256_of_pixels``)."""
         with self._lock:
-            return self._by_sha.get(sha256)
+            return self._index.case_with_pixels(sha256)
 
     def recent(self, n: int = 10) -> list[dict[str, Any]]:
-        """The ``n`` latest cases, newest first: case_id, label, submitted_at, metadata."""
+        """The ``n`` latest cases, newest first: case_id, label, submitted_at, metadata.
+
+        Read from the newest shards only: a shard is opened while its newest case could still be
+        among the ``n``.
+        """
+        if n <= 0:
+            return []
         with self._lock:
-            records = heapq.nlargest(max(0, n), self._records.values(), key=lambda r: r["submitted_at"])
+            shards = list(self._index.newest_shards())
+        rows: list[dict[str, Any]] = []
+        for name, newest in shards:
+            if len(rows) >= n and newest < rows[n - 1]["submitted_at"]:
+                break
+            rows += self._case_rows(name, [*INDEX_COLUMNS, *METADATA_FIELDS])
+            rows.sort(key=lambda row: row["submitted_at"], reverse=True)
         return [
             {
-                "case_id": r["case_id"],
-                "label": r["label"],
-                "submitted_at": r["submitted_at"],
-                "metadata": {k: r[k] for k in METADATA_FIELDS if r.get(k) is not None},
+                "case_id": row["case_id"],
+                "label": row["label"],
+                "submitted_at": row["submitted_at"],
+                "metadata": {k: row[k] for k in METADATA_FIELDS if row.get(k) is not None},
             }
-            for r in records[: max(0, n)]
+            for row in rows[:n]
         ]
 
     def close(self) -> None:
@@ -239,8 +243,8 @@ class CaseStore:
         except OSError as exc:
             raise StoreError(f"The image file cannot be read: {exc.strerror or exc}.") from exc
 
-    def _write_shard(self, cases: Sequence[_Case], moment: datetime) -> tuple[Path, list[dict]]:
-        """Write ``cases`` to a fsynced temp file; return it with the records it holds."""
+    def _write_shard(self, cases: Sequence[_Case], moment: datetime) -> tuple[Path, pa.Table]:
+        """Write ``cases`` to a fsynced temp file; return it with the table it holds."""
         records = [
             {
                 "case_id": uuid.uuid4().hex,
@@ -267,7 +271,7 @@ class CaseStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return tmp, records
+        return tmp, table
 
     def _store(self, cases: list[_Case], *, skip_duplicates: bool) -> dict[str, Any]:
         moment = utc_now()
@@ -277,7 +281,7 @@ class CaseStore:
             cases, skipped = self._without_duplicates(cases, skip_duplicates)
             if not cases:
                 return self._batch_receipt([], skipped, "stored", moment)
-            tmp, records = self._write_shard(cases, moment)
+            tmp, table = self._write_shard(cases, moment)
             target = self._data_dir / name
             try:
                 os.replace(tmp, target)
@@ -286,9 +290,9 @@ class CaseStore:
                 tmp.unlink(missing_ok=True)
                 target.unlink(missing_ok=True)
                 raise _not_saved(exc) from exc
-            self._index(name, records)
+            self._index.add(name, table, self.labels)
         status, warning = self.outbox.shard_written(name) if self.outbox else ("stored", None)
-        receipt = self._batch_receipt(records, skipped, status, moment)
+        receipt = self._batch_receipt(table.column("case_id").to_pylist(), skipped, status, moment)
         if warning:
             receipt["warning"] = warning
         return receipt
@@ -298,12 +302,14 @@ class CaseStore:
         skipped: list[dict[str, Any]] = []
         batch: dict[str, int] = {}
         for i, case in enumerate(cases):
-            earlier = self._by_sha.get(case.sha256)
+            earlier = self._index.case_with_pixels(case.sha256)
             if earlier is None and case.sha256 in batch:
                 detail = f"item {batch[case.sha256] + 1} of this batch"
                 earlier_id = None
             elif earlier is not None:
-                record = self._records[earlier]
+                name = self._index.shard_of(earlier)
+                assert name is not None  # every case the index names has its shard
+                record = self._case_rows(name, ["label", "submitted_at"], earlier)[0]
                 detail = f"case {earlier} ({record['label']}, {record['submitted_at']})"
                 earlier_id = earlier
             else:
@@ -320,13 +326,13 @@ class CaseStore:
         return kept, skipped
 
     def _batch_receipt(
-        self, records: list[dict], skipped: list[dict], status: str, moment: datetime
+        self, case_ids: list[str], skipped: list[dict], status: str, moment: datetime
     ) -> dict[str, Any]:
         with self._lock:
             return {
-                "case_ids": [r["case_id"] for r in records],
+                "case_ids": case_ids,
                 "submitted_at": _iso(moment),
-                "total_cases": len(self._records),
+                "total_cases": len(self._index),
                 "counts": self._counts(),
                 "status": status,
                 "skipped": skipped,
@@ -345,36 +351,35 @@ class CaseStore:
         return datasets.Dataset.from_dict({name: [] for name in self.features}, features=self.features)
 
     def _counts(self) -> dict[str, int]:
-        return {label: self._label_counts.get(label, 0) for label in self.labels}
+        return {label: self._index.count(label) for label in self.labels}
 
-    def _index(self, name: str, records: Iterable[dict[str, Any]]) -> None:
-        self._shards.add(name)
-        for record in records:
-            if record["case_id"] not in self._records:  # counted once, however often it is seen
-                self._label_counts[record["label"]] += 1
-            self._records[record["case_id"]] = record
-            self._shard_of[record["case_id"]] = name
-            self._by_sha.setdefault(record["image_sha256"], record["case_id"])
-
-    def _read_records(self, path: Path | str, name: str) -> list[dict[str, Any]]:
-        """The cases of one shard file, without images; StoreError if its labels differ."""
-        table = pq.read_table(path, columns=_INDEX_COLUMNS + list(METADATA_FIELDS))
+    def _index_shard(self, path: Path | str, name: str) -> None:
+        """Index one shard file from its small columns; StoreError if its labels differ."""
+        table = pq.read_table(path, columns=list(INDEX_COLUMNS))
         names = datasets.Features.from_arrow_schema(table.schema)["label"].names
         if names != self.labels:
             raise StoreError(
                 f"Shard {name} uses the labels {names}, but this store uses {self.labels}: "
                 "one case store holds one label set."
             )
-        rows = table.to_pylist()
+        self._index.add(name, table, names)
+
+    def _case_rows(self, name: str, columns: Sequence[str],
+                   case_id: str | None = None) -> list[dict[str, Any]]:
+        """The rows of shard ``name`` (only ``case_id``'s when given), labels as names."""
+        path = self.outbox.locate(name) if self.outbox else self._data_dir / name
+        where = [("case_id", "==", case_id)] if case_id is not None else None
+        rows = pq.read_table(path, columns=list(columns), filters=where).to_pylist()
         for row in rows:
-            row["label"] = names[row["label"]]
+            if "label" in row:
+                row["label"] = self.labels[row["label"]]
         return rows
 
     def _refresh_local(self) -> None:
         """Index the shards in ``data/`` not seen yet (written by another process, or at open)."""
         for path in sorted(self._data_dir.glob("*.parquet")):
-            if path.name not in self._shards:
-                self._index(path.name, self._read_records(path, path.name))
+            if path.name not in self._index:
+                self._index_shard(path, path.name)
 
     def _write_card_if_missing(self) -> None:
         card = self.root / "README.md"
