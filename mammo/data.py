@@ -150,7 +150,8 @@ def folder_examples(root: Path) -> list[Example]:
     out = []
     for row in dataset.to_list():
         name = row["file_name"]
-        metadata = {key: value for key, value in row.items() if value is not None and key not in ("image", "label")}
+        metadata = {key: value for key, value in row.items()
+                    if value is not None and key not in ("image", "label")}
         group = str(row.get("patient_id") or name)
         out.append(Example(row["image"]["path"], names[row["label"]], group, name, metadata))
     return out

@@ -411,6 +411,7 @@ class MammoService:
                   "models": (self.registry.location, settings.use_hub_models)}
         report = {name: {"location": where, "reachable": hub["reachable"] if on_hub and hub else home_ok}
                   for name, (where, on_hub) in stores.items()}
+        report["cases"]["queued_shards"] = self.cases.pending()  # written here, not yet on the Hub
         base = self._base_folder()
         healthy = all(store["reachable"] for store in report.values()) and (hub is None or hub["reachable"])
         return {"status": "ok" if healthy else "degraded", "model_version": self._predictor.version,

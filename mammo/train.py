@@ -255,8 +255,9 @@ def fit(
     val_images = PreparedImages(val, labels, prep, mean, std, min_side=config.min_side) if val else None
     weights = _class_weights(train_images.targets, len(labels)).to(acc.device)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
+    drop_last = _drop_last(len(train_images), config.batch_size, acc.num_processes)
     loader = DataLoader(_Indexed(train_images), batch_size=config.batch_size, shuffle=True,
-                        generator=generator, drop_last=len(train_images) > config.batch_size)
+                        generator=generator, drop_last=drop_last)
     loader = acc.prepare(loader)  # this process's share of the batches
     optimiser, schedule = _optimiser(model, config, len(loader), acc.num_processes)
     trained, optimiser, schedule = acc.prepare(model, optimiser, schedule)
@@ -365,6 +366,13 @@ def fit_patches(
             progress(log)
     shares = record_shares(acc, seen)
     return FitResult(FilmModel(net.cpu(), config.head).eval(), history, config.epochs, shares)
+
+
+def _drop_last(items: int, batch_size: int, processes: int) -> bool:
+    """Whether the film recipe drops an epoch's incomplete batch: only when every process still gets
+    a full batch (accelerate deals whole rounds; with fewer full batches than processes it would
+    deal none, and without dropping it fills the last round from the epoch's start)."""
+    return items >= batch_size * processes
 
 
 def _process_batches(items: int, batch_size: int, processes: int, grad_accum: int = 1) -> list[list[int]]:

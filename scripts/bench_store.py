@@ -85,6 +85,7 @@ def bench(size: int, folder: Path, batch: int) -> dict:
             "one case p50/p95 (ms)": _ms(fetches), "to first training batch (s)": start["seconds"],
             "new process: RSS after imports (MB)": start["imports_mb"],
             "new process: peak RSS to first batch (MB)": start["peak_mb"],
+            "new process: file-backed RSS at first batch (MB)": start["file_mb"],
             "this process: peak RSS (MB)": _peak_mb()}
 
 
@@ -97,17 +98,24 @@ def start_training(folder: Path) -> dict:
     examples = case_examples(store.load())
     images = PreparedImages(examples, LABELS, PreprocessConfig(image_size=512), (0.5,), (0.5,), min_side=32)
     next(iter(DataLoader(images, batch_size=16, shuffle=True)))
-    return {"seconds": time.perf_counter() - started, "imports_mb": imports_mb, "peak_mb": _peak_mb()}
+    return {"seconds": time.perf_counter() - started, "imports_mb": imports_mb, "peak_mb": _peak_mb(),
+            "file_mb": _status_mb("RssFile")}
+
+
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status in MB (Linux; NaN elsewhere)."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return float("nan")
+    line = next(line for line in status.read_text().splitlines() if line.startswith(f"{field}:"))
+    return int(line.split()[1]) / 1024
 
 
 def _peak_mb() -> float:
     """This process's peak resident memory: VmHWM (Linux; getrusage's maximum survives exec, so a
     child started by subprocess would report its parent's peak), else getrusage."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
+    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,6 +69,7 @@ def test_health_over_the_api_and_http(small_mias: Path, tmp_path: Path) -> None:
         report = app.client().predict(api_name="/health")
         assert report["status"] == "ok" and report["model_version"] == "v2"
         assert report["cases"]["reachable"] and report["models"]["reachable"] and report["hub"] is None
+        assert report["cases"]["queued_shards"] == 0  # a local store delivers nothing
         assert report["base_data"] == {"source": str(small_mias), "available": True}
         assert report["queue_waiting"] == 0 and not report["retrain_running"] and report["uptime_s"] > 0
         answer = httpx.get(app.url + "health", timeout=10)

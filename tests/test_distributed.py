@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from accelerate.data_loader import prepare_data_loader
 from app_server import ROOT, free_port
+from torch.utils.data import DataLoader
 
 from mammo.data import folder_examples
 from mammo.predict import Predictor
-from mammo.train import TrainConfig, _process_batches, fit
+from mammo.train import TrainConfig, _drop_last, _process_batches, fit
 
 ACCELERATE = Path(sys.executable).parent / "accelerate"
 
@@ -72,6 +74,25 @@ def test_patch_recipe_processes_stay_in_step(mias: Path, tmp_path: Path) -> None
     assert len(mammo["training"]["history"]) == 2
     assert mammo["split"]["metrics_on"] is None and mammo["metrics"] is None  # nothing held out
     assert "not measured" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize(("items", "batch", "processes"), [(20, 16, 2), (40, 16, 2), (3, 4, 2), (17, 16, 1),
+                                                         (5, 16, 1), (70, 8, 4)])
+def test_film_batches_reach_every_process(items: int, batch: int, processes: int) -> None:
+    """accelerate's own sharding of the film recipe's loader: every process trains, on full batches
+    where there are enough films, and together they cover every film of the epoch but an incomplete
+    last batch."""
+    drop = _drop_last(items, batch, processes)
+    shards = [[b.tolist() for b in prepare_data_loader(DataLoader(list(range(items)), batch_size=batch,
+                                                                  drop_last=drop),
+                                                       num_processes=processes, process_index=rank,
+                                                       put_on_device=False)]
+              for rank in range(processes)]
+    assert all(shard for shard in shards) and len({len(shard) for shard in shards}) == 1
+    covered = {i for shard in shards for b in shard for i in b}
+    assert len(covered) >= items - (batch - 1 if drop else 0)
+    if items >= batch:
+        assert all(len(b) == batch for shard in shards for b in shard)
 
 
 @pytest.mark.parametrize(("items", "batch", "processes", "accum", "expected"), [

@@ -91,11 +91,6 @@ class HubCaseStore(CaseStore):
             return self._empty()
         return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
-    def pending(self) -> int:
-        """Number of case shards waiting in the outbox."""
-        assert self.outbox is not None
-        return len(self.outbox.queued_shards())
-
     def wait_until_delivered(self, timeout: float) -> bool:
         """Wait until the outbox is empty; False on timeout."""
         assert self.outbox is not None

@@ -168,6 +168,10 @@ class CaseStore:
         """Where the cases are, for messages and the start-up log."""
         return str(self.root)
 
+    def pending(self) -> int:
+        """Number of case shards written here and not yet delivered to the Hub (0 for a local store)."""
+        return len(self.outbox.queued_shards()) if self.outbox else 0
+
     def case_png(self, case_id: str) -> bytes:
         """One stored case's PNG, read from the one shard that holds it (not the whole dataset)."""
         with self._lock:

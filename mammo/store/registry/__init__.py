@@ -4,13 +4,11 @@ backend from the settings and publishes the packaged versions a new registry lac
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from ... import config as mammo_config
-from ...model_card import render_model_card
-from .._hub import HubError, HubUnavailable, check_reachable, ensure_repo, hub_api, hub_errors
+from .._hub import hub_api
 from .base import MODEL_FILES, ModelRegistry, RegistryError, version_number
 from .hub import HubModelRegistry
 from .local import LocalModelRegistry
@@ -26,7 +24,6 @@ __all__ = [
     "version_number",
 ]
 
-log = logging.getLogger(__name__)
 
 
 def open_registry(
@@ -43,19 +40,8 @@ def open_registry(
     registry: ModelRegistry
     if settings.use_hub_models:
         assert settings.model_repo is not None
-        api = hub_api(settings)
-        registry = HubModelRegistry(settings.home, api, settings.model_repo)
-        try:
-            with hub_errors(api.endpoint, f"opening the model registry ({settings.model_repo})"):
-                check_reachable(api)
-                ensure_repo(api, settings.model_repo, "model", render_model_card({}))
-        except HubUnavailable as error:  # serve the cached versions; publishing waits for the Hub
-            if not registry._refs_file.exists():
-                raise RegistryError(f"{error} No model versions are cached locally.") from error
-            log.warning("%s Starting on the cached model versions.", error)
-        except HubError as error:
-            raise RegistryError(str(error)) from error
-        registry._healed_refs()
+        registry = HubModelRegistry(settings.home, hub_api(settings), settings.model_repo)
+        registry.connect()
     elif settings.model_repo:
         raise RegistryError(
             f"MAMMO_MODEL_REPO is set ({settings.model_repo}) but HF_TOKEN is not: set HF_TOKEN "

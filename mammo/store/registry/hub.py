@@ -23,8 +23,9 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
 
+from ...model_card import render_model_card
 from .._fs import utc_now
-from .._hub import HubError, HubUnavailable, hub_errors
+from .._hub import HubError, HubUnavailable, check_reachable, ensure_repo, hub_errors
 from .base import MODEL_FILES, RENUMBER_ATTEMPTS, ModelRegistry, RegistryError, _version_files, version_number
 
 __all__ = ["HubModelRegistry"]
@@ -51,6 +52,22 @@ class HubModelRegistry(ModelRegistry):
     @property
     def location(self) -> str:
         return f"{self.api.endpoint}/{self.repo_id}"
+
+    def connect(self) -> None:
+        """Check the token, create the repo (with its card) if missing and tag an untagged version
+        at the head of ``main``; while the Hub is unreachable, carry on with the cached versions
+        (RegistryError when none are cached)."""
+        try:
+            with hub_errors(self.api.endpoint, f"opening the model registry ({self.repo_id})"):
+                check_reachable(self.api)
+                ensure_repo(self.api, self.repo_id, "model", render_model_card({}))
+        except HubUnavailable as error:  # serve the cached versions; publishing waits for the Hub
+            if not self._refs_file.exists():
+                raise RegistryError(f"{error} No model versions are cached locally.") from error
+            log.warning("%s Starting on the cached model versions.", error)
+        except HubError as error:
+            raise RegistryError(str(error)) from error
+        self._healed_refs()
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
