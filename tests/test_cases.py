@@ -229,6 +229,28 @@ def test_two_stores_on_one_folder_see_each_other(tmp_path: Path) -> None:
         assert b.append(grey(7), "benign")["total_cases"] == 2
 
 
+def test_another_process_shards_are_found_through_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "cases"
+    with CaseStore(LABELS, root) as a:
+        a.append(grey(1), "normal")
+    (root / ".shards").unlink()  # a store from before the journal, or a writer killed before journaling
+    with CaseStore(LABELS, root) as a, CaseStore(LABELS, root) as b:  # opening lists data/ and journals it
+        assert (root / ".shards").read_text().split() == [p.name for p in shards(root)]
+        with (root / ".shards").open("a") as journal:
+            journal.write("train-killed-mid-append")  # a torn last line: no newline
+        monkeypatch.setattr(os, "listdir", lambda *_: pytest.fail("data/ listed after open"))
+        receipt = a.append(grey(2), "benign")
+        with pytest.raises(StoreError, match=receipt["case_id"]):  # b found a's shard through the journal
+            b.append(grey(2), "malignant")
+        assert b.append(grey(3), "malignant")["total_cases"] == 3
+        assert a.counts() == b.counts() == {"normal": 1, "benign": 1, "malignant": 1}
+    lines = (root / ".shards").read_text().splitlines()
+    assert lines[1] == "train-killed-mid-append"  # the torn line was ended, not continued
+    assert sorted(lines[2:]) == sorted(p.name for p in shards(root))[1:]
+
+
 def test_32_threads_appending_at_once_give_32_readable_cases(store: CaseStore) -> None:
     start = threading.Barrier(32)
 

@@ -4,6 +4,7 @@ Layout (the same in a local folder and in a Hub dataset repo)::
 
     README.md                                    dataset card (no dataset_info: shards are added)
     data/train-<UTC %Y%m%dT%H%M%S%fZ>-<uuid4 hex>.parquet   one shard per submission or batch
+    .shards                                      (local only) the shard names in the order written
 
 Columns: :func:`~mammo.store.cases.schema.case_features` (a 16-bit greyscale PNG re-encoded from
 the pixels, so no EXIF, PNG text or DICOM tag survives; the label; ids, time and pixel hash; every
@@ -14,14 +15,16 @@ leaves at worst an orphan temp file (deleted by a later open once an hour old).
 
 The store keeps an index in memory (:class:`~mammo.store.cases.index.CaseIndex`: case id -> shard,
 pixel hash -> case id, counts per label), built from the shards' small columns at open and kept as
-cases arrive, so totals, recent cases, duplicate checks and reading one case do not grow with the
-store. The label set is fixed
-per store (shards share one ``ClassLabel``).
+cases arrive; shards other processes write are found through the journal ``.shards``, read on from
+where it was last read. So submitting, totals, recent cases, duplicate checks and reading one case
+do not grow with the number of cases or shards (opening the store and loading the dataset do). The
+label set is fixed per store (shards share one ``ClassLabel``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -56,7 +59,10 @@ __all__ = ["CaseStore", "ImageInput"]
 ImageInput = str | os.PathLike | bytes | np.ndarray
 _TMP_DIR = ".tmp"
 _LOCK_FILE = ".lock"
+_JOURNAL = ".shards"  # the shard names, one per line, in the order they were written
 _STALE_TMP_S = 3600.0
+
+log = logging.getLogger(__name__)
 
 
 def _iso(moment: datetime) -> str:
@@ -104,12 +110,13 @@ class CaseStore:
         self.features = case_features(self.labels)
         self._lock = threading.RLock()
         self._index = CaseIndex()
+        self._journal_read = 0  # bytes of the shard journal already indexed
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._write_card_if_missing()
             self._sweep_tmp()
-            self._refresh_local()
+            self._index_folder()
 
     # -- public API -----------------------------------------------------------------------------
     def append(
@@ -159,8 +166,9 @@ class CaseStore:
         return datasets.load_dataset(str(self.root), split="train")
 
     def counts(self) -> dict[str, int]:
-        """Number of cases per label (every label listed, zero included)."""
+        """Number of cases per label (every label listed, zero included), other processes' included."""
         with self._lock:
+            self._refresh_local()
             return self._counts()
 
     @property
@@ -196,6 +204,7 @@ class CaseStore:
         if n <= 0:
             return []
         with self._lock:
+            self._refresh_local()
             shards = list(self._index.newest_shards())
         rows: list[dict[str, Any]] = []
         for name, newest in shards:
@@ -295,6 +304,7 @@ class CaseStore:
                 target.unlink(missing_ok=True)
                 raise _not_saved(exc) from exc
             self._index.add(name, table, self.labels)
+            self._journal_append([name])
         status, warning = self.outbox.shard_written(name) if self.outbox else ("stored", None)
         receipt = self._batch_receipt(table.column("case_id").to_pylist(), skipped, status, moment)
         if warning:
@@ -379,11 +389,49 @@ class CaseStore:
                 row["label"] = self.labels[row["label"]]
         return rows
 
+    def _index_folder(self) -> None:
+        """At open (under the file lock): index every shard in ``data/`` and journal any the journal
+        lacks (written before it existed, or by a writer killed between the rename and the journal)."""
+        names = sorted(name for name in os.listdir(self._data_dir) if name.endswith(".parquet"))
+        journal = self.root / _JOURNAL
+        journaled = set(journal.read_text(encoding="utf-8").split()) if journal.exists() else set()
+        self._journal_append([name for name in names if name not in journaled])
+        for name in names:
+            self._index_shard(self._data_dir / name, name)
+        self._journal_read = journal.stat().st_size if journal.exists() else 0
+
     def _refresh_local(self) -> None:
-        """Index the shards in ``data/`` not seen yet (written by another process, or at open)."""
-        for path in sorted(self._data_dir.glob("*.parquet")):
-            if path.name not in self._index:
-                self._index_shard(path, path.name)
+        """Index the shards other processes wrote since: the journal's complete lines not read yet
+        (a cost that does not grow with the store, unlike listing ``data/``)."""
+        try:
+            with open(self.root / _JOURNAL, "rb") as handle:
+                handle.seek(self._journal_read)
+                added = handle.read()
+        except FileNotFoundError:
+            return
+        complete = added[: added.rfind(b"\n") + 1]  # a line being appended now is read next time
+        self._journal_read += len(complete)
+        for name in complete.decode("utf-8", errors="replace").split():
+            path = self._data_dir / name
+            if name not in self._index and "/" not in name and name.endswith(".parquet") and path.is_file():
+                self._index_shard(path, name)
+
+    def _journal_append(self, names: Sequence[str]) -> None:
+        """Add shard names to the journal (under the file lock). The shards are already stored: if
+        the journal cannot be written, other processes see them when they next open the store."""
+        if not names:
+            return
+        try:
+            with open(self.root / _JOURNAL, "ab+") as handle:  # appends go to the end, wherever it reads
+                size = handle.seek(0, os.SEEK_END)
+                torn = False
+                if size:
+                    handle.seek(size - 1)
+                    torn = handle.read(1) != b"\n"  # a killed append: end its line first
+                handle.write(("\n" if torn else "").encode() + "".join(f"{n}\n" for n in names).encode())
+        except OSError as exc:
+            log.warning("Could not journal %d shard(s) in %s (%s); other processes see them when they "
+                        "next open the store", len(names), self.root, exc)
 
     def _write_card_if_missing(self) -> None:
         card = self.root / "README.md"
