@@ -2,14 +2,15 @@
 
     python scripts/bench_store.py [--sizes 10000 100000] [--out DIR] [--batch 1000]
 
-For each size, fills a fresh local store with that many small synthetic cases (48 x 48 noise
-images, labels in turn; appended in batches, as `cases import` does), then times on the full
-store: 30 single submits (p50/p95), `counts()` (the totals the app shows), `recent(20)`, fetching
-one case's PNG (30 random cases, p50/p95), and the start of training: reading every case as the
-retrain does (`case_examples(store.load())`, images left in the memory-mapped dataset), the
-training set over all of them at 512 px (as v2's recipe) and its first shuffled batch of 16, in a
-new process whose memory is measured after its imports and at its peak. Prints one table with the
-sizes side by side.
+For each size, fills a fresh local store with that many small synthetic cases (48 x 48 noise images,
+labels in turn; appended in batches, as `cases import` does; `--batch 1`: one shard per case, as the
+app's Submit tab writes them), then times on the full store: 30 single submits (p50/p95), `counts()`
+(the totals the app shows), `recent(20)`, fetching one case's PNG (30 random cases, p50/p95),
+opening the store afresh (an app restart), and the start of training: reading every case as the
+retrain does (`case_examples(store.load())`, images left in the memory-mapped dataset), the training
+set over all of them at 512 px (as v2's recipe) and its first shuffled batch of 16, in a new process
+whose memory is measured after its imports and at its peak. Prints one table with the sizes side by
+side.
 Targets (issue 11): submit p50 at the largest size within 1.5x of the smallest; one case <= 50 ms;
 memory to start training <= 1 GB at 100 000.
 """
@@ -78,11 +79,15 @@ def bench(size: int, folder: Path, batch: int) -> dict:
         store.case_png(case_id)
         fetches.append(time.perf_counter() - t)
     store.close()
+    t = time.perf_counter()
+    CaseStore(LABELS, folder).close()  # what a restarted app does first
+    open_s = time.perf_counter() - t
     start = json.loads(subprocess.run([sys.executable, __file__, "--start-training", str(folder)], check=True,
                                       capture_output=True, text=True).stdout)
     return {"cases": size + 30, "fill (s)": fill_s, "submit p50/p95 (ms)": _ms(submits),
             "totals (ms)": 1000 * totals_s, "recent 20 (ms)": 1000 * recent_s,
-            "one case p50/p95 (ms)": _ms(fetches), "to first training batch (s)": start["seconds"],
+            "one case p50/p95 (ms)": _ms(fetches), "open the store (s)": open_s,
+            "to first training batch (s)": start["seconds"],
             "new process: RSS after imports (MB)": start["imports_mb"],
             "new process: peak RSS to first batch (MB)": start["peak_mb"],
             "new process: file-backed RSS at first batch (MB)": start["file_mb"],
