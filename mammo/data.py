@@ -7,10 +7,9 @@ A data folder is the ``imagefolder`` layout: ``<root>/<label>/<file>`` plus an o
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import datasets
@@ -46,7 +45,6 @@ _SEVERITY = ("normal", "normal_or_benign", "benign", "malignant")
 IN_MEMORY_BYTES = 512 * 2**20
 # A case's columns that are its record, not its metadata (the image is read when a batch needs it).
 _CASE_RECORD_COLUMNS = frozenset({"image", "label", "case_id", "submitted_at", "image_sha256"})
-_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -64,13 +62,13 @@ class CaseImage:
 @dataclass(frozen=True, slots=True)  # slots: a store of many cases is many examples
 class Example:
     """One labelled image: where its bytes are, its label, its patient (or image) group, and its
-    metadata (read-only: examples may share one)."""
+    metadata."""
 
     source: str | bytes | CaseImage
     label: str
     group: str
     name: str
-    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def read(self, min_side: int = MIN_SIDE) -> np.ndarray:
         """The image as a grey array in [0, 1] (decoded now)."""
@@ -171,8 +169,7 @@ def case_examples(cases: datasets.Dataset, batch_size: int = 10_000) -> list[Exa
         filled = [[(key, value) for value in batch[key]] for key in fields]
         for i, (code, case_id) in enumerate(zip(batch["label"], batch["case_id"], strict=True)):
             metadata = {key: value for key, value in (column[i] for column in filled) if value is not None}
-            out.append(Example(CaseImage(images, len(out)), names[code], case_id, case_id,
-                               metadata or _NO_METADATA))
+            out.append(Example(CaseImage(images, len(out)), names[code], case_id, case_id, metadata))
     return out
 
 

@@ -499,7 +499,7 @@ def test_one_case_is_read_from_its_own_shard(store: CaseStore, monkeypatch: pyte
         store.case_png("no-such-case")
 
 
-def test_recent_cases_are_read_from_the_newest_shards_only(
+def test_recent_cases_and_duplicates_are_answered_from_the_index(
     store: CaseStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     older = [store.append(grey(i), "normal", {"age": 40 + i})["case_id"] for i in range(4)]
@@ -513,11 +513,16 @@ def test_recent_cases_are_read_from_the_newest_shards_only(
     assert [r["case_id"] for r in recent[:1]] == [newest["case_id"]]
     assert {r["case_id"] for r in recent[1:]} == set(batch)  # one batch: one submission time
     assert recent[0]["metadata"] == {"view": "CC"} and recent[1]["label"] == "benign"
-    assert len(reads) == 2  # the newest shard and the batch's, not the four older ones
     everything = store.recent(100)
     assert [r["case_id"] for r in everything[4:]] == older[::-1]
     assert everything[-1]["metadata"] == {"age": 40}
     assert store.recent(0) == [] and store.recent(-1) == []
+    with pytest.raises(StoreError, match=rf"{older[0]} \(normal, 20"):  # its label and time
+        store.append(grey(0), "benign")
+    assert reads == []  # no shard was opened: a shard only on the Hub needs no download
+    first = shards(store.root)[0]
+    store._index.add(first.name, pq.read_table(first), LABELS, ["age"])  # indexed twice: no effect
+    assert [r["case_id"] for r in store.recent(100)] == [r["case_id"] for r in everything]
 
 
 def test_hub_case_is_read_from_its_shard_once_delivered(hub_env, tmp_path: Path) -> None:

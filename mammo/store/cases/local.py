@@ -188,7 +188,9 @@ class CaseStore:
             name = self._index.shard_of(case_id)
         if name is None:
             raise StoreError(f"No submitted case {str(case_id)[:80]!r}.")
-        return self._case_rows(name, ["image"], case_id)[0]["image"]["bytes"]
+        path = self.outbox.locate(name) if self.outbox else self._data_dir / name
+        table = pq.read_table(path, columns=["case_id", "image"], filters=[("case_id", "==", case_id)])
+        return table.column("image")[0].as_py()["bytes"]
 
     def case_with_pixels(self, sha256: str) -> str | None:
         """The id of the stored case whose pixels have this SHA-256 (``imaging.sha256_of_pixels``)."""
@@ -196,31 +198,15 @@ class CaseStore:
             return self._index.case_with_pixels(sha256)
 
     def recent(self, n: int = 10) -> list[dict[str, Any]]:
-        """The ``n`` latest cases, newest first: case_id, label, submitted_at, metadata.
-
-        Read from the newest shards only: a shard is opened while its newest case could still be
-        among the ``n``.
-        """
+        """The ``n`` latest cases, newest first: case_id, label, submitted_at, metadata (from the
+        index: no shard is read)."""
         if n <= 0:
             return []
         with self._lock:
             self._refresh_local()
-            shards = list(self._index.newest_shards())
-        rows: list[dict[str, Any]] = []
-        for name, newest in shards:
-            if len(rows) >= n and newest < rows[n - 1]["submitted_at"]:
-                break
-            rows += self._case_rows(name, [*INDEX_COLUMNS, *METADATA_FIELDS])
-            rows.sort(key=lambda row: row["submitted_at"], reverse=True)
-        return [
-            {
-                "case_id": row["case_id"],
-                "label": row["label"],
-                "submitted_at": row["submitted_at"],
-                "metadata": {k: row[k] for k in METADATA_FIELDS if row.get(k) is not None},
-            }
-            for row in rows[:n]
-        ]
+            rows = self._index.recent(n)
+        return [{"case_id": row.case_id, "label": row.label, "submitted_at": row.submitted_at,
+                 "metadata": dict(row.metadata or {})} for row in rows]
 
     def close(self) -> None:
         """Stop the outbox's delivery (nothing to do for a local folder)."""
@@ -303,7 +289,7 @@ class CaseStore:
                 tmp.unlink(missing_ok=True)
                 target.unlink(missing_ok=True)
                 raise _not_saved(exc) from exc
-            self._index.add(name, table, self.labels)
+            self._index.add(name, table, self.labels, list(METADATA_FIELDS))
             self._journal_append([name])
         status, warning = self.outbox.shard_written(name) if self.outbox else ("stored", None)
         receipt = self._batch_receipt(table.column("case_id").to_pylist(), skipped, status, moment)
@@ -321,10 +307,9 @@ class CaseStore:
                 detail = f"item {batch[case.sha256] + 1} of this batch"
                 earlier_id = None
             elif earlier is not None:
-                name = self._index.shard_of(earlier)
-                assert name is not None  # every case the index names has its shard
-                record = self._case_rows(name, ["label", "submitted_at"], earlier)[0]
-                detail = f"case {earlier} ({record['label']}, {record['submitted_at']})"
+                record = self._index.row(earlier)
+                assert record is not None  # every case the index names has its row
+                detail = f"case {earlier} ({record.label}, {record.submitted_at})"
                 earlier_id = earlier
             else:
                 batch[case.sha256] = i
@@ -369,25 +354,14 @@ class CaseStore:
 
     def _index_shard(self, path: Path | str, name: str) -> None:
         """Index one shard file from its small columns; StoreError if its labels differ."""
-        table = pq.read_table(path, columns=list(INDEX_COLUMNS))
+        table = pq.read_table(path, columns=[*INDEX_COLUMNS, *METADATA_FIELDS])
         names = datasets.Features.from_arrow_schema(table.schema)["label"].names
         if names != self.labels:
             raise StoreError(
                 f"Shard {name} uses the labels {names}, but this store uses {self.labels}: "
                 "one case store holds one label set."
             )
-        self._index.add(name, table, names)
-
-    def _case_rows(self, name: str, columns: Sequence[str],
-                   case_id: str | None = None) -> list[dict[str, Any]]:
-        """The rows of shard ``name`` (only ``case_id``'s when given), labels as names."""
-        path = self.outbox.locate(name) if self.outbox else self._data_dir / name
-        where = [("case_id", "==", case_id)] if case_id is not None else None
-        rows = pq.read_table(path, columns=list(columns), filters=where).to_pylist()
-        for row in rows:
-            if "label" in row:
-                row["label"] = self.labels[row["label"]]
-        return rows
+        self._index.add(name, table, names, list(METADATA_FIELDS))
 
     def _index_folder(self) -> None:
         """At open (under the file lock): index every shard in ``data/`` and journal any the journal
@@ -409,12 +383,14 @@ class CaseStore:
                 added = handle.read()
         except FileNotFoundError:
             return
-        complete = added[: added.rfind(b"\n") + 1]  # a line being appended now is read next time
-        self._journal_read += len(complete)
-        for name in complete.decode("utf-8", errors="replace").split():
-            path = self._data_dir / name
-            if name not in self._index and "/" not in name and name.endswith(".parquet") and path.is_file():
-                self._index_shard(path, name)
+        for line in added.splitlines(keepends=True):
+            if not line.endswith(b"\n"):  # a line being appended now: read next time
+                break
+            name = line.decode("utf-8", errors="replace").strip()
+            if name not in self._index and "/" not in name and name.endswith(".parquet"):
+                with contextlib.suppress(FileNotFoundError):  # delivered to the Hub and removed since
+                    self._index_shard(self._data_dir / name, name)
+            self._journal_read += len(line)  # only once indexed: a shard that fails is tried again
 
     def _journal_append(self, names: Sequence[str]) -> None:
         """Add shard names to the journal (under the file lock). The shards are already stored: if
