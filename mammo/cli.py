@@ -237,7 +237,7 @@ def _cases(args: argparse.Namespace) -> int:
     from .predict import Predictor
     from .store import open_audit_log, open_case_store, open_registry
 
-    labels = Predictor(open_registry().load()).labels
+    labels = Predictor(open_registry().load(), fast=False).labels
     store = open_case_store(labels)
     try:
         if args.cases_command == "import":

@@ -29,6 +29,7 @@ from .explain import (
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load
 from .preprocess import Geometry, PreprocessConfig, fit_within, prepare, resize, to_original, to_tensor
+from .runtime import onnx_backbone
 
 __all__ = ["Prediction", "Predictor", "ImageSource", "LoadedImage", "load_image", "DISPLAY_SIDE",
            "OVERLAY_FORMAT"]
@@ -135,9 +136,10 @@ class Predictor:
     Args:
         model_dir: a model folder (``model.safetensors`` + ``config.json``).
         uncertainty: also score each film's vertical mirror image for the uncertainty spread.
+        fast: run the backbone through ONNX Runtime (:mod:`mammo.runtime`) where it matches PyTorch.
     """
 
-    def __init__(self, model_dir: Path, uncertainty: bool = True) -> None:
+    def __init__(self, model_dir: Path, uncertainty: bool = True, fast: bool = True) -> None:
         self.model_dir = Path(model_dir)
         self.uncertainty = uncertainty
         self.model, self.config = load(self.model_dir)
@@ -160,6 +162,23 @@ class Predictor:
         recorded = (mammo.get("data") or {}).get("image_sha256")
         # pixel hashes of the films it trained on (and validated on); None when not recorded
         self.training_images: frozenset[str] | None = None if recorded is None else frozenset(recorded)
+        side = self.preprocess.image_size
+        example = self.prepare(np.random.default_rng(0).random((side, side), dtype=np.float32))[0]
+        self._onnx = onnx_backbone(self.model, example) if fast else None
+
+    @property
+    def runtime(self) -> str:
+        """What runs the backbone: "onnxruntime" or "pytorch"."""
+        return "onnxruntime" if self._onnx is not None else "pytorch"
+
+    def _features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._onnx(batch) if self._onnx is not None else self.model.forward_features(batch)
+
+    def _logits(self, batch: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        positions = getattr(self.model, "positions", None)  # a film model pools the breast only
+        if positions is None:
+            return self.model.forward_head(features)
+        return self.model.forward_head(features, positions(batch, features))
 
     def prepare(self, grey: np.ndarray) -> tuple[torch.Tensor, Geometry]:
         """A grey image as this model's normalised input tensor (1, S, S), with its geometry."""
@@ -169,7 +188,7 @@ class Predictor:
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
         """Class probabilities (N, C) for prepared inputs, no heat map."""
         with torch.inference_mode():
-            return self.model(batch).softmax(dim=1).numpy()
+            return self._logits(batch, self._features(batch)).softmax(dim=1).numpy()
 
     def predict(
         self, image: ImageSource | LoadedImage, method: str = DEFAULT_METHOD, opacity: float = 0.4
@@ -214,7 +233,7 @@ class Predictor:
         batch = batch.contiguous(memory_format=torch.channels_last)
         if method == LESION_MAP:
             with torch.inference_mode():
-                features = self.model.forward_features(batch)
+                features = self._features(batch)
                 pooled = self.model.positions(batch, features)
                 lesion = self.model.lesion_map(features, pooled)[:, None]  # what the score pools
                 heat = F.interpolate(lesion, size=size, mode="bilinear", align_corners=False)[:, 0]
@@ -222,7 +241,7 @@ class Predictor:
             return probs.numpy(), heat.clamp(0, 1).numpy()
         if method == GRAD_CAM and self._one_pass:
             with torch.inference_mode():
-                features = self.model.forward_features(batch)
+                features = self._features(batch)
                 logits = self.model.forward_head(features)
                 top = logits.argmax(dim=1)
                 cams = one_pass_cam(features, self.model.get_classifier(), top, size)

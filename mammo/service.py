@@ -415,6 +415,7 @@ class MammoService:
         base = self._base_folder()
         healthy = all(store["reachable"] for store in report.values()) and (hub is None or hub["reachable"])
         return {"status": "ok" if healthy else "degraded", "model_version": self._predictor.version,
+                "runtime": self._predictor.runtime,
                 **report, "hub": hub,
                 "base_data": {"source": base_data_source(settings),
                               "available": base is not None and base.is_dir()},

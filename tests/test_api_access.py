@@ -68,6 +68,7 @@ def test_health_over_the_api_and_http(small_mias: Path, tmp_path: Path) -> None:
     with AppProcess(tmp_path / "home", env={"MAMMO_BASE_DATA": str(small_mias)}) as app:
         report = app.client().predict(api_name="/health")
         assert report["status"] == "ok" and report["model_version"] == "v2"
+        assert report["runtime"] == "onnxruntime"  # the backbone's runtime (PyTorch where ORT is missing)
         assert report["cases"]["reachable"] and report["models"]["reachable"] and report["hub"] is None
         assert report["cases"]["queued_shards"] == 0  # a local store delivers nothing
         assert report["base_data"] == {"source": str(small_mias), "available": True}
