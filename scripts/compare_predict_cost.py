@@ -7,8 +7,10 @@ Each image is read once; the timed part is ``Predictor.predict`` on the grey arr
 model's default heat map (v1: Grad-CAM; a patch-recipe model: its lesion map) and the overlay.
 Prints the median milliseconds per film for each model and the ratio to the first. Add
 ``--full-size`` to also time a synthetic 4600 x 2600 film (the size of a full-field mammogram),
-and ``--without-uncertainty`` to also time each model without its uncertainty pass (the film's
-mirror image scored again), so the price of the uncertainty shows.
+``--without-uncertainty`` to also time each model without its uncertainty pass (the film's
+mirror image scored again), so the price of the uncertainty shows, and ``--pytorch`` to also time
+each model with its backbone in PyTorch instead of ONNX Runtime (listed first: the ratios are then
+to the first model as served before ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -45,12 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-size", action="store_true", help="also time a 4600 x 2600 synthetic film")
     parser.add_argument("--without-uncertainty", action="store_true",
                         help="also time each model without the uncertainty pass")
+    parser.add_argument("--pytorch", action="store_true",
+                        help="also time each model with its backbone in PyTorch (listed first)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     greys = {"images": [read_image(p) for p in args.images]}
     if args.full_size:
         greys["4600x2600"] = [_synthetic_full_field()]
     predictors = [Predictor(folder) for folder in args.models]
+    if args.pytorch:
+        predictors = [Predictor(folder, fast=False) for folder in args.models] + predictors
     if args.without_uncertainty:
         predictors += [Predictor(folder, uncertainty=False) for folder in args.models]
     for predictor in predictors:  # warm up
@@ -66,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                     times.append(1000 * (time.perf_counter() - started))
             medians.append(statistics.median(times))
             spread = "with" if predictor.uncertainty else "without"
-            print(f"{name}: {predictor.version} ({result.method}, {spread} uncertainty): median "
+            print(f"{name}: {predictor.version} ({result.method}, {spread} uncertainty, "
+                  f"{predictor.runtime}): median "
                   f"{medians[-1]:.0f} ms per film "
                   f"over {len(times)} predictions, ratio to {predictors[0].version} "
                   f"{medians[-1] / medians[0]:.2f}x")

@@ -125,6 +125,27 @@ def test_empty_store_loads_an_empty_dataset_with_the_schema(store: CaseStore) ->
     assert store.recent() == []
 
 
+def test_loading_keeps_one_arrow_copy_of_the_store(store: CaseStore) -> None:
+    def builds(dataset: datasets.Dataset) -> list[Path]:
+        version = Path(dataset.cache_files[0]["filename"]).parent.parent
+        return sorted(p for p in version.iterdir() if (p / "dataset_info.json").is_file())
+
+    store.append(grey(1), "normal")
+    first = store.load()
+    assert Path(first.cache_files[0]["filename"]).is_relative_to(store.root / ".cache")
+    store.append(grey(2), "benign")
+    second = store.load()
+    assert len(builds(second)) == 2  # the first build is minutes young: another process may be making it
+    for build in builds(second):
+        os.utime(build, (time.time() - 3600,) * 2)
+    store.append(grey(3), "malignant")
+    third = store.load()
+    assert builds(third) == [Path(third.cache_files[0]["filename"]).parent]  # older whole copies deleted
+    assert len(third) == 3 and third.features["label"].int2str(third[2]["label"]) == "malignant"
+    assert first[0]["case_id"] == third[0]["case_id"]  # an old load still reads (memory-mapped)
+    assert len(store.load()) == 3 and builds(store.load()) == builds(third)  # unchanged store: same build
+
+
 def test_stored_png_keeps_no_exif_or_text(store: CaseStore, tmp_path: Path) -> None:
     pixels = (grey(2) * 255).astype(np.uint8)
     exif = Image.Exif()

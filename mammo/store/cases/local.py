@@ -5,6 +5,7 @@ Layout (the same in a local folder and in a Hub dataset repo)::
     README.md                                    dataset card (no dataset_info: shards are added)
     data/train-<UTC %Y%m%dT%H%M%S%fZ>-<uuid4 hex>.parquet   one shard per submission or batch
     .shards                                      (local only) the shard names in the order written
+    .cache/                                      (local only) datasets' Arrow copy for load(): the newest kept
 
 Columns: :func:`~mammo.store.cases.schema.case_features` (a 16-bit greyscale PNG re-encoded from
 the pixels, so no EXIF, PNG text or DICOM tag survives; the label; ids, time and pixel hash; every
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -54,13 +56,15 @@ from .schema import (
     validate_metadata,
 )
 
-__all__ = ["CaseStore", "ImageInput"]
+__all__ = ["CaseStore", "ImageInput", "load_cases"]
 
 ImageInput = str | os.PathLike | bytes | np.ndarray
 _TMP_DIR = ".tmp"
 _LOCK_FILE = ".lock"
 _JOURNAL = ".shards"  # the shard names, one per line, in the order they were written
 _STALE_TMP_S = 3600.0
+_CACHE_DIR = ".cache"  # the Arrow conversion of the store that datasets makes to load it
+_STALE_BUILD_S = 600.0  # an older Arrow build is deleted once this old (no other load still makes it)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,28 @@ def _iso(moment: datetime) -> str:
 def _not_saved(error: OSError) -> StoreError:
     return StoreError(f"The case could not be saved ({error.strerror or error}); nothing was stored. "
                       "Earlier cases are unaffected.")
+
+
+def load_cases(path: str, cache_dir: Path, **kwargs: Any) -> datasets.Dataset:
+    """``datasets.load_dataset(path, split="train")`` with its Arrow cache in ``cache_dir``, then the
+    older Arrow builds there deleted: every load after new shards converts the whole store again,
+    and without this each retrain would leave a full copy of the store on disk."""
+    loaded = datasets.load_dataset(path, split="train", cache_dir=str(cache_dir), **kwargs)
+    if loaded.cache_files:
+        _delete_older_builds(Path(loaded.cache_files[0]["filename"]).parent, cache_dir)
+    return loaded
+
+
+def _delete_older_builds(build: Path, cache_dir: Path) -> None:
+    """Delete the whole Arrow builds beside ``build`` (not one being made) older than a few minutes;
+    a process still reading one keeps it readable (it is memory-mapped)."""
+    cutoff = time.time() - _STALE_BUILD_S
+    for other in build.parent.iterdir():
+        if other != build and (other / "dataset_info.json").is_file() and other.stat().st_mtime < cutoff:
+            shutil.rmtree(other, ignore_errors=True)
+            locks = [*build.parent.glob(f"{other.name}*.lock"), *cache_dir.glob(f"*_{other.name}.lock")]
+            for lock in locks:
+                lock.unlink(missing_ok=True)
 
 
 def _shard_name(moment: datetime) -> str:
@@ -163,7 +189,7 @@ class CaseStore:
             empty = len(self._index) == 0
         if empty:
             return self._empty()
-        return datasets.load_dataset(str(self.root), split="train")
+        return load_cases(str(self.root), self.root / _CACHE_DIR)
 
     def counts(self) -> dict[str, int]:
         """Number of cases per label (every label listed, zero included), other processes' included."""
