@@ -171,18 +171,23 @@ def _check_frames(n_frames: int) -> None:
         raise ImageError(f"The file has {n_frames} frames; upload a single image.")
 
 
-def _minmax(arr: np.ndarray) -> np.ndarray:
-    """Scale finite values to [0, 1]; a constant image becomes zeros. NaN/inf -> ImageError."""
-    integers = np.asarray(arr).dtype.kind in "uib"
-    arr = np.array(arr, dtype=np.float64)  # a copy, scaled in place below (12 MP films: no temporaries)
-    if not integers and not np.isfinite(arr).all():
+def _minmax(arr: np.ndarray, invert: bool = False) -> np.ndarray:
+    """Scale finite values to [0, 1] (``invert``: then 1 - that) as float32; a constant image becomes
+    zeros. NaN/inf -> ImageError. Computed in float64 a band of rows at a time: the values are those
+    of scaling the whole image in float64, without a float64 copy of a 12 MP film (about 100 MB)."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "uib" and not np.isfinite(arr).all():
         raise ImageError("The image contains invalid pixel values (NaN or infinity).")
     lo, hi = float(arr.min()), float(arr.max())
+    out = np.zeros(arr.shape, dtype=np.float32)
     if hi <= lo:
-        return np.zeros_like(arr)
-    arr -= lo
-    arr /= hi - lo
-    return arr
+        return out
+    for top in range(0, arr.shape[0], _HASH_ROWS):
+        band = arr[top : top + _HASH_ROWS].astype(np.float64)
+        band -= lo
+        band /= hi - lo
+        out[top : top + _HASH_ROWS] = 1.0 - band if invert else band
+    return out
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -275,5 +280,4 @@ def _decode_dicom(data: bytes, min_side: int) -> np.ndarray:
         return _minmax(_luma(arr) if arr.ndim == 3 else arr)
     if arr.ndim != 2:
         raise ImageError(f"The DICOM image has an unexpected shape {arr.shape}.")
-    grey = _minmax(apply_voi_lut(apply_modality_lut(arr, ds), ds))
-    return 1.0 - grey if photometric == "MONOCHROME1" else grey
+    return _minmax(apply_voi_lut(apply_modality_lut(arr, ds), ds), invert=photometric == "MONOCHROME1")
