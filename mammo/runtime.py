@@ -1,11 +1,11 @@
 """A model's backbone (``forward_features``) through ONNX Runtime on the CPU.
 
-EfficientNet-Lite's depthwise convolutions run faster in ONNX Runtime than in PyTorch on a CPU (v2's
-512 px backbone pass: 145 ms in PyTorch on one thread, 66 ms here on two; see README "Serving
-speed"). The backbone is exported in memory when a model is loaded (about a second) and checked
-against PyTorch on a real input; where onnxruntime is missing, the export fails or the outputs
-differ, the caller keeps PyTorch and the reason is logged. Heads, pooling, calibration and Grad-CAM
-stay in PyTorch.
+EfficientNet-Lite's depthwise convolutions run about twice as fast in ONNX Runtime as in PyTorch on
+a CPU (v2's 512 px backbone pass on one thread: 75 ms against 145 ms; see README "Serving speed").
+The backbone is exported in memory when a model is loaded (about a second) and checked against
+PyTorch on a real input; where onnxruntime is missing, the export fails or the outputs differ, the
+caller keeps PyTorch and the reason is logged. Heads, pooling, calibration and Grad-CAM stay in
+PyTorch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import ctypes
 import gc
 import io
 import logging
-import os
 import threading
 import warnings
 
@@ -41,15 +40,16 @@ class _Features(nn.Module):
 class OnnxBackbone:
     """``model.forward_features`` as an ONNX Runtime session (thread-safe; any batch size).
 
-    Runs take turns, each on ``threads`` threads that sleep between runs (no spinning), so one run
-    has the machine's cores while the rest of other requests (reading, preparing, drawing) goes on.
-    Without ONNX Runtime's memory arena: it would keep the largest activations it ever held
-    (about 115 MB more for v2) for a third of the time per run (44 instead of 66 ms, measured).
+    Runs take turns, on one thread each (as PyTorch's, one per worker): ONNX Runtime's memory arena
+    keeps the largest activations it has held, so two runs at once would keep twice that for good
+    (about 100 MB more for v2, measured: the app then passed 2 GB with four DICOM clients); the
+    rest of a request (reading, preparing, drawing) still overlaps. Without the arena a run takes
+    109 ms instead of 75 and the app served no faster than with PyTorch.
 
     Args:
         model: the loaded model (eval mode) with ``forward_features``.
         example: one real prepared input (C, S, S): exported at its shape and checked on it.
-        threads: ONNX Runtime's intra-op threads for a run.
+        threads: ONNX Runtime's intra-op threads (one per worker, as PyTorch's).
     """
 
     def __init__(self, model: nn.Module, example: torch.Tensor, threads: int = 1) -> None:
@@ -64,8 +64,6 @@ class OnnxBackbone:
                               dynamic_axes={"inputs": {0: "n"}, "features": {0: "n"}})
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = max(1, threads)
-        options.enable_cpu_mem_arena = False
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(exported.getvalue(), options,
                                                     providers=["CPUExecutionProvider"])
         self._turn = threading.Lock()
@@ -81,15 +79,6 @@ class OnnxBackbone:
             return torch.from_numpy(self.session.run(None, {"inputs": inputs})[0])
 
 
-def _cores() -> int:
-    """The CPU cores this process may use, at most 4 (runs take turns: one run may use them all)."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        available = os.cpu_count() or 1
-    return max(1, min(4, available))
-
-
 def _release_freed_memory() -> None:
     """Collect garbage and hand freed heap pages back to the system (glibc; elsewhere nothing)."""
     gc.collect()
@@ -102,7 +91,7 @@ def _release_freed_memory() -> None:
 def onnx_backbone(model: nn.Module, example: torch.Tensor) -> OnnxBackbone | None:
     """The backbone through ONNX Runtime, or None (logged) where PyTorch must stay."""
     try:
-        backbone = OnnxBackbone(model, example, _cores())
+        backbone = OnnxBackbone(model, example, torch.get_num_threads())
     except Exception as error:  # noqa: BLE001 - any failure to export or load means: keep PyTorch
         log.warning("ONNX Runtime not used for this model (%s: %s); PyTorch serves it",
                     type(error).__name__, str(error)[:200])
