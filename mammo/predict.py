@@ -143,7 +143,8 @@ class Predictor:
         self.model_dir = Path(model_dir)
         self.uncertainty = uncertainty
         self.model, self.config = load(self.model_dir)
-        # channels-last convolutions: 175 -> 106 ms for v2's 512 px forward pass on one CPU thread
+        # channels-last convolutions (PyTorch: 175 -> 106 ms for v2's 512 px forward pass on one CPU
+        # thread); Grad-CAM and any model ONNX Runtime cannot serve run here
         self.model = self.model.to(memory_format=torch.channels_last)
         mammo = self.config.get("mammo", {})
         self.version: str = mammo.get("version") or self.model_dir.name
