@@ -22,7 +22,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from ...config import Settings
 from .._hub import HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
 from .card import dataset_card
-from .local import _CACHE_DIR, CaseStore, load_cases
+from .local import CaseStore, load_cases
 from .outbox import Outbox
 from .schema import DATA_DIR
 
@@ -83,7 +83,7 @@ class HubCaseStore(CaseStore):
         parts = [datasets.Dataset.from_dict(table.to_pydict(), features=self.features) for table in queued]
         with hub_errors(self.api.endpoint, f"loading the dataset {self.repo_id}"):
             try:
-                parts.insert(0, load_cases(self.repo_id, self.root / _CACHE_DIR, revision=revision,
+                parts.insert(0, load_cases(self.repo_id, self._cache_dir, revision=revision,
                                            token=self.api.token))
             except EmptyDatasetError:  # no shard on the Hub yet
                 pass

@@ -189,7 +189,7 @@ class CaseStore:
             empty = len(self._index) == 0
         if empty:
             return self._empty()
-        return load_cases(str(self.root), self.root / _CACHE_DIR)
+        return load_cases(str(self.root), self._cache_dir)
 
     def counts(self) -> dict[str, int]:
         """Number of cases per label (every label listed, zero included), other processes' included."""
@@ -371,6 +371,11 @@ class CaseStore:
     @property
     def _tmp_dir(self) -> Path:
         return self.root / _TMP_DIR
+
+    @property
+    def _cache_dir(self) -> Path:
+        """Where ``datasets`` keeps its Arrow copy of the cases for :meth:`load`."""
+        return self.root / _CACHE_DIR
 
     def _empty(self) -> datasets.Dataset:
         return datasets.Dataset.from_dict({name: [] for name in self.features}, features=self.features)
