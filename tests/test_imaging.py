@@ -166,6 +166,16 @@ def test_float_tiff_is_min_max_scaled(tmp_path):
     np.testing.assert_allclose(out, (a + 3.0) / 8.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_min_max_scaling_in_row_bands_equals_scaling_the_whole_image(photometric: str) -> None:
+    """Values bit for bit as scaling the whole film in float64 (stored pixel hashes stay valid)."""
+    raw = np.random.default_rng(3).integers(0, 4096, (700, 90), dtype=np.uint16)  # three bands of rows
+    whole = (raw.astype(np.float64) - raw.min()) / (float(raw.max()) - raw.min())
+    expected = np.asarray(1.0 - whole if photometric == "MONOCHROME1" else whole, dtype=np.float32)
+    out = read_image(_dicom(raw, photometric=photometric, shape=raw.shape))
+    assert out.dtype == np.float32 and np.array_equal(out, expected)
+
+
 def test_float_tiff_with_nan_is_refused(tmp_path):
     a = np.ones((40, 40), dtype=np.float32)
     a[5, 5] = np.nan
@@ -270,6 +280,7 @@ def _dicom(
     syntax=ExplicitVRLittleEndian,
     window: tuple[float, float] | None = None,
     pixel_bytes: bytes | None = None,
+    shape: tuple[int, int] = (48, 64),
 ) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -281,7 +292,7 @@ def _dicom(
     ds.PatientName = "Doe^Jane"
     ds.PatientID = "SECRET-ID-123"
     ds.Modality = "MG"
-    ds.Rows, ds.Columns = 48, 64
+    ds.Rows, ds.Columns = shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
