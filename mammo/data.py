@@ -166,9 +166,8 @@ def case_examples(cases: datasets.Dataset, batch_size: int = 10_000) -> list[Exa
     fields = [name for name in cases.column_names if name not in _CASE_RECORD_COLUMNS]
     out: list[Example] = []
     for batch in cases.select_columns(["label", "case_id", *fields]).iter(batch_size=batch_size):
-        filled = [[(key, value) for value in batch[key]] for key in fields]
         for i, (code, case_id) in enumerate(zip(batch["label"], batch["case_id"], strict=True)):
-            metadata = {key: value for key, value in (column[i] for column in filled) if value is not None}
+            metadata = {key: batch[key][i] for key in fields if batch[key][i] is not None}
             out.append(Example(CaseImage(images, len(out)), names[code], case_id, case_id, metadata))
     return out
 

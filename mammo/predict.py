@@ -163,9 +163,12 @@ class Predictor:
         recorded = (mammo.get("data") or {}).get("image_sha256")
         # pixel hashes of the films it trained on (and validated on); None when not recorded
         self.training_images: frozenset[str] | None = None if recorded is None else frozenset(recorded)
+        self._onnx = onnx_backbone(self.model, self._example_input()) if fast else None
+
+    def _example_input(self) -> torch.Tensor:
+        """A prepared input of this model's shape (random pixels), to export and check it on."""
         side = self.preprocess.image_size
-        example = self.prepare(np.random.default_rng(0).random((side, side), dtype=np.float32))[0]
-        self._onnx = onnx_backbone(self.model, example) if fast else None
+        return self.prepare(np.random.default_rng(0).random((side, side), dtype=np.float32))[0]
 
     @property
     def runtime(self) -> str:

@@ -3,7 +3,7 @@
 EfficientNet-Lite's depthwise convolutions run about twice as fast in ONNX Runtime as in PyTorch on
 a CPU (v2's 512 px backbone pass on one thread: 75 ms against 145 ms; see README "Serving speed").
 The backbone is exported in memory when a model is loaded (about a second) and checked against
-PyTorch on a real input; where onnxruntime is missing, the export fails or the outputs differ, the
+PyTorch on a prepared input; where onnxruntime is missing, the export fails or the outputs differ, the
 caller keeps PyTorch and the reason is logged. Heads, pooling, calibration and Grad-CAM stay in
 PyTorch.
 """
@@ -48,7 +48,7 @@ class OnnxBackbone:
 
     Args:
         model: the loaded model (eval mode) with ``forward_features``.
-        example: one real prepared input (C, S, S): exported at its shape and checked on it.
+        example: one prepared input (C, S, S): exported at its shape and checked on it.
         threads: ONNX Runtime's intra-op threads (one per worker, as PyTorch's).
     """
 

@@ -542,7 +542,7 @@ def test_recent_cases_and_duplicates_are_answered_from_the_index(
         store.append(grey(0), "benign")
     assert reads == []  # no shard was opened: a shard only on the Hub needs no download
     first = shards(store.root)[0]
-    store._index.add(first.name, pq.read_table(first), LABELS, ["age"])  # indexed twice: no effect
+    store._index.add(first.name, pq.read_table(first))  # indexed twice: no effect
     assert [r["case_id"] for r in store.recent(100)] == [r["case_id"] for r in everything]
 
 

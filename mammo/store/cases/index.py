@@ -30,9 +30,16 @@ class CaseRow(NamedTuple):
 
 
 class CaseIndex:
-    """The in-memory index of a case store's shards (not thread-safe: the store locks around it)."""
+    """The in-memory index of a case store's shards (not thread-safe: the store locks around it).
 
-    def __init__(self) -> None:
+    Args:
+        label_names: the store's labels, in ``ClassLabel`` code order (every shard shares them).
+        metadata_fields: the metadata columns kept per case (those a shard has).
+    """
+
+    def __init__(self, label_names: Sequence[str], metadata_fields: Sequence[str]) -> None:
+        self._label_names = list(label_names)
+        self._metadata_fields = list(metadata_fields)
         self._shards: list[str] = []  # shard names in the order indexed
         self._position: dict[str, int] = {}  # shard name -> its place in _shards
         self._rows: list[list[CaseRow]] = []  # per shard
@@ -41,8 +48,7 @@ class CaseIndex:
         self._by_sha: dict[str, str] = {}  # image_sha256 -> the first case_id with those pixels
         self._label_counts: Counter[str] = Counter()
 
-    def add(self, name: str, table: pa.Table, label_names: Sequence[str],
-            metadata_fields: Sequence[str]) -> None:
+    def add(self, name: str, table: pa.Table) -> None:
         """Index one shard (labels as ``ClassLabel`` codes); a shard already indexed is left as it is."""
         if name in self._position:
             return
@@ -50,7 +56,8 @@ class CaseIndex:
         self._shards.append(name)
         self._position[name] = position
         case_ids, codes, submitted, hashes = (table.column(c).to_pylist() for c in INDEX_COLUMNS)
-        fields = [(f, table.column(f).to_pylist()) for f in metadata_fields if f in table.column_names]
+        fields = [(f, table.column(f).to_pylist()) for f in self._metadata_fields if f in table.column_names]
+        label_names = self._label_names
         times: dict[str, str] = {}  # one string per distinct time: a shard's cases share theirs
         rows = []
         for i, (case_id, code, sha) in enumerate(zip(case_ids, codes, hashes, strict=True)):

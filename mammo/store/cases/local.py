@@ -135,7 +135,7 @@ class CaseStore:
         self.outbox = outbox
         self.features = case_features(self.labels)
         self._lock = threading.RLock()
-        self._index = CaseIndex()
+        self._index = CaseIndex(self.labels, list(METADATA_FIELDS))
         self._journal_read = 0  # bytes of the shard journal already indexed
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -315,7 +315,7 @@ class CaseStore:
                 tmp.unlink(missing_ok=True)
                 target.unlink(missing_ok=True)
                 raise _not_saved(exc) from exc
-            self._index.add(name, table, self.labels, list(METADATA_FIELDS))
+            self._index.add(name, table)
             self._journal_append([name])
         status, warning = self.outbox.shard_written(name) if self.outbox else ("stored", None)
         receipt = self._batch_receipt(table.column("case_id").to_pylist(), skipped, status, moment)
@@ -373,6 +373,10 @@ class CaseStore:
         return self.root / _TMP_DIR
 
     @property
+    def _journal(self) -> Path:
+        return self.root / _JOURNAL
+
+    @property
     def _cache_dir(self) -> Path:
         """Where ``datasets`` keeps its Arrow copy of the cases for :meth:`load`."""
         return self.root / _CACHE_DIR
@@ -392,13 +396,13 @@ class CaseStore:
                 f"Shard {name} uses the labels {names}, but this store uses {self.labels}: "
                 "one case store holds one label set."
             )
-        self._index.add(name, table, names, list(METADATA_FIELDS))
+        self._index.add(name, table)
 
     def _index_folder(self) -> None:
         """At open (under the file lock): index every shard in ``data/`` and journal any the journal
         lacks (written before it existed, or by a writer killed between the rename and the journal)."""
         names = sorted(name for name in os.listdir(self._data_dir) if name.endswith(".parquet"))
-        journal = self.root / _JOURNAL
+        journal = self._journal
         journaled = set(journal.read_text(encoding="utf-8").split()) if journal.exists() else set()
         self._journal_append([name for name in names if name not in journaled])
         for name in names:
@@ -409,7 +413,7 @@ class CaseStore:
         """Index the shards other processes wrote since: the journal's complete lines not read yet
         (a cost that does not grow with the store, unlike listing ``data/``)."""
         try:
-            with open(self.root / _JOURNAL, "rb") as handle:
+            with open(self._journal, "rb") as handle:
                 handle.seek(self._journal_read)
                 added = handle.read()
         except FileNotFoundError:
@@ -429,7 +433,7 @@ class CaseStore:
         if not names:
             return
         try:
-            with open(self.root / _JOURNAL, "ab+") as handle:  # appends go to the end, wherever it reads
+            with open(self._journal, "ab+") as handle:  # appends go to the end, wherever it reads
                 size = handle.seek(0, os.SEEK_END)
                 torn = False
                 if size:
