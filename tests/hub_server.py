@@ -184,12 +184,16 @@ class HubServer:
         token: the one valid token (user :data:`USER`, write access everywhere).
         calls: ``(method, path)`` of every request received, in order (path without the query).
         lose_commit_responses: apply the next N commits, then close the connection unanswered.
+        commits_open: set; ``clear()`` it and commit requests wait unanswered until it is set again
+            (an upload in progress), even across a stop.
     """
 
     def __init__(self, token: str | None = None) -> None:
         self.token = token or f"hf_test_{secrets.token_hex(12)}"
         self.calls: list[tuple[str, str]] = []
         self.lose_commit_responses = 0
+        self.commits_open = threading.Event()
+        self.commits_open.set()
         self._state = _State()
         self._secret = secrets.token_hex(16)
         self._httpd: ThreadingHTTPServer | None = None
@@ -317,6 +321,8 @@ class _Handler(BaseHTTPRequestHandler):
             token = self._token()
             for route_method, pattern, name in _ROUTES:
                 if method in route_method and (match := re.fullmatch(pattern, split.path)):
+                    if name == "commit":
+                        self.hub.commits_open.wait()
                     with self.hub._state.lock:
                         getattr(self, name)(token, **match.groupdict())
                     return

@@ -37,6 +37,7 @@ from mammo.store.cases import (
     StoreError,
     open_case_store,
 )
+from mammo.store.cases.outbox import SUBMIT_WAIT_S
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside huggingface_hub's LFS upload
     "ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning"
@@ -445,6 +446,36 @@ def test_hub_down_then_back_delivers_the_queued_case_once(hub_env) -> None:
         assert count_calls(server, "commit/main") == commits_before + 1
         ds = store.load()
         assert ds["case_id"] == [receipt["case_id"]]
+
+
+@pytest.mark.parametrize("hub_down", [False, True], ids=["hub-slow", "hub-down"])
+def test_a_submission_waits_only_briefly_behind_an_upload_in_progress(hub_env, hub_down: bool) -> None:
+    """huggingface_hub retries a failing upload for ~23 s, holding the outbox's upload lock: a
+    submission behind it is queued after a bounded wait, saying whether the Hub is down or slow."""
+    server = hub_env
+    with hub_store() as store:
+        commits = count_calls(server, "commit/main")
+        server.commits_open.clear()  # the next upload hangs at the Hub, holding the upload lock
+        in_progress = ThreadPoolExecutor(1).submit(store.append, grey(16), "normal")
+        deadline = time.monotonic() + 10
+        while count_calls(server, "commit/main") == commits and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.outbox.upload_lock.locked()
+        if hub_down:
+            server.stop()
+        started = time.monotonic()
+        receipt = store.append(grey(17), "benign")
+        assert time.monotonic() - started < SUBMIT_WAIT_S + 3
+        assert receipt["status"] == "queued" and receipt["total_cases"] == 2
+        assert ("unreachable" if hub_down else "is slow") in receipt["warning"]
+
+        server.commits_open.set()
+        first = in_progress.result(timeout=30)
+        assert first["status"] == "stored"
+        server.start()
+        assert store.wait_until_delivered(15)
+        assert sorted(store.load()["case_id"]) == sorted([first["case_id"], receipt["case_id"]])
+    assert len(repo_shards(server)) == 2
 
 
 def test_hub_outbox_survives_a_process_restart(hub_env) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub import HfApi
@@ -28,6 +29,10 @@ __all__ = ["Outbox"]
 log = logging.getLogger(__name__)
 
 _EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard"}  # store/audit.py, predictions.py
+# How long a submission waits for an upload already in progress (the delivery thread's, or another
+# submission's) before its shard is left to the background: huggingface_hub retries an upload on
+# connection errors for ~23 s, and a clinician should not wait behind that.
+SUBMIT_WAIT_S = 5.0
 
 
 class Outbox:
@@ -79,7 +84,7 @@ class Outbox:
         """A case shard was just written to ``data/``: try to deliver it now. The status for the
         receipt (``stored`` or ``queued``) and a warning; any failure leaves it queued."""
         try:
-            self.deliver(f"{DATA_DIR}/{name}")
+            self.deliver(f"{DATA_DIR}/{name}", wait_s=SUBMIT_WAIT_S)
         except HubUnavailable as exc:
             self._wake.set()
             return "queued", str(exc)
@@ -99,13 +104,14 @@ class Outbox:
         with hub_errors(self.api.endpoint, f"reading case shard {name}"):
             return self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
 
-    def deliver(self, in_repo: str) -> None:
+    def deliver(self, in_repo: str, *, wait_s: float | None = None) -> None:
         """Upload one waiting file in its own commit, then drop it from the outbox. A file no longer
-        here was delivered already (files leave only then)."""
+        here was delivered already (files leave only then). ``wait_s``: the longest wait for an upload
+        in progress (None: as long as it takes); past it, HubUnavailable and the file stays queued."""
         path = self.root / in_repo
         name = in_repo.rsplit("/", 1)[-1]
         what = _EXTRA_DIRS.get(in_repo.split("/", 1)[0], "case shard")
-        with self.upload_lock:
+        with self._upload_lock_held(wait_s):
             if not path.exists():
                 return
             self.connect()
@@ -121,6 +127,22 @@ class Outbox:
             path.unlink(missing_ok=True)
             fsync_dir(path.parent)
             self._retried.discard(name)
+
+    @contextmanager
+    def _upload_lock_held(self, wait_s: float | None) -> Iterator[None]:
+        """Hold the upload lock, waiting at most ``wait_s`` for it; past that, HubUnavailable saying
+        whether the Hub is down (one request, no retry loop) or only slow."""
+        if not self.upload_lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            branch_head(self.api, self.repo_id, "dataset")
+            raise HubUnavailable(
+                f"Hugging Face Hub at {self.api.endpoint} is slow: an earlier upload to {self.repo_id} "
+                f"has taken over {wait_s:.0f} s; this file is saved in the outbox and delivered in the "
+                "background"
+            )
+        try:
+            yield
+        finally:
+            self.upload_lock.release()
 
     def wait_until_delivered(self, timeout: float) -> bool:
         """Nudge the delivery thread and wait until the outbox is empty; False on timeout."""
