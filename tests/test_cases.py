@@ -258,7 +258,9 @@ def test_another_process_shards_are_found_through_the_journal(
     with CaseStore(LABELS, root) as a:
         a.append(grey(1), "normal")
     (root / ".shards").unlink()  # a store from before the journal, or a writer killed before journaling
-    with CaseStore(LABELS, root) as a, CaseStore(LABELS, root) as b:  # opening lists data/ and journals it
+    with CaseStore(LABELS, root) as a, CaseStore(LABELS, root) as b:
+        assert not (root / ".shards").exists()  # opening indexes nothing: the index is built on first use
+        assert a.counts() == b.counts() == {"normal": 1, "benign": 0, "malignant": 0}  # lists data/, journals
         assert (root / ".shards").read_text().split() == [p.name for p in shards(root)]
         with (root / ".shards").open("a") as journal:
             journal.write("train-killed-mid-append")  # a torn last line: no newline

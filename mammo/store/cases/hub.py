@@ -102,6 +102,7 @@ class HubCaseStore(CaseStore):
             return
         check_reachable(self.api)
         ensure_repo(self.api, self.repo_id, "dataset", dataset_card(self.labels), private=self.private)
+        self._open_index()  # the queued shards here first
         with hub_errors(self.api.endpoint, f"indexing the shards of {self.repo_id}"):
             try:
                 tree = self.api.list_repo_tree(self.repo_id, path_in_repo=DATA_DIR, repo_type="dataset")

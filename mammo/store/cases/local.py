@@ -136,13 +136,14 @@ class CaseStore:
         self.features = case_features(self.labels)
         self._lock = threading.RLock()
         self._index = CaseIndex(self.labels, list(METADATA_FIELDS))
+        self._index_opened = False  # the folder is indexed on first need: a training process never is
         self._journal_read = 0  # bytes of the shard journal already indexed
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._write_card_if_missing()
             self._sweep_tmp()
-            self._index_folder()
+            self._check_label_set()
 
     # -- public API -----------------------------------------------------------------------------
     def append(
@@ -184,9 +185,8 @@ class CaseStore:
 
     def load(self) -> datasets.Dataset:
         """Every case as a ``datasets.Dataset`` (empty with the schema when there is none)."""
-        with self._lock:
-            self._refresh_local()
-            empty = len(self._index) == 0
+        with os.scandir(self._data_dir) as entries:
+            empty = not any(entry.name.endswith(".parquet") for entry in entries)
         if empty:
             return self._empty()
         return load_cases(str(self.root), self._cache_dir)
@@ -194,6 +194,7 @@ class CaseStore:
     def counts(self) -> dict[str, int]:
         """Number of cases per label (every label listed, zero included), other processes' included."""
         with self._lock:
+            self._open_index()
             self._refresh_local()
             return self._counts()
 
@@ -209,6 +210,7 @@ class CaseStore:
     def case_png(self, case_id: str) -> bytes:
         """One stored case's PNG, read from the one shard that holds it (not the whole dataset)."""
         with self._lock:
+            self._open_index()
             if self._index.shard_of(case_id) is None:
                 self._refresh_local()  # a shard another process wrote since
             name = self._index.shard_of(case_id)
@@ -221,6 +223,7 @@ class CaseStore:
     def case_with_pixels(self, sha256: str) -> str | None:
         """The id of the stored case whose pixels have this SHA-256 (``imaging.sha256_of_pixels``)."""
         with self._lock:
+            self._open_index()
             return self._index.case_with_pixels(sha256)
 
     def recent(self, n: int = 10) -> list[dict[str, Any]]:
@@ -229,6 +232,7 @@ class CaseStore:
         if n <= 0:
             return []
         with self._lock:
+            self._open_index()
             self._refresh_local()
             rows = self._index.recent(n)
         return [{"case_id": row.case_id, "label": row.label, "submitted_at": row.submitted_at,
@@ -301,6 +305,8 @@ class CaseStore:
     def _store(self, cases: list[_Case], *, skip_duplicates: bool) -> dict[str, Any]:
         moment = utc_now()
         name = _shard_name(moment)
+        with self._lock:
+            self._open_index()  # before the file lock, which it takes
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._refresh_local()
             cases, skipped = self._without_duplicates(cases, skip_duplicates)
@@ -390,17 +396,36 @@ class CaseStore:
     def _index_shard(self, path: Path | str, name: str) -> None:
         """Index one shard file from its small columns; StoreError if its labels differ."""
         table = pq.read_table(path, columns=[*INDEX_COLUMNS, *METADATA_FIELDS])
-        names = datasets.Features.from_arrow_schema(table.schema)["label"].names
+        self._check_labels(table.schema, name)
+        self._index.add(name, table)
+
+    def _check_label_set(self) -> None:
+        """StoreError if the folder's shards use another label set (one shard's schema is read; each
+        is checked when the index reads it)."""
+        with os.scandir(self._data_dir) as entries:
+            shard = next((entry.path for entry in entries if entry.name.endswith(".parquet")), None)
+        if shard is not None:
+            self._check_labels(pq.read_schema(shard), Path(shard).name)
+
+    def _check_labels(self, schema: pa.Schema, name: str) -> None:
+        names = datasets.Features.from_arrow_schema(schema)["label"].names
         if names != self.labels:
             raise StoreError(
                 f"Shard {name} uses the labels {names}, but this store uses {self.labels}: "
                 "one case store holds one label set."
             )
-        self._index.add(name, table)
+
+    def _open_index(self) -> None:
+        """Index the folder once, on first need (under the file lock, so never called holding it)."""
+        with self._lock:
+            if not self._index_opened:
+                with file_lock(self.root / _LOCK_FILE):
+                    self._index_folder()
+                self._index_opened = True
 
     def _index_folder(self) -> None:
-        """At open (under the file lock): index every shard in ``data/`` and journal any the journal
-        lacks (written before it existed, or by a writer killed between the rename and the journal)."""
+        """Under the file lock: index every shard in ``data/`` and journal any the journal lacks
+        (written before it existed, or by a writer killed between the rename and the journal)."""
         names = sorted(name for name in os.listdir(self._data_dir) if name.endswith(".parquet"))
         journal = self._journal
         journaled = set(journal.read_text(encoding="utf-8").split()) if journal.exists() else set()
