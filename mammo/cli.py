@@ -247,6 +247,9 @@ def _cases(args: argparse.Namespace) -> int:
                 "bulk import", "command line (cases import)", case_ids=receipt["case_ids"],
                 status=receipt["status"], skipped=len(receipt["skipped"]))
             print(json.dumps(receipt, indent=2))
+        elif args.cases_command == "compact":
+            limits = {key: value for key in ("small", "largest") if (value := getattr(args, key)) is not None}
+            print(json.dumps(store.compact(**limits), indent=2))
         else:
             print(json.dumps({"counts": store.counts(), "recent": store.recent(args.n)}, indent=2))
     finally:
@@ -352,6 +355,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("dir", type=Path)
     listing = cases_sub.add_parser("list", help="counts per label and recent cases")
     listing.add_argument("-n", type=int, default=10)
+    compact = cases_sub.add_parser("compact", help="merge small shards (one per submission) into big ones")
+    compact.add_argument("--small", type=int, help="merge shards of fewer cases than this "
+                         "(default: mammo.store.cases.compaction.SMALL_SHARD_ROWS)")
+    compact.add_argument("--largest", type=int, help="the most cases in a merged shard "
+                         "(default: mammo.store.cases.compaction.MERGED_SHARD_ROWS)")
     cases.set_defaults(run=_cases)
 
     retrain = sub.add_parser("retrain", help="the app's retrain (base data + cases, gate, publish) here",

@@ -470,11 +470,25 @@ class MammoService:
             self.retrain_started = None
             self._retrain_lock.release()
 
+    def _merge_small_case_shards(self) -> None:
+        """Before a retrain reads every case: merge the one-case shards the Submit tab writes, so that
+        loading (and the next app start) does not slow down with every submission. Only a speed-up: a
+        failure is logged and the retrain reads the shards as they are."""
+        try:
+            merges = self.cases.compact()
+        except (MammoError, OSError) as error:
+            log.warning("case shards not merged before the retrain: %s", error)
+            return
+        if merges["shards_written"]:
+            log.info("merged %d case shards into %d before the retrain", merges["shards_merged"],
+                     merges["shards_written"])
+
     def _retrain(self, options: RetrainOptions, user: str | None, base: Path, progress: Progress,
                  on_epoch: Callable[[EpochLog], None] | None) -> dict:
         current = self._predictor
         split = self._split(current)
         progress(0.0, "reading submitted cases")
+        self._merge_small_case_shards()
         cases = case_examples(self.cases.load())
         config = self._retrain_config(current, options)
 

@@ -6,11 +6,11 @@ For each size, fills a fresh local store with that many small synthetic cases (4
 labels in turn; appended in batches, as `cases import` does; `--batch 1`: one shard per case, as the
 app's Submit tab writes them), then times on the full store: 30 single submits (p50/p95), `counts()`
 (the totals the app shows), `recent(20)`, fetching one case's PNG (30 random cases, p50/p95),
-opening the store afresh (an app restart), and the start of training: reading every case as the
-retrain does (`case_examples(store.load())`, images left in the memory-mapped dataset), the training
-set over all of them at 512 px (as v2's recipe) and its first shuffled batch of 16, in a new process
-whose memory is measured after its imports and at its peak. Prints one table with the sizes side by
-side.
+opening the store afresh and counting its cases (an app restart), and the start of training: reading
+every case as the retrain does (`case_examples(store.load())`, images left in the memory-mapped
+dataset), the training set over all of them at 512 px (as v2's recipe) and its first shuffled batch
+of 16, in a new process whose memory is measured after its imports and at its peak. Prints one table
+with the sizes side by side.
 Targets (issue 11): submit p50 at the largest size within 1.5x of the smallest; one case <= 50 ms;
 memory to start training <= 1 GB at 100 000.
 """
@@ -80,13 +80,14 @@ def bench(size: int, folder: Path, batch: int) -> dict:
         fetches.append(time.perf_counter() - t)
     store.close()
     t = time.perf_counter()
-    CaseStore(LABELS, folder).close()  # what a restarted app does first
+    with CaseStore(LABELS, folder) as reopened:  # what a restarted app does first: open, show the totals
+        reopened.counts()
     open_s = time.perf_counter() - t
     start = json.loads(subprocess.run([sys.executable, __file__, "--start-training", str(folder)], check=True,
                                       capture_output=True, text=True).stdout)
     return {"cases": size + 30, "fill (s)": fill_s, "submit p50/p95 (ms)": _ms(submits),
             "totals (ms)": 1000 * totals_s, "recent 20 (ms)": 1000 * recent_s,
-            "one case p50/p95 (ms)": _ms(fetches), "open the store (s)": open_s,
+            "one case p50/p95 (ms)": _ms(fetches), "open the store and count (s)": open_s,
             "to first training batch (s)": start["seconds"],
             "new process: RSS after imports (MB)": start["imports_mb"],
             "new process: peak RSS to first batch (MB)": start["peak_mb"],

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
@@ -29,6 +30,7 @@ from PIL import Image, PngImagePlugin
 from mammo import imaging
 from mammo.config import settings
 from mammo.imaging import encode_png
+from mammo.store._fs import file_lock
 from mammo.store._hub import HubError, HubUnavailable
 from mammo.store.cases import (
     METADATA_FIELDS,
@@ -37,6 +39,7 @@ from mammo.store.cases import (
     StoreError,
     open_case_store,
 )
+from mammo.store.cases import local as cases_local
 from mammo.store.cases.outbox import SUBMIT_WAIT_S
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside huggingface_hub's LFS upload
@@ -373,6 +376,97 @@ def test_open_case_store_is_local_without_hub_settings(
     assert len(shards(tmp_path / "cases")) == 1
 
 
+# -- compaction ------------------------------------------------------------------------------------
+def submitted_one_by_one(store: CaseStore, n: int, first_seed: int = 100) -> list[dict]:
+    """``n`` cases as the Submit tab stores them: one shard each, labels and metadata varied."""
+    return [store.append(grey(first_seed + i), LABELS[i % 3], {"view": "CC"} if i % 2 else None)
+            for i in range(n)]
+
+
+def snapshot(store: CaseStore) -> dict:
+    """Everything a reader sees of the store's cases, shard layout aside."""
+    loaded = store.load()
+    columns = (loaded[name] for name in ("case_id", "label", "view", "submitted_at"))
+    rows = sorted(zip(*columns, strict=True))
+    return {"rows": rows, "counts": store.counts(), "recent": store.recent(5)}
+
+
+def test_compaction_merges_small_shards_and_keeps_every_case(store: CaseStore, tmp_path: Path) -> None:
+    big = store.append_many([(grey(i), "normal", None) for i in range(3)])  # a batch: not small at 3
+    receipts = submitted_one_by_one(store, 7)
+    other = CaseStore(LABELS, store.root)  # another process's view, indexed before the merge
+    assert other.counts() == store.counts()
+    before = snapshot(store)
+    pngs = {r["case_id"]: store.case_png(r["case_id"]) for r in receipts}
+    assert len(shards(store.root)) == 8
+
+    merges = store.compact(small=2)
+    assert merges == {"shards_merged": 7, "shards_written": 1, "cases": 7}
+    assert len(shards(store.root)) == 2 and not (store.root / ".compaction").exists()
+    assert snapshot(store) == before  # each case once, nothing changed
+    assert {r["case_id"]: store.case_png(r["case_id"]) for r in receipts} == pngs
+    assert {r["case_id"]: other.case_png(r["case_id"]) for r in receipts} == pngs  # its shard moved
+    assert snapshot(other) == before
+    with pytest.raises(StoreError, match=receipts[0]["case_id"]):  # duplicates still found
+        store.append(grey(100), "benign")
+    assert snapshot(CaseStore(LABELS, store.root)) == before  # a fresh open
+    assert store.compact(small=2) == {"shards_merged": 0, "shards_written": 0, "cases": 0}
+    assert big["case_ids"][0] in store.load()["case_id"]
+
+
+def test_compaction_in_batches_of_the_largest_size(store: CaseStore) -> None:
+    submitted_one_by_one(store, 7)
+    # groups of 3 cases; the one left over stays as it is (merging it alone would change nothing)
+    assert store.compact(small=2, largest=3) == {"shards_merged": 6, "shards_written": 2, "cases": 6}
+    assert sorted(pq.read_metadata(path).num_rows for path in shards(store.root)) == [1, 3, 3]
+
+
+@pytest.mark.parametrize("killed", ["before the merged shard is in place", "before its sources are deleted"])
+def test_a_compaction_killed_halfway_is_finished_or_undone_at_the_next_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed: str
+) -> None:
+    root = tmp_path / "cases"
+    with CaseStore(LABELS, root) as store:
+        submitted_one_by_one(store, 4)
+        before = snapshot(store)
+        sources = [p.name for p in shards(root)]
+
+    class Killed(BaseException):
+        pass
+
+    def kill(*args: object, **kwargs: object) -> None:
+        raise Killed
+
+    real_replace = os.replace
+
+    def replace_but_into_data(src: Path, dst: Path) -> None:
+        return kill() if Path(dst).parent == root / "data" else real_replace(src, dst)
+
+    with monkeypatch.context() as patch, CaseStore(LABELS, root) as store:
+        if killed.startswith("before the merged"):  # the plan is written, the merged shard is not renamed
+            patch.setattr(cases_local.os, "replace", replace_but_into_data)
+        else:
+            patch.setattr(cases_local.CompactionPlan, "delete_sources", kill)
+        with pytest.raises(Killed):
+            store.compact(small=2)
+    assert (root / ".compaction").exists()
+    with CaseStore(LABELS, root) as reopened:
+        assert not (root / ".compaction").exists()
+        names = [p.name for p in shards(root)]
+        assert names == sources if killed.startswith("before the merged") else len(names) == 1
+        assert snapshot(reopened) == before  # each case exactly once either way
+
+
+def test_a_load_in_progress_holds_a_compaction_back(store: CaseStore) -> None:
+    submitted_one_by_one(store, 3)
+    names = [p.name for p in shards(store.root)]
+    with file_lock(store.root / ".load.lock", shared=True):  # what load() holds while it reads data/
+        compaction = ThreadPoolExecutor(1).submit(store.compact, small=2)
+        time.sleep(0.5)
+        assert not compaction.done() and [p.name for p in shards(store.root)] == names
+    assert compaction.result(timeout=30)["shards_written"] == 1
+
+
 # -- Hub backend ---------------------------------------------------------------------------------
 @pytest.fixture
 def hub_env(hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -478,6 +572,38 @@ def test_a_submission_waits_only_briefly_behind_an_upload_in_progress(hub_env, h
         assert store.wait_until_delivered(15)
         assert sorted(store.load()["case_id"]) == sorted([first["case_id"], receipt["case_id"]])
     assert len(repo_shards(server)) == 2
+
+
+def test_hub_compaction_is_one_commit_that_adds_the_merged_shard_and_deletes_the_rest(
+    hub_env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = hub_env
+    with hub_store() as store:
+        receipts = submitted_one_by_one(store, 4)
+        assert len(repo_shards(server)) == 4
+        before = snapshot(store)
+        commits = server.commit_count(REPO)
+        assert store.compact(small=2) == {"shards_merged": 4, "shards_written": 1, "cases": 4}
+        assert server.commit_count(REPO) == commits + 1
+        assert len(repo_shards(server)) == 1
+        assert snapshot(store) == before
+        assert store.case_png(receipts[1]["case_id"]) == stored_png_of(server, receipts[1]["case_id"])
+        after = store.append(grey(200), "normal")
+        assert after["status"] == "stored" and after["total_cases"] == 5
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "other-machine"))
+    with hub_store() as fresh:  # indexes the merged shard and the new one
+        assert fresh.counts() == {"normal": 3, "benign": 1, "malignant": 1}
+        every_id = [r["case_id"] for r in receipts] + [after["case_id"]]
+        assert sorted(fresh.load()["case_id"]) == sorted(every_id)
+
+
+def stored_png_of(server, case_id: str) -> bytes:
+    """A case's PNG read straight from the server's copy of the repo."""
+    for path in repo_shards(server):
+        table = pq.read_table(pa.BufferReader(server.read(REPO, path)), columns=["case_id", "image"])
+        if case_id in table.column("case_id").to_pylist():
+            return table.column("image")[table.column("case_id").to_pylist().index(case_id)].as_py()["bytes"]
+    raise AssertionError(f"{case_id} is in no shard of the repo")
 
 
 def test_hub_outbox_survives_a_process_restart(hub_env) -> None:

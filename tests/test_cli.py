@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import check_schema, run_cli
 from PIL import Image
 
 from mammo.config import settings
-from mammo.store import open_registry
+from mammo.store import CaseStore, open_registry
 from mammo.store.audit import AuditLog
 from mammo.store.gate import promotion_decision
 
@@ -110,6 +111,15 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     assert sum(counts.values()) == n and counts["malignant"] == len(list(small_mias.glob("malignant/*.png")))
     again = run_cli("cases", "import", str(small_mias), home=home)  # the same images: refused, clearly
     assert again.returncode == 2 and "already submitted" in again.stderr
+
+    with CaseStore(["normal", "benign", "malignant"], home / "cases") as store:  # two Submit-tab cases
+        for seed in (1, 2):
+            store.append(np.random.default_rng(seed).random((64, 64), dtype=np.float32), "benign")
+    compacted = run_cli("cases", "compact", "--small", str(n + 1), home=home)
+    assert compacted.returncode == 0, compacted.stderr
+    assert json.loads(compacted.stdout) == {"shards_merged": 3, "shards_written": 1, "cases": n + 2}
+    assert len(list((home / "cases" / "data").glob("*.parquet"))) == 1
+    assert sum(json.loads(run_cli("cases", "list", home=home).stdout)["counts"].values()) == n + 2
 
 
 def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_model_dir: Path,

@@ -286,6 +286,8 @@ def test_automatic_retrain_after_every_n_new_cases(tmp_path: Path, tiny_model_di
                   else service.registry.rejected()[-1]["report"])
         assert report["user"] == AUTO_USER and report["cases_used"] == 2
         assert report["promoted"] == promoted  # through the same gate as a trainer's retrain
+        shards = list((config.home / "cases" / "data").glob("*.parquet"))
+        assert len(shards) == 1  # the retrain merged the two one-case shards before reading them
         assert service.auto_retrain_state() == {"every": 2, "new_cases": 0}
         assert "auto_retrain" not in service.submit(films[2], "benign", None)  # 1 new case: not yet
         assert "automatic retraining: after every 2 new cases" in service.describe()

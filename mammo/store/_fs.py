@@ -43,12 +43,14 @@ def write_new_file(path: Path, content: bytes) -> None:
 
 
 @contextmanager
-def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
-    """Exclusive ``fcntl`` lock on ``path`` (a fresh open file each time, so threads exclude each
-    other too); yields False instead of waiting when ``blocking`` is False and the lock is busy."""
+def file_lock(path: Path, blocking: bool = True, *, shared: bool = False) -> Iterator[bool]:
+    """Exclusive (or ``shared``) ``fcntl`` lock on ``path`` (a fresh open file each time, so threads
+    exclude each other too); yields False instead of waiting when ``blocking`` is False and the lock
+    is busy."""
     with open(path, "a+b") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(handle, mode | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return

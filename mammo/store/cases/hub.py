@@ -10,6 +10,7 @@ the same image.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,14 +18,17 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 from datasets.data_files import EmptyDatasetError
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 from huggingface_hub.errors import EntryNotFoundError
 
 from ...config import Settings
+from .._fs import utc_now
 from .._hub import HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
 from .card import dataset_card
+from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, groups_to_merge, merged_table
 from .local import CaseStore, load_cases
 from .outbox import Outbox
-from .schema import DATA_DIR
+from .schema import DATA_DIR, shard_name
 
 __all__ = ["HubCaseStore"]
 
@@ -90,6 +94,47 @@ class HubCaseStore(CaseStore):
         if not parts:
             return self._empty()
         return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+    def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
+        """Merge the repo's small shards: one commit per merged shard adds it and deletes its sources,
+        made on the head the shards were read at (a concurrent commit makes it fail, never lose a
+        case). Submissions meanwhile are queued in the outbox. Returns shards merged, shards written
+        and cases moved."""
+        assert self.outbox is not None
+        merges = Merges()
+        with self.outbox.upload_lock:
+            self._connect()
+            head = branch_head(self.api, self.repo_id, "dataset")
+            with hub_errors(self.api.endpoint, f"listing the shards of {self.repo_id}"):
+                try:
+                    entries = list(self.api.list_repo_tree(self.repo_id, path_in_repo=DATA_DIR,
+                                                           repo_type="dataset", revision=head))
+                except EntryNotFoundError:
+                    entries = []
+            in_repo = {entry.path.rsplit("/", 1)[-1] for entry in entries}
+            with self._lock:
+                sizes = {name: n for name, n in self._index.shard_sizes().items() if name in in_repo}
+            for group in groups_to_merge(sizes, small=small, largest=largest):
+                name = shard_name(utc_now())
+                with hub_errors(self.api.endpoint, f"merging {len(group)} case shards of {self.repo_id}"):
+                    table = merged_table([
+                        pq.read_table(self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{source}",
+                                                               repo_type="dataset", revision=head))
+                        for source in group
+                    ])
+                    content = io.BytesIO()
+                    pq.write_table(table, content)
+                    operations = [CommitOperationAdd(f"{DATA_DIR}/{name}", content.getvalue()),
+                                  *(CommitOperationDelete(f"{DATA_DIR}/{source}") for source in group)]
+                    head = self.api.create_commit(
+                        self.repo_id, operations, repo_type="dataset", parent_commit=head,
+                        commit_message=f"Merge {len(group)} case shards into {name}",
+                    ).oid
+                with self._lock:
+                    self._index.add(name, table)
+                    self._index.forget(group)
+                merges.add(len(group), table.num_rows)
+        return merges.as_dict()
 
     def wait_until_delivered(self, timeout: float) -> bool:
         """Wait until the outbox is empty; False on timeout."""

@@ -79,6 +79,18 @@ class CaseIndex:
         """Number of cases indexed."""
         return len(self._shard_of)
 
+    def forget(self, names: Sequence[str]) -> None:
+        """Drop the rows of shards merged into another (already indexed): they stay known, so a
+        journal line naming one is not read again."""
+        for name in names:
+            position = self._position.get(name)
+            if position is not None:
+                self._rows[position], self._newest[position] = [], ""
+
+    def shard_sizes(self) -> dict[str, int]:
+        """Number of cases in each indexed shard (forgotten ones left out)."""
+        return {name: len(rows) for name, rows in zip(self._shards, self._rows, strict=True) if rows}
+
     def shard_of(self, case_id: str) -> str | None:
         """The shard file holding ``case_id``; None if no indexed shard does."""
         position = self._shard_of.get(case_id)

@@ -3,9 +3,10 @@
 Layout (the same in a local folder and in a Hub dataset repo)::
 
     README.md                                    dataset card (no dataset_info: shards are added)
-    data/train-<UTC %Y%m%dT%H%M%S%fZ>-<uuid4 hex>.parquet   one shard per submission or batch
+    data/train-<UTC %Y%m%dT%H%M%S%fZ>-<uuid4 hex>.parquet   one shard per submission, batch or merge
     .shards                                      (local only) the shard names in the order written
     .cache/                                      (local only) datasets' Arrow copy for load(): the newest kept
+    .load.lock, .compaction                      (local only) loads vs merges; a merge in progress
 
 Columns: :func:`~mammo.store.cases.schema.case_features` (a 16-bit greyscale PNG re-encoded from
 the pixels, so no EXIF, PNG text or DICOM tag survives; the label; ids, time and pixel hash; every
@@ -15,11 +16,13 @@ never reads), fsynced, renamed into ``data/`` and the folder fsynced, under a th
 leaves at worst an orphan temp file (deleted by a later open once an hour old).
 
 The store keeps an index in memory (:class:`~mammo.store.cases.index.CaseIndex`: case id -> shard,
-pixel hash -> case id, counts per label), built from the shards' small columns at open and kept as
-cases arrive; shards other processes write are found through the journal ``.shards``, read on from
-where it was last read. So submitting, totals, recent cases, duplicate checks and reading one case
-do not grow with the number of cases or shards (opening the store and loading the dataset do). The
-label set is fixed per store (shards share one ``ClassLabel``).
+pixel hash -> case id, counts per label), built from the shards' small columns on first need (a
+process that only trains never builds it) and kept as cases arrive; shards other processes write are
+found through the journal ``.shards``, read on from where it was last read. So submitting, totals,
+recent cases, duplicate checks and reading one case do not grow with the number of cases or shards;
+building the index and loading the dataset grow with the number of shards, which :meth:`CaseStore.
+compact` bounds by merging small ones (:mod:`~mammo.store.cases.compaction`). The label set is fixed
+per store (shards share one ``ClassLabel``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ import pyarrow.parquet as pq
 from ... import imaging
 from .._fs import file_lock, fsync_dir, utc_now
 from .card import dataset_card
+from .compaction import (
+    MERGED_SHARD_ROWS,
+    SMALL_SHARD_ROWS,
+    CompactionPlan,
+    Merges,
+    groups_to_merge,
+    merged_table,
+)
 from .index import INDEX_COLUMNS, CaseIndex
 from .outbox import Outbox
 from .schema import (
@@ -53,6 +64,7 @@ from .schema import (
     StoreError,
     _short,
     case_features,
+    shard_name,
     validate_metadata,
 )
 
@@ -62,6 +74,8 @@ ImageInput = str | os.PathLike | bytes | np.ndarray
 _TMP_DIR = ".tmp"
 _LOCK_FILE = ".lock"
 _JOURNAL = ".shards"  # the shard names, one per line, in the order they were written
+_LOAD_LOCK = ".load.lock"  # shared while a load lists and reads data/, exclusive while shards merge
+_PLAN = ".compaction"  # a merge in progress (compaction.CompactionPlan)
 _STALE_TMP_S = 3600.0
 _CACHE_DIR = ".cache"  # the Arrow conversion of the store that datasets makes to load it
 _STALE_BUILD_S = 600.0  # an older Arrow build is deleted once this old (no other load still makes it)
@@ -98,10 +112,6 @@ def _delete_older_builds(build: Path, cache_dir: Path) -> None:
             locks = [*build.parent.glob(f"{other.name}*.lock"), *cache_dir.glob(f"*_{other.name}.lock")]
             for lock in locks:
                 lock.unlink(missing_ok=True)
-
-
-def _shard_name(moment: datetime) -> str:
-    return f"train-{moment.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex}.parquet"
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,7 @@ class CaseStore:
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._write_card_if_missing()
             self._sweep_tmp()
+            CompactionPlan(self.root / _PLAN).finish(self._data_dir)
             self._check_label_set()
 
     # -- public API -----------------------------------------------------------------------------
@@ -189,7 +200,39 @@ class CaseStore:
             empty = not any(entry.name.endswith(".parquet") for entry in entries)
         if empty:
             return self._empty()
-        return load_cases(str(self.root), self._cache_dir)
+        with file_lock(self.root / _LOAD_LOCK, shared=True):  # no merge deletes a shard meanwhile
+            return load_cases(str(self.root), self._cache_dir)
+
+    def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
+        """Merge the shards of fewer than ``small`` cases into shards of up to ``largest`` (see
+        :mod:`.compaction`): loads wait for it; submits wait only while a merged shard replaces its
+        sources. Returns the number of shards merged, shards written and cases moved."""
+        self._open_index()
+        merges = Merges()
+        with file_lock(self.root / _LOAD_LOCK):  # one merge at a time; no load reads data/ meanwhile
+            with self._lock, file_lock(self.root / _LOCK_FILE):
+                self._refresh_local()
+                present = {name for name in os.listdir(self._data_dir) if name.endswith(".parquet")}
+                sizes = {name: n for name, n in self._index.shard_sizes().items() if name in present}
+            for group in groups_to_merge(sizes, small=small, largest=largest):
+                table = merged_table([pq.read_table(self._data_dir / name) for name in group])
+                tmp = self._write_table(table)
+                name = shard_name(utc_now())
+                plan = CompactionPlan(self.root / _PLAN)
+                with self._lock, file_lock(self.root / _LOCK_FILE):
+                    plan.write(name, group)
+                    os.replace(tmp, self._data_dir / name)
+                    fsync_dir(self._data_dir)
+                    self._index.add(name, table)
+                    self._journal_append([name])
+                    plan.delete_sources(self._data_dir, group)
+                    self._index.forget(group)
+                    plan.finish(self._data_dir)
+                merges.add(len(group), table.num_rows)
+        if merges.shards_written:
+            log.info("merged %d case shards into %d in %s", merges.shards_merged, merges.shards_written,
+                     self.root)
+        return merges.as_dict()
 
     def counts(self) -> dict[str, int]:
         """Number of cases per label (every label listed, zero included), other processes' included."""
@@ -216,6 +259,16 @@ class CaseStore:
             name = self._index.shard_of(case_id)
         if name is None:
             raise StoreError(f"No submitted case {str(case_id)[:80]!r}.")
+        try:
+            return self._png_in_shard(name, case_id)
+        except FileNotFoundError:  # merged into another shard since (a compaction elsewhere)
+            with self._lock:
+                self._refresh_local()
+                name = self._index.shard_of(case_id)
+            assert name is not None  # a case, once indexed, stays indexed
+            return self._png_in_shard(name, case_id)
+
+    def _png_in_shard(self, name: str, case_id: str) -> bytes:
         path = self.outbox.locate(name) if self.outbox else self._data_dir / name
         table = pq.read_table(path, columns=["case_id", "image"], filters=[("case_id", "==", case_id)])
         return table.column("image")[0].as_py()["bytes"]
@@ -289,6 +342,10 @@ class CaseStore:
             if name != "image":
                 columns[name] = [r[name] for r in records]
         table = pa.Table.from_pydict(self.features.encode_batch(columns), schema=self.features.arrow_schema)
+        return self._write_table(table), table
+
+    def _write_table(self, table: pa.Table) -> Path:
+        """Write ``table`` to a fsynced temp shard file and return its path."""
         tmp = self._tmp_dir / f"{uuid.uuid4().hex}.parquet"
         try:
             pq.write_table(table, tmp)
@@ -300,11 +357,11 @@ class CaseStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return tmp, table
+        return tmp
 
     def _store(self, cases: list[_Case], *, skip_duplicates: bool) -> dict[str, Any]:
         moment = utc_now()
-        name = _shard_name(moment)
+        name = shard_name(moment)
         with self._lock:
             self._open_index()  # before the file lock, which it takes
         with self._lock, file_lock(self.root / _LOCK_FILE):

@@ -8,8 +8,10 @@ every shard of a store has exactly the columns of :func:`case_features` (the ima
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import datasets
@@ -25,12 +27,18 @@ __all__ = [
     "MetadataField",
     "StoreError",
     "case_features",
+    "shard_name",
     "validate_metadata",
 ]
 
 CASE_COLUMNS = ("image", "label", "case_id", "submitted_at", "image_sha256")
 DATA_DIR = "data"  # where a store's shards are, in a folder and in a dataset repo alike
 _CONTROL_OK = frozenset("\n\r\t")
+
+
+def shard_name(moment: datetime) -> str:
+    """A new shard's file name: ``train-<UTC time>-<random>.parquet`` (the ``train`` split's)."""
+    return f"train-{moment.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex}.parquet"
 
 
 class StoreError(MammoError, ValueError):
