@@ -6,11 +6,11 @@ For each size, fills a fresh local store with that many small synthetic cases (4
 labels in turn; appended in batches, as `cases import` does; `--batch 1`: one shard per case, as the
 app's Submit tab writes them), then times on the full store: 30 single submits (p50/p95), `counts()`
 (the totals the app shows), `recent(20)`, fetching one case's PNG (30 random cases, p50/p95),
-opening the store afresh and counting its cases (an app restart), and the start of training: reading
-every case as the retrain does (`case_examples(store.load())`, images left in the memory-mapped
-dataset), the training set over all of them at 512 px (as v2's recipe) and its first shuffled batch
-of 16, in a new process whose memory is measured after its imports and at its peak. Prints one table
-with the sizes side by side.
+opening the store afresh and counting its cases (an app restart), merging the small shards (as every
+retrain does first) and opening again, and the start of training: reading every case as the retrain
+does (`case_examples(store.load())`, images left in the memory-mapped dataset), the training set over
+all of them at 512 px (as v2's recipe) and its first shuffled batch of 16, in a new process whose
+memory is measured after its imports and at its peak. Prints one table with the sizes side by side.
 Targets (issue 11): submit p50 at the largest size within 1.5x of the smallest; one case <= 50 ms;
 memory to start training <= 1 GB at 100 000.
 """
@@ -83,16 +83,38 @@ def bench(size: int, folder: Path, batch: int) -> dict:
     with CaseStore(LABELS, folder) as reopened:  # what a restarted app does first: open, show the totals
         reopened.counts()
     open_s = time.perf_counter() - t
+    shards_before = _shards(folder)
+    t = time.perf_counter()
+    with CaseStore(LABELS, folder) as compacting:  # what every retrain does first
+        compacting.compact()
+    compact_s = time.perf_counter() - t
+    t = time.perf_counter()
+    with CaseStore(LABELS, folder) as reopened:
+        reopened.counts()
+    reopen_s = time.perf_counter() - t
     start = json.loads(subprocess.run([sys.executable, __file__, "--start-training", str(folder)], check=True,
                                       capture_output=True, text=True).stdout)
     return {"cases": size + 30, "fill (s)": fill_s, "submit p50/p95 (ms)": _ms(submits),
             "totals (ms)": 1000 * totals_s, "recent 20 (ms)": 1000 * recent_s,
             "one case p50/p95 (ms)": _ms(fetches), "open the store and count (s)": open_s,
-            "to first training batch (s)": start["seconds"],
+            "shards before / after merging": (shards_before, _shards(folder)),
+            "merge small shards (s)": compact_s,
+            "open and count after merging (s)": reopen_s, "to first training batch (s)": start["seconds"],
             "new process: RSS after imports (MB)": start["imports_mb"],
             "new process: peak RSS to first batch (MB)": start["peak_mb"],
             "new process: file-backed RSS at first batch (MB)": start["file_mb"],
             "this process: peak RSS (MB)": _peak_mb()}
+
+
+def _cell(value: float | tuple) -> str:
+    """A table cell: counts as they are, times and sizes to one decimal, pairs as ``a / b``."""
+    if isinstance(value, tuple):
+        return " / ".join(_cell(v) for v in value)
+    return str(value) if isinstance(value, int) else f"{value:.1f}"
+
+
+def _shards(folder: Path) -> int:
+    return len(list((folder / "data").glob("*.parquet")))
 
 
 def start_training(folder: Path) -> dict:
@@ -143,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in results[0]:
         if key == "cases":
             continue
-        cells = [f"{r[key][0]:.1f} / {r[key][1]:.1f}" if isinstance(r[key], tuple) else f"{r[key]:.1f}"
-                 for r in results]
-        print(f"| {key} | " + " | ".join(cells) + " |")
+        print(f"| {key} | " + " | ".join(_cell(r[key]) for r in results) + " |")
     print(f"(this process: {before:.0f} MB after importing torch and datasets, before any store; each "
           "size's peak includes the smaller ones. The training start runs in a new process per size.)")
     return 0

@@ -112,4 +112,6 @@ def test_store_benchmark_smoke(tmp_path: Path) -> None:
     after_imports = next(line for line in done.stdout.splitlines() if "RSS after imports" in line)
     assert all(float(peak) >= float(imports) > 100 for peak, imports in  # measured, not made up
                zip(line.split("|")[2:4], after_imports.split("|")[2:4], strict=True))
-    assert len(list((tmp_path / "store-50" / "data").glob("*.parquet"))) == 5 + 30  # 5 batches, 30 submits
+    # 5 batches and 30 submits, all small: merged into one
+    assert "| shards before / after merging | 32 / 1 | 35 / 1 |" in done.stdout
+    assert len(list((tmp_path / "store-50" / "data").glob("*.parquet"))) == 1
