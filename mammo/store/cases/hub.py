@@ -27,7 +27,7 @@ from .._hub import HubUnavailable, branch_head, check_reachable, ensure_repo, hu
 from .card import dataset_card
 from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, groups_to_merge, merged_table
 from .local import CaseStore, load_cases
-from .outbox import Outbox
+from .outbox import SUBMIT_WAIT_S, Outbox
 from .schema import DATA_DIR, shard_name
 
 __all__ = ["HubCaseStore"]
@@ -46,6 +46,7 @@ class HubCaseStore(CaseStore):
         max_bytes: largest accepted image file.
         private: visibility of the repo if it has to be created.
         retry_base_s, retry_cap_s: first and longest wait between delivery attempts.
+        submit_wait_s: how long a submission waits for an upload in progress (then it is queued).
     """
 
     def __init__(
@@ -59,13 +60,14 @@ class HubCaseStore(CaseStore):
         private: bool = False,
         retry_base_s: float = 1.0,
         retry_cap_s: float = 60.0,
+        submit_wait_s: float = SUBMIT_WAIT_S,
     ):
         self.repo_id = repo_id
         self.private = private
         self.api = hub_api(settings)
         self._connected = False
         delivery = Outbox(outbox, self.api, repo_id, self._connect, retry_base_s=retry_base_s,
-                          retry_cap_s=retry_cap_s)
+                          retry_cap_s=retry_cap_s, submit_wait_s=submit_wait_s)
         super().__init__(labels, outbox, max_bytes=max_bytes, outbox=delivery)
         try:
             self._connect()

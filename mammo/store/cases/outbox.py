@@ -44,12 +44,15 @@ class Outbox:
         repo_id: the dataset repo.
         connect: called (under the upload lock) before every delivery: checks the Hub and the repo.
         retry_base_s, retry_cap_s: first and longest wait between delivery attempts.
+        submit_wait_s: how long a new case shard waits for an upload in progress before it is left to
+            the background.
     """
 
     def __init__(self, root: Path, api: HfApi, repo_id: str, connect: Callable[[], None], *,
-                 retry_base_s: float = 1.0, retry_cap_s: float = 60.0) -> None:
+                 retry_base_s: float = 1.0, retry_cap_s: float = 60.0,
+                 submit_wait_s: float = SUBMIT_WAIT_S) -> None:
         self.root, self.api, self.repo_id, self.connect = Path(root), api, repo_id, connect
-        self.retry_base_s, self.retry_cap_s = retry_base_s, retry_cap_s
+        self.retry_base_s, self.retry_cap_s, self.submit_wait_s = retry_base_s, retry_cap_s, submit_wait_s
         self.upload_lock = threading.Lock()  # held while a file moves from the outbox to the Hub
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -84,7 +87,7 @@ class Outbox:
         """A case shard was just written to ``data/``: try to deliver it now. The status for the
         receipt (``stored`` or ``queued``) and a warning; any failure leaves it queued."""
         try:
-            self.deliver(f"{DATA_DIR}/{name}", wait_s=SUBMIT_WAIT_S)
+            self.deliver(f"{DATA_DIR}/{name}", wait_s=self.submit_wait_s)
         except HubUnavailable as exc:
             self._wake.set()
             return "queued", str(exc)
