@@ -234,10 +234,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _cases(args: argparse.Namespace) -> int:
     from .config import settings
-    from .predict import Predictor
+    from .model import read_config
     from .store import open_audit_log, open_case_store, open_registry
 
-    labels = Predictor(open_registry().load(), fast=False).labels
+    labels = read_config(open_registry().load())["label_names"]  # the served model's
     store = open_case_store(labels)
     try:
         if args.cases_command == "import":
