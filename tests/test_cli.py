@@ -119,7 +119,8 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     assert compacted.returncode == 0, compacted.stderr
     assert json.loads(compacted.stdout) == {"shards_merged": 3, "shards_written": 1, "cases": n + 2}
     assert len(list((home / "cases" / "data").glob("*.parquet"))) == 1
-    assert sum(json.loads(run_cli("cases", "list", home=home).stdout)["counts"].values()) == n + 2
+    with CaseStore(["normal", "benign", "malignant"], home / "cases") as store:
+        assert sum(store.counts().values()) == n + 2
 
 
 def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_model_dir: Path,
