@@ -7,6 +7,7 @@ clients use the legacy LFS protocol here), real Hub permissions and rate limits.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -16,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hub_server import HubServer
 from huggingface_hub import DatasetCard
 from PIL import Image, PngImagePlugin
 
@@ -40,6 +43,7 @@ from mammo.store.cases import (
     open_case_store,
 )
 from mammo.store.cases import local as cases_local
+from mammo.store.cases.compaction import write_merged
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside huggingface_hub's LFS upload
     "ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning"
@@ -420,50 +424,91 @@ def test_compaction_in_batches_of_the_largest_size(store: CaseStore) -> None:
     assert sorted(pq.read_metadata(path).num_rows for path in shards(store.root)) == [1, 3, 3]
 
 
+def test_a_merged_shard_is_sorted_by_case_id_in_row_groups_of_about_8_mb(tmp_path: Path) -> None:
+    """So that reading one case from it reads one row group (the others are skipped by their
+    case-id statistics), even with full-field films of several MB each."""
+    rng = np.random.default_rng(0)
+    sources = [pa.table({"case_id": [uuid], "image": [rng.bytes(3 * 2**20)]})
+               for uuid in (f"{rng.integers(1 << 60):016x}" for _ in range(8))]
+    assert write_merged(sources, tmp_path / "merged.parquet") == 8
+    shard = pq.ParquetFile(tmp_path / "merged.parquet")
+    ranges = [(shard.metadata.row_group(i).column(0).statistics.min,
+               shard.metadata.row_group(i).column(0).statistics.max) for i in range(shard.num_row_groups)]
+    assert shard.num_row_groups == 4  # 2 films of 3 MB per group
+    assert ranges == sorted(ranges) and all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    wanted = sources[5]["case_id"][0].as_py()
+    found = pq.read_table(tmp_path / "merged.parquet", filters=[("case_id", "==", wanted)])
+    assert found["image"].to_pylist() == sources[5]["image"].to_pylist()
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at one point of a merge: nothing after it runs, no cleanup either."""
+
+
 @pytest.mark.parametrize("killed", ["before the merged shard is in place", "before its sources are deleted"])
-def test_a_compaction_killed_halfway_is_finished_or_undone_at_the_next_open(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed: str
+@pytest.mark.parametrize("next_reader", ["a process already running", "a new process"])
+def test_a_compaction_killed_halfway_is_finished_or_undone_before_the_cases_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed: str, next_reader: str
 ) -> None:
     root = tmp_path / "cases"
     with CaseStore(LABELS, root) as store:
-        submitted_one_by_one(store, 4)
+        receipts = submitted_one_by_one(store, 4)
         before = snapshot(store)
         sources = [p.name for p in shards(root)]
-
-    class Killed(BaseException):
-        pass
-
-    def kill(*args: object, **kwargs: object) -> None:
-        raise Killed
-
-    real_replace = os.replace
+    running = CaseStore(LABELS, root)  # e.g. the app, while `cases compact` runs beside it
+    assert running.counts() == before["counts"]
+    real_replace, real_fsync_dir = os.replace, cases_local.fsync_dir
 
     def replace_but_into_data(src: Path, dst: Path) -> None:
-        return kill() if Path(dst).parent == root / "data" else real_replace(src, dst)
+        if Path(dst).parent == root / "data":
+            raise Killed
+        real_replace(src, dst)
+
+    def fsync_dir_but_data(folder: Path) -> None:  # the first fsync of data/ follows the rename
+        if Path(folder) == root / "data":
+            raise Killed
+        real_fsync_dir(folder)
 
     with monkeypatch.context() as patch, CaseStore(LABELS, root) as store:
         if killed.startswith("before the merged"):  # the plan is written, the merged shard is not renamed
             patch.setattr(cases_local.os, "replace", replace_but_into_data)
-        else:
-            patch.setattr(cases_local.CompactionPlan, "delete_sources", kill)
+        else:  # the merged shard is in data/ beside its sources
+            patch.setattr(cases_local, "fsync_dir", fsync_dir_but_data)
         with pytest.raises(Killed):
             store.compact(small=2)
     assert (root / ".compaction").exists()
-    with CaseStore(LABELS, root) as reopened:
-        assert not (root / ".compaction").exists()
-        names = [p.name for p in shards(root)]
-        assert names == sources if killed.startswith("before the merged") else len(names) == 1
-        assert snapshot(reopened) == before  # each case exactly once either way
+    reader = running if next_reader.startswith("a process already") else CaseStore(LABELS, root)
+    assert snapshot(reader) == before  # each case exactly once, whichever half was done
+    assert not (root / ".compaction").exists()
+    names = [p.name for p in shards(root)]
+    assert names == sources if killed.startswith("before the merged") else len(names) == 1
+    assert all(reader.case_png(r["case_id"]) == running.case_png(r["case_id"]) for r in receipts)
+    assert reader.compact(small=2)["shards_written"] == (1 if killed.startswith("before the merged") else 0)
+    assert snapshot(CaseStore(LABELS, root)) == before
 
 
-def test_a_load_in_progress_holds_a_compaction_back(store: CaseStore) -> None:
+def test_a_load_in_progress_holds_a_compaction_back(
+    store: CaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     submitted_one_by_one(store, 3)
     names = [p.name for p in shards(store.root)]
-    with file_lock(store.root / ".load.lock", shared=True):  # what load() holds while it reads data/
-        compaction = ThreadPoolExecutor(1).submit(store.compact, small=2)
-        time.sleep(0.5)
-        assert not compaction.done() and [p.name for p in shards(store.root)] == names
-    assert compaction.result(timeout=30)["shards_written"] == 1
+    waiting = threading.Event()
+
+    @contextlib.contextmanager
+    def noting_file_lock(path: Path, *args: object, **kwargs: object) -> Iterator[bool]:
+        if Path(path).name == ".load.lock" and not kwargs.get("shared"):
+            waiting.set()  # compact() asks for the load lock exclusively
+        with file_lock(path, *args, **kwargs) as held:
+            yield held
+
+    monkeypatch.setattr(cases_local, "file_lock", noting_file_lock)
+    with ThreadPoolExecutor(1) as pool:
+        with file_lock(store.root / ".load.lock", shared=True):  # what load() holds while it reads data/
+            compaction = pool.submit(store.compact, small=2)
+            assert waiting.wait(10)
+            time.sleep(0.2)
+            assert not compaction.done() and [p.name for p in shards(store.root)] == names
+        assert compaction.result(timeout=30)["shards_written"] == 1
 
 
 # -- Hub backend ---------------------------------------------------------------------------------
@@ -548,23 +593,24 @@ def test_a_submission_waits_only_briefly_behind_an_upload_in_progress(hub_env, h
     """huggingface_hub retries a failing upload for ~23 s, holding the outbox's upload lock: a
     submission behind it is queued after a bounded wait, saying whether the Hub is down or slow."""
     server = hub_env
-    with hub_store(submit_wait_s=1.0) as store:  # the app waits 5 s (outbox.SUBMIT_WAIT_S)
+    with hub_store(submit_wait_s=1.0) as store, ThreadPoolExecutor(1) as pool:  # the app waits 5 s
         commits = count_calls(server, "commit/main")
         server.commits_open.clear()  # the next upload hangs at the Hub, holding the upload lock
-        in_progress = ThreadPoolExecutor(1).submit(store.append, grey(16), "normal")
-        deadline = time.monotonic() + 10
-        while count_calls(server, "commit/main") == commits and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert store.outbox.upload_lock.locked()
-        if hub_down:
-            server.stop()
-        started = time.monotonic()
-        receipt = store.append(grey(17), "benign")
-        assert time.monotonic() - started < 1.0 + 3
-        assert receipt["status"] == "queued" and receipt["total_cases"] == 2
-        assert ("unreachable" if hub_down else "is slow") in receipt["warning"]
-
-        server.commits_open.set()
+        try:
+            in_progress = pool.submit(store.append, grey(16), "normal")
+            deadline = time.monotonic() + 10
+            while count_calls(server, "commit/main") == commits and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert store.outbox.upload_lock.locked()
+            if hub_down:
+                server.stop()
+            started = time.monotonic()
+            receipt = store.append(grey(17), "benign")
+            assert time.monotonic() - started < 1.0 + 3
+            assert receipt["status"] == "queued" and receipt["total_cases"] == 2
+            assert ("unreachable" if hub_down else "is slow") in receipt["warning"]
+        finally:
+            server.commits_open.set()  # never leave the server's handler (and this test) hanging
         first = in_progress.result(timeout=30)
         assert first["status"] == "stored"
         server.start()
@@ -596,7 +642,25 @@ def test_hub_compaction_is_one_commit_that_adds_the_merged_shard_and_deletes_the
         assert sorted(fresh.load()["case_id"]) == sorted(every_id)
 
 
-def stored_png_of(server, case_id: str) -> bytes:
+def test_hub_compaction_leaves_a_shard_still_in_the_outbox(hub_env) -> None:
+    """A commit whose answer was lost: the shard is on the Hub and still queued here. Merging it
+    would make the outbox upload it again (it would no longer find it under its name)."""
+    server = hub_env
+    with hub_store() as store:
+        submitted_one_by_one(store, 2)
+        store.outbox.close()  # no delivery from here on: the shard below stays queued
+        server.lose_commit_responses = 1
+        lost = store.append(grey(300), "malignant")
+        assert lost["status"] == "queued" and store.pending() == 1
+        assert store.compact(small=2) == {"shards_merged": 2, "shards_written": 1, "cases": 2}
+        assert len(repo_shards(server)) == 2  # the merged shard and the one still queued here
+    with hub_store() as reopened:  # delivery finds the queued shard on the Hub: not sent again
+        assert reopened.wait_until_delivered(15)
+        ids = reopened.load()["case_id"]
+        assert len(ids) == len(set(ids)) == 3 and lost["case_id"] in ids
+
+
+def stored_png_of(server: HubServer, case_id: str) -> bytes:
     """A case's PNG read straight from the server's copy of the repo."""
     for path in repo_shards(server):
         table = pq.read_table(pa.BufferReader(server.read(REPO, path)), columns=["case_id", "image"])

@@ -1,51 +1,82 @@
 """Merging small case shards: the Submit tab writes one shard per case, and opening the store and
-loading the dataset cost time per shard, so the small ones are merged into shards of many cases.
+loading the dataset cost time per shard, so the small ones are merged into bigger shards.
 
-The local store does it under its file lock with a plan file (``.compaction``: the merged shard and
-its sources) written first, so a merge killed halfway is finished at the next open and no case is
-ever in two shards or in none; the Hub store does it as one commit per merged shard that adds it
-and deletes its sources.
+A merged shard is bounded in cases and in bytes (full-field films are ~10 MB each), holds its rows
+sorted by case id in row groups of about 8 MB, so reading one case reads one row group (the
+row-group statistics of ``case_id`` let the reader skip the others). The local store merges under
+its file lock with a plan file (``.compaction``: the merged shard and its sources) written first, so
+a merge killed halfway is finished or undone by the next open, load or merge and no case is ever
+read twice; the Hub store merges in one commit per merged shard that adds it and deletes its sources.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .._fs import fsync_dir
+from .._fs import write_new_file
 
-__all__ = ["MERGED_SHARD_ROWS", "SMALL_SHARD_ROWS", "CompactionPlan", "Merges", "groups_to_merge",
-           "merged_table"]
+__all__ = ["MERGED_SHARD_BYTES", "MERGED_SHARD_ROWS", "SMALL_SHARD_BYTES", "SMALL_SHARD_ROWS", "Merges",
+           "ShardSize", "groups_to_merge", "read_plan", "write_merged", "write_plan"]
 
-SMALL_SHARD_ROWS = 100  # a shard with fewer cases is merged
+SMALL_SHARD_ROWS = 100  # a shard with fewer cases ...
+SMALL_SHARD_BYTES = 16 * 2**20  # ... and fewer bytes is merged
 MERGED_SHARD_ROWS = 5_000  # the most cases a merged shard gets
+MERGED_SHARD_BYTES = 128 * 2**20  # and the most bytes (a merge holds one group in memory)
+_ROW_GROUP_BYTES = 8 * 2**20  # what reading one case from a merged shard reads at most, about
 
 
-def groups_to_merge(sizes: Mapping[str, int], *, small: int = SMALL_SHARD_ROWS,
+class ShardSize(NamedTuple):
+    rows: int
+    bytes: int
+
+
+def groups_to_merge(sizes: Mapping[str, ShardSize], *, small: int = SMALL_SHARD_ROWS,
                     largest: int = MERGED_SHARD_ROWS) -> Iterator[list[str]]:
-    """The small shards (oldest name first) in groups of at most ``largest`` cases; a lone shard is
-    left as it is."""
+    """The small shards (fewer than ``small`` cases and SMALL_SHARD_BYTES), oldest name first, in
+    groups of at most ``largest`` cases and MERGED_SHARD_BYTES; a lone shard is left as it is."""
     group: list[str] = []
-    rows = 0
-    for name in sorted(n for n, count in sizes.items() if count < small):
-        if group and rows + sizes[name] > largest:
+    rows = size = 0
+    for name in sorted(n for n, s in sizes.items() if s.rows < small and s.bytes < SMALL_SHARD_BYTES):
+        if group and (rows + sizes[name].rows > largest or size + sizes[name].bytes > MERGED_SHARD_BYTES):
             if len(group) > 1:
                 yield group
-            group, rows = [], 0
+            group, rows, size = [], 0, 0
         group.append(name)
-        rows += sizes[name]
+        rows, size = rows + sizes[name].rows, size + sizes[name].bytes
     if len(group) > 1:
         yield group
 
 
-def merged_table(tables: list[pa.Table]) -> pa.Table:
-    """The shards' rows in one table, in the shards' order (their schemas are the store's)."""
-    return pa.concat_tables(tables, promote_options="default").combine_chunks()
+def write_merged(tables: list[pa.Table], path: Path | pa.NativeFile) -> int:
+    """Write the shards' rows as one shard, sorted by case id in row groups of about 8 MB; returns
+    the number of cases (the schemas are the store's)."""
+    table = pa.concat_tables(tables).sort_by("case_id")
+    rows_per_group = max(1, int(table.num_rows * _ROW_GROUP_BYTES / max(1, table.nbytes)))
+    pq.write_table(table, path, row_group_size=rows_per_group)
+    return table.num_rows
+
+
+def write_plan(path: Path, merged: str, sources: list[str]) -> None:
+    """Record a local merge before its shard is renamed into place (refuses to replace a plan)."""
+    if path.exists():
+        raise FileExistsError(f"{path} records an unfinished merge")
+    write_new_file(path, json.dumps({"merged": merged, "sources": sources}).encode("utf-8"))
+
+
+def read_plan(path: Path) -> tuple[str, list[str]] | None:
+    """The merged shard and its sources of an unfinished merge; None when there is none."""
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return plan["merged"], list(plan["sources"])
 
 
 @dataclass
@@ -64,37 +95,3 @@ class Merges:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-class CompactionPlan:
-    """The plan file of a local merge in progress: written (fsynced) before the merged shard is
-    renamed into ``data/``, removed once the sources are deleted."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, merged: str, sources: list[str]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"merged": merged, "sources": sources}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
-
-    def finish(self, data_dir: Path) -> None:
-        """After a kill: a merged shard in ``data/`` means its sources go (the merge is completed);
-        none means the merge never happened (its temp file is swept). Then the plan goes."""
-        if not self.path.exists():
-            return
-        plan = json.loads(self.path.read_text(encoding="utf-8") or "{}")
-        if plan.get("merged") and (data_dir / plan["merged"]).exists():
-            self.delete_sources(data_dir, plan.get("sources", []))
-        self.path.unlink()
-        fsync_dir(self.path.parent)
-
-    @staticmethod
-    def delete_sources(data_dir: Path, sources: list[str]) -> None:
-        for name in sources:
-            (data_dir / name).unlink(missing_ok=True)
-        fsync_dir(data_dir)

@@ -10,8 +10,8 @@ the same image.
 
 from __future__ import annotations
 
-import io
 import logging
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from ...config import Settings
 from .._fs import utc_now
 from .._hub import HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
 from .card import dataset_card
-from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, groups_to_merge, merged_table
+from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, ShardSize, groups_to_merge, write_merged
 from .local import CaseStore, load_cases
 from .outbox import SUBMIT_WAIT_S, Outbox
 from .schema import DATA_DIR, shard_name
@@ -98,45 +98,55 @@ class HubCaseStore(CaseStore):
         return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
     def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
-        """Merge the repo's small shards: one commit per merged shard adds it and deletes its sources,
-        made on the head the shards were read at (a concurrent commit makes it fail, never lose a
-        case). Submissions meanwhile are queued in the outbox. Returns shards merged, shards written
-        and cases moved."""
+        """Merge the repo's small shards: each merged shard is built from the shards at one revision,
+        then committed, in one commit that adds it and deletes its sources, on the head read under
+        the upload lock (a commit from elsewhere in between makes it fail, never lose a case).
+        Shards still in the outbox are left alone. Returns shards merged, shards written and cases
+        moved."""
         assert self.outbox is not None
         merges = Merges()
         with self.outbox.upload_lock:
             self._connect()
-            head = branch_head(self.api, self.repo_id, "dataset")
-            with hub_errors(self.api.endpoint, f"listing the shards of {self.repo_id}"):
-                try:
-                    entries = list(self.api.list_repo_tree(self.repo_id, path_in_repo=DATA_DIR,
-                                                           repo_type="dataset", revision=head))
-                except EntryNotFoundError:
-                    entries = []
-            in_repo = {entry.path.rsplit("/", 1)[-1] for entry in entries}
-            with self._lock:
-                sizes = {name: n for name, n in self._index.shard_sizes().items() if name in in_repo}
-            for group in groups_to_merge(sizes, small=small, largest=largest):
-                name = shard_name(utc_now())
-                with hub_errors(self.api.endpoint, f"merging {len(group)} case shards of {self.repo_id}"):
-                    table = merged_table([
-                        pq.read_table(self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{source}",
-                                                               repo_type="dataset", revision=head))
-                        for source in group
-                    ])
-                    content = io.BytesIO()
-                    pq.write_table(table, content)
-                    operations = [CommitOperationAdd(f"{DATA_DIR}/{name}", content.getvalue()),
-                                  *(CommitOperationDelete(f"{DATA_DIR}/{source}") for source in group)]
-                    head = self.api.create_commit(
-                        self.repo_id, operations, repo_type="dataset", parent_commit=head,
+            revision = branch_head(self.api, self.repo_id, "dataset")
+            in_repo = self._repo_shards(revision)
+            queued = set(self.outbox.queued_shards())  # maybe on the Hub too, if an answer was lost
+        with self._lock:
+            sizes = {name: ShardSize(rows, in_repo[name]) for name, rows in self._index.shard_sizes().items()
+                     if name in in_repo and name not in queued}
+        for group in groups_to_merge(sizes, small=small, largest=largest):
+            name = shard_name(utc_now())
+            with tempfile.TemporaryDirectory(dir=self._tmp_dir) as work, \
+                    hub_errors(self.api.endpoint, f"merging {len(group)} case shards of {self.repo_id}"):
+                merged = Path(work) / name
+                cases = write_merged([
+                    pq.read_table(self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{source}",
+                                                           repo_type="dataset", revision=revision))
+                    for source in group
+                ], merged)
+                operations = [CommitOperationAdd(f"{DATA_DIR}/{name}", str(merged)),
+                              *(CommitOperationDelete(f"{DATA_DIR}/{source}") for source in group)]
+                with self.outbox.upload_lock:
+                    self.api.create_commit(
+                        self.repo_id, operations, repo_type="dataset",
+                        parent_commit=branch_head(self.api, self.repo_id, "dataset"),
                         commit_message=f"Merge {len(group)} case shards into {name}",
-                    ).oid
-                with self._lock:
-                    self._index.add(name, table)
-                    self._index.forget(group)
-                merges.add(len(group), table.num_rows)
+                    )
+                    with self._lock:
+                        self._index_shard(merged, name)
+                        self._index.forget(group)
+            merges.add(len(group), cases)
         return merges.as_dict()
+
+    def _repo_shards(self, revision: str | None = None) -> dict[str, int]:
+        """The case shards in the repo (file name -> bytes)."""
+        with hub_errors(self.api.endpoint, f"listing the shards of {self.repo_id}"):
+            try:
+                tree = list(self.api.list_repo_tree(self.repo_id, path_in_repo=DATA_DIR, repo_type="dataset",
+                                                    revision=revision))
+            except EntryNotFoundError:  # no data/ folder yet: no case
+                return {}
+        sizes = {entry.path.rsplit("/", 1)[-1]: entry.size for entry in tree}
+        return {name: size for name, size in sizes.items() if name.endswith(".parquet")}
 
     def wait_until_delivered(self, timeout: float) -> bool:
         """Wait until the outbox is empty; False on timeout."""
@@ -150,18 +160,13 @@ class HubCaseStore(CaseStore):
         check_reachable(self.api)
         ensure_repo(self.api, self.repo_id, "dataset", dataset_card(self.labels), private=self.private)
         self._open_index()  # the queued shards here first
+        shards = self._repo_shards()
         with hub_errors(self.api.endpoint, f"indexing the shards of {self.repo_id}"):
-            try:
-                tree = self.api.list_repo_tree(self.repo_id, path_in_repo=DATA_DIR, repo_type="dataset")
-                entries = list(tree)
-            except EntryNotFoundError:  # no data/ folder yet: no case
-                entries = []
-            for entry in entries:
-                name = entry.path.rsplit("/", 1)[-1]
+            for name in shards:
                 with self._lock:
-                    known = name in self._index or not name.endswith(".parquet")
+                    known = name in self._index
                 if not known:
-                    local = self.api.hf_hub_download(self.repo_id, entry.path, repo_type="dataset")
+                    local = self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
                     with self._lock:
                         self._index_shard(local, name)
         self._connected = True

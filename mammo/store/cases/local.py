@@ -51,10 +51,12 @@ from .card import dataset_card
 from .compaction import (
     MERGED_SHARD_ROWS,
     SMALL_SHARD_ROWS,
-    CompactionPlan,
     Merges,
+    ShardSize,
     groups_to_merge,
-    merged_table,
+    read_plan,
+    write_merged,
+    write_plan,
 )
 from .index import INDEX_COLUMNS, CaseIndex
 from .outbox import Outbox
@@ -75,7 +77,7 @@ _TMP_DIR = ".tmp"
 _LOCK_FILE = ".lock"
 _JOURNAL = ".shards"  # the shard names, one per line, in the order they were written
 _LOAD_LOCK = ".load.lock"  # shared while a load lists and reads data/, exclusive while shards merge
-_PLAN = ".compaction"  # a merge in progress (compaction.CompactionPlan)
+_PLAN = ".compaction"  # a merge in progress: its shard and sources (compaction.write_plan)
 _STALE_TMP_S = 3600.0
 _CACHE_DIR = ".cache"  # the Arrow conversion of the store that datasets makes to load it
 _STALE_BUILD_S = 600.0  # an older Arrow build is deleted once this old (no other load still makes it)
@@ -85,6 +87,11 @@ log = logging.getLogger(__name__)
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def _not_saved(error: OSError) -> StoreError:
@@ -150,10 +157,12 @@ class CaseStore:
         self._journal_read = 0  # bytes of the shard journal already indexed
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        if self._plan.exists():  # a merge was interrupted: finish it before anything reads data/
+            with file_lock(self.root / _LOAD_LOCK):
+                self._finish_merge()
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._write_card_if_missing()
             self._sweep_tmp()
-            CompactionPlan(self.root / _PLAN).finish(self._data_dir)
             self._check_label_set()
 
     # -- public API -----------------------------------------------------------------------------
@@ -200,35 +209,38 @@ class CaseStore:
             empty = not any(entry.name.endswith(".parquet") for entry in entries)
         if empty:
             return self._empty()
-        with file_lock(self.root / _LOAD_LOCK, shared=True):  # no merge deletes a shard meanwhile
-            return load_cases(str(self.root), self._cache_dir)
+        while True:
+            with file_lock(self.root / _LOAD_LOCK, shared=True):  # no merge deletes a shard meanwhile
+                if not self._plan.exists():
+                    return load_cases(str(self.root), self._cache_dir)
+            with file_lock(self.root / _LOAD_LOCK):  # a merge was interrupted: finish it first
+                self._finish_merge()
 
     def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
-        """Merge the shards of fewer than ``small`` cases into shards of up to ``largest`` (see
-        :mod:`.compaction`): loads wait for it; submits wait only while a merged shard replaces its
-        sources. Returns the number of shards merged, shards written and cases moved."""
+        """Merge the small shards into shards of up to ``largest`` cases (see :mod:`.compaction`):
+        loads wait for it; submits wait only while a merged shard replaces its sources. Returns the
+        number of shards merged, shards written and cases moved."""
         self._open_index()
         merges = Merges()
         with file_lock(self.root / _LOAD_LOCK):  # one merge at a time; no load reads data/ meanwhile
             with self._lock, file_lock(self.root / _LOCK_FILE):
+                self._complete_plan()
                 self._refresh_local()
-                present = {name for name in os.listdir(self._data_dir) if name.endswith(".parquet")}
-                sizes = {name: n for name, n in self._index.shard_sizes().items() if name in present}
+                sizes = {}
+                for name, rows in self._index.shard_sizes().items():
+                    with contextlib.suppress(FileNotFoundError):  # merged away by another process
+                        sizes[name] = ShardSize(rows, (self._data_dir / name).stat().st_size)
             for group in groups_to_merge(sizes, small=small, largest=largest):
-                table = merged_table([pq.read_table(self._data_dir / name) for name in group])
-                tmp = self._write_table(table)
-                name = shard_name(utc_now())
-                plan = CompactionPlan(self.root / _PLAN)
+                tmp = self._tmp_dir / f"{uuid.uuid4().hex}.parquet"
+                cases = write_merged([pq.read_table(self._data_dir / name) for name in group], tmp)
+                _fsync(tmp)
                 with self._lock, file_lock(self.root / _LOCK_FILE):
-                    plan.write(name, group)
+                    name = shard_name(utc_now())
+                    write_plan(self._plan, name, group)
                     os.replace(tmp, self._data_dir / name)
                     fsync_dir(self._data_dir)
-                    self._index.add(name, table)
-                    self._journal_append([name])
-                    plan.delete_sources(self._data_dir, group)
-                    self._index.forget(group)
-                    plan.finish(self._data_dir)
-                merges.add(len(group), table.num_rows)
+                    self._complete_plan()
+                merges.add(len(group), cases)
         if merges.shards_written:
             log.info("merged %d case shards into %d in %s", merges.shards_merged, merges.shards_written,
                      self.root)
@@ -264,9 +276,14 @@ class CaseStore:
         except FileNotFoundError:  # merged into another shard since (a compaction elsewhere)
             with self._lock:
                 self._refresh_local()
-                name = self._index.shard_of(case_id)
-            assert name is not None  # a case, once indexed, stays indexed
-            return self._png_in_shard(name, case_id)
+                moved_to = self._index.shard_of(case_id)
+        try:
+            if moved_to is None or moved_to == name:
+                raise FileNotFoundError(name)
+            return self._png_in_shard(moved_to, case_id)
+        except FileNotFoundError as error:
+            raise StoreError(f"Case {case_id} is being moved to a merged shard; try again in a moment.") \
+                from error
 
     def _png_in_shard(self, name: str, case_id: str) -> bytes:
         path = self.outbox.locate(name) if self.outbox else self._data_dir / name
@@ -349,8 +366,7 @@ class CaseStore:
         tmp = self._tmp_dir / f"{uuid.uuid4().hex}.parquet"
         try:
             pq.write_table(table, tmp)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
+            _fsync(tmp)
         except OSError as exc:  # a full disk, a read-only folder: say so, leave nothing behind
             tmp.unlink(missing_ok=True)
             raise _not_saved(exc) from exc
@@ -471,6 +487,34 @@ class CaseStore:
                 f"Shard {name} uses the labels {names}, but this store uses {self.labels}: "
                 "one case store holds one label set."
             )
+
+    @property
+    def _plan(self) -> Path:
+        return self.root / _PLAN
+
+    def _finish_merge(self) -> None:
+        """Finish (or drop) an interrupted merge; the caller holds the load lock exclusively."""
+        with self._lock, file_lock(self.root / _LOCK_FILE):
+            self._complete_plan()
+
+    def _complete_plan(self) -> None:
+        """Under the file lock, with no load reading ``data/``: a recorded merge whose shard is in
+        ``data/`` is completed (journaled, indexed, its sources deleted); one whose shard never got
+        there is dropped (its temp file is swept later). Then the plan goes."""
+        plan = read_plan(self._plan)
+        if plan is None:
+            return
+        merged, sources = plan
+        if (self._data_dir / merged).exists():
+            self._journal_append([merged])  # a second line for it is harmless: indexing is idempotent
+            if self._index_opened:
+                self._index_shard(self._data_dir / merged, merged)
+                self._index.forget(sources)
+            for source in sources:
+                (self._data_dir / source).unlink(missing_ok=True)
+            fsync_dir(self._data_dir)
+        self._plan.unlink()
+        fsync_dir(self.root)
 
     def _open_index(self) -> None:
         """Index the folder once, on first need (under the file lock, so never called holding it)."""

@@ -53,7 +53,7 @@ class Outbox:
                  submit_wait_s: float = SUBMIT_WAIT_S) -> None:
         self.root, self.api, self.repo_id, self.connect = Path(root), api, repo_id, connect
         self.retry_base_s, self.retry_cap_s, self.submit_wait_s = retry_base_s, retry_cap_s, submit_wait_s
-        self.upload_lock = threading.Lock()  # held while a file moves from the outbox to the Hub
+        self.upload_lock = threading.Lock()  # held while anything is committed to the repo
         self._wake = threading.Event()
         self._stop = threading.Event()
         (self.root / DATA_DIR).mkdir(parents=True, exist_ok=True)
@@ -138,9 +138,9 @@ class Outbox:
         if not self.upload_lock.acquire(timeout=-1 if wait_s is None else wait_s):
             branch_head(self.api, self.repo_id, "dataset")
             raise HubUnavailable(
-                f"Hugging Face Hub at {self.api.endpoint} is slow: an earlier upload to {self.repo_id} "
-                f"has taken over {wait_s:.0f} s; this file is saved in the outbox and delivered in the "
-                "background"
+                f"Hugging Face Hub at {self.api.endpoint} is slow: an earlier upload (or commit) to "
+                f"{self.repo_id} has taken over {wait_s:.0f} s; this file is saved in the outbox and "
+                "delivered in the background"
             )
         try:
             yield
