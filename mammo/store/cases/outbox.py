@@ -21,7 +21,7 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from .._fs import fsync_dir, write_new_file
-from .._hub import HubUnavailable, branch_head, hub_errors
+from .._hub import HubUnavailable, branch_head, check_reachable, hub_errors
 from .schema import DATA_DIR
 
 __all__ = ["Outbox"]
@@ -134,9 +134,9 @@ class Outbox:
     @contextmanager
     def _upload_lock_held(self, wait_s: float | None) -> Iterator[None]:
         """Hold the upload lock, waiting at most ``wait_s`` for it; past that, HubUnavailable saying
-        whether the Hub is down (one request, no retry loop) or only slow."""
+        whether the Hub is down (one request with a short timeout, no retry loop) or only slow."""
         if not self.upload_lock.acquire(timeout=-1 if wait_s is None else wait_s):
-            branch_head(self.api, self.repo_id, "dataset")
+            check_reachable(self.api)
             raise HubUnavailable(
                 f"Hugging Face Hub at {self.api.endpoint} is slow: an earlier upload (or commit) to "
                 f"{self.repo_id} has taken over {wait_s:.0f} s; this file is saved in the outbox and "
