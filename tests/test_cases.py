@@ -660,6 +660,23 @@ def test_hub_compaction_leaves_a_shard_still_in_the_outbox(hub_env) -> None:
         assert len(ids) == len(set(ids)) == 3 and lost["case_id"] in ids
 
 
+def test_another_machine_reads_a_case_the_hub_merge_moved(
+    hub_env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = hub_env
+    with hub_store() as first:
+        receipts = submitted_one_by_one(first, 3)
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "other-machine"))
+    with hub_store() as other:  # indexed the three one-case shards
+        monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
+        with hub_store() as first:
+            assert first.compact(small=2)["shards_written"] == 1
+        assert len(repo_shards(server)) == 1
+        for receipt in receipts:  # its index names shards the Hub no longer has
+            assert other.case_png(receipt["case_id"]) == stored_png_of(server, receipt["case_id"])
+        assert other.counts() == {"normal": 1, "benign": 1, "malignant": 1}
+
+
 def stored_png_of(server: HubServer, case_id: str) -> bytes:
     """A case's PNG read straight from the server's copy of the repo."""
     for path in repo_shards(server):

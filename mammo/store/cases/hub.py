@@ -160,6 +160,11 @@ class HubCaseStore(CaseStore):
         check_reachable(self.api)
         ensure_repo(self.api, self.repo_id, "dataset", dataset_card(self.labels), private=self.private)
         self._open_index()  # the queued shards here first
+        self._index_repo_shards()
+        self._connected = True
+
+    def _index_repo_shards(self) -> None:
+        """Index the repo's shards this machine has not seen (one cached download each)."""
         shards = self._repo_shards()
         with hub_errors(self.api.endpoint, f"indexing the shards of {self.repo_id}"):
             for name in shards:
@@ -169,4 +174,9 @@ class HubCaseStore(CaseStore):
                     local = self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
                     with self._lock:
                         self._index_shard(local, name)
-        self._connected = True
+
+    def _find_moved_cases(self) -> None:
+        """After a shard was merged away on the Hub (by another machine, or by a merge whose commit
+        answer was lost here): index the repo's new shards."""
+        super()._find_moved_cases()
+        self._index_repo_shards()

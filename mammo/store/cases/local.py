@@ -274,8 +274,8 @@ class CaseStore:
         try:
             return self._png_in_shard(name, case_id)
         except FileNotFoundError:  # merged into another shard since (a compaction elsewhere)
+            self._find_moved_cases()
             with self._lock:
-                self._refresh_local()
                 moved_to = self._index.shard_of(case_id)
         try:
             if moved_to is None or moved_to == name:
@@ -284,6 +284,11 @@ class CaseStore:
         except FileNotFoundError as error:
             raise StoreError(f"Case {case_id} is being moved to a merged shard; try again in a moment.") \
                 from error
+
+    def _find_moved_cases(self) -> None:
+        """Index the shards that took the cases of shards merged away (here: through the journal)."""
+        with self._lock:
+            self._refresh_local()
 
     def _png_in_shard(self, name: str, case_id: str) -> bytes:
         path = self.outbox.locate(name) if self.outbox else self._data_dir / name

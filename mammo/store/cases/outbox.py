@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub import HfApi
+from huggingface_hub.errors import RemoteEntryNotFoundError
 
 from .._fs import fsync_dir, write_new_file
 from .._hub import HubUnavailable, branch_head, check_reachable, hub_errors
@@ -100,12 +101,17 @@ class Outbox:
         return "stored", None
 
     def locate(self, name: str) -> Path | str:
-        """A readable path of the case shard ``name``: still here, or from the Hub (cached)."""
+        """A readable path of the case shard ``name``: still here, or from the Hub (cached);
+        FileNotFoundError when the Hub no longer has it (merged into another)."""
         queued = self.root / DATA_DIR / name
         if queued.exists():
             return queued
         with hub_errors(self.api.endpoint, f"reading case shard {name}"):
-            return self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
+            try:
+                return self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
+            except RemoteEntryNotFoundError:
+                pass  # merged into another shard since: the caller looks for it
+        raise FileNotFoundError(f"case shard {name} is no longer in {self.repo_id}")
 
     def deliver(self, in_repo: str, *, wait_s: float | None = None) -> None:
         """Upload one waiting file in its own commit, then drop it from the outbox. A file no longer
