@@ -364,10 +364,6 @@ class CaseStore:
             if name != "image":
                 columns[name] = [r[name] for r in records]
         table = pa.Table.from_pydict(self.features.encode_batch(columns), schema=self.features.arrow_schema)
-        return self._write_table(table), table
-
-    def _write_table(self, table: pa.Table) -> Path:
-        """Write ``table`` to a fsynced temp shard file and return its path."""
         tmp = self._tmp_dir / f"{uuid.uuid4().hex}.parquet"
         try:
             pq.write_table(table, tmp)
@@ -378,13 +374,12 @@ class CaseStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return tmp
+        return tmp, table
 
     def _store(self, cases: list[_Case], *, skip_duplicates: bool) -> dict[str, Any]:
         moment = utc_now()
         name = shard_name(moment)
-        with self._lock:
-            self._open_index()  # before the file lock, which it takes
+        self._open_index()  # before the file lock, which it takes
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._refresh_local()
             cases, skipped = self._without_duplicates(cases, skip_duplicates)
