@@ -1,4 +1,4 @@
-"""Filesystem helpers shared by the stores: UTC clock, fsync, and an exclusive file lock."""
+"""Filesystem helpers shared by the stores: UTC clock, fsync, and an exclusive or shared file lock."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ... import imaging
-from .._fs import file_lock, fsync_dir, utc_now
+from .._fs import file_lock, fsync_dir, fsync_file, utc_now
 from .card import dataset_card
 from .compaction import (
     MERGED_SHARD_ROWS,
@@ -87,11 +87,6 @@ log = logging.getLogger(__name__)
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def _not_saved(error: OSError) -> StoreError:
@@ -158,8 +153,7 @@ class CaseStore:
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         if self._plan.exists():  # a merge was interrupted: finish it before anything reads data/
-            with file_lock(self.root / _LOAD_LOCK):
-                self._finish_merge()
+            self._finish_merge()
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._write_card_if_missing()
             self._sweep_tmp()
@@ -213,8 +207,7 @@ class CaseStore:
             with file_lock(self.root / _LOAD_LOCK, shared=True):  # no merge deletes a shard meanwhile
                 if not self._plan.exists():
                     return load_cases(str(self.root), self._cache_dir)
-            with file_lock(self.root / _LOAD_LOCK):  # a merge was interrupted: finish it first
-                self._finish_merge()
+            self._finish_merge()  # a merge was interrupted: finish it first
 
     def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
         """Merge the small shards into shards of up to ``largest`` cases (see :mod:`.compaction`):
@@ -233,7 +226,7 @@ class CaseStore:
             for group in groups_to_merge(sizes, small=small, largest=largest):
                 tmp = self._tmp_dir / f"{uuid.uuid4().hex}.parquet"
                 cases = write_merged([pq.read_table(self._data_dir / name) for name in group], tmp)
-                _fsync(tmp)
+                fsync_file(tmp)
                 with self._lock, file_lock(self.root / _LOCK_FILE):
                     name = shard_name(utc_now())
                     write_plan(self._plan, name, group)
@@ -367,7 +360,7 @@ class CaseStore:
         tmp = self._tmp_dir / f"{uuid.uuid4().hex}.parquet"
         try:
             pq.write_table(table, tmp)
-            _fsync(tmp)
+            fsync_file(tmp)
         except OSError as exc:  # a full disk, a read-only folder: say so, leave nothing behind
             tmp.unlink(missing_ok=True)
             raise _not_saved(exc) from exc
@@ -493,8 +486,8 @@ class CaseStore:
         return self.root / _PLAN
 
     def _finish_merge(self) -> None:
-        """Finish (or drop) an interrupted merge; the caller holds the load lock exclusively."""
-        with self._lock, file_lock(self.root / _LOCK_FILE):
+        """Finish (or drop) an interrupted merge, with no load reading ``data/`` meanwhile."""
+        with file_lock(self.root / _LOAD_LOCK), self._lock, file_lock(self.root / _LOCK_FILE):
             self._complete_plan()
 
     def _complete_plan(self) -> None:
