@@ -49,7 +49,8 @@ def _train_config(args: argparse.Namespace, init: str) -> TrainConfig:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         patience=args.patience, seed=args.seed, min_side=args.min_side,
         patch_size=args.patch_size, top_k=args.top_k, min_coverage=args.min_coverage,
-        hard_negatives=args.hard_negatives, grad_accum=args.grad_accum,
+        hard_negatives=args.hard_negatives, grad_accum=args.grad_accum, film_epochs=args.film_epochs,
+        film_lr=args.film_lr, film_batch_size=args.film_batch_size,
     )
 
 
@@ -85,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
         args.data, args.out, config, val=args.val, split=split, progress=progress if main else None,
         step=step,
         command=command, cv_folds=args.cv, workers=args.workers, keep_models=args.keep_models,
-        cv_from=args.cv_from,
+        cv_from=args.cv_from, init_folds=args.init_folds,
     )
     bar.close()
     if not main:
@@ -111,7 +112,8 @@ def _cv(args: argparse.Namespace) -> int:
 
     main = is_main_process()  # under a distributed launch only the main process writes and reports
     summary = cross_validate(examples, labels, config, folds=args.folds, seed=args.seed, workers=args.workers,
-                             keep_models=args.keep_models, on_fold=on_fold if main else None)
+                             keep_models=args.keep_models, on_fold=on_fold if main else None,
+                             init_folds=args.init_folds)
     summary["data"] = [str(folder) for folder in args.data]
     if not main:
         return 0
@@ -277,6 +279,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                              "pooled over the film (needs lesion marks)")
     parser.add_argument("--init", default="imagenet",
                         help="imagenet | none | model folder | version (fine-tune)")
+    parser.add_argument("--init-folds", type=Path, metavar="DIR",
+                        help="cross-validation: start fold k from DIR/fold<k>, kept (--keep-models) by a "
+                             "cross-validation of the same films and folds, instead of --init")
     parser.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture")
     parser.add_argument("--image-size", type=int, default=256, help="film side in pixels")
     parser.add_argument("--patch-size", type=int, default=96, help="patch side (patch recipe)")
@@ -286,6 +291,10 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hard-negatives", type=int, default=3,
                         help="mined background patches per film per epoch (patch recipe)")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--film-epochs", type=int, default=0,
+                        help="patch recipe: epochs of whole-film fine-tuning after the patch epochs")
+    parser.add_argument("--film-lr", type=float, default=1e-4, help="learning rate of the film epochs")
+    parser.add_argument("--film-batch-size", type=int, default=8, help="films per batch of the film epochs")
     parser.add_argument("--batch-size", type=int, default=16, help="images (patches) per batch and process")
     parser.add_argument("--grad-accum", type=int, default=1,
                         help="batches per optimiser step (gradient accumulation)")

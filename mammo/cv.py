@@ -14,7 +14,7 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,7 @@ def cross_validate(
     workers: int = 1,
     keep_models: Path | None = None,
     on_fold: Callable[[FoldResult], None] | None = None,
+    init_folds: Path | None = None,
 ) -> dict:
     """Cross-validate ``config``'s recipe over ``examples`` (patient-grouped) and summarise.
 
@@ -107,6 +108,9 @@ def cross_validate(
         keep_models: a folder to save each fold's model in (``fold0``, ...) and the summary with
             every film's out-of-fold prediction (``cv.json``), e.g. for heat-map checks.
         on_fold: called as each fold finishes.
+        init_folds: a folder of fold models kept by a cross-validation of the same films and folds
+            (``keep_models``): fold k starts from ``foldk`` instead of ``config.init`` (e.g. the
+            whole-film fine-tuning stage after a cross-validated patch stage).
     """
     if workers > 1 and processes() > 1:
         raise ValueError("folds in worker processes (--workers) and a distributed launch do not mix: "
@@ -115,8 +119,12 @@ def cross_validate(
     fold_of = patient_folds(examples, folds, seed)
     if keep_models is not None:
         keep_models.mkdir(parents=True, exist_ok=True)
+    if init_folds is not None:
+        _check_same_folds(Path(init_folds), examples, fold_of)
     jobs = [(k, [e for e, f in zip(examples, fold_of, strict=True) if f != k],
-             [e for e, f in zip(examples, fold_of, strict=True) if f == k], labels, config, keep_models)
+             [e for e, f in zip(examples, fold_of, strict=True) if f == k], labels,
+             config if init_folds is None else replace(config, init=str(Path(init_folds) / f"fold{k}")),
+             keep_models)
             for k in range(folds)]
     results: list[FoldResult] = []
 
@@ -145,6 +153,7 @@ def cross_validate(
     summary["subgroups"] = subgroup_metrics(examples, targets, summary["_probs"], labels,
                                             summary["threshold"])
     summary["recipe"] = config.to_dict()
+    summary["init_folds"] = None if init_folds is None else str(init_folds)
     summary["baseline"] = cross_validate_baseline(examples, labels, fold_of, config.preprocess,
                                                   config.min_side)
     summary["histories"] = [r.history for r in sorted(results, key=lambda r: r.fold)]
@@ -156,6 +165,23 @@ def cross_validate(
         partial.write_text(json.dumps(summary) + "\n")
         partial.replace(keep_models / "cv.json")
     return summary
+
+
+def _check_same_folds(folder: Path, examples: Sequence[Example], fold_of: np.ndarray) -> None:
+    """Refuse fold models kept from other films or other folds: a fold model that trained on a film
+    this cross-validation scores out of fold would leak."""
+    try:
+        kept = {film["name"]: film["fold"] for film in json.loads((folder / "cv.json").read_text())["oof"]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{folder} holds no readable cv.json of kept fold models: {error}") from error
+    moved = [e.name for e, fold in zip(examples, fold_of, strict=True) if kept.get(e.name) != fold]
+    if moved or len(kept) != len(examples):
+        raise ValueError(f"the fold models in {folder} were cross-validated on other films or folds "
+                         f"({len(moved)} of {len(examples)} films differ); use the same data, folds and seed")
+    missing = [k for k in range(int(fold_of.max()) + 1)
+               if not (folder / f"fold{k}" / "config.json").is_file()]
+    if missing:
+        raise ValueError(f"{folder} lacks the fold models {', '.join(f'fold{k}' for k in missing)}")
 
 
 def _fold_auc(scores: np.ndarray, labels: list[str]) -> str:

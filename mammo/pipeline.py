@@ -106,6 +106,7 @@ def train_to_folder(
     workers: int = 1,
     keep_models: Path | None = None,
     cv_from: Path | None = None,
+    init_folds: Path | None = None,
 ) -> dict:
     """Train, calibrate, pick the operating threshold, evaluate, and save a model folder.
 
@@ -132,6 +133,8 @@ def train_to_folder(
         cv_from: instead of ``cv_folds``, the ``cv.json`` of a cross-validation of this recipe on
             these films (run separately, e.g. at the same time on other cores); it is read once
             the final model is trained, waiting for it while that cross-validation finishes.
+        init_folds: with ``cv_folds``, start each fold from the kept fold model of an earlier
+            cross-validation of these films (see :func:`mammo.cv.cross_validate`).
 
     Returns the ``mammo`` block written to config.json.
     """
@@ -146,7 +149,7 @@ def train_to_folder(
             read_cv(cv_from, config, [e.name for e in train])
         if cv_folds:
             cv = cross_validate(train, labels, config, folds=cv_folds, seed=config.seed, workers=workers,
-                                keep_models=keep_models)
+                                keep_models=keep_models, init_folds=init_folds)
         result = train_recipe(train, [], labels, config, progress=progress, step=step)
         if cv_from:
             cv = read_cv(cv_from, config, [e.name for e in train])
@@ -207,7 +210,7 @@ def train_to_folder(
 
 _RECIPE_KEYS = ("recipe", "arch", "init", "image_size", "crop", "orient", "vertical_flip", "epochs",
                 "batch_size", "lr", "weight_decay", "seed", "patch_size", "top_k", "min_coverage",
-                "hard_negatives", "grad_accum")
+                "hard_negatives", "grad_accum", "film_epochs", "film_lr", "film_batch_size")
 
 
 def read_cv(path: Path, config: TrainConfig, names: Sequence[str], wait_s: float = 3600) -> dict:
@@ -221,8 +224,8 @@ def read_cv(path: Path, config: TrainConfig, names: Sequence[str], wait_s: float
         log.info("waiting for %s (a cross-validation still running?)", path)
         time.sleep(30)
     cv = json.loads(path.read_text())
-    recorded, wanted = cv.get("recipe") or {}, config.to_dict()
-    different = [k for k in _RECIPE_KEYS if recorded.get(k, wanted[k]) != wanted[k]]
+    recorded, wanted = {**TrainConfig().to_dict(), **(cv.get("recipe") or {})}, config.to_dict()
+    different = [k for k in _RECIPE_KEYS if recorded[k] != wanted[k]]
     if different:
         raise ValueError(f"{path} cross-validated another recipe (differs in {', '.join(different)})")
     if sorted(film["name"] for film in cv.get("oof") or []) != sorted(names):

@@ -496,7 +496,8 @@ class MammoService:
 
         def step(done: int, total: int) -> None:
             nonlocal epoch
-            progress(0.9 * (epoch + done / total) / config.epochs, f"epoch {epoch + 1}: batch {done}/{total}")
+            progress(0.9 * (epoch + done / total) / config.total_epochs,
+                     f"epoch {epoch + 1}: batch {done}/{total}")
             epoch += done == total
 
         work = Path(tempfile.mkdtemp(prefix="retrain-", dir=self._work_dir()))

@@ -4,7 +4,8 @@ Both use AdamW, a class-weighted loss and a cosine learning-rate schedule, and r
 ``film``: the network classifies prepared films; with a validation set the epoch with the best
 validation AUC is kept (early stopping), without one the fixed number of epochs runs.
 ``patch``: the network classifies patches (:mod:`mammo.patches`) for a fixed number of epochs and
-is then pooled over whole films (:class:`mammo.film.FilmModel`).
+is then pooled over whole films (:class:`mammo.film.FilmModel`); with ``film_epochs`` its deeper
+layers are then fine-tuned on whole films through that pooling (Shen et al. 2019's second stage).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 RECIPES = ("film", "patch")
+FIXED_BLOCKS = 4  # whole-film fine-tuning leaves the stem and this many blocks as the patch stage left them
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,12 @@ class TrainConfig:
             highest lesion probabilities away from marked lesions (``patch``; from epoch 2).
         grad_accum: batches per optimiser step (gradient accumulation; the effective batch is
             ``batch_size x grad_accum x processes``).
+        film_epochs: epochs of whole-film fine-tuning after the patch epochs (``patch``; 0: none):
+            the film's top-k pooled scores are trained on the film labels, updating the network
+            from its fifth block on (the high-resolution stem and first blocks, and every batch-norm
+            statistic, stay as the patch stage left them).
+        film_lr: AdamW learning rate of the whole-film fine-tuning.
+        film_batch_size: films per step of the whole-film fine-tuning.
     """
 
     recipe: str = "film"
@@ -99,6 +107,9 @@ class TrainConfig:
     min_coverage: float = 0.9
     hard_negatives: int = 3
     grad_accum: int = 1
+    film_epochs: int = 0
+    film_lr: float = 1e-4
+    film_batch_size: int = 8
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -108,6 +119,16 @@ class TrainConfig:
         if self.recipe == "patch" and (self.patch_size % 32 or self.patch_size > self.image_size):
             raise ValueError(f"patch size must be a multiple of 32 and at most the image size, "
                              f"got {self.patch_size}")
+        if self.epochs < 0 or self.film_epochs < 0:
+            raise ValueError("epochs cannot be negative")
+        if self.film_epochs and self.recipe != "patch":
+            raise ValueError("whole-film fine-tuning (film epochs) follows the patch recipe's patch stage; "
+                             "the film recipe trains on whole films already")
+
+    @property
+    def total_epochs(self) -> int:
+        """Every epoch the recipe runs: the patch (or film) epochs, then the whole-film fine-tuning."""
+        return self.epochs + self.film_epochs
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -194,12 +215,13 @@ def _val_scores(model: nn.Module, images: PreparedImages, labels: Sequence[str],
     return probs, _stopping_score(metrics), metrics["accuracy"]
 
 
-def _optimiser(model: nn.Module, config: TrainConfig, batches_per_process: int, processes: int):
+def _optimiser(params: Sequence[nn.Parameter], lr: float, weight_decay: float, epochs: int,
+               batches_per_process: int, processes: int, grad_accum: int):
     """AdamW with a cosine schedule over the whole run: each process takes ``batches_per_process``
     batches an epoch, and accelerate steps a prepared schedule once per process at each optimiser
     step (every ``grad_accum`` batches)."""
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * processes * int(np.ceil(batches_per_process / config.grad_accum))
+    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps = epochs * processes * int(np.ceil(batches_per_process / grad_accum))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, steps))
     return optimiser, schedule
 
@@ -229,6 +251,26 @@ def _mean_loss(acc, losses: list[float]) -> float:
     return float(acc.reduce(mean, reduction="mean")) if acc.num_processes > 1 else float(mean)
 
 
+def _film_loader(images: PreparedImages, batch_size: int, generator: torch.Generator, acc) -> DataLoader:
+    """This process's share of shuffled batches of films (with each item's index)."""
+    drop_last = _drop_last(len(images), batch_size, acc.num_processes)
+    return acc.prepare(DataLoader(_Indexed(images), batch_size=batch_size, shuffle=True, generator=generator,
+                                  drop_last=drop_last))
+
+
+def _film_epoch(acc, trained, loader: DataLoader, optimiser, schedule, loss_fn,
+                step: Callable[[int, int], None] | None) -> tuple[list[float], list[int]]:
+    """One epoch over a film loader: the batch losses and the films this process trained on."""
+    losses: list[float] = []
+    seen: list[int] = []
+    for index, (x, y, items) in enumerate(loader, start=1):
+        losses.append(_step(acc, trained, optimiser, schedule, loss_fn, x, y))
+        seen += items.tolist()
+        if step:
+            step(index, len(loader))
+    return losses, seen
+
+
 def fit(
     train: Sequence[Example],
     val: Sequence[Example],
@@ -255,11 +297,9 @@ def fit(
     val_images = PreparedImages(val, labels, prep, mean, std, min_side=config.min_side) if val else None
     weights = _class_weights(train_images.targets, len(labels)).to(acc.device)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
-    drop_last = _drop_last(len(train_images), config.batch_size, acc.num_processes)
-    loader = DataLoader(_Indexed(train_images), batch_size=config.batch_size, shuffle=True,
-                        generator=generator, drop_last=drop_last)
-    loader = acc.prepare(loader)  # this process's share of the batches
-    optimiser, schedule = _optimiser(model, config, len(loader), acc.num_processes)
+    loader = _film_loader(train_images, config.batch_size, generator, acc)
+    optimiser, schedule = _optimiser(model.parameters(), config.lr, config.weight_decay, config.epochs,
+                                     len(loader), acc.num_processes, config.grad_accum)
     trained, optimiser, schedule = acc.prepare(model, optimiser, schedule)
     history: list[EpochLog] = []
     best_state, best_score, best_epoch = None, -np.inf, 0
@@ -267,12 +307,8 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         trained.train()
-        losses = []
-        for index, (x, y, items) in enumerate(loader, start=1):
-            losses.append(_step(acc, trained, optimiser, schedule, loss_fn, x, y))
-            seen += items.tolist() if epoch == 1 else []
-            if step:
-                step(index, len(loader))
+        losses, items = _film_epoch(acc, trained, loader, optimiser, schedule, loss_fn, step)
+        seen += items if epoch == 1 else []
         sync_buffers(acc, model)
         val_loss = score = accuracy = None
         improved = val_images is None
@@ -308,8 +344,9 @@ def fit_patches(
     step: Callable[[int, int], None] | None = None,
 ) -> FitResult:
     """Train the patch classifier for ``epochs`` on patches of ``train`` films (new patches every
-    epoch), and pool it over films. ``val`` films, when given, are only scored each epoch (the
-    uncalibrated film AUC, for progress): they select nothing."""
+    epoch), pool it over films, and fine-tune it on the whole films for ``film_epochs``. ``val``
+    films, when given, are only scored each epoch (the uncalibrated film AUC, for progress): they
+    select nothing."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     acc = accelerator(config.grad_accum)
@@ -324,7 +361,8 @@ def fit_patches(
     weights = _class_weights(torch.as_tensor(first[:, 5]).long(), len(labels)).to(acc.device)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     rounds = len(_process_batches(len(first), config.batch_size, acc.num_processes, config.grad_accum)[0])
-    optimiser, schedule = _optimiser(net, config, rounds, acc.num_processes)
+    optimiser, schedule = _optimiser(net.parameters(), config.lr, config.weight_decay, config.epochs, rounds,
+                                     acc.num_processes, config.grad_accum)
     trained, optimiser, schedule = acc.prepare(net, optimiser, schedule)
     jitter = v2.ColorJitter(brightness=0.15, contrast=0.15)
     val_images = (PreparedImages(val, labels, config.preprocess, (mean,), (std,), min_side=config.min_side)
@@ -355,17 +393,77 @@ def fit_patches(
                 if step:
                     step(len(losses), mine.total())
         sync_buffers(acc, net)
-        score = accuracy = None
-        if val_images is not None:
-            _, score, accuracy = _val_scores(FilmModel(net, config.head).to(acc.device), val_images, labels,
-                                             config.batch_size)
-        log = EpochLog(epoch, config.epochs, _mean_loss(acc, losses), None, score, accuracy,
-                       time.perf_counter() - started, True)
-        history.append(log)
+        history.append(_epoch_log(epoch, config, losses, acc, val_images, FilmModel(net, config.head), labels,
+                                  started))
         if progress:
-            progress(log)
+            progress(history[-1])
+    model = FilmModel(net, config.head)
+    if config.film_epochs:
+        acc.free_memory()  # accelerate's references to the patch stage's wrapped network and optimiser
+        generator = torch.Generator().manual_seed(config.seed)
+        film_history, film_seen = _fine_tune_on_films(model, train, labels, config, acc, generator,
+                                                      val_images, progress, step)
+        history += film_history
+        seen = seen or film_seen  # the first epoch's share of patches, or of films when no patch epoch ran
     shares = record_shares(acc, seen)
-    return FitResult(FilmModel(net.cpu(), config.head).eval(), history, config.epochs, shares)
+    return FitResult(model.cpu().eval(), history, config.total_epochs, shares)
+
+
+def _epoch_log(epoch: int, config: TrainConfig, losses: list[float], acc, val_images: PreparedImages | None,
+               model: FilmModel, labels: Sequence[str], started: float) -> EpochLog:
+    """A patch-recipe epoch's log; its uncalibrated film AUC on ``val_images`` when given (progress only)."""
+    score = accuracy = None
+    if val_images is not None:
+        _, score, accuracy = _val_scores(model.to(acc.device), val_images, labels, config.batch_size)
+    return EpochLog(epoch, config.total_epochs, _mean_loss(acc, losses), None, score, accuracy,
+                    time.perf_counter() - started, True)
+
+
+def _deep_parameters(net: nn.Module) -> list[nn.Parameter]:
+    """What whole-film fine-tuning trains: a timm EfficientNet/MobileNet's blocks from the fifth on
+    and everything after them; the stem and first four blocks (high resolution, most of the compute
+    of a backward pass at film size) stay fixed. A network without ``blocks``: every parameter."""
+    children = list(net.named_children())
+    names = [name for name, _ in children]
+    if "blocks" not in names:
+        return list(net.parameters())
+    fixed = {id(p) for _, child in children[: names.index("blocks")] for p in child.parameters()}
+    fixed |= {id(p) for p in net.blocks[:FIXED_BLOCKS].parameters()}
+    return [p for p in net.parameters() if id(p) not in fixed]
+
+
+def _fine_tune_on_films(model: FilmModel, train: Sequence[Example], labels: Sequence[str],
+                        config: TrainConfig, acc, generator: torch.Generator,
+                        val_images: PreparedImages | None, progress: Callable[[EpochLog], None] | None,
+                        step: Callable[[int, int], None] | None) -> tuple[list[EpochLog], list[int]]:
+    """The patch recipe's second stage: ``film_epochs`` of the uncalibrated film head's class-weighted
+    loss on whole films (augmented), through the top-k pooling of the breast's patch positions.
+    Returns its epochs' logs and the films this process trained on in the first."""
+    mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
+    images = PreparedImages(train, labels, config.preprocess, mean, std, min_side=config.min_side,
+                            augment=augmenter(config.orient, config.vertical_flip))
+    loss_fn = nn.CrossEntropyLoss(weight=_class_weights(images.targets, len(labels)).to(acc.device))
+    params = _deep_parameters(model.net)
+    trained_ids = {id(p) for p in params}
+    for param in model.parameters():  # the calibration layer too: it is fitted afterwards, out of fold
+        param.requires_grad_(id(param) in trained_ids)
+    loader = _film_loader(images, config.film_batch_size, generator, acc)
+    optimiser, schedule = _optimiser(params, config.film_lr, config.weight_decay, config.film_epochs,
+                                     len(loader), acc.num_processes, config.grad_accum)
+    trained, optimiser, schedule = acc.prepare(model, optimiser, schedule)
+    history: list[EpochLog] = []
+    seen: list[int] = []
+    for epoch in range(config.epochs + 1, config.total_epochs + 1):
+        started = time.perf_counter()
+        trained.eval()  # batch-norm statistics stay the patch stage's: a few films per batch would not do
+        losses, items = _film_epoch(acc, trained, loader, optimiser, schedule, loss_fn, step)
+        seen += items if epoch == config.epochs + 1 else []
+        history.append(_epoch_log(epoch, config, losses, acc, val_images, model, labels, started))
+        if progress:
+            progress(history[-1])
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return history, seen
 
 
 def _drop_last(items: int, batch_size: int, processes: int) -> bool:

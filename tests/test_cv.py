@@ -188,6 +188,47 @@ def test_train_can_take_a_finished_cross_validation(patch_v, small_mias: Path, t
     assert other.returncode == 2 and "another recipe (differs in top_k)" in other.stderr
 
 
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, small_mias: Path,
+                                                                     tmp_path: Path) -> None:
+    """The patch recipe's second stage, cross-validated from the kept fold models of its first: each
+    fold starts from its own fold model, trains the deeper layers on whole films, and leaves the stem,
+    the first blocks and every batch-norm statistic as they were; fold models kept from other folds
+    are refused."""
+    model, folds = patch_v
+    recipe = ["train", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
+              "--image-size", "128", "--patch-size", "64", "--top-k", "4", "--epochs", "0",
+              "--film-epochs", "2", "--film-batch-size", "4", "--film-lr", "1e-3", "--init", str(model),
+              "--cv", "2"]
+    out, kept = tmp_path / "stage2", tmp_path / "stage2-folds"
+    done = run_cli(*recipe, "--init-folds", str(folds), "--keep-models", str(kept), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    mammo = json.loads((out / "config.json").read_text())["mammo"]
+    assert mammo["training"]["film_epochs"] == 2 and mammo["cv"]["init_folds"] == str(folds)
+    assert [log["epoch"] for log in mammo["training"]["history"]] == [1, 2]
+    assert all(log["epochs"] == 2 and np.isfinite(log["train_loss"]) for log in mammo["training"]["history"])
+    assert mammo["head"]["weight"] == mammo["cv"]["calibration"]["weight"]  # refitted out of fold
+    first, second = json.loads((folds / "cv.json").read_text()), json.loads((kept / "cv.json").read_text())
+    assert [(f["name"], f["fold"]) for f in first["oof"]] == [(f["name"], f["fold"]) for f in second["oof"]]
+    for start, tuned in [(model, out), *((folds / f"fold{k}", kept / f"fold{k}") for k in range(2))]:
+        before, after = _weights(start), _weights(tuned)
+        assert before.keys() == after.keys()
+        fixed = [k for k in before if k.startswith(("conv_stem", "bn1", "blocks.0", "blocks.3"))]
+        assert fixed and all(np.array_equal(before[k], after[k]) for k in fixed)
+        statistics = [k for k in before if k.endswith(("running_mean", "running_var"))]
+        assert statistics and all(np.array_equal(before[k], after[k]) for k in statistics)
+        deep = [k for k in before if k.startswith(("blocks.4", "conv_head")) and k.endswith("weight")]
+        assert deep and all(not np.array_equal(before[k], after[k]) for k in deep)
+    other = run_cli(*recipe, "--seed", "1", "--init-folds", str(folds), "--out", str(tmp_path / "other"))
+    assert other.returncode == 2 and "other films or folds" in other.stderr
+    assert not (tmp_path / "other").exists()
+
+
 def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:
     import subprocess
     import sys

@@ -65,13 +65,16 @@ def test_patch_recipe_processes_stay_in_step(mias: Path, tmp_path: Path) -> None
     done = _launch(out, "--data", str(mias), "--recipe", "patch", "--val-fraction", "0",
                    "--holdout-fraction", "0", "--arch", "test_efficientnet", "--init", "none",
                    "--image-size", "64", "--patch-size", "32", "--hard-negatives", "1", "--epochs", "2",
-                   "--batch-size", "64", "--grad-accum", "2", "--seed", "0")
+                   "--batch-size", "64", "--grad-accum", "2", "--film-epochs", "1", "--film-batch-size", "8",
+                   "--seed", "0")
     mammo = _check_one_folder_and_one_report(done, out)
     shares = mammo["training"]["processes"]
     assert shares["processes"] == 2 and shares["grad_accum"] == 2 and shares["shared"] == 0
     assert shares["per_process"][0] == shares["per_process"][1] > 0
     assert shares["covered"] == sum(shares["per_process"])  # patches dealt out, none twice
-    assert len(mammo["training"]["history"]) == 2
+    # two patch epochs, then one of whole-film fine-tuning (the patch stage's DDP wrapper released)
+    assert [log["epoch"] for log in mammo["training"]["history"]] == [1, 2, 3]
+    assert all(np.isfinite(log["train_loss"]) for log in mammo["training"]["history"])
     assert mammo["split"]["metrics_on"] is None and mammo["metrics"] is None  # nothing held out
     assert "not measured" in (out / "README.md").read_text()
 

@@ -184,7 +184,7 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
 
     torch.manual_seed(0)
     recipe = TrainConfig(recipe="patch", arch="test_efficientnet", init="none", image_size=128,
-                         patch_size=64, batch_size=32, epochs=1)
+                         patch_size=64, batch_size=32, epochs=1, film_epochs=1, film_batch_size=16)
     model = FilmModel(build("test_efficientnet", 3, init="none"), recipe.head)
     seed = save(model, tmp_path / "seed", ["normal", "benign", "malignant"], 128,
                 {"version": "v1", "preprocess": recipe.preprocess.to_dict(), "threshold": 0.3,
@@ -197,6 +197,9 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
         summary = service.retrain(RetrainOptions(epochs=1, from_current=True))
         assert summary["recipe"] == "patch" and summary["candidate_metrics"]["n"] > 0
         assert all(h["val_loss"] is None for h in summary["history"])  # patches: no film loss
+        # the recorded whole-film stage runs after the trainer's patch epochs
+        assert [h["epoch"] for h in summary["history"]] == [1, 2]
+        assert service.predictor.config["mammo"]["training"]["film_epochs"] == 1
         with pytest.raises(RetrainError, match="patch size"):
             service.retrain(RetrainOptions(epochs=1, image_size=48))
     finally:

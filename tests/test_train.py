@@ -1,13 +1,16 @@
-"""Training: loss goes down on real images, early stopping keeps the best epoch, class weights."""
+"""Training: loss goes down on real images, early stopping keeps the best epoch, class weights, the
+settings a recipe refuses, the layers whole-film fine-tuning trains."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mammo.data import PreparedImages, SplitSpec, folder_examples, split_by_patient
 from mammo.metrics import evaluate_predictions
-from mammo.train import TrainConfig, _class_weights, fit, infer_probs
+from mammo.model import build
+from mammo.train import TrainConfig, _class_weights, _deep_parameters, fit, infer_probs
 
 
 def test_class_weights_balance_the_classes() -> None:
@@ -59,3 +62,22 @@ def test_without_validation_every_epoch_runs_and_the_last_is_kept(mias) -> None:
     result = fit(train, [], ["normal", "malignant"], config, progress=logs.append)
     assert [log.epoch for log in logs] == [1, 2, 3] and result.best_epoch == 3
     assert all(log.val_auc is None and log.val_loss is None for log in logs)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"recipe": "film", "film_epochs": 2}, "follows the patch recipe"),
+    ({"recipe": "patch", "film_epochs": -1}, "negative"),
+    ({"recipe": "patch", "patch_size": 100}, "multiple of 32"),
+    ({"recipe": "whole"}, "unknown recipe"),
+])
+def test_recipes_refuse_settings_they_cannot_run(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_film_fine_tuning_trains_the_deeper_layers_of_lite0() -> None:
+    net = build("tf_efficientnet_lite0", 3, init="none")
+    trained = {id(p) for p in _deep_parameters(net)}
+    names = {".".join(name.split(".")[: 2 if name.startswith("blocks") else 1])
+             for name, p in net.named_parameters() if id(p) in trained}
+    assert names == {"blocks.4", "blocks.5", "blocks.6", "conv_head", "bn2", "classifier"}
