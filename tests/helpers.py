@@ -15,10 +15,15 @@ from gradio_client.client import Job
 from PIL import Image
 
 from mammo.metrics import EVALUATE_KEYS
+from mammo.store.registry import packaged_versions
 
-__all__ = ["LABELS", "RETRAIN", "Images", "load_cases", "running_job_desc", "run_cli", "check_schema"]
+__all__ = ["LABELS", "RETRAIN", "PACKAGED", "SERVED", "NEXT", "Images", "load_cases", "running_job_desc",
+           "run_cli", "check_schema"]
 
 LABELS = ["normal", "benign", "malignant"]
+PACKAGED = [folder.name for folder in packaged_versions()]  # the versions shipped: v1, v2, ...
+SERVED = PACKAGED[-1]  # what a fresh app serves
+NEXT = f"v{len(PACKAGED) + 1}"  # the version the next publish makes
 RETRAIN = (3, 128, True)  # epochs, image size, from the current version: seconds, not minutes
 
 

@@ -16,6 +16,7 @@ import pytest
 from app_server import AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
+from helpers import NEXT, SERVED
 from hub_server import USER
 
 
@@ -40,17 +41,17 @@ def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
         with pytest.raises(AppError, match="image size must be between 32 and 1024"):
             trainer.predict(1, 16, True, api_name="/retrain")
         assert trainer.predict(image, "normal", api_name="/submit_case")["status"] == "stored"
-        assert trainer.predict("v1", api_name="/rollback") == {"version": "v3", "rollback_of": "v1"}
+        assert trainer.predict("v1", api_name="/rollback") == {"version": NEXT, "rollback_of": "v1"}
         with pytest.raises(AppError, match="already served"):
-            trainer.predict("v3", api_name="/rollback")
-        assert anonymous.predict(api_name="/models")[-1]["version"] == "v3"
+            trainer.predict(NEXT, api_name="/rollback")
+        assert anonymous.predict(api_name="/models")[-1]["version"] == NEXT
         # the audit log names the trainer for what the token allowed, and nothing refused
         rows = list(csv.DictReader(Path(anonymous.predict(api_name="/audit")).open()))
         assert [(r["action"], r["user"]) for r in rows] == [("submission", USER), ("rollback", USER)]
         rollback = json.loads(rows[1]["details"])
-        assert rollback == {"served_again": "v1", "published_as": "v3", "replaced": "v2"}
+        assert rollback == {"served_again": "v1", "published_as": NEXT, "replaced": SERVED}
         served = anonymous.predict(image, api_name="/predict")[2]["model_version"]
-        assert served == "v3"
+        assert served == NEXT
         # history across sessions: the caller's own predictions, by their token; none anonymously
         mine = trainer.predict(image, api_name="/predict")[2]
         history = trainer.predict(api_name="/history")
@@ -67,14 +68,14 @@ def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
 def test_health_over_the_api_and_http(small_mias: Path, tmp_path: Path) -> None:
     with AppProcess(tmp_path / "home", env={"MAMMO_BASE_DATA": str(small_mias)}) as app:
         report = app.client().predict(api_name="/health")
-        assert report["status"] == "ok" and report["model_version"] == "v2"
+        assert report["status"] == "ok" and report["model_version"] == SERVED
         assert report["runtime"] == "onnxruntime"  # the backbone's runtime (PyTorch where ORT is missing)
         assert report["cases"]["reachable"] and report["models"]["reachable"] and report["hub"] is None
         assert report["cases"]["queued_shards"] == 0  # a local store delivers nothing
         assert report["base_data"] == {"source": str(small_mias), "available": True}
         assert report["queue_waiting"] == 0 and not report["retrain_running"] and report["uptime_s"] > 0
         answer = httpx.get(app.url + "health", timeout=10)
-        assert answer.status_code == 200 and answer.json()["model_version"] == "v2"
+        assert answer.status_code == 200 and answer.json()["model_version"] == SERVED
 
 
 def test_health_says_degraded_when_the_hub_is_down(hub_server, tmp_path: Path) -> None:
@@ -87,4 +88,4 @@ def test_health_says_degraded_when_the_hub_is_down(hub_server, tmp_path: Path) -
         assert answer.status_code == 503 and report["status"] == "degraded"
         assert not report["hub"]["reachable"] and "unreachable" in report["hub"]["error"]
         assert not report["models"]["reachable"] and report["cases"]["reachable"]
-        assert report["model_version"] == "v2"  # still serving
+        assert report["model_version"] == SERVED  # still serving

@@ -15,6 +15,7 @@ from app_server import ROOT, AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
+from helpers import NEXT, PACKAGED, SERVED
 from PIL import Image
 
 from mammo.config import PACKAGE_WEIGHTS
@@ -61,7 +62,7 @@ def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path,
         assert set(confidences) == set(LABELS)
         assert sum(confidences.values()) == pytest.approx(1, abs=1e-5)
         assert Image.open(overlay).size == size
-        assert details["model_version"] == "v2" and details["label"] == label["label"]
+        assert details["model_version"] == SERVED and details["label"] == label["label"]
         assert details["probabilities"] == pytest.approx(confidences)
     _, eigen, details = client.predict(handle_file(str(square)), "EigenCAM", 0.7, api_name="/predict")
     assert details["heatmap_method"] == "EigenCAM" and Image.open(eigen).size == (512, 512)
@@ -88,7 +89,7 @@ def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, 
         client.predict(handle_file(str(sorted((small_mias / "normal").glob("*.png"))[1])), "normal",
                        notes="x" * 100_000, api_name="/submit_case")
     assert stored_cases(app) == before + 1
-    assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == "v2"
+    assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == SERVED
 
 
 def test_the_eight_real_full_field_dicoms(client) -> None:
@@ -124,8 +125,8 @@ def test_untouched_optional_fields_are_stored_as_null(client, app: AppProcess, s
 
 
 def test_predict_says_which_films_the_model_learnt_from(client, mias: Path) -> None:
-    """v2 trained on the non-holdout patients of mias1024: it says so for one of those films."""
-    served = json.loads((PACKAGE_WEIGHTS / "v2" / "config.json").read_text())["mammo"]
+    """The served version trained on the non-holdout patients of mias1024: it says so for one of them."""
+    served = json.loads((PACKAGE_WEIGHTS / SERVED / "config.json").read_text())["mammo"]
     films = mias.parent / "mias1024"
     parts = base_splits([films], None, SplitSpec.from_model_config({"mammo": served}))
     for example, expected in ((parts["train"][0], True), (parts["holdout"][0], False)):
@@ -144,7 +145,7 @@ def test_expected_refusals_are_one_log_line_and_start_up_says_what_is_served(
     log = app.log()
     assert "predict refused: The file is not a recognised image" in log
     assert "Traceback" not in log, log[-3000:]
-    assert f"serving v2 ({app.home / 'models' / 'v2'})" in log and "cases at" in log
+    assert f"serving {SERVED} ({app.home / 'models' / SERVED})" in log and "cases at" in log
     assert "base data for retraining: " in log
 
 
@@ -185,9 +186,9 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
     image = next((small_mias / "normal").glob("*.png"))
     served = client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"]
     if summary["promoted"]:
-        assert versions[-1] == summary["version"] == served == "v3"
+        assert versions[-1] == summary["version"] == served == NEXT
     else:
-        assert versions == ["v1", "v2"] and served == "v2" and summary["rejected_id"]
+        assert versions == PACKAGED and served == SERVED and summary["rejected_id"]
         assert summary["reason"].startswith("not promoted")
     # the audit log has the retrain, its options and the gate's decision (the refused second one: no)
     rows = list(csv.DictReader(Path(client.predict(api_name="/audit")).open()))
@@ -203,7 +204,7 @@ def test_retrain_refused_for_users_not_allowed(small_mias: Path, tmp_path: Path)
     with AppProcess(tmp_path / "home", env=env) as app:
         with pytest.raises(AppError, match="limited to the trainers of this app; you are not signed in"):
             app.client().predict(1, 64, True, api_name="/retrain")
-        assert app.client().predict(api_name="/models")[-1]["version"] == "v2"
+        assert app.client().predict(api_name="/models")[-1]["version"] == SERVED
 
 
 def test_offered_images_wait_in_the_label_next_queue_most_uncertain_first(client, small_mias: Path) -> None:

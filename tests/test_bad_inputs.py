@@ -18,6 +18,7 @@ import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
+from helpers import SERVED
 from PIL import Image
 
 from mammo.store import CaseStore
@@ -80,7 +81,7 @@ def test_every_corpus_file(client, app: AppProcess, table: list[str]) -> None:
             else:
                 assert expected in got, (entry, got)
         assert cases(app) == before + (expected == "accepted")
-        assert client.predict(handle_file(str(good)), api_name="/predict")[2]["model_version"] == "v2"
+        assert client.predict(handle_file(str(good)), api_name="/predict")[2]["model_version"] == SERVED
         shown = "accepted" if expected == "accepted" else "refused: " + predicted
         table.append(f"| {entry['what']} | {shown} |")
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from app_server import ROOT, AppProcess
+from helpers import SERVED
 from PIL import Image
 from synthetic import synthetic_mammogram
 
@@ -208,7 +209,7 @@ def test_a_training_film_is_named_as_one(fresh, tmp_path: Path) -> None:
     from mammo.data import SplitSpec
     from mammo.pipeline import base_splits
 
-    config = json.loads((PACKAGE_WEIGHTS / "v2" / "config.json").read_text())
+    config = json.loads((PACKAGE_WEIGHTS / SERVED / "config.json").read_text())
     train = base_splits([films], None, SplitSpec.from_model_config(config))["train"]
     copy = tmp_path / "film.png"
     shutil.copy(train[0].source, copy)
@@ -333,11 +334,13 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
                                                                 tmp_path: Path) -> None:
     page = fresh
     page.get_by_role("tab", name="Models").click()
-    pick(page, "Version", "v2")
-    # v2's own caption (the latest version's shows first: the dropdown starts on it)
-    caption = visible(page.get_by_text(re.compile(r"^v2, as recorded when it was made")))
+    pick(page, "Version", "v1")
+    visible(page.get_by_text(re.compile(r"^v1, as recorded when it was made"))).wait_for(timeout=30_000)
+    pick(page, "Version", SERVED)
+    # the served version's own caption (the dropdown started on it; v1's was shown in between)
+    caption = visible(page.get_by_text(re.compile(rf"^{SERVED}, as recorded when it was made")))
     caption.wait_for(timeout=30_000)
-    assert "v2, out of fold (220 films)" in caption.inner_text()  # the cross-validation, no retrain
+    assert f"{SERVED}, out of fold (220 films)" in caption.inner_text()  # the cross-validation, no retrain
     titles = ("ROC, malignant vs rest", "Training curves (one point per epoch)", "Reliability (calibration)")
     for title in titles:
         plot = page.locator(".block").filter(has_text=title).last
@@ -354,7 +357,7 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
         link.click()
     saved = tmp_path / "config.json"
     download.value.save_as(saved)
-    assert saved.read_bytes() == (LocalModelRegistry(app.home).load("v2") / "config.json").read_bytes()
+    assert saved.read_bytes() == (LocalModelRegistry(app.home).load(SERVED) / "config.json").read_bytes()
 
 
 def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, image: Path,

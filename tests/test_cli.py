@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import check_schema, run_cli
+from helpers import PACKAGED, check_schema, run_cli
 from PIL import Image
 
 from mammo.config import settings
@@ -97,7 +97,7 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     home = tmp_path / "home"
     listed = run_cli("models", "list", home=home)
     assert listed.returncode == 0, listed.stderr
-    assert [v["version"] for v in json.loads(listed.stdout)] == ["v1", "v2"]  # the packaged ones
+    assert [v["version"] for v in json.loads(listed.stdout)] == PACKAGED
     pulled = run_cli("models", "pull", "v1", "--out", str(tmp_path / "v1"), home=home)
     assert pulled.returncode == 0, pulled.stderr
     files = sorted(p.name for p in (tmp_path / "v1").iterdir())

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import Client, handle_file
-from helpers import LABELS, RETRAIN, Images, load_cases, running_job_desc
+from helpers import LABELS, RETRAIN, SERVED, Images, load_cases, running_job_desc
 from hub_server import USER, HubServer
 
 from mammo.model import load as load_model
@@ -288,7 +288,7 @@ def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
     with hub.app() as app:
         client = Client(app.url, verbose=False, download_files=False)
         assert "model.safetensors" in hub.server.files(MODEL_REPO, "model", revision="v1")  # seeded
-        assert served_version(client, image) == "v2"
+        assert served_version(client, image) == SERVED
         first = hub.submit(client, "normal")
         assert first["status"] == "stored" and "warning" not in first
 
@@ -298,7 +298,7 @@ def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
         assert time.monotonic() - started < 10
         assert queued["status"] == "queued" and queued["total_cases"] == 2
         assert "unreachable" in queued["warning"] and hub.server.url in queued["warning"]
-        assert served_version(client, image) == "v2"
+        assert served_version(client, image) == SERVED
         commits = hub.shard_commits()
 
         hub.server.restart()
@@ -313,7 +313,7 @@ def test_app_restarts_while_the_hub_is_down(hub: HubApp) -> None:
     """A Space restarting during a Hub outage serves the cached model and queues the cases."""
     image = PHANTOM
     with hub.app() as app:  # the Hub up: v1 is published and downloaded once
-        assert served_version(Client(app.url, verbose=False, download_files=False), image) == "v2"
+        assert served_version(Client(app.url, verbose=False, download_files=False), image) == SERVED
     hub.server.stop()
     app = hub.app()
     try:
@@ -322,7 +322,7 @@ def test_app_restarts_while_the_hub_is_down(hub: HubApp) -> None:
         pytest.fail(f"the app cannot start while the Hub is down: {str(error)[-600:]}")
     try:
         client = Client(app.url, verbose=False, download_files=False)
-        assert served_version(client, image) == "v2"
+        assert served_version(client, image) == SERVED
         queued = hub.submit(client, "benign")
         assert queued["status"] == "queued" and "unreachable" in queued["warning"]
         hub.server.restart()

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from helpers import SERVED
 from synthetic import synthetic_mammogram
 
 from mammo.imaging import ImageError, encode_png
@@ -116,7 +117,7 @@ def test_uncertainty_is_the_spread_between_the_film_and_its_mirror_image(film: s
     from mammo.config import PACKAGE_WEIGHTS
     from mammo.predict import HIGH_UNCERTAINTY, load_image
 
-    predictor = Predictor(PACKAGE_WEIGHTS / "v2")  # the served model, on a real CBIS-DDSM film
+    predictor = Predictor(PACKAGE_WEIGHTS / SERVED)  # the served model, on a real CBIS-DDSM film
     image = load_image(ROOT / "examples" / film)
     result = predictor.predict(image, method="Lesion map")
     tensor, _ = predictor.prepare(image.grey)
@@ -128,5 +129,5 @@ def test_uncertainty_is_the_spread_between_the_film_and_its_mirror_image(film: s
     assert uncertainty["high"] == (expected >= HIGH_UNCERTAINTY) and "mirror" in uncertainty["method"]
     # the served scores are the upright film's: the mirror image only measures the spread
     assert np.allclose(list(result.probabilities.values()), upright[0], atol=1e-5)
-    without = Predictor(PACKAGE_WEIGHTS / "v2", uncertainty=False).predict(image)
+    without = Predictor(PACKAGE_WEIGHTS / SERVED, uncertainty=False).predict(image)
     assert without.details()["uncertainty"] is None

@@ -21,6 +21,7 @@ import pytest
 import timm
 import torch
 import yaml
+from helpers import SERVED
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from timm.models import save_for_hf
@@ -385,7 +386,7 @@ def test_model_card_from_full_config(seed_dir: Path) -> None:
 
 
 def test_model_card_carries_a_model_index_the_hub_reads() -> None:
-    config = json.loads((ROOT / "mammo" / "weights" / "v2" / "config.json").read_text())
+    config = json.loads((ROOT / "mammo" / "weights" / SERVED / "config.json").read_text())
     mammo = config["mammo"]
     results = ModelCard(render_model_card(config)).data.eval_results  # parsed as the Hub parses it
     figures = {(r.dataset_split, r.metric_name): r.metric_value for r in results}

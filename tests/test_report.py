@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 from app_server import ROOT
+from helpers import SERVED
 from pypdf import PdfReader
 
 from mammo import views
@@ -20,7 +21,7 @@ FILM = ROOT / "examples" / "cbis_ddsm_malignant_rcc.png"  # a real CBIS-DDSM fil
 
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
-    return Predictor(PACKAGE_WEIGHTS / "v2")
+    return Predictor(PACKAGE_WEIGHTS / SERVED)
 
 
 @pytest.mark.parametrize("method", ["Lesion map", "Grad-CAM"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import PACKAGED, SERVED
 
 from mammo.config import PACKAGE_WEIGHTS
 from mammo.explain import GRAD_CAM
@@ -24,7 +25,7 @@ def films(data_root: Path) -> list[Path]:
     return [sorted((root / "malignant").glob("*.png"))[0], sorted((root / "normal").glob("*.png"))[0]]
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", PACKAGED)
 def test_packaged_models_answer_as_in_pytorch(version: str, films: list[Path]) -> None:
     fast, plain = Predictor(PACKAGE_WEIGHTS / version), Predictor(PACKAGE_WEIGHTS / version, fast=False)
     assert (fast.runtime, plain.runtime) == ("onnxruntime", "pytorch")
@@ -47,7 +48,7 @@ def test_without_onnxruntime_pytorch_serves_and_says_so(monkeypatch: pytest.Monk
                                                         films: list[Path]) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails, as where it is not installed
     with caplog.at_level(logging.WARNING, logger="mammo.runtime"):
-        predictor = Predictor(PACKAGE_WEIGHTS / "v2")
+        predictor = Predictor(PACKAGE_WEIGHTS / SERVED)
     assert predictor.runtime == "pytorch"
     assert "ONNX Runtime not used" in caplog.text and "PyTorch serves it" in caplog.text
     assert sum(predictor.predict(films[0]).probabilities.values()) == pytest.approx(1)

@@ -22,6 +22,7 @@ import torch
 from app_server import ROOT, AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
+from helpers import NEXT, PACKAGED, SERVED
 from hub_server import HubServer
 from PIL import Image
 
@@ -192,8 +193,8 @@ def test_retrain_and_rollback_refused_for_non_trainers(restricted: AppProcess) -
     assert queue_call(restricted, session, "models_views", [versions])["success"]
     answer = queue_call(restricted, session, "rollback", ["v1"])
     assert not answer["success"] and "limited to the trainers" in answer["output"]["error"], answer
-    assert [v["version"] for v in client.predict(api_name="/models")] == ["v1", "v2"]
-    assert sorted(p.name for p in (restricted.home / "models").iterdir() if p.is_dir()) == ["v1", "v2"]
+    assert [v["version"] for v in client.predict(api_name="/models")] == PACKAGED
+    assert sorted(p.name for p in (restricted.home / "models").iterdir() if p.is_dir()) == PACKAGED
 
 
 def test_rollback_refused_in_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,9 +207,9 @@ def test_rollback_refused_in_the_service(tmp_path: Path, monkeypatch: pytest.Mon
         for user in (None, "mallory"):
             with pytest.raises(AccessDenied, match="MAMMO_TRAINERS"):
                 service.rollback("v1", user=user)
-        assert [v["version"] for v in service.versions()] == ["v1", "v2"]
-        assert service.predictor.version == "v2"
-        assert service.rollback("v1", user="alice") == "v3" == service.predictor.version
+        assert [v["version"] for v in service.versions()] == PACKAGED
+        assert service.predictor.version == SERVED
+        assert service.rollback("v1", user="alice") == NEXT == service.predictor.version
     finally:
         service.close()
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import PACKAGED
 
 from mammo import views
 from mammo.config import PACKAGE_WEIGHTS
@@ -53,7 +54,7 @@ def test_score_text_agrees_with_the_threshold_for_small_scores() -> None:
     assert "flags most films" in views.score_text(details)
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", PACKAGED)
 def test_score_text_on_real_predictions(mias: Path, version: str) -> None:
     """The packaged models on real mini-MIAS images (v1: on both sides of its cut-off)."""
     from mammo.predict import Predictor
@@ -303,7 +304,7 @@ def test_estimate_text_names_the_split_and_prefers_cross_validation(v1_mammo: di
     assert "Served: v1" in old and "holdout set (38 films)" in old
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", PACKAGED)
 def test_every_version_shows_its_recorded_figures_without_retraining(version: str) -> None:
     mammo = json.loads((PACKAGE_WEIGHTS / version / "config.json").read_text())["mammo"]
     caption, roc, curves, reliability, confusion = views.version_figures(mammo)
