@@ -119,27 +119,53 @@ def _intended_use(mammo: dict) -> str:
         "film) or a Grad-CAM heat map.")
 
 
+def _patch_stage_text(training: dict, cv: dict) -> str:
+    if not training.get("epochs"):  # the patch stage came with the network it started from
+        folds = (f" Its cross-validation started each fold from the fold models of that model's own "
+                 f"cross-validation (`{cv['init_folds']}`), so the figures below cover both stages."
+                 if cv.get("init_folds") else "")
+        return ("1. **Patch classifier.** The patch network this model started from "
+                f"(`{training.get('init')}`, trained as its own card describes); no further patch "
+                f"epochs.{folds}\n")
+    return ("1. **Patch classifier.** The network classifies "
+            f"{_num(training.get('patch_size'))} px patches of films prepared at "
+            f"{_num(training.get('image_size'))} px (normal tissue / benign / malignant): patches "
+            "centred on the marked lesions (random shift, zoom 0.8-1.25, any rotation, mirror, "
+            "brightness/contrast) and background patches inside the breast of normal films and away "
+            "from the marked lesions of abnormal films, new ones every epoch, "
+            f"{_num(training.get('epochs'))} epochs (fixed; no early stopping).\n")
+
+
+def _film_stage_text(training: dict) -> str:
+    if not training.get("film_epochs"):
+        return ""
+    return ("3. **Whole-film fine-tuning.** The pooled network is then trained on whole films for "
+            f"{_num(training.get('film_epochs'))} epochs (fixed; learning rate "
+            f"{training.get('film_lr')}, {_num(training.get('film_batch_size'))} films per batch; "
+            "vertical flips, rotation up to 10 degrees, brightness/contrast): the class-weighted loss of "
+            "the uncalibrated film scores reaches the network through the top-k pooling. Only its "
+            "deeper layers learn (from the fifth block on); the stem, the first four blocks and every "
+            "batch-norm statistic stay as the patch stage left them (Shen et al. 2019 fine-tune a "
+            "patch network on whole images the same way).\n")
+
+
 def _recipe_section(mammo: dict) -> str | None:
     head = mammo.get("head") or {}
     training = mammo.get("training") or {}
     if head.get("kind") != "patch":
         return None
+    calibration_step = 4 if training.get("film_epochs") else 3
     return (
         "## Recipe: lesion-aware, two stages\n\n"
-        "1. **Patch classifier.** The network classifies "
-        f"{_num(training.get('patch_size'))} px patches of films prepared at "
-        f"{_num(training.get('image_size'))} px (normal tissue / benign / malignant): patches "
-        "centred on the marked lesions (random shift, zoom 0.8-1.25, any rotation, mirror, "
-        "brightness/contrast) and background patches inside the breast of normal films and away "
-        "from the marked lesions of abnormal films, new ones every epoch, "
-        f"{_num(training.get('epochs'))} epochs (fixed; no early stopping).\n"
-        "2. **Whole film.** The patch network runs fully convolutionally over the prepared film: "
+        + _patch_stage_text(training, mammo.get("cv") or {})
+        + "2. **Whole film.** The patch network runs fully convolutionally over the prepared film: "
         "its last feature map is averaged over patch-sized windows and its classifier applied at "
         "every position. Each lesion class's film score is the mean of its top "
         f"{_num(head.get('top_k'))} patch probabilities (as Shen et al. 2019, Sci Rep 9:12495, pool "
         "a patch network).\n"
-        "3. **Calibration.** A multinomial logistic regression maps the two film scores (log-odds) "
-        "to the three class probabilities, fitted on out-of-fold predictions (see "
+        + _film_stage_text(training)
+        + f"{calibration_step}. **Calibration.** A multinomial logistic regression maps the two film "
+        "scores (log-odds) to the three class probabilities, fitted on out-of-fold predictions (see "
         "Cross-validation): the probabilities shown are calibrated.\n\n"
         "Films with a finding but no marked coordinates give no patches; they count as whole-film "
         "examples in the calibration. The weights file holds the patch network only: loaded with "

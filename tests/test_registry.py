@@ -385,6 +385,24 @@ def test_model_card_from_full_config(seed_dir: Path) -> None:
     assert NOT_RECORDED not in card
 
 
+@pytest.mark.parametrize(("training", "steps"), [
+    ({"epochs": 12, "patch_size": 96, "image_size": 512}, ["Patch classifier", "Whole film", "Calibration"]),
+    ({"epochs": 0, "init": "mammo/weights/v2", "film_epochs": 6, "film_lr": 1e-4, "film_batch_size": 8},
+     ["Patch classifier", "Whole film", "Whole-film fine-tuning", "Calibration"]),
+])
+def test_the_card_describes_the_patch_recipes_stages(training: dict, steps: list[str]) -> None:
+    mammo = {"head": {"kind": "patch", "top_k": 4}, "training": training,
+             "cv": {"init_folds": "runs/v2-folds"} if not training["epochs"] else {}}
+    card = render_model_card({"mammo": mammo})
+    assert [line.split("**")[1].rstrip(".") for line in card.splitlines()
+            if re.match(r"^\d\. \*\*", line)] == steps
+    if training["epochs"]:
+        assert "12 epochs (fixed; no early stopping)" in card
+    else:  # the patch network came with v2; its folds started from v2's own fold models
+        assert "started from (`mammo/weights/v2`" in card and "no further patch epochs" in card
+        assert "(`runs/v2-folds`)" in card and "6 epochs (fixed; learning rate 0.0001, 8 films" in card
+
+
 def test_model_card_carries_a_model_index_the_hub_reads() -> None:
     config = json.loads((ROOT / "mammo" / "weights" / SERVED / "config.json").read_text())
     mammo = config["mammo"]
