@@ -436,7 +436,8 @@ def rejected_report(rejected_id: str | None):
 def served_estimate():
     """What the served version is estimated to do (its card's figures) and its reliability plot."""
     mammo = service.served_config().get("mammo") or {}
-    return views.estimate_text(mammo), views.reliability_frame(views.estimate_metrics(mammo))
+    text = f"{views.estimate_text(mammo)}\n\n{views.retrain_recipe_text(mammo)}"
+    return text, views.reliability_frame(views.estimate_metrics(mammo))
 
 
 def access_note(profile: gr.OAuthProfile | None = None,
@@ -661,7 +662,8 @@ def build() -> gr.Blocks:
             access = gr.Markdown()
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available")
             with gr.Row():
-                epochs = gr.Slider(1, 50, value=5, step=1, label="Epochs (early stopping may end sooner)")
+                epochs = gr.Slider(1, 50, value=5, step=1, label="Epochs",
+                                   info="Of the served recipe's first stage; what else it runs is said below")
                 image_size = gr.Number(value=0, precision=0,  # range checked by the service
                                        label="Image size in pixels (0 keeps the current model's)")
                 from_current = gr.Checkbox(value=True, label="Start from the current version")

@@ -388,6 +388,18 @@ def auto_retrain_text(state: Mapping[str, int] | None) -> str:
             f"({state['new_cases']} since the last retrain).")
 
 
+def retrain_recipe_text(mammo: Mapping[str, Any]) -> str:
+    """What a retrain of the served version runs (its recorded recipe), in a sentence."""
+    training = mammo.get("training") or {}
+    if training.get("recipe") != "patch":
+        return ("A retrain fine-tunes the whole-film classifier for the epochs chosen above; with its "
+                "validation patients it keeps the best epoch and may stop early.")
+    film = training.get("film_epochs") or 0
+    then = (f", then {film} epochs of whole-film fine-tuning (the served version's recipe), so each "
+            "retrain takes longer than the slider says" if film else "")
+    return f"A retrain runs the lesion-aware recipe: the epochs chosen above of patch training{then}."
+
+
 def estimate_text(mammo: Mapping[str, Any]) -> str:
     """One paragraph: the served version and its estimated performance, named by split."""
     version = mammo.get("version") or "the served model"

@@ -235,7 +235,7 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
 
     size.fill("128")
     size.press("Tab")
-    epochs = page.get_by_label("number input for Epochs (early stopping may end sooner)")
+    epochs = page.get_by_label("number input for Epochs", exact=True)
     epochs.fill("1")
     epochs.press("Tab")
     button.click()

@@ -322,3 +322,12 @@ def test_every_version_shows_its_recorded_figures_without_retraining(version: st
     assert len(reliability) == 2 + sum(len(m["reliability"]) for m in calibrated)  # + the diagonal
     assert ("No calibration recorded" in caption) == (not calibrated)
     assert f"{len(history)} epoch(s)" in caption and f"({split_metrics['n']} films)" in caption
+
+
+@pytest.mark.parametrize(("training", "expected"), [
+    ({"recipe": "film"}, "may stop early"),
+    ({"recipe": "patch", "epochs": 12}, "epochs chosen above of patch training."),
+    ({"recipe": "patch", "epochs": 0, "film_epochs": 6}, "then 6 epochs of whole-film fine-tuning"),
+])
+def test_the_retrain_tab_says_what_a_retrain_runs(training: dict, expected: str) -> None:
+    assert expected in views.retrain_recipe_text({"training": training})
