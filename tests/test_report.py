@@ -30,7 +30,7 @@ def test_the_report_holds_images_scores_model_time_and_disclaimer(predictor: Pre
     prediction = predictor.predict(image, method=method, opacity=0.4)
     moment = datetime(2026, 11, 30, 9, 5, 7, tzinfo=timezone.utc)
     pdf = PdfReader(io.BytesIO(prediction_report(prediction, image.grey, predictor.config,
-                                                 "/store/models/v2/README.md", moment)))
+                                                 f"/store/models/{SERVED}/README.md", moment)))
     assert len(pdf.pages) == 1
     text = " ".join(pdf.pages[0].extract_text().split())  # words, whatever the line breaks
     assert " ".join(DISCLAIMER.split()[:8]) in text
@@ -41,8 +41,8 @@ def test_the_report_holds_images_scores_model_time_and_disclaimer(predictor: Pre
     assert f"cut-off of {views.percent(details['threshold'])}" in text
     assert ("Flagged for review" in text) == bool(prediction.above_threshold)
     assert f"Most likely class {prediction.label}" in text and f"Heat-map method {method}" in text
-    assert "Version v2" in text and "5-fold cross-validation by patient" in text  # the card's estimate
-    assert "/store/models/v2/README.md" in text and "2026-11-30 09:05:07 UTC" in text
+    assert f"Version {SERVED}" in text and "5-fold cross-validation by patient" in text  # the card's estimate
+    assert f"/store/models/{SERVED}/README.md" in text and "2026-11-30 09:05:07 UTC" in text
     assert prediction.image_sha256 in text.replace(" ", "")
     assert len(pdf.pages[0].images) == 2  # the image and its heat map, side by side
     assert re.search(r"cbis|ddsm|\.png", text, re.I) is None  # no file name
