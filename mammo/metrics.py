@@ -32,6 +32,7 @@ __all__ = [
     "pick_threshold",
     "roc_points",
     "bootstrap_auc_ci",
+    "paired_auc_difference",
     "evaluate_predictions",
     "auc_abnormal",
     "auc_with_ci",
@@ -141,6 +142,30 @@ def bootstrap_auc_ci(
     aucs = ((ranks * labels).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
     lo, hi = np.percentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
+
+
+def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
+                          groups: Sequence[str], n_resamples: int = 2000, seed: int = 0) -> dict | None:
+    """AUC(b) - AUC(a) on the same cases, with a percentile bootstrap 95% CI that resamples whole
+    groups (patients) with replacement, and the share of resamples where b is not better. None when
+    the AUC is undefined (one class)."""
+    y = np.asarray(positive).astype(bool)
+    a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
+    if y.all() or not y.any():
+        return None
+    names = np.asarray(groups)
+    members = [np.flatnonzero(names == g) for g in np.unique(names)]
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(n_resamples):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        if y[idx].all() or not y[idx].any():
+            continue
+        differences.append(roc_auc_score(y[idx], b[idx]) - roc_auc_score(y[idx], a[idx]))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {"difference": float(roc_auc_score(y, b) - roc_auc_score(y, a)), "ci95": [float(low), float(high)],
+            "share_not_better": float(np.mean(np.asarray(differences) <= 0)), "n": int(y.size),
+            "positives": int(y.sum()), "groups": len(members)}
 
 
 def evaluate_predictions(

@@ -4,6 +4,8 @@ calibration, ``python -m mammo cv --json`` and ``train --cv`` (both recipes, tin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -227,6 +229,24 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
     other = run_cli(*recipe, "--seed", "1", "--init-folds", str(folds), "--out", str(tmp_path / "other"))
     assert other.returncode == 2 and "other films or folds" in other.stderr
     assert not (tmp_path / "other").exists()
+    # is the second stage better? paired out of fold, and on the held-out patients of the same split
+    for mode, pair in (("--cv", [folds / "cv.json", kept / "cv.json"]), ("--holdout", [model, out])):
+        extra = ["--data", str(small_mias)] if mode == "--holdout" else []
+        done = subprocess.run([sys.executable, "scripts/compare_models.py", mode, *map(str, pair), *extra,
+                               "--resamples", "200"], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        films = second["n"] if mode == "--cv" else mammo["metrics"]["n"]
+        for split in ("malignant_vs_rest", "abnormal_vs_normal"):
+            low, high = report[split]["ci95"]
+            assert report[split]["n"] == films and low <= report[split]["difference"] <= high
+    foreign = tmp_path / "foreign.json"  # one film fewer: not the same films
+    foreign.write_text(json.dumps({"oof": first["oof"][1:]}))
+    refused = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+                              str(foreign)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                             text=True, timeout=600)
+    assert refused.returncode == 1 and "other films or folds" in refused.stderr
 
 
 def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:

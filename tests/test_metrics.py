@@ -19,6 +19,7 @@ from mammo.metrics import (
     evaluate_predictions,
     malignancy_scores,
     malignant_index,
+    paired_auc_difference,
     pick_threshold,
     roc_points,
 )
@@ -215,3 +216,18 @@ def test_bad_shapes_are_rejected():
         evaluate_predictions(y + 3, p, THREE)
     with pytest.raises(ValueError, match="NaN"):
         evaluate_predictions(y, np.full_like(p, np.nan), THREE)
+
+
+def test_paired_auc_difference_resamples_patients_and_sees_a_better_score() -> None:
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"p{i}" for i in range(60)], 2)  # two films per patient, one label each
+    positive = np.repeat(rng.random(60) < 0.3, 2)
+    noise = rng.normal(size=positive.size)
+    weak, strong = positive + 2.0 * noise, positive + 0.3 * noise
+    better = paired_auc_difference(positive, weak, strong, groups, n_resamples=500)
+    assert better["difference"] == pytest.approx(roc_auc_score(positive, strong) - roc_auc_score(positive, weak))
+    assert 0 < better["ci95"][0] < better["difference"] < better["ci95"][1] and better["share_not_better"] < 0.05
+    assert (better["n"], better["groups"], better["positives"]) == (120, 60, int(positive.sum()))
+    same = paired_auc_difference(positive, weak, weak, groups, n_resamples=100)
+    assert same["difference"] == 0 and same["ci95"] == [0, 0] and same["share_not_better"] == 1
+    assert paired_auc_difference(np.zeros(4), weak[:4], strong[:4], groups[:4]) is None  # one class only
