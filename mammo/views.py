@@ -46,7 +46,8 @@ __all__ = [
 
 HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model"]
 VERSION_COLUMNS = ["version", "served", "published", "parent", "training images", "AUC malignant",
-                   "95% CI", "accuracy", "balanced accuracy", "n evaluated"]
+                   "95% CI", "accuracy", "balanced accuracy", "n evaluated",
+                   "AUC malignant, cross-validated (95% CI)"]
 # what each metric key means, for tables a person reads (the JSON keeps the keys)
 METRIC_NAMES = {
     "n": "films evaluated",
@@ -175,8 +176,8 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
     """One row per version, newest first; ``served`` is marked."""
     rows = []
     for v in reversed(versions):
-        metrics, data = v.get("metrics") or {}, v.get("data") or {}
-        ci = metrics.get("auc_malignant_ci95")
+        metrics, data, cv = v.get("metrics") or {}, v.get("data") or {}, v.get("cv") or {}
+        ci, cv_ci = metrics.get("auc_malignant_ci95"), cv.get("auc_malignant_ci95")
         published = (f"error: {v['error']}" if v.get("error") else
                       human_time(v.get("published_at") or v.get("created_at")))
         rows.append([
@@ -184,6 +185,8 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
             data.get("n_train", "—"), _fmt(metrics.get("auc_malignant")),
             "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}", _fmt(metrics.get("accuracy")),
             _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
+            "—" if cv.get("auc_malignant") is None else
+            f"{cv['auc_malignant']:.2f}" + (f" ({cv_ci[0]:.2f}–{cv_ci[1]:.2f})" if cv_ci else ""),
         ])
     return rows
 

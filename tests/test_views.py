@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import PACKAGED
+from helpers import PACKAGED, SERVED
 
 from mammo import views
 from mammo.config import PACKAGE_WEIGHTS
-from mammo.store.registry import LocalModelRegistry
+from mammo.store.registry import LocalModelRegistry, packaged_versions
 
 V1 = PACKAGE_WEIGHTS / "v1"
 
@@ -184,7 +184,24 @@ def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalMod
             "accuracy": f"{metrics['accuracy']:.3f}",
             "balanced accuracy": f"{metrics['balanced_accuracy']:.3f}",
             "n evaluated": metrics["n"],
+            "AUC malignant, cross-validated (95% CI)": "—",  # v1 was not cross-validated
         }
+
+
+def test_versions_rows_show_a_cross_validated_estimate_beside_the_holdout(tmp_path: Path) -> None:
+    registry = LocalModelRegistry(tmp_path / "home")
+    assert registry.seed(packaged_versions()) == SERVED
+    rows = {row[0]: dict(zip(views.VERSION_COLUMNS, row, strict=True)) for row in views.versions_rows(
+        registry.versions(), served=SERVED)}
+    for version in PACKAGED:
+        mammo = json.loads((PACKAGE_WEIGHTS / version / "config.json").read_text())["mammo"]
+        shown = rows[version]["AUC malignant, cross-validated (95% CI)"]
+        if mammo.get("cv"):  # the estimate to quote, next to the recorded split's figure
+            low, high = mammo["cv"]["auc_malignant_ci95"]
+            assert shown == f"{mammo['cv']['auc_malignant']:.2f} ({low:.2f}–{high:.2f})"
+        else:
+            assert shown == "—"
+        assert rows[version]["AUC malignant"] == f"{mammo['metrics']['auc_malignant']:.3f}"
 
 
 def test_versions_rows_say_why_a_version_cannot_be_read(registry: LocalModelRegistry) -> None:

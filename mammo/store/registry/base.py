@@ -85,7 +85,7 @@ def _version_files(config: dict, version: str, parent: str | None, report: dict 
 def _summary(version: str, config: dict) -> dict:
     """One row of :meth:`ModelRegistry.versions`."""
     mammo = config.get("mammo") or {}
-    metrics = mammo.get("metrics") or {}
+    metrics, cv = mammo.get("metrics") or {}, mammo.get("cv")
     keys = ("auc_malignant", "auc_malignant_ci95", "accuracy", "balanced_accuracy", "n")
     return {
         "version": version,
@@ -93,6 +93,7 @@ def _summary(version: str, config: dict) -> dict:
         "published_at": mammo.get("published_at"),
         "parent": mammo.get("parent"),
         "metrics": {key: metrics.get(key) for key in keys},
+        "cv": cv and {key: cv.get(key) for key in (*keys, "n_folds")},  # its cross-validation, if any
         "data": {k: v for k, v in (mammo.get("data") or {}).items() if k != "image_sha256"},
         "split": mammo.get("split"),
     }
