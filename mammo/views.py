@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model"]
-VERSION_COLUMNS = ["version", "served", "published", "parent", "training images", "AUC malignant",
-                   "95% CI", "accuracy", "balanced accuracy", "n evaluated",
-                   "AUC malignant, cross-validated (95% CI)"]
+VERSION_COLUMNS = ["version", "served", "published", "parent", "training images",
+                   "AUC malignant, cross-validated (95% CI)", "AUC malignant, recorded split", "95% CI",
+                   "accuracy", "balanced accuracy", "n evaluated"]
 # what each metric key means, for tables a person reads (the JSON keeps the keys)
 METRIC_NAMES = {
     "n": "films evaluated",
@@ -182,11 +182,11 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
                       human_time(v.get("published_at") or v.get("created_at")))
         rows.append([
             v["version"], "● served" if v["version"] == served else "", published, v.get("parent") or "—",
-            data.get("n_train", "—"), _fmt(metrics.get("auc_malignant")),
-            "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}", _fmt(metrics.get("accuracy")),
-            _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
+            data.get("n_train", "—"),
             "—" if cv.get("auc_malignant") is None else
             f"{cv['auc_malignant']:.2f}" + (f" ({cv_ci[0]:.2f}–{cv_ci[1]:.2f})" if cv_ci else ""),
+            _fmt(metrics.get("auc_malignant")), "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}",
+            _fmt(metrics.get("accuracy")), _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
         ])
     return rows
 
