@@ -120,6 +120,8 @@ def cross_validate(
     if keep_models is not None:
         keep_models.mkdir(parents=True, exist_ok=True)
     if init_folds is not None:
+        if keep_models is not None and Path(keep_models).resolve() == Path(init_folds).resolve():
+            raise ValueError("keep the new fold models in another folder than the ones they start from")
         _check_same_folds(Path(init_folds), examples, fold_of)
     jobs = [(k, [e for e, f in zip(examples, fold_of, strict=True) if f != k],
              [e for e, f in zip(examples, fold_of, strict=True) if f == k], labels,

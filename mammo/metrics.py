@@ -148,7 +148,7 @@ def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np
                           groups: Sequence[str], n_resamples: int = 2000, seed: int = 0) -> dict | None:
     """AUC(b) - AUC(a) on the same cases, with a percentile bootstrap 95% CI that resamples whole
     groups (patients) with replacement, and the share of resamples where b is not better. None when
-    the AUC is undefined (one class)."""
+    the AUC is undefined (one class) or fewer than half the resamples hold both classes."""
     y = np.asarray(positive).astype(bool)
     a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
     if y.all() or not y.any():
@@ -162,10 +162,12 @@ def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np
         if y[idx].all() or not y[idx].any():
             continue
         differences.append(roc_auc_score(y[idx], b[idx]) - roc_auc_score(y[idx], a[idx]))
+    if len(differences) < n_resamples / 2:  # too few resamples hold both classes: no interval
+        return None
     low, high = np.percentile(differences, [2.5, 97.5])
     return {"difference": float(roc_auc_score(y, b) - roc_auc_score(y, a)), "ci95": [float(low), float(high)],
             "share_not_better": float(np.mean(np.asarray(differences) <= 0)), "n": int(y.size),
-            "positives": int(y.sum()), "groups": len(members)}
+            "positives": int(y.sum()), "groups": len(members), "resamples": len(differences)}
 
 
 def evaluate_predictions(

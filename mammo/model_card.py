@@ -120,6 +120,9 @@ def _intended_use(mammo: dict) -> str:
 
 
 def _patch_stage_text(training: dict, cv: dict) -> str:
+    if not training.get("epochs") and training.get("init") in ("imagenet", "none", None):
+        return ("1. **Patch classifier.** None: no patch epochs; the network starts from "
+                f"`{training.get('init')}` weights.\n")
     if not training.get("epochs"):  # the patch stage came with the network it started from
         folds = (f" Its cross-validation started each fold from the fold models of that model's own "
                  f"cross-validation (`{cv['init_folds']}`), so the figures below cover both stages."
@@ -142,11 +145,18 @@ def _film_stage_text(training: dict) -> str:
     return ("3. **Whole-film fine-tuning.** The pooled network is then trained on whole films for "
             f"{_num(training.get('film_epochs'))} epochs (fixed; learning rate "
             f"{training.get('film_lr')}, {_num(training.get('film_batch_size'))} films per batch; "
-            "vertical flips, rotation up to 10 degrees, brightness/contrast): the class-weighted loss of "
-            "the uncalibrated film scores reaches the network through the top-k pooling. Only its "
-            "deeper layers learn (from the fifth block on); the stem, the first four blocks and every "
+            f"{_film_augmentation(training)}): the class-weighted loss of the uncalibrated film scores "
+            "reaches the network through the top-k pooling. Only its deeper layers learn (for timm's "
+            "EfficientNets, from the fifth stage of blocks on); the stem, the first four stages and every "
             "batch-norm statistic stay as the patch stage left them (Shen et al. 2019 fine-tune a "
             "patch network on whole images the same way).\n")
+
+
+def _film_augmentation(training: dict) -> str:
+    """The whole-film augmentation :func:`mammo.data.augmenter` applies with these settings."""
+    flips = [name for name, on in (("vertical flips", training.get("vertical_flip", True)),
+                                   ("horizontal flips", not training.get("orient", True))) if on]
+    return ", ".join([*flips, "rotation up to 10 degrees", "brightness/contrast"])
 
 
 def _recipe_section(mammo: dict) -> str | None:

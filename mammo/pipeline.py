@@ -138,6 +138,8 @@ def train_to_folder(
 
     Returns the ``mammo`` block written to config.json.
     """
+    if init_folds is not None and not cv_folds:
+        raise ValueError("fold models to start from (--init-folds) are for a cross-validation (--cv K)")
     split = split or SplitSpec()
     parts = base_splits(data, val, split)
     train = [*parts["train"], *extra_train]

@@ -399,7 +399,8 @@ def fit_patches(
             progress(history[-1])
     model = FilmModel(net, config.head)
     if config.film_epochs:
-        acc.free_memory()  # accelerate's references to the patch stage's wrapped network and optimiser
+        # the patch stage's wrapped network, optimiser and schedule: released, here and in accelerate
+        trained, optimiser, schedule = acc.free_memory(trained, optimiser, schedule)
         generator = torch.Generator().manual_seed(config.seed)
         film_history, film_seen = _fine_tune_on_films(model, train, labels, config, acc, generator,
                                                       val_images, progress, step)

@@ -233,3 +233,8 @@ def test_paired_auc_difference_resamples_patients_and_sees_a_better_score() -> N
     same = paired_auc_difference(positive, weak, weak, groups, n_resamples=100)
     assert same["difference"] == 0 and same["ci95"] == [0, 0] and same["share_not_better"] == 1
     assert paired_auc_difference(np.zeros(4), weak[:4], strong[:4], groups[:4]) is None  # one class only
+    # two patients, one with each label: half the resamples hold one patient twice and are skipped
+    answers = [paired_auc_difference(np.array([True, False]), weak[:2], strong[:2], ["a", "b"], n_resamples=1,
+                                     seed=seed) for seed in range(10)]
+    assert None in answers and all(a is None or a["resamples"] == 1 for a in answers)
+    assert better["resamples"] == 500 and same["resamples"] == 100
