@@ -34,7 +34,12 @@ from mammo.train import infer_probs  # noqa: E402
 
 def _out_of_fold(first: Path, second: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Labels, patients and both runs' out-of-fold probabilities, film by film."""
-    runs = [{film["name"]: film for film in json.loads(Path(p).read_text())["oof"]} for p in (first, second)]
+    reports = [json.loads(Path(p).read_text()) for p in (first, second)]
+    classes = [report.get("classes") for report in reports]
+    if classes[0] != classes[1] or label_order(classes[0] or []) != classes[0]:
+        raise SystemExit(f"the two cross-validations' classes {classes[0]} and {classes[1]} are not the same "
+                         "list in severity order (normal first, malignant last)")
+    runs = [{film["name"]: film for film in report["oof"]} for report in reports]
     if runs[0].keys() != runs[1].keys() or any(runs[0][n]["fold"] != runs[1][n]["fold"] for n in runs[0]):
         raise SystemExit("the two cross-validations scored other films or folds: not a paired comparison")
     names = sorted(runs[0])

@@ -247,11 +247,17 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
             low, high = report[split]["ci95"]
             assert report[split]["n"] == films and -1 <= low <= high <= 1
     foreign = tmp_path / "foreign.json"  # one film fewer: not the same films
-    foreign.write_text(json.dumps({"oof": first["oof"][1:]}))
+    foreign.write_text(json.dumps({"classes": first["classes"], "oof": first["oof"][1:]}))
     refused = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(folds / "cv.json"),
                               str(foreign)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                              text=True, timeout=600)
     assert refused.returncode == 1 and "other films or folds" in refused.stderr
+    reordered = tmp_path / "reordered.json"  # the same films, the classes listed in another order
+    reordered.write_text(json.dumps({**first, "classes": first["classes"][::-1]}))
+    refused = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+                              str(reordered)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                             text=True, timeout=600)
+    assert refused.returncode == 1 and "severity order" in refused.stderr
 
 
 def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:
