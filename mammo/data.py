@@ -33,6 +33,7 @@ __all__ = [
     "split_by_patient",
     "PreparedImages",
     "augmenter",
+    "augmentation_text",
     "IN_MEMORY_BYTES",
     "pixel_hashes",
 ]
@@ -193,15 +194,25 @@ def split_by_patient(examples: Sequence[Example], spec: SplitSpec) -> dict[str, 
     return parts
 
 
-def augmenter(orient: bool, vertical_flip: bool = True) -> v2.Compose:
-    """Training augmentation on [0, 1] squares: flips, rotation +-10 deg, brightness/contrast.
+def augmenter(orient: bool, vertical_flip: bool = True, contrast: bool = True) -> v2.Compose:
+    """Training augmentation on [0, 1] squares: flips, rotation +-10 deg, brightness (and contrast).
 
     Horizontal flips are left out when images are laterality-normalised (they would undo it);
     vertical flips when up has a meaning (ultrasound: the skin at the top, shadows below a mass).
+    ``contrast=False`` where the background must stay black: a contrast jitter blends the image with
+    its mean grey, lifting the black outside the breast above the level that marks the breast.
     """
     flips = [v2.RandomVerticalFlip()] if vertical_flip else []
     flips += [] if orient else [v2.RandomHorizontalFlip()]
-    return v2.Compose([*flips, v2.RandomRotation(10), v2.ColorJitter(brightness=0.15, contrast=0.15)])
+    jitter = v2.ColorJitter(brightness=0.15, contrast=0.15 if contrast else 0)
+    return v2.Compose([*flips, v2.RandomRotation(10), jitter])
+
+
+def augmentation_text(orient: bool, vertical_flip: bool = True, contrast: bool = True) -> str:
+    """What :func:`augmenter` does with these settings, in words (for records and cards)."""
+    flips = [name for name, on in (("vertical flips", vertical_flip), ("horizontal flips", not orient)) if on]
+    jitter = "brightness/contrast" if contrast else "brightness"
+    return ", ".join([*flips, "rotation up to 10 degrees", jitter])
 
 
 class PreparedImages(torch.utils.data.Dataset):

@@ -152,11 +152,12 @@ def _film_stage_text(training: dict) -> str:
             "patch network on whole images the same way).\n")
 
 
+# what the whole-film fine-tuning of models trained before its augmentation was recorded (v3) did
+_FILM_AUGMENTATION_BEFORE_RECORDED = "vertical flips, rotation up to 10 degrees, brightness/contrast"
+
+
 def _film_augmentation(training: dict) -> str:
-    """The whole-film augmentation :func:`mammo.data.augmenter` applies with these settings."""
-    flips = [name for name, on in (("vertical flips", training.get("vertical_flip", True)),
-                                   ("horizontal flips", not training.get("orient", True))) if on]
-    return ", ".join([*flips, "rotation up to 10 degrees", "brightness/contrast"])
+    return training.get("film_augmentation") or _FILM_AUGMENTATION_BEFORE_RECORDED
 
 
 def _recipe_section(mammo: dict) -> str | None:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from .data import Example, PreparedImages, augmenter
+from .data import Example, PreparedImages, augmentation_text, augmenter
 from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
 from .film import FilmModel, HeadConfig, raw_scores
 from .imaging import MIN_SIDE
@@ -141,7 +141,9 @@ class TrainConfig:
                           min_coverage=self.min_coverage if self.recipe == "patch" else 0.0)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings, and in words the augmentation of the whole-film fine-tuning (None without it)."""
+        film = self.film_epochs and augmentation_text(self.orient, self.vertical_flip, contrast=False)
+        return {**asdict(self), "film_augmentation": film or None}
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -438,11 +440,13 @@ def _fine_tune_on_films(model: FilmModel, train: Sequence[Example], labels: Sequ
                         val_images: PreparedImages | None, progress: Callable[[EpochLog], None] | None,
                         step: Callable[[int, int], None] | None) -> tuple[list[EpochLog], list[int]]:
     """The patch recipe's second stage: ``film_epochs`` of the uncalibrated film head's class-weighted
-    loss on whole films (augmented), through the top-k pooling of the breast's patch positions.
+    loss on whole films (augmented; no contrast jitter, which would lift the black background into
+    the breast mask that the pooling reads from the film), through the top-k pooling of the breast's
+    patch positions.
     Returns its epochs' logs and the films this process trained on in the first."""
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     images = PreparedImages(train, labels, config.preprocess, mean, std, min_side=config.min_side,
-                            augment=augmenter(config.orient, config.vertical_flip))
+                            augment=augmenter(config.orient, config.vertical_flip, contrast=False))
     loss_fn = nn.CrossEntropyLoss(weight=_class_weights(images.targets, len(labels)).to(acc.device))
     params = _deep_parameters(model.net)
     trained_ids = {id(p) for p in params}

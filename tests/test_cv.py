@@ -215,6 +215,10 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
     assert [log["epoch"] for log in mammo["training"]["history"]] == [1, 2]
     assert all(log["epochs"] == 2 and np.isfinite(log["train_loss"]) for log in mammo["training"]["history"])
     assert mammo["head"]["weight"] == mammo["cv"]["calibration"]["weight"]  # the new CV's, shipped
+    # no contrast jitter on whole films (it would lift the background into the breast mask): recorded
+    assert mammo["training"]["film_augmentation"] == "vertical flips, rotation up to 10 degrees, brightness"
+    assert "4 films per batch; vertical flips, rotation up to 10 degrees, brightness)" in \
+        (out / "README.md").read_text()
     first, second = json.loads((folds / "cv.json").read_text()), json.loads((kept / "cv.json").read_text())
     assert [(f["name"], f["fold"]) for f in first["oof"]] == [(f["name"], f["fold"]) for f in second["oof"]]
     for start, tuned in [(model, out), *((folds / f"fold{k}", kept / f"fold{k}") for k in range(2))]:
@@ -234,6 +238,11 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
     assert over.returncode == 2 and "another folder" in over.stderr  # the fold models it starts from stay
     without_cv = run_cli(*recipe[:-2], "--init-folds", str(folds), "--out", str(tmp_path / "no-cv"))
     assert without_cv.returncode == 2 and "for a cross-validation" in without_cv.stderr
+    older = tmp_path / "older-cv.json"  # a film stage cross-validated before its augmentation was recorded
+    older.write_text(json.dumps({**second, "recipe": {k: v for k, v in second["recipe"].items()
+                                                      if k != "film_augmentation"}}))
+    refused = run_cli(*recipe[:-2], "--cv-from", str(older), "--out", str(tmp_path / "older"))
+    assert refused.returncode == 2 and "differs in film_augmentation" in refused.stderr
     # is the second stage better? paired out of fold, and on the held-out patients of the same split
     for mode, pair in (("--cv", [folds / "cv.json", kept / "cv.json"]), ("--holdout", [model, out])):
         extra = ["--data", str(small_mias)] if mode == "--holdout" else []

@@ -103,6 +103,19 @@ def test_prepared_images_and_augmentation(tmp_path) -> None:
         PreparedImages(examples, ["normal"], PreprocessConfig(32), (0.5,), (0.5,))
 
 
+def test_augmentation_without_contrast_keeps_the_background_black() -> None:
+    """The film stage's augmentation (no contrast jitter) leaves the black outside the breast black,
+    so the breast mask the pooling reads from the film is the breast's; a contrast jitter lifts it."""
+    square = torch.zeros(1, 64, 64)
+    square[:, :, :32] = 0.8  # the breast on the left, black background on the right
+    background = (slice(None), slice(20, 44), slice(52, None))  # beyond any 10 degree rotation's reach
+    torch.manual_seed(0)
+    film_stage = augmenter(orient=True, contrast=False)
+    assert all(float(film_stage(square)[background].max()) == 0 for _ in range(40))
+    torch.manual_seed(0)
+    assert max(float(augmenter(orient=True)(square)[background].max()) for _ in range(40)) > 0.02
+
+
 def test_split_spec_from_a_model_config() -> None:
     recorded = {"mammo": {"split": {**SplitSpec(0.2, 0.1, 7).to_dict(), "name": "holdout"}}}
     assert SplitSpec.from_model_config(recorded) == SplitSpec(0.2, 0.1, 7)

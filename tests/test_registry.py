@@ -401,6 +401,10 @@ def test_the_card_describes_the_patch_recipes_stages(training: dict, steps: list
     else:  # the patch network came with v2; its folds started from v2's own fold models
         assert "started from (`mammo/weights/v2`" in card and "no further patch epochs" in card
         assert "(`runs/v2-folds`)" in card and "6 epochs (fixed; learning rate 0.0001, 8 films" in card
+        assert "8 films per batch; vertical flips, rotation up to 10 degrees, brightness/contrast)" in card
+        said = "rotation up to 10 degrees, brightness"
+        recorded = {**mammo, "training": {**training, "film_augmentation": said}}
+        assert f"8 films per batch; {said})" in render_model_card({"mammo": recorded})
 
 
 def test_model_card_carries_a_model_index_the_hub_reads() -> None:

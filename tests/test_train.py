@@ -64,6 +64,16 @@ def test_without_validation_every_epoch_runs_and_the_last_is_kept(mias) -> None:
     assert all(log.val_auc is None and log.val_loss is None for log in logs)
 
 
+def test_the_recorded_settings_say_how_whole_films_are_augmented() -> None:
+    assert TrainConfig(recipe="patch", film_epochs=2).to_dict()["film_augmentation"] == \
+        "vertical flips, rotation up to 10 degrees, brightness"
+    assert TrainConfig(recipe="patch", orient=False, vertical_flip=False, film_epochs=1).to_dict()[
+        "film_augmentation"] == "horizontal flips, rotation up to 10 degrees, brightness"
+    assert TrainConfig(recipe="patch").to_dict()["film_augmentation"] is None
+    recorded = TrainConfig(recipe="patch", film_epochs=2).to_dict()
+    assert TrainConfig.from_dict(recorded) == TrainConfig(recipe="patch", film_epochs=2)
+
+
 @pytest.mark.parametrize(("settings", "message"), [
     ({"recipe": "film", "film_epochs": 2}, "follows the patch recipe"),
     ({"recipe": "patch", "film_epochs": -1}, "negative"),
