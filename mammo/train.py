@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 RECIPES = ("film", "patch")
+_FILM_CONTRAST_JITTER = False  # on whole films it would lift the black background into the breast mask
 FIXED_BLOCKS = 4  # whole-film fine-tuning leaves the stem and this many blocks as the patch stage left them
 
 
@@ -142,8 +143,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """The settings, and in words the augmentation of the whole-film fine-tuning (None without it)."""
-        film = self.film_epochs and augmentation_text(self.orient, self.vertical_flip, contrast=False)
-        return {**asdict(self), "film_augmentation": film or None}
+        film = (augmentation_text(self.orient, self.vertical_flip, contrast=_FILM_CONTRAST_JITTER)
+                if self.film_epochs else None)
+        return {**asdict(self), "film_augmentation": film}
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -446,7 +448,8 @@ def _fine_tune_on_films(model: FilmModel, train: Sequence[Example], labels: Sequ
     Returns its epochs' logs and the films this process trained on in the first."""
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     images = PreparedImages(train, labels, config.preprocess, mean, std, min_side=config.min_side,
-                            augment=augmenter(config.orient, config.vertical_flip, contrast=False))
+                            augment=augmenter(config.orient, config.vertical_flip,
+                                              contrast=_FILM_CONTRAST_JITTER))
     loss_fn = nn.CrossEntropyLoss(weight=_class_weights(images.targets, len(labels)).to(acc.device))
     params = _deep_parameters(model.net)
     trained_ids = {id(p) for p in params}

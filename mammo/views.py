@@ -66,6 +66,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _ci(pair: Sequence[float] | None, digits: int = 2) -> str:
+    """A confidence interval as ``low–high``; "—" when there is none."""
+    return "—" if not pair else f"{pair[0]:.{digits}f}–{pair[1]:.{digits}f}"
+
+
 def percent(score: float | None) -> str:
     """A score already on the 0-100 scale, as the UI shows every score: one decimal and a % sign."""
     return "—" if score is None else f"{score:.1f} %"
@@ -184,8 +189,8 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
             v["version"], "● served" if v["version"] == served else "", published, v.get("parent") or "—",
             data.get("n_train", "—"),
             "—" if cv.get("auc_malignant") is None else
-            f"{cv['auc_malignant']:.2f}" + (f" ({cv_ci[0]:.2f}–{cv_ci[1]:.2f})" if cv_ci else ""),
-            _fmt(metrics.get("auc_malignant")), "—" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}",
+            f"{cv['auc_malignant']:.2f}" + (f" ({_ci(cv_ci)})" if cv_ci else ""),
+            _fmt(metrics.get("auc_malignant")), _ci(ci),
             _fmt(metrics.get("accuracy")), _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
         ])
     return rows
@@ -236,7 +241,7 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any],
 
     def show(key: str, value: Any) -> str:
         if isinstance(value, list):
-            return f"{value[0]:.3f}–{value[1]:.3f}"
+            return _ci(value, 3)
         return str(value) if key == "n" else _fmt(value)  # JSON turns 1.0 into 1: only n is a count
 
     models = {"current": current, "candidate": candidate}

@@ -32,13 +32,20 @@ from mammo.preprocess import PreprocessConfig  # noqa: E402
 from mammo.train import infer_probs  # noqa: E402
 
 
+def _check_severity_order(classes: list[str] | None) -> None:
+    """Malignant and normal are read by position: the classes must be in severity order."""
+    if not classes or label_order(classes) != classes:
+        raise SystemExit(f"{classes}: not in severity order (normal first, malignant last)")
+
+
 def _out_of_fold(first: Path, second: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Labels, patients and both runs' out-of-fold probabilities, film by film."""
     reports = [json.loads(Path(p).read_text()) for p in (first, second)]
     classes = [report.get("classes") for report in reports]
-    if classes[0] != classes[1] or label_order(classes[0] or []) != classes[0]:
+    if classes[0] != classes[1]:
         raise SystemExit(f"the two cross-validations' classes {classes[0]} and {classes[1]} are not the same "
                          "list in severity order (normal first, malignant last)")
+    _check_severity_order(classes[0])
     runs = [{film["name"]: film for film in report["oof"]} for report in reports]
     if runs[0].keys() != runs[1].keys() or any(runs[0][n]["fold"] != runs[1][n]["fold"] for n in runs[0]):
         raise SystemExit("the two cross-validations scored other films or folds: not a paired comparison")
@@ -59,8 +66,7 @@ def _holdout(first: Path, second: Path, data: Path) -> tuple[list[str], list[str
         raise SystemExit("the models' split holds no patient out of this data")
     probs = []
     for model, config in loaded:
-        if label_order(config["label_names"]) != config["label_names"]:
-            raise SystemExit(f"{config['label_names']}: not in severity order (normal first, malignant last)")
+        _check_severity_order(config["label_names"])
         preprocess = PreprocessConfig.from_dict(config["mammo"]["preprocess"])
         images = PreparedImages(films, config["label_names"], preprocess, tuple(model.pretrained_cfg["mean"]),
                                 tuple(model.pretrained_cfg["std"]),
