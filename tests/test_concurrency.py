@@ -8,6 +8,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,16 @@ def test_50_parallel_submits_store_50_distinct_cases(app: AppProcess, tmp_path: 
     images = Images(tmp_path / "images", seed=3)
     paths = [images.next() for _ in range(N_SUBMITS)]
     labels = [LABELS[i % 3] for i in range(N_SUBMITS)]
-    client = Client(app.url, verbose=False, download_files=False, max_workers=N_SUBMITS)
-    jobs = [client.submit(handle_file(path), label, api_name="/submit_case")
-            for path, label in zip(paths, labels, strict=True)]
-    receipts = [job.result(timeout=120) for job in jobs]
+
+    def submit(path: Path, label: str) -> dict:
+        # one client per user, as 50 clinicians would be: one gradio_client Client shares a single
+        # event stream between its jobs and, on a loaded machine, can cancel a job it just submitted
+        # when that stream closes under it (a race in gradio_client 2.7, seen under a parallel test run)
+        client = Client(app.url, verbose=False, download_files=False)
+        return client.submit(handle_file(path), label, api_name="/submit_case").result(timeout=120)
+
+    with ThreadPoolExecutor(max_workers=N_SUBMITS) as users:
+        receipts = list(users.map(submit, paths, labels))
 
     ids = [r["case_id"] for r in receipts]
     assert len(set(ids)) == N_SUBMITS

@@ -85,19 +85,22 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     assert "CROSS-VALIDATION" in done.stderr and "official TEST split" in done.stderr
 
 
-def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path) -> None:
-    """MAMMO_NO_SKIPS=1 (set by .ci/run when the data is there) turns a skip into a failed run."""
+@pytest.mark.parametrize("processes", [[], ["-n", "2"]], ids=["one process", "two processes"])
+def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path, processes: list[str]) -> None:
+    """MAMMO_NO_SKIPS=1 (set by .ci/run when the data is there) turns a skip into a failed run, also
+    when the tests run on several processes (as `make test` runs them)."""
     for name in ("conftest.py", "hub_server.py"):  # the conftest and the fixture plugin it loads
         shutil.copy(ROOT / "tests" / name, tmp_path / name)
     (tmp_path / "test_demo.py").write_text("import pytest\n\ndef test_runs():\n    pass\n\n"
                                            "def test_skips():\n    pytest.skip('no data')\n")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *processes, str(tmp_path)]
     env = {**os.environ, "MAMMO_NO_SKIPS": "1"}
     strict = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert strict.returncode == 1 and "test_skips: Skipped: no data" in strict.stdout, strict.stdout
     env.pop("MAMMO_NO_SKIPS")
     assert subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120).returncode == 0
     assert "MAMMO_NO_SKIPS=1" in (ROOT / ".ci" / "run").read_text()
+    assert "-n 2" in (ROOT / "Makefile").read_text()
 
 
 def test_store_benchmark_smoke(tmp_path: Path) -> None:
