@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from .baseline import cross_validate_baseline
 from .calibration import apply_calibration, expected_calibration_error, fit_calibration
-from .data import Example
+from .data import Example, learnt_by
 from .distributed import is_main_process, processes
 from .film import uncalibrated
 from .metrics import (
@@ -123,6 +123,8 @@ def cross_validate(
         if keep_models is not None and Path(keep_models).resolve() == Path(init_folds).resolve():
             raise ValueError("keep the new fold models in another folder than the ones they start from")
         _check_same_folds(Path(init_folds), examples, fold_of)
+    else:
+        _check_init_unseen(config, examples)
     jobs = [(k, [e for e, f in zip(examples, fold_of, strict=True) if f != k],
              [e for e, f in zip(examples, fold_of, strict=True) if f == k], labels,
              config if init_folds is None else replace(config, init=str(Path(init_folds) / f"fold{k}")),
@@ -167,6 +169,19 @@ def cross_validate(
         partial.write_text(json.dumps(summary) + "\n")
         partial.replace(keep_models / "cv.json")
     return summary
+
+
+def _check_init_unseen(config: TrainConfig, examples: Sequence[Example]) -> None:
+    """Refuse starting every fold from weights that learnt from some of these films: each fold model
+    would then score, out of fold, films it had already seen."""
+    seen = learnt_by(config.init, examples, config.min_side)
+    if seen == 0:
+        return
+    what = (f"learnt from {seen} of these {len(examples)} films" if seen is not None
+            else "records no list of the films it learnt from")
+    raise ValueError(f"every fold would start from {config.init}, which {what}: its out-of-fold scores "
+                     "would not be out of sample. Start each fold from the fold models of a "
+                     "cross-validation of these films (--init-folds) or from imagenet")
 
 
 def _check_same_folds(folder: Path, examples: Sequence[Example], fold_of: np.ndarray) -> None:

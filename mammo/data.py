@@ -7,6 +7,7 @@ A data folder is the ``imagefolder`` layout: ``<root>/<label>/<file>`` plus an o
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "augmentation_text",
     "IN_MEMORY_BYTES",
     "pixel_hashes",
+    "learnt_by",
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".bmp", ".dcm"})
@@ -288,3 +290,19 @@ class PreparedImages(torch.utils.data.Dataset):
 def pixel_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> list[str]:
     """Sorted SHA-256 of each example's pixels, computed as the Predictor hashes an upload."""
     return sorted({sha256_of_pixels(e.read(min_side)) for e in examples})
+
+
+def learnt_by(init: str | Path, examples: Sequence[Example], min_side: int = MIN_SIDE) -> int | None:
+    """How many of ``examples`` the starting weights ``init`` learnt from (trained or validated on),
+    by the pixel hashes its ``config.json`` records: 0 for ``imagenet`` / ``none``; None when ``init``
+    is a folder that records none (e.g. a cross-validation's fold model)."""
+    if str(init) in ("imagenet", "none"):
+        return 0
+    try:
+        recorded = json.loads((Path(init) / "config.json").read_text())["mammo"]["data"]["image_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(recorded, list):
+        return None
+    learnt = set(recorded)
+    return sum(sha256_of_pixels(e.read(min_side)) in learnt for e in examples)

@@ -391,8 +391,25 @@ def _threshold_section(mammo: dict) -> str:
         f"A case is flagged malignant when P(malignant) >= **{threshold:.3f}**. The sensitivity "
         "and specificity above are measured at this threshold; a lower threshold catches more "
         "malignant cases at the cost of more false alarms. The reported label is the most "
-        "probable class, which can differ from the flag."
+        "probable class, which can differ from the flag." + _seen_validation_note(mammo)
     )
+
+
+def _seen_validation_note(mammo: dict) -> str:
+    """Says so when the validation films that fitted the calibration and threshold were not new to
+    the starting weights (e.g. a retrain from a version trained on them)."""
+    seen = (mammo.get("data") or {}).get("val_learnt_by_init", 0)
+    init = (mammo.get("training") or {}).get("init")
+    if seen == 0 or not mammo.get("val_metrics"):
+        return ""
+    if seen is None:
+        return (f"\n\nThe starting weights (`{init}`) record no list of the films they learnt from, so "
+                "whether the validation films that fitted the calibration and this threshold were new "
+                "to them could not be checked.")
+    return (f"\n\n**Optimistic**: the calibration, this threshold and the early stopping used {seen} "
+            f"validation films that the starting weights (`{init}`) had already learnt from, so the "
+            "validation figures are flattering and on new films the sensitivity at this threshold is "
+            "likely lower. The held-out evaluation above is not affected.")
 
 
 def _data_section(mammo: dict) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from .baseline import evaluate_baseline
 from .calibration import apply_calibration, fit_calibration
 from .cv import THRESHOLD_RULE, cross_validate
-from .data import Example, SplitSpec, folder_examples, label_order, pixel_hashes, split_by_patient
+from .data import Example, SplitSpec, folder_examples, label_order, learnt_by, pixel_hashes, split_by_patient
 from .distributed import is_main_process
 from .film import FilmModel
 from .metrics import DEFAULT_THRESHOLD, evaluate_predictions, pick_threshold
@@ -195,6 +195,9 @@ def train_to_folder(
             "counts": dict(Counter(e.label for e in train)),
             # so the app can say when an upload is one of the films this model learnt from
             "image_sha256": pixel_hashes([*train, *([] if cv else parts["val"])], config.min_side),
+            # validation films the starting weights had learnt from: their calibration is optimistic
+            "val_learnt_by_init": learnt_by(config.init, parts["val"], config.min_side)
+            if parts["val"] and not cv else 0,
         },
         "training": {
             **config.to_dict(),

@@ -520,7 +520,9 @@ class MammoService:
                           "current_version": current.version, "current_metrics": current_metrics,
                           "candidate_metrics": mammo["metrics"],
                           # simple features, the candidate's training films, the same holdout
-                          "baseline_metrics": mammo.get("baseline")}
+                          "baseline_metrics": mammo.get("baseline"),
+                          # validation films (calibration, threshold) the starting weights had learnt from
+                          "val_learnt_by_init": mammo["data"]["val_learnt_by_init"]}
                 if promoted:
                     version = self.registry.publish(work / "candidate", report)
                     self._predictor = Predictor(self.registry.load(version))

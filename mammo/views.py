@@ -258,11 +258,17 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
     scores = (f"AUC (malignant vs rest) {_fmt(candidate.get('auc_malignant'), 2)} for the candidate, "
               f"{_fmt(current.get('auc_malignant'), 2)} for {summary['current_version']}, on the same "
               f"{n} held-out films")
+    seen = summary.get("val_learnt_by_init", 0)
+    caveat = "" if seen == 0 else (
+        f" Its calibration and operating threshold were fitted on "
+        f"{'validation films' if seen is None else f'{seen} validation films'} that the weights it "
+        f"started from {'may have' if seen is None else 'had'} already learnt from, so they are "
+        "optimistic (the held-out comparison is not affected).")
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
-                f"{summary['current_version']} ({scores}).")
+                f"{summary['current_version']} ({scores}).{caveat}")
     return (f"**Not promoted: {summary['version']} stays served.** The candidate did worse than the "
-            f"served version ({scores}). It is kept under *Rejected candidates* for inspection.")
+            f"served version ({scores}). It is kept under *Rejected candidates* for inspection.{caveat}")
 
 
 def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None) -> str:

@@ -14,9 +14,10 @@ import pytest
 from helpers import check_schema, run_cli
 
 from mammo.cv import patient_folds, summarise
-from mammo.data import folder_examples
+from mammo.data import SplitSpec, folder_examples, learnt_by
 from mammo.explain import LESION_MAP
 from mammo.metrics import EVALUATE_KEYS
+from mammo.pipeline import base_splits
 from mammo.predict import Predictor
 
 LABELS = ["normal", "benign", "malignant"]
@@ -97,6 +98,26 @@ def patch_v(small_mias: Path, tmp_path_factory) -> tuple[Path, Path]:
                    "--out", str(out))
     assert done.returncode == 0, done.stderr
     return out, folds
+
+
+def test_folds_never_start_from_weights_that_learnt_their_films(patch_v, small_mias: Path,
+                                                                tmp_path: Path) -> None:
+    """``--init MODEL --cv K`` without ``--init-folds``: every fold would fine-tune MODEL, which
+    trained on these films, and score them "out of fold": refused before any training; so is a
+    starting folder that records no films (a fold model). The films held out of MODEL count as new."""
+    model, folds = patch_v
+    parts = base_splits([small_mias], None, SplitSpec())
+    assert learnt_by(model, parts["holdout"]) == 0 and learnt_by("imagenet", parts["train"]) == 0
+    n = len(parts["train"]) + len(parts["val"])
+    assert learnt_by(model, [*parts["train"], *parts["val"]]) == n
+    recipe = ["cv", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
+              "--image-size", "128", "--patch-size", "64", "--top-k", "4", "--epochs", "1", "--folds", "2"]
+    seen = run_cli(*recipe, "--init", str(model))
+    total = n + len(parts["holdout"])  # `cv` cross-validates every film of the folder
+    assert seen.returncode == 2, seen.stderr
+    assert f"which learnt from {n} of these {total} films" in seen.stderr
+    unknown = run_cli(*recipe, "--init", str(folds / "fold0"))
+    assert unknown.returncode == 2 and "records no list of the films it learnt from" in unknown.stderr
 
 
 def test_train_cv_ships_the_out_of_fold_calibration(patch_v) -> None:

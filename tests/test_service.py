@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mammo import views
 from mammo.access import AccessDenied
 from mammo.config import Settings, settings
 from mammo.data import SplitSpec, pixel_hashes
@@ -28,6 +29,13 @@ def local_settings(home: Path, base: Path) -> Settings:
     """A local store at ``home`` retraining on ``base``, open to everyone, no Hub."""
     return dataclasses.replace(settings(), home=home, base_data=base, trainers=frozenset(),
                                submitters=frozenset(), on_spaces=False, dataset_repo=None, model_repo=None)
+
+
+def candidate_folder(service: MammoService, summary: dict) -> Path:
+    """The model folder a retrain wrote: the new version if promoted, else its rejected candidate."""
+    if summary["promoted"]:
+        return service.registry.load(summary["version"])
+    return Path(next(r["path"] for r in service.registry.rejected() if r["id"] == summary["rejected_id"]))
 
 
 @pytest.fixture
@@ -62,6 +70,7 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     assert summary["cases_used"] == 1 and summary["current_version"] == "v1"
     assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
     assert "auc_malignant" in summary["reason"]
+    assert summary["val_learnt_by_init"] is None  # v1 records no list of its films: not checkable
     # the baseline learnt from the candidate's films and is scored on the same held-out patients
     baseline = summary["baseline_metrics"]
     assert baseline["n"] == summary["candidate_metrics"]["n"] and baseline["model"].startswith("logistic")
@@ -78,9 +87,7 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
         assert summary["rejected_id"] in {r["id"] for r in service.registry.rejected()}
     # the candidate records the pixels it learnt from: the submitted case and the base films it
     # trained or validated on, never a held-out film
-    folder = (service.registry.load("v2") if summary["promoted"] else
-              Path(next(r["path"] for r in service.registry.rejected() if r["id"] == summary["rejected_id"])))
-    data = json.loads((folder / "config.json").read_text())["mammo"]["data"]
+    data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
     recorded = set(data["image_sha256"])
     case = sha256_of_pixels(read_image(image))
     parts = base_splits([small_mias], None, SplitSpec.from_model_config(old.config) or SplitSpec())
@@ -202,6 +209,35 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
         assert service.predictor.config["mammo"]["training"]["film_epochs"] == 1
         with pytest.raises(RetrainError, match="patch size"):
             service.retrain(RetrainOptions(epochs=1, image_size=48))
+    finally:
+        service.close()
+
+
+def test_a_retrain_from_a_version_that_learnt_the_validation_films_says_its_calibration_is_optimistic(
+    tmp_path: Path, tiny_model_dir: Path, small_mias: Path
+) -> None:
+    """A version trained on train + validation (as a cross-validated one is) fine-tuned in the app: the
+    candidate's calibration and threshold are fitted on validation films its starting weights learnt
+    from. The report, the verdict and the candidate's card say so; a retrain from ImageNet does not."""
+    parts = base_splits([small_mias], None, SplitSpec())
+    seed = tmp_path / "seed"
+    shutil.copytree(tiny_model_dir, seed)
+    config = json.loads((seed / "config.json").read_text())
+    config["mammo"]["data"] = {"image_sha256": pixel_hashes([*parts["train"], *parts["val"]])}
+    (seed / "config.json").write_text(json.dumps(config))
+    settings_ = local_settings(tmp_path / "home", small_mias)
+    open_registry(settings_, seed=seed)
+    service = MammoService(settings_)
+    try:
+        summary = service.retrain(TINY)
+        assert summary["val_learnt_by_init"] == len(parts["val"]) > 0
+        assert f"fitted on {len(parts['val'])} validation films that the weights it started from had " \
+               "already learnt from" in views.verdict_text(summary)
+        card = (candidate_folder(service, summary) / "README.md").read_text()
+        assert f"**Optimistic**: the calibration, this threshold and the early stopping used " \
+               f"{len(parts['val'])} validation films" in card
+        fresh = service.retrain(dataclasses.replace(TINY, from_current=False))
+        assert fresh["val_learnt_by_init"] == 0 and "already learnt" not in views.verdict_text(fresh)
     finally:
         service.close()
 
