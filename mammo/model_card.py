@@ -406,8 +406,8 @@ def _seen_validation_note(mammo: dict) -> str:
         return (f"\n\nThe starting weights (`{init}`) record no list of the films they learnt from, so "
                 "whether the validation films that fitted the calibration and this threshold were new "
                 "to them could not be checked.")
-    return (f"\n\n**Optimistic**: the calibration, this threshold and the early stopping used {seen} "
-            f"validation films that the starting weights (`{init}`) had already learnt from, so the "
+    return (f"\n\n**Optimistic**: the calibration and this threshold were fitted on {seen} validation "
+            f"films that the starting weights (`{init}`) had already learnt from, so the "
             "validation figures are flattering and on new films the sensitivity at this threshold is "
             "likely lower. The held-out evaluation above is not affected.")
 
