@@ -120,6 +120,33 @@ def test_folds_never_start_from_weights_that_learnt_their_films(patch_v, small_m
     assert unknown.returncode == 2 and "records no list of the films it learnt from" in unknown.stderr
 
 
+def test_mirror_script_rescores_the_kept_folds_out_of_fold(patch_v, small_mias: Path, tmp_path: Path) -> None:
+    """scripts/mirror_oof.py: each film scored again by the fold model that never saw it reproduces the
+    cross-validation's figures exactly; the mirror-averaged predictions are a cv.json that
+    compare_models reads."""
+    _, folds = patch_v
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "mirror.json"
+    done = subprocess.run([sys.executable, "scripts/mirror_oof.py", "--folds", str(folds), "--data",
+                           str(small_mias), "--axis", "vertical", "--out", str(out)],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report, kept = json.loads(done.stdout), json.loads((folds / "cv.json").read_text())
+    for key in ("auc_malignant", "auc_macro", "balanced_accuracy", "ece_malignant"):
+        assert report["as_is"][key] == pytest.approx(kept[key], abs=1e-6), key
+    assert report["as_is"]["auc_abnormal"]["auc"] == pytest.approx(kept["auc_abnormal"]["auc"], abs=1e-6)
+    mirrored = json.loads(out.read_text())
+    assert mirrored["mirror"] == "vertical" and mirrored["n"] == kept["n"]
+    assert [f["name"] for f in mirrored["oof"]] == [f["name"] for f in kept["oof"]]
+    pairs = zip(mirrored["oof"], kept["oof"], strict=True)
+    assert any(a["probabilities"] != b["probabilities"] for a, b in pairs)
+    paired = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+                             str(out), "--resamples", "200"], cwd=root, capture_output=True, text=True,
+                            timeout=600)
+    assert paired.returncode == 0, paired.stderr
+    assert json.loads(paired.stdout)["malignant_vs_rest"]["n"] == kept["n"]
+
+
 def test_train_cv_ships_the_out_of_fold_calibration(patch_v) -> None:
     out, folds = patch_v
     mammo = json.loads((out / "config.json").read_text())["mammo"]
