@@ -260,10 +260,12 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
               f"{n} held-out films")
     seen = summary.get("val_learnt_by_init", 0)
     caveat = "" if seen == 0 else (
-        f" Its calibration and operating threshold were fitted on "
-        f"{'validation films' if seen is None else f'{seen} validation films'} that the weights it "
-        f"started from {'may have' if seen is None else 'had'} already learnt from, so they are "
-        "optimistic (the held-out comparison is not affected).")
+        " Its calibration and operating threshold were fitted on validation films that the weights it "
+        "started from may have already learnt from (they record no list), so they may be optimistic."
+        if seen is None else
+        f" Its calibration and operating threshold were fitted on {seen} validation films that the "
+        "weights it started from had already learnt from, so they are optimistic (the held-out "
+        "comparison is not affected).")
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
                 f"{summary['current_version']} ({scores}).{caveat}")

@@ -134,6 +134,9 @@ def test_verdict_text_in_plain_words() -> None:
     assert "_" not in text  # no metric keys, no ids
     promoted = views.verdict_text({**summary, "promoted": True, "version": "v3"})
     assert promoted.startswith("**Promoted: v3 is now served.**")
+    assert "optimistic" not in text + promoted  # started from weights that never saw the validation films
+    unknown = views.verdict_text({**summary, "val_learnt_by_init": None})
+    assert "may have already learnt from (they record no list), so they may be optimistic" in unknown
 
 
 def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
