@@ -50,7 +50,7 @@ def _train_config(args: argparse.Namespace, init: str) -> TrainConfig:
         patience=args.patience, seed=args.seed, min_side=args.min_side,
         patch_size=args.patch_size, top_k=args.top_k, min_coverage=args.min_coverage,
         hard_negatives=args.hard_negatives, grad_accum=args.grad_accum, film_epochs=args.film_epochs,
-        film_lr=args.film_lr, film_batch_size=args.film_batch_size,
+        film_lr=args.film_lr, film_batch_size=args.film_batch_size, test_time_mirror=args.test_time_mirror,
     )
 
 
@@ -309,6 +309,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-vertical-flip", action="store_true",
                         help="no random vertical flips in training (ultrasound: up is the skin side)")
     parser.add_argument("--min-side", type=int, default=32, help="smallest accepted image side")
+    parser.add_argument("--test-time-mirror", choices=["horizontal", "vertical"],
+                        help="score each image as the mean of its own and its mirror image's scores "
+                             "(also in cross-validation, evaluation and the app); training is unchanged")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,6 +10,10 @@ A :class:`FilmModel` wraps a timm classifier and adds what its ``config.json`` r
   probabilities (Shen et al. 2019 pool a patch network the same way).
 - ``kind: "film"``: the network classifies the whole film; its scores are its log-probabilities.
 
+``mirror`` (``"horizontal"`` or ``"vertical"``; None: off) is test-time mirror averaging: in eval mode
+a film's scores are the mean of its own and its mirror image's (cross-validation chose it for
+ultrasound, where left and right are alike). Training runs the film as it is.
+
 ``calibration`` (weight, bias) is a multinomial logistic regression from those scores to the
 film's class logits, fitted on out-of-fold (or validation) predictions: Platt / vector scaling.
 The safetensors file holds only the timm network, so ``timm.create_model("hf-hub:...")`` still
@@ -25,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HeadConfig", "FilmModel", "uncalibrated", "pool_scores", "raw_scores"]
+__all__ = ["HeadConfig", "FilmModel", "MIRROR_DIMS", "uncalibrated", "pool_scores", "raw_scores"]
 
 _SCORE_CLIP = 12.0  # scores are log-odds / log-probabilities clipped to +-12 (p ~ 6e-6)
+MIRROR_DIMS = {"horizontal": -1, "vertical": -2}  # the input dimension each mirror flips
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class HeadConfig:
             to be pooled (0: every position; patches mostly off the breast were never trained on).
         weight: calibration weight (classes x scores); None = not fitted (identity for ``film``).
         bias: calibration bias (classes).
+        mirror: test-time mirror averaging (``"horizontal"``, ``"vertical"``; None: off).
     """
 
     kind: str = "film"
@@ -50,6 +56,11 @@ class HeadConfig:
     min_coverage: float = 0.0
     weight: list[list[float]] | None = field(default=None)
     bias: list[float] | None = field(default=None)
+    mirror: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mirror is not None and self.mirror not in MIRROR_DIMS:
+            raise ValueError(f"unknown test-time mirror {self.mirror!r}; choose one of {list(MIRROR_DIMS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,9 +156,20 @@ class FilmModel(nn.Module):
     def forward_head(self, features: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
         return self.calibration(self.scores(features, pooled))
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def film_scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated film scores (N, S) of inputs; in eval mode averaged with their mirror
+        images' when the head says so (calibration is linear, so this equals averaging logits)."""
+        scores = self._scores_as_is(inputs)
+        if self.head.mirror and not self.training:
+            scores = (scores + self._scores_as_is(inputs.flip(MIRROR_DIMS[self.head.mirror]))) / 2
+        return scores
+
+    def _scores_as_is(self, inputs: torch.Tensor) -> torch.Tensor:
         features = self.forward_features(inputs)
-        return self.forward_head(features, self.positions(inputs, features))
+        return self.scores(features, self.positions(inputs, features))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.calibration(self.film_scores(inputs))
 
     def positions(self, inputs: torch.Tensor, features: torch.Tensor) -> torch.Tensor | None:
         """The positions to pool for these inputs (None: all, or a whole-film classifier)."""
@@ -170,9 +192,5 @@ def pool_scores(maps: torch.Tensor, top_k: int, pooled: torch.Tensor | None = No
 def raw_scores(model: FilmModel, batches) -> np.ndarray:
     """Uncalibrated film scores (N, S) of a model over an iterable of input batches."""
     model.eval()
-    scores = []
     with torch.inference_mode():
-        for x in batches:
-            features = model.forward_features(x)
-            scores.append(model.scores(features, model.positions(x, features)))
-    return torch.cat(scores).numpy()
+        return torch.cat([model.film_scores(x) for x in batches]).numpy()

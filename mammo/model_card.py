@@ -327,9 +327,13 @@ def _preprocess_section(mammo: dict) -> str:
         ("Flip so the breast is on the left", _text(pre.get("orient"))),
         ("Model input side (pixels)", _num(pre.get("image_size"))),
     ]
+    mirror = (mammo.get("head") or {}).get("mirror")
     return (
         "## Preprocessing\n\nImages are read as grey, then prepared as below (the same at "
         "training and prediction):\n\n" + _table(("step", "setting"), rows)
+        + (f"\n\n**Test-time mirror**: at prediction, and in every figure of this card, each image is "
+           f"scored as the mean of its own and its {mirror} mirror image's scores (then calibrated); "
+           "training saw each image as it is." if mirror else "")
     )
 
 

@@ -216,7 +216,7 @@ def train_to_folder(
 _RECIPE_KEYS = ("recipe", "arch", "init", "image_size", "crop", "orient", "vertical_flip", "epochs",
                 "batch_size", "lr", "weight_decay", "seed", "patch_size", "top_k", "min_coverage",
                 "hard_negatives", "grad_accum", "film_epochs", "film_lr", "film_batch_size",
-                "film_augmentation")
+                "film_augmentation", "test_time_mirror")
 
 
 def read_cv(path: Path, config: TrainConfig, names: Sequence[str], wait_s: float = 3600) -> dict:

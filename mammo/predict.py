@@ -26,13 +26,14 @@ from .explain import (
     overlay,
     package_cam,
 )
+from .film import MIRROR_DIMS
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load
 from .preprocess import Geometry, PreprocessConfig, fit_within, prepare, resize, to_original, to_tensor
 from .runtime import onnx_backbone
 
-__all__ = ["Prediction", "Predictor", "ImageSource", "LoadedImage", "load_image", "DISPLAY_SIDE",
-           "OVERLAY_FORMAT"]
+__all__ = ["Prediction", "Predictor", "mirror_average", "ImageSource", "LoadedImage", "load_image",
+           "DISPLAY_SIDE", "OVERLAY_FORMAT"]
 
 ImageSource = str | os.PathLike | bytes | np.ndarray
 # Predictions are drawn at display size: a 12-30 MP film is scaled to this longer side once, right
@@ -130,6 +131,14 @@ UNCERTAINTY_METHOD = ("test-time flip: largest difference between the class prob
 HIGH_UNCERTAINTY = 10.0  # points: the two views disagree by at least this much
 
 
+def mirror_average(own: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """Class probabilities of the mean of two calibrated logit rows, from their probabilities (the
+    calibration is linear: the same as calibrating the mean of the two films' scores)."""
+    logits = (np.log(np.clip(own, 1e-12, None)) + np.log(np.clip(mirrored, 1e-12, None))) / 2
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 class Predictor:
     """Loads a model folder once; ``predict``/``predict_many`` may be called from many threads.
 
@@ -164,6 +173,8 @@ class Predictor:
         # pixel hashes of the films it trained on (and validated on); None when not recorded
         self.training_images: frozenset[str] | None = None if recorded is None else frozenset(recorded)
         self._onnx = onnx_backbone(self.model, self._example_input()) if fast else None
+        # test-time mirror averaging the model was cross-validated with (None: the film as it is)
+        self.mirror: str | None = getattr(getattr(self.model, "head", None), "mirror", None)
 
     def _example_input(self) -> torch.Tensor:
         """A prepared input of this model's shape (random pixels), to export and check it on."""
@@ -219,12 +230,20 @@ class Predictor:
         loaded = [load_image(image, min_side=self.min_side) for image in images]
         prepared = [self.prepare(image.grey) for image in loaded]
         batch = torch.stack([tensor for tensor, _ in prepared])
-        probs, cams = self._forward(batch, method)
+        own, cams = self._forward(batch, method)
         cam_list = [None] * len(loaded) if cams is None else list(cams)
+        mirrored: dict[str, np.ndarray] = {}  # the mirror images' probabilities, by axis, each scored once
+
+        def mirror_probabilities(axis: str) -> np.ndarray:
+            if axis not in mirrored:
+                flipped = batch.flip(dims=[MIRROR_DIMS[axis]]).contiguous(memory_format=torch.channels_last)
+                mirrored[axis] = self.probabilities(flipped)
+            return mirrored[axis]
+
+        probs = own if self.mirror is None else mirror_average(own, mirror_probabilities(self.mirror))
         spreads: list[float | None] = [None] * len(loaded)
         if self.uncertainty:
-            mirrored = self.probabilities(batch.flip(dims=[-2]).contiguous(memory_format=torch.channels_last))
-            spreads = (100 * np.abs(mirrored - probs).max(axis=1)).tolist()
+            spreads = (100 * np.abs(mirror_probabilities("vertical") - own).max(axis=1)).tolist()
         return [
             self._result(image, geometry, row, cam, method, opacity, spread)
             for image, (_, geometry), row, cam, spread in zip(loaded, prepared, probs, cam_list, spreads,

@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 
 from .data import Example, PreparedImages, augmentation_text, augmenter
 from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
-from .film import FilmModel, HeadConfig, raw_scores
+from .film import MIRROR_DIMS, FilmModel, HeadConfig, raw_scores
 from .imaging import MIN_SIDE
 from .metrics import evaluate_predictions
 from .model import build
@@ -87,6 +87,9 @@ class TrainConfig:
             statistic, stay as the patch stage left them).
         film_lr: AdamW learning rate of the whole-film fine-tuning.
         film_batch_size: films per step of the whole-film fine-tuning.
+        test_time_mirror: score each film as the mean of its own and its mirror image's scores
+            (``"horizontal"`` or ``"vertical"``; None: as it is) wherever the trained model scores
+            (validation, cross-validation, evaluation, the app); training is unchanged.
     """
 
     recipe: str = "film"
@@ -111,8 +114,12 @@ class TrainConfig:
     film_epochs: int = 0
     film_lr: float = 1e-4
     film_batch_size: int = 8
+    test_time_mirror: str | None = None
 
     def __post_init__(self) -> None:
+        if self.test_time_mirror is not None and self.test_time_mirror not in MIRROR_DIMS:
+            raise ValueError(f"unknown test-time mirror {self.test_time_mirror!r}; "
+                             f"choose one of {list(MIRROR_DIMS)}")
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
         if self.grad_accum < 1:
@@ -139,7 +146,8 @@ class TrainConfig:
     def head(self) -> HeadConfig:
         """The film head this recipe's model gets (uncalibrated)."""
         return HeadConfig(kind=self.recipe, patch_cells=self.patch_size // 32, top_k=self.top_k,
-                          min_coverage=self.min_coverage if self.recipe == "patch" else 0.0)
+                          min_coverage=self.min_coverage if self.recipe == "patch" else 0.0,
+                          mirror=self.test_time_mirror)
 
     def to_dict(self) -> dict:
         """The settings, and in words the augmentation of the whole-film fine-tuning (None without it)."""

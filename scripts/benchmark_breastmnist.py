@@ -34,8 +34,9 @@ __all__ = ["PUBLISHED", "ULTRASOUND_ARGS", "main"]
 
 # MedMNIST v2 (Yang et al., Scientific Data 10:41, 2023), BreastMNIST official TEST split (n=156)
 PUBLISHED = {"ResNet-18 (28)": (0.901, 0.863), "Google AutoML Vision": (0.919, 0.861)}
-# Ultrasound: no breast crop, no laterality flip; 28 px images are below the default minimum side.
-ULTRASOUND_ARGS = ("--no-crop", "--no-orient", "--min-side", "28")
+# Ultrasound: no breast crop, no laterality flip; 28 px images are below the default minimum side;
+# each image scored with its left-right mirror (cross-validation: +0.02 AUC, paired CI above 0).
+ULTRASOUND_ARGS = ("--no-crop", "--no-orient", "--min-side", "28", "--test-time-mirror", "horizontal")
 _VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.cv import summarise  # noqa: E402
 from mammo.data import PreparedImages, folder_examples  # noqa: E402
-from mammo.film import raw_scores  # noqa: E402
+from mammo.film import MIRROR_DIMS, raw_scores  # noqa: E402
 from mammo.imaging import MIN_SIDE  # noqa: E402
 from mammo.model import load  # noqa: E402
 from mammo.preprocess import PreprocessConfig  # noqa: E402
 
-__all__ = ["AXES", "fold_scores", "main"]
-
-AXES = {"vertical": -2, "horizontal": -1}  # the tensor dimension each mirror flips
+__all__ = ["fold_scores", "main"]
 _REPORTED = ("n", "auc_malignant", "auc_malignant_ci95", "auc_abnormal", "auc_macro", "balanced_accuracy",
              "ece_malignant", "sensitivity_cross_fitted", "specificity_cross_fitted")
 
@@ -44,13 +43,14 @@ _REPORTED = ("n", "auc_malignant", "auc_malignant_ci95", "auc_abnormal", "auc_ma
 def fold_scores(model_dir: Path, examples: list, classes: list[str], axis: str) -> tuple[np.ndarray, ...]:
     """Uncalibrated scores of one fold model over its out-of-fold films: as they are, and mirrored."""
     model, config = load(model_dir)
+    model.head = replace(model.head, mirror=None)  # as it is, even if it was trained to average
     mammo = config["mammo"]
     preprocess = PreprocessConfig.from_dict(mammo["preprocess"])
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     images = PreparedImages(examples, classes, preprocess, mean, std,
                             min_side=int(mammo["preprocess"].get("min_side", MIN_SIDE)))
     batches = [x for x, _ in DataLoader(images, batch_size=8, shuffle=False)]
-    return raw_scores(model, batches), raw_scores(model, (x.flip(AXES[axis]) for x in batches))
+    return raw_scores(model, batches), raw_scores(model, (x.flip(MIRROR_DIMS[axis]) for x in batches))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=Path, required=True, help="the kept fold models (with cv.json)")
     parser.add_argument("--data", type=Path, action="append", required=True,
                         help="the cross-validation's imagefolder(s); repeatable")
-    parser.add_argument("--axis", choices=sorted(AXES), default="vertical")
+    parser.add_argument("--axis", choices=sorted(MIRROR_DIMS), default="vertical")
     parser.add_argument("--out", type=Path, help="write the mirror-averaged predictions as a cv.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

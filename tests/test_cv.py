@@ -87,6 +87,31 @@ def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> 
     assert {"sensitivity_cross_fitted", "specificity_cross_fitted", "auc_abnormal"} <= set(baseline)
 
 
+def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, tmp_path: Path) -> None:
+    """``--test-time-mirror``: the out-of-fold scores are each film's averaged with its mirror image's
+    (exactly what scripts/mirror_oof.py computes from the same fold models), and the final model
+    records the mirror, so evaluation and the app score films the same way; its card says so."""
+    out, folds = tmp_path / "model", tmp_path / "folds"
+    done = run_cli("train", "--data", str(small_mias), "--arch", "test_efficientnet", "--init", "none",
+                   "--image-size", "48", "--epochs", "1", "--cv", "2", "--test-time-mirror", "horizontal",
+                   "--keep-models", str(folds), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    mammo = json.loads((out / "config.json").read_text())["mammo"]
+    assert mammo["head"]["mirror"] == "horizontal" and mammo["training"]["test_time_mirror"] == "horizontal"
+    assert "**Test-time mirror**" in (out / "README.md").read_text()
+    kept = json.loads((folds / "cv.json").read_text())
+    assert kept["recipe"]["test_time_mirror"] == "horizontal"
+    script = ["scripts/mirror_oof.py", "--folds", str(folds), "--data", str(small_mias),
+              "--axis", "horizontal"]
+    rescored = subprocess.run([sys.executable, *script], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, timeout=600)
+    assert rescored.returncode == 0, rescored.stderr
+    report = json.loads(rescored.stdout)
+    for key in ("auc_malignant", "auc_macro", "ece_malignant"):
+        assert report["mirror_averaged"][key] == pytest.approx(kept[key], abs=1e-6), key
+    assert report["as_is"]["ece_malignant"] != pytest.approx(kept["ece_malignant"], abs=1e-9)
+
+
 @pytest.fixture(scope="module")
 def patch_v(small_mias: Path, tmp_path_factory) -> tuple[Path, Path]:
     """A tiny patch-recipe model trained with ``train --cv 2`` on real mini-MIAS films."""

@@ -3,6 +3,7 @@ patch; calibration survives save/load; timm alone loads the network; Predictor's
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -112,3 +113,36 @@ def test_only_positions_inside_the_breast_are_pooled() -> None:
         assert torch.allclose(model.scores(features, pooled), expected, atol=1e-4)
         assert torch.allclose(model(x), model.calibration(expected), atol=1e-4)
     assert FilmModel(net, HeadConfig(kind="patch")).positions(x, features) is None  # 0: all
+
+
+@pytest.mark.parametrize("axis", ["horizontal", "vertical"])
+def test_test_time_mirror_averages_the_two_films_scores_when_scoring_only(patch_model: FilmModel, axis: str,
+                                                                          tmp_path) -> None:
+    """``head.mirror``: in eval mode a film's scores are the mean of its own and its mirror image's
+    (then calibrated); in training the film is scored as it is; saved, loaded and served alike."""
+    head = HeadConfig(**{**patch_model.head.to_dict(), "mirror": axis})
+    mirrored = FilmModel(copy.deepcopy(patch_model.net), head).eval()  # its own copy: train() below
+    x = torch.rand(2, 1, 128, 96)
+    dim = -1 if axis == "horizontal" else -2
+    with torch.inference_mode():
+        own, flipped = patch_model.film_scores(x), patch_model.film_scores(x.flip(dim))
+        assert not torch.allclose(own, flipped)  # a random film is not its own mirror image
+        assert torch.allclose(mirrored.film_scores(x), (own + flipped) / 2, atol=1e-6)
+        assert torch.allclose(mirrored(x), patch_model.calibration((own + flipped) / 2), atol=1e-6)
+        mirrored.train()  # training scores the film as it is (batch statistics: compare in train mode)
+        assert torch.allclose(mirrored.film_scores(x), mirrored._scores_as_is(x), atol=1e-6)
+    mirrored.eval()
+    preprocess = {"image_size": 128, "crop": True, "orient": True}
+    folder = save(mirrored, tmp_path, LABELS, 128, {"version": "vm", "preprocess": preprocess})
+    assert json.loads((folder / "config.json").read_text())["mammo"]["head"]["mirror"] == axis
+    predictor = Predictor(folder)
+    assert predictor.mirror == axis
+    grey = synthetic_mammogram(300, 200)
+    tensor, _ = predictor.prepare(grey)
+    with torch.inference_mode():
+        expected = mirrored(tensor[None]).softmax(dim=1)[0].numpy()
+    for method in (LESION_MAP, "Grad-CAM"):  # what is shown is the mirror-averaged film, whatever the map
+        result = predictor.predict(grey, method=method)
+        assert np.allclose(list(result.probabilities.values()), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown test-time mirror"):
+        HeadConfig(mirror="diagonal")

@@ -80,8 +80,9 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     assert 0 <= low <= high <= 1
     assert json.loads(saved.read_text()) == metrics
     training = json.loads((model / "config.json").read_text())["mammo"]["training"]
-    assert (training["batch_size"], training["crop"], training["orient"], training["min_side"]) == (
-        32, False, False, 28)  # an unknown option reached `train`; ultrasound settings by default
+    assert (training["batch_size"], training["crop"], training["orient"], training["min_side"],
+            training["test_time_mirror"]) == (32, False, False, 28, "horizontal")
+    # an unknown option reached `train`; ultrasound settings by default
     assert "CROSS-VALIDATION" in done.stderr and "official TEST split" in done.stderr
 
 
