@@ -230,8 +230,6 @@ class Predictor:
         loaded = [load_image(image, min_side=self.min_side) for image in images]
         prepared = [self.prepare(image.grey) for image in loaded]
         batch = torch.stack([tensor for tensor, _ in prepared])
-        own, cams = self._forward(batch, method)
-        cam_list = [None] * len(loaded) if cams is None else list(cams)
         mirrored: dict[str, np.ndarray] = {}  # the mirror images' probabilities, by axis, each scored once
 
         def mirror_probabilities(axis: str) -> np.ndarray:
@@ -240,7 +238,10 @@ class Predictor:
                 mirrored[axis] = self.probabilities(flipped)
             return mirrored[axis]
 
-        probs = own if self.mirror is None else mirror_average(own, mirror_probabilities(self.mirror))
+        mirror = None if self.mirror is None else mirror_probabilities(self.mirror)
+        own, cams = self._forward(batch, method, mirror)
+        cam_list = [None] * len(loaded) if cams is None else list(cams)
+        probs = own if mirror is None else mirror_average(own, mirror)
         spreads: list[float | None] = [None] * len(loaded)
         if self.uncertainty:
             spreads = (100 * np.abs(mirror_probabilities("vertical") - own).max(axis=1)).tolist()
@@ -250,8 +251,11 @@ class Predictor:
                                                              strict=True)
         ]
 
-    def _forward(self, batch: torch.Tensor, method: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities and CAMs; Grad-CAM on a linear head comes from the same forward pass."""
+    def _forward(self, batch: torch.Tensor, method: str | None,
+                 mirrored: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The films' own probabilities and CAMs; Grad-CAM on a linear head comes from the same
+        forward pass. With ``mirrored`` (a mirror-averaged model's mirror images) the CAM explains the
+        class shown, that of the averaged probabilities."""
         size = tuple(batch.shape[-2:])
         batch = batch.contiguous(memory_format=torch.channels_last)
         if method == LESION_MAP:
@@ -272,8 +276,9 @@ class Predictor:
         probs = self.probabilities(batch)
         if method is None:
             return probs, None
+        shown = probs if mirrored is None else mirror_average(probs, mirrored)
         with self._cam_lock:
-            cams = package_cam(self.model, batch, probs.argmax(axis=1).tolist(), method)
+            cams = package_cam(self.model, batch, shown.argmax(axis=1).tolist(), method)
         return probs, cams
 
     def _result(

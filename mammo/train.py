@@ -14,7 +14,7 @@ import copy
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -89,7 +89,8 @@ class TrainConfig:
         film_batch_size: films per step of the whole-film fine-tuning.
         test_time_mirror: score each film as the mean of its own and its mirror image's scores
             (``"horizontal"`` or ``"vertical"``; None: as it is) wherever the trained model scores
-            (validation, cross-validation, evaluation, the app); training is unchanged.
+            (calibration, cross-validation, evaluation, the app); training, its epoch choice
+            included, sees each film as it is.
     """
 
     recipe: str = "film"
@@ -409,7 +410,7 @@ def fit_patches(
                                   started))
         if progress:
             progress(history[-1])
-    model = FilmModel(net, config.head)
+    model = FilmModel(net, replace(config.head, mirror=None))  # trained on each film as it is
     if config.film_epochs:
         # the patch stage's wrapped network, optimiser and schedule: released, here and in accelerate
         trained, optimiser, schedule = acc.free_memory(trained, optimiser, schedule)
@@ -419,7 +420,7 @@ def fit_patches(
         history += film_history
         seen = seen or film_seen  # the first epoch's share of patches, or of films when no patch epoch ran
     shares = record_shares(acc, seen)
-    return FitResult(model.cpu().eval(), history, config.total_epochs, shares)
+    return FitResult(FilmModel(net.cpu(), config.head).eval(), history, config.total_epochs, shares)
 
 
 def _epoch_log(epoch: int, config: TrainConfig, losses: list[float], acc, val_images: PreparedImages | None,

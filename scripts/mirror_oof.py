@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = dict(summaries["mirror_averaged"])
         oof = [{**film, "probabilities": [round(float(p), 6) for p in row]}
                for film, row in zip(films, summary.pop("_probs"), strict=True)]
-        record = {**summary, "classes": classes, "oof": oof, "mirror": args.axis}
+        # the recipe as --test-time-mirror would record it: `train --cv-from` takes it for that recipe only
+        recipe = {**(cv.get("recipe") or {}), "test_time_mirror": args.axis}
+        record = {**summary, "classes": classes, "oof": oof, "mirror": args.axis, "recipe": recipe}
         args.out.write_text(json.dumps(record) + "\n")
     report = {name: {key: summary.get(key) for key in _REPORTED} for name, summary in summaries.items()}
     print(json.dumps({"folds": str(args.folds), "axis": args.axis, **report}))

@@ -162,6 +162,8 @@ def test_mirror_script_rescores_the_kept_folds_out_of_fold(patch_v, small_mias: 
     assert report["as_is"]["auc_abnormal"]["auc"] == pytest.approx(kept["auc_abnormal"]["auc"], abs=1e-6)
     mirrored = json.loads(out.read_text())
     assert mirrored["mirror"] == "vertical" and mirrored["n"] == kept["n"]
+    # the recipe that would score this way: `train --cv-from` accepts it only with --test-time-mirror
+    assert mirrored["recipe"] == {**kept["recipe"], "test_time_mirror": "vertical"}
     assert [f["name"] for f in mirrored["oof"]] == [f["name"] for f in kept["oof"]]
     pairs = zip(mirrored["oof"], kept["oof"], strict=True)
     assert any(a["probabilities"] != b["probabilities"] for a, b in pairs)

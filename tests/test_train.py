@@ -91,3 +91,26 @@ def test_film_fine_tuning_trains_the_deeper_layers_of_lite0() -> None:
     names = {".".join(name.split(".")[: 2 if name.startswith("blocks") else 1])
              for name, p in net.named_parameters() if id(p) in trained}
     assert names == {"blocks.4", "blocks.5", "blocks.6", "conv_head", "bn2", "classifier"}
+
+
+def test_the_test_time_mirror_leaves_training_unchanged(small_mias) -> None:
+    """``test_time_mirror`` changes how the trained model scores, never what it learns: the patch recipe
+    with its whole-film stage (which trains in eval mode, to keep the batch-norm statistics) gives the
+    same weights with and without it, and only the mirrored model averages at scoring."""
+    from dataclasses import replace
+
+    from mammo.train import train_recipe
+
+    films = folder_examples(small_mias)[:24]
+    config = TrainConfig(recipe="patch", arch="test_efficientnet", init="none", image_size=128, patch_size=64,
+                         epochs=1, batch_size=32, film_epochs=1, film_batch_size=4, seed=0)
+    labels = ["normal", "benign", "malignant"]
+    plain = train_recipe(films, [], labels, config).model
+    mirrored = train_recipe(films, [], labels, replace(config, test_time_mirror="horizontal")).model
+    assert plain.head.mirror is None and mirrored.head.mirror == "horizontal"
+    before, after = plain.net.state_dict(), mirrored.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    x = torch.rand(2, 1, 128, 128)
+    with torch.inference_mode():
+        own, flipped = plain.film_scores(x), plain.film_scores(x.flip(-1))
+        assert torch.allclose(mirrored.film_scores(x), (own + flipped) / 2, atol=1e-6)
