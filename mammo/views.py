@@ -407,13 +407,19 @@ def auto_retrain_text(state: Mapping[str, int] | None) -> str:
 def retrain_recipe_text(mammo: Mapping[str, Any]) -> str:
     """What a retrain of the served version runs (its recorded recipe), in a sentence."""
     training = mammo.get("training") or {}
+    # a cross-validated version trained on its validation patients too: its retrain calibrates on them
+    seen = bool(mammo.get("cv")) and bool((mammo.get("split") or {}).get("val"))
+    caveat = (" The served version was trained on the validation patients as well (its recipe was "
+              "cross-validated), so a retrain that starts from it fits its calibration and threshold on "
+              "films it has seen: they come out optimistic, and the verdict says so. Untick *Start from "
+              "the current version* to avoid it." if seen else "")
     if training.get("recipe") != "patch":
         return ("A retrain fine-tunes the whole-film classifier for the epochs chosen above; with its "
-                "validation patients it keeps the best epoch and may stop early.")
+                "validation patients it keeps the best epoch and may stop early." + caveat)
     film = training.get("film_epochs") or 0
     then = (f", then {film} epochs of whole-film fine-tuning (the served version's recipe), so each "
             "retrain takes longer than the slider says" if film else "")
-    return f"A retrain runs the lesion-aware recipe: the epochs chosen above of patch training{then}."
+    return f"A retrain runs the lesion-aware recipe: the epochs chosen above of patch training{then}.{caveat}"
 
 
 def estimate_text(mammo: Mapping[str, Any]) -> str:

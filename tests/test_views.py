@@ -351,3 +351,17 @@ def test_every_version_shows_its_recorded_figures_without_retraining(version: st
 ])
 def test_the_retrain_tab_says_what_a_retrain_runs(training: dict, expected: str) -> None:
     assert expected in views.retrain_recipe_text({"training": training})
+
+
+@pytest.mark.parametrize(("version", "trained_on_validation"), [("v1", False), ("v2", True), ("v3", True)])
+def test_the_retrain_tab_warns_when_the_served_version_learnt_the_validation_films(
+        version: str, trained_on_validation: bool) -> None:
+    """v2 and v3 were cross-validated and trained on train + validation (their configs say n_val 0);
+    v1 kept its validation patients apart."""
+    from mammo.config import PACKAGE_WEIGHTS
+
+    mammo = json.loads((PACKAGE_WEIGHTS / version / "config.json").read_text())["mammo"]
+    assert (mammo["data"]["n_val"] == 0) == trained_on_validation
+    text = views.retrain_recipe_text(mammo)
+    assert ("trained on the validation patients as well" in text) == trained_on_validation
+    assert ("Untick *Start from the current version*" in text) == trained_on_validation
