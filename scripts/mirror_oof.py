@@ -9,9 +9,10 @@ Every film of a cross-validation whose fold models were kept (``--keep-models DI
 ``vertical`` flips top and bottom, the plausible mirror of a film turned breast-left; ``horizontal``
 flips left and right, the plausible one for ultrasound). Both are summarised as ``cv`` summarises
 (calibration and threshold cross-fitted over the same folds) and printed as one JSON object:
-``as_is`` (which reproduces the cross-validation's own figures) and ``mirror_averaged`` (the mean of
-the two uncalibrated scores). ``--out`` writes the mirror-averaged predictions as a ``cv.json``, so
-``compare_models.py --cv`` gives the paired difference with its interval.
+``as_is`` and ``mirror_averaged`` (the mean of the two uncalibrated scores); the one matching the
+cross-validation's ``--test-time-mirror`` (none, or this axis) reproduces its figures exactly.
+``--out`` writes the mirror-averaged predictions as a ``cv.json``, so ``compare_models.py --cv``
+gives the paired difference with its interval.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.cv import summarise  # noqa: E402
-from mammo.data import PreparedImages, folder_examples  # noqa: E402
+from mammo.data import Example, PreparedImages, folder_examples  # noqa: E402
 from mammo.film import MIRROR_DIMS, raw_scores  # noqa: E402
 from mammo.imaging import MIN_SIDE  # noqa: E402
 from mammo.model import load  # noqa: E402
@@ -40,10 +41,11 @@ _REPORTED = ("n", "auc_malignant", "auc_malignant_ci95", "auc_abnormal", "auc_ma
              "ece_malignant", "sensitivity_cross_fitted", "specificity_cross_fitted")
 
 
-def fold_scores(model_dir: Path, examples: list, classes: list[str], axis: str) -> tuple[np.ndarray, ...]:
+def fold_scores(model_dir: Path, examples: list[Example], classes: list[str],
+                axis: str) -> tuple[np.ndarray, ...]:
     """Uncalibrated scores of one fold model over its out-of-fold films: as they are, and mirrored."""
     model, config = load(model_dir)
-    model.head = replace(model.head, mirror=None)  # as it is, even if it was trained to average
+    model.head = replace(model.head, mirror=None)  # as it is, even if the model records a mirror
     mammo = config["mammo"]
     preprocess = PreprocessConfig.from_dict(mammo["preprocess"])
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
