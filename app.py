@@ -496,11 +496,14 @@ def models_views(versions: list):
 
 @clear_errors
 def version_files(version: str | None):
+    """The chosen version's files and card; an open "serve it again?" question about another version
+    closes in the same update (so it cannot close a question asked after the card is shown)."""
     if not version:
         raise gr.Error("Pick a version.")
     folder = service.registry.load(version)
     card = ModelCard(service.registry.card(version)).text  # without the YAML front matter
-    return [str(folder / name) for name in ("model.safetensors", "config.json", "README.md")], card
+    files = [str(folder / name) for name in ("model.safetensors", "config.json", "README.md")]
+    return files, card, gr.update(visible=False)
 
 
 def audit_views():
@@ -802,11 +805,10 @@ def build() -> gr.Blocks:
         models_event = dict(fn=models, inputs=None, outputs=versions_json)
         refresh.click(**models_event, api_name="models", api_description=models.__doc__)
         versions_json.change(models_views, versions_json, [versions, version], **private)
-        version.change(version_files, version, [files, card], **private)
+        version.change(version_files, version, [files, card, confirm_row], **private)
         version.change(version_views, version, [version_caption, version_roc, version_curves,
                                                 version_reliability, version_confusion], **private)
         rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
-        version.change(lambda: gr.update(visible=False), None, confirm_row, **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
         api_result = gr.JSON(visible=False)  # what the API-only endpoints below return
         gr.on([], rollback_version, version, api_result, api_name="rollback",  # API only
