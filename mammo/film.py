@@ -29,10 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HeadConfig", "FilmModel", "MIRROR_DIMS", "uncalibrated", "pool_scores", "raw_scores"]
+__all__ = ["HeadConfig", "FilmModel", "MIRROR_DIMS", "check_mirror", "uncalibrated", "pool_scores",
+           "raw_scores"]
 
 _SCORE_CLIP = 12.0  # scores are log-odds / log-probabilities clipped to +-12 (p ~ 6e-6)
 MIRROR_DIMS = {"horizontal": -1, "vertical": -2}  # the input dimension each mirror flips
+
+
+def check_mirror(axis: str | None) -> None:
+    """Refuse a test-time mirror other than None or one of :data:`MIRROR_DIMS`."""
+    if axis is not None and axis not in MIRROR_DIMS:
+        raise ValueError(f"unknown test-time mirror {axis!r}; choose one of {list(MIRROR_DIMS)}")
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,7 @@ class HeadConfig:
     mirror: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mirror is not None and self.mirror not in MIRROR_DIMS:
-            raise ValueError(f"unknown test-time mirror {self.mirror!r}; choose one of {list(MIRROR_DIMS)}")
+        check_mirror(self.mirror)
 
     def to_dict(self) -> dict:
         return asdict(self)

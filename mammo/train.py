@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 
 from .data import Example, PreparedImages, augmentation_text, augmenter
 from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
-from .film import MIRROR_DIMS, FilmModel, HeadConfig, raw_scores
+from .film import FilmModel, HeadConfig, check_mirror, raw_scores
 from .imaging import MIN_SIDE
 from .metrics import evaluate_predictions
 from .model import build
@@ -118,9 +118,7 @@ class TrainConfig:
     test_time_mirror: str | None = None
 
     def __post_init__(self) -> None:
-        if self.test_time_mirror is not None and self.test_time_mirror not in MIRROR_DIMS:
-            raise ValueError(f"unknown test-time mirror {self.test_time_mirror!r}; "
-                             f"choose one of {list(MIRROR_DIMS)}")
+        check_mirror(self.test_time_mirror)
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
         if self.grad_accum < 1:
