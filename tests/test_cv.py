@@ -371,3 +371,44 @@ def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, sma
                 auc = (figures["auc_malignant"] or {}).get("auc")
                 again_auc = (again[grouping][name]["auc_malignant"] or {}).get("auc")
                 assert again_auc == (None if auc is None else pytest.approx(auc))
+
+
+def test_repeated_cv_reports_the_spread_and_the_averaged_runs(small_mias: Path, tmp_path: Path) -> None:
+    """scripts/repeated_cv.py over two real cross-validations with other seeds (other folds): each run's
+    figures are its own cross-validation's, and the averaged run is scored on the mean probabilities."""
+    from sklearn.metrics import roc_auc_score
+
+    summaries, files = [], []
+    for seed in (0, 1):
+        files.append(tmp_path / f"seed{seed}.json")
+        done = run_cli("cv", "--data", str(small_mias), "--folds", "2", "--arch", "test_efficientnet",
+                       "--init", "none", "--image-size", "48", "--epochs", "1", "--seed", str(seed),
+                       "--json", "--oof-out", str(files[-1]))
+        assert done.returncode == 0, done.stderr
+        summaries.append(json.loads(done.stdout))
+    runs = [{f["name"]: f for f in json.loads(path.read_text())} for path in files]
+    assert any(runs[0][name]["fold"] != runs[1][name]["fold"] for name in runs[0])  # other folds
+    script = [sys.executable, "scripts/repeated_cv.py", *map(str, files), "--resamples", "200"]
+    done = subprocess.run(script, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    names = sorted(runs[0])
+    malignant = [runs[0][n]["label"] == "malignant" for n in names]
+    for run, summary, films in zip(report["runs"], summaries, runs, strict=True):
+        # from the probabilities as written (6 decimals: a tiny model's near-equal scores tie there)
+        assert run["auc_malignant"] == pytest.approx(roc_auc_score(malignant, [films[n]["probabilities"][-1]
+                                                                               for n in names]))
+        assert run["n"] == summary["n"] == len(names)
+    mean = [(runs[0][n]["probabilities"][-1] + runs[1][n]["probabilities"][-1]) / 2 for n in names]
+    assert report["averaged"]["auc_malignant"] == pytest.approx(roc_auc_score(malignant, mean))
+    first, averaged = report["averaged_vs_run"][0], report["averaged"]["auc_malignant"]
+    assert first["difference"] == pytest.approx(averaged - report["runs"][0]["auc_malignant"])
+    assert first["ci95"][0] <= first["difference"] <= first["ci95"][1]
+    assert report["auc_malignant_range"] == [min(r["auc_malignant"] for r in report["runs"]),
+                                             max(r["auc_malignant"] for r in report["runs"])]
+    other = json.loads(files[1].read_text())[1:]  # one film fewer: not the same films
+    files[1].write_text(json.dumps(other))
+    refused = subprocess.run(script, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                             timeout=600)
+    assert refused.returncode != 0 and "scored other films" in refused.stderr
