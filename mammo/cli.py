@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -26,6 +27,8 @@ from .train import RECIPES, TrainConfig
 __all__ = ["main", "resolve_model"]
 
 _VERSION = re.compile(r"^(v\d+|latest)$")
+ENSEMBLE_RULE = ("each film's class probabilities averaged over the models (each scoring the film as its "
+                 "own config says); threshold: the mean of the models' thresholds")
 
 
 def resolve_model(ref: str) -> Path:
@@ -178,25 +181,37 @@ def _brief(metrics: dict | None) -> dict | None:
 def _evaluate(args: argparse.Namespace) -> int:
     from .baseline import evaluate_baseline
     from .predict import Predictor
-    from .train import evaluate_examples
+    from .train import evaluate_probabilities, model_probabilities
 
-    folder = resolve_model(args.model)
-    predictor = Predictor(folder)
+    members = [Predictor(resolve_model(model)) for model in args.model]
+    predictor = members[0]
+    if any(member.labels != predictor.labels for member in members):
+        raise ModelError("an ensemble needs models with the same labels in the same order; these have "
+                         + " / ".join(str(member.labels) for member in members))
     examples = folder_examples(args.data)
     baseline = None
     if args.split != "all":
         spec = SplitSpec.from_model_config(predictor.config)
         if spec is None:
             raise ModelError("this model records no patient split of its data; use --split all")
+        if any(SplitSpec.from_model_config(member.config) != spec for member in members):
+            raise ModelError("these models record different patient splits: their --split films differ")
         parts = split_by_patient(examples, spec)
         examples = parts[args.split]
         if args.split in ("val", "holdout"):  # the baseline learns from the films before this split
             learn = parts["train"] + (parts["val"] if args.split == "holdout" else [])
             baseline = evaluate_baseline(learn, examples, predictor.labels, predictor.preprocess,
                                          predictor.min_side)
-    metrics = evaluate_examples(predictor.model, examples, predictor.labels,
-                                predictor.preprocess, predictor.threshold, predictor.min_side)
-    metrics = {"model_version": predictor.version, "split": args.split, **metrics, "baseline": baseline}
+    probs = np.mean([model_probabilities(member.model, examples, member.labels, member.preprocess,
+                                         member.min_side) for member in members], axis=0)
+    thresholds = [member.threshold for member in members]
+    threshold = None if None in thresholds else float(np.mean(thresholds))
+    metrics = evaluate_probabilities(examples, probs, predictor.labels, threshold)
+    metrics = {"model_version": " + ".join(str(member.version) for member in members), "split": args.split,
+               **metrics, "baseline": baseline}
+    if len(members) > 1:
+        metrics["ensemble"] = {"members": [str(member.model_dir) for member in members],
+                               "rule": ENSEMBLE_RULE}
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -344,7 +359,9 @@ def _parser() -> argparse.ArgumentParser:
     cv.set_defaults(run=_cv)
 
     evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled imagefolder")
-    evaluate.add_argument("--model", required=True, help="model folder or version (v1, latest)")
+    evaluate.add_argument("--model", required=True, action="append",
+                          help="model folder or version (v1, latest); repeat it to score an ensemble: "
+                               "each film's probabilities averaged over the models")
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument("--split", choices=("all", "train", "val", "holdout"), default="all",
                           help="evaluate on the model's recorded patient split of --data")

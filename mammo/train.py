@@ -43,6 +43,8 @@ __all__ = [
     "infer_probs",
     "film_scores",
     "evaluate_examples",
+    "evaluate_probabilities",
+    "model_probabilities",
 ]
 
 RECIPES = ("film", "patch")
@@ -560,10 +562,21 @@ def evaluate_examples(
     n_resamples: int = 1000,
 ) -> dict:
     """The ``evaluate --json`` metrics of a model on labelled examples (labels it knows)."""
+    probs = model_probabilities(model, examples, labels, preprocess, min_side)
+    return evaluate_probabilities(examples, probs, labels, threshold, n_resamples)
+
+
+def model_probabilities(model: nn.Module, examples: Sequence[Example], labels: Sequence[str],
+                        preprocess: PreprocessConfig, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Class probabilities (N, C) of a model over labelled examples, in order."""
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
-    images = PreparedImages(examples, labels, preprocess, mean, std, min_side=min_side)
-    probs = infer_probs(model, images)
-    targets = images.targets.numpy()
+    return infer_probs(model, PreparedImages(examples, labels, preprocess, mean, std, min_side=min_side))
+
+
+def evaluate_probabilities(examples: Sequence[Example], probs: np.ndarray, labels: Sequence[str],
+                           threshold: float | None, n_resamples: int = 1000) -> dict:
+    """The ``evaluate --json`` metrics of probabilities (N, C) given to labelled examples."""
+    targets = np.array([list(labels).index(e.label) for e in examples])
     metrics = evaluate_predictions(targets, probs, labels, threshold=threshold, n_resamples=n_resamples)
     return {**metrics, "subgroups": subgroup_metrics(examples, targets, probs, labels, metrics["threshold"],
                                                      n_resamples)}

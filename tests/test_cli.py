@@ -12,6 +12,7 @@ from helpers import PACKAGED, check_schema, run_cli
 from PIL import Image
 
 from mammo.config import settings
+from mammo.data import folder_examples
 from mammo.store import CaseStore, open_registry
 from mammo.store.audit import AuditLog
 from mammo.store.gate import promotion_decision
@@ -62,6 +63,51 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     tissue = metrics["subgroups"]["tissue"]
     assert set(tissue) <= {"fatty", "fatty-glandular", "dense-glandular"}
     assert sum(group["n"] for group in tissue.values()) == metrics["n"]
+
+
+@pytest.mark.skipif(not V1.is_dir(), reason="mammo/weights/v1 not trained yet")
+def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, mias: Path,
+                                                                tmp_path: Path) -> None:
+    """``evaluate --model A --model B``: each holdout film's probabilities are the mean of the two
+    models' (each preparing the film as its own config says: 48 px and v1's 256 px)."""
+    from sklearn.metrics import roc_auc_score
+
+    from mammo.data import SplitSpec, split_by_patient
+    from mammo.predict import Predictor
+    from mammo.train import model_probabilities
+
+    done = run_cli("evaluate", "--model", str(trained), "--model", str(V1), "--data", str(mias),
+                   "--split", "holdout", "--json")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    check_schema(metrics, metrics["n"])
+    members = [Predictor(folder) for folder in (trained, V1)]
+    films = split_by_patient(folder_examples(mias), SplitSpec.from_model_config(members[0].config))["holdout"]
+    probs = np.mean([model_probabilities(m.model, films, m.labels, m.preprocess, m.min_side)
+                     for m in members], axis=0)
+    malignant = [film.label == "malignant" for film in films]
+    assert metrics["n"] == len(films)
+    assert metrics["auc_malignant"] == pytest.approx(roc_auc_score(malignant, probs[:, -1]), abs=1e-6)
+    assert metrics["threshold"] == pytest.approx(np.mean([m.threshold for m in members]))
+    assert metrics["ensemble"]["members"] == [str(trained), str(V1)]
+    assert metrics["model_version"] == f"{members[0].version} + {members[1].version}"
+    # models that disagree on their labels, or on their patient split, are refused in one line
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("model.safetensors", "README.md"):
+        (other / name).write_bytes((trained / name).read_bytes())
+    config = json.loads((trained / "config.json").read_text())
+    config["mammo"]["split"]["seed"] = 1
+    (other / "config.json").write_text(json.dumps(config))
+    refused = run_cli("evaluate", "--model", str(trained), "--model", str(other), "--data", str(mias),
+                      "--split", "holdout", "--json")
+    assert refused.returncode == 2 and "different patient splits" in refused.stderr
+    config["label_names"] = config["label_names"][::-1]
+    (other / "config.json").write_text(json.dumps(config))
+    refused = run_cli("evaluate", "--model", str(trained), "--model", str(other), "--data", str(mias),
+                      "--json")
+    assert refused.returncode == 2 and "same labels in the same order" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) -> None:
