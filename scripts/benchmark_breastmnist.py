@@ -1,6 +1,6 @@
 """Benchmark the training pipeline on BreastMNIST (breast ultrasound, 28 x 28) with the same CLI.
 
-    python scripts/benchmark_breastmnist.py [--data ../shared/data] [--epochs 30] [--folds 5]
+    python scripts/benchmark_breastmnist.py [--data ../shared/data] [--epochs 30] [--folds 5] [--seeds N]
                                             [--json-out FILE] [any other `python -m mammo train` option]
 
 Pools ``breastmnist/train`` and ``breastmnist/val`` (624 images) and runs
@@ -11,6 +11,10 @@ cross-validation JSON (``evaluate --json`` keys + ``folds``) to stdout and a com
 MedMNIST v2 table to stderr. Ours are CROSS-VALIDATED figures on train+val; MedMNIST v2 reports
 the official TEST split, which this project does not have: score the final model on it with
 ``python -m mammo evaluate --model OUT --data breastmnist/test --json``.
+``--seeds N`` repeats all of it with seeds ``seed`` ... ``seed + N - 1`` (other folds, other training
+order) into ``OUT/seed<k>`` (fold models and their ``cv.json`` in ``OUT/seed<k>-folds``), then prints
+``scripts/repeated_cv.py``'s report (the runs' spread, and the out-of-fold estimate of averaging
+them) and the ``evaluate`` command that scores the ensemble of the N final models.
 Options this script does not know are passed on to ``train`` unchanged.
 """
 
@@ -88,25 +92,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     parser.add_argument("--workers", type=int, default=1, help="folds trained at once")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json-out", type=Path, help="also save the evaluate JSON to this file")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs with seeds --seed, --seed + 1, ... (more than one: spread and ensemble)")
+    parser.add_argument("--json-out", type=Path,
+                        help="also save the evaluate JSON to this file (FILE-seed<k> for each of --seeds)")
     args, train_extra = parser.parse_known_args(argv)
 
     train, val = args.data / "breastmnist" / "train", args.data / "breastmnist" / "val"
     for folder in (train, val):
         if not folder.is_dir():
             parser.error(f"{folder} not found: point --data (or MAMMO_DATA) at the folder with breastmnist/")
+    if args.seeds < 1:
+        parser.error("--seeds takes at least 1")
     out = args.out or Path(tempfile.mkdtemp(prefix="breastmnist-")) / "model"
-    started = time.perf_counter()
-    _mammo("train", "--data", str(train), "--data", str(val), "--val-fraction", "0",
-           "--holdout-fraction", "0", "--cv", str(args.folds), "--workers", str(args.workers),
-           "--arch", args.arch, "--init", args.init, "--image-size", str(args.image_size),
-           "--epochs", str(args.epochs), "--seed", str(args.seed), *ULTRASOUND_ARGS, *train_extra,
-           "--out", str(out))
-    metrics = json.loads((out / "config.json").read_text())["mammo"]["cv"]
-    print(json.dumps(metrics))
-    if args.json_out:
-        args.json_out.write_text(json.dumps(metrics, indent=2) + "\n")
-    print(_summary(metrics, out, (time.perf_counter() - started) / 60), file=sys.stderr)
+    seeds = range(args.seed, args.seed + args.seeds)
+    models = [out] if args.seeds == 1 else [out / f"seed{seed}" for seed in seeds]
+    for seed, model in zip(seeds, models, strict=True):
+        started = time.perf_counter()
+        keep = [] if args.seeds == 1 else ["--keep-models", str(out / f"seed{seed}-folds")]
+        _mammo("train", "--data", str(train), "--data", str(val), "--val-fraction", "0",
+               "--holdout-fraction", "0", "--cv", str(args.folds), "--workers", str(args.workers),
+               "--arch", args.arch, "--init", args.init, "--image-size", str(args.image_size),
+               "--epochs", str(args.epochs), "--seed", str(seed), *ULTRASOUND_ARGS, *train_extra, *keep,
+               "--out", str(model))
+        metrics = json.loads((model / "config.json").read_text())["mammo"]["cv"]
+        print(json.dumps(metrics))
+        if args.json_out:
+            suffix = "" if args.seeds == 1 else f"-seed{seed}"
+            saved = args.json_out.with_stem(args.json_out.stem + suffix)
+            saved.write_text(json.dumps(metrics, indent=2) + "\n")
+        print(_summary(metrics, model, (time.perf_counter() - started) / 60), file=sys.stderr)
+    if args.seeds > 1:
+        python = str(_VENV_PYTHON) if _VENV_PYTHON.is_file() else sys.executable
+        runs = [str(out / f"seed{seed}-folds" / "cv.json") for seed in seeds]
+        report = subprocess.run([python, str(ROOT / "scripts" / "repeated_cv.py"), *runs], text=True,
+                                stdout=subprocess.PIPE, check=True).stdout
+        print(report)
+        members = " ".join(f"--model {model}" for model in models)
+        print(f"the {args.seeds} final models as one ensemble on the official test split: python -m mammo "
+              f"evaluate {members} --data {args.data / 'breastmnist' / 'test'} --json", file=sys.stderr)
     return 0
 
 

@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from mammo.imaging import read_image, sha256_of_pixels
 from mammo.metrics import EVALUATE_KEYS
@@ -84,6 +86,47 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
             training["test_time_mirror"]) == (32, False, False, 28, "horizontal")
     # an unknown option reached `train`; ultrasound settings by default
     assert "CROSS-VALIDATION" in done.stderr and "official TEST split" in done.stderr
+
+
+def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_path: Path) -> None:
+    """``--seeds 2``: two whole runs (seeds 3 and 4: other folds), each with its final model and kept
+    folds, then repeated_cv.py's report over both (each run's figures and the averaged run's, from their
+    out-of-fold predictions) and the command that evaluates the two as one ensemble."""
+    out, saved = tmp_path / "runs", tmp_path / "eval.json"
+    done = _run("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
+                "--arch", "test_efficientnet", "--init", "none", "--image-size", "32", "--out", str(out),
+                "--json-out", str(saved), "--batch-size", "32", "--folds", "2", "--seed", "3", "--seeds", "2",
+                timeout=600)
+    assert done.returncode == 0, done.stderr
+    for seed in (3, 4):
+        config = json.loads((out / f"seed{seed}" / "config.json").read_text())["mammo"]
+        assert config["training"]["seed"] == seed
+        assert json.loads((tmp_path / f"eval-seed{seed}.json").read_text()) == config["cv"]
+    folds = [json.loads((out / f"seed{seed}-folds" / "cv.json").read_text())["oof"] for seed in (3, 4)]
+    assert [f["name"] for f in folds[0]] == [f["name"] for f in folds[1]]
+    assert [f["fold"] for f in folds[0]] != [f["fold"] for f in folds[1]]  # another seed: other folds
+    report = json.loads(done.stdout[done.stdout.index("{\n"):])  # after one JSON line per run
+    kept = [str(out / f"seed{seed}-folds" / "cv.json") for seed in (3, 4)]
+    assert [run["file"] for run in report["runs"]] == kept
+    assert (f"evaluate --model {out / 'seed3'} --model {out / 'seed4'} --data "
+            f"{breastmnist / 'test'} --json") in done.stderr
+    # each run's figures from its own predictions; the averaged run from the mean of both
+    by_name = [{film["name"]: film for film in run} for run in folds]
+    names = sorted(by_name[0])
+    malignant = [by_name[0][name]["label"] == "malignant" for name in names]
+    scores = np.array([[run[name]["probabilities"][-1] for name in names] for run in by_name])
+    for run, own in zip(report["runs"], scores, strict=True):
+        assert run["auc_malignant"] == pytest.approx(roc_auc_score(malignant, own))
+    averaged = report["averaged"]["auc_malignant"]
+    assert report["averaged"]["n"] == 624
+    assert averaged == pytest.approx(roc_auc_score(malignant, scores.mean(axis=0)))
+    first = report["averaged_vs_run"][0]
+    assert first["difference"] == pytest.approx(averaged - report["runs"][0]["auc_malignant"])
+    assert first["ci95"][0] <= first["difference"] <= first["ci95"][1]
+    short = tmp_path / "short.json"  # one image fewer: not runs of the same images
+    short.write_text(json.dumps(folds[1][1:]))
+    refused = _run("scripts/repeated_cv.py", kept[0], str(short), timeout=120)
+    assert refused.returncode != 0 and "scored other films" in refused.stderr
 
 
 @pytest.mark.parametrize("processes", [[], ["-n", "2"]], ids=["one process", "two processes"])
