@@ -207,14 +207,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     thresholds = [member.threshold for member in members]
     threshold = None if None in thresholds else float(np.mean(thresholds))
     metrics = evaluate_probabilities(examples, probs, predictor.labels, threshold)
-    metrics = {"model_version": " + ".join(str(member.version) for member in members), "split": args.split,
-               **metrics, "baseline": baseline}
+    version = predictor.version if len(members) == 1 else " + ".join(str(m.version) for m in members)
+    metrics = {"model_version": version, "split": args.split, **metrics, "baseline": baseline}
     if len(members) > 1:
         metrics["ensemble"] = {"members": [str(member.model_dir) for member in members],
                                "rule": ENSEMBLE_RULE}
     if args.json:
         print(json.dumps(metrics))
     else:
+        if len(members) > 1:
+            print(f"{'ensemble':>18}: {metrics['model_version']} ({ENSEMBLE_RULE})")
         for key, value in _brief(metrics).items():
             print(f"{key:>18}: {value}")
         print(f"{'confusion_matrix':>18}: {metrics['confusion_matrix']} (rows true, cols predicted,"
