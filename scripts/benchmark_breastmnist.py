@@ -44,11 +44,15 @@ ULTRASOUND_ARGS = ("--no-crop", "--no-orient", "--min-side", "28", "--test-time-
 _VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
+def _python() -> str:
+    """The project's venv python where there is one, else this one."""
+    return str(_VENV_PYTHON) if _VENV_PYTHON.is_file() else sys.executable
+
+
 def _mammo(*args: str) -> str:
     """Run ``python -m mammo ARGS`` (venv python, one OpenMP thread); its stdout, or exit clearly."""
-    python = str(_VENV_PYTHON) if _VENV_PYTHON.is_file() else sys.executable
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([python, "-m", "mammo", *args], cwd=ROOT, env=env, text=True,
+    done = subprocess.run([_python(), "-m", "mammo", *args], cwd=ROOT, env=env, text=True,
                           stdout=subprocess.PIPE)
     if done.returncode != 0:
         raise SystemExit(f"python -m mammo {' '.join(args)} failed (exit {done.returncode}); "
@@ -123,9 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             saved.write_text(json.dumps(metrics, indent=2) + "\n")
         print(_summary(metrics, model, (time.perf_counter() - started) / 60), file=sys.stderr)
     if args.seeds > 1:
-        python = str(_VENV_PYTHON) if _VENV_PYTHON.is_file() else sys.executable
         runs = [str(out / f"seed{seed}-folds" / "cv.json") for seed in seeds]
-        report = subprocess.run([python, str(ROOT / "scripts" / "repeated_cv.py"), *runs], text=True,
+        report = subprocess.run([_python(), str(ROOT / "scripts" / "repeated_cv.py"), *runs], text=True,
                                 stdout=subprocess.PIPE, check=True).stdout
         print(report)
         members = " ".join(f"--model {model}" for model in models)
