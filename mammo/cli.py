@@ -187,15 +187,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     predictor = members[0]
     if any(member.labels != predictor.labels for member in members):
         raise ModelError("an ensemble needs models with the same labels in the same order; these have "
-                         + " / ".join(str(member.labels) for member in members))
+                         + "; ".join(f"{member.model_dir}: {member.labels}" for member in members))
     examples = folder_examples(args.data)
     baseline = None
     if args.split != "all":
         spec = SplitSpec.from_model_config(predictor.config)
         if spec is None:
             raise ModelError("this model records no patient split of its data; use --split all")
-        if any(SplitSpec.from_model_config(member.config) != spec for member in members):
-            raise ModelError("these models record different patient splits: their --split films differ")
+        splits = {str(member.model_dir): SplitSpec.from_model_config(member.config) for member in members}
+        if any(split != spec for split in splits.values()):
+            recorded = "; ".join(f"{folder}: {split or 'none recorded'}" for folder, split in splits.items())
+            raise ModelError(f"these models record different patient splits, so their --split films differ: "
+                             f"{recorded}")
         parts = split_by_patient(examples, spec)
         examples = parts[args.split]
         if args.split in ("val", "holdout"):  # the baseline learns from the films before this split

@@ -128,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         print(_summary(metrics, model, (time.perf_counter() - started) / 60), file=sys.stderr)
     if args.seeds > 1:
         runs = [str(out / f"seed{seed}-folds" / "cv.json") for seed in seeds]
-        report = subprocess.run([_python(), str(ROOT / "scripts" / "repeated_cv.py"), *runs], text=True,
-                                stdout=subprocess.PIPE, check=True).stdout
-        print(report)
+        done = subprocess.run([_python(), str(ROOT / "scripts" / "repeated_cv.py"), *runs], text=True,
+                              stdout=subprocess.PIPE)
+        if done.returncode != 0:
+            raise SystemExit(f"scripts/repeated_cv.py failed (exit {done.returncode}) on {' '.join(runs)}; "
+                             "its error is printed above")
+        print(done.stdout)
         members = " ".join(f"--model {model}" for model in models)
         print(f"the {args.seeds} final models as one ensemble on the official test split: python -m mammo "
               f"evaluate {members} --data {args.data / 'breastmnist' / 'test'} --json", file=sys.stderr)

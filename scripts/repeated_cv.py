@@ -12,8 +12,13 @@ order. Prints one JSON object:
 - ``averaged``: each film's probabilities averaged over the runs, then scored. Every run scored the
   film with a model that never saw its patient, so this is an out-of-fold estimate of an ensemble
   of that many models, each trained on a different random share of the other patients;
+- ``averaged_vs_mean_run``: AUC(averaged) minus the runs' mean AUC (the gain over a typical run);
 - ``averaged_vs_run``: AUC(averaged) - AUC(run) for each run, paired on the same films, with a 95% CI
-  from a bootstrap over patients.
+  from a bootstrap over patients (the models held fixed: it leaves out the training variance that
+  the runs' spread shows);
+- ``averaged_at_mean_threshold``: where every input records its ``threshold`` (a ``cv.json``), the
+  averaged probabilities' sensitivity and specificity at the mean of those thresholds (what
+  ``evaluate`` with several ``--model`` uses; fitted on these same predictions, so optimistic).
 """
 
 from __future__ import annotations
@@ -29,19 +34,26 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.data import label_order  # noqa: E402
-from mammo.metrics import evaluate_predictions, paired_auc_difference  # noqa: E402
+from mammo.metrics import evaluate_predictions, malignant_index, paired_auc_difference  # noqa: E402
 
 __all__ = ["read_runs", "main"]
 _REPORTED = ("n", "auc_malignant", "auc_malignant_ci95", "auc_abnormal", "ece_malignant", "accuracy")
 
 
-def read_runs(paths: list[Path]) -> tuple[list[dict], np.ndarray]:
-    """The films (name, group, label; sorted by name) and each run's probabilities (runs, films,
-    classes); SystemExit when the runs did not score the same films with the same classes."""
-    runs = []
+def read_runs(paths: list[Path]) -> tuple[list[dict], np.ndarray, list[float] | None]:
+    """The films (name, group, label; sorted by name), each run's probabilities (runs, films, classes)
+    and each run's threshold (None unless every run records one); SystemExit when the runs did not
+    score the same films with the same classes."""
+    runs, thresholds, classes = [], [], set()
     for path in paths:
         record = json.loads(Path(path).read_text())
-        runs.append({film["name"]: film for film in (record["oof"] if isinstance(record, dict) else record)})
+        summary = record if isinstance(record, dict) else {"oof": record}
+        runs.append({film["name"]: film for film in summary["oof"]})
+        thresholds.append(summary.get("threshold"))
+        if summary.get("classes"):
+            classes.add(tuple(summary["classes"]))
+    if len(classes) > 1:
+        raise SystemExit(f"the runs record other classes: {sorted(classes)}")
     names = sorted(runs[0])
     for path, run in zip(paths, runs, strict=True):
         if sorted(run) != names:
@@ -49,7 +61,8 @@ def read_runs(paths: list[Path]) -> tuple[list[dict], np.ndarray]:
         if any(run[n][key] != runs[0][n][key] for n in names for key in ("label", "group")):
             raise SystemExit(f"{path} gives some film another label or patient than {paths[0]}")
     films = [{key: runs[0][n][key] for key in ("name", "group", "label")} for n in names]
-    return films, np.array([[run[n]["probabilities"] for n in names] for run in runs])
+    probs = np.array([[run[n]["probabilities"] for n in names] for run in runs])
+    return films, probs, None if None in thresholds else [float(t) for t in thresholds]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,32 +73,42 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least two runs")
-    films, probs = read_runs(args.runs)
+    films, probs, thresholds = read_runs(args.runs)
     labels = [film["label"] for film in films]
     classes = label_order(set(labels))
-    if probs.shape[2] != len(classes):
+    column = malignant_index(classes)
+    if probs.shape[2] != len(classes) or column is None:
         raise SystemExit(f"the runs give {probs.shape[2]} probabilities per film; their films hold the "
-                         f"classes {classes}")
+                         f"classes {classes} (this script compares malignant-vs-rest AUCs)")
     groups = [film["group"] for film in films]
 
-    def figures(p: np.ndarray) -> dict:
-        report = evaluate_predictions(np.array(labels), p, classes, n_resamples=args.resamples)
+    def figures(p: np.ndarray, threshold: float | None = None) -> dict:
+        report = evaluate_predictions(np.array(labels), p, classes, threshold, n_resamples=args.resamples)
         return {key: report[key] for key in _REPORTED}
 
     runs = [{"file": str(path), **figures(p)} for path, p in zip(args.runs, probs, strict=True)]
     aucs = [run["auc_malignant"] for run in runs]
     averaged = probs.mean(axis=0)
     malignant = np.array(labels) == "malignant"
+    averaged_figures = figures(averaged)
     report = {
         "runs": runs,
         "auc_malignant_mean": statistics.mean(aucs), "auc_malignant_sd": statistics.stdev(aucs),
         "auc_malignant_range": [min(aucs), max(aucs)],
-        "averaged": figures(averaged),
+        "averaged": averaged_figures,
+        "averaged_vs_mean_run": averaged_figures["auc_malignant"] - statistics.mean(aucs),
         "averaged_vs_run": [
-            {"file": str(path), **(paired_auc_difference(malignant, p[:, -1], averaged[:, -1], groups,
-                                                         args.resamples) or {})}
+            {"file": str(path), **(paired_auc_difference(malignant, p[:, column], averaged[:, column], groups,
+                                                         args.resamples)
+                                   or {"difference": None, "why": "too few resamples hold both classes"})}
             for path, p in zip(args.runs, probs, strict=True)],
+        "averaged_at_mean_threshold": None,
     }
+    if thresholds is not None:
+        called = evaluate_predictions(np.array(labels), averaged, classes, float(np.mean(thresholds)),
+                                      n_resamples=0)
+        report["averaged_at_mean_threshold"] = {key: called[key]
+                                                for key in ("threshold", "sensitivity", "specificity")}
     print(json.dumps(report, indent=2))
     return 0
 

@@ -59,6 +59,8 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     assert baseline["model"].startswith("logistic regression")
     assert baseline["auc_malignant"] == pytest.approx(mammo["baseline"]["auc_malignant"], abs=1e-9)
     assert json.loads(done.stdout)["baseline"] is None  # --split all: no films it has not learnt from
+    # one model: no ensemble, and its own version as before (the folder's name when none is recorded)
+    assert "ensemble" not in metrics and metrics["model_version"] == (mammo["version"] or trained.name)
     # per tissue type (mini-MIAS's metadata): every holdout film in exactly one subgroup
     tissue = metrics["subgroups"]["tissue"]
     assert set(tissue) <= {"fatty", "fatty-glandular", "dense-glandular"}

@@ -371,4 +371,3 @@ def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, sma
                 auc = (figures["auc_malignant"] or {}).get("auc")
                 again_auc = (again[grouping][name]["auc_malignant"] or {}).get("auc")
                 assert again_auc == (None if auc is None else pytest.approx(auc))
-

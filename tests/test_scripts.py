@@ -102,7 +102,8 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_p
         config = json.loads((out / f"seed{seed}" / "config.json").read_text())["mammo"]
         assert config["training"]["seed"] == seed
         assert json.loads((tmp_path / f"eval-seed{seed}.json").read_text()) == config["cv"]
-    folds = [json.loads((out / f"seed{seed}-folds" / "cv.json").read_text())["oof"] for seed in (3, 4)]
+    records = [json.loads((out / f"seed{seed}-folds" / "cv.json").read_text()) for seed in (3, 4)]
+    folds = [record["oof"] for record in records]
     assert [f["name"] for f in folds[0]] == [f["name"] for f in folds[1]]
     assert [f["fold"] for f in folds[0]] != [f["fold"] for f in folds[1]]  # another seed: other folds
     report = json.loads(done.stdout[done.stdout.index("{\n"):])  # after one JSON line per run
@@ -122,7 +123,14 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_p
     assert averaged == pytest.approx(roc_auc_score(malignant, scores.mean(axis=0)))
     first = report["averaged_vs_run"][0]
     assert first["difference"] == pytest.approx(averaged - report["runs"][0]["auc_malignant"])
-    assert first["ci95"][0] <= first["difference"] <= first["ci95"][1]
+    assert first["ci95"][0] <= first["ci95"][1] and first["resamples"] > 0
+    assert report["averaged_vs_mean_run"] == pytest.approx(averaged - np.mean([r["auc_malignant"]
+                                                                                for r in report["runs"]]))
+    # each cv.json records its threshold: the averaged run is also called at the mean of them
+    called = report["averaged_at_mean_threshold"]
+    assert called["threshold"] == pytest.approx(np.mean([record["threshold"] for record in records]))
+    above = scores.mean(axis=0)[np.array(malignant)] >= called["threshold"]
+    assert called["sensitivity"] == pytest.approx(above.mean())
     short = tmp_path / "short.json"  # one image fewer: not runs of the same images
     short.write_text(json.dumps(folds[1][1:]))
     refused = _run("scripts/repeated_cv.py", kept[0], str(short), timeout=120)
