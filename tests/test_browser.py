@@ -95,6 +95,24 @@ def receipt_case_id(page) -> str:
     return shot.CASE_ID.search(page.locator("p").filter(has_text="Case stored").first.inner_text()).group(0)
 
 
+def open_metadata(page) -> None:
+    """Open the Submit tab's optional metadata unless it is open (its fields render only when open;
+    a click while the page is still settling can be lost, so it is retried)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    age = page.get_by_role("textbox", name="Age in years")
+    for _ in range(3):
+        if age.is_visible():
+            return
+        page.get_by_role("button", name="Optional metadata").click()
+        try:
+            age.wait_for(state="visible", timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("the optional metadata did not open")
+
+
 def pick(page, label: str, option: str) -> None:
     page.get_by_label(label, exact=True).click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -139,7 +157,7 @@ def test_models_tab_shows_the_card_without_its_yaml_header(page) -> None:
 def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppProcess, tmp_path: Path) -> None:
     page = fresh
     page.get_by_role("tab", name="Submit case").click()
-    page.get_by_role("button", name="Optional metadata").click()  # open it, as a clinician would
+    open_metadata(page)  # as a clinician would
     age = page.get_by_role("textbox", name="Age in years")
     assert age.input_value() == ""
     assert page.get_by_role("textbox", name=re.compile("^Notes")).input_value() == ""
@@ -159,9 +177,8 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
 
     # 2. a filled field, then the next case with it blank: the blank one is null, not the old value
     shot.upload(page, phantom(tmp_path, 2), "Submit case")
-    if not age.is_visible():  # an upload retry reloads the page (shot.upload), closing the accordion
-        page.get_by_role("button", name="Optional metadata").click()
     pick(page, "Confirmed label", "malignant")
+    open_metadata(page)  # still open, unless an upload retry reloaded the page (shot.upload)
     pick(page, "BI-RADS assessment", "4: suspicious")
     age.fill("57")
     page.get_by_role("button", name="Submit case", exact=True).click()
