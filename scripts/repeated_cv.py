@@ -40,10 +40,11 @@ __all__ = ["read_runs", "main"]
 _REPORTED = ("n", "auc_malignant", "auc_malignant_ci95", "auc_abnormal", "ece_malignant", "accuracy")
 
 
-def read_runs(paths: list[Path]) -> tuple[list[dict], np.ndarray, list[float] | None]:
-    """The films (name, group, label; sorted by name), each run's probabilities (runs, films, classes)
-    and each run's threshold (None unless every run records one); SystemExit when the runs did not
-    score the same films with the same classes."""
+def read_runs(paths: list[Path]) -> tuple[list[dict], np.ndarray, list[str], list[float] | None]:
+    """The films (name, group, label; sorted by name), each run's probabilities (runs, films, classes),
+    the classes in that order (as recorded, else the films' labels in severity order) and each run's
+    threshold (None unless every run records one); SystemExit when the runs did not score the same
+    films with the same classes."""
     runs, thresholds, classes = [], [], set()
     for path in paths:
         record = json.loads(Path(path).read_text())
@@ -62,7 +63,8 @@ def read_runs(paths: list[Path]) -> tuple[list[dict], np.ndarray, list[float] | 
             raise SystemExit(f"{path} gives some film another label or patient than {paths[0]}")
     films = [{key: runs[0][n][key] for key in ("name", "group", "label")} for n in names]
     probs = np.array([[run[n]["probabilities"] for n in names] for run in runs])
-    return films, probs, None if None in thresholds else [float(t) for t in thresholds]
+    order = list(classes.pop()) if classes else label_order(film["label"] for film in films)
+    return films, probs, order, None if None in thresholds else [float(t) for t in thresholds]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,17 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least two runs")
-    films, probs, thresholds = read_runs(args.runs)
+    films, probs, classes, thresholds = read_runs(args.runs)
     labels = [film["label"] for film in films]
-    classes = label_order(set(labels))
     column = malignant_index(classes)
-    if probs.shape[2] != len(classes) or column is None:
+    if probs.shape[2] != len(classes) or column is None or not set(labels) <= set(classes):
         raise SystemExit(f"the runs give {probs.shape[2]} probabilities per film; their films hold the "
                          f"classes {classes} (this script compares malignant-vs-rest AUCs)")
     groups = [film["group"] for film in films]
 
-    def figures(p: np.ndarray, threshold: float | None = None) -> dict:
-        report = evaluate_predictions(np.array(labels), p, classes, threshold, n_resamples=args.resamples)
+    def figures(p: np.ndarray) -> dict:
+        report = evaluate_predictions(np.array(labels), p, classes, n_resamples=args.resamples)
         return {key: report[key] for key in _REPORTED}
 
     runs = [{"file": str(path), **figures(p)} for path, p in zip(args.runs, probs, strict=True)]
