@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ __all__ = [
     "augmenter",
     "augmentation_text",
     "IN_MEMORY_BYTES",
+    "image_hashes",
     "pixel_hashes",
     "learnt_by",
 ]
@@ -287,15 +288,22 @@ class PreparedImages(torch.utils.data.Dataset):
         return to_tensor(square[0].numpy(), self.mean, self.std), self.targets[index]
 
 
+def image_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> Iterator[str]:
+    """SHA-256 of each example's pixels, in order (decoded as they are asked for), computed as the
+    Predictor hashes an upload."""
+    return (sha256_of_pixels(e.read(min_side)) for e in examples)
+
+
 def pixel_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> list[str]:
-    """Sorted SHA-256 of each example's pixels, computed as the Predictor hashes an upload."""
-    return sorted({sha256_of_pixels(e.read(min_side)) for e in examples})
+    """The examples' distinct pixel hashes, sorted (as a model's ``config.json`` records them)."""
+    return sorted(set(image_hashes(examples, min_side)))
 
 
-def learnt_by(init: str | Path, examples: Sequence[Example], min_side: int = MIN_SIDE) -> int | None:
-    """How many of ``examples`` the starting weights ``init`` learnt from (trained or validated on),
-    by the pixel hashes its ``config.json`` records: 0 for ``imagenet`` / ``none``; None when ``init``
-    is a folder that records none (e.g. a cross-validation's fold model)."""
+def learnt_by(init: str | Path, hashes: Iterable[str]) -> int | None:
+    """How many of these images (their pixel hashes: :func:`image_hashes`) the starting weights ``init``
+    learnt from (trained or validated on), by the hashes its ``config.json`` records: 0 for
+    ``imagenet`` / ``none`` (``hashes`` then not read); None when ``init`` is a folder that records none
+    (e.g. a cross-validation's fold model)."""
     if str(init) in ("imagenet", "none"):
         return 0
     try:
@@ -305,4 +313,4 @@ def learnt_by(init: str | Path, examples: Sequence[Example], min_side: int = MIN
     if not isinstance(recorded, list):
         return None
     learnt = set(recorded)
-    return sum(sha256_of_pixels(e.read(min_side)) in learnt for e in examples)
+    return sum(digest in learnt for digest in hashes)

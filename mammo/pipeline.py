@@ -18,7 +18,7 @@ import numpy as np
 from .baseline import evaluate_baseline
 from .calibration import apply_calibration, fit_calibration
 from .cv import THRESHOLD_RULE, cross_validate
-from .data import Example, SplitSpec, folder_examples, label_order, learnt_by, pixel_hashes, split_by_patient
+from .data import Example, SplitSpec, folder_examples, image_hashes, label_order, learnt_by, split_by_patient
 from .distributed import is_main_process
 from .film import FilmModel
 from .metrics import DEFAULT_THRESHOLD, evaluate_predictions, pick_threshold
@@ -171,6 +171,8 @@ def train_to_folder(
         baseline = evaluate_baseline(learn, parts["holdout"], labels, config.preprocess, config.min_side)
     elif not cv and parts["val"]:
         baseline = evaluate_baseline(train, parts["val"], labels, config.preprocess, config.min_side)
+    # the validation films' pixel hashes, once: recorded, and checked against the starting weights
+    val_hashes = [] if cv else list(image_hashes(parts["val"], config.min_side))
     mammo = {
         "version": None,
         "parent": parent,
@@ -194,10 +196,9 @@ def train_to_folder(
             "n_cases": len(extra_train),
             "counts": dict(Counter(e.label for e in train)),
             # so the app can say when an upload is one of the films this model learnt from
-            "image_sha256": pixel_hashes([*train, *([] if cv else parts["val"])], config.min_side),
+            "image_sha256": sorted({*image_hashes(train, config.min_side), *val_hashes}),
             # validation films the starting weights had learnt from: their calibration is optimistic
-            "val_learnt_by_init": learnt_by(config.init, parts["val"], config.min_side)
-            if parts["val"] and not cv else 0,
+            "val_learnt_by_init": learnt_by(config.init, val_hashes) if val_hashes else 0,
         },
         "training": {
             **config.to_dict(),

@@ -14,7 +14,7 @@ import pytest
 from helpers import check_schema, run_cli
 
 from mammo.cv import patient_folds, summarise
-from mammo.data import SplitSpec, folder_examples, learnt_by
+from mammo.data import SplitSpec, folder_examples, image_hashes, learnt_by
 from mammo.explain import LESION_MAP
 from mammo.metrics import EVALUATE_KEYS
 from mammo.pipeline import base_splits
@@ -132,9 +132,10 @@ def test_folds_never_start_from_weights_that_learnt_their_films(patch_v, small_m
     starting folder that records no films (a fold model). The films held out of MODEL count as new."""
     model, folds = patch_v
     parts = base_splits([small_mias], None, SplitSpec())
-    assert learnt_by(model, parts["holdout"]) == 0 and learnt_by("imagenet", parts["train"]) == 0
+    assert learnt_by(model, image_hashes(parts["holdout"])) == 0
+    assert learnt_by("imagenet", image_hashes(parts["train"])) == 0
     n = len(parts["train"]) + len(parts["val"])
-    assert learnt_by(model, [*parts["train"], *parts["val"]]) == n
+    assert learnt_by(model, image_hashes([*parts["train"], *parts["val"]])) == n
     recipe = ["cv", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
               "--image-size", "128", "--patch-size", "64", "--top-k", "4", "--epochs", "1", "--folds", "2"]
     seen = run_cli(*recipe, "--init", str(model))
