@@ -266,6 +266,16 @@ def test_train_can_take_a_finished_cross_validation(patch_v, small_mias: Path, t
     assert other.returncode == 2 and "another recipe (differs in top_k)" in other.stderr
 
 
+def test_a_reused_cross_validation_must_match_every_setting_that_changes_the_model() -> None:
+    """``--cv-from`` compares the recorded recipe on every training setting but those that change no
+    weight (early-stopping patience, which has no validation set in cross-validation, and the smallest
+    accepted image side): a new setting must join the comparison."""
+    from mammo.pipeline import _RECIPE_KEYS
+    from mammo.train import TrainConfig
+
+    assert set(TrainConfig().to_dict()) - set(_RECIPE_KEYS) == {"patience", "min_side"}
+
+
 def _weights(folder: Path) -> dict:
     from safetensors.torch import load_file
 
