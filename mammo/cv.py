@@ -162,7 +162,7 @@ def cross_validate(
                                                   config.min_side)
     summary["histories"] = [r.history for r in sorted(results, key=lambda r: r.fold)]
     summary["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(f),
-                       "probabilities": [round(float(p), 6) for p in row]}
+                       "probabilities": [float(p) for p in row]}
                       for e, f, row in zip(examples, fold_of, summary.pop("_probs"), strict=True)]
     if keep_models is not None and is_main_process():  # renamed into place: never half a file
         partial = keep_models / "cv.json.partial"

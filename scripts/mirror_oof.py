@@ -11,8 +11,9 @@ flips left and right, the plausible one for ultrasound). Both are summarised as 
 (calibration and threshold cross-fitted over the same folds) and printed as one JSON object:
 ``as_is`` and ``mirror_averaged`` (the mean of the two uncalibrated scores); the one matching the
 cross-validation's ``--test-time-mirror`` (none, or this axis) reproduces its figures exactly.
-``--out`` writes the mirror-averaged predictions as a ``cv.json``, so ``compare_models.py --cv``
-gives the paired difference with its interval.
+``--out`` writes the mirror-averaged predictions as a ``cv.json``, and ``--as-is-out`` the films'
+own (for a cross-validation run with the mirror, whose ``cv.json`` is the mirror-averaged one), so
+``compare_models.py --cv`` gives the paired difference with its interval.
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def fold_scores(model_dir: Path, examples: list[Example], classes: list[str],
     return raw_scores(model, batches), raw_scores(model, (x.flip(MIRROR_DIMS[axis]) for x in batches))
 
 
+def _write_cv(path: Path, summary: dict, films: list[dict], classes: list[str], recipe: dict) -> None:
+    """Write rescored out-of-fold predictions as a ``cv.json``; ``recipe`` records the mirror as
+    ``--test-time-mirror`` would (``train --cv-from`` takes it for that recipe only)."""
+    summary = dict(summary)
+    oof = [{**film, "probabilities": [float(p) for p in row]}
+           for film, row in zip(films, summary.pop("_probs"), strict=True)]
+    record = {**summary, "classes": classes, "oof": oof, "mirror": recipe["test_time_mirror"],
+              "recipe": recipe}
+    path.write_text(json.dumps(record) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the cross-validation's imagefolder(s); repeatable")
     parser.add_argument("--axis", choices=sorted(MIRROR_DIMS), default="vertical")
     parser.add_argument("--out", type=Path, help="write the mirror-averaged predictions as a cv.json")
+    parser.add_argument("--as-is-out", type=Path, help="write the predictions as they are as a cv.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cv = json.loads((args.folds / "cv.json").read_text())
@@ -85,14 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     targets = np.array([classes.index(f["label"]) for f in films])
     summaries = {name: summarise(np.stack(scores), targets, fold_of, classes, head)
                  for name, scores in (("as_is", as_is), ("mirror_averaged", mirrored))}
-    if args.out:
-        summary = dict(summaries["mirror_averaged"])
-        oof = [{**film, "probabilities": [round(float(p), 6) for p in row]}
-               for film, row in zip(films, summary.pop("_probs"), strict=True)]
-        # the recipe as --test-time-mirror would record it: `train --cv-from` takes it for that recipe only
-        recipe = {**(cv.get("recipe") or {}), "test_time_mirror": args.axis}
-        record = {**summary, "classes": classes, "oof": oof, "mirror": args.axis, "recipe": recipe}
-        args.out.write_text(json.dumps(record) + "\n")
+    recipe = cv.get("recipe") or {}
+    for path, name, mirror in ((args.out, "mirror_averaged", args.axis), (args.as_is_out, "as_is", None)):
+        if path:
+            _write_cv(path, summaries[name], films, classes, {**recipe, "test_time_mirror": mirror})
     report = {name: {key: summary.get(key) for key in _REPORTED} for name, summary in summaries.items()}
     print(json.dumps({"folds": str(args.folds), "axis": args.axis, **report}))
     return 0

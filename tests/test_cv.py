@@ -101,15 +101,28 @@ def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, t
     assert "**Test-time mirror**" in (out / "README.md").read_text()
     kept = json.loads((folds / "cv.json").read_text())
     assert kept["recipe"]["test_time_mirror"] == "horizontal"
+    as_is = tmp_path / "as_is.json"
     script = ["scripts/mirror_oof.py", "--folds", str(folds), "--data", str(small_mias),
-              "--axis", "horizontal"]
-    rescored = subprocess.run([sys.executable, *script], cwd=Path(__file__).resolve().parents[1],
-                              capture_output=True, text=True, timeout=600)
+              "--axis", "horizontal", "--as-is-out", str(as_is)]
+    root = Path(__file__).resolve().parents[1]
+    rescored = subprocess.run([sys.executable, *script], cwd=root, capture_output=True, text=True,
+                              timeout=600)
     assert rescored.returncode == 0, rescored.stderr
     report = json.loads(rescored.stdout)
     for key in ("auc_malignant", "auc_macro", "ece_malignant"):
         assert report["mirror_averaged"][key] == pytest.approx(kept[key], abs=1e-6), key
     assert report["as_is"]["ece_malignant"] != pytest.approx(kept["ece_malignant"], abs=1e-9)
+    # the films as they are, written as a cv.json of the recipe without the mirror, paired with the kept one
+    own = json.loads(as_is.read_text())
+    assert own["recipe"] == {**kept["recipe"], "test_time_mirror": None} and own["mirror"] is None
+    assert own["auc_malignant"] == pytest.approx(report["as_is"]["auc_malignant"], abs=1e-9)
+    paired = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(as_is),
+                             str(folds / "cv.json"), "--resamples", "200"], cwd=root, capture_output=True,
+                            text=True, timeout=600)
+    assert paired.returncode == 0, paired.stderr
+    difference = json.loads(paired.stdout)["malignant_vs_rest"]
+    assert difference["n"] == kept["n"]
+    assert difference["difference"] == pytest.approx(kept["auc_malignant"] - own["auc_malignant"], abs=1e-3)
 
 
 @pytest.fixture(scope="module")
