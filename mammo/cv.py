@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -69,6 +72,19 @@ class FoldResult:
     fold: int
     scores: np.ndarray
     history: list[dict]
+
+
+def _end_with_parent(parent: int) -> None:
+    """Fold worker initializer: end this worker within a second of the process that started it
+    ending (killed, say, by a job scheduler's SIGTERM, which runs no clean-up), instead of training on
+    as an orphan nobody will read."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def _run_fold(fold: int, train: list[Example], test: list[Example], labels: list[str],
@@ -146,7 +162,8 @@ def cross_validate(
             done(_run_fold(*job))
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_end_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             for future in [pool.submit(_run_fold, *job) for job in jobs]:
                 done(future.result())
     scores = np.zeros((len(examples), results[0].scores.shape[1]))

@@ -4,6 +4,7 @@ calibration, ``python -m mammo cv --json`` and ``train --cv`` (both recipes, tin
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_server import ROOT
 from helpers import check_schema, run_cli
 
 from mammo.cv import patient_folds, summarise
@@ -396,3 +398,35 @@ def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, sma
                 auc = (figures["auc_malignant"] or {}).get("auc")
                 again_auc = (again[grouping][name]["auc_malignant"] or {}).get("auc")
                 assert again_auc == (None if auc is None else pytest.approx(auc))
+
+
+def test_fold_workers_end_when_the_cross_validation_is_killed(small_mias: Path) -> None:
+    """``cv --workers 2`` killed with SIGTERM (a job scheduler's cancel; no clean-up runs): its fold
+    workers end too, instead of training on as orphans."""
+    import signal
+    import time
+
+    import psutil
+
+    command = [sys.executable, "-m", "mammo", "cv", "--data", str(small_mias), "--arch", "test_efficientnet",
+               "--init", "none", "--image-size", "48", "--epochs", "500", "--folds", "2", "--workers", "2"]
+    cv = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[psutil.Process] = []
+    try:
+        parent, deadline = psutil.Process(cv.pid), time.monotonic() + 180
+        while time.monotonic() < deadline:  # both workers started and past their imports: training
+            workers = [w for w in parent.children() if "spawn_main" in " ".join(w.cmdline())]
+            if len(workers) == 2 and all(sum(w.cpu_times()[:2]) > 8 for w in workers):
+                break
+            time.sleep(0.5)
+        assert len(workers) == 2 and cv.poll() is None
+        cv.send_signal(signal.SIGTERM)
+        cv.wait(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=20)
+        assert alive == []
+    finally:  # whatever happened, nothing of this test trains on
+        cv.kill()
+        for worker in workers:
+            if worker.is_running():
+                worker.kill()
