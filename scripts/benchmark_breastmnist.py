@@ -49,13 +49,13 @@ def _python() -> str:
     return str(_VENV_PYTHON) if _VENV_PYTHON.is_file() else sys.executable
 
 
-def _mammo(*args: str) -> str:
-    """Run ``python -m mammo ARGS`` (venv python, one OpenMP thread); its stdout, or exit clearly."""
+def _python_run(*args: str) -> str:
+    """Run ``python ARGS`` in the project root (venv python, one OpenMP thread); its stdout, or exit
+    clearly. Paths in ARGS must be absolute."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([_python(), "-m", "mammo", *args], cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE)
+    done = subprocess.run([_python(), *args], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE)
     if done.returncode != 0:
-        raise SystemExit(f"python -m mammo {' '.join(args)} failed (exit {done.returncode}); "
+        raise SystemExit(f"python {' '.join(args)} failed (exit {done.returncode}); "
                          "its error is printed above")
     return done.stdout
 
@@ -102,23 +102,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="also save the evaluate JSON to this file (FILE-seed<k> for each of --seeds)")
     args, train_extra = parser.parse_known_args(argv)
 
-    train, val = args.data / "breastmnist" / "train", args.data / "breastmnist" / "val"
+    data = args.data.resolve()  # the runs below start in the project root
+    train, val = data / "breastmnist" / "train", data / "breastmnist" / "val"
     for folder in (train, val):
         if not folder.is_dir():
             parser.error(f"{folder} not found: point --data (or MAMMO_DATA) at the folder with breastmnist/")
     if args.seeds < 1:
         parser.error("--seeds takes at least 1")
-    out = args.out or Path(tempfile.mkdtemp(prefix="breastmnist-")) / "model"
+    out = (args.out or Path(tempfile.mkdtemp(prefix="breastmnist-")) / "model").resolve()
     seeds = range(args.seed, args.seed + args.seeds)
     models = [out] if args.seeds == 1 else [out / f"seed{seed}" for seed in seeds]
     for seed, model in zip(seeds, models, strict=True):
         started = time.perf_counter()
         keep = [] if args.seeds == 1 else ["--keep-models", str(out / f"seed{seed}-folds")]
-        _mammo("train", "--data", str(train), "--data", str(val), "--val-fraction", "0",
-               "--holdout-fraction", "0", "--cv", str(args.folds), "--workers", str(args.workers),
-               "--arch", args.arch, "--init", args.init, "--image-size", str(args.image_size),
-               "--epochs", str(args.epochs), "--seed", str(seed), *ULTRASOUND_ARGS, *train_extra, *keep,
-               "--out", str(model))
+        _python_run("-m", "mammo", "train", "--data", str(train), "--data", str(val), "--val-fraction", "0",
+                    "--holdout-fraction", "0", "--cv", str(args.folds), "--workers", str(args.workers),
+                    "--arch", args.arch, "--init", args.init, "--image-size", str(args.image_size),
+                    "--epochs", str(args.epochs), "--seed", str(seed), *ULTRASOUND_ARGS, *train_extra, *keep,
+                    "--out", str(model))
         metrics = json.loads((model / "config.json").read_text())["mammo"]["cv"]
         print(json.dumps(metrics))
         if args.json_out:
@@ -128,12 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_summary(metrics, model, (time.perf_counter() - started) / 60), file=sys.stderr)
     if args.seeds > 1:
         runs = [str(out / f"seed{seed}-folds" / "cv.json") for seed in seeds]
-        done = subprocess.run([_python(), str(ROOT / "scripts" / "repeated_cv.py"), *runs], text=True,
-                              stdout=subprocess.PIPE)
-        if done.returncode != 0:
-            raise SystemExit(f"scripts/repeated_cv.py failed (exit {done.returncode}) on {' '.join(runs)}; "
-                             "its error is printed above")
-        print(done.stdout)
+        print(_python_run(str(ROOT / "scripts" / "repeated_cv.py"), *runs))
         members = " ".join(f"--model {model}" for model in models)
         print(f"the {args.seeds} final models as one ensemble on the official test split: python -m mammo "
               f"evaluate {members} --data {args.data / 'breastmnist' / 'test'} --json", file=sys.stderr)
