@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [{"file": str(path), **figures(p)} for path, p in zip(args.runs, probs, strict=True)]
     aucs = [run["auc_malignant"] for run in runs]
     averaged = probs.mean(axis=0)
-    malignant = np.array(labels) == "malignant"
+    malignant = np.array(labels) == classes[column]
     averaged_figures = figures(averaged)
     report = {
         "runs": runs,
