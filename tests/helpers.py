@@ -18,7 +18,7 @@ from mammo.metrics import EVALUATE_KEYS
 from mammo.store.registry import packaged_versions
 
 __all__ = ["LABELS", "RETRAIN", "PACKAGED", "SERVED", "NEXT", "Images", "load_cases", "running_job_desc",
-           "run_cli", "check_schema"]
+           "run_cli", "run_script", "check_schema"]
 
 LABELS = ["normal", "benign", "malignant"]
 PACKAGED = [folder.name for folder in packaged_versions()]  # the versions shipped: v1, v2, ...
@@ -61,6 +61,11 @@ def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess
         env["MAMMO_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "mammo", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the project root (e.g. ``scripts/x.py ...``), its output captured as text."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def check_schema(metrics: dict, n: int) -> None:

@@ -8,8 +8,6 @@ Run with ``-s`` to print the input -> outcome table used in the README.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -18,7 +16,7 @@ import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from helpers import SERVED
+from helpers import SERVED, run_script
 from PIL import Image
 
 from mammo.store import CaseStore
@@ -59,8 +57,7 @@ def outcome(call) -> str:
 
 
 def test_committed_corpus_is_what_the_script_makes(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "scripts/make_bad_inputs.py", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = run_script("scripts/make_bad_inputs.py", "--out", str(tmp_path), timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "MANIFEST.json").read_text()) == MANIFEST
     for entry in MANIFEST:

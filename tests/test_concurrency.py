@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -12,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from app_server import ROOT, AppProcess
+from app_server import AppProcess
 from gradio_client import Client, handle_file
-from helpers import LABELS, RETRAIN, Images, load_cases, running_job_desc
+from helpers import LABELS, RETRAIN, Images, load_cases, run_script, running_job_desc
 
 from mammo.store import CaseStore
 
@@ -79,8 +77,8 @@ def test_predict_keeps_answering_during_a_retrain(app: AppProcess, small_mias: P
 
 def test_loadtest_script_runs_clean(tmp_path: Path) -> None:
     """scripts/loadtest.py end to end, short: its own app, Locust through the HTTP API, the report."""
-    done = subprocess.run([sys.executable, "scripts/loadtest.py", "--users", "3", "--seconds", "8", "--out",
-                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_script("scripts/loadtest.py", "--users", "3", "--seconds", "8", "--out", str(tmp_path / "out"),
+                      timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with (tmp_path / "out" / "locust_stats.csv").open(newline="") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}

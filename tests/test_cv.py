@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from app_server import ROOT
-from helpers import check_schema, run_cli
+from helpers import check_schema, run_cli, run_script
 
 from mammo.cv import patient_folds, summarise
 from mammo.data import SplitSpec, folder_examples, image_hashes, learnt_by
@@ -106,9 +106,7 @@ def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, t
     as_is = tmp_path / "as_is.json"
     script = ["scripts/mirror_oof.py", "--folds", str(folds), "--data", str(small_mias),
               "--axis", "horizontal", "--as-is-out", str(as_is)]
-    root = Path(__file__).resolve().parents[1]
-    rescored = subprocess.run([sys.executable, *script], cwd=root, capture_output=True, text=True,
-                              timeout=600)
+    rescored = run_script(*script)
     assert rescored.returncode == 0, rescored.stderr
     report = json.loads(rescored.stdout)
     for key in ("auc_malignant", "auc_macro", "ece_malignant"):
@@ -119,9 +117,8 @@ def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, t
     assert own["recipe"] == {**kept["recipe"], "test_time_mirror": None} and own["mirror"] is None
     for key in ("auc_malignant", "ece_malignant"):  # the films' own scores (their ECE is not the mirror's)
         assert own[key] == pytest.approx(report["as_is"][key], abs=1e-9), key
-    paired = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(as_is),
-                             str(folds / "cv.json"), "--resamples", "200"], cwd=root, capture_output=True,
-                            text=True, timeout=600)
+    paired = run_script("scripts/compare_models.py", "--cv", str(as_is),
+                        str(folds / "cv.json"), "--resamples", "200")
     assert paired.returncode == 0, paired.stderr
     difference = json.loads(paired.stdout)["malignant_vs_rest"]
     assert difference["n"] == kept["n"]
@@ -167,11 +164,9 @@ def test_mirror_script_rescores_the_kept_folds_out_of_fold(patch_v, small_mias: 
     cross-validation's figures exactly; the mirror-averaged predictions are a cv.json that
     compare_models reads."""
     _, folds = patch_v
-    root = Path(__file__).resolve().parents[1]
     out = tmp_path / "mirror.json"
-    done = subprocess.run([sys.executable, "scripts/mirror_oof.py", "--folds", str(folds), "--data",
-                           str(small_mias), "--axis", "vertical", "--out", str(out)],
-                          cwd=root, capture_output=True, text=True, timeout=600)
+    done = run_script("scripts/mirror_oof.py", "--folds", str(folds), "--data",
+                      str(small_mias), "--axis", "vertical", "--out", str(out))
     assert done.returncode == 0, done.stderr
     report, kept = json.loads(done.stdout), json.loads((folds / "cv.json").read_text())
     for key in ("auc_malignant", "auc_macro", "balanced_accuracy", "ece_malignant"):
@@ -184,9 +179,8 @@ def test_mirror_script_rescores_the_kept_folds_out_of_fold(patch_v, small_mias: 
     assert [f["name"] for f in mirrored["oof"]] == [f["name"] for f in kept["oof"]]
     pairs = zip(mirrored["oof"], kept["oof"], strict=True)
     assert any(a["probabilities"] != b["probabilities"] for a, b in pairs)
-    paired = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(folds / "cv.json"),
-                             str(out), "--resamples", "200"], cwd=root, capture_output=True, text=True,
-                            timeout=600)
+    paired = run_script("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+                        str(out), "--resamples", "200")
     assert paired.returncode == 0, paired.stderr
     assert json.loads(paired.stdout)["malignant_vs_rest"]["n"] == kept["n"]
 
@@ -231,13 +225,9 @@ def test_patch_recipe_refuses_data_without_lesion_marks(tmp_path: Path, small_mi
 
 
 def test_pointing_game_script_runs_out_of_fold(patch_v, small_mias: Path) -> None:
-    import subprocess
-    import sys
-
     _, folds = patch_v
-    done = subprocess.run([sys.executable, "scripts/heatmap_lesions.py", "--folds", str(folds), "--data",
-                           str(small_mias)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                          text=True, timeout=600)
+    done = run_script("scripts/heatmap_lesions.py", "--folds", str(folds), "--data",
+                      str(small_mias))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["split"] == "out of fold" and set(report["methods"]) == {LESION_MAP, "Grad-CAM"}
@@ -251,14 +241,9 @@ def test_pointing_game_script_runs_out_of_fold(patch_v, small_mias: Path) -> Non
 
 
 def test_pooling_variants_are_rescored_out_of_fold(patch_v, small_mias: Path) -> None:
-    import subprocess
-    import sys
-
     _, folds = patch_v
-    done = subprocess.run([sys.executable, "scripts/cv_pooling.py", "--folds", str(folds), "--data",
-                           str(small_mias), "--top-k", "4", "--flip"],
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                          timeout=600)
+    done = run_script("scripts/cv_pooling.py", "--folds", str(folds), "--data",
+                      str(small_mias), "--top-k", "4", "--flip")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(r["top_k"], r["flip"]) for r in rows] == [(4, False), (4, True)]
@@ -348,9 +333,8 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
     # is the second stage better? paired out of fold, and on the held-out patients of the same split
     for mode, pair in (("--cv", [folds / "cv.json", kept / "cv.json"]), ("--holdout", [model, out])):
         extra = ["--data", str(small_mias)] if mode == "--holdout" else []
-        done = subprocess.run([sys.executable, "scripts/compare_models.py", mode, *map(str, pair), *extra,
-                               "--resamples", "200"], cwd=Path(__file__).resolve().parents[1],
-                              capture_output=True, text=True, timeout=600)
+        done = run_script("scripts/compare_models.py", mode, *map(str, pair), *extra,
+                          "--resamples", "200")
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)
         films = second["n"] if mode == "--cv" else mammo["metrics"]["n"]
@@ -359,27 +343,20 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
             assert report[split]["n"] == films and -1 <= low <= high <= 1
     foreign = tmp_path / "foreign.json"  # one film fewer: not the same films
     foreign.write_text(json.dumps({"classes": first["classes"], "oof": first["oof"][1:]}))
-    refused = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(folds / "cv.json"),
-                              str(foreign)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                             text=True, timeout=600)
+    refused = run_script("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+                         str(foreign))
     assert refused.returncode == 1 and "other films or folds" in refused.stderr
     reordered = tmp_path / "reordered.json"  # the same films, the classes listed in another order
     reordered.write_text(json.dumps({**first, "classes": first["classes"][::-1]}))
-    refused = subprocess.run([sys.executable, "scripts/compare_models.py", "--cv", str(folds / "cv.json"),
-                              str(reordered)], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                             text=True, timeout=600)
+    refused = run_script("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+                         str(reordered))
     assert refused.returncode == 1 and "severity order" in refused.stderr
 
 
 def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:
-    import subprocess
-    import sys
-
     model, folds = patch_v
-    done = subprocess.run([sys.executable, "scripts/model_figures.py", "--model", str(model), "--data",
-                           str(small_mias), "--oof", str(folds / "cv.json")],
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                          timeout=600)
+    done = run_script("scripts/model_figures.py", "--model", str(model), "--data",
+                      str(small_mias), "--oof", str(folds / "cv.json"))
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     mammo = json.loads((model / "config.json").read_text())["mammo"]

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from app_server import ROOT
+from helpers import run_script
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -19,19 +21,14 @@ from mammo.imaging import read_image, sha256_of_pixels
 from mammo.metrics import EVALUATE_KEYS
 from mammo.preprocess import breast_region
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 # The keys `evaluate --json` promises in docs/architecture.md.
-
-
-def _run(*args: str, timeout: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def fresh_examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("examples")
-    done = _run("scripts/make_examples.py", "--out", str(out), timeout=120)
+    done = run_script("scripts/make_examples.py", "--out", str(out), timeout=120)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -68,9 +65,10 @@ def test_examples_are_small_and_as_the_readme_says() -> None:
 
 def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     model, saved = tmp_path / "model", tmp_path / "eval.json"
-    done = _run("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
-                "--arch", "test_efficientnet", "--init", "none", "--image-size", "32", "--out", str(model),
-                "--json-out", str(saved), "--batch-size", "32", "--folds", "2", timeout=300)
+    done = run_script("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
+                      "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
+                      "--out", str(model), "--json-out", str(saved), "--batch-size", "32", "--folds", "2",
+                      timeout=300)
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
     assert EVALUATE_KEYS <= set(metrics) and len(metrics["folds"]) == 2
@@ -93,10 +91,10 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_p
     folds, then repeated_cv.py's report over both (each run's figures and the averaged run's, from their
     out-of-fold predictions) and the command that evaluates the two as one ensemble."""
     out, saved = tmp_path / "runs", tmp_path / "eval.json"
-    done = _run("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
-                "--arch", "test_efficientnet", "--init", "none", "--image-size", "32", "--out", str(out),
-                "--json-out", str(saved), "--batch-size", "32", "--folds", "2", "--seed", "3", "--seeds", "2",
-                timeout=600)
+    done = run_script("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
+                      "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
+                      "--out", str(out), "--json-out", str(saved), "--batch-size", "32", "--folds", "2",
+                      "--seed", "3", "--seeds", "2", timeout=600)
     assert done.returncode == 0, done.stderr
     for seed in (3, 4):
         config = json.loads((out / f"seed{seed}" / "config.json").read_text())["mammo"]
@@ -133,7 +131,7 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_p
     assert called["sensitivity"] == pytest.approx(above.mean())
     short = tmp_path / "short.json"  # one image fewer: not runs of the same images
     short.write_text(json.dumps(folds[1][1:]))
-    refused = _run("scripts/repeated_cv.py", kept[0], str(short), timeout=120)
+    refused = run_script("scripts/repeated_cv.py", kept[0], str(short), timeout=120)
     assert refused.returncode != 0 and "scored other films" in refused.stderr
 
 
@@ -156,8 +154,8 @@ def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path, processes: list[str]
 
 
 def test_store_benchmark_smoke(tmp_path: Path) -> None:
-    done = _run("scripts/bench_store.py", "--sizes", "20", "50", "--batch", "10", "--out", str(tmp_path),
-                timeout=300)
+    done = run_script("scripts/bench_store.py", "--sizes", "20", "50", "--batch", "10",
+                      "--out", str(tmp_path), timeout=300)
     assert done.returncode == 0, done.stderr
     assert "| measure | 50 cases | 80 cases |" in done.stdout
     rows = ("submit p50/p95 (ms)", "one case p50/p95 (ms)", "to first training batch (s)",
