@@ -406,8 +406,8 @@ def fit_patches(
                 if step:
                     step(len(losses), mine.total())
         sync_buffers(acc, net)
-        history.append(_epoch_log(epoch, config, losses, acc, val_images, FilmModel(net, config.head), labels,
-                                  started))
+        history.append(_epoch_log(epoch, config, losses, acc, val_images, lambda: FilmModel(net, config.head),
+                                  labels, started))
         if progress:
             progress(history[-1])
     model = FilmModel(net, replace(config.head, mirror=None))  # trained on each film as it is
@@ -424,11 +424,16 @@ def fit_patches(
 
 
 def _epoch_log(epoch: int, config: TrainConfig, losses: list[float], acc, val_images: PreparedImages | None,
-               model: FilmModel, labels: Sequence[str], started: float) -> EpochLog:
-    """A patch-recipe epoch's log; its uncalibrated film AUC on ``val_images`` when given (progress only)."""
+               model: Callable[[], FilmModel], labels: Sequence[str], started: float) -> EpochLog:
+    """A patch-recipe epoch's log; its uncalibrated film AUC on ``val_images`` when given (progress only).
+
+    The model is built and the films scored with torch's random state restored afterwards (building a
+    ``FilmModel`` draws its calibration layer's initial weights): progress never changes the training,
+    and a run with validation films trains exactly as one without."""
     score = accuracy = None
     if val_images is not None:
-        _, score, accuracy = _val_scores(model.to(acc.device), val_images, labels, config.batch_size)
+        with torch.random.fork_rng(devices=[]):
+            _, score, accuracy = _val_scores(model().to(acc.device), val_images, labels, config.batch_size)
     return EpochLog(epoch, config.total_epochs, _mean_loss(acc, losses), None, score, accuracy,
                     time.perf_counter() - started, True)
 
@@ -475,7 +480,7 @@ def _fine_tune_on_films(model: FilmModel, train: Sequence[Example], labels: Sequ
         trained.eval()  # batch-norm statistics stay the patch stage's: a few films per batch would not do
         losses, items = _film_epoch(acc, trained, loader, optimiser, schedule, loss_fn, step)
         seen += items if epoch == config.epochs + 1 else []
-        history.append(_epoch_log(epoch, config, losses, acc, val_images, model, labels, started))
+        history.append(_epoch_log(epoch, config, losses, acc, val_images, lambda: model, labels, started))
         if progress:
             progress(history[-1])
     for param in model.parameters():

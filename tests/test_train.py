@@ -114,3 +114,25 @@ def test_the_test_time_mirror_leaves_training_unchanged(small_mias) -> None:
     with torch.inference_mode():
         own, flipped = plain.film_scores(x), plain.film_scores(x.flip(-1))
         assert torch.allclose(mirrored.film_scores(x), (own + flipped) / 2, atol=1e-6)
+
+
+def test_validation_films_change_nothing_the_patch_recipe_learns(small_mias) -> None:
+    """The patch recipe only scores validation films (progress): a run with them trains exactly the
+    weights of a run without them, through hard-negative epochs and the whole-film stage. (Building the
+    model to score them once drew from torch's random state, so a cross-validation fold, which has no
+    validation films, trained differently from the recipe's earlier runs.)"""
+    from mammo.train import train_recipe
+
+    films = folder_examples(small_mias)
+    config = TrainConfig(recipe="patch", arch="test_efficientnet", init="none", image_size=128, patch_size=64,
+                         epochs=2, batch_size=32, hard_negatives=1, film_epochs=1, film_batch_size=4, seed=0)
+    labels = ["normal", "benign", "malignant"]
+    held = {e.group for e in films if e.label == "malignant"}  # three women with a malignant film
+    held = set(sorted(held)[:3])
+    val = [e for e in films if e.group in held]
+    train = [e for e in films if e.group not in held][:30]
+    alone = train_recipe(train, [], labels, config)
+    scored = train_recipe(train, val, labels, config)
+    assert [log.val_auc for log in scored.history] != [None] * 3  # the validation films were scored
+    before, after = alone.model.net.state_dict(), scored.model.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
