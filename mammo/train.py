@@ -427,9 +427,9 @@ def _epoch_log(epoch: int, config: TrainConfig, losses: list[float], acc, val_im
                model: Callable[[], FilmModel], labels: Sequence[str], started: float) -> EpochLog:
     """A patch-recipe epoch's log; its uncalibrated film AUC on ``val_images`` when given (progress only).
 
-    The model is built and the films scored with torch's random state restored afterwards (building a
-    ``FilmModel`` draws its calibration layer's initial weights): progress never changes the training,
-    and a run with validation films trains exactly as one without."""
+    The model is built and the films scored with torch's CPU random state restored afterwards (building a
+    ``FilmModel`` draws its calibration layer's initial weights, iterating a DataLoader its base seed):
+    progress never changes the training, and a run with validation films trains exactly as one without."""
     score = accuracy = None
     if val_images is not None:
         with torch.random.fork_rng(devices=[]):
