@@ -1,5 +1,6 @@
 """Training: loss goes down on real images, early stopping keeps the best epoch, class weights, the
-settings a recipe refuses, the layers whole-film fine-tuning trains."""
+settings a recipe refuses, the layers whole-film fine-tuning trains, and what leaves the patch
+recipe's weights unchanged (the test-time mirror, validation films)."""
 
 from __future__ import annotations
 
