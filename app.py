@@ -82,8 +82,8 @@ def _refuse(name: str, error: BaseException) -> gr.Error:
 
 def _unexpected(name: str, error: BaseException) -> gr.Error:
     log.exception("unexpected error in %s", name)  # the traceback, for the maintainer
-    return gr.Error(f"Unexpected error ({type(error).__name__}); it has been logged. "
-                    "Nothing stored was changed.", print_exception=False)
+    return gr.Error(f"Unexpected error ({type(error).__name__}); it has been logged for the "
+                    "maintainers.", print_exception=False)
 
 
 def clear_errors(fn):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -11,6 +12,7 @@ from .errors import MammoError
 __all__ = ["BulkError", "zip_cases"]
 
 MAX_FILES = 500
+MAX_EXPANSION = 4  # a zip unpacks to at most this many times the per-file upload limit
 
 
 class BulkError(MammoError, ValueError):
@@ -23,7 +25,9 @@ def zip_cases(
     """Yield (image bytes, label, name) for each ``<label>/<file>`` member of a zip.
 
     The label is the member's parent folder name (so ``cases/benign/a.png`` is benign). Hidden
-    files and ``__MACOSX`` are skipped; member names are never used as paths on disk.
+    files and ``__MACOSX`` are skipped; member names are never used as paths on disk. A zip may
+    unpack to at most ``MAX_EXPANSION`` times ``max_file_bytes`` in all (a small zip of zeros can
+    otherwise unpack to gigabytes); a damaged, encrypted or oddly compressed member is a BulkError.
     """
     try:
         archive = zipfile.ZipFile(path)
@@ -35,6 +39,11 @@ def zip_cases(
             raise BulkError("the zip holds no images in <label>/<file> folders")
         if len(members) > max_files:
             raise BulkError(f"the zip holds {len(members)} files; at most {max_files} per upload")
+        total_limit = MAX_EXPANSION * max_file_bytes
+        if sum(m.file_size for m in members) > total_limit:
+            raise BulkError(f"the zip unpacks to {sum(m.file_size for m in members) / 1e6:.1f} MB; at most "
+                            f"{total_limit / 1e6:.1f} MB per upload")
+        unpacked = 0
         for member in members:
             parts = PurePosixPath(member.filename).parts
             if len(parts) < 2:
@@ -42,11 +51,22 @@ def zip_cases(
             if member.file_size > max_file_bytes:
                 raise BulkError(f"{member.filename!r} is {member.file_size / 1e6:.1f} MB; the limit is "
                                 f"{max_file_bytes / 1e6:.0f} MB")
-            with archive.open(member) as handle:
-                data = handle.read(max_file_bytes + 1)
-            if len(data) > max_file_bytes:
-                raise BulkError(f"{member.filename!r} is larger than the upload limit")
+            data = _read_member(archive, member, max_file_bytes)
+            unpacked += len(data)
+            if len(data) > max_file_bytes or unpacked > total_limit:  # sizes the zip understated
+                raise BulkError(f"{member.filename!r} unpacks to more than its recorded size")
             yield data, parts[-2], parts[-1]
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, max_bytes: int) -> bytes:
+    """A member's bytes (at most ``max_bytes + 1``), or a BulkError saying why they cannot be read."""
+    try:
+        with archive.open(member) as handle:
+            return handle.read(max_bytes + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise BulkError(f"{member.filename!r} is damaged in the zip: {error}") from error
+    except (RuntimeError, NotImplementedError) as error:  # encrypted; unsupported compression
+        raise BulkError(f"{member.filename!r} cannot be read: {error}") from error
 
 
 def _wanted(name: str) -> bool:

@@ -28,6 +28,8 @@ def _split(value: str | None) -> frozenset[str]:
 # the promotion gate's defaults: a candidate must reach the served version's AUC minus this
 GATE_METRIC = "auc_malignant"
 GATE_TOLERANCE = 0.01
+# the keys of ``evaluate --json`` the gate can compare: numbers where higher is better
+GATE_METRICS = ("auc_malignant", "auc_macro", "balanced_accuracy", "accuracy", "sensitivity", "specificity")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Settings:
         submitters: users allowed to submit cases (``MAMMO_SUBMITTERS``; empty = everyone).
         on_spaces: running on Hugging Face Spaces (``SPACE_ID`` set).
         gate_metric: the holdout metric a retrained candidate must not lose on
-            (``MAMMO_GATE_METRIC``, default ``auc_malignant``; any numeric key of ``evaluate --json``).
+            (``MAMMO_GATE_METRIC``, default ``auc_malignant``; one of ``GATE_METRICS``).
         gate_tolerance: how much lower it may be than the current version's (``MAMMO_GATE_TOLERANCE``).
         base_data_repo: Hub dataset repo holding that imagefolder (``MAMMO_BASE_DATA`` as
             ``hf://datasets/OWNER/NAME``, or ``OWNER/NAME`` when no such local folder exists),
@@ -102,6 +104,15 @@ def _number(env: Mapping[str, str], name: str, kind: type, default: float, what:
     return value
 
 
+def _gate_metric(value: str | None) -> str:
+    """MAMMO_GATE_METRIC, checked at start (a typo would otherwise reject every retrain after it ran)."""
+    metric = (value or "").strip() or GATE_METRIC
+    if metric not in GATE_METRICS:
+        raise SettingsError(f"MAMMO_GATE_METRIC must be one of {', '.join(GATE_METRICS)} (higher is "
+                            f"better); it is {value!r}.")
+    return metric
+
+
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 HUB_DATASET_PREFIX = "hf://datasets/"
 
@@ -142,7 +153,7 @@ def settings() -> Settings:
         trainers=_split(env.get("MAMMO_TRAINERS")),
         submitters=_split(env.get("MAMMO_SUBMITTERS")),
         on_spaces=bool(env.get("SPACE_ID")),
-        gate_metric=env.get("MAMMO_GATE_METRIC") or GATE_METRIC,
+        gate_metric=_gate_metric(env.get("MAMMO_GATE_METRIC")),
         gate_tolerance=_number(env, "MAMMO_GATE_TOLERANCE", float, GATE_TOLERANCE, "a number between 0 and 1",
                                lambda v: 0 <= v <= 1),
         auto_retrain_every=_number(env, "MAMMO_AUTO_RETRAIN_EVERY", int, 0,

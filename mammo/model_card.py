@@ -425,6 +425,9 @@ def _data_section(mammo: dict) -> str:
         ("Validation images", _num(data.get("n_val"))),
         ("Submitted cases used", _num(data.get("n_cases"))),
     ]
+    if data.get("n_cases_left_out"):
+        rows.append(("Submitted cases left out (their images are held-out or validation films)",
+                     _num(data["n_cases_left_out"])))
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
         rows += [(f"Images labelled `{label}`", _num(n)) for label, n in counts.items()]

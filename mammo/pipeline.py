@@ -26,7 +26,7 @@ from .model import save
 from .model_card import render_model_card
 from .train import EpochLog, TrainConfig, evaluate_examples, film_scores, train_recipe
 
-__all__ = ["base_splits", "train_to_folder", "read_cv", "write_card"]
+__all__ = ["base_splits", "cases_apart_from", "train_to_folder", "read_cv", "write_card"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,16 @@ def base_splits(
     if val is not None:
         return {"train": examples, "val": folder_examples(Path(val)), "holdout": []}
     return split_by_patient(examples, split)
+
+
+def cases_apart_from(cases: Sequence[Example], films: Sequence[Example],
+                     min_side: int) -> tuple[list[Example], list[str]]:
+    """The cases whose pixels are none of ``films``' (films that must stay unseen by training: the
+    holdout, the validation films), and their pixel hashes (each case decoded once)."""
+    unseen = set(image_hashes(films, min_side)) if cases else set()
+    kept = [(case, digest) for case, digest in zip(cases, image_hashes(cases, min_side), strict=True)
+            if digest not in unseen]
+    return [case for case, _ in kept], [digest for _, digest in kept]
 
 
 def write_card(folder: Path) -> None:
@@ -122,7 +132,8 @@ def train_to_folder(
         config: training settings.
         val: a separate validation folder (then no holdout is split off).
         split: the patient split of the base data when ``val`` is None.
-        extra_train: more training examples (submitted cases); never in val or holdout.
+        extra_train: more training examples (submitted cases); those whose pixels are a held-out (or,
+            without cross-validation, a validation) film's are left out, and counted.
         progress: called after each epoch.
         step: called after each batch with (done, total).
         command: the command line recorded in the card.
@@ -142,11 +153,17 @@ def train_to_folder(
         raise ValueError("fold models to start from (--init-folds) are for a cross-validation (--cv K)")
     split = split or SplitSpec()
     parts = base_splits(data, val, split)
-    train = [*parts["train"], *extra_train]
+    cross_validating = bool(cv_folds or cv_from)
+    unseen = [*parts["holdout"], *([] if cross_validating else parts["val"])]
+    cases, case_hashes = cases_apart_from(extra_train, unseen, config.min_side)
+    if len(cases) < len(extra_train):
+        log.warning("%d submitted cases left out of training: their images are held-out or validation "
+                    "films", len(extra_train) - len(cases))
+    base_train = [*parts["train"], *(parts["val"] if cross_validating else [])]
+    train = [*base_train, *cases]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
     cv = None
-    if cv_folds or cv_from:
-        train = [*train, *parts["val"]]
+    if cross_validating:
         if cv_from and Path(cv_from).is_file():  # refuse another recipe before training
             read_cv(cv_from, config, [e.name for e in train])
         if cv_folds:
@@ -193,10 +210,12 @@ def train_to_folder(
             "n_train": len(train),
             "n_val": 0 if cv else len(parts["val"]),
             "n_holdout": len(parts["holdout"]),
-            "n_cases": len(extra_train),
+            "n_cases": len(cases),
+            # submitted cases whose images are held-out or validation films: never trained on
+            "n_cases_left_out": len(extra_train) - len(cases),
             "counts": dict(Counter(e.label for e in train)),
             # so the app can say when an upload is one of the films this model learnt from
-            "image_sha256": sorted({*image_hashes(train, config.min_side), *val_hashes}),
+            "image_sha256": sorted({*image_hashes(base_train, config.min_side), *case_hashes, *val_hashes}),
             # validation films the starting weights had learnt from: their calibration is optimistic
             "val_learnt_by_init": learnt_by(config.init, val_hashes) if val_hashes else 0,
         },

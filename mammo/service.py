@@ -23,7 +23,7 @@ from typing import Any
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
-from .data import SplitSpec, case_examples, folder_examples, label_order
+from .data import SplitSpec, case_examples, folder_examples, image_hashes, label_order, learnt_by
 from .errors import MammoError
 from .explain import DEFAULT_METHOD, overlay
 from .imaging import encode_png, read_image
@@ -348,6 +348,7 @@ class MammoService:
     def submit_uploads(self, paths: Iterable[str | Path], label: str | None,
                        user: str | None = None) -> dict:
         """A bulk upload as one batch: image files (all with ``label``) and zips of label folders."""
+        can_submit(user, self.settings).require()  # before a zip is unpacked into memory
         limit = self.settings.max_upload_bytes
         items: list[tuple[ImageSource, str, None]] = []
         for path in map(Path, paths):
@@ -487,6 +488,8 @@ class MammoService:
                  on_epoch: Callable[[EpochLog], None] | None) -> dict:
         current = self._predictor
         split = self._split(current)
+        progress(0.0, "checking the held-out films")
+        holdout = self._fair_holdout(current, base, split)
         progress(0.0, "reading submitted cases")
         self._merge_small_case_shards()
         cases = case_examples(self.cases.load())
@@ -508,7 +511,6 @@ class MammoService:
                     step=step, command=f"retrain in the app ({options})", parent=current.version,
                 )
                 progress(0.95, "evaluating the current version on the same holdout")
-                holdout = base_splits([base], None, split)["holdout"]
                 current_metrics = evaluate_examples(current.model, holdout, current.labels,
                                                     current.preprocess, current.threshold, current.min_side)
                 split_name = mammo["split"]["description"]
@@ -516,6 +518,7 @@ class MammoService:
                     mammo["metrics"], current_metrics, self.settings.gate_metric,
                     self.settings.gate_tolerance, split=split_name)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
+                          "cases_left_out": mammo["data"]["n_cases_left_out"],
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
                           "candidate_metrics": mammo["metrics"],
@@ -524,8 +527,9 @@ class MammoService:
                           # validation films (calibration, threshold) the starting weights had learnt from
                           "val_learnt_by_init": mammo["data"]["val_learnt_by_init"]}
                 if promoted:
+                    Predictor(work / "candidate")  # it loads: checked before anything is published
                     version = self.registry.publish(work / "candidate", report)
-                    self._predictor = Predictor(self.registry.load(version))
+                    self._predictor = self._load_published(version, current.version)
                     rejected_id = None
                 else:
                     version = current.version
@@ -535,6 +539,35 @@ class MammoService:
         progress(1.0, "done")
         return {**report, "version": version, "rejected_id": rejected_id,
                 "history": mammo["training"]["history"], "split": split_name}
+
+    def _fair_holdout(self, current: Predictor, base: Path, split: SplitSpec) -> list:
+        """The held-out films of the base data under ``split``, refused when the served version
+        learnt from some of them (the base data changed since it was trained): the gate would then
+        score it on its own training films."""
+        parts = base_splits([base], None, split)
+        films = [e for part in parts.values() for e in part]
+        labels = label_order(e.label for e in films)
+        if labels != current.labels:
+            raise RetrainError(f"the base data's labels ({', '.join(labels)}) are not those of "
+                               f"{current.version} ({', '.join(current.labels)}): a retrain keeps the "
+                               "served labels, so the base data must have the same ones.")
+        seen = learnt_by(current.model_dir, image_hashes(parts["holdout"], current.min_side))
+        if seen:
+            raise RetrainError(
+                f"{seen} of the {len(parts['holdout'])} held-out films of the base data are films "
+                f"{current.version} was trained or validated on: the base data changed since it was "
+                "trained, so its patient split no longer holds out the same patients, and the gate "
+                "would score it on its own training films. Restore the base data it was trained on.")
+        return parts["holdout"]
+
+    def _load_published(self, version: str, served: str) -> Predictor:
+        """The just-published ``version``, loaded back from the registry to serve."""
+        try:
+            return Predictor(self.registry.load(version))
+        except (MammoError, OSError) as error:
+            raise RetrainError(f"{version} passed the gate and is published, but it could not be loaded "
+                               f"back to serve ({error}); {served} is still served until the app "
+                               "restarts.") from error
 
     @staticmethod
     def _retrain_config(current: Predictor, options: RetrainOptions) -> TrainConfig:
@@ -567,8 +600,11 @@ class MammoService:
             if version == self._predictor.version:
                 raise RegistryError(f"{version} is the version already served; pick an earlier one.")
             folder = self.registry.load(version)
+            # the newest retrain's count carried over: MAMMO_AUTO_RETRAIN_EVERY counts new cases from it
+            used = ((self._predictor.config.get("mammo") or {}).get("report") or {}).get("cases_used")
             new = self.registry.publish(folder, {"rollback_of": version, "user": user,
-                                                 "replaced": self._predictor.version})
+                                                 "replaced": self._predictor.version,
+                                                 **({"cases_used": used} if used is not None else {})})
             replaced = self._predictor.version
             self._predictor = Predictor(self.registry.load(new))
         self.audit.record("rollback", user, served_again=version, published_as=new, replaced=replaced)

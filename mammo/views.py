@@ -266,6 +266,11 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
         f" Its calibration and operating threshold were fitted on {seen} validation films that the "
         "weights it started from had already learnt from, so they are optimistic (the held-out "
         "comparison is not affected).")
+    left_out = summary.get("cases_left_out") or 0
+    if left_out:
+        caveat += (f" {left_out} submitted case{'s were' if left_out > 1 else ' was'} left out of "
+                   f"training: {'their images are' if left_out > 1 else 'its image is'} held-out or "
+                   "validation films.")
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
                 f"{summary['current_version']} ({scores}).{caveat}")

@@ -51,6 +51,39 @@ def test_not_a_zip_and_too_many_files(tmp_path: Path) -> None:
         list(zip_cases(many, 100, max_files=3))
 
 
+def test_a_zip_may_unpack_to_four_times_the_file_limit_in_all(tmp_path: Path) -> None:
+    fits = _zip(tmp_path / "fits.zip", {f"benign/{i}.png": bytes(100) for i in range(4)})
+    assert len(list(zip_cases(fits, 100))) == 4
+    bomb = tmp_path / "bomb.zip"  # zeros compress to almost nothing
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for i in range(5):
+            archive.writestr(f"benign/{i}.png", bytes(100_000))
+    assert bomb.stat().st_size < 5_000
+    with pytest.raises(BulkError, match=r"unpacks to 0.5 MB; at most 0.4 MB per upload"):
+        next(zip_cases(bomb, 100_000))  # refused before any member is read
+
+
+def _flip_stored_byte(path: Path, data: bytes) -> None:
+    raw = path.read_bytes()
+    at = raw.index(data)
+    path.write_bytes(raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1:])
+
+
+def test_a_damaged_or_encrypted_member_is_a_bulk_error(tmp_path: Path) -> None:
+    damaged = _zip(tmp_path / "damaged.zip", {"benign/a.png": b"PNG-ish bytes " * 4})
+    _flip_stored_byte(damaged, b"PNG-ish bytes " * 4)  # the stored data no longer match their CRC
+    with pytest.raises(BulkError, match="'benign/a.png' is damaged in the zip"):
+        list(zip_cases(damaged, 1000))
+    encrypted = _zip(tmp_path / "encrypted.zip", {"benign/a.png": b"A"})
+    raw = bytearray(encrypted.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        at = raw.index(signature) + flags_at
+        raw[at] |= 0x01  # "encrypted"
+    encrypted.write_bytes(bytes(raw))
+    with pytest.raises(BulkError, match="'benign/a.png' cannot be read: .*encrypted"):
+        list(zip_cases(encrypted, 1000))
+
+
 def test_zip_member_names_never_become_paths(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -197,6 +197,8 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
         ("normal", {"birads": "four"}, "whole number"),
         ("normal", {"birads": True}, "whole number"),
         ("normal", {"age": 12}, "between 18 and 120"),
+        ("normal", {"age": "--5"}, "whole number"),
+        ("normal", {"age": "\u00b2"}, "whole number"),  # a superscript two: isdigit() says yes
         ("normal", {"view": "AP"}, "CC, MLO"),
         ("normal", {"laterality": 1}, "must be text"),
         ("normal", {"biopsy_confirmed": "maybe"}, "yes/no"),

@@ -67,6 +67,22 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     assert sum(group["n"] for group in tissue.values()) == metrics["n"]
 
 
+def test_evaluate_refuses_a_holdout_of_films_the_model_learnt_from(trained: Path, mias: Path,
+                                                                   tmp_path: Path) -> None:
+    """A patient split that no longer holds out the films the model held out (here its seed changed,
+    as a changed folder would change it) is refused, not scored as "held out"."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("model.safetensors", "README.md"):
+        (moved / name).write_bytes((trained / name).read_bytes())
+    config = json.loads((trained / "config.json").read_text())
+    config["mammo"]["split"]["seed"] = 1
+    (moved / "config.json").write_text(json.dumps(config))
+    refused = run_cli("evaluate", "--model", str(moved), "--data", str(mias), "--split", "holdout", "--json")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"held-out films of {mias} are films {moved} was trained or validated on" in refused.stderr
+
+
 @pytest.mark.skipif(not V1.is_dir(), reason="mammo/weights/v1 not trained yet")
 def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, mias: Path,
                                                                 tmp_path: Path) -> None:
@@ -190,6 +206,7 @@ def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_m
     decision, _ = promotion_decision(summary["candidate"], summary["current"], settings().gate_metric,
                                      settings().gate_tolerance)
     assert summary["promoted"] == decision and summary["current_version"] == "v1"
+    assert summary["cases_used"] == summary["cases_left_out"] == 0
     registry = open_registry(settings())
     assert [v["version"] for v in registry.versions()] == (["v1", "v2"] if decision else ["v1"])
     expected = ("v2", True) if decision else ("v1", False)

@@ -44,6 +44,8 @@ def test_a_bare_numpy_error_is_not_one() -> None:
     ("MAMMO_GATE_TOLERANCE", "-0.1", "between 0 and 1"),
     ("MAMMO_AUTO_RETRAIN_EVERY", "ten", "MAMMO_AUTO_RETRAIN_EVERY must be a whole number of new cases"),
     ("MAMMO_AUTO_RETRAIN_EVERY", "-1", "0 switches it off"),
+    ("MAMMO_GATE_METRIC", "auc_malignnat", "MAMMO_GATE_METRIC must be one of auc_malignant, auc_macro"),
+    ("MAMMO_GATE_METRIC", "ece_malignant", "higher is better.; it is 'ece_malignant'"),
 ])
 def test_a_setting_typo_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                           message: str) -> None:
@@ -56,6 +58,8 @@ def test_settings_defaults_and_valid_values(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("MAMMO_MAX_UPLOAD_MB", raising=False)
     monkeypatch.setenv("MAMMO_GATE_TOLERANCE", " 0.02 ")
     monkeypatch.setenv("MAMMO_AUTO_RETRAIN_EVERY", "25")
+    monkeypatch.setenv("MAMMO_GATE_METRIC", " auc_macro ")
     current = settings()
+    assert current.gate_metric == "auc_macro"
     assert current.max_upload_mb == 50 and current.gate_tolerance == 0.02
     assert current.auto_retrain_every == 25

@@ -362,6 +362,12 @@ def test_dicom_compressed_junk_is_a_clean_error(syntax):
     assert "SECRET-ID-123" not in str(info.value) and "Doe" not in str(info.value)
 
 
+@pytest.mark.parametrize("window", [(2048, 0), (2048, -5)])
+def test_dicom_with_an_unusable_window_is_a_clean_error(window):
+    with pytest.raises(ImageError, match="intensity settings .* are invalid"):
+        read_image(_dicom(_dicom_pixels(), window=window))
+
+
 def test_dicom_truncated_pixel_data_refused():
     data = _dicom(_dicom_pixels()[:10])  # fewer bytes than Rows x Columns
     with pytest.raises(ImageError, match="DICOM pixel data.*could not be decoded"):

@@ -128,13 +128,18 @@ def test_retrain_needs_base_data_and_permission(service: MammoService) -> None:
 
 
 def test_rollback_serves_an_old_version_as_a_new_one(service: MammoService) -> None:
-    service.registry.publish(service.registry.load("v1"), {"note": "a second version"})
+    service.registry.publish(service.registry.load("v1"), {"note": "a second version", "cases_used": 3})
+    for image in sorted((service.settings.base_data / "normal").glob("*.png"))[:4]:
+        service.submit(image, "normal", None)
     restarted = MammoService(service.settings)  # an app started now serves the latest, v2
     try:
-        assert restarted.predictor.version == "v2"
+        assert restarted.predictor.version == "v2" and restarted.new_cases_since_retrain() == 1
         new = restarted.rollback("v1")
         assert new == "v3" and restarted.predictor.version == "v3"
         assert [v["version"] for v in restarted.versions()] == ["v1", "v2", "v3"]
+        # v2's retrain had used 3 cases: still 1 new case since, not 4 (an automatic retrain counts them)
+        assert restarted.served_config()["mammo"]["report"]["cases_used"] == 3
+        assert restarted.new_cases_since_retrain() == 1
     finally:
         restarted.close()
 
@@ -170,6 +175,79 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
         service.submit_uploads([str(normals[0])], None)
     with pytest.raises(StoreError, match="Choose image files"):
         service.submit_uploads([], "normal")
+
+
+def test_a_bulk_upload_is_refused_before_its_zip_is_unpacked(service: MammoService, tmp_path: Path) -> None:
+    service.settings = dataclasses.replace(service.settings, submitters=frozenset({"alice"}))
+    with pytest.raises(AccessDenied):  # not "not a readable zip": the permission comes first
+        service.submit_uploads([str(tmp_path / "never-read.zip")], None, user="mallory")
+
+
+def test_a_retrain_leaves_out_submitted_cases_that_are_held_out_films(service: MammoService,
+                                                                     small_mias: Path) -> None:
+    holdout = base_splits([small_mias], None, service._split(service.predictor))["holdout"]
+    film = holdout[0]
+    service.submit(film.source, film.label, None)  # a held-out film submitted as a case
+    summary = service.retrain(TINY)
+    assert summary["cases_used"] == 1 and summary["cases_left_out"] == 1
+    data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
+    assert data["n_cases"] == 0 and data["n_cases_left_out"] == 1
+    assert sha256_of_pixels(read_image(film.source)) not in data["image_sha256"]  # never trained on
+    assert "1 submitted case was left out of training: its image is held-out" in views.verdict_text(summary)
+    card = (candidate_folder(service, summary) / "README.md").read_text()
+    assert "| Submitted cases left out (their images are held-out or validation films) | 1 |" in card
+
+
+def test_a_retrain_refuses_a_holdout_the_served_version_learnt_from(tmp_path: Path, tiny_model_dir: Path,
+                                                                    small_mias: Path) -> None:
+    """The base data changed since the served version trained: its split's holdout now holds films
+    it learnt from, and the gate would score it on them."""
+    holdout = base_splits([small_mias], None, SplitSpec())["holdout"]
+    model = shutil.copytree(tiny_model_dir, tmp_path / "learnt")
+    config = json.loads((model / "config.json").read_text())
+    config["mammo"]["data"] = {"image_sha256": pixel_hashes(holdout[:2])}
+    (model / "config.json").write_text(json.dumps(config))
+    settings_ = local_settings(tmp_path / "home", small_mias)
+    open_registry(settings_, seed=model)
+    service = MammoService(settings_)
+    try:
+        with pytest.raises(RetrainError, match=f"2 of the {len(holdout)} held-out films of the base data are "
+                                               "films v1 was trained or validated on"):
+            service.retrain(TINY)
+        assert [v["version"] for v in service.versions()] == ["v1"] and not service.registry.rejected()
+    finally:
+        service.close()
+
+
+def test_a_retrain_refuses_base_data_with_other_labels(service: MammoService, small_mias: Path,
+                                                        tmp_path: Path) -> None:
+    base = shutil.copytree(small_mias, tmp_path / "no-benign")
+    shutil.rmtree(base / "benign")
+    rows = (base / "metadata.csv").read_text().splitlines()
+    (base / "metadata.csv").write_text("\n".join(r for r in rows if not r.startswith("benign/")) + "\n")
+    service.settings = dataclasses.replace(service.settings, base_data=base)
+    with pytest.raises(RetrainError, match=r"labels \(normal, malignant\) are not those of v1 "
+                                           r"\(normal, benign, malignant\)"):
+        service.retrain(TINY)
+    assert [v["version"] for v in service.versions()] == ["v1"]
+
+
+def test_a_promoted_version_that_cannot_be_loaded_back_says_it_is_published(
+    service: MammoService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.settings = dataclasses.replace(service.settings, gate_tolerance=1.0)  # always promoted
+    load = service.registry.load
+
+    def lost_on_the_way_back(version: str | None = None) -> Path:
+        if version == "v2":
+            raise RegistryError("the Hub did not answer")
+        return load(version)
+
+    monkeypatch.setattr(service.registry, "load", lost_on_the_way_back)
+    with pytest.raises(RetrainError, match="v2 passed the gate and is published, but it could not be loaded "
+                                           "back to serve .the Hub did not answer.; v1 is still served"):
+        service.retrain(TINY)
+    assert service.predictor.version == "v1" and service.registry.latest() == "v2"
 
 
 def test_the_gate_metric_and_tolerance_are_settings(service: MammoService) -> None:

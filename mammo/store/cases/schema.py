@@ -7,6 +7,7 @@ every shard of a store has exactly the columns of :func:`case_features` (the ima
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
@@ -120,7 +121,7 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
             return value.strip().lower() in _TRUE
         raise StoreError(f"Metadata '{name}' must be yes/no (true or false), got {_short(value)}.")
     if spec.kind is int:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
             value = int(value.strip())
         elif isinstance(value, float) and value.is_integer():
             value = int(value)
