@@ -721,6 +721,20 @@ def test_hub_lost_commit_answer_is_not_uploaded_twice(hub_env) -> None:
     assert server.commit_count(REPO) == 3  # initial, card, the one shard
 
 
+def test_hub_stores_sharing_an_outbox_see_each_others_delivered_cases(hub_env) -> None:
+    """The app and `cases import` on one MAMMO_HOME: a shard the other delivered (and so removed from
+    the outbox) before this one read the journal is indexed from the repo."""
+    with hub_store() as app, hub_store() as importer:
+        assert app.counts() == {"normal": 0, "benign": 0, "malignant": 0}
+        receipt = importer.append(grey(16), "malignant")
+        assert receipt["status"] == "stored" and importer.pending() == 0  # delivered: out of the outbox
+        assert not shards(app.root)
+        assert app.counts() == {"normal": 0, "benign": 0, "malignant": 1}
+        assert app.recent()[0]["case_id"] == receipt["case_id"]
+        with pytest.raises(StoreError, match=receipt["case_id"]):
+            app.append(grey(16), "malignant")
+
+
 def test_hub_index_is_rebuilt_from_the_repo_on_a_fresh_machine(
     hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,7 +23,7 @@ from huggingface_hub.errors import EntryNotFoundError
 
 from ...config import Settings
 from .._fs import utc_now
-from .._hub import HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
+from .._hub import HubError, HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
 from .card import dataset_card
 from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, ShardSize, groups_to_merge, write_merged
 from .local import CaseStore, load_cases
@@ -174,6 +174,23 @@ class HubCaseStore(CaseStore):
                     local = self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
                     with self._lock:
                         self._index_shard(local, name)
+
+    def _index_gone_shard(self, name: str) -> bool:
+        """A shard another process (sharing this outbox) journalled and has since delivered: indexed
+        from the repo (so its cases are counted and their duplicates refused here too). False while
+        the Hub cannot be asked (tried again at the next refresh); True when the repo no longer has
+        it either (merged away there: the merged shard is indexed from the repo)."""
+        try:
+            with hub_errors(self.api.endpoint, f"fetching the case shard {name} of {self.repo_id}"):
+                try:
+                    local = self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
+                except EntryNotFoundError:
+                    return True
+        except HubError as error:
+            log.warning("case shard %s not indexed yet: %s", name, error)
+            return False
+        self._index_shard(local, name)
+        return True
 
     def _find_moved_cases(self) -> None:
         """After a shard was merged away on the Hub (by another machine, or by a merge whose commit

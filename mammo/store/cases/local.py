@@ -542,9 +542,17 @@ class CaseStore:
                 break
             name = line.decode("utf-8", errors="replace").strip()
             if name not in self._index and "/" not in name and name.endswith(".parquet"):
-                with contextlib.suppress(FileNotFoundError):  # delivered to the Hub and removed since
+                try:
                     self._index_shard(self._data_dir / name, name)
+                except FileNotFoundError:  # merged away, or delivered to the Hub and removed since
+                    if not self._index_gone_shard(name):
+                        break  # tried again at the next refresh
             self._journal_read += len(line)  # only once indexed: a shard that fails is tried again
+
+    def _index_gone_shard(self, name: str) -> bool:
+        """A journalled shard no longer in ``data/``: here only a merge removes one, and the merged
+        shard is journalled after it, so there is nothing to index. True: done with it."""
+        return True
 
     def _journal_append(self, names: Sequence[str]) -> None:
         """Add shard names to the journal (under the file lock). The shards are already stored: if
