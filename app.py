@@ -136,6 +136,29 @@ def _utc_stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
 
+# one colour per category of a plot's colour column, in order of appearance (Vega's "tableau10")
+PLOT_COLOURS = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
+                "#9d755d", "#bab0ac")
+
+
+def colour_map(plot: dict | None, column: str):
+    """A colour for each category of the ``column`` of the value a plot shows. Gradio's plots keep the
+    categories of the value they were first drawn with (new data with other ones is not drawn, and
+    the old legend stays) until their colour map changes; sent with the new value, the redraw uses
+    the old value, so this is a second step, after the value (see ``recolour``)."""
+    if not plot or column not in plot["columns"]:  # the plot's value as the browser has it
+        return gr.skip()
+    index = plot["columns"].index(column)
+    names = list(dict.fromkeys(row[index] for row in plot["data"]))
+    return gr.update(color_map={name: PLOT_COLOURS[i % len(PLOT_COLOURS)] for i, name in enumerate(names)})
+
+
+def recolour(event, plots: dict) -> None:
+    """After ``event`` gave ``plots`` (plot -> its colour column) new values: their colour maps."""
+    for plot, column in plots.items():
+        event.then(functools.partial(colour_map, column=column), plot, plot, api_visibility="private")
+
+
 def _need_file(path: str | None) -> str:
     if not path:
         raise gr.Error("Upload an image first.")
@@ -155,14 +178,16 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
     return result.probabilities, result.overlay, result.details()
 
 
+def cleared_results():
+    """Another file (or none) in the upload box: the previous file's probabilities, heat map,
+    score, details, report and full-size heat map are taken off the page."""
+    return None, None, "", None, None, gr.update(value=None, visible=False), None
+
+
 @clear_errors
 def preview(image: str | None):
-    """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict; a
-    report made for the previous file is hidden."""
-    hidden = gr.update(value=None, visible=False)
-    if not image:
-        return None, hidden
-    return np.uint8(np.round(255 * service.load(image).grey)), hidden
+    """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict."""
+    return np.uint8(np.round(255 * service.load(image).grey)) if image else None
 
 
 @clear_errors
@@ -172,7 +197,7 @@ def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
     full = service.full_heatmap(_need_file(image), method).full_heatmap()
     if full is None:
         raise gr.Error("This model draws no heat map.")
-    return _download(f"{Path(image).stem}_heatmap.png", encode_png(full))
+    return _download(f"mammo-heatmap-{_utc_stamp()}.png", encode_png(full))
 
 
 @clear_errors
@@ -193,13 +218,12 @@ def report_shown(image: str | None, method: str, opacity: float, profile: gr.OAu
 
 
 @clear_errors
-def redraw(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
-           token: gr.OAuthToken | None = None):
+def redraw(image: str | None, method: str, opacity: float):
     """The last prediction of this file drawn with another method or opacity (no new upload)."""
-    result = service.rerender(image, method, opacity, user=_user(profile, token)) if image else None
+    result = service.rerender(image, method, opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
-        return gr.skip(), gr.skip()
-    return result.overlay, result.details()
+        return gr.skip(), gr.skip(), gr.skip()
+    return result.probabilities, result.overlay, result.details()
 
 
 @clear_errors
@@ -764,9 +788,12 @@ def build() -> gr.Blocks:
             done.success(show_details, details, [score, shown_details], **private).success(
                 add_history, [image, details, history_state], [history_state, history], **private)
         for redraw_event in (method.change, opacity.release):
-            redraw_event(redraw, [image, method, opacity], [overlay, details], concurrency_limit=2,
-                         **private).success(show_details, details, [score, shown_details], **private)
-        image.change(preview, image, [uploaded, report_download], **private)
+            redrawn = redraw_event(redraw, [image, method, opacity], [probabilities, overlay, details],
+                                   concurrency_limit=2, **private)
+            redrawn.success(show_details, details, [score, shown_details], **private)
+        image.change(cleared_results, None, [probabilities, overlay, score, details, shown_details,
+                                             report_download, heatmap_download], queue=False,
+                     **private).then(preview, image, uploaded, **private)
         heatmap_button.click(heatmap_file, [image, method], heatmap_download, api_name="heatmap",
                              api_description=heatmap_file.__doc__, concurrency_limit=2)
         report_inputs = [image, method, opacity]
@@ -795,9 +822,10 @@ def build() -> gr.Blocks:
             **private)
         shown = running.success(retrain_views, summary, [results, verdict, gate, comparison, roc, curves,
                                                          confusion, retrain_button], **private)
+        recolour(shown, {roc: "model", curves: "series"})  # "served v4" after "served v3"
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, None, [rejected, rejected_choice], **private)
-        shown.then(served_estimate, None, [served, reliability], **private)
+        recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
         running.failure(lambda: ("The retrain did not run or did not finish: see the message.",
                                  gr.update(interactive=True)), None, [status, retrain_button], **private)
         rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)
@@ -806,8 +834,9 @@ def build() -> gr.Blocks:
         refresh.click(**models_event, api_name="models", api_description=models.__doc__)
         versions_json.change(models_views, versions_json, [versions, version], **private)
         version.change(version_files, version, [files, card, confirm_row], **private)
-        version.change(version_views, version, [version_caption, version_roc, version_curves,
-                                                version_reliability, version_confusion], **private)
+        recolour(version.change(version_views, version, [version_caption, version_roc, version_curves,
+                                                         version_reliability, version_confusion], **private),
+                 {version_roc: "model", version_curves: "series", version_reliability: "model"})
         rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
         api_result = gr.JSON(visible=False)  # what the API-only endpoints below return
@@ -815,9 +844,9 @@ def build() -> gr.Blocks:
               api_description=rollback_version.__doc__, concurrency_limit=1)
         gr.on([], health, None, api_result, api_name="health", api_description=health.__doc__,
               concurrency_limit=None)  # never waits behind predictions
-        confirm.click(rollback, version, [rollback_note, confirm_row], concurrency_limit=1,
-                      **private).success(**models_event, **private).then(
-            served_estimate, None, [served, reliability], **private)
+        recolour(confirm.click(rollback, version, [rollback_note, confirm_row], concurrency_limit=1,
+                               **private).success(**models_event, **private).then(
+            served_estimate, None, [served, reliability], **private), {reliability: "model"})
         demo.load(totals, None, counts, **private)
         demo.load(recent_cases, None, case_choice, **private)
         demo.load(totals, None, data_plot, **private)
@@ -838,8 +867,9 @@ def build() -> gr.Blocks:
             done.success(queue_views, None, queue_outputs, **private).then(totals, None, counts, **private)
         gr.on([], queue, None, api_result, api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
-        for show in (analytics_tab.select, analytics_refresh.click):
-            show(analytics_views, None, analytics_outputs, **private)
+        for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels
+            recolour(show(analytics_views, None, analytics_outputs, **private),
+                     {growth: "label", version_auc: "version"})
         history_button.click(history_file, None, history_csv, **private)
         gr.on([], history_records, None, api_result, api_name="history",
               api_description=history_records.__doc__)

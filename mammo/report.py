@@ -79,7 +79,7 @@ def prediction_report(prediction: Prediction, grey: np.ndarray, model_config: Ma
         prediction: the prediction (its overlay drawn on ``grey``).
         grey: the image as read, at display size, in [0, 1].
         model_config: the predicting version's ``config.json`` (its card's figures).
-        card_reference: where the version's model card is (a URL or a path).
+        card_reference: where the version's model card is (a URL, or words; never a server path).
         generated_at: the report's time (UTC).
     """
     details = prediction.details()
@@ -102,10 +102,12 @@ def prediction_report(prediction: Prediction, grey: np.ndarray, model_config: Ma
     _heading(pdf, "Result")
     probabilities = ", ".join(f"{label} {views.percent(100 * p)}"
                               for label, p in prediction.probabilities.items())
+    known = views.known_image_notes(details)
     _rows(pdf, [("Most likely class", prediction.label), ("Probabilities", probabilities),
                 ("Malignancy score and flag", views.score_text(details)),
                 ("Uncertainty", views.uncertainty_text(details) or "not measured"),
-                ("Heat-map method", prediction.method or "none")])
+                ("Heat-map method", prediction.method or "none"),
+                *([("Note", f"{known[0].upper()}{known[1:]}.")] if known else [])])
     pdf.ln(2)
     _heading(pdf, "Model")
     _rows(pdf, [("Version", prediction.model_version), ("Estimated performance", views.estimate_text(mammo)),

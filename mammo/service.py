@@ -202,14 +202,19 @@ class MammoService:
         :meth:`rerender` can redraw them with another method or opacity without reading it again.
         """
         started = time.perf_counter()
+        prediction = self._draw(image, method, opacity)
+        self.predictions.append(prediction_record(prediction.details(), user, time.perf_counter() - started))
+        return prediction
+
+    def _draw(self, image: ImageSource, method: str, opacity: float) -> Prediction:
+        """The served model's prediction of ``image`` (not logged); a file's decoded image and the
+        drawing are kept for :meth:`rerender`."""
         predictor = self._predictor
         if not isinstance(image, str | os.PathLike):
-            prediction = self._stored(predictor.predict(image, method=method, opacity=opacity))
-        else:
-            loaded = self.load(image)
-            prediction = self._stored(predictor.predict(loaded, method=method, opacity=opacity))
-            self._recent.put(str(image), loaded, (method, prediction))
-        self.predictions.append(prediction_record(prediction.details(), user, time.perf_counter() - started))
+            return self._stored(predictor.predict(image, method=method, opacity=opacity))
+        loaded = self.load(image)
+        prediction = self._stored(predictor.predict(loaded, method=method, opacity=opacity))
+        self._recent.put(str(image), loaded, (method, prediction))
         return prediction
 
     def prediction_records(self, user: str | None) -> list[dict]:
@@ -223,17 +228,16 @@ class MammoService:
         """``user``'s own records of the prediction log (none for an anonymous caller)."""
         return [] if user is None else [r for r in self.predictions.records() if r.get("user") == user]
 
-    def rerender(self, image: str | os.PathLike, method: str, opacity: float,
-                 user: str | None = None) -> Prediction | None:
+    def rerender(self, image: str | os.PathLike, method: str, opacity: float) -> Prediction | None:
         """The last prediction of ``image`` drawn with ``method`` and ``opacity``; None when this
-        file was not predicted recently (by the served version)."""
+        file was not predicted recently (by the served version). Not a new prediction: not logged."""
         predictor = self._predictor
         drawn = self._recent.drawn(str(image), predictor.version)
         loaded = self._recent.image(str(image))
         if not drawn or loaded is None:
             return None
         if method not in drawn:  # another method: a forward pass on the kept image, no reading
-            return self.predict(image, method=method, opacity=opacity, user=user)
+            return self._draw(image, method, opacity)
         shown = drawn[method]
         blended = None if shown.heatmap is None else overlay(loaded.grey, shown.heatmap, opacity)
         return replace(shown, overlay=blended)
@@ -247,16 +251,17 @@ class MammoService:
                user: str | None = None) -> bytes:
         """The PDF report of a file's prediction (the recent one when drawn, else predicted now)."""
         config = self._predictor.config
-        prediction = (self.rerender(image, method, opacity, user)
+        prediction = (self.rerender(image, method, opacity)
                       or self.predict(image, method=method, opacity=opacity, user=user))
         return prediction_report(prediction, self.load(image).grey, config,
                                  self.card_reference(prediction.model_version), datetime.now(timezone.utc))
 
     def card_reference(self, version: str) -> str:
-        """Where ``version``'s model card is: its URL on the Hub, or its path in the local store."""
+        """Where ``version``'s model card is: its URL on the Hub, or (a local store, whose paths are
+        the server's) where the app shows it."""
         if self.settings.use_hub_models:
             return f"{self.registry.location}/blob/{version}/README.md"
-        return str(Path(self.registry.location) / version / "README.md")
+        return f"the app's Models tab (version {version}; README.md among its files)"
 
     def _stored(self, prediction: Prediction) -> Prediction:
         return replace(prediction, stored_case=self.cases.case_with_pixels(prediction.image_sha256))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -41,6 +43,8 @@ __all__ = [
     "estimate_text",
     "metadata_from_fields",
     "receipt_text",
+    "known_image_notes",
+    "literal",
     "known_image_text",
 ]
 
@@ -320,7 +324,7 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     def name(key: str) -> str:
         return fields[key].label.split(" (")[0]  # "Notes (plain text, ...)" -> "Notes"
 
-    shown = [f"{name(k)}: {'yes' if v is True else v}" for k, v in given.items() if k in fields]
+    shown = [f"{name(k)}: {'yes' if v is True else literal(str(v))}" for k, v in given.items() if k in fields]
     blank = [name(k) for k in fields if k not in given]
     where = ("stored" if receipt.get("status") == "stored" else
              "kept safely and queued for upload to the dataset (it will be delivered when the Hub answers)")
@@ -335,15 +339,28 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     return "  \n".join(lines)
 
 
-def known_image_text(details: Mapping[str, Any]) -> str:
-    """A warning when the image is one the model learnt from, or a case already stored."""
+def literal(text: str) -> str:
+    """``text`` as Markdown that shows it as typed: HTML and Markdown syntax escaped (a visitor's
+    notes are stored verbatim and must not render as a link, an image or a heading)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>])", r"\\\1", html.escape(text, quote=False))
+
+
+def known_image_notes(details: Mapping[str, Any]) -> str:
+    """Why this image's score is not a fresh one, in words ("" when it is): a film the model learnt
+    from, or a case already stored."""
     notes = []
     if details.get("in_training_data"):
         notes.append(f"this image is one of the films model {details['model_version']} was trained "
                      "(or validated) on, so its score says nothing about how the model does on new films")
     if details.get("stored_case"):
         notes.append(f"this image is already in the case store (case `{details['stored_case']}`)")
-    return ("⚠️ **Note:** " + "; ".join(notes) + ".") if notes else ""
+    return "; ".join(notes)
+
+
+def known_image_text(details: Mapping[str, Any]) -> str:
+    """:func:`known_image_notes` as a warning for the page."""
+    notes = known_image_notes(details)
+    return f"⚠️ **Note:** {notes}." if notes else ""
 
 
 def metadata_from_fields(**fields: Any) -> dict[str, Any]:

@@ -106,7 +106,9 @@ def test_the_eight_real_full_field_dicoms(client) -> None:
         assert abs(shown.size[0] / shown.size[1] - header.Columns / header.Rows) < 0.01  # the film's shape
         assert details["label"] == label["label"] and details["heatmap_method"] == "Lesion map"
         assert 0 <= details["malignancy_score"] <= 100 and details["in_training_data"] is False
-    full = Image.open(client.predict(handle_file(str(films[0])), "Lesion map", api_name="/heatmap"))
+    heatmap = Path(client.predict(handle_file(str(films[0])), "Lesion map", api_name="/heatmap"))
+    assert heatmap.name.startswith("mammo-heatmap-") and films[0].stem not in heatmap.name  # no upload name
+    full = Image.open(heatmap)
     header = pydicom.dcmread(films[0], stop_before_pixels=True)
     assert full.mode.startswith("I;16") and full.size == (header.Columns, header.Rows)
     assert 0 < np.asarray(full).max() <= 65535

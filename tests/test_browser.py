@@ -218,6 +218,37 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
     assert page.locator("table").filter(has_text=image.name).count() == 1  # still one prediction
 
 
+def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: Path, tmp_path: Path) -> None:
+    """Upload, predict, upload another file: the first file's label, score and heat map go, and a
+    heat-map method picked before Predict draws nothing of the first file."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    page = fresh
+    shot.predict(page, image)
+    score = page.locator(".prose").filter(has_text="Malignancy score:")
+    expect(score.first).to_be_visible()
+    upload = page.locator(".block:visible").filter(has_text="Mammogram (PNG, JPEG").first
+    upload.get_by_role("button", name="Clear").click()  # the × of the file box, as a visitor would
+    expect(score).to_have_count(0, timeout=10_000)
+    other = phantom(tmp_path, 7)
+    for _ in range(3):  # into the same page (shot.upload reloads it when an upload is dropped)
+        upload.locator("input[type=file]").set_input_files(str(other))
+        try:
+            upload.get_by_text(other.name).wait_for(timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img")
+    assert page.locator(".output-class").count() == 0 and overlay.count() == 0
+    pick(page, "Heat-map method", "EigenCAM")
+    page.wait_for_timeout(3000)  # a redraw would have come by now
+    assert page.locator(".output-class").count() == 0 and overlay.count() == 0
+    page.get_by_role("button", name="Predict", exact=True).click()
+    score.first.wait_for(timeout=60_000)
+    assert page.locator(".output-class").first.inner_text().strip() in LABELS
+
+
 def test_a_training_film_is_named_as_one(fresh, tmp_path: Path) -> None:
     root = os.environ.get("MAMMO_DATA")
     films = Path(root or "/nonexistent") / "mias1024"
@@ -352,15 +383,26 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
 
 def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppProcess,
                                                                 tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
     page = fresh
     page.get_by_role("tab", name="Models").click()
+    roc = page.locator(".block").filter(has_text="ROC, malignant vs rest").last.locator("svg").first
+    curves = page.locator(".block").filter(has_text="Training curves (one point per epoch)").last
     pick(page, "Version", "v1")
     visible(page.get_by_text(re.compile(r"^v1, as recorded when it was made"))).wait_for(timeout=30_000)
+    # v1's own curve and legend (Gradio's plots kept the first version's legend and drew nothing else)
+    expect(roc).to_contain_text("v1, holdout (AUC 0.63)", timeout=30_000)
+    expect(roc).not_to_contain_text(f"{SERVED},")
+    assert roc.locator(".mark-line path").count() >= 1  # a drawn ROC curve
+    expect(curves.locator("svg").first).to_contain_text("validation AUC")  # v1 had validation films
     pick(page, "Version", SERVED)
     # the served version's own caption (the dropdown started on it; v1's was shown in between)
     caption = visible(page.get_by_text(re.compile(rf"^{SERVED}, as recorded when it was made")))
     caption.wait_for(timeout=30_000)
     assert f"{SERVED}, out of fold (220 films)" in caption.inner_text()  # the cross-validation, no retrain
+    expect(roc).to_contain_text(f"{SERVED}, out of fold", timeout=30_000)
+    expect(roc).not_to_contain_text("v1,")
     titles = ("ROC, malignant vs rest", "Training curves (one point per epoch)", "Reliability (calibration)")
     for title in titles:
         plot = page.locator(".block").filter(has_text=title).last

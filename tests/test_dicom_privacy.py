@@ -102,6 +102,7 @@ def test_the_pdf_report_carries_no_identifier(answers: dict, entry: dict) -> Non
     pdf = PdfReader(report)
     text = "\n".join(page.extract_text() for page in pdf.pages)
     assert "Research and education only" in text and "Grad-CAM" in text  # it is the report
+    assert "Models tab (version" in text and "/models/" not in text  # no path on the server either
     assert answers[entry["file"]]["details"]["image_sha256"] in text.replace("\n", "")
     assert not leaked(text, words) and not leaked(report.read_bytes(), words)
     assert not leaked(json.dumps({k: str(v) for k, v in (pdf.metadata or {}).items()}), words)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -46,3 +47,15 @@ def test_the_report_holds_images_scores_model_time_and_disclaimer(predictor: Pre
     assert prediction.image_sha256 in text.replace(" ", "")
     assert len(pdf.pages[0].images) == 2  # the image and its heat map, side by side
     assert re.search(r"cbis|ddsm|\.png", text, re.I) is None  # no file name
+    assert "Note" not in text  # a film the model never saw, and no stored case
+
+
+def test_the_report_says_when_the_image_is_a_film_the_model_learnt_from(predictor: Predictor) -> None:
+    image = load_image(FILM)
+    prediction = replace(predictor.predict(image), in_training_data=True, stored_case="ab12cd")
+    pdf = PdfReader(io.BytesIO(prediction_report(prediction, image.grey, predictor.config, "the Models tab",
+                                                 datetime(2026, 12, 1, tzinfo=timezone.utc))))
+    text = " ".join(pdf.pages[0].extract_text().split())
+    assert (f"Note This image is one of the films model {SERVED} was trained (or validated) on, so its score "
+            "says nothing about how the model does on new films; this image is already in the case store "
+            "(case ab12cd).") in text

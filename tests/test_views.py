@@ -124,6 +124,21 @@ def test_receipt_text_repeats_what_was_stored() -> None:
     assert "queued for upload" in queued and "Hub down" in queued
 
 
+def test_receipt_text_shows_notes_as_typed_not_as_html_or_markdown() -> None:
+    from markdown_it import MarkdownIt  # Gradio's own dependency
+
+    from mammo.store.cases import METADATA_FIELDS
+
+    notes = "<img src=x onerror=alert(1)> [click me](http://example.com) <h1>BIG</h1> # *not bold*"
+    receipt = {"case_id": "c0ffee", "label": "benign", "submitted_at": "2026-11-30T09:00:00Z",
+               "total_cases": 3, "status": "stored", "metadata": {"notes": notes}}
+    rendered = MarkdownIt("commonmark").render(views.receipt_text(receipt, METADATA_FIELDS))
+    for tag in ("<img", "<a ", "<h1", "<em>"):
+        assert tag not in rendered
+    shown = rendered.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    assert f"Notes: {notes}." in shown  # every character as typed
+
+
 def test_verdict_text_in_plain_words() -> None:
     summary = {"promoted": False, "version": "v2", "current_version": "v2",
                "current_metrics": {"auc_malignant": 0.71, "n": 38},
