@@ -347,6 +347,7 @@ def test_rerender_redraws_the_last_prediction_without_reading_the_file(
     assert other.method == "EigenCAM" and not np.array_equal(other.heatmap, first.heatmap)
     assert other.probabilities == pytest.approx(first.probabilities, abs=1e-6)
     np.testing.assert_array_equal(service.rerender(image, "EigenCAM", 0.4).heatmap, other.heatmap)
+    assert len(service.predictions.records()) == 1  # redraws are not new predictions (the log, Analytics)
 
 
 def test_rollback_refuses_the_version_already_served(service: MammoService) -> None:
