@@ -4,11 +4,14 @@ API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retra
 /audit, /history, /offer, /queue, /health (also GET /health). Run: ``python app.py``.
 """
 
+import atexit
 import functools
 import inspect
 import json
 import logging
 import os
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -887,5 +890,9 @@ if __name__ == "__main__":
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry signed URLs
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     log.info("mammo: %s", service.describe())
+    # a stop (Ctrl-C, or SIGTERM as a Space or `docker stop` sends) closes the service: the open
+    # prediction-log shard is queued for the Hub with what else waits in the outbox
+    atexit.register(service.close)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True,  # same bytes as the store
                 app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})

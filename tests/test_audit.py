@@ -122,6 +122,18 @@ def test_closed_prediction_log_shards_reach_the_dataset_repo(hub_cases, hub_serv
     assert [json.loads(line)["image_sha256"] for line in lines] == ["0", "1", "2"]
 
 
+def test_a_shard_left_open_by_an_earlier_process_is_queued_when_the_log_next_opens(tmp_path: Path) -> None:
+    sent: list[tuple[str, bytes]] = []
+    earlier = PredictionLog(tmp_path, mirror=lambda name, content: sent.append((name, content)))
+    earlier.append(prediction_record({"model_version": "v2", "image_sha256": "a"}, None, 0.1))
+    assert sent == []  # still open; the process then stops without closing the log (killed)
+    PredictionLog(tmp_path, mirror=lambda name, content: sent.append((name, content)))
+    [(name, content)] = sent
+    assert json.loads(content)["image_sha256"] == "a" and (tmp_path / name).read_bytes() == content
+    PredictionLog(tmp_path, mirror=lambda name, content: sent.append((name, content)))
+    assert len(sent) == 1  # once: the next start queues nothing again
+
+
 def test_the_case_dataset_still_loads_as_cases_beside_audit_and_log_files(tmp_path: Path) -> None:
     """The dataset repo holds audit/ and logs/ too: datasets.load_dataset must read only the cases."""
     import datasets

@@ -8,6 +8,7 @@ Hub-protocol test server of ``tests/hub_server.py`` (legacy LFS transfer: Xet is
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 import subprocess
 import threading
@@ -307,6 +308,25 @@ def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
         assert hub.repo_case_ids() == sorted([first["case_id"], queued["case_id"]])
         after = hub.submit(client, "benign")
         assert after["status"] == "stored" and after["total_cases"] == 3
+
+
+def test_a_stopped_app_sends_its_prediction_log_to_the_hub(hub: HubApp) -> None:
+    """Stopped as a Space is (SIGTERM), the app queues its open prediction-log shard; the next start
+    delivers it."""
+    with hub.app() as app:
+        client = Client(app.url, verbose=False, download_files=False)
+        details = client.predict(handle_file(str(PHANTOM)), api_name="/predict")[2]
+        assert not [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]  # still open
+    shard = next((hub.home / "logs").glob("predictions-*.jsonl"))
+    assert (hub.home / "logs" / ".mirrored").read_text().split() == [shard.name]  # queued at the stop
+    with hub.app():
+        deadline = time.monotonic() + 30
+        while not [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]:
+            assert time.monotonic() < deadline, "the log shard did not reach the Hub"
+            time.sleep(0.2)
+    [sent] = [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]
+    record = json.loads(hub.server.read(CASE_REPO, sent))
+    assert sent == f"logs/{shard.name}" and record["image_sha256"] == details["image_sha256"]
 
 
 def test_app_restarts_while_the_hub_is_down(hub: HubApp) -> None:

@@ -7,8 +7,11 @@ pixels, the user when signed in, and the latency; never the image, its file name
 Append-only JSON lines in ``<MAMMO_HOME>/logs/predictions-<UTC date>-<process id>.jsonl``: each
 record is one ``write`` of a whole line, fsynced, to a file only this process appends to; a kill
 mid-write can leave at most a partial last line, which readers skip, so earlier records are never
-lost. A shard is closed at the day's end or after ``shard_size`` records; with the Hub backend for
-cases a closed shard is queued in the case store's outbox for ``logs/`` in the dataset repo.
+lost. A shard is closed at the day's end, after ``shard_size`` records or when the process closes
+the log; with the Hub backend for cases a closed shard is queued in the case store's outbox for
+``logs/`` in the dataset repo, and its name added to ``.mirrored``. Opening the log queues the
+shards earlier processes left unqueued (killed, or stopped without closing it); one that a process
+still running appends to is queued again, whole, when it closes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .cases import CaseStore
 __all__ = ["PredictionLog", "open_prediction_log", "prediction_record"]
 
 Mirror = Callable[[str, bytes], None]
+_MIRRORED = ".mirrored"  # names of the shards queued for the Hub, one a line
 
 
 def prediction_record(details: Mapping[str, Any], user: str | None, latency_s: float) -> dict:
@@ -69,6 +73,12 @@ class PredictionLog:
         self._shard: Path | None = None
         self._count = 0
         self._part = 0
+        if mirror is not None:
+            with self._lock:
+                mirrored = self._mirrored()
+                for path in sorted(self.folder.glob("predictions-*.jsonl")):
+                    if path.name not in mirrored:
+                        self._send(path)
 
     def append(self, record: Mapping[str, Any]) -> None:
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
@@ -94,8 +104,19 @@ class PredictionLog:
 
     def _close(self) -> None:
         if self._shard is not None and self.mirror is not None and self._shard.exists():
-            self.mirror(self._shard.name, self._shard.read_bytes())
+            self._send(self._shard)
         self._shard, self._count = None, 0
+
+    def _send(self, shard: Path) -> None:
+        """Queue ``shard`` for the Hub and note it in ``.mirrored`` (under the lock)."""
+        assert self.mirror is not None
+        self.mirror(shard.name, shard.read_bytes())
+        with open(self.folder / _MIRRORED, "a", encoding="utf-8") as handle:
+            handle.write(f"{shard.name}\n")
+
+    def _mirrored(self) -> set[str]:
+        path = self.folder / _MIRRORED
+        return set(path.read_text(encoding="utf-8").split()) if path.exists() else set()
 
     def records(self) -> list[dict]:
         """Every record of every shard, oldest first; partial lines (a killed write) are skipped."""
