@@ -159,7 +159,9 @@ def colour_map(plot: dict | None, column: str):
 def recolour(event, plots: dict) -> None:
     """After ``event`` gave ``plots`` (plot -> its colour column) new values: their colour maps."""
     for plot, column in plots.items():
-        event.then(functools.partial(colour_map, column=column), plot, plot, api_visibility="private")
+        # always_last: a second value that lands while the first colour map is on its way gets its own
+        event.then(functools.partial(colour_map, column=column), plot, plot, api_visibility="private",
+                   trigger_mode="always_last")
 
 
 def _need_file(path: str | None) -> str:

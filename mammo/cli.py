@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .config import DISCLAIMER
-from .data import Example, SplitSpec, folder_examples, image_hashes, learnt_by, split_by_patient
+from .data import SplitSpec, folder_examples, split_by_patient
 from .distributed import is_main_process, processes
 from .errors import MammoError
 from .explain import DEFAULT_METHOD, HEATMAP_METHODS
@@ -181,6 +181,7 @@ def _brief(metrics: dict | None) -> dict | None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .baseline import evaluate_baseline
+    from .pipeline import refuse_learnt_holdout
     from .predict import Predictor
     from .train import evaluate_probabilities, model_probabilities
 
@@ -203,7 +204,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         parts = split_by_patient(examples, spec)
         examples = parts[args.split]
         if args.split == "holdout":
-            _refuse_learnt(members, examples, args.data)
+            for member in members:
+                refuse_learnt_holdout(member.model_dir, str(member.model_dir), examples, str(args.data),
+                                      member.min_side, "Evaluate it on the folder it was trained on, or on "
+                                      "other films with --split all.")
         if args.split in ("val", "holdout"):  # the baseline learns from the films before this split
             learn = parts["train"] + (parts["val"] if args.split == "holdout" else [])
             baseline = evaluate_baseline(learn, examples, predictor.labels, predictor.preprocess,
@@ -230,18 +234,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         if baseline:
             print(f"{'baseline AUC':>18}: {baseline['auc_malignant']} ({baseline['model']}, same films)")
     return 0
-
-
-def _refuse_learnt(members: list, holdout: list[Example], data: Path) -> None:
-    """Refuse a holdout that holds films a model learnt from (``data`` changed since it trained)."""
-    for member in members:
-        seen = learnt_by(member.model_dir, image_hashes(holdout, member.min_side))
-        if seen:
-            raise ModelError(f"{seen} of the {len(holdout)} held-out films of {data} are films "
-                             f"{member.model_dir} was trained or validated on: the folder is not the one "
-                             "it was trained on, so its patient split no longer holds out the same "
-                             "patients. Evaluate it on the folder it was trained on, or on other films "
-                             "with --split all.")
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -282,7 +282,7 @@ def _decode_dicom(data: bytes, min_side: int) -> np.ndarray:
         raise ImageError(f"The DICOM image has an unexpected shape {arr.shape}.")
     try:
         values = apply_voi_lut(apply_modality_lut(arr, ds), ds)
-    except Exception:  # a rescale or window the file states but that cannot be applied (e.g. width 0)
+    except (ValueError, TypeError, ArithmeticError, AttributeError, KeyError):  # e.g. a window width of 0
         raise ImageError("The DICOM file's intensity settings (rescale slope/intercept or window "
                          "centre/width) are invalid, so its grey levels cannot be read.") from None
     return _minmax(values, invert=photometric == "MONOCHROME1")

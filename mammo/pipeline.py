@@ -20,13 +20,15 @@ from .calibration import apply_calibration, fit_calibration
 from .cv import THRESHOLD_RULE, cross_validate
 from .data import Example, SplitSpec, folder_examples, image_hashes, label_order, learnt_by, split_by_patient
 from .distributed import is_main_process
+from .errors import BadRequest
 from .film import FilmModel
 from .metrics import DEFAULT_THRESHOLD, evaluate_predictions, pick_threshold
 from .model import save
 from .model_card import render_model_card
 from .train import EpochLog, TrainConfig, evaluate_examples, film_scores, train_recipe
 
-__all__ = ["base_splits", "cases_apart_from", "train_to_folder", "read_cv", "write_card"]
+__all__ = ["base_splits", "cases_apart_from", "refuse_learnt_holdout", "train_to_folder", "read_cv",
+           "write_card"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,20 @@ def base_splits(
     if val is not None:
         return {"train": examples, "val": folder_examples(Path(val)), "holdout": []}
     return split_by_patient(examples, split)
+
+
+def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example], source: str,
+                          min_side: int, what_to_do: str) -> None:
+    """A BadRequest when the held-out films ``holdout`` (of ``source``) hold films the model at
+    ``model_dir`` (called ``name``) was trained or validated on, by the pixel hashes its
+    ``config.json`` records (nothing to check when it records none): scored on them, it would be
+    measured on its own training films."""
+    seen = learnt_by(model_dir, image_hashes(holdout, min_side))
+    if seen:
+        raise BadRequest(f"{seen} of the {len(holdout)} held-out films of {source} are films {name} was "
+                         f"trained or validated on: {source} has changed since {name} was trained, or is not "
+                         f"the data it was trained on, or {name} was trained without this patient split; so "
+                         f"the split no longer holds out the films {name} never saw. {what_to_do}")
 
 
 def cases_apart_from(cases: Sequence[Example], films: Sequence[Example],

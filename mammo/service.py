@@ -23,11 +23,11 @@ from typing import Any
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
-from .data import SplitSpec, case_examples, folder_examples, image_hashes, label_order, learnt_by
+from .data import SplitSpec, case_examples, folder_examples, label_order
 from .errors import MammoError
 from .explain import DEFAULT_METHOD, overlay
 from .imaging import encode_png, read_image
-from .pipeline import base_splits, train_to_folder
+from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .report import prediction_report
 from .store import (
@@ -148,6 +148,7 @@ class MammoService:
         self.pending = PendingPool(self.settings.home / "pending")  # the "label next" pool
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
+        self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
         self._recent = RecentImages()
         self._started = time.monotonic()
         self._fetched_base: Path | None = None
@@ -298,6 +299,8 @@ class MammoService:
         every = self.settings.auto_retrain_every
         if not every or self._retrain_lock.locked() or self.new_cases_since_retrain() < every:
             return receipt
+        if sum(self.cases.counts().values()) - self._auto_failed_at < every:
+            return receipt  # the last one failed (see the log and the audit): retried N cases later
         threading.Thread(target=self._auto_retrain, name="auto-retrain", daemon=True).start()
         return {**receipt, "auto_retrain": f"started: {every} new cases since the last retrain"}
 
@@ -306,8 +309,13 @@ class MammoService:
             summary = self._locked_retrain(RetrainOptions(), AUTO_USER, None, None)
         except RetrainBusy:
             return  # a retrain started meanwhile: it uses these cases too
-        except Exception:  # noqa: BLE001 - a background thread: log it, the app keeps serving
-            log.exception("the automatic retrain failed")
+        except Exception as error:  # noqa: BLE001 - a background thread: log it, the app keeps serving
+            self._auto_failed_at = sum(self.cases.counts().values())
+            if isinstance(error, MammoError):  # a refusal (base data missing or changed...): one line
+                log.warning("the automatic retrain was refused: %s; next try after %d more new cases",
+                            error, self.settings.auto_retrain_every)
+            else:
+                log.exception("the automatic retrain failed")
             return
         log.info("automatic retrain: %s (serving %s)", summary["reason"], summary["version"])
 
@@ -556,13 +564,8 @@ class MammoService:
             raise RetrainError(f"the base data's labels ({', '.join(labels)}) are not those of "
                                f"{current.version} ({', '.join(current.labels)}): a retrain keeps the "
                                "served labels, so the base data must have the same ones.")
-        seen = learnt_by(current.model_dir, image_hashes(parts["holdout"], current.min_side))
-        if seen:
-            raise RetrainError(
-                f"{seen} of the {len(parts['holdout'])} held-out films of the base data are films "
-                f"{current.version} was trained or validated on: the base data changed since it was "
-                "trained, so its patient split no longer holds out the same patients, and the gate "
-                "would score it on its own training films. Restore the base data it was trained on.")
+        refuse_learnt_holdout(current.model_dir, current.version, parts["holdout"], "the base data",
+                              current.min_side, "Set MAMMO_BASE_DATA to the data it was trained on.")
         return parts["holdout"]
 
     def _load_published(self, version: str, served: str) -> Predictor:

@@ -340,9 +340,12 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
 
 
 def literal(text: str) -> str:
-    """``text`` as Markdown that shows it as typed: HTML and Markdown syntax escaped (a visitor's
-    notes are stored verbatim and must not render as a link, an image or a heading)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>])", r"\\\1", html.escape(text, quote=False))
+    """``text`` as Markdown that shows it as typed: HTML and Markdown syntax escaped, as are ``:``
+    (the page's GFM turns a bare URL into a link) and ``$`` (its KaTeX renders ``$$...$$``); each
+    line break is kept and each line's leading blanks dropped (an indented line would be code). A
+    visitor's notes are stored verbatim and must not render as a link, an image or a heading."""
+    escaped = re.sub(r"([\\`*_{}\[\]()#+\-.!|~>:$=])", r"\\\1", html.escape(text, quote=False))
+    return "  \n".join(line.strip() for line in escaped.splitlines())
 
 
 def known_image_notes(details: Mapping[str, Any]) -> str:

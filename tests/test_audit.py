@@ -132,6 +132,10 @@ def test_a_shard_left_open_by_an_earlier_process_is_queued_when_the_log_next_ope
     assert json.loads(content)["image_sha256"] == "a" and (tmp_path / name).read_bytes() == content
     PredictionLog(tmp_path, mirror=lambda name, content: sent.append((name, content)))
     assert len(sent) == 1  # once: the next start queues nothing again
+    earlier.append(prediction_record({"model_version": "v2", "image_sha256": "b"}, None, 0.1))  # still open
+    PredictionLog(tmp_path, mirror=lambda name, content: sent.append((name, content)))
+    assert len(sent) == 2  # it grew since: queued again, whole
+    assert [json.loads(line)["image_sha256"] for line in sent[1][1].splitlines()] == ["a", "b"]
 
 
 def test_the_case_dataset_still_loads_as_cases_beside_audit_and_log_files(tmp_path: Path) -> None:

@@ -735,6 +735,24 @@ def test_hub_stores_sharing_an_outbox_see_each_others_delivered_cases(hub_env) -
             app.append(grey(16), "malignant")
 
 
+def test_a_shard_delivered_by_another_process_while_the_hub_is_down_is_indexed_when_it_is_back(
+    hub_env,
+) -> None:
+    server = hub_env
+    with hub_store() as app, hub_store() as importer:
+        assert app.counts()["malignant"] == 0
+        receipt = importer.append(grey(17), "malignant")
+        assert receipt["status"] == "stored" and importer.pending() == 0
+        server.stop()
+        started = time.monotonic()
+        assert app.counts()["malignant"] == 0  # not fetched, not forgotten
+        assert time.monotonic() - started < 5  # no client retry loop while holding the store's locks
+        server.restart()
+        assert app.counts()["malignant"] == 1
+        with pytest.raises(StoreError, match=receipt["case_id"]):
+            app.append(grey(17), "malignant")
+
+
 def test_hub_index_is_rebuilt_from_the_repo_on_a_fresh_machine(
     hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -318,7 +318,7 @@ def test_a_stopped_app_sends_its_prediction_log_to_the_hub(hub: HubApp) -> None:
         details = client.predict(handle_file(str(PHANTOM)), api_name="/predict")[2]
         assert not [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]  # still open
     shard = next((hub.home / "logs").glob("predictions-*.jsonl"))
-    assert (hub.home / "logs" / ".mirrored").read_text().split() == [shard.name]  # queued at the stop
+    assert (hub.home / "logs" / ".mirrored").read_text().split() == [shard.name, str(shard.stat().st_size)]
     with hub.app():
         deadline = time.monotonic() + 30
         while not [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]:

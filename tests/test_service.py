@@ -16,6 +16,7 @@ from mammo import views
 from mammo.access import AccessDenied
 from mammo.config import Settings, settings
 from mammo.data import SplitSpec, pixel_hashes
+from mammo.errors import BadRequest
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
@@ -211,8 +212,8 @@ def test_a_retrain_refuses_a_holdout_the_served_version_learnt_from(tmp_path: Pa
     open_registry(settings_, seed=model)
     service = MammoService(settings_)
     try:
-        with pytest.raises(RetrainError, match=f"2 of the {len(holdout)} held-out films of the base data are "
-                                               "films v1 was trained or validated on"):
+        with pytest.raises(BadRequest, match=f"2 of the {len(holdout)} held-out films of the base data are "
+                                             "films v1 was trained or validated on.*Set MAMMO_BASE_DATA"):
             service.retrain(TINY)
         assert [v["version"] for v in service.versions()] == ["v1"] and not service.registry.rejected()
     finally:
@@ -409,6 +410,26 @@ def test_automatic_retrain_after_every_n_new_cases(tmp_path: Path, tiny_model_di
         assert service.auto_retrain_state() == {"every": 2, "new_cases": 0}
         assert "auto_retrain" not in service.submit(films[2], "benign", None)  # 1 new case: not yet
         assert "automatic retraining: after every 2 new cases" in service.describe()
+    finally:
+        service.close()
+
+
+def test_a_failed_automatic_retrain_is_tried_again_only_n_cases_later(tmp_path: Path, tiny_model_dir: Path,
+                                                                      small_mias: Path) -> None:
+    missing = tmp_path / "no-such-base-data"
+    config = dataclasses.replace(local_settings(tmp_path, missing), auto_retrain_every=2)
+    open_registry(config, seed=tiny_model_dir)
+    service = MammoService(config)
+    films = sorted((small_mias / "benign").glob("*.png"))
+    try:
+        service.submit(films[0], "benign", None)
+        assert service.submit(films[1], "benign", None)["auto_retrain"].startswith("started")
+        deadline = time.monotonic() + 60
+        while service._auto_failed_at != 2:  # refused: no base data
+            assert time.monotonic() < deadline, "the automatic retrain did not fail as expected"
+            time.sleep(0.1)
+        assert "auto_retrain" not in service.submit(films[2], "benign", None)  # not again at once
+        assert service.submit(films[3], "benign", None)["auto_retrain"].startswith("started")  # 2 later
     finally:
         service.close()
 

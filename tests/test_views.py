@@ -125,18 +125,24 @@ def test_receipt_text_repeats_what_was_stored() -> None:
 
 
 def test_receipt_text_shows_notes_as_typed_not_as_html_or_markdown() -> None:
-    from markdown_it import MarkdownIt  # Gradio's own dependency
+    """Rendered as CommonMark (markdown-it, installed with Gradio); the page itself renders with
+    marked (GFM: bare URLs become links) and KaTeX, hence the escaped ':' and '$' checked below."""
+    from markdown_it import MarkdownIt
 
     from mammo.store.cases import METADATA_FIELDS
 
-    notes = "<img src=x onerror=alert(1)> [click me](http://example.com) <h1>BIG</h1> # *not bold*"
+    first = "<img src=x onerror=alert(1)> [click me](http://example.com) <h1>BIG</h1> # *not bold* a\\b &amp;"
+    notes = f"{first}\n\n    indented, not code\nunderlined\n===\n$$x^2$$ see http://example.com/a_b"
     receipt = {"case_id": "c0ffee", "label": "benign", "submitted_at": "2026-11-30T09:00:00Z",
                "total_cases": 3, "status": "stored", "metadata": {"notes": notes}}
-    rendered = MarkdownIt("commonmark").render(views.receipt_text(receipt, METADATA_FIELDS))
-    for tag in ("<img", "<a ", "<h1", "<em>"):
+    text = views.receipt_text(receipt, METADATA_FIELDS)
+    rendered = MarkdownIt("commonmark").render(text)
+    for tag in ("<img", "<a ", "<h1", "<em>", "<pre>", "<code>indented"):
         assert tag not in rendered
-    shown = rendered.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    assert f"Notes: {notes}." in shown  # every character as typed
+    shown = rendered.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("<br />", "")
+    for line in notes.splitlines():
+        assert line.strip() in shown  # every character as typed, line by line
+    assert r"http\://example\.com" in text and r"\$\$x^2\$\$" in text  # no autolink, no maths on the page
 
 
 def test_verdict_text_in_plain_words() -> None:

@@ -9,9 +9,10 @@ record is one ``write`` of a whole line, fsynced, to a file only this process ap
 mid-write can leave at most a partial last line, which readers skip, so earlier records are never
 lost. A shard is closed at the day's end, after ``shard_size`` records or when the process closes
 the log; with the Hub backend for cases a closed shard is queued in the case store's outbox for
-``logs/`` in the dataset repo, and its name added to ``.mirrored``. Opening the log queues the
-shards earlier processes left unqueued (killed, or stopped without closing it); one that a process
-still running appends to is queued again, whole, when it closes.
+``logs/`` in the dataset repo, and its name and size added to ``.mirrored``. Opening the log
+queues the shards earlier processes left unqueued or grew after queuing (killed, or stopped
+without closing it; a shard another process still appends to is queued as it is, and again,
+whole, when that process closes it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .cases import CaseStore
 __all__ = ["PredictionLog", "open_prediction_log", "prediction_record"]
 
 Mirror = Callable[[str, bytes], None]
-_MIRRORED = ".mirrored"  # names of the shards queued for the Hub, one a line
+_MIRRORED = ".mirrored"  # "<shard name> <bytes>" of each shard queued for the Hub, one a line
 
 
 def prediction_record(details: Mapping[str, Any], user: str | None, latency_s: float) -> dict:
@@ -75,9 +76,9 @@ class PredictionLog:
         self._part = 0
         if mirror is not None:
             with self._lock:
-                mirrored = self._mirrored()
+                sent = self._mirrored()
                 for path in sorted(self.folder.glob("predictions-*.jsonl")):
-                    if path.name not in mirrored:
+                    if sent.get(path.name) != path.stat().st_size:
                         self._send(path)
 
     def append(self, record: Mapping[str, Any]) -> None:
@@ -108,15 +109,18 @@ class PredictionLog:
         self._shard, self._count = None, 0
 
     def _send(self, shard: Path) -> None:
-        """Queue ``shard`` for the Hub and note it in ``.mirrored`` (under the lock)."""
+        """Queue ``shard`` for the Hub and note it, with its size, in ``.mirrored`` (under the lock)."""
         assert self.mirror is not None
-        self.mirror(shard.name, shard.read_bytes())
+        content = shard.read_bytes()
+        self.mirror(shard.name, content)
         with open(self.folder / _MIRRORED, "a", encoding="utf-8") as handle:
-            handle.write(f"{shard.name}\n")
+            handle.write(f"{shard.name} {len(content)}\n")
 
-    def _mirrored(self) -> set[str]:
+    def _mirrored(self) -> dict[str, int]:
+        """Shard name -> the size it was last queued at."""
         path = self.folder / _MIRRORED
-        return set(path.read_text(encoding="utf-8").split()) if path.exists() else set()
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        return {name: int(size) for name, size in (line.split() for line in lines if len(line.split()) == 2)}
 
     def records(self) -> list[dict]:
         """Every record of every shard, oldest first; partial lines (a killed write) are skipped."""

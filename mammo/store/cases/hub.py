@@ -19,7 +19,7 @@ import datasets
 import pyarrow.parquet as pq
 from datasets.data_files import EmptyDatasetError
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
 
 from ...config import Settings
 from .._fs import utc_now
@@ -179,12 +179,15 @@ class HubCaseStore(CaseStore):
         """A shard another process (sharing this outbox) journalled and has since delivered: indexed
         from the repo (so its cases are counted and their duplicates refused here too). False while
         the Hub cannot be asked (tried again at the next refresh); True when the repo no longer has
-        it either (merged away there: the merged shard is indexed from the repo)."""
+        it either (merged away there: the merged shard is indexed from the repo). Called holding the
+        store's locks: a Hub that is down is found out by one request without retries; a shard is a
+        single download, and only when two processes share an outbox."""
         try:
+            branch_head(self.api, self.repo_id, "dataset")  # a Hub that is down answers at once (no retries)
             with hub_errors(self.api.endpoint, f"fetching the case shard {name} of {self.repo_id}"):
                 try:
                     local = self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
-                except EntryNotFoundError:
+                except RemoteEntryNotFoundError:  # not LocalEntryNotFoundError: that one means "no answer"
                     return True
         except HubError as error:
             log.warning("case shard %s not indexed yet: %s", name, error)
