@@ -67,17 +67,22 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     assert sum(group["n"] for group in tissue.values()) == metrics["n"]
 
 
+def with_split_seed(model: Path, out: Path, seed: int) -> tuple[Path, dict]:
+    """A copy of the model folder ``model`` at ``out`` that records another patient-split seed."""
+    out.mkdir()
+    for name in ("model.safetensors", "README.md"):
+        (out / name).write_bytes((model / name).read_bytes())
+    config = json.loads((model / "config.json").read_text())
+    config["mammo"]["split"]["seed"] = seed
+    (out / "config.json").write_text(json.dumps(config))
+    return out, config
+
+
 def test_evaluate_refuses_a_holdout_of_films_the_model_learnt_from(trained: Path, mias: Path,
                                                                    tmp_path: Path) -> None:
     """A patient split that no longer holds out the films the model held out (here its seed changed,
     as a changed folder would change it) is refused, not scored as "held out"."""
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    for name in ("model.safetensors", "README.md"):
-        (moved / name).write_bytes((trained / name).read_bytes())
-    config = json.loads((trained / "config.json").read_text())
-    config["mammo"]["split"]["seed"] = 1
-    (moved / "config.json").write_text(json.dumps(config))
+    moved, _ = with_split_seed(trained, tmp_path / "moved", 1)
     refused = run_cli("evaluate", "--model", str(moved), "--data", str(mias), "--split", "holdout", "--json")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert f"held-out films of {mias} are films {moved} was trained or validated on" in refused.stderr
@@ -110,13 +115,7 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, m
     assert metrics["ensemble"]["members"] == [str(trained), str(V1)]
     assert metrics["model_version"] == f"{members[0].version} + {members[1].version}"
     # models that disagree on their labels, or on their patient split, are refused in one line
-    other = tmp_path / "other"
-    other.mkdir()
-    for name in ("model.safetensors", "README.md"):
-        (other / name).write_bytes((trained / name).read_bytes())
-    config = json.loads((trained / "config.json").read_text())
-    config["mammo"]["split"]["seed"] = 1
-    (other / "config.json").write_text(json.dumps(config))
+    other, config = with_split_seed(trained, tmp_path / "other", 1)
     refused = run_cli("evaluate", "--model", str(trained), "--model", str(other), "--data", str(mias),
                       "--split", "holdout", "--json")
     assert refused.returncode == 2 and "different patient splits" in refused.stderr
