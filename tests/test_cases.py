@@ -203,6 +203,11 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
         ("normal", {"laterality": 1}, "must be text"),
         ("normal", {"biopsy_confirmed": "maybe"}, "yes/no"),
         ("normal", {"notes": "line\x00break\x1b[31m"}, "control characters"),
+        ("normal", {"notes": "Patient Jane Doe, MRN 12345678, DOB 1968-02-03"},
+         r"seems to hold a patient identifier \(a date, a long number .*, an identifier's label"),
+        ("normal", {"notes": "seen 03/02/2026"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "call 020 7946 0958"}, "a long number"),
+        ("normal", {"notes": "ask jane.doe@example.org"}, "an e-mail address"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

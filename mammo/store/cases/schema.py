@@ -68,6 +68,7 @@ class MetadataField:
     max: int | None = None
     max_len: int | None = None
     names: tuple[str, ...] = ()
+    free_text: bool = False  # checked for what looks like a patient identifier
 
 
 # The one table of optional case metadata: the Submit form and the dataset card come from it.
@@ -85,7 +86,18 @@ METADATA_FIELDS: dict[str, MetadataField] = {
     "biopsy_confirmed": MetadataField(bool, "label confirmed by biopsy / histology", "Biopsy-confirmed"),
     "age": MetadataField(int, "patient age in years (18-120)", "Age in years", min=18, max=120),
     "notes": MetadataField(str, "free-text notes (plain text, no identifiers)",
-                           "Notes (plain text, no identifiers, up to 2000 characters)", max_len=2000),
+                           "Notes (plain text, no identifiers, up to 2000 characters)", max_len=2000,
+                           free_text=True),
+}
+
+# What free text must not hold, by what it looks like: a heuristic guard (it cannot recognise a
+# name), refusing the common shapes of identifiers before they are stored and published.
+_IDENTIFIER_SHAPES = {
+    "a date": re.compile(r"\b\d{1,4}[-/.]\d{1,2}[-/.]\d{2,4}\b"),
+    "a long number (a record, ID or phone number)": re.compile(r"\d(?:[\s-]?\d){6,}"),
+    "an e-mail address": re.compile(r"[\w.+-]+@[\w-]+\.\w+"),
+    "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
+        r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
 }
 
 ARROW_TYPES = {str: "string", int: "int32", bool: "bool"}
@@ -147,6 +159,11 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
         raise StoreError(f"Metadata '{name}' is {len(value)} characters long; the limit is {spec.max_len}.")
     if any(unicodedata.category(ch) == "Cc" and ch not in _CONTROL_OK for ch in value):
         raise StoreError(f"Metadata '{name}' contains control characters; use plain text.")
+    shapes = [shape for shape, found in _IDENTIFIER_SHAPES.items() if spec.free_text and found.search(value)]
+    if shapes:
+        raise StoreError(f"Metadata '{name}' seems to hold a patient identifier ({', '.join(shapes)}): it is "
+                         "stored and shared with the case as typed. Leave out names, dates, record numbers, "
+                         "phone numbers and e-mail addresses.")
     return value
 
 
