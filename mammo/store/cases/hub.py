@@ -99,10 +99,13 @@ class HubCaseStore(CaseStore):
 
     def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
         """Merge the repo's small shards: each merged shard is built from the shards at one revision,
-        then committed, in one commit that adds it and deletes its sources, on the head read under
-        the upload lock (a commit from elsewhere in between makes it fail, never lose a case).
-        Shards still in the outbox are left alone. Returns shards merged, shards written and cases
-        moved."""
+        then committed, in one commit that adds it and deletes its sources, on the head read just
+        before it under the upload lock (this process's deliveries wait; a commit from elsewhere in
+        that moment makes it fail). If another machine merged some of the sources away since they
+        were read, the Hub refuses to delete a file that no longer exists ("A file with this name
+        doesn't exist", as the test server answers too) and the commit fails: no case is lost or
+        stored twice. Shards still in the outbox are left alone. Returns shards merged, shards
+        written and cases moved."""
         assert self.outbox is not None
         merges = Merges()
         with self.outbox.upload_lock:
