@@ -51,7 +51,7 @@ from .store import (
 from .store._fs import file_lock
 from .train import EpochLog, TrainConfig, evaluate_examples
 
-__all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError"]
+__all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
 
 Progress = Callable[[float, str], None]
 log = logging.getLogger(__name__)
@@ -65,6 +65,14 @@ class RetrainBusy(MammoError, RuntimeError):
 
 class RetrainError(MammoError, RuntimeError):
     """Retraining cannot start (no base data, bad options); the message says why."""
+
+
+class PublishedNotServed(RetrainError):
+    """A candidate passed the gate and was published, but could not be loaded back to serve."""
+
+    def __init__(self, message: str, version: str):
+        super().__init__(message)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -470,8 +478,10 @@ class MammoService:
             try:
                 summary = self._retrain(options, user, base, progress or (lambda f, m: None), on_epoch)
             except BaseException as error:
-                self.audit.record("retrain failed", user, options=asdict(options),
-                                  error=f"{type(error).__name__}: {error}")
+                published = {"version": error.version} if isinstance(error, PublishedNotServed) else {}
+                self.audit.record("promotion, not yet served" if published else "retrain failed", user,
+                                  options=asdict(options), error=f"{type(error).__name__}: {error}",
+                                  **published)
                 raise
             self.audit.record("promotion" if summary["promoted"] else "rejection", user,
                               options=asdict(options), version=summary["version"],
@@ -573,9 +583,9 @@ class MammoService:
         try:
             return Predictor(self.registry.load(version))
         except (MammoError, OSError) as error:
-            raise RetrainError(f"{version} passed the gate and is published, but it could not be loaded "
-                               f"back to serve ({error}); {served} is still served until the app "
-                               "restarts.") from error
+            raise PublishedNotServed(f"{version} passed the gate and is published, but it could not be "
+                                     f"loaded back to serve ({error}); {served} is still served until the "
+                                     "app restarts.", version) from error
 
     @staticmethod
     def _retrain_config(current: Predictor, options: RetrainOptions) -> TrainConfig:

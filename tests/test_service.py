@@ -249,6 +249,8 @@ def test_a_promoted_version_that_cannot_be_loaded_back_says_it_is_published(
                                            "back to serve .the Hub did not answer.; v1 is still served"):
         service.retrain(TINY)
     assert service.predictor.version == "v1" and service.registry.latest() == "v2"
+    last = service.audit.events()[-1]  # the log says a version was published, not only that it failed
+    assert last["action"] == "promotion, not yet served" and last["details"]["version"] == "v2"
 
 
 def test_the_gate_metric_and_tolerance_are_settings(service: MammoService) -> None:
