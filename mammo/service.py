@@ -332,6 +332,9 @@ class MammoService:
         pixels re-encoded (no tag, no file name) with the served model's uncertainty and scores."""
         drawn = self._recent.drawn(str(image), self._predictor.version)
         prediction = next(iter(drawn.values()), None) or self.predict(image, user=user)
+        stored = self.cases.case_with_pixels(prediction.image_sha256)
+        if stored:
+            raise StoreError(f"This image is already case {stored} (labelled): there is nothing to label.")
         grey = read_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
         details = prediction.details()
         entry = self.pending.offer(prediction.image_sha256, encode_png(grey), {

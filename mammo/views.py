@@ -444,7 +444,12 @@ def retrain_recipe_text(mammo: Mapping[str, Any]) -> str:
     film = training.get("film_epochs") or 0
     then = (f", then {film} epochs of whole-film fine-tuning (the served version's recipe), so each "
             "retrain takes longer than the slider says" if film else "")
-    return f"A retrain runs the lesion-aware recipe: the epochs chosen above of patch training{then}.{caveat}"
+    patch = training.get("patch_size") or 96
+    small = (f" Keep films at least {4 * patch} px (four of its {patch} px patches across): on smaller "
+             "ones hardly any patch lies inside the breast, the model can end up giving every film the "
+             "same answer, and the gate then refuses it.")
+    return (f"A retrain runs the lesion-aware recipe: the epochs chosen above of patch training{then}."
+            f"{small}{caveat}")
 
 
 def estimate_text(mammo: Mapping[str, Any]) -> str:

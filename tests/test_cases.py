@@ -41,6 +41,7 @@ from mammo.store.cases import (
     HubCaseStore,
     StoreError,
     open_case_store,
+    validate_metadata,
 )
 from mammo.store.cases import local as cases_local
 from mammo.store.cases.compaction import write_merged
@@ -187,6 +188,12 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
     assert row["biopsy_confirmed"] is True
 
 
+@pytest.mark.parametrize("notes", ["spiculated mass at 2 o'clock, 12 mm, BI-RADS 5; 2.5 x 1.8 cm",
+                                   "stable since the 2019-2021 priors", "compare with 2018 and 2020 studies"])
+def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
+    assert validate_metadata({"notes": notes})["notes"] == notes
+
+
 @pytest.mark.parametrize(
     ("label", "metadata", "message"),
     [
@@ -207,6 +214,7 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
          r"seems to hold a patient identifier \(a date, a long number .*, an identifier's label"),
         ("normal", {"notes": "seen 03/02/2026"}, r"identifier \(a date\)"),
         ("normal", {"notes": "call 020 7946 0958"}, "a long number"),
+        ("normal", {"notes": "no 123-45-6789"}, "a long number"),
         ("normal", {"notes": "ask jane.doe@example.org"}, "an e-mail address"),
         ("normal", ["view", "CC"], "mapping"),
     ],

@@ -337,6 +337,25 @@ def test_gate_rejects_candidate_without_metric(value) -> None:
     assert not ok
 
 
+def test_gate_never_promotes_a_candidate_that_gives_every_film_the_same_score() -> None:
+    """As a whole-film stage collapsed on 128 px films did: AUC 0.50 on 6 films beat the served 0.40."""
+    import numpy as np
+
+    from mammo.metrics import evaluate_predictions
+
+    labels, classes = np.array([0, 0, 1, 2, 0, 0]), ["normal", "benign", "malignant"]
+    constant = evaluate_predictions(labels, np.tile([0.67, 0.17, 0.16], (6, 1)), classes)
+    served = {"auc_malignant": 0.40, "n": 6}
+    ok, reason = promotion_decision(constant, served, split="holdout")
+    assert constant["auc_malignant"] == 0.5 and not ok
+    assert "gives every film of holdout (n=6) the same malignancy score" in reason
+    assert not promotion_decision(constant, None)[0]  # not even as a first version
+    varied = np.tile([0.67, 0.17, 0.16], (6, 1))
+    varied[3, 2] = 0.5  # one film scored otherwise: an ordinary comparison again
+    ok, reason = promotion_decision(evaluate_predictions(labels, varied, classes), served)
+    assert ok and reason.startswith("promoted: candidate auc_malignant")
+
+
 def test_gate_without_current_version_or_current_metric() -> None:
     ok, reason = promotion_decision({"auc_malignant": 0.3}, None)
     assert ok and "no current version" in reason and "0.3000" in reason

@@ -495,6 +495,8 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     service.remove_pending(pool[1]["id"], user="rita")
     assert [e["id"] for e in service.pending_images()] == [pool[2]["id"]]
     assert service.cases.case_with_pixels(pool[0]["id"]) == receipt["case_id"]
+    with pytest.raises(StoreError, match=f"already case {receipt['case_id']}"):  # nothing left to label
+        service.offer_for_labelling(films[[e["id"] for e in offered].index(pool[0]["id"])], user="alice")
     summary = service.retrain(TINY)
     assert summary["cases_used"] == 1  # the waiting image never trains
     actions = [e["action"] for e in service.audit.events()]

@@ -369,6 +369,7 @@ def test_every_version_shows_its_recorded_figures_without_retraining(version: st
     ({"recipe": "film"}, "may stop early"),
     ({"recipe": "patch", "epochs": 12}, "epochs chosen above of patch training."),
     ({"recipe": "patch", "epochs": 0, "film_epochs": 6}, "then 6 epochs of whole-film fine-tuning"),
+    ({"recipe": "patch", "patch_size": 96}, "Keep films at least 384 px (four of its 96 px patches across)"),
 ])
 def test_the_retrain_tab_says_what_a_retrain_runs(training: dict, expected: str) -> None:
     assert expected in views.retrain_recipe_text({"training": training})

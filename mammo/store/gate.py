@@ -27,6 +27,13 @@ def _score(metrics: dict, metric: str) -> float | None:
     return float(value)
 
 
+def _one_score_for_all(metrics: dict) -> bool:
+    """Whether every film got the same malignancy score (to 1e-6), by the ROC's thresholds (the
+    first of which is a sentinel above the highest score); False when no ROC is recorded."""
+    thresholds = ((metrics.get("roc") or {}).get("thresholds") or [])[1:]
+    return bool(thresholds) and max(thresholds) - min(thresholds) < 1e-6
+
+
 def promotion_decision(
     candidate_metrics: dict,
     current_metrics: dict | None,
@@ -38,15 +45,22 @@ def promotion_decision(
     """Whether to promote the candidate, and a reason stating both scores, the metric and split.
 
     Promote iff there is no current version, or candidate[metric] >= current[metric] -
-    tolerance (boundary included). A candidate without a score for ``metric`` is never
-    promoted. A current version without one (undefined on this set) cannot block a candidate
-    that has one. ``split`` names the evaluation set in the reason (default: the metric dicts'
-    ``split`` entry, else "the fixed evaluation set").
+    tolerance (boundary included). A candidate without a score for ``metric``, or whose ROC says
+    it gave every film the same malignancy score, is never promoted. A current version without
+    one (undefined on this set) cannot block a candidate that has one. ``split`` names the
+    evaluation set in the reason (default: the metric dicts' ``split`` entry, else "the fixed
+    evaluation set").
     """
     if tolerance < 0 or math.isnan(tolerance):
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     where = split or candidate_metrics.get("split") or "the fixed evaluation set"
     where = f"{where} (n={candidate_metrics['n']})" if "n" in candidate_metrics else where
+    if _one_score_for_all(candidate_metrics):
+        return False, (
+            f"not promoted: the candidate gives every film of {where} the same malignancy score (a model "
+            "that learnt nothing usable, e.g. a whole-film stage collapsed on films too small for its "
+            "patches), whatever its figures"
+        )
     candidate = _score(candidate_metrics, metric)
     if candidate is None:
         return False, (

@@ -94,7 +94,8 @@ METADATA_FIELDS: dict[str, MetadataField] = {
 # name), refusing the common shapes of identifiers before they are stored and published.
 _IDENTIFIER_SHAPES = {
     "a date": re.compile(r"\b\d{1,4}[-/.]\d{1,2}[-/.]\d{2,4}\b"),
-    "a long number (a record, ID or phone number)": re.compile(r"\d(?:[\s-]?\d){6,}"),
+    "a long number (a record, ID or phone number)": re.compile(  # not a span of years: "2019-2021"
+        r"(?<![\d-])(?!(?:19|20)\d\d ?- ?(?:19|20)\d\d(?!\d))\d(?:[ -]?\d){6,}"),
     "an e-mail address": re.compile(r"[\w.+-]+@[\w-]+\.\w+"),
     "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
         r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
@@ -161,9 +162,9 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
         raise StoreError(f"Metadata '{name}' contains control characters; use plain text.")
     shapes = [shape for shape, found in _IDENTIFIER_SHAPES.items() if spec.free_text and found.search(value)]
     if shapes:
-        raise StoreError(f"Metadata '{name}' seems to hold a patient identifier ({', '.join(shapes)}): it is "
-                         "stored and shared with the case as typed. Leave out names, dates, record numbers, "
-                         "phone numbers and e-mail addresses.")
+        raise StoreError(f"Nothing was stored: metadata '{name}' seems to hold a patient identifier "
+                         f"({', '.join(shapes)}), and it would be stored and shared with the case as typed. "
+                         "Leave out names, dates, record numbers, phone numbers and e-mail addresses.")
     return value
 
 
