@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -286,9 +286,11 @@ class MammoService:
         return self._after_new_cases(receipt)
 
     def submit_many(self, items: Iterable[tuple[ImageSource, str, Mapping[str, Any] | None]],
-                    user: str | None = None) -> dict:
+                    user: str | None = None, *, skip_duplicates: bool = False,
+                    names: Sequence[str] | None = None) -> dict:
+        """A batch of cases as one shard (see ``CaseStore.append_many``)."""
         can_submit(user, self.settings).require()
-        receipt = self.cases.append_many(items)
+        receipt = self.cases.append_many(items, skip_duplicates=skip_duplicates, names=names)
         self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
                           skipped=len(receipt["skipped"]))
         return self._after_new_cases(receipt)
@@ -371,20 +373,25 @@ class MammoService:
 
     def submit_uploads(self, paths: Iterable[str | Path], label: str | None,
                        user: str | None = None) -> dict:
-        """A bulk upload as one batch: image files (all with ``label``) and zips of label folders."""
+        """A bulk upload as one batch: image files (all with ``label``) and zips of label folders.
+        Images already stored are skipped and listed (by file name) in the receipt's ``skipped``."""
         can_submit(user, self.settings).require()  # before a zip is unpacked into memory
         limit = self.settings.max_upload_bytes
         items: list[tuple[ImageSource, str, None]] = []
+        names: list[str] = []
         for path in map(Path, paths):
             if path.suffix.lower() == ".zip":
-                items += [(data, zip_label, None) for data, zip_label, _ in zip_cases(path, limit)]
+                for data, zip_label, name in zip_cases(path, limit):
+                    items.append((data, zip_label, None))
+                    names.append(f"{path.name}: {zip_label}/{name}")
             elif not label:
                 raise StoreError("Pick the label of the uploaded images (or upload a zip of label folders).")
             else:
                 items.append((str(path), label, None))
+                names.append(path.name)
         if not items:
             raise StoreError("Choose image files or a zip of an imagefolder first.")
-        return self.submit_many(items, user=user)
+        return self.submit_many(items, user=user, skip_duplicates=True, names=names)
 
     def base_data(self) -> Path:
         """The base data's folder for a retrain (a Hub repo's newest commit), or a RetrainError."""

@@ -172,6 +172,12 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     receipt = service.submit_uploads([*map(str, normals), str(archive)], "normal")
     assert receipt["total_cases"] == 3 and receipt["counts"] == {"normal": 2, "benign": 0, "malignant": 1}
     assert len(list((service.settings.home / "cases" / "data").glob("*.parquet"))) == 1
+    # a batch holding one image already stored: the others are stored, that one is named as skipped
+    other = sorted((small_mias / "benign").glob("*.png"))[0]
+    again = service.submit_uploads([str(normals[0]), str(other)], "benign")
+    assert again["total_cases"] == 4 and len(again["case_ids"]) == 1
+    [skipped] = again["skipped"]
+    assert skipped["name"] == normals[0].name and skipped["duplicate_of"]
     with pytest.raises(StoreError, match="Pick the label"):
         service.submit_uploads([str(normals[0])], None)
     with pytest.raises(StoreError, match="Choose image files"):

@@ -183,19 +183,24 @@ class CaseStore:
         items: Iterable[tuple[ImageInput, str, Mapping[str, Any] | None]],
         *,
         skip_duplicates: bool = False,
+        names: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Store a batch as one shard; all items are checked before anything is written.
 
         With ``skip_duplicates`` images already stored (or repeated in the batch) are left out
-        and listed under ``skipped`` instead of failing the whole batch.
+        and listed under ``skipped`` instead of failing the whole batch. ``names`` (the uploader's
+        file names, never stored) name the items in refusals and in ``skipped``.
         """
         cases = []
         for i, (image, label, metadata) in enumerate(items):
             try:
                 cases.append(self._prepare(image, label, metadata))
             except StoreError as exc:
-                raise StoreError(f"Item {i + 1}: {exc}") from exc
-        return self._store(cases, skip_duplicates=skip_duplicates)
+                raise StoreError(f"{names[i] if names else f'Item {i + 1}'}: {exc}") from exc
+        receipt = self._store(cases, skip_duplicates=skip_duplicates)
+        if names:
+            receipt["skipped"] = [{**skip, "name": names[skip["index"]]} for skip in receipt["skipped"]]
+        return receipt
 
     def load(self) -> datasets.Dataset:
         """Every case as a ``datasets.Dataset`` (empty with the schema when there is none)."""
