@@ -181,7 +181,10 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
         second.result(timeout=30)
     summary = job.result(timeout=120)
     assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
-    assert summary["cases_used"] >= 1 and "auc_malignant" in summary["reason"]
+    # the gate compares AUCs, or refuses a candidate with one score for every film (v3's whole-film
+    # stage can collapse on 128 px films: see the Retrain tab's note)
+    assert summary["cases_used"] >= 1
+    assert "auc_malignant" in summary["reason"] or "the same malignancy score" in summary["reason"]
     assert summary["promoted"] == promotion_decision(summary["candidate_metrics"], summary["current_metrics"],
                                                      "auc_malignant", 0.01)[0]  # the app's defaults
     versions = [v["version"] for v in client.predict(api_name="/models")]

@@ -61,10 +61,10 @@ def answers(app: AppProcess) -> dict[str, dict]:
     for entry, label in zip(IDENTIFIED, ("malignant", "benign"), strict=True):
         path = str(BAD / entry["file"])
         _, overlay, details = client.predict(handle_file(path), "Grad-CAM", 0.0, api_name="/predict")
+        client.predict(handle_file(path), api_name="/offer")  # kept in the label-next pool (not a case yet)
         receipt = client.predict(handle_file(path), label, notes="synthetic privacy test",
                                  api_name="/submit_case")
         report = Path(client.predict(handle_file(path), "Grad-CAM", 0.4, api_name="/report"))
-        client.predict(handle_file(path), api_name="/offer")  # kept in the label-next pool
         out[entry["file"]] = {"overlay": np.asarray(Image.open(overlay).convert("RGB")),
                               "details": details, "receipt": receipt, "report": report}
     out["models"] = client.predict(api_name="/models")

@@ -28,10 +28,11 @@ def _score(metrics: dict, metric: str) -> float | None:
 
 
 def _one_score_for_all(metrics: dict) -> bool:
-    """Whether every film got the same malignancy score (to 1e-6), by the ROC's thresholds (the
-    first of which is a sentinel above the highest score); False when no ROC is recorded."""
+    """Whether every film got exactly the same malignancy score, by the ROC's thresholds (the first
+    is a sentinel above the highest score, the last the lowest score); False when no ROC is
+    recorded. Exact: a barely trained model whose scores differ in the seventh decimal still ranks."""
     thresholds = ((metrics.get("roc") or {}).get("thresholds") or [])[1:]
-    return bool(thresholds) and max(thresholds) - min(thresholds) < 1e-6
+    return bool(thresholds) and max(thresholds) == min(thresholds)
 
 
 def promotion_decision(
