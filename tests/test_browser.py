@@ -394,7 +394,7 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     # v1's own curve and legend (Gradio's plots kept the first version's legend and drew nothing else)
     expect(roc).to_contain_text("v1, holdout (AUC 0.63)", timeout=30_000)
     expect(roc).not_to_contain_text(f"{SERVED},")
-    assert roc.locator(".mark-line path").count() >= 1  # a drawn ROC curve
+    expect(roc.locator(".mark-line path")).not_to_have_count(0, timeout=30_000)  # a drawn ROC curve
     expect(curves.locator("svg").first).to_contain_text("validation AUC")  # v1 had validation films
     pick(page, "Version", SERVED)
     # the served version's own caption (the dropdown started on it; v1's was shown in between)
