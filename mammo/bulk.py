@@ -39,10 +39,10 @@ def zip_cases(
             raise BulkError("the zip holds no images in <label>/<file> folders")
         if len(members) > max_files:
             raise BulkError(f"the zip holds {len(members)} files; at most {max_files} per upload")
-        total_limit = MAX_EXPANSION * max_file_bytes
-        if sum(m.file_size for m in members) > total_limit:
-            raise BulkError(f"the zip unpacks to {sum(m.file_size for m in members) / 1e6:.1f} MB; at most "
-                            f"{total_limit / 1e6:.1f} MB per upload")
+        total_limit, unpacked = MAX_EXPANSION * max_file_bytes, sum(m.file_size for m in members)
+        if unpacked > total_limit:
+            raise BulkError(f"the zip unpacks to {unpacked / 1e6:.1f} MB; at most {total_limit / 1e6:.1f} MB "
+                            "per upload")
         for member in members:
             parts = PurePosixPath(member.filename).parts
             if len(parts) < 2:

@@ -301,7 +301,10 @@ class MammoService:
         reports = [(self._predictor.config.get("mammo") or {}).get("report") or {}]
         reports += [r.get("report") or {} for r in self.registry.rejected()]
         used = max((r.get("cases_used") or 0 for r in reports), default=0)
-        return max(0, sum(self.cases.counts().values()) - used)
+        return max(0, self._cases_stored() - used)
+
+    def _cases_stored(self) -> int:
+        return sum(self.cases.counts().values())
 
     def _after_new_cases(self, receipt: dict) -> dict:
         """With MAMMO_AUTO_RETRAIN_EVERY=N: start a gated retrain in the background once N new cases
@@ -309,7 +312,7 @@ class MammoService:
         every = self.settings.auto_retrain_every
         if not every or self._retrain_lock.locked() or self.new_cases_since_retrain() < every:
             return receipt
-        if sum(self.cases.counts().values()) - self._auto_failed_at < every:
+        if self._cases_stored() - self._auto_failed_at < every:
             return receipt  # the last one failed (see the log and the audit): retried N cases later
         threading.Thread(target=self._auto_retrain, name="auto-retrain", daemon=True).start()
         return {**receipt, "auto_retrain": f"started: {every} new cases since the last retrain"}
@@ -320,7 +323,7 @@ class MammoService:
         except RetrainBusy:
             return  # a retrain started meanwhile: it uses these cases too
         except Exception as error:  # noqa: BLE001 - a background thread: log it, the app keeps serving
-            self._auto_failed_at = sum(self.cases.counts().values())
+            self._auto_failed_at = self._cases_stored()
             if isinstance(error, MammoError):  # a refusal (base data missing or changed...): one line
                 log.warning("the automatic retrain was refused: %s; next try after %d more new cases",
                             error, self.settings.auto_retrain_every)

@@ -120,7 +120,7 @@ class PredictionLog:
         """Shard name -> the size it was last queued at."""
         path = self.folder / _MIRRORED
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        return {name: int(size) for name, size in (line.split() for line in lines if len(line.split()) == 2)}
+        return {parts[0]: int(parts[1]) for line in lines if len(parts := line.split()) == 2}
 
     def records(self) -> list[dict]:
         """Every record of every shard, oldest first; partial lines (a killed write) are skipped."""
