@@ -1,16 +1,19 @@
 """How the local case store behaves as it grows: submit, totals, recent cases, one case, training start.
 
-    python scripts/bench_store.py [--sizes 10000 100000] [--out DIR] [--batch 1000]
+    python scripts/bench_store.py [--sizes 10000 100000] [--out DIR] [--batch 1000] [--later-batches 100]
 
 For each size, fills a fresh local store with that many small synthetic cases (48 x 48 noise images,
 labels in turn; appended in batches, as `cases import` does; `--batch 1`: one shard per case, as the
 app's Submit tab writes them), then times on the full store: 30 single submits (p50/p95), `counts()`
 (the totals the app shows), `recent(20)`, fetching one case's PNG (30 random cases, p50/p95),
 opening the store afresh and counting its cases (an app restart), merging the small shards (as every
-retrain does first) and opening again, and the start of training: reading every case as the retrain
-does (`case_examples(store.load())`, images left in the memory-mapped dataset), the training set over
-all of them at 512 px (as v2's recipe) and its first shuffled batch of 16, in a new process whose
-memory is measured after its imports and at its peak. Prints one table with the sizes side by side.
+retrain does first) and opening again, and the start of training, in a new process as a retrain
+starts: the served model (the packaged v3) built to fine-tune, every case read as the retrain does
+(`case_examples(store.load())`, images left in the memory-mapped dataset), the training set over all
+of them at 512 px (as v2's recipe) and its first shuffled batch of 16; its memory is measured after
+its imports, with the model, at its peak to the first batch and 100 batches later (anonymous and
+file-backed: pages of the memory-mapped cases, which the kernel drops under memory pressure).
+Prints one table with the sizes side by side.
 Targets (issue 11): submit p50 at the largest size within 1.5x of the smallest; one case <= 50 ms;
 memory to start training <= 1 GB at 100 000.
 """
@@ -18,6 +21,7 @@ memory to start training <= 1 GB at 100 000.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import resource
@@ -34,7 +38,9 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mammo.config import PACKAGE_WEIGHTS  # noqa: E402
 from mammo.data import PreparedImages, case_examples  # noqa: E402
+from mammo.model import build, read_config  # noqa: E402
 from mammo.preprocess import PreprocessConfig  # noqa: E402
 from mammo.store import CaseStore  # noqa: E402
 
@@ -52,7 +58,7 @@ def _ms(samples: list[float]) -> tuple[float, float]:
     return 1000 * statistics.median(ordered), 1000 * ordered[int(0.95 * (len(ordered) - 1))]
 
 
-def bench(size: int, folder: Path, batch: int) -> dict:
+def bench(size: int, folder: Path, batch: int, later_batches: int = 100) -> dict:
     """Fill a store at ``folder`` with ``size`` cases and time what the app does with it."""
     rng = np.random.default_rng(size)
     store = CaseStore(LABELS, folder)
@@ -92,7 +98,8 @@ def bench(size: int, folder: Path, batch: int) -> dict:
     with CaseStore(LABELS, folder) as reopened:
         reopened.counts()
     reopen_s = time.perf_counter() - t
-    start = json.loads(subprocess.run([sys.executable, __file__, "--start-training", str(folder)], check=True,
+    start = json.loads(subprocess.run([sys.executable, __file__, "--start-training", str(folder),
+                                       "--later-batches", str(later_batches)], check=True,
                                       capture_output=True, text=True).stdout)
     return {"cases": size + 30, "fill (s)": fill_s, "submit p50/p95 (ms)": _ms(submits),
             "totals (ms)": 1000 * totals_s, "recent 20 (ms)": 1000 * recent_s,
@@ -101,14 +108,16 @@ def bench(size: int, folder: Path, batch: int) -> dict:
             "merge small shards (s)": compact_s,
             "open and count after merging (s)": reopen_s, "to first training batch (s)": start["seconds"],
             "new process: RSS after imports (MB)": start["imports_mb"],
+            "new process: RSS with the served model (MB)": start["model_mb"],
             "new process: peak RSS to first batch (MB)": start["peak_mb"],
             "new process: file-backed RSS at first batch (MB)": start["file_mb"],
+            f"new process: anonymous / file-backed RSS {later_batches} batches on (MB)": start["later"],
             "this process: peak RSS (MB)": _peak_mb()}
 
 
 def _cell(value: float | tuple) -> str:
     """A table cell: counts as they are, times and sizes to one decimal, pairs as ``a / b``."""
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return " / ".join(_cell(v) for v in value)
     return str(value) if isinstance(value, int) else f"{value:.1f}"
 
@@ -117,17 +126,27 @@ def _shards(folder: Path) -> int:
     return len(list((folder / "data").glob("*.parquet")))
 
 
-def start_training(folder: Path) -> dict:
-    """In a fresh process: open the store, read every case as the retrain does (images left in the
-    memory-mapped dataset), build the training set at 512 px (v2's size) and take its first batch."""
+def start_training(folder: Path, later_batches: int = 100) -> dict:
+    """In a fresh process: build the served model to fine-tune, open the store, read every case as
+    the retrain does (images left in the memory-mapped dataset), build the training set at 512 px
+    (v2's size) and take its first batch, then ``later_batches`` more (no model step: the memory
+    that reading the cases takes as an epoch goes on)."""
     imports_mb = _peak_mb()
+    served = PACKAGE_WEIGHTS / "v3"
+    build(read_config(served)["architecture"], len(LABELS), served)
+    model_mb = _peak_mb()
     started = time.perf_counter()
     store = CaseStore(LABELS, folder)
     examples = case_examples(store.load())
     images = PreparedImages(examples, LABELS, PreprocessConfig(image_size=512), (0.5,), (0.5,), min_side=32)
-    next(iter(DataLoader(images, batch_size=16, shuffle=True)))
-    return {"seconds": time.perf_counter() - started, "imports_mb": imports_mb, "peak_mb": _peak_mb(),
-            "file_mb": _status_mb("RssFile")}
+    batches = itertools.chain.from_iterable(itertools.repeat(DataLoader(images, batch_size=16, shuffle=True)))
+    next(batches)
+    first = {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(),
+             "file_mb": _status_mb("RssFile")}
+    for _ in range(later_batches):
+        next(batches)
+    return {**first, "imports_mb": imports_mb, "model_mb": model_mb,
+            "later": (_status_mb("RssAnon"), _status_mb("RssFile"))}
 
 
 def _status_mb(field: str) -> float:
@@ -152,14 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--out", type=Path, help="where the stores go (default: a temp folder)")
     parser.add_argument("--batch", type=int, default=1000, help="cases per appended shard while filling")
+    parser.add_argument("--later-batches", type=int, default=100,
+                        help="training batches read after the first before memory is measured again")
     parser.add_argument("--start-training", type=Path, metavar="STORE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.start_training:  # the child process of bench(): one JSON line
-        print(json.dumps(start_training(args.start_training)))
+        print(json.dumps(start_training(args.start_training, args.later_batches)))
         return 0
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-store-"))
     before = _peak_mb()
-    results = [bench(size, root / f"store-{size}", args.batch) for size in sorted(args.sizes)]
+    results = [bench(size, root / f"store-{size}", args.batch, args.later_batches)
+               for size in sorted(args.sizes)]
     print("| measure | " + " | ".join(f"{r['cases']} cases" for r in results) + " |")
     print("|---|" + "---|" * len(results))
     for key in results[0]:

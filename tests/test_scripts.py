@@ -155,11 +155,13 @@ def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path, processes: list[str]
 
 def test_store_benchmark_smoke(tmp_path: Path) -> None:
     done = run_script("scripts/bench_store.py", "--sizes", "20", "50", "--batch", "10",
-                      "--out", str(tmp_path), timeout=300)
+                      "--later-batches", "7", "--out", str(tmp_path), timeout=300)
     assert done.returncode == 0, done.stderr
     assert "| measure | 50 cases | 80 cases |" in done.stdout
     rows = ("submit p50/p95 (ms)", "one case p50/p95 (ms)", "to first training batch (s)",
-            "new process: RSS after imports (MB)", "new process: peak RSS to first batch (MB)")
+            "new process: RSS after imports (MB)", "new process: RSS with the served model (MB)",
+            "new process: peak RSS to first batch (MB)",
+            "new process: anonymous / file-backed RSS 7 batches on (MB)")
     assert all(f"| {row} |" in done.stdout for row in rows)
     line = next(line for line in done.stdout.splitlines() if line.startswith("| new process: peak RSS"))
     after_imports = next(line for line in done.stdout.splitlines() if "RSS after imports" in line)
