@@ -183,10 +183,12 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
     return result.probabilities, result.overlay, result.details()
 
 
-def cleared_results():
-    """Another file (or none) in the upload box: the previous file's probabilities, heat map,
-    score, details, report and full-size heat map are taken off the page."""
-    return None, None, "", None, None, gr.update(value=None, visible=False), None
+# Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
+# score, details), report and full-size heat map are hidden at once, in the browser, and shown
+# again when this file's own arrive (a server call to clear them could land after the new file's
+# prediction and wipe it; and Gradio 6.31 does not apply an empty value sent from the browser).
+HIDE_RESULTS_JS = "() => Array(3).fill({__type__: 'update', visible: false})"
+SHOW_JS = "() => ({__type__: 'update', visible: true})"
 
 
 @clear_errors
@@ -224,11 +226,12 @@ def report_shown(image: str | None, method: str, opacity: float, profile: gr.OAu
 
 @clear_errors
 def redraw(image: str | None, method: str, opacity: float):
-    """The last prediction of this file drawn with another method or opacity (no new upload)."""
+    """The last prediction of this file drawn with another method or opacity (no new upload), and
+    the results shown."""
     result = service.rerender(image, method, opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
-        return gr.skip(), gr.skip(), gr.skip()
-    return result.probabilities, result.overlay, result.details()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return result.probabilities, result.overlay, result.details(), gr.update(visible=True)
 
 
 @clear_errors
@@ -632,13 +635,14 @@ def build() -> gr.Blocks:
                         gr.Examples([[str(p)] for p in PHANTOMS], inputs=[image],
                                     label="Synthetic phantoms for edge cases (not real patients)")
                 with gr.Column():
-                    probabilities = gr.Label(num_top_classes=3, label="Probabilities (most likely class)")
-                    overlay = gr.Image(label="Heat map over the image", type="numpy", format=OVERLAY_FORMAT,
-                                       interactive=False, height=640)
-                    score = gr.Markdown()
-                    details = gr.JSON(label="details", visible=False)  # the API's, full precision
-                    with gr.Accordion("Details", open=False):
-                        shown_details = gr.JSON(label="Details (rounded; the API returns full precision)")
+                    with gr.Column(visible=False) as film_results:  # shown with a result of this file
+                        probabilities = gr.Label(num_top_classes=3, label="Probabilities (most likely class)")
+                        overlay = gr.Image(label="Heat map over the image", type="numpy",
+                                           format=OVERLAY_FORMAT, interactive=False, height=640)
+                        score = gr.Markdown()
+                        details = gr.JSON(label="details", visible=False)  # the API's, full precision
+                        with gr.Accordion("Details", open=False):
+                            shown_details = gr.JSON(label="Details (rounded; the API returns full precision)")
                     with gr.Row():
                         report_button = gr.Button("PDF report of this prediction", size="sm")
                         offer_button = gr.Button("Offer this image for labelling", size="sm")
@@ -790,17 +794,20 @@ def build() -> gr.Blocks:
             predict, [image, method, opacity], [probabilities, overlay, details], concurrency_limit=2,
             **private)
         for done in (predicted, picked):
+            done.success(None, None, film_results, js=SHOW_JS, **private)
             done.success(show_details, details, [score, shown_details], **private).success(
                 add_history, [image, details, history_state], [history_state, history], **private)
         for redraw_event in (method.change, opacity.release):
-            redrawn = redraw_event(redraw, [image, method, opacity], [probabilities, overlay, details],
-                                   concurrency_limit=2, **private)
+            redrawn = redraw_event(redraw, [image, method, opacity],
+                                   [probabilities, overlay, details, film_results], concurrency_limit=2,
+                                   **private)
             redrawn.success(show_details, details, [score, shown_details], **private)
-        image.change(cleared_results, None, [probabilities, overlay, score, details, shown_details,
-                                             report_download, heatmap_download], queue=False,
-                     **private).then(preview, image, uploaded, **private)
+        image.change(None, None, [film_results, report_download, heatmap_download], js=HIDE_RESULTS_JS,
+                     **private)
+        image.change(preview, image, uploaded, **private)
         heatmap_button.click(heatmap_file, [image, method], heatmap_download, api_name="heatmap",
-                             api_description=heatmap_file.__doc__, concurrency_limit=2)
+                             api_description=heatmap_file.__doc__, concurrency_limit=2).success(
+            None, None, heatmap_download, js=SHOW_JS, **private)
         report_inputs = [image, method, opacity]
         gr.on([], report_file, report_inputs, report_download, api_name="report",  # API only
               api_description=report_file.__doc__, concurrency_limit=2)

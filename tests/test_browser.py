@@ -219,8 +219,8 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
 
 
 def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: Path, tmp_path: Path) -> None:
-    """Upload, predict, upload another file: the first file's label, score and heat map go, and a
-    heat-map method picked before Predict draws nothing of the first file."""
+    """Upload, predict, upload another file: the first file's label, score, heat map and full-size
+    heat map go, and a heat-map method picked before Predict draws nothing of the first file."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
@@ -228,6 +228,10 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: P
     shot.predict(page, image)
     score = page.locator(".prose").filter(has_text="Malignancy score:")
     expect(score.first).to_be_visible()
+    page.get_by_text("Full-resolution heat map").click()
+    page.get_by_role("button", name="Make the heat map at the file's full size (16-bit PNG)").click()
+    full_size = page.locator('a[href*="/mammo-heatmap-"]')  # the file's download link
+    expect(full_size).to_be_visible(timeout=60_000)
     upload = page.locator(".block:visible").filter(has_text="Mammogram (PNG, JPEG").first
     upload.get_by_role("button", name="Clear").click()  # the × of the file box, as a visitor would
     expect(score).to_have_count(0, timeout=10_000)
@@ -241,6 +245,7 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: P
             continue
     overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img")
     assert page.locator(".output-class").count() == 0 and overlay.count() == 0
+    assert full_size.count() == 0  # the first file's full-size heat map is not offered for this one
     pick(page, "Heat-map method", "EigenCAM")
     page.wait_for_timeout(3000)  # a redraw would have come by now
     assert page.locator(".output-class").count() == 0 and overlay.count() == 0
