@@ -59,7 +59,7 @@ def predict(page: Page, image: Path) -> str:
     """
     upload(page, image, "Predict")
     page.get_by_role("button", name="Predict", exact=True).click()
-    page.get_by_text("Malignancy score").wait_for(timeout=60_000)
+    page.get_by_text("Malignancy score:").wait_for(timeout=60_000)  # not the history's column
     overlay_size(page)
     return page.locator(".output-class").first.inner_text(timeout=10_000).strip()
 

@@ -380,7 +380,7 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=thumbnails.first.element_handle(),
                            timeout=30_000)  # an image preview, not a file-name chip
     thumbnails.nth(4).click()  # the malignant case, left CC (sorted by name)
-    page.get_by_text("Malignancy score").wait_for(timeout=60_000)
+    page.get_by_text("Malignancy score:").wait_for(timeout=60_000)  # not the history's column
     assert max(shot.overlay_size(page)) == 1024  # the shipped film's size
     visible(page.get_by_role("row").filter(has_text="cbis_ddsm_malignant_lcc.png")).wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
