@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from mammo.metrics import EVALUATE_KEYS
 from mammo.store.registry import packaged_versions
 
 __all__ = ["LABELS", "RETRAIN", "PACKAGED", "SERVED", "NEXT", "Images", "load_cases", "running_job_desc",
-           "run_cli", "run_script", "check_schema"]
+           "run_cli", "cli_here", "run_script", "check_schema"]
 
 LABELS = ["normal", "benign", "malignant"]
 PACKAGED = [folder.name for folder in packaged_versions()]  # the versions shipped: v1, v2, ...
@@ -61,6 +63,27 @@ def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess
         env["MAMMO_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "mammo", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def cli_here(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m mammo ARGS`` run in this process, reported as :func:`run_cli` reports it: for
+    commands refused before any work, or whose work is small (a new process spends about 8 s
+    importing torch and the rest first)."""
+    from mammo.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = os.environ.get("MAMMO_HOME")
+    if home is not None:
+        os.environ["MAMMO_HOME"] = str(home)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        if before is None:
+            os.environ.pop("MAMMO_HOME", None)
+        else:
+            os.environ["MAMMO_HOME"] = before
+    return subprocess.CompletedProcess(["mammo", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

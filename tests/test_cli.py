@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PACKAGED, check_schema, run_cli
+from helpers import PACKAGED, check_schema, cli_here, run_cli
 from PIL import Image
 
 from mammo.config import settings
@@ -83,7 +83,8 @@ def test_evaluate_refuses_a_holdout_of_films_the_model_learnt_from(trained: Path
     """A patient split that no longer holds out the films the model held out (here its seed changed,
     as a changed folder would change it) is refused, not scored as "held out"."""
     moved, _ = with_split_seed(trained, tmp_path / "moved", 1)
-    refused = run_cli("evaluate", "--model", str(moved), "--data", str(mias), "--split", "holdout", "--json")
+    refused = cli_here("evaluate", "--model", str(moved), "--data", str(mias), "--split", "holdout",
+                       "--json")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert f"held-out films of {mias} are films {moved} was trained or validated on" in refused.stderr
 
@@ -116,13 +117,13 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, m
     assert metrics["model_version"] == f"{members[0].version} + {members[1].version}"
     # models that disagree on their labels, or on their patient split, are refused in one line
     other, config = with_split_seed(trained, tmp_path / "other", 1)
-    refused = run_cli("evaluate", "--model", str(trained), "--model", str(other), "--data", str(mias),
-                      "--split", "holdout", "--json")
+    refused = cli_here("evaluate", "--model", str(trained), "--model", str(other), "--data", str(mias),
+                       "--split", "holdout", "--json")
     assert refused.returncode == 2 and "different patient splits" in refused.stderr
     config["label_names"] = config["label_names"][::-1]
     (other / "config.json").write_text(json.dumps(config))
-    refused = run_cli("evaluate", "--model", str(trained), "--model", str(other), "--data", str(mias),
-                      "--json")
+    refused = cli_here("evaluate", "--model", str(trained), "--model", str(other), "--data", str(mias),
+                       "--json")
     assert refused.returncode == 2 and "same labels in the same order" in refused.stderr
     assert "Traceback" not in refused.stderr
 
@@ -158,27 +159,27 @@ def test_packaged_v1_evaluates_with_the_design_schema(mias: Path) -> None:
 
 def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    listed = run_cli("models", "list", home=home)
+    listed = cli_here("models", "list", home=home)
     assert listed.returncode == 0, listed.stderr
     assert [v["version"] for v in json.loads(listed.stdout)] == PACKAGED
-    pulled = run_cli("models", "pull", "v1", "--out", str(tmp_path / "v1"), home=home)
+    pulled = cli_here("models", "pull", "v1", "--out", str(tmp_path / "v1"), home=home)
     assert pulled.returncode == 0, pulled.stderr
     files = sorted(p.name for p in (tmp_path / "v1").iterdir())
     assert files == ["README.md", "config.json", "model.safetensors"]
     assert (tmp_path / "v1" / "model.safetensors").read_bytes() == (V1 / "model.safetensors").read_bytes()
-    imported = run_cli("cases", "import", str(small_mias), home=home)
+    imported = cli_here("cases", "import", str(small_mias), home=home)
     assert imported.returncode == 0, imported.stderr
     n = len(list(small_mias.glob("*/*.png")))
     assert json.loads(imported.stdout)["total_cases"] == n
-    counts = json.loads(run_cli("cases", "list", home=home).stdout)["counts"]
+    counts = json.loads(cli_here("cases", "list", home=home).stdout)["counts"]
     assert sum(counts.values()) == n and counts["malignant"] == len(list(small_mias.glob("malignant/*.png")))
-    again = run_cli("cases", "import", str(small_mias), home=home)  # the same images: refused, clearly
+    again = cli_here("cases", "import", str(small_mias), home=home)  # the same images: refused, clearly
     assert again.returncode == 2 and "already submitted" in again.stderr
 
     with CaseStore(["normal", "benign", "malignant"], home / "cases") as store:  # two Submit-tab cases
         for seed in (1, 2):
             store.append(np.random.default_rng(seed).random((64, 64), dtype=np.float32), "benign")
-    compacted = run_cli("cases", "compact", "--small", str(n + 1), home=home)
+    compacted = cli_here("cases", "compact", "--small", str(n + 1), home=home)
     assert compacted.returncode == 0, compacted.stderr
     assert json.loads(compacted.stdout) == {"shards_merged": 3, "shards_written": 1, "cases": n + 2}
     assert len(list((home / "cases" / "data").glob("*.parquet"))) == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from app_server import ROOT
-from helpers import check_schema, run_cli, run_script
+from helpers import check_schema, cli_here, run_cli, run_script
 
 from mammo.cv import patient_folds, summarise
 from mammo.data import SplitSpec, folder_examples, image_hashes, learnt_by
@@ -151,11 +151,11 @@ def test_folds_never_start_from_weights_that_learnt_their_films(patch_v, small_m
     assert learnt_by(model, image_hashes([*parts["train"], *parts["val"]])) == n
     recipe = ["cv", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
               "--image-size", "128", "--patch-size", "64", "--top-k", "4", "--epochs", "1", "--folds", "2"]
-    seen = run_cli(*recipe, "--init", str(model))
+    seen = cli_here(*recipe, "--init", str(model))
     total = n + len(parts["holdout"])  # `cv` cross-validates every film of the folder
     assert seen.returncode == 2, seen.stderr
     assert f"which learnt from {n} of these {total} films" in seen.stderr
-    unknown = run_cli(*recipe, "--init", str(folds / "fold0"))
+    unknown = cli_here(*recipe, "--init", str(folds / "fold0"))
     assert unknown.returncode == 2 and "records no list of the films it learnt from" in unknown.stderr
 
 
@@ -218,9 +218,9 @@ def test_patch_recipe_refuses_data_without_lesion_marks(tmp_path: Path, small_mi
     bare = tmp_path / "bare"
     for label in ("normal", "malignant"):
         shutil.copytree(small_mias / label, bare / label)
-    done = run_cli("train", "--data", str(bare), "--recipe", "patch", "--arch", "test_efficientnet",
-                   "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
-                   "--out", str(tmp_path / "m"))
+    done = cli_here("train", "--data", str(bare), "--recipe", "patch", "--arch", "test_efficientnet",
+                    "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
+                    "--out", str(tmp_path / "m"))
     assert done.returncode == 2 and "lesion" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -263,7 +263,7 @@ def test_train_can_take_a_finished_cross_validation(patch_v, small_mias: Path, t
     mammo = json.loads((tmp_path / "m" / "config.json").read_text())["mammo"]
     kept = json.loads((folds / "cv.json").read_text())
     assert mammo["head"]["weight"] == kept["calibration"]["weight"] and mammo["cv"]["n"] == kept["n"]
-    other = run_cli(*recipe, "--top-k", "2", "--out", str(tmp_path / "other"))
+    other = cli_here(*recipe, "--top-k", "2", "--out", str(tmp_path / "other"))
     assert other.returncode == 2 and "another recipe (differs in top_k)" in other.stderr
 
 
@@ -317,18 +317,18 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
         assert statistics and all(np.array_equal(before[k], after[k]) for k in statistics)
         deep = [k for k in before if k.startswith(("blocks.4", "conv_head")) and k.endswith("weight")]
         assert deep and all(not np.array_equal(before[k], after[k]) for k in deep)
-    other = run_cli(*recipe, "--seed", "1", "--init-folds", str(folds), "--out", str(tmp_path / "other"))
+    other = cli_here(*recipe, "--seed", "1", "--init-folds", str(folds), "--out", str(tmp_path / "other"))
     assert other.returncode == 2 and "other films or folds" in other.stderr
     assert not (tmp_path / "other").exists()
-    over = run_cli(*recipe, "--init-folds", str(folds), "--keep-models", str(folds),
-                   "--out", str(tmp_path / "over"))
+    over = cli_here(*recipe, "--init-folds", str(folds), "--keep-models", str(folds),
+                    "--out", str(tmp_path / "over"))
     assert over.returncode == 2 and "another folder" in over.stderr  # the fold models it starts from stay
-    without_cv = run_cli(*recipe[:-2], "--init-folds", str(folds), "--out", str(tmp_path / "no-cv"))
+    without_cv = cli_here(*recipe[:-2], "--init-folds", str(folds), "--out", str(tmp_path / "no-cv"))
     assert without_cv.returncode == 2 and "for a cross-validation" in without_cv.stderr
     older = tmp_path / "older-cv.json"  # a film stage cross-validated before its augmentation was recorded
     older.write_text(json.dumps({**second, "recipe": {k: v for k, v in second["recipe"].items()
                                                       if k != "film_augmentation"}}))
-    refused = run_cli(*recipe[:-2], "--cv-from", str(older), "--out", str(tmp_path / "older"))
+    refused = cli_here(*recipe[:-2], "--cv-from", str(older), "--out", str(tmp_path / "older"))
     assert refused.returncode == 2 and "differs in film_augmentation" in refused.stderr
     # is the second stage better? paired out of fold, and on the held-out patients of the same split
     for mode, pair in (("--cv", [folds / "cv.json", kept / "cv.json"]), ("--holdout", [model, out])):
