@@ -818,12 +818,17 @@ def build() -> gr.Blocks:
         submitted = submit_button.click(
             submit_case, [case_image, label, *metadata], receipt, api_name="submit_case",
             api_description=submit_case.__doc__, concurrency_limit=4)
-        submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
-                          **private).then(totals, None, counts, **private).then(
-            recent_cases, None, case_choice, **private)
+
+        def cases_stored(event) -> None:
+            """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""
+            event.success(totals, None, counts, **private).then(
+                recent_cases, None, case_choice, **private).then(audit_views, None, audit, **private)
+
+        cases_stored(submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
+                                       **private))
         submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **private)
-        bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt, concurrency_limit=1,
-                          **private).success(totals, None, counts, **private)
+        cases_stored(bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt,
+                                       concurrency_limit=1, **private))
 
         # 2, not 1: a second request must reach the service and be told a retrain is running
         gr.on([], retrain, [epochs, image_size, from_current], summary, api_name="retrain",  # API only
@@ -876,7 +881,7 @@ def build() -> gr.Blocks:
                                         [queue_result, queue_label], concurrency_limit=1, **private),
                      queue_remove.click(remove_pending, queue_choice, queue_result, concurrency_limit=1,
                                         **private)):
-            done.success(queue_views, None, queue_outputs, **private).then(totals, None, counts, **private)
+            cases_stored(done.success(queue_views, None, queue_outputs, **private))
         gr.on([], queue, None, api_result, api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels
@@ -886,7 +891,6 @@ def build() -> gr.Blocks:
         gr.on([], history_records, None, api_result, api_name="history",
               api_description=history_records.__doc__)
         versions_json.change(audit_views, None, audit, **private)  # after retrains, rollbacks, refresh
-        submitted.success(audit_views, None, audit, **private)
         audit_button.click(audit_file, None, audit_csv, api_name="audit", api_description=audit_file.__doc__)
     return demo
 

@@ -373,6 +373,34 @@ def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppPro
     page.get_by_text(f"already in the case store (case {case_id})").wait_for(timeout=60_000)
 
 
+def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, app: AppProcess,
+                                                                        tmp_path: Path) -> None:
+    """The page that made a bulk upload lists its cases among the recent ones and shows its audit
+    line, without a reload (they were only shown after one)."""
+    from playwright.sync_api import expect
+
+    page = fresh
+    page.get_by_role("tab", name="Submit case").click()
+    page.get_by_role("button", name="Bulk upload").click()
+    block = page.locator(".block:visible").filter(has_text="Images of one label, or a zip").first
+    block.locator("input[type=file]").set_input_files([str(phantom(tmp_path, seed)) for seed in (21, 22)])
+    expect(block.locator('a[href$="/phantom_22.png"]')).to_have_count(1, timeout=30_000)
+    pick(page, "Label (not needed for a zip)", "benign")
+    page.get_by_role("button", name="Submit all").click()
+    receipt = page.locator(".block").filter(has_text="Batch receipt").last
+    expect(receipt).to_contain_text("case_ids", timeout=60_000)
+    with CaseStore(LABELS, app.home / "cases") as store:
+        newest = store.recent(1)[0]["case_id"]
+    page.get_by_role("tab", name="Models").click()
+    page.get_by_role("button", name=re.compile(r"^Audit log")).click()
+    expect(visible(page.get_by_role("gridcell").filter(has_text=newest[:8]))).to_contain_text(
+        "case ids: 2", timeout=30_000)  # the bulk import's line
+    page.get_by_role("tab", name="Predict").click()
+    page.get_by_role("button", name="Submitted cases").click()
+    page.get_by_label("A recent case (id, confirmed label)", exact=True).click()
+    expect(page.get_by_role("option").filter(has_text=newest[:8])).to_have_count(1, timeout=30_000)
+
+
 def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tmp_path: Path) -> None:
     page = fresh
     thumbnails = page.locator(".block").filter(has_text="Real film mammograms").locator("img")
