@@ -8,7 +8,7 @@ app's Submit tab writes them), then times on the full store: 30 single submits (
 (the totals the app shows), `recent(20)`, fetching one case's PNG (30 random cases, p50/p95),
 opening the store afresh and counting its cases (an app restart), merging the small shards (as every
 retrain does first) and opening again, and the start of training, in a new process as a retrain
-starts: the served model (the packaged v3) built to fine-tune, every case read as the retrain does
+starts: the served model (the newest packaged version) built to fine-tune, every case read as the retrain does
 (`case_examples(store.load())`, images left in the memory-mapped dataset), the training set over all
 of them at 512 px (as v2's recipe) and its first shuffled batch of 16; its memory is measured after
 its imports, with the model, at its peak to the first batch and 100 batches later (anonymous and
@@ -38,11 +38,11 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mammo.config import PACKAGE_WEIGHTS  # noqa: E402
 from mammo.data import PreparedImages, case_examples  # noqa: E402
 from mammo.model import build, read_config  # noqa: E402
 from mammo.preprocess import PreprocessConfig  # noqa: E402
 from mammo.store import CaseStore  # noqa: E402
+from mammo.store.registry import packaged_versions  # noqa: E402
 
 __all__ = ["bench", "main"]
 
@@ -115,7 +115,7 @@ def bench(size: int, folder: Path, batch: int, later_batches: int = 100) -> dict
             "this process: peak RSS (MB)": _peak_mb()}
 
 
-def _cell(value: float | tuple) -> str:
+def _cell(value: float | tuple | list) -> str:
     """A table cell: counts as they are, times and sizes to one decimal, pairs as ``a / b``."""
     if isinstance(value, (tuple, list)):
         return " / ".join(_cell(v) for v in value)
@@ -132,7 +132,7 @@ def start_training(folder: Path, later_batches: int = 100) -> dict:
     (v2's size) and take its first batch, then ``later_batches`` more (no model step: the memory
     that reading the cases takes as an epoch goes on)."""
     imports_mb = _peak_mb()
-    served = PACKAGE_WEIGHTS / "v3"
+    served = packaged_versions()[-1]  # what a fresh app serves
     build(read_config(served)["architecture"], len(LABELS), served)
     model_mb = _peak_mb()
     started = time.perf_counter()
