@@ -187,8 +187,12 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
 # score, details), report and full-size heat map are hidden at once, in the browser, and shown
 # again when this file's own arrive (a server call to clear them could land after the new file's
 # prediction and wipe it; and Gradio 6.31 does not apply an empty value sent from the browser).
-HIDE_RESULTS_JS = "() => Array(3).fill({__type__: 'update', visible: false})"
 SHOW_JS = "() => ({__type__: 'update', visible: true})"
+
+
+def hide_js(count: int) -> str:
+    """A browser-only step that hides its ``count`` outputs."""
+    return f"() => Array({count}).fill({{__type__: 'update', visible: false}})"
 
 
 @clear_errors
@@ -802,8 +806,8 @@ def build() -> gr.Blocks:
                                    [probabilities, overlay, details, film_results], concurrency_limit=2,
                                    **private)
             redrawn.success(show_details, details, [score, shown_details], **private)
-        image.change(None, None, [film_results, report_download, heatmap_download], js=HIDE_RESULTS_JS,
-                     **private)
+        of_the_file = [film_results, report_download, heatmap_download]
+        image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
         heatmap_button.click(heatmap_file, [image, method], heatmap_download, api_name="heatmap",
                              api_description=heatmap_file.__doc__, concurrency_limit=2).success(
