@@ -698,7 +698,7 @@ def build() -> gr.Blocks:
                                          **CHECKED_HERE)
                 bulk_button = gr.Button("Submit all")
                 bulk_receipt = gr.JSON(label="Batch receipt")
-        with gr.Tab("Retrain"):
+        with gr.Tab("Retrain") as retrain_tab:
             access = gr.Markdown()
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available")
             with gr.Row():
@@ -756,7 +756,7 @@ def build() -> gr.Blocks:
                 history_table = gr.Dataframe(headers=analytics.HISTORY_COLUMNS, interactive=False)
                 history_button = gr.Button("Export your history as CSV", size="sm")
                 history_csv = gr.File(label="Your history (CSV)", interactive=False)
-        with gr.Tab("Models"):
+        with gr.Tab("Models") as models_tab:
             versions_json = gr.JSON(label="versions", visible=False)
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
                                     interactive=False)
@@ -870,11 +870,15 @@ def build() -> gr.Blocks:
             served_estimate, None, [served, reliability], **private), {reliability: "model"})
         demo.load(totals, None, counts, **private)
         demo.load(recent_cases, None, case_choice, **private)
-        demo.load(totals, None, data_plot, **private)
-        demo.load(access_note, None, access, **private)
-        demo.load(served_estimate, None, [served, reliability], **private)
-        demo.load(rejected_views, None, [rejected, rejected_choice], **private)
-        demo.load(**models_event, **private)
+        # what another session (or the auto-retrain) may have changed since the page loaded: read again
+        # when the tab is opened (a promotion, a rollback, new cases)
+        for show in (demo.load, retrain_tab.select):
+            show(totals, None, data_plot, **private)
+            show(access_note, None, access, **private)
+            recolour(show(served_estimate, None, [served, reliability], **private), {reliability: "model"})
+            show(rejected_views, None, [rejected, rejected_choice], **private)
+        for show in (demo.load, models_tab.select):
+            show(**models_event, **private)
         demo.load(audit_views, None, audit, **private)
         queue_outputs = [queue_table, queue_choice, queue_note]
         demo.load(queue_views, None, queue_outputs, **private)

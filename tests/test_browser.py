@@ -315,6 +315,28 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
         page.get_by_text('"candidate_metrics"').wait_for(timeout=10_000)
 
 
+def test_a_version_served_by_another_session_shows_when_its_tabs_are_opened(fresh, app: AppProcess) -> None:
+    """Another session (here an API caller) serves another version while this page is open: the
+    Retrain tab's "Served" line and the Models tab's marked row name it once the tab is opened."""
+    from playwright.sync_api import expect
+
+    page = fresh
+    versions = LocalModelRegistry(app.home)
+    before = versions.latest()
+    page.get_by_role("tab", name="Retrain").click()
+    expect(visible(page.get_by_text(f"Served: {before}."))).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Models").click()
+    served = page.get_by_role("row").filter(has_text="● served").locator("visible=true")
+    expect(served.first).to_contain_text(before, timeout=30_000)
+    earlier = next(row["version"] for row in reversed(versions.versions()) if row["version"] != before)
+    now = app.client().predict(earlier, api_name="/rollback")["version"]
+    page.get_by_role("tab", name="Retrain").click()
+    expect(visible(page.get_by_text(f"Served: {now}."))).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Models").click()
+    expect(served).to_have_count(1)
+    expect(served.first).to_contain_text(now, timeout=30_000)
+
+
 def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppProcess) -> None:
     page = fresh
     page.get_by_role("tab", name="Models").click()
