@@ -183,11 +183,21 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
     return result.probabilities, result.overlay, result.details()
 
 
+def predict_shown(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
+                  token: gr.OAuthToken | None = None):
+    """The Predict tab's prediction, and the file it is for."""
+    return *predict(image, method, opacity, profile, token), image
+
+
 # Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
-# score, details), report and full-size heat map are hidden at once, in the browser, and shown
-# again when this file's own arrive (a server call to clear them could land after the new file's
-# prediction and wipe it; and Gradio 6.31 does not apply an empty value sent from the browser).
-SHOW_JS = "() => ({__type__: 'update', visible: true})"
+# score, details), report and full-size heat map are hidden at once, in the browser (a server call to
+# clear them could land after the new file's prediction and wipe it; and Gradio 6.31 does not apply an
+# empty value sent from the browser). A result is shown only beside the file it is for: each result
+# event also returns that file's path into a hidden box, and a browser step shows the result only
+# while that file is still in the upload box, so a result that comes after its file was replaced
+# stays hidden. (Cancelling it cannot do this: Gradio 6.31 sends a request's /cancel without its event
+# id while the request has only just been sent, and the server refuses it.)
+SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && file.path === resultFile})"
 
 
 def hide_js(count: int) -> str:
@@ -211,6 +221,11 @@ def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
     return _download(f"mammo-heatmap-{_utc_stamp()}.png", encode_png(full))
 
 
+def heatmap_shown(image: str | None, method: str):
+    """The Predict tab's full-size heat map, and the file it is for."""
+    return heatmap_file(image, method), image
+
+
 @clear_errors
 def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4,
                 profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> str:
@@ -224,18 +239,18 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
 
 def report_shown(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
                  token: gr.OAuthToken | None = None):
-    """The Predict tab's button: the report, and its download box shown (hidden until then)."""
-    return gr.update(value=report_file(image, method, opacity, profile, token), visible=True)
+    """The Predict tab's report, and the file it is for."""
+    return report_file(image, method, opacity, profile, token), image
 
 
 @clear_errors
 def redraw(image: str | None, method: str, opacity: float):
     """The last prediction of this file drawn with another method or opacity (no new upload), and
-    the results shown."""
+    the file it is for."""
     result = service.rerender(image, method, opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    return result.probabilities, result.overlay, result.details(), gr.update(visible=True)
+    return result.probabilities, result.overlay, result.details(), image
 
 
 @clear_errors
@@ -315,7 +330,11 @@ def show_details(details: dict):
     return "\n\n".join(n for n in notes if n), views.rounded(details)
 
 
-def add_history(image: str | None, details: dict, history: list):
+def add_history(image: str | None, result_file: str | None, details: dict, history: list):
+    """This session's history with the prediction of ``result_file`` added, if it is still the file
+    in the upload box (``image``)."""
+    if image != result_file:
+        return gr.skip(), gr.skip()
     history = [*history, views.history_row(Path(image or "?").name, details)]
     return history, history
 
@@ -639,6 +658,8 @@ def build() -> gr.Blocks:
                         gr.Examples([[str(p)] for p in PHANTOMS], inputs=[image],
                                     label="Synthetic phantoms for edge cases (not real patients)")
                 with gr.Column():
+                    # the file whose results, report and full-size heat map are on the page (its path)
+                    results_for, report_for, heatmap_for = (gr.Textbox(visible=False) for _ in range(3))
                     with gr.Column(visible=False) as film_results:  # shown with a result of this file
                         probabilities = gr.Label(num_top_classes=3, label="Probabilities (most likely class)")
                         overlay = gr.Image(label="Heat map over the image", type="numpy",
@@ -791,31 +812,44 @@ def build() -> gr.Blocks:
             card = gr.Markdown()
 
         private = dict(api_visibility="private")
-        predicted = predict_button.click(
-            predict, [image, method, opacity], [probabilities, overlay, details], api_name="predict",
-            api_description=predict.__doc__, concurrency_limit=2)
+        film_inputs = [image, method, opacity]
+        predicting = dict(concurrency_limit=2, concurrency_id="predict")  # the API's and the page's
+        # on the page, Predict clicked while this page's last prediction runs is run after it (on the
+        # file then in the box), not dropped: the later file's answer comes last
+        in_turn = dict(trigger_mode="always_last")
+        gr.on([], predict, film_inputs, [probabilities, overlay, details], api_name="predict",  # API only
+              api_description=predict.__doc__, **predicting)
+        result_outputs = [probabilities, overlay, details, results_for]
+        predicted = predict_button.click(predict_shown, film_inputs, result_outputs, **predicting, **in_turn,
+                                         **private)
         picked = gallery.select(pick_film, None, image, **private).success(
-            predict, [image, method, opacity], [probabilities, overlay, details], concurrency_limit=2,
-            **private)
+            predict_shown, film_inputs, result_outputs, **predicting, **in_turn, **private)
+
+        def shown_beside_its_file(event, shown, shown_for) -> None:
+            event.success(None, [image, shown_for], shown, js=SAME_FILE_JS, **private)
+
         for done in (predicted, picked):
-            done.success(None, None, film_results, js=SHOW_JS, **private)
+            shown_beside_its_file(done, film_results, results_for)
             done.success(show_details, details, [score, shown_details], **private).success(
-                add_history, [image, details, history_state], [history_state, history], **private)
+                add_history, [image, results_for, details, history_state], [history_state, history],
+                **private)
         for redraw_event in (method.change, opacity.release):
-            redrawn = redraw_event(redraw, [image, method, opacity],
-                                   [probabilities, overlay, details, film_results], concurrency_limit=2,
-                                   **private)
+            redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **private)
+            shown_beside_its_file(redrawn, film_results, results_for)
             redrawn.success(show_details, details, [score, shown_details], **private)
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
-        heatmap_button.click(heatmap_file, [image, method], heatmap_download, api_name="heatmap",
-                             api_description=heatmap_file.__doc__, concurrency_limit=2).success(
-            None, None, heatmap_download, js=SHOW_JS, **private)
-        report_inputs = [image, method, opacity]
-        gr.on([], report_file, report_inputs, report_download, api_name="report",  # API only
+        gr.on([], heatmap_file, [image, method], heatmap_download, api_name="heatmap",  # API only
+              api_description=heatmap_file.__doc__, concurrency_limit=2)
+        full_size = heatmap_button.click(heatmap_shown, [image, method], [heatmap_download, heatmap_for],
+                                         concurrency_limit=2, **private)
+        shown_beside_its_file(full_size, heatmap_download, heatmap_for)
+        gr.on([], report_file, film_inputs, report_download, api_name="report",  # API only
               api_description=report_file.__doc__, concurrency_limit=2)
-        report_button.click(report_shown, report_inputs, report_download, concurrency_limit=2, **private)
+        reported = report_button.click(report_shown, film_inputs, [report_download, report_for],
+                                       concurrency_limit=2, **private)
+        shown_beside_its_file(reported, report_download, report_for)
         use_predict.click(lambda path: path, image, case_image, **private)
         use_case.click(case_file, case_choice, image, **private)
 

