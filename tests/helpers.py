@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import subprocess
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import datasets
@@ -20,7 +22,7 @@ from mammo.metrics import EVALUATE_KEYS
 from mammo.store.registry import packaged_versions
 
 __all__ = ["LABELS", "RETRAIN", "PACKAGED", "SERVED", "NEXT", "Images", "load_cases", "running_job_desc",
-           "run_cli", "cli_here", "run_script", "check_schema"]
+           "run_cli", "cli_here", "run_script", "script_here", "check_schema"]
 
 LABELS = ["normal", "benign", "malignant"]
 PACKAGED = [folder.name for folder in packaged_versions()]  # the versions shipped: v1, v2, ...
@@ -65,30 +67,53 @@ def run_cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=600)
 
 
+def _in_this_process(name: list[str], main, args: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """``main(args)`` run here, reported as a process would report it: its exit status (an uncaught
+    exception: 1, its traceback on stderr, as Python prints it), stdout and stderr as text."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's refusals, sys.exit(status or message)
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if not isinstance(exit_.code, int | None):
+                print(exit_.code, file=sys.stderr)
+        except Exception:  # noqa: BLE001 - a process would end with this traceback
+            traceback.print_exc()
+            code = 1
+    return subprocess.CompletedProcess([*name, *args], code, out.getvalue(), err.getvalue())
+
+
 def cli_here(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m mammo ARGS`` run in this process, reported as :func:`run_cli` reports it: for
-    commands refused before any work, or whose work is small (a new process spends about 8 s
-    importing torch and the rest first)."""
+    """``python -m mammo ARGS`` run in this process, reported as :func:`run_cli` reports it (a new
+    process spends 8-17 s here importing torch and the rest before it starts)."""
     from mammo.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
     before = os.environ.get("MAMMO_HOME")
     if home is not None:
         os.environ["MAMMO_HOME"] = str(home)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
+        return _in_this_process(["mammo"], main, args)
     finally:
         if before is None:
             os.environ.pop("MAMMO_HOME", None)
         else:
             os.environ["MAMMO_HOME"] = before
-    return subprocess.CompletedProcess(["mammo", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python ARGS`` in the project root (e.g. ``scripts/x.py ...``), its output captured as text."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def script_here(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``python scripts/x.py ARGS`` run in this process (its ``main(argv)``), reported as
+    :func:`run_script` reports it."""
+    path = ROOT / script
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return _in_this_process([script], module.main, args)
 
 
 def check_schema(metrics: dict, n: int) -> None:

@@ -16,7 +16,7 @@ import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from helpers import SERVED, run_script
+from helpers import SERVED, script_here
 from PIL import Image
 
 from mammo.store import CaseStore
@@ -57,7 +57,7 @@ def outcome(call) -> str:
 
 
 def test_committed_corpus_is_what_the_script_makes(tmp_path: Path) -> None:
-    done = run_script("scripts/make_bad_inputs.py", "--out", str(tmp_path), timeout=120)
+    done = script_here("scripts/make_bad_inputs.py", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "MANIFEST.json").read_text()) == MANIFEST
     for entry in MANIFEST:

@@ -43,10 +43,10 @@ def test_train_writes_a_complete_model_folder(trained: Path) -> None:
 
 
 def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> None:
-    done = run_cli("evaluate", "--model", str(trained), "--data", str(mias), "--json")
+    done = cli_here("evaluate", "--model", str(trained), "--data", str(mias), "--json")
     assert done.returncode == 0, done.stderr
     check_schema(json.loads(done.stdout), 258)
-    holdout = run_cli("evaluate", "--model", str(trained), "--data", str(mias), "--split", "holdout",
+    holdout = cli_here("evaluate", "--model", str(trained), "--data", str(mias), "--split", "holdout",
                       "--json")
     metrics = json.loads(holdout.stdout)
     mammo = json.loads((trained / "config.json").read_text())["mammo"]
@@ -100,7 +100,7 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, m
     from mammo.predict import Predictor
     from mammo.train import model_probabilities
 
-    done = run_cli("evaluate", "--model", str(trained), "--model", str(V1), "--data", str(mias),
+    done = cli_here("evaluate", "--model", str(trained), "--model", str(V1), "--data", str(mias),
                    "--split", "holdout", "--json")
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
@@ -130,7 +130,7 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, m
 
 def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) -> None:
     image = next((mias / "benign").glob("*.png"))
-    done = run_cli("predict", "--model", str(trained), str(image), "--json",
+    done = cli_here("predict", "--model", str(trained), str(image), "--json",
                    "--heatmaps", str(tmp_path))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -142,14 +142,14 @@ def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) ->
 
 def test_bad_arguments_give_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "junk.png").write_text("not an image")
-    done = run_cli("predict", "--model", str(tmp_path), str(tmp_path / "junk.png"))
+    done = cli_here("predict", "--model", str(tmp_path), str(tmp_path / "junk.png"))
     assert done.returncode == 2 and done.stderr.startswith("error:")
     assert "Traceback" not in done.stderr
 
 
 @pytest.mark.skipif(not V1.is_dir(), reason="mammo/weights/v1 not trained yet")
 def test_packaged_v1_evaluates_with_the_design_schema(mias: Path) -> None:
-    done = run_cli("evaluate", "--model", str(V1), "--data", str(mias), "--split", "holdout", "--json")
+    done = cli_here("evaluate", "--model", str(V1), "--data", str(mias), "--split", "holdout", "--json")
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
     check_schema(metrics, metrics["n"])
@@ -196,10 +196,10 @@ def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_m
     monkeypatch.setenv("MAMMO_HOME", str(home))
     open_registry(settings(), seed=tiny_model_dir)  # the tiny model is v1, served
     monkeypatch.setenv("MAMMO_TRAINERS", "alice")
-    refused = run_cli("retrain", "--epochs", "1", home=home)
+    refused = cli_here("retrain", "--epochs", "1", home=home)
     assert refused.returncode == 2 and "limited to the trainers" in refused.stderr
     monkeypatch.delenv("MAMMO_TRAINERS")
-    done = run_cli("retrain", "--epochs", "1", "--image-size", "64", home=home)
+    done = cli_here("retrain", "--epochs", "1", "--image-size", "64", home=home)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert "evaluating the current version" in done.stderr  # progress reported as it goes

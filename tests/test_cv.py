@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from app_server import ROOT
-from helpers import check_schema, cli_here, run_cli, run_script
+from helpers import check_schema, cli_here, script_here
 
 from mammo.cv import patient_folds, summarise
 from mammo.data import SplitSpec, folder_examples, image_hashes, learnt_by
@@ -63,7 +63,7 @@ def test_summary_is_out_of_fold_and_cross_fitted() -> None:
 
 def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> None:
     oof = tmp_path / "oof.json"
-    done = run_cli("cv", "--data", str(small_mias), "--folds", "2", "--arch", "test_efficientnet",
+    done = cli_here("cv", "--data", str(small_mias), "--folds", "2", "--arch", "test_efficientnet",
                    "--init", "none", "--image-size", "48", "--epochs", "1", "--json",
                    "--oof-out", str(oof))
     assert done.returncode == 0, done.stderr
@@ -94,7 +94,7 @@ def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, t
     (exactly what scripts/mirror_oof.py computes from the same fold models), and the final model
     records the mirror, so evaluation and the app score films the same way; its card says so."""
     out, folds = tmp_path / "model", tmp_path / "folds"
-    done = run_cli("train", "--data", str(small_mias), "--arch", "test_efficientnet", "--init", "none",
+    done = cli_here("train", "--data", str(small_mias), "--arch", "test_efficientnet", "--init", "none",
                    "--image-size", "48", "--epochs", "1", "--cv", "2", "--test-time-mirror", "horizontal",
                    "--keep-models", str(folds), "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -106,7 +106,7 @@ def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, t
     as_is = tmp_path / "as_is.json"
     script = ["scripts/mirror_oof.py", "--folds", str(folds), "--data", str(small_mias),
               "--axis", "horizontal", "--as-is-out", str(as_is)]
-    rescored = run_script(*script)
+    rescored = script_here(*script)
     assert rescored.returncode == 0, rescored.stderr
     report = json.loads(rescored.stdout)
     for key in ("auc_malignant", "auc_macro", "ece_malignant"):
@@ -117,7 +117,7 @@ def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, t
     assert own["recipe"] == {**kept["recipe"], "test_time_mirror": None} and own["mirror"] is None
     for key in ("auc_malignant", "ece_malignant"):  # the films' own scores (their ECE is not the mirror's)
         assert own[key] == pytest.approx(report["as_is"][key], abs=1e-9), key
-    paired = run_script("scripts/compare_models.py", "--cv", str(as_is),
+    paired = script_here("scripts/compare_models.py", "--cv", str(as_is),
                         str(folds / "cv.json"), "--resamples", "200")
     assert paired.returncode == 0, paired.stderr
     difference = json.loads(paired.stdout)["malignant_vs_rest"]
@@ -130,7 +130,7 @@ def patch_v(small_mias: Path, tmp_path_factory) -> tuple[Path, Path]:
     """A tiny patch-recipe model trained with ``train --cv 2`` on real mini-MIAS films."""
     root = tmp_path_factory.mktemp("patch")
     out, folds = root / "model", root / "folds"
-    done = run_cli("train", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
+    done = cli_here("train", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
                    "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
                    "--batch-size", "32", "--top-k", "4", "--cv", "2", "--keep-models", str(folds),
                    "--out", str(out))
@@ -165,7 +165,7 @@ def test_mirror_script_rescores_the_kept_folds_out_of_fold(patch_v, small_mias: 
     compare_models reads."""
     _, folds = patch_v
     out = tmp_path / "mirror.json"
-    done = run_script("scripts/mirror_oof.py", "--folds", str(folds), "--data",
+    done = script_here("scripts/mirror_oof.py", "--folds", str(folds), "--data",
                       str(small_mias), "--axis", "vertical", "--out", str(out))
     assert done.returncode == 0, done.stderr
     report, kept = json.loads(done.stdout), json.loads((folds / "cv.json").read_text())
@@ -179,7 +179,7 @@ def test_mirror_script_rescores_the_kept_folds_out_of_fold(patch_v, small_mias: 
     assert [f["name"] for f in mirrored["oof"]] == [f["name"] for f in kept["oof"]]
     pairs = zip(mirrored["oof"], kept["oof"], strict=True)
     assert any(a["probabilities"] != b["probabilities"] for a, b in pairs)
-    paired = run_script("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+    paired = script_here("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
                         str(out), "--resamples", "200")
     assert paired.returncode == 0, paired.stderr
     assert json.loads(paired.stdout)["malignant_vs_rest"]["n"] == kept["n"]
@@ -205,7 +205,7 @@ def test_patch_model_predicts_with_a_lesion_map(patch_v, small_mias: Path, tmp_p
     image = next((small_mias / "malignant").glob("*.png"))
     result = Predictor(out).predict(str(image))
     assert result.method == LESION_MAP and result.heatmap.shape == result.overlay.shape[:2]
-    done = run_cli("predict", "--model", str(out), str(image), "--json", "--heatmaps", str(tmp_path))
+    done = cli_here("predict", "--model", str(out), str(image), "--json", "--heatmaps", str(tmp_path))
     assert done.returncode == 0, done.stderr
     details = json.loads(done.stdout)
     assert details["heatmap_method"] == LESION_MAP and details["calibrated"] is True
@@ -226,7 +226,7 @@ def test_patch_recipe_refuses_data_without_lesion_marks(tmp_path: Path, small_mi
 
 def test_pointing_game_script_runs_out_of_fold(patch_v, small_mias: Path) -> None:
     _, folds = patch_v
-    done = run_script("scripts/heatmap_lesions.py", "--folds", str(folds), "--data",
+    done = script_here("scripts/heatmap_lesions.py", "--folds", str(folds), "--data",
                       str(small_mias))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -242,7 +242,7 @@ def test_pointing_game_script_runs_out_of_fold(patch_v, small_mias: Path) -> Non
 
 def test_pooling_variants_are_rescored_out_of_fold(patch_v, small_mias: Path) -> None:
     _, folds = patch_v
-    done = run_script("scripts/cv_pooling.py", "--folds", str(folds), "--data",
+    done = script_here("scripts/cv_pooling.py", "--folds", str(folds), "--data",
                       str(small_mias), "--top-k", "4", "--flip")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
@@ -258,7 +258,7 @@ def test_train_can_take_a_finished_cross_validation(patch_v, small_mias: Path, t
     recipe = ["train", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
               "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
               "--batch-size", "32", "--cv-from", str(folds / "cv.json")]
-    done = run_cli(*recipe, "--top-k", "4", "--out", str(tmp_path / "m"))
+    done = cli_here(*recipe, "--top-k", "4", "--out", str(tmp_path / "m"))
     assert done.returncode == 0, done.stderr
     mammo = json.loads((tmp_path / "m" / "config.json").read_text())["mammo"]
     kept = json.loads((folds / "cv.json").read_text())
@@ -295,7 +295,7 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
               "--film-epochs", "2", "--film-batch-size", "4", "--film-lr", "1e-3", "--init", str(model),
               "--cv", "2"]
     out, kept = tmp_path / "stage2", tmp_path / "stage2-folds"
-    done = run_cli(*recipe, "--init-folds", str(folds), "--keep-models", str(kept), "--out", str(out))
+    done = cli_here(*recipe, "--init-folds", str(folds), "--keep-models", str(kept), "--out", str(out))
     assert done.returncode == 0, done.stderr
     mammo = json.loads((out / "config.json").read_text())["mammo"]
     assert mammo["training"]["film_epochs"] == 2 and mammo["cv"]["init_folds"] == str(folds)
@@ -333,7 +333,7 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
     # is the second stage better? paired out of fold, and on the held-out patients of the same split
     for mode, pair in (("--cv", [folds / "cv.json", kept / "cv.json"]), ("--holdout", [model, out])):
         extra = ["--data", str(small_mias)] if mode == "--holdout" else []
-        done = run_script("scripts/compare_models.py", mode, *map(str, pair), *extra,
+        done = script_here("scripts/compare_models.py", mode, *map(str, pair), *extra,
                           "--resamples", "200")
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)
@@ -343,19 +343,19 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
             assert report[split]["n"] == films and -1 <= low <= high <= 1
     foreign = tmp_path / "foreign.json"  # one film fewer: not the same films
     foreign.write_text(json.dumps({"classes": first["classes"], "oof": first["oof"][1:]}))
-    refused = run_script("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+    refused = script_here("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
                          str(foreign))
     assert refused.returncode == 1 and "other films or folds" in refused.stderr
     reordered = tmp_path / "reordered.json"  # the same films, the classes listed in another order
     reordered.write_text(json.dumps({**first, "classes": first["classes"][::-1]}))
-    refused = run_script("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
+    refused = script_here("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
                          str(reordered))
     assert refused.returncode == 1 and "severity order" in refused.stderr
 
 
 def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:
     model, folds = patch_v
-    done = run_script("scripts/model_figures.py", "--model", str(model), "--data",
+    done = script_here("scripts/model_figures.py", "--model", str(model), "--data",
                       str(small_mias), "--oof", str(folds / "cv.json"))
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)

@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 from app_server import ROOT
-from helpers import run_script
+from helpers import script_here
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -28,7 +28,7 @@ EXAMPLES = ROOT / "examples"
 @pytest.fixture(scope="module")
 def fresh_examples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("examples")
-    done = run_script("scripts/make_examples.py", "--out", str(out), timeout=120)
+    done = script_here("scripts/make_examples.py", "--out", str(out))
     assert done.returncode == 0, done.stderr
     return out
 
@@ -65,10 +65,9 @@ def test_examples_are_small_and_as_the_readme_says() -> None:
 
 def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     model, saved = tmp_path / "model", tmp_path / "eval.json"
-    done = run_script("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
+    done = script_here("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
                       "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
-                      "--out", str(model), "--json-out", str(saved), "--batch-size", "32", "--folds", "2",
-                      timeout=300)
+                      "--out", str(model), "--json-out", str(saved), "--batch-size", "32", "--folds", "2")
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
     assert EVALUATE_KEYS <= set(metrics) and len(metrics["folds"]) == 2
@@ -91,10 +90,10 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_p
     folds, then repeated_cv.py's report over both (each run's figures and the averaged run's, from their
     out-of-fold predictions) and the command that evaluates the two as one ensemble."""
     out, saved = tmp_path / "runs", tmp_path / "eval.json"
-    done = run_script("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
+    done = script_here("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
                       "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
                       "--out", str(out), "--json-out", str(saved), "--batch-size", "32", "--folds", "2",
-                      "--seed", "3", "--seeds", "2", timeout=600)
+                      "--seed", "3", "--seeds", "2")
     assert done.returncode == 0, done.stderr
     for seed in (3, 4):
         config = json.loads((out / f"seed{seed}" / "config.json").read_text())["mammo"]
@@ -131,7 +130,7 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_p
     assert called["sensitivity"] == pytest.approx(above.mean())
     short = tmp_path / "short.json"  # one image fewer: not runs of the same images
     short.write_text(json.dumps(folds[1][1:]))
-    refused = run_script("scripts/repeated_cv.py", kept[0], str(short), timeout=120)
+    refused = script_here("scripts/repeated_cv.py", kept[0], str(short))
     assert refused.returncode != 0 and "scored other films" in refused.stderr
 
 
@@ -154,8 +153,8 @@ def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path, processes: list[str]
 
 
 def test_store_benchmark_smoke(tmp_path: Path) -> None:
-    done = run_script("scripts/bench_store.py", "--sizes", "20", "50", "--batch", "10",
-                      "--later-batches", "7", "--out", str(tmp_path), timeout=300)
+    done = script_here("scripts/bench_store.py", "--sizes", "20", "50", "--batch", "10",
+                      "--later-batches", "7", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "| measure | 50 cases | 80 cases |" in done.stdout
     rows = ("submit p50/p95 (ms)", "one case p50/p95 (ms)", "to first training batch (s)",
