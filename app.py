@@ -27,9 +27,9 @@ from huggingface_hub import ModelCard
 
 from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
+from mammo.choices import DEFAULT_METHOD, HEATMAP_METHODS
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
-from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS
 from mammo.imaging import encode_png, read_image
 from mammo.predict import OVERLAY_FORMAT
 from mammo.service import MammoService, RetrainOptions

@@ -1,4 +1,8 @@
-"""``python -m mammo``: train, cv, evaluate, predict, retrain, cases, models (see ``--help`` of each)."""
+"""``python -m mammo``: train, cv, evaluate, predict, retrain, cases, models (see ``--help`` of each).
+
+Each command imports what it needs when it runs: ``--help`` and a mistyped option are answered at
+once, not after torch and the rest have loaded.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-from tqdm import tqdm
-
+from .choices import DEFAULT_METHOD, HEATMAP_METHODS, RECIPES
 from .config import DISCLAIMER
-from .data import SplitSpec, folder_examples, split_by_patient
-from .distributed import is_main_process, processes
-from .errors import MammoError
-from .explain import DEFAULT_METHOD, HEATMAP_METHODS
-from .model import ModelError
-from .train import RECIPES, TrainConfig
+from .errors import MammoError, ModelError
 
 __all__ = ["main", "resolve_model"]
 
@@ -44,7 +39,9 @@ def resolve_model(ref: str) -> Path:
     raise ModelError(f"{ref!r} is neither a model folder nor a version like v1")
 
 
-def _train_config(args: argparse.Namespace, init: str) -> TrainConfig:
+def _train_config(args: argparse.Namespace, init: str):
+    from .train import TrainConfig
+
     return TrainConfig(
         recipe=args.recipe, arch=args.arch, init=init, image_size=args.image_size,
         crop=not args.no_crop, orient=not args.no_orient, vertical_flip=not args.no_vertical_flip,
@@ -62,6 +59,10 @@ def _init(ref: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data import SplitSpec
+    from .distributed import is_main_process
     from .pipeline import train_to_folder
 
     init = _init(args.init)
@@ -104,7 +105,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _cv(args: argparse.Namespace) -> int:
     from .cv import cross_validate
-    from .data import label_order
+    from .data import folder_examples, label_order
+    from .distributed import is_main_process
 
     config = _train_config(args, _init(args.init))
     examples = [e for folder in args.data for e in folder_examples(folder)]
@@ -141,6 +143,7 @@ def _retrain(args: argparse.Namespace) -> int:
     """The app's retrain, run here (e.g. on a GPU machine or as a Hugging Face Job): base data +
     submitted cases, the same gate, the next version published to the same model store."""
     from .access import TokenUsers
+    from .distributed import processes
     from .service import MammoService, RetrainOptions
 
     if processes() > 1:
@@ -180,7 +183,10 @@ def _brief(metrics: dict | None) -> dict | None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .baseline import evaluate_baseline
+    from .data import SplitSpec, folder_examples, split_by_patient
     from .pipeline import refuse_learnt_holdout
     from .predict import Predictor
     from .train import evaluate_probabilities, model_probabilities
@@ -237,6 +243,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from .imaging import encode_png
     from .predict import Predictor
 
@@ -263,6 +271,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _cases(args: argparse.Namespace) -> int:
     from .config import settings
+    from .data import folder_examples
     from .model import read_config
     from .store import open_audit_log, open_case_store, open_registry
 
@@ -427,9 +436,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; errors print one clear line and exit 2."""
-    torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
     if args.command == "train":
         args.argv = list(argv) if argv is not None else None
     try:

@@ -8,7 +8,7 @@ catches those still does.
 
 from __future__ import annotations
 
-__all__ = ["MammoError", "BadRequest", "SettingsError"]
+__all__ = ["MammoError", "BadRequest", "SettingsError", "ModelError"]
 
 
 class MammoError(Exception):
@@ -21,3 +21,7 @@ class BadRequest(MammoError, ValueError):
 
 class SettingsError(MammoError, ValueError):
     """An environment setting (``MAMMO_*``) that cannot be used; the message names it."""
+
+
+class ModelError(MammoError, RuntimeError):
+    """A model that cannot be built or loaded; the message says why."""

@@ -11,26 +11,17 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytorch_grad_cam
 import torch
-from pytorch_grad_cam import (
-    EigenCAM,
-    GradCAM,
-    GradCAMPlusPlus,
-    HiResCAM,
-    LayerCAM,
-    XGradCAM,
-)
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+from .choices import CAM_CLASSES
 from .errors import BadRequest
 
 __all__ = [
     "CAM_METHODS",
-    "LESION_MAP",
-    "HEATMAP_METHODS",
-    "DEFAULT_METHOD",
     "FeatureTap",
     "has_linear_head",
     "one_pass_cam",
@@ -38,20 +29,7 @@ __all__ = [
     "overlay",
 ]
 
-GRAD_CAM = "Grad-CAM"
-# The patch network's own dense map of P(lesion) (1 - P(normal tissue)) on an absolute 0-1 scale,
-# from the same forward pass (models of the patch recipe; others fall back to Grad-CAM).
-LESION_MAP = "Lesion map"
-DEFAULT_METHOD = LESION_MAP
-CAM_METHODS: dict[str, type] = {
-    "Grad-CAM": GradCAM,
-    "Grad-CAM++": GradCAMPlusPlus,
-    "HiResCAM": HiResCAM,
-    "XGrad-CAM": XGradCAM,
-    "LayerCAM": LayerCAM,
-    "EigenCAM": EigenCAM,
-}
-HEATMAP_METHODS = (LESION_MAP, *CAM_METHODS)
+CAM_METHODS: dict[str, type] = {name: getattr(pytorch_grad_cam, cls) for name, cls in CAM_CLASSES.items()}
 
 
 class FeatureTap(nn.Module):

@@ -19,16 +19,12 @@ from safetensors.torch import load_file
 from timm.models import save_for_hf
 from torch import nn
 
-from .errors import MammoError
+from .errors import ModelError
 from .film import FilmModel, HeadConfig
 
 __all__ = ["ModelError", "OFFLINE_IMAGENET", "build", "save", "load", "read_config"]
 
 IN_CHANS = 1  # mammograms are grey: the stem's ImageNet RGB filters are summed into one channel
-
-
-class ModelError(MammoError, RuntimeError):
-    """A model that cannot be built or loaded; the message says why."""
 
 
 def _lite_state_dict(n: int) -> Callable[[], dict[str, torch.Tensor]]:

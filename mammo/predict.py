@@ -15,17 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .choices import DEFAULT_METHOD, GRAD_CAM, HEATMAP_METHODS, LESION_MAP
 from .errors import BadRequest
-from .explain import (
-    DEFAULT_METHOD,
-    GRAD_CAM,
-    HEATMAP_METHODS,
-    LESION_MAP,
-    has_linear_head,
-    one_pass_cam,
-    overlay,
-    package_cam,
-)
+from .explain import has_linear_head, one_pass_cam, overlay, package_cam
 from .film import MIRROR_DIMS
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load

@@ -23,9 +23,10 @@ from typing import Any
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
+from .choices import DEFAULT_METHOD
 from .data import SplitSpec, case_examples, folder_examples, label_order
 from .errors import MammoError
-from .explain import DEFAULT_METHOD, overlay
+from .explain import overlay
 from .imaging import encode_png, read_image
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image

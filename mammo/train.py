@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
+from .choices import RECIPES
 from .data import Example, PreparedImages, augmentation_text, augmenter
 from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
 from .film import FilmModel, HeadConfig, check_mirror, raw_scores
@@ -33,7 +34,6 @@ from .preprocess import PreprocessConfig
 from .subgroups import subgroup_metrics
 
 __all__ = [
-    "RECIPES",
     "TrainConfig",
     "EpochLog",
     "FitResult",
@@ -47,7 +47,6 @@ __all__ = [
     "model_probabilities",
 ]
 
-RECIPES = ("film", "patch")
 _FILM_CONTRAST_JITTER = False  # on whole films it would lift the black background into the breast mask
 FIXED_BLOCKS = 4  # whole-film fine-tuning leaves the stem and this many blocks as the patch stage left them
 

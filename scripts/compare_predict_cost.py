@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mammo.explain import DEFAULT_METHOD  # noqa: E402
+from mammo.choices import DEFAULT_METHOD  # noqa: E402
 from mammo.imaging import read_image  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
 

@@ -12,7 +12,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mammo.explain import DEFAULT_METHOD, HEATMAP_METHODS  # noqa: E402
+from mammo.choices import DEFAULT_METHOD, HEATMAP_METHODS  # noqa: E402
 from mammo.imaging import read_image  # noqa: E402
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT  # noqa: E402
 from mammo.preprocess import fit_within  # noqa: E402

@@ -32,9 +32,9 @@ from scipy.stats import binomtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mammo.choices import GRAD_CAM, LESION_MAP  # noqa: E402
 from mammo.cli import resolve_model  # noqa: E402
 from mammo.data import Example, SplitSpec, folder_examples, split_by_patient  # noqa: E402
-from mammo.explain import GRAD_CAM, LESION_MAP  # noqa: E402
 from mammo.patches import lesions  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
 from mammo.preprocess import breast_region  # noqa: E402

@@ -21,7 +21,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mammo.explain import DEFAULT_METHOD  # noqa: E402
+from mammo.choices import DEFAULT_METHOD  # noqa: E402
 from mammo.imaging import read_image, sha256_of_pixels  # noqa: E402
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, LoadedImage, Predictor  # noqa: E402
 from mammo.preprocess import fit_within  # noqa: E402

@@ -4,6 +4,8 @@ docs/architecture.md), predict."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +140,29 @@ def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) ->
     with Image.open(tmp_path / f"{image.stem}_heatmap.png") as heat, Image.open(image) as film:
         assert heat.mode.startswith("I;16") and heat.size == film.size  # full resolution, 16-bit
     assert (tmp_path / f"{image.stem}_overlay.png").is_file()
+
+
+# ``python -m mammo ARGS`` that reports, as it ends, whether torch was imported
+WITHOUT_TORCH = """
+import runpy, sys
+sys.argv = ["mammo", *sys.argv[1:]]
+try:
+    runpy.run_module("mammo", run_name="__main__")
+finally:
+    print("torch loaded:", "torch" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["cv", "--data", "x", "--recipe", "no"]])
+def test_help_and_mistyped_options_are_answered_before_torch_loads(args: list[str]) -> None:
+    """In a new process, at once (torch takes seconds to import here), with the choices named."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == (0 if "--help" in args else 2), done.stderr
+    assert "torch loaded: False" in done.stderr
+    answer = done.stdout + done.stderr
+    named = ["retrain"] if len(args) == 1 else ["film", "patch"]  # the commands; the recipes
+    assert all(name in answer for name in named), answer
 
 
 def test_bad_arguments_give_one_clear_line(tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ import pytest
 from app_server import ROOT
 from helpers import check_schema, cli_here, script_here
 
+from mammo.choices import LESION_MAP
 from mammo.cv import patient_folds, summarise
 from mammo.data import SplitSpec, folder_examples, image_hashes, learnt_by
-from mammo.explain import LESION_MAP
 from mammo.metrics import EVALUATE_KEYS
 from mammo.pipeline import base_splits
 from mammo.predict import Predictor

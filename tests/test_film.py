@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from synthetic import synthetic_mammogram
 
-from mammo.explain import LESION_MAP
+from mammo.choices import LESION_MAP
 from mammo.film import FilmModel, HeadConfig
 from mammo.model import build, load, save
 from mammo.predict import Predictor

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from helpers import PACKAGED, SERVED
 
+from mammo.choices import GRAD_CAM
 from mammo.config import PACKAGE_WEIGHTS
-from mammo.explain import GRAD_CAM
 from mammo.predict import Predictor
 
 

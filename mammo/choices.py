@@ -1,0 +1,26 @@
+"""The names offered on the command line and in the app: training recipes and heat-map methods.
+
+Data only, without heavy imports, so that ``python -m mammo --help`` and a mistyped option are
+answered at once (the modules that use them import torch and the rest).
+"""
+
+from __future__ import annotations
+
+__all__ = ["RECIPES", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD", "CAM_CLASSES", "HEATMAP_METHODS"]
+
+RECIPES = ("film", "patch")
+GRAD_CAM = "Grad-CAM"
+# The patch network's own dense map of P(lesion) (1 - P(normal tissue)) on an absolute 0-1 scale,
+# from the same forward pass (models of the patch recipe; others fall back to Grad-CAM).
+LESION_MAP = "Lesion map"
+DEFAULT_METHOD = LESION_MAP
+# each class activation map offered: its name -> its class in the package grad-cam (pytorch_grad_cam)
+CAM_CLASSES = {
+    GRAD_CAM: "GradCAM",
+    "Grad-CAM++": "GradCAMPlusPlus",
+    "HiResCAM": "HiResCAM",
+    "XGrad-CAM": "XGradCAM",
+    "LayerCAM": "LayerCAM",
+    "EigenCAM": "EigenCAM",
+}
+HEATMAP_METHODS = (LESION_MAP, *CAM_CLASSES)
