@@ -332,10 +332,11 @@ def show_details(details: dict):
 
 def add_history(image: str | None, result_file: str | None, details: dict, history: list):
     """This session's history with the prediction of ``result_file`` added, if it is still the file
-    in the upload box (``image``)."""
-    if image != result_file:
+    in the upload box (``image``) and not the row just added (Predict clicked twice: run twice, one row)."""
+    row = views.history_row(Path(image or "?").name, details)
+    if image != result_file or (history and history[-1] == row):
         return gr.skip(), gr.skip()
-    history = [*history, views.history_row(Path(image or "?").name, details)]
+    history = [*history, row]
     return history, history
 
 

@@ -287,6 +287,20 @@ def test_a_file_replaced_while_it_is_predicted_gets_none_of_its_result(fresh, tm
     expect(shown).to_contain_text(sha256_of_pixels(read_image(other)))
 
 
+def test_predict_double_clicked_shows_one_prediction_in_the_history(fresh, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = fresh
+    film = phantom(tmp_path, 12)
+    shot.upload(page, film, "Predict")
+    page.get_by_role("button", name="Predict", exact=True).dblclick()
+    page.get_by_text("Malignancy score:").wait_for(timeout=60_000)
+    history = page.locator(".block").filter(has_text="Your predictions this session")
+    expect(visible(history.get_by_role("row").filter(has_text=film.name))).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(3000)  # the second click's prediction runs after the first's
+    assert history.get_by_role("row").filter(has_text=film.name).locator("visible=true").count() == 1
+
+
 def test_a_training_film_is_named_as_one(fresh, tmp_path: Path) -> None:
     root = os.environ.get("MAMMO_DATA")
     films = Path(root or "/nonexistent") / "mias1024"
