@@ -463,19 +463,25 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
     yield f"**Finished** in {views.duration(time.monotonic() - started)}.", state["summary"]
 
 
+def auc_shown(frame):
+    """The validation AUC plot, hidden when the run had no validation films (cross-validated recipes)."""
+    return gr.update(value=frame, visible=not frame.empty)
+
+
 def retrain_views(summary: dict | None):
     if not summary:
-        return (gr.skip(),) * 8
+        return (gr.skip(),) * 9
     current, candidate = summary["current_metrics"], summary["candidate_metrics"]
     named = {f"served {summary['current_version']}": current, "candidate": candidate}
     kept = summary.get("rejected_id")
     reason = (f"Gate: {summary['reason']}. Evaluated on: {summary['split']}."
               + (f" The candidate is kept as `{kept}`." if kept else ""))
+    history = summary["history"]
     return (gr.update(visible=True), views.verdict_text(summary), reason,
             views.comparison_frame(current, candidate, summary.get("baseline_metrics")),
             views.roc_frame({**named, "baseline": summary.get("baseline_metrics") or {}}),
-            views.curves_frame(summary["history"]), views.confusion_frame(candidate),
-            gr.update(interactive=True))
+            views.curves_frame(history), auc_shown(views.curves_frame(history, views.AUC_CURVE)),
+            views.confusion_frame(candidate), gr.update(interactive=True))
 
 
 def rejected_views():
@@ -576,11 +582,12 @@ def audit_file() -> str:
 
 @clear_errors
 def version_views(version: str | None):
-    """The chosen version's recorded figures (ROC, training curves, reliability, confusion matrix)."""
+    """The chosen version's recorded figures (ROC, training losses and AUC, reliability, confusion matrix)."""
     if not version:
-        return (gr.skip(),) * 5
+        return (gr.skip(),) * 6
     config = json.loads((service.registry.load(version) / "config.json").read_text())
-    return views.version_figures(config.get("mammo") or {})
+    caption, roc, losses, aucs, reliability, confusion = views.version_figures(config.get("mammo") or {})
+    return caption, roc, losses, auc_shown(aucs), reliability, confusion
 
 
 @clear_errors
@@ -631,6 +638,16 @@ def health_route() -> JSONResponse:
         log.exception("the health check failed")
         return JSONResponse({"status": "error", "error": type(error).__name__}, status_code=500)
     return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+
+def loss_plot() -> gr.ScatterPlot:
+    return gr.ScatterPlot(x="epoch", y="value", color="series", y_title="loss",
+                          label="Training and validation loss per epoch")
+
+
+def auc_plot() -> gr.ScatterPlot:
+    return gr.ScatterPlot(x="epoch", y="value", color="series", y_lim=[0, 1], y_title="AUC",
+                          label="Validation AUC per epoch (malignant vs rest: the early-stopping score)")
 
 
 def build() -> gr.Blocks:
@@ -743,8 +760,8 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
                                       label="ROC, malignant vs rest (holdout)")
-                    curves = gr.ScatterPlot(x="epoch", y="value", color="series",
-                                            label="Training curves (one point per epoch)")
+                    losses = loss_plot()
+                    aucs = auc_plot()
                 confusion = gr.Dataframe(label="Candidate confusion matrix (holdout)", interactive=False)
             reliability = gr.LinePlot(x="mean predicted P(malignant)", y="observed malignant share",
                                       color="model", label="Reliability of the served version's scores "
@@ -796,8 +813,8 @@ def build() -> gr.Blocks:
             with gr.Row():
                 version_roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
                                           label="ROC, malignant vs rest")
-                version_curves = gr.ScatterPlot(x="epoch", y="value", color="series",
-                                                label="Training curves (one point per epoch)")
+                version_losses = loss_plot()
+                version_aucs = auc_plot()
             with gr.Row():
                 version_reliability = gr.LinePlot(
                     x="mean predicted P(malignant)", y="observed malignant share", color="model",
@@ -876,9 +893,9 @@ def build() -> gr.Blocks:
                                        queue=False, **private).then(
             retrain_live, [epochs, image_size, from_current], [status, summary], concurrency_limit=2,
             **private)
-        shown = running.success(retrain_views, summary, [results, verdict, gate, comparison, roc, curves,
-                                                         confusion, retrain_button], **private)
-        recolour(shown, {roc: "model", curves: "series"})  # "served v4" after "served v3"
+        shown = running.success(retrain_views, summary, [results, verdict, gate, comparison, roc, losses,
+                                                         aucs, confusion, retrain_button], **private)
+        recolour(shown, {roc: "model", losses: "series"})  # "served v4" after "served v3"
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, None, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
@@ -890,9 +907,10 @@ def build() -> gr.Blocks:
         refresh.click(**models_event, api_name="models", api_description=models.__doc__)
         versions_json.change(models_views, versions_json, [versions, version], **private)
         version.change(version_files, version, [files, card, confirm_row], **private)
-        recolour(version.change(version_views, version, [version_caption, version_roc, version_curves,
-                                                         version_reliability, version_confusion], **private),
-                 {version_roc: "model", version_curves: "series", version_reliability: "model"})
+        version_figures = [version_caption, version_roc, version_losses, version_aucs, version_reliability,
+                           version_confusion]
+        recolour(version.change(version_views, version, version_figures, **private),
+                 {version_roc: "model", version_losses: "series", version_reliability: "model"})
         rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
         api_result = gr.JSON(visible=False)  # what the API-only endpoints below return

@@ -24,6 +24,8 @@ __all__ = [
     "counts_frame",
     "roc_frame",
     "curves_frame",
+    "LOSS_CURVES",
+    "AUC_CURVE",
     "confusion_frame",
     "evaluations",
     "auto_retrain_text",
@@ -221,9 +223,14 @@ def roc_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["false positive rate", "true positive rate", "model"])
 
 
-def curves_frame(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Training curves: train/val loss and val AUC per epoch, long format."""
-    series = {"train loss": "train_loss", "validation loss": "val_loss", "validation AUC": "val_auc"}
+LOSS_CURVES = {"train loss": "train_loss", "validation loss": "val_loss"}
+AUC_CURVE = {"validation AUC": "val_auc"}  # the early-stopping score: on its own 0-1 axis, not the losses'
+
+
+def curves_frame(history: Sequence[Mapping[str, Any]],
+                 series: Mapping[str, str] = LOSS_CURVES) -> pd.DataFrame:
+    """Training curves per epoch, long format: ``series`` maps each name shown to its key in the
+    history (the losses by default; :data:`AUC_CURVE` for the validation AUC)."""
     rows = [{"epoch": h["epoch"], "value": h[key], "series": name}
             for h in history for name, key in series.items() if h.get(key) is not None]
     return pd.DataFrame(rows, columns=["epoch", "value", "series"])
@@ -406,9 +413,10 @@ def evaluations(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def version_figures(mammo: Mapping[str, Any]) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame,
-                                                       pd.DataFrame]:
-    """A version's recorded figures for the Models tab, without retraining: a caption, ROC,
-    training curves, reliability, and the confusion matrix of its first evaluation."""
+                                                       pd.DataFrame, pd.DataFrame]:
+    """A version's recorded figures for the Models tab, without retraining: a caption, ROC, the
+    training losses, the validation AUC per epoch, reliability, and the confusion matrix of its
+    first evaluation."""
     named = evaluations(mammo)
     history = (mammo.get("training") or {}).get("history") or []
     first = next(iter(named), None)
@@ -418,7 +426,8 @@ def version_figures(mammo: Mapping[str, Any]) -> tuple[str, pd.DataFrame, pd.Dat
                + ("" if any(m.get("reliability") for m in named.values()) else " No calibration recorded.")
                + (f" Confusion matrix: {first}." if first else ""))
     confusion = confusion_frame(named[first]) if first else confusion_frame({})
-    return caption, roc_frame(named), curves_frame(history), reliability_frame(named), confusion
+    return (caption, roc_frame(named), curves_frame(history), curves_frame(history, AUC_CURVE),
+            reliability_frame(named), confusion)
 
 
 def auto_retrain_text(state: Mapping[str, int] | None) -> str:

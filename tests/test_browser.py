@@ -490,14 +490,14 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     page = fresh
     page.get_by_role("tab", name="Models").click()
     roc = page.locator(".block").filter(has_text="ROC, malignant vs rest").last.locator("svg").first
-    curves = page.locator(".block").filter(has_text="Training curves (one point per epoch)").last
+    aucs = page.locator(".block").filter(has_text="Validation AUC per epoch").last
     pick(page, "Version", "v1")
     visible(page.get_by_text(re.compile(r"^v1, as recorded when it was made"))).wait_for(timeout=30_000)
     # v1's own curve and legend (Gradio's plots kept the first version's legend and drew nothing else)
     expect(roc).to_contain_text("v1, holdout (AUC 0.63)", timeout=30_000)
     expect(roc).not_to_contain_text(f"{SERVED},")
     expect(roc.locator(".mark-line path")).not_to_have_count(0, timeout=30_000)  # a drawn ROC curve
-    expect(curves.locator("svg").first).to_contain_text("validation AUC")  # v1 had validation films
+    expect(aucs.locator("svg").first).to_contain_text("validation AUC")  # v1 had validation films
     pick(page, "Version", SERVED)
     # the served version's own caption (the dropdown started on it; v1's was shown in between)
     caption = visible(page.get_by_text(re.compile(rf"^{SERVED}, as recorded when it was made")))
@@ -505,7 +505,8 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     assert f"{SERVED}, out of fold (220 films)" in caption.inner_text()  # the cross-validation, no retrain
     expect(roc).to_contain_text(f"{SERVED}, out of fold", timeout=30_000)
     expect(roc).not_to_contain_text("v1,")
-    titles = ("ROC, malignant vs rest", "Training curves (one point per epoch)", "Reliability (calibration)")
+    expect(aucs).to_be_hidden(timeout=30_000)  # cross-validated: no validation films, no AUC per epoch
+    titles = ("ROC, malignant vs rest", "Training and validation loss per epoch", "Reliability (calibration)")
     for title in titles:
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)  # drawn, not an empty box

@@ -264,12 +264,12 @@ def test_curves_frame_from_the_training_history(v1_mammo: dict) -> None:
     history = v1_mammo["training"]["history"]
     frame = views.curves_frame(history)
     assert list(frame.columns) == ["epoch", "value", "series"]
-    assert len(frame) == 3 * len(history)
-    auc = frame[frame["series"] == "validation AUC"].set_index("epoch")["value"].to_dict()
+    assert len(frame) == 2 * len(history) and set(frame["series"]) == {"train loss", "validation loss"}
+    auc = views.curves_frame(history, views.AUC_CURVE).set_index("epoch")["value"].to_dict()
     assert auc == {h["epoch"]: h["val_auc"] for h in history}
     # an epoch without a validation AUC (no malignant case in validation) has no AUC point
     without_auc = [{**history[0], "val_auc": None}]
-    assert set(views.curves_frame(without_auc)["series"]) == {"train loss", "validation loss"}
+    assert views.curves_frame(without_auc, views.AUC_CURVE).empty
 
 
 def test_confusion_frame_rows_are_the_true_classes(v1_mammo: dict) -> None:
@@ -348,7 +348,7 @@ def test_estimate_text_names_the_split_and_prefers_cross_validation(v1_mammo: di
 @pytest.mark.parametrize("version", PACKAGED)
 def test_every_version_shows_its_recorded_figures_without_retraining(version: str) -> None:
     mammo = json.loads((PACKAGE_WEIGHTS / version / "config.json").read_text())["mammo"]
-    caption, roc, curves, reliability, confusion = views.version_figures(mammo)
+    caption, roc, losses, aucs, reliability, confusion = views.version_figures(mammo)
     split_metrics = mammo["metrics"]
     expected = {f"{version}, holdout (AUC {split_metrics['auc_malignant']:.2f})"}
     if mammo.get("cv"):  # v2 was cross-validated: its out-of-fold figures are shown beside the holdout's
@@ -356,7 +356,9 @@ def test_every_version_shows_its_recorded_figures_without_retraining(version: st
     assert set(roc["model"]) == expected
     assert len(roc) == sum(len(m["roc"]["fpr"]) for m in views.evaluations(mammo).values())
     history = mammo["training"]["history"]
-    assert sorted(set(curves["epoch"])) == [h["epoch"] for h in history]
+    assert sorted(set(losses["epoch"])) == [h["epoch"] for h in history]
+    assert set(losses["series"]) <= {"train loss", "validation loss"}  # AUC on its own 0-1 plot
+    assert aucs["value"].tolist() == [h["val_auc"] for h in history if h.get("val_auc") is not None]
     assert confusion.iloc[:, 1:].to_numpy().tolist() == split_metrics["confusion_matrix"]
     assert list(confusion["true"]) == split_metrics["classes"]
     calibrated = [m for m in views.evaluations(mammo).values() if m.get("reliability")]
