@@ -14,10 +14,14 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .choices import DEFAULT_METHOD, HEATMAP_METHODS, RECIPES
 from .config import DISCLAIMER
 from .errors import MammoError, ModelError
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 __all__ = ["main", "resolve_model"]
 
@@ -39,7 +43,7 @@ def resolve_model(ref: str) -> Path:
     raise ModelError(f"{ref!r} is neither a model folder nor a version like v1")
 
 
-def _train_config(args: argparse.Namespace, init: str):
+def _train_config(args: argparse.Namespace, init: str) -> TrainConfig:
     from .train import TrainConfig
 
     return TrainConfig(
