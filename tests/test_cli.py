@@ -49,7 +49,7 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     assert done.returncode == 0, done.stderr
     check_schema(json.loads(done.stdout), 258)
     holdout = cli_here("evaluate", "--model", str(trained), "--data", str(mias), "--split", "holdout",
-                      "--json")
+                       "--json")
     metrics = json.loads(holdout.stdout)
     mammo = json.loads((trained / "config.json").read_text())["mammo"]
     recorded = mammo["metrics"]
@@ -103,7 +103,7 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, m
     from mammo.train import model_probabilities
 
     done = cli_here("evaluate", "--model", str(trained), "--model", str(V1), "--data", str(mias),
-                   "--split", "holdout", "--json")
+                    "--split", "holdout", "--json")
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
     check_schema(metrics, metrics["n"])
@@ -133,7 +133,7 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, m
 def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) -> None:
     image = next((mias / "benign").glob("*.png"))
     done = cli_here("predict", "--model", str(trained), str(image), "--json",
-                   "--heatmaps", str(tmp_path))
+                    "--heatmaps", str(tmp_path))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert abs(sum(result["probabilities"].values()) - 1) < 1e-5

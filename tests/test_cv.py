@@ -64,8 +64,8 @@ def test_summary_is_out_of_fold_and_cross_fitted() -> None:
 def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> None:
     oof = tmp_path / "oof.json"
     done = cli_here("cv", "--data", str(small_mias), "--folds", "2", "--arch", "test_efficientnet",
-                   "--init", "none", "--image-size", "48", "--epochs", "1", "--json",
-                   "--oof-out", str(oof))
+                    "--init", "none", "--image-size", "48", "--epochs", "1", "--json",
+                    "--oof-out", str(oof))
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     n = len(list(small_mias.glob("*/*.png")))
@@ -95,8 +95,8 @@ def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, t
     records the mirror, so evaluation and the app score films the same way; its card says so."""
     out, folds = tmp_path / "model", tmp_path / "folds"
     done = cli_here("train", "--data", str(small_mias), "--arch", "test_efficientnet", "--init", "none",
-                   "--image-size", "48", "--epochs", "1", "--cv", "2", "--test-time-mirror", "horizontal",
-                   "--keep-models", str(folds), "--out", str(out))
+                    "--image-size", "48", "--epochs", "1", "--cv", "2", "--test-time-mirror", "horizontal",
+                    "--keep-models", str(folds), "--out", str(out))
     assert done.returncode == 0, done.stderr
     mammo = json.loads((out / "config.json").read_text())["mammo"]
     assert mammo["head"]["mirror"] == "horizontal" and mammo["training"]["test_time_mirror"] == "horizontal"
@@ -118,7 +118,7 @@ def test_test_time_mirror_is_cross_validated_as_it_is_served(small_mias: Path, t
     for key in ("auc_malignant", "ece_malignant"):  # the films' own scores (their ECE is not the mirror's)
         assert own[key] == pytest.approx(report["as_is"][key], abs=1e-9), key
     paired = script_here("scripts/compare_models.py", "--cv", str(as_is),
-                        str(folds / "cv.json"), "--resamples", "200")
+                         str(folds / "cv.json"), "--resamples", "200")
     assert paired.returncode == 0, paired.stderr
     difference = json.loads(paired.stdout)["malignant_vs_rest"]
     assert difference["n"] == kept["n"]
@@ -131,9 +131,9 @@ def patch_v(small_mias: Path, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("patch")
     out, folds = root / "model", root / "folds"
     done = cli_here("train", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
-                   "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
-                   "--batch-size", "32", "--top-k", "4", "--cv", "2", "--keep-models", str(folds),
-                   "--out", str(out))
+                    "--init", "none", "--image-size", "128", "--patch-size", "64", "--epochs", "1",
+                    "--batch-size", "32", "--top-k", "4", "--cv", "2", "--keep-models", str(folds),
+                    "--out", str(out))
     assert done.returncode == 0, done.stderr
     return out, folds
 
@@ -166,7 +166,7 @@ def test_mirror_script_rescores_the_kept_folds_out_of_fold(patch_v, small_mias: 
     _, folds = patch_v
     out = tmp_path / "mirror.json"
     done = script_here("scripts/mirror_oof.py", "--folds", str(folds), "--data",
-                      str(small_mias), "--axis", "vertical", "--out", str(out))
+                       str(small_mias), "--axis", "vertical", "--out", str(out))
     assert done.returncode == 0, done.stderr
     report, kept = json.loads(done.stdout), json.loads((folds / "cv.json").read_text())
     for key in ("auc_malignant", "auc_macro", "balanced_accuracy", "ece_malignant"):
@@ -180,7 +180,7 @@ def test_mirror_script_rescores_the_kept_folds_out_of_fold(patch_v, small_mias: 
     pairs = zip(mirrored["oof"], kept["oof"], strict=True)
     assert any(a["probabilities"] != b["probabilities"] for a, b in pairs)
     paired = script_here("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
-                        str(out), "--resamples", "200")
+                         str(out), "--resamples", "200")
     assert paired.returncode == 0, paired.stderr
     assert json.loads(paired.stdout)["malignant_vs_rest"]["n"] == kept["n"]
 
@@ -227,7 +227,7 @@ def test_patch_recipe_refuses_data_without_lesion_marks(tmp_path: Path, small_mi
 def test_pointing_game_script_runs_out_of_fold(patch_v, small_mias: Path) -> None:
     _, folds = patch_v
     done = script_here("scripts/heatmap_lesions.py", "--folds", str(folds), "--data",
-                      str(small_mias))
+                       str(small_mias))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["split"] == "out of fold" and set(report["methods"]) == {LESION_MAP, "Grad-CAM"}
@@ -243,7 +243,7 @@ def test_pointing_game_script_runs_out_of_fold(patch_v, small_mias: Path) -> Non
 def test_pooling_variants_are_rescored_out_of_fold(patch_v, small_mias: Path) -> None:
     _, folds = patch_v
     done = script_here("scripts/cv_pooling.py", "--folds", str(folds), "--data",
-                      str(small_mias), "--top-k", "4", "--flip")
+                       str(small_mias), "--top-k", "4", "--flip")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(r["top_k"], r["flip"]) for r in rows] == [(4, False), (4, True)]
@@ -334,7 +334,7 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
     for mode, pair in (("--cv", [folds / "cv.json", kept / "cv.json"]), ("--holdout", [model, out])):
         extra = ["--data", str(small_mias)] if mode == "--holdout" else []
         done = script_here("scripts/compare_models.py", mode, *map(str, pair), *extra,
-                          "--resamples", "200")
+                           "--resamples", "200")
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)
         films = second["n"] if mode == "--cv" else mammo["metrics"]["n"]
@@ -344,19 +344,19 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
     foreign = tmp_path / "foreign.json"  # one film fewer: not the same films
     foreign.write_text(json.dumps({"classes": first["classes"], "oof": first["oof"][1:]}))
     refused = script_here("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
-                         str(foreign))
+                          str(foreign))
     assert refused.returncode == 1 and "other films or folds" in refused.stderr
     reordered = tmp_path / "reordered.json"  # the same films, the classes listed in another order
     reordered.write_text(json.dumps({**first, "classes": first["classes"][::-1]}))
     refused = script_here("scripts/compare_models.py", "--cv", str(folds / "cv.json"),
-                         str(reordered))
+                          str(reordered))
     assert refused.returncode == 1 and "severity order" in refused.stderr
 
 
 def test_model_figures_script_rebuilds_the_models_folds_and_holdout(patch_v, small_mias: Path) -> None:
     model, folds = patch_v
     done = script_here("scripts/model_figures.py", "--model", str(model), "--data",
-                      str(small_mias), "--oof", str(folds / "cv.json"))
+                       str(small_mias), "--oof", str(folds / "cv.json"))
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     mammo = json.loads((model / "config.json").read_text())["mammo"]

@@ -66,8 +66,8 @@ def test_examples_are_small_and_as_the_readme_says() -> None:
 def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     model, saved = tmp_path / "model", tmp_path / "eval.json"
     done = script_here("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
-                      "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
-                      "--out", str(model), "--json-out", str(saved), "--batch-size", "32", "--folds", "2")
+                       "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
+                       "--out", str(model), "--json-out", str(saved), "--batch-size", "32", "--folds", "2")
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
     assert EVALUATE_KEYS <= set(metrics) and len(metrics["folds"]) == 2
@@ -91,9 +91,9 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_p
     out-of-fold predictions) and the command that evaluates the two as one ensemble."""
     out, saved = tmp_path / "runs", tmp_path / "eval.json"
     done = script_here("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
-                      "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
-                      "--out", str(out), "--json-out", str(saved), "--batch-size", "32", "--folds", "2",
-                      "--seed", "3", "--seeds", "2")
+                       "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
+                       "--out", str(out), "--json-out", str(saved), "--batch-size", "32", "--folds", "2",
+                       "--seed", "3", "--seeds", "2")
     assert done.returncode == 0, done.stderr
     for seed in (3, 4):
         config = json.loads((out / f"seed{seed}" / "config.json").read_text())["mammo"]
@@ -154,7 +154,7 @@ def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path, processes: list[str]
 
 def test_store_benchmark_smoke(tmp_path: Path) -> None:
     done = script_here("scripts/bench_store.py", "--sizes", "20", "50", "--batch", "10",
-                      "--later-batches", "7", "--out", str(tmp_path))
+                       "--later-batches", "7", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "| measure | 50 cases | 80 cases |" in done.stdout
     rows = ("submit p50/p95 (ms)", "one case p50/p95 (ms)", "to first training batch (s)",
