@@ -21,9 +21,8 @@ Options this script does not know are passed on to ``train`` unchanged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import repeated_cv  # noqa: E402
 
 from mammo.config import settings  # noqa: E402
 
@@ -41,23 +43,18 @@ PUBLISHED = {"ResNet-18 (28)": (0.901, 0.863), "Google AutoML Vision": (0.919, 0
 # Ultrasound: no breast crop, no laterality flip; 28 px images are below the default minimum side;
 # each image scored with its left-right mirror (cross-validation: +0.02 AUC, paired CI above 0).
 ULTRASOUND_ARGS = ("--no-crop", "--no-orient", "--min-side", "28", "--test-time-mirror", "horizontal")
-_VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
-def _python() -> str:
-    """The project's venv python where there is one, else this one."""
-    return str(_VENV_PYTHON) if _VENV_PYTHON.is_file() else sys.executable
+def _train(*args: str) -> None:
+    """``python -m mammo train ARGS`` in this process, its printed summary sent to stderr (the figures
+    are read from the model folder); exit clearly when it fails."""
+    from mammo.cli import main as mammo_main
 
-
-def _python_run(*args: str) -> str:
-    """Run ``python ARGS`` in the project root (venv python, one OpenMP thread); its stdout, or exit
-    clearly. Paths in ARGS must be absolute."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([_python(), *args], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE)
-    if done.returncode != 0:
-        raise SystemExit(f"python {' '.join(args)} failed (exit {done.returncode}); "
+    with contextlib.redirect_stdout(sys.stderr):
+        code = mammo_main(["train", *args])
+    if code != 0:
+        raise SystemExit(f"python -m mammo train {' '.join(args)} failed (exit {code}); "
                          "its error is printed above")
-    return done.stdout
 
 
 def _summary(metrics: dict, model: Path, minutes: float) -> str:
@@ -115,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed, model in zip(seeds, models, strict=True):
         started = time.perf_counter()
         keep = [] if args.seeds == 1 else ["--keep-models", str(out / f"seed{seed}-folds")]
-        _python_run("-m", "mammo", "train", "--data", str(train), "--data", str(val), "--val-fraction", "0",
+        _train("--data", str(train), "--data", str(val), "--val-fraction", "0",
                     "--holdout-fraction", "0", "--cv", str(args.folds), "--workers", str(args.workers),
                     "--arch", args.arch, "--init", args.init, "--image-size", str(args.image_size),
                     "--epochs", str(args.epochs), "--seed", str(seed), *ULTRASOUND_ARGS, *train_extra, *keep,
@@ -129,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_summary(metrics, model, (time.perf_counter() - started) / 60), file=sys.stderr)
     if args.seeds > 1:
         runs = [str(out / f"seed{seed}-folds" / "cv.json") for seed in seeds]
-        print(_python_run(str(ROOT / "scripts" / "repeated_cv.py"), *runs))
+        repeated_cv.main(runs)
         members = " ".join(f"--model {model}" for model in models)
         print(f"the {args.seeds} final models as one ensemble on the official test split: python -m mammo "
               f"evaluate {members} --data {args.data / 'breastmnist' / 'test'} --json", file=sys.stderr)
