@@ -275,14 +275,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _cases(args: argparse.Namespace) -> int:
     from .config import settings
-    from .data import folder_examples
-    from .model import read_config
     from .store import open_audit_log, open_case_store, open_registry
 
-    labels = read_config(open_registry().load())["label_names"]  # the served model's
+    labels = open_registry().config()["label_names"]  # the served model's
     store = open_case_store(labels)
     try:
         if args.cases_command == "import":
+            from .data import folder_examples
+
             examples = folder_examples(args.dir)
             receipt = store.append_many((e.source, e.label, None) for e in examples)
             open_audit_log(settings(), store).record(
@@ -438,13 +438,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_STORE_COMMANDS = ("cases", "models")  # they only read and write the stores: no torch
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; errors print one clear line and exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
-    import torch
+    if args.command not in _STORE_COMMANDS:
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
     if args.command == "train":
         args.argv = list(argv) if argv is not None else None
     try:

@@ -4,6 +4,7 @@ docs/architecture.md), predict."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,7 +150,8 @@ sys.argv = ["mammo", *sys.argv[1:]]
 try:
     runpy.run_module("mammo", run_name="__main__")
 finally:
-    print("torch loaded:", "torch" in sys.modules, file=sys.stderr)
+    print("torch loaded:", "torch" in sys.modules, "datasets loaded:", "datasets" in sys.modules,
+          file=sys.stderr)
 """
 
 
@@ -163,6 +165,22 @@ def test_help_and_mistyped_options_are_answered_before_torch_loads(args: list[st
     answer = done.stdout + done.stderr
     named = ["retrain"] if len(args) == 1 else ["film", "patch"]  # the commands; the recipes
     assert all(name in answer for name in named), answer
+
+
+def test_store_listings_answer_without_torch(tmp_path: Path) -> None:
+    """``models list`` and ``cases list`` (new process, fresh home) load neither torch nor, for the
+    registry, the case store's ``datasets``: a second, not eight."""
+    env = {**os.environ, "MAMMO_HOME": str(tmp_path / "home")}
+    for args, datasets_loaded in ((["models", "list"], False), (["cases", "list"], True)):
+        done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+        assert f"torch loaded: False datasets loaded: {datasets_loaded}" in done.stderr
+        listed = json.loads(done.stdout)
+        if args[0] == "models":
+            assert [row["version"] for row in listed] == PACKAGED
+        else:
+            assert listed["counts"] == {"normal": 0, "benign": 0, "malignant": 0}
 
 
 def test_bad_arguments_give_one_clear_line(tmp_path: Path) -> None:

@@ -1,35 +1,51 @@
 """Case store and model registry: a local-folder backend and a Hugging Face Hub backend, one interface.
 
 ``open_case_store()`` and ``open_registry()`` choose the backend from :func:`mammo.config.settings`.
+Each name is imported from its module on first use, so ``models list`` does not load the case
+store's Arrow and ``datasets`` stack.
 """
 
-from ._hub import HubError, check_reachable, hub_api
-from .audit import AuditLog, open_audit_log
-from .base_data import base_data_folder, base_data_source
-from .cases import CaseStore, StoreError, open_case_store
-from .gate import promotion_decision
-from .pending import PendingError, PendingPool
-from .predictions import PredictionLog, open_prediction_log, prediction_record
-from .registry import ModelRegistry, RegistryError, open_registry
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._hub import HubError, check_reachable, hub_api
+    from .audit import AuditLog, open_audit_log
+    from .base_data import base_data_folder, base_data_source
+    from .cases import CaseStore, StoreError, open_case_store
+    from .gate import promotion_decision
+    from .pending import PendingError, PendingPool
+    from .predictions import PredictionLog, open_prediction_log, prediction_record
+    from .registry import ModelRegistry, RegistryError, open_registry
+
+_MODULE_OF = {  # public name -> the submodule that defines it
+    "HubError": "_hub", "check_reachable": "_hub", "hub_api": "_hub",
+    "AuditLog": "audit", "open_audit_log": "audit",
+    "base_data_folder": "base_data", "base_data_source": "base_data",
+    "CaseStore": "cases", "StoreError": "cases", "open_case_store": "cases",
+    "promotion_decision": "gate",
+    "PendingError": "pending", "PendingPool": "pending",
+    "PredictionLog": "predictions", "open_prediction_log": "predictions", "prediction_record": "predictions",
+    "ModelRegistry": "registry", "RegistryError": "registry", "open_registry": "registry",
+}
 
 __all__ = [
-    "PendingError",
-    "PendingPool",
-    "PredictionLog",
-    "open_prediction_log",
-    "prediction_record",
-    "AuditLog",
-    "open_audit_log",
-    "HubError",
-    "check_reachable",
-    "hub_api",
-    "base_data_folder",
-    "base_data_source",
-    "CaseStore",
-    "ModelRegistry",
-    "RegistryError",
-    "StoreError",
-    "open_case_store",
-    "open_registry",
+    "AuditLog", "CaseStore", "HubError", "ModelRegistry", "PendingError", "PendingPool", "PredictionLog",
+    "RegistryError", "StoreError", "base_data_folder", "base_data_source", "check_reachable", "hub_api",
+    "open_audit_log", "open_case_store", "open_prediction_log", "open_registry", "prediction_record",
     "promotion_decision",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

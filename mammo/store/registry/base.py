@@ -205,6 +205,10 @@ class ModelRegistry(ABC):
         """A local folder with ``version``'s files (default: latest). Do not modify it."""
         return self._fetch(self._resolve(version))
 
+    def config(self, version: str | None = None) -> dict:
+        """``version``'s ``config.json`` (default: latest); RegistryError when it cannot be read."""
+        return self._version_config(self._resolve(version))
+
     def pull(self, version: str, out: Path) -> Path:
         """Copy ``version``'s files into ``out`` (created); never overwrites an existing file."""
         source = self.load(version)
