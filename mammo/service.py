@@ -50,7 +50,7 @@ from .store import (
     promotion_decision,
 )
 from .store._fs import file_lock
-from .train import EpochLog, TrainConfig, evaluate_examples
+from .train import EpochLog, TrainConfig, evaluate_probabilities, model_probabilities, paired_comparison
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
 
@@ -547,9 +547,14 @@ class MammoService:
                     [base], work / "candidate", config, split=split, extra_train=cases, progress=on_epoch,
                     step=step, command=f"retrain in the app ({options})", parent=current.version,
                 )
-                progress(0.95, "evaluating the current version on the same holdout")
-                current_metrics = evaluate_examples(current.model, holdout, current.labels,
-                                                    current.preprocess, current.threshold, current.min_side)
+                progress(0.95, "scoring the current version and the candidate on the same holdout")
+                current_probs = model_probabilities(current.model, holdout, current.labels,
+                                                    current.preprocess, current.min_side)
+                current_metrics = evaluate_probabilities(holdout, current_probs, current.labels,
+                                                         current.threshold)
+                candidate = Predictor(work / "candidate")  # it loads: checked before anything is published
+                candidate_probs = model_probabilities(candidate.model, holdout, candidate.labels,
+                                                      candidate.preprocess, candidate.min_side)
                 split_name = mammo["split"]["description"]
                 promoted, reason = promotion_decision(
                     mammo["metrics"], current_metrics, self.settings.gate_metric,
@@ -559,12 +564,14 @@ class MammoService:
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
                           "candidate_metrics": mammo["metrics"],
+                          # candidate minus served on the same films, CI resampling patients: the noise
+                          "paired_difference": paired_comparison(holdout, current_probs, candidate_probs,
+                                                                 current.labels),
                           # simple features, the candidate's training films, the same holdout
                           "baseline_metrics": mammo.get("baseline"),
                           # validation films (calibration, threshold) the starting weights had learnt from
                           "val_learnt_by_init": mammo["data"]["val_learnt_by_init"]}
                 if promoted:
-                    Predictor(work / "candidate")  # it loads: checked before anything is published
                     version = self.registry.publish(work / "candidate", report)
                     self._predictor = self._load_published(version, current.version)
                     rejected_id = None

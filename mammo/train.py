@@ -27,7 +27,7 @@ from .data import Example, PreparedImages, augmentation_text, augmenter
 from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
 from .film import FilmModel, HeadConfig, check_mirror, raw_scores
 from .imaging import MIN_SIDE
-from .metrics import evaluate_predictions
+from .metrics import evaluate_predictions, malignant_index, paired_auc_difference
 from .model import build
 from .patches import PatchConfig, PatchFilms
 from .preprocess import PreprocessConfig
@@ -45,6 +45,7 @@ __all__ = [
     "evaluate_examples",
     "evaluate_probabilities",
     "model_probabilities",
+    "paired_comparison",
 ]
 
 _FILM_CONTRAST_JITTER = False  # on whole films it would lift the black background into the breast mask
@@ -584,3 +585,16 @@ def evaluate_probabilities(examples: Sequence[Example], probs: np.ndarray, label
     metrics = evaluate_predictions(targets, probs, labels, threshold=threshold, n_resamples=n_resamples)
     return {**metrics, "subgroups": subgroup_metrics(examples, targets, probs, labels, metrics["threshold"],
                                                      n_resamples)}
+
+
+def paired_comparison(examples: Sequence[Example], probs_a: np.ndarray, probs_b: np.ndarray,
+                      labels: Sequence[str], n_resamples: int = 2000) -> dict | None:
+    """Malignant-vs-rest AUC of model b minus model a on the same examples, with its 95% CI from
+    resampling whole patients (:func:`mammo.metrics.paired_auc_difference`); None without a
+    malignant class or when too few resamples hold both classes."""
+    column = malignant_index(labels)
+    if column is None:
+        return None
+    positive = np.array([e.label == labels[column] for e in examples])
+    groups = [e.group for e in examples]
+    return paired_auc_difference(positive, probs_a[:, column], probs_b[:, column], groups, n_resamples)

@@ -282,11 +282,30 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
         caveat += (f" {left_out} submitted case{'s were' if left_out > 1 else ' was'} left out of "
                    f"training: {'their images are' if left_out > 1 else 'its image is'} held-out or "
                    "validation films.")
+    noise = _paired_text(summary.get("paired_difference"), summary["current_version"])
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
-                f"{summary['current_version']} ({scores}).{caveat}")
+                f"{summary['current_version']} ({scores}).{noise}{caveat}")
     return (f"**Not promoted: {summary['version']} stays served.** The candidate did worse than the "
-            f"served version ({scores}). It is kept under *Rejected candidates* for inspection.{caveat}")
+            f"served version ({scores}).{noise} It is kept under *Rejected candidates* for "
+            f"inspection.{caveat}")
+
+
+_FEWEST_MALIGNANT_FOR_AN_INTERVAL = 5  # below it a patient bootstrap of an AUC difference is degenerate
+
+
+def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:
+    """How far the gate's comparison is from noise: the paired difference and its patient-resampled CI."""
+    if not paired or paired["positives"] < _FEWEST_MALIGNANT_FOR_AN_INTERVAL:
+        few = f" ({paired['positives']})" if paired else ""
+        return (f" These films hold too few malignant films{few} to put an interval on the difference: "
+                "read the comparison as noise.")
+    low, high = paired["ci95"]
+    reading = ("the interval holds 0, so these films cannot tell the two apart" if low <= 0 <= high else
+               f"the candidate is {'better' if low > 0 else 'worse'} beyond these films' noise")
+    return (f" Paired on the same films, resampling patients: candidate − {served} "
+            f"{paired['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, {paired['positives']} malignant "
+            f"films of {paired['groups']} patients): {reading}.")
 
 
 def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None) -> str:

@@ -75,6 +75,16 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     # the baseline learnt from the candidate's films and is scored on the same held-out patients
     baseline = summary["baseline_metrics"]
     assert baseline["n"] == summary["candidate_metrics"]["n"] and baseline["model"].startswith("logistic")
+    # the same comparison paired on the same films (the candidate loaded back from its folder), with
+    # its patient-resampled interval
+    paired = summary["paired_difference"]
+    assert paired["n"] == summary["candidate_metrics"]["n"] and paired["resamples"] > 0
+    assert paired["difference"] == pytest.approx(summary["candidate_metrics"]["auc_malignant"]
+                                                 - summary["current_metrics"]["auc_malignant"])
+    assert paired["ci95"][0] <= paired["difference"] <= paired["ci95"][1]
+    enough = paired["positives"] >= 5  # else no interval is given in words
+    assert ("resampling patients" if enough else f"too few malignant films ({paired['positives']})") in \
+        views.verdict_text(summary)
     # promoted exactly when the gate says so, with this app's metric and tolerance
     assert summary["promoted"] == promotion_decision(
         summary["candidate_metrics"], summary["current_metrics"], service.settings.gate_metric,

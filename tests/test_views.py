@@ -160,6 +160,26 @@ def test_verdict_text_in_plain_words() -> None:
     assert "may have already learnt from (they record no list), so they may be optimistic" in unknown
 
 
+@pytest.mark.parametrize("ci95, reading", [
+    ([-0.31, 0.12], "the interval holds 0, so these films cannot tell the two apart"),
+    ([0.02, 0.30], "the candidate is better beyond these films' noise"),
+    ([-0.40, -0.01], "the candidate is worse beyond these films' noise"),
+])
+def test_verdict_says_whether_the_held_out_films_can_tell_the_models_apart(ci95: list[float],
+                                                                           reading: str) -> None:
+    summary = {"promoted": False, "version": "v3", "current_version": "v3",
+               "current_metrics": {"auc_malignant": 0.71, "n": 38},
+               "candidate_metrics": {"auc_malignant": 0.6, "n": 38},
+               "paired_difference": {"difference": -0.11, "ci95": ci95, "positives": 6, "groups": 19}}
+    text = views.verdict_text(summary)
+    assert (f"candidate − v3 -0.11 (95% CI {ci95[0]:+.2f} to {ci95[1]:+.2f}, 6 malignant films of 19 "
+            f"patients): {reading}.") in text
+    without = views.verdict_text({**summary, "paired_difference": None})
+    assert "too few malignant films to put an interval on the difference" in without
+    two = {**summary["paired_difference"], "ci95": [-0.5, -0.5], "positives": 2}  # degenerate resamples
+    assert "too few malignant films (2) to put" in views.verdict_text({**summary, "paired_difference": two})
+
+
 def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
     from mammo.train import EpochLog
 
