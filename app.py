@@ -170,6 +170,11 @@ def _need_file(path: str | None) -> str:
     return path
 
 
+def _method(method: str | None) -> str:
+    """The heat-map method asked for; the default when an API caller sends none (null)."""
+    return DEFAULT_METHOD if method is None else method
+
+
 # -- Predict ---------------------------------------------------------------------------------------
 @clear_errors
 def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4,
@@ -179,7 +184,8 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
     size), and details: model version, malignancy score and the review cut-off (both 0-100), whether
     it is flagged, the heat-map method, and whether the image is a training film or a stored case.
     Research use only."""
-    result = service.predict(_need_file(image), method=method, opacity=opacity, user=_user(profile, token))
+    result = service.predict(_need_file(image), method=_method(method), opacity=opacity,
+                             user=_user(profile, token))
     return result.probabilities, result.overlay, result.details()
 
 
@@ -198,6 +204,8 @@ def predict_shown(image: str | None, method: str, opacity: float, profile: gr.OA
 # stays hidden. (Cancelling it cannot do this: Gradio 6.31 sends a request's /cancel without its event
 # id while the request has only just been sent, and the server refuses it.)
 SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && file.path === resultFile})"
+# a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
+CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
 
 
 def hide_js(count: int) -> str:
@@ -215,7 +223,7 @@ def preview(image: str | None):
 def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
     """The heat map of one mammogram file at the file's full resolution, as a 16-bit greyscale PNG
     (0 = no evidence, 65535 = the most); the same map /predict draws at display size."""
-    full = service.full_heatmap(_need_file(image), method).full_heatmap()
+    full = service.full_heatmap(_need_file(image), _method(method)).full_heatmap()
     if full is None:
         raise gr.Error("This model draws no heat map.")
     return _download(f"mammo-heatmap-{_utc_stamp()}.png", encode_png(full))
@@ -233,7 +241,7 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
     the probabilities, the malignancy score with the review cut-off and what it means, the model
     version with its estimated performance and where its card is, the heat-map method, the UTC time
     and the disclaimer. No file name, DICOM tag or metadata goes in. Research use only."""
-    pdf = service.report(_need_file(image), method, opacity, user=_user(profile, token))
+    pdf = service.report(_need_file(image), _method(method), opacity, user=_user(profile, token))
     return _download(f"mammo-report-{_utc_stamp()}.pdf", pdf)
 
 
@@ -247,7 +255,7 @@ def report_shown(image: str | None, method: str, opacity: float, profile: gr.OAu
 def redraw(image: str | None, method: str, opacity: float):
     """The last prediction of this file drawn with another method or opacity (no new upload), and
     the file it is for."""
-    result = service.rerender(image, method, opacity) if image else None
+    result = service.rerender(image, _method(method), opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     return result.probabilities, result.overlay, result.details(), image
@@ -417,8 +425,9 @@ def totals():
 
 
 # -- Retrain ----------------------------------------------------------------------------------------
-def _options(epochs: float, image_size: float, from_current: bool) -> RetrainOptions:
-    return RetrainOptions(epochs=int(epochs), image_size=int(image_size) or None,
+def _options(epochs: float, image_size: float | None, from_current: bool) -> RetrainOptions:
+    """The retrain's options from the tab's values; an emptied image size (null) keeps the model's."""
+    return RetrainOptions(epochs=int(epochs), image_size=int(image_size or 0) or None,
                           from_current=bool(from_current))
 
 
@@ -484,10 +493,11 @@ def retrain_views(summary: dict | None):
             views.confusion_frame(candidate), gr.update(interactive=True))
 
 
-def rejected_views():
+def rejected_views(chosen: str | None = None):
+    """The rejected candidates' table and choices, keeping the report chosen while it is listed."""
     rejected = service.registry.rejected()
     ids = [r["id"] for r in reversed(rejected)]
-    return views.rejected_rows(rejected), gr.update(choices=ids, value=None)
+    return views.rejected_rows(rejected), gr.update(choices=ids, value=chosen if chosen in ids else None)
 
 
 def rejected_report(rejected_id: str | None):
@@ -611,8 +621,9 @@ def rollback_version(version: str | None, profile: gr.OAuthProfile | None = None
     """Serve an earlier version again (trainers only; API callers pass their Hugging Face token with
     Client(..., oauth_token=...)). It is published as the next version, the history kept; returns
     the new `version` and the one it copies (`rollback_of`)."""
-    if not version:
+    if version is None or version == "":
         raise gr.Error("Pick the version to serve again.")
+    version = str(version)  # an API caller's 5 is looked up as "5" (and refused as no such version)
     return {"version": service.rollback(version, user=_user(profile, token)), "rollback_of": version}
 
 
@@ -664,7 +675,7 @@ def build() -> gr.Blocks:
                     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method",
                                          **CHECKED_HERE)
                     opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
-                    predict_button = gr.Button("Predict", variant="primary")
+                    predict_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
                     with gr.Accordion("Submitted cases", open=False):
                         case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
                         use_case = gr.Button("Use this case", size="sm")
@@ -840,17 +851,16 @@ def build() -> gr.Blocks:
         result_outputs = [probabilities, overlay, details, results_for]
         predicted = predict_button.click(predict_shown, film_inputs, result_outputs, **predicting, **in_turn,
                                          **private)
-        picked = gallery.select(pick_film, None, image, **private).success(
-            predict_shown, film_inputs, result_outputs, **predicting, **in_turn, **private)
+        # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
+        # another file is predicted is predicted after it and its answer is the one left shown
+        gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
 
         def shown_beside_its_file(event, shown, shown_for) -> None:
             event.success(None, [image, shown_for], shown, js=SAME_FILE_JS, **private)
 
-        for done in (predicted, picked):
-            shown_beside_its_file(done, film_results, results_for)
-            done.success(show_details, details, [score, shown_details], **private).success(
-                add_history, [image, results_for, details, history_state], [history_state, history],
-                **private)
+        shown_beside_its_file(predicted, film_results, results_for)
+        predicted.success(show_details, details, [score, shown_details], **private).success(
+            add_history, [image, results_for, details, history_state], [history_state, history], **private)
         for redraw_event in (method.change, opacity.release):
             redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **private)
             shown_beside_its_file(redrawn, film_results, results_for)
@@ -858,15 +868,17 @@ def build() -> gr.Blocks:
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
+        full_sized = dict(concurrency_limit=2, concurrency_id="heatmap")  # the API's and the page's
         gr.on([], heatmap_file, [image, method], heatmap_download, api_name="heatmap",  # API only
-              api_description=heatmap_file.__doc__, concurrency_limit=2)
+              api_description=heatmap_file.__doc__, **full_sized)
         full_size = heatmap_button.click(heatmap_shown, [image, method], [heatmap_download, heatmap_for],
-                                         concurrency_limit=2, **private)
+                                         **full_sized, **private)
         shown_beside_its_file(full_size, heatmap_download, heatmap_for)
+        reporting = dict(concurrency_limit=2, concurrency_id="report")  # the API's and the page's
         gr.on([], report_file, film_inputs, report_download, api_name="report",  # API only
-              api_description=report_file.__doc__, concurrency_limit=2)
+              api_description=report_file.__doc__, **reporting)
         reported = report_button.click(report_shown, film_inputs, [report_download, report_for],
-                                       concurrency_limit=2, **private)
+                                       **reporting, **private)
         shown_beside_its_file(reported, report_download, report_for)
         use_predict.click(lambda path: path, image, case_image, **private)
         use_case.click(case_file, case_choice, image, **private)
@@ -897,7 +909,7 @@ def build() -> gr.Blocks:
                                                          aucs, confusion, retrain_button], **private)
         recolour(shown, {roc: "model", losses: "series"})  # "served v4" after "served v3"
         shown.then(totals, None, data_plot, **private)
-        shown.then(rejected_views, None, [rejected, rejected_choice], **private)
+        shown.then(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
         running.failure(lambda: ("The retrain did not run or did not finish: see the message.",
                                  gr.update(interactive=True)), None, [status, retrain_button], **private)
@@ -929,7 +941,7 @@ def build() -> gr.Blocks:
             show(totals, None, data_plot, **private)
             show(access_note, None, access, **private)
             recolour(show(served_estimate, None, [served, reliability], **private), {reliability: "model"})
-            show(rejected_views, None, [rejected, rejected_choice], **private)
+            show(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         for show in (demo.load, models_tab.select):
             show(**models_event, **private)
         demo.load(audit_views, None, audit, **private)

@@ -483,8 +483,7 @@ class MammoService:
         options.check()
         base = self.base_data()
         if not self._retrain_lock.acquire(blocking=False):
-            raise RetrainBusy(f"A retrain started at {self.retrain_started} is still running; only "
-                              "one runs at a time. Wait for it to finish.")
+            raise RetrainBusy(self._busy("only one runs at a time. Wait for it to finish."))
         try:
             self.retrain_started = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
             self.audit.record("retrain started", user, options=asdict(options),
@@ -507,6 +506,12 @@ class MammoService:
         finally:
             self.retrain_started = None
             self._retrain_lock.release()
+
+    def _busy(self, advice: str) -> str:
+        """Why the served version cannot change now (a retrain or a rollback holds it), with ``advice``."""
+        if self.retrain_started is None:
+            return "Another version is being served again right now; try again in a moment."
+        return f"A retrain started at {self.retrain_started} is still running; {advice}"
 
     def _merge_small_case_shards(self) -> None:
         """Before a retrain reads every case: merge the one-case shards the Submit tab writes, so that
@@ -635,7 +640,10 @@ class MammoService:
     def rollback(self, version: str, user: str | None = None) -> str:
         """Serve an earlier version again, published as a new version (history stays append-only)."""
         can_train(user, self.settings).require()
-        with self._retrain_lock:
+        if not self._retrain_lock.acquire(blocking=False):  # it may publish: refused now, not queued
+            raise RetrainBusy(self._busy("it may publish a new version: serve an earlier one again when it "
+                                         "has finished."))
+        try:
             if version == self._predictor.version:
                 raise RegistryError(f"{version} is the version already served; pick an earlier one.")
             folder = self.registry.load(version)
@@ -646,6 +654,8 @@ class MammoService:
                                                  **({"cases_used": used} if used is not None else {})})
             replaced = self._predictor.version
             self._predictor = Predictor(self.registry.load(new))
+        finally:
+            self._retrain_lock.release()
         self.audit.record("rollback", user, served_again=version, published_as=new, replaced=replaced)
         return new
 

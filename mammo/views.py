@@ -296,14 +296,15 @@ _FEWEST_MALIGNANT_FOR_AN_INTERVAL = 5  # below it a patient bootstrap of an AUC 
 
 def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:
     """How far the gate's comparison is from noise: the paired difference and its patient-resampled CI."""
-    if not paired or paired["positives"] < _FEWEST_MALIGNANT_FOR_AN_INTERVAL:
-        few = f" ({paired['positives']})" if paired else ""
-        return (f" These films hold too few malignant films{few} to put an interval on the difference: "
-                "read the comparison as noise.")
+    if not paired:
+        return " These films give no interval on the difference in malignant-vs-rest AUC: read it as noise."
+    if paired["positives"] < _FEWEST_MALIGNANT_FOR_AN_INTERVAL:
+        return (f" These films hold too few malignant films ({paired['positives']}) to put an interval on "
+                "the difference in malignant-vs-rest AUC: read it as noise.")
     low, high = paired["ci95"]
     reading = ("the interval holds 0, so these films cannot tell the two apart" if low <= 0 <= high else
                f"the candidate is {'better' if low > 0 else 'worse'} beyond these films' noise")
-    return (f" Paired on the same films, resampling patients: candidate − {served} "
+    return (f" Malignant-vs-rest AUC paired on the same films, resampling patients: candidate − {served} "
             f"{paired['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, {paired['positives']} malignant "
             f"films of {paired['groups']} patients): {reading}.")
 

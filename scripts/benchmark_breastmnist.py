@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also save the evaluate JSON to this file (FILE-seed<k> for each of --seeds)")
     args, train_extra = parser.parse_known_args(argv)
 
-    data = args.data.resolve()  # the runs below start in the project root
+    data = args.data.resolve()  # absolute: recorded in the models' configs
     train, val = data / "breastmnist" / "train", data / "breastmnist" / "val"
     for folder in (train, val):
         if not folder.is_dir():

@@ -24,14 +24,15 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "load", "upload", "predict", "overlay_size",
-           "submit_predicted", "run", "main"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "load", "upload", "wait_uploaded", "predict",
+           "overlay_size", "submit_predicted", "run", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 OVERLAY_LABEL = "Heat map over the image"
+UPLOADING = re.compile(r"^Uploading \d+ files?")  # a Gradio upload box while a file is on its way
 CASE_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 
@@ -65,7 +66,8 @@ def predict(page: Page, image: Path) -> str:
 
 
 def upload(page: Page, image: Path, tab: str) -> None:
-    """Upload ``image`` into the first file input of ``tab``; wait until its name shows.
+    """Upload ``image`` into the first file input of ``tab``; wait until its name shows and the
+    upload has ended (the name also shows while "Uploading 1 file...").
 
     An upload can be dropped (while the page hydrates, or now and then on a loaded machine): each
     retry reloads the page first.
@@ -76,12 +78,18 @@ def upload(page: Page, image: Path, tab: str) -> None:
         block.locator("input[type=file]").set_input_files(str(image))
         try:
             page.get_by_text(image.name).locator("visible=true").first.wait_for(timeout=20_000)
+            wait_uploaded(page)
             return
         except PlaywrightTimeout:
             if attempt == 2:
                 raise
             page.reload(timeout=60_000)
             page.get_by_role("tab", name=tab).wait_for(timeout=60_000)
+
+
+def wait_uploaded(page: Page, timeout: float = 60_000) -> None:
+    """Until no upload box on the page says it is uploading."""
+    page.get_by_text(UPLOADING).locator("visible=true").first.wait_for(state="hidden", timeout=timeout)
 
 
 def overlay_size(page: Page) -> tuple[int, int]:

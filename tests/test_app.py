@@ -151,6 +151,19 @@ def test_expected_refusals_are_one_log_line_and_start_up_says_what_is_served(
     assert "base data for retraining: " in log
 
 
+def test_null_and_number_arguments_get_the_default_or_a_clear_refusal(client, app: AppProcess,
+                                                                       small_mias: Path) -> None:
+    """An API caller's null heat-map method is the default one (not "no heat map"); a version given
+    as a number is looked up as its text and refused by name; neither is an unexpected error."""
+    image = handle_file(str(next((small_mias / "benign").glob("*.png"))))
+    _, overlay, details = client.predict(image, None, 0.4, api_name="/predict")
+    assert details["heatmap_method"] == "Lesion map" and overlay is not None
+    assert Path(client.predict(image, None, api_name="/heatmap")).name.startswith("mammo-heatmap-")
+    with pytest.raises(AppError, match="no version '5'"):
+        client.predict(5, api_name="/rollback")
+    assert "Unexpected error" not in app.log()
+
+
 def test_the_api_page_describes_each_endpoint_with_a_real_example(app: AppProcess) -> None:
     info = httpx.get(app.url + "gradio_api/info", timeout=10).json()["named_endpoints"]
     for name, endpoint in info.items():
@@ -179,6 +192,9 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
     second = app.client().submit(1, 128, True, api_name="/retrain")
     with pytest.raises(AppError, match="only one runs at a time"):
         second.result(timeout=30)
+    # nor is a rollback queued behind it (it would undo what the retrain publishes): refused at once
+    with pytest.raises(AppError, match="serve an earlier one again when it has finished"):
+        app.client().predict("v1", api_name="/rollback")
     summary = job.result(timeout=120)
     assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
     # the gate compares AUCs, or refuses a candidate with one score for every film (v3's whole-film
@@ -207,8 +223,9 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
 def test_retrain_refused_for_users_not_allowed(small_mias: Path, tmp_path: Path) -> None:
     env = {"MAMMO_BASE_DATA": str(small_mias), "MAMMO_TRAINERS": "alice"}
     with AppProcess(tmp_path / "home", env=env) as app:
-        with pytest.raises(AppError, match="limited to the trainers of this app; you are not signed in"):
-            app.client().predict(1, 64, True, api_name="/retrain")
+        for image_size in (64, None):  # an emptied image size (null) is "keep the model's", not a crash
+            with pytest.raises(AppError, match="limited to the trainers of this app; you are not signed in"):
+                app.client().predict(1, image_size, True, api_name="/retrain")
         assert app.client().predict(api_name="/models")[-1]["version"] == SERVED
 
 

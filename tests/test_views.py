@@ -175,7 +175,7 @@ def test_verdict_says_whether_the_held_out_films_can_tell_the_models_apart(ci95:
     assert (f"candidate − v3 -0.11 (95% CI {ci95[0]:+.2f} to {ci95[1]:+.2f}, 6 malignant films of 19 "
             f"patients): {reading}.") in text
     without = views.verdict_text({**summary, "paired_difference": None})
-    assert "too few malignant films to put an interval on the difference" in without
+    assert "These films give no interval on the difference in malignant-vs-rest AUC" in without
     two = {**summary["paired_difference"], "ci95": [-0.5, -0.5], "positives": 2}  # degenerate resamples
     assert "too few malignant films (2) to put" in views.verdict_text({**summary, "paired_difference": two})
 
