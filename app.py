@@ -268,6 +268,9 @@ def offer(image: str | None, profile: gr.OAuthProfile | None = None,
     file name or DICOM tags, in the "label next" pool until a clinician labels it as a case or
     removes it; nothing trains on it before. Returns what was kept."""
     entry = service.offer_for_labelling(_need_file(image), user=_user(profile, token))
+    if entry["already_offered"]:
+        return (f"This image is already waiting for a label as `{entry['id'][:12]}` (offered "
+                f"{entry['offered_at'][:16].replace('T', ' ')} UTC): nothing more to do.")
     spread = entry.get("uncertainty")
     measured = f"uncertainty {spread:.1f} points" if spread is not None else "no uncertainty measured"
     return (f"Offered for labelling as `{entry['id'][:12]}` ({measured}). Thank you: a clinician can now "

@@ -453,6 +453,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = list(argv) if argv is not None else None
     try:
         return args.run(args)
-    except (MammoError, ValueError, ModelError, FileNotFoundError) as error:
+    except (MammoError, ValueError, ModelError, OSError) as error:  # OSError: a missing or clashing path
         print(f"error: {error}", file=sys.stderr)
         return 2

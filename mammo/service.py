@@ -335,7 +335,9 @@ class MammoService:
 
     def offer_for_labelling(self, image: str | os.PathLike, user: str | None = None) -> dict:
         """Keep an uploaded image in the "label next" pool, at the visitor's explicit offer: its
-        pixels re-encoded (no tag, no file name) with the served model's uncertainty and scores."""
+        pixels re-encoded (no tag, no file name) with the served model's uncertainty and scores.
+        Its entry, with ``already_offered`` true when these pixels were waiting already (the first
+        offer stays; the audit log records it once)."""
         drawn = self._recent.drawn(str(image), self._predictor.version)
         prediction = next(iter(drawn.values()), None) or self.predict(image, user=user)
         stored = self.cases.case_with_pixels(prediction.image_sha256)
@@ -343,12 +345,13 @@ class MammoService:
             raise StoreError(f"This image is already case {stored} (labelled): there is nothing to label.")
         grey = read_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
         details = prediction.details()
-        entry = self.pending.offer(prediction.image_sha256, encode_png(grey), {
+        entry, new = self.pending.offer(prediction.image_sha256, encode_png(grey), {
             "uncertainty": (details.get("uncertainty") or {}).get("spread"),
             "malignancy_score": details.get("malignancy_score"), "label": details.get("label"),
             "model_version": details.get("model_version")})
-        self.audit.record("offered for labelling", user, pending_id=entry["id"])
-        return entry
+        if new:
+            self.audit.record("offered for labelling", user, pending_id=entry["id"])
+        return {**entry, "already_offered": not new}
 
     def pending_images(self, user: str | None = None) -> list[dict]:
         """The "label next" pool, the most uncertain first (for those who may submit cases)."""

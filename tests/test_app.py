@@ -233,6 +233,8 @@ def test_offered_images_wait_in_the_label_next_queue_most_uncertain_first(client
     films = sorted((small_mias / "normal").glob("*.png"))[-3:]
     notes = [client.predict(handle_file(str(film)), api_name="/offer") for film in films]
     assert all(note.startswith("Offered for labelling as") for note in notes)
+    again = client.predict(handle_file(str(films[0])), api_name="/offer")
+    assert again.startswith(f"This image is already waiting for a label as `{notes[0].split('`')[1]}`")
     queue = client.predict(api_name="/queue")
     mine = [e for e in queue if any(e["id"][:12] in note for note in notes)]
     assert len(mine) == 3 and all(e["model_version"] and e["uncertainty"] is not None for e in mine)

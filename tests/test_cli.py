@@ -210,6 +210,9 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     files = sorted(p.name for p in (tmp_path / "v1").iterdir())
     assert files == ["README.md", "config.json", "model.safetensors"]
     assert (tmp_path / "v1" / "model.safetensors").read_bytes() == (V1 / "model.safetensors").read_bytes()
+    (tmp_path / "a_file").write_text("not a folder")  # where a folder should be: one clear line
+    clash = cli_here("models", "pull", "v1", "--out", str(tmp_path / "a_file"), home=home)
+    assert clash.returncode == 2 and clash.stderr.startswith("error:") and "Traceback" not in clash.stderr
     imported = cli_here("cases", "import", str(small_mias), home=home)
     assert imported.returncode == 0, imported.stderr
     n = len(list(small_mias.glob("*/*.png")))

@@ -514,6 +514,10 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     receipt = service.label_pending(pool[0]["id"], "malignant", None, user="rita")
     service.remove_pending(pool[1]["id"], user="rita")
     assert [e["id"] for e in service.pending_images()] == [pool[2]["id"]]
+    waiting = films[[e["id"] for e in offered].index(pool[2]["id"])]
+    again = service.offer_for_labelling(waiting, user="bob")  # offered twice: the first offer stays
+    assert again["already_offered"] and again["id"] == pool[2]["id"] and not offered[0]["already_offered"]
+    assert again["offered_at"] == pool[2]["offered_at"]
     assert service.cases.case_with_pixels(pool[0]["id"]) == receipt["case_id"]
     with pytest.raises(StoreError, match=f"already case {receipt['case_id']}"):  # nothing left to label
         service.offer_for_labelling(films[[e["id"] for e in offered].index(pool[0]["id"])], user="alice")
@@ -521,6 +525,7 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     assert summary["cases_used"] == 1  # the waiting image never trains
     actions = [e["action"] for e in service.audit.events()]
     assert actions[:5] == ["offered for labelling"] * 3 + ["submission", "removed from the label-next pool"]
+    assert actions.count("offered for labelling") == 3  # the second offer is not a new event
     with pytest.raises(StoreError, match="labelled or removed"):
         service.pending_png(pool[1]["id"])
     service.settings = dataclasses.replace(service.settings, submitters=frozenset({"rita"}))

@@ -39,16 +39,16 @@ class PendingPool:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def offer(self, sha256: str, png: bytes, about: dict[str, Any]) -> dict:
-        """Keep one image (already offered: its first offer stays); its entry."""
+    def offer(self, sha256: str, png: bytes, about: dict[str, Any]) -> tuple[dict, bool]:
+        """Keep one image; its entry, and whether it is new (already offered: its first offer stays)."""
         self._check(sha256)
         with self._lock:
             if (self.folder / f"{sha256}.json").exists():
-                return self._entry(sha256)
+                return self._entry(sha256), False
             write_new_file(self.folder / f"{sha256}.png", png)
             entry = {"id": sha256, "offered_at": utc_now().isoformat(timespec="seconds"), **about}
             write_new_file(self.folder / f"{sha256}.json", json.dumps(entry, sort_keys=True).encode())
-            return entry
+            return entry, True
 
     def entries(self) -> list[dict]:
         """Every pending image, the most uncertain first (then the most recently offered)."""
