@@ -191,8 +191,11 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
         ci, cv_ci = metrics.get("auc_malignant_ci95"), cv.get("auc_malignant_ci95")
         published = (f"error: {v['error']}" if v.get("error") else
                       human_time(v.get("published_at") or v.get("created_at")))
+        parent = v.get("parent") or "—"
+        if v.get("rollback_of"):  # its figures are those of the version it copies
+            parent = f"{parent} (a copy of {v['rollback_of']}, served again)"
         rows.append([
-            v["version"], "● served" if v["version"] == served else "", published, v.get("parent") or "—",
+            v["version"], "● served" if v["version"] == served else "", published, parent,
             data.get("n_train", "—"),
             "—" if cv.get("auc_malignant") is None else
             f"{cv['auc_malignant']:.2f}" + (f" ({_ci(cv_ci)})" if cv_ci else ""),

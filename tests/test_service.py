@@ -151,7 +151,10 @@ def test_rollback_serves_an_old_version_as_a_new_one(service: MammoService) -> N
         assert restarted.predictor.version == "v2" and restarted.new_cases_since_retrain() == 1
         new = restarted.rollback("v1")
         assert new == "v3" and restarted.predictor.version == "v3"
-        assert [v["version"] for v in restarted.versions()] == ["v1", "v2", "v3"]
+        listed = restarted.versions()
+        assert [v["version"] for v in listed] == ["v1", "v2", "v3"]
+        assert [v["rollback_of"] for v in listed] == [None, None, "v1"]  # the copy says what it copies
+        assert views.versions_rows(listed)[0][3] == "v2 (a copy of v1, served again)"  # the Models table
         # v2's retrain had used 3 cases: still 1 new case since, not 4 (an automatic retrain counts them)
         assert restarted.served_config()["mammo"]["report"]["cases_used"] == 3
         assert restarted.new_cases_since_retrain() == 1

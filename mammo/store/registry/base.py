@@ -92,6 +92,7 @@ def _summary(version: str, config: dict) -> dict:
         "created_at": mammo.get("created_at"),
         "published_at": mammo.get("published_at"),
         "parent": mammo.get("parent"),
+        "rollback_of": (mammo.get("report") or {}).get("rollback_of"),  # a copy of this version, served again
         "metrics": {key: metrics.get(key) for key in keys},
         "cv": cv and {key: cv.get(key) for key in (*keys, "n_folds")},  # its cross-validation, if any
         "data": {k: v for k, v in (mammo.get("data") or {}).items() if k != "image_sha256"},
