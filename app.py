@@ -308,8 +308,9 @@ def pending_preview(pending_id: str | None, profile: gr.OAuthProfile | None = No
 @clear_errors
 def label_pending(pending_id: str | None, label: str | None, profile: gr.OAuthProfile | None = None,
                   token: gr.OAuthToken | None = None):
-    if not pending_id or not label:
-        raise gr.Error("Pick a pending image and its confirmed label first.")
+    if not pending_id or not label:  # a toast, not an error badge over the dropdowns
+        gr.Warning("Pick a pending image and its confirmed label first.")
+        return gr.skip(), gr.skip()
     receipt = service.label_pending(pending_id, label, None, user=_user(profile, token))
     stored = f"Stored as case `{receipt['case_id']}` ({receipt['label']}); it left the pool."
     return stored, None  # the label is emptied: the next image needs its own
@@ -317,11 +318,20 @@ def label_pending(pending_id: str | None, label: str | None, profile: gr.OAuthPr
 
 @clear_errors
 def remove_pending(pending_id: str | None, profile: gr.OAuthProfile | None = None,
-                   token: gr.OAuthToken | None = None) -> str:
-    if not pending_id:
-        raise gr.Error("Pick the pending image to remove.")
+                   token: gr.OAuthToken | None = None):
+    if not pending_id:  # a toast, not an error badge over the last receipt
+        gr.Warning("Pick the pending image to remove.")
+        return gr.skip()
     service.remove_pending(pending_id, user=_user(profile, token))
     return f"`{pending_id[:12]}` was removed from the pool (it was never a case)."
+
+
+def predict_image(path: str | None):
+    """The Predict tab's file for the Submit case tab; the image there is kept when Predict has none."""
+    if not path:
+        gr.Warning("The Predict tab has no image: upload one there first, or here.")
+        return gr.skip()
+    return path
 
 
 def film_caption(path: Path) -> str:
@@ -358,10 +368,11 @@ def recent_cases():
 
 @clear_errors
 def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None,
-              token: gr.OAuthToken | None = None) -> str:
+              token: gr.OAuthToken | None = None):
     """A submitted case's stored PNG, named by its case id, for the image input."""
-    if not case_id:
-        raise gr.Error("Pick a case first.")
+    if not case_id:  # a toast, not an error badge over the upload box
+        gr.Warning("Pick a case first.")
+        return gr.skip()
     can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
     return _download(f"case-{case_id}.png", service.case_png(case_id))
 
@@ -864,10 +875,15 @@ def build() -> gr.Blocks:
         shown_beside_its_file(predicted, film_results, results_for)
         predicted.success(show_details, details, [score, shown_details], **private).success(
             add_history, [image, results_for, details, history_state], [history_state, history], **private)
-        for redraw_event in (method.change, opacity.release):
+        # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release
+        for redraw_event in (method.change, opacity.input, opacity.release):
             redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **private)
             shown_beside_its_file(redrawn, film_results, results_for)
             redrawn.success(show_details, details, [score, shown_details], **private)
+        # a report or full-size map made with the earlier method or opacity is hidden (made again on click)
+        drawn_before = [report_download, heatmap_download]
+        for redrawing in (method.change, opacity.input, opacity.release):
+            redrawing(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
@@ -883,7 +899,7 @@ def build() -> gr.Blocks:
         reported = report_button.click(report_shown, film_inputs, [report_download, report_for],
                                        **reporting, **private)
         shown_beside_its_file(reported, report_download, report_for)
-        use_predict.click(lambda path: path, image, case_image, **private)
+        use_predict.click(predict_image, image, case_image, **private)
         use_case.click(case_file, case_choice, image, **private)
 
         submitted = submit_button.click(

@@ -555,7 +555,7 @@ class MammoService:
                     [base], work / "candidate", config, split=split, extra_train=cases, progress=on_epoch,
                     step=step, command=f"retrain in the app ({options})", parent=current.version,
                 )
-                progress(0.95, "scoring the current version and the candidate on the same holdout")
+                progress(0.95, "evaluating the current version and the candidate on the same holdout")
                 current_probs = model_probabilities(current.model, holdout, current.labels,
                                                     current.preprocess, current.min_side)
                 current_metrics = evaluate_probabilities(holdout, current_probs, current.labels,

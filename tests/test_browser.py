@@ -222,21 +222,51 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
 
 
 def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, image: Path) -> None:
+    from playwright.sync_api import expect
+
     page = fresh
     shot.predict(page, image)
     overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img").first
     before = overlay.get_attribute("src")
+    report = page.get_by_text(re.compile(r"^mammo-report-\d")).locator("visible=true")  # its file name
+    page.get_by_role("button", name="PDF report of this prediction").click()
+    report.first.wait_for(timeout=30_000)
     number = page.get_by_label("number input for Heat-map opacity")  # the slider's number box
     number.fill("0.9")
     number.press("Tab")  # leaving the box is a "release", as letting go of the slider
     page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), before], timeout=30_000)
+    expect(report).to_have_count(0)  # the report drew the earlier opacity: taken off the page
     after_opacity = overlay.get_attribute("src")
     pick(page, "Heat-map method", "EigenCAM")
     page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), after_opacity],
                            timeout=30_000)
+    after_method = overlay.get_attribute("src")
+    number.fill("0.2")
+    number.press("Enter")  # typed and entered, without leaving the box: redrawn too
+    page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), after_method],
+                           timeout=30_000)
     page.get_by_role("button", name="Details").click()
     page.get_by_text('"EigenCAM"').wait_for(timeout=10_000)
     assert page.locator("table").filter(has_text=image.name).count() == 1  # still one prediction
+
+
+def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_path: Path) -> None:
+    """"Use the image from Predict" with no image there, and "Use this case" with no case picked:
+    a message, and the image already in each upload box stays (no error badge in its place)."""
+    from playwright.sync_api import expect
+
+    page = fresh
+    film = phantom(tmp_path, 21)
+    shot.upload(page, film, "Submit case")
+    page.get_by_role("button", name="Use the image from Predict").click()
+    expect(page.get_by_text("The Predict tab has no image").first).to_be_visible(timeout=10_000)
+    expect(visible(page.get_by_role("cell", name=film.name))).to_be_visible()  # still in its box
+    shot.upload(page, film, "Predict")
+    page.get_by_role("button", name="Submitted cases").click()
+    page.get_by_role("button", name="Use this case").click()
+    expect(page.get_by_text("Pick a case first.").first).to_be_visible(timeout=10_000)
+    expect(predict_box(page).get_by_role("cell", name=film.name)).to_be_visible()  # the file stays
+    expect(predict_box(page).get_by_text("Error", exact=True)).to_have_count(0)  # no error badge
 
 
 def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: Path, tmp_path: Path) -> None:

@@ -248,7 +248,7 @@ def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_m
     done = cli_here("retrain", "--epochs", "1", "--image-size", "64", home=home)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert "scoring the current version and the candidate" in done.stderr  # progress reported as it goes
+    assert "evaluating the current version and the candidate" in done.stderr  # progress reported as it goes
     decision, _ = promotion_decision(summary["candidate"], summary["current"], settings().gate_metric,
                                      settings().gate_tolerance)
     assert summary["promoted"] == decision and summary["current_version"] == "v1"
