@@ -875,15 +875,14 @@ def build() -> gr.Blocks:
         shown_beside_its_file(predicted, film_results, results_for)
         predicted.success(show_details, details, [score, shown_details], **private).success(
             add_history, [image, results_for, details, history_state], [history_state, history], **private)
-        # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release
+        # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release;
+        # a report or full-size map made with the earlier method or opacity is hidden (made again on click)
+        drawn_before = [report_download, heatmap_download]
         for redraw_event in (method.change, opacity.input, opacity.release):
+            redraw_event(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
             redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **private)
             shown_beside_its_file(redrawn, film_results, results_for)
             redrawn.success(show_details, details, [score, shown_details], **private)
-        # a report or full-size map made with the earlier method or opacity is hidden (made again on click)
-        drawn_before = [report_download, heatmap_download]
-        for redrawing in (method.change, opacity.input, opacity.release):
-            redrawing(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)

@@ -112,11 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     for seed, model in zip(seeds, models, strict=True):
         started = time.perf_counter()
         keep = [] if args.seeds == 1 else ["--keep-models", str(out / f"seed{seed}-folds")]
-        _train("--data", str(train), "--data", str(val), "--val-fraction", "0",
-                    "--holdout-fraction", "0", "--cv", str(args.folds), "--workers", str(args.workers),
-                    "--arch", args.arch, "--init", args.init, "--image-size", str(args.image_size),
-                    "--epochs", str(args.epochs), "--seed", str(seed), *ULTRASOUND_ARGS, *train_extra, *keep,
-                    "--out", str(model))
+        _train("--data", str(train), "--data", str(val), "--val-fraction", "0", "--holdout-fraction", "0",
+               "--cv", str(args.folds), "--workers", str(args.workers), "--arch", args.arch,
+               "--init", args.init, "--image-size", str(args.image_size), "--epochs", str(args.epochs),
+               "--seed", str(seed), *ULTRASOUND_ARGS, *train_extra, *keep, "--out", str(model))
         metrics = json.loads((model / "config.json").read_text())["mammo"]["cv"]
         print(json.dumps(metrics))
         if args.json_out:

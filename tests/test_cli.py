@@ -167,6 +167,14 @@ def test_help_and_mistyped_options_are_answered_before_torch_loads(args: list[st
     assert all(name in answer for name in named), answer
 
 
+def test_the_stores_lazy_names_are_exactly_its_public_ones() -> None:
+    import mammo.store as store
+
+    assert sorted(store._MODULE_OF) == sorted(store.__all__)
+    for name in store.__all__:  # each loads from the submodule it is mapped to
+        assert getattr(store, name).__module__.startswith(f"mammo.store.{store._MODULE_OF[name]}")
+
+
 def test_store_listings_answer_without_torch(tmp_path: Path) -> None:
     """``models list`` and ``cases list`` (new process, fresh home) load neither torch nor, for the
     registry, the case store's ``datasets``: a second, not eight."""
