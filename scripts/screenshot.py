@@ -21,7 +21,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "load", "upload", "wait_uploaded", "predict",
@@ -32,7 +32,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 OVERLAY_LABEL = "Heat map over the image"
-UPLOADING = re.compile(r"^Uploading \d+ files?")  # a Gradio upload box while a file is on its way
 CASE_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 
@@ -66,8 +65,7 @@ def predict(page: Page, image: Path) -> str:
 
 
 def upload(page: Page, image: Path, tab: str) -> None:
-    """Upload ``image`` into the first file input of ``tab``; wait until its name shows and the
-    upload has ended (the name also shows while "Uploading 1 file...").
+    """Upload ``image`` into the first file input of ``tab``; wait until it is the box's value.
 
     An upload can be dropped (while the page hydrates, or now and then on a loaded machine): each
     retry reloads the page first.
@@ -77,8 +75,7 @@ def upload(page: Page, image: Path, tab: str) -> None:
         block = page.locator(".block:visible").filter(has=page.locator("input[type=file]")).first
         block.locator("input[type=file]").set_input_files(str(image))
         try:
-            page.get_by_text(image.name).locator("visible=true").first.wait_for(timeout=20_000)
-            wait_uploaded(page)
+            wait_uploaded(page, image.name)
             return
         except PlaywrightTimeout:
             if attempt == 2:
@@ -87,9 +84,15 @@ def upload(page: Page, image: Path, tab: str) -> None:
             page.get_by_role("tab", name=tab).wait_for(timeout=60_000)
 
 
-def wait_uploaded(page: Page, timeout: float = 60_000) -> None:
-    """Until no upload box on the page says it is uploading."""
-    page.get_by_text(UPLOADING).locator("visible=true").first.wait_for(state="hidden", timeout=timeout)
+def wait_uploaded(scope: Page | Locator, name: str, timeout: float = 60_000) -> None:
+    """Until the file ``name`` is in an upload box's file table in ``scope``: uploaded and the box's
+    value. Its name shows earlier, under "Uploading 1 file...", and that line is gone before the
+    upload's answer sets the value; a file set by the app in between is joined by the upload (two
+    files in a one-file box). An error after 20 s if the name never shows (a dropped upload)."""
+    on_its_way = scope.get_by_text(name, exact=True)
+    in_table = scope.get_by_role("cell", name=name, exact=True)
+    on_its_way.or_(in_table).locator("visible=true").first.wait_for(timeout=20_000)
+    in_table.locator("visible=true").first.wait_for(timeout=timeout)
 
 
 def overlay_size(page: Page) -> tuple[int, int]:

@@ -126,8 +126,7 @@ def upload_into(box, path: Path) -> None:
     for attempt in range(3):
         box.locator("input[type=file]").set_input_files(str(path))
         try:
-            box.get_by_text(path.name).wait_for(timeout=20_000)
-            shot.wait_uploaded(box.page)
+            shot.wait_uploaded(box, path.name)
             return
         except PlaywrightTimeout:
             if attempt == 2:
@@ -523,9 +522,11 @@ def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, 
 
 
 def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
     page = fresh
     thumbnails = page.locator(".block").filter(has_text="Real film mammograms").locator("img")
-    assert thumbnails.count() == 8
+    expect(thumbnails).to_have_count(8, timeout=30_000)  # drawn a moment after the tabs
     page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=thumbnails.first.element_handle(),
                            timeout=30_000)  # an image preview, not a file-name chip
     thumbnails.nth(4).click()  # the malignant case, left CC (sorted by name)
