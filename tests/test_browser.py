@@ -151,11 +151,14 @@ def page(app: AppProcess):
 
 
 def test_predict_then_submit_by_clicking(page, app: AppProcess, image: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
     predicted = shot.predict(page, image)
     assert predicted in LABELS
     assert shot.overlay_size(page) == Image.open(image).size  # the heat map has the input's shape
     assert page.get_by_text("Your predictions this session").is_visible()
-    assert page.locator("table").filter(has_text=image.name).count() == 1  # the session history row
+    # the session history row (added by a step after the result)
+    expect(page.locator("table").filter(has_text=image.name)).to_have_count(1, timeout=30_000)
     page.screenshot(path=str(tmp_path / "predict.png"), full_page=True)
     assert (tmp_path / "predict.png").stat().st_size > 20_000
 
@@ -166,10 +169,12 @@ def test_predict_then_submit_by_clicking(page, app: AppProcess, image: Path, tmp
 
 
 def test_models_tab_shows_the_card_without_its_yaml_header(page) -> None:
+    from playwright.sync_api import expect
+
     page.get_by_role("tab", name="Models").click()
     page.get_by_text("Intended use").first.wait_for(timeout=30_000)
     # the versions table lists every version (its cells are grid cells; the card's tables are not)
-    assert page.get_by_role("gridcell", name="v1", exact=True).first.is_visible()
+    expect(page.get_by_role("gridcell", name="v1", exact=True).first).to_be_visible(timeout=30_000)
     # the card's Hub metadata block (--- library_name: ... ---) is for the Hub, not for the visitor
     assert page.get_by_text("library_name:").count() == 0
 
