@@ -27,7 +27,7 @@ from huggingface_hub import ModelCard
 
 from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
-from mammo.choices import DEFAULT_METHOD, HEATMAP_METHODS
+from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.imaging import encode_png, read_image
@@ -177,7 +177,7 @@ def _method(method: str | None) -> str:
 
 # -- Predict ---------------------------------------------------------------------------------------
 @clear_errors
-def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4,
+def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
             profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
     """One mammogram file (PNG, JPEG, TIFF, 16-bit PNG or DICOM) -> class probabilities, the heat-map
     overlay (JPEG, the image's shape, longer side at most 2048 px; /heatmap gives the map at full
@@ -191,8 +191,10 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.
 
 def predict_shown(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
                   token: gr.OAuthToken | None = None):
-    """The Predict tab's prediction, and the file it is for."""
-    return *predict(image, method, opacity, profile, token), image
+    """The Predict tab's prediction (probabilities, heat map, details), its words (score, uncertainty)
+    and rounded details, and the file it is for: one step, so the words beside a result are its own."""
+    probabilities, overlay, details = predict(image, method, opacity, profile, token)
+    return probabilities, overlay, details, *show_details(details), image
 
 
 # Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
@@ -235,7 +237,7 @@ def heatmap_shown(image: str | None, method: str):
 
 
 @clear_errors
-def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float = 0.4,
+def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
                 profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> str:
     """A one-page PDF report of one mammogram's prediction: the image and its heat map side by side,
     the probabilities, the malignancy score with the review cut-off and what it means, the model
@@ -257,8 +259,9 @@ def redraw(image: str | None, method: str, opacity: float):
     the file it is for."""
     result = service.rerender(image, _method(method), opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    return result.probabilities, result.overlay, result.details(), image
+        return (gr.skip(),) * 6
+    details = result.details()
+    return result.probabilities, result.overlay, details, *show_details(details), image
 
 
 @clear_errors
@@ -347,6 +350,7 @@ def pick_film(selected: gr.SelectData) -> str:
 
 
 def show_details(details: dict):
+    """The words beside a result (a known image, the score, the uncertainty) and its rounded details."""
     notes = [views.known_image_text(details), views.score_text(details), views.uncertainty_text(details)]
     return "\n\n".join(n for n in notes if n), views.rounded(details)
 
@@ -484,6 +488,12 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
     if "error" in state:
         raise state["error"]
     yield f"**Finished** in {views.duration(time.monotonic() - started)}.", state["summary"]
+
+
+def retrain_running(shown: str):
+    """On opening the Retrain tab: a retrain running that this page did not start, or its end."""
+    text = views.running_retrain_text(service.retrain_started, shown)
+    return gr.skip() if text is None else text
 
 
 def auc_shown(frame):
@@ -688,7 +698,7 @@ def build() -> gr.Blocks:
                     uploaded = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=320)
                     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method",
                                          **CHECKED_HERE)
-                    opacity = gr.Slider(0, 1, value=0.4, step=0.05, label="Heat-map opacity")
+                    opacity = gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05, label="Heat-map opacity")
                     predict_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
                     with gr.Accordion("Submitted cases", open=False):
                         case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
@@ -855,6 +865,10 @@ def build() -> gr.Blocks:
             card = gr.Markdown()
 
         private = dict(api_visibility="private")
+        # a step chained after an event, triggered again while it still runs (Predict clicked again, a
+        # second submission): Gradio's default ("once") drops the new run, which left the earlier file's
+        # history or the earlier counts on the page; "always_last" runs it again once the first ends
+        chained = dict(api_visibility="private", trigger_mode="always_last")
         film_inputs = [image, method, opacity]
         predicting = dict(concurrency_limit=2, concurrency_id="predict")  # the API's and the page's
         # on the page, Predict clicked while this page's last prediction runs is run after it (on the
@@ -862,7 +876,7 @@ def build() -> gr.Blocks:
         in_turn = dict(trigger_mode="always_last")
         gr.on([], predict, film_inputs, [probabilities, overlay, details], api_name="predict",  # API only
               api_description=predict.__doc__, **predicting)
-        result_outputs = [probabilities, overlay, details, results_for]
+        result_outputs = [probabilities, overlay, details, score, shown_details, results_for]
         predicted = predict_button.click(predict_shown, film_inputs, result_outputs, **predicting, **in_turn,
                                          **private)
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
@@ -873,8 +887,8 @@ def build() -> gr.Blocks:
             event.success(None, [image, shown_for], shown, js=SAME_FILE_JS, **private)
 
         shown_beside_its_file(predicted, film_results, results_for)
-        predicted.success(show_details, details, [score, shown_details], **private).success(
-            add_history, [image, results_for, details, history_state], [history_state, history], **private)
+        predicted.success(add_history, [image, results_for, details, history_state], [history_state, history],
+                          **chained)
         # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release;
         # a report or full-size map made with the earlier method or opacity is hidden (made again on click)
         drawn_before = [report_download, heatmap_download]
@@ -882,7 +896,6 @@ def build() -> gr.Blocks:
             redraw_event(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
             redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **private)
             shown_beside_its_file(redrawn, film_results, results_for)
-            redrawn.success(show_details, details, [score, shown_details], **private)
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
@@ -907,12 +920,12 @@ def build() -> gr.Blocks:
 
         def cases_stored(event) -> None:
             """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""
-            event.success(totals, None, counts, **private).then(
-                recent_cases, None, case_choice, **private).then(audit_views, None, audit, **private)
+            event.success(totals, None, counts, **chained).then(
+                recent_cases, None, case_choice, **chained).then(audit_views, None, audit, **chained)
 
         cases_stored(submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
-                                       **private))
-        submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **private)
+                                       **chained))
+        submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **chained)
         cases_stored(bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                        concurrency_limit=1, **private))
 
@@ -949,8 +962,8 @@ def build() -> gr.Blocks:
         gr.on([], health, None, api_result, api_name="health", api_description=health.__doc__,
               concurrency_limit=None)  # never waits behind predictions
         recolour(confirm.click(rollback, version, [rollback_note, confirm_row], concurrency_limit=1,
-                               **private).success(**models_event, **private).then(
-            served_estimate, None, [served, reliability], **private), {reliability: "model"})
+                               **private).success(**models_event, **chained).then(
+            served_estimate, None, [served, reliability], **chained), {reliability: "model"})
         demo.load(totals, None, counts, **private)
         demo.load(recent_cases, None, case_choice, **private)
         # what another session (or the auto-retrain) may have changed since the page loaded: read again
@@ -958,6 +971,7 @@ def build() -> gr.Blocks:
         for show in (demo.load, retrain_tab.select):
             show(totals, None, data_plot, **private)
             show(access_note, None, access, **private)
+            show(retrain_running, status, status, **private)
             recolour(show(served_estimate, None, [served, reliability], **private), {reliability: "model"})
             show(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         for show in (demo.load, models_tab.select):
@@ -966,13 +980,13 @@ def build() -> gr.Blocks:
         queue_outputs = [queue_table, queue_choice, queue_note]
         demo.load(queue_views, None, queue_outputs, **private)
         offer_button.click(offer, image, offer_note, api_name="offer", api_description=offer.__doc__,
-                           concurrency_limit=2).success(queue_views, None, queue_outputs, **private)
+                           concurrency_limit=2).success(queue_views, None, queue_outputs, **chained)
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
         for done in (queue_submit.click(label_pending, [queue_choice, queue_label],
                                         [queue_result, queue_label], concurrency_limit=1, **private),
                      queue_remove.click(remove_pending, queue_choice, queue_result, concurrency_limit=1,
                                         **private)):
-            cases_stored(done.success(queue_views, None, queue_outputs, **private))
+            cases_stored(done.success(queue_views, None, queue_outputs, **chained))
         gr.on([], queue, None, api_result, api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels

@@ -6,7 +6,8 @@ answered at once (the modules that use them import torch and the rest).
 
 from __future__ import annotations
 
-__all__ = ["RECIPES", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD", "CAM_CLASSES", "HEATMAP_METHODS"]
+__all__ = ["RECIPES", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD", "DEFAULT_OPACITY", "CAM_CLASSES",
+           "HEATMAP_METHODS"]
 
 RECIPES = ("film", "patch")
 GRAD_CAM = "Grad-CAM"
@@ -14,6 +15,7 @@ GRAD_CAM = "Grad-CAM"
 # from the same forward pass (models of the patch recipe; others fall back to Grad-CAM).
 LESION_MAP = "Lesion map"
 DEFAULT_METHOD = LESION_MAP
+DEFAULT_OPACITY = 0.4  # of the heat map drawn over the film
 # each class activation map offered: its name -> its class in the package grad-cam (pytorch_grad_cam)
 CAM_CLASSES = {
     GRAD_CAM: "GradCAM",

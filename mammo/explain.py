@@ -17,7 +17,7 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from .choices import CAM_CLASSES
+from .choices import CAM_CLASSES, DEFAULT_OPACITY
 from .errors import BadRequest
 
 __all__ = [
@@ -79,7 +79,7 @@ def package_cam(
         return cam(input_tensor=inputs, targets=targets)
 
 
-def overlay(grey: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndarray:
+def overlay(grey: np.ndarray, heat: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """The heat map (jet colours) blended over the grey image: (H, W, 3) uint8."""
     if not 0.0 <= opacity <= 1.0:
         raise BadRequest("opacity must be between 0 and 1")

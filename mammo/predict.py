@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .choices import DEFAULT_METHOD, GRAD_CAM, HEATMAP_METHODS, LESION_MAP
+from .choices import DEFAULT_METHOD, DEFAULT_OPACITY, GRAD_CAM, HEATMAP_METHODS, LESION_MAP
 from .errors import BadRequest
 from .explain import has_linear_head, one_pass_cam, overlay, package_cam
 from .film import MIRROR_DIMS
@@ -198,7 +198,7 @@ class Predictor:
             return self._logits(batch, self._features(batch)).softmax(dim=1).numpy()
 
     def predict(
-        self, image: ImageSource | LoadedImage, method: str = DEFAULT_METHOD, opacity: float = 0.4
+        self, image: ImageSource | LoadedImage, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY
     ) -> Prediction:
         """Probabilities, label, heat map and overlay for one image (path, bytes, grey array or
         an image already loaded)."""
@@ -208,7 +208,7 @@ class Predictor:
         self,
         images: Sequence[ImageSource | LoadedImage],
         method: str | None = DEFAULT_METHOD,
-        opacity: float = 0.4,
+        opacity: float = DEFAULT_OPACITY,
     ) -> list[Prediction]:
         """Batched prediction; ``method=None`` skips heat maps.
 

@@ -23,7 +23,7 @@ from typing import Any
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import zip_cases
-from .choices import DEFAULT_METHOD
+from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
 from .data import SplitSpec, case_examples, folder_examples, label_order
 from .errors import MammoError
 from .explain import overlay
@@ -203,7 +203,7 @@ class MammoService:
             self._recent.put(str(path), loaded)
         return loaded
 
-    def predict(self, image: ImageSource, method: str = DEFAULT_METHOD, opacity: float = 0.4,
+    def predict(self, image: ImageSource, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
                 user: str | None = None) -> Prediction:
         """One image's prediction; the case store's id for it when its pixels are a stored case.
         Each prediction is recorded in the prediction log (scores, hash, user, latency; no image).
@@ -257,7 +257,7 @@ class MammoService:
         return self._recent.drawn(str(image), self._predictor.version).get(method) or self.predict(
             image, method=method)
 
-    def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = 0.4,
+    def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
                user: str | None = None) -> bytes:
         """The PDF report of a file's prediction (the recent one when drawn, else predicted now)."""
         config = self._predictor.config
@@ -277,11 +277,13 @@ class MammoService:
         return replace(prediction, stored_case=self.cases.case_with_pixels(prediction.image_sha256))
 
     def submit(self, image: ImageSource, label: str, metadata: Mapping[str, Any] | None,
-               user: str | None = None) -> dict:
+               user: str | None = None, *, pending_id: str | None = None) -> dict:
+        """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
+        from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
         self.audit.record("submission", user, case_id=receipt["case_id"], label=receipt["label"],
-                          status=receipt["status"],
+                          status=receipt["status"], **from_pool,
                           metadata_given=sorted(k for k, v in (receipt.get("metadata") or {}).items()
                                                 if v is not None))
         return self._after_new_cases(receipt)
@@ -339,7 +341,8 @@ class MammoService:
         Its entry, with ``already_offered`` true when these pixels were waiting already (the first
         offer stays; the audit log records it once)."""
         drawn = self._recent.drawn(str(image), self._predictor.version)
-        prediction = next(iter(drawn.values()), None) or self.predict(image, user=user)
+        # scored here, not logged: an offer is not a prediction shown to anyone
+        prediction = next(iter(drawn.values()), None) or self._draw(image, DEFAULT_METHOD, DEFAULT_OPACITY)
         stored = self.cases.case_with_pixels(prediction.image_sha256)
         if stored:
             raise StoreError(f"This image is already case {stored} (labelled): there is nothing to label.")
@@ -365,7 +368,7 @@ class MammoService:
     def label_pending(self, pending_id: str, label: str, metadata: Mapping[str, Any] | None,
                       user: str | None = None) -> dict:
         """A pending image becomes a case with a clinician's label, and leaves the pool."""
-        receipt = self.submit(self.pending.png(pending_id), label, metadata, user=user)
+        receipt = self.submit(self.pending.png(pending_id), label, metadata, user=user, pending_id=pending_id)
         self.pending.remove(pending_id, missing_ok=True)  # a case now, whoever removed it meanwhile
         return receipt
 

@@ -34,6 +34,7 @@ __all__ = [
     "METRIC_NAMES",
     "verdict_text",
     "retrain_status",
+    "running_retrain_text",
     "rejected_rows",
     "REJECTED_COLUMNS",
     "percent",
@@ -312,15 +313,41 @@ def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:
             f"films of {paired['groups']} patients): {reading}.")
 
 
+_RETRAINING = "**Retraining: "  # how this page's own retrain's status line starts
+_RUNNING_ELSEWHERE = "**A retrain is running**"
+
+
 def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None) -> str:
     """What a running retrain is doing: the step, the last epoch's losses and AUC, elapsed and ETA."""
     left = f", about {duration(elapsed_s * (1 - fraction) / fraction)} left" if fraction > 0.02 else ""
-    lines = [f"**Retraining: {100 * fraction:.0f}%**, {message}.", f"Elapsed {duration(elapsed_s)}{left}."]
+    lines = [f"{_RETRAINING}{100 * fraction:.0f}%**, {message}.", f"Elapsed {duration(elapsed_s)}{left}."]
     if epoch is not None:
         val_loss = "" if epoch.val_loss is None else f", validation loss {epoch.val_loss:.3f}"
         lines.append(f"Epoch {epoch.epoch}/{epoch.epochs}: training loss {epoch.train_loss:.3f}{val_loss}, "
                      f"validation AUC {_fmt(epoch.val_auc)}.")
     return "  \n".join(lines)
+
+
+def running_retrain_text(started: str | None, shown: str | None) -> str | None:
+    """The Retrain tab's status line as the tab is opened: a retrain this page did not start is running
+    (another visitor's, an API caller's, the automatic one), or the one said to be running has ended.
+    None: leave the line as it is (this page's own retrain streams its progress there).
+
+    Args:
+        started: when the running retrain started (None: none runs).
+        shown: the status line on the page now.
+    """
+    shown = shown or ""
+    if shown.startswith(_RETRAINING):
+        return None
+    if started:
+        return (f"{_RUNNING_ELSEWHERE}, started at {started} from another page, an API call or the automatic "
+                "retrain. Only one runs at a time: Retrain is refused until it ends. Open this tab again "
+                "for news; a version it promotes shows in the Models tab.")
+    if shown.startswith(_RUNNING_ELSEWHERE):
+        return ("The retrain that was running has ended: the Models tab's versions and audit log say "
+                "whether it promoted a version.")
+    return None
 
 
 def duration(seconds: float) -> str:
@@ -338,7 +365,8 @@ def rejected_rows(rejected: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     rows = []
     for r in reversed(rejected):
         report = r.get("report") or {}
-        rows.append([r["id"], human_time(r.get("rejected_at")), report.get("user") or "—",
+        by = report.get("user") or ("anonymous" if report else "—")  # as the audit log says it
+        rows.append([r["id"], human_time(r.get("rejected_at")), by,
                      _fmt((report.get("candidate_metrics") or {}).get("auc_malignant")),
                      _fmt((report.get("current_metrics") or {}).get("auc_malignant")),
                      report.get("current_version") or "—"])

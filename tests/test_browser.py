@@ -395,7 +395,16 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     assert button.is_disabled()  # a second click cannot start (or silently drop) a second run
     page.screenshot(path=str(tmp_path / "retrain_running.png"))
     assert re.search(r"Elapsed \d+", status.inner_text())
+    # another visitor opening the Retrain tab is told that one runs (and, later, that it has ended)
+    other = shot.open_app(page.context.browser, app.url)
+    other.get_by_role("tab", name="Retrain").click()
+    running = re.compile(r"^A retrain is running, started at \d\d:\d\d:\d\d UTC")
+    other.get_by_text(running).wait_for(timeout=30_000)
     status.get_by_text("Finished in").wait_for(timeout=600_000)
+    other.get_by_role("tab", name="Models").click()
+    other.get_by_role("tab", name="Retrain").click()
+    other.get_by_text("The retrain that was running has ended").wait_for(timeout=30_000)
+    other.close()
     page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=10_000)
     verdict = page.get_by_text(re.compile(r"^(Promoted: v\d+ is now served|Not promoted: v\d+ stays served)"))
     verdict.first.wait_for(timeout=30_000)
@@ -564,6 +573,46 @@ def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(f
     film = ROOT / "examples" / picked
     shown = page.locator(".block").filter(has_text="Details (rounded").first
     expect(shown).to_contain_text(sha256_of_pixels(read_image(film)), timeout=10_000)
+
+
+def test_a_prediction_made_while_the_last_ones_history_step_runs_gets_its_own_row(fresh,
+                                                                                  tmp_path: Path) -> None:
+    """The history step after a prediction is held up (its request is held back); meanwhile a gallery
+    film is predicted: the film's own history step runs once the first has (Gradio dropped it)."""
+    from playwright.sync_api import expect
+
+    from mammo.imaging import read_image, sha256_of_pixels
+
+    page = fresh
+    held = []
+
+    def hold_the_first_history_step(route) -> None:
+        data = (route.request.post_data_json or {}).get("data") or []
+        if not held and len(data) == 4 and isinstance(data[2], dict) and "model_version" in data[2]:
+            held.append(route)  # add_history's request (file, result's file, details, history): let go below
+            return
+        route.continue_()
+
+    first = phantom(tmp_path, 14)
+    shot.upload(page, first, "Predict")
+    page.route("**/gradio_api/queue/join*", hold_the_first_history_step)
+    try:
+        page.get_by_role("button", name="Predict", exact=True).click()
+        page.get_by_text("Malignancy score:").wait_for(timeout=60_000)
+        page.wait_for_function("() => true")  # let the route handler run
+        page.locator(".block").filter(has_text="Real film mammograms").locator("img").nth(4).click()
+        picked = "cbis_ddsm_malignant_lcc.png"
+        page.get_by_role("button", name="Details").click()
+        shown = page.locator(".block").filter(has_text="Details (rounded").first
+        film_hash = sha256_of_pixels(read_image(ROOT / "examples" / picked))
+        expect(shown).to_contain_text(film_hash, timeout=60_000)  # the film's prediction is in
+        assert held, "the first history step's request was never seen"
+        held[0].continue_()
+        history = page.locator(".block").filter(has_text="Your predictions this session")
+        expect(visible(history.get_by_role("row").filter(has_text=first.name))).to_be_visible(timeout=30_000)
+        expect(visible(history.get_by_role("row").filter(has_text=picked))).to_be_visible(timeout=30_000)
+    finally:
+        page.unroute("**/gradio_api/queue/join*")
 
 
 def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppProcess,

@@ -513,6 +513,7 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     assert [e["uncertainty"] for e in pool] == sorted(spreads, reverse=True)  # the most uncertain first
     assert {e["id"] for e in pool} == {sha256_of_pixels(read_image(f)) for f in films}
     assert sum(service.cases.counts().values()) == 0  # offered images are not cases
+    assert service.predictions.records() == []  # nor predictions shown to anyone (Analytics counts those)
     # one is labelled (a case now, out of the pool), one removed, one waits
     receipt = service.label_pending(pool[0]["id"], "malignant", None, user="rita")
     service.remove_pending(pool[1]["id"], user="rita")
@@ -528,6 +529,8 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     assert summary["cases_used"] == 1  # the waiting image never trains
     actions = [e["action"] for e in service.audit.events()]
     assert actions[:5] == ["offered for labelling"] * 3 + ["submission", "removed from the label-next pool"]
+    labelled = service.audit.events()[3]["details"]  # the submission says which offered image it was
+    assert labelled["from_label_next_pool"] == pool[0]["id"] and labelled["case_id"] == receipt["case_id"]
     assert actions.count("offered for labelling") == 3  # the second offer is not a new event
     with pytest.raises(StoreError, match="labelled or removed"):
         service.pending_png(pool[1]["id"])

@@ -180,6 +180,17 @@ def test_verdict_says_whether_the_held_out_films_can_tell_the_models_apart(ci95:
     assert "too few malignant films (2) to put" in views.verdict_text({**summary, "paired_difference": two})
 
 
+def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_ends() -> None:
+    own = views.retrain_status(0.4, "epoch 3: batch 1/9", 120.0)
+    assert views.running_retrain_text("10:02:03 UTC", own) is None  # this page's progress stays
+    running = views.running_retrain_text("10:02:03 UTC", "No retrain has run in this session.")
+    assert running.startswith("**A retrain is running**, started at 10:02:03 UTC")
+    assert views.running_retrain_text("10:02:03 UTC", running) == running
+    assert views.running_retrain_text(None, running).startswith("The retrain that was running has ended")
+    assert views.running_retrain_text(None, "**Finished** in 3 min 05 s.") is None  # its own outcome stays
+    assert views.running_retrain_text(None, None) is None
+
+
 def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
     from mammo.train import EpochLog
 
@@ -197,8 +208,8 @@ def test_rejected_rows_newest_first() -> None:
                  "report": {"user": None, "candidate_metrics": {"auc_malignant": 0.5},
                             "current_metrics": {"auc_malignant": 0.7}, "current_version": "v2"}},
                 {"id": "b", "rejected_at": None, "report": None}]
-    assert views.rejected_rows(rejected) == [["b", "—", "—", "—", "—", "—"],
-                                             ["a", "30 Nov 2026, 09:00 UTC", "—", "0.500", "0.700", "v2"]]
+    assert views.rejected_rows(rejected) == [
+        ["b", "—", "—", "—", "—", "—"], ["a", "30 Nov 2026, 09:00 UTC", "anonymous", "0.500", "0.700", "v2"]]
 
 
 @pytest.fixture
