@@ -496,6 +496,14 @@ def retrain_running(shown: str):
     return gr.skip() if text is None else text
 
 
+def retrain_failed():
+    """The status line after the Retrain button's run was refused or failed (one already running is
+    named), and the button back."""
+    running = views.running_retrain_text(service.retrain_started, "")
+    shown = running or "The retrain did not run or did not finish: see the message."
+    return shown, gr.update(interactive=True)
+
+
 def auc_shown(frame):
     """The validation AUC plot, hidden when the run had no validation films (cross-validated recipes)."""
     return gr.update(value=frame, visible=not frame.empty)
@@ -942,8 +950,7 @@ def build() -> gr.Blocks:
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
-        running.failure(lambda: ("The retrain did not run or did not finish: see the message.",
-                                 gr.update(interactive=True)), None, [status, retrain_button], **private)
+        running.failure(retrain_failed, None, [status, retrain_button], **chained)
         rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)
 
         models_event = dict(fn=models, inputs=None, outputs=versions_json)

@@ -30,12 +30,13 @@ def class_mix(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def score_histogram(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Malignancy scores (0-100) in ten bins of 10 points."""
+    """Malignancy scores (0-100) in ten bins of 10 points; no rows without a score (an empty plot, not
+    ten bars of zero on an axis from 0 to 0)."""
     scores = np.array([r["malignancy_score"] for r in records if r.get("malignancy_score") is not None])
     counts, edges = np.histogram(scores, bins=10, range=(0, 100))
-    return pd.DataFrame({"malignancy score": [f"{int(a)}-{int(b)}" for a, b in zip(edges[:-1], edges[1:],
-                                                                                   strict=True)],
-                         "predictions": counts})
+    bins = [f"{int(a)}-{int(b)}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    frame = pd.DataFrame({"malignancy score": bins, "predictions": counts})
+    return frame if len(scores) else frame.iloc[:0]
 
 
 def low_confidence(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -400,6 +400,10 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     other.get_by_role("tab", name="Retrain").click()
     running = re.compile(r"^A retrain is running, started at \d\d:\d\d:\d\d UTC")
     other.get_by_text(running).wait_for(timeout=30_000)
+    other.get_by_role("button", name="Retrain", exact=True).click()  # refused: the message stays
+    other.get_by_text("Wait for it to finish").first.wait_for(timeout=30_000)  # the refusal's message
+    other.wait_for_timeout(1000)
+    expect(other.get_by_text(running)).to_be_visible()
     status.get_by_text("Finished in").wait_for(timeout=600_000)
     other.get_by_role("tab", name="Models").click()
     other.get_by_role("tab", name="Retrain").click()

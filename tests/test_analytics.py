@@ -1,0 +1,24 @@
+"""The Analytics tab's tables, from prediction-log records."""
+from __future__ import annotations
+
+from mammo import analytics
+
+
+def record(at: str, label: str, score: float | None) -> dict:
+    return {"at": at, "label": label, "malignancy_score": score}
+
+
+def test_scores_fall_in_ten_bins_and_no_score_draws_no_bars() -> None:
+    records = [record("2026-12-01T09:00:00Z", "normal", 4.0),
+               record("2026-12-01T10:00:00Z", "malignant", 95.5),
+               record("2026-12-02T08:00:00Z", "benign", 100.0),
+               record("2026-12-02T08:30:00Z", "benign", None)]
+    frame = analytics.score_histogram(records)
+    assert list(frame["malignancy score"])[:2] == ["0-10", "10-20"] and len(frame) == 10
+    per_bin = dict(zip(frame["malignancy score"], frame["predictions"], strict=True))
+    assert per_bin["0-10"] == 1 and per_bin["90-100"] == 2  # 100 is in the last bin
+    assert frame["predictions"].sum() == 3  # the record without a score is not binned
+    empty = analytics.score_histogram([record("2026-12-02T08:30:00Z", "benign", None)])
+    assert empty.empty and list(empty.columns) == ["malignancy score", "predictions"]
+    days = analytics.predictions_per_day(records)
+    assert dict(zip(days["day"], days["predictions"], strict=True)) == {"2026-12-01": 2, "2026-12-02": 2}
