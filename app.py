@@ -210,6 +210,10 @@ SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && f
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
 
 
+# Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto": blank space under two rows
+PAGE_CSS = "#real-films .grid-wrap { min-height: 0; height: auto; }"
+
+
 def hide_js(count: int) -> str:
     """A browser-only step that hides its ``count`` outputs."""
     return f"() => Array({count}).fill({{__type__: 'update', visible: false}})"
@@ -712,7 +716,7 @@ def build() -> gr.Blocks:
                         case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
                         use_case = gr.Button("Use this case", size="sm")
                     gallery = gr.Gallery([(str(p), film_caption(p)) for p in REAL_FILMS], columns=4,
-                                         height="auto", allow_preview=False,
+                                         height="auto", allow_preview=False, elem_id="real-films",
                                          label="Real film mammograms (CBIS-DDSM, CC BY 3.0; see "
                                                "examples/README.md): click one to predict it")
                     if PHANTOMS:
@@ -1020,4 +1024,4 @@ if __name__ == "__main__":
     atexit.register(service.close)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True,  # same bytes as the store
-                app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})
+                css=PAGE_CSS, app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})

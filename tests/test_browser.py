@@ -545,6 +545,10 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     page = fresh
     thumbnails = page.locator(".block").filter(has_text="Real film mammograms").locator("img")
     expect(thumbnails).to_have_count(8, timeout=30_000)  # drawn a moment after the tabs
+    # two rows of four, and no blank space under them (Gradio's fixed grid height left 150 px)
+    block = page.locator("#real-films").bounding_box()
+    last = thumbnails.nth(7).bounding_box()
+    assert block["y"] + block["height"] - (last["y"] + last["height"]) < 40, (block, last)
     page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=thumbnails.first.element_handle(),
                            timeout=30_000)  # an image preview, not a file-name chip
     thumbnails.nth(4).click()  # the malignant case, left CC (sorted by name)
