@@ -70,6 +70,11 @@ def with_api_example(component: gr.components.Component, payload, value=None):
     return component
 
 
+def download_box(label: str, **options) -> gr.File:
+    """A box of files to download (not to change): without Gradio's × on each file (see PAGE_CSS)."""
+    return gr.File(label=label, interactive=False, elem_classes=["download-only"], **options)
+
+
 def mammogram_file(label: str) -> gr.File:
     """A file input for a mammogram whose API example uploads a gallery image."""
     return with_api_example(gr.File(label=label, type="filepath"), handle_file(_api_example()),
@@ -210,8 +215,10 @@ SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && f
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
 
 
-# Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto": blank space under two rows
-PAGE_CSS = "#real-films .grid-wrap { min-height: 0; height: auto; }"
+# Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows),
+# and a × on each file of a box that is only for downloading (it takes the file off the page)
+PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
+            ".download-only button[aria-label='Remove this file'] { display: none; }")
 
 
 def hide_js(count: int) -> str:
@@ -736,14 +743,14 @@ def build() -> gr.Blocks:
                     with gr.Row():
                         report_button = gr.Button("PDF report of this prediction", size="sm")
                         offer_button = gr.Button("Offer this image for labelling", size="sm")
-                    report_download = gr.File(label="PDF report", interactive=False, visible=False)
+                    report_download = download_box("PDF report", visible=False)
                     offer_note = gr.Markdown(
                         "Offering is up to you: the image is then kept (re-encoded, without file name or "
                         "DICOM tags) until a clinician labels it or removes it; nothing trains on it before.")
                     with gr.Accordion("Full-resolution heat map", open=False):
                         heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
                                                    size="sm")
-                        heatmap_download = gr.File(label="heat map", interactive=False)
+                        heatmap_download = download_box("heat map")
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
                                    interactive=False)
@@ -841,7 +848,7 @@ def build() -> gr.Blocks:
             with gr.Accordion("Your predictions across sessions (signed-in users)", open=False):
                 history_table = gr.Dataframe(headers=analytics.HISTORY_COLUMNS, interactive=False)
                 history_button = gr.Button("Export your history as CSV", size="sm")
-                history_csv = gr.File(label="Your history (CSV)", interactive=False)
+                history_csv = download_box("Your history (CSV)")
         with gr.Tab("Models") as models_tab:
             versions_json = gr.JSON(label="versions", visible=False)
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
@@ -867,13 +874,13 @@ def build() -> gr.Blocks:
                     x="mean predicted P(malignant)", y="observed malignant share", color="model",
                     label="Reliability (calibration)")
                 version_confusion = gr.Dataframe(label="Confusion matrix", interactive=False)
-            files = gr.File(label="Weights, config and card", file_count="multiple", interactive=False)
+            files = download_box("Weights, config and card", file_count="multiple")
             with gr.Accordion("Audit log: who submitted, retrained, promoted or rolled back what, and when",
                               open=False):
                 audit = gr.Dataframe(headers=views.AUDIT_SHOWN, interactive=False, wrap=True,
                                      label="Newest first; append-only (nothing in it is ever rewritten)")
                 audit_button = gr.Button("Export the audit log as CSV", size="sm")
-                audit_csv = gr.File(label="Audit log (CSV)", interactive=False)
+                audit_csv = download_box("Audit log (CSV)")
             card = gr.Markdown()
 
         private = dict(api_visibility="private")

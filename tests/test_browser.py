@@ -656,6 +656,8 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     files = page.locator(".block").filter(has_text="Weights, config and card").last
     link = files.locator('a[download="config.json"]')  # the file's download link (its size, ⇣)
     link.wait_for(timeout=30_000)
+    # only to download from: no × that takes a file off the page
+    expect(files.get_by_role("button", name="Remove this file").locator("visible=true")).to_have_count(0)
     # the files come from their own event: while it runs, its progress overlay covers the link
     files.locator('[data-testid="status-tracker"]:not(.hide)').first.wait_for(state="hidden", timeout=60_000)
     with page.expect_download(timeout=30_000) as download:
