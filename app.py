@@ -31,7 +31,7 @@ from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.imaging import encode_png, read_image
-from mammo.predict import OVERLAY_FORMAT
+from mammo.predict import OVERLAY_FORMAT, Prediction
 from mammo.service import MammoService, RetrainOptions
 from mammo.store.cases import METADATA_FIELDS, MetadataField
 
@@ -194,10 +194,16 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = DE
     return result.probabilities, result.overlay, result.details()
 
 
-def predict_shown(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
-                  token: gr.OAuthToken | None = None):
+@clear_errors
+def predict_shown(image: str | None, method: str, opacity: float, shown_for: str | None,
+                  profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
     """The Predict tab's prediction (probabilities, heat map, details), its words (score, uncertainty)
-    and rounded details, and the file it is for: one step, so the words beside a result are its own."""
+    and rounded details, and the file it is for: one step, so the words beside a result are its own.
+    Predict clicked again for the file whose result the page has (``shown_for``) draws that result
+    again, not logged again (the session's history keeps one row for it too)."""
+    again = service.rerender(image, _method(method), opacity) if image and image == shown_for else None
+    if again is not None:
+        return result_views(again, image)
     probabilities, overlay, details = predict(image, method, opacity, profile, token)
     return probabilities, overlay, details, *show_details(details), image
 
@@ -271,6 +277,11 @@ def redraw(image: str | None, method: str, opacity: float):
     result = service.rerender(image, _method(method), opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
         return (gr.skip(),) * 6
+    return result_views(result, image)
+
+
+def result_views(result: Prediction, image: str):
+    """What the page shows of a drawn prediction of ``image`` (as ``predict_shown`` returns it)."""
     details = result.details()
     return result.probabilities, result.overlay, details, *show_details(details), image
 
@@ -896,8 +907,8 @@ def build() -> gr.Blocks:
         gr.on([], predict, film_inputs, [probabilities, overlay, details], api_name="predict",  # API only
               api_description=predict.__doc__, **predicting)
         result_outputs = [probabilities, overlay, details, score, shown_details, results_for]
-        predicted = predict_button.click(predict_shown, film_inputs, result_outputs, **predicting, **in_turn,
-                                         **private)
+        predicted = predict_button.click(predict_shown, [*film_inputs, results_for], result_outputs,
+                                         **predicting, **in_turn, **private)
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
         # another file is predicted is predicted after it and its answer is the one left shown
         gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)

@@ -347,6 +347,38 @@ def test_predict_double_clicked_shows_one_prediction_in_the_history(fresh, tmp_p
     assert history.get_by_role("row").filter(has_text=film.name).locator("visible=true").count() == 1
 
 
+def test_predict_clicked_again_for_the_result_shown_logs_no_new_prediction(fresh, app: AppProcess,
+                                                                           tmp_path: Path) -> None:
+    """Predict again once the file's result is on the page: drawn again, not a second record in the
+    prediction log (which Analytics counts); another file is a new record."""
+    from playwright.sync_api import expect
+
+    from mammo.store import PredictionLog
+
+    page = fresh
+    film = phantom(tmp_path, 16)
+    shot.predict(page, film)
+    history = page.locator(".block").filter(has_text="Your predictions this session")
+    expect(visible(history.get_by_role("row").filter(has_text=film.name))).to_be_visible(timeout=30_000)
+    logged = len(PredictionLog(app.home / "logs").records())
+    predict = page.get_by_role("button", name="Predict", exact=True)
+    results = page.locator(".block").filter(has_text="Probabilities (most likely class)").first
+    with page.expect_request(lambda request: "/queue/join" in request.url):
+        predict.click()
+    # its answer is in: the results' progress indicator (on since the click) is off again
+    progress = results.locator('[data-testid="status-tracker"]:not(.hide)').first
+    progress.wait_for(state="hidden", timeout=60_000)
+    expect(page.get_by_text("Malignancy score:")).to_be_visible()
+    assert len(PredictionLog(app.home / "logs").records()) == logged
+    upload = predict_box(page)
+    upload.get_by_role("button", name="Clear").click()
+    other = phantom(tmp_path, 15)
+    upload_into(upload, other)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    expect(visible(history.get_by_role("row").filter(has_text=other.name))).to_be_visible(timeout=60_000)
+    assert len(PredictionLog(app.home / "logs").records()) == logged + 1
+
+
 def test_a_training_film_is_named_as_one(fresh, tmp_path: Path) -> None:
     root = os.environ.get("MAMMO_DATA")
     films = Path(root or "/nonexistent") / "mias1024"
