@@ -32,7 +32,7 @@ from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.imaging import encode_png, read_image
 from mammo.predict import OVERLAY_FORMAT, Prediction
-from mammo.service import MammoService, RetrainOptions
+from mammo.service import MammoService, RetrainBusy, RetrainOptions
 from mammo.store.cases import METADATA_FIELDS, MetadataField
 
 log = logging.getLogger("mammo.app")
@@ -503,27 +503,28 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
             done.set()
 
     started = time.monotonic()
+    yield views.retrain_status(0.0, "starting", 0.0), gr.skip()  # this page's own run, from the start
     threading.Thread(target=run, name="retrain", daemon=True).start()
     while not done.wait(1.0):
         yield views.retrain_status(state["fraction"], state["message"], time.monotonic() - started,
                                    state["epoch"]), gr.skip()
     if "error" in state:
+        running = service.retrain_started
+        if isinstance(state["error"], RetrainBusy) and running:  # refused: say which retrain runs
+            yield views.running_elsewhere_text(running), gr.skip()
         raise state["error"]
     yield f"**Finished** in {views.duration(time.monotonic() - started)}.", state["summary"]
 
 
-def retrain_running(shown: str):
+def retrain_running(shown: str | None):
     """On opening the Retrain tab: a retrain running that this page did not start, or its end."""
     text = views.running_retrain_text(service.retrain_started, shown)
     return gr.skip() if text is None else text
 
 
-def retrain_failed():
-    """The status line after the Retrain button's run was refused or failed (one already running is
-    named), and the button back."""
-    running = views.running_retrain_text(service.retrain_started, "")
-    shown = running or "The retrain did not run or did not finish: see the message."
-    return shown, gr.update(interactive=True)
+def retrain_failed(shown: str | None):
+    """The status line after the Retrain button's run was refused or failed, and the button back."""
+    return views.retrain_failed_text(shown), gr.update(interactive=True)
 
 
 def auc_shown(frame):
@@ -895,20 +896,21 @@ def build() -> gr.Blocks:
             card = gr.Markdown()
 
         private = dict(api_visibility="private")
-        # a step chained after an event, triggered again while it still runs (Predict clicked again, a
+        # on the page, Predict clicked while this page's last prediction runs is run after it (on the
+        # file then in the box), not dropped: the later file's answer comes last. (Gradio 6.31 keeps one
+        # waiting run, and loses it when the running one ends in an error.)
+        in_turn = dict(trigger_mode="always_last")
+        # a step chained after an event, triggered again while it still runs (a second prediction, a
         # second submission): Gradio's default ("once") drops the new run, which left the earlier file's
-        # history or the earlier counts on the page; "always_last" runs it again once the first ends
-        chained = dict(api_visibility="private", trigger_mode="always_last")
+        # history or the earlier counts on the page; "always_last" runs the latest once the first ends
+        chained = {**private, **in_turn}
         film_inputs = [image, method, opacity]
         predicting = dict(concurrency_limit=2, concurrency_id="predict")  # the API's and the page's
-        # on the page, Predict clicked while this page's last prediction runs is run after it (on the
-        # file then in the box), not dropped: the later file's answer comes last
-        in_turn = dict(trigger_mode="always_last")
         gr.on([], predict, film_inputs, [probabilities, overlay, details], api_name="predict",  # API only
               api_description=predict.__doc__, **predicting)
         result_outputs = [probabilities, overlay, details, score, shown_details, results_for]
         predicted = predict_button.click(predict_shown, [*film_inputs, results_for], result_outputs,
-                                         **predicting, **in_turn, **private)
+                                         **predicting, **chained)
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
         # another file is predicted is predicted after it and its answer is the one left shown
         gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
@@ -924,7 +926,8 @@ def build() -> gr.Blocks:
         drawn_before = [report_download, heatmap_download]
         for redraw_event in (method.change, opacity.input, opacity.release):
             redraw_event(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
-            redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **private)
+            # always_last: an opacity stepped while the last step's redraw runs is drawn after it
+            redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **chained)
             shown_beside_its_file(redrawn, film_results, results_for)
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
@@ -972,7 +975,7 @@ def build() -> gr.Blocks:
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
-        running.failure(retrain_failed, None, [status, retrain_button], **chained)
+        running.failure(retrain_failed, status, [status, retrain_button], **chained)
         rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)
 
         models_event = dict(fn=models, inputs=None, outputs=versions_json)

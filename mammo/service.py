@@ -341,8 +341,10 @@ class MammoService:
         Its entry, with ``already_offered`` true when these pixels were waiting already (the first
         offer stays; the audit log records it once)."""
         drawn = self._recent.drawn(str(image), self._predictor.version)
-        # scored here, not logged: an offer is not a prediction shown to anyone
-        prediction = next(iter(drawn.values()), None) or self._draw(image, DEFAULT_METHOD, DEFAULT_OPACITY)
+        # scored here without a heat map, and neither logged nor kept as drawn: an offer is not a
+        # prediction shown to anyone (a redraw, report or full-size map of a drawn one is not logged)
+        prediction = next(iter(drawn.values()), None) or self._stored(
+            self._predictor.predict_many([self.load(image)], method=None)[0])
         stored = self.cases.case_with_pixels(prediction.image_sha256)
         if stored:
             raise StoreError(f"This image is already case {stored} (labelled): there is nothing to label.")

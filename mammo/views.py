@@ -35,6 +35,8 @@ __all__ = [
     "verdict_text",
     "retrain_status",
     "running_retrain_text",
+    "running_elsewhere_text",
+    "retrain_failed_text",
     "rejected_rows",
     "REJECTED_COLUMNS",
     "percent",
@@ -328,10 +330,18 @@ def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any =
     return "  \n".join(lines)
 
 
+def running_elsewhere_text(started: str) -> str:
+    """The Retrain tab's status line while a retrain this page did not start runs (another visitor's,
+    an API caller's, the automatic one), started at ``started``."""
+    return (f"{_RUNNING_ELSEWHERE}, started at {started} from another page, an API call or the automatic "
+            "retrain. Only one runs at a time: Retrain is refused until it ends. Open this tab again "
+            "for news; a version it promotes shows in the Models tab.")
+
+
 def running_retrain_text(started: str | None, shown: str | None) -> str | None:
-    """The Retrain tab's status line as the tab is opened: a retrain this page did not start is running
-    (another visitor's, an API caller's, the automatic one), or the one said to be running has ended.
-    None: leave the line as it is (this page's own retrain streams its progress there).
+    """The Retrain tab's status line as the tab is opened: a retrain this page did not start is running,
+    or the one said to be running has ended. None: leave the line as it is (this page's own retrain
+    streams its progress there).
 
     Args:
         started: when the running retrain started (None: none runs).
@@ -341,13 +351,19 @@ def running_retrain_text(started: str | None, shown: str | None) -> str | None:
     if shown.startswith(_RETRAINING):
         return None
     if started:
-        return (f"{_RUNNING_ELSEWHERE}, started at {started} from another page, an API call or the automatic "
-                "retrain. Only one runs at a time: Retrain is refused until it ends. Open this tab again "
-                "for news; a version it promotes shows in the Models tab.")
+        return running_elsewhere_text(started)
     if shown.startswith(_RUNNING_ELSEWHERE):
         return ("The retrain that was running has ended: the Models tab's versions and audit log say "
                 "whether it promoted a version.")
     return None
+
+
+def retrain_failed_text(shown: str | None) -> str:
+    """The status line once this page's Retrain was refused or failed (its message says why): a line
+    saying that another retrain runs stays."""
+    if (shown or "").startswith(_RUNNING_ELSEWHERE):
+        return shown
+    return "The retrain did not run or did not finish: see the message."
 
 
 def duration(seconds: float) -> str:

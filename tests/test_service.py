@@ -14,6 +14,7 @@ import pytest
 
 from mammo import views
 from mammo.access import AccessDenied
+from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY
 from mammo.config import Settings, settings
 from mammo.data import SplitSpec, pixel_hashes
 from mammo.errors import BadRequest
@@ -514,6 +515,7 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     assert {e["id"] for e in pool} == {sha256_of_pixels(read_image(f)) for f in films}
     assert sum(service.cases.counts().values()) == 0  # offered images are not cases
     assert service.predictions.records() == []  # nor predictions shown to anyone (Analytics counts those)
+    assert service.rerender(films[0], DEFAULT_METHOD, DEFAULT_OPACITY) is None  # nor drawn (shown unlogged)
     # one is labelled (a case now, out of the pool), one removed, one waits
     receipt = service.label_pending(pool[0]["id"], "malignant", None, user="rita")
     service.remove_pending(pool[1]["id"], user="rita")

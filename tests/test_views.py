@@ -189,6 +189,9 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     assert views.running_retrain_text(None, running).startswith("The retrain that was running has ended")
     assert views.running_retrain_text(None, "**Finished** in 3 min 05 s.") is None  # its own outcome stays
     assert views.running_retrain_text(None, None) is None
+    # this page's Retrain refused: the line naming the running retrain stays; any other failure is said
+    assert views.retrain_failed_text(running) == running == views.running_elsewhere_text("10:02:03 UTC")
+    assert views.retrain_failed_text(own).startswith("The retrain did not run or did not finish")
 
 
 def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
