@@ -979,7 +979,8 @@ def build() -> gr.Blocks:
         rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)
 
         models_event = dict(fn=models, inputs=None, outputs=versions_json)
-        refresh.click(**models_event, api_name="models", api_description=models.__doc__)
+        refresh.click(**models_event, api_name="models", api_description=models.__doc__).then(
+            audit_views, None, audit, **chained)
         versions_json.change(models_views, versions_json, [versions, version], **private)
         version.change(version_files, version, [files, card, confirm_row], **private)
         version_figures = [version_caption, version_roc, version_losses, version_aucs, version_reliability,
@@ -1006,9 +1007,10 @@ def build() -> gr.Blocks:
             show(retrain_running, status, status, **private)
             recolour(show(served_estimate, None, [served, reliability], **private), {reliability: "model"})
             show(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
+        # the audit log too: a rejected retrain, a submission or an import changes no version
         for show in (demo.load, models_tab.select):
             show(**models_event, **private)
-        demo.load(audit_views, None, audit, **private)
+            show(audit_views, None, audit, **private)
         queue_outputs = [queue_table, queue_choice, queue_note]
         demo.load(queue_views, None, queue_outputs, **private)
         offer_button.click(offer, image, offer_note, api_name="offer", api_description=offer.__doc__,

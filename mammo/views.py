@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from .store.gate import gives_every_film_one_score
+
 __all__ = [
     "score_text",
     "uncertainty_text",
@@ -292,9 +294,14 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
                 f"{summary['current_version']} ({scores}).{noise}{caveat}")
+    kept = f" It is kept under *Rejected candidates* for inspection.{caveat}"
+    if gives_every_film_one_score(candidate):  # the gate's first rule: its figures mean nothing
+        return (f"**Not promoted: {summary['version']} stays served.** The candidate gives every one of "
+                f"the {n} held-out films the same malignancy score: it learnt nothing usable (a whole-film "
+                f"stage can collapse on films too small for its patches), whatever its figures ({scores})."
+                f"{noise}{kept}")
     return (f"**Not promoted: {summary['version']} stays served.** The candidate did worse than the "
-            f"served version ({scores}).{noise} It is kept under *Rejected candidates* for "
-            f"inspection.{caveat}")
+            f"served version ({scores}).{noise}{kept}")
 
 
 _FEWEST_MALIGNANT_FOR_AN_INTERVAL = 5  # below it a patient bootstrap of an AUC difference is degenerate

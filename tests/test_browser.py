@@ -439,7 +439,10 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     expect(other.get_by_role("button", name="Retrain", exact=True)).to_be_enabled(timeout=30_000)
     expect(other.get_by_text(running)).to_be_visible()
     status.get_by_text("Finished in").wait_for(timeout=600_000)
-    other.get_by_role("tab", name="Models").click()
+    other.get_by_role("tab", name="Models").click()  # opened before the retrain: its audit log is read anew
+    other.get_by_role("button", name=re.compile(r"^Audit log")).click()
+    outcome = re.compile(r"^\s*(promotion|rejection)\s*$")
+    expect(visible(other.get_by_role("gridcell").filter(has_text=outcome))).to_be_visible(timeout=30_000)
     other.get_by_role("tab", name="Retrain").click()
     other.get_by_text("The retrain that was running has ended").wait_for(timeout=30_000)
     other.close()

@@ -158,6 +158,12 @@ def test_verdict_text_in_plain_words() -> None:
     assert "optimistic" not in text + promoted  # started from weights that never saw the validation films
     unknown = views.verdict_text({**summary, "val_learnt_by_init": None})
     assert "may have already learnt from (they record no list), so they may be optimistic" in unknown
+    # rejected because it gave every film one score (the gate's first rule), not for its AUC
+    collapsed = {**summary["candidate_metrics"], "auc_malignant": 0.5,
+                 "roc": {"thresholds": [1.5, 0.31, 0.31], "fpr": [0, 1, 1], "tpr": [0, 1, 1]}}
+    text = views.verdict_text({**summary, "candidate_metrics": collapsed})
+    assert "gives every one of the 38 held-out films the same malignancy score" in text
+    assert "did worse" not in text and "Rejected candidates" in text
 
 
 @pytest.mark.parametrize("ci95, reading", [

@@ -12,7 +12,7 @@ import math
 
 from ..config import GATE_METRIC, GATE_TOLERANCE
 
-__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision"]
+__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision", "gives_every_film_one_score"]
 
 DEFAULT_METRIC = GATE_METRIC
 DEFAULT_TOLERANCE = GATE_TOLERANCE
@@ -27,7 +27,7 @@ def _score(metrics: dict, metric: str) -> float | None:
     return float(value)
 
 
-def _one_score_for_all(metrics: dict) -> bool:
+def gives_every_film_one_score(metrics: dict) -> bool:
     """Whether every film got exactly the same malignancy score, by the ROC's thresholds (the first
     is a sentinel above the highest score, the last the lowest score); False when no ROC is
     recorded. Exact: a barely trained model whose scores differ in the seventh decimal still ranks."""
@@ -56,7 +56,7 @@ def promotion_decision(
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     where = split or candidate_metrics.get("split") or "the fixed evaluation set"
     where = f"{where} (n={candidate_metrics['n']})" if "n" in candidate_metrics else where
-    if _one_score_for_all(candidate_metrics):
+    if gives_every_film_one_score(candidate_metrics):
         return False, (
             f"not promoted: the candidate gives every film of {where} the same malignancy score (a model "
             "that learnt nothing usable, e.g. a whole-film stage collapsed on films too small for its "
