@@ -527,9 +527,16 @@ def retrain_failed(shown: str | None):
     return views.retrain_failed_text(shown), gr.update(interactive=True)
 
 
+def epochs_shown(frame, **shown):
+    """A per-epoch plot's value, with half an epoch of room at each end (Gradio's axis runs from the
+    first point to the last, cutting both in half)."""
+    room = {} if frame.empty else {"x_lim": [frame["epoch"].min() - 0.5, frame["epoch"].max() + 0.5]}
+    return gr.update(value=frame, **room, **shown)
+
+
 def auc_shown(frame):
     """The validation AUC plot, hidden when the run had no validation films (cross-validated recipes)."""
-    return gr.update(value=frame, visible=not frame.empty)
+    return epochs_shown(frame, visible=not frame.empty)
 
 
 def retrain_views(summary: dict | None):
@@ -544,7 +551,8 @@ def retrain_views(summary: dict | None):
     return (gr.update(visible=True), views.verdict_text(summary), reason,
             views.comparison_frame(current, candidate, summary.get("baseline_metrics")),
             views.roc_frame({**named, "baseline": summary.get("baseline_metrics") or {}}),
-            views.curves_frame(history), auc_shown(views.curves_frame(history, views.AUC_CURVE)),
+            epochs_shown(views.curves_frame(history)),
+            auc_shown(views.curves_frame(history, views.AUC_CURVE)),
             views.confusion_frame(candidate), gr.update(interactive=True))
 
 
@@ -652,7 +660,7 @@ def version_views(version: str | None):
         return (gr.skip(),) * 6
     config = json.loads((service.registry.load(version) / "config.json").read_text())
     caption, roc, losses, aucs, reliability, confusion = views.version_figures(config.get("mammo") or {})
-    return caption, roc, losses, auc_shown(aucs), reliability, confusion
+    return caption, roc, epochs_shown(losses), auc_shown(aucs), reliability, confusion
 
 
 @clear_errors

@@ -686,6 +686,17 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     for title in titles:
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)  # drawn, not an empty box
+    # the first and last epochs' points lie inside the plot (its axis ended on them, halving both)
+    losses = page.locator(".block").filter(has_text="Training and validation loss per epoch").last
+    losses.locator("svg .mark-symbol.role-mark path").first.wait_for(timeout=30_000)
+    inside = losses.evaluate("""block => {
+        const svg = block.querySelector('svg');
+        const area = svg.querySelector('path.background').getBoundingClientRect();
+        const points = [...svg.querySelectorAll('.mark-symbol.role-mark path')];
+        return points.length > 0 && points.map(p => p.getBoundingClientRect())
+            .every(p => p.left >= area.left && p.right <= area.right);
+    }""")
+    assert inside
     visible(page.get_by_text("predicted malignant", exact=True)).wait_for(timeout=10_000)
     page.screenshot(path=str(tmp_path / "models_figures.png"), full_page=True)
     # download the version's config as a visitor would, and compare with the store's
