@@ -534,6 +534,13 @@ def epochs_shown(frame, **shown):
     return gr.update(value=frame, **room, **shown)
 
 
+def losses_shown(frame):
+    """The loss plot, titled for what it holds: a cross-validated recipe has no validation films."""
+    validated = (frame["series"] == "validation loss").any()
+    return epochs_shown(frame, label="Training and validation loss per epoch" if validated else
+                        "Training loss per epoch (no validation films: the recipe was cross-validated)")
+
+
 def auc_shown(frame):
     """The validation AUC plot, hidden when the run had no validation films (cross-validated recipes)."""
     return epochs_shown(frame, visible=not frame.empty)
@@ -551,7 +558,7 @@ def retrain_views(summary: dict | None):
     return (gr.update(visible=True), views.verdict_text(summary), reason,
             views.comparison_frame(current, candidate, summary.get("baseline_metrics")),
             views.roc_frame({**named, "baseline": summary.get("baseline_metrics") or {}}),
-            epochs_shown(views.curves_frame(history)),
+            losses_shown(views.curves_frame(history)),
             auc_shown(views.curves_frame(history, views.AUC_CURVE)),
             views.confusion_frame(candidate), gr.update(interactive=True))
 
@@ -660,7 +667,7 @@ def version_views(version: str | None):
         return (gr.skip(),) * 6
     config = json.loads((service.registry.load(version) / "config.json").read_text())
     caption, roc, losses, aucs, reliability, confusion = views.version_figures(config.get("mammo") or {})
-    return caption, roc, epochs_shown(losses), auc_shown(aucs), reliability, confusion
+    return caption, roc, losses_shown(losses), auc_shown(aucs), reliability, confusion
 
 
 @clear_errors
@@ -716,7 +723,7 @@ def health_route() -> JSONResponse:
 
 def loss_plot() -> gr.ScatterPlot:
     return gr.ScatterPlot(x="epoch", y="value", color="series", y_title="loss",
-                          label="Training and validation loss per epoch")
+                          label="Loss per epoch")
 
 
 def auc_plot() -> gr.ScatterPlot:

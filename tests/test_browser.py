@@ -674,6 +674,7 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     expect(roc).not_to_contain_text(f"{SERVED},")
     expect(roc.locator(".mark-line path")).not_to_have_count(0, timeout=30_000)  # a drawn ROC curve
     expect(aucs.locator("svg").first).to_contain_text("validation AUC")  # v1 had validation films
+    expect(visible(page.get_by_text("Training and validation loss per epoch"))).to_be_visible()
     pick(page, "Version", SERVED)
     # the served version's own caption (the dropdown started on it; v1's was shown in between)
     caption = visible(page.get_by_text(re.compile(rf"^{SERVED}, as recorded when it was made")))
@@ -682,12 +683,13 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     expect(roc).to_contain_text(f"{SERVED}, out of fold", timeout=30_000)
     expect(roc).not_to_contain_text("v1,")
     expect(aucs).to_be_hidden(timeout=30_000)  # cross-validated: no validation films, no AUC per epoch
-    titles = ("ROC, malignant vs rest", "Training and validation loss per epoch", "Reliability (calibration)")
+    only_training = "Training loss per epoch (no validation films"  # cross-validated: no validation loss
+    titles = ("ROC, malignant vs rest", only_training, "Reliability (calibration)")
     for title in titles:
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)  # drawn, not an empty box
     # the first and last epochs' points lie inside the plot (its axis ended on them, halving both)
-    losses = page.locator(".block").filter(has_text="Training and validation loss per epoch").last
+    losses = page.locator(".block").filter(has_text=only_training).last
     losses.locator("svg .mark-symbol.role-mark path").first.wait_for(timeout=30_000)
     inside = losses.evaluate("""block => {
         const svg = block.querySelector('svg');
