@@ -222,9 +222,11 @@ CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }
 
 
 # Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows),
-# and a × on each file of a box that is only for downloading (it takes the file off the page)
+# a × on each file of a box that is only for downloading (it takes the file off the page), and lets a
+# long JSON string (a pixel hash) run past its box's edge
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
-            ".download-only button[aria-label='Remove this file'] { display: none; }")
+            ".download-only button[aria-label='Remove this file'] { display: none; }\n"
+            ".json-node .value { overflow-wrap: anywhere; }")
 
 
 def hide_js(count: int) -> str:

@@ -252,6 +252,11 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
     page.get_by_role("button", name="Details").click()
     page.get_by_text('"EigenCAM"').wait_for(timeout=10_000)
     assert page.locator("table").filter(has_text=image.name).count() == 1  # still one prediction
+    # every value, the 64-character pixel hash too, stays inside the box (it ran past its edge)
+    shown = page.locator(".block").filter(has_text="Details (rounded").first
+    assert shown.evaluate("""block => { const edge = block.getBoundingClientRect().right;
+        const values = [...block.querySelectorAll('.value')];
+        return values.length > 0 && values.every(v => v.getBoundingClientRect().right <= edge); }""")
 
 
 def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_path: Path) -> None:
