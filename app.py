@@ -650,8 +650,11 @@ def version_files(version: str | None):
     return files, card, gr.update(visible=False)
 
 
+AUDIT_SHOWN_EVENTS = 500  # the audit table's newest events (read on each tab open; the CSV has them all)
+
+
 def audit_views():
-    return views.audit_rows(service.audit.events())
+    return views.audit_rows(service.audit.events(last=AUDIT_SHOWN_EVENTS))
 
 
 @clear_errors
@@ -907,7 +910,8 @@ def build() -> gr.Blocks:
             with gr.Accordion("Audit log: who submitted, retrained, promoted or rolled back what, and when",
                               open=False):
                 audit = gr.Dataframe(headers=views.AUDIT_SHOWN, interactive=False, wrap=True,
-                                     label="Newest first; append-only (nothing in it is ever rewritten)")
+                                     label=f"The newest {AUDIT_SHOWN_EVENTS} events first (the CSV holds "
+                                           "them all); append-only: nothing in it is ever rewritten")
                 audit_button = gr.Button("Export the audit log as CSV", size="sm")
                 audit_csv = download_box("Audit log (CSV)")
             card = gr.Markdown()

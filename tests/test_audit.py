@@ -54,6 +54,8 @@ def test_events_are_appended_never_rewritten_and_export_as_csv(tmp_path: Path) -
     assert all(now[name] == content for name, content in first.items())  # untouched by the append
     rows = list(csv.reader(io.StringIO(log.csv())))
     assert rows[0] == ["at", "action", "user", "details"] and len(rows) == 3
+    # the newest events alone (the app's table), oldest first as ever
+    assert log.events(last=1) == events[1:] and log.events(last=5) == events and log.events(last=0) == []
     assert rows[1][1:3] == ["submission", "alice"] and json.loads(rows[1][3])["case_id"] == "c1"
 
 

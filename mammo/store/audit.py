@@ -57,10 +57,14 @@ class AuditLog:
             self.mirror(name, content)
         return event
 
-    def events(self) -> list[dict]:
-        """Every event, oldest first (an unreadable file is listed as such, not hidden)."""
+    def events(self, last: int | None = None) -> list[dict]:
+        """Every event (or the ``last`` ones: only their files are read), oldest first; an unreadable
+        file is listed as such, not hidden."""
+        paths = sorted(self.folder.glob("[!.]*.json"))  # by name: by time
+        if last is not None:
+            paths = paths[max(len(paths) - last, 0):]
         out = []
-        for path in sorted(self.folder.glob("[!.]*.json")):
+        for path in paths:
             try:
                 out.append(json.loads(path.read_text()))
             except (OSError, ValueError) as error:
