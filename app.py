@@ -161,12 +161,17 @@ def colour_map(plot: dict | None, column: str):
     return gr.update(color_map={name: PLOT_COLOURS[i % len(PLOT_COLOURS)] for i, name in enumerate(names)})
 
 
+# A step chained after an event, triggered again while it still runs (a second prediction, a second
+# submission, a second value for a plot): Gradio's default ("once") drops the new run, which left the
+# earlier file's history or the earlier counts on the page; "always_last" runs the latest once the
+# first ends.
+CHAINED = dict(api_visibility="private", trigger_mode="always_last")
+
+
 def recolour(event, plots: dict) -> None:
     """After ``event`` gave ``plots`` (plot -> its colour column) new values: their colour maps."""
     for plot, column in plots.items():
-        # always_last: a second value that lands while the first colour map is on its way gets its own
-        event.then(functools.partial(colour_map, column=column), plot, plot, api_visibility="private",
-                   trigger_mode="always_last")
+        event.then(functools.partial(colour_map, column=column), plot, plot, **CHAINED)
 
 
 def _need_file(path: str | None) -> str:
@@ -189,9 +194,15 @@ def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = DE
     size), and details: model version, malignancy score and the review cut-off (both 0-100), whether
     it is flagged, the heat-map method, and whether the image is a training film or a stored case.
     Research use only."""
-    result = service.predict(_need_file(image), method=_method(method), opacity=opacity,
-                             user=_user(profile, token))
+    result = _prediction(image, method, opacity, profile, token)
     return result.probabilities, result.overlay, result.details()
+
+
+def _prediction(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None,
+                token: gr.OAuthToken | None) -> Prediction:
+    """A new prediction of the uploaded file, logged with its caller."""
+    return service.predict(_need_file(image), method=_method(method), opacity=opacity,
+                           user=_user(profile, token))
 
 
 @clear_errors
@@ -202,10 +213,7 @@ def predict_shown(image: str | None, method: str, opacity: float, shown_for: str
     Predict clicked again for the file whose result the page has (``shown_for``) draws that result
     again, not logged again (the session's history keeps one row for it too)."""
     again = service.rerender(image, _method(method), opacity) if image and image == shown_for else None
-    if again is not None:
-        return result_views(again, image)
-    probabilities, overlay, details = predict(image, method, opacity, profile, token)
-    return probabilities, overlay, details, *show_details(details), image
+    return result_views(again or _prediction(image, method, opacity, profile, token), image)
 
 
 # Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
@@ -917,21 +925,16 @@ def build() -> gr.Blocks:
             card = gr.Markdown()
 
         private = dict(api_visibility="private")
-        # on the page, Predict clicked while this page's last prediction runs is run after it (on the
-        # file then in the box), not dropped: the later file's answer comes last. (Gradio 6.31 keeps one
-        # waiting run, and loses it when the running one ends in an error.)
-        in_turn = dict(trigger_mode="always_last")
-        # a step chained after an event, triggered again while it still runs (a second prediction, a
-        # second submission): Gradio's default ("once") drops the new run, which left the earlier file's
-        # history or the earlier counts on the page; "always_last" runs the latest once the first ends
-        chained = {**private, **in_turn}
         film_inputs = [image, method, opacity]
         predicting = dict(concurrency_limit=2, concurrency_id="predict")  # the API's and the page's
         gr.on([], predict, film_inputs, [probabilities, overlay, details], api_name="predict",  # API only
               api_description=predict.__doc__, **predicting)
         result_outputs = [probabilities, overlay, details, score, shown_details, results_for]
+        # on the page, Predict clicked while this page's last prediction runs is run after it (on the
+        # file then in the box), not dropped: the later file's answer comes last (CHAINED's "always_last";
+        # Gradio 6.31 keeps one waiting run, and loses it when the running one ends in an error)
         predicted = predict_button.click(predict_shown, [*film_inputs, results_for], result_outputs,
-                                         **predicting, **chained)
+                                         **predicting, **CHAINED)
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
         # another file is predicted is predicted after it and its answer is the one left shown
         gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
@@ -941,14 +944,14 @@ def build() -> gr.Blocks:
 
         shown_beside_its_file(predicted, film_results, results_for)
         predicted.success(add_history, [image, results_for, details, history_state], [history_state, history],
-                          **chained)
+                          **CHAINED)
         # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release;
         # a report or full-size map made with the earlier method or opacity is hidden (made again on click)
         drawn_before = [report_download, heatmap_download]
         for redraw_event in (method.change, opacity.input, opacity.release):
             redraw_event(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
             # always_last: an opacity stepped while the last step's redraw runs is drawn after it
-            redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **chained)
+            redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **CHAINED)
             shown_beside_its_file(redrawn, film_results, results_for)
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
@@ -974,12 +977,12 @@ def build() -> gr.Blocks:
 
         def cases_stored(event) -> None:
             """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""
-            event.success(totals, None, counts, **chained).then(
-                recent_cases, None, case_choice, **chained).then(audit_views, None, audit, **chained)
+            event.success(totals, None, counts, **CHAINED).then(
+                recent_cases, None, case_choice, **CHAINED).then(audit_views, None, audit, **CHAINED)
 
         cases_stored(submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
-                                       **chained))
-        submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **chained)
+                                       **CHAINED))
+        submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **CHAINED)
         cases_stored(bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                        concurrency_limit=1, **private))
 
@@ -996,12 +999,12 @@ def build() -> gr.Blocks:
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
-        running.failure(retrain_failed, status, [status, retrain_button], **chained)
+        running.failure(retrain_failed, status, [status, retrain_button], **CHAINED)
         rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)
 
         models_event = dict(fn=models, inputs=None, outputs=versions_json)
         refresh.click(**models_event, api_name="models", api_description=models.__doc__).then(
-            audit_views, None, audit, **chained)
+            audit_views, None, audit, **CHAINED)
         versions_json.change(models_views, versions_json, [versions, version], **private)
         version.change(version_files, version, [files, card, confirm_row], **private)
         version_figures = [version_caption, version_roc, version_losses, version_aucs, version_reliability,
@@ -1016,8 +1019,8 @@ def build() -> gr.Blocks:
         gr.on([], health, None, api_result, api_name="health", api_description=health.__doc__,
               concurrency_limit=None)  # never waits behind predictions
         recolour(confirm.click(rollback, version, [rollback_note, confirm_row], concurrency_limit=1,
-                               **private).success(**models_event, **chained).then(
-            served_estimate, None, [served, reliability], **chained), {reliability: "model"})
+                               **private).success(**models_event, **CHAINED).then(
+            served_estimate, None, [served, reliability], **CHAINED), {reliability: "model"})
         demo.load(totals, None, counts, **private)
         demo.load(recent_cases, None, case_choice, **private)
         # what another session (or the auto-retrain) may have changed since the page loaded: read again
@@ -1035,13 +1038,13 @@ def build() -> gr.Blocks:
         queue_outputs = [queue_table, queue_choice, queue_note]
         demo.load(queue_views, None, queue_outputs, **private)
         offer_button.click(offer, image, offer_note, api_name="offer", api_description=offer.__doc__,
-                           concurrency_limit=2).success(queue_views, None, queue_outputs, **chained)
+                           concurrency_limit=2).success(queue_views, None, queue_outputs, **CHAINED)
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
         for done in (queue_submit.click(label_pending, [queue_choice, queue_label],
                                         [queue_result, queue_label], concurrency_limit=1, **private),
                      queue_remove.click(remove_pending, queue_choice, queue_result, concurrency_limit=1,
                                         **private)):
-            cases_stored(done.success(queue_views, None, queue_outputs, **chained))
+            cases_stored(done.success(queue_views, None, queue_outputs, **CHAINED))
         gr.on([], queue, None, api_result, api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels
