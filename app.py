@@ -527,8 +527,9 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
 
 
 def retrain_running(shown: str | None):
-    """On opening the Retrain tab: a retrain running that this page did not start, or its end."""
-    text = views.running_retrain_text(service.retrain_started, shown)
+    """On opening the Retrain tab: a retrain running that this page did not start, or how the last
+    one ended."""
+    text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain())
     return gr.skip() if text is None else text
 
 
@@ -843,7 +844,7 @@ def build() -> gr.Blocks:
             served = gr.Markdown()
             with gr.Row(equal_height=True):
                 retrain_button = gr.Button("Retrain", variant="primary", scale=1)
-                status = gr.Markdown("No retrain has run in this session.", elem_id="retrain-status")
+                status = gr.Markdown(elem_id="retrain-status")  # filled as the page loads
             with gr.Column(visible=False) as results:
                 verdict = gr.Markdown()
                 with gr.Accordion("Details: the gate's rule, the split, the full summary", open=False):

@@ -57,6 +57,9 @@ __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "Pub
 Progress = Callable[[float, str], None]
 log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
+# the audit actions that end a retrain: a version promoted (served, or published and not yet served),
+# a candidate rejected by the gate, or a retrain that failed
+RETRAIN_ENDINGS = ("promotion", "promotion, not yet served", "rejection", "retrain failed")
 _AUDITED_METRICS = ("n", "auc_malignant", "auc_malignant_ci95")  # per model, in a retrain's audit event
 
 
@@ -157,6 +160,8 @@ class MammoService:
         self.pending = PendingPool(self.settings.home / "pending")  # the "label next" pool
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
+        self._last_retrain: dict | None = None
+        self._last_retrain_read = False  # the audit log is searched once; later endings are kept here
         self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
         self._recent = RecentImages()
         self._started = time.monotonic()
@@ -500,20 +505,27 @@ class MammoService:
                 summary = self._retrain(options, user, base, progress or (lambda f, m: None), on_epoch)
             except BaseException as error:
                 published = {"version": error.version} if isinstance(error, PublishedNotServed) else {}
-                self.audit.record("promotion, not yet served" if published else "retrain failed", user,
-                                  options=asdict(options), error=f"{type(error).__name__}: {error}",
-                                  **published)
+                self._last_retrain = self.audit.record(
+                    "promotion, not yet served" if published else "retrain failed", user,
+                    options=asdict(options), error=f"{type(error).__name__}: {error}", **published)
                 raise
-            self.audit.record("promotion" if summary["promoted"] else "rejection", user,
-                              options=asdict(options), version=summary["version"],
-                              rejected_id=summary["rejected_id"], reason=summary["reason"],
-                              cases_used=summary["cases_used"], served_before=summary["current_version"],
-                              **{f"{who}_{key}": summary[f"{who}_metrics"].get(key)
-                                 for who in ("candidate", "current") for key in _AUDITED_METRICS})
+            self._last_retrain = self.audit.record(
+                "promotion" if summary["promoted"] else "rejection", user, options=asdict(options),
+                version=summary["version"], rejected_id=summary["rejected_id"], reason=summary["reason"],
+                cases_used=summary["cases_used"], served_before=summary["current_version"],
+                **{f"{who}_{key}": summary[f"{who}_metrics"].get(key)
+                   for who in ("candidate", "current") for key in _AUDITED_METRICS})
             return summary
         finally:
             self.retrain_started = None
             self._retrain_lock.release()
+
+    def last_retrain(self) -> dict | None:
+        """The audit event of the newest retrain to end (promoted, rejected or failed), or None."""
+        if not self._last_retrain_read:
+            self._last_retrain = self._last_retrain or self.audit.latest(RETRAIN_ENDINGS)
+            self._last_retrain_read = True
+        return self._last_retrain
 
     def _busy(self, advice: str) -> str:
         """Why the served version cannot change now (a retrain or a rollback holds it), with ``advice``."""

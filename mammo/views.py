@@ -38,6 +38,7 @@ __all__ = [
     "retrain_status",
     "running_retrain_text",
     "running_elsewhere_text",
+    "last_retrain_text",
     "retrain_failed_text",
     "rejected_rows",
     "REJECTED_COLUMNS",
@@ -324,6 +325,7 @@ def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:
 
 _RETRAINING = "**Retraining: "  # how this page's own retrain's status line starts
 _RUNNING_ELSEWHERE = "**A retrain is running**"
+_LAST_RETRAIN = "**The last retrain**"
 
 
 def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None) -> str:
@@ -345,24 +347,39 @@ def running_elsewhere_text(started: str) -> str:
             "for news; a version it promotes shows in the Models tab.")
 
 
-def running_retrain_text(started: str | None, shown: str | None) -> str | None:
+def running_retrain_text(started: str | None, shown: str | None,
+                         last: Mapping[str, Any] | None) -> str | None:
     """The Retrain tab's status line as the tab is opened: a retrain this page did not start is running,
-    or the one said to be running has ended. None: leave the line as it is (this page's own retrain
-    streams its progress there).
+    or else how the last retrain ended. None: leave the line as it is (this page's own retrain streams
+    its progress there, then says how it ended).
 
     Args:
         started: when the running retrain started (None: none runs).
         shown: the status line on the page now.
+        last: the audit event of the last retrain to end (None: none has).
     """
     shown = shown or ""
     if shown.startswith(_RETRAINING):
         return None
     if started:
         return running_elsewhere_text(started)
-    if shown.startswith(_RUNNING_ELSEWHERE):
-        return ("The retrain that was running has ended: the Models tab's versions and audit log say "
-                "whether it promoted a version.")
+    if not shown or shown.startswith((_RUNNING_ELSEWHERE, _LAST_RETRAIN)):
+        return last_retrain_text(last)
     return None
+
+
+def last_retrain_text(event: Mapping[str, Any] | None) -> str:
+    """How the last retrain ended, from its audit event (None: no retrain is recorded)."""
+    if not event:
+        return f"{_LAST_RETRAIN}: none recorded in this app's audit log."
+    details = event.get("details") or {}
+    version, served_before = details.get("version"), details.get("served_before")
+    outcome = {
+        "promotion": f"{details.get('reason')}. **{version}** is served (was {served_before}).",
+        "promotion, not yet served": f"**{version}** was published, not served yet: {details.get('error')}",
+        "rejection": f"{details.get('reason')}. **{served_before}** stays served.",
+    }.get(event.get("action"), f"**it failed**: {details.get('error')}")
+    return f"{_LAST_RETRAIN} ended {human_time(event.get('at'))}, started by {event.get('user')}: {outcome}"
 
 
 def retrain_failed_text(shown: str | None) -> str:

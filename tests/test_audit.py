@@ -57,6 +57,11 @@ def test_events_are_appended_never_rewritten_and_export_as_csv(tmp_path: Path) -
     # the newest events alone (the app's table), oldest first as ever
     assert log.events(last=1) == events[1:] and log.events(last=5) == events and log.events(last=0) == []
     assert rows[1][1:3] == ["submission", "alice"] and json.loads(rows[1][3])["case_id"] == "c1"
+    # the newest event of some actions (the Retrain tab's last retrain); an unreadable newer file is passed
+    assert log.latest({"submission"}) == events[0] and log.latest({"rollback", "submission"}) == events[1]
+    assert log.latest({"promotion"}) is None
+    (tmp_path / "audit" / "99991231T000000000000Z-broken00.json").write_text("{not json")
+    assert log.latest({"rollback"}) == events[1]
 
 
 def test_a_kill_while_writing_leaves_every_earlier_event_whole(tmp_path: Path) -> None:

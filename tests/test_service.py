@@ -471,6 +471,12 @@ def test_every_change_is_in_the_audit_log_with_who_and_what(service: MammoServic
         published = service.rollback(rollback_to, user="carol")
     events = service.audit.events()
     actions = [e["action"] for e in events]
+    assert service.last_retrain() == events[3]  # the Retrain tab's "last retrain", and after a restart
+    restarted = MammoService(service.settings)
+    try:
+        assert restarted.last_retrain() == events[3]
+    finally:
+        restarted.close()
     assert actions[:4] == ["submission", "bulk import", "retrain started",
                            "promotion" if summary["promoted"] else "rejection"]
     submission, bulk, started, outcome = events[:4]

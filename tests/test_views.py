@@ -188,13 +188,30 @@ def test_verdict_says_whether_the_held_out_films_can_tell_the_models_apart(ci95:
 
 def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_ends() -> None:
     own = views.retrain_status(0.4, "epoch 3: batch 1/9", 120.0)
-    assert views.running_retrain_text("10:02:03 UTC", own) is None  # this page's progress stays
-    running = views.running_retrain_text("10:02:03 UTC", "No retrain has run in this session.")
+    rejected = {"at": "2026-12-02T10:42:07.123+00:00", "action": "rejection", "user": "carol",
+                "details": {"version": "v3", "served_before": "v3", "reason": "not promoted: candidate "
+                            "auc_malignant 0.6000 < current 0.7000 - tolerance 0.01 = 0.6900 on the holdout"}}
+    assert views.running_retrain_text("10:02:03 UTC", own, None) is None  # this page's progress stays
+    running = views.running_retrain_text("10:02:03 UTC", "", None)
     assert running.startswith("**A retrain is running**, started at 10:02:03 UTC")
-    assert views.running_retrain_text("10:02:03 UTC", running) == running
-    assert views.running_retrain_text(None, running).startswith("The retrain that was running has ended")
-    assert views.running_retrain_text(None, "**Finished** in 3 min 05 s.") is None  # its own outcome stays
-    assert views.running_retrain_text(None, None) is None
+    assert views.running_retrain_text("10:02:03 UTC", running, rejected) == running
+    # ended: how it ended, from its audit event
+    ended = views.running_retrain_text(None, running, rejected)
+    assert ended == ("**The last retrain** ended 2 Dec 2026, 10:42 UTC, started by carol: not promoted: "
+                     "candidate auc_malignant 0.6000 < current 0.7000 - tolerance 0.01 = 0.6900 on the "
+                     "holdout. **v3** stays served.")
+    assert views.running_retrain_text(None, "**Finished** in 3 min 05 s.", rejected) is None  # its own stays
+    # a page opened before any retrain, then after one
+    assert views.running_retrain_text(None, None, None) == "**The last retrain**: none recorded in this " \
+                                                         "app's audit log."
+    promoted = {**rejected, "action": "promotion",
+                "details": {"version": "v4", "served_before": "v3", "reason": "promoted: …"}}
+    assert views.running_retrain_text(None, ended, promoted).endswith("promoted: …. **v4** is served (was v3).")
+    failed = {**rejected, "action": "retrain failed", "details": {"error": "RetrainError: no base data"}}
+    assert views.last_retrain_text(failed).endswith("carol: **it failed**: RetrainError: no base data")
+    unserved = {**rejected, "action": "promotion, not yet served",
+                "details": {"version": "v4", "error": "PublishedNotServed: the Hub did not answer"}}
+    assert "**v4** was published, not served yet: PublishedNotServed" in views.last_retrain_text(unserved)
     # this page's Retrain refused: the line naming the running retrain stays; any other failure is said
     assert views.retrain_failed_text(running) == running == views.running_elsewhere_text("10:02:03 UTC")
     assert views.retrain_failed_text(own).startswith("The retrain did not run or did not finish")

@@ -16,7 +16,7 @@ import io
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,18 @@ class AuditLog:
                 out.append({"at": path.name[:22], "action": "unreadable event", "user": "",
                             "details": {"file": path.name, "error": str(error)}})
         return out
+
+    def latest(self, actions: Collection[str]) -> dict | None:
+        """The newest readable event whose action is one of ``actions`` (files read newest first, up
+        to it), or None."""
+        for path in sorted(self.folder.glob("[!.]*.json"), reverse=True):
+            try:
+                event = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if event.get("action") in actions:
+                return event
+        return None
 
     def csv(self) -> str:
         """Every event as CSV (details as JSON), oldest first."""
