@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model"]
-VERSION_COLUMNS = ["version", "served", "published", "parent", "training images",
+VERSION_COLUMNS = ["version", "served", "published", "trained", "parent", "training images",
                    "AUC malignant, cross-validated (95% CI)", "AUC malignant, recorded split", "95% CI",
                    "accuracy", "balanced accuracy", "n evaluated"]
 # what each metric key means, for tables a person reads (the JSON keeps the keys)
@@ -197,11 +197,13 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
         ci, cv_ci = metrics.get("auc_malignant_ci95"), cv.get("auc_malignant_ci95")
         published = (f"error: {v['error']}" if v.get("error") else
                       human_time(v.get("published_at") or v.get("created_at")))
+        trained = human_time(v.get("created_at")).split(",")[0]  # the day; a packaged version is
+        # published in a store when the app first starts there, long after it was trained
         parent = v.get("parent") or "—"
         if v.get("rollback_of"):  # its figures are those of the version it copies
             parent = f"{parent} (a copy of {v['rollback_of']}, served again)"
         rows.append([
-            v["version"], "● served" if v["version"] == served else "", published, parent,
+            v["version"], "● served" if v["version"] == served else "", published, trained, parent,
             data.get("n_train", "—"),
             "—" if cv.get("auc_malignant") is None else
             f"{cv['auc_malignant']:.2f}" + (f" ({_ci(cv_ci)})" if cv_ci else ""),
@@ -428,7 +430,7 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
              "kept safely and queued for upload to the dataset (it will be delivered when the Hub answers)")
     lines = [f"**Case {where}** as **{receipt['label']}**, id `{receipt['case_id']}`, "
              f"{human_time(receipt.get('submitted_at'))}. The dataset now holds {receipt['total_cases']} "
-             "submitted cases.",
+             f"submitted case{'' if receipt['total_cases'] == 1 else 's'}.",
              "Metadata stored: " + ("; ".join(shown) if shown else "none") + "."]
     if blank:
         lines.append("Left empty (stored as empty, not guessed): " + ", ".join(blank) + ".")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,9 @@ def test_receipt_text_repeats_what_was_stored() -> None:
                             "biopsy_confirmed": True, "age": None, "notes": None}}
     text = views.receipt_text(receipt, METADATA_FIELDS)
     assert "**Case stored** as **benign**, id `c0ffee`, 30 Nov 2026, 09:00 UTC" in text
+    assert "The dataset now holds 3 submitted cases." in text
+    first = views.receipt_text({**receipt, "total_cases": 1}, METADATA_FIELDS)
+    assert "The dataset now holds 1 submitted case." in first
     assert "View: CC; BI-RADS assessment: 0; Biopsy-confirmed: yes." in text  # BI-RADS 0 is a real category
     assert "(stored as empty, not guessed): Laterality, Breast density, Age in years, Notes." in text
     queued = views.receipt_text({**receipt, "status": "queued", "warning": "Hub down"}, METADATA_FIELDS)
@@ -206,7 +210,8 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
                                                          "app's audit log."
     promoted = {**rejected, "action": "promotion",
                 "details": {"version": "v4", "served_before": "v3", "reason": "promoted: …"}}
-    assert views.running_retrain_text(None, ended, promoted).endswith("promoted: …. **v4** is served (was v3).")
+    again = views.running_retrain_text(None, ended, promoted)
+    assert again.endswith("promoted: …. **v4** is served (was v3).")
     failed = {**rejected, "action": "retrain failed", "details": {"error": "RetrainError: no base data"}}
     assert views.last_retrain_text(failed).endswith("carol: **it failed**: RetrainError: no base data")
     unserved = {**rejected, "action": "promotion, not yet served",
@@ -255,6 +260,8 @@ def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalMod
     for row, parent, served in zip(rows, ["v1", "—"], ["", "● served"], strict=True):
         shown = dict(zip(views.VERSION_COLUMNS, row, strict=True))
         assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", shown.pop("published")), row
+        created = datetime.fromisoformat(v1_mammo["created_at"])
+        assert shown.pop("trained") == f"{created.day} {created:%b %Y}"
         assert shown == {
             "version": row[0],
             "served": served,
@@ -283,6 +290,9 @@ def test_versions_rows_show_a_cross_validated_estimate_beside_the_holdout(tmp_pa
         else:
             assert shown == "—"
         assert rows[version]["AUC malignant, recorded split"] == f"{mammo['metrics']['auc_malignant']:.3f}"
+        # published in this store now; trained when the packaged version was made
+        created = datetime.fromisoformat(mammo["created_at"])
+        assert rows[version]["trained"] == f"{created.day} {created:%b %Y}"
 
 
 def test_versions_rows_say_why_a_version_cannot_be_read(registry: LocalModelRegistry) -> None:
