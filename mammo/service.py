@@ -33,6 +33,7 @@ from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .report import prediction_report
 from .store import (
     AuditLog,
+    HubCaseStore,
     HubError,
     PendingPool,
     PredictionLog,
@@ -57,6 +58,8 @@ __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "Pub
 Progress = Callable[[float, str], None]
 log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
+# audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
+FETCHED_AUDIT_EVENTS = 5000
 # the audit actions that end a retrain: a version promoted (served, or published and not yet served),
 # a candidate rejected by the gate, or a retrain that failed
 RETRAIN_ENDINGS = ("promotion", "promotion, not yet served", "rejection", "retrain failed")
@@ -169,6 +172,9 @@ class MammoService:
         self._base_problem: str | None = None
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
+        if isinstance(self.cases, HubCaseStore):  # a new disk (a restarted Space) has no logs yet
+            threading.Thread(target=self._fetch_logs, args=(self.cases,), name="fetch-logs",
+                             daemon=True).start()
 
     def _base_folder(self, refresh: bool = False) -> Path | None:
         """The base data's local folder; a Hub repo is fetched the first time (and again with
@@ -181,6 +187,22 @@ class MammoService:
             except HubError as error:
                 self._base_problem = str(error)
         return self._fetched_base
+
+    def _fetch_logs(self, cases: HubCaseStore) -> None:
+        """Copy the audit events (the newest FETCHED_AUDIT_EVENTS) and prediction-log shards that the
+        dataset repo holds and this disk lacks (a Space's disk is new at each restart), so that the
+        Models tab's audit log, the Retrain tab's last retrain and the Analytics tab show them."""
+        try:
+            events = cases.fetch_missing("audit", self.audit.folder, newest=FETCHED_AUDIT_EVENTS)
+            shards = cases.fetch_missing("logs", self.predictions.folder)
+        except (MammoError, OSError) as error:
+            log.warning("the audit and prediction logs on the Hub were not fetched: %s", error)
+            return
+        self.predictions.adopt(shards)
+        if events:
+            self._last_retrain_read = False  # searched again, with the fetched events
+        log.info("fetched %d audit events and %d prediction-log shards from the Hub", len(events),
+                 len(shards))
 
     def _sweep_work(self) -> None:
         """Remove candidate folders of retrains killed mid-way (a running one holds its lock)."""

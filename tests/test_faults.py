@@ -7,6 +7,7 @@ Hub-protocol test server of ``tests/hub_server.py`` (legacy LFS transfer: Xet is
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import shutil
@@ -327,6 +328,37 @@ def test_a_stopped_app_sends_its_prediction_log_to_the_hub(hub: HubApp) -> None:
     [sent] = [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]
     record = json.loads(hub.server.read(CASE_REPO, sent))
     assert sent == f"logs/{shard.name}" and record["image_sha256"] == details["image_sha256"]
+
+
+def test_a_new_disk_fetches_the_audit_and_prediction_logs_from_the_hub(hub: HubApp) -> None:
+    """A Space's disk is new at each restart: the audit events and prediction-log shards in the
+    dataset repo are fetched back (the audit log, the last retrain, Analytics), not sent again."""
+    with hub.app() as app:
+        client = Client(app.url, verbose=False, download_files=False)
+        details = client.predict(handle_file(str(PHANTOM)), api_name="/predict")[2]
+        receipt = hub.submit(client, "benign")
+    with hub.app():  # delivers the log shard the stop queued
+        deadline = time.monotonic() + 30
+        while not [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]:
+            assert time.monotonic() < deadline, "the log shard did not reach the Hub"
+            time.sleep(0.2)
+    in_repo = [p for p in hub.server.files(CASE_REPO) if p.startswith(("audit/", "logs/"))]
+    commits = len(hub.server.commit_titles(CASE_REPO))
+    shutil.rmtree(hub.home)  # a new disk
+    with hub.app() as app:
+        deadline = time.monotonic() + 30
+        here = [*(hub.home / "audit").glob("*.json"), *(hub.home / "logs").glob("*.jsonl")]
+        while sorted(str(p.relative_to(hub.home)) for p in here) != in_repo:
+            assert time.monotonic() < deadline, "the logs were not fetched from the Hub"
+            time.sleep(0.2)
+            here = [*(hub.home / "audit").glob("*.json"), *(hub.home / "logs").glob("*.jsonl")]
+        rows = list(csv.DictReader(Path(Client(app.url, verbose=False).predict(api_name="/audit")).open()))
+        assert [(r["action"], json.loads(r["details"])["case_id"]) for r in rows] == [
+            ("submission", receipt["case_id"])]
+        [shard] = (hub.home / "logs").glob("*.jsonl")
+        assert [json.loads(line)["image_sha256"] for line in shard.read_text().splitlines()] == [
+            details["image_sha256"]]
+    assert len(hub.server.commit_titles(CASE_REPO)) == commits  # nothing sent back
 
 
 def test_app_restarts_while_the_hub_is_down(hub: HubApp) -> None:

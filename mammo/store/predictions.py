@@ -22,7 +22,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,12 @@ class PredictionLog:
         self.mirror(shard.name, content)
         with open(self.folder / _MIRRORED, "a", encoding="utf-8") as handle:
             handle.write(f"{shard.name} {len(content)}\n")
+
+    def adopt(self, shards: Iterable[Path]) -> None:
+        """Note shards fetched from the Hub (another disk's, or this one's before it was new) as
+        mirrored: they are there already and are not sent back."""
+        with self._lock, open(self.folder / _MIRRORED, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{shard.name} {shard.stat().st_size}\n" for shard in shards)
 
     def _mirrored(self) -> dict[str, int]:
         """Shard name -> the size it was last queued at."""

@@ -22,7 +22,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
 
 from ...config import Settings
-from .._fs import utc_now
+from .._fs import utc_now, write_new_file
 from .._hub import HubError, HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
 from .card import dataset_card
 from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, ShardSize, groups_to_merge, write_merged
@@ -150,6 +150,26 @@ class HubCaseStore(CaseStore):
                 return {}
         sizes = {entry.path.rsplit("/", 1)[-1]: entry.size for entry in tree}
         return {name: size for name, size in sizes.items() if name.endswith(".parquet")}
+
+    def fetch_missing(self, folder: str, dest: Path, newest: int | None = None) -> list[Path]:
+        """The files under ``folder/`` of the repo (the ``newest`` by name, i.e. by time, or all) that
+        ``dest`` lacks, downloaded into it: the audit events and prediction-log shards the repo holds
+        when this disk is new (a restarted Space) or another app wrote them. The paths written."""
+        with hub_errors(self.api.endpoint, f"listing {folder}/ of {self.repo_id}"):
+            try:
+                tree = self.api.list_repo_tree(self.repo_id, path_in_repo=folder, repo_type="dataset")
+                names = sorted(entry.path.rsplit("/", 1)[-1] for entry in tree)
+            except EntryNotFoundError:  # nothing there yet
+                return []
+        written = []
+        with hub_errors(self.api.endpoint, f"fetching {folder}/ of {self.repo_id}"):
+            for name in names[-newest if newest else 0:]:
+                if name.startswith(".") or (dest / name).exists():
+                    continue
+                local = self.api.hf_hub_download(self.repo_id, f"{folder}/{name}", repo_type="dataset")
+                write_new_file(dest / name, Path(local).read_bytes())
+                written.append(dest / name)
+        return written
 
     def wait_until_delivered(self, timeout: float) -> bool:
         """Wait until the outbox is empty; False on timeout."""
