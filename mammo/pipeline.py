@@ -133,6 +133,7 @@ def train_to_folder(
     keep_models: Path | None = None,
     cv_from: Path | None = None,
     init_folds: Path | None = None,
+    data_names: Sequence[str] | None = None,
 ) -> dict:
     """Train, calibrate, pick the operating threshold, evaluate, and save a model folder.
 
@@ -162,6 +163,8 @@ def train_to_folder(
             the final model is trained, waiting for it while that cross-validation finishes.
         init_folds: with ``cv_folds``, start each fold from the kept fold model of an earlier
             cross-validation of these films (see :func:`mammo.cv.cross_validate`).
+        data_names: how the card and the split record name ``data`` (default: their paths; the app
+            names a fetched Hub base dataset by repo and commit, not by its cache folder).
 
     Returns the ``mammo`` block written to config.json.
     """
@@ -193,7 +196,7 @@ def train_to_folder(
     else:
         result = train_recipe(train, parts["val"], labels, config, progress=progress, step=step)
         threshold, val_metrics = _calibrate_on(result.model, parts["val"], labels, config)
-    sources = [str(Path(d)) for d in data]
+    sources = list(data_names) if data_names else [str(Path(d)) for d in data]
     holdout_metrics = baseline = None
     if parts["holdout"]:
         holdout_metrics = evaluate_examples(

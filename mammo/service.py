@@ -40,6 +40,7 @@ from .store import (
     RegistryError,
     StoreError,
     base_data_folder,
+    base_data_name,
     base_data_source,
     check_reachable,
     hub_api,
@@ -593,6 +594,7 @@ class MammoService:
                 mammo = train_to_folder(
                     [base], work / "candidate", config, split=split, extra_train=cases, progress=on_epoch,
                     step=step, command=f"retrain in the app ({options})", parent=current.version,
+                    data_names=[base_data_name(self.settings, base)],
                 )
                 progress(0.95, "evaluating the current version and the candidate on the same holdout")
                 current_probs = model_probabilities(current.model, holdout, current.labels,

@@ -8,6 +8,7 @@ service downloads it with ``snapshot_download`` at start, against the Hub-protoc
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from huggingface_hub import HfApi
 from mammo.config import settings
 from mammo.data import SplitSpec, folder_examples
 from mammo.pipeline import base_splits
-from mammo.service import MammoService, RetrainError
+from mammo.service import MammoService, RetrainError, RetrainOptions
 from mammo.store import open_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -81,6 +82,25 @@ def test_service_reads_the_same_base_data_and_holdout_from_the_hub(
         for part in ("train", "val", "holdout"):  # the gate's fixed holdout is the same patients
             assert names(hub_split[part]) == names(local_split[part]), part
         assert f"the Hub dataset repo {pushed}, fetched to {fetched}" in service.describe()
+    finally:
+        service.close()
+
+
+def test_a_retrain_on_a_hub_base_dataset_names_the_repo_and_commit_not_the_cache_folder(
+    pushed: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    service = _service(tmp_path / "home", tiny_model_dir, pushed, monkeypatch)
+    try:
+        fetched = service.base_data()
+        summary = service.retrain(RetrainOptions(epochs=1, image_size=48, from_current=True))
+        commit = HfApi().dataset_info(pushed).sha
+        name = f"hf://datasets/{pushed}@{commit}"
+        assert summary["split"].startswith(f"15% of the patients of {name} (stratified")
+        assert name in summary["reason"] and str(fetched) not in json.dumps(summary)
+        # the candidate, published or kept as rejected, records the same name
+        kept = (service.registry.load(summary["version"]) if summary["promoted"] else
+                service.registry.rejected_dir / summary["rejected_id"])
+        assert json.loads((kept / "config.json").read_text())["mammo"]["data"]["sources"] == [name]
     finally:
         service.close()
 

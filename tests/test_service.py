@@ -155,7 +155,8 @@ def test_rollback_serves_an_old_version_as_a_new_one(service: MammoService) -> N
         listed = restarted.versions()
         assert [v["version"] for v in listed] == ["v1", "v2", "v3"]
         assert [v["rollback_of"] for v in listed] == [None, None, "v1"]  # the copy says what it copies
-        assert views.versions_rows(listed)[0][3] == "v2 (a copy of v1, served again)"  # the Models table
+        assert dict(zip(views.VERSION_COLUMNS, views.versions_rows(listed)[0], strict=True))["parent"] == \
+                "v2 (a copy of v1, served again)"  # the Models table
         # v2's retrain had used 3 cases: still 1 new case since, not 4 (an automatic retrain counts them)
         assert restarted.served_config()["mammo"]["report"]["cases_used"] == 3
         assert restarted.new_cases_since_retrain() == 1

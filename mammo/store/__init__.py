@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._hub import HubError, check_reachable, hub_api
     from .audit import AuditLog, open_audit_log
-    from .base_data import base_data_folder, base_data_source
+    from .base_data import base_data_folder, base_data_name, base_data_source
     from .cases import CaseStore, HubCaseStore, StoreError, open_case_store
     from .gate import promotion_decision
     from .pending import PendingError, PendingPool
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _MODULE_OF = {  # public name -> the submodule that defines it
     "HubError": "_hub", "check_reachable": "_hub", "hub_api": "_hub",
     "AuditLog": "audit", "open_audit_log": "audit",
-    "base_data_folder": "base_data", "base_data_source": "base_data",
+    "base_data_folder": "base_data", "base_data_name": "base_data", "base_data_source": "base_data",
     "CaseStore": "cases", "HubCaseStore": "cases", "StoreError": "cases", "open_case_store": "cases",
     "promotion_decision": "gate",
     "PendingError": "pending", "PendingPool": "pending",
@@ -33,8 +33,8 @@ _MODULE_OF = {  # public name -> the submodule that defines it
 
 __all__ = [
     "AuditLog", "CaseStore", "HubCaseStore", "HubError", "ModelRegistry", "PendingError", "PendingPool",
-    "PredictionLog", "RegistryError", "StoreError", "base_data_folder", "base_data_source", "check_reachable",
-    "hub_api", "open_audit_log", "open_case_store", "open_prediction_log", "open_registry",
+    "PredictionLog", "RegistryError", "StoreError", "base_data_folder", "base_data_name", "base_data_source",
+    "check_reachable", "hub_api", "open_audit_log", "open_case_store", "open_prediction_log", "open_registry",
     "prediction_record", "promotion_decision",
 ]
 

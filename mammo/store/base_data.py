@@ -6,10 +6,10 @@ from pathlib import Path
 
 from huggingface_hub import snapshot_download
 
-from ..config import Settings
+from ..config import HUB_DATASET_PREFIX, Settings
 from ._hub import hub_api, hub_errors
 
-__all__ = ["base_data_folder", "base_data_source"]
+__all__ = ["base_data_folder", "base_data_name", "base_data_source"]
 
 
 def base_data_source(settings: Settings) -> str | None:
@@ -17,6 +17,14 @@ def base_data_source(settings: Settings) -> str | None:
     if settings.base_data_repo:
         return f"the Hub dataset repo {settings.base_data_repo}"
     return str(settings.base_data) if settings.base_data is not None else None
+
+
+def base_data_name(settings: Settings, folder: Path) -> str:
+    """How a model trained on the base data ``folder`` records it: a Hub repo as
+    ``hf://datasets/OWNER/NAME@<commit>`` (not this machine's cache folder), a local folder as its path."""
+    if settings.base_data_repo:  # snapshot_download's folder is named by the commit it holds
+        return f"{HUB_DATASET_PREFIX}{settings.base_data_repo}@{folder.name}"
+    return str(folder)
 
 
 def base_data_folder(settings: Settings) -> Path | None:
