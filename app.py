@@ -545,11 +545,9 @@ def epochs_shown(frame, **shown):
     return gr.update(value=frame, **room, **shown)
 
 
-def losses_shown(frame):
-    """The loss plot, titled for what it holds: a cross-validated recipe has no validation films."""
-    validated = (frame["series"] == "validation loss").any()
-    return epochs_shown(frame, label="Training and validation loss per epoch" if validated else
-                        "Training loss per epoch (no validation films: the recipe was cross-validated)")
+def losses_shown(frame, aucs):
+    """The loss plot, titled for what it holds (``aucs``: the validation AUC plot's value)."""
+    return epochs_shown(frame, label=views.loss_plot_title(frame, aucs))
 
 
 def auc_shown(frame):
@@ -566,11 +564,11 @@ def retrain_views(summary: dict | None):
     reason = (f"Gate: {summary['reason']}. Evaluated on: {summary['split']}."
               + (f" The candidate is kept as `{kept}`." if kept else ""))
     history = summary["history"]
+    losses, aucs = views.curves_frame(history), views.curves_frame(history, views.AUC_CURVE)
     return (gr.update(visible=True), views.verdict_text(summary), reason,
             views.comparison_frame(current, candidate, summary.get("baseline_metrics")),
             views.roc_frame({**named, "baseline": summary.get("baseline_metrics") or {}}),
-            losses_shown(views.curves_frame(history)),
-            auc_shown(views.curves_frame(history, views.AUC_CURVE)),
+            losses_shown(losses, aucs), auc_shown(aucs),
             views.confusion_frame(candidate), gr.update(interactive=True))
 
 
@@ -681,7 +679,7 @@ def version_views(version: str | None):
         return (gr.skip(),) * 6
     config = json.loads((service.registry.load(version) / "config.json").read_text())
     caption, roc, losses, aucs, reliability, confusion = views.version_figures(config.get("mammo") or {})
-    return caption, roc, losses_shown(losses), auc_shown(aucs), reliability, confusion
+    return caption, roc, losses_shown(losses, aucs), auc_shown(aucs), reliability, confusion
 
 
 @clear_errors

@@ -13,7 +13,7 @@ from pathlib import PurePath
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from .config import DISCLAIMER
+from .config import DISCLAIMER, HUB_DATASET_PREFIX
 
 __all__ = ["NOT_RECORDED", "eval_results", "render_model_card"]
 
@@ -488,7 +488,10 @@ def _metric_value(metrics: dict, key: str) -> float | None:
 
 
 def _data_name(source: object) -> str:
-    """A data source's name: ``OWNER/NAME`` for a Hub dataset in the Hub cache, else the folder's."""
+    """A data source's name: ``OWNER/NAME`` for a Hub dataset (``hf://datasets/OWNER/NAME@<commit>``, or
+    its folder in the Hub cache), else the folder's."""
+    if str(source).startswith(HUB_DATASET_PREFIX):
+        return str(source).removeprefix(HUB_DATASET_PREFIX).split("@")[0]
     path = PurePath(str(source))
     cached = [part for part in path.parts if part.startswith("datasets--")]
     return cached[0].removeprefix("datasets--").replace("--", "/") if cached else path.name

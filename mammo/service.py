@@ -64,6 +64,7 @@ FETCHED_AUDIT_EVENTS = 5000
 # the audit actions that end a retrain: a version promoted (served, or published and not yet served),
 # a candidate rejected by the gate, or a retrain that failed
 RETRAIN_ENDINGS = ("promotion", "promotion, not yet served", "rejection", "retrain failed")
+RETRAIN_EVENTS = ("retrain started", *RETRAIN_ENDINGS)  # a start with no end: the app stopped during it
 _AUDITED_METRICS = ("n", "auc_malignant", "auc_malignant_ci95")  # per model, in a retrain's audit event
 
 
@@ -192,18 +193,20 @@ class MammoService:
     def _fetch_logs(self, cases: HubCaseStore) -> None:
         """Copy the audit events (the newest FETCHED_AUDIT_EVENTS) and prediction-log shards that the
         dataset repo holds and this disk lacks (a Space's disk is new at each restart), so that the
-        Models tab's audit log, the Retrain tab's last retrain and the Analytics tab show them."""
-        try:
-            events = cases.fetch_missing("audit", self.audit.folder, newest=FETCHED_AUDIT_EVENTS)
-            shards = cases.fetch_missing("logs", self.predictions.folder)
-        except (MammoError, OSError) as error:
-            log.warning("the audit and prediction logs on the Hub were not fetched: %s", error)
-            return
-        self.predictions.adopt(shards)
-        if events:
-            self._last_retrain_read = False  # searched again, with the fetched events
-        log.info("fetched %d audit events and %d prediction-log shards from the Hub", len(events),
-                 len(shards))
+        Models tab's audit log, the Retrain tab's last retrain and the Analytics tab show them. Each
+        shard is noted as mirrored as it is written (never sent back)."""
+        fetches = {"audit events": ("audit", self.audit.folder, ".json", FETCHED_AUDIT_EVENTS, None),
+                   "prediction-log shards": ("logs", self.predictions.folder, ".jsonl", None,
+                                             lambda shard: self.predictions.adopt([shard]))}
+        for what, (folder, dest, suffix, newest, fetched) in fetches.items():
+            try:
+                count = cases.fetch_missing(folder, dest, suffix, newest, fetched)
+            except (MammoError, OSError) as error:
+                log.warning("%s on the Hub not fetched (the next start tries again): %s", what, error)
+                continue
+            log.info("fetched %d %s from the Hub", count, what)
+            if count and folder == "audit":
+                self._last_retrain_read = False  # searched again, with the fetched events
 
     def _sweep_work(self) -> None:
         """Remove candidate folders of retrains killed mid-way (a running one holds its lock)."""
@@ -522,8 +525,8 @@ class MammoService:
             raise RetrainBusy(self._busy("only one runs at a time. Wait for it to finish."))
         try:
             self.retrain_started = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
-            self.audit.record("retrain started", user, options=asdict(options),
-                              served=self._predictor.version)
+            self._last_retrain = self.audit.record("retrain started", user, options=asdict(options),
+                                                   served=self._predictor.version)
             try:
                 summary = self._retrain(options, user, base, progress or (lambda f, m: None), on_epoch)
             except BaseException as error:
@@ -544,10 +547,12 @@ class MammoService:
             self._retrain_lock.release()
 
     def last_retrain(self) -> dict | None:
-        """The audit event of the newest retrain to end (promoted, rejected or failed), or None."""
+        """The audit event of the newest retrain: its start, or its end (promoted, rejected or failed);
+        None when the audit log has none."""
         if not self._last_retrain_read:
-            self._last_retrain = self._last_retrain or self.audit.latest(RETRAIN_ENDINGS)
             self._last_retrain_read = True
+            known = (self._last_retrain, self.audit.latest(RETRAIN_EVENTS))  # fetched ones may be older
+            self._last_retrain = max(filter(None, known), key=lambda event: event.get("at", ""), default=None)
         return self._last_retrain
 
     def _busy(self, advice: str) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "counts_frame",
     "roc_frame",
     "curves_frame",
+    "loss_plot_title",
     "LOSS_CURVES",
     "AUC_CURVE",
     "confusion_frame",
@@ -247,6 +248,17 @@ def curves_frame(history: Sequence[Mapping[str, Any]],
     return pd.DataFrame(rows, columns=["epoch", "value", "series"])
 
 
+def loss_plot_title(losses: pd.DataFrame, aucs: pd.DataFrame) -> str:
+    """The loss plot's title for what it holds (:func:`curves_frame` of the losses and of
+    :data:`AUC_CURVE`): a cross-validated recipe has no validation films, and the patch recipe
+    scores its validation films by AUC only."""
+    if (losses["series"] == "validation loss").any():
+        return "Training and validation loss per epoch"
+    if not aucs.empty:
+        return "Training loss per epoch (the validation films are scored by AUC, beside)"
+    return "Training loss per epoch (no validation films: the recipe was cross-validated)"
+
+
 def confusion_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """Confusion matrix with named rows (true) and columns (predicted)."""
     classes = metrics.get("classes") or []
@@ -371,17 +383,21 @@ def running_retrain_text(started: str | None, shown: str | None,
 
 
 def last_retrain_text(event: Mapping[str, Any] | None) -> str:
-    """How the last retrain ended, from its audit event (None: no retrain is recorded)."""
+    """How the last retrain ended, from its audit event (None: no retrain is recorded; a start: it has
+    no recorded end)."""
     if not event:
         return f"{_LAST_RETRAIN}: none recorded in this app's audit log."
-    details = event.get("details") or {}
+    details, when, user = event.get("details") or {}, human_time(event.get("at")), event.get("user")
+    if event.get("action") == "retrain started":
+        return (f"{_LAST_RETRAIN} started {when}, by {user}, and has **no recorded end**: the app stopped "
+                "during it (or it runs in another process). No version came of it.")
     version, served_before = details.get("version"), details.get("served_before")
     outcome = {
-        "promotion": f"{details.get('reason')}. **{version}** is served (was {served_before}).",
+        "promotion": f"{details.get('reason')}. **{version}** replaced {served_before}.",
         "promotion, not yet served": f"**{version}** was published, not served yet: {details.get('error')}",
-        "rejection": f"{details.get('reason')}. **{served_before}** stays served.",
+        "rejection": f"{details.get('reason')}. **{served_before}** stayed served.",
     }.get(event.get("action"), f"**it failed**: {details.get('error')}")
-    return f"{_LAST_RETRAIN} ended {human_time(event.get('at'))}, started by {event.get('user')}: {outcome}"
+    return f"{_LAST_RETRAIN} ended {when}, started by {user}: {outcome}"
 
 
 def retrain_failed_text(shown: str | None) -> str:

@@ -98,6 +98,31 @@ def test_events_reach_the_dataset_repo_with_the_cases(hub_cases, hub_server) -> 
     assert "Add audit event" in hub_server.commit_titles(f"{USER}/cases")[0]
 
 
+def test_a_new_disk_fetches_the_newest_events_and_the_log_shards_it_lacks(hub_cases, hub_server,
+                                                                           tmp_path: Path) -> None:
+    config, store = hub_cases
+    log, predictions = open_audit_log(config, store), open_prediction_log(config, store)
+    events = [log.record("submission", "alice", case_id=f"c{i}") for i in range(3)]
+    predictions.append(prediction_record({"model_version": "v2", "image_sha256": "a"}, "alice", 0.2))
+    predictions.close()
+    assert store.wait_until_delivered(30)
+    commits = len(hub_server.commit_titles(f"{USER}/cases"))
+    new = tmp_path / "new"  # another disk
+    audit, logs = AuditLog(new / "audit"), PredictionLog(new / "logs")
+    assert store.fetch_missing("audit", audit.folder, ".json", newest=2) == 2
+    assert audit.events() == events[1:]  # the newest two, oldest first
+    assert store.fetch_missing("audit", audit.folder, ".json") == 1 and audit.events() == events
+    assert store.fetch_missing("audit", audit.folder, ".json") == 0  # nothing it lacks
+    assert store.fetch_missing("nothing-here", audit.folder, ".json") == 0
+    written: list[Path] = []
+    assert store.fetch_missing("logs", logs.folder, ".jsonl", fetched=written.append) == 1
+    logs.adopt(written)
+    assert [r["image_sha256"] for r in logs.records()] == ["a"]
+    # noted as mirrored: a log opened on that disk does not send the fetched shard back
+    PredictionLog(new / "logs", mirror=lambda name, content: pytest.fail(f"{name} sent back"))
+    assert store.wait_until_delivered(30) and len(hub_server.commit_titles(f"{USER}/cases")) == commits
+
+
 def test_prediction_records_hold_scores_never_the_image_and_survive_a_kill(tmp_path: Path) -> None:
     folder = tmp_path / "logs"
     kill_while_writing(folder, "*.jsonl", 3, "from mammo.store import PredictionLog, prediction_record\n"

@@ -465,6 +465,9 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     visible(page.get_by_text(re.compile(noise))).wait_for(timeout=10_000)
     page.screenshot(path=str(tmp_path / "retrain_done.png"), full_page=True)
     visible(page.get_by_text("AUC, malignant vs rest", exact=True)).wait_for(timeout=10_000)
+    # the patch recipe scores its validation films by AUC only: the loss plot says so (not "no validation")
+    visible(page.get_by_text("Training loss per epoch (the validation films are scored by AUC")).wait_for(
+        timeout=10_000)
     assert page.get_by_text("auc_malignant_ci95").count() == 0
     if verdict.first.inner_text().startswith("Not promoted"):
         page.get_by_role("button", name="Rejected candidates").click()

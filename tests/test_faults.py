@@ -332,7 +332,7 @@ def test_a_stopped_app_sends_its_prediction_log_to_the_hub(hub: HubApp) -> None:
 
 def test_a_new_disk_fetches_the_audit_and_prediction_logs_from_the_hub(hub: HubApp) -> None:
     """A Space's disk is new at each restart: the audit events and prediction-log shards in the
-    dataset repo are fetched back (the audit log, the last retrain, Analytics), not sent again."""
+    dataset repo are fetched back (for the audit log, the last retrain and Analytics), not sent again."""
     with hub.app() as app:
         client = Client(app.url, verbose=False, download_files=False)
         details = client.predict(handle_file(str(PHANTOM)), api_name="/predict")[2]

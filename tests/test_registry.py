@@ -446,6 +446,9 @@ def test_model_card_carries_a_model_index_the_hub_reads() -> None:
                           "split": {"name": "holdout"}, "data": {"sources": [snapshot]}}}
     (only,) = ModelCard(render_model_card(hub_data)).data.eval_results  # NaN left out
     assert (only.dataset_type, only.metric_value) == ("owner/mias", 0.7)  # the repo, not the commit
+    hub_data["mammo"]["data"]["sources"] = ["hf://datasets/owner/mias@ab12"]  # as a retrain records it
+    (only,) = ModelCard(render_model_card(hub_data)).data.eval_results
+    assert only.dataset_type == "owner/mias" and only.dataset_name == "owner/mias (holdout)"
 
 
 def test_model_card_missing_fields_say_not_recorded() -> None:

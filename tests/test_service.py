@@ -478,6 +478,12 @@ def test_every_change_is_in_the_audit_log_with_who_and_what(service: MammoServic
         assert restarted.last_retrain() == events[3]
     finally:
         restarted.close()
+    started = service.audit.record("retrain started", "dave", options={})  # then the app was stopped
+    restarted = MammoService(service.settings)
+    try:
+        assert restarted.last_retrain() == started  # a start with no end is the last retrain: unfinished
+    finally:
+        restarted.close()
     assert actions[:4] == ["submission", "bulk import", "retrain started",
                            "promotion" if summary["promoted"] else "rejection"]
     submission, bulk, started, outcome = events[:4]

@@ -203,7 +203,7 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     ended = views.running_retrain_text(None, running, rejected)
     assert ended == ("**The last retrain** ended 2 Dec 2026, 10:42 UTC, started by carol: not promoted: "
                      "candidate auc_malignant 0.6000 < current 0.7000 - tolerance 0.01 = 0.6900 on the "
-                     "holdout. **v3** stays served.")
+                     "holdout. **v3** stayed served.")
     assert views.running_retrain_text(None, "**Finished** in 3 min 05 s.", rejected) is None  # its own stays
     # a page opened before any retrain, then after one
     assert views.running_retrain_text(None, None, None) == "**The last retrain**: none recorded in this " \
@@ -211,12 +211,16 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     promoted = {**rejected, "action": "promotion",
                 "details": {"version": "v4", "served_before": "v3", "reason": "promoted: …"}}
     again = views.running_retrain_text(None, ended, promoted)
-    assert again.endswith("promoted: …. **v4** is served (was v3).")
+    assert again.endswith("promoted: …. **v4** replaced v3.")
     failed = {**rejected, "action": "retrain failed", "details": {"error": "RetrainError: no base data"}}
     assert views.last_retrain_text(failed).endswith("carol: **it failed**: RetrainError: no base data")
     unserved = {**rejected, "action": "promotion, not yet served",
                 "details": {"version": "v4", "error": "PublishedNotServed: the Hub did not answer"}}
     assert "**v4** was published, not served yet: PublishedNotServed" in views.last_retrain_text(unserved)
+    started = {**rejected, "action": "retrain started", "details": {"served": "v3"}}  # the app stopped
+    assert views.last_retrain_text(started) == (
+        "**The last retrain** started 2 Dec 2026, 10:42 UTC, by carol, and has **no recorded end**: the app "
+        "stopped during it (or it runs in another process). No version came of it.")
     # this page's Retrain refused: the line naming the running retrain stays; any other failure is said
     assert views.retrain_failed_text(running) == running == views.running_elsewhere_text("10:02:03 UTC")
     assert views.retrain_failed_text(own).startswith("The retrain did not run or did not finish")
@@ -337,6 +341,17 @@ def test_curves_frame_from_the_training_history(v1_mammo: dict) -> None:
     # an epoch without a validation AUC (no malignant case in validation) has no AUC point
     without_auc = [{**history[0], "val_auc": None}]
     assert views.curves_frame(without_auc, views.AUC_CURVE).empty
+
+
+def test_the_loss_plot_title_says_which_losses_and_why_no_validation_loss(v1_mammo: dict) -> None:
+    history = v1_mammo["training"]["history"]
+    losses, aucs = views.curves_frame(history), views.curves_frame(history, views.AUC_CURVE)
+    assert views.loss_plot_title(losses, aucs) == "Training and validation loss per epoch"
+    patch = [{**h, "val_loss": None} for h in history]  # the patch recipe: validation AUC only
+    assert "validation films are scored by AUC" in views.loss_plot_title(views.curves_frame(patch), aucs)
+    folds = [{**h, "val_loss": None, "val_auc": None} for h in history]  # cross-validated: none
+    assert "no validation films" in views.loss_plot_title(
+        views.curves_frame(folds), views.curves_frame(folds, views.AUC_CURVE))
 
 
 def test_confusion_frame_rows_are_the_true_classes(v1_mammo: dict) -> None:

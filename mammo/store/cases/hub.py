@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
 from datasets.data_files import EmptyDatasetError
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, RepoFile
 from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
 
 from ...config import Settings
@@ -151,24 +151,30 @@ class HubCaseStore(CaseStore):
         sizes = {entry.path.rsplit("/", 1)[-1]: entry.size for entry in tree}
         return {name: size for name, size in sizes.items() if name.endswith(".parquet")}
 
-    def fetch_missing(self, folder: str, dest: Path, newest: int | None = None) -> list[Path]:
-        """The files under ``folder/`` of the repo (the ``newest`` by name, i.e. by time, or all) that
-        ``dest`` lacks, downloaded into it: the audit events and prediction-log shards the repo holds
-        when this disk is new (a restarted Space) or another app wrote them. The paths written."""
+    def fetch_missing(self, folder: str, dest: Path, suffix: str, newest: int | None = None,
+                      fetched: Callable[[Path], None] | None = None) -> int:
+        """Download into ``dest`` the ``*<suffix>`` files under ``folder/`` of the repo (the ``newest``
+        by name, i.e. by time, or all) that it lacks: the audit events and prediction-log shards the
+        repo holds when this disk is new (a restarted Space) or another app wrote them. ``fetched``
+        is called with each file written, as it is written. The number written."""
         with hub_errors(self.api.endpoint, f"listing {folder}/ of {self.repo_id}"):
             try:
                 tree = self.api.list_repo_tree(self.repo_id, path_in_repo=folder, repo_type="dataset")
-                names = sorted(entry.path.rsplit("/", 1)[-1] for entry in tree)
+                names = sorted(name for entry in tree if isinstance(entry, RepoFile)
+                               and not (name := entry.path.rsplit("/", 1)[-1]).startswith(".")
+                               and name.endswith(suffix))
             except EntryNotFoundError:  # nothing there yet
-                return []
-        written = []
+                return 0
+        written = 0
         with hub_errors(self.api.endpoint, f"fetching {folder}/ of {self.repo_id}"):
-            for name in names[-newest if newest else 0:]:
-                if name.startswith(".") or (dest / name).exists():
+            for name in names if newest is None else names[max(len(names) - newest, 0):]:
+                if (dest / name).exists():
                     continue
                 local = self.api.hf_hub_download(self.repo_id, f"{folder}/{name}", repo_type="dataset")
                 write_new_file(dest / name, Path(local).read_bytes())
-                written.append(dest / name)
+                written += 1
+                if fetched is not None:
+                    fetched(dest / name)
         return written
 
     def wait_until_delivered(self, timeout: float) -> bool:
