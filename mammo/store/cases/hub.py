@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import datasets
@@ -33,6 +34,7 @@ from .schema import DATA_DIR, shard_name
 __all__ = ["HubCaseStore"]
 
 log = logging.getLogger(__name__)
+FETCH_THREADS = 8  # downloads at a time when fetching audit events and log shards onto a new disk
 
 
 class HubCaseStore(CaseStore):
@@ -156,7 +158,8 @@ class HubCaseStore(CaseStore):
         """Download into ``dest`` the ``*<suffix>`` files under ``folder/`` of the repo (the ``newest``
         by name, i.e. by time, or all) that it lacks: the audit events and prediction-log shards the
         repo holds when this disk is new (a restarted Space) or another app wrote them. ``fetched``
-        is called with each file written, as it is written. The number written."""
+        is called with each file written, as it is written (from the downloading threads). The number
+        written."""
         with hub_errors(self.api.endpoint, f"listing {folder}/ of {self.repo_id}"):
             try:
                 tree = self.api.list_repo_tree(self.repo_id, path_in_repo=folder, repo_type="dataset")
@@ -165,17 +168,19 @@ class HubCaseStore(CaseStore):
                                and name.endswith(suffix))
             except EntryNotFoundError:  # nothing there yet
                 return 0
-        written = 0
-        with hub_errors(self.api.endpoint, f"fetching {folder}/ of {self.repo_id}"):
-            for name in names if newest is None else names[max(len(names) - newest, 0):]:
-                if (dest / name).exists():
-                    continue
-                local = self.api.hf_hub_download(self.repo_id, f"{folder}/{name}", repo_type="dataset")
-                write_new_file(dest / name, Path(local).read_bytes())
-                written += 1
-                if fetched is not None:
-                    fetched(dest / name)
-        return written
+        chosen = names if newest is None else names[max(len(names) - newest, 0):]
+        missing = [name for name in chosen if not (dest / name).exists()]
+
+        def download(name: str) -> None:
+            local = self.api.hf_hub_download(self.repo_id, f"{folder}/{name}", repo_type="dataset")
+            write_new_file(dest / name, Path(local).read_bytes())
+            if fetched is not None:  # at once: a fetch cut short leaves no file unannounced
+                fetched(dest / name)
+
+        with hub_errors(self.api.endpoint, f"fetching {folder}/ of {self.repo_id}"), \
+                ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch") as pool:
+            list(pool.map(download, missing))  # small files: several requests at a time
+        return len(missing)
 
     def wait_until_delivered(self, timeout: float) -> bool:
         """Wait until the outbox is empty; False on timeout."""
