@@ -877,9 +877,9 @@ def build() -> gr.Blocks:
                                     label="Malignancy scores (0-100, calibrated)", **from_zero)
                 growth = gr.ScatterPlot(x="day", y="cases", color="label",
                                         label="Submitted cases per label, cumulative", **from_zero)
-            version_auc = gr.ScatterPlot(x="published", y="AUC malignant vs rest", color="version",
+            version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="version",
                                          label="Each version's recorded AUC (its own evaluation split) by "
-                                               "publication date")
+                                               "the day it was trained")
             near = analytics.NEAR_CUT_OFF
             low = gr.Dataframe(label=f"Low-confidence predictions: within {near:.0f} points of the review "
                                      "cut-off, or with a high uncertainty (newest first)",

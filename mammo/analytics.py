@@ -80,11 +80,12 @@ def case_growth(cases: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Each version's recorded malignant-vs-rest AUC against the date it was published."""
-    rows = [{"published": str(v.get("published_at") or v.get("created_at") or "")[:10],
+    """Each version's recorded malignant-vs-rest AUC against the day it was trained (the packaged
+    versions are all published in a store the day the app first starts there)."""
+    rows = [{"trained": str(v.get("created_at") or v.get("published_at") or "")[:10],
              "AUC malignant vs rest": (v.get("metrics") or {}).get("auc_malignant"), "version": v["version"]}
             for v in versions if (v.get("metrics") or {}).get("auc_malignant") is not None]
-    return pd.DataFrame(rows, columns=["published", "AUC malignant vs rest", "version"])
+    return pd.DataFrame(rows, columns=["trained", "AUC malignant vs rest", "version"])
 
 
 def history_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
