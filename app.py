@@ -529,7 +529,8 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
 def retrain_running(shown: str | None):
     """On opening the Retrain tab: a retrain running that this page did not start, or how the last
     one ended."""
-    text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain())
+    text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain(),
+                                      service.fetching_logs)
     return gr.skip() if text is None else text
 
 

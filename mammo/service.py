@@ -174,7 +174,8 @@ class MammoService:
         self._base_problem: str | None = None
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
-        if isinstance(self.cases, HubCaseStore):  # a new disk (a restarted Space) has no logs yet
+        self.fetching_logs = isinstance(self.cases, HubCaseStore)  # a new disk (a restarted Space) lacks them
+        if self.fetching_logs:
             threading.Thread(target=self._fetch_logs, args=(self.cases,), name="fetch-logs",
                              daemon=True).start()
 
@@ -198,15 +199,18 @@ class MammoService:
         fetches = {"audit events": ("audit", self.audit.folder, ".json", FETCHED_AUDIT_EVENTS, None),
                    "prediction-log shards": ("logs", self.predictions.folder, ".jsonl", None,
                                              lambda shard: self.predictions.adopt([shard]))}
-        for what, (folder, dest, suffix, newest, fetched) in fetches.items():
-            try:
-                count = cases.fetch_missing(folder, dest, suffix, newest, fetched)
-            except (MammoError, OSError) as error:
-                log.warning("%s on the Hub not fetched (the next start tries again): %s", what, error)
-                continue
-            log.info("fetched %d %s from the Hub", count, what)
-            if count and folder == "audit":
-                self._last_retrain_read = False  # searched again, with the fetched events
+        try:
+            for what, (folder, dest, suffix, newest, fetched) in fetches.items():
+                try:
+                    count = cases.fetch_missing(folder, dest, suffix, newest, fetched)
+                except (MammoError, OSError) as error:
+                    log.warning("%s on the Hub not fetched (the next start tries again): %s", what, error)
+                    continue
+                log.info("fetched %d %s from the Hub", count, what)
+                if count and folder == "audit":
+                    self._last_retrain_read = False  # searched again, with the fetched events
+        finally:
+            self.fetching_logs = False
 
     def _sweep_work(self) -> None:
         """Remove candidate folders of retrains killed mid-way (a running one holds its lock)."""

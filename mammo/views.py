@@ -361,8 +361,8 @@ def running_elsewhere_text(started: str) -> str:
             "for news; a version it promotes shows in the Models tab.")
 
 
-def running_retrain_text(started: str | None, shown: str | None,
-                         last: Mapping[str, Any] | None) -> str | None:
+def running_retrain_text(started: str | None, shown: str | None, last: Mapping[str, Any] | None,
+                         fetching: bool = False) -> str | None:
     """The Retrain tab's status line as the tab is opened: a retrain this page did not start is running,
     or else how the last retrain ended. None: leave the line as it is (this page's own retrain streams
     its progress there, then says how it ended).
@@ -370,7 +370,8 @@ def running_retrain_text(started: str | None, shown: str | None,
     Args:
         started: when the running retrain started (None: none runs).
         shown: the status line on the page now.
-        last: the audit event of the last retrain to end (None: none has).
+        last: the audit event of the last retrain (None: none is recorded).
+        fetching: the audit log is still being fetched from the Hub (a new disk).
     """
     shown = shown or ""
     if shown.startswith(_RETRAINING):
@@ -378,14 +379,17 @@ def running_retrain_text(started: str | None, shown: str | None,
     if started:
         return running_elsewhere_text(started)
     if not shown or shown.startswith((_RUNNING_ELSEWHERE, _LAST_RETRAIN)):
-        return last_retrain_text(last)
+        return last_retrain_text(last, fetching)
     return None
 
 
-def last_retrain_text(event: Mapping[str, Any] | None) -> str:
+def last_retrain_text(event: Mapping[str, Any] | None, fetching: bool = False) -> str:
     """How the last retrain ended, from its audit event (None: no retrain is recorded; a start: it has
-    no recorded end)."""
+    no recorded end); ``fetching``: the audit log is still being fetched from the Hub."""
     if not event:
+        if fetching:
+            return (f"{_LAST_RETRAIN}: none recorded yet; this app is still fetching its audit log from "
+                    "the Hub (open this tab again in a moment).")
         return f"{_LAST_RETRAIN}: none recorded in this app's audit log."
     details, when, user = event.get("details") or {}, human_time(event.get("at")), event.get("user")
     if event.get("action") == "retrain started":

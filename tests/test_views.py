@@ -208,6 +208,9 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     # a page opened before any retrain, then after one
     assert views.running_retrain_text(None, None, None) == "**The last retrain**: none recorded in this " \
                                                          "app's audit log."
+    fetching = views.running_retrain_text(None, None, None, fetching=True)  # a new disk, the Hub's log coming
+    assert "still fetching its audit log from the Hub" in fetching
+    assert views.running_retrain_text(None, fetching, rejected, fetching=False) == ended  # then it is in
     promoted = {**rejected, "action": "promotion",
                 "details": {"version": "v4", "served_before": "v3", "reason": "promoted: …"}}
     again = views.running_retrain_text(None, ended, promoted)
