@@ -166,7 +166,7 @@ class MammoService:
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
         self._last_retrain: dict | None = None
-        self._last_retrain_read = False  # the audit log is searched once; later endings are kept here
+        self._last_retrain_read = False  # the audit log is searched once (again after a fetch); kept after
         self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
         self._recent = RecentImages()
         self._started = time.monotonic()
