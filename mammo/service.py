@@ -196,21 +196,25 @@ class MammoService:
         dataset repo holds and this disk lacks (a Space's disk is new at each restart), so that the
         Models tab's audit log, the Retrain tab's last retrain and the Analytics tab show them. Each
         shard is noted as mirrored as it is written (never sent back)."""
-        fetches = {"audit events": ("audit", self.audit.folder, ".json", FETCHED_AUDIT_EVENTS, None),
-                   "prediction-log shards": ("logs", self.predictions.folder, ".jsonl", None,
-                                             lambda shard: self.predictions.adopt([shard]))}
         try:
-            for what, (folder, dest, suffix, newest, fetched) in fetches.items():
-                try:
-                    count = cases.fetch_missing(folder, dest, suffix, newest, fetched)
-                except (MammoError, OSError) as error:
-                    log.warning("%s on the Hub not fetched (the next start tries again): %s", what, error)
-                    continue
-                log.info("fetched %d %s from the Hub", count, what)
-                if count and folder == "audit":
-                    self._last_retrain_read = False  # searched again, with the fetched events
+            if self._fetch(cases, "audit events", "audit", self.audit.folder, ".json", FETCHED_AUDIT_EVENTS):
+                self._last_retrain_read = False  # searched again, with the fetched events
+            self._fetch(cases, "prediction-log shards", "logs", self.predictions.folder, ".jsonl",
+                        fetched=lambda shard: self.predictions.adopt([shard]))
         finally:
             self.fetching_logs = False
+
+    @staticmethod
+    def _fetch(cases: HubCaseStore, what: str, folder: str, dest: Path, suffix: str,
+               newest: int | None = None, fetched: Callable[[Path], None] | None = None) -> int:
+        """:meth:`HubCaseStore.fetch_missing`, logged; 0 (and a warning) when the Hub cannot give them."""
+        try:
+            count = cases.fetch_missing(folder, dest, suffix, newest, fetched)
+        except (MammoError, OSError) as error:
+            log.warning("%s on the Hub not fetched (the next start tries again): %s", what, error)
+            return 0
+        log.info("fetched %d %s from the Hub", count, what)
+        return count
 
     def _sweep_work(self) -> None:
         """Remove candidate folders of retrains killed mid-way (a running one holds its lock)."""

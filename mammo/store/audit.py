@@ -60,7 +60,7 @@ class AuditLog:
     def events(self, last: int | None = None) -> list[dict]:
         """Every event (or the ``last`` ones: only their files are read), oldest first; an unreadable
         file is listed as such, not hidden."""
-        paths = sorted(self.folder.glob("[!.]*.json"))  # by name: by time
+        paths = self._paths()
         if last is not None:
             paths = paths[max(len(paths) - last, 0):]
         out = []
@@ -75,7 +75,7 @@ class AuditLog:
     def latest(self, actions: Collection[str]) -> dict | None:
         """The newest readable event whose action is one of ``actions`` (files read newest first, up
         to it), or None."""
-        for path in sorted(self.folder.glob("[!.]*.json"), reverse=True):
+        for path in reversed(self._paths()):
             try:
                 event = json.loads(path.read_text())
             except (OSError, ValueError):
@@ -83,6 +83,10 @@ class AuditLog:
             if event.get("action") in actions:
                 return event
         return None
+
+    def _paths(self) -> list[Path]:
+        """The event files, oldest first (by name: by time); a write in progress (a "." file) is not one."""
+        return sorted(self.folder.glob("[!.]*.json"))
 
     def csv(self) -> str:
         """Every event as CSV (details as JSON), oldest first."""

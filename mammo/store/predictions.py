@@ -113,14 +113,19 @@ class PredictionLog:
         assert self.mirror is not None
         content = shard.read_bytes()
         self.mirror(shard.name, content)
-        with open(self.folder / _MIRRORED, "a", encoding="utf-8") as handle:
-            handle.write(f"{shard.name} {len(content)}\n")
+        self._note_mirrored([(shard.name, len(content))])
 
     def adopt(self, shards: Iterable[Path]) -> None:
         """Note shards fetched from the Hub (another disk's, or this one's before it was new) as
         mirrored: they are there already and are not sent back."""
-        with self._lock, open(self.folder / _MIRRORED, "a", encoding="utf-8") as handle:
-            handle.writelines(f"{shard.name} {shard.stat().st_size}\n" for shard in shards)
+        with self._lock:
+            self._note_mirrored((shard.name, shard.stat().st_size) for shard in shards)
+
+    def _note_mirrored(self, shards: Iterable[tuple[str, int]]) -> None:
+        """Append (shard name, size) lines to ``.mirrored``, as :meth:`_mirrored` reads them (called
+        under the lock)."""
+        with open(self.folder / _MIRRORED, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{name} {size}\n" for name, size in shards)
 
     def _mirrored(self) -> dict[str, int]:
         """Shard name -> the size it was last queued at."""
