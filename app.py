@@ -1067,7 +1067,7 @@ if __name__ == "__main__":
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     log.info("mammo: %s", service.describe())
     # a stop (Ctrl-C, or SIGTERM as a Space or `docker stop` sends) closes the service: the open
-    # prediction-log shard is queued for the Hub with what else waits in the outbox
+    # prediction-log shard and what else waits in the outbox go to the Hub (a few seconds at most)
     atexit.register(service.close)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True,  # same bytes as the store

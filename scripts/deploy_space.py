@@ -2,7 +2,11 @@
 
     HF_TOKEN=hf_... python scripts/deploy_space.py --space OWNER/NAME [--private] [--hardware cpu-basic]
         [--dataset-repo OWNER/CASES] [--model-repo OWNER/MODELS] [--base-data OWNER/MIAS]
-        [--trainers alice,bob] [--submitters alice,carol]
+        [--trainers alice,bob] [--submitters alice,carol] [--space-url URL] [--force]
+
+An update restarts the Space on a new disk, so first it asks the running Space's ``/health``
+whether cases submitted while the Hub was down still wait there to be delivered, and refuses while
+any do (``--force`` deploys anyway; a Space that does not answer is not checked).
 
 Uploads the files the Space runs (``app.py``, ``mammo/`` with its packaged weights, ``examples/``,
 ``requirements.txt``, ``README.md`` with its Space metadata, ``LICENSE``, ``.gitattributes``): the
@@ -19,14 +23,19 @@ and ``HF_ENDPOINT``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
+from huggingface_hub.errors import RepositoryNotFoundError
 
-__all__ = ["SPACE_PATHS", "space_files", "space_settings", "deploy", "main"]
+__all__ = ["SPACE_PATHS", "space_files", "space_settings", "queued_cases", "check_no_queued_cases", "deploy",
+           "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 # what a Space runs: top-level files and folders, as git tracks them
@@ -62,9 +71,55 @@ def space_settings(args: argparse.Namespace) -> tuple[dict[str, str], bool]:
     return {key: value for key, value in variables.items() if value}, needs_token
 
 
+def queued_cases(space_url: str, token: str | None = None, timeout_s: float = 15.0) -> int:
+    """How many case shards the app at ``space_url`` holds that are not yet on the Hub (its
+    ``/health``; HTTP 503 when degraded still carries the report); OSError when it does not answer.
+    ``token`` opens a private Space."""
+    request = urllib.request.Request(f"{space_url.rstrip('/')}/health",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            report = json.load(response)
+    except urllib.error.HTTPError as error:
+        if error.code != 503:
+            raise
+        report = json.load(error)
+    return int(report["cases"].get("queued_shards") or 0)
+
+
+def check_no_queued_cases(space_url: str, token: str | None = None) -> None:
+    """Refuse (SystemExit) while the running app at ``space_url`` holds cases not yet on the Hub: an
+    update restarts it on a new disk, which would lose them. An app that does not answer (asleep,
+    building, stopped) is not checked: it says so."""
+    try:
+        queued = queued_cases(space_url, token)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"The Space at {space_url} did not answer /health ({error}): not checked for cases "
+              "waiting to reach the Hub.", file=sys.stderr)
+        return
+    if queued:
+        raise SystemExit(
+            f"The running Space at {space_url} holds {queued} submitted case(s) not yet delivered to the "
+            f"Hub (its /health says queued_shards: {queued}). Deploying restarts it on a new disk and "
+            "they would be lost. Wait until /health says 0 (the Space delivers them as soon as the Hub "
+            "answers), or pass --force to deploy anyway.")
+
+
+def _running_space_url(api: HfApi, space: str) -> str | None:
+    """The URL the Space serves its app on (``https://OWNER-NAME.hf.space``); None for a new Space."""
+    try:
+        return api.space_info(space).host
+    except RepositoryNotFoundError:
+        return None
+
+
 def deploy(args: argparse.Namespace, api: HfApi, root: Path = ROOT) -> str:
     """Create or update the Space; the URL of its page."""
     files = space_files(root)
+    if not args.force and args.space_url:
+        check_no_queued_cases(args.space_url)  # a URL typed in: the token is not sent there
+    elif not args.force and (space_url := _running_space_url(api, args.space)):
+        check_no_queued_cases(space_url, api.token)  # the Hub's own URL for the Space (may be private)
     url = api.create_repo(args.space, repo_type="space", space_sdk="gradio", private=args.private,
                           exist_ok=True)
     api.upload_folder(repo_id=args.space, repo_type="space", folder_path=root, allow_patterns=files,
@@ -95,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-data", help="dataset repo of the base data for retraining (MAMMO_BASE_DATA)")
     parser.add_argument("--trainers", help="comma list of Hub users who may retrain (MAMMO_TRAINERS)")
     parser.add_argument("--submitters", help="comma list of Hub users who may submit (MAMMO_SUBMITTERS)")
+    parser.add_argument("--space-url", help="where the running Space serves its app (default: from the Hub)")
+    parser.add_argument("--force", action="store_true",
+                        help="deploy even while the running Space holds cases not yet on the Hub (lost)")
     args = parser.parse_args(argv)
     token = get_token()  # HF_TOKEN (or a saved login); HfApi reads HF_ENDPOINT
     if not token:

@@ -11,6 +11,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from types import ModuleType
 
 import datasets
 import numpy as np
@@ -106,14 +107,19 @@ def run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def script_here(script: str, *args: str) -> subprocess.CompletedProcess:
-    """``python scripts/x.py ARGS`` run in this process (its ``main(argv)``), reported as
-    :func:`run_script` reports it."""
+def load_script(script: str) -> ModuleType:
+    """The module of ``scripts/x.py`` (given as that path), loaded in this process."""
     path = ROOT / script
     spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return _in_this_process([script], module.main, args)
+    return module
+
+
+def script_here(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``python scripts/x.py ARGS`` run in this process (its ``main(argv)``), reported as
+    :func:`run_script` reports it."""
+    return _in_this_process([script], load_script(script).main, args)
 
 
 def check_schema(metrics: dict, n: int) -> None:

@@ -186,6 +186,7 @@ class HubServer:
         lose_commit_responses: apply the next N commits, then close the connection unanswered.
         commits_open: set; ``clear()`` it and commit requests wait unanswered until it is set again
             (an upload in progress), even across a stop.
+        space_hosts: Space id → the URL its app answers on, reported as the Hub does (``host``).
     """
 
     def __init__(self, token: str | None = None) -> None:
@@ -194,6 +195,7 @@ class HubServer:
         self.lose_commit_responses = 0
         self.commits_open = threading.Event()
         self.commits_open.set()
+        self.space_hosts: dict[str, str] = {}
         self._state = _State()
         self._secret = secrets.token_hex(16)
         self._httpd: ThreadingHTTPServer | None = None
@@ -489,6 +491,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if r.repo_type == "model":
             info["modelId"] = r.repo_id
+        if r.repo_type == "space" and r.repo_id in self.hub.space_hosts:
+            info["host"] = self.hub.space_hosts[r.repo_id]
         self._send_json(info)
 
     def refs(self, token: bool, api_type: str, repo: str) -> None:

@@ -547,7 +547,7 @@ def hub_env(hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def hub_store(**options) -> HubCaseStore:
     s = settings()
     outbox = s.home / "outbox" / REPO.replace("/", "--")
-    return HubCaseStore(LABELS, REPO, s, outbox, retry_base_s=0.05, retry_cap_s=0.2, **options)
+    return HubCaseStore(LABELS, REPO, s, outbox, **{"retry_base_s": 0.05, "retry_cap_s": 0.2, **options})
 
 
 def repo_shards(server) -> list[str]:
@@ -716,7 +716,9 @@ def test_hub_outbox_survives_a_process_restart(hub_env) -> None:
     first = hub_store()  # opens while the Hub is down
     receipt = first.append(grey(12), "normal", {"density": "b"})
     assert receipt["status"] == "queued"
-    first.close()
+    started = time.monotonic()
+    first.close()  # tries to deliver, and the Hub does not answer: closes at once
+    assert time.monotonic() - started < 5
     assert first.pending() == 1
 
     server.restart()
@@ -724,6 +726,24 @@ def test_hub_outbox_survives_a_process_restart(hub_env) -> None:
         assert second.wait_until_delivered(15)
         assert second.counts() == {"normal": 1, "benign": 0, "malignant": 0}
         assert second.load()["density"] == ["B"]
+    assert len(repo_shards(server)) == 1
+
+
+def test_closing_delivers_what_waits_when_the_hub_answers(hub_env) -> None:
+    """A Space's disk is new after every restart: a store that closes (the app stopping) first
+    delivers what its outbox holds, here a case queued while the Hub was down."""
+    server = hub_env
+    store = hub_store(retry_base_s=600, retry_cap_s=600)  # the worker does not retry within the test
+    server.stop()
+    receipt = store.append(grey(14), "benign")
+    assert receipt["status"] == "queued"
+    time.sleep(0.5)  # the worker has tried once and waits
+    server.restart()
+    assert store.pending() == 1
+    store.close()
+    assert store.pending() == 0
+    with hub_store() as reopened:
+        assert reopened.load()["case_id"] == [receipt["case_id"]]
     assert len(repo_shards(server)) == 1
 
 

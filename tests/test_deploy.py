@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from app_server import free_port
 from hub_server import USER
 from huggingface_hub import HfApi
 
@@ -32,9 +33,12 @@ def test_deploy_creates_the_space_with_what_it_runs_and_nothing_else(hub_server,
     monkeypatch.setenv("MAMMO_SPACE_TOKEN", "hf_space_scoped_token")
     code = deploy_space.main(["--space", SPACE, "--private", "--dataset-repo", f"{USER}/cases",
                               "--model-repo", f"{USER}/models", "--base-data", f"{USER}/mias",
-                              "--trainers", "alice,bob", "--hardware", "cpu-upgrade"])
+                              "--trainers", "alice,bob", "--hardware", "cpu-upgrade",
+                              "--space-url", f"http://127.0.0.1:{free_port()}"])
     assert code == 0
-    assert f"{hub_server.url}/spaces/{SPACE}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"{hub_server.url}/spaces/{SPACE}" in printed.out
+    assert "did not answer /health" in printed.err  # nothing runs there yet
 
     files = hub_server.files(SPACE, repo_type="space")
     assert {"app.py", "requirements.txt", "README.md", ".gitattributes", "LICENSE",
@@ -64,14 +68,17 @@ def test_deploy_creates_the_space_with_what_it_runs_and_nothing_else(hub_server,
     assert "HF_TOKEN" not in HfApi().get_space_variables(SPACE)
 
 
-def test_redeploy_updates_the_space_and_removes_files_it_no_longer_has(hub_server, monkeypatch):
+def test_redeploy_updates_the_space_and_removes_files_it_no_longer_has(hub_server, monkeypatch, capsys):
     monkeypatch.delenv("MAMMO_SPACE_TOKEN", raising=False)
     assert deploy_space.main(["--space", SPACE]) == 0
     api = HfApi()
     api.upload_file(path_or_fileobj=b"old", path_in_repo="mammo/removed_module.py", repo_id=SPACE,
                     repo_type="space")
     commits = hub_server.commit_count(SPACE, repo_type="space")
+    silent = f"http://127.0.0.1:{free_port()}"  # the running Space does not answer: not checked, said
+    hub_server.space_hosts[SPACE] = silent
     assert deploy_space.main(["--space", SPACE, "--model-repo", f"{USER}/models"]) == 0
+    assert f"The Space at {silent} did not answer /health" in capsys.readouterr().err
     files = hub_server.files(SPACE, repo_type="space")
     assert "mammo/removed_module.py" not in files and "app.py" in files
     assert hub_server.commit_count(SPACE, repo_type="space") == commits + 1

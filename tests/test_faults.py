@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from app_server import ROOT, AppProcess
 from gradio_client import Client, handle_file
-from helpers import LABELS, RETRAIN, SERVED, Images, load_cases, running_job_desc
+from helpers import LABELS, RETRAIN, SERVED, Images, load_cases, load_script, running_job_desc
 from hub_server import USER, HubServer
 
 from mammo.model import load as load_model
@@ -302,10 +302,15 @@ def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
         assert "unreachable" in queued["warning"] and hub.server.url in queued["warning"]
         assert served_version(client, image) == SERVED
         commits = hub.shard_commits()
+        deploy = load_script("scripts/deploy_space.py")  # a redeploy would restart it on a new disk
+        with pytest.raises(SystemExit, match=r"holds 1 submitted case\(s\) not yet delivered"):
+            deploy.check_no_queued_cases(app.url)
 
         hub.server.restart()
         hub.wait_delivered()
         assert hub.shard_commits() == commits + 1, app.log()[-3000:]
+        assert deploy.queued_cases(app.url) == 0
+        deploy.check_no_queued_cases(app.url)
         assert hub.repo_case_ids() == sorted([first["case_id"], queued["case_id"]])
         after = hub.submit(client, "benign")
         assert after["status"] == "stored" and after["total_cases"] == 3
@@ -313,10 +318,10 @@ def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
 
 def test_a_stopped_app_sends_its_prediction_log_to_the_hub_and_a_new_disk_fetches_the_logs(
         hub: HubApp) -> None:
-    """Stopped as a Space is (SIGTERM), the app queues its open prediction-log shard; the next start
-    delivers it. A Space's disk is new at each restart: the audit events and prediction-log shards
-    in the dataset repo are then fetched back (for the audit log, the last retrain and Analytics),
-    not sent again."""
+    """Stopped as a Space is (SIGTERM), the app delivers its open prediction-log shard before it
+    exits (the next start may be on a new disk). A Space's disk is new at each restart: the audit
+    events and prediction-log shards in the dataset repo are then fetched back (for the audit log,
+    the last retrain and Analytics), not sent again."""
     with hub.app() as app:
         client = Client(app.url, verbose=False, download_files=False)
         details = client.predict(handle_file(str(PHANTOM)), api_name="/predict")[2]
@@ -324,12 +329,9 @@ def test_a_stopped_app_sends_its_prediction_log_to_the_hub_and_a_new_disk_fetche
         assert not [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]  # still open
     shard = next((hub.home / "logs").glob("predictions-*.jsonl"))
     assert (hub.home / "logs" / ".mirrored").read_text().split() == [shard.name, str(shard.stat().st_size)]
-    with hub.app():
-        deadline = time.monotonic() + 30
-        while not [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]:
-            assert time.monotonic() < deadline, "the log shard did not reach the Hub"
-            time.sleep(0.2)
-    [sent] = [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]
+    outbox = hub.home / "outbox" / CASE_REPO.replace("/", "--")
+    assert not [p for folder in ("data", "audit", "logs") for p in (outbox / folder).glob("*")]
+    [sent] = [p for p in hub.server.files(CASE_REPO) if p.startswith("logs/")]  # delivered at the stop
     record = json.loads(hub.server.read(CASE_REPO, sent))
     assert sent == f"logs/{shard.name}" and record["image_sha256"] == details["image_sha256"]
     in_repo = [p for p in hub.server.files(CASE_REPO) if p.startswith(("audit/", "logs/"))]

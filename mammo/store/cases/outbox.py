@@ -6,7 +6,8 @@ Hub has confirmed it, and only then leaves the folder, so it survives restarts a
 Uploads use ``HfApi.upload_file`` (never ``push_to_hub``, which rewrites the split); a file that
 may have reached the Hub before an error is looked for before it is sent again, so nothing is
 lost and nothing is stored twice. A background thread drains the folder, backing off while the
-Hub is unavailable.
+Hub is unavailable. Closing delivers what still waits, for a few seconds: a Space's disk is new
+after every restart, so a file left here at a stop is lost there.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ _EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard"}  # store/
 # submission's) before its shard is left to the background: huggingface_hub retries an upload on
 # connection errors for ~23 s, and a clinician should not wait behind that.
 SUBMIT_WAIT_S = 5.0
+# How long a closing outbox keeps delivering what waits: a Space's disk is new after a restart, so
+# what is left is lost there; a stop (SIGTERM) leaves a container about 10 s before it is killed.
+CLOSE_FLUSH_S = 8.0
 
 
 class Outbox:
@@ -163,12 +167,25 @@ class Outbox:
             time.sleep(0.05)
         return True
 
-    def close(self) -> None:
-        """Stop the delivery thread; waiting files stay for the next open."""
+    def close(self, flush_s: float = CLOSE_FLUSH_S) -> None:
+        """Stop the delivery thread, then deliver what waits for up to ``flush_s`` seconds (started
+        before that deadline); files left (the Hub down or slow) stay for the next open."""
         self._stop.set()
         self._wake.set()
         if self._worker.is_alive():
             self._worker.join(timeout=30)
+        deadline = time.monotonic() + flush_s
+        try:
+            for in_repo in self.files():
+                if time.monotonic() >= deadline:
+                    break
+                self.deliver(in_repo, wait_s=max(0.0, deadline - time.monotonic()))
+        except Exception as exc:  # closing: say why, never raise
+            log.warning("outbox for %s not delivered at close: %s", self.repo_id, exc)
+        if left := self.files():
+            log.warning("%d file(s) stay in the outbox for %s until it is opened again on this disk "
+                        "(%s): on a disk that is new after a restart they are lost", len(left),
+                        self.repo_id, ", ".join(left[:5]))
 
     def _run(self) -> None:
         """Background delivery: drain the outbox, backing off while the Hub is unavailable."""
