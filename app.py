@@ -786,7 +786,8 @@ def build() -> gr.Blocks:
                     report_download = download_box("PDF report", visible=False)
                     offer_note = gr.Markdown(
                         "Offering is up to you: the image is then kept (re-encoded, without file name or "
-                        "DICOM tags) until a clinician labels it or removes it; nothing trains on it before.")
+                        "DICOM tags) until a clinician labels it or removes it; nothing trains on it before.",
+                        label="offered")
                     with gr.Accordion("Full-resolution heat map", open=False):
                         heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
                                                    size="sm")
@@ -1013,10 +1014,14 @@ def build() -> gr.Blocks:
                  {version_roc: "model", version_losses: "series", version_reliability: "model"})
         rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
-        api_result = gr.JSON(visible=False)  # what the API-only endpoints below return
-        gr.on([], rollback_version, version, api_result, api_name="rollback",  # API only
+        # the API-only endpoints' own input and outputs, named for the API page (`view_api`): the
+        # Version dropdown's choices are filled at page load, so as an API input it would list none
+        api_version = gr.Textbox(visible=False, label="version")
+        api_outputs = {name: gr.JSON(visible=False, label=name)
+                       for name in ("served again", "health", "pending images", "your predictions")}
+        gr.on([], rollback_version, api_version, api_outputs["served again"], api_name="rollback",  # API only
               api_description=rollback_version.__doc__, concurrency_limit=1)
-        gr.on([], health, None, api_result, api_name="health", api_description=health.__doc__,
+        gr.on([], health, None, api_outputs["health"], api_name="health", api_description=health.__doc__,
               concurrency_limit=None)  # never waits behind predictions
         recolour(confirm.click(rollback, version, [rollback_note, confirm_row], concurrency_limit=1,
                                **private).success(**models_event, **CHAINED).then(
@@ -1045,13 +1050,13 @@ def build() -> gr.Blocks:
                      queue_remove.click(remove_pending, queue_choice, queue_result, concurrency_limit=1,
                                         **private)):
             cases_stored(done.success(queue_views, None, queue_outputs, **CHAINED))
-        gr.on([], queue, None, api_result, api_name="queue", api_description=queue.__doc__)
+        gr.on([], queue, None, api_outputs["pending images"], api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels
             recolour(show(analytics_views, None, analytics_outputs, **private),
                      {growth: "label", version_auc: "version"})
         history_button.click(history_file, None, history_csv, **private)
-        gr.on([], history_records, None, api_result, api_name="history",
+        gr.on([], history_records, None, api_outputs["your predictions"], api_name="history",
               api_description=history_records.__doc__)
         versions_json.change(audit_views, None, audit, **private)  # after retrains, rollbacks, refresh
         audit_button.click(audit_file, None, audit_csv, api_name="audit", api_description=audit_file.__doc__)

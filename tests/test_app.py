@@ -50,6 +50,13 @@ def test_api_names_are_exactly_the_documented_ones(client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/predict", "/heatmap", "/report", "/submit_case", "/retrain", "/rollback",
                               "/models", "/audit", "/history", "/offer", "/queue", "/health"}
+    # the API page names every parameter and result, and lists the values a parameter takes
+    for name, info in endpoints.items():
+        for item in (*info["parameters"], *info["returns"]):
+            assert item["label"] and not item["label"].startswith("value_"), (name, item)
+    [version] = endpoints["/rollback"]["parameters"]
+    assert version["parameter_name"] == "version" and version["python_type"]["type"] == "str"
+    assert [r["label"] for r in endpoints["/health"]["returns"]] == ["health"]
 
 
 def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path, tmp_path: Path) -> None:
