@@ -285,7 +285,7 @@ def hub(tmp_path: Path) -> Iterator[HubApp]:
     hub_app.server.stop()
 
 
-def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
+def test_hub_down_then_back_through_the_app_and_a_restart_during_the_outage(hub: HubApp) -> None:
     image = PHANTOM
     with hub.app() as app:
         client = Client(app.url, verbose=False, download_files=False)
@@ -314,6 +314,26 @@ def test_hub_down_then_back_through_the_app(hub: HubApp) -> None:
         assert hub.repo_case_ids() == sorted([first["case_id"], queued["case_id"]])
         after = hub.submit(client, "benign")
         assert after["status"] == "stored" and after["total_cases"] == 3
+
+    # a Space restarting during a Hub outage serves the cached model and queues the cases
+    hub.server.stop()
+    app = hub.app()
+    try:
+        app.start(timeout=120)
+    except RuntimeError as error:
+        pytest.fail(f"the app cannot start while the Hub is down: {str(error)[-600:]}")
+    try:
+        client = Client(app.url, verbose=False, download_files=False)
+        assert served_version(client, image) == SERVED
+        later = hub.submit(client, "benign")
+        assert later["status"] == "queued" and "unreachable" in later["warning"]
+        hub.server.restart()  # the next submission is delivered at once, and the queued one behind it
+        back = hub.submit(client, "normal")
+        assert back["status"] == "stored"
+        hub.wait_delivered()
+        assert hub.repo_case_ids() == sorted(r["case_id"] for r in (first, queued, after, later, back))
+    finally:
+        app.stop()
 
 
 def test_a_stopped_app_sends_its_prediction_log_to_the_hub_and_a_new_disk_fetches_the_logs(
@@ -349,26 +369,3 @@ def test_a_stopped_app_sends_its_prediction_log_to_the_hub_and_a_new_disk_fetche
             ("submission", receipt["case_id"])]
         assert (hub.home / "logs" / shard.name).read_bytes() == hub.server.read(CASE_REPO, sent)
     assert len(hub.server.commit_titles(CASE_REPO)) == commits  # nothing sent back
-
-
-def test_app_restarts_while_the_hub_is_down(hub: HubApp) -> None:
-    """A Space restarting during a Hub outage serves the cached model and queues the cases."""
-    image = PHANTOM
-    with hub.app() as app:  # the Hub up: v1 is published and downloaded once
-        assert served_version(Client(app.url, verbose=False, download_files=False), image) == SERVED
-    hub.server.stop()
-    app = hub.app()
-    try:
-        app.start(timeout=120)
-    except RuntimeError as error:
-        pytest.fail(f"the app cannot start while the Hub is down: {str(error)[-600:]}")
-    try:
-        client = Client(app.url, verbose=False, download_files=False)
-        assert served_version(client, image) == SERVED
-        queued = hub.submit(client, "benign")
-        assert queued["status"] == "queued" and "unreachable" in queued["warning"]
-        hub.server.restart()
-        hub.wait_delivered()
-        assert hub.repo_case_ids() == [queued["case_id"]]
-    finally:
-        app.stop()
