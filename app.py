@@ -4,6 +4,7 @@ API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retra
 /audit, /history, /offer, /queue, /health (also GET /health). Run: ``python app.py``.
 """
 
+import asyncio
 import atexit
 import functools
 import inspect
@@ -11,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -1066,14 +1066,32 @@ def build() -> gr.Blocks:
 demo = build()
 demo.queue(max_size=64, default_concurrency_limit=2)
 
+
+def _not_a_cut_stream(record: logging.LogRecord) -> bool:
+    """False for uvicorn's error records of the tasks a stop cancels (a page's open event stream, the
+    lifespan task): expected then, not errors."""
+    cancelled = record.exc_info and record.exc_info[0] is asyncio.CancelledError
+    return not (cancelled or record.getMessage().rstrip().endswith("CancelledError"))
+
+
+def stop_serving(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: the KeyboardInterrupt is the one stop Gradio's launch() answers by closing
+    its web server; closed at once (open connections, such as a page's event stream, are cut rather
+    than waited for: uvicorn would wait for them until Gradio gives up after 5 s)."""
+    if demo.server:
+        demo.server.force_exit = True
+        logging.getLogger("uvicorn.error").addFilter(_not_a_cut_stream)
+    raise KeyboardInterrupt
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry signed URLs
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     log.info("mammo: %s", service.describe())
-    # a stop (Ctrl-C, or SIGTERM as a Space or `docker stop` sends) closes the service: the open
-    # prediction-log shard and what else waits in the outbox go to the Hub (a few seconds at most)
+    # a stop (Ctrl-C, or SIGTERM as a Space or `docker stop` sends) closes the web server first (no
+    # request after this), then the service: the open prediction-log shard and what else waits in
+    # the outbox go to the Hub (8 s at most; a stopped container is killed about 10 s after SIGTERM).
     atexit.register(service.close)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    signal.signal(signal.SIGTERM, stop_serving)
     demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True,  # same bytes as the store
                 css=PAGE_CSS, app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})

@@ -4,9 +4,10 @@
         [--dataset-repo OWNER/CASES] [--model-repo OWNER/MODELS] [--base-data OWNER/MIAS]
         [--trainers alice,bob] [--submitters alice,carol] [--space-url URL] [--force]
 
-An update restarts the Space on a new disk, so first it asks the running Space's ``/health``
+An update restarts the Space on a new disk, so first it asks a running Space's ``/health``
 whether cases submitted while the Hub was down still wait there to be delivered, and refuses while
-any do (``--force`` deploys anyway; a Space that does not answer is not checked).
+any do or while it does not answer (``--force`` deploys anyway). A Space that is not running
+(asleep, paused, building) is not asked: no disk of its is left.
 
 Uploads the files the Space runs (``app.py``, ``mammo/`` with its packaged weights, ``examples/``,
 ``requirements.txt``, ``README.md`` with its Space metadata, ``LICENSE``, ``.gitattributes``): the
@@ -34,8 +35,8 @@ from pathlib import Path
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import RepositoryNotFoundError
 
-__all__ = ["SPACE_PATHS", "space_files", "space_settings", "queued_cases", "check_no_queued_cases", "deploy",
-           "main"]
+__all__ = ["SPACE_PATHS", "RUNNING_STAGES", "space_files", "space_settings", "queued_cases",
+           "check_no_queued_cases", "check_before_update", "deploy", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 # what a Space runs: top-level files and folders, as git tracks them
@@ -71,32 +72,47 @@ def space_settings(args: argparse.Namespace) -> tuple[dict[str, str], bool]:
     return {key: value for key, value in variables.items() if value}, needs_token
 
 
+# runtime stages in which an app is up and may hold cases on its disk (the others have no disk left)
+RUNNING_STAGES = frozenset({"RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"})
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is not followed (it would carry the token elsewhere): it is an HTTP error."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 def queued_cases(space_url: str, token: str | None = None, timeout_s: float = 15.0) -> int:
-    """How many case shards the app at ``space_url`` holds that are not yet on the Hub (its
-    ``/health``; HTTP 503 when degraded still carries the report); OSError when it does not answer.
-    ``token`` opens a private Space."""
+    """How many case shards the app at ``space_url`` holds that are not yet on the Hub, from its
+    ``/health`` (HTTP 503, degraded, still carries the report). OSError when it does not answer,
+    ValueError when the answer is not that report. ``token`` opens a private Space."""
     request = urllib.request.Request(f"{space_url.rstrip('/')}/health",
                                      headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout_s) as response:
             report = json.load(response)
     except urllib.error.HTTPError as error:
         if error.code != 503:
             raise
         report = json.load(error)
-    return int(report["cases"].get("queued_shards") or 0)
+    cases = report.get("cases") if isinstance(report, dict) else None
+    queued = cases.get("queued_shards") if isinstance(cases, dict) else None
+    if not isinstance(queued, int):
+        raise ValueError("the answer is not mammo's health report (no cases.queued_shards)")
+    return queued
 
 
 def check_no_queued_cases(space_url: str, token: str | None = None) -> None:
-    """Refuse (SystemExit) while the running app at ``space_url`` holds cases not yet on the Hub: an
-    update restarts it on a new disk, which would lose them. An app that does not answer (asleep,
-    building, stopped) is not checked: it says so."""
+    """Refuse (SystemExit) unless the running app at ``space_url`` says it holds no case that is not
+    yet on the Hub: an update restarts it on a new disk, which would lose them."""
     try:
         queued = queued_cases(space_url, token)
-    except (OSError, ValueError, KeyError) as error:
-        print(f"The Space at {space_url} did not answer /health ({error}): not checked for cases "
-              "waiting to reach the Hub.", file=sys.stderr)
-        return
+    except (OSError, ValueError) as error:
+        raise SystemExit(
+            f"The running Space at {space_url} did not answer /health with its report ({error}), so "
+            "whether it holds submitted cases not yet on the Hub is unknown; deploying restarts it on a "
+            "new disk. Try again when it answers, or pass --force to deploy anyway.") from None
     if queued:
         raise SystemExit(
             f"The running Space at {space_url} holds {queued} submitted case(s) not yet delivered to the "
@@ -105,21 +121,32 @@ def check_no_queued_cases(space_url: str, token: str | None = None) -> None:
             "answers), or pass --force to deploy anyway.")
 
 
-def _running_space_url(api: HfApi, space: str) -> str | None:
-    """The URL the Space serves its app on (``https://OWNER-NAME.hf.space``); None for a new Space."""
+def check_before_update(api: HfApi, space: str, space_url: str | None = None) -> None:
+    """Refuse (SystemExit) to update a running Space that holds cases not yet on the Hub (or does not
+    say). A new Space, or one not running (asleep, paused, building, stopped: no disk left), is not
+    asked (asking would wake it), and it says so."""
     try:
-        return api.space_info(space).host
+        stage = api.get_space_runtime(space).stage
     except RepositoryNotFoundError:
-        return None
+        return  # a new Space
+    if stage not in RUNNING_STAGES:
+        print(f"The Space is {stage}: no app runs there to hold cases, so it was not asked.", file=sys.stderr)
+        return
+    if space_url:  # typed in: the token is not sent there
+        check_no_queued_cases(space_url)
+        return
+    host = api.space_info(space).host  # where the Hub serves it: the token may go, over HTTPS only
+    if not host:
+        raise SystemExit(f"The Hub gives no URL for the running Space {space}: pass --space-url, or "
+                         "--force to deploy without asking it.")
+    check_no_queued_cases(host, api.token if host.startswith("https://") else None)
 
 
 def deploy(args: argparse.Namespace, api: HfApi, root: Path = ROOT) -> str:
     """Create or update the Space; the URL of its page."""
     files = space_files(root)
-    if not args.force and args.space_url:
-        check_no_queued_cases(args.space_url)  # a URL typed in: the token is not sent there
-    elif not args.force and (space_url := _running_space_url(api, args.space)):
-        check_no_queued_cases(space_url, api.token)  # the Hub's own URL for the Space (may be private)
+    if not args.force:
+        check_before_update(api, args.space, args.space_url)
     url = api.create_repo(args.space, repo_type="space", space_sdk="gradio", private=args.private,
                           exist_ok=True)
     api.upload_folder(repo_id=args.space, repo_type="space", folder_path=root, allow_patterns=files,

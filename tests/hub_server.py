@@ -186,7 +186,8 @@ class HubServer:
         lose_commit_responses: apply the next N commits, then close the connection unanswered.
         commits_open: set; ``clear()`` it and commit requests wait unanswered until it is set again
             (an upload in progress), even across a stop.
-        space_hosts: Space id → the URL its app answers on, reported as the Hub does (``host``).
+        space_hosts: Space id → the URL its app answers on, reported as the Hub does (``host``); such
+            a Space's runtime stage is RUNNING (BUILDING for the others).
     """
 
     def __init__(self, token: str | None = None) -> None:
@@ -444,7 +445,8 @@ class _Handler(BaseHTTPRequestHandler):
         space = self._space(token, repo)
         if self.command == "POST":
             space.hardware = str(self._json_body()["flavor"])
-        self._send_json({"stage": "BUILDING", "hardware": {"current": None, "requested": space.hardware},
+        stage = "RUNNING" if space.repo_id in self.hub.space_hosts else "BUILDING"
+        self._send_json({"stage": stage, "hardware": {"current": None, "requested": space.hardware},
                          "gcTimeout": None, "storage": None, "devMode": False})
 
     def validate_yaml(self, token: bool) -> None:

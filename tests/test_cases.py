@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import random
 import signal
@@ -678,6 +679,9 @@ def test_hub_compaction_leaves_a_shard_still_in_the_outbox(hub_env) -> None:
         assert lost["status"] == "queued" and store.pending() == 1
         assert store.compact(small=2) == {"shards_merged": 2, "shards_written": 1, "cases": 2}
         assert len(repo_shards(server)) == 2  # the merged shard and the one still queued here
+        server.stop()  # closing cannot deliver it either
+    assert store.pending() == 1
+    server.restart()
     with hub_store() as reopened:  # delivery finds the queued shard on the Hub: not sent again
         assert reopened.wait_until_delivered(15)
         ids = reopened.load()["case_id"]
@@ -729,15 +733,19 @@ def test_hub_outbox_survives_a_process_restart(hub_env) -> None:
     assert len(repo_shards(server)) == 1
 
 
-def test_closing_delivers_what_waits_when_the_hub_answers(hub_env) -> None:
+def test_closing_delivers_what_waits_when_the_hub_answers(hub_env, caplog: pytest.LogCaptureFixture) -> None:
     """A Space's disk is new after every restart: a store that closes (the app stopping) first
     delivers what its outbox holds, here a case queued while the Hub was down."""
     server = hub_env
     store = hub_store(retry_base_s=600, retry_cap_s=600)  # the worker does not retry within the test
     server.stop()
-    receipt = store.append(grey(14), "benign")
-    assert receipt["status"] == "queued"
-    time.sleep(0.5)  # the worker has tried once and waits
+    with caplog.at_level(logging.WARNING, logger="mammo.store.cases.outbox"):
+        receipt = store.append(grey(14), "benign")
+        assert receipt["status"] == "queued"
+        deadline = time.monotonic() + 15
+        while "retrying in 600.0 s" not in caplog.text:  # the worker has tried once and waits
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.05)
     server.restart()
     assert store.pending() == 1
     store.close()

@@ -33,12 +33,9 @@ def test_deploy_creates_the_space_with_what_it_runs_and_nothing_else(hub_server,
     monkeypatch.setenv("MAMMO_SPACE_TOKEN", "hf_space_scoped_token")
     code = deploy_space.main(["--space", SPACE, "--private", "--dataset-repo", f"{USER}/cases",
                               "--model-repo", f"{USER}/models", "--base-data", f"{USER}/mias",
-                              "--trainers", "alice,bob", "--hardware", "cpu-upgrade",
-                              "--space-url", f"http://127.0.0.1:{free_port()}"])
+                              "--trainers", "alice,bob", "--hardware", "cpu-upgrade"])
     assert code == 0
-    printed = capsys.readouterr()
-    assert f"{hub_server.url}/spaces/{SPACE}" in printed.out
-    assert "did not answer /health" in printed.err  # nothing runs there yet
+    assert f"{hub_server.url}/spaces/{SPACE}" in capsys.readouterr().out
 
     files = hub_server.files(SPACE, repo_type="space")
     assert {"app.py", "requirements.txt", "README.md", ".gitattributes", "LICENSE",
@@ -75,13 +72,18 @@ def test_redeploy_updates_the_space_and_removes_files_it_no_longer_has(hub_serve
     api.upload_file(path_or_fileobj=b"old", path_in_repo="mammo/removed_module.py", repo_id=SPACE,
                     repo_type="space")
     commits = hub_server.commit_count(SPACE, repo_type="space")
-    silent = f"http://127.0.0.1:{free_port()}"  # the running Space does not answer: not checked, said
+    silent = f"http://127.0.0.1:{free_port()}"  # running, says the Hub, and its app does not answer
     hub_server.space_hosts[SPACE] = silent
+    with pytest.raises(SystemExit, match=f"The running Space at {silent} did not answer /health"):
+        deploy_space.main(["--space", SPACE, "--model-repo", f"{USER}/models"])
+    assert hub_server.commit_count(SPACE, repo_type="space") == commits  # refused before any change
+    assert deploy_space.main(["--space", SPACE, "--model-repo", f"{USER}/models", "--force"]) == 0
+    del hub_server.space_hosts[SPACE]  # building: not asked, and it says so
     assert deploy_space.main(["--space", SPACE, "--model-repo", f"{USER}/models"]) == 0
-    assert f"The Space at {silent} did not answer /health" in capsys.readouterr().err
+    assert "The Space is BUILDING: no app runs there" in capsys.readouterr().err
     files = hub_server.files(SPACE, repo_type="space")
     assert "mammo/removed_module.py" not in files and "app.py" in files
-    assert hub_server.commit_count(SPACE, repo_type="space") == commits + 1
+    assert hub_server.commit_count(SPACE, repo_type="space") == commits + 2  # one commit a deploy
     settings = hub_server.space_settings(SPACE)
     assert not settings["private"] and settings["hardware"] == "cpu-basic"
     assert settings["secrets"] == {"HF_TOKEN": hub_server.token}  # the deploying token, without a scoped one

@@ -168,24 +168,39 @@ class Outbox:
         return True
 
     def close(self, flush_s: float = CLOSE_FLUSH_S) -> None:
-        """Stop the delivery thread, then deliver what waits for up to ``flush_s`` seconds (started
-        before that deadline); files left (the Hub down or slow) stay for the next open."""
+        """Stop the delivery thread and deliver what waits, taking at most ``flush_s`` seconds in all.
+        A delivery still running then is left behind (the next open on this disk looks for its file on
+        the Hub before sending it again); files left stay for the next open."""
+        deadline = time.monotonic() + flush_s
         self._stop.set()
         self._wake.set()
         if self._worker.is_alive():
-            self._worker.join(timeout=30)
-        deadline = time.monotonic() + flush_s
-        try:
-            for in_repo in self.files():
-                if time.monotonic() >= deadline:
-                    break
-                self.deliver(in_repo, wait_s=max(0.0, deadline - time.monotonic()))
-        except Exception as exc:  # closing: say why, never raise
-            log.warning("outbox for %s not delivered at close: %s", self.repo_id, exc)
+            self._worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        flusher = threading.Thread(target=self._flush, args=(deadline,), name=f"outbox flush {self.repo_id}",
+                                   daemon=True)  # a Hub that never answers cannot hold the process
+        flusher.start()
+        flusher.join(timeout=max(0.0, deadline - time.monotonic()))
         if left := self.files():
             log.warning("%d file(s) stay in the outbox for %s until it is opened again on this disk "
                         "(%s): on a disk that is new after a restart they are lost", len(left),
                         self.repo_id, ", ".join(left[:5]))
+
+    def _flush(self, deadline: float) -> None:
+        """Deliver what waits, files added meanwhile included, until ``deadline``; stops at the first
+        sign that the Hub is unavailable, and goes on past a file the Hub refuses."""
+        tried: set[str] = set()
+        while waiting := [f for f in self.files() if f not in tried]:
+            for in_repo in waiting:
+                if time.monotonic() >= deadline:
+                    return
+                tried.add(in_repo)
+                try:
+                    self.deliver(in_repo, wait_s=max(0.0, deadline - time.monotonic()))
+                except HubUnavailable as exc:
+                    log.warning("outbox for %s not delivered at close: %s", self.repo_id, exc)
+                    return
+                except Exception as exc:  # this file only: the others may still go
+                    log.error("%s stays in the outbox for %s: %s", in_repo, self.repo_id, exc)
 
     def _run(self) -> None:
         """Background delivery: drain the outbox, backing off while the Hub is unavailable."""
