@@ -174,6 +174,23 @@ def recolour(event, plots: dict) -> None:
         event.then(functools.partial(colour_map, column=column), plot, plot, **CHAINED)
 
 
+def epoch_room(plot: dict | None):
+    """Half an epoch of room at each end of a per-epoch plot's x axis (Gradio's axis runs from the
+    first point to the last, cutting both in half). A second step, after the value (``give_room``):
+    an ``x_lim`` sent with a new value is drawn over the old value."""
+    if not plot or "epoch" not in plot["columns"] or not plot["data"]:  # the value the browser has
+        return gr.skip()
+    index = plot["columns"].index("epoch")
+    epochs = [row[index] for row in plot["data"]]
+    return gr.update(x_lim=[min(epochs) - 0.5, max(epochs) + 0.5])
+
+
+def give_room(event, plots: list) -> None:
+    """After ``event`` gave the per-epoch ``plots`` new values: their x axes (:func:`epoch_room`)."""
+    for plot in plots:
+        event.then(epoch_room, plot, plot, **CHAINED)
+
+
 def _need_file(path: str | None) -> str:
     if not path:
         raise gr.Error("Upload an image first.")
@@ -539,21 +556,16 @@ def retrain_failed(shown: str | None):
     return views.retrain_failed_text(shown), gr.update(interactive=True)
 
 
-def epochs_shown(frame, **shown):
-    """A per-epoch plot's value, with half an epoch of room at each end (Gradio's axis runs from the
-    first point to the last, cutting both in half)."""
-    room = {} if frame.empty else {"x_lim": [frame["epoch"].min() - 0.5, frame["epoch"].max() + 0.5]}
-    return gr.update(value=frame, **room, **shown)
-
-
 def losses_shown(frame, aucs):
-    """The loss plot, titled for what it holds (``aucs``: the validation AUC plot's value)."""
-    return epochs_shown(frame, label=views.loss_plot_title(frame, aucs))
+    """The loss plot, titled for what it holds (``aucs``: the validation AUC plot's value); its x axis
+    comes in a second step (:func:`give_room`)."""
+    return gr.update(value=frame, label=views.loss_plot_title(frame, aucs))
 
 
 def auc_shown(frame):
-    """The validation AUC plot, hidden when the run had no validation films (cross-validated recipes)."""
-    return epochs_shown(frame, visible=not frame.empty)
+    """The validation AUC plot, hidden when the run had no validation films (cross-validated recipes);
+    its x axis comes in a second step (:func:`give_room`)."""
+    return gr.update(value=frame, visible=not frame.empty)
 
 
 def retrain_views(summary: dict | None):
@@ -997,6 +1009,7 @@ def build() -> gr.Blocks:
         shown = running.success(retrain_views, summary, [results, verdict, gate, comparison, roc, losses,
                                                          aucs, confusion, retrain_button], **private)
         recolour(shown, {roc: "model", losses: "series"})  # "served v4" after "served v3"
+        give_room(shown, [losses, aucs])
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
@@ -1010,8 +1023,10 @@ def build() -> gr.Blocks:
         version.change(version_files, version, [files, card, confirm_row], **private)
         version_figures = [version_caption, version_roc, version_losses, version_aucs, version_reliability,
                            version_confusion]
-        recolour(version.change(version_views, version, version_figures, **private),
+        version_shown = version.change(version_views, version, version_figures, **private)
+        recolour(version_shown,
                  {version_roc: "model", version_losses: "series", version_reliability: "model"})
+        give_room(version_shown, [version_losses, version_aucs])
         rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
         # the API-only endpoints' own input and outputs, named for the API page (`view_api`): the

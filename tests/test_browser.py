@@ -7,6 +7,7 @@ Drives Debian's ``chromium`` (``make browser-deps``) with Playwright through the
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -702,18 +703,34 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     for title in titles:
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)  # drawn, not an empty box
-    # the first and last epochs' points lie inside the plot (its axis ended on them, halving both)
     losses = page.locator(".block").filter(has_text=only_training).last
-    losses.locator("svg .mark-symbol.role-mark path").first.wait_for(timeout=30_000)
-    inside = losses.evaluate("""block => {
-        const svg = block.querySelector('svg');
-        const area = svg.querySelector('path.background').getBoundingClientRect();
-        const points = [...svg.querySelectorAll('.mark-symbol.role-mark path')];
-        return points.length > 0 && points.map(p => p.getBoundingClientRect())
-            .every(p => p.left >= area.left && p.right <= area.right);
-    }""")
-    assert inside
+    points = losses.locator("svg .mark-symbol.role-mark path")
+    points.first.wait_for(timeout=30_000)
+
+    def points_inside() -> None:
+        """The first and last epochs' points come to lie inside the plot (its axis ended on them,
+        halving both, until the step that widens it)."""
+        page.wait_for_function("""block => {
+            const svg = block.querySelector('svg');
+            const background = svg && svg.querySelector('path.background');
+            const points = svg ? [...svg.querySelectorAll('.mark-symbol.role-mark path')] : [];
+            if (!background || points.length === 0) return false;
+            const area = background.getBoundingClientRect();
+            return points.map(p => p.getBoundingClientRect())
+                .every(p => p.left >= area.left && p.right <= area.right);
+        }""", arg=losses.element_handle(), timeout=30_000)
+
+    points_inside()
     visible(page.get_by_text("predicted malignant", exact=True)).wait_for(timeout=10_000)
+    # another version with the same curves' names draws its own points (v2: 12 epochs, v3: 6); an axis
+    # sent with the new value was drawn over the old value
+    for version in ("v2", SERVED):
+        pick(page, "Version", version)
+        caption = page.get_by_text(re.compile(rf"^{version}, as recorded when it was made"))
+        visible(caption).wait_for(timeout=30_000)
+        history = json.loads((LocalModelRegistry(app.home).load(version) / "config.json").read_text())
+        expect(points).to_have_count(len(history["mammo"]["training"]["history"]), timeout=30_000)
+        points_inside()
     page.screenshot(path=str(tmp_path / "models_figures.png"), full_page=True)
     # download the version's config as a visitor would, and compare with the store's
     files = page.locator(".block").filter(has_text="Weights, config and card").last
