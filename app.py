@@ -46,6 +46,8 @@ CLEAR_ERRORS = (gr.Error, MammoError)
 # Dropdowns whose values mammo checks itself: a wrong value from an API caller gets mammo's message
 # and one log line (Gradio's own check prints a traceback for every refusal)
 CHECKED_HERE = {"allow_custom_value": True}
+OFFER_EXPLAINED = ("Offering is up to you: the image is then kept (re-encoded, without file name or DICOM "
+                   "tags) until a clinician labels it or removes it; nothing trains on it before.")
 
 torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (docs/architecture.md)
 SETTINGS = settings()
@@ -796,10 +798,7 @@ def build() -> gr.Blocks:
                         report_button = gr.Button("PDF report of this prediction", size="sm")
                         offer_button = gr.Button("Offer this image for labelling", size="sm")
                     report_download = download_box("PDF report", visible=False)
-                    offer_note = gr.Markdown(
-                        "Offering is up to you: the image is then kept (re-encoded, without file name or "
-                        "DICOM tags) until a clinician labels it or removes it; nothing trains on it before.",
-                        label="offered")
+                    offer_note = gr.Markdown(OFFER_EXPLAINED, label="offered")
                     with gr.Accordion("Full-resolution heat map", open=False):
                         heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
                                                    size="sm")
@@ -959,9 +958,11 @@ def build() -> gr.Blocks:
         predicted.success(add_history, [image, results_for, details, history_state], [history_state, history],
                           **CHAINED)
         # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release;
-        # a report or full-size map made with the earlier method or opacity is hidden (made again on click)
-        drawn_before = [report_download, heatmap_download]
-        for redraw_event in (method.change, opacity.input, opacity.release):
+        # a report made with the earlier method or opacity, or a full-size map made with the earlier
+        # method (it has no opacity), is hidden (made again on click)
+        for redraw_event, drawn_before in ((method.change, [report_download, heatmap_download]),
+                                           (opacity.input, [report_download]),
+                                           (opacity.release, [report_download])):
             redraw_event(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
             # always_last: an opacity stepped while the last step's redraw runs is drawn after it
             redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **CHAINED)
@@ -969,6 +970,7 @@ def build() -> gr.Blocks:
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
+        image.change(lambda: OFFER_EXPLAINED, None, offer_note, **private)  # not an earlier file's offer
         full_sized = dict(concurrency_limit=2, concurrency_id="heatmap")  # the API's and the page's
         gr.on([], heatmap_file, [image, method], heatmap_download, api_name="heatmap",  # API only
               api_description=heatmap_file.__doc__, **full_sized)

@@ -426,7 +426,7 @@ def _data_section(mammo: dict) -> str:
         ("Submitted cases used", _num(data.get("n_cases"))),
     ]
     if data.get("n_cases_left_out"):
-        rows.append(("Submitted cases left out (their images are held-out or validation films)",
+        rows.append(("Submitted cases left out (their images are films of the base data)",
                      _num(data["n_cases_left_out"])))
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:

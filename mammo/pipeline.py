@@ -60,8 +60,9 @@ def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example]
 
 def cases_apart_from(cases: Sequence[Example], films: Sequence[Example],
                      min_side: int) -> tuple[list[Example], list[str]]:
-    """The cases whose pixels are none of ``films``' (films that must stay unseen by training: the
-    holdout, the validation films), and their pixel hashes (each case decoded once)."""
+    """The cases whose pixels are none of ``films``' (the base data's films: the holdout and the
+    validation films must stay unseen by training, a training film must not count twice), and their
+    pixel hashes (each case decoded once)."""
     unseen = set(image_hashes(films, min_side)) if cases else set()
     kept = [(case, digest) for case, digest in zip(cases, image_hashes(cases, min_side), strict=True)
             if digest not in unseen]
@@ -173,11 +174,11 @@ def train_to_folder(
     split = split or SplitSpec()
     parts = base_splits(data, val, split)
     cross_validating = bool(cv_folds or cv_from)
-    unseen = [*parts["holdout"], *([] if cross_validating else parts["val"])]
-    cases, case_hashes = cases_apart_from(extra_train, unseen, config.min_side)
+    cases, case_hashes = cases_apart_from(extra_train, [*parts["train"], *parts["val"], *parts["holdout"]],
+                                          config.min_side)
     if len(cases) < len(extra_train):
-        log.warning("%d submitted cases left out of training: their images are held-out or validation "
-                    "films", len(extra_train) - len(cases))
+        log.warning("%d submitted cases left out of training: their images are films of the base data",
+                    len(extra_train) - len(cases))
     base_train = [*parts["train"], *(parts["val"] if cross_validating else [])]
     train = [*base_train, *cases]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
@@ -230,7 +231,8 @@ def train_to_folder(
             "n_val": 0 if cv else len(parts["val"]),
             "n_holdout": len(parts["holdout"]),
             "n_cases": len(cases),
-            # submitted cases whose images are held-out or validation films: never trained on
+            # submitted cases whose images are base films: held-out or validation films are never
+            # trained on, a training film not twice
             "n_cases_left_out": len(extra_train) - len(cases),
             "counts": dict(Counter(e.label for e in train)),
             # so the app can say when an upload is one of the films this model learnt from

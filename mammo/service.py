@@ -333,6 +333,13 @@ class MammoService:
         """A batch of cases as one shard (see ``CaseStore.append_many``)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append_many(items, skip_duplicates=skip_duplicates, names=names)
+        if not receipt["case_ids"]:  # every image skipped: nothing was stored, nothing to record
+            skipped = receipt["skipped"]
+            named = ", ".join(str(s.get("name") or f"item {s['index'] + 1}") for s in skipped[:5])
+            what = ("the image in this upload was" if len(skipped) == 1 else
+                    f"all {len(skipped)} images in this upload were")
+            raise StoreError(f"Nothing new was stored: {what} submitted before "
+                             f"({named}{', ...' if len(skipped) > 5 else ''}).")
         self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
                           skipped=len(receipt["skipped"]))
         return self._after_new_cases(receipt)
@@ -387,6 +394,9 @@ class MammoService:
         stored = self.cases.case_with_pixels(prediction.image_sha256)
         if stored:
             raise StoreError(f"This image is already case {stored} (labelled): there is nothing to label.")
+        if prediction.in_training_data:
+            raise StoreError(f"This image is one of the films model {prediction.model_version} learnt from: "
+                             "it is labelled in the base data already, so there is nothing to label.")
         grey = read_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
         details = prediction.details()
         entry, new = self.pending.offer(prediction.image_sha256, encode_png(grey), {

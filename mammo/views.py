@@ -303,8 +303,9 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
     left_out = summary.get("cases_left_out") or 0
     if left_out:
         caveat += (f" {left_out} submitted case{'s were' if left_out > 1 else ' was'} left out of "
-                   f"training: {'their images are' if left_out > 1 else 'its image is'} held-out or "
-                   "validation films.")
+                   f"training: {'their images are films' if left_out > 1 else 'its image is a film'} "
+                   "of the base data (held-out and validation films are never trained on, a training "
+                   "film not twice).")
     noise = _paired_text(summary.get("paired_difference"), summary["current_version"])
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "

@@ -128,7 +128,8 @@ def test_untouched_optional_fields_are_stored_as_null(client, app: AppProcess, s
     rows = CaseStore(LABELS, app.home / "cases").load().to_pandas().set_index("case_id")
     stored = rows.loc[receipt["case_id"], list(METADATA_FIELDS)]
     assert stored.isna().all(), stored.to_dict()  # no BI-RADS 0 or age 0 nobody chose
-    with pytest.raises(AppError, match="whole number"):  # a typo is refused, not stored
+    # a typo is refused, not stored, naming the field as the form shows it and the API names it
+    with pytest.raises(AppError, match=r"Age in years \('age'\) must be a whole number"):
         client.predict(handle_file(str(sorted((small_mias / "normal").glob("*.png"))[3])), "normal",
                        age="sixty", api_name="/submit_case")
 
@@ -142,6 +143,8 @@ def test_predict_says_which_films_the_model_learnt_from(client, mias: Path) -> N
         _, _, details = client.predict(handle_file(example.source), api_name="/predict")
         assert details["in_training_data"] is expected, example.name
         assert details["stored_case"] is None and len(details["image_sha256"]) == 64
+    with pytest.raises(AppError, match=f"one of the films model {SERVED} learnt from"):  # labelled already
+        client.predict(handle_file(parts["train"][0].source), api_name="/offer")
 
 
 def test_expected_refusals_are_one_log_line_and_start_up_says_what_is_served(

@@ -197,6 +197,12 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     assert again["total_cases"] == 4 and len(again["case_ids"]) == 1
     [skipped] = again["skipped"]
     assert skipped["name"] == normals[0].name and skipped["duplicate_of"]
+    events = len(service.audit.events())
+    refused = (r"Nothing new was stored: all 3 images in this upload were submitted before "
+               rf"\({normals[0].name}, {normals[1].name}, cases.zip: malignant/a.png\)")
+    with pytest.raises(StoreError, match=refused):
+        service.submit_uploads([*map(str, normals), str(archive)], "normal")  # the same upload again
+    assert len(service.audit.events()) == events and service.cases.counts()["normal"] == 2
     with pytest.raises(StoreError, match="Pick the label"):
         service.submit_uploads([str(normals[0])], None)
     with pytest.raises(StoreError, match="Choose image files"):
@@ -209,19 +215,23 @@ def test_a_bulk_upload_is_refused_before_its_zip_is_unpacked(service: MammoServi
         service.submit_uploads([str(tmp_path / "never-read.zip")], None, user="mallory")
 
 
-def test_a_retrain_leaves_out_submitted_cases_that_are_held_out_films(service: MammoService,
-                                                                     small_mias: Path) -> None:
-    holdout = base_splits([small_mias], None, service._split(service.predictor))["holdout"]
-    film = holdout[0]
-    service.submit(film.source, film.label, None)  # a held-out film submitted as a case
+def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: MammoService,
+                                                                  small_mias: Path) -> None:
+    """A held-out film submitted as a case must stay unseen; a training film must not count twice."""
+    parts = base_splits([small_mias], None, service._split(service.predictor))
+    held_out, trained = parts["holdout"][0], parts["train"][0]
+    for film in (held_out, trained):
+        service.submit(film.source, film.label, None)
     summary = service.retrain(TINY)
-    assert summary["cases_used"] == 1 and summary["cases_left_out"] == 1
+    assert summary["cases_used"] == 2 and summary["cases_left_out"] == 2
     data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
-    assert data["n_cases"] == 0 and data["n_cases_left_out"] == 1
-    assert sha256_of_pixels(read_image(film.source)) not in data["image_sha256"]  # never trained on
-    assert "1 submitted case was left out of training: its image is held-out" in views.verdict_text(summary)
+    assert data["n_cases"] == 0 and data["n_cases_left_out"] == 2
+    assert data["n_train"] == len(parts["train"])  # the training film once
+    assert sha256_of_pixels(read_image(held_out.source)) not in data["image_sha256"]  # never trained on
+    assert ("2 submitted cases were left out of training: their images are films of the base data"
+            in views.verdict_text(summary))
     card = (candidate_folder(service, summary) / "README.md").read_text()
-    assert "| Submitted cases left out (their images are held-out or validation films) | 1 |" in card
+    assert "| Submitted cases left out (their images are films of the base data) | 2 |" in card
 
 
 def test_a_retrain_refuses_a_holdout_the_served_version_learnt_from(tmp_path: Path, tiny_model_dir: Path,

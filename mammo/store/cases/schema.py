@@ -125,44 +125,50 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _field_name(name: str, spec: MetadataField) -> str:
+    """A field as the form shows it and the API names it: "Age in years ('age')"."""
+    return f"{spec.label.split(' (')[0]} ('{name}')"
+
+
 def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
     """``value`` checked and normalised for ``spec``; StoreError with a plain reason otherwise."""
+    field = _field_name(name, spec)
     if spec.kind is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise StoreError(f"Metadata '{name}' must be yes/no (true or false), got {_short(value)}.")
+        raise StoreError(f"{field} must be yes/no (true or false), got {_short(value)}.")
     if spec.kind is int:
         if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
             value = int(value.strip())
         elif isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise StoreError(f"Metadata '{name}' must be a whole number, got {_short(value)}.")
+            raise StoreError(f"{field} must be a whole number, got {_short(value)}.")
         value = int(value)
         if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
             raise StoreError(
-                f"Metadata '{name}' ({spec.help}) must be between {spec.min} and {spec.max}, got {value}."
+                f"{field} must be between {spec.min} and {spec.max}, got {value}."
             )
         return value
     if not isinstance(value, str):
-        raise StoreError(f"Metadata '{name}' must be text, got {type(value).__name__}.")
+        raise StoreError(f"{field} must be text, got {type(value).__name__}.")
     if spec.choices:
         choice = value.strip().upper()
         if choice not in spec.choices:
             raise StoreError(
-                f"Metadata '{name}' ({spec.help}) must be one of {', '.join(spec.choices)}, "
+                f"{field} must be one of {', '.join(spec.choices)}, "
                 f"got {_short(value)}."
             )
         return choice
     if spec.max_len is not None and len(value) > spec.max_len:
-        raise StoreError(f"Metadata '{name}' is {len(value)} characters long; the limit is {spec.max_len}.")
+        raise StoreError(f"{field} is {len(value)} characters long; the limit is {spec.max_len}.")
     if any(unicodedata.category(ch) == "Cc" and ch not in _CONTROL_OK for ch in value):
-        raise StoreError(f"Metadata '{name}' contains control characters; use plain text.")
+        raise StoreError(f"{field} contains control characters; use plain text.")
     shapes = [shape for shape, found in _IDENTIFIER_SHAPES.items() if spec.free_text and found.search(value)]
     if shapes:
-        raise StoreError(f"Nothing was stored: metadata '{name}' seems to hold a patient identifier "
+        raise StoreError(f"Nothing was stored: {field} seems to hold a patient identifier "
                          f"({', '.join(shapes)}), and it would be stored and shared with the case as typed. "
                          "Leave out names, dates, record numbers, phone numbers and e-mail addresses.")
     return value
