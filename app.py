@@ -891,8 +891,9 @@ def build() -> gr.Blocks:
                 growth = gr.ScatterPlot(x="day", y="cases", color="label",
                                         label="Submitted cases per label, cumulative", **from_zero)
             version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="version",
-                                         label="Each version's recorded AUC (its own evaluation split) by "
-                                               "the day it was trained")
+                                         label="Each version's estimated AUC by the day it was trained: "
+                                               "out of fold where it was cross-validated, else on its own "
+                                               "held-out patients")
             near = analytics.NEAR_CUT_OFF
             low = gr.Dataframe(label=f"Low-confidence predictions: within {near:.0f} points of the review "
                                      "cut-off, or with a high uncertainty (newest first)",

@@ -80,12 +80,19 @@ def case_growth(cases: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Each version's recorded malignant-vs-rest AUC against the day it was trained (the packaged
-    versions are all published in a store the day the app first starts there)."""
-    rows = [{"trained": str(v.get("created_at") or v.get("published_at") or "")[:10],
-             "AUC malignant vs rest": (v.get("metrics") or {}).get("auc_malignant"), "version": v["version"]}
-            for v in versions if (v.get("metrics") or {}).get("auc_malignant") is not None]
-    return pd.DataFrame(rows, columns=["trained", "AUC malignant vs rest", "version"])
+    """Each version's estimated malignant-vs-rest AUC against the day it was trained: its
+    cross-validation when it records one (the figure its card and the Models tab quote), else its
+    own evaluation split's; ``figure`` says which (the packaged versions are all published in a
+    store the day the app first starts there)."""
+    rows = []
+    for v in versions:
+        cv = (v.get("cv") or {}).get("auc_malignant")
+        auc = cv if cv is not None else (v.get("metrics") or {}).get("auc_malignant")
+        if auc is not None:
+            split = "out of fold" if cv is not None else (v.get("split") or {}).get("name") or "evaluation"
+            rows.append({"trained": str(v.get("created_at") or v.get("published_at") or "")[:10],
+                         "AUC malignant vs rest": auc, "version": v["version"], "figure": split})
+    return pd.DataFrame(rows, columns=["trained", "AUC malignant vs rest", "version", "figure"])
 
 
 def history_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

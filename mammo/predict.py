@@ -77,6 +77,7 @@ class Prediction:
     image_sha256: str | None = None  # of the pixels (``imaging.sha256_of_pixels``)
     in_training_data: bool | None = None  # None: the model records no training images
     stored_case: str | None = None  # the case store's id for these pixels, when the service knows one
+    stored_label: str | None = None  # that case's confirmed label
     image_shape: tuple[int, int] | None = None
     uncertainty: float | None = None  # test-time flip spread, 0-100 (see Predictor)
 
@@ -104,6 +105,7 @@ class Prediction:
             "image_sha256": self.image_sha256,
             "in_training_data": self.in_training_data,
             "stored_case": self.stored_case,
+            "stored_label": self.stored_label,
             "uncertainty": None if self.uncertainty is None else {
                 "spread": self.uncertainty, "high": self.uncertainty >= HIGH_UNCERTAINTY,
                 "method": UNCERTAINTY_METHOD},

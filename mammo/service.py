@@ -313,7 +313,9 @@ class MammoService:
         return f"the app's Models tab (version {version}; README.md among its files)"
 
     def _stored(self, prediction: Prediction) -> Prediction:
-        return replace(prediction, stored_case=self.cases.case_with_pixels(prediction.image_sha256))
+        """``prediction`` with the stored case of its pixels, if any, and that case's label."""
+        case = self.cases.case_with_pixels(prediction.image_sha256)
+        return replace(prediction, stored_case=case, stored_label=case and self.cases.case_label(case))
 
     def submit(self, image: ImageSource, label: str, metadata: Mapping[str, Any] | None,
                user: str | None = None, *, pending_id: str | None = None) -> dict:

@@ -477,7 +477,8 @@ def known_image_notes(details: Mapping[str, Any]) -> str:
         notes.append(f"this image is one of the films model {details['model_version']} was trained "
                      "(or validated) on, so its score says nothing about how the model does on new films")
     if details.get("stored_case"):
-        notes.append(f"this image is already in the case store (case `{details['stored_case']}`)")
+        label = f", confirmed **{details['stored_label']}**" if details.get("stored_label") else ""
+        notes.append(f"this image is already in the case store (case `{details['stored_case']}`{label})")
     return "; ".join(notes)
 
 

@@ -25,13 +25,16 @@ def test_scores_fall_in_ten_bins_and_no_score_draws_no_bars() -> None:
 
 
 def test_each_version_is_plotted_at_the_day_it_was_trained() -> None:
-    versions = [{"version": "v1", "created_at": "2026-11-24T12:46:34+00:00",
+    holdout = {"name": "holdout"}
+    versions = [{"version": "v1", "created_at": "2026-11-24T12:46:34+00:00", "split": holdout,
                  "published_at": "2026-12-02T09:43:00+00:00", "metrics": {"auc_malignant": 0.63}},
-                {"version": "v2", "created_at": "2026-11-30T08:49:09+00:00",
-                 "published_at": "2026-12-02T09:43:00+00:00", "metrics": {"auc_malignant": 0.78}},
+                {"version": "v2", "created_at": "2026-11-30T08:49:09+00:00", "split": holdout,
+                 "published_at": "2026-12-02T09:43:00+00:00", "metrics": {"auc_malignant": 0.78},
+                 "cv": {"auc_malignant": 0.69}},  # cross-validated: the figure its card quotes
                 {"version": "v3", "created_at": None, "published_at": "2026-12-02T10:00:00+00:00",
-                 "metrics": {"auc_malignant": 0.67}},
+                 "split": holdout, "metrics": {"auc_malignant": 0.67}, "cv": None},
                 {"version": "v4", "created_at": "2026-12-02T11:00:00+00:00", "metrics": {}}]  # not measured
     frame = analytics.version_metrics(versions)
-    assert frame.values.tolist() == [["2026-11-24", 0.63, "v1"], ["2026-11-30", 0.78, "v2"],
-                                     ["2026-12-02", 0.67, "v3"]]  # published in the store the same day
+    assert frame.values.tolist() == [["2026-11-24", 0.63, "v1", "holdout"],
+                                     ["2026-11-30", 0.69, "v2", "out of fold"],
+                                     ["2026-12-02", 0.67, "v3", "holdout"]]  # published in the store that day

@@ -560,7 +560,7 @@ def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppPro
     # named by its id, not a temporary name (the file chip shows the stem and ".png" apart)
     visible(page.get_by_text(f"case-{case_id}")).wait_for(timeout=30_000)
     page.get_by_role("button", name="Predict", exact=True).click()
-    page.get_by_text(f"already in the case store (case {case_id})").wait_for(timeout=60_000)
+    page.get_by_text(f"already in the case store (case {case_id}, confirmed normal)").wait_for(timeout=60_000)
 
 
 def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, app: AppProcess,
@@ -760,7 +760,7 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
     note.wait_for(timeout=30_000)  # a local install names no trainers: everyone sees the whole log
     assert "p50" in note.inner_text() and "No image, file name or DICOM tag" in note.inner_text()
     for title in ("Predictions per day (UTC)", "Most likely class", "Malignancy scores (0-100, calibrated)",
-                  "Each version's recorded AUC"):
+                  "Each version's estimated AUC"):
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "analytics.png"), full_page=True)

@@ -364,6 +364,7 @@ def test_predict_names_a_stored_case(service: MammoService, small_mias: Path) ->
     case_id = service.submit(image, "normal", None)["case_id"]
     result = service.predict(image)
     assert result.stored_case == case_id and result.details()["stored_case"] == case_id
+    assert result.details()["stored_label"] == "normal"  # what a clinician confirmed, beside the model's
     assert result.in_training_data is None  # the tiny model records no training films
 
 

@@ -106,8 +106,9 @@ def test_human_time() -> None:
 def test_known_image_text() -> None:
     unknown = {"model_version": "v2", "in_training_data": False, "stored_case": None}
     assert views.known_image_text(unknown) == ""
-    text = views.known_image_text({"model_version": "v2", "in_training_data": True, "stored_case": "ab12"})
-    assert "v2 was trained" in text and "case `ab12`" in text
+    text = views.known_image_text({"model_version": "v2", "in_training_data": True, "stored_case": "ab12",
+                                   "stored_label": "malignant"})
+    assert "v2 was trained" in text and "case `ab12`, confirmed **malignant**" in text
 
 
 def test_receipt_text_repeats_what_was_stored() -> None:

@@ -306,6 +306,13 @@ class CaseStore:
             self._open_index()
             return self._index.case_with_pixels(sha256)
 
+    def case_label(self, case_id: str) -> str | None:
+        """A stored case's confirmed label (None for an unknown id), from the index."""
+        with self._lock:
+            self._open_index()
+            row = self._index.row(case_id)
+        return row.label if row else None
+
     def recent(self, n: int = 10) -> list[dict[str, Any]]:
         """The ``n`` latest cases, newest first: case_id, label, submitted_at, metadata (from the
         index: no shard is read)."""
