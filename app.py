@@ -842,6 +842,7 @@ def build() -> gr.Blocks:
                 bulk_label = gr.Dropdown(service.labels, value=None, label="Label (not needed for a zip)",
                                          **CHECKED_HERE)
                 bulk_button = gr.Button("Submit all")
+                bulk_text = gr.Markdown()
                 bulk_receipt = gr.JSON(label="Batch receipt")
         with gr.Tab("Retrain") as retrain_tab:
             access = gr.Markdown()
@@ -999,8 +1000,10 @@ def build() -> gr.Blocks:
         cases_stored(submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
                                        **CHAINED))
         submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **CHAINED)
-        cases_stored(bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt,
-                                       concurrency_limit=1, **private))
+        bulk_submitted = bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt,
+                                           concurrency_limit=1, **private)
+        cases_stored(bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED))
+        bulk_submitted.failure(lambda: ("", None), None, [bulk_text, bulk_receipt], **CHAINED)
 
         # 2, not 1: a second request must reach the service and be told a retrain is running
         gr.on([], retrain, [epochs, image_size, from_current], summary, api_name="retrain",  # API only

@@ -52,6 +52,7 @@ __all__ = [
     "estimate_text",
     "metadata_from_fields",
     "receipt_text",
+    "bulk_receipt_text",
     "known_image_notes",
     "literal",
     "known_image_text",
@@ -455,6 +456,24 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
              "Metadata stored: " + ("; ".join(shown) if shown else "none") + "."]
     if blank:
         lines.append("Left empty (stored as empty, not guessed): " + ", ".join(blank) + ".")
+    if receipt.get("warning"):
+        lines.append(f"Note: {receipt['warning']}")
+    return "  \n".join(lines)
+
+
+def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
+    """A bulk upload's receipt in words: how many cases were stored (or queued), the totals, and the
+    files skipped because their images were stored before."""
+    stored, total = len(receipt["case_ids"]), receipt["total_cases"]
+    where = ("stored" if receipt.get("status") == "stored" else
+             "kept safely and queued for upload to the dataset (delivered when the Hub answers)")
+    when = human_time(receipt.get("submitted_at"))
+    lines = [f"**{stored} case{'' if stored == 1 else 's'} {where}**, {when}. "
+             f"The dataset now holds {total} submitted case{'' if total == 1 else 's'}."]
+    skipped = receipt.get("skipped") or []
+    if skipped:
+        names = [literal(str(s.get("name") or f"item {s['index'] + 1}")) for s in skipped]
+        lines.append(f"Skipped, stored before: {', '.join(names)}.")
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")
     return "  \n".join(lines)

@@ -579,8 +579,12 @@ def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, 
     page.get_by_role("button", name="Submit all").click()
     receipt = page.locator(".block").filter(has_text="Batch receipt").last
     expect(receipt).to_contain_text("case_ids", timeout=60_000)
+    visible(page.get_by_text("2 cases stored", exact=True)).wait_for(timeout=30_000)  # in words too
     with CaseStore(LABELS, app.home / "cases") as store:
         newest = store.recent(1)[0]["case_id"]
+    page.get_by_role("button", name="Submit all").click()  # the same files again: nothing new, said so
+    visible(page.get_by_text(re.compile(r"Nothing new was stored: all 2 images in this upload were "
+                                        r"submitted before"))).first.wait_for(timeout=30_000)
     page.get_by_role("tab", name="Models").click()
     page.get_by_role("button", name=re.compile(r"^Audit log")).click()
     expect(visible(page.get_by_role("gridcell").filter(has_text=newest[:8]))).to_contain_text(

@@ -475,3 +475,16 @@ def test_the_retrain_tab_warns_when_the_served_version_learnt_the_validation_fil
     text = views.retrain_recipe_text(mammo)
     assert ("trained on the validation patients as well" in text) == trained_on_validation
     assert ("Untick *Start from the current version*" in text) == trained_on_validation
+
+
+def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -> None:
+    receipt = {"case_ids": ["a" * 32, "b" * 32], "submitted_at": "2026-12-02T12:00:00+00:00",
+               "total_cases": 7, "status": "queued", "warning": "Hub unreachable",
+               "skipped": [{"index": 2, "name": "cases.zip: benign/x_1.png"}]}
+    text = views.bulk_receipt_text(receipt)
+    assert text.startswith("**2 cases kept safely and queued for upload")
+    assert "holds 7 submitted cases" in text and "Note: Hub unreachable" in text
+    assert r"Skipped, stored before: cases\.zip\: benign/x\_1\.png." in text  # a file name, as typed
+    one = views.bulk_receipt_text({**receipt, "case_ids": ["a" * 32], "status": "stored", "skipped": [],
+                                   "warning": None, "total_cases": 1})
+    assert one.startswith("**1 case stored**") and "holds 1 submitted case." in one and "Skipped" not in one
