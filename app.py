@@ -892,6 +892,7 @@ def build() -> gr.Blocks:
                 growth = gr.ScatterPlot(x="day", y="cases", color="label",
                                         label="Submitted cases per label, cumulative", **from_zero)
             version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="version",
+                                         y_lim=[0, 1],  # the whole scale: no point cut at an axis end
                                          label="Each version's estimated AUC by the day it was trained: "
                                                "out of fold where it was cross-validated, else on its own "
                                                "held-out patients")
