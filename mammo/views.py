@@ -58,7 +58,7 @@ __all__ = [
     "known_image_text",
 ]
 
-HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model"]
+HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model", "note"]
 VERSION_COLUMNS = ["version", "served", "published", "trained", "parent", "training images",
                    "AUC malignant, cross-validated (95% CI)", "AUC malignant, recorded split", "95% CI",
                    "accuracy", "balanced accuracy", "n evaluated"]
@@ -185,10 +185,17 @@ def rounded(value: Any, digits: int = 4) -> Any:
 
 
 def history_row(name: str, details: Mapping[str, Any]) -> list[Any]:
+    """A prediction as a row of this session's table; its note says why a score is not a fresh one
+    (a film the model learnt from, a stored case) or is unsure (a high uncertainty)."""
     flagged = details.get("above_threshold")
     score = details.get("malignancy_score")
+    stored = f"stored case ({details.get('stored_label') or 'label unknown'})"
+    notes = ["a film it learnt from" if details.get("in_training_data") else "",
+             stored if details.get("stored_case") else "",
+             "high uncertainty" if (details.get("uncertainty") or {}).get("high") else ""]
     return [name, details["label"], None if score is None else round(score, 1),
-            "—" if flagged is None else ("yes" if flagged else "no"), details["model_version"]]
+            "—" if flagged is None else ("yes" if flagged else "no"), details["model_version"],
+            "; ".join(n for n in notes if n) or "—"]
 
 
 def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = None) -> list[list[Any]]:

@@ -82,10 +82,14 @@ def test_score_text_without_malignant_class_or_threshold() -> None:
 def test_history_row() -> None:
     details = {"model_version": "v2", "label": "benign", "malignancy_score": 12.5371,
                "above_threshold": False}
-    assert views.history_row("a.png", details) == ["a.png", "benign", 12.5, "no", "v2"]
+    assert views.history_row("a.png", details) == ["a.png", "benign", 12.5, "no", "v2", "—"]
     assert len(views.history_row("a.png", details)) == len(views.HISTORY_COLUMNS)
     no_threshold = {**details, "above_threshold": None}
     assert views.history_row("b.dcm", no_threshold)[3] == "—"
+    known = {**details, "in_training_data": True, "stored_case": "ab12", "stored_label": "malignant",
+             "uncertainty": {"spread": 28.3, "high": True}}
+    assert views.history_row("c.png", known)[-1] == ("a film it learnt from; stored case (malignant); "
+                                                     "high uncertainty")
 
 
 def test_rounded_rounds_every_float_and_keeps_the_rest() -> None:
