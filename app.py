@@ -893,9 +893,10 @@ def build() -> gr.Blocks:
                                         label="Submitted cases per label, cumulative", **from_zero)
             version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="version",
                                          y_lim=[0, 1],  # the whole scale: no point cut at an axis end
+                                         tooltip="all",  # the figure: out of fold, holdout, validation
                                          label="Each version's estimated AUC by the day it was trained: "
                                                "out of fold where it was cross-validated, else on its own "
-                                               "held-out patients")
+                                               "evaluation split (point at one to see which)")
             near = analytics.NEAR_CUT_OFF
             low = gr.Dataframe(label=f"Low-confidence predictions: within {near:.0f} points of the review "
                                      "cut-off, or with a high uncertainty (newest first)",
@@ -1097,13 +1098,17 @@ def _not_a_cut_stream(record: logging.LogRecord) -> bool:
 
 
 def stop_serving(signum: int, frame: object) -> None:
-    """SIGTERM as Ctrl-C: the KeyboardInterrupt is the one stop Gradio's launch() answers by closing
+    """SIGTERM (and Ctrl-C) as a KeyboardInterrupt, the one stop Gradio's launch() answers by closing
     its web server; closed at once (open connections, such as a page's event stream, are cut rather
-    than waited for: uvicorn would wait for them until Gradio gives up after 5 s)."""
+    than waited for: uvicorn would wait for them until Gradio gives up after 5 s). A second signal is
+    ignored: it would cut the service's close short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if demo.server:
         demo.server.force_exit = True
         logging.getLogger("uvicorn.error").addFilter(_not_a_cut_stream)
     raise KeyboardInterrupt
+
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
@@ -1115,5 +1120,9 @@ if __name__ == "__main__":
     # the outbox go to the Hub (8 s at most; a stopped container is killed about 10 s after SIGTERM).
     atexit.register(service.close)
     signal.signal(signal.SIGTERM, stop_serving)
-    demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True,  # same bytes as the store
+    signal.signal(signal.SIGINT, stop_serving)
+    # ssr_mode off whatever GRADIO_SSR_MODE says (a Space may set it): its Node server would take
+    # SIGTERM over (and exit without closing the web server first), and add a process the tests and
+    # the memory figures never ran with
+    demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True, ssr_mode=False,
                 css=PAGE_CSS, app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})

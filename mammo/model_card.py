@@ -428,6 +428,9 @@ def _data_section(mammo: dict) -> str:
     if data.get("n_cases_left_out"):
         rows.append(("Submitted cases left out (their images are films of the base data)",
                      _num(data["n_cases_left_out"])))
+    if data.get("n_cases_label_conflicts"):
+        rows.append(("Of those, with another label than the base data's (the base label was kept)",
+                     _num(data["n_cases_label_conflicts"])))
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
         rows += [(f"Images labelled `{label}`", _num(n)) for label, n in counts.items()]

@@ -59,14 +59,19 @@ def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example]
 
 
 def cases_apart_from(cases: Sequence[Example], films: Sequence[Example],
-                     min_side: int) -> tuple[list[Example], list[str]]:
+                     min_side: int) -> tuple[list[Example], list[str], int]:
     """The cases whose pixels are none of ``films``' (the base data's films: the holdout and the
-    validation films must stay unseen by training, a training film must not count twice), and their
-    pixel hashes (each case decoded once)."""
-    unseen = set(image_hashes(films, min_side)) if cases else set()
-    kept = [(case, digest) for case, digest in zip(cases, image_hashes(cases, min_side), strict=True)
-            if digest not in unseen]
-    return [case for case, _ in kept], [digest for _, digest in kept]
+    validation films must stay unseen by training, a training film must not count twice), their
+    pixel hashes (each case decoded once), and how many of the cases left out carry another label
+    than their film's (the base label stays: someone should look at them)."""
+    base = dict(zip(image_hashes(films, min_side), (f.label for f in films), strict=True)) if cases else {}
+    kept, conflicts = [], 0
+    for case, digest in zip(cases, image_hashes(cases, min_side), strict=True):
+        if digest not in base:
+            kept.append((case, digest))
+        elif base[digest] != case.label:
+            conflicts += 1
+    return [case for case, _ in kept], [digest for _, digest in kept], conflicts
 
 
 def write_card(folder: Path) -> None:
@@ -150,8 +155,9 @@ def train_to_folder(
         config: training settings.
         val: a separate validation folder (then no holdout is split off).
         split: the patient split of the base data when ``val`` is None.
-        extra_train: more training examples (submitted cases); those whose pixels are a held-out (or,
-            without cross-validation, a validation) film's are left out, and counted.
+        extra_train: more training examples (submitted cases); those whose pixels are a film of
+            ``data`` (held out, validation or training) are left out, and counted, as are those of
+            them whose label differs from the film's.
         progress: called after each epoch.
         step: called after each batch with (done, total).
         command: the command line recorded in the card.
@@ -174,11 +180,11 @@ def train_to_folder(
     split = split or SplitSpec()
     parts = base_splits(data, val, split)
     cross_validating = bool(cv_folds or cv_from)
-    cases, case_hashes = cases_apart_from(extra_train, [*parts["train"], *parts["val"], *parts["holdout"]],
-                                          config.min_side)
+    cases, case_hashes, conflicts = cases_apart_from(
+        extra_train, [*parts["train"], *parts["val"], *parts["holdout"]], config.min_side)
     if len(cases) < len(extra_train):
-        log.warning("%d submitted cases left out of training: their images are films of the base data",
-                    len(extra_train) - len(cases))
+        log.warning("%d submitted cases left out of training: their images are films of the base data "
+                    "(%d with another label than the base data's)", len(extra_train) - len(cases), conflicts)
     base_train = [*parts["train"], *(parts["val"] if cross_validating else [])]
     train = [*base_train, *cases]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
@@ -234,6 +240,8 @@ def train_to_folder(
             # submitted cases whose images are base films: held-out or validation films are never
             # trained on, a training film not twice
             "n_cases_left_out": len(extra_train) - len(cases),
+            # of those, cases whose confirmed label differs from the base data's (the base label stays)
+            "n_cases_label_conflicts": conflicts,
             "counts": dict(Counter(e.label for e in train)),
             # so the app can say when an upload is one of the films this model learnt from
             "image_sha256": sorted({*image_hashes(base_train, config.min_side), *case_hashes, *val_hashes}),

@@ -335,7 +335,7 @@ class MammoService:
         """A batch of cases as one shard (see ``CaseStore.append_many``)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append_many(items, skip_duplicates=skip_duplicates, names=names)
-        if not receipt["case_ids"]:  # every image skipped: nothing was stored, nothing to record
+        if receipt["skipped"] and not receipt["case_ids"]:  # every image skipped: nothing to record
             skipped = receipt["skipped"]
             named = ", ".join(str(s.get("name") or f"item {s['index'] + 1}") for s in skipped[:5])
             what = ("the image in this upload was" if len(skipped) == 1 else
@@ -635,6 +635,7 @@ class MammoService:
                     self.settings.gate_tolerance, split=split_name)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
                           "cases_left_out": mammo["data"]["n_cases_left_out"],
+                          "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
                           "candidate_metrics": mammo["metrics"],

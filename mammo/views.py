@@ -314,6 +314,11 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
                    f"training: {'their images are films' if left_out > 1 else 'its image is a film'} "
                    "of the base data (held-out and validation films are never trained on, a training "
                    "film not twice).")
+    conflicts = summary.get("cases_label_conflicts") or 0
+    if conflicts:
+        caveat += (f" **{conflicts} of them {'carry' if conflicts > 1 else 'carries'} another label than "
+                   "the base data's**: the base label was kept; a clinician should look at "
+                   f"{'them' if conflicts > 1 else 'it'}.")
     noise = _paired_text(summary.get("paired_difference"), summary["current_version"])
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "

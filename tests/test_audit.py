@@ -154,6 +154,19 @@ def test_closed_prediction_log_shards_reach_the_dataset_repo(hub_cases, hub_serv
     assert [json.loads(line)["image_sha256"] for line in lines] == ["0", "1", "2"]
 
 
+def test_a_record_appended_after_the_log_closed_is_queued_at_once(tmp_path: Path) -> None:
+    """A prediction finishing while the app stops (after the log closed) is not left in a shard that
+    nobody queues: on a Space's next, new disk it would be lost."""
+    sent: list[tuple[str, bytes]] = []
+    log = PredictionLog(tmp_path, mirror=lambda name, content: sent.append((name, content)))
+    log.append(prediction_record({"model_version": "v2", "image_sha256": "a"}, None, 0.1))
+    log.close()
+    log.append(prediction_record({"model_version": "v2", "image_sha256": "late"}, None, 0.1))
+    assert [[json.loads(line)["image_sha256"] for line in content.splitlines()] for _, content in sent] == [
+        ["a"], ["late"]]
+    assert len({name for name, _ in sent}) == 2  # each in its own shard
+
+
 def test_a_shard_left_open_by_an_earlier_process_is_queued_when_the_log_next_opens(tmp_path: Path) -> None:
     sent: list[tuple[str, bytes]] = []
     earlier = PredictionLog(tmp_path, mirror=lambda name, content: sent.append((name, content)))

@@ -236,15 +236,21 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
     report = page.get_by_text(re.compile(r"^mammo-report-\d")).locator("visible=true")  # its file name
     page.get_by_role("button", name="PDF report of this prediction").click()
     report.first.wait_for(timeout=30_000)
+    page.get_by_text("Full-resolution heat map").click()
+    page.get_by_role("button", name="Make the heat map at the file's full size (16-bit PNG)").click()
+    full_size = page.locator('a[href*="/mammo-heatmap-"]')  # the file's download link
+    expect(full_size).to_be_visible(timeout=60_000)
     number = page.get_by_label("number input for Heat-map opacity")  # the slider's number box
     number.fill("0.9")
     number.press("Tab")  # leaving the box is a "release", as letting go of the slider
     page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), before], timeout=30_000)
     expect(report).to_have_count(0)  # the report drew the earlier opacity: taken off the page
+    expect(full_size).to_be_visible()  # the full-size map has no opacity: it stays
     after_opacity = overlay.get_attribute("src")
     pick(page, "Heat-map method", "EigenCAM")
     page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), after_opacity],
                            timeout=30_000)
+    expect(full_size).to_have_count(0)  # made with the earlier method: taken off the page
     after_method = overlay.get_attribute("src")
     number.fill("0.2")
     number.press("Enter")  # typed and entered, without leaving the box: redrawn too
@@ -292,10 +298,14 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: P
     page.get_by_role("button", name="Make the heat map at the file's full size (16-bit PNG)").click()
     full_size = page.locator('a[href*="/mammo-heatmap-"]')  # the file's download link
     expect(full_size).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Offer this image for labelling").click()
+    offered = page.get_by_text(re.compile(r"^Offered for labelling as"))
+    expect(offered).to_be_visible(timeout=30_000)
     upload = predict_box(page)
     upload.get_by_role("button", name="Clear").click()  # the × of the file box, as a visitor would
     expect(score).to_have_count(0, timeout=10_000)
     upload_into(upload, phantom(tmp_path, 7))
+    expect(offered).to_have_count(0, timeout=10_000)  # the earlier file's offer is not this one's
     overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img")
     assert page.locator(".output-class").count() == 0 and overlay.count() == 0
     assert full_size.count() == 0  # the first file's full-size heat map is not offered for this one

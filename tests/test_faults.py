@@ -329,7 +329,7 @@ def test_hub_down_then_back_through_the_app_and_a_restart_during_the_outage(hub:
         assert later["status"] == "queued" and "unreachable" in later["warning"]
         hub.server.restart()  # the next submission is delivered at once, and the queued one behind it
         back = hub.submit(client, "normal")
-        assert back["status"] == "stored"
+        assert back["status"] in ("stored", "queued")  # queued if the outbox's own retry holds the upload
         hub.wait_delivered()
         assert hub.repo_case_ids() == sorted(r["case_id"] for r in (first, queued, after, later, back))
     finally:

@@ -220,18 +220,22 @@ def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: Mammo
     """A held-out film submitted as a case must stay unseen; a training film must not count twice."""
     parts = base_splits([small_mias], None, service._split(service.predictor))
     held_out, trained = parts["holdout"][0], parts["train"][0]
-    for film in (held_out, trained):
-        service.submit(film.source, film.label, None)
+    other = next(label for label in service.labels if label != trained.label)  # a clinician disagrees
+    service.submit(held_out.source, held_out.label, None)
+    service.submit(trained.source, other, None)
     summary = service.retrain(TINY)
     assert summary["cases_used"] == 2 and summary["cases_left_out"] == 2
+    assert summary["cases_label_conflicts"] == 1
     data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
     assert data["n_cases"] == 0 and data["n_cases_left_out"] == 2
     assert data["n_train"] == len(parts["train"])  # the training film once
     assert sha256_of_pixels(read_image(held_out.source)) not in data["image_sha256"]  # never trained on
-    assert ("2 submitted cases were left out of training: their images are films of the base data"
-            in views.verdict_text(summary))
+    verdict = views.verdict_text(summary)
+    assert "2 submitted cases were left out of training: their images are films of the base data" in verdict
+    assert "**1 of them carries another label than the base data's**: the base label was kept" in verdict
     card = (candidate_folder(service, summary) / "README.md").read_text()
     assert "| Submitted cases left out (their images are films of the base data) | 2 |" in card
+    assert "| Of those, with another label than the base data's (the base label was kept) | 1 |" in card
 
 
 def test_a_retrain_refuses_a_holdout_the_served_version_learnt_from(tmp_path: Path, tiny_model_dir: Path,

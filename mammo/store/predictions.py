@@ -74,6 +74,7 @@ class PredictionLog:
         self._shard: Path | None = None
         self._count = 0
         self._part = 0
+        self._closed = False  # closed: a late record (a prediction finishing at a stop) is queued at once
         if mirror is not None:
             with self._lock:
                 sent = self._mirrored()
@@ -97,11 +98,15 @@ class PredictionLog:
             finally:
                 os.close(fd)
             self._count += 1
+            if self._closed:
+                self._close()
 
     def close(self) -> None:
-        """Close the current shard (queued for the Hub when mirrored)."""
+        """Close the current shard (queued for the Hub when mirrored); a record appended after this
+        is queued in a shard of its own at once (the process is stopping)."""
         with self._lock:
             self._close()
+            self._closed = True
 
     def _close(self) -> None:
         if self._shard is not None and self.mirror is not None and self._shard.exists():
