@@ -285,13 +285,13 @@ def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_pa
     expect(predict_box(page).get_by_text("Error", exact=True)).to_have_count(0)  # no error badge
 
 
-def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, image: Path, tmp_path: Path) -> None:
-    """Upload, predict, upload another file: the first file's label, score, heat map and full-size
-    heat map go, and a heat-map method picked before Predict draws nothing of the first file."""
+def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, tmp_path: Path) -> None:
+    """Upload, predict, upload another file: the first file's label, score, heat map, full-size heat
+    map and offer go, and a heat-map method picked before Predict draws nothing of the first file."""
     from playwright.sync_api import expect
 
     page = fresh
-    shot.predict(page, image)
+    shot.predict(page, phantom(tmp_path, 43))  # its own film: one no other test stored or offered
     score = page.locator(".prose").filter(has_text="Malignancy score:")
     expect(score.first).to_be_visible()
     page.get_by_text("Full-resolution heat map").click()
