@@ -322,6 +322,10 @@ class MammoService:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
+        learnt = self._predictor.training_images or frozenset()
+        if receipt["image_sha256"] in learnt:  # stored, and said: a retrain leaves it out (pipeline)
+            receipt["base_film"] = (f"this image is one of the films {self._predictor.version} learnt from "
+                                    "(labelled in the base data): a retrain leaves it out of training")
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
         self.audit.record("submission", user, case_id=receipt["case_id"], label=receipt["label"],
                           status=receipt["status"], **from_pool,

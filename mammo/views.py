@@ -468,6 +468,8 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
              "Metadata stored: " + ("; ".join(shown) if shown else "none") + "."]
     if blank:
         lines.append("Left empty (stored as empty, not guessed): " + ", ".join(blank) + ".")
+    if receipt.get("base_film"):
+        lines.append(f"⚠️ Note: {receipt['base_film']}.")
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")
     return "  \n".join(lines)

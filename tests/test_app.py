@@ -145,6 +145,10 @@ def test_predict_says_which_films_the_model_learnt_from(client, mias: Path) -> N
         assert details["stored_case"] is None and len(details["image_sha256"]) == 64
     with pytest.raises(AppError, match=f"one of the films model {SERVED} learnt from"):  # labelled already
         client.predict(handle_file(parts["train"][0].source), api_name="/offer")
+    # submitted all the same (a clinician's confirmed label), the receipt says a retrain leaves it out
+    receipt = client.predict(handle_file(parts["train"][1].source), parts["train"][1].label,
+                             api_name="/submit_case")
+    assert receipt["status"] == "stored" and f"one of the films {SERVED} learnt from" in receipt["base_film"]
 
 
 def test_expected_refusals_are_one_log_line_and_start_up_says_what_is_served(

@@ -131,6 +131,8 @@ def test_receipt_text_repeats_what_was_stored() -> None:
     assert "(stored as empty, not guessed): Laterality, Breast density, Age in years, Notes." in text
     queued = views.receipt_text({**receipt, "status": "queued", "warning": "Hub down"}, METADATA_FIELDS)
     assert "queued for upload" in queued and "Hub down" in queued
+    known = views.receipt_text({**receipt, "base_film": "one of the films v3 learnt from"}, METADATA_FIELDS)
+    assert "⚠️ Note: one of the films v3 learnt from." in known and "⚠️" not in text
 
 
 def test_receipt_text_shows_notes_as_typed_not_as_html_or_markdown() -> None:

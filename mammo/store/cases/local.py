@@ -182,6 +182,7 @@ class CaseStore:
             "counts": receipt["counts"],
             "status": receipt["status"],
             "duplicate_of": None,
+            "image_sha256": case.sha256,  # of the pixels (``imaging.sha256_of_pixels``)
             **({"warning": receipt["warning"]} if "warning" in receipt else {}),
         }
 
