@@ -156,11 +156,20 @@ def colour_map(plot: dict | None, column: str):
     categories of the value they were first drawn with (new data with other ones is not drawn, and
     the old legend stays) until their colour map changes; sent with the new value, the redraw uses
     the old value, so this is a second step, after the value (see ``recolour``)."""
-    if not plot or column not in plot["columns"]:  # the plot's value as the browser has it
+    values = plot_column(plot, column)
+    if values is None:
         return gr.skip()
-    index = plot["columns"].index(column)
-    names = list(dict.fromkeys(row[index] for row in plot["data"]))
+    names = list(dict.fromkeys(values))
     return gr.update(color_map={name: PLOT_COLOURS[i % len(PLOT_COLOURS)] for i, name in enumerate(names)})
+
+
+def plot_column(plot: dict | None, column: str) -> list | None:
+    """A column of a plot's value as the browser has it (a plot as an event's input); None when the
+    plot holds no such column."""
+    if not plot or column not in plot["columns"]:
+        return None
+    index = plot["columns"].index(column)
+    return [row[index] for row in plot["data"]]
 
 
 # A step chained after an event, triggered again while it still runs (a second prediction, a second
@@ -180,10 +189,9 @@ def epoch_room(plot: dict | None):
     """Half an epoch of room at each end of a per-epoch plot's x axis (Gradio's axis runs from the
     first point to the last, cutting both in half). A second step, after the value (``give_room``):
     an ``x_lim`` sent with a new value is drawn over the old value."""
-    if not plot or "epoch" not in plot["columns"] or not plot["data"]:  # the value the browser has
+    epochs = plot_column(plot, "epoch")
+    if not epochs:
         return gr.skip()
-    index = plot["columns"].index("epoch")
-    epochs = [row[index] for row in plot["data"]]
     return gr.update(x_lim=[min(epochs) - 0.5, max(epochs) + 0.5])
 
 

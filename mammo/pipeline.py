@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,18 +58,17 @@ def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example]
                          f"the split no longer holds out the films {name} never saw. {what_to_do}")
 
 
-def cases_apart_from(cases: Sequence[Example], films: Sequence[Example],
+def cases_apart_from(cases: Sequence[Example], films: Mapping[str, str],
                      min_side: int) -> tuple[list[Example], list[str], int]:
-    """The cases whose pixels are none of ``films``' (the base data's films: the holdout and the
-    validation films must stay unseen by training, a training film must not count twice), their
-    pixel hashes (each case decoded once), and how many of the cases left out carry another label
-    than their film's (the base label stays: someone should look at them)."""
-    base = dict(zip(image_hashes(films, min_side), (f.label for f in films), strict=True)) if cases else {}
+    """The cases whose pixels are none of ``films``' (pixel hash -> label of the base data's films:
+    the holdout and the validation films must stay unseen by training, a training film must not
+    count twice), their pixel hashes (each case decoded once), and how many of the cases left out
+    carry another label than their film's (the base label stays: someone should look at them)."""
     kept, conflicts = [], 0
     for case, digest in zip(cases, image_hashes(cases, min_side), strict=True):
-        if digest not in base:
+        if digest not in films:
             kept.append((case, digest))
-        elif base[digest] != case.label:
+        elif films[digest] != case.label:
             conflicts += 1
     return [case for case, _ in kept], [digest for _, digest in kept], conflicts
 
@@ -180,8 +179,15 @@ def train_to_folder(
     split = split or SplitSpec()
     parts = base_splits(data, val, split)
     cross_validating = bool(cv_folds or cv_from)
-    cases, case_hashes, conflicts = cases_apart_from(
-        extra_train, [*parts["train"], *parts["val"], *parts["holdout"]], config.min_side)
+    # the training and validation films' pixel hashes, each film decoded once: recorded below, and,
+    # with the holdout's, what submitted cases are checked against
+    hash_of = dict(zip(parts["train"] + parts["val"], image_hashes(parts["train"] + parts["val"],
+                                                                   config.min_side), strict=True))
+    films = {} if not extra_train else {
+        **{digest: film.label for film, digest in hash_of.items()},
+        **{digest: film.label for film, digest in zip(
+            parts["holdout"], image_hashes(parts["holdout"], config.min_side), strict=True)}}
+    cases, case_hashes, conflicts = cases_apart_from(extra_train, films, config.min_side)
     if len(cases) < len(extra_train):
         log.warning("%d submitted cases left out of training: their images are films of the base data "
                     "(%d with another label than the base data's)", len(extra_train) - len(cases), conflicts)
@@ -214,8 +220,8 @@ def train_to_folder(
         baseline = evaluate_baseline(learn, parts["holdout"], labels, config.preprocess, config.min_side)
     elif not cv and parts["val"]:
         baseline = evaluate_baseline(train, parts["val"], labels, config.preprocess, config.min_side)
-    # the validation films' pixel hashes, once: recorded, and checked against the starting weights
-    val_hashes = [] if cv else list(image_hashes(parts["val"], config.min_side))
+    # the validation films' pixel hashes: recorded, and checked against the starting weights
+    val_hashes = [] if cv else [hash_of[film] for film in parts["val"]]
     mammo = {
         "version": None,
         "parent": parent,
@@ -244,7 +250,7 @@ def train_to_folder(
             "n_cases_label_conflicts": conflicts,
             "counts": dict(Counter(e.label for e in train)),
             # so the app can say when an upload is one of the films this model learnt from
-            "image_sha256": sorted({*image_hashes(base_train, config.min_side), *case_hashes, *val_hashes}),
+            "image_sha256": sorted({*(hash_of[film] for film in base_train), *case_hashes, *val_hashes}),
             # validation films the starting weights had learnt from: their calibration is optimistic
             "val_learnt_by_init": learnt_by(config.init, val_hashes) if val_hashes else 0,
         },

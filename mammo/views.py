@@ -308,17 +308,16 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
         f" Its calibration and operating threshold were fitted on {seen} validation films that the "
         "weights it started from had already learnt from, so they are optimistic (the held-out "
         "comparison is not affected).")
-    left_out = summary.get("cases_left_out") or 0
-    if left_out:
+    left_out, conflicts = summary.get("cases_left_out") or 0, summary.get("cases_label_conflicts") or 0
+    if left_out:  # conflicts are some of them
         caveat += (f" {left_out} submitted case{'s were' if left_out > 1 else ' was'} left out of "
                    f"training: {'their images are films' if left_out > 1 else 'its image is a film'} "
                    "of the base data (held-out and validation films are never trained on, a training "
                    "film not twice).")
-    conflicts = summary.get("cases_label_conflicts") or 0
-    if conflicts:
-        caveat += (f" **{conflicts} of them {'carry' if conflicts > 1 else 'carries'} another label than "
-                   "the base data's**: the base label was kept; a clinician should look at "
-                   f"{'them' if conflicts > 1 else 'it'}.")
+        if conflicts:
+            caveat += (f" **{conflicts} of them {'carry' if conflicts > 1 else 'carries'} another label "
+                       "than the base data's**: the base label was kept; a clinician should look at "
+                       f"{'them' if conflicts > 1 else 'it'}.")
     noise = _paired_text(summary.get("paired_difference"), summary["current_version"])
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
