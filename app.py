@@ -84,9 +84,10 @@ def mammogram_file(label: str) -> gr.File:
 
 
 def _refuse(name: str, error: BaseException) -> gr.Error:
-    """An expected refusal: one log line, the message to the visitor, no traceback."""
+    """An expected refusal: one log line (without the visitor's file names), the message to the
+    visitor, no traceback."""
     message = error.message if isinstance(error, gr.Error) else str(error)
-    log.warning("%s refused: %s", name, message)
+    log.warning("%s refused: %s", name, getattr(error, "logged", message))
     return gr.Error(message, print_exception=False)
 
 

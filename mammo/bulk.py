@@ -46,10 +46,10 @@ def zip_cases(
         for member in members:
             parts = PurePosixPath(member.filename).parts
             if len(parts) < 2:
-                raise BulkError(f"{member.filename!r} is not inside a <label>/ folder")
+                raise _member_error(member, "is not inside a <label>/ folder")
             if member.file_size > max_file_bytes:
-                raise BulkError(f"{member.filename!r} is {member.file_size / 1e6:.1f} MB; the limit is "
-                                f"{max_file_bytes / 1e6:.0f} MB")
+                raise _member_error(member, f"is {member.file_size / 1e6:.1f} MB; the limit is "
+                                            f"{max_file_bytes / 1e6:.0f} MB")
             # zipfile reads no more than a member's recorded size (a longer stream fails its CRC)
             yield _read_member(archive, member), parts[-2], parts[-1]
 
@@ -60,9 +60,15 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
         with archive.open(member) as handle:
             return handle.read()
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
-        raise BulkError(f"{member.filename!r} is damaged in the zip: {error}") from error
+        raise _member_error(member, f"is damaged in the zip: {error}") from error
     except (RuntimeError, NotImplementedError) as error:  # encrypted; unsupported compression
-        raise BulkError(f"{member.filename!r} cannot be read: {error}") from error
+        raise _member_error(member, f"cannot be read: {error}") from error
+
+
+def _member_error(member: zipfile.ZipInfo, why: str) -> BulkError:
+    """A refusal naming the member to the user, not in the log (a file name can name a patient)."""
+    return BulkError(f"{member.filename!r} {why}",
+                     logged=f"a member of the zip {why.replace(member.filename, '(its name)')}")
 
 
 def _wanted(name: str) -> bool:

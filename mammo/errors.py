@@ -12,7 +12,17 @@ __all__ = ["MammoError", "BadRequest", "SettingsError", "ModelError"]
 
 
 class MammoError(Exception):
-    """A refusal or failure with a message meant for the user."""
+    """A refusal or failure with a message meant for the user.
+
+    Args:
+        message: what the user is told.
+        logged: what the log records instead, where the message names the user's own files (a file
+            name can name a patient, and a log outlives the request).
+    """
+
+    def __init__(self, message: str = "", *, logged: str | None = None) -> None:
+        super().__init__(message)
+        self.logged = message if logged is None else logged
 
 
 class BadRequest(MammoError, ValueError):

@@ -345,7 +345,8 @@ class MammoService:
             what = ("the image in this upload was" if len(skipped) == 1 else
                     f"all {len(skipped)} images in this upload were")
             raise StoreError(f"Nothing new was stored: {what} submitted before "
-                             f"({named}{', ...' if len(skipped) > 5 else ''}).")
+                             f"({named}{', ...' if len(skipped) > 5 else ''}).",
+                             logged=f"Nothing new was stored: {what} submitted before.")
         self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
                           skipped=len(receipt["skipped"]))
         return self._after_new_cases(receipt)

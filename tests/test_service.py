@@ -200,8 +200,14 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     events = len(service.audit.events())
     refused = (r"Nothing new was stored: all 3 images in this upload were submitted before "
                rf"\({normals[0].name}, {normals[1].name}, cases.zip: malignant/a.png\)")
-    with pytest.raises(StoreError, match=refused):
+    with pytest.raises(StoreError, match=refused) as error:
         service.submit_uploads([*map(str, normals), str(archive)], "normal")  # the same upload again
+    assert error.value.logged == "Nothing new was stored: all 3 images in this upload were submitted before."
+    text = tmp_path / "Jane Doe.png"
+    text.write_text("not an image")
+    with pytest.raises(StoreError, match=r"^Jane Doe.png: The file is not a recognised image") as error:
+        service.submit_uploads([str(other), str(text)], "benign")  # the batch is refused whole
+    assert error.value.logged.startswith("item 2: The file is not a recognised image")
     assert len(service.audit.events()) == events and service.cases.counts()["normal"] == 2
     with pytest.raises(StoreError, match="Pick the label"):
         service.submit_uploads([str(normals[0])], None)

@@ -204,7 +204,8 @@ class CaseStore:
             try:
                 cases.append(self._prepare(image, label, metadata))
             except StoreError as exc:
-                raise StoreError(f"{names[i] if names else f'Item {i + 1}'}: {exc}") from exc
+                raise StoreError(f"{names[i] if names else f'Item {i + 1}'}: {exc}",
+                                 logged=f"item {i + 1}: {exc.logged}") from exc
         receipt = self._store(cases, skip_duplicates=skip_duplicates)
         if names:
             receipt["skipped"] = [{**skip, "name": names[skip["index"]]} for skip in receipt["skipped"]]

@@ -48,8 +48,8 @@ class StoreError(MammoError, ValueError):
     ``duplicate_of`` is the earlier case's id when the image was already submitted.
     """
 
-    def __init__(self, message: str, *, duplicate_of: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, *, duplicate_of: str | None = None, logged: str | None = None):
+        super().__init__(message, logged=logged)
         self.duplicate_of = duplicate_of
 
 
