@@ -63,6 +63,10 @@ AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 FETCHED_AUDIT_EVENTS = 5000
 # the audit actions that end a retrain: a version promoted (served, or published and not yet served),
 # a candidate rejected by the gate, or a retrain that failed
+# a case queued while the Hub is down is on the server's disk alone, and a Space's disk is new after
+# every restart: its receipt says so (README: "A Space's disk is new after every restart")
+QUEUED_ON_A_SPACE = ("Until the Hub answers, this upload is only on this Space's disk, which a restart of "
+                     "the Space replaces: keep your own copy of the image(s) until the dataset shows them.")
 RETRAIN_ENDINGS = ("promotion", "promotion, not yet served", "rejection", "retrain failed")
 RETRAIN_EVENTS = ("retrain started", *RETRAIN_ENDINGS)  # a start with no end: the app stopped during it
 _AUDITED_METRICS = ("n", "auc_malignant", "auc_malignant_ci95")  # per model, in a retrain's audit event
@@ -331,7 +335,13 @@ class MammoService:
                           status=receipt["status"], **from_pool,
                           metadata_given=sorted(k for k, v in (receipt.get("metadata") or {}).items()
                                                 if v is not None))
-        return self._after_new_cases(receipt)
+        return self._after_new_cases(self._said_where(receipt))
+
+    def _said_where(self, receipt: dict) -> dict:
+        """``receipt``, warning that a case queued on a Space can still be lost (QUEUED_ON_A_SPACE)."""
+        if receipt["status"] == "queued" and self.settings.on_spaces:
+            receipt["warning"] = " ".join(filter(None, (receipt.get("warning"), QUEUED_ON_A_SPACE)))
+        return receipt
 
     def submit_many(self, items: Iterable[tuple[ImageSource, str, Mapping[str, Any] | None]],
                     user: str | None = None, *, skip_duplicates: bool = False,
@@ -349,7 +359,7 @@ class MammoService:
                              logged=f"Nothing new was stored: {what} submitted before.")
         self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
                           skipped=len(receipt["skipped"]))
-        return self._after_new_cases(receipt)
+        return self._after_new_cases(self._said_where(receipt))
 
     def new_cases_since_retrain(self) -> int:
         """Cases stored since the newest retrain (its report's ``cases_used``: the served version's

@@ -460,7 +460,7 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     shown = [f"{name(k)}: {'yes' if v is True else literal(str(v))}" for k, v in given.items() if k in fields]
     blank = [name(k) for k in fields if k not in given]
     where = ("stored" if receipt.get("status") == "stored" else
-             "kept safely and queued for upload to the dataset (it will be delivered when the Hub answers)")
+             "queued for upload to the dataset (kept on this server until the Hub answers)")
     lines = [f"**Case {where}** as **{receipt['label']}**, id `{receipt['case_id']}`, "
              f"{human_time(receipt.get('submitted_at'))}. The dataset now holds {receipt['total_cases']} "
              f"submitted case{'' if receipt['total_cases'] == 1 else 's'}.",
@@ -479,7 +479,7 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
     files skipped because their images were stored before."""
     stored, total = len(receipt["case_ids"]), receipt["total_cases"]
     where = ("stored" if receipt.get("status") == "stored" else
-             "kept safely and queued for upload to the dataset (delivered when the Hub answers)")
+             "queued for upload to the dataset (kept on this server until the Hub answers)")
     when = human_time(receipt.get("submitted_at"))
     lines = [f"**{stored} case{'' if stored == 1 else 's'} {where}**, {when}. "
              f"The dataset now holds {total} submitted case{'' if total == 1 else 's'}."]

@@ -395,6 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "id": "0" * 24,
                 "name": USER,
                 "fullname": "Mammo Tester",
+                "avatarUrl": "/avatars/mammo-tester.svg",  # Gradio's local sign-in reads it
                 "orgs": [],
                 "auth": {
                     "type": "access_token",

@@ -27,6 +27,7 @@ from helpers import LABELS, RETRAIN, SERVED, Images, load_cases, load_script, ru
 from hub_server import USER, HubServer
 
 from mammo.model import load as load_model
+from mammo.service import QUEUED_ON_A_SPACE
 from mammo.store import AuditLog, CaseStore, StoreError
 from mammo.store.cases import local as cases_module
 from mammo.store.registry import MODEL_FILES, version_number
@@ -287,7 +288,7 @@ def hub(tmp_path: Path) -> Iterator[HubApp]:
 
 def test_hub_down_then_back_through_the_app_and_a_restart_during_the_outage(hub: HubApp) -> None:
     image = PHANTOM
-    with hub.app() as app:
+    with AppProcess(hub.home, env={**hub.env, "SPACE_ID": "owner/mammo"}) as app:  # as on a Space
         client = Client(app.url, verbose=False, download_files=False)
         assert "model.safetensors" in hub.server.files(MODEL_REPO, "model", revision="v1")  # seeded
         assert served_version(client, image) == SERVED
@@ -300,6 +301,8 @@ def test_hub_down_then_back_through_the_app_and_a_restart_during_the_outage(hub:
         assert time.monotonic() - started < 10
         assert queued["status"] == "queued" and queued["total_cases"] == 2
         assert "unreachable" in queued["warning"] and hub.server.url in queued["warning"]
+        # and says that until then the case is on the Space's disk alone (a restart would lose it)
+        assert queued["warning"].endswith(QUEUED_ON_A_SPACE)
         assert served_version(client, image) == SERVED
         commits = hub.shard_commits()
         deploy = load_script("scripts/deploy_space.py")  # a redeploy would restart it on a new disk

@@ -488,7 +488,7 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
                "total_cases": 7, "status": "queued", "warning": "Hub unreachable",
                "skipped": [{"index": 2, "name": "cases.zip: benign/x_1.png"}]}
     text = views.bulk_receipt_text(receipt)
-    assert text.startswith("**2 cases kept safely and queued for upload")
+    assert text.startswith("**2 cases queued for upload")
     assert "holds 7 submitted cases" in text and "Note: Hub unreachable" in text
     assert r"Skipped, stored before: cases\.zip\: benign/x\_1\.png." in text  # a file name, as typed
     one = views.bulk_receipt_text({**receipt, "case_ids": ["a" * 32], "status": "stored", "skipped": [],
