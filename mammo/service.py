@@ -351,7 +351,7 @@ class MammoService:
         receipt = self.cases.append_many(items, skip_duplicates=skip_duplicates, names=names)
         if receipt["skipped"] and not receipt["case_ids"]:  # every image skipped: nothing to record
             skipped = receipt["skipped"]
-            named = ", ".join(str(s.get("name") or f"item {s['index'] + 1}") for s in skipped[:5])
+            named = ", ".join(s["name"] for s in skipped[:5])
             what = ("the image in this upload was" if len(skipped) == 1 else
                     f"all {len(skipped)} images in this upload were")
             raise StoreError(f"Nothing new was stored: {what} submitted before "

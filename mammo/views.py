@@ -459,9 +459,7 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
 
     shown = [f"{name(k)}: {'yes' if v is True else literal(str(v))}" for k, v in given.items() if k in fields]
     blank = [name(k) for k in fields if k not in given]
-    where = ("stored" if receipt.get("status") == "stored" else
-             "queued for upload to the dataset (kept on this server until the Hub answers)")
-    lines = [f"**Case {where}** as **{receipt['label']}**, id `{receipt['case_id']}`, "
+    lines = [f"**Case {_where(receipt)}** as **{receipt['label']}**, id `{receipt['case_id']}`, "
              f"{human_time(receipt.get('submitted_at'))}. The dataset now holds {receipt['total_cases']} "
              f"submitted case{'' if receipt['total_cases'] == 1 else 's'}.",
              "Metadata stored: " + ("; ".join(shown) if shown else "none") + "."]
@@ -474,18 +472,22 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     return "  \n".join(lines)
 
 
+def _where(receipt: Mapping[str, Any]) -> str:
+    """Where a receipt's cases are: stored, or queued for the Hub."""
+    return ("stored" if receipt.get("status") == "stored" else
+            "queued for upload to the dataset (kept on this server until the Hub answers)")
+
+
 def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
     """A bulk upload's receipt in words: how many cases were stored (or queued), the totals, and the
     files skipped because their images were stored before."""
     stored, total = len(receipt["case_ids"]), receipt["total_cases"]
-    where = ("stored" if receipt.get("status") == "stored" else
-             "queued for upload to the dataset (kept on this server until the Hub answers)")
     when = human_time(receipt.get("submitted_at"))
-    lines = [f"**{stored} case{'' if stored == 1 else 's'} {where}**, {when}. "
+    lines = [f"**{stored} case{'' if stored == 1 else 's'} {_where(receipt)}**, {when}. "
              f"The dataset now holds {total} submitted case{'' if total == 1 else 's'}."]
     skipped = receipt.get("skipped") or []
     if skipped:
-        names = [literal(str(s.get("name") or f"item {s['index'] + 1}")) for s in skipped]
+        names = [literal(s["name"]) for s in skipped]
         lines.append(f"Skipped, stored before: {', '.join(names)}.")
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")

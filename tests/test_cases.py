@@ -342,7 +342,7 @@ def test_append_many_writes_one_shard(store: CaseStore) -> None:
         [(grey(303), "benign", None), (grey(200), "normal", None)], skip_duplicates=True
     )
     assert len(again["case_ids"]) == 1
-    assert again["skipped"] == [{"index": 1, "duplicate_of": receipt["case_ids"][0]}]
+    assert again["skipped"] == [{"index": 1, "duplicate_of": receipt["case_ids"][0], "name": "item 2"}]
     assert store.load().num_rows == 6
 
 

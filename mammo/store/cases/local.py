@@ -197,7 +197,7 @@ class CaseStore:
 
         With ``skip_duplicates`` images already stored (or repeated in the batch) are left out
         and listed under ``skipped`` instead of failing the whole batch. ``names`` (the uploader's
-        file names, never stored) name the items in refusals and in ``skipped``.
+        file names, never stored) name the items in refusals and in ``skipped`` ("item N" without).
         """
         cases = []
         for i, (image, label, metadata) in enumerate(items):
@@ -207,8 +207,8 @@ class CaseStore:
                 raise StoreError(f"{names[i] if names else f'Item {i + 1}'}: {exc}",
                                  logged=f"item {i + 1}: {exc.logged}") from exc
         receipt = self._store(cases, skip_duplicates=skip_duplicates)
-        if names:
-            receipt["skipped"] = [{**skip, "name": names[skip["index"]]} for skip in receipt["skipped"]]
+        receipt["skipped"] = [{**skip, "name": names[skip["index"]] if names else f"item {skip['index'] + 1}"}
+                              for skip in receipt["skipped"]]
         return receipt
 
     def load(self) -> datasets.Dataset:
