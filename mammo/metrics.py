@@ -27,6 +27,7 @@ from .calibration import expected_calibration_error, reliability_bins
 __all__ = [
     "MALIGNANT",
     "DEFAULT_THRESHOLD",
+    "FEWEST_FOR_AN_INTERVAL",
     "malignant_index",
     "malignancy_scores",
     "pick_threshold",
@@ -107,6 +108,12 @@ def roc_points(y_true_binary: np.ndarray, scores: np.ndarray) -> dict:
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
 
 
+# an AUC's bootstrap interval needs this many films of each class: with fewer, the resamples hold
+# one or two of the rarer class and the percentiles are degenerate (one malignant film ranked first
+# gives "1.00-1.00"), so no interval is given at all
+FEWEST_FOR_AN_INTERVAL = 5
+
+
 def bootstrap_auc_ci(
     y_true_binary: np.ndarray,
     scores: np.ndarray,
@@ -116,8 +123,8 @@ def bootstrap_auc_ci(
 ) -> tuple[float, float] | None:
     """Percentile bootstrap ``(1 - alpha)`` CI of the AUC, resampling cases with replacement.
 
-    Resamples holding one class only are skipped. None when the AUC is undefined (one class
-    in ``y_true_binary``) or no resample holds both classes.
+    Resamples holding one class only are skipped. None when either class has fewer than
+    ``FEWEST_FOR_AN_INTERVAL`` cases (the AUC itself may exist) or no resample holds both classes.
     """
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
@@ -127,7 +134,7 @@ def bootstrap_auc_ci(
     s = np.asarray(scores, dtype=float)
     if y.shape != s.shape or y.ndim != 1:
         raise ValueError(f"labels {y.shape} and scores {s.shape} must be 1-D of equal length")
-    if y.all() or not y.any():
+    if min(y.sum(), (~y).sum()) < FEWEST_FOR_AN_INTERVAL:
         return None
     idx = np.random.default_rng(seed).integers(0, y.size, (n_resamples, y.size))  # one resample a row
     labels, values = y[idx], s[idx]

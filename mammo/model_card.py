@@ -14,6 +14,7 @@ from pathlib import PurePath
 from huggingface_hub import EvalResult, ModelCardData
 
 from .config import DISCLAIMER, HUB_DATASET_PREFIX
+from .metrics import FEWEST_FOR_AN_INTERVAL
 
 __all__ = ["NOT_RECORDED", "eval_results", "render_model_card"]
 
@@ -96,6 +97,8 @@ def _ci(metrics: dict) -> str:
     ci = metrics.get("auc_malignant_ci95")
     if isinstance(ci, list | tuple) and len(ci) == 2:
         return f"{_num(ci[0])}–{_num(ci[1])}"
+    if "auc_malignant_ci95" in metrics and metrics.get("auc_malignant") is not None:
+        return f"none (fewer than {FEWEST_FOR_AN_INTERVAL} films of a class)"
     return NOT_RECORDED
 
 
@@ -356,7 +359,9 @@ def _metrics_section(metrics: dict, heading: str, split: str) -> str:
         f"Evaluation split: {split}.",
         _table(("metric", "value"), rows),
         "The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
-        f"cases ({n_text}): cases are resampled with replacement and the AUC recomputed. With "
+        f"cases ({n_text}): cases are resampled with replacement and the AUC recomputed; none is "
+        f"given with fewer than {FEWEST_FOR_AN_INTERVAL} malignant films or {FEWEST_FOR_AN_INTERVAL} "
+        "others (its percentiles would be degenerate). With "
         "this few cases, and fewer malignant ones, the interval is wide: differences between "
         "versions that fall inside it are not evidence that one version is better.",
     ]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from .metrics import FEWEST_FOR_AN_INTERVAL
 from .store.gate import gives_every_film_one_score
 
 __all__ = [
@@ -83,6 +84,22 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _ci(pair: Sequence[float] | None, digits: int = 2) -> str:
     """A confidence interval as ``low–high``; "—" when there is none."""
     return "—" if not pair else f"{pair[0]:.{digits}f}–{pair[1]:.{digits}f}"
+
+
+def no_interval(ci: Sequence[float] | None, figures: Mapping[str, Any]) -> str | None:
+    """Why a malignant-vs-rest AUC in ``figures`` has no interval ``ci`` (too few films of a class);
+    None when it has one, or there is no AUC."""
+    if ci or figures.get("auc_malignant") is None:
+        return None
+    return f"none: fewer than {FEWEST_FOR_AN_INTERVAL} films of a class"
+
+
+def auc_and_ci(figures: Mapping[str, Any]) -> str:
+    """'0.73 (95% CI 0.62–0.84)' from a metrics dict; an AUC too few films give no interval says so."""
+    auc, ci = figures.get("auc_malignant"), figures.get("auc_malignant_ci95")
+    if auc is None:
+        return "—"
+    return f"{auc:.2f} ({no_interval(ci, figures) or f'95% CI {_ci(ci)}'})"
 
 
 def percent(score: float | None) -> str:
@@ -216,7 +233,7 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
             data.get("n_train", "—"),
             "—" if cv.get("auc_malignant") is None else
             f"{cv['auc_malignant']:.2f}" + (f" ({_ci(cv_ci)})" if cv_ci else ""),
-            _fmt(metrics.get("auc_malignant")), _ci(ci),
+            _fmt(metrics.get("auc_malignant")), no_interval(ci, metrics) or _ci(ci),
             _fmt(metrics.get("accuracy")), _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
         ])
     return rows
@@ -281,15 +298,15 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any],
     """Current vs candidate metrics on the same held-out patients, metrics named in words; with
     ``baseline``, the logistic-regression baseline trained on the candidate's films beside them."""
 
-    def show(key: str, value: Any) -> str:
-        if isinstance(value, list):
-            return _ci(value, 3)
+    def show(key: str, value: Any, figures: Mapping[str, Any]) -> str:
+        if key == "auc_malignant_ci95":
+            return no_interval(value, figures) or _ci(value, 3)
         return str(value) if key == "n" else _fmt(value)  # JSON turns 1.0 into 1: only n is a count
 
     models = {"current": current, "candidate": candidate}
     if baseline:
         models["baseline (logistic regression)"] = baseline
-    rows = [[name, *(show(k, m.get(k)) for m in models.values())] for k, name in METRIC_NAMES.items()]
+    rows = [[name, *(show(k, m.get(k), m) for m in models.values())] for k, name in METRIC_NAMES.items()]
     return pd.DataFrame(rows, columns=["metric", *models])
 
 
@@ -332,14 +349,11 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
             f"served version ({scores}).{noise}{kept}")
 
 
-_FEWEST_MALIGNANT_FOR_AN_INTERVAL = 5  # below it a patient bootstrap of an AUC difference is degenerate
-
-
 def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:
     """How far the gate's comparison is from noise: the paired difference and its patient-resampled CI."""
     if not paired:
         return " These films give no interval on the difference in malignant-vs-rest AUC: read it as noise."
-    if paired["positives"] < _FEWEST_MALIGNANT_FOR_AN_INTERVAL:
+    if paired["positives"] < FEWEST_FOR_AN_INTERVAL:  # a patient bootstrap would be degenerate
         return (f" These films hold too few malignant films ({paired['positives']}) to put an interval on "
                 "the difference in malignant-vs-rest AUC: read it as noise.")
     low, high = paired["ci95"]
@@ -616,18 +630,16 @@ def estimate_text(mammo: Mapping[str, Any]) -> str:
     lines = []
     cv = mammo.get("cv")
     if cv:
-        ci = cv.get("auc_malignant_ci95") or [None, None]
         abnormal = cv.get("auc_abnormal") or {}
         lines.append(
             f"**Served: {version}.** Estimated by {cv.get('n_folds')}-fold cross-validation by patient "
-            f"({cv.get('n')} films, out of fold): malignant-vs-rest AUC {_fmt(cv.get('auc_malignant'), 2)} "
-            f"(95% CI {_fmt(ci[0], 2)}–{_fmt(ci[1], 2)}), abnormal-vs-normal AUC "
+            f"({cv.get('n')} films, out of fold): malignant-vs-rest AUC {auc_and_ci(cv)}, "
+            f"abnormal-vs-normal AUC "
             f"{_fmt(abnormal.get('auc'), 2)}, calibration error (ECE) {_fmt(cv.get('ece_malignant'), 3)}.")
     metrics = mammo.get("metrics") or {}
     split = (mammo.get("split") or {}).get("name", "evaluation")
     if metrics and (not cv or split != "cross-validation"):
-        ci = metrics.get("auc_malignant_ci95") or [None, None]
         lead = "" if cv else f"**Served: {version}.** "
         lines.append(f"{lead}On its {split} set ({metrics.get('n')} films): malignant-vs-rest AUC "
-                     f"{_fmt(metrics.get('auc_malignant'), 2)} (95% CI {_fmt(ci[0], 2)}–{_fmt(ci[1], 2)}).")
+                     f"{auc_and_ci(metrics)}.")
     return " ".join(lines) or f"**Served: {version}.** No evaluation recorded."

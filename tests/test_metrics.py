@@ -105,7 +105,7 @@ def test_string_labels_equal_indices():
 
 
 def test_perfect_classifier():
-    y = np.array([0, 1, 2, 1, 0, 2, 1, 1])
+    y = np.array([0, 1, 2, 1, 0, 2, 1, 1] * 3)  # 6 malignant films: enough for an interval
     p = np.eye(3)[y] * 0.9 + 0.1 / 3
     out = evaluate_predictions(y, p, THREE, n_resamples=100)
     assert out["accuracy"] == 1.0 and out["balanced_accuracy"] == 1.0
@@ -133,12 +133,17 @@ def test_bootstrap_ci_undefined_for_one_class():
     assert bootstrap_auc_ci(np.ones(10, bool), np.linspace(0, 1, 10)) is None
 
 
-def test_bootstrap_ci_skips_one_class_resamples():
-    # One positive among 30: many resamples miss it; the CI still comes from the others.
-    y = np.zeros(30, bool)
-    y[0] = True
+def test_bootstrap_ci_needs_five_films_of_each_class():
+    """One malignant film ranked first gave the degenerate "1.00-1.00"; now no interval below five
+    of either class, and five give one (resamples that miss them all are skipped)."""
     scores = np.linspace(0, 1, 30)[::-1]
-    assert bootstrap_auc_ci(y, scores, n_resamples=200) == pytest.approx((1.0, 1.0))
+    for positives, interval in ((1, None), (4, None), (5, (1.0, 1.0)), (26, None)):
+        y = np.arange(30) < positives  # ranked first: every resample's AUC is 1
+        ci = bootstrap_auc_ci(y, scores, n_resamples=200)
+        assert ci == (interval if interval is None else pytest.approx(interval)), positives
+    y = np.array([0, 1, 2, 1, 0, 1, 1, 1])  # one malignant film: an AUC, no interval
+    out = evaluate_predictions(y, np.eye(3)[y] * 0.9 + 0.1 / 3, THREE, n_resamples=50)
+    assert out["auc_malignant"] == 1.0 and out["auc_malignant_ci95"] is None
 
 
 @pytest.mark.parametrize("target", [0.5, 0.8, 0.9, 1.0])

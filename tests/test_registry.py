@@ -462,6 +462,10 @@ def test_model_card_missing_fields_say_not_recorded() -> None:
     assert f"| Parent version | {NOT_RECORDED} |" in card
     assert not re.search(r"\b(None|nan|null)\b", card)
     assert render_model_card({}).count(NOT_RECORDED) > 10
+    # recorded, as None: too few films of a class for an interval (not "not recorded")
+    eight = {"n": 8, "auc_malignant": 1.0, "auc_malignant_ci95": None}
+    few = render_model_card({"mammo": {"metrics": eight}})
+    assert "| AUC malignant vs rest, 95% CI | none (fewer than 5 films of a class) |" in few
 
 
 # -- Hub backend ------------------------------------------------------------------------------

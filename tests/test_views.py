@@ -404,6 +404,9 @@ def test_comparison_frame_formats_whole_valued_metrics_as_metrics() -> None:
     assert [shown[k] for k in ("auc_malignant", "auc_macro", "sensitivity", "specificity")] == [
         "1.000", "1.000", "1.000", "0.000"]
     assert shown["auc_malignant_ci95"] == "1.000–1.000"
+    few = views.comparison_frame(metrics, {**metrics, "auc_malignant_ci95": None})  # < 5 malignant films
+    assert list(few.set_index("metric").loc["95% CI of that AUC (bootstrap)"]) == [
+        "1.000–1.000", "none: fewer than 5 films of a class"]
 
 
 def test_metadata_from_fields_drops_only_empty_fields() -> None:
@@ -435,6 +438,11 @@ def test_estimate_text_names_the_split_and_prefers_cross_validation(v1_mammo: di
     assert list(views.estimate_metrics({"version": "v2", "cv": cv})) == ["v2, out of fold"]
     old = views.estimate_text(v1_mammo)
     assert "Served: v1" in old and "holdout set (38 films)" in old
+    # an AUC on too few malignant films comes with no interval, and says why (it read "1.00-1.00")
+    eight = {"n": 8, "auc_malignant": 1.0, "auc_malignant_ci95": None}
+    few = views.estimate_text({"version": "v4", "metrics": eight, "split": {"name": "holdout"}})
+    assert ("On its holdout set (8 films): malignant-vs-rest AUC 1.00 (none: fewer than 5 films of a "
+            "class)") in few
 
 
 @pytest.mark.parametrize("version", PACKAGED)
