@@ -199,7 +199,8 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
 
 
 @pytest.mark.parametrize("notes", ["spiculated mass at 2 o'clock, 12 mm, BI-RADS 5; 2.5 x 1.8 cm",
-                                   "stable since the 2019-2021 priors", "compare with 2018 and 2020 studies"])
+                                   "stable since the 2019-2021 priors", "compare with 2018 and 2020 studies",
+                                   "Dr review requested; MS lesion unlikely", "Miss rate discussed"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -226,6 +227,8 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "call 020 7946 0958"}, "a long number"),
         ("normal", {"notes": "no 123-45-6789"}, "a long number"),
         ("normal", {"notes": "ask jane.doe@example.org"}, "an e-mail address"),
+        ("normal", {"notes": "Mrs Jane Smith, follow-up"}, r"\(a name after a title"),  # seen on a walk
+        ("normal", {"notes": "per Dr. Okafor"}, r"\(a name after a title"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

@@ -91,7 +91,7 @@ METADATA_FIELDS: dict[str, MetadataField] = {
 }
 
 # What free text must not hold, by what it looks like: a heuristic guard (it cannot recognise a
-# name), refusing the common shapes of identifiers before they are stored and published.
+# bare name), refusing the common shapes of identifiers before they are stored and published.
 _IDENTIFIER_SHAPES = {
     "a date": re.compile(r"\b\d{1,4}[-/.]\d{1,2}[-/.]\d{2,4}\b"),
     "a long number (a record, ID or phone number)": re.compile(  # not a span of years: "2019-2021"
@@ -99,6 +99,9 @@ _IDENTIFIER_SHAPES = {
     "an e-mail address": re.compile(r"[\w.+-]+@[\w-]+\.\w+"),
     "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
         r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
+    # a title and a capitalised word ("Mrs Jane Smith", "Dr. Okafor"): a name however spelled
+    "a name after a title (Mr, Mrs, Ms, Miss, Dr, Prof)": re.compile(
+        r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.? +[A-Z][a-z'-]+"),
 }
 
 ARROW_TYPES = {str: "string", int: "int32", bool: "bool"}
