@@ -265,6 +265,11 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             ".json-node .value { overflow-wrap: anywhere; }")
 
 
+def switch_js(on: bool) -> str:
+    """A browser-only step that turns its one output (a button) on or off."""
+    return f"() => [{{__type__: 'update', interactive: {'true' if on else 'false'}}}]"
+
+
 def hide_js(count: int) -> str:
     """A browser-only step that hides its ``count`` outputs."""
     return f"() => Array({count}).fill({{__type__: 'update', visible: false}})"
@@ -999,7 +1004,11 @@ def build() -> gr.Blocks:
         use_predict.click(predict_image, image, case_image, **private)
         use_case.click(case_file, case_choice, image, **private)
 
-        submitted = submit_button.click(
+        # the button is off from the click (in the browser, at once) until the form is emptied or the
+        # refusal shown: a double click submitted the case again, and "already submitted" took the
+        # first receipt off the page
+        pressed = submit_button.click(None, None, submit_button, js=switch_js(on=False), **private)
+        submitted = pressed.then(
             submit_case, [case_image, label, *metadata], receipt, api_name="submit_case",
             api_description=submit_case.__doc__, concurrency_limit=4)
 
@@ -1008,9 +1017,12 @@ def build() -> gr.Blocks:
             event.success(totals, None, counts, **CHAINED).then(
                 recent_cases, None, case_choice, **CHAINED).then(audit_views, None, audit, **CHAINED)
 
-        cases_stored(submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
-                                       **CHAINED))
-        submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **CHAINED)
+        emptied = submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
+                                    **CHAINED)
+        cases_stored(emptied)
+        refused = submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **CHAINED)
+        for ended in (emptied, refused):
+            ended.then(None, None, submit_button, js=switch_js(on=True), **private)
         bulk_submitted = bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                            concurrency_limit=1, **private)
         cases_stored(bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED))

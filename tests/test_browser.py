@@ -239,6 +239,24 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     page.get_by_text("Case stored").wait_for(state="detached", timeout=10_000)
 
 
+def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app: AppProcess,
+                                                                     tmp_path: Path) -> None:
+    """A double click stored the case, then submitted it again: "already submitted" took the first
+    receipt (and its case id) off the page. The button is off while a submission runs."""
+    page = fresh
+    shot.upload(page, phantom(tmp_path, 23), "Submit case")
+    pick(page, "Confirmed label", "benign")
+    button = page.get_by_role("button", name="Submit case", exact=True)
+    before = CaseStore(LABELS, app.home / "cases").counts()["benign"]
+    button.dblclick()
+    page.get_by_text("Case stored").wait_for(timeout=60_000)
+    stored = receipt_case_id(page)
+    page.wait_for_timeout(3000)  # a second submission would be refused by now
+    assert page.get_by_text("already submitted").count() == 0
+    assert receipt_case_id(page) == stored and button.is_enabled()  # on again for the next case
+    assert CaseStore(LABELS, app.home / "cases").counts()["benign"] == before + 1
+
+
 def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, image: Path) -> None:
     from playwright.sync_api import expect
 
