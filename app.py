@@ -1006,7 +1006,7 @@ def build() -> gr.Blocks:
 
         # the button is off from the click (in the browser, at once) until the form is emptied or the
         # refusal shown: a double click submitted the case again, and "already submitted" took the
-        # first receipt off the page
+        # first receipt off the page (Submit all likewise, below)
         pressed = submit_button.click(None, None, submit_button, js=switch_js(on=False), **private)
         submitted = pressed.then(
             submit_case, [case_image, label, *metadata], receipt, api_name="submit_case",
@@ -1023,10 +1023,13 @@ def build() -> gr.Blocks:
         refused = submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **CHAINED)
         for ended in (emptied, refused):
             ended.then(None, None, submit_button, js=switch_js(on=True), **private)
-        bulk_submitted = bulk_button.click(submit_bulk, [bulk_files, bulk_label], bulk_receipt,
-                                           concurrency_limit=1, **private)
-        cases_stored(bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED))
-        bulk_submitted.failure(lambda: ("", None), None, [bulk_text, bulk_receipt], **CHAINED)
+        bulk_submitted = bulk_button.click(None, None, bulk_button, js=switch_js(on=False), **private).then(
+            submit_bulk, [bulk_files, bulk_label], bulk_receipt, concurrency_limit=1, **private)
+        bulk_said = bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED)
+        cases_stored(bulk_said)
+        bulk_refused = bulk_submitted.failure(lambda: ("", None), None, [bulk_text, bulk_receipt], **CHAINED)
+        for ended in (bulk_said, bulk_refused):
+            ended.then(None, None, bulk_button, js=switch_js(on=True), **private)
 
         # 2, not 1: a second request must reach the service and be told a retrain is running
         gr.on([], retrain, [epochs, image_size, from_current], summary, api_name="retrain",  # API only
