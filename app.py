@@ -1089,8 +1089,14 @@ def build() -> gr.Blocks:
             show(audit_views, None, audit, **private)
         queue_outputs = [queue_table, queue_choice, queue_note]
         demo.load(queue_views, None, queue_outputs, **private)
-        offer_button.click(offer, image, offer_note, api_name="offer", api_description=offer.__doc__,
-                           concurrency_limit=2).success(queue_views, None, queue_outputs, **CHAINED)
+        # a refusal is said in the corner, not as an "Error" badge over the note (it hid its words);
+        # the button is off while the image is offered (a click's only sign that it runs)
+        offered = offer_button.click(None, None, offer_button, js=switch_js(on=False), **private).then(
+            offer, image, offer_note, api_name="offer", api_description=offer.__doc__, concurrency_limit=2,
+            show_progress="hidden")
+        offered.success(queue_views, None, queue_outputs, **CHAINED)
+        for ended in (offered.success, offered.failure):  # a failed step's .then() does not run
+            ended(None, None, offer_button, js=switch_js(on=True), **private)
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
         for done in (queue_submit.click(label_pending, [queue_choice, queue_label],
                                         [queue_result, queue_label], concurrency_limit=1, **private),

@@ -194,6 +194,8 @@ def test_models_tab_shows_the_card_without_its_yaml_header(page) -> None:
 
 
 def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppProcess, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
     page = fresh
     page.get_by_role("tab", name="Submit case").click()
     open_metadata(page)  # as a clinician would
@@ -237,6 +239,7 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     page.get_by_role("button", name="Submit case", exact=True).click()  # no image, no label
     page.get_by_text("Pick the confirmed label first").first.wait_for(timeout=30_000)
     page.get_by_text("Case stored").wait_for(state="detached", timeout=10_000)
+    expect(page.get_by_role("button", name="Submit case", exact=True)).to_be_enabled()  # on after a refusal
 
 
 def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app: AppProcess,
@@ -299,10 +302,17 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
 
 def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_path: Path) -> None:
     """"Use the image from Predict" with no image there, and "Use this case" with no case picked:
-    a message, and the image already in each upload box stays (no error badge in its place)."""
+    a message, and the image already in each upload box stays (no error badge in its place). Offer
+    with no image: a message, and the offer's note keeps its words (an error badge covered them)."""
     from playwright.sync_api import expect
 
     page = fresh
+    page.get_by_role("button", name="Offer this image for labelling").click()
+    expect(page.get_by_text("Upload an image first.").first).to_be_visible(timeout=10_000)
+    note = page.locator(".block").filter(has_text="Offering is up to you").last
+    shown = "e => { let o = 1; for (; e; e = e.parentElement) o *= +getComputedStyle(e).opacity; return o; }"
+    assert all(badge.evaluate(shown) == 0 for badge in note.get_by_text("Error", exact=True).all())
+    expect(page.get_by_role("button", name="Offer this image for labelling")).to_be_enabled()  # on again
     film = phantom(tmp_path, 21)
     shot.upload(page, film, "Submit case")
     page.get_by_role("button", name="Use the image from Predict").click()
