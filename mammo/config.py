@@ -28,6 +28,9 @@ def _split(value: str | None) -> frozenset[str]:
 # the promotion gate's defaults: a candidate must reach the served version's AUC minus this
 GATE_METRIC = "auc_malignant"
 GATE_TOLERANCE = 0.01
+# fewer malignant films than this in the held-out set: the gate cannot compare two models there (one
+# film ranked first gives either an AUC of 1), so it promotes nothing
+GATE_MIN_MALIGNANT = 5
 # the keys of ``evaluate --json`` the gate can compare: numbers where higher is better
 GATE_METRICS = ("auc_malignant", "auc_macro", "balanced_accuracy", "accuracy", "sensitivity", "specificity")
 
@@ -52,6 +55,8 @@ class Settings:
         gate_metric: the holdout metric a retrained candidate must not lose on
             (``MAMMO_GATE_METRIC``, default ``auc_malignant``; one of ``GATE_METRICS``).
         gate_tolerance: how much lower it may be than the current version's (``MAMMO_GATE_TOLERANCE``).
+        gate_min_malignant: the fewest malignant films the held-out set needs for the gate to
+            promote a candidate over a current version (``MAMMO_GATE_MIN_MALIGNANT``, default 5).
         base_data_repo: Hub dataset repo holding that imagefolder (``MAMMO_BASE_DATA`` as
             ``hf://datasets/OWNER/NAME``, or ``OWNER/NAME`` when no such local folder exists),
             downloaded into the Hub cache at start.
@@ -72,6 +77,7 @@ class Settings:
     on_spaces: bool
     gate_metric: str = GATE_METRIC
     gate_tolerance: float = GATE_TOLERANCE
+    gate_min_malignant: int = GATE_MIN_MALIGNANT
     base_data_repo: str | None = None
     auto_retrain_every: int = 0
 
@@ -156,6 +162,8 @@ def settings() -> Settings:
         gate_metric=_gate_metric(env.get("MAMMO_GATE_METRIC")),
         gate_tolerance=_number(env, "MAMMO_GATE_TOLERANCE", float, GATE_TOLERANCE, "a number between 0 and 1",
                                lambda v: 0 <= v <= 1),
+        gate_min_malignant=_number(env, "MAMMO_GATE_MIN_MALIGNANT", int, GATE_MIN_MALIGNANT,
+                                   "a whole number of malignant films, at least 1", lambda v: v >= 1),
         auto_retrain_every=_number(env, "MAMMO_AUTO_RETRAIN_EVERY", int, 0,
                                    "a whole number of new cases (0 switches it off)", lambda v: v >= 0),
     )

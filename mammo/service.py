@@ -647,8 +647,10 @@ class MammoService:
                 split_name = mammo["split"]["description"]
                 promoted, reason = promotion_decision(
                     mammo["metrics"], current_metrics, self.settings.gate_metric,
-                    self.settings.gate_tolerance, split=split_name)
+                    self.settings.gate_tolerance, split=split_name,
+                    min_malignant=self.settings.gate_min_malignant)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
+                          "gate_min_malignant": self.settings.gate_min_malignant,
                           "cases_left_out": mammo["data"]["n_cases_left_out"],
                           "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],
                           "recipe": config.recipe,

@@ -340,6 +340,13 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
                 f"{summary['current_version']} ({scores}).{noise}{caveat}")
     kept = f" It is kept under *Rejected candidates* for inspection.{caveat}"
+    malignant = ((candidate.get("per_class") or {}).get("malignant") or {}).get("support")
+    needed = summary.get("gate_min_malignant") or 0
+    if isinstance(malignant, int) and malignant < needed and not gives_every_film_one_score(candidate):
+        return (f"**Not promoted: {summary['version']} stays served.** The {n} held-out films hold "
+                f"{malignant} malignant film{'' if malignant == 1 else 's'}, fewer than the {needed} the "
+                f"gate needs to tell two models apart, so it promotes none ({scores}). Base data with more "
+                f"held-out malignant films are needed (MAMMO_BASE_DATA).{kept}")
     if gives_every_film_one_score(candidate):  # the gate's first rule: its figures mean nothing
         return (f"**Not promoted: {summary['version']} stays served.** The candidate gives every one of "
                 f"the {n} held-out films the same malignancy score: it learnt nothing usable (a whole-film "

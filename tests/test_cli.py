@@ -258,7 +258,7 @@ def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_m
     summary = json.loads(done.stdout)
     assert "evaluating the current version and the candidate" in done.stderr  # progress reported as it goes
     decision, _ = promotion_decision(summary["candidate"], summary["current"], settings().gate_metric,
-                                     settings().gate_tolerance)
+                                     settings().gate_tolerance, min_malignant=settings().gate_min_malignant)
     assert summary["promoted"] == decision and summary["current_version"] == "v1"
     assert summary["cases_used"] == summary["cases_left_out"] == 0
     registry = open_registry(settings())

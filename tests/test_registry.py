@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from timm.models import save_for_hf
 
 from mammo.config import DISCLAIMER, settings
+from mammo.errors import SettingsError
 from mammo.model_card import NOT_RECORDED, render_model_card
 from mammo.store.gate import promotion_decision
 from mammo.store.registry import (
@@ -352,8 +353,32 @@ def test_gate_never_promotes_a_candidate_that_gives_every_film_the_same_score() 
     assert not promotion_decision(constant, None)[0]  # not even as a first version
     varied = np.tile([0.67, 0.17, 0.16], (6, 1))
     varied[3, 2] += 1e-7  # one film scored (barely) otherwise: an ordinary comparison again
-    ok, reason = promotion_decision(evaluate_predictions(labels, varied, classes), served)
+    ok, reason = promotion_decision(evaluate_predictions(labels, varied, classes), served, min_malignant=1)
     assert ok and reason.startswith("promoted: candidate auc_malignant")
+
+
+def test_gate_needs_five_malignant_held_out_films_to_compare(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk retrained on a small base: its held-out set had one malignant film, both models ranked
+    it first (AUC 1.00 each), and the candidate was promoted, with a review cut-off set on two films."""
+    import numpy as np
+
+    from mammo.metrics import evaluate_predictions
+
+    classes = ["normal", "benign", "malignant"]
+    for malignant, promoted in ((1, False), (4, False), (5, True)):
+        labels = np.array([2] * malignant + [0] * 6 + [1] * 3)
+        ranked = np.eye(3)[labels] * 0.8 + 0.2 / 3  # every malignant film ranked first
+        ok, reason = promotion_decision(evaluate_predictions(labels, ranked, classes), {"auc_malignant": 1.0},
+                                        split="holdout")
+        assert ok is promoted, reason
+        if not promoted:
+            assert (f"not promoted: holdout (n={len(labels)}) holds {malignant} malignant film"
+                    f"{'' if malignant == 1 else 's'}, fewer than the 5 the gate needs") in reason
+    monkeypatch.delenv("MAMMO_GATE_MIN_MALIGNANT")  # conftest lowers it for the tests' small bases
+    assert settings().gate_min_malignant == 5
+    monkeypatch.setenv("MAMMO_GATE_MIN_MALIGNANT", "0")
+    with pytest.raises(SettingsError, match="MAMMO_GATE_MIN_MALIGNANT"):
+        settings()
 
 
 def test_gate_without_current_version_or_current_metric() -> None:

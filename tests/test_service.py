@@ -90,7 +90,7 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     # promoted exactly when the gate says so, with this app's metric and tolerance
     assert summary["promoted"] == promotion_decision(
         summary["candidate_metrics"], summary["current_metrics"], service.settings.gate_metric,
-        service.settings.gate_tolerance)[0]
+        service.settings.gate_tolerance, min_malignant=service.settings.gate_min_malignant)[0]
     if summary["promoted"]:
         assert summary["version"] == "v2" and service.predictor is not old
         assert service.predictor.version == "v2" and service.registry.latest() == "v2"

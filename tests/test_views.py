@@ -175,6 +175,12 @@ def test_verdict_text_in_plain_words() -> None:
     text = views.verdict_text({**summary, "candidate_metrics": collapsed})
     assert "gives every one of the 38 held-out films the same malignancy score" in text
     assert "did worse" not in text and "Rejected candidates" in text
+    # rejected because the held-out films hold too few malignant ones to compare, not for its AUC
+    one = {"auc_malignant": 1.0, "n": 8, "per_class": {"malignant": {"support": 1}}}
+    text = views.verdict_text({**summary, "candidate_metrics": one, "gate_min_malignant": 5})
+    assert ("The 8 held-out films hold 1 malignant film, fewer than the 5 the gate needs to tell two "
+            "models apart, so it promotes none") in text
+    assert "did worse" not in text and "Rejected candidates" in text
 
 
 @pytest.mark.parametrize("ci95, reading", [

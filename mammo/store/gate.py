@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ..config import GATE_METRIC, GATE_TOLERANCE
+from ..config import GATE_METRIC, GATE_MIN_MALIGNANT, GATE_TOLERANCE
 
 __all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision", "gives_every_film_one_score"]
 
@@ -42,13 +42,16 @@ def promotion_decision(
     tolerance: float = DEFAULT_TOLERANCE,
     *,
     split: str | None = None,
+    min_malignant: int = GATE_MIN_MALIGNANT,
 ) -> tuple[bool, str]:
     """Whether to promote the candidate, and a reason stating both scores, the metric and split.
 
     Promote iff there is no current version, or candidate[metric] >= current[metric] -
     tolerance (boundary included). A candidate without a score for ``metric``, or whose ROC says
     it gave every film the same malignancy score, is never promoted. A current version without
-    one (undefined on this set) cannot block a candidate that has one. ``split`` names the
+    one (undefined on this set) cannot block a candidate that has one. Nor is a candidate promoted
+    over a current version when the set holds fewer than ``min_malignant`` malignant films (by the
+    candidate's ``per_class`` support): there the two cannot be told apart. ``split`` names the
     evaluation set in the reason (default: the metric dicts' ``split`` entry, else "the fixed
     evaluation set").
     """
@@ -70,6 +73,13 @@ def promotion_decision(
         )
     if current_metrics is None:
         return True, f"promoted: no current version; candidate {metric} {candidate:.4f} on {where}"
+    malignant = ((candidate_metrics.get("per_class") or {}).get("malignant") or {}).get("support")
+    if isinstance(malignant, int) and malignant < min_malignant:
+        return False, (
+            f"not promoted: {where} holds {malignant} malignant film{'' if malignant == 1 else 's'}, fewer "
+            f"than the {min_malignant} the gate needs to compare two models (candidate {metric} "
+            f"{candidate:.4f}); held-out patients with more malignant films are needed"
+        )
     current = _score(current_metrics, metric)
     if current is None:
         return True, (
