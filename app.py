@@ -270,6 +270,20 @@ def switch_js(on: bool) -> str:
     return f"() => [{{__type__: 'update', interactive: {'true' if on else 'false'}}}]"
 
 
+def pressed_once(button: gr.Button, fn, inputs, outputs, **options):
+    """``fn`` run by a click on ``button``, which is off from the click (in the browser, at once): a
+    double click runs it once. :func:`turn_on` turns it on again."""
+    return button.click(None, None, button, js=switch_js(on=False), api_visibility="private").then(
+        fn, inputs, outputs, **options)
+
+
+def turn_on(button: gr.Button, *ended) -> None:
+    """``button`` on again after each event of ``ended`` (a failed event's ``.then`` does not run:
+    pass the step that handles its failure)."""
+    for event in ended:
+        event.then(None, None, button, js=switch_js(on=True), api_visibility="private")
+
+
 def hide_js(count: int) -> str:
     """A browser-only step that hides its ``count`` outputs."""
     return f"() => Array({count}).fill({{__type__: 'update', visible: false}})"
@@ -1007,10 +1021,9 @@ def build() -> gr.Blocks:
         # the button is off from the click (in the browser, at once) until the form is emptied or the
         # refusal shown: a double click submitted the case again, and "already submitted" took the
         # first receipt off the page (Submit all likewise, below)
-        pressed = submit_button.click(None, None, submit_button, js=switch_js(on=False), **private)
-        submitted = pressed.then(
-            submit_case, [case_image, label, *metadata], receipt, api_name="submit_case",
-            api_description=submit_case.__doc__, concurrency_limit=4)
+        submitted = pressed_once(submit_button, submit_case, [case_image, label, *metadata], receipt,
+                                 api_name="submit_case", api_description=submit_case.__doc__,
+                                 concurrency_limit=4)
 
         def cases_stored(event) -> None:
             """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""
@@ -1020,16 +1033,14 @@ def build() -> gr.Blocks:
         emptied = submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
                                     **CHAINED)
         cases_stored(emptied)
-        refused = submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **CHAINED)
-        for ended in (emptied, refused):
-            ended.then(None, None, submit_button, js=switch_js(on=True), **private)
-        bulk_submitted = bulk_button.click(None, None, bulk_button, js=switch_js(on=False), **private).then(
-            submit_bulk, [bulk_files, bulk_label], bulk_receipt, concurrency_limit=1, **private)
+        turn_on(submit_button, emptied,
+                submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **CHAINED))
+        bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
+                                      concurrency_limit=1, **private)
         bulk_said = bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED)
         cases_stored(bulk_said)
-        bulk_refused = bulk_submitted.failure(lambda: ("", None), None, [bulk_text, bulk_receipt], **CHAINED)
-        for ended in (bulk_said, bulk_refused):
-            ended.then(None, None, bulk_button, js=switch_js(on=True), **private)
+        turn_on(bulk_button, bulk_said,
+                bulk_submitted.failure(lambda: ("", None), None, [bulk_text, bulk_receipt], **CHAINED))
 
         # 2, not 1: a second request must reach the service and be told a retrain is running
         gr.on([], retrain, [epochs, image_size, from_current], summary, api_name="retrain",  # API only
@@ -1091,12 +1102,10 @@ def build() -> gr.Blocks:
         demo.load(queue_views, None, queue_outputs, **private)
         # a refusal is said in the corner, not as an "Error" badge over the note (it hid its words);
         # the button is off while the image is offered (a click's only sign that it runs)
-        offered = offer_button.click(None, None, offer_button, js=switch_js(on=False), **private).then(
-            offer, image, offer_note, api_name="offer", api_description=offer.__doc__, concurrency_limit=2,
-            show_progress="hidden")
-        offered.success(queue_views, None, queue_outputs, **CHAINED)
-        for ended in (offered.success, offered.failure):  # a failed step's .then() does not run
-            ended(None, None, offer_button, js=switch_js(on=True), **private)
+        offered = pressed_once(offer_button, offer, image, offer_note, api_name="offer",
+                               api_description=offer.__doc__, concurrency_limit=2, show_progress="hidden")
+        turn_on(offer_button, offered.success(queue_views, None, queue_outputs, **CHAINED))
+        offered.failure(None, None, offer_button, js=switch_js(on=True), **private)  # said in the corner
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
         for done in (queue_submit.click(label_pending, [queue_choice, queue_label],
                                         [queue_result, queue_label], concurrency_limit=1, **private),
