@@ -367,15 +367,18 @@ def queue(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = 
     return service.pending_images(user=_user(profile, token))
 
 
-def queue_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
-    """The pool's table and choices, or a note when the visitor may not see it."""
+def queue_views(picked: str | None = None, profile: gr.OAuthProfile | None = None,
+                token: gr.OAuthToken | None = None):
+    """The pool's table and choices (the image ``picked`` stays picked while it waits), or a note when
+    the visitor may not see it."""
     try:
         entries = service.pending_images(user=_user(profile, token))
     except AccessDenied as denied:
         return [], gr.update(choices=[], value=None), str(denied)
     choices = [(f"{e['id'][:12]} (uncertainty {e.get('uncertainty') or 0:.1f})", e["id"]) for e in entries]
     note = f"{len(entries)} image(s) waiting for a label." if entries else "No image is waiting for a label."
-    return views.queue_rows(entries), gr.update(choices=choices, value=None), note
+    kept = picked if picked in {e["id"] for e in entries} else None
+    return views.queue_rows(entries), gr.update(choices=choices, value=kept), note
 
 
 @clear_errors
@@ -834,7 +837,7 @@ def build() -> gr.Blocks:
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
                                    interactive=False)
-        with gr.Tab("Submit case"):
+        with gr.Tab("Submit case") as submit_tab:
             gr.Markdown("Add a case with its **confirmed** label. The image is re-encoded (no EXIF or "
                         "DICOM tags are kept). Do not type patient identifiers in the notes.")
             with gr.Row():
@@ -1100,18 +1103,25 @@ def build() -> gr.Blocks:
             show(audit_views, None, audit, **private)
         queue_outputs = [queue_table, queue_choice, queue_note]
         demo.load(queue_views, None, queue_outputs, **private)
+        submit_tab.select(queue_views, queue_choice, queue_outputs, **private)  # another page's labels
         # a refusal is said in the corner, not as an "Error" badge over the note (it hid its words);
         # the button is off while the image is offered (a click's only sign that it runs)
         offered = pressed_once(offer_button, offer, image, offer_note, api_name="offer",
                                api_description=offer.__doc__, concurrency_limit=2, show_progress="hidden")
-        turn_on(offer_button, offered.success(queue_views, None, queue_outputs, **CHAINED))
+        turn_on(offer_button, offered.success(queue_views, queue_choice, queue_outputs, **CHAINED))
         offered.failure(None, None, offer_button, js=switch_js(on=True), **private)  # said in the corner
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
-        for done in (queue_submit.click(label_pending, [queue_choice, queue_label],
-                                        [queue_result, queue_label], concurrency_limit=1, **private),
-                     queue_remove.click(remove_pending, queue_choice, queue_result, concurrency_limit=1,
-                                        **private)):
-            cases_stored(done.success(queue_views, None, queue_outputs, **CHAINED))
+        # a refusal (the image labelled or removed on another page, or stored already) is said in the
+        # corner, not as an "Error" badge over the dropdowns (it blocked clicks on them), and the pool
+        # is shown anew either way; each button is off while its step runs
+        for button, step, inputs, outputs in ((queue_submit, label_pending, [queue_choice, queue_label],
+                                               [queue_result, queue_label]),
+                                              (queue_remove, remove_pending, queue_choice, queue_result)):
+            done = pressed_once(button, step, inputs, outputs, concurrency_limit=1, show_progress="hidden",
+                                **private)
+            listed = done.success(queue_views, queue_choice, queue_outputs, **CHAINED)
+            cases_stored(listed)
+            turn_on(button, listed, done.failure(queue_views, queue_choice, queue_outputs, **CHAINED))
         gr.on([], queue, None, api_outputs["pending images"], api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels

@@ -425,9 +425,14 @@ class MammoService:
         return {**entry, "already_offered": not new}
 
     def pending_images(self, user: str | None = None) -> list[dict]:
-        """The "label next" pool, the most uncertain first (for those who may submit cases)."""
+        """The "label next" pool, the most uncertain first (for those who may submit cases). An image
+        stored as a case meanwhile (a bulk upload, another page, the API) has left it."""
         can_submit(user, self.settings).require()
-        return self.pending.entries()
+        entries = self.pending.entries()
+        for stored in [e for e in entries if self.cases.case_with_pixels(e["id"])]:
+            self.pending.remove(stored["id"], missing_ok=True)  # a case now: nothing to label
+            entries.remove(stored)
+        return entries
 
     def pending_png(self, pending_id: str, user: str | None = None) -> bytes:
         can_submit(user, self.settings).require()

@@ -260,6 +260,39 @@ def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app:
     assert CaseStore(LABELS, app.home / "cases").counts()["benign"] == before + 1
 
 
+def test_an_offered_image_is_labelled_from_the_pool_keeping_the_pick_on_a_refusal(fresh,
+                                                                                 tmp_path: Path) -> None:
+    """Offer, then in the pool: Store with no label is refused and the pick stays (it was wiped);
+    with a label it becomes a case and leaves the pool."""
+    from playwright.sync_api import expect
+
+    from mammo.imaging import read_image, sha256_of_pixels
+
+    page = fresh
+    film = phantom(tmp_path, 24)
+    shot.upload(page, film, "Predict")
+    page.get_by_role("button", name="Offer this image for labelling").click()
+    expect(page.get_by_text(re.compile(r"^Offered for labelling as"))).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Submit case").click()
+    page.get_by_role("button", name=re.compile(r"^Label next")).click()
+    short = sha256_of_pixels(read_image(film))[:12]
+    choice = page.get_by_label("Pending image", exact=True)
+    choice.click()
+    page.get_by_role("option", name=re.compile(rf"^{short} ")).click()
+    store = page.get_by_role("button", name="Store it as a case with this label")
+    store.click()  # no label
+    expect(page.get_by_text("Pick a pending image and its confirmed label first.").first).to_be_visible(
+        timeout=10_000)
+    page.wait_for_timeout(2000)  # the pool is listed anew after the step
+    assert choice.input_value().startswith(short)  # still picked
+    pick(page, "Its confirmed label", "normal")
+    store.click()
+    expect(page.get_by_text(re.compile(r"^Stored as case \w+ \(normal\); it left the pool"))).to_be_visible(
+        timeout=60_000)
+    choice.click()
+    expect(page.get_by_role("option", name=re.compile(rf"^{short} "))).to_have_count(0)
+
+
 def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, image: Path) -> None:
     from playwright.sync_api import expect
 

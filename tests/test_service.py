@@ -568,6 +568,11 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     labelled = service.audit.events()[3]["details"]  # the submission says which offered image it was
     assert labelled["from_label_next_pool"] == pool[0]["id"] and labelled["case_id"] == receipt["case_id"]
     assert actions.count("offered for labelling") == 3  # the second offer is not a new event
+    # stored another way (a bulk upload): it leaves the pool, where labelling it was refused as a duplicate
+    service.submit_uploads([str(waiting)], "malignant")
+    assert service.pending_images() == []
+    with pytest.raises(StoreError, match="labelled or removed"):
+        service.pending_png(pool[2]["id"])
     with pytest.raises(StoreError, match="labelled or removed"):
         service.pending_png(pool[1]["id"])
     service.settings = dataclasses.replace(service.settings, submitters=frozenset({"rita"}))
