@@ -36,7 +36,7 @@ def zip_cases(
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir() and _wanted(m.filename)]
         if not members:
-            raise BulkError("the zip holds no images in <label>/<file> folders")
+            raise BulkError("the zip holds no images in label folders (such as benign/a.png)")
         if len(members) > max_files:
             raise BulkError(f"the zip holds {len(members)} files; at most {max_files} per upload")
         total_limit, unpacked = MAX_EXPANSION * max_file_bytes, sum(m.file_size for m in members)
@@ -46,7 +46,7 @@ def zip_cases(
         for member in members:
             parts = PurePosixPath(member.filename).parts
             if len(parts) < 2:
-                raise _member_error(member, "is not inside a <label>/ folder")
+                raise _member_error(member, "is not inside a label folder (such as benign/a.png)")
             if member.file_size > max_file_bytes:
                 raise _member_error(member, f"is {member.file_size / 1e6:.1f} MB; the limit is "
                                             f"{max_file_bytes / 1e6:.0f} MB")

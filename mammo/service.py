@@ -22,7 +22,7 @@ from typing import Any
 
 from . import config as mammo_config
 from .access import can_submit, can_train
-from .bulk import zip_cases
+from .bulk import BulkError, zip_cases
 from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
 from .data import SplitSpec, case_examples, folder_examples, label_order
 from .errors import MammoError
@@ -462,11 +462,16 @@ class MammoService:
         limit = self.settings.max_upload_bytes
         items: list[tuple[ImageSource, str, None]] = []
         names: list[str] = []
+        labels = {known.lower(): known for known in self.labels}  # a "Benign/" folder is benign
         for path in map(Path, paths):
             if path.suffix.lower() == ".zip":
-                for data, zip_label, name in zip_cases(path, limit):
-                    items.append((data, zip_label, None))
-                    names.append(f"{path.name}: {zip_label}/{name}")
+                try:
+                    for data, zip_label, name in zip_cases(path, limit):
+                        items.append((data, labels.get(zip_label.lower(), zip_label), None))
+                        names.append(f"{path.name}: {zip_label}/{name}")
+                except BulkError as error:  # the whole upload is refused: say so, and which zip
+                    raise BulkError(f"Nothing was stored: {path.name}: {error}",
+                                    logged=f"Nothing was stored: a zip: {error.logged}") from error
             elif not label:
                 raise StoreError("Pick the label of the uploaded images (or upload a zip of label folders).")
             else:

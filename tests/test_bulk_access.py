@@ -32,7 +32,7 @@ def test_zip_cases_reads_labels_from_folders(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("members", "limit", "message"),
     [
-        ({"a.png": b"A"}, 100, "not inside a <label>/ folder"),
+        ({"a.png": b"A"}, 100, r"not inside a label folder \(such as benign/a.png\)"),
         ({"benign/a.png": b"A" * 200}, 100, "limit"),
         ({"readme/.hidden": b""}, 100, "no images"),
     ],

@@ -17,7 +17,7 @@ from mammo.access import AccessDenied
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY
 from mammo.config import Settings, settings
 from mammo.data import SplitSpec, pixel_hashes
-from mammo.errors import BadRequest
+from mammo.errors import BadRequest, MammoError
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
@@ -211,6 +211,16 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     assert len(service.audit.events()) == events and service.cases.counts()["normal"] == 2
     with pytest.raises(StoreError, match="Pick the label"):
         service.submit_uploads([str(normals[0])], None)
+    flat = tmp_path / "flat.zip"  # no label folders: nothing stored, and the message says so and names it
+    with zipfile.ZipFile(flat, "w") as handle:
+        handle.write(other, "b.png")
+    with pytest.raises(MammoError, match=r"^Nothing was stored: flat.zip: 'b.png' is not inside a label "
+                                         r"folder \(such as benign/a.png\)"):
+        service.submit_uploads([str(flat)], None)
+    capital = tmp_path / "capital.zip"  # a folder named as another system spells the label
+    with zipfile.ZipFile(capital, "w") as handle:
+        handle.write(sorted((small_mias / "benign").glob("*.png"))[1], "Benign/b.png")
+    assert service.submit_uploads([str(capital)], None)["counts"]["benign"] == 2
     with pytest.raises(StoreError, match="Choose image files"):
         service.submit_uploads([], "normal")
 
