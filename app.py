@@ -919,7 +919,8 @@ def build() -> gr.Blocks:
                                  **from_zero)
             with gr.Row():
                 scores = gr.BarPlot(x="malignancy score", y="predictions",
-                                    label="Malignancy scores (0-100, calibrated)", **from_zero)
+                                    label="Malignancy scores (0-100, as shown: calibrated where the "
+                                          "model was)", **from_zero)
                 growth = gr.ScatterPlot(x="day", y="cases", color="label",
                                         label="Submitted cases per label, cumulative", **from_zero)
             version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="version",

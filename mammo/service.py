@@ -326,8 +326,7 @@ class MammoService:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
-        learnt = self._predictor.training_images or frozenset()
-        if receipt["image_sha256"] in learnt:  # stored, and said: a retrain leaves it out (pipeline)
+        if self._learnt([receipt["image_sha256"]]):  # stored, and said: a retrain leaves it out (pipeline)
             receipt["base_film"] = (f"this image is one of the films {self._predictor.version} learnt from "
                                     "(labelled in the base data): a retrain leaves it out of training")
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
@@ -357,9 +356,20 @@ class MammoService:
             raise StoreError(f"Nothing new was stored: {what} submitted before "
                              f"({named}{', ...' if len(skipped) > 5 else ''}).",
                              logged=f"Nothing new was stored: {what} submitted before.")
+        learnt = self._learnt(receipt["image_sha256"])
+        if learnt:  # stored, and said: a retrain leaves them out (pipeline)
+            one = learnt == 1
+            receipt["base_films"] = (f"{learnt} of these images {'is a film' if one else 'are films'} "
+                                     f"{self._predictor.version} learnt from (labelled in the base data): a "
+                                     f"retrain leaves {'it' if one else 'them'} out of training")
         self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
-                          skipped=len(receipt["skipped"]))
+                          skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"])))
         return self._after_new_cases(self._said_where(receipt))
+
+    def _learnt(self, image_hashes: Iterable[str]) -> int:
+        """How many of these pixel hashes are films the served version learnt from."""
+        learnt = self._predictor.training_images or frozenset()
+        return sum(h in learnt for h in image_hashes)
 
     def new_cases_since_retrain(self) -> int:
         """Cases stored since the newest retrain (its report's ``cases_used``: the served version's
@@ -413,7 +423,7 @@ class MammoService:
             raise StoreError(f"This image is already case {stored} (labelled): there is nothing to label.")
         if prediction.in_training_data:
             raise StoreError(f"This image is one of the films model {prediction.model_version} learnt from: "
-                             "it is labelled in the base data already, so there is nothing to label.")
+                             "it is labelled in that model's training data, so there is nothing to label.")
         grey = read_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
         details = prediction.details()
         entry, new = self.pending.offer(prediction.image_sha256, encode_png(grey), {

@@ -510,6 +510,8 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
     if skipped:
         names = [literal(s["name"]) for s in skipped]
         lines.append(f"Skipped, stored before: {', '.join(names)}.")
+    if receipt.get("base_films"):
+        lines.append(f"⚠️ Note: {receipt['base_films']}.")
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")
     return "  \n".join(lines)

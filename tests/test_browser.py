@@ -855,7 +855,7 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
     note = visible(page.get_by_text(shown))
     note.wait_for(timeout=30_000)  # a local install names no trainers: everyone sees the whole log
     assert "p50" in note.inner_text() and "No image, file name or DICOM tag" in note.inner_text()
-    for title in ("Predictions per day (UTC)", "Most likely class", "Malignancy scores (0-100, calibrated)",
+    for title in ("Predictions per day (UTC)", "Most likely class", "Malignancy scores (0-100, as shown",
                   "Each version's estimated AUC"):
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)

@@ -190,6 +190,10 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
         handle.write(malignant, "export/malignant/a.png")
     receipt = service.submit_uploads([*map(str, normals), str(archive)], "normal")
     assert receipt["total_cases"] == 3 and receipt["counts"] == {"normal": 2, "benign": 0, "malignant": 1}
+    assert receipt["labels"] == ["normal", "normal", "malignant"]  # each case's, as case_ids
+    # the audit records the batch's labels (a film uploaded under the wrong label shows there)
+    assert service.audit.events()[-1]["details"]["labels"] == {"normal": 2, "malignant": 1}
+    assert "base_films" not in receipt  # the tiny model records no training films
     assert len(list((service.settings.home / "cases" / "data").glob("*.parquet"))) == 1
     # a batch holding one image already stored: the others are stored, that one is named as skipped
     other = sorted((small_mias / "benign").glob("*.png"))[0]
@@ -223,6 +227,27 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     assert service.submit_uploads([str(capital)], None)["counts"]["benign"] == 2
     with pytest.raises(StoreError, match="Choose image files"):
         service.submit_uploads([], "normal")
+
+
+def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leaves_them_out(
+        mias: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a single submission's receipt does (a walk saw the bulk receipt say nothing)."""
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
+    for name in ("MAMMO_MODEL_REPO", "MAMMO_DATASET_REPO", "SPACE_ID", "MAMMO_SUBMITTERS"):
+        monkeypatch.delenv(name, raising=False)
+    service = MammoService(settings())  # the packaged versions, the newest served
+    try:
+        served = service.predictor.config["mammo"]
+        parts = base_splits([mias.parent / "mias1024"], None, SplitSpec.from_model_config({"mammo": served}))
+        films = [parts["train"][0], parts["train"][1], parts["holdout"][0]]
+        receipt = service.submit_uploads([e.source for e in films[:2]], films[0].label)
+        version = service.predictor.version
+        assert receipt["base_films"] == (f"2 of these images are films {version} learnt from (labelled in "
+                                         "the base data): a retrain leaves them out of training")
+        assert f"⚠️ Note: {receipt['base_films']}." in views.bulk_receipt_text(receipt)
+        assert "base_films" not in service.submit_uploads([films[2].source], films[2].label)  # never learnt
+    finally:
+        service.close()
 
 
 def test_a_bulk_upload_is_refused_before_its_zip_is_unpacked(service: MammoService, tmp_path: Path) -> None:

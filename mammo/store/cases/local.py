@@ -398,7 +398,7 @@ class CaseStore:
             self._refresh_local()
             cases, skipped = self._without_duplicates(cases, skip_duplicates)
             if not cases:
-                return self._batch_receipt([], skipped, "stored", moment)
+                return self._batch_receipt([], [], skipped, "stored", moment)
             tmp, table = self._write_shard(cases, moment)
             target = self._data_dir / name
             try:
@@ -411,7 +411,7 @@ class CaseStore:
             self._index.add(name, table)
             self._journal_append([name])
         status, warning = self.outbox.shard_written(name) if self.outbox else ("stored", None)
-        receipt = self._batch_receipt(table.column("case_id").to_pylist(), skipped, status, moment)
+        receipt = self._batch_receipt(table.column("case_id").to_pylist(), cases, skipped, status, moment)
         if warning:
             receipt["warning"] = warning
         return receipt
@@ -444,11 +444,13 @@ class CaseStore:
         return kept, skipped
 
     def _batch_receipt(
-        self, case_ids: list[str], skipped: list[dict], status: str, moment: datetime
+        self, case_ids: list[str], cases: list[_Case], skipped: list[dict], status: str, moment: datetime
     ) -> dict[str, Any]:
         with self._lock:
             return {
                 "case_ids": case_ids,
+                "labels": [case.label for case in cases],  # each stored case's, in case_ids' order
+                "image_sha256": [case.sha256 for case in cases],
                 "submitted_at": _iso(moment),
                 "total_cases": len(self._index),
                 "counts": self._counts(),
