@@ -738,7 +738,12 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
     served = service.predictor.version
     if version == served:
         raise gr.Error(f"{version} is the version already served; pick an earlier one.")
-    question = (f"Serve **{version}** again instead of **{served}**, for every visitor? It is published "
+    rows = {row["version"]: row for row in service.versions()}
+    if version not in rows:
+        raise gr.Error(f"There is no version {version!r}.")
+    question = (f"Serve **{version}** again instead of **{served}**, for every visitor? As recorded: "
+                f"**{version}** {views.version_estimate(rows[version])}; **{served}** "
+                f"{views.version_estimate(rows[served])} (each version's card has the rest). It is published "
                 "as a new version (the history is kept).")
     return gr.update(visible=True), question
 

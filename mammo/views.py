@@ -562,6 +562,19 @@ def reliability_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.Data
     return pd.DataFrame(rows, columns=columns)
 
 
+def version_estimate(row: Mapping[str, Any]) -> str:
+    """A version's recorded estimate in a few words, from a ``versions()`` row: out of fold where it
+    was cross-validated, else on its own split."""
+    cv, metrics = row.get("cv") or {}, row.get("metrics") or {}
+    if cv.get("auc_malignant") is not None:
+        return (f"malignant-vs-rest AUC {auc_and_ci(cv)}, {cv.get('n_folds')}-fold cross-validation by "
+                f"patient ({cv.get('n')} films)")
+    if metrics.get("auc_malignant") is not None:
+        split = (row.get("split") or {}).get("name", "evaluation")
+        return f"malignant-vs-rest AUC {auc_and_ci(metrics)} on its {split} set ({metrics.get('n')} films)"
+    return "no evaluation recorded"
+
+
 def estimate_metrics(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """The served version's estimate to plot: cross-validation if recorded, else its evaluation."""
     version = mammo.get("version") or "served"

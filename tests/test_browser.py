@@ -616,7 +616,11 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     # its card has loaded (choosing a version also closes an open question: wait for that to pass)
     visible(page.get_by_text("mammo mammogram classifier — v1")).wait_for(timeout=30_000)
     page.get_by_role("button", name="Serve this version again… (trainers only)").click()
-    page.get_by_text(f"again instead of {latest}").wait_for(timeout=30_000)
+    question = page.get_by_text(f"again instead of {latest}")
+    question.wait_for(timeout=30_000)
+    # with both versions' recorded estimates (v1's holdout figure; it gave no warning of an older model)
+    asked = question.inner_text()
+    assert "v1 malignant-vs-rest AUC 0.63 (95% CI" in asked and "holdout set (38 films)" in asked, asked
     page.get_by_role("button", name="Cancel").click()
     page.get_by_role("button", name="Yes, serve it again").wait_for(state="hidden", timeout=10_000)
     assert versions.latest() == latest
