@@ -21,7 +21,16 @@ from .explain import has_linear_head, one_pass_cam, overlay, package_cam
 from .film import MIRROR_DIMS
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load
-from .preprocess import Geometry, PreprocessConfig, fit_within, prepare, resize, to_original, to_tensor
+from .preprocess import (
+    Geometry,
+    PreprocessConfig,
+    fit_within,
+    prepare,
+    resize,
+    to_original,
+    to_tensor,
+    whole_film_doubt,
+)
 from .runtime import onnx_backbone
 
 __all__ = ["Prediction", "Predictor", "mirror_average", "ImageSource", "LoadedImage", "load_image",
@@ -78,6 +87,7 @@ class Prediction:
     in_training_data: bool | None = None  # None: the model records no training images
     stored_case: str | None = None  # the case store's id for these pixels, when the service knows one
     stored_label: str | None = None  # that case's confirmed label
+    film_doubt: str | None = None  # why the image does not look like a whole-breast film (None: it does)
     image_shape: tuple[int, int] | None = None
     uncertainty: float | None = None  # test-time flip spread, 0-100 (see Predictor)
 
@@ -106,6 +116,7 @@ class Prediction:
             "in_training_data": self.in_training_data,
             "stored_case": self.stored_case,
             "stored_label": self.stored_label,
+            "not_like_a_film": self.film_doubt,
             "uncertainty": None if self.uncertainty is None else {
                 "spread": self.uncertainty, "high": self.uncertainty >= HIGH_UNCERTAINTY,
                 "method": UNCERTAINTY_METHOD},
@@ -305,4 +316,5 @@ class Predictor:
             in_training_data=None if self.training_images is None else image.sha256 in self.training_images,
             image_shape=tuple(image.shape),
             uncertainty=spread,
+            film_doubt=whole_film_doubt(image.grey),
         )

@@ -17,6 +17,7 @@ __all__ = [
     "PreprocessConfig",
     "Geometry",
     "breast_region",
+    "whole_film_doubt",
     "prepare",
     "to_tensor",
     "to_original",
@@ -92,6 +93,22 @@ def _breast_mask(grey: np.ndarray) -> np.ndarray:
     sizes = ndimage.sum(mask, labels, index=range(1, count + 1))
     largest = labels == (int(np.argmax(sizes)) + 1)
     return ndimage.binary_dilation(ndimage.binary_fill_holes(largest), iterations=2)
+
+
+def whole_film_doubt(grey: np.ndarray) -> str | None:
+    """Why ``grey`` does not look like a whole-breast film, or None when it does: the brightest
+    region covers (almost) all of it, or what lies around that region is not a dark film background.
+    On the 258 mini-MIAS films here the breast covers 17-89% of the film and at least 45% of the rest
+    is near black, at 512 and 1024 px; the eight CBIS-DDSM films pass too. A photograph, a test pattern, noise or a flat image do
+    not (a heuristic: a dark photograph can pass)."""
+    small = fit_within(grey, _MASK_SIDE)
+    mask = _breast_mask(small)
+    if mask.mean() > 0.95:
+        return "no background around the breast: its brightest region covers the whole image"
+    dark = float(np.mean(small[~mask] < 0.1))
+    if dark < 0.35:
+        return f"what lies around its brightest region is not a dark film background ({dark:.0%} near black)"
+    return None
 
 
 def breast_region(grey: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:

@@ -527,9 +527,13 @@ def literal(text: str) -> str:
 
 
 def known_image_notes(details: Mapping[str, Any]) -> str:
-    """Why this image's score is not a fresh one, in words ("" when it is): a film the model learnt
-    from, or a case already stored."""
+    """Why this image's score is not a fresh one, in words ("" when it is): an image unlike a film,
+    a film the model learnt from, or a case already stored."""
     notes = []
+    if details.get("not_like_a_film"):
+        notes.append("this image does not look like a whole-breast mammogram "
+                     f"({details['not_like_a_film']}); the model learnt from such films only, so its scores "
+                     "here mean little")
     if details.get("in_training_data"):
         notes.append(f"this image is one of the films model {details['model_version']} was trained "
                      "(or validated) on, so its score says nothing about how the model does on new films")

@@ -18,6 +18,7 @@ from gradio_client.utils import Status
 from helpers import NEXT, PACKAGED, SERVED
 from PIL import Image
 
+from mammo import views
 from mammo.config import PACKAGE_WEIGHTS
 from mammo.data import SplitSpec
 from mammo.pipeline import base_splits
@@ -71,8 +72,16 @@ def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path,
         assert Image.open(overlay).size == size
         assert details["model_version"] == SERVED and details["label"] == label["label"]
         assert details["probabilities"] == pytest.approx(confidences)
+        assert details["not_like_a_film"] is None  # a whole film, cropped or not
     _, eigen, details = client.predict(handle_file(str(square)), "EigenCAM", 0.7, api_name="/predict")
     assert details["heatmap_method"] == "EigenCAM" and Image.open(eigen).size == (512, 512)
+    # a test pattern is scored all the same, and said not to look like a film
+    y, x = np.mgrid[0:600, 0:500]
+    pattern = tmp_path / "pattern.png"
+    Image.fromarray(np.uint8(127.5 + 127.5 * np.sin(x / 7.0) * np.cos(y / 11.0))).save(pattern)
+    _, _, details = client.predict(handle_file(str(pattern)), "Grad-CAM", 0.4, api_name="/predict")
+    assert "covers the whole image" in details["not_like_a_film"]
+    assert "does not look like a whole-breast mammogram" in views.known_image_text(details)
     _, grad, _ = client.predict(handle_file(str(square)), "Grad-CAM", 0.7, api_name="/predict")
     assert not np.array_equal(np.asarray(Image.open(eigen)), np.asarray(Image.open(grad)))
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from app_server import ROOT
 from synthetic import synthetic_mammogram
 
 from mammo.imaging import read_image
-from mammo.preprocess import PreprocessConfig, breast_region, prepare, to_original
+from mammo.preprocess import PreprocessConfig, breast_region, prepare, to_original, whole_film_doubt
 
 
 @pytest.mark.parametrize("right", [True, False])
@@ -58,3 +59,23 @@ def test_real_mias_breasts_end_up_on_the_left(mias) -> None:
     for path in files:
         square, _ = prepare(read_image(path), PreprocessConfig(image_size=64))
         assert square[:, :32].mean() > square[:, 32:].mean(), path.name
+
+
+def test_whole_films_pass_and_photos_patterns_noise_and_flat_images_do_not(mias) -> None:
+    """Every mini-MIAS film (both sizes) and the eight CBIS-DDSM films look like films; a walk's test
+    pattern was scored and flagged for review without a word."""
+    from sklearn.datasets import load_sample_images
+
+    films = [*sorted(mias.glob("*/*.png")), *sorted(mias.parent.glob("mias1024/*/*.png")),
+             *sorted(ROOT.glob("examples/*.png"))]
+    assert len(films) > 500  # 258 films at each size here
+    assert [f.name for f in films if whole_film_doubt(read_image(f))] == []
+    y, x = np.mgrid[0:1000, 0:800]
+    china = load_sample_images().images[0].mean(axis=2) / 255
+    others = {"a test pattern": 0.5 + 0.5 * np.sin(x / 7.0) * np.cos(y / 11.0),
+              "noise": np.random.default_rng(0).random((600, 500)), "a flat image": np.full((500, 400), 0.6),
+              "a photograph": china}
+    for name, grey in others.items():
+        assert whole_film_doubt(np.asarray(grey, dtype=np.float32)), name
+    assert "brightest region covers the whole image" in whole_film_doubt(np.full((500, 400), 0.6, np.float32))
+    assert "not a dark film background" in whole_film_doubt(np.asarray(china, dtype=np.float32))
