@@ -99,10 +99,10 @@ def whole_film_doubt(grey: np.ndarray) -> str | None:
     """Why ``grey`` does not look like a whole-breast film, or None when it does: the brightest
     region covers (almost) all of it, or what lies around that region is not a dark film background.
     On the 258 mini-MIAS films here the breast covers 17-89% of the film and at least 45% of the rest
-    is near black, at 512 and 1024 px; the eight CBIS-DDSM films pass too. A photograph, a test pattern, noise or a flat image do
-    not (a heuristic: a dark photograph can pass)."""
-    small = fit_within(grey, _MASK_SIDE)
-    mask = _breast_mask(small)
+    is near black, at 512 and 1024 px; the eight CBIS-DDSM films pass too. A photograph, a test
+    pattern, noise or a flat image do not (a heuristic: a dark photograph can pass)."""
+    mask = _breast_mask(grey)  # found on a copy _MASK_SIDE long (a smaller image is scaled up)
+    small = _resize(np.asarray(grey, dtype=np.float32), *mask.shape)
     if mask.mean() > 0.95:
         return "no background around the breast: its brightest region covers the whole image"
     dark = float(np.mean(small[~mask] < 0.1))

@@ -203,11 +203,12 @@ def rounded(value: Any, digits: int = 4) -> Any:
 
 def history_row(name: str, details: Mapping[str, Any]) -> list[Any]:
     """A prediction as a row of this session's table; its note says why a score is not a fresh one
-    (a film the model learnt from, a stored case) or is unsure (a high uncertainty)."""
+    (not like a film, a film the model learnt from, a stored case) or is unsure (a high uncertainty)."""
     flagged = details.get("above_threshold")
     score = details.get("malignancy_score")
     stored = f"stored case ({details.get('stored_label') or 'label unknown'})"
-    notes = ["a film it learnt from" if details.get("in_training_data") else "",
+    notes = ["not like a mammogram" if details.get("not_like_a_film") else "",
+             "a film it learnt from" if details.get("in_training_data") else "",
              stored if details.get("stored_case") else "",
              "high uncertainty" if (details.get("uncertainty") or {}).get("high") else ""]
     return [name, details["label"], None if score is None else round(score, 1),

@@ -90,6 +90,8 @@ def test_history_row() -> None:
              "uncertainty": {"spread": 28.3, "high": True}}
     assert views.history_row("c.png", known)[-1] == ("a film it learnt from; stored case (malignant); "
                                                      "high uncertainty")
+    pattern = {**details, "not_like_a_film": "no background around the breast"}
+    assert views.history_row("d.png", pattern)[-1] == "not like a mammogram"
 
 
 def test_rounded_rounds_every_float_and_keeps_the_rest() -> None:
