@@ -61,12 +61,12 @@ log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
 FETCHED_AUDIT_EVENTS = 5000
-# the audit actions that end a retrain: a version promoted (served, or published and not yet served),
-# a candidate rejected by the gate, or a retrain that failed
 # a case queued while the Hub is down is on the server's disk alone, and a Space's disk is new after
 # every restart: its receipt says so (README: "A Space's disk is new after every restart")
 QUEUED_ON_A_SPACE = ("Until the Hub answers, this upload is only on this Space's disk, which a restart of "
                      "the Space replaces: keep your own copy of the image(s) until the dataset shows them.")
+# the audit actions that end a retrain: a version promoted (served, or published and not yet served),
+# a candidate rejected by the gate, or a retrain that failed
 RETRAIN_ENDINGS = ("promotion", "promotion, not yet served", "rejection", "retrain failed")
 RETRAIN_EVENTS = ("retrain started", *RETRAIN_ENDINGS)  # a start with no end: the app stopped during it
 _AUDITED_METRICS = ("n", "auc_malignant", "auc_malignant_ci95")  # per model, in a retrain's audit event
