@@ -15,6 +15,9 @@ from .store.gate import gives_every_film_one_score
 
 __all__ = [
     "score_text",
+    "auc_and_ci",
+    "no_interval",
+    "version_estimate",
     "uncertainty_text",
     "audit_rows",
     "queue_rows",
