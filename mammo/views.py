@@ -476,14 +476,12 @@ def rejected_rows(rejected: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
 def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     """A submission's receipt in words: what was stored, under which id, and the totals.
 
-    ``fields`` is the metadata table (name -> field with a ``label``).
+    ``fields`` is the metadata table (name -> field with a ``short_label``).
     """
     given = {k: v for k, v in (receipt.get("metadata") or {}).items() if v is not None}
-    def name(key: str) -> str:
-        return fields[key].label.split(" (")[0]  # "Notes (plain text, ...)" -> "Notes"
-
-    shown = [f"{name(k)}: {'yes' if v is True else literal(str(v))}" for k, v in given.items() if k in fields]
-    blank = [name(k) for k in fields if k not in given]
+    shown = [f"{fields[k].short_label}: {'yes' if v is True else literal(str(v))}" for k, v in given.items()
+             if k in fields]
+    blank = [fields[k].short_label for k in fields if k not in given]
     lines = [f"**Case {_where(receipt)}** as **{receipt['label']}**, id `{receipt['case_id']}`, "
              f"{human_time(receipt.get('submitted_at'))}. The dataset now holds {receipt['total_cases']} "
              f"submitted case{'' if receipt['total_cases'] == 1 else 's'}.",

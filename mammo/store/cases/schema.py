@@ -70,6 +70,11 @@ class MetadataField:
     names: tuple[str, ...] = ()
     free_text: bool = False  # checked for what looks like a patient identifier
 
+    @property
+    def short_label(self) -> str:
+        """The form label without its parenthesis: "Notes (plain text, ...)" -> "Notes"."""
+        return self.label.split(" (")[0]
+
 
 # The one table of optional case metadata: the Submit form and the dataset card come from it.
 # Free text (``notes``) is stored verbatim as plain text: markup such as HTML is kept as typed and
@@ -130,7 +135,7 @@ def _short(value: Any) -> str:
 
 def _field_name(name: str, spec: MetadataField) -> str:
     """A field as the form shows it and the API names it: "Age in years ('age')"."""
-    return f"{spec.label.split(' (')[0]} ('{name}')"
+    return f"{spec.short_label} ('{name}')"
 
 
 def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
