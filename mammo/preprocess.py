@@ -81,10 +81,14 @@ def resize(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return _resize(grey, *shape)
 
 
-def _breast_mask(grey: np.ndarray) -> np.ndarray:
-    """Largest connected bright region of a small copy (threshold, opening, holes filled)."""
+def _mask_copy(grey: np.ndarray) -> np.ndarray:
+    """The copy of ``grey`` the breast mask is found on: _MASK_SIDE long (a smaller image scaled up)."""
     scale = _MASK_SIDE / max(grey.shape)
-    small = _resize(grey, max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
+    return _resize(grey, max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
+
+
+def _breast_mask(small: np.ndarray) -> np.ndarray:
+    """Largest connected bright region of :func:`_mask_copy`'s copy (threshold, opening, holes filled)."""
     threshold = max(0.05, float(np.percentile(small, 50)) * 0.5 + 0.02)
     mask = ndimage.binary_opening(small > threshold, iterations=2)
     labels, count = ndimage.label(mask)
@@ -101,8 +105,8 @@ def whole_film_doubt(grey: np.ndarray) -> str | None:
     On the 258 mini-MIAS films here the breast covers 17-89% of the film and at least 45% of the rest
     is near black, at 512 and 1024 px; the eight CBIS-DDSM films pass too. A photograph, a test
     pattern, noise or a flat image do not (a heuristic: a dark photograph can pass)."""
-    mask = _breast_mask(grey)  # found on a copy _MASK_SIDE long (a smaller image is scaled up)
-    small = _resize(np.asarray(grey, dtype=np.float32), *mask.shape)
+    small = _mask_copy(grey)
+    mask = _breast_mask(small)
     if mask.mean() > 0.95:
         return "no background around the breast: its brightest region covers the whole image"
     dark = float(np.mean(small[~mask] < 0.1))
@@ -113,7 +117,7 @@ def whole_film_doubt(grey: np.ndarray) -> str | None:
 
 def breast_region(grey: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:
     """Breast mask at full size, its box (top, left, bottom, right), and whether it lies right."""
-    small = _breast_mask(grey)
+    small = _breast_mask(_mask_copy(grey))
     mask = _resize(small.astype(np.float32), *grey.shape) > 0.5
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
