@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from .metrics import FEWEST_FOR_AN_INTERVAL
-from .store.gate import gives_every_film_one_score
+from .store.gate import gives_every_film_one_score, malignant_films
 
 __all__ = [
     "score_text",
@@ -344,9 +344,8 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
                 f"{summary['current_version']} ({scores}).{noise}{caveat}")
     kept = f" It is kept under *Rejected candidates* for inspection.{caveat}"
-    malignant = ((candidate.get("per_class") or {}).get("malignant") or {}).get("support")
-    needed = summary.get("gate_min_malignant") or 0
-    if isinstance(malignant, int) and malignant < needed and not gives_every_film_one_score(candidate):
+    malignant, needed = malignant_films(candidate), summary.get("gate_min_malignant") or 0
+    if malignant is not None and malignant < needed and not gives_every_film_one_score(candidate):
         return (f"**Not promoted: {summary['version']} stays served.** The {n} held-out films hold "
                 f"{malignant} malignant film{'' if malignant == 1 else 's'}, fewer than the {needed} the "
                 f"gate needs to tell two models apart, so it promotes none ({scores}). Base data with more "

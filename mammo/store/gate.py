@@ -12,7 +12,8 @@ import math
 
 from ..config import GATE_METRIC, GATE_MIN_MALIGNANT, GATE_TOLERANCE
 
-__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision", "gives_every_film_one_score"]
+__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision", "gives_every_film_one_score",
+           "malignant_films"]
 
 DEFAULT_METRIC = GATE_METRIC
 DEFAULT_TOLERANCE = GATE_TOLERANCE
@@ -33,6 +34,13 @@ def gives_every_film_one_score(metrics: dict) -> bool:
     recorded. Exact: a barely trained model whose scores differ in the seventh decimal still ranks."""
     thresholds = ((metrics.get("roc") or {}).get("thresholds") or [])[1:]
     return bool(thresholds) and max(thresholds) == min(thresholds)
+
+
+def malignant_films(metrics: dict) -> int | None:
+    """How many malignant films the evaluation set held (its ``per_class`` support); None when not
+    recorded."""
+    support = ((metrics.get("per_class") or {}).get("malignant") or {}).get("support")
+    return support if isinstance(support, int) else None
 
 
 def promotion_decision(
@@ -73,8 +81,8 @@ def promotion_decision(
         )
     if current_metrics is None:
         return True, f"promoted: no current version; candidate {metric} {candidate:.4f} on {where}"
-    malignant = ((candidate_metrics.get("per_class") or {}).get("malignant") or {}).get("support")
-    if isinstance(malignant, int) and malignant < min_malignant:
+    malignant = malignant_films(candidate_metrics)
+    if malignant is not None and malignant < min_malignant:
         return False, (
             f"not promoted: {where} holds {malignant} malignant film{'' if malignant == 1 else 's'}, fewer "
             f"than the {min_malignant} the gate needs to compare two models (candidate {metric} "
