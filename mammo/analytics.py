@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .metrics import recorded_estimate
+
 __all__ = ["NEAR_CUT_OFF", "predictions_per_day", "class_mix", "score_histogram", "low_confidence",
            "latency_text", "case_growth", "version_metrics", "HISTORY_COLUMNS", "history_frame"]
 
@@ -86,12 +88,12 @@ def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     store the day the app first starts there)."""
     rows = []
     for v in versions:
-        cv = (v.get("cv") or {}).get("auc_malignant")
-        auc = cv if cv is not None else (v.get("metrics") or {}).get("auc_malignant")
-        if auc is not None:
-            split = "out of fold" if cv is not None else (v.get("split") or {}).get("name") or "evaluation"
+        estimate = recorded_estimate(v)
+        if estimate is not None:
+            figure, metrics = estimate
             rows.append({"trained": str(v.get("created_at") or v.get("published_at") or "")[:10],
-                         "AUC malignant vs rest": auc, "version": v["version"], "figure": split})
+                         "AUC malignant vs rest": metrics["auc_malignant"], "version": v["version"],
+                         "figure": figure})
     return pd.DataFrame(rows, columns=["trained", "AUC malignant vs rest", "version", "figure"])
 
 

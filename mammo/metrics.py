@@ -9,7 +9,8 @@ Every function returns plain Python values (``json.dumps``-able).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
@@ -33,6 +34,7 @@ __all__ = [
     "pick_threshold",
     "roc_points",
     "bootstrap_auc_ci",
+    "recorded_estimate",
     "paired_auc_difference",
     "evaluate_predictions",
     "auc_abnormal",
@@ -112,6 +114,19 @@ def roc_points(y_true_binary: np.ndarray, scores: np.ndarray) -> dict:
 # one or two of the rarer class and the percentiles are degenerate (one malignant film ranked first
 # gives "1.00-1.00"), so no interval is given at all
 FEWEST_FOR_AN_INTERVAL = 5
+
+
+def recorded_estimate(record: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    """The estimate a version's record (its config's ``mammo`` block, or a ``versions()`` row) quotes,
+    named by what it was computed on: the pooled out-of-fold figures where it was cross-validated,
+    else its own split's evaluation; None when it records no malignant-vs-rest AUC."""
+    cv = record.get("cv") or {}
+    if cv.get("auc_malignant") is not None:
+        return "out of fold", cv
+    metrics = record.get("metrics") or {}
+    if metrics.get("auc_malignant") is not None:
+        return (record.get("split") or {}).get("name") or "evaluation", metrics
+    return None
 
 
 def bootstrap_auc_ci(

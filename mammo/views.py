@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .metrics import FEWEST_FOR_AN_INTERVAL
+from .metrics import FEWEST_FOR_AN_INTERVAL, recorded_estimate
 from .store.gate import gives_every_film_one_score, malignant_films
 
 __all__ = [
@@ -570,23 +570,23 @@ def reliability_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.Data
 def version_estimate(row: Mapping[str, Any]) -> str:
     """A version's recorded estimate in a few words, from a ``versions()`` row: out of fold where it
     was cross-validated, else on its own split."""
-    cv, metrics = row.get("cv") or {}, row.get("metrics") or {}
-    if cv.get("auc_malignant") is not None:
-        return (f"malignant-vs-rest AUC {auc_and_ci(cv)}, {cv.get('n_folds')}-fold cross-validation by "
-                f"patient ({cv.get('n')} films)")
-    if metrics.get("auc_malignant") is not None:
-        split = (row.get("split") or {}).get("name", "evaluation")
-        return f"malignant-vs-rest AUC {auc_and_ci(metrics)} on its {split} set ({metrics.get('n')} films)"
-    return "no evaluation recorded"
+    estimate = recorded_estimate(row)
+    if estimate is None:
+        return "no evaluation recorded"
+    name, metrics = estimate
+    if name == "out of fold":
+        return (f"malignant-vs-rest AUC {auc_and_ci(metrics)}, {metrics.get('n_folds')}-fold "
+                f"cross-validation by patient ({metrics.get('n')} films)")
+    return f"malignant-vs-rest AUC {auc_and_ci(metrics)} on its {name} set ({metrics.get('n')} films)"
 
 
 def estimate_metrics(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The served version's estimate to plot: cross-validation if recorded, else its evaluation."""
-    version = mammo.get("version") or "served"
-    if mammo.get("cv"):
-        return {f"{version}, out of fold": mammo["cv"]}
-    metrics = mammo.get("metrics") or {}
-    return {f"{version}, {(mammo.get('split') or {}).get('name', 'evaluation')}": metrics} if metrics else {}
+    """The served version's estimate to plot (:func:`~mammo.metrics.recorded_estimate`), named."""
+    estimate = recorded_estimate(mammo)
+    if estimate is None:
+        return {}
+    name, metrics = estimate
+    return {f"{mammo.get('version') or 'served'}, {name}": metrics}
 
 
 def evaluations(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

@@ -21,6 +21,7 @@ from mammo.metrics import (
     malignant_index,
     paired_auc_difference,
     pick_threshold,
+    recorded_estimate,
     roc_points,
 )
 
@@ -243,3 +244,16 @@ def test_paired_auc_difference_resamples_patients_and_sees_a_better_score() -> N
                                      seed=seed) for seed in range(10)]
     assert None in answers and all(a is None or a["resamples"] == 1 for a in answers)
     assert better["resamples"] == 500 and same["resamples"] == 100
+
+
+@pytest.mark.parametrize("record, expected", [
+    ({"cv": {"auc_malignant": 0.7}, "metrics": {"auc_malignant": 0.8}, "split": {"name": "holdout"}},
+     ("out of fold", 0.7)),  # cross-validated: the figure its card quotes
+    ({"cv": {"auc_malignant": None}, "metrics": {"auc_malignant": 0.8}, "split": {"name": "holdout"}},
+     ("holdout", 0.8)),  # a cross-validation with no malignant AUC is no estimate of it
+    ({"cv": None, "metrics": {"auc_malignant": 0.8}}, ("evaluation", 0.8)),
+    ({"metrics": {"n": 3}}, None),
+])
+def test_a_versions_estimate_is_its_cross_validation_else_its_own_split(record, expected) -> None:
+    estimate = recorded_estimate(record)
+    assert (estimate and (estimate[0], estimate[1]["auc_malignant"])) == expected
