@@ -72,6 +72,22 @@ def with_api_example(component: gr.components.Component, payload, value=None):
     return component
 
 
+def text_only(box: gr.Textbox) -> gr.Textbox:
+    """``box`` refusing an API value that is not text: Gradio's text box would pass on a dict or a
+    number as its repr, and the case would be stored with that as its notes. Set on the instance, as
+    :func:`with_api_example` is."""
+    as_text = box.preprocess
+
+    def preprocess(payload):
+        if payload is not None and not isinstance(payload, str):
+            raise gr.Error(f"Nothing was stored: {box.label.split(' (')[0]} must be text, "
+                           f"got {type(payload).__name__}.")
+        return as_text(payload)
+
+    box.preprocess = preprocess
+    return box
+
+
 def download_box(label: str, **options) -> gr.File:
     """A box of files to download (not to change): without Gradio's × on each file (see PAGE_CSS)."""
     return gr.File(label=label, interactive=False, elem_classes=["download-only"], **options)
@@ -333,7 +349,7 @@ def redraw(image: str | None, method: str, opacity: float):
     the file it is for."""
     result = service.rerender(image, _method(method), opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
-        return (gr.skip(),) * 6
+        return (gr.skip(),) * 7
     return result_views(result, image)
 
 
@@ -432,9 +448,11 @@ def pick_film(selected: gr.SelectData) -> str:
 
 
 def show_details(details: dict):
-    """The words beside a result (a known image, the score, the uncertainty) and its rounded details."""
-    notes = [views.known_image_text(details), views.score_text(details), views.uncertainty_text(details)]
-    return "\n\n".join(n for n in notes if n), views.rounded(details)
+    """The headline over a result (the review flag), the words beside it (a known image, the score,
+    the uncertainty, the heat map's key) and its rounded details."""
+    notes = [views.known_image_text(details), views.score_text(details), views.uncertainty_text(details),
+             views.heatmap_key(details)]
+    return views.flag_headline(details), "\n\n".join(n for n in notes if n), views.rounded(details)
 
 
 def add_history(image: str | None, result_file: str | None, details: dict, history: list):
@@ -497,7 +515,7 @@ def metadata_input(field: MetadataField) -> gr.components.Component:
         return with_api_example(gr.Textbox(value="", label=field.label,
                                            placeholder=f"{field.min}-{field.max}, or leave empty"),
                                 str((field.min + field.max) // 2))
-    return gr.Textbox(value="", label=field.label, lines=2)
+    return text_only(gr.Textbox(value="", label=field.label, lines=2))
 
 
 def _empty(field: MetadataField):
@@ -823,7 +841,9 @@ def build() -> gr.Blocks:
                     # the file whose results, report and full-size heat map are on the page (its path)
                     results_for, report_for, heatmap_for = (gr.Textbox(visible=False) for _ in range(3))
                     with gr.Column(visible=False) as film_results:  # shown with a result of this file
-                        probabilities = gr.Label(num_top_classes=3, label="Probabilities (most likely class)")
+                        verdict = gr.Markdown(elem_id="verdict")
+                        probabilities = gr.Label(num_top_classes=3,
+                                                 label="Class probabilities (most likely class first)")
                         overlay = gr.Image(label="Heat map over the image", type="numpy",
                                            format=OVERLAY_FORMAT, interactive=False, height=640)
                         score = gr.Markdown()
@@ -982,7 +1002,7 @@ def build() -> gr.Blocks:
         predicting = dict(concurrency_limit=2, concurrency_id="predict")  # the API's and the page's
         gr.on([], predict, film_inputs, [probabilities, overlay, details], api_name="predict",  # API only
               api_description=predict.__doc__, **predicting)
-        result_outputs = [probabilities, overlay, details, score, shown_details, results_for]
+        result_outputs = [probabilities, overlay, details, verdict, score, shown_details, results_for]
         # on the page, Predict clicked while this page's last prediction runs is run after it (on the
         # file then in the box), not dropped: the later file's answer comes last (CHAINED's "always_last";
         # Gradio 6.31 keeps one waiting run, and loses it when the running one ends in an error)

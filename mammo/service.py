@@ -65,6 +65,10 @@ FETCHED_AUDIT_EVENTS = 5000
 # every restart: its receipt says so (README: "A Space's disk is new after every restart")
 QUEUED_ON_A_SPACE = ("Until the Hub answers, this upload is only on this Space's disk, which a restart of "
                      "the Space replaces: keep your own copy of the image(s) until the dataset shows them.")
+# a case that is a base film is left out of training (pipeline), so a label given to correct the base
+# data's changes nothing the model learns: its receipt says so
+BASE_LABEL_KEPT = ("a label given here to correct the base data's is stored with the case, but training "
+                   "changes only when the base data itself is corrected")
 # the audit actions that end a retrain: a version promoted (served, or published and not yet served),
 # a candidate rejected by the gate, or a retrain that failed
 RETRAIN_ENDINGS = ("promotion", "promotion, not yet served", "rejection", "retrain failed")
@@ -328,7 +332,8 @@ class MammoService:
         receipt = self.cases.append(image, label, metadata)
         if self._learnt([receipt["image_sha256"]]):  # stored, and said: a retrain leaves it out (pipeline)
             receipt["base_film"] = (f"this image is one of the films {self._predictor.version} learnt from "
-                                    "(labelled in the base data): a retrain leaves it out of training")
+                                    "(labelled in the base data): a retrain leaves this case out of training "
+                                    f"and keeps the base data's label for the film; {BASE_LABEL_KEPT}")
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
         self.audit.record("submission", user, case_id=receipt["case_id"], label=receipt["label"],
                           status=receipt["status"], **from_pool,
@@ -359,9 +364,11 @@ class MammoService:
         learnt = self._learnt(receipt["image_sha256"])
         if learnt:  # stored, and said: a retrain leaves them out (pipeline)
             one = learnt == 1
+            them, s = ("it", "") if one else ("them", "s")
             receipt["base_films"] = (f"{learnt} of these images {'is a film' if one else 'are films'} "
                                      f"{self._predictor.version} learnt from (labelled in the base data): a "
-                                     f"retrain leaves {'it' if one else 'them'} out of training")
+                                     f"retrain leaves {them} out of training and keeps the base data's "
+                                     f"label{s} for {them}; {BASE_LABEL_KEPT}")
         self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
                           skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"])))
         return self._after_new_cases(self._said_where(receipt))

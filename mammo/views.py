@@ -10,11 +10,14 @@ from typing import Any
 
 import pandas as pd
 
+from .choices import LESION_MAP
 from .metrics import FEWEST_FOR_AN_INTERVAL, recorded_estimate
 from .store.gate import gives_every_film_one_score, malignant_films
 
 __all__ = [
     "score_text",
+    "flag_headline",
+    "heatmap_key",
     "auc_and_ci",
     "no_interval",
     "version_estimate",
@@ -142,6 +145,34 @@ def score_text(details: Mapping[str, Any]) -> str:
             f"at which it caught 90% of the malignant films of patients it had not trained on.{low} "
             "The flag is separate from the most likely class above: a film can be most likely "
             "normal and still be flagged. Research use only: not a diagnosis.")
+
+
+def flag_headline(details: Mapping[str, Any]) -> str:
+    """The headline over a result: the review flag and the score it rests on, so that the most likely
+    class (a film is usually most likely normal) is not read as the verdict; empty for a model
+    without a malignant class."""
+    score, threshold = details.get("malignancy_score"), details.get("threshold")
+    if score is None:
+        return ""
+    if threshold is None:
+        return f"### Malignancy score {percent(score)} (this model records no review cut-off)"
+    verdict = "Flagged for review" if details.get("above_threshold") else "Not flagged"
+    return f"### {verdict}: malignancy score {percent(score)}, review cut-off {percent(threshold)}"
+
+
+def heatmap_key(details: Mapping[str, Any]) -> str:
+    """What the heat map's colours mean for the method that drew it (empty when none was drawn)."""
+    method = details.get("heatmap_method")
+    if not method:
+        return ""
+    if method == LESION_MAP:
+        return (f"**Heat map ({method}):** the model's probability that a patch of tissue holds a lesion "
+                "(benign or malignant), on one scale for every film: blue low, red high, no colour where "
+                "it is near 0 or outside the breast. Colours can be compared between films.")
+    return (f"**Heat map ({method}):** where the network's evidence for the most likely class "
+            f"(*{details.get('label')}*) lies, scaled within this image: red marks this film's strongest "
+            "region however weak it is, so colours cannot be compared between films or with the lesion "
+            "map.")
 
 
 def uncertainty_text(details: Mapping[str, Any]) -> str:

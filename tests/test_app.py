@@ -158,6 +158,8 @@ def test_predict_says_which_films_the_model_learnt_from(client, mias: Path) -> N
     receipt = client.predict(handle_file(parts["train"][1].source), parts["train"][1].label,
                              api_name="/submit_case")
     assert receipt["status"] == "stored" and f"one of the films {SERVED} learnt from" in receipt["base_film"]
+    # and a label given to correct the base data's is said to change nothing the model learns
+    assert receipt["base_film"].endswith("training changes only when the base data itself is corrected")
 
 
 def test_expected_refusals_are_one_log_line_and_start_up_says_what_is_served(

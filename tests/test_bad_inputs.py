@@ -106,9 +106,15 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
         lambda: client.predict(handle_file(image), "normal", notes=long_notes, api_name="/submit_case"))
     assert "the limit is 2000" in too_long
     table.append(f"| notes of 100 kB | refused: {too_long} |")
+    for not_text in ({"x": 1}, 12345):  # Gradio's text box would store their repr as the notes
+        refused = outcome(lambda notes=not_text: client.predict(handle_file(image), "normal", notes=notes,
+                                                                 api_name="/submit_case"))
+        assert f"Notes must be text, got {type(not_text).__name__}" in refused, refused
+    table.append(f"| notes sent as a dict or a number | refused: {refused} |")
     assert cases(app) == before
     html = "<script>alert(1)</script> <b>spiculated</b>"
-    receipt = client.predict(handle_file(image), "normal", notes=html, api_name="/submit_case")
+    receipt = client.predict(handle_file(image), " Normal", notes=html, api_name="/submit_case")
+    assert receipt["label"] == "normal"  # spelt as the label set spells it, as the view and side are
     recent = CaseStore(LABELS, app.home / "cases").recent(50)
     stored = [c for c in recent if c["case_id"] == receipt["case_id"]]
     assert stored[0]["metadata"]["notes"] == html  # kept verbatim as plain text, never rendered

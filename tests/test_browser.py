@@ -457,7 +457,12 @@ def test_predict_clicked_again_for_the_result_shown_logs_no_new_prediction(fresh
     expect(visible(history.get_by_role("row").filter(has_text=film.name))).to_be_visible(timeout=30_000)
     logged = len(PredictionLog(app.home / "logs").records())
     predict = page.get_by_role("button", name="Predict", exact=True)
-    results = page.locator(".block").filter(has_text="Probabilities (most likely class)").first
+    results = page.locator(".block").filter(has_text="Class probabilities (most likely class first)").first
+    # the review flag is the headline, over the class probabilities (a film is mostly "normal" first)
+    headline = page.locator("#verdict")
+    expect(headline).to_have_text(re.compile(r"^(Flagged for review|Not flagged): malignancy score [\d.]+ %, "
+                                             r"review cut-off [\d.]+ %$"))
+    assert headline.bounding_box()["y"] < results.bounding_box()["y"]
     with page.expect_request(lambda request: "/queue/join" in request.url):
         predict.click()
     # its answer is in: the results' progress indicator (on since the click) is off again

@@ -21,7 +21,7 @@ from mammo.errors import BadRequest, MammoError
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
-from mammo.service import AUTO_USER, MammoService, RetrainBusy, RetrainError, RetrainOptions
+from mammo.service import AUTO_USER, BASE_LABEL_KEPT, MammoService, RetrainBusy, RetrainError, RetrainOptions
 from mammo.store import RegistryError, StoreError, open_registry, promotion_decision
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
@@ -243,7 +243,8 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
         receipt = service.submit_uploads([e.source for e in films[:2]], films[0].label)
         version = service.predictor.version
         assert receipt["base_films"] == (f"2 of these images are films {version} learnt from (labelled in "
-                                         "the base data): a retrain leaves them out of training")
+                                         "the base data): a retrain leaves them out of training and keeps "
+                                         f"the base data's labels for them; {BASE_LABEL_KEPT}")
         assert f"⚠️ Note: {receipt['base_films']}." in views.bulk_receipt_text(receipt)
         assert "base_films" not in service.submit_uploads([films[2].source], films[2].label)  # never learnt
     finally:

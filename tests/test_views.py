@@ -510,3 +510,23 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
     one = views.bulk_receipt_text({**receipt, "case_ids": ["a" * 32], "status": "stored", "skipped": [],
                                    "warning": None, "total_cases": 1})
     assert one.startswith("**1 case stored**") and "holds 1 submitted case." in one and "Skipped" not in one
+
+
+@pytest.mark.parametrize("score, flagged", [(15.1, True), (3.0, False)])
+def test_the_headline_is_the_review_flag_and_agrees_with_the_words_below(score: float, flagged: bool) -> None:
+    details = {"model_version": "v3", "malignancy_score": score, "threshold": 8.8, "above_threshold": flagged,
+               "label": "normal", "heatmap_method": "Lesion map"}
+    headline = views.flag_headline(details)
+    assert headline.startswith("### Flagged for review:" if flagged else "### Not flagged:")
+    assert re.findall(r"[\d.]+ %", headline) == re.findall(r"[\d.]+ %", views.score_text(details))
+    assert "normal" not in headline  # the most likely class is not the verdict
+    assert views.flag_headline({"malignancy_score": None}) == ""
+    assert "no review cut-off" in views.flag_headline({"malignancy_score": 42.0, "threshold": None})
+
+
+def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
+    lesion = views.heatmap_key({"heatmap_method": "Lesion map", "label": "normal"})
+    assert "one scale for every film" in lesion and "can be compared" in lesion
+    cam = views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "normal"})
+    assert "(*normal*)" in cam and "within this image" in cam and "cannot be compared" in cam
+    assert views.heatmap_key({"heatmap_method": None}) == ""

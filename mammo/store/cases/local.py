@@ -175,7 +175,7 @@ class CaseStore:
         receipt = self._store([case], skip_duplicates=False)
         return {
             "case_id": receipt["case_ids"][0],
-            "label": label,
+            "label": case.label,
             "metadata": case.metadata,  # as stored: every field, None where none was given
             "submitted_at": receipt["submitted_at"],
             "total_cases": receipt["total_cases"],
@@ -340,14 +340,21 @@ class CaseStore:
 
     # -- validation and shards --------------------------------------------------------------------
     def _prepare(self, image: ImageInput, label: str, metadata: Mapping[str, Any] | None) -> _Case:
-        if label not in self.labels:
-            raise StoreError(f"Unknown label {_short(label)}; choose one of {', '.join(self.labels)}.")
+        label = self._label(label)
         clean = validate_metadata(metadata)
         grey = self._read(image)
         try:
             return _Case(imaging.encode_png(grey), imaging.sha256_of_pixels(grey), label, clean)
         except ValueError as exc:
             raise StoreError(f"The image cannot be stored: {exc}.") from exc
+
+    def _label(self, label: Any) -> str:
+        """``label`` as the label set spells it ("Benign" is benign, as "mlo" is the view MLO), or a
+        StoreError naming the labels."""
+        known = {name.lower(): name for name in self.labels}
+        if not isinstance(label, str) or label.strip().lower() not in known:
+            raise StoreError(f"Unknown label {_short(label)}; choose one of {', '.join(self.labels)}.")
+        return known[label.strip().lower()]
 
     def _read(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, np.ndarray):
