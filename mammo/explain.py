@@ -72,7 +72,7 @@ def package_cam(
 ) -> np.ndarray:
     """A ``pytorch_grad_cam`` method on the last feature map: (N, H, W) in [0, 1]."""
     if method not in CAM_METHODS:
-        raise BadRequest(f"unknown heat-map method {method!r}; choose one of {list(CAM_METHODS)}")
+        raise BadRequest(f"Unknown heat-map method {method!r}; choose one of {', '.join(CAM_METHODS)}.")
     tapped = FeatureTap(model).eval()
     targets = [ClassifierOutputTarget(index) for index in classes]
     with CAM_METHODS[method](model=tapped, target_layers=[tapped.tap]) as cam:

@@ -229,7 +229,8 @@ class Predictor:
         result's ``method`` says which map was drawn.
         """
         if method is not None and method not in HEATMAP_METHODS:
-            raise BadRequest(f"unknown heat-map method {method!r}; choose one of {list(HEATMAP_METHODS)}")
+            raise BadRequest(f"Unknown heat-map method {method!r}; choose one of "
+                             f"{', '.join(HEATMAP_METHODS)}.")
         if method == LESION_MAP and not self.has_lesion_map:
             method = GRAD_CAM
         loaded = [load_image(image, min_side=self.min_side) for image in images]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
@@ -13,6 +12,7 @@ import pandas as pd
 from .choices import LESION_MAP
 from .metrics import FEWEST_FOR_AN_INTERVAL, recorded_estimate
 from .store.gate import gives_every_film_one_score, malignant_films
+from .timestamps import human_time
 
 __all__ = [
     "score_text",
@@ -111,18 +111,6 @@ def auc_and_ci(figures: Mapping[str, Any]) -> str:
 def percent(score: float | None) -> str:
     """A score already on the 0-100 scale, as the UI shows every score: one decimal and a % sign."""
     return "—" if score is None else f"{score:.1f} %"
-
-
-def human_time(stamp: str | None) -> str:
-    """An ISO 8601 timestamp as '30 Nov 2026, 09:29 UTC' (the input when it is not one)."""
-    if not stamp:
-        return "—"
-    try:
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return stamp
-    moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment
-    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
 
 
 def score_text(details: Mapping[str, Any]) -> str:

@@ -46,6 +46,7 @@ from mammo.store.cases import (
 )
 from mammo.store.cases import local as cases_local
 from mammo.store.cases.compaction import write_merged
+from mammo.timestamps import human_time
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside huggingface_hub's LFS upload
     "ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning"
@@ -272,6 +273,8 @@ def test_duplicate_image_names_the_earlier_case(store: CaseStore) -> None:
         store.append(same_pixels.getvalue(), "malignant")
     assert caught.value.duplicate_of == first["case_id"]
     assert "already submitted" in str(caught.value)
+    # when, as the receipt says it ("2 Dec 2026, 16:52 UTC"), not the stored ISO stamp
+    assert f"(benign, submitted {human_time(first['submitted_at'])})" in str(caught.value)
     assert store.counts() == {"normal": 0, "benign": 1, "malignant": 0}
     assert len(shards(store.root)) == 1
 
@@ -864,7 +867,7 @@ def test_recent_cases_and_duplicates_are_answered_from_the_index(
     assert [r["case_id"] for r in everything[4:]] == older[::-1]
     assert everything[-1]["metadata"] == {"age": 40}
     assert store.recent(0) == [] and store.recent(-1) == []
-    with pytest.raises(StoreError, match=rf"{older[0]} \(normal, 20"):  # its label and time
+    with pytest.raises(StoreError, match=rf"{older[0]} \(normal, submitted \d+ \w+ 20\d\d, "):  # label, time
         store.append(grey(0), "benign")
     assert reads == []  # no shard was opened: a shard only on the Hub needs no download
     first = shards(store.root)[0]

@@ -35,7 +35,7 @@ def test_every_method_gives_a_normalised_map(method: str) -> None:
 
 def test_unknown_method() -> None:
     model = build("test_efficientnet", 3, init="none").eval()
-    with pytest.raises(ValueError, match="unknown heat-map method"):
+    with pytest.raises(ValueError, match="Unknown heat-map method"):
         package_cam(model, torch.rand(1, 1, 64, 64), [0], "Magic-CAM")
 
 

@@ -90,7 +90,7 @@ def test_predictor_draws_the_lesion_map_and_calibrated_probabilities(patch_folde
 def test_a_model_without_a_lesion_map_falls_back_to_grad_cam(tiny_model_dir) -> None:
     result = Predictor(tiny_model_dir).predict(synthetic_mammogram(), method=LESION_MAP)
     assert result.method == "Grad-CAM" and result.details()["calibrated"] is False
-    with pytest.raises(ValueError, match="unknown heat-map method"):
+    with pytest.raises(ValueError, match="Unknown heat-map method"):
         Predictor(tiny_model_dir).predict(synthetic_mammogram(), method="X-ray vision")
 
 

@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ... import imaging
+from ...timestamps import human_time
 from .._fs import file_lock, fsync_dir, fsync_file, utc_now
 from .card import dataset_card
 from .compaction import (
@@ -435,7 +436,7 @@ class CaseStore:
             elif earlier is not None:
                 record = self._index.row(earlier)
                 assert record is not None  # every case the index names has its row
-                detail = f"case {earlier} ({record.label}, {record.submitted_at})"
+                detail = f"case {earlier} ({record.label}, submitted {human_time(record.submitted_at)})"
                 earlier_id = earlier
             else:
                 batch[case.sha256] = i
