@@ -598,7 +598,7 @@ def retrain_running(shown: str | None):
     """On opening the Retrain tab: a retrain running that this page did not start, or how the last
     one ended."""
     text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain(),
-                                      service.fetching_logs)
+                                      service.fetching_logs, service.retrain_progress)
     return gr.skip() if text is None else text
 
 

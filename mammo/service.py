@@ -173,6 +173,8 @@ class MammoService:
         self.pending = PendingPool(self.settings.home / "pending")  # the "label next" pool
         self._retrain_lock = threading.Lock()
         self.retrain_started: str | None = None
+        # the running retrain's latest step (fraction done, what it does), for pages that did not start it
+        self.retrain_progress: tuple[float, str] | None = None
         self._last_retrain: dict | None = None
         self._last_retrain_read = False  # the audit log is searched once (again after a fetch); kept after
         self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
@@ -589,8 +591,13 @@ class MammoService:
             self.retrain_started = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
             self._last_retrain = self.audit.record("retrain started", user, options=asdict(options),
                                                    served=self._predictor.version)
+            def told(fraction: float, message: str) -> None:
+                self.retrain_progress = (fraction, message)
+                if progress:
+                    progress(fraction, message)
+
             try:
-                summary = self._retrain(options, user, base, progress or (lambda f, m: None), on_epoch)
+                summary = self._retrain(options, user, base, told, on_epoch)
             except BaseException as error:
                 published = {"version": error.version} if isinstance(error, PublishedNotServed) else {}
                 self._last_retrain = self.audit.record(
@@ -605,7 +612,7 @@ class MammoService:
                    for who in ("candidate", "current") for key in _AUDITED_METRICS})
             return summary
         finally:
-            self.retrain_started = None
+            self.retrain_started = self.retrain_progress = None
             self._retrain_lock.release()
 
     def last_retrain(self) -> dict | None:
@@ -651,8 +658,10 @@ class MammoService:
 
         def step(done: int, total: int) -> None:
             nonlocal epoch
+            kind = "patches" if config.recipe == "patch" and epoch < config.epochs else "whole films"
+            after = "; scoring films before the next step" if done == total else ""
             progress(0.9 * (epoch + done / total) / config.total_epochs,
-                     f"epoch {epoch + 1}: batch {done}/{total}")
+                     f"epoch {epoch + 1} of {config.total_epochs} ({kind}): batch {done}/{total}{after}")
             epoch += done == total
 
         work = Path(tempfile.mkdtemp(prefix="retrain-", dir=self._work_dir()))

@@ -399,8 +399,12 @@ _LAST_RETRAIN = "**The last retrain**"
 
 
 def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None) -> str:
-    """What a running retrain is doing: the step, the last epoch's losses and AUC, elapsed and ETA."""
-    left = f", about {duration(elapsed_s * (1 - fraction) / fraction)} left" if fraction > 0.02 else ""
+    """What a running retrain is doing: the step, the last epoch's losses and AUC, elapsed and the time
+    left at the last epoch's pace (an epoch also scores films between its batches, and from the second
+    on it first looks for hard negatives, so batches alone misjudge it)."""
+    left = ("; time left: known once the first epoch ends" if epoch is None else
+            f", about {duration(epoch.seconds * (epoch.epochs - epoch.epoch))} left at the last epoch's "
+            "pace, then the check on the held-out films")
     lines = [f"{_RETRAINING}{100 * fraction:.0f}%**, {message}.", f"Elapsed {duration(elapsed_s)}{left}."]
     if epoch is not None:
         val_loss = "" if epoch.val_loss is None else f", validation loss {epoch.val_loss:.3f}"
@@ -409,16 +413,17 @@ def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any =
     return "  \n".join(lines)
 
 
-def running_elsewhere_text(started: str) -> str:
+def running_elsewhere_text(started: str, progress: tuple[float, str] | None = None) -> str:
     """The Retrain tab's status line while a retrain this page did not start runs (another visitor's,
-    an API caller's, the automatic one), started at ``started``."""
+    an API caller's, the automatic one), started at ``started``; ``progress``: its latest step."""
+    now = "" if progress is None else f" Now: {100 * progress[0]:.0f}%, {progress[1]}."
     return (f"{_RUNNING_ELSEWHERE}, started at {started} from another page, an API call or the automatic "
-            "retrain. Only one runs at a time: Retrain is refused until it ends. Open this tab again "
+            f"retrain.{now} Only one runs at a time: Retrain is refused until it ends. Open this tab again "
             "for news; a version it promotes shows in the Models tab.")
 
 
 def running_retrain_text(started: str | None, shown: str | None, last: Mapping[str, Any] | None,
-                         fetching: bool = False) -> str | None:
+                         fetching: bool = False, progress: tuple[float, str] | None = None) -> str | None:
     """The Retrain tab's status line as the tab is opened: a retrain this page did not start is running,
     or else how the last retrain ended. None: leave the line as it is (this page's own retrain streams
     its progress there, then says how it ended).
@@ -428,12 +433,13 @@ def running_retrain_text(started: str | None, shown: str | None, last: Mapping[s
         shown: the status line on the page now.
         last: the audit event of the last retrain (None: none is recorded).
         fetching: the audit log is still being fetched from the Hub (a new disk).
+        progress: the running retrain's latest step (fraction done, what it does).
     """
     shown = shown or ""
     if shown.startswith(_RETRAINING):
         return None
     if started:
-        return running_elsewhere_text(started)
+        return running_elsewhere_text(started, progress)
     if not shown or shown.startswith((_RUNNING_ELSEWHERE, _LAST_RETRAIN)):
         return last_retrain_text(last, fetching)
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import threading
 import time
@@ -67,8 +68,22 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     service.submit(image, "malignant", None)
     old = service.predictor
     progress: list[float] = []
-    summary = service.retrain(TINY, progress=lambda f, m: progress.append(f))
+    steps: list[str] = []
+    news: list[tuple[float, str] | None] = []  # what pages that did not start it read meanwhile
+
+    def told(fraction: float, message: str) -> None:
+        progress.append(fraction)
+        steps.append(message)
+        news.append(service.retrain_progress)
+
+    summary = service.retrain(TINY, progress=told)
     assert progress[-1] == 1.0 and progress == sorted(progress)
+    assert news == list(zip(progress, steps, strict=True)) and service.retrain_progress is None  # ended
+    batches = [m for m in steps if m.startswith("epoch")]  # which epoch of how many, of which stage
+    shape = (r"epoch \d+ of \d+ \((patches|whole films)\): batch \d+/\d+"
+             r"(; scoring films before the next step)?")
+    assert batches and all(re.fullmatch(shape, m) for m in batches), steps
+    assert batches[-1].endswith("; scoring films before the next step")
     assert summary["cases_used"] == 1 and summary["current_version"] == "v1"
     assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
     assert "auc_malignant" in summary["reason"]

@@ -241,6 +241,11 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
         "stopped during it (or it runs in another process). No version came of it.")
     # this page's Retrain refused: the line naming the running retrain stays; any other failure is said
     assert views.retrain_failed_text(running) == running == views.running_elsewhere_text("10:02:03 UTC")
+    # and what it does now, as far as it has got (other pages had no news of it)
+    news = views.running_retrain_text("10:02:03 UTC", "", None, progress=(0.45, "epoch 3 of 11 (patches): "
+                                                                                "batch 12/41"))
+    assert "10:02:03 UTC from another page, an API call or the automatic retrain. Now: 45%, epoch 3 of 11 " \
+           "(patches): batch 12/41." in news
     assert views.retrain_failed_text(own).startswith("The retrain did not run or did not finish")
 
 
@@ -249,11 +254,15 @@ def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
 
     epoch = EpochLog(epoch=2, epochs=5, train_loss=0.61234, val_loss=0.7, val_auc=0.655, val_accuracy=0.6,
                      seconds=30.0, best=True)
-    text = views.retrain_status(0.4, "epoch 3: batch 1/9", 120.0, epoch)
-    assert "**Retraining: 40%**, epoch 3: batch 1/9." in text
-    assert "Elapsed 2 min 00 s, about 3 min 00 s left." in text
+    text = views.retrain_status(0.4, "epoch 3 of 5 (patches): batch 1/9", 120.0, epoch)
+    assert "**Retraining: 40%**, epoch 3 of 5 (patches): batch 1/9." in text
+    # the time left at the last epoch's pace (30 s, 3 epochs to go), not from the share of batches done:
+    # an epoch also scores films and looks for hard negatives between its batches (a walk saw "5 min
+    # left" turn into "11 min" while its first epoch's films were scored)
+    assert "Elapsed 2 min 00 s, about 1 min 30 s left at the last epoch's pace" in text
     assert "Epoch 2/5: training loss 0.612, validation loss 0.700, validation AUC 0.655." in text
-    assert "left" not in views.retrain_status(0.0, "reading submitted cases", 1.0)  # no ETA from nothing
+    first = views.retrain_status(0.05, "epoch 1 of 5 (patches): batch 9/9", 20.0)  # no epoch ended yet
+    assert "time left: known once the first epoch ends" in first and "about" not in first
 
 
 def test_rejected_rows_newest_first() -> None:
