@@ -841,8 +841,10 @@ def build() -> gr.Blocks:
                     # the file whose results, report and full-size heat map are on the page (its path)
                     results_for, report_for, heatmap_for = (gr.Textbox(visible=False) for _ in range(3))
                     with gr.Column(visible=False) as film_results:  # shown with a result of this file
-                        verdict = gr.Markdown(elem_id="verdict")
-                        probabilities = gr.Label(num_top_classes=3,
+                        flag_line = gr.Markdown(elem_id="review-flag")
+                        # no class name in large type over the bars: a film is most often "normal" first,
+                        # and read at a glance that reads as the verdict; the review flag is the headline
+                        probabilities = gr.Label(num_top_classes=3, show_heading=False,
                                                  label="Class probabilities (most likely class first)")
                         overlay = gr.Image(label="Heat map over the image", type="numpy",
                                            format=OVERLAY_FORMAT, interactive=False, height=640)
@@ -1002,7 +1004,7 @@ def build() -> gr.Blocks:
         predicting = dict(concurrency_limit=2, concurrency_id="predict")  # the API's and the page's
         gr.on([], predict, film_inputs, [probabilities, overlay, details], api_name="predict",  # API only
               api_description=predict.__doc__, **predicting)
-        result_outputs = [probabilities, overlay, details, verdict, score, shown_details, results_for]
+        result_outputs = [probabilities, overlay, details, flag_line, score, shown_details, results_for]
         # on the page, Predict clicked while this page's last prediction runs is run after it (on the
         # file then in the box), not dropped: the later file's answer comes last (CHAINED's "always_last";
         # Gradio 6.31 keeps one waiting run, and loses it when the running one ends in an error)

@@ -24,14 +24,15 @@ from pathlib import Path
 from playwright.sync_api import Browser, Locator, Page, Playwright, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "launch", "open_app", "load", "upload", "wait_uploaded", "predict",
-           "overlay_size", "submit_predicted", "run", "main"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "MOST_LIKELY", "launch", "open_app", "load", "upload",
+           "wait_uploaded", "predict", "overlay_size", "submit_predicted", "run", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 OVERLAY_LABEL = "Heat map over the image"
+MOST_LIKELY = ".confidence-set dt.text"  # the class names beside the probability bars, most likely first
 CASE_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 
@@ -61,7 +62,7 @@ def predict(page: Page, image: Path) -> str:
     page.get_by_role("button", name="Predict", exact=True).click()
     page.get_by_text("Malignancy score:").wait_for(timeout=60_000)  # not the history's column
     overlay_size(page)
-    return page.locator(".output-class").first.inner_text(timeout=10_000).strip()
+    return page.locator(MOST_LIKELY).first.inner_text(timeout=10_000).strip()
 
 
 def upload(page: Page, image: Path, tab: str) -> None:

@@ -381,14 +381,14 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, tmp_path
     upload_into(upload, phantom(tmp_path, 7))
     expect(offered).to_have_count(0, timeout=10_000)  # the earlier file's offer is not this one's
     overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img")
-    assert page.locator(".output-class").count() == 0 and overlay.count() == 0
+    assert page.locator(shot.MOST_LIKELY).count() == 0 and overlay.count() == 0
     assert full_size.count() == 0  # the first file's full-size heat map is not offered for this one
     pick(page, "Heat-map method", "EigenCAM")
     page.wait_for_timeout(3000)  # a redraw would have come by now
-    assert page.locator(".output-class").count() == 0 and overlay.count() == 0
+    assert page.locator(shot.MOST_LIKELY).count() == 0 and overlay.count() == 0
     page.get_by_role("button", name="Predict", exact=True).click()
     score.first.wait_for(timeout=60_000)
-    assert page.locator(".output-class").first.inner_text().strip() in LABELS
+    assert page.locator(shot.MOST_LIKELY).first.inner_text().strip() in LABELS
 
 
 def test_a_file_replaced_while_it_is_predicted_gets_none_of_its_result(fresh, tmp_path: Path) -> None:
@@ -459,7 +459,7 @@ def test_predict_clicked_again_for_the_result_shown_logs_no_new_prediction(fresh
     predict = page.get_by_role("button", name="Predict", exact=True)
     results = page.locator(".block").filter(has_text="Class probabilities (most likely class first)").first
     # the review flag is the headline, over the class probabilities (a film is mostly "normal" first)
-    headline = page.locator("#verdict")
+    headline = page.locator("#review-flag")
     expect(headline).to_have_text(re.compile(r"^(Flagged for review|Not flagged): malignancy score [\d.]+ %, "
                                              r"review cut-off [\d.]+ %$"))
     assert headline.bounding_box()["y"] < results.bounding_box()["y"]
