@@ -491,7 +491,8 @@ def submit_case(image: str | None, label: str | None, view: str | None = None, l
     """Append one labelled case (image + confirmed label + optional metadata; empty fields are stored
     as empty) to the dataset; returns the receipt with the case id, what was stored and the totals."""
     if not label:
-        raise gr.Error("Pick the confirmed label first.")
+        raise gr.Error("Upload an image and pick its confirmed label first." if not image else
+                       "Pick the confirmed label first.")
     metadata = views.metadata_from_fields(
         view=view, laterality=laterality, density=density, birads=birads,
         biopsy_confirmed=biopsy_confirmed or None, age=age, notes=notes)

@@ -237,7 +237,7 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
 
     # 3. an error clears the previous receipt
     page.get_by_role("button", name="Submit case", exact=True).click()  # no image, no label
-    page.get_by_text("Pick the confirmed label first").first.wait_for(timeout=30_000)
+    page.get_by_text("Upload an image and pick its confirmed label first").first.wait_for(timeout=30_000)
     page.get_by_text("Case stored").wait_for(state="detached", timeout=10_000)
     expect(page.get_by_role("button", name="Submit case", exact=True)).to_be_enabled()  # on after a refusal
 
