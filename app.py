@@ -276,6 +276,8 @@ CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }
 # Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows),
 # a × on each file of a box that is only for downloading (it takes the file off the page), and lets a
 # long JSON string (a pixel hash) run past its box's edge
+# under each reliability plot: a point's bin may hold one or two films
+FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps between 0 and 1."
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
             ".json-node .value { overflow-wrap: anywhere; }")
@@ -930,8 +932,9 @@ def build() -> gr.Blocks:
                     aucs = auc_plot()
                 confusion = gr.Dataframe(label="Candidate confusion matrix (holdout)", interactive=False)
             reliability = gr.LinePlot(x="mean predicted P(malignant)", y="observed malignant share",
-                                      color="model", label="Reliability of the served version's scores "
-                                      "(calibration): observed vs predicted; the diagonal is perfect")
+                                      color="model", tooltip=views.RELIABILITY_COLUMNS,
+                                      label="Reliability of the served version's scores (calibration): "
+                                      f"observed vs predicted; the diagonal is perfect. {FEW_FILMS_A_BIN}")
             with gr.Accordion("Rejected candidates", open=False):
                 rejected = gr.Dataframe(headers=views.REJECTED_COLUMNS, interactive=False,
                                         label="Candidates the gate did not promote, newest first")
@@ -988,7 +991,7 @@ def build() -> gr.Blocks:
             with gr.Row():
                 version_reliability = gr.LinePlot(
                     x="mean predicted P(malignant)", y="observed malignant share", color="model",
-                    label="Reliability (calibration)")
+                    tooltip=views.RELIABILITY_COLUMNS, label=f"Reliability (calibration). {FEW_FILMS_A_BIN}")
                 version_confusion = gr.Dataframe(label="Confusion matrix", interactive=False)
             files = download_box("Weights, config and card", file_count="multiple")
             with gr.Accordion("Audit log: who submitted, retrained, promoted or rolled back what, and when",

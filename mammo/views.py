@@ -55,6 +55,7 @@ __all__ = [
     "human_time",
     "rounded",
     "reliability_frame",
+    "RELIABILITY_COLUMNS",
     "estimate_metrics",
     "estimate_text",
     "metadata_from_fields",
@@ -580,16 +581,22 @@ def metadata_from_fields(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v not in (None, "", [])}
 
 
+RELIABILITY_COLUMNS = ["mean predicted P(malignant)", "observed malignant share", "model", "films in the bin"]
+
+
 def reliability_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Reliability points (mean predicted vs observed malignant share per bin) of several models,
-    plus the diagonal of perfect calibration, long format for a line plot."""
-    columns = ["mean predicted P(malignant)", "observed malignant share", "model"]
-    rows = [[0.0, 0.0, "perfect calibration"], [1.0, 1.0, "perfect calibration"]]
+    """Reliability points (mean predicted vs observed malignant share per bin, with the bin's number of
+    films: a bin of one or two jumps between 0 and 1) of several models, then the diagonal of perfect
+    calibration (last, so each model has the colour it has in the ROC plot beside it), long format for
+    a line plot."""
+    rows = []
     for name, metrics in named_metrics.items():
         ece = metrics.get("ece_malignant")
         label = f"{name} (ECE {_fmt(ece, 3)})"
-        rows += [[b["mean_predicted"], b["observed"], label] for b in metrics.get("reliability") or []]
-    return pd.DataFrame(rows, columns=columns)
+        rows += [[b["mean_predicted"], b["observed"], label, b.get("n")]
+                 for b in metrics.get("reliability") or []]
+    rows += [[0.0, 0.0, "perfect calibration", None], [1.0, 1.0, "perfect calibration", None]]
+    return pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)
 
 
 def version_estimate(row: Mapping[str, Any]) -> str:

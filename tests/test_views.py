@@ -440,8 +440,10 @@ def test_reliability_frame_has_the_diagonal_and_each_models_bins() -> None:
         {"low": 0.0, "high": 0.1, "n": 30, "mean_predicted": 0.04, "observed": 0.03},
         {"low": 0.5, "high": 0.6, "n": 5, "mean_predicted": 0.55, "observed": 0.6}]}
     frame = views.reliability_frame({"v2, out of fold": metrics})
-    assert set(frame["model"]) == {"perfect calibration", "v2, out of fold (ECE 0.050)"}
-    assert len(frame) == 4 and frame["observed malignant share"].between(0, 1).all()
+    # the model's bins first (its colour is then the one it has in the ROC plot), the diagonal last
+    assert frame["model"].tolist() == ["v2, out of fold (ECE 0.050)"] * 2 + ["perfect calibration"] * 2
+    assert frame["observed malignant share"].between(0, 1).all()
+    assert frame["films in the bin"].tolist()[:2] == [30, 5]  # shown on hover: a bin of few films jumps
 
 
 def test_estimate_text_names_the_split_and_prefers_cross_validation(v1_mammo: dict) -> None:
