@@ -280,7 +280,8 @@ CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }
 FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps between 0 and 1."
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
-            ".json-node .value { overflow-wrap: anywhere; }")
+            ".json-node .value { overflow-wrap: anywhere; }\n"
+            "#versions th, #versions th * { word-break: normal; overflow-wrap: normal; }")
 
 
 def switch_js(on: bool) -> str:
@@ -971,7 +972,9 @@ def build() -> gr.Blocks:
         with gr.Tab("Models") as models_tab:
             versions_json = gr.JSON(label="versions", visible=False)
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
-                                    interactive=False)
+                                    interactive=False, wrap=True, elem_id="versions",  # every column fits
+                                    column_widths=["7%", "6%", "11%", "9%", "6%", "7%", "15%", "15%", "7%",
+                                                   "9%", "8%"])
             refresh = gr.Button("Refresh", size="sm")
             with gr.Row(equal_height=True):
                 version = gr.Dropdown([], value=None, label="Version", scale=2, **CHECKED_HERE)

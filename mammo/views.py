@@ -68,8 +68,8 @@ __all__ = [
 
 HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model", "note"]
 VERSION_COLUMNS = ["version", "served", "published", "trained", "parent", "training images",
-                   "AUC malignant, cross-validated (95% CI)", "AUC malignant, recorded split", "95% CI",
-                   "accuracy", "balanced accuracy", "n evaluated"]
+                   "AUC malignant, cross-validated (95% CI)", "AUC malignant, recorded split (95% CI)",
+                   "accuracy", "balanced accuracy", "split's films"]
 # what each metric key means, for tables a person reads (the JSON keeps the keys)
 METRIC_NAMES = {
     "n": "films evaluated",
@@ -101,12 +101,13 @@ def no_interval(ci: Sequence[float] | None, figures: Mapping[str, Any]) -> str |
     return f"none: fewer than {FEWEST_FOR_AN_INTERVAL} films of a class"
 
 
-def auc_and_ci(figures: Mapping[str, Any]) -> str:
-    """'0.73 (95% CI 0.62–0.84)' from a metrics dict; an AUC too few films give no interval says so."""
+def auc_and_ci(figures: Mapping[str, Any], label: str = "95% CI ") -> str:
+    """'0.73 (95% CI 0.62–0.84)' from a metrics dict (``label`` names the interval; '0.73 (0.62–0.84)'
+    in a table whose header says it); an AUC too few films give no interval says so."""
     auc, ci = figures.get("auc_malignant"), figures.get("auc_malignant_ci95")
     if auc is None:
         return "—"
-    return f"{auc:.2f} ({no_interval(ci, figures) or f'95% CI {_ci(ci)}'})"
+    return f"{auc:.2f} ({no_interval(ci, figures) or f'{label}{_ci(ci)}'})"
 
 
 def percent(score: float | None) -> str:
@@ -244,7 +245,6 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
     rows = []
     for v in reversed(versions):
         metrics, data, cv = v.get("metrics") or {}, v.get("data") or {}, v.get("cv") or {}
-        ci, cv_ci = metrics.get("auc_malignant_ci95"), cv.get("auc_malignant_ci95")
         published = (f"error: {v['error']}" if v.get("error") else
                       human_time(v.get("published_at") or v.get("created_at")))
         trained = human_time(v.get("created_at")).split(",")[0]  # the day; a packaged version is
@@ -255,9 +255,7 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
         rows.append([
             v["version"], "● served" if v["version"] == served else "", published, trained, parent,
             data.get("n_train", "—"),
-            "—" if cv.get("auc_malignant") is None else
-            f"{cv['auc_malignant']:.2f}" + (f" ({_ci(cv_ci)})" if cv_ci else ""),
-            _fmt(metrics.get("auc_malignant")), no_interval(ci, metrics) or _ci(ci),
+            auc_and_ci(cv, label=""), auc_and_ci(metrics, label=""),
             _fmt(metrics.get("accuracy")), _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
         ])
     return rows

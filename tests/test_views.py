@@ -298,11 +298,11 @@ def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalMod
             "served": served,
             "parent": parent,
             "training images": v1_mammo["data"]["n_train"],
-            "AUC malignant, recorded split": f"{metrics['auc_malignant']:.3f}",
-            "95% CI": "{:.2f}–{:.2f}".format(*metrics["auc_malignant_ci95"]),
+            "AUC malignant, recorded split (95% CI)": "{:.2f} ({:.2f}–{:.2f})".format(
+                metrics["auc_malignant"], *metrics["auc_malignant_ci95"]),
             "accuracy": f"{metrics['accuracy']:.3f}",
             "balanced accuracy": f"{metrics['balanced_accuracy']:.3f}",
-            "n evaluated": metrics["n"],
+            "split's films": metrics["n"],
             "AUC malignant, cross-validated (95% CI)": "—",  # v1 was not cross-validated
         }
 
@@ -320,7 +320,8 @@ def test_versions_rows_show_a_cross_validated_estimate_beside_the_holdout(tmp_pa
             assert shown == f"{mammo['cv']['auc_malignant']:.2f} ({low:.2f}–{high:.2f})"
         else:
             assert shown == "—"
-        assert rows[version]["AUC malignant, recorded split"] == f"{mammo['metrics']['auc_malignant']:.3f}"
+        assert rows[version]["AUC malignant, recorded split (95% CI)"].startswith(
+            f"{mammo['metrics']['auc_malignant']:.2f} (")
         # published in this store now; trained when the packaged version was made
         created = datetime.fromisoformat(mammo["created_at"])
         assert rows[version]["trained"] == f"{created.day} {created:%b %Y}"
