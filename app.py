@@ -488,7 +488,7 @@ def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None,
 @clear_errors
 def submit_case(image: str | None, label: str | None, view: str | None = None, laterality: str | None = None,
                 density: str | None = None, birads: int | None = None,
-                biopsy_confirmed: bool | None = None, age: str | None = None, notes: str = "",
+                biopsy_confirmed: bool | str | None = None, age: str | None = None, notes: str = "",
                 profile: gr.OAuthProfile | None = None,
                 token: gr.OAuthToken | None = None):
     """Append one labelled case (image + confirmed label + optional metadata; empty fields are stored
@@ -498,7 +498,7 @@ def submit_case(image: str | None, label: str | None, view: str | None = None, l
                        "Pick the confirmed label first.")
     metadata = views.metadata_from_fields(
         view=view, laterality=laterality, density=density, birads=birads,
-        biopsy_confirmed=biopsy_confirmed or None, age=age, notes=notes)
+        biopsy_confirmed=biopsy_confirmed, age=age, notes=notes)
     return service.submit(_need_file(image), label, metadata, user=_user(profile, token))
 
 
@@ -508,8 +508,8 @@ if list(inspect.signature(submit_case).parameters)[2:-2] != list(METADATA_FIELDS
 
 def metadata_input(field: MetadataField) -> gr.components.Component:
     """The form widget of one metadata field; every one starts empty."""
-    if field.kind is bool:
-        return gr.Checkbox(label=field.label)
+    if field.kind is bool:  # not a check box: "no" and "not recorded" are different answers
+        return gr.Dropdown(["yes", "no"], value=None, label=field.label, **CHECKED_HERE)
     if field.choices:
         return gr.Dropdown(list(field.choices), value=None, label=field.label, **CHECKED_HERE)
     if field.names:
@@ -524,9 +524,7 @@ def metadata_input(field: MetadataField) -> gr.components.Component:
 
 def _empty(field: MetadataField):
     """The value of :func:`metadata_input`'s widget when nothing is entered."""
-    if field.kind is bool:
-        return False
-    return None if field.choices or field.names else ""
+    return None if field.kind is bool or field.choices or field.names else ""
 
 
 def after_submit(receipt: dict):

@@ -496,13 +496,20 @@ def rejected_rows(rejected: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+def _said(value: Any) -> str:
+    """A stored metadata value as the receipt says it: yes/no for a boolean, else the value as text."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return literal(str(value))
+
+
 def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     """A submission's receipt in words: what was stored, under which id, and the totals.
 
     ``fields`` is the metadata table (name -> field with a ``short_label``).
     """
     given = {k: v for k, v in (receipt.get("metadata") or {}).items() if v is not None}
-    shown = [f"{fields[k].short_label}: {'yes' if v is True else literal(str(v))}" for k, v in given.items()
+    shown = [f"{fields[k].short_label}: {_said(v)}" for k, v in given.items()
              if k in fields]
     blank = [fields[k].short_label for k in fields if k not in given]
     lines = [f"**Case {_where(receipt)}** as **{receipt['label']}**, id `{receipt['case_id']}`, "

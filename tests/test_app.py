@@ -105,6 +105,12 @@ def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, 
         client.predict(handle_file(str(sorted((small_mias / "normal").glob("*.png"))[1])), "normal",
                        notes="x" * 100_000, api_name="/submit_case")
     assert stored_cases(app) == before + 1
+    # "not biopsy-confirmed" is an answer of its own (stored as false); left out, it is not recorded
+    normals = sorted((small_mias / "normal").glob("*.png"))
+    for film, said, stored in ((1, False, False), (2, "no", False), (3, None, None)):
+        answer = client.predict(handle_file(str(normals[film])), "normal", biopsy_confirmed=said,
+                                api_name="/submit_case")
+        assert answer["metadata"]["biopsy_confirmed"] is stored, said
     assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == SERVED
 
 

@@ -202,7 +202,7 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     age = page.get_by_role("textbox", name="Age in years")
     assert age.input_value() == ""
     assert page.get_by_role("textbox", name=re.compile("^Notes")).input_value() == ""
-    assert not page.get_by_role("checkbox", name="Biopsy-confirmed").is_checked()
+    assert page.get_by_label("Biopsy-confirmed", exact=True).input_value() == ""  # not recorded, not "no"
     page.screenshot(path=str(tmp_path / "metadata_open.png"), full_page=True)
 
     # 1. untouched: every field stored as null (no BI-RADS 0, no age 0)
@@ -221,12 +221,13 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     pick(page, "Confirmed label", "malignant")
     open_metadata(page)  # still open, unless an upload retry reloaded the page (shot.upload)
     pick(page, "BI-RADS assessment", "4: suspicious")
+    pick(page, "Biopsy-confirmed", "no")  # an answer of its own: stored as false, not as null
     age.fill("57")
     page.get_by_role("button", name="Submit case", exact=True).click()
-    page.get_by_text("BI-RADS assessment: 4; Age in years: 57").wait_for(timeout=60_000)
+    page.get_by_text("BI-RADS assessment: 4; Biopsy-confirmed: no; Age in years: 57").wait_for(timeout=60_000)
     second = receipt_case_id(page)
-    assert stored_row(app, second) | {"birads": None, "age": None} == {name: None for name in METADATA_FIELDS}
-    assert (stored_row(app, second)["birads"], stored_row(app, second)["age"]) == (4, 57)
+    filled = {"birads": 4, "biopsy_confirmed": False, "age": 57}
+    assert stored_row(app, second) == {name: None for name in METADATA_FIELDS} | filled
     assert age.input_value() == ""  # reset after the success
     shot.upload(page, phantom(tmp_path, 3), "Submit case")
     pick(page, "Confirmed label", "normal")
