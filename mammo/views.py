@@ -587,6 +587,7 @@ def metadata_from_fields(**fields: Any) -> dict[str, Any]:
 
 
 RELIABILITY_COLUMNS = ["mean predicted P(malignant)", "observed malignant share", "model", "films in the bin"]
+PERFECT_CALIBRATION = "perfect calibration"
 
 
 def reliability_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -600,8 +601,9 @@ def reliability_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.Data
         label = f"{name} (ECE {_fmt(ece, 3)})"
         rows += [[b["mean_predicted"], b["observed"], label, b.get("n")]
                  for b in metrics.get("reliability") or []]
-    rows += [[0.0, 0.0, "perfect calibration", None], [1.0, 1.0, "perfect calibration", None]]
-    return pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)
+    rows += [[0.0, 0.0, PERFECT_CALIBRATION, None], [1.0, 1.0, PERFECT_CALIBRATION, None]]
+    frame = pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)
+    return frame.round({"mean predicted P(malignant)": 3, "observed malignant share": 3})
 
 
 def version_estimate(row: Mapping[str, Any]) -> str:

@@ -445,6 +445,7 @@ def test_reliability_frame_has_the_diagonal_and_each_models_bins() -> None:
     assert frame["model"].tolist() == ["v2, out of fold (ECE 0.050)"] * 2 + ["perfect calibration"] * 2
     assert frame["observed malignant share"].between(0, 1).all()
     assert frame["films in the bin"].tolist()[:2] == [30, 5]  # shown on hover: a bin of few films jumps
+    assert frame["mean predicted P(malignant)"].tolist()[:2] == [0.04, 0.55]  # rounded for the tooltip
 
 
 def test_estimate_text_names_the_split_and_prefers_cross_validation(v1_mammo: dict) -> None:
