@@ -576,7 +576,7 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
         try:
             state["summary"] = service.retrain(
                 options, user=user, progress=lambda f, m: state.update(fraction=f, message=m),
-                on_epoch=lambda epoch: state.update(epoch=epoch))
+                on_epoch=lambda epoch: state.update(epoch=epoch, epoch_ended=time.monotonic()))
         except BaseException as error:  # noqa: BLE001 - re-raised in the request below
             state["error"] = error
         finally:
@@ -586,8 +586,9 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
     yield views.retrain_status(0.0, "starting", 0.0), gr.skip()  # this page's own run, from the start
     threading.Thread(target=run, name="retrain", daemon=True).start()
     while not done.wait(1.0):
-        yield views.retrain_status(state["fraction"], state["message"], time.monotonic() - started,
-                                   state["epoch"]), gr.skip()
+        now = time.monotonic()
+        yield views.retrain_status(state["fraction"], state["message"], now - started, state["epoch"],
+                                   now - state.get("epoch_ended", now)), gr.skip()
     if "error" in state:
         running = service.retrain_started
         if isinstance(state["error"], RetrainBusy) and running:  # refused: say which retrain runs

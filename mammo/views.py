@@ -397,13 +397,15 @@ _RUNNING_ELSEWHERE = "**A retrain is running**"
 _LAST_RETRAIN = "**The last retrain**"
 
 
-def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None) -> str:
+def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None,
+                   since_epoch_s: float = 0.0) -> str:
     """What a running retrain is doing: the step, the last epoch's losses and AUC, elapsed and the time
-    left at the last epoch's pace (an epoch also scores films between its batches, and from the second
-    on it first looks for hard negatives, so batches alone misjudge it)."""
+    left at the last epoch's pace, counting down from when it ended (``since_epoch_s`` ago); an epoch
+    also scores films between its batches, and from the second on it first looks for hard negatives,
+    so batches alone misjudge it. Whole-film epochs take longer than patch epochs."""
     left = ("; time left: known once the first epoch ends" if epoch is None else
-            f", about {duration(epoch.seconds * (epoch.epochs - epoch.epoch))} left at the last epoch's "
-            "pace, then the check on the held-out films")
+            f", about {duration(max(0.0, epoch.seconds * (epoch.epochs - epoch.epoch) - since_epoch_s))} "
+            "left at the last epoch's pace, then the check on the held-out films")
     lines = [f"{_RETRAINING}{100 * fraction:.0f}%**, {message}.", f"Elapsed {duration(elapsed_s)}{left}."]
     if epoch is not None:
         val_loss = "" if epoch.val_loss is None else f", validation loss {epoch.val_loss:.3f}"

@@ -260,6 +260,8 @@ def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
     # an epoch also scores films and looks for hard negatives between its batches (a walk saw "5 min
     # left" turn into "11 min" while its first epoch's films were scored)
     assert "Elapsed 2 min 00 s, about 1 min 30 s left at the last epoch's pace" in text
+    later = views.retrain_status(0.45, "epoch 3 of 5 (patches): batch 5/9", 140.0, epoch, since_epoch_s=20.0)
+    assert "about 1 min 10 s left" in later  # it counts down between epoch ends
     assert "Epoch 2/5: training loss 0.612, validation loss 0.700, validation AUC 0.655." in text
     first = views.retrain_status(0.05, "epoch 1 of 5 (patches): batch 9/9", 20.0)  # no epoch ended yet
     assert "time left: known once the first epoch ends" in first and "about" not in first
