@@ -107,7 +107,7 @@ def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, 
     assert stored_cases(app) == before + 1
     # "not biopsy-confirmed" is an answer of its own (stored as false); left out, it is not recorded
     normals = sorted((small_mias / "normal").glob("*.png"))
-    for film, said, stored in ((1, False, False), (2, "no", False), (3, None, None)):
+    for film, said, stored in ((4, False, False), (5, "no", False), (6, None, None)):
         answer = client.predict(handle_file(str(normals[film])), "normal", biopsy_confirmed=said,
                                 api_name="/submit_case")
         assert answer["metadata"]["biopsy_confirmed"] is stored, said
