@@ -273,11 +273,11 @@ SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && f
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
 
 
-# Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows),
-# a × on each file of a box that is only for downloading (it takes the file off the page), and lets a
-# long JSON string (a pixel hash) run past its box's edge
 # under each reliability plot: a point's bin may hold one or two films
 FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps between 0 and 1."
+# Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows),
+# a × on each file of a box that is only for downloading (it takes the file off the page), lets a
+# long JSON string (a pixel hash) run past its box's edge, and breaks a wrapped header mid-word
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
