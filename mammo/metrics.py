@@ -34,6 +34,7 @@ __all__ = [
     "pick_threshold",
     "roc_points",
     "bootstrap_auc_ci",
+    "OUT_OF_FOLD",
     "recorded_estimate",
     "paired_auc_difference",
     "evaluate_predictions",
@@ -116,13 +117,16 @@ def roc_points(y_true_binary: np.ndarray, scores: np.ndarray) -> dict:
 FEWEST_FOR_AN_INTERVAL = 5
 
 
+OUT_OF_FOLD = "out of fold"  # what a cross-validation's pooled figures are named where they are shown
+
+
 def recorded_estimate(record: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
     """The estimate a version's record (its config's ``mammo`` block, or a ``versions()`` row) quotes,
     named by what it was computed on: the pooled out-of-fold figures where it was cross-validated,
     else its own split's evaluation; None when it records no malignant-vs-rest AUC."""
     cv = record.get("cv") or {}
     if cv.get("auc_malignant") is not None:
-        return "out of fold", cv
+        return OUT_OF_FOLD, cv
     metrics = record.get("metrics") or {}
     if metrics.get("auc_malignant") is not None:
         return (record.get("split") or {}).get("name") or "evaluation", metrics

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .choices import LESION_MAP
-from .metrics import FEWEST_FOR_AN_INTERVAL, recorded_estimate
+from .metrics import FEWEST_FOR_AN_INTERVAL, OUT_OF_FOLD, recorded_estimate
 from .store.gate import gives_every_film_one_score, malignant_films
 from .timestamps import human_time
 
@@ -115,6 +115,11 @@ def percent(score: float | None) -> str:
     return "—" if score is None else f"{score:.1f} %"
 
 
+def _flag_words(flagged: bool | None) -> str:
+    """The review flag in words, as the headline and the paragraph under it both say it."""
+    return "Flagged for review" if flagged else "Not flagged"
+
+
 def score_text(details: Mapping[str, Any]) -> str:
     """The malignancy score and the review flag in words that cannot contradict the most likely class.
 
@@ -128,8 +133,7 @@ def score_text(details: Mapping[str, Any]) -> str:
     text = f"**Malignancy score: {percent(score)}** (model {details['model_version']}; {kind})."
     if threshold is None:
         return text + " This model records no review cut-off. Research use only: not a diagnosis."
-    flagged = details.get("above_threshold")
-    verdict = "**Flagged for review**" if flagged else "**Not flagged**"
+    verdict = f"**{_flag_words(details.get('above_threshold'))}**"
     low = " So low a cut-off flags most films, normal ones too." if threshold < 10 else ""
     return (f"{text} {verdict} at this model's review cut-off of {percent(threshold)}: the score "
             f"at which it caught 90% of the malignant films of patients it had not trained on.{low} "
@@ -146,8 +150,8 @@ def flag_headline(details: Mapping[str, Any]) -> str:
         return ""
     if threshold is None:
         return f"### Malignancy score {percent(score)} (this model records no review cut-off)"
-    verdict = "Flagged for review" if details.get("above_threshold") else "Not flagged"
-    return f"### {verdict}: malignancy score {percent(score)}, review cut-off {percent(threshold)}"
+    return (f"### {_flag_words(details.get('above_threshold'))}: malignancy score {percent(score)}, "
+            f"review cut-off {percent(threshold)}")
 
 
 def heatmap_key(details: Mapping[str, Any]) -> str:
@@ -511,8 +515,7 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     ``fields`` is the metadata table (name -> field with a ``short_label``).
     """
     given = {k: v for k, v in (receipt.get("metadata") or {}).items() if v is not None}
-    shown = [f"{fields[k].short_label}: {_said(v)}" for k, v in given.items()
-             if k in fields]
+    shown = [f"{fields[k].short_label}: {_said(v)}" for k, v in given.items() if k in fields]
     blank = [fields[k].short_label for k in fields if k not in given]
     lines = [f"**Case {_where(receipt)}** as **{receipt['label']}**, id `{receipt['case_id']}`, "
              f"{human_time(receipt.get('submitted_at'))}. The dataset now holds {receipt['total_cases']} "
@@ -615,7 +618,7 @@ def version_estimate(row: Mapping[str, Any]) -> str:
     if estimate is None:
         return "no evaluation recorded"
     name, metrics = estimate
-    if name == "out of fold":
+    if name == OUT_OF_FOLD:
         return (f"malignant-vs-rest AUC {auc_and_ci(metrics)}, {metrics.get('n_folds')}-fold "
                 f"cross-validation by patient ({metrics.get('n')} films)")
     return f"malignant-vs-rest AUC {auc_and_ci(metrics)} on its {name} set ({metrics.get('n')} films)"
@@ -637,9 +640,9 @@ def evaluations(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     split = (mammo.get("split") or {}).get("name", "evaluation")
     named = {}
     if mammo.get("metrics"):
-        named[f"{version}, {'out of fold' if split == 'cross-validation' else split}"] = mammo["metrics"]
+        named[f"{version}, {OUT_OF_FOLD if split == 'cross-validation' else split}"] = mammo["metrics"]
     if mammo.get("cv") and split != "cross-validation":
-        named[f"{version}, out of fold"] = mammo["cv"]
+        named[f"{version}, {OUT_OF_FOLD}"] = mammo["cv"]
     return named
 
 
