@@ -72,16 +72,15 @@ def with_api_example(component: gr.components.Component, payload, value=None):
     return component
 
 
-def text_only(box: gr.Textbox) -> gr.Textbox:
-    """``box`` refusing an API value that is not text: Gradio's text box would pass on a dict or a
-    number as its repr, and the case would be stored with that as its notes. Set on the instance, as
-    :func:`with_api_example` is."""
+def text_only(box: gr.Textbox, name: str) -> gr.Textbox:
+    """``box`` (the field ``name``) refusing an API value that is not text: Gradio's text box would
+    pass on a dict or a number as its repr, and the case would be stored with that as its notes. Set on
+    the instance, as :func:`with_api_example` is."""
     as_text = box.preprocess
 
     def preprocess(payload):
         if payload is not None and not isinstance(payload, str):
-            raise gr.Error(f"Nothing was stored: {box.label.split(' (')[0]} must be text, "
-                           f"got {type(payload).__name__}.")
+            raise gr.Error(f"Nothing was stored: {name} must be text, got {type(payload).__name__}.")
         return as_text(payload)
 
     box.preprocess = preprocess
@@ -519,7 +518,7 @@ def metadata_input(field: MetadataField) -> gr.components.Component:
         return with_api_example(gr.Textbox(value="", label=field.label,
                                            placeholder=f"{field.min}-{field.max}, or leave empty"),
                                 str((field.min + field.max) // 2))
-    return text_only(gr.Textbox(value="", label=field.label, lines=2))
+    return text_only(gr.Textbox(value="", label=field.label, lines=2), field.short_label)
 
 
 def _empty(field: MetadataField):
