@@ -52,7 +52,15 @@ from .store import (
     promotion_decision,
 )
 from .store._fs import file_lock
-from .train import EpochLog, TrainConfig, evaluate_probabilities, model_probabilities, paired_comparison
+from .train import (
+    FILM_STAGE,
+    PATCH_STAGE,
+    EpochLog,
+    TrainConfig,
+    evaluate_probabilities,
+    model_probabilities,
+    paired_comparison,
+)
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
 
@@ -658,7 +666,7 @@ class MammoService:
 
         def step(done: int, total: int) -> None:
             nonlocal epoch
-            kind = "patches" if config.recipe == "patch" and epoch < config.epochs else "whole films"
+            kind = PATCH_STAGE if config.recipe == "patch" and epoch < config.epochs else FILM_STAGE
             after = "; scoring films before the next step" if done == total else ""
             progress(0.9 * (epoch + done / total) / config.total_epochs,
                      f"epoch {epoch + 1} of {config.total_epochs} ({kind}): batch {done}/{total}{after}")

@@ -36,6 +36,8 @@ from .subgroups import subgroup_metrics
 __all__ = [
     "TrainConfig",
     "EpochLog",
+    "PATCH_STAGE",
+    "FILM_STAGE",
     "FitResult",
     "fit",
     "fit_patches",
@@ -48,6 +50,7 @@ __all__ = [
     "paired_comparison",
 ]
 
+PATCH_STAGE, FILM_STAGE = "patches", "whole films"  # the patch recipe's two stages, as epochs name them
 _FILM_CONTRAST_JITTER = False  # on whole films it would lift the black background into the breast mask
 FIXED_BLOCKS = 4  # whole-film fine-tuning leaves the stem and this many blocks as the patch stage left them
 
@@ -164,7 +167,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EpochLog:
-    """What one epoch did; ``val_auc`` is the early-stopping score."""
+    """What one epoch did; ``val_auc`` is the early-stopping score. ``stage``: the patch recipe's
+    "patches" or "whole films" (their losses differ in kind); None for the film recipe's one stage."""
 
     epoch: int
     epochs: int
@@ -174,6 +178,7 @@ class EpochLog:
     val_accuracy: float | None
     seconds: float
     best: bool
+    stage: str | None = None
 
 
 @dataclass
@@ -434,8 +439,9 @@ def _epoch_log(epoch: int, config: TrainConfig, losses: list[float], acc, val_im
     if val_images is not None:
         with torch.random.fork_rng(devices=[]):
             _, score, accuracy = _val_scores(model().to(acc.device), val_images, labels, config.batch_size)
+    stage = PATCH_STAGE if epoch <= config.epochs else FILM_STAGE
     return EpochLog(epoch, config.total_epochs, _mean_loss(acc, losses), None, score, accuracy,
-                    time.perf_counter() - started, True)
+                    time.perf_counter() - started, True, stage)
 
 
 def _deep_parameters(net: nn.Module) -> list[nn.Parameter]:

@@ -293,8 +293,11 @@ AUC_CURVE = {"validation AUC": "val_auc"}  # the early-stopping score: on its ow
 def curves_frame(history: Sequence[Mapping[str, Any]],
                  series: Mapping[str, str] = LOSS_CURVES) -> pd.DataFrame:
     """Training curves per epoch, long format: ``series`` maps each name shown to its key in the
-    history (the losses by default; :data:`AUC_CURVE` for the validation AUC)."""
-    rows = [{"epoch": h["epoch"], "value": h[key], "series": name}
+    history (the losses by default; :data:`AUC_CURVE` for the validation AUC). An epoch that records
+    its stage (the patch recipe's patches or whole films) names it in the series: the two stages'
+    losses are of different kinds and must not read as one curve."""
+    rows = [{"epoch": h["epoch"], "value": h[key],
+             "series": f"{name}, {h['stage']}" if h.get("stage") else name}
             for h in history for name, key in series.items() if h.get(key) is not None]
     return pd.DataFrame(rows, columns=["epoch", "value", "series"])
 
@@ -413,8 +416,9 @@ def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any =
     lines = [f"{_RETRAINING}{100 * fraction:.0f}%**, {message}.", f"Elapsed {duration(elapsed_s)}{left}."]
     if epoch is not None:
         val_loss = "" if epoch.val_loss is None else f", validation loss {epoch.val_loss:.3f}"
-        lines.append(f"Epoch {epoch.epoch}/{epoch.epochs}: training loss {epoch.train_loss:.3f}{val_loss}, "
-                     f"validation AUC {_fmt(epoch.val_auc)}.")
+        stage = f" ({epoch.stage})" if epoch.stage else ""
+        lines.append(f"Epoch {epoch.epoch}/{epoch.epochs}{stage}: training loss {epoch.train_loss:.3f}"
+                     f"{val_loss}, validation AUC {_fmt(epoch.val_auc)}.")
     return "  \n".join(lines)
 
 

@@ -383,6 +383,9 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
         assert all(h["val_loss"] is None for h in summary["history"])  # patches: no film loss
         # the recorded whole-film stage runs after the trainer's patch epochs
         assert [h["epoch"] for h in summary["history"]] == [1, 2]
+        assert [h["stage"] for h in summary["history"]] == ["patches", "whole films"]  # named in the plots
+        assert set(views.curves_frame(summary["history"])["series"]) == {"train loss, patches",
+                                                                         "train loss, whole films"}
         assert service.predictor.config["mammo"]["training"]["film_epochs"] == 1
         with pytest.raises(RetrainError, match="patch size"):
             service.retrain(RetrainOptions(epochs=1, image_size=48))

@@ -135,6 +135,7 @@ def test_validation_films_change_nothing_the_patch_recipe_learns(small_mias) -> 
     alone = train_recipe(train, [], labels, config)
     scored = train_recipe(train, val, labels, config)
     assert all(log.val_auc is not None for log in scored.history)  # every epoch scored them
+    assert [log.stage for log in scored.history] == ["patches", "patches", "whole films"]
     before, after = alone.model.net.state_dict(), scored.model.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 

@@ -263,6 +263,10 @@ def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
     later = views.retrain_status(0.45, "epoch 3 of 5 (patches): batch 5/9", 140.0, epoch, since_epoch_s=20.0)
     assert "about 1 min 10 s left" in later  # it counts down between epoch ends
     assert "Epoch 2/5: training loss 0.612, validation loss 0.700, validation AUC 0.655." in text
+    film = EpochLog(epoch=4, epochs=5, train_loss=0.9, val_loss=None, val_auc=0.7, val_accuracy=None,
+                    seconds=60.0, best=True, stage="whole films")
+    assert "Epoch 4/5 (whole films): training loss 0.900, validation AUC 0.700." in views.retrain_status(
+        0.8, "epoch 5 of 5 (whole films): batch 1/9", 300.0, film)
     first = views.retrain_status(0.05, "epoch 1 of 5 (patches): batch 9/9", 20.0)  # no epoch ended yet
     assert "time left: known once the first epoch ends" in first and "about" not in first
 
