@@ -51,12 +51,13 @@ def _films_of_folds(folds: Path, examples: list[Example]) -> Iterator[tuple[Exam
     for example in examples:
         if example.name in fold_of:
             fold = fold_of[example.name]
-            predictors.setdefault(fold, Predictor(folds / f"fold{fold}"))
+            if fold not in predictors:  # each fold's model loaded once (no uncertainty pass: unused here)
+                predictors[fold] = Predictor(folds / f"fold{fold}", uncertainty=False)
             yield example, predictors[fold]
 
 
 def _films_of_model(model: str, split: str, examples: list[Example]) -> Iterator[tuple[Example, Predictor]]:
-    predictor = Predictor(resolve_model(model))
+    predictor = Predictor(resolve_model(model), uncertainty=False)
     if split != "all":
         spec = SplitSpec.from_model_config(predictor.config)
         if spec is None:
