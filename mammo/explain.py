@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytorch_grad_cam
 import torch
+import torch.nn.functional as F
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
@@ -26,6 +27,7 @@ __all__ = [
     "has_linear_head",
     "one_pass_cam",
     "package_cam",
+    "within_cells",
     "overlay",
 ]
 
@@ -45,7 +47,12 @@ class FeatureTap(nn.Module):
         positions = getattr(self.model, "positions", None)  # a FilmModel pools the breast only
         if positions is None:
             return self.model.forward_head(self.tap(features))
-        return self.model.forward_head(self.tap(features), positions(inputs, features))
+        pooled = positions(inputs, features)
+        if pooled is None:
+            return self.model.forward_head(self.tap(features))
+        # the cells the score does not read are 0 for the CAM (the output stays the model's)
+        read = self.model.read_cells(pooled)[:, None].to(features.dtype)
+        return self.model.forward_head(self.tap(features * read), pooled)
 
 
 def has_linear_head(model: nn.Module) -> bool:
@@ -77,6 +84,14 @@ def package_cam(
     targets = [ClassifierOutputTarget(index) for index in classes]
     with CAM_METHODS[method](model=tapped, target_layers=[tapped.tap]) as cam:
         return cam(input_tensor=inputs, targets=targets)
+
+
+def within_cells(cams: np.ndarray, cells: torch.Tensor) -> np.ndarray:
+    """CAMs (N, H, W) kept to the feature ``cells`` (N, h, w) a film model's score reads and rescaled
+    to [0, 1]: 0 elsewhere, the mask upsampled as the lesion map is (bilinear). (EigenCAM's
+    projection is not 0 on the zeroed cells, so the tap alone does not do this.)"""
+    mask = F.interpolate(cells[:, None].float(), size=cams.shape[-2:], mode="bilinear", align_corners=False)
+    return scale_cam_image(cams * mask[:, 0].numpy())
 
 
 def overlay(grey: np.ndarray, heat: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:

@@ -131,6 +131,14 @@ class FilmModel(nn.Module):
         pooled = F.avg_pool2d(grid, cells, stride=1, padding=cells // 2, count_include_pad=include_pad)
         return pooled[..., : grid.shape[-2], : grid.shape[-1]]  # even windows: keep the grid's size
 
+    def read_cells(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) bool: the feature cells the score reads when it pools the ``pooled`` positions
+        (N, h, w): those inside one of their patch windows (the windows of :meth:`_windows`)."""
+        cells = self.head.patch_cells
+        before, after = cells - 1 - cells // 2, cells // 2  # position i averages cells i - cells//2 ...
+        padded = F.pad(pooled[:, None].float(), (before, after, before, after))
+        return F.max_pool2d(padded, cells, stride=1)[:, 0] > 0
+
     def patch_probabilities(self, features: torch.Tensor) -> torch.Tensor:
         """Dense patch class probabilities (N, C, h, w) from the last feature map (patch kind)."""
         pooled = self._windows(features, include_pad=False)

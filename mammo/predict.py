@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .choices import DEFAULT_METHOD, DEFAULT_OPACITY, GRAD_CAM, HEATMAP_METHODS, LESION_MAP
 from .errors import BadRequest
-from .explain import has_linear_head, one_pass_cam, overlay, package_cam
+from .explain import has_linear_head, one_pass_cam, overlay, package_cam, within_cells
 from .film import MIRROR_DIMS
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load
@@ -194,11 +194,16 @@ class Predictor:
     def _features(self, batch: torch.Tensor) -> torch.Tensor:
         return self._onnx(batch) if self._onnx is not None else self.model.forward_features(batch)
 
-    def _logits(self, batch: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def _scored(self, batch: torch.Tensor) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Class probabilities (N, C) of prepared inputs and the positions their scores pooled
+        (N, h, w; None: all, or a model without a breast mask)."""
         positions = getattr(self.model, "positions", None)  # a film model pools the breast only
-        if positions is None:
-            return self.model.forward_head(features)
-        return self.model.forward_head(features, positions(batch, features))
+        with torch.inference_mode():
+            features = self._features(batch)
+            if positions is None:
+                return self.model.forward_head(features).softmax(dim=1).numpy(), None
+            pooled = positions(batch, features)
+            return self.model.forward_head(features, pooled).softmax(dim=1).numpy(), pooled
 
     def prepare(self, grey: np.ndarray) -> tuple[torch.Tensor, Geometry]:
         """A grey image as this model's normalised input tensor (1, S, S), with its geometry."""
@@ -207,8 +212,7 @@ class Predictor:
 
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
         """Class probabilities (N, C) for prepared inputs, no heat map."""
-        with torch.inference_mode():
-            return self._logits(batch, self._features(batch)).softmax(dim=1).numpy()
+        return self._scored(batch)[0]
 
     def predict(
         self, image: ImageSource | LoadedImage, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY
@@ -279,13 +283,15 @@ class Predictor:
                 top = logits.argmax(dim=1)
                 cams = one_pass_cam(features, self.model.get_classifier(), top, size)
             return logits.softmax(dim=1).numpy(), cams
-        probs = self.probabilities(batch)
+        probs, pooled = self._scored(batch)
         if method is None:
             return probs, None
         shown = probs if mirrored is None else mirror_average(probs, mirrored)
         with self._cam_lock:
             cams = package_cam(self.model, batch, shown.argmax(axis=1).tolist(), method)
-        return probs, cams
+        # a film model's score reads only the cells of its pooled positions' windows: a CAM elsewhere
+        # (the film's edge, the background) would draw evidence the model never used
+        return probs, cams if pooled is None else within_cells(cams, self.model.read_cells(pooled))
 
     def _result(
         self,

@@ -166,7 +166,8 @@ def heatmap_key(details: Mapping[str, Any]) -> str:
     return (f"**Heat map ({method}):** where the network's evidence for the most likely class "
             f"(*{details.get('label')}*) lies, scaled within this image: red marks this film's strongest "
             "region however weak it is, so colours cannot be compared between films or with the lesion "
-            "map.")
+            "map. A model with a lesion map reads only the breast's patches, and its CAM is drawn only "
+            "there.")
 
 
 def uncertainty_text(details: Mapping[str, Any]) -> str:

@@ -51,3 +51,28 @@ def test_overlay_blends_over_the_grey_image() -> None:
     assert np.all(np.abs(plain.astype(int) - 128) <= 1)  # grey 0.5 unchanged
     with pytest.raises(ValueError):
         overlay(grey, heat, opacity=1.5)
+
+
+def test_the_tap_of_a_film_model_zeroes_only_what_its_score_does_not_read() -> None:
+    """A patch-recipe film model pools the breast's positions, each reading the cells of its patch
+    window: the CAM's tap is 0 on the cells no pooled window covers, and the tapped model's output
+    (what the CAM methods differentiate) is the model's own."""
+    from mammo.explain import FeatureTap
+    from mammo.film import FilmModel
+    from mammo.train import TrainConfig
+
+    torch.manual_seed(0)
+    config = TrainConfig(recipe="patch", arch="test_efficientnet", init="none", image_size=128, patch_size=64)
+    model = FilmModel(build("test_efficientnet", 3, init="none"), config.head).eval()
+    x = torch.full((1, 1, 128, 128), -5.0)  # black (outside the breast) ...
+    x[..., :, :80] = torch.rand(1, 1, 128, 80)  # ... but for a breast on the left
+    tapped, seen = FeatureTap(model).eval(), []
+    tapped.tap.register_forward_hook(lambda _module, _inputs, output: seen.append(output))
+    with torch.no_grad():
+        features = model.forward_features(x)
+        pooled = model.positions(x, features)
+        assert pooled.any() and not pooled.all()
+        assert torch.equal(tapped(x), model.forward_head(features, pooled))
+    read = model.read_cells(pooled)[0]  # the cells of the pooled positions' 2 x 2 windows
+    assert pooled[0].sum() < read.sum() < read.numel()
+    assert (seen[0][0][:, ~read] == 0).all() and torch.equal(seen[0][0][:, read], features[0][:, read])

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 from helpers import SERVED
 from synthetic import synthetic_mammogram
 
@@ -131,3 +132,31 @@ def test_uncertainty_is_the_spread_between_the_film_and_its_mirror_image(film: s
     assert np.allclose(list(result.probabilities.values()), upright[0], atol=1e-5)
     without = Predictor(PACKAGE_WEIGHTS / SERVED, uncertainty=False).predict(image)
     assert without.details()["uncertainty"] is None
+
+
+@pytest.mark.parametrize("film", ["cbis_ddsm_malignant_rcc.png", "cbis_ddsm_benign_lmlo.png"])
+def test_a_cam_of_the_served_model_lies_where_its_score_reads(film: str) -> None:
+    """The served model's score pools only the breast's patch positions (reading the cells of their
+    windows): a CAM method draws there and nowhere else (on these real films most of Grad-CAM's map
+    and all of EigenCAM's lay outside them, on the film's edge and background, which the score never
+    reads), and drawing one changes no probability."""
+    import torch.nn.functional as F
+    from app_server import ROOT
+
+    from mammo.config import PACKAGE_WEIGHTS
+    from mammo.predict import load_image
+
+    predictor = Predictor(PACKAGE_WEIGHTS / SERVED, uncertainty=False)
+    image = load_image(ROOT / "examples" / film)
+    tensor, _ = predictor.prepare(image.grey)
+    batch = tensor[None]
+    model = predictor.model
+    with torch.inference_mode():
+        cells = model.read_cells(model.positions(batch, model.forward_features(batch)))
+    reads = F.interpolate(cells[:, None].float(), size=batch.shape[-2:], mode="bilinear")[0, 0].numpy() > 0
+    assert 0 < reads.mean() < 0.5
+    plain = predictor.predict(image, method=None).probabilities
+    for method in ("Grad-CAM", "EigenCAM", "LayerCAM"):
+        probs, cams = predictor._forward(batch, method)
+        assert np.allclose(probs[0], list(plain.values()), atol=1e-5)
+        assert cams[0][~reads].max() == 0 and cams[0][reads].max() == pytest.approx(1, abs=1e-4), method

@@ -548,4 +548,5 @@ def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
     assert "one scale for every film" in lesion and "can be compared" in lesion
     cam = views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "normal"})
     assert "(*normal*)" in cam and "within this image" in cam and "cannot be compared" in cam
+    assert "drawn only there" in cam
     assert views.heatmap_key({"heatmap_method": None}) == ""
