@@ -126,8 +126,8 @@ def _cv(args: argparse.Namespace) -> int:
     summary["data"] = [str(folder) for folder in args.data]
     if not main:
         return 0
-    if args.oof_out:
-        args.oof_out.write_text(json.dumps(summary["oof"]) + "\n")
+    if args.oof_out:  # what a kept cv.json holds: every tool that reads one reads it
+        args.oof_out.write_text(json.dumps(summary) + "\n")
     summary = {k: v for k, v in summary.items() if k not in ("oof", "histories")}
     if args.json:
         print(json.dumps(summary))
@@ -251,13 +251,20 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .imaging import encode_png
     from .predict import Predictor
+    from .views import flag_headline
 
     predictor = Predictor(resolve_model(args.model))
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
     if heatmaps:
         heatmaps.mkdir(parents=True, exist_ok=True)
+    failed = 0
     for image in args.images:
-        result = predictor.predict(image, method=args.method if heatmaps else None)
+        try:
+            result = predictor.predict(image, method=args.method if heatmaps else None)
+        except MammoError as error:  # one unreadable file: said, and the others still predicted
+            print(f"error: {image}: {error}", file=sys.stderr)
+            failed += 1
+            continue
         if heatmaps is not None and result.overlay is not None:
             stem = Path(image).stem  # the map at full resolution (16-bit), the overlay at display size
             (heatmaps / f"{stem}_heatmap.png").write_bytes(encode_png(result.full_heatmap()))
@@ -267,10 +274,12 @@ def _predict(args: argparse.Namespace) -> int:
             print(json.dumps(details))
         else:
             probs = ", ".join(f"{k} {v:.3f}" for k, v in result.probabilities.items())
-            print(f"{image}: {result.label} ({probs}) model {result.model_version}")
+            flag = flag_headline(details).removeprefix("### ")  # the verdict, not the most likely class
+            print(f"{image}: {flag + '; ' if flag else ''}most likely {result.label} ({probs}); "
+                  f"model {result.model_version}")
     if not args.json:
         print(DISCLAIMER, file=sys.stderr)
-    return 0
+    return 1 if failed else 0
 
 
 def _cases(args: argparse.Namespace) -> int:
@@ -282,9 +291,17 @@ def _cases(args: argparse.Namespace) -> int:
     try:
         if args.cases_command == "import":
             from .data import folder_examples
+            from .store.cases import METADATA_FIELDS, StoreError
 
             examples = folder_examples(args.dir)
-            receipt = store.append_many((e.source, e.label, None) for e in examples)
+            # metadata.csv's columns that are case fields (view, density, age, ...); the rest (a
+            # patient_id above all) stay out of the store
+            receipt = store.append_many(
+                ((e.source, e.label, {k: v for k, v in e.metadata.items() if k in METADATA_FIELDS})
+                 for e in examples), skip_duplicates=True, names=[e.name for e in examples])
+            if not receipt["case_ids"]:
+                raise StoreError(f"Nothing new was stored: all {len(receipt['skipped'])} images of "
+                                 f"{args.dir} were submitted before.")
             open_audit_log(settings(), store).record(
                 "bulk import", "command line (cases import)", case_ids=receipt["case_ids"],
                 status=receipt["status"], skipped=len(receipt["skipped"]))
@@ -304,7 +321,8 @@ def _models(args: argparse.Namespace) -> int:
 
     registry = open_registry()
     if args.models_command == "pull":
-        print(registry.pull(args.version, Path(args.out)))
+        version = registry.latest() if args.version == "latest" else args.version  # as --model takes it
+        print(registry.pull(version, Path(args.out)))
     else:
         print(json.dumps(registry.versions(), indent=2))
     return 0
@@ -380,7 +398,8 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("--folds", type=int, default=5)
     cv.add_argument("--json", action="store_true", help="print one JSON object")
     cv.add_argument("--keep-models", type=Path, help="folder to save each fold's model in")
-    cv.add_argument("--oof-out", type=Path, help="write the out-of-fold predictions (JSON) here")
+    cv.add_argument("--oof-out", type=Path, help="write the summary with every film's out-of-fold "
+                    "probabilities (what --keep-models DIR writes as DIR/cv.json) here")
     cv.set_defaults(run=_cv)
 
     evaluate = sub.add_parser("evaluate", help="metrics of a model on a labelled imagefolder")
@@ -400,12 +419,16 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--heatmaps", help="folder for each image's heat map at full resolution "
                          "(<name>_heatmap.png, 16-bit) and overlay at display size (<name>_overlay.png)")
     predict.add_argument("--method", default=DEFAULT_METHOD, choices=HEATMAP_METHODS,
-                         help="heat-map method (Lesion map falls back to Grad-CAM on models without one)")
+                         help="heat-map method, with --heatmaps (Lesion map falls back to Grad-CAM on models "
+                         "without one)")
     predict.set_defaults(run=_predict)
 
     cases = sub.add_parser("cases", help="the case store")
     cases_sub = cases.add_subparsers(dest="cases_command", required=True)
-    imp = cases_sub.add_parser("import", help="bulk-append a labelled imagefolder")
+    imp = cases_sub.add_parser("import", help="bulk-append a labelled imagefolder: images stored "
+                               "before are skipped (listed under 'skipped'); the columns of its metadata.csv "
+                               "that are case metadata fields (the Submit tab's) are kept, others "
+                               "(patient_id, ...) are not")
     imp.add_argument("dir", type=Path)
     listing = cases_sub.add_parser("list", help="counts per label and recent cases")
     listing.add_argument("-n", type=int, default=10)
@@ -432,7 +455,7 @@ def _parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True)
     models_sub.add_parser("list", help="versions with metrics and dates")
     pull = models_sub.add_parser("pull", help="download a version's files")
-    pull.add_argument("version")
+    pull.add_argument("version", help="a version (v1, v2, ...) or latest")
     pull.add_argument("--out", required=True)
     models.set_defaults(run=_models)
     return parser

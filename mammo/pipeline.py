@@ -196,8 +196,8 @@ def train_to_folder(
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
     cv = None
     if cross_validating:
-        if cv_from and Path(cv_from).is_file():  # refuse another recipe before training
-            read_cv(cv_from, config, [e.name for e in train])
+        if cv_from and (Path(cv_from).is_file() or not Path(cv_from).parent.is_dir()):
+            read_cv(cv_from, config, [e.name for e in train])  # refuse another recipe (or a typo) first
         if cv_folds:
             cv = cross_validate(train, labels, config, folds=cv_folds, seed=config.seed, workers=workers,
                                 keep_models=keep_models, init_folds=init_folds)
@@ -280,11 +280,17 @@ def read_cv(path: Path, config: TrainConfig, names: Sequence[str], wait_s: float
     path = Path(path)
     deadline = time.monotonic() + wait_s
     while not path.is_file():
+        if not path.parent.is_dir():  # a mistyped path, not a cross-validation still running
+            raise FileNotFoundError(f"no cross-validation summary at {path}: there is no folder "
+                                    f"{path.parent}")
         if time.monotonic() > deadline:
             raise FileNotFoundError(f"no cross-validation summary at {path}")
         log.info("waiting for %s (a cross-validation still running?)", path)
         time.sleep(30)
     cv = json.loads(path.read_text())
+    if not isinstance(cv, dict):  # the list an earlier `cv --oof-out` wrote
+        raise ValueError(f"{path} holds out-of-fold predictions only, not a cross-validation summary "
+                         "(cv.json, as `cv --keep-models DIR` or `cv --oof-out FILE` write it)")
     recorded, wanted = {**TrainConfig().to_dict(), **(cv.get("recipe") or {})}, config.to_dict()
     different = [k for k in _RECIPE_KEYS if recorded[k] != wanted[k]]
     if different:

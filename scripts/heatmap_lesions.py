@@ -8,7 +8,7 @@ MISC), chance, and the median ratio of mean heat inside the lesions to mean heat
 
 Out of fold (the honest check: each film's map comes from the cross-validation model that never
 trained on its patient), with the folder written by ``train --cv K --keep-models DIR`` or
-``cv --keep-models DIR --oof-out DIR/cv.json``:
+``cv --keep-models DIR``:
 
     python scripts/heatmap_lesions.py --folds runs/v2-folds --data ../shared/data/mias1024
 

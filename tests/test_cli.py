@@ -3,8 +3,10 @@ docs/architecture.md), predict."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from PIL import Image
 
 from mammo.config import settings
 from mammo.data import folder_examples
+from mammo.imaging import encode_png
 from mammo.store import CaseStore, open_registry
 from mammo.store.audit import AuditLog
 from mammo.store.gate import promotion_decision
@@ -141,6 +144,14 @@ def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) ->
     with Image.open(tmp_path / f"{image.stem}_heatmap.png") as heat, Image.open(image) as film:
         assert heat.mode.startswith("I;16") and heat.size == film.size  # full resolution, 16-bit
     assert (tmp_path / f"{image.stem}_overlay.png").is_file()
+    # text: the review flag first (not the most likely class alone); an unreadable file is named and
+    # the others are still predicted
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    both = cli_here("predict", "--model", str(trained), str(junk), str(image))
+    assert both.returncode == 1 and f"error: {junk}: " in both.stderr and "Traceback" not in both.stderr
+    flag = "Flagged for review" if result["above_threshold"] else "Not flagged"
+    assert both.stdout.startswith(f"{image}: {flag}: malignancy score ") and "; most likely " in both.stdout
 
 
 # ``python -m mammo ARGS`` that reports, as it ends, whether torch was imported
@@ -218,6 +229,9 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     files = sorted(p.name for p in (tmp_path / "v1").iterdir())
     assert files == ["README.md", "config.json", "model.safetensors"]
     assert (tmp_path / "v1" / "model.safetensors").read_bytes() == (V1 / "model.safetensors").read_bytes()
+    newest = cli_here("models", "pull", "latest", "--out", str(tmp_path / "newest"), home=home)
+    assert newest.returncode == 0 and json.loads((tmp_path / "newest" / "config.json").read_text())[
+        "mammo"]["version"] == PACKAGED[-1]
     (tmp_path / "a_file").write_text("not a folder")  # where a folder should be: one clear line
     clash = cli_here("models", "pull", "v1", "--out", str(tmp_path / "a_file"), home=home)
     assert clash.returncode == 2 and clash.stderr.startswith("error:") and "Traceback" not in clash.stderr
@@ -228,14 +242,34 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     counts = json.loads(cli_here("cases", "list", home=home).stdout)["counts"]
     assert sum(counts.values()) == n and counts["malignant"] == len(list(small_mias.glob("malignant/*.png")))
     again = cli_here("cases", "import", str(small_mias), home=home)  # the same images: refused, clearly
-    assert again.returncode == 2 and "already submitted" in again.stderr
+    assert again.returncode == 2 and f"all {n} images of {small_mias} were submitted before" in again.stderr
+    # a folder with one new image (and case fields in its metadata.csv) adds that one and names the rest
+    grown = tmp_path / "grown"
+    shutil.copytree(small_mias / "benign", grown / "benign")
+    new = grown / "benign" / "new.png"
+    new.write_bytes(encode_png(np.random.default_rng(5).random((80, 64), dtype=np.float32)))
+    stored = sorted(p.relative_to(grown).as_posix() for p in grown.glob("benign/mdb*.png"))
+    rows = [{"file_name": name, "patient_id": "P1", "density": "", "age": ""} for name in stored]
+    rows.append({"file_name": "benign/new.png", "patient_id": "P2", "density": "c", "age": "61"})
+    with (grown / "metadata.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    added = cli_here("cases", "import", str(grown), home=home)
+    assert added.returncode == 0, added.stderr
+    receipt = json.loads(added.stdout)
+    assert len(receipt["case_ids"]) == 1 and sorted(s["name"] for s in receipt["skipped"]) == stored
+    recent = json.loads(cli_here("cases", "list", "-n", "1", home=home).stdout)["recent"][0]
+    assert recent["metadata"]["density"] == "C" and recent["metadata"]["age"] == 61
+    assert "P2" not in json.dumps(recent)  # the patient id column is not stored
+    n += 1
 
     with CaseStore(["normal", "benign", "malignant"], home / "cases") as store:  # two Submit-tab cases
         for seed in (1, 2):
             store.append(np.random.default_rng(seed).random((64, 64), dtype=np.float32), "benign")
     compacted = cli_here("cases", "compact", "--small", str(n + 1), home=home)
     assert compacted.returncode == 0, compacted.stderr
-    assert json.loads(compacted.stdout) == {"shards_merged": 3, "shards_written": 1, "cases": n + 2}
+    assert json.loads(compacted.stdout) == {"shards_merged": 4, "shards_written": 1, "cases": n + 2}
     assert len(list((home / "cases" / "data").glob("*.parquet"))) == 1
     with CaseStore(["normal", "benign", "malignant"], home / "cases") as store:
         assert sum(store.counts().values()) == n + 2

@@ -74,7 +74,9 @@ def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> 
     assert summary["split"] == "cross-validation" and len(summary["folds"]) == 2
     for fold in summary["folds"]:
         assert fold["n"] > 0 and (fold["auc_malignant"] is None or 0 <= fold["auc_malignant"] <= 1)
-    films = json.loads(oof.read_text())
+    kept = json.loads(oof.read_text())  # a cv.json as --keep-models writes it: the tools read either
+    assert kept["auc_malignant"] == summary["auc_malignant"] and kept["recipe"]["epochs"] == 1
+    films = kept["oof"]
     assert sorted(f["name"] for f in films) == sorted(p.relative_to(small_mias).as_posix()
                                                        for p in small_mias.glob("*/*.png"))
     by_patient = defaultdict(set)
@@ -265,6 +267,9 @@ def test_train_can_take_a_finished_cross_validation(patch_v, small_mias: Path, t
     assert mammo["head"]["weight"] == kept["calibration"]["weight"] and mammo["cv"]["n"] == kept["n"]
     other = cli_here(*recipe, "--top-k", "2", "--out", str(tmp_path / "other"))
     assert other.returncode == 2 and "another recipe (differs in top_k)" in other.stderr
+    typo = cli_here(*recipe[:-1], str(folds.parent / "fodls" / "cv.json"), "--out", str(tmp_path / "typo"))
+    assert typo.returncode == 2 and "there is no folder" in typo.stderr  # at once, not after an hour
+    assert not (tmp_path / "typo").exists()
 
 
 def test_a_reused_cross_validation_must_match_every_setting_that_changes_the_model() -> None:
