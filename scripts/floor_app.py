@@ -2,8 +2,11 @@
 
 It reads the upload with mammo's reader and returns the image at display size as the "overlay",
 fixed probabilities and a small details dict: what any /predict must at least do.
+
+    python scripts/floor_app.py     # serves on GRADIO_SERVER_PORT (7860 by default); no options
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -35,4 +38,5 @@ with gr.Blocks() as demo:
 demo.queue(max_size=64, default_concurrency_limit=2)
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter).parse_args()
     demo.launch()
