@@ -163,8 +163,11 @@ def heatmap_key(details: Mapping[str, Any]) -> str:
         return (f"**Heat map ({method}):** the model's probability that a patch of tissue holds a lesion "
                 "(benign or malignant), on one scale for every film: blue low, red high, no colour where "
                 "it is near 0 or outside the breast. Colours can be compared between films.")
-    return (f"**Heat map ({method}):** where the network's evidence for the most likely class "
-            f"(*{details.get('label')}*) lies, scaled within this image: red marks this film's strongest "
+    # EigenCAM draws the first principal component of the last feature map: no class enters it
+    what = ("the strongest pattern of the network's last features (for no class in particular)"
+            if method == "EigenCAM" else
+            f"where the network's evidence for the most likely class (*{details.get('label')}*) lies")
+    return (f"**Heat map ({method}):** {what}, scaled within this image: red marks this film's strongest "
             "region however weak it is, so colours cannot be compared between films or with the lesion "
             "map. A model with a lesion map reads only the breast's patches, and its CAM is drawn only "
             "there.")

@@ -549,4 +549,6 @@ def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
     cam = views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "normal"})
     assert "(*normal*)" in cam and "within this image" in cam and "cannot be compared" in cam
     assert "drawn only there" in cam
+    eigen = views.heatmap_key({"heatmap_method": "EigenCAM", "label": "normal"})
+    assert "for no class in particular" in eigen and "normal" not in eigen
     assert views.heatmap_key({"heatmap_method": None}) == ""
