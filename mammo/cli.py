@@ -117,7 +117,7 @@ def _cv(args: argparse.Namespace) -> int:
     labels = label_order(e.label for e in examples)
 
     def on_fold(result) -> None:
-        print(f"fold {result.fold + 1}/{args.folds} done", file=sys.stderr)
+        print(f"fold {result.fold} done (folds are numbered 0 to {args.folds - 1})", file=sys.stderr)
 
     main = is_main_process()  # under a distributed launch only the main process writes and reports
     summary = cross_validate(examples, labels, config, folds=args.folds, seed=args.seed, workers=args.workers,
@@ -133,10 +133,10 @@ def _cv(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         for key, value in _brief(summary).items():
-            print(f"{key:>18}: {value}")
+            print(f"{key:>18}: {_rounded(value)}")
         for fold in summary["folds"]:
-            print(f"fold {fold['fold']}: n {fold['n']}, AUC malignant {fold['auc_malignant']}, "
-                  f"CI {fold['auc_malignant_ci95']}")
+            print(f"fold {fold['fold']}: n {fold['n']}, AUC malignant {_rounded(fold['auc_malignant'])}, "
+                  f"CI {_rounded(fold['auc_malignant_ci95'])}")
         print(f"ECE (malignant, calibrated out of fold): {summary['ece_malignant']:.3f}")
         print(f"baseline ({summary['baseline']['model']}), same folds: AUC malignant "
               f"{summary['baseline']['auc_malignant']}")
@@ -177,6 +177,13 @@ def _retrain(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _rounded(value):
+    """A figure (or a list of them) to 3 decimals for printing; --json keeps full precision."""
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return round(value, 3) if isinstance(value, float) else value
 
 
 def _brief(metrics: dict | None) -> dict | None:
@@ -238,7 +245,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if len(members) > 1:
             print(f"{'ensemble':>18}: {metrics['model_version']} ({ENSEMBLE_RULE})")
         for key, value in _brief(metrics).items():
-            print(f"{key:>18}: {value}")
+            print(f"{key:>18}: {_rounded(value)}")
         print(f"{'confusion_matrix':>18}: {metrics['confusion_matrix']} (rows true, cols predicted,"
               f" order {metrics['classes']})")
         if baseline:

@@ -58,6 +58,9 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     mammo = json.loads((trained / "config.json").read_text())["mammo"]
     recorded = mammo["metrics"]
     assert metrics["n"] == recorded["n"]
+    text = cli_here("evaluate", "--model", str(trained), "--data", str(mias), "--split", "holdout").stdout
+    # printed to 3 decimals (the JSON keeps full precision)
+    assert f"     auc_malignant: {round(metrics['auc_malignant'], 3)}\n" in text
     assert metrics["auc_malignant"] == pytest.approx(recorded["auc_malignant"], abs=1e-6)
     # the logistic-regression baseline on the same holdout films, as the model folder records it
     baseline = metrics["baseline"]
