@@ -109,12 +109,17 @@ def _train(args: argparse.Namespace) -> int:
 
 def _cv(args: argparse.Namespace) -> int:
     from .cv import cross_validate
-    from .data import folder_examples, label_order
+    from .data import SplitSpec, folder_examples, label_order, split_by_patient
     from .distributed import is_main_process
 
     config = _train_config(args, _init(args.init))
     examples = [e for folder in args.data for e in folder_examples(folder)]
     labels = label_order(e.label for e in examples)
+    if args.leave_out_holdout:  # the films `train --cv` cross-validates: its cv.json feeds --cv-from
+        parts = split_by_patient(examples, SplitSpec(seed=args.seed))
+        examples = [*parts["train"], *parts["val"]]
+        print(f"cross-validating {len(examples)} films; the {len(parts['holdout'])} films of the "
+              "held-out patients stay unseen", file=sys.stderr)
 
     def on_fold(result) -> None:
         print(f"fold {result.fold} done (folds are numbered 0 to {args.folds - 1})", file=sys.stderr)
@@ -403,6 +408,10 @@ def _parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("cv", help="patient-grouped cross-validation of a training recipe")
     _train_options(cv)
     cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--leave-out-holdout", action="store_true",
+                    help="cross-validate only the training and validation patients of train's default "
+                    "split (same --seed), as train --cv does: the held-out patients stay unseen, and the "
+                    "cv.json can feed train --cv-from (default: every film of --data)")
     cv.add_argument("--json", action="store_true", help="print one JSON object")
     cv.add_argument("--keep-models", type=Path, help="folder to save each fold's model in")
     cv.add_argument("--oof-out", type=Path, help="write the summary with every film's out-of-fold "

@@ -17,7 +17,7 @@ from helpers import check_schema, cli_here, script_here
 
 from mammo.choices import LESION_MAP
 from mammo.cv import patient_folds, summarise
-from mammo.data import SplitSpec, folder_examples, image_hashes, learnt_by
+from mammo.data import SplitSpec, folder_examples, image_hashes, learnt_by, split_by_patient
 from mammo.metrics import EVALUATE_KEYS
 from mammo.pipeline import base_splits
 from mammo.predict import Predictor
@@ -412,3 +412,20 @@ def test_fold_workers_end_when_the_cross_validation_is_killed(small_mias: Path) 
         for worker in workers:
             if worker.is_running():
                 worker.kill()
+
+
+def test_cv_can_leave_out_the_held_out_patients_and_feed_train(small_mias: Path, tmp_path: Path) -> None:
+    """`cv --leave-out-holdout` cross-validates the films `train --cv` would (training and validation
+    patients; the held-out ones unseen), so `train --cv-from` takes its summary."""
+    recipe = ["--data", str(small_mias), "--arch", "test_efficientnet", "--init", "none",
+              "--image-size", "48", "--epochs", "1", "--seed", "0"]
+    apart = cli_here("cv", *recipe, "--folds", "2", "--leave-out-holdout",
+                     "--oof-out", str(tmp_path / "cv.json"))
+    assert apart.returncode == 0, apart.stderr
+    parts = split_by_patient(folder_examples(small_mias), SplitSpec(seed=0))
+    films = sorted(e.name for e in [*parts["train"], *parts["val"]])
+    assert sorted(f["name"] for f in json.loads((tmp_path / "cv.json").read_text())["oof"]) == films
+    assert f"the {len(parts['holdout'])} films of the held-out patients stay unseen" in apart.stderr
+    done = cli_here("train", *recipe, "--cv-from", str(tmp_path / "cv.json"), "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["mammo"]["cv"]["n"] == len(films)
