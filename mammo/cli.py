@@ -7,6 +7,7 @@ once, not after torch and the rest have loaded.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import re
@@ -270,6 +271,7 @@ def _predict(args: argparse.Namespace) -> int:
     if heatmaps:
         heatmaps.mkdir(parents=True, exist_ok=True)
     failed = 0
+    written: set[str] = set()  # a/x.png then b/x.png: x_heatmap.png then x_2_heatmap.png, none overwritten
     for image in args.images:
         try:
             result = predictor.predict(image, method=args.method if heatmaps else None)
@@ -279,6 +281,14 @@ def _predict(args: argparse.Namespace) -> int:
             continue
         if heatmaps is not None and result.overlay is not None:
             stem = Path(image).stem  # the map at full resolution (16-bit), the overlay at display size
+            for n in itertools.count(2):
+                if stem not in written:
+                    break
+                stem = f"{Path(image).stem}_{n}"
+            if stem != Path(image).stem:
+                print(f"note: the heat map of {image} is {stem}_heatmap.png (an earlier image had its name)",
+                      file=sys.stderr)
+            written.add(stem)
             (heatmaps / f"{stem}_heatmap.png").write_bytes(encode_png(result.full_heatmap()))
             Image.fromarray(result.overlay).save(heatmaps / f"{stem}_overlay.png")
         details = {"image": image, **result.details()}

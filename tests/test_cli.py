@@ -147,6 +147,14 @@ def test_predict_json_and_heatmaps(trained: Path, mias: Path, tmp_path: Path) ->
     with Image.open(tmp_path / f"{image.stem}_heatmap.png") as heat, Image.open(image) as film:
         assert heat.mode.startswith("I;16") and heat.size == film.size  # full resolution, 16-bit
     assert (tmp_path / f"{image.stem}_overlay.png").is_file()
+    namesake = tmp_path / "other" / image.name  # another folder's file of the same name: not overwritten
+    namesake.parent.mkdir()
+    namesake.write_bytes(next((mias / "normal").glob("*.png")).read_bytes())
+    two = cli_here("predict", "--model", str(trained), str(image), str(namesake), "--heatmaps", str(tmp_path))
+    assert two.returncode == 0 and f"{image.stem}_2_heatmap.png" in two.stderr
+    with Image.open(tmp_path / f"{image.stem}_heatmap.png") as first, \
+            Image.open(tmp_path / f"{image.stem}_2_heatmap.png") as second:
+        assert first.tobytes() != second.tobytes()
     # text: the review flag first (not the most likely class alone); an unreadable file is named and
     # the others are still predicted
     junk = tmp_path / "junk.png"
