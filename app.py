@@ -80,11 +80,28 @@ def text_only(box: gr.Textbox, name: str) -> gr.Textbox:
 
     def preprocess(payload):
         if payload is not None and not isinstance(payload, str):
-            raise gr.Error(f"Nothing was stored: {name} must be text, got {type(payload).__name__}.")
+            raise _refuse(f"{name} field", gr.Error(f"Nothing was stored: {name} must be text, got "
+                                                    f"{type(payload).__name__}."))
         return as_text(payload)
 
     box.preprocess = preprocess
     return box
+
+
+def in_bounds(component: gr.Slider, name: str) -> gr.Slider:
+    """``component`` (a slider) whose refusal of an API value out of its range names the field and is
+    logged as one line, as :func:`clear_errors` logs refusals (Gradio's says "Value 5 is greater than
+    maximum value 1." and prints a traceback). Set on the instance, as :func:`text_only` is."""
+    check = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return check(payload)
+        except gr.Error as error:
+            raise _refuse(f"{name} field", gr.Error(f"{name}: {error.message}")) from error
+
+    component.preprocess = preprocess
+    return component
 
 
 def download_box(label: str, **options) -> gr.File:
@@ -827,7 +844,8 @@ def build() -> gr.Blocks:
                     uploaded = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=320)
                     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method",
                                          **CHECKED_HERE)
-                    opacity = gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05, label="Heat-map opacity")
+                    opacity = in_bounds(gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05,
+                                                  label="Heat-map opacity"), "Heat-map opacity")
                     predict_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
                     with gr.Accordion("Submitted cases", open=False):
                         case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
@@ -908,8 +926,9 @@ def build() -> gr.Blocks:
             access = gr.Markdown()
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available")
             with gr.Row():
-                epochs = gr.Slider(1, 50, value=5, step=1, label="Epochs",
-                                   info="Of the served recipe's first stage; what else it runs is said below")
+                epochs = in_bounds(gr.Slider(1, 50, value=5, step=1, label="Epochs",
+                                             info="Of the served recipe's first stage; what else it runs is "
+                                                  "said below"), "Epochs")
                 image_size = gr.Number(value=0, precision=0,  # range checked by the service
                                        label="Image size in pixels (0 keeps the current model's)")
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
@@ -1196,6 +1215,9 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry signed URLs
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    # a DICOM that no decoder can read: pydicom logs each failed decoder with its traceback, and mammo
+    # refuses the file in one line that says so (imaging.read_image)
+    logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.CRITICAL)
     log.info("mammo: %s", service.describe())
     # a stop (Ctrl-C, or SIGTERM as a Space or `docker stop` sends) closes the web server first (no
     # request after this), then the service: the open prediction-log shard and what else waits in

@@ -111,6 +111,12 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
                                                                  api_name="/submit_case"))
         assert f"Notes must be text, got {type(not_text).__name__}" in refused, refused
     table.append(f"| notes sent as a dict or a number | refused: {refused} |")
+    out_of_range = outcome(lambda: client.predict(handle_file(image), "Lesion map", 5, api_name="/predict"))
+    assert "Heat-map opacity: Value 5 is greater than maximum value 1" in out_of_range, out_of_range
+    table.append(f"| opacity 5 (range 0-1) | refused: {out_of_range} |")
+    log = app.log()  # refusals are one line each, as every other refusal: no traceback
+    assert "Notes field refused: Nothing was stored" in log and "Heat-map opacity field refused" in log
+    assert "Traceback" not in log
     assert cases(app) == before
     html = "<script>alert(1)</script> <b>spiculated</b>"
     receipt = client.predict(handle_file(image), " Normal", notes=html, api_name="/submit_case")
