@@ -382,8 +382,9 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
     if gives_every_film_one_score(candidate):  # the gate's first rule: its figures mean nothing
         return (f"**Not promoted: {summary['version']} stays served.** The candidate gives every one of "
                 f"the {n} held-out films the same malignancy score: it learnt nothing usable (a whole-film "
-                f"stage can collapse on films too small for its patches), whatever its figures ({scores})."
-                f"{noise}{kept}")
+                f"stage can collapse on films too small for its patches), whatever its figures ({scores}). "
+                f"One score for every film has no meaningful AUC, so no interval on the difference is given."
+                f"{kept}")
     return (f"**Not promoted: {summary['version']} stays served.** The candidate did worse than the "
             f"served version ({scores}).{noise}{kept}")
 
@@ -399,8 +400,8 @@ def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:
     reading = ("the interval holds 0, so these films cannot tell the two apart" if low <= 0 <= high else
                f"the candidate is {'better' if low > 0 else 'worse'} beyond these films' noise")
     return (f" Malignant-vs-rest AUC paired on the same films, resampling patients: candidate − {served} "
-            f"{paired['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, {paired['positives']} malignant "
-            f"films of {paired['groups']} patients): {reading}.")
+            f"{paired['difference']:+.2f} (95% CI {low:+.2f} to {high:+.2f}; {paired['positives']} of the "
+            f"films are malignant, from {paired['groups']} patients): {reading}.")
 
 
 _RETRAINING = "**Retraining: "  # how this page's own retrain's status line starts

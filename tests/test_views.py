@@ -177,6 +177,7 @@ def test_verdict_text_in_plain_words() -> None:
     text = views.verdict_text({**summary, "candidate_metrics": collapsed})
     assert "gives every one of the 38 held-out films the same malignancy score" in text
     assert "did worse" not in text and "Rejected candidates" in text
+    assert "no meaningful AUC" in text and "resampling patients" not in text  # no interval on noise
     # rejected because the held-out films hold too few malignant ones to compare, not for its AUC
     one = {"auc_malignant": 1.0, "n": 8, "per_class": {"malignant": {"support": 1}}}
     text = views.verdict_text({**summary, "candidate_metrics": one, "gate_min_malignant": 5})
@@ -197,8 +198,8 @@ def test_verdict_says_whether_the_held_out_films_can_tell_the_models_apart(ci95:
                "candidate_metrics": {"auc_malignant": 0.6, "n": 38},
                "paired_difference": {"difference": -0.11, "ci95": ci95, "positives": 6, "groups": 19}}
     text = views.verdict_text(summary)
-    assert (f"candidate − v3 -0.11 (95% CI {ci95[0]:+.2f} to {ci95[1]:+.2f}, 6 malignant films of 19 "
-            f"patients): {reading}.") in text
+    assert (f"candidate − v3 -0.11 (95% CI {ci95[0]:+.2f} to {ci95[1]:+.2f}; 6 of the films are malignant, "
+            f"from 19 patients): {reading}.") in text
     without = views.verdict_text({**summary, "paired_difference": None})
     assert "These films give no interval on the difference in malignant-vs-rest AUC" in without
     two = {**summary["paired_difference"], "ci95": [-0.5, -0.5], "positives": 2}  # degenerate resamples

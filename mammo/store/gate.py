@@ -69,9 +69,9 @@ def promotion_decision(
     where = f"{where} (n={candidate_metrics['n']})" if "n" in candidate_metrics else where
     if gives_every_film_one_score(candidate_metrics):
         return False, (
-            f"not promoted: the candidate gives every film of {where} the same malignancy score (a model "
-            "that learnt nothing usable, e.g. a whole-film stage collapsed on films too small for its "
-            "patches), whatever its figures"
+            "not promoted: the candidate gives every film the same malignancy score (a model that learnt "
+            "nothing usable, e.g. a whole-film stage collapsed on films too small for its patches), "
+            f"whatever its figures; evaluated on {where}"
         )
     candidate = _score(candidate_metrics, metric)
     if candidate is None:
