@@ -202,13 +202,18 @@ AUDIT_SHOWN = ["when", "action", "who", "what"]
 
 
 def _audit_value(value: Any) -> str:
+    """A detail of an audit event in words: yes/no, an interval as low–high, ids counted and cut."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value):
+        return f"{_fmt(value[0])}–{_fmt(value[1])}"  # a confidence interval
     if isinstance(value, list):
         shown = ", ".join(str(v)[:8] for v in value[:3])
         return f"{len(value)}: {shown}{', …' if len(value) > 3 else ''}" if value else "none"
     if isinstance(value, float):
         return _fmt(value)
     if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in value.items())
+        return ", ".join(f"{k.replace('_', ' ')} {_audit_value(v)}" for k, v in value.items())
     return str(value)
 
 

@@ -570,6 +570,14 @@ def test_every_change_is_in_the_audit_log_with_who_and_what(service: MammoServic
     assert outcome["user"] == "carol" and outcome["details"]["reason"] == summary["reason"]
     assert outcome["details"]["candidate_auc_malignant"] == summary["candidate_metrics"]["auc_malignant"]
     assert outcome["details"]["cases_used"] == 3
+    # the Models tab's audit table says these in words: yes/no, an interval as low–high, ids counted
+    rows = {row[1]: row[3] for row in views.audit_rows(events[:4])}
+    assert "True" not in rows["retrain started"] and "False" not in rows["retrain started"]
+    assert f"from current {'yes' if TINY.from_current else 'no'}" in rows["retrain started"]
+    low, high = outcome["details"]["candidate_auc_malignant_ci95"] or [None, None]
+    if low is not None:
+        assert f"candidate auc malignant ci95: {low:.2f}–{high:.2f}" in rows[outcome["action"]]
+    assert rows["bulk import"].startswith(f"case ids: {len(batch['case_ids'])}: ")
     if rollback_to:
         assert events[4]["action"] == "rollback"
         assert events[4]["details"] == {"served_again": "v1", "published_as": published, "replaced": "v2"}
