@@ -138,8 +138,8 @@ def test_uncertainty_is_the_spread_between_the_film_and_its_mirror_image(film: s
 def test_a_cam_of_the_served_model_lies_where_its_score_reads(film: str) -> None:
     """The served model's score pools only the breast's patch positions (reading the cells of their
     windows): a CAM method draws there and nowhere else (on these real films most of Grad-CAM's map
-    and all of EigenCAM's lay outside them, on the film's edge and background, which the score never
-    reads), and drawing one changes no probability."""
+    and all of EigenCAM's lay outside them, where the score never reads), and drawing one changes no
+    probability."""
     import torch.nn.functional as F
     from app_server import ROOT
 
