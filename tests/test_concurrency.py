@@ -77,7 +77,7 @@ def test_predict_keeps_answering_during_a_retrain(app: AppProcess, small_mias: P
 
 def test_loadtest_script_runs_clean(tmp_path: Path) -> None:
     """scripts/loadtest.py end to end, short: its own app, Locust through the HTTP API, the report."""
-    done = run_script("scripts/loadtest.py", "--users", "3", "--seconds", "8", "--out", str(tmp_path / "out"),
+    done = run_script("scripts/loadtest.py", "--users", "3", "--seconds", "5", "--out", str(tmp_path / "out"),
                       timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with (tmp_path / "out" / "locust_stats.csv").open(newline="") as handle:

@@ -426,6 +426,8 @@ def test_cv_can_leave_out_the_held_out_patients_and_feed_train(small_mias: Path,
     films = sorted(e.name for e in [*parts["train"], *parts["val"]])
     assert sorted(f["name"] for f in json.loads((tmp_path / "cv.json").read_text())["oof"]) == films
     assert f"the {len(parts['holdout'])} films of the held-out patients stay unseen" in apart.stderr
+    kept = json.loads((tmp_path / "cv.json").read_text())  # printed to 3 decimals; the JSON keeps all
+    assert f"     auc_malignant: {round(kept['auc_malignant'], 3)}\n" in apart.stdout
     done = cli_here("train", *recipe, "--cv-from", str(tmp_path / "cv.json"), "--out", str(tmp_path / "m"))
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "m" / "config.json").read_text())["mammo"]["cv"]["n"] == len(films)
