@@ -280,12 +280,12 @@ def _predict(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if heatmaps is not None and result.overlay is not None:
-            stem = Path(image).stem  # the map at full resolution (16-bit), the overlay at display size
+            name = stem = Path(image).stem  # the map at full resolution (16-bit), the overlay at display size
             for n in itertools.count(2):
                 if stem not in written:
                     break
-                stem = f"{Path(image).stem}_{n}"
-            if stem != Path(image).stem:
+                stem = f"{name}_{n}"
+            if stem != name:
                 print(f"note: the heat map of {image} is {stem}_heatmap.png (an earlier image had its name)",
                       file=sys.stderr)
             written.add(stem)

@@ -45,9 +45,7 @@ class FeatureTap(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         features = self.model.forward_features(inputs)
         positions = getattr(self.model, "positions", None)  # a FilmModel pools the breast only
-        if positions is None:
-            return self.model.forward_head(self.tap(features))
-        pooled = positions(inputs, features)
+        pooled = None if positions is None else positions(inputs, features)
         if pooled is None:
             return self.model.forward_head(self.tap(features))
         # the cells the score does not read are 0 for the CAM (the output stays the model's)

@@ -54,7 +54,6 @@ from .store import (
 from .store._fs import file_lock
 from .train import (
     FILM_STAGE,
-    PATCH_STAGE,
     EpochLog,
     TrainConfig,
     evaluate_probabilities,
@@ -666,7 +665,7 @@ class MammoService:
 
         def step(done: int, total: int) -> None:
             nonlocal epoch
-            kind = PATCH_STAGE if config.recipe == "patch" and epoch < config.epochs else FILM_STAGE
+            kind = config.stage(epoch + 1) or FILM_STAGE  # the film recipe trains on whole films too
             after = "; scoring films before the next step" if done == total else ""
             progress(0.9 * (epoch + done / total) / config.total_epochs,
                      f"epoch {epoch + 1} of {config.total_epochs} ({kind}): batch {done}/{total}{after}")

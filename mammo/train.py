@@ -142,6 +142,13 @@ class TrainConfig:
         """Every epoch the recipe runs: the patch (or film) epochs, then the whole-film fine-tuning."""
         return self.epochs + self.film_epochs
 
+    def stage(self, epoch: int) -> str | None:
+        """What epoch ``epoch`` (1-based) trains on: the patch recipe's :data:`PATCH_STAGE` epochs, then
+        its :data:`FILM_STAGE` ones; None for the film recipe's one stage."""
+        if self.recipe != "patch":
+            return None
+        return PATCH_STAGE if epoch <= self.epochs else FILM_STAGE
+
     @property
     def preprocess(self) -> PreprocessConfig:
         return PreprocessConfig(image_size=self.image_size, crop=self.crop, orient=self.orient)
@@ -439,9 +446,8 @@ def _epoch_log(epoch: int, config: TrainConfig, losses: list[float], acc, val_im
     if val_images is not None:
         with torch.random.fork_rng(devices=[]):
             _, score, accuracy = _val_scores(model().to(acc.device), val_images, labels, config.batch_size)
-    stage = PATCH_STAGE if epoch <= config.epochs else FILM_STAGE
     return EpochLog(epoch, config.total_epochs, _mean_loss(acc, losses), None, score, accuracy,
-                    time.perf_counter() - started, True, stage)
+                    time.perf_counter() - started, True, config.stage(epoch))
 
 
 def _deep_parameters(net: nn.Module) -> list[nn.Parameter]:
