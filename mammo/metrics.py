@@ -36,6 +36,7 @@ __all__ = [
     "bootstrap_auc_ci",
     "OUT_OF_FOLD",
     "recorded_estimate",
+    "rank_auc",
     "paired_auc_difference",
     "evaluate_predictions",
     "auc_abnormal",
@@ -161,13 +162,19 @@ def bootstrap_auc_ci(
     usable = (positives > 0) & (positives < y.size)
     if not usable.any():
         return None
-    labels, values, positives = labels[usable], values[usable], positives[usable]
-    # the AUC of each resample from average ranks (Mann-Whitney U): what roc_auc_score computes
-    ranks = rankdata(values, axis=1)
-    negatives = y.size - positives
-    aucs = ((ranks * labels).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
+    aucs = rank_auc(labels[usable], values[usable])
     lo, hi = np.percentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
+
+
+def rank_auc(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The AUC of each row (or of a 1-D pair) from average ranks (Mann-Whitney U): what sklearn's
+    ``roc_auc_score`` computes, without its input checks (a bootstrap calls this thousands of times).
+    Each row must hold both classes."""
+    positives = labels.sum(axis=-1)
+    negatives = labels.shape[-1] - positives
+    ranks = rankdata(values, axis=-1)
+    return ((ranks * labels).sum(axis=-1) - positives * (positives + 1) / 2) / (positives * negatives)
 
 
 def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
@@ -187,7 +194,7 @@ def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np
         idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
         if y[idx].all() or not y[idx].any():
             continue
-        differences.append(roc_auc_score(y[idx], b[idx]) - roc_auc_score(y[idx], a[idx]))
+        differences.append(rank_auc(y[idx], b[idx]) - rank_auc(y[idx], a[idx]))
     if len(differences) < n_resamples / 2:  # too few resamples hold both classes: no interval
         return None
     low, high = np.percentile(differences, [2.5, 97.5])

@@ -21,6 +21,7 @@ from mammo.metrics import (
     malignant_index,
     paired_auc_difference,
     pick_threshold,
+    rank_auc,
     recorded_estimate,
     roc_points,
 )
@@ -222,6 +223,16 @@ def test_bad_shapes_are_rejected():
         evaluate_predictions(y + 3, p, THREE)
     with pytest.raises(ValueError, match="NaN"):
         evaluate_predictions(y, np.full_like(p, np.nan), THREE)
+
+
+def test_rank_auc_is_sklearns_auc_with_ties_one_pair_or_a_row_each() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.random((20, 40)) < 0.3
+    labels[:, :2] = [True, False]  # every row holds both classes
+    values = np.round(rng.random((20, 40)), 1)  # one decimal: many ties
+    expected = [roc_auc_score(y, v) for y, v in zip(labels, values, strict=True)]
+    assert rank_auc(labels, values) == pytest.approx(expected, abs=1e-12)
+    assert rank_auc(labels[0], values[0]) == pytest.approx(expected[0], abs=1e-12)
 
 
 def test_paired_auc_difference_resamples_patients_and_sees_a_better_score() -> None:
