@@ -638,14 +638,19 @@ def auc_shown(frame):
     return gr.update(value=frame, visible=not frame.empty)
 
 
+def gate_text(summary: dict) -> str:
+    """The gate's exact reason, the split it evaluated on and where a rejected candidate is kept."""
+    kept = summary.get("rejected_id")
+    return (f"Gate: {summary['reason']}. Evaluated on: {summary['split']}."
+            + (f" The candidate is kept as `{kept}`." if kept else ""))
+
+
 def retrain_views(summary: dict | None):
     if not summary:
         return (gr.skip(),) * 9
     current, candidate = summary["current_metrics"], summary["candidate_metrics"]
     named = {f"served {summary['current_version']}": current, "candidate": candidate}
-    kept = summary.get("rejected_id")
-    reason = (f"Gate: {summary['reason']}. Evaluated on: {summary['split']}."
-              + (f" The candidate is kept as `{kept}`." if kept else ""))
+    reason = gate_text(summary)
     history = summary["history"]
     losses, aucs = views.curves_frame(history), views.curves_frame(history, views.AUC_CURVE)
     return (gr.update(visible=True), views.verdict_text(summary), reason,
@@ -663,8 +668,29 @@ def rejected_views(chosen: str | None = None):
 
 
 def rejected_report(rejected_id: str | None):
-    found = [r for r in service.registry.rejected() if r["id"] == rejected_id]
-    return views.rounded(found[0]["report"]) if found else None
+    """The chosen rejected candidate's verdict, gate, comparison table and full report, in the words
+    and table the retrain showed; empty when none is chosen."""
+    if not rejected_id:
+        return "", None, None
+    try:
+        summary = service.rejected_summary(rejected_id)
+    except MammoError as error:
+        raise _refuse("rejected candidate", error) from error
+    return (f"{views.verdict_text(summary)}\n\n{gate_text(summary)}",
+            views.comparison_frame(summary["current_metrics"], summary["candidate_metrics"],
+                                   summary.get("baseline_metrics")),
+            views.rounded(summary))
+
+
+def last_results(shown: dict | None):
+    """On opening the Retrain tab: the last retrain's results when it ended in a verdict and the page
+    shows none or an earlier one's (a reload, a new visitor, a retrain another page ran). The Retrain
+    button is left as it is."""
+    last = service.last_retrain_summary()
+    if not last or (shown and (shown.get("version"), shown.get("rejected_id")) == (last["version"],
+                                                                                 last["rejected_id"])):
+        return (gr.skip(),) * 9
+    return (last, *retrain_views(last)[:-1])
 
 
 def served_estimate():
@@ -957,7 +983,11 @@ def build() -> gr.Blocks:
                 rejected = gr.Dataframe(headers=views.REJECTED_COLUMNS, interactive=False,
                                         label="Candidates the gate did not promote, newest first")
                 rejected_choice = gr.Dropdown([], value=None, label="Show the report of")
-                rejected_json = gr.JSON(label="Report")
+                rejected_verdict = gr.Markdown()
+                rejected_comparison = gr.Dataframe(label="Served vs this candidate (and the baseline) on "
+                                                         "the held-out patients", interactive=False)
+                with gr.Accordion("Its full report", open=False):
+                    rejected_json = gr.JSON(label="Report")
         with gr.Tab("Analytics") as analytics_tab:
             analytics_note = gr.Markdown()
             analytics_refresh = gr.Button("Refresh", size="sm")
@@ -1112,7 +1142,8 @@ def build() -> gr.Blocks:
         shown.then(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
         running.failure(retrain_failed, status, [status, retrain_button], **CHAINED)
-        rejected_choice.change(rejected_report, rejected_choice, rejected_json, **private)
+        rejected_choice.change(rejected_report, rejected_choice,
+                               [rejected_verdict, rejected_comparison, rejected_json], **private)
 
         models_event = dict(fn=models, inputs=None, outputs=versions_json)
         refresh.click(**models_event, api_name="models", api_description=models.__doc__).then(
@@ -1147,6 +1178,10 @@ def build() -> gr.Blocks:
             show(totals, None, data_plot, **private)
             show(access_note, None, access, **private)
             show(retrain_running, status, status, **private)
+            restored = show(last_results, summary, [summary, results, verdict, gate, comparison, roc, losses,
+                                                    aucs, confusion], **private)
+            recolour(restored, {roc: "model", losses: "series"})
+            give_room(restored, [losses, aucs])
             recolour(show(served_estimate, None, [served, reliability], **private), {reliability: "model"})
             show(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         # the audit log too: a rejected retrain, a submission or an import changes no version

@@ -167,6 +167,13 @@ def _base_counts(folder: Path | None) -> dict[str, int]:
     return dict(Counter(example.label for example in folder_examples(folder)))
 
 
+def retrain_summary(mammo: Mapping[str, Any], version: str | None, rejected_id: str | None) -> dict:
+    """What a retrain returns, from its candidate's config (``mammo``: its report, training history and
+    split): ``version`` is the one served after it; ``rejected_id`` names the kept candidate, if any."""
+    return {**mammo["report"], "version": version, "rejected_id": rejected_id,
+            "history": mammo["training"]["history"], "split": mammo["split"]["description"]}
+
+
 class MammoService:
     """The store, registry and served model of one app instance."""
 
@@ -184,6 +191,7 @@ class MammoService:
         self.retrain_progress: tuple[float, str] | None = None
         self._last_retrain: dict | None = None
         self._last_retrain_read = False  # the audit log is searched once (again after a fetch); kept after
+        self._last_summary: tuple[dict | None, dict | None] = (None, None)  # an ending event, its summary
         self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
         self._recent = RecentImages()
         self._started = time.monotonic()
@@ -631,6 +639,37 @@ class MammoService:
             self._last_retrain = max(filter(None, known), key=lambda event: event.get("at", ""), default=None)
         return self._last_retrain
 
+    def last_retrain_summary(self) -> dict | None:
+        """The last retrain's summary, as it returned it, when it ended in a verdict (a promotion or a
+        rejection): rebuilt from its audit event and its candidate's stored config, for a page opened
+        after it ended. None when it failed, runs, none is recorded or its candidate cannot be read."""
+        event = self.last_retrain()
+        if not event or event.get("action") not in ("promotion", "rejection"):
+            return None
+        if self._last_summary[0] is event:  # read once per retrain, not at every opening of the tab
+            return self._last_summary[1]
+        details = event.get("details") or {}
+        try:
+            if event["action"] == "rejection":
+                summary = self.rejected_summary(details["rejected_id"])
+            else:
+                summary = retrain_summary(self.registry.config(details["version"])["mammo"],
+                                          details["version"], None)
+        except (MammoError, KeyError) as error:
+            log.warning("the last retrain's results cannot be shown: %s", error)
+            summary = None
+        self._last_summary = (event, summary)
+        return summary
+
+    def rejected_summary(self, rejected_id: str) -> dict:
+        """The summary the retrain that made rejected candidate ``rejected_id`` returned."""
+        mammo = self.registry.rejected_config(rejected_id).get("mammo") or {}
+        try:
+            return retrain_summary(mammo, mammo["report"]["current_version"], rejected_id)
+        except (KeyError, TypeError) as error:
+            raise RegistryError(f"rejected candidate {rejected_id} records no retrain summary "
+                                f"(missing {error})") from error
+
     def _busy(self, advice: str) -> str:
         """Why the served version cannot change now (a retrain or a rollback holds it), with ``advice``."""
         if self.retrain_started is None:
@@ -716,8 +755,7 @@ class MammoService:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         progress(1.0, "done")
-        return {**report, "version": version, "rejected_id": rejected_id,
-                "history": mammo["training"]["history"], "split": split_name}
+        return retrain_summary({**mammo, "report": report}, version, rejected_id)
 
     def _fair_holdout(self, current: Predictor, base: Path, split: SplitSpec) -> list:
         """The held-out films of the base data under ``split``, refused when the served version

@@ -547,9 +547,13 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     other.get_by_role("tab", name="Retrain").click()
     ended = re.compile(r"^The last retrain ended .*, started by anonymous: (promoted|not promoted): ")
     other.get_by_text(ended).wait_for(timeout=30_000)
+    outcome_said = re.compile(r"^(Promoted: v\d+ is now served|Not promoted: v\d+ stays served)")
+    # the page that did not run it shows its results too (the verdict, the comparison table)
+    visible(other.get_by_text(outcome_said)).wait_for(timeout=30_000)
+    visible(other.get_by_text("AUC, malignant vs rest", exact=True)).wait_for(timeout=10_000)
     other.close()
     page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=10_000)
-    verdict = page.get_by_text(re.compile(r"^(Promoted: v\d+ is now served|Not promoted: v\d+ stays served)"))
+    verdict = page.get_by_text(outcome_said)
     verdict.first.wait_for(timeout=30_000)
     # with how far the comparison is from noise on these few held-out films
     noise = r"resampling patients: candidate − v\d+ [+-]\d\.\d\d \(95% CI|too few malignant films|no interval"
@@ -565,6 +569,10 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
         rejected_id = LocalModelRegistry(app.home).rejected()[-1]["id"]
         visible(page.get_by_text(rejected_id)).wait_for(timeout=10_000)
         pick(page, "Show the report of", rejected_id)
+        # in the verdict's words and the comparison's table, as the retrain showed them
+        expect(page.get_by_text(outcome_said).locator("visible=true")).to_have_count(2, timeout=10_000)
+        visible(page.get_by_text("Served vs this candidate")).wait_for(timeout=10_000)
+        page.get_by_role("button", name="Its full report").click()
         report = page.get_by_text('"candidate_metrics"')
         report.wait_for(timeout=10_000)
         page.get_by_role("tab", name="Models").click()

@@ -123,6 +123,35 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     assert not recorded & set(pixel_hashes(parts["holdout"]))
 
 
+def test_the_last_retrains_summary_is_read_back_after_a_restart(service: MammoService) -> None:
+    """A page opened after a retrain ended (a reload, a restart) shows its results: the summary is
+    rebuilt from the audit log's event and the candidate's stored config, as the retrain returned it."""
+
+    def as_json(value: object) -> object:
+        return json.loads(json.dumps(value))
+
+    def read_after_a_restart() -> dict | None:
+        restarted = MammoService(service.settings)
+        try:
+            return restarted.last_retrain_summary()
+        finally:
+            restarted.close()
+
+    assert service.last_retrain_summary() is None  # none ran
+    service.settings = dataclasses.replace(service.settings, gate_metric="no_such_metric")
+    rejected = service.retrain(TINY)
+    assert not rejected["promoted"] and rejected["rejected_id"]
+    assert as_json(read_after_a_restart()) == as_json(rejected)
+    assert as_json(service.rejected_summary(rejected["rejected_id"])) == as_json(rejected)
+    with pytest.raises(RegistryError, match="no rejected candidate"):
+        service.rejected_summary("../v1")  # a caller's id never names a path
+    service.settings = dataclasses.replace(service.settings, gate_metric="auc_malignant", gate_tolerance=1.0,
+                                           gate_min_malignant=0)  # lenient: promoted
+    promoted = service.retrain(TINY)
+    assert promoted["promoted"] and promoted["version"] == "v2", promoted["reason"]
+    assert as_json(service.last_retrain_summary()) == as_json(read_after_a_restart()) == as_json(promoted)
+
+
 def test_only_one_retrain_at_a_time(service: MammoService) -> None:
     started, release = threading.Event(), threading.Event()
 

@@ -271,6 +271,14 @@ class ModelRegistry(ABC):
             rows.append(row)
         return rows
 
+    def rejected_config(self, rejected_id: str) -> dict:
+        """The ``config.json`` of the rejected candidate ``rejected_id`` (as :meth:`rejected` lists it);
+        RegistryError when no such candidate is kept or its config cannot be read."""
+        kept = [row["id"] for row in self.rejected()]
+        if rejected_id not in kept:  # also keeps a caller's id from naming a path
+            raise RegistryError(f"no rejected candidate {rejected_id!r} is kept")
+        return _read_config(self.rejected_dir / rejected_id)
+
     # -- helpers ----------------------------------------------------------------------------------
     def _resolve(self, version: str | None) -> str:
         numbers = self._numbers()
