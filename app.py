@@ -639,10 +639,10 @@ def auc_shown(frame):
 
 
 def gate_text(summary: dict) -> str:
-    """The gate's exact reason, the split it evaluated on and where a rejected candidate is kept."""
+    """The gate's exact reason (it names the films it evaluated on) and where a rejected candidate is
+    kept."""
     kept = summary.get("rejected_id")
-    return (f"Gate: {summary['reason']}. Evaluated on: {summary['split']}."
-            + (f" The candidate is kept as `{kept}`." if kept else ""))
+    return f"Gate: {summary['reason']}." + (f" The candidate is kept as `{kept}`." if kept else "")
 
 
 def retrain_views(summary: dict | None):
