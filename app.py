@@ -714,10 +714,12 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
     scope = ("every visitor's predictions (you may retrain here)" if can_train(user, SETTINGS).allowed
              else f"your own predictions ({user})" if user else
              "nothing: sign in with Hugging Face to see your own predictions (trainers see everyone's)")
-    return (f"Showing {scope}. No image, file name or DICOM tag is ever logged. "
-            + analytics.latency_text(records),
+    low = analytics.low_confidence(records)
+    note = [f"Showing {scope}. No image, file name or DICOM tag is ever logged.",
+            analytics.latency_text(records), analytics.low_confidence_text(records, low)]
+    return (" ".join(filter(None, note)),
             analytics.predictions_per_day(records), analytics.class_mix(records),
-            analytics.score_histogram(records), analytics.low_confidence(records),
+            analytics.score_histogram(records), low,
             analytics.case_growth(service.cases.recent(10**9)), analytics.version_metrics(service.versions()),
             analytics.history_frame(service.own_predictions(user)))
 

@@ -12,7 +12,8 @@ import pandas as pd
 from .metrics import recorded_estimate
 
 __all__ = ["NEAR_CUT_OFF", "predictions_per_day", "class_mix", "score_histogram", "low_confidence",
-           "latency_text", "case_growth", "version_metrics", "HISTORY_COLUMNS", "history_frame"]
+           "low_confidence_text", "latency_text", "case_growth", "version_metrics", "HISTORY_COLUMNS",
+           "history_frame"]
 
 NEAR_CUT_OFF = 5.0  # points of the 0-100 score: a prediction this close to the cut-off is uncertain
 HISTORY_COLUMNS = ["at", "model_version", "label", "malignancy_score", "threshold", "above_threshold",
@@ -55,6 +56,17 @@ def low_confidence(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                          _one(r.get("uncertainty")), reason, (r.get("image_sha256") or "")[:12]])
     return pd.DataFrame(rows, columns=["when (UTC)", "version", "score", "cut-off", "uncertainty", "why",
                                        "image (SHA-256, start)"])
+
+
+def low_confidence_text(records: Sequence[Mapping[str, Any]], low: pd.DataFrame) -> str:
+    """How many of ``records`` the low-confidence table (``low``) holds, so that an empty table reads
+    as "none", not as a table that failed to load; nothing without records."""
+    if not records:
+        return ""
+    if low.empty:
+        return (f"None of the {len(records)} predictions is within {NEAR_CUT_OFF:.0f} points of its review "
+                "cut-off or highly uncertain: the low-confidence table is empty.")
+    return f"{len(low)} of the {len(records)} predictions are in the low-confidence table."
 
 
 def _one(value: float | None) -> str:

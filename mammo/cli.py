@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .choices import DEFAULT_METHOD, HEATMAP_METHODS, RECIPES
 from .config import DISCLAIMER
-from .errors import MammoError, ModelError
+from .errors import MammoError, ModelError, said_in_one_line
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -490,6 +490,7 @@ def _parser() -> argparse.ArgumentParser:
 _STORE_COMMANDS = ("cases", "models")  # they only read and write the stores: no torch
 
 
+@said_in_one_line
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; errors print one clear line and exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -500,8 +501,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(1)
     if args.command == "train":
         args.argv = list(argv) if argv is not None else None
-    try:
-        return args.run(args)
-    except (MammoError, ValueError, ModelError, OSError) as error:  # OSError: a missing or clashing path
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return args.run(args)

@@ -8,7 +8,11 @@ catches those still does.
 
 from __future__ import annotations
 
-__all__ = ["MammoError", "BadRequest", "SettingsError", "ModelError"]
+import functools
+import sys
+from collections.abc import Callable
+
+__all__ = ["MammoError", "BadRequest", "SettingsError", "ModelError", "INPUT_ERRORS", "said_in_one_line"]
 
 
 class MammoError(Exception):
@@ -35,3 +39,22 @@ class SettingsError(MammoError, ValueError):
 
 class ModelError(MammoError, RuntimeError):
     """A model that cannot be built or loaded; the message says why."""
+
+
+# what a command's input causes (a missing or clashing path, a bad value): said, not a traceback
+INPUT_ERRORS = (MammoError, ValueError, OSError)
+
+
+def said_in_one_line(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's ``main`` whose input errors (:data:`INPUT_ERRORS`) print one ``error:`` line on
+    stderr and return exit status 2, instead of a traceback."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs) -> int:
+        try:
+            return main(*args, **kwargs)
+        except INPUT_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return run

@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.data import PreparedImages, SplitSpec, label_order  # noqa: E402
+from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.metrics import paired_auc_difference  # noqa: E402
 from mammo.model import load  # noqa: E402
 from mammo.pipeline import base_splits  # noqa: E402
@@ -75,6 +76,7 @@ def _holdout(first: Path, second: Path, data: Path) -> tuple[list[str], list[str
     return [e.label for e in films], [e.group for e in films], *probs
 
 
+@said_in_one_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)

@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.choices import DEFAULT_METHOD  # noqa: E402
+from mammo.errors import MammoError, said_in_one_line  # noqa: E402
 from mammo.imaging import read_image  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
 
@@ -41,6 +42,15 @@ def _synthetic_full_field() -> np.ndarray:
     return np.clip(np.where(breast, 0.55, 0.02) + rng.normal(0, 0.02, breast.shape), 0, 1).astype(np.float32)
 
 
+def _read(path: Path) -> np.ndarray:
+    """``path``'s pixels; an unreadable file is named in the error."""
+    try:
+        return read_image(path)
+    except MammoError as error:
+        raise MammoError(f"{path}: {error}") from error
+
+
+@said_in_one_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--models", nargs="+", type=Path, required=True)
@@ -53,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time each model with its backbone in PyTorch (listed first)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    greys = {"images": [read_image(p) for p in args.images]}
+    greys = {"images": [_read(path) for path in args.images]}
     if args.full_size:
         greys["4600x2600"] = [_synthetic_full_field()]
     predictors = [Predictor(folder) for folder in args.models]

@@ -25,11 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.cv import summarise  # noqa: E402
 from mammo.data import PreparedImages, folder_examples, label_order  # noqa: E402
+from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.film import pool_scores  # noqa: E402
 from mammo.model import load  # noqa: E402
 from mammo.preprocess import PreprocessConfig  # noqa: E402
 
 
+@said_in_one_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--folds", type=Path, required=True, help="folder with fold0.. and cv.json")

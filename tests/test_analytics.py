@@ -38,3 +38,17 @@ def test_each_version_is_plotted_at_the_day_it_was_trained() -> None:
     assert frame.values.tolist() == [["2026-11-24", 0.63, "v1", "holdout"],
                                      ["2026-11-30", 0.69, "v2", "out of fold"],
                                      ["2026-12-02", 0.67, "v3", "holdout"]]  # published in the store that day
+
+
+def test_the_low_confidence_table_is_said_to_be_empty_when_it_is() -> None:
+    confident = {**record("2026-12-01T09:00:00Z", "normal", 4.0), "threshold": 30.0}
+    near = {**record("2026-12-01T10:00:00Z", "malignant", 33.0), "threshold": 30.0}
+    uncertain = {**confident, "uncertainty_high": True, "uncertainty": 12.0}
+    assert analytics.low_confidence_text([], analytics.low_confidence([])) == ""  # nothing to say
+    none = analytics.low_confidence_text([confident], analytics.low_confidence([confident]))
+    assert none.startswith("None of the 1 predictions is within 5 points") and "is empty" in none
+    both = [confident, near, uncertain]
+    low = analytics.low_confidence(both)
+    assert list(low["why"]) == ["high uncertainty", "near the cut-off"]  # newest first
+    assert analytics.low_confidence_text(both, low) == \
+        "2 of the 3 predictions are in the low-confidence table."

@@ -169,3 +169,23 @@ def test_store_benchmark_smoke(tmp_path: Path) -> None:
     # 5 batches and 30 submits, all small: merged into one
     assert "| shards before / after merging | 32 / 1 | 35 / 1 |" in done.stdout
     assert len(list((tmp_path / "store-50" / "data").glob("*.parquet"))) == 1
+
+
+@pytest.mark.parametrize("script, args", [
+    ("model_figures", ["--model", "{missing}", "--data", "{missing}"]),
+    ("compare_predict_cost", ["--models", "{missing}", "--images", "{missing}/film.png"]),
+    ("compare_models", ["--holdout", "{missing}", "{missing}", "--data", "{missing}"]),
+    ("compare_models", ["--cv", "{missing}/a.json", "{missing}/b.json"]),
+    ("heatmap_lesions", ["--model", "{missing}", "--data", "{missing}"]),
+    ("profile_predict", ["--model", "{missing}", "{missing}/film.png"]),
+    ("mirror_oof", ["--folds", "{missing}", "--data", "{missing}"]),
+    ("cv_pooling", ["--folds", "{missing}", "--data", "{missing}"]),
+    ("repeated_cv", ["{missing}/oof.json", "{missing}/oof2.json"]),
+])
+def test_a_script_given_a_missing_model_or_file_says_so_in_one_line(script: str, args: list[str],
+                                                                   tmp_path: Path) -> None:
+    missing = tmp_path / "no such folder"
+    done = script_here(f"scripts/{script}.py", *(a.format(missing=missing) for a in args))
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.startswith("error: "), done.stderr
+    assert "no such folder" in done.stderr  # it names what is missing
