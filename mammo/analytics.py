@@ -61,12 +61,17 @@ def low_confidence(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def low_confidence_text(records: Sequence[Mapping[str, Any]], low: pd.DataFrame) -> str:
     """How many of ``records`` the low-confidence table (``low``) holds, so that an empty table reads
     as "none", not as a table that failed to load; nothing without records."""
-    if not records:
+    n, near = len(records), f"within {NEAR_CUT_OFF:.0f} points of its review cut-off"
+    if n == 0:
         return ""
     if low.empty:
-        return (f"None of the {len(records)} predictions is within {NEAR_CUT_OFF:.0f} points of its review "
-                "cut-off or highly uncertain: the low-confidence table is empty.")
-    return f"{len(low)} of the {len(records)} predictions are in the low-confidence table."
+        return (f"The one prediction is not {near}, nor highly uncertain" if n == 1 else
+                f"None of the {n} predictions is {near} or highly uncertain") + \
+            ": the low-confidence table is empty."
+    if n == 1:
+        return "The one prediction is in the low-confidence table."
+    verb = "is" if len(low) == 1 else "are"
+    return f"{len(low)} of the {n} predictions {verb} in the low-confidence table."
 
 
 def _one(value: float | None) -> str:

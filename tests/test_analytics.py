@@ -45,8 +45,15 @@ def test_the_low_confidence_table_is_said_to_be_empty_when_it_is() -> None:
     near = {**record("2026-12-01T10:00:00Z", "malignant", 33.0), "threshold": 30.0}
     uncertain = {**confident, "uncertainty_high": True, "uncertainty": 12.0}
     assert analytics.low_confidence_text([], analytics.low_confidence([])) == ""  # nothing to say
-    none = analytics.low_confidence_text([confident], analytics.low_confidence([confident]))
-    assert none.startswith("None of the 1 predictions is within 5 points") and "is empty" in none
+    none = analytics.low_confidence_text([confident] * 2, analytics.low_confidence([confident] * 2))
+    assert none.startswith("None of the 2 predictions is within 5 points") and "is empty" in none
+    one = analytics.low_confidence_text([confident], analytics.low_confidence([confident]))
+    assert one == ("The one prediction is not within 5 points of its review cut-off, nor highly uncertain: "
+                   "the low-confidence table is empty.")
+    assert analytics.low_confidence_text([near], analytics.low_confidence([near])) == \
+        "The one prediction is in the low-confidence table."
+    assert analytics.low_confidence_text([near, confident], analytics.low_confidence([near, confident])) == \
+        "1 of the 2 predictions is in the low-confidence table."
     both = [confident, near, uncertain]
     low = analytics.low_confidence(both)
     assert list(low["why"]) == ["high uncertainty", "near the cut-off"]  # newest first
