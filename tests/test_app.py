@@ -251,13 +251,18 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
     assert decision["reason"] == summary["reason"] and decision["options"]["epochs"] == 1
 
 
-def test_retrain_refused_for_users_not_allowed(small_mias: Path, tmp_path: Path) -> None:
-    env = {"MAMMO_BASE_DATA": str(small_mias), "MAMMO_TRAINERS": "alice"}
-    with AppProcess(tmp_path / "home", env=env) as app:
-        for image_size in (64, None):  # an emptied image size (null) is "keep the model's", not a crash
-            with pytest.raises(AppError, match="limited to the trainers of this app; you are not signed in"):
-                app.client().predict(1, image_size, True, api_name="/retrain")
-        assert app.client().predict(api_name="/models")[-1]["version"] == SERVED
+def test_health_over_the_api_and_http(client, app: AppProcess, small_mias: Path) -> None:
+    report = client.predict(api_name="/health")
+    film = handle_file(str(next((small_mias / "normal").glob("*.png"))))
+    serving = client.predict(film, api_name="/predict")[2]["model_version"]
+    assert report["status"] == "ok" and report["model_version"] == serving
+    assert report["runtime"] == "onnxruntime"  # the backbone's runtime (PyTorch where ORT is missing)
+    assert report["cases"]["reachable"] and report["models"]["reachable"] and report["hub"] is None
+    assert report["cases"]["queued_shards"] == 0  # a local store delivers nothing
+    assert report["base_data"] == {"source": str(small_mias), "available": True}
+    assert report["queue_waiting"] == 0 and not report["retrain_running"] and report["uptime_s"] > 0
+    answer = httpx.get(app.url + "health", timeout=10)
+    assert answer.status_code == 200 and answer.json()["model_version"] == serving
 
 
 def test_offered_images_wait_in_the_label_next_queue_most_uncertain_first(client, small_mias: Path) -> None:
