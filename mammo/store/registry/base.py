@@ -252,12 +252,8 @@ class ModelRegistry(ABC):
 
     def rejected(self) -> list[dict]:
         """Rejected candidates, oldest first: id, rejected_at, report, metrics, path (+ error)."""
-        if not self.rejected_dir.is_dir():
-            return []
         rows = []
-        for folder in sorted(self.rejected_dir.iterdir()):
-            if folder.name.startswith(TMP_PREFIX) or not folder.is_dir():
-                continue
+        for folder in self._rejected_folders():
             row = {"id": folder.name, "path": str(folder)}
             try:
                 mammo = _read_config(folder).get("mammo") or {}
@@ -274,12 +270,19 @@ class ModelRegistry(ABC):
     def rejected_config(self, rejected_id: str) -> dict:
         """The ``config.json`` of the rejected candidate ``rejected_id`` (as :meth:`rejected` lists it);
         RegistryError when no such candidate is kept or its config cannot be read."""
-        kept = [row["id"] for row in self.rejected()]
+        kept = {folder.name: folder for folder in self._rejected_folders()}
         if rejected_id not in kept:  # also keeps a caller's id from naming a path
             raise RegistryError(f"no rejected candidate {rejected_id!r} is kept")
-        return _read_config(self.rejected_dir / rejected_id)
+        return _read_config(kept[rejected_id])
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _rejected_folders(self) -> list[Path]:
+        """The kept rejected candidates' folders, oldest first (not a half-written one)."""
+        if not self.rejected_dir.is_dir():
+            return []
+        return [folder for folder in sorted(self.rejected_dir.iterdir())
+                if folder.is_dir() and not folder.name.startswith(TMP_PREFIX)]
+
     def _resolve(self, version: str | None) -> str:
         numbers = self._numbers()
         if version is None:
