@@ -998,14 +998,16 @@ def build() -> gr.Blocks:
                 scores = gr.BarPlot(x="malignancy score", y="predictions",
                                     label="Malignancy scores (0-100, as shown: calibrated where the "
                                           "model was)", **from_zero)
-                growth = gr.ScatterPlot(x="day", y="cases", color="label",
-                                        label="Submitted cases per label, cumulative", **from_zero)
-            version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="version",
+                growth = gr.BarPlot(x="day", y="cases", color="label",  # stacked: no point hides another
+                                    label="Submitted cases by label, cumulative (the bars' height: all cases "
+                                          "by that day)", **from_zero)
+            version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="estimate",
                                          y_lim=[0, 1],  # the whole scale: no point cut at an axis end
-                                         tooltip="all",  # the figure: out of fold, holdout, validation
-                                         label="Each version's estimated AUC by the day it was trained: "
-                                               "out of fold where it was cross-validated, else on its own "
-                                               "evaluation split (point at one to see which)")
+                                         tooltip="all",  # the version, its films and the interval
+                                         label="Each version's AUC by the day it was trained, one colour "
+                                               "for each kind of estimate: out of fold (cross-validated), "
+                                               "on the held-out patients, on validation. Compare like "
+                                               "with like; point at a dot for its version and interval")
             near = analytics.NEAR_CUT_OFF
             low = gr.Dataframe(label=f"Low-confidence predictions: within {near:.0f} points of the review "
                                      "cut-off, or with a high uncertainty (newest first)",
@@ -1211,7 +1213,7 @@ def build() -> gr.Blocks:
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels
             recolour(show(analytics_views, None, analytics_outputs, **private),
-                     {growth: "label", version_auc: "version"})
+                     {growth: "label", version_auc: "estimate"})
         history_button.click(history_file, None, history_csv, **private)
         gr.on([], history_records, None, api_outputs["your predictions"], api_name="history",
               api_description=history_records.__doc__)

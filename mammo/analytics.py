@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .metrics import recorded_estimate
+from .metrics import recorded_evaluations
+from .views import auc_and_ci
 
 __all__ = ["NEAR_CUT_OFF", "predictions_per_day", "class_mix", "score_histogram", "low_confidence",
-           "low_confidence_text", "latency_text", "case_growth", "version_metrics", "HISTORY_COLUMNS",
-           "history_frame"]
+           "low_confidence_text", "latency_text", "case_growth", "VERSION_METRICS_COLUMNS", "version_metrics",
+           "HISTORY_COLUMNS", "history_frame"]
 
 NEAR_CUT_OFF = 5.0  # points of the 0-100 score: a prediction this close to the cut-off is uncertain
 HISTORY_COLUMNS = ["at", "model_version", "label", "malignancy_score", "threshold", "above_threshold",
@@ -89,29 +90,33 @@ def latency_text(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def case_growth(cases: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Submitted cases per label, cumulative by day (data growth)."""
+    """Submitted cases per label, cumulative by day (data growth): a row for each label on each day a
+    case came in (0 before its first case), so that stacked bars add up to all cases by that day."""
     frame = pd.DataFrame([{"day": str(c["submitted_at"])[:10], "label": c["label"]} for c in cases],
                          columns=["day", "label"])
     if frame.empty:
         return pd.DataFrame(columns=["day", "cases", "label"])
-    daily = frame.groupby(["label", "day"]).size().groupby(level=0).cumsum().rename("cases").reset_index()
-    return daily[["day", "cases", "label"]]
+    daily = frame.groupby(["day", "label"]).size().unstack("label", fill_value=0).sort_index().cumsum()
+    return daily.stack().rename("cases").reset_index()[["day", "cases", "label"]]
+
+
+VERSION_METRICS_COLUMNS = ["trained", "AUC malignant vs rest", "estimate", "version", "films", "AUC (95% CI)"]
 
 
 def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Each version's estimated malignant-vs-rest AUC against the day it was trained: its
-    cross-validation when it records one (the figure its card and the Models tab quote), else its
-    own evaluation split's; ``figure`` says which (the packaged versions are all published in a
-    store the day the app first starts there)."""
+    """Each version's malignant-vs-rest AUC against the day it was trained, once for each evaluation it
+    records (:func:`~mammo.metrics.recorded_evaluations`): ``estimate`` names what it was computed on
+    (out of fold, the held-out patients, validation), so that a plot coloured by it sets like against
+    like, not a cross-validation against six malignant held-out films (the packaged versions are all
+    published in a store the day the app first starts there)."""
     rows = []
     for v in versions:
-        estimate = recorded_estimate(v)
-        if estimate is not None:
-            figure, metrics = estimate
-            rows.append({"trained": str(v.get("created_at") or v.get("published_at") or "")[:10],
-                         "AUC malignant vs rest": metrics["auc_malignant"], "version": v["version"],
-                         "figure": figure})
-    return pd.DataFrame(rows, columns=["trained", "AUC malignant vs rest", "version", "figure"])
+        trained = str(v.get("created_at") or v.get("published_at") or "")[:10]
+        for estimate, metrics in recorded_evaluations(v):
+            if metrics.get("auc_malignant") is not None:
+                rows.append([trained, round(metrics["auc_malignant"], 3), estimate, v["version"],
+                             metrics.get("n"), auc_and_ci(metrics, label="")])
+    return pd.DataFrame(rows, columns=VERSION_METRICS_COLUMNS)
 
 
 def history_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

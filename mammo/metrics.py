@@ -36,6 +36,7 @@ __all__ = [
     "bootstrap_auc_ci",
     "OUT_OF_FOLD",
     "recorded_estimate",
+    "recorded_evaluations",
     "rank_auc",
     "paired_auc_difference",
     "evaluate_predictions",
@@ -132,6 +133,19 @@ def recorded_estimate(record: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]
     if metrics.get("auc_malignant") is not None:
         return (record.get("split") or {}).get("name") or "evaluation", metrics
     return None
+
+
+def recorded_evaluations(record: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Every evaluation a version's record holds, each named by what it was computed on: its own
+    split's metrics (``OUT_OF_FOLD`` where that split was the cross-validation itself), then the
+    pooled out-of-fold figures when it was cross-validated besides."""
+    split = (record.get("split") or {}).get("name") or "evaluation"
+    named = []
+    if record.get("metrics"):
+        named.append((OUT_OF_FOLD if split == "cross-validation" else split, record["metrics"]))
+    if record.get("cv") and split != "cross-validation":
+        named.append((OUT_OF_FOLD, record["cv"]))
+    return named
 
 
 def bootstrap_auc_ci(

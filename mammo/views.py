@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .choices import LESION_MAP
-from .metrics import FEWEST_FOR_AN_INTERVAL, OUT_OF_FOLD, recorded_estimate
+from .metrics import FEWEST_FOR_AN_INTERVAL, OUT_OF_FOLD, recorded_estimate, recorded_evaluations
 from .store.gate import gives_every_film_one_score, malignant_films
 from .timestamps import human_time
 
@@ -682,16 +682,10 @@ def estimate_metrics(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def evaluations(mammo: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Every evaluation a version's config records, named by what it was computed on: its own
-    split's metrics and, when it was cross-validated, the pooled out-of-fold figures."""
+    """Every evaluation a version's config records (:func:`~mammo.metrics.recorded_evaluations`),
+    named by the version and what it was computed on."""
     version = mammo.get("version") or "model"
-    split = (mammo.get("split") or {}).get("name", "evaluation")
-    named = {}
-    if mammo.get("metrics"):
-        named[f"{version}, {OUT_OF_FOLD if split == 'cross-validation' else split}"] = mammo["metrics"]
-    if mammo.get("cv") and split != "cross-validation":
-        named[f"{version}, {OUT_OF_FOLD}"] = mammo["cv"]
-    return named
+    return {f"{version}, {kind}": metrics for kind, metrics in recorded_evaluations(mammo)}
 
 
 def version_figures(mammo: Mapping[str, Any]) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame,

@@ -24,20 +24,43 @@ def test_scores_fall_in_ten_bins_and_no_score_draws_no_bars() -> None:
     assert dict(zip(days["day"], days["predictions"], strict=True)) == {"2026-12-01": 2, "2026-12-02": 2}
 
 
-def test_each_version_is_plotted_at_the_day_it_was_trained() -> None:
+def test_each_version_is_plotted_at_the_day_it_was_trained_once_per_kind_of_estimate() -> None:
     holdout = {"name": "holdout"}
     versions = [{"version": "v1", "created_at": "2026-11-24T12:46:34+00:00", "split": holdout,
-                 "published_at": "2026-12-02T09:43:00+00:00", "metrics": {"auc_malignant": 0.63}},
+                 "published_at": "2026-12-02T09:43:00+00:00",
+                 "metrics": {"auc_malignant": 0.63, "auc_malignant_ci95": [0.19, 0.96], "n": 38}},
                 {"version": "v2", "created_at": "2026-11-30T08:49:09+00:00", "split": holdout,
-                 "published_at": "2026-12-02T09:43:00+00:00", "metrics": {"auc_malignant": 0.78},
-                 "cv": {"auc_malignant": 0.69}},  # cross-validated: the figure its card quotes
+                 "published_at": "2026-12-02T09:43:00+00:00",
+                 "metrics": {"auc_malignant": 0.78, "auc_malignant_ci95": [0.5, 0.97], "n": 38},
+                 "cv": {"auc_malignant": 0.69, "auc_malignant_ci95": [0.58, 0.8], "n": 220}},
                 {"version": "v3", "created_at": None, "published_at": "2026-12-02T10:00:00+00:00",
-                 "split": holdout, "metrics": {"auc_malignant": 0.67}, "cv": None},
-                {"version": "v4", "created_at": "2026-12-02T11:00:00+00:00", "metrics": {}}]  # not measured
+                 "split": holdout, "metrics": {"auc_malignant": 0.67, "n": 12}, "cv": None},  # 3 malignant
+                {"version": "v4", "created_at": "2026-12-02T11:00:00+00:00", "metrics": {}},  # not measured
+                {"version": "v5", "created_at": "2026-12-03T11:00:00+00:00",  # its own split: the CV's OOF
+                 "split": {"name": "cross-validation"},
+                 "metrics": {"auc_malignant": 0.7, "auc_malignant_ci95": [0.6, 0.8], "n": 220}}]
     frame = analytics.version_metrics(versions)
-    assert frame.values.tolist() == [["2026-11-24", 0.63, "v1", "holdout"],
-                                     ["2026-11-30", 0.69, "v2", "out of fold"],
-                                     ["2026-12-02", 0.67, "v3", "holdout"]]  # published in the store that day
+    assert list(frame.columns) == analytics.VERSION_METRICS_COLUMNS
+    assert frame.values.tolist() == [
+        ["2026-11-24", 0.63, "holdout", "v1", 38, "0.63 (0.19–0.96)"],
+        ["2026-11-30", 0.78, "holdout", "v2", 38, "0.78 (0.50–0.97)"],
+        ["2026-11-30", 0.69, "out of fold", "v2", 220, "0.69 (0.58–0.80)"],  # beside it, its own colour
+        ["2026-12-02", 0.67, "holdout", "v3", 12, "0.67 (none: fewer than 5 films of a class)"],  # that day
+        ["2026-12-03", 0.7, "out of fold", "v5", 220, "0.70 (0.60–0.80)"]]
+
+
+def test_case_growth_gives_every_label_on_every_day_so_stacked_bars_add_up() -> None:
+    cases = [{"submitted_at": at, "label": label} for at, label in (
+        ("2026-12-01T09:00:00Z", "benign"), ("2026-12-01T10:00:00Z", "malignant"),
+        ("2026-12-03T08:00:00Z", "benign"), ("2026-12-03T09:00:00Z", "benign"),
+        ("2026-12-04T07:00:00Z", "normal"))]
+    frame = analytics.case_growth(cases)
+    assert frame.values.tolist() == [
+        ["2026-12-01", 1, "benign"], ["2026-12-01", 1, "malignant"], ["2026-12-01", 0, "normal"],
+        ["2026-12-03", 3, "benign"], ["2026-12-03", 1, "malignant"], ["2026-12-03", 0, "normal"],
+        ["2026-12-04", 3, "benign"], ["2026-12-04", 1, "malignant"], ["2026-12-04", 1, "normal"]]
+    assert frame.groupby("day")["cases"].sum().tolist() == [2, 4, 5]  # all cases by each day
+    assert analytics.case_growth([]).empty
 
 
 def test_the_low_confidence_table_is_said_to_be_empty_when_it_is() -> None:
