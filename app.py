@@ -561,10 +561,16 @@ def totals():
 
 
 # -- Retrain ----------------------------------------------------------------------------------------
-def _options(epochs: float, image_size: float | None, from_current: bool) -> RetrainOptions:
-    """The retrain's options from the tab's values; an emptied image size (null) keeps the model's."""
-    return RetrainOptions(epochs=int(epochs), image_size=int(image_size or 0) or None,
-                          from_current=bool(from_current))
+def _options(epochs: float, image_size: float | None, from_current: bool, user: str | None) -> RetrainOptions:
+    """The retrain's options from the tab's values (an emptied image size, null, keeps the model's);
+    a trainer is warned when the size is too small for the served recipe (the retrain still runs)."""
+    options = RetrainOptions(epochs=int(epochs), image_size=int(image_size or 0) or None,
+                             from_current=bool(from_current))
+    training = (service.served_config().get("mammo") or {}).get("training") or {}
+    warning = views.small_films_warning(training, options.image_size)
+    if warning and can_train(user, SETTINGS).allowed:  # others are refused: no warning before that
+        gr.Warning(f"{warning} The retrain runs as asked.", duration=None)  # until it is closed
+    return options
 
 
 @clear_errors
@@ -574,7 +580,8 @@ def retrain(epochs: float = 5, image_size: float = 0, from_current: bool = True,
     """Fine-tune on the base data + submitted cases (trainers only). The candidate is published as the
     next version only if it is no worse on the fixed held-out patients; returns the summary with both
     models' metrics, `promoted`, the served `version` and the training history."""
-    return service.retrain(_options(epochs, image_size, from_current), user=_user(profile, token),
+    user = _user(profile, token)
+    return service.retrain(_options(epochs, image_size, from_current, user), user=user,
                            progress=lambda f, m: progress(f, desc=m))
 
 
@@ -584,7 +591,8 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
                  token: gr.OAuthToken | None = None):
     """The Retrain button: the same retrain, with a status line (step, epoch, losses, AUC, time
     left) streamed next to the button while it runs; then the summary."""
-    options, user = _options(epochs, image_size, from_current), _user(profile, token)
+    user = _user(profile, token)
+    options = _options(epochs, image_size, from_current, user)
     state: dict = {"fraction": 0.0, "message": "starting", "epoch": None}
     done = threading.Event()
 

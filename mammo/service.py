@@ -60,6 +60,7 @@ from .train import (
     model_probabilities,
     paired_comparison,
 )
+from .views import small_films_warning
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
 
@@ -171,7 +172,8 @@ def retrain_summary(mammo: Mapping[str, Any], version: str | None, rejected_id: 
     """What a retrain returns, from its candidate's config (``mammo``: its report, training history and
     split): ``version`` is the one served after it; ``rejected_id`` names the kept candidate, if any."""
     return {**mammo["report"], "version": version, "rejected_id": rejected_id,
-            "history": mammo["training"]["history"], "split": mammo["split"]["description"]}
+            "history": mammo["training"]["history"], "split": mammo["split"]["description"],
+            "film_size_warning": small_films_warning(mammo["training"])}
 
 
 class MammoService:

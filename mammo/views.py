@@ -59,6 +59,9 @@ __all__ = [
     "RELIABILITY_COLUMNS",
     "estimate_metrics",
     "estimate_text",
+    "retrain_recipe_text",
+    "smallest_film_side",
+    "small_films_warning",
     "metadata_from_fields",
     "receipt_text",
     "bulk_receipt_text",
@@ -374,6 +377,8 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
             caveat += (f" **{conflicts} of them {'carry' if conflicts > 1 else 'carries'} another label "
                        "than the base data's**: the base label was kept; a clinician should look at "
                        f"{'them' if conflicts > 1 else 'it'}.")
+    if summary.get("film_size_warning"):
+        caveat += f" {summary['film_size_warning']}"
     noise = _paired_text(summary.get("paired_difference"), summary["current_version"])
     if summary["promoted"]:
         return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
@@ -729,12 +734,34 @@ def retrain_recipe_text(mammo: Mapping[str, Any]) -> str:
     film = training.get("film_epochs") or 0
     then = (f", then {film} epochs of whole-film fine-tuning (the served version's recipe), so each "
             "retrain takes longer than the slider says" if film else "")
-    patch = training.get("patch_size") or 96
-    small = (f" Keep films at least {4 * patch} px (four of its {patch} px patches across): on smaller "
-             "ones hardly any patch lies inside the breast, the model can end up giving every film the "
-             "same answer, and the gate then refuses it.")
+    patch = training.get("patch_size") or _PATCH_SIZE
+    small = (f" Keep films at least {smallest_film_side(training)} px (four of its {patch} px patches "
+             f"across): on smaller ones {_SMALL_FILMS}.")
     return (f"A retrain runs the lesion-aware recipe: the epochs chosen above of patch training{then}."
             f"{small}{caveat}")
+
+
+_PATCH_SIZE = 96  # the patch recipe's default patch side, for a config that does not record it
+_SMALL_FILMS = ("hardly any patch lies inside the breast: the model can end up giving every film the same "
+                "answer, and the gate then refuses it")
+
+
+def smallest_film_side(training: Mapping[str, Any]) -> int | None:
+    """The smallest film side a retrain of this recipe (a config's ``training``) is worth running at:
+    four patches across for the lesion-aware recipe; None for the whole-film one (any size works)."""
+    if training.get("recipe") != "patch":
+        return None
+    return 4 * (training.get("patch_size") or _PATCH_SIZE)
+
+
+def small_films_warning(training: Mapping[str, Any], image_size: int | None = None) -> str | None:
+    """Why a retrain of this recipe (a config's ``training``) at ``image_size`` px (None: the size it
+    records) is likely to fail, when that is below :func:`smallest_film_side`; None when it is not."""
+    size, smallest = image_size or training.get("image_size"), smallest_film_side(training)
+    if smallest is None or size is None or size >= smallest:
+        return None
+    return (f"At {size} px, below the {smallest} px this recipe needs (four of its patches across), "
+            f"{_SMALL_FILMS}.")
 
 
 def estimate_text(mammo: Mapping[str, Any]) -> str:

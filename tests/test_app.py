@@ -231,6 +231,7 @@ def test_retrain_then_models_agree(client, app: AppProcess, small_mias: Path) ->
     # the gate compares AUCs, or refuses a candidate with one score for every film (v3's whole-film
     # stage can collapse on 128 px films: see the Retrain tab's note)
     assert summary["cases_used"] >= 1
+    assert summary["film_size_warning"].startswith("At 128 px, below the 384 px this recipe needs")
     assert "auc_malignant" in summary["reason"] or "the same malignancy score" in summary["reason"]
     assert summary["promoted"] == promotion_decision(summary["candidate_metrics"], summary["current_metrics"],
                                                      "auc_malignant", 0.01)[0]  # the app's defaults

@@ -523,6 +523,9 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     epochs.fill("1")
     epochs.press("Tab")
     button.click()
+    # 128 px is below what v3's recipe needs: said at once, and it runs as asked
+    page.get_by_text(re.compile(r"^At 128 px, below the 384 px .* The retrain runs as asked\.$")).wait_for(
+        timeout=30_000)
     status = page.locator("#retrain-status")
     status.get_by_text("Retraining:").wait_for(timeout=60_000)
     assert button.is_disabled()  # a second click cannot start (or silently drop) a second run

@@ -416,6 +416,9 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
         assert set(views.curves_frame(summary["history"])["series"]) == {"train loss, patches",
                                                                          "train loss, whole films"}
         assert service.predictor.config["mammo"]["training"]["film_epochs"] == 1
+        # 128 px films are two 64 px patches across: said in the summary and its verdict
+        assert summary["film_size_warning"].startswith("At 128 px, below the 256 px this recipe needs")
+        assert summary["film_size_warning"] in views.verdict_text(summary)
         with pytest.raises(RetrainError, match="patch size"):
             service.retrain(RetrainOptions(epochs=1, image_size=48))
     finally:

@@ -528,6 +528,28 @@ def test_the_retrain_tab_says_what_a_retrain_runs(training: dict, expected: str)
     assert expected in views.retrain_recipe_text({"training": training})
 
 
+@pytest.mark.parametrize(("training", "image_size", "warned"), [
+    ({"recipe": "patch", "patch_size": 96, "image_size": 512}, None, None),  # the recorded size: fine
+    ({"recipe": "patch", "patch_size": 96, "image_size": 512}, 128, "At 128 px, below the 384 px"),
+    ({"recipe": "patch", "patch_size": 96, "image_size": 512}, 384, None),  # four patches across
+    ({"recipe": "patch", "image_size": 256}, None, "At 256 px, below the 384 px"),  # 96 px by default
+    ({"recipe": "patch", "patch_size": 32, "image_size": 64}, 128, None),
+    ({"recipe": "film", "image_size": 512}, 64, None),  # whole films: any size
+])
+def test_a_retrain_on_films_too_small_for_the_recipes_patches_is_warned_of(
+        training: dict, image_size: int | None, warned: str | None) -> None:
+    warning = views.small_films_warning(training, image_size)
+    if warned is None:
+        assert warning is None
+    else:
+        assert warning.startswith(warned) and warning.endswith("and the gate then refuses it.")
+    summary = {"current_metrics": {"auc_malignant": 0.7}, "current_version": "v3", "version": "v3",
+               "candidate_metrics": {"auc_malignant": 0.6, "n": 38}, "promoted": False,
+               "film_size_warning": warning}
+    assert (warning or "") in views.verdict_text(summary)
+    assert ("below the" in views.verdict_text(summary)) == (warning is not None)
+
+
 @pytest.mark.parametrize(("version", "trained_on_validation"), [("v1", False), ("v2", True), ("v3", True)])
 def test_the_retrain_tab_warns_when_the_served_version_learnt_the_validation_films(
         version: str, trained_on_validation: bool) -> None:
