@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import SettingsError
 
-__all__ = ["Settings", "settings", "PACKAGE_WEIGHTS", "DISCLAIMER"]
+__all__ = ["Settings", "settings", "cache_dir", "PACKAGE_WEIGHTS", "DISCLAIMER"]
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 
@@ -138,6 +138,14 @@ def _base_data(value: str | None) -> tuple[Path | None, str | None]:
     if not folder.exists() and _REPO_ID.fullmatch(value):
         return None, value
     return folder, None
+
+
+def cache_dir() -> Path:
+    """Where mammo keeps what it can rebuild, such as ONNX exports (``MAMMO_CACHE``; by default
+    ``$XDG_CACHE_HOME/mammo``, else ``~/.cache/mammo``)."""
+    if os.environ.get("MAMMO_CACHE"):
+        return Path(os.environ["MAMMO_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "mammo"
 
 
 def settings() -> Settings:

@@ -2,10 +2,10 @@
 
 EfficientNet-Lite's depthwise convolutions run about twice as fast in ONNX Runtime as in PyTorch on
 a CPU (v2's 512 px backbone pass on one thread: 75 ms against 145 ms; see README "Serving speed").
-The backbone is exported in memory when a model is loaded (about a second) and checked against
-PyTorch on a prepared input; where onnxruntime is missing, the export fails or the outputs differ, the
-caller keeps PyTorch and the reason is logged. Heads, pooling, calibration and Grad-CAM stay in
-PyTorch.
+The backbone is exported when a model is first loaded (about a second; kept on disk for the next
+load, :mod:`mammo.onnx_cache`) and checked against PyTorch on a prepared input at every load; where
+onnxruntime is missing, the export fails or the outputs differ, the caller keeps PyTorch and the
+reason is logged. Heads, pooling, calibration and Grad-CAM stay in PyTorch.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["OnnxBackbone", "onnx_backbone", "TOLERANCE"]
+from .config import cache_dir
+from .onnx_cache import ExportCache, export_key
+
+__all__ = ["OnnxBackbone", "export_backbone", "onnx_backbone", "TOLERANCE", "OPSET"]
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 1e-3  # largest accepted difference from PyTorch's feature map (features are O(1))
+OPSET = 17
 
 
 class _Features(nn.Module):
@@ -47,28 +51,19 @@ class OnnxBackbone:
     109 ms instead of 75 and the app served no faster than with PyTorch.
 
     Args:
-        model: the loaded model (eval mode) with ``forward_features``.
-        example: one prepared input (C, S, S): exported at its shape and checked on it.
+        exported: the backbone's ONNX export (:func:`export_backbone`).
+        model: the loaded model (eval mode) with ``forward_features``, to check the session against.
+        batch: one prepared input (1, C, S, S): checked on it.
         threads: ONNX Runtime's intra-op threads (one per worker, as PyTorch's).
     """
 
-    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int = 1) -> None:
+    def __init__(self, exported: bytes, model: nn.Module, batch: torch.Tensor, threads: int = 1) -> None:
         import onnxruntime
 
-        batch = example[None].contiguous()
-        exported = io.BytesIO()
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(_Features(model).eval(), (batch,), exported, dynamo=False, opset_version=17,
-                              input_names=["inputs"], output_names=["features"],
-                              dynamic_axes={"inputs": {0: "n"}, "features": {0: "n"}})
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = max(1, threads)
-        self.session = onnxruntime.InferenceSession(exported.getvalue(), options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
         self._turn = threading.Lock()
-        del exported
-        _release_freed_memory()  # the exporter's garbage: about 40 MB the app would otherwise keep (measured)
         with torch.inference_mode():
             expected = model.forward_features(batch)
         self.difference = float((self(batch) - expected).abs().max())
@@ -77,6 +72,20 @@ class OnnxBackbone:
         inputs = np.ascontiguousarray(batch.numpy(), dtype=np.float32)
         with self._turn:
             return torch.from_numpy(self.session.run(None, {"inputs": inputs})[0])
+
+
+def export_backbone(model: nn.Module, batch: torch.Tensor) -> bytes:
+    """``model.forward_features`` exported to ONNX at ``batch``'s shape (any batch size)."""
+    exported = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(_Features(model).eval(), (batch,), exported, dynamo=False, opset_version=OPSET,
+                          input_names=["inputs"], output_names=["features"],
+                          dynamic_axes={"inputs": {0: "n"}, "features": {0: "n"}})
+    data = exported.getvalue()
+    del exported
+    _release_freed_memory()  # the exporter's garbage: about 40 MB the app would otherwise keep (measured)
+    return data
 
 
 def _release_freed_memory() -> None:
@@ -91,10 +100,42 @@ def _release_freed_memory() -> None:
         pass
 
 
-def onnx_backbone(model: nn.Module, example: torch.Tensor) -> OnnxBackbone | None:
-    """The backbone through ONNX Runtime, or None (logged) where PyTorch must stay."""
+def _cached(cache: ExportCache, key: str, model: nn.Module, batch: torch.Tensor,
+            threads: int) -> OnnxBackbone | None:
+    """The backbone from the cached export under ``key``; None when there is none, or when it does not
+    load or answer as PyTorch does (then it is dropped, to be exported anew)."""
+    exported = cache.read(key)
+    if exported is None:
+        return None
     try:
-        backbone = OnnxBackbone(model, example, torch.get_num_threads())
+        backbone = OnnxBackbone(exported, model, batch, threads)
+    except Exception as error:  # noqa: BLE001 - a damaged copy: export anew
+        log.warning("A cached ONNX export did not load (%s: %s); exporting anew",
+                    type(error).__name__, str(error)[:200])
+        backbone = None
+    if backbone is not None and not backbone.difference <= TOLERANCE:
+        log.warning("A cached ONNX export answers otherwise than PyTorch (by %.2g); exporting anew",
+                    backbone.difference)
+        backbone = None
+    if backbone is None:
+        cache.drop(key)
+    return backbone
+
+
+def onnx_backbone(model: nn.Module, example: torch.Tensor) -> OnnxBackbone | None:
+    """The backbone through ONNX Runtime, or None (logged) where PyTorch must stay. The export is
+    cached (:mod:`mammo.onnx_cache`): a model loaded again skips it."""
+    batch, threads = example[None].contiguous(), torch.get_num_threads()
+    try:
+        import onnxruntime  # noqa: F401 - where it is missing, PyTorch serves (and the cache is not touched)
+
+        cache, key = ExportCache(cache_dir()), export_key(model, batch, OPSET)
+        backbone = _cached(cache, key, model, batch, threads)
+        if backbone is None:
+            exported = export_backbone(model, batch)
+            backbone = OnnxBackbone(exported, model, batch, threads)
+            if backbone.difference <= TOLERANCE:
+                cache.write(key, exported)
     except Exception as error:  # noqa: BLE001 - any failure to export or load means: keep PyTorch
         log.warning("ONNX Runtime not used for this model (%s: %s); PyTorch serves it",
                     type(error).__name__, str(error)[:200])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,22 @@ SLOWEST_FIRST = ("test_faults.py",  # 182 s
                  "test_distributed.py",  # 47
                  "test_security.py",  # 33
                  "test_bad_inputs.py")  # 30
+
+
+_RUN_CACHE = pytest.StashKey[str]()  # the run's ONNX export folder, when this run made it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One folder of ONNX exports (``MAMMO_CACHE``, :mod:`mammo.onnx_cache`) for the whole run, made
+    before the workers start so that they and the apps they run share it; never the user's own."""
+    if not hasattr(config, "workerinput") and not os.environ.get("MAMMO_CACHE"):
+        config.stash[_RUN_CACHE] = os.environ["MAMMO_CACHE"] = tempfile.mkdtemp(prefix="mammo-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _RUN_CACHE in config.stash:
+        shutil.rmtree(config.stash[_RUN_CACHE], ignore_errors=True)
+        del os.environ["MAMMO_CACHE"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

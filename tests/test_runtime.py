@@ -52,3 +52,63 @@ def test_without_onnxruntime_pytorch_serves_and_says_so(monkeypatch: pytest.Monk
     assert predictor.runtime == "pytorch"
     assert "ONNX Runtime not used" in caplog.text and "PyTorch serves it" in caplog.text
     assert sum(predictor.predict(films[0]).probabilities.values()) == pytest.approx(1)
+
+
+def test_the_export_is_kept_for_the_next_load_and_a_damaged_copy_is_exported_anew(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path,
+        films: list[Path]) -> None:
+    from mammo import runtime
+
+    monkeypatch.setenv("MAMMO_CACHE", str(tmp_path / "cache"))
+    exports = []
+    export = runtime.export_backbone
+    monkeypatch.setattr(runtime, "export_backbone", lambda *a: exports.append(1) or export(*a))
+    first = Predictor(PACKAGE_WEIGHTS / SERVED)
+    [kept] = (tmp_path / "cache").glob("*.onnx")
+    again = Predictor(PACKAGE_WEIGHTS / SERVED)  # a restart: read back, not exported
+    assert len(exports) == 1 and again.runtime == "onnxruntime"
+    assert again.predict(films[0]).probabilities == first.predict(films[0]).probabilities
+    # a copy cut short (a full disk, another process's half-written file is never renamed in): dropped,
+    # exported anew, and the model still served through ONNX Runtime
+    kept.write_bytes(kept.read_bytes()[:1000])
+    with caplog.at_level(logging.WARNING, logger="mammo.runtime"):
+        damaged = Predictor(PACKAGE_WEIGHTS / SERVED)
+    assert "A cached ONNX export did not load" in caplog.text and len(exports) == 2
+    assert damaged.runtime == "onnxruntime" and kept.stat().st_size > 10**6
+    # another model's export under this key (it loads, but its features are not this model's)
+    other = Predictor(PACKAGE_WEIGHTS / "v2", fast=False).model
+    kept.write_bytes(export(other, first._example_input()[None]))
+    with caplog.at_level(logging.WARNING, logger="mammo.runtime"):
+        assert Predictor(PACKAGE_WEIGHTS / SERVED).runtime == "onnxruntime" and len(exports) == 3
+    assert "A cached ONNX export answers otherwise than PyTorch" in caplog.text
+
+
+def test_the_export_key_changes_with_any_weight_and_the_input_size() -> None:
+    import torch
+
+    from mammo.onnx_cache import export_key
+
+    model = Predictor(PACKAGE_WEIGHTS / SERVED, fast=False).model
+    batch = torch.zeros(1, 3, 512, 512)
+    key = export_key(model, batch, 17)
+    assert key == export_key(model, batch.clone(), 17)  # the weights and shape, not the input's values
+    assert key != export_key(model, torch.zeros(1, 3, 384, 384), 17) != export_key(model, batch, 18)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-6
+    assert export_key(model, batch, 17) != key
+
+
+def test_the_cache_keeps_the_most_recently_used_exports(tmp_path: Path) -> None:
+    import os
+
+    from mammo.onnx_cache import ExportCache
+
+    cache = ExportCache(tmp_path / "cache", keep=2)
+    for age, key in enumerate(("a", "b")):
+        cache.write(key, key.encode())
+        os.utime(cache.path(key), (1000 + age, 1000 + age))
+    assert cache.read("a") == b"a"  # used now: newer than b
+    cache.write("c", b"c")
+    assert [cache.read(key) for key in "abc"] == [b"a", None, b"c"]
+    cache.drop("a")
+    assert cache.read("a") is None and sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["c.onnx"]
