@@ -661,7 +661,7 @@ def retrain_views(summary: dict | None):
     reason = gate_text(summary)
     history = summary["history"]
     losses, aucs = views.curves_frame(history), views.curves_frame(history, views.AUC_CURVE)
-    return (gr.update(visible=True), views.verdict_text(summary), reason,
+    return (gr.update(visible=True), views.verdict_text(summary, service.predictor.version), reason,
             views.comparison_frame(current, candidate, summary.get("baseline_metrics")),
             views.roc_frame({**named, "baseline": summary.get("baseline_metrics") or {}}),
             losses_shown(losses, aucs), auc_shown(aucs),
@@ -684,7 +684,7 @@ def rejected_report(rejected_id: str | None):
         summary = service.rejected_summary(rejected_id)
     except MammoError as error:
         raise _refuse("rejected candidate", error) from error
-    return (f"{views.verdict_text(summary)}\n\n{gate_text(summary)}",
+    return (f"{views.verdict_text(summary, service.predictor.version)}\n\n{gate_text(summary)}",
             views.comparison_frame(summary["current_metrics"], summary["candidate_metrics"],
                                    summary.get("baseline_metrics")),
             views.rounded(summary))

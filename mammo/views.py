@@ -352,8 +352,20 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any],
     return pd.DataFrame(rows, columns=["metric", *models])
 
 
-def verdict_text(summary: Mapping[str, Any]) -> str:
-    """A retrain's outcome in plain words (the gate's exact reason stays in the details)."""
+def _headline(summary: Mapping[str, Any], served: str | None) -> str:
+    """'Promoted: v4 is now served.' or 'Not promoted: v3 stays served.', in the past with the version
+    served now where that has changed since (a later retrain or a rollback)."""
+    version, changed = summary["version"], served not in (None, summary["version"])
+    if summary["promoted"]:
+        outcome = f"Promoted: {version} {'was served' if changed else 'is now served'}"
+    else:
+        outcome = f"Not promoted: {version} {'stayed served' if changed else 'stays served'}"
+    return f"**{outcome}{f'; {served} is served now' if changed else ''}.**"
+
+
+def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
+    """A retrain's outcome in plain words (the gate's exact reason stays in the details); ``served``:
+    the version served now, for a retrain shown after later changes (None: just ended)."""
     current, candidate = summary["current_metrics"], summary["candidate_metrics"]
     n = candidate.get("n", "the")
     scores = (f"AUC (malignant vs rest) {_fmt(candidate.get('auc_malignant'), 2)} for the candidate, "
@@ -381,22 +393,22 @@ def verdict_text(summary: Mapping[str, Any]) -> str:
         caveat += f" {summary['film_size_warning']}"
     noise = _paired_text(summary.get("paired_difference"), summary["current_version"])
     if summary["promoted"]:
-        return (f"**Promoted: {summary['version']} is now served.** It did no worse than "
+        return (f"{_headline(summary, served)} It did no worse than "
                 f"{summary['current_version']} ({scores}).{noise}{caveat}")
     kept = f" It is kept under *Rejected candidates* for inspection.{caveat}"
     malignant, needed = malignant_films(candidate), summary.get("gate_min_malignant") or 0
     if malignant is not None and malignant < needed and not gives_every_film_one_score(candidate):
-        return (f"**Not promoted: {summary['version']} stays served.** The {n} held-out films hold "
+        return (f"{_headline(summary, served)} The {n} held-out films hold "
                 f"{malignant} malignant film{'' if malignant == 1 else 's'}, fewer than the {needed} the "
                 f"gate needs to tell two models apart, so it promotes none ({scores}). Base data with more "
                 f"held-out malignant films are needed (MAMMO_BASE_DATA).{kept}")
     if gives_every_film_one_score(candidate):  # the gate's first rule: its figures mean nothing
-        return (f"**Not promoted: {summary['version']} stays served.** The candidate gives every one of "
+        return (f"{_headline(summary, served)} The candidate gives every one of "
                 f"the {n} held-out films the same malignancy score: it learnt nothing usable (a whole-film "
                 f"stage can collapse on films too small for its patches), whatever its figures ({scores}). "
                 f"One score for every film has no meaningful AUC, so no interval on the difference is given."
                 f"{kept}")
-    return (f"**Not promoted: {summary['version']} stays served.** The candidate did worse than the "
+    return (f"{_headline(summary, served)} The candidate did worse than the "
             f"served version ({scores}).{noise}{kept}")
 
 

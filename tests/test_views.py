@@ -168,6 +168,12 @@ def test_verdict_text_in_plain_words() -> None:
     assert "_" not in text  # no metric keys, no ids
     promoted = views.verdict_text({**summary, "promoted": True, "version": "v3"})
     assert promoted.startswith("**Promoted: v3 is now served.**")
+    # shown again after later changes: what was served then, and what is served now
+    assert views.verdict_text({**summary, "promoted": True, "version": "v3"}, "v3") == promoted
+    assert views.verdict_text({**summary, "promoted": True, "version": "v3"}, "v4").startswith(
+        "**Promoted: v3 was served; v4 is served now.** It did no worse than v2")
+    later = views.verdict_text(summary, "v4")
+    assert later.startswith("**Not promoted: v2 stayed served; v4 is served now.**")
     assert "optimistic" not in text + promoted  # started from weights that never saw the validation films
     unknown = views.verdict_text({**summary, "val_learnt_by_init": None})
     assert "may have already learnt from (they record no list), so they may be optimistic" in unknown
