@@ -1192,10 +1192,11 @@ def build() -> gr.Blocks:
             give_room(restored, [losses, aucs])
             recolour(show(served_estimate, None, [served, reliability], **private), {reliability: "model"})
             show(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
-        # the audit log too: a rejected retrain, a submission or an import changes no version
         for show in (demo.load, models_tab.select):
-            show(**models_event, **private)
-            show(audit_views, None, audit, **private)
+            show(**models_event, **private)  # at page load the versions' change reads the audit log
+        # the audit log when the tab is opened: a rejected retrain, a submission or an import changes no
+        # version (so no change of the versions reads it)
+        models_tab.select(audit_views, None, audit, **private)
         queue_outputs = [queue_table, queue_choice, queue_note]
         demo.load(queue_views, None, queue_outputs, **private)
         submit_tab.select(queue_views, queue_choice, queue_outputs, **private)  # another page's labels

@@ -194,16 +194,16 @@ class Predictor:
     def _features(self, batch: torch.Tensor) -> torch.Tensor:
         return self._onnx(batch) if self._onnx is not None else self.model.forward_features(batch)
 
-    def _scored(self, batch: torch.Tensor) -> tuple[np.ndarray, torch.Tensor | None]:
-        """Class probabilities (N, C) of prepared inputs and the positions their scores pooled
-        (N, h, w; None: all, or a model without a breast mask)."""
+    def _scored(self, batch: torch.Tensor) -> tuple[np.ndarray, torch.Tensor | None, torch.Tensor]:
+        """Class probabilities (N, C) of prepared inputs, the positions their scores pooled (N, h, w;
+        None: all, or a model without a breast mask) and the feature map they came from."""
         positions = getattr(self.model, "positions", None)  # a film model pools the breast only
         with torch.inference_mode():
             features = self._features(batch)
             if positions is None:
-                return self.model.forward_head(features).softmax(dim=1).numpy(), None
+                return self.model.forward_head(features).softmax(dim=1).numpy(), None, features
             pooled = positions(batch, features)
-            return self.model.forward_head(features, pooled).softmax(dim=1).numpy(), pooled
+            return self.model.forward_head(features, pooled).softmax(dim=1).numpy(), pooled, features
 
     def prepare(self, grey: np.ndarray) -> tuple[torch.Tensor, Geometry]:
         """A grey image as this model's normalised input tensor (1, S, S), with its geometry."""
@@ -269,13 +269,11 @@ class Predictor:
         size = tuple(batch.shape[-2:])
         batch = batch.contiguous(memory_format=torch.channels_last)
         if method == LESION_MAP:
+            probs, pooled, features = self._scored(batch)
             with torch.inference_mode():
-                features = self._features(batch)
-                pooled = self.model.positions(batch, features)
                 lesion = self.model.lesion_map(features, pooled)[:, None]  # what the score pools
                 heat = F.interpolate(lesion, size=size, mode="bilinear", align_corners=False)[:, 0]
-                probs = self.model.forward_head(features, pooled).softmax(dim=1)
-            return probs.numpy(), heat.clamp(0, 1).numpy()
+            return probs, heat.clamp(0, 1).numpy()
         if method == GRAD_CAM and self._one_pass:
             with torch.inference_mode():
                 features = self._features(batch)
@@ -283,7 +281,7 @@ class Predictor:
                 top = logits.argmax(dim=1)
                 cams = one_pass_cam(features, self.model.get_classifier(), top, size)
             return logits.softmax(dim=1).numpy(), cams
-        probs, pooled = self._scored(batch)
+        probs, pooled, _ = self._scored(batch)
         if method is None:
             return probs, None
         shown = probs if mirrored is None else mirror_average(probs, mirrored)
