@@ -1055,6 +1055,7 @@ def build() -> gr.Blocks:
             with gr.Accordion("Audit log: who submitted, retrained, promoted or rolled back what, and when",
                               open=False):
                 audit = gr.Dataframe(headers=views.AUDIT_SHOWN, interactive=False, wrap=True,
+                                     column_widths=["15%", "10%", "12%", "63%"],  # "what" wraps, not clipped
                                      label=f"The newest {AUDIT_SHOWN_EVENTS} events first (the CSV holds "
                                            "them all); append-only: nothing in it is ever rewritten")
                 audit_button = gr.Button("Export the audit log as CSV", size="sm")

@@ -547,6 +547,11 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     other.get_by_role("button", name=re.compile(r"^Audit log")).click()
     outcome = re.compile(r"^\s*(promotion|rejection)\s*$")
     expect(visible(other.get_by_role("gridcell").filter(has_text=outcome))).to_be_visible(timeout=30_000)
+    # the gate's long reason wraps in its column instead of running off the table's right edge
+    audit_table = other.locator(".block").filter(has_text="The newest").last.locator("table").first
+    width, room = audit_table.evaluate("t => [t.scrollWidth, (t.closest('.table-wrap') || t.parentElement)"
+                                       ".clientWidth]")
+    assert 0 < width <= room + 2
     other.get_by_role("tab", name="Retrain").click()
     ended = re.compile(r"^The last retrain ended .*, started by anonymous: (promoted|not promoted): ")
     other.get_by_text(ended).wait_for(timeout=30_000)
