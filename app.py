@@ -326,8 +326,17 @@ def hide_js(count: int) -> str:
 
 @clear_errors
 def preview(image: str | None):
-    """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict."""
-    return np.uint8(np.round(255 * service.load(image).grey)) if image else None
+    """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict. A file
+    that cannot be read is said in a toast (Predict refuses it too) and the
+    preview stays empty: as an error, Gradio would leave a bare "Error" badge in it for good."""
+    if not image:
+        return None
+    try:
+        grey = service.load(image).grey
+    except CLEAR_ERRORS as error:
+        gr.Warning(_refuse("preview", error).message, duration=15)
+        return None
+    return np.uint8(np.round(255 * grey))
 
 
 @clear_errors

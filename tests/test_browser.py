@@ -360,6 +360,25 @@ def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_pa
     expect(predict_box(page).get_by_text("Error", exact=True)).to_have_count(0)  # no error badge
 
 
+def test_a_file_that_cannot_be_read_is_said_at_upload_with_no_error_badge(fresh, tmp_path: Path) -> None:
+    """The preview of a damaged file: the reason in a toast, the preview empty (not Gradio's bare
+    "Error" badge, which stayed after the toast); Predict then refuses it in the same words."""
+    from playwright.sync_api import expect
+
+    page = fresh
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(phantom(tmp_path, 5).read_bytes()[:300])  # a PNG cut short
+    shot.upload(page, broken, "Predict")
+    said = "The image data could not be decoded; the file is damaged or truncated"
+    expect(page.get_by_text(re.compile(said)).first).to_be_visible(timeout=30_000)
+    preview = page.locator(".block").filter(has_text="Uploaded image").first
+    expect(preview.get_by_text("Error", exact=True)).to_have_count(0)
+    expect(preview.locator("img")).to_have_count(0)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    expect(page.get_by_text(re.compile(said))).not_to_have_count(0, timeout=30_000)
+    expect(page.get_by_text("Malignancy score:")).to_have_count(0)
+
+
 def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, tmp_path: Path) -> None:
     """Upload, predict, upload another file: the first file's label, score, heat map, full-size heat
     map and offer go, and a heat-map method picked before Predict draws nothing of the first file."""
