@@ -182,6 +182,7 @@ def _utc_stamp() -> str:
 # one colour per category of a plot's colour column, in order of appearance (Vega's "tableau10")
 PLOT_COLOURS = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
                 "#9d755d", "#bab0ac")
+REFERENCE_COLOUR = "#888888"  # the diagonal of perfect calibration: grey, the same in every tab
 
 
 def colour_map(plot: dict | None, column: str):
@@ -193,7 +194,9 @@ def colour_map(plot: dict | None, column: str):
     if values is None:
         return gr.skip()
     names = list(dict.fromkeys(values))
-    return gr.update(color_map={name: PLOT_COLOURS[i % len(PLOT_COLOURS)] for i, name in enumerate(names)})
+    shown = [name for name in names if name != views.PERFECT_CALIBRATION]
+    colours = {name: PLOT_COLOURS[i % len(PLOT_COLOURS)] for i, name in enumerate(shown)}
+    return gr.update(color_map={name: colours.get(name, REFERENCE_COLOUR) for name in names})
 
 
 def plot_column(plot: dict | None, column: str) -> list | None:

@@ -57,6 +57,7 @@ __all__ = [
     "rounded",
     "reliability_frame",
     "RELIABILITY_COLUMNS",
+    "PERFECT_CALIBRATION",
     "estimate_metrics",
     "estimate_text",
     "retrain_recipe_text",

@@ -844,6 +844,10 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     for title in titles:
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)  # drawn, not an empty box
+    # the diagonal of perfect calibration is grey in every tab (not a version's colour in one of them)
+    reliability = page.locator(".block").filter(has_text="Reliability (calibration)").last
+    reference = 'svg .mark-line.role-mark path[stroke="#888888"]'
+    expect(reliability.locator(reference)).to_have_count(1, timeout=30_000)
     losses = page.locator(".block").filter(has_text=only_training).last
     points = losses.locator("svg .mark-symbol.role-mark path")
     points.first.wait_for(timeout=30_000)
