@@ -580,7 +580,8 @@ def _options(epochs: float, image_size: float | None, from_current: bool, user: 
                              from_current=bool(from_current))
     training = (service.served_config().get("mammo") or {}).get("training") or {}
     warning = views.small_films_warning(training, options.image_size)
-    if warning and can_train(user, SETTINGS).allowed:  # others are refused: no warning before that
+    # refused (not a trainer, or a retrain already runs): no warning before the refusal
+    if warning and can_train(user, SETTINGS).allowed and not service.retrain_started:
         gr.Warning(f"{warning} The retrain runs as asked.", duration=None)  # until it is closed
     return options
 

@@ -100,6 +100,15 @@ def _release_freed_memory() -> None:
         pass
 
 
+def _export_cache(model: nn.Module, batch: torch.Tensor) -> tuple[ExportCache | None, str]:
+    """The export cache and this model's key in it; no cache (logged) when the key cannot be made."""
+    try:
+        return ExportCache(cache_dir()), export_key(model, batch, OPSET)
+    except Exception as error:  # noqa: BLE001 - a cache can only save time: export as without one
+        log.warning("ONNX export not cached for this model (%s: %s)", type(error).__name__, str(error)[:200])
+        return None, ""
+
+
 def _cached(cache: ExportCache, key: str, model: nn.Module, batch: torch.Tensor,
             threads: int) -> OnnxBackbone | None:
     """The backbone from the cached export under ``key``; None when there is none, or when it does not
@@ -129,12 +138,12 @@ def onnx_backbone(model: nn.Module, example: torch.Tensor) -> OnnxBackbone | Non
     try:
         import onnxruntime  # noqa: F401 - where it is missing, PyTorch serves (and the cache is not touched)
 
-        cache, key = ExportCache(cache_dir()), export_key(model, batch, OPSET)
-        backbone = _cached(cache, key, model, batch, threads)
+        cache, key = _export_cache(model, batch)
+        backbone = None if cache is None else _cached(cache, key, model, batch, threads)
         if backbone is None:
             exported = export_backbone(model, batch)
             backbone = OnnxBackbone(exported, model, batch, threads)
-            if backbone.difference <= TOLERANCE:
+            if cache is not None and backbone.difference <= TOLERANCE:
                 cache.write(key, exported)
     except Exception as error:  # noqa: BLE001 - any failure to export or load means: keep PyTorch
         log.warning("ONNX Runtime not used for this model (%s: %s); PyTorch serves it",

@@ -355,10 +355,11 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any],
 
 def _headline(summary: Mapping[str, Any], served: str | None) -> str:
     """'Promoted: v4 is now served.' or 'Not promoted: v3 stays served.', in the past with the version
-    served now where that has changed since (a later retrain or a rollback)."""
+    served now where that differs (a later retrain or rollback; or a promotion this app never served:
+    made by another process, or one it could not load)."""
     version, changed = summary["version"], served not in (None, summary["version"])
     if summary["promoted"]:
-        outcome = f"Promoted: {version} {'was served' if changed else 'is now served'}"
+        outcome = f"Promoted: {version} {'was published' if changed else 'is now served'}"
     else:
         outcome = f"Not promoted: {version} {'stayed served' if changed else 'stays served'}"
     return f"**{outcome}{f'; {served} is served now' if changed else ''}.**"

@@ -84,6 +84,8 @@ def test_the_export_is_kept_for_the_next_load_and_a_damaged_copy_is_exported_ane
 
 
 def test_the_export_key_changes_with_any_weight_and_the_input_size() -> None:
+    import copy
+
     import torch
 
     from mammo.onnx_cache import export_key
@@ -93,6 +95,15 @@ def test_the_export_key_changes_with_any_weight_and_the_input_size() -> None:
     key = export_key(model, batch, 17)
     assert key == export_key(model, batch.clone(), 17)  # the weights and shape, not the input's values
     assert key != export_key(model, torch.zeros(1, 3, 384, 384), 17) != export_key(model, batch, 18)
+    assert export_key(model, batch.double(), 17) != key
+
+    class Doubled(type(model)):  # the same weights and tree, another forward_features
+        def forward_features(self, inputs):
+            return 2 * super().forward_features(inputs)
+
+    doubled = copy.deepcopy(model)
+    doubled.__class__ = Doubled
+    assert export_key(doubled, batch, 17) != key
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-6
     assert export_key(model, batch, 17) != key
@@ -112,3 +123,46 @@ def test_the_cache_keeps_the_most_recently_used_exports(tmp_path: Path) -> None:
     assert [cache.read(key) for key in "abc"] == [b"a", None, b"c"]
     cache.drop("a")
     assert cache.read("a") is None and sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["c.onnx"]
+
+
+def test_a_cache_that_fails_only_costs_the_export(monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    """A cache folder that cannot be made (a file is in its place), or a model whose key cannot be
+    computed: the backbone is exported as without a cache and still served through ONNX Runtime."""
+    from mammo import runtime
+
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("MAMMO_CACHE", str(blocked))
+    with caplog.at_level(logging.WARNING):
+        assert Predictor(PACKAGE_WEIGHTS / SERVED).runtime == "onnxruntime"
+    assert "ONNX export not cached" in caplog.text and blocked.read_text() == "not a folder"
+    monkeypatch.setenv("MAMMO_CACHE", str(tmp_path / "cache"))
+
+    def no_key(*args):
+        raise AttributeError("an extra state that is not a tensor")
+
+    monkeypatch.setattr(runtime, "export_key", no_key)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mammo.runtime"):
+        assert Predictor(PACKAGE_WEIGHTS / SERVED).runtime == "onnxruntime"
+    assert "ONNX export not cached for this model (AttributeError" in caplog.text
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_write_cut_short_leaves_no_part_for_long(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from mammo.onnx_cache import ExportCache
+
+    cache = ExportCache(tmp_path / "cache")
+    cache.write("a", b"a")
+    assert oct((tmp_path / "cache").stat().st_mode & 0o777) == "0o700"  # its owner's only
+    recent, old = tmp_path / "cache" / "recent.part", tmp_path / "cache" / "old.part"  # killed writes
+    recent.write_bytes(b"x")
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    cache.write("b", b"b")
+    assert recent.exists() and not old.exists()  # a write may still be under way in another process
+    assert cache.read("a") == b"a" and cache.read("b") == b"b"

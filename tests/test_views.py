@@ -171,7 +171,7 @@ def test_verdict_text_in_plain_words() -> None:
     # shown again after later changes: what was served then, and what is served now
     assert views.verdict_text({**summary, "promoted": True, "version": "v3"}, "v3") == promoted
     assert views.verdict_text({**summary, "promoted": True, "version": "v3"}, "v4").startswith(
-        "**Promoted: v3 was served; v4 is served now.** It did no worse than v2")
+        "**Promoted: v3 was published; v4 is served now.** It did no worse than v2")
     later = views.verdict_text(summary, "v4")
     assert later.startswith("**Not promoted: v2 stayed served; v4 is served now.**")
     assert "optimistic" not in text + promoted  # started from weights that never saw the validation films
