@@ -24,7 +24,7 @@ from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import BulkError, zip_cases
 from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
-from .data import SplitSpec, case_examples, folder_examples, label_order
+from .data import SplitSpec, case_examples, folder_examples, image_hashes, label_order
 from .errors import MammoError
 from .explain import overlay
 from .imaging import encode_png, read_image
@@ -75,6 +75,8 @@ QUEUED_ON_A_SPACE = ("Until the Hub answers, this upload is only on this Space's
                      "the Space replaces: keep your own copy of the image(s) until the dataset shows them.")
 # a case that is a base film is left out of training (pipeline), so a label given to correct the base
 # data's changes nothing the model learns: its receipt says so
+HELD_OUT_FILM = ("this image is one of the base data's held-out films, on which every retrain is judged: a "
+                 "retrain leaves this case out of training (a held-out film is never trained on)")
 BASE_LABEL_KEPT = ("a label given here to correct the base data's is stored with the case, but training "
                    "changes only when the base data itself is corrected")
 # the audit actions that end a retrain: a version promoted (served, or published and not yet served),
@@ -198,6 +200,8 @@ class MammoService:
         self._recent = RecentImages()
         self._started = time.monotonic()
         self._fetched_base: Path | None = None
+        self._base_films_lock = threading.Lock()
+        self._base_films_of: tuple[tuple[Path, SplitSpec] | None, dict[str, str]] = (None, {})
         self._base_problem: str | None = None
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
@@ -349,10 +353,9 @@ class MammoService:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
-        if self._learnt([receipt["image_sha256"]]):  # stored, and said: a retrain leaves it out (pipeline)
-            receipt["base_film"] = (f"this image is one of the films {self._predictor.version} learnt from "
-                                    "(labelled in the base data): a retrain leaves this case out of training "
-                                    f"and keeps the base data's label for the film; {BASE_LABEL_KEPT}")
+        note = self._base_film_note(receipt["image_sha256"])
+        if note:  # stored, and said what a retrain does with it
+            receipt["base_film"] = note
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
         self.audit.record("submission", user, case_id=receipt["case_id"], label=receipt["label"],
                           status=receipt["status"], **from_pool,
@@ -380,22 +383,66 @@ class MammoService:
             raise StoreError(f"Nothing new was stored: {what} submitted before "
                              f"({named}{', ...' if len(skipped) > 5 else ''}).",
                              logged=f"Nothing new was stored: {what} submitted before.")
-        learnt = self._learnt(receipt["image_sha256"])
-        if learnt:  # stored, and said: a retrain leaves them out (pipeline)
-            one = learnt == 1
+        parts = [part for part in map(self._base_films().get, receipt["image_sha256"]) if part is not None]
+        if parts:  # stored, and said: a retrain leaves them out (pipeline)
+            one, held_out = len(parts) == 1, parts.count("holdout")
             them, s = ("it", "") if one else ("them", "s")
-            receipt["base_films"] = (f"{learnt} of these images {'is a film' if one else 'are films'} "
-                                     f"{self._predictor.version} learnt from (labelled in the base data): a "
-                                     f"retrain leaves {them} out of training and keeps the base data's "
-                                     f"label{s} for {them}; {BASE_LABEL_KEPT}")
+            if held_out == len(parts):
+                judged = f" ({'it is' if one else 'they are'} held out: every retrain is judged on {them})"
+            elif held_out:
+                which = "it" if held_out == 1 else "those"
+                judged = (f" ({held_out} of them {'is' if held_out == 1 else 'are'} held out: every retrain "
+                          f"is judged on {which})")
+            else:
+                judged = ""
+            receipt["base_films"] = (f"{len(parts)} of these images {'is a film' if one else 'are films'} of "
+                                     f"the base data{judged}: a retrain leaves {them} out of training and "
+                                     f"keeps the base data's label{s} for {them}; {BASE_LABEL_KEPT}")
         self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
                           skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"])))
         return self._after_new_cases(self._said_where(receipt))
 
-    def _learnt(self, image_hashes: Iterable[str]) -> int:
+    def _base_film_note(self, digest: str) -> str | None:
+        """What a retrain does with a case of these pixels when it is a film of the base data (left out,
+        as the pipeline leaves such cases out) or one the served version learnt from; None otherwise."""
+        part, served = self._base_films().get(digest), self._predictor.version
+        learnt = f"one of the films {served} learnt from" if self._learnt([digest]) else None
+        if part == "holdout":
+            return HELD_OUT_FILM
+        if part is not None:
+            return (f"this image is {learnt or 'a film of the base data'} (labelled in the base data): a "
+                    "retrain leaves this case out of training and keeps the base data's label for the "
+                    f"film; {BASE_LABEL_KEPT}")
+        if learnt:  # the served version's data is not the base data here (another copy, another set)
+            return (f"this image is {learnt}, but not a film of the base data a retrain uses here, so a "
+                    "retrain trains on this case with the label given")
+        return None
+
+    def _base_films(self) -> dict[str, str]:
+        """Pixel hash -> part ("train", "val" or "holdout") of each film of the base data under the
+        served version's split: the films whose cases a retrain leaves out (the pipeline's rule).
+        Decoded once per base folder and split (about 3 s for mini-MIAS's 258 films at 1024 px); {}
+        without base data, or when it cannot be read (logged: the receipt then says nothing)."""
+        folder = self._base_folder()
+        if folder is None or not folder.is_dir():
+            return {}
+        key = (folder, self._split(self._predictor))
+        with self._base_films_lock:
+            if self._base_films_of[0] != key:
+                try:
+                    films = [(name, film) for name, part in base_splits([folder], None, key[1]).items()
+                             for film in part]
+                    hashes = image_hashes([film for _, film in films], self._predictor.min_side)
+                    self._base_films_of = key, dict(zip(hashes, (name for name, _ in films), strict=True))
+                except (MammoError, OSError) as error:
+                    log.warning("the base data's films not read to check submissions against (%s)", error)
+                    return {}
+            return self._base_films_of[1]
+
+    def _learnt(self, hashes: Iterable[str]) -> int:
         """How many of these pixel hashes are films the served version learnt from."""
         learnt = self._predictor.training_images or frozenset()
-        return sum(h in learnt for h in image_hashes)
+        return sum(h in learnt for h in hashes)
 
     def new_cases_since_retrain(self) -> int:
         """Cases stored since the newest retrain (its report's ``cases_used``: the served version's

@@ -22,6 +22,7 @@ from mammo import views
 from mammo.config import PACKAGE_WEIGHTS
 from mammo.data import SplitSpec
 from mammo.pipeline import base_splits
+from mammo.service import HELD_OUT_FILM
 from mammo.store import CaseStore, promotion_decision
 from mammo.store.cases import METADATA_FIELDS
 
@@ -149,7 +150,7 @@ def test_untouched_optional_fields_are_stored_as_null(client, app: AppProcess, s
                        age="sixty", api_name="/submit_case")
 
 
-def test_predict_says_which_films_the_model_learnt_from(client, mias: Path) -> None:
+def test_predict_says_which_films_the_model_learnt_from(client, mias: Path, small_mias: Path) -> None:
     """The served version trained on the non-holdout patients of mias1024: it says so for one of them."""
     served = json.loads((PACKAGE_WEIGHTS / SERVED / "config.json").read_text())["mammo"]
     films = mias.parent / "mias1024"
@@ -160,11 +161,22 @@ def test_predict_says_which_films_the_model_learnt_from(client, mias: Path) -> N
         assert details["stored_case"] is None and len(details["image_sha256"]) == 64
     with pytest.raises(AppError, match=f"one of the films model {SERVED} learnt from"):  # labelled already
         client.predict(handle_file(parts["train"][0].source), api_name="/offer")
-    # submitted all the same (a clinician's confirmed label), the receipt says a retrain leaves it out
+    # submitted all the same (a clinician's confirmed label): this app's base data (a 512 px subset) does
+    # not hold this 1024 px film, so a retrain here trains on it, and the receipt says so
     receipt = client.predict(handle_file(parts["train"][1].source), parts["train"][1].label,
                              api_name="/submit_case")
-    assert receipt["status"] == "stored" and f"one of the films {SERVED} learnt from" in receipt["base_film"]
-    # and a label given to correct the base data's is said to change nothing the model learns
+    assert receipt["status"] == "stored" and receipt["base_film"] == (
+        f"this image is one of the films {SERVED} learnt from, but not a film of the base data a retrain "
+        "uses here, so a retrain trains on this case with the label given")
+    # films of the base data here: a retrain leaves them out (a held-out one is never trained on), and a
+    # label given to correct the base data's is said to change nothing the model learns
+    base = base_splits([small_mias], None, SplitSpec.from_model_config({"mammo": served}))
+    held_out, trained = (next(f for f in base[part] if f.label == "malignant")
+                         for part in ("holdout", "train"))
+    receipt = client.predict(handle_file(held_out.source), held_out.label, api_name="/submit_case")
+    assert receipt["base_film"] == HELD_OUT_FILM
+    receipt = client.predict(handle_file(trained.source), trained.label, api_name="/submit_case")
+    assert receipt["base_film"].startswith("this image is a film of the base data (labelled in the base")
     assert receipt["base_film"].endswith("training changes only when the base data itself is corrected")
 
 

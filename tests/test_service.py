@@ -237,7 +237,9 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     assert receipt["labels"] == ["normal", "normal", "malignant"]  # each case's, as case_ids
     # the audit records the batch's labels (a film uploaded under the wrong label shows there)
     assert service.audit.events()[-1]["details"]["labels"] == {"normal": 2, "malignant": 1}
-    assert "base_films" not in receipt  # the tiny model records no training films
+    # films of the base data (small_mias): a retrain leaves them out, and the receipt says so
+    assert receipt["base_films"].startswith("3 of these images are films of the base data")
+    assert "a retrain leaves them out of training" in receipt["base_films"]
     assert len(list((service.settings.home / "cases" / "data").glob("*.parquet"))) == 1
     # a batch holding one image already stored: the others are stored, that one is named as skipped
     other = sorted((small_mias / "benign").glob("*.png"))[0]
@@ -277,20 +279,27 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
         mias: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """As a single submission's receipt does (a walk saw the bulk receipt say nothing)."""
     monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MAMMO_BASE_DATA", str(mias.parent / "mias1024"))  # what the served version learnt
     for name in ("MAMMO_MODEL_REPO", "MAMMO_DATASET_REPO", "SPACE_ID", "MAMMO_SUBMITTERS"):
         monkeypatch.delenv(name, raising=False)
     service = MammoService(settings())  # the packaged versions, the newest served
     try:
         served = service.predictor.config["mammo"]
         parts = base_splits([mias.parent / "mias1024"], None, SplitSpec.from_model_config({"mammo": served}))
-        films = [parts["train"][0], parts["train"][1], parts["holdout"][0]]
-        receipt = service.submit_uploads([e.source for e in films[:2]], films[0].label)
-        version = service.predictor.version
-        assert receipt["base_films"] == (f"2 of these images are films {version} learnt from (labelled in "
-                                         "the base data): a retrain leaves them out of training and keeps "
-                                         f"the base data's labels for them; {BASE_LABEL_KEPT}")
+        films = [parts["train"][0], parts["train"][1], parts["holdout"][0], parts["holdout"][1]]
+        receipt = service.submit_uploads([e.source for e in films[:3]], films[0].label)
+        assert receipt["base_films"] == ("3 of these images are films of the base data (1 of them is held "
+                                         "out: every retrain is judged on it): a retrain leaves them out "
+                                         f"of training and keeps the base data's labels for them; "
+                                         f"{BASE_LABEL_KEPT}")
         assert f"⚠️ Note: {receipt['base_films']}." in views.bulk_receipt_text(receipt)
-        assert "base_films" not in service.submit_uploads([films[2].source], films[2].label)  # never learnt
+        held_out = service.submit_uploads([films[3].source], films[3].label)["base_films"]
+        assert held_out.startswith("1 of these images is a film of the base data (it is held out: every "
+                                   "retrain is judged on it): a retrain leaves it out of training")
+        # not a film of the base data (another copy of one), though the served version learnt it
+        copy = Path(parts["train"][2].source)
+        smaller = mias / copy.parent.name / copy.name
+        assert "base_films" not in service.submit_uploads([str(smaller)], "normal")
     finally:
         service.close()
 
