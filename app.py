@@ -330,8 +330,8 @@ def hide_js(count: int) -> str:
 @clear_errors
 def preview(image: str | None):
     """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict. A file
-    that cannot be read is said in a toast (Predict refuses it too) and the
-    preview stays empty: as an error, Gradio would leave a bare "Error" badge in it for good."""
+    that cannot be read is said in a toast (Predict refuses it too) and the preview stays empty: as
+    an error, Gradio would leave a bare "Error" badge in it for good."""
     if not image:
         return None
     try:
