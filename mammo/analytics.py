@@ -108,9 +108,12 @@ def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     records (:func:`~mammo.metrics.recorded_evaluations`): ``estimate`` names what it was computed on
     (out of fold, the held-out patients, validation), so that a plot coloured by it sets like against
     like, not a cross-validation against six malignant held-out films (the packaged versions are all
-    published in a store the day the app first starts there)."""
+    published in a store the day the app first starts there). A rollback's copy is left out: its point
+    would lie on its original's."""
     rows = []
     for v in versions:
+        if v.get("rollback_of"):  # a copy served again: its original's figures, on its original's day
+            continue
         trained = str(v.get("created_at") or v.get("published_at") or "")[:10]
         for estimate, metrics in recorded_evaluations(v):
             if metrics.get("auc_malignant") is not None:

@@ -36,6 +36,8 @@ def test_each_version_is_plotted_at_the_day_it_was_trained_once_per_kind_of_esti
                 {"version": "v3", "created_at": None, "published_at": "2026-12-02T10:00:00+00:00",
                  "split": holdout, "metrics": {"auc_malignant": 0.67, "n": 12}, "cv": None},  # 3 malignant
                 {"version": "v4", "created_at": "2026-12-02T11:00:00+00:00", "metrics": {}},  # not measured
+                {"version": "v6", "created_at": "2026-11-24T12:46:34+00:00", "split": holdout,  # v1 again
+                 "rollback_of": "v1", "metrics": {"auc_malignant": 0.63, "n": 38}},
                 {"version": "v5", "created_at": "2026-12-03T11:00:00+00:00",  # its own split: the CV's OOF
                  "split": {"name": "cross-validation"},
                  "metrics": {"auc_malignant": 0.7, "auc_malignant_ci95": [0.6, 0.8], "n": 220}}]
