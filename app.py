@@ -1109,7 +1109,9 @@ def build() -> gr.Blocks:
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
-        image.change(lambda: OFFER_EXPLAINED, None, offer_note, **private)  # not an earlier file's offer
+        # not an earlier file's offer: put back in the browser at once (through the queue, the step could
+        # come after an Offer clicked just after the upload, and wipe its answer)
+        image.change(None, None, offer_note, js=f"() => {json.dumps(OFFER_EXPLAINED)}", **private)
         full_sized = dict(concurrency_limit=2, concurrency_id="heatmap")  # the API's and the page's
         gr.on([], heatmap_file, [image, method], heatmap_download, api_name="heatmap",  # API only
               api_description=heatmap_file.__doc__, **full_sized)
