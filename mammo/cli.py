@@ -155,6 +155,7 @@ def _retrain(args: argparse.Namespace) -> int:
     from .access import TokenUsers
     from .distributed import processes
     from .service import MammoService, RetrainOptions
+    from .views import small_films_warning
 
     if processes() > 1:
         raise ValueError("retrain runs as one process (on one GPU when present); a multi-process "
@@ -163,6 +164,10 @@ def _retrain(args: argparse.Namespace) -> int:
     try:
         user = TokenUsers(service.settings).user(service.settings.hf_token)
         options = RetrainOptions(args.epochs, args.image_size, not args.from_imagenet, args.seed)
+        training = (service.served_config().get("mammo") or {}).get("training") or {}
+        warning = small_films_warning(training, options.image_size)
+        if warning:
+            print(f"warning: {warning} The retrain runs as asked.", file=sys.stderr)
 
         def progress(fraction: float, message: str) -> None:
             print(f"{fraction:4.0%} {message}", file=sys.stderr)
@@ -174,7 +179,7 @@ def _retrain(args: argparse.Namespace) -> int:
     finally:
         service.close()
     keys = ("promoted", "reason", "version", "rejected_id", "current_version", "cases_used", "cases_left_out",
-            "cases_label_conflicts", "split", "paired_difference")
+            "cases_label_conflicts", "split", "paired_difference", "film_size_warning")
     print(json.dumps({**{k: summary[k] for k in keys}, "candidate": _brief(summary["candidate_metrics"]),
                       "current": _brief(summary["current_metrics"])}, indent=2))
     if not delivered:

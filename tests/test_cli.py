@@ -304,6 +304,7 @@ def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_m
                                      settings().gate_tolerance, min_malignant=settings().gate_min_malignant)
     assert summary["promoted"] == decision and summary["current_version"] == "v1"
     assert summary["cases_used"] == summary["cases_left_out"] == 0
+    assert summary["film_size_warning"] is None and "warning:" not in done.stderr  # whole films: any size
     registry = open_registry(settings())
     assert [v["version"] for v in registry.versions()] == (["v1", "v2"] if decision else ["v1"])
     expected = ("v2", True) if decision else ("v1", False)
