@@ -578,8 +578,7 @@ def _options(epochs: float, image_size: float | None, from_current: bool, user: 
     a trainer is warned when the size is too small for the served recipe (the retrain still runs)."""
     options = RetrainOptions(epochs=int(epochs), image_size=int(image_size or 0) or None,
                              from_current=bool(from_current))
-    training = (service.served_config().get("mammo") or {}).get("training") or {}
-    warning = views.small_films_warning(training, options.image_size)
+    warning = service.film_size_warning(options)
     # refused (not a trainer, or a retrain already runs): no warning before the refusal
     if warning and can_train(user, SETTINGS).allowed and not service.retrain_started:
         gr.Warning(f"{warning} The retrain runs as asked.", duration=None)  # until it is closed

@@ -155,7 +155,6 @@ def _retrain(args: argparse.Namespace) -> int:
     from .access import TokenUsers
     from .distributed import processes
     from .service import MammoService, RetrainOptions
-    from .views import small_films_warning
 
     if processes() > 1:
         raise ValueError("retrain runs as one process (on one GPU when present); a multi-process "
@@ -164,8 +163,7 @@ def _retrain(args: argparse.Namespace) -> int:
     try:
         user = TokenUsers(service.settings).user(service.settings.hf_token)
         options = RetrainOptions(args.epochs, args.image_size, not args.from_imagenet, args.seed)
-        training = (service.served_config().get("mammo") or {}).get("training") or {}
-        warning = small_films_warning(training, options.image_size)
+        warning = service.film_size_warning(options)
         if warning:
             print(f"warning: {warning} The retrain runs as asked.", file=sys.stderr)
 

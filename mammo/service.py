@@ -405,10 +405,10 @@ class MammoService:
     def _base_film_note(self, digest: str) -> str | None:
         """What a retrain does with a case of these pixels when it is a film of the base data (left out,
         as the pipeline leaves such cases out) or one the served version learnt from; None otherwise."""
-        part, served = self._base_films().get(digest), self._predictor.version
-        learnt = f"one of the films {served} learnt from" if self._learnt([digest]) else None
+        part = self._base_films().get(digest)
         if part == "holdout":
             return HELD_OUT_FILM
+        learnt = f"one of the films {self._predictor.version} learnt from" if self._learnt([digest]) else None
         if part is not None:
             return (f"this image is {learnt or 'a film of the base data'} (labelled in the base data): a "
                     "retrain leaves this case out of training and keeps the base data's label for the "
@@ -829,6 +829,16 @@ class MammoService:
             raise PublishedNotServed(f"{version} passed the gate and is published, but it could not be "
                                      f"loaded back to serve ({error}); {served} is still served until the "
                                      "app restarts.", version) from error
+
+    def film_size_warning(self, options: RetrainOptions) -> str | None:
+        """Why a retrain with ``options`` is likely to fail, when its films would be too small for the
+        served recipe's patches (it still runs as asked); None otherwise, or when the options are
+        refused anyway (the retrain says why)."""
+        try:
+            config = self._retrain_config(self._predictor, options)
+        except (RetrainError, ValueError):
+            return None
+        return small_films_warning(config.to_dict())
 
     @staticmethod
     def _retrain_config(current: Predictor, options: RetrainOptions) -> TrainConfig:

@@ -768,10 +768,10 @@ def smallest_film_side(training: Mapping[str, Any]) -> int | None:
     return 4 * (training.get("patch_size") or _PATCH_SIZE)
 
 
-def small_films_warning(training: Mapping[str, Any], image_size: int | None = None) -> str | None:
-    """Why a retrain of this recipe (a config's ``training``) at ``image_size`` px (None: the size it
-    records) is likely to fail, when that is below :func:`smallest_film_side`; None when it is not."""
-    size, smallest = image_size or training.get("image_size"), smallest_film_side(training)
+def small_films_warning(training: Mapping[str, Any]) -> str | None:
+    """Why a retrain of this recipe (a config's ``training``, at the image size it records) is likely to
+    fail, when that size is below :func:`smallest_film_side`; None when it is not."""
+    size, smallest = training.get("image_size"), smallest_film_side(training)
     if smallest is None or size is None or size >= smallest:
         return None
     return (f"At {size} px, below the {smallest} px this recipe needs (four of its patches across), "

@@ -428,6 +428,10 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
         # 128 px films are two 64 px patches across: said in the summary and its verdict
         assert summary["film_size_warning"].startswith("At 128 px, below the 256 px this recipe needs")
         assert summary["film_size_warning"] in views.verdict_text(summary)
+        # said before a retrain too, for the size it would run at
+        assert service.film_size_warning(RetrainOptions(epochs=1)) == summary["film_size_warning"]
+        assert service.film_size_warning(RetrainOptions(epochs=1, image_size=256)) is None
+        assert service.film_size_warning(RetrainOptions(epochs=1, image_size=48)) is None  # refused anyway
         with pytest.raises(RetrainError, match="patch size"):
             service.retrain(RetrainOptions(epochs=1, image_size=48))
     finally:

@@ -534,17 +534,17 @@ def test_the_retrain_tab_says_what_a_retrain_runs(training: dict, expected: str)
     assert expected in views.retrain_recipe_text({"training": training})
 
 
-@pytest.mark.parametrize(("training", "image_size", "warned"), [
-    ({"recipe": "patch", "patch_size": 96, "image_size": 512}, None, None),  # the recorded size: fine
-    ({"recipe": "patch", "patch_size": 96, "image_size": 512}, 128, "At 128 px, below the 384 px"),
-    ({"recipe": "patch", "patch_size": 96, "image_size": 512}, 384, None),  # four patches across
-    ({"recipe": "patch", "image_size": 256}, None, "At 256 px, below the 384 px"),  # 96 px by default
-    ({"recipe": "patch", "patch_size": 32, "image_size": 64}, 128, None),
-    ({"recipe": "film", "image_size": 512}, 64, None),  # whole films: any size
+@pytest.mark.parametrize(("training", "warned"), [
+    ({"recipe": "patch", "patch_size": 96, "image_size": 512}, None),
+    ({"recipe": "patch", "patch_size": 96, "image_size": 128}, "At 128 px, below the 384 px"),
+    ({"recipe": "patch", "patch_size": 96, "image_size": 384}, None),  # four patches across
+    ({"recipe": "patch", "image_size": 256}, "At 256 px, below the 384 px"),  # 96 px by default
+    ({"recipe": "patch", "patch_size": 32, "image_size": 128}, None),
+    ({"recipe": "film", "image_size": 64}, None),  # whole films: any size
 ])
-def test_a_retrain_on_films_too_small_for_the_recipes_patches_is_warned_of(
-        training: dict, image_size: int | None, warned: str | None) -> None:
-    warning = views.small_films_warning(training, image_size)
+def test_a_retrain_on_films_too_small_for_the_recipes_patches_is_warned_of(training: dict,
+                                                                           warned: str | None) -> None:
+    warning = views.small_films_warning(training)
     if warned is None:
         assert warning is None
     else:
