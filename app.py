@@ -1282,6 +1282,8 @@ if __name__ == "__main__":
     # request after this), then the service: the open prediction-log shard and what else waits in
     # the outbox go to the Hub (8 s at most; a stopped container is killed about 10 s after SIGTERM).
     atexit.register(service.close)
+    if SETTINGS.follow_seconds:  # a version published by a shell retrain or a Job is served without a restart
+        service.follow_registry_every(SETTINGS.follow_seconds)
     signal.signal(signal.SIGTERM, stop_serving)
     signal.signal(signal.SIGINT, stop_serving)
     # ssr_mode off whatever GRADIO_SSR_MODE says (a Space may set it): its Node server would take

@@ -62,6 +62,9 @@ class Settings:
             downloaded into the Hub cache at start.
         auto_retrain_every: start a gated retrain after every N new cases
             (``MAMMO_AUTO_RETRAIN_EVERY``; 0, the default, switches it off).
+        follow_seconds: how often the app checks the registry for a version another process published
+            (a retrain from a shell or a Job) and serves it (``MAMMO_FOLLOW_SECONDS``, default 30;
+            0 switches it off: a restart serves it).
     """
 
     home: Path
@@ -80,6 +83,7 @@ class Settings:
     gate_min_malignant: int = GATE_MIN_MALIGNANT
     base_data_repo: str | None = None
     auto_retrain_every: int = 0
+    follow_seconds: float = 30.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -174,4 +178,6 @@ def settings() -> Settings:
                                    "a whole number of malignant films, at least 1", lambda v: v >= 1),
         auto_retrain_every=_number(env, "MAMMO_AUTO_RETRAIN_EVERY", int, 0,
                                    "a whole number of new cases (0 switches it off)", lambda v: v >= 0),
+        follow_seconds=_number(env, "MAMMO_FOLLOW_SECONDS", float, 30.0,
+                               "a number of seconds (0 switches it off)", lambda v: v >= 0),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import timm
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from timm.models import save_for_hf
 from torch import nn
@@ -180,7 +181,10 @@ def load(folder: Path) -> tuple[nn.Module, dict]:
         raise ModelError(f"{folder} has no model.safetensors")
     model_args = {**config.get("model_args", {}), "num_classes": config["num_classes"]}
     model = timm.create_model(config["architecture"], pretrained=False, **model_args)
-    model.load_state_dict(load_file(weights))
+    try:
+        model.load_state_dict(load_file(weights))
+    except (SafetensorError, RuntimeError) as error:  # a damaged file; weights of another network
+        raise ModelError(f"the weights in {weights} cannot be loaded: {error}") from error
     model.pretrained_cfg = {**model.pretrained_cfg, **config["pretrained_cfg"]}
     head = (config.get("mammo") or {}).get("head")
     if head:

@@ -35,6 +35,7 @@ from .store import (
     AuditLog,
     HubCaseStore,
     HubError,
+    NewerVersion,
     PendingPool,
     PredictionLog,
     RegistryError,
@@ -50,6 +51,7 @@ from .store import (
     open_registry,
     prediction_record,
     promotion_decision,
+    version_number,
 )
 from .store._fs import file_lock
 from .train import (
@@ -170,6 +172,13 @@ def _base_counts(folder: Path | None) -> dict[str, int]:
     return dict(Counter(example.label for example in folder_examples(folder)))
 
 
+def published_meanwhile(latest: str, compared: str) -> str:
+    """The gate's reason when a candidate that passed cannot be published: ``latest`` came first."""
+    return (f"Not published: {latest} was published by another process (a retrain from a shell or a Job) "
+            f"while this retrain ran, and the candidate was compared with {compared} only; it is kept as "
+            f"rejected. Retrain again to compare a candidate with {latest}.")
+
+
 def retrain_summary(mammo: Mapping[str, Any], version: str | None, rejected_id: str | None) -> dict:
     """What a retrain returns, from its candidate's config (``mammo``: its report, training history and
     split): ``version`` is the one served after it; ``rejected_id`` names the kept candidate, if any."""
@@ -198,6 +207,8 @@ class MammoService:
         self._last_summary: tuple[dict | None, dict | None] = (None, None)  # an ending event, its summary
         self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
         self._recent = RecentImages()
+        self._unloadable: str | None = None  # a newer version that could not be loaded (logged once)
+        self._closing = threading.Event()
         self._started = time.monotonic()
         self._fetched_base: Path | None = None
         self._base_films_lock = threading.Lock()
@@ -262,6 +273,46 @@ class MammoService:
     @property
     def labels(self) -> list[str]:
         return self._predictor.labels
+
+    def follow_registry(self) -> str | None:
+        """Serve the registry's newest version when another process published it (a retrain from a
+        shell or a Job, another app on the same store), as a restart would; the version now served, or
+        None when nothing changed. Skipped while this app retrains or rolls back: that changes it."""
+        if not self._retrain_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._serve_newest()
+        finally:
+            self._retrain_lock.release()
+
+    def follow_registry_every(self, seconds: float) -> None:
+        """Run :meth:`follow_registry` every ``seconds`` in a daemon thread until :meth:`close`."""
+        def poll() -> None:
+            while not self._closing.wait(seconds):
+                try:
+                    self.follow_registry()
+                except Exception:  # never let one bad check end the polling
+                    log.exception("checking the model registry for a newer version failed")
+
+        threading.Thread(target=poll, name="follow-registry", daemon=True).start()
+
+    def _serve_newest(self) -> str | None:
+        """:meth:`follow_registry`'s work, with the retrain lock held. A newer version that cannot be
+        read or loaded is logged (once) and the served one kept; the next check tries again."""
+        served, latest = self._predictor.version, None
+        try:
+            latest = self.registry.latest()
+            if latest is None or (version_number(latest) or 0) <= (version_number(served) or 0):
+                return None
+            self._predictor = Predictor(self.registry.load(latest))
+        except (MammoError, OSError) as error:
+            problem = f"{latest or 'the registry'}: {error}"
+            if problem != self._unloadable:
+                log.error("a newer model version cannot be served; %s is still served (%s)", served, problem)
+            self._unloadable = problem
+            return None
+        log.info("now serving %s, published by another process (%s was served)", latest, served)
+        return latest
 
     def load(self, path: str | os.PathLike) -> LoadedImage:
         """An uploaded file decoded once (at display size, with its pixel hash); the last few
@@ -652,6 +703,7 @@ class MammoService:
         if not self._retrain_lock.acquire(blocking=False):
             raise RetrainBusy(self._busy("only one runs at a time. Wait for it to finish."))
         try:
+            self._serve_newest()  # a retrain starts from, and is judged against, the newest version
             self.retrain_started = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
             self._last_retrain = self.audit.record("retrain started", user, options=asdict(options),
                                                    served=self._predictor.version)
@@ -793,14 +845,21 @@ class MammoService:
                           # simple features, the candidate's training films, the same holdout
                           "baseline_metrics": mammo.get("baseline"),
                           # validation films (calibration, threshold) the starting weights had learnt from
-                          "val_learnt_by_init": mammo["data"]["val_learnt_by_init"]}
+                          "val_learnt_by_init": mammo["data"]["val_learnt_by_init"],
+                          # a version another process published while this ran (the candidate passed)
+                          "published_meanwhile": None}
+                version, rejected_id = current.version, None
                 if promoted:
-                    version = self.registry.publish(work / "candidate", report)
-                    self._predictor = self._load_published(version, current.version)
-                    rejected_id = None
-                else:
-                    version = current.version
+                    try:
+                        version = self.registry.publish(work / "candidate", report, after=current.version)
+                        self._predictor = self._load_published(version, current.version)
+                    except NewerVersion as newer:  # compared with a version no longer the newest
+                        version = newer.latest
+                        report.update(promoted=False, published_meanwhile=newer.latest,
+                                      reason=published_meanwhile(newer.latest, current.version))
+                if not report["promoted"]:
                     rejected_id = self.registry.record_rejected(work / "candidate", report)
+                    self._serve_newest()
         finally:
             shutil.rmtree(work, ignore_errors=True)
         progress(1.0, "done")
@@ -887,5 +946,6 @@ class MammoService:
         return new
 
     def close(self) -> None:
+        self._closing.set()
         self.predictions.close()  # its last shard goes to the outbox before the store stops
         self.cases.close()

@@ -398,6 +398,11 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
         return (f"{_headline(summary, served)} It did no worse than "
                 f"{summary['current_version']} ({scores}).{noise}{caveat}")
     kept = f" It is kept under *Rejected candidates* for inspection.{caveat}"
+    if summary.get("published_meanwhile"):
+        return (f"{_headline(summary, served)} The candidate did no worse than {summary['current_version']} "
+                f"({scores}), but {summary['published_meanwhile']} was published by another process (a "
+                f"retrain from a shell or a Job) while it trained, and the candidate was never compared with "
+                f"it. Retrain again to compare a candidate with {summary['published_meanwhile']}.{kept}")
     malignant, needed = malignant_films(candidate), summary.get("gate_min_malignant") or 0
     if malignant is not None and malignant < needed and not gives_every_film_one_score(candidate):
         return (f"{_headline(summary, served)} The {n} held-out films hold "

@@ -290,3 +290,28 @@ def test_offered_images_wait_in_the_label_next_queue_most_uncertain_first(client
     spreads = [e["uncertainty"] for e in queue]
     assert spreads == sorted(spreads, reverse=True)
     assert not any("png" in json.dumps(e) for e in queue)  # no file name, no image
+
+
+def test_a_version_published_by_a_shell_retrain_is_served_without_a_restart(
+    small_mias: Path, tmp_path: Path
+) -> None:
+    """Another process (here this test, as `python -m mammo retrain` or a Job would) publishes into the
+    app's registry; the running app serves it at its next check (MAMMO_FOLLOW_SECONDS)."""
+    from mammo.config import settings
+    from mammo.store import open_registry
+
+    home = tmp_path / "home"
+    with AppProcess(home, env={"MAMMO_FOLLOW_SECONDS": "0.5"}) as app:
+        client = app.client()
+        film = handle_file(str(next((small_mias / "normal").glob("*.png"))))
+        assert client.predict(film, api_name="/predict")[2]["model_version"] == SERVED
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("MAMMO_HOME", str(home))
+            registry = open_registry(settings(), seed=[])
+        assert registry.publish(registry.load("v1"), {"note": "a shell retrain"}) == NEXT
+        deadline = time.monotonic() + 60
+        while httpx.get(app.url + "health", timeout=10).json()["model_version"] != NEXT:
+            assert time.monotonic() < deadline, app.log()
+            time.sleep(0.5)
+        assert client.predict(film, api_name="/predict")[2]["model_version"] == NEXT
+        assert f"now serving {NEXT}, published by another process ({SERVED} was served)" in app.log()

@@ -91,3 +91,16 @@ def test_load_errors(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "test_efficientnet"}))
     with pytest.raises(ModelError, match="safetensors"):
         load(tmp_path)
+
+
+def test_damaged_or_foreign_weights_are_a_model_error(tmp_path) -> None:
+    model = save(build("test_efficientnet", 3, init="none"), tmp_path / "model", ["a", "b", "c"], 64, {})
+    weights = model / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # cut short, as a failed copy leaves it
+    with pytest.raises(ModelError, match="weights in .* cannot be loaded"):
+        load(model)
+    save(build("test_efficientnet", 2, init="none"), tmp_path / "two", ["a", "b"], 64, {})
+    weights.write_bytes((tmp_path / "two" / "model.safetensors").read_bytes())  # another head's shapes
+    with pytest.raises(ModelError, match="weights in .* cannot be loaded"):
+        load(model)

@@ -31,6 +31,7 @@ from mammo.errors import SettingsError
 from mammo.model_card import NOT_RECORDED, render_model_card
 from mammo.store.gate import promotion_decision
 from mammo.store.registry import (
+    NewerVersion,
     HubModelRegistry,
     LocalModelRegistry,
     RegistryError,
@@ -625,3 +626,43 @@ def test_hub_concurrent_publishers_renumber(hub_env, seed_dir: Path, tmp_path: P
         assert weights(registry.load(version)) == weights(candidates[i])
     parents = [r["parent"] for r in registry.versions()]
     assert parents == [None, "v1", "v2", "v3"]
+
+
+def publishes_only_after_the_version_it_names(seed_dir: Path, tmp_path: Path) -> None:
+    """``publish(after=...)``: refused once another publisher came first (one that looked before, or
+    one racing it), and nothing of it published."""
+    registry, other = open_registry(settings(), seed=seed_dir), open_registry(settings(), seed=seed_dir)
+    assert other.publish(make_model(tmp_path / "first", seed=3), after="v1") == "v2"
+    with pytest.raises(NewerVersion, match="v2 was published meanwhile") as refused:
+        registry.publish(make_model(tmp_path / "stale", seed=4), after="v1")
+    assert refused.value.latest == "v2" and registry.latest() == "v2"
+    candidates = [make_model(tmp_path / f"racing{i}", seed=10 + i) for i in range(3)]
+    outcomes: dict[int, str] = {}
+    start = threading.Barrier(3)
+
+    def publish(i: int) -> None:
+        start.wait()
+        try:
+            outcomes[i] = registry.publish(candidates[i], after="v2")
+        except NewerVersion as error:
+            outcomes[i] = f"refused: {error.latest}"
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes.values()) == ["refused: v3", "refused: v3", "v3"]
+    assert registry.latest() == "v3"
+    [winner] = [i for i, outcome in outcomes.items() if outcome == "v3"]
+    assert weights(registry.load("v3")) == weights(candidates[winner])
+
+
+def test_publish_after_a_version_refuses_when_another_came_first(local_env: Path, seed_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    publishes_only_after_the_version_it_names(seed_dir, tmp_path)
+
+
+def test_hub_publish_after_a_version_refuses_when_another_came_first(hub_env, seed_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    publishes_only_after_the_version_it_names(seed_dir, tmp_path)

@@ -387,6 +387,75 @@ def test_a_promoted_version_that_cannot_be_loaded_back_says_it_is_published(
     assert last["action"] == "promotion, not yet served" and last["details"]["version"] == "v2"
 
 
+def another_process_publishes(service: MammoService, note: str) -> str:
+    """A copy of v1 published through a registry of its own, as a retrain from a shell would."""
+    other = open_registry(service.settings, seed=[])
+    return other.publish(other.load("v1"), {"note": note})
+
+
+def test_a_version_published_by_another_process_is_served_at_the_next_check(
+    service: MammoService, small_mias: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = next((small_mias / "benign").glob("*.png"))
+    assert service.follow_registry() is None and service.predictor.version == "v1"  # nothing newer
+    assert another_process_publishes(service, "a shell retrain") == "v2"
+    assert service.predictor.version == "v1"  # until the next check
+    assert service.follow_registry() == "v2" and service.predictor.version == "v2"
+    assert service.predict(image).model_version == "v2" and service.health()["model_version"] == "v2"
+    assert service.follow_registry() is None
+    # a newer version that cannot be loaded: the served one stays, the problem is logged once
+    v3 = service.registry.load(another_process_publishes(service, "broken on disk"))
+    (v3 / "model.safetensors").write_bytes(b"not weights")
+    with caplog.at_level("ERROR", logger="mammo.service"):
+        assert service.follow_registry() is None and service.follow_registry() is None
+    assert service.predictor.version == "v2" and service.predict(image).model_version == "v2"
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert "v3" in caplog.records[0].getMessage() and "v2 is still served" in caplog.records[0].getMessage()
+
+
+def test_following_the_registry_runs_in_the_background_until_close(tmp_path: Path, tiny_model_dir: Path,
+                                                                   small_mias: Path) -> None:
+    config = local_settings(tmp_path, small_mias)
+    open_registry(config, seed=tiny_model_dir)
+    service = MammoService(config)
+    service.follow_registry_every(0.05)
+    try:
+        another_process_publishes(service, "a Job")
+        deadline = time.monotonic() + 30
+        while service.predictor.version != "v2" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.predictor.version == "v2"
+    finally:
+        service.close()
+    assert not [t for t in threading.enumerate() if t.name == "follow-registry" and t.is_alive()
+                and (t.join(2) or t.is_alive())]  # the thread ends with the service
+
+
+def test_a_candidate_is_not_published_over_a_version_published_while_it_trained(
+    service: MammoService
+) -> None:
+    service.settings = dataclasses.replace(service.settings, gate_tolerance=1.0)  # would be promoted
+    published: list[str] = []
+
+    def told(fraction: float, message: str) -> None:
+        if message.startswith("epoch") and not published:  # the retrain has compared nothing yet
+            published.append(another_process_publishes(service, "a Job, meanwhile"))
+
+    summary = service.retrain(TINY, progress=told)
+    assert published == ["v2"]
+    assert not summary["promoted"] and summary["published_meanwhile"] == "v2"
+    assert summary["current_version"] == "v1" and summary["version"] == "v2"  # v2 is served after it
+    assert summary["reason"].startswith("Not published: v2 was published by another process")
+    assert [v["version"] for v in service.versions()] == ["v1", "v2"] and service.predictor.version == "v2"
+    assert summary["rejected_id"] in {r["id"] for r in service.registry.rejected()}  # kept, not lost
+    text = views.verdict_text(summary, service.predictor.version)
+    assert text.startswith("**Not promoted: v2 stays served.**") and "never compared with it" in text
+    last = service.audit.events()[-1]
+    assert last["action"] == "rejection" and last["details"]["served_before"] == "v1"
+    # the next retrain starts from v2 and is compared with it
+    assert service.retrain(TINY)["current_version"] == "v2"
+
+
 def test_the_gate_metric_and_tolerance_are_settings(service: MammoService) -> None:
     service.settings = dataclasses.replace(service.settings, gate_metric="accuracy", gate_tolerance=1.0)
     summary = service.retrain(TINY)

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from ... import config as mammo_config
 from .._hub import hub_api
-from .base import MODEL_FILES, ModelRegistry, RegistryError, version_number
+from .base import MODEL_FILES, ModelRegistry, NewerVersion, RegistryError, version_number
 from .hub import HubModelRegistry
 from .local import LocalModelRegistry
 
 __all__ = [
     "MODEL_FILES",
     "RegistryError",
+    "NewerVersion",
     "ModelRegistry",
     "LocalModelRegistry",
     "HubModelRegistry",

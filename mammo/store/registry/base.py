@@ -22,7 +22,7 @@ from ...errors import MammoError
 from ...model_card import render_model_card
 from .._fs import file_lock, fsync_dir, fsync_file, utc_now
 
-__all__ = ["MODEL_FILES", "RENUMBER_ATTEMPTS", "TMP_PREFIX", "ModelRegistry", "RegistryError",
+__all__ = ["MODEL_FILES", "RENUMBER_ATTEMPTS", "TMP_PREFIX", "ModelRegistry", "NewerVersion", "RegistryError",
            "version_number"]
 
 MODEL_FILES = ("model.safetensors", "config.json", "README.md")
@@ -33,6 +33,14 @@ RENUMBER_ATTEMPTS = 5  # attempts when another publisher takes the number first
 
 class RegistryError(MammoError, RuntimeError):
     """A registry operation failed; the message says what, where and what to do."""
+
+
+class NewerVersion(RegistryError):
+    """A publish refused because another process published ``latest`` since the caller looked."""
+
+    def __init__(self, latest: str) -> None:
+        super().__init__(f"{latest} was published meanwhile, by another process")
+        self.latest = latest
 
 
 def version_number(name: str) -> int | None:
@@ -149,16 +157,23 @@ class ModelRegistry(ABC):
         return _read_config(self._fetch(version))
 
     # -- public interface -----------------------------------------------------------------------
-    def publish(self, model_dir: Path, report: dict | None = None) -> str:
+    def publish(self, model_dir: Path, report: dict | None = None, after: str | None = None) -> str:
         """Publish a model folder as the next version ``vN`` (parent: the current latest).
 
         The published ``config.json`` gets ``mammo.version``, ``mammo.parent``,
         ``mammo.published_at`` and ``mammo.report`` (e.g. the gate decision); ``README.md`` is
-        rendered from it. Returns ``"vN"``.
+        rendered from it. Returns ``"vN"``. With ``after``, only while ``after`` is the latest version
+        (checked with the publish, under its lock): :class:`NewerVersion` when another process has
+        published since, and nothing is published.
         """
         model_dir = Path(model_dir)
-        version = self._publish(model_dir, _check_model_dir(model_dir), report, None)
-        assert version is not None
+        config = _check_model_dir(model_dir)
+        numbers = self._numbers()
+        if after is not None and max(numbers, default=0) != version_number(after):
+            raise NewerVersion(f"v{max(numbers, default=0)}")
+        version = self._publish(model_dir, config, report, None if after is None else len(numbers))
+        if version is None:  # published by another process between the two checks
+            raise NewerVersion(self.latest() or "?")
         return version
 
     def seed(self, seeds: Path | Sequence[Path]) -> str | None:
