@@ -207,8 +207,9 @@ class MammoService:
         self._last_summary: tuple[dict | None, dict | None] = (None, None)  # an ending event, its summary
         self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
         self._recent = RecentImages()
-        self._unloadable: str | None = None  # a newer version that could not be loaded (logged once)
+        self.newest_problem: str | None = None  # why a newer published version cannot be served
         self._closing = threading.Event()
+        self._following = False
         self._started = time.monotonic()
         self._fetched_base: Path | None = None
         self._base_films_lock = threading.Lock()
@@ -277,16 +278,23 @@ class MammoService:
     def follow_registry(self) -> str | None:
         """Serve the registry's newest version when another process published it (a retrain from a
         shell or a Job, another app on the same store), as a restart would; the version now served, or
-        None when nothing changed. Skipped while this app retrains or rolls back: that changes it."""
-        if not self._retrain_lock.acquire(blocking=False):
+        None when nothing changed. The check and the load run outside the retrain lock (a Hub call, a
+        download, an export); the swap is skipped while this app retrains or rolls back (that sees the
+        newest version itself)."""
+        newest = self._newest_unserved()
+        if newest is None or not self._retrain_lock.acquire(blocking=False):
             return None
         try:
-            return self._serve_newest()
+            return self._serve(newest)
         finally:
             self._retrain_lock.release()
 
     def follow_registry_every(self, seconds: float) -> None:
-        """Run :meth:`follow_registry` every ``seconds`` in a daemon thread until :meth:`close`."""
+        """Run :meth:`follow_registry` every ``seconds`` in a daemon thread until :meth:`close` (once)."""
+        if self._following:
+            return
+        self._following = True
+
         def poll() -> None:
             while not self._closing.wait(seconds):
                 try:
@@ -296,23 +304,41 @@ class MammoService:
 
         threading.Thread(target=poll, name="follow-registry", daemon=True).start()
 
-    def _serve_newest(self) -> str | None:
-        """:meth:`follow_registry`'s work, with the retrain lock held. A newer version that cannot be
-        read or loaded is logged (once) and the served one kept; the next check tries again."""
+    def _newest_unserved(self) -> Predictor | None:
+        """The registry's newest version, loaded, when it is newer than the served one; else None. Why
+        a newer version cannot be served is kept in ``newest_problem`` (logged once) and the served one
+        stays; the next check tries again."""
         served, latest = self._predictor.version, None
         try:
             latest = self.registry.latest()
-            if latest is None or (version_number(latest) or 0) <= (version_number(served) or 0):
-                return None
-            self._predictor = Predictor(self.registry.load(latest))
-        except (MammoError, OSError) as error:
-            problem = f"{latest or 'the registry'}: {error}"
-            if problem != self._unloadable:
-                log.error("a newer model version cannot be served; %s is still served (%s)", served, problem)
-            self._unloadable = problem
+            newer = latest is not None and (version_number(latest) or 0) > (version_number(served) or 0)
+            predictor = Predictor(self.registry.load(latest)) if newer else None
+        except Exception as error:  # whatever a damaged version raises: this app keeps serving
+            problem = f"{latest or 'the model registry'} cannot be served ({error})"
+            if problem != self.newest_problem:
+                log.error("%s; %s is still served", problem, served)
+            self.newest_problem = problem
             return None
-        log.info("now serving %s, published by another process (%s was served)", latest, served)
-        return latest
+        self.newest_problem = None
+        return predictor
+
+    def _serve(self, newest: Predictor) -> str | None:
+        """Swap in ``newest`` (retrain lock held) unless the served version is as new by now."""
+        served = self._predictor.version
+        if (version_number(newest.version) or 0) <= (version_number(served) or 0):
+            return None
+        self._predictor = newest
+        log.info("now serving %s, published by another process (%s was served)", newest.version, served)
+        self.audit.record("newer version served", None, version=newest.version, replaced=served)
+        return newest.version
+
+    def _serve_newest(self) -> bool:
+        """With the retrain lock held: serve the newest version; False when a newer one than the served
+        cannot be (``newest_problem`` says why)."""
+        newest = self._newest_unserved()
+        if newest is not None:
+            self._serve(newest)
+        return self.newest_problem is None
 
     def load(self, path: str | os.PathLike) -> LoadedImage:
         """An uploaded file decoded once (at display size, with its pixel hash); the last few
@@ -381,9 +407,11 @@ class MammoService:
     def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
                user: str | None = None) -> bytes:
         """The PDF report of a file's prediction (the recent one when drawn, else predicted now)."""
-        config = self._predictor.config
+        served = self._predictor
         prediction = (self.rerender(image, method, opacity)
                       or self.predict(image, method=method, opacity=opacity, user=user))
+        config = (served.config if prediction.model_version == served.version  # else swapped meanwhile
+                  else self.registry.config(prediction.model_version))
         return prediction_report(prediction, self.load(image).grey, config,
                                  self.card_reference(prediction.model_version), datetime.now(timezone.utc))
 
@@ -703,7 +731,10 @@ class MammoService:
         if not self._retrain_lock.acquire(blocking=False):
             raise RetrainBusy(self._busy("only one runs at a time. Wait for it to finish."))
         try:
-            self._serve_newest()  # a retrain starts from, and is judged against, the newest version
+            if not self._serve_newest():  # a retrain starts from, and is judged against, the newest one
+                raise RetrainError(f"{self.newest_problem}. A retrain compares its candidate with the newest "
+                                   "version and publishes only after it: serve an earlier version again "
+                                   "(Models tab), or repair the registry, then retrain.")
             self.retrain_started = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
             self._last_retrain = self.audit.record("retrain started", user, options=asdict(options),
                                                    served=self._predictor.version)
@@ -723,6 +754,7 @@ class MammoService:
             self._last_retrain = self.audit.record(
                 "promotion" if summary["promoted"] else "rejection", user, options=asdict(options),
                 version=summary["version"], rejected_id=summary["rejected_id"], reason=summary["reason"],
+                published_meanwhile=summary["published_meanwhile"],
                 cases_used=summary["cases_used"], served_before=summary["current_version"],
                 **{f"{who}_{key}": summary[f"{who}_metrics"].get(key)
                    for who in ("candidate", "current") for key in _AUDITED_METRICS})
@@ -766,7 +798,9 @@ class MammoService:
         """The summary the retrain that made rejected candidate ``rejected_id`` returned."""
         mammo = self.registry.rejected_config(rejected_id).get("mammo") or {}
         try:
-            return retrain_summary(mammo, mammo["report"]["current_version"], rejected_id)
+            report = mammo["report"]  # the version served after it: the compared one, or a newer one
+            return retrain_summary(mammo, report.get("published_meanwhile") or report["current_version"],
+                                   rejected_id)
         except (KeyError, TypeError) as error:
             raise RegistryError(f"rejected candidate {rejected_id} records no retrain summary "
                                 f"(missing {error})") from error
@@ -848,18 +882,18 @@ class MammoService:
                           "val_learnt_by_init": mammo["data"]["val_learnt_by_init"],
                           # a version another process published while this ran (the candidate passed)
                           "published_meanwhile": None}
-                version, rejected_id = current.version, None
+                rejected_id = None
                 if promoted:
                     try:
                         version = self.registry.publish(work / "candidate", report, after=current.version)
                         self._predictor = self._load_published(version, current.version)
                     except NewerVersion as newer:  # compared with a version no longer the newest
-                        version = newer.latest
                         report.update(promoted=False, published_meanwhile=newer.latest,
                                       reason=published_meanwhile(newer.latest, current.version))
                 if not report["promoted"]:
                     rejected_id = self.registry.record_rejected(work / "candidate", report)
-                    self._serve_newest()
+                    self._serve_newest()  # one published meanwhile (logged when it cannot be)
+                    version = self._predictor.version
         finally:
             shutil.rmtree(work, ignore_errors=True)
         progress(1.0, "done")
@@ -886,8 +920,9 @@ class MammoService:
             return Predictor(self.registry.load(version))
         except (MammoError, OSError) as error:
             raise PublishedNotServed(f"{version} passed the gate and is published, but it could not be "
-                                     f"loaded back to serve ({error}); {served} is still served until the "
-                                     "app restarts.", version) from error
+                                     f"loaded back to serve ({error}); {served} is still served. The app "
+                                     "tries again at its next check of the registry (MAMMO_FOLLOW_SECONDS) "
+                                     "and when it restarts.", version) from error
 
     def film_size_warning(self, options: RetrainOptions) -> str | None:
         """Why a retrain with ``options`` is likely to fail, when its films would be too small for the
@@ -930,16 +965,25 @@ class MammoService:
             raise RetrainBusy(self._busy("it may publish a new version: serve an earlier one again when it "
                                          "has finished."))
         try:
-            if version == self._predictor.version:
+            replaced = self._predictor.version
+            newest_served = self._serve_newest()  # False: a newer version is published but cannot be
+            if self._predictor.version != replaced:
+                raise NewerVersion(self._predictor.version)
+            if version == replaced and newest_served:
                 raise RegistryError(f"{version} is the version already served; pick an earlier one.")
             folder = self.registry.load(version)
             # the newest retrain's count carried over: MAMMO_AUTO_RETRAIN_EVERY counts new cases from it
             used = ((self._predictor.config.get("mammo") or {}).get("report") or {}).get("cases_used")
-            new = self.registry.publish(folder, {"rollback_of": version, "user": user,
-                                                 "replaced": self._predictor.version,
-                                                 **({"cases_used": used} if used is not None else {})})
-            replaced = self._predictor.version
+            new = self.registry.publish(folder, {"rollback_of": version, "user": user, "replaced": replaced,
+                                                 **({"cases_used": used} if used is not None else {})},
+                                        after=replaced if newest_served else self.registry.latest())
             self._predictor = Predictor(self.registry.load(new))
+        except NewerVersion as newer:  # the trainer chose without seeing it: they choose again
+            self._serve_newest()
+            raise RegistryError(f"{newer.latest} was published by another process (a retrain from a shell "
+                                f"or a Job) since the versions were listed, so {version} was not served "
+                                f"again. Look at {newer.latest} first; serve {version} again after that if "
+                                "you still want to.") from newer
         finally:
             self._retrain_lock.release()
         self.audit.record("rollback", user, served_again=version, published_as=new, replaced=replaced)

@@ -358,6 +358,11 @@ def _headline(summary: Mapping[str, Any], served: str | None) -> str:
     served now where that differs (a later retrain or rollback; or a promotion this app never served:
     made by another process, or one it could not load)."""
     version, changed = summary["version"], served not in (None, summary["version"])
+    if summary.get("published_meanwhile"):
+        newer, now = summary["published_meanwhile"], served or version
+        return (f"**Not promoted: {newer}, published meanwhile by another process, is served now.**"
+                if now == newer else
+                f"**Not promoted: {newer} was published meanwhile by another process; {now} is served now.**")
     if summary["promoted"]:
         outcome = f"Promoted: {version} {'was published' if changed else 'is now served'}"
     else:
@@ -400,9 +405,9 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
     kept = f" It is kept under *Rejected candidates* for inspection.{caveat}"
     if summary.get("published_meanwhile"):
         return (f"{_headline(summary, served)} The candidate did no worse than {summary['current_version']} "
-                f"({scores}), but {summary['published_meanwhile']} was published by another process (a "
-                f"retrain from a shell or a Job) while it trained, and the candidate was never compared with "
-                f"it. Retrain again to compare a candidate with {summary['published_meanwhile']}.{kept}")
+                f"({scores}), but {summary['published_meanwhile']} came from a retrain from a shell or a Job "
+                f"while this one trained, and the candidate was never compared with it. Retrain again to "
+                f"compare a candidate with {summary['published_meanwhile']}.{kept}")
     malignant, needed = malignant_films(candidate), summary.get("gate_min_malignant") or 0
     if malignant is not None and malignant < needed and not gives_every_film_one_score(candidate):
         return (f"{_headline(summary, served)} The {n} held-out films hold "

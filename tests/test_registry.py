@@ -31,9 +31,9 @@ from mammo.errors import SettingsError
 from mammo.model_card import NOT_RECORDED, render_model_card
 from mammo.store.gate import promotion_decision
 from mammo.store.registry import (
-    NewerVersion,
     HubModelRegistry,
     LocalModelRegistry,
+    NewerVersion,
     RegistryError,
     open_registry,
 )
@@ -570,12 +570,14 @@ def test_hub_bad_token_is_a_clear_error(hub_env, seed_dir: Path, monkeypatch) ->
 
 
 def test_hub_down_serves_cached_versions_and_refuses_to_publish(
-    hub_env, seed_dir: Path, tmp_path: Path
+    hub_env, seed_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = open_registry(settings(), seed=seed_dir)
     registry.load("v1")  # cached
     hub_env.stop()
-    assert registry.latest() == "v1"
+    with caplog.at_level("WARNING", logger="mammo.store.registry.hub"):
+        assert [registry.latest() for _ in range(3)] == ["v1"] * 3  # as the app checks every 30 s
+    assert len([r for r in caplog.records if "cached at" in r.getMessage()]) == 1  # once per outage
     reopened = open_registry(settings(), seed=seed_dir)  # a restart during the outage
     assert reopened.latest() == "v1"
     assert weights(reopened.load("v1")) == weights(seed_dir)
@@ -636,6 +638,9 @@ def publishes_only_after_the_version_it_names(seed_dir: Path, tmp_path: Path) ->
     with pytest.raises(NewerVersion, match="v2 was published meanwhile") as refused:
         registry.publish(make_model(tmp_path / "stale", seed=4), after="v1")
     assert refused.value.latest == "v2" and registry.latest() == "v2"
+    for unknown in ("v9", "latest"):  # not a version it holds: an error of the caller, not "newer"
+        with pytest.raises(RegistryError, match=f"cannot publish after '{unknown}': the newest .* is v2"):
+            registry.publish(make_model(tmp_path / "stale", seed=4), after=unknown)
     candidates = [make_model(tmp_path / f"racing{i}", seed=10 + i) for i in range(3)]
     outcomes: dict[int, str] = {}
     start = threading.Barrier(3)

@@ -403,14 +403,25 @@ def test_a_version_published_by_another_process_is_served_at_the_next_check(
     assert service.follow_registry() == "v2" and service.predictor.version == "v2"
     assert service.predict(image).model_version == "v2" and service.health()["model_version"] == "v2"
     assert service.follow_registry() is None
+    served = service.audit.events()[-1]  # the audit log says when this app began serving it
+    assert served["action"] == "newer version served" and served["details"] == {"version": "v2",
+                                                                                 "replaced": "v1"}
     # a newer version that cannot be loaded: the served one stays, the problem is logged once
     v3 = service.registry.load(another_process_publishes(service, "broken on disk"))
     (v3 / "model.safetensors").write_bytes(b"not weights")
     with caplog.at_level("ERROR", logger="mammo.service"):
         assert service.follow_registry() is None and service.follow_registry() is None
     assert service.predictor.version == "v2" and service.predict(image).model_version == "v2"
-    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
-    assert "v3" in caplog.records[0].getMessage() and "v2 is still served" in caplog.records[0].getMessage()
+    [logged] = [r.getMessage() for r in caplog.records]  # once, not at every check
+    assert logged.startswith("v3 cannot be served (") and logged.endswith("; v2 is still served")
+    assert service.newest_problem and service.newest_problem in logged
+    # a retrain would start from v2, be compared with it and could not publish over v3: refused at once
+    with pytest.raises(RetrainError, match=r"v3 cannot be served .*serve an earlier version again"):
+        service.retrain(TINY)
+    assert service.audit.events()[-1]["action"] == "newer version served"  # v2's; no retrain started
+    # the trainer serves v2 again (as v4): the registry's newest is served, retrains run again
+    assert service.rollback("v2") == "v4" and service.follow_registry() is None
+    assert service.newest_problem is None and service.retrain(TINY)["current_version"] == "v4"
 
 
 def test_following_the_registry_runs_in_the_background_until_close(tmp_path: Path, tiny_model_dir: Path,
@@ -440,6 +451,7 @@ def test_a_candidate_is_not_published_over_a_version_published_while_it_trained(
     def told(fraction: float, message: str) -> None:
         if message.startswith("epoch") and not published:  # the retrain has compared nothing yet
             published.append(another_process_publishes(service, "a Job, meanwhile"))
+            assert service.follow_registry() is None and service.predictor.version == "v1"  # not mid-way
 
     summary = service.retrain(TINY, progress=told)
     assert published == ["v2"]
@@ -449,11 +461,31 @@ def test_a_candidate_is_not_published_over_a_version_published_while_it_trained(
     assert [v["version"] for v in service.versions()] == ["v1", "v2"] and service.predictor.version == "v2"
     assert summary["rejected_id"] in {r["id"] for r in service.registry.rejected()}  # kept, not lost
     text = views.verdict_text(summary, service.predictor.version)
-    assert text.startswith("**Not promoted: v2 stays served.**") and "never compared with it" in text
+    assert text.startswith("**Not promoted: v2, published meanwhile by another process, is served now.**")
+    assert "never compared with it" in text and "v1 (AUC" not in text.split("**")[2][:20]
     last = service.audit.events()[-1]
     assert last["action"] == "rejection" and last["details"]["served_before"] == "v1"
-    # the next retrain starts from v2 and is compared with it
-    assert service.retrain(TINY)["current_version"] == "v2"
+    assert last["details"]["published_meanwhile"] == "v2" and last["details"]["version"] == "v2"
+    # a page opened later shows the same summary, rebuilt from the audit event and the kept candidate
+    service._last_retrain_read = False
+    rebuilt = service.last_retrain_summary()
+    assert {k: rebuilt[k] for k in ("promoted", "version", "published_meanwhile", "current_version")} == \
+        {"promoted": False, "version": "v2", "published_meanwhile": "v2", "current_version": "v1"}
+    assert views.verdict_text(rebuilt, "v2") == text
+
+
+def test_a_retrain_starts_from_the_newest_version_and_a_rollback_chosen_before_it_is_refused(
+    service: MammoService
+) -> None:
+    assert another_process_publishes(service, "a Job") == "v2"  # no check ran: v1 is served
+    summary = service.retrain(TINY)
+    assert summary["current_version"] == "v2" and summary["published_meanwhile"] is None
+    served = service.predictor.version  # v3 if the candidate was promoted, else v2
+    assert another_process_publishes(service, "another Job") == f"v{int(served[1:]) + 1}"
+    with pytest.raises(RegistryError, match=rf"v{int(served[1:]) + 1} was published by another process .* "
+                                            r"so v1 was not served again"):
+        service.rollback("v1")
+    assert service.predictor.version == service.registry.latest() == f"v{int(served[1:]) + 1}"  # nothing new
 
 
 def test_the_gate_metric_and_tolerance_are_settings(service: MammoService) -> None:

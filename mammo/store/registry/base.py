@@ -163,14 +163,19 @@ class ModelRegistry(ABC):
         The published ``config.json`` gets ``mammo.version``, ``mammo.parent``,
         ``mammo.published_at`` and ``mammo.report`` (e.g. the gate decision); ``README.md`` is
         rendered from it. Returns ``"vN"``. With ``after``, only while ``after`` is the latest version
-        (checked with the publish, under its lock): :class:`NewerVersion` when another process has
-        published since, and nothing is published.
+        (checked again as the version is written: under the local lock; on the Hub, in the commit's
+        parent): :class:`NewerVersion` when another process has published since, and nothing is
+        published.
         """
         model_dir = Path(model_dir)
         config = _check_model_dir(model_dir)
         numbers = self._numbers()
-        if after is not None and max(numbers, default=0) != version_number(after):
-            raise NewerVersion(f"v{max(numbers, default=0)}")
+        newest = max(numbers, default=0)
+        if after is not None and newest != version_number(after):
+            if version_number(after) is None or newest < version_number(after):  # not one it holds
+                raise RegistryError(f"cannot publish after {after!r}: the newest version at {self.location} "
+                                    f"is {self.latest() or 'none'}")
+            raise NewerVersion(f"v{newest}")
         version = self._publish(model_dir, config, report, None if after is None else len(numbers))
         if version is None:  # published by another process between the two checks
             raise NewerVersion(self.latest() or "?")

@@ -48,6 +48,7 @@ class HubModelRegistry(ModelRegistry):
         self.repo_id = repo_id
         self.cache_dir = self.home / "cache" / "hub"
         self._tag_commits: dict[str, str] = {}  # last seen {vN: commit}; tags are never moved
+        self._outage_logged = False  # the cached versions' use is logged once per outage (the app polls)
 
     @property
     def location(self) -> str:
@@ -108,7 +109,7 @@ class HubModelRegistry(ModelRegistry):
         if "main" not in heads:
             raise RegistryError(f"{self.location} has no main branch")
         tags = {t.name: t.target_commit for t in refs.tags if version_number(t.name)}
-        self._tag_commits = dict(tags)
+        self._tag_commits, self._outage_logged = dict(tags), False
         self._refs_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._refs_file.with_name(f".refs-{uuid.uuid4().hex}.tmp")  # unique: threads publish too
         tmp.write_text(json.dumps({"main": heads["main"], "tags": tags, "saved_at": utc_now().isoformat()}))
@@ -120,7 +121,9 @@ class HubModelRegistry(ModelRegistry):
             cached = json.loads(self._refs_file.read_text())
         except (OSError, ValueError):
             raise RegistryError(f"{error} No model versions are cached locally.") from error
-        log.warning("%s Using the model versions cached at %s.", error, cached["saved_at"])
+        if not self._outage_logged:
+            log.warning("%s Using the model versions cached at %s.", error, cached["saved_at"])
+            self._outage_logged = True
         self._tag_commits = dict(cached["tags"])
         return cached["main"], dict(cached["tags"])
 
