@@ -772,7 +772,7 @@ def models():
 
 def models_views(versions: list):
     names = [v["version"] for v in versions]
-    return (views.versions_rows(versions, service.predictor.version),
+    return (views.versions_rows(versions, service.predictor.version, service.newest_problem),
             gr.update(choices=names, value=names[-1] if names else None))
 
 

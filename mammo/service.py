@@ -193,7 +193,8 @@ class MammoService:
     def __init__(self, settings: mammo_config.Settings | None = None) -> None:
         self.settings = settings or mammo_config.settings()
         self.registry = open_registry(self.settings)
-        self._predictor = Predictor(self.registry.load())
+        self.newest_problem: str | None = None  # why a newer published version cannot be served
+        self._predictor = self._newest_loadable()
         self.cases = open_case_store(self._predictor.labels, self.settings)
         self.audit: AuditLog = open_audit_log(self.settings, self.cases)
         self.predictions: PredictionLog = open_prediction_log(self.settings, self.cases)
@@ -207,7 +208,6 @@ class MammoService:
         self._last_summary: tuple[dict | None, dict | None] = (None, None)  # an ending event, its summary
         self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
         self._recent = RecentImages()
-        self.newest_problem: str | None = None  # why a newer published version cannot be served
         self._closing = threading.Event()
         self._following = False
         self._started = time.monotonic()
@@ -274,6 +274,26 @@ class MammoService:
     @property
     def labels(self) -> list[str]:
         return self._predictor.labels
+
+    def _newest_loadable(self) -> Predictor:
+        """At start: the newest version; when it cannot be loaded, the newest one that can (the app
+        serves rather than not starting; ``newest_problem`` and the log say why). None that loads: the
+        newest's error."""
+        try:
+            return Predictor(self.registry.load())
+        except Exception as error:  # whatever a damaged version raises
+            newest = self.registry.latest()
+            if newest is None:
+                raise
+            self.newest_problem = f"{newest} cannot be served ({error})"
+            for row in reversed(self.registry.versions()[:-1]):
+                try:
+                    predictor = Predictor(self.registry.load(row["version"]))
+                except Exception:
+                    continue
+                log.error("%s; %s is served instead", self.newest_problem, predictor.version)
+                return predictor
+            raise
 
     def follow_registry(self) -> str | None:
         """Serve the registry's newest version when another process published it (a retrain from a
@@ -696,8 +716,9 @@ class MammoService:
         report["cases"]["queued_shards"] = self.cases.pending()  # written here, not yet on the Hub
         base = self._base_folder()
         healthy = all(store["reachable"] for store in report.values()) and (hub is None or hub["reachable"])
+        healthy = healthy and self.newest_problem is None
         return {"status": "ok" if healthy else "degraded", "model_version": self._predictor.version,
-                "runtime": self._predictor.runtime,
+                "runtime": self._predictor.runtime, "newest_problem": self.newest_problem,
                 **report, "hub": hub,
                 "base_data": {"source": base_data_source(settings),
                               "available": base is not None and base.is_dir()},

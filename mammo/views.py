@@ -12,6 +12,7 @@ import pandas as pd
 from .choices import LESION_MAP
 from .metrics import FEWEST_FOR_AN_INTERVAL, OUT_OF_FOLD, recorded_estimate, recorded_evaluations
 from .store.gate import gives_every_film_one_score, malignant_films
+from .store.registry.base import version_number
 from .timestamps import human_time
 
 __all__ = [
@@ -258,8 +259,12 @@ def history_row(name: str, details: Mapping[str, Any]) -> list[Any]:
             "; ".join(n for n in notes if n) or "—"]
 
 
-def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = None) -> list[list[Any]]:
-    """One row per version, newest first; ``served`` is marked."""
+def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = None,
+                  newest_problem: str | None = None) -> list[list[Any]]:
+    """One row per version, newest first; ``served`` is marked, and versions newer than it as not yet
+    served, or as unservable while the app reports ``newest_problem`` (a damaged newest version)."""
+    served_number = version_number(served or "") or 0
+    newer_mark = "✕ cannot be served" if newest_problem else "not served yet"
     rows = []
     for v in reversed(versions):
         metrics, data, cv = v.get("metrics") or {}, v.get("data") or {}, v.get("cv") or {}
@@ -271,7 +276,10 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
         if v.get("rollback_of"):  # its figures are those of the version it copies
             parent = f"{parent} (a copy of {v['rollback_of']}, served again)"
         rows.append([
-            v["version"], "● served" if v["version"] == served else "", published, trained, parent,
+            v["version"],
+            "● served" if v["version"] == served else
+            newer_mark if served and (version_number(v["version"]) or 0) > served_number else "",
+            published, trained, parent,
             data.get("n_train", "—"),
             auc_and_ci(cv, label=""), auc_and_ci(metrics, label=""),
             _fmt(metrics.get("accuracy")), _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),

@@ -274,6 +274,7 @@ def test_health_over_the_api_and_http(client, app: AppProcess, small_mias: Path)
     assert report["cases"]["queued_shards"] == 0  # a local store delivers nothing
     assert report["base_data"] == {"source": str(small_mias), "available": True}
     assert report["queue_waiting"] == 0 and not report["retrain_running"] and report["uptime_s"] > 0
+    assert report["newest_problem"] is None  # the newest version is the one served
     answer = httpx.get(app.url + "health", timeout=10)
     assert answer.status_code == 200 and answer.json()["model_version"] == serving
 
@@ -315,3 +316,12 @@ def test_a_version_published_by_a_shell_retrain_is_served_without_a_restart(
             time.sleep(0.5)
         assert client.predict(film, api_name="/predict")[2]["model_version"] == NEXT
         assert f"now serving {NEXT}, published by another process ({SERVED} was served)" in app.log()
+        # a version whose weights are damaged: the app keeps serving, and says so to monitors
+        broken = registry.publish(registry.load("v1"), {"note": "damaged on the way"})
+        (registry.load(broken) / "model.safetensors").write_bytes(b"\0" * 64)
+        while (health := httpx.get(app.url + "health", timeout=10)).status_code != 503:
+            assert time.monotonic() < deadline + 60, app.log()
+            time.sleep(0.5)
+        assert health.json()["model_version"] == NEXT and health.json()["status"] == "degraded"
+        assert health.json()["newest_problem"].startswith(f"{broken} cannot be served (the weights in ")
+        assert client.predict(film, api_name="/predict")[2]["model_version"] == NEXT

@@ -424,6 +424,25 @@ def test_a_version_published_by_another_process_is_served_at_the_next_check(
     assert service.newest_problem is None and service.retrain(TINY)["current_version"] == "v4"
 
 
+def test_an_app_started_when_the_newest_version_is_damaged_serves_the_newest_that_loads(
+    service: MammoService, small_mias: Path
+) -> None:
+    v2 = service.registry.load(another_process_publishes(service, "damaged later"))
+    (v2 / "model.safetensors").write_bytes(b"\0" * 64)
+    restarted = MammoService(service.settings)
+    try:
+        assert restarted.predictor.version == "v1"
+        assert restarted.newest_problem.startswith("v2 cannot be served (the weights in ")
+        health = restarted.health()
+        assert health["status"] == "degraded" and health["newest_problem"] == restarted.newest_problem
+        assert restarted.predict(next((small_mias / "normal").glob("*.png"))).model_version == "v1"
+    finally:
+        restarted.close()
+    (service.registry.load("v1") / "model.safetensors").write_bytes(b"\0" * 64)
+    with pytest.raises(MammoError, match="the weights in .*v2.* cannot be loaded"):  # the newest's error
+        MammoService(service.settings)  # no version loads
+
+
 def test_following_the_registry_runs_in_the_background_until_close(tmp_path: Path, tiny_model_dir: Path,
                                                                    small_mias: Path) -> None:
     config = local_settings(tmp_path, small_mias)

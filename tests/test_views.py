@@ -298,10 +298,10 @@ def registry(tmp_path: Path, v1_mammo: dict) -> LocalModelRegistry:
 
 def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalModelRegistry,
                                                               v1_mammo: dict) -> None:
-    rows = views.versions_rows(registry.versions(), served="v1")
+    rows = views.versions_rows(registry.versions(), served="v1")  # v2 published by another process
     assert [r[0] for r in rows] == ["v2", "v1"]
     metrics = v1_mammo["metrics"]
-    for row, parent, served in zip(rows, ["v1", "—"], ["", "● served"], strict=True):
+    for row, parent, served in zip(rows, ["v1", "—"], ["not served yet", "● served"], strict=True):
         shown = dict(zip(views.VERSION_COLUMNS, row, strict=True))
         assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", shown.pop("published")), row
         created = datetime.fromisoformat(v1_mammo["created_at"])
@@ -318,6 +318,12 @@ def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalMod
             "split's films": metrics["n"],
             "AUC malignant, cross-validated (95% CI)": "—",  # v1 was not cross-validated
         }
+
+
+def test_versions_rows_mark_a_newer_version_that_cannot_be_served(registry: LocalModelRegistry) -> None:
+    rows = views.versions_rows(registry.versions(), "v1", "v2 cannot be served (its weights are damaged)")
+    assert [row[:2] for row in rows] == [["v2", "✕ cannot be served"], ["v1", "● served"]]
+    assert [row[1] for row in views.versions_rows(registry.versions(), "v2")] == ["● served", ""]
 
 
 def test_versions_rows_show_a_cross_validated_estimate_beside_the_holdout(tmp_path: Path) -> None:
