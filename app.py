@@ -288,6 +288,9 @@ def predict_shown(image: str | None, method: str, opacity: float, shown_for: str
 # stays hidden. (Cancelling it cannot do this: Gradio 6.31 sends a request's /cancel without its event
 # id while the request has only just been sent, and the server refuses it.)
 SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && file.path === resultFile})"
+# the offer's note, put back to its explanation when the file it was made for is no longer the one shown
+OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
+                        f"{json.dumps(OFFER_EXPLAINED)}")
 # a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
 
@@ -404,6 +407,12 @@ def offer(image: str | None, profile: gr.OAuthProfile | None = None,
     measured = f"uncertainty {spread:.1f} points" if spread is not None else "no uncertainty measured"
     return (f"Offered for labelling as `{entry['id'][:12]}` ({measured}). Thank you: a clinician can now "
             "label it in the Submit case tab.")
+
+
+def offer_shown(image: str | None, profile: gr.OAuthProfile | None = None,
+                token: gr.OAuthToken | None = None):
+    """The Predict tab's offer: its note, and the file it is for."""
+    return offer(image, profile, token), image
 
 
 @clear_errors
@@ -902,8 +911,9 @@ def build() -> gr.Blocks:
                         gr.Examples([[str(p)] for p in PHANTOMS], inputs=[image],
                                     label="Synthetic phantoms for edge cases (not real patients)")
                 with gr.Column():
-                    # the file whose results, report and full-size heat map are on the page (its path)
-                    results_for, report_for, heatmap_for = (gr.Textbox(visible=False) for _ in range(3))
+                    # the file whose results, report, full-size heat map and offer are on the page (its path)
+                    results_for, report_for, heatmap_for, offer_for = (gr.Textbox(visible=False)
+                                                                       for _ in range(4))
                     with gr.Column(visible=False) as film_results:  # shown with a result of this file
                         flag_line = gr.Markdown(elem_id="review-flag")
                         # no class name in large type over the bars: a film is most often "normal" first,
@@ -1217,8 +1227,13 @@ def build() -> gr.Blocks:
         submit_tab.select(queue_views, queue_choice, queue_outputs, **private)  # another page's labels
         # a refusal is said in the corner, not as an "Error" badge over the note (it hid its words);
         # the button is off while the image is offered (a click's only sign that it runs)
-        offered = pressed_once(offer_button, offer, image, offer_note, api_name="offer",
-                               api_description=offer.__doc__, concurrency_limit=2, show_progress="hidden")
+        offering = dict(concurrency_limit=2, concurrency_id="offer")  # the API's and the page's
+        gr.on([], offer, image, offer_note, api_name="offer", api_description=offer.__doc__,  # API only
+              **offering)
+        offered = pressed_once(offer_button, offer_shown, image, [offer_note, offer_for],
+                               show_progress="hidden", **offering, **private)
+        # a file changed while it was offered: its note is not left beside the next file
+        offered.success(None, [image, offer_for, offer_note], offer_note, js=OFFER_OF_THE_FILE_JS, **private)
         turn_on(offer_button, offered.success(queue_views, queue_choice, queue_outputs, **CHAINED))
         offered.failure(None, None, offer_button, js=switch_js(on=True), **private)  # said in the corner
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)

