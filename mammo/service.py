@@ -301,6 +301,8 @@ class MammoService:
         None when nothing changed. The check and the load run outside the retrain lock (a Hub call, a
         download, an export); the swap is skipped while this app retrains or rolls back (that sees the
         newest version itself)."""
+        if self._retrain_lock.locked():  # a retrain or rollback ends serving the newest: no load meanwhile
+            return None
         newest = self._newest_unserved()
         if newest is None or not self._retrain_lock.acquire(blocking=False):
             return None
