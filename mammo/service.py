@@ -79,6 +79,7 @@ QUEUED_ON_A_SPACE = ("Until the Hub answers, this upload is only on this Space's
 # data's changes nothing the model learns: its receipt says so
 HELD_OUT_FILM = ("this image is one of the base data's held-out films, on which every retrain is judged: a "
                  "retrain leaves this case out of training (a held-out film is never trained on)")
+BASE_FILM_CASES = "cases of base films (left out)"  # data_summary's source for them
 BASE_LABEL_KEPT = ("a label given here to correct the base data's is stored with the case, but training "
                    "changes only when the base data itself is corrected")
 # the audit actions that end a retrain: a version promoted (served, or published and not yet served),
@@ -677,10 +678,16 @@ class MammoService:
         return base
 
     def data_summary(self) -> dict[str, dict[str, int]]:
-        """Images per label: base data and submitted cases."""
+        """Images per label: the base data's films, the submitted cases a retrain trains on, and the
+        submitted cases whose image is a base film (under their submitted label): a retrain leaves
+        those out (a held-out film is never trained on, a training film not twice)."""
         base = _base_counts(self._base_folder())
         cases = self.cases.counts()
-        return {label: {"base": base.get(label, 0), "cases": cases.get(label, 0)}
+        films = self._base_films() if any(cases.values()) else {}  # decoded once (about 3 s), not for none
+        found = (self.cases.case_with_pixels(digest) for digest in films)
+        resubmitted = Counter(self.cases.case_label(case_id) for case_id in found if case_id)
+        return {label: {"base": base.get(label, 0), "cases": cases.get(label, 0) - resubmitted[label],
+                        BASE_FILM_CASES: resubmitted[label]}
                 for label in label_order([*self.labels, *base, *cases])}
 
     def describe(self) -> str:

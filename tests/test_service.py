@@ -22,7 +22,15 @@ from mammo.errors import BadRequest, MammoError
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
-from mammo.service import AUTO_USER, BASE_LABEL_KEPT, MammoService, RetrainBusy, RetrainError, RetrainOptions
+from mammo.service import (
+    AUTO_USER,
+    BASE_FILM_CASES,
+    BASE_LABEL_KEPT,
+    MammoService,
+    RetrainBusy,
+    RetrainError,
+    RetrainOptions,
+)
 from mammo.store import RegistryError, StoreError, open_registry, promotion_decision
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
@@ -54,10 +62,15 @@ def test_predict_and_submit(service: MammoService, small_mias: Path) -> None:
     image = next((small_mias / "benign").glob("*.png"))
     result = service.predict(image)
     assert result.model_version == "v1" and result.heatmap.shape == (512, 512)
+    assert service.data_summary()["benign"][BASE_FILM_CASES] == 0  # no case: no base film decoded
     receipt = service.submit(image, "benign", {"view": "CC"})
     assert receipt["total_cases"] == 1 and receipt["status"] == "stored"
+    # a base film's case is counted apart (a retrain leaves it out); a new image's is a case
+    new_image = np.fliplr(read_image(next((small_mias / "normal").glob("*.png"))))
+    service.submit(np.ascontiguousarray(new_image), "malignant", None)
     summary = service.data_summary()
-    assert summary["benign"]["cases"] == 1
+    assert {label: (n["cases"], n[BASE_FILM_CASES]) for label, n in summary.items()} == \
+        {"normal": (0, 0), "benign": (0, 1), "malignant": (1, 0)}
     assert sum(v["base"] for v in summary.values()) == len(list(small_mias.glob("*/*.png")))
 
 
