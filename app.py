@@ -835,7 +835,7 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
     rows = {row["version"]: row for row in service.versions()}
     if version not in rows:
         raise gr.Error(f"There is no version {version!r}.")
-    return gr.update(visible=True), views.rollback_question(version, served, rows)
+    return gr.update(visible=True), views.rollback_question(version, served, rows), served
 
 
 @clear_errors
@@ -850,9 +850,15 @@ def rollback_version(version: str | None, profile: gr.OAuthProfile | None = None
     return {"version": service.rollback(version, user=_user(profile, token)), "rollback_of": version}
 
 
-def rollback(version: str | None, profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
-    served = rollback_version(version, profile, token)
-    return f"Serving {version} again, published as {served['version']}.", gr.update(visible=False)
+@clear_errors
+def rollback(version: str | None, replacing: str, profile: gr.OAuthProfile | None = None,
+             token: gr.OAuthToken | None = None):
+    """The Models tab's confirmed rollback: refused when the served version is no longer the one the
+    question named (a version published meanwhile by another process)."""
+    if not version:
+        raise gr.Error("Pick the version to serve again.")
+    new = service.rollback(version, user=_user(profile, token), replacing=replacing or None)
+    return f"Serving {version} again, published as {new}.", gr.update(visible=False)
 
 
 # -- Health -----------------------------------------------------------------------------------------
@@ -1059,6 +1065,7 @@ def build() -> gr.Blocks:
                                             scale=1)
             with gr.Row(visible=False, equal_height=True) as confirm_row:
                 question = gr.Markdown()
+                asked_replacing = gr.Textbox(visible=False)  # the version served when the question was asked
                 confirm = gr.Button("Yes, serve it again", variant="stop")
                 cancel = gr.Button("Cancel")
             rollback_note = gr.Markdown()
@@ -1189,7 +1196,7 @@ def build() -> gr.Blocks:
         recolour(version_shown,
                  {version_roc: "model", version_losses: "series", version_reliability: "model"})
         give_room(version_shown, [version_losses, version_aucs])
-        rollback_button.click(ask_rollback, version, [confirm_row, question], **private)
+        rollback_button.click(ask_rollback, version, [confirm_row, question, asked_replacing], **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
         # the API-only endpoints' own input and outputs, named for the API page (`view_api`): the
         # Version dropdown's choices are filled at page load, so as an API input it would list none
@@ -1200,8 +1207,8 @@ def build() -> gr.Blocks:
               api_description=rollback_version.__doc__, concurrency_limit=1)
         gr.on([], health, None, api_outputs["health"], api_name="health", api_description=health.__doc__,
               concurrency_limit=None)  # never waits behind predictions
-        recolour(confirm.click(rollback, version, [rollback_note, confirm_row], concurrency_limit=1,
-                               **private).success(**models_event, **CHAINED).then(
+        recolour(confirm.click(rollback, [version, asked_replacing], [rollback_note, confirm_row],
+                               concurrency_limit=1, **private).success(**models_event, **CHAINED).then(
             served_estimate, None, [served, reliability], **CHAINED), {reliability: "model"})
         demo.load(totals, None, counts, **private)
         demo.load(recent_cases, None, case_choice, **private)

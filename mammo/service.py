@@ -988,8 +988,9 @@ class MammoService:
     def versions(self) -> list[dict]:
         return self.registry.versions()
 
-    def rollback(self, version: str, user: str | None = None) -> str:
-        """Serve an earlier version again, published as a new version (history stays append-only)."""
+    def rollback(self, version: str, user: str | None = None, replacing: str | None = None) -> str:
+        """Serve an earlier version again, published as a new version (history stays append-only);
+        ``replacing``: the version the trainer was shown as served (refused when another is by now)."""
         can_train(user, self.settings).require()
         if not self._retrain_lock.acquire(blocking=False):  # it may publish: refused now, not queued
             raise RetrainBusy(self._busy("it may publish a new version: serve an earlier one again when it "
@@ -999,6 +1000,10 @@ class MammoService:
             newest_served = self._serve_newest()  # False: a newer version is published but cannot be
             if self._predictor.version != replaced:
                 raise NewerVersion(self._predictor.version)
+            if replacing is not None and replacing != replaced:
+                raise RegistryError(f"{replaced} is served now, not {replacing} as when you were asked: "
+                                    f"{version} was not served again. Ask again to compare it with "
+                                    f"{replaced}.")
             if version == replaced and newest_served:
                 raise RegistryError(f"{version} is the version already served; pick an earlier one.")
             folder = self.registry.load(version)

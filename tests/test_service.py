@@ -520,6 +520,18 @@ def test_a_retrain_starts_from_the_newest_version_and_a_rollback_chosen_before_i
     assert service.predictor.version == service.registry.latest() == f"v{int(served[1:]) + 1}"  # nothing new
 
 
+def test_a_rollback_confirmed_after_the_served_version_changed_is_refused(service: MammoService) -> None:
+    """The Models tab asks "serve v1 again instead of v1's successor?"; a version published and served
+    before the trainer confirms makes that question stale."""
+    asked_about = service.predictor.version  # v1, as the question named it
+    another_process_publishes(service, "a Job")
+    assert service.follow_registry() == "v2"
+    with pytest.raises(RegistryError, match="v2 is served now, not v1 as when you were asked: v1 was not "
+                                            "served again"):
+        service.rollback("v1", replacing=asked_about)
+    assert service.rollback("v1", replacing="v2") == "v3"  # asked again: it runs
+
+
 def test_the_gate_metric_and_tolerance_are_settings(service: MammoService) -> None:
     service.settings = dataclasses.replace(service.settings, gate_metric="accuracy", gate_tolerance=1.0)
     summary = service.retrain(TINY)
