@@ -288,6 +288,9 @@ def predict_shown(image: str | None, method: str, opacity: float, shown_for: str
 # stays hidden. (Cancelling it cannot do this: Gradio 6.31 sends a request's /cancel without its event
 # id while the request has only just been sent, and the server refuses it.)
 SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && file.path === resultFile})"
+# after a refused submission: the last receipt off the page, unless the form was empty (nothing was sent)
+KEEP_RECEIPT_JS = ("(image, label) => (image || label) ? ['', null] : "
+                   "[{__type__: 'update'}, {__type__: 'update'}]")
 # the offer's note, put back to its explanation when the file it was made for is no longer the one shown
 OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
                         f"{json.dumps(OFFER_EXPLAINED)}")
@@ -1158,8 +1161,11 @@ def build() -> gr.Blocks:
         emptied = submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
                                     **CHAINED)
         cases_stored(emptied)
+        # a refused submission takes the last receipt off the page (it is not this image's), but a click
+        # on the emptied form (a second click after the first stored its case) leaves it there
         turn_on(submit_button, emptied,
-                submitted.failure(lambda: ("", None), None, [receipt_text, receipt], **CHAINED))
+                submitted.failure(None, [case_image, label], [receipt_text, receipt], js=KEEP_RECEIPT_JS,
+                                  **private))
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)
         bulk_said = bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED)

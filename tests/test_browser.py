@@ -259,6 +259,10 @@ def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app:
     assert page.get_by_text("already submitted").count() == 0
     assert receipt_case_id(page) == stored and button.is_enabled()  # on again for the next case
     assert CaseStore(LABELS, app.home / "cases").counts()["benign"] == before + 1
+    button.click()  # once more, on the emptied form: refused, and the stored case's receipt stays
+    page.get_by_text("Upload an image and pick its confirmed label first.").wait_for(timeout=10_000)
+    page.wait_for_timeout(1000)
+    assert receipt_case_id(page) == stored and page.get_by_text("Case stored").count() > 0
 
 
 def test_an_offered_image_is_labelled_from_the_pool_keeping_the_pick_on_a_refusal(fresh,
