@@ -1122,8 +1122,11 @@ def build() -> gr.Blocks:
                                            (opacity.input, [report_download]),
                                            (opacity.release, [report_download])):
             redraw_event(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
-            # always_last: an opacity stepped while the last step's redraw runs is drawn after it
-            redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2, **CHAINED)
+            # always_last: an opacity stepped while the last step's redraw runs is drawn after it; no
+            # progress shown: a refused value (an opacity of 5 typed in the box) is said in a toast and
+            # leaves the result drawn (shown progress would leave an "Error" badge over each output)
+            redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2,
+                                   show_progress="hidden", **CHAINED)
             shown_beside_its_file(redrawn, film_results, results_for)
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)

@@ -328,6 +328,16 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
     number.press("Enter")  # typed and entered, without leaving the box: redrawn too
     page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), after_method],
                            timeout=30_000)
+    after_typed = overlay.get_attribute("src")
+    number.fill("5")  # out of range: refused in a toast, the result left as drawn
+    number.press("Enter")
+    page.get_by_text(re.compile(r"Heat-map opacity: Value 5 is greater than maximum value 1")).first.wait_for(
+        timeout=10_000)
+    expect(overlay).to_be_visible()
+    assert overlay.get_attribute("src") == after_typed and page.locator(shot.MOST_LIKELY).count() == 3
+    badge = '[data-testid="status-tracker"]:not(.hide)'  # Gradio's status over an output, when shown
+    for output in (shot.OVERLAY_LABEL, "Class probabilities"):  # no "Error" badge over the result
+        assert page.locator(".block").filter(has_text=output).locator(badge).get_by_text("Error").count() == 0
     page.get_by_role("button", name="Details").click()
     page.get_by_text('"EigenCAM"').wait_for(timeout=10_000)
     assert page.locator("table").filter(has_text=image.name).count() == 1  # still one prediction
