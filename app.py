@@ -300,10 +300,11 @@ CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }
 
 # under each reliability plot: a point's bin may hold one or two films
 FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps between 0 and 1."
-# Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows),
-# a × on each file of a box that is only for downloading (it takes the file off the page), lets a
+# Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows)
+# and cuts its captions to one line ("Malignant ca..."), puts a × on each file of a box that is only for downloading (it takes the file off the page), lets a
 # long JSON string (a pixel hash) run past its box's edge, and breaks a wrapped header mid-word
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
+            "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
             "#versions th, #versions th * { word-break: normal; overflow-wrap: normal; }")
@@ -479,10 +480,11 @@ def predict_image(path: str | None):
 
 
 def film_caption(path: Path) -> str:
-    """'cbis_ddsm_malignant_rcc.png' -> 'CBIS-DDSM, malignant case, right CC'."""
+    """'cbis_ddsm_malignant_rcc.png' -> 'Malignant case, right CC' (the gallery's label names the
+    data set: the caption's first word is what tells the films apart)."""
     _, _, case, view = path.stem.split("_")
     side = {"r": "right", "l": "left"}[view[0]]
-    return f"CBIS-DDSM, {case} case, {side} {view[1:].upper()}"
+    return f"{case.capitalize()} case, {side} {view[1:].upper()}"
 
 
 def pick_film(selected: gr.SelectData) -> str:
