@@ -90,6 +90,13 @@ METRIC_NAMES = {
 }
 
 
+# a model that gives every film the same malignancy score ranks nothing: its AUC has no meaning, and
+# its calibration error only says how near that one score is to the share of malignant films
+ONE_SCORE_MEANS = {"auc_malignant": "— (one score for every film)",
+                   "auc_malignant_ci95": "—",
+                   "ece_malignant": "{value} (one score for every film)"}
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -350,6 +357,9 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any],
     ``baseline``, the logistic-regression baseline trained on the candidate's films beside them."""
 
     def show(key: str, value: Any, figures: Mapping[str, Any]) -> str:
+        if gives_every_film_one_score(figures) and key in ONE_SCORE_MEANS:  # a collapsed model
+            said = ONE_SCORE_MEANS[key]
+            return said.format(value=_fmt(value)) if "{value}" in said else said
         if key == "auc_malignant_ci95":
             return no_interval(value, figures) or _ci(value, 3)
         return str(value) if key == "n" else _fmt(value)  # JSON turns 1.0 into 1: only n is a count

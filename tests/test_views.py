@@ -451,6 +451,14 @@ def test_comparison_frame(v1_mammo: dict) -> None:
     shown = with_baseline.set_index("metric")
     assert shown.loc["AUC, malignant vs rest", "baseline (logistic regression)"] == \
         "0.550"
+    # a collapsed candidate (one malignancy score for every film): its AUC, interval and ECE say so
+    collapsed = {**candidate, "auc_malignant": 0.5, "auc_malignant_ci95": [0.5, 0.5], "ece_malignant": 0.004,
+                 "roc": {"thresholds": [2.0, 0.31, 0.31]}}
+    column = views.comparison_frame(current, collapsed).set_index("metric")["candidate"]
+    assert column["AUC, malignant vs rest"] == "— (one score for every film)"
+    assert column["95% CI of that AUC (bootstrap)"] == "—"
+    assert column["calibration error (ECE, malignant)"] == "0.004 (one score for every film)"
+    assert column["accuracy (most likely class)"] == f"{candidate['accuracy']:.3f}"  # still what it was
 
 
 def test_comparison_frame_formats_whole_valued_metrics_as_metrics() -> None:
