@@ -180,6 +180,16 @@ def published_meanwhile(latest: str, compared: str) -> str:
             f"rejected. Retrain again to compare a candidate with {latest}.")
 
 
+def recorded_holdout(mammo: Mapping[str, Any]) -> dict | None:
+    """A version's recorded held-out AUC, its interval, films and data (None when it records none)."""
+    metrics = mammo.get("metrics") or {}
+    if metrics.get("auc_malignant") is None:
+        return None
+    return {"auc_malignant": metrics["auc_malignant"], "n": metrics.get("n"),
+            "auc_malignant_ci95": metrics.get("auc_malignant_ci95"),
+            "sources": (mammo.get("data") or {}).get("sources")}
+
+
 def retrain_summary(mammo: Mapping[str, Any], version: str | None, rejected_id: str | None) -> dict:
     """What a retrain returns, from its candidate's config (``mammo``: its report, training history and
     split): ``version`` is the one served after it; ``rejected_id`` names the kept candidate, if any."""
@@ -902,6 +912,9 @@ class MammoService:
                           "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
+                          # where the served version's own recorded figure came from, against this one
+                          "current_recorded": recorded_holdout(current.config.get("mammo") or {}),
+                          "scored_on": mammo["data"]["sources"],
                           "candidate_metrics": mammo["metrics"],
                           # candidate minus served on the same films, CI resampling patients: the noise
                           "paired_difference": paired_comparison(holdout, current_probs, candidate_probs,

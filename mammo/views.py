@@ -417,6 +417,7 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
     if summary.get("film_size_warning"):
         caveat += f" {summary['film_size_warning']}"
     noise = _paired_text(summary.get("paired_difference"), summary["current_version"])
+    noise += _recorded_elsewhere(summary)
     if summary["promoted"]:
         return (f"{_headline(summary, served)} It did no worse than "
                 f"{summary['current_version']} ({scores}).{noise}{caveat}")
@@ -440,6 +441,21 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                 f"{kept}")
     return (f"{_headline(summary, served)} The candidate did worse than the "
             f"served version ({scores}).{noise}{kept}")
+
+
+def _recorded_elsewhere(summary: Mapping[str, Any]) -> str:
+    """Why the served version's figure here is not the one it recorded, when it was scored on other
+    data then (another copy of the films, such as mini-MIAS at another resolution); "" otherwise."""
+    recorded, here = summary.get("current_recorded"), summary.get("scored_on")
+    if not recorded or not here or not recorded.get("sources") or recorded["sources"] == here:
+        return ""
+    now = summary["current_metrics"].get("auc_malignant")
+    if now is not None and round(now, 2) == round(recorded["auc_malignant"], 2):
+        return ""
+    return (f" {summary['current_version']} recorded AUC {auc_and_ci(recorded)} on the held-out films of "
+            f"{', '.join(recorded['sources'])} when it was made; here the gate scores it on those of "
+            f"{', '.join(here)}: other films, or other copies of them (another resolution), so the figure "
+            "differs.")
 
 
 def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:

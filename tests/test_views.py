@@ -192,6 +192,22 @@ def test_verdict_text_in_plain_words() -> None:
     assert "did worse" not in text and "Rejected candidates" in text
 
 
+def test_verdict_says_why_the_served_versions_figure_is_not_the_one_it_recorded() -> None:
+    recorded = {"auc_malignant": 0.6667, "auc_malignant_ci95": [0.34, 0.94], "n": 38,
+                "sources": ["../shared/data/mias1024"]}
+    summary = {"promoted": False, "version": "v3", "current_version": "v3",
+               "current_metrics": {"auc_malignant": 0.651, "n": 38},
+               "candidate_metrics": {"auc_malignant": 0.6, "n": 38},
+               "current_recorded": recorded, "scored_on": ["/data/mias"]}
+    text = views.verdict_text(summary)
+    assert ("v3 recorded AUC 0.67 (95% CI 0.34–0.94) on the held-out films of ../shared/data/mias1024 when "
+            "it was made; here the gate scores it on those of /data/mias") in text
+    same_data = {**summary, "scored_on": recorded["sources"]}
+    same_figure = {**summary, "current_metrics": {"auc_malignant": 0.668, "n": 38}}
+    for quiet in (same_data, same_figure, {**summary, "current_recorded": None}):
+        assert "when it was made" not in views.verdict_text(quiet)
+
+
 @pytest.mark.parametrize("ci95, reading", [
     ([-0.31, 0.12], "the interval holds 0, so these films cannot tell the two apart"),
     ([0.02, 0.30], "the candidate is better beyond these films' noise"),
