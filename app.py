@@ -301,8 +301,9 @@ CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }
 # under each reliability plot: a point's bin may hold one or two films
 FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps between 0 and 1."
 # Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows)
-# and cuts its captions to one line ("Malignant ca..."), puts a × on each file of a box that is only for downloading (it takes the file off the page), lets a
-# long JSON string (a pixel hash) run past its box's edge, and breaks a wrapped header mid-word
+# and cuts its captions to one line ("Malignant ca..."), puts a × on each file of a box that is only
+# for downloading (it takes the file off the page), lets a long JSON string (a pixel hash) run past
+# its box's edge, and breaks a wrapped header mid-word
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
@@ -755,7 +756,7 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
             analytics.predictions_per_day(records), analytics.class_mix(records),
             analytics.score_histogram(records), low,
             analytics.case_growth(service.cases.recent(10**9)), analytics.version_metrics(service.versions()),
-            analytics.history_frame(service.own_predictions(user)))
+            analytics.history_frame(service.own_predictions(user) if user else [], readable=True))
 
 
 @clear_errors
@@ -1054,8 +1055,18 @@ def build() -> gr.Blocks:
                                      "cut-off, or with a high uncertainty (newest first)",
                                interactive=False, wrap=True)
             with gr.Accordion("Your predictions across sessions (signed-in users)", open=False):
-                history_table = gr.Dataframe(headers=analytics.HISTORY_COLUMNS, interactive=False)
-                history_button = gr.Button("Export your history as CSV", size="sm")
+                # a sign-in exists on a Space only: elsewhere the accordion says so instead of a button
+                # that can only refuse (the Predict tab lists the predictions of the session)
+                gr.Markdown("Signed in with Hugging Face (the button at the top of the page), you keep your "
+                            "predictions across sessions and can export them." if SETTINGS.on_spaces else
+                            "This install has no sign-in (a Hugging Face Space has one), so it keeps no "
+                            "history across sessions: the Predict tab lists your predictions of this "
+                            "session. API callers pass a Hugging Face token on a Space "
+                            "(`/history`).")
+                history_table = gr.Dataframe(headers=analytics.HISTORY_HEADERS, interactive=False,
+                                             visible=SETTINGS.on_spaces)
+                history_button = gr.Button("Export your history as CSV", size="sm",
+                                           visible=SETTINGS.on_spaces)
                 history_csv = download_box("Your history (CSV)")
         with gr.Tab("Models") as models_tab:
             versions_json = gr.JSON(label="versions", visible=False)

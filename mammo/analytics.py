@@ -14,11 +14,15 @@ from .views import auc_and_ci
 
 __all__ = ["NEAR_CUT_OFF", "predictions_per_day", "class_mix", "score_histogram", "low_confidence",
            "low_confidence_text", "latency_text", "case_growth", "VERSION_METRICS_COLUMNS", "version_metrics",
-           "HISTORY_COLUMNS", "history_frame"]
+           "HISTORY_COLUMNS", "HISTORY_HEADERS", "history_frame"]
 
 NEAR_CUT_OFF = 5.0  # points of the 0-100 score: a prediction this close to the cut-off is uncertain
 HISTORY_COLUMNS = ["at", "model_version", "label", "malignancy_score", "threshold", "above_threshold",
                    "uncertainty", "heatmap_method", "image_sha256", "latency_s"]
+# the same columns in words, for the table a person reads (the CSV keeps the keys)
+HISTORY_HEADERS = ["time (UTC)", "model", "most likely", "malignancy score (%)", "review cut-off (%)",
+                   "flagged for review", "uncertainty (points)", "heat-map method", "image SHA-256",
+                   "seconds"]
 
 
 def predictions_per_day(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -122,7 +126,8 @@ def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VERSION_METRICS_COLUMNS)
 
 
-def history_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """A user's predictions, newest first, the columns the CSV export has."""
+def history_frame(records: Sequence[Mapping[str, Any]], readable: bool = False) -> pd.DataFrame:
+    """A user's predictions, newest first: the columns the CSV export has, named by their keys (or,
+    ``readable``, in words)."""
     rows = [[r.get(column) for column in HISTORY_COLUMNS] for r in reversed(records)]
-    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    return pd.DataFrame(rows, columns=HISTORY_HEADERS if readable else HISTORY_COLUMNS)

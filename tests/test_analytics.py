@@ -84,3 +84,13 @@ def test_the_low_confidence_table_is_said_to_be_empty_when_it_is() -> None:
     assert list(low["why"]) == ["high uncertainty", "near the cut-off"]  # newest first
     assert analytics.low_confidence_text(both, low) == \
         "2 of the 3 predictions are in the low-confidence table."
+
+
+def test_the_history_table_names_its_columns_in_words_and_the_csv_by_their_keys() -> None:
+    record = {"at": "2026-12-03T08:00:00.000+00:00", "model_version": "v3", "label": "normal",
+              "malignancy_score": 7.5, "threshold": 8.8, "above_threshold": False, "uncertainty": 2.0,
+              "heatmap_method": "Lesion map", "image_sha256": "ab" * 32, "latency_s": 0.3, "user": "alice"}
+    table, csv = analytics.history_frame([record], readable=True), analytics.history_frame([record])
+    assert list(csv.columns) == analytics.HISTORY_COLUMNS and "user" not in csv.columns
+    assert list(table.columns) == analytics.HISTORY_HEADERS and not any("_" in c for c in table.columns)
+    assert table.values.tolist() == csv.values.tolist()  # the same values under either name

@@ -951,4 +951,8 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
                   "Each version's AUC by the day it was trained"):
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)
+    # a history across sessions needs a sign-in, which only a Space has: said, not offered and refused
+    page.get_by_text("Your predictions across sessions (signed-in users)").click()
+    visible(page.get_by_text(re.compile(r"^This install has no sign-in"))).wait_for(timeout=10_000)
+    assert page.get_by_role("button", name="Export your history as CSV").locator("visible=true").count() == 0
     page.screenshot(path=str(tmp_path / "analytics.png"), full_page=True)
