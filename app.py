@@ -957,6 +957,9 @@ def build() -> gr.Blocks:
                 with gr.Column():
                     case_image = mammogram_file("Image")
                     use_predict = gr.Button("Use the image from Predict", size="sm")
+                    # the clinician confirms a label for what they see (a DICOM or 16-bit PNG included)
+                    case_preview = gr.Image(label="The image to be labelled", type="numpy", interactive=False,
+                                            height=320)
                     label = gr.Dropdown(service.labels, value=None, label="Confirmed label", **CHECKED_HERE)
                     with gr.Accordion("Optional metadata (empty fields are stored as empty)", open=False):
                         metadata = [metadata_input(f) for f in METADATA_FIELDS.values()]
@@ -1067,7 +1070,7 @@ def build() -> gr.Blocks:
                                              visible=SETTINGS.on_spaces)
                 history_button = gr.Button("Export your history as CSV", size="sm",
                                            visible=SETTINGS.on_spaces)
-                history_csv = download_box("Your history (CSV)")
+                history_csv = download_box("Your history (CSV)", visible=SETTINGS.on_spaces)
         with gr.Tab("Models") as models_tab:
             versions_json = gr.JSON(label="versions", visible=False)
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
@@ -1144,6 +1147,7 @@ def build() -> gr.Blocks:
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
+        case_image.change(preview, case_image, case_preview, **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could
         # come after an Offer clicked just after the upload, and wipe its answer)
         image.change(None, None, offer_note, js=f"() => {json.dumps(OFFER_EXPLAINED)}", **private)

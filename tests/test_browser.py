@@ -247,8 +247,12 @@ def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app:
                                                                      tmp_path: Path) -> None:
     """A double click stored the case, then submitted it again: "already submitted" took the first
     receipt (and its case id) off the page. The button is off while a submission runs."""
+    from playwright.sync_api import expect
+
     page = fresh
     shot.upload(page, phantom(tmp_path, 23), "Submit case")
+    shown = page.locator(".block").filter(has_text="The image to be labelled").first.locator("img")
+    expect(shown).to_have_count(1, timeout=30_000)  # the clinician sees what they label
     pick(page, "Confirmed label", "benign")
     button = page.get_by_role("button", name="Submit case", exact=True)
     before = CaseStore(LABELS, app.home / "cases").counts()["benign"]
@@ -259,6 +263,7 @@ def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app:
     assert page.get_by_text("already submitted").count() == 0
     assert receipt_case_id(page) == stored and button.is_enabled()  # on again for the next case
     assert CaseStore(LABELS, app.home / "cases").counts()["benign"] == before + 1
+    expect(shown).to_have_count(0)  # the form emptied for the next case, its preview too
     button.click()  # once more, on the emptied form: refused, and the stored case's receipt stays
     page.get_by_text("Upload an image and pick its confirmed label first.").wait_for(timeout=10_000)
     page.wait_for_timeout(1000)
@@ -955,4 +960,5 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
     page.get_by_text("Your predictions across sessions (signed-in users)").click()
     visible(page.get_by_text(re.compile(r"^This install has no sign-in"))).wait_for(timeout=10_000)
     assert page.get_by_role("button", name="Export your history as CSV").locator("visible=true").count() == 0
+    assert page.get_by_text("Your history (CSV)").locator("visible=true").count() == 0
     page.screenshot(path=str(tmp_path / "analytics.png"), full_page=True)
