@@ -1028,7 +1028,8 @@ def build() -> gr.Blocks:
                 rejected_choice = gr.Dropdown([], value=None, label="Show the report of")
                 rejected_verdict = gr.Markdown()
                 rejected_comparison = gr.Dataframe(label="Served vs this candidate (and the baseline) on "
-                                                         "the held-out patients", interactive=False)
+                                                         "the held-out patients", interactive=False,
+                                                   headers=["metric", "current", "candidate"])
                 with gr.Accordion("Its full report", open=False):
                     rejected_json = gr.JSON(label="Report")
         with gr.Tab("Analytics") as analytics_tab:

@@ -261,7 +261,7 @@ def history_row(name: str, details: Mapping[str, Any]) -> list[Any]:
              "a film it learnt from" if details.get("in_training_data") else "",
              stored if details.get("stored_case") else "",
              "high uncertainty" if (details.get("uncertainty") or {}).get("high") else ""]
-    return [name, details["label"], None if score is None else round(score, 1),
+    return [name, details["label"], "—" if score is None else f"{score:.1f}",  # as the headline: 9.0, not 9
             "—" if flagged is None else ("yes" if flagged else "no"), details["model_version"],
             "; ".join(n for n in notes if n) or "—"]
 

@@ -82,7 +82,8 @@ def test_score_text_without_malignant_class_or_threshold() -> None:
 def test_history_row() -> None:
     details = {"model_version": "v2", "label": "benign", "malignancy_score": 12.5371,
                "above_threshold": False}
-    assert views.history_row("a.png", details) == ["a.png", "benign", 12.5, "no", "v2", "—"]
+    assert views.history_row("a.png", details) == ["a.png", "benign", "12.5", "no", "v2", "—"]
+    assert views.history_row("a.png", {**details, "malignancy_score": 9.0})[2] == "9.0"  # not "9"
     assert len(views.history_row("a.png", details)) == len(views.HISTORY_COLUMNS)
     no_threshold = {**details, "above_threshold": None}
     assert views.history_row("b.dcm", no_threshold)[3] == "—"
