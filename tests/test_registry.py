@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -250,6 +251,21 @@ def test_publisher_killed_mid_publish_leaves_nothing_that_counts(
     assert reopened.publish(candidate) == "v2"
 
 
+def at_once(task: Callable[[int], None], count: int) -> None:
+    """``task(0)`` .. ``task(count - 1)``, each in a thread, released together; returns when all end."""
+    start = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        start.wait()
+        task(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_concurrent_publishers_get_distinct_consecutive_versions(
     local_env: Path, seed_dir: Path, tmp_path: Path
 ) -> None:
@@ -257,21 +273,15 @@ def test_concurrent_publishers_get_distinct_consecutive_versions(
     candidates = [make_model(tmp_path / f"c{i}", seed=10 + i) for i in range(8)]
     results: dict[int, str] = {}
     errors: list[BaseException] = []
-    start = threading.Barrier(8)
 
     def publish(i: int) -> None:
         try:
             # Each thread opens its own registry object, as separate processes would.
-            start.wait()
             results[i] = LocalModelRegistry(local_env).publish(candidates[i])
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
-    threads = [threading.Thread(target=publish, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(publish, 8)
     assert not errors
     assert sorted(results.values(), key=lambda v: int(v[1:])) == [f"v{n}" for n in range(2, 10)]
     for i, version in results.items():
@@ -612,17 +622,11 @@ def test_hub_concurrent_publishers_renumber(hub_env, seed_dir: Path, tmp_path: P
     registry = open_registry(settings(), seed=seed_dir)
     candidates = [make_model(tmp_path / f"c{i}", seed=30 + i) for i in range(3)]
     results: dict[int, str] = {}
-    start = threading.Barrier(3)
 
     def publish(i: int) -> None:
-        start.wait()
         results[i] = registry.publish(candidates[i])
 
-    threads = [threading.Thread(target=publish, args=(i,)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(publish, 3)
     assert sorted(results.values()) == ["v2", "v3", "v4"]
     for i, version in results.items():
         assert weights(registry.load(version)) == weights(candidates[i])
@@ -643,20 +647,14 @@ def publishes_only_after_the_version_it_names(seed_dir: Path, tmp_path: Path) ->
             registry.publish(make_model(tmp_path / "stale", seed=4), after=unknown)
     candidates = [make_model(tmp_path / f"racing{i}", seed=10 + i) for i in range(3)]
     outcomes: dict[int, str] = {}
-    start = threading.Barrier(3)
 
     def publish(i: int) -> None:
-        start.wait()
         try:
             outcomes[i] = registry.publish(candidates[i], after="v2")
         except NewerVersion as error:
             outcomes[i] = f"refused: {error.latest}"
 
-    threads = [threading.Thread(target=publish, args=(i,)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(publish, 3)
     assert sorted(outcomes.values()) == ["refused: v3", "refused: v3", "v3"]
     assert registry.latest() == "v3"
     [winner] = [i for i, outcome in outcomes.items() if outcome == "v3"]
