@@ -835,12 +835,16 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
     if not version:
         raise gr.Error("Pick the version to serve again.")
     can_train(_user(profile, token), SETTINGS).require()
-    served = service.predictor.version
-    if version == served:
+    served, broken = service.predictor.version, service.newest_problem
+    if version == served and not broken:
         raise gr.Error(f"{version} is the version already served; pick an earlier one.")
     rows = {row["version"]: row for row in service.versions()}
     if version not in rows:
         raise gr.Error(f"There is no version {version!r}.")
+    if version == served:  # a newer version cannot be served: publishing the served one over it repairs
+        return (gr.update(visible=True), f"Publish **{version}** again as the newest version? {broken}, so "
+                f"{version} is still served and every retrain is refused until a version that loads is the "
+                "newest. It is published as a new version (the history is kept).", served)
     return gr.update(visible=True), views.rollback_question(version, served, rows), served
 
 
