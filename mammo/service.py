@@ -1026,6 +1026,7 @@ class MammoService:
                                                  **({"cases_used": used} if used is not None else {})},
                                         after=replaced if newest_served else self.registry.latest())
             self._predictor = Predictor(self.registry.load(new))
+            self.newest_problem = None  # the newest version is the one now served
         except NewerVersion as newer:  # the trainer chose without seeing it: they choose again
             self._serve_newest()
             raise RegistryError(f"{newer.latest} was published by another process (a retrain from a shell "

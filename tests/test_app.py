@@ -325,3 +325,9 @@ def test_a_version_published_by_a_shell_retrain_is_served_without_a_restart(
         assert health.json()["model_version"] == NEXT and health.json()["status"] == "degraded"
         assert health.json()["newest_problem"].startswith(f"{broken} cannot be served (the weights in ")
         assert client.predict(film, api_name="/predict")[2]["model_version"] == NEXT
+        # the repair: the served version published again over the damaged one
+        repaired = client.predict(NEXT, api_name="/rollback")
+        assert repaired["rollback_of"] == NEXT and repaired["version"] == f"v{int(broken[1:]) + 1}"
+        health = httpx.get(app.url + "health", timeout=10).json()
+        assert health["status"] == "ok" and health["newest_problem"] is None
+        assert health["model_version"] == repaired["version"]

@@ -433,7 +433,8 @@ def test_a_version_published_by_another_process_is_served_at_the_next_check(
         service.retrain(TINY)
     assert service.audit.events()[-1]["action"] == "newer version served"  # v2's; no retrain started
     # the trainer serves v2 again (as v4): the registry's newest is served, retrains run again
-    assert service.rollback("v2") == "v4" and service.follow_registry() is None
+    assert service.rollback("v2") == "v4" and service.newest_problem is None  # repaired at once
+    assert service.health()["status"] == "ok" and service.follow_registry() is None
     assert service.newest_problem is None and service.retrain(TINY)["current_version"] == "v4"
 
 
