@@ -45,13 +45,13 @@ from .store import (
     base_data_source,
     check_reachable,
     hub_api,
+    is_newer,
     open_audit_log,
     open_case_store,
     open_prediction_log,
     open_registry,
     prediction_record,
     promotion_decision,
-    version_number,
 )
 from .store._fs import file_lock
 from .train import (
@@ -344,8 +344,7 @@ class MammoService:
         served, latest = self._predictor.version, None
         try:
             latest = self.registry.latest()
-            newer = latest is not None and (version_number(latest) or 0) > (version_number(served) or 0)
-            predictor = Predictor(self.registry.load(latest)) if newer else None
+            predictor = Predictor(self.registry.load(latest)) if is_newer(latest, served) else None
         except Exception as error:  # whatever a damaged version raises: this app keeps serving
             problem = f"{latest or 'the model registry'} cannot be served ({error})"
             if problem != self.newest_problem:
@@ -358,7 +357,7 @@ class MammoService:
     def _serve(self, newest: Predictor) -> str | None:
         """Swap in ``newest`` (retrain lock held) unless the served version is as new by now."""
         served = self._predictor.version
-        if (version_number(newest.version) or 0) <= (version_number(served) or 0):
+        if not is_newer(newest.version, served):
             return None
         self._predictor = newest
         log.info("now serving %s, published by another process (%s was served)", newest.version, served)

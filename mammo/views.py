@@ -12,7 +12,7 @@ import pandas as pd
 from .choices import LESION_MAP
 from .metrics import FEWEST_FOR_AN_INTERVAL, OUT_OF_FOLD, recorded_estimate, recorded_evaluations
 from .store.gate import gives_every_film_one_score, malignant_films
-from .store.registry.base import version_number
+from .store.registry.base import is_newer
 from .timestamps import human_time
 
 __all__ = [
@@ -270,7 +270,6 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
                   newest_problem: str | None = None) -> list[list[Any]]:
     """One row per version, newest first; ``served`` is marked, and versions newer than it as not yet
     served, or as unservable while the app reports ``newest_problem`` (a damaged newest version)."""
-    served_number = version_number(served or "") or 0
     newer_mark = "✕ cannot be served" if newest_problem else "not served yet"
     rows = []
     for v in reversed(versions):
@@ -285,7 +284,7 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
         rows.append([
             v["version"],
             "● served" if v["version"] == served else
-            newer_mark if served and (version_number(v["version"]) or 0) > served_number else "",
+            newer_mark if served and is_newer(v["version"], served) else "",
             published, trained, parent,
             data.get("n_train", "—"),
             auc_and_ci(cv, label=""), auc_and_ci(metrics, label=""),

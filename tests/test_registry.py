@@ -36,6 +36,7 @@ from mammo.store.registry import (
     LocalModelRegistry,
     NewerVersion,
     RegistryError,
+    is_newer,
     open_registry,
 )
 
@@ -669,3 +670,11 @@ def test_publish_after_a_version_refuses_when_another_came_first(local_env: Path
 def test_hub_publish_after_a_version_refuses_when_another_came_first(hub_env, seed_dir: Path,
                                                                      tmp_path: Path) -> None:
     publishes_only_after_the_version_it_names(seed_dir, tmp_path)
+
+
+@pytest.mark.parametrize("version, than, newer", [
+    ("v10", "v9", True), ("v9", "v10", False), ("v3", "v3", False), ("v1", None, True),
+    (None, "v1", False), ("latest", "v1", False), ("v2", "not a version", True),
+])
+def test_is_newer_compares_version_numbers_not_names(version, than, newer: bool) -> None:
+    assert is_newer(version, than) is newer

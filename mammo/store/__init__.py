@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .gate import promotion_decision
     from .pending import PendingError, PendingPool
     from .predictions import PredictionLog, open_prediction_log, prediction_record
-    from .registry import ModelRegistry, NewerVersion, RegistryError, open_registry, version_number
+    from .registry import ModelRegistry, NewerVersion, RegistryError, is_newer, open_registry
 
 _MODULE_OF = {  # public name -> the submodule that defines it
     "HubError": "_hub", "check_reachable": "_hub", "hub_api": "_hub",
@@ -29,15 +29,14 @@ _MODULE_OF = {  # public name -> the submodule that defines it
     "PendingError": "pending", "PendingPool": "pending",
     "PredictionLog": "predictions", "open_prediction_log": "predictions", "prediction_record": "predictions",
     "ModelRegistry": "registry", "NewerVersion": "registry", "RegistryError": "registry",
-    "open_registry": "registry", "version_number": "registry",
+    "open_registry": "registry", "is_newer": "registry",
 }
 
 __all__ = [
     "AuditLog", "CaseStore", "HubCaseStore", "HubError", "ModelRegistry", "NewerVersion", "PendingError",
-    "PendingPool",
-    "PredictionLog", "RegistryError", "StoreError", "base_data_folder", "base_data_name", "base_data_source",
-    "check_reachable", "hub_api", "open_audit_log", "open_case_store", "open_prediction_log", "open_registry",
-    "prediction_record", "promotion_decision", "version_number",
+    "PendingPool", "PredictionLog", "RegistryError", "StoreError", "base_data_folder", "base_data_name",
+    "base_data_source", "check_reachable", "hub_api", "is_newer", "open_audit_log", "open_case_store",
+    "open_prediction_log", "open_registry", "prediction_record", "promotion_decision",
 ]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ... import config as mammo_config
 from .._hub import hub_api
-from .base import MODEL_FILES, ModelRegistry, NewerVersion, RegistryError, version_number
+from .base import MODEL_FILES, ModelRegistry, NewerVersion, RegistryError, is_newer, version_number
 from .hub import HubModelRegistry
 from .local import LocalModelRegistry
 
@@ -17,6 +17,7 @@ __all__ = [
     "MODEL_FILES",
     "RegistryError",
     "NewerVersion",
+    "is_newer",
     "ModelRegistry",
     "LocalModelRegistry",
     "HubModelRegistry",

@@ -23,7 +23,7 @@ from ...model_card import render_model_card
 from .._fs import file_lock, fsync_dir, fsync_file, utc_now
 
 __all__ = ["MODEL_FILES", "RENUMBER_ATTEMPTS", "TMP_PREFIX", "ModelRegistry", "NewerVersion", "RegistryError",
-           "version_number"]
+           "is_newer", "version_number"]
 
 MODEL_FILES = ("model.safetensors", "config.json", "README.md")
 _VERSION = re.compile(r"v([1-9]\d*)")
@@ -41,6 +41,11 @@ class NewerVersion(RegistryError):
     def __init__(self, latest: str) -> None:
         super().__init__(f"{latest} was published meanwhile, by another process")
         self.latest = latest
+
+
+def is_newer(version: str | None, than: str | None) -> bool:
+    """Whether ``version`` comes after ``than`` (None, or a name that is not ``vN``, comes before v1)."""
+    return (version_number(version or "") or 0) > (version_number(than or "") or 0)
 
 
 def version_number(name: str) -> int | None:
