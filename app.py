@@ -19,6 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 import torch
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -750,13 +751,20 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
              else f"your own predictions ({user})" if user else
              "nothing: sign in with Hugging Face to see your own predictions (trainers see everyone's)")
     low = analytics.low_confidence(records)
+    growth = analytics.case_growth(service.cases.recent(10**9))
     note = [f"Showing {scope}. No image, file name or DICOM tag is ever logged.",
-            analytics.latency_text(records), analytics.low_confidence_text(records, low)]
+            analytics.latency_text(records), analytics.low_confidence_text(records, low),
+            "" if len(growth) else "No case submitted yet."]
     return (" ".join(filter(None, note)),
-            analytics.predictions_per_day(records), analytics.class_mix(records),
-            analytics.score_histogram(records), low,
-            analytics.case_growth(service.cases.recent(10**9)), analytics.version_metrics(service.versions()),
+            *map(shown_if_any, (analytics.predictions_per_day(records), analytics.class_mix(records),
+                                analytics.score_histogram(records))), low,
+            *map(shown_if_any, (growth, analytics.version_metrics(service.versions()))),
             analytics.history_frame(service.own_predictions(user) if user else [], readable=True))
+
+
+def shown_if_any(frame: pd.DataFrame) -> dict:
+    """A plot's new value, hidden while it has no row (the tab's note says what is missing)."""
+    return gr.update(value=frame, visible=len(frame) > 0)
 
 
 @clear_errors

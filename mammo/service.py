@@ -62,7 +62,7 @@ from .train import (
     model_probabilities,
     paired_comparison,
 )
-from .views import small_films_warning
+from .views import small_films_warning, smallest_film_side
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
 
@@ -774,6 +774,7 @@ class MammoService:
                 raise RetrainError(f"{self.newest_problem}. A retrain compares its candidate with the newest "
                                    "version and publishes only after it: serve an earlier version again "
                                    "(Models tab), or repair the registry, then retrain.")
+            self._retrain_config(self._predictor, options)  # options the recipe cannot take: refused here
             self.retrain_started = datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
             self._last_retrain = self.audit.record("retrain started", user, options=asdict(options),
                                                    served=self._predictor.version)
@@ -980,12 +981,19 @@ class MammoService:
     def _retrain_config(current: Predictor, options: RetrainOptions) -> TrainConfig:
         """The current version's recipe (as its config records it) with the trainer's options."""
         recorded = TrainConfig.from_dict((current.config.get("mammo") or {}).get("training") or {})
+        size = options.image_size or current.preprocess.image_size
+        patch = recorded.patch_size
+        if recorded.recipe == "patch" and size < patch:  # said in the trainer's terms
+            raise RetrainError(f"{current.version}'s lesion-aware recipe cuts {patch} px patches from each "
+                               f"film: pick an image size of at least {patch} px "
+                               f"({smallest_film_side(recorded.to_dict())} px or more to learn from them), "
+                               f"or 0 to keep its {current.preprocess.image_size} px.")
         try:
             return replace(
                 recorded,
                 arch=current.config["architecture"] if options.from_current else recorded.arch,
                 init=str(current.model_dir) if options.from_current else "imagenet",
-                image_size=options.image_size or current.preprocess.image_size,
+                image_size=size,
                 crop=current.preprocess.crop, orient=current.preprocess.orient,
                 min_side=current.min_side, epochs=options.epochs, seed=options.seed,
             )

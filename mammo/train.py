@@ -128,9 +128,11 @@ class TrainConfig:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
         if self.grad_accum < 1:
             raise ValueError(f"gradient accumulation takes at least 1 batch per step, got {self.grad_accum}")
-        if self.recipe == "patch" and (self.patch_size % 32 or self.patch_size > self.image_size):
-            raise ValueError(f"patch size must be a multiple of 32 and at most the image size, "
-                             f"got {self.patch_size}")
+        if self.recipe == "patch" and self.patch_size % 32:
+            raise ValueError(f"patch size must be a multiple of 32, got {self.patch_size}")
+        if self.recipe == "patch" and self.patch_size > self.image_size:
+            raise ValueError(f"the lesion-aware recipe cuts {self.patch_size} px patches from each film, so "
+                             f"its image size must be at least {self.patch_size} px, got {self.image_size}")
         if self.epochs < 0 or self.film_epochs < 0:
             raise ValueError("epochs cannot be negative")
         if self.film_epochs and self.recipe != "patch":

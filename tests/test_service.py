@@ -578,8 +578,13 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
         assert service.film_size_warning(RetrainOptions(epochs=1)) == summary["film_size_warning"]
         assert service.film_size_warning(RetrainOptions(epochs=1, image_size=256)) is None
         assert service.film_size_warning(RetrainOptions(epochs=1, image_size=48)) is None  # refused anyway
-        with pytest.raises(RetrainError, match="patch size"):
+        # a size its patches do not fit in: refused in the trainer's terms, before anything starts
+        events = len(service.audit.events())
+        with pytest.raises(RetrainError, match=r"^v2's lesion-aware recipe cuts 64 px patches from each "
+                           r"film: pick an image size of at least 64 px \(256 px or more to learn from "
+                           r"them\), or 0 to keep its 128 px\.$"):
             service.retrain(RetrainOptions(epochs=1, image_size=48))
+        assert len(service.audit.events()) == events  # no "retrain started", no "retrain failed"
     finally:
         service.close()
 
