@@ -5,6 +5,7 @@ The probabilities of a calibrated model (``mammo.head`` in its config) are its c
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Sequence
@@ -22,8 +23,10 @@ from .film import MIRROR_DIMS
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load
 from .preprocess import (
+    BreastMask,
     Geometry,
     PreprocessConfig,
+    find_breast,
     fit_within,
     prepare,
     resize,
@@ -54,6 +57,11 @@ class LoadedImage:
     grey: np.ndarray
     shape: tuple[int, int]
     sha256: str
+
+    @functools.cached_property
+    def breast(self) -> BreastMask:
+        """Its breast mask, found once (for the crop and the not-like-a-film check)."""
+        return find_breast(self.grey)
 
 
 def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
@@ -205,9 +213,10 @@ class Predictor:
             pooled = positions(batch, features)
             return self.model.forward_head(features, pooled).softmax(dim=1).numpy(), pooled, features
 
-    def prepare(self, grey: np.ndarray) -> tuple[torch.Tensor, Geometry]:
-        """A grey image as this model's normalised input tensor (1, S, S), with its geometry."""
-        square, geometry = prepare(grey, self.preprocess)
+    def prepare(self, grey: np.ndarray, found: BreastMask | None = None) -> tuple[torch.Tensor, Geometry]:
+        """A grey image as this model's normalised input tensor (1, S, S), with its geometry; ``found``:
+        its breast mask, when known."""
+        square, geometry = prepare(grey, self.preprocess, found)
         return to_tensor(square, self.mean, self.std), geometry
 
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
@@ -238,7 +247,7 @@ class Predictor:
         if method == LESION_MAP and not self.has_lesion_map:
             method = GRAD_CAM
         loaded = [load_image(image, min_side=self.min_side) for image in images]
-        prepared = [self.prepare(image.grey) for image in loaded]
+        prepared = [self.prepare(image.grey, image.breast) for image in loaded]
         batch = torch.stack([tensor for tensor, _ in prepared])
         mirrored: dict[str, np.ndarray] = {}  # the mirror images' probabilities, by axis, each scored once
 
@@ -321,5 +330,5 @@ class Predictor:
             in_training_data=None if self.training_images is None else image.sha256 in self.training_images,
             image_shape=tuple(image.shape),
             uncertainty=spread,
-            film_doubt=whole_film_doubt(image.grey),
+            film_doubt=whole_film_doubt(image.grey, image.breast),
         )

@@ -16,6 +16,8 @@ from scipy import ndimage
 __all__ = [
     "PreprocessConfig",
     "Geometry",
+    "BreastMask",
+    "find_breast",
     "breast_region",
     "whole_film_doubt",
     "prepare",
@@ -87,6 +89,20 @@ def _mask_copy(grey: np.ndarray) -> np.ndarray:
     return _resize(grey, max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
 
 
+@dataclass(frozen=True)
+class BreastMask:
+    """A film's breast mask as found: on ``copy``, the film scaled to _MASK_SIDE (see :func:`find_breast`)."""
+
+    copy: np.ndarray
+    mask: np.ndarray
+
+
+def find_breast(grey: np.ndarray) -> BreastMask:
+    """The breast mask of ``grey``, found once for the crop and the not-like-a-film check."""
+    copy = _mask_copy(grey)
+    return BreastMask(copy, _breast_mask(copy))
+
+
 def _breast_mask(small: np.ndarray) -> np.ndarray:
     """Largest connected bright region of :func:`_mask_copy`'s copy (threshold, opening, holes filled)."""
     threshold = max(0.05, float(np.percentile(small, 50)) * 0.5 + 0.02)
@@ -99,14 +115,15 @@ def _breast_mask(small: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(ndimage.binary_fill_holes(largest), iterations=2)
 
 
-def whole_film_doubt(grey: np.ndarray) -> str | None:
+def whole_film_doubt(grey: np.ndarray, found: BreastMask | None = None) -> str | None:
     """Why ``grey`` does not look like a whole-breast film, or None when it does: the brightest
     region covers (almost) all of it, or what lies around that region is not a dark film background.
     On the 258 mini-MIAS films here the breast covers 17-89% of the film and at least 45% of the rest
     is near black, at 512 and 1024 px; the eight CBIS-DDSM films pass too. A photograph, a test
-    pattern, noise or a flat image do not (a heuristic: a dark photograph can pass)."""
-    small = _mask_copy(grey)
-    mask = _breast_mask(small)
+    pattern, noise or a flat image do not (a heuristic: a dark photograph can pass). ``found``: its
+    :func:`find_breast`, when known."""
+    found = found or find_breast(grey)
+    small, mask = found.copy, found.mask
     if mask.mean() > 0.95:
         return "no background around the breast: its brightest region covers the whole image"
     dark = float(np.mean(small[~mask] < 0.1))
@@ -115,22 +132,26 @@ def whole_film_doubt(grey: np.ndarray) -> str | None:
     return None
 
 
-def breast_region(grey: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:
-    """Breast mask at full size, its box (top, left, bottom, right), and whether it lies right."""
-    small = _breast_mask(_mask_copy(grey))
-    mask = _resize(small.astype(np.float32), *grey.shape) > 0.5
-    rows, cols = np.nonzero(mask)
+def breast_region(grey: np.ndarray, found: BreastMask | None = None
+                  ) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:
+    """Breast mask at full size, its box (top, left, bottom, right), and whether it lies right (its
+    mean column past the middle). ``found``: its :func:`find_breast`, when known."""
+    mask = _resize((found or find_breast(grey)).mask.astype(np.float32), *grey.shape) > 0.5
+    rows, per_column = np.flatnonzero(mask.any(axis=1)), mask.sum(axis=0)  # projections: no index arrays
     if rows.size == 0:
         return np.ones_like(mask), (0, 0, *grey.shape), False
-    box = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
-    on_right = bool(cols.mean() > grey.shape[1] / 2)
-    return mask, box, on_right
+    cols = np.flatnonzero(per_column)
+    box = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+    mean_column = float(per_column @ np.arange(per_column.size)) / float(per_column.sum())
+    return mask, box, mean_column > grey.shape[1] / 2
 
 
-def prepare(grey: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Geometry]:
-    """Crop to the breast (outside zeroed), orient, pad to a top-left square, resize."""
+def prepare(grey: np.ndarray, config: PreprocessConfig, found: BreastMask | None = None
+            ) -> tuple[np.ndarray, Geometry]:
+    """Crop to the breast (outside zeroed), orient, pad to a top-left square, resize. ``found``: the
+    film's :func:`find_breast`, when known."""
     if config.crop or config.orient:
-        mask, box, on_right = breast_region(grey)
+        mask, box, on_right = breast_region(grey, found)
     else:
         mask, box, on_right = None, (0, 0, *grey.shape), False
     flipped = config.orient and on_right
