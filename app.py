@@ -843,9 +843,8 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
     if not version:
         raise gr.Error("Pick the version to serve again.")
     can_train(_user(profile, token), SETTINGS).require()
+    service.check_rollback(version)
     served, broken = service.predictor.version, service.newest_problem
-    if version == served and not broken:
-        raise gr.Error(f"{version} is the version already served; pick an earlier one.")
     rows = {row["version"]: row for row in service.versions()}
     if version not in rows:
         raise gr.Error(f"There is no version {version!r}.")

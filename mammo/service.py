@@ -1024,8 +1024,7 @@ class MammoService:
                 raise RegistryError(f"{replaced} is served now, not {replacing} as when you were asked: "
                                     f"{version} was not served again. Ask again to compare it with "
                                     f"{replaced}.")
-            if version == replaced and newest_served:
-                raise RegistryError(f"{version} is the version already served; pick an earlier one.")
+            self._refuse_serving_again(version, newest_served)
             folder = self.registry.load(version)
             # the newest retrain's count carried over: MAMMO_AUTO_RETRAIN_EVERY counts new cases from it
             used = ((self._predictor.config.get("mammo") or {}).get("report") or {}).get("cases_used")
@@ -1044,6 +1043,15 @@ class MammoService:
             self._retrain_lock.release()
         self.audit.record("rollback", user, served_again=version, published_as=new, replaced=replaced)
         return new
+
+    def check_rollback(self, version: str) -> None:
+        """Refuses (RegistryError) to serve again the version already served, unless a newer one
+        cannot be served (publishing the served one over it then repairs the registry)."""
+        self._refuse_serving_again(version, self.newest_problem is None)
+
+    def _refuse_serving_again(self, version: str, newest_served: bool) -> None:
+        if version == self._predictor.version and newest_served:
+            raise RegistryError(f"{version} is the version already served; pick an earlier one.")
 
     def close(self) -> None:
         self._closing.set()

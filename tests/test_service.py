@@ -433,7 +433,10 @@ def test_a_version_published_by_another_process_is_served_at_the_next_check(
         service.retrain(TINY)
     assert service.audit.events()[-1]["action"] == "newer version served"  # v2's; no retrain started
     # the trainer serves v2 again (as v4): the registry's newest is served, retrains run again
+    service.check_rollback("v2")  # the served version may be published again: it repairs
     assert service.rollback("v2") == "v4" and service.newest_problem is None  # repaired at once
+    with pytest.raises(RegistryError, match="already served"):  # now it would not
+        service.check_rollback("v4")
     assert service.health()["status"] == "ok" and service.follow_registry() is None
     assert service.newest_problem is None and service.retrain(TINY)["current_version"] == "v4"
 
@@ -650,6 +653,8 @@ def test_rerender_redraws_the_last_prediction_without_reading_the_file(
 
 
 def test_rollback_refuses_the_version_already_served(service: MammoService) -> None:
+    with pytest.raises(RegistryError, match="already served"):
+        service.check_rollback("v1")  # the question the Models tab asks first
     with pytest.raises(RegistryError, match="already served"):
         service.rollback("v1")
     assert [v["version"] for v in service.versions()] == ["v1"]  # nothing published
