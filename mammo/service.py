@@ -165,6 +165,12 @@ class RecentImages:
                 self._entries.popitem(last=False)
 
 
+def _files_stamp(folder: Path) -> tuple:
+    """The name, size and modification time of each file in ``folder``: changes when any file does."""
+    return tuple(sorted((p.name, (stat := p.stat()).st_size, stat.st_mtime_ns)
+                        for p in Path(folder).iterdir() if p.is_file()))
+
+
 @functools.lru_cache(maxsize=4)
 def _base_counts(folder: Path | None) -> dict[str, int]:
     """Images per label of the base folder (read once: it does not change while the app runs)."""
@@ -205,6 +211,7 @@ class MammoService:
         self.settings = settings or mammo_config.settings()
         self.registry = open_registry(self.settings)
         self.newest_problem: str | None = None  # why a newer published version cannot be served
+        self._unservable: tuple | None = None  # that version and its files' sizes and times, as they failed
         self._predictor = self._newest_loadable()
         self.cases = open_case_store(self._predictor.labels, self.settings)
         self.audit: AuditLog = open_audit_log(self.settings, self.cases)
@@ -340,18 +347,25 @@ class MammoService:
     def _newest_unserved(self) -> Predictor | None:
         """The registry's newest version, loaded, when it is newer than the served one; else None. Why
         a newer version cannot be served is kept in ``newest_problem`` (logged once) and the served one
-        stays; the next check tries again."""
-        served, latest = self._predictor.version, None
+        stays; the next check tries again, unless its files are those that failed (not rebuilt)."""
+        served, latest, files = self._predictor.version, None, None
         try:
             latest = self.registry.latest()
-            predictor = Predictor(self.registry.load(latest)) if is_newer(latest, served) else None
+            if not is_newer(latest, served):
+                predictor = None
+            else:
+                folder = self.registry.load(latest)
+                files = (latest, _files_stamp(folder))
+                if files == self._unservable:  # unchanged since they failed: the problem stands
+                    return None
+                predictor = Predictor(folder)
         except Exception as error:  # whatever a damaged version raises: this app keeps serving
             problem = f"{latest or 'the model registry'} cannot be served ({error})"
             if problem != self.newest_problem:
                 log.error("%s; %s is still served", problem, served)
-            self.newest_problem = problem
+            self.newest_problem, self._unservable = problem, files  # None: not read (a download failed)
             return None
-        self.newest_problem = None
+        self.newest_problem = self._unservable = None
         return predictor
 
     def _serve(self, newest: Predictor) -> str | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mammo.service
 from mammo import views
 from mammo.access import AccessDenied
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY
@@ -22,6 +23,7 @@ from mammo.errors import BadRequest, MammoError
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
+from mammo.predict import Predictor
 from mammo.service import (
     AUTO_USER,
     BASE_FILM_CASES,
@@ -407,7 +409,7 @@ def another_process_publishes(service: MammoService, note: str) -> str:
 
 
 def test_a_version_published_by_another_process_is_served_at_the_next_check(
-    service: MammoService, small_mias: Path, caplog: pytest.LogCaptureFixture
+    service: MammoService, small_mias: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image = next((small_mias / "benign").glob("*.png"))
     assert service.follow_registry() is None and service.predictor.version == "v1"  # nothing newer
@@ -422,8 +424,13 @@ def test_a_version_published_by_another_process_is_served_at_the_next_check(
     # a newer version that cannot be loaded: the served one stays, the problem is logged once
     v3 = service.registry.load(another_process_publishes(service, "broken on disk"))
     (v3 / "model.safetensors").write_bytes(b"not weights")
+    built = []
+    monkeypatch.setattr(mammo.service, "Predictor", lambda folder: built.append(folder) or Predictor(folder))
     with caplog.at_level("ERROR", logger="mammo.service"):
         assert service.follow_registry() is None and service.follow_registry() is None
+    assert len(built) == 1  # its files unchanged since they failed: not built again at each check
+    (v3 / "model.safetensors").write_bytes(b"other bytes, no weights either")
+    assert service.follow_registry() is None and len(built) == 2  # changed files: tried again
     assert service.predictor.version == "v2" and service.predict(image).model_version == "v2"
     [logged] = [r.getMessage() for r in caplog.records]  # once, not at every check
     assert logged.startswith("v3 cannot be served (") and logged.endswith("; v2 is still served")
