@@ -26,7 +26,7 @@ browser-deps:
 		|| echo "chromium could not be installed: the browser test will be skipped"
 
 test: setup browser-deps
-	MAMMO_DATA=$${MAMMO_DATA:-$(DATA)} OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
+	MAMMO_DATA=$${MAMMO_DATA:-$(DATA)} OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # Bounded headless load test against a locally started app (127.0.0.1 only).
 loadtest: setup

@@ -23,18 +23,20 @@ pytest_plugins = ["hub_server"]
 # the slowest test files first (seconds of work each, measured with --durations on this 2-core
 # machine), the rest after them in their usual order: `make test`'s two workers take files as they
 # free up, so they then end together on quick files instead of one running a slow file alone
-SLOWEST_FIRST = ("test_faults.py",  # 182 s
-                 "test_browser.py",  # 166
-                 "test_service.py",  # 88
-                 "test_concurrency.py",  # 71
-                 "test_cv.py",  # 68
-                 "test_cli.py",  # 61
-                 "test_app.py",  # 59
-                 "test_scripts.py",  # 53
-                 "test_api_access.py",  # 53
-                 "test_distributed.py",  # 47
-                 "test_security.py",  # 33
-                 "test_bad_inputs.py")  # 30
+# (`--no-loadscope-reorder` keeps this order: by default pytest-xdist puts the files with the most
+# tests first)
+SLOWEST_FIRST = ("test_browser.py",  # 180 s
+                 "test_faults.py",  # 136
+                 "test_cv.py",  # 82
+                 "test_service.py",  # 76
+                 "test_concurrency.py",  # 76
+                 "test_app.py",  # 66
+                 "test_scripts.py",  # 57
+                 "test_cli.py",  # 47
+                 "test_distributed.py",  # 41
+                 "test_security.py",  # 29
+                 "test_bad_inputs.py",  # 25
+                 "test_api_access.py")  # 23
 
 
 _RUN_CACHE = pytest.StashKey[str]()  # the run's ONNX export folder, when this run made it
