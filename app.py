@@ -1061,7 +1061,7 @@ def build() -> gr.Blocks:
             version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="estimate",
                                          y_lim=[0, 1],  # the whole scale: no point cut at an axis end
                                          tooltip="all",  # the version, its films and the interval
-                                         label="Each version's AUC by the day it was trained, one colour "
+                                         label="Each version's AUC by when it was trained (UTC), one colour "
                                                "for each kind of estimate: out of fold (cross-validated), "
                                                "on the held-out patients, on validation. Compare like "
                                                "with like; point at a dot for its version and interval")

@@ -108,7 +108,7 @@ VERSION_METRICS_COLUMNS = ["trained", "AUC malignant vs rest", "estimate", "vers
 
 
 def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Each version's malignant-vs-rest AUC against the day it was trained, once for each evaluation it
+    """Each version's malignant-vs-rest AUC against when it was trained, once for each evaluation it
     records (:func:`~mammo.metrics.recorded_evaluations`): ``estimate`` names what it was computed on
     (out of fold, the held-out patients, validation), so that a plot coloured by it sets like against
     like, not a cross-validation against six malignant held-out films (the packaged versions are all
@@ -118,7 +118,8 @@ def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     for v in versions:
         if v.get("rollback_of"):  # a copy served again: its original's figures, on its original's day
             continue
-        trained = str(v.get("created_at") or v.get("published_at") or "")[:10]
+        # to the minute (UTC): versions trained on the same day stand apart
+        trained = str(v.get("created_at") or v.get("published_at") or "")[:16].replace("T", " ")
         for estimate, metrics in recorded_evaluations(v):
             if metrics.get("auc_malignant") is not None:
                 rows.append([trained, round(metrics["auc_malignant"], 3), estimate, v["version"],

@@ -38,17 +38,17 @@ def test_each_version_is_plotted_at_the_day_it_was_trained_once_per_kind_of_esti
                 {"version": "v4", "created_at": "2026-12-02T11:00:00+00:00", "metrics": {}},  # not measured
                 {"version": "v6", "created_at": "2026-11-24T12:46:34+00:00", "split": holdout,  # v1 again
                  "rollback_of": "v1", "metrics": {"auc_malignant": 0.63, "n": 38}},
-                {"version": "v5", "created_at": "2026-12-03T11:00:00+00:00",  # its own split: the CV's OOF
+                {"version": "v5", "created_at": "2026-12-02T15:30:00+00:00",  # its own split: the CV's OOF
                  "split": {"name": "cross-validation"},
                  "metrics": {"auc_malignant": 0.7, "auc_malignant_ci95": [0.6, 0.8], "n": 220}}]
     frame = analytics.version_metrics(versions)
     assert list(frame.columns) == analytics.VERSION_METRICS_COLUMNS
     assert frame.values.tolist() == [
-        ["2026-11-24", 0.63, "holdout", "v1", 38, "0.63 (0.19–0.96)"],
-        ["2026-11-30", 0.78, "holdout", "v2", 38, "0.78 (0.50–0.97)"],
-        ["2026-11-30", 0.69, "out of fold", "v2", 220, "0.69 (0.58–0.80)"],  # beside it, its own colour
-        ["2026-12-02", 0.67, "holdout", "v3", 12, "0.67 (none: fewer than 5 films of a class)"],  # that day
-        ["2026-12-03", 0.7, "out of fold", "v5", 220, "0.70 (0.60–0.80)"]]
+        ["2026-11-24 12:46", 0.63, "holdout", "v1", 38, "0.63 (0.19–0.96)"],
+        ["2026-11-30 08:49", 0.78, "holdout", "v2", 38, "0.78 (0.50–0.97)"],
+        ["2026-11-30 08:49", 0.69, "out of fold", "v2", 220, "0.69 (0.58–0.80)"],  # beside it, its own colour
+        ["2026-12-02 10:00", 0.67, "holdout", "v3", 12, "0.67 (none: fewer than 5 films of a class)"],  # then
+        ["2026-12-02 15:30", 0.7, "out of fold", "v5", 220, "0.70 (0.60–0.80)"]]  # the same day: apart
 
 
 def test_case_growth_gives_every_label_on_every_day_so_stacked_bars_add_up() -> None:

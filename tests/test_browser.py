@@ -958,7 +958,7 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
     note.wait_for(timeout=30_000)  # a local install names no trainers: everyone sees the whole log
     assert "p50" in note.inner_text() and "No image, file name or DICOM tag" in note.inner_text()
     for title in ("Predictions per day (UTC)", "Most likely class", "Malignancy scores (0-100, as shown",
-                  "Each version's AUC by the day it was trained"):
+                  "Each version's AUC by when it was trained (UTC)"):
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)
     # a history across sessions needs a sign-in, which only a Space has: said, not offered and refused
