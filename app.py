@@ -752,13 +752,13 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
              "nothing: sign in with Hugging Face to see your own predictions (trainers see everyone's)")
     low = analytics.low_confidence(records)
     growth = analytics.case_growth(service.cases.recent(10**9))
+    aucs = analytics.version_metrics(service.versions())
     note = [f"Showing {scope}. No image, file name or DICOM tag is ever logged.",
             analytics.latency_text(records), analytics.low_confidence_text(records, low),
-            "" if len(growth) else "No case submitted yet."]
+            analytics.nothing_yet_text(growth, aucs)]
     return (" ".join(filter(None, note)),
             *map(shown_if_any, (analytics.predictions_per_day(records), analytics.class_mix(records),
-                                analytics.score_histogram(records))), low,
-            *map(shown_if_any, (growth, analytics.version_metrics(service.versions()))),
+                                analytics.score_histogram(records))), low, *map(shown_if_any, (growth, aucs)),
             analytics.history_frame(service.own_predictions(user) if user else [], readable=True))
 
 
@@ -843,8 +843,7 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
     if not version:
         raise gr.Error("Pick the version to serve again.")
     can_train(_user(profile, token), SETTINGS).require()
-    service.check_rollback(version)
-    served, broken = service.predictor.version, service.newest_problem
+    served, broken = service.check_rollback(version)
     rows = {row["version"]: row for row in service.versions()}
     if version not in rows:
         raise gr.Error(f"There is no version {version!r}.")

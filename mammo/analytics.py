@@ -4,6 +4,7 @@ tables (pandas) for Gradio's native plots, and a few figures in words."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from .views import auc_and_ci
 
 __all__ = ["NEAR_CUT_OFF", "predictions_per_day", "class_mix", "score_histogram", "low_confidence",
            "low_confidence_text", "latency_text", "case_growth", "VERSION_METRICS_COLUMNS", "version_metrics",
-           "HISTORY_COLUMNS", "HISTORY_HEADERS", "history_frame"]
+           "nothing_yet_text", "HISTORY_COLUMNS", "HISTORY_HEADERS", "history_frame"]
 
 NEAR_CUT_OFF = 5.0  # points of the 0-100 score: a prediction this close to the cut-off is uncertain
 HISTORY_COLUMNS = ["at", "model_version", "label", "malignancy_score", "threshold", "above_threshold",
@@ -116,15 +117,31 @@ def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     would lie on its original's."""
     rows = []
     for v in versions:
-        if v.get("rollback_of"):  # a copy served again: its original's figures, on its original's day
+        if v.get("rollback_of"):  # a copy served again: its original's figures, at its original's time
             continue
-        # to the minute (UTC): versions trained on the same day stand apart
-        trained = str(v.get("created_at") or v.get("published_at") or "")[:16].replace("T", " ")
+        trained = _minute(v.get("created_at") or v.get("published_at"))
         for estimate, metrics in recorded_evaluations(v):
             if metrics.get("auc_malignant") is not None:
                 rows.append([trained, round(metrics["auc_malignant"], 3), estimate, v["version"],
                              metrics.get("n"), auc_and_ci(metrics, label="")])
     return pd.DataFrame(rows, columns=VERSION_METRICS_COLUMNS)
+
+
+def _minute(stamp: str | None) -> str:
+    """An ISO 8601 timestamp to the minute in UTC ('2026-12-02 15:30'), so that versions trained on the
+    same day stand apart and the text sorts as time does; the input as it is when it is not one."""
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return str(stamp or "")
+    return f"{moment.astimezone(timezone.utc) if moment.tzinfo else moment:%Y-%m-%d %H:%M}"
+
+
+def nothing_yet_text(cases: pd.DataFrame, versions: pd.DataFrame) -> str:
+    """What the Analytics tab's hidden plots would show: no case growth (``case_growth``) or no
+    version AUC (``version_metrics``) yet; "" when both have rows."""
+    return " ".join(text for frame, text in ((cases, "No case submitted yet."),
+                                             (versions, "No version records an AUC yet.")) if frame.empty)
 
 
 def history_frame(records: Sequence[Mapping[str, Any]], readable: bool = False) -> pd.DataFrame:

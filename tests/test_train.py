@@ -79,6 +79,7 @@ def test_the_recorded_settings_say_how_whole_films_are_augmented() -> None:
     ({"recipe": "film", "film_epochs": 2}, "follows the patch recipe"),
     ({"recipe": "patch", "film_epochs": -1}, "negative"),
     ({"recipe": "patch", "patch_size": 100}, "multiple of 32"),
+    ({"recipe": "patch", "patch_size": 96, "image_size": 64}, "image size must be at least 96 px, got 64"),
     ({"recipe": "whole"}, "unknown recipe"),
 ])
 def test_recipes_refuse_settings_they_cannot_run(settings: dict, message: str) -> None:
