@@ -31,7 +31,7 @@ from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
-from mammo.imaging import encode_png, read_image
+from mammo.imaging import SUPPORTED, encode_png, read_image
 from mammo.predict import OVERLAY_FORMAT, Prediction
 from mammo.service import MammoService, RetrainBusy, RetrainOptions
 from mammo.store.cases import METADATA_FIELDS, MetadataField
@@ -253,9 +253,9 @@ def _method(method: str | None) -> str:
 @clear_errors
 def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
             profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
-    """One mammogram file (PNG, JPEG, TIFF, 16-bit PNG or DICOM) -> class probabilities, the heat-map
-    overlay (JPEG, the image's shape, longer side at most 2048 px; /heatmap gives the map at full
-    size), and details: model version, malignancy score and the review cut-off (both 0-100), whether
+    """One mammogram file (DICOM, PNG 8 or 16-bit, JPEG, TIFF, PGM/PNM or BMP) -> class probabilities,
+    the heat-map overlay (JPEG, the image's shape, longer side at most 2048 px; /heatmap gives the map
+    at full size), and details: model version, malignancy score and the review cut-off (both 0-100), whether
     it is flagged, the heat-map method, and whether the image is a training film or a stored case.
     Research use only."""
     result = _prediction(image, method, opacity, profile, token)
@@ -915,7 +915,7 @@ def build() -> gr.Blocks:
         with gr.Tab("Predict"):
             with gr.Row():
                 with gr.Column():
-                    image = mammogram_file("Mammogram (PNG, JPEG, TIFF, 16-bit PNG, DICOM)")
+                    image = mammogram_file(f"Mammogram ({SUPPORTED})")
                     uploaded = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=320)
                     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method",
                                          **CHECKED_HERE)
@@ -965,7 +965,7 @@ def build() -> gr.Blocks:
                         "DICOM tags are kept). Do not type patient identifiers in the notes.")
             with gr.Row():
                 with gr.Column():
-                    case_image = mammogram_file("Image")
+                    case_image = mammogram_file(f"Image ({SUPPORTED})")
                     use_predict = gr.Button("Use the image from Predict", size="sm")
                     # the clinician confirms a label for what they see (a DICOM or 16-bit PNG included)
                     case_preview = gr.Image(label="The image to be labelled", type="numpy", interactive=False,

@@ -47,7 +47,7 @@ __all__ = [
 MAX_PIXELS: int = 80_000_000
 MIN_SIDE: int = 32
 MAX_ASPECT: float = 8.0
-SUPPORTED = "PNG, JPEG, TIFF, PGM/PNM, BMP, DICOM"
+SUPPORTED = "DICOM, PNG (8 or 16-bit), JPEG, TIFF, PGM/PNM, BMP"
 
 _PIL_FORMATS = ("PNG", "JPEG", "TIFF", "PPM", "BMP", "GIF")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)

@@ -129,7 +129,7 @@ def open_metadata(page) -> None:
 
 def predict_box(page):
     """The Predict tab's upload box."""
-    return page.locator(".block:visible").filter(has_text="Mammogram (PNG, JPEG").first
+    return page.locator(".block:visible").filter(has_text="Mammogram (DICOM, PNG").first
 
 
 def upload_into(box, path: Path) -> None:
