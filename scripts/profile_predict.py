@@ -25,7 +25,7 @@ from mammo.choices import DEFAULT_METHOD  # noqa: E402
 from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.imaging import read_image, sha256_of_pixels  # noqa: E402
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, LoadedImage, Predictor  # noqa: E402
-from mammo.preprocess import fit_within  # noqa: E402
+from mammo.preprocess import find_breast, fit_within  # noqa: E402
 
 
 def encode(rgb) -> bytes:
@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         grey = timed("read (decode)", read_image, str(path))
         timed("sha256 of the pixels", sha256_of_pixels, grey)
         small = timed("scale to display size", fit_within, grey, DISPLAY_SIDE)
-        loaded = LoadedImage(small, grey.shape, "")
-        tensor, geometry = timed("prepare (crop, orient, resize)", predictor.prepare, small)
+        breast = timed("find the breast", find_breast, small)
+        loaded = LoadedImage(small, grey.shape, "", breast)
+        tensor, geometry = timed("prepare (crop, orient, resize)", predictor.prepare, small, breast)
         timed("forward + heat map", predictor._forward, tensor[None], DEFAULT_METHOD)
         result = timed("whole predict (from loaded)", predictor.predict, loaded, method=DEFAULT_METHOD)
         timed(f"{OVERLAY_FORMAT} encode of the overlay", encode, result.overlay)
