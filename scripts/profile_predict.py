@@ -21,7 +21,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mammo.choices import DEFAULT_METHOD  # noqa: E402
+from mammo.choices import DEFAULT_METHOD, GRAD_CAM  # noqa: E402
 from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.imaging import read_image, sha256_of_pixels  # noqa: E402
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, LoadedImage, Predictor  # noqa: E402
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     predictor = Predictor(args.model)
+    method = DEFAULT_METHOD if predictor.has_lesion_map else GRAD_CAM  # what predict() draws for it
     files = args.files or real_films()
     times: dict[str, list[float]] = {}
 
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         breast = timed("find the breast", find_breast, small)
         loaded = LoadedImage(small, grey.shape, "", breast)
         tensor, geometry = timed("prepare (crop, orient, resize)", predictor.prepare, small, breast)
-        timed("forward + heat map", predictor._forward, tensor[None], DEFAULT_METHOD)
-        result = timed("whole predict (from loaded)", predictor.predict, loaded, method=DEFAULT_METHOD)
+        timed("forward + heat map", predictor._forward, tensor[None], method)
+        result = timed("whole predict (from loaded)", predictor.predict, loaded, method=method)
         timed(f"{OVERLAY_FORMAT} encode of the overlay", encode, result.overlay)
         if i == 0:
             times.clear()  # warm-up

