@@ -415,8 +415,8 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                        f"{'them' if conflicts > 1 else 'it'}.")
     if summary.get("film_size_warning"):
         caveat += f" {summary['film_size_warning']}"
-    noise = _paired_text(summary.get("paired_difference"), summary["current_version"])
-    noise += _recorded_elsewhere(summary)
+    elsewhere = _recorded_elsewhere(summary)  # said in every outcome that quotes the served figure
+    noise = _paired_text(summary.get("paired_difference"), summary["current_version"]) + elsewhere
     if summary["promoted"]:
         return (f"{_headline(summary, served)} It did no worse than "
                 f"{summary['current_version']} ({scores}).{noise}{caveat}")
@@ -425,19 +425,19 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
         return (f"{_headline(summary, served)} The candidate did no worse than {summary['current_version']} "
                 f"({scores}), but {summary['published_meanwhile']} came from a retrain from a shell or a Job "
                 f"while this one trained, and the candidate was never compared with it. Retrain again to "
-                f"compare a candidate with {summary['published_meanwhile']}.{kept}")
+                f"compare a candidate with {summary['published_meanwhile']}.{elsewhere}{kept}")
     malignant, needed = malignant_films(candidate), summary.get("gate_min_malignant") or 0
     if malignant is not None and malignant < needed and not gives_every_film_one_score(candidate):
         return (f"{_headline(summary, served)} The {n} held-out films hold "
                 f"{malignant} malignant film{'' if malignant == 1 else 's'}, fewer than the {needed} the "
-                f"gate needs to tell two models apart, so it promotes none ({scores}). Base data with more "
-                f"held-out malignant films are needed (MAMMO_BASE_DATA).{kept}")
+                f"gate needs to tell two models apart, so it promotes none ({scores}).{elsewhere} Base data "
+                f"with more held-out malignant films are needed (MAMMO_BASE_DATA).{kept}")
     if gives_every_film_one_score(candidate):  # the gate's first rule: its figures mean nothing
         return (f"{_headline(summary, served)} The candidate gives every one of "
                 f"the {n} held-out films the same malignancy score: it learnt nothing usable (a whole-film "
                 f"stage can collapse on films too small for its patches), whatever its figures ({scores}). "
                 f"One score for every film has no meaningful AUC, so no interval on the difference is given."
-                f"{kept}")
+                f"{elsewhere}{kept}")
     return (f"{_headline(summary, served)} The candidate did worse than the "
             f"served version ({scores}).{noise}{kept}")
 
