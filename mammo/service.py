@@ -811,7 +811,9 @@ class MammoService:
                 "promotion" if summary["promoted"] else "rejection", user, options=asdict(options),
                 version=summary["version"], rejected_id=summary["rejected_id"], reason=summary["reason"],
                 published_meanwhile=summary["published_meanwhile"],
-                cases_used=summary["cases_used"], served_before=summary["current_version"],
+                # every case read, and those of them not trained on (their images are base films)
+                cases_used=summary["cases_used"], cases_left_out=summary["cases_left_out"],
+                served_before=summary["current_version"],
                 **{f"{who}_{key}": summary[f"{who}_metrics"].get(key)
                    for who in ("candidate", "current") for key in _AUDITED_METRICS})
             return summary

@@ -791,7 +791,8 @@ def test_every_change_is_in_the_audit_log_with_who_and_what(service: MammoServic
     assert started["details"]["options"] == dataclasses.asdict(TINY)
     assert outcome["user"] == "carol" and outcome["details"]["reason"] == summary["reason"]
     assert outcome["details"]["candidate_auc_malignant"] == summary["candidate_metrics"]["auc_malignant"]
-    assert outcome["details"]["cases_used"] == 3
+    assert outcome["details"]["cases_used"] == 3  # read; those not trained on are said beside it
+    assert outcome["details"]["cases_left_out"] == summary["cases_left_out"]
     # the Models tab's audit table says these in words: yes/no, an interval as low–high, ids counted
     rows = {row[1]: row[3] for row in views.audit_rows(events[:4])}
     assert "True" not in rows["retrain started"] and "False" not in rows["retrain started"]
