@@ -299,6 +299,9 @@ OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === o
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
 
 
+# beside each confusion matrix: it counts the most likely class, which the review flag is not
+CONFUSION_COUNTS = ("rows: the confirmed label; columns: the most likely class, not the review flag, which "
+                    "compares the malignancy score with its cut-off")
 # under each reliability plot: a point's bin may hold one or two films
 FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps between 0 and 1."
 # Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows)
@@ -833,7 +836,9 @@ def version_views(version: str | None):
         return (gr.skip(),) * 6
     config = json.loads((service.registry.load(version) / "config.json").read_text())
     caption, roc, losses, aucs, reliability, confusion = views.version_figures(config.get("mammo") or {})
-    return caption, roc, losses_shown(losses, aucs), auc_shown(aucs), reliability, confusion
+    calibrated = bool((reliability["model"] != views.PERFECT_CALIBRATION).any())  # not the diagonal alone
+    return (caption, roc, losses_shown(losses, aucs), auc_shown(aucs),
+            gr.update(value=reliability, visible=calibrated), confusion)
 
 
 @clear_errors
@@ -959,7 +964,7 @@ def build() -> gr.Blocks:
                         heatmap_download = download_box("heat map")
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
-                                   interactive=False)
+                                   interactive=False, wrap=True)  # a note's words stay whole
         with gr.Tab("Submit case") as submit_tab:
             gr.Markdown("Add a case with its **confirmed** label. The image is re-encoded (no EXIF or "
                         "DICOM tags are kept). Do not type patient identifiers in the notes.")
@@ -1000,7 +1005,8 @@ def build() -> gr.Blocks:
                                          **CHECKED_HERE)
                 bulk_button = gr.Button("Submit all")
                 bulk_text = gr.Markdown()
-                bulk_receipt = gr.JSON(label="Batch receipt")
+                with gr.Accordion("Batch receipt (JSON)", open=False):  # the text above says it in words
+                    bulk_receipt = gr.JSON(label="batch receipt")
         with gr.Tab("Retrain") as retrain_tab:
             access = gr.Markdown()
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available")
@@ -1027,7 +1033,8 @@ def build() -> gr.Blocks:
                                       label="ROC, malignant vs rest (holdout)")
                     losses = loss_plot()
                     aucs = auc_plot()
-                confusion = gr.Dataframe(label="Candidate confusion matrix (holdout)", interactive=False)
+                confusion = gr.Dataframe(label=f"Candidate confusion matrix (holdout; {CONFUSION_COUNTS})",
+                                         interactive=False)
             reliability = gr.LinePlot(x="mean predicted P(malignant)", y="observed malignant share",
                                       color="model", tooltip=views.RELIABILITY_COLUMNS,
                                       label="Reliability of the served version's scores (calibration): "
@@ -1109,7 +1116,8 @@ def build() -> gr.Blocks:
                 version_reliability = gr.LinePlot(
                     x="mean predicted P(malignant)", y="observed malignant share", color="model",
                     tooltip=views.RELIABILITY_COLUMNS, label=f"Reliability (calibration). {FEW_FILMS_A_BIN}")
-                version_confusion = gr.Dataframe(label="Confusion matrix", interactive=False)
+                version_confusion = gr.Dataframe(label=f"Confusion matrix ({CONFUSION_COUNTS})",
+                                                 interactive=False)
             files = download_box("Weights, config and card", file_count="multiple")
             with gr.Accordion("Audit log: who submitted, retrained, promoted or rolled back what, and when",
                               open=False):

@@ -759,9 +759,10 @@ def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, 
     expect(block.locator('a[href$="/phantom_22.png"]')).to_have_count(1, timeout=30_000)
     pick(page, "Label (not needed for a zip)", "benign")
     page.get_by_role("button", name="Submit all").dblclick()  # one batch, its receipt kept (as Submit case)
-    receipt = page.locator(".block").filter(has_text="Batch receipt").last
-    expect(receipt).to_contain_text("case_ids", timeout=60_000)
-    visible(page.get_by_text("2 cases stored", exact=True)).wait_for(timeout=30_000)  # in words too
+    visible(page.get_by_text("2 cases stored", exact=True)).wait_for(timeout=60_000)  # in words
+    page.get_by_role("button", name="Batch receipt (JSON)").click()  # and as JSON, folded
+    receipt = page.locator(".block").filter(has_text="batch receipt").last
+    expect(receipt).to_contain_text("case_ids", timeout=30_000)
     with CaseStore(LABELS, app.home / "cases") as store:
         newest = store.recent(1)[0]["case_id"]
     page.get_by_role("button", name="Submit all").click()  # the same files again: nothing new, said so
