@@ -553,7 +553,8 @@ def retrain_failed_text(shown: str | None) -> str:
     saying that another retrain runs stays."""
     if (shown or "").startswith(_RUNNING_ELSEWHERE):
         return shown
-    return "The retrain did not run or did not finish: see the message."
+    return ("The retrain did not run or did not finish: see the message (top right). Results below, if "
+            "any, are those of the last retrain that ended.")
 
 
 def duration(seconds: float) -> str:

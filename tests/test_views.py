@@ -274,7 +274,9 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
                                                                                 "batch 12/41"))
     assert "10:02:03 UTC from another page, an API call or the automatic retrain. Now: 45%, epoch 3 of 11 " \
            "(patches): batch 12/41." in news
-    assert views.retrain_failed_text(own).startswith("The retrain did not run or did not finish")
+    failed = views.retrain_failed_text(own)
+    assert failed.startswith("The retrain did not run or did not finish")
+    assert failed.endswith("Results below, if any, are those of the last retrain that ended.")
 
 
 def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
