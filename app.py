@@ -222,20 +222,26 @@ def recolour(event, plots: dict) -> None:
         event.then(functools.partial(colour_map, column=column), plot, plot, **CHAINED)
 
 
-def epoch_room(plot: dict | None):
+def epoch_room(plot: dict | None, headroom: bool = False):
     """Half an epoch of room at each end of a per-epoch plot's x axis (Gradio's axis runs from the
-    first point to the last, cutting both in half). A second step, after the value (``give_room``):
-    an ``x_lim`` sent with a new value is drawn over the old value."""
+    first point to the last, cutting both in half) and, with ``headroom``, room above its highest
+    value (a loss axis ends at it, cutting that point in half). A second step, after the value
+    (``give_room``): limits sent with a new value are drawn over the old value."""
     epochs = plot_column(plot, "epoch")
     if not epochs:
         return gr.skip()
-    return gr.update(x_lim=[min(epochs) - 0.5, max(epochs) + 0.5])
+    room = {"x_lim": [min(epochs) - 0.5, max(epochs) + 0.5]}
+    values = [v for v in plot_column(plot, "value") or [] if v is not None]
+    if headroom and values:
+        room["y_lim"] = [0, 1.08 * max(max(values), 1e-6)]
+    return gr.update(**room)
 
 
-def give_room(event, plots: list) -> None:
-    """After ``event`` gave the per-epoch ``plots`` new values: their x axes (:func:`epoch_room`)."""
-    for plot in plots:
-        event.then(epoch_room, plot, plot, **CHAINED)
+def give_room(event, losses, aucs) -> None:
+    """After ``event`` gave a loss plot and an AUC plot new values: their axes (:func:`epoch_room`;
+    the AUC axis keeps its 0-1 scale)."""
+    event.then(functools.partial(epoch_room, headroom=True), losses, losses, **CHAINED)
+    event.then(epoch_room, aucs, aucs, **CHAINED)
 
 
 def _need_file(path: str | None) -> str:
@@ -1222,7 +1228,7 @@ def build() -> gr.Blocks:
         shown = running.success(retrain_views, summary, [results, verdict, gate, comparison, roc, losses,
                                                          aucs, confusion, retrain_button], **private)
         recolour(shown, {roc: "model", losses: "series"})  # "served v4" after "served v3"
-        give_room(shown, [losses, aucs])
+        give_room(shown, losses, aucs)
         shown.then(totals, None, data_plot, **private)
         shown.then(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
@@ -1240,7 +1246,7 @@ def build() -> gr.Blocks:
         version_shown = version.change(version_views, version, version_figures, **private)
         recolour(version_shown,
                  {version_roc: "model", version_losses: "series", version_reliability: "model"})
-        give_room(version_shown, [version_losses, version_aucs])
+        give_room(version_shown, version_losses, version_aucs)
         rollback_button.click(ask_rollback, version, [confirm_row, question, asked_replacing], **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_row, **private)
         # the API-only endpoints' own input and outputs, named for the API page (`view_api`): the
@@ -1266,7 +1272,7 @@ def build() -> gr.Blocks:
             restored = show(last_results, summary, [summary, results, verdict, gate, comparison, roc, losses,
                                                     aucs, confusion], **private)
             recolour(restored, {roc: "model", losses: "series"})
-            give_room(restored, [losses, aucs])
+            give_room(restored, losses, aucs)
             recolour(show(served_estimate, None, [served, reliability], **private), {reliability: "model"})
             show(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         for show in (demo.load, models_tab.select):
