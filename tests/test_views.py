@@ -637,7 +637,13 @@ def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
     assert "one scale for every film" in lesion and "can be compared" in lesion
     cam = views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "normal"})
     assert "(*normal*)" in cam and "within this image" in cam and "cannot be compared" in cam
-    assert "drawn only there" in cam
+    assert "drawn only there" in cam and "flagged for review" not in cam
+    # a film flagged for review whose most likely class is normal: the CAM is not the flag's evidence
+    flagged = views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "normal", "above_threshold": True})
+    assert "flagged for review while its most likely class is normal: the map shows the evidence for that " \
+           "class, not for the flag" in flagged
+    assert "flagged" not in views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "malignant",
+                                               "above_threshold": True})
     eigen = views.heatmap_key({"heatmap_method": "EigenCAM", "label": "normal"})
     assert "for no class in particular" in eigen and "normal" not in eigen
     assert views.heatmap_key({"heatmap_method": None}) == ""
