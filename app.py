@@ -677,12 +677,6 @@ def losses_shown(frame, aucs):
     return gr.update(value=frame, label=views.loss_plot_title(frame, aucs))
 
 
-def auc_shown(frame):
-    """The validation AUC plot, hidden when the run had no validation films (cross-validated recipes);
-    its x axis comes in a second step (:func:`give_room`)."""
-    return gr.update(value=frame, visible=not frame.empty)
-
-
 def gate_text(summary: dict) -> str:
     """The gate's exact reason (it names the films it evaluated on) and where a rejected candidate is
     kept."""
@@ -701,7 +695,7 @@ def retrain_views(summary: dict | None):
     return (gr.update(visible=True), views.verdict_text(summary, service.predictor.version), reason,
             views.comparison_frame(current, candidate, summary.get("baseline_metrics")),
             views.roc_frame({**named, "baseline": summary.get("baseline_metrics") or {}}),
-            losses_shown(losses, aucs), auc_shown(aucs),
+            losses_shown(losses, aucs), shown_if_any(aucs),
             views.confusion_frame(candidate), gr.update(interactive=True))
 
 
@@ -772,7 +766,8 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
 
 
 def shown_if_any(frame: pd.DataFrame) -> dict:
-    """A plot's new value, hidden while it has no row (the tab's note says what is missing)."""
+    """A plot's new value, hidden while it has no row (the validation AUC plot of a run without
+    validation films; an Analytics plot with nothing yet, which the tab's note names)."""
     return gr.update(value=frame, visible=len(frame) > 0)
 
 
@@ -843,7 +838,7 @@ def version_views(version: str | None):
     config = json.loads((service.registry.load(version) / "config.json").read_text())
     caption, roc, losses, aucs, reliability, confusion = views.version_figures(config.get("mammo") or {})
     calibrated = bool((reliability["model"] != views.PERFECT_CALIBRATION).any())  # not the diagonal alone
-    return (caption, roc, losses_shown(losses, aucs), auc_shown(aucs),
+    return (caption, roc, losses_shown(losses, aucs), shown_if_any(aucs),
             gr.update(value=reliability, visible=calibrated), confusion)
 
 

@@ -4,13 +4,13 @@ tables (pandas) for Gradio's native plots, and a few figures in words."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .metrics import recorded_evaluations
+from .timestamps import utc_moment
 from .views import auc_and_ci
 
 __all__ = ["NEAR_CUT_OFF", "predictions_per_day", "class_mix", "score_histogram", "low_confidence",
@@ -130,11 +130,8 @@ def version_metrics(versions: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def _minute(stamp: str | None) -> str:
     """An ISO 8601 timestamp to the minute in UTC ('2026-12-02 15:30'), so that versions trained on the
     same day stand apart and the text sorts as time does; the input as it is when it is not one."""
-    try:
-        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
-        return str(stamp or "")
-    return f"{moment.astimezone(timezone.utc) if moment.tzinfo else moment:%Y-%m-%d %H:%M}"
+    moment = utc_moment(stamp)
+    return str(stamp or "") if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
 
 def nothing_yet_text(cases: pd.DataFrame, versions: pd.DataFrame) -> str:

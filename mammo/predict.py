@@ -196,6 +196,11 @@ class Predictor:
         """What runs the backbone: "onnxruntime" or "pytorch"."""
         return "onnxruntime" if self._onnx is not None else "pytorch"
 
+    def drawn_method(self, method: str | None) -> str | None:
+        """The heat-map method drawn when ``method`` is asked for: Grad-CAM for a Lesion map on a model
+        without one (not of the patch recipe)."""
+        return GRAD_CAM if method == LESION_MAP and not self.has_lesion_map else method
+
     def _features(self, batch: torch.Tensor) -> torch.Tensor:
         return self._onnx(batch) if self._onnx is not None else self.model.forward_features(batch)
 
@@ -241,8 +246,7 @@ class Predictor:
         if method is not None and method not in HEATMAP_METHODS:
             raise BadRequest(f"Unknown heat-map method {method!r}; choose one of "
                              f"{', '.join(HEATMAP_METHODS)}.")
-        if method == LESION_MAP and not self.has_lesion_map:
-            method = GRAD_CAM
+        method = self.drawn_method(method)
         loaded = [load_image(image, min_side=self.min_side) for image in images]
         prepared = [self.prepare(image.grey, image.breast) for image in loaded]
         batch = torch.stack([tensor for tensor, _ in prepared])

@@ -21,7 +21,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mammo.choices import DEFAULT_METHOD, GRAD_CAM  # noqa: E402
+from mammo.choices import DEFAULT_METHOD  # noqa: E402
 from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.imaging import read_image, sha256_of_pixels  # noqa: E402
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, LoadedImage, Predictor  # noqa: E402
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     predictor = Predictor(args.model)
-    method = DEFAULT_METHOD if predictor.has_lesion_map else GRAD_CAM  # what predict() draws for it
+    method = predictor.drawn_method(DEFAULT_METHOD)
     files = args.files or real_films()
     times: dict[str, list[float]] = {}
 
