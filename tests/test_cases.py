@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from PIL import Image, PngImagePlugin
 
 from mammo import imaging
 from mammo.config import settings
+from mammo.data import case_examples
 from mammo.imaging import encode_png
 from mammo.store._fs import file_lock
 from mammo.store._hub import HubError, HubUnavailable
@@ -884,3 +887,102 @@ def test_hub_case_is_read_from_its_shard_once_delivered(hub_env, tmp_path: Path)
                               imaging.read_image(encode_png(grey(3))))
     finally:
         store.close()
+
+
+# -- label corrections -----------------------------------------------------------------------------
+def shard_bytes(root: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in shards(root)}
+
+
+def loaded_labels(store: CaseStore) -> dict[str, str]:
+    """Each case's label as a retrain reads it (through ``case_examples``)."""
+    return {example.group: example.label for example in case_examples(store.load())}
+
+
+def test_a_corrected_label_is_the_case_label_everywhere_and_its_shard_is_kept(store: CaseStore) -> None:
+    ids = [store.append(grey(seed), "normal")["case_id"] for seed in (40, 41, 42)]
+    before = shard_bytes(store.root)
+    receipt = store.correct_label(ids[1], "Malignant")  # spelt as the label set spells it
+    assert {k: receipt[k] for k in ("case_id", "label", "was", "status")} == {
+        "case_id": ids[1], "label": "malignant", "was": "normal", "status": "stored"}
+    assert receipt["counts"] == store.counts() == {"normal": 2, "benign": 0, "malignant": 1}
+    assert store.case_label(ids[1]) == "malignant"
+    assert {c["case_id"]: c["label"] for c in store.recent()}[ids[1]] == "malignant"
+    assert loaded_labels(store) == {ids[0]: "normal", ids[1]: "malignant", ids[2]: "normal"}
+    assert store.load().column_names == list(store.features)  # the label column kept in its place
+    assert shard_bytes(store.root) == before  # nothing rewritten: the correction is a file of its own
+    [correction] = (store.root / "corrections").glob("*.json")
+    assert json.loads(correction.read_text())["was"] == "normal"
+    with pytest.raises(StoreError, match=r"\(malignant, submitted .*correct the case's label instead"):
+        store.append(grey(41), "malignant")  # the duplicate refusal names its label now
+    with CaseStore(LABELS, store.root) as reopened:  # another process, or the app after a restart
+        assert reopened.case_label(ids[1]) == "malignant" and reopened.counts() == store.counts()
+
+
+@pytest.mark.parametrize("case, label, refusal", [
+    ("c" * 32, "benign", "No submitted case"),
+    (None, "benign", "No submitted case"),
+    ("first", "normal", "already labelled normal; nothing was changed"),
+    ("first", "cancer", "Unknown label 'cancer'; choose one of normal, benign, malignant"),
+])
+def test_a_correction_that_cannot_apply_is_refused_and_nothing_changes(
+    store: CaseStore, case: str | None, label: str, refusal: str
+) -> None:
+    first = store.append(grey(43), "normal")["case_id"]
+    with pytest.raises(StoreError, match=re.escape(refusal)):
+        store.correct_label(first if case == "first" else case, label)
+    assert not (store.root / "corrections").exists()
+    assert store.counts() == {"normal": 1, "benign": 0, "malignant": 0}
+
+
+def test_the_newest_correction_wins_across_processes_and_survives_compaction(tmp_path: Path) -> None:
+    root = tmp_path / "cases"
+    with CaseStore(LABELS, root) as a, CaseStore(LABELS, root) as b:
+        ids = [a.append(grey(seed), "benign")["case_id"] for seed in (44, 45)]
+        a.correct_label(ids[0], "malignant")
+        assert b.case_label(ids[0]) == "malignant"  # b indexes after a corrected: read with the shards
+        b.correct_label(ids[0], "normal")
+        assert a.counts() == {"normal": 1, "benign": 1, "malignant": 0}  # b's correction, seen by a
+        late = {"case_id": ids[0], "label": "malignant", "was": "benign"}  # from a clock behind the others'
+        (root / "corrections" / "20000101T000000000000Z-late.json").write_text(json.dumps(late))
+        assert a.counts() == {"normal": 1, "benign": 1, "malignant": 0}  # read, and older than the rest
+        assert a.case_label(ids[0]) == "normal"
+        assert a.compact(small=10)["shards_merged"] == 2
+        assert a.counts() == b.counts() == {"normal": 1, "benign": 1, "malignant": 0}
+        assert loaded_labels(b) == {ids[0]: "normal", ids[1]: "benign"}
+
+
+def test_an_unreadable_or_foreign_correction_is_logged_and_left_out(
+    store: CaseStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    case = store.append(grey(46), "benign")["case_id"]
+    folder = store.root / "corrections"
+    folder.mkdir()
+    (folder / "20260101T000000000000Z-broken.json").write_text('{"case_id": ')
+    foreign = {"case_id": case, "label": "cancer"}  # a label of another label set
+    (folder / "20260101T000001000000Z-foreign.json").write_text(json.dumps(foreign))
+    with caplog.at_level(logging.ERROR), CaseStore(LABELS, store.root) as reopened:
+        assert reopened.case_label(case) == "benign"
+        assert loaded_labels(reopened) == {case: "benign"}
+    assert "broken.json not applied" in caplog.text
+    assert "'cancer' is not one of this store's labels" in caplog.text
+
+
+def test_hub_corrections_reach_the_repo_even_after_an_outage_and_a_fresh_machine_reads_them(
+    hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = hub_env
+    with hub_store() as store:
+        ids = [store.append(grey(seed), "normal")["case_id"] for seed in (47, 48)]
+        assert store.correct_label(ids[0], "benign")["status"] == "stored"
+        server.stop()
+        queued = store.correct_label(ids[1], "malignant")
+        assert queued["status"] == "queued" and "unreachable" in queued["warning"]
+        assert store.case_label(ids[1]) == "malignant"  # here at once; on the Hub once delivered
+        server.restart()
+        assert store.wait_until_delivered(15)
+    assert len([p for p in server.files(REPO) if p.startswith("corrections/")]) == 2
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "other-machine"))
+    with hub_store() as fresh:
+        assert fresh.counts() == {"normal": 0, "benign": 1, "malignant": 1}
+        assert loaded_labels(fresh) == {ids[0]: "benign", ids[1]: "malignant"}

@@ -27,6 +27,7 @@ from .._fs import utc_now, write_new_file
 from .._hub import HubError, HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
 from .card import dataset_card
 from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, ShardSize, groups_to_merge, write_merged
+from .corrections import CORRECTIONS_DIR, correction_names
 from .local import CaseStore, load_cases
 from .outbox import SUBMIT_WAIT_S, Outbox
 from .schema import DATA_DIR, shard_name
@@ -82,6 +83,11 @@ class HubCaseStore(CaseStore):
         return f"{self.api.endpoint}/datasets/{self.repo_id} (outbox {self.root})"
 
     def load(self) -> datasets.Dataset:
+        """Every case, with the label corrections the repo holds fetched first."""
+        self._fetch_corrections()
+        return super().load()
+
+    def _load_shards(self) -> datasets.Dataset:
         """Every case: the Hub repo's shards plus those still queued in the outbox."""
         assert self.outbox is not None
         with self.outbox.upload_lock:  # a consistent snapshot: no shard moves from outbox to Hub now
@@ -196,6 +202,20 @@ class HubCaseStore(CaseStore):
         self._open_index()  # the queued shards here first
         self._index_repo_shards()
         self._connected = True
+        self._fetch_corrections()
+
+    @property
+    def _corrections_dir(self) -> Path:
+        """Kept beside the outbox (whose ``corrections/`` empties as they reach the Hub)."""
+        return self.root / ".corrections"
+
+    def _fetch_corrections(self) -> None:
+        """Fetch the label corrections in the repo that this disk lacks (made by another app, or
+        before a restart) and apply them."""
+        self._corrections_dir.mkdir(parents=True, exist_ok=True)
+        self.fetch_missing(CORRECTIONS_DIR, self._corrections_dir, ".json")
+        with self._lock:
+            self._apply_corrections(correction_names(self._corrections_dir))
 
     def _index_repo_shards(self) -> None:
         """Index the repo's shards this machine has not seen (one cached download each)."""

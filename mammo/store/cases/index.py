@@ -47,6 +47,7 @@ class CaseIndex:
         self._shard_of: dict[str, int] = {}  # case_id -> the shard holding it (the last indexed)
         self._by_sha: dict[str, str] = {}  # image_sha256 -> the first case_id with those pixels
         self._label_counts: Counter[str] = Counter()
+        self._corrected: dict[str, str] = {}  # case_id -> its label now (a label correction)
 
     def add(self, name: str, table: pa.Table) -> None:
         """Index one shard (labels as ``ClassLabel`` codes); a shard already indexed is left as it is."""
@@ -61,15 +62,30 @@ class CaseIndex:
         times: dict[str, str] = {}  # one string per distinct time: a shard's cases share theirs
         rows = []
         for i, (case_id, code, sha) in enumerate(zip(case_ids, codes, hashes, strict=True)):
+            label = self._corrected.get(case_id, label_names[code])
             if case_id not in self._shard_of:  # counted once, however often it is seen
-                self._label_counts[label_names[code]] += 1
+                self._label_counts[label] += 1
             self._shard_of[case_id] = position
             self._by_sha.setdefault(sha, case_id)
             metadata = {f: values[i] for f, values in fields if values[i] is not None}
-            rows.append(CaseRow(case_id, label_names[code], times.setdefault(submitted[i], submitted[i]),
+            rows.append(CaseRow(case_id, label, times.setdefault(submitted[i], submitted[i]),
                                 metadata or None))
         self._rows.append(rows)
         self._newest.append(max(submitted, default=""))
+
+    def correct(self, case_id: str, label: str) -> None:
+        """``case_id``'s label is ``label`` from now on (a label correction); a case whose shard is not
+        indexed yet gets it when it is."""
+        self._corrected[case_id] = label
+        position = self._shard_of.get(case_id)
+        if position is None:
+            return
+        rows = self._rows[position]
+        i = next(i for i, row in enumerate(rows) if row.case_id == case_id)
+        if rows[i].label != label:
+            self._label_counts[rows[i].label] -= 1
+            self._label_counts[label] += 1
+            rows[i] = rows[i]._replace(label=label)
 
     def __contains__(self, shard: str) -> bool:
         """Whether the shard file ``shard`` is indexed."""

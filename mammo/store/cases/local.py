@@ -59,6 +59,7 @@ from .compaction import (
     write_merged,
     write_plan,
 )
+from .corrections import CORRECTIONS_DIR, correction_file, correction_names, read_records, write_correction
 from .index import INDEX_COLUMNS, CaseIndex
 from .outbox import Outbox
 from .schema import (
@@ -158,6 +159,7 @@ class CaseStore:
         self._index = CaseIndex(self.labels, list(METADATA_FIELDS))
         self._index_opened = False  # the folder is indexed on first need: a training process never is
         self._journal_read = 0  # bytes of the shard journal already indexed
+        self._corrections_read: list[str] = []  # the label corrections applied to the index, oldest first
         for folder in (self._data_dir, self._tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         if self._plan.exists():  # a merge was interrupted: finish it before anything reads data/
@@ -213,7 +215,12 @@ class CaseStore:
         return receipt
 
     def load(self) -> datasets.Dataset:
-        """Every case as a ``datasets.Dataset`` (empty with the schema when there is none)."""
+        """Every case as a ``datasets.Dataset`` (empty with the schema when there is none), with
+        its label as corrected (:meth:`correct_label`)."""
+        return self._corrected(self._load_shards())
+
+    def _load_shards(self) -> datasets.Dataset:
+        """Every case as its shard holds it."""
         with os.scandir(self._data_dir) as entries:
             empty = not any(entry.name.endswith(".parquet") for entry in entries)
         if empty:
@@ -223,6 +230,45 @@ class CaseStore:
                 if not self._plan.exists():
                     return load_cases(str(self.root), self._cache_dir)
             self._finish_merge()  # a merge was interrupted: finish it first
+
+    def _corrected(self, cases: datasets.Dataset) -> datasets.Dataset:
+        """``cases`` with the labels of corrected cases replaced (only the label column is read and
+        rebuilt: the images stay in the memory-mapped dataset)."""
+        corrections = self._corrections()
+        if not corrections or len(cases) == 0:
+            return cases
+        code = {name: i for i, name in enumerate(self.labels)}
+        ids = cases.data.column("case_id").to_pylist()
+        codes = [code[corrections[case_id]] if case_id in corrections else old
+                 for case_id, old in zip(ids, cases.data.column("label").to_pylist(), strict=True)]
+        relabelled = cases.remove_columns("label").add_column("label", codes, feature=self.features["label"])
+        return relabelled.select_columns(cases.column_names)  # the label column back in its place
+
+    def correct_label(self, case_id: str, label: str) -> dict[str, Any]:
+        """Change a stored case's confirmed label: a correction file is added (:mod:`.corrections`),
+        the shard is not rewritten. The receipt says the case, its label before and now, and the totals."""
+        label = self._label(label)
+        self._open_index()  # before the file lock, which it takes
+        with self._lock, file_lock(self.root / _LOCK_FILE):
+            self._refresh_local()
+            row = self._index.row(case_id) if isinstance(case_id, str) else None
+            if row is None:
+                raise StoreError(f"No submitted case {_short(case_id)}.")
+            if row.label == label:
+                raise StoreError(f"Case {case_id} is already labelled {label}; nothing was changed.")
+            name, content, record = correction_file(case_id, label, row.label)
+            try:
+                write_correction(self._corrections_dir, name, content)
+            except OSError as exc:
+                raise StoreError(f"The correction could not be saved ({exc.strerror or exc}); case "
+                                 f"{case_id} is still labelled {row.label}.") from exc
+            self._apply_corrections([name])
+            counts = self._counts()
+        status, warning = "stored", None
+        if self.outbox:
+            self.outbox.queue_file(CORRECTIONS_DIR, name, content)
+            status, warning = self.outbox.deliver_now(f"{CORRECTIONS_DIR}/{name}")
+        return {**record, "counts": counts, "status": status, **({"warning": warning} if warning else {})}
 
     def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
         """Merge the small shards into shards of up to ``largest`` cases (see :mod:`.compaction`):
@@ -418,7 +464,7 @@ class CaseStore:
                 raise _not_saved(exc) from exc
             self._index.add(name, table)
             self._journal_append([name])
-        status, warning = self.outbox.shard_written(name) if self.outbox else ("stored", None)
+        status, warning = self.outbox.deliver_now(f"{DATA_DIR}/{name}") if self.outbox else ("stored", None)
         receipt = self._batch_receipt(table.column("case_id").to_pylist(), cases, skipped, status, moment)
         if warning:
             receipt["warning"] = warning
@@ -444,8 +490,9 @@ class CaseStore:
                 continue
             if not skip:
                 prefix = f"Item {i + 1}: " if len(cases) > 1 else ""
+                fix = " If that label is wrong, correct the case's label instead." if earlier_id else ""
                 raise StoreError(
-                    f"{prefix}This image was already submitted as {detail}; it was not stored again.",
+                    f"{prefix}This image was already submitted as {detail}; it was not stored again.{fix}",
                     duplicate_of=earlier_id,
                 )
             skipped.append({"index": i, "duplicate_of": earlier_id})
@@ -486,6 +533,37 @@ class CaseStore:
 
     def _empty(self) -> datasets.Dataset:
         return datasets.Dataset.from_dict({name: [] for name in self.features}, features=self.features)
+
+    @property
+    def _corrections_dir(self) -> Path:
+        """Where this store keeps its label corrections."""
+        return self.root / CORRECTIONS_DIR
+
+    def _corrections(self) -> dict[str, str]:
+        """Each corrected case's label now (case id -> label), read afresh (a training process never
+        builds the index); corrections naming a label outside this store's set are left out."""
+        records = read_records(self._corrections_dir, correction_names(self._corrections_dir))
+        return {r["case_id"]: r["label"] for r in records if self._known_label(r)}
+
+    def _known_label(self, record: dict) -> bool:
+        if record["label"] in self.labels:
+            return True
+        log.error("label correction of case %s not applied: %r is not one of this store's labels %s",
+                  record["case_id"], record["label"], self.labels)
+        return False
+
+    def _apply_corrections(self, names: Sequence[str]) -> None:
+        """Apply the correction files ``names`` to the index (all of them again, in time order, when
+        one sorts before a correction already applied: the newest of a case wins)."""
+        new = sorted(set(names) - set(self._corrections_read))
+        if not new:
+            return
+        if self._corrections_read and new[0] < self._corrections_read[-1]:
+            new = sorted({*self._corrections_read, *new})
+        for record in read_records(self._corrections_dir, new):
+            if self._known_label(record):
+                self._index.correct(record["case_id"], record["label"])
+        self._corrections_read = sorted({*self._corrections_read, *new})
 
     def _counts(self) -> dict[str, int]:
         return {label: self._index.count(label) for label in self.labels}
@@ -558,10 +636,16 @@ class CaseStore:
         for name in names:
             self._index_shard(self._data_dir / name, name)
         self._journal_read = journal.stat().st_size if journal.exists() else 0
+        self._apply_corrections(correction_names(self._corrections_dir))
 
     def _refresh_local(self) -> None:
         """Index the shards other processes wrote since: the journal's complete lines not read yet
-        (a cost that does not grow with the store, unlike listing ``data/``)."""
+        (a cost that does not grow with the store, unlike listing ``data/``); then apply the label
+        corrections not applied yet."""
+        self._refresh_shards()
+        self._apply_corrections(correction_names(self._corrections_dir))
+
+    def _refresh_shards(self) -> None:
         try:
             with open(self._journal, "rb") as handle:
                 handle.seek(self._journal_read)

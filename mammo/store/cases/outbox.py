@@ -1,8 +1,9 @@
 """The outbox: files on their way to a Hub dataset repo, each delivered in its own commit.
 
 A file waits in a local folder laid out like the repo (``data/<shard>.parquet`` for cases,
-``audit/<event>.json`` and ``logs/<shard>.jsonl`` for the audit and prediction logs) until the
-Hub has confirmed it, and only then leaves the folder, so it survives restarts and Hub outages.
+``audit/<event>.json``, ``logs/<shard>.jsonl`` and ``corrections/<correction>.json`` for the audit
+log, the prediction log and label corrections) until the Hub has confirmed it, and only then leaves
+the folder, so it survives restarts and Hub outages.
 Uploads use ``HfApi.upload_file`` (never ``push_to_hub``, which rewrites the split); a file that
 may have reached the Hub before an error is looked for before it is sent again, so nothing is
 lost and nothing is stored twice. A background thread drains the folder, backing off while the
@@ -30,7 +31,8 @@ __all__ = ["Outbox"]
 
 log = logging.getLogger(__name__)
 
-_EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard"}  # store/audit.py, predictions.py
+# store/audit.py, predictions.py, cases/corrections.py
+_EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard", "corrections": "label correction"}
 # How long a submission waits for an upload already in progress (the delivery thread's, or another
 # submission's) before its shard is left to the background: huggingface_hub retries an upload on
 # connection errors for ~23 s, and a clinician should not wait behind that.
@@ -44,7 +46,7 @@ class Outbox:
     """Files waiting for the dataset repo ``repo_id`` in the folder ``root``.
 
     Args:
-        root: the outbox folder (``data/``, ``audit/``, ``logs/`` inside, as in the repo).
+        root: the outbox folder (``data/``, ``audit/``, ``logs/``, ``corrections/`` inside, as in the repo).
         api: the Hub client (endpoint and token).
         repo_id: the dataset repo.
         connect: called (under the upload lock) before every delivery: checks the Hub and the repo.
@@ -80,7 +82,7 @@ class Outbox:
         return [f"{DATA_DIR}/{n}" for n in self.queued_shards()] + extra
 
     def queue_file(self, folder_in_repo: str, name: str, content: bytes) -> None:
-        """Queue a file for ``<folder_in_repo>/<name>`` in the repo (``audit`` or ``logs``)."""
+        """Queue a file for ``<folder_in_repo>/<name>`` in the repo (one of ``_EXTRA_DIRS``)."""
         if folder_in_repo not in _EXTRA_DIRS:
             raise ValueError(f"the outbox delivers files to {sorted(_EXTRA_DIRS)}, not {folder_in_repo!r}")
         folder = self.root / folder_in_repo
@@ -88,19 +90,19 @@ class Outbox:
         write_new_file(folder / name, content)
         self._wake.set()
 
-    def shard_written(self, name: str) -> tuple[str, str | None]:
-        """A case shard was just written to ``data/``: try to deliver it now. The status for the
-        receipt (``stored`` or ``queued``) and a warning; any failure leaves it queued."""
+    def deliver_now(self, in_repo: str) -> tuple[str, str | None]:
+        """A file was just written here (a case shard, a label correction): try to deliver it now.
+        The status for the receipt (``stored`` or ``queued``) and a warning; any failure leaves it queued."""
         try:
-            self.deliver(f"{DATA_DIR}/{name}", wait_s=self.submit_wait_s)
+            self.deliver(in_repo, wait_s=self.submit_wait_s)
         except HubUnavailable as exc:
             self._wake.set()
             return "queued", str(exc)
-        except Exception as exc:  # the case is safe in the outbox: report, never lose it
-            log.error("case shard %s stays in the outbox: %s", name, exc)
+        except Exception as exc:  # the file is safe in the outbox: report, never lose it
+            log.error("%s stays in the outbox: %s", in_repo, exc)
             self._wake.set()
             return "queued", f"Not yet on the Hub, will be retried: {exc}"
-        if self.queued_shards():  # the Hub is back: let the worker drain the rest now
+        if self.files():  # the Hub is back: let the worker drain the rest now
             self._wake.set()
         return "stored", None
 
