@@ -357,6 +357,11 @@ def preview(image: str | None):
     except CLEAR_ERRORS as error:
         gr.Warning(_refuse("preview", error).message, duration=15)
         return None
+    return _shown(grey)
+
+
+def _shown(grey: np.ndarray) -> np.ndarray:
+    """A [0, 1] greyscale image as the 8-bit picture a preview shows."""
     return np.uint8(np.round(255 * grey))
 
 
@@ -457,8 +462,7 @@ def pending_preview(pending_id: str | None, profile: gr.OAuthProfile | None = No
                     token: gr.OAuthToken | None = None):
     if not pending_id:
         return None
-    grey = read_image(service.pending_png(pending_id, user=_user(profile, token)))
-    return np.uint8(np.round(255 * grey))
+    return _shown(read_image(service.pending_png(pending_id, user=_user(profile, token))))
 
 
 @clear_errors
@@ -522,8 +526,10 @@ def add_history(image: str | None, result_file: str | None, details: dict, histo
 
 
 def recent_cases():
-    return gr.update(choices=[(f"{c['case_id'][:8]} ({c['label']}, {c['submitted_at'][:10]})", c["case_id"])
-                              for c in service.cases.recent(20)])
+    """The 20 latest cases (id, label now, day) for the two case pickers: Predict's and the correction's."""
+    choices = [(f"{c['case_id'][:8]} ({c['label']}, {c['submitted_at'][:10]})", c["case_id"])
+               for c in service.cases.recent(20)]
+    return gr.update(choices=choices), gr.update(choices=choices)
 
 
 @clear_errors
@@ -591,6 +597,27 @@ def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthPro
                 token: gr.OAuthToken | None = None):
     """Append several images (one label) or a zip of <label>/<file> folders as one batch."""
     return service.submit_uploads(files or [], label, user=_user(profile, token))
+
+
+@clear_errors
+def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfile | None = None,
+                  token: gr.OAuthToken | None = None):
+    """Change a stored case's confirmed label (``case_id`` as in its receipt; ``label`` one of the
+    label set); returns the correction's receipt: the case, its label now and before, the totals."""
+    if not case_id or not str(case_id).strip() or not label:
+        raise gr.Error("Pick the case and its correct label first.")
+    return service.correct_label(str(case_id).strip(), label, user=_user(profile, token))
+
+
+@clear_errors
+def stored_case_preview(case_id: str | None, profile: gr.OAuthProfile | None = None,
+                        token: gr.OAuthToken | None = None):
+    """The stored image of the case picked for a correction (none for an unknown id: the correction
+    says so)."""
+    if not case_id or service.cases.case_label(str(case_id).strip()) is None:
+        return None
+    can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
+    return _shown(read_image(service.case_png(str(case_id).strip())))
 
 
 def totals():
@@ -985,6 +1012,22 @@ def build() -> gr.Blocks:
                     with gr.Accordion("Receipt (JSON)", open=False):
                         receipt = gr.JSON(label="receipt")
                     counts = gr.BarPlot(x="label", y="images", color="source", label="Cases per label")
+            with gr.Accordion("Correct a stored case's label", open=False):
+                gr.Markdown("A case stored with a wrong label keeps its image; the correction is stored "
+                            "beside it and the audit log records who changed what. The next retrain "
+                            "learns the corrected label; published versions keep what they learnt.")
+                with gr.Row():
+                    with gr.Column():
+                        fix_case = gr.Dropdown([], value=None, allow_custom_value=True,
+                                               label="Case: one of the 20 latest, or paste a case id from "
+                                                     "its receipt")
+                        fix_label = gr.Dropdown(service.labels, value=None, label="Its correct label",
+                                                **CHECKED_HERE)
+                        fix_button = gr.Button("Correct the label", variant="primary")
+                        fix_text = gr.Markdown()
+                        fix_receipt = gr.JSON(label="correction receipt", visible=False)  # the API's answer
+                    fix_preview = gr.Image(label="The stored image", type="numpy", interactive=False,
+                                           height=320)
             with gr.Accordion("Label next: images visitors offered for labelling, the most uncertain first",
                               open=False):
                 queue_note = gr.Markdown()
@@ -1196,7 +1239,8 @@ def build() -> gr.Blocks:
         def cases_stored(event) -> None:
             """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""
             event.success(totals, None, counts, **CHAINED).then(
-                recent_cases, None, case_choice, **CHAINED).then(audit_views, None, audit, **CHAINED)
+                recent_cases, None, [case_choice, fix_case], **CHAINED).then(
+                audit_views, None, audit, **CHAINED)
 
         emptied = submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
                                     **CHAINED)
@@ -1206,6 +1250,13 @@ def build() -> gr.Blocks:
         turn_on(submit_button, emptied,
                 submitted.failure(None, [case_image, label], [receipt_text, receipt], js=KEEP_RECEIPT_JS,
                                   **private))
+        fixed = pressed_once(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
+                             api_name="correct_label", api_description=correct_label.__doc__,
+                             concurrency_limit=4)
+        fix_said = fixed.success(views.correction_text, fix_receipt, fix_text, **CHAINED)
+        cases_stored(fix_said)
+        turn_on(fix_button, fix_said, fixed.failure(lambda: "", None, fix_text, **CHAINED))
+        fix_case.change(stored_case_preview, fix_case, fix_preview, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)
         bulk_said = bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED)
@@ -1257,7 +1308,7 @@ def build() -> gr.Blocks:
                                concurrency_limit=1, **private).success(**models_event, **CHAINED).then(
             served_estimate, None, [served, reliability], **CHAINED), {reliability: "model"})
         demo.load(totals, None, counts, **private)
-        demo.load(recent_cases, None, case_choice, **private)
+        demo.load(recent_cases, None, [case_choice, fix_case], **private)
         # what another session (or the auto-retrain) may have changed since the page loaded: read again
         # when the tab is opened (a promotion, a rollback, new cases)
         for show in (demo.load, retrain_tab.select):

@@ -331,6 +331,12 @@ def _cases(args: argparse.Namespace) -> int:
                 "bulk import", "command line (cases import)", case_ids=receipt["case_ids"],
                 status=receipt["status"], skipped=len(receipt["skipped"]))
             print(json.dumps(receipt, indent=2))
+        elif args.cases_command == "relabel":
+            receipt = store.correct_label(args.case_id, args.label)
+            open_audit_log(settings(), store).record(
+                "label corrected", "command line (cases relabel)", case_id=receipt["case_id"],
+                label=receipt["label"], was=receipt["was"], status=receipt["status"])
+            print(json.dumps(receipt, indent=2))
         elif args.cases_command == "compact":
             limits = {key: value for key in ("small", "largest") if (value := getattr(args, key)) is not None}
             print(json.dumps(store.compact(**limits), indent=2))
@@ -461,6 +467,10 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("dir", type=Path)
     listing = cases_sub.add_parser("list", help="counts per label and recent cases")
     listing.add_argument("-n", type=int, default=10)
+    relabel = cases_sub.add_parser("relabel", help="correct a stored case's confirmed label (its shard is "
+                                   "kept; the correction is stored beside it and audited)")
+    relabel.add_argument("case_id", help="the case id, as in its receipt")
+    relabel.add_argument("label", help="its correct label (one of the served model's)")
     compact = cases_sub.add_parser("compact", help="merge small shards (one per submission) into big ones")
     compact.add_argument("--small", type=int, help="merge shards of fewer cases than this "
                          "(default: mammo.store.cases.compaction.SMALL_SHARD_ROWS)")

@@ -490,6 +490,15 @@ class MammoService:
                                                 if v is not None))
         return self._after_new_cases(self._said_where(receipt))
 
+    def correct_label(self, case_id: str, label: str, user: str | None = None) -> dict:
+        """Change a stored case's confirmed label (those who may submit may correct); the next retrain
+        learns the corrected label. Recorded in the audit log with the label it had."""
+        can_submit(user, self.settings).require()
+        receipt = self._said_where(self.cases.correct_label(case_id, label))
+        self.audit.record("label corrected", user, case_id=receipt["case_id"], label=receipt["label"],
+                          was=receipt["was"], status=receipt["status"])
+        return receipt
+
     def _said_where(self, receipt: dict) -> dict:
         """``receipt``, warning that a case queued on a Space can still be lost (QUEUED_ON_A_SPACE)."""
         if receipt["status"] == "queued" and self.settings.on_spaces:

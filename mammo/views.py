@@ -66,6 +66,7 @@ __all__ = [
     "small_films_warning",
     "metadata_from_fields",
     "receipt_text",
+    "correction_text",
     "bulk_receipt_text",
     "known_image_notes",
     "literal",
@@ -608,6 +609,17 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
         lines.append("Left empty (stored as empty, not guessed): " + ", ".join(blank) + ".")
     if receipt.get("base_film"):
         lines.append(f"⚠️ Note: {receipt['base_film']}.")
+    if receipt.get("warning"):
+        lines.append(f"Note: {receipt['warning']}")
+    return "  \n".join(lines)
+
+
+def correction_text(receipt: Mapping[str, Any]) -> str:
+    """A label correction's receipt in words: the case, its label now and before, the totals."""
+    counts = ", ".join(f"{label} {n}" for label, n in receipt["counts"].items())
+    lines = [f"**Label corrected** ({_where(receipt)}): case `{receipt['case_id']}` is now "
+             f"**{receipt['label']}** (was {receipt['was']}), {human_time(receipt.get('corrected_at'))}. "
+             f"The next retrain learns the corrected label.", f"Submitted cases per label now: {counts}."]
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")
     return "  \n".join(lines)

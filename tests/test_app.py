@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def stored_cases(app: AppProcess) -> int:
 def test_api_names_are_exactly_the_documented_ones(client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/predict", "/heatmap", "/report", "/submit_case", "/retrain", "/rollback",
-                              "/models", "/audit", "/history", "/offer", "/queue", "/health"}
+                              "/models", "/audit", "/history", "/offer", "/queue", "/health",
+                              "/correct_label"}
     # the API page names every parameter and result, and lists the values a parameter takes
     for name, info in endpoints.items():
         for item in (*info["parameters"], *info["returns"]):
@@ -113,6 +115,31 @@ def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, 
                                 api_name="/submit_case")
         assert answer["metadata"]["biopsy_confirmed"] is stored, said
     assert client.predict(handle_file(str(image)), api_name="/predict")[2]["model_version"] == SERVED
+
+
+def test_a_stored_cases_label_is_corrected_over_the_api(client, app: AppProcess, small_mias: Path,
+                                                        tmp_path: Path) -> None:
+    film = tmp_path / "new-film.png"  # not a base film, not stored by another test
+    base_film = Image.open(sorted((small_mias / "normal").glob("*.png"))[-1])
+    base_film.transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(film)
+    case_id = client.predict(handle_file(str(film)), "normal", api_name="/submit_case")["case_id"]
+    before = CaseStore(LABELS, app.home / "cases").counts()
+    fixed = client.predict(case_id, "Malignant", api_name="/correct_label")
+    assert [fixed[k] for k in ("case_id", "label", "was")] == [case_id, "malignant", "normal"]
+    assert fixed["status"] == "stored"
+    assert fixed["counts"] == {**before, "normal": before["normal"] - 1, "malignant": before["malignant"] + 1}
+    assert CaseStore(LABELS, app.home / "cases").case_label(case_id) == "malignant"  # read by another process
+    for args, refusal in (((case_id, "malignant"), "already labelled malignant; nothing was changed"),
+                          (("0" * 32, "benign"), "No submitted case '00000"),
+                          ((case_id, "cancer"), "Unknown label 'cancer'"),
+                          ((None, "benign"), "Pick the case and its correct label first")):
+        with pytest.raises(AppError, match=re.escape(refusal)):
+            client.predict(*args, api_name="/correct_label")
+    with pytest.raises(AppError, match=r"\(malignant, submitted .*correct the case's label instead"):
+        client.predict(handle_file(str(film)), "normal", api_name="/submit_case")
+    rows = list(csv.DictReader(Path(client.predict(api_name="/audit")).open()))
+    assert [json.loads(r["details"]) for r in rows if r["action"] == "label corrected"] == [
+        {"case_id": case_id, "label": "malignant", "was": "normal", "status": "stored"}]
 
 
 def test_the_eight_real_full_field_dicoms(client) -> None:

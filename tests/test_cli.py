@@ -282,6 +282,18 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     assert len(list((home / "cases" / "data").glob("*.parquet"))) == 1
     with CaseStore(["normal", "benign", "malignant"], home / "cases") as store:
         assert sum(store.counts().values()) == n + 2
+    # a wrong label corrected from the shell: the case's label now, audited; a refusal is one clear line
+    relabelled = cli_here("cases", "relabel", recent["case_id"], "malignant", home=home)
+    assert relabelled.returncode == 0, relabelled.stderr
+    receipt = json.loads(relabelled.stdout)
+    assert (receipt["label"], receipt["was"]) == ("malignant", "benign")
+    listed = json.loads(cli_here("cases", "list", "-n", str(n + 2), home=home).stdout)["recent"]
+    assert {c["case_id"]: c["label"] for c in listed}[recent["case_id"]] == "malignant"
+    audit = [json.loads(p.read_text()) for p in sorted((home / "audit").glob("*.json"))]
+    assert (audit[-1]["action"], audit[-1]["user"]) == ("label corrected", "command line (cases relabel)")
+    again = cli_here("cases", "relabel", recent["case_id"], "malignant", home=home)
+    assert again.returncode == 2 and "already labelled malignant" in again.stderr
+    assert "Traceback" not in again.stderr
 
 
 def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_model_dir: Path,

@@ -863,3 +863,28 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     service.settings = dataclasses.replace(service.settings, submitters=frozenset({"rita"}))
     with pytest.raises(AccessDenied):
         service.pending_images(None)  # only those who may submit see the pool
+
+
+def test_a_corrected_label_is_audited_limited_to_submitters_and_learnt_by_the_next_retrain(
+    service: MammoService, small_mias: Path
+) -> None:
+    films = sorted((small_mias / "normal").glob("*.png"))[:2]
+    new_images = [np.ascontiguousarray(np.fliplr(read_image(film))) for film in films]  # not base films
+    case_ids = [service.submit(image, "normal", None, user="alice")["case_id"] for image in new_images]
+    before = json.loads((candidate_folder(service, service.retrain(TINY)) / "config.json").read_text())
+
+    service.settings = dataclasses.replace(service.settings, submitters=frozenset({"alice"}))
+    with pytest.raises(AccessDenied, match="limited to the submitters"):
+        service.correct_label(case_ids[0], "malignant", user="mallory")
+    receipt = service.correct_label(case_ids[0], "malignant", user="alice")
+    assert (receipt["label"], receipt["was"]) == ("malignant", "normal")
+    event = service.audit.events()[-1]
+    assert (event["action"], event["user"]) == ("label corrected", "alice")
+    assert event["details"] == {"case_id": case_ids[0], "label": "malignant", "was": "normal",
+                                "status": "stored"}
+
+    after = json.loads((candidate_folder(service, service.retrain(TINY)) / "config.json").read_text())
+    counts_before, counts_after = before["mammo"]["data"]["counts"], after["mammo"]["data"]["counts"]
+    assert counts_after["malignant"] == counts_before["malignant"] + 1  # the same split: only the case moved
+    assert counts_after["normal"] == counts_before["normal"] - 1
+    assert after["mammo"]["data"]["n_cases"] == 2

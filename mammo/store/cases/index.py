@@ -1,6 +1,6 @@
 """Where each stored case is and what the app lists of it without opening a shard: case id ->
-shard, pixel hash -> case id, counts per label, and per shard its cases' (id, label, submission
-time, filled-in metadata) with the shard's newest submission time, so that recent cases, the case
+shard, pixel hash -> case id, counts per label, and per shard its cases' (id, label as corrected,
+submission time, filled-in metadata) with the shard's newest submission time, so that recent cases, the case
 growth chart and duplicate messages are answered from memory (also for shards that are only on the
 Hub). Never an image: about 500 bytes per case, 50 MB at 100 000 cases.
 """
