@@ -32,7 +32,8 @@ from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.imaging import SUPPORTED, encode_png, read_image
-from mammo.predict import OVERLAY_FORMAT, Prediction
+from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
+from mammo.preprocess import fit_within
 from mammo.service import MammoService, RetrainBusy, RetrainOptions
 from mammo.store.cases import METADATA_FIELDS, MetadataField
 
@@ -298,6 +299,9 @@ SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && f
 # after a refused submission: the last receipt off the page, unless the form was empty (nothing was sent)
 KEEP_RECEIPT_JS = ("(image, label) => (image || label) ? ['', null] : "
                    "[{__type__: 'update'}, {__type__: 'update'}]")
+# a refused correction takes the last correction's words off the page, but a click after it (its label
+# emptied: a double click) leaves them there
+KEEP_CORRECTION_JS = "(label) => label ? '' : {__type__: 'update'}"
 # the offer's note, put back to its explanation when the file it was made for is no longer the one shown
 OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
                         f"{json.dumps(OFFER_EXPLAINED)}")
@@ -361,8 +365,9 @@ def preview(image: str | None):
 
 
 def _shown(grey: np.ndarray) -> np.ndarray:
-    """A [0, 1] greyscale image as the 8-bit picture a preview shows."""
-    return np.uint8(np.round(255 * grey))
+    """A [0, 1] greyscale image as the 8-bit picture a preview shows, at display size (a stored
+    12-megapixel film is not sent whole)."""
+    return np.uint8(np.round(255 * fit_within(grey, DISPLAY_SIDE)))
 
 
 @clear_errors
@@ -1253,9 +1258,11 @@ def build() -> gr.Blocks:
         fixed = pressed_once(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
                              api_name="correct_label", api_description=correct_label.__doc__,
                              concurrency_limit=4)
-        fix_said = fixed.success(views.correction_text, fix_receipt, fix_text, **CHAINED)
+        fix_said = fixed.success(lambda receipt: (views.correction_text(receipt), None), fix_receipt,
+                                 [fix_text, fix_label], **CHAINED)
         cases_stored(fix_said)
-        turn_on(fix_button, fix_said, fixed.failure(lambda: "", None, fix_text, **CHAINED))
+        turn_on(fix_button, fix_said,
+                fixed.failure(None, fix_label, fix_text, js=KEEP_CORRECTION_JS, **private))
         fix_case.change(stored_case_preview, fix_case, fix_preview, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)

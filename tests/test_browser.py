@@ -275,6 +275,36 @@ def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app:
     assert receipt_case_id(page) == stored and page.get_by_text("Case stored").count() > 0
 
 
+def test_a_wrong_label_is_corrected_in_the_accordion_beside_the_stored_image(fresh, app: AppProcess,
+                                                                              tmp_path: Path) -> None:
+    """Submit as benign, then open "Correct a stored case's label": the case is in the list, its
+    stored image shows, a double click on "Correct the label" corrects it once and keeps the words."""
+    from playwright.sync_api import expect
+
+    page = fresh
+    shot.upload(page, phantom(tmp_path, 25), "Submit case")
+    pick(page, "Confirmed label", "benign")
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    page.get_by_text("Case stored").wait_for(timeout=60_000)
+    case_id = receipt_case_id(page)
+    page.get_by_role("button", name="Correct a stored case's label").click()
+    case_picker = page.get_by_label("Case: one of the 20 latest, or paste a case id from its receipt")
+    case_picker.click()
+    page.get_by_role("option", name=f"{case_id[:8]} (benign, ").click()
+    stored = page.locator(".block").filter(has_text="The stored image").first.locator("img")
+    expect(stored).to_have_count(1, timeout=30_000)  # the clinician sees which case they relabel
+    pick(page, "Its correct label", "malignant")
+    page.get_by_role("button", name="Correct the label").dblclick()
+    words = page.get_by_text(re.compile(rf"Label corrected.*{case_id} is now malignant \(was benign\)"))
+    expect(words).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(3000)  # a second correction would be refused by now
+    expect(words).to_be_visible()  # and would have taken the words off the page
+    assert CaseStore(LABELS, app.home / "cases").case_label(case_id) == "malignant"
+    expect(page.get_by_label("Its correct label", exact=True)).to_have_value("")  # emptied for the next
+    case_picker.click()  # the list says the label now
+    expect(page.get_by_role("option", name=f"{case_id[:8]} (malignant, ")).to_be_visible()
+
+
 def test_an_offered_image_is_labelled_from_the_pool_keeping_the_pick_on_a_refusal(fresh,
                                                                                  tmp_path: Path) -> None:
     """Offer, then in the pool: Store with no label is refused and the pick stays (it was wiped);
