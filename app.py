@@ -31,6 +31,7 @@ from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
+from mammo.glossary import glossary_markdown
 from mammo.imaging import SUPPORTED, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
@@ -986,11 +987,12 @@ def build() -> gr.Blocks:
                         details = gr.JSON(label="details", visible=False)  # the API's, full precision
                         with gr.Accordion("Details", open=False):
                             shown_details = gr.JSON(label="Details (rounded; the API returns full precision)")
-                    with gr.Row():
-                        report_button = gr.Button("PDF report of this prediction", size="sm")
-                        offer_button = gr.Button("Offer this image for labelling", size="sm")
-                    report_download = download_box("PDF report", visible=False)
-                    offer_note = gr.Markdown(OFFER_EXPLAINED, label="offered")
+                    with gr.Column(visible=False) as film_actions:  # shown once a file is uploaded
+                        with gr.Row():
+                            report_button = gr.Button("PDF report of this prediction", size="sm")
+                            offer_button = gr.Button("Offer this image for labelling", size="sm")
+                        report_download = download_box("PDF report", visible=False)
+                        offer_note = gr.Markdown(OFFER_EXPLAINED, label="offered")
                     with gr.Accordion("Full-resolution heat map", open=False):
                         heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
                                                    size="sm")
@@ -1168,7 +1170,8 @@ def build() -> gr.Blocks:
                 version_confusion = gr.Dataframe(label=f"Confusion matrix ({CONFUSION_COUNTS})",
                                                  interactive=False)
             files = download_box("Weights, config and card", file_count="multiple")
-            with gr.Accordion("Audit log: who submitted, retrained, promoted or rolled back what, and when",
+            with gr.Accordion("Audit log: who submitted, corrected, retrained, promoted or rolled back what, "
+                              "and when",
                               open=False):
                 audit = gr.Dataframe(headers=views.AUDIT_SHOWN, interactive=False, wrap=True,
                                      column_widths=["15%", "10%", "12%", "63%"],  # "what" wraps, not clipped
@@ -1177,6 +1180,8 @@ def build() -> gr.Blocks:
                 audit_button = gr.Button("Export the audit log as CSV", size="sm")
                 audit_csv = download_box("Audit log (CSV)")
             card = gr.Markdown()
+        with gr.Accordion("Words and figures used on these pages", open=False):
+            gr.Markdown(glossary_markdown())
 
         private = dict(api_visibility="private")
         film_inputs = [image, method, opacity]
@@ -1215,6 +1220,8 @@ def build() -> gr.Blocks:
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
+        image.change(None, image, film_actions, js="(file) => ({__type__: 'update', visible: !!file})",
+                     **private)
         case_image.change(preview, case_image, case_preview, **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could
         # come after an Offer clicked just after the upload, and wipe its answer)

@@ -231,6 +231,9 @@ def test_null_and_number_arguments_get_the_default_or_a_clear_refusal(client, ap
     assert Path(client.predict(image, None, api_name="/heatmap")).name.startswith("mammo-heatmap-")
     with pytest.raises(AppError, match="no version '5'"):
         client.predict(5, api_name="/rollback")
+    for endpoint in ("/offer", "/predict", "/report"):  # no image: the page hides these buttons till one
+        with pytest.raises(AppError, match=r"^Upload an image first\.$"):
+            client.predict(None, api_name=endpoint)
     assert "Unexpected error" not in app.log()
 
 

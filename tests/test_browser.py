@@ -167,8 +167,11 @@ def page(app: AppProcess):
 def test_predict_then_submit_by_clicking(page, app: AppProcess, image: Path, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
+    report = page.get_by_role("button", name="PDF report of this prediction")
+    expect(report).to_be_hidden()  # nothing to report, nor to offer, before a file is uploaded
     predicted = shot.predict(page, image)
     assert predicted in LABELS
+    expect(report).to_be_visible()
     assert shot.overlay_size(page) == Image.open(image).size  # the heat map has the input's shape
     assert page.get_by_text("Your predictions this session").is_visible()
     # the session history row (added by a step after the result)
@@ -191,6 +194,9 @@ def test_models_tab_shows_the_card_without_its_yaml_header(page) -> None:
     expect(page.get_by_role("gridcell", name="v1", exact=True).first).to_be_visible(timeout=30_000)
     # the card's Hub metadata block (--- library_name: ... ---) is for the Hub, not for the visitor
     assert page.get_by_text("library_name:").count() == 0
+    # the words the tabs use, explained under every tab
+    page.get_by_role("button", name="Words and figures used on these pages").click()
+    expect(page.get_by_text("ECE (expected calibration error) is the average gap")).to_be_visible()
 
 
 def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppProcess, tmp_path: Path) -> None:
@@ -391,16 +397,11 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
 def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_path: Path) -> None:
     """"Use the image from Predict" with no image there, and "Use this case" with no case picked:
     a message, and the image already in each upload box stays (no error badge in its place). Offer
-    with no image: a message, and the offer's note keeps its words (an error badge covered them)."""
+    is not on the page with no image (a click on it said "Upload an image first.")."""
     from playwright.sync_api import expect
 
     page = fresh
-    page.get_by_role("button", name="Offer this image for labelling").click()
-    expect(page.get_by_text("Upload an image first.").first).to_be_visible(timeout=10_000)
-    note = page.locator(".block").filter(has_text="Offering is up to you").last
-    shown = "e => { let o = 1; for (; e; e = e.parentElement) o *= +getComputedStyle(e).opacity; return o; }"
-    assert all(badge.evaluate(shown) == 0 for badge in note.get_by_text("Error", exact=True).all())
-    expect(page.get_by_role("button", name="Offer this image for labelling")).to_be_enabled()  # on again
+    expect(page.get_by_role("button", name="Offer this image for labelling")).to_be_hidden()
     film = phantom(tmp_path, 21)
     shot.upload(page, film, "Submit case")
     page.get_by_role("button", name="Use the image from Predict").click()

@@ -1,0 +1,52 @@
+"""The words and figures the app's pages use, in plain words for clinicians and students."""
+
+from __future__ import annotations
+
+__all__ = ["GLOSSARY", "glossary_markdown"]
+
+# term -> what it means here; in the order a visitor meets them (Predict, Retrain, Analytics, Models)
+GLOSSARY: dict[str, str] = {
+    "Malignancy score": "the model's probability (0-100%) that the film shows a malignant lesion. When "
+    "it is calibrated, of 100 films scored about 30%, about 30 were malignant in the data it was "
+    "calibrated on. It is not a diagnosis.",
+    "Review cut-off and flag": "a film is flagged for review when its malignancy score is at or above "
+    "the cut-off. The cut-off is set so that it caught 90% of the malignant films of patients the "
+    "model had not trained on; most flagged films are still not malignant.",
+    "Uncertainty": "how far the class probabilities move when the film is scored again as its mirror "
+    "image, in percentage points; a large move means the model is unsure.",
+    "Heat map (Lesion map, Grad-CAM)": "where in the image the model's evidence lies. The Lesion map "
+    "is the model's probability that each patch of tissue holds a lesion; Grad-CAM and its variants show "
+    "what drove the most likely class. Neither outlines a lesion.",
+    "AUC": "the chance that the model scores a randomly chosen malignant film above a randomly chosen "
+    "other film: 0.5 is chance, 1.0 is perfect ranking. It says nothing about the cut-off.",
+    "95% CI": "the range the true figure most likely lies in, given how few films it was measured on "
+    "(by resampling the films); a wide range means the figure is not yet known well.",
+    "Cross-validation (CV)": "the patients are split into five groups; each group is scored by a model "
+    "trained on the other four, so every film is scored by a model that never saw its patient. "
+    "The fairest estimate here for patients the model has not seen.",
+    "Holdout": "films of patients set aside and never trained on; the promotion gate compares the "
+    "served version and a retrained candidate on the same holdout films.",
+    "Optimistic": "a figure measured on the same films that chose something (the training epoch, the "
+    "cut-off, the calibration): it flatters the model.",
+    "Promotion gate": "a retrained candidate is served only when it is no worse than the served version "
+    "on the holdout (by the gate's metric and tolerance); otherwise it is kept as a rejected "
+    "candidate and the served version stays.",
+    "Calibration and ECE": "a model is calibrated when its scores match how often films scored like "
+    "that are malignant. ECE (expected calibration error) is the average gap, in probability: 0 is "
+    "perfect; the reliability plot draws it.",
+    "Sensitivity and specificity": "sensitivity: the share of malignant films that were flagged; "
+    "specificity: the share of other films that were not.",
+    "Balanced accuracy": "the average, over the classes, of the share of each class's films given that "
+    "class as most likely: a model that always says 'normal' scores 33%, not the share of normal films.",
+    "p50 and p95": "the median time (half the predictions took less) and the time 95 of 100 "
+    "predictions took less than.",
+    "Base data": "the public films the packaged model learnt from (mini-MIAS); a retrain trains on "
+    "them and on the submitted cases.",
+    "SHA-256 of the pixels": "a fingerprint of the image's pixels: the same image gives the same "
+    "fingerprint, so the app recognises a film it has seen without keeping it.",
+}
+
+
+def glossary_markdown() -> str:
+    """The glossary as a Markdown list, one term per line."""
+    return "\n".join(f"- **{term}**: {meaning}" for term, meaning in GLOSSARY.items())
