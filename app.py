@@ -870,9 +870,8 @@ def version_views(version: str | None):
         return (gr.skip(),) * 6
     config = json.loads((service.registry.load(version) / "config.json").read_text())
     caption, roc, losses, aucs, reliability, confusion = views.version_figures(config.get("mammo") or {})
-    calibrated = bool((reliability["model"] != views.PERFECT_CALIBRATION).any())  # not the diagonal alone
     return (caption, roc, losses_shown(losses, aucs), shown_if_any(aucs),
-            gr.update(value=reliability, visible=calibrated), confusion)
+            gr.update(value=reliability, visible=views.has_calibration(reliability)), confusion)
 
 
 @clear_errors

@@ -59,6 +59,7 @@ __all__ = [
     "reliability_frame",
     "RELIABILITY_COLUMNS",
     "PERFECT_CALIBRATION",
+    "has_calibration",
     "estimate_metrics",
     "estimate_text",
     "retrain_recipe_text",
@@ -706,6 +707,11 @@ def reliability_frame(named_metrics: Mapping[str, Mapping[str, Any]]) -> pd.Data
     return frame.round({"mean predicted P(malignant)": 3, "observed malignant share": 3})
 
 
+def has_calibration(reliability: pd.DataFrame) -> bool:
+    """Whether a :func:`reliability_frame` has a model's points, not only the diagonal."""
+    return bool((reliability["model"] != PERFECT_CALIBRATION).any())
+
+
 def version_estimate(row: Mapping[str, Any]) -> str:
     """A version's recorded estimate in a few words, from a ``versions()`` row: out of fold where it
     was cross-validated, else on its own split."""
@@ -776,14 +782,15 @@ def version_figures(mammo: Mapping[str, Any]) -> tuple[str, pd.DataFrame, pd.Dat
     named = evaluations(mammo)
     history = (mammo.get("training") or {}).get("history") or []
     first = next(iter(named), None)
+    reliability = reliability_frame(named)
     caption = (f"**{mammo.get('version', 'This version')}**, as recorded when it was made: "
                + ("; ".join(f"{name} ({m.get('n')} films)" for name, m in named.items()) or "no evaluation")
                + f". Training curves: {len(history)} epoch(s)."
-               + ("" if any(m.get("reliability") for m in named.values()) else " No calibration recorded.")
+               + ("" if has_calibration(reliability) else " No calibration recorded.")
                + (f" Confusion matrix: {first}." if first else ""))
     confusion = confusion_frame(named[first]) if first else confusion_frame({})
     return (caption, roc_frame(named), curves_frame(history), curves_frame(history, AUC_CURVE),
-            reliability_frame(named), confusion)
+            reliability, confusion)
 
 
 def auto_retrain_text(state: Mapping[str, int] | None) -> str:
