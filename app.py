@@ -618,12 +618,17 @@ def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfi
 @clear_errors
 def stored_case_preview(case_id: str | None, profile: gr.OAuthProfile | None = None,
                         token: gr.OAuthToken | None = None):
-    """The stored image of the case picked for a correction (none for an unknown id: the correction
-    says so)."""
-    if not case_id or service.cases.case_label(str(case_id).strip()) is None:
+    """The stored image of the case picked for a correction. One that cannot be shown (no such case,
+    not the visitor's to see) is said in a toast and the preview stays empty: as an error, Gradio
+    would leave a bare "Error" badge in it."""
+    if not case_id or not str(case_id).strip():
         return None
-    can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
-    return _shown(read_image(service.case_png(str(case_id).strip())))
+    try:
+        can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
+        return _shown(read_image(service.case_png(str(case_id).strip())))
+    except CLEAR_ERRORS as error:
+        gr.Warning(_refuse("case preview", error).message, duration=15)
+        return None
 
 
 def totals():

@@ -18,9 +18,11 @@ GLOSSARY: dict[str, str] = {
     "is the model's probability that each patch of tissue holds a lesion; Grad-CAM and its variants show "
     "what drove the most likely class. Neither outlines a lesion.",
     "AUC": "the chance that the model scores a randomly chosen malignant film above a randomly chosen "
-    "other film: 0.5 is chance, 1.0 is perfect ranking. It says nothing about the cut-off.",
+    "other film (malignant-vs-rest): 0.5 is chance, 1.0 is perfect ranking. It says nothing about the "
+    "cut-off. A macro or mean AUC averages the same figure over the classes, each against the rest.",
     "95% CI": "the range the true figure most likely lies in, given how few films it was measured on "
-    "(by resampling the films); a wide range means the figure is not yet known well.",
+    "(by resampling the films; the gate's paired difference resamples patients); a wide range means "
+    "the figure is not yet known well.",
     "Cross-validation (CV)": "the patients are split into five groups; each group is scored by a model "
     "trained on the other four, so every film is scored by a model that never saw its patient. "
     "The fairest estimate here for patients the model has not seen.",

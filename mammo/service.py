@@ -75,6 +75,8 @@ FETCHED_AUDIT_EVENTS = 5000
 # every restart: its receipt says so (README: "A Space's disk is new after every restart")
 QUEUED_ON_A_SPACE = ("Until the Hub answers, this upload is only on this Space's disk, which a restart of "
                      "the Space replaces: keep your own copy of the image(s) until the dataset shows them.")
+CORRECTION_QUEUED_ON_A_SPACE = ("Until the Hub answers, this correction is only on this Space's disk, which "
+                                "a restart of the Space replaces: check the case's label after a restart.")
 # a case that is a base film is left out of training (pipeline), so a label given to correct the base
 # data's changes nothing the model learns: its receipt says so
 HELD_OUT_FILM = ("this image is one of the base data's held-out films, on which every retrain is judged: a "
@@ -491,18 +493,23 @@ class MammoService:
         return self._after_new_cases(self._said_where(receipt))
 
     def correct_label(self, case_id: str, label: str, user: str | None = None) -> dict:
-        """Change a stored case's confirmed label (those who may submit may correct); the next retrain
-        learns the corrected label. Recorded in the audit log with the label it had."""
+        """Change a stored case's confirmed label (those who may submit may correct): the next retrain
+        learns it, unless the case is a base film (``base_film`` says so, as a submission's receipt
+        does). Recorded in the audit log with the label it had."""
         can_submit(user, self.settings).require()
-        receipt = self._said_where(self.cases.correct_label(case_id, label))
+        receipt = self._said_where(self.cases.correct_label(case_id, label), CORRECTION_QUEUED_ON_A_SPACE)
+        digest = next((d for d in self._base_films() if self.cases.case_with_pixels(d) == receipt["case_id"]),
+                      None)
+        if note := digest and self._base_film_note(digest):
+            receipt["base_film"] = note
         self.audit.record("label corrected", user, case_id=receipt["case_id"], label=receipt["label"],
                           was=receipt["was"], status=receipt["status"])
         return receipt
 
-    def _said_where(self, receipt: dict) -> dict:
-        """``receipt``, warning that a case queued on a Space can still be lost (QUEUED_ON_A_SPACE)."""
+    def _said_where(self, receipt: dict, queued_here: str = QUEUED_ON_A_SPACE) -> dict:
+        """``receipt``, warning that what is queued on a Space can still be lost (``queued_here``)."""
         if receipt["status"] == "queued" and self.settings.on_spaces:
-            receipt["warning"] = " ".join(filter(None, (receipt.get("warning"), QUEUED_ON_A_SPACE)))
+            receipt["warning"] = " ".join(filter(None, (receipt.get("warning"), queued_here)))
         return receipt
 
     def submit_many(self, items: Iterable[tuple[ImageSource, str, Mapping[str, Any] | None]],
@@ -713,7 +720,7 @@ class MammoService:
 
     def data_summary(self) -> dict[str, dict[str, int]]:
         """Images per label: the base data's films, the submitted cases a retrain trains on, and the
-        submitted cases whose image is a base film (under their submitted label): a retrain leaves
+        submitted cases whose image is a base film (under their label, as corrected): a retrain leaves
         those out (a held-out film is never trained on, a training film not twice)."""
         base = _base_counts(self._base_folder())
         cases = self.cases.counts()

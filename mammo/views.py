@@ -618,9 +618,13 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
 def correction_text(receipt: Mapping[str, Any]) -> str:
     """A label correction's receipt in words: the case, its label now and before, the totals."""
     counts = ", ".join(f"{label} {n}" for label, n in receipt["counts"].items())
+    learns = "" if receipt.get("base_film") else " The next retrain learns the corrected label."
     lines = [f"**Label corrected** ({_where(receipt)}): case `{receipt['case_id']}` is now "
-             f"**{receipt['label']}** (was {receipt['was']}), {human_time(receipt.get('corrected_at'))}. "
-             f"The next retrain learns the corrected label.", f"Submitted cases per label now: {counts}."]
+             f"**{receipt['label']}** (was {receipt['was']}), "
+             f"{human_time(receipt.get('corrected_at'))}.{learns}",
+             f"Submitted cases per label now: {counts}."]
+    if receipt.get("base_film"):
+        lines.append(f"⚠️ Note: {receipt['base_film']}.")
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")
     return "  \n".join(lines)

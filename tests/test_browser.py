@@ -306,6 +306,9 @@ def test_a_wrong_label_is_corrected_in_the_accordion_beside_the_stored_image(fre
     page.wait_for_timeout(3000)  # a second correction would be refused by now
     expect(words).to_be_visible()  # and would have taken the words off the page
     assert CaseStore(LABELS, app.home / "cases").case_label(case_id) == "malignant"
+    corrected = [json.loads(p.read_text()) for p in (app.home / "audit").glob("*.json")]
+    assert [e["details"]["case_id"] for e in corrected if e["action"] == "label corrected"] == [case_id]
+    assert "already labelled" not in app.log()  # the double click ran it once, not twice
     expect(page.get_by_label("Its correct label", exact=True)).to_have_value("")  # emptied for the next
     case_picker.click()  # the list says the label now
     expect(page.get_by_role("option", name=f"{case_id[:8]} (malignant, ")).to_be_visible()

@@ -49,6 +49,7 @@ from mammo.store.cases import (
 )
 from mammo.store.cases import local as cases_local
 from mammo.store.cases.compaction import write_merged
+from mammo.store.cases.corrections import correction_file
 from mammo.timestamps import human_time
 
 pytestmark = pytest.mark.filterwarnings(  # raised inside huggingface_hub's LFS upload
@@ -949,7 +950,11 @@ def test_the_newest_correction_wins_across_processes_and_survives_compaction(tmp
         assert a.case_label(ids[0]) == "normal"
         assert a.compact(small=10)["shards_merged"] == 2
         assert a.counts() == b.counts() == {"normal": 1, "benign": 1, "malignant": 0}
+        assert a.case_label(ids[0]) == b.case_label(ids[0]) == "normal"  # from the merged shard's rows
+        assert {c["case_id"]: c["label"] for c in b.recent()} == {ids[0]: "normal", ids[1]: "benign"}
         assert loaded_labels(b) == {ids[0]: "normal", ids[1]: "benign"}
+    with CaseStore(LABELS, root) as c:  # a process opening after the merge: the merged shard only
+        assert c.case_label(ids[0]) == "normal" and c.counts() == {"normal": 1, "benign": 1, "malignant": 0}
 
 
 def test_an_unreadable_or_foreign_correction_is_logged_and_left_out(
@@ -986,3 +991,19 @@ def test_hub_corrections_reach_the_repo_even_after_an_outage_and_a_fresh_machine
     with hub_store() as fresh:
         assert fresh.counts() == {"normal": 0, "benign": 1, "malignant": 1}
         assert loaded_labels(fresh) == {ids[0]: "benign", ids[1]: "malignant"}
+
+
+def test_hub_correction_kept_but_never_queued_reaches_the_repo_at_the_next_open(hub_env) -> None:
+    """A process stopped between keeping a correction and queueing it for the Hub: the next open
+    queues it (and a fresh disk's open fetches the repo's)."""
+    server = hub_env
+    with hub_store() as store:
+        case = store.append(grey(49), "normal")["case_id"]
+        kept = store.root / ".corrections"
+    name, content, _ = correction_file(case, "benign", "normal")
+    kept.mkdir(exist_ok=True)
+    (kept / name).write_bytes(content)  # kept here, not in the outbox, not on the Hub
+    with hub_store() as reopened:
+        assert reopened.case_label(case) == "benign"
+        assert reopened.wait_until_delivered(15)
+    assert server.read(REPO, f"corrections/{name}") == content

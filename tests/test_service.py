@@ -888,3 +888,16 @@ def test_a_corrected_label_is_audited_limited_to_submitters_and_learnt_by_the_ne
     assert counts_after["malignant"] == counts_before["malignant"] + 1  # the same split: only the case moved
     assert counts_after["normal"] == counts_before["normal"] - 1
     assert after["mammo"]["data"]["n_cases"] == 2
+
+
+def test_correcting_a_base_films_case_says_a_retrain_leaves_it_out(service: MammoService,
+                                                                   small_mias: Path) -> None:
+    """A case whose image is a film of the base data is left out of training whatever its label: the
+    correction's receipt says so, as the submission's did, instead of promising the next retrain."""
+    film = sorted((small_mias / "benign").glob("*.png"))[0]
+    case = service.submit(film, "benign", None)
+    receipt = service.correct_label(case["case_id"], "malignant")
+    assert "out of training" in case["base_film"]
+    assert receipt["base_film"] == case["base_film"]  # the same note as at submission
+    text = views.correction_text(receipt)
+    assert "learns the corrected label" not in text and receipt["base_film"] in text

@@ -9,11 +9,16 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["utc_now", "fsync_file", "fsync_dir", "file_lock", "write_new_file"]
+__all__ = ["utc_now", "utc_iso", "fsync_file", "fsync_dir", "file_lock", "write_new_file"]
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def utc_iso(moment: datetime) -> str:
+    """``moment`` (UTC) as stored: ISO 8601 to the microsecond with a "Z" (sorts as text)."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def fsync_file(path: Path) -> None:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._fs import utc_now, write_new_file
+from .._fs import utc_iso, utc_now, write_new_file
 
 __all__ = ["CORRECTIONS_DIR", "correction_file", "correction_names", "read_records",
            "write_correction"]
@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 def correction_file(case_id: str, label: str, was: str) -> tuple[str, bytes, dict]:
     """A new correction's file name, its bytes and the record they hold."""
     now = utc_now()
-    record = {"case_id": case_id, "label": label, "was": was,
-              "corrected_at": now.isoformat(timespec="microseconds").replace("+00:00", "Z")}
+    record = {"case_id": case_id, "label": label, "was": was, "corrected_at": utc_iso(now)}
     name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.json"
     return name, (json.dumps(record, sort_keys=True) + "\n").encode(), record
 

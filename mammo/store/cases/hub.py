@@ -23,12 +23,12 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, RepoFile
 from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
 
 from ...config import Settings
-from .._fs import utc_now, write_new_file
+from .._fs import file_lock, utc_now, write_new_file
 from .._hub import HubError, HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
 from .card import dataset_card
 from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, ShardSize, groups_to_merge, write_merged
 from .corrections import CORRECTIONS_DIR, correction_names
-from .local import CaseStore, load_cases
+from .local import _LOCK_FILE, CaseStore, load_cases
 from .outbox import SUBMIT_WAIT_S, Outbox
 from .schema import DATA_DIR, shard_name
 
@@ -36,6 +36,7 @@ __all__ = ["HubCaseStore"]
 
 log = logging.getLogger(__name__)
 FETCH_THREADS = 8  # downloads at a time when fetching audit events and log shards onto a new disk
+_SYNC_LOCK = ".corrections.lock"  # held while the repo's label corrections are fetched into the outbox folder
 
 
 class HubCaseStore(CaseStore):
@@ -82,16 +83,13 @@ class HubCaseStore(CaseStore):
     def location(self) -> str:
         return f"{self.api.endpoint}/datasets/{self.repo_id} (outbox {self.root})"
 
-    def load(self) -> datasets.Dataset:
-        """Every case, with the label corrections the repo holds fetched first."""
-        self._fetch_corrections()
-        return super().load()
-
     def _load_shards(self) -> datasets.Dataset:
-        """Every case: the Hub repo's shards plus those still queued in the outbox."""
+        """Every case: the Hub repo's shards plus those still queued in the outbox (and the repo's
+        label corrections fetched, for :meth:`load` to apply)."""
         assert self.outbox is not None
         with self.outbox.upload_lock:  # a consistent snapshot: no shard moves from outbox to Hub now
             self._connect()
+            self._sync_corrections()
             revision = branch_head(self.api, self.repo_id, "dataset")
             queued = [pq.read_table(self._data_dir / name) for name in self.outbox.queued_shards()]
         parts = [datasets.Dataset.from_dict(table.to_pydict(), features=self.features) for table in queued]
@@ -166,16 +164,25 @@ class HubCaseStore(CaseStore):
         repo holds when this disk is new (a restarted Space) or another app wrote them. ``fetched``
         is called with each file written, as it is written (from the downloading threads). The number
         written."""
+        names = self._repo_files(folder, suffix)
+        chosen = names if newest is None else names[max(len(names) - newest, 0):]
+        return self._download_missing(folder, chosen, dest, fetched)
+
+    def _repo_files(self, folder: str, suffix: str) -> list[str]:
+        """The names of the ``*<suffix>`` files under ``folder/`` of the repo, sorted (by time)."""
         with hub_errors(self.api.endpoint, f"listing {folder}/ of {self.repo_id}"):
             try:
                 tree = self.api.list_repo_tree(self.repo_id, path_in_repo=folder, repo_type="dataset")
-                names = sorted(name for entry in tree if isinstance(entry, RepoFile)
-                               and not (name := entry.path.rsplit("/", 1)[-1]).startswith(".")
-                               and name.endswith(suffix))
+                return sorted(name for entry in tree if isinstance(entry, RepoFile)
+                              and not (name := entry.path.rsplit("/", 1)[-1]).startswith(".")
+                              and name.endswith(suffix))
             except EntryNotFoundError:  # nothing there yet
-                return 0
-        chosen = names if newest is None else names[max(len(names) - newest, 0):]
-        missing = [name for name in chosen if not (dest / name).exists()]
+                return []
+
+    def _download_missing(self, folder: str, names: Sequence[str], dest: Path,
+                          fetched: Callable[[Path], None] | None = None) -> int:
+        """Download ``folder/<name>`` for each of ``names`` that ``dest`` lacks; the number written."""
+        missing = [name for name in names if not (dest / name).exists()]
 
         def download(name: str) -> None:
             local = self.api.hf_hub_download(self.repo_id, f"{folder}/{name}", repo_type="dataset")
@@ -201,21 +208,31 @@ class HubCaseStore(CaseStore):
         ensure_repo(self.api, self.repo_id, "dataset", dataset_card(self.labels), private=self.private)
         self._open_index()  # the queued shards here first
         self._index_repo_shards()
+        self._sync_corrections()  # a failure leaves it unconnected: tried again at the next delivery
         self._connected = True
-        self._fetch_corrections()
 
     @property
     def _corrections_dir(self) -> Path:
         """Kept beside the outbox (whose ``corrections/`` empties as they reach the Hub)."""
         return self.root / ".corrections"
 
-    def _fetch_corrections(self) -> None:
-        """Fetch the label corrections in the repo that this disk lacks (made by another app, or
-        before a restart) and apply them."""
-        self._corrections_dir.mkdir(parents=True, exist_ok=True)
-        self.fetch_missing(CORRECTIONS_DIR, self._corrections_dir, ".json")
-        with self._lock:
-            self._apply_corrections(correction_names(self._corrections_dir))
+    def _sync_corrections(self) -> None:
+        """Fetch the repo's label corrections that this disk lacks (made by another app, or before a
+        restart), queue for the repo those kept here that it lacks and the outbox does not hold (a
+        process stopped between keeping and queueing one), and apply them. Called holding the upload
+        lock (or before delivery starts), so no delivery moves a file meanwhile."""
+        assert self.outbox is not None
+        folder = self._corrections_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.root / _SYNC_LOCK):  # another process sharing this outbox
+            in_repo = self._repo_files(CORRECTIONS_DIR, ".json")
+            self._download_missing(CORRECTIONS_DIR, in_repo, folder)
+            with self._lock, file_lock(self.root / _LOCK_FILE):  # no correction half-written here now
+                waiting = set(self.outbox.files())
+                for name in sorted(set(correction_names(folder)) - set(in_repo)):
+                    if f"{CORRECTIONS_DIR}/{name}" not in waiting:
+                        self.outbox.queue_file(CORRECTIONS_DIR, name, (folder / name).read_bytes())
+                self._apply_corrections(correction_names(folder))
 
     def _index_repo_shards(self) -> None:
         """Index the repo's shards this machine has not seen (one cached download each)."""

@@ -4,6 +4,7 @@ Layout (the same in a local folder and in a Hub dataset repo)::
 
     README.md                                    dataset card (no dataset_info: shards are added)
     data/train-<UTC %Y%m%dT%H%M%S%fZ>-<uuid4 hex>.parquet   one shard per submission, batch or merge
+    corrections/<UTC %Y%m%dT%H%M%S%fZ>-<id>.json   one label correction each (:mod:`.corrections`)
     .shards                                      (local only) the shard names in the order written
     .cache/                                      (local only) datasets' Arrow copy for load(): the newest kept
     .load.lock, .compaction                      (local only) loads vs merges; a merge in progress
@@ -47,7 +48,7 @@ import pyarrow.parquet as pq
 
 from ... import imaging
 from ...timestamps import human_time
-from .._fs import file_lock, fsync_dir, fsync_file, utc_now
+from .._fs import file_lock, fsync_dir, fsync_file, utc_iso, utc_now
 from .card import dataset_card
 from .compaction import (
     MERGED_SHARD_ROWS,
@@ -90,10 +91,6 @@ _STALE_BUILD_S = 600.0  # an older Arrow build is deleted once this old (no othe
 _ARROW_BATCH_ROWS = 10_000
 
 log = logging.getLogger(__name__)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _not_saved(error: OSError) -> StoreError:
@@ -259,14 +256,16 @@ class CaseStore:
             name, content, record = correction_file(case_id, label, row.label)
             try:
                 write_correction(self._corrections_dir, name, content)
+                if self.outbox:  # kept here first: one kept and never queued is queued at the next open
+                    self.outbox.queue_file(CORRECTIONS_DIR, name, content)
             except OSError as exc:
+                (self._corrections_dir / name).unlink(missing_ok=True)
                 raise StoreError(f"The correction could not be saved ({exc.strerror or exc}); case "
                                  f"{case_id} is still labelled {row.label}.") from exc
             self._apply_corrections([name])
             counts = self._counts()
         status, warning = "stored", None
         if self.outbox:
-            self.outbox.queue_file(CORRECTIONS_DIR, name, content)
             status, warning = self.outbox.deliver_now(f"{CORRECTIONS_DIR}/{name}")
         return {**record, "counts": counts, "status": status, **({"warning": warning} if warning else {})}
 
@@ -421,7 +420,7 @@ class CaseStore:
             {
                 "case_id": uuid.uuid4().hex,
                 "label": case.label,
-                "submitted_at": _iso(moment),
+                "submitted_at": utc_iso(moment),
                 "image_sha256": case.sha256,
                 **case.metadata,
             }
@@ -506,7 +505,7 @@ class CaseStore:
                 "case_ids": case_ids,
                 "labels": [case.label for case in cases],  # each stored case's, in case_ids' order
                 "image_sha256": [case.sha256 for case in cases],
-                "submitted_at": _iso(moment),
+                "submitted_at": utc_iso(moment),
                 "total_cases": len(self._index),
                 "counts": self._counts(),
                 "status": status,
@@ -641,7 +640,8 @@ class CaseStore:
     def _refresh_local(self) -> None:
         """Index the shards other processes wrote since: the journal's complete lines not read yet
         (a cost that does not grow with the store, unlike listing ``data/``); then apply the label
-        corrections not applied yet."""
+        corrections not applied yet (listing ``corrections/``: a cost that grows with the number of
+        corrections, not of cases)."""
         self._refresh_shards()
         self._apply_corrections(correction_names(self._corrections_dir))
 

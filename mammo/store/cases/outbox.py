@@ -25,6 +25,7 @@ from huggingface_hub.errors import RemoteEntryNotFoundError
 
 from .._fs import fsync_dir, write_new_file
 from .._hub import HubUnavailable, branch_head, check_reachable, hub_errors
+from .corrections import CORRECTIONS_DIR
 from .schema import DATA_DIR
 
 __all__ = ["Outbox"]
@@ -32,7 +33,7 @@ __all__ = ["Outbox"]
 log = logging.getLogger(__name__)
 
 # store/audit.py, predictions.py, cases/corrections.py
-_EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard", "corrections": "label correction"}
+_EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard", CORRECTIONS_DIR: "label correction"}
 # How long a submission waits for an upload already in progress (the delivery thread's, or another
 # submission's) before its shard is left to the background: huggingface_hub retries an upload on
 # connection errors for ~23 s, and a clinician should not wait behind that.
