@@ -1007,3 +1007,21 @@ def test_hub_correction_kept_but_never_queued_reaches_the_repo_at_the_next_open(
         assert reopened.case_label(case) == "benign"
         assert reopened.wait_until_delivered(15)
     assert server.read(REPO, f"corrections/{name}") == content
+
+
+def test_a_machine_opened_while_the_hub_is_down_applies_the_repos_corrections_once_it_is_back(
+    hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = hub_env
+    with hub_store() as store:
+        case = store.append(grey(50), "normal")["case_id"]
+        store.correct_label(case, "malignant")
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "new-disk"))
+    server.stop()
+    with hub_store() as fresh:  # opens (cases are queued), knowing nothing of the repo yet
+        assert fresh.append(grey(51), "benign")["status"] == "queued"
+        assert fresh.counts() == {"normal": 0, "benign": 1, "malignant": 0}
+        server.restart()
+        assert fresh.wait_until_delivered(15)  # the delivery connects: the repo's shards and corrections
+        assert fresh.counts() == {"normal": 0, "benign": 1, "malignant": 1}
+        assert fresh.case_label(case) == "malignant"
