@@ -109,6 +109,15 @@ def receipt_case_id(page) -> str:
     return shot.CASE_ID.search(page.locator("p").filter(has_text="Case stored").first.inner_text()).group(0)
 
 
+def submit_phantom(page, tmp_path: Path, seed: int, label: str) -> str:
+    """Submit case tab: a new phantom stored with ``label``; the receipt's case id."""
+    shot.upload(page, phantom(tmp_path, seed), "Submit case")
+    pick(page, "Confirmed label", label)
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    page.get_by_text("Case stored").wait_for(timeout=60_000)
+    return receipt_case_id(page)
+
+
 def open_metadata(page) -> None:
     """Open the Submit tab's optional metadata unless it is open (its fields render only when open;
     a click while the page is still settling can be lost, so it is retried)."""
@@ -288,11 +297,7 @@ def test_a_wrong_label_is_corrected_in_the_accordion_beside_the_stored_image(fre
     from playwright.sync_api import expect
 
     page = fresh
-    shot.upload(page, phantom(tmp_path, 25), "Submit case")
-    pick(page, "Confirmed label", "benign")
-    page.get_by_role("button", name="Submit case", exact=True).click()
-    page.get_by_text("Case stored").wait_for(timeout=60_000)
-    case_id = receipt_case_id(page)
+    case_id = submit_phantom(page, tmp_path, 25, "benign")
     page.get_by_role("button", name="Correct a stored case's label").click()
     case_picker = page.get_by_label("Case: one of the 20 latest, or paste a case id from its receipt")
     case_picker.click()
@@ -762,12 +767,7 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
 
 def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppProcess, tmp_path: Path) -> None:
     page = fresh
-    page.get_by_role("tab", name="Submit case").click()
-    shot.upload(page, phantom(tmp_path, 9), "Submit case")
-    pick(page, "Confirmed label", "normal")
-    page.get_by_role("button", name="Submit case", exact=True).click()
-    page.get_by_text("Case stored").wait_for(timeout=60_000)
-    case_id = receipt_case_id(page)
+    case_id = submit_phantom(page, tmp_path, 9, "normal")
     page.get_by_role("tab", name="Predict").click()
     page.get_by_role("button", name="Submitted cases").click()
     page.get_by_label("A recent case (id, confirmed label)", exact=True).click()
