@@ -300,9 +300,6 @@ SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && f
 # after a refused submission: the last receipt off the page, unless the form was empty (nothing was sent)
 KEEP_RECEIPT_JS = ("(image, label) => (image || label) ? ['', null] : "
                    "[{__type__: 'update'}, {__type__: 'update'}]")
-# a refused correction takes the last correction's words off the page, but a click after it (its label
-# emptied: a double click) leaves them there
-KEEP_CORRECTION_JS = "(label) => label ? '' : {__type__: 'update'}"
 # the offer's note, put back to its explanation when the file it was made for is no longer the one shown
 OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
                         f"{json.dumps(OFFER_EXPLAINED)}")
@@ -478,8 +475,7 @@ def label_pending(pending_id: str | None, label: str | None, profile: gr.OAuthPr
         gr.Warning("Pick a pending image and its confirmed label first.")
         return gr.skip(), gr.skip()
     receipt = service.label_pending(pending_id, label, None, user=_user(profile, token))
-    stored = f"Stored as case `{receipt['case_id']}` ({receipt['label']}); it left the pool."
-    return stored, None  # the label is emptied: the next image needs its own
+    return views.pending_stored_text(receipt), None  # the label is emptied: the next image needs its own
 
 
 @clear_errors
@@ -612,7 +608,7 @@ def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfi
     label set); returns the correction's receipt: the case, its label now and before, the totals."""
     if not case_id or not str(case_id).strip() or not label:
         raise gr.Error("Pick the case and its correct label first.")
-    return service.correct_label(str(case_id).strip(), label, user=_user(profile, token))
+    return service.correct_label(str(case_id), label, user=_user(profile, token))
 
 
 @clear_errors
@@ -625,7 +621,7 @@ def stored_case_preview(case_id: str | None, profile: gr.OAuthProfile | None = N
         return None
     try:
         can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
-        return _shown(read_image(service.case_png(str(case_id).strip())))
+        return _shown(read_image(service.case_png(service.cases.resolve_case(case_id))))
     except CLEAR_ERRORS as error:
         gr.Warning(_refuse("case preview", error).message, duration=15)
         return None
@@ -997,10 +993,10 @@ def build() -> gr.Blocks:
                             offer_button = gr.Button("Offer this image for labelling", size="sm")
                         report_download = download_box("PDF report", visible=False)
                         offer_note = gr.Markdown(OFFER_EXPLAINED, label="offered")
-                    with gr.Accordion("Full-resolution heat map", open=False):
-                        heatmap_button = gr.Button("Make the heat map at the file's full size (16-bit PNG)",
-                                                   size="sm")
-                        heatmap_download = download_box("heat map")
+                        with gr.Accordion("Full-resolution heat map", open=False):
+                            heatmap_button = gr.Button("Make the heat map at the file's full size "
+                                                       "(16-bit PNG)", size="sm")
+                            heatmap_download = download_box("heat map")
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
                                    interactive=False, wrap=True)  # a note's words stay whole
@@ -1030,8 +1026,9 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column():
                         fix_case = gr.Dropdown([], value=None, allow_custom_value=True,
-                                               label="Case: one of the 20 latest, or paste a case id from "
-                                                     "its receipt")
+                                               label="Case: one of the 20 latest, or type its id (at least "
+                                                     "its first 8 characters: in its receipt, or in the "
+                                                     "audit log on the Models tab)")
                         fix_label = gr.Dropdown(service.labels, value=None, label="Its correct label",
                                                 **CHECKED_HERE)
                         fix_button = gr.Button("Correct the label", variant="primary")
@@ -1272,8 +1269,9 @@ def build() -> gr.Blocks:
         fix_said = fixed.success(lambda receipt: (views.correction_text(receipt), None), fix_receipt,
                                  [fix_text, fix_label], **CHAINED)
         cases_stored(fix_said)
-        turn_on(fix_button, fix_said,
-                fixed.failure(None, fix_label, fix_text, js=KEEP_CORRECTION_JS, **private))
+        turn_on(fix_button, fix_said)
+        # a refusal (said in the corner) leaves the last correction's words: they still hold
+        fixed.failure(None, None, fix_button, js=switch_js(on=True), **private)
         fix_case.change(stored_case_preview, fix_case, fix_preview, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)

@@ -68,6 +68,7 @@ __all__ = [
     "metadata_from_fields",
     "receipt_text",
     "correction_text",
+    "pending_stored_text",
     "bulk_receipt_text",
     "known_image_notes",
     "literal",
@@ -608,11 +609,20 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
              "Metadata stored: " + ("; ".join(shown) if shown else "none") + "."]
     if blank:
         lines.append("Left empty (stored as empty, not guessed): " + ", ".join(blank) + ".")
-    if receipt.get("base_film"):
-        lines.append(f"⚠️ Note: {receipt['base_film']}.")
-    if receipt.get("warning"):
-        lines.append(f"Note: {receipt['warning']}")
-    return "  \n".join(lines)
+    return "  \n".join([*lines, *_receipt_notes(receipt)])
+
+
+def pending_stored_text(receipt: Mapping[str, Any]) -> str:
+    """An offered image stored as a case, in words, with the submission's notes (a base film is left
+    out of training; a warning)."""
+    return "  \n".join([f"Stored as case `{receipt['case_id']}` ({receipt['label']}); it left the pool.",
+                        *_receipt_notes(receipt)])
+
+
+def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
+    """A receipt's notes: what a retrain does with a base film's case, and a warning (queued, ...)."""
+    return [*([f"⚠️ Note: {receipt['base_film']}."] if receipt.get("base_film") else []),
+            *([f"Note: {receipt['warning']}"] if receipt.get("warning") else [])]
 
 
 def correction_text(receipt: Mapping[str, Any]) -> str:
@@ -623,11 +633,7 @@ def correction_text(receipt: Mapping[str, Any]) -> str:
              f"**{receipt['label']}** (was {receipt['was']}), "
              f"{human_time(receipt.get('corrected_at'))}.{learns}",
              f"Submitted cases per label now: {counts}."]
-    if receipt.get("base_film"):
-        lines.append(f"⚠️ Note: {receipt['base_film']}.")
-    if receipt.get("warning"):
-        lines.append(f"Note: {receipt['warning']}")
-    return "  \n".join(lines)
+    return "  \n".join([*lines, *_receipt_notes(receipt)])
 
 
 def _where(receipt: Mapping[str, Any]) -> str:

@@ -299,7 +299,7 @@ def test_a_wrong_label_is_corrected_in_the_accordion_beside_the_stored_image(fre
     page = fresh
     case_id = submit_phantom(page, tmp_path, 25, "benign")
     page.get_by_role("button", name="Correct a stored case's label").click()
-    case_picker = page.get_by_label("Case: one of the 20 latest, or paste a case id from its receipt")
+    case_picker = page.get_by_label(re.compile(r"^Case: one of the 20 latest"))
     case_picker.click()
     page.get_by_role("option", name=f"{case_id[:8]} (benign, ").click()
     stored = page.locator(".block").filter(has_text="The stored image").first.locator("img")
@@ -315,6 +315,10 @@ def test_a_wrong_label_is_corrected_in_the_accordion_beside_the_stored_image(fre
     assert [e["details"]["case_id"] for e in corrected if e["action"] == "label corrected"] == [case_id]
     assert "already labelled" not in app.log()  # the double click ran it once, not twice
     expect(page.get_by_label("Its correct label", exact=True)).to_have_value("")  # emptied for the next
+    pick(page, "Its correct label", "malignant")  # the label it has now: refused, and the words stay
+    page.get_by_role("button", name="Correct the label").click()
+    expect(page.get_by_text("already labelled malignant").first).to_be_visible(timeout=10_000)
+    expect(words).to_be_visible()
     case_picker.click()  # the list says the label now
     expect(page.get_by_role("option", name=f"{case_id[:8]} (malignant, ")).to_be_visible()
 

@@ -20,6 +20,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -1025,3 +1026,18 @@ def test_a_machine_opened_while_the_hub_is_down_applies_the_repos_corrections_on
         assert fresh.wait_until_delivered(15)  # the delivery connects: the repo's shards and corrections
         assert fresh.counts() == {"normal": 0, "benign": 1, "malignant": 1}
         assert fresh.case_label(case) == "malignant"
+
+
+def test_a_case_is_named_by_its_id_or_its_first_8_characters(store: CaseStore,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    first = store.append(grey(52), "normal")["case_id"]
+    twins = iter(uuid.UUID(f"abcdef12-0000-4000-8000-{i:012x}") for i in range(1, 100))
+    monkeypatch.setattr(cases_local.uuid, "uuid4", lambda: next(twins))  # ids that start alike
+    for seed in (53, 54):
+        store.append(grey(seed), "normal")
+    assert store.resolve_case(f" {first[:8].upper()} ") == store.resolve_case(first) == first
+    with pytest.raises(StoreError, match="2 cases have ids starting 'abcdef12': give more of the id"):
+        store.resolve_case("abcdef12")
+    with pytest.raises(StoreError, match="No submitted case"):
+        store.resolve_case(first[:7])  # too short to name one
+    assert store.correct_label(first[:8], "benign")["case_id"] == first

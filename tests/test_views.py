@@ -648,3 +648,14 @@ def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
     eigen = views.heatmap_key({"heatmap_method": "EigenCAM", "label": "normal"})
     assert "for no class in particular" in eigen and "normal" not in eigen
     assert views.heatmap_key({"heatmap_method": None}) == ""
+
+
+def test_an_offered_image_stored_as_a_base_films_case_says_a_retrain_leaves_it_out() -> None:
+    """Label next stored an offered base film and said only "Stored as case ...": the clinician took
+    it that the model would learn the label."""
+    receipt = {"case_id": "c" * 32, "label": "malignant", "base_film": "this image is a film of the base "
+               "data (labelled in the base data): a retrain leaves this case out of training"}
+    text = views.pending_stored_text(receipt)
+    assert text.startswith(f"Stored as case `{'c' * 32}` (malignant); it left the pool.")
+    assert "⚠️ Note: this image is a film of the base data" in text
+    assert views.pending_stored_text({"case_id": "d" * 32, "label": "normal"}).count("Note") == 0

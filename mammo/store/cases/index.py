@@ -119,6 +119,10 @@ class CaseIndex:
             return None
         return next(row for row in self._rows[position] if row.case_id == case_id)
 
+    def ids_starting(self, prefix: str) -> list[str]:
+        """The case ids that start with ``prefix`` (a scan: for a person typing an id, not a loop)."""
+        return [case_id for case_id in self._shard_of if case_id.startswith(prefix)]
+
     def case_with_pixels(self, sha256: str) -> str | None:
         """The first case whose pixels have this SHA-256."""
         return self._by_sha.get(sha256)

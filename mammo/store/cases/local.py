@@ -73,7 +73,7 @@ from .schema import (
     validate_metadata,
 )
 
-__all__ = ["CaseStore", "ImageInput", "load_cases"]
+__all__ = ["CASE_ID_START", "CaseStore", "ImageInput", "load_cases"]
 
 ImageInput = str | os.PathLike | bytes | np.ndarray
 _TMP_DIR = ".tmp"
@@ -89,6 +89,7 @@ _STALE_BUILD_S = 600.0  # an older Arrow build is deleted once this old (no othe
 # at 100 000 small cases, 100-row batches cost 65 MiB of resident memory, 10 000-row batches none.
 # Batches are never larger than the parquet row groups they come from.
 _ARROW_BATCH_ROWS = 10_000
+CASE_ID_START = 8  # the fewest leading characters of a case id that name it (the pickers show 8)
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +249,9 @@ class CaseStore:
         self._open_index()  # before the file lock, which it takes
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._refresh_local()
-            row = self._index.row(case_id) if isinstance(case_id, str) else None
-            if row is None:
-                raise StoreError(f"No submitted case {_short(case_id)}.")
+            case_id = self._resolve(case_id)
+            row = self._index.row(case_id)
+            assert row is not None  # every case the index names has its row
             if row.label == label:
                 raise StoreError(f"Case {case_id} is already labelled {label}; nothing was changed.")
             name, content, record = correction_file(case_id, label, row.label)
@@ -268,6 +269,25 @@ class CaseStore:
         if self.outbox:
             status, warning = self.outbox.deliver_now(f"{CORRECTIONS_DIR}/{name}")
         return {**record, "counts": counts, "status": status, **({"warning": warning} if warning else {})}
+
+    def resolve_case(self, given: Any) -> str:
+        """The id of the stored case that ``given`` names: its whole id, or the start of it (at least
+        ``CASE_ID_START`` characters, as the pickers show it; any case); StoreError for none or several."""
+        with self._lock:
+            self._open_index()
+            self._refresh_local()
+            return self._resolve(given)
+
+    def _resolve(self, given: Any) -> str:
+        text = given.strip().lower() if isinstance(given, str) else ""
+        if self._index.shard_of(text) is not None:
+            return text
+        found = self._index.ids_starting(text) if len(text) >= CASE_ID_START else []
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise StoreError(f"{len(found)} cases have ids starting {text!r}: give more of the id.")
+        raise StoreError(f"No submitted case {_short(given)}.")
 
     def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
         """Merge the small shards into shards of up to ``largest`` cases (see :mod:`.compaction`):
