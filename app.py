@@ -300,6 +300,8 @@ SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && f
 # after a refused submission: the last receipt off the page, unless the form was empty (nothing was sent)
 KEEP_RECEIPT_JS = ("(image, label) => (image || label) ? ['', null] : "
                    "[{__type__: 'update'}, {__type__: 'update'}]")
+# the per-file actions shown, and the hint in their place hidden, while the Predict box holds a file
+WITH_A_FILE_JS = "(file) => [{__type__: 'update', visible: !!file}, {__type__: 'update', visible: !file}]"
 # the offer's note, put back to its explanation when the file it was made for is no longer the one shown
 OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
                         f"{json.dumps(OFFER_EXPLAINED)}")
@@ -972,6 +974,9 @@ def build() -> gr.Blocks:
                         gr.Examples([[str(p)] for p in PHANTOMS], inputs=[image],
                                     label="Synthetic phantoms for edge cases (not real patients)")
                 with gr.Column():
+                    no_file = gr.Markdown("Upload a mammogram, or click one of the real films under the "
+                                          "upload box: its probabilities, malignancy score and heat map "
+                                          "appear here.")
                     # the file whose results, report, full-size heat map and offer are on the page (its path)
                     results_for, report_for, heatmap_for, offer_for = (gr.Textbox(visible=False)
                                                                        for _ in range(4))
@@ -1221,8 +1226,7 @@ def build() -> gr.Blocks:
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(preview, image, uploaded, **private)
-        image.change(None, image, film_actions, js="(file) => ({__type__: 'update', visible: !!file})",
-                     **private)
+        image.change(None, image, [film_actions, no_file], js=WITH_A_FILE_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could
         # come after an Offer clicked just after the upload, and wipe its answer)

@@ -178,9 +178,12 @@ def test_predict_then_submit_by_clicking(page, app: AppProcess, image: Path, tmp
 
     report = page.get_by_role("button", name="PDF report of this prediction")
     expect(report).to_be_hidden()  # nothing to report, nor to offer, before a file is uploaded
+    hint = page.get_by_text("heat map appear here")  # in their place: what to do
+    expect(hint).to_be_visible()
     predicted = shot.predict(page, image)
     assert predicted in LABELS
     expect(report).to_be_visible()
+    expect(hint).to_be_hidden()
     assert shot.overlay_size(page) == Image.open(image).size  # the heat map has the input's shape
     assert page.get_by_text("Your predictions this session").is_visible()
     # the session history row (added by a step after the result)
