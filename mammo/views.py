@@ -241,6 +241,9 @@ def _audit_value(value: Any) -> str:
 def audit_rows(events: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     """Audit events, newest first, as table rows in words (ids shortened; the CSV has them whole)."""
     def what(details: Mapping[str, Any]) -> str:
+        details = dict(details)
+        if {"was", "label"} <= details.keys():  # a label correction: from which label to which, first
+            details = {"label": f"{details.pop('was')} → {details.pop('label')}", **details}
         shown = [f"{k.replace('_', ' ')}: {_audit_value(v)}" for k, v in details.items() if v is not None]
         return "; ".join(shown)
 

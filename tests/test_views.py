@@ -659,3 +659,11 @@ def test_an_offered_image_stored_as_a_base_films_case_says_a_retrain_leaves_it_o
     assert text.startswith(f"Stored as case `{'c' * 32}` (malignant); it left the pool.")
     assert "⚠️ Note: this image is a film of the base data" in text
     assert views.pending_stored_text({"case_id": "d" * 32, "label": "normal"}).count("Note") == 0
+
+
+def test_a_label_correction_reads_from_the_old_label_to_the_new_in_the_audit_table() -> None:
+    event = {"at": "2026-12-03T12:00:00.000+00:00", "action": "label corrected", "user": "alice",
+             "details": {"case_id": "c" * 32, "label": "benign", "status": "stored", "was": "malignant"}}
+    [[_, action, user, what]] = views.audit_rows([event])
+    assert (action, user) == ("label corrected", "alice")
+    assert what == f"label: malignant → benign; case id: {'c' * 32}; status: stored"
