@@ -36,8 +36,10 @@ def test_50_parallel_submits_store_50_distinct_cases(app: AppProcess, tmp_path: 
     def submit(path: Path, label: str) -> dict:
         # one client per user, as 50 clinicians would be: one gradio_client Client shares a single
         # event stream between its jobs and, on a loaded machine, can cancel a job it just submitted
-        # when that stream closes under it (a race in gradio_client 2.7, seen under a parallel test run)
-        client = Client(app.url, verbose=False, download_files=False)
+        # when that stream closes under it (a race in gradio_client 2.7, seen under a parallel test run).
+        # Joining the queue is a POST with httpx's 5 s default timeout, which 50 joins at once on a
+        # slowed 2-core machine passed (a CI run 2.5x slower throughout): the browser waits longer
+        client = Client(app.url, verbose=False, download_files=False, httpx_kwargs={"timeout": 60})
         return client.submit(handle_file(path), label, api_name="/submit_case").result(timeout=120)
 
     with ThreadPoolExecutor(max_workers=N_SUBMITS) as users:
