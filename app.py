@@ -606,8 +606,9 @@ def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthPro
 @clear_errors
 def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfile | None = None,
                   token: gr.OAuthToken | None = None):
-    """Change a stored case's confirmed label (``case_id`` as in its receipt; ``label`` one of the
-    label set); returns the correction's receipt: the case, its label now and before, the totals."""
+    """Change a stored case's confirmed label (``case_id`` as in its receipt, or its first 8 or more
+    characters when they name one case; ``label`` one of the label set); returns the correction's
+    receipt: the case, its label now and before, the totals."""
     if not case_id or not str(case_id).strip() or not label:
         raise gr.Error("Pick the case and its correct label first.")
     return service.correct_label(str(case_id), label, user=_user(profile, token))
@@ -1027,7 +1028,8 @@ def build() -> gr.Blocks:
             with gr.Accordion("Correct a stored case's label", open=False):
                 gr.Markdown("A case stored with a wrong label keeps its image; the correction is stored "
                             "beside it and the audit log records who changed what. The next retrain "
-                            "learns the corrected label; published versions keep what they learnt.")
+                            "learns the corrected label (a case whose image is a base film stays left "
+                            "out, and the receipt says so); published versions keep what they learnt.")
                 with gr.Row():
                     with gr.Column():
                         fix_case = gr.Dropdown([], value=None, allow_custom_value=True,
