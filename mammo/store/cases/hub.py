@@ -88,8 +88,10 @@ class HubCaseStore(CaseStore):
         label corrections fetched, for :meth:`load` to apply)."""
         assert self.outbox is not None
         with self.outbox.upload_lock:  # a consistent snapshot: no shard moves from outbox to Hub now
-            self._connect()
-            self._sync_corrections()
+            if self._connected:  # a first connect syncs them itself
+                self._sync_corrections()
+            else:
+                self._connect()
             revision = branch_head(self.api, self.repo_id, "dataset")
             queued = [pq.read_table(self._data_dir / name) for name in self.outbox.queued_shards()]
         parts = [datasets.Dataset.from_dict(table.to_pydict(), features=self.features) for table in queued]
@@ -228,11 +230,11 @@ class HubCaseStore(CaseStore):
             in_repo = self._repo_files(CORRECTIONS_DIR, ".json")
             self._download_missing(CORRECTIONS_DIR, in_repo, folder)
             with self._lock, file_lock(self.root / _LOCK_FILE):  # no correction half-written here now
-                waiting = set(self.outbox.files())
-                for name in sorted(set(correction_names(folder)) - set(in_repo)):
+                kept, waiting = correction_names(folder), set(self.outbox.files())
+                for name in sorted(set(kept) - set(in_repo)):
                     if f"{CORRECTIONS_DIR}/{name}" not in waiting:
                         self.outbox.queue_file(CORRECTIONS_DIR, name, (folder / name).read_bytes())
-                self._apply_corrections(correction_names(folder))
+                self._apply_corrections(kept)
 
     def _index_repo_shards(self) -> None:
         """Index the repo's shards this machine has not seen (one cached download each)."""
