@@ -28,7 +28,7 @@ from huggingface_hub import ModelCard
 
 from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
-from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS
+from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.glossary import glossary_markdown
@@ -307,6 +307,11 @@ OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === o
                         f"{json.dumps(OFFER_EXPLAINED)}")
 # a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
+# an opacity typed out of range in the slider's box is taken as the nearest end (0 or 1), as a slider
+# does, in the box and in the redraw that the typing starts
+CLAMP_OPACITY = "Math.min(1, Math.max(0, Number(opacity) || 0))"
+CLAMP_OPACITY_JS = f"(opacity) => {CLAMP_OPACITY}"
+REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY}]"
 
 
 # beside each confusion matrix: it counts the most likely class, which the review flag is not
@@ -612,6 +617,22 @@ def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfi
     if not case_id or not str(case_id).strip() or not label:
         raise gr.Error("Pick the case and its correct label first.")
     return service.correct_label(str(case_id), label, user=_user(profile, token))
+
+
+@clear_errors
+def withdraw_case(case_id: str | None, reason: str | None, profile: gr.OAuthProfile | None = None,
+                  token: gr.OAuthToken | None = None):
+    """Withdraw a stored case (``case_id`` as for /correct_label; ``reason`` one of the listed
+    reasons): from now on it is left out of the counts, the case lists and every retrain, and its image
+    is not shown; returns the withdrawal's receipt: the case, the label it had, the reason, the totals."""
+    if not case_id or not str(case_id).strip() or not reason:
+        raise gr.Error("Pick the case and the reason to withdraw it first.")
+    return service.withdraw_case(str(case_id), reason, user=_user(profile, token))
+
+
+def after_withdrawal(receipt: dict):
+    """The withdrawal in words, and the form emptied: the case is gone, so is its picture."""
+    return views.withdrawal_text(receipt), None, None, None, None
 
 
 @clear_errors
@@ -1025,11 +1046,14 @@ def build() -> gr.Blocks:
                     with gr.Accordion("Receipt (JSON)", open=False):
                         receipt = gr.JSON(label="receipt")
                     counts = gr.BarPlot(x="label", y="images", color="source", label="Cases per label")
-            with gr.Accordion("Correct a stored case's label", open=False):
+            with gr.Accordion("Correct a stored case's label, or withdraw the case", open=False):
                 gr.Markdown("A case stored with a wrong label keeps its image; the correction is stored "
                             "beside it and the audit log records who changed what. The next retrain "
                             "learns the corrected label (a case whose image is a base film stays left "
-                            "out, and the receipt says so); published versions keep what they learnt.")
+                            "out, and the receipt says so); published versions keep what they learnt. "
+                            "A case that should not be in the dataset at all (an identifier in the image, "
+                            "the wrong image, consent withdrawn) is **withdrawn** instead: left out of "
+                            "everything from then on, and audited.")
                 with gr.Row():
                     with gr.Column():
                         fix_case = gr.Dropdown([], value=None, allow_custom_value=True,
@@ -1039,8 +1063,12 @@ def build() -> gr.Blocks:
                         fix_label = gr.Dropdown(service.labels, value=None, label="Its correct label",
                                                 **CHECKED_HERE)
                         fix_button = gr.Button("Correct the label", variant="primary")
+                        withdraw_reason = gr.Dropdown(list(WITHDRAWAL_REASONS), value=None,
+                                                      label="Or withdraw the case: why", **CHECKED_HERE)
+                        withdraw_button = gr.Button("Withdraw the case", variant="stop")
                         fix_text = gr.Markdown()
                         fix_receipt = gr.JSON(label="correction receipt", visible=False)  # the API's answer
+                        withdraw_receipt = gr.JSON(label="withdrawal receipt", visible=False)
                     fix_preview = gr.Image(label="The stored image", type="numpy", interactive=False,
                                            height=320)
             with gr.Accordion("Label next: images visitors offered for labelling, the most uncertain first",
@@ -1215,15 +1243,16 @@ def build() -> gr.Blocks:
         # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release;
         # a report made with the earlier method or opacity, or a full-size map made with the earlier
         # method (it has no opacity), is hidden (made again on click)
+        opacity.input(None, opacity, opacity, js=CLAMP_OPACITY_JS, **private)
         for redraw_event, drawn_before in ((method.change, [report_download, heatmap_download]),
                                            (opacity.input, [report_download]),
                                            (opacity.release, [report_download])):
             redraw_event(None, None, drawn_before, js=hide_js(len(drawn_before)), **private)
             # always_last: an opacity stepped while the last step's redraw runs is drawn after it; no
-            # progress shown: a refused value (an opacity of 5 typed in the box) is said in a toast and
-            # leaves the result drawn (shown progress would leave an "Error" badge over each output)
-            redrawn = redraw_event(redraw, film_inputs, result_outputs, concurrency_limit=2,
-                                   show_progress="hidden", **CHAINED)
+            # progress shown: a refusal is said in a toast and leaves the result drawn (shown progress
+            # would leave an "Error" badge over each output)
+            redrawn = redraw_event(redraw, film_inputs, result_outputs, js=REDRAW_CLAMPED_JS,
+                                   concurrency_limit=2, show_progress="hidden", **CHAINED)
             shown_beside_its_file(redrawn, film_results, results_for)
         of_the_file = [film_results, report_download, heatmap_download]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
@@ -1269,15 +1298,21 @@ def build() -> gr.Blocks:
         turn_on(submit_button, emptied,
                 submitted.failure(None, [case_image, label], [receipt_text, receipt], js=KEEP_RECEIPT_JS,
                                   **private))
-        fixed = pressed_once(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
-                             api_name="correct_label", api_description=correct_label.__doc__,
-                             concurrency_limit=4)
-        fix_said = fixed.success(lambda receipt: (views.correction_text(receipt), None), fix_receipt,
-                                 [fix_text, fix_label], **CHAINED)
-        cases_stored(fix_said)
-        turn_on(fix_button, fix_said)
-        # a refusal (said in the corner) leaves the last correction's words: they still hold
-        fixed.failure(None, None, fix_button, js=switch_js(on=True), **private)
+        def amends(button: gr.Button, fn, inputs: list, receipt: gr.JSON, said, shown: list) -> None:
+            """A click on ``button`` amends a stored case through ``fn`` (API name: its name); ``said``
+            turns the receipt into ``shown``. A refusal (said in the corner) leaves the last amendment's
+            words: they still hold."""
+            amended = pressed_once(button, fn, inputs, receipt, api_name=fn.__name__,
+                                   api_description=fn.__doc__, concurrency_limit=4)
+            amended_said = amended.success(said, receipt, shown, **CHAINED)
+            cases_stored(amended_said)
+            turn_on(button, amended_said)
+            amended.failure(None, None, button, js=switch_js(on=True), **private)
+
+        amends(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
+               lambda receipt: (views.correction_text(receipt), None), [fix_text, fix_label])
+        amends(withdraw_button, withdraw_case, [fix_case, withdraw_reason], withdraw_receipt,
+               after_withdrawal, [fix_text, fix_case, fix_label, withdraw_reason, fix_preview])
         fix_case.change(stored_case_preview, fix_case, fix_preview, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)

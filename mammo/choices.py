@@ -1,4 +1,5 @@
-"""The names offered on the command line and in the app: training recipes and heat-map methods.
+"""The names offered on the command line and in the app: training recipes, heat-map methods and the
+reasons a case may be withdrawn.
 
 Data only, without heavy imports, so that ``python -m mammo --help`` and a mistyped option are
 answered at once (the modules that use them import torch and the rest).
@@ -7,7 +8,7 @@ answered at once (the modules that use them import torch and the rest).
 from __future__ import annotations
 
 __all__ = ["RECIPES", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD", "DEFAULT_OPACITY", "CAM_CLASSES",
-           "HEATMAP_METHODS"]
+           "HEATMAP_METHODS", "WITHDRAWAL_REASONS"]
 
 RECIPES = ("film", "patch")
 GRAD_CAM = "Grad-CAM"
@@ -26,3 +27,13 @@ CAM_CLASSES = {
     "EigenCAM": "EigenCAM",
 }
 HEATMAP_METHODS = (LESION_MAP, *CAM_CLASSES)
+
+# Why a stored case may be withdrawn: a fixed list, so that no free text (a name, a record number)
+# is stored with the withdrawal.
+WITHDRAWAL_REASONS = (
+    "identifier visible in the image",
+    "wrong image (another patient, or not a mammogram)",
+    "consent withdrawn",
+    "image quality too poor to label",
+    "other",
+)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .choices import DEFAULT_METHOD, HEATMAP_METHODS, RECIPES
+from .choices import DEFAULT_METHOD, HEATMAP_METHODS, RECIPES, WITHDRAWAL_REASONS
 from .config import DISCLAIMER
 from .errors import MammoError, ModelError, said_in_one_line
 
@@ -337,6 +337,12 @@ def _cases(args: argparse.Namespace) -> int:
                 "label corrected", "command line (cases relabel)", case_id=receipt["case_id"],
                 label=receipt["label"], was=receipt["was"], status=receipt["status"])
             print(json.dumps(receipt, indent=2))
+        elif args.cases_command == "withdraw":
+            receipt = store.withdraw(args.case_id, args.reason)
+            open_audit_log(settings(), store).record(
+                "case withdrawn", "command line (cases withdraw)", case_id=receipt["case_id"],
+                was=receipt["was"], reason=receipt["withdrawn"], status=receipt["status"])
+            print(json.dumps(receipt, indent=2))
         elif args.cases_command == "compact":
             limits = {key: value for key in ("small", "largest") if (value := getattr(args, key)) is not None}
             print(json.dumps(store.compact(**limits), indent=2))
@@ -471,6 +477,12 @@ def _parser() -> argparse.ArgumentParser:
                                    "kept; the correction is stored beside it and audited)")
     relabel.add_argument("case_id", help="the case id, as in its receipt")
     relabel.add_argument("label", help="its correct label (one of the served model's)")
+    withdraw = cases_sub.add_parser("withdraw", help="withdraw a stored case: left out of counts, lists and "
+                                    "every retrain from now on (its shard, and the image in it, is kept: "
+                                    "see docs/architecture.md to erase it); audited")
+    withdraw.add_argument("case_id", help="the case id, as in its receipt")
+    withdraw.add_argument("reason", choices=WITHDRAWAL_REASONS, metavar="reason",
+                          help=f"why (quoted): one of {'; '.join(WITHDRAWAL_REASONS)}")
     compact = cases_sub.add_parser("compact", help="merge small shards (one per submission) into big ones")
     compact.add_argument("--small", type=int, help="merge shards of fewer cases than this "
                          "(default: mammo.store.cases.compaction.SMALL_SHARD_ROWS)")

@@ -64,6 +64,10 @@ GLOSSARY: dict[str, str] = {
     "SHA-256 of the pixels": "a fingerprint of the image's pixels: the same pixels give the same "
     "fingerprint, so the app recognises a film it has seen without keeping it. A resized or "
     "re-exported copy has other pixels and is not recognised.",
+    "Corrected and withdrawn cases": "a stored case's label can be corrected, and a case that should "
+    "not be in the dataset (an identifier in the image, the wrong image, consent withdrawn) can be "
+    "withdrawn: it is then left out of the counts, the lists and every retrain, but its image stays "
+    "in the dataset's files until a maintainer erases it. Both are audited.",
 }
 
 

@@ -77,6 +77,8 @@ QUEUED_ON_A_SPACE = ("Until the Hub answers, this upload is only on this Space's
                      "the Space replaces: keep your own copy of the image(s) until the dataset shows them.")
 CORRECTION_QUEUED_ON_A_SPACE = ("Until the Hub answers, this correction is only on this Space's disk, which "
                                 "a restart of the Space replaces: check the case's label after a restart.")
+WITHDRAWAL_QUEUED_ON_A_SPACE = ("Until the Hub answers, this withdrawal is only on this Space's disk, which "
+                                "a restart of the Space replaces: check the case is gone after a restart.")
 # a case that is a base film is left out of training (pipeline), so a label given to correct the base
 # data's changes nothing the model learns: its receipt says so
 HELD_OUT_FILM = ("this image is one of the base data's held-out films, on which every retrain is judged: a "
@@ -475,7 +477,8 @@ class MammoService:
     def _stored(self, prediction: Prediction) -> Prediction:
         """``prediction`` with the stored case of its pixels, if any, and that case's label."""
         case = self.cases.case_with_pixels(prediction.image_sha256)
-        return replace(prediction, stored_case=case, stored_label=case and self.cases.case_label(case))
+        label = case and self.cases.case_label(case)  # None for a withdrawn case: not stored any more
+        return replace(prediction, stored_case=case if label else None, stored_label=label or None)
 
     def submit(self, image: ImageSource, label: str, metadata: Mapping[str, Any] | None,
                user: str | None = None, *, pending_id: str | None = None) -> dict:
@@ -504,6 +507,16 @@ class MammoService:
             receipt["base_film"] = note
         self.audit.record("label corrected", user, case_id=receipt["case_id"], label=receipt["label"],
                           was=receipt["was"], status=receipt["status"])
+        return receipt
+
+    def withdraw_case(self, case_id: str, reason: str, user: str | None = None) -> dict:
+        """Withdraw a stored case (those who may submit may withdraw; ``reason`` one of
+        ``WITHDRAWAL_REASONS``): no later retrain, count or list has it. Recorded in the audit log
+        with the label it had and the reason."""
+        can_submit(user, self.settings).require()
+        receipt = self._said_where(self.cases.withdraw(case_id, reason), WITHDRAWAL_QUEUED_ON_A_SPACE)
+        self.audit.record("case withdrawn", user, case_id=receipt["case_id"], was=receipt["was"],
+                          reason=receipt["withdrawn"], status=receipt["status"])
         return receipt
 
     def _said_where(self, receipt: dict, queued_here: str = QUEUED_ON_A_SPACE) -> dict:
@@ -635,6 +648,8 @@ class MammoService:
         prediction = next(iter(drawn.values()), None) or self._stored(
             self._predictor.predict_many([self.load(image)], method=None)[0])
         stored = self.cases.case_with_pixels(prediction.image_sha256)
+        if stored and self.cases.case_label(stored) is None:
+            raise StoreError(f"This image was case {stored}, since withdrawn: it is not taken again.")
         if stored:
             raise StoreError(f"This image is already case {stored} (labelled): there is nothing to label.")
         if prediction.in_training_data:

@@ -68,6 +68,7 @@ __all__ = [
     "metadata_from_fields",
     "receipt_text",
     "correction_text",
+    "withdrawal_text",
     "pending_stored_text",
     "bulk_receipt_text",
     "known_image_notes",
@@ -285,10 +286,11 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
     rows = []
     for v in reversed(versions):
         metrics, data, cv = v.get("metrics") or {}, v.get("data") or {}, v.get("cv") or {}
-        published = (f"error: {v['error']}" if v.get("error") else
-                      human_time(v.get("published_at") or v.get("created_at")))
-        trained = human_time(v.get("created_at")).split(",")[0]  # the day; a packaged version is
-        # published in a store when the app first starts there, long after it was trained
+        # a packaged version is published in a store when the app first starts there, long after it
+        # was made: "with the app", not that moment
+        published = (f"error: {v['error']}" if v.get("error") else "with the app" if v.get("packaged") else
+                     human_time(v.get("published_at") or v.get("created_at")))
+        trained = human_time(v.get("created_at")).split(",")[0]  # the day
         parent = v.get("parent") or "—"
         if v.get("rollback_of"):  # its figures are those of the version it copies
             parent = f"{parent} (a copy of {v['rollback_of']}, served again)"
@@ -635,6 +637,19 @@ def correction_text(receipt: Mapping[str, Any]) -> str:
     lines = [f"**Label corrected** ({_where(receipt)}): case `{receipt['case_id']}` is now "
              f"**{receipt['label']}** (was {receipt['was']}), "
              f"{human_time(receipt.get('corrected_at'))}.{learns}",
+             f"Submitted cases per label now: {counts}."]
+    return "  \n".join([*lines, *_receipt_notes(receipt)])
+
+
+def withdrawal_text(receipt: Mapping[str, Any]) -> str:
+    """A withdrawal's receipt in words: the case, why, what changes and what does not, the totals."""
+    counts = ", ".join(f"{label} {n}" for label, n in receipt["counts"].items())
+    lines = [f"**Case withdrawn** ({_where(receipt)}): case `{receipt['case_id']}` (was {receipt['was']}), "
+             f"{human_time(receipt.get('corrected_at'))}, because: {receipt['withdrawn']}. From now on it is "
+             "left out of the counts, the case lists and every retrain, its image is not shown, and the "
+             "same image is not taken again. Published versions keep what they learnt from it; its "
+             "image stays in the dataset's files until a maintainer erases it (README: *Withdrawing a "
+             "case*).",
              f"Submitted cases per label now: {counts}."]
     return "  \n".join([*lines, *_receipt_notes(receipt)])
 

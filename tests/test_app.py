@@ -53,7 +53,7 @@ def test_api_names_are_exactly_the_documented_ones(client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/predict", "/heatmap", "/report", "/submit_case", "/retrain", "/rollback",
                               "/models", "/audit", "/history", "/offer", "/queue", "/health",
-                              "/correct_label"}
+                              "/correct_label", "/withdraw_case"}
     # the API page names every parameter and result, and lists the values a parameter takes
     for name, info in endpoints.items():
         for item in (*info["parameters"], *info["returns"]):
@@ -140,6 +140,35 @@ def test_a_stored_cases_label_is_corrected_over_the_api(client, app: AppProcess,
     rows = list(csv.DictReader(Path(client.predict(api_name="/audit")).open()))
     assert [json.loads(r["details"]) for r in rows if r["action"] == "label corrected"] == [
         {"case_id": case_id, "label": "malignant", "was": "normal", "status": "stored"}]
+
+
+def test_a_stored_case_is_withdrawn_over_the_api(client, app: AppProcess, small_mias: Path,
+                                                 tmp_path: Path) -> None:
+    film = tmp_path / "to-withdraw.png"  # not a base film, not stored by another test
+    base_film = Image.open(sorted((small_mias / "benign").glob("*.png"))[-1])
+    base_film.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(film)
+    case_id = client.predict(handle_file(str(film)), "benign", api_name="/submit_case")["case_id"]
+    before = CaseStore(LABELS, app.home / "cases").counts()
+    for args, refusal in (((case_id, "I changed my mind"), "Unknown reason 'I changed my mind'"),
+                          ((case_id, None), "Pick the case and the reason to withdraw it first")):
+        with pytest.raises(AppError, match=re.escape(refusal)):
+            client.predict(*args, api_name="/withdraw_case")
+    gone = client.predict(case_id[:8], "identifier visible in the image", api_name="/withdraw_case")
+    assert [gone[k] for k in ("case_id", "label", "was", "status")] == [case_id, None, "benign", "stored"]
+    assert gone["counts"] == {**before, "benign": before["benign"] - 1}
+    assert CaseStore(LABELS, app.home / "cases").case_label(case_id) is None  # read by another process
+    with pytest.raises(AppError, match="was withdrawn; nothing was changed"):
+        client.predict(case_id, "normal", api_name="/correct_label")
+    with pytest.raises(AppError, match="since withdrawn.*not taken again"):
+        client.predict(handle_file(str(film)), "benign", api_name="/submit_case")
+    with pytest.raises(AppError, match="since withdrawn: it is not taken again"):
+        client.predict(handle_file(str(film)), api_name="/offer")
+    details = client.predict(handle_file(str(film)), api_name="/predict")[2]
+    assert details["stored_case"] is None  # not "a stored case" any more
+    rows = list(csv.DictReader(Path(client.predict(api_name="/audit")).open()))
+    assert [json.loads(r["details"]) for r in rows if r["action"] == "case withdrawn"] == [
+        {"case_id": case_id, "was": "benign", "reason": "identifier visible in the image",
+         "status": "stored"}]
 
 
 def test_the_eight_real_full_field_dicoms(client) -> None:

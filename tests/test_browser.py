@@ -293,10 +293,12 @@ def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app:
     assert receipt_case_id(page) == stored and page.get_by_text("Case stored").count() > 0
 
 
-def test_a_wrong_label_is_corrected_in_the_accordion_beside_the_stored_image(fresh, app: AppProcess,
-                                                                              tmp_path: Path) -> None:
+def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_image(
+    fresh, app: AppProcess, tmp_path: Path
+) -> None:
     """Submit as benign, then open "Correct a stored case's label": the case is in the list, its
-    stored image shows, a double click on "Correct the label" corrects it once and keeps the words."""
+    stored image shows, a double click on "Correct the label" corrects it once and keeps the words;
+    then "Withdraw the case" takes it out of the list."""
     from playwright.sync_api import expect
 
     page = fresh
@@ -324,6 +326,21 @@ def test_a_wrong_label_is_corrected_in_the_accordion_beside_the_stored_image(fre
     expect(words).to_be_visible()
     case_picker.click()  # the list says the label now
     expect(page.get_by_role("option", name=f"{case_id[:8]} (malignant, ")).to_be_visible()
+    page.keyboard.press("Escape")
+    # then withdrawn (a double click withdraws once): the words say so, the form and the picture empty
+    pick(page, "Or withdraw the case: why", "consent withdrawn")
+    page.get_by_role("button", name="Withdraw the case").dblclick()
+    gone = page.get_by_text(re.compile(rf"Case withdrawn.*{case_id} \(was malignant\).*consent withdrawn"))
+    expect(gone).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(3000)
+    expect(gone).to_be_visible()
+    expect(stored).to_have_count(0)
+    expect(page.get_by_label("Or withdraw the case: why", exact=True)).to_have_value("")
+    assert CaseStore(LABELS, app.home / "cases").case_label(case_id) is None
+    events = [json.loads(p.read_text()) for p in (app.home / "audit").glob("*.json")]
+    assert [e["details"]["case_id"] for e in events if e["action"] == "case withdrawn"] == [case_id]
+    case_picker.click()  # no longer offered
+    expect(page.get_by_role("option", name=f"{case_id[:8]} (")).to_have_count(0)
 
 
 def test_an_offered_image_is_labelled_from_the_pool_keeping_the_pick_on_a_refusal(fresh,
@@ -390,12 +407,13 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
     page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), after_method],
                            timeout=30_000)
     after_typed = overlay.get_attribute("src")
-    number.fill("5")  # out of range: refused in a toast, the result left as drawn
+    number.fill("5")  # out of range: taken as the nearest end, 1, in the box and in the drawing
     number.press("Enter")
-    page.get_by_text(re.compile(r"Heat-map opacity: Value 5 is greater than maximum value 1")).first.wait_for(
-        timeout=10_000)
-    expect(overlay).to_be_visible()
-    assert overlay.get_attribute("src") == after_typed and page.locator(shot.MOST_LIKELY).count() == 3
+    page.wait_for_function("([i, s]) => i.src !== s", arg=[overlay.element_handle(), after_typed],
+                           timeout=30_000)
+    expect(number).to_have_value("1")
+    expect(page.get_by_text("greater than maximum value")).to_have_count(0)  # nothing refused
+    assert page.locator(shot.MOST_LIKELY).count() == 3
     badge = '[data-testid="status-tracker"]:not(.hide)'  # Gradio's status over an output, when shown
     for output in (shot.OVERLAY_LABEL, "Class probabilities"):  # no "Error" badge over the result
         assert page.locator(".block").filter(has_text=output).locator(badge).get_by_text("Error").count() == 0

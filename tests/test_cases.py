@@ -35,6 +35,7 @@ from huggingface_hub import DatasetCard
 from PIL import Image, PngImagePlugin
 
 from mammo import imaging
+from mammo.choices import WITHDRAWAL_REASONS
 from mammo.config import settings
 from mammo.data import case_examples
 from mammo.imaging import encode_png
@@ -1041,3 +1042,80 @@ def test_a_case_is_named_by_its_id_or_its_first_8_characters(store: CaseStore,
     with pytest.raises(StoreError, match="No submitted case"):
         store.resolve_case(first[:7])  # too short to name one
     assert store.correct_label(first[:8], "benign")["case_id"] == first
+
+
+# -- withdrawals -----------------------------------------------------------------------------------
+WHY = WITHDRAWAL_REASONS[0]
+
+
+def test_a_withdrawn_case_is_left_out_everywhere_its_image_is_not_taken_again_and_its_shard_is_kept(
+    store: CaseStore,
+) -> None:
+    ids = [store.append(grey(60 + i), label)["case_id"] for i, label in enumerate(LABELS)]
+    before = shard_bytes(store.root)
+    receipt = store.withdraw(ids[1][:8].upper(), WHY)  # named as the pickers show it
+    assert {k: receipt[k] for k in ("case_id", "label", "was", "withdrawn", "status")} == {
+        "case_id": ids[1], "label": None, "was": "benign", "withdrawn": WHY, "status": "stored"}
+    assert receipt["counts"] == store.counts() == {"normal": 1, "benign": 0, "malignant": 1}
+    assert store.case_label(ids[1]) is None
+    assert [c["case_id"] for c in store.recent()] == [ids[2], ids[0]]
+    assert loaded_labels(store) == {ids[0]: "normal", ids[2]: "malignant"}
+    examples = {example.group: example for example in case_examples(store.load())}
+    for seed, case_id in ((60, ids[0]), (62, ids[2])):  # each example reads its own case's pixels
+        assert np.array_equal(examples[case_id].read(), imaging.read_image(encode_png(grey(seed))))
+    assert shard_bytes(store.root) == before  # the shard, and the image in it, is kept
+    with pytest.raises(StoreError, match=f"Case {ids[1]} was withdrawn; its image is not shown"):
+        store.case_png(ids[1])
+    with pytest.raises(StoreError, match=r"since withdrawn, .*not stored again\. A withdrawn case's image is "
+                                         r"not taken again\."):
+        store.append(grey(61), "benign")
+    with pytest.raises(StoreError, match="was withdrawn; nothing was changed"):
+        store.correct_label(ids[1], "normal")
+    with pytest.raises(StoreError, match="was withdrawn; nothing was changed"):
+        store.withdraw(ids[1], WHY)
+    with CaseStore(LABELS, store.root) as reopened:  # another process, or the app after a restart
+        assert reopened.counts() == store.counts() and reopened.case_label(ids[1]) is None
+        assert loaded_labels(reopened) == {ids[0]: "normal", ids[2]: "malignant"}
+        assert reopened.compact(small=10)["shards_merged"] == 3
+        assert reopened.counts() == {"normal": 1, "benign": 0, "malignant": 1}
+        assert loaded_labels(reopened) == {ids[0]: "normal", ids[2]: "malignant"}
+
+
+@pytest.mark.parametrize("reason", ["because I said so", "", None])
+def test_a_withdrawal_without_a_listed_reason_is_refused_and_nothing_changes(store: CaseStore,
+                                                                             reason: str | None) -> None:
+    case = store.append(grey(63), "normal")["case_id"]
+    with pytest.raises(StoreError, match="Unknown reason .* for a withdrawal; choose one of: identifier"):
+        store.withdraw(case, reason)  # type: ignore[arg-type]
+    assert not (store.root / "corrections").exists()
+    assert store.counts() == {"normal": 1, "benign": 0, "malignant": 0}
+
+
+def test_a_withdrawal_without_its_reason_in_the_file_is_logged_and_left_out(
+    store: CaseStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    case = store.append(grey(64), "benign")["case_id"]
+    folder = store.root / "corrections"
+    folder.mkdir()
+    (folder / "20260101T000000000000Z-noreason.json").write_text(json.dumps({"case_id": case, "label": None}))
+    with caplog.at_level(logging.ERROR), CaseStore(LABELS, store.root) as reopened:
+        assert reopened.case_label(case) == "benign" and loaded_labels(reopened) == {case: "benign"}
+    assert "noreason.json not applied: no label and no reason" in caplog.text
+
+
+def test_hub_withdrawal_reaches_the_repo_and_a_fresh_machine_leaves_the_case_out(
+    hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = hub_env
+    with hub_store() as store:
+        ids = [store.append(grey(seed), "normal")["case_id"] for seed in (65, 66)]
+        assert store.withdraw(ids[0], WHY)["status"] == "stored"
+        assert store.wait_until_delivered(15)
+    [name] = [p for p in server.files(REPO) if p.startswith("corrections/")]
+    assert json.loads(server.read(REPO, name))["withdrawn"] == WHY
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "other-machine"))
+    with hub_store() as fresh:
+        assert fresh.counts() == {"normal": 1, "benign": 0, "malignant": 0}
+        assert loaded_labels(fresh) == {ids[1]: "normal"}
+        with pytest.raises(StoreError, match="was withdrawn"):
+            fresh.case_png(ids[0])

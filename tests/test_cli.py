@@ -294,6 +294,17 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     again = cli_here("cases", "relabel", recent["case_id"], "malignant", home=home)
     assert again.returncode == 2 and "already labelled malignant" in again.stderr
     assert "Traceback" not in again.stderr
+    # a case withdrawn from the shell: left out of the counts and lists, audited with its reason
+    unlisted = cli_here("cases", "withdraw", recent["case_id"], "a reason of my own", home=home)
+    assert unlisted.returncode == 2 and "invalid choice" in unlisted.stderr  # only a listed reason
+    withdrawn = cli_here("cases", "withdraw", recent["case_id"], "consent withdrawn", home=home)
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    assert json.loads(withdrawn.stdout)["was"] == "malignant"
+    listed = json.loads(cli_here("cases", "list", "-n", str(n + 2), home=home).stdout)
+    assert recent["case_id"] not in {c["case_id"] for c in listed["recent"]}
+    assert sum(listed["counts"].values()) == n + 1
+    audit = json.loads(sorted((home / "audit").glob("*.json"))[-1].read_text())
+    assert (audit["action"], audit["details"]["reason"]) == ("case withdrawn", "consent withdrawn")
 
 
 def test_retrain_command_runs_the_apps_retrain_and_gate(small_mias: Path, tiny_model_dir: Path,

@@ -16,9 +16,9 @@ import pytest
 import mammo.service
 from mammo import views
 from mammo.access import AccessDenied
-from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY
+from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, WITHDRAWAL_REASONS
 from mammo.config import Settings, settings
-from mammo.data import SplitSpec, pixel_hashes
+from mammo.data import SplitSpec, case_examples, pixel_hashes
 from mammo.errors import BadRequest, MammoError
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
@@ -901,3 +901,24 @@ def test_correcting_a_base_films_case_says_a_retrain_leaves_it_out(service: Mamm
     assert receipt["base_film"] == case["base_film"]  # the same note as at submission
     text = views.correction_text(receipt)
     assert "learns the corrected label" not in text and receipt["base_film"] in text
+
+
+def test_a_withdrawal_is_audited_limited_to_submitters_and_leaves_the_case_out_of_training(
+    service: MammoService, small_mias: Path
+) -> None:
+    films = sorted((small_mias / "malignant").glob("*.png"))[:2]
+    new_images = [np.ascontiguousarray(np.flipud(read_image(film))) for film in films]  # not base films
+    case_ids = [service.submit(image, "malignant", None, user="alice")["case_id"] for image in new_images]
+    service.settings = dataclasses.replace(service.settings, submitters=frozenset({"alice"}))
+    with pytest.raises(AccessDenied, match="limited to the submitters"):
+        service.withdraw_case(case_ids[0], WITHDRAWAL_REASONS[2], user="mallory")
+    receipt = service.withdraw_case(case_ids[0], WITHDRAWAL_REASONS[2], user="alice")
+    assert (receipt["was"], receipt["withdrawn"]) == ("malignant", "consent withdrawn")
+    event = service.audit.events()[-1]
+    assert (event["action"], event["user"]) == ("case withdrawn", "alice")
+    assert event["details"] == {"case_id": case_ids[0], "was": "malignant", "reason": "consent withdrawn",
+                                "status": "stored"}
+    assert [e.group for e in case_examples(service.cases.load())] == [case_ids[1]]  # what a retrain reads
+    assert service.data_summary()["malignant"]["cases"] == 1
+    text = views.withdrawal_text(receipt)
+    assert case_ids[0] in text and "consent withdrawn" in text and "malignant 1" in text

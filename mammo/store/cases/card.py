@@ -32,9 +32,10 @@ def dataset_card(labels: Sequence[str], title: str = "mammo contributed cases") 
 
 Labelled mammogram cases contributed through the mammo app, used to retrain its classifier.
 Each submission adds one parquet shard under `data/`; shards are never rewritten.
-A label corrected later is a JSON file under `corrections/` (`case_id`, `label`, `was`,
-`corrected_at`): the newest correction of a case is its label. The mammo app applies them;
-`load_dataset` alone gives the labels as submitted.
+A label corrected later, or a case withdrawn, is a JSON file under `corrections/` (`case_id`,
+`label`, `was`, `corrected_at`; a withdrawal has `label` null and `withdrawn`: the reason): the
+newest of a case gives its label, and a withdrawn case is not to be used. The mammo app applies
+them; `load_dataset` alone gives the cases and labels as submitted.
 Images are re-encoded from their pixels as 16-bit greyscale PNG: no EXIF, PNG text or DICOM
 tag is kept. Contributors must not submit images or notes that identify a patient.
 

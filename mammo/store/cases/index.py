@@ -1,8 +1,9 @@
 """Where each stored case is and what the app lists of it without opening a shard: case id ->
-shard, pixel hash -> case id, counts per label, and per shard its cases' (id, label as corrected,
-submission time, filled-in metadata) with the shard's newest submission time, so that recent cases, the case
-growth chart and duplicate messages are answered from memory (also for shards that are only on the
-Hub). Never an image: about 500 bytes per case, 50 MB at 100 000 cases.
+shard, pixel hash -> case id, counts per label, and per shard its cases' (id, label as corrected or
+None when withdrawn, submission time, filled-in metadata) with the shard's newest submission time,
+so that recent cases, the case growth chart and duplicate messages are answered from memory (also
+for shards that are only on the Hub). Never an image: about 500 bytes per case, 50 MB at 100 000
+cases.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class CaseRow(NamedTuple):
     """What the index keeps of one case."""
 
     case_id: str
-    label: str
+    label: str | None  # as corrected; None: the case was withdrawn (left out of counts and lists)
     submitted_at: str  # ISO 8601, UTC: sorts as text
     metadata: dict[str, Any] | None  # the filled-in fields; None when none was
 
@@ -47,7 +48,7 @@ class CaseIndex:
         self._shard_of: dict[str, int] = {}  # case_id -> the shard holding it (the last indexed)
         self._by_sha: dict[str, str] = {}  # image_sha256 -> the first case_id with those pixels
         self._label_counts: Counter[str] = Counter()
-        self._corrected: dict[str, str] = {}  # case_id -> its label now (a label correction)
+        self._corrected: dict[str, str | None] = {}  # case_id -> its label now (None: withdrawn)
 
     def add(self, name: str, table: pa.Table) -> None:
         """Index one shard (labels as ``ClassLabel`` codes); a shard already indexed is left as it is."""
@@ -63,7 +64,7 @@ class CaseIndex:
         rows = []
         for i, (case_id, code, sha) in enumerate(zip(case_ids, codes, hashes, strict=True)):
             label = self._corrected.get(case_id, label_names[code])
-            if case_id not in self._shard_of:  # counted once, however often it is seen
+            if case_id not in self._shard_of and label is not None:  # counted once, however often seen
                 self._label_counts[label] += 1
             self._shard_of[case_id] = position
             self._by_sha.setdefault(sha, case_id)
@@ -73,9 +74,9 @@ class CaseIndex:
         self._rows.append(rows)
         self._newest.append(max(submitted, default=""))
 
-    def correct(self, case_id: str, label: str) -> None:
-        """``case_id``'s label is ``label`` from now on (a label correction); a case whose shard is not
-        indexed yet gets it when it is."""
+    def correct(self, case_id: str, label: str | None) -> None:
+        """``case_id``'s label is ``label`` from now on (a label correction; None: withdrawn); a case
+        whose shard is not indexed yet gets it when it is."""
         self._corrected[case_id] = label
         position = self._shard_of.get(case_id)
         if position is None:
@@ -83,8 +84,10 @@ class CaseIndex:
         rows = self._rows[position]
         i = next(i for i, row in enumerate(rows) if row.case_id == case_id)
         if rows[i].label != label:
-            self._label_counts[rows[i].label] -= 1
-            self._label_counts[label] += 1
+            if rows[i].label is not None:
+                self._label_counts[rows[i].label] -= 1
+            if label is not None:
+                self._label_counts[label] += 1
             rows[i] = rows[i]._replace(label=label)
 
     def __contains__(self, shard: str) -> bool:
@@ -92,8 +95,8 @@ class CaseIndex:
         return shard in self._position
 
     def __len__(self) -> int:
-        """Number of cases indexed."""
-        return len(self._shard_of)
+        """Number of cases indexed and not withdrawn."""
+        return sum(self._label_counts.values())
 
     def forget(self, names: Sequence[str]) -> None:
         """Drop the rows of shards merged into another (already indexed): they stay known, so a
@@ -124,14 +127,15 @@ class CaseIndex:
         return [case_id for case_id in self._shard_of if case_id.startswith(prefix)]
 
     def case_with_pixels(self, sha256: str) -> str | None:
-        """The first case whose pixels have this SHA-256."""
+        """The first case whose pixels have this SHA-256 (withdrawn or not)."""
         return self._by_sha.get(sha256)
 
     def count(self, label: str) -> int:
         return self._label_counts.get(label, 0)
 
     def recent(self, n: int) -> list[CaseRow]:
-        """The ``n`` newest cases, newest first (each once), looking only at the newest shards."""
+        """The ``n`` newest cases not withdrawn, newest first (each once), looking only at the newest
+        shards."""
         def time(row: CaseRow) -> str:
             return row.submitted_at
 
@@ -141,5 +145,6 @@ class CaseIndex:
                 rows = heapq.nlargest(n, rows, key=time)
                 if self._newest[position] < rows[-1].submitted_at:
                     break
-            rows += [row for row in self._rows[position] if self._shard_of[row.case_id] == position]
+            rows += [row for row in self._rows[position]
+                     if self._shard_of[row.case_id] == position and row.label is not None]
         return sorted(rows, key=time, reverse=True)[: max(0, n)]

@@ -4,7 +4,8 @@ Layout (the same in a local folder and in a Hub dataset repo)::
 
     README.md                                    dataset card (no dataset_info: shards are added)
     data/train-<UTC %Y%m%dT%H%M%S%fZ>-<uuid4 hex>.parquet   one shard per submission, batch or merge
-    corrections/<UTC %Y%m%dT%H%M%S%fZ>-<id>.json   one label correction each (:mod:`.corrections`)
+    corrections/<UTC %Y%m%dT%H%M%S%fZ>-<id>.json   one amendment each: a label corrected or the case
+                                                 withdrawn (:mod:`.corrections`)
     .shards                                      (local only) the shard names in the order written
     .cache/                                      (local only) datasets' Arrow copy for load(): the newest kept
     .load.lock, .compaction                      (local only) loads vs merges; a merge in progress
@@ -47,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ... import imaging
+from ...choices import WITHDRAWAL_REASONS
 from ...timestamps import human_time
 from .._fs import file_lock, fsync_dir, fsync_file, utc_iso, utc_now
 from .card import dataset_card
@@ -213,9 +215,9 @@ class CaseStore:
         return receipt
 
     def load(self) -> datasets.Dataset:
-        """Every case as a ``datasets.Dataset`` (empty with the schema when there is none), with
-        its label as corrected (:meth:`correct_label`)."""
-        return self._corrected(self._load_shards())
+        """Every case not withdrawn as a ``datasets.Dataset`` (empty with the schema when there is
+        none), with its label as corrected (:meth:`correct_label`, :meth:`withdraw`)."""
+        return self._amended(self._load_shards())
 
     def _load_shards(self) -> datasets.Dataset:
         """Every case as its shard holds it."""
@@ -229,40 +231,61 @@ class CaseStore:
                     return load_cases(str(self.root), self._cache_dir)
             self._finish_merge()  # a merge was interrupted: finish it first
 
-    def _corrected(self, cases: datasets.Dataset) -> datasets.Dataset:
-        """``cases`` with the labels of corrected cases replaced (only the label column is read and
-        rebuilt: the images stay in the memory-mapped dataset)."""
-        corrections = self._corrections()
-        if not corrections or len(cases) == 0:
+    def _amended(self, cases: datasets.Dataset) -> datasets.Dataset:
+        """``cases`` with the labels of corrected cases replaced and withdrawn cases left out (only
+        the label and id columns are read; the images stay in the memory-mapped dataset)."""
+        amendments = self._corrections()
+        if not amendments or len(cases) == 0:
             return cases
         code = {name: i for i, name in enumerate(self.labels)}
         ids = cases.data.column("case_id").to_pylist()
-        codes = [code[corrections[case_id]] if case_id in corrections else old
+        # a withdrawn case (label None) keeps its code here and is left out below
+        codes = [code[label] if (label := amendments.get(case_id)) else old
                  for case_id, old in zip(ids, cases.data.column("label").to_pylist(), strict=True)]
         relabelled = cases.remove_columns("label").add_column("label", codes, feature=self.features["label"])
-        return relabelled.select_columns(cases.column_names)  # the label column back in its place
+        relabelled = relabelled.select_columns(cases.column_names)  # the label column back in its place
+        kept = [i for i, case_id in enumerate(ids) if amendments.get(case_id, "") is not None]
+        return relabelled if len(kept) == len(ids) else relabelled.select(kept)
 
     def correct_label(self, case_id: str, label: str) -> dict[str, Any]:
         """Change a stored case's confirmed label: a correction file is added (:mod:`.corrections`),
         the shard is not rewritten. The receipt says the case, its label before and now, and the totals."""
         label = self._label(label)
+        return self._amend(case_id, label, None)
+
+    def withdraw(self, case_id: str, reason: str) -> dict[str, Any]:
+        """Withdraw a stored case (``reason`` one of ``WITHDRAWAL_REASONS``): from now on it is left
+        out of counts, lists, its image's preview and every load for training, and its pixels are not
+        taken again. A withdrawal file is added (:mod:`.corrections`); the shard, and so the image in
+        it, is not rewritten (in a Hub repo it also stays in the history): erasing it is a maintainer's
+        job (docs/architecture.md). The receipt says the case, the label it had and the totals."""
+        if reason not in WITHDRAWAL_REASONS:
+            raise StoreError(f"Unknown reason {_short(reason)} for a withdrawal; choose one of: "
+                             f"{'; '.join(WITHDRAWAL_REASONS)}.")
+        return self._amend(case_id, None, reason)
+
+    def _amend(self, case_id: str, label: str | None, withdrawn: str | None) -> dict[str, Any]:
+        """Store one amendment of a case (its label now, or None and the reason it is withdrawn)."""
+        what = "correction" if label else "withdrawal"
         self._open_index()  # before the file lock, which it takes
         with self._lock, file_lock(self.root / _LOCK_FILE):
             self._refresh_local()
             case_id = self._resolve(case_id)
             row = self._index.row(case_id)
             assert row is not None  # every case the index names has its row
+            if row.label is None:
+                raise StoreError(f"Case {case_id} was withdrawn; nothing was changed.")
             if row.label == label:
                 raise StoreError(f"Case {case_id} is already labelled {label}; nothing was changed.")
-            name, content, record = correction_file(case_id, label, row.label)
+            name, content, record = correction_file(case_id, label, row.label, withdrawn=withdrawn)
             try:
                 write_correction(self._corrections_dir, name, content)
                 if self.outbox:  # kept here first: one kept and never queued is queued at the next open
                     self.outbox.queue_file(CORRECTIONS_DIR, name, content)
             except OSError as exc:
                 (self._corrections_dir / name).unlink(missing_ok=True)
-                raise StoreError(f"The correction could not be saved ({exc.strerror or exc}); case "
-                                 f"{case_id} is still labelled {row.label}.") from exc
+                raise StoreError(f"The {what} could not be saved ({exc.strerror or exc}); case "
+                                 f"{case_id} is still stored, labelled {row.label}.") from exc
             self._apply_corrections([name])
             counts = self._counts()
         status, warning = "stored", None
@@ -336,14 +359,17 @@ class CaseStore:
         return len(self.outbox.queued_shards()) if self.outbox else 0
 
     def case_png(self, case_id: str) -> bytes:
-        """One stored case's PNG, read from the one shard that holds it (not the whole dataset)."""
+        """One stored case's PNG, read from the one shard that holds it (not the whole dataset); a
+        withdrawn case's is not shown."""
         with self._lock:
             self._open_index()
-            if self._index.shard_of(case_id) is None:
-                self._refresh_local()  # a shard another process wrote since
+            self._refresh_local()  # a shard another process wrote since, or a withdrawal
             name = self._index.shard_of(case_id)
+            row = self._index.row(case_id)
         if name is None:
             raise StoreError(f"No submitted case {str(case_id)[:80]!r}.")
+        if row is not None and row.label is None:
+            raise StoreError(f"Case {case_id} was withdrawn; its image is not shown.")
         try:
             return self._png_in_shard(name, case_id)
         except FileNotFoundError:  # merged into another shard since (a compaction elsewhere)
@@ -375,7 +401,7 @@ class CaseStore:
             return self._index.case_with_pixels(sha256)
 
     def case_label(self, case_id: str) -> str | None:
-        """A stored case's confirmed label (None for an unknown id), from the index."""
+        """A stored case's confirmed label (None for an unknown id or a withdrawn case), from the index."""
         with self._lock:
             self._open_index()
             row = self._index.row(case_id)
@@ -496,20 +522,21 @@ class CaseStore:
         for i, case in enumerate(cases):
             earlier = self._index.case_with_pixels(case.sha256)
             if earlier is None and case.sha256 in batch:
-                detail = f"item {batch[case.sha256] + 1} of this batch"
-                earlier_id = None
+                detail, earlier_id, fix = f"item {batch[case.sha256] + 1} of this batch", None, ""
             elif earlier is not None:
                 record = self._index.row(earlier)
                 assert record is not None  # every case the index names has its row
-                detail = f"case {earlier} ({record.label}, submitted {human_time(record.submitted_at)})"
+                detail = (f"case {earlier} ({record.label or 'since withdrawn'}, "
+                          f"submitted {human_time(record.submitted_at)})")
                 earlier_id = earlier
+                fix = (" If that label is wrong, correct the case's label instead." if record.label
+                       else " A withdrawn case's image is not taken again.")
             else:
                 batch[case.sha256] = i
                 kept.append(case)
                 continue
             if not skip:
                 prefix = f"Item {i + 1}: " if len(cases) > 1 else ""
-                fix = " If that label is wrong, correct the case's label instead." if earlier_id else ""
                 raise StoreError(
                     f"{prefix}This image was already submitted as {detail}; it was not stored again.{fix}",
                     duplicate_of=earlier_id,
@@ -555,17 +582,18 @@ class CaseStore:
 
     @property
     def _corrections_dir(self) -> Path:
-        """Where this store keeps its label corrections."""
+        """Where this store keeps its amendments (label corrections and withdrawals)."""
         return self.root / CORRECTIONS_DIR
 
-    def _corrections(self) -> dict[str, str]:
-        """Each corrected case's label now (case id -> label), read afresh (a training process never
-        builds the index); corrections naming a label outside this store's set are left out."""
+    def _corrections(self) -> dict[str, str | None]:
+        """Each amended case's label now (case id -> label; None: withdrawn), read afresh (a training
+        process never builds the index); corrections naming a label outside this store's set are left
+        out."""
         records = read_records(self._corrections_dir, correction_names(self._corrections_dir))
         return {r["case_id"]: r["label"] for r in records if self._known_label(r)}
 
     def _known_label(self, record: dict) -> bool:
-        if record["label"] in self.labels:
+        if record["label"] is None or record["label"] in self.labels:
             return True
         log.error("label correction of case %s not applied: %r is not one of this store's labels %s",
                   record["case_id"], record["label"], self.labels)

@@ -137,6 +137,7 @@ class ModelRegistry(ABC):
         self.home = Path(home)
         self.models_dir = self.home / "models"
         self.rejected_dir = self.models_dir / "rejected"
+        self._packaged: set[tuple[str, str]] = set()  # (version, created_at) of the packaged ones seeded
 
     # -- backend ---------------------------------------------------------------------------------
     @property
@@ -193,6 +194,8 @@ class ModelRegistry(ABC):
         packaged version. The last new version."""
         seeds = [Path(seeds)] if isinstance(seeds, str | Path) else [Path(s) for s in seeds]
         present = [s for s in seeds if (s / "config.json").is_file()]
+        self._packaged = {(f"v{i + 1}", (_read_config(seed).get("mammo") or {}).get("created_at"))
+                          for i, seed in enumerate(present)}
         published = None
         for count, seed in enumerate(present):
             if len(self._numbers()) != count or not all(
@@ -214,7 +217,9 @@ class ModelRegistry(ABC):
         return f"v{max(numbers)}" if numbers else None
 
     def versions(self) -> list[dict]:
-        """v1..vN, each with created_at, published_at, parent, metrics, data and split.
+        """v1..vN, each with created_at, published_at, parent, metrics, data, split and ``packaged``
+        (whether it is the packaged version of that name seeded here, whose ``published_at`` is when
+        this store first opened, not when it was made).
 
         A version whose config cannot be read is listed with an ``error`` entry, not hidden.
         """
@@ -222,7 +227,8 @@ class ModelRegistry(ABC):
         for number in sorted(self._numbers()):
             version = f"v{number}"
             try:
-                rows.append(_summary(version, self._version_config(version)))
+                row = _summary(version, self._version_config(version))
+                rows.append({**row, "packaged": (version, row["created_at"]) in self._packaged})
             except RegistryError as error:
                 rows.append({**_summary(version, {}), "error": str(error)})
         return rows
