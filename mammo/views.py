@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -465,9 +466,14 @@ def _recorded_elsewhere(summary: Mapping[str, Any]) -> str:
     if now is not None and round(now, 2) == round(recorded["auc_malignant"], 2):
         return ""
     return (f" {summary['current_version']} recorded AUC {auc_and_ci(recorded)} on the held-out films of "
-            f"{', '.join(recorded['sources'])} when it was made; here the gate scores it on those of "
-            f"{', '.join(here)}: other films, or other copies of them (another resolution), so the figure "
-            "differs.")
+            f"{_data_names(recorded['sources'])} when it was made; here the gate scores it on those of "
+            f"{_data_names(here)}: other films, or other copies of them (another resolution), so the "
+            "figure differs.")
+
+
+def _data_names(sources: Sequence[str]) -> str:
+    """Data folders or repos by their last name ("mias1024"), not the server's paths."""
+    return ", ".join(f"*{PurePosixPath(str(source).rstrip('/')).name or source}*" for source in sources)
 
 
 def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:

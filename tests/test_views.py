@@ -200,8 +200,8 @@ def test_verdict_says_why_the_served_versions_figure_is_not_the_one_it_recorded(
                "current_metrics": {"auc_malignant": 0.651, "n": 38},
                "candidate_metrics": {"auc_malignant": 0.6, "n": 38},
                "current_recorded": recorded, "scored_on": ["/data/mias"]}
-    said = ("v3 recorded AUC 0.67 (95% CI 0.34–0.94) on the held-out films of ../shared/data/mias1024 when "
-            "it was made; here the gate scores it on those of /data/mias")
+    said = ("v3 recorded AUC 0.67 (95% CI 0.34–0.94) on the held-out films of *mias1024* when "
+            "it was made; here the gate scores it on those of *mias*")  # not the server's paths
     assert said in views.verdict_text(summary)
     collapsed = {"auc_malignant": 0.5, "n": 38, "roc": {"thresholds": [1.5, 0.31, 0.31]}}  # every outcome
     for outcome in ({**summary, "promoted": True}, {**summary, "published_meanwhile": "v4"},
