@@ -329,7 +329,7 @@ def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_im
     page.keyboard.press("Escape")
     # then withdrawn (a double click withdraws once): the words say so, the form and the picture empty
     pick(page, "Or withdraw the case: why", "consent withdrawn")
-    page.get_by_role("button", name="Withdraw the case").dblclick()
+    page.get_by_role("button", name="Withdraw the case", exact=True).dblclick()
     gone = page.get_by_text(re.compile(rf"Case withdrawn.*{case_id} \(was malignant\).*consent withdrawn"))
     expect(gone).to_be_visible(timeout=60_000)
     page.wait_for_timeout(3000)
