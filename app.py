@@ -630,9 +630,12 @@ def withdraw_case(case_id: str | None, reason: str | None, profile: gr.OAuthProf
     return service.withdraw_case(str(case_id), reason, user=_user(profile, token))
 
 
-def after_withdrawal(receipt: dict):
-    """The withdrawal in words, and the form emptied: the case is gone, so is its picture."""
-    return views.withdrawal_text(receipt), None, None, None, None
+def after_withdrawal(withdrawal: dict, submitted: dict | None):
+    """The withdrawal in words, the form emptied (the case is gone, so is its picture), and the
+    submission's receipt taken off the page when it is this case's (it no longer holds)."""
+    gone = submitted and submitted.get("case_id") == withdrawal["case_id"]
+    return (views.withdrawal_text(withdrawal), None, None, None, None,
+            *(("", None) if gone else (gr.skip(), gr.skip())))
 
 
 @clear_errors
@@ -1298,13 +1301,14 @@ def build() -> gr.Blocks:
         turn_on(submit_button, emptied,
                 submitted.failure(None, [case_image, label], [receipt_text, receipt], js=KEEP_RECEIPT_JS,
                                   **private))
-        def amends(button: gr.Button, fn, inputs: list, receipt: gr.JSON, said, shown: list) -> None:
+        def amends(button: gr.Button, fn, inputs: list, amended_receipt: gr.JSON, said, shown: list,
+                   also_read: tuple = ()) -> None:
             """A click on ``button`` amends a stored case through ``fn`` (API name: its name); ``said``
-            turns the receipt into ``shown``. A refusal (said in the corner) leaves the last amendment's
-            words: they still hold."""
-            amended = pressed_once(button, fn, inputs, receipt, api_name=fn.__name__,
+            turns its receipt (and ``also_read``) into ``shown``. A refusal (said in the corner) leaves
+            the last amendment's words: they still hold."""
+            amended = pressed_once(button, fn, inputs, amended_receipt, api_name=fn.__name__,
                                    api_description=fn.__doc__, concurrency_limit=4)
-            amended_said = amended.success(said, receipt, shown, **CHAINED)
+            amended_said = amended.success(said, [amended_receipt, *also_read], shown, **CHAINED)
             cases_stored(amended_said)
             turn_on(button, amended_said)
             amended.failure(None, None, button, js=switch_js(on=True), **private)
@@ -1312,7 +1316,8 @@ def build() -> gr.Blocks:
         amends(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
                lambda receipt: (views.correction_text(receipt), None), [fix_text, fix_label])
         amends(withdraw_button, withdraw_case, [fix_case, withdraw_reason], withdraw_receipt,
-               after_withdrawal, [fix_text, fix_case, fix_label, withdraw_reason, fix_preview])
+               after_withdrawal, [fix_text, fix_case, fix_label, withdraw_reason, fix_preview, receipt_text,
+                                  receipt], also_read=(receipt,))
         fix_case.change(stored_case_preview, fix_case, fix_preview, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)

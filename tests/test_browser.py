@@ -328,6 +328,7 @@ def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_im
     expect(page.get_by_role("option", name=f"{case_id[:8]} (malignant, ")).to_be_visible()
     page.keyboard.press("Escape")
     # then withdrawn (a double click withdraws once): the words say so, the form and the picture empty
+    expect(page.get_by_text("Case stored as")).to_have_count(1)  # the submission's receipt, still shown
     pick(page, "Or withdraw the case: why", "consent withdrawn")
     page.get_by_role("button", name="Withdraw the case", exact=True).dblclick()
     gone = page.get_by_text(re.compile(rf"Case withdrawn.*{case_id} \(was malignant\).*consent withdrawn"))
@@ -335,6 +336,7 @@ def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_im
     page.wait_for_timeout(3000)
     expect(gone).to_be_visible()
     expect(stored).to_have_count(0)
+    expect(page.get_by_text("Case stored as")).to_have_count(0)  # its submission's receipt no longer holds
     expect(page.get_by_label("Or withdraw the case: why", exact=True)).to_have_value("")
     assert CaseStore(LABELS, app.home / "cases").case_label(case_id) is None
     events = [json.loads(p.read_text()) for p in (app.home / "audit").glob("*.json")]
