@@ -307,9 +307,11 @@ OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === o
                         f"{json.dumps(OFFER_EXPLAINED)}")
 # a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
-# an opacity typed out of range in the slider's box is taken as the nearest end (0 or 1), as a slider
-# does, in the box and in the redraw that the typing starts
-CLAMP_OPACITY = "Math.min(1, Math.max(0, Number(opacity) || 0))"
+# an opacity typed out of range in the slider's box is taken as the nearest end, as a slider does, in
+# the box and in the redraw that the typing starts; a box emptied while typing is left as it is
+OPACITY_RANGE = (0, 1)
+CLAMP_OPACITY = (f"(opacity === null || opacity === '' || isNaN(Number(opacity))) ? opacity : "
+                 f"Math.min({OPACITY_RANGE[1]}, Math.max({OPACITY_RANGE[0]}, Number(opacity)))")
 CLAMP_OPACITY_JS = f"(opacity) => {CLAMP_OPACITY}"
 REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY}]"
 
@@ -985,7 +987,7 @@ def build() -> gr.Blocks:
                     uploaded = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=320)
                     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method",
                                          **CHECKED_HERE)
-                    opacity = in_bounds(gr.Slider(0, 1, value=DEFAULT_OPACITY, step=0.05,
+                    opacity = in_bounds(gr.Slider(*OPACITY_RANGE, value=DEFAULT_OPACITY, step=0.05,
                                                   label="Heat-map opacity"), "Heat-map opacity")
                     predict_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
                     with gr.Accordion("Submitted cases", open=False):

@@ -331,17 +331,11 @@ def _cases(args: argparse.Namespace) -> int:
                 "bulk import", "command line (cases import)", case_ids=receipt["case_ids"],
                 status=receipt["status"], skipped=len(receipt["skipped"]))
             print(json.dumps(receipt, indent=2))
-        elif args.cases_command == "relabel":
-            receipt = store.correct_label(args.case_id, args.label)
-            open_audit_log(settings(), store).record(
-                "label corrected", "command line (cases relabel)", case_id=receipt["case_id"],
-                label=receipt["label"], was=receipt["was"], status=receipt["status"])
-            print(json.dumps(receipt, indent=2))
-        elif args.cases_command == "withdraw":
-            receipt = store.withdraw(args.case_id, args.reason)
-            open_audit_log(settings(), store).record(
-                "case withdrawn", "command line (cases withdraw)", case_id=receipt["case_id"],
-                was=receipt["was"], reason=receipt["withdrawn"], status=receipt["status"])
+        elif args.cases_command in ("relabel", "withdraw"):
+            receipt = (store.correct_label(args.case_id, args.label) if args.cases_command == "relabel"
+                       else store.withdraw(args.case_id, args.reason))
+            by = f"command line (cases {args.cases_command})"
+            open_audit_log(settings(), store).record_amendment(receipt, by)
             print(json.dumps(receipt, indent=2))
         elif args.cases_command == "compact":
             limits = {key: value for key in ("small", "largest") if (value := getattr(args, key)) is not None}

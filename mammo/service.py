@@ -73,12 +73,14 @@ AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 FETCHED_AUDIT_EVENTS = 5000
 # a case queued while the Hub is down is on the server's disk alone, and a Space's disk is new after
 # every restart: its receipt says so (README: "A Space's disk is new after every restart")
-QUEUED_ON_A_SPACE = ("Until the Hub answers, this upload is only on this Space's disk, which a restart of "
-                     "the Space replaces: keep your own copy of the image(s) until the dataset shows them.")
-CORRECTION_QUEUED_ON_A_SPACE = ("Until the Hub answers, this correction is only on this Space's disk, which "
-                                "a restart of the Space replaces: check the case's label after a restart.")
-WITHDRAWAL_QUEUED_ON_A_SPACE = ("Until the Hub answers, this withdrawal is only on this Space's disk, which "
-                                "a restart of the Space replaces: check the case is gone after a restart.")
+QUEUED_ON_A_SPACE = ("Until the Hub answers, {} is only on this Space's disk, which a restart of the Space "
+                     "replaces: {}.")
+UPLOAD_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE.format(
+    "this upload", "keep your own copy of the image(s) until the dataset shows them")
+CORRECTION_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE.format(
+    "this correction", "check the case's label after a restart")
+WITHDRAWAL_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE.format(
+    "this withdrawal", "check the case is gone after a restart")
 # a case that is a base film is left out of training (pipeline), so a label given to correct the base
 # data's changes nothing the model learns: its receipt says so
 HELD_OUT_FILM = ("this image is one of the base data's held-out films, on which every retrain is judged: a "
@@ -228,7 +230,7 @@ class MammoService:
         self._last_retrain: dict | None = None
         self._last_retrain_read = False  # the audit log is searched once (again after a fetch); kept after
         self._last_summary: tuple[dict | None, dict | None] = (None, None)  # an ending event, its summary
-        self._auto_failed_at = 0  # cases stored when an automatic retrain last failed
+        self._auto_failed_at = 0  # cases submitted (withdrawn ones included) when an automatic retrain failed
         self._recent = RecentImages()
         self._closing = threading.Event()
         self._following = False
@@ -505,8 +507,7 @@ class MammoService:
                       None)
         if note := digest and self._base_film_note(digest):
             receipt["base_film"] = note
-        self.audit.record("label corrected", user, case_id=receipt["case_id"], label=receipt["label"],
-                          was=receipt["was"], status=receipt["status"])
+        self.audit.record_amendment(receipt, user)
         return receipt
 
     def withdraw_case(self, case_id: str, reason: str, user: str | None = None) -> dict:
@@ -515,11 +516,10 @@ class MammoService:
         with the label it had and the reason."""
         can_submit(user, self.settings).require()
         receipt = self._said_where(self.cases.withdraw(case_id, reason), WITHDRAWAL_QUEUED_ON_A_SPACE)
-        self.audit.record("case withdrawn", user, case_id=receipt["case_id"], was=receipt["was"],
-                          reason=receipt["withdrawn"], status=receipt["status"])
+        self.audit.record_amendment(receipt, user)
         return receipt
 
-    def _said_where(self, receipt: dict, queued_here: str = QUEUED_ON_A_SPACE) -> dict:
+    def _said_where(self, receipt: dict, queued_here: str = UPLOAD_QUEUED_ON_A_SPACE) -> dict:
         """``receipt``, warning that what is queued on a Space can still be lost (``queued_here``)."""
         if receipt["status"] == "queued" and self.settings.on_spaces:
             receipt["warning"] = " ".join(filter(None, (receipt.get("warning"), queued_here)))
@@ -601,15 +601,14 @@ class MammoService:
         return sum(h in learnt for h in hashes)
 
     def new_cases_since_retrain(self) -> int:
-        """Cases stored since the newest retrain (its report's ``cases_used``: the served version's
-        or a newer rejected candidate's); all of them when none ran."""
+        """Cases submitted since the newest retrain (the served version's or a newer rejected
+        candidate's) read the cases: its report's ``cases_submitted``, withdrawn ones included, so
+        that a withdrawal does not hide a new case (``cases_used`` in reports made before it was
+        recorded); all of them when none ran."""
         reports = [(self._predictor.config.get("mammo") or {}).get("report") or {}]
         reports += [r.get("report") or {} for r in self.registry.rejected()]
-        used = max((r.get("cases_used") or 0 for r in reports), default=0)
-        return max(0, self._cases_stored() - used)
-
-    def _cases_stored(self) -> int:
-        return sum(self.cases.counts().values())
+        seen = max((r.get("cases_submitted", r.get("cases_used")) or 0 for r in reports), default=0)
+        return max(0, self.cases.submitted_total() - seen)
 
     def _after_new_cases(self, receipt: dict) -> dict:
         """With MAMMO_AUTO_RETRAIN_EVERY=N: start a gated retrain in the background once N new cases
@@ -617,7 +616,7 @@ class MammoService:
         every = self.settings.auto_retrain_every
         if not every or self._retrain_lock.locked() or self.new_cases_since_retrain() < every:
             return receipt
-        if self._cases_stored() - self._auto_failed_at < every:
+        if self.cases.submitted_total() - self._auto_failed_at < every:
             return receipt  # the last one failed (see the log and the audit): retried N cases later
         threading.Thread(target=self._auto_retrain, name="auto-retrain", daemon=True).start()
         return {**receipt, "auto_retrain": f"started: {every} new cases since the last retrain"}
@@ -628,7 +627,7 @@ class MammoService:
         except RetrainBusy:
             return  # a retrain started meanwhile: it uses these cases too
         except Exception as error:  # noqa: BLE001 - a background thread: log it, the app keeps serving
-            self._auto_failed_at = self._cases_stored()
+            self._auto_failed_at = self.cases.submitted_total()
             if isinstance(error, MammoError):  # a refusal (base data missing or changed...): one line
                 log.warning("the automatic retrain was refused: %s; next try after %d more new cases",
                             error, self.settings.auto_retrain_every)
@@ -921,6 +920,7 @@ class MammoService:
         holdout = self._fair_holdout(current, base, split)
         progress(0.0, "reading submitted cases")
         self._merge_small_case_shards()
+        submitted = self.cases.submitted_total()  # before the load: a case stored meanwhile counts as new
         cases = case_examples(self.cases.load())
         config = self._retrain_config(current, options)
 
@@ -956,6 +956,7 @@ class MammoService:
                     self.settings.gate_tolerance, split=split_name,
                     min_malignant=self.settings.gate_min_malignant)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
+                          "cases_submitted": submitted,
                           "gate_min_malignant": self.settings.gate_min_malignant,
                           "cases_left_out": mammo["data"]["n_cases_left_out"],
                           "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],

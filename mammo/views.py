@@ -638,26 +638,26 @@ def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
 
 def correction_text(receipt: Mapping[str, Any]) -> str:
     """A label correction's receipt in words: the case, its label now and before, the totals."""
-    counts = ", ".join(f"{label} {n}" for label, n in receipt["counts"].items())
     learns = "" if receipt.get("base_film") else " The next retrain learns the corrected label."
-    lines = [f"**Label corrected** ({_where(receipt)}): case `{receipt['case_id']}` is now "
-             f"**{receipt['label']}** (was {receipt['was']}), "
-             f"{human_time(receipt.get('corrected_at'))}.{learns}",
-             f"Submitted cases per label now: {counts}."]
-    return "  \n".join([*lines, *_receipt_notes(receipt)])
+    return _amendment_text(receipt, (
+        f"**Label corrected** ({_where(receipt)}): case `{receipt['case_id']}` is now **{receipt['label']}** "
+        f"(was {receipt['was']}), {human_time(receipt.get('corrected_at'))}.{learns}"))
 
 
 def withdrawal_text(receipt: Mapping[str, Any]) -> str:
     """A withdrawal's receipt in words: the case, why, what changes and what does not, the totals."""
+    return _amendment_text(receipt, (
+        f"**Case withdrawn** ({_where(receipt)}): case `{receipt['case_id']}` (was {receipt['was']}), "
+        f"{human_time(receipt.get('corrected_at'))}, because: {receipt['withdrawn']}. From now on it is "
+        "left out of the counts, the case lists and every retrain, its image is not shown, and the "
+        "same image is not taken again. Published versions keep what they learnt from it; its "
+        "image stays in the dataset's files until a maintainer erases it (README: *Withdrawing a case*)."))
+
+
+def _amendment_text(receipt: Mapping[str, Any], said: str) -> str:
+    """An amendment's words, the totals after it and the receipt's notes, one per line."""
     counts = ", ".join(f"{label} {n}" for label, n in receipt["counts"].items())
-    lines = [f"**Case withdrawn** ({_where(receipt)}): case `{receipt['case_id']}` (was {receipt['was']}), "
-             f"{human_time(receipt.get('corrected_at'))}, because: {receipt['withdrawn']}. From now on it is "
-             "left out of the counts, the case lists and every retrain, its image is not shown, and the "
-             "same image is not taken again. Published versions keep what they learnt from it; its "
-             "image stays in the dataset's files until a maintainer erases it (README: *Withdrawing a "
-             "case*).",
-             f"Submitted cases per label now: {counts}."]
-    return "  \n".join([*lines, *_receipt_notes(receipt)])
+    return "  \n".join([said, f"Submitted cases per label now: {counts}.", *_receipt_notes(receipt)])
 
 
 def _where(receipt: Mapping[str, Any]) -> str:

@@ -1081,6 +1081,35 @@ def test_a_withdrawn_case_is_left_out_everywhere_its_image_is_not_taken_again_an
         assert loaded_labels(reopened) == {ids[0]: "normal", ids[2]: "malignant"}
 
 
+def test_a_withdrawal_is_final_even_against_a_later_correction_from_another_machine(store: CaseStore) -> None:
+    """A machine that had not seen the withdrawal yet corrected the case's label after it: the case
+    stays withdrawn, in the index and in every load, whichever order the files are read in."""
+    case = store.append(grey(67), "benign")["case_id"]
+    store.withdraw(case, WHY)
+    later, content, _ = correction_file(case, "malignant", "benign")
+    [withdrawal] = (store.root / "corrections").glob("*.json")
+    assert later > withdrawal.name  # named after the withdrawal: newer
+    (store.root / "corrections" / later).write_bytes(content)
+    assert store.case_label(case) is None and store.counts() == {"normal": 0, "benign": 0, "malignant": 0}
+    assert loaded_labels(store) == {}
+    with CaseStore(LABELS, store.root) as reopened:  # indexed afresh: every file read in order
+        assert reopened.case_label(case) is None and loaded_labels(reopened) == {}
+
+
+def test_another_process_sees_a_withdrawal_at_once(tmp_path: Path) -> None:
+    """The app (b) learns of a withdrawal from the command line (a) at its next question: the case's
+    label, its pixels' case and its preview, without a restart."""
+    root = tmp_path / "cases"
+    with CaseStore(LABELS, root) as a, CaseStore(LABELS, root) as b:
+        receipt = a.append(grey(68), "normal")
+        assert b.case_label(receipt["case_id"]) == "normal"  # b has indexed the case
+        a.withdraw(receipt["case_id"], WHY)
+        assert b.case_label(receipt["case_id"]) is None
+        assert b.case_with_pixels(receipt["image_sha256"]) == receipt["case_id"]  # withdrawn, still known
+        with pytest.raises(StoreError, match="was withdrawn"):
+            b.case_png(receipt["case_id"])
+
+
 @pytest.mark.parametrize("reason", ["because I said so", "", None])
 def test_a_withdrawal_without_a_listed_reason_is_refused_and_nothing_changes(store: CaseStore,
                                                                              reason: str | None) -> None:

@@ -27,7 +27,7 @@ from helpers import LABELS, RETRAIN, SERVED, Images, load_cases, load_script, ru
 from hub_server import USER, HubServer
 
 from mammo.model import load as load_model
-from mammo.service import QUEUED_ON_A_SPACE
+from mammo.service import UPLOAD_QUEUED_ON_A_SPACE
 from mammo.store import AuditLog, CaseStore, StoreError
 from mammo.store.cases import local as cases_module
 from mammo.store.registry import MODEL_FILES, version_number
@@ -302,7 +302,7 @@ def test_hub_down_then_back_through_the_app_and_a_restart_during_the_outage(hub:
         assert queued["status"] == "queued" and queued["total_cases"] == 2
         assert "unreachable" in queued["warning"] and hub.server.url in queued["warning"]
         # and says that until then the case is on the Space's disk alone (a restart would lose it)
-        assert queued["warning"].endswith(QUEUED_ON_A_SPACE)
+        assert queued["warning"].endswith(UPLOAD_QUEUED_ON_A_SPACE)
         assert served_version(client, image) == SERVED
         commits = hub.shard_commits()
         deploy = load_script("scripts/deploy_space.py")  # a redeploy would restart it on a new disk

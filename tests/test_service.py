@@ -727,13 +727,15 @@ def test_automatic_retrain_after_every_n_new_cases(tmp_path: Path, tiny_model_di
         promoted = len(service.versions()) == 2
         report = (service.served_config()["mammo"]["report"] if promoted
                   else service.registry.rejected()[-1]["report"])
-        assert report["user"] == AUTO_USER and report["cases_used"] == 2
+        assert report["user"] == AUTO_USER and report["cases_used"] == report["cases_submitted"] == 2
         assert report["promoted"] == promoted  # through the same gate as a trainer's retrain
         shards = list((config.home / "cases" / "data").glob("*.parquet"))
         assert len(shards) == 1  # the retrain merged the two one-case shards before reading them
         assert service.auto_retrain_state() == {"every": 2, "new_cases": 0}
         assert "auto_retrain" not in service.submit(films[2], "benign", None)  # 1 new case: not yet
         assert "automatic retraining: after every 2 new cases" in service.describe()
+        service.withdraw_case(service.cases.recent(3)[-1]["case_id"], WITHDRAWAL_REASONS[0])  # a trained one
+        assert service.auto_retrain_state() == {"every": 2, "new_cases": 1}  # the new case still counts
     finally:
         service.close()
 

@@ -57,6 +57,16 @@ class AuditLog:
             self.mirror(name, content)
         return event
 
+    def record_amendment(self, receipt: dict, user: str | None) -> dict:
+        """Append a case amendment's event from its receipt (``CaseStore.correct_label`` or
+        ``withdraw``): ``label corrected`` with the label and the one it had, or ``case withdrawn``
+        with the label it had and the reason."""
+        if receipt["label"] is None:
+            return self.record("case withdrawn", user, case_id=receipt["case_id"], was=receipt["was"],
+                               reason=receipt["withdrawn"], status=receipt["status"])
+        return self.record("label corrected", user, case_id=receipt["case_id"], label=receipt["label"],
+                           was=receipt["was"], status=receipt["status"])
+
     def events(self, last: int | None = None) -> list[dict]:
         """Every event (or the ``last`` ones: only their files are read), oldest first; an unreadable
         file is listed as such, not hidden."""

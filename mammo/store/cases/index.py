@@ -75,8 +75,10 @@ class CaseIndex:
         self._newest.append(max(submitted, default=""))
 
     def correct(self, case_id: str, label: str | None) -> None:
-        """``case_id``'s label is ``label`` from now on (a label correction; None: withdrawn); a case
-        whose shard is not indexed yet gets it when it is."""
+        """``case_id``'s label is ``label`` from now on (a label correction; None: withdrawn, which is
+        final: a later label is ignored); a case whose shard is not indexed yet gets it when it is."""
+        if case_id in self._corrected and self._corrected[case_id] is None:
+            return
         self._corrected[case_id] = label
         position = self._shard_of.get(case_id)
         if position is None:
@@ -97,6 +99,10 @@ class CaseIndex:
     def __len__(self) -> int:
         """Number of cases indexed and not withdrawn."""
         return sum(self._label_counts.values())
+
+    def submitted(self) -> int:
+        """Number of cases indexed, withdrawn ones included: a count that only grows."""
+        return len(self._shard_of)
 
     def forget(self, names: Sequence[str]) -> None:
         """Drop the rows of shards merged into another (already indexed): they stay known, so a

@@ -349,6 +349,14 @@ class CaseStore:
             self._refresh_local()
             return self._counts()
 
+    def submitted_total(self) -> int:
+        """Number of cases ever stored here, withdrawn ones included (it only grows: what counts new
+        cases between two retrains), other processes' included."""
+        with self._lock:
+            self._open_index()
+            self._refresh_local()
+            return self._index.submitted()
+
     @property
     def location(self) -> str:
         """Where the cases are, for messages and the start-up log."""
@@ -395,15 +403,18 @@ class CaseStore:
         return table.column("image")[0].as_py()["bytes"]
 
     def case_with_pixels(self, sha256: str) -> str | None:
-        """The id of the stored case whose pixels have this SHA-256 (``imaging.sha256_of_pixels``)."""
+        """The id of the stored case whose pixels have this SHA-256 (``imaging.sha256_of_pixels``),
+        withdrawn or not; other processes' cases included."""
         with self._lock:
             self._open_index()
+            self._refresh_local()
             return self._index.case_with_pixels(sha256)
 
     def case_label(self, case_id: str) -> str | None:
         """A stored case's confirmed label (None for an unknown id or a withdrawn case), from the index."""
         with self._lock:
             self._open_index()
+            self._refresh_local()  # a correction or withdrawal another process made
             row = self._index.row(case_id)
         return row.label if row else None
 
@@ -586,11 +597,14 @@ class CaseStore:
         return self.root / CORRECTIONS_DIR
 
     def _corrections(self) -> dict[str, str | None]:
-        """Each amended case's label now (case id -> label; None: withdrawn), read afresh (a training
-        process never builds the index); corrections naming a label outside this store's set are left
-        out."""
-        records = read_records(self._corrections_dir, correction_names(self._corrections_dir))
-        return {r["case_id"]: r["label"] for r in records if self._known_label(r)}
+        """Each amended case's label now (case id -> label; None: withdrawn, whatever comes after it),
+        read afresh (a training process never builds the index); corrections naming a label outside
+        this store's set are left out."""
+        amendments: dict[str, str | None] = {}
+        for record in read_records(self._corrections_dir, correction_names(self._corrections_dir)):
+            if self._known_label(record) and amendments.get(record["case_id"], "") is not None:
+                amendments[record["case_id"]] = record["label"]  # a withdrawal is final
+        return amendments
 
     def _known_label(self, record: dict) -> bool:
         if record["label"] is None or record["label"] in self.labels:
