@@ -922,6 +922,7 @@ class MammoService:
         self._merge_small_case_shards()
         submitted = self.cases.submitted_total()  # before the load: a case stored meanwhile counts as new
         cases = case_examples(self.cases.load())
+        amended = self.cases.amended_cases()  # as the load applied them (a Hub store fetched the repo's)
         config = self._retrain_config(current, options)
 
         epoch = 0
@@ -957,6 +958,9 @@ class MammoService:
                     min_malignant=self.settings.gate_min_malignant)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
                           "cases_submitted": submitted,
+                          # of the cases read, those with a corrected label; the withdrawn ones left out
+                          "cases_corrected": sum(bool(amended.get(case.group)) for case in cases),
+                          "cases_withdrawn": sum(label is None for label in amended.values()),
                           "gate_min_malignant": self.settings.gate_min_malignant,
                           "cases_left_out": mammo["data"]["n_cases_left_out"],
                           "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],

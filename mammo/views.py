@@ -427,6 +427,13 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
             caveat += (f" **{conflicts} of them {'carry' if conflicts > 1 else 'carries'} another label "
                        "than the base data's**: the base label was kept; a clinician should look at "
                        f"{'them' if conflicts > 1 else 'it'}.")
+    corrected, withdrawn = summary.get("cases_corrected") or 0, summary.get("cases_withdrawn") or 0
+    amended = [*([f"{corrected} of the submitted cases it read carr{'ies' if corrected == 1 else 'y'} a "
+                  "corrected label"] if corrected else []),
+               *([f"{withdrawn} withdrawn case{'s were' if withdrawn > 1 else ' was'} left out"]
+                 if withdrawn else [])]
+    if amended:
+        caveat += f" {'; '.join(amended)}."
     if summary.get("film_size_warning"):
         caveat += f" {summary['film_size_warning']}"
     elsewhere = _recorded_elsewhere(summary)  # said in every outcome that quotes the served figure

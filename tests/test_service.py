@@ -867,7 +867,7 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
         service.pending_images(None)  # only those who may submit see the pool
 
 
-def test_a_corrected_label_is_audited_limited_to_submitters_and_learnt_by_the_next_retrain(
+def test_a_corrected_label_is_learnt_and_a_withdrawn_case_left_out_by_the_next_retrain(
     service: MammoService, small_mias: Path
 ) -> None:
     films = sorted((small_mias / "normal").glob("*.png"))[:2]
@@ -884,12 +884,17 @@ def test_a_corrected_label_is_audited_limited_to_submitters_and_learnt_by_the_ne
     assert (event["action"], event["user"]) == ("label corrected", "alice")
     assert event["details"] == {"case_id": case_ids[0], "label": "malignant", "was": "normal",
                                 "status": "stored"}
+    service.withdraw_case(case_ids[1], WITHDRAWAL_REASONS[0], user="alice")
 
-    after = json.loads((candidate_folder(service, service.retrain(TINY)) / "config.json").read_text())
+    summary = service.retrain(TINY)
+    after = json.loads((candidate_folder(service, summary) / "config.json").read_text())
     counts_before, counts_after = before["mammo"]["data"]["counts"], after["mammo"]["data"]["counts"]
     assert counts_after["malignant"] == counts_before["malignant"] + 1  # the same split: only the case moved
-    assert counts_after["normal"] == counts_before["normal"] - 1
-    assert after["mammo"]["data"]["n_cases"] == 2
+    assert counts_after["normal"] == counts_before["normal"] - 2  # and the withdrawn one left out
+    assert after["mammo"]["data"]["n_cases"] == 1
+    assert (summary["cases_used"], summary["cases_corrected"], summary["cases_withdrawn"]) == (1, 1, 1)
+    assert "1 of the submitted cases it read carries a corrected label; 1 withdrawn case was left out." in \
+        views.verdict_text(summary)
 
 
 def test_correcting_a_base_films_case_says_a_retrain_leaves_it_out(service: MammoService,

@@ -234,7 +234,7 @@ class CaseStore:
     def _amended(self, cases: datasets.Dataset) -> datasets.Dataset:
         """``cases`` with the labels of corrected cases replaced and withdrawn cases left out (only
         the label and id columns are read; the images stay in the memory-mapped dataset)."""
-        amendments = self._corrections()
+        amendments = self.amended_cases()
         if not amendments or len(cases) == 0:
             return cases
         code = {name: i for i, name in enumerate(self.labels)}
@@ -596,7 +596,7 @@ class CaseStore:
         """Where this store keeps its amendments (label corrections and withdrawals)."""
         return self.root / CORRECTIONS_DIR
 
-    def _corrections(self) -> dict[str, str | None]:
+    def amended_cases(self) -> dict[str, str | None]:
         """Each amended case's label now (case id -> label; None: withdrawn, whatever comes after it),
         read afresh (a training process never builds the index); corrections naming a label outside
         this store's set are left out."""
