@@ -63,8 +63,9 @@ class Settings:
         auto_retrain_every: start a gated retrain after every N new cases
             (``MAMMO_AUTO_RETRAIN_EVERY``; 0, the default, switches it off).
         follow_seconds: how often the app checks the registry for a version another process published
-            (a retrain from a shell or a Job) and serves it (``MAMMO_FOLLOW_SECONDS``, default 30;
-            0 switches it off: a restart serves it).
+            (a retrain from a shell or a Job) and serves it, and fetches the case repo's label
+            corrections and withdrawals made elsewhere (``MAMMO_FOLLOW_SECONDS``, default 30; 0
+            switches it off: a restart does both).
     """
 
     home: Path

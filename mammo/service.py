@@ -336,17 +336,31 @@ class MammoService:
             self._retrain_lock.release()
 
     def follow_registry_every(self, seconds: float) -> None:
-        """Run :meth:`follow_registry` every ``seconds`` in a daemon thread until :meth:`close` (once)."""
+        """Every ``seconds``, in a daemon thread until :meth:`close` (once): :meth:`follow_registry`,
+        and the case repo's amendments from other servers (a withdrawal made elsewhere is then
+        honoured here within that time; a Hub that does not answer is logged once, till it does)."""
         if self._following:
             return
         self._following = True
+        hub_down = False
 
         def poll() -> None:
+            nonlocal hub_down
             while not self._closing.wait(seconds):
                 try:
                     self.follow_registry()
                 except Exception:  # never let one bad check end the polling
                     log.exception("checking the model registry for a newer version failed")
+                try:
+                    self.cases.fetch_amendments()
+                    hub_down = False
+                except HubError as error:
+                    if not hub_down:
+                        log.warning("the case repo's label corrections and withdrawals were not fetched "
+                                    "(tried again every %g s): %s", seconds, error)
+                    hub_down = True
+                except Exception:
+                    log.exception("fetching the case repo's label corrections and withdrawals failed")
 
         threading.Thread(target=poll, name="follow-registry", daemon=True).start()
 

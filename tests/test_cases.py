@@ -1148,3 +1148,25 @@ def test_hub_withdrawal_reaches_the_repo_and_a_fresh_machine_leaves_the_case_out
         assert loaded_labels(fresh) == {ids[1]: "normal"}
         with pytest.raises(StoreError, match="was withdrawn"):
             fresh.case_png(ids[0])
+
+
+def test_a_server_fetches_a_withdrawal_made_elsewhere_without_a_retrain(
+    hub_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Space's app (connected, serving) and the command line on a laptop share the Hub repo: the
+    laptop's withdrawal reaches the Space's store at its next fetch (the app's follow poll)."""
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "space"))
+    space = hub_store()
+    try:
+        case = space.append(grey(69), "normal")["case_id"]
+        assert space.wait_until_delivered(15)  # connected to the repo
+        monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "laptop"))
+        with hub_store() as laptop:
+            assert laptop.withdraw(case, WHY)["status"] == "stored"
+        assert space.case_label(case) == "normal"  # not fetched yet
+        space.fetch_amendments()
+        assert space.case_label(case) is None and space.counts() == {"normal": 0, "benign": 0, "malignant": 0}
+        with pytest.raises(StoreError, match="was withdrawn"):
+            space.case_png(case)
+    finally:
+        space.close()

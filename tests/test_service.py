@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import shutil
 import threading
@@ -34,6 +35,7 @@ from mammo.service import (
     RetrainOptions,
 )
 from mammo.store import RegistryError, StoreError, open_registry, promotion_decision
+from mammo.store._hub import HubUnavailable
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
@@ -498,6 +500,30 @@ def test_following_the_registry_runs_in_the_background_until_close(tmp_path: Pat
         service.close()
     assert not [t for t in threading.enumerate() if t.name == "follow-registry" and t.is_alive()
                 and (t.join(2) or t.is_alive())]  # the thread ends with the service
+
+
+def test_the_follow_poll_fetches_case_amendments_and_says_once_that_the_hub_does_not_answer(
+    service: MammoService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each tick also fetches the case repo's amendments; a Hub that does not answer is logged once,
+    not at every tick, and once more when it fails anew after it answered."""
+    answers = [HubUnavailable("down")] * 3 + [None, HubUnavailable("down again")]
+    calls: list[float] = []
+
+    def fetch() -> None:  # the Hub's answers, tick by tick; then it answers
+        calls.append(time.monotonic())
+        if len(calls) <= len(answers) and answers[len(calls) - 1] is not None:
+            raise answers[len(calls) - 1]
+
+    monkeypatch.setattr(service.cases, "fetch_amendments", fetch)
+    with caplog.at_level(logging.WARNING, logger="mammo.service"):
+        service.follow_registry_every(0.02)
+        deadline = time.monotonic() + 30
+        while len(calls) < len(answers) + 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert len(calls) >= len(answers) + 3
+    warnings = [r.getMessage() for r in caplog.records if "were not fetched" in r.getMessage()]
+    assert [w.rsplit(": ", 1)[-1] for w in warnings] == ["down", "down again"]
 
 
 def test_a_candidate_is_not_published_over_a_version_published_while_it_trained(

@@ -236,6 +236,15 @@ class HubCaseStore(CaseStore):
                         self.outbox.queue_file(CORRECTIONS_DIR, name, (folder / name).read_bytes())
                 self._apply_corrections(kept)
 
+    def fetch_amendments(self) -> None:
+        """Fetch and apply the label corrections and withdrawals in the repo that this disk lacks (made
+        by another server or the command line elsewhere): one listing of ``corrections/``. Before the
+        first connect, nothing: the connect fetches them. HubError when the Hub does not answer."""
+        assert self.outbox is not None
+        with self.outbox.upload_lock:
+            if self._connected:
+                self._sync_corrections()
+
     def _index_repo_shards(self) -> None:
         """Index the repo's shards this machine has not seen (one cached download each)."""
         shards = self._repo_shards()

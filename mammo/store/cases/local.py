@@ -349,6 +349,10 @@ class CaseStore:
             self._refresh_local()
             return self._counts()
 
+    def fetch_amendments(self) -> None:
+        """Take in the amendments other servers made (a Hub repo's); a local folder's are read at each
+        question already, so here there is nothing to fetch."""
+
     def submitted_total(self) -> int:
         """Number of cases ever stored here, withdrawn ones included (it only grows: what counts new
         cases between two retrains), other processes' included."""
