@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1170,3 +1171,37 @@ def test_a_server_fetches_a_withdrawal_made_elsewhere_without_a_retrain(
             space.case_png(case)
     finally:
         space.close()
+
+
+def test_the_documented_erasure_of_a_withdrawn_case_leaves_a_store_that_opens_whole(
+    store: CaseStore,
+) -> None:
+    """docs/architecture.md, *Withdrawing a case does not erase its image*, done locally as written:
+    the shard rewritten without the row under a new name, the old one deleted, `.shards` and `.cache/`
+    removed. The store opens with every other case, and no shard holds the image."""
+    kept = store.append(grey(70), "normal")["case_id"]
+    batch = store.append_many([(grey(71), "benign", None), (grey(72), "malignant", None)])
+    gone, other = batch["case_ids"]
+    store.withdraw(gone, WHY)
+    store.load()  # an Arrow copy in .cache/ that holds the image too
+    store.close()
+    [shard] = [path for path in shards(store.root) if gone in pq.read_table(path, columns=["case_id"])
+               .column("case_id").to_pylist()]
+    image = encode_png(grey(71))
+    assert image in stored_pngs(store.root)  # as stored: the check below can see it
+    table = pq.read_table(shard)
+    rewritten = table.filter(pa.compute.not_equal(table.column("case_id"), gone))
+    pq.write_table(rewritten, store.root / "data" / cases_local.shard_name(cases_local.utc_now()))
+    shard.unlink()
+    (store.root / ".shards").unlink()
+    shutil.rmtree(store.root / ".cache")
+    assert image not in stored_pngs(store.root)
+    assert {p.suffix for p in store.root.rglob("*") if p.is_file()} <= {".parquet", ".json", ".md", ".lock", ""}
+    with CaseStore(LABELS, store.root) as reopened:
+        assert reopened.counts() == {"normal": 1, "benign": 0, "malignant": 1}
+        assert loaded_labels(reopened) == {kept: "normal", other: "malignant"}
+        assert {c["case_id"] for c in reopened.recent()} == {kept, other}
+        assert np.array_equal(imaging.read_image(reopened.case_png(other)),
+                              imaging.read_image(encode_png(grey(72))))
+        with pytest.raises(StoreError, match="No submitted case"):
+            reopened.case_png(gone)
