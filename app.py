@@ -35,7 +35,7 @@ from mammo.glossary import glossary_markdown
 from mammo.imaging import SUPPORTED, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
-from mammo.service import MammoService, RetrainBusy, RetrainOptions
+from mammo.service import BASE_FILM_CASES, MammoService, RetrainBusy, RetrainOptions
 from mammo.store.cases import METADATA_FIELDS, MetadataField
 
 log = logging.getLogger("mammo.app")
@@ -186,6 +186,10 @@ def _utc_stamp() -> str:
 PLOT_COLOURS = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
                 "#9d755d", "#bab0ac")
 REFERENCE_COLOUR = "#888888"  # the diagonal of perfect calibration: grey, the same in every tab
+# categories with one colour in every tab and chart: the classes, and where training images come from
+MEANING_COLOURS = {"normal": "#54a24b", "benign": "#4c78a8", "malignant": "#e45756",
+                   "base": "#bab0ac", "cases": "#f58518", BASE_FILM_CASES: "#9d755d"}
+SOURCE_COLOURS = {name: MEANING_COLOURS[name] for name in ("base", "cases", BASE_FILM_CASES)}
 
 
 def colour_map(plot: dict | None, column: str):
@@ -197,9 +201,12 @@ def colour_map(plot: dict | None, column: str):
     if values is None:
         return gr.skip()
     names = list(dict.fromkeys(values))
-    shown = [name for name in names if name != views.PERFECT_CALIBRATION]
-    colours = {name: PLOT_COLOURS[i % len(PLOT_COLOURS)] for i, name in enumerate(shown)}
-    return gr.update(color_map={name: colours.get(name, REFERENCE_COLOUR) for name in names})
+    colours = {views.PERFECT_CALIBRATION: REFERENCE_COLOUR}
+    colours |= {name: MEANING_COLOURS[name] for name in names if name in MEANING_COLOURS}
+    free = [c for c in PLOT_COLOURS if c not in colours.values()] or list(PLOT_COLOURS)
+    others = [name for name in names if name not in colours]  # in order of appearance
+    colours |= {name: free[i % len(free)] for i, name in enumerate(others)}
+    return gr.update(color_map={name: colours[name] for name in names})
 
 
 def plot_column(plot: dict | None, column: str) -> list | None:
@@ -1050,7 +1057,8 @@ def build() -> gr.Blocks:
                     receipt_text = gr.Markdown()
                     with gr.Accordion("Receipt (JSON)", open=False):
                         receipt = gr.JSON(label="receipt")
-                    counts = gr.BarPlot(x="label", y="images", color="source", label="Cases per label")
+                    counts = gr.BarPlot(x="label", y="images", color="source", label="Cases per label",
+                                        color_map=SOURCE_COLOURS)
             with gr.Accordion("Correct a stored case's label, or withdraw the case", open=False):
                 gr.Markdown("A case stored with a wrong label keeps its image; the correction is stored "
                             "beside it and the audit log records who changed what. The next retrain "
@@ -1101,7 +1109,8 @@ def build() -> gr.Blocks:
                     bulk_receipt = gr.JSON(label="batch receipt")
         with gr.Tab("Retrain") as retrain_tab:
             access = gr.Markdown()
-            data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available")
+            data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available",
+                                   color_map=SOURCE_COLOURS)
             with gr.Row():
                 epochs = in_bounds(gr.Slider(1, 50, value=5, step=1, label="Epochs",
                                              info="Of the served recipe's first stage; what else it runs is "
