@@ -254,15 +254,18 @@ class CaseStore:
         return self._amend(case_id, label, None)
 
     def withdraw(self, case_id: str, reason: str) -> dict[str, Any]:
-        """Withdraw a stored case (``reason`` one of ``WITHDRAWAL_REASONS``): from now on it is left
-        out of counts, lists, its image's preview and every load for training, and its pixels are not
-        taken again. A withdrawal file is added (:mod:`.corrections`); the shard, and so the image in
-        it, is not rewritten (in a Hub repo it also stays in the history): erasing it is a maintainer's
-        job (docs/architecture.md). The receipt says the case, the label it had and the totals."""
-        if reason not in WITHDRAWAL_REASONS:
+        """Withdraw a stored case (``reason`` one of ``WITHDRAWAL_REASONS``, in any case): from now on
+        it is left out of counts, lists, its image's preview and every load for training, and its
+        pixels are not taken again. A withdrawal file is added (:mod:`.corrections`); the shard, and
+        so the image in it, is not rewritten (in a Hub repo it also stays in the history): erasing it
+        is a maintainer's job (docs/architecture.md). The receipt says the case, the label it had
+        and the totals."""
+        known = {listed.lower(): listed for listed in WITHDRAWAL_REASONS}  # as the list spells it
+        listed = known.get(reason.strip().lower()) if isinstance(reason, str) else None
+        if listed is None:
             raise StoreError(f"Unknown reason {_short(reason)} for a withdrawal; choose one of: "
                              f"{'; '.join(WITHDRAWAL_REASONS)}.")
-        return self._amend(case_id, None, reason)
+        return self._amend(case_id, None, listed)
 
     def _amend(self, case_id: str, label: str | None, withdrawn: str | None) -> dict[str, Any]:
         """Store one amendment of a case (its label now, or None and the reason it is withdrawn)."""
