@@ -94,10 +94,14 @@ def text_only(box: gr.Textbox, name: str) -> gr.Textbox:
 def in_bounds(component: gr.Slider, name: str) -> gr.Slider:
     """``component`` (a slider) whose refusal of an API value out of its range names the field and is
     logged as one line, as :func:`clear_errors` logs refusals (Gradio's says "Value 5 is greater than
-    maximum value 1." and prints a traceback). Set on the instance, as :func:`text_only` is."""
-    check = component.preprocess
+    maximum value 1." and prints a traceback); a null (an API caller's, or the slider's box emptied
+    while typing) is the slider's default, not Gradio's TypeError. Set on the instance, as
+    :func:`text_only` is."""
+    check, default = component.preprocess, component.value
 
     def preprocess(payload):
+        if payload is None or payload == "":
+            return default
         try:
             return check(payload)
         except gr.Error as error:
@@ -182,14 +186,14 @@ def _utc_stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
 
-# one colour per category of a plot's colour column, in order of appearance (Vega's "tableau10")
-PLOT_COLOURS = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6",
-                "#9d755d", "#bab0ac")
 REFERENCE_COLOUR = "#888888"  # the diagonal of perfect calibration: grey, the same in every tab
 # categories with one colour in every tab and chart: the classes, and where training images come from
+# (Vega's "tableau10" colours)
 MEANING_COLOURS = {"normal": "#54a24b", "benign": "#4c78a8", "malignant": "#e45756",
                    "base": "#bab0ac", "cases": "#f58518", BASE_FILM_CASES: "#9d755d"}
 SOURCE_COLOURS = {name: MEANING_COLOURS[name] for name in ("base", "cases", BASE_FILM_CASES)}
+# any other category (models, estimates, loss series), in order of appearance: none of those colours
+OTHER_COLOURS = ("#b279a2", "#72b7b2", "#ff9da6", "#eeca3b", "#393b79", "#8c6d31")
 
 
 def colour_map(plot: dict | None, column: str):
@@ -203,9 +207,8 @@ def colour_map(plot: dict | None, column: str):
     names = list(dict.fromkeys(values))
     colours = {views.PERFECT_CALIBRATION: REFERENCE_COLOUR}
     colours |= {name: MEANING_COLOURS[name] for name in names if name in MEANING_COLOURS}
-    free = [c for c in PLOT_COLOURS if c not in colours.values()] or list(PLOT_COLOURS)
     others = [name for name in names if name not in colours]  # in order of appearance
-    colours |= {name: free[i % len(free)] for i, name in enumerate(others)}
+    colours |= {name: OTHER_COLOURS[i % len(OTHER_COLOURS)] for i, name in enumerate(others)}
     return gr.update(color_map={name: colours[name] for name in names})
 
 
@@ -471,7 +474,8 @@ def queue_views(picked: str | None = None, profile: gr.OAuthProfile | None = Non
     except AccessDenied as denied:
         return [], gr.update(choices=[], value=None), str(denied)
     choices = [(f"{e['id'][:12]} (uncertainty {e.get('uncertainty') or 0:.1f})", e["id"]) for e in entries]
-    note = f"{len(entries)} image(s) waiting for a label." if entries else "No image is waiting for a label."
+    note = (f"{len(entries)} image{'s' if len(entries) > 1 else ''} waiting for a label." if entries
+            else "No image is waiting for a label.")
     kept = picked if picked in {e["id"] for e in entries} else None
     return views.queue_rows(entries), gr.update(choices=choices, value=kept), note
 
@@ -634,8 +638,11 @@ def withdraw_case(case_id: str | None, reason: str | None, profile: gr.OAuthProf
     """Withdraw a stored case (``case_id`` as for /correct_label; ``reason`` one of the listed
     reasons): from now on it is left out of the counts, the case lists and every retrain, and its image
     is not shown; returns the withdrawal's receipt: the case, the label it had, the reason, the totals."""
-    if not case_id or not str(case_id).strip() or not reason:
-        raise gr.Error("Pick the case and the reason to withdraw it first.")
+    if not case_id or not str(case_id).strip():
+        raise gr.Error("Pick the case to withdraw first." if reason else
+                       "Pick the case and the reason to withdraw it first.")
+    if not reason:
+        raise gr.Error("Pick the reason for the withdrawal first.")
     return service.withdraw_case(str(case_id), reason, user=_user(profile, token))
 
 
@@ -1156,8 +1163,8 @@ def build() -> gr.Blocks:
             with gr.Row():
                 from_zero = {"y_lim": [0, None]}  # counts: a single bar still shows
                 per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)", **from_zero)
-                mix = gr.BarPlot(x="most likely class", y="predictions", label="Most likely class",
-                                 **from_zero)
+                mix = gr.BarPlot(x="most likely class", y="predictions", color="most likely class",
+                                 label="Most likely class", **from_zero)
             with gr.Row():
                 scores = gr.BarPlot(x="malignancy score", y="predictions",
                                     label="Malignancy scores (0-100, as shown: calibrated where the "
@@ -1220,8 +1227,8 @@ def build() -> gr.Blocks:
                 version_confusion = gr.Dataframe(label=f"Confusion matrix ({CONFUSION_COUNTS})",
                                                  interactive=False)
             files = download_box("Weights, config and card", file_count="multiple")
-            with gr.Accordion("Audit log: who submitted, corrected, retrained, promoted or rolled back what, "
-                              "and when",
+            with gr.Accordion("Audit log: who submitted, corrected, withdrew, retrained, promoted or rolled "
+                              "back what, and when",
                               open=False):
                 audit = gr.Dataframe(headers=views.AUDIT_SHOWN, interactive=False, wrap=True,
                                      column_widths=["15%", "10%", "12%", "63%"],  # "what" wraps, not clipped
@@ -1429,7 +1436,7 @@ def build() -> gr.Blocks:
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels
             recolour(show(analytics_views, None, analytics_outputs, **private),
-                     {growth: "label", version_auc: "estimate"})
+                     {growth: "label", mix: "most likely class", version_auc: "estimate"})
         history_button.click(history_file, None, history_csv, **private)
         gr.on([], history_records, None, api_outputs["your predictions"], api_name="history",
               api_description=history_records.__doc__)

@@ -654,11 +654,13 @@ def correction_text(receipt: Mapping[str, Any]) -> str:
 def withdrawal_text(receipt: Mapping[str, Any]) -> str:
     """A withdrawal's receipt in words: the case, why, what changes and what does not, the totals."""
     return _amendment_text(receipt, (
-        f"**Case withdrawn** ({_where(receipt)}): case `{receipt['case_id']}` (was {receipt['was']}), "
-        f"{human_time(receipt.get('corrected_at'))}, because: {receipt['withdrawn']}. From now on it is "
-        "left out of the counts, the case lists and every retrain, its image is not shown, and the "
-        "same image is not taken again. Published versions keep what they learnt from it; its "
-        "image stays in the dataset's files until a maintainer erases it (README: *Withdrawing a case*)."))
+        f"**Case withdrawn** ({_where(receipt, 'recorded')}): case `{receipt['case_id']}` "
+        f"(was {receipt['was']}), {human_time(receipt.get('corrected_at'))}, "
+        f"because: {receipt['withdrawn']}. From now on it is left out of the counts, the case lists and "
+        "every retrain, its image is not shown, and the "
+        "same image is not taken again. Published versions keep what they learnt from it. Its image "
+        "stays in the dataset's files until a maintainer erases it: to have it erased, give the "
+        "maintainer of this app the case id (README: *Withdrawing a case*)."))
 
 
 def _amendment_text(receipt: Mapping[str, Any], said: str) -> str:
@@ -667,9 +669,10 @@ def _amendment_text(receipt: Mapping[str, Any], said: str) -> str:
     return "  \n".join([said, f"Submitted cases per label now: {counts}.", *_receipt_notes(receipt)])
 
 
-def _where(receipt: Mapping[str, Any]) -> str:
-    """Where a receipt's cases are: stored, or queued for the Hub."""
-    return ("stored" if receipt.get("status") == "stored" else
+def _where(receipt: Mapping[str, Any], done: str = "stored") -> str:
+    """Where a receipt's cases (or its amendment, ``done``: "recorded") are: in the store, or queued
+    for the Hub."""
+    return (done if receipt.get("status") == "stored" else
             "queued for upload to the dataset (kept on this server until the Hub answers)")
 
 

@@ -150,7 +150,8 @@ def test_a_stored_case_is_withdrawn_over_the_api(client, app: AppProcess, small_
     case_id = client.predict(handle_file(str(film)), "benign", api_name="/submit_case")["case_id"]
     before = CaseStore(LABELS, app.home / "cases").counts()
     for args, refusal in (((case_id, "I changed my mind"), "Unknown reason 'I changed my mind'"),
-                          ((case_id, None), "Pick the case and the reason to withdraw it first")):
+                          ((case_id, None), "Pick the reason for the withdrawal first"),
+                          ((None, None), "Pick the case and the reason to withdraw it first")):
         with pytest.raises(AppError, match=re.escape(refusal)):
             client.predict(*args, api_name="/withdraw_case")
     gone = client.predict(case_id[:8], "identifier visible in the image", api_name="/withdraw_case")
@@ -252,11 +253,14 @@ def test_expected_refusals_are_one_log_line_and_start_up_says_what_is_served(
 
 def test_null_and_number_arguments_get_the_default_or_a_clear_refusal(client, app: AppProcess,
                                                                        small_mias: Path) -> None:
-    """An API caller's null heat-map method is the default one (not "no heat map"); a version given
-    as a number is looked up as its text and refused by name; neither is an unexpected error."""
+    """An API caller's null heat-map method is the default one (not "no heat map"), a null opacity the
+    default opacity; a version given as a number is looked up as its text and refused by name; none
+    is an unexpected error."""
     image = handle_file(str(next((small_mias / "benign").glob("*.png"))))
     _, overlay, details = client.predict(image, None, 0.4, api_name="/predict")
     assert details["heatmap_method"] == "Lesion map" and overlay is not None
+    _, default_opacity, _ = client.predict(image, None, None, api_name="/predict")  # the slider's default
+    assert default_opacity is not None and Path(default_opacity).read_bytes() == Path(overlay).read_bytes()
     assert Path(client.predict(image, None, api_name="/heatmap")).name.startswith("mammo-heatmap-")
     with pytest.raises(AppError, match="no version '5'"):
         client.predict(5, api_name="/rollback")
