@@ -684,9 +684,9 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
     lines = [f"**{stored} case{'' if stored == 1 else 's'} {_where(receipt)}**, {when}. "
              f"The dataset now holds {total} submitted case{'' if total == 1 else 's'}."]
     skipped = receipt.get("skipped") or []
-    if skipped:
-        names = [literal(s["name"]) for s in skipped]
-        lines.append(f"Skipped, stored before: {', '.join(names)}.")
+    for withdrawn, why in ((False, "stored before"), (True, "withdrawn before: not taken again")):
+        if names := [literal(s["name"]) for s in skipped if bool(s.get("withdrawn")) == withdrawn]:
+            lines.append(f"Skipped, {why}: {', '.join(names)}.")
     if receipt.get("base_films"):
         lines.append(f"⚠️ Note: {receipt['base_films']}.")
     if receipt.get("warning"):

@@ -1070,6 +1070,8 @@ def test_a_withdrawn_case_is_left_out_everywhere_its_image_is_not_taken_again_an
     with pytest.raises(StoreError, match=r"since withdrawn, .*not stored again\. A withdrawn case's image is "
                                          r"not taken again\."):
         store.append(grey(61), "benign")
+    batch = store.append_many([(grey(61), "benign", None), (grey(60), "normal", None)], skip_duplicates=True)
+    assert batch["case_ids"] == [] and [s.get("withdrawn") for s in batch["skipped"]] == [True, None]
     with pytest.raises(StoreError, match="was withdrawn; nothing was changed"):
         store.correct_label(ids[1], "normal")
     with pytest.raises(StoreError, match="was withdrawn; nothing was changed"):

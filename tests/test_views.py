@@ -614,8 +614,10 @@ def test_the_retrain_tab_warns_when_the_served_version_learnt_the_validation_fil
 def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -> None:
     receipt = {"case_ids": ["a" * 32, "b" * 32], "submitted_at": "2026-12-02T12:00:00+00:00",
                "total_cases": 7, "status": "queued", "warning": "Hub unreachable",
-               "skipped": [{"index": 2, "name": "cases.zip: benign/x_1.png"}]}
+               "skipped": [{"index": 2, "name": "cases.zip: benign/x_1.png"},
+                           {"index": 3, "name": "y.png", "withdrawn": True}]}
     text = views.bulk_receipt_text(receipt)
+    assert r"Skipped, withdrawn before: not taken again: y\.png." in text
     assert text.startswith("**2 cases queued for upload")
     assert "holds 7 submitted cases" in text and "Note: Hub unreachable" in text
     assert r"Skipped, stored before: cases\.zip\: benign/x\_1\.png." in text  # a file name, as typed

@@ -541,14 +541,15 @@ class CaseStore:
             earlier = self._index.case_with_pixels(case.sha256)
             if earlier is None and case.sha256 in batch:
                 detail, earlier_id, fix = f"item {batch[case.sha256] + 1} of this batch", None, ""
+                withdrawn = False
             elif earlier is not None:
                 record = self._index.row(earlier)
                 assert record is not None  # every case the index names has its row
                 detail = (f"case {earlier} ({record.label or 'since withdrawn'}, "
                           f"submitted {human_time(record.submitted_at)})")
-                earlier_id = earlier
-                fix = (" If that label is wrong, correct the case's label instead." if record.label
-                       else " A withdrawn case's image is not taken again.")
+                earlier_id, withdrawn = earlier, record.label is None
+                fix = (" A withdrawn case's image is not taken again." if withdrawn
+                       else " If that label is wrong, correct the case's label instead.")
             else:
                 batch[case.sha256] = i
                 kept.append(case)
@@ -559,7 +560,8 @@ class CaseStore:
                     f"{prefix}This image was already submitted as {detail}; it was not stored again.{fix}",
                     duplicate_of=earlier_id,
                 )
-            skipped.append({"index": i, "duplicate_of": earlier_id})
+            withdrawn_note = {"withdrawn": True} if withdrawn else {}
+            skipped.append({"index": i, "duplicate_of": earlier_id, **withdrawn_note})
         return kept, skipped
 
     def _batch_receipt(
