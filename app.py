@@ -632,25 +632,45 @@ def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfi
     return service.correct_label(str(case_id), label, user=_user(profile, token))
 
 
+def _withdrawal_asked(case_id: str | None, reason: str | None) -> str:
+    """The case id of a withdrawal's form, or a refusal naming what is missing."""
+    if not case_id or not str(case_id).strip():
+        raise gr.Error("Pick the case to withdraw first." if reason else
+                       "Pick the case and the reason to withdraw it first.")
+    if not reason:
+        raise gr.Error("Pick the reason for the withdrawal first.")
+    return str(case_id)
+
+
 @clear_errors
 def withdraw_case(case_id: str | None, reason: str | None, profile: gr.OAuthProfile | None = None,
                   token: gr.OAuthToken | None = None):
     """Withdraw a stored case (``case_id`` as for /correct_label; ``reason`` one of the listed
     reasons): from now on it is left out of the counts, the case lists and every retrain, and its image
     is not shown; returns the withdrawal's receipt: the case, the label it had, the reason, the totals."""
-    if not case_id or not str(case_id).strip():
-        raise gr.Error("Pick the case to withdraw first." if reason else
-                       "Pick the case and the reason to withdraw it first.")
-    if not reason:
-        raise gr.Error("Pick the reason for the withdrawal first.")
-    return service.withdraw_case(str(case_id), reason, user=_user(profile, token))
+    case_id = _withdrawal_asked(case_id, reason)
+    return service.withdraw_case(case_id, str(reason), user=_user(profile, token))
+
+
+@clear_errors
+def ask_withdrawal(case_id: str | None, reason: str | None, profile: gr.OAuthProfile | None = None,
+                   token: gr.OAuthToken | None = None):
+    """The page's question before a withdrawal, which cannot be undone there: which case, why."""
+    can_submit(_user(profile, token), SETTINGS).require()
+    case = service.cases.resolve_case(_withdrawal_asked(case_id, reason))
+    label = service.cases.case_label(case)
+    if label is None:
+        raise gr.Error(f"Case {case} was withdrawn already.")
+    return gr.update(visible=True), (
+        f"Withdraw case `{case}` (labelled {label}) because: {reason}? From then on it is left out of the "
+        "counts, the case lists and every retrain, for good: **a withdrawal cannot be undone here.**")
 
 
 def after_withdrawal(withdrawal: dict, submitted: dict | None):
-    """The withdrawal in words, the form emptied (the case is gone, so is its picture), and the
-    submission's receipt taken off the page when it is this case's (it no longer holds)."""
+    """The withdrawal in words, the form emptied (the case is gone, so is its picture, and the
+    question), and the submission's receipt taken off the page when it is this case's."""
     gone = submitted and submitted.get("case_id") == withdrawal["case_id"]
-    return (views.withdrawal_text(withdrawal), None, None, None, None,
+    return (views.withdrawal_text(withdrawal), None, None, None, None, gr.update(visible=False),
             *(("", None) if gone else (gr.skip(), gr.skip())))
 
 
@@ -1085,7 +1105,11 @@ def build() -> gr.Blocks:
                         fix_button = gr.Button("Correct the label", variant="primary")
                         withdraw_reason = gr.Dropdown(list(WITHDRAWAL_REASONS), value=None,
                                                       label="Or withdraw the case: why", **CHECKED_HERE)
-                        withdraw_button = gr.Button("Withdraw the case", variant="stop")
+                        withdraw_button = gr.Button("Withdraw the case…", variant="stop")
+                        with gr.Row(visible=False, equal_height=True) as withdraw_row:
+                            withdraw_question = gr.Markdown()
+                            withdraw_confirm = gr.Button("Yes, withdraw it", variant="stop")
+                            withdraw_cancel = gr.Button("Cancel")
                         fix_text = gr.Markdown()
                         fix_receipt = gr.JSON(label="correction receipt", visible=False)  # the API's answer
                         withdraw_receipt = gr.JSON(label="withdrawal receipt", visible=False)
@@ -1333,9 +1357,14 @@ def build() -> gr.Blocks:
 
         amends(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
                lambda receipt: (views.correction_text(receipt), None), [fix_text, fix_label])
-        amends(withdraw_button, withdraw_case, [fix_case, withdraw_reason], withdraw_receipt,
-               after_withdrawal, [fix_text, fix_case, fix_label, withdraw_reason, fix_preview, receipt_text,
-                                  receipt], also_read=(receipt,))
+        # the page asks first (a withdrawal is final); the API's /withdraw_case is the confirmation's
+        withdraw_button.click(ask_withdrawal, [fix_case, withdraw_reason], [withdraw_row, withdraw_question],
+                              **private)
+        amends(withdraw_confirm, withdraw_case, [fix_case, withdraw_reason], withdraw_receipt,
+               after_withdrawal, [fix_text, fix_case, fix_label, withdraw_reason, fix_preview, withdraw_row,
+                                  receipt_text, receipt], also_read=(receipt,))
+        for asked_of in (withdraw_cancel.click, fix_case.change, withdraw_reason.change):  # a stale question
+            asked_of(lambda: gr.update(visible=False), None, withdraw_row, **private)
         fix_case.change(stored_case_preview, fix_case, fix_preview, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)

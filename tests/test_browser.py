@@ -330,12 +330,24 @@ def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_im
     # then withdrawn (a double click withdraws once): the words say so, the form and the picture empty
     expect(page.get_by_text("Case stored as")).to_have_count(1)  # the submission's receipt, still shown
     pick(page, "Or withdraw the case: why", "consent withdrawn")
-    page.get_by_role("button", name="Withdraw the case", exact=True).dblclick()
+    withdraw = page.get_by_role("button", name="Withdraw the case…", exact=True)
+    confirm = page.get_by_role("button", name="Yes, withdraw it")
+    question = page.get_by_text(re.compile(rf"Withdraw case {case_id} \(labelled malignant\) because: "
+                                           r"consent withdrawn\?.*cannot be undone here"))
+    withdraw.click()  # asked first; cancelled: nothing happens
+    expect(question).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    expect(confirm).to_be_hidden()
+    assert CaseStore(LABELS, app.home / "cases").case_label(case_id) == "malignant"
+    withdraw.click()
+    expect(question).to_be_visible(timeout=30_000)
+    confirm.dblclick()
     gone = page.get_by_text(re.compile(rf"Case withdrawn.*{case_id} \(was malignant\).*consent withdrawn"))
     expect(gone).to_be_visible(timeout=60_000)
     page.wait_for_timeout(3000)
     expect(gone).to_be_visible()
     expect(stored).to_have_count(0)
+    expect(confirm).to_be_hidden()  # the question went with the case
     expect(page.get_by_text("Case stored as")).to_have_count(0)  # its submission's receipt no longer holds
     expect(page.get_by_label("Or withdraw the case: why", exact=True)).to_have_value("")
     assert CaseStore(LABELS, app.home / "cases").case_label(case_id) is None
