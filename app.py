@@ -15,6 +15,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -28,7 +29,7 @@ from huggingface_hub import ModelCard
 
 from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
-from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS
+from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS, listed_reason
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.glossary import glossary_markdown
@@ -106,6 +107,10 @@ def in_bounds(component: gr.Slider, name: str) -> gr.Slider:
             return check(payload)
         except gr.Error as error:
             raise _refuse(f"{name} field", gr.Error(f"{name}: {error.message}")) from error
+        except (TypeError, ValueError) as error:  # text that is not a number
+            refusal = gr.Error(f"{name}: a number from {component.minimum} to {component.maximum}, got "
+                               f"{str(payload)[:40]!r}.")
+            raise _refuse(f"{name} field", refusal) from error
 
     component.preprocess = preprocess
     return component
@@ -655,15 +660,29 @@ def withdraw_case(case_id: str | None, reason: str | None, profile: gr.OAuthProf
 @clear_errors
 def ask_withdrawal(case_id: str | None, reason: str | None, profile: gr.OAuthProfile | None = None,
                    token: gr.OAuthToken | None = None):
-    """The page's question before a withdrawal, which cannot be undone there: which case, why."""
+    """The page's question before a withdrawal, which cannot be undone there: which case and why, and
+    the two kept for the confirmation (what it withdraws, whatever the form says by then)."""
     can_submit(_user(profile, token), SETTINGS).require()
     case = service.cases.resolve_case(_withdrawal_asked(case_id, reason))
+    listed = listed_reason(reason)
+    if listed is None:
+        raise gr.Error(f"Unknown reason {str(reason)[:80]!r}; choose one of the list.")
     label = service.cases.case_label(case)
     if label is None:
         raise gr.Error(f"Case {case} was withdrawn already.")
     return gr.update(visible=True), (
-        f"Withdraw case `{case}` (labelled {label}) because: {reason}? From then on it is left out of the "
-        "counts, the case lists and every retrain, for good: **a withdrawal cannot be undone here.**")
+        f"Withdraw case `{case}` (labelled {label}) because: {listed}? From then on it is left out of the "
+        "counts, the case lists and every retrain, for good: **a withdrawal cannot be undone here.**"), \
+        [case, listed]
+
+
+@clear_errors
+def withdraw_asked(asked: list | None, profile: gr.OAuthProfile | None = None,
+                   token: gr.OAuthToken | None = None):
+    """The confirmed withdrawal: of the case and for the reason the question named."""
+    if not asked:
+        raise gr.Error("Ask again: pick the case and the reason, then Withdraw the case.")
+    return withdraw_case(*asked, profile=profile, token=token)
 
 
 def after_withdrawal(withdrawal: dict, submitted: dict | None):
@@ -1108,6 +1127,7 @@ def build() -> gr.Blocks:
                         withdraw_button = gr.Button("Withdraw the case…", variant="stop")
                         with gr.Row(visible=False, equal_height=True) as withdraw_row:
                             withdraw_question = gr.Markdown()
+                            withdraw_named = gr.State(None)  # [case id, reason] the question named
                             withdraw_confirm = gr.Button("Yes, withdraw it", variant="stop")
                             withdraw_cancel = gr.Button("Cancel")
                         fix_text = gr.Markdown()
@@ -1343,13 +1363,13 @@ def build() -> gr.Blocks:
         turn_on(submit_button, emptied,
                 submitted.failure(None, [case_image, label], [receipt_text, receipt], js=KEEP_RECEIPT_JS,
                                   **private))
-        def amends(button: gr.Button, fn, inputs: list, amended_receipt: gr.JSON, said, shown: list,
-                   also_read: tuple = ()) -> None:
-            """A click on ``button`` amends a stored case through ``fn`` (API name: its name); ``said``
-            turns its receipt (and ``also_read``) into ``shown``. A refusal (said in the corner) leaves
-            the last amendment's words: they still hold."""
-            amended = pressed_once(button, fn, inputs, amended_receipt, api_name=fn.__name__,
-                                   api_description=fn.__doc__, concurrency_limit=4)
+        def amends(button: gr.Button, fn: Callable[..., dict], inputs: list, amended_receipt: gr.JSON,
+                   said: Callable[..., tuple], shown: list, also_read: tuple = (), api: bool = True) -> None:
+            """A click on ``button`` amends a stored case through ``fn`` (with ``api``, the API's endpoint
+            named as ``fn``); ``said`` turns its receipt (and ``also_read``) into ``shown``. A refusal
+            (said in the corner) leaves the last amendment's words: they still hold."""
+            named = (dict(api_name=fn.__name__, api_description=fn.__doc__) if api else private)
+            amended = pressed_once(button, fn, inputs, amended_receipt, concurrency_limit=4, **named)
             amended_said = amended.success(said, [amended_receipt, *also_read], shown, **CHAINED)
             cases_stored(amended_said)
             turn_on(button, amended_said)
@@ -1357,14 +1377,16 @@ def build() -> gr.Blocks:
 
         amends(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
                lambda receipt: (views.correction_text(receipt), None), [fix_text, fix_label])
-        # the page asks first (a withdrawal is final); the API's /withdraw_case is the confirmation's
-        withdraw_button.click(ask_withdrawal, [fix_case, withdraw_reason], [withdraw_row, withdraw_question],
-                              **private)
-        amends(withdraw_confirm, withdraw_case, [fix_case, withdraw_reason], withdraw_receipt,
-               after_withdrawal, [fix_text, fix_case, fix_label, withdraw_reason, fix_preview, withdraw_row,
-                                  receipt_text, receipt], also_read=(receipt,))
-        for asked_of in (withdraw_cancel.click, fix_case.change, withdraw_reason.change):  # a stale question
-            asked_of(lambda: gr.update(visible=False), None, withdraw_row, **private)
+        # the page asks first (a withdrawal is final) and withdraws what the question named; the API's
+        # /withdraw_case withdraws at once (registered below, API only)
+        withdraw_button.click(ask_withdrawal, [fix_case, withdraw_reason],
+                              [withdraw_row, withdraw_question, withdraw_named], **private)
+        amends(withdraw_confirm, withdraw_asked, [withdraw_named], withdraw_receipt, after_withdrawal,
+               [fix_text, fix_case, fix_label, withdraw_reason, fix_preview, withdraw_row, receipt_text,
+                receipt], also_read=(receipt,), api=False)
+        # a question no longer about the form (another case or reason, a correction) goes, in the browser
+        for asked_of in (withdraw_cancel.click, fix_case.change, withdraw_reason.change, fix_button.click):
+            asked_of(None, None, withdraw_row, js=hide_js(1), **private)
         fix_case.change(stored_case_preview, fix_case, fix_preview, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)
@@ -1408,7 +1430,12 @@ def build() -> gr.Blocks:
         # Version dropdown's choices are filled at page load, so as an API input it would list none
         api_version = gr.Textbox(visible=False, label="version")
         api_outputs = {name: gr.JSON(visible=False, label=name)
-                       for name in ("served again", "health", "pending images", "your predictions")}
+                       for name in ("served again", "health", "pending images", "your predictions",
+                                    "withdrawal receipt")}
+        api_case = gr.Textbox(visible=False, label="case id")
+        api_reason = gr.Textbox(visible=False, label="reason")
+        gr.on([], withdraw_case, [api_case, api_reason], api_outputs["withdrawal receipt"],  # API only
+              api_name="withdraw_case", api_description=withdraw_case.__doc__, concurrency_limit=4)
         gr.on([], rollback_version, api_version, api_outputs["served again"], api_name="rollback",  # API only
               api_description=rollback_version.__doc__, concurrency_limit=1)
         gr.on([], health, None, api_outputs["health"], api_name="health", api_description=health.__doc__,

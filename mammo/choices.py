@@ -8,7 +8,7 @@ answered at once (the modules that use them import torch and the rest).
 from __future__ import annotations
 
 __all__ = ["RECIPES", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD", "DEFAULT_OPACITY", "CAM_CLASSES",
-           "HEATMAP_METHODS", "WITHDRAWAL_REASONS"]
+           "HEATMAP_METHODS", "WITHDRAWAL_REASONS", "listed_reason"]
 
 RECIPES = ("film", "patch")
 GRAD_CAM = "Grad-CAM"
@@ -37,3 +37,9 @@ WITHDRAWAL_REASONS = (
     "image quality too poor to label",
     "other",
 )
+
+
+def listed_reason(given: object) -> str | None:
+    """``given`` as :data:`WITHDRAWAL_REASONS` spells it (any case and spacing); None when it is not one."""
+    known = {reason.lower(): reason for reason in WITHDRAWAL_REASONS}
+    return known.get(given.strip().lower()) if isinstance(given, str) else None

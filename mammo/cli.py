@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .choices import DEFAULT_METHOD, HEATMAP_METHODS, RECIPES, WITHDRAWAL_REASONS
+from .choices import DEFAULT_METHOD, HEATMAP_METHODS, RECIPES, WITHDRAWAL_REASONS, listed_reason
 from .config import DISCLAIMER
 from .errors import MammoError, ModelError, said_in_one_line
 
@@ -404,6 +404,14 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                              "(also in cross-validation, evaluation and the app); training is unchanged")
 
 
+def _withdrawal_reason(given: str) -> str:
+    """A withdrawal's reason as the list spells it (any case and spacing), or a usage error naming them."""
+    listed = listed_reason(given)
+    if listed is None:
+        raise argparse.ArgumentTypeError(f"{given!r} is not one of: {'; '.join(WITHDRAWAL_REASONS)}")
+    return listed
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mammo", description=__doc__,
                                      epilog=DISCLAIMER)
@@ -476,8 +484,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "every retrain from now on (its shard, and the image in it, is kept: "
                                     "see docs/architecture.md to erase it); audited")
     withdraw.add_argument("case_id", help="the case id, as in its receipt")
-    withdraw.add_argument("reason", choices=WITHDRAWAL_REASONS, metavar="reason",
-                          help=f"why (quoted): one of {'; '.join(WITHDRAWAL_REASONS)}")
+    withdraw.add_argument("reason", type=_withdrawal_reason,
+                          help=f"why (quoted; any case): one of {'; '.join(WITHDRAWAL_REASONS)}")
     compact = cases_sub.add_parser("compact", help="merge small shards (one per submission) into big ones")
     compact.add_argument("--small", type=int, help="merge shards of fewer cases than this "
                          "(default: mammo.store.cases.compaction.SMALL_SHARD_ROWS)")

@@ -73,13 +73,13 @@ AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 FETCHED_AUDIT_EVENTS = 5000
 # a case queued while the Hub is down is on the server's disk alone, and a Space's disk is new after
 # every restart: its receipt says so (README: "A Space's disk is new after every restart")
-QUEUED_ON_A_SPACE = ("Until the Hub answers, {} is only on this Space's disk, which a restart of the Space "
-                     "replaces: {}.")
-UPLOAD_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE.format(
+QUEUED_ON_A_SPACE_TEMPLATE = ("Until the Hub answers, {} is only on this Space's disk, which a restart of "
+                              "the Space replaces: {}.")
+UPLOAD_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE_TEMPLATE.format(
     "this upload", "keep your own copy of the image(s) until the dataset shows them")
-CORRECTION_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE.format(
+CORRECTION_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE_TEMPLATE.format(
     "this correction", "check the case's label after a restart")
-WITHDRAWAL_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE.format(
+WITHDRAWAL_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE_TEMPLATE.format(
     "this withdrawal", "check the case is gone after a restart")
 # a case that is a base film is left out of training (pipeline), so a label given to correct the base
 # data's changes nothing the model learns: its receipt says so
@@ -550,9 +550,11 @@ class MammoService:
             named = ", ".join(s["name"] for s in skipped[:5])
             what = ("the image in this upload was" if len(skipped) == 1 else
                     f"all {len(skipped)} images in this upload were")
-            raise StoreError(f"Nothing new was stored: {what} submitted before "
+            before = ("submitted before (stored, or withdrawn)" if any(s.get("withdrawn") for s in skipped)
+                      else "submitted before")
+            raise StoreError(f"Nothing new was stored: {what} {before} "
                              f"({named}{', ...' if len(skipped) > 5 else ''}).",
-                             logged=f"Nothing new was stored: {what} submitted before.")
+                             logged=f"Nothing new was stored: {what} {before}.")
         parts = [part for part in map(self._base_films().get, receipt["image_sha256"]) if part is not None]
         if parts:  # stored, and said: a retrain leaves them out (pipeline)
             one, held_out = len(parts) == 1, parts.count("holdout")

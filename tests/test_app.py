@@ -261,6 +261,8 @@ def test_null_and_number_arguments_get_the_default_or_a_clear_refusal(client, ap
     assert details["heatmap_method"] == "Lesion map" and overlay is not None
     _, default_opacity, _ = client.predict(image, None, None, api_name="/predict")  # the slider's default
     assert default_opacity is not None and Path(default_opacity).read_bytes() == Path(overlay).read_bytes()
+    with pytest.raises(AppError, match=r"^Heat-map opacity: a number from 0 to 1, got 'dark'\.$"):
+        client.predict(image, None, "dark", api_name="/predict")
     assert Path(client.predict(image, None, api_name="/heatmap")).name.startswith("mammo-heatmap-")
     with pytest.raises(AppError, match="no version '5'"):
         client.predict(5, api_name="/rollback")

@@ -341,6 +341,11 @@ def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_im
     assert CaseStore(LABELS, app.home / "cases").case_label(case_id) == "malignant"
     withdraw.click()
     expect(question).to_be_visible(timeout=30_000)
+    pick(page, "Or withdraw the case: why", "other")  # the question is no longer about the form: it goes
+    expect(confirm).to_be_hidden()
+    pick(page, "Or withdraw the case: why", "consent withdrawn")
+    withdraw.click()
+    expect(question).to_be_visible(timeout=30_000)
     confirm.dblclick()
     gone = page.get_by_text(re.compile(rf"Case withdrawn.*{case_id} \(was malignant\).*consent withdrawn"))
     expect(gone).to_be_visible(timeout=60_000)

@@ -296,8 +296,8 @@ def test_store_commands_import_list_and_pull(small_mias: Path, tmp_path: Path) -
     assert "Traceback" not in again.stderr
     # a case withdrawn from the shell: left out of the counts and lists, audited with its reason
     unlisted = cli_here("cases", "withdraw", recent["case_id"], "a reason of my own", home=home)
-    assert unlisted.returncode == 2 and "invalid choice" in unlisted.stderr  # only a listed reason
-    withdrawn = cli_here("cases", "withdraw", recent["case_id"], "consent withdrawn", home=home)
+    assert unlisted.returncode == 2 and "is not one of: identifier" in unlisted.stderr  # a listed reason
+    withdrawn = cli_here("cases", "withdraw", recent["case_id"], "Consent withdrawn", home=home)
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert json.loads(withdrawn.stdout)["was"] == "malignant"
     listed = json.loads(cli_here("cases", "list", "-n", str(n + 2), home=home).stdout)

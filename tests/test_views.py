@@ -327,7 +327,7 @@ def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalMod
     for row, parent, served in zip(rows, ["v1", "—"], ["not served yet", "● served"], strict=True):
         shown = dict(zip(views.VERSION_COLUMNS, row, strict=True))
         published = shown.pop("published")  # the packaged v1 "with the app", not when this store opened
-        assert published == "with the app" if row[0] == "v1" else re.fullmatch(
+        assert (published == "with the app") if row[0] == "v1" else re.fullmatch(
             r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", published), row
         created = datetime.fromisoformat(v1_mammo["created_at"])
         assert shown.pop("trained") == f"{created.day} {created:%b %Y}"

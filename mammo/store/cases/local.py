@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ... import imaging
-from ...choices import WITHDRAWAL_REASONS
+from ...choices import WITHDRAWAL_REASONS, listed_reason
 from ...timestamps import human_time
 from .._fs import file_lock, fsync_dir, fsync_file, utc_iso, utc_now
 from .card import dataset_card
@@ -260,8 +260,7 @@ class CaseStore:
         so the image in it, is not rewritten (in a Hub repo it also stays in the history): erasing it
         is a maintainer's job (docs/architecture.md). The receipt says the case, the label it had
         and the totals."""
-        known = {listed.lower(): listed for listed in WITHDRAWAL_REASONS}  # as the list spells it
-        listed = known.get(reason.strip().lower()) if isinstance(reason, str) else None
+        listed = listed_reason(reason)
         if listed is None:
             raise StoreError(f"Unknown reason {_short(reason)} for a withdrawal; choose one of: "
                              f"{'; '.join(WITHDRAWAL_REASONS)}.")
