@@ -254,6 +254,18 @@ def epoch_room(plot: dict | None, headroom: bool = False):
     return gr.update(**room)
 
 
+def count_room(plot: dict | None):
+    """A count plot's axis from 0 to its tallest stack, at least 1 (with no count yet, Vega draws a
+    lone "0.000000"). A second step, after the value, as :func:`epoch_room` is."""
+    labels, counts = plot_column(plot, "label"), plot_column(plot, "images")
+    if labels is None or counts is None:
+        return gr.skip()
+    stacks: dict[str, float] = {}
+    for label, count in zip(labels, counts, strict=True):
+        stacks[label] = stacks.get(label, 0) + (count or 0)
+    return gr.update(y_lim=[0, max([1, *stacks.values()])])
+
+
 def give_room(event, losses, aucs) -> None:
     """After ``event`` gave a loss plot and an AUC plot new values: their axes (:func:`epoch_room`;
     the AUC axis keeps its 0-1 scale)."""
@@ -710,7 +722,15 @@ def stored_case_preview(case_id: str | None, profile: gr.OAuthProfile | None = N
 
 
 def totals():
+    """Images per label and source: the base data's films and the submitted cases (Retrain tab)."""
     return views.counts_frame(service.data_summary())
+
+
+def submitted_totals():
+    """Submitted cases per label (Submit case tab): without the base data's films, beside which a few
+    cases would be a sliver that no submission or withdrawal visibly changes."""
+    frame = totals()
+    return frame[frame["source"] != "base"]
 
 
 # -- Retrain ----------------------------------------------------------------------------------------
@@ -1103,8 +1123,10 @@ def build() -> gr.Blocks:
                     receipt_text = gr.Markdown()
                     with gr.Accordion("Receipt (JSON)", open=False):
                         receipt = gr.JSON(label="receipt")
-                    counts = gr.BarPlot(x="label", y="images", color="source", label="Cases per label",
-                                        color_map=SOURCE_COLOURS)
+                    counts = gr.BarPlot(x="label", y="images", color="source",
+                                        label="Submitted cases per label (the base data's films: Retrain "
+                                              "tab)", color_map={name: SOURCE_COLOURS[name]
+                                                                 for name in ("cases", BASE_FILM_CASES)})
             with gr.Accordion("Correct a stored case's label, or withdraw the case", open=False):
                 gr.Markdown("A case stored with a wrong label keeps its image; the correction is stored "
                             "beside it and the audit log records who changed what. The next retrain "
@@ -1351,7 +1373,8 @@ def build() -> gr.Blocks:
 
         def cases_stored(event) -> None:
             """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""
-            event.success(totals, None, counts, **CHAINED).then(
+            event.success(submitted_totals, None, counts, **CHAINED).then(
+                count_room, counts, counts, **CHAINED).then(
                 recent_cases, None, [case_choice, fix_case], **CHAINED).then(
                 audit_views, None, audit, **CHAINED)
 
@@ -1443,7 +1466,7 @@ def build() -> gr.Blocks:
         recolour(confirm.click(rollback, [version, asked_replacing], [rollback_note, confirm_row],
                                concurrency_limit=1, **private).success(**models_event, **CHAINED).then(
             served_estimate, None, [served, reliability], **CHAINED), {reliability: "model"})
-        demo.load(totals, None, counts, **private)
+        demo.load(submitted_totals, None, counts, **private).then(count_room, counts, counts, **private)
         demo.load(recent_cases, None, [case_choice, fix_case], **private)
         # what another session (or the auto-retrain) may have changed since the page loaded: read again
         # when the tab is opened (a promotion, a rollback, new cases)
