@@ -29,7 +29,7 @@ from huggingface_hub import ModelCard
 
 from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
-from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS, listed_reason
+from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError
 from mammo.glossary import glossary_markdown
@@ -676,9 +676,7 @@ def ask_withdrawal(case_id: str | None, reason: str | None, profile: gr.OAuthPro
     the two kept for the confirmation (what it withdraws, whatever the form says by then)."""
     can_submit(_user(profile, token), SETTINGS).require()
     case = service.cases.resolve_case(_withdrawal_asked(case_id, reason))
-    listed = listed_reason(reason)
-    if listed is None:
-        raise gr.Error(f"Unknown reason {str(reason)[:80]!r}; choose one of the list.")
+    listed = service.cases.withdrawal_reason(reason)
     label = service.cases.case_label(case)
     if label is None:
         raise gr.Error(f"Case {case} was withdrawn already.")

@@ -260,11 +260,16 @@ class CaseStore:
         so the image in it, is not rewritten (in a Hub repo it also stays in the history): erasing it
         is a maintainer's job (docs/architecture.md). The receipt says the case, the label it had
         and the totals."""
-        listed = listed_reason(reason)
+        return self._amend(case_id, None, self.withdrawal_reason(reason))
+
+    @staticmethod
+    def withdrawal_reason(given: Any) -> str:
+        """``given`` as ``WITHDRAWAL_REASONS`` spells it (any case and spacing); StoreError naming them."""
+        listed = listed_reason(given)
         if listed is None:
-            raise StoreError(f"Unknown reason {_short(reason)} for a withdrawal; choose one of: "
+            raise StoreError(f"Unknown reason {_short(given)} for a withdrawal; choose one of: "
                              f"{'; '.join(WITHDRAWAL_REASONS)}.")
-        return self._amend(case_id, None, listed)
+        return listed
 
     def _amend(self, case_id: str, label: str | None, withdrawn: str | None) -> dict[str, Any]:
         """Store one amendment of a case (its label now, or None and the reason it is withdrawn)."""
