@@ -1175,6 +1175,32 @@ def test_a_server_fetches_a_withdrawal_made_elsewhere_without_a_retrain(
         space.close()
 
 
+def test_fetching_amendments_while_the_hub_is_down_fails_at_once_and_holds_up_no_submission(
+    hub_env,
+) -> None:
+    """The app's follow poll fetches the repo's amendments every few minutes: with the Hub down it
+    must answer HubUnavailable without the client's ~23 s retry loop, holding the upload lock (which
+    a submission waits for) for none of it; a retrain's load likewise."""
+    server = hub_env
+    with hub_store(submit_wait_s=1.0) as store, ThreadPoolExecutor(1) as pool:
+        store.append(grey(73), "normal")
+        assert store.wait_until_delivered(15)  # connected
+        server.stop()
+        started = time.monotonic()
+        fetching = pool.submit(store.fetch_amendments)
+        receipt = store.append(grey(74), "benign")
+        with pytest.raises(HubUnavailable, match="unreachable"):
+            fetching.result(timeout=30)
+        with pytest.raises(HubUnavailable, match="unreachable"):
+            store.load()
+        assert time.monotonic() - started < 10  # the retry loop alone takes ~23 s
+        assert receipt["status"] == "queued" and "unreachable" in receipt["warning"]
+        server.restart()
+        assert store.wait_until_delivered(15)
+        store.fetch_amendments()
+        assert store.counts() == {"normal": 1, "benign": 1, "malignant": 0}
+
+
 def test_the_documented_erasure_of_a_withdrawn_case_leaves_a_store_that_opens_whole(
     store: CaseStore,
 ) -> None:

@@ -87,6 +87,8 @@ class HubCaseStore(CaseStore):
         """Every case: the Hub repo's shards plus those still queued in the outbox (and the repo's
         label corrections fetched, for :meth:`load` to apply)."""
         assert self.outbox is not None
+        if self._connected:  # fast failure when the Hub is down (a first connect probes it itself)
+            branch_head(self.api, self.repo_id, "dataset")
         with self.outbox.upload_lock:  # a consistent snapshot: no shard moves from outbox to Hub now
             if self._connected:  # a first connect syncs them itself
                 self._sync_corrections()
@@ -239,11 +241,15 @@ class HubCaseStore(CaseStore):
     def fetch_amendments(self) -> None:
         """Fetch and apply the label corrections and withdrawals in the repo that this disk lacks (made
         by another server or the command line elsewhere): one listing of ``corrections/``. Before the
-        first connect, nothing: the connect fetches them. HubError when the Hub does not answer."""
+        first connect, nothing: the connect fetches them. HubError when the Hub does not answer, at
+        once: a probe without the client's retry loop comes first, so an outage never holds the upload
+        lock (a submission behind it would wait) through the listing's retries."""
         assert self.outbox is not None
+        if not self._connected:
+            return
+        branch_head(self.api, self.repo_id, "dataset")  # fast failure when the Hub is down
         with self.outbox.upload_lock:
-            if self._connected:
-                self._sync_corrections()
+            self._sync_corrections()
 
     def _index_repo_shards(self) -> None:
         """Index the repo's shards this machine has not seen (one cached download each)."""
