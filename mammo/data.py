@@ -19,8 +19,9 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torchvision.transforms import v2
 
+from .fingerprint import FilmIdentity, film_fingerprint
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
-from .preprocess import Geometry, PreprocessConfig, prepare, to_tensor
+from .preprocess import Geometry, PreprocessConfig, prepare, small_copy, to_tensor
 
 __all__ = [
     "CaseImage",
@@ -37,6 +38,7 @@ __all__ = [
     "augmentation_text",
     "IN_MEMORY_BYTES",
     "image_hashes",
+    "film_identities",
     "pixel_hashes",
     "learnt_by",
 ]
@@ -292,6 +294,13 @@ def image_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> Itera
     """SHA-256 of each example's pixels, in order (decoded as they are asked for), computed as the
     Predictor hashes an upload."""
     return (sha256_of_pixels(e.read(min_side)) for e in examples)
+
+
+def film_identities(examples: Iterable[Example], min_side: int = MIN_SIDE) -> Iterator[FilmIdentity]:
+    """Each example's :class:`FilmIdentity`, in order (each decoded once, as it is asked for)."""
+    for example in examples:
+        grey = example.read(min_side)
+        yield FilmIdentity(sha256_of_pixels(grey), film_fingerprint(small_copy(grey)))
 
 
 def pixel_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> list[str]:

@@ -431,7 +431,7 @@ def _data_section(mammo: dict) -> str:
         ("Submitted cases used", _num(data.get("n_cases"))),
     ]
     if data.get("n_cases_left_out"):
-        rows.append(("Submitted cases left out (their images are films of the base data)",
+        rows.append(("Submitted cases left out (their images are films of the base data, or copies)",
                      _num(data["n_cases_left_out"])))
     if data.get("n_cases_label_conflicts"):
         rows.append(("Of those, with another label than the base data's (the base label was kept)",

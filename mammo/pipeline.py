@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,10 +18,20 @@ import numpy as np
 from .baseline import evaluate_baseline
 from .calibration import apply_calibration, fit_calibration
 from .cv import THRESHOLD_RULE, cross_validate
-from .data import Example, SplitSpec, folder_examples, image_hashes, label_order, learnt_by, split_by_patient
+from .data import (
+    Example,
+    SplitSpec,
+    film_identities,
+    folder_examples,
+    image_hashes,
+    label_order,
+    learnt_by,
+    split_by_patient,
+)
 from .distributed import is_main_process
 from .errors import BadRequest
 from .film import FilmModel
+from .fingerprint import FilmIdentity, KnownFilms
 from .metrics import DEFAULT_THRESHOLD, evaluate_predictions, pick_threshold
 from .model import save
 from .model_card import render_model_card
@@ -58,19 +68,21 @@ def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example]
                          f"the split no longer holds out the films {name} never saw. {what_to_do}")
 
 
-def cases_apart_from(cases: Sequence[Example], films: Mapping[str, str],
-                     min_side: int) -> tuple[list[Example], list[str], int]:
-    """The cases whose pixels are none of ``films``' (pixel hash -> label of the base data's films:
-    the holdout and the validation films must stay unseen by training, a training film must not
-    count twice), their pixel hashes (each case decoded once), and how many of the cases left out
-    carry another label than their film's (the base label stays: someone should look at them)."""
+def cases_apart_from(cases: Sequence[Example], films: KnownFilms,
+                     min_side: int) -> tuple[list[Example], list[FilmIdentity], int]:
+    """The cases that are none of ``films`` (the base data's films tagged with their labels: the
+    holdout and the validation films must stay unseen by training, a training film must not count
+    twice), neither by their pixels nor as a copy at another size or encoding; their identities (each
+    case decoded once); and how many of the cases left out carry another label than their film's (the
+    base label stays: someone should look at them)."""
     kept, conflicts = [], 0
-    for case, digest in zip(cases, image_hashes(cases, min_side), strict=True):
-        if digest not in films:
-            kept.append((case, digest))
-        elif films[digest] != case.label:
+    for case, identity in zip(cases, film_identities(cases, min_side), strict=True):
+        film = films.tag_of(*identity)
+        if film is None:
+            kept.append((case, identity))
+        elif film != case.label:
             conflicts += 1
-    return [case for case, _ in kept], [digest for _, digest in kept], conflicts
+    return [case for case, _ in kept], [identity for _, identity in kept], conflicts
 
 
 def write_card(folder: Path) -> None:
@@ -179,18 +191,20 @@ def train_to_folder(
     split = split or SplitSpec()
     parts = base_splits(data, val, split)
     cross_validating = bool(cv_folds or cv_from)
-    # the training and validation films' pixel hashes, each film decoded once: recorded below, and,
-    # with the holdout's, what submitted cases are checked against
-    hash_of = dict(zip(parts["train"] + parts["val"], image_hashes(parts["train"] + parts["val"],
-                                                                   config.min_side), strict=True))
-    films = {} if not extra_train else {
-        **{digest: film.label for film, digest in hash_of.items()},
-        **{digest: film.label for film, digest in zip(
-            parts["holdout"], image_hashes(parts["holdout"], config.min_side), strict=True)}}
-    cases, case_hashes, conflicts = cases_apart_from(extra_train, films, config.min_side)
+    # the training and validation films' identities (what the model learns from: trained or validated
+    # on), each film decoded once: recorded below, and, with the holdout's, what submitted cases are
+    # checked against
+    learnable = parts["train"] + parts["val"]
+    identity_of = dict(zip(learnable, film_identities(learnable, config.min_side), strict=True))
+    films = KnownFilms() if not extra_train else KnownFilms([
+        *((identity, film.label) for film, identity in identity_of.items()),
+        *zip(film_identities(parts["holdout"], config.min_side), (film.label for film in parts["holdout"]),
+             strict=True)])
+    cases, case_identities, conflicts = cases_apart_from(extra_train, films, config.min_side)
     if len(cases) < len(extra_train):
-        log.warning("%d submitted cases left out of training: their images are films of the base data "
-                    "(%d with another label than the base data's)", len(extra_train) - len(cases), conflicts)
+        log.warning("%d submitted cases left out of training: their images are films of the base data, "
+                    "or copies of them at another size or encoding (%d with another label than the base "
+                    "data's)", len(extra_train) - len(cases), conflicts)
     base_train = [*parts["train"], *(parts["val"] if cross_validating else [])]
     train = [*base_train, *cases]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
@@ -221,7 +235,7 @@ def train_to_folder(
     elif not cv and parts["val"]:
         baseline = evaluate_baseline(train, parts["val"], labels, config.preprocess, config.min_side)
     # the validation films' pixel hashes: recorded, and checked against the starting weights
-    val_hashes = [] if cv else [hash_of[film] for film in parts["val"]]
+    val_hashes = [] if cv else [identity_of[film].sha256 for film in parts["val"]]
     mammo = {
         "version": None,
         "parent": parent,
@@ -243,14 +257,18 @@ def train_to_folder(
             "n_val": 0 if cv else len(parts["val"]),
             "n_holdout": len(parts["holdout"]),
             "n_cases": len(cases),
-            # submitted cases whose images are base films: held-out or validation films are never
-            # trained on, a training film not twice
+            # submitted cases whose images are base films (or copies of them at another size or
+            # encoding): held-out or validation films are never trained on, a training film not twice
             "n_cases_left_out": len(extra_train) - len(cases),
             # of those, cases whose confirmed label differs from the base data's (the base label stays)
             "n_cases_label_conflicts": conflicts,
             "counts": dict(Counter(e.label for e in train)),
-            # so the app can say when an upload is one of the films this model learnt from
-            "image_sha256": sorted({*(hash_of[film] for film in base_train), *case_hashes, *val_hashes}),
+            # so the app can say when an upload is one of the films this model learnt from: by its
+            # pixels, or (a copy at another size or encoding) by its fingerprint
+            "image_sha256": sorted({*(identity_of[film].sha256 for film in learnable),
+                                    *(case.sha256 for case in case_identities)}),
+            "image_fingerprints": sorted({*(identity_of[film].fingerprint for film in learnable),
+                                          *(case.fingerprint for case in case_identities)}),
             # validation films the starting weights had learnt from: their calibration is optimistic
             "val_learnt_by_init": learnt_by(config.init, val_hashes) if val_hashes else 0,
         },

@@ -19,6 +19,7 @@ from .choices import DEFAULT_METHOD, DEFAULT_OPACITY, GRAD_CAM, HEATMAP_METHODS,
 from .errors import BadRequest
 from .explain import has_linear_head, one_pass_cam, overlay, package_cam, within_cells
 from .film import MIRROR_DIMS
+from .fingerprint import Fingerprints, film_fingerprint
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load
 from .preprocess import (
@@ -51,13 +52,15 @@ torch.set_flush_denormal(True)  # denormals made one measurement here 50x slower
 @dataclass(frozen=True)
 class LoadedImage:
     """An image decoded once: its pixels at display size, its original (height, width), the SHA-256
-    of its original pixels (``imaging.sha256_of_pixels``, as the case store hashes) and its breast
-    mask (found once, for the crop and the not-like-a-film check)."""
+    of its original pixels (``imaging.sha256_of_pixels``, as the case store hashes), its breast
+    mask (found once, for the crop and the not-like-a-film check) and its perceptual fingerprint
+    (of the mask's copy: :mod:`mammo.fingerprint`)."""
 
     grey: np.ndarray
     shape: tuple[int, int]
     sha256: str
     breast: BreastMask = field(compare=False, repr=False)
+    fingerprint: str = field(compare=False)
 
 
 def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
@@ -70,7 +73,8 @@ def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
     else:
         grey = read_image(image, max_bytes=max_bytes, min_side=min_side)
     shown = fit_within(grey, DISPLAY_SIDE)
-    return LoadedImage(shown, grey.shape, sha256_of_pixels(grey), find_breast(shown))
+    breast = find_breast(shown)
+    return LoadedImage(shown, grey.shape, sha256_of_pixels(grey), breast, film_fingerprint(breast.small))
 
 
 @dataclass(frozen=True)
@@ -182,9 +186,20 @@ class Predictor:
         recorded = (mammo.get("data") or {}).get("image_sha256")
         # pixel hashes of the films it trained on (and validated on); None when not recorded
         self.training_images: frozenset[str] | None = None if recorded is None else frozenset(recorded)
+        # their fingerprints, for copies at another size or encoding (models trained before they were
+        # recorded: none)
+        self.training_copies = Fingerprints((mammo.get("data") or {}).get("image_fingerprints") or ())
         self._onnx = onnx_backbone(self.model, self._example_input()) if fast else None
         # test-time mirror averaging the model was cross-validated with (None: the film as it is)
         self.mirror: str | None = getattr(getattr(self.model, "head", None), "mirror", None)
+
+    def learnt_from(self, sha256: str, fingerprint: str | None = None) -> bool | None:
+        """Whether the model trained or validated on the film of these pixels, or (``fingerprint``) on
+        the film they are a copy of at another size or encoding; None when it records no training films."""
+        if self.training_images is None:
+            return None
+        copy = None if fingerprint is None else self.training_copies.find(fingerprint)
+        return sha256 in self.training_images or copy is not None
 
     def _example_input(self) -> torch.Tensor:
         """A prepared input of this model's shape (random pixels), to export and check it on."""
@@ -328,7 +343,7 @@ class Predictor:
             method=method if cam is not None else None,
             calibrated=self.calibrated,
             image_sha256=image.sha256,
-            in_training_data=None if self.training_images is None else image.sha256 in self.training_images,
+            in_training_data=self.learnt_from(image.sha256, image.fingerprint),
             image_shape=tuple(image.shape),
             uncertainty=spread,
             film_doubt=whole_film_doubt(image.grey, image.breast),

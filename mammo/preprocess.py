@@ -18,6 +18,7 @@ __all__ = [
     "Geometry",
     "BreastMask",
     "find_breast",
+    "small_copy",
     "breast_region",
     "whole_film_doubt",
     "prepare",
@@ -83,7 +84,7 @@ def resize(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return _resize(grey, *shape)
 
 
-def _mask_copy(grey: np.ndarray) -> np.ndarray:
+def small_copy(grey: np.ndarray) -> np.ndarray:
     """The copy of ``grey`` the breast mask is found on: _MASK_SIDE long (a smaller image scaled up)."""
     scale = _MASK_SIDE / max(grey.shape)
     return _resize(grey, max(1, round(grey.shape[0] * scale)), max(1, round(grey.shape[1] * scale)))
@@ -99,12 +100,12 @@ class BreastMask:
 
 def find_breast(grey: np.ndarray) -> BreastMask:
     """The breast mask of ``grey``, found once for the crop and the not-like-a-film check."""
-    small = _mask_copy(grey)
+    small = small_copy(grey)
     return BreastMask(small, _breast_mask(small))
 
 
 def _breast_mask(small: np.ndarray) -> np.ndarray:
-    """Largest connected bright region of :func:`_mask_copy`'s copy (threshold, opening, holes filled)."""
+    """Largest connected bright region of :func:`small_copy`'s copy (threshold, opening, holes filled)."""
     threshold = max(0.05, float(np.percentile(small, 50)) * 0.5 + 0.02)
     mask = ndimage.binary_opening(small > threshold, iterations=2)
     labels, count = ndimage.label(mask)

@@ -24,9 +24,10 @@ from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import BulkError, zip_cases
 from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
-from .data import SplitSpec, case_examples, folder_examples, image_hashes, label_order
+from .data import SplitSpec, case_examples, film_identities, folder_examples, label_order
 from .errors import MammoError
 from .explain import overlay
+from .fingerprint import KnownFilms
 from .imaging import encode_png, read_image
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
@@ -237,7 +238,7 @@ class MammoService:
         self._started = time.monotonic()
         self._fetched_base: Path | None = None
         self._base_films_lock = threading.Lock()
-        self._base_films_of: tuple[tuple[Path, SplitSpec] | None, dict[str, str]] = (None, {})
+        self._base_films_of: tuple[tuple[Path, SplitSpec] | None, KnownFilms] = (None, KnownFilms())
         self._base_problem: str | None = None
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
@@ -501,7 +502,7 @@ class MammoService:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
-        note = self._base_film_note(receipt["image_sha256"])
+        note = self._base_film_note(receipt["image_sha256"], self._fingerprint(image))
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
@@ -517,8 +518,8 @@ class MammoService:
         does). Recorded in the audit log with the label it had."""
         can_submit(user, self.settings).require()
         receipt = self._said_where(self.cases.correct_label(case_id, label), CORRECTION_QUEUED_ON_A_SPACE)
-        digest = next((d for d in self._base_films() if self.cases.case_with_pixels(d) == receipt["case_id"]),
-                      None)
+        digest = next((d for d in self._base_films().tag_by_hash
+                       if self.cases.case_with_pixels(d) == receipt["case_id"]), None)
         if note := digest and self._base_film_note(digest):
             receipt["base_film"] = note
         self.audit.record_amendment(receipt, user)
@@ -555,7 +556,8 @@ class MammoService:
             raise StoreError(f"Nothing new was stored: {what} {before} "
                              f"({named}{', ...' if len(skipped) > 5 else ''}).",
                              logged=f"Nothing new was stored: {what} {before}.")
-        parts = [part for part in map(self._base_films().get, receipt["image_sha256"]) if part is not None]
+        parts = [part for part in map(self._base_films().tag_by_hash.get, receipt["image_sha256"])
+                 if part is not None]
         if parts:  # stored, and said: a retrain leaves them out (pipeline)
             one, held_out = len(parts) == 1, parts.count("holdout")
             them, s = ("it", "") if one else ("them", "s")
@@ -574,13 +576,16 @@ class MammoService:
                           skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"])))
         return self._after_new_cases(self._said_where(receipt))
 
-    def _base_film_note(self, digest: str) -> str | None:
-        """What a retrain does with a case of these pixels when it is a film of the base data (left out,
-        as the pipeline leaves such cases out) or one the served version learnt from; None otherwise."""
-        part = self._base_films().get(digest)
+    def _base_film_note(self, digest: str, fingerprint: str | None = None) -> str | None:
+        """What a retrain does with a case of these pixels (``fingerprint``: its film's, to recognise a
+        copy at another size or encoding) when it is a film of the base data (left out, as the pipeline
+        leaves such cases out) or one the served version learnt from; None otherwise."""
+        part = self._base_films().tag_of(digest, fingerprint)
         if part == "holdout":
             return HELD_OUT_FILM
-        learnt = f"one of the films {self._predictor.version} learnt from" if self._learnt([digest]) else None
+        served = self._predictor
+        learnt = (f"one of the films {served.version} learnt from" if served.learnt_from(digest, fingerprint)
+                  else None)
         if part is not None:
             return (f"this image is {learnt or 'a film of the base data'} (labelled in the base data): a "
                     "retrain leaves this case out of training and keeps the base data's label for the "
@@ -590,31 +595,42 @@ class MammoService:
                     "retrain trains on this case with the label given")
         return None
 
-    def _base_films(self) -> dict[str, str]:
-        """Pixel hash -> part ("train", "val" or "holdout") of each film of the base data under the
-        served version's split: the films whose cases a retrain leaves out (the pipeline's rule).
-        Decoded once per base folder and split (about 3 s for mini-MIAS's 258 films at 1024 px); {}
-        without base data, or when it cannot be read (logged: the receipt then says nothing)."""
+    def _fingerprint(self, image: ImageSource) -> str | None:
+        """The fingerprint of a stored case's image: from the decoded copy kept of a file just previewed
+        or predicted, else decoded again; None (logged) when it cannot be, so that the receipt of a case
+        stored already never reports a failure."""
+        try:
+            if isinstance(image, str | os.PathLike):
+                return self.load(image).fingerprint
+            return load_image(image, max_bytes=self.settings.max_upload_bytes,
+                              min_side=self._predictor.min_side).fingerprint
+        except (MammoError, OSError) as error:
+            log.warning("a stored case's image not fingerprinted (its receipt names only a film of the same "
+                        "pixels): %s", error)
+            return None
+
+    def _base_films(self) -> KnownFilms:
+        """The films of the base data under the served version's split, tagged with their part
+        ("train", "val" or "holdout"): the films whose cases a retrain leaves out (the pipeline's rule,
+        copies at another size or encoding included). Decoded once per base folder and split (about 3 s
+        for mini-MIAS's 258 films at 1024 px); none without base data, or when it cannot be read
+        (logged: the receipt then says nothing)."""
         folder = self._base_folder()
         if folder is None or not folder.is_dir():
-            return {}
+            return KnownFilms()
         key = (folder, self._split(self._predictor))
         with self._base_films_lock:
             if self._base_films_of[0] != key:
                 try:
                     films = [(name, film) for name, part in base_splits([folder], None, key[1]).items()
                              for film in part]
-                    hashes = image_hashes([film for _, film in films], self._predictor.min_side)
-                    self._base_films_of = key, dict(zip(hashes, (name for name, _ in films), strict=True))
+                    identities = film_identities([film for _, film in films], self._predictor.min_side)
+                    self._base_films_of = key, KnownFilms(zip(identities, (name for name, _ in films),
+                                                              strict=True))
                 except (MammoError, OSError) as error:
                     log.warning("the base data's films not read to check submissions against (%s)", error)
-                    return {}
+                    return KnownFilms()
             return self._base_films_of[1]
-
-    def _learnt(self, hashes: Iterable[str]) -> int:
-        """How many of these pixel hashes are films the served version learnt from."""
-        learnt = self._predictor.training_images or frozenset()
-        return sum(h in learnt for h in hashes)
 
     def new_cases_since_retrain(self) -> int:
         """Cases submitted since the newest retrain (the served version's or a newer rejected
@@ -754,7 +770,9 @@ class MammoService:
         those out (a held-out film is never trained on, a training film not twice)."""
         base = _base_counts(self._base_folder())
         cases = self.cases.counts()
-        films = self._base_films() if any(cases.values()) else {}  # decoded once (about 3 s), not for none
+        # decoded once (about 3 s), not for no case; by their pixels: a case that is a copy of a base film
+        # at another size or encoding counts here as a case (a retrain's report counts it as left out)
+        films = self._base_films().tag_by_hash if any(cases.values()) else {}
         found = (self.cases.case_with_pixels(digest) for digest in films)
         resubmitted = Counter(self.cases.case_label(case_id) for case_id in found if case_id)
         return {label: {"base": base.get(label, 0), "cases": cases.get(label, 0) - resubmitted[label],

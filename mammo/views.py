@@ -421,8 +421,8 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
     if left_out:  # conflicts are some of them
         caveat += (f" {left_out} submitted case{'s were' if left_out > 1 else ' was'} left out of "
                    f"training: {'their images are films' if left_out > 1 else 'its image is a film'} "
-                   "of the base data (held-out and validation films are never trained on, a training "
-                   "film not twice).")
+                   "of the base data, or a copy of one at another size or encoding (held-out and "
+                   "validation films are never trained on, a training film not twice).")
         if conflicts:
             caveat += (f" **{conflicts} of them {'carry' if conflicts > 1 else 'carries'} another label "
                        "than the base data's**: the base label was kept; a clinician should look at "

@@ -21,7 +21,7 @@ from PIL import Image
 
 from mammo import views
 from mammo.config import PACKAGE_WEIGHTS
-from mammo.data import SplitSpec
+from mammo.data import SplitSpec, folder_examples
 from mammo.pipeline import base_splits
 from mammo.service import HELD_OUT_FILM
 from mammo.store import CaseStore, promotion_decision
@@ -208,32 +208,44 @@ def test_untouched_optional_fields_are_stored_as_null(client, app: AppProcess, s
 
 
 def test_predict_says_which_films_the_model_learnt_from(client, mias: Path, small_mias: Path) -> None:
-    """The served version trained on the non-holdout patients of mias1024: it says so for one of them."""
+    """The served version trained on the non-holdout patients of mias1024: it says so for one of them,
+    and for the same film at 512 px (other pixels: recognised by its fingerprint)."""
     served = json.loads((PACKAGE_WEIGHTS / SERVED / "config.json").read_text())["mammo"]
     films = mias.parent / "mias1024"
     parts = base_splits([films], None, SplitSpec.from_model_config({"mammo": served}))
-    for example, expected in ((parts["train"][0], True), (parts["holdout"][0], False)):
-        _, _, details = client.predict(handle_file(example.source), api_name="/predict")
-        assert details["in_training_data"] is expected, example.name
+    smaller = [mias / example.label / Path(example.source).name for example in (parts["train"][0],
+                                                                                  parts["holdout"][0])]
+    for source, expected in ((parts["train"][0].source, True), (parts["holdout"][0].source, False),
+                             (smaller[0], True), (smaller[1], False)):
+        _, _, details = client.predict(handle_file(str(source)), api_name="/predict")
+        assert details["in_training_data"] is expected, source
         assert details["stored_case"] is None and len(details["image_sha256"]) == 64
-    with pytest.raises(AppError, match=f"one of the films model {SERVED} learnt from"):  # labelled already
-        client.predict(handle_file(parts["train"][0].source), api_name="/offer")
-    # submitted all the same (a clinician's confirmed label): this app's base data (a 512 px subset) does
-    # not hold this 1024 px film, so a retrain here trains on it, and the receipt says so
-    receipt = client.predict(handle_file(parts["train"][1].source), parts["train"][1].label,
-                             api_name="/submit_case")
+    for source in (parts["train"][0].source, smaller[0]):  # labelled already
+        with pytest.raises(AppError, match=f"one of the films model {SERVED} learnt from"):
+            client.predict(handle_file(str(source)), api_name="/offer")
+    # submitted all the same (a clinician's confirmed label): this app's base data (a 512 px subset) holds
+    # no copy of this film, so a retrain here trains on it, and the receipt says so
+    here = {Path(example.source).name for example in folder_examples(small_mias)}
+    outside = next(example for example in parts["train"][1:] if Path(example.source).name not in here)
+    receipt = client.predict(handle_file(outside.source), outside.label, api_name="/submit_case")
     assert receipt["status"] == "stored" and receipt["base_film"] == (
         f"this image is one of the films {SERVED} learnt from, but not a film of the base data a retrain "
         "uses here, so a retrain trains on this case with the label given")
-    # films of the base data here: a retrain leaves them out (a held-out one is never trained on), and a
-    # label given to correct the base data's is said to change nothing the model learns
+    # films of the base data here: a retrain leaves them out (a held-out one is never trained on, nor its
+    # copy at 1024 px), and a label given to correct the base data's is said to change nothing it learns
     base = base_splits([small_mias], None, SplitSpec.from_model_config({"mammo": served}))
     held_out, trained = (next(f for f in base[part] if f.label == "malignant")
                          for part in ("holdout", "train"))
     receipt = client.predict(handle_file(held_out.source), held_out.label, api_name="/submit_case")
     assert receipt["base_film"] == HELD_OUT_FILM
+    other = next(film for film in base["holdout"] if film is not held_out)
+    larger = films / other.label / Path(other.source).name
+    receipt = client.predict(handle_file(str(larger)), other.label, api_name="/submit_case")
+    assert receipt["base_film"] == HELD_OUT_FILM
     receipt = client.predict(handle_file(trained.source), trained.label, api_name="/submit_case")
-    assert receipt["base_film"].startswith("this image is a film of the base data (labelled in the base")
+    learnt = Path(trained.source).name in {Path(film.source).name for film in parts["train"] + parts["val"]}
+    what = f"one of the films {SERVED} learnt from" if learnt else "a film of the base data"
+    assert receipt["base_film"].startswith(f"this image is {what} (labelled in the base")
     assert receipt["base_film"].endswith("training changes only when the base data itself is corrected")
 
 
@@ -344,8 +356,8 @@ def test_health_over_the_api_and_http(client, app: AppProcess, small_mias: Path)
     assert answer.status_code == 200 and answer.json()["model_version"] == serving
 
 
-def test_offered_images_wait_in_the_label_next_queue_most_uncertain_first(client, small_mias: Path) -> None:
-    films = sorted((small_mias / "normal").glob("*.png"))[-3:]
+def test_offered_images_wait_in_the_label_next_queue_most_uncertain_first(client) -> None:
+    films = sorted((ROOT / "examples").glob("cbis_ddsm_*.png"))[-3:]  # films the served version never saw
     notes = [client.predict(handle_file(str(film)), api_name="/offer") for film in films]
     assert all(note.startswith("Offered for labelling as") for note in notes)
     again = client.predict(handle_file(str(films[0])), api_name="/offer")

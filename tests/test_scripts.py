@@ -179,9 +179,25 @@ def test_profile_predict_times_each_stage_of_a_real_dicom(tiny_model_dir: Path) 
     assert done.returncode == 0, done.stderr
     stages = [line.split(":")[0].strip() for line in done.stdout.splitlines()[1:]]
     assert stages == ["read (decode)", "sha256 of the pixels", "scale to display size", "find the breast",
-                      "prepare (crop, orient, resize)", "forward + heat map", "whole predict (from loaded)",
-                      "jpeg encode of the overlay"], done.stdout
+                      "fingerprint", "prepare (crop, orient, resize)", "forward + heat map",
+                      "whole predict (from loaded)", "jpeg encode of the overlay"], done.stdout
     assert all(line.endswith(" ms median") for line in done.stdout.splitlines()[1:])
+
+
+def test_record_fingerprints_gives_an_older_model_its_films_fingerprints(mias: Path, tmp_path: Path) -> None:
+    """v1 as it was before fingerprints were recorded (its config without them) gets exactly the packaged
+    v1's, from the films it trained on; from data that lacks some of its films, nothing is written."""
+    config = json.loads((ROOT / "mammo/weights/v1/config.json").read_text())
+    recorded = config["mammo"]["data"].pop("image_fingerprints")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    done = script_here("scripts/record_fingerprints.py", "--model", str(tmp_path), "--data",
+                       str(mias.parent / "mias1024"))  # v1 trained on the 512 px films
+    assert done.returncode == 2 and "220 of the 220 films" in done.stderr, done.stderr
+    assert "image_fingerprints" not in json.loads((tmp_path / "config.json").read_text())["mammo"]["data"]
+    done = script_here("scripts/record_fingerprints.py", "--model", str(tmp_path), "--data", str(mias))
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "config.json").read_text())["mammo"]["data"]
+    assert written["image_fingerprints"] == recorded
 
 
 @pytest.mark.parametrize("script, args", [
@@ -194,6 +210,7 @@ def test_profile_predict_times_each_stage_of_a_real_dicom(tiny_model_dir: Path) 
     ("mirror_oof", ["--folds", "{missing}", "--data", "{missing}"]),
     ("cv_pooling", ["--folds", "{missing}", "--data", "{missing}"]),
     ("repeated_cv", ["{missing}/oof.json", "{missing}/oof2.json"]),
+    ("record_fingerprints", ["--model", "{missing}", "--data", "{missing}"]),
 ])
 def test_a_script_given_a_missing_model_or_file_says_so_in_one_line(script: str, args: list[str],
                                                                    tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from mammo.service import (
     AUTO_USER,
     BASE_FILM_CASES,
     BASE_LABEL_KEPT,
+    HELD_OUT_FILM,
     MammoService,
     RetrainBusy,
     RetrainError,
@@ -327,26 +328,31 @@ def test_a_bulk_upload_is_refused_before_its_zip_is_unpacked(service: MammoServi
         service.submit_uploads([str(tmp_path / "never-read.zip")], None, user="mallory")
 
 
-def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: MammoService,
+def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: MammoService, mias: Path,
                                                                   small_mias: Path) -> None:
-    """A held-out film submitted as a case must stay unseen; a training film must not count twice."""
+    """A held-out film submitted as a case must stay unseen, also as a copy at another size (1024 px
+    against the base data's 512: other pixels, the same film); a training film must not count twice."""
     parts = base_splits([small_mias], None, service._split(service.predictor))
-    held_out, trained = parts["holdout"][0], parts["train"][0]
+    held_out, trained, copied = parts["holdout"][0], parts["train"][0], parts["holdout"][1]
     other = next(label for label in service.labels if label != trained.label)  # a clinician disagrees
     service.submit(held_out.source, held_out.label, None)
     service.submit(trained.source, other, None)
+    larger = mias.parent / "mias1024" / copied.label / Path(copied.source).name
+    assert service.submit(str(larger), copied.label, None)["base_film"] == HELD_OUT_FILM
     summary = service.retrain(TINY)
-    assert summary["cases_used"] == 2 and summary["cases_left_out"] == 2
+    assert summary["cases_used"] == 3 and summary["cases_left_out"] == 3
     assert summary["cases_label_conflicts"] == 1
     data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
-    assert data["n_cases"] == 0 and data["n_cases_left_out"] == 2
+    assert data["n_cases"] == 0 and data["n_cases_left_out"] == 3
+    assert len(data["image_fingerprints"]) == len(data["image_sha256"])  # one each per film it learnt from
     assert data["n_train"] == len(parts["train"])  # the training film once
     assert sha256_of_pixels(read_image(held_out.source)) not in data["image_sha256"]  # never trained on
     verdict = views.verdict_text(summary)
-    assert "2 submitted cases were left out of training: their images are films of the base data" in verdict
+    assert ("3 submitted cases were left out of training: their images are films of the base data, or a "
+            "copy of one at another size or encoding") in verdict
     assert "**1 of them carries another label than the base data's**: the base label was kept" in verdict
     card = (candidate_folder(service, summary) / "README.md").read_text()
-    assert "| Submitted cases left out (their images are films of the base data) | 2 |" in card
+    assert "| Submitted cases left out (their images are films of the base data, or copies) | 3 |" in card
     assert "| Of those, with another label than the base data's (the base label was kept) | 1 |" in card
 
 

