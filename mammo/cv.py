@@ -27,7 +27,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from .baseline import cross_validate_baseline
 from .calibration import apply_calibration, expected_calibration_error, fit_calibration
-from .data import Example, image_hashes, learnt_by
+from .data import Example, film_identities, learnt_by
 from .distributed import is_main_process, processes
 from .film import uncalibrated
 from .metrics import (
@@ -191,7 +191,7 @@ def cross_validate(
 def _check_init_unseen(config: TrainConfig, examples: Sequence[Example]) -> None:
     """Refuse starting every fold from weights that learnt from some of these films: each fold model
     would then score, out of fold, films it had already seen."""
-    seen = learnt_by(config.init, image_hashes(examples, config.min_side))
+    seen = learnt_by(config.init, film_identities(examples, config.min_side))
     if seen == 0:
         return
     what = (f"learnt from {seen} of these {len(examples)} films" if seen is not None

@@ -19,7 +19,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torchvision.transforms import v2
 
-from .fingerprint import FilmIdentity, film_fingerprint
+from .fingerprint import FilmIdentity, Fingerprints, film_fingerprint
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .preprocess import Geometry, PreprocessConfig, prepare, small_copy, to_tensor
 
@@ -308,18 +308,20 @@ def pixel_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> list[
     return sorted(set(image_hashes(examples, min_side)))
 
 
-def learnt_by(init: str | Path, hashes: Iterable[str]) -> int | None:
-    """How many of these images (their pixel hashes: :func:`image_hashes`) the starting weights ``init``
-    learnt from (trained or validated on), by the hashes its ``config.json`` records: 0 for
-    ``imagenet`` / ``none`` (``hashes`` then not read); None when ``init`` is a folder that records none
-    (e.g. a cross-validation's fold model)."""
+def learnt_by(init: str | Path, films: Iterable[FilmIdentity]) -> int | None:
+    """How many of these images (their identities: :func:`film_identities`) the starting weights
+    ``init`` learnt from (trained or validated on), by the pixel hashes its ``config.json`` records and,
+    for a copy at another size or encoding, the fingerprints (models made before those were recorded:
+    the pixels only): 0 for ``imagenet`` / ``none`` (``films`` then not read); None when ``init`` is a
+    folder that records none (e.g. a cross-validation's fold model)."""
     if str(init) in ("imagenet", "none"):
         return 0
     try:
-        recorded = json.loads((Path(init) / "config.json").read_text())["mammo"]["data"]["image_sha256"]
+        data = json.loads((Path(init) / "config.json").read_text())["mammo"]["data"]
+        recorded = data["image_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(recorded, list):
         return None
-    learnt = set(recorded)
-    return sum(digest in learnt for digest in hashes)
+    learnt, copies = set(recorded), Fingerprints(data.get("image_fingerprints") or ())
+    return sum(film.sha256 in learnt or copies.find(film.fingerprint) is not None for film in films)

@@ -23,7 +23,6 @@ from .data import (
     SplitSpec,
     film_identities,
     folder_examples,
-    image_hashes,
     label_order,
     learnt_by,
     split_by_patient,
@@ -60,7 +59,7 @@ def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example]
     ``model_dir`` (called ``name``) was trained or validated on, by the pixel hashes its
     ``config.json`` records (nothing to check when it records none): scored on them, it would be
     measured on its own training films."""
-    seen = learnt_by(model_dir, image_hashes(holdout, min_side))
+    seen = learnt_by(model_dir, film_identities(holdout, min_side))
     if seen:
         raise BadRequest(f"{seen} of the {len(holdout)} held-out films of {source} are films {name} was "
                          f"trained or validated on: {source} has changed since {name} was trained, or is not "
@@ -235,7 +234,7 @@ def train_to_folder(
     elif not cv and parts["val"]:
         baseline = evaluate_baseline(train, parts["val"], labels, config.preprocess, config.min_side)
     # the validation films' pixel hashes: recorded, and checked against the starting weights
-    val_hashes = [] if cv else [identity_of[film].sha256 for film in parts["val"]]
+    val_identities = [] if cv else [identity_of[film] for film in parts["val"]]
     mammo = {
         "version": None,
         "parent": parent,
@@ -270,7 +269,7 @@ def train_to_folder(
             "image_fingerprints": sorted({*(identity_of[film].fingerprint for film in learnable),
                                           *(case.fingerprint for case in case_identities)}),
             # validation films the starting weights had learnt from: their calibration is optimistic
-            "val_learnt_by_init": learnt_by(config.init, val_hashes) if val_hashes else 0,
+            "val_learnt_by_init": learnt_by(config.init, val_identities) if val_identities else 0,
         },
         "training": {
             **config.to_dict(),

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from helpers import check_schema, cli_here, script_here
 
 from mammo.choices import LESION_MAP
 from mammo.cv import patient_folds, summarise
-from mammo.data import SplitSpec, folder_examples, image_hashes, learnt_by, split_by_patient
+from mammo.data import SplitSpec, film_identities, folder_examples, learnt_by, split_by_patient
 from mammo.metrics import EVALUATE_KEYS
 from mammo.pipeline import base_splits
 from mammo.predict import Predictor
@@ -140,17 +141,21 @@ def patch_v(small_mias: Path, tmp_path_factory) -> tuple[Path, Path]:
     return out, folds
 
 
-def test_folds_never_start_from_weights_that_learnt_their_films(patch_v, small_mias: Path,
+def test_folds_never_start_from_weights_that_learnt_their_films(patch_v, mias: Path, small_mias: Path,
                                                                 tmp_path: Path) -> None:
     """``--init MODEL --cv K`` without ``--init-folds``: every fold would fine-tune MODEL, which
     trained on these films, and score them "out of fold": refused before any training; so is a
-    starting folder that records no films (a fold model). The films held out of MODEL count as new."""
+    starting folder that records no films (a fold model). The films held out of MODEL count as new.
+    The same films at 1024 px (other pixels) are known as MODEL's by their fingerprints."""
     model, folds = patch_v
     parts = base_splits([small_mias], None, SplitSpec())
-    assert learnt_by(model, image_hashes(parts["holdout"])) == 0
-    assert learnt_by("imagenet", image_hashes(parts["train"])) == 0
+    assert learnt_by(model, film_identities(parts["holdout"])) == 0
+    assert learnt_by("imagenet", film_identities(parts["train"])) == 0
     n = len(parts["train"]) + len(parts["val"])
-    assert learnt_by(model, image_hashes([*parts["train"], *parts["val"]])) == n
+    assert learnt_by(model, film_identities([*parts["train"], *parts["val"]])) == n
+    larger = [replace(film, source=str(mias.parent / "mias1024" / film.label / Path(film.source).name))
+              for film in [*parts["train"][:5], *parts["holdout"][:5]]]
+    assert learnt_by(model, film_identities(larger)) == 5
     recipe = ["cv", "--data", str(small_mias), "--recipe", "patch", "--arch", "test_efficientnet",
               "--image-size", "128", "--patch-size", "64", "--top-k", "4", "--epochs", "1", "--folds", "2"]
     seen = cli_here(*recipe, "--init", str(model))
