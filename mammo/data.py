@@ -19,7 +19,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torchvision.transforms import v2
 
-from .fingerprint import FilmIdentity, Fingerprints, film_fingerprint
+from .fingerprint import FilmIdentity, LearntFilms, film_fingerprint
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .preprocess import Geometry, PreprocessConfig, prepare, small_copy, to_tensor
 
@@ -318,10 +318,9 @@ def learnt_by(init: str | Path, films: Iterable[FilmIdentity]) -> int | None:
         return 0
     try:
         data = json.loads((Path(init) / "config.json").read_text())["mammo"]["data"]
-        recorded = data["image_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not isinstance(recorded, list):
+    if not isinstance(data, dict) or not isinstance(data.get("image_sha256"), list):
         return None
-    learnt, copies = set(recorded), Fingerprints(data.get("image_fingerprints") or ())
-    return sum(film.sha256 in learnt or copies.find(film.fingerprint) is not None for film in films)
+    learnt = LearntFilms(data)
+    return sum(learnt.holds(*film) for film in films)

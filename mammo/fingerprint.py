@@ -9,24 +9,32 @@ the film's discrete cosine transform, 256 bits) of the film's 256 px copy (``pre
 the copy its breast mask is found on). Measured on the 258 mini-MIAS films here: a film and its copy
 at the other resolution, as 16-bit PNG or as JPEG (quality 60, resized) lie at most 4 bits apart; two
 different films at least 44 (the eight CBIS-DDSM films at least 90 from each other and from any
-mini-MIAS film). A copy is therefore one within :data:`MATCH_BITS`. A crop, a rotation or a mirror
-image of a film is not recognised as it.
+mini-MIAS film). A copy is therefore one within :data:`MATCH_BITS`: loose enough for a copy whose
+contrast was also changed (a brightness/contrast change of 20%: 0-12 bits), tight enough that the
+same breast imaged again is not (the film shifted by 8 px, 1.6 mm: 14-38 bits; rotated 2 degrees:
+12-50). A crop, a rotation or a mirror image of a film is not recognised as it. The pixels that a
+small edit changes barely move the hash: a 12 mm bright disc painted onto a film leaves it 6-26 bits
+from the original, so an edited copy can be taken for the film it was made from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 import imagehash
 import numpy as np
 from PIL import Image
 
-__all__ = ["HASH_SIZE", "MATCH_BITS", "film_fingerprint", "Fingerprints", "FilmIdentity", "KnownFilms"]
+__all__ = ["HASH_SIZE", "MATCH_BITS", "film_fingerprint", "bits_apart", "Fingerprints", "FilmIdentity",
+           "KnownFilms", "LearntFilms"]
+
+log = logging.getLogger(__name__)
 
 HASH_SIZE = 16  # a 16 x 16 DCT block: 256 bits, 64 hex digits
 _BYTES = HASH_SIZE ** 2 // 8
-MATCH_BITS = 16  # at most this many of the 256 bits apart: the same film (copies 0-4, others 44+)
+MATCH_BITS = 16  # at most this many of the 256 bits apart: the same film (see above)
 
 
 def film_fingerprint(small: np.ndarray) -> str:
@@ -36,11 +44,16 @@ def film_fingerprint(small: np.ndarray) -> str:
     return str(imagehash.phash(Image.fromarray(pixels), hash_size=HASH_SIZE))
 
 
+def bits_apart(one: str, other: str) -> int:
+    """How many of their 256 bits two fingerprints differ in."""
+    return int(np.bitwise_count(_bytes(one) ^ _bytes(other)).sum())
+
+
 class Fingerprints:
     """The fingerprints of a set of films (a model's training films, the base data's films), to ask
     whether an image is a copy of one of them."""
 
-    def __init__(self, fingerprints: Iterable[str]):
+    def __init__(self, fingerprints: Iterable[str]) -> None:
         hexes = list(fingerprints)
         self._bytes = np.array([_bytes(h) for h in hexes], dtype=np.uint8).reshape(len(hexes), _BYTES)
 
@@ -69,7 +82,7 @@ class KnownFilms:
     """Films, each with a tag (its label, or its part of a split), recognised by their very pixels or,
     as a copy at another size or encoding, by their fingerprint."""
 
-    def __init__(self, films: Iterable[tuple[FilmIdentity, str]] = ()):
+    def __init__(self, films: Iterable[tuple[FilmIdentity, str]] = ()) -> None:
         films = list(films)
         self.tag_by_hash: dict[str, str] = {identity.sha256: tag for identity, tag in films}
         self._copies = Fingerprints(identity.fingerprint for identity, _ in films)
@@ -82,6 +95,28 @@ class KnownFilms:
         if tag is None and fingerprint is not None and (copy := self._copies.find(fingerprint)) is not None:
             tag = self._tags[copy]
         return tag
+
+
+class LearntFilms:
+    """The films a model learnt from (trained or validated on), as its ``config.json`` records them in
+    ``mammo.data``: their pixel hashes (``image_sha256``) and fingerprints (``image_fingerprints``;
+    none in models made before they were recorded, or when the list is malformed: logged, and then
+    only the very pixels are recognised)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.hashes = frozenset(data.get("image_sha256") or ())
+        try:
+            self.copies = Fingerprints(data.get("image_fingerprints") or ())
+        except (ValueError, TypeError) as error:
+            log.warning("the model's recorded fingerprints are not used (%s): its films are recognised "
+                        "by their pixels only", error)
+            self.copies = Fingerprints(())
+
+    def holds(self, sha256: str, fingerprint: str | None = None) -> bool:
+        """Whether the film of these pixels, or (``fingerprint``) the film they are a copy of, is one of
+        them."""
+        copy = None if fingerprint is None else self.copies.find(fingerprint)
+        return sha256 in self.hashes or copy is not None
 
 
 def _bytes(fingerprint: str) -> np.ndarray:

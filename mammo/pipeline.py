@@ -56,9 +56,9 @@ def base_splits(
 def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example], source: str,
                           min_side: int, what_to_do: str) -> None:
     """A BadRequest when the held-out films ``holdout`` (of ``source``) hold films the model at
-    ``model_dir`` (called ``name``) was trained or validated on, by the pixel hashes its
-    ``config.json`` records (nothing to check when it records none): scored on them, it would be
-    measured on its own training films."""
+    ``model_dir`` (called ``name``) was trained or validated on, by the pixel hashes and fingerprints
+    its ``config.json`` records (:func:`mammo.data.learnt_by`; nothing to check when it records none):
+    scored on them, it would be measured on its own training films."""
     seen = learnt_by(model_dir, film_identities(holdout, min_side))
     if seen:
         raise BadRequest(f"{seen} of the {len(holdout)} held-out films of {source} are films {name} was "
@@ -233,7 +233,7 @@ def train_to_folder(
         baseline = evaluate_baseline(learn, parts["holdout"], labels, config.preprocess, config.min_side)
     elif not cv and parts["val"]:
         baseline = evaluate_baseline(train, parts["val"], labels, config.preprocess, config.min_side)
-    # the validation films' pixel hashes: recorded, and checked against the starting weights
+    # the validation films' identities: checked against the starting weights
     val_identities = [] if cv else [identity_of[film] for film in parts["val"]]
     mammo = {
         "version": None,

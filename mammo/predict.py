@@ -19,7 +19,7 @@ from .choices import DEFAULT_METHOD, DEFAULT_OPACITY, GRAD_CAM, HEATMAP_METHODS,
 from .errors import BadRequest
 from .explain import has_linear_head, one_pass_cam, overlay, package_cam, within_cells
 from .film import MIRROR_DIMS
-from .fingerprint import Fingerprints, film_fingerprint
+from .fingerprint import LearntFilms, film_fingerprint
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .model import load
 from .preprocess import (
@@ -183,12 +183,9 @@ class Predictor:
         self.has_lesion_map: bool = bool(getattr(self.model, "has_lesion_map", False))
         self.calibrated: bool = bool((mammo.get("head") or {}).get("weight"))
         self._cam_lock = threading.Lock()  # pytorch_grad_cam registers hooks on the shared model
-        recorded = (mammo.get("data") or {}).get("image_sha256")
-        # pixel hashes of the films it trained on (and validated on); None when not recorded
-        self.training_images: frozenset[str] | None = None if recorded is None else frozenset(recorded)
-        # their fingerprints, for copies at another size or encoding (models trained before they were
-        # recorded: none)
-        self.training_copies = Fingerprints((mammo.get("data") or {}).get("image_fingerprints") or ())
+        data = mammo.get("data") or {}
+        # the films it trained (and validated) on; None when it records none
+        self.learnt: LearntFilms | None = LearntFilms(data) if data.get("image_sha256") is not None else None
         self._onnx = onnx_backbone(self.model, self._example_input()) if fast else None
         # test-time mirror averaging the model was cross-validated with (None: the film as it is)
         self.mirror: str | None = getattr(getattr(self.model, "head", None), "mirror", None)
@@ -196,10 +193,7 @@ class Predictor:
     def learnt_from(self, sha256: str, fingerprint: str | None = None) -> bool | None:
         """Whether the model trained or validated on the film of these pixels, or (``fingerprint``) on
         the film they are a copy of at another size or encoding; None when it records no training films."""
-        if self.training_images is None:
-            return None
-        copy = None if fingerprint is None else self.training_copies.find(fingerprint)
-        return sha256 in self.training_images or copy is not None
+        return None if self.learnt is None else self.learnt.holds(sha256, fingerprint)
 
     def _example_input(self) -> torch.Tensor:
         """A prepared input of this model's shape (random pixels), to export and check it on."""

@@ -7,7 +7,10 @@ The model's ``config.json`` lists the pixel hashes of its training and validatio
 (``mammo.data.image_sha256``). Every film under ``--data`` (imagefolders, as the model was trained on)
 whose pixels are one of those is fingerprinted, and the fingerprints are written into the config,
 sorted. Nothing is written unless every recorded film is found: a model whose films are not all
-here keeps its config as it was (the app then recognises only the very pixels of its films).
+here keeps its config as it was (the app then recognises only the very pixels of its films). So it
+is for models trained on imagefolders, as the packaged ones are: a version retrained in the app also
+learnt submitted cases, which no imagefolder holds (a retrain made since records the fingerprints
+itself).
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ def small_mias(mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder, fit to be the app's base data: its own patient split (the served version's spec) holds out
     only patients the served version held out too, since a retrain refuses base data whose holdout
     holds films the served version learnt from (recognised at 512 px by their fingerprints). So it
-    holds every patient the served version held out, and others drawn until that is so."""
+    holds every patient the newest packaged version (the one a fresh app serves) held out, and others
+    drawn until that is so."""
     import csv
     import json
     import random
@@ -137,7 +138,7 @@ def small_mias(mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         rng, chosen = random.Random(seed), sorted(served_held_out)
         for label in severity:
             others = sorted(p for p in patients if p not in served_held_out and label_of[p] == label)
-            chosen += rng.sample(others, 10 - sum(label_of[p] == label for p in chosen))
+            chosen += rng.sample(others, max(0, 10 - sum(label_of[p] == label for p in chosen)))
         if held_out(chosen) <= served_held_out:
             break
     else:
