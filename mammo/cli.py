@@ -22,6 +22,8 @@ from .config import DISCLAIMER
 from .errors import MammoError, ModelError, said_in_one_line
 
 if TYPE_CHECKING:
+    from .data import Example
+    from .predict import Predictor
     from .train import TrainConfig
 
 __all__ = ["main", "resolve_model"]
@@ -203,6 +205,19 @@ def _brief(metrics: dict | None) -> dict | None:
     return None if metrics is None else {k: metrics.get(k) for k in keys}
 
 
+def _films_learnt(members: Sequence[Predictor], examples: Sequence[Example], split: str) -> int | None:
+    """How many of the evaluated films some member learnt from (its recorded pixel hashes and
+    fingerprints); None when no member records its films. A holdout was checked already (refused when
+    it held any), so it is not decoded again."""
+    from .data import film_identities
+
+    recorders = [member.learnt for member in members if member.learnt is not None]
+    if not recorders or split == "holdout":
+        return 0 if recorders else None
+    identities = film_identities(examples, members[0].min_side)
+    return sum(any(learnt.holds(*identity) for learnt in recorders) for identity in identities)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -239,13 +254,20 @@ def _evaluate(args: argparse.Namespace) -> int:
             learn = parts["train"] + (parts["val"] if args.split == "holdout" else [])
             baseline = evaluate_baseline(learn, examples, predictor.labels, predictor.preprocess,
                                          predictor.min_side)
+    learnt = _films_learnt(members, examples, args.split)
+    if learnt:
+        print(f"warning: {learnt} of the {len(examples)} films are films the model learnt from (trained or "
+              "validated on; by their pixels or as copies at another size or encoding): these figures are "
+              "optimistic, not an estimate for new films (--split holdout scores only films it never saw)",
+              file=sys.stderr)
     probs = np.mean([model_probabilities(member.model, examples, member.labels, member.preprocess,
                                          member.min_side) for member in members], axis=0)
     thresholds = [member.threshold for member in members]
     threshold = None if None in thresholds else float(np.mean(thresholds))
     metrics = evaluate_probabilities(examples, probs, predictor.labels, threshold)
     version = predictor.version if len(members) == 1 else " + ".join(str(m.version) for m in members)
-    metrics = {"model_version": version, "split": args.split, **metrics, "baseline": baseline}
+    metrics = {"model_version": version, "split": args.split, **metrics, "baseline": baseline,
+               "films_learnt": learnt}
     if len(members) > 1:
         metrics["ensemble"] = {"members": [str(member.model_dir) for member in members],
                                "rule": ENSEMBLE_RULE}

@@ -65,6 +65,11 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     assert baseline["model"].startswith("logistic regression")
     assert baseline["auc_malignant"] == pytest.approx(mammo["baseline"]["auc_malignant"], abs=1e-9)
     assert json.loads(done.stdout)["baseline"] is None  # --split all: no films it has not learnt from
+    # --split all scores the films it learnt from too: counted, and said to make the figures optimistic
+    learnt = mammo["data"]["n_train"] + mammo["data"]["n_val"]
+    assert json.loads(done.stdout)["films_learnt"] == learnt and metrics["films_learnt"] == 0
+    assert f"warning: {learnt} of the 258 films are films the model learnt from" in done.stderr
+    assert "warning" not in holdout.stderr
     # one model: no ensemble, and its own version as before (the folder's name when none is recorded)
     assert "ensemble" not in metrics and metrics["model_version"] == (mammo["version"] or trained.name)
     # per tissue type (mini-MIAS's metadata): every holdout film in exactly one subgroup
