@@ -88,6 +88,9 @@ class KnownFilms:
         self._copies = Fingerprints(identity.fingerprint for identity, _ in films)
         self._tags = [tag for _, tag in films]
 
+    def __len__(self) -> int:
+        return len(self._tags)
+
     def tag_of(self, sha256: str, fingerprint: str | None = None) -> str | None:
         """The tag of the film with these pixels or, failing that, of the film ``fingerprint`` is a copy
         of; None when it is none of them."""

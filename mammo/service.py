@@ -518,9 +518,16 @@ class MammoService:
         does). Recorded in the audit log with the label it had."""
         can_submit(user, self.settings).require()
         receipt = self._said_where(self.cases.correct_label(case_id, label), CORRECTION_QUEUED_ON_A_SPACE)
-        digest = next((d for d in self._base_films().tag_by_hash
-                       if self.cases.case_with_pixels(d) == receipt["case_id"]), None)
-        if note := digest and self._base_film_note(digest):
+        films = self._base_films()
+        digest = next((d for d in films.tag_by_hash if self.cases.case_with_pixels(d) == receipt["case_id"]),
+                      None)
+        if digest is not None:
+            note = self._base_film_note(digest)
+        elif len(films) and films.tag_of("", fingerprint := self._case_fingerprint(receipt["case_id"])):
+            note = self._base_film_note("", fingerprint)  # a copy of a base film at another size or encoding
+        else:
+            note = None
+        if note:
             receipt["base_film"] = note
         self.audit.record_amendment(receipt, user)
         return receipt
@@ -556,8 +563,9 @@ class MammoService:
             raise StoreError(f"Nothing new was stored: {what} {before} "
                              f"({named}{', ...' if len(skipped) > 5 else ''}).",
                              logged=f"Nothing new was stored: {what} {before}.")
-        parts = [part for part in map(self._base_films().tag_by_hash.get, receipt["image_sha256"])
-                 if part is not None]
+        films = self._base_films()
+        parts = [part for case_id, digest in zip(receipt["case_ids"], receipt["image_sha256"], strict=True)
+                 if (part := self._stored_base_part(films, case_id, digest)) is not None]
         if parts:  # stored, and said: a retrain leaves them out (pipeline)
             one, held_out = len(parts) == 1, parts.count("holdout")
             them, s = ("it", "") if one else ("them", "s")
@@ -607,6 +615,24 @@ class MammoService:
         except (MammoError, OSError) as error:
             log.warning("a stored case's image not fingerprinted (its receipt names only a film of the same "
                         "pixels): %s", error)
+            return None
+
+    def _stored_base_part(self, films: KnownFilms, case_id: str, digest: str) -> str | None:
+        """The part of the base data (``films``) that the stored case ``case_id`` (its pixel hash
+        ``digest``) is a film of, by its pixels or, read back from the store, as a copy; None."""
+        part = films.tag_by_hash.get(digest)
+        if part is None and len(films):
+            part = films.tag_of(digest, self._case_fingerprint(case_id))
+        return part
+
+    def _case_fingerprint(self, case_id: str) -> str | None:
+        """The fingerprint of a stored case's image, read back from the store (a second decode); None
+        (logged) when it cannot be, so that a receipt never reports a failure for a case stored."""
+        try:
+            return load_image(self.cases.case_png(case_id), min_side=self._predictor.min_side).fingerprint
+        except (MammoError, OSError) as error:
+            log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
+                        case_id, error)
             return None
 
     def _base_films(self) -> KnownFilms:

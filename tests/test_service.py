@@ -9,10 +9,12 @@ import re
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SERVED
 
 import mammo.service
 from mammo import views
@@ -314,10 +316,20 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
         held_out = service.submit_uploads([films[3].source], films[3].label)["base_films"]
         assert held_out.startswith("1 of these images is a film of the base data (it is held out: every "
                                    "retrain is judged on it): a retrain leaves it out of training")
-        # not a film of the base data (another copy of one), though the served version learnt it
-        copy = Path(parts["train"][2].source)
-        smaller = mias / copy.parent.name / copy.name
-        assert "base_films" not in service.submit_uploads([str(smaller)], "normal")
+        # a copy of a base film at another size (other pixels): known by its fingerprint, as a retrain
+        # knows it, and so is a held-out one in a zip
+        smaller = [mias / film.label / Path(film.source).name
+                   for film in (parts["train"][2], parts["holdout"][2])]
+        copied = service.submit_uploads([str(smaller[0])], parts["train"][2].label)
+        assert copied["base_films"].startswith("1 of these images is a film of the base data: a retrain")
+        with zipfile.ZipFile(tmp_path / "copies.zip", "w") as archive:
+            archive.write(smaller[1], f"{parts['holdout'][2].label}/{smaller[1].name}")
+        zipped = service.submit_uploads([str(tmp_path / "copies.zip")], None)
+        assert zipped["base_films"].startswith("1 of these images is a film of the base data (it is held out")
+        # and its label corrected: the receipt says the same (the stored image read back)
+        corrected = service.correct_label(copied["case_ids"][0], "malignant")
+        assert corrected["base_film"].startswith(f"this image is one of the films {SERVED} learnt from "
+                                                 "(labelled in the base data): a retrain leaves this case")
     finally:
         service.close()
 
