@@ -523,7 +523,7 @@ class MammoService:
                       None)
         if digest is not None:
             note = self._base_film_note(digest)
-        elif len(films) and films.tag_of("", fingerprint := self._case_fingerprint(receipt["case_id"])):
+        elif len(films) and films.tag_of("", fingerprint := self._fingerprint(case_id=receipt["case_id"])):
             note = self._base_film_note("", fingerprint)  # a copy of a base film at another size or encoding
         else:
             note = None
@@ -603,18 +603,21 @@ class MammoService:
                     "retrain trains on this case with the label given")
         return None
 
-    def _fingerprint(self, image: ImageSource) -> str | None:
-        """The fingerprint of a stored case's image: from the decoded copy kept of a file just previewed
-        or predicted, else decoded again; None (logged) when it cannot be, so that the receipt of a case
-        stored already never reports a failure."""
+    def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None) -> str | None:
+        """The fingerprint of a stored case's image: of ``image`` as submitted (from the decoded copy kept
+        of a file just previewed or predicted, else decoded again) or, given ``case_id``, of its stored
+        image read back; None (logged) when it cannot be had, so that a receipt never reports a failure
+        for a case stored already."""
         try:
+            if case_id is not None:
+                return load_image(self.cases.case_png(case_id), min_side=self._predictor.min_side).fingerprint
             if isinstance(image, str | os.PathLike):
                 return self.load(image).fingerprint
             return load_image(image, max_bytes=self.settings.max_upload_bytes,
                               min_side=self._predictor.min_side).fingerprint
         except (MammoError, OSError) as error:
-            log.warning("a stored case's image not fingerprinted (its receipt names only a film of the same "
-                        "pixels): %s", error)
+            log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
+                        case_id or "just stored", error)
             return None
 
     def _stored_base_part(self, films: KnownFilms, case_id: str, digest: str) -> str | None:
@@ -622,18 +625,8 @@ class MammoService:
         ``digest``) is a film of, by its pixels or, read back from the store, as a copy; None."""
         part = films.tag_by_hash.get(digest)
         if part is None and len(films):
-            part = films.tag_of(digest, self._case_fingerprint(case_id))
+            part = films.tag_of(digest, self._fingerprint(case_id=case_id))
         return part
-
-    def _case_fingerprint(self, case_id: str) -> str | None:
-        """The fingerprint of a stored case's image, read back from the store (a second decode); None
-        (logged) when it cannot be, so that a receipt never reports a failure for a case stored."""
-        try:
-            return load_image(self.cases.case_png(case_id), min_side=self._predictor.min_side).fingerprint
-        except (MammoError, OSError) as error:
-            log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
-                        case_id, error)
-            return None
 
     def _base_films(self) -> KnownFilms:
         """The films of the base data under the served version's split, tagged with their part
