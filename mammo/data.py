@@ -37,9 +37,7 @@ __all__ = [
     "augmenter",
     "augmentation_text",
     "IN_MEMORY_BYTES",
-    "image_hashes",
     "film_identities",
-    "pixel_hashes",
     "learnt_by",
 ]
 
@@ -290,22 +288,11 @@ class PreparedImages(torch.utils.data.Dataset):
         return to_tensor(square[0].numpy(), self.mean, self.std), self.targets[index]
 
 
-def image_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> Iterator[str]:
-    """SHA-256 of each example's pixels, in order (decoded as they are asked for), computed as the
-    Predictor hashes an upload."""
-    return (sha256_of_pixels(e.read(min_side)) for e in examples)
-
-
 def film_identities(examples: Iterable[Example], min_side: int = MIN_SIDE) -> Iterator[FilmIdentity]:
     """Each example's :class:`FilmIdentity`, in order (each decoded once, as it is asked for)."""
     for example in examples:
         grey = example.read(min_side)
         yield FilmIdentity(sha256_of_pixels(grey), film_fingerprint(small_copy(grey)))
-
-
-def pixel_hashes(examples: Iterable[Example], min_side: int = MIN_SIDE) -> list[str]:
-    """The examples' distinct pixel hashes, sorted (as a model's ``config.json`` records them)."""
-    return sorted(set(image_hashes(examples, min_side)))
 
 
 def learnt_by(init: str | Path, films: Iterable[FilmIdentity]) -> int | None:

@@ -21,7 +21,7 @@ from mammo import views
 from mammo.access import AccessDenied
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, WITHDRAWAL_REASONS
 from mammo.config import Settings, settings
-from mammo.data import SplitSpec, case_examples, pixel_hashes
+from mammo.data import Example, SplitSpec, case_examples, film_identities
 from mammo.errors import BadRequest, MammoError
 from mammo.explain import overlay
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
@@ -47,6 +47,11 @@ def local_settings(home: Path, base: Path) -> Settings:
     """A local store at ``home`` retraining on ``base``, open to everyone, no Hub."""
     return dataclasses.replace(settings(), home=home, base_data=base, trainers=frozenset(),
                                submitters=frozenset(), on_spaces=False, dataset_repo=None, model_repo=None)
+
+
+def pixel_hashes(films: list[Example]) -> list[str]:
+    """The films' distinct pixel hashes, sorted (as a model's ``config.json`` records them)."""
+    return sorted({identity.sha256 for identity in film_identities(films)})
 
 
 def candidate_folder(service: MammoService, summary: dict) -> Path:
