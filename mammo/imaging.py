@@ -12,7 +12,9 @@ Scaling rules, so the same pixels always give the same array (and the same hash)
 * 32-bit integer images outside ``0..65535``, float images and DICOM are min-max scaled;
   an image with a single value becomes all zeros;
 * colour images become luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); an alpha channel is
-  dropped, not composited (mammograms carry no meaningful transparency);
+  dropped, not composited (mammograms carry no meaningful transparency). :func:`decode_image` also
+  says how much of a colour image is in colour: a mammogram is grey, so a colour one is not a film
+  (:func:`colour_doubt`);
 * DICOM: modality LUT (rescale), then the VOI LUT or window, min-max, and MONOCHROME1 is inverted
   so that dense tissue is bright as in MONOCHROME2.
 
@@ -26,6 +28,7 @@ import hashlib
 import os
 import warnings
 from io import BytesIO
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -33,11 +36,15 @@ from PIL import Image, UnidentifiedImageError
 from .errors import MammoError
 
 __all__ = [
+    "COLOURED_SHARE_MAX",
+    "DecodedImage",
     "ImageError",
     "MAX_PIXELS",
     "MIN_SIDE",
     "MAX_ASPECT",
     "SUPPORTED",
+    "colour_doubt",
+    "decode_image",
     "read_image",
     "encode_png",
     "sha256_of_pixels",
@@ -52,6 +59,16 @@ SUPPORTED = "DICOM, PNG (8 or 16-bit), JPEG, TIFF, PGM/PNM, BMP"
 _PIL_FORMATS = ("PNG", "JPEG", "TIFF", "PPM", "BMP", "GIF")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 _SIXTEEN_BIT = 65535
+# A pixel is in colour when (max - min) / max of its channels exceeds this; pixels darker than a tenth
+# of full scale are not judged (their rounding noise alone can reach it).
+_SATURATION = 0.15
+_LIT = 0.1
+_COLOUR_SAMPLES = 1_000_000  # colour is judged on about this many pixels (a regular subsample)
+# Above this share of coloured pixels an image is a colour picture, not a film. Measured here: grey
+# films (the 258 mini-MIAS and the 8 CBIS-DDSM films) saved as RGB JPEG, quality 30-95: 0; five colour
+# photographs in the installed packages (a portrait, a flower, a temple, a tower, a cheetah), also
+# darkened to 15% brightness: 0.32-1.0. Coloured marks drawn on a film (a ring, a caption) stay below.
+COLOURED_SHARE_MAX = 0.10
 
 
 class ImageError(MammoError, ValueError):
@@ -63,19 +80,42 @@ def is_dicom(data: bytes) -> bool:
     return data[128:132] == b"DICM"
 
 
-def read_image(
+class DecodedImage(NamedTuple):
+    """An image file's grey pixels and the share of its lit pixels that are in colour (0 when grey)."""
+
+    grey: np.ndarray
+    coloured: float
+
+
+def decode_image(
     source: str | os.PathLike | bytes, *, max_bytes: int | None = None, min_side: int = MIN_SIDE
-) -> np.ndarray:
-    """Decode a path or raw bytes to a 2-D float32 array in [0, 1] (grey). Raises ImageError.
+) -> DecodedImage:
+    """Decode a path or raw bytes to a 2-D float32 array in [0, 1] (grey) and say how much of it was
+    in colour. Raises ImageError.
 
     ``min_side`` is lowered only for small benchmark images (BreastMNIST is 28 x 28).
     """
     data = _read_bytes(source, max_bytes)
     if not data:
         raise ImageError("The file is empty.")
-    grey = _decode_dicom(data, min_side) if is_dicom(data) else _decode_pil(data, min_side)
+    grey, coloured = _decode_dicom(data, min_side) if is_dicom(data) else _decode_pil(data, min_side)
     grey = np.asarray(grey, dtype=np.float32)
-    return np.clip(grey, 0.0, 1.0, out=grey if grey.flags.writeable and grey.flags.c_contiguous else None)
+    grey = np.clip(grey, 0.0, 1.0, out=grey if grey.flags.writeable and grey.flags.c_contiguous else None)
+    return DecodedImage(grey, coloured)
+
+
+def read_image(
+    source: str | os.PathLike | bytes, *, max_bytes: int | None = None, min_side: int = MIN_SIDE
+) -> np.ndarray:
+    """:func:`decode_image`'s grey pixels alone."""
+    return decode_image(source, max_bytes=max_bytes, min_side=min_side).grey
+
+
+def colour_doubt(coloured: float) -> str | None:
+    """Why an image with this share of coloured pixels is no mammogram, or None when it may be one."""
+    if coloured <= COLOURED_SHARE_MAX:
+        return None
+    return f"it is a colour picture, {coloured:.0%} of its pixels in colour, while a mammogram is grey"
 
 
 def encode_png(grey: np.ndarray) -> bytes:
@@ -194,7 +234,19 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., :3].astype(np.float64) @ _LUMA
 
 
-def _decode_pil(data: bytes, min_side: int) -> np.ndarray:
+def _coloured_share(rgb: np.ndarray, full_scale: float) -> float:
+    """The share of ``rgb``'s lit pixels (brighter than a tenth of ``full_scale``) that are in colour,
+    judged on a regular subsample of about a million pixels."""
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / _COLOUR_SAMPLES)))
+    sample = rgb[::step, ::step, :3].astype(np.float32)
+    brightest, darkest = sample.max(axis=-1), sample.min(axis=-1)
+    lit = brightest > _LIT * full_scale
+    if not lit.any():
+        return 0.0
+    return float(np.mean(brightest[lit] - darkest[lit] > _SATURATION * brightest[lit]))
+
+
+def _decode_pil(data: bytes, min_side: int) -> tuple[np.ndarray, float]:
     """Decode a non-DICOM file with Pillow, checking its header before the pixels."""
     try:
         with warnings.catch_warnings():
@@ -219,29 +271,31 @@ def _decode_pil(data: bytes, min_side: int) -> np.ndarray:
         ) from exc
 
 
-def _pil_to_grey(im: Image.Image) -> np.ndarray:
-    """A loaded Pillow image in any mode -> float grey in [0, 1] (see the module docstring)."""
+def _pil_to_grey(im: Image.Image) -> tuple[np.ndarray, float]:
+    """A loaded Pillow image in any mode -> float grey in [0, 1] (see the module docstring) and the
+    share of its lit pixels in colour (0 for a grey mode)."""
     mode = im.mode
     if mode == "1":
-        return np.asarray(im, dtype=np.float64)
+        return np.asarray(im, dtype=np.float64), 0.0
     if mode in ("L", "LA"):
-        return np.asarray(im.getchannel(0), dtype=np.float64) / 255.0
+        return np.asarray(im.getchannel(0), dtype=np.float64) / 255.0, 0.0
     if mode.startswith("I;16"):
         arr = np.asarray(im)
         if arr.dtype.kind == "u":
-            return arr.astype(np.float64) / np.iinfo(arr.dtype).max
-        return _minmax(arr)
+            return arr.astype(np.float64) / np.iinfo(arr.dtype).max, 0.0
+        return _minmax(arr), 0.0
     if mode == "I":
         arr = np.asarray(im)
         if arr.min() >= 0 and arr.max() <= _SIXTEEN_BIT:
-            return arr.astype(np.float64) / _SIXTEEN_BIT
-        return _minmax(arr)
+            return arr.astype(np.float64) / _SIXTEEN_BIT, 0.0
+        return _minmax(arr), 0.0
     if mode == "F":
-        return _minmax(np.asarray(im))
-    return _luma(np.asarray(im.convert("RGB"))) / 255.0
+        return _minmax(np.asarray(im)), 0.0
+    rgb = np.asarray(im.convert("RGB"))
+    return _luma(rgb) / 255.0, _coloured_share(rgb, 255.0)
 
 
-def _decode_dicom(data: bytes, min_side: int) -> np.ndarray:
+def _decode_dicom(data: bytes, min_side: int) -> tuple[np.ndarray, float]:
     """Decode a DICOM file's single frame. Errors never quote tag values (they may identify)."""
     from pydicom import dcmread
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -276,8 +330,11 @@ def _decode_dicom(data: bytes, min_side: int) -> np.ndarray:
             f"The DICOM pixel data stored as {name} could not be decoded: {why}."
         ) from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if not photometric.startswith("MONOCHROME"):
-        return _minmax(_luma(arr) if arr.ndim == 3 else arr)
+    if not photometric.startswith("MONOCHROME"):  # colour (pydicom gives RGB) or a palette's indices
+        if arr.ndim != 3:
+            return _minmax(arr), 0.0
+        full_scale = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else float(arr.max())
+        return _minmax(_luma(arr)), _coloured_share(arr, full_scale)
     if arr.ndim != 2:
         raise ImageError(f"The DICOM image has an unexpected shape {arr.shape}.")
     try:
@@ -285,4 +342,4 @@ def _decode_dicom(data: bytes, min_side: int) -> np.ndarray:
     except (ValueError, TypeError, ArithmeticError, AttributeError, KeyError):  # e.g. a window width of 0
         raise ImageError("The DICOM file's intensity settings (rescale slope/intercept or window "
                          "centre/width) are invalid, so its grey levels cannot be read.") from None
-    return _minmax(values, invert=photometric == "MONOCHROME1")
+    return _minmax(values, invert=photometric == "MONOCHROME1"), 0.0

@@ -20,7 +20,7 @@ from .errors import BadRequest
 from .explain import has_linear_head, one_pass_cam, overlay, package_cam, within_cells
 from .film import MIRROR_DIMS
 from .fingerprint import LearntFilms, film_fingerprint
-from .imaging import MIN_SIDE, read_image, sha256_of_pixels
+from .imaging import MIN_SIDE, decode_image, sha256_of_pixels
 from .model import load
 from .preprocess import (
     BreastMask,
@@ -53,14 +53,15 @@ torch.set_flush_denormal(True)  # denormals made one measurement here 50x slower
 class LoadedImage:
     """An image decoded once: its pixels at display size, its original (height, width), the SHA-256
     of its original pixels (``imaging.sha256_of_pixels``, as the case store hashes), its breast
-    mask (found once, for the crop and the not-like-a-film check) and its perceptual fingerprint
-    (of the mask's copy: :mod:`mammo.fingerprint`)."""
+    mask (found once, for the crop and the not-like-a-film check), its perceptual fingerprint
+    (of the mask's copy: :mod:`mammo.fingerprint`) and the share of its file's pixels in colour."""
 
     grey: np.ndarray
     shape: tuple[int, int]
     sha256: str
     breast: BreastMask = field(compare=False, repr=False)
     fingerprint: str = field(compare=False)
+    coloured: float = field(default=0.0, compare=False)
 
 
 def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
@@ -69,12 +70,13 @@ def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
     if isinstance(image, LoadedImage):
         return image
     if isinstance(image, np.ndarray):
-        grey = image
+        grey, coloured = image, 0.0
     else:
-        grey = read_image(image, max_bytes=max_bytes, min_side=min_side)
+        grey, coloured = decode_image(image, max_bytes=max_bytes, min_side=min_side)
     shown = fit_within(grey, DISPLAY_SIDE)
     breast = find_breast(shown)
-    return LoadedImage(shown, grey.shape, sha256_of_pixels(grey), breast, film_fingerprint(breast.small))
+    return LoadedImage(shown, grey.shape, sha256_of_pixels(grey), breast, film_fingerprint(breast.small),
+                       coloured)
 
 
 @dataclass(frozen=True)
@@ -340,5 +342,5 @@ class Predictor:
             in_training_data=self.learnt_from(image.sha256, image.fingerprint),
             image_shape=tuple(image.shape),
             uncertainty=spread,
-            film_doubt=whole_film_doubt(image.grey, image.breast),
+            film_doubt=whole_film_doubt(image.grey, image.breast, image.coloured),
         )

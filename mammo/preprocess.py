@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from .imaging import colour_doubt
+
 __all__ = [
     "PreprocessConfig",
     "Geometry",
@@ -116,13 +118,18 @@ def _breast_mask(small: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(ndimage.binary_fill_holes(largest), iterations=2)
 
 
-def whole_film_doubt(grey: np.ndarray, found: BreastMask | None = None) -> str | None:
-    """Why ``grey`` does not look like a whole-breast film, or None when it does: the brightest
-    region covers (almost) all of it, or what lies around that region is not a dark film background.
-    On the 258 mini-MIAS films here the breast covers 17-89% of the film and at least 45% of the rest
-    is near black, at 512 and 1024 px; the eight CBIS-DDSM films pass too. A photograph, a test
-    pattern, noise or a flat image do not (a heuristic: a dark photograph can pass). ``found``: its
-    :func:`find_breast`, when known."""
+def whole_film_doubt(grey: np.ndarray, found: BreastMask | None = None, coloured: float = 0.0) -> str | None:
+    """Why ``grey`` does not look like a whole-breast film, or None when it does: its file was a colour
+    picture (``coloured``: :class:`~mammo.imaging.DecodedImage`'s share of coloured pixels), the
+    brightest region covers (almost) all of it, or what lies around that region is not a dark film
+    background. On the 258 mini-MIAS films here the breast covers 17-89% of the film and at least 45%
+    of the rest is near black, at 512 and 1024 px; the eight CBIS-DDSM films pass too. A test
+    pattern, noise, a flat image or a bright photograph do not; a colour photograph does not, however
+    dark (a heuristic: a dark grey photograph can pass). ``found``: its :func:`find_breast`, when
+    known."""
+    colour = colour_doubt(coloured)
+    if colour:
+        return colour
     found = found if found is not None else find_breast(grey)
     small, mask = found.small, found.mask
     if mask.mean() > 0.95:

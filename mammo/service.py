@@ -28,7 +28,7 @@ from .data import SplitSpec, case_examples, film_identities, folder_examples, la
 from .errors import MammoError
 from .explain import overlay
 from .fingerprint import KnownFilms
-from .imaging import encode_png, read_image
+from .imaging import colour_doubt, decode_image, encode_png
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .report import prediction_report
@@ -705,7 +705,11 @@ class MammoService:
         if prediction.in_training_data:
             raise StoreError(f"This image is one of the films model {prediction.model_version} learnt from: "
                              "it is labelled in that model's training data, so there is nothing to label.")
-        grey = read_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
+        grey, coloured = decode_image(image, max_bytes=self.settings.max_upload_bytes,
+                                      min_side=self._predictor.min_side)
+        colour = colour_doubt(coloured)
+        if colour:
+            raise StoreError(f"This image is not taken for labelling: {colour}.")
         details = prediction.details()
         entry, new = self.pending.offer(prediction.image_sha256, encode_png(grey), {
             "uncertainty": (details.get("uncertainty") or {}).get("spread"),

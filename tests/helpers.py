@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import datasets
+import matplotlib
 import numpy as np
 from app_server import ROOT
 from gradio_client.client import Job
@@ -23,11 +24,13 @@ from mammo.metrics import EVALUATE_KEYS
 from mammo.store.registry import packaged_versions
 
 __all__ = ["LABELS", "RETRAIN", "PACKAGED", "SERVED", "NEXT", "Images", "load_cases", "running_job_desc",
-           "run_cli", "cli_here", "run_script", "script_here", "check_schema"]
+           "run_cli", "cli_here", "run_script", "script_here", "check_schema", "PORTRAIT"]
 
 LABELS = ["normal", "benign", "malignant"]
 PACKAGED = [folder.name for folder in packaged_versions()]  # the versions shipped: v1, v2, ...
 SERVED = PACKAGED[-1]  # what a fresh app serves
+# a real colour photograph (a portrait on a dark ground, shipped with matplotlib): no film
+PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 NEXT = f"v{len(PACKAGED) + 1}"  # the version the next publish makes
 RETRAIN = (3, 128, True)  # epochs, image size, from the current version: seconds, not minutes
 

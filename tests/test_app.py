@@ -16,7 +16,7 @@ from app_server import ROOT, AppProcess
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
-from helpers import NEXT, PACKAGED, SERVED
+from helpers import NEXT, PACKAGED, PORTRAIT, SERVED
 from PIL import Image
 
 from mammo import views
@@ -87,6 +87,24 @@ def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path,
     assert "does not look like a whole-breast mammogram" in views.known_image_text(details)
     _, grad, _ = client.predict(handle_file(str(square)), "Grad-CAM", 0.7, api_name="/predict")
     assert not np.array_equal(np.asarray(Image.open(eigen)), np.asarray(Image.open(grad)))
+
+
+def test_a_colour_photograph_is_scored_as_no_film_and_neither_stored_nor_offered(client, app: AppProcess
+                                                                                  ) -> None:
+    """A real portrait on a dark ground passed the grey not-like-a-film check; its colour gives it away."""
+    before = stored_cases(app)
+    _, _, details = client.predict(handle_file(str(PORTRAIT)), "Grad-CAM", 0.4, api_name="/predict")
+    assert details["not_like_a_film"].startswith("it is a colour picture, ")
+    shown = views.known_image_text(details)
+    assert "does not look like a whole-breast mammogram (it is a colour picture" in shown
+    with pytest.raises(AppError, match="not stored: it is a colour picture.*Submit the film itself"):
+        client.predict(handle_file(str(PORTRAIT)), "benign", api_name="/submit_case")
+    with pytest.raises(AppError, match="not taken for labelling: it is a colour picture"):
+        client.predict(handle_file(str(PORTRAIT)), api_name="/offer")
+    assert stored_cases(app) == before
+    _, _, details = client.predict(handle_file(str(ROOT / "examples" / "cbis_ddsm_malignant_lcc.png")),
+                                   "Grad-CAM", 0.4, api_name="/predict")
+    assert details["not_like_a_film"] is None  # and the app serves on
 
 
 def test_submit_case_raises_totals_and_stores_the_case(client, app: AppProcess, small_mias: Path) -> None:

@@ -265,6 +265,21 @@ def test_unreadable_or_oversized_image_is_refused(store: CaseStore, tmp_path: Pa
     assert shards(store.root) == []
 
 
+def test_a_colour_picture_is_refused_saying_why_and_nothing_is_stored(store: CaseStore, tmp_path: Path
+                                                                      ) -> None:
+    from sklearn.datasets import load_sample_images
+
+    photograph = tmp_path / "temple.png"
+    Image.fromarray(load_sample_images().images[0]).save(photograph)
+    with pytest.raises(StoreError, match=r"not stored: it is a colour picture, \d+% of its pixels in colour.*"
+                                         "Submit the film itself"):
+        store.append(photograph, "benign")
+    with pytest.raises(StoreError, match="^temple.png: This image is not stored: it is a colour picture"):
+        store.append_many([(grey(1), "normal", None), (photograph, "benign", None)],
+                          names=["film.png", "temple.png"])
+    assert shards(store.root) == [] and store.counts() == dict.fromkeys(LABELS, 0)
+
+
 def test_a_store_refuses_a_folder_with_another_label_set(store: CaseStore) -> None:
     store.append(grey(16), "normal")
     with pytest.raises(StoreError, match="one label set"):

@@ -22,8 +22,11 @@ from pydicom.uid import (
 )
 
 from mammo.imaging import (
+    COLOURED_SHARE_MAX,
     MAX_PIXELS,
     ImageError,
+    colour_doubt,
+    decode_image,
     encode_png,
     is_dicom,
     read_image,
@@ -122,6 +125,26 @@ def test_rgb_luminance_weights(tmp_path):
     rgb[..., 0] = 255  # pure red
     out = read_image(_save(tmp_path, "red.png", Image.fromarray(rgb, "RGB")))
     np.testing.assert_allclose(out, 0.299, atol=1e-6)
+
+
+def test_colour_is_measured_on_lit_pixels_and_coloured_marks_on_a_grey_image_stay_below_the_bar(tmp_path):
+    ramp = np.repeat(np.linspace(0, 255, 400, dtype=np.uint8)[None, :], 300, axis=0)
+    grey_rgb = np.stack([ramp] * 3, axis=-1)
+    assert decode_image(_save(tmp_path, "grey.png", Image.fromarray(grey_rgb, "RGB"))).coloured == 0
+    assert decode_image(_save(tmp_path, "grey8.png", Image.fromarray(ramp))).coloured == 0  # a grey mode
+    marked = grey_rgb.copy()
+    y, x = np.mgrid[0:300, 0:400]
+    ring = np.abs(np.hypot(y - 150, x - 200) - 60) < 3  # a red ring drawn round a finding
+    marked[ring] = (255, 0, 0)
+    coloured = decode_image(_save(tmp_path, "marked.png", Image.fromarray(marked, "RGB"))).coloured
+    assert 0 < coloured < COLOURED_SHARE_MAX and colour_doubt(coloured) is None
+    tinted = grey_rgb.copy()
+    tinted[..., 2] //= 2  # a yellow cast over the whole picture
+    coloured = decode_image(_save(tmp_path, "tinted.png", Image.fromarray(tinted, "RGB"))).coloured
+    assert coloured > 0.8 and "colour picture" in colour_doubt(coloured)
+    dark = np.zeros_like(grey_rgb)
+    dark[..., 0] = 20  # every pixel red but darker than a tenth of full scale: not judged
+    assert decode_image(_save(tmp_path, "dark.png", Image.fromarray(dark, "RGB"))).coloured == 0
 
 
 def test_rgba_alpha_is_dropped(tmp_path):
@@ -331,6 +354,26 @@ def test_dicom_narrow_window_clips(tmp_path):
     out = read_image(_dicom(_dicom_pixels(), window=(1000, 200)))
     raw = _dicom_pixels()
     assert (out[raw < 850] == 0.0).all() and (out[raw > 1150] == 1.0).all()
+
+
+def test_a_colour_dicom_is_grey_with_its_colour_measured():
+    """A secondary-capture RGB DICOM (a photograph or a screenshot put in DICOM) says how coloured it is."""
+    from pydicom import dcmread
+
+    ds = dcmread(BytesIO(_dicom(_dicom_pixels())))
+    rgb = np.zeros((48, 64, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1] = 200, np.arange(64, dtype=np.uint8)[None, :] * 3  # red to orange
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = rgb.tobytes()
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    grey, coloured = decode_image(buffer.getvalue())
+    assert grey.shape == (48, 64) and coloured == 1.0 and "colour picture" in colour_doubt(coloured)
+    ds.PixelData = np.repeat(rgb[..., :1], 3, axis=-1).tobytes()  # the same picture in grey
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    assert decode_image(buffer.getvalue()).coloured == 0
 
 
 def test_dicom_monochrome1_is_inverted():

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+from pathlib import Path
+
 import numpy as np
 import pytest
 from app_server import ROOT
+from helpers import PORTRAIT
+from PIL import Image
 from synthetic import synthetic_mammogram
 
-from mammo.imaging import read_image
+from mammo.imaging import COLOURED_SHARE_MAX, decode_image, read_image
 from mammo.preprocess import PreprocessConfig, breast_region, prepare, to_original, whole_film_doubt
 
 
@@ -94,3 +99,35 @@ def test_whole_films_pass_and_photos_patterns_noise_and_flat_images_do_not(mias)
         assert whole_film_doubt(np.asarray(grey, dtype=np.float32)), name
     assert "brightest region covers the whole image" in whole_film_doubt(np.full((500, 400), 0.6, np.float32))
     assert "not a dark film background" in whole_film_doubt(np.asarray(china, dtype=np.float32))
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buffer = BytesIO()
+    Image.fromarray(rgb).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_colour_photographs_are_no_films_however_dark_and_grey_films_in_rgb_files_are(mias: Path) -> None:
+    """Real photographs (a portrait on a dark ground passed the background check) are said to be colour
+    pictures, also at 15% brightness; grey films saved as RGB JPEG, even at quality 30, have no colour
+    and keep passing."""
+    from sklearn.datasets import load_sample_images
+
+    portrait = np.asarray(Image.open(PORTRAIT))
+    temple, flower = load_sample_images().images
+    photographs = {"a portrait": portrait, "a temple": temple, "a flower": flower}
+    grey = decode_image(_png(portrait)).grey
+    assert whole_film_doubt(grey) is None  # the grey check alone took this photograph for a film
+    for name, rgb in photographs.items():
+        for brightness in (1.0, 0.15):
+            decoded = decode_image(_png((rgb * brightness).astype(np.uint8)))
+            assert decoded.coloured > 3 * COLOURED_SHARE_MAX, (name, brightness)
+            assert "colour picture" in whole_film_doubt(decoded.grey, coloured=decoded.coloured), name
+    films = [*sorted(mias.glob("*/*.png"))[::8], *sorted(ROOT.glob("examples/*.png"))]
+    for film in films:
+        grey8 = np.rint(read_image(film) * 255).astype(np.uint8)
+        buffer = BytesIO()
+        Image.fromarray(np.stack([grey8] * 3, axis=-1)).save(buffer, "JPEG", quality=30)
+        decoded = decode_image(buffer.getvalue())
+        assert decoded.coloured == 0, film.name
+        assert whole_film_doubt(decoded.grey, coloured=decoded.coloured) is None, film.name

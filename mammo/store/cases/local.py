@@ -476,11 +476,16 @@ class CaseStore:
         if not isinstance(image, str | bytes | os.PathLike):
             raise StoreError(f"Expected an image file path, bytes or array, got {type(image).__name__}.")
         try:
-            return imaging.read_image(image, max_bytes=self.max_bytes)
+            decoded = imaging.decode_image(image, max_bytes=self.max_bytes)
         except imaging.ImageError as exc:
             raise StoreError(str(exc)) from exc
         except OSError as exc:
             raise StoreError(f"The image file cannot be read: {exc.strerror or exc}.") from exc
+        colour = imaging.colour_doubt(decoded.coloured)
+        if colour:
+            raise StoreError(f"This image is not stored: {colour}. Submit the film itself (its DICOM, or a "
+                             "grey PNG or JPEG export of it).")
+        return decoded.grey
 
     def _write_shard(self, cases: Sequence[_Case], moment: datetime) -> tuple[Path, pa.Table]:
         """Write ``cases`` to a fsynced temp file; return it with the table it holds."""
