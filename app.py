@@ -130,9 +130,14 @@ def mammogram_file(label: str) -> gr.File:
 def _refuse(name: str, error: BaseException) -> gr.Error:
     """An expected refusal: one log line (without the visitor's file names), the message to the
     visitor, no traceback."""
-    message = error.message if isinstance(error, gr.Error) else str(error)
+    message = _said(error)
     log.warning("%s refused: %s", name, getattr(error, "logged", message))
     return gr.Error(message, print_exception=False)
+
+
+def _said(error: BaseException) -> str:
+    """What an expected refusal says to the visitor."""
+    return error.message if isinstance(error, gr.Error) else str(error)
 
 
 def _unexpected(name: str, error: BaseException) -> gr.Error:
@@ -763,7 +768,16 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
     """The Retrain button: the same retrain, with a status line (step, epoch, losses, AUC, time
     left) streamed next to the button while it runs; then the summary."""
     user = _user(profile, token)
-    options = _options(epochs, image_size, from_current, user)
+    try:
+        yield from _retrain_streamed(_options(epochs, image_size, from_current, user), user)
+    except CLEAR_ERRORS as error:  # said on the status line too, where it stays (a toast goes)
+        if not isinstance(error, RetrainBusy):  # the running retrain's line says it already
+            yield views.retrain_failed_text(None, _said(error)), gr.skip()
+        raise
+
+
+def _retrain_streamed(options: RetrainOptions, user: str | None):
+    """:func:`retrain_live`'s status lines, then its summary."""
     state: dict = {"fraction": 0.0, "message": "starting", "epoch": None}
     done = threading.Event()
 
@@ -1145,11 +1159,12 @@ def build() -> gr.Blocks:
                         withdraw_reason = gr.Dropdown(list(WITHDRAWAL_REASONS), value=None,
                                                       label="Or withdraw the case: why", **CHECKED_HERE)
                         withdraw_button = gr.Button("Withdraw the case…", variant="stop")
-                        with gr.Row(visible=False, equal_height=True) as withdraw_row:
+                        with gr.Column(visible=False) as withdraw_row:  # the question above its answers
                             withdraw_question = gr.Markdown()
                             withdraw_named = gr.State(None)  # [case id, reason] the question named
-                            withdraw_confirm = gr.Button("Yes, withdraw it", variant="stop")
-                            withdraw_cancel = gr.Button("Cancel")
+                            with gr.Row():
+                                withdraw_confirm = gr.Button("Yes, withdraw it", variant="stop")
+                                withdraw_cancel = gr.Button("Cancel")
                         fix_text = gr.Markdown()
                         fix_receipt = gr.JSON(label="correction receipt", visible=False)  # the API's answer
                         withdraw_receipt = gr.JSON(label="withdrawal receipt", visible=False)
@@ -1272,11 +1287,12 @@ def build() -> gr.Blocks:
                 version = gr.Dropdown([], value=None, label="Version", scale=2, **CHECKED_HERE)
                 rollback_button = gr.Button("Serve this version again… (trainers only)", variant="stop",
                                             scale=1)
-            with gr.Row(visible=False, equal_height=True) as confirm_row:
+            with gr.Column(visible=False) as confirm_row:  # the question above its answers
                 question = gr.Markdown()
                 asked_replacing = gr.Textbox(visible=False)  # the version served when the question was asked
-                confirm = gr.Button("Yes, serve it again", variant="stop")
-                cancel = gr.Button("Cancel")
+                with gr.Row():
+                    confirm = gr.Button("Yes, serve it again", variant="stop")
+                    cancel = gr.Button("Cancel")
             rollback_note = gr.Markdown()
             version_caption = gr.Markdown()
             with gr.Row():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import imagehash
 import numpy as np
@@ -47,6 +47,9 @@ def film_fingerprint(small: np.ndarray) -> str:
 def bits_apart(one: str, other: str) -> int:
     """How many of their 256 bits two fingerprints differ in."""
     return int(np.bitwise_count(_bytes(one) ^ _bytes(other)).sum())
+
+
+Tag = TypeVar("Tag")  # what KnownFilms tells of a film
 
 
 class Fingerprints:
@@ -78,20 +81,20 @@ class FilmIdentity(NamedTuple):
     fingerprint: str
 
 
-class KnownFilms:
-    """Films, each with a tag (its label, or its part of a split), recognised by their very pixels or,
-    as a copy at another size or encoding, by their fingerprint."""
+class KnownFilms(Generic[Tag]):
+    """Films, each with a tag (its label, its part of a split, or both), recognised by their very pixels
+    or, as a copy at another size or encoding, by their fingerprint."""
 
-    def __init__(self, films: Iterable[tuple[FilmIdentity, str]] = ()) -> None:
+    def __init__(self, films: Iterable[tuple[FilmIdentity, Tag]] = ()) -> None:
         films = list(films)
-        self.tag_by_hash: dict[str, str] = {identity.sha256: tag for identity, tag in films}
+        self.tag_by_hash: dict[str, Tag] = {identity.sha256: tag for identity, tag in films}
         self._copies = Fingerprints(identity.fingerprint for identity, _ in films)
         self._tags = [tag for _, tag in films]
 
     def __len__(self) -> int:
         return len(self._tags)
 
-    def tag_of(self, sha256: str, fingerprint: str | None = None) -> str | None:
+    def tag_of(self, sha256: str, fingerprint: str | None = None) -> Tag | None:
         """The tag of the film with these pixels or, failing that, of the film ``fingerprint`` is a copy
         of; None when it is none of them."""
         tag = self.tag_by_hash.get(sha256)

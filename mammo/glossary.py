@@ -59,11 +59,15 @@ GLOSSARY: dict[str, str] = {
     "p50 and p95": "the median time (half the predictions took less) and the time 95 of 100 "
     "predictions took less than.",
     "Base data": "the public films the packaged model learnt from (mini-MIAS); a retrain trains on "
-    "them and on the submitted cases. A case whose image is a base film is left out of training "
-    "(the charts count it as 'cases of base films (left out)').",
-    "SHA-256 of the pixels": "a fingerprint of the image's pixels: the same pixels give the same "
-    "fingerprint, so the app recognises a film it has seen without keeping it. A resized or "
-    "re-exported copy has other pixels and is not recognised.",
+    "them and on the submitted cases. A case whose image is a base film, or a copy of one at another "
+    "size or saved again, is left out of training, as its receipt and the retrain's report say. The "
+    "count charts go by the very pixels: they count a case with a base film's pixels as 'cases of base "
+    "films (left out)', and a copy at another size as a case.",
+    "SHA-256 of the pixels and fingerprint": "the SHA-256 of an image's pixels recognises the very same "
+    "pixels without keeping the image. A copy at another size or saved again has other pixels, so a "
+    "perceptual fingerprint (256 bits of the film's coarse pattern) also recognises copies of the films "
+    "a model learnt from and of the base data: in Predict's note, receipts and retrains. The duplicate "
+    "check and the count charts go by the pixels alone.",
     "Corrected and withdrawn cases": "a stored case's label can be corrected, and a case that should "
     "not be in the dataset (an identifier in the image, the wrong image, consent withdrawn) can be "
     "withdrawn: it is then left out of the counts, the lists and every retrain, but its image stays "

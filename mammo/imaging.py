@@ -10,7 +10,7 @@ Scaling rules, so the same pixels always give the same array (and the same hash)
   normalisation is a later step's job). 16-bit PGM/PNM files are rescaled by Pillow from their
   declared ``maxval`` to the full 16-bit range;
 * 32-bit integer images outside ``0..65535``, float images and DICOM are min-max scaled;
-  an image with a single value becomes all zeros;
+  an image with a single value (blank: no film) is refused;
 * colour images become luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); an alpha channel is
   dropped, not composited (mammograms carry no meaningful transparency). :func:`decode_image` also
   says how much of a colour image is in colour: a mammogram is grey, so a colour one is not a film
@@ -101,6 +101,8 @@ def decode_image(
     grey, coloured = _decode_dicom(data, min_side) if is_dicom(data) else _decode_pil(data, min_side)
     grey = np.asarray(grey, dtype=np.float32)
     grey = np.clip(grey, 0.0, 1.0, out=grey if grey.flags.writeable and grey.flags.c_contiguous else None)
+    if float(grey.min()) == float(grey.max()):
+        raise ImageError("The image is blank: every pixel has the same value, so there is nothing to read.")
     return DecodedImage(grey, coloured)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import config as mammo_config
 from .access import can_submit, can_train
@@ -112,6 +112,21 @@ class PublishedNotServed(RetrainError):
         self.version = version
 
 
+class BaseFilm(NamedTuple):
+    """A film of the base data: its part of the served version's split ("train", "val" or "holdout")
+    and its label there."""
+
+    part: str
+    label: str
+
+
+def base_label_said(film: BaseFilm, given: str | None) -> str:
+    """The base data's label for ``film``, and whether it differs from the one ``given`` here."""
+    if given is None or given == film.label:
+        return f"labelled {film.label} in the base data"
+    return f"labelled **{film.label}** in the base data, not {given} as given here"
+
+
 @dataclass(frozen=True)
 class RetrainOptions:
     """Retrain settings a trainer picks in the app.
@@ -130,9 +145,9 @@ class RetrainOptions:
 
     def check(self) -> None:
         if not 1 <= self.epochs <= 100:
-            raise RetrainError("epochs must be between 1 and 100")
+            raise RetrainError("The number of epochs must be from 1 to 100.")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
-            raise RetrainError("image size must be between 32 and 1024 pixels")
+            raise RetrainError("The image size must be 0 (the current model's) or from 32 to 1024 pixels.")
 
 
 class RecentImages:
@@ -238,7 +253,7 @@ class MammoService:
         self._started = time.monotonic()
         self._fetched_base: Path | None = None
         self._base_films_lock = threading.Lock()
-        self._base_films_of: tuple[tuple[Path, SplitSpec] | None, KnownFilms] = (None, KnownFilms())
+        self._base_films_of: tuple[tuple[Path, SplitSpec] | None, KnownFilms[BaseFilm]] = (None, KnownFilms())
         self._base_problem: str | None = None
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
@@ -502,7 +517,7 @@ class MammoService:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
-        note = self._base_film_note(receipt["image_sha256"], self._fingerprint(image))
+        note = self._base_film_note(receipt["image_sha256"], self._fingerprint(image), receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
@@ -522,9 +537,9 @@ class MammoService:
         digest = next((d for d in films.tag_by_hash if self.cases.case_with_pixels(d) == receipt["case_id"]),
                       None)
         if digest is not None:
-            note = self._base_film_note(digest)
+            note = self._base_film_note(digest, label=receipt["label"])
         elif len(films) and films.tag_of("", fingerprint := self._fingerprint(case_id=receipt["case_id"])):
-            note = self._base_film_note("", fingerprint)  # a copy of a base film at another size or encoding
+            note = self._base_film_note("", fingerprint, receipt["label"])  # a copy: another size or encoding
         else:
             note = None
         if note:
@@ -564,8 +579,10 @@ class MammoService:
                              f"({named}{', ...' if len(skipped) > 5 else ''}).",
                              logged=f"Nothing new was stored: {what} {before}.")
         films = self._base_films()
-        parts = [part for case_id, digest in zip(receipt["case_ids"], receipt["image_sha256"], strict=True)
-                 if (part := self._stored_base_part(films, case_id, digest)) is not None]
+        found = [(film, label) for case_id, digest, label in zip(receipt["case_ids"], receipt["image_sha256"],
+                                                                  receipt["labels"], strict=True)
+                 if (film := self._stored_base_film(films, case_id, digest)) is not None]
+        parts = [film.part for film, _ in found]
         if parts:  # stored, and said: a retrain leaves them out (pipeline)
             one, held_out = len(parts) == 1, parts.count("holdout")
             them, s = ("it", "") if one else ("them", "s")
@@ -577,26 +594,32 @@ class MammoService:
                           f"is judged on {which})")
             else:
                 judged = ""
+            others = sum(film.label != label for film, label in found)
+            otherwise = (f"; {'it is' if one else f'{others} of them are'} labelled otherwise in the base "
+                         "data than here" if others else "")
             receipt["base_films"] = (f"{len(parts)} of these images {'is a film' if one else 'are films'} of "
                                      f"the base data{judged}: a retrain leaves {them} out of training and "
-                                     f"keeps the base data's label{s} for {them}; {BASE_LABEL_KEPT}")
+                                     f"keeps the base data's label{s} for {them}{otherwise}; "
+                                     f"{BASE_LABEL_KEPT}")
         self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
                           skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"])))
         return self._after_new_cases(self._said_where(receipt))
 
-    def _base_film_note(self, digest: str, fingerprint: str | None = None) -> str | None:
+    def _base_film_note(self, digest: str, fingerprint: str | None = None, label: str | None = None
+                        ) -> str | None:
         """What a retrain does with a case of these pixels (``fingerprint``: its film's, to recognise a
-        copy at another size or encoding) when it is a film of the base data (left out, as the pipeline
-        leaves such cases out) or one the served version learnt from; None otherwise."""
-        part = self._base_films().tag_of(digest, fingerprint)
-        if part == "holdout":
-            return HELD_OUT_FILM
+        copy at another size or encoding; ``label``: the case's) when it is a film of the base data (left
+        out, as the pipeline leaves such cases out; its base label named) or one the served version
+        learnt from; None otherwise."""
+        film = self._base_films().tag_of(digest, fingerprint)
+        if film is not None and film.part == "holdout":
+            return f"{HELD_OUT_FILM}; it is {base_label_said(film, label)}"
         served = self._predictor
         learnt = (f"one of the films {served.version} learnt from" if served.learnt_from(digest, fingerprint)
                   else None)
-        if part is not None:
-            return (f"this image is {learnt or 'a film of the base data'} (labelled in the base data): a "
-                    "retrain leaves this case out of training and keeps the base data's label for the "
+        if film is not None:
+            return (f"this image is {learnt or 'a film of the base data'} ({base_label_said(film, label)}): "
+                    "a retrain leaves this case out of training and keeps the base data's label for the "
                     f"film; {BASE_LABEL_KEPT}")
         if learnt:  # the served version's data is not the base data here (another copy, another set)
             return (f"this image is {learnt}, but not a film of the base data a retrain uses here, so a "
@@ -620,17 +643,17 @@ class MammoService:
                         case_id or "just stored", error)
             return None
 
-    def _stored_base_part(self, films: KnownFilms, case_id: str, digest: str) -> str | None:
-        """The part of the base data (``films``) that the stored case ``case_id`` (its pixel hash
-        ``digest``) is a film of, by its pixels or, read back from the store, as a copy; None."""
-        part = films.tag_by_hash.get(digest)
-        if part is None and len(films):
-            part = films.tag_of(digest, self._fingerprint(case_id=case_id))
-        return part
+    def _stored_base_film(self, films: KnownFilms[BaseFilm], case_id: str, digest: str) -> BaseFilm | None:
+        """The film of the base data (``films``) that the stored case ``case_id`` (its pixel hash
+        ``digest``) is, by its pixels or, read back from the store, as a copy; None."""
+        film = films.tag_by_hash.get(digest)
+        if film is None and len(films):
+            film = films.tag_of(digest, self._fingerprint(case_id=case_id))
+        return film
 
-    def _base_films(self) -> KnownFilms:
-        """The films of the base data under the served version's split, tagged with their part
-        ("train", "val" or "holdout"): the films whose cases a retrain leaves out (the pipeline's rule,
+    def _base_films(self) -> KnownFilms[BaseFilm]:
+        """The films of the base data under the served version's split, with their part and label: the
+        films whose cases a retrain leaves out (the pipeline's rule,
         copies at another size or encoding included). Decoded once per base folder and split (about 3 s
         for mini-MIAS's 258 films at 1024 px); none without base data, or when it cannot be read
         (logged: the receipt then says nothing)."""
@@ -644,8 +667,8 @@ class MammoService:
                     films = [(name, film) for name, part in base_splits([folder], None, key[1]).items()
                              for film in part]
                     identities = film_identities([film for _, film in films], self._predictor.min_side)
-                    self._base_films_of = key, KnownFilms(zip(identities, (name for name, _ in films),
-                                                              strict=True))
+                    tags = (BaseFilm(part, film.label) for part, film in films)
+                    self._base_films_of = key, KnownFilms(zip(identities, tags, strict=True))
                 except (MammoError, OSError) as error:
                     log.warning("the base data's films not read to check submissions against (%s)", error)
                     return KnownFilms()

@@ -501,6 +501,7 @@ def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:
 _RETRAINING = "**Retraining: "  # how this page's own retrain's status line starts
 _RUNNING_ELSEWHERE = "**A retrain is running**"
 _LAST_RETRAIN = "**The last retrain**"
+_NOT_DONE = "**The retrain did not run or did not finish**"
 
 
 def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None,
@@ -574,13 +575,14 @@ def last_retrain_text(event: Mapping[str, Any] | None, fetching: bool = False) -
     return f"{_LAST_RETRAIN} ended {when}, started by {user}: {outcome}"
 
 
-def retrain_failed_text(shown: str | None) -> str:
-    """The status line once this page's Retrain was refused or failed (its message says why): a line
-    saying that another retrain runs stays."""
-    if (shown or "").startswith(_RUNNING_ELSEWHERE):
+def retrain_failed_text(shown: str | None, reason: str | None = None) -> str:
+    """The status line once this page's Retrain was refused or failed, saying why (``reason``: the
+    refusal's message; without it, the message shown top right): a line saying that another retrain
+    runs, or why this one did not, stays."""
+    if reason is None and (shown or "").startswith((_RUNNING_ELSEWHERE, _NOT_DONE)):
         return shown
-    return ("The retrain did not run or did not finish: see the message (top right). Results below, if "
-            "any, are those of the last retrain that ended.")
+    why = f"{reason}" if reason else "see the message (top right)."
+    return f"{_NOT_DONE}: {why} Results below, if any, are those of the last retrain that ended."
 
 
 def duration(seconds: float) -> str:

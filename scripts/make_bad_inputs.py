@@ -145,6 +145,7 @@ def corpus() -> list[tuple[str, bytes, str, str]]:
         ("truncated.png", valid_png[: len(valid_png) // 2], "damaged or truncated", "truncated PNG"),
         ("jpeg_named.png", _save(grey8, "JPEG"), "accepted", "JPEG named .png"),
         ("one_pixel.png", _png(Image.new("L", (1, 1))), "too small", "1 x 1"),
+        ("blank.png", _png(Image.new("L", (80, 96))), "blank", "all black (one value)"),
         ("sliver_10x100000.png", _png_claiming(10, 100_000), "aspect ratio", "10 x 100000 (header)"),
         ("bomb_50000x50000.png", _png_claiming(50_000, 50_000), "megapixel limit", "decompression bomb"),
         ("grey_16bit.png", _png(Image.fromarray(np.uint16(_grey(seed=5) * 65535))), "accepted", "16-bit PNG"),

@@ -40,7 +40,7 @@ def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
             with pytest.raises(AppError, match="limited to the submitters of this app"):
                 refused.predict(image, "normal", api_name="/submit_case")
         # the trainer passes the access check: the options are the next check (no training needed)
-        with pytest.raises(AppError, match="image size must be between 32 and 1024"):
+        with pytest.raises(AppError, match=r"image size must be 0 \(the current model's\) or from 32 to"):
             trainer.predict(1, 16, True, api_name="/retrain")
         assert trainer.predict(image, "normal", api_name="/submit_case")["status"] == "stored"
         assert trainer.predict("v1", api_name="/rollback") == {"version": NEXT, "rollback_of": "v1"}

@@ -255,15 +255,16 @@ def test_predict_says_which_films_the_model_learnt_from(client, mias: Path, smal
     held_out, trained = (next(f for f in base[part] if f.label == "malignant")
                          for part in ("holdout", "train"))
     receipt = client.predict(handle_file(held_out.source), held_out.label, api_name="/submit_case")
-    assert receipt["base_film"] == HELD_OUT_FILM
+    assert receipt["base_film"] == f"{HELD_OUT_FILM}; it is labelled malignant in the base data"
     other = next(film for film in base["holdout"] if film is not held_out)
     larger = films / other.label / Path(other.source).name
     receipt = client.predict(handle_file(str(larger)), other.label, api_name="/submit_case")
-    assert receipt["base_film"] == HELD_OUT_FILM
-    receipt = client.predict(handle_file(trained.source), trained.label, api_name="/submit_case")
+    assert receipt["base_film"] == f"{HELD_OUT_FILM}; it is labelled {other.label} in the base data"
+    receipt = client.predict(handle_file(trained.source), "normal", api_name="/submit_case")  # a disagreement
     learnt = Path(trained.source).name in {Path(film.source).name for film in parts["train"] + parts["val"]}
     what = f"one of the films {SERVED} learnt from" if learnt else "a film of the base data"
-    assert receipt["base_film"].startswith(f"this image is {what} (labelled in the base")
+    assert receipt["base_film"].startswith(f"this image is {what} (labelled **malignant** in the base data, "
+                                           "not normal as given here): a retrain leaves this case out")
     assert receipt["base_film"].endswith("training changes only when the base data itself is corrected")
 
 

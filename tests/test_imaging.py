@@ -88,10 +88,22 @@ def test_png_16bit_keeps_value_range(tmp_path):
 
 def test_content_decides_format_jpeg_named_png(tmp_path):
     a = np.full((64, 64), 128, dtype=np.uint8)
+    a[:, 32:] = 64
     path = _save(tmp_path, "really_a_jpeg.png", Image.fromarray(a), format="JPEG", quality=95)
     out = read_image(path)
     assert out.shape == (64, 64)
-    assert abs(float(out.mean()) - 128 / 255) < 2 / 255
+    assert abs(float(out[:, :24].mean()) - 128 / 255) < 2 / 255
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_a_blank_image_is_refused(tmp_path, value):
+    """All black or all white, as a PNG, a JPEG or a DICOM of one value: nothing to read."""
+    flat = np.full((64, 64), value, dtype=np.uint8)
+    for fmt in ("PNG", "JPEG"):
+        with pytest.raises(ImageError, match="blank: every pixel has the same value"):
+            read_image(_save(tmp_path, f"flat.{fmt.lower()}", Image.fromarray(flat), format=fmt))
+    with pytest.raises(ImageError, match="blank"):
+        read_image(_dicom(np.full((48, 64), value * 16, dtype=np.uint16)))
 
 
 def test_bytes_source_equals_path_source(tmp_path):
@@ -122,9 +134,9 @@ def test_colour_and_other_modes_become_2d_grey(tmp_path, mode, fmt, suffix):
 
 def test_rgb_luminance_weights(tmp_path):
     rgb = np.zeros((40, 40, 3), dtype=np.uint8)
-    rgb[..., 0] = 255  # pure red
+    rgb[:, :20, 0] = 255  # pure red beside black
     out = read_image(_save(tmp_path, "red.png", Image.fromarray(rgb, "RGB")))
-    np.testing.assert_allclose(out, 0.299, atol=1e-6)
+    np.testing.assert_allclose(out[:, :20], 0.299, atol=1e-6)
 
 
 def test_colour_is_measured_on_lit_pixels_and_coloured_marks_on_a_grey_image_stay_below_the_bar(tmp_path):
@@ -144,14 +156,16 @@ def test_colour_is_measured_on_lit_pixels_and_coloured_marks_on_a_grey_image_sta
     assert coloured > 0.8 and "colour picture" in colour_doubt(coloured)
     dark = np.zeros_like(grey_rgb)
     dark[..., 0] = 20  # every pixel red but darker than a tenth of full scale: not judged
+    dark[:, :100, 0] = 10
     assert decode_image(_save(tmp_path, "dark.png", Image.fromarray(dark, "RGB"))).coloured == 0
 
 
 def test_rgba_alpha_is_dropped(tmp_path):
     rgba = np.full((40, 40, 4), 200, dtype=np.uint8)
+    rgba[:, 20:, :3] = 100
     rgba[..., 3] = 0  # fully transparent
     out = read_image(_save(tmp_path, "a.png", Image.fromarray(rgba, "RGBA")))
-    np.testing.assert_allclose(out, 200 / 255, atol=1e-5)
+    np.testing.assert_allclose(out[:, :20], 200 / 255, atol=1e-5)
 
 
 def test_pgm_p5_8bit(tmp_path):
@@ -370,7 +384,7 @@ def test_a_colour_dicom_is_grey_with_its_colour_measured():
     ds.save_as(buffer, enforce_file_format=True)
     grey, coloured = decode_image(buffer.getvalue())
     assert grey.shape == (48, 64) and coloured == 1.0 and "colour picture" in colour_doubt(coloured)
-    ds.PixelData = np.repeat(rgb[..., :1], 3, axis=-1).tobytes()  # the same picture in grey
+    ds.PixelData = np.repeat(rgb[..., 1:2], 3, axis=-1).tobytes()  # a grey picture
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     assert decode_image(buffer.getvalue()).coloured == 0

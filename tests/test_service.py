@@ -311,11 +311,14 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
     try:
         served = service.predictor.config["mammo"]
         parts = base_splits([mias.parent / "mias1024"], None, SplitSpec.from_model_config({"mammo": served}))
-        films = [parts["train"][0], parts["train"][1], parts["holdout"][0], parts["holdout"][1]]
+        disagreeing = next(film for film in parts["train"][3:] if film.label != parts["train"][0].label)
+        films = [parts["train"][0], disagreeing, parts["holdout"][0], parts["holdout"][1]]
         receipt = service.submit_uploads([e.source for e in films[:3]], films[0].label)
+        others = sum(film.label != films[0].label for film in films[:3])
         assert receipt["base_films"] == ("3 of these images are films of the base data (1 of them is held "
                                          "out: every retrain is judged on it): a retrain leaves them out "
-                                         f"of training and keeps the base data's labels for them; "
+                                         f"of training and keeps the base data's labels for them; {others} "
+                                         f"of them are labelled otherwise in the base data than here; "
                                          f"{BASE_LABEL_KEPT}")
         assert f"⚠️ Note: {receipt['base_films']}." in views.bulk_receipt_text(receipt)
         held_out = service.submit_uploads([films[3].source], films[3].label)["base_films"]
@@ -332,9 +335,11 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
         zipped = service.submit_uploads([str(tmp_path / "copies.zip")], None)
         assert zipped["base_films"].startswith("1 of these images is a film of the base data (it is held out")
         # and its label corrected: the receipt says the same (the stored image read back)
-        corrected = service.correct_label(copied["case_ids"][0], "malignant")
-        assert corrected["base_film"].startswith(f"this image is one of the films {SERVED} learnt from "
-                                                 "(labelled in the base data): a retrain leaves this case")
+        wrong = next(label for label in service.labels if label != parts["train"][2].label)
+        corrected = service.correct_label(copied["case_ids"][0], wrong)
+        assert corrected["base_film"].startswith(
+            f"this image is one of the films {SERVED} learnt from (labelled **{parts['train'][2].label}** in "
+            f"the base data, not {wrong} as given here): a retrain leaves this case")
     finally:
         service.close()
 
@@ -355,7 +360,8 @@ def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: Mammo
     service.submit(held_out.source, held_out.label, None)
     service.submit(trained.source, other, None)
     larger = mias.parent / "mias1024" / copied.label / Path(copied.source).name
-    assert service.submit(str(larger), copied.label, None)["base_film"] == HELD_OUT_FILM
+    assert service.submit(str(larger), copied.label, None)["base_film"] == (
+        f"{HELD_OUT_FILM}; it is labelled {copied.label} in the base data")
     summary = service.retrain(TINY)
     assert summary["cases_used"] == 3 and summary["cases_left_out"] == 3
     assert summary["cases_label_conflicts"] == 1
@@ -954,7 +960,10 @@ def test_correcting_a_base_films_case_says_a_retrain_leaves_it_out(service: Mamm
     case = service.submit(film, "benign", None)
     receipt = service.correct_label(case["case_id"], "malignant")
     assert "out of training" in case["base_film"]
-    assert receipt["base_film"] == case["base_film"]  # the same note as at submission
+    # the note given at submission, and the conflict
+    assert receipt["base_film"] == case["base_film"].replace(
+        "(labelled benign in the base data)",
+        "(labelled **benign** in the base data, not malignant as given here)")
     text = views.correction_text(receipt)
     assert "learns the corrected label" not in text and receipt["base_film"] in text
 

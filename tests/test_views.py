@@ -275,8 +275,13 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     assert "10:02:03 UTC from another page, an API call or the automatic retrain. Now: 45%, epoch 3 of 11 " \
            "(patches): batch 12/41." in news
     failed = views.retrain_failed_text(own)
-    assert failed.startswith("The retrain did not run or did not finish")
+    assert failed.startswith("**The retrain did not run or did not finish**: see the message (top right).")
     assert failed.endswith("Results below, if any, are those of the last retrain that ended.")
+    # the refusal's own words, when the page has them, stay on the line (a toast goes away)
+    said = views.retrain_failed_text(own, "The image size must be between 32 and 1024 pixels.")
+    assert said.startswith("**The retrain did not run or did not finish**: The image size must be between 32 "
+                           "and 1024 pixels. Results below")
+    assert views.retrain_failed_text(said) == said
 
 
 def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
@@ -659,7 +664,7 @@ def test_an_offered_image_stored_as_a_base_films_case_says_a_retrain_leaves_it_o
     """Label next stored an offered base film and said only "Stored as case ...": the clinician took
     it that the model would learn the label."""
     receipt = {"case_id": "c" * 32, "label": "malignant", "base_film": "this image is a film of the base "
-               "data (labelled in the base data): a retrain leaves this case out of training"}
+               "data (labelled malignant in the base data): a retrain leaves this case out of training"}
     text = views.pending_stored_text(receipt)
     assert text.startswith(f"Stored as case `{'c' * 32}` (malignant); it left the pool.")
     assert "⚠️ Note: this image is a film of the base data" in text
