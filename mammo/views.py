@@ -222,6 +222,12 @@ def queue_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
 
 
 AUDIT_SHOWN = ["when", "action", "who", "what"]
+_CASE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _short_id(text: str) -> str:
+    """A case id (32 hex digits) cut to the 8 the pickers show; any other text as it is."""
+    return text[:8] if _CASE_ID.fullmatch(text) else text
 
 
 def _audit_value(value: Any) -> str:
@@ -231,7 +237,7 @@ def _audit_value(value: Any) -> str:
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value):
         return f"{_fmt(value[0])}–{_fmt(value[1])}"  # a confidence interval
     if isinstance(value, list):
-        shown = ", ".join(str(v)[:8] for v in value[:3])
+        shown = ", ".join(_short_id(str(v)) for v in value[:3])
         return f"{len(value)}: {shown}{', …' if len(value) > 3 else ''}" if value else "none"
     if isinstance(value, float):
         return _fmt(value)

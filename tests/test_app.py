@@ -97,7 +97,7 @@ def test_a_colour_photograph_is_scored_as_no_film_and_neither_stored_nor_offered
     assert details["not_like_a_film"].startswith("it is a colour picture, ")
     shown = views.known_image_text(details)
     assert "does not look like a whole-breast mammogram (it is a colour picture" in shown
-    with pytest.raises(AppError, match="not stored: it is a colour picture.*Submit the film itself"):
+    with pytest.raises(AppError, match="Not a film: it is a colour picture.*Submit the film itself"):
         client.predict(handle_file(str(PORTRAIT)), "benign", api_name="/submit_case")
     with pytest.raises(AppError, match="not taken for labelling: it is a colour picture"):
         client.predict(handle_file(str(PORTRAIT)), api_name="/offer")
@@ -295,7 +295,7 @@ def test_null_and_number_arguments_get_the_default_or_a_clear_refusal(client, ap
     with pytest.raises(AppError, match=r"^Heat-map opacity: a number from 0 to 1, got 'dark'\.$"):
         client.predict(image, None, "dark", api_name="/predict")
     assert Path(client.predict(image, None, api_name="/heatmap")).name.startswith("mammo-heatmap-")
-    with pytest.raises(AppError, match="no version '5'"):
+    with pytest.raises(AppError, match="No version '5' in the model registry"):
         client.predict(5, api_name="/rollback")
     for endpoint in ("/offer", "/predict", "/report"):  # no image: the page hides these buttons till one
         with pytest.raises(AppError, match=r"^Upload an image first\.$"):

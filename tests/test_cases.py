@@ -271,10 +271,10 @@ def test_a_colour_picture_is_refused_saying_why_and_nothing_is_stored(store: Cas
 
     photograph = tmp_path / "temple.png"
     Image.fromarray(load_sample_images().images[0]).save(photograph)
-    with pytest.raises(StoreError, match=r"not stored: it is a colour picture, \d+% of its pixels in colour.*"
-                                         "Submit the film itself"):
+    with pytest.raises(StoreError, match=r"^Not a film: it is a colour picture, \d+% of its pixels in "
+                                         "colour.*Submit the film itself"):
         store.append(photograph, "benign")
-    with pytest.raises(StoreError, match="^temple.png: This image is not stored: it is a colour picture"):
+    with pytest.raises(StoreError, match="^Nothing was stored: temple.png: Not a film: it is a colour"):
         store.append_many([(grey(1), "normal", None), (photograph, "benign", None)],
                           names=["film.png", "temple.png"])
     assert shards(store.root) == [] and store.counts() == dict.fromkeys(LABELS, 0)
@@ -360,7 +360,7 @@ def test_append_many_writes_one_shard(store: CaseStore) -> None:
     assert sorted(store.load()["case_id"]) == sorted(receipt["case_ids"])
 
     bad = [(grey(300), "normal", None), (grey(301), "normal", {"birads": 9})]
-    with pytest.raises(StoreError, match="Item 2"):
+    with pytest.raises(StoreError, match="^Nothing was stored: item 2: "):
         store.append_many(bad)
     with pytest.raises(StoreError, match="already submitted"):
         store.append_many([(grey(302), "normal", None), (grey(200), "normal", None)])
@@ -1055,8 +1055,10 @@ def test_a_case_is_named_by_its_id_or_its_first_8_characters(store: CaseStore,
     assert store.resolve_case(f" {first[:8].upper()} ") == store.resolve_case(first) == first
     with pytest.raises(StoreError, match="2 cases have ids starting 'abcdef12': give more of the id"):
         store.resolve_case("abcdef12")
-    with pytest.raises(StoreError, match="No submitted case"):
+    with pytest.raises(StoreError, match="Give at least the first 8 characters of the case id"):
         store.resolve_case(first[:7])  # too short to name one
+    with pytest.raises(StoreError, match="No submitted case 'zzzz'"):
+        store.resolve_case("zzzz")  # too short, and no case starts so
     assert store.correct_label(first[:8], "benign")["case_id"] == first
 
 

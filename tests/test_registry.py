@@ -198,7 +198,7 @@ def test_publish_v2_with_parent_card_and_report(local_env: Path, seed_dir: Path,
     assert weights(out) == weights(seed_dir)
     with pytest.raises(RegistryError, match="already holds"):
         registry.pull("v2", out)
-    with pytest.raises(RegistryError, match="no version 'v7'"):
+    with pytest.raises(RegistryError, match="No version 'v7' in the model registry"):
         registry.load("v7")
 
 

@@ -280,9 +280,10 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     assert error.value.logged == "Nothing new was stored: all 3 images in this upload were submitted before."
     text = tmp_path / "Jane Doe.png"
     text.write_text("not an image")
-    with pytest.raises(StoreError, match=r"^Jane Doe.png: The file is not a recognised image") as error:
+    with pytest.raises(StoreError, match=r"^Nothing was stored: Jane Doe.png: The file is not a recognised "
+                                         "image") as error:
         service.submit_uploads([str(other), str(text)], "benign")  # the batch is refused whole
-    assert error.value.logged.startswith("item 2: The file is not a recognised image")
+    assert error.value.logged.startswith("Nothing was stored: item 2: The file is not a recognised image")
     assert len(service.audit.events()) == events and service.cases.counts()["normal"] == 2
     with pytest.raises(StoreError, match="Pick the label"):
         service.submit_uploads([str(normals[0])], None)

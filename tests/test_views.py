@@ -677,3 +677,11 @@ def test_a_label_correction_reads_from_the_old_label_to_the_new_in_the_audit_tab
     [[_, action, user, what]] = views.audit_rows([event])
     assert (action, user) == ("label corrected", "alice")
     assert what == f"label: malignant → benign; case id: {'c' * 32}; status: stored"
+
+
+def test_the_audit_table_cuts_case_ids_in_a_list_but_not_field_names() -> None:
+    """A walk saw "metadata given: 5: age, biopsy_c, birads, …": the cut meant for ids hit names."""
+    event = {"at": "2026-12-03T12:00:00.000+00:00", "action": "bulk import", "user": "alice",
+             "details": {"case_ids": ["a" * 32, "b" * 32], "metadata_given": ["age", "biopsy_confirmed"]}}
+    [[_, _, _, what]] = views.audit_rows([event])
+    assert what == "case ids: 2: aaaaaaaa, bbbbbbbb; metadata given: 2: age, biopsy_confirmed"

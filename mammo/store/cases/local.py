@@ -206,9 +206,9 @@ class CaseStore:
         for i, (image, label, metadata) in enumerate(items):
             try:
                 cases.append(self._prepare(image, label, metadata))
-            except StoreError as exc:
-                raise StoreError(f"{names[i] if names else f'Item {i + 1}'}: {exc}",
-                                 logged=f"item {i + 1}: {exc.logged}") from exc
+            except StoreError as exc:  # the whole batch is refused: say so, and which item
+                raise StoreError(f"Nothing was stored: {names[i] if names else f'item {i + 1}'}: {exc}",
+                                 logged=f"Nothing was stored: item {i + 1}: {exc.logged}") from exc
         receipt = self._store(cases, skip_duplicates=skip_duplicates)
         receipt["skipped"] = [{**skip, "name": names[skip["index"]] if names else f"item {skip['index'] + 1}"}
                               for skip in receipt["skipped"]]
@@ -317,6 +317,9 @@ class CaseStore:
             return found[0]
         if found:
             raise StoreError(f"{len(found)} cases have ids starting {text!r}: give more of the id.")
+        if 0 < len(text) < CASE_ID_START and self._index.ids_starting(text):
+            raise StoreError(f"Give at least the first {CASE_ID_START} characters of the case id, not "
+                             f"{_short(given)} (as the pickers show it).")
         raise StoreError(f"No submitted case {_short(given)}.")
 
     def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
@@ -483,8 +486,8 @@ class CaseStore:
             raise StoreError(f"The image file cannot be read: {exc.strerror or exc}.") from exc
         colour = imaging.colour_doubt(decoded.coloured)
         if colour:
-            raise StoreError(f"This image is not stored: {colour}. Submit the film itself (its DICOM, or a "
-                             "grey PNG or JPEG export of it).")
+            raise StoreError(f"Not a film: {colour}. Submit the film itself (its DICOM, or a grey PNG or "
+                             "JPEG export of it).")
         return decoded.grey
 
     def _write_shard(self, cases: Sequence[_Case], moment: datetime) -> tuple[Path, pa.Table]:

@@ -326,7 +326,7 @@ class ModelRegistry(ABC):
             return f"v{max(numbers)}"
         if version_number(version) not in numbers:
             known = ", ".join(f"v{n}" for n in sorted(numbers)) or "none"
-            raise RegistryError(f"no version {version!r} at {self.location} (versions: {known})")
+            raise RegistryError(f"No version {version!r} in the model registry (its versions: {known}).")
         return version
 
     def _lock(self, blocking: bool = True):

@@ -199,7 +199,7 @@ class HubModelRegistry(ModelRegistry):
                     endpoint=self.api.endpoint,
                 )
             except RevisionNotFoundError as error:
-                raise RegistryError(f"no version {version!r} at {self.location}") from error
+                raise RegistryError(f"No version {version!r} in the model repo {self.location}.") from error
         return Path(folder)
 
     def _version_config(self, version: str) -> dict:
