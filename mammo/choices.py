@@ -7,10 +7,11 @@ answered at once (the modules that use them import torch and the rest).
 
 from __future__ import annotations
 
-__all__ = ["RECIPES", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD", "DEFAULT_OPACITY", "CAM_CLASSES",
-           "HEATMAP_METHODS", "WITHDRAWAL_REASONS", "listed_reason"]
+__all__ = ["RECIPES", "PATCH_STAGE", "FILM_STAGE", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD",
+           "DEFAULT_OPACITY", "CAM_CLASSES", "HEATMAP_METHODS", "WITHDRAWAL_REASONS", "listed_reason"]
 
 RECIPES = ("film", "patch")
+PATCH_STAGE, FILM_STAGE = "patches", "whole films"  # the patch recipe's two stages, as epochs name them
 GRAD_CAM = "Grad-CAM"
 # The patch network's own dense map of P(lesion) (1 - P(normal tissue)) on an absolute 0-1 scale,
 # from the same forward pass (models of the patch recipe; others fall back to Grad-CAM).

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from .choices import RECIPES
+from .choices import FILM_STAGE, PATCH_STAGE, RECIPES
 from .data import Example, PreparedImages, augmentation_text, augmenter
 from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
 from .film import FilmModel, HeadConfig, check_mirror, raw_scores
@@ -50,7 +50,6 @@ __all__ = [
     "paired_comparison",
 ]
 
-PATCH_STAGE, FILM_STAGE = "patches", "whole films"  # the patch recipe's two stages, as epochs name them
 _FILM_CONTRAST_JITTER = False  # on whole films it would lift the black background into the breast mask
 FIXED_BLOCKS = 4  # whole-film fine-tuning leaves the stem and this many blocks as the patch stage left them
 

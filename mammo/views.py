@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .choices import LESION_MAP
+from .choices import LESION_MAP, PATCH_STAGE
 from .metrics import FEWEST_FOR_AN_INTERVAL, OUT_OF_FOLD, recorded_estimate, recorded_evaluations
 from .store.gate import gives_every_film_one_score, malignant_films
 from .store.registry.base import is_newer
@@ -516,9 +516,11 @@ def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any =
     left at the last epoch's pace, counting down from when it ended (``since_epoch_s`` ago); an epoch
     also scores films between its batches, and from the second on it first looks for hard negatives,
     so batches alone misjudge it. Whole-film epochs take longer than patch epochs."""
+    patches = epoch is not None and epoch.stage == PATCH_STAGE
+    slower = " (more if whole-film epochs follow: they take longer)" if patches else ""
     left = ("; time left: known once the first epoch ends" if epoch is None else
             f", about {duration(max(0.0, epoch.seconds * (epoch.epochs - epoch.epoch) - since_epoch_s))} "
-            "left at the last epoch's pace, then the check on the held-out films")
+            f"left at the last epoch's pace{slower}, then the check on the held-out films")
     lines = [f"{_RETRAINING}{100 * fraction:.0f}%**, {message}.", f"Elapsed {duration(elapsed_s)}{left}."]
     if epoch is not None:
         val_loss = "" if epoch.val_loss is None else f", validation loss {epoch.val_loss:.3f}"
