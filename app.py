@@ -829,7 +829,8 @@ def gate_text(summary: dict) -> str:
     """The gate's exact reason (it names the films it evaluated on) and where a rejected candidate is
     kept."""
     kept = summary.get("rejected_id")
-    return f"Gate: {summary['reason']}." + (f" The candidate is kept as `{kept}`." if kept else "")
+    return f"Gate: {views.gate_reason_text(summary['reason'])}." + (
+        f" The candidate is kept as `{kept}`." if kept else "")
 
 
 def retrain_views(summary: dict | None):

@@ -26,6 +26,7 @@ __all__ = [
     "rollback_question",
     "uncertainty_text",
     "audit_rows",
+    "gate_reason_text",
     "queue_rows",
     "QUEUE_COLUMNS",
     "AUDIT_SHOWN",
@@ -93,6 +94,19 @@ METRIC_NAMES = {
     "specificity": "specificity, at the review cut-off",
     "ece_malignant": "calibration error (ECE, malignant)",
 }
+
+
+# the gate's metrics (config.GATE_METRICS) in words, as its reason names them
+_GATE_WORDS = {"auc_malignant": "AUC (malignant vs rest)", "auc_macro": "AUC (mean over the classes)",
+               "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy", "sensitivity": "sensitivity",
+               "specificity": "specificity"}
+_GATE_METRIC = re.compile(rf"\b(candidate|no) ({'|'.join(_GATE_WORDS)})\b")
+
+
+def gate_reason_text(reason: str) -> str:
+    """The gate's reason (``store.gate``: "not promoted: candidate auc_malignant 0.51 < ...") with its
+    metric in words."""
+    return _GATE_METRIC.sub(lambda found: f"{found[1]} {_GATE_WORDS[found[2]]}", reason)
 
 
 # a model that gives every film the same malignancy score ranks nothing: its AUC has no meaning, and
@@ -576,9 +590,10 @@ def last_retrain_text(event: Mapping[str, Any] | None, fetching: bool = False) -
                 "during it (or it runs in another process). No version came of it.")
     version, served_before = details.get("version"), details.get("served_before")
     outcome = {
-        "promotion": f"{details.get('reason')}. **{version}** replaced {served_before}.",
+        "promotion": f"{gate_reason_text(str(details.get('reason')))}. **{version}** replaced "
+                     f"{served_before}.",
         "promotion, not yet served": f"**{version}** was published, not served yet: {details.get('error')}",
-        "rejection": f"{details.get('reason')}. **{served_before}** stayed served.",
+        "rejection": f"{gate_reason_text(str(details.get('reason')))}. **{served_before}** stayed served.",
     }.get(event.get("action"), f"**it failed**: {details.get('error')}")
     return f"{_LAST_RETRAIN} ended {when}, started by {user}: {outcome}"
 

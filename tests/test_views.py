@@ -246,8 +246,8 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     # ended: how it ended, from its audit event
     ended = views.running_retrain_text(None, running, rejected)
     assert ended == ("**The last retrain** ended 2 Dec 2026, 10:42 UTC, started by carol: not promoted: "
-                     "candidate auc_malignant 0.6000 < current 0.7000 - tolerance 0.01 = 0.6900 on the "
-                     "holdout. **v3** stayed served.")
+                     "candidate AUC (malignant vs rest) 0.6000 < current 0.7000 - tolerance 0.01 = 0.6900 on "
+                     "the holdout. **v3** stayed served.")  # the metric in words, not its key
     assert views.running_retrain_text(None, "**Finished** in 3 min 05 s.", rejected) is None  # its own stays
     # a page opened before any retrain, then after one
     assert views.running_retrain_text(None, None, None) == "**The last retrain**: none recorded in this " \
@@ -691,3 +691,14 @@ def test_the_audit_table_cuts_case_ids_in_a_list_but_not_field_names() -> None:
              "details": {"case_ids": ["a" * 32, "b" * 32], "metadata_given": ["age", "biopsy_confirmed"]}}
     [[_, _, _, what]] = views.audit_rows([event])
     assert what == "case ids: 2: aaaaaaaa, bbbbbbbb; metadata given: 2: age, biopsy_confirmed"
+
+
+def test_the_gates_reason_names_every_gate_metric_in_words() -> None:
+    from mammo.config import GATE_METRICS
+
+    for metric in GATE_METRICS:
+        shown = views.gate_reason_text(f"promoted: candidate {metric} 0.8000 on the holdout; the current "
+                                       f"version has no {metric} there")
+        assert "_" not in shown and shown.count("candidate ") == 1, shown  # no key like auc_malignant
+    assert views.gate_reason_text("not promoted: candidate auc_malignant 0.5000 < current 0.7000").startswith(
+        "not promoted: candidate AUC (malignant vs rest) 0.5000")
