@@ -36,7 +36,7 @@ from mammo.glossary import glossary_markdown
 from mammo.imaging import SUPPORTED, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
-from mammo.service import BASE_FILM_CASES, MammoService, RetrainBusy, RetrainOptions
+from mammo.service import BASE_FILM_CASES, MammoService, PublishedNotServed, RetrainBusy, RetrainOptions
 from mammo.store.cases import METADATA_FIELDS, MetadataField
 
 log = logging.getLogger("mammo.app")
@@ -772,7 +772,8 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
         yield from _retrain_streamed(_options(epochs, image_size, from_current, user), user)
     except CLEAR_ERRORS as error:  # said on the status line too, where it stays (a toast goes)
         if not isinstance(error, RetrainBusy):  # the running retrain's line says it already
-            yield views.retrain_failed_text(None, _said(error)), gr.skip()
+            published = isinstance(error, PublishedNotServed)
+            yield views.retrain_failed_text(None, _said(error), published=published), gr.skip()
         raise
 
 

@@ -62,7 +62,8 @@ GLOSSARY: dict[str, str] = {
     "them and on the submitted cases. A case whose image is a base film, or a copy of one at another "
     "size or saved again, is left out of training, as its receipt and the retrain's report say. The "
     "count charts go by the very pixels: they count a case with a base film's pixels as 'cases of base "
-    "films (left out)', and a copy at another size as a case.",
+    "films (left out)', and a copy at another size as an ordinary submitted case, though a retrain leaves "
+    "it out.",
     "SHA-256 of the pixels and fingerprint": "the SHA-256 of an image's pixels recognises the very same "
     "pixels without keeping the image. A copy at another size or saved again has other pixels, so a "
     "perceptual fingerprint (256 bits of the film's coarse pattern) also recognises copies of the films "

@@ -10,7 +10,7 @@ Scaling rules, so the same pixels always give the same array (and the same hash)
   normalisation is a later step's job). 16-bit PGM/PNM files are rescaled by Pillow from their
   declared ``maxval`` to the full 16-bit range;
 * 32-bit integer images outside ``0..65535``, float images and DICOM are min-max scaled;
-  an image with a single value (blank: no film) is refused;
+  an image with a single value becomes all zeros (:func:`blank_doubt` says it holds no film);
 * colour images become luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); an alpha channel is
   dropped, not composited (mammograms carry no meaningful transparency). :func:`decode_image` also
   says how much of a colour image is in colour: a mammogram is grey, so a colour one is not a film
@@ -25,6 +25,7 @@ formats Pillow knows (EPS, PSD, ...) are refused, keeping the decoders exposed t
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from io import BytesIO
@@ -45,6 +46,7 @@ __all__ = [
     "SUPPORTED",
     "colour_doubt",
     "decode_image",
+    "refuse_blank",
     "read_image",
     "encode_png",
     "sha256_of_pixels",
@@ -101,8 +103,6 @@ def decode_image(
     grey, coloured = _decode_dicom(data, min_side) if is_dicom(data) else _decode_pil(data, min_side)
     grey = np.asarray(grey, dtype=np.float32)
     grey = np.clip(grey, 0.0, 1.0, out=grey if grey.flags.writeable and grey.flags.c_contiguous else None)
-    if float(grey.min()) == float(grey.max()):
-        raise ImageError("The image is blank: every pixel has the same value, so there is nothing to read.")
     return DecodedImage(grey, coloured)
 
 
@@ -113,11 +113,20 @@ def read_image(
     return decode_image(source, max_bytes=max_bytes, min_side=min_side).grey
 
 
+def refuse_blank(grey: np.ndarray) -> None:
+    """An ImageError for an image whose every pixel has one value (all black, all white): no film. For
+    images coming in (Predict, a submission), not for those already stored or trained on."""
+    if grey.size and float(grey.min()) == float(grey.max()):
+        raise ImageError("The image is blank: every pixel has the same value, so there is nothing to read.")
+
+
 def colour_doubt(coloured: float) -> str | None:
     """Why an image with this share of coloured pixels is no mammogram, or None when it may be one."""
     if coloured <= COLOURED_SHARE_MAX:
         return None
-    return f"it is a colour picture, {coloured:.0%} of its pixels in colour, while a mammogram is grey"
+    return (f"it is a colour picture, {coloured:.0%} of its non-dark pixels in colour, while a mammogram is "
+            "grey (a grey film photographed or scanned with a colour cast counts too: convert it to "
+            "greyscale)")
 
 
 def encode_png(grey: np.ndarray) -> bytes:
@@ -239,7 +248,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 def _coloured_share(rgb: np.ndarray, full_scale: float) -> float:
     """The share of ``rgb``'s lit pixels (brighter than a tenth of ``full_scale``) that are in colour,
     judged on a regular subsample of about a million pixels."""
-    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / _COLOUR_SAMPLES)))
+    step = max(1, math.ceil(math.sqrt(rgb.shape[0] * rgb.shape[1] / _COLOUR_SAMPLES)))
     sample = rgb[::step, ::step, :3].astype(np.float32)
     brightest, darkest = sample.max(axis=-1), sample.min(axis=-1)
     lit = brightest > _LIT * full_scale
@@ -300,7 +309,7 @@ def _pil_to_grey(im: Image.Image) -> tuple[np.ndarray, float]:
 def _decode_dicom(data: bytes, min_side: int) -> tuple[np.ndarray, float]:
     """Decode a DICOM file's single frame. Errors never quote tag values (they may identify)."""
     from pydicom import dcmread
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -332,10 +341,18 @@ def _decode_dicom(data: bytes, min_side: int) -> tuple[np.ndarray, float]:
             f"The DICOM pixel data stored as {name} could not be decoded: {why}."
         ) from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if not photometric.startswith("MONOCHROME"):  # colour (pydicom gives RGB) or a palette's indices
-        if arr.ndim != 3:
-            return _minmax(arr), 0.0
-        full_scale = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else float(arr.max())
+    if not photometric.startswith("MONOCHROME"):  # colour: pydicom (>= 3) gives RGB, also for YBR data
+        if photometric == "PALETTE COLOR":  # indices into the file's colour tables
+            try:
+                arr = apply_color_lut(arr, ds)
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+                raise ImageError("The DICOM file's colour palette is missing or damaged.") from None
+            full_scale = float(np.iinfo(arr.dtype).max)
+        elif arr.ndim != 3:
+            raise ImageError(f"The DICOM image has an unexpected shape {arr.shape} for its colour samples.")
+        else:
+            bits = int(ds.get("BitsStored") or 0)
+            full_scale = float(2**bits - 1) if arr.dtype.kind in "ui" and bits else float(arr.max())
         return _minmax(_luma(arr)), _coloured_share(arr, full_scale)
     if arr.ndim != 2:
         raise ImageError(f"The DICOM image has an unexpected shape {arr.shape}.")

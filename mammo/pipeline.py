@@ -67,7 +67,7 @@ def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example]
                          f"the split no longer holds out the films {name} never saw. {what_to_do}")
 
 
-def cases_apart_from(cases: Sequence[Example], films: KnownFilms,
+def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str],
                      min_side: int) -> tuple[list[Example], list[FilmIdentity], int]:
     """The cases that are none of ``films`` (the base data's films tagged with their labels: the
     holdout and the validation films must stay unseen by training, a training film must not count

@@ -20,7 +20,7 @@ from .errors import BadRequest
 from .explain import has_linear_head, one_pass_cam, overlay, package_cam, within_cells
 from .film import MIRROR_DIMS
 from .fingerprint import LearntFilms, film_fingerprint
-from .imaging import MIN_SIDE, decode_image, sha256_of_pixels
+from .imaging import MIN_SIDE, decode_image, refuse_blank, sha256_of_pixels
 from .model import load
 from .preprocess import (
     BreastMask,
@@ -66,13 +66,14 @@ class LoadedImage:
 
 def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
                min_side: int = MIN_SIDE) -> LoadedImage:
-    """Decode a file, bytes or grey array once and scale it to display size."""
+    """Decode a file, bytes or grey array once and scale it to display size; a blank file is refused."""
     if isinstance(image, LoadedImage):
         return image
     if isinstance(image, np.ndarray):
         grey, coloured = image, 0.0
     else:
         grey, coloured = decode_image(image, max_bytes=max_bytes, min_side=min_side)
+        refuse_blank(grey)  # a file with nothing to read (a stored case's may be read back: see the store)
     shown = fit_within(grey, DISPLAY_SIDE)
     breast = find_breast(shown)
     return LoadedImage(shown, grey.shape, sha256_of_pixels(grey), breast, film_fingerprint(breast.small),

@@ -124,7 +124,7 @@ def base_label_said(film: BaseFilm, given: str | None) -> str:
     """The base data's label for ``film``, and whether it differs from the one ``given`` here."""
     if given is None or given == film.label:
         return f"labelled {film.label} in the base data"
-    return f"labelled **{film.label}** in the base data, not {given} as given here"
+    return f"labelled {film.label} in the base data, not {given} as given here"
 
 
 @dataclass(frozen=True)
@@ -595,8 +595,8 @@ class MammoService:
             else:
                 judged = ""
             others = sum(film.label != label for film, label in found)
-            otherwise = (f"; {'it is' if one else f'{others} of them are'} labelled otherwise in the base "
-                         "data than here" if others else "")
+            otherwise = (f"; the base data gives {'it' if one else f'{others} of them'} another label than "
+                         "the one given here" if others else "")
             receipt["base_films"] = (f"{len(parts)} of these images {'is a film' if one else 'are films'} of "
                                      f"the base data{judged}: a retrain leaves {them} out of training and "
                                      f"keeps the base data's label{s} for {them}{otherwise}; "
@@ -613,7 +613,8 @@ class MammoService:
         learnt from; None otherwise."""
         film = self._base_films().tag_of(digest, fingerprint)
         if film is not None and film.part == "holdout":
-            return f"{HELD_OUT_FILM}; it is {base_label_said(film, label)}"
+            kept = f"; {BASE_LABEL_KEPT}" if label is not None and label != film.label else ""
+            return f"{HELD_OUT_FILM}; it is {base_label_said(film, label)}{kept}"
         served = self._predictor
         learnt = (f"one of the films {served.version} learnt from" if served.learnt_from(digest, fingerprint)
                   else None)

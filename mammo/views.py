@@ -522,6 +522,7 @@ _RETRAINING = "**Retraining: "  # how this page's own retrain's status line star
 _RUNNING_ELSEWHERE = "**A retrain is running**"
 _LAST_RETRAIN = "**The last retrain**"
 _NOT_DONE = "**The retrain did not run or did not finish**"
+_NOT_SERVED = "**The retrain published a version it could not serve**"
 
 
 def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any = None,
@@ -598,13 +599,16 @@ def last_retrain_text(event: Mapping[str, Any] | None, fetching: bool = False) -
     return f"{_LAST_RETRAIN} ended {when}, started by {user}: {outcome}"
 
 
-def retrain_failed_text(shown: str | None, reason: str | None = None) -> str:
+def retrain_failed_text(shown: str | None, reason: str | None = None, *, published: bool = False) -> str:
     """The status line once this page's Retrain was refused or failed, saying why (``reason``: the
-    refusal's message; without it, the message shown top right): a line saying that another retrain
-    runs, or why this one did not, stays."""
-    if reason is None and (shown or "").startswith((_RUNNING_ELSEWHERE, _NOT_DONE)):
+    refusal's message; without it, the message shown top right; ``published``: the candidate passed the
+    gate and was published, but could not be served): a line saying that another retrain runs, or why
+    this one did not, stays."""
+    if reason is None and (shown or "").startswith((_RUNNING_ELSEWHERE, _NOT_DONE, _NOT_SERVED)):
         return shown
-    why = f"{reason}" if reason else "see the message (top right)."
+    if published:
+        return f"{_NOT_SERVED}: {reason}"
+    why = reason or "see the message (top right)."
     return f"{_NOT_DONE}: {why} Results below, if any, are those of the last retrain that ended."
 
 

@@ -263,7 +263,7 @@ def test_predict_says_which_films_the_model_learnt_from(client, mias: Path, smal
     receipt = client.predict(handle_file(trained.source), "normal", api_name="/submit_case")  # a disagreement
     learnt = Path(trained.source).name in {Path(film.source).name for film in parts["train"] + parts["val"]}
     what = f"one of the films {SERVED} learnt from" if learnt else "a film of the base data"
-    assert receipt["base_film"].startswith(f"this image is {what} (labelled **malignant** in the base data, "
+    assert receipt["base_film"].startswith(f"this image is {what} (labelled malignant in the base data, "
                                            "not normal as given here): a retrain leaves this case out")
     assert receipt["base_film"].endswith("training changes only when the base data itself is corrected")
 

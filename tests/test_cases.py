@@ -271,13 +271,27 @@ def test_a_colour_picture_is_refused_saying_why_and_nothing_is_stored(store: Cas
 
     photograph = tmp_path / "temple.png"
     Image.fromarray(load_sample_images().images[0]).save(photograph)
-    with pytest.raises(StoreError, match=r"^Not a film: it is a colour picture, \d+% of its pixels in "
-                                         "colour.*Submit the film itself"):
+    with pytest.raises(StoreError, match=r"^Not a film: it is a colour picture, \d+% of its non-dark "
+                                         "pixels in colour.*Submit the film itself"):
         store.append(photograph, "benign")
     with pytest.raises(StoreError, match="^Nothing was stored: temple.png: Not a film: it is a colour"):
         store.append_many([(grey(1), "normal", None), (photograph, "benign", None)],
                           names=["film.png", "temple.png"])
     assert shards(store.root) == [] and store.counts() == dict.fromkeys(LABELS, 0)
+
+
+def test_a_blank_image_is_refused_and_a_batch_says_once_that_nothing_was_stored(store: CaseStore,
+                                                                                tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    Image.new("L", (80, 96), 255).save(blank)
+    for image in (blank, np.zeros((64, 64))):
+        with pytest.raises(StoreError, match="^The image is blank: every pixel has the same value"):
+            store.append(image, "normal")
+    with pytest.raises(StoreError) as refused:  # its own message starts so too: said once
+        store.append_many([(grey(2), "normal", {"notes": "seen by Mrs Smith"})], names=["a.png"])
+    assert str(refused.value).startswith("Nothing was stored: a.png: Notes ('notes') seems to hold")
+    assert str(refused.value).count("Nothing was stored") == 1
+    assert shards(store.root) == []
 
 
 def test_a_store_refuses_a_folder_with_another_label_set(store: CaseStore) -> None:

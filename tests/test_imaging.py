@@ -30,6 +30,7 @@ from mammo.imaging import (
     encode_png,
     is_dicom,
     read_image,
+    refuse_blank,
     sha256_of_pixels,
 )
 
@@ -96,14 +97,19 @@ def test_content_decides_format_jpeg_named_png(tmp_path):
 
 
 @pytest.mark.parametrize("value", [0, 255])
-def test_a_blank_image_is_refused(tmp_path, value):
-    """All black or all white, as a PNG, a JPEG or a DICOM of one value: nothing to read."""
+def test_a_blank_image_is_refused_coming_in_but_reads_as_zeros(tmp_path, value):
+    """All black or all white, as a PNG, a JPEG or a DICOM of one value: nothing to read, refused where
+    images come in (Predict, the store); one already stored or trained on still reads (as zeros)."""
     flat = np.full((64, 64), value, dtype=np.uint8)
-    for fmt in ("PNG", "JPEG"):
+    files = [_save(tmp_path, f"flat.{fmt.lower()}", Image.fromarray(flat), format=fmt)
+             for fmt in ("PNG", "JPEG")]
+    for source in (*files, _dicom(np.full((48, 64), value * 16, dtype=np.uint16))):
+        grey = read_image(source)
+        assert float(grey.min()) == float(grey.max())
         with pytest.raises(ImageError, match="blank: every pixel has the same value"):
-            read_image(_save(tmp_path, f"flat.{fmt.lower()}", Image.fromarray(flat), format=fmt))
-    with pytest.raises(ImageError, match="blank"):
-        read_image(_dicom(np.full((48, 64), value * 16, dtype=np.uint16)))
+            refuse_blank(grey)
+    np.testing.assert_array_equal(read_image(encode_png(np.zeros((40, 40)))), 0)
+    refuse_blank(read_image(files[0]) + np.eye(64, dtype=np.float32) / 255)  # one pixel apart: not blank
 
 
 def test_bytes_source_equals_path_source(tmp_path):
@@ -388,6 +394,40 @@ def test_a_colour_dicom_is_grey_with_its_colour_measured():
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     assert decode_image(buffer.getvalue()).coloured == 0
+
+
+def test_a_palette_dicom_and_a_12_bit_colour_dicom_are_measured_in_colour():
+    """PALETTE COLOR: indices into the file's colour tables, measured through them; RGB with 12 of 16 bits
+    stored: lit judged against 4095, not 65535."""
+    from pydicom import dcmread
+
+    ds = dcmread(BytesIO(_dicom(_dicom_pixels())))
+    indices = (np.arange(48 * 64).reshape(48, 64) % 256).astype(np.uint8)
+    ds.PhotometricInterpretation, ds.BitsAllocated, ds.BitsStored, ds.HighBit = "PALETTE COLOR", 8, 8, 7
+    ds.PixelData = indices.tobytes()
+    ramp = np.arange(256, dtype=np.uint16) * 257
+    for i in range(3):  # red, green, blue: 256 entries from index 0, 16 bits each
+        ds.add_new((0x0028, 0x1101 + i), "US", [256, 0, 16])
+    colourful = (ramp, ramp[::-1].copy(), np.full(256, 30000, np.uint16))
+    for i, table in enumerate(colourful):
+        ds.add_new((0x0028, 0x1201 + i), "OW", table.astype("<u2").tobytes())
+    assert decode_image(_saved(ds)).coloured > 0.9
+    for i in range(3):  # a grey palette
+        ds.add_new((0x0028, 0x1201 + i), "OW", ramp.astype("<u2").tobytes())
+    assert decode_image(_saved(ds)).coloured == 0
+
+    ds = dcmread(BytesIO(_dicom(_dicom_pixels())))
+    rgb = np.zeros((48, 64, 3), dtype=np.uint16)
+    rgb[..., 0], rgb[..., 1] = 3000, np.arange(64, dtype=np.uint16)[None, :] * 40  # red to orange, 12 bits
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PixelData = rgb.astype("<u2").tobytes()  # 16 allocated, 12 stored
+    assert decode_image(_saved(ds)).coloured == 1.0
+
+
+def _saved(ds) -> bytes:
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def test_dicom_monochrome1_is_inverted():

@@ -318,9 +318,9 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
         others = sum(film.label != films[0].label for film in films[:3])
         assert receipt["base_films"] == ("3 of these images are films of the base data (1 of them is held "
                                          "out: every retrain is judged on it): a retrain leaves them out "
-                                         f"of training and keeps the base data's labels for them; {others} "
-                                         f"of them are labelled otherwise in the base data than here; "
-                                         f"{BASE_LABEL_KEPT}")
+                                         f"of training and keeps the base data's labels for them; the base "
+                                         f"data gives {others} of them another label than the one given "
+                                         f"here; {BASE_LABEL_KEPT}")
         assert f"⚠️ Note: {receipt['base_films']}." in views.bulk_receipt_text(receipt)
         held_out = service.submit_uploads([films[3].source], films[3].label)["base_films"]
         assert held_out.startswith("1 of these images is a film of the base data (it is held out: every "
@@ -339,7 +339,7 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
         wrong = next(label for label in service.labels if label != parts["train"][2].label)
         corrected = service.correct_label(copied["case_ids"][0], wrong)
         assert corrected["base_film"].startswith(
-            f"this image is one of the films {SERVED} learnt from (labelled **{parts['train'][2].label}** in "
+            f"this image is one of the films {SERVED} learnt from (labelled {parts['train'][2].label} in "
             f"the base data, not {wrong} as given here): a retrain leaves this case")
     finally:
         service.close()
@@ -964,7 +964,7 @@ def test_correcting_a_base_films_case_says_a_retrain_leaves_it_out(service: Mamm
     # the note given at submission, and the conflict
     assert receipt["base_film"] == case["base_film"].replace(
         "(labelled benign in the base data)",
-        "(labelled **benign** in the base data, not malignant as given here)")
+        "(labelled benign in the base data, not malignant as given here)")
     text = views.correction_text(receipt)
     assert "learns the corrected label" not in text and receipt["base_film"] in text
 

@@ -283,6 +283,11 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     assert said.startswith("**The retrain did not run or did not finish**: The image size must be between 32 "
                            "and 1024 pixels. Results below")
     assert views.retrain_failed_text(said) == said
+    # a candidate published but not served: not "did not run"
+    published = views.retrain_failed_text(own, "v5 passed the gate and is published, but it could not be "
+                                               "loaded back to serve", published=True)
+    assert published.startswith("**The retrain published a version it could not serve**: v5 passed")
+    assert "did not run" not in published and views.retrain_failed_text(published) == published
 
 
 def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
