@@ -125,8 +125,8 @@ def colour_doubt(coloured: float) -> str | None:
     if coloured <= COLOURED_SHARE_MAX:
         return None
     return (f"it is a colour picture, {coloured:.0%} of its non-dark pixels in colour, while a mammogram is "
-            "grey (a grey film photographed or scanned with a colour cast counts too: convert it to "
-            "greyscale)")
+            "grey; a grey film photographed or scanned with a colour cast counts too: convert it to "
+            "greyscale")
 
 
 def encode_png(grey: np.ndarray) -> bytes:
