@@ -10,9 +10,11 @@ from pathlib import Path
 
 from .errors import SettingsError
 
-__all__ = ["Settings", "settings", "cache_dir", "PACKAGE_WEIGHTS", "DISCLAIMER"]
+__all__ = ["Settings", "settings", "cache_dir", "PACKAGE_WEIGHTS", "DISCLAIMER", "SPACE_STORAGE"]
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+# where Hugging Face mounts a Space's persistent storage, when its owner switches it on (its settings)
+SPACE_STORAGE = Path("/data")
 
 DISCLAIMER = (
     "Research and education only. mammo is not a medical device: it has not been cleared or "
@@ -40,7 +42,10 @@ class Settings:
     """Every setting mammo reads from the environment.
 
     Args:
-        home: local store root (``MAMMO_HOME``), holding ``cases/`` and ``models/``.
+        home: local store root (``MAMMO_HOME``), holding ``cases/`` and ``models/`` (and, with Hub
+            stores, the outbox of what waits for the Hub). By default ``~/.mammo``; on a Space with
+            persistent storage switched on, ``/data/mammo`` (:data:`SPACE_STORAGE`), which outlives a
+            restart.
         base_data: labelled imagefolder used with the cases when retraining (``MAMMO_BASE_DATA``
             naming a local folder).
         data: root of the development data used by tests and scripts (``MAMMO_DATA``).
@@ -85,6 +90,12 @@ class Settings:
     base_data_repo: str | None = None
     auto_retrain_every: int = 0
     follow_seconds: float = 30.0
+
+    @property
+    def home_outlives_restarts(self) -> bool:
+        """Whether what waits in ``home`` survives a restart: everywhere but on a Space, whose disk is
+        new at each restart unless ``home`` is in its persistent storage."""
+        return not self.on_spaces or self.home.resolve().is_relative_to(SPACE_STORAGE.resolve())
 
     @property
     def max_upload_bytes(self) -> int:
@@ -153,13 +164,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "mammo"
 
 
+def _home(env: Mapping[str, str]) -> Path:
+    """MAMMO_HOME; else, on a Space with persistent storage, a folder in it; else ``~/.mammo``."""
+    if env.get("MAMMO_HOME"):
+        return Path(env["MAMMO_HOME"]).expanduser()
+    if env.get("SPACE_ID") and SPACE_STORAGE.is_dir() and os.access(SPACE_STORAGE, os.W_OK):
+        return SPACE_STORAGE / "mammo"
+    return Path.home() / ".mammo"
+
+
 def settings() -> Settings:
     """Read the settings now (not cached: tests and the app may change the environment)."""
     env = os.environ
     base, base_repo = _base_data(env.get("MAMMO_BASE_DATA"))
     data = env.get("MAMMO_DATA")
     return Settings(
-        home=Path(env.get("MAMMO_HOME") or Path.home() / ".mammo").expanduser(),
+        home=_home(env),
         base_data=base,
         base_data_repo=base_repo,
         data=Path(data).expanduser() if data else None,

@@ -558,7 +558,7 @@ class MammoService:
 
     def _said_where(self, receipt: dict, queued_here: str = UPLOAD_QUEUED_ON_A_SPACE) -> dict:
         """``receipt``, warning that what is queued on a Space can still be lost (``queued_here``)."""
-        if receipt["status"] == "queued" and self.settings.on_spaces:
+        if receipt["status"] == "queued" and not self.settings.home_outlives_restarts:
             receipt["warning"] = " ".join(filter(None, (receipt.get("warning"), queued_here)))
         return receipt
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from mammo import config
 from mammo.access import AccessDenied
 from mammo.bulk import BulkError
 from mammo.config import settings
@@ -63,3 +66,22 @@ def test_settings_defaults_and_valid_values(monkeypatch: pytest.MonkeyPatch) -> 
     assert current.gate_metric == "auc_macro"
     assert current.max_upload_mb == 50 and current.gate_tolerance == 0.02
     assert current.auto_retrain_every == 25
+
+
+def test_on_a_space_with_persistent_storage_home_is_kept_in_it(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    """A Space's disk is new at each restart; its persistent storage (when switched on) is not, so a
+    case queued for the Hub waits there safely and its receipt need not warn."""
+    storage = tmp_path / "data"
+    monkeypatch.setattr(config, "SPACE_STORAGE", storage)
+    monkeypatch.delenv("MAMMO_HOME", raising=False)
+    monkeypatch.setenv("SPACE_ID", "owner/mammo")
+    plain = settings()  # no persistent storage
+    assert plain.home == Path.home() / ".mammo" and not plain.home_outlives_restarts
+    storage.mkdir()
+    kept = settings()
+    assert kept.home == storage / "mammo" and kept.home_outlives_restarts
+    monkeypatch.setenv("MAMMO_HOME", str(tmp_path / "elsewhere"))  # the owner's choice wins
+    assert settings().home == tmp_path / "elsewhere" and not settings().home_outlives_restarts
+    monkeypatch.delenv("SPACE_ID")
+    assert settings().home_outlives_restarts  # off a Space a disk is kept
