@@ -10,7 +10,7 @@ Scaling rules, so the same pixels always give the same array (and the same hash)
   normalisation is a later step's job). 16-bit PGM/PNM files are rescaled by Pillow from their
   declared ``maxval`` to the full 16-bit range;
 * 32-bit integer images outside ``0..65535``, float images and DICOM are min-max scaled;
-  an image with a single value becomes all zeros (:func:`blank_doubt` says it holds no film);
+  an image with a single value becomes all zeros (:func:`refuse_blank` refuses it where images come in);
 * colour images become luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); an alpha channel is
   dropped, not composited (mammograms carry no meaningful transparency). :func:`decode_image` also
   says how much of a colour image is in colour: a mammogram is grey, so a colour one is not a film
