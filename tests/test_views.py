@@ -279,9 +279,9 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     assert failed.startswith("**The retrain did not run or did not finish**: see the message (top right).")
     assert failed.endswith("Results below, if any, are those of the last retrain that ended.")
     # the refusal's own words, when the page has them, stay on the line (a toast goes away)
-    said = views.retrain_failed_text(own, "The image size must be between 32 and 1024 pixels.")
-    assert said.startswith("**The retrain did not run or did not finish**: The image size must be between 32 "
-                           "and 1024 pixels. Results below")
+    said = views.retrain_failed_text(own, "The number of epochs must be from 1 to 100.")
+    assert said.startswith("**The retrain did not run or did not finish**: The number of epochs must be from "
+                           "1 to 100. Results below")
     assert views.retrain_failed_text(said) == said
     # a candidate published but not served: not "did not run"
     published = views.retrain_failed_text(own, "v5 passed the gate and is published, but it could not be "
