@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from .choices import LESION_MAP, PATCH_STAGE
+from .config import GATE_METRICS
 from .metrics import FEWEST_FOR_AN_INTERVAL, OUT_OF_FOLD, recorded_estimate, recorded_evaluations
 from .store.gate import gives_every_film_one_score, malignant_films
 from .store.registry.base import is_newer
@@ -96,17 +97,17 @@ METRIC_NAMES = {
 }
 
 
-# the gate's metrics (config.GATE_METRICS) in words, as its reason names them
-_GATE_WORDS = {"auc_malignant": "AUC (malignant vs rest)", "auc_macro": "AUC (mean over the classes)",
-               "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy", "sensitivity": "sensitivity",
-               "specificity": "specificity"}
-_GATE_METRIC = re.compile(rf"\b(candidate|no) ({'|'.join(_GATE_WORDS)})\b")
+# the gate's metrics (config.GATE_METRICS) as its reason names them: the AUCs said in words, the rest
+# with spaces ("balanced accuracy")
+_GATE_AUCS = {"auc_malignant": "AUC (malignant vs rest)", "auc_macro": "AUC (mean over the classes)"}
+_GATE_METRIC = re.compile(rf"\b(candidate|no) ({'|'.join(GATE_METRICS)})\b")
 
 
 def gate_reason_text(reason: str) -> str:
     """The gate's reason (``store.gate``: "not promoted: candidate auc_malignant 0.51 < ...") with its
     metric in words."""
-    return _GATE_METRIC.sub(lambda found: f"{found[1]} {_GATE_WORDS[found[2]]}", reason)
+    return _GATE_METRIC.sub(
+        lambda found: f"{found[1]} {_GATE_AUCS.get(found[2], found[2].replace('_', ' '))}", reason)
 
 
 # a model that gives every film the same malignancy score ranks nothing: its AUC has no meaning, and

@@ -478,20 +478,20 @@ class CaseStore:
     def _read(self, image: ImageInput) -> np.ndarray:
         """The grey pixels of an image coming in: refused when unreadable, blank or a colour picture."""
         if isinstance(image, np.ndarray):
+            decoded = imaging.DecodedImage(image, 0.0)
+        elif not isinstance(image, str | bytes | os.PathLike):
+            raise StoreError(f"Expected an image file path, bytes or array, got {type(image).__name__}.")
+        else:
             try:
-                imaging.refuse_blank(image)
+                decoded = imaging.decode_image(image, max_bytes=self.max_bytes)
             except imaging.ImageError as exc:
                 raise StoreError(str(exc)) from exc
-            return image
-        if not isinstance(image, str | bytes | os.PathLike):
-            raise StoreError(f"Expected an image file path, bytes or array, got {type(image).__name__}.")
+            except OSError as exc:
+                raise StoreError(f"The image file cannot be read: {exc.strerror or exc}.") from exc
         try:
-            decoded = imaging.decode_image(image, max_bytes=self.max_bytes)
             imaging.refuse_blank(decoded.grey)
         except imaging.ImageError as exc:
             raise StoreError(str(exc)) from exc
-        except OSError as exc:
-            raise StoreError(f"The image file cannot be read: {exc.strerror or exc}.") from exc
         colour = imaging.colour_doubt(decoded.coloured)
         if colour:
             raise StoreError(f"Not a film: {colour}. Submit the film itself (its DICOM, or a grey PNG or "
