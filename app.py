@@ -1200,7 +1200,8 @@ def build() -> gr.Blocks:
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available",
                                    color_map=SOURCE_COLOURS)
             with gr.Row():
-                epochs = in_bounds(gr.Slider(1, 50, value=5, step=1, label="Epochs",
+                epochs = in_bounds(gr.Slider(*RetrainOptions.EPOCH_RANGE, value=RetrainOptions.epochs, step=1,
+                                             label="Epochs",
                                              info="Of the served recipe's first stage; what else it runs is "
                                                   "said below"), "Epochs")
                 image_size = gr.Number(value=0, precision=0,  # range checked by the service

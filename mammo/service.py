@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from . import config as mammo_config
 from .access import can_submit, can_train
@@ -143,11 +143,16 @@ class RetrainOptions:
     from_current: bool = True
     seed: int = 0
 
+    EPOCH_RANGE: ClassVar[tuple[int, int]] = (1, 100)
+    IMAGE_SIZE_RANGE: ClassVar[tuple[int, int]] = (32, 1024)
+
     def check(self) -> None:
-        if not 1 <= self.epochs <= 100:
-            raise RetrainError("The number of epochs must be from 1 to 100.")
-        if self.image_size is not None and not 32 <= self.image_size <= 1024:
-            raise RetrainError("The image size must be 0 (the current model's) or from 32 to 1024 pixels.")
+        (fewest, most), (smallest, largest) = self.EPOCH_RANGE, self.IMAGE_SIZE_RANGE
+        if not fewest <= self.epochs <= most:
+            raise RetrainError(f"The number of epochs must be from {fewest} to {most}.")
+        if self.image_size is not None and not smallest <= self.image_size <= largest:
+            raise RetrainError(f"The image size must be 0 (the current model's) or from {smallest} to "
+                               f"{largest} pixels.")
 
 
 class RecentImages:

@@ -19,6 +19,7 @@ from gradio_client.exceptions import AppError
 from helpers import SERVED, script_here
 from PIL import Image
 
+from mammo.service import RetrainOptions
 from mammo.store import CaseStore
 
 BAD = ROOT / "tests" / "data" / "bad"
@@ -114,6 +115,10 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
     out_of_range = outcome(lambda: client.predict(handle_file(image), "Lesion map", 5, api_name="/predict"))
     assert "Heat-map opacity: Value 5 is greater than maximum value 1" in out_of_range, out_of_range
     table.append(f"| opacity 5 (range 0-1) | refused: {out_of_range} |")
+    most = RetrainOptions.EPOCH_RANGE[1]  # the page's slider stops where the service does
+    too_many = outcome(lambda: client.predict(most + 1, 0, True, api_name="/retrain"))
+    assert f"Epochs: Value {most + 1} is greater than maximum value {most}" in too_many, too_many
+    table.append(f"| {most + 1} epochs (range 1-{most}) | refused: {too_many} |")
     log = app.log()  # refusals are one line each, as every other refusal: no traceback
     assert "Notes field refused: Nothing was stored" in log and "Heat-map opacity field refused" in log
     assert "Traceback" not in log
