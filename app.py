@@ -259,16 +259,27 @@ def epoch_room(plot: dict | None, headroom: bool = False):
     return gr.update(**room)
 
 
-def count_room(plot: dict | None):
-    """A count plot's axis from 0 to its tallest stack, at least 1 (with no count yet, Vega draws a
-    lone "0.000000"). A second step, after the value, as :func:`epoch_room` is."""
-    labels, counts = plot_column(plot, "label"), plot_column(plot, "images")
-    if labels is None or counts is None:
+COUNT_AXIS_TOP = 5  # a count axis reaches at least this: Vega's ~5 ticks then fall on whole numbers
+
+
+def count_room(plot: dict | None, x: str, y: str):
+    """A count plot's axis from 0 to its tallest stack (the ``y`` counts summed per ``x``), at least
+    :data:`COUNT_AXIS_TOP` (a lower top gives ticks at halves: "0.5 predictions"; with no count yet,
+    Vega draws a lone "0.000000"). A second step, after the value, as :func:`epoch_room` is."""
+    keys, counts = plot_column(plot, x), plot_column(plot, y)
+    if keys is None or counts is None:
         return gr.skip()
     stacks: dict[str, float] = {}
-    for label, count in zip(labels, counts, strict=True):
-        stacks[label] = stacks.get(label, 0) + (count or 0)
-    return gr.update(y_lim=[0, max([1, *stacks.values()])])
+    for key, count in zip(keys, counts, strict=True):
+        stacks[key] = stacks.get(key, 0) + (count or 0)
+    return gr.update(y_lim=[0, max([COUNT_AXIS_TOP, *stacks.values()])])
+
+
+def counted_room(event, plots: dict) -> None:
+    """After ``event`` gave count ``plots`` (plot -> its x and y columns) new values: their axes
+    (:func:`count_room`)."""
+    for plot, (x, y) in plots.items():
+        event.then(functools.partial(count_room, x=x, y=y), plot, plot, **CHAINED)
 
 
 def give_room(event, losses, aucs) -> None:
@@ -1243,7 +1254,7 @@ def build() -> gr.Blocks:
             analytics_note = gr.Markdown()
             analytics_refresh = gr.Button("Refresh", size="sm")
             with gr.Row():
-                from_zero = {"y_lim": [0, None]}  # counts: a single bar still shows
+                from_zero = {"y_lim": [0, None]}  # counts: a single bar still shows (then count_room)
                 per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)", **from_zero)
                 mix = gr.BarPlot(x="most likely class", y="predictions", color="most likely class",
                                  label="Most likely class", **from_zero)
@@ -1390,8 +1401,9 @@ def build() -> gr.Blocks:
 
         def cases_stored(event) -> None:
             """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""
-            event.success(submitted_totals, None, counts, **CHAINED).then(
-                count_room, counts, counts, **CHAINED).then(
+            totals_shown = event.success(submitted_totals, None, counts, **CHAINED)
+            counted_room(totals_shown, {counts: ("label", "images")})
+            totals_shown.then(
                 recent_cases, None, [case_choice, fix_case], **CHAINED).then(
                 audit_views, None, audit, **CHAINED)
 
@@ -1446,7 +1458,7 @@ def build() -> gr.Blocks:
                                                          aucs, confusion, retrain_button], **private)
         recolour(shown, {roc: "model", losses: "series"})  # "served v4" after "served v3"
         give_room(shown, losses, aucs)
-        shown.then(totals, None, data_plot, **private)
+        counted_room(shown.then(totals, None, data_plot, **private), {data_plot: ("label", "images")})
         shown.then(rejected_views, rejected_choice, [rejected, rejected_choice], **private)
         recolour(shown.then(served_estimate, None, [served, reliability], **private), {reliability: "model"})
         running.failure(retrain_failed, status, [status, retrain_button], **CHAINED)
@@ -1483,12 +1495,12 @@ def build() -> gr.Blocks:
         recolour(confirm.click(rollback, [version, asked_replacing], [rollback_note, confirm_row],
                                concurrency_limit=1, **private).success(**models_event, **CHAINED).then(
             served_estimate, None, [served, reliability], **CHAINED), {reliability: "model"})
-        demo.load(submitted_totals, None, counts, **private).then(count_room, counts, counts, **private)
+        counted_room(demo.load(submitted_totals, None, counts, **private), {counts: ("label", "images")})
         demo.load(recent_cases, None, [case_choice, fix_case], **private)
         # what another session (or the auto-retrain) may have changed since the page loaded: read again
         # when the tab is opened (a promotion, a rollback, new cases)
         for show in (demo.load, retrain_tab.select):
-            show(totals, None, data_plot, **private)
+            counted_room(show(totals, None, data_plot, **private), {data_plot: ("label", "images")})
             show(access_note, None, access, **private)
             show(retrain_running, status, status, **private)
             restored = show(last_results, summary, [summary, results, verdict, gate, comparison, roc, losses,
@@ -1531,8 +1543,10 @@ def build() -> gr.Blocks:
         gr.on([], queue, None, api_outputs["pending images"], api_name="queue", api_description=queue.__doc__)
         analytics_outputs = [analytics_note, per_day, mix, scores, low, growth, version_auc, history_table]
         for show in (analytics_tab.select, analytics_refresh.click):  # new versions, new labels
-            recolour(show(analytics_views, None, analytics_outputs, **private),
-                     {growth: "label", mix: "most likely class", version_auc: "estimate"})
+            viewed = show(analytics_views, None, analytics_outputs, **private)
+            recolour(viewed, {growth: "label", mix: "most likely class", version_auc: "estimate"})
+            counted_room(viewed, {per_day: ("day", "predictions"), mix: ("most likely class", "predictions"),
+                                 scores: ("malignancy score", "predictions"), growth: ("day", "cases")})
         history_button.click(history_file, None, history_csv, **private)
         gr.on([], history_records, None, api_outputs["your predictions"], api_name="history",
               api_description=history_records.__doc__)

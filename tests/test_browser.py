@@ -1032,6 +1032,8 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
 
 def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, image: Path,
                                                     tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
     from mammo.store import PredictionLog
 
     page = fresh
@@ -1046,6 +1048,11 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
                   "Each version's AUC by when it was trained (UTC)"):
         plot = page.locator(".block").filter(has_text=title).last
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)
+    for title in ("Predictions per day (UTC)", "Most likely class", "Malignancy scores (0-100, as shown"):
+        ticks = page.locator(".block").filter(has_text=title).last.locator("svg .role-axis-label text")
+        # a few predictions: the count axis is numbered in whole predictions ("1"), never "0.5" or "1.0"
+        expect(ticks.filter(has_text=re.compile(r"^[1-9]\d*$")).first).to_be_visible(timeout=10_000)
+        expect(ticks.filter(has_text=re.compile(r"^\d+\.\d+$"))).to_have_count(0)
     # a history across sessions needs a sign-in, which only a Space has: said, not offered and refused
     page.get_by_text("Your predictions across sessions (signed-in users)").click()
     visible(page.get_by_text(re.compile(r"^This install has no sign-in"))).wait_for(timeout=10_000)
