@@ -33,6 +33,10 @@ GATE_TOLERANCE = 0.01
 # fewer malignant films than this in the held-out set: the gate cannot compare two models there (one
 # film ranked first gives either an AUC of 1), so it promotes nothing
 GATE_MIN_MALIGNANT = 5
+# the review flag of a candidate that the gate's metric would promote may miss at most this share of
+# the held-out malignant films more than the served version's flag does (at least one film): a model
+# that ranks as well but flags far fewer cancers is worse where a user sees it
+GATE_MORE_MISSED_SHARE = 0.05
 # the keys of ``evaluate --json`` the gate can compare: numbers where higher is better
 GATE_METRICS = ("auc_malignant", "auc_macro", "balanced_accuracy", "accuracy", "sensitivity", "specificity")
 

@@ -40,7 +40,8 @@ GLOSSARY: dict[str, str] = {
     "Optimistic": "a figure measured on the same films that chose something (the training epoch, the "
     "cut-off, the calibration): it flatters the model.",
     "Promotion gate": "a retrained candidate is served only when it is no worse than the served version "
-    "on the holdout (by the gate's metric and tolerance); otherwise it is kept as a rejected "
+    "on the holdout (by the gate's metric and tolerance) and its review flag misses at most one more "
+    "of the holdout's malignant films (5% on a larger holdout); otherwise it is kept as a rejected "
     "candidate and the served version stays.",
     "Calibration and ECE": "a model is calibrated when its scores match how often films scored like "
     "that are malignant. ECE (expected calibration error) is the average gap, in probability: 0 is "

@@ -30,7 +30,7 @@ from timm.models import save_for_hf
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import SettingsError
 from mammo.model_card import NOT_RECORDED, render_model_card
-from mammo.store.gate import promotion_decision
+from mammo.store.gate import more_missed_allowed, promotion_decision
 from mammo.store.registry import (
     HubModelRegistry,
     LocalModelRegistry,
@@ -391,6 +391,37 @@ def test_gate_needs_five_malignant_held_out_films_to_compare(monkeypatch: pytest
     monkeypatch.setenv("MAMMO_GATE_MIN_MALIGNANT", "0")
     with pytest.raises(SettingsError, match="MAMMO_GATE_MIN_MALIGNANT"):
         settings()
+
+
+def _flagging(auc: float, caught: int, films: int) -> dict:
+    """Metrics of a model whose review flag caught ``caught`` of ``films`` malignant films."""
+    return {"auc_malignant": auc, "n": 38, "sensitivity": caught / films,
+            "per_class": {"malignant": {"support": films}}}
+
+
+@pytest.mark.parametrize(("caught", "promoted"), [(1, False), (3, False), (4, True), (5, True), (6, True)])
+def test_gate_refuses_a_candidate_whose_flag_misses_cancers_the_current_one_catches(caught: int,
+                                                                                      promoted: bool) -> None:
+    """A walk's 1-epoch retrain ranked as well (AUC 0.67 against 0.65) and was promoted, while its review
+    flag caught 1 of the 6 held-out malignant films where the served version's caught 5."""
+    ok, reason = promotion_decision(_flagging(0.67, caught, 6), _flagging(0.65, 5, 6), split="holdout")
+    assert ok is promoted, reason
+    said = (f"at its review cut-off the candidate flags {caught} of the 6 malignant films, "
+            "the current version 5")
+    assert said in reason and reason.endswith("on holdout (n=38)")
+    assert ("its flag would miss cancers the current one catches" in reason) is not promoted
+    assert "candidate auc_malignant 0.6700 >= current 0.6500" in reason
+    ok, reason = promotion_decision(_flagging(0.60, caught, 6), _flagging(0.65, 5, 6))
+    assert not ok and "candidate auc_malignant 0.6000 < current" in reason  # the ranking is checked first
+    assert "review cut-off" not in reason
+
+
+def test_gate_allows_more_missed_films_in_proportion_to_the_set() -> None:
+    assert [more_missed_allowed(films) for films in (1, 6, 19, 20, 40, 100)] == [1, 1, 1, 1, 2, 5]
+    assert promotion_decision(_flagging(0.8, 36, 40), _flagging(0.8, 38, 40))[0]
+    assert not promotion_decision(_flagging(0.8, 35, 40), _flagging(0.8, 38, 40))[0]
+    # a version that records no review cut-off (no sensitivity) is compared by its ranking alone
+    assert promotion_decision(_flagging(0.8, 0, 40), {"auc_malignant": 0.8})[0]
 
 
 def test_gate_without_current_version_or_current_metric() -> None:

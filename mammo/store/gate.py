@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-from ..config import GATE_METRIC, GATE_MIN_MALIGNANT, GATE_TOLERANCE
+from ..config import GATE_METRIC, GATE_MIN_MALIGNANT, GATE_MORE_MISSED_SHARE, GATE_TOLERANCE
 
 __all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision", "gives_every_film_one_score",
-           "malignant_films"]
+           "malignant_films", "flagged_malignant", "more_missed_allowed"]
 
 DEFAULT_METRIC = GATE_METRIC
 DEFAULT_TOLERANCE = GATE_TOLERANCE
@@ -43,6 +43,33 @@ def malignant_films(metrics: dict) -> int | None:
     return support if isinstance(support, int) else None
 
 
+def flagged_malignant(metrics: dict) -> int | None:
+    """How many of the set's malignant films the model flagged at its review cut-off (its
+    ``sensitivity`` times the malignant films); None when either is not recorded."""
+    sensitivity, films = _score(metrics, "sensitivity"), malignant_films(metrics)
+    return None if sensitivity is None or films is None else round(sensitivity * films)
+
+
+def more_missed_allowed(films: int) -> int:
+    """How many more of ``films`` malignant films a candidate's review flag may miss than the current
+    version's: :data:`~mammo.config.GATE_MORE_MISSED_SHARE` of them, at least one."""
+    return max(1, math.floor(GATE_MORE_MISSED_SHARE * films))
+
+
+def _flag_check(candidate_metrics: dict, current_metrics: dict) -> tuple[bool, str]:
+    """Whether the candidate's review flag misses at most :func:`more_missed_allowed` more malignant
+    films than the current version's, and that in words ("" when either flag is not recorded)."""
+    films = malignant_films(candidate_metrics)
+    candidate, current = flagged_malignant(candidate_metrics), flagged_malignant(current_metrics)
+    if films is None or candidate is None or current is None:
+        return True, ""
+    allowed = more_missed_allowed(films)
+    fine = candidate >= current - allowed
+    return fine, (f"at its review cut-off the candidate flags {candidate} of the {films} malignant films, "
+                  f"the current version {current} (at most {allowed} fewer "
+                  f"{'allowed' if fine else 'allowed: its flag would miss cancers the current one catches'})")
+
+
 def promotion_decision(
     candidate_metrics: dict,
     current_metrics: dict | None,
@@ -55,9 +82,12 @@ def promotion_decision(
     """Whether to promote the candidate, and a reason stating both scores, the metric and split.
 
     Promote iff there is no current version, or candidate[metric] >= current[metric] -
-    tolerance (boundary included). A candidate without a score for ``metric``, or whose ROC says
-    it gave every film the same malignancy score, is never promoted. A current version without
-    one (undefined on this set) cannot block a candidate that has one. Nor is a candidate promoted
+    tolerance (boundary included) and the candidate's review flag misses at most
+    :func:`more_missed_allowed` more malignant films than the current version's (both flags at each
+    model's own cut-off, on the same films; not checked where either records none). A candidate
+    without a score for ``metric``, or whose ROC says it gave every film the same malignancy score,
+    is never promoted. A current version without one (undefined on this set) cannot block a
+    candidate that has one. Nor is a candidate promoted
     over a current version when the set holds fewer than ``min_malignant`` malignant films (by the
     candidate's ``per_class`` support): there the two cannot be told apart. ``split`` names the
     evaluation set in the reason (default: the metric dicts' ``split`` entry, else "the fixed
@@ -95,10 +125,13 @@ def promotion_decision(
             f"no {metric} there (got {current_metrics.get(metric)!r})"
         )
     bar = current - tolerance
-    promote = candidate >= bar - _FLOAT_SLACK
+    ranks = candidate >= bar - _FLOAT_SLACK
+    flags, flag_words = _flag_check(candidate_metrics, current_metrics) if ranks else (True, "")
+    promote = ranks and flags
     verdict = "promoted" if promote else "not promoted"
-    relation = ">=" if promote else "<"
-    return promote, (
-        f"{verdict}: candidate {metric} {candidate:.4f} {relation} current {current:.4f} "
-        f"- tolerance {tolerance:g} = {bar:.4f} on {where}"
-    )
+    relation = ">=" if ranks else "<"
+    compared = (f"candidate {metric} {candidate:.4f} {relation} current {current:.4f} - tolerance "
+                f"{tolerance:g} = {bar:.4f}")
+    if not flags:
+        return False, f"{verdict}: {flag_words}, though {compared} on {where}"
+    return promote, f"{verdict}: {compared}{'; ' + flag_words if flag_words else ''} on {where}"
