@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from .preprocess import (
 from .runtime import onnx_backbone
 
 __all__ = ["Prediction", "Predictor", "mirror_average", "ImageSource", "LoadedImage", "load_image",
-           "DISPLAY_SIDE", "OVERLAY_FORMAT"]
+           "cut_off_record", "DISPLAY_SIDE", "OVERLAY_FORMAT"]
 
 ImageSource = str | os.PathLike | bytes | np.ndarray
 # Predictions are drawn at display size: a 12-30 MP film is scaled to this longer side once, right
@@ -80,6 +81,26 @@ def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
                        coloured)
 
 
+def cut_off_record(mammo: Mapping[str, Any]) -> dict | None:
+    """How a model's review cut-off was set and what its flag did on held-out patients, from its
+    config's ``mammo`` record: ``set_on`` is "out of fold" (cross-validation), "validation", or
+    "validation it had learnt" (validation films the weights it was retrained from had trained on, so
+    the cut-off is optimistic); ``held_out_flagged`` of ``held_out_malignant`` malignant held-out films
+    were flagged (None when it records no held-out set). None when it records no cut-off."""
+    if mammo.get("threshold") is None:
+        return None
+    rule = mammo.get("threshold_rule") or ""
+    seen = bool((mammo.get("data") or {}).get("val_learnt_by_init"))
+    set_on = "out of fold" if "out-of-fold" in rule else "validation it had learnt" if seen else "validation"
+    metrics = mammo.get("metrics") or {}
+    malignant = ((metrics.get("per_class") or {}).get("malignant") or {}).get("support")
+    held_out = ((mammo.get("split") or {}).get("name") == "holdout" and isinstance(malignant, int)
+                and metrics.get("sensitivity") is not None)
+    return {"set_on": set_on,
+            "held_out_flagged": round(metrics["sensitivity"] * malignant) if held_out else None,
+            "held_out_malignant": malignant if held_out else None}
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One image's result. ``heatmap`` and ``overlay`` are at display size (the input's size when
@@ -102,6 +123,7 @@ class Prediction:
     film_doubt: str | None = None  # why the image does not look like a whole-breast film (None: it does)
     image_shape: tuple[int, int] | None = None
     uncertainty: float | None = None  # test-time flip spread, 0-100 (see Predictor)
+    cut_off: dict | None = None  # how the threshold was set (:func:`cut_off_record`)
 
     def full_heatmap(self) -> np.ndarray | None:
         """The heat map at the input's full resolution (it is smooth: scaled up from display size)."""
@@ -122,6 +144,7 @@ class Prediction:
             "malignancy_score": _percent(self.malignancy),
             "threshold": _percent(self.threshold),
             "above_threshold": self.above_threshold,
+            "cut_off": self.cut_off,
             "heatmap_method": self.method,
             "calibrated": self.calibrated,
             "image_sha256": self.image_sha256,
@@ -176,6 +199,7 @@ class Predictor:
         self.version: str = mammo.get("version") or self.model_dir.name
         self.labels: list[str] = list(self.config["label_names"])
         self.threshold: float | None = mammo.get("threshold")
+        self.cut_off = cut_off_record(mammo)
         self.preprocess = PreprocessConfig.from_dict(mammo.get("preprocess", {}))
         # the smallest image side it reads: lowered for models of 28 px benchmark images
         self.min_side = int((mammo.get("preprocess") or {}).get("min_side", MIN_SIDE))
@@ -334,6 +358,7 @@ class Predictor:
             malignancy=malignancy,
             above_threshold=above,
             threshold=self.threshold,
+            cut_off=self.cut_off,
             heatmap=heat,
             overlay=None if heat is None else overlay(image.grey, heat, opacity),
             model_version=self.version,

@@ -168,10 +168,33 @@ def score_text(details: Mapping[str, Any]) -> str:
         return text + " This model records no review cut-off. Research use only: not a diagnosis."
     verdict = f"**{_flag_words(details.get('above_threshold'))}**"
     low = " So low a cut-off flags most films, normal ones too." if threshold < 10 else ""
-    return (f"{text} {verdict} at this model's review cut-off of {percent(threshold)}: the score "
-            f"at which it caught 90% of the malignant films of patients it had not trained on.{low} "
+    return (f"{text} {verdict} at this model's review cut-off of {percent(threshold)}: "
+            f"{cut_off_text(details.get('cut_off'))}{low} "
             "The flag is separate from the most likely class above: a film can be most likely "
             "normal and still be flagged. Research use only: not a diagnosis.")
+
+
+_CUT_OFF_SET_ON = {
+    "out of fold": "the score at which it caught 90% of the malignant films of patients it had not "
+                   "trained on (cross-validation).",
+    "validation": "the score at which it caught 90% of the malignant films of its validation patients "
+                  "(not trained on, but they chose the cut-off, so it flatters the model).",
+    "validation it had learnt": "set to catch 90% of the malignant films of its validation patients, "
+                                "whom the model it was retrained from had learnt: optimistic, so on new "
+                                "patients it may catch far fewer.",
+}
+
+
+def cut_off_text(cut_off: Mapping[str, Any] | None) -> str:
+    """How a model's review cut-off was set and what its flag did on held-out patients, in words
+    (``predict.cut_off_record``)."""
+    if not cut_off:
+        return "the score its training set to catch 90% of the malignant films."
+    text = _CUT_OFF_SET_ON[cut_off["set_on"]]
+    flagged, malignant = cut_off.get("held_out_flagged"), cut_off.get("held_out_malignant")
+    if malignant:
+        text += f" On held-out patients it flagged {flagged} of {malignant} malignant films."
+    return text
 
 
 def flag_headline(details: Mapping[str, Any]) -> str:

@@ -71,6 +71,38 @@ def test_score_text_on_real_predictions(mias: Path, version: str) -> None:
         assert {d["above_threshold"] for d in results} == {True, False}
     for details in results:
         assert_score_text_consistent(details)
+    # how the cut-off was set, and what the flag did on the held-out patients, from the model's record
+    cut_off, text = results[0]["cut_off"], views.score_text(results[0])
+    assert cut_off["set_on"] == ("validation" if version == "v1" else "out of fold")
+    assert (cut_off["held_out_flagged"], cut_off["held_out_malignant"]) == {"v1": (4, 6), "v2": (6, 6),
+                                                                           "v3": (5, 6)}[version]
+    assert f"On held-out patients it flagged {cut_off['held_out_flagged']} of 6 malignant films." in text
+    assert ("patients it had not trained on (cross-validation)" in text) is (version != "v1")
+
+
+def test_a_retrained_models_cut_off_set_on_films_it_had_learnt_is_called_optimistic() -> None:
+    """A walk's retrain from v3 set its cut-off on validation films v3 had trained on; Predict still said
+    it was "the score at which it caught 90% of the malignant films of patients it had not trained on",
+    while its flag caught 1 of the 6 malignant held-out films."""
+    from mammo.predict import cut_off_record
+
+    mammo = {"threshold": 0.148, "threshold_rule": "highest calibrated P(malignant) cut-off reaching 90% "
+             "sensitivity on validation", "data": {"val_learnt_by_init": 37},
+             "split": {"name": "holdout"},
+             "metrics": {"sensitivity": 1 / 6, "per_class": {"malignant": {"support": 6}}}}
+    cut_off = cut_off_record(mammo)
+    assert cut_off == {"set_on": "validation it had learnt", "held_out_flagged": 1, "held_out_malignant": 6}
+    text = views.score_text({"model_version": "v4", "malignancy_score": 8.4, "threshold": 14.8,
+                             "above_threshold": False, "cut_off": cut_off})
+    assert "had not trained on" not in text
+    assert "whom the model it was retrained from had learnt: optimistic" in text
+    assert "On held-out patients it flagged 1 of 6 malignant films." in text
+    # no validation films it had learnt; no holdout; no cut-off at all
+    mammo["data"], mammo["split"] = {"val_learnt_by_init": 0}, {"name": "validation"}
+    assert cut_off_record(mammo) == {"set_on": "validation", "held_out_flagged": None,
+                                     "held_out_malignant": None}
+    assert "held-out" not in views.cut_off_text(cut_off_record(mammo))
+    assert cut_off_record({**mammo, "threshold": None}) is None
 
 
 def test_score_text_without_malignant_class_or_threshold() -> None:
