@@ -433,6 +433,9 @@ def _data_section(mammo: dict) -> str:
     if data.get("n_cases_left_out"):
         rows.append(("Submitted cases left out (their images are films of the base data, or copies)",
                      _num(data["n_cases_left_out"])))
+    if data.get("n_cases_withdrawn_copies"):
+        rows.append(("Submitted cases left out as copies of withdrawn cases' images",
+                     _num(data["n_cases_withdrawn_copies"])))
     if data.get("n_cases_label_conflicts"):
         rows.append(("Of those, with another label than the base data's (the base label was kept)",
                      _num(data["n_cases_label_conflicts"])))

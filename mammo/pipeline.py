@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,14 +31,14 @@ from .data import (
 from .distributed import is_main_process
 from .errors import BadRequest
 from .film import FilmModel
-from .fingerprint import FilmIdentity, KnownFilms
+from .fingerprint import FilmIdentity, Fingerprints, KnownFilms
 from .metrics import DEFAULT_THRESHOLD, evaluate_predictions, pick_threshold
 from .model import save
 from .model_card import render_model_card
 from .train import EpochLog, TrainConfig, evaluate_examples, film_scores, train_recipe
 
-__all__ = ["base_splits", "cases_apart_from", "refuse_learnt_holdout", "train_to_folder", "read_cv",
-           "write_card"]
+__all__ = ["base_splits", "CasesApart", "cases_apart_from", "refuse_learnt_holdout", "train_to_folder",
+           "read_cv", "write_card"]
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +68,33 @@ def refuse_learnt_holdout(model_dir: Path, name: str, holdout: Sequence[Example]
                          f"the split no longer holds out the films {name} never saw. {what_to_do}")
 
 
-def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str],
-                     min_side: int) -> tuple[list[Example], list[FilmIdentity], int]:
+class CasesApart(NamedTuple):
+    """What :func:`cases_apart_from` keeps of the submitted cases, and what it left out."""
+
+    kept: list[Example]
+    identities: list[FilmIdentity]  # the kept cases', in order
+    conflicts: int  # cases left out as base films whose label differs from the film's
+    withdrawn_copies: int  # cases left out as copies of withdrawn cases' images
+
+
+def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side: int,
+                     withheld: Fingerprints | None = None) -> CasesApart:
     """The cases that are none of ``films`` (the base data's films tagged with their labels: the
     holdout and the validation films must stay unseen by training, a training film must not count
-    twice), neither by their pixels nor as a copy at another size or encoding; their identities (each
-    case decoded once); and how many of the cases left out carry another label than their film's (the
-    base label stays: someone should look at them)."""
-    kept, conflicts = [], 0
+    twice), neither by their pixels nor as a copy at another size or encoding, and no copy of the
+    ``withheld`` images (withdrawn cases': one submitted again at another size or encoding, before or
+    after the withdrawal); each case decoded once. How many of the base films left out carry another
+    label than their film's (the base label stays: someone should look at them)."""
+    kept, conflicts, withdrawn = [], 0, 0
     for case, identity in zip(cases, film_identities(cases, min_side), strict=True):
         film = films.tag_of(*identity)
-        if film is None:
+        if withheld is not None and withheld.find(identity.fingerprint) is not None:
+            withdrawn += 1
+        elif film is None:
             kept.append((case, identity))
         elif film != case.label:
             conflicts += 1
-    return [case for case, _ in kept], [identity for _, identity in kept], conflicts
+    return CasesApart([case for case, _ in kept], [identity for _, identity in kept], conflicts, withdrawn)
 
 
 def write_card(folder: Path) -> None:
@@ -150,6 +163,7 @@ def train_to_folder(
     cv_from: Path | None = None,
     init_folds: Path | None = None,
     data_names: Sequence[str] | None = None,
+    withheld: Sequence[str] = (),
 ) -> dict:
     """Train, calibrate, pick the operating threshold, evaluate, and save a model folder.
 
@@ -182,6 +196,8 @@ def train_to_folder(
             cross-validation of these films (see :func:`mammo.cv.cross_validate`).
         data_names: how the card and the split record name ``data`` (default: their paths; the app
             names a fetched Hub base dataset by repo and commit, not by its cache folder).
+        withheld: the fingerprints of withdrawn cases' images: ``extra_train`` cases that are copies
+            of them (at another size or encoding) are left out, and counted.
 
     Returns the ``mammo`` block written to config.json.
     """
@@ -199,11 +215,16 @@ def train_to_folder(
         *((identity, film.label) for film, identity in identity_of.items()),
         *zip(film_identities(parts["holdout"], config.min_side), (film.label for film in parts["holdout"]),
              strict=True)])
-    cases, case_identities, conflicts = cases_apart_from(extra_train, films, config.min_side)
-    if len(cases) < len(extra_train):
+    cases, case_identities, conflicts, withdrawn_copies = cases_apart_from(
+        extra_train, films, config.min_side, Fingerprints(withheld) if withheld else None)
+    base_films = len(extra_train) - len(cases) - withdrawn_copies
+    if base_films:
         log.warning("%d submitted cases left out of training: their images are films of the base data, "
                     "or copies of them at another size or encoding (%d with another label than the base "
-                    "data's)", len(extra_train) - len(cases), conflicts)
+                    "data's)", base_films, conflicts)
+    if withdrawn_copies:
+        log.warning("%d submitted cases left out of training: their images are copies of withdrawn cases'",
+                    withdrawn_copies)
     base_train = [*parts["train"], *(parts["val"] if cross_validating else [])]
     train = [*base_train, *cases]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
@@ -258,7 +279,9 @@ def train_to_folder(
             "n_cases": len(cases),
             # submitted cases whose images are base films (or copies of them at another size or
             # encoding): held-out or validation films are never trained on, a training film not twice
-            "n_cases_left_out": len(extra_train) - len(cases),
+            "n_cases_left_out": base_films,
+            # cases whose images are copies of withdrawn cases' (at another size or encoding)
+            "n_cases_withdrawn_copies": withdrawn_copies,
             # of those, cases whose confirmed label differs from the base data's (the base label stays)
             "n_cases_label_conflicts": conflicts,
             "counts": dict(Counter(e.label for e in train)),

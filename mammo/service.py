@@ -27,7 +27,7 @@ from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
 from .data import SplitSpec, case_examples, film_identities, folder_examples, label_order
 from .errors import MammoError
 from .explain import overlay
-from .fingerprint import KnownFilms
+from .fingerprint import Fingerprints, KnownFilms
 from .imaging import colour_doubt, decode_image, encode_png
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
@@ -260,6 +260,8 @@ class MammoService:
         self._base_films_lock = threading.Lock()
         self._base_films_of: tuple[tuple[Path, SplitSpec] | None, KnownFilms[BaseFilm]] = (None, KnownFilms())
         self._base_problem: str | None = None
+        # withdrawn case id -> its image's fingerprint (a withdrawal is final: each read once)
+        self._withdrawn_prints: dict[str, str] = {}
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
         self.fetching_logs = isinstance(self.cases, HubCaseStore)  # a new disk (a restarted Space) lacks them
@@ -521,8 +523,10 @@ class MammoService:
                user: str | None = None, *, pending_id: str | None = None) -> dict:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
+        fingerprint = self._refuse_copy_of_withdrawn(image)
         receipt = self.cases.append(image, label, metadata)
-        note = self._base_film_note(receipt["image_sha256"], self._fingerprint(image), receipt["label"])
+        note = self._base_film_note(receipt["image_sha256"], fingerprint or self._fingerprint(image),
+                                    receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
@@ -632,21 +636,53 @@ class MammoService:
                     "retrain trains on this case with the label given")
         return None
 
-    def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None) -> str | None:
+    def withdrawn_fingerprints(self) -> dict[str, str]:
+        """The withdrawn cases' images' fingerprints (case id -> fingerprint), to recognise a copy of
+        one at another size or encoding: a withdrawn case's image is not taken again, nor trained on in
+        any copy. Each is read back once (withdrawals are few and final)."""
+        withdrawn = [case_id for case_id, label in self.cases.amended_cases().items() if label is None]
+        for case_id in withdrawn:
+            if case_id not in self._withdrawn_prints:
+                fingerprint = self._fingerprint(case_id=case_id, withdrawn_too=True)
+                if fingerprint is not None:
+                    self._withdrawn_prints[case_id] = fingerprint
+        return {case_id: self._withdrawn_prints[case_id] for case_id in withdrawn
+                if case_id in self._withdrawn_prints}
+
+    def _refuse_copy_of_withdrawn(self, image: ImageSource) -> str | None:
+        """A StoreError when ``image`` is a copy of a withdrawn case's image at another size or
+        encoding (the store refuses the very same pixels itself); its fingerprint, None when no case is
+        withdrawn or it cannot be read (the store then says why)."""
+        withdrawn = self.withdrawn_fingerprints()
+        if not withdrawn:
+            return None
+        fingerprint = self._fingerprint(image, quiet=True)
+        found = None if fingerprint is None else Fingerprints(withdrawn.values()).find(fingerprint)
+        if found is not None:
+            case_id = list(withdrawn)[found]
+            raise StoreError(f"This image is a copy, at another size or encoding, of case {case_id}, which "
+                             "was withdrawn; it was not stored. A withdrawn case's image is not taken again, "
+                             "nor a copy of it.", duplicate_of=case_id)
+        return fingerprint
+
+    def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None,
+                     withdrawn_too: bool = False, quiet: bool = False) -> str | None:
         """The fingerprint of a stored case's image: of ``image`` as submitted (from the decoded copy kept
         of a file just previewed or predicted, else decoded again) or, given ``case_id``, of its stored
-        image read back; None (logged) when it cannot be had, so that a receipt never reports a failure
-        for a case stored already."""
+        image read back (``withdrawn_too``: a withdrawn case's too); None (logged unless ``quiet``) when
+        it cannot be had, so that a receipt never reports a failure for a case stored already."""
         try:
             if case_id is not None:
-                return load_image(self.cases.case_png(case_id), min_side=self._predictor.min_side).fingerprint
+                return load_image(self.cases.case_png(case_id, withdrawn_too=withdrawn_too),
+                                  min_side=self._predictor.min_side).fingerprint
             if isinstance(image, str | os.PathLike):
                 return self.load(image).fingerprint
             return load_image(image, max_bytes=self.settings.max_upload_bytes,
                               min_side=self._predictor.min_side).fingerprint
         except (MammoError, OSError) as error:
-            log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
-                        case_id or "just stored", error)
+            if not quiet:
+                log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): "
+                            "%s", case_id or "just stored", error)
             return None
 
     def _stored_base_film(self, films: KnownFilms[BaseFilm], case_id: str, digest: str) -> BaseFilm | None:
@@ -1028,6 +1064,7 @@ class MammoService:
                     [base], work / "candidate", config, split=split, extra_train=cases, progress=on_epoch,
                     step=step, command=f"retrain in the app ({options})", parent=current.version,
                     data_names=[base_data_name(self.settings, base)],
+                    withheld=list(self.withdrawn_fingerprints().values()),
                 )
                 progress(0.95, "evaluating the current version and the candidate on the same holdout")
                 current_probs = model_probabilities(current.model, holdout, current.labels,
@@ -1049,6 +1086,7 @@ class MammoService:
                           "cases_withdrawn": sum(label is None for label in amended.values()),
                           "gate_min_malignant": self.settings.gate_min_malignant,
                           "cases_left_out": mammo["data"]["n_cases_left_out"],
+                          "cases_withdrawn_copies": mammo["data"]["n_cases_withdrawn_copies"],
                           "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,

@@ -475,7 +475,10 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
     amended = [*([f"{corrected} of the submitted cases it read carr{'ies' if corrected == 1 else 'y'} a "
                   "corrected label"] if corrected else []),
                *([f"{withdrawn} withdrawn case{'s were' if withdrawn > 1 else ' was'} left out"]
-                 if withdrawn else [])]
+                 if withdrawn else []),
+               *([f"{copies} submitted case{'s were' if copies > 1 else ' was'} left out as "
+                  f"{'copies' if copies > 1 else 'a copy'} of a withdrawn case's image (at another size or "
+                  "encoding)"] if (copies := summary.get("cases_withdrawn_copies") or 0) else [])]
     if amended:
         caveat += f" {'; '.join(amended)}."
     if summary.get("film_size_warning"):

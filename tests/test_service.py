@@ -953,6 +953,32 @@ def test_a_corrected_label_is_learnt_and_a_withdrawn_case_left_out_by_the_next_r
         views.verdict_text(summary)
 
 
+def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_copy(
+    service: MammoService, small_mias: Path
+) -> None:
+    """A walk withdrew a case ("consent withdrawn"), then stored the same film again as a PNG of another
+    size (a gallery film, through Label next); the next retrain trained on it."""
+    film = sorted((small_mias / "normal").glob("*.png"))[2]
+    image = np.ascontiguousarray(np.fliplr(read_image(film)))  # not a base film
+    case_id = service.submit(image, "normal", None)["case_id"]
+    service.withdraw_case(case_id, WITHDRAWAL_REASONS[0])
+    larger = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)  # the same film at twice the size
+    with pytest.raises(StoreError, match=f"a copy, at another size or encoding, of case {case_id}, which was "
+                                         "withdrawn; it was not stored") as refused:
+        service.submit(larger, "normal", None)
+    assert refused.value.duplicate_of == case_id
+    other = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "normal").glob("*.png"))[3])))
+    assert service.submit(other, "normal", None)["status"] == "stored"  # another film is taken
+    # one stored past that check (by `cases import`, or before its original was withdrawn): left out
+    service.cases.append(larger, "benign")
+    summary = service.retrain(TINY)
+    assert (summary["cases_used"], summary["cases_withdrawn"], summary["cases_withdrawn_copies"]) == (2, 1, 1)
+    data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
+    assert (data["n_cases"], data["n_cases_withdrawn_copies"], data["n_cases_left_out"]) == (1, 1, 0)
+    assert ("1 withdrawn case was left out; 1 submitted case was left out as a copy of a withdrawn case's "
+            "image (at another size or encoding).") in views.verdict_text(summary)
+
+
 def test_correcting_a_base_films_case_says_a_retrain_leaves_it_out(service: MammoService,
                                                                    small_mias: Path) -> None:
     """A case whose image is a film of the base data is left out of training whatever its label: the

@@ -382,9 +382,10 @@ class CaseStore:
         """Number of case shards written here and not yet delivered to the Hub (0 for a local store)."""
         return len(self.outbox.queued_shards()) if self.outbox else 0
 
-    def case_png(self, case_id: str) -> bytes:
+    def case_png(self, case_id: str, *, withdrawn_too: bool = False) -> bytes:
         """One stored case's PNG, read from the one shard that holds it (not the whole dataset); a
-        withdrawn case's is not shown."""
+        withdrawn case's is not shown (``withdrawn_too``: read for the app's own checks, such as
+        whether a new image is a copy of it)."""
         with self._lock:
             self._open_index()
             self._refresh_local()  # a shard another process wrote since, or a withdrawal
@@ -392,7 +393,7 @@ class CaseStore:
             row = self._index.row(case_id)
         if name is None:
             raise StoreError(f"No submitted case {str(case_id)[:80]!r}.")
-        if row is not None and row.label is None:
+        if row is not None and row.label is None and not withdrawn_too:
             raise StoreError(f"Case {case_id} was withdrawn; its image is not shown.")
         try:
             return self._png_in_shard(name, case_id)
