@@ -204,6 +204,9 @@ def flag_headline(details: Mapping[str, Any]) -> str:
     score, threshold = details.get("malignancy_score"), details.get("threshold")
     if score is None:
         return ""
+    if details.get("not_like_a_film"):  # a flag over a photograph would read as a finding
+        return (f"### Not like a mammogram: its malignancy score ({percent(score)}) and review flag mean "
+                "little (the note below says why)")
     if threshold is None:
         return f"### Malignancy score {percent(score)} (this model records no review cut-off)"
     return (f"### {_flag_words(details.get('above_threshold'))}: malignancy score {percent(score)}, "

@@ -97,6 +97,7 @@ def test_a_colour_photograph_is_scored_as_no_film_and_neither_stored_nor_offered
     assert details["not_like_a_film"].startswith("it is a colour picture, ")
     shown = views.known_image_text(details)
     assert "does not look like a whole-breast mammogram (it is a colour picture" in shown
+    assert views.flag_headline(details).startswith("### Not like a mammogram:")  # no flag as the headline
     with pytest.raises(AppError, match="Not a film: it is a colour picture.*Submit the film itself"):
         client.predict(handle_file(str(PORTRAIT)), "benign", api_name="/submit_case")
     with pytest.raises(AppError, match="not taken for labelling: it is a colour picture"):

@@ -684,6 +684,10 @@ def test_the_headline_is_the_review_flag_and_agrees_with_the_words_below(score: 
     assert "normal" not in headline  # the most likely class is not the verdict
     assert views.flag_headline({"malignancy_score": None}) == ""
     assert "no review cut-off" in views.flag_headline({"malignancy_score": 42.0, "threshold": None})
+    # a walk's colour picture was headed "Flagged for review", the reason to doubt it far below
+    photo = views.flag_headline({**details, "not_like_a_film": "it is a colour picture"})
+    assert photo.startswith("### Not like a mammogram:") and "flagged" not in photo.lower()
+    assert f"({score:.1f} %)" in photo and "mean little" in photo
 
 
 def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
