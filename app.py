@@ -1440,6 +1440,9 @@ def build() -> gr.Blocks:
         for asked_of in (withdraw_cancel.click, fix_case.change, withdraw_reason.change, fix_button.click):
             asked_of(None, None, withdraw_row, js=hide_js(1), **private)
         fix_case.change(stored_case_preview, fix_case, fix_preview, **private)
+        # the last amendment's words are about the case it named: another case picked, they go (a
+        # change made by the page itself, as the form emptied after a withdrawal, keeps them)
+        fix_case.input(lambda: "", None, fix_text, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)
         bulk_said = bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED)

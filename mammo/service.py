@@ -55,6 +55,7 @@ from .store import (
     promotion_decision,
 )
 from .store._fs import file_lock
+from .store.cases import label_doubt
 from .train import (
     FILM_STAGE,
     EpochLog,
@@ -529,6 +530,9 @@ class MammoService:
                                     receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
+        doubt = label_doubt(receipt["label"], receipt.get("metadata") or {})
+        if doubt:  # stored as given: a clinician may have meant it
+            receipt["label_doubt"] = doubt
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
         self.audit.record("submission", user, case_id=receipt["case_id"], label=receipt["label"],
                           status=receipt["status"], **from_pool,

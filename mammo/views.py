@@ -683,7 +683,8 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     lines = [f"**Case {_where(receipt)}** as **{receipt['label']}**, id `{receipt['case_id']}`, "
              f"{human_time(receipt.get('submitted_at'))}. The dataset now holds {receipt['total_cases']} "
              f"submitted case{'' if receipt['total_cases'] == 1 else 's'}.",
-             "Metadata stored: " + ("; ".join(shown) if shown else "none") + "."]
+             "Metadata stored: " + (stored := "; ".join(shown) if shown else "none")
+             + ("" if stored.endswith((".", "!", "?")) else ".")]  # notes may end a sentence
     if blank:
         lines.append("Left empty (stored as empty, not guessed): " + ", ".join(blank) + ".")
     return "  \n".join([*lines, *_receipt_notes(receipt)])
@@ -699,6 +700,7 @@ def pending_stored_text(receipt: Mapping[str, Any]) -> str:
 def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
     """A receipt's notes: what a retrain does with a base film's case, and a warning (queued, ...)."""
     return [*([f"⚠️ Note: {receipt['base_film']}."] if receipt.get("base_film") else []),
+            *([f"⚠️ Check: {receipt['label_doubt']}."] if receipt.get("label_doubt") else []),
             *([f"Note: {receipt['warning']}"] if receipt.get("warning") else [])]
 
 

@@ -39,6 +39,7 @@ from mammo.service import (
 )
 from mammo.store import RegistryError, StoreError, open_registry, promotion_decision
 from mammo.store._hub import HubUnavailable
+from mammo.store.cases import METADATA_FIELDS
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
@@ -951,6 +952,20 @@ def test_a_corrected_label_is_learnt_and_a_withdrawn_case_left_out_by_the_next_r
     assert (summary["cases_used"], summary["cases_corrected"], summary["cases_withdrawn"]) == (1, 1, 1)
     assert "1 of the submitted cases it read carries a corrected label; 1 withdrawn case was left out." in \
         views.verdict_text(summary)
+
+
+def test_a_benign_case_given_bi_rads_6_is_stored_and_its_receipt_asks_to_check_the_label(
+        service: MammoService, small_mias: Path) -> None:
+    """BI-RADS 6 is a known biopsy-proven malignancy: a walk stored a benign film with it, unremarked."""
+    film = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "benign").glob("*.png"))[0])))
+    receipt = service.submit(film, "benign", {"birads": 6})
+    assert receipt["status"] == "stored" and service.cases.case_label(receipt["case_id"]) == "benign"
+    assert receipt["label_doubt"].startswith("BI-RADS 6 (a known biopsy-proven malignancy) was given with "
+                                             "the label benign")
+    assert "⚠️ Check: BI-RADS 6" in views.receipt_text(receipt, METADATA_FIELDS)
+    for label, birads in (("malignant", 6), ("benign", 4)):  # agreeing, or an assessment a biopsy overturns
+        film = np.rot90(film).copy()
+        assert "label_doubt" not in service.submit(film, label, {"birads": birads})
 
 
 def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_copy(

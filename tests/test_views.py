@@ -169,6 +169,10 @@ def test_receipt_text_repeats_what_was_stored() -> None:
     assert "queued for upload" in queued and "Hub down" in queued
     known = views.receipt_text({**receipt, "base_film": "one of the films v3 learnt from"}, METADATA_FIELDS)
     assert "⚠️ Note: one of the films v3 learnt from." in known and "⚠️" not in text
+    # notes that end a sentence get no second full stop ("Left CC film.." in a walk's receipt)
+    ended = views.receipt_text({**receipt, "metadata": {**receipt["metadata"], "notes": "Left CC film."}},
+                               METADATA_FIELDS)
+    assert ended.split("\n")[1].endswith("Notes: Left CC film\\.  ")
 
 
 def test_receipt_text_shows_notes_as_typed_not_as_html_or_markdown() -> None:

@@ -18,6 +18,7 @@ from .schema import (
     MetadataField,
     StoreError,
     case_features,
+    label_doubt,
     validate_metadata,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "StoreError",
     "case_features",
     "dataset_card",
+    "label_doubt",
     "open_case_store",
     "validate_metadata",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "MetadataField",
     "StoreError",
     "case_features",
+    "label_doubt",
     "shard_name",
     "validate_metadata",
 ]
@@ -201,3 +202,13 @@ def validate_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         else:
             clean[name] = _validate_value(name, spec, value)
     return clean
+
+
+def label_doubt(label: str, metadata: Mapping[str, Any]) -> str | None:
+    """Why the metadata given with a case doubts its confirmed label, or None: BI-RADS 6 is a known
+    biopsy-proven malignancy (the other categories are assessments a biopsy can overturn)."""
+    if metadata.get("birads") == 6 and label != "malignant":
+        return (f"BI-RADS 6 (a known biopsy-proven malignancy) was given with the label {label}: if the "
+                "label is wrong, correct the case's label; if the film shows the other breast, it is right "
+                "as it is")
+    return None
