@@ -372,7 +372,9 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
-            "#versions th, #versions th * { word-break: normal; overflow-wrap: normal; }")
+            "#versions th, #versions th * { word-break: normal; overflow-wrap: normal; }\n"
+            # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
+            "@media (max-width: 640px) { .table-wrap table { min-width: 720px; } }")
 
 
 def switch_js(on: bool) -> str:
@@ -1062,13 +1064,19 @@ def health_route() -> JSONResponse:
     return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
 
+# a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
+# (Gradio's 160 px default put two 170 px plots side by side there, their legends cut)
+PLOT_MIN_WIDTH = 320
+
+
 def loss_plot() -> gr.ScatterPlot:
     return gr.ScatterPlot(x="epoch", y="value", color="series", y_title="loss",
-                          label="Loss per epoch")
+                          label="Loss per epoch", min_width=PLOT_MIN_WIDTH)
 
 
 def auc_plot() -> gr.ScatterPlot:
     return gr.ScatterPlot(x="epoch", y="value", color="series", y_lim=[0, 1], y_title="AUC",
+                          min_width=PLOT_MIN_WIDTH,
                           label="Validation AUC per epoch (malignant vs rest: the early-stopping score)")
 
 
@@ -1231,7 +1239,7 @@ def build() -> gr.Blocks:
                                                 "held-out patients", interactive=False)
                 with gr.Row():
                     roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
-                                      label="ROC, malignant vs rest (holdout)")
+                                      label="ROC, malignant vs rest (holdout)", min_width=PLOT_MIN_WIDTH)
                     losses = loss_plot()
                     aucs = auc_plot()
                 confusion = gr.Dataframe(label=f"Candidate confusion matrix (holdout; {CONFUSION_COUNTS})",
@@ -1254,7 +1262,8 @@ def build() -> gr.Blocks:
             analytics_note = gr.Markdown()
             analytics_refresh = gr.Button("Refresh", size="sm")
             with gr.Row():
-                from_zero = {"y_lim": [0, None]}  # counts: a single bar still shows (then count_room)
+                # counts: a single bar still shows (then count_room)
+                from_zero = {"y_lim": [0, None], "min_width": PLOT_MIN_WIDTH}
                 per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)", **from_zero)
                 mix = gr.BarPlot(x="most likely class", y="predictions", color="most likely class",
                                  label="Most likely class", **from_zero)
@@ -1311,15 +1320,16 @@ def build() -> gr.Blocks:
             version_caption = gr.Markdown()
             with gr.Row():
                 version_roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
-                                          label="ROC, malignant vs rest")
+                                          label="ROC, malignant vs rest", min_width=PLOT_MIN_WIDTH)
                 version_losses = loss_plot()
                 version_aucs = auc_plot()
             with gr.Row():
                 version_reliability = gr.LinePlot(
                     x="mean predicted P(malignant)", y="observed malignant share", color="model",
-                    tooltip=views.RELIABILITY_COLUMNS, label=f"Reliability (calibration). {FEW_FILMS_A_BIN}")
+                    tooltip=views.RELIABILITY_COLUMNS, label=f"Reliability (calibration). {FEW_FILMS_A_BIN}",
+                    min_width=PLOT_MIN_WIDTH)
                 version_confusion = gr.Dataframe(label=f"Confusion matrix ({CONFUSION_COUNTS})",
-                                                 interactive=False)
+                                                 interactive=False, min_width=PLOT_MIN_WIDTH)
             files = download_box("Weights, config and card", file_count="multiple")
             with gr.Accordion("Audit log: who submitted, corrected, withdrew, retrained, promoted or rolled "
                               "back what, and when",

@@ -660,33 +660,40 @@ class MammoService:
         withdrawn = self.withdrawn_fingerprints()
         if not withdrawn:
             return None
-        fingerprint = self._fingerprint(image, quiet=True)
-        found = None if fingerprint is None else Fingerprints(withdrawn.values()).find(fingerprint)
+        try:
+            loaded = self._submitted(image)
+        except (MammoError, OSError):
+            return None
+        if self.cases.case_with_pixels(loaded.sha256) is not None:
+            return loaded.fingerprint  # the very same pixels: the store refuses them, naming the case
+        found = Fingerprints(withdrawn.values()).find(loaded.fingerprint)
         if found is not None:
             case_id = list(withdrawn)[found]
             raise StoreError(f"This image is a copy, at another size or encoding, of case {case_id}, which "
                              "was withdrawn; it was not stored. A withdrawn case's image is not taken again, "
                              "nor a copy of it.", duplicate_of=case_id)
-        return fingerprint
+        return loaded.fingerprint
+
+    def _submitted(self, image: ImageSource) -> LoadedImage:
+        """``image`` as submitted, decoded: the copy kept of a file just previewed or predicted, else
+        decoded again."""
+        if isinstance(image, str | os.PathLike):
+            return self.load(image)
+        return load_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
 
     def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None,
-                     withdrawn_too: bool = False, quiet: bool = False) -> str | None:
-        """The fingerprint of a stored case's image: of ``image`` as submitted (from the decoded copy kept
-        of a file just previewed or predicted, else decoded again) or, given ``case_id``, of its stored
-        image read back (``withdrawn_too``: a withdrawn case's too); None (logged unless ``quiet``) when
-        it cannot be had, so that a receipt never reports a failure for a case stored already."""
+                     withdrawn_too: bool = False) -> str | None:
+        """The fingerprint of a stored case's image: of ``image`` as submitted or, given ``case_id``, of
+        its stored image read back (``withdrawn_too``: a withdrawn case's too); None (logged) when it
+        cannot be had, so that a receipt never reports a failure for a case stored already."""
         try:
             if case_id is not None:
                 return load_image(self.cases.case_png(case_id, withdrawn_too=withdrawn_too),
                                   min_side=self._predictor.min_side).fingerprint
-            if isinstance(image, str | os.PathLike):
-                return self.load(image).fingerprint
-            return load_image(image, max_bytes=self.settings.max_upload_bytes,
-                              min_side=self._predictor.min_side).fingerprint
+            return self._submitted(image).fingerprint
         except (MammoError, OSError) as error:
-            if not quiet:
-                log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): "
-                            "%s", case_id or "just stored", error)
+            log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
+                        case_id or "just stored", error)
             return None
 
     def _stored_base_film(self, films: KnownFilms[BaseFilm], case_id: str, digest: str) -> BaseFilm | None:
