@@ -374,7 +374,8 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
             "#versions th, #versions th * { word-break: normal; overflow-wrap: normal; }\n"
             # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
-            "@media (max-width: 640px) { .table-wrap table { min-width: 720px; } }")
+            "@media (max-width: 640px) { .table-container { overflow-x: auto !important; }\n"
+            "  .table-container > .table-wrap { min-width: 960px; } }")
 
 
 def switch_js(on: bool) -> str:
