@@ -374,8 +374,8 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
             "#versions th, #versions th * { word-break: normal; overflow-wrap: normal; }\n"
             # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
-            "@media (max-width: 640px) { .table-container { overflow-x: auto !important; }\n"
-            "  .table-container > .table-wrap { min-width: 960px; } }")
+            "@media (max-width: 640px) { .wide-table .table-container { overflow-x: auto !important; }\n"
+            "  .wide-table .table-container > .table-wrap { min-width: 960px; } }")
 
 
 def switch_js(on: bool) -> str:
@@ -1138,7 +1138,8 @@ def build() -> gr.Blocks:
                             heatmap_download = download_box("heat map")
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
-                                   interactive=False, wrap=True)  # a note's words stay whole
+                                   interactive=False, wrap=True,  # a note's words stay whole
+                                   elem_classes="wide-table")
         with gr.Tab("Submit case") as submit_tab:
             gr.Markdown("Add a case with its **confirmed** label. The image is re-encoded (no EXIF or "
                         "DICOM tags are kept). Do not type patient identifiers in the notes.")
@@ -1195,7 +1196,8 @@ def build() -> gr.Blocks:
             with gr.Accordion("Label next: images visitors offered for labelling, the most uncertain first",
                               open=False):
                 queue_note = gr.Markdown()
-                queue_table = gr.Dataframe(headers=views.QUEUE_COLUMNS, interactive=False)
+                queue_table = gr.Dataframe(headers=views.QUEUE_COLUMNS, interactive=False,
+                                           elem_classes="wide-table")
                 with gr.Row():
                     with gr.Column():
                         queue_choice = gr.Dropdown([], value=None, label="Pending image", **CHECKED_HERE)
@@ -1251,7 +1253,8 @@ def build() -> gr.Blocks:
                                       f"observed vs predicted; the diagonal is perfect. {FEW_FILMS_A_BIN}")
             with gr.Accordion("Rejected candidates", open=False):
                 rejected = gr.Dataframe(headers=views.REJECTED_COLUMNS, interactive=False,
-                                        label="Candidates the gate did not promote, newest first")
+                                        label="Candidates the gate did not promote, newest first",
+                                        elem_classes="wide-table")
                 rejected_choice = gr.Dropdown([], value=None, label="Show the report of")
                 rejected_verdict = gr.Markdown()
                 rejected_comparison = gr.Dataframe(label="Served vs this candidate (and the baseline) on "
@@ -1285,7 +1288,7 @@ def build() -> gr.Blocks:
             near = analytics.NEAR_CUT_OFF
             low = gr.Dataframe(label=f"Low-confidence predictions: within {near:.0f} points of the review "
                                      "cut-off, or with a high uncertainty (newest first)",
-                               interactive=False, wrap=True)
+                               interactive=False, wrap=True, elem_classes="wide-table")
             with gr.Accordion("Your predictions across sessions (signed-in users)", open=False):
                 # a sign-in exists on a Space only: elsewhere the accordion says so instead of a button
                 # that can only refuse (the Predict tab lists the predictions of the session)
@@ -1296,7 +1299,7 @@ def build() -> gr.Blocks:
                             "session. API callers pass a Hugging Face token on a Space "
                             "(`/history`).")
                 history_table = gr.Dataframe(headers=analytics.HISTORY_HEADERS, interactive=False,
-                                             visible=SETTINGS.on_spaces)
+                                             visible=SETTINGS.on_spaces, elem_classes="wide-table")
                 history_button = gr.Button("Export your history as CSV", size="sm",
                                            visible=SETTINGS.on_spaces)
                 history_csv = download_box("Your history (CSV)", visible=SETTINGS.on_spaces)
@@ -1305,7 +1308,7 @@ def build() -> gr.Blocks:
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
                                     interactive=False, wrap=True, elem_id="versions",  # every column fits
                                     column_widths=["7%", "6%", "11%", "9%", "6%", "7%", "15%", "15%", "7%",
-                                                   "9%", "8%"])
+                                                   "9%", "8%"], elem_classes="wide-table")
             refresh = gr.Button("Refresh", size="sm")
             with gr.Row(equal_height=True):
                 version = gr.Dropdown([], value=None, label="Version", scale=2, **CHECKED_HERE)
@@ -1338,7 +1341,8 @@ def build() -> gr.Blocks:
                 audit = gr.Dataframe(headers=views.AUDIT_SHOWN, interactive=False, wrap=True,
                                      column_widths=["15%", "10%", "12%", "63%"],  # "what" wraps, not clipped
                                      label=f"The newest {AUDIT_SHOWN_EVENTS} events first (the CSV holds "
-                                           "them all); append-only: nothing in it is ever rewritten")
+                                           "them all); append-only: nothing in it is ever rewritten",
+                                     elem_classes="wide-table")
                 audit_button = gr.Button("Export the audit log as CSV", size="sm")
                 audit_csv = download_box("Audit log (CSV)")
             card = gr.Markdown()

@@ -11,8 +11,10 @@ GLOSSARY: dict[str, str] = {
     "calibrated on. Those data hold far more malignant films than a screening population, so at "
     "screening the same score means a much lower chance. It is not a diagnosis.",
     "Review cut-off and flag": "a film is flagged for review when its malignancy score is at or above "
-    "the cut-off. The cut-off is set so that it caught 90% of the malignant films of patients the "
-    "model had not trained on; most flagged films are still not malignant.",
+    "the cut-off. The cut-off is set to catch 90% of the malignant films of cross-validation or "
+    "validation patients (a retrained model's validation patients may be ones the model it started from "
+    "had learnt, which makes its cut-off optimistic); Predict says which, and how many malignant films "
+    "of the held-out patients the flag caught. Most flagged films are still not malignant.",
     "Uncertainty": "how far the class probabilities move when the film is scored again upside down "
     "(its vertical mirror image), in percentage points; 10 points or more is called high: the model "
     "is unsure.",

@@ -46,6 +46,9 @@ __all__ = [
     "cross_fitted_thresholds",
     "cross_fitted_rates",
     "EVALUATE_KEYS",
+    "recorded_value",
+    "malignant_films",
+    "flagged_malignant",
 ]
 
 # The keys `evaluate --json` promises (docs/architecture.md): new keys may be added, none removed or renamed.
@@ -387,3 +390,25 @@ def _binary(y_true_binary: np.ndarray) -> np.ndarray:
     if y.all() or not y.any():
         raise ValueError("ROC needs both positive and negative cases")
     return y
+
+
+def recorded_value(metrics: Mapping[str, Any], key: str) -> float | None:
+    """``metrics[key]`` (an ``evaluate --json`` dict) as a float; None when missing, null or NaN."""
+    value = metrics.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or np.isnan(value):
+        return None
+    return float(value)
+
+
+def malignant_films(metrics: Mapping[str, Any]) -> int | None:
+    """How many malignant films the evaluated set held (its ``per_class`` support); None when not
+    recorded."""
+    support = ((metrics.get("per_class") or {}).get("malignant") or {}).get("support")
+    return support if isinstance(support, int) else None
+
+
+def flagged_malignant(metrics: Mapping[str, Any]) -> int | None:
+    """How many of the set's malignant films the model flagged at its review cut-off (its
+    ``sensitivity`` times the malignant films); None when either is not recorded."""
+    sensitivity, films = recorded_value(metrics, "sensitivity"), malignant_films(metrics)
+    return None if sensitivity is None or films is None else round(sensitivity * films)

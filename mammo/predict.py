@@ -22,6 +22,7 @@ from .explain import has_linear_head, one_pass_cam, overlay, package_cam, within
 from .film import MIRROR_DIMS
 from .fingerprint import LearntFilms, film_fingerprint
 from .imaging import MIN_SIDE, decode_image, refuse_blank, sha256_of_pixels
+from .metrics import flagged_malignant, malignant_films
 from .model import load
 from .preprocess import (
     BreastMask,
@@ -85,20 +86,20 @@ def cut_off_record(mammo: Mapping[str, Any]) -> dict | None:
     """How a model's review cut-off was set and what its flag did on held-out patients, from its
     config's ``mammo`` record: ``set_on`` is "out of fold" (cross-validation), "validation", or
     "validation it had learnt" (validation films the weights it was retrained from had trained on, so
-    the cut-off is optimistic); ``held_out_flagged`` of ``held_out_malignant`` malignant held-out films
+    the cut-off is optimistic; "validation it may have learnt" when those weights record no list);
+    ``held_out_flagged`` of ``held_out_malignant`` malignant held-out films
     were flagged (None when it records no held-out set). None when it records no cut-off."""
     if mammo.get("threshold") is None:
         return None
     rule = mammo.get("threshold_rule") or ""
-    seen = bool((mammo.get("data") or {}).get("val_learnt_by_init"))
-    set_on = "out of fold" if "out-of-fold" in rule else "validation it had learnt" if seen else "validation"
+    data = mammo.get("data") or {}
+    seen = data.get("val_learnt_by_init", 0)  # None: the weights it started from record no list
+    set_on = ("out of fold" if "out-of-fold" in rule else "validation it may have learnt" if seen is None
+              else "validation it had learnt" if seen else "validation")
     metrics = mammo.get("metrics") or {}
-    malignant = ((metrics.get("per_class") or {}).get("malignant") or {}).get("support")
-    held_out = ((mammo.get("split") or {}).get("name") == "holdout" and isinstance(malignant, int)
-                and metrics.get("sensitivity") is not None)
-    return {"set_on": set_on,
-            "held_out_flagged": round(metrics["sensitivity"] * malignant) if held_out else None,
-            "held_out_malignant": malignant if held_out else None}
+    flagged = flagged_malignant(metrics) if (mammo.get("split") or {}).get("name") == "holdout" else None
+    return {"set_on": set_on, "held_out_flagged": flagged,
+            "held_out_malignant": None if flagged is None else malignant_films(metrics)}
 
 
 @dataclass(frozen=True)

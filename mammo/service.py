@@ -261,8 +261,10 @@ class MammoService:
         self._base_films_lock = threading.Lock()
         self._base_films_of: tuple[tuple[Path, SplitSpec] | None, KnownFilms[BaseFilm]] = (None, KnownFilms())
         self._base_problem: str | None = None
-        # withdrawn case id -> its image's fingerprint (a withdrawal is final: each read once)
-        self._withdrawn_prints: dict[str, str] = {}
+        # withdrawn case id -> its image's fingerprint, None when unreadable (a withdrawal is final:
+        # each read once per process, at the withdrawal here or at the first need)
+        self._withdrawn_prints: dict[str, str | None] = {}
+        self._withdrawn_lock = threading.Lock()
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
         self.fetching_logs = isinstance(self.cases, HubCaseStore)  # a new disk (a restarted Space) lacks them
@@ -567,6 +569,7 @@ class MammoService:
         can_submit(user, self.settings).require()
         receipt = self._said_where(self.cases.withdraw(case_id, reason), WITHDRAWAL_QUEUED_ON_A_SPACE)
         self.audit.record_amendment(receipt, user)
+        self.withdrawn_fingerprints()  # its image read back now, while it is at hand, not at the next submit
         return receipt
 
     def _said_where(self, receipt: dict, queued_here: str = UPLOAD_QUEUED_ON_A_SPACE) -> dict:
@@ -644,14 +647,24 @@ class MammoService:
         """The withdrawn cases' images' fingerprints (case id -> fingerprint), to recognise a copy of
         one at another size or encoding: a withdrawn case's image is not taken again, nor trained on in
         any copy. Each is read back once (withdrawals are few and final)."""
-        withdrawn = [case_id for case_id, label in self.cases.amended_cases().items() if label is None]
-        for case_id in withdrawn:
-            if case_id not in self._withdrawn_prints:
-                fingerprint = self._fingerprint(case_id=case_id, withdrawn_too=True)
-                if fingerprint is not None:
-                    self._withdrawn_prints[case_id] = fingerprint
-        return {case_id: self._withdrawn_prints[case_id] for case_id in withdrawn
-                if case_id in self._withdrawn_prints}
+        withdrawn = self.cases.withdrawn_cases()
+        with self._withdrawn_lock:  # one request reads a newly withdrawn image; the others wait for it
+            for case_id in withdrawn:
+                if case_id not in self._withdrawn_prints:
+                    self._withdrawn_prints[case_id] = self._withdrawn_fingerprint(case_id)
+        return {case_id: fingerprint for case_id in withdrawn
+                if (fingerprint := self._withdrawn_prints[case_id]) is not None}
+
+    def _withdrawn_fingerprint(self, case_id: str) -> str | None:
+        """A withdrawn case's image's fingerprint, read back; None (logged as an error, and not tried
+        again by this process) when its image cannot be read: copies of it are then not recognised."""
+        try:
+            return load_image(self.cases.case_png(case_id, withdrawn_too=True),
+                              min_side=self._predictor.min_side).fingerprint
+        except (MammoError, OSError) as error:
+            log.error("withdrawn case %s could not be read, so copies of its image are not recognised: %s",
+                      case_id, error)
+            return None
 
     def _refuse_copy_of_withdrawn(self, image: ImageSource) -> str | None:
         """A StoreError when ``image`` is a copy of a withdrawn case's image at another size or
@@ -681,15 +694,13 @@ class MammoService:
             return self.load(image)
         return load_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
 
-    def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None,
-                     withdrawn_too: bool = False) -> str | None:
+    def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None) -> str | None:
         """The fingerprint of a stored case's image: of ``image`` as submitted or, given ``case_id``, of
-        its stored image read back (``withdrawn_too``: a withdrawn case's too); None (logged) when it
-        cannot be had, so that a receipt never reports a failure for a case stored already."""
+        its stored image read back; None (logged) when it cannot be had, so that a receipt never
+        reports a failure for a case stored already."""
         try:
             if case_id is not None:
-                return load_image(self.cases.case_png(case_id, withdrawn_too=withdrawn_too),
-                                  min_side=self._predictor.min_side).fingerprint
+                return load_image(self.cases.case_png(case_id), min_side=self._predictor.min_side).fingerprint
             return self._submitted(image).fingerprint
         except (MammoError, OSError) as error:
             log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
@@ -1086,8 +1097,11 @@ class MammoService:
                 candidate_probs = model_probabilities(candidate.model, holdout, candidate.labels,
                                                       candidate.preprocess, candidate.min_side)
                 split_name = mammo["split"]["description"]
+                # a served version with no cut-off has no review flag to keep (evaluated at 0.5 above)
+                flag_of_current = current_metrics if current.threshold is not None else {
+                    **current_metrics, "sensitivity": None}
                 promoted, reason = promotion_decision(
-                    mammo["metrics"], current_metrics, self.settings.gate_metric,
+                    mammo["metrics"], flag_of_current, self.settings.gate_metric,
                     self.settings.gate_tolerance, split=split_name,
                     min_malignant=self.settings.gate_min_malignant)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),

@@ -12,13 +12,21 @@ import pandas as pd
 
 from .choices import LESION_MAP, PATCH_STAGE
 from .config import GATE_METRICS
-from .metrics import FEWEST_FOR_AN_INTERVAL, OUT_OF_FOLD, recorded_estimate, recorded_evaluations
-from .store.gate import gives_every_film_one_score, malignant_films
+from .metrics import (
+    FEWEST_FOR_AN_INTERVAL,
+    OUT_OF_FOLD,
+    flagged_malignant,
+    malignant_films,
+    recorded_estimate,
+    recorded_evaluations,
+)
+from .store.gate import FLAG_REFUSED, gives_every_film_one_score
 from .store.registry.base import is_newer
 from .timestamps import human_time
 
 __all__ = [
     "score_text",
+    "cut_off_text",
     "flag_headline",
     "heatmap_key",
     "auc_and_ci",
@@ -182,6 +190,9 @@ _CUT_OFF_SET_ON = {
     "validation it had learnt": "set to catch 90% of the malignant films of its validation patients, "
                                 "whom the model it was retrained from had learnt: optimistic, so on new "
                                 "patients it may catch far fewer.",
+    "validation it may have learnt": "set to catch 90% of the malignant films of its validation patients, "
+                                     "whom the model it was retrained from may have learnt (it records no "
+                                     "list): perhaps optimistic.",
 }
 
 
@@ -189,7 +200,7 @@ def cut_off_text(cut_off: Mapping[str, Any] | None) -> str:
     """How a model's review cut-off was set and what its flag did on held-out patients, in words
     (``predict.cut_off_record``)."""
     if not cut_off:
-        return "the score its training set to catch 90% of the malignant films."
+        return "the score chosen in training to catch 90% of the malignant films."
     text = _CUT_OFF_SET_ON[cut_off["set_on"]]
     flagged, malignant = cut_off.get("held_out_flagged"), cut_off.get("held_out_malignant")
     if malignant:
@@ -205,8 +216,9 @@ def flag_headline(details: Mapping[str, Any]) -> str:
     if score is None:
         return ""
     if details.get("not_like_a_film"):  # a flag over a photograph would read as a finding
-        return (f"### Not like a mammogram: its malignancy score ({percent(score)}) and review flag mean "
-                "little (the note below says why)")
+        flag = "" if threshold is None else " and review flag"
+        return (f"### Not like a mammogram: its malignancy score ({percent(score)}){flag} mean"
+                f"{'' if flag else 's'} little (the note below says why)")
     if threshold is None:
         return f"### Malignancy score {percent(score)} (this model records no review cut-off)"
     return (f"### {_flag_words(details.get('above_threshold'))}: malignancy score {percent(score)}, "
@@ -509,6 +521,13 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                 f"stage can collapse on films too small for its patches), whatever its figures ({scores}). "
                 f"One score for every film has no meaningful AUC, so no interval on the difference is given."
                 f"{elsewhere}{kept}")
+    if summary.get("reason", "").startswith(FLAG_REFUSED):  # it ranked as well, but flags fewer cancers
+        films = malignant_films(candidate)
+        return (f"{_headline(summary, served)} The candidate ranks the held-out films about as well "
+                f"({scores}), but at its review cut-off it flags {flagged_malignant(candidate)} of the "
+                f"{films} malignant held-out films, where {summary['current_version']} flags "
+                f"{flagged_malignant(summary['current_metrics'])}: served, its flag would miss more "
+                f"cancers.{noise}{kept}")
     return (f"{_headline(summary, served)} The candidate did worse than the "
             f"served version ({scores}).{noise}{kept}")
 

@@ -30,7 +30,7 @@ from timm.models import save_for_hf
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import SettingsError
 from mammo.model_card import NOT_RECORDED, render_model_card
-from mammo.store.gate import more_missed_allowed, promotion_decision
+from mammo.store.gate import FLAG_REFUSED, more_missed_allowed, promotion_decision
 from mammo.store.registry import (
     HubModelRegistry,
     LocalModelRegistry,
@@ -393,9 +393,9 @@ def test_gate_needs_five_malignant_held_out_films_to_compare(monkeypatch: pytest
         settings()
 
 
-def _flagging(auc: float, caught: int, films: int) -> dict:
+def _flagging(auc: float, caught: int, films: int, specificity: float = 0.5) -> dict:
     """Metrics of a model whose review flag caught ``caught`` of ``films`` malignant films."""
-    return {"auc_malignant": auc, "n": 38, "sensitivity": caught / films,
+    return {"auc_malignant": auc, "n": 38, "sensitivity": caught / films, "specificity": specificity,
             "per_class": {"malignant": {"support": films}}}
 
 
@@ -409,7 +409,7 @@ def test_gate_refuses_a_candidate_whose_flag_misses_cancers_the_current_one_catc
     said = (f"at its review cut-off the candidate flags {caught} of the 6 malignant films, "
             "the current version 5")
     assert said in reason and reason.endswith("on holdout (n=38)")
-    assert ("its flag would miss cancers the current one catches" in reason) is not promoted
+    assert reason.startswith(FLAG_REFUSED if not promoted else "promoted: candidate auc_malignant 0.6700")
     assert "candidate auc_malignant 0.6700 >= current 0.6500" in reason
     ok, reason = promotion_decision(_flagging(0.60, caught, 6), _flagging(0.65, 5, 6))
     assert not ok and "candidate auc_malignant 0.6000 < current" in reason  # the ranking is checked first
@@ -422,6 +422,14 @@ def test_gate_allows_more_missed_films_in_proportion_to_the_set() -> None:
     assert not promotion_decision(_flagging(0.8, 35, 40), _flagging(0.8, 38, 40))[0]
     # a version that records no review cut-off (no sensitivity) is compared by its ranking alone
     assert promotion_decision(_flagging(0.8, 0, 40), {"auc_malignant": 0.8})[0]
+
+
+def test_gate_keeps_no_flag_that_flags_every_film() -> None:
+    """v2's cut-off flags every held-out film (sensitivity 1, specificity 0): served again, it would
+    otherwise refuse every candidate whose cut-off tells films apart."""
+    ok, reason = promotion_decision(_flagging(0.7, 4, 6, 0.6), _flagging(0.69, 6, 6, 0.0))
+    assert ok and "the current version's flag flags every film, so there is no flag to compare" in reason
+    assert not promotion_decision(_flagging(0.7, 4, 6, 0.6), _flagging(0.69, 6, 6, 0.03))[0]
 
 
 def test_gate_without_current_version_or_current_metric() -> None:

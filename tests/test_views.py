@@ -103,6 +103,32 @@ def test_a_retrained_models_cut_off_set_on_films_it_had_learnt_is_called_optimis
                                      "held_out_malignant": None}
     assert "held-out" not in views.cut_off_text(cut_off_record(mammo))
     assert cut_off_record({**mammo, "threshold": None}) is None
+    mammo["data"] = {"val_learnt_by_init": None}  # the weights it started from record no list
+    assert cut_off_record(mammo)["set_on"] == "validation it may have learnt"
+    said = views.cut_off_text(cut_off_record(mammo))
+    assert "may have learnt (it records no list): perhaps optimistic" in said
+    nan = {**mammo, "split": {"name": "holdout"}, "metrics": {"sensitivity": float("nan"),
+                                                               "per_class": {"malignant": {"support": 6}}}}
+    assert cut_off_record(nan)["held_out_flagged"] is None  # no crash as the model loads
+
+
+def test_the_verdict_says_a_candidate_was_refused_for_its_flag_not_that_it_did_worse() -> None:
+    """The walk's retrain ranked as well as v3 but flagged 1 of the 6 malignant held-out films; under
+    the gate's flag rule the page said "The candidate did worse", its own AUCs saying otherwise."""
+    from mammo.store.gate import promotion_decision
+
+    def flagging(auc: float, caught: int) -> dict:
+        return {"auc_malignant": auc, "n": 38, "sensitivity": caught / 6, "specificity": 0.7,
+                "per_class": {"malignant": {"support": 6}}}
+
+    candidate, current = flagging(0.67, 1), flagging(0.65, 5)
+    promoted, reason = promotion_decision(candidate, current, split="holdout")
+    summary = {"promoted": promoted, "reason": reason, "version": "v3", "current_version": "v3",
+               "candidate_metrics": candidate, "current_metrics": current, "rejected_id": "r1"}
+    text = views.verdict_text(summary)
+    assert "did worse" not in text and "ranks the held-out films about as well" in text
+    assert "at its review cut-off it flags 1 of the 6 malignant held-out films, where v3 flags 5" in text
+    assert views.gate_reason_text(reason).startswith("not promoted: its review flag misses more malignant")
 
 
 def test_score_text_without_malignant_class_or_threshold() -> None:

@@ -11,21 +11,16 @@ from __future__ import annotations
 import math
 
 from ..config import GATE_METRIC, GATE_MIN_MALIGNANT, GATE_MORE_MISSED_SHARE, GATE_TOLERANCE
+from ..metrics import flagged_malignant, malignant_films, recorded_value
 
-__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "promotion_decision", "gives_every_film_one_score",
-           "malignant_films", "flagged_malignant", "more_missed_allowed"]
+__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "FLAG_REFUSED", "promotion_decision",
+           "gives_every_film_one_score", "flag_check", "more_missed_allowed"]
 
 DEFAULT_METRIC = GATE_METRIC
 DEFAULT_TOLERANCE = GATE_TOLERANCE
 _FLOAT_SLACK = 1e-9  # so that e.g. 0.80 vs 0.81 - 0.01 is "at the boundary", not below it
-
-
-def _score(metrics: dict, metric: str) -> float | None:
-    """``metrics[metric]`` as a float, or None when missing, null or NaN."""
-    value = metrics.get(metric)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        return None
-    return float(value)
+# how a reason starts when the review flag refused the candidate
+FLAG_REFUSED = "not promoted: its review flag misses more malignant films"
 
 
 def gives_every_film_one_score(metrics: dict) -> bool:
@@ -36,38 +31,29 @@ def gives_every_film_one_score(metrics: dict) -> bool:
     return bool(thresholds) and max(thresholds) == min(thresholds)
 
 
-def malignant_films(metrics: dict) -> int | None:
-    """How many malignant films the evaluation set held (its ``per_class`` support); None when not
-    recorded."""
-    support = ((metrics.get("per_class") or {}).get("malignant") or {}).get("support")
-    return support if isinstance(support, int) else None
-
-
-def flagged_malignant(metrics: dict) -> int | None:
-    """How many of the set's malignant films the model flagged at its review cut-off (its
-    ``sensitivity`` times the malignant films); None when either is not recorded."""
-    sensitivity, films = _score(metrics, "sensitivity"), malignant_films(metrics)
-    return None if sensitivity is None or films is None else round(sensitivity * films)
-
-
 def more_missed_allowed(films: int) -> int:
     """How many more of ``films`` malignant films a candidate's review flag may miss than the current
     version's: :data:`~mammo.config.GATE_MORE_MISSED_SHARE` of them, at least one."""
     return max(1, math.floor(GATE_MORE_MISSED_SHARE * films))
 
 
-def _flag_check(candidate_metrics: dict, current_metrics: dict) -> tuple[bool, str]:
+def flag_check(candidate_metrics: dict, current_metrics: dict) -> tuple[bool, str]:
     """Whether the candidate's review flag misses at most :func:`more_missed_allowed` more malignant
-    films than the current version's, and that in words ("" when either flag is not recorded)."""
+    films than the current version's, and that in words ("" when either flag is not recorded). A
+    current flag that flags every film (specificity 0, as v2's cut-off does) tells nothing: there is no
+    flag to keep, so any candidate passes."""
     films = malignant_films(candidate_metrics)
     candidate, current = flagged_malignant(candidate_metrics), flagged_malignant(current_metrics)
     if films is None or candidate is None or current is None:
         return True, ""
+    if recorded_value(current_metrics, "specificity") == 0:
+        return True, (f"at its review cut-off the candidate flags {candidate} of the {films} malignant "
+                      "films; the current version's flag flags every film, so there is no flag to compare")
     allowed = more_missed_allowed(films)
     fine = candidate >= current - allowed
-    return fine, (f"at its review cut-off the candidate flags {candidate} of the {films} malignant films, "
-                  f"the current version {current} (at most {allowed} fewer "
-                  f"{'allowed' if fine else 'allowed: its flag would miss cancers the current one catches'})")
+    counts = (f"at its review cut-off the candidate flags {candidate} of the {films} malignant films, the "
+              f"current version {current} (at most {allowed} fewer allowed)")
+    return fine, counts if fine else f"{FLAG_REFUSED} than the current version's: {counts}"
 
 
 def promotion_decision(
@@ -84,14 +70,14 @@ def promotion_decision(
     Promote iff there is no current version, or candidate[metric] >= current[metric] -
     tolerance (boundary included) and the candidate's review flag misses at most
     :func:`more_missed_allowed` more malignant films than the current version's (both flags at each
-    model's own cut-off, on the same films; not checked where either records none). A candidate
+    model's own cut-off, on the same films; not checked where either records none, nor where the
+    current one flags every film: :func:`flag_check`). A candidate
     without a score for ``metric``, or whose ROC says it gave every film the same malignancy score,
     is never promoted. A current version without one (undefined on this set) cannot block a
-    candidate that has one. Nor is a candidate promoted
-    over a current version when the set holds fewer than ``min_malignant`` malignant films (by the
-    candidate's ``per_class`` support): there the two cannot be told apart. ``split`` names the
-    evaluation set in the reason (default: the metric dicts' ``split`` entry, else "the fixed
-    evaluation set").
+    candidate that has one. Nor is a candidate promoted over a current version when the set holds
+    fewer than ``min_malignant`` malignant films (by the candidate's ``per_class`` support): there
+    the two cannot be told apart. ``split`` names the evaluation set in the reason (default: the
+    metric dicts' ``split`` entry, else "the fixed evaluation set").
     """
     if tolerance < 0 or math.isnan(tolerance):
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -103,7 +89,7 @@ def promotion_decision(
             "nothing usable, e.g. a whole-film stage collapsed on films too small for its patches), "
             f"whatever its figures; evaluated on {where}"
         )
-    candidate = _score(candidate_metrics, metric)
+    candidate = recorded_value(candidate_metrics, metric)
     if candidate is None:
         return False, (
             f"not promoted: the candidate has no {metric} on {where} "
@@ -118,7 +104,7 @@ def promotion_decision(
             f"than the {min_malignant} the gate needs to compare two models (candidate {metric} "
             f"{candidate:.4f}); held-out patients with more malignant films are needed"
         )
-    current = _score(current_metrics, metric)
+    current = recorded_value(current_metrics, metric)
     if current is None:
         return True, (
             f"promoted: candidate {metric} {candidate:.4f} on {where}; the current version has "
@@ -126,12 +112,11 @@ def promotion_decision(
         )
     bar = current - tolerance
     ranks = candidate >= bar - _FLOAT_SLACK
-    flags, flag_words = _flag_check(candidate_metrics, current_metrics) if ranks else (True, "")
-    promote = ranks and flags
-    verdict = "promoted" if promote else "not promoted"
+    flags, flag_words = flag_check(candidate_metrics, current_metrics) if ranks else (True, "")
     relation = ">=" if ranks else "<"
     compared = (f"candidate {metric} {candidate:.4f} {relation} current {current:.4f} - tolerance "
                 f"{tolerance:g} = {bar:.4f}")
     if not flags:
-        return False, f"{verdict}: {flag_words}, though {compared} on {where}"
-    return promote, f"{verdict}: {compared}{'; ' + flag_words if flag_words else ''} on {where}"
+        return False, f"{flag_words}, though {compared} on {where}"
+    verdict = "promoted" if ranks else "not promoted"
+    return ranks, f"{verdict}: {compared}{'; ' + flag_words if flag_words else ''} on {where}"

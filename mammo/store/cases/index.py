@@ -92,6 +92,10 @@ class CaseIndex:
                 self._label_counts[label] += 1
             rows[i] = rows[i]._replace(label=label)
 
+    def withdrawn(self) -> list[str]:
+        """The ids of the withdrawn cases, in the order their withdrawals were applied."""
+        return [case_id for case_id, label in self._corrected.items() if label is None]
+
     def __contains__(self, shard: str) -> bool:
         """Whether the shard file ``shard`` is indexed."""
         return shard in self._position

@@ -427,6 +427,13 @@ class CaseStore:
             self._refresh_local()
             return self._index.case_with_pixels(sha256)
 
+    def withdrawn_cases(self) -> list[str]:
+        """The ids of the withdrawn cases, from the index (other processes' withdrawals included)."""
+        with self._lock:
+            self._open_index()
+            self._refresh_local()
+            return self._index.withdrawn()
+
     def case_label(self, case_id: str) -> str | None:
         """A stored case's confirmed label (None for an unknown id or a withdrawn case), from the index."""
         with self._lock:
