@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import gc
 import json
 import shutil
 import subprocess
@@ -193,6 +194,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield folder
     finally:
+        gc.collect()  # a dataset memory-mapped from it, not yet collected, keeps it busy
         subprocess.run(["umount", str(folder)], check=True)
 
 
@@ -207,14 +209,15 @@ def assert_no_partial_shard(root: Path, receipts: list[dict], cache: Path) -> No
 
 
 def test_full_disk_is_a_clear_error_and_keeps_earlier_cases(tiny_disk: Path, tmp_path: Path) -> None:
-    store = CaseStore(LABELS, tiny_disk / "cases")
     receipts = []
-    with pytest.raises(StoreError, match="(?i)disk|space"):
+    # each store closed (its lock file): an open file keeps the tmpfs busy, so it could not be unmounted
+    with CaseStore(LABELS, tiny_disk / "cases") as store, pytest.raises(StoreError, match="(?i)disk|space"):
         for seed in range(100):
             receipts.append(store.append(noise(seed), "normal"))
     assert len(receipts) >= 2, "the disk filled before the test could store anything"
     assert_no_partial_shard(tiny_disk / "cases", receipts, tmp_path / "cache")
-    assert sum(CaseStore(LABELS, tiny_disk / "cases").counts().values()) == len(receipts)
+    with CaseStore(LABELS, tiny_disk / "cases") as reopened:
+        assert sum(reopened.counts().values()) == len(receipts)
 
 
 def test_write_error_at_rename_stores_nothing_and_the_case_can_be_sent_again(
