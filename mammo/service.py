@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
+
 from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import BulkError, zip_cases
@@ -27,10 +29,11 @@ from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
 from .data import SplitSpec, case_examples, film_identities, folder_examples, label_order
 from .errors import MammoError
 from .explain import overlay
-from .fingerprint import Fingerprints, KnownFilms
+from .fingerprint import Fingerprints, KnownFilms, film_fingerprint
 from .imaging import colour_doubt, decode_image, encode_png
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
+from .preprocess import small_copy
 from .report import prediction_report
 from .store import (
     AuditLog,
@@ -242,6 +245,7 @@ class MammoService:
         self._unservable: tuple | None = None  # that version and its files' sizes and times, as they failed
         self._predictor = self._newest_loadable()
         self.cases = open_case_store(self._predictor.labels, self.settings)
+        self.cases.copy_of_withdrawn = self._withdrawn_copy_of
         self.audit: AuditLog = open_audit_log(self.settings, self.cases)
         self.predictions: PredictionLog = open_prediction_log(self.settings, self.cases)
         self.pending = PendingPool(self.settings.home / "pending")  # the "label next" pool
@@ -526,10 +530,8 @@ class MammoService:
                user: str | None = None, *, pending_id: str | None = None) -> dict:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
-        fingerprint = self._refuse_copy_of_withdrawn(image)
         receipt = self.cases.append(image, label, metadata)
-        note = self._base_film_note(receipt["image_sha256"], fingerprint or self._fingerprint(image),
-                                    receipt["label"])
+        note = self._base_film_note(receipt["image_sha256"], self._fingerprint(image), receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
         doubt = label_doubt(receipt["label"], receipt.get("metadata") or {})
@@ -666,33 +668,16 @@ class MammoService:
                       case_id, error)
             return None
 
-    def _refuse_copy_of_withdrawn(self, image: ImageSource) -> str | None:
-        """A StoreError when ``image`` is a copy of a withdrawn case's image at another size or
-        encoding (the store refuses the very same pixels itself); its fingerprint, None when no case is
-        withdrawn or it cannot be read (the store then says why)."""
+    def _withdrawn_copy_of(self, grey: np.ndarray) -> str | None:
+        """The withdrawn case whose image ``grey`` (an incoming image's pixels) is a copy of at another
+        size or encoding, by their fingerprints; None. The case store asks it of every image it is
+        given (``CaseStore.copy_of_withdrawn``), so a submission, Label next and a bulk upload refuse
+        it alike."""
         withdrawn = self.withdrawn_fingerprints()
         if not withdrawn:
             return None
-        try:
-            loaded = self._submitted(image)
-        except (MammoError, OSError):
-            return None
-        if self.cases.case_with_pixels(loaded.sha256) is not None:
-            return loaded.fingerprint  # the very same pixels: the store refuses them, naming the case
-        found = Fingerprints(withdrawn.values()).find(loaded.fingerprint)
-        if found is not None:
-            case_id = list(withdrawn)[found]
-            raise StoreError(f"This image is a copy, at another size or encoding, of case {case_id}, which "
-                             "was withdrawn; it was not stored. A withdrawn case's image is not taken again, "
-                             "nor a copy of it.", duplicate_of=case_id)
-        return loaded.fingerprint
-
-    def _submitted(self, image: ImageSource) -> LoadedImage:
-        """``image`` as submitted, decoded: the copy kept of a file just previewed or predicted, else
-        decoded again."""
-        if isinstance(image, str | os.PathLike):
-            return self.load(image)
-        return load_image(image, max_bytes=self.settings.max_upload_bytes, min_side=self._predictor.min_side)
+        found = Fingerprints(withdrawn.values()).find(film_fingerprint(small_copy(grey)))
+        return None if found is None else list(withdrawn)[found]
 
     def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None) -> str | None:
         """The fingerprint of a stored case's image: of ``image`` as submitted or, given ``case_id``, of
@@ -701,7 +686,10 @@ class MammoService:
         try:
             if case_id is not None:
                 return load_image(self.cases.case_png(case_id), min_side=self._predictor.min_side).fingerprint
-            return self._submitted(image).fingerprint
+            if isinstance(image, str | os.PathLike):
+                return self.load(image).fingerprint
+            return load_image(image, max_bytes=self.settings.max_upload_bytes,
+                              min_side=self._predictor.min_side).fingerprint
         except (MammoError, OSError) as error:
             log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
                         case_id or "just stored", error)

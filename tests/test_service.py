@@ -37,7 +37,7 @@ from mammo.service import (
     RetrainError,
     RetrainOptions,
 )
-from mammo.store import RegistryError, StoreError, open_registry, promotion_decision
+from mammo.store import CaseStore, RegistryError, StoreError, open_registry, promotion_decision
 from mammo.store._hub import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS
 
@@ -984,12 +984,21 @@ def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_co
     assert refused.value.duplicate_of == case_id
     other = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "normal").glob("*.png"))[3])))
     assert service.submit(other, "normal", None)["status"] == "stored"  # another film is taken
-    # one stored past that check (by `cases import`, or before its original was withdrawn): left out
-    service.cases.append(larger, "benign")
+    # a bulk upload refuses it too, or skips it when asked to skip what was stored before
+    with pytest.raises(StoreError, match=f"Item 2: This image is a copy, at another size or encoding, of "
+                                         f"case {case_id}, which was withdrawn"):
+        service.submit_many([(np.rot90(other).copy(), "normal", None), (larger, "benign", None)])
+    batch = service.submit_many([(np.rot90(other).copy(), "normal", None), (larger, "benign", None)],
+                                skip_duplicates=True)
+    assert len(batch["case_ids"]) == 1
+    assert batch["skipped"] == [{"index": 1, "duplicate_of": case_id, "withdrawn": True, "name": "item 2"}]
+    # one stored past that check (by `cases import`, which opens the store without the app's service,
+    # or before its original was withdrawn): a retrain leaves it out
+    CaseStore(service.cases.labels, service.cases.root).append(larger, "benign")
     summary = service.retrain(TINY)
-    assert (summary["cases_used"], summary["cases_withdrawn"], summary["cases_withdrawn_copies"]) == (2, 1, 1)
+    assert (summary["cases_used"], summary["cases_withdrawn"], summary["cases_withdrawn_copies"]) == (3, 1, 1)
     data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
-    assert (data["n_cases"], data["n_cases_withdrawn_copies"], data["n_cases_left_out"]) == (1, 1, 0)
+    assert (data["n_cases"], data["n_cases_withdrawn_copies"], data["n_cases_left_out"]) == (2, 1, 0)
     assert ("1 withdrawn case was left out; 1 submitted case was left out as a copy of a withdrawn case's "
             "image (at another size or encoding).") in views.verdict_text(summary)
 

@@ -36,7 +36,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -134,6 +134,7 @@ class _Case:
     sha256: str
     label: str
     metadata: dict[str, Any]
+    copy_of_withdrawn: str | None = None  # the withdrawn case its image is a copy of (another size, encoding)
 
 
 class CaseStore:
@@ -155,6 +156,10 @@ class CaseStore:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.outbox = outbox
+        # the withdrawn case an incoming image (its grey pixels) is a copy of at another size or
+        # encoding, or None: set by the app's service, which recognises copies by their fingerprints;
+        # unset, only the very same pixels of a withdrawn case are refused
+        self.copy_of_withdrawn: Callable[[np.ndarray], str | None] | None = None
         self.features = case_features(self.labels)
         self._lock = threading.RLock()
         self._index = CaseIndex(self.labels, list(METADATA_FIELDS))
@@ -470,8 +475,9 @@ class CaseStore:
         label = self._label(label)
         clean = validate_metadata(metadata)
         grey = self._read(image)
+        copy_of = self.copy_of_withdrawn(grey) if self.copy_of_withdrawn else None
         try:
-            return _Case(imaging.encode_png(grey), imaging.sha256_of_pixels(grey), label, clean)
+            return _Case(imaging.encode_png(grey), imaging.sha256_of_pixels(grey), label, clean, copy_of)
         except ValueError as exc:
             raise StoreError(f"The image cannot be stored: {exc}.") from exc
 
@@ -568,26 +574,30 @@ class CaseStore:
         for i, case in enumerate(cases):
             earlier = self._index.case_with_pixels(case.sha256)
             if earlier is None and case.sha256 in batch:
-                detail, earlier_id, fix = f"item {batch[case.sha256] + 1} of this batch", None, ""
-                withdrawn = False
+                said, earlier_id, withdrawn = (f"This image was already submitted as item "
+                                               f"{batch[case.sha256] + 1} of this batch; it was not stored "
+                                               "again."), None, False
             elif earlier is not None:
                 record = self._index.row(earlier)
                 assert record is not None  # every case the index names has its row
-                detail = (f"case {earlier} ({record.label or 'since withdrawn'}, "
-                          f"submitted {human_time(record.submitted_at)})")
                 earlier_id, withdrawn = earlier, record.label is None
-                fix = (" A withdrawn case's image is not taken again." if withdrawn
-                       else " If that label is wrong, correct the case's label instead.")
+                state = record.label or "since withdrawn"
+                said = (f"This image was already submitted as case {earlier} ({state}, submitted "
+                        f"{human_time(record.submitted_at)}); it was not stored again."
+                        + (" A withdrawn case's image is not taken again." if withdrawn
+                           else " If that label is wrong, correct the case's label instead."))
+            elif case.copy_of_withdrawn is not None:
+                earlier_id, withdrawn = case.copy_of_withdrawn, True
+                said = (f"This image is a copy, at another size or encoding, of case {earlier_id}, which "
+                        "was withdrawn; it was not stored. A withdrawn case's image is not taken again, nor "
+                        "a copy of it.")
             else:
                 batch[case.sha256] = i
                 kept.append(case)
                 continue
             if not skip:
                 prefix = f"Item {i + 1}: " if len(cases) > 1 else ""
-                raise StoreError(
-                    f"{prefix}This image was already submitted as {detail}; it was not stored again.{fix}",
-                    duplicate_of=earlier_id,
-                )
+                raise StoreError(f"{prefix}{said}", duplicate_of=earlier_id)
             withdrawn_note = {"withdrawn": True} if withdrawn else {}
             skipped.append({"index": i, "duplicate_of": earlier_id, **withdrawn_note})
         return kept, skipped
