@@ -295,7 +295,8 @@ def _audit_value(value: Any) -> str:
     if isinstance(value, float):
         return _fmt(value)
     if isinstance(value, dict):
-        return ", ".join(f"{k.replace('_', ' ')} {_audit_value(v)}" for k, v in value.items())
+        return ", ".join(f"{k.replace('_', ' ')} {_audit_value(v)}" for k, v in value.items()
+                         if v is not None)  # a retrain's options: "image size None" said nothing
     return str(value)
 
 

@@ -762,6 +762,10 @@ def test_the_audit_table_cuts_case_ids_in_a_list_but_not_field_names() -> None:
              "details": {"case_ids": ["a" * 32, "b" * 32], "metadata_given": ["age", "biopsy_confirmed"]}}
     [[_, _, _, what]] = views.audit_rows([event])
     assert what == "case ids: 2: aaaaaaaa, bbbbbbbb; metadata given: 2: age, biopsy_confirmed"
+    # a retrain's options: an image size left to the model's is not shown as "image size None"
+    retrain = {**event, "action": "retrain started",
+               "details": {"options": {"epochs": 1, "image_size": None, "from_current": True}}}
+    assert views.audit_rows([retrain])[0][3] == "options: epochs 1, from current yes"
 
 
 def test_the_gates_reason_names_every_gate_metric_in_words() -> None:
