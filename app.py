@@ -657,6 +657,17 @@ def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthPro
     return service.submit_uploads(files or [], label, user=_user(profile, token))
 
 
+def submit_bulk_shown(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None,
+                      token: gr.OAuthToken | None = None) -> dict:
+    """:func:`submit_bulk` for the page: a refusal is said in the corner and kept as the receipt
+    (``{"refused": why}``), so that its words stay on the page once the toast has gone."""
+    try:
+        return submit_bulk(files, label, profile, token)
+    except gr.Error as error:
+        gr.Warning(error.message)
+        return {"refused": error.message}
+
+
 @clear_errors
 def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfile | None = None,
                   token: gr.OAuthToken | None = None):
@@ -1214,7 +1225,7 @@ def build() -> gr.Blocks:
                 bulk_label = gr.Dropdown(service.labels, value=None, label="Label (not needed for a zip)",
                                          **CHECKED_HERE)
                 bulk_button = gr.Button("Submit all")
-                bulk_text = gr.Markdown()
+                bulk_text = gr.Markdown(elem_id="bulk-text")
                 with gr.Accordion("Batch receipt (JSON)", open=False):  # the text above says it in words
                     bulk_receipt = gr.JSON(label="batch receipt")
         with gr.Tab("Retrain") as retrain_tab:
@@ -1458,7 +1469,7 @@ def build() -> gr.Blocks:
         # the last amendment's words are about the case it named: another case picked, they go (a
         # change made by the page itself, as the form emptied after a withdrawal, keeps them)
         fix_case.input(lambda: "", None, fix_text, **private)
-        bulk_submitted = pressed_once(bulk_button, submit_bulk, [bulk_files, bulk_label], bulk_receipt,
+        bulk_submitted = pressed_once(bulk_button, submit_bulk_shown, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)
         bulk_said = bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED)
         cases_stored(bulk_said)

@@ -833,7 +833,15 @@ class MammoService:
         items: list[tuple[ImageSource, str, None]] = []
         names: list[str] = []
         labels = {known.lower(): known for known in self.labels}  # a "Benign/" folder is benign
-        for path in map(Path, paths):
+        paths = [Path(path) for path in paths]
+        loose = [path.name for path in paths if path.suffix.lower() != ".zip"]
+        if loose and not label:
+            named = ", ".join(loose[:3]) + (", …" if len(loose) > 3 else "")
+            raise StoreError(f"Nothing was stored: pick the label of the images uploaded on their own "
+                             f"({named}); a zip of label folders carries its own labels, an image alone "
+                             "does not.", logged=f"Nothing was stored: no label for {len(loose)} images "
+                             "uploaded on their own")  # a file name can be a patient's: not logged
+        for path in paths:
             if path.suffix.lower() == ".zip":
                 try:
                     for data, zip_label, name in zip_cases(path, limit):
@@ -842,8 +850,6 @@ class MammoService:
                 except BulkError as error:  # the whole upload is refused: say so, and which zip
                     raise BulkError(f"Nothing was stored: {path.name}: {error}",
                                     logged=f"Nothing was stored: a zip: {error.logged}") from error
-            elif not label:
-                raise StoreError("Pick the label of the uploaded images (or upload a zip of label folders).")
             else:
                 items.append((str(path), label, None))
                 names.append(path.name)

@@ -759,7 +759,9 @@ def _where(receipt: Mapping[str, Any], done: str = "stored") -> str:
 
 def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
     """A bulk upload's receipt in words: how many cases were stored (or queued), the totals, and the
-    files skipped because their images were stored before."""
+    files skipped because their images were stored before; or (``refused``) why nothing was."""
+    if receipt.get("refused"):  # kept on the page after the toast has gone
+        return f"⚠️ {literal(receipt['refused'])}"
     stored, total = len(receipt["case_ids"]), receipt["total_cases"]
     when = human_time(receipt.get("submitted_at"))
     lines = [f"**{stored} case{'' if stored == 1 else 's'} {_where(receipt)}**, {when}. "

@@ -864,6 +864,11 @@ def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, 
     visible(page.get_by_text(re.compile(r"Nothing new was stored: all 2 images in this upload were "
                                         r"submitted before \(phantom_21.png, phantom_22.png\)"))).wait_for(
         timeout=30_000)
+    # and the words stay on the page once the toast has gone (a walk saw a refused zip leave no text)
+    kept = page.locator("#bulk-text").get_by_text(re.compile(r"Nothing new was stored: all 2 images"))
+    expect(kept).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(6000)  # a toast's life
+    expect(kept).to_be_visible()
     # the log has the refusal without the file names (a file name can name a patient)
     refusals = [line for line in app.log().splitlines() if "submit_bulk refused" in line]
     assert refusals and "phantom_2" not in "".join(refusals), refusals

@@ -286,8 +286,13 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
         service.submit_uploads([str(other), str(text)], "benign")  # the batch is refused whole
     assert error.value.logged.startswith("Nothing was stored: item 2: The file is not a recognised image")
     assert len(service.audit.events()) == events and service.cases.counts()["normal"] == 2
-    with pytest.raises(StoreError, match="Pick the label"):
-        service.submit_uploads([str(normals[0])], None)
+    # images on their own need a label, also beside a zip (a walk was told to "upload a zip" when it had)
+    with pytest.raises(StoreError, match=rf"^Nothing was stored: pick the label of the images uploaded on "
+                                         rf"their own \({normals[0].name}\); a zip of label folders carries "
+                                         "its own labels") as error:
+        service.submit_uploads([str(normals[0]), str(archive)], None)
+    assert normals[0].name not in error.value.logged  # a file name can be a patient's
+    assert service.cases.counts()["normal"] == 2
     flat = tmp_path / "flat.zip"  # no label folders: nothing stored, and the message says so and names it
     with zipfile.ZipFile(flat, "w") as handle:
         handle.write(other, "b.png")

@@ -702,6 +702,9 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
     one = views.bulk_receipt_text({**receipt, "case_ids": ["a" * 32], "status": "stored", "skipped": [],
                                    "warning": None, "total_cases": 1})
     assert one.startswith("**1 case stored**") and "holds 1 submitted case." in one and "Skipped" not in one
+    refused = views.bulk_receipt_text({"refused": "Nothing was stored: x_1.zip: 'b.png' is not inside a "
+                                                  "label folder"})
+    assert refused == r"⚠️ Nothing was stored\: x\_1\.zip\: 'b\.png' is not inside a label folder"
 
 
 @pytest.mark.parametrize("score, flagged", [(15.1, True), (3.0, False)])
