@@ -645,11 +645,12 @@ class MammoService:
                     "retrain trains on this case with the label given")
         return None
 
-    def withdrawn_fingerprints(self) -> dict[str, str]:
+    def withdrawn_fingerprints(self, withdrawn: Sequence[str] | None = None) -> dict[str, str]:
         """The withdrawn cases' images' fingerprints (case id -> fingerprint), to recognise a copy of
         one at another size or encoding: a withdrawn case's image is not taken again, nor trained on in
-        any copy. Each is read back once (withdrawals are few and final)."""
-        withdrawn = self.cases.withdrawn_cases()
+        any copy. Each is read back once (withdrawals are few and final). ``withdrawn``: their ids, when
+        the caller has them (else from the store's index)."""
+        withdrawn = self.cases.withdrawn_cases() if withdrawn is None else withdrawn
         with self._withdrawn_lock:  # one request reads a newly withdrawn image; the others wait for it
             for case_id in withdrawn:
                 if case_id not in self._withdrawn_prints:
@@ -1080,7 +1081,10 @@ class MammoService:
                     [base], work / "candidate", config, split=split, extra_train=cases, progress=on_epoch,
                     step=step, command=f"retrain in the app ({options})", parent=current.version,
                     data_names=[base_data_name(self.settings, base)],
-                    withheld=list(self.withdrawn_fingerprints().values()),
+                    # the ids from the amendments the load applied: no index is built for a store
+                    # without withdrawals
+                    withheld=list(self.withdrawn_fingerprints(
+                        [case_id for case_id, label in amended.items() if label is None]).values()),
                 )
                 progress(0.95, "evaluating the current version and the candidate on the same holdout")
                 current_probs = model_probabilities(current.model, holdout, current.labels,
