@@ -90,7 +90,8 @@ __all__ = [
 HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model", "note"]
 VERSION_COLUMNS = ["version", "served", "published", "trained", "parent", "training images",
                    "AUC malignant, cross-validated (95% CI)", "AUC malignant, recorded split (95% CI)",
-                   "accuracy", "balanced accuracy", "split's films"]
+                   "malignant films flagged, recorded split", "accuracy", "balanced accuracy",
+                   "split's films"]
 # what each metric key means, for tables a person reads (the JSON keeps the keys)
 METRIC_NAMES = {
     "n": "films evaluated",
@@ -339,6 +340,13 @@ def history_row(name: str, details: Mapping[str, Any]) -> list[Any]:
             "; ".join(n for n in notes if n) or "—"]
 
 
+def flagged_text(metrics: Mapping[str, Any]) -> str:
+    """How many of the evaluated malignant films a model's review flag caught: "5 of 6"; "—" when not
+    recorded (what the promotion gate compares beside the AUC)."""
+    flagged = flagged_malignant(metrics)
+    return "—" if flagged is None else f"{flagged} of {malignant_films(metrics)}"
+
+
 def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = None,
                   newest_problem: str | None = None) -> list[list[Any]]:
     """One row per version, newest first; ``served`` is marked, and versions newer than it as not yet
@@ -361,7 +369,7 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
             newer_mark if served and is_newer(v["version"], served) else "",
             published, trained, parent,
             data.get("n_train", "—"),
-            auc_and_ci(cv, label=""), auc_and_ci(metrics, label=""),
+            auc_and_ci(cv, label=""), auc_and_ci(metrics, label=""), flagged_text(metrics),
             _fmt(metrics.get("accuracy")), _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
         ])
     return rows

@@ -402,6 +402,7 @@ def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalMod
     rows = views.versions_rows(registry.versions(), served="v1")  # v2 published by another process
     assert [r[0] for r in rows] == ["v2", "v1"]
     metrics = v1_mammo["metrics"]
+    malignant = metrics["per_class"]["malignant"]["support"]
     for row, parent, served in zip(rows, ["v1", "—"], ["not served yet", "● served"], strict=True):
         shown = dict(zip(views.VERSION_COLUMNS, row, strict=True))
         published = shown.pop("published")  # the packaged v1 "with the app", not when this store opened
@@ -416,6 +417,8 @@ def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalMod
             "training images": v1_mammo["data"]["n_train"],
             "AUC malignant, recorded split (95% CI)": "{:.2f} ({:.2f}–{:.2f})".format(
                 metrics["auc_malignant"], *metrics["auc_malignant_ci95"]),
+            "malignant films flagged, recorded split": "{} of {}".format(
+                round(metrics["sensitivity"] * malignant), malignant),
             "accuracy": f"{metrics['accuracy']:.3f}",
             "balanced accuracy": f"{metrics['balanced_accuracy']:.3f}",
             "split's films": metrics["n"],

@@ -99,14 +99,17 @@ def _summary(version: str, config: dict) -> dict:
     """One row of :meth:`ModelRegistry.versions`."""
     mammo = config.get("mammo") or {}
     metrics, cv = mammo.get("metrics") or {}, mammo.get("cv")
-    keys = ("auc_malignant", "auc_malignant_ci95", "accuracy", "balanced_accuracy", "n")
+    keys = ("auc_malignant", "auc_malignant_ci95", "accuracy", "balanced_accuracy", "n", "sensitivity")
+    malignant = ((metrics.get("per_class") or {}).get("malignant") or {}).get("support")
+    flag = {"per_class": {"malignant": {"support": malignant}}} if malignant is not None else {}
     return {
         "version": version,
         "created_at": mammo.get("created_at"),
         "published_at": mammo.get("published_at"),
         "parent": mammo.get("parent"),
         "rollback_of": (mammo.get("report") or {}).get("rollback_of"),  # a copy of this version, served again
-        "metrics": {key: metrics.get(key) for key in keys},
+        # with the malignant films' count: how many its review flag caught (the gate compares it)
+        "metrics": {**{key: metrics.get(key) for key in keys}, **flag},
         "cv": cv and {key: cv.get(key) for key in (*keys, "n_folds")},  # its cross-validation, if any
         "data": {k: v for k, v in (mammo.get("data") or {}).items() if k != "image_sha256"},
         "split": mammo.get("split"),
