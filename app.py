@@ -1318,7 +1318,7 @@ def build() -> gr.Blocks:
             versions_json = gr.JSON(label="versions", visible=False)
             versions = gr.Dataframe(headers=views.VERSION_COLUMNS, label="Versions (newest first)",
                                     interactive=False, wrap=True, elem_id="versions",  # every column fits
-                                    column_widths=["6%", "6%", "9%", "8%", "6%", "7%", "13%", "13%", "9%",
+                                    column_widths=["7%", "6%", "8%", "8%", "6%", "7%", "13%", "13%", "9%",
                                                    "7%", "8%", "8%"], elem_classes="wide-table")
             refresh = gr.Button("Refresh", size="sm")
             with gr.Row(equal_height=True):
