@@ -1008,6 +1008,30 @@ def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_co
             "image (at another size or encoding).") in views.verdict_text(summary)
 
 
+def test_a_withdrawn_case_whose_image_cannot_be_read_is_said_in_the_log_and_submissions_go_on(
+        service: MammoService, small_mias: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Its copies cannot be recognised then: no silent failure, and no submission refused for it."""
+    image = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "benign").glob("*.png"))[1])))
+    case_id = service.submit(image, "benign", None)["case_id"]
+    readable = service.cases.case_png
+
+    def unreadable(case: str, *, withdrawn_too: bool = False) -> bytes:
+        if withdrawn_too:
+            raise StoreError("its shard is not on this disk and the Hub does not answer")
+        return readable(case, withdrawn_too=withdrawn_too)
+
+    monkeypatch.setattr(service.cases, "case_png", unreadable)
+    with caplog.at_level(logging.ERROR, logger="mammo.service"):
+        service.withdraw_case(case_id, WITHDRAWAL_REASONS[0])
+    assert (f"withdrawn case {case_id} could not be read, so copies of its image are not recognised: its "
+            "shard is not on this disk") in caplog.text
+    assert service.withdrawn_fingerprints() == {}  # not read again for every submission
+    larger = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
+    assert service.submit(larger, "benign", None)["status"] == "stored"
+    assert caplog.text.count("could not be read") == 1
+
+
 def test_correcting_a_base_films_case_says_a_retrain_leaves_it_out(service: MammoService,
                                                                    small_mias: Path) -> None:
     """A case whose image is a film of the base data is left out of training whatever its label: the
