@@ -29,11 +29,10 @@ from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
 from .data import SplitSpec, case_examples, film_identities, folder_examples, label_order
 from .errors import MammoError
 from .explain import overlay
-from .fingerprint import Fingerprints, KnownFilms, film_fingerprint
+from .fingerprint import Fingerprints, KnownFilms
 from .imaging import colour_doubt, decode_image, encode_png
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
-from .preprocess import small_copy
 from .report import prediction_report
 from .store import (
     AuditLog,
@@ -265,9 +264,10 @@ class MammoService:
         self._base_films_lock = threading.Lock()
         self._base_films_of: tuple[tuple[Path, SplitSpec] | None, KnownFilms[BaseFilm]] = (None, KnownFilms())
         self._base_problem: str | None = None
-        # withdrawn case id -> its image's fingerprint, None when unreadable (a withdrawal is final:
-        # each read once per process, at the withdrawal here or at the first need)
-        self._withdrawn_prints: dict[str, str | None] = {}
+        # withdrawn case id -> its image's fingerprint (a withdrawal is final: each read once per
+        # process, at the withdrawal here or at the first need)
+        self._withdrawn_prints: dict[str, str] = {}
+        self._withdrawn_unread: set[str] = set()  # withdrawn cases whose image could not be read (logged)
         self._withdrawn_lock = threading.Lock()
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
@@ -654,20 +654,28 @@ class MammoService:
         with self._withdrawn_lock:  # one request reads a newly withdrawn image; the others wait for it
             for case_id in withdrawn:
                 if case_id not in self._withdrawn_prints:
-                    self._withdrawn_prints[case_id] = self._withdrawn_fingerprint(case_id)
-        return {case_id: fingerprint for case_id in withdrawn
-                if (fingerprint := self._withdrawn_prints[case_id]) is not None}
+                    fingerprint = self._withdrawn_fingerprint(case_id)
+                    if fingerprint is not None:  # else tried again at the next need (a Hub back up)
+                        self._withdrawn_prints[case_id] = fingerprint
+        return {case_id: self._withdrawn_prints[case_id] for case_id in withdrawn
+                if case_id in self._withdrawn_prints}
 
     def _withdrawn_fingerprint(self, case_id: str) -> str | None:
-        """A withdrawn case's image's fingerprint, read back; None (logged as an error, and not tried
-        again by this process) when its image cannot be read: copies of it are then not recognised."""
+        """A withdrawn case's image's fingerprint, read back; None when its image cannot be read now
+        (logged as an error the first time: copies of it are not recognised until it can be)."""
         try:
-            return load_image(self.cases.case_png(case_id, withdrawn_too=True),
-                              min_side=self._predictor.min_side).fingerprint
+            return self._submitted_fingerprint(self.cases.case_png(case_id, withdrawn_too=True))
         except (MammoError, OSError) as error:
-            log.error("withdrawn case %s could not be read, so copies of its image are not recognised: %s",
-                      case_id, error)
+            if case_id not in self._withdrawn_unread:
+                self._withdrawn_unread.add(case_id)
+                log.error("withdrawn case %s could not be read, so copies of its image are not recognised "
+                          "until it can be: %s", case_id, error)
             return None
+
+    def _submitted_fingerprint(self, image: ImageSource) -> str:
+        """An image's fingerprint as every comparison with a withdrawn case's makes it (the same path
+        for both sides: a film over the display size is shrunk first)."""
+        return load_image(image, min_side=self._predictor.min_side).fingerprint
 
     def _withdrawn_copy_of(self, grey: np.ndarray) -> str | None:
         """The withdrawn case whose image ``grey`` (an incoming image's pixels) is a copy of at another
@@ -677,7 +685,11 @@ class MammoService:
         withdrawn = self.withdrawn_fingerprints()
         if not withdrawn:
             return None
-        found = Fingerprints(withdrawn.values()).find(film_fingerprint(small_copy(grey)))
+        try:
+            fingerprint = self._submitted_fingerprint(grey)
+        except MammoError:  # one Predict would not read (too small): compared by its pixels only
+            return None
+        found = Fingerprints(withdrawn.values()).find(fingerprint)
         return None if found is None else list(withdrawn)[found]
 
     def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None) -> str | None:
@@ -840,8 +852,8 @@ class MammoService:
             named = ", ".join(loose[:3]) + (", …" if len(loose) > 3 else "")
             raise StoreError(f"Nothing was stored: pick the label of the images uploaded on their own "
                              f"({named}); a zip of label folders carries its own labels, an image alone "
-                             "does not.", logged=f"Nothing was stored: no label for {len(loose)} images "
-                             "uploaded on their own")  # a file name can be a patient's: not logged
+                             "does not.", logged=f"Nothing was stored: no label for {len(loose)} "
+                             f"image{'' if len(loose) == 1 else 's'} uploaded on their own")  # names unlogged
         for path in paths:
             if path.suffix.lower() == ".zip":
                 try:

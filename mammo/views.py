@@ -297,7 +297,7 @@ def _audit_value(value: Any) -> str:
         return _fmt(value)
     if isinstance(value, dict):
         return ", ".join(f"{k.replace('_', ' ')} {_audit_value(v)}" for k, v in value.items()
-                         if v is not None)  # a retrain's options: "image size None" said nothing
+                         if v is not None) or "none"  # a retrain's options: "image size None" said nothing
     return str(value)
 
 
@@ -768,14 +768,15 @@ def _where(receipt: Mapping[str, Any], done: str = "stored") -> str:
 def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
     """A bulk upload's receipt in words: how many cases were stored (or queued), the totals, and the
     files skipped because their images were stored before; or (``refused``) why nothing was."""
-    if receipt.get("refused"):  # kept on the page after the toast has gone
+    if "refused" in receipt:  # kept on the page after the toast has gone
         return f"⚠️ {literal(receipt['refused'])}"
     stored, total = len(receipt["case_ids"]), receipt["total_cases"]
     when = human_time(receipt.get("submitted_at"))
     lines = [f"**{stored} case{'' if stored == 1 else 's'} {_where(receipt)}**, {when}. "
              f"The dataset now holds {total} submitted case{'' if total == 1 else 's'}."]
     skipped = receipt.get("skipped") or []
-    for withdrawn, why in ((False, "stored before"), (True, "withdrawn before: not taken again")):
+    for withdrawn, why in ((False, "stored before"), (True, "withdrawn before, or a copy of a withdrawn "
+                                                          "case's image: not taken again")):
         if names := [literal(s["name"]) for s in skipped if bool(s.get("withdrawn")) == withdrawn]:
             lines.append(f"Skipped, {why}: {', '.join(names)}.")
     if receipt.get("base_films"):

@@ -210,7 +210,7 @@ def assert_no_partial_shard(root: Path, receipts: list[dict], cache: Path) -> No
 
 def test_full_disk_is_a_clear_error_and_keeps_earlier_cases(tiny_disk: Path, tmp_path: Path) -> None:
     receipts = []
-    # each store closed (its lock file): an open file keeps the tmpfs busy, so it could not be unmounted
+    # (the fixture collects before unmounting: a dataset memory-mapped from the tmpfs keeps it busy)
     with CaseStore(LABELS, tiny_disk / "cases") as store, pytest.raises(StoreError, match="(?i)disk|space"):
         for seed in range(100):
             receipts.append(store.append(noise(seed), "normal"))

@@ -1011,7 +1011,8 @@ def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_co
 def test_a_withdrawn_case_whose_image_cannot_be_read_is_said_in_the_log_and_submissions_go_on(
         service: MammoService, small_mias: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    """Its copies cannot be recognised then: no silent failure, and no submission refused for it."""
+    """Its copies cannot be recognised while it cannot be read (the Hub down): said in the log, no
+    submission refused for it, and read again at the next need."""
     image = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "benign").glob("*.png"))[1])))
     case_id = service.submit(image, "benign", None)["case_id"]
     readable = service.cases.case_png
@@ -1024,12 +1025,15 @@ def test_a_withdrawn_case_whose_image_cannot_be_read_is_said_in_the_log_and_subm
     monkeypatch.setattr(service.cases, "case_png", unreadable)
     with caplog.at_level(logging.ERROR, logger="mammo.service"):
         service.withdraw_case(case_id, WITHDRAWAL_REASONS[0])
-    assert (f"withdrawn case {case_id} could not be read, so copies of its image are not recognised: its "
-            "shard is not on this disk") in caplog.text
-    assert service.withdrawn_fingerprints() == {}  # not read again for every submission
+    assert (f"withdrawn case {case_id} could not be read, so copies of its image are not recognised until "
+            "it can be: its shard is not on this disk") in caplog.text
+    assert service.withdrawn_fingerprints() == {}
     larger = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
     assert service.submit(larger, "benign", None)["status"] == "stored"
-    assert caplog.text.count("could not be read") == 1
+    assert caplog.text.count("could not be read") == 1  # said once, not at every submission
+    monkeypatch.setattr(service.cases, "case_png", readable)  # the Hub answers again
+    with pytest.raises(StoreError, match=f"of case {case_id}, which was withdrawn"):
+        service.submit(np.repeat(np.repeat(image, 3, axis=0), 3, axis=1), "benign", None)
 
 
 def test_correcting_a_base_films_case_says_a_retrain_leaves_it_out(service: MammoService,

@@ -698,7 +698,8 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
                "skipped": [{"index": 2, "name": "cases.zip: benign/x_1.png"},
                            {"index": 3, "name": "y.png", "withdrawn": True}]}
     text = views.bulk_receipt_text(receipt)
-    assert r"Skipped, withdrawn before: not taken again: y\.png." in text
+    assert (r"Skipped, withdrawn before, or a copy of a withdrawn case's image: not taken again: "
+            r"y\.png.") in text
     assert text.startswith("**2 cases queued for upload")
     assert "holds 7 submitted cases" in text and "Note: Hub unreachable" in text
     assert r"Skipped, stored before: cases\.zip\: benign/x\_1\.png." in text  # a file name, as typed

@@ -475,11 +475,12 @@ class CaseStore:
         label = self._label(label)
         clean = validate_metadata(metadata)
         grey = self._read(image)
-        copy_of = self.copy_of_withdrawn(grey) if self.copy_of_withdrawn else None
         try:
-            return _Case(imaging.encode_png(grey), imaging.sha256_of_pixels(grey), label, clean, copy_of)
+            png, sha256 = imaging.encode_png(grey), imaging.sha256_of_pixels(grey)
         except ValueError as exc:
             raise StoreError(f"The image cannot be stored: {exc}.") from exc
+        copy_of = self.copy_of_withdrawn(grey) if self.copy_of_withdrawn else None
+        return _Case(png, sha256, label, clean, copy_of)
 
     def _label(self, label: Any) -> str:
         """``label`` as the label set spells it ("Benign" is benign, as "mlo" is the view MLO), or a

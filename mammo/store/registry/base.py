@@ -101,7 +101,11 @@ def _summary(version: str, config: dict) -> dict:
     metrics, cv = mammo.get("metrics") or {}, mammo.get("cv")
     keys = ("auc_malignant", "auc_malignant_ci95", "accuracy", "balanced_accuracy", "n", "sensitivity")
     malignant = ((metrics.get("per_class") or {}).get("malignant") or {}).get("support")
-    flag = {"per_class": {"malignant": {"support": malignant}}} if malignant is not None else {}
+    # what its review flag caught: on held-out films, at a cut-off it records (else no flag to count,
+    # or one fitted on those very films)
+    counted = (malignant is not None and mammo.get("threshold") is not None
+               and (mammo.get("split") or {}).get("name") == "holdout")
+    flag = {"per_class": {"malignant": {"support": malignant}}} if counted else {}
     return {
         "version": version,
         "created_at": mammo.get("created_at"),
