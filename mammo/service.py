@@ -664,7 +664,7 @@ class MammoService:
         """A withdrawn case's image's fingerprint, read back; None when its image cannot be read now
         (logged as an error the first time: copies of it are not recognised until it can be)."""
         try:
-            return self._submitted_fingerprint(self.cases.case_png(case_id, withdrawn_too=True))
+            return self._fingerprint_of(self.cases.case_png(case_id, withdrawn_too=True))
         except (MammoError, OSError) as error:
             if case_id not in self._withdrawn_unread:
                 self._withdrawn_unread.add(case_id)
@@ -672,9 +672,9 @@ class MammoService:
                           "until it can be: %s", case_id, error)
             return None
 
-    def _submitted_fingerprint(self, image: ImageSource) -> str:
-        """An image's fingerprint as every comparison with a withdrawn case's makes it (the same path
-        for both sides: a film over the display size is shrunk first)."""
+    def _fingerprint_of(self, image: ImageSource) -> str:
+        """An image's fingerprint, read as a stored case's is read back (the same path for both sides of
+        a comparison: a film over the display size is shrunk first)."""
         return load_image(image, min_side=self._predictor.min_side).fingerprint
 
     def _withdrawn_copy_of(self, grey: np.ndarray) -> str | None:
@@ -686,7 +686,7 @@ class MammoService:
         if not withdrawn:
             return None
         try:
-            fingerprint = self._submitted_fingerprint(grey)
+            fingerprint = self._fingerprint_of(grey)
         except MammoError:  # one Predict would not read (too small): compared by its pixels only
             return None
         found = Fingerprints(withdrawn.values()).find(fingerprint)
@@ -698,7 +698,7 @@ class MammoService:
         reports a failure for a case stored already."""
         try:
             if case_id is not None:
-                return load_image(self.cases.case_png(case_id), min_side=self._predictor.min_side).fingerprint
+                return self._fingerprint_of(self.cases.case_png(case_id))
             if isinstance(image, str | os.PathLike):
                 return self.load(image).fingerprint
             return load_image(image, max_bytes=self.settings.max_upload_bytes,

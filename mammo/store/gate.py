@@ -71,13 +71,13 @@ def promotion_decision(
     tolerance (boundary included) and the candidate's review flag misses at most
     :func:`more_missed_allowed` more malignant films than the current version's (both flags at each
     model's own cut-off, on the same films; not checked where either records none, nor where the
-    current one flags every film: :func:`flag_check`). A candidate
-    without a score for ``metric``, or whose ROC says it gave every film the same malignancy score,
-    is never promoted. A current version without one (undefined on this set) cannot block a
-    candidate that has one. Nor is a candidate promoted over a current version when the set holds
-    fewer than ``min_malignant`` malignant films (by the candidate's ``per_class`` support): there
-    the two cannot be told apart. ``split`` names the evaluation set in the reason (default: the
-    metric dicts' ``split`` entry, else "the fixed evaluation set").
+    current one flags every film: :func:`flag_check`). A candidate without a score for ``metric``,
+    or whose ROC says it gave every film the same malignancy score, is never promoted. A current
+    version without one (undefined on this set) cannot block a candidate that has one. Nor is a
+    candidate promoted over a current version when the set holds fewer than ``min_malignant``
+    malignant films (by the candidate's ``per_class`` support): there the two cannot be told apart.
+    ``split`` names the evaluation set in the reason (default: the metric dicts' ``split`` entry, else
+    "the fixed evaluation set").
     """
     if tolerance < 0 or math.isnan(tolerance):
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
