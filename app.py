@@ -350,6 +350,8 @@ OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === o
                         f"{json.dumps(OFFER_EXPLAINED)}")
 # a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
+DESELECT_JS = "() => ({__type__: 'update', selected_index: null})"
+CLICK_PREDICT_PICKED_JS = "(picked) => { if (picked) document.getElementById('predict-button').click(); }"
 # an opacity typed out of range in the slider's box is taken as the nearest end, as a slider does, in
 # the box and in the redraw that the typing starts; a box emptied while typing is left as it is
 OPACITY_RANGE = (0, 1)
@@ -593,12 +595,13 @@ def recent_cases():
 @clear_errors
 def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None,
               token: gr.OAuthToken | None = None):
-    """A submitted case's stored PNG, named by its case id, for the image input."""
+    """A submitted case's stored PNG, named by its case id, for the image input; the gallery's film
+    no longer highlighted."""
     if not case_id:  # a toast, not an error badge over the upload box
         gr.Warning("Pick a case first.")
-        return gr.skip()
+        return gr.skip(), gr.skip()
     can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
-    return _download(f"case-{case_id}.png", service.case_png(case_id))
+    return _download(f"case-{case_id}.png", service.case_png(case_id)), gr.update(selected_index=None)
 
 
 # -- Submit case ------------------------------------------------------------------------------------
@@ -1110,7 +1113,7 @@ def build() -> gr.Blocks:
                     predict_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
                     with gr.Accordion("Submitted cases", open=False):
                         case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
-                        use_case = gr.Button("Use this case", size="sm")
+                        use_case = gr.Button("Predict this case", size="sm")
                     gallery = gr.Gallery([(str(p), film_caption(p)) for p in REAL_FILMS], columns=4,
                                          height="auto", allow_preview=False, elem_id="real-films",
                                          label="Real film mammograms (CBIS-DDSM, CC BY 3.0; see "
@@ -1374,6 +1377,10 @@ def build() -> gr.Blocks:
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
         # another file is predicted is predicted after it and its answer is the one left shown
         gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
+        # a film of the gallery stays highlighted only while it is the file in the box: one uploaded,
+        # cleared or loaded from the stored cases takes the highlight off (it read as the film shown)
+        for replaced in (image.upload, image.clear):  # (a stored case: case_file)
+            replaced(None, None, gallery, js=DESELECT_JS, **private)
 
         def shown_beside_its_file(event, shown, shown_for) -> None:
             event.success(None, [image, shown_for], shown, js=SAME_FILE_JS, **private)
@@ -1416,7 +1423,10 @@ def build() -> gr.Blocks:
                                        **reporting, **private)
         shown_beside_its_file(reported, report_download, report_for)
         use_predict.click(predict_image, image, case_image, **private)
-        use_case.click(case_file, case_choice, image, **private)
+        # a stored case is predicted as a gallery film is: loaded, then Predict clicked (one event); with
+        # none picked, that is said and the file in the box is not predicted
+        use_case.click(case_file, case_choice, [image, gallery], **private).success(
+            None, case_choice, None, js=CLICK_PREDICT_PICKED_JS, **private)
 
         # the button is off from the click (in the browser, at once) until the form is emptied or the
         # refusal shown: a double click submitted the case again, and "already submitted" took the
@@ -1442,12 +1452,12 @@ def build() -> gr.Blocks:
                 submitted.failure(None, [case_image, label], [receipt_text, receipt], js=KEEP_RECEIPT_JS,
                                   **private))
         def amends(button: gr.Button, fn: Callable[..., dict], inputs: list, amended_receipt: gr.JSON,
-                   said: Callable[..., tuple], shown: list, also_read: tuple = (), api: bool = True) -> None:
-            """A click on ``button`` amends a stored case through ``fn`` (with ``api``, the API's endpoint
-            named as ``fn``); ``said`` turns its receipt (and ``also_read``) into ``shown``. A refusal
-            (said in the corner) leaves the last amendment's words: they still hold."""
-            named = (dict(api_name=fn.__name__, api_description=fn.__doc__) if api else private)
-            amended = pressed_once(button, fn, inputs, amended_receipt, concurrency_limit=4, **named)
+                   said: Callable[..., tuple], shown: list, also_read: tuple = ()) -> None:
+            """A click on ``button`` amends a stored case through ``fn`` (the API's endpoints are
+            registered apart, below); ``said`` turns its receipt (and ``also_read``) into ``shown``. A
+            refusal (said in the corner) leaves the last amendment's words: they still hold."""
+            amended = pressed_once(button, fn, inputs, amended_receipt, concurrency_limit=4,  # the API's
+                                   api_name=f"{fn.__name__}_on_page", **private)  # name stays free
             amended_said = amended.success(said, [amended_receipt, *also_read], shown, **CHAINED)
             cases_stored(amended_said)
             turn_on(button, amended_said)
@@ -1461,7 +1471,7 @@ def build() -> gr.Blocks:
                               [withdraw_row, withdraw_question, withdraw_named], **private)
         amends(withdraw_confirm, withdraw_asked, [withdraw_named], withdraw_receipt, after_withdrawal,
                [fix_text, fix_case, fix_label, withdraw_reason, fix_preview, withdraw_row, receipt_text,
-                receipt], also_read=(receipt,), api=False)
+                receipt], also_read=(receipt,))
         # a question no longer about the form (another case or reason, a correction) goes, in the browser
         for asked_of in (withdraw_cancel.click, fix_case.change, withdraw_reason.change, fix_button.click):
             asked_of(None, None, withdraw_row, js=hide_js(1), **private)
@@ -1515,6 +1525,10 @@ def build() -> gr.Blocks:
                                     "withdrawal receipt")}
         api_case = gr.Textbox(visible=False, label="case id")
         api_reason = gr.Textbox(visible=False, label="reason")
+        # the case id as a text box: the page's case dropdown is filled at page load, so the API page
+        # listed its choices as none (``Literal[]``) though any stored case's id is taken
+        gr.on([], correct_label, [api_case, fix_label], fix_receipt, api_name="correct_label",  # API only
+              api_description=correct_label.__doc__, concurrency_limit=4)
         gr.on([], withdraw_case, [api_case, api_reason], api_outputs["withdrawal receipt"],  # API only
               api_name="withdraw_case", api_description=withdraw_case.__doc__, concurrency_limit=4)
         gr.on([], rollback_version, api_version, api_outputs["served again"], api_name="rollback",  # API only

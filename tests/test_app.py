@@ -60,6 +60,9 @@ def test_api_names_are_exactly_the_documented_ones(client) -> None:
             assert item["label"] and not item["label"].startswith("value_"), (name, item)
     [version] = endpoints["/rollback"]["parameters"]
     assert version["parameter_name"] == "version" and version["python_type"]["type"] == "str"
+    for name in ("/correct_label", "/withdraw_case"):  # any stored case's id (not the page's choices)
+        case_id = endpoints[name]["parameters"][0]
+        assert case_id["parameter_name"] == "case_id" and case_id["python_type"]["type"] == "str", case_id
     assert [r["label"] for r in endpoints["/health"]["returns"]] == ["health"]
 
 

@@ -458,7 +458,7 @@ def test_heat_map_redrawn_on_method_and_opacity_without_predicting_again(fresh, 
 
 
 def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_path: Path) -> None:
-    """"Use the image from Predict" with no image there, and "Use this case" with no case picked:
+    """"Use the image from Predict" with no image there, and "Predict this case" with no case picked:
     a message, and the image already in each upload box stays (no error badge in its place). Offer
     is not on the page with no image (a click on it said "Upload an image first.")."""
     from playwright.sync_api import expect
@@ -472,8 +472,10 @@ def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_pa
     expect(visible(page.get_by_role("cell", name=film.name))).to_be_visible()  # still in its box
     shot.upload(page, film, "Predict")
     page.get_by_role("button", name="Submitted cases").click()
-    page.get_by_role("button", name="Use this case").click()
+    page.get_by_role("button", name="Predict this case").click()
     expect(page.get_by_text("Pick a case first.").first).to_be_visible(timeout=10_000)
+    page.wait_for_timeout(1_000)  # nothing to predict: the film in the box is not predicted either
+    expect(page.locator("#review-flag")).to_be_hidden()
     expect(predict_box(page).get_by_role("cell", name=film.name)).to_be_visible()  # the file stays
     expect(predict_box(page).get_by_text("Error", exact=True)).to_have_count(0)  # no error badge
 
@@ -836,10 +838,9 @@ def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppPro
     page.get_by_role("button", name="Submitted cases").click()
     page.get_by_label("A recent case (id, confirmed label)", exact=True).click()
     page.get_by_role("option").filter(has_text=case_id[:8]).first.click()
-    page.get_by_role("button", name="Use this case").click()
+    page.get_by_role("button", name="Predict this case").click()  # loaded and predicted, one click
     # named by its id, not a temporary name (the file chip shows the stem and ".png" apart)
     visible(page.get_by_text(f"case-{case_id}")).wait_for(timeout=30_000)
-    page.get_by_role("button", name="Predict", exact=True).click()
     page.get_by_text(f"already in the case store (case {case_id}, confirmed normal)").wait_for(timeout=60_000)
 
 
@@ -903,6 +904,10 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     assert max(shot.overlay_size(page)) == 1024  # the shipped film's size
     visible(page.get_by_role("row").filter(has_text="cbis_ddsm_malignant_lcc.png")).wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
+    highlighted = page.locator("#real-films .thumbnail-item.selected")
+    expect(highlighted).to_have_count(1)
+    shot.upload(page, phantom(tmp_path, 23), "Predict")  # another film in the box: none highlighted
+    expect(highlighted).to_have_count(0, timeout=10_000)
 
 
 def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(fresh, tmp_path: Path) -> None:
