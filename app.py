@@ -361,6 +361,9 @@ CLAMP_OPACITY_JS = f"(opacity) => {CLAMP_OPACITY}"
 REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY}]"
 
 
+# a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
+# (Gradio's 160 px default put two 170 px plots side by side there, their legends cut)
+PLOT_MIN_WIDTH = 320
 # beside each confusion matrix: it counts the most likely class, which the review flag is not
 CONFUSION_COUNTS = ("rows: the confirmed label; columns: the most likely class, not the review flag, which "
                     "compares the malignancy score with its cut-off")
@@ -375,9 +378,15 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
             "#versions th, #versions th * { word-break: normal; overflow-wrap: normal; }\n"
+            # (Gradio sets a Markdown's min width to 0, whatever min_width says): on a phone the retrain's
+            # status line goes under the button, which it had squeezed to a sliver beside a narrow column
+            f"#retrain-status {{ min-width: min({PLOT_MIN_WIDTH}px, 100%) !important; }}\n"
             # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
             "@media (max-width: 640px) { .wide-table .table-container { overflow-x: auto !important; }\n"
-            "  .wide-table .table-container > .table-wrap { min-width: 960px; } }")
+            "  .wide-table .table-container > .table-wrap { min-width: 960px; }\n"
+            # and the gallery's four columns of at least 100 px ran past the screen's edge, hiding two films
+            "  #real-films .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important;\n"
+            "    grid-template-rows: none !important; grid-auto-rows: auto !important; } }")
 
 
 def switch_js(on: bool) -> str:
@@ -671,6 +680,12 @@ def submit_bulk_shown(files: list[str] | None, label: str | None, profile: gr.OA
         return {"refused": error.message}
 
 
+def bulk_after(receipt: dict):
+    """A bulk upload's receipt in words, and its files out of the box once the batch was taken (the
+    next upload was added to them); a refused batch keeps its files, to be sent again."""
+    return views.bulk_receipt_text(receipt), gr.skip() if "refused" in receipt else None
+
+
 @clear_errors
 def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfile | None = None,
                   token: gr.OAuthToken | None = None):
@@ -773,7 +788,8 @@ def _options(epochs: float, image_size: float | None, from_current: bool, user: 
     warning = service.film_size_warning(options)
     # refused (not a trainer, or a retrain already runs): no warning before the refusal
     if warning and can_train(user, SETTINGS).allowed and not service.retrain_started:
-        gr.Warning(f"{warning} The retrain runs as asked.", duration=None)  # until it is closed
+        # long enough to read, not over the tab's plots for the whole run
+        gr.Warning(f"{warning} The retrain runs as asked.", duration=30)
     return options
 
 
@@ -1079,11 +1095,6 @@ def health_route() -> JSONResponse:
     return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
 
-# a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
-# (Gradio's 160 px default put two 170 px plots side by side there, their legends cut)
-PLOT_MIN_WIDTH = 320
-
-
 def loss_plot() -> gr.ScatterPlot:
     return gr.ScatterPlot(x="epoch", y="value", color="series", y_title="loss",
                           label="Loss per epoch", min_width=PLOT_MIN_WIDTH)
@@ -1244,9 +1255,9 @@ def build() -> gr.Blocks:
                                        label="Image size in pixels (0 keeps the current model's)")
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
             served = gr.Markdown()
-            with gr.Row(equal_height=True):
-                retrain_button = gr.Button("Retrain", variant="primary", scale=1)
-                status = gr.Markdown(elem_id="retrain-status")  # filled as the page loads
+            with gr.Row():
+                retrain_button = gr.Button("Retrain", variant="primary", scale=1, min_width=160)
+                status = gr.Markdown(elem_id="retrain-status")  # filled as the page loads; PAGE_CSS
             with gr.Column(visible=False) as results:
                 verdict = gr.Markdown()
                 with gr.Accordion("Details: the gate's rule, the split, the full summary", open=False):
@@ -1282,18 +1293,21 @@ def build() -> gr.Blocks:
             with gr.Row():
                 # counts: a single bar still shows (then count_room)
                 from_zero = {"y_lim": [0, None], "min_width": PLOT_MIN_WIDTH}
-                per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)", **from_zero)
+                slanted = {"x_label_angle": -45}  # dates and score bins: on a phone, level ones ran together
+                per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)", **slanted,
+                                     **from_zero)
                 mix = gr.BarPlot(x="most likely class", y="predictions", color="most likely class",
                                  label="Most likely class", **from_zero)
             with gr.Row():
                 scores = gr.BarPlot(x="malignancy score", y="predictions",
                                     label="Malignancy scores (0-100, as shown: calibrated where the "
-                                          "model was)", **from_zero)
+                                          "model was)", **slanted, **from_zero)
                 growth = gr.BarPlot(x="day", y="cases", color="label",  # stacked: no point hides another
                                     label="Submitted cases by label, cumulative (the bars' height: all cases "
-                                          "by that day)", **from_zero)
+                                          "by that day)", **slanted, **from_zero)
             version_auc = gr.ScatterPlot(x="trained", y="AUC malignant vs rest", color="estimate",
                                          y_lim=[0, 1],  # the whole scale: no point cut at an axis end
+                                         **slanted,
                                          tooltip="all",  # the version, its films and the interval
                                          label="Each version's AUC by when it was trained (UTC), one colour "
                                                "for each kind of estimate: out of fold (cross-validated), "
@@ -1372,8 +1386,9 @@ def build() -> gr.Blocks:
         # on the page, Predict clicked while this page's last prediction runs is run after it (on the
         # file then in the box), not dropped: the later file's answer comes last (CHAINED's "always_last";
         # Gradio 6.31 keeps one waiting run, and loses it when the running one ends in an error)
+        # scrolled to: on a phone the result comes under the upload box and the gallery, off screen
         predicted = predict_button.click(predict_shown, [*film_inputs, results_for], result_outputs,
-                                         **predicting, **CHAINED)
+                                         scroll_to_output=True, **predicting, **CHAINED)
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
         # another file is predicted is predicted after it and its answer is the one left shown
         gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
@@ -1481,7 +1496,7 @@ def build() -> gr.Blocks:
         fix_case.input(lambda: "", None, fix_text, **private)
         bulk_submitted = pressed_once(bulk_button, submit_bulk_shown, [bulk_files, bulk_label], bulk_receipt,
                                       concurrency_limit=1, **private)
-        bulk_said = bulk_submitted.success(views.bulk_receipt_text, bulk_receipt, bulk_text, **CHAINED)
+        bulk_said = bulk_submitted.success(bulk_after, bulk_receipt, [bulk_text, bulk_files], **CHAINED)
         cases_stored(bulk_said)
         turn_on(bulk_button, bulk_said,
                 bulk_submitted.failure(lambda: ("", None), None, [bulk_text, bulk_receipt], **CHAINED))

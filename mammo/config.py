@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SettingsError
 
-__all__ = ["Settings", "settings", "cache_dir", "PACKAGE_WEIGHTS", "DISCLAIMER", "SPACE_STORAGE"]
+__all__ = ["Settings", "settings", "cache_dir", "PACKAGE_WEIGHTS", "DISCLAIMER", "SPACE_STORAGE",
+           "data_names"]
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 # where Hugging Face mounts a Space's persistent storage, when its owner switches it on (its settings)
@@ -141,6 +142,13 @@ def _gate_metric(value: str | None) -> str:
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 HUB_DATASET_PREFIX = "hf://datasets/"
+
+
+def data_names(sources: Sequence[str]) -> str:
+    """Data sources as words for people (a split's description, the pages, the card, the audit log): a
+    Hub dataset in full, a local folder by its name, not this machine's path (a model's
+    ``data.sources`` keeps the paths)."""
+    return ", ".join(s if s.startswith(HUB_DATASET_PREFIX) else Path(s).name for s in sources)
 
 
 def _base_data(value: str | None) -> tuple[Path | None, str | None]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .baseline import evaluate_baseline
 from .calibration import apply_calibration, fit_calibration
+from .config import data_names
 from .cv import THRESHOLD_RULE, cross_validate
 from .data import (
     Example,
@@ -116,7 +117,7 @@ def _split_record(split: SplitSpec, val: Path | None, sources: list[str], holdou
                 "calibration and the threshold (optimistic)"}
     if not holdout and split.val:
         return {**split.to_dict(), "name": "validation", "metrics_on": "validation",
-                "description": f"{split.val:.0%} of the patients of {', '.join(sources)} (stratified by "
+                "description": f"{split.val:.0%} of the patients of {data_names(sources)} (stratified by "
                 f"label, seed {split.seed}), also used for early stopping, calibration and the threshold "
                 "(optimistic)"}
     if not holdout:
@@ -127,7 +128,7 @@ def _split_record(split: SplitSpec, val: Path | None, sources: list[str], holdou
         **split.to_dict(),
         "name": "holdout",
         "metrics_on": "holdout",
-        "description": f"{split.holdout:.0%} of the patients of {', '.join(sources)} (stratified by "
+        "description": f"{split.holdout:.0%} of the patients of {data_names(sources)} (stratified by "
         f"label, seed {split.seed}), never used for training, early stopping or the threshold",
     }
 

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from .choices import LESION_MAP, PATCH_STAGE
-from .config import GATE_METRICS
+from .config import GATE_METRICS, data_names
 from .metrics import (
     FEWEST_FOR_AN_INTERVAL,
     OUT_OF_FOLD,
@@ -998,6 +998,10 @@ def estimate_text(mammo: Mapping[str, Any]) -> str:
     split = (mammo.get("split") or {}).get("name", "evaluation")
     if metrics and (not cv or split != "cross-validation"):
         lead = "" if cv else f"**Served: {version}.** "
-        lines.append(f"{lead}On its {split} set ({metrics.get('n')} films): malignant-vs-rest AUC "
-                     f"{auc_and_ci(metrics)}.")
+        sources = data_names((mammo.get("data") or {}).get("sources") or [])
+        # named, and said to be its own: a retrain scores it again on this install's base data (the
+        # walk read the two figures, 0.67 here and 0.65 in the retrain's table, as a contradiction)
+        of = f" of {sources}" if sources else ""
+        lines.append(f"{lead}On its {split} set when it was trained ({metrics.get('n')} films{of}): "
+                     f"malignant-vs-rest AUC {auc_and_ci(metrics)}.")
     return " ".join(lines) or f"**Served: {version}.** No evaluation recorded."

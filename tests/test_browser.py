@@ -864,7 +864,12 @@ def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, 
     expect(receipt).to_contain_text("case_ids", timeout=30_000)
     with CaseStore(LABELS, app.home / "cases") as store:
         newest = store.recent(1)[0]["case_id"]
-    page.get_by_role("button", name="Submit all").click()  # the same files again: nothing new, said so
+    # the batch taken, its files leave the box (a next upload was added to them); sent again: nothing
+    # new, said so
+    expect(block.locator('a[href$="/phantom_22.png"]')).to_have_count(0, timeout=30_000)
+    block.locator("input[type=file]").set_input_files([str(phantom(tmp_path, seed)) for seed in (21, 22)])
+    expect(block.locator('a[href$="/phantom_22.png"]')).to_have_count(1, timeout=30_000)
+    page.get_by_role("button", name="Submit all").click()
     visible(page.get_by_text(re.compile(r"Nothing new was stored: all 2 images in this upload were "
                                         r"submitted before \(phantom_21.png, phantom_22.png\)"))).wait_for(
         timeout=30_000)
@@ -1083,3 +1088,36 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
     assert page.get_by_role("button", name="Export your history as CSV").locator("visible=true").count() == 0
     assert page.get_by_text("Your history (CSV)").locator("visible=true").count() == 0
     page.screenshot(path=str(tmp_path / "analytics.png"), full_page=True)
+
+
+def test_on_a_phone_the_films_result_and_retrain_button_fit_the_screen(page, app: AppProcess) -> None:
+    """At 390 x 844 px: every gallery film lies within the screen (four columns of at least 100 px ran
+    past its edge, hiding two), a film's result is scrolled into view (it came under the gallery, off
+    screen), and the Retrain button keeps its width with its status line under it (squeezed beside it,
+    the button was a 420 px tall sliver)."""
+    from playwright.sync_api import expect
+
+    width = 390
+    page.set_viewport_size({"width": width, "height": 844})
+    try:
+        shot.load(page, app.url)
+        thumbnails = page.locator("#real-films img")
+        expect(thumbnails).to_have_count(8, timeout=30_000)
+        for i in range(8):
+            box = thumbnails.nth(i).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (i, box)
+        thumbnails.nth(4).click()
+        flag = page.locator("#review-flag")
+        expect(flag).to_contain_text("malignancy score", timeout=60_000)
+        expect(flag).to_be_in_viewport(timeout=10_000)
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text="Retrain").click()
+        button = page.get_by_role("button", name="Retrain", exact=True)
+        status = page.locator("#retrain-status")
+        expect(status).to_contain_text("last retrain", timeout=30_000)
+        button_box, status_box = button.bounding_box(), status.bounding_box()
+        assert button_box["width"] >= 160 and button_box["height"] < 80, button_box
+        assert status_box["y"] >= button_box["y"] + button_box["height"], (button_box, status_box)
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 1000})
+        shot.load(page, app.url)

@@ -38,11 +38,14 @@ def trained(mias, tmp_path_factory) -> Path:
 
 
 
-def test_train_writes_a_complete_model_folder(trained: Path) -> None:
+def test_train_writes_a_complete_model_folder(trained: Path, mias: Path) -> None:
     assert sorted(p.name for p in trained.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((trained / "config.json").read_text())
     mammo = config["mammo"]
     assert mammo["split"]["metrics_on"] == "holdout" and mammo["data"]["n_holdout"] > 0
+    # the split's words (the card, the pages, the audit log) name the data, not this machine's path
+    assert mammo["split"]["description"].startswith(f"15% of the patients of {mias.name} (stratified")
+    assert str(mias.parent) not in mammo["split"]["description"] and mammo["data"]["sources"] == [str(mias)]
     assert mammo["command"].startswith("python -m mammo train --data")
     assert 0 <= mammo["threshold"] <= 1
     assert "not a medical device" in (trained / "README.md").read_text()

@@ -609,18 +609,19 @@ def test_estimate_text_names_the_split_and_prefers_cross_validation(v1_mammo: di
     cv = {"n_folds": 5, "n": 220, "auc_malignant": 0.7512, "auc_malignant_ci95": [0.66, 0.84],
           "auc_abnormal": {"auc": 0.71}, "ece_malignant": 0.041, "reliability": []}
     holdout = {"n": 38, "auc_malignant": 0.8, "auc_malignant_ci95": [0.6, 0.95]}
-    text = views.estimate_text({"version": "v2", "cv": cv, "metrics": holdout,
-                                "split": {"name": "holdout"}})
+    text = views.estimate_text({"version": "v2", "cv": cv, "metrics": holdout, "split": {"name": "holdout"},
+                                "data": {"sources": ["../shared/data/mias1024"]}})
     assert "Served: v2" in text and "5-fold cross-validation" in text and "0.75 (95% CI 0.66–0.84)" in text
-    assert "holdout set (38 films)" in text
+    # the data named, not the path (a retrain scores the served version again on this install's data)
+    assert "holdout set when it was trained (38 films of mias1024)" in text and "shared" not in text
     assert list(views.estimate_metrics({"version": "v2", "cv": cv})) == ["v2, out of fold"]
     old = views.estimate_text(v1_mammo)
-    assert "Served: v1" in old and "holdout set (38 films)" in old
+    assert "Served: v1" in old and "holdout set when it was trained (38 films of mias)" in old
     # an AUC on too few malignant films comes with no interval, and says why (it read "1.00-1.00")
     eight = {"n": 8, "auc_malignant": 1.0, "auc_malignant_ci95": None}
     few = views.estimate_text({"version": "v4", "metrics": eight, "split": {"name": "holdout"}})
-    assert ("On its holdout set (8 films): malignant-vs-rest AUC 1.00 (none: fewer than 5 films of a "
-            "class)") in few
+    assert ("On its holdout set when it was trained (8 films): malignant-vs-rest AUC 1.00 (none: fewer "
+            "than 5 films of a class)") in few
 
 
 @pytest.mark.parametrize("version", PACKAGED)
