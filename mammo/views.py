@@ -284,6 +284,17 @@ def _short_id(text: str) -> str:
     return text[:8] if _CASE_ID.fullmatch(text) else text
 
 
+# a retrain's audit details whose key read wrong as words ("cases used: 14; cases left out: 1" beside a
+# verdict that trained on 13; the details come in the order of their keys); the others read as their key
+_AUDIT_NAMES = {
+    "cases_used": "cases read",
+    "cases_left_out": "cases read that are base films (not trained on)",
+    **{f"{who}_{key}": f"{who} {name}" for who in ("candidate", "current")
+       for key, name in (("n", "films scored"), ("auc_malignant", "AUC malignant vs rest"),
+                         ("auc_malignant_ci95", "AUC 95% CI"))},
+}
+
+
 def _audit_value(value: Any) -> str:
     """A detail of an audit event in words: yes/no, an interval as low–high, ids counted and cut."""
     if isinstance(value, bool):
@@ -307,7 +318,8 @@ def audit_rows(events: Sequence[Mapping[str, Any]]) -> list[list[str]]:
         details = dict(details)
         if {"was", "label"} <= details.keys():  # a label correction: from which label to which, first
             details = {"label": f"{details.pop('was')} → {details.pop('label')}", **details}
-        shown = [f"{k.replace('_', ' ')}: {_audit_value(v)}" for k, v in details.items() if v is not None]
+        shown = [f"{_AUDIT_NAMES.get(k, k.replace('_', ' '))}: {_audit_value(v)}" for k, v in details.items()
+                 if v is not None]
         return "; ".join(shown)
 
     return [[human_time(e.get("at")), e.get("action", ""), e.get("user", ""), what(e.get("details") or {})]

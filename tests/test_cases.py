@@ -1265,3 +1265,13 @@ def test_the_documented_erasure_of_a_withdrawn_case_leaves_a_store_that_opens_wh
                               imaging.read_image(encode_png(grey(72))))
         with pytest.raises(StoreError, match="No submitted case"):
             reopened.case_png(gone)
+
+
+def test_every_wrong_metadata_field_is_said_at_once() -> None:
+    """A form with a wrong age and an identifier in the notes is refused for both in one message (it
+    was refused for the age, then, once mended, for the notes)."""
+    with pytest.raises(StoreError) as refused:
+        validate_metadata({"age": "150", "notes": "Mrs Jane Smith, left breast", "density": "B"})
+    said = str(refused.value)
+    assert "Age in years ('age') must be between 18 and 120, got 150." in said
+    assert "Notes ('notes') seems to hold a patient identifier" in said and "Density" not in said

@@ -863,7 +863,10 @@ def test_every_change_is_in_the_audit_log_with_who_and_what(service: MammoServic
     assert f"from current {'yes' if TINY.from_current else 'no'}" in rows["retrain started"]
     low, high = outcome["details"]["candidate_auc_malignant_ci95"] or [None, None]
     if low is not None:
-        assert f"candidate auc malignant ci95: {low:.2f}–{high:.2f}" in rows[outcome["action"]]
+        assert f"candidate AUC 95% CI: {low:.2f}–{high:.2f}" in rows[outcome["action"]]
+    assert "cases read: 3;" in rows[outcome["action"]]
+    assert f"cases read that are base films (not trained on): {summary['cases_left_out']};" in rows[
+        outcome["action"]]
     assert rows["bulk import"].startswith(f"case ids: {len(batch['case_ids'])}: ")
     if rollback_to:
         assert events[4]["action"] == "rollback"

@@ -195,12 +195,18 @@ def validate_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             f"Unknown metadata field(s): {', '.join(unknown)[:200]}. Allowed: {', '.join(METADATA_FIELDS)}."
         )
     clean: dict[str, Any] = {}
+    problems = []  # every field's at once: a form with two wrong fields was refused for one, then the other
     for name, spec in METADATA_FIELDS.items():
         value = metadata.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             clean[name] = None
-        else:
+            continue
+        try:
             clean[name] = _validate_value(name, spec, value)
+        except StoreError as problem:
+            problems.append(str(problem))
+    if problems:
+        raise StoreError(" ".join(problems))
     return clean
 
 
