@@ -92,12 +92,12 @@ def text_only(box: gr.Textbox, name: str) -> gr.Textbox:
     return box
 
 
-def in_bounds(component: gr.Slider, name: str) -> gr.Slider:
-    """``component`` (a slider) whose refusal of an API value out of its range names the field and is
-    logged as one line, as :func:`clear_errors` logs refusals (Gradio's says "Value 5 is greater than
-    maximum value 1." and prints a traceback); a null (an API caller's, or the slider's box emptied
-    while typing) is the slider's default, not Gradio's TypeError. Set on the instance, as
-    :func:`text_only` is."""
+def in_bounds(component: gr.Slider | gr.Number, name: str) -> gr.Slider | gr.Number:
+    """``component`` (a slider, or a number box) whose refusal of an API value out of its range, or of
+    text, names the field and is logged as one line, as :func:`clear_errors` logs refusals (Gradio's
+    says "Value 5 is greater than maximum value 1." and prints a traceback); a null (an API caller's,
+    or the box emptied while typing) is the component's default, not Gradio's TypeError. Set on the
+    instance, as :func:`text_only` is."""
     check, default = component.preprocess, component.value
 
     def preprocess(payload):
@@ -108,8 +108,9 @@ def in_bounds(component: gr.Slider, name: str) -> gr.Slider:
         except gr.Error as error:
             raise _refuse(f"{name} field", gr.Error(f"{name}: {error.message}")) from error
         except (TypeError, ValueError) as error:  # text that is not a number
-            refusal = gr.Error(f"{name}: a number from {component.minimum} to {component.maximum}, got "
-                               f"{str(payload)[:40]!r}.")
+            bounded = component.minimum is not None and component.maximum is not None
+            wanted = f"a number from {component.minimum} to {component.maximum}" if bounded else "a number"
+            refusal = gr.Error(f"{name}: {wanted}, got {str(payload)[:40]!r}.")
             raise _refuse(f"{name} field", refusal) from error
 
     component.preprocess = preprocess
@@ -783,8 +784,7 @@ def submitted_totals():
 def _options(epochs: float, image_size: float | None, from_current: bool, user: str | None) -> RetrainOptions:
     """The retrain's options from the tab's values (an emptied image size, null, keeps the model's);
     a trainer is warned when the size is too small for the served recipe (the retrain still runs)."""
-    options = RetrainOptions(epochs=int(epochs), image_size=int(image_size or 0) or None,
-                             from_current=bool(from_current))
+    options = RetrainOptions.from_form(epochs, image_size, from_current)
     warning = service.film_size_warning(options)
     # refused (not a trainer, or a retrain already runs): no warning before the refusal
     if warning and can_train(user, SETTINGS).allowed and not service.retrain_started:
@@ -1061,7 +1061,7 @@ def rollback_version(version: str | None, profile: gr.OAuthProfile | None = None
     the new `version` and the one it copies (`rollback_of`)."""
     if version is None or version == "":
         raise gr.Error("Pick the version to serve again.")
-    version = str(version)  # an API caller's 5 is looked up as "5" (and refused as no such version)
+    version = str(version).strip()  # an API caller's 5 is looked up as "5" (refused as no such version)
     return {"version": service.rollback(version, user=_user(profile, token)), "rollback_of": version}
 
 
@@ -1251,8 +1251,9 @@ def build() -> gr.Blocks:
                                              label="Epochs",
                                              info="Of the served recipe's first stage; what else it runs is "
                                                   "said below"), "Epochs")
-                image_size = gr.Number(value=0, precision=0,  # range checked by the service
-                                       label="Image size in pixels (0 keeps the current model's)")
+                image_size = in_bounds(gr.Number(value=0, precision=0,  # range checked by the service
+                                                 label="Image size in pixels (0 keeps the current model's)"),
+                                       "Image size")
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
             served = gr.Markdown()
             with gr.Row():

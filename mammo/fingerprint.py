@@ -58,17 +58,25 @@ class Fingerprints:
 
     def __init__(self, fingerprints: Iterable[str]) -> None:
         hexes = list(fingerprints)
-        self._bytes = np.array([_bytes(h) for h in hexes], dtype=np.uint8).reshape(len(hexes), _BYTES)
+        self._rows = np.array([_bytes(h) for h in hexes], dtype=np.uint8).reshape(len(hexes), _BYTES)
+        self._count = len(hexes)  # rows in use (room is kept for :meth:`add`)
 
     def __len__(self) -> int:
-        return len(self._bytes)
+        return self._count
+
+    def add(self, fingerprint: str) -> None:
+        """One more film (room doubled as needed: adding n films costs O(n) copying)."""
+        if self._count == len(self._rows):
+            self._rows = np.concatenate([self._rows, np.empty((max(16, self._count), _BYTES), np.uint8)])
+        self._rows[self._count] = _bytes(fingerprint)
+        self._count += 1
 
     def find(self, fingerprint: str) -> int | None:
         """The index of the film ``fingerprint`` is a copy of (the nearest, within :data:`MATCH_BITS`),
         or None."""
-        if not len(self._bytes):
+        if not self._count:
             return None
-        apart = np.bitwise_count(self._bytes ^ _bytes(fingerprint)).sum(axis=1, dtype=np.int64)
+        apart = np.bitwise_count(self._rows[:self._count] ^ _bytes(fingerprint)).sum(axis=1, dtype=np.int64)
         nearest = int(np.argmin(apart))
         return nearest if apart[nearest] <= MATCH_BITS else None
 
@@ -93,6 +101,12 @@ class KnownFilms(Generic[Tag]):
 
     def __len__(self) -> int:
         return len(self._tags)
+
+    def add(self, identity: FilmIdentity, tag: Tag) -> None:
+        """One more film, with its tag (a film of the same pixels keeps the first's)."""
+        self.tag_by_hash.setdefault(identity.sha256, tag)
+        self._copies.add(identity.fingerprint)
+        self._tags.append(tag)
 
     def tag_of(self, sha256: str, fingerprint: str | None = None) -> Tag | None:
         """The tag of the film with these pixels or, failing that, of the film ``fingerprint`` is a copy

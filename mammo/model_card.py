@@ -436,6 +436,12 @@ def _data_section(mammo: dict) -> str:
     if data.get("n_cases_withdrawn_copies"):
         rows.append(("Submitted cases left out as copies of withdrawn cases' images",
                      _num(data["n_cases_withdrawn_copies"])))
+    if data.get("n_cases_repeated"):
+        rows.append(("Submitted cases left out as copies of earlier cases (another size or encoding)",
+                     _num(data["n_cases_repeated"])))
+    if data.get("n_cases_repeated_relabelled"):
+        rows.append(("Of those, with another label than the earlier case's (its label was kept)",
+                     _num(data["n_cases_repeated_relabelled"])))
     if data.get("n_cases_label_conflicts"):
         rows.append(("Of those, with another label than the base data's (the base label was kept)",
                      _num(data["n_cases_label_conflicts"])))

@@ -76,26 +76,37 @@ class CasesApart(NamedTuple):
     identities: list[FilmIdentity]  # the kept cases', in order
     conflicts: int  # cases left out as base films whose label differs from the film's
     withdrawn_copies: int  # cases left out as copies of withdrawn cases' images
+    repeats: int  # cases left out as copies of an earlier case (the same pixels, or another size)
+    repeats_relabelled: int  # of those, with another label than the earlier case's (whose label stays)
 
 
 def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side: int,
                      withheld: Fingerprints | None = None) -> CasesApart:
     """The cases that are none of ``films`` (the base data's films tagged with their labels: the
     holdout and the validation films must stay unseen by training, a training film must not count
-    twice), neither by their pixels nor as a copy at another size or encoding, and no copy of the
+    twice), neither by their pixels nor as a copy at another size or encoding, no copy of the
     ``withheld`` images (withdrawn cases': one submitted again at another size or encoding, before or
-    after the withdrawal); each case decoded once. How many of the base films left out carry another
-    label than their film's (the base label stays: someone should look at them)."""
-    kept, conflicts, withdrawn = [], 0, 0
+    after the withdrawal), and no copy of an earlier case (the case store refuses the same pixels
+    twice, not a copy at another size: one film submitted again as a PNG, under another label, was
+    trained on as two films with two labels); each case decoded once. How many of the base films, and
+    of the repeated cases, left out carry another label than their film's or first case's (that label
+    stays: someone should look at them)."""
+    kept, conflicts, withdrawn, repeats, relabelled = [], 0, 0, 0, 0
+    earlier: KnownFilms[str] = KnownFilms()  # the cases kept so far, by their labels
     for case, identity in zip(cases, film_identities(cases, min_side), strict=True):
         film = films.tag_of(*identity)
         if withheld is not None and withheld.find(identity.fingerprint) is not None:
             withdrawn += 1
-        elif film is None:
+        elif film is not None:
+            conflicts += film != case.label
+        elif (first := earlier.tag_of(*identity)) is not None:
+            repeats += 1
+            relabelled += first != case.label
+        else:
             kept.append((case, identity))
-        elif film != case.label:
-            conflicts += 1
-    return CasesApart([case for case, _ in kept], [identity for _, identity in kept], conflicts, withdrawn)
+            earlier.add(identity, case.label)
+    return CasesApart([case for case, _ in kept], [identity for _, identity in kept], conflicts, withdrawn,
+                      repeats, relabelled)
 
 
 def write_card(folder: Path) -> None:
@@ -216,9 +227,9 @@ def train_to_folder(
         *((identity, film.label) for film, identity in identity_of.items()),
         *zip(film_identities(parts["holdout"], config.min_side), (film.label for film in parts["holdout"]),
              strict=True)])
-    cases, case_identities, conflicts, withdrawn_copies = cases_apart_from(
+    cases, case_identities, conflicts, withdrawn_copies, repeats, relabelled = cases_apart_from(
         extra_train, films, config.min_side, Fingerprints(withheld) if withheld else None)
-    base_films = len(extra_train) - len(cases) - withdrawn_copies
+    base_films = len(extra_train) - len(cases) - withdrawn_copies - repeats
     if base_films:
         log.warning("%d submitted cases left out of training: their images are films of the base data, "
                     "or copies of them at another size or encoding (%d with another label than the base "
@@ -226,6 +237,9 @@ def train_to_folder(
     if withdrawn_copies:
         log.warning("%d submitted cases left out of training: their images are copies of withdrawn cases'",
                     withdrawn_copies)
+    if repeats:
+        log.warning("%d submitted cases left out of training: their images are copies of earlier cases' "
+                    "(%d with another label than the earlier case's)", repeats, relabelled)
     base_train = [*parts["train"], *(parts["val"] if cross_validating else [])]
     train = [*base_train, *cases]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
@@ -283,6 +297,10 @@ def train_to_folder(
             "n_cases_left_out": base_films,
             # cases whose images are copies of withdrawn cases' (at another size or encoding)
             "n_cases_withdrawn_copies": withdrawn_copies,
+            # cases whose images are copies of earlier cases' (at another size or encoding), and of
+            # those, cases whose label differs from the earlier case's (the earlier label was learnt)
+            "n_cases_repeated": repeats,
+            "n_cases_repeated_relabelled": relabelled,
             # of those, cases whose confirmed label differs from the base data's (the base label stays)
             "n_cases_label_conflicts": conflicts,
             "counts": dict(Counter(e.label for e in train)),

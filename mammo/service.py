@@ -149,6 +149,14 @@ class RetrainOptions:
     EPOCH_RANGE: ClassVar[tuple[int, int]] = (1, 100)
     IMAGE_SIZE_RANGE: ClassVar[tuple[int, int]] = (32, 1024)
 
+    @classmethod
+    def from_form(cls, epochs: float, image_size: float | None, from_current: bool | None) -> RetrainOptions:
+        """The options as the Retrain tab and ``/retrain`` give them: an image size of 0 or null keeps
+        the model's; a null ``from_current`` is the default, True (it was taken as False: an API
+        caller's retrain then started from ImageNet)."""
+        return cls(epochs=int(epochs), image_size=int(image_size or 0) or None,
+                   from_current=cls.from_current if from_current is None else bool(from_current))
+
     def check(self) -> None:
         (fewest, most), (smallest, largest) = self.EPOCH_RANGE, self.IMAGE_SIZE_RANGE
         if not fewest <= self.epochs <= most:
@@ -1122,6 +1130,8 @@ class MammoService:
                           "gate_min_malignant": self.settings.gate_min_malignant,
                           "cases_left_out": mammo["data"]["n_cases_left_out"],
                           "cases_withdrawn_copies": mammo["data"]["n_cases_withdrawn_copies"],
+                          "cases_repeated": mammo["data"]["n_cases_repeated"],
+                          "cases_repeated_relabelled": mammo["data"]["n_cases_repeated_relabelled"],
                           "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,

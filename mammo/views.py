@@ -481,6 +481,17 @@ def _headline(summary: Mapping[str, Any], served: str | None) -> str:
     return f"**{outcome}{f'; {served} is served now' if changed else ''}.**"
 
 
+def _repeats_text(repeats: int, relabelled: int) -> str:
+    """The cases a retrain left out as copies of earlier cases, and how many carried another label."""
+    text = (f"{repeats} submitted case{'s were' if repeats > 1 else ' was'} left out as "
+            f"{'copies' if repeats > 1 else 'a copy'} of an earlier case's image (at another size or "
+            "encoding; the earlier case was learnt)")
+    if relabelled:
+        text += (f", **{relabelled} of them with another label than the earlier case's**: a clinician should "
+                 f"look at {'them' if relabelled > 1 else 'it'}")
+    return text
+
+
 def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
     """A retrain's outcome in plain words (the gate's exact reason stays in the details); ``served``:
     the version served now, for a retrain shown after later changes (None: just ended)."""
@@ -514,7 +525,9 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                  if withdrawn else []),
                *([f"{copies} submitted case{'s were' if copies > 1 else ' was'} left out as "
                   f"{'copies' if copies > 1 else 'a copy'} of a withdrawn case's image (at another size or "
-                  "encoding)"] if (copies := summary.get("cases_withdrawn_copies") or 0) else [])]
+                  "encoding)"] if (copies := summary.get("cases_withdrawn_copies") or 0) else []),
+               *([_repeats_text(repeats, summary.get("cases_repeated_relabelled") or 0)]
+                 if (repeats := summary.get("cases_repeated") or 0) else [])]
     if amended:
         caveat += f" {'; '.join(amended)}."
     if summary.get("film_size_warning"):

@@ -119,6 +119,9 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
     too_many = outcome(lambda: client.predict(most + 1, 0, True, api_name="/retrain"))
     assert f"Epochs: Value {most + 1} is greater than maximum value {most}" in too_many, too_many
     table.append(f"| {most + 1} epochs (range 1-{most}) | refused: {too_many} |")
+    worded = outcome(lambda: client.predict(1, "x", True, api_name="/retrain"))  # Gradio's TypeError
+    assert "Image size: a number, got 'x'." in worded, worded
+    table.append(f"| image size 'x' | refused: {worded} |")
     log = app.log()  # refusals are one line each, as every other refusal: no traceback
     assert "Notes field refused: Nothing was stored" in log and "Heat-map opacity field refused" in log
     assert "Traceback" not in log

@@ -237,6 +237,11 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "ask jane.doe@example.org"}, "an e-mail address"),
         ("normal", {"notes": "Mrs Jane Smith, follow-up"}, r"\(a name after a title"),  # seen on a walk
         ("normal", {"notes": "per Dr. Okafor"}, r"\(a name after a title"),
+        # seen on an API walk: a title in capitals, after a tab, or not English
+        ("normal", {"notes": "MRS SMITH"}, r"\(a name after a title"),
+        ("normal", {"notes": "Mrs\tSmith"}, r"\(a name after a title"),
+        ("normal", {"notes": "Herr Müller, Mme Dupont"}, r"\(a name after a title"),
+        ("normal", {"notes": "Sr. Garcia"}, r"\(a name after a title"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

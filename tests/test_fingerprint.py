@@ -91,6 +91,14 @@ def test_a_set_of_fingerprints_answers_what_it_holds() -> None:
     assert learnt.holds("a" * 64) and learnt.holds("b" * 64, near) and not learnt.holds("b" * 64, far)
     broken = LearntFilms({"image_sha256": ["a" * 64], "image_fingerprints": ["not hex", 3]})
     assert broken.holds("a" * 64) and not broken.holds("b" * 64, film_fingerprint(film))
+    # films added one by one (a retrain's cases so far), past the room first kept
+    grown: KnownFilms[int] = KnownFilms()
+    films = [rng.random((64, 64), dtype=np.float32) for _ in range(40)]
+    for i, one in enumerate(films):
+        assert grown.tag_of(f"{i}" * 4, film_fingerprint(one)) is None  # a new film is none of them
+        grown.add(FilmIdentity(f"{i}" * 4, film_fingerprint(one)), i)
+    assert len(grown) == 40 and grown.tag_of("", film_fingerprint(films[33])) == 33
+    assert grown.tag_of("7777") == 7  # by its pixels
 
 
 def test_the_packaged_models_record_a_fingerprint_for_every_film_they_record() -> None:

@@ -213,6 +213,15 @@ def test_retrain_needs_base_data_and_permission(service: MammoService) -> None:
         RetrainOptions(epochs=0).check()
 
 
+@pytest.mark.parametrize(("form", "options"), [
+    ((3, 0, True), RetrainOptions(epochs=3)), ((3.0, None, None), RetrainOptions(epochs=3)),
+    ((1, 256, False), RetrainOptions(epochs=1, image_size=256, from_current=False))])
+def test_retrain_options_from_the_form_take_a_null_as_the_default(form: tuple,
+                                                                  options: RetrainOptions) -> None:
+    """An API caller's null "start from the current version" retrained from ImageNet."""
+    assert RetrainOptions.from_form(*form) == options
+
+
 def test_rollback_serves_an_old_version_as_a_new_one(service: MammoService) -> None:
     service.registry.publish(service.registry.load("v1"), {"note": "a second version", "cases_used": 3})
     for image in sorted((service.settings.base_data / "normal").glob("*.png"))[:4]:
@@ -1009,6 +1018,28 @@ def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_co
     assert (data["n_cases"], data["n_cases_withdrawn_copies"], data["n_cases_left_out"]) == (2, 1, 0)
     assert ("1 withdrawn case was left out; 1 submitted case was left out as a copy of a withdrawn case's "
             "image (at another size or encoding).") in views.verdict_text(summary)
+
+
+def test_a_case_stored_again_at_another_size_is_trained_on_once_with_its_first_label(
+    service: MammoService, small_mias: Path
+) -> None:
+    """An API walk stored one film four times (a DICOM, then PNGs of it at half and full size) under
+    three labels: the store refuses only the very same pixels, so a retrain trained on each copy with
+    its own label. It now learns the first case, and says how many copies carried another label."""
+    film = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "benign").glob("*.png"))[0])))
+    other = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "normal").glob("*.png"))[0])))
+    larger = np.repeat(np.repeat(film, 2, axis=0), 2, axis=1)
+    for image, label in ((film, "benign"), (other, "normal"), (larger, "malignant"), (larger[::-1], "normal"),
+                         (np.round(larger * 200) / 200, "benign")):  # a mirror image is another film
+        assert service.submit(image, label, None)["status"] == "stored"
+    summary = service.retrain(TINY)
+    counted = summary["cases_used"], summary["cases_repeated"], summary["cases_repeated_relabelled"]
+    assert counted == (5, 2, 1)
+    data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
+    assert (data["n_cases"], data["n_cases_repeated"], data["n_cases_left_out"]) == (3, 2, 0)
+    assert ("2 submitted cases were left out as copies of an earlier case's image (at another size or "
+            "encoding; the earlier case was learnt), **1 of them with another label than the earlier "
+            "case's**") in views.verdict_text(summary)
 
 
 def test_a_withdrawn_case_whose_image_cannot_be_read_is_said_in_the_log_and_submissions_go_on(

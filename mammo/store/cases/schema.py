@@ -105,9 +105,10 @@ _IDENTIFIER_SHAPES = {
     "an e-mail address": re.compile(r"[\w.+-]+@[\w-]+\.\w+"),
     "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
         r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
-    # a title and a capitalised word ("Mrs Jane Smith", "Dr. Okafor"): a name however spelled
-    "a name after a title (Mr, Mrs, Ms, Miss, Dr, Prof)": re.compile(
-        r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.? +[A-Z][a-z'-]+"),
+    # a title in any case and a capitalised word ("Mrs Jane Smith", "Dr. Okafor", "MRS SMITH", "Herr
+    # Müller"): a name however spelled (a lower-case word after it, "Dr review", "MS lesion", is not)
+    "a name after a title (Mr, Mrs, Ms, Miss, Dr, Prof, Mme, Herr, Frau, Sr, Sra)": re.compile(
+        r"\b(?i:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Mme|Mlle|Herr|Frau|Sr|Sra|Srta)\.?\s+[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['-])+"),
 }
 
 ARROW_TYPES = {str: "string", int: "int32", bool: "bool"}
