@@ -33,6 +33,7 @@ from .fingerprint import Fingerprints, KnownFilms
 from .imaging import colour_doubt, decode_image, encode_png
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
+from .preprocess import whole_film_doubt
 from .report import prediction_report
 from .store import (
     AuditLog,
@@ -539,9 +540,15 @@ class MammoService:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
-        note = self._base_film_note(receipt["image_sha256"], self._fingerprint(image), receipt["label"])
+        submitted = self._submitted(image)
+        note = self._base_film_note(receipt["image_sha256"], submitted and submitted.fingerprint,
+                                    receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
+        # stored as given (a close-up may have no background), but said: Predict says it of this image
+        # (noise was stored unremarked, to be trained on)
+        if submitted and (unlike := whole_film_doubt(submitted.grey, submitted.breast, submitted.coloured)):
+            receipt["not_like_a_film"] = unlike
         doubt = label_doubt(receipt["label"], receipt.get("metadata") or {})
         if doubt:  # stored as given: a clinician may have meant it
             receipt["label_doubt"] = doubt
@@ -563,7 +570,7 @@ class MammoService:
                       None)
         if digest is not None:
             note = self._base_film_note(digest, label=receipt["label"])
-        elif len(films) and films.tag_of("", fingerprint := self._fingerprint(case_id=receipt["case_id"])):
+        elif len(films) and films.tag_of("", fingerprint := self._fingerprint(receipt["case_id"])):
             note = self._base_film_note("", fingerprint, receipt["label"])  # a copy: another size or encoding
         else:
             note = None
@@ -700,20 +707,28 @@ class MammoService:
         found = Fingerprints(withdrawn.values()).find(fingerprint)
         return None if found is None else list(withdrawn)[found]
 
-    def _fingerprint(self, image: ImageSource | None = None, *, case_id: str | None = None) -> str | None:
-        """The fingerprint of a stored case's image: of ``image`` as submitted or, given ``case_id``, of
-        its stored image read back; None (logged) when it cannot be had, so that a receipt never
-        reports a failure for a case stored already."""
+    def _submitted(self, image: ImageSource) -> LoadedImage | None:
+        """A case's image just stored, decoded as Predict decodes it (a file just previewed or predicted
+        is not decoded again), for its receipt; None (logged) when it cannot be had, so that a receipt
+        never reports a failure for a case stored already."""
         try:
-            if case_id is not None:
-                return self._fingerprint_of(self.cases.case_png(case_id))
             if isinstance(image, str | os.PathLike):
-                return self.load(image).fingerprint
+                return self.load(image)
             return load_image(image, max_bytes=self.settings.max_upload_bytes,
-                              min_side=self._predictor.min_side).fingerprint
+                              min_side=self._predictor.min_side)
+        except (MammoError, OSError) as error:
+            log.warning("the case just stored was not read again (its receipt names only a film of the same "
+                        "pixels, and not whether it looks like a film): %s", error)
+            return None
+
+    def _fingerprint(self, case_id: str) -> str | None:
+        """The fingerprint of a stored case's image, read back; None (logged) when it cannot be had, so
+        that a receipt never reports a failure for a case stored already."""
+        try:
+            return self._fingerprint_of(self.cases.case_png(case_id))
         except (MammoError, OSError) as error:
             log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
-                        case_id or "just stored", error)
+                        case_id, error)
             return None
 
     def _stored_base_film(self, films: KnownFilms[BaseFilm], case_id: str, digest: str) -> BaseFilm | None:
@@ -721,7 +736,7 @@ class MammoService:
         ``digest``) is, by its pixels or, read back from the store, as a copy; None."""
         film = films.tag_by_hash.get(digest)
         if film is None and len(films):
-            film = films.tag_of(digest, self._fingerprint(case_id=case_id))
+            film = films.tag_of(digest, self._fingerprint(case_id))
         return film
 
     def _base_films(self) -> KnownFilms[BaseFilm]:

@@ -754,6 +754,9 @@ def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
     """A receipt's notes: what a retrain does with a base film's case, and a warning (queued, ...)."""
     return [*([f"⚠️ Note: {receipt['base_film']}."] if receipt.get("base_film") else []),
             *([f"⚠️ Check: {receipt['label_doubt']}."] if receipt.get("label_doubt") else []),
+            *([f"⚠️ Check: this image does not look like a whole mammogram ({receipt['not_like_a_film']}); "
+               "it was stored as given, and a retrain learns from it: withdraw it if it is not a film."]
+              if receipt.get("not_like_a_film") else []),
             *([f"Note: {receipt['warning']}"] if receipt.get("warning") else [])]
 
 

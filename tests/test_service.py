@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import SERVED
+from PIL import Image
 
 import mammo.service
 from mammo import views
@@ -983,6 +984,21 @@ def test_a_benign_case_given_bi_rads_6_is_stored_and_its_receipt_asks_to_check_t
     for label, birads in (("malignant", 6), ("benign", 4)):  # agreeing, or an assessment a biopsy overturns
         film = np.rot90(film).copy()
         assert "label_doubt" not in service.submit(film, label, {"birads": birads})
+
+
+def test_an_image_unlike_a_film_is_stored_and_its_receipt_says_so(service: MammoService, small_mias: Path,
+                                                                  tmp_path: Path) -> None:
+    """An API walk stored noise as a normal case, unremarked, though Predict says of it that it is not
+    like a film: the receipt now says it too (stored as given: a close-up may have no background)."""
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 240), dtype=np.uint8)).save(noise)
+    receipt = service.submit(noise, "normal", None)
+    assert receipt["status"] == "stored"
+    assert receipt["not_like_a_film"] == service.predict(noise).details()["not_like_a_film"] is not None
+    assert "⚠️ Check: this image does not look like a whole mammogram (" in views.receipt_text(
+        receipt, METADATA_FIELDS)
+    film = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "normal").glob("*.png"))[5])))
+    assert "not_like_a_film" not in service.submit(film, "normal", None)  # a real film
 
 
 def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_copy(
