@@ -104,10 +104,10 @@ def in_bounds(component: gr.Slider | gr.Number, name: str) -> gr.Slider | gr.Num
         if payload is None or payload == "":
             return default
         try:
-            return check(payload)
+            return check(float(payload) if isinstance(payload, str) else payload)  # "256" is 256
         except gr.Error as error:
             raise _refuse(f"{name} field", gr.Error(f"{name}: {error.message}")) from error
-        except (TypeError, ValueError) as error:  # text that is not a number
+        except (TypeError, ValueError, OverflowError) as error:  # text that is not a number, or infinity
             bounded = component.minimum is not None and component.maximum is not None
             wanted = f"a number from {component.minimum} to {component.maximum}" if bounded else "a number"
             refusal = gr.Error(f"{name}: {wanted}, got {str(payload)[:40]!r}.")

@@ -180,7 +180,8 @@ def _retrain(args: argparse.Namespace) -> int:
         service.close()
     keys = ("promoted", "reason", "version", "rejected_id", "current_version", "cases_used", "cases_left_out",
             "cases_label_conflicts", "cases_corrected", "cases_withdrawn", "cases_withdrawn_copies",
-            "cases_repeated", "cases_repeated_relabelled", "split", "paired_difference", "film_size_warning")
+            "cases_trained_on", "cases_repeated", "cases_disputed", "split", "paired_difference",
+            "film_size_warning")
     print(json.dumps({**{k: summary[k] for k in keys}, "candidate": _brief(summary["candidate_metrics"]),
                       "current": _brief(summary["current_metrics"])}, indent=2))
     if not delivered:

@@ -6,12 +6,12 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from .errors import SettingsError
 
 __all__ = ["Settings", "settings", "cache_dir", "PACKAGE_WEIGHTS", "DISCLAIMER", "SPACE_STORAGE",
-           "data_names"]
+           "data_name", "data_names"]
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 # where Hugging Face mounts a Space's persistent storage, when its owner switches it on (its settings)
@@ -144,11 +144,20 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 HUB_DATASET_PREFIX = "hf://datasets/"
 
 
-def data_names(sources: Sequence[str]) -> str:
-    """Data sources as words for people (a split's description, the pages, the card, the audit log): a
-    Hub dataset in full, a local folder by its name, not this machine's path (a model's
-    ``data.sources`` keeps the paths)."""
-    return ", ".join(s if s.startswith(HUB_DATASET_PREFIX) else Path(s).name for s in sources)
+def data_name(source: object) -> str:
+    """A data source as people read it (a model's ``data.sources`` keeps its path): a Hub dataset as
+    recorded (``hf://datasets/OWNER/NAME@<commit>``), its folder in the Hub cache as ``OWNER/NAME``,
+    any other folder by its name, not this machine's path."""
+    if str(source).startswith(HUB_DATASET_PREFIX):
+        return str(source)
+    path = PurePath(str(source))
+    cached = [part for part in path.parts if part.startswith("datasets--")]
+    return cached[0].removeprefix("datasets--").replace("--", "/") if cached else path.name
+
+
+def data_names(sources: Sequence[object]) -> str:
+    """:func:`data_name` of each source (a split's description, the served estimate)."""
+    return ", ".join(data_name(source) for source in sources)
 
 
 def _base_data(value: str | None) -> tuple[Path | None, str | None]:

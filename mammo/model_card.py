@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from pathlib import PurePath
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from .config import DISCLAIMER, HUB_DATASET_PREFIX
+from .config import DISCLAIMER, HUB_DATASET_PREFIX, data_name
 from .metrics import FEWEST_FOR_AN_INTERVAL
 
 __all__ = ["NOT_RECORDED", "eval_results", "render_model_card"]
@@ -433,18 +432,18 @@ def _data_section(mammo: dict) -> str:
     if data.get("n_cases_left_out"):
         rows.append(("Submitted cases left out (their images are films of the base data, or copies)",
                      _num(data["n_cases_left_out"])))
+    if data.get("n_cases_label_conflicts"):
+        rows.append(("Of those, with another label than the base data's (the base label was kept)",
+                     _num(data["n_cases_label_conflicts"])))
     if data.get("n_cases_withdrawn_copies"):
         rows.append(("Submitted cases left out as copies of withdrawn cases' images",
                      _num(data["n_cases_withdrawn_copies"])))
     if data.get("n_cases_repeated"):
-        rows.append(("Submitted cases left out as copies of earlier cases (another size or encoding)",
+        rows.append(("Submitted cases left out as later copies of an earlier case of the same label",
                      _num(data["n_cases_repeated"])))
-    if data.get("n_cases_repeated_relabelled"):
-        rows.append(("Of those, with another label than the earlier case's (its label was kept)",
-                     _num(data["n_cases_repeated_relabelled"])))
-    if data.get("n_cases_label_conflicts"):
-        rows.append(("Of those, with another label than the base data's (the base label was kept)",
-                     _num(data["n_cases_label_conflicts"])))
+    if data.get("cases_disputed"):
+        rows.append(("Submitted cases left out as copies of one film under different labels (to be "
+                     "corrected or withdrawn)", ", ".join(data["cases_disputed"])))
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
         rows += [(f"Images labelled `{label}`", _num(n)) for label, n in counts.items()]
@@ -505,13 +504,9 @@ def _metric_value(metrics: dict, key: str) -> float | None:
 
 
 def _data_name(source: object) -> str:
-    """A data source's name: ``OWNER/NAME`` for a Hub dataset (``hf://datasets/OWNER/NAME@<commit>``, or
-    its folder in the Hub cache), else the folder's."""
-    if str(source).startswith(HUB_DATASET_PREFIX):
-        return str(source).removeprefix(HUB_DATASET_PREFIX).split("@")[0]
-    path = PurePath(str(source))
-    cached = [part for part in path.parts if part.startswith("datasets--")]
-    return cached[0].removeprefix("datasets--").replace("--", "/") if cached else path.name
+    """A data source's name for the Hub's ``model-index``: ``OWNER/NAME`` for a Hub dataset (recorded
+    with its commit, or as its folder in the Hub cache), else the folder's."""
+    return data_name(source).removeprefix(HUB_DATASET_PREFIX).split("@")[0]
 
 
 def eval_results(mammo: dict) -> list[EvalResult]:

@@ -76,37 +76,44 @@ class CasesApart(NamedTuple):
     identities: list[FilmIdentity]  # the kept cases', in order
     conflicts: int  # cases left out as base films whose label differs from the film's
     withdrawn_copies: int  # cases left out as copies of withdrawn cases' images
-    repeats: int  # cases left out as copies of an earlier case (the same pixels, or another size)
-    repeats_relabelled: int  # of those, with another label than the earlier case's (whose label stays)
+    repeats: int  # later copies of a film whose copies all carry one label (the first is kept)
+    disputed: list[str]  # the case ids of films whose copies carry different labels (none is kept)
 
 
 def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side: int,
                      withheld: Fingerprints | None = None) -> CasesApart:
     """The cases that are none of ``films`` (the base data's films tagged with their labels: the
     holdout and the validation films must stay unseen by training, a training film must not count
-    twice), neither by their pixels nor as a copy at another size or encoding, no copy of the
+    twice), neither by their pixels nor as a copy at another size or encoding, and no copy of the
     ``withheld`` images (withdrawn cases': one submitted again at another size or encoding, before or
-    after the withdrawal), and no copy of an earlier case (the case store refuses the same pixels
-    twice, not a copy at another size: one film submitted again as a PNG, under another label, was
-    trained on as two films with two labels); each case decoded once. How many of the base films, and
-    of the repeated cases, left out carry another label than their film's or first case's (that label
-    stays: someone should look at them)."""
-    kept, conflicts, withdrawn, repeats, relabelled = [], 0, 0, 0, 0
-    earlier: KnownFilms[str] = KnownFilms()  # the cases kept so far, by their labels
+    after the withdrawal); each case decoded once. How many of the base films left out carry another
+    label than their film's (the base label stays: someone should look at them).
+
+    Copies of one film among the cases (the case store refuses the same pixels twice, not a copy at
+    another size: an API walk stored one film four times under three labels, each then trained on)
+    are learnt once, as the first of them in ``cases`` (give them in submission order), when they all
+    carry one label; when their labels differ, none is learnt (which one is right is for a clinician
+    to say: their ids are returned)."""
+    conflicts, withdrawn = 0, 0
+    firsts: KnownFilms[int] = KnownFilms()  # the first case of each film so far, by its index in groups
+    groups: list[list[tuple[Example, FilmIdentity]]] = []  # each film's cases, the first first
     for case, identity in zip(cases, film_identities(cases, min_side), strict=True):
         film = films.tag_of(*identity)
         if withheld is not None and withheld.find(identity.fingerprint) is not None:
             withdrawn += 1
         elif film is not None:
             conflicts += film != case.label
-        elif (first := earlier.tag_of(*identity)) is not None:
-            repeats += 1
-            relabelled += first != case.label
+        elif (group := firsts.tag_of(*identity)) is not None:
+            groups[group].append((case, identity))
         else:
-            kept.append((case, identity))
-            earlier.add(identity, case.label)
-    return CasesApart([case for case, _ in kept], [identity for _, identity in kept], conflicts, withdrawn,
-                      repeats, relabelled)
+            firsts.add(identity, len(groups))
+            groups.append([(case, identity)])
+    agrees = [len({case.label for case, _ in group}) == 1 for group in groups]
+    agreed = [group for group, one_label in zip(groups, agrees, strict=True) if one_label]
+    disputed = [case.group for group, one_label in zip(groups, agrees, strict=True) if not one_label
+                for case, _ in group]
+    return CasesApart([group[0][0] for group in agreed], [group[0][1] for group in agreed], conflicts,
+                      withdrawn, sum(len(group) - 1 for group in agreed), disputed)
 
 
 def write_card(folder: Path) -> None:
@@ -227,9 +234,11 @@ def train_to_folder(
         *((identity, film.label) for film, identity in identity_of.items()),
         *zip(film_identities(parts["holdout"], config.min_side), (film.label for film in parts["holdout"]),
              strict=True)])
-    cases, case_identities, conflicts, withdrawn_copies, repeats, relabelled = cases_apart_from(
-        extra_train, films, config.min_side, Fingerprints(withheld) if withheld else None)
-    base_films = len(extra_train) - len(cases) - withdrawn_copies - repeats
+    apart = cases_apart_from(extra_train, films, config.min_side,
+                             Fingerprints(withheld) if withheld else None)
+    cases, case_identities, conflicts = apart.kept, apart.identities, apart.conflicts
+    withdrawn_copies, repeats, disputed = apart.withdrawn_copies, apart.repeats, apart.disputed
+    base_films = len(extra_train) - len(cases) - withdrawn_copies - repeats - len(disputed)
     if base_films:
         log.warning("%d submitted cases left out of training: their images are films of the base data, "
                     "or copies of them at another size or encoding (%d with another label than the base "
@@ -239,7 +248,10 @@ def train_to_folder(
                     withdrawn_copies)
     if repeats:
         log.warning("%d submitted cases left out of training: their images are copies of earlier cases' "
-                    "(%d with another label than the earlier case's)", repeats, relabelled)
+                    "of the same label", repeats)
+    if disputed:
+        log.warning("%d submitted cases left out of training: their images are copies of one film under "
+                    "different labels", len(disputed))
     base_train = [*parts["train"], *(parts["val"] if cross_validating else [])]
     train = [*base_train, *cases]
     labels = label_order(e.label for e in [*train, *parts["val"], *parts["holdout"]])
@@ -295,14 +307,14 @@ def train_to_folder(
             # submitted cases whose images are base films (or copies of them at another size or
             # encoding): held-out or validation films are never trained on, a training film not twice
             "n_cases_left_out": base_films,
-            # cases whose images are copies of withdrawn cases' (at another size or encoding)
-            "n_cases_withdrawn_copies": withdrawn_copies,
-            # cases whose images are copies of earlier cases' (at another size or encoding), and of
-            # those, cases whose label differs from the earlier case's (the earlier label was learnt)
-            "n_cases_repeated": repeats,
-            "n_cases_repeated_relabelled": relabelled,
             # of those, cases whose confirmed label differs from the base data's (the base label stays)
             "n_cases_label_conflicts": conflicts,
+            # cases whose images are copies of withdrawn cases' (at another size or encoding)
+            "n_cases_withdrawn_copies": withdrawn_copies,
+            # later copies of a film submitted more than once under one label (the first was learnt)
+            "n_cases_repeated": repeats,
+            # the cases of films submitted more than once under different labels (none was learnt)
+            "cases_disputed": disputed,
             "counts": dict(Counter(e.label for e in train)),
             # so the app can say when an upload is one of the films this model learnt from: by its
             # pixels, or (a copy at another size or encoding) by its fingerprint

@@ -1015,8 +1015,11 @@ class MammoService:
                 "promotion" if summary["promoted"] else "rejection", user, options=asdict(options),
                 version=summary["version"], rejected_id=summary["rejected_id"], reason=summary["reason"],
                 published_meanwhile=summary["published_meanwhile"],
-                # every case read, and those of them not trained on (their images are base films)
-                cases_used=summary["cases_used"], cases_left_out=summary["cases_left_out"],
+                # every case read, those trained on, and those not: their images are base films, later
+                # copies of a case, or copies of one film under different labels (named)
+                cases_used=summary["cases_used"], cases_trained_on=summary["cases_trained_on"],
+                cases_left_out=summary["cases_left_out"], cases_repeated=summary["cases_repeated"],
+                cases_disputed=summary["cases_disputed"],
                 served_before=summary["current_version"],
                 **{f"{who}_{key}": summary[f"{who}_metrics"].get(key)
                    for who in ("candidate", "current") for key in _AUDITED_METRICS})
@@ -1145,8 +1148,9 @@ class MammoService:
                           "gate_min_malignant": self.settings.gate_min_malignant,
                           "cases_left_out": mammo["data"]["n_cases_left_out"],
                           "cases_withdrawn_copies": mammo["data"]["n_cases_withdrawn_copies"],
+                          "cases_trained_on": mammo["data"]["n_cases"],
                           "cases_repeated": mammo["data"]["n_cases_repeated"],
-                          "cases_repeated_relabelled": mammo["data"]["n_cases_repeated_relabelled"],
+                          "cases_disputed": mammo["data"]["cases_disputed"],
                           "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,

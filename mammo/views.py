@@ -288,7 +288,10 @@ def _short_id(text: str) -> str:
 # verdict that trained on 13; the details come in the order of their keys); the others read as their key
 _AUDIT_NAMES = {
     "cases_used": "cases read",
+    "cases_trained_on": "cases trained on",
     "cases_left_out": "cases read that are base films (not trained on)",
+    "cases_repeated": "later copies of a case (not trained on)",
+    "cases_disputed": "copies of one film under different labels (not trained on)",
     **{f"{who}_{key}": f"{who} {name}" for who in ("candidate", "current")
        for key, name in (("n", "films scored"), ("auc_malignant", "AUC malignant vs rest"),
                          ("auc_malignant_ci95", "AUC 95% CI"))},
@@ -481,15 +484,17 @@ def _headline(summary: Mapping[str, Any], served: str | None) -> str:
     return f"**{outcome}{f'; {served} is served now' if changed else ''}.**"
 
 
-def _repeats_text(repeats: int, relabelled: int) -> str:
-    """The cases a retrain left out as copies of earlier cases, and how many carried another label."""
-    text = (f"{repeats} submitted case{'s were' if repeats > 1 else ' was'} left out as "
-            f"{'copies' if repeats > 1 else 'a copy'} of an earlier case's image (at another size or "
-            "encoding; the earlier case was learnt)")
-    if relabelled:
-        text += (f", **{relabelled} of them with another label than the earlier case's**: a clinician should "
-                 f"look at {'them' if relabelled > 1 else 'it'}")
-    return text
+def _copies_text(repeats: int, disputed: Sequence[str]) -> list[str]:
+    """The cases a retrain left out as copies of one film: later copies under the first's label, and
+    every copy of a film submitted under different labels (named: a clinician corrects or withdraws)."""
+    lines = [f"{repeats} submitted case{'s were' if repeats > 1 else ' was'} left out as "
+             f"{'later copies' if repeats > 1 else 'a later copy'} of an earlier case of the same label (at "
+             "another size or encoding; the earlier case was learnt)"] if repeats else []
+    if disputed:
+        named = ", ".join(f"`{_short_id(case)}`" for case in disputed)
+        lines.append(f"**{len(disputed)} submitted cases were left out as copies of one film under different "
+                     f"labels** ({named}): a clinician should correct or withdraw them")
+    return lines
 
 
 def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
@@ -526,8 +531,7 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                *([f"{copies} submitted case{'s were' if copies > 1 else ' was'} left out as "
                   f"{'copies' if copies > 1 else 'a copy'} of a withdrawn case's image (at another size or "
                   "encoding)"] if (copies := summary.get("cases_withdrawn_copies") or 0) else []),
-               *([_repeats_text(repeats, summary.get("cases_repeated_relabelled") or 0)]
-                 if (repeats := summary.get("cases_repeated") or 0) else [])]
+               *_copies_text(summary.get("cases_repeated") or 0, summary.get("cases_disputed") or [])]
     if amended:
         caveat += f" {'; '.join(amended)}."
     if summary.get("film_size_warning"):

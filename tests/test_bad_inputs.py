@@ -121,6 +121,8 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
     table.append(f"| {most + 1} epochs (range 1-{most}) | refused: {too_many} |")
     worded = outcome(lambda: client.predict(1, "x", True, api_name="/retrain"))  # Gradio's TypeError
     assert "Image size: a number, got 'x'." in worded, worded
+    endless = outcome(lambda: client.predict(1, "inf", True, api_name="/retrain"))  # an OverflowError
+    assert "Image size: a number, got 'inf'." in endless, endless
     table.append(f"| image size 'x' | refused: {worded} |")
     log = app.log()  # refusals are one line each, as every other refusal: no traceback
     assert "Notes field refused: Nothing was stored" in log and "Heat-map opacity field refused" in log

@@ -472,9 +472,12 @@ def test_a_click_with_nothing_to_use_leaves_the_inputs_as_they_are(fresh, tmp_pa
     expect(visible(page.get_by_role("cell", name=film.name))).to_be_visible()  # still in its box
     shot.upload(page, film, "Predict")
     page.get_by_role("button", name="Submitted cases").click()
+    joined: list[str] = []  # the requests that run a step on the server
+    page.on("request", lambda request: joined.append(request.url) if "/queue/join" in request.url else None)
     page.get_by_role("button", name="Predict this case").click()
     expect(page.get_by_text("Pick a case first.").first).to_be_visible(timeout=10_000)
-    page.wait_for_timeout(1_000)  # nothing to predict: the film in the box is not predicted either
+    page.wait_for_timeout(2_000)  # nothing to predict: the film in the box is not predicted either
+    assert len(joined) == 1, joined  # the click's own step; no prediction was asked for
     expect(page.locator("#review-flag")).to_be_hidden()
     expect(predict_box(page).get_by_role("cell", name=film.name)).to_be_visible()  # the file stays
     expect(predict_box(page).get_by_text("Error", exact=True)).to_have_count(0)  # no error badge

@@ -208,7 +208,14 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
 
 @pytest.mark.parametrize("notes", ["spiculated mass at 2 o'clock, 12 mm, BI-RADS 5; 2.5 x 1.8 cm",
                                    "stable since the 2019-2021 priors", "compare with 2018 and 2020 studies",
-                                   "Dr review requested; MS lesion unlikely", "Miss rate discussed"])
+                                   "Dr review requested; MS lesion unlikely", "Miss rate discussed",
+                                   # breast MRI and other imaging abbreviations, in any case (a review)
+                                   "Correlate with MR Breast", "Prior MR BI-RADS 4",
+                                   "MR Guided biopsy advised",
+                                   "FINDINGS: MR SHOWS NO ENHANCEMENT", "Seen on MR. Benign appearance",
+                                   "Compare with prior MR\nImpression: benign", "MRS Choline peak",
+                                   "DR Mammography", "CR/DR Tomosynthesis", "Known MS Lesions", "SR Report",
+                                   "TR 4.5 ms TE 2 ms", "Mx Follow-up"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -1278,5 +1285,6 @@ def test_every_wrong_metadata_field_is_said_at_once() -> None:
     with pytest.raises(StoreError) as refused:
         validate_metadata({"age": "150", "notes": "Mrs Jane Smith, left breast", "density": "B"})
     said = str(refused.value)
-    assert "Age in years ('age') must be between 18 and 120, got 150." in said
+    assert said.startswith("Nothing was stored: Age in years ('age') must be between 18 and 120, got 150. ")
+    assert said.count("Nothing was stored") == 1
     assert "Notes ('notes') seems to hold a patient identifier" in said and "Density" not in said

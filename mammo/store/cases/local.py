@@ -68,6 +68,7 @@ from .outbox import Outbox
 from .schema import (
     DATA_DIR,
     METADATA_FIELDS,
+    NOTHING_STORED,
     StoreError,
     _short,
     case_features,
@@ -91,7 +92,6 @@ _STALE_BUILD_S = 600.0  # an older Arrow build is deleted once this old (no othe
 # at 100 000 small cases, 100-row batches cost 65 MiB of resident memory, 10 000-row batches none.
 # Batches are never larger than the parquet row groups they come from.
 _ARROW_BATCH_ROWS = 10_000
-_NOTHING_STORED = "Nothing was stored: "  # how a refused batch's message starts (once)
 CASE_ID_START = 8  # the fewest leading characters of a case id that name it (the pickers show 8)
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,9 @@ class CaseStore:
             try:
                 cases.append(self._prepare(image, label, metadata))
             except StoreError as exc:  # the whole batch is refused: say so, and which item
-                said, logged = (str(text).removeprefix(_NOTHING_STORED) for text in (exc, exc.logged))
-                raise StoreError(f"{_NOTHING_STORED}{names[i] if names else f'item {i + 1}'}: {said}",
-                                 logged=f"{_NOTHING_STORED}item {i + 1}: {logged}") from exc
+                said, logged = (str(text).removeprefix(NOTHING_STORED) for text in (exc, exc.logged))
+                raise StoreError(f"{NOTHING_STORED}{names[i] if names else f'item {i + 1}'}: {said}",
+                                 logged=f"{NOTHING_STORED}item {i + 1}: {logged}") from exc
         receipt = self._store(cases, skip_duplicates=skip_duplicates)
         receipt["skipped"] = [{**skip, "name": names[skip["index"]] if names else f"item {skip['index'] + 1}"}
                               for skip in receipt["skipped"]]

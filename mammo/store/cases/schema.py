@@ -25,6 +25,7 @@ __all__ = [
     "CASE_COLUMNS",
     "DATA_DIR",
     "METADATA_FIELDS",
+    "NOTHING_STORED",
     "MetadataField",
     "StoreError",
     "case_features",
@@ -105,12 +106,15 @@ _IDENTIFIER_SHAPES = {
     "an e-mail address": re.compile(r"[\w.+-]+@[\w-]+\.\w+"),
     "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
         r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
-    # a title in any case and a capitalised word ("Mrs Jane Smith", "Dr. Okafor", "MRS SMITH", "Herr
-    # Müller"): a name however spelled (a lower-case word after it, "Dr review", "MS lesion", is not)
+    # a title and a capitalised word ("Mrs Jane Smith", "Dr. Okafor", "Herr Müller"; "Dr review" is
+    # not), or, for the titles that are no imaging abbreviation, both in capitals ("MRS SMITH"; not
+    # "MR SHOWS", "DR MAMMOGRAPHY", "MS LESION"), on one line ("prior MR\nImpression" is not)
     "a name after a title (Mr, Mrs, Ms, Miss, Dr, Prof, Mme, Herr, Frau, Sr, Sra)": re.compile(
-        r"\b(?i:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Mme|Mlle|Herr|Frau|Sr|Sra|Srta)\.?\s+[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['-])+"),
+        r"\b(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mme|Mlle|Herr|Frau|Sr|Sra|Srta)\.?[ \t]+"
+        r"[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['-])+|(?:MRS|MISS|PROF|MME|MLLE|HERR|FRAU)\.?[ \t]+[A-ZÀ-ÖØ-Þ]{2,}\b)"),
 }
 
+NOTHING_STORED = "Nothing was stored: "  # how a refusal that stresses it starts (once)
 ARROW_TYPES = {str: "string", int: "int32", bool: "bool"}
 _TRUE = frozenset({"true", "yes", "1", "y"})
 _FALSE = frozenset({"false", "no", "0", "n"})
@@ -178,7 +182,7 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
         raise StoreError(f"{field} contains control characters; use plain text.")
     shapes = [shape for shape, found in _IDENTIFIER_SHAPES.items() if spec.free_text and found.search(value)]
     if shapes:
-        raise StoreError(f"Nothing was stored: {field} seems to hold a patient identifier "
+        raise StoreError(f"{NOTHING_STORED}{field} seems to hold a patient identifier "
                          f"({', '.join(shapes)}), and it would be stored and shared with the case as typed. "
                          "Leave out names, dates, record numbers, phone numbers and e-mail addresses.")
     return value
@@ -206,8 +210,9 @@ def validate_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             clean[name] = _validate_value(name, spec, value)
         except StoreError as problem:
             problems.append(str(problem))
-    if problems:
-        raise StoreError(" ".join(problems))
+    if problems:  # one "Nothing was stored:" (the notes' problem says it) before them all
+        said = " ".join(problem.removeprefix(NOTHING_STORED) for problem in problems)
+        raise StoreError(f"{NOTHING_STORED}{said}" if said != " ".join(problems) else said)
     return clean
 
 
