@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import signal
 import tempfile
@@ -104,7 +105,10 @@ def in_bounds(component: gr.Slider | gr.Number, name: str) -> gr.Slider | gr.Num
         if payload is None or payload == "":
             return default
         try:
-            return check(float(payload) if isinstance(payload, str) else payload)  # "256" is 256
+            number = float(payload) if isinstance(payload, str) else payload  # "256" is 256
+            if isinstance(number, float) and not math.isfinite(number):  # "nan" passed a slider's check
+                raise ValueError(number)
+            return check(number)
         except gr.Error as error:
             raise _refuse(f"{name} field", gr.Error(f"{name}: {error.message}")) from error
         except (TypeError, ValueError, OverflowError) as error:  # text that is not a number, or infinity

@@ -82,8 +82,9 @@ class Fingerprints:
         if not self._count:
             return None
         words = _words(fingerprint)
-        apart = sum(np.bitwise_count(self._words[i, :self._count] ^ words[i]).astype(np.int64)
-                    for i in range(_WORDS))
+        apart = np.zeros(self._count, np.uint16)  # at most 256 bits apart
+        for i in range(_WORDS):
+            apart += np.bitwise_count(self._words[i, :self._count] ^ words[i])
         nearest = int(np.argmin(apart))
         return nearest if apart[nearest] <= MATCH_BITS else None
 

@@ -441,9 +441,9 @@ def _data_section(mammo: dict) -> str:
     if data.get("n_cases_repeated"):
         rows.append(("Submitted cases left out as later copies of an earlier case of the same label",
                      _num(data["n_cases_repeated"])))
-    if data.get("cases_disputed"):
-        rows.append(("Submitted cases left out as copies of one film under different labels (to be "
-                     "corrected or withdrawn)", ", ".join(data["cases_disputed"])))
+    if data.get("cases_disputed"):  # counted: the config lists their ids (a clinician corrects the labels)
+        rows.append(("Submitted cases left out as copies of a film submitted under different labels",
+                     _num(len(data["cases_disputed"]))))
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
         rows += [(f"Images labelled `{label}`", _num(n)) for label, n in counts.items()]
@@ -506,7 +506,10 @@ def _metric_value(metrics: dict, key: str) -> float | None:
 def _data_name(source: object) -> str:
     """A data source's name for the Hub's ``model-index``: ``OWNER/NAME`` for a Hub dataset (recorded
     with its commit, or as its folder in the Hub cache), else the folder's."""
-    return data_name(source).removeprefix(HUB_DATASET_PREFIX).split("@")[0]
+    name = data_name(source)
+    if not name.startswith(HUB_DATASET_PREFIX):
+        return name
+    return name.removeprefix(HUB_DATASET_PREFIX).split("@")[0]
 
 
 def eval_results(mammo: dict) -> list[EvalResult]:

@@ -6,6 +6,7 @@ image is the decoded pixels at display size and is named only by the SHA-256 of 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -20,6 +21,8 @@ from .config import DISCLAIMER
 from .predict import Prediction
 
 __all__ = ["prediction_report"]
+
+log = logging.getLogger(__name__)
 
 # fpdf2's built-in fonts are Latin-1: the few other characters mammo's texts use, spelled out
 _LATIN1 = str.maketrans({"–": "-", "—": "-", "≥": ">=", "≤": "<=", "’": "'", "“": '"', "”": '"',
@@ -90,6 +93,8 @@ def prediction_report(prediction: Prediction, grey: np.ndarray, model_config: Ma
         pdf = _report(prediction, grey, model_config, card_reference, generated_at, tallest)
         if pdf.page == 1:
             break
+    else:
+        log.warning("the prediction report runs onto %d pages, its images at %.0f mm", pdf.page, tallest)
     return bytes(pdf.output())
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
 
 from .choices import LESION_MAP, PATCH_STAGE
-from .config import GATE_METRICS, data_names
+from .config import GATE_METRICS, data_name, data_names
 from .metrics import (
     FEWEST_FOR_AN_INTERVAL,
     OUT_OF_FOLD,
@@ -484,6 +483,9 @@ def _headline(summary: Mapping[str, Any], served: str | None) -> str:
     return f"**{outcome}{f'; {served} is served now' if changed else ''}.**"
 
 
+_DISPUTED_NAMED = 6  # disputed cases named in a verdict; the config lists them all
+
+
 def _copies_text(repeats: int, disputed: Sequence[str]) -> list[str]:
     """The cases a retrain left out as copies of one film: later copies under the first's label, and
     every copy of a film submitted under different labels (named: a clinician corrects or withdraws)."""
@@ -491,9 +493,12 @@ def _copies_text(repeats: int, disputed: Sequence[str]) -> list[str]:
              f"{'later copies' if repeats > 1 else 'a later copy'} of an earlier case of the same label (at "
              "another size or encoding; the earlier case was learnt)"] if repeats else []
     if disputed:
-        named = ", ".join(f"`{_short_id(case)}`" for case in disputed)
-        lines.append(f"**{len(disputed)} submitted cases were left out as copies of one film under different "
-                     f"labels** ({named}): a clinician should correct or withdraw them")
+        named = ", ".join(f"`{_short_id(case)}`" for case in disputed[:_DISPUTED_NAMED])
+        more = f" and {len(disputed) - _DISPUTED_NAMED} more (the model's config lists them all)" if len(
+            disputed) > _DISPUTED_NAMED else ""
+        lines.append(f"**{len(disputed)} submitted cases were left out as copies of a film submitted under "
+                     f"different labels** ({named}{more}): a clinician should correct the wrong labels "
+                     "(withdrawing one copy would leave every copy of the film out)")
     return lines
 
 
@@ -586,8 +591,9 @@ def _recorded_elsewhere(summary: Mapping[str, Any]) -> str:
 
 
 def _data_names(sources: Sequence[str]) -> str:
-    """Data folders or repos by their last name ("mias1024"), not the server's paths."""
-    return ", ".join(f"*{PurePosixPath(str(source).rstrip('/')).name or source}*" for source in sources)
+    """Data folders or repos as people read them (:func:`~mammo.config.data_name`: "mias1024", not the
+    server's path), in italics."""
+    return ", ".join(f"*{data_name(str(source).rstrip('/')) or source}*" for source in sources)
 
 
 def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:

@@ -123,6 +123,8 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
     assert "Image size: a number, got 'x'." in worded, worded
     endless = outcome(lambda: client.predict(1, "inf", True, api_name="/retrain"))  # an OverflowError
     assert "Image size: a number, got 'inf'." in endless, endless
+    not_a_count = outcome(lambda: client.predict("nan", 0, True, api_name="/retrain"))  # passed the slider
+    assert f"Epochs: a number from 1 to {most}, got 'nan'." in not_a_count, not_a_count
     table.append(f"| image size 'x' | refused: {worded} |")
     log = app.log()  # refusals are one line each, as every other refusal: no traceback
     assert "Notes field refused: Nothing was stored" in log and "Heat-map opacity field refused" in log

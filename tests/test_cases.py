@@ -215,7 +215,7 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "FINDINGS: MR SHOWS NO ENHANCEMENT", "Seen on MR. Benign appearance",
                                    "Compare with prior MR\nImpression: benign", "MRS Choline peak",
                                    "DR Mammography", "CR/DR Tomosynthesis", "Known MS Lesions", "SR Report",
-                                   "TR 4.5 ms TE 2 ms", "Mx Follow-up"])
+                                   "TR 4.5 ms TE 2 ms", "Mx Follow-up", "TE 30 ms Echo", "MS Excel sheet"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -249,6 +249,10 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "Mrs\tSmith"}, r"\(a name after a title"),
         ("normal", {"notes": "Herr Müller, Mme Dupont"}, r"\(a name after a title"),
         ("normal", {"notes": "Sr. Garcia"}, r"\(a name after a title"),
+        # and, from a review: a dotted title in capitals, a title in lower case, a non-breaking space
+        ("normal", {"notes": "DR. OKAFOR"}, r"\(a name after a title"),
+        ("normal", {"notes": "seen by dr Okafor"}, r"\(a name after a title"),
+        ("normal", {"notes": "Mrs\u00a0Smith"}, r"\(a name after a title"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

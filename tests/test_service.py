@@ -1048,12 +1048,13 @@ def test_copies_of_one_film_among_the_cases_are_learnt_once_and_disputed_labels_
 
     film, other = mirrored("benign", 0), mirrored("normal", 0)
     twice = np.repeat(np.repeat(film, 2, axis=0), 2, axis=1)
-    stored = {}
+    stored, hashes = {}, {}
     for name, image, label in (("film", film, "benign"), ("other", other, "normal"),
                                ("larger", twice, "malignant"), ("upside down", twice[::-1], "normal"),
                                ("re-encoded", np.round(twice * 200) / 200, "benign"),
                                ("other, larger", np.repeat(other, 2, axis=0).repeat(2, axis=1), "normal")):
-        stored[name] = service.submit(image, label, None)["case_id"]
+        receipt = service.submit(image, label, None)
+        stored[name], hashes[name] = receipt["case_id"], receipt["image_sha256"]
     summary = service.retrain(TINY)
     assert (summary["cases_used"], summary["cases_trained_on"], summary["cases_repeated"]) == (6, 2, 1)
     assert summary["cases_disputed"] == [stored[name] for name in ("film", "larger", "re-encoded")]
@@ -1062,9 +1063,15 @@ def test_copies_of_one_film_among_the_cases_are_learnt_once_and_disputed_labels_
     verdict = views.verdict_text(summary)
     assert ("1 submitted case was left out as a later copy of an earlier case of the same label (at another "
             "size or encoding; the earlier case was learnt)") in verdict
-    assert (f"**3 submitted cases were left out as copies of one film under different labels** "
+    assert (f"**3 submitted cases were left out as copies of a film submitted under different labels** "
             f"(`{stored['film'][:8]}`, `{stored['larger'][:8]}`, `{stored['re-encoded'][:8]}`): a clinician "
-            "should correct or withdraw them") in verdict
+            "should correct the wrong labels (withdrawing one copy would leave every copy of the film "
+            "out)") in verdict
+    # of the other film, the first copy was learnt (its pixels are among the model's films), and of the
+    # disputed film none
+    learnt = set(data["image_sha256"])
+    assert hashes["other"] in learnt and hashes["other, larger"] not in learnt
+    assert not learnt & {hashes[name] for name in ("film", "larger", "re-encoded")}
 
 
 def test_a_withdrawn_case_whose_image_cannot_be_read_is_said_in_the_log_and_submissions_go_on(

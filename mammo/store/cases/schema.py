@@ -106,12 +106,15 @@ _IDENTIFIER_SHAPES = {
     "an e-mail address": re.compile(r"[\w.+-]+@[\w-]+\.\w+"),
     "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
         r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
-    # a title and a capitalised word ("Mrs Jane Smith", "Dr. Okafor", "Herr Müller"; "Dr review" is
-    # not), or, for the titles that are no imaging abbreviation, both in capitals ("MRS SMITH"; not
-    # "MR SHOWS", "DR MAMMOGRAPHY", "MS LESION"), on one line ("prior MR\nImpression" is not)
+    # a title (capitalised or lower case; Ms capitalised only: ms is milliseconds) and a capitalised
+    # word ("Mrs Jane Smith", "dr Okafor", "Herr Müller"; "Dr review" is not); or a word in capitals
+    # after a title in capitals that is no imaging abbreviation ("MRS SMITH"), or after MR., DR. or
+    # MS. with its full stop ("DR. OKAFOR"; not "MR SHOWS", "DR MAMMOGRAPHY", "MS LESION"); on one
+    # line, any space between ("Mrs\u00a0Smith" pasted from a record; "prior MR\nImpression" is not)
     "a name after a title (Mr, Mrs, Ms, Miss, Dr, Prof, Mme, Herr, Frau, Sr, Sra)": re.compile(
-        r"\b(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof|Mme|Mlle|Herr|Frau|Sr|Sra|Srta)\.?[ \t]+"
-        r"[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['-])+|(?:MRS|MISS|PROF|MME|MLLE|HERR|FRAU)\.?[ \t]+[A-ZÀ-ÖØ-Þ]{2,}\b)"),
+        r"\b(?:(?:[Mm]r|[Mm]rs|[Mm]iss|[Dd]r|[Pp]rof|[Mm]me|[Mm]lle|[Hh]err|[Ff]rau|[Ss]r|[Ss]ra|[Ss]rta|Ms)\.?"
+        r"[^\S\r\n]+[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['-])+"
+        r"|(?:(?:MRS|MISS|PROF|MME|MLLE|HERR|FRAU)\.?|(?:MR|DR|MS)\.)[^\S\r\n]+[A-ZÀ-ÖØ-Þ]{2,}\b)"),
 }
 
 NOTHING_STORED = "Nothing was stored: "  # how a refusal that stresses it starts (once)
