@@ -1261,7 +1261,8 @@ def build() -> gr.Blocks:
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
             served = gr.Markdown()
             with gr.Row():
-                retrain_button = gr.Button("Retrain", variant="primary", scale=1, min_width=160)
+                retrain_button = gr.Button("Retrain", variant="primary", scale=0, min_width=160)  # the
+                # status line takes the rest of the row
                 status = gr.Markdown(elem_id="retrain-status")  # filled as the page loads; PAGE_CSS
             with gr.Column(visible=False) as results:
                 verdict = gr.Markdown()

@@ -290,7 +290,7 @@ _AUDIT_NAMES = {
     "cases_trained_on": "cases trained on",
     "cases_left_out": "cases read that are base films (not trained on)",
     "cases_repeated": "later copies of a case (not trained on)",
-    "cases_disputed": "copies of one film under different labels (not trained on)",
+    "cases_disputed": "copies of a film under different labels (not trained on)",
     **{f"{who}_{key}": f"{who} {name}" for who in ("candidate", "current")
        for key, name in (("n", "films scored"), ("auc_malignant", "AUC malignant vs rest"),
                          ("auc_malignant_ci95", "AUC 95% CI"))},
