@@ -429,21 +429,10 @@ def _data_section(mammo: dict) -> str:
         ("Validation images", _num(data.get("n_val"))),
         ("Submitted cases used", _num(data.get("n_cases"))),
     ]
-    if data.get("n_cases_left_out"):
-        rows.append(("Submitted cases left out (their images are films of the base data, or copies)",
-                     _num(data["n_cases_left_out"])))
-    if data.get("n_cases_label_conflicts"):
-        rows.append(("Of those, with another label than the base data's (the base label was kept)",
-                     _num(data["n_cases_label_conflicts"])))
-    if data.get("n_cases_withdrawn_copies"):
-        rows.append(("Submitted cases left out as copies of withdrawn cases' images",
-                     _num(data["n_cases_withdrawn_copies"])))
-    if data.get("n_cases_repeated"):
-        rows.append(("Submitted cases left out as later copies of an earlier case of the same label",
-                     _num(data["n_cases_repeated"])))
-    if data.get("cases_disputed"):  # counted: the config lists their ids (a clinician corrects the labels)
-        rows.append(("Submitted cases left out as copies of a film submitted under different labels",
-                     _num(len(data["cases_disputed"]))))
+    # the submitted cases a retrain left out, each kind shown when there are any (disputed ones are
+    # counted: the config lists their ids, for a clinician to correct their labels)
+    rows += [(label, _num(len(left) if isinstance(left, list) else left))
+             for key, label in _LEFT_OUT_ROWS if (left := data.get(key))]
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
         rows += [(f"Images labelled `{label}`", _num(n)) for label, n in counts.items()]
@@ -501,6 +490,16 @@ def _metric_value(metrics: dict, key: str) -> float | None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         return None
     return round(float(value), 4)
+
+
+_LEFT_OUT_ROWS = (
+    ("n_cases_left_out", "Submitted cases left out (their images are films of the base data, or copies)"),
+    ("n_cases_label_conflicts",
+     "Of those, with another label than the base data's (the base label was kept)"),
+    ("n_cases_withdrawn_copies", "Submitted cases left out as copies of withdrawn cases' images"),
+    ("n_cases_repeated", "Submitted cases left out as later copies of an earlier case of the same label"),
+    ("cases_disputed", "Submitted cases left out as copies of a film submitted under different labels"),
+)
 
 
 def _data_name(source: object) -> str:
