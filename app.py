@@ -38,6 +38,7 @@ from mammo.imaging import SUPPORTED, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
 from mammo.service import BASE_FILM_CASES, MammoService, PublishedNotServed, RetrainBusy, RetrainOptions
+from mammo.store import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS, MetadataField
 
 log = logging.getLogger("mammo.app")
@@ -178,12 +179,20 @@ def clear_errors(fn):
     return wrapper
 
 
-def _user(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None) -> str | None:
+def _user(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None, *,
+          needed: bool = True) -> str | None:
     """Who is asking: the signed-in browser user, else the owner of the token an API caller passed
-    with ``gradio_client.Client(..., oauth_token=...)`` (checked with the Hub), else nobody."""
+    with ``gradio_client.Client(..., oauth_token=...)`` (checked with the Hub), else nobody. A token
+    the Hub cannot check now is refused in words (HubUnavailable), unless the user is not ``needed``
+    (only to file a prediction in their history): then nobody, logged, and the prediction is made."""
     if profile is not None:
         return profile.username
-    return token_users.user(token.token if token is not None else None)
+    try:
+        return token_users.user(token.token if token is not None else None)
+    except HubUnavailable:
+        if needed:
+            raise
+        return None
 
 
 def _download(name: str, content: bytes | str) -> str:
@@ -322,7 +331,7 @@ def _prediction(image: str | None, method: str, opacity: float, profile: gr.OAut
                 token: gr.OAuthToken | None) -> Prediction:
     """A new prediction of the uploaded file, logged with its caller."""
     return service.predict(_need_file(image), method=_method(method), opacity=opacity,
-                           user=_user(profile, token))
+                           user=_user(profile, token, needed=False))
 
 
 @clear_errors
@@ -461,7 +470,7 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
     the probabilities, the malignancy score with the review cut-off and what it means, the model
     version with its estimated performance and where its card is, the heat-map method, the UTC time
     and the disclaimer. No file name, DICOM tag or metadata goes in. Research use only."""
-    pdf = service.report(_need_file(image), _method(method), opacity, user=_user(profile, token))
+    pdf = service.report(_need_file(image), _method(method), opacity, user=_user(profile, token, needed=False))
     return _download(f"mammo-report-{_utc_stamp()}.pdf", pdf)
 
 

@@ -69,8 +69,9 @@ def can_submit(user: str | None, settings: Settings) -> Permission:
 class TokenUsers:
     """Hugging Face user names of API callers' tokens (``whoami``), cached for ``ttl_s`` seconds.
 
-    Tokens are kept only as SHA-256 digests and never logged. An invalid token, or one the Hub
-    cannot check right now, names nobody (the caller is treated as not signed in).
+    Tokens are kept only as SHA-256 digests and never logged. An invalid token names nobody (the
+    caller is treated as not signed in); one the Hub cannot check right now is refused as that
+    (:class:`HubUnavailable`), not taken for nobody, whose refusals would say "pass your token".
     """
 
     def __init__(self, settings: Settings, ttl_s: float = 300.0, size: int = 256) -> None:
@@ -79,6 +80,8 @@ class TokenUsers:
         self._lock = threading.Lock()
 
     def user(self, token: str | None) -> str | None:
+        """The token's user name; None for no token or one the Hub does not accept. Raises
+        HubUnavailable when the Hub does not answer (asked again next time)."""
         if not token:
             return None
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -86,9 +89,7 @@ class TokenUsers:
             name, expires = self._cache.get(key, (None, 0.0))
             if expires > time.monotonic():
                 return name
-        name, checked = self._whoami(token)
-        if not checked:  # the Hub did not answer: ask again next time
-            return None
+        name = self._whoami(token)
         with self._lock:
             self._cache[key] = (name, time.monotonic() + self.ttl_s)
             self._cache.move_to_end(key)
@@ -96,14 +97,16 @@ class TokenUsers:
                 self._cache.popitem(last=False)
         return name
 
-    def _whoami(self, token: str) -> tuple[str | None, bool]:
-        """(the token's user name or None, whether the Hub answered)."""
+    def _whoami(self, token: str) -> str | None:
+        """The token's user name, or None when the Hub does not accept it."""
         api = HfApi(endpoint=self.settings.hf_endpoint, token=token, library_name="mammo")
         try:
-            return check_reachable(api).get("name"), True
+            return check_reachable(api).get("name")
         except HubUnavailable as error:
             log.warning("could not check an API caller's token: %s", error)
-            return None, False
+            raise HubUnavailable("Your Hugging Face token could not be checked: the Hub did not answer "
+                                 f"({error}). Try again in a minute, or call without a token where you "
+                                 "need not be signed in.") from error
         except HubError:
             log.info("an API caller sent a token the Hub does not accept")
-            return None, True
+            return None

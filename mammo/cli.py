@@ -157,13 +157,19 @@ def _retrain(args: argparse.Namespace) -> int:
     from .access import TokenUsers
     from .distributed import processes
     from .service import MammoService, RetrainOptions
+    from .store._hub import HubUnavailable
 
     if processes() > 1:
         raise ValueError("retrain runs as one process (on one GPU when present); a multi-process "
                          "launch is for `train` and `cv`")
     service = MammoService()
     try:
-        user = TokenUsers(service.settings).user(service.settings.hf_token)
+        try:
+            user = TokenUsers(service.settings).user(service.settings.hf_token)
+        except HubUnavailable as error:  # a local store needs no Hub: go on, said
+            print(f"warning: {error} The retrain goes on as by nobody, which is refused where only "
+                  "trainers may retrain.", file=sys.stderr)
+            user = None
         options = RetrainOptions(args.epochs, args.image_size, not args.from_imagenet, args.seed)
         warning = service.film_size_warning(options)
         if warning:

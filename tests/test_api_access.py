@@ -68,7 +68,7 @@ def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
         assert hub_server.token not in log and "hf_not_a_valid_token" not in log
 
 
-def test_health_says_degraded_when_the_hub_is_down(hub_server, tmp_path: Path) -> None:
+def test_health_says_degraded_when_the_hub_is_down(hub_server, small_mias: Path, tmp_path: Path) -> None:
     env = {"MAMMO_MODEL_REPO": f"{USER}/models"}  # with HF_TOKEN: versions on the (test) Hub
     with AppProcess(tmp_path / "home", env=env) as app:
         assert httpx.get(app.url + "health", timeout=10).json()["hub"]["reachable"]
@@ -78,4 +78,12 @@ def test_health_says_degraded_when_the_hub_is_down(hub_server, tmp_path: Path) -
         assert answer.status_code == 503 and report["status"] == "degraded"
         assert not report["hub"]["reachable"] and "unreachable" in report["hub"]["error"]
         assert not report["models"]["reachable"] and report["cases"]["reachable"]
+        # a token the Hub cannot check now is said to be that, not taken for no token ("pass your token")
+        caller = app.client(oauth_token=hub_server.token)
+        with pytest.raises(AppError, match="token could not be checked: the Hub did not answer") as refused:
+            caller.predict(api_name="/history")
+        assert "pass your" not in str(refused.value)
+        # ... but a prediction, which needs nobody's name, is made (filed in no one's history)
+        film = handle_file(str(next((small_mias / "normal").glob("*.png"))))
+        assert caller.predict(film, api_name="/predict")[2]["model_version"]
         assert report["model_version"] == SERVED  # still serving

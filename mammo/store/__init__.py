@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._hub import HubError, check_reachable, hub_api
+    from ._hub import HubError, HubUnavailable, check_reachable, hub_api
     from .audit import AuditLog, open_audit_log
     from .base_data import base_data_folder, base_data_name, base_data_source
     from .cases import CaseStore, HubCaseStore, StoreError, open_case_store
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .registry import ModelRegistry, NewerVersion, RegistryError, is_newer, open_registry
 
 _MODULE_OF = {  # public name -> the submodule that defines it
-    "HubError": "_hub", "check_reachable": "_hub", "hub_api": "_hub",
+    "HubError": "_hub", "HubUnavailable": "_hub", "check_reachable": "_hub", "hub_api": "_hub",
     "AuditLog": "audit", "open_audit_log": "audit",
     "base_data_folder": "base_data", "base_data_name": "base_data", "base_data_source": "base_data",
     "CaseStore": "cases", "HubCaseStore": "cases", "StoreError": "cases", "open_case_store": "cases",
@@ -33,7 +33,7 @@ _MODULE_OF = {  # public name -> the submodule that defines it
 }
 
 __all__ = [
-    "AuditLog", "CaseStore", "HubCaseStore", "HubError", "ModelRegistry", "NewerVersion", "PendingError",
+    "AuditLog", "CaseStore", "HubCaseStore", "HubError", "HubUnavailable", "ModelRegistry", "NewerVersion", "PendingError",
     "PendingPool", "PredictionLog", "RegistryError", "StoreError", "base_data_folder", "base_data_name",
     "base_data_source", "check_reachable", "hub_api", "is_newer", "open_audit_log", "open_case_store",
     "open_prediction_log", "open_registry", "prediction_record", "promotion_decision",
