@@ -470,7 +470,8 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
     the probabilities, the malignancy score with the review cut-off and what it means, the model
     version with its estimated performance and where its card is, the heat-map method, the UTC time
     and the disclaimer. No file name, DICOM tag or metadata goes in. Research use only."""
-    pdf = service.report(_need_file(image), _method(method), opacity, user=_user(profile, token, needed=False))
+    pdf = service.report(_need_file(image), _method(method), opacity,
+                         user=_user(profile, token, needed=False))
     return _download(f"mammo-report-{_utc_stamp()}.pdf", pdf)
 
 

@@ -598,8 +598,11 @@ class MammoService:
     def submit_many(self, items: Iterable[tuple[ImageSource, str, Mapping[str, Any] | None]],
                     user: str | None = None, *, skip_duplicates: bool = False,
                     names: Sequence[str] | None = None) -> dict:
-        """A batch of cases as one shard (see ``CaseStore.append_many``)."""
+        """A batch of cases as one shard (see ``CaseStore.append_many``). The receipt names the stored
+        images that do not look like a whole film (``not_like_a_film``: case id, name, why), as a
+        single submission's does."""
         can_submit(user, self.settings).require()
+        items = list(items)
         receipt = self.cases.append_many(items, skip_duplicates=skip_duplicates, names=names)
         if receipt["skipped"] and not receipt["case_ids"]:  # every image skipped: nothing to record
             skipped = receipt["skipped"]
@@ -611,10 +614,21 @@ class MammoService:
             raise StoreError(f"Nothing new was stored: {what} {before} "
                              f"({named}{', ...' if len(skipped) > 5 else ''}).",
                              logged=f"Nothing new was stored: {what} {before}.")
+        skipped = {skip["index"] for skip in receipt["skipped"]}
+        kept = [i for i in range(len(items)) if i not in skipped]
         films = self._base_films()
-        found = [(film, label) for case_id, digest, label in zip(receipt["case_ids"], receipt["image_sha256"],
-                                                                  receipt["labels"], strict=True)
-                 if (film := self._stored_base_film(films, case_id, digest)) is not None]
+        found: list[tuple[BaseFilm, str]] = []
+        unlike: list[dict[str, str]] = []
+        for case_id, digest, label, i in zip(receipt["case_ids"], receipt["image_sha256"], receipt["labels"],
+                                             kept, strict=True):
+            image = self._submitted(items[i][0])  # read once, as Predict reads it (one at a time: not kept)
+            if (film := films.tag_of(digest, image and image.fingerprint)) is not None:
+                found.append((film, label))
+            if image and (why := whole_film_doubt(image.grey, image.breast, image.coloured)):
+                name = names[i] if names else f"item {i + 1}"
+                unlike.append({"case_id": case_id, "name": name, "why": why})
+        if unlike:  # stored as given, but said, as for one case
+            receipt["not_like_a_film"] = unlike
         parts = [film.part for film, _ in found]
         if parts:  # stored, and said: a retrain leaves them out (pipeline)
             one, held_out = len(parts) == 1, parts.count("holdout")
@@ -730,14 +744,6 @@ class MammoService:
             log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
                         case_id, error)
             return None
-
-    def _stored_base_film(self, films: KnownFilms[BaseFilm], case_id: str, digest: str) -> BaseFilm | None:
-        """The film of the base data (``films``) that the stored case ``case_id`` (its pixel hash
-        ``digest``) is, by its pixels or, read back from the store, as a copy; None."""
-        film = films.tag_by_hash.get(digest)
-        if film is None and len(films):
-            film = films.tag_of(digest, self._fingerprint(case_id))
-        return film
 
     def _base_films(self) -> KnownFilms[BaseFilm]:
         """The films of the base data under the served version's split, with their part and label: the

@@ -484,6 +484,7 @@ def _headline(summary: Mapping[str, Any], served: str | None) -> str:
 
 
 _DISPUTED_NAMED = 6  # disputed cases named in a verdict; the config lists them all
+_UNLIKE_NAMED = 10  # images named in a bulk receipt's check; the JSON receipt lists them all
 
 
 def _copies_text(repeats: int, disputed: Sequence[str]) -> list[str]:
@@ -819,6 +820,15 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
             lines.append(f"Skipped, {why}: {', '.join(names)}.")
     if receipt.get("base_films"):
         lines.append(f"⚠️ Note: {receipt['base_films']}.")
+    if unlike := receipt.get("not_like_a_film"):
+        one = len(unlike) == 1
+        named = "; ".join(f"`{u['case_id']}` ({literal(u['name'])}: {u['why']})"
+                          for u in unlike[:_UNLIKE_NAMED])
+        more = f"; and {len(unlike) - _UNLIKE_NAMED} more" if len(unlike) > _UNLIKE_NAMED else ""
+        lines.append(f"⚠️ Check: {'this image does' if one else f'{len(unlike)} of these images do'} not look "
+                     f"like a whole mammogram: {named}{more}. {'It was' if one else 'They were'} stored as "
+                     f"given, and a retrain learns from {'it' if one else 'them'}: withdraw any that is not "
+                     "a film (*Correct a stored case's label, or withdraw the case*, below, by its case id).")
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")
     return "  \n".join(lines)

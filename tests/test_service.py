@@ -1001,6 +1001,34 @@ def test_an_image_unlike_a_film_is_stored_and_its_receipt_says_so(service: Mammo
     assert "not_like_a_film" not in service.submit(film, "normal", None)  # a real film
 
 
+def test_a_bulk_upload_names_the_images_unlike_a_film_as_one_submission_does(
+        service: MammoService, small_mias: Path, tmp_path: Path) -> None:
+    """A bulk upload's receipt said nothing of noise stored among films (a single submission's does)."""
+    import zipfile
+
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 240), dtype=np.uint8)).save(noise)
+    films = sorted((small_mias / "benign").glob("*.png"))[:2]
+    archive = tmp_path / "cases.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(films[1], "benign/film.png")
+        handle.write(noise, "normal/noise.png")
+    receipt = service.submit_uploads([str(films[0]), str(noise), str(archive)], "benign")
+    # the loose noise is stored, its copy in the zip skipped (the same pixels): named once
+    assert [s["name"] for s in receipt["skipped"]] == ["cases.zip: normal/noise.png"]
+    [unlike] = receipt["not_like_a_film"]
+    assert unlike["case_id"] == receipt["case_ids"][1] and unlike["name"] == "noise.png"
+    assert unlike["why"] == service.predict(noise).details()["not_like_a_film"]
+    text = views.bulk_receipt_text(receipt)
+    said = f"⚠️ Check: this image does not look like a whole mammogram: `{unlike['case_id']}` (noise\\.png: "
+    assert said in text
+    assert "withdraw any that is not a film" in text
+    # films only: nothing to check
+    normals = sorted((small_mias / "normal").glob("*.png"))[:2]
+    again = service.submit_uploads([str(f) for f in normals], "normal")
+    assert "not_like_a_film" not in again and "Check" not in views.bulk_receipt_text(again)
+
+
 def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_copy(
     service: MammoService, small_mias: Path
 ) -> None:

@@ -33,10 +33,10 @@ _MODULE_OF = {  # public name -> the submodule that defines it
 }
 
 __all__ = [
-    "AuditLog", "CaseStore", "HubCaseStore", "HubError", "HubUnavailable", "ModelRegistry", "NewerVersion", "PendingError",
-    "PendingPool", "PredictionLog", "RegistryError", "StoreError", "base_data_folder", "base_data_name",
-    "base_data_source", "check_reachable", "hub_api", "is_newer", "open_audit_log", "open_case_store",
-    "open_prediction_log", "open_registry", "prediction_record", "promotion_decision",
+    "AuditLog", "CaseStore", "HubCaseStore", "HubError", "HubUnavailable", "ModelRegistry", "NewerVersion",
+    "PendingError", "PendingPool", "PredictionLog", "RegistryError", "StoreError", "base_data_folder",
+    "base_data_name", "base_data_source", "check_reachable", "hub_api", "is_newer", "open_audit_log",
+    "open_case_store", "open_prediction_log", "open_registry", "prediction_record", "promotion_decision",
 ]
 
 
