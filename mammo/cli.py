@@ -185,7 +185,7 @@ def _retrain(args: argparse.Namespace) -> int:
     finally:
         service.close()
     keys = ("promoted", "reason", "version", "rejected_id", "current_version", "cases_used", "cases_left_out",
-            "cases_label_conflicts", "cases_corrected", "cases_withdrawn", "cases_withdrawn_copies",
+            "cases_label_conflicts", "cases_in_label_conflict", "cases_corrected", "cases_withdrawn", "cases_withdrawn_copies",
             "cases_trained_on", "cases_repeated", "cases_disputed", "split", "paired_difference",
             "film_size_warning")
     print(json.dumps({**{k: summary[k] for k in keys}, "candidate": _brief(summary["candidate_metrics"]),

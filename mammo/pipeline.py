@@ -74,7 +74,7 @@ class CasesApart(NamedTuple):
 
     kept: list[Example]
     identities: list[FilmIdentity]  # the kept cases', in order
-    conflicts: int  # cases left out as base films whose label differs from the film's
+    conflicts: list[str]  # the case ids of those left out as base films under another label than the film's
     withdrawn_copies: int  # cases left out as copies of withdrawn cases' images
     repeats: int  # later copies of a film whose copies all carry one label (the first is kept)
     disputed: list[str]  # the case ids of films whose copies carry different labels (none is kept)
@@ -87,14 +87,15 @@ def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side:
     twice), neither by their pixels nor as a copy at another size or encoding, and no copy of the
     ``withheld`` images (withdrawn cases': one submitted again at another size or encoding, before or
     after the withdrawal); each case decoded once. How many of the base films left out carry another
-    label than their film's (the base label stays: someone should look at them).
+    label than their film's (the base label stays: someone should look at them; their ids are returned).
 
     Copies of one film among the cases (the case store refuses the same pixels twice, not a copy at
     another size: an API walk stored one film four times under three labels, each then trained on)
     are learnt once, as the first of them in ``cases`` (give them in submission order), when they all
     carry one label; when their labels differ, none is learnt (which one is right is for a clinician
     to say: their ids are returned)."""
-    conflicts, withdrawn = 0, 0
+    conflicts: list[str] = []
+    withdrawn = 0
     firsts: KnownFilms[int] = KnownFilms()  # the first case of each film so far, by its index in groups
     groups: list[list[tuple[Example, FilmIdentity]]] = []  # each film's cases, the first first
     for case, identity in zip(cases, film_identities(cases, min_side), strict=True):
@@ -102,7 +103,8 @@ def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side:
         if withheld is not None and withheld.find(identity.fingerprint) is not None:
             withdrawn += 1
         elif film is not None:
-            conflicts += film != case.label
+            if film != case.label:
+                conflicts.append(case.group)
         elif (group := firsts.tag_of(*identity)) is not None:
             groups[group].append((case, identity))
         else:
@@ -242,7 +244,7 @@ def train_to_folder(
     if base_films:
         log.warning("%d submitted cases left out of training: their images are films of the base data, "
                     "or copies of them at another size or encoding (%d with another label than the base "
-                    "data's)", base_films, conflicts)
+                    "data's)", base_films, len(conflicts))
     if withdrawn_copies:
         log.warning("%d submitted cases left out of training: their images are copies of withdrawn cases'",
                     withdrawn_copies)
@@ -308,7 +310,8 @@ def train_to_folder(
             # encoding): held-out or validation films are never trained on, a training film not twice
             "n_cases_left_out": base_films,
             # of those, cases whose confirmed label differs from the base data's (the base label stays)
-            "n_cases_label_conflicts": conflicts,
+            "n_cases_label_conflicts": len(conflicts),
+            "cases_in_label_conflict": conflicts,  # their case ids, for a clinician to look at
             # cases whose images are copies of withdrawn cases' (at another size or encoding)
             "n_cases_withdrawn_copies": withdrawn_copies,
             # later copies of a film submitted more than once under one label (the first was learnt)

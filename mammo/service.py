@@ -1026,6 +1026,7 @@ class MammoService:
                 cases_used=summary["cases_used"], cases_trained_on=summary["cases_trained_on"],
                 cases_left_out=summary["cases_left_out"], cases_repeated=summary["cases_repeated"],
                 cases_disputed=summary["cases_disputed"],
+                cases_in_label_conflict=summary["cases_in_label_conflict"],
                 served_before=summary["current_version"],
                 **{f"{who}_{key}": summary[f"{who}_metrics"].get(key)
                    for who in ("candidate", "current") for key in _AUDITED_METRICS})
@@ -1158,6 +1159,7 @@ class MammoService:
                           "cases_repeated": mammo["data"]["n_cases_repeated"],
                           "cases_disputed": mammo["data"]["cases_disputed"],
                           "cases_label_conflicts": mammo["data"]["n_cases_label_conflicts"],
+                          "cases_in_label_conflict": mammo["data"]["cases_in_label_conflict"],
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
                           # where the served version's own recorded figure came from, against this one

@@ -291,6 +291,7 @@ _AUDIT_NAMES = {
     "cases_left_out": "cases read that are base films (not trained on)",
     "cases_repeated": "later copies of a case (not trained on)",
     "cases_disputed": "copies of a film under different labels (not trained on)",
+    "cases_in_label_conflict": "base films under another label (the base label kept)",
     **{f"{who}_{key}": f"{who} {name}" for who in ("candidate", "current")
        for key, name in (("n", "films scored"), ("auc_malignant", "AUC malignant vs rest"),
                          ("auc_malignant_ci95", "AUC 95% CI"))},
@@ -483,7 +484,7 @@ def _headline(summary: Mapping[str, Any], served: str | None) -> str:
     return f"**{outcome}{f'; {served} is served now' if changed else ''}.**"
 
 
-_DISPUTED_NAMED = 6  # disputed cases named in a verdict; the config lists them all
+_CASES_NAMED = 6  # case ids named in a verdict's sentence; the model's config lists them all
 _UNLIKE_NAMED = 10  # images named in a bulk receipt's check; the JSON receipt lists them all
 
 
@@ -494,13 +495,17 @@ def _copies_text(repeats: int, disputed: Sequence[str]) -> list[str]:
              f"{'later copies' if repeats > 1 else 'a later copy'} of an earlier case of the same label (at "
              "another size or encoding; the earlier case was learnt)"] if repeats else []
     if disputed:
-        named = ", ".join(f"`{_short_id(case)}`" for case in disputed[:_DISPUTED_NAMED])
-        more = f" and {len(disputed) - _DISPUTED_NAMED} more (the model's config lists them all)" if len(
-            disputed) > _DISPUTED_NAMED else ""
         lines.append(f"**{len(disputed)} submitted cases were left out as copies of a film submitted under "
-                     f"different labels** ({named}{more}): a clinician should correct the wrong labels "
-                     "(withdrawing one copy would leave every copy of the film out)")
+                     f"different labels** ({_named_cases(disputed)}): a clinician should correct the wrong "
+                     "labels (withdrawing one copy would leave every copy of the film out)")
     return lines
+
+
+def _named_cases(case_ids: Sequence[str]) -> str:
+    """The first few of ``case_ids`` (shortened), and how many more the model's config lists."""
+    named = ", ".join(f"`{_short_id(case)}`" for case in case_ids[:_CASES_NAMED])
+    more = len(case_ids) - _CASES_NAMED
+    return named + (f" and {more} more (the model's config lists them all)" if more > 0 else "")
 
 
 def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
@@ -526,8 +531,10 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                    "of the base data, or a copy of one at another size or encoding (held-out and "
                    "validation films are never trained on, a training film not twice).")
         if conflicts:
+            ids = summary.get("cases_in_label_conflict") or []  # none from retrains before they were named
+            named = f" ({_named_cases(ids)})" if ids else ""
             caveat += (f" **{conflicts} of them {'carry' if conflicts > 1 else 'carries'} another label "
-                       "than the base data's**: the base label was kept; a clinician should look at "
+                       f"than the base data's**{named}: the base label was kept; a clinician should look at "
                        f"{'them' if conflicts > 1 else 'it'}.")
     corrected, withdrawn = summary.get("cases_corrected") or 0, summary.get("cases_withdrawn") or 0
     amended = [*([f"{corrected} of the submitted cases it read carr{'ies' if corrected == 1 else 'y'} a "

@@ -375,7 +375,7 @@ def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: Mammo
     held_out, trained, copied = parts["holdout"][0], parts["train"][0], parts["holdout"][1]
     other = next(label for label in service.labels if label != trained.label)  # a clinician disagrees
     service.submit(held_out.source, held_out.label, None)
-    service.submit(trained.source, other, None)
+    disagreeing = service.submit(trained.source, other, None)["case_id"]
     larger = mias.parent / "mias1024" / copied.label / Path(copied.source).name
     assert service.submit(str(larger), copied.label, None)["base_film"] == (
         f"{HELD_OUT_FILM}; it is labelled {copied.label} in the base data")
@@ -384,13 +384,16 @@ def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: Mammo
     assert summary["cases_label_conflicts"] == 1
     data = json.loads((candidate_folder(service, summary) / "config.json").read_text())["mammo"]["data"]
     assert data["n_cases"] == 0 and data["n_cases_left_out"] == 3
+    assert data["cases_in_label_conflict"] == summary["cases_in_label_conflict"] == [disagreeing]
     assert len(data["image_fingerprints"]) == len(data["image_sha256"])  # one each per film it learnt from
     assert data["n_train"] == len(parts["train"])  # the training film once
     assert sha256_of_pixels(read_image(held_out.source)) not in data["image_sha256"]  # never trained on
     verdict = views.verdict_text(summary)
     assert ("3 submitted cases were left out of training: their images are films of the base data, or a "
             "copy of one at another size or encoding") in verdict
-    assert "**1 of them carries another label than the base data's**: the base label was kept" in verdict
+    # named, for a clinician to find (a walk saw a count and could not tell which case)
+    assert (f"**1 of them carries another label than the base data's** (`{views._short_id(disagreeing)}`): "
+            "the base label was kept") in verdict
     card = (candidate_folder(service, summary) / "README.md").read_text()
     assert "| Submitted cases left out (their images are films of the base data, or copies) | 3 |" in card
     assert "| Of those, with another label than the base data's (the base label was kept) | 1 |" in card
