@@ -185,9 +185,9 @@ def _retrain(args: argparse.Namespace) -> int:
     finally:
         service.close()
     keys = ("promoted", "reason", "version", "rejected_id", "current_version", "cases_used", "cases_left_out",
-            "cases_label_conflicts", "cases_in_label_conflict", "cases_corrected", "cases_withdrawn", "cases_withdrawn_copies",
-            "cases_trained_on", "cases_repeated", "cases_disputed", "split", "paired_difference",
-            "film_size_warning")
+            "cases_label_conflicts", "cases_in_label_conflict", "cases_corrected", "cases_withdrawn",
+            "cases_withdrawn_copies", "cases_trained_on", "cases_repeated", "cases_disputed", "split",
+            "paired_difference", "film_size_warning")
     print(json.dumps({**{k: summary[k] for k in keys}, "candidate": _brief(summary["candidate_metrics"]),
                       "current": _brief(summary["current_metrics"])}, indent=2))
     if not delivered:

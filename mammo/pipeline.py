@@ -86,17 +86,18 @@ def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side:
     holdout and the validation films must stay unseen by training, a training film must not count
     twice), neither by their pixels nor as a copy at another size or encoding, and no copy of the
     ``withheld`` images (withdrawn cases': one submitted again at another size or encoding, before or
-    after the withdrawal); each case decoded once. How many of the base films left out carry another
-    label than their film's (the base label stays: someone should look at them; their ids are returned).
+    after the withdrawal); each case decoded once. The cases left out as base films under another
+    label than their film's are named (the base label stays: someone should look at them).
 
     Copies of one film among the cases (the case store refuses the same pixels twice, not a copy at
-    another size: an API walk stored one film four times under three labels, each then trained on)
-    are learnt once, as the first of them in ``cases`` (give them in submission order), when they all
-    carry one label; when their labels differ, none is learnt (which one is right is for a clinician
-    to say: their ids are returned)."""
+    another size: an API walk stored one film four times under three labels, each then trained on;
+    a copy of any earlier copy is one too, so a chain of copies is one film) are learnt once, as the
+    first of them in ``cases`` (give them in submission order), when they all carry one label; when
+    their labels differ, none is learnt (which one is right is for a clinician to say: their ids are
+    returned)."""
     conflicts: list[str] = []
     withdrawn = 0
-    firsts: KnownFilms[int] = KnownFilms()  # the first case of each film so far, by its index in groups
+    seen: KnownFilms[int] = KnownFilms()  # every case so far, tagged with its film's index in groups
     groups: list[list[tuple[Example, FilmIdentity]]] = []  # each film's cases, the first first
     for case, identity in zip(cases, film_identities(cases, min_side), strict=True):
         film = films.tag_of(*identity)
@@ -105,11 +106,13 @@ def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side:
         elif film is not None:
             if film != case.label:
                 conflicts.append(case.group)
-        elif (group := firsts.tag_of(*identity)) is not None:
+        else:  # a copy of any case so far (a chain of copies is one film), else a film of its own
+            group = seen.tag_of(*identity)
+            if group is None:
+                group = len(groups)
+                groups.append([])
             groups[group].append((case, identity))
-        else:
-            firsts.add(identity, len(groups))
-            groups.append([(case, identity)])
+            seen.add(identity, group)
     agrees = [len({case.label for case, _ in group}) == 1 for group in groups]
     agreed = [group for group, one_label in zip(groups, agrees, strict=True) if one_label]
     disputed = [case.group for group, one_label in zip(groups, agrees, strict=True) if not one_label

@@ -25,9 +25,10 @@ from mammo.config import Settings, settings
 from mammo.data import Example, SplitSpec, case_examples, film_identities
 from mammo.errors import BadRequest, MammoError
 from mammo.explain import overlay
+from mammo.fingerprint import MATCH_BITS, bits_apart
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
-from mammo.predict import Predictor
+from mammo.predict import Predictor, load_image
 from mammo.service import (
     AUTO_USER,
     BASE_FILM_CASES,
@@ -1103,6 +1104,20 @@ def test_copies_of_one_film_among_the_cases_are_learnt_once_and_disputed_labels_
     learnt = set(data["image_sha256"])
     assert hashes["other"] in learnt and hashes["other, larger"] not in learnt
     assert not learnt & {hashes[name] for name in ("film", "larger", "re-encoded")}
+
+
+def test_a_chain_of_copies_is_one_film(service: MammoService, small_mias: Path) -> None:
+    """Copies were matched against the first case of each film only: B a copy of A and C of B, but C
+    too far from A, made C a film of its own, learnt under another label than A and B."""
+    film = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "benign").glob("*.png"))[0])))
+    chain = {"A": film, "B": film ** 0.8, "C": film ** 0.64}  # ever lower contrast
+    prints = {name: load_image(image, min_side=32).fingerprint for name, image in chain.items()}
+    assert max(bits_apart(prints["A"], prints["B"]), bits_apart(prints["B"], prints["C"])) <= MATCH_BITS
+    assert bits_apart(prints["A"], prints["C"]) > MATCH_BITS  # the chain this test is about
+    stored = {name: service.submit(image, label, None)["case_id"]
+              for (name, image), label in zip(chain.items(), ("benign", "benign", "normal"), strict=True)}
+    summary = service.retrain(TINY)
+    assert summary["cases_trained_on"] == 0 and summary["cases_disputed"] == list(stored.values())
 
 
 def test_a_withdrawn_case_whose_image_cannot_be_read_is_said_in_the_log_and_submissions_go_on(
