@@ -20,7 +20,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torchvision.transforms import v2
 
-from .fingerprint import FilmIdentity, LearntFilms, film_fingerprint
+from .fingerprint import FilmIdentity, LearntFilms
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .preprocess import Geometry, PreprocessConfig, prepare, small_copy, to_tensor
 
@@ -296,7 +296,7 @@ def film_identities(examples: Iterable[Example], min_side: int = MIN_SIDE) -> It
     """Each example's :class:`FilmIdentity`, in order (each decoded once, as it is asked for)."""
     for example in examples:
         grey = example.read(min_side)
-        yield FilmIdentity(sha256_of_pixels(grey), film_fingerprint(small_copy(grey)))
+        yield FilmIdentity.of(sha256_of_pixels(grey), small_copy(grey))
 
 
 def learnt_by(init: str | Path, films: Iterable[FilmIdentity]) -> int | None:

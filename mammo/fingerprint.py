@@ -12,7 +12,11 @@ different films at least 44 (the eight CBIS-DDSM films at least 90 from each oth
 mini-MIAS film). A copy is therefore one within :data:`MATCH_BITS`: loose enough for a copy whose
 contrast was also changed (a brightness/contrast change of 20%: 0-12 bits), tight enough that the
 same breast imaged again is not (the film shifted by 8 px, 1.6 mm: 14-38 bits; rotated 2 degrees:
-12-50). A crop, a rotation or a mirror image of a film is not recognised as it. The pixels that a
+12-50). A crop or a rotation of a film is not recognised as it. A mirror image is, by the fingerprint
+of the image's own mirror (:class:`FilmIdentity`'s ``mirrored``): films are commonly shown mirrored,
+and preprocessing turns every film to face one way, so a mirrored film is the very same input to a
+model. On the 258 mini-MIAS films a film lies at least 38 bits from the mirror image of any other
+(the other breast of the same woman included), 114 from its own. The pixels that a
 small edit changes barely move the hash: a 12 mm bright disc painted onto a film leaves it 6-26 bits
 from the original, so an edited copy can be taken for the film it was made from.
 """
@@ -27,8 +31,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-__all__ = ["HASH_SIZE", "MATCH_BITS", "film_fingerprint", "bits_apart", "Fingerprints", "FilmIdentity",
-           "KnownFilms", "LearntFilms"]
+__all__ = ["HASH_SIZE", "MATCH_BITS", "film_fingerprint", "mirrored_fingerprint", "bits_apart",
+           "Fingerprints", "FilmIdentity", "KnownFilms", "LearntFilms"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,12 @@ def film_fingerprint(small: np.ndarray) -> str:
     (``preprocess.small_copy(grey)``, or ``find_breast(grey).small``)."""
     pixels = np.clip(np.asarray(small, dtype=np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
     return str(imagehash.phash(Image.fromarray(pixels), hash_size=HASH_SIZE))
+
+
+def mirrored_fingerprint(small: np.ndarray) -> str:
+    """The fingerprint of the left-right mirror image of a film's 256 px copy (see
+    :func:`film_fingerprint`)."""
+    return film_fingerprint(np.ascontiguousarray(np.asarray(small)[:, ::-1]))
 
 
 def bits_apart(one: str, other: str) -> int:
@@ -76,9 +86,15 @@ class Fingerprints:
         self._words[:, self._count] = _words(fingerprint)
         self._count += 1
 
-    def find(self, fingerprint: str) -> int | None:
+    def find(self, fingerprint: str, mirrored: str | None = None) -> int | None:
         """The index of the film ``fingerprint`` is a copy of (the nearest, within :data:`MATCH_BITS`),
-        or None."""
+        or, failing that, the film ``mirrored`` (the image's mirror image's fingerprint) is; None."""
+        for query in (fingerprint, mirrored):
+            if query is not None and (found := self._nearest(query)) is not None:
+                return found
+        return None
+
+    def _nearest(self, fingerprint: str) -> int | None:
         if not self._count:
             return None
         words = _words(fingerprint)
@@ -90,11 +106,19 @@ class Fingerprints:
 
 
 class FilmIdentity(NamedTuple):
-    """What recognises a film: the hash of its very pixels (``imaging.sha256_of_pixels``) and its
-    fingerprint (:func:`film_fingerprint`, which a copy at another size or encoding shares)."""
+    """What recognises a film: the hash of its very pixels (``imaging.sha256_of_pixels``), its
+    fingerprint (:func:`film_fingerprint`, which a copy at another size or encoding shares) and its
+    mirror image's (:func:`mirrored_fingerprint`: a mirrored copy of a film is its film too). Sets of
+    films hold the first two; the mirror's is asked of them."""
 
     sha256: str
-    fingerprint: str
+    fingerprint: str | None = None
+    mirrored: str | None = None
+
+    @classmethod
+    def of(cls, sha256: str, small: np.ndarray) -> FilmIdentity:
+        """The identity of the film of these pixels' hash and 256 px copy."""
+        return cls(sha256, film_fingerprint(small), mirrored_fingerprint(small))
 
 
 class KnownFilms(Generic[Tag]):
@@ -112,16 +136,19 @@ class KnownFilms(Generic[Tag]):
         return len(self._tags)
 
     def add(self, identity: FilmIdentity, tag: Tag) -> None:
-        """One more film, with its tag (a film of the same pixels keeps the first's)."""
+        """One more film (fingerprinted) with its tag (a film of the same pixels keeps the first's)."""
+        if identity.fingerprint is None:
+            raise ValueError("a known film needs its fingerprint")
         self.tag_by_hash.setdefault(identity.sha256, tag)
         self._copies.add(identity.fingerprint)
         self._tags.append(tag)
 
-    def tag_of(self, sha256: str, fingerprint: str | None = None) -> Tag | None:
-        """The tag of the film with these pixels or, failing that, of the film ``fingerprint`` is a copy
-        of; None when it is none of them."""
+    def tag_of(self, sha256: str, fingerprint: str | None = None, mirrored: str | None = None) -> Tag | None:
+        """The tag of the film with these pixels or, failing that, of the film the image of these
+        fingerprints (:class:`FilmIdentity`) is a copy of; None when it is none of them."""
         tag = self.tag_by_hash.get(sha256)
-        if tag is None and fingerprint is not None and (copy := self._copies.find(fingerprint)) is not None:
+        if tag is None and fingerprint is not None and (
+                copy := self._copies.find(fingerprint, mirrored)) is not None:
             tag = self._tags[copy]
         return tag
 
@@ -141,10 +168,10 @@ class LearntFilms:
                         "by their pixels only", error)
             self.copies = Fingerprints(())
 
-    def holds(self, sha256: str, fingerprint: str | None = None) -> bool:
-        """Whether the film of these pixels, or (``fingerprint``) the film they are a copy of, is one of
-        them."""
-        copy = None if fingerprint is None else self.copies.find(fingerprint)
+    def holds(self, sha256: str, fingerprint: str | None = None, mirrored: str | None = None) -> bool:
+        """Whether the film of these pixels, or the film the image of these fingerprints
+        (:class:`FilmIdentity`) is a copy of, is one of them."""
+        copy = None if fingerprint is None else self.copies.find(fingerprint, mirrored)
         return sha256 in self.hashes or copy is not None
 
 

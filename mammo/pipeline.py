@@ -101,7 +101,7 @@ def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side:
     groups: list[list[tuple[Example, FilmIdentity]]] = []  # each film's cases, the first first
     for case, identity in zip(cases, film_identities(cases, min_side), strict=True):
         film = films.tag_of(*identity)
-        if withheld is not None and withheld.find(identity.fingerprint) is not None:
+        if withheld is not None and withheld.find(identity.fingerprint, identity.mirrored) is not None:
             withdrawn += 1
         elif film is not None:
             if film != case.label:

@@ -20,7 +20,7 @@ from .choices import DEFAULT_METHOD, DEFAULT_OPACITY, GRAD_CAM, HEATMAP_METHODS,
 from .errors import BadRequest
 from .explain import has_linear_head, one_pass_cam, overlay, package_cam, within_cells
 from .film import MIRROR_DIMS
-from .fingerprint import LearntFilms, film_fingerprint
+from .fingerprint import FilmIdentity, LearntFilms, film_fingerprint, mirrored_fingerprint
 from .imaging import MIN_SIDE, decode_image, refuse_blank, sha256_of_pixels
 from .metrics import flagged_malignant, malignant_films
 from .model import load
@@ -55,8 +55,9 @@ torch.set_flush_denormal(True)  # denormals made one measurement here 50x slower
 class LoadedImage:
     """An image decoded once: its pixels at display size, its original (height, width), the SHA-256
     of its original pixels (``imaging.sha256_of_pixels``, as the case store hashes), its breast
-    mask (found once, for the crop and the not-like-a-film check), its perceptual fingerprint
-    (of the mask's copy: :mod:`mammo.fingerprint`) and the share of its file's pixels in colour."""
+    mask (found once, for the crop and the not-like-a-film check), its perceptual fingerprints
+    (of the mask's copy, as it is and mirrored: :mod:`mammo.fingerprint`) and the share of its
+    file's pixels in colour."""
 
     grey: np.ndarray
     shape: tuple[int, int]
@@ -64,6 +65,12 @@ class LoadedImage:
     breast: BreastMask = field(compare=False, repr=False)
     fingerprint: str = field(compare=False)
     coloured: float = field(default=0.0, compare=False)
+    mirrored: str | None = field(default=None, compare=False)
+
+    @property
+    def identity(self) -> FilmIdentity:
+        """What recognises its film (a copy of it at another size or encoding, or mirrored, too)."""
+        return FilmIdentity(self.sha256, self.fingerprint, self.mirrored)
 
 
 def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
@@ -79,7 +86,7 @@ def load_image(image: ImageSource | LoadedImage, max_bytes: int | None = None,
     shown = fit_within(grey, DISPLAY_SIDE)
     breast = find_breast(shown)
     return LoadedImage(shown, grey.shape, sha256_of_pixels(grey), breast, film_fingerprint(breast.small),
-                       coloured)
+                       coloured, mirrored_fingerprint(breast.small))
 
 
 def cut_off_record(mammo: Mapping[str, Any]) -> dict | None:
@@ -218,10 +225,10 @@ class Predictor:
         # test-time mirror averaging the model was cross-validated with (None: the film as it is)
         self.mirror: str | None = getattr(getattr(self.model, "head", None), "mirror", None)
 
-    def learnt_from(self, sha256: str, fingerprint: str | None = None) -> bool | None:
-        """Whether the model trained or validated on the film of these pixels, or (``fingerprint``) on
-        the film they are a copy of at another size or encoding; None when it records no training films."""
-        return None if self.learnt is None else self.learnt.holds(sha256, fingerprint)
+    def learnt_from(self, film: FilmIdentity) -> bool | None:
+        """Whether the model trained or validated on this film (its very pixels, or a copy of it at another
+        size or encoding, or mirrored); None when it records no training films."""
+        return None if self.learnt is None else self.learnt.holds(*film)
 
     def _example_input(self) -> torch.Tensor:
         """A prepared input of this model's shape (random pixels), to export and check it on."""
@@ -366,7 +373,7 @@ class Predictor:
             method=method if cam is not None else None,
             calibrated=self.calibrated,
             image_sha256=image.sha256,
-            in_training_data=self.learnt_from(image.sha256, image.fingerprint),
+            in_training_data=self.learnt_from(image.identity),
             image_shape=tuple(image.shape),
             uncertainty=spread,
             film_doubt=whole_film_doubt(image.grey, image.breast, image.coloured),

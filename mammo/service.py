@@ -29,7 +29,7 @@ from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
 from .data import SplitSpec, case_examples, film_identities, folder_examples, label_order
 from .errors import MammoError
 from .explain import overlay
-from .fingerprint import Fingerprints, KnownFilms
+from .fingerprint import FilmIdentity, Fingerprints, KnownFilms
 from .imaging import colour_doubt, decode_image, encode_png
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
@@ -541,8 +541,9 @@ class MammoService:
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
         submitted = self._submitted(image)
-        note = self._base_film_note(receipt["image_sha256"], submitted and submitted.fingerprint,
-                                    receipt["label"])
+        case = FilmIdentity(receipt["image_sha256"], submitted and submitted.fingerprint,
+                            submitted and submitted.mirrored)
+        note = self._base_film_note(case, receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
         # stored as given (a close-up may have no background), but said: Predict says it of this image
@@ -569,9 +570,9 @@ class MammoService:
         digest = next((d for d in films.tag_by_hash if self.cases.case_with_pixels(d) == receipt["case_id"]),
                       None)
         if digest is not None:
-            note = self._base_film_note(digest, label=receipt["label"])
-        elif len(films) and films.tag_of("", fingerprint := self._fingerprint(receipt["case_id"])):
-            note = self._base_film_note("", fingerprint, receipt["label"])  # a copy: another size or encoding
+            note = self._base_film_note(FilmIdentity(digest), label=receipt["label"])
+        elif len(films) and (copy := self._case_identity(receipt["case_id"])) and films.tag_of(*copy):
+            note = self._base_film_note(copy, receipt["label"])  # a copy: another size or encoding, mirrored
         else:
             note = None
         if note:
@@ -622,7 +623,8 @@ class MammoService:
         for case_id, digest, label, i in zip(receipt["case_ids"], receipt["image_sha256"], receipt["labels"],
                                              kept, strict=True):
             image = self._submitted(items[i][0])  # read once, as Predict reads it (one at a time: not kept)
-            if (film := films.tag_of(digest, image and image.fingerprint)) is not None:
+            film = films.tag_of(digest, image and image.fingerprint, image and image.mirrored)
+            if film is not None:
                 found.append((film, label))
             if image and (why := whole_film_doubt(image.grey, image.breast, image.coloured)):
                 name = names[i] if names else f"item {i + 1}"
@@ -652,19 +654,17 @@ class MammoService:
                           skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"])))
         return self._after_new_cases(self._said_where(receipt))
 
-    def _base_film_note(self, digest: str, fingerprint: str | None = None, label: str | None = None
-                        ) -> str | None:
-        """What a retrain does with a case of these pixels (``fingerprint``: its film's, to recognise a
-        copy at another size or encoding; ``label``: the case's) when it is a film of the base data (left
-        out, as the pipeline leaves such cases out; its base label named) or one the served version
-        learnt from; None otherwise."""
-        film = self._base_films().tag_of(digest, fingerprint)
+    def _base_film_note(self, case: FilmIdentity, label: str | None = None) -> str | None:
+        """What a retrain does with a case of this film (its pixels' hash, and its fingerprints to
+        recognise a copy at another size or encoding, or mirrored; ``label``: the case's) when it is a
+        film of the base data (left out, as the pipeline leaves such cases out; its base label named) or
+        one the served version learnt from; None otherwise."""
+        film = self._base_films().tag_of(*case)
         if film is not None and film.part == "holdout":
             kept = f"; {BASE_LABEL_KEPT}" if label is not None and label != film.label else ""
             return f"{HELD_OUT_FILM}; it is {base_label_said(film, label)}{kept}"
         served = self._predictor
-        learnt = (f"one of the films {served.version} learnt from" if served.learnt_from(digest, fingerprint)
-                  else None)
+        learnt = f"one of the films {served.version} learnt from" if served.learnt_from(case) else None
         if film is not None:
             return (f"this image is {learnt or 'a film of the base data'} ({base_label_said(film, label)}): "
                     "a retrain leaves this case out of training and keeps the base data's label for the "
@@ -693,7 +693,7 @@ class MammoService:
         """A withdrawn case's image's fingerprint, read back; None when its image cannot be read now
         (logged as an error the first time: copies of it are not recognised until it can be)."""
         try:
-            return self._fingerprint_of(self.cases.case_png(case_id, withdrawn_too=True))
+            return self._identity_of(self.cases.case_png(case_id, withdrawn_too=True)).fingerprint
         except (MammoError, OSError) as error:
             if case_id not in self._withdrawn_unread:
                 self._withdrawn_unread.add(case_id)
@@ -701,10 +701,10 @@ class MammoService:
                           "until it can be: %s", case_id, error)
             return None
 
-    def _fingerprint_of(self, image: ImageSource) -> str:
-        """An image's fingerprint, read as a stored case's is read back (the same path for both sides of
+    def _identity_of(self, image: ImageSource) -> FilmIdentity:
+        """An image's identity, read as a stored case's is read back (the same path for both sides of
         a comparison: a film over the display size is shrunk first)."""
-        return load_image(image, min_side=self._predictor.min_side).fingerprint
+        return load_image(image, min_side=self._predictor.min_side).identity
 
     def _withdrawn_copy_of(self, grey: np.ndarray) -> str | None:
         """The withdrawn case whose image ``grey`` (an incoming image's pixels) is a copy of at another
@@ -715,10 +715,10 @@ class MammoService:
         if not withdrawn:
             return None
         try:
-            fingerprint = self._fingerprint_of(grey)
+            incoming = self._identity_of(grey)
         except MammoError:  # one Predict would not read (too small): compared by its pixels only
             return None
-        found = Fingerprints(withdrawn.values()).find(fingerprint)
+        found = Fingerprints(withdrawn.values()).find(incoming.fingerprint, incoming.mirrored)
         return None if found is None else list(withdrawn)[found]
 
     def _submitted(self, image: ImageSource) -> LoadedImage | None:
@@ -735,11 +735,11 @@ class MammoService:
                         "pixels, and not whether it looks like a film): %s", error)
             return None
 
-    def _fingerprint(self, case_id: str) -> str | None:
-        """The fingerprint of a stored case's image, read back; None (logged) when it cannot be had, so
+    def _case_identity(self, case_id: str) -> FilmIdentity | None:
+        """The identity of a stored case's image, read back; None (logged) when it cannot be had, so
         that a receipt never reports a failure for a case stored already."""
         try:
-            return self._fingerprint_of(self.cases.case_png(case_id))
+            return self._identity_of(self.cases.case_png(case_id))
         except (MammoError, OSError) as error:
             log.warning("case %s not fingerprinted (its receipt names only a film of the same pixels): %s",
                         case_id, error)

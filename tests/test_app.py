@@ -229,16 +229,22 @@ def test_untouched_optional_fields_are_stored_as_null(client, app: AppProcess, s
                        age="sixty", api_name="/submit_case")
 
 
-def test_predict_says_which_films_the_model_learnt_from(client, mias: Path, small_mias: Path) -> None:
+def test_predict_says_which_films_the_model_learnt_from(client, mias: Path, small_mias: Path,
+                                                        tmp_path: Path) -> None:
     """The served version trained on the non-holdout patients of mias1024: it says so for one of them,
-    and for the same film at 512 px (other pixels: recognised by its fingerprint)."""
+    for the same film at 512 px (other pixels: recognised by its fingerprint) and mirrored (the same
+    model input: preprocessing turns every film to face one way)."""
     served = json.loads((PACKAGE_WEIGHTS / SERVED / "config.json").read_text())["mammo"]
     films = mias.parent / "mias1024"
     parts = base_splits([films], None, SplitSpec.from_model_config({"mammo": served}))
     smaller = [mias / example.label / Path(example.source).name for example in (parts["train"][0],
                                                                                   parts["holdout"][0])]
+    mirrored = [tmp_path / f"mirrored-{i}.png" for i in range(2)]
+    for path, example in zip(mirrored, (parts["train"][0], parts["holdout"][0]), strict=True):
+        Image.open(example.source).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path)
     for source, expected in ((parts["train"][0].source, True), (parts["holdout"][0].source, False),
-                             (smaller[0], True), (smaller[1], False)):
+                             (smaller[0], True), (smaller[1], False),
+                             (mirrored[0], True), (mirrored[1], False)):
         _, _, details = client.predict(handle_file(str(source)), api_name="/predict")
         assert details["in_training_data"] is expected, source
         assert len(details["image_sha256"]) == 64 and (source in smaller or details["stored_case"] is None)
