@@ -121,6 +121,22 @@ def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side:
                       withdrawn, sum(len(group) - 1 for group in agreed), disputed)
 
 
+_SPLIT_AS_THE_STARTING_MODEL = (
+    "Split the data as the starting model was split (its config.json's mammo.split: on the command line "
+    "--seed, --val-fraction and --holdout-fraction), or start from ImageNet (--init imagenet).")
+
+
+def _films_learnt_by(init: Path) -> dict[str, list[str]]:
+    """The pixel hashes and fingerprints of the films the model at ``init`` records it learnt from
+    (none for ImageNet or no weights, or a folder that records none)."""
+    try:
+        data = json.loads((init / "config.json").read_text())["mammo"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"image_sha256": [], "image_fingerprints": []}
+    return {key: [value for value in data.get(key) or [] if isinstance(value, str)]
+            for key in ("image_sha256", "image_fingerprints")}
+
+
 def write_card(folder: Path) -> None:
     """(Re)write the folder's README.md model card from its config.json."""
     config = json.loads((Path(folder) / "config.json").read_text())
@@ -229,6 +245,11 @@ def train_to_folder(
         raise ValueError("fold models to start from (--init-folds) are for a cross-validation (--cv K)")
     split = split or SplitSpec()
     parts = base_splits(data, val, split)
+    sources = list(data_names) if data_names else [str(Path(d)) for d in data]
+    starting = Path(str(config.init))
+    if parts["holdout"] and starting.is_dir():  # another model's weights: none of its films held out here
+        refuse_learnt_holdout(starting, f"the starting model ({starting})", parts["holdout"],
+                              ", ".join(sources), config.min_side, _SPLIT_AS_THE_STARTING_MODEL)
     cross_validating = bool(cv_folds or cv_from)
     # the training and validation films' identities (what the model learns from: trained or validated
     # on), each film decoded once: recorded below, and, with the holdout's, what submitted cases are
@@ -275,7 +296,6 @@ def train_to_folder(
     else:
         result = train_recipe(train, parts["val"], labels, config, progress=progress, step=step)
         threshold, val_metrics = _calibrate_on(result.model, parts["val"], labels, config)
-    sources = list(data_names) if data_names else [str(Path(d)) for d in data]
     holdout_metrics = baseline = None
     if parts["holdout"]:
         holdout_metrics = evaluate_examples(
@@ -286,6 +306,7 @@ def train_to_folder(
         baseline = evaluate_baseline(learn, parts["holdout"], labels, config.preprocess, config.min_side)
     elif not cv and parts["val"]:
         baseline = evaluate_baseline(train, parts["val"], labels, config.preprocess, config.min_side)
+    inherited = _films_learnt_by(starting)
     # the validation films' identities: checked against the starting weights
     val_identities = [] if cv else [identity_of[film] for film in parts["val"]]
     mammo = {
@@ -323,11 +344,13 @@ def train_to_folder(
             "cases_disputed": disputed,
             "counts": dict(Counter(e.label for e in train)),
             # so the app can say when an upload is one of the films this model learnt from: by its
-            # pixels, or (a copy at another size or encoding) by its fingerprint
+            # pixels, or (a copy at another size or encoding) by its fingerprint; with those its
+            # starting weights learnt from (recorded down the chain), which no later holdout may hold
             "image_sha256": sorted({*(identity_of[film].sha256 for film in learnable),
-                                    *(case.sha256 for case in case_identities)}),
+                                    *(case.sha256 for case in case_identities), *inherited["image_sha256"]}),
             "image_fingerprints": sorted({*(identity_of[film].fingerprint for film in learnable),
-                                          *(case.fingerprint for case in case_identities)}),
+                                          *(case.fingerprint for case in case_identities),
+                                          *inherited["image_fingerprints"]}),
             # validation films the starting weights had learnt from: their calibration is optimistic
             "val_learnt_by_init": learnt_by(config.init, val_identities) if val_identities else 0,
         },

@@ -103,6 +103,28 @@ def test_evaluate_refuses_a_holdout_of_films_the_model_learnt_from(trained: Path
     assert f"held-out films of {mias} are films {moved} was trained or validated on" in refused.stderr
 
 
+def test_train_from_a_model_refuses_a_holdout_of_films_it_learnt_and_records_its_films(
+        trained: Path, mias: Path, tmp_path: Path) -> None:
+    """Fine-tuning from a model with another split seed held out films the starting model had trained
+    on, and the new model recorded only its own films, so no later check saw it (a review: 34 of 38
+    held-out films). Refused now; with the same split the new model records its starting model's films
+    too."""
+    args = ("train", "--data", str(mias), "--arch", "test_efficientnet", "--init", str(trained),
+            "--image-size", "48", "--epochs", "1")
+    refused = run_cli(*args, "--seed", "1", "--out", str(tmp_path / "other-split"))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    said = f"held-out films of {mias} are films the starting model ({trained}) was trained or validated on"
+    assert said in refused.stderr
+    assert "Split the data as the starting model was split" in refused.stderr
+    assert not (tmp_path / "other-split").exists()
+    same = run_cli(*args, "--seed", "0", "--out", str(tmp_path / "same-split"))
+    assert same.returncode == 0, same.stderr
+    learnt = json.loads((trained / "config.json").read_text())["mammo"]["data"]
+    data = json.loads((tmp_path / "same-split" / "config.json").read_text())["mammo"]["data"]
+    for key in ("image_sha256", "image_fingerprints"):
+        assert set(learnt[key]) <= set(data[key])
+
+
 @pytest.mark.skipif(not V1.is_dir(), reason="mammo/weights/v1 not trained yet")
 def test_evaluate_an_ensemble_averages_the_models_probabilities(trained: Path, mias: Path,
                                                                 tmp_path: Path) -> None:
