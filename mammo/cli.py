@@ -209,7 +209,12 @@ def _brief(metrics: dict | None) -> dict | None:
     """The headline figures (None when nothing was held out to measure on)."""
     keys = ("n", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
             "auc_malignant_ci95", "sensitivity", "specificity")
-    return None if metrics is None else {k: metrics.get(k) for k in keys}
+    if metrics is None:
+        return None
+    # out of fold: the rates at cross-fitted thresholds too (the others are at one fitted on these films)
+    fitted_apart = {k: metrics[k] for k in ("sensitivity_cross_fitted", "specificity_cross_fitted")
+                    if k in metrics}
+    return {**{k: metrics.get(k) for k in keys}, **fitted_apart}
 
 
 def _films_learnt(members: Sequence[Predictor], examples: Sequence[Example], split: str) -> int | None:

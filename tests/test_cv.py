@@ -202,6 +202,14 @@ def test_train_cv_ships_the_out_of_fold_calibration(patch_v) -> None:
     card = (out / "README.md").read_text()
     assert "## Cross-validation (the estimate to quote)" in card and "Reliability diagram" in card
     assert "Recipe: lesion-aware, two stages" in card
+    # the estimate's rates are at thresholds fitted on the other folds; those at the threshold fitted on
+    # these very predictions (90% sensitivity by construction) are said to be optimistic
+    cv_section = card.split("## Cross-validation")[1].split("\n## ")[0]
+    for rate in ("sensitivity", "specificity"):
+        assert (f"| {rate.capitalize()} (malignant, each film at the threshold fitted on the other folds) | "
+                f"{mammo['cv'][f'{rate}_cross_fitted']:.3f} |") in cv_section
+        assert (f"| {rate.capitalize()} at the threshold fitted on these same predictions (optimistic) | "
+                f"{mammo['cv'][rate]:.3f} |") in cv_section
     assert sorted(p.name for p in folds.iterdir()) == ["cv.json", "fold0", "fold1"]
     kept = json.loads((folds / "cv.json").read_text())
     assert len(kept["oof"]) == mammo["cv"]["n"]
