@@ -37,6 +37,7 @@ from .metrics import (
     evaluate_predictions,
     malignant_index,
     pick_threshold,
+    rates_at,
 )
 from .model import save
 from .subgroups import subgroup_metrics
@@ -171,8 +172,9 @@ def cross_validate(
         scores[fold_of == result.fold] = result.scores
     targets = np.array([labels.index(e.label) for e in examples])
     summary = summarise(scores, targets, fold_of, labels, config.head.kind)
-    summary["subgroups"] = subgroup_metrics(examples, targets, summary["_probs"], labels,
-                                            summary["threshold"])
+    # each film called at the threshold fitted on the other folds, as the pooled '_cross_fitted' rates
+    thresholds = cross_fitted_thresholds(targets, summary["_probs"], labels, fold_of)
+    summary["subgroups"] = subgroup_metrics(examples, targets, summary["_probs"], labels, thresholds)
     summary["recipe"] = config.to_dict()
     summary["init_folds"] = None if init_folds is None else str(init_folds)
     summary["baseline"] = cross_validate_baseline(examples, labels, fold_of, config.preprocess,
@@ -237,10 +239,14 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         probs[fold_of == k] = apply_calibration(scores[fold_of == k], weight, bias)
     malignant = malignant_index(labels)
     per_film_threshold = cross_fitted_thresholds(targets, probs, labels, fold_of)
-    threshold = pick_threshold(targets, probs, labels)
-    pooled = evaluate_predictions(targets, probs, labels, threshold=threshold)
     raw_probs = apply_calibration(scores, *uncalibrated(kind, len(labels), scores.shape[1]))
-    weight, bias = fit_calibration(scores, targets, len(labels))
+    weight, bias = fit_calibration(scores, targets, len(labels))  # what the final model ships with
+    # the shipped threshold is picked on the shipped calibration's probabilities, so its rule (90%
+    # sensitivity out of fold) holds of what runs; the AUCs and ECE use the cross-fitted ones
+    shipped = apply_calibration(scores, weight, bias)
+    threshold = pick_threshold(targets, shipped, labels)
+    pooled = evaluate_predictions(targets, probs, labels, threshold=threshold)
+    pooled.update(rates_at(targets, shipped, labels, threshold))
     calibration = {
         "method": "multinomial logistic regression on the film scores (Platt / vector scaling)",
         "weight": weight, "bias": bias,
@@ -269,7 +275,8 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         "threshold_rule": THRESHOLD_RULE,
         "calibration": calibration,
         "optimistic": ("'sensitivity' and 'specificity' use the threshold fitted on these same "
-                       "pooled out-of-fold predictions; the '_cross_fitted' ones do not. AUCs, "
+                       "pooled out-of-fold predictions; the '_cross_fitted' ones, and the subgroups', "
+                       "do not. AUCs, "
                        "ECE and the confusion matrix use cross-fitted calibration (not optimistic), "
                        "but the recipe itself was chosen by comparing cross-validated AUCs."),
         "_probs": probs,

@@ -45,6 +45,7 @@ __all__ = [
     "share",
     "cross_fitted_thresholds",
     "cross_fitted_rates",
+    "rates_at",
     "EVALUATE_KEYS",
     "recorded_value",
     "malignant_films",
@@ -335,13 +336,19 @@ def cross_fitted_rates(targets: np.ndarray, probs: np.ndarray, labels: Sequence[
                        thresholds: np.ndarray) -> dict:
     """Malignant sensitivity and specificity with each film called at its own cross-fitted
     threshold (``sensitivity_cross_fitted``, ``specificity_cross_fitted``); {} without malignant."""
+    return {f"{key}_cross_fitted": rate for key, rate in rates_at(targets, probs, labels, thresholds).items()}
+
+
+def rates_at(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+             threshold: float | np.ndarray) -> dict:
+    """Malignant ``sensitivity`` and ``specificity`` calling P(malignant) >= ``threshold`` (one, or
+    each film's); {} without a malignant class."""
     malignant = malignant_index(labels)
     if malignant is None:
         return {}
     is_malignant = targets == malignant
-    called = probs[:, malignant] >= thresholds
-    return {"sensitivity_cross_fitted": share(called[is_malignant]),
-            "specificity_cross_fitted": share(~called[~is_malignant])}
+    called = probs[:, malignant] >= threshold
+    return {"sensitivity": share(called[is_malignant]), "specificity": share(~called[~is_malignant])}
 
 
 def _auc_macro(y: np.ndarray, p: np.ndarray) -> float | None:

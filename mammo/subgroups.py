@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import Example
-from .metrics import auc_abnormal, auc_with_ci, malignant_index, share
+from .metrics import auc_abnormal, auc_with_ci, malignant_index, rates_at
 
 __all__ = ["SUBGROUPS", "Subgroup", "subgroup_metrics"]
 
@@ -42,8 +42,13 @@ SUBGROUPS: dict[str, Subgroup] = {
 }
 
 
-def _figures(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str], threshold: float | None,
-             n_resamples: int) -> dict:
+def _of(threshold: float | np.ndarray | None, films: np.ndarray) -> float | np.ndarray | None:
+    """The threshold of these films: the one threshold, or theirs."""
+    return threshold[films] if isinstance(threshold, np.ndarray) else threshold
+
+
+def _figures(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+             threshold: float | np.ndarray | None, n_resamples: int) -> dict:
     malignant = malignant_index(labels)
     out: dict = {"n": int(targets.size), "counts": {label: int((targets == i).sum())
                                                     for i, label in enumerate(labels)}}
@@ -51,27 +56,25 @@ def _figures(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str], thre
         is_malignant = targets == malignant
         out["auc_malignant"] = auc_with_ci(is_malignant, probs[:, malignant], n_resamples)
         if threshold is not None:
-            called = probs[:, malignant] >= threshold
-            out["sensitivity"] = share(called[is_malignant])
-            out["specificity"] = share(~called[~is_malignant])
+            out.update(rates_at(targets, probs, labels, threshold))
     out["auc_abnormal"] = auc_abnormal(targets, probs, labels, n_resamples)
     return out
 
 
 def subgroup_metrics(examples: Sequence[Example], targets: np.ndarray, probs: np.ndarray,
-                     labels: Sequence[str], threshold: float | None = None, n_resamples: int = 1000,
-                     subgroups: Mapping[str, Subgroup] = SUBGROUPS) -> dict:
+                     labels: Sequence[str], threshold: float | np.ndarray | None = None,
+                     n_resamples: int = 1000, subgroups: Mapping[str, Subgroup] = SUBGROUPS) -> dict:
     """``{grouping: {subgroup: figures}}`` for every grouping some film has metadata for.
 
     Figures: ``n``, ``counts`` per label, ``auc_malignant`` and ``auc_abnormal`` (``{auc, ci95}``
-    or None when the subgroup lacks a class), and with ``threshold`` the malignant sensitivity and
-    specificity at it.
+    or None when the subgroup lacks a class), and with ``threshold`` (one, or each film's: out of fold,
+    the one fitted on the other folds) the malignant sensitivity and specificity at it.
     """
     out: dict = {}
     for grouping, subgroup in subgroups.items():
         names = np.array([subgroup.name(e.metadata.get(subgroup.key)) or "" for e in examples])
         present = sorted({str(n) for n in names if n})  # plain str: JSON encoders refuse numpy keys
         if present:
-            out[grouping] = {name: _figures(targets[names == name], probs[names == name], labels, threshold,
-                                            n_resamples) for name in present}
+            out[grouping] = {name: _figures(targets[names == name], probs[names == name], labels,
+                                            _of(threshold, names == name), n_resamples) for name in present}
     return out

@@ -16,10 +16,11 @@ import pytest
 from app_server import ROOT
 from helpers import check_schema, cli_here, script_here
 
+from mammo.calibration import apply_calibration
 from mammo.choices import LESION_MAP
 from mammo.cv import patient_folds, summarise
 from mammo.data import SplitSpec, film_identities, folder_examples, learnt_by, split_by_patient
-from mammo.metrics import EVALUATE_KEYS
+from mammo.metrics import EVALUATE_KEYS, pick_threshold
 from mammo.pipeline import base_splits
 from mammo.predict import Predictor
 
@@ -60,6 +61,13 @@ def test_summary_is_out_of_fold_and_cross_fitted() -> None:
     flipped[fold_of == 0] = 0
     again = summarise(scores, flipped, fold_of, LABELS, kind="patch")["_probs"]
     assert np.allclose(again[fold_of == 0], probs[fold_of == 0])
+    # the shipped threshold's rule holds of what ships: with the shipped calibration, the highest
+    # cut-off reaching 90% sensitivity out of fold (a review: it was picked on other probabilities)
+    shipped = apply_calibration(scores, summary["calibration"]["weight"], summary["calibration"]["bias"])
+    malignant = shipped[targets == 2, 2]
+    assert summary["threshold"] == pick_threshold(targets, shipped, LABELS)
+    assert summary["sensitivity"] == np.mean(malignant >= summary["threshold"]) >= 0.9
+    assert np.mean(malignant > summary["threshold"]) < 0.9
 
 
 def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> None:
@@ -335,7 +343,12 @@ def test_film_stage_fine_tunes_each_kept_fold_model_on_whole_films(patch_v, smal
         assert statistics and all(np.array_equal(before[k], after[k]) for k in statistics)
         deep = [k for k in before if k.startswith(("blocks.4", "conv_head")) and k.endswith("weight")]
         assert deep and all(not np.array_equal(before[k], after[k]) for k in deep)
+    # another seed splits and folds the films otherwise: the starting model's films would be held out,
+    # and (from ImageNet) the kept fold models' films scored out of fold
     other = cli_here(*recipe, "--seed", "1", "--init-folds", str(folds), "--out", str(tmp_path / "other"))
+    assert other.returncode == 2 and f"are films the starting model ({model}) was trained" in other.stderr
+    imagenet = [*recipe[:recipe.index("--init")], "--init", "imagenet", *recipe[recipe.index("--init") + 2:]]
+    other = cli_here(*imagenet, "--seed", "1", "--init-folds", str(folds), "--out", str(tmp_path / "other"))
     assert other.returncode == 2 and "other films or folds" in other.stderr
     assert not (tmp_path / "other").exists()
     over = cli_here(*recipe, "--init-folds", str(folds), "--keep-models", str(folds),
