@@ -208,6 +208,12 @@ def _reliability_text(bins: list) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
+def _grouped_by(mammo: dict) -> str:
+    """What the split and folds kept together: patients, or (data without patient ids) images."""
+    return "image (not every image has a patient id)" if (mammo.get("split") or {}).get("by") == "image" \
+        else "patient"
+
+
 def _cv_section(mammo: dict) -> str | None:
     cv = mammo.get("cv")
     if not cv:
@@ -221,8 +227,8 @@ def _cv_section(mammo: dict) -> str | None:
     abnormal_ci = "–".join(_num(v) for v in abnormal.get("ci95") or []) or NOT_RECORDED
     parts = [
         _metrics_section(cv, "## Cross-validation (the estimate to quote)",
-                         f"{_num(cv.get('n_folds'))}-fold cross-validation by patient, stratified by "
-                         "label; every film scored once by the model that did not train on its "
+                         f"{_num(cv.get('n_folds'))}-fold cross-validation by {_grouped_by(mammo)}, "
+                         "stratified by label; every film scored once by the model that did not train on its "
                          "patient, calibration and threshold cross-fitted on the other folds"),
         f"Abnormal (benign or malignant) vs normal AUC: {_num(abnormal.get('auc'))} "
         f"(95% CI {abnormal_ci}).",

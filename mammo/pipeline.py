@@ -144,30 +144,34 @@ def write_card(folder: Path) -> None:
 
 
 def _split_record(split: SplitSpec, val: Path | None, sources: list[str], holdout: bool,
-                  cv_folds: int = 0) -> dict:
-    """What ``metrics`` were computed on, in words (for the card) and numbers (to redo it)."""
+                  cv_folds: int = 0, by_patient: bool = True) -> dict:
+    """What ``metrics`` were computed on, in words (for the card) and numbers (to redo it);
+    ``by_patient``: every film has a patient id (else the images are the groups, and it says so)."""
+    whom = "patients" if by_patient else "images (not every image has a patient id: each is its own group)"
+    by = {"by": "patient_id" if by_patient else "image"}
     if not holdout and cv_folds:
         return {"name": "cross-validation", "metrics_on": "cross-validation",
                 "description": f"pooled out-of-fold predictions of {cv_folds}-fold cross-validation "
-                "by patient (cross-fitted calibration)"}
+                f"by {'patient' if by_patient else 'image'} (cross-fitted calibration)", **by}
     if not holdout and val is not None:
         return {"name": "validation", "metrics_on": "validation", "val_folder": str(val),
                 "description": f"the separate validation folder {val}, also used for early stopping, "
                 "calibration and the threshold (optimistic)"}
     if not holdout and split.val:
-        return {**split.to_dict(), "name": "validation", "metrics_on": "validation",
-                "description": f"{split.val:.0%} of the patients of {data_names(sources)} (stratified by "
+        return {**split.to_dict(), **by, "name": "validation", "metrics_on": "validation",
+                "description": f"{split.val:.0%} of the {whom} of {data_names(sources)} (stratified by "
                 f"label, seed {split.seed}), also used for early stopping, calibration and the threshold "
                 "(optimistic)"}
     if not holdout:
-        return {**split.to_dict(), "name": "none", "metrics_on": None,
+        return {**split.to_dict(), **by, "name": "none", "metrics_on": None,
                 "description": "no films were held out (no validation, holdout or cross-validation): "
                 "the model was not measured"}
     return {
         **split.to_dict(),
+        **by,
         "name": "holdout",
         "metrics_on": "holdout",
-        "description": f"{split.holdout:.0%} of the patients of {data_names(sources)} (stratified by "
+        "description": f"{split.holdout:.0%} of the {whom} of {data_names(sources)} (stratified by "
         f"label, seed {split.seed}), never used for training, early stopping or the threshold",
     }
 
@@ -319,7 +323,9 @@ def train_to_folder(
         "highest calibrated P(malignant) cut-off reaching 90% sensitivity on validation",
         "metrics": holdout_metrics or (cv and _without_oof(cv)) or val_metrics,
         "split": _split_record(split, val, sources, holdout=bool(holdout_metrics),
-                               cv_folds=cv["n_folds"] if cv else 0),
+                               cv_folds=cv["n_folds"] if cv else 0,
+                               by_patient=all(e.metadata.get("patient_id") for films in parts.values()
+                                              for e in films)),
         "val_metrics": val_metrics,
         # the same films as "metrics" (as "cv" holds its own): what the CNN adds over simple features
         "baseline": baseline or (cv and cv.get("baseline")),

@@ -78,9 +78,13 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     low, high = metrics["auc_malignant_ci95"]
     assert 0 <= low <= high <= 1
     assert json.loads(saved.read_text()) == metrics
-    training = json.loads((model / "config.json").read_text())["mammo"]["training"]
+    mammo = json.loads((model / "config.json").read_text())["mammo"]
+    training = mammo["training"]
     assert (training["batch_size"], training["crop"], training["orient"], training["min_side"],
             training["test_time_mirror"]) == (32, False, False, 28, "horizontal")
+    # BreastMNIST has no patient ids: its folds are by image, and the record and card say so
+    assert mammo["split"]["by"] == "image" and "by image" in mammo["split"]["description"]
+    assert "cross-validation by image (not every image has a patient id)" in (model / "README.md").read_text()
     # an unknown option reached `train`; ultrasound settings by default
     assert "CROSS-VALIDATION" in done.stderr and "official TEST split" in done.stderr
 
