@@ -357,6 +357,13 @@ SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && f
 # after a refused submission: the last receipt off the page, unless the form was empty (nothing was sent)
 KEEP_RECEIPT_JS = ("(image, label) => (image || label) ? ['', null] : "
                    "[{__type__: 'update'}, {__type__: 'update'}]")
+# what the full-size heat map's file holds, beside its button (a walk found a bare grey PNG unreadable)
+HEATMAP_FILE_EXPLAINED = (
+    "A 16-bit greyscale PNG at the uploaded file's own size, lined up pixel for pixel with it: the "
+    "overlay's map without the film or colours, value / 65535 = the map's 0-1. *Lesion map*: each "
+    "position's patch P(lesion) (1 - P(normal tissue), uncalibrated: not the film's malignancy score); "
+    "Grad-CAM and the other methods: relative, 1 = the strongest evidence in this film. In Python: "
+    "`numpy.asarray(PIL.Image.open(path)) / 65535`.")
 # the per-file actions shown, and the hint in their place hidden, while the Predict box holds a file
 WITH_A_FILE_JS = "(file) => [{__type__: 'update', visible: !!file}, {__type__: 'update', visible: !file}]"
 # the offer's note, put back to its explanation when the file it was made for is no longer the one shown
@@ -451,7 +458,8 @@ def _shown(grey: np.ndarray) -> np.ndarray:
 @clear_errors
 def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
     """The heat map of one mammogram file at the file's full resolution, as a 16-bit greyscale PNG
-    (0 = no evidence, 65535 = the most); the same map /predict draws at display size."""
+    (value / 65535 = the map's 0-1: for the Lesion map each position's uncalibrated patch P(lesion), for
+    the CAMs relative, 1 = the strongest in the film); the same map /predict draws at display size."""
     full = service.full_heatmap(_need_file(image), _method(method)).full_heatmap()
     if full is None:
         raise gr.Error("This model draws no heat map.")
@@ -1165,16 +1173,18 @@ def build() -> gr.Blocks:
                         details = gr.JSON(label="details", visible=False)  # the API's, full precision
                         with gr.Accordion("Details", open=False):
                             shown_details = gr.JSON(label="Details (rounded; the API returns full precision)")
-                    with gr.Column(visible=False) as film_actions:  # shown once a file is uploaded
-                        with gr.Row():
-                            report_button = gr.Button("PDF report of this prediction", size="sm")
-                            offer_button = gr.Button("Offer this image for labelling", size="sm")
+                        # with the result they are of (a walk's PDF, made for a file uploaded after the
+                        # prediction shown, held a prediction the page never showed)
+                        report_button = gr.Button("PDF report of this prediction", size="sm")
                         report_download = download_box("PDF report", visible=False)
-                        offer_note = gr.Markdown(OFFER_EXPLAINED, label="offered")
                         with gr.Accordion("Full-resolution heat map", open=False):
                             heatmap_button = gr.Button("Make the heat map at the file's full size "
                                                        "(16-bit PNG)", size="sm")
+                            gr.Markdown(HEATMAP_FILE_EXPLAINED)
                             heatmap_download = download_box("heat map")
+                    with gr.Column(visible=False) as film_actions:  # shown once a file is uploaded
+                        offer_button = gr.Button("Offer this image for labelling", size="sm")
+                        offer_note = gr.Markdown(OFFER_EXPLAINED, label="offered")
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
                                    interactive=False, wrap=True,  # a note's words stay whole

@@ -526,6 +526,11 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, tmp_path
     overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img")
     assert page.locator(shot.MOST_LIKELY).count() == 0 and overlay.count() == 0
     assert full_size.count() == 0  # the first file's full-size heat map is not offered for this one
+    # nor a report of a prediction this file has not had (a walk's PDF held one the page never showed);
+    # it may be offered without one
+    expect(page.get_by_role("button", name="PDF report of this prediction")).to_be_hidden()
+    expect(page.get_by_text("Full-resolution heat map")).to_be_hidden()
+    expect(page.get_by_role("button", name="Offer this image for labelling")).to_be_visible()
     pick(page, "Heat-map method", "EigenCAM")
     page.wait_for_timeout(3000)  # a redraw would have come by now
     assert page.locator(shot.MOST_LIKELY).count() == 0 and overlay.count() == 0
