@@ -1147,10 +1147,13 @@ def build() -> gr.Blocks:
                     with gr.Accordion("Submitted cases", open=False):
                         case_choice = gr.Dropdown([], value=None, label="A recent case (id, confirmed label)")
                         use_case = gr.Button("Predict this case", size="sm")
+                    # the caption above, not as the gallery's label: that lies over the first row of films
+                    # (two lines of it on a phone)
+                    gr.Markdown("**Real film mammograms** (CBIS-DDSM, CC BY 3.0; see examples/README.md): "
+                                "click one to predict it", elem_id="real-films-caption")
                     gallery = gr.Gallery([(str(p), film_caption(p)) for p in REAL_FILMS], columns=4,
                                          height="auto", allow_preview=False, elem_id="real-films",
-                                         label="Real film mammograms (CBIS-DDSM, CC BY 3.0; see "
-                                               "examples/README.md): click one to predict it")
+                                         label="Real film mammograms", show_label=False)
                     if PHANTOMS:
                         gr.Examples([[str(p)] for p in PHANTOMS], inputs=[image],
                                     label="Synthetic phantoms for edge cases (not real patients)")

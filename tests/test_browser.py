@@ -904,7 +904,7 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     from playwright.sync_api import expect
 
     page = fresh
-    thumbnails = page.locator(".block").filter(has_text="Real film mammograms").locator("img")
+    thumbnails = page.locator("#real-films img")
     expect(thumbnails).to_have_count(8, timeout=30_000)  # drawn a moment after the tabs
     # two rows of four, and no blank space under them (Gradio's fixed grid height left 150 px)
     block = page.locator("#real-films").bounding_box()
@@ -936,7 +936,7 @@ def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(f
     shot.upload(page, dicom, "Predict")
     with page.expect_request(lambda request: "/queue/join" in request.url):
         page.get_by_role("button", name="Predict", exact=True).click()
-    page.locator(".block").filter(has_text="Real film mammograms").locator("img").nth(4).click()
+    page.locator("#real-films img").nth(4).click()
     history = page.locator(".block").filter(has_text="Your predictions this session")
     picked = "cbis_ddsm_malignant_lcc.png"
     expect(visible(history.get_by_role("row").filter(has_text=picked))).to_be_visible(timeout=60_000)
@@ -1114,6 +1114,9 @@ def test_on_a_phone_the_films_result_and_retrain_button_fit_the_screen(page, app
         for i in range(8):
             box = thumbnails.nth(i).bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= width, (i, box)
+        # the gallery's caption above its films (as its label, two lines of it lay over the first row)
+        caption, first = page.locator("#real-films-caption").bounding_box(), thumbnails.first.bounding_box()
+        assert caption["y"] + caption["height"] <= first["y"] + 1, (caption, first)
         thumbnails.nth(4).click()
         flag = page.locator("#review-flag")
         expect(flag).to_contain_text("malignancy score", timeout=60_000)
