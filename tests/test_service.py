@@ -81,7 +81,7 @@ def test_predict_and_submit(service: MammoService, small_mias: Path) -> None:
     receipt = service.submit(image, "benign", {"view": "CC"})
     assert receipt["total_cases"] == 1 and receipt["status"] == "stored"
     # a base film's case is counted apart (a retrain leaves it out); a new image's is a case
-    new_image = np.fliplr(read_image(next((small_mias / "normal").glob("*.png"))))
+    new_image = np.rot90(read_image(next((small_mias / "normal").glob("*.png"))))
     service.submit(np.ascontiguousarray(new_image), "malignant", None)
     summary = service.data_summary()
     assert {label: (n["cases"], n[BASE_FILM_CASES]) for label, n in summary.items()} == \
@@ -957,7 +957,7 @@ def test_a_corrected_label_is_learnt_and_a_withdrawn_case_left_out_by_the_next_r
     service: MammoService, small_mias: Path
 ) -> None:
     films = sorted((small_mias / "normal").glob("*.png"))[:2]
-    new_images = [np.ascontiguousarray(np.fliplr(read_image(film))) for film in films]  # not base films
+    new_images = [np.ascontiguousarray(np.rot90(read_image(film))) for film in films]  # not base films
     case_ids = [service.submit(image, "normal", None, user="alice")["case_id"] for image in new_images]
     before = json.loads((candidate_folder(service, service.retrain(TINY)) / "config.json").read_text())
 
@@ -986,7 +986,7 @@ def test_a_corrected_label_is_learnt_and_a_withdrawn_case_left_out_by_the_next_r
 def test_a_benign_case_given_bi_rads_6_is_stored_and_its_receipt_asks_to_check_the_label(
         service: MammoService, small_mias: Path) -> None:
     """BI-RADS 6 is a known biopsy-proven malignancy: a walk stored a benign film with it, unremarked."""
-    film = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "benign").glob("*.png"))[0])))
+    film = np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / "benign").glob("*.png"))[0])))
     receipt = service.submit(film, "benign", {"birads": 6})
     assert receipt["status"] == "stored" and service.cases.case_label(receipt["case_id"]) == "benign"
     assert receipt["label_doubt"].startswith("BI-RADS 6 (a known biopsy-proven malignancy) was given with "
@@ -1008,7 +1008,7 @@ def test_an_image_unlike_a_film_is_stored_and_its_receipt_says_so(service: Mammo
     assert receipt["not_like_a_film"] == service.predict(noise).details()["not_like_a_film"] is not None
     assert "⚠️ Check: this image does not look like a whole mammogram (" in views.receipt_text(
         receipt, METADATA_FIELDS)
-    film = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "normal").glob("*.png"))[5])))
+    film = np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / "normal").glob("*.png"))[5])))
     assert "not_like_a_film" not in service.submit(film, "normal", None)  # a real film
 
 
@@ -1046,7 +1046,7 @@ def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_co
     """A walk withdrew a case ("consent withdrawn"), then stored the same film again as a PNG of another
     size (a gallery film, through Label next); the next retrain trained on it."""
     film = sorted((small_mias / "normal").glob("*.png"))[2]
-    image = np.ascontiguousarray(np.fliplr(read_image(film)))  # not a base film
+    image = np.ascontiguousarray(np.rot90(read_image(film)))  # not a base film
     case_id = service.submit(image, "normal", None)["case_id"]
     service.withdraw_case(case_id, WITHDRAWAL_REASONS[0])
     larger = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)  # the same film at twice the size
@@ -1054,7 +1054,7 @@ def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_co
                                          "withdrawn; it was not stored") as refused:
         service.submit(larger, "normal", None)
     assert refused.value.duplicate_of == case_id
-    other = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "normal").glob("*.png"))[3])))
+    other = np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / "normal").glob("*.png"))[3])))
     assert service.submit(other, "normal", None)["status"] == "stored"  # another film is taken
     # a bulk upload refuses it too, or skips it when asked to skip what was stored before
     with pytest.raises(StoreError, match=f"Item 2: This image is a copy, at another size or encoding, of "
@@ -1082,10 +1082,10 @@ def test_copies_of_one_film_among_the_cases_are_learnt_once_and_disputed_labels_
     three labels: the store refuses only the very same pixels, so a retrain trained on each copy with
     its own label. Copies under one label are now learnt once; copies under different labels not at
     all, named for a clinician (whichever was submitted first: merging shards reorders the store)."""
-    def mirrored(label: str, index: int) -> np.ndarray:  # a mirror image: no base film
-        return np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / label).glob("*.png"))[index])))
+    def turned(label: str, index: int) -> np.ndarray:  # a quarter turn: no base film (a mirror image is)
+        return np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / label).glob("*.png"))[index])))
 
-    film, other = mirrored("benign", 0), mirrored("normal", 0)
+    film, other = turned("benign", 0), turned("normal", 0)
     twice = np.repeat(np.repeat(film, 2, axis=0), 2, axis=1)
     stored, hashes = {}, {}
     for name, image, label in (("film", film, "benign"), ("other", other, "normal"),
@@ -1116,7 +1116,7 @@ def test_copies_of_one_film_among_the_cases_are_learnt_once_and_disputed_labels_
 def test_a_chain_of_copies_is_one_film(service: MammoService, small_mias: Path) -> None:
     """Copies were matched against the first case of each film only: B a copy of A and C of B, but C
     too far from A, made C a film of its own, learnt under another label than A and B."""
-    film = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "benign").glob("*.png"))[0])))
+    film = np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / "benign").glob("*.png"))[0])))
     chain = {"A": film, "B": film ** 0.8, "C": film ** 0.64}  # ever lower contrast
     prints = {name: load_image(image, min_side=32).fingerprint for name, image in chain.items()}
     assert max(bits_apart(prints["A"], prints["B"]), bits_apart(prints["B"], prints["C"])) <= MATCH_BITS
@@ -1132,7 +1132,7 @@ def test_a_withdrawn_case_whose_image_cannot_be_read_is_said_in_the_log_and_subm
         caplog: pytest.LogCaptureFixture) -> None:
     """Its copies cannot be recognised while it cannot be read (the Hub down): said in the log, no
     submission refused for it, and read again at the next need."""
-    image = np.ascontiguousarray(np.fliplr(read_image(sorted((small_mias / "benign").glob("*.png"))[1])))
+    image = np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / "benign").glob("*.png"))[1])))
     case_id = service.submit(image, "benign", None)["case_id"]
     readable = service.cases.case_png
 
