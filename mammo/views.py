@@ -709,8 +709,9 @@ def retrain_failed_text(shown: str | None, reason: str | None = None, *, publish
         return shown
     if published:
         return f"{_NOT_SERVED}: {reason}"
-    why = reason or "see the message (top right)."
-    return f"{_NOT_DONE}: {why} Results below, if any, are those of the last retrain that ended."
+    why = (reason or "see the message (top right).").rstrip()
+    ended = "" if why.endswith((".", "!", "?")) else "."  # a refusal's message may lack its full stop
+    return f"{_NOT_DONE}: {why}{ended} Results below, if any, are those of the last retrain that ended."
 
 
 def duration(seconds: float) -> str:

@@ -345,6 +345,9 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     assert said.startswith("**The retrain did not run or did not finish**: The number of epochs must be from "
                            "1 to 100. Results below")
     assert views.retrain_failed_text(said) == said
+    # a refusal without its full stop gets one (a walk read "... got 64 Results below")
+    bare = views.retrain_failed_text(own, "its image size must be at least 96 px, got 64")
+    assert "got 64. Results below" in bare
     # a candidate published but not served: not "did not run"
     published = views.retrain_failed_text(own, "v5 passed the gate and is published, but it could not be "
                                                "loaded back to serve", published=True)
