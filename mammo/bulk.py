@@ -9,10 +9,15 @@ from pathlib import Path, PurePosixPath
 
 from .errors import MammoError
 
-__all__ = ["BulkError", "zip_cases"]
+__all__ = ["BulkError", "DOCUMENTS", "DOCUMENT_NAMES", "zip_cases"]
 
 MAX_FILES = 500
 MAX_EXPANSION = 4  # a zip unpacks to at most this many times the per-file upload limit
+# what an export carries beside its images (left out, and named in the receipt): a walk's zip with a
+# readme.txt was refused whole
+DOCUMENTS = frozenset({".txt", ".md", ".csv", ".tsv", ".json", ".xml", ".html", ".htm", ".pdf", ".rtf",
+                       ".doc", ".docx", ".xls", ".xlsx", ".log", ".ini", ".db"})
+DOCUMENT_NAMES = frozenset({"DICOMDIR", "README", "LICENSE", "LICENCE"})
 
 
 class BulkError(MammoError, ValueError):
@@ -20,12 +25,14 @@ class BulkError(MammoError, ValueError):
 
 
 def zip_cases(
-    path: Path, max_file_bytes: int, max_files: int = MAX_FILES
+    path: Path, max_file_bytes: int, max_files: int = MAX_FILES, documents: list[str] | None = None
 ) -> Iterator[tuple[bytes, str, str]]:
     """Yield (image bytes, label, name) for each ``<label>/<file>`` member of a zip.
 
     The label is the member's parent folder name (so ``cases/benign/a.png`` is benign). Hidden
-    files and ``__MACOSX`` are skipped; member names are never used as paths on disk. A zip may
+    files and ``__MACOSX`` are skipped, and so are the documents an export carries beside its
+    images (a README, a CSV, a DICOMDIR: :data:`DOCUMENTS`), whose names are added to ``documents``;
+    member names are never used as paths on disk. A zip may
     unpack to at most ``MAX_EXPANSION`` times ``max_file_bytes`` in all (a small zip of zeros can
     otherwise unpack to gigabytes); a damaged, encrypted or oddly compressed member is a BulkError.
     """
@@ -35,6 +42,9 @@ def zip_cases(
         raise BulkError(f"not a readable zip file: {error}") from error
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir() and _wanted(m.filename)]
+        if documents is not None:
+            documents += [m.filename for m in members if _document(m.filename)]
+        members = [m for m in members if not _document(m.filename)]
         if not members:
             raise BulkError("the zip holds no images in label folders (such as benign/a.png)")
         if len(members) > max_files:
@@ -69,6 +79,12 @@ def _member_error(member: zipfile.ZipInfo, why: str) -> BulkError:
     """A refusal naming the member to the user, not in the log (a file name can name a patient)."""
     return BulkError(f"{member.filename!r} {why}",
                      logged=f"a member of the zip {why.replace(member.filename, '(its name)')}")
+
+
+def _document(name: str) -> bool:
+    """Whether a member is a document beside the images, not an image."""
+    path = PurePosixPath(name)
+    return path.suffix.lower() in DOCUMENTS or path.name.upper() in DOCUMENT_NAMES
 
 
 def _wanted(name: str) -> bool:

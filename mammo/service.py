@@ -874,6 +874,7 @@ class MammoService:
         limit = self.settings.max_upload_bytes
         items: list[tuple[ImageSource, str, None]] = []
         names: list[str] = []
+        documents: list[str] = []  # beside the images in a zip: left out, and named
         labels = {known.lower(): known for known in self.labels}  # a "Benign/" folder is benign
         paths = [Path(path) for path in paths]
         loose = [path.name for path in paths if path.suffix.lower() != ".zip"]
@@ -886,9 +887,11 @@ class MammoService:
         for path in paths:
             if path.suffix.lower() == ".zip":
                 try:
-                    for data, zip_label, name in zip_cases(path, limit):
+                    found: list[str] = []
+                    for data, zip_label, name in zip_cases(path, limit, documents=found):
                         items.append((data, labels.get(zip_label.lower(), zip_label), None))
                         names.append(f"{path.name}: {zip_label}/{name}")
+                    documents += [f"{path.name}: {name}" for name in found]
                 except BulkError as error:  # the whole upload is refused: say so, and which zip
                     raise BulkError(f"Nothing was stored: {path.name}: {error}",
                                     logged=f"Nothing was stored: a zip: {error.logged}") from error
@@ -897,7 +900,8 @@ class MammoService:
                 names.append(path.name)
         if not items:
             raise StoreError("Choose image files or a zip of an imagefolder first.")
-        return self.submit_many(items, user=user, skip_duplicates=True, names=names)
+        receipt = self.submit_many(items, user=user, skip_duplicates=True, names=names)
+        return {**receipt, "not_images": documents} if documents else receipt
 
     def base_data(self) -> Path:
         """The base data's folder for a retrain (a Hub repo's newest commit), or a RetrainError."""

@@ -826,6 +826,8 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
                                                           "case's image: not taken again")):
         if names := [literal(s["name"]) for s in skipped if bool(s.get("withdrawn")) == withdrawn]:
             lines.append(f"Skipped, {why}: {', '.join(names)}.")
+    if documents := receipt.get("not_images"):
+        lines.append(f"Left out, documents beside the images: {', '.join(map(literal, documents))}.")
     if receipt.get("base_films"):
         lines.append(f"⚠️ Note: {receipt['base_films']}.")
     if unlike := receipt.get("not_like_a_film"):

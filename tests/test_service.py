@@ -1040,6 +1040,39 @@ def test_a_bulk_upload_names_the_images_unlike_a_film_as_one_submission_does(
     assert "not_like_a_film" not in again and "Check" not in views.bulk_receipt_text(again)
 
 
+def test_a_bulk_upload_names_every_refused_file_at_once_and_leaves_documents_out(
+        service: MammoService, small_mias: Path, tmp_path: Path) -> None:
+    """A walk's batch was refused for its first bad file, then, once mended, for the next; and a zip
+    with a readme.txt beside its images was refused whole."""
+    import zipfile
+
+    from mammo.store import StoreError
+
+    films = sorted((small_mias / "benign").glob("*.png"))[:2]
+    bad = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path in bad:
+        path.write_text("not an image")
+    with pytest.raises(StoreError) as refused:
+        service.submit_uploads([str(films[0]), *map(str, bad)], "benign")
+    said = str(refused.value)
+    assert said.startswith("Nothing was stored: 2 of the 3 images cannot be stored. a.png: The file is not a "
+                           "recognised image")
+    assert " b.png: The file is not a recognised image" in said and said.count("Nothing was stored") == 1
+    logged = refused.value.logged  # the log gets the items' numbers, not their names
+    assert "item 2: " in logged and "item 3: " in logged and "a.png" not in logged
+    assert service.cases.counts()["benign"] == 0
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(films[1], "benign/film.png")
+        handle.writestr("benign/readme.txt", "exported by the PACS")
+        handle.writestr("DICOMDIR", b"\0" * 16)
+    receipt = service.submit_uploads([str(archive)], None)
+    assert len(receipt["case_ids"]) == 1 and service.cases.counts()["benign"] == 1
+    assert receipt["not_images"] == ["export.zip: benign/readme.txt", "export.zip: DICOMDIR"]
+    assert (r"Left out, documents beside the images: export\.zip\: benign/readme\.txt, export\.zip\: "
+            r"DICOMDIR.") in views.bulk_receipt_text(receipt)
+
+
 def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_copy(
     service: MammoService, small_mias: Path
 ) -> None:

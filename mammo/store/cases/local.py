@@ -97,6 +97,24 @@ CASE_ID_START = 8  # the fewest leading characters of a case id that name it (th
 log = logging.getLogger(__name__)
 
 
+_REFUSALS_NAMED = 10  # items named in a batch's refusal
+
+
+def _batch_refused(refused: Sequence[tuple[int, StoreError]], items: int,
+                   names: Sequence[str] | None) -> StoreError:
+    """One refusal of a batch naming each item refused (by ``names``, else "item N"; the log gets
+    only the numbers: a file name can be a patient's) and why, the first few of many."""
+    def said(i: int, error: StoreError, named: bool) -> str:
+        name = names[i] if names and named else f"item {i + 1}"
+        return f"{name}: {str(error if named else error.logged).removeprefix(NOTHING_STORED)}"
+
+    shown = refused[:_REFUSALS_NAMED]
+    more = f" And {len(refused) - len(shown)} more." if len(refused) > len(shown) else ""
+    whole = "" if len(refused) == 1 else f"{len(refused)} of the {items} images cannot be stored. "
+    return StoreError(NOTHING_STORED + whole + " ".join(said(i, e, True) for i, e in shown) + more,
+                      logged=NOTHING_STORED + whole + " ".join(said(i, e, False) for i, e in shown) + more)
+
+
 def _not_saved(error: OSError) -> StoreError:
     return StoreError(f"The case could not be saved ({error.strerror or error}); nothing was stored. "
                       "Earlier cases are unaffected.")
@@ -208,14 +226,14 @@ class CaseStore:
         and listed under ``skipped`` instead of failing the whole batch. ``names`` (the uploader's
         file names, never stored) name the items in refusals and in ``skipped`` ("item N" without).
         """
-        cases = []
+        cases, refused = [], []
         for i, (image, label, metadata) in enumerate(items):
             try:
                 cases.append(self._prepare(image, label, metadata))
-            except StoreError as exc:  # the whole batch is refused: say so, and which item
-                said, logged = (str(text).removeprefix(NOTHING_STORED) for text in (exc, exc.logged))
-                raise StoreError(f"{NOTHING_STORED}{names[i] if names else f'item {i + 1}'}: {said}",
-                                 logged=f"{NOTHING_STORED}item {i + 1}: {logged}") from exc
+            except StoreError as exc:  # the whole batch is refused: every item it refuses is named at once
+                refused.append((i, exc))
+        if refused:
+            raise _batch_refused(refused, len(cases) + len(refused), names) from refused[0][1]
         receipt = self._store(cases, skip_duplicates=skip_duplicates)
         receipt["skipped"] = [{**skip, "name": names[skip["index"]] if names else f"item {skip['index'] + 1}"}
                               for skip in receipt["skipped"]]
