@@ -96,7 +96,9 @@ def _evaluation_split(mammo: dict) -> str:
     """The evaluation split in words; for a version a retrain's gate promoted, that the same held-out
     films chose it (candidates that scored lower there were rejected), so its figure there is optimistic."""
     said = _split_name(mammo.get("split"))
-    if mammo.get("report") and (mammo.get("split") or {}).get("name") == "holdout":
+    report = mammo.get("report") or {}
+    promoted = report.get("promoted") is True and not report.get("rollback_of")  # not a rejection, a rollback
+    if promoted and (mammo.get("split") or {}).get("name") == "holdout":
         said += ("; these same films also chose this version: the promotion gate compared it with the "
                  "version it replaced on them, and candidates that scored lower were rejected, so after "
                  "several retrains the figure here is somewhat optimistic")
