@@ -94,15 +94,28 @@ class Fingerprints:
                 return found
         return None
 
+    def find_all(self, fingerprint: str, mirrored: str | None = None) -> list[int]:
+        """The indices of every film the image of these fingerprints is a copy of (as it is or mirrored)."""
+        near = np.zeros(self._count, bool)
+        for query in (fingerprint, mirrored):
+            if query is not None:
+                near |= self._apart(query) <= MATCH_BITS
+        return np.flatnonzero(near).tolist()
+
     def _nearest(self, fingerprint: str) -> int | None:
         if not self._count:
             return None
+        apart = self._apart(fingerprint)
+        nearest = int(np.argmin(apart))
+        return nearest if apart[nearest] <= MATCH_BITS else None
+
+    def _apart(self, fingerprint: str) -> np.ndarray:
+        """How many bits each film lies from ``fingerprint``."""
         words = _words(fingerprint)
         apart = np.zeros(self._count, np.uint16)  # at most 256 bits apart
         for i in range(_WORDS):
             apart += np.bitwise_count(self._words[i, :self._count] ^ words[i])
-        nearest = int(np.argmin(apart))
-        return nearest if apart[nearest] <= MATCH_BITS else None
+        return apart
 
 
 class FilmIdentity(NamedTuple):

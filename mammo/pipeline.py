@@ -91,14 +91,15 @@ def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side:
 
     Copies of one film among the cases (the case store refuses the same pixels twice, not a copy at
     another size: an API walk stored one film four times under three labels, each then trained on;
-    a copy of any earlier copy is one too, so a chain of copies is one film) are learnt once, as the
-    first of them in ``cases`` (give them in submission order), when they all carry one label; when
-    their labels differ, none is learnt (which one is right is for a clinician to say: their ids are
-    returned)."""
+    a copy of any other is one too, so a chain of copies is one film, in whatever order they came)
+    are learnt once, as the first of them in ``cases`` (give them in submission order), when they all
+    carry one label; when their labels differ, none is learnt (which one is right is for a clinician
+    to say: their ids are returned)."""
     conflicts: list[str] = []
     withdrawn = 0
-    seen: KnownFilms[int] = KnownFilms()  # every case so far, tagged with its film's index in groups
-    groups: list[list[tuple[Example, FilmIdentity]]] = []  # each film's cases, the first first
+    others: list[tuple[Example, FilmIdentity]] = []  # the cases that are none of the films, in order
+    prints = Fingerprints(())  # theirs, in the same order
+    film_of: list[int] = []  # union-find over them: copies, and copies of copies, are one film
     for case, identity in zip(cases, film_identities(cases, min_side), strict=True):
         film = films.tag_of(*identity)
         if withheld is not None and withheld.find(identity.fingerprint, identity.mirrored) is not None:
@@ -106,19 +107,30 @@ def cases_apart_from(cases: Sequence[Example], films: KnownFilms[str], min_side:
         elif film is not None:
             if film != case.label:
                 conflicts.append(case.group)
-        else:  # a copy of any case so far (a chain of copies is one film), else a film of its own
-            group = seen.tag_of(*identity)
-            if group is None:
-                group = len(groups)
-                groups.append([])
-            groups[group].append((case, identity))
-            seen.add(identity, group)
+        else:
+            film_of.append(len(others))
+            for copy in prints.find_all(identity.fingerprint, identity.mirrored):
+                film_of[_film(film_of, copy)] = len(others)
+            others.append((case, identity))
+            prints.add(identity.fingerprint)
+    by_film: dict[int, list[tuple[Example, FilmIdentity]]] = {}
+    for i, case in enumerate(others):  # each film's cases, the first first (films in that order too)
+        by_film.setdefault(_film(film_of, i), []).append(case)
+    groups = list(by_film.values())
     agrees = [len({case.label for case, _ in group}) == 1 for group in groups]
     agreed = [group for group, one_label in zip(groups, agrees, strict=True) if one_label]
     disputed = [case.group for group, one_label in zip(groups, agrees, strict=True) if not one_label
                 for case, _ in group]
     return CasesApart([group[0][0] for group in agreed], [group[0][1] for group in agreed], conflicts,
                       withdrawn, sum(len(group) - 1 for group in agreed), disputed)
+
+
+def _film(film_of: list[int], case: int) -> int:
+    """The case standing for ``case``'s film in the union-find ``film_of`` (paths halved on the way)."""
+    while film_of[case] != case:
+        film_of[case] = film_of[film_of[case]]
+        case = film_of[case]
+    return case
 
 
 _SPLIT_AS_THE_STARTING_MODEL = (
