@@ -104,7 +104,8 @@ def test_a_set_of_fingerprints_answers_what_it_holds() -> None:
     far = bytes([flipped[0] ^ 0xFF, flipped[1] ^ 0xFF, flipped[2] ^ 0x01, *flipped[3:]]).hex()
     assert prints.find(near) == 1 and MATCH_BITS == 16
     assert prints.find(far) is None  # 17 bits from the film: not it
-    assert prints.find_all(near) == [1] and prints.find_all(far) == [] and Fingerprints([]).find_all(near) == []
+    assert prints.find_all(near) == [1] and prints.find_all(far) == []
+    assert Fingerprints([]).find_all(near) == []
     assert prints.find_all(far, film_fingerprint(other)) == [0]  # by its mirror image's fingerprint
     with pytest.raises(ValueError, match="64 hex digits"):
         prints.find("abc")
