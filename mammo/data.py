@@ -20,13 +20,15 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torchvision.transforms import v2
 
-from .fingerprint import FilmIdentity, LearntFilms
+from .fingerprint import FilmIdentity, LearntFilms, is_fingerprint
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .preprocess import Geometry, PreprocessConfig, prepare, small_copy, to_tensor
 
 __all__ = [
     "CaseImage",
     "Example",
+    "NO_MODEL",
+    "recorded_films",
     "SplitSpec",
     "IMAGE_SUFFIXES",
     "label_order",
@@ -305,13 +307,31 @@ def learnt_by(init: str | Path, films: Iterable[FilmIdentity]) -> int | None:
     for a copy at another size or encoding, the fingerprints (models made before those were recorded:
     the pixels only): 0 for ``imagenet`` / ``none`` (``films`` then not read); None when ``init`` is a
     folder that records none (e.g. a cross-validation's fold model)."""
-    if str(init) in ("imagenet", "none"):
+    if str(init) in NO_MODEL:
         return 0
+    recorded = recorded_films(init)
+    if recorded is None:
+        return None
+    learnt = LearntFilms(recorded)
+    return sum(learnt.holds(*film) for film in films)
+
+
+NO_MODEL = ("imagenet", "none")  # starting weights that are no model's (no films learnt)
+
+
+def recorded_films(init: str | Path) -> dict[str, list[str]] | None:
+    """The films the model at ``init`` records it learnt from (trained or validated on):
+    ``image_sha256`` and ``image_fingerprints``, each entry checked (a malformed one left out); None
+    for ImageNet or no weights, or a folder that records none."""
+    if str(init) in NO_MODEL:
+        return None
     try:
         data = json.loads((Path(init) / "config.json").read_text())["mammo"]["data"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("image_sha256"), list):
         return None
-    learnt = LearntFilms(data)
-    return sum(learnt.holds(*film) for film in films)
+    prints = data.get("image_fingerprints")
+    prints = prints if isinstance(prints, list) else []
+    return {"image_sha256": [h for h in data["image_sha256"] if isinstance(h, str)],
+            "image_fingerprints": [f for f in prints if is_fingerprint(f)]}

@@ -31,8 +31,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-__all__ = ["HASH_SIZE", "MATCH_BITS", "film_fingerprint", "mirrored_fingerprint", "bits_apart",
-           "Fingerprints", "FilmIdentity", "KnownFilms", "LearntFilms"]
+__all__ = ["HASH_SIZE", "MATCH_BITS", "film_fingerprint", "mirrored_fingerprint", "is_fingerprint",
+           "bits_apart", "Fingerprints", "FilmIdentity", "KnownFilms", "LearntFilms"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,17 @@ def mirrored_fingerprint(small: np.ndarray) -> str:
     """The fingerprint of the left-right mirror image of a film's 256 px copy (see
     :func:`film_fingerprint`)."""
     return film_fingerprint(np.ascontiguousarray(np.asarray(small)[:, ::-1]))
+
+
+def is_fingerprint(text: object) -> bool:
+    """Whether ``text`` is a fingerprint: 64 hex digits."""
+    if not isinstance(text, str) or len(text) != 2 * _BYTES:
+        return False
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
 
 
 def bits_apart(one: str, other: str) -> int:

@@ -21,12 +21,14 @@ from .calibration import apply_calibration, fit_calibration
 from .config import data_names
 from .cv import THRESHOLD_RULE, cross_validate
 from .data import (
+    NO_MODEL,
     Example,
     SplitSpec,
     film_identities,
     folder_examples,
     label_order,
     learnt_by,
+    recorded_films,
     split_by_patient,
 )
 from .distributed import is_main_process
@@ -136,17 +138,6 @@ def _film(film_of: list[int], case: int) -> int:
 _SPLIT_AS_THE_STARTING_MODEL = (
     "Split the data as the starting model was split (its config.json's mammo.split: on the command line "
     "--seed, --val-fraction and --holdout-fraction), or start from ImageNet (--init imagenet).")
-
-
-def _films_learnt_by(init: Path) -> dict[str, list[str]]:
-    """The pixel hashes and fingerprints of the films the model at ``init`` records it learnt from
-    (none for ImageNet or no weights, or a folder that records none)."""
-    try:
-        data = json.loads((init / "config.json").read_text())["mammo"]["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"image_sha256": [], "image_fingerprints": []}
-    return {key: [value for value in data.get(key) or [] if isinstance(value, str)]
-            for key in ("image_sha256", "image_fingerprints")}
 
 
 def write_card(folder: Path) -> None:
@@ -262,9 +253,10 @@ def train_to_folder(
     split = split or SplitSpec()
     parts = base_splits(data, val, split)
     sources = list(data_names) if data_names else [str(Path(d)) for d in data]
-    starting = Path(str(config.init))
-    if parts["holdout"] and starting.is_dir():  # another model's weights: none of its films held out here
-        refuse_learnt_holdout(starting, f"the starting model ({starting})", parts["holdout"],
+    # another model's weights: none of its films held out here, and its films are recorded as learnt
+    inherited = recorded_films(config.init) or {"image_sha256": [], "image_fingerprints": []}
+    if parts["holdout"] and str(config.init) not in NO_MODEL and Path(str(config.init)).is_dir():
+        refuse_learnt_holdout(Path(str(config.init)), f"the starting model ({config.init})", parts["holdout"],
                               ", ".join(sources), config.min_side, _SPLIT_AS_THE_STARTING_MODEL)
     cross_validating = bool(cv_folds or cv_from)
     # the training and validation films' identities (what the model learns from: trained or validated
@@ -322,7 +314,6 @@ def train_to_folder(
         baseline = evaluate_baseline(learn, parts["holdout"], labels, config.preprocess, config.min_side)
     elif not cv and parts["val"]:
         baseline = evaluate_baseline(train, parts["val"], labels, config.preprocess, config.min_side)
-    inherited = _films_learnt_by(starting)
     # the validation films' identities: checked against the starting weights
     val_identities = [] if cv else [identity_of[film] for film in parts["val"]]
     mammo = {

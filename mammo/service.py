@@ -622,7 +622,7 @@ class MammoService:
         unlike: list[dict[str, str]] = []
         for case_id, digest, label, i in zip(receipt["case_ids"], receipt["image_sha256"], receipt["labels"],
                                              kept, strict=True):
-            image = self._submitted(items[i][0])  # read once, as Predict reads it (one at a time: not kept)
+            image = self._submitted(items[i][0], one=False)  # read once, as Predict reads it; not kept
             film = films.tag_of(digest, image and image.fingerprint, image and image.mirrored)
             if film is not None:
                 found.append((film, label))
@@ -721,12 +721,13 @@ class MammoService:
         found = Fingerprints(withdrawn.values()).find(incoming.fingerprint, incoming.mirrored)
         return None if found is None else list(withdrawn)[found]
 
-    def _submitted(self, image: ImageSource) -> LoadedImage | None:
-        """A case's image just stored, decoded as Predict decodes it (a file just previewed or predicted
-        is not decoded again), for its receipt; None (logged) when it cannot be had, so that a receipt
-        never reports a failure for a case stored already."""
+    def _submitted(self, image: ImageSource, *, one: bool = True) -> LoadedImage | None:
+        """A case's image just stored, decoded as Predict decodes it (``one``: a single submission, whose
+        file, just previewed or predicted, is not decoded again; a batch's files are not kept among the
+        recent files), for its receipt; None (logged) when it cannot be had, so that a receipt never
+        reports a failure for a case stored already."""
         try:
-            if isinstance(image, str | os.PathLike):
+            if one and isinstance(image, str | os.PathLike):
                 return self.load(image)
             return load_image(image, max_bytes=self.settings.max_upload_bytes,
                               min_side=self._predictor.min_side)

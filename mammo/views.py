@@ -528,7 +528,7 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
     if left_out:  # conflicts are some of them
         caveat += (f" {left_out} submitted case{'s were' if left_out > 1 else ' was'} left out of "
                    f"training: {'their images are films' if left_out > 1 else 'its image is a film'} "
-                   "of the base data, or a copy of one at another size or encoding (held-out and "
+                   "of the base data, or a copy of one at another size or encoding or mirrored (held-out and "
                    "validation films are never trained on, a training film not twice).")
         if conflicts:
             ids = summary.get("cases_in_label_conflict") or []  # none from retrains before they were named

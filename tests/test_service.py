@@ -396,7 +396,7 @@ def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: Mammo
     assert sha256_of_pixels(read_image(held_out.source)) not in data["image_sha256"]  # never trained on
     verdict = views.verdict_text(summary)
     assert ("4 submitted cases were left out of training: their images are films of the base data, or a "
-            "copy of one at another size or encoding") in verdict
+            "copy of one at another size or encoding or mirrored") in verdict
     # named, for a clinician to find (a walk saw a count and could not tell which case)
     assert (f"**1 of them carries another label than the base data's** (`{views._short_id(disagreeing)}`): "
             "the base label was kept") in verdict
@@ -1084,15 +1084,15 @@ def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_co
     case_id = service.submit(image, "normal", None)["case_id"]
     service.withdraw_case(case_id, WITHDRAWAL_REASONS[0])
     larger = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)  # the same film at twice the size
-    with pytest.raises(StoreError, match=f"a copy, at another size or encoding, of case {case_id}, which was "
-                                         "withdrawn; it was not stored") as refused:
+    with pytest.raises(StoreError, match=rf"a copy \(at another size or encoding, or mirrored\) of case "
+                                         rf"{case_id}, which was withdrawn; it was not stored") as refused:
         service.submit(larger, "normal", None)
     assert refused.value.duplicate_of == case_id
     other = np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / "normal").glob("*.png"))[3])))
     assert service.submit(other, "normal", None)["status"] == "stored"  # another film is taken
     # a bulk upload refuses it too, or skips it when asked to skip what was stored before
-    with pytest.raises(StoreError, match=f"Item 2: This image is a copy, at another size or encoding, of "
-                                         f"case {case_id}, which was withdrawn"):
+    with pytest.raises(StoreError, match=rf"Item 2: This image is a copy \(at another size or encoding, or "
+                                         rf"mirrored\) of case {case_id}, which was withdrawn"):
         service.submit_many([(np.rot90(other).copy(), "normal", None), (larger, "benign", None)])
     batch = service.submit_many([(np.rot90(other).copy(), "normal", None), (larger, "benign", None)],
                                 skip_duplicates=True)

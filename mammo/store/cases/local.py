@@ -607,9 +607,9 @@ class CaseStore:
                            else " If that label is wrong, correct the case's label instead."))
             elif case.copy_of_withdrawn is not None:
                 earlier_id, withdrawn = case.copy_of_withdrawn, True
-                said = (f"This image is a copy, at another size or encoding, of case {earlier_id}, which "
-                        "was withdrawn; it was not stored. A withdrawn case's image is not taken again, nor "
-                        "a copy of it.")
+                said = (f"This image is a copy (at another size or encoding, or mirrored) of case "
+                        f"{earlier_id}, which was withdrawn; it was not stored. A withdrawn case's image is "
+                        "not taken again, nor a copy of it.")
             else:
                 batch[case.sha256] = i
                 kept.append(case)
