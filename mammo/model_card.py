@@ -216,6 +216,9 @@ def _grouped_by(mammo: dict) -> str:
         else "patient"
 
 
+_OR_ITS_PATIENT = " (nor on its patient's other films)"
+
+
 def _cv_section(mammo: dict) -> str | None:
     cv = mammo.get("cv")
     if not cv:
@@ -230,8 +233,10 @@ def _cv_section(mammo: dict) -> str | None:
     parts = [
         _metrics_section(cv, "## Cross-validation (the estimate to quote)",
                          f"{_num(cv.get('n_folds'))}-fold cross-validation by {_grouped_by(mammo)}, "
-                         "stratified by label; every film scored once by the model that did not train on its "
-                         "patient, calibration and threshold cross-fitted on the other folds"),
+                         "stratified by label; every film scored once by the model that did not train on it"
+                         f"{_OR_ITS_PATIENT if _grouped_by(mammo) == 'patient' else ''}, its calibration "
+                         "and its threshold fitted on the other folds (the shipped threshold is fitted on "
+                         "all of them)"),
         f"Abnormal (benign or malignant) vs normal AUC: {_num(abnormal.get('auc'))} "
         f"(95% CI {abnormal_ci}).",
         "Per fold:\n\n" + _table(("fold", "films", "AUC malignant", "95% CI", "AUC macro"), rows),
