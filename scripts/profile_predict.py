@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from mammo.choices import DEFAULT_METHOD  # noqa: E402
 from mammo.errors import said_in_one_line  # noqa: E402
-from mammo.fingerprint import film_fingerprint  # noqa: E402
+from mammo.fingerprint import film_fingerprint, mirrored_fingerprint  # noqa: E402
 from mammo.imaging import read_image, sha256_of_pixels  # noqa: E402
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, LoadedImage, Predictor  # noqa: E402
 from mammo.preprocess import find_breast, fit_within  # noqa: E402
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         small = timed("scale to display size", fit_within, grey, DISPLAY_SIDE)
         breast = timed("find the breast", find_breast, small)
         fingerprint = timed("fingerprint", film_fingerprint, breast.small)
-        loaded = LoadedImage(small, grey.shape, "", breast, fingerprint)
+        mirrored = timed("fingerprint of its mirror image", mirrored_fingerprint, breast.small)
+        loaded = LoadedImage(small, grey.shape, "", breast, fingerprint, mirrored=mirrored)
         tensor, geometry = timed("prepare (crop, orient, resize)", predictor.prepare, small, breast)
         timed("forward + heat map", predictor._forward, tensor[None], method)
         result = timed("whole predict (from loaded)", predictor.predict, loaded, method=method)

@@ -226,6 +226,9 @@ class CaseStore:
         and listed under ``skipped`` instead of failing the whole batch. ``names`` (the uploader's
         file names, never stored) name the items in refusals and in ``skipped`` ("item N" without).
         """
+        items = list(items)
+        if names is not None and len(names) != len(items):
+            raise ValueError(f"{len(names)} names for {len(items)} items")
         cases, refused = [], []
         for i, (image, label, metadata) in enumerate(items):
             try:
