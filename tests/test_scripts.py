@@ -183,8 +183,9 @@ def test_profile_predict_times_each_stage_of_a_real_dicom(tiny_model_dir: Path) 
     assert done.returncode == 0, done.stderr
     stages = [line.split(":")[0].strip() for line in done.stdout.splitlines()[1:]]
     assert stages == ["read (decode)", "sha256 of the pixels", "scale to display size", "find the breast",
-                      "fingerprint", "fingerprint of its mirror image", "prepare (crop, orient, resize)", "forward + heat map",
-                      "whole predict (from loaded)", "jpeg encode of the overlay"], done.stdout
+                      "fingerprint", "fingerprint of its mirror image", "prepare (crop, orient, resize)",
+                      "forward + heat map", "whole predict (from loaded)", "jpeg encode of the overlay"], (
+        done.stdout)
     assert all(line.endswith(" ms median") for line in done.stdout.splitlines()[1:])
 
 
