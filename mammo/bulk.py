@@ -42,11 +42,14 @@ def zip_cases(
         raise BulkError(f"not a readable zip file: {error}") from error
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir() and _wanted(m.filename)]
-        if documents is not None:
-            documents += [m.filename for m in members if _document(m.filename)]
+        found = [m.filename for m in members if _document(m.filename)]
         members = [m for m in members if not _document(m.filename)]
         if not members:
-            raise BulkError("the zip holds no images in label folders (such as benign/a.png)")
+            named = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            only = f": only documents ({named})" if found else ""
+            raise BulkError(f"the zip holds no images in label folders (such as benign/a.png){only}")
+        if documents is not None:
+            documents += found
         if len(members) > max_files:
             raise BulkError(f"the zip holds {len(members)} files; at most {max_files} per upload")
         total_limit, unpacked = MAX_EXPANSION * max_file_bytes, sum(m.file_size for m in members)

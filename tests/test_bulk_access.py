@@ -35,6 +35,9 @@ def test_zip_cases_reads_labels_from_folders(tmp_path: Path) -> None:
         ({"a.png": b"A"}, 100, r"not inside a label folder \(such as benign/a.png\)"),
         ({"benign/a.png": b"A" * 200}, 100, "limit"),
         ({"readme/.hidden": b""}, 100, "no images"),
+        # documents only: said so, and named
+        ({"benign/readme.txt": b"x", "DICOMDIR": b"x"}, 100,
+         r"no images .*: only documents \(benign/readme.txt, DICOMDIR\)"),
     ],
 )
 def test_zip_errors(tmp_path: Path, members: dict, limit: int, message: str) -> None:
