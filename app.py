@@ -407,7 +407,10 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "  .wide-table .table-container > .table-wrap { min-width: 960px; }\n"
             # and the gallery's four columns of at least 100 px ran past the screen's edge, hiding two films
             "  #real-films .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important;\n"
-            "    grid-template-rows: none !important; grid-auto-rows: auto !important; } }")
+            "    grid-template-rows: none !important; grid-auto-rows: auto !important; }\n"
+            # and each film's caption, over a quarter-width thumbnail, hid most of it: smaller
+            "  #real-films .caption-label { font-size: 9px; line-height: 1.15; padding: 1px 3px;\n"
+            "    bottom: 2px; left: 2px; max-width: calc(100% - 4px); } }")
 
 
 def switch_js(on: bool) -> str:
