@@ -243,6 +243,12 @@ def retrain_summary(mammo: Mapping[str, Any], version: str | None, rejected_id: 
             "film_size_warning": small_films_warning(mammo["training"])}
 
 
+def _stored_film(digest: str, image: LoadedImage | None) -> FilmIdentity:
+    """A stored case's film: the store's hash of its pixels, and the fingerprints of its image as read
+    for its receipt (none when it could not be read again: then known by its pixels only)."""
+    return FilmIdentity(digest, image and image.fingerprint, image and image.mirrored)
+
+
 class MammoService:
     """The store, registry and served model of one app instance."""
 
@@ -541,9 +547,7 @@ class MammoService:
         can_submit(user, self.settings).require()
         receipt = self.cases.append(image, label, metadata)
         submitted = self._submitted(image)
-        case = FilmIdentity(receipt["image_sha256"], submitted and submitted.fingerprint,
-                            submitted and submitted.mirrored)
-        note = self._base_film_note(case, receipt["label"])
+        note = self._base_film_note(_stored_film(receipt["image_sha256"], submitted), receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
         # stored as given (a close-up may have no background), but said: Predict says it of this image
@@ -623,7 +627,7 @@ class MammoService:
         for case_id, digest, label, i in zip(receipt["case_ids"], receipt["image_sha256"], receipt["labels"],
                                              kept, strict=True):
             image = self._submitted(items[i][0], one=False)  # read once, as Predict reads it; not kept
-            film = films.tag_of(digest, image and image.fingerprint, image and image.mirrored)
+            film = films.tag_of(*_stored_film(digest, image))
             if film is not None:
                 found.append((film, label))
             if image and (why := whole_film_doubt(image.grey, image.breast, image.coloured)):
