@@ -7,6 +7,7 @@ A data folder is the ``imagefolder`` layout: ``<root>/<label>/<file>`` plus an o
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = [
     "folder_examples",
     "case_examples",
     "split_by_patient",
+    "films_key",
     "PreparedImages",
     "augmenter",
     "augmentation_text",
@@ -201,6 +203,13 @@ def split_by_patient(examples: Sequence[Example], spec: SplitSpec) -> dict[str, 
         remaining = [remaining[i] for i in rest]
     parts["train"] = remaining
     return parts
+
+
+def films_key(examples: Iterable[Example]) -> str:
+    """A short digest of a set of labelled films (each film's patient, name and label, in any order):
+    two evaluations with the same key scored the same films."""
+    names = sorted(f"{e.group}\x1f{e.name}\x1f{e.label}" for e in examples)
+    return hashlib.sha256("\x1e".join(names).encode()).hexdigest()[:16]
 
 
 def augmenter(orient: bool, vertical_flip: bool = True, contrast: bool = True) -> v2.Compose:

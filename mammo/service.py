@@ -26,11 +26,12 @@ from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import BulkError, zip_cases
 from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
-from .data import SplitSpec, case_examples, film_identities, folder_examples, label_order
+from .data import SplitSpec, case_examples, film_identities, films_key, folder_examples, label_order
 from .errors import MammoError
 from .explain import overlay
 from .fingerprint import FilmIdentity, Fingerprints, KnownFilms
 from .imaging import colour_doubt, decode_image, encode_png
+from .metrics import recorded_value
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .preprocess import whole_film_doubt
@@ -50,6 +51,7 @@ from .store import (
     check_reachable,
     hub_api,
     is_newer,
+    line_best,
     open_audit_log,
     open_case_store,
     open_prediction_log,
@@ -1151,11 +1153,14 @@ class MammoService:
                 split_name = mammo["split"]["description"]
                 # a served version with no cut-off has no review flag to keep (evaluated at 0.5 above)
                 flag_of_current = current_metrics if current.threshold is not None else {
-                    **current_metrics, "sensitivity": None}
+                    **current_metrics, "sensitivity": None, "specificity": None}
+                metric = self.settings.gate_metric
+                served_report = (current.config.get("mammo") or {}).get("report") or {}
+                best = line_best(served_report.get("gate_best"), metric, films_key(holdout), current.version,
+                                 recorded_value(current_metrics, metric))
                 promoted, reason = promotion_decision(
-                    mammo["metrics"], flag_of_current, self.settings.gate_metric,
-                    self.settings.gate_tolerance, split=split_name,
-                    min_malignant=self.settings.gate_min_malignant)
+                    mammo["metrics"], flag_of_current, metric, self.settings.gate_tolerance, split=split_name,
+                    min_malignant=self.settings.gate_min_malignant, best=best)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
                           "cases_submitted": submitted,
                           # of the cases read, those with a corrected label; the withdrawn ones left out
@@ -1171,6 +1176,8 @@ class MammoService:
                           "cases_in_label_conflict": mammo["data"]["cases_in_label_conflict"],
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
+                          # the best score of the served line on these films: what later retrains keep to
+                          "gate_best": best,
                           # where the served version's own recorded figure came from, against this one
                           "current_recorded": recorded_holdout(current.config.get("mammo") or {}),
                           "scored_on": mammo["data"]["sources"],

@@ -19,7 +19,7 @@ from .metrics import (
     recorded_estimate,
     recorded_evaluations,
 )
-from .store.gate import FLAG_REFUSED, gives_every_film_one_score
+from .store.gate import ALARMS_REFUSED, FLAG_REFUSED, LINE_REFUSED, gives_every_film_one_score
 from .store.registry.base import is_newer
 from .timestamps import human_time
 
@@ -579,6 +579,18 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                 f"{films} malignant held-out films, where {summary['current_version']} flags "
                 f"{flagged_malignant(summary['current_metrics'])}: served, its flag would miss more "
                 f"cancers.{noise}{kept}")
+    if summary.get("reason", "").startswith(LINE_REFUSED):  # within the tolerance of the served one only
+        best = summary["gate_best"]
+        metric = METRIC_NAMES.get(best["metric"], best["metric"])
+        return (f"{_headline(summary, served)} The candidate did about as well as "
+                f"{summary['current_version']} ({scores}), but worse than {best['version']}, an earlier "
+                f"version of the served line, did on the same films ({metric} {_fmt(best['value'], 2)}): "
+                f"each retrain may score up to the tolerance below the one before, never more than that "
+                f"below the best one, so that versions cannot drift down step by step.{noise}{kept}")
+    if summary.get("reason", "").startswith(ALARMS_REFUSED):  # a sensitivity gate's flag-everything model
+        return (f"{_headline(summary, served)} The candidate flags as many malignant held-out films, but "
+                f"flags more of the others than {summary['current_version']} does: served, its flag would "
+                f"raise more false alarms ({scores}).{noise}{kept}")
     return (f"{_headline(summary, served)} The candidate did worse than the "
             f"served version ({scores}).{noise}{kept}")
 

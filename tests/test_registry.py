@@ -30,7 +30,14 @@ from timm.models import save_for_hf
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import SettingsError
 from mammo.model_card import NOT_RECORDED, render_model_card
-from mammo.store.gate import FLAG_REFUSED, more_missed_allowed, promotion_decision
+from mammo.store.gate import (
+    ALARMS_REFUSED,
+    FLAG_REFUSED,
+    LINE_REFUSED,
+    line_best,
+    more_missed_allowed,
+    promotion_decision,
+)
 from mammo.store.registry import (
     HubModelRegistry,
     LocalModelRegistry,
@@ -430,6 +437,45 @@ def test_gate_keeps_no_flag_that_flags_every_film() -> None:
     ok, reason = promotion_decision(_flagging(0.7, 4, 6, 0.6), _flagging(0.69, 6, 6, 0.0))
     assert ok and "the current version's flag flags every film, so there is no flag to compare" in reason
     assert not promotion_decision(_flagging(0.7, 4, 6, 0.6), _flagging(0.69, 6, 6, 0.03))[0]
+
+
+def test_gate_keeps_to_the_best_version_of_the_line_less_the_tolerance() -> None:
+    """Served 0.80, then 0.79, 0.78, ...: each within 0.01 of the last, the line would drift down."""
+    best = line_best(None, "auc_malignant", "films", "v2", 0.80)
+    assert best == {"metric": "auc_malignant", "films": "films", "version": "v2", "value": 0.80}
+    ok, _ = promotion_decision({"auc_malignant": 0.79}, {"auc_malignant": 0.80}, best=best)
+    assert ok  # v3 at 0.79 is promoted; its report keeps v2's 0.80 as the best of the line
+    best = line_best(best, "auc_malignant", "films", "v3", 0.79)
+    assert best["version"] == "v2" and best["value"] == 0.80
+    ok, reason = promotion_decision({"auc_malignant": 0.785, "n": 40}, {"auc_malignant": 0.79}, best=best,
+                                    split="holdout")
+    assert not ok and reason.startswith(LINE_REFUSED), reason
+    assert ("candidate auc_malignant 0.7850 >= current 0.7900 - tolerance 0.01 = 0.7800, but < v2's 0.8000 "
+            "- tolerance 0.01 = 0.7900") in reason and reason.endswith("on holdout (n=40)")
+    assert promotion_decision({"auc_malignant": 0.79}, {"auc_malignant": 0.79}, best=best)[0]  # boundary
+    # a best on other films or by another metric is another line's: the served version's score alone counts
+    for films, metric in (("other films", "auc_malignant"), ("films", "accuracy")):
+        assert line_best(best, metric, films, "v3", 0.79)["version"] == "v3"
+    assert line_best({"metric": "auc_malignant", "films": "films", "version": "v2", "value": None},
+                     "auc_malignant", "films", "v3", None) is None
+    # a candidate below the served version is refused by that comparison, as before
+    ok, reason = promotion_decision({"auc_malignant": 0.70}, {"auc_malignant": 0.79}, best=best)
+    assert not ok and reason.startswith("not promoted: candidate auc_malignant 0.7000 < current")
+
+
+def test_a_sensitivity_gate_refuses_a_flag_that_flags_every_film() -> None:
+    """Sensitivity at each model's own cut-off: a cut-off of 0 flags every film and scores 1."""
+    served = _flagging(0.7, 4, 6, specificity=0.75)  # 38 films, 6 malignant: 8 of the other 32 flagged
+    everything = _flagging(0.7, 6, 6, specificity=0.0)
+    assert promotion_decision(everything, served, "auc_malignant")[0]  # the ranking gate does not look
+    ok, reason = promotion_decision(everything, served, "sensitivity", split="holdout")
+    assert not ok and reason.startswith(ALARMS_REFUSED), reason
+    assert ("at its review cut-off the candidate flags 32 of the 32 films that are not malignant, the "
+            "current version 8 (at most 1 more allowed)") in reason
+    ok, reason = promotion_decision(_flagging(0.7, 6, 6, specificity=23 / 32), served, "sensitivity")
+    assert ok and "the candidate flags 9 of the 32 films that are not malignant" in reason
+    assert "the candidate flags 6 of the 6 malignant films" in reason  # both checks said
+    assert not promotion_decision(_flagging(0.7, 6, 6, specificity=22 / 32), served, "sensitivity")[0]
 
 
 def test_gate_without_current_version_or_current_metric() -> None:

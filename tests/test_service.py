@@ -22,7 +22,7 @@ from mammo import views
 from mammo.access import AccessDenied
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, WITHDRAWAL_REASONS
 from mammo.config import Settings, settings
-from mammo.data import Example, SplitSpec, case_examples, film_identities
+from mammo.data import Example, SplitSpec, case_examples, film_identities, films_key
 from mammo.errors import BadRequest, MammoError
 from mammo.explain import overlay
 from mammo.fingerprint import MATCH_BITS, bits_apart
@@ -42,6 +42,7 @@ from mammo.service import (
 from mammo.store import CaseStore, RegistryError, StoreError, open_registry, promotion_decision
 from mammo.store._hub import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS
+from mammo.store.gate import LINE_REFUSED
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
@@ -1226,3 +1227,31 @@ def test_a_withdrawal_is_audited_limited_to_submitters_and_leaves_the_case_out_o
     assert service.data_summary()["malignant"]["cases"] == 1
     text = views.withdrawal_text(receipt)
     assert case_ids[0] in text and "consent withdrawn" in text and "malignant 1" in text
+
+
+def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service: MammoService,
+                                                                         small_mias: Path) -> None:
+    """Each retrain may score up to the tolerance below the version it replaces, never below the best
+    version of the line on the same films less the tolerance: ten retrains each 0.01 lower would
+    otherwise serve a model 0.1 worse, every one of them "no worse" than the last."""
+    service.settings = dataclasses.replace(service.settings, gate_metric="accuracy", gate_tolerance=1.0)
+    first = service.retrain(TINY)
+    split = SplitSpec.from_model_config(service.predictor.config) or SplitSpec()
+    films = films_key(base_splits([small_mias], None, split)["holdout"])
+    assert first["promoted"] and first["gate_best"] == {
+        "metric": "accuracy", "films": films, "version": "v1", "value": first["current_metrics"]["accuracy"]}
+    recorded = service.predictor.config["mammo"]["report"]["gate_best"]
+    assert recorded == first["gate_best"]  # v2 keeps what it was compared with, for the next retrain
+    # a best recorded on other films (the base data changed) or another metric is not this line's
+    recorded.update(films="other films", value=2.5)
+    second = service.retrain(TINY)
+    assert second["promoted"] and second["gate_best"]["version"] == "v2"
+    assert second["gate_best"]["value"] == second["current_metrics"]["accuracy"]
+    # v1 scored higher than any candidate can (2.5, beyond any accuracy) on these films: refused, though
+    # within the tolerance of the served v3
+    service.predictor.config["mammo"]["report"]["gate_best"].update(version="v1", value=2.5)
+    third = service.retrain(TINY)
+    assert not third["promoted"] and service.registry.latest() == "v3"
+    assert third["reason"].startswith(LINE_REFUSED), third["reason"]
+    assert "v1's 2.5000 - tolerance 1 = 1.5000" in third["reason"]
+    assert "but worse than v1, an earlier version of the served line" in views.verdict_text(third)

@@ -131,6 +131,22 @@ def test_the_verdict_says_a_candidate_was_refused_for_its_flag_not_that_it_did_w
     assert views.gate_reason_text(reason).startswith("not promoted: its review flag misses more malignant")
 
 
+def test_the_verdict_says_a_sensitivity_gate_refused_a_candidate_for_its_false_alarms() -> None:
+    from mammo.store.gate import promotion_decision
+
+    def flagging(caught: int, specificity: float) -> dict:
+        return {"auc_malignant": 0.7, "n": 38, "sensitivity": caught / 6, "specificity": specificity,
+                "per_class": {"malignant": {"support": 6}}}
+
+    candidate, current = flagging(6, 0.0), flagging(5, 0.75)
+    promoted, reason = promotion_decision(candidate, current, "sensitivity", split="holdout")
+    summary = {"promoted": promoted, "reason": reason, "version": "v3", "current_version": "v3",
+               "candidate_metrics": candidate, "current_metrics": current, "rejected_id": "r1"}
+    text = views.verdict_text(summary)
+    assert not promoted and "did worse" not in text
+    assert "flags more of the others than v3 does: served, its flag would raise more false alarms" in text
+
+
 def test_score_text_without_malignant_class_or_threshold() -> None:
     assert "no *malignant* class" in views.score_text({"model_version": "vX", "malignancy_score": None})
     text = views.score_text({"model_version": "v7", "malignancy_score": 42.0, "threshold": None})

@@ -9,18 +9,25 @@ the gate only compares.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from ..config import GATE_METRIC, GATE_MIN_MALIGNANT, GATE_MORE_MISSED_SHARE, GATE_TOLERANCE
 from ..metrics import flagged_malignant, malignant_films, recorded_value
 
-__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "FLAG_REFUSED", "promotion_decision",
-           "gives_every_film_one_score", "flag_check", "more_missed_allowed"]
+__all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "FLAG_REFUSED", "LINE_REFUSED", "ALARMS_REFUSED",
+           "promotion_decision", "gives_every_film_one_score", "flag_check", "false_alarm_check",
+           "more_missed_allowed", "line_best"]
 
 DEFAULT_METRIC = GATE_METRIC
 DEFAULT_TOLERANCE = GATE_TOLERANCE
 _FLOAT_SLACK = 1e-9  # so that e.g. 0.80 vs 0.81 - 0.01 is "at the boundary", not below it
 # how a reason starts when the review flag refused the candidate
 FLAG_REFUSED = "not promoted: its review flag misses more malignant films"
+# how a reason starts when the candidate is within the tolerance of the current version but not of
+# an earlier version of the served line that scored higher on the same films
+LINE_REFUSED = "not promoted: below the best version of the served line"
+# how a reason starts when a sensitivity gate's candidate buys its sensitivity with false alarms
+ALARMS_REFUSED = "not promoted: its review flag raises more false alarms"
 
 
 def gives_every_film_one_score(metrics: dict) -> bool:
@@ -56,6 +63,37 @@ def flag_check(candidate_metrics: dict, current_metrics: dict) -> tuple[bool, st
     return fine, counts if fine else f"{FLAG_REFUSED} than the current version's: {counts}"
 
 
+def false_alarm_check(candidate_metrics: dict, current_metrics: dict) -> tuple[bool, str]:
+    """Whether the candidate's review flag flags at most :func:`more_missed_allowed` more of the
+    non-malignant films than the current version's, and that in words ("" when not recorded). Checked
+    when the gate compares sensitivity: a flag that flags every film has sensitivity 1."""
+    films, malignant = candidate_metrics.get("n"), malignant_films(candidate_metrics)
+    rates = recorded_value(candidate_metrics, "specificity"), recorded_value(current_metrics, "specificity")
+    if not isinstance(films, int) or malignant is None or None in rates or films == malignant:
+        return True, ""
+    others = films - malignant
+    candidate, current = (round((1 - rate) * others) for rate in rates)
+    allowed = more_missed_allowed(others)
+    counts = (f"at its review cut-off the candidate flags {candidate} of the {others} films that are not "
+              f"malignant, the current version {current} (at most {allowed} more allowed)")
+    fine = candidate <= current + allowed
+    return fine, counts if fine else f"{ALARMS_REFUSED} than the current version's: {counts}"
+
+
+def line_best(recorded: Mapping | None, metric: str, films: str, version: str,
+              value: float | None) -> dict | None:
+    """The best ``metric`` a version of the served line scored on the held-out films ``films`` (their
+    :func:`~mammo.data.films_key`): ``version``'s ``value`` now, or the best its own promotion was
+    compared with (``recorded``, its report's ``gate_best``) when that was on the same metric and
+    films, whichever is higher. ``{"metric", "films", "version", "value"}``; None when neither is known.
+    """
+    known = [] if value is None else [{"metric": metric, "films": films, "version": version, "value": value}]
+    if (recorded and recorded.get("metric") == metric and recorded.get("films") == films
+            and recorded_value(recorded, "value") is not None):
+        known.append({key: recorded[key] for key in ("metric", "films", "version", "value")})
+    return max(known, key=lambda best: best["value"], default=None)
+
+
 def promotion_decision(
     candidate_metrics: dict,
     current_metrics: dict | None,
@@ -64,6 +102,7 @@ def promotion_decision(
     *,
     split: str | None = None,
     min_malignant: int = GATE_MIN_MALIGNANT,
+    best: Mapping | None = None,
 ) -> tuple[bool, str]:
     """Whether to promote the candidate, and a reason stating both scores, the metric and split.
 
@@ -78,6 +117,12 @@ def promotion_decision(
     malignant films (by the candidate's ``per_class`` support): there the two cannot be told apart.
     ``split`` names the evaluation set in the reason (default: the metric dicts' ``split`` entry, else
     "the fixed evaluation set").
+
+    ``best`` (:func:`line_best`) is the best score an earlier version of the served line reached on
+    the same films: the candidate must also reach it minus ``tolerance``, so that retrains, each
+    within the tolerance of the one before, cannot drift down step by step. Gating on sensitivity,
+    the candidate's flag must also raise at most :func:`more_missed_allowed` more false alarms
+    (:func:`false_alarm_check`): flagging every film gives sensitivity 1.
     """
     if tolerance < 0 or math.isnan(tolerance):
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -116,6 +161,15 @@ def promotion_decision(
     relation = ">=" if ranks else "<"
     compared = (f"candidate {metric} {candidate:.4f} {relation} current {current:.4f} - tolerance "
                 f"{tolerance:g} = {bar:.4f}")
+    high = recorded_value(best, "value") if best else None
+    if ranks and high is not None and high > current and candidate < high - tolerance - _FLOAT_SLACK:
+        return False, (f"{LINE_REFUSED}: {compared}, but < {best['version']}'s {high:.4f} - tolerance "
+                       f"{tolerance:g} = {high - tolerance:.4f}, the best an earlier version of the served "
+                       f"line scored on these films (each retrain within the tolerance of the last would "
+                       f"otherwise drift down) on {where}")
+    if ranks and flags and metric == "sensitivity":
+        flags, alarm_words = false_alarm_check(candidate_metrics, current_metrics)
+        flag_words = alarm_words if not flags else "; ".join(filter(None, (flag_words, alarm_words)))
     if not flags:
         return False, f"{flag_words}, though {compared} on {where}"
     verdict = "promoted" if ranks else "not promoted"
