@@ -82,8 +82,9 @@ def evaluate_baseline(train: Sequence[Example], test: Sequence[Example], labels:
     threshold = pick_threshold(y_train, inner, labels)
     model = fit_baseline(x_train, y_train)
     probs = _probs(model, film_features(test, preprocess, min_side), len(labels))
-    return {"model": BASELINE_NAME, **evaluate_predictions(_targets(test, labels), probs, labels,
-                                                           threshold=threshold)}
+    metrics = evaluate_predictions(_targets(test, labels), probs, labels, threshold=threshold,
+                                   groups=[e.group for e in test])
+    return {"model": BASELINE_NAME, **metrics}
 
 
 def _group_folds(groups: np.ndarray, folds: int) -> list[np.ndarray]:
@@ -105,7 +106,8 @@ def cross_validate_baseline(examples: Sequence[Example], labels: Sequence[str], 
     for k in np.unique(fold_of):
         held = fold_of == k
         probs[held] = _probs(fit_baseline(features[~held], targets[~held]), features[held], len(labels))
-    metrics = evaluate_predictions(targets, probs, labels, threshold=pick_threshold(targets, probs, labels))
+    metrics = evaluate_predictions(targets, probs, labels, threshold=pick_threshold(targets, probs, labels),
+                                   groups=[e.group for e in examples])
     thresholds = cross_fitted_thresholds(targets, probs, labels, fold_of)
     metrics.update(cross_fitted_rates(targets, probs, labels, thresholds))
     return {"model": BASELINE_NAME, "split": "cross-validation", **metrics}

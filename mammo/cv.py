@@ -171,7 +171,7 @@ def cross_validate(
     for result in results:
         scores[fold_of == result.fold] = result.scores
     targets = np.array([labels.index(e.label) for e in examples])
-    summary = summarise(scores, targets, fold_of, labels, config.head.kind)
+    summary = summarise(scores, targets, fold_of, labels, config.head.kind, [e.group for e in examples])
     # each film called at the threshold fitted on the other folds, as the pooled '_cross_fitted' rates
     thresholds = cross_fitted_thresholds(targets, summary["_probs"], labels, fold_of)
     summary["subgroups"] = subgroup_metrics(examples, targets, summary["_probs"], labels, thresholds)
@@ -229,8 +229,9 @@ def _fold_auc(scores: np.ndarray, labels: list[str]) -> str:
 
 
 def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labels: list[str],
-              kind: str) -> dict:
-    """Pooled and per-fold metrics of out-of-fold scores with cross-fitted calibration/threshold."""
+              kind: str, groups: Sequence[str] | None = None) -> dict:
+    """Pooled and per-fold metrics of out-of-fold scores with cross-fitted calibration/threshold; the
+    AUCs' intervals resample whole patients (``groups``: each film's) when given."""
     folds = int(fold_of.max()) + 1
     probs = np.zeros((len(targets), len(labels)))
     for k in range(folds):
@@ -245,7 +246,7 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
     # sensitivity out of fold) holds of what runs; the AUCs and ECE use the cross-fitted ones
     shipped = apply_calibration(scores, weight, bias)
     threshold = pick_threshold(targets, shipped, labels)
-    pooled = evaluate_predictions(targets, probs, labels, threshold=threshold)
+    pooled = evaluate_predictions(targets, probs, labels, threshold=threshold, groups=groups)
     pooled.update(rates_at(targets, shipped, labels, threshold))
     calibration = {
         "method": "multinomial logistic regression on the film scores (Platt / vector scaling)",
@@ -260,7 +261,8 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
     for k in range(folds):
         inside = fold_of == k
         metrics = evaluate_predictions(targets[inside], probs[inside], labels,
-                                       threshold=float(per_film_threshold[inside][0]), n_resamples=500)
+                                       threshold=float(per_film_threshold[inside][0]), n_resamples=500,
+                                       groups=None if groups is None else np.asarray(groups)[inside])
         fold_metrics.append({"fold": k, **{key: metrics[key] for key in _FOLD_KEYS}})
     aucs = [f["auc_malignant"] for f in fold_metrics if f["auc_malignant"] is not None]
     return {
@@ -270,7 +272,7 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         "folds": fold_metrics,
         "auc_malignant_fold_mean": float(np.mean(aucs)) if aucs else None,
         "auc_malignant_fold_sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else None,
-        "auc_abnormal": auc_abnormal(targets, probs, labels),
+        "auc_abnormal": auc_abnormal(targets, probs, labels, groups=groups),
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,
         "calibration": calibration,

@@ -205,11 +205,12 @@ def split_by_patient(examples: Sequence[Example], spec: SplitSpec) -> dict[str, 
     return parts
 
 
-def films_key(examples: Iterable[Example]) -> str:
-    """A short digest of a set of labelled films (each film's patient, name and label, in any order):
-    two evaluations with the same key scored the same films."""
-    names = sorted(f"{e.group}\x1f{e.name}\x1f{e.label}" for e in examples)
-    return hashlib.sha256("\x1e".join(names).encode()).hexdigest()[:16]
+def films_key(examples: Sequence[Example], min_side: int = MIN_SIDE) -> str:
+    """A short digest of a set of labelled films (each film's pixels and label, in any order): two
+    evaluations with the same key scored the same films, as the same copies (another resolution of
+    a film is other pixels: its scores differ)."""
+    films = sorted(f"{sha256_of_pixels(e.read(min_side))}\x1f{e.label}" for e in examples)
+    return hashlib.sha256("\x1e".join(films).encode()).hexdigest()[:16]
 
 
 def augmenter(orient: bool, vertical_flip: bool = True, contrast: bool = True) -> v2.Compose:

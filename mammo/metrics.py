@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -37,11 +36,13 @@ __all__ = [
     "OUT_OF_FOLD",
     "recorded_estimate",
     "recorded_evaluations",
-    "rank_auc",
+    "resample_weights",
+    "weighted_auc",
     "paired_auc_difference",
     "evaluate_predictions",
     "auc_abnormal",
     "auc_with_ci",
+    "resampled_units",
     "share",
     "cross_fitted_thresholds",
     "cross_fitted_rates",
@@ -158,8 +159,10 @@ def bootstrap_auc_ci(
     n_resamples: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    groups: Sequence[str] | None = None,
 ) -> tuple[float, float] | None:
-    """Percentile bootstrap ``(1 - alpha)`` CI of the AUC, resampling cases with replacement.
+    """Percentile bootstrap ``(1 - alpha)`` CI of the AUC, resampling cases with replacement; with
+    ``groups`` (each case's patient), whole patients: one woman's films are not independent cases.
 
     Resamples holding one class only are skipped. None when either class has fewer than
     ``FEWEST_FOR_AN_INTERVAL`` cases (the AUC itself may exist) or no resample holds both classes.
@@ -174,25 +177,52 @@ def bootstrap_auc_ci(
         raise ValueError(f"labels {y.shape} and scores {s.shape} must be 1-D of equal length")
     if min(y.sum(), (~y).sum()) < FEWEST_FOR_AN_INTERVAL:
         return None
-    idx = np.random.default_rng(seed).integers(0, y.size, (n_resamples, y.size))  # one resample a row
-    labels, values = y[idx], s[idx]
-    positives = labels.sum(axis=1)
-    usable = (positives > 0) & (positives < y.size)
+    weights = resample_weights(np.arange(y.size) if groups is None else groups, n_resamples, seed)
+    usable = _both_classes(y, weights)
     if not usable.any():
         return None
-    aucs = rank_auc(labels[usable], values[usable])
-    lo, hi = np.percentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    lo, hi = np.percentile(weighted_auc(y, s, weights[usable]), [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
 
 
-def rank_auc(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The AUC of each row (or of a 1-D pair) from average ranks (Mann-Whitney U): what sklearn's
-    ``roc_auc_score`` computes, without its input checks (a bootstrap calls this thousands of times).
-    Each row must hold both classes."""
-    positives = labels.sum(axis=-1)
-    negatives = labels.shape[-1] - positives
-    ranks = rankdata(values, axis=-1)
-    return ((ranks * labels).sum(axis=-1) - positives * (positives + 1) / 2) / (positives * negatives)
+# weighted_auc works on this many (resample, case) cells at a time: about 16 MB per array it makes
+_BOOTSTRAP_BLOCK = 2_000_000
+
+
+def resample_weights(groups: Sequence, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """How many times each case is drawn in each of ``n_resamples`` bootstrap resamples of whole
+    groups (patients; a case its own group when each name is distinct): ``(n_resamples, cases)``."""
+    _, group_of = np.unique(np.asarray(groups), return_inverse=True)
+    count = int(group_of.max()) + 1 if group_of.size else 0
+    draws = np.random.default_rng(seed).integers(0, count, (n_resamples, count))
+    rows = count * np.arange(n_resamples)[:, None]  # each resample's groups counted apart
+    drawn = np.bincount((draws + rows).ravel(), minlength=n_resamples * count)
+    return drawn.reshape(n_resamples, count)[:, group_of]
+
+
+def _both_classes(positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Which resamples (rows of ``weights``) draw cases of both classes."""
+    return (weights[:, positive].sum(axis=1) > 0) & (weights[:, ~positive].sum(axis=1) > 0)
+
+
+def weighted_auc(positive: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The AUC of each row of ``weights`` (each case counted that many times; ties count half), as
+    sklearn's ``roc_auc_score(positive, scores, sample_weight=row)`` gives it, for thousands of
+    bootstrap resamples at once (a block of rows at a time, so that memory stays small). Each row must
+    weigh cases of both classes."""
+    order = np.argsort(scores, kind="stable")
+    ranked, is_positive = np.asarray(scores, dtype=float)[order], np.asarray(positive, dtype=bool)[order]
+    first = np.searchsorted(ranked, ranked, side="left")  # where each case's tied scores start and end
+    last = np.searchsorted(ranked, ranked, side="right")
+    weights = np.atleast_2d(weights)[:, order]
+    step, aucs = max(1, _BOOTSTRAP_BLOCK // max(1, ranked.size)), []
+    for start in range(0, len(weights), step):
+        w = weights[start:start + step].astype(float)
+        negatives = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w * ~is_positive, axis=1)], axis=1)
+        below = negatives[:, first] + 0.5 * (negatives[:, last] - negatives[:, first])  # ties count half
+        pairs = (w * is_positive).sum(axis=1) * negatives[:, -1]
+        aucs.append((w * is_positive * below).sum(axis=1) / pairs)
+    return np.concatenate(aucs)
 
 
 def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
@@ -204,21 +234,15 @@ def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np
     a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
     if y.all() or not y.any():
         return None
-    names = np.asarray(groups)
-    members = [np.flatnonzero(names == g) for g in np.unique(names)]
-    rng = np.random.default_rng(seed)
-    differences = []
-    for _ in range(n_resamples):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        if y[idx].all() or not y[idx].any():
-            continue
-        differences.append(rank_auc(y[idx], b[idx]) - rank_auc(y[idx], a[idx]))
-    if len(differences) < n_resamples / 2:  # too few resamples hold both classes: no interval
+    weights = resample_weights(groups, n_resamples, seed)
+    weights = weights[_both_classes(y, weights)]
+    if len(weights) < n_resamples / 2:  # too few resamples hold both classes: no interval
         return None
+    differences = weighted_auc(y, b, weights) - weighted_auc(y, a, weights)
     low, high = np.percentile(differences, [2.5, 97.5])
     return {"difference": float(roc_auc_score(y, b) - roc_auc_score(y, a)), "ci95": [float(low), float(high)],
-            "share_not_better": float(np.mean(np.asarray(differences) <= 0)), "n": int(y.size),
-            "positives": int(y.sum()), "groups": len(members), "resamples": len(differences)}
+            "share_not_better": float(np.mean(differences <= 0)), "n": int(y.size), "positives": int(y.sum()),
+            "groups": len(np.unique(np.asarray(groups))), "resamples": len(weights)}
 
 
 def evaluate_predictions(
@@ -228,13 +252,16 @@ def evaluate_predictions(
     threshold: float | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> dict:
     """All metrics of ``evaluate --json`` (docs/architecture.md) for these labels and probabilities.
 
     Accuracy, balanced accuracy, the confusion matrix and per-class P/R/F1 use argmax
     predictions; sensitivity and specificity are malignant vs rest with malignant called when
     P(malignant) >= ``threshold`` (``DEFAULT_THRESHOLD`` when None). ``ece_malignant`` and
-    ``reliability`` describe how well P(malignant) is calibrated. Undefined values are None.
+    ``reliability`` describe how well P(malignant) is calibrated. Undefined values are None. The
+    AUCs' intervals resample whole patients when ``groups`` names each case's (``auc_ci_resampled``
+    says "patients" when some patient has several cases, else "films").
     """
     names = list(classes)
     y = _as_indices(y_true, names)
@@ -265,7 +292,7 @@ def evaluate_predictions(
             specificity = float((~called[~is_malignant]).mean())
         ece = expected_calibration_error(is_malignant, scores)
         reliability = reliability_bins(is_malignant, scores)
-        found = auc_with_ci(is_malignant, scores, n_resamples, seed)  # 0 resamples: per-epoch validation
+        found = auc_with_ci(is_malignant, scores, n_resamples, seed, groups)  # 0: per-epoch validation
         if found is not None:
             auc_malignant, ci, roc = found["auc"], found["ci95"], roc_points(is_malignant, scores)
 
@@ -293,28 +320,36 @@ def evaluate_predictions(
         "roc": roc,
         "ece_malignant": ece,
         "reliability": reliability,
-        "auc_abnormal": auc_abnormal(y, p, names, n_resamples),
+        "auc_abnormal": auc_abnormal(y, p, names, n_resamples, groups),
+        "auc_ci_resampled": resampled_units(groups),
     }
 
 
+def resampled_units(groups: Sequence[str] | None) -> str:
+    """What a bootstrap over cases of these ``groups`` resamples: "patients" when one holds several
+    cases, else "films"."""
+    return "patients" if groups is not None and len(set(groups)) < len(groups) else "films"
+
+
 def auc_with_ci(positive: np.ndarray, score: np.ndarray, n_resamples: int = 1000,
-                seed: int = 0) -> dict | None:
-    """``{"auc", "ci95"}`` of a binary split (bootstrap CI; None with ``n_resamples`` 0), or None
-    when only one class is present."""
+                seed: int = 0, groups: Sequence[str] | None = None) -> dict | None:
+    """``{"auc", "ci95"}`` of a binary split (bootstrap CI, resampling ``groups`` when given; None
+    with ``n_resamples`` 0), or None when only one class is present."""
     positive = np.asarray(positive, dtype=bool)
     if positive.all() or not positive.any():
         return None
-    ci = bootstrap_auc_ci(positive, score, n_resamples=n_resamples, seed=seed) if n_resamples else None
+    ci = bootstrap_auc_ci(positive, score, n_resamples, seed, groups=groups) if n_resamples else None
     return {"auc": float(roc_auc_score(positive, score)), "ci95": list(ci) if ci else None}
 
 
 def auc_abnormal(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
-                 n_resamples: int = 1000) -> dict | None:
+                 n_resamples: int = 1000, groups: Sequence[str] | None = None) -> dict | None:
     """Abnormal (any non-normal class) vs normal AUC with its bootstrap CI, when ``normal`` exists."""
     labels = list(labels)
     if "normal" not in labels or len(labels) < 3:
         return None
-    return auc_with_ci(targets != labels.index("normal"), 1 - probs[:, labels.index("normal")], n_resamples)
+    return auc_with_ci(targets != labels.index("normal"), 1 - probs[:, labels.index("normal")], n_resamples,
+                       groups=groups)
 
 
 def share(flags: np.ndarray) -> float | None:

@@ -378,6 +378,17 @@ def _rate_rows(metrics: dict) -> list[tuple[str, str]]:
              _num(metrics.get("specificity")))]
 
 
+def _interval_text(resampled: str | None, n_text: str) -> str:
+    """How the AUC's interval was drawn: over patients (their films together) or over cases, as
+    versions recorded before intervals resampled patients did."""
+    if resampled == "patients":
+        return ("The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
+                f"patients ({n_text}): whole patients are resampled with replacement, their films "
+                "together (one woman's films are not independent), and the AUC recomputed")
+    return ("The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
+            f"cases ({n_text}): cases are resampled with replacement and the AUC recomputed")
+
+
 def _metrics_section(metrics: dict, heading: str, split: str) -> str:
     """One metrics block: table, CI note, per-class table, confusion matrix."""
     n = metrics.get("n")
@@ -395,8 +406,7 @@ def _metrics_section(metrics: dict, heading: str, split: str) -> str:
         heading,
         f"Evaluation split: {split}.",
         _table(("metric", "value"), rows),
-        "The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
-        f"cases ({n_text}): cases are resampled with replacement and the AUC recomputed; none is "
+        _interval_text(metrics.get("auc_ci_resampled"), n_text) + "; none is "
         f"given with fewer than {FEWEST_FOR_AN_INTERVAL} malignant films or {FEWEST_FOR_AN_INTERVAL} "
         "others (its percentiles would be degenerate). With "
         "this few cases, and fewer malignant ones, the interval is wide: differences between "

@@ -190,7 +190,8 @@ def _calibrate_on(model: FilmModel, examples: Sequence[Example], labels: list[st
         model.set_calibration(*fit_calibration(scores, targets, len(labels)))
     probs = apply_calibration(scores, model.calibration.weight.tolist(), model.calibration.bias.tolist())
     threshold = pick_threshold(targets, probs, labels)
-    return threshold, evaluate_predictions(targets, probs, labels, threshold=threshold)
+    return threshold, evaluate_predictions(targets, probs, labels, threshold=threshold,
+                                           groups=[e.group for e in examples])
 
 
 def train_to_folder(

@@ -1156,11 +1156,16 @@ class MammoService:
                     **current_metrics, "sensitivity": None, "specificity": None}
                 metric = self.settings.gate_metric
                 served_report = (current.config.get("mammo") or {}).get("report") or {}
-                best = line_best(served_report.get("gate_best"), metric, films_key(holdout), current.version,
-                                 recorded_value(current_metrics, metric))
+                films = films_key(holdout, current.min_side)
+                best = line_best(served_report.get("gate_best"), metric, films, current.version,
+                                 recorded_value(flag_of_current, metric))
+                # gated on sensitivity, the flag's false alarms are held to the line's fewest too
+                fewest_alarms = line_best(served_report.get("gate_best_specificity"), "specificity", films,
+                                          current.version, recorded_value(flag_of_current, "specificity")
+                                          ) if metric == "sensitivity" else None
                 promoted, reason = promotion_decision(
                     mammo["metrics"], flag_of_current, metric, self.settings.gate_tolerance, split=split_name,
-                    min_malignant=self.settings.gate_min_malignant, best=best)
+                    min_malignant=self.settings.gate_min_malignant, best=best, best_specificity=fewest_alarms)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
                           "cases_submitted": submitted,
                           # of the cases read, those with a corrected label; the withdrawn ones left out
@@ -1177,7 +1182,7 @@ class MammoService:
                           "recipe": config.recipe,
                           "current_version": current.version, "current_metrics": current_metrics,
                           # the best score of the served line on these films: what later retrains keep to
-                          "gate_best": best,
+                          "gate_best": best, "gate_best_specificity": fewest_alarms,
                           # where the served version's own recorded figure came from, against this one
                           "current_recorded": recorded_holdout(current.config.get("mammo") or {}),
                           "scored_on": mammo["data"]["sources"],
@@ -1287,8 +1292,15 @@ class MammoService:
             folder = self.registry.load(version)
             # the newest retrain's count carried over: MAMMO_AUTO_RETRAIN_EVERY counts new cases from it
             used = ((self._predictor.config.get("mammo") or {}).get("report") or {}).get("cases_used")
+            # the copy keeps the best its version was held to: the line goes on from it (the versions
+            # the trainer turned away from are not held against the next candidates)
+            held_to = (self.registry.config(version).get("mammo") or {}).get("report") or {}
+            carried = {key: held_to[key] for key in ("gate_best", "gate_best_specificity")
+                       if held_to.get(key)}
+            if used is not None:
+                carried["cases_used"] = used
             new = self.registry.publish(folder, {"rollback_of": version, "user": user, "replaced": replaced,
-                                                 **({"cases_used": used} if used is not None else {})},
+                                                 **carried},
                                         after=replaced if newest_served else self.registry.latest())
             self._predictor = Predictor(self.registry.load(new))
             self.newest_problem = None  # the newest version is the one now served

@@ -48,16 +48,16 @@ def _of(threshold: float | np.ndarray | None, films: np.ndarray) -> float | np.n
 
 
 def _figures(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str],
-             threshold: float | np.ndarray | None, n_resamples: int) -> dict:
+             threshold: float | np.ndarray | None, n_resamples: int, groups: np.ndarray) -> dict:
     malignant = malignant_index(labels)
     out: dict = {"n": int(targets.size), "counts": {label: int((targets == i).sum())
                                                     for i, label in enumerate(labels)}}
     if malignant is not None:
         is_malignant = targets == malignant
-        out["auc_malignant"] = auc_with_ci(is_malignant, probs[:, malignant], n_resamples)
+        out["auc_malignant"] = auc_with_ci(is_malignant, probs[:, malignant], n_resamples, groups=groups)
         if threshold is not None:
             out.update(rates_at(targets, probs, labels, threshold))
-    out["auc_abnormal"] = auc_abnormal(targets, probs, labels, n_resamples)
+    out["auc_abnormal"] = auc_abnormal(targets, probs, labels, n_resamples, groups)
     return out
 
 
@@ -71,10 +71,12 @@ def subgroup_metrics(examples: Sequence[Example], targets: np.ndarray, probs: np
     the one fitted on the other folds) the malignant sensitivity and specificity at it.
     """
     out: dict = {}
+    patients = np.array([e.group for e in examples])  # the intervals resample whole patients
     for grouping, subgroup in subgroups.items():
         names = np.array([subgroup.name(e.metadata.get(subgroup.key)) or "" for e in examples])
         present = sorted({str(n) for n in names if n})  # plain str: JSON encoders refuse numpy keys
         if present:
             out[grouping] = {name: _figures(targets[names == name], probs[names == name], labels,
-                                            _of(threshold, names == name), n_resamples) for name in present}
+                                            _of(threshold, names == name), n_resamples,
+                                            patients[names == name]) for name in present}
     return out

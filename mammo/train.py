@@ -595,7 +595,8 @@ def evaluate_probabilities(examples: Sequence[Example], probs: np.ndarray, label
                            threshold: float | None, n_resamples: int = 1000) -> dict:
     """The ``evaluate --json`` metrics of probabilities (N, C) given to labelled examples."""
     targets = np.array([list(labels).index(e.label) for e in examples])
-    metrics = evaluate_predictions(targets, probs, labels, threshold=threshold, n_resamples=n_resamples)
+    metrics = evaluate_predictions(targets, probs, labels, threshold=threshold, n_resamples=n_resamples,
+                                   groups=[e.group for e in examples])
     return {**metrics, "subgroups": subgroup_metrics(examples, targets, probs, labels, metrics["threshold"],
                                                      n_resamples)}
 

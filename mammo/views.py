@@ -582,15 +582,19 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
     if summary.get("reason", "").startswith(LINE_REFUSED):  # within the tolerance of the served one only
         best = summary["gate_best"]
         metric = METRIC_NAMES.get(best["metric"], best["metric"])
-        return (f"{_headline(summary, served)} The candidate did about as well as "
-                f"{summary['current_version']} ({scores}), but worse than {best['version']}, an earlier "
-                f"version of the served line, did on the same films ({metric} {_fmt(best['value'], 2)}): "
-                f"each retrain may score up to the tolerance below the one before, never more than that "
-                f"below the best one, so that versions cannot drift down step by step.{noise}{kept}")
+        return (f"{_headline(summary, served)} The candidate came within the gate's tolerance of "
+                f"{summary['current_version']}, but not of {best['version']}, an earlier version of the "
+                f"served line, on the same films ({metric}: {_fmt(candidate.get(best['metric']), 2)} for the "
+                f"candidate, {_fmt(best['value'], 2)} for {best['version']}; {scores}). Each retrain may "
+                f"score up to the tolerance below the one before, never more than that below the best one, "
+                f"so that versions cannot drift down step by step.{noise}{kept}")
     if summary.get("reason", "").startswith(ALARMS_REFUSED):  # a sensitivity gate's flag-everything model
-        return (f"{_headline(summary, served)} The candidate flags as many malignant held-out films, but "
-                f"flags more of the others than {summary['current_version']} does: served, its flag would "
-                f"raise more false alarms ({scores}).{noise}{kept}")
+        others = n - (malignant_films(candidate) or 0) if isinstance(n, int) else None
+        flagged = (f" ({round((1 - candidate['specificity']) * others)} of the {others} held-out ones)"
+                   if others and candidate.get("specificity") is not None else "")
+        return (f"{_headline(summary, served)} The gate compares sensitivity, and the candidate's flag "
+                f"flags more of the films that are not malignant{flagged} than the served line's flag did: "
+                f"served, it would raise more false alarms ({scores}).{noise}{kept}")
     return (f"{_headline(summary, served)} The candidate did worse than the "
             f"served version ({scores}).{noise}{kept}")
 

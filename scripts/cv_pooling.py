@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     fold_of = np.array([film["fold"] for film in oof])
     labels = label_order(e.label for e in examples)
     targets = np.array([labels.index(e.label) for e in examples])
+    patients = [e.group for e in examples]  # the intervals resample whole patients
     maps: list[torch.Tensor] = [None] * len(examples)
     flipped: list[torch.Tensor] = [None] * len(examples)
     pooled: list[torch.Tensor | None] = [None] * len(examples)
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if abnormal:
             lesion = torch.stack([1 - stacked[:, 0], stacked[:, 0]], dim=1)  # (N, 2, h, w)
             scores = np.column_stack([scores, pool_scores(lesion, top_k, positions).numpy()])
-        summary = summarise(scores, targets, fold_of, labels, kind="patch")
+        summary = summarise(scores, targets, fold_of, labels, kind="patch", groups=patients)
         rows.append({"top_k": top_k, "flip": flip, "abnormal_score": abnormal,
                      "auc_malignant": summary["auc_malignant"],
                      "auc_malignant_ci95": summary["auc_malignant_ci95"],

@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, row, other in zip(members, plain, flipped, strict=True):
             as_is[i], mirrored[i] = row, (row + other) / 2
     targets = np.array([classes.index(f["label"]) for f in films])
-    summaries = {name: summarise(np.stack(scores), targets, fold_of, classes, head)
+    groups = [f["group"] for f in films]
+    summaries = {name: summarise(np.stack(scores), targets, fold_of, classes, head, groups)
                  for name, scores in (("as_is", as_is), ("mirror_averaged", mirrored))}
     recipe = cv.get("recipe") or {}
     for path, name, mirror in ((args.out, "mirror_averaged", args.axis), (args.as_is_out, "as_is", None)):

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = [film["group"] for film in films]
 
     def figures(p: np.ndarray) -> dict:
-        report = evaluate_predictions(np.array(labels), p, classes, n_resamples=args.resamples)
+        report = evaluate_predictions(np.array(labels), p, classes, n_resamples=args.resamples, groups=groups)
         return {key: report[key] for key in _REPORTED}
 
     runs = [{"file": str(path), **figures(p)} for path, p in zip(args.runs, probs, strict=True)]

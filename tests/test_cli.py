@@ -67,6 +67,8 @@ def test_evaluate_json_schema_on_all_and_holdout(trained: Path, mias: Path) -> N
     check_schema(baseline, recorded["n"])
     assert baseline["model"].startswith("logistic regression")
     assert baseline["auc_malignant"] == pytest.approx(mammo["baseline"]["auc_malignant"], abs=1e-9)
+    # the held-out women have two films each: the intervals draw whole patients
+    assert metrics["auc_ci_resampled"] == baseline["auc_ci_resampled"] == "patients"
     assert json.loads(done.stdout)["baseline"] is None  # --split all: no films it has not learnt from
     # --split all scores the films it learnt from too: counted, and said to make the figures optimistic
     learnt = mammo["data"]["n_train"] + mammo["data"]["n_val"]

@@ -92,6 +92,8 @@ def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> 
     for film in films:
         by_patient[film["group"]].add(film["fold"])
     assert all(len(folds) == 1 for folds in by_patient.values())
+    # a woman's two films are drawn together by the intervals' bootstrap
+    assert len(by_patient) < n and summary["auc_ci_resampled"] == "patients"
     assert sum(group["n"] for group in summary["subgroups"]["tissue"].values()) == n
     # the baseline over the same folds: the evaluate keys, every film scored once out of fold
     baseline = summary["baseline"]

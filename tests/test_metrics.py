@@ -21,9 +21,10 @@ from mammo.metrics import (
     malignant_index,
     paired_auc_difference,
     pick_threshold,
-    rank_auc,
     recorded_estimate,
+    resample_weights,
     roc_points,
+    weighted_auc,
 )
 
 THREE = ["benign", "malignant", "normal"]
@@ -31,7 +32,7 @@ TWO = ["malignant", "normal_or_benign"]  # BreastMNIST order: malignant is colum
 KEYS = {
     "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
     "auc_malignant_ci95", "sensitivity", "specificity", "threshold", "confusion_matrix",
-    "per_class", "roc", "ece_malignant", "reliability", "auc_abnormal",
+    "per_class", "roc", "ece_malignant", "reliability", "auc_abnormal", "auc_ci_resampled",
 }
 
 
@@ -225,14 +226,46 @@ def test_bad_shapes_are_rejected():
         evaluate_predictions(y, np.full_like(p, np.nan), THREE)
 
 
-def test_rank_auc_is_sklearns_auc_with_ties_one_pair_or_a_row_each() -> None:
+def test_weighted_auc_is_sklearns_auc_with_sample_weights_and_ties() -> None:
     rng = np.random.default_rng(3)
-    labels = rng.random((20, 40)) < 0.3
-    labels[:, :2] = [True, False]  # every row holds both classes
-    values = np.round(rng.random((20, 40)), 1)  # one decimal: many ties
-    expected = [roc_auc_score(y, v) for y, v in zip(labels, values, strict=True)]
-    assert rank_auc(labels, values) == pytest.approx(expected, abs=1e-12)
-    assert rank_auc(labels[0], values[0]) == pytest.approx(expected[0], abs=1e-12)
+    labels = rng.random(40) < 0.3
+    labels[:2] = [True, False]
+    values = np.round(rng.random(40), 1)  # one decimal: many ties
+    weights = rng.integers(0, 4, (20, 40))
+    weights[:, :2] = 1  # every row weighs both classes
+    expected = [roc_auc_score(labels, values, sample_weight=w) for w in weights]
+    assert weighted_auc(labels, values, weights) == pytest.approx(expected, abs=1e-12)
+    assert weighted_auc(labels, values, np.ones(40)) == pytest.approx([roc_auc_score(labels, values)])
+
+
+def test_resample_weights_draw_whole_groups() -> None:
+    groups = np.repeat(["a", "b", "c"], [1, 2, 3])
+    weights = resample_weights(groups, 500, seed=2)
+    assert weights.shape == (500, 6)
+    assert (weights[:, 1] == weights[:, 2]).all() and (weights[:, 3] == weights[:, 5]).all()  # films together
+    assert (weights[:, [0, 1, 3]].sum(axis=1) == 3).all()  # three groups drawn per resample
+    assert (resample_weights(np.arange(6), 500, seed=2).sum(axis=1) == 6).all()  # a film its own group
+
+
+def test_a_patients_films_are_resampled_together() -> None:
+    """Three copies of each woman's film are one woman, not three: resampling films would narrow the
+    interval as if there were three times as many women; resampling patients gives the one-film interval."""
+    y, p = noisy(60, 2, seed=5, signal=1.0)
+    once = bootstrap_auc_ci(y == 0, p[:, 0], n_resamples=400, seed=1)
+    tripled, scores = np.repeat(y == 0, 3), np.repeat(p[:, 0], 3)
+    patients = np.repeat(np.arange(60), 3)
+    assert bootstrap_auc_ci(tripled, scores, n_resamples=400, seed=1, groups=patients) == pytest.approx(once)
+    films = bootstrap_auc_ci(tripled, scores, n_resamples=400, seed=1)
+    assert films[1] - films[0] < 0.75 * (once[1] - once[0])
+    three, probs, two = np.repeat(y, 3), np.repeat(p, 3, axis=0), ["benign", "malignant"]
+    by_patient = evaluate_predictions(three, probs, two, n_resamples=400, seed=1, groups=patients)
+    assert by_patient["auc_ci_resampled"] == "patients"
+    by_film = evaluate_predictions(three, probs, two, n_resamples=400, seed=1)
+    assert by_film["auc_ci_resampled"] == "films"
+    low, high = by_patient["auc_malignant_ci95"]
+    assert by_film["auc_malignant_ci95"][1] - by_film["auc_malignant_ci95"][0] < 0.75 * (high - low)
+    assert evaluate_predictions(y, p, ["benign", "malignant"], groups=[str(i) for i in range(60)],
+                                n_resamples=10)["auc_ci_resampled"] == "films"  # one film each
 
 
 def test_paired_auc_difference_resamples_patients_and_sees_a_better_score() -> None:

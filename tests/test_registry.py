@@ -458,6 +458,10 @@ def test_gate_keeps_to_the_best_version_of_the_line_less_the_tolerance() -> None
         assert line_best(best, metric, films, "v3", 0.79)["version"] == "v3"
     assert line_best({"metric": "auc_malignant", "films": "films", "version": "v2", "value": None},
                      "auc_malignant", "films", "v3", None) is None
+    # the line's best rises with a served version that scores higher than the best it was held to
+    assert line_best(best, "auc_malignant", "films", "v4", 0.83) == {**best, "version": "v4", "value": 0.83}
+    for damaged in ({"metric": "auc_malignant", "films": "films", "value": 0.9}, "0.9", [0.9]):  # no version
+        assert line_best(damaged, "auc_malignant", "films", "v4", 0.7)["version"] == "v4"
     # a candidate below the served version is refused by that comparison, as before
     ok, reason = promotion_decision({"auc_malignant": 0.70}, {"auc_malignant": 0.79}, best=best)
     assert not ok and reason.startswith("not promoted: candidate auc_malignant 0.7000 < current")
@@ -476,6 +480,16 @@ def test_a_sensitivity_gate_refuses_a_flag_that_flags_every_film() -> None:
     assert ok and "the candidate flags 9 of the 32 films that are not malignant" in reason
     assert "the candidate flags 6 of the 6 malignant films" in reason  # both checks said
     assert not promotion_decision(_flagging(0.7, 6, 6, specificity=22 / 32), served, "sensitivity")[0]
+    # one more false alarm at every retrain would reach "flag everything": the line's fewest holds
+    fewest = line_best(None, "specificity", "films", "v2", 0.75)
+    worse_served = _flagging(0.7, 6, 6, specificity=23 / 32)  # v3 flags 9, v2 flagged 8
+    fewest = line_best(fewest, "specificity", "films", "v3", 23 / 32)
+    ok, reason = promotion_decision(_flagging(0.7, 6, 6, specificity=22 / 32), worse_served, "sensitivity",
+                                    best_specificity=fewest)
+    assert not ok and ("flags 10 of the 32 films that are not malignant, v2, the fewest of the served "
+                       "line, 8 (at most 1 more allowed)") in reason
+    assert promotion_decision(_flagging(0.7, 6, 6, specificity=23 / 32), worse_served, "sensitivity",
+                              best_specificity=fewest)[0]
 
 
 def test_gate_without_current_version_or_current_metric() -> None:

@@ -1237,7 +1237,7 @@ def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service
     service.settings = dataclasses.replace(service.settings, gate_metric="accuracy", gate_tolerance=1.0)
     first = service.retrain(TINY)
     split = SplitSpec.from_model_config(service.predictor.config) or SplitSpec()
-    films = films_key(base_splits([small_mias], None, split)["holdout"])
+    films = films_key(base_splits([small_mias], None, split)["holdout"], service.predictor.min_side)
     assert first["promoted"] and first["gate_best"] == {
         "metric": "accuracy", "films": films, "version": "v1", "value": first["current_metrics"]["accuracy"]}
     recorded = service.predictor.config["mammo"]["report"]["gate_best"]
@@ -1254,4 +1254,10 @@ def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service
     assert not third["promoted"] and service.registry.latest() == "v3"
     assert third["reason"].startswith(LINE_REFUSED), third["reason"]
     assert "v1's 2.5000 - tolerance 1 = 1.5000" in third["reason"]
-    assert "but worse than v1, an earlier version of the served line" in views.verdict_text(third)
+    assert "within the gate's tolerance of v3, but not of v1, an earlier version of the served line" in \
+        views.verdict_text(third)
+    # serving v2 again: its copy (v4) is held to what v2 was held to, not to the v3 the trainer turned from
+    service.rollback("v2")
+    copied = service.predictor.config["mammo"]["report"]
+    assert service.predictor.version == "v4" and copied["rollback_of"] == "v2"
+    assert copied["gate_best"] == first["gate_best"]

@@ -144,7 +144,8 @@ def test_the_verdict_says_a_sensitivity_gate_refused_a_candidate_for_its_false_a
                "candidate_metrics": candidate, "current_metrics": current, "rejected_id": "r1"}
     text = views.verdict_text(summary)
     assert not promoted and "did worse" not in text
-    assert "flags more of the others than v3 does: served, its flag would raise more false alarms" in text
+    assert ("the candidate's flag flags more of the films that are not malignant (32 of the 32 held-out "
+            "ones) than the served line's flag did: served, it would raise more false alarms") in text
 
 
 def test_score_text_without_malignant_class_or_threshold() -> None:

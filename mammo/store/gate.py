@@ -63,21 +63,28 @@ def flag_check(candidate_metrics: dict, current_metrics: dict) -> tuple[bool, st
     return fine, counts if fine else f"{FLAG_REFUSED} than the current version's: {counts}"
 
 
-def false_alarm_check(candidate_metrics: dict, current_metrics: dict) -> tuple[bool, str]:
+def false_alarm_check(candidate_metrics: dict, current_metrics: dict,
+                      best: Mapping | None = None) -> tuple[bool, str]:
     """Whether the candidate's review flag flags at most :func:`more_missed_allowed` more of the
-    non-malignant films than the current version's, and that in words ("" when not recorded). Checked
-    when the gate compares sensitivity: a flag that flags every film has sensitivity 1."""
+    non-malignant films than the current version's, or than ``best`` (:func:`line_best` of the
+    specificity: the fewest an earlier version of the line flagged) when that flagged fewer, and that in
+    words ("" when not recorded). Checked when the gate compares sensitivity: a flag that flags every
+    film has sensitivity 1."""
     films, malignant = candidate_metrics.get("n"), malignant_films(candidate_metrics)
     rates = recorded_value(candidate_metrics, "specificity"), recorded_value(current_metrics, "specificity")
     if not isinstance(films, int) or malignant is None or None in rates or films == malignant:
         return True, ""
     others = films - malignant
     candidate, current = (round((1 - rate) * others) for rate in rates)
+    fewest, whose = current, "the current version"
+    line = recorded_value(best, "value") if best else None
+    if line is not None and round((1 - line) * others) < current:
+        fewest, whose = round((1 - line) * others), f"{best['version']}, the fewest of the served line,"
     allowed = more_missed_allowed(others)
     counts = (f"at its review cut-off the candidate flags {candidate} of the {others} films that are not "
-              f"malignant, the current version {current} (at most {allowed} more allowed)")
-    fine = candidate <= current + allowed
-    return fine, counts if fine else f"{ALARMS_REFUSED} than the current version's: {counts}"
+              f"malignant, {whose} {fewest} (at most {allowed} more allowed)")
+    fine = candidate <= fewest + allowed
+    return fine, counts if fine else f"{ALARMS_REFUSED}: {counts}"
 
 
 def line_best(recorded: Mapping | None, metric: str, films: str, version: str,
@@ -88,8 +95,8 @@ def line_best(recorded: Mapping | None, metric: str, films: str, version: str,
     films, whichever is higher. ``{"metric", "films", "version", "value"}``; None when neither is known.
     """
     known = [] if value is None else [{"metric": metric, "films": films, "version": version, "value": value}]
-    if (recorded and recorded.get("metric") == metric and recorded.get("films") == films
-            and recorded_value(recorded, "value") is not None):
+    if (isinstance(recorded, Mapping) and recorded.get("metric") == metric and recorded.get("films") == films
+            and isinstance(recorded.get("version"), str) and recorded_value(recorded, "value") is not None):
         known.append({key: recorded[key] for key in ("metric", "films", "version", "value")})
     return max(known, key=lambda best: best["value"], default=None)
 
@@ -103,6 +110,7 @@ def promotion_decision(
     split: str | None = None,
     min_malignant: int = GATE_MIN_MALIGNANT,
     best: Mapping | None = None,
+    best_specificity: Mapping | None = None,
 ) -> tuple[bool, str]:
     """Whether to promote the candidate, and a reason stating both scores, the metric and split.
 
@@ -121,7 +129,8 @@ def promotion_decision(
     ``best`` (:func:`line_best`) is the best score an earlier version of the served line reached on
     the same films: the candidate must also reach it minus ``tolerance``, so that retrains, each
     within the tolerance of the one before, cannot drift down step by step. Gating on sensitivity,
-    the candidate's flag must also raise at most :func:`more_missed_allowed` more false alarms
+    the candidate's flag must also raise at most :func:`more_missed_allowed` more false alarms than
+    the current version's, or ``best_specificity``'s (the line's fewest) where fewer
     (:func:`false_alarm_check`): flagging every film gives sensitivity 1.
     """
     if tolerance < 0 or math.isnan(tolerance):
@@ -168,7 +177,7 @@ def promotion_decision(
                        f"line scored on these films (each retrain within the tolerance of the last would "
                        f"otherwise drift down) on {where}")
     if ranks and flags and metric == "sensitivity":
-        flags, alarm_words = false_alarm_check(candidate_metrics, current_metrics)
+        flags, alarm_words = false_alarm_check(candidate_metrics, current_metrics, best_specificity)
         flag_words = alarm_words if not flags else "; ".join(filter(None, (flag_words, alarm_words)))
     if not flags:
         return False, f"{flag_words}, though {compared} on {where}"
