@@ -587,6 +587,17 @@ def test_model_card_carries_a_model_index_the_hub_reads() -> None:
     assert only.dataset_type == "owner/mias" and only.dataset_name == "owner/mias (holdout)"
 
 
+def test_model_card_says_whether_the_interval_resampled_patients_or_films() -> None:
+    def card(**metrics) -> str:
+        return render_model_card({"mammo": {"metrics": {"n": 38, "auc_malignant": 0.7,
+                                                        "auc_malignant_ci95": [0.5, 0.9], **metrics}}})
+
+    assert "a percentile bootstrap over patients (n = 38): whole patients are resampled" in card(
+        auc_ci_resampled="patients")
+    for older in (card(), card(auc_ci_resampled="films")):  # v1-v3 recorded intervals over films
+        assert "a percentile bootstrap over cases (n = 38): cases are resampled" in older
+
+
 def test_model_card_missing_fields_say_not_recorded() -> None:
     card = render_model_card({"architecture": "x", "mammo": {"metrics": {"auc_malignant": 0.7}}})
     assert DISCLAIMER in card
