@@ -187,7 +187,8 @@ def _retrain(args: argparse.Namespace) -> int:
     keys = ("promoted", "reason", "version", "rejected_id", "current_version", "cases_used", "cases_left_out",
             "cases_label_conflicts", "cases_in_label_conflict", "cases_corrected", "cases_withdrawn",
             "cases_withdrawn_copies", "cases_trained_on", "cases_repeated", "cases_disputed", "split",
-            "paired_difference", "film_size_warning", "gate_best", "gate_best_specificity")
+            "paired_difference", "film_size_warning", "gate_best", "gate_best_specificity",
+            "gate_best_sensitivity")
     print(json.dumps({**{k: summary[k] for k in keys}, "candidate": _brief(summary["candidate_metrics"]),
                       "current": _brief(summary["current_metrics"])}, indent=2))
     if not delivered:

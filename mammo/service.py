@@ -49,6 +49,7 @@ from .store import (
     base_data_name,
     base_data_source,
     check_reachable,
+    flag_kept,
     hub_api,
     is_newer,
     line_best,
@@ -74,6 +75,8 @@ from .views import small_films_warning
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
 
 Progress = Callable[[float, str], None]
+# a version report's records of the best of the served line, which a rollback's copy carries
+_LINE_RECORDS = ("gate_best", "gate_best_specificity", "gate_best_sensitivity")
 log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
@@ -1159,13 +1162,17 @@ class MammoService:
                 films = films_key(holdout, current.min_side)
                 best = line_best(served_report.get("gate_best"), metric, films, current.version,
                                  recorded_value(flag_of_current, metric))
-                # gated on sensitivity, the flag's false alarms are held to the line's fewest too
+                # the flag is held to the most malignant films a flag of the line caught (one that flags
+                # every film tells nothing); gated on sensitivity, its false alarms to the line's fewest
                 fewest_alarms = line_best(served_report.get("gate_best_specificity"), "specificity", films,
                                           current.version, recorded_value(flag_of_current, "specificity")
                                           ) if metric == "sensitivity" else None
+                most_flagged = line_best(served_report.get("gate_best_sensitivity"), "sensitivity", films,
+                                         current.version, flag_kept(flag_of_current))
                 promoted, reason = promotion_decision(
                     mammo["metrics"], flag_of_current, metric, self.settings.gate_tolerance, split=split_name,
-                    min_malignant=self.settings.gate_min_malignant, best=best, best_specificity=fewest_alarms)
+                    min_malignant=self.settings.gate_min_malignant, best=best, best_specificity=fewest_alarms,
+                    best_flag=most_flagged)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
                           "cases_submitted": submitted,
                           # of the cases read, those with a corrected label; the withdrawn ones left out
@@ -1183,6 +1190,7 @@ class MammoService:
                           "current_version": current.version, "current_metrics": current_metrics,
                           # the best score of the served line on these films: what later retrains keep to
                           "gate_best": best, "gate_best_specificity": fewest_alarms,
+                          "gate_best_sensitivity": most_flagged,
                           # where the served version's own recorded figure came from, against this one
                           "current_recorded": recorded_holdout(current.config.get("mammo") or {}),
                           "scored_on": mammo["data"]["sources"],
@@ -1295,8 +1303,7 @@ class MammoService:
             # the copy keeps the best its version was held to: the line goes on from it (the versions
             # the trainer turned away from are not held against the next candidates)
             held_to = (self.registry.config(version).get("mammo") or {}).get("report") or {}
-            carried = {key: held_to[key] for key in ("gate_best", "gate_best_specificity")
-                       if held_to.get(key)}
+            carried = {key: held_to[key] for key in _LINE_RECORDS if held_to.get(key)}
             if used is not None:
                 carried["cases_used"] = used
             new = self.registry.publish(folder, {"rollback_of": version, "user": user, "replaced": replaced,

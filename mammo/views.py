@@ -573,11 +573,14 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                 f"One score for every film has no meaningful AUC, so no interval on the difference is given."
                 f"{elsewhere}{kept}")
     if summary.get("reason", "").startswith(FLAG_REFUSED):  # it ranked as well, but flags fewer cancers
-        films = malignant_films(candidate)
+        films, line = malignant_films(candidate), summary.get("gate_best_sensitivity")
+        earlier = (f", and {line['version']}, an earlier version of the served line, flagged "
+                   f"{round(line['value'] * films)}" if line and line["version"] != summary["current_version"]
+                   else "")
         return (f"{_headline(summary, served)} The candidate ranks the held-out films about as well "
                 f"({scores}), but at its review cut-off it flags {flagged_malignant(candidate)} of the "
                 f"{films} malignant held-out films, where {summary['current_version']} flags "
-                f"{flagged_malignant(summary['current_metrics'])}: served, its flag would miss more "
+                f"{flagged_malignant(summary['current_metrics'])}{earlier}: served, its flag would miss more "
                 f"cancers.{noise}{kept}")
     if summary.get("reason", "").startswith(LINE_REFUSED):  # within the tolerance of the served one only
         best = summary["gate_best"]

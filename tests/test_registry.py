@@ -34,6 +34,7 @@ from mammo.store.gate import (
     ALARMS_REFUSED,
     FLAG_REFUSED,
     LINE_REFUSED,
+    flag_kept,
     line_best,
     more_missed_allowed,
     promotion_decision,
@@ -421,6 +422,23 @@ def test_gate_refuses_a_candidate_whose_flag_misses_cancers_the_current_one_catc
     ok, reason = promotion_decision(_flagging(0.60, caught, 6), _flagging(0.65, 5, 6))
     assert not ok and "candidate auc_malignant 0.6000 < current" in reason  # the ranking is checked first
     assert "review cut-off" not in reason
+
+
+def test_the_flag_keeps_to_the_most_malignant_films_a_flag_of_the_line_caught() -> None:
+    """One fewer cancer flagged at every retrain would otherwise pass: 6, 5, 4, ... of 6."""
+    most = line_best(None, "sensitivity", "films", "v2", flag_kept(_flagging(0.7, 6, 6)))
+    served = _flagging(0.7, 5, 6)  # v3, promoted with one fewer
+    most = line_best(most, "sensitivity", "films", "v3", flag_kept(served))
+    assert most["version"] == "v2" and most["value"] == 1.0
+    ok, reason = promotion_decision(_flagging(0.7, 4, 6), served, best_flag=most, split="holdout")
+    assert not ok and reason.startswith(FLAG_REFUSED), reason
+    assert ("the candidate flags 4 of the 6 malignant films, v2, the most of the served line, 6 (at most 1 "
+            "fewer allowed)") in reason
+    assert promotion_decision(_flagging(0.7, 5, 6), served, best_flag=most)[0]
+    # a flag that flags every film tells nothing: it is not the line's to keep, and the line's is kept
+    assert flag_kept(_flagging(0.7, 6, 6, specificity=0.0)) is None
+    ok, reason = promotion_decision(_flagging(0.7, 4, 6), _flagging(0.69, 6, 6, 0.0), best_flag=most)
+    assert not ok and "v2, the most of the served line, 6" in reason
 
 
 def test_gate_allows_more_missed_films_in_proportion_to_the_set() -> None:

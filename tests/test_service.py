@@ -42,7 +42,7 @@ from mammo.service import (
 from mammo.store import CaseStore, RegistryError, StoreError, open_registry, promotion_decision
 from mammo.store._hub import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS
-from mammo.store.gate import LINE_REFUSED
+from mammo.store.gate import LINE_REFUSED, flag_kept, line_best
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
@@ -1240,6 +1240,9 @@ def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service
     films = films_key(base_splits([small_mias], None, split)["holdout"], service.predictor.min_side)
     assert first["promoted"] and first["gate_best"] == {
         "metric": "accuracy", "films": films, "version": "v1", "value": first["current_metrics"]["accuracy"]}
+    # v1's flag as the line keeps it: the most malignant held-out films a flag of the line caught
+    assert first["gate_best_sensitivity"] == line_best(None, "sensitivity", films, "v1",
+                                                       flag_kept(first["current_metrics"]))
     recorded = service.predictor.config["mammo"]["report"]["gate_best"]
     assert recorded == first["gate_best"]  # v2 keeps what it was compared with, for the next retrain
     # a best recorded on other films (the base data changed) or another metric is not this line's
@@ -1261,3 +1264,4 @@ def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service
     copied = service.predictor.config["mammo"]["report"]
     assert service.predictor.version == "v4" and copied["rollback_of"] == "v2"
     assert copied["gate_best"] == first["gate_best"]
+    assert copied.get("gate_best_sensitivity") == first["gate_best_sensitivity"]

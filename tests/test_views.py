@@ -129,6 +129,13 @@ def test_the_verdict_says_a_candidate_was_refused_for_its_flag_not_that_it_did_w
     assert "did worse" not in text and "ranks the held-out films about as well" in text
     assert "at its review cut-off it flags 1 of the 6 malignant held-out films, where v3 flags 5" in text
     assert views.gate_reason_text(reason).startswith("not promoted: its review flag misses more malignant")
+    # held to an earlier version of the line that flagged more: named too
+    line = {"metric": "sensitivity", "films": "f", "version": "v2", "value": 1.0}
+    promoted, reason = promotion_decision(flagging(0.67, 4), current, split="holdout", best_flag=line)
+    text = views.verdict_text({**summary, "promoted": promoted, "reason": reason,
+                               "candidate_metrics": flagging(0.67, 4), "gate_best_sensitivity": line})
+    assert not promoted and ("it flags 4 of the 6 malignant held-out films, where v3 flags 5, and v2, an "
+                             "earlier version of the served line, flagged 6") in text
 
 
 def test_the_verdict_says_a_sensitivity_gate_refused_a_candidate_for_its_false_alarms() -> None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .audit import AuditLog, open_audit_log
     from .base_data import base_data_folder, base_data_name, base_data_source
     from .cases import CaseStore, HubCaseStore, StoreError, open_case_store
-    from .gate import line_best, promotion_decision
+    from .gate import flag_kept, line_best, promotion_decision
     from .pending import PendingError, PendingPool
     from .predictions import PredictionLog, open_prediction_log, prediction_record
     from .registry import ModelRegistry, NewerVersion, RegistryError, is_newer, open_registry
@@ -25,7 +25,7 @@ _MODULE_OF = {  # public name -> the submodule that defines it
     "AuditLog": "audit", "open_audit_log": "audit",
     "base_data_folder": "base_data", "base_data_name": "base_data", "base_data_source": "base_data",
     "CaseStore": "cases", "HubCaseStore": "cases", "StoreError": "cases", "open_case_store": "cases",
-    "line_best": "gate", "promotion_decision": "gate",
+    "flag_kept": "gate", "line_best": "gate", "promotion_decision": "gate",
     "PendingError": "pending", "PendingPool": "pending",
     "PredictionLog": "predictions", "open_prediction_log": "predictions", "prediction_record": "predictions",
     "ModelRegistry": "registry", "NewerVersion": "registry", "RegistryError": "registry",
@@ -35,7 +35,7 @@ _MODULE_OF = {  # public name -> the submodule that defines it
 __all__ = [
     "AuditLog", "CaseStore", "HubCaseStore", "HubError", "HubUnavailable", "ModelRegistry", "NewerVersion",
     "PendingError", "PendingPool", "PredictionLog", "RegistryError", "StoreError", "base_data_folder",
-    "base_data_name", "base_data_source", "check_reachable", "hub_api", "is_newer", "line_best",
+    "base_data_name", "base_data_source", "check_reachable", "flag_kept", "hub_api", "is_newer", "line_best",
     "open_audit_log", "open_case_store", "open_prediction_log", "open_registry", "prediction_record",
     "promotion_decision",
 ]

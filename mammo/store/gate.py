@@ -15,7 +15,7 @@ from ..config import GATE_METRIC, GATE_MIN_MALIGNANT, GATE_MORE_MISSED_SHARE, GA
 from ..metrics import flagged_malignant, malignant_films, recorded_value
 
 __all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "FLAG_REFUSED", "LINE_REFUSED", "ALARMS_REFUSED",
-           "promotion_decision", "gives_every_film_one_score", "flag_check", "false_alarm_check",
+           "promotion_decision", "gives_every_film_one_score", "flag_check", "flag_kept", "false_alarm_check",
            "more_missed_allowed", "line_best"]
 
 DEFAULT_METRIC = GATE_METRIC
@@ -44,22 +44,34 @@ def more_missed_allowed(films: int) -> int:
     return max(1, math.floor(GATE_MORE_MISSED_SHARE * films))
 
 
-def flag_check(candidate_metrics: dict, current_metrics: dict) -> tuple[bool, str]:
+def flag_kept(metrics: Mapping) -> float | None:
+    """The sensitivity of a version's review flag as the gate keeps it: None where it records none, or
+    where the flag flags every film (specificity 0, as v2's cut-off does: a flag that tells nothing)."""
+    return None if recorded_value(metrics, "specificity") == 0 else recorded_value(metrics, "sensitivity")
+
+
+def flag_check(candidate_metrics: dict, current_metrics: dict,
+               best: Mapping | None = None) -> tuple[bool, str]:
     """Whether the candidate's review flag misses at most :func:`more_missed_allowed` more malignant
-    films than the current version's, and that in words ("" when either flag is not recorded). A
-    current flag that flags every film (specificity 0, as v2's cut-off does) tells nothing: there is no
-    flag to keep, so any candidate passes."""
+    films than the current version's, or than ``best``'s (:func:`line_best` of :func:`flag_kept`: the
+    most an earlier version of the line flagged) when that flagged more, and that in words ("" when
+    either flag is not recorded). A flag that flags every film tells nothing: with no other to keep,
+    any candidate passes."""
     films = malignant_films(candidate_metrics)
     candidate, current = flagged_malignant(candidate_metrics), flagged_malignant(current_metrics)
     if films is None or candidate is None or current is None:
         return True, ""
-    if recorded_value(current_metrics, "specificity") == 0:
+    most, whose = (None, "") if flag_kept(current_metrics) is None else (current, "the current version")
+    line = recorded_value(best, "value") if best else None
+    if line is not None and (most is None or round(line * films) > most):
+        most, whose = round(line * films), f"{best['version']}, the most of the served line,"
+    if most is None:
         return True, (f"at its review cut-off the candidate flags {candidate} of the {films} malignant "
                       "films; the current version's flag flags every film, so there is no flag to compare")
     allowed = more_missed_allowed(films)
-    fine = candidate >= current - allowed
-    counts = (f"at its review cut-off the candidate flags {candidate} of the {films} malignant films, the "
-              f"current version {current} (at most {allowed} fewer allowed)")
+    fine = candidate >= most - allowed
+    counts = (f"at its review cut-off the candidate flags {candidate} of the {films} malignant films, "
+              f"{whose} {most} (at most {allowed} fewer allowed)")
     return fine, counts if fine else f"{FLAG_REFUSED} than the current version's: {counts}"
 
 
@@ -111,6 +123,7 @@ def promotion_decision(
     min_malignant: int = GATE_MIN_MALIGNANT,
     best: Mapping | None = None,
     best_specificity: Mapping | None = None,
+    best_flag: Mapping | None = None,
 ) -> tuple[bool, str]:
     """Whether to promote the candidate, and a reason stating both scores, the metric and split.
 
@@ -131,7 +144,8 @@ def promotion_decision(
     within the tolerance of the one before, cannot drift down step by step. Gating on sensitivity,
     the candidate's flag must also raise at most :func:`more_missed_allowed` more false alarms than
     the current version's, or ``best_specificity``'s (the line's fewest) where fewer
-    (:func:`false_alarm_check`): flagging every film gives sensitivity 1.
+    (:func:`false_alarm_check`): flagging every film gives sensitivity 1. ``best_flag`` is the line's
+    most malignant films flagged (:func:`flag_kept`), which the flag check keeps to likewise.
     """
     if tolerance < 0 or math.isnan(tolerance):
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -166,7 +180,7 @@ def promotion_decision(
         )
     bar = current - tolerance
     ranks = candidate >= bar - _FLOAT_SLACK
-    flags, flag_words = flag_check(candidate_metrics, current_metrics) if ranks else (True, "")
+    flags, flag_words = flag_check(candidate_metrics, current_metrics, best_flag) if ranks else (True, "")
     relation = ">=" if ranks else "<"
     compared = (f"candidate {metric} {candidate:.4f} {relation} current {current:.4f} - tolerance "
                 f"{tolerance:g} = {bar:.4f}")
