@@ -215,7 +215,8 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "FINDINGS: MR SHOWS NO ENHANCEMENT", "Seen on MR. Benign appearance",
                                    "Compare with prior MR\nImpression: benign", "MRS Choline peak",
                                    "DR Mammography", "CR/DR Tomosynthesis", "Known MS Lesions", "SR Report",
-                                   "TR 4.5 ms TE 2 ms", "Mx Follow-up", "TE 30 ms Echo", "MS Excel sheet"])
+                                   "TR 4.5 ms TE 2 ms", "Mx Follow-up", "TE 30 ms Echo", "MS Excel sheet",
+                                   "Dr A review", "see Dr B"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -253,6 +254,9 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "DR. OKAFOR"}, r"\(a name after a title"),
         ("normal", {"notes": "seen by dr Okafor"}, r"\(a name after a title"),
         ("normal", {"notes": "Mrs\u00a0Smith"}, r"\(a name after a title"),
+        # initials between the title and the name (carried over from a walk: "Dr J Smith" passed)
+        ("normal", {"notes": "reported by Dr J Smith"}, r"\(a name after a title"),
+        ("normal", {"notes": "Prof. A. B. Okafor"}, r"\(a name after a title"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

@@ -107,13 +107,14 @@ _IDENTIFIER_SHAPES = {
     "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
         r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
     # a title (capitalised or lower case; Ms capitalised only: ms is milliseconds) and a capitalised
-    # word ("Mrs Jane Smith", "dr Okafor", "Herr Müller"; "Dr review" is not); or a word in capitals
+    # word, initials between ("Mrs Jane Smith", "dr Okafor", "Dr J. Smith", "Herr Müller"; "Dr review" is
+    # not; "Mx" is no title here: it is mastectomy or mammography in notes); or a word in capitals
     # after a title in capitals that is no imaging abbreviation ("MRS SMITH"), or after MR., DR. or
     # MS. with its full stop ("DR. OKAFOR"; not "MR SHOWS", "DR MAMMOGRAPHY", "MS LESION"); on one
     # line, any space between ("Mrs\u00a0Smith" pasted from a record; "prior MR\nImpression" is not)
     "a name after a title (Mr, Mrs, Ms, Miss, Dr, Prof, Mme, Herr, Frau, Sr, Sra)": re.compile(
         r"\b(?:(?:[Mm]r|[Mm]rs|[Mm]iss|[Dd]r|[Pp]rof|[Mm]me|[Mm]lle|[Hh]err|[Ff]rau|[Ss]r|[Ss]ra|[Ss]rta|Ms)\.?"
-        r"[^\S\r\n]+[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['-])+"
+        r"[^\S\r\n]+(?:[A-ZÀ-ÖØ-Þ]\.?[^\S\r\n]+)*[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['-])+"
         r"|(?:(?:MRS|MISS|PROF|MME|MLLE|HERR|FRAU)\.?|(?:MR|DR|MS)\.)[^\S\r\n]+[A-ZÀ-ÖØ-Þ]{2,}\b)"),
 }
 
