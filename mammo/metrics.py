@@ -36,7 +36,7 @@ __all__ = [
     "OUT_OF_FOLD",
     "recorded_estimate",
     "recorded_evaluations",
-    "resample_weights",
+    "bootstrap_aucs",
     "weighted_auc",
     "paired_auc_difference",
     "evaluate_predictions",
@@ -164,8 +164,9 @@ def bootstrap_auc_ci(
     """Percentile bootstrap ``(1 - alpha)`` CI of the AUC, resampling cases with replacement; with
     ``groups`` (each case's patient), whole patients: one woman's films are not independent cases.
 
-    Resamples holding one class only are skipped. None when either class has fewer than
-    ``FEWEST_FOR_AN_INTERVAL`` cases (the AUC itself may exist) or no resample holds both classes.
+    Resamples holding one class only are skipped. None when either class has cases of fewer than
+    ``FEWEST_FOR_AN_INTERVAL`` patients (cases, without ``groups``; the AUC itself may exist) or no
+    resample holds both classes.
     """
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
@@ -175,54 +176,60 @@ def bootstrap_auc_ci(
     s = np.asarray(scores, dtype=float)
     if y.shape != s.shape or y.ndim != 1:
         raise ValueError(f"labels {y.shape} and scores {s.shape} must be 1-D of equal length")
-    if min(y.sum(), (~y).sum()) < FEWEST_FOR_AN_INTERVAL:
+    group_of = _group_of(np.arange(y.size) if groups is None else groups, y.size)
+    if min(np.unique(group_of[y]).size, np.unique(group_of[~y]).size) < FEWEST_FOR_AN_INTERVAL:
         return None
-    weights = resample_weights(np.arange(y.size) if groups is None else groups, n_resamples, seed)
-    usable = _both_classes(y, weights)
-    if not usable.any():
+    aucs = bootstrap_aucs(y, [s], group_of, n_resamples, seed)
+    if not aucs.size:
         return None
-    lo, hi = np.percentile(weighted_auc(y, s, weights[usable]), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    lo, hi = np.percentile(aucs[:, 0], [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
 
 
-# weighted_auc works on this many (resample, case) cells at a time: about 16 MB per array it makes
+# a bootstrap works on this many (resample, case) cells at a time: about 16 MB per array it makes
 _BOOTSTRAP_BLOCK = 2_000_000
 
 
-def resample_weights(groups: Sequence, n_resamples: int, seed: int = 0) -> np.ndarray:
-    """How many times each case is drawn in each of ``n_resamples`` bootstrap resamples of whole
-    groups (patients; a case its own group when each name is distinct): ``(n_resamples, cases)``."""
-    _, group_of = np.unique(np.asarray(groups), return_inverse=True)
-    count = int(group_of.max()) + 1 if group_of.size else 0
-    draws = np.random.default_rng(seed).integers(0, count, (n_resamples, count))
-    rows = count * np.arange(n_resamples)[:, None]  # each resample's groups counted apart
-    drawn = np.bincount((draws + rows).ravel(), minlength=n_resamples * count)
-    return drawn.reshape(n_resamples, count)[:, group_of]
+def _group_of(groups: Sequence, cases: int) -> np.ndarray:
+    """Each case's group as a number from 0 (``groups``: one name per case)."""
+    names = np.asarray(groups)
+    if names.shape != (cases,):
+        raise ValueError(f"groups must name each of the {cases} cases, got {names.shape[0]} names")
+    return np.unique(names, return_inverse=True)[1].reshape(-1)
 
 
-def _both_classes(positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Which resamples (rows of ``weights``) draw cases of both classes."""
-    return (weights[:, positive].sum(axis=1) > 0) & (weights[:, ~positive].sum(axis=1) > 0)
+def bootstrap_aucs(positive: np.ndarray, scores: Sequence[np.ndarray], group_of: np.ndarray,
+                   n_resamples: int, seed: int = 0) -> np.ndarray:
+    """The AUC of each of ``scores`` (columns) in each of ``n_resamples`` bootstrap resamples (rows)
+    that draws cases of both classes: whole groups (``group_of``: each case's, from 0) drawn with
+    replacement, a group's cases together. A block of resamples at a time, so memory stays small."""
+    count = int(group_of.max()) + 1
+    has_positive = np.bincount(group_of, weights=positive, minlength=count) > 0
+    has_negative = np.bincount(group_of, weights=~positive, minlength=count) > 0
+    rng, step, aucs = np.random.default_rng(seed), max(1, _BOOTSTRAP_BLOCK // max(count, positive.size)), []
+    for start in range(0, n_resamples, step):
+        rows = min(step, n_resamples - start)
+        draws = rng.integers(0, count, (rows, count)) + count * np.arange(rows)[:, None]  # rows apart
+        drawn = np.bincount(draws.ravel(), minlength=rows * count).reshape(rows, count)
+        drawn = drawn[(drawn[:, has_positive].sum(axis=1) > 0) & (drawn[:, has_negative].sum(axis=1) > 0)]
+        if len(drawn):
+            weights = drawn[:, group_of]  # each case drawn as often as its group
+            aucs.append(np.column_stack([weighted_auc(positive, s, weights) for s in scores]))
+    return np.concatenate(aucs) if aucs else np.empty((0, len(scores)))
 
 
 def weighted_auc(positive: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The AUC of each row of ``weights`` (each case counted that many times; ties count half), as
-    sklearn's ``roc_auc_score(positive, scores, sample_weight=row)`` gives it, for thousands of
-    bootstrap resamples at once (a block of rows at a time, so that memory stays small). Each row must
-    weigh cases of both classes."""
+    sklearn's ``roc_auc_score(positive, scores, sample_weight=row)`` gives it, for many bootstrap
+    resamples at once. Each row must weigh cases of both classes."""
     order = np.argsort(scores, kind="stable")
     ranked, is_positive = np.asarray(scores, dtype=float)[order], np.asarray(positive, dtype=bool)[order]
     first = np.searchsorted(ranked, ranked, side="left")  # where each case's tied scores start and end
     last = np.searchsorted(ranked, ranked, side="right")
-    weights = np.atleast_2d(weights)[:, order]
-    step, aucs = max(1, _BOOTSTRAP_BLOCK // max(1, ranked.size)), []
-    for start in range(0, len(weights), step):
-        w = weights[start:start + step].astype(float)
-        negatives = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w * ~is_positive, axis=1)], axis=1)
-        below = negatives[:, first] + 0.5 * (negatives[:, last] - negatives[:, first])  # ties count half
-        pairs = (w * is_positive).sum(axis=1) * negatives[:, -1]
-        aucs.append((w * is_positive * below).sum(axis=1) / pairs)
-    return np.concatenate(aucs)
+    w = np.atleast_2d(weights)[:, order].astype(float)
+    negatives = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w * ~is_positive, axis=1)], axis=1)
+    below = negatives[:, first] + 0.5 * (negatives[:, last] - negatives[:, first])  # ties count half
+    return (w * is_positive * below).sum(axis=1) / ((w * is_positive).sum(axis=1) * negatives[:, -1])
 
 
 def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
@@ -234,15 +241,15 @@ def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np
     a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
     if y.all() or not y.any():
         return None
-    weights = resample_weights(groups, n_resamples, seed)
-    weights = weights[_both_classes(y, weights)]
-    if len(weights) < n_resamples / 2:  # too few resamples hold both classes: no interval
+    group_of = _group_of(groups, y.size)
+    aucs = bootstrap_aucs(y, [a, b], group_of, n_resamples, seed)
+    if len(aucs) < n_resamples / 2:  # too few resamples hold both classes: no interval
         return None
-    differences = weighted_auc(y, b, weights) - weighted_auc(y, a, weights)
+    differences = aucs[:, 1] - aucs[:, 0]
     low, high = np.percentile(differences, [2.5, 97.5])
     return {"difference": float(roc_auc_score(y, b) - roc_auc_score(y, a)), "ci95": [float(low), float(high)],
             "share_not_better": float(np.mean(differences <= 0)), "n": int(y.size), "positives": int(y.sum()),
-            "groups": len(np.unique(np.asarray(groups))), "resamples": len(weights)}
+            "groups": int(group_of.max()) + 1, "resamples": len(aucs)}
 
 
 def evaluate_predictions(

@@ -383,7 +383,7 @@ def _interval_text(resampled: str | None, n_text: str) -> str:
     versions recorded before intervals resampled patients did."""
     if resampled == "patients":
         return ("The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
-                f"patients ({n_text}): whole patients are resampled with replacement, their films "
+                f"patients ({n_text} films): whole patients are resampled with replacement, their films "
                 "together (one woman's films are not independent), and the AUC recomputed")
     return ("The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
             f"cases ({n_text}): cases are resampled with replacement and the AUC recomputed")
@@ -406,9 +406,10 @@ def _metrics_section(metrics: dict, heading: str, split: str) -> str:
         heading,
         f"Evaluation split: {split}.",
         _table(("metric", "value"), rows),
-        _interval_text(metrics.get("auc_ci_resampled"), n_text) + "; none is "
+        _interval_text(metrics.get("auc_ci_resampled") if isinstance(n, int) else None, n_text) + "; none is "
         f"given with fewer than {FEWEST_FOR_AN_INTERVAL} malignant films or {FEWEST_FOR_AN_INTERVAL} "
-        "others (its percentiles would be degenerate). With "
+        "others, or, where patients are resampled, films of that few patients (its percentiles would "
+        "be degenerate). With "
         "this few cases, and fewer malignant ones, the interval is wide: differences between "
         "versions that fall inside it are not evidence that one version is better.",
     ]

@@ -22,7 +22,6 @@ from mammo.metrics import (
     paired_auc_difference,
     pick_threshold,
     recorded_estimate,
-    resample_weights,
     roc_points,
     weighted_auc,
 )
@@ -238,13 +237,16 @@ def test_weighted_auc_is_sklearns_auc_with_sample_weights_and_ties() -> None:
     assert weighted_auc(labels, values, np.ones(40)) == pytest.approx([roc_auc_score(labels, values)])
 
 
-def test_resample_weights_draw_whole_groups() -> None:
-    groups = np.repeat(["a", "b", "c"], [1, 2, 3])
-    weights = resample_weights(groups, 500, seed=2)
-    assert weights.shape == (500, 6)
-    assert (weights[:, 1] == weights[:, 2]).all() and (weights[:, 3] == weights[:, 5]).all()  # films together
-    assert (weights[:, [0, 1, 3]].sum(axis=1) == 3).all()  # three groups drawn per resample
-    assert (resample_weights(np.arange(6), 500, seed=2).sum(axis=1) == 6).all()  # a film its own group
+def test_an_interval_needs_five_patients_of_each_class_and_a_name_for_each_film() -> None:
+    """Six malignant films of one woman drawn together never vary: their "interval" would be narrow
+    and mean nothing (a review found one given)."""
+    positive = np.arange(66) < 6
+    scores = np.random.default_rng(0).random(66)
+    patients = np.array(["P"] * 6 + [f"n{i}" for i in range(60)])
+    assert bootstrap_auc_ci(positive, scores, n_resamples=200) is not None  # six films, one each
+    assert bootstrap_auc_ci(positive, scores, n_resamples=200, groups=patients) is None
+    with pytest.raises(ValueError, match="groups must name each of the 66 cases, got 65"):
+        bootstrap_auc_ci(positive, scores, groups=patients[1:])
 
 
 def test_a_patients_films_are_resampled_together() -> None:

@@ -610,7 +610,7 @@ def test_model_card_says_whether_the_interval_resampled_patients_or_films() -> N
         return render_model_card({"mammo": {"metrics": {"n": 38, "auc_malignant": 0.7,
                                                         "auc_malignant_ci95": [0.5, 0.9], **metrics}}})
 
-    assert "a percentile bootstrap over patients (n = 38): whole patients are resampled" in card(
+    assert "a percentile bootstrap over patients (n = 38 films): whole patients are resampled" in card(
         auc_ci_resampled="patients")
     for older in (card(), card(auc_ci_resampled="films")):  # v1-v3 recorded intervals over films
         assert "a percentile bootstrap over cases (n = 38): cases are resampled" in older
