@@ -563,8 +563,9 @@ class MammoService:
         if doubt:  # stored as given: a clinician may have meant it
             receipt["label_doubt"] = doubt
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
+        said = {"label_doubt": doubt} if doubt else {}  # what the submitter was warned of, on record
         self.audit.record("submission", user, case_id=receipt["case_id"], label=receipt["label"],
-                          status=receipt["status"], **from_pool,
+                          status=receipt["status"], **from_pool, **said,
                           metadata_given=sorted(k for k, v in (receipt.get("metadata") or {}).items()
                                                 if v is not None))
         return self._after_new_cases(self._said_where(receipt))

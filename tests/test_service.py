@@ -994,9 +994,12 @@ def test_a_benign_case_given_bi_rads_6_is_stored_and_its_receipt_asks_to_check_t
     assert receipt["label_doubt"].startswith("BI-RADS 6 (a known biopsy-proven malignancy) was given with "
                                              "the label benign")
     assert "⚠️ Check: BI-RADS 6" in views.receipt_text(receipt, METADATA_FIELDS)
+    # the audit log records what the submitter was warned of
+    assert service.audit.latest({"submission"})["details"]["label_doubt"] == receipt["label_doubt"]
     for label, birads in (("malignant", 6), ("benign", 4)):  # agreeing, or an assessment a biopsy overturns
         film = np.rot90(film).copy()
         assert "label_doubt" not in service.submit(film, label, {"birads": birads})
+        assert "label_doubt" not in service.audit.latest({"submission"})["details"]
 
 
 def test_an_image_unlike_a_film_is_stored_and_its_receipt_says_so(service: MammoService, small_mias: Path,
