@@ -303,7 +303,9 @@ def _subgroups_section(mammo: dict) -> str | None:
     return ("## Subgroups: where it does worse\n\n"
             "The same evaluations split by the films' metadata (mini-MIAS records the tissue type; "
             "submitted cases may record density and age). Subgroups are small: read the intervals, "
-            "not the point estimates.\n\n"
+            "not the point estimates. Sensitivity and specificity are at the version's one operating "
+            "threshold on a held-out split; out of fold, each film is called at the threshold fitted on "
+            "the other folds.\n\n"
             + _table(("evaluated on", "by", "subgroup", f"films ({order})", "AUC malignant (95% CI)",
                       "AUC abnormal (95% CI)", "sensitivity / specificity"), rows))
 
