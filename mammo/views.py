@@ -144,11 +144,13 @@ def no_interval(ci: Sequence[float] | None, figures: Mapping[str, Any]) -> str |
 
 def auc_and_ci(figures: Mapping[str, Any], label: str = "95% CI ") -> str:
     """'0.73 (95% CI 0.62–0.84)' from a metrics dict (``label`` names the interval; '0.73 (0.62–0.84)'
-    in a table whose header says it); an AUC too few films give no interval says so."""
+    in a table whose header says it; ', by patient' where the bootstrap drew whole patients, as it
+    does since v3: older records drew films); an AUC too few films give no interval says so."""
     auc, ci = figures.get("auc_malignant"), figures.get("auc_malignant_ci95")
     if auc is None:
         return "—"
-    return f"{auc:.2f} ({no_interval(ci, figures) or f'{label}{_ci(ci)}'})"
+    by = ", by patient" if ci and figures.get("auc_ci_resampled") == "patients" else ""
+    return f"{auc:.2f} ({no_interval(ci, figures) or f'{label}{_ci(ci)}{by}'})"
 
 
 def percent(score: float | None) -> str:

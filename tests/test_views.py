@@ -812,3 +812,14 @@ def test_the_gates_reason_names_every_gate_metric_in_words() -> None:
         assert "_" not in shown and shown.count("candidate ") == 1, shown  # no key like auc_malignant
     assert views.gate_reason_text("not promoted: candidate auc_malignant 0.5000 < current 0.7000").startswith(
         "not promoted: candidate AUC (malignant vs rest) 0.5000")
+
+
+def test_an_interval_drawn_over_patients_says_so_where_it_is_shown() -> None:
+    """v1-v3 recorded intervals over films; newer ones draw whole patients: side by side in the Models
+    table and the verdicts, the reader is told which is which."""
+    older = {"auc_malignant": 0.73, "auc_malignant_ci95": [0.62, 0.84]}
+    newer = {**older, "auc_ci_resampled": "patients"}
+    assert views.auc_and_ci(older) == "0.73 (95% CI 0.62–0.84)"
+    assert views.auc_and_ci(newer) == "0.73 (95% CI 0.62–0.84, by patient)"
+    assert views.auc_and_ci(newer, label="") == "0.73 (0.62–0.84, by patient)"
+    assert "by patient" not in views.auc_and_ci({**newer, "auc_malignant_ci95": None, "n": 8})
