@@ -72,7 +72,7 @@ def flag_check(candidate_metrics: dict, current_metrics: dict,
     fine = candidate >= most - allowed
     counts = (f"at its review cut-off the candidate flags {candidate} of the {films} malignant films, "
               f"{whose} {most} (at most {allowed} fewer allowed)")
-    return fine, counts if fine else f"{FLAG_REFUSED} than the current version's: {counts}"
+    return fine, counts if fine else f"{FLAG_REFUSED}: {counts}"
 
 
 def false_alarm_check(candidate_metrics: dict, current_metrics: dict,
