@@ -102,7 +102,8 @@ BASE_LABEL_KEPT = ("a label given here to correct the base data's is stored with
 # a candidate rejected by the gate, or a retrain that failed
 RETRAIN_ENDINGS = ("promotion", "promotion, not yet served", "rejection", "retrain failed")
 RETRAIN_EVENTS = ("retrain started", *RETRAIN_ENDINGS)  # a start with no end: the app stopped during it
-_AUDITED_METRICS = ("n", "auc_malignant", "auc_malignant_ci95")  # per model, in a retrain's audit event
+# per model, in a retrain's audit event (the interval's units with it: v1-v3's drew films)
+_AUDITED_METRICS = ("n", "auc_malignant", "auc_malignant_ci95", "auc_ci_resampled")
 
 
 class RetrainBusy(MammoError, RuntimeError):
@@ -237,6 +238,7 @@ def recorded_holdout(mammo: Mapping[str, Any]) -> dict | None:
         return None
     return {"auc_malignant": metrics["auc_malignant"], "n": metrics.get("n"),
             "auc_malignant_ci95": metrics.get("auc_malignant_ci95"),
+            "auc_ci_resampled": metrics.get("auc_ci_resampled"),
             "sources": (mammo.get("data") or {}).get("sources")}
 
 

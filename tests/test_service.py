@@ -1240,7 +1240,8 @@ def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service
     service.settings = dataclasses.replace(service.settings, gate_metric="accuracy", gate_tolerance=1.0)
     first = service.retrain(TINY)
     split = SplitSpec.from_model_config(service.predictor.config) or SplitSpec()
-    films = films_key(base_splits([small_mias], None, split)["holdout"], service.predictor.min_side)
+    holdout = base_splits([small_mias], None, split)["holdout"]
+    films = films_key(holdout, service.predictor.min_side)
     assert first["promoted"] and first["gate_best"] == {
         "metric": "accuracy", "films": films, "version": "v1", "value": first["current_metrics"]["accuracy"]}
     # v1's flag as the line keeps it: the most malignant held-out films a flag of the line caught
@@ -1248,6 +1249,10 @@ def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service
                                                        flag_kept(first["current_metrics"]))
     recorded = service.predictor.config["mammo"]["report"]["gate_best"]
     assert recorded == first["gate_best"]  # v2 keeps what it was compared with, for the next retrain
+    # the Models table's row carries how v2's interval was drawn (the held-out patients' films together)
+    row = next(v for v in service.versions() if v["version"] == "v2")
+    assert row["metrics"]["auc_ci_resampled"] == first["candidate_metrics"]["auc_ci_resampled"] == (
+        "patients" if len({e.group for e in holdout}) < len(holdout) else "films")
     # a best recorded on other films (the base data changed) or another metric is not this line's
     recorded.update(films="other films", value=2.5)
     second = service.retrain(TINY)

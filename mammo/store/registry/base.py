@@ -99,7 +99,8 @@ def _summary(version: str, config: dict) -> dict:
     """One row of :meth:`ModelRegistry.versions`."""
     mammo = config.get("mammo") or {}
     metrics, cv = mammo.get("metrics") or {}, mammo.get("cv")
-    keys = ("auc_malignant", "auc_malignant_ci95", "accuracy", "balanced_accuracy", "n", "sensitivity")
+    keys = ("auc_malignant", "auc_malignant_ci95", "auc_ci_resampled", "accuracy", "balanced_accuracy", "n",
+            "sensitivity")
     malignant = ((metrics.get("per_class") or {}).get("malignant") or {}).get("support")
     # what its review flag caught: on held-out films, at a cut-off it records (else no flag to count,
     # or one fitted on those very films)
