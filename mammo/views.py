@@ -144,13 +144,19 @@ def no_interval(ci: Sequence[float] | None, figures: Mapping[str, Any]) -> str |
 
 def auc_and_ci(figures: Mapping[str, Any], label: str = "95% CI ") -> str:
     """'0.73 (95% CI 0.62–0.84)' from a metrics dict (``label`` names the interval; '0.73 (0.62–0.84)'
-    in a table whose header says it; ', by patient' where the bootstrap drew whole patients, as it
-    does since v3: older records drew films); an AUC too few films give no interval says so."""
+    in a table whose header says it; :func:`_by_patient` marks one over patients); an AUC too few films
+    give no interval says so."""
     auc, ci = figures.get("auc_malignant"), figures.get("auc_malignant_ci95")
     if auc is None:
         return "—"
-    by = ", by patient" if ci and figures.get("auc_ci_resampled") == "patients" else ""
-    return f"{auc:.2f} ({no_interval(ci, figures) or f'{label}{_ci(ci)}{by}'})"
+    return f"{auc:.2f} ({no_interval(ci, figures) or f'{label}{_ci(ci)}{_by_patient(figures)}'})"
+
+
+def _by_patient(figures: Mapping[str, Any]) -> str:
+    """', by patient' after an interval whose bootstrap drew whole patients (figures made after v3;
+    v1-v3's drew films), else ""."""
+    drawn = figures.get("auc_malignant_ci95") and figures.get("auc_ci_resampled") == "patients"
+    return ", by patient" if drawn else ""
 
 
 def percent(score: float | None) -> str:
@@ -459,7 +465,7 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any],
             said = ONE_SCORE_MEANS[key]
             return said.format(value=_fmt(value)) if "{value}" in said else said
         if key == "auc_malignant_ci95":
-            return no_interval(value, figures) or _ci(value, 3)
+            return no_interval(value, figures) or _ci(value, 3) + _by_patient(figures)
         return str(value) if key == "n" else _fmt(value)  # JSON turns 1.0 into 1: only n is a count
 
     models = {"current": current, "candidate": candidate}

@@ -823,3 +823,8 @@ def test_an_interval_drawn_over_patients_says_so_where_it_is_shown() -> None:
     assert views.auc_and_ci(newer) == "0.73 (95% CI 0.62–0.84, by patient)"
     assert views.auc_and_ci(newer, label="") == "0.73 (0.62–0.84, by patient)"
     assert "by patient" not in views.auc_and_ci({**newer, "auc_malignant_ci95": None, "n": 8})
+    frame = views.comparison_frame(newer, older)
+    shown = dict(zip(frame["metric"], frame["current"], strict=True))
+    assert shown[views.METRIC_NAMES["auc_malignant_ci95"]] == "0.620–0.840, by patient"
+    assert "by patient" not in dict(zip(frame["metric"], frame["candidate"], strict=True))[
+        views.METRIC_NAMES["auc_malignant_ci95"]]
