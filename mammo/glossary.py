@@ -25,8 +25,9 @@ GLOSSARY: dict[str, str] = {
     "other film (malignant-vs-rest): 0.5 is chance, 1.0 is perfect ranking. It says nothing about the "
     "cut-off. A macro or mean AUC averages the same figure over the classes, each against the rest.",
     "95% CI": "a range that, measured this way, holds the true figure 95 times in 100; it comes from "
-    "resampling the films (the gate's paired difference resamples patients). A wide range means "
-    "the figure rests on few films and is not yet known well.",
+    "resampling whole patients, a woman's films together (\"by patient\"; the intervals v1 to v3 "
+    "recorded resampled the films one by one). A wide range means the figure rests on few films and "
+    "is not yet known well.",
     "Cross-validation (CV)": "the patients are split into five groups; each group is scored by a model "
     "trained on the other four, so every film is scored by a model that never saw its patient. "
     "The fairest estimate here for patients the model has not seen.",

@@ -62,6 +62,7 @@ from .store import (
 )
 from .store._fs import file_lock
 from .store.cases import label_doubt
+from .store.gate import gives_every_film_one_score
 from .train import (
     FILM_STAGE,
     EpochLog,
@@ -229,6 +230,12 @@ def published_meanwhile(latest: str, compared: str) -> str:
     return (f"Not published: {latest} was published by another process (a retrain from a shell or a Job) "
             f"while this retrain ran, and the candidate was compared with {compared} only; it is kept as "
             f"rejected. Retrain again to compare a candidate with {latest}.")
+
+
+def _audited(metrics: Mapping[str, Any], key: str) -> Any:
+    """A model's figure as a retrain's audit event keeps it: no interval for a model that gave every
+    film one score (its AUC of 0.50 ranks nothing, so "0.500–0.500" would mislead)."""
+    return None if key == "auc_malignant_ci95" and gives_every_film_one_score(metrics) else metrics.get(key)
 
 
 def recorded_holdout(mammo: Mapping[str, Any]) -> dict | None:
@@ -1045,7 +1052,7 @@ class MammoService:
                 cases_disputed=summary["cases_disputed"],
                 cases_in_label_conflict=summary["cases_in_label_conflict"],
                 served_before=summary["current_version"],
-                **{f"{who}_{key}": summary[f"{who}_metrics"].get(key)
+                **{f"{who}_{key}": _audited(summary[f"{who}_metrics"], key)
                    for who in ("candidate", "current") for key in _AUDITED_METRICS})
             return summary
         finally:

@@ -302,7 +302,8 @@ _AUDIT_NAMES = {
     "cases_in_label_conflict": "base films under another label (the base label kept)",
     **{f"{who}_{key}": f"{who} {name}" for who in ("candidate", "current")
        for key, name in (("n", "films scored"), ("auc_malignant", "AUC malignant vs rest"),
-                         ("auc_malignant_ci95", "AUC 95% CI"))},
+                         ("auc_malignant_ci95", "AUC 95% CI"), ("auc_ci_resampled", "interval drawn over"))},
+    "label_doubt": "warned",
 }
 
 
@@ -526,11 +527,12 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
               f"{n} held-out films")
     seen = summary.get("val_learnt_by_init", 0)
     caveat = "" if seen == 0 else (
-        " Its calibration and operating threshold were fitted on validation films that the weights it "
-        "started from may have already learnt from (they record no list), so they may be optimistic."
+        " The candidate's calibration and operating threshold were fitted on validation films that the "
+        "weights it started from may have already learnt from (they record no list), so they may be "
+        "optimistic."
         if seen is None else
-        f" Its calibration and operating threshold were fitted on {seen} validation films that the "
-        "weights it started from had already learnt from, so they are optimistic (the held-out "
+        f" The candidate's calibration and operating threshold were fitted on {seen} validation films "
+        "that the weights it started from had already learnt from, so they are optimistic (the held-out "
         "comparison is not affected).")
     left_out, conflicts = summary.get("cases_left_out") or 0, summary.get("cases_label_conflicts") or 0
     if left_out:  # conflicts are some of them
@@ -562,7 +564,7 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
     if summary["promoted"]:
         return (f"{_headline(summary, served)} It did no worse than "
                 f"{summary['current_version']} ({scores}).{noise}{caveat}")
-    kept = f" It is kept under *Rejected candidates* for inspection.{caveat}"
+    kept = f" The candidate is kept under *Rejected candidates* for inspection.{caveat}"
     if summary.get("published_meanwhile"):
         return (f"{_headline(summary, served)} The candidate did no worse than {summary['current_version']} "
                 f"({scores}), but {summary['published_meanwhile']} came from a retrain from a shell or a Job "

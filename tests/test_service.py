@@ -1273,3 +1273,17 @@ def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service
     assert service.predictor.version == "v4" and copied["rollback_of"] == "v2"
     assert copied["gate_best"] == first["gate_best"]
     assert copied.get("gate_best_sensitivity") == first["gate_best_sensitivity"]
+
+
+def test_a_retrains_audit_event_gives_no_interval_for_a_model_that_scored_every_film_alike() -> None:
+    """A walk's audit log said "candidate AUC 95% CI: 0.500–0.500" for a collapsed candidate whose
+    verdict said it has no meaningful AUC."""
+    from mammo.metrics import evaluate_predictions
+
+    labels, classes = np.array([0, 1, 2] * 6), ["normal", "benign", "malignant"]
+    alike = evaluate_predictions(labels, np.tile([0.6, 0.2, 0.2], (18, 1)), classes, n_resamples=50)
+    assert alike["auc_malignant_ci95"] == [0.5, 0.5]  # what a bootstrap of one score gives
+    assert mammo.service._audited(alike, "auc_malignant_ci95") is None
+    assert mammo.service._audited(alike, "auc_malignant") == 0.5
+    ranked = evaluate_predictions(labels, np.eye(3)[labels] * 0.8 + 0.2 / 3, classes, n_resamples=50)
+    assert mammo.service._audited(ranked, "auc_malignant_ci95") == ranked["auc_malignant_ci95"] == [1.0, 1.0]
