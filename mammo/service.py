@@ -165,13 +165,17 @@ class RetrainOptions:
         return cls(epochs=int(epochs), image_size=int(image_size or 0) or None,
                    from_current=cls.from_current if from_current is None else bool(from_current))
 
-    def check(self) -> None:
+    def check(self, patch_size: int | None = None) -> None:
+        """Refuse options out of range; ``patch_size``: the served recipe's patches, the smallest image
+        it can cut them from (said in the same message, not in a second refusal after this one)."""
         (fewest, most), (smallest, largest) = self.EPOCH_RANGE, self.IMAGE_SIZE_RANGE
         if not fewest <= self.epochs <= most:
             raise RetrainError(f"The number of epochs must be from {fewest} to {most}.")
+        smallest = max(smallest, patch_size or 0)
+        why = f" (the served recipe cuts {patch_size} px patches from each film)" if patch_size else ""
         if self.image_size is not None and not smallest <= self.image_size <= largest:
             raise RetrainError(f"The image size must be 0 (the current model's) or from {smallest} to "
-                               f"{largest} pixels.")
+                               f"{largest} pixels{why}.")
 
 
 class RecentImages:
@@ -1015,7 +1019,7 @@ class MammoService:
 
     def _locked_retrain(self, options: RetrainOptions, user: str | None, progress: Progress | None,
                         on_epoch: Callable[[EpochLog], None] | None) -> dict:
-        options.check()
+        options.check(self._patch_size())
         base = self.base_data()
         if not self._retrain_lock.acquire(blocking=False):
             raise RetrainBusy(self._busy("only one runs at a time. Wait for it to finish."))
@@ -1265,6 +1269,11 @@ class MammoService:
         except (RetrainError, ValueError):
             return None
         return small_films_warning(config.to_dict())
+
+    def _patch_size(self) -> int | None:
+        """The served recipe's patch size (None for the whole-film recipe)."""
+        recorded = TrainConfig.from_dict((self._predictor.config.get("mammo") or {}).get("training") or {})
+        return recorded.patch_size if recorded.recipe == "patch" else None
 
     @staticmethod
     def _retrain_config(current: Predictor, options: RetrainOptions) -> TrainConfig:

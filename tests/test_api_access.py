@@ -40,7 +40,8 @@ def test_api_callers_with_a_trainers_token_may_retrain_submit_and_roll_back(
             with pytest.raises(AppError, match="limited to the submitters of this app"):
                 refused.predict(image, "normal", api_name="/submit_case")
         # the trainer passes the access check: the options are the next check (no training needed)
-        with pytest.raises(AppError, match=r"image size must be 0 \(the current model's\) or from 32 to"):
+        with pytest.raises(AppError, match=r"image size must be 0 \(the current model's\) or from 96 to 1024 "
+                                           r"pixels \(the served recipe cuts 96 px patches"):  # v3's
             trainer.predict(1, 16, True, api_name="/retrain")
         assert trainer.predict(image, "normal", api_name="/submit_case")["status"] == "stored"
         # a version named with spaces around it (pasted) is the version

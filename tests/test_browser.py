@@ -700,7 +700,7 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     size.fill("20")
     size.press("Tab")
     button.click()
-    page.get_by_text("image size must be 0 (the current model's) or from 32 to 1024").first.wait_for(
+    page.get_by_text("image size must be 0 (the current model's) or from 96 to 1024").first.wait_for(
         timeout=30_000)
     page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=10_000)
     # and the status line keeps saying it, also after the failure's own step has run, once the toast goes

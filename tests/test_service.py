@@ -688,10 +688,11 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
         assert service.film_size_warning(RetrainOptions(epochs=1)) == summary["film_size_warning"]
         assert service.film_size_warning(RetrainOptions(epochs=1, image_size=256)) is None
         assert service.film_size_warning(RetrainOptions(epochs=1, image_size=48)) is None  # refused anyway
-        # a size its patches do not fit in: refused in the trainer's terms, before anything starts
+        # a size its patches do not fit in: refused with the form's range, which says the recipe's least
+        # (a walk met "from 32 to 1024", then a second refusal of 32), before anything starts
         events = len(service.audit.events())
-        with pytest.raises(RetrainError, match=r"^the lesion-aware recipe cuts 64 px patches from each film, "
-                           r"so its image size must be at least 64 px, got 48$"):
+        with pytest.raises(RetrainError, match=r"^The image size must be 0 \(the current model's\) or from "
+                           r"64 to 1024 pixels \(the served recipe cuts 64 px patches from each film\)\.$"):
             service.retrain(RetrainOptions(epochs=1, image_size=48))
         assert len(service.audit.events()) == events  # no "retrain started", no "retrain failed"
     finally:
