@@ -945,9 +945,12 @@ def last_results(shown: dict | None):
     shows none or an earlier one's (a reload, a new visitor, a retrain another page ran). The Retrain
     button is left as it is."""
     last = service.last_retrain_summary()
-    if not last or (shown and (shown.get("version"), shown.get("rejected_id")) == (last["version"],
-                                                                                 last["rejected_id"])):
+    if not last:
         return (gr.skip(),) * 9
+    if shown and (shown.get("version"), shown.get("rejected_id")) == (last["version"], last["rejected_id"]):
+        # shown already: only its headline is said again, in the past where another version is served
+        # now (a rollback since: "v3 stays served" beside "Served: v4" was wrong)
+        return (gr.skip(), gr.skip(), views.verdict_text(shown, service.predictor.version), *(gr.skip(),) * 6)
     return (last, *retrain_views(last)[:-1])
 
 
