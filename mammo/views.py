@@ -118,11 +118,14 @@ def gate_reason_text(reason: str) -> str:
         lambda found: f"{found[1]} {_GATE_AUCS.get(found[2], found[2].replace('_', ' '))}", reason)
 
 
-# a model that gives every film the same malignancy score ranks nothing: its AUC has no meaning, and
-# its calibration error only says how near that one score is to the share of malignant films
+# a model that gives every film the same malignancy score ranks nothing: its AUC has no meaning, its
+# calibration error only says how near that one score is to the share of malignant films, and its flag
+# flags every film or none (a walk read "specificity 1.000" of such a model as a figure)
 ONE_SCORE_MEANS = {"auc_malignant": "— (one score for every film)",
                    "auc_malignant_ci95": "—",
-                   "ece_malignant": "{value} (one score for every film)"}
+                   "ece_malignant": "{value} (one score for every film)",
+                   "sensitivity": "{value} (one score for every film: it flags all or none)",
+                   "specificity": "{value} (one score for every film: it flags all or none)"}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

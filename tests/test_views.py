@@ -593,6 +593,12 @@ def test_comparison_frame(v1_mammo: dict) -> None:
     assert column["95% CI of that AUC (bootstrap)"] == "—"
     assert column["calibration error (ECE, malignant)"] == "0.004 (one score for every film)"
     assert column["accuracy (most likely class)"] == f"{candidate['accuracy']:.3f}"  # still what it was
+    # and its flag flags every film or none: a walk read its "specificity 1.000" as a figure
+    flagged = views.comparison_frame(current, {**collapsed, "sensitivity": 0.0, "specificity": 1.0})
+    column = flagged.set_index("metric")["candidate"]
+    said = "1.000 (one score for every film: it flags all or none)"
+    assert column["specificity, at the review cut-off"] == said
+    assert column["sensitivity for malignant, at the review cut-off"].startswith("0.000 (one score")
 
 
 def test_comparison_frame_formats_whole_valued_metrics_as_metrics() -> None:
