@@ -1170,16 +1170,19 @@ class MammoService:
                 split_name = mammo["split"]["description"]
                 # a served version with no cut-off has no review flag to keep (evaluated at 0.5 above)
                 flag_of_current = current_metrics if current.threshold is not None else {
-                    **current_metrics, "sensitivity": None, "specificity": None}
+                    **current_metrics, "sensitivity": None}
                 metric = self.settings.gate_metric
                 served_report = (current.config.get("mammo") or {}).get("report") or {}
                 films = films_key(holdout, current.min_side)
+                # a flag that flags every film tells nothing: its sensitivity of 1 is no bar for the line
                 best = line_best(served_report.get("gate_best"), metric, films, current.version,
-                                 recorded_value(flag_of_current, metric))
+                                 flag_kept(flag_of_current) if metric == "sensitivity"
+                                 else recorded_value(flag_of_current, metric))
                 # the flag is held to the most malignant films a flag of the line caught (one that flags
                 # every film tells nothing); gated on sensitivity, its false alarms to the line's fewest
                 fewest_alarms = line_best(served_report.get("gate_best_specificity"), "specificity", films,
-                                          current.version, recorded_value(flag_of_current, "specificity")
+                                          current.version, None if current.threshold is None else
+                                          recorded_value(flag_of_current, "specificity")
                                           ) if metric == "sensitivity" else None
                 most_flagged = line_best(served_report.get("gate_best_sensitivity"), "sensitivity", films,
                                          current.version, flag_kept(flag_of_current))

@@ -138,11 +138,12 @@ def _ci(pair: Sequence[float] | None, digits: int = 2) -> str:
 
 
 def no_interval(ci: Sequence[float] | None, figures: Mapping[str, Any]) -> str | None:
-    """Why a malignant-vs-rest AUC in ``figures`` has no interval ``ci`` (too few films of a class);
-    None when it has one, or there is no AUC."""
+    """Why a malignant-vs-rest AUC in ``figures`` has no interval ``ci`` (too few films of a class, or
+    where patients are resampled, too few patients); None when it has one, or there is no AUC."""
     if ci or figures.get("auc_malignant") is None:
         return None
-    return f"none: fewer than {FEWEST_FOR_AN_INTERVAL} films of a class"
+    whose = " or patients" if figures.get("auc_ci_resampled") == "patients" else ""
+    return f"none: fewer than {FEWEST_FOR_AN_INTERVAL} films{whose} of a class"
 
 
 def auc_and_ci(figures: Mapping[str, Any], label: str = "95% CI ") -> str:

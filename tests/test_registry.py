@@ -439,6 +439,12 @@ def test_the_flag_keeps_to_the_most_malignant_films_a_flag_of_the_line_caught() 
     assert flag_kept(_flagging(0.7, 6, 6, specificity=0.0)) is None
     ok, reason = promotion_decision(_flagging(0.7, 4, 6), _flagging(0.69, 6, 6, 0.0), best_flag=most)
     assert not ok and "v2, the most of the served line, 6" in reason
+    # a served version with no cut-off records no flag: the line's is kept all the same (a review)
+    no_cut_off = {**_flagging(0.69, 6, 6), "sensitivity": None}
+    assert not promotion_decision(_flagging(0.7, 1, 6), no_cut_off, best_flag=most)[0]
+    assert promotion_decision(_flagging(0.7, 1, 6), no_cut_off)[0]  # nothing to keep
+    # a flag that catches more than the served one's is never refused for the line
+    assert promotion_decision(_flagging(0.7, 3, 6), _flagging(0.7, 2, 6), best_flag=most)[0]
 
 
 def test_gate_allows_more_missed_films_in_proportion_to_the_set() -> None:
@@ -480,6 +486,13 @@ def test_gate_keeps_to_the_best_version_of_the_line_less_the_tolerance() -> None
     assert line_best(best, "auc_malignant", "films", "v4", 0.83) == {**best, "version": "v4", "value": 0.83}
     for damaged in ({"metric": "auc_malignant", "films": "films", "value": 0.9}, "0.9", [0.9]):  # no version
         assert line_best(damaged, "auc_malignant", "films", "v4", 0.7)["version"] == "v4"
+    # a served version below the line's bar (a tolerance lowered since): a candidate that beats it is
+    # never refused for the line, one that does not is (a review found the better one refused)
+    high = line_best({"metric": "auc_malignant", "films": "films", "version": "v1", "value": 0.90},
+                     "auc_malignant", "films", "v5", 0.80)
+    assert promotion_decision({"auc_malignant": 0.85}, {"auc_malignant": 0.80}, best=high)[0]
+    ok, reason = promotion_decision({"auc_malignant": 0.795}, {"auc_malignant": 0.80}, best=high)
+    assert not ok and reason.startswith(LINE_REFUSED)
     # a candidate below the served version is refused by that comparison, as before
     ok, reason = promotion_decision({"auc_malignant": 0.70}, {"auc_malignant": 0.79}, best=best)
     assert not ok and reason.startswith("not promoted: candidate auc_malignant 0.7000 < current")

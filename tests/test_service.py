@@ -1233,6 +1233,17 @@ def test_a_withdrawal_is_audited_limited_to_submitters_and_leaves_the_case_out_o
     assert case_ids[0] in text and "consent withdrawn" in text and "malignant 1" in text
 
 
+def _record_in_report(service: MammoService, of: str, key: str, **changes: object) -> MammoService:
+    """Version ``of``'s published report with ``changes`` to its record ``key`` (as a promotion made
+    elsewhere, or before, recorded it), then the app started again on the same stores."""
+    path = service.registry.load(of) / "config.json"
+    config = json.loads(path.read_text())
+    config["mammo"]["report"][key] = {**config["mammo"]["report"][key], **changes}
+    path.write_text(json.dumps(config))
+    service.close()
+    return MammoService(service.settings)
+
+
 def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service: MammoService,
                                                                          small_mias: Path) -> None:
     """Each retrain may score up to the tolerance below the version it replaces, never below the best
@@ -1248,32 +1259,42 @@ def test_retrains_cannot_drift_below_the_best_version_of_the_served_line(service
     # v1's flag as the line keeps it: the most malignant held-out films a flag of the line caught
     assert first["gate_best_sensitivity"] == line_best(None, "sensitivity", films, "v1",
                                                        flag_kept(first["current_metrics"]))
-    recorded = service.predictor.config["mammo"]["report"]["gate_best"]
+    recorded = service.registry.config("v2")["mammo"]["report"]["gate_best"]
     assert recorded == first["gate_best"]  # v2 keeps what it was compared with, for the next retrain
     # the Models table's row carries how v2's interval was drawn (the held-out patients' films together)
     row = next(v for v in service.versions() if v["version"] == "v2")
     assert row["metrics"]["auc_ci_resampled"] == first["candidate_metrics"]["auc_ci_resampled"] == (
         "patients" if len({e.group for e in holdout}) < len(holdout) else "films")
-    # a best recorded on other films (the base data changed) or another metric is not this line's
-    recorded.update(films="other films", value=2.5)
-    second = service.retrain(TINY)
-    assert second["promoted"] and second["gate_best"]["version"] == "v2"
-    assert second["gate_best"]["value"] == second["current_metrics"]["accuracy"]
-    # v1 scored higher than any candidate can (2.5, beyond any accuracy) on these films: refused, though
-    # within the tolerance of the served v3
-    service.predictor.config["mammo"]["report"]["gate_best"].update(version="v1", value=2.5)
-    third = service.retrain(TINY)
-    assert not third["promoted"] and service.registry.latest() == "v3"
-    assert third["reason"].startswith(LINE_REFUSED), third["reason"]
-    assert "v1's 2.5000 - tolerance 1 = 1.5000" in third["reason"]
-    assert "within the gate's tolerance of v3, but not of v1, an earlier version of the served line" in \
-        views.verdict_text(third)
-    # serving v2 again: its copy (v4) is held to what v2 was held to, not to the v3 the trainer turned from
-    service.rollback("v2")
-    copied = service.predictor.config["mammo"]["report"]
-    assert service.predictor.version == "v4" and copied["rollback_of"] == "v2"
-    assert copied["gate_best"] == first["gate_best"]
-    assert copied.get("gate_best_sensitivity") == first["gate_best_sensitivity"]
+    # a best recorded on other films (the base data changed) is not this line's
+    again = _record_in_report(service, "v2", "gate_best", films="other films", value=2.5)
+    try:
+        second = again.retrain(TINY)
+        assert second["promoted"] and second["gate_best"]["version"] == "v2"
+        assert second["gate_best"]["value"] == second["current_metrics"]["accuracy"]
+    finally:
+        again.close()
+    # v1 scored higher than any candidate can (2.5, beyond any accuracy) on these films: the next
+    # candidate is held to it; refused unless it beats the served v3 (never refused for the line then)
+    again = _record_in_report(again, "v3", "gate_best", version="v1", value=2.5)
+    try:
+        third = again.retrain(TINY)
+        assert third["gate_best"] == {"metric": "accuracy", "films": films, "version": "v1", "value": 2.5}
+        candidate, current = third["candidate_metrics"]["accuracy"], third["current_metrics"]["accuracy"]
+        assert third["promoted"] is (candidate > current)
+        if not third["promoted"]:
+            assert third["reason"].startswith(LINE_REFUSED), third["reason"]
+            assert "v1's 2.5000 - tolerance 1 = 1.5000" in third["reason"]
+            assert "within the gate's tolerance of v3, but not of v1, an earlier version of the served " \
+                   "line" in views.verdict_text(third)
+        # serving v2 again: its copy is held to what v2 was held to, not to the versions turned from
+        again.rollback("v2")
+        copied = again.predictor.config["mammo"]["report"]
+        held_to = again.registry.config("v2")["mammo"]["report"]  # as recorded above: on "other films"
+        assert copied["rollback_of"] == "v2" and copied["gate_best"] == held_to["gate_best"]
+        assert copied.get("gate_best_sensitivity") == held_to["gate_best_sensitivity"] == \
+            first["gate_best_sensitivity"]
+    finally:
+        again.close()
 
 
 def test_a_retrains_audit_event_gives_no_interval_for_a_model_that_scored_every_film_alike() -> None:
@@ -1288,3 +1309,15 @@ def test_a_retrains_audit_event_gives_no_interval_for_a_model_that_scored_every_
     assert mammo.service._audited(alike, "auc_malignant") == 0.5
     ranked = evaluate_predictions(labels, np.eye(3)[labels] * 0.8 + 0.2 / 3, classes, n_resamples=50)
     assert mammo.service._audited(ranked, "auc_malignant_ci95") == ranked["auc_malignant_ci95"] == [1.0, 1.0]
+
+
+def test_an_image_size_out_of_range_is_refused_with_the_served_recipes_least(service: MammoService) -> None:
+    """The whole-film recipe takes 32 px and up; a patch recipe's least is its patch size (a walk met a
+    second refusal after the first's "from 32")."""
+    assert service._patch_size() is None  # the tiny test model: a whole-film recipe
+    with pytest.raises(RetrainError, match=r"^The image size must be 0 \(the current model's\) or from 32 to "
+                                           r"1024 pixels\.$"):
+        service.retrain(RetrainOptions(epochs=1, image_size=20))
+    with pytest.raises(RetrainError, match=r"from 96 to 1024 pixels \(the served recipe cuts 96 px patches"):
+        RetrainOptions(epochs=1, image_size=64).check(patch_size=96)
+    RetrainOptions(epochs=1, image_size=96).check(patch_size=96)  # its least is taken

@@ -834,7 +834,10 @@ def test_an_interval_drawn_over_patients_says_so_where_it_is_shown() -> None:
     assert views.auc_and_ci(older) == "0.73 (95% CI 0.62–0.84)"
     assert views.auc_and_ci(newer) == "0.73 (95% CI 0.62–0.84, by patient)"
     assert views.auc_and_ci(newer, label="") == "0.73 (0.62–0.84, by patient)"
-    assert "by patient" not in views.auc_and_ci({**newer, "auc_malignant_ci95": None, "n": 8})
+    assert views.auc_and_ci({**newer, "auc_malignant_ci95": None, "n": 8}) == (
+        "0.73 (none: fewer than 5 films or patients of a class)")  # six films of three women, say
+    assert views.auc_and_ci({**older, "auc_malignant_ci95": None}) == (
+        "0.73 (none: fewer than 5 films of a class)")
     frame = views.comparison_frame(newer, older)
     shown = dict(zip(frame["metric"], frame["current"], strict=True))
     assert shown[views.METRIC_NAMES["auc_malignant_ci95"]] == "0.620–0.840, by patient"

@@ -59,17 +59,21 @@ def flag_check(candidate_metrics: dict, current_metrics: dict,
     any candidate passes."""
     films = malignant_films(candidate_metrics)
     candidate, current = flagged_malignant(candidate_metrics), flagged_malignant(current_metrics)
-    if films is None or candidate is None or current is None:
+    if films is None or candidate is None:
         return True, ""
-    most, whose = (None, "") if flag_kept(current_metrics) is None else (current, "the current version")
+    served = None if flag_kept(current_metrics) is None else current
+    most, whose = (None, "") if served is None else (served, "the current version")
     line = recorded_value(best, "value") if best else None
     if line is not None and (most is None or round(line * films) > most):
         most, whose = round(line * films), f"{best['version']}, the most of the served line,"
     if most is None:
-        return True, (f"at its review cut-off the candidate flags {candidate} of the {films} malignant "
-                      "films; the current version's flag flags every film, so there is no flag to compare")
+        return True, "" if current is None else (
+            f"at its review cut-off the candidate flags {candidate} of the {films} malignant films; the "
+            "current version's flag flags every film, so there is no flag to compare")
     allowed = more_missed_allowed(films)
-    fine = candidate >= most - allowed
+    # never below what the line kept, less the allowance; but a flag that catches more than the served
+    # one's is never refused (the served one may sit below the line: a tolerance lowered since)
+    fine = candidate >= most - allowed or (served is not None and candidate > served)
     counts = (f"at its review cut-off the candidate flags {candidate} of the {films} malignant films, "
               f"{whose} {most} (at most {allowed} fewer allowed)")
     return fine, counts if fine else f"{FLAG_REFUSED}: {counts}"
@@ -95,7 +99,7 @@ def false_alarm_check(candidate_metrics: dict, current_metrics: dict,
     allowed = more_missed_allowed(others)
     counts = (f"at its review cut-off the candidate flags {candidate} of the {others} films that are not "
               f"malignant, {whose} {fewest} (at most {allowed} more allowed)")
-    fine = candidate <= fewest + allowed
+    fine = candidate <= fewest + allowed or candidate < current  # fewer than the served one's: never refused
     return fine, counts if fine else f"{ALARMS_REFUSED}: {counts}"
 
 
@@ -185,7 +189,10 @@ def promotion_decision(
     compared = (f"candidate {metric} {candidate:.4f} {relation} current {current:.4f} - tolerance "
                 f"{tolerance:g} = {bar:.4f}")
     high = recorded_value(best, "value") if best else None
-    if ranks and high is not None and high > current and candidate < high - tolerance - _FLOAT_SLACK:
+    # a candidate that beats the served version is never refused by the line (the served one may sit
+    # below the line's bar: a tolerance lowered since, or promoted over a version without the metric)
+    if (ranks and high is not None and high > current and candidate < high - tolerance - _FLOAT_SLACK
+            and candidate <= current):
         return False, (f"{LINE_REFUSED}: {compared}, but < {best['version']}'s {high:.4f} - tolerance "
                        f"{tolerance:g} = {high - tolerance:.4f}, the best an earlier version of the served "
                        f"line scored on these films (each retrain within the tolerance of the last would "
