@@ -1539,10 +1539,10 @@ def build() -> gr.Blocks:
         # 2, not 1: a second request must reach the service and be told a retrain is running
         gr.on([], retrain, [epochs, image_size, from_current], summary, api_name="retrain",  # API only
               api_description=retrain.__doc__, concurrency_limit=2)
-        running = retrain_button.click(lambda: gr.update(interactive=False), None, retrain_button,
-                                       queue=False, **private).then(
-            retrain_live, [epochs, image_size, from_current], [status, summary], concurrency_limit=2,
-            **private)
+        # off in the browser at the click: through the server, a quick second click came first and a
+        # refused size was said twice (a walk)
+        running = pressed_once(retrain_button, retrain_live, [epochs, image_size, from_current],
+                               [status, summary], concurrency_limit=2, **private)
         shown = running.success(retrain_views, summary, [results, verdict, gate, comparison, roc, losses,
                                                          aucs, confusion, retrain_button], **private)
         recolour(shown, {roc: "model", losses: "series"})  # "served v4" after "served v3"
