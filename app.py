@@ -405,6 +405,8 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
             "@media (max-width: 640px) { .wide-table .table-container { overflow-x: auto !important; }\n"
             "  .wide-table .table-container > .table-wrap { min-width: 960px; }\n"
+            # the versions' twelve columns need more: at 960 px "version" read "versio" (a walk)
+            "  #versions .table-container > .table-wrap { min-width: 1400px; }\n"
             # and the gallery's four columns of at least 100 px ran past the screen's edge, hiding two films
             "  #real-films .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important;\n"
             "    grid-template-rows: none !important; grid-auto-rows: auto !important; }\n"
