@@ -236,6 +236,11 @@ def published_meanwhile(latest: str, compared: str) -> str:
             f"rejected. Retrain again to compare a candidate with {latest}.")
 
 
+def _recorded_recipe(model: Predictor) -> TrainConfig:
+    """The recipe a served model's config records it was trained with."""
+    return TrainConfig.from_dict((model.config.get("mammo") or {}).get("training") or {})
+
+
 def _audited(metrics: Mapping[str, Any], key: str) -> Any:
     """A model's figure as a retrain's audit event keeps it: no interval for a model that gave every
     film one score (its AUC of 0.50 ranks nothing, so "0.500–0.500" would mislead)."""
@@ -1275,13 +1280,13 @@ class MammoService:
 
     def _patch_size(self) -> int | None:
         """The served recipe's patch size (None for the whole-film recipe)."""
-        recorded = TrainConfig.from_dict((self._predictor.config.get("mammo") or {}).get("training") or {})
+        recorded = _recorded_recipe(self._predictor)
         return recorded.patch_size if recorded.recipe == "patch" else None
 
     @staticmethod
     def _retrain_config(current: Predictor, options: RetrainOptions) -> TrainConfig:
         """The current version's recipe (as its config records it) with the trainer's options."""
-        recorded = TrainConfig.from_dict((current.config.get("mammo") or {}).get("training") or {})
+        recorded = _recorded_recipe(current)
         try:
             return replace(
                 recorded,
