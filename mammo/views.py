@@ -19,7 +19,7 @@ from .metrics import (
     recorded_estimate,
     recorded_evaluations,
 )
-from .store.gate import ALARMS_REFUSED, FLAG_REFUSED, LINE_REFUSED, gives_every_film_one_score
+from .store.gate import ALARMS_REFUSED, FLAG_REFUSED, LINE_REFUSED, flag_kept, gives_every_film_one_score
 from .store.registry.base import is_newer
 from .timestamps import human_time
 
@@ -609,6 +609,10 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
         others = n - (malignant_films(candidate) or 0) if isinstance(n, int) else None
         flagged = (f" ({round((1 - candidate['specificity']) * others)} of the {others} held-out ones)"
                    if others and candidate.get("specificity") is not None else "")
+        if flag_kept(summary.get("current_metrics") or {}) is None:  # no flag of the served one to count
+            return (f"{_headline(summary, served)} The gate compares sensitivity, and the candidate's flag "
+                    f"flags every film that is not malignant{flagged}: its sensitivity of 1 tells nothing, "
+                    f"and served, it would raise an alarm for every film ({scores}).{noise}{kept}")
         return (f"{_headline(summary, served)} The gate compares sensitivity, and the candidate's flag "
                 f"flags more of the films that are not malignant{flagged} than the served line's flag did: "
                 f"served, it would raise more false alarms ({scores}).{noise}{kept}")

@@ -521,6 +521,14 @@ def test_a_sensitivity_gate_refuses_a_flag_that_flags_every_film() -> None:
                        "line, 8 (at most 1 more allowed)") in reason
     assert promotion_decision(_flagging(0.7, 6, 6, specificity=23 / 32), worse_served, "sensitivity",
                               best_specificity=fewest)[0]
+    # a served version without a cut-off, or one whose flag flags every film, compares nothing: the
+    # candidate's own flag-everything is refused all the same (a review found it promoted)
+    for unflagged in ({"auc_malignant": 0.7, "n": 38}, everything):
+        ok, reason = promotion_decision(everything, unflagged, "sensitivity", split="holdout")
+        assert not ok and reason == (f"{ALARMS_REFUSED}: at its review cut-off the candidate flags every "
+                                     "film that is not malignant (specificity 0), so its sensitivity 1.0000 "
+                                     "tells nothing; evaluated on holdout (n=38)"), reason
+    assert promotion_decision(_flagging(0.7, 6, 6, specificity=0.5), {"auc_malignant": 0.7}, "sensitivity")[0]
 
 
 def test_gate_without_current_version_or_current_metric() -> None:

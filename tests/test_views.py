@@ -153,6 +153,14 @@ def test_the_verdict_says_a_sensitivity_gate_refused_a_candidate_for_its_false_a
     assert not promoted and "did worse" not in text
     assert ("the candidate's flag flags more of the films that are not malignant (32 of the 32 held-out "
             "ones) than the served line's flag did: served, it would raise more false alarms") in text
+    # a served version without a cut-off: nothing to count against, the flag-everything is named as such
+    unflagged = {"auc_malignant": 0.7, "n": 38, "per_class": {"malignant": {"support": 6}}}
+    promoted, reason = promotion_decision(candidate, unflagged, "sensitivity", split="holdout")
+    text = views.verdict_text({**summary, "promoted": promoted, "reason": reason,
+                               "current_metrics": unflagged})
+    assert not promoted and "than the served line's flag did" not in text
+    assert ("the candidate's flag flags every film that is not malignant (32 of the 32 held-out ones): its "
+            "sensitivity of 1 tells nothing, and served, it would raise an alarm for every film") in text
 
 
 def test_score_text_without_malignant_class_or_threshold() -> None:
