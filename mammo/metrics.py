@@ -221,7 +221,10 @@ def bootstrap_aucs(positive: np.ndarray, scores: Sequence[np.ndarray], group_of:
 def weighted_auc(positive: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The AUC of each row of ``weights`` (each case counted that many times; ties count half), as
     sklearn's ``roc_auc_score(positive, scores, sample_weight=row)`` gives it, for many bootstrap
-    resamples at once. Each row must weigh cases of both classes."""
+    resamples at once. Each row must weigh cases of both classes; a score that is not a number is
+    refused, as sklearn refuses it (it has no rank)."""
+    if not np.isfinite(np.asarray(scores, dtype=float)).all():
+        raise ValueError("scores must be finite numbers: a model that gave NaN or infinity has no AUC")
     order = np.argsort(scores, kind="stable")
     ranked, is_positive = np.asarray(scores, dtype=float)[order], np.asarray(positive, dtype=bool)[order]
     first = np.searchsorted(ranked, ranked, side="left")  # where each case's tied scores start and end
@@ -268,7 +271,8 @@ def evaluate_predictions(
     P(malignant) >= ``threshold`` (``DEFAULT_THRESHOLD`` when None). ``ece_malignant`` and
     ``reliability`` describe how well P(malignant) is calibrated. Undefined values are None. The
     AUCs' intervals resample whole patients when ``groups`` names each case's (``auc_ci_resampled``
-    says "patients" when some patient has several cases, else "films").
+    says "patients" when some patient has several cases, else "films"; said also where no interval is
+    given, since too few patients of a class is then why).
     """
     names = list(classes)
     y = _as_indices(y_true, names)

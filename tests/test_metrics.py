@@ -235,6 +235,13 @@ def test_weighted_auc_is_sklearns_auc_with_sample_weights_and_ties() -> None:
     expected = [roc_auc_score(labels, values, sample_weight=w) for w in weights]
     assert weighted_auc(labels, values, weights) == pytest.approx(expected, abs=1e-12)
     assert weighted_auc(labels, values, np.ones(40)) == pytest.approx([roc_auc_score(labels, values)])
+    for bad in (np.nan, np.inf):  # no rank: refused, as sklearn refuses it, not a made-up number
+        broken = values.copy()
+        broken[5] = bad
+        with pytest.raises(ValueError, match="finite"):
+            weighted_auc(labels, broken, weights)
+        with pytest.raises(ValueError):
+            roc_auc_score(labels, broken)
 
 
 def test_an_interval_needs_five_patients_of_each_class_and_a_name_for_each_film() -> None:
