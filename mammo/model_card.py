@@ -114,6 +114,12 @@ def _ci(metrics: dict) -> str:
     return NOT_RECORDED
 
 
+def _by_patient(metrics: dict) -> str:
+    """', by patient' for the intervals of an evaluation whose bootstrap drew whole patients, else ''
+    (v1-v3's drew films)."""
+    return ", by patient" if metrics.get("auc_ci_resampled") == "patients" else ""
+
+
 def _threshold(mammo: dict, metrics: dict) -> object:
     return mammo.get("threshold", metrics.get("threshold"))
 
@@ -239,7 +245,8 @@ def _cv_section(mammo: dict) -> str | None:
                          "all of them)"),
         f"Abnormal (benign or malignant) vs normal AUC: {_num(abnormal.get('auc'))} "
         f"(95% CI {abnormal_ci}).",
-        "Per fold:\n\n" + _table(("fold", "films", "AUC malignant", "95% CI", "AUC macro"), rows),
+        "Per fold:\n\n" + _table(("fold", "films", "AUC malignant", f"95% CI{_by_patient(cv)}", "AUC macro"),
+                                  rows),
         f"What is optimistic: {cv.get('optimistic', NOT_RECORDED)}",
         "### Calibration\n\n"
         f"Expected calibration error of P(malignant), out of fold: **{_num(cv.get('ece_malignant'))}** "
@@ -266,8 +273,9 @@ def _baseline_section(mammo: dict) -> str | None:
     for split, cnn, baseline in pairs:
         for name, metrics in (("this model (CNN)", cnn), ("baseline", baseline)):
             abnormal = (metrics.get("auc_abnormal") or {}).get("auc")
+            interval = _ci(metrics) + (_by_patient(metrics) if metrics.get("auc_malignant_ci95") else "")
             rows.append((split, name, _num(metrics.get("n")), _num(metrics.get("auc_malignant")),
-                         _ci(metrics), _num(abnormal), _num(metrics.get("balanced_accuracy"))))
+                         interval, _num(abnormal), _num(metrics.get("balanced_accuracy"))))
     model = next(b for _, _, b in pairs).get("model", NOT_RECORDED)
     return ("## Baseline beside the CNN\n\n"
             f"What the deep model adds over simple image features: a {model} (fixed settings, "
@@ -276,12 +284,13 @@ def _baseline_section(mammo: dict) -> str | None:
                       "balanced accuracy"), rows))
 
 
-def _auc_text(value: object) -> str:
-    """'0.712 (0.60–0.81)' from ``{auc, ci95}``; 'n/a' when the subgroup lacks a class."""
+def _auc_text(value: object, by: str = "") -> str:
+    """'0.712 (0.60–0.81)' from ``{auc, ci95}``, ``by`` after the interval (', by patient'); 'n/a'
+    when the subgroup lacks a class."""
     if not isinstance(value, dict):
         return "n/a (one class only)"
     ci = value.get("ci95") or []
-    return _num(value.get("auc")) + (f" ({'–'.join(_num(v) for v in ci)})" if ci else "")
+    return _num(value.get("auc")) + (f" ({'–'.join(_num(v) for v in ci)}{by})" if ci else "")
 
 
 def _subgroups_section(mammo: dict) -> str | None:
@@ -294,8 +303,10 @@ def _subgroups_section(mammo: dict) -> str | None:
         for grouping, groups in (metrics.get("subgroups") or {}).items():
             for name, figures in groups.items():
                 counts = "/".join(str(n) for n in (figures.get("counts") or {}).values())
+                by = _by_patient(metrics)  # a subgroup's intervals drew the units its evaluation's did
                 rows.append((split, grouping, name, f"{figures.get('n')} ({counts})",
-                             _auc_text(figures.get("auc_malignant")), _auc_text(figures.get("auc_abnormal")),
+                             _auc_text(figures.get("auc_malignant"), by),
+                             _auc_text(figures.get("auc_abnormal"), by),
                              f"{_num(figures.get('sensitivity'))} / {_num(figures.get('specificity'))}"))
     if not rows:
         return None

@@ -635,6 +635,23 @@ def test_model_card_says_whether_the_interval_resampled_patients_or_films() -> N
         auc_ci_resampled="patients")
     for older in (card(), card(auc_ci_resampled="films")):  # v1-v3 recorded intervals over films
         assert "a percentile bootstrap over cases (n = 38): cases are resampled" in older
+    # the fold, baseline and subgroup tables name the unit of their intervals too (a review found them
+    # silent), from the evaluation each row belongs to
+    subgroup = {"n": 20, "auc_malignant": {"auc": 0.6, "ci95": [0.4, 0.8]}}
+    by_patient = {"n": 40, "auc_malignant": 0.7, "auc_malignant_ci95": [0.5, 0.9],
+                  "auc_ci_resampled": "patients", "subgroups": {"tissue": {"F": subgroup}}}
+    folds = [{"fold": 0, "n": 20, "auc_malignant": 0.6, "auc_malignant_ci95": [0.4, 0.8]}]
+    mammo = {"metrics": by_patient, "baseline": {**by_patient, "model": "logistic regression"},
+             "cv": {**by_patient, "n_folds": 2, "folds": folds}}
+    patients = render_model_card({"mammo": mammo})
+    assert "| fold | films | AUC malignant | 95% CI, by patient | AUC macro |" in patients
+    assert "| this model (CNN) | 40 | 0.700 | 0.500–0.900, by patient |" in patients
+    assert "| tissue | F | 20 () | 0.600 (0.400–0.800, by patient) |" in patients
+    films = {**by_patient, "auc_ci_resampled": "films"}
+    over_films = render_model_card({"mammo": {"metrics": films, "baseline": films,
+                                              "cv": {**films, "n_folds": 2, "folds": folds}}})
+    assert "| fold | films | AUC malignant | 95% CI | AUC macro |" in over_films
+    assert "0.500–0.900 |" in over_films and "(0.400–0.800) |" in over_films
 
 
 def test_model_card_missing_fields_say_not_recorded() -> None:
