@@ -404,8 +404,8 @@ def test_retrain_status_shows_epoch_losses_auc_and_time_left() -> None:
     assert "whole-film epochs" not in text  # the film recipe's one stage
     # after a patch epoch the pace is a lower bound (a walk saw "3 min 39 s left" become "5 min 43 s")
     patches = views.retrain_status(0.3, "epoch 2 of 5", 75.0, dataclasses.replace(epoch, stage="patches"))
-    assert ("left at the last epoch's pace (more if whole-film epochs follow: they take longer), then the "
-            "check") in patches
+    assert ("left at the last epoch's pace (the whole-film epochs that follow keep a pace of their own: at "
+            "the served size, slower), then the check") in patches
     film = EpochLog(epoch=4, epochs=5, train_loss=0.9, val_loss=None, val_auc=0.7, val_accuracy=None,
                     seconds=60.0, best=True, stage="whole films")
     assert "Epoch 4/5 (whole films): training loss 0.900, validation AUC 0.700." in views.retrain_status(
