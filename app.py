@@ -364,8 +364,9 @@ HEATMAP_FILE_EXPLAINED = (
     "position's patch P(lesion) (1 - P(normal tissue), uncalibrated: not the film's malignancy score); "
     "Grad-CAM and the other methods: relative, 1 = the strongest evidence in this film. In Python: "
     "`numpy.asarray(PIL.Image.open(path)) / 65535`.")
-# the per-file actions shown, and the hint in their place hidden, while the Predict box holds a file
-WITH_A_FILE_JS = "(file) => [{__type__: 'update', visible: !!file}, {__type__: 'update', visible: !file}]"
+# the hint hidden while the Predict box holds a file (its actions are shown by the preview's step, for a
+# file that can be read)
+NO_FILE_HINT_JS = "(file) => ({__type__: 'update', visible: !file})"
 # the offer's note, put back to its explanation when the file it was made for is no longer the one shown
 OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
                         f"{json.dumps(OFFER_EXPLAINED)}")
@@ -394,6 +395,10 @@ FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps betwee
 # and cuts its captions to one line ("Malignant ca..."), puts a × on each file of a box that is only
 # for downloading (it takes the file off the page), lets a long JSON string (a pixel hash) run past
 # its box's edge, and breaks a wrapped header mid-word
+# the served-vs-candidate tables wrap in columns of a set share: unwrapped, on a phone the metric's
+# name filled the screen and the figures lay off its edge (a walk)
+COMPARISON_LAYOUT = {"wrap": True, "column_widths": ["25%", "25%", "25%", "25%"],
+                     "elem_classes": "comparison"}
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
@@ -407,6 +412,11 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "  .wide-table .table-container > .table-wrap { min-width: 960px; }\n"
             # the versions' twelve columns need more: at 960 px "version" read "versio" (a walk)
             "  #versions .table-container > .table-wrap { min-width: 1400px; }\n"
+            # the served-vs-candidate tables fit the screen in smaller type, words broken only where one
+            # is longer than its column ("curren t" was)
+            "  .comparison .table-wrap * { font-size: 12px !important; word-break: normal !important;\n"
+            "    overflow-wrap: anywhere; }\n"
+            "  .comparison .cell-wrap { padding-left: 4px !important; padding-right: 4px !important; }\n"
             # and the gallery's four columns of at least 100 px ran past the screen's edge, hiding two films
             "  #real-films .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important;\n"
             "    grid-template-rows: none !important; grid-auto-rows: auto !important; }\n"
@@ -452,6 +462,22 @@ def preview(image: str | None):
         gr.Warning(_refuse("preview", error).message, duration=15)
         return None
     return _shown(grey)
+
+
+@clear_errors
+def predict_preview(image: str | None):
+    """The Predict tab's preview, and for a file that cannot be read, why, on the page beside it (not
+    only in a toast that goes: a walk found the tab then showing nothing but the Offer button), with
+    the file's actions (Offer) hidden: the preview, the message, the actions."""
+    if not image:
+        return None, gr.update(value="", visible=False), gr.update(visible=False)
+    try:
+        grey = service.load(image).grey
+    except CLEAR_ERRORS as error:
+        said = _refuse("preview", error).message
+        return (None, gr.update(value=f"**This file cannot be read.** {said}", visible=True),
+                gr.update(visible=False))
+    return _shown(grey), gr.update(value="", visible=False), gr.update(visible=True)
 
 
 def _shown(grey: np.ndarray) -> np.ndarray:
@@ -1169,6 +1195,7 @@ def build() -> gr.Blocks:
                     no_file = gr.Markdown("Upload a mammogram, or click one of the real films under the "
                                           "upload box: its probabilities, malignancy score and heat map "
                                           "appear here.")
+                    unreadable = gr.Markdown(visible=False, elem_id="unreadable-file")
                     # the file whose results, report, full-size heat map and offer are on the page (its path)
                     results_for, report_for, heatmap_for, offer_for = (gr.Textbox(visible=False)
                                                                        for _ in range(4))
@@ -1301,7 +1328,7 @@ def build() -> gr.Blocks:
                     gate = gr.Markdown()
                     summary = gr.JSON(label="summary")
                 comparison = gr.Dataframe(label="Served vs candidate (and a simple baseline) on the fixed "
-                                                "held-out patients", interactive=False)
+                                                "held-out patients", interactive=False, **COMPARISON_LAYOUT)
                 with gr.Row():
                     roc = gr.LinePlot(x="false positive rate", y="true positive rate", color="model",
                                       label="ROC, malignant vs rest (holdout)", min_width=PLOT_MIN_WIDTH)
@@ -1321,7 +1348,8 @@ def build() -> gr.Blocks:
                 rejected_verdict = gr.Markdown()
                 rejected_comparison = gr.Dataframe(label="Served vs this candidate (and the baseline) on "
                                                          "the held-out patients", interactive=False,
-                                                   headers=["metric", "current", "candidate"])
+                                                   headers=["metric", "current", "candidate"],
+                                                   **COMPARISON_LAYOUT)
                 with gr.Accordion("Its full report", open=False):
                     rejected_json = gr.JSON(label="Report")
         with gr.Tab("Analytics") as analytics_tab:
@@ -1454,10 +1482,10 @@ def build() -> gr.Blocks:
             redrawn = redraw_event(redraw, film_inputs, result_outputs, js=REDRAW_CLAMPED_JS,
                                    concurrency_limit=2, show_progress="hidden", **CHAINED)
             shown_beside_its_file(redrawn, film_results, results_for)
-        of_the_file = [film_results, report_download, heatmap_download]
+        of_the_file = [film_results, report_download, heatmap_download, unreadable]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
-        image.change(preview, image, uploaded, **private)
-        image.change(None, image, [film_actions, no_file], js=WITH_A_FILE_JS, **private)
+        image.change(predict_preview, image, [uploaded, unreadable, film_actions], **private)
+        image.change(None, image, no_file, js=NO_FILE_HINT_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could
         # come after an Offer clicked just after the upload, and wipe its answer)
