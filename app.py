@@ -710,8 +710,27 @@ def _empty(field: MetadataField):
     return None if field.kind is bool or field.choices or field.names else ""
 
 
+def submit_case_shown(image: str | None, label: str | None, *metadata,
+                      profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> dict:
+    """:func:`submit_case` for the page: a refusal of a filled form is said in the corner and kept as
+    the receipt (``{"refused": why}``), so that its words stay where the receipt goes once the toast
+    has gone (a walk's refusal, naming two fields to fix, went after 10 s and left nothing). A click
+    on an empty form, which sends nothing (a second click after the first stored its case), is
+    refused in the corner alone: the last receipt stays."""
+    try:
+        return submit_case(image, label, *metadata, profile=profile, token=token)
+    except gr.Error as error:
+        if not image and not label:
+            raise
+        gr.Warning(error.message)
+        return {"refused": error.message}
+
+
 def after_submit(receipt: dict):
-    """The receipt in words, and the form emptied for the next case."""
+    """The receipt in words, and the form emptied for the next case; a refused one's reason, the form
+    kept to be put right."""
+    if "refused" in receipt:
+        return (views.refused_text(receipt["refused"]), *(gr.skip() for _ in range(2 + len(METADATA_FIELDS))))
     return (views.receipt_text(receipt, METADATA_FIELDS), None, None,
             *(_empty(f) for f in METADATA_FIELDS.values()))
 
@@ -1511,9 +1530,11 @@ def build() -> gr.Blocks:
         # the button is off from the click (in the browser, at once) until the form is emptied or the
         # refusal shown: a double click submitted the case again, and "already submitted" took the
         # first receipt off the page (Submit all likewise, below)
-        submitted = pressed_once(submit_button, submit_case, [case_image, label, *metadata], receipt,
-                                 api_name="submit_case", api_description=submit_case.__doc__,
-                                 concurrency_limit=4)
+        submitting = dict(concurrency_limit=4, concurrency_id="submit")  # the API's and the page's
+        gr.on([], submit_case, [case_image, label, *metadata], receipt, api_name="submit_case",  # API only
+              api_description=submit_case.__doc__, **submitting)
+        submitted = pressed_once(submit_button, submit_case_shown, [case_image, label, *metadata], receipt,
+                                 **submitting, **private)
 
         def cases_stored(event) -> None:
             """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""

@@ -80,6 +80,7 @@ __all__ = [
     "correction_text",
     "withdrawal_text",
     "pending_stored_text",
+    "refused_text",
     "bulk_receipt_text",
     "known_image_notes",
     "literal",
@@ -849,6 +850,11 @@ def _where(receipt: Mapping[str, Any], done: str = "stored") -> str:
     for the Hub."""
     return (done if receipt.get("status") == "stored" else
             "queued for upload to the dataset (kept on this server until the Hub answers)")
+
+
+def refused_text(why: str) -> str:
+    """Why a submission was refused, kept where its receipt would be once the toast has gone."""
+    return f"⚠️ **Not stored.** {literal(why)}"
 
 
 def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:

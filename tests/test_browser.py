@@ -269,6 +269,23 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     page.get_by_role("button", name="Submit case", exact=True).click()
     page.get_by_text("Case stored").wait_for(state="detached", timeout=30_000)
     expect(page.get_by_role("button", name="Submit case", exact=True)).to_be_enabled()
+    # the refusal stays where the receipt goes once the toast has gone (a walk saw it go after 10 s and
+    # leave nothing), and the form stays filled to be put right
+    kept = page.get_by_text("Not stored. Pick the confirmed label first.")
+    expect(kept).to_be_visible(timeout=10_000)
+    expect(page.locator(".toast-body")).to_have_count(0, timeout=20_000)
+    expect(kept).to_be_visible()
+    pick(page, "Confirmed label", "normal")
+    open_metadata(page)
+    age.fill("12")  # out of range: refused with the form kept, then put right and stored
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    expect(page.get_by_text(re.compile(r"^⚠️ Not stored\. .*Age"))).to_be_visible(timeout=30_000)
+    assert age.input_value() == "12"
+    assert page.get_by_label("Confirmed label", exact=True).input_value() == "normal"
+    age.fill("")
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    page.get_by_text("Case stored").wait_for(timeout=60_000)
+    expect(kept).to_have_count(0)
 
 
 def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app: AppProcess,
