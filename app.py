@@ -370,6 +370,13 @@ NO_FILE_HINT_JS = "(file) => ({__type__: 'update', visible: !file})"
 # the offer's note, put back to its explanation when the file it was made for is no longer the one shown
 OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
                         f"{json.dumps(OFFER_EXPLAINED)}")
+# a new result out of sight is brought into view: on a phone it lay 900 px below the Predict button,
+# under the gallery, and after a gallery pick on a desktop above the screen's top (a walk)
+SCROLL_TO_RESULT_JS = ("() => setTimeout(() => { const flag = document.getElementById('review-flag');"
+                       " if (!flag || !flag.offsetParent) return;"
+                       " const top = flag.getBoundingClientRect().top;"
+                       " if (top < 0 || top > 0.7 * window.innerHeight)"
+                       " flag.scrollIntoView({behavior: 'smooth', block: 'start'}); }, 100)")
 # a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
 DESELECT_JS = "() => ({__type__: 'update', selected_index: null})"
@@ -1484,7 +1491,8 @@ def build() -> gr.Blocks:
         def shown_beside_its_file(event, shown, shown_for) -> None:
             event.success(None, [image, shown_for], shown, js=SAME_FILE_JS, **private)
 
-        shown_beside_its_file(predicted, film_results, results_for)
+        predicted.success(None, [image, results_for], film_results, js=SAME_FILE_JS, **private).then(
+            None, None, None, js=SCROLL_TO_RESULT_JS, **private)
         predicted.success(add_history, [image, results_for, details, history_state], [history_state, history],
                           **CHAINED)
         # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release;

@@ -968,6 +968,23 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     expect(highlighted).to_have_count(0, timeout=10_000)
 
 
+def test_on_a_phone_the_result_is_brought_into_view(fresh, tmp_path: Path) -> None:
+    """At 390 px the result lies under the gallery, far below the Predict button: a walk saw nothing
+    in view change. The review flag is scrolled into view once the result is in."""
+    from playwright.sync_api import expect
+
+    page = fresh
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot.upload(page, phantom(tmp_path, 44), "Predict")
+    button = page.get_by_role("button", name="Predict", exact=True)
+    button.scroll_into_view_if_needed()
+    flag = page.locator("#review-flag")
+    assert not flag.is_visible()
+    button.click()
+    expect(flag).to_be_visible(timeout=60_000)
+    expect(flag).to_be_in_viewport(timeout=10_000)
+
+
 def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(fresh, tmp_path: Path) -> None:
     """Predict a real 12-megapixel DICOM, then click a gallery film before its answer is in: the
     film is predicted after the DICOM, so its result is the one left on the page."""
