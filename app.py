@@ -451,9 +451,9 @@ def turn_on(button: gr.Button, *ended) -> None:
         event.then(None, None, button, js=switch_js(on=True), api_visibility="private")
 
 
-def hide_js(count: int) -> str:
-    """A browser-only step that hides its ``count`` outputs."""
-    return f"() => Array({count}).fill({{__type__: 'update', visible: false}})"
+def hide_js(count: int, visible: bool = False) -> str:
+    """A browser-only step that hides (``visible``: shows) its ``count`` outputs."""
+    return f"() => Array({count}).fill({{__type__: 'update', visible: {str(visible).lower()}}})"
 
 
 @clear_errors
@@ -1463,7 +1463,7 @@ def build() -> gr.Blocks:
                                            "them all); append-only: nothing in it is ever rewritten",
                                      elem_classes="wide-table")
                 audit_button = gr.Button("Export the audit log as CSV", size="sm")
-                audit_csv = download_box("Audit log (CSV)")
+                audit_csv = download_box("Audit log (CSV)", visible=False)  # an empty box until exported
             card = gr.Markdown()
         with gr.Accordion("Words and figures used on these pages", open=False):
             gr.Markdown(glossary_markdown())
@@ -1703,7 +1703,8 @@ def build() -> gr.Blocks:
         gr.on([], history_records, None, api_outputs["your predictions"], api_name="history",
               api_description=history_records.__doc__)
         versions_json.change(audit_views, None, audit, **private)  # after retrains, rollbacks, refresh
-        audit_button.click(audit_file, None, audit_csv, api_name="audit", api_description=audit_file.__doc__)
+        audit_button.click(audit_file, None, audit_csv, api_name="audit", api_description=audit_file.__doc__
+                           ).success(None, None, audit_csv, js=hide_js(1, visible=True), **private)
     return demo
 
 

@@ -939,6 +939,11 @@ def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, 
     page.get_by_role("button", name=re.compile(r"^Audit log")).click()
     expect(visible(page.get_by_role("gridcell").filter(has_text=newest[:8]))).to_contain_text(
         "case ids: 2", timeout=30_000)  # the bulk import's line
+    # the CSV's box shows once there is a file in it (an empty box stood under the button: a walk)
+    csv_box = page.locator(".block").filter(has_text="Audit log (CSV)")
+    expect(csv_box).to_be_hidden()
+    page.get_by_role("button", name="Export the audit log as CSV").click()
+    expect(visible(csv_box.locator('a[href*=".csv"]'))).to_be_visible(timeout=30_000)
     page.get_by_role("tab", name="Predict").click()
     page.get_by_role("button", name="Submitted cases").click()
     page.get_by_label("A recent case (id, confirmed label)", exact=True).click()
