@@ -1458,7 +1458,9 @@ def build() -> gr.Blocks:
                               "back what, and when",
                               open=False):
                 audit = gr.Dataframe(headers=views.AUDIT_SHOWN, interactive=False, wrap=True,
-                                     column_widths=["15%", "10%", "12%", "63%"],  # "what" wraps, not clipped
+                                     # "what" wraps, not clipped; at a phone's 960 px "submission" and
+                                     # "anonymous" fit (they read "submissio n", "anonym": a walk)
+                                     column_widths=["15%", "12%", "11%", "62%"],
                                      label=f"The newest {AUDIT_SHOWN_EVENTS} events first (the CSV holds "
                                            "them all); append-only: nothing in it is ever rewritten",
                                      elem_classes="wide-table")
