@@ -1271,7 +1271,7 @@ def build() -> gr.Blocks:
                     receipt_text = gr.Markdown()
                     with gr.Accordion("Receipt (JSON)", open=False):
                         receipt = gr.JSON(label="receipt")
-                    counts = gr.BarPlot(x="label", y="images", color="source",
+                    counts = gr.BarPlot(x="label", y="images", color="source", sort=list(service.labels),
                                         label="Submitted cases per label (the base data's films: Retrain "
                                               "tab)", color_map={name: SOURCE_COLOURS[name]
                                                                  for name in ("cases", BASE_FILM_CASES)})
@@ -1333,7 +1333,7 @@ def build() -> gr.Blocks:
         with gr.Tab("Retrain") as retrain_tab:
             access = gr.Markdown()
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available",
-                                   color_map=SOURCE_COLOURS)
+                                   color_map=SOURCE_COLOURS, sort=list(service.labels))  # the receipts' order
             with gr.Row():
                 epochs = in_bounds(gr.Slider(*RetrainOptions.EPOCH_RANGE, value=RetrainOptions.epochs, step=1,
                                              label="Epochs",
@@ -1388,7 +1388,7 @@ def build() -> gr.Blocks:
                 per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)", **slanted,
                                      **from_zero)
                 mix = gr.BarPlot(x="most likely class", y="predictions", color="most likely class",
-                                 label="Most likely class", **from_zero)
+                                 label="Most likely class", sort=list(service.labels), **from_zero)
             with gr.Row():
                 scores = gr.BarPlot(x="malignancy score", y="predictions",
                                     label="Malignancy scores (0-100, as shown: calibrated where the "
