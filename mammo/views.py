@@ -592,11 +592,13 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
         earlier = (f", and {line['version']}, an earlier version of the served line, flagged "
                    f"{round(line['value'] * films)}" if line and line["version"] != summary["current_version"]
                    else "")
+        telling = ("" if flag_kept(summary["current_metrics"]) is not None else
+                   " (its flag flags every film, so it tells nothing: the line's is kept)")
         return (f"{_headline(summary, served)} The candidate ranks the held-out films about as well "
                 f"({scores}), but at its review cut-off it flags {flagged_malignant(candidate)} of the "
                 f"{films} malignant held-out films, where {summary['current_version']} flags "
-                f"{flagged_malignant(summary['current_metrics'])}{earlier}: served, its flag would miss more "
-                f"cancers.{noise}{kept}")
+                f"{flagged_malignant(summary['current_metrics'])}{telling}{earlier}: served, its flag would "
+                f"miss more cancers.{noise}{kept}")
     if summary.get("reason", "").startswith(LINE_REFUSED):  # within the tolerance of the served one only
         best = summary["gate_best"]
         metric = METRIC_NAMES.get(best["metric"], best["metric"])

@@ -136,6 +136,14 @@ def test_the_verdict_says_a_candidate_was_refused_for_its_flag_not_that_it_did_w
                                "candidate_metrics": flagging(0.67, 4), "gate_best_sensitivity": line})
     assert not promoted and ("it flags 4 of the 6 malignant held-out films, where v3 flags 5, and v2, an "
                              "earlier version of the served line, flagged 6") in text
+    # a served flag that flags every film tells nothing, and the verdict says so beside its count
+    everything = {**flagging(0.65, 6), "specificity": 0.0}
+    promoted, reason = promotion_decision(flagging(0.67, 4), everything, split="holdout", best_flag=line)
+    text = views.verdict_text({**summary, "promoted": promoted, "reason": reason,
+                               "current_metrics": everything, "candidate_metrics": flagging(0.67, 4),
+                               "gate_best_sensitivity": line})
+    assert not promoted and ("where v3 flags 6 (its flag flags every film, so it tells nothing: the line's "
+                             "is kept), and v2, an earlier version of the served line, flagged 6") in text
 
 
 def test_the_verdict_says_a_sensitivity_gate_refused_a_candidate_for_its_false_alarms() -> None:
