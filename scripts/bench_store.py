@@ -1,7 +1,6 @@
 """How the local case store behaves as it grows: submit, totals, recent cases, one case, training start.
 
     python scripts/bench_store.py [--sizes 10000 100000] [--out DIR] [--batch 1000] [--later-batches 100]
-                                  [--memory-limit 1024 [--cold]]
 
 For each size, fills a fresh local store with that many small synthetic cases (48 x 48 noise images,
 labels in turn; appended in batches, as `cases import` does; `--batch 1`: one shard per case, as the
@@ -17,14 +16,6 @@ file-backed: pages of the memory-mapped cases, which the kernel drops under memo
 Prints one table with the sizes side by side.
 Targets (issue 11): submit p50 at the largest size within 1.5x of the smallest; one case <= 50 ms;
 memory to start training <= 1 GB at 100 000.
-
-Resident memory counts file-backed pages (the libraries' code, the memory-mapped cases) that the
-kernel keeps while it has room and drops under pressure. ``--memory-limit MB`` therefore also runs
-the largest size's training start under a hard limit (a Linux memory cgroup with no swap, as a
-container's limit: needs root; the table says why where it cannot) and reports whether it read its
-batches within it; ``--cold`` first drops the page cache (sync, then /proc/sys/vm/drop_caches), so
-that the libraries' and the cases' pages are read again and charged to the limit, as in a fresh
-container.
 """
 
 from __future__ import annotations
@@ -32,7 +23,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
 import resource
 import statistics
@@ -68,8 +58,7 @@ def _ms(samples: list[float]) -> tuple[float, float]:
     return 1000 * statistics.median(ordered), 1000 * ordered[int(0.95 * (len(ordered) - 1))]
 
 
-def bench(size: int, folder: Path, batch: int, later_batches: int = 100, memory_limit: int | None = None,
-          cold: bool = False) -> dict:
+def bench(size: int, folder: Path, batch: int, later_batches: int = 100) -> dict:
     """Fill a store at ``folder`` with ``size`` cases and time what the app does with it."""
     rng = np.random.default_rng(size)
     store = CaseStore(LABELS, folder)
@@ -109,11 +98,9 @@ def bench(size: int, folder: Path, batch: int, later_batches: int = 100, memory_
     with CaseStore(LABELS, folder) as reopened:
         reopened.counts()
     reopen_s = time.perf_counter() - t
-    child = [sys.executable, __file__, "--start-training", str(folder), "--later-batches", str(later_batches)]
-    start = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
-    capped = {} if memory_limit is None else {
-        f"new process under a hard {memory_limit} MB limit{' (cold cache)' if cold else ''}":
-            capped_run(child, memory_limit, cold)}
+    start = json.loads(subprocess.run([sys.executable, __file__, "--start-training", str(folder),
+                                       "--later-batches", str(later_batches)], check=True,
+                                      capture_output=True, text=True).stdout)
     return {"cases": size + 30, "fill (s)": fill_s, "submit p50/p95 (ms)": _ms(submits),
             "totals (ms)": 1000 * totals_s, "recent 20 (ms)": 1000 * recent_s,
             "one case p50/p95 (ms)": _ms(fetches), "open the store and count (s)": open_s,
@@ -125,60 +112,14 @@ def bench(size: int, folder: Path, batch: int, later_batches: int = 100, memory_
             "new process: peak RSS to first batch (MB)": start["peak_mb"],
             "new process: file-backed RSS at first batch (MB)": start["file_mb"],
             f"new process: anonymous / file-backed RSS {later_batches} batches on (MB)": start["later"],
-            **capped, "this process: peak RSS (MB)": _peak_mb()}
+            "this process: peak RSS (MB)": _peak_mb()}
 
 
-def capped_run(command: list[str], limit_mb: int, cold: bool = False) -> str:
-    """Run ``command`` in a new memory cgroup limited to ``limit_mb`` MB with no swap (v1, else v2),
-    and say how it ended: the most memory the limit was charged (MB), or that it was killed, or why no
-    cgroup could be made here."""
-    group = _new_memory_group(limit_mb)
-    if isinstance(group, str):
-        return f"not run: {group}"
-    try:
-        if cold:
-            os.sync()
-            Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        tasks = group / ("tasks" if (group / "tasks").exists() else "cgroup.procs")
-        done = subprocess.run(command, capture_output=True, text=True,
-                              preexec_fn=lambda: tasks.write_text(str(os.getpid())))
-        peak = next((group / name for name in ("memory.max_usage_in_bytes", "memory.peak")
-                     if (group / name).exists()), None)
-        charged = f"; at most {int(peak.read_text()) / 2**20:.0f} MB charged" if peak else ""
-        if done.returncode != 0:
-            return f"failed (exit {done.returncode}: killed at the limit?){charged}"
-        return f"read its batches{charged}"
-    finally:
-        group.rmdir()
-
-
-def _new_memory_group(limit_mb: int) -> Path | str:
-    """A new memory cgroup limited to ``limit_mb`` MB, swap included; or why none could be made."""
-    limit = str(limit_mb * 2**20)
-    for root, memory, swap in ((Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes", limit),  # v1
-                               (Path("/sys/fs/cgroup"), "memory.max", "0")):  # v2: swap on its own
-        if not (root / "cgroup.procs").exists():
-            continue  # not a cgroup hierarchy (under v1, /sys/fs/cgroup holds one folder per controller)
-        group = root / f"mammo-bench-{os.getpid()}"
-        try:
-            group.mkdir()
-            (group / memory).write_text(limit)
-            swap_file = group / ("memory.memsw.limit_in_bytes" if swap == limit else "memory.swap.max")
-            if swap_file.exists():  # absent where swap is not accounted: the limit holds for memory alone
-                swap_file.write_text(swap)
-        except OSError as error:
-            if group.exists():
-                group.rmdir()
-            return f"no memory cgroup with a limit could be made under {root} ({error.strerror}; needs root)"
-        return group
-    return "no memory cgroup on this machine (Linux cgroups only)"
-
-
-def _cell(value: float | str | tuple | list) -> str:
-    """A table cell: counts and words as they are, times and sizes to one decimal, pairs as ``a / b``."""
+def _cell(value: float | tuple | list) -> str:
+    """A table cell: counts as they are, times and sizes to one decimal, pairs as ``a / b``."""
     if isinstance(value, (tuple, list)):
         return " / ".join(_cell(v) for v in value)
-    return str(value) if isinstance(value, (int, str)) else f"{value:.1f}"
+    return str(value) if isinstance(value, int) else f"{value:.1f}"
 
 
 def _shards(folder: Path) -> int:
@@ -232,10 +173,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000, help="cases per appended shard while filling")
     parser.add_argument("--later-batches", type=int, default=100,
                         help="training batches read after the first before memory is measured again")
-    parser.add_argument("--memory-limit", type=int, metavar="MB",
-                        help="also run the training start under this hard memory limit (root, Linux)")
-    parser.add_argument("--cold", action="store_true",
-                        help="drop the page cache before the capped run (root), as in a fresh container")
     parser.add_argument("--start-training", type=Path, metavar="STORE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.start_training:  # the child process of bench(): one JSON line
@@ -243,16 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-store-"))
     before = _peak_mb()
-    sizes = sorted(args.sizes)
-    results = [bench(size, root / f"store-{size}", args.batch, args.later_batches, cold=args.cold,
-                     memory_limit=args.memory_limit if size == sizes[-1] else None)  # the largest only
-               for size in sizes]
+    results = [bench(size, root / f"store-{size}", args.batch, args.later_batches)
+               for size in sorted(args.sizes)]
     print("| measure | " + " | ".join(f"{r['cases']} cases" for r in results) + " |")
     print("|---|" + "---|" * len(results))
-    for key in results[-1]:
+    for key in results[0]:
         if key == "cases":
             continue
-        print(f"| {key} | " + " | ".join(_cell(r.get(key, "—")) for r in results) + " |")
+        print(f"| {key} | " + " | ".join(_cell(r[key]) for r in results) + " |")
     print(f"(this process: {before:.0f} MB after importing torch and datasets, before any store; each "
           "size's peak includes the smaller ones. The training start runs in a new process per size.)")
     return 0
