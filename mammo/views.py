@@ -612,7 +612,7 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
         others = n - (malignant_films(candidate) or 0) if isinstance(n, int) else None
         flagged = (f" ({round((1 - candidate['specificity']) * others)} of the {others} held-out ones)"
                    if others and candidate.get("specificity") is not None else "")
-        if flag_kept(summary.get("current_metrics") or {}) is None:  # no flag of the served one to count
+        if candidate.get("specificity") == 0:  # refused whatever the served flag: it tells nothing
             return (f"{_headline(summary, served)} The gate compares sensitivity, and the candidate's flag "
                     f"flags every film that is not malignant{flagged}: its sensitivity of 1 tells nothing, "
                     f"and served, it would raise an alarm for every film ({scores}).{noise}{kept}")

@@ -503,9 +503,10 @@ def test_a_sensitivity_gate_refuses_a_flag_that_flags_every_film() -> None:
     served = _flagging(0.7, 4, 6, specificity=0.75)  # 38 films, 6 malignant: 8 of the other 32 flagged
     everything = _flagging(0.7, 6, 6, specificity=0.0)
     assert promotion_decision(everything, served, "auc_malignant")[0]  # the ranking gate does not look
-    ok, reason = promotion_decision(everything, served, "sensitivity", split="holdout")
+    almost = _flagging(0.7, 6, 6, specificity=2 / 32)
+    ok, reason = promotion_decision(almost, served, "sensitivity", split="holdout")
     assert not ok and reason.startswith(ALARMS_REFUSED), reason
-    assert ("at its review cut-off the candidate flags 32 of the 32 films that are not malignant, the "
+    assert ("at its review cut-off the candidate flags 30 of the 32 films that are not malignant, the "
             "current version 8 (at most 1 more allowed)") in reason
     ok, reason = promotion_decision(_flagging(0.7, 6, 6, specificity=23 / 32), served, "sensitivity")
     assert ok and "the candidate flags 9 of the 32 films that are not malignant" in reason
@@ -521,9 +522,11 @@ def test_a_sensitivity_gate_refuses_a_flag_that_flags_every_film() -> None:
                        "line, 8 (at most 1 more allowed)") in reason
     assert promotion_decision(_flagging(0.7, 6, 6, specificity=23 / 32), worse_served, "sensitivity",
                               best_specificity=fewest)[0]
-    # a served version without a cut-off, or one whose flag flags every film, compares nothing: the
-    # candidate's own flag-everything is refused all the same (a review found it promoted)
-    for unflagged in ({"auc_malignant": 0.7, "n": 38}, everything):
+    # a candidate that flags every film is refused whatever the served flag: one without a cut-off, one
+    # that flags every film or all but one, or one with no specificity recorded (reviews found each
+    # promoted it)
+    for unflagged in ({"auc_malignant": 0.7, "n": 38}, everything, _flagging(0.7, 6, 6, specificity=1 / 32),
+                      {**served, "specificity": None}, served):
         ok, reason = promotion_decision(everything, unflagged, "sensitivity", split="holdout")
         assert not ok and reason == (f"{ALARMS_REFUSED}: at its review cut-off the candidate flags every "
                                      "film that is not malignant (specificity 0), so its sensitivity 1.0000 "

@@ -153,19 +153,19 @@ def test_the_verdict_says_a_sensitivity_gate_refused_a_candidate_for_its_false_a
         return {"auc_malignant": 0.7, "n": 38, "sensitivity": caught / 6, "specificity": specificity,
                 "per_class": {"malignant": {"support": 6}}}
 
-    candidate, current = flagging(6, 0.0), flagging(5, 0.75)
+    candidate, current = flagging(6, 2 / 32), flagging(5, 0.75)
     promoted, reason = promotion_decision(candidate, current, "sensitivity", split="holdout")
     summary = {"promoted": promoted, "reason": reason, "version": "v3", "current_version": "v3",
                "candidate_metrics": candidate, "current_metrics": current, "rejected_id": "r1"}
     text = views.verdict_text(summary)
     assert not promoted and "did worse" not in text
-    assert ("the candidate's flag flags more of the films that are not malignant (32 of the 32 held-out "
+    assert ("the candidate's flag flags more of the films that are not malignant (30 of the 32 held-out "
             "ones) than the served line's flag did: served, it would raise more false alarms") in text
-    # a served version without a cut-off: nothing to count against, the flag-everything is named as such
+    # a flag of every film, whatever the served version's (here none: no cut-off), is named as such
     unflagged = {"auc_malignant": 0.7, "n": 38, "per_class": {"malignant": {"support": 6}}}
-    promoted, reason = promotion_decision(candidate, unflagged, "sensitivity", split="holdout")
+    promoted, reason = promotion_decision(flagging(6, 0.0), unflagged, "sensitivity", split="holdout")
     text = views.verdict_text({**summary, "promoted": promoted, "reason": reason,
-                               "current_metrics": unflagged})
+                               "candidate_metrics": flagging(6, 0.0), "current_metrics": unflagged})
     assert not promoted and "than the served line's flag did" not in text
     assert ("the candidate's flag flags every film that is not malignant (32 of the 32 held-out ones): its "
             "sensitivity of 1 tells nothing, and served, it would raise an alarm for every film") in text

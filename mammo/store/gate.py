@@ -149,9 +149,8 @@ def promotion_decision(
     the candidate's flag must also raise at most :func:`more_missed_allowed` more false alarms than
     the current version's, or ``best_specificity``'s (the line's fewest) where fewer
     (:func:`false_alarm_check`): flagging every film gives sensitivity 1, so a candidate whose flag
-    flags every film that is not malignant is never promoted over a current version, even one without a
-    flag to count against. ``best_flag`` is the line's most malignant films flagged (:func:`flag_kept`),
-    which the flag check keeps to likewise.
+    flags every film that is not malignant is never promoted over a current version. ``best_flag`` is
+    the line's most malignant films flagged (:func:`flag_kept`), which the flag check keeps to likewise.
     """
     if tolerance < 0 or math.isnan(tolerance):
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -178,10 +177,9 @@ def promotion_decision(
             f"than the {min_malignant} the gate needs to compare two models (candidate {metric} "
             f"{candidate:.4f}); held-out patients with more malignant films are needed"
         )
-    # a current version with a flag of its own: false_alarm_check counts against it (below); one without
-    # a cut-off, or whose flag flags every film, gives no count to keep to
-    if (metric == "sensitivity" and recorded_value(candidate_metrics, "specificity") == 0
-            and flag_kept(current_metrics) is None):
+    # whatever the current version's flag: one without a cut-off, or one that flags all but a film,
+    # would let it through the count of false alarms (a review found both)
+    if metric == "sensitivity" and recorded_value(candidate_metrics, "specificity") == 0:
         return False, (
             f"{ALARMS_REFUSED}: at its review cut-off the candidate flags every film that is not malignant "
             f"(specificity 0), so its sensitivity {candidate:.4f} tells nothing; evaluated on {where}")
