@@ -354,9 +354,6 @@ def predict_shown(image: str | None, method: str, opacity: float, shown_for: str
 # stays hidden. (Cancelling it cannot do this: Gradio 6.31 sends a request's /cancel without its event
 # id while the request has only just been sent, and the server refuses it.)
 SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && file.path === resultFile})"
-# after a refused submission: the last receipt off the page, unless the form was empty (nothing was sent)
-KEEP_RECEIPT_JS = ("(image, label) => (image || label) ? ['', null] : "
-                   "[{__type__: 'update'}, {__type__: 'update'}]")
 # what the full-size heat map's file holds, beside its button (a walk found a bare grey PNG unreadable)
 HEATMAP_FILE_EXPLAINED = (
     "A 16-bit greyscale PNG at the uploaded file's own size, lined up pixel for pixel with it: the "
@@ -451,9 +448,14 @@ def turn_on(button: gr.Button, *ended) -> None:
         event.then(None, None, button, js=switch_js(on=True), api_visibility="private")
 
 
-def hide_js(count: int, visible: bool = False) -> str:
-    """A browser-only step that hides (``visible``: shows) its ``count`` outputs."""
+def visibility_js(count: int, visible: bool) -> str:
+    """A browser-only step that shows (or hides) its ``count`` outputs."""
     return f"() => Array({count}).fill({{__type__: 'update', visible: {str(visible).lower()}}})"
+
+
+def hide_js(count: int) -> str:
+    """A browser-only step that hides its ``count`` outputs."""
+    return visibility_js(count, visible=False)
 
 
 @clear_errors
@@ -481,9 +483,8 @@ def predict_preview(image: str | None):
     try:
         grey = service.load(image).grey
     except CLEAR_ERRORS as error:
-        said = _refuse("preview", error).message
-        return (None, gr.update(value=f"**This file cannot be read.** {said}", visible=True),
-                gr.update(visible=False))
+        said = views.unreadable_text(_refuse("preview", error).message)
+        return None, gr.update(value=said, visible=True), gr.update(visible=False)
     return _shown(grey), gr.update(value="", visible=False), gr.update(visible=True)
 
 
@@ -1479,9 +1480,8 @@ def build() -> gr.Blocks:
         # on the page, Predict clicked while this page's last prediction runs is run after it (on the
         # file then in the box), not dropped: the later file's answer comes last (CHAINED's "always_last";
         # Gradio 6.31 keeps one waiting run, and loses it when the running one ends in an error)
-        # scrolled to: on a phone the result comes under the upload box and the gallery, off screen
         predicted = predict_button.click(predict_shown, [*film_inputs, results_for], result_outputs,
-                                         scroll_to_output=True, **predicting, **CHAINED)
+                                         **predicting, **CHAINED)
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
         # another file is predicted is predicted after it and its answer is the one left shown
         gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
@@ -1511,7 +1511,7 @@ def build() -> gr.Blocks:
             redrawn = redraw_event(redraw, film_inputs, result_outputs, js=REDRAW_CLAMPED_JS,
                                    concurrency_limit=2, show_progress="hidden", **CHAINED)
             shown_beside_its_file(redrawn, film_results, results_for)
-        of_the_file = [film_results, report_download, heatmap_download, unreadable]
+        of_the_file = [film_results, report_download, heatmap_download, unreadable, film_actions]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         image.change(predict_preview, image, [uploaded, unreadable, film_actions], **private)
         image.change(None, image, no_file, js=NO_FILE_HINT_JS, **private)
@@ -1557,11 +1557,10 @@ def build() -> gr.Blocks:
         emptied = submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
                                     **CHAINED)
         cases_stored(emptied)
-        # a refused submission takes the last receipt off the page (it is not this image's), but a click
-        # on the emptied form (a second click after the first stored its case) leaves it there
-        turn_on(submit_button, emptied,
-                submitted.failure(None, [case_image, label], [receipt_text, receipt], js=KEEP_RECEIPT_JS,
-                                  **private))
+        # a refused filled form's reason takes the receipt's place (submit_case_shown); a click on the
+        # emptied form (a second click after the first stored its case) fails, and leaves the receipt
+        turn_on(submit_button, emptied)
+        submitted.failure(None, None, submit_button, js=switch_js(on=True), **private)
         def amends(button: gr.Button, fn: Callable[..., dict], inputs: list, amended_receipt: gr.JSON,
                    said: Callable[..., tuple], shown: list, also_read: tuple = ()) -> None:
             """A click on ``button`` amends a stored case through ``fn`` (the API's endpoints are
@@ -1706,7 +1705,7 @@ def build() -> gr.Blocks:
               api_description=history_records.__doc__)
         versions_json.change(audit_views, None, audit, **private)  # after retrains, rollbacks, refresh
         audit_button.click(audit_file, None, audit_csv, api_name="audit", api_description=audit_file.__doc__
-                           ).success(None, None, audit_csv, js=hide_js(1, visible=True), **private)
+                           ).success(None, None, audit_csv, js=visibility_js(1, visible=True), **private)
     return demo
 
 

@@ -110,7 +110,8 @@ def _ci(metrics: dict) -> str:
     if isinstance(ci, list | tuple) and len(ci) == 2:
         return f"{_num(ci[0])}–{_num(ci[1])}"
     if "auc_malignant_ci95" in metrics and metrics.get("auc_malignant") is not None:
-        return f"none (fewer than {FEWEST_FOR_AN_INTERVAL} films of a class)"
+        whose = " or patients" if metrics.get("auc_ci_resampled") == "patients" else ""
+        return f"none (fewer than {FEWEST_FOR_AN_INTERVAL} films{whose} of a class)"
     return NOT_RECORDED
 
 

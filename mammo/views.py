@@ -80,6 +80,7 @@ __all__ = [
     "correction_text",
     "withdrawal_text",
     "pending_stored_text",
+    "unreadable_text",
     "refused_text",
     "bulk_receipt_text",
     "known_image_notes",
@@ -852,6 +853,11 @@ def _where(receipt: Mapping[str, Any], done: str = "stored") -> str:
     for the Hub."""
     return (done if receipt.get("status") == "stored" else
             "queued for upload to the dataset (kept on this server until the Hub answers)")
+
+
+def unreadable_text(why: str) -> str:
+    """Why the file in the Predict box cannot be read, beside it for as long as it is there."""
+    return f"**This file cannot be read.** {literal(why)}"
 
 
 def refused_text(why: str) -> str:

@@ -529,7 +529,11 @@ def test_a_file_that_cannot_be_read_is_said_at_upload_with_no_error_badge(fresh,
     expect(page.get_by_text("Malignancy score:")).to_have_count(0)
     shot.upload(page, phantom(tmp_path, 5), "Predict")
     expect(reason).to_be_hidden(timeout=30_000)
-    expect(page.get_by_role("button", name="Offer this image for labelling")).to_be_visible(timeout=30_000)
+    offer = page.get_by_role("button", name="Offer this image for labelling")
+    expect(offer).to_be_visible(timeout=30_000)
+    shot.upload(page, broken, "Predict")  # and after a readable file, the readable file's Offer goes
+    expect(reason).to_be_visible(timeout=30_000)
+    expect(offer).to_be_hidden()
 
 
 def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, tmp_path: Path) -> None:
@@ -790,7 +794,7 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     # on a phone the comparison's figures fit the screen beside the metric's name (a walk saw the name
     # fill the screen and the figures lie off its edge)
     page.set_viewport_size({"width": 390, "height": 844})
-    header = visible(page.get_by_text("candidate", exact=True)).first
+    header = visible(page.locator(".comparison").get_by_text("candidate", exact=True)).first
     header.wait_for(timeout=10_000)
     box = header.bounding_box()
     assert box is not None and box["x"] + box["width"] <= 390, box

@@ -672,6 +672,8 @@ def test_model_card_missing_fields_say_not_recorded() -> None:
     eight = {"n": 8, "auc_malignant": 1.0, "auc_malignant_ci95": None}
     few = render_model_card({"mammo": {"metrics": eight}})
     assert "| AUC malignant vs rest, 95% CI | none (fewer than 5 films of a class) |" in few
+    few = render_model_card({"mammo": {"metrics": {**eight, "auc_ci_resampled": "patients"}}})
+    assert "| AUC malignant vs rest, 95% CI | none (fewer than 5 films or patients of a class) |" in few
 
 
 # -- Hub backend ------------------------------------------------------------------------------

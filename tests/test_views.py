@@ -759,6 +759,8 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
     refused = views.bulk_receipt_text({"refused": "Nothing was stored: x_1.zip: 'b.png' is not inside a "
                                                   "label folder"})
     assert refused == r"⚠️ Nothing was stored\: x\_1\.zip\: 'b\.png' is not inside a label folder"
+    assert views.unreadable_text("not an image: a_b*.png") == (
+        r"**This file cannot be read.** not an image\: a\_b\*\.png")
     # a single submission's refusal, kept where its receipt goes: as written, never read as Markdown
     assert views.refused_text("Age in years: 12 is not 18-110 *years*") == (
         r"⚠️ **Not stored.** Age in years\: 12 is not 18\-110 \*years\*")
