@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("name the command to run after --")
+    # stopped (kill PID): the command is killed and the cgroup removed on the way out, not left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     said, stdout = run_capped(command, args.limit, args.cold)
     sys.stdout.write(stdout)
     print(json.dumps(said))
