@@ -413,6 +413,9 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             f"#retrain-status {{ min-width: min({PLOT_MIN_WIDTH}px, 100%) !important; }}\n"
             # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
             "@media (max-width: 640px) { .wide-table .table-container { overflow-x: auto !important; }\n"
+            # and says so: a walk found columns off the screen's edge with nothing to tell they were there
+            "  .wide-table .header-row .label p::after { content: ' (swipe sideways for more columns)';\n"
+            "    font-style: italic; }\n"
             "  .wide-table .table-container > .table-wrap { min-width: 960px; }\n"
             # the versions' twelve columns need more: at 960 px "version" read "versio" (a walk)
             "  #versions .table-container > .table-wrap { min-width: 1400px; }\n"

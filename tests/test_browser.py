@@ -994,6 +994,13 @@ def test_on_a_phone_the_result_is_brought_into_view(fresh, tmp_path: Path) -> No
     button.click()
     expect(flag).to_be_visible(timeout=60_000)
     expect(flag).to_be_in_viewport(timeout=10_000)
+    # a table wider than the screen says it scrolls (a walk found "flagged" off the edge, unannounced)
+    label = page.locator(".wide-table").filter(has_text="Your predictions this session").locator(
+        ".header-row .label p").first
+    said = label.evaluate("p => getComputedStyle(p, '::after').content")
+    assert "swipe sideways for more columns" in said, said
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    assert label.evaluate("p => getComputedStyle(p, '::after').content") in ("none", "normal", "")
 
 
 def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(fresh, tmp_path: Path) -> None:
