@@ -938,7 +938,8 @@ def retrain_running(shown: str | None):
     """On opening the Retrain tab: a retrain running that this page did not start, or how the last
     one ended."""
     text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain(),
-                                      service.fetching_logs, service.retrain_progress)
+                                      service.fetching_logs, service.retrain_progress,
+                                      results_below=service.last_retrain_summary() is not None)
     return gr.skip() if text is None else text
 
 

@@ -699,7 +699,8 @@ def running_elsewhere_text(started: str, progress: tuple[float, str] | None = No
 
 
 def running_retrain_text(started: str | None, shown: str | None, last: Mapping[str, Any] | None,
-                         fetching: bool = False, progress: tuple[float, str] | None = None) -> str | None:
+                         fetching: bool = False, progress: tuple[float, str] | None = None,
+                         results_below: bool = False) -> str | None:
     """The Retrain tab's status line as the tab is opened: a retrain this page did not start is running,
     or else how the last retrain ended. None: leave the line as it is (this page's own retrain streams
     its progress there, then says how it ended).
@@ -710,6 +711,7 @@ def running_retrain_text(started: str | None, shown: str | None, last: Mapping[s
         last: the audit event of the last retrain (None: none is recorded).
         fetching: the audit log is still being fetched from the Hub (a new disk).
         progress: the running retrain's latest step (fraction done, what it does).
+        results_below: the last retrain's verdict and results are shown under the line.
     """
     shown = shown or ""
     if shown.startswith(_RETRAINING):
@@ -717,13 +719,16 @@ def running_retrain_text(started: str | None, shown: str | None, last: Mapping[s
     if started:
         return running_elsewhere_text(started, progress)
     if not shown or shown.startswith((_RUNNING_ELSEWHERE, _LAST_RETRAIN)):
-        return last_retrain_text(last, fetching)
+        return last_retrain_text(last, fetching, results_below)
     return None
 
 
-def last_retrain_text(event: Mapping[str, Any] | None, fetching: bool = False) -> str:
+def last_retrain_text(event: Mapping[str, Any] | None, fetching: bool = False,
+                      results_below: bool = False) -> str:
     """How the last retrain ended, from its audit event (None: no retrain is recorded; a start: it has
-    no recorded end); ``fetching``: the audit log is still being fetched from the Hub."""
+    no recorded end); ``fetching``: the audit log is still being fetched from the Hub;
+    ``results_below``: its verdict is shown under the line, which then points to it rather than say
+    the gate's reason once more (a walk found a refusal said three times after a reload)."""
     if not event:
         if fetching:
             return (f"{_LAST_RETRAIN}: none recorded yet; this app is still fetching its audit log from "
@@ -734,6 +739,11 @@ def last_retrain_text(event: Mapping[str, Any] | None, fetching: bool = False) -
         return (f"{_LAST_RETRAIN} started {when}, by {user}, and has **no recorded end**: the app stopped "
                 "during it (or it runs in another process). No version came of it.")
     version, served_before = details.get("version"), details.get("served_before")
+    if results_below and event.get("action") in ("promotion", "rejection"):
+        outcome = (f"promoted: **{version}** replaced {served_before}" if event["action"] == "promotion" else
+                   f"not promoted: **{served_before}** stayed served")
+        return (f"{_LAST_RETRAIN} ended {when}, started by {user}: {outcome}. Its verdict and results are "
+                "below.")
     outcome = {
         "promotion": f"{gate_reason_text(str(details.get('reason')))}. **{version}** replaced "
                      f"{served_before}.",

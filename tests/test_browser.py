@@ -780,6 +780,9 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     # the page that did not run it shows its results too (the verdict, the comparison table)
     visible(other.get_by_text(outcome_said)).wait_for(timeout=30_000)
     visible(other.get_by_text("AUC, malignant vs rest", exact=True)).wait_for(timeout=10_000)
+    # and the status line points to them, not saying the gate's reason a second time above the verdict
+    expect(other.locator("#retrain-status")).to_contain_text("Its verdict and results are below.")
+    expect(other.locator("#retrain-status")).not_to_contain_text("candidate")  # every gate reason names it
     other.close()
     page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=10_000)
     verdict = page.get_by_text(outcome_said)

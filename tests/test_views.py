@@ -361,6 +361,13 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
                 "details": {"version": "v4", "served_before": "v3", "reason": "promoted: …"}}
     again = views.running_retrain_text(None, ended, promoted)
     assert again.endswith("promoted: …. **v4** replaced v3.")
+    # with its verdict shown below (a page opened after it ended), the line points there and does not
+    # say the gate's reason a second time
+    below = views.running_retrain_text(None, None, rejected, results_below=True)
+    assert below == ("**The last retrain** ended 2 Dec 2026, 10:42 UTC, started by carol: not promoted: "
+                     "**v3** stayed served. Its verdict and results are below.")
+    assert views.last_retrain_text(promoted, results_below=True).endswith(
+        "carol: promoted: **v4** replaced v3. Its verdict and results are below.")
     failed = {**rejected, "action": "retrain failed", "details": {"error": "RetrainError: no base data"}}
     assert views.last_retrain_text(failed).endswith("carol: **it failed**: RetrainError: no base data")
     unserved = {**rejected, "action": "promotion, not yet served",
