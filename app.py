@@ -387,6 +387,10 @@ CLAMP_OPACITY_JS = f"(opacity) => {CLAMP_OPACITY}"
 REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY}]"
 
 
+# the served-vs-candidate tables wrap in columns of a set share: unwrapped, on a phone the metric's
+# name filled the screen and the figures lay off its edge (a walk)
+COMPARISON_LAYOUT = {"wrap": True, "column_widths": ["25%", "25%", "25%", "25%"],
+                     "elem_classes": "comparison"}
 # a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
 # (Gradio's 160 px default put two 170 px plots side by side there, their legends cut)
 PLOT_MIN_WIDTH = 320
@@ -399,10 +403,6 @@ FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps betwee
 # and cuts its captions to one line ("Malignant ca..."), puts a × on each file of a box that is only
 # for downloading (it takes the file off the page), lets a long JSON string (a pixel hash) run past
 # its box's edge, and breaks a wrapped header mid-word
-# the served-vs-candidate tables wrap in columns of a set share: unwrapped, on a phone the metric's
-# name filled the screen and the figures lay off its edge (a walk)
-COMPARISON_LAYOUT = {"wrap": True, "column_widths": ["25%", "25%", "25%", "25%"],
-                     "elem_classes": "comparison"}
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
@@ -463,9 +463,9 @@ def hide_js(count: int) -> str:
 
 @clear_errors
 def preview(image: str | None):
-    """The uploaded file as it will be read (DICOM and 16-bit PNG included), before Predict. A file
-    that cannot be read is said in a toast (Predict refuses it too) and the preview stays empty: as
-    an error, Gradio would leave a bare "Error" badge in it for good."""
+    """The Submit tab's image as it will be read (DICOM and 16-bit PNG included), before it is
+    submitted. A file that cannot be read is said in a toast (Submit refuses it too) and the preview
+    stays empty: as an error, Gradio would leave a bare "Error" badge in it for good."""
     if not image:
         return None
     try:
@@ -721,20 +721,25 @@ def _empty(field: MetadataField):
     return None if field.kind is bool or field.choices or field.names else ""
 
 
-def submit_case_shown(image: str | None, label: str | None, *metadata,
-                      profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> dict:
-    """:func:`submit_case` for the page: a refusal of a filled form is said in the corner and kept as
-    the receipt (``{"refused": why}``), so that its words stay where the receipt goes once the toast
-    has gone (a walk's refusal, naming two fields to fix, went after 10 s and left nothing). A click
-    on an empty form, which sends nothing (a second click after the first stored its case), is
-    refused in the corner alone: the last receipt stays."""
+def submit_case_shown(*args, **kwargs) -> dict:
+    """:func:`submit_case` for the page, with its parameters: a refusal of a filled form is said in the
+    corner and kept as the receipt (``{"refused": why}``), so that its words stay where the receipt
+    goes once the toast has gone (a walk's refusal, naming two fields to fix, went after 10 s and left
+    nothing). A click on an empty form, which sends nothing (a second click after the first stored its
+    case), is refused in the corner alone: the last receipt stays."""
     try:
-        return submit_case(image, label, *metadata, profile=profile, token=token)
+        return submit_case(*args, **kwargs)
     except gr.Error as error:
-        if not image and not label:
+        form = inspect.signature(submit_case).bind(*args, **kwargs).arguments
+        if not form.get("image") and not form.get("label"):
             raise
         gr.Warning(error.message)
         return {"refused": error.message}
+
+
+# submit_case's own parameters, so that Gradio passes the signed-in visitor (profile, token) as it does
+# to submit_case: it fills only positional parameters, and keyword-only ones after *args get nothing
+submit_case_shown.__signature__ = inspect.signature(submit_case)
 
 
 def after_submit(receipt: dict):
