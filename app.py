@@ -1718,7 +1718,21 @@ def build() -> gr.Blocks:
     return demo
 
 
+def check_visitor_parameters(blocks: gr.Blocks) -> None:
+    """Every event's function takes the signed-in visitor (``gr.OAuthProfile``, ``gr.OAuthToken``) as a
+    positional parameter: Gradio fills only those, and one after ``*args`` would always be None (on a
+    Space, every visitor anonymous)."""
+    for block_fn in blocks.fns.values():
+        if block_fn.fn is None:
+            continue
+        for param in inspect.signature(block_fn.fn).parameters.values():
+            if param.kind is param.KEYWORD_ONLY and "OAuth" in str(param.annotation):
+                raise RuntimeError(f"{block_fn.fn.__name__}: {param.name} must be a positional parameter "
+                                   "for Gradio to pass the signed-in visitor")
+
+
 demo = build()
+check_visitor_parameters(demo)
 demo.queue(max_size=64, default_concurrency_limit=2)
 
 
