@@ -387,8 +387,9 @@ CLAMP_OPACITY_JS = f"(opacity) => {CLAMP_OPACITY}"
 REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY}]"
 
 
-# the served-vs-candidate tables wrap in columns of a set share: unwrapped, on a phone the metric's
-# name filled the screen and the figures lay off its edge (a walk)
+# the served-vs-candidate tables and the confusion matrices wrap in columns of a set share: unwrapped,
+# on a phone the metric's name filled the screen and the figures lay off its edge, and a matrix's
+# "true" column scrolled away from its counts (walks)
 COMPARISON_LAYOUT = {"wrap": True, "column_widths": ["25%", "25%", "25%", "25%"],
                      "elem_classes": "comparison"}
 # a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
@@ -1371,7 +1372,7 @@ def build() -> gr.Blocks:
                     losses = loss_plot()
                     aucs = auc_plot()
                 confusion = gr.Dataframe(label=f"Candidate confusion matrix (holdout; {CONFUSION_COUNTS})",
-                                         interactive=False)
+                                         interactive=False, **COMPARISON_LAYOUT)
             reliability = gr.LinePlot(x="mean predicted P(malignant)", y="observed malignant share",
                                       color="model", tooltip=views.RELIABILITY_COLUMNS,
                                       label="Reliability of the served version's scores (calibration): "
@@ -1462,7 +1463,8 @@ def build() -> gr.Blocks:
                     tooltip=views.RELIABILITY_COLUMNS, label=f"Reliability (calibration). {FEW_FILMS_A_BIN}",
                     min_width=PLOT_MIN_WIDTH)
                 version_confusion = gr.Dataframe(label=f"Confusion matrix ({CONFUSION_COUNTS})",
-                                                 interactive=False, min_width=PLOT_MIN_WIDTH)
+                                                 interactive=False, min_width=PLOT_MIN_WIDTH,
+                                                 **COMPARISON_LAYOUT)
             files = download_box("Weights, config and card", file_count="multiple")
             with gr.Accordion("Audit log: who submitted, corrected, withdrew, retrained, promoted or rolled "
                               "back what, and when",

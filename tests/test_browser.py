@@ -1006,6 +1006,21 @@ def test_on_a_phone_the_result_is_brought_into_view(fresh, tmp_path: Path) -> No
     assert label.evaluate("p => getComputedStyle(p, '::after').content") in ("none", "normal", "")
 
 
+def test_on_a_phone_the_confusion_matrix_fits_the_screen(fresh) -> None:
+    """A walk scrolled the Models tab's matrix sideways and its "true" column went with the names."""
+    from playwright.sync_api import expect
+
+    page = fresh
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.get_by_label("More tabs").click()
+    page.locator(".overflow-dropdown button", has_text="Models").click()
+    matrix = page.locator(".comparison").filter(has_text="Confusion matrix").first
+    last = visible(matrix.get_by_text("predicted malignant", exact=True))
+    expect(last).to_be_visible(timeout=30_000)
+    box = last.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390, box
+
+
 def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(fresh, tmp_path: Path) -> None:
     """Predict a real 12-megapixel DICOM, then click a gallery film before its answer is in: the
     film is predicted after the DICOM, so its result is the one left on the page."""
