@@ -462,19 +462,25 @@ def hide_js(count: int) -> str:
     return visibility_js(count, visible=False)
 
 
+def _preview_or_why(image: str) -> tuple[np.ndarray | None, str | None]:
+    """The uploaded file as it will be read (DICOM and 16-bit PNG included), or why it cannot be (as an
+    error, Gradio would leave a bare "Error" badge in the preview for good)."""
+    try:
+        return _shown(service.load(image).grey), None
+    except CLEAR_ERRORS as error:
+        return None, _refuse("preview", error).message
+
+
 @clear_errors
 def preview(image: str | None):
-    """The Submit tab's image as it will be read (DICOM and 16-bit PNG included), before it is
-    submitted. A file that cannot be read is said in a toast (Submit refuses it too) and the preview
-    stays empty: as an error, Gradio would leave a bare "Error" badge in it for good."""
+    """The Submit tab's image as it will be read, before it is submitted. A file that cannot be read is
+    said in a toast (Submit refuses it too) and the preview stays empty."""
     if not image:
         return None
-    try:
-        grey = service.load(image).grey
-    except CLEAR_ERRORS as error:
-        gr.Warning(_refuse("preview", error).message, duration=15)
-        return None
-    return _shown(grey)
+    picture, why = _preview_or_why(image)
+    if why:
+        gr.Warning(why, duration=15)
+    return picture
 
 
 @clear_errors
@@ -484,12 +490,9 @@ def predict_preview(image: str | None):
     the file's actions (Offer) hidden: the preview, the message, the actions."""
     if not image:
         return None, gr.update(value="", visible=False), gr.update(visible=False)
-    try:
-        grey = service.load(image).grey
-    except CLEAR_ERRORS as error:
-        said = views.unreadable_text(_refuse("preview", error).message)
-        return None, gr.update(value=said, visible=True), gr.update(visible=False)
-    return _shown(grey), gr.update(value="", visible=False), gr.update(visible=True)
+    picture, why = _preview_or_why(image)
+    said = views.unreadable_text(why) if why else ""
+    return picture, gr.update(value=said, visible=bool(why)), gr.update(visible=not why)
 
 
 def _shown(grey: np.ndarray) -> np.ndarray:
