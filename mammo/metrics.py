@@ -43,6 +43,7 @@ __all__ = [
     "auc_abnormal",
     "auc_with_ci",
     "resampled_units",
+    "resampled_patients",
     "share",
     "cross_fitted_thresholds",
     "cross_fitted_rates",
@@ -340,6 +341,12 @@ def resampled_units(groups: Sequence[str] | None) -> str:
     """What a bootstrap over cases of these ``groups`` resamples: "patients" when one holds several
     cases, else "films"."""
     return "patients" if groups is not None and len(set(groups)) < len(groups) else "films"
+
+
+def resampled_patients(metrics: Mapping[str, Any]) -> bool:
+    """Whether the AUC intervals of an ``evaluate --json`` dict resample whole patients (its
+    ``auc_ci_resampled``; v1-v3 recorded intervals over films, and no such key)."""
+    return metrics.get("auc_ci_resampled") == "patients"
 
 
 def auc_with_ci(positive: np.ndarray, score: np.ndarray, n_resamples: int = 1000,

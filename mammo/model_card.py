@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from huggingface_hub import EvalResult, ModelCardData
 
 from .config import DISCLAIMER, HUB_DATASET_PREFIX, data_name
-from .metrics import FEWEST_FOR_AN_INTERVAL
+from .metrics import FEWEST_FOR_AN_INTERVAL, resampled_patients
 
 __all__ = ["NOT_RECORDED", "eval_results", "render_model_card"]
 
@@ -110,7 +110,7 @@ def _ci(metrics: dict) -> str:
     if isinstance(ci, list | tuple) and len(ci) == 2:
         return f"{_num(ci[0])}–{_num(ci[1])}"
     if "auc_malignant_ci95" in metrics and metrics.get("auc_malignant") is not None:
-        whose = " or patients" if metrics.get("auc_ci_resampled") == "patients" else ""
+        whose = " or patients" if resampled_patients(metrics) else ""
         return f"none (fewer than {FEWEST_FOR_AN_INTERVAL} films{whose} of a class)"
     return NOT_RECORDED
 
@@ -118,7 +118,7 @@ def _ci(metrics: dict) -> str:
 def _by_patient(metrics: dict) -> str:
     """', by patient' for the intervals of an evaluation whose bootstrap drew whole patients, else ''
     (v1-v3's drew films)."""
-    return ", by patient" if metrics.get("auc_ci_resampled") == "patients" else ""
+    return ", by patient" if resampled_patients(metrics) else ""
 
 
 def _threshold(mammo: dict, metrics: dict) -> object:
@@ -392,10 +392,10 @@ def _rate_rows(metrics: dict) -> list[tuple[str, str]]:
              _num(metrics.get("specificity")))]
 
 
-def _interval_text(resampled: str | None, n_text: str) -> str:
+def _interval_text(by_patients: bool, n_text: str) -> str:
     """How the AUC's interval was drawn: over patients (their films together) or over cases, as
     versions recorded before intervals resampled patients did."""
-    if resampled == "patients":
+    if by_patients:
         return ("The 95% confidence interval of the malignant-vs-rest AUC is a percentile bootstrap over "
                 f"patients ({n_text} films): whole patients are resampled with replacement, their films "
                 "together (one woman's films are not independent), and the AUC recomputed")
@@ -420,7 +420,7 @@ def _metrics_section(metrics: dict, heading: str, split: str) -> str:
         heading,
         f"Evaluation split: {split}.",
         _table(("metric", "value"), rows),
-        _interval_text(metrics.get("auc_ci_resampled") if isinstance(n, int) else None, n_text) + "; none is "
+        _interval_text(isinstance(n, int) and resampled_patients(metrics), n_text) + "; none is "
         f"given with fewer than {FEWEST_FOR_AN_INTERVAL} malignant films or {FEWEST_FOR_AN_INTERVAL} "
         "others, or, where patients are resampled, films of that few patients (its percentiles would "
         "be degenerate). With "

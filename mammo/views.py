@@ -18,6 +18,7 @@ from .metrics import (
     malignant_films,
     recorded_estimate,
     recorded_evaluations,
+    resampled_patients,
 )
 from .store.gate import ALARMS_REFUSED, FLAG_REFUSED, LINE_REFUSED, flag_kept, gives_every_film_one_score
 from .store.registry.base import is_newer
@@ -144,7 +145,7 @@ def no_interval(ci: Sequence[float] | None, figures: Mapping[str, Any]) -> str |
     where patients are resampled, too few patients); None when it has one, or there is no AUC."""
     if ci or figures.get("auc_malignant") is None:
         return None
-    whose = " or patients" if figures.get("auc_ci_resampled") == "patients" else ""
+    whose = " or patients" if resampled_patients(figures) else ""
     return f"none: fewer than {FEWEST_FOR_AN_INTERVAL} films{whose} of a class"
 
 
@@ -161,7 +162,7 @@ def auc_and_ci(figures: Mapping[str, Any], label: str = "95% CI ") -> str:
 def _by_patient(figures: Mapping[str, Any]) -> str:
     """', by patient' after an interval whose bootstrap drew whole patients (figures made after v3;
     v1-v3's drew films), else ""."""
-    drawn = figures.get("auc_malignant_ci95") and figures.get("auc_ci_resampled") == "patients"
+    drawn = figures.get("auc_malignant_ci95") and resampled_patients(figures)
     return ", by patient" if drawn else ""
 
 
