@@ -238,7 +238,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .data import SplitSpec, folder_examples, split_by_patient
     from .pipeline import refuse_learnt_holdout
     from .predict import Predictor
-    from .train import evaluate_probabilities, model_probabilities
+    from .train import ensemble_probabilities, evaluate_probabilities
 
     members = [Predictor(resolve_model(model)) for model in args.model]
     predictor = members[0]
@@ -273,8 +273,7 @@ def _evaluate(args: argparse.Namespace) -> int:
               "validated on; by their pixels or as copies at another size or encoding): these figures are "
               "optimistic, not an estimate for new films (--split holdout scores only films it never saw)",
               file=sys.stderr)
-    probs = np.mean([model_probabilities(member.model, examples, member.labels, member.preprocess,
-                                         member.min_side) for member in members], axis=0)
+    probs = ensemble_probabilities(members, examples)
     thresholds = [member.threshold for member in members]
     threshold = None if None in thresholds else float(np.mean(thresholds))
     metrics = evaluate_probabilities(examples, probs, predictor.labels, threshold)

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from .patches import PatchConfig, PatchFilms
 from .preprocess import PreprocessConfig
 from .subgroups import subgroup_metrics
 
+if TYPE_CHECKING:
+    from .predict import Predictor
+
 __all__ = [
     "TrainConfig",
     "EpochLog",
@@ -46,6 +50,7 @@ __all__ = [
     "film_scores",
     "evaluate_examples",
     "evaluate_probabilities",
+    "ensemble_probabilities",
     "model_probabilities",
     "paired_comparison",
 ]
@@ -589,6 +594,13 @@ def model_probabilities(model: nn.Module, examples: Sequence[Example], labels: S
     """Class probabilities (N, C) of a model over labelled examples, in order."""
     mean, std = tuple(model.pretrained_cfg["mean"]), tuple(model.pretrained_cfg["std"])
     return infer_probs(model, PreparedImages(examples, labels, preprocess, mean, std, min_side=min_side))
+
+
+def ensemble_probabilities(members: Sequence[Predictor], examples: Sequence[Example]) -> np.ndarray:
+    """Class probabilities (N, C) over labelled examples, averaged over models with the same labels
+    (each read with its own preprocessing)."""
+    return np.mean([model_probabilities(member.model, examples, member.labels, member.preprocess,
+                                        member.min_side) for member in members], axis=0)
 
 
 def evaluate_probabilities(examples: Sequence[Example], probs: np.ndarray, labels: Sequence[str],

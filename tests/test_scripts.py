@@ -89,20 +89,30 @@ def test_breastmnist_benchmark_smoke(breastmnist: Path, tmp_path: Path) -> None:
     assert "CROSS-VALIDATION" in done.stderr and "official TEST split" in done.stderr
 
 
-def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_path: Path) -> None:
-    """``--seeds 2``: two whole runs (seeds 3 and 4: other folds), each with its final model and kept
-    folds, then repeated_cv.py's report over both (each run's figures and the averaged run's, from their
-    out-of-fold predictions) and the command that evaluates the two as one ensemble."""
+@pytest.fixture(scope="module")
+def two_seeds(breastmnist: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The benchmark run with ``--seeds 2`` (seeds 3 and 4) into a folder: the folder and the run."""
+    tmp_path = tmp_path_factory.mktemp("seeds")
     out, saved = tmp_path / "runs", tmp_path / "eval.json"
     done = script_here("scripts/benchmark_breastmnist.py", "--data", str(breastmnist.parent), "--epochs", "1",
                        "--arch", "test_efficientnet", "--init", "none", "--image-size", "32",
                        "--out", str(out), "--json-out", str(saved), "--batch-size", "32", "--folds", "2",
                        "--seed", "3", "--seeds", "2")
     assert done.returncode == 0, done.stderr
+    return tmp_path, done
+
+
+def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, two_seeds, tmp_path: Path) -> None:
+    """``--seeds 2``: two whole runs (seeds 3 and 4: other folds), each with its final model and kept
+    folds, then repeated_cv.py's report over both (each run's figures and the averaged run's, from their
+    out-of-fold predictions) and the command that evaluates the two as one ensemble."""
+    made, done = two_seeds
+    out = made / "runs"
     for seed in (3, 4):
         config = json.loads((out / f"seed{seed}" / "config.json").read_text())["mammo"]
         assert config["training"]["seed"] == seed
-        assert json.loads((tmp_path / f"eval-seed{seed}.json").read_text()) == config["cv"]
+        assert json.loads((made / f"eval-seed{seed}.json").read_text()) == config["cv"]
     records = [json.loads((out / f"seed{seed}-folds" / "cv.json").read_text()) for seed in (3, 4)]
     folds = [record["oof"] for record in records]
     assert [f["name"] for f in folds[0]] == [f["name"] for f in folds[1]]
@@ -136,6 +146,58 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, tmp_p
     short.write_text(json.dumps(folds[1][1:]))
     refused = script_here("scripts/repeated_cv.py", kept[0], str(short))
     assert refused.returncode != 0 and "scored other films" in refused.stderr
+
+
+def test_breastmnist_probe_alone_and_averaged_with_fine_tuned_runs(breastmnist: Path, two_seeds,
+                                                                  tmp_path: Path) -> None:
+    """The frozen-feature probe (one small backbone here): its out-of-fold estimate and predictions, its
+    fit on all of train+val, the fine-tuned runs averaged and then averaged with it (half each), and a
+    folder scored by the probe alone and with the fine-tuned models."""
+    made, _ = two_seeds
+    kept = [made / "runs" / f"seed{seed}-folds" / "cv.json" for seed in (3, 4)]
+    probe = tmp_path / "probe"
+    fitted = script_here("scripts/breastmnist_probe.py", "fit", "--data", str(breastmnist.parent), "--out",
+                         str(probe), "--backbone", "tf_efficientnet_lite0:32", "--folds", "3",
+                         "--runs", *map(str, kept))
+    assert fitted.returncode == 0, fitted.stderr
+    report, saved = json.loads(fitted.stdout), json.loads((probe / "probe.json").read_text())
+    assert saved["backbones"] == [["tf_efficientnet_lite0", 32]] and saved["classes"] == ["normal_or_benign",
+                                                                                           "malignant"]
+    names = sorted(film["name"] for film in saved["oof"])
+    assert len(names) == len(set(names)) == report["probe"]["n"] == 624
+    assert {film["fold"] for film in saved["oof"]} == {0, 1, 2}
+    probe_oof = {film["name"]: film["probabilities"][1] for film in saved["oof"]}
+    malignant = [film["label"] == "malignant" for film in sorted(saved["oof"], key=lambda f: f["name"])]
+    probe_scores = np.array([probe_oof[name] for name in names])
+    assert report["probe"]["auc_malignant"] == pytest.approx(roc_auc_score(malignant, probe_scores))
+    assert report["probe"]["auc_malignant"] > 0.7  # ImageNet features tell these apart, out of fold
+    runs = [{film["name"]: film["probabilities"][1] for film in json.loads(path.read_text())["oof"]}
+            for path in kept]
+    averaged = np.mean([[run[name] for name in names] for run in runs], axis=0)
+    assert report["runs_averaged"]["auc_malignant"] == pytest.approx(roc_auc_score(malignant, averaged))
+    with_probe = report["runs_averaged_with_probe"]["auc_malignant"]
+    assert with_probe == pytest.approx(roc_auc_score(malignant, (averaged + probe_scores) / 2))
+    assert report["with_probe_vs_runs_averaged"]["difference"] == pytest.approx(
+        with_probe - report["runs_averaged"]["auc_malignant"])
+    # scoring a folder (its own training images here: only the mechanics are checked)
+    val = breastmnist / "val"
+    alone = script_here("scripts/breastmnist_probe.py", "score", "--probe", str(probe), "--images", str(val))
+    assert alone.returncode == 0, alone.stderr
+    alone = json.loads(alone.stdout)
+    assert EVALUATE_KEYS <= set(alone) and alone["n"] == 78 and alone["threshold"] == saved["threshold"]
+    assert alone["auc_malignant"] > report["probe"]["auc_malignant"]  # images it was fitted on
+    models = [made / "runs" / f"seed{seed}" for seed in (3, 4)]
+    joined = script_here("scripts/breastmnist_probe.py", "score", "--probe", str(probe), "--images", str(val),
+                         *(arg for model in models for arg in ("--model", str(model))))
+    assert joined.returncode == 0, joined.stderr
+    joined = json.loads(joined.stdout)
+    thresholds = [json.loads((model / "config.json").read_text())["mammo"]["threshold"] for model in models]
+    assert joined["threshold"] == pytest.approx((saved["threshold"] + np.mean(thresholds)) / 2)
+    assert joined["model"] == f"probe + {models[0]} + {models[1]}"
+    assert joined["auc_malignant"] != alone["auc_malignant"]
+    # the probe's predictions are a run as repeated_cv.py reads them
+    as_run = script_here("scripts/repeated_cv.py", str(kept[0]), str(probe / "probe.json"))
+    assert as_run.returncode == 0, as_run.stderr
 
 
 @pytest.mark.parametrize("processes", [[], ["-n", "2"]], ids=["one process", "two processes"])

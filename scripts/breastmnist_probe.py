@@ -1,0 +1,224 @@
+"""A linear probe on frozen ImageNet features for BreastMNIST, alone and averaged with fine-tuned models.
+
+    python scripts/breastmnist_probe.py fit --out DIR [--data ../shared/data] [--runs RUN.json ...]
+    python scripts/breastmnist_probe.py score --probe DIR --images breastmnist/test [--model M ...] [--json]
+
+``fit`` pools ``breastmnist/train`` and ``breastmnist/val`` (624 images) and reads each image through
+the offline ImageNet backbones (EfficientNet-Lite0/1/2, frozen: nothing of them is trained). Each
+backbone's feature maps after every stage are averaged over the image, over the image and its left-right
+mirror, and concatenated: a few thousand numbers per image. A logistic regression on them (features
+standardised; its L2 strength chosen by an inner 5-fold cross-validation on the training images only)
+is the probe. Its estimate is K-fold cross-validation (stratified; images are the groups), out of fold;
+then it is fitted on all 624 images into ``DIR/probe.json``. With ``--runs`` (the ``cv.json`` of
+fine-tuned cross-validations of the same images, e.g. ``benchmark_breastmnist.py --seeds 3``'s
+``DIR/seed<k>-folds/cv.json``), it also reports the runs averaged and the **runs averaged, then
+averaged with the probe** (half each), out of fold, with the paired difference.
+
+``score`` scores a folder of labelled images (the official test split) with the fitted probe, or with
+the probe and an ensemble of fine-tuned models (``--model``, each image's probabilities averaged over
+them, as ``python -m mammo evaluate``), half each; prints the ``evaluate --json`` keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import repeated_cv  # noqa: E402
+
+from mammo.cli import resolve_model  # noqa: E402
+from mammo.config import settings  # noqa: E402
+from mammo.data import Example, folder_examples, label_order  # noqa: E402
+from mammo.errors import said_in_one_line  # noqa: E402
+from mammo.metrics import evaluate_predictions, malignant_index, paired_auc_difference, pick_threshold  # noqa: E402
+from mammo.model import OFFLINE_IMAGENET, build  # noqa: E402
+from mammo.predict import Predictor  # noqa: E402
+from mammo.preprocess import PreprocessConfig, prepare, to_tensor  # noqa: E402
+from mammo.train import ensemble_probabilities, evaluate_probabilities  # noqa: E402
+
+__all__ = ["BACKBONES", "features", "main"]
+
+# Each backbone at the input side its probe alone cross-validated best at (of 64-224 px; seed 0-2 folds)
+BACKBONES: tuple[tuple[str, int], ...] = (
+    ("tf_efficientnet_lite0", 224), ("tf_efficientnet_lite1", 224), ("tf_efficientnet_lite2", 96))
+STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # the inverse L2 strengths the inner cross-validation picks from
+MIN_SIDE = 28  # BreastMNIST's images
+BATCH = 32
+
+
+def _backbone_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Each stage's feature map averaged over the image, and the head's pooled features, concatenated."""
+    final, stages = model.forward_intermediates(batch)
+    return torch.cat([stage.mean(dim=(2, 3)) for stage in stages[1:]]
+                     + [model.forward_head(final, pre_logits=True)], dim=1)
+
+
+def features(examples: list[Example], backbones: tuple[tuple[str, int], ...] = BACKBONES) -> np.ndarray:
+    """The probe's input (N, F): every backbone's pooled stages, each the mean of the image's and its
+    left-right mirror's."""
+    greys = [example.read(min_side=MIN_SIDE) for example in examples]
+    columns = []
+    for arch, side in backbones:
+        model, weights = build(arch, num_classes=0).eval(), OFFLINE_IMAGENET[arch]
+        config = PreprocessConfig(image_size=side, crop=False, orient=False)
+        inputs = torch.stack([to_tensor(prepare(grey, config)[0], weights.mean, weights.std)
+                              for grey in greys])
+        with torch.inference_mode():
+            columns.append(torch.cat([
+                (_backbone_features(model, batch) + _backbone_features(model, batch.flip(dims=[3]))) / 2
+                for batch in inputs.split(BATCH)]).numpy())
+    return np.concatenate(columns, axis=1)
+
+
+def _probe(seed: int) -> Pipeline:
+    inner = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return make_pipeline(StandardScaler(), LogisticRegressionCV(
+        Cs=list(STRENGTHS), cv=inner, scoring="roc_auc", max_iter=5000))
+
+
+def _out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's class probabilities from a probe fitted on the other folds, and its fold."""
+    probs, fold_of = np.zeros((len(y), 2)), np.zeros(len(y), dtype=int)
+    for fold, (train, test) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)):
+        probs[test] = _probe(seed).fit(x[train], y[train]).predict_proba(x[test])
+        fold_of[test] = fold
+    return probs, fold_of
+
+
+def _saved(pipeline: Pipeline, backbones, classes: list[str], threshold: float, estimate: dict) -> dict:
+    scaler, regression = pipeline[0], pipeline[1]
+    return {"backbones": [list(b) for b in backbones], "classes": classes, "threshold": threshold,
+            "strength": float(np.ravel(regression.C_)[0]),
+            "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+            "coef": regression.coef_[0].tolist(), "intercept": float(regression.intercept_[0]),
+            "cv": estimate}
+
+
+def _probe_probabilities(saved: dict, x: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, 2) of a saved probe, in its classes' order (the second is the positive)."""
+    regression = LogisticRegression()
+    regression.classes_, regression.coef_ = np.array([0, 1]), np.array([saved["coef"]])
+    regression.intercept_ = np.array([saved["intercept"]])
+    return regression.predict_proba((x - np.array(saved["mean"])) / np.array(saved["scale"]))
+
+
+def _fit(args: argparse.Namespace) -> dict:
+    data = args.data.resolve() / "breastmnist"
+    examples = folder_examples(data / "train") + folder_examples(data / "val")
+    classes = label_order(e.label for e in examples)
+    if len(classes) != 2:
+        raise SystemExit(f"the probe is binary; these images hold the classes {classes}")
+    y = np.array([classes.index(e.label) for e in examples])
+    x = features(examples, args.backbones)
+    probs, fold_of = _out_of_fold(x, y, args.folds, args.seed)
+    labels = np.array([e.label for e in examples])
+    groups = [e.group for e in examples]
+    estimate = {"split": f"{args.folds}-fold cross-validation over breastmnist train+val, out of fold",
+                **evaluate_predictions(labels, probs, classes, groups=groups)}
+    threshold = pick_threshold(labels, probs, classes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    saved = _saved(_probe(args.seed).fit(x, y), args.backbones, classes, threshold, estimate)
+    # the out-of-fold predictions as `cv.json` keeps them: scripts/repeated_cv.py reads the probe as a run
+    saved["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(fold),
+                     "probabilities": row.tolist()} for e, fold, row in zip(examples, fold_of, probs, strict=True)]
+    (args.out / "probe.json").write_text(json.dumps(saved) + "\n")
+    report = {"probe": estimate, "probe_folder": str(args.out)}
+    if args.runs:
+        report |= _with_runs(args.runs, examples, probs, classes)
+    return report
+
+
+def _with_runs(runs: list[Path], examples: list[Example], probe: np.ndarray, classes: list[str]) -> dict:
+    """The fine-tuned runs averaged, and that averaged with the probe, out of fold (paired on images)."""
+    films, run_probs, run_classes, _ = repeated_cv.read_runs(runs)
+    if run_classes != classes:
+        raise SystemExit(f"the runs' classes {run_classes} are not the probe's {classes}")
+    order = {e.name: i for i, e in enumerate(examples)}
+    if sorted(order) != [film["name"] for film in films]:
+        raise SystemExit("the runs scored other images than breastmnist train+val")
+    probe = probe[[order[film["name"]] for film in films]]
+    labels = np.array([film["label"] for film in films])
+    groups = [film["group"] for film in films]
+    ensemble = run_probs.mean(axis=0)
+    combined = (ensemble + probe) / 2
+    column = malignant_index(classes)
+    return {
+        "runs": [str(run) for run in runs],
+        "runs_averaged": evaluate_predictions(labels, ensemble, classes, groups=groups),
+        "runs_averaged_with_probe": evaluate_predictions(labels, combined, classes, groups=groups),
+        "with_probe_vs_runs_averaged": paired_auc_difference(
+            labels == classes[column], ensemble[:, column], combined[:, column], groups, 2000),
+    }
+
+
+def _score(args: argparse.Namespace) -> dict:
+    saved = json.loads((args.probe / "probe.json").read_text())
+    examples = folder_examples(args.images.resolve())
+    classes = saved["classes"]
+    probs = _probe_probabilities(saved, features(examples, tuple(map(tuple, saved["backbones"]))))
+    threshold = saved["threshold"]
+    members = [Predictor(resolve_model(model), uncertainty=False) for model in args.model]
+    if members:
+        if any(member.labels != classes for member in members):
+            raise SystemExit(f"the models' classes are not the probe's {classes}")
+        probs = (ensemble_probabilities(members, examples) + probs) / 2
+        threshold = float(np.mean([threshold, np.mean([member.threshold for member in members])]))
+    metrics = evaluate_probabilities(examples, probs, classes, threshold)
+    return {"model": "probe" + "".join(f" + {m}" for m in args.model), "rule": RULE if members else None,
+            **metrics}
+
+
+RULE = ("the fine-tuned models' probabilities averaged, then averaged with the probe's (half each); "
+        "threshold: the mean of the probe's and the models' mean threshold")
+
+
+def _backbone(text: str) -> tuple[str, int]:
+    arch, _, side = text.partition(":")
+    if arch not in OFFLINE_IMAGENET or not side.isdigit():
+        raise argparse.ArgumentTypeError(f"ARCH:SIDE, ARCH one of {sorted(OFFLINE_IMAGENET)}; got {text!r}")
+    return arch, int(side)
+
+
+@said_in_one_line
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    fit = commands.add_parser("fit", help="cross-validate the probe on train+val, then fit it on all of them")
+    default_data = settings().data or ROOT.parent / "shared" / "data"
+    fit.add_argument("--data", type=Path, default=default_data, help="folder holding breastmnist/")
+    fit.add_argument("--out", type=Path, required=True, help="folder for probe.json")
+    fit.add_argument("--runs", type=Path, nargs="*", default=[],
+                     help="cv.json of fine-tuned cross-validations of the same images")
+    fit.add_argument("--folds", type=int, default=5)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--backbone", dest="backbones", type=_backbone, action="append",
+                     help=f"ARCH:SIDE, repeatable (default: {' '.join(f'{a}:{s}' for a, s in BACKBONES)})")
+    score = commands.add_parser("score", help="score labelled images with a fitted probe (and models)")
+    score.add_argument("--probe", type=Path, required=True, help="folder of probe.json")
+    score.add_argument("--images", type=Path, required=True, help="imagefolder, e.g. breastmnist/test")
+    score.add_argument("--model", action="append", default=[], help="a fine-tuned model folder, repeatable")
+    args = parser.parse_args(argv)
+    # scikit-learn 1.8+ announces LogisticRegressionCV's coming defaults; the ones used here do not change
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+    if args.command == "fit":
+        args.backbones = tuple(args.backbones or BACKBONES)
+    print(json.dumps(_fit(args) if args.command == "fit" else _score(args), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
