@@ -14,7 +14,8 @@ the official TEST split, which this project does not have: score the final model
 ``--seeds N`` repeats all of it with seeds ``seed`` ... ``seed + N - 1`` (other folds, other training
 order) into ``OUT/seed<k>`` (fold models and their ``cv.json`` in ``OUT/seed<k>-folds``), then prints
 ``scripts/repeated_cv.py``'s report (the runs' spread, and the out-of-fold estimate of averaging
-them) and the ``evaluate`` command that scores the ensemble of the N final models.
+them), the ``evaluate`` command that scores the ensemble of the N final models, and the
+``scripts/breastmnist_probe.py`` commands that add the frozen-feature probe to them.
 Options this script does not know are passed on to ``train`` unchanged.
 """
 
@@ -127,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         runs = [str(out / f"seed{seed}-folds" / "cv.json") for seed in seeds]
         repeated_cv.main(runs)
         members = " ".join(f"--model {model}" for model in models)
+        test = args.data / "breastmnist" / "test"
         print(f"the {args.seeds} final models as one ensemble on the official test split: python -m mammo "
-              f"evaluate {members} --data {args.data / 'breastmnist' / 'test'} --json", file=sys.stderr)
+              f"evaluate {members} --data {test} --json", file=sys.stderr)
+        print(f"the frozen-feature probe, cross-validated alone and with these runs, then fitted: python "
+              f"scripts/breastmnist_probe.py fit --data {args.data} --out {out / 'probe'} --runs "
+              f"{' '.join(runs)}; "
+              f"the ensemble and the probe (half each) on the official test split: python "
+              f"scripts/breastmnist_probe.py score --probe {out / 'probe'} --images {test} {members}",
+              file=sys.stderr)
     return 0
 
 

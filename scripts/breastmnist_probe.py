@@ -55,7 +55,7 @@ __all__ = ["BACKBONES", "features", "main"]
 # Each backbone at the input side its probe alone cross-validated best at (of 64-224 px; seed 0-2 folds)
 BACKBONES: tuple[tuple[str, int], ...] = (
     ("tf_efficientnet_lite0", 224), ("tf_efficientnet_lite1", 224), ("tf_efficientnet_lite2", 96))
-STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # the inverse L2 strengths the inner cross-validation picks from
+STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # inverse L2 strengths; an inner cross-validation picks one
 MIN_SIDE = 28  # BreastMNIST's images
 BATCH = 32
 
@@ -134,7 +134,8 @@ def _fit(args: argparse.Namespace) -> dict:
     saved = _saved(_probe(args.seed).fit(x, y), args.backbones, classes, threshold, estimate)
     # the out-of-fold predictions as `cv.json` keeps them: scripts/repeated_cv.py reads the probe as a run
     saved["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(fold),
-                     "probabilities": row.tolist()} for e, fold, row in zip(examples, fold_of, probs, strict=True)]
+                     "probabilities": row.tolist()}
+                    for e, fold, row in zip(examples, fold_of, probs, strict=True)]
     (args.out / "probe.json").write_text(json.dumps(saved) + "\n")
     report = {"probe": estimate, "probe_folder": str(args.out)}
     if args.runs:

@@ -122,6 +122,10 @@ def test_breastmnist_benchmark_repeats_with_other_seeds(breastmnist: Path, two_s
     assert [run["file"] for run in report["runs"]] == kept
     assert (f"evaluate --model {out / 'seed3'} --model {out / 'seed4'} --data "
             f"{breastmnist / 'test'} --json") in done.stderr
+    assert (f"breastmnist_probe.py fit --data {breastmnist.parent} --out {out / 'probe'} --runs "
+            f"{kept[0]} {kept[1]}") in done.stderr
+    assert (f"breastmnist_probe.py score --probe {out / 'probe'} --images {breastmnist / 'test'} --model "
+            f"{out / 'seed3'} --model {out / 'seed4'}") in done.stderr
     # each run's figures from its own predictions; the averaged run from the mean of both
     by_name = [{film["name"]: film for film in run} for run in folds]
     names = sorted(by_name[0])
