@@ -219,26 +219,21 @@ def _brief(metrics: dict | None) -> dict | None:
 
 
 def _films_learnt(members: Sequence[Predictor], examples: Sequence[Example], split: str) -> int | None:
-    """How many of the evaluated films some member learnt from (its recorded pixel hashes and
-    fingerprints); None when no member records its films. A holdout was checked already (refused when
-    it held any), so it is not decoded again."""
-    from .data import film_identities
+    """How many of the evaluated films some member learnt from (:func:`~mammo.train.films_learnt`). A
+    holdout was checked already (refused when it held any), so it is not decoded again."""
+    from .train import films_learnt
 
-    recorders = [member.learnt for member in members if member.learnt is not None]
-    if not recorders or split == "holdout":
-        return 0 if recorders else None
-    identities = film_identities(examples, members[0].min_side)
-    return sum(any(learnt.holds(*identity) for learnt in recorders) for identity in identities)
+    if split == "holdout":
+        return 0 if any(member.learnt is not None for member in members) else None
+    return films_learnt(members, examples)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from .baseline import evaluate_baseline
     from .data import SplitSpec, folder_examples, split_by_patient
     from .pipeline import refuse_learnt_holdout
     from .predict import Predictor
-    from .train import ensemble_probabilities, evaluate_probabilities
+    from .train import ensemble_probabilities, ensemble_threshold, evaluate_probabilities
 
     members = [Predictor(resolve_model(model)) for model in args.model]
     predictor = members[0]
@@ -274,8 +269,7 @@ def _evaluate(args: argparse.Namespace) -> int:
               "optimistic, not an estimate for new films (--split holdout scores only films it never saw)",
               file=sys.stderr)
     probs = ensemble_probabilities(members, examples)
-    thresholds = [member.threshold for member in members]
-    threshold = None if None in thresholds else float(np.mean(thresholds))
+    threshold = ensemble_threshold([member.threshold for member in members])
     metrics = evaluate_probabilities(examples, probs, predictor.labels, threshold)
     version = predictor.version if len(members) == 1 else " + ".join(str(m.version) for m in members)
     metrics = {"model_version": version, "split": args.split, **metrics, "baseline": baseline,

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from .choices import FILM_STAGE, PATCH_STAGE, RECIPES
-from .data import Example, PreparedImages, augmentation_text, augmenter
+from .data import Example, PreparedImages, augmentation_text, augmenter, film_identities
 from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
 from .film import FilmModel, HeadConfig, check_mirror, raw_scores
 from .imaging import MIN_SIDE
@@ -51,6 +51,8 @@ __all__ = [
     "evaluate_examples",
     "evaluate_probabilities",
     "ensemble_probabilities",
+    "ensemble_threshold",
+    "films_learnt",
     "model_probabilities",
     "paired_comparison",
 ]
@@ -601,6 +603,21 @@ def ensemble_probabilities(members: Sequence[Predictor], examples: Sequence[Exam
     (each read with its own preprocessing)."""
     return np.mean([model_probabilities(member.model, examples, member.labels, member.preprocess,
                                         member.min_side) for member in members], axis=0)
+
+
+def ensemble_threshold(thresholds: Sequence[float | None]) -> float | None:
+    """An ensemble's operating threshold: the mean of its members' (None when one records none)."""
+    return None if not thresholds or None in thresholds else float(np.mean(thresholds))
+
+
+def films_learnt(members: Sequence[Predictor], examples: Sequence[Example]) -> int | None:
+    """How many of the examples some member learnt from (its recorded pixel hashes and fingerprints);
+    None when no member records its films."""
+    recorders = [member.learnt for member in members if member.learnt is not None]
+    if not recorders:
+        return None
+    identities = film_identities(examples, members[0].min_side)
+    return sum(any(learnt.holds(*identity) for learnt in recorders) for identity in identities)
 
 
 def evaluate_probabilities(examples: Sequence[Example], probs: np.ndarray, labels: Sequence[str],

@@ -1,22 +1,26 @@
 """A linear probe on frozen ImageNet features for BreastMNIST, alone and averaged with fine-tuned models.
 
     python scripts/breastmnist_probe.py fit --out DIR [--data ../shared/data] [--runs RUN.json ...]
-    python scripts/breastmnist_probe.py score --probe DIR --images breastmnist/test [--model M ...] [--json]
+    python scripts/breastmnist_probe.py score --probe DIR --images breastmnist/test [--model M ...]
 
 ``fit`` pools ``breastmnist/train`` and ``breastmnist/val`` (624 images) and reads each image through
 the offline ImageNet backbones (EfficientNet-Lite0/1/2, frozen: nothing of them is trained). Each
-backbone's feature maps after every stage are averaged over the image, over the image and its left-right
-mirror, and concatenated: a few thousand numbers per image. A logistic regression on them (features
-standardised; its L2 strength chosen by an inner 5-fold cross-validation on the training images only)
-is the probe. Its estimate is K-fold cross-validation (stratified; images are the groups), out of fold;
+backbone's feature maps after each stage but the first (its 16 channels add little), and its head's
+pooled features, are averaged over the image, then over the image and its left-right mirror, and
+concatenated: 5 376 numbers per image with the default backbones. A logistic regression on them (features
+standardised on the training images; its L2 strength chosen by an inner 5-fold cross-validation of
+the training images only) is the probe. Its estimate is K-fold cross-validation (stratified, by
+group: BreastMNIST's images are their own groups), out of fold;
 then it is fitted on all 624 images into ``DIR/probe.json``. With ``--runs`` (the ``cv.json`` of
 fine-tuned cross-validations of the same images, e.g. ``benchmark_breastmnist.py --seeds 3``'s
 ``DIR/seed<k>-folds/cv.json``), it also reports the runs averaged and the **runs averaged, then
-averaged with the probe** (half each), out of fold, with the paired difference.
+averaged with the probe** (half each), out of fold, with the paired difference, and their calls at
+the threshold ``score`` would use.
 
 ``score`` scores a folder of labelled images (the official test split) with the fitted probe, or with
 the probe and an ensemble of fine-tuned models (``--model``, each image's probabilities averaged over
-them, as ``python -m mammo evaluate``), half each; prints the ``evaluate --json`` keys.
+them, as ``python -m mammo evaluate``), half each (:data:`RULE`); prints the ``evaluate --json`` keys
+and, as ``evaluate`` does, how many of the images the models learnt from (``films_learnt``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -48,9 +52,17 @@ from mammo.metrics import evaluate_predictions, malignant_index, paired_auc_diff
 from mammo.model import OFFLINE_IMAGENET, build  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
 from mammo.preprocess import PreprocessConfig, prepare, to_tensor  # noqa: E402
-from mammo.train import ensemble_probabilities, evaluate_probabilities  # noqa: E402
+from mammo.train import (  # noqa: E402
+    ensemble_probabilities,
+    ensemble_threshold,
+    evaluate_probabilities,
+    films_learnt,
+)
 
-__all__ = ["BACKBONES", "features", "main"]
+# scikit-learn 1.8+ announces LogisticRegressionCV's coming defaults; the ones used here do not change
+warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
+
+__all__ = ["BACKBONES", "RULE", "features", "with_probe", "main"]
 
 # Each backbone at the input side its probe alone cross-validated best at (of 64-224 px; seed 0-2 folds)
 BACKBONES: tuple[tuple[str, int], ...] = (
@@ -58,11 +70,14 @@ BACKBONES: tuple[tuple[str, int], ...] = (
 STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # inverse L2 strengths; an inner cross-validation picks one
 MIN_SIDE = 28  # BreastMNIST's images
 BATCH = 32
+RULE = ("the fine-tuned models' probabilities averaged, then averaged with the probe's (half each); "
+        "threshold: the mean of the probe's and the models' mean threshold")
 
 
 def _backbone_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """Each stage's feature map averaged over the image, and the head's pooled features, concatenated."""
     final, stages = model.forward_intermediates(batch)
+    # the stem's level (16 channels) is left out; its edges and contrasts are what later stages build on
     return torch.cat([stage.mean(dim=(2, 3)) for stage in stages[1:]]
                      + [model.forward_head(final, pre_logits=True)], dim=1)
 
@@ -85,27 +100,38 @@ def features(examples: list[Example], backbones: tuple[tuple[str, int], ...] = B
 
 
 def _probe(seed: int) -> Pipeline:
+    """Standardised features, then a logistic regression whose L2 strength an inner cross-validation
+    of the images it is fitted on picks from :data:`STRENGTHS` (by AUC)."""
     inner = StratifiedKFold(5, shuffle=True, random_state=seed)
     return make_pipeline(StandardScaler(), LogisticRegressionCV(
         Cs=list(STRENGTHS), cv=inner, scoring="roc_auc", max_iter=5000))
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each image's class probabilities from a probe fitted on the other folds, and its fold."""
+def _out_of_fold(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's class probabilities from a probe fitted on the other folds' groups, and its fold."""
     probs, fold_of = np.zeros((len(y), 2)), np.zeros(len(y), dtype=int)
-    for fold, (train, test) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)):
+    splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, groups)
+    for fold, (train, test) in enumerate(splits):
         probs[test] = _probe(seed).fit(x[train], y[train]).predict_proba(x[test])
         fold_of[test] = fold
     return probs, fold_of
 
 
-def _saved(pipeline: Pipeline, backbones, classes: list[str], threshold: float, estimate: dict) -> dict:
+def _saved(pipeline: Pipeline, backbones: tuple[tuple[str, int], ...], classes: list[str], threshold: float,
+           estimate: dict) -> dict:
+    """A fitted probe as JSON: its backbones, classes, threshold, scaling and regression."""
     scaler, regression = pipeline[0], pipeline[1]
     return {"backbones": [list(b) for b in backbones], "classes": classes, "threshold": threshold,
             "strength": float(np.ravel(regression.C_)[0]),
             "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
             "coef": regression.coef_[0].tolist(), "intercept": float(regression.intercept_[0]),
             "cv": estimate}
+
+
+def with_probe(ensemble: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """Class probabilities of fine-tuned models (averaged) and the probe's, averaged half each."""
+    return (ensemble + probe) / 2
 
 
 def _probe_probabilities(saved: dict, x: np.ndarray) -> np.ndarray:
@@ -122,11 +148,13 @@ def _fit(args: argparse.Namespace) -> dict:
     classes = label_order(e.label for e in examples)
     if len(classes) != 2:
         raise SystemExit(f"the probe is binary; these images hold the classes {classes}")
+    if len({e.name for e in examples}) != len(examples):
+        raise SystemExit("two images of train and val have one name: their predictions cannot be told apart")
+    runs = _runs_of(args.runs, examples, classes) if args.runs else None  # refused before the hours of work
     y = np.array([classes.index(e.label) for e in examples])
+    labels, groups = np.array([e.label for e in examples]), [e.group for e in examples]
     x = features(examples, args.backbones)
-    probs, fold_of = _out_of_fold(x, y, args.folds, args.seed)
-    labels = np.array([e.label for e in examples])
-    groups = [e.group for e in examples]
+    probs, fold_of = _out_of_fold(x, y, groups, args.folds, args.seed)
     estimate = {"split": f"{args.folds}-fold cross-validation over breastmnist train+val, out of fold",
                 **evaluate_predictions(labels, probs, classes, groups=groups)}
     threshold = pick_threshold(labels, probs, classes)
@@ -138,31 +166,46 @@ def _fit(args: argparse.Namespace) -> dict:
                     for e, fold, row in zip(examples, fold_of, probs, strict=True)]
     (args.out / "probe.json").write_text(json.dumps(saved) + "\n")
     report = {"probe": estimate, "probe_folder": str(args.out)}
-    if args.runs:
-        report |= _with_runs(args.runs, examples, probs, classes)
+    if runs is not None:
+        report |= _with_runs(args.runs, *runs, probs, threshold, labels, groups, classes)
     return report
 
 
-def _with_runs(runs: list[Path], examples: list[Example], probe: np.ndarray, classes: list[str]) -> dict:
-    """The fine-tuned runs averaged, and that averaged with the probe, out of fold (paired on images)."""
-    films, run_probs, run_classes, _ = repeated_cv.read_runs(runs)
+def _runs_of(runs: list[Path], examples: list[Example], classes: list[str]
+             ) -> tuple[np.ndarray, list[float] | None]:
+    """The runs' out-of-fold probabilities (runs, images, classes) in the examples' order and their
+    thresholds; SystemExit unless they scored these very images, with the same labels and classes."""
+    films, probs, run_classes, thresholds = repeated_cv.read_runs(runs)
     if run_classes != classes:
         raise SystemExit(f"the runs' classes {run_classes} are not the probe's {classes}")
-    order = {e.name: i for i, e in enumerate(examples)}
-    if sorted(order) != [film["name"] for film in films]:
-        raise SystemExit("the runs scored other images than breastmnist train+val")
-    probe = probe[[order[film["name"]] for film in films]]
-    labels = np.array([film["label"] for film in films])
-    groups = [film["group"] for film in films]
+    by_name = {film["name"]: (i, film) for i, film in enumerate(films)}
+    same = sorted(by_name) == sorted(e.name for e in examples) and all(
+        (by_name[e.name][1]["label"], by_name[e.name][1]["group"]) == (e.label, e.group) for e in examples)
+    if not same:
+        raise SystemExit("the runs scored other images (or gave them other labels) than train+val")
+    return probs[:, [by_name[e.name][0] for e in examples]], thresholds
+
+
+def _with_runs(runs: list[Path], run_probs: np.ndarray, run_thresholds: list[float] | None, probe: np.ndarray,
+               probe_threshold: float, labels: np.ndarray, groups: list[str], classes: list[str]) -> dict:
+    """The fine-tuned runs averaged, and that averaged with the probe, out of fold (paired on images),
+    and the latter's calls at the threshold ``score`` would use."""
     ensemble = run_probs.mean(axis=0)
-    combined = (ensemble + probe) / 2
+    combined = with_probe(ensemble, probe)
     column = malignant_index(classes)
+    threshold = ensemble_threshold([probe_threshold, ensemble_threshold(run_thresholds or [])])
+    at_threshold = None
+    if threshold is not None:
+        called = evaluate_predictions(labels, combined, classes, threshold, n_resamples=0)
+        at_threshold = {key: called[key] for key in ("threshold", "sensitivity", "specificity")}
     return {
         "runs": [str(run) for run in runs],
         "runs_averaged": evaluate_predictions(labels, ensemble, classes, groups=groups),
         "runs_averaged_with_probe": evaluate_predictions(labels, combined, classes, groups=groups),
         "with_probe_vs_runs_averaged": paired_auc_difference(
-            labels == classes[column], ensemble[:, column], combined[:, column], groups, 2000),
+            labels == classes[column], ensemble[:, column], combined[:, column], groups, 2000)
+        or {"difference": None, "why": "too few resamples hold both classes"},
+        "with_probe_at_threshold": at_threshold,
     }
 
 
@@ -171,26 +214,26 @@ def _score(args: argparse.Namespace) -> dict:
     examples = folder_examples(args.images.resolve())
     classes = saved["classes"]
     probs = _probe_probabilities(saved, features(examples, tuple(map(tuple, saved["backbones"]))))
-    threshold = saved["threshold"]
+    threshold, learnt = saved["threshold"], None
     members = [Predictor(resolve_model(model), uncertainty=False) for model in args.model]
     if members:
         if any(member.labels != classes for member in members):
             raise SystemExit(f"the models' classes are not the probe's {classes}")
-        probs = (ensemble_probabilities(members, examples) + probs) / 2
-        threshold = float(np.mean([threshold, np.mean([member.threshold for member in members])]))
-    metrics = evaluate_probabilities(examples, probs, classes, threshold)
+        probs = with_probe(ensemble_probabilities(members, examples), probs)
+        threshold = ensemble_threshold([threshold, ensemble_threshold([m.threshold for m in members])])
+        learnt = films_learnt(members, examples)
+        if learnt:
+            print(f"warning: the models learnt from {learnt} of the {len(examples)} images: these figures "
+                  "are optimistic, not an estimate for new images", file=sys.stderr)
     return {"model": "probe" + "".join(f" + {m}" for m in args.model), "rule": RULE if members else None,
-            **metrics}
-
-
-RULE = ("the fine-tuned models' probabilities averaged, then averaged with the probe's (half each); "
-        "threshold: the mean of the probe's and the models' mean threshold")
+            **evaluate_probabilities(examples, probs, classes, threshold), "films_learnt": learnt}
 
 
 def _backbone(text: str) -> tuple[str, int]:
     arch, _, side = text.partition(":")
-    if arch not in OFFLINE_IMAGENET or not side.isdigit():
-        raise argparse.ArgumentTypeError(f"ARCH:SIDE, ARCH one of {sorted(OFFLINE_IMAGENET)}; got {text!r}")
+    if arch not in OFFLINE_IMAGENET or not side.isdigit() or int(side) < MIN_SIDE:
+        raise argparse.ArgumentTypeError(f"ARCH:SIDE, ARCH one of {sorted(OFFLINE_IMAGENET)}, SIDE at least "
+                                         f"{MIN_SIDE}; got {text!r}")
     return arch, int(side)
 
 
@@ -213,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--images", type=Path, required=True, help="imagefolder, e.g. breastmnist/test")
     score.add_argument("--model", action="append", default=[], help="a fine-tuned model folder, repeatable")
     args = parser.parse_args(argv)
-    # scikit-learn 1.8+ announces LogisticRegressionCV's coming defaults; the ones used here do not change
-    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
     if args.command == "fit":
         args.backbones = tuple(args.backbones or BACKBONES)
     print(json.dumps(_fit(args) if args.command == "fit" else _score(args), indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -194,7 +195,8 @@ def test_breastmnist_probe_alone_and_averaged_with_fine_tuned_runs(breastmnist: 
     joined = script_here("scripts/breastmnist_probe.py", "score", "--probe", str(probe), "--images", str(val),
                          *(arg for model in models for arg in ("--model", str(model))))
     assert joined.returncode == 0, joined.stderr
-    joined = json.loads(joined.stdout)
+    joined_run, joined = joined, json.loads(joined.stdout)
+    assert joined["films_learnt"] == 78 and "the models learnt from 78 of the 78 images" in joined_run.stderr
     thresholds = [json.loads((model / "config.json").read_text())["mammo"]["threshold"] for model in models]
     assert joined["threshold"] == pytest.approx((saved["threshold"] + np.mean(thresholds)) / 2)
     assert joined["model"] == f"probe + {models[0]} + {models[1]}"
@@ -202,6 +204,59 @@ def test_breastmnist_probe_alone_and_averaged_with_fine_tuned_runs(breastmnist: 
     # the probe's predictions are a run as repeated_cv.py reads them
     as_run = script_here("scripts/repeated_cv.py", str(kept[0]), str(probe / "probe.json"))
     assert as_run.returncode == 0, as_run.stderr
+    # at the threshold score uses, the runs with the probe call what their averaged probabilities say
+    called = report["with_probe_at_threshold"]
+    assert called["threshold"] == pytest.approx(joined["threshold"])
+    assert called["sensitivity"] == pytest.approx(np.mean(((averaged + probe_scores) / 2)[malignant]
+                                                          >= called["threshold"]))
+    short = tmp_path / "short.json"  # a run missing one image: refused before any feature is computed
+    short.write_text(json.dumps(json.loads(kept[1].read_text())["oof"][1:]))
+    refused = script_here("scripts/breastmnist_probe.py", "fit", "--data", str(breastmnist.parent), "--out",
+                          str(tmp_path / "refused"), "--runs", str(kept[0]), str(short))
+    assert refused.returncode != 0 and "scored other films" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+
+
+def _script(name: str):
+    """A script of scripts/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_saved_probe_scores_as_fitted_and_no_fold_trains_on_the_images_it_scores(monkeypatch) -> None:
+    probe = _script("breastmnist_probe")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5)) * [1, 5, 0.1, 2, 3] + [0, 10, -3, 0, 1]  # unscaled, off-centre features
+    y = (x[:, 0] + rng.normal(size=120) > 0).astype(int)
+    fitted = probe._probe(0).fit(x, y)
+    classes = ["normal_or_benign", "malignant"]
+    saved = json.loads(json.dumps(probe._saved(fitted, (("tf_efficientnet_lite0", 32),), classes, 0.3, {})))
+    assert probe._probe_probabilities(saved, x) == pytest.approx(fitted.predict_proba(x), abs=1e-12)
+    assert saved["strength"] in probe.STRENGTHS
+    half_each = probe.with_probe(np.array([[0.2, 0.8]]), np.array([[0.6, 0.4]]))
+    assert half_each == pytest.approx(np.array([[0.4, 0.6]]))
+
+    unrecorded = probe._probe
+
+    class Recorded:  # the probe, noting the images each fit learnt from
+        def __init__(self, seed: int) -> None:
+            self.pipeline, self.seen = unrecorded(seed), set()
+
+        def fit(self, rows, targets):
+            self.seen = set(rows[:, -1])
+            self.pipeline.fit(rows, targets)
+            return self
+
+        def predict_proba(self, rows):
+            assert not self.seen & set(rows[:, -1]), "a fold's probe scored images it learnt from"
+            return self.pipeline.predict_proba(rows)
+
+    monkeypatch.setattr(probe, "_probe", Recorded)
+    numbered = np.column_stack([x, np.arange(len(x))])  # each image's number, as its last feature
+    probs, fold_of = probe._out_of_fold(numbered, y, [str(i) for i in range(len(x))], 4, 0)
+    assert sorted(set(fold_of)) == [0, 1, 2, 3] and probs.sum(axis=1) == pytest.approx(1)
 
 
 @pytest.mark.parametrize("processes", [[], ["-n", "2"]], ids=["one process", "two processes"])
