@@ -66,14 +66,21 @@ def predict(page: Page, image: Path) -> str:
 
 
 def upload(page: Page, image: Path, tab: str) -> None:
-    """Upload ``image`` into the first file input of ``tab``; wait until it is the box's value.
+    """Upload ``image`` into the first file box of ``tab``; wait until it is the box's value.
 
-    An upload can be dropped (while the page hydrates, or now and then on a loaded machine): each
-    retry reloads the page first.
+    A file already in the box is cleared first (its × button), as a visitor would. An upload can be
+    dropped (while the page hydrates, or now and then on a loaded machine): each retry reloads the page
+    first.
     """
     for attempt in range(3):
         page.get_by_role("tab", name=tab).click()
-        block = page.locator(".block:visible").filter(has=page.locator("input[type=file]")).first
+        # the tab's first file box; one holding a file has no file input until emptied (its ×): without
+        # that, the file went into the next box with an input, and the retry after 20 s cleared it
+        clear, picker = page.get_by_role("button", name="Clear", exact=True), page.locator("input[type=file]")
+        block = page.locator(".block:visible").filter(has=picker.or_(clear)).first
+        emptied = block.get_by_role("button", name="Clear", exact=True)
+        if emptied.count():
+            emptied.first.click()
         block.locator("input[type=file]").set_input_files(str(image))
         try:
             wait_uploaded(page, image.name)
