@@ -15,12 +15,13 @@ then it is fitted on all 624 images into ``DIR/probe.json``. With ``--runs`` (th
 fine-tuned cross-validations of the same images, e.g. ``benchmark_breastmnist.py --seeds 3``'s
 ``DIR/seed<k>-folds/cv.json``), it also reports the runs averaged and the **runs averaged, then
 averaged with the probe** (half each), out of fold, with the paired difference, and their calls at
-the threshold ``score`` would use.
+the threshold ``score`` would use (fitted on these same predictions: optimistic).
 
 ``score`` scores a folder of labelled images (the official test split) with the fitted probe, or with
 the probe and an ensemble of fine-tuned models (``--model``, each image's probabilities averaged over
 them, as ``python -m mammo evaluate``), half each (:data:`RULE`); prints the ``evaluate --json`` keys
-and, as ``evaluate`` does, how many of the images the models learnt from (``films_learnt``).
+and, as ``evaluate`` does, how many of the images the models learnt from (``films_learnt``), and the
+probe (``images_the_probe_learnt``: the same pixels as one of its training images).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from mammo.cli import resolve_model  # noqa: E402
 from mammo.config import settings  # noqa: E402
 from mammo.data import Example, folder_examples, label_order  # noqa: E402
 from mammo.errors import said_in_one_line  # noqa: E402
+from mammo.imaging import sha256_of_pixels  # noqa: E402
 from mammo.metrics import evaluate_predictions, malignant_index, paired_auc_difference, pick_threshold  # noqa: E402
 from mammo.model import OFFLINE_IMAGENET, build  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
@@ -58,9 +60,6 @@ from mammo.train import (  # noqa: E402
     evaluate_probabilities,
     films_learnt,
 )
-
-# scikit-learn 1.8+ announces LogisticRegressionCV's coming defaults; the ones used here do not change
-warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")
 
 __all__ = ["BACKBONES", "RULE", "features", "with_probe", "main"]
 
@@ -129,6 +128,10 @@ def _saved(pipeline: Pipeline, backbones: tuple[tuple[str, int], ...], classes: 
             "cv": estimate}
 
 
+def _pixel_hashes(examples: list[Example]) -> list[str]:
+    return [sha256_of_pixels(example.read(min_side=MIN_SIDE)) for example in examples]
+
+
 def with_probe(ensemble: np.ndarray, probe: np.ndarray) -> np.ndarray:
     """Class probabilities of fine-tuned models (averaged) and the probe's, averaged half each."""
     return (ensemble + probe) / 2
@@ -151,6 +154,7 @@ def _fit(args: argparse.Namespace) -> dict:
     if len({e.name for e in examples}) != len(examples):
         raise SystemExit("two images of train and val have one name: their predictions cannot be told apart")
     runs = _runs_of(args.runs, examples, classes) if args.runs else None  # refused before the hours of work
+    args.out.mkdir(parents=True, exist_ok=True)
     y = np.array([classes.index(e.label) for e in examples])
     labels, groups = np.array([e.label for e in examples]), [e.group for e in examples]
     x = features(examples, args.backbones)
@@ -158,12 +162,12 @@ def _fit(args: argparse.Namespace) -> dict:
     estimate = {"split": f"{args.folds}-fold cross-validation over breastmnist train+val, out of fold",
                 **evaluate_predictions(labels, probs, classes, groups=groups)}
     threshold = pick_threshold(labels, probs, classes)
-    args.out.mkdir(parents=True, exist_ok=True)
     saved = _saved(_probe(args.seed).fit(x, y), args.backbones, classes, threshold, estimate)
     # the out-of-fold predictions as `cv.json` keeps them: scripts/repeated_cv.py reads the probe as a run
     saved["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(fold),
                      "probabilities": row.tolist()}
                     for e, fold, row in zip(examples, fold_of, probs, strict=True)]
+    saved["image_sha256"] = _pixel_hashes(examples)  # what it learnt: `score` says so of these images
     (args.out / "probe.json").write_text(json.dumps(saved) + "\n")
     report = {"probe": estimate, "probe_folder": str(args.out)}
     if runs is not None:
@@ -182,7 +186,7 @@ def _runs_of(runs: list[Path], examples: list[Example], classes: list[str]
     same = sorted(by_name) == sorted(e.name for e in examples) and all(
         (by_name[e.name][1]["label"], by_name[e.name][1]["group"]) == (e.label, e.group) for e in examples)
     if not same:
-        raise SystemExit("the runs scored other images (or gave them other labels) than train+val")
+        raise SystemExit("the runs scored other images (or gave them other labels or groups) than train+val")
     return probs[:, [by_name[e.name][0] for e in examples]], thresholds
 
 
@@ -213,20 +217,27 @@ def _score(args: argparse.Namespace) -> dict:
     saved = json.loads((args.probe / "probe.json").read_text())
     examples = folder_examples(args.images.resolve())
     classes = saved["classes"]
+    members = [Predictor(resolve_model(model), uncertainty=False) for model in args.model]
+    others = [f"{member.model_dir}: {member.labels}" for member in members if member.labels != classes]
+    if others or not {e.label for e in examples} <= set(classes):
+        raise SystemExit(f"the probe's classes are {classes}; "
+                         + ("; ".join(others) or f"the images hold {sorted({e.label for e in examples})}"))
     probs = _probe_probabilities(saved, features(examples, tuple(map(tuple, saved["backbones"]))))
     threshold, learnt = saved["threshold"], None
-    members = [Predictor(resolve_model(model), uncertainty=False) for model in args.model]
+    probe_learnt = sum(sha in set(saved["image_sha256"]) for sha in _pixel_hashes(examples))
     if members:
-        if any(member.labels != classes for member in members):
-            raise SystemExit(f"the models' classes are not the probe's {classes}")
         probs = with_probe(ensemble_probabilities(members, examples), probs)
         threshold = ensemble_threshold([threshold, ensemble_threshold([m.threshold for m in members])])
         learnt = films_learnt(members, examples)
-        if learnt:
-            print(f"warning: the models learnt from {learnt} of the {len(examples)} images: these figures "
-                  "are optimistic, not an estimate for new images", file=sys.stderr)
+        if threshold is None:
+            print("warning: a model records no threshold: malignant is called at P >= 0.5", file=sys.stderr)
+    for what, count in (("the probe", probe_learnt), ("the models", learnt)):
+        if count:
+            print(f"warning: {what} learnt from {count} of the {len(examples)} images: these figures are "
+                  "optimistic, not an estimate for new images", file=sys.stderr)
     return {"model": "probe" + "".join(f" + {m}" for m in args.model), "rule": RULE if members else None,
-            **evaluate_probabilities(examples, probs, classes, threshold), "films_learnt": learnt}
+            **evaluate_probabilities(examples, probs, classes, threshold), "films_learnt": learnt,
+            "images_the_probe_learnt": probe_learnt}
 
 
 def _backbone(text: str) -> tuple[str, int]:
@@ -256,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--images", type=Path, required=True, help="imagefolder, e.g. breastmnist/test")
     score.add_argument("--model", action="append", default=[], help="a fine-tuned model folder, repeatable")
     args = parser.parse_args(argv)
+    # scikit-learn 1.8+ announces LogisticRegressionCV's coming defaults; the ones used here do not change
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn.linear_model")
     if args.command == "fit":
         args.backbones = tuple(args.backbones or BACKBONES)
     print(json.dumps(_fit(args) if args.command == "fit" else _score(args), indent=2))

@@ -76,11 +76,13 @@ def upload(page: Page, image: Path, tab: str) -> None:
         page.get_by_role("tab", name=tab).click()
         # the tab's first file box; one holding a file has no file input until emptied (its ×): without
         # that, the file went into the next box with an input, and the retry after 20 s cleared it
-        clear, picker = page.get_by_role("button", name="Clear", exact=True), page.locator("input[type=file]")
+        # (the box's own × sits among its icon buttons; an error badge's × is also named "Clear")
+        icons = ".icon-button-wrapper"
+        clear = page.locator(icons).get_by_role("button", name="Clear", exact=True)
+        picker = page.locator("input[type=file]")
         block = page.locator(".block:visible").filter(has=picker.or_(clear)).first
-        emptied = block.get_by_role("button", name="Clear", exact=True)
-        if emptied.count():
-            emptied.first.click()
+        if not block.locator("input[type=file]").count():
+            block.locator(icons).get_by_role("button", name="Clear", exact=True).first.click()
         block.locator("input[type=file]").set_input_files(str(image))
         try:
             wait_uploaded(page, image.name)

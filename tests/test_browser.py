@@ -978,7 +978,7 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
     highlighted = page.locator("#real-films .thumbnail-item.selected")
     expect(highlighted).to_have_count(1)
-    shot.upload(page, phantom(tmp_path, 23), "Predict")  # another film in the box: none highlighted
+    shot.upload(page, phantom(tmp_path, 23), "Predict")  # film off (its ×), another in: none lit
     expect(highlighted).to_have_count(0, timeout=10_000)
 
 

@@ -188,7 +188,10 @@ def test_breastmnist_probe_alone_and_averaged_with_fine_tuned_runs(breastmnist: 
     val = breastmnist / "val"
     alone = script_here("scripts/breastmnist_probe.py", "score", "--probe", str(probe), "--images", str(val))
     assert alone.returncode == 0, alone.stderr
-    alone = json.loads(alone.stdout)
+    alone_run, alone = alone, json.loads(alone.stdout)
+    # the probe learnt train+val: said, as the models' learnt images are
+    assert alone["images_the_probe_learnt"] == 78 and alone["films_learnt"] is None
+    assert "the probe learnt from 78 of the 78 images" in alone_run.stderr
     assert EVALUATE_KEYS <= set(alone) and alone["n"] == 78 and alone["threshold"] == saved["threshold"]
     assert alone["auc_malignant"] > report["probe"]["auc_malignant"]  # images it was fitted on
     models = [made / "runs" / f"seed{seed}" for seed in (3, 4)]
@@ -225,6 +228,7 @@ def _script(name: str):
     return module
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn's notice of coming defaults (main's too)
 def test_a_saved_probe_scores_as_fitted_and_no_fold_trains_on_the_images_it_scores(monkeypatch) -> None:
     probe = _script("breastmnist_probe")
     rng = np.random.default_rng(0)
