@@ -153,7 +153,7 @@ def _fit(args: argparse.Namespace) -> dict:
         raise SystemExit(f"the probe is binary; these images hold the classes {classes}")
     if len({e.name for e in examples}) != len(examples):
         raise SystemExit("two images of train and val have one name: their predictions cannot be told apart")
-    runs = _runs_of(args.runs, examples, classes) if args.runs else None  # refused before the hours of work
+    runs = _runs_of(args.runs, examples, classes) if args.runs else None  # refused before any feature
     args.out.mkdir(parents=True, exist_ok=True)
     y = np.array([classes.index(e.label) for e in examples])
     labels, groups = np.array([e.label for e in examples]), [e.group for e in examples]
