@@ -61,7 +61,7 @@ from mammo.train import (  # noqa: E402
     films_learnt,
 )
 
-__all__ = ["BACKBONES", "RULE", "features", "with_probe", "main"]
+__all__ = ["BACKBONES", "RULE", "read_greys", "features", "with_probe", "main"]
 
 # Each backbone at the input side its probe alone cross-validated best at (of 64-224 px; seed 0-2 folds)
 BACKBONES: tuple[tuple[str, int], ...] = (
@@ -81,10 +81,14 @@ def _backbone_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Ten
                      + [model.forward_head(final, pre_logits=True)], dim=1)
 
 
-def features(examples: list[Example], backbones: tuple[tuple[str, int], ...] = BACKBONES) -> np.ndarray:
+def read_greys(examples: list[Example]) -> list[np.ndarray]:
+    """Each image as the app reads it (grey, 0-1), decoded once for its features and its pixel hash."""
+    return [example.read(min_side=MIN_SIDE) for example in examples]
+
+
+def features(greys: list[np.ndarray], backbones: tuple[tuple[str, int], ...] = BACKBONES) -> np.ndarray:
     """The probe's input (N, F): every backbone's pooled stages, each the mean of the image's and its
     left-right mirror's."""
-    greys = [example.read(min_side=MIN_SIDE) for example in examples]
     columns = []
     for arch, side in backbones:
         model, weights = build(arch, num_classes=0).eval(), OFFLINE_IMAGENET[arch]
@@ -128,8 +132,8 @@ def _saved(pipeline: Pipeline, backbones: tuple[tuple[str, int], ...], classes: 
             "cv": estimate}
 
 
-def _pixel_hashes(examples: list[Example]) -> list[str]:
-    return [sha256_of_pixels(example.read(min_side=MIN_SIDE)) for example in examples]
+def _pixel_hashes(greys: list[np.ndarray]) -> list[str]:
+    return [sha256_of_pixels(grey) for grey in greys]
 
 
 def with_probe(ensemble: np.ndarray, probe: np.ndarray) -> np.ndarray:
@@ -157,7 +161,8 @@ def _fit(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     y = np.array([classes.index(e.label) for e in examples])
     labels, groups = np.array([e.label for e in examples]), [e.group for e in examples]
-    x = features(examples, args.backbones)
+    greys = read_greys(examples)
+    x = features(greys, args.backbones)
     probs, fold_of = _out_of_fold(x, y, groups, args.folds, args.seed)
     estimate = {"split": f"{args.folds}-fold cross-validation over breastmnist train+val, out of fold",
                 **evaluate_predictions(labels, probs, classes, groups=groups)}
@@ -167,7 +172,7 @@ def _fit(args: argparse.Namespace) -> dict:
     saved["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(fold),
                      "probabilities": row.tolist()}
                     for e, fold, row in zip(examples, fold_of, probs, strict=True)]
-    saved["image_sha256"] = _pixel_hashes(examples)  # what it learnt: `score` says so of these images
+    saved["image_sha256"] = _pixel_hashes(greys)  # what it learnt: `score` says so of these images
     (args.out / "probe.json").write_text(json.dumps(saved) + "\n")
     report = {"probe": estimate, "probe_folder": str(args.out)}
     if runs is not None:
@@ -222,9 +227,11 @@ def _score(args: argparse.Namespace) -> dict:
     if others or not {e.label for e in examples} <= set(classes):
         raise SystemExit(f"the probe's classes are {classes}; "
                          + ("; ".join(others) or f"the images hold {sorted({e.label for e in examples})}"))
-    probs = _probe_probabilities(saved, features(examples, tuple(map(tuple, saved["backbones"]))))
+    greys = read_greys(examples)
+    probs = _probe_probabilities(saved, features(greys, tuple(map(tuple, saved["backbones"]))))
     threshold, learnt = saved["threshold"], None
-    probe_learnt = sum(sha in set(saved["image_sha256"]) for sha in _pixel_hashes(examples))
+    learnt_by_probe = set(saved["image_sha256"])
+    probe_learnt = sum(sha in learnt_by_probe for sha in _pixel_hashes(greys))
     if members:
         probs = with_probe(ensemble_probabilities(members, examples), probs)
         threshold = ensemble_threshold([threshold, ensemble_threshold([m.threshold for m in members])])
