@@ -28,6 +28,7 @@ __all__ = [
     "MALIGNANT",
     "DEFAULT_THRESHOLD",
     "FEWEST_FOR_AN_INTERVAL",
+    "too_few_for_an_interval",
     "malignant_index",
     "malignancy_scores",
     "pick_threshold",
@@ -347,6 +348,13 @@ def resampled_patients(metrics: Mapping[str, Any]) -> bool:
     """Whether the AUC intervals of an ``evaluate --json`` dict resample whole patients (its
     ``auc_ci_resampled``; v1-v3 recorded intervals over films, and no such key)."""
     return metrics.get("auc_ci_resampled") == "patients"
+
+
+def too_few_for_an_interval(metrics: Mapping[str, Any]) -> str:
+    """Why the AUC of an ``evaluate --json`` dict has no interval: 'fewer than 5 films (or patients,
+    where whole patients are resampled) of a class'."""
+    whose = " or patients" if resampled_patients(metrics) else ""
+    return f"fewer than {FEWEST_FOR_AN_INTERVAL} films{whose} of a class"
 
 
 def auc_with_ci(positive: np.ndarray, score: np.ndarray, n_resamples: int = 1000,

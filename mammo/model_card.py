@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from huggingface_hub import EvalResult, ModelCardData
 
 from .config import DISCLAIMER, HUB_DATASET_PREFIX, data_name
-from .metrics import FEWEST_FOR_AN_INTERVAL, resampled_patients
+from .metrics import FEWEST_FOR_AN_INTERVAL, resampled_patients, too_few_for_an_interval
 
 __all__ = ["NOT_RECORDED", "eval_results", "render_model_card"]
 
@@ -110,8 +110,7 @@ def _ci(metrics: dict) -> str:
     if isinstance(ci, list | tuple) and len(ci) == 2:
         return f"{_num(ci[0])}–{_num(ci[1])}"
     if "auc_malignant_ci95" in metrics and metrics.get("auc_malignant") is not None:
-        whose = " or patients" if resampled_patients(metrics) else ""
-        return f"none (fewer than {FEWEST_FOR_AN_INTERVAL} films{whose} of a class)"
+        return f"none ({too_few_for_an_interval(metrics)})"
     return NOT_RECORDED
 
 

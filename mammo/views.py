@@ -19,6 +19,7 @@ from .metrics import (
     recorded_estimate,
     recorded_evaluations,
     resampled_patients,
+    too_few_for_an_interval,
 )
 from .store.gate import ALARMS_REFUSED, FLAG_REFUSED, LINE_REFUSED, flag_kept, gives_every_film_one_score
 from .store.registry.base import is_newer
@@ -145,8 +146,7 @@ def no_interval(ci: Sequence[float] | None, figures: Mapping[str, Any]) -> str |
     where patients are resampled, too few patients); None when it has one, or there is no AUC."""
     if ci or figures.get("auc_malignant") is None:
         return None
-    whose = " or patients" if resampled_patients(figures) else ""
-    return f"none: fewer than {FEWEST_FOR_AN_INTERVAL} films{whose} of a class"
+    return f"none: {too_few_for_an_interval(figures)}"
 
 
 def auc_and_ci(figures: Mapping[str, Any], label: str = "95% CI ") -> str:
