@@ -21,7 +21,14 @@ from .metrics import (
     resampled_patients,
     too_few_for_an_interval,
 )
-from .store.gate import ALARMS_REFUSED, FLAG_REFUSED, LINE_REFUSED, flag_kept, gives_every_film_one_score
+from .store.gate import (
+    ALARMS_REFUSED,
+    FLAG_REFUSED,
+    LINE_REFUSED,
+    flag_kept,
+    flags_every_film,
+    gives_every_film_one_score,
+)
 from .store.registry.base import is_newer
 from .timestamps import human_time
 
@@ -614,7 +621,7 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
         others = n - (malignant_films(candidate) or 0) if isinstance(n, int) else None
         flagged = (f" ({round((1 - candidate['specificity']) * others)} of the {others} held-out ones)"
                    if others and candidate.get("specificity") is not None else "")
-        if candidate.get("specificity") == 0:  # refused whatever the served flag: it tells nothing
+        if flags_every_film(candidate):  # refused whatever the served flag: it tells nothing
             return (f"{_headline(summary, served)} The gate compares sensitivity, and the candidate's flag "
                     f"flags every film that is not malignant{flagged}: its sensitivity of 1 tells nothing, "
                     f"and served, it would raise an alarm for every film ({scores}).{noise}{kept}")

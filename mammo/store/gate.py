@@ -15,8 +15,8 @@ from ..config import GATE_METRIC, GATE_MIN_MALIGNANT, GATE_MORE_MISSED_SHARE, GA
 from ..metrics import flagged_malignant, malignant_films, recorded_value
 
 __all__ = ["DEFAULT_METRIC", "DEFAULT_TOLERANCE", "FLAG_REFUSED", "LINE_REFUSED", "ALARMS_REFUSED",
-           "promotion_decision", "gives_every_film_one_score", "flag_check", "flag_kept", "false_alarm_check",
-           "more_missed_allowed", "line_best"]
+           "promotion_decision", "gives_every_film_one_score", "flags_every_film", "flag_check", "flag_kept",
+           "false_alarm_check", "more_missed_allowed", "line_best"]
 
 DEFAULT_METRIC = GATE_METRIC
 DEFAULT_TOLERANCE = GATE_TOLERANCE
@@ -44,10 +44,16 @@ def more_missed_allowed(films: int) -> int:
     return max(1, math.floor(GATE_MORE_MISSED_SHARE * films))
 
 
+def flags_every_film(metrics: Mapping) -> bool:
+    """Whether a version's review flag flags every film that is not malignant (specificity 0, as v2's
+    cut-off does): a flag that tells nothing."""
+    return recorded_value(metrics, "specificity") == 0
+
+
 def flag_kept(metrics: Mapping) -> float | None:
     """The sensitivity of a version's review flag as the gate keeps it: None where it records none, or
-    where the flag flags every film (specificity 0, as v2's cut-off does: a flag that tells nothing)."""
-    return None if recorded_value(metrics, "specificity") == 0 else recorded_value(metrics, "sensitivity")
+    where :func:`flags_every_film`."""
+    return None if flags_every_film(metrics) else recorded_value(metrics, "sensitivity")
 
 
 def flag_check(candidate_metrics: dict, current_metrics: dict,
@@ -179,7 +185,7 @@ def promotion_decision(
         )
     # whatever the current version's flag: one without a cut-off, or one that flags all but a film,
     # would let it through the count of false alarms (a review found both)
-    if metric == "sensitivity" and recorded_value(candidate_metrics, "specificity") == 0:
+    if metric == "sensitivity" and flags_every_film(candidate_metrics):
         return False, (
             f"{ALARMS_REFUSED}: at its review cut-off the candidate flags every film that is not malignant "
             f"(specificity 0), so its sensitivity {candidate:.4f} tells nothing; evaluated on {where}")
