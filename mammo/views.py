@@ -1015,9 +1015,15 @@ def rollback_question(version: str, served: str, rows: Mapping[str, Mapping[str,
         compared = (" These two estimates are of different kinds, so they do not compare the versions on "
                     "the same films.")
         if _same_holdout(old, new):
+            copies = [(row.get("data") or {}).get("sources") or [] for row in (old, new)]
+            on = [f" on {_data_names(sources)}" if copies[0] != copies[1] and sources else ""
+                  for sources in copies]
             compared += (f" On the same {old['metrics']['n']} held-out films, never trained on by either: "
-                         f"**{version}** AUC {auc_and_ci(old['metrics'])}, **{served}** "
-                         f"{auc_and_ci(new['metrics'])}.")
+                         f"**{version}** AUC {auc_and_ci(old['metrics'])}{on[0]}, **{served}** "
+                         f"{auc_and_ci(new['metrics'])}{on[1]}.")
+            if any(on):  # the Retrain tab's gate scores both on one copy: another figure for the same films
+                compared += (" Each was scored on its own copy of these films (another resolution); the "
+                             "Retrain tab's gate scores both on one copy, so its figures differ.")
     return (f"Serve **{version}** again instead of **{served}**, for every visitor? As recorded: "
             f"**{version}** {version_estimate(old)}; **{served}** {version_estimate(new)}.{compared} "
             "Each version's card has the rest. It is published as a new version (the history is kept).")

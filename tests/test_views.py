@@ -12,7 +12,7 @@ import pytest
 from helpers import PACKAGED, SERVED
 
 from mammo import views
-from mammo.config import PACKAGE_WEIGHTS
+from mammo.config import PACKAGE_WEIGHTS, data_name
 from mammo.store.registry import LocalModelRegistry, packaged_versions
 
 V1 = PACKAGE_WEIGHTS / "v1"
@@ -517,6 +517,15 @@ def test_the_rollback_question_compares_versions_on_the_same_films_where_it_can(
     v1, v3 = (rows[v]["metrics"] for v in ("v1", "v3"))
     same = f"On the same 38 held-out films, never trained on by either: **v1** AUC {v1['auc_malignant']:.2f} "
     assert f"{same}(95% CI" in asked and f"**v3** {v3['auc_malignant']:.2f} (95% CI" in asked
+    # v1 was scored on the 512 px copies, v3 on the 1024 px ones: the question names each (a walk read
+    # "the same 38 held-out films" beside the Retrain tab's other figure for v3, scored on one copy)
+    copies = [data_name(rows[v]["data"]["sources"][0]) for v in ("v1", "v3")]
+    assert copies[0] != copies[1]
+    named = rf"\*\*v1\*\* AUC [^,]*\) on \*{copies[0]}\*, \*\*v3\*\* [^(]*\([^)]*\) on \*{copies[1]}\*\."
+    assert re.search(named, asked) and "its own copy of these films" in asked
+    alike = {**rows["v1"], "data": rows["v3"]["data"]}  # both on one copy: nothing more to say
+    one_copy = views.rollback_question("v1", "v3", {"v1": alike, "v3": rows["v3"]})
+    assert " on *" not in one_copy and "own copy" not in one_copy and "On the same 38" in one_copy
     # both held-out figures: nothing more to say
     same_kind = views.rollback_question("v1", "v1", {"v1": rows["v1"]})
     assert "different kinds" not in same_kind and "On the same" not in same_kind
