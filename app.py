@@ -389,9 +389,10 @@ REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY
 
 # the served-vs-candidate tables and the confusion matrices wrap in columns of a set share: unwrapped,
 # on a phone the metric's name filled the screen and the figures lay off its edge, and a matrix's
-# "true" column scrolled away from its counts (walks)
+# "true" column scrolled away from its counts (walks). They hold a dozen rows at most, all shown: at
+# Gradio's 500 px a phone's wrapped rows hid sensitivity, specificity and ECE in an inner scroll (a walk)
 COMPARISON_LAYOUT = {"wrap": True, "column_widths": ["25%", "25%", "25%", "25%"],
-                     "elem_classes": "comparison"}
+                     "elem_classes": "comparison", "max_height": 2000}
 # a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
 # (Gradio's 160 px default put two 170 px plots side by side there, their legends cut)
 PLOT_MIN_WIDTH = 320

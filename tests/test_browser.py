@@ -98,6 +98,15 @@ def visible(locator):
     return locator.locator("visible=true").first
 
 
+def every_row_shown(block) -> bool:
+    """Whether the table in ``block`` shows all its rows on the page, none hidden in its own scroll."""
+    return visible(block.locator("table")).evaluate(
+        "t => { for (let e = t; e && !e.classList.contains('block'); e = e.parentElement) {"
+        " const o = getComputedStyle(e).overflowY;"
+        " if ((o === 'auto' || o === 'scroll') && e.scrollHeight > e.clientHeight + 2) return false; }"
+        " return true; }")
+
+
 def click_until(target, shown, timeout: float = 20_000) -> None:
     """Click ``target`` until ``shown`` is on screen: a second click if the first was lost (a loaded
     machine loses one now and then), and an error if that one is lost too."""
@@ -804,6 +813,9 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     # once the page has reflowed to the new width (read at once, a run under load saw the desktop's x)
     page.wait_for_function("h => h.getBoundingClientRect().right <= 390", arg=header.element_handle(),
                            timeout=10_000)
+    # and every row of it is on the page, none hidden in an inner scroll (at Gradio's 500 px, a walk
+    # found sensitivity, specificity and ECE there, with nothing saying so)
+    assert every_row_shown(visible(page.locator(".comparison").filter(has_text="Served vs candidate")).first)
     page.set_viewport_size({"width": 1280, "height": 1000})  # the rest of the test as on a desktop
     if verdict.first.inner_text().startswith("Not promoted"):
         page.get_by_role("button", name="Rejected candidates").click()
@@ -1020,6 +1032,7 @@ def test_on_a_phone_the_confusion_matrix_fits_the_screen(fresh) -> None:
     expect(last).to_be_visible(timeout=30_000)
     box = last.bounding_box()
     assert box is not None and box["x"] + box["width"] <= 390, box
+    assert every_row_shown(matrix)
 
 
 def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(fresh, tmp_path: Path) -> None:
