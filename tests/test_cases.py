@@ -394,8 +394,13 @@ def test_append_many_writes_one_shard(store: CaseStore) -> None:
     assert sorted(store.load()["case_id"]) == sorted(receipt["case_ids"])
 
     bad = [(grey(300), "normal", None), (grey(301), "normal", {"birads": 9})]
-    with pytest.raises(StoreError, match="^Nothing was stored: item 2: "):
+    with pytest.raises(StoreError, match="^Nothing was stored: item 2: ") as refused:
         store.append_many(bad)
+    assert "take it out and submit the others again" in str(refused.value)
+    assert "submit the others" not in refused.value.logged  # the log keeps what happened
+    with pytest.raises(StoreError) as refused:  # no other to submit: nothing to take out
+        store.append_many(bad[1:])
+    assert "submit the others" not in str(refused.value)
     with pytest.raises(StoreError, match="already submitted"):
         store.append_many([(grey(302), "normal", None), (grey(200), "normal", None)])
     assert len(shards(store.root)) == 1

@@ -296,6 +296,7 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     with pytest.raises(StoreError, match=r"^Nothing was stored: Jane Doe.png: The file is not a recognised "
                                          "image") as error:
         service.submit_uploads([str(other), str(text)], "benign")  # the batch is refused whole
+    assert str(error.value).endswith(": take it out and submit the others again.")
     assert error.value.logged.startswith("Nothing was stored: item 2: The file is not a recognised image")
     assert len(service.audit.events()) == events and service.cases.counts()["normal"] == 2
     # images on their own need a label, also beside a zip (a walk was told to "upload a zip" when it had)
@@ -1064,6 +1065,8 @@ def test_a_bulk_upload_names_every_refused_file_at_once_and_leaves_documents_out
     assert said.startswith("Nothing was stored: 2 of the 3 images cannot be stored. a.png: The file is not a "
                            "recognised image")
     assert " b.png: The file is not a recognised image" in said and said.count("Nothing was stored") == 1
+    assert said.endswith(" The batch is stored whole or not at all: take them out and submit the others "
+                         "again.")
     logged = refused.value.logged  # the log gets the items' numbers, not their names
     assert "item 2: " in logged and "item 3: " in logged and "a.png" not in logged
     assert service.cases.counts()["benign"] == 0

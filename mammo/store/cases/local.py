@@ -111,7 +111,10 @@ def _batch_refused(refused: Sequence[tuple[int, StoreError]], items: int,
     shown = refused[:_REFUSALS_NAMED]
     more = f" And {len(refused) - len(shown)} more." if len(refused) > len(shown) else ""
     whole = "" if len(refused) == 1 else f"{len(refused)} of the {items} images cannot be stored. "
-    return StoreError(NOTHING_STORED + whole + " ".join(said(i, e, True) for i, e in shown) + more,
+    # a batch is stored whole or not at all: the others were dropped too (a walk was left to guess)
+    then = (f" The batch is stored whole or not at all: take {'it' if len(refused) == 1 else 'them'} out "
+            "and submit the others again." if len(refused) < items else "")
+    return StoreError(NOTHING_STORED + whole + " ".join(said(i, e, True) for i, e in shown) + more + then,
                       logged=NOTHING_STORED + whole + " ".join(said(i, e, False) for i, e in shown) + more)
 
 
