@@ -457,7 +457,7 @@ def loss_plot_title(losses: pd.DataFrame, aucs: pd.DataFrame) -> str:
     if (losses["series"] == "validation loss").any():
         return "Training and validation loss per epoch"
     if not aucs.empty:
-        return "Training loss per epoch (the validation films are scored by AUC, beside)"
+        return "Training loss per epoch (the validation films are scored by AUC: the AUC plot)"
     return "Training loss per epoch (no validation films: the recipe was cross-validated)"
 
 

@@ -584,7 +584,9 @@ def test_the_loss_plot_title_says_which_losses_and_why_no_validation_loss(v1_mam
     losses, aucs = views.curves_frame(history), views.curves_frame(history, views.AUC_CURVE)
     assert views.loss_plot_title(losses, aucs) == "Training and validation loss per epoch"
     patch = [{**h, "val_loss": None} for h in history]  # the patch recipe: validation AUC only
-    assert "validation films are scored by AUC" in views.loss_plot_title(views.curves_frame(patch), aucs)
+    # "the AUC plot", not "beside": on a phone it is under this one (a walk)
+    assert views.loss_plot_title(views.curves_frame(patch), aucs).endswith(
+        "(the validation films are scored by AUC: the AUC plot)")
     folds = [{**h, "val_loss": None, "val_auc": None} for h in history]  # cross-validated: none
     assert "no validation films" in views.loss_plot_title(
         views.curves_frame(folds), views.curves_frame(folds, views.AUC_CURVE))
