@@ -1446,7 +1446,10 @@ def build() -> gr.Blocks:
             refresh = gr.Button("Refresh", size="sm")
             with gr.Row(equal_height=True):
                 version = gr.Dropdown([], value=None, label="Version", scale=2, **CHECKED_HERE)
-                rollback_button = gr.Button("Serve this version again… (trainers only)", variant="stop",
+                # "(trainers only)" only where that is so: a local install lets everyone (a walk read
+                # it beside the Retrain tab's "Everyone may retrain here")
+                trainers_only = "" if can_train(None, SETTINGS).allowed else " (trainers only)"
+                rollback_button = gr.Button(f"Serve this version again…{trainers_only}", variant="stop",
                                             scale=1)
             with gr.Column(visible=False) as confirm_row:  # the question above its answers
                 question = gr.Markdown()

@@ -882,14 +882,14 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     assert re.search(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", row), row  # no raw timestamps
     # the version already served: refused at once, nothing asked, nothing published
     pick(page, "Version", latest)
-    page.get_by_role("button", name="Serve this version again… (trainers only)").click()
+    page.get_by_role("button", name="Serve this version again…", exact=True).click()
     page.get_by_text("is the version already served").first.wait_for(timeout=30_000)
     assert not page.get_by_role("button", name="Yes, serve it again").is_visible()
     # an earlier one: asked first; Cancel changes nothing
     pick(page, "Version", "v1")
     # its card has loaded (choosing a version also closes an open question: wait for that to pass)
     visible(page.get_by_text("mammo mammogram classifier — v1")).wait_for(timeout=30_000)
-    page.get_by_role("button", name="Serve this version again… (trainers only)").click()
+    page.get_by_role("button", name="Serve this version again…", exact=True).click()
     question = page.get_by_text(f"again instead of {latest}")
     question.wait_for(timeout=30_000)
     # with both versions' recorded estimates (v1's holdout figure; it gave no warning of an older model)
@@ -898,7 +898,7 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     page.get_by_role("button", name="Cancel").click()
     page.get_by_role("button", name="Yes, serve it again").wait_for(state="hidden", timeout=10_000)
     assert versions.latest() == latest
-    page.get_by_role("button", name="Serve this version again… (trainers only)").click()
+    page.get_by_role("button", name="Serve this version again…", exact=True).click()
     page.get_by_role("button", name="Yes, serve it again").click()
     page.get_by_text("Serving v1 again, published as").wait_for(timeout=60_000)
     new = versions.latest()

@@ -195,6 +195,10 @@ def test_retrain_and_rollback_refused_for_non_trainers(restricted: AppProcess) -
     assert not answer["success"] and "limited to the trainers" in answer["output"]["error"], answer
     assert [v["version"] for v in client.predict(api_name="/models")] == PACKAGED
     assert sorted(p.name for p in (restricted.home / "models").iterdir() if p.is_dir()) == PACKAGED
+    # and its button says so here (the browser test's app, where everyone may, does not)
+    page = httpx.get(f"{restricted.url}config", timeout=10).json()
+    buttons = [c["props"].get("value") for c in page["components"] if c.get("type") == "button"]
+    assert "Serve this version again… (trainers only)" in buttons, buttons
 
 
 def test_rollback_refused_in_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
