@@ -1023,7 +1023,7 @@ def rollback_question(version: str, served: str, rows: Mapping[str, Mapping[str,
                          f"{auc_and_ci(new['metrics'])}{on[1]}.")
             if any(on):  # the Retrain tab's gate scores both on one copy: another figure for the same films
                 compared += (" Each was scored on its own copy of these films (another resolution); the "
-                             "Retrain tab's gate scores both on one copy, so its figures differ.")
+                             "Retrain tab's gate scores both on one copy, so its figures can differ.")
     return (f"Serve **{version}** again instead of **{served}**, for every visitor? As recorded: "
             f"**{version}** {version_estimate(old)}; **{served}** {version_estimate(new)}.{compared} "
             "Each version's card has the rest. It is published as a new version (the history is kept).")
