@@ -401,6 +401,15 @@ def test_append_many_writes_one_shard(store: CaseStore) -> None:
     with pytest.raises(StoreError) as refused:  # no other to submit: nothing to take out
         store.append_many(bad[1:])
     assert "submit the others" not in str(refused.value)
+    # more refused than the message details: the rest are named too, to be taken out (the log counts them)
+    many = [(grey(310), "normal", None), *((grey(311 + i), "normal", {"birads": 9}) for i in range(12))]
+    with pytest.raises(StoreError) as refused:
+        store.append_many(many, names=[f"f{i}.png" for i in range(13)])
+    said = str(refused.value)
+    assert said.startswith("Nothing was stored: 12 of the 13 images cannot be stored. f1.png: ")
+    assert said.endswith(" And 2 more: f11.png, f12.png. The batch is stored whole or not at all: take them "
+                         "out and submit the others again.")
+    assert refused.value.logged.endswith(" And 2 more.") and "f11" not in refused.value.logged
     with pytest.raises(StoreError, match="already submitted"):
         store.append_many([(grey(302), "normal", None), (grey(200), "normal", None)])
     assert len(shards(store.root)) == 1

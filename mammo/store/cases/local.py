@@ -108,14 +108,18 @@ def _batch_refused(refused: Sequence[tuple[int, StoreError]], items: int,
         name = names[i] if names and named else f"item {i + 1}"
         return f"{name}: {str(error if named else error.logged).removeprefix(NOTHING_STORED)}"
 
-    shown = refused[:_REFUSALS_NAMED]
-    more = f" And {len(refused) - len(shown)} more." if len(refused) > len(shown) else ""
+    shown, rest = refused[:_REFUSALS_NAMED], refused[_REFUSALS_NAMED:]
+    more = f" And {len(rest)} more" if rest else ""
+    # the uploader is told which the rest are, to take them out (the log gets only their count)
+    rest_named = f": {', '.join(names[i] if names else f'item {i + 1}' for i, _ in rest)}." if rest else ""
     whole = "" if len(refused) == 1 else f"{len(refused)} of the {items} images cannot be stored. "
     # a batch is stored whole or not at all: the others were dropped too (a walk was left to guess)
     then = (f" The batch is stored whole or not at all: take {'it' if len(refused) == 1 else 'them'} out "
             "and submit the others again." if len(refused) < items else "")
-    return StoreError(NOTHING_STORED + whole + " ".join(said(i, e, True) for i, e in shown) + more + then,
-                      logged=NOTHING_STORED + whole + " ".join(said(i, e, False) for i, e in shown) + more)
+    return StoreError(NOTHING_STORED + whole + " ".join(said(i, e, True) for i, e in shown) + more
+                      + rest_named + then,
+                      logged=NOTHING_STORED + whole + " ".join(said(i, e, False) for i, e in shown) + more
+                      + ("." if rest else ""))
 
 
 def _not_saved(error: OSError) -> StoreError:
