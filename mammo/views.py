@@ -18,6 +18,7 @@ from .metrics import (
     malignant_films,
     recorded_estimate,
     recorded_evaluations,
+    recorded_value,
     resampled_patients,
     too_few_for_an_interval,
 )
@@ -457,7 +458,7 @@ def loss_plot_title(losses: pd.DataFrame, aucs: pd.DataFrame) -> str:
     if (losses["series"] == "validation loss").any():
         return "Training and validation loss per epoch"
     if not aucs.empty:
-        return "Training loss per epoch (the validation films are scored by AUC: the AUC plot)"
+        return "Training loss per epoch (validation: see the Validation AUC per epoch plot)"
     return "Training loss per epoch (no validation films: the recipe was cross-validated)"
 
 
@@ -619,8 +620,9 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
                 f"so that versions cannot drift down step by step.{noise}{kept}")
     if summary.get("reason", "").startswith(ALARMS_REFUSED):  # a sensitivity gate's flag-everything model
         others = n - (malignant_films(candidate) or 0) if isinstance(n, int) else None
-        flagged = (f" ({round((1 - candidate['specificity']) * others)} of the {others} held-out ones)"
-                   if others and candidate.get("specificity") is not None else "")
+        specificity = recorded_value(candidate, "specificity")
+        flagged = (f" ({round((1 - specificity) * others)} of the {others} held-out ones)"
+                   if others and specificity is not None else "")
         if flags_every_film(candidate):  # refused whatever the served flag: it tells nothing
             return (f"{_headline(summary, served)} The gate compares sensitivity, and the candidate's flag "
                     f"flags every film that is not malignant{flagged}: its sensitivity of 1 tells nothing, "
@@ -645,6 +647,12 @@ def _recorded_elsewhere(summary: Mapping[str, Any]) -> str:
             f"{_data_names(recorded['sources'])} when it was made; here the gate scores it on those of "
             f"{_data_names(here)}: other films, or other copies of them (another resolution), so the "
             "figure differs.")
+
+
+def _copy_names(sources: Sequence[str]) -> list[str]:
+    """Which data ``sources`` are, by name: the same folder at another path, or a Hub dataset at another
+    commit, is the same copy of the films."""
+    return sorted(data_name(str(source).rstrip("/")).split("@")[0] for source in sources)
 
 
 def _data_names(sources: Sequence[str]) -> str:
@@ -1016,14 +1024,14 @@ def rollback_question(version: str, served: str, rows: Mapping[str, Mapping[str,
                     "the same films.")
         if _same_holdout(old, new):
             copies = [(row.get("data") or {}).get("sources") or [] for row in (old, new)]
-            on = [f" on {_data_names(sources)}" if copies[0] != copies[1] and sources else ""
-                  for sources in copies]
+            other = all(copies) and _copy_names(copies[0]) != _copy_names(copies[1])
+            on = [f" on {_data_names(sources)}" if other else "" for sources in copies]
             compared += (f" On the same {old['metrics']['n']} held-out films, never trained on by either: "
                          f"**{version}** AUC {auc_and_ci(old['metrics'])}{on[0]}, **{served}** "
                          f"{auc_and_ci(new['metrics'])}{on[1]}.")
             if any(on):  # the Retrain tab's gate scores both on one copy: another figure for the same films
-                compared += (" Each was scored on its own copy of these films (another resolution); the "
-                             "Retrain tab's gate scores both on one copy, so its figures can differ.")
+                compared += (" The two were scored on different copies of these films; the Retrain tab's "
+                             "gate scores both on one copy, so its figures can differ.")
     return (f"Serve **{version}** again instead of **{served}**, for every visitor? As recorded: "
             f"**{version}** {version_estimate(old)}; **{served}** {version_estimate(new)}.{compared} "
             "Each version's card has the rest. It is published as a new version (the history is kept).")

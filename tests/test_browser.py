@@ -802,8 +802,8 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     page.screenshot(path=str(tmp_path / "retrain_done.png"), full_page=True)
     visible(page.get_by_text("AUC, malignant vs rest", exact=True)).wait_for(timeout=10_000)
     # the patch recipe scores its validation films by AUC only: the loss plot says so (not "no validation")
-    visible(page.get_by_text("Training loss per epoch (the validation films are scored by AUC")).wait_for(
-        timeout=10_000)
+    visible(page.get_by_text("Training loss per epoch (validation: see the Validation AUC per epoch plot)")
+            ).wait_for(timeout=10_000)
     assert page.get_by_text("auc_malignant_ci95").count() == 0
     # on a phone the comparison's figures fit the screen beside the metric's name (a walk saw the name
     # fill the screen and the figures lie off its edge)

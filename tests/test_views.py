@@ -522,10 +522,12 @@ def test_the_rollback_question_compares_versions_on_the_same_films_where_it_can(
     copies = [data_name(rows[v]["data"]["sources"][0]) for v in ("v1", "v3")]
     assert copies[0] != copies[1]
     named = rf"\*\*v1\*\* AUC [^,]*\) on \*{copies[0]}\*, \*\*v3\*\* [^(]*\([^)]*\) on \*{copies[1]}\*\."
-    assert re.search(named, asked) and "its own copy of these films" in asked
-    alike = {**rows["v1"], "data": rows["v3"]["data"]}  # both on one copy: nothing more to say
-    one_copy = views.rollback_question("v1", "v3", {"v1": alike, "v3": rows["v3"]})
-    assert " on *" not in one_copy and "own copy" not in one_copy and "On the same 38" in one_copy
+    assert re.search(named, asked) and "scored on different copies of these films" in asked
+    # both on one copy (also at another path, or one copy unrecorded): nothing more to say
+    elsewhere = [f"/srv/{source}" for source in rows["v3"]["data"]["sources"]]
+    for data in (rows["v3"]["data"], {**rows["v3"]["data"], "sources": elsewhere}, {}):
+        one_copy = views.rollback_question("v1", "v3", {"v1": {**rows["v1"], "data": data}, "v3": rows["v3"]})
+        assert " on *" not in one_copy and "different copies" not in one_copy and "On the same 38" in one_copy
     # both held-out figures: nothing more to say
     same_kind = views.rollback_question("v1", "v1", {"v1": rows["v1"]})
     assert "different kinds" not in same_kind and "On the same" not in same_kind
@@ -584,9 +586,9 @@ def test_the_loss_plot_title_says_which_losses_and_why_no_validation_loss(v1_mam
     losses, aucs = views.curves_frame(history), views.curves_frame(history, views.AUC_CURVE)
     assert views.loss_plot_title(losses, aucs) == "Training and validation loss per epoch"
     patch = [{**h, "val_loss": None} for h in history]  # the patch recipe: validation AUC only
-    # "the AUC plot", not "beside": on a phone it is under this one (a walk)
+    # the AUC plot by its title, not "beside": on a phone it is under this one (a walk)
     assert views.loss_plot_title(views.curves_frame(patch), aucs).endswith(
-        "(the validation films are scored by AUC: the AUC plot)")
+        "(validation: see the Validation AUC per epoch plot)")
     folds = [{**h, "val_loss": None, "val_auc": None} for h in history]  # cross-validated: none
     assert "no validation films" in views.loss_plot_title(
         views.curves_frame(folds), views.curves_frame(folds, views.AUC_CURVE))
