@@ -409,7 +409,9 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
-            "#versions th, #versions th * { word-break: normal; overflow-wrap: normal; }\n"
+            # (and the session's history: beside a case's long file name "model" read "mode / l")
+            "#versions th, #versions th *, #history th, #history th * { word-break: normal;\n"
+            "  overflow-wrap: normal; }\n"
             # (Gradio sets a Markdown's min width to 0, whatever min_width says): on a phone the retrain's
             # status line goes under the button, which it had squeezed to a sliver beside a narrow column
             f"#retrain-status {{ min-width: min({PLOT_MIN_WIDTH}px, 100%) !important; }}\n"
@@ -1267,7 +1269,7 @@ def build() -> gr.Blocks:
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
                                    interactive=False, wrap=True,  # a note's words stay whole
-                                   elem_classes="wide-table")
+                                   elem_classes="wide-table", elem_id="history")
         with gr.Tab("Submit case") as submit_tab:
             gr.Markdown("Add a case with its **confirmed** label. The image is re-encoded (no EXIF or "
                         "DICOM tags are kept). Do not type patient identifiers in the notes.")

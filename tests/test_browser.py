@@ -21,6 +21,7 @@ from helpers import SERVED
 from PIL import Image
 from synthetic import synthetic_mammogram
 
+from mammo import views
 from mammo.imaging import encode_png
 from mammo.store import CaseStore
 from mammo.store.cases import METADATA_FIELDS
@@ -105,6 +106,16 @@ def every_row_shown(block) -> bool:
         " const o = getComputedStyle(e).overflowY;"
         " if ((o === 'auto' || o === 'scroll') && e.scrollHeight > e.clientHeight + 2) return false; }"
         " return true; }")
+
+
+def header_lines(header, word: str) -> int:
+    """On how many lines a table header shows ``word``, one word (1: whole; 2: broken mid-word)."""
+    return header.evaluate(
+        "(h, word) => { const walk = document.createTreeWalker(h, NodeFilter.SHOW_TEXT); let node;"
+        " while ((node = walk.nextNode())) { if (node.textContent.trim() === word) {"
+        " const range = document.createRange(); range.selectNodeContents(node);"
+        " return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size; } } return 0; }",
+        word)
 
 
 def click_until(target, shown, timeout: float = 20_000) -> None:
@@ -917,6 +928,19 @@ def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppPro
     # named by its id, not a temporary name (the file chip shows the stem and ".png" apart)
     visible(page.get_by_text(f"case-{case_id}")).wait_for(timeout=30_000)
     page.get_by_text(f"already in the case store (case {case_id}, confirmed normal)").wait_for(timeout=60_000)
+    # its long name in the session's history leaves the other headers whole (a walk read "mode / l")
+    history = page.locator(".block").filter(has_text="Your predictions this session")
+    visible(history.get_by_text(f"case-{case_id}.png")).wait_for(timeout=30_000)
+    table = visible(history.locator("table"))
+    wide = table.bounding_box()["width"]
+    page.set_viewport_size({"width": 800, "height": 1000})  # a small laptop window: less room
+    try:
+        page.wait_for_function("([t, wide]) => t.getBoundingClientRect().width < wide",  # reflowed
+                               arg=[table.element_handle(), wide], timeout=10_000)
+        for name in (name for name in views.HISTORY_COLUMNS if " " not in name):  # one-word headers
+            assert header_lines(visible(history.locator("th").filter(has_text=name)), name) == 1, name
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 1000})
 
 
 def test_a_bulk_upload_shows_among_the_recent_cases_and_in_the_audit_log(fresh, app: AppProcess,
