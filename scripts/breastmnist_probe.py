@@ -50,7 +50,7 @@ from mammo.config import settings  # noqa: E402
 from mammo.data import Example, folder_examples, label_order  # noqa: E402
 from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.imaging import sha256_of_pixels  # noqa: E402
-from mammo.metrics import evaluate_predictions, malignant_index, paired_auc_difference, pick_threshold  # noqa: E402
+from mammo.metrics import evaluate_predictions, malignant_index, pick_threshold  # noqa: E402
 from mammo.model import OFFLINE_IMAGENET, build  # noqa: E402
 from mammo.predict import Predictor  # noqa: E402
 from mammo.preprocess import PreprocessConfig, prepare, to_tensor  # noqa: E402
@@ -61,7 +61,7 @@ from mammo.train import (  # noqa: E402
     films_learnt,
 )
 
-__all__ = ["BACKBONES", "RULE", "read_greys", "features", "with_probe", "main"]
+__all__ = ["BACKBONES", "RULE", "read_greys", "features", "with_probe", "combined_threshold", "main"]
 
 # Each backbone at the input side its probe alone cross-validated best at (of 64-224 px; seed 0-2 folds)
 BACKBONES: tuple[tuple[str, int], ...] = (
@@ -141,6 +141,12 @@ def with_probe(ensemble: np.ndarray, probe: np.ndarray) -> np.ndarray:
     return (ensemble + probe) / 2
 
 
+def combined_threshold(probe_threshold: float, model_thresholds: list[float | None]) -> float | None:
+    """The threshold of the models averaged with the probe (:data:`RULE`): the mean of the probe's and
+    the models' mean threshold; None when a model records none (or there is no model)."""
+    return ensemble_threshold([probe_threshold, ensemble_threshold(model_thresholds)])
+
+
 def _probe_probabilities(saved: dict, x: np.ndarray) -> np.ndarray:
     """Class probabilities (N, 2) of a saved probe, in its classes' order (the second is the positive)."""
     regression = LogisticRegression()
@@ -202,19 +208,15 @@ def _with_runs(runs: list[Path], run_probs: np.ndarray, run_thresholds: list[flo
     ensemble = run_probs.mean(axis=0)
     combined = with_probe(ensemble, probe)
     column = malignant_index(classes)
-    threshold = ensemble_threshold([probe_threshold, ensemble_threshold(run_thresholds or [])])
-    at_threshold = None
-    if threshold is not None:
-        called = evaluate_predictions(labels, combined, classes, threshold, n_resamples=0)
-        at_threshold = {key: called[key] for key in ("threshold", "sensitivity", "specificity")}
+    threshold = combined_threshold(probe_threshold, run_thresholds or [])
     return {
         "runs": [str(run) for run in runs],
         "runs_averaged": evaluate_predictions(labels, ensemble, classes, groups=groups),
         "runs_averaged_with_probe": evaluate_predictions(labels, combined, classes, groups=groups),
-        "with_probe_vs_runs_averaged": paired_auc_difference(
-            labels == classes[column], ensemble[:, column], combined[:, column], groups, 2000)
-        or {"difference": None, "why": "too few resamples hold both classes"},
-        "with_probe_at_threshold": at_threshold,
+        "with_probe_vs_runs_averaged": repeated_cv.paired_or_why(
+            labels == classes[column], ensemble[:, column], combined[:, column], groups, 2000),
+        "with_probe_at_threshold": (None if threshold is None
+                                    else repeated_cv.calls_at(labels, combined, classes, threshold)),
     }
 
 
@@ -234,7 +236,7 @@ def _score(args: argparse.Namespace) -> dict:
     probe_learnt = sum(sha in learnt_by_probe for sha in _pixel_hashes(greys))
     if members:
         probs = with_probe(ensemble_probabilities(members, examples), probs)
-        threshold = ensemble_threshold([threshold, ensemble_threshold([m.threshold for m in members])])
+        threshold = combined_threshold(threshold, [m.threshold for m in members])
         learnt = films_learnt(members, examples)
         if threshold is None:
             print("warning: a model records no threshold: malignant is called at P >= 0.5", file=sys.stderr)

@@ -37,7 +37,7 @@ from mammo.data import label_order  # noqa: E402
 from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.metrics import evaluate_predictions, malignant_index, paired_auc_difference  # noqa: E402
 
-__all__ = ["read_runs", "main"]
+__all__ = ["read_runs", "paired_or_why", "calls_at", "main"]
 _REPORTED = ("n", "auc_malignant", "auc_malignant_ci95", "auc_abnormal", "ece_malignant", "accuracy")
 
 
@@ -66,6 +66,20 @@ def read_runs(paths: list[Path]) -> tuple[list[dict], np.ndarray, list[str], lis
     probs = np.array([[run[n]["probabilities"] for n in names] for run in runs])
     order = list(classes.pop()) if classes else label_order(film["label"] for film in films)
     return films, probs, order, None if None in thresholds else [float(t) for t in thresholds]
+
+
+def paired_or_why(malignant: np.ndarray, before: np.ndarray, after: np.ndarray, groups: list[str],
+                  resamples: int) -> dict:
+    """``after``'s malignant-vs-rest AUC minus ``before``'s on the same films (patient-paired bootstrap
+    CI), or why there is none."""
+    return (paired_auc_difference(malignant, before, after, groups, resamples)
+            or {"difference": None, "why": "too few resamples hold both classes"})
+
+
+def calls_at(labels: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float) -> dict:
+    """The threshold, sensitivity and specificity of calling malignant at ``threshold``."""
+    called = evaluate_predictions(labels, probs, classes, threshold, n_resamples=0)
+    return {key: called[key] for key in ("threshold", "sensitivity", "specificity")}
 
 
 @said_in_one_line
@@ -101,17 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         "averaged": averaged_figures,
         "averaged_vs_mean_run": averaged_figures["auc_malignant"] - statistics.mean(aucs),
         "averaged_vs_run": [
-            {"file": str(path), **(paired_auc_difference(malignant, p[:, column], averaged[:, column], groups,
-                                                         args.resamples)
-                                   or {"difference": None, "why": "too few resamples hold both classes"})}
+            {"file": str(path), **paired_or_why(malignant, p[:, column], averaged[:, column], groups,
+                                                args.resamples)}
             for path, p in zip(args.runs, probs, strict=True)],
         "averaged_at_mean_threshold": None,
     }
     if thresholds is not None:
-        called = evaluate_predictions(np.array(labels), averaged, classes, float(np.mean(thresholds)),
-                                      n_resamples=0)
-        report["averaged_at_mean_threshold"] = {key: called[key]
-                                                for key in ("threshold", "sensitivity", "specificity")}
+        report["averaged_at_mean_threshold"] = calls_at(np.array(labels), averaged, classes,
+                                                        float(np.mean(thresholds)))
     print(json.dumps(report, indent=2))
     return 0
 
