@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,7 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 from app_server import ROOT
-from helpers import script_here
+from helpers import load_script, script_here
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -220,17 +219,9 @@ def test_breastmnist_probe_alone_and_averaged_with_fine_tuned_runs(breastmnist: 
     assert not (tmp_path / "refused").exists()
 
 
-def _script(name: str):
-    """A script of scripts/ as a module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn's notice of coming defaults (main's too)
 def test_a_saved_probe_scores_as_fitted_and_no_fold_trains_on_the_images_it_scores(monkeypatch) -> None:
-    probe = _script("breastmnist_probe")
+    probe = load_script("scripts/breastmnist_probe.py")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 5)) * [1, 5, 0.1, 2, 3] + [0, 10, -3, 0, 1]  # unscaled, off-centre features
     y = (x[:, 0] + rng.normal(size=120) > 0).astype(int)
