@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS
 from mammo.config import DISCLAIMER, settings
+from mammo.downloads import write_download
 from mammo.errors import MammoError
 from mammo.glossary import glossary_markdown
 from mammo.imaging import SUPPORTED, encode_png, read_image
@@ -195,16 +195,6 @@ def _user(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None, *
         return None
 
 
-def _download(name: str, content: bytes | str) -> str:
-    """``content`` as a file called ``name`` in a fresh temp folder (what a gr.File output takes)."""
-    path = Path(tempfile.mkdtemp(prefix="mammo-")) / name
-    if isinstance(content, str):
-        path.write_text(content)
-    else:
-        path.write_bytes(content)
-    return str(path)
-
-
 def _utc_stamp() -> str:
     """The UTC time for a download's name (never the upload's name: it may carry a patient's)."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -304,8 +294,13 @@ def give_room(event, losses, aucs) -> None:
 
 
 def _need_file(path: str | None) -> str:
+    """The uploaded file's path, or a refusal that says what to do: none was uploaded, or it was
+    uploaded longer ago than the app keeps files (the page still names it)."""
     if not path:
         raise gr.Error("Upload an image first.")
+    if not Path(path).is_file():
+        raise gr.Error(f"This file is no longer on the server: uploads are kept for "
+                       f"{SETTINGS.keep_files_hours:g} hours. Upload it again.")
     return path
 
 
@@ -512,7 +507,7 @@ def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
     full = service.full_heatmap(_need_file(image), _method(method)).full_heatmap()
     if full is None:
         raise gr.Error("This model draws no heat map.")
-    return _download(f"mammo-heatmap-{_utc_stamp()}.png", encode_png(full))
+    return write_download(f"mammo-heatmap-{_utc_stamp()}.png", encode_png(full))
 
 
 def heatmap_shown(image: str | None, method: str):
@@ -529,7 +524,7 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
     and the disclaimer. No file name, DICOM tag or metadata goes in. Research use only."""
     pdf = service.report(_need_file(image), _method(method), opacity,
                          user=_user(profile, token, needed=False))
-    return _download(f"mammo-report-{_utc_stamp()}.pdf", pdf)
+    return write_download(f"mammo-report-{_utc_stamp()}.pdf", pdf)
 
 
 def report_shown(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
@@ -682,7 +677,7 @@ def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None,
         gr.Warning("Pick a case first.")
         return gr.skip(), gr.skip()
     can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
-    return _download(f"case-{case_id}.png", service.case_png(case_id)), gr.update(selected_index=None)
+    return write_download(f"case-{case_id}.png", service.case_png(case_id)), gr.update(selected_index=None)
 
 
 # -- Submit case ------------------------------------------------------------------------------------
@@ -1080,7 +1075,7 @@ def history_records(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
 def history_file(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> str:
     """Your history as CSV."""
     frame = analytics.history_frame(history_records(profile, token))
-    return _download("mammo-history.csv", frame.to_csv(index=False))
+    return write_download("mammo-history.csv", frame.to_csv(index=False))
 
 
 # -- Models -----------------------------------------------------------------------------------------
@@ -1120,7 +1115,7 @@ def audit_file() -> str:
     """The audit log as CSV: every submission, bulk import, retrain (with its options), promotion,
     rejection and rollback, with who, when and what (case ids, versions, metrics, reasons); oldest
     first. Append-only: nothing in it is ever rewritten."""
-    return _download(f"mammo-audit-{_utc_stamp()}.csv", service.audit.csv())
+    return write_download(f"mammo-audit-{_utc_stamp()}.csv", service.audit.csv())
 
 
 @clear_errors
@@ -1206,7 +1201,8 @@ def auc_plot() -> gr.ScatterPlot:
 
 
 def build() -> gr.Blocks:
-    with gr.Blocks(title="mammo — mammogram classifier (research only)") as demo:
+    with gr.Blocks(title="mammo — mammogram classifier (research only)",
+                   delete_cache=SETTINGS.file_sweep) as demo:
         gr.Markdown(f"# mammo\nA mammogram classifier with lesion maps that learns from the clinicians "
                     f"who use it.\n\n> **{DISCLAIMER}**")
         if SETTINGS.on_spaces:

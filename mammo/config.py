@@ -76,6 +76,9 @@ class Settings:
             (a retrain from a shell or a Job) and serves it, and fetches the case repo's label
             corrections and withdrawals made elsewhere (``MAMMO_FOLLOW_SECONDS``, default 30; 0
             switches it off: a restart does both).
+        keep_files_hours: how long the app keeps the files visitors upload and the files it makes for
+            them (heat maps, reports, downloads) before deleting them (``MAMMO_KEEP_FILES_HOURS``,
+            default 24; cases and pending images are stored apart, for good, and never deleted so).
     """
 
     home: Path
@@ -95,6 +98,7 @@ class Settings:
     base_data_repo: str | None = None
     auto_retrain_every: int = 0
     follow_seconds: float = 30.0
+    keep_files_hours: float = 24.0
 
     @property
     def home_outlives_restarts(self) -> bool:
@@ -106,6 +110,13 @@ class Settings:
     def max_upload_bytes(self) -> int:
         """The upload cap in bytes (MAMMO_MAX_UPLOAD_MB, decimal megabytes), as every check uses it."""
         return self.max_upload_mb * 1_000_000
+
+    @property
+    def file_sweep(self) -> tuple[int, int]:
+        """Gradio's ``delete_cache`` for MAMMO_KEEP_FILES_HOURS: (how often to look, the age past which a
+        file goes), in seconds; looked for at least hourly, so a file stays at most an hour past its age."""
+        age = max(1, round(self.keep_files_hours * 3600))
+        return min(age, 3600), age
 
     @property
     def use_hub_cases(self) -> bool:
@@ -222,4 +233,6 @@ def settings() -> Settings:
                                    "a whole number of new cases (0 switches it off)", lambda v: v >= 0),
         follow_seconds=_number(env, "MAMMO_FOLLOW_SECONDS", float, 30.0,
                                "a number of seconds (0 switches it off)", lambda v: v >= 0),
+        keep_files_hours=_number(env, "MAMMO_KEEP_FILES_HOURS", float, 24.0, "a number of hours above 0",
+                                 lambda v: 0 < v < float("inf")),
     )

@@ -29,7 +29,8 @@ class AppProcess:
 
     Args:
         home: the local store root (MAMMO_HOME).
-        env: extra environment variables (e.g. MAMMO_BASE_DATA, MAMMO_TRAINERS, HF_* for a hub).
+        env: extra environment variables (e.g. MAMMO_BASE_DATA, MAMMO_TRAINERS, HF_* for a hub); Gradio's
+            uploads go to ``gradio/`` beside ``home`` unless GRADIO_TEMP_DIR says otherwise.
         port: the port (default: a free one); reuse it to restart "the same" app.
     """
 
@@ -44,6 +45,7 @@ class AppProcess:
             "GRADIO_SERVER_NAME": "127.0.0.1",
             "GRADIO_SERVER_PORT": str(self.port),
             "GRADIO_ANALYTICS_ENABLED": "False",
+            "GRADIO_TEMP_DIR": str(self.home.parent / "gradio"),  # its uploads beside its store, not /tmp's
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),

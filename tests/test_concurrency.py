@@ -22,8 +22,7 @@ N_SUBMITS = 50
 @pytest.fixture(scope="module")
 def app(small_mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
     root = tmp_path_factory.mktemp("concurrency")
-    env = {"MAMMO_BASE_DATA": str(small_mias), "GRADIO_TEMP_DIR": str(root / "gradio"),
-           "HF_HOME": str(root / "hf")}
+    env = {"MAMMO_BASE_DATA": str(small_mias), "HF_HOME": str(root / "hf")}
     with AppProcess(root / "home", env=env) as process:
         yield process
 

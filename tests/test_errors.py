@@ -49,6 +49,9 @@ def test_a_bare_numpy_error_is_not_one() -> None:
     ("MAMMO_AUTO_RETRAIN_EVERY", "-1", "0 switches it off"),
     ("MAMMO_GATE_METRIC", "auc_malignnat", "MAMMO_GATE_METRIC must be one of auc_malignant, auc_macro"),
     ("MAMMO_GATE_METRIC", "ece_malignant", "higher is better.; it is 'ece_malignant'"),
+    ("MAMMO_KEEP_FILES_HOURS", "1 day", "MAMMO_KEEP_FILES_HOURS must be a number of hours above 0"),
+    ("MAMMO_KEEP_FILES_HOURS", "0", "above 0; it is '0'"),
+    ("MAMMO_KEEP_FILES_HOURS", "inf", "above 0; it is 'inf'"),
 ])
 def test_a_setting_typo_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                           message: str) -> None:
@@ -66,6 +69,15 @@ def test_settings_defaults_and_valid_values(monkeypatch: pytest.MonkeyPatch) -> 
     assert current.gate_metric == "auc_macro"
     assert current.max_upload_mb == 50 and current.gate_tolerance == 0.02
     assert current.auto_retrain_every == 25
+    assert current.keep_files_hours == 24 and current.file_sweep == (3600, 86400)  # looked at hourly
+
+
+@pytest.mark.parametrize(("hours", "sweep"), [("0.5", (1800, 1800)), ("0.0001", (1, 1)),
+                                              ("48", (3600, 172800))])
+def test_the_file_sweep_runs_at_least_hourly_and_removes_files_past_the_age(
+        monkeypatch: pytest.MonkeyPatch, hours: str, sweep: tuple[int, int]) -> None:
+    monkeypatch.setenv("MAMMO_KEEP_FILES_HOURS", hours)
+    assert settings().file_sweep == sweep
 
 
 def test_on_a_space_with_persistent_storage_home_is_kept_in_it(monkeypatch: pytest.MonkeyPatch,

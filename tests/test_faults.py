@@ -63,8 +63,7 @@ class Restartable:
 @pytest.fixture(scope="module")
 def crashing(small_mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restartable]:
     root = tmp_path_factory.mktemp("faults")
-    env = {"MAMMO_BASE_DATA": str(small_mias), "GRADIO_TEMP_DIR": str(root / "gradio"),
-           "HF_HOME": str(root / "hf")}
+    env = {"MAMMO_BASE_DATA": str(small_mias), "HF_HOME": str(root / "hf")}
     restartable = Restartable(root / "home", env)
     restartable.start()
     yield restartable
@@ -254,8 +253,7 @@ class HubApp:
         self.home = root / "home"
         self.env = {"HF_ENDPOINT": self.server.url, "HF_TOKEN": self.server.token, "HF_HUB_DISABLE_XET": "1",
                     "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(root / "hf"),
-                    "MAMMO_DATASET_REPO": CASE_REPO, "MAMMO_MODEL_REPO": MODEL_REPO,
-                    "GRADIO_TEMP_DIR": str(root / "gradio")}
+                    "MAMMO_DATASET_REPO": CASE_REPO, "MAMMO_MODEL_REPO": MODEL_REPO}
         self.images = Images(root / "images", seed=2)
 
     def app(self) -> AppProcess:

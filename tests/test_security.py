@@ -12,6 +12,7 @@ import ast
 import json
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -50,8 +51,7 @@ def app(hub: HubServer, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("security")
     env = {"MAMMO_DATASET_REPO": CASES_REPO, "MAMMO_MODEL_REPO": MODELS_REPO, "MAMMO_MAX_UPLOAD_MB": "1",
            "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "0",
-           "HF_DATASETS_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "GRADIO_TEMP_DIR": str(root / "gradio")}
+           "HF_DATASETS_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
     with AppProcess(root / "home", env=env) as process:
         yield process
 
@@ -135,6 +135,27 @@ def test_gradio_serves_no_file_outside_its_uploads(app: AppProcess, target: str)
     answer = httpx.get(f"{app.url}gradio_api/file={target}", timeout=10)
     assert answer.status_code in (403, 404), (target, answer.status_code)
     assert "root:" not in answer.text and "gr.Blocks" not in answer.text
+
+
+def test_uploads_and_the_files_made_from_them_go_after_the_hours_set(tmp_path: Path) -> None:
+    """A visitor's mammogram (a DICOM may carry a name in its tags) and the heat maps and reports made
+    from it are not kept on the server for good: after MAMMO_KEEP_FILES_HOURS they are deleted, a page
+    that still names the upload is told to upload it again, and the app serves on."""
+    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.003"}) as app:  # 11 s
+        file = upload(app, "scan.png", IMAGE.read_bytes())
+        kind, report = call(app, "report", [file, "Lesion map", 0.4])
+        assert kind == "complete" and report[0]["path"].endswith(".pdf"), report
+        made = [Path(file["path"]), Path(report[0]["path"])]
+        assert all(path.is_file() for path in made)
+        deadline = time.monotonic() + 60  # looked at every 11 s, gone 11 s after they were made
+        while any(path.exists() for path in made) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not any(path.exists() for path in made)
+        kind, answer = call(app, "report", [file, "Lesion map", 0.4])
+        assert kind == "error" and answer["error"] == ("This file is no longer on the server: uploads are "
+                                                       "kept for 0.003 hours. Upload it again."), answer
+        assert app.client().predict(handle_file(str(IMAGE)), api_name="/predict")[2]["label"]
+        assert "Traceback" not in app.log()
 
 
 def test_the_token_is_used_but_never_logged_or_stored(app: AppProcess, hub: HubServer) -> None:
