@@ -1087,7 +1087,8 @@ def models():
 
 def models_views(versions: list):
     names = [v["version"] for v in versions]
-    return (views.versions_rows(versions, service.predictor.version, service.newest_problem),
+    return (gr.update(value=views.versions_rows(versions, service.predictor.version, service.newest_problem),
+                      label=views.versions_label(len(versions))),
             gr.update(choices=names, value=names[-1] if names else None))
 
 

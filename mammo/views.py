@@ -386,6 +386,16 @@ def flagged_text(metrics: Mapping[str, Any]) -> str:
     return "—" if flagged is None else f"{flagged} of {malignant_films(metrics)}"
 
 
+VERSIONS_SEEN_WHOLE = 4  # about as many rows as the table shows before it scrolls (a phone's)
+
+
+def versions_label(count: int) -> str:
+    """The versions table's title: how many there are, and past a few that the table scrolls to them
+    (a walk on a phone saw four versions of five, and nothing said there were more)."""
+    scrolls = ": scroll the table for the older ones" if count > VERSIONS_SEEN_WHOLE else ""
+    return f"Versions ({count}, newest first{scrolls})"
+
+
 def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = None,
                   newest_problem: str | None = None) -> list[list[Any]]:
     """One row per version, newest first; ``served`` is marked, and versions newer than it as not yet

@@ -447,6 +447,13 @@ def registry(tmp_path: Path, v1_mammo: dict) -> LocalModelRegistry:
     return registry
 
 
+@pytest.mark.parametrize(("count", "label"), [
+    (2, "Versions (2, newest first)"), (4, "Versions (4, newest first)"),
+    (5, "Versions (5, newest first: scroll the table for the older ones)")])
+def test_the_versions_title_counts_them_and_says_when_the_table_scrolls(count: int, label: str) -> None:
+    assert views.versions_label(count) == label
+
+
 def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalModelRegistry,
                                                               v1_mammo: dict) -> None:
     rows = views.versions_rows(registry.versions(), served="v1")  # v2 published by another process
