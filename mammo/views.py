@@ -345,6 +345,8 @@ def audit_rows(events: Sequence[Mapping[str, Any]]) -> list[list[str]]:
         details = dict(details)
         if {"was", "label"} <= details.keys():  # a label correction: from which label to which, first
             details = {"label": f"{details.pop('was')} → {details.pop('label')}", **details}
+        if "reason" in details:  # a rejection's why before its figures (a walk found it mid-row)
+            details = {"reason": details.pop("reason"), **details}
         shown = [f"{_AUDIT_NAMES.get(k, k.replace('_', ' '))}: {_audit_value(v)}" for k, v in details.items()
                  if v is not None]
         return "; ".join(shown)

@@ -856,9 +856,11 @@ def test_the_audit_table_cuts_case_ids_in_a_list_but_not_field_names() -> None:
                "details": {"options": {"epochs": 1, "image_size": None, "from_current": True}}}
     assert views.audit_rows([retrain])[0][3] == "options: epochs 1, from current yes"
     # a walk saw raw keys ("candidate auc ci resampled: patients"); a submission's warning is named too
-    figures = {"candidate_auc_malignant_ci95": [0.5, 0.8], "candidate_auc_ci_resampled": "patients"}
+    figures = {"candidate_auc_malignant_ci95": [0.5, 0.8], "candidate_auc_ci_resampled": "patients",
+               "reason": "not promoted: worse"}  # the why first, then the figures, whatever their order
     said = views.audit_rows([{**event, "action": "rejection", "details": figures}])[0][3]
-    assert said == "candidate AUC 95% CI: 0.500–0.800; candidate interval drawn over: patients", said
+    assert said == ("reason: not promoted: worse; candidate AUC 95% CI: 0.500–0.800; "
+                    "candidate interval drawn over: patients"), said
     doubted = {**event, "action": "submission", "details": {"label_doubt": "BI-RADS 6 was given"}}
     assert views.audit_rows([doubted])[0][3] == "warned: BI-RADS 6 was given"
 
