@@ -757,7 +757,8 @@ def after_submit(receipt: dict):
 def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None,
                 token: gr.OAuthToken | None = None):
     """Append several images (one label) or a zip of <label>/<file> folders as one batch."""
-    return service.submit_uploads(files or [], label, user=_user(profile, token))
+    kept = [_need_file(file) for file in files or []]  # none deleted since the page named it
+    return service.submit_uploads(kept, label, user=_user(profile, token))
 
 
 def submit_bulk_shown(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None,

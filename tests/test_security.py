@@ -151,10 +151,15 @@ def test_uploads_and_the_files_made_from_them_go_after_the_hours_set(tmp_path: P
         while any(path.exists() for path in made) and time.monotonic() < deadline:
             time.sleep(1)
         assert not any(path.exists() for path in made)
-        kind, answer = call(app, "report", [file, "Lesion map", 0.4])
-        assert kind == "error" and answer["error"] == ("This file is no longer on the server: uploads are "
-                                                       "kept for 0.003 hours. Upload it again."), answer
-        assert app.client().predict(handle_file(str(IMAGE)), api_name="/predict")[2]["label"]
+        gone = "This file is no longer on the server: uploads are kept for 0.003 hours. Upload it again."
+        for api_name, rest in (("report", ["Lesion map", 0.4]),
+                               ("submit_case", ["normal", None, None, None, None, None, None, ""])):
+            kind, answer = call(app, api_name, [file, *rest])
+            assert kind == "error" and answer["error"] == gone, (api_name, answer)
+        client = app.client()  # uploaded again: served and stored, as the first case
+        assert client.predict(handle_file(str(IMAGE)), api_name="/predict")[2]["label"]
+        receipt = client.predict(handle_file(str(IMAGE)), "normal", api_name="/submit_case")
+        assert receipt["status"] == "stored" and receipt["total_cases"] == 1, receipt
         assert "Traceback" not in app.log()
 
 
