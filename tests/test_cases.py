@@ -216,7 +216,10 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "Compare with prior MR\nImpression: benign", "MRS Choline peak",
                                    "DR Mammography", "CR/DR Tomosynthesis", "Known MS Lesions", "SR Report",
                                    "TR 4.5 ms TE 2 ms", "Mx Follow-up", "TE 30 ms Echo", "MS Excel sheet",
-                                   "Dr A review", "see Dr B"])
+                                   "Dr A review", "see Dr B",
+                                   # month names that are words here (a date is refused: above)
+                                   "lesions 1 and 3 may be benign", "mass dec 5 mm since prior",
+                                   "may increase in 6 months", "Dec. density, aug 2 foci"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -240,6 +243,14 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "Patient Jane Doe, MRN 12345678, DOB 1968-02-03"},
          r"seems to hold a patient identifier \(a date, a long number .*, an identifier's label"),
         ("normal", {"notes": "seen 03/02/2026"}, r"identifier \(a date\)"),
+        # dates with the month in words (a walk stored all three; "reviewed 03 Mar 2024" through the API)
+        ("normal", {"notes": "follow-up 3 March 2024"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "reviewed 03 Mar 2024"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "seen on March 3, 2024"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "biopsy 12-Mar-2024"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "born in May 1961"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "seen Sept. 12"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "on the 3rd of may"}, r"identifier \(a date\)"),
         ("normal", {"notes": "call 020 7946 0958"}, "a long number"),
         ("normal", {"notes": "no 123-45-6789"}, "a long number"),
         ("normal", {"notes": "ask jane.doe@example.org"}, "an e-mail address"),

@@ -99,8 +99,26 @@ METADATA_FIELDS: dict[str, MetadataField] = {
 
 # What free text must not hold, by what it looks like: a heuristic guard (it cannot recognise a
 # bare name), refusing the common shapes of identifiers before they are stored and published.
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december")
+_MONTH = f"(?:{'|'.join(m for m in _MONTHS if m != 'may')})"  # "may" is a word too: see below
+_MON = r"(?:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"
+_MON_CAPITALISED = "(?:" + "|".join(f"{m.title()}|{m.upper()}"
+                                    for m in (*(m[:3] for m in _MONTHS), "sept")) + ")"
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+_YEAR = r"(?:19|20)\d\d"
+# a date with its month in words (a walk stored "follow-up 3 March 2024" and "reviewed 03 Mar 2024"):
+# day and month ("3 March", "03-Mar-2024", "3rd of may"), month and day ("March 3", "Mar 3", "may 3,
+# 2024"), month and year ("March 2024", "may 2024"); "1 and 3 may be" and "dec 5 mm" (decreased) are
+# words, not dates
+_DATE_IN_WORDS = (
+    rf"(?i:\b{_DAY}(?:[ .-]+|\s+of\s+)(?:{_MONTH}|{_MON})\b)|\b{_DAY}(?:[ .-]+|\s+of\s+)(?:May|MAY)\b"
+    rf"|(?i:\b\d{{1,2}}(?:(?:st|nd|rd|th)\s+(?:of\s+)?|\s+of\s+)may\b)"
+    rf"|(?i:\b{_MONTH}\s+{_DAY}\b)|\b{_MON_CAPITALISED}\.?\s+{_DAY}\b"
+    rf"|(?i:\b(?:{_MONTH}|{_MON}|may)\.?,?\s+(?:{_DAY},?\s+)?{_YEAR}\b)")
+
 _IDENTIFIER_SHAPES = {
-    "a date": re.compile(r"\b\d{1,4}[-/.]\d{1,2}[-/.]\d{2,4}\b"),
+    "a date": re.compile(rf"\b\d{{1,4}}[-/.]\d{{1,2}}[-/.]\d{{2,4}}\b|{_DATE_IN_WORDS}"),
     "a long number (a record, ID or phone number)": re.compile(  # not a span of years: "2019-2021"
         r"(?<![\d-])(?!(?:19|20)\d\d ?- ?(?:19|20)\d\d(?!\d))\d(?:[ -]?\d){6,}"),
     "an e-mail address": re.compile(r"[\w.+-]+@[\w-]+\.\w+"),
