@@ -536,9 +536,10 @@ class MammoService:
         return replace(shown, overlay=blended)
 
     def full_heatmap(self, image: str | os.PathLike, method: str) -> Prediction:
-        """A file's prediction with ``method`` (the recent one if drawn), for its full-size heat map."""
-        return self._recent.drawn(str(image), self._predictor.version).get(method) or self.predict(
-            image, method=method)
+        """A file's prediction with ``method`` (the recent one if drawn), for its full-size heat map;
+        not logged: a map alone shows no prediction (an API walk's /heatmap was counted in Analytics)."""
+        return self._recent.drawn(str(image), self._predictor.version).get(method) or self._draw(
+            image, method, DEFAULT_OPACITY)
 
     def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
                user: str | None = None) -> bytes:

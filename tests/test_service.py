@@ -758,6 +758,10 @@ def test_rerender_redraws_the_last_prediction_without_reading_the_file(
     assert other.probabilities == pytest.approx(first.probabilities, abs=1e-6)
     np.testing.assert_array_equal(service.rerender(image, "EigenCAM", 0.4).heatmap, other.heatmap)
     assert len(service.predictions.records()) == 1  # redraws are not new predictions (the log, Analytics)
+    again = tmp_path / "another upload.png"  # nor is a full-size map of a file never predicted (/heatmap)
+    again.write_bytes(sorted((small_mias / "benign").glob("*.png"))[1].read_bytes())
+    assert service.full_heatmap(again, "Grad-CAM").full_heatmap().shape == read_image(again).shape
+    assert len(service.predictions.records()) == 1
 
 
 def test_rollback_refuses_the_version_already_served(service: MammoService) -> None:
