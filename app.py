@@ -784,8 +784,10 @@ def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfi
     """Change a stored case's confirmed label (``case_id`` as in its receipt, or its first 8 or more
     characters when they name one case; ``label`` one of the label set); returns the correction's
     receipt: the case, its label now and before, the totals."""
-    if not case_id or not str(case_id).strip() or not label:
-        raise gr.Error("Pick the case and its correct label first.")
+    named = bool(case_id and str(case_id).strip())
+    if not named or not label:  # what is missing, by name (the form keeps the case after a correction)
+        raise gr.Error("Pick the case and its correct label first." if not named and not label else
+                       "Pick the case first." if not named else "Pick the correct label first.")
     return service.correct_label(str(case_id), label, user=_user(profile, token))
 
 

@@ -22,6 +22,7 @@ from .metrics import (
     resampled_patients,
     too_few_for_an_interval,
 )
+from .store.cases.schema import NOTHING_STORED
 from .store.gate import (
     ALARMS_REFUSED,
     FLAG_REFUSED,
@@ -899,8 +900,9 @@ def unreadable_text(why: str) -> str:
 
 
 def refused_text(why: str) -> str:
-    """Why a submission was refused, kept where its receipt would be once the toast has gone."""
-    return f"⚠️ **Not stored.** {literal(why)}"
+    """Why a submission was refused, kept where its receipt would be once the toast has gone (said
+    once: a refusal that starts "Nothing was stored: " read "Not stored. Nothing was stored: ")."""
+    return f"⚠️ **Not stored.** {literal(why.removeprefix(NOTHING_STORED))}"
 
 
 def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:

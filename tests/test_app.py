@@ -154,7 +154,9 @@ def test_a_stored_cases_label_is_corrected_over_the_api(client, app: AppProcess,
     for args, refusal in (((case_id, "malignant"), "already labelled malignant; nothing was changed"),
                           (("0" * 32, "benign"), "No submitted case '00000"),
                           ((case_id, "cancer"), "Unknown label 'cancer'"),
-                          ((None, "benign"), "Pick the case and its correct label first")):
+                          ((None, "benign"), "Pick the case first."),
+                          ((case_id, None), "Pick the correct label first."),
+                          ((" ", None), "Pick the case and its correct label first.")):
         with pytest.raises(AppError, match=re.escape(refusal)):
             client.predict(*args, api_name="/correct_label")
     with pytest.raises(AppError, match=r"\(malignant, submitted .*correct the case's label instead"):
