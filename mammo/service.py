@@ -61,7 +61,7 @@ from .store import (
     promotion_decision,
 )
 from .store._fs import file_lock
-from .store.cases import label_doubt
+from .store.cases import label_conflicts, label_doubt
 from .store.gate import gives_every_film_one_score
 from .train import (
     FILM_STAGE,
@@ -641,8 +641,9 @@ class MammoService:
                     f"all {len(skipped)} images in this upload were")
             before = ("submitted before (stored, or withdrawn)" if any(s.get("withdrawn") for s in skipped)
                       else "submitted before")
+            conflicts = f" {label_conflicts(skipped)}".rstrip()  # names, so in the message, not the log
             raise StoreError(f"Nothing new was stored: {what} {before} "
-                             f"({named}{', ...' if len(skipped) > 5 else ''}).",
+                             f"({named}{', ...' if len(skipped) > 5 else ''}).{conflicts}",
                              logged=f"Nothing new was stored: {what} {before}.")
         skipped = {skip["index"] for skip in receipt["skipped"]}
         kept = [i for i in range(len(items)) if i not in skipped]

@@ -285,12 +285,20 @@ def test_bulk_upload_of_files_and_a_zip_is_one_batch(service: MammoService, smal
     assert again["total_cases"] == 4 and len(again["case_ids"]) == 1
     [skipped] = again["skipped"]
     assert skipped["name"] == normals[0].name and skipped["duplicate_of"]
+    assert (skipped["stored_label"], skipped["given_label"]) == ("normal", "benign")  # said: a walk's was not
     events = len(service.audit.events())
     refused = (r"Nothing new was stored: all 3 images in this upload were submitted before "
                rf"\({normals[0].name}, {normals[1].name}, cases.zip: malignant/a.png\)")
     with pytest.raises(StoreError, match=refused) as error:
         service.submit_uploads([*map(str, normals), str(archive)], "normal")  # the same upload again
     assert error.value.logged == "Nothing new was stored: all 3 images in this upload were submitted before."
+    with pytest.raises(StoreError) as error:  # under another label: which, and what to do instead
+        service.submit_uploads([str(normals[0])], "malignant")
+    name = normals[0].name
+    assert str(error.value).endswith(f"submitted before ({name}). Stored before under another label: {name} "
+                                     "(stored as normal, given malignant); if a stored label is wrong, "
+                                     "correct the case's label instead.")
+    assert normals[0].name not in error.value.logged  # a file name may be a patient's
     text = tmp_path / "Jane Doe.png"
     text.write_text("not an image")
     with pytest.raises(StoreError, match=r"^Nothing was stored: Jane Doe.png: The file is not a recognised "

@@ -773,13 +773,18 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
     receipt = {"case_ids": ["a" * 32, "b" * 32], "submitted_at": "2026-12-02T12:00:00+00:00",
                "total_cases": 7, "status": "queued", "warning": "Hub unreachable",
                "skipped": [{"index": 2, "name": "cases.zip: benign/x_1.png"},
-                           {"index": 3, "name": "y.png", "withdrawn": True}]}
+                           {"index": 3, "name": "y.png", "withdrawn": True},
+                           {"index": 4, "name": "z.png", "stored_label": "benign",
+                            "given_label": "malignant"}]}
     text = views.bulk_receipt_text(receipt)
     assert (r"Skipped, withdrawn before, or a copy of a withdrawn case's image: not taken again: "
             r"y\.png.") in text
     assert text.startswith("**2 cases queued for upload")
     assert "holds 7 submitted cases" in text and "Note: Hub unreachable" in text
-    assert r"Skipped, stored before: cases\.zip\: benign/x\_1\.png." in text  # a file name, as typed
+    assert r"Skipped, stored before: cases\.zip\: benign/x\_1\.png, z\.png." in text  # a file name, as typed
+    assert text.count("another label") == 1 and (  # a label that differs is said, as a single case's is
+        r"⚠️ Stored before under another label\: z\.png \(stored as benign, given malignant\); if a stored "
+        r"label is wrong, correct the case's label instead\.") in text
     one = views.bulk_receipt_text({**receipt, "case_ids": ["a" * 32], "status": "stored", "skipped": [],
                                    "warning": None, "total_cases": 1})
     assert one.startswith("**1 case stored**") and "holds 1 submitted case." in one and "Skipped" not in one

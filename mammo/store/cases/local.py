@@ -76,7 +76,7 @@ from .schema import (
     validate_metadata,
 )
 
-__all__ = ["CASE_ID_START", "CaseStore", "ImageInput", "load_cases"]
+__all__ = ["CASE_ID_START", "CaseStore", "ImageInput", "label_conflicts", "load_cases"]
 
 ImageInput = str | os.PathLike | bytes | np.ndarray
 _TMP_DIR = ".tmp"
@@ -160,6 +160,18 @@ class _Case:
     label: str
     metadata: dict[str, Any]
     copy_of_withdrawn: str | None = None  # the withdrawn case its image is a copy of (another size, encoding)
+
+
+def label_conflicts(skipped: Sequence[Mapping[str, Any]]) -> str:
+    """The skipped images of a batch that are stored under another label than the batch gave them, in
+    words ("" when none): a single submission says so, and so must a batch (a walk's bulk upload only
+    said "stored before")."""
+    conflicts = [f"{s['name']} (stored as {s['stored_label']}, given {s['given_label']})"
+                 for s in skipped if s.get("stored_label")]
+    if not conflicts:
+        return ""
+    return (f"Stored before under another label: {', '.join(conflicts)}; if a stored label is wrong, "
+            "correct the case's label instead.")
 
 
 class CaseStore:
@@ -628,7 +640,10 @@ class CaseStore:
                 prefix = f"Item {i + 1}: " if len(cases) > 1 else ""
                 raise StoreError(f"{prefix}{said}", duplicate_of=earlier_id)
             withdrawn_note = {"withdrawn": True} if withdrawn else {}
-            skipped.append({"index": i, "duplicate_of": earlier_id, **withdrawn_note})
+            stored_label = earlier is not None and self._index.row(earlier).label
+            conflict = ({"stored_label": stored_label, "given_label": case.label}
+                        if stored_label and stored_label != case.label else {})
+            skipped.append({"index": i, "duplicate_of": earlier_id, **withdrawn_note, **conflict})
         return kept, skipped
 
     def _batch_receipt(
