@@ -1445,6 +1445,7 @@ def build() -> gr.Blocks:
                                     interactive=False, wrap=True, elem_id="versions",  # every column fits
                                     column_widths=["7%", "6%", "8%", "8%", "6%", "7%", "13%", "13%", "9%",
                                                    "7%", "8%", "8%"], elem_classes="wide-table")
+            gr.Markdown(views.VERSIONS_EXPLAINED)
             refresh = gr.Button("Refresh", size="sm")
             with gr.Row(equal_height=True):
                 version = gr.Dropdown([], value=None, label="Version", scale=2, **CHECKED_HERE)

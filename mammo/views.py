@@ -53,7 +53,9 @@ __all__ = [
     "history_row",
     "HISTORY_COLUMNS",
     "versions_rows",
+    "versions_label",
     "VERSION_COLUMNS",
+    "VERSIONS_EXPLAINED",
     "counts_frame",
     "roc_frame",
     "curves_frame",
@@ -103,8 +105,17 @@ __all__ = [
 HISTORY_COLUMNS = ["file", "most likely", "malignancy score (%)", "flagged for review", "model", "note"]
 VERSION_COLUMNS = ["version", "served", "published", "trained", "parent", "training images",
                    "AUC malignant, cross-validated (95% CI)", "AUC malignant, recorded split (95% CI)",
-                   "malignant films flagged, recorded split", "accuracy", "balanced accuracy",
-                   "split's films"]
+                   "malignant films flagged, recorded split", "accuracy, recorded split",
+                   "balanced accuracy, recorded split", "recorded split's films"]
+# under the versions table: why the served version need not be the best on the recorded split (a walk
+# read v3 served while v2 scored higher on the held-out films as the gate contradicted)
+VERSIONS_EXPLAINED = (
+    "*Served* is the version predictions come from. A version made by **Retrain** is served only when "
+    "the promotion gate passes it on the fixed held-out patients; a trainer may serve an earlier version "
+    "again (a copy, as its *parent* says). The versions shipped **with the app** "
+    "were chosen by patient-grouped cross-validation over all the base films (the *cross-validated* "
+    "column), not by that gate: on the held-out films (the *recorded split* columns, a few malignant "
+    "films) a shipped version can score below an earlier one.")
 # what each metric key means, for tables a person reads (the JSON keeps the keys)
 METRIC_NAMES = {
     "n": "films evaluated",
