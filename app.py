@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import pandas as pd
 import torch
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from gradio.utils import get_upload_folder
 from gradio_client import handle_file
 from huggingface_hub import ModelCard
 
@@ -31,7 +33,6 @@ from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS
 from mammo.config import DISCLAIMER, settings
-from mammo.downloads import write_download
 from mammo.errors import MammoError
 from mammo.glossary import glossary_markdown
 from mammo.imaging import SUPPORTED, encode_png, read_image
@@ -195,6 +196,20 @@ def _user(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None, *
         return None
 
 
+def _download(name: str, content: bytes | str) -> str:
+    """``content`` as a file called ``name`` in a fresh folder of Gradio's upload folder, for a gr.File
+    output: Gradio serves it from there as it is, and deletes it with the uploads (MAMMO_KEEP_FILES_HOURS;
+    a folder elsewhere would be copied there and itself kept for good)."""
+    folder = Path(get_upload_folder())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="mammo-", dir=folder)) / name
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        path.write_bytes(content)
+    return str(path)
+
+
 def _utc_stamp() -> str:
     """The UTC time for a download's name (never the upload's name: it may carry a patient's)."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -293,14 +308,17 @@ def give_room(event, losses, aucs) -> None:
     event.then(epoch_room, aucs, aucs, **CHAINED)
 
 
-def _need_file(path: str | None) -> str:
+def _need_file(path: str | None, named: bool = False) -> str:
     """The uploaded file's path, or a refusal that says what to do: none was uploaded, or it was
-    uploaded longer ago than the app keeps files (the page still names it)."""
+    deleted since (the page still names it): kept longer than the app keeps files, or the app restarted.
+    ``named``: the refusal names the file (one of several)."""
     if not path:
         raise gr.Error("Upload an image first.")
     if not Path(path).is_file():
-        raise gr.Error(f"This file is no longer on the server: uploads are kept for "
-                       f"{SETTINGS.keep_files_hours:g} hours. Upload it again.")
+        hours = SETTINGS.keep_files_hours
+        raise gr.Error(f"{Path(path).name + ' is' if named else 'This file is'} no longer on the server "
+                       f"(uploads are kept for {hours:g} hour{'' if hours == 1 else 's'}, and not past a "
+                       "restart of the app). Upload it again.")
     return path
 
 
@@ -507,7 +525,7 @@ def heatmap_file(image: str | None, method: str = DEFAULT_METHOD) -> str:
     full = service.full_heatmap(_need_file(image), _method(method)).full_heatmap()
     if full is None:
         raise gr.Error("This model draws no heat map.")
-    return write_download(f"mammo-heatmap-{_utc_stamp()}.png", encode_png(full))
+    return _download(f"mammo-heatmap-{_utc_stamp()}.png", encode_png(full))
 
 
 def heatmap_shown(image: str | None, method: str):
@@ -524,7 +542,7 @@ def report_file(image: str | None, method: str = DEFAULT_METHOD, opacity: float 
     and the disclaimer. No file name, DICOM tag or metadata goes in. Research use only."""
     pdf = service.report(_need_file(image), _method(method), opacity,
                          user=_user(profile, token, needed=False))
-    return write_download(f"mammo-report-{_utc_stamp()}.pdf", pdf)
+    return _download(f"mammo-report-{_utc_stamp()}.pdf", pdf)
 
 
 def report_shown(image: str | None, method: str, opacity: float, profile: gr.OAuthProfile | None = None,
@@ -677,7 +695,7 @@ def case_file(case_id: str | None, profile: gr.OAuthProfile | None = None,
         gr.Warning("Pick a case first.")
         return gr.skip(), gr.skip()
     can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
-    return write_download(f"case-{case_id}.png", service.case_png(case_id)), gr.update(selected_index=None)
+    return _download(f"case-{case_id}.png", service.case_png(case_id)), gr.update(selected_index=None)
 
 
 # -- Submit case ------------------------------------------------------------------------------------
@@ -757,7 +775,7 @@ def after_submit(receipt: dict):
 def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None,
                 token: gr.OAuthToken | None = None):
     """Append several images (one label) or a zip of <label>/<file> folders as one batch."""
-    kept = [_need_file(file) for file in files or []]  # none deleted since the page named it
+    kept = [_need_file(file, named=True) for file in files or []]  # none deleted since the page named it
     return service.submit_uploads(kept, label, user=_user(profile, token))
 
 
@@ -1078,7 +1096,7 @@ def history_records(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
 def history_file(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None) -> str:
     """Your history as CSV."""
     frame = analytics.history_frame(history_records(profile, token))
-    return write_download("mammo-history.csv", frame.to_csv(index=False))
+    return _download("mammo-history.csv", frame.to_csv(index=False))
 
 
 # -- Models -----------------------------------------------------------------------------------------
@@ -1119,7 +1137,7 @@ def audit_file() -> str:
     """The audit log as CSV: every submission, bulk import, retrain (with its options), promotion,
     rejection and rollback, with who, when and what (case ids, versions, metrics, reasons); oldest
     first. Append-only: nothing in it is ever rewritten."""
-    return write_download(f"mammo-audit-{_utc_stamp()}.csv", service.audit.csv())
+    return _download(f"mammo-audit-{_utc_stamp()}.csv", service.audit.csv())
 
 
 @clear_errors

@@ -77,8 +77,9 @@ class Settings:
             corrections and withdrawals made elsewhere (``MAMMO_FOLLOW_SECONDS``, default 30; 0
             switches it off: a restart does both).
         keep_files_hours: how long the app keeps the files visitors upload and the files it makes for
-            them (heat maps, reports, downloads) before deleting them (``MAMMO_KEEP_FILES_HOURS``,
-            default 24; cases and pending images are stored apart, for good, and never deleted so).
+            them (heat maps, reports, downloads) in Gradio's upload folder before deleting them
+            (``MAMMO_KEEP_FILES_HOURS``, default 24; all go when the app stops; cases and pending
+            images are stored apart, for good, and never deleted so).
     """
 
     home: Path

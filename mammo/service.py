@@ -61,7 +61,7 @@ from .store import (
     promotion_decision,
 )
 from .store._fs import file_lock
-from .store.cases import label_conflicts, label_doubt
+from .store.cases import label_conflict_text, label_doubt
 from .store.gate import gives_every_film_one_score
 from .train import (
     FILM_STAGE,
@@ -537,9 +537,10 @@ class MammoService:
 
     def full_heatmap(self, image: str | os.PathLike, method: str) -> Prediction:
         """A file's prediction with ``method`` (the recent one if drawn), for its full-size heat map;
-        not logged: a map alone shows no prediction (an API walk's /heatmap was counted in Analytics)."""
-        return self._recent.drawn(str(image), self._predictor.version).get(method) or self._draw(
-            image, method, DEFAULT_OPACITY)
+        not logged: a map alone shows no prediction (an API walk's /heatmap was counted in Analytics),
+        nor kept as drawn (a report of the file, which shows one, would take it and not log it)."""
+        return self._recent.drawn(str(image), self._predictor.version).get(method) or self._stored(
+            self._predictor.predict(self.load(image), method=method))
 
     def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
                user: str | None = None) -> bytes:
@@ -641,7 +642,7 @@ class MammoService:
                     f"all {len(skipped)} images in this upload were")
             before = ("submitted before (stored, or withdrawn)" if any(s.get("withdrawn") for s in skipped)
                       else "submitted before")
-            conflicts = f" {label_conflicts(skipped)}".rstrip()  # names, so in the message, not the log
+            conflicts = f" {label_conflict_text(skipped)}".rstrip()  # names, so in the message, not the log
             raise StoreError(f"Nothing new was stored: {what} {before} "
                              f"({named}{', ...' if len(skipped) > 5 else ''}).{conflicts}",
                              logged=f"Nothing new was stored: {what} {before}.")

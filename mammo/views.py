@@ -22,7 +22,7 @@ from .metrics import (
     resampled_patients,
     too_few_for_an_interval,
 )
-from .store.cases import label_conflicts
+from .store.cases import label_conflict_text
 from .store.cases.schema import NOTHING_STORED
 from .store.gate import (
     ALARMS_REFUSED,
@@ -931,7 +931,7 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
                                                           "case's image: not taken again")):
         if names := [literal(s["name"]) for s in skipped if bool(s.get("withdrawn")) == withdrawn]:
             lines.append(f"Skipped, {why}: {', '.join(names)}.")
-    if conflicts := label_conflicts(skipped):
+    if conflicts := label_conflict_text(skipped):
         lines.append(f"⚠️ {literal(conflicts)}")
     if documents := receipt.get("not_images"):
         lines.append(f"Left out, documents beside the images: {', '.join(map(literal, documents))}.")

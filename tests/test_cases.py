@@ -219,7 +219,10 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "Dr A review", "see Dr B",
                                    # month names that are words here (a date is refused: above)
                                    "lesions 1 and 3 may be benign", "mass dec 5 mm since prior",
-                                   "may increase in 6 months", "Dec. density, aug 2 foci"])
+                                   "may increase in 6 months", "Dec. density, aug 2 foci",
+                                   # in capitals too, and "sep" for separate (a review)
+                                   "Dec 5 mm from prior study", "MASS DEC 5 MM", "2 sep foci",
+                                   "2 sep. lesions", "calcs 2 dec in number", "Nov 3 cm"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -249,8 +252,17 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "seen on March 3, 2024"}, r"identifier \(a date\)"),
         ("normal", {"notes": "biopsy 12-Mar-2024"}, r"identifier \(a date\)"),
         ("normal", {"notes": "born in May 1961"}, r"identifier \(a date\)"),
-        ("normal", {"notes": "seen Sept. 12"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "seen Sept. 12th"}, r"identifier \(a date\)"),
         ("normal", {"notes": "on the 3rd of may"}, r"identifier \(a date\)"),
+        # and, from a review: a RIS's compact dates, slashes, the year first, "of", an apostrophe
+        ("normal", {"notes": "exam 12MAR2024"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "exam 12MAR24"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "seen 3/Mar/2024"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "seen Mar-03-2024"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "seen 2024-Mar-03"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "in March of 2024"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "prior Dec '23"}, r"identifier \(a date\)"),
+        ("normal", {"notes": "on may 3rd"}, r"identifier \(a date\)"),
         ("normal", {"notes": "call 020 7946 0958"}, "a long number"),
         ("normal", {"notes": "no 123-45-6789"}, "a long number"),
         ("normal", {"notes": "ask jane.doe@example.org"}, "an e-mail address"),

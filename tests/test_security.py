@@ -141,17 +141,19 @@ def test_uploads_and_the_files_made_from_them_go_after_the_hours_set(tmp_path: P
     """A visitor's mammogram (a DICOM may carry a name in its tags) and the heat maps and reports made
     from it are not kept on the server for good: after MAMMO_KEEP_FILES_HOURS they are deleted, a page
     that still names the upload is told to upload it again, and the app serves on."""
-    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.003"}) as app:  # 11 s
+    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app:  # 18 s
         file = upload(app, "scan.png", IMAGE.read_bytes())
         kind, report = call(app, "report", [file, "Lesion map", 0.4])
         assert kind == "complete" and report[0]["path"].endswith(".pdf"), report
         made = [Path(file["path"]), Path(report[0]["path"])]
         assert all(path.is_file() for path in made)
-        deadline = time.monotonic() + 60  # looked at every 11 s, gone 11 s after they were made
+        assert made[1].parent.name.startswith("mammo-")  # served as written: no other copy is left
+        deadline = time.monotonic() + 90  # looked at every 18 s, gone 18 s after they were made
         while any(path.exists() for path in made) and time.monotonic() < deadline:
             time.sleep(1)
         assert not any(path.exists() for path in made)
-        gone = "This file is no longer on the server: uploads are kept for 0.003 hours. Upload it again."
+        gone = ("This file is no longer on the server (uploads are kept for 0.005 hours, and not past a "
+                "restart of the app). Upload it again.")
         for api_name, rest in (("report", ["Lesion map", 0.4]),
                                ("submit_case", ["normal", None, None, None, None, None, None, ""])):
             kind, answer = call(app, api_name, [file, *rest])

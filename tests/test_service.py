@@ -770,6 +770,8 @@ def test_rerender_redraws_the_last_prediction_without_reading_the_file(
     again.write_bytes(sorted((small_mias / "benign").glob("*.png"))[1].read_bytes())
     assert service.full_heatmap(again, "Grad-CAM").full_heatmap().shape == read_image(again).shape
     assert len(service.predictions.records()) == 1
+    assert service.report(again, "Grad-CAM").startswith(b"%PDF")  # but a report shows one: logged
+    assert len(service.predictions.records()) == 2
 
 
 def test_rollback_refuses_the_version_already_served(service: MammoService) -> None:

@@ -785,6 +785,11 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
     assert text.count("another label") == 1 and (  # a label that differs is said, as a single case's is
         r"⚠️ Stored before under another label\: z\.png \(stored as benign, given malignant\); if a stored "
         r"label is wrong, correct the case's label instead\.") in text
+    many = [{"index": i, "name": f"f{i}.png", "stored_label": "normal", "given_label": "benign"}
+            for i in range(7)]
+    assert views.label_conflict_text(many).startswith(  # five named, as the refusal of a whole batch names
+        "Stored before under another label: f0.png (stored as normal, given benign), f1.png")
+    assert "f4.png (stored as normal, given benign), and 2 more; if a" in views.label_conflict_text(many)
     one = views.bulk_receipt_text({**receipt, "case_ids": ["a" * 32], "status": "stored", "skipped": [],
                                    "warning": None, "total_cases": 1})
     assert one.startswith("**1 case stored**") and "holds 1 submitted case." in one and "Skipped" not in one

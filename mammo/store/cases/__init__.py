@@ -10,7 +10,7 @@ from ...config import Settings
 from ...config import settings as current_settings
 from .card import dataset_card
 from .hub import HubCaseStore
-from .local import CaseStore, ImageInput, label_conflicts
+from .local import CaseStore, ImageInput, label_conflict_text
 from .outbox import Outbox
 from .schema import (
     CASE_COLUMNS,
@@ -33,7 +33,7 @@ __all__ = [
     "StoreError",
     "case_features",
     "dataset_card",
-    "label_conflicts",
+    "label_conflict_text",
     "label_doubt",
     "open_case_store",
     "validate_metadata",

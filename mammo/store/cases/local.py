@@ -76,7 +76,7 @@ from .schema import (
     validate_metadata,
 )
 
-__all__ = ["CASE_ID_START", "CaseStore", "ImageInput", "label_conflicts", "load_cases"]
+__all__ = ["CASE_ID_START", "CaseStore", "ImageInput", "label_conflict_text", "load_cases"]
 
 ImageInput = str | os.PathLike | bytes | np.ndarray
 _TMP_DIR = ".tmp"
@@ -162,7 +162,10 @@ class _Case:
     copy_of_withdrawn: str | None = None  # the withdrawn case its image is a copy of (another size, encoding)
 
 
-def label_conflicts(skipped: Sequence[Mapping[str, Any]]) -> str:
+_CONFLICTS_NAMED = 5  # as many as the refusal of an all-skipped batch names
+
+
+def label_conflict_text(skipped: Sequence[Mapping[str, Any]]) -> str:
     """The skipped images of a batch that are stored under another label than the batch gave them, in
     words ("" when none): a single submission says so, and so must a batch (a walk's bulk upload only
     said "stored before")."""
@@ -170,8 +173,9 @@ def label_conflicts(skipped: Sequence[Mapping[str, Any]]) -> str:
                  for s in skipped if s.get("stored_label")]
     if not conflicts:
         return ""
-    return (f"Stored before under another label: {', '.join(conflicts)}; if a stored label is wrong, "
-            "correct the case's label instead.")
+    more = f", and {len(conflicts) - _CONFLICTS_NAMED} more" if len(conflicts) > _CONFLICTS_NAMED else ""
+    return (f"Stored before under another label: {', '.join(conflicts[:_CONFLICTS_NAMED])}{more}; if a "
+            "stored label is wrong, correct the case's label instead.")
 
 
 class CaseStore:
@@ -614,6 +618,7 @@ class CaseStore:
         batch: dict[str, int] = {}
         for i, case in enumerate(cases):
             earlier = self._index.case_with_pixels(case.sha256)
+            conflict: dict[str, str] = {}
             if earlier is None and case.sha256 in batch:
                 said, earlier_id, withdrawn = (f"This image was already submitted as item "
                                                f"{batch[case.sha256] + 1} of this batch; it was not stored "
@@ -622,6 +627,8 @@ class CaseStore:
                 record = self._index.row(earlier)
                 assert record is not None  # every case the index names has its row
                 earlier_id, withdrawn = earlier, record.label is None
+                if record.label and record.label != case.label:  # said by name in the receipt
+                    conflict = {"stored_label": record.label, "given_label": case.label}
                 state = record.label or "since withdrawn"
                 said = (f"This image was already submitted as case {earlier} ({state}, submitted "
                         f"{human_time(record.submitted_at)}); it was not stored again."
@@ -640,9 +647,6 @@ class CaseStore:
                 prefix = f"Item {i + 1}: " if len(cases) > 1 else ""
                 raise StoreError(f"{prefix}{said}", duplicate_of=earlier_id)
             withdrawn_note = {"withdrawn": True} if withdrawn else {}
-            stored_label = earlier is not None and self._index.row(earlier).label
-            conflict = ({"stored_label": stored_label, "given_label": case.label}
-                        if stored_label and stored_label != case.label else {})
             skipped.append({"index": i, "duplicate_of": earlier_id, **withdrawn_note, **conflict})
         return kept, skipped
 

@@ -99,23 +99,27 @@ METADATA_FIELDS: dict[str, MetadataField] = {
 
 # What free text must not hold, by what it looks like: a heuristic guard (it cannot recognise a
 # bare name), refusing the common shapes of identifiers before they are stored and published.
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
-           "october", "november", "december")
-_MONTH = f"(?:{'|'.join(m for m in _MONTHS if m != 'may')})"  # "may" is a word too: see below
-_MON = r"(?:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"
-_MON_CAPITALISED = "(?:" + "|".join(f"{m.title()}|{m.upper()}"
-                                    for m in (*(m[:3] for m in _MONTHS), "sept")) + ")"
-_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+_MONTH = r"(?:january|february|march|april|june|july|august|september|october|november|december)"
+_MON = r"(?:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"  # and "may": a word too, as are some of these
+_ANY_MONTH = rf"(?:{_MONTH}|{_MON}|may)"
+_DAY = r"\d{1,2}"
+_ORDINAL = r"(?:st|nd|rd|th)"
 _YEAR = r"(?:19|20)\d\d"
-# a date with its month in words (a walk stored "follow-up 3 March 2024" and "reviewed 03 Mar 2024"):
-# day and month ("3 March", "03-Mar-2024", "3rd of may"), month and day ("March 3", "Mar 3", "may 3,
-# 2024"), month and year ("March 2024", "may 2024"); "1 and 3 may be" and "dec 5 mm" (decreased) are
-# words, not dates
-_DATE_IN_WORDS = (
-    rf"(?i:\b{_DAY}(?:[ .-]+|\s+of\s+)(?:{_MONTH}|{_MON})\b)|\b{_DAY}(?:[ .-]+|\s+of\s+)(?:May|MAY)\b"
-    rf"|(?i:\b\d{{1,2}}(?:(?:st|nd|rd|th)\s+(?:of\s+)?|\s+of\s+)may\b)"
-    rf"|(?i:\b{_MONTH}\s+{_DAY}\b)|\b{_MON_CAPITALISED}\.?\s+{_DAY}\b"
-    rf"|(?i:\b(?:{_MONTH}|{_MON}|may)\.?,?\s+(?:{_DAY},?\s+)?{_YEAR}\b)")
+# A date with its month in words (a walk stored "follow-up 3 March 2024" and "reviewed 03 Mar 2024"),
+# case-insensitive. A short month or "may" counts only with a year or an ordinal day, or after "of":
+# "dec 5 mm" (decreased), "2 sep foci" (separate) and "1 and 3 may be" are words, not dates.
+_DATE_IN_WORDS = "(?i:" + "|".join((
+    # 3 Mar 2024, 12MAR2024, 3/Mar/2024
+    rf"\b{_DAY}{_ORDINAL}?[ ./-]*{_ANY_MONTH}\.?[ ./,-]*(?:{_YEAR}|'\d\d)\b",
+    rf"\b{_DAY}{_MON}\d\d\b",  # 12MAR24 (a RIS's)
+    rf"\b{_DAY}{_ORDINAL}?(?:\s+of\s+|[ .-]+){_MONTH}\b",  # 3 March, 3rd of March
+    rf"\b{_DAY}(?:{_ORDINAL}\s+(?:of\s+)?|\s+of\s+){_ANY_MONTH}\b",  # 3rd Mar, 3rd of may
+    rf"\b{_MONTH}\s+{_DAY}{_ORDINAL}?\b",  # March 3
+    rf"\b{_ANY_MONTH}\.?\s+{_DAY}{_ORDINAL}\b",  # Dec 5th, may 3rd
+    rf"\b{_ANY_MONTH}\.?[ /-]{_DAY}{_ORDINAL}?[ /,-]+{_YEAR}\b",  # Mar-03-2024, may 3, 2024
+    rf"\b{_ANY_MONTH}\.?,?\s+(?:of\s+)?(?:{_YEAR}|'\d\d)\b",  # March 2024, March of 2024, Dec '23
+    rf"\b{_YEAR}[ ./-]?{_ANY_MONTH}[ ./-]?{_DAY}\b",  # 2024-Mar-03
+)) + ")"
 
 _IDENTIFIER_SHAPES = {
     "a date": re.compile(rf"\b\d{{1,4}}[-/.]\d{{1,2}}[-/.]\d{{2,4}}\b|{_DATE_IN_WORDS}"),
