@@ -661,6 +661,11 @@ def pick_film(selected: gr.SelectData) -> str:
     return str(REAL_FILMS[selected.index])
 
 
+def pick_phantom(sample: list[str]) -> str:
+    """The synthetic phantom clicked (its file name), as the Predict input."""
+    return str(next(p for p in PHANTOMS if p.name == sample[0]))
+
+
 def show_details(details: dict):
     """The headline over a result (the review flag), the words beside it (a known image, the score,
     the uncertainty, the heat map's key) and its rounded details."""
@@ -1249,9 +1254,12 @@ def build() -> gr.Blocks:
                     gallery = gr.Gallery([(str(p), film_caption(p)) for p in REAL_FILMS], columns=4,
                                          height="auto", allow_preview=False, elem_id="real-films",
                                          label="Real film mammograms", show_label=False)
-                    if PHANTOMS:
-                        gr.Examples([[str(p)] for p in PHANTOMS], inputs=[image],
-                                    label="Synthetic phantoms for edge cases (not real patients)")
+                    # not gr.Examples: it keeps the first copy of a file example it put in Gradio's
+                    # upload folder, and after the files' age (MAMMO_KEEP_FILES_HOURS) offers the deleted
+                    # copy for good; picked here, the file is copied there again when it is gone
+                    phantoms = gr.Dataset(components=["textbox"], samples=[[p.name] for p in PHANTOMS],
+                                          label="Synthetic phantoms for edge cases (not real patients)",
+                                          visible=bool(PHANTOMS))
                 with gr.Column():
                     no_file = gr.Markdown("Upload a mammogram, or click one of the real films under the "
                                           "upload box: its probabilities, malignancy score and heat map "
@@ -1524,6 +1532,7 @@ def build() -> gr.Blocks:
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
         # another file is predicted is predicted after it and its answer is the one left shown
         gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
+        phantoms.click(pick_phantom, phantoms, image, **private)
         # a film of the gallery stays highlighted only while it is the file in the box: one uploaded,
         # cleared or loaded from the stored cases takes the highlight off (it read as the film shown)
         for replaced in (image.upload, image.clear):  # (a stored case: case_file)

@@ -1059,6 +1059,34 @@ def test_on_a_phone_the_confusion_matrix_fits_the_screen(fresh) -> None:
     assert every_row_shown(matrix)
 
 
+def test_a_phantom_picked_after_the_files_age_is_copied_again_and_predicted(tmp_path: Path) -> None:
+    """Uploads go after MAMMO_KEEP_FILES_HOURS, and with them the copies of the example files; a
+    walk's gr.Examples then gave every later visitor its deleted copy ("no longer on the server")."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app, \
+            sync_playwright() as playwright:  # files go 18-36 s after they are made
+        browser = shot.launch(playwright)
+        copies = lambda: list((tmp_path / "gradio").rglob("phantom_mass.png"))  # noqa: E731
+        for visitor in ("first", "after the sweep"):
+            page = shot.open_app(browser, app.url)  # a visitor of their own
+            page.get_by_text("phantom_mass.png", exact=True).click()
+            page.get_by_role("cell", name="phantom_mass.png", exact=True).wait_for(timeout=30_000)
+            page.get_by_role("button", name="Predict", exact=True).click()
+            flag = page.locator("#review-flag")
+            expect(flag).to_be_visible(timeout=60_000)
+            expect(flag).to_contain_text("malignancy score")
+            expect(page.get_by_text("no longer on the server")).to_have_count(0)
+            assert copies(), visitor
+            if visitor == "first":
+                swept = copies()
+                for _ in range(90):
+                    if not any(path.exists() for path in swept):
+                        break
+                    page.wait_for_timeout(1000)
+                assert not any(path.exists() for path in swept), "not swept in 90 s"
+
+
 def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(fresh, tmp_path: Path) -> None:
     """Predict a real 12-megapixel DICOM, then click a gallery film before its answer is in: the
     film is predicted after the DICOM, so its result is the one left on the page."""
