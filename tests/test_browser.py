@@ -1059,32 +1059,32 @@ def test_on_a_phone_the_confusion_matrix_fits_the_screen(fresh) -> None:
     assert every_row_shown(matrix)
 
 
-def test_a_phantom_picked_after_the_files_age_is_copied_again_and_predicted(tmp_path: Path) -> None:
+def test_a_phantom_picked_after_the_files_age_is_copied_again_and_predicted(page, tmp_path: Path) -> None:
     """Uploads go after MAMMO_KEEP_FILES_HOURS, and with them the copies of the example files; a
     walk's gr.Examples then gave every later visitor its deleted copy ("no longer on the server")."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app, \
-            sync_playwright() as playwright:  # files go 18-36 s after they are made
-        browser = shot.launch(playwright)
-        copies = lambda: list((tmp_path / "gradio").rglob("phantom_mass.png"))  # noqa: E731
+    browser = page.context.browser  # the module's (a second Playwright in one process is refused)
+    copies = lambda: list((tmp_path / "gradio").rglob("phantom_mass.png"))  # noqa: E731
+    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app:  # gone after 18-36 s
         for visitor in ("first", "after the sweep"):
-            page = shot.open_app(browser, app.url)  # a visitor of their own
-            page.get_by_text("phantom_mass.png", exact=True).click()
-            page.get_by_role("cell", name="phantom_mass.png", exact=True).wait_for(timeout=30_000)
-            page.get_by_role("button", name="Predict", exact=True).click()
-            flag = page.locator("#review-flag")
+            own = shot.open_app(browser, app.url)  # a visitor of their own
+            own.get_by_text("phantom_mass.png", exact=True).click()
+            own.get_by_role("cell", name="phantom_mass.png", exact=True).wait_for(timeout=30_000)
+            own.get_by_role("button", name="Predict", exact=True).click()
+            flag = own.locator("#review-flag")
             expect(flag).to_be_visible(timeout=60_000)
             expect(flag).to_contain_text("malignancy score")
-            expect(page.get_by_text("no longer on the server")).to_have_count(0)
+            expect(own.get_by_text("no longer on the server")).to_have_count(0)
             assert copies(), visitor
             if visitor == "first":
                 swept = copies()
                 for _ in range(90):
                     if not any(path.exists() for path in swept):
                         break
-                    page.wait_for_timeout(1000)
+                    own.wait_for_timeout(1000)
                 assert not any(path.exists() for path in swept), "not swept in 90 s"
+            own.close()
 
 
 def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(fresh, tmp_path: Path) -> None:
