@@ -115,9 +115,10 @@ class Settings:
     @property
     def file_sweep(self) -> tuple[int, int]:
         """Gradio's ``delete_cache`` for MAMMO_KEEP_FILES_HOURS: (how often to look, the age past which a
-        file goes), in seconds; looked for at least hourly, so a file stays at most an hour past its age."""
+        file goes), in seconds; looked for hourly, or four times an age under four hours, so a file
+        stays at most an hour (a quarter of its age) past it."""
         age = max(1, round(self.keep_files_hours * 3600))
-        return min(age, 3600), age
+        return max(1, min(age // 4, 3600)), age
 
     @property
     def use_hub_cases(self) -> bool:

@@ -1066,7 +1066,7 @@ def test_a_phantom_picked_after_the_files_age_is_copied_again_and_predicted(page
 
     browser = page.context.browser  # the module's (a second Playwright in one process is refused)
     copies = lambda: list((tmp_path / "gradio").rglob("phantom_mass.png"))  # noqa: E731
-    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app:  # gone after 18-36 s
+    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app:  # gone after 18-22 s
         for visitor in ("first", "after the sweep"):
             own = shot.open_app(browser, app.url)  # a visitor of their own
             own.get_by_text("phantom_mass.png", exact=True).click()

@@ -72,7 +72,7 @@ def test_settings_defaults_and_valid_values(monkeypatch: pytest.MonkeyPatch) -> 
     assert current.keep_files_hours == 24 and current.file_sweep == (3600, 86400)  # looked at hourly
 
 
-@pytest.mark.parametrize(("hours", "sweep"), [("0.5", (1800, 1800)), ("0.0001", (1, 1)),
+@pytest.mark.parametrize(("hours", "sweep"), [("0.5", (450, 1800)), ("0.0001", (1, 1)),
                                               ("48", (3600, 172800))])
 def test_the_file_sweep_runs_at_least_hourly_and_removes_files_past_the_age(
         monkeypatch: pytest.MonkeyPatch, hours: str, sweep: tuple[int, int]) -> None:

@@ -148,7 +148,7 @@ def test_uploads_and_the_files_made_from_them_go_after_the_hours_set(tmp_path: P
         made = [Path(file["path"]), Path(report[0]["path"])]
         assert all(path.is_file() for path in made)
         assert made[1].parent.name.startswith("mammo-")  # served as written: no other copy is left
-        deadline = time.monotonic() + 90  # looked at every 18 s, gone 18 s after they were made
+        deadline = time.monotonic() + 90  # looked at every 4 s, gone 18 s after they were made
         while any(path.exists() for path in made) and time.monotonic() < deadline:
             time.sleep(1)
         assert not any(path.exists() for path in made)
