@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,7 +27,8 @@ def free_port() -> int:
 
 
 class AppProcess:
-    """``python app.py`` with its own MAMMO_HOME; ``.url``, ``.client()``, ``.log()``, ``.kill()``.
+    """``python app.py`` with its own MAMMO_HOME; ``.url``, ``.client()``, ``.call()``, ``.upload()``,
+    ``.log()``, ``.kill()``.
 
     Args:
         home: the local store root (MAMMO_HOME).
@@ -74,6 +77,20 @@ class AppProcess:
         from gradio_client import Client
 
         return Client(self.url, verbose=False, **options)
+
+    def call(self, api_name: str, data: list) -> tuple[str, object]:
+        """A public API call over plain HTTP (as any client may send it): (event, payload)."""
+        event = httpx.post(f"{self.url}gradio_api/call/{api_name}", json={"data": data}, timeout=30).json()
+        answer = httpx.get(f"{self.url}gradio_api/call/{api_name}/{event['event_id']}", timeout=120).text
+        kind = re.search(r"event: (\w+)", answer).group(1)
+        return kind, json.loads(answer.split("data: ", 1)[1])
+
+    def upload(self, name: str, data: bytes) -> dict:
+        """Upload bytes under an arbitrary client-chosen file name; the FileData the server made of it."""
+        answer = httpx.post(f"{self.url}gradio_api/upload", files={"files": (name, data, "image/png")},
+                            timeout=30)
+        answer.raise_for_status()
+        return {"path": answer.json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -11,12 +11,14 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from app_server import ROOT, AppProcess
+from gradio_client import handle_file
 from helpers import SERVED
 from PIL import Image
 from synthetic import synthetic_mammogram
@@ -29,6 +31,7 @@ from mammo.store.registry import LocalModelRegistry
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 LABELS = ["normal", "benign", "malignant"]
+PHANTOM = ROOT / "examples" / "phantom_mass.png"  # synthetic
 
 
 def load_screenshot_script():
@@ -49,7 +52,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real mini-MIAS mammogram cropped to a non-square shape; a synthetic phantom without MAMMO_DATA."""
     root = os.environ.get("MAMMO_DATA")
     if not root or not (Path(root) / "mias" / "benign").is_dir():
-        return ROOT / "examples" / "phantom_mass.png"
+        return PHANTOM
     source = sorted((Path(root) / "mias" / "benign").glob("*.png"))[0]
     path = tmp_path_factory.mktemp("browser") / f"crop_{source.name}"
     Image.open(source).crop((100, 0, 400, 512)).save(path)  # 300 x 512
@@ -1059,16 +1062,22 @@ def test_on_a_phone_the_confusion_matrix_fits_the_screen(fresh) -> None:
     assert every_row_shown(matrix)
 
 
-def test_a_phantom_picked_after_the_files_age_is_copied_again_and_predicted(page, tmp_path: Path) -> None:
-    """Uploads go after MAMMO_KEEP_FILES_HOURS, and with them the copies of the example files; a
-    walk's gr.Examples then gave every later visitor its deleted copy ("no longer on the server")."""
+def test_uploads_and_what_is_made_of_them_go_after_the_hours_set_and_the_phantoms_still_work(
+        page, tmp_path: Path) -> None:
+    """A visitor's mammogram (a DICOM may carry a name in its tags) and the reports made from it are
+    not kept on the server for good: after MAMMO_KEEP_FILES_HOURS they are deleted, a call that still
+    names the upload is told to upload it again, and the app serves on. The copies of the example
+    files go too: a walk's gr.Examples then gave every later visitor its deleted copy."""
     from playwright.sync_api import expect
 
     browser = page.context.browser  # the module's (a second Playwright in one process is refused)
-    copies = lambda: list((tmp_path / "gradio").rglob("phantom_mass.png"))  # noqa: E731
-    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app:  # gone after 18-22 s
-        for visitor in ("first", "after the sweep"):
-            own = shot.open_app(browser, app.url)  # a visitor of their own
+    gone = ("This file is no longer on the server (uploads are kept for 0.005 hours, and not past a "
+            "restart of the app). Upload it again.")
+    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app:  # 18 s
+
+        def picked_phantom_predicted(visitor: str) -> list[Path]:
+            """A new visitor picks a phantom and predicts it; its copies in the upload folder."""
+            own = shot.open_app(browser, app.url)
             own.get_by_text("phantom_mass.png", exact=True).click()
             own.get_by_role("cell", name="phantom_mass.png", exact=True).wait_for(timeout=30_000)
             own.get_by_role("button", name="Predict", exact=True).click()
@@ -1076,15 +1085,31 @@ def test_a_phantom_picked_after_the_files_age_is_copied_again_and_predicted(page
             expect(flag).to_be_visible(timeout=60_000)
             expect(flag).to_contain_text("malignancy score")
             expect(own.get_by_text("no longer on the server")).to_have_count(0)
-            assert copies(), visitor
-            if visitor == "first":
-                swept = copies()
-                for _ in range(90):
-                    if not any(path.exists() for path in swept):
-                        break
-                    own.wait_for_timeout(1000)
-                assert not any(path.exists() for path in swept), "not swept in 90 s"
             own.close()
+            copies = list((tmp_path / "gradio").rglob("phantom_mass.png"))
+            assert copies, visitor
+            return copies
+
+        file = app.upload("scan.png", PHANTOM.read_bytes())
+        kind, report = app.call("report", [file, "Lesion map", 0.4])
+        assert kind == "complete" and report[0]["path"].endswith(".pdf"), report
+        made = [Path(file["path"]), Path(report[0]["path"]), *picked_phantom_predicted("first")]
+        assert all(path.is_file() for path in made)
+        assert made[1].parent.name.startswith("mammo-")  # served as written: no other copy is left
+        deadline = time.monotonic() + 90  # gone 18-22 s after they were made
+        while any(path.exists() for path in made) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert not any(path.exists() for path in made)
+        for api_name, rest in (("report", ["Lesion map", 0.4]),
+                               ("submit_case", ["normal", None, None, None, None, None, None, ""])):
+            kind, answer = app.call(api_name, [file, *rest])
+            assert kind == "error" and answer["error"] == gone, (api_name, answer)
+        picked_phantom_predicted("after the sweep")  # copied again
+        client = app.client()  # uploaded again: served and stored, as the first case
+        assert client.predict(handle_file(str(PHANTOM)), api_name="/predict")[2]["label"]
+        receipt = client.predict(handle_file(str(PHANTOM)), "normal", api_name="/submit_case")
+        assert receipt["status"] == "stored" and receipt["total_cases"] == 1, receipt
+        assert "Traceback" not in app.log()
 
 
 def test_a_gallery_film_picked_while_a_dicom_is_predicted_keeps_its_own_result(fresh, tmp_path: Path) -> None:

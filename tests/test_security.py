@@ -12,7 +12,6 @@ import ast
 import json
 import re
 import shutil
-import time
 import uuid
 from pathlib import Path
 
@@ -64,21 +63,6 @@ def restricted(tmp_path_factory: pytest.TempPathFactory):
         yield process
 
 
-def call(app: AppProcess, api_name: str, data: list) -> tuple[str, object]:
-    """A public API call over plain HTTP (as any client may send it): (event, payload)."""
-    event = httpx.post(f"{app.url}gradio_api/call/{api_name}", json={"data": data}, timeout=30).json()
-    answer = httpx.get(f"{app.url}gradio_api/call/{api_name}/{event['event_id']}", timeout=120).text
-    kind = re.search(r"event: (\w+)", answer).group(1)
-    return kind, json.loads(answer.split("data: ", 1)[1])
-
-
-def upload(app: AppProcess, name: str, data: bytes) -> dict:
-    """Upload bytes under an arbitrary client-chosen file name; the FileData the server made of it."""
-    answer = httpx.post(f"{app.url}gradio_api/upload", files={"files": (name, data, "image/png")}, timeout=30)
-    answer.raise_for_status()
-    return {"path": answer.json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
-
-
 def every_file(folder: Path) -> list[Path]:
     return [p for p in sorted(folder.rglob("*")) if p.is_file()]
 
@@ -100,9 +84,9 @@ def test_user_file_names_are_never_paths(app: AppProcess, hub: HubServer, tmp_pa
              "..;rm -rf ~;$(id)\n évil name.png"]
     for i, name in enumerate(names):
         data = png_of_size(tmp_path / f"{i}.png", 20_000, 200_000, seed=i).read_bytes()
-        file = upload(app, name, data)
+        file = app.upload(name, data)
         assert Path(file["path"]).resolve().is_relative_to(gradio_tmp.resolve()), file["path"]
-        kind, receipt = call(app, "submit_case", [file, "normal", None, None, None, None, False, None, ""])
+        kind, receipt = app.call("submit_case", [file, "normal", None, None, None, None, False, None, ""])
         assert kind == "complete" and receipt[0]["status"] == "stored", receipt
     odd = tmp_path / "..;rm -rf ~;$(id) évil.png"  # and through gradio_client, which sends the name as is
     shutil.copy(IMAGE, odd)
@@ -123,7 +107,7 @@ def test_server_paths_are_not_accepted_as_inputs(app: AppProcess, target: str) -
     if target == "MAMMO_HOME":
         target = str(every_file(app.home)[0])
     file = {"path": target, "meta": {"_type": "gradio.FileData"}}
-    kind, answer = call(app, "predict", [file, "Grad-CAM", 0.4])
+    kind, answer = app.call("predict", [file, "Grad-CAM", 0.4])
     assert kind == "error" and "not uploaded by a user" in answer["error"], answer
     assert app.client().predict(handle_file(str(IMAGE)), api_name="/predict")[2]["label"]
 
@@ -135,34 +119,6 @@ def test_gradio_serves_no_file_outside_its_uploads(app: AppProcess, target: str)
     answer = httpx.get(f"{app.url}gradio_api/file={target}", timeout=10)
     assert answer.status_code in (403, 404), (target, answer.status_code)
     assert "root:" not in answer.text and "gr.Blocks" not in answer.text
-
-
-def test_uploads_and_the_files_made_from_them_go_after_the_hours_set(tmp_path: Path) -> None:
-    """A visitor's mammogram (a DICOM may carry a name in its tags) and the heat maps and reports made
-    from it are not kept on the server for good: after MAMMO_KEEP_FILES_HOURS they are deleted, a page
-    that still names the upload is told to upload it again, and the app serves on."""
-    with AppProcess(tmp_path / "home", env={"MAMMO_KEEP_FILES_HOURS": "0.005"}) as app:  # 18 s
-        file = upload(app, "scan.png", IMAGE.read_bytes())
-        kind, report = call(app, "report", [file, "Lesion map", 0.4])
-        assert kind == "complete" and report[0]["path"].endswith(".pdf"), report
-        made = [Path(file["path"]), Path(report[0]["path"])]
-        assert all(path.is_file() for path in made)
-        assert made[1].parent.name.startswith("mammo-")  # served as written: no other copy is left
-        deadline = time.monotonic() + 90  # looked at every 4 s, gone 18 s after they were made
-        while any(path.exists() for path in made) and time.monotonic() < deadline:
-            time.sleep(1)
-        assert not any(path.exists() for path in made)
-        gone = ("This file is no longer on the server (uploads are kept for 0.005 hours, and not past a "
-                "restart of the app). Upload it again.")
-        for api_name, rest in (("report", ["Lesion map", 0.4]),
-                               ("submit_case", ["normal", None, None, None, None, None, None, ""])):
-            kind, answer = call(app, api_name, [file, *rest])
-            assert kind == "error" and answer["error"] == gone, (api_name, answer)
-        client = app.client()  # uploaded again: served and stored, as the first case
-        assert client.predict(handle_file(str(IMAGE)), api_name="/predict")[2]["label"]
-        receipt = client.predict(handle_file(str(IMAGE)), "normal", api_name="/submit_case")
-        assert receipt["status"] == "stored" and receipt["total_cases"] == 1, receipt
-        assert "Traceback" not in app.log()
 
 
 def test_the_token_is_used_but_never_logged_or_stored(app: AppProcess, hub: HubServer) -> None:
