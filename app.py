@@ -661,9 +661,10 @@ def pick_film(selected: gr.SelectData) -> str:
     return str(REAL_FILMS[selected.index])
 
 
-def pick_phantom(sample: list[str]) -> str:
+def pick_phantom(sample: list[str] | None):
     """The synthetic phantom clicked (its file name), as the Predict input."""
-    return str(next(p for p in PHANTOMS if p.name == sample[0]))
+    chosen = {p.name: p for p in PHANTOMS}.get(sample[0] if sample else None)
+    return str(chosen) if chosen else gr.skip()
 
 
 def show_details(details: dict):
@@ -1535,7 +1536,7 @@ def build() -> gr.Blocks:
         phantoms.click(pick_phantom, phantoms, image, **private)
         # a film of the gallery stays highlighted only while it is the file in the box: one uploaded,
         # cleared or loaded from the stored cases takes the highlight off (it read as the film shown)
-        for replaced in (image.upload, image.clear):  # (a stored case: case_file)
+        for replaced in (image.upload, image.clear, phantoms.click):  # (a stored case: case_file)
             replaced(None, None, gallery, js=DESELECT_JS, **private)
 
         def shown_beside_its_file(event, shown, shown_for) -> None:
