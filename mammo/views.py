@@ -112,10 +112,10 @@ VERSION_COLUMNS = ["version", "served", "published", "trained", "parent", "train
 VERSIONS_EXPLAINED = (
     "*Served* is the version predictions come from. A version made by **Retrain** is served only when "
     "the promotion gate passes it on the fixed held-out patients; a trainer may serve an earlier version "
-    "again (a copy, as its *parent* says). The versions shipped **with the app** "
-    "were chosen by patient-grouped cross-validation over all the base films (the *cross-validated* "
-    "column), not by that gate: on the held-out films (the *recorded split* columns, a few malignant "
-    "films) a shipped version can score below an earlier one.")
+    "again (a copy, as its *parent* says). The versions shipped **with the app** were chosen by the "
+    "project on patient-grouped cross-validation over all the base films, where one was run (the "
+    "*cross-validated* column), not by that gate: on the held-out films (the *recorded split* columns, "
+    "a few malignant films) a shipped version can score below an earlier one.")
 # what each metric key means, for tables a person reads (the JSON keeps the keys)
 METRIC_NAMES = {
     "n": "films evaluated",
