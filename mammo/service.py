@@ -499,15 +499,16 @@ class MammoService:
         self.predictions.append(prediction_record(prediction.details(), user, time.perf_counter() - started))
         return prediction
 
-    def _draw(self, image: ImageSource, method: str, opacity: float) -> Prediction:
+    def _draw(self, image: ImageSource, method: str, opacity: float, keep: bool = True) -> Prediction:
         """The served model's prediction of ``image`` (not logged); a file's decoded image and the
-        drawing are kept for :meth:`rerender`."""
+        drawing are kept for :meth:`rerender` unless ``keep`` is false."""
         predictor = self._predictor
         if not isinstance(image, str | os.PathLike):
             return self._stored(predictor.predict(image, method=method, opacity=opacity))
         loaded = self.load(image)
         prediction = self._stored(predictor.predict(loaded, method=method, opacity=opacity))
-        self._recent.put(str(image), loaded, (method, prediction))
+        if keep:
+            self._recent.put(str(image), loaded, (method, prediction))
         return prediction
 
     def prediction_records(self, user: str | None) -> list[dict]:
@@ -539,8 +540,8 @@ class MammoService:
         """A file's prediction with ``method`` (the recent one if drawn), for its full-size heat map;
         not logged: a map alone shows no prediction (an API walk's /heatmap was counted in Analytics),
         nor kept as drawn (a report of the file, which shows one, would take it and not log it)."""
-        return self._recent.drawn(str(image), self._predictor.version).get(method) or self._stored(
-            self._predictor.predict(self.load(image), method=method))
+        return self._recent.drawn(str(image), self._predictor.version).get(method) or self._draw(
+            image, method, DEFAULT_OPACITY, keep=False)
 
     def report(self, image: str | os.PathLike, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
                user: str | None = None) -> bytes:
