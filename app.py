@@ -41,6 +41,7 @@ from mammo.preprocess import fit_within
 from mammo.service import BASE_FILM_CASES, MammoService, PublishedNotServed, RetrainBusy, RetrainOptions
 from mammo.store import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS, MetadataField
+from mammo.values import echoed
 
 log = logging.getLogger("mammo.app")
 EXAMPLES = sorted(p for p in (Path(__file__).parent / "examples").glob("*") if p.suffix.lower()
@@ -107,6 +108,8 @@ def in_bounds(component: gr.Slider | gr.Number, name: str) -> gr.Slider | gr.Num
         if payload is None or payload == "":
             return default
         try:
+            if isinstance(payload, bool):  # true is no number (it was taken as 1)
+                raise TypeError(payload)
             number = float(payload) if isinstance(payload, str) else payload  # "256" is 256
             if isinstance(number, float) and not math.isfinite(number):  # "nan" passed a slider's check
                 raise ValueError(number)
@@ -1167,7 +1170,7 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
     served, broken = service.check_rollback(version)
     rows = {row["version"]: row for row in service.versions()}
     if version not in rows:
-        raise gr.Error(f"There is no version {version!r}.")
+        raise gr.Error(f"There is no version {echoed(version)}.")
     if version == served:  # a newer version cannot be served: publishing the served one over it repairs
         return (gr.update(visible=True), f"Publish **{version}** again as the newest version? {broken}, so "
                 f"{version} is still served and every retrain is refused until a version that loads is the "

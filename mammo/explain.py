@@ -20,6 +20,7 @@ from torch import nn
 
 from .choices import CAM_CLASSES, DEFAULT_OPACITY
 from .errors import BadRequest
+from .values import echoed
 
 __all__ = [
     "CAM_METHODS",
@@ -77,7 +78,7 @@ def package_cam(
 ) -> np.ndarray:
     """A ``pytorch_grad_cam`` method on the last feature map: (N, H, W) in [0, 1]."""
     if method not in CAM_METHODS:
-        raise BadRequest(f"Unknown heat-map method {method!r}; choose one of {', '.join(CAM_METHODS)}.")
+        raise BadRequest(f"Unknown heat-map method {echoed(method)}; choose one of {', '.join(CAM_METHODS)}.")
     tapped = FeatureTap(model).eval()
     targets = [ClassifierOutputTarget(index) for index in classes]
     with CAM_METHODS[method](model=tapped, target_layers=[tapped.tap]) as cam:

@@ -37,6 +37,7 @@ from .preprocess import (
     whole_film_doubt,
 )
 from .runtime import onnx_backbone
+from .values import echoed
 
 __all__ = ["Prediction", "Predictor", "mirror_average", "ImageSource", "LoadedImage", "load_image",
            "cut_off_record", "DISPLAY_SIDE", "OVERLAY_FORMAT"]
@@ -288,7 +289,7 @@ class Predictor:
         result's ``method`` says which map was drawn.
         """
         if method is not None and method not in HEATMAP_METHODS:
-            raise BadRequest(f"Unknown heat-map method {method!r}; choose one of "
+            raise BadRequest(f"Unknown heat-map method {echoed(method)}; choose one of "
                              f"{', '.join(HEATMAP_METHODS)}.")
         method = self.drawn_method(method)
         loaded = [load_image(image, min_side=self.min_side) for image in images]

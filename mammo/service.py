@@ -71,6 +71,7 @@ from .train import (
     model_probabilities,
     paired_comparison,
 )
+from .values import echoed, whole_number, yes_or_no
 from .views import small_films_warning
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
@@ -158,12 +159,22 @@ class RetrainOptions:
     IMAGE_SIZE_RANGE: ClassVar[tuple[int, int]] = (32, 1024)
 
     @classmethod
-    def from_form(cls, epochs: float, image_size: float | None, from_current: bool | None) -> RetrainOptions:
+    def from_form(cls, epochs: Any, image_size: Any, from_current: Any) -> RetrainOptions:
         """The options as the Retrain tab and ``/retrain`` give them: an image size of 0 or null keeps
         the model's; a null ``from_current`` is the default, True (it was taken as False: an API
-        caller's retrain then started from ImageNet)."""
-        return cls(epochs=int(epochs), image_size=int(image_size or 0) or None,
-                   from_current=cls.from_current if from_current is None else bool(from_current))
+        caller's retrain then started from ImageNet). What an API caller sends otherwise is refused,
+        not guessed at: 2.5 epochs were run as 2, and the text "false" started from the current model."""
+        count, side = whole_number(epochs), 0 if image_size is None else whole_number(image_size)
+        current = cls.from_current if from_current is None else yes_or_no(from_current)
+        if count is None:
+            raise RetrainError(f"The number of epochs must be a whole number, got {echoed(epochs)}.")
+        if side is None:
+            raise RetrainError("The image size must be a whole number of pixels (0: the current model's), "
+                               f"got {echoed(image_size)}.")
+        if current is None:
+            raise RetrainError("Whether to start from the current model must be true or false (yes or no), "
+                               f"got {echoed(from_current)}.")
+        return cls(epochs=count, image_size=side or None, from_current=current)
 
     def check(self, patch_size: int | None = None) -> None:
         """Refuse options out of range; ``patch_size``: the served recipe's patches, the smallest image
@@ -1361,11 +1372,28 @@ class MammoService:
         self._refuse_serving_again(version, served, problem is None)
         return served, problem
 
-    @staticmethod
-    def _refuse_serving_again(version: str, served: str, newest_served: bool) -> None:
-        """The "already served" rule of :meth:`check_rollback` and :meth:`rollback`."""
-        if version == served and newest_served:
+    def _refuse_serving_again(self, version: str, served: str, newest_served: bool) -> None:
+        """The "already served" rule of :meth:`check_rollback` and :meth:`rollback`: the served version,
+        or one whose weights it serves (a rollback's copy; a retried rollback published a copy each
+        time, three identical versions for three calls)."""
+        if not newest_served:
+            return
+        if version == served:
             raise RegistryError(f"{version} is the version already served; pick an earlier one.")
+        weights = self._weights_of(version)
+        if weights == self._weights_of(served):
+            copy = f"{served} is a copy of {weights}" + (f", as {version} is" if version != weights else "")
+            raise RegistryError(f"{version}'s weights are already served ({copy}); pick another version.")
+
+    def _weights_of(self, version: str) -> str:
+        """The version whose weights ``version`` holds: itself, or the version its rollback copies
+        (through copies of copies)."""
+        seen = {version}
+        while (copied := ((self.registry.config(version).get("mammo") or {}).get("report") or {})
+               .get("rollback_of")) and copied not in seen:
+            seen.add(copied)
+            version = copied
+        return version
 
     def close(self) -> None:
         self._closing.set()

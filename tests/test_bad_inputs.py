@@ -126,6 +126,18 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
     not_a_count = outcome(lambda: client.predict("nan", 0, True, api_name="/retrain"))  # passed the slider
     assert f"Epochs: a number from 1 to {most}, got 'nan'." in not_a_count, not_a_count
     table.append(f"| image size 'x' | refused: {worded} |")
+    # a retrain is expensive: what is not a whole number or a yes/no is refused, not rounded or guessed
+    # (2.5 epochs ran as 2; the text "false" started from the current model)
+    fraction = outcome(lambda: client.predict(2.5, 0, True, api_name="/retrain"))
+    assert "The number of epochs must be a whole number, got 2.5." in fraction, fraction
+    worded_no = outcome(lambda: client.predict(1, 0, "maybe", api_name="/retrain"))
+    assert "must be true or false (yes or no), got 'maybe'." in worded_no, worded_no
+    table.append(f"| 2.5 epochs; 'maybe' to start from the current model | refused: {fraction} {worded_no} |")
+    yes = outcome(lambda: client.predict(handle_file(image), "Lesion map", True, api_name="/predict"))
+    assert "Heat-map opacity: a number from 0 to 1, got 'True'." in yes, yes  # was taken as 1
+    absurd = outcome(lambda: client.predict(handle_file(image), "x" * 100_000, api_name="/predict"))
+    assert absurd.startswith("Unknown heat-map method 'xxxxx") and len(absurd) < 300, absurd[:400]
+    table.append(f"| a heat-map method of 100 kB | refused, quoted short: {absurd} |")
     log = app.log()  # refusals are one line each, as every other refusal: no traceback
     assert "Notes field refused: Nothing was stored" in log and "Heat-map opacity field refused" in log
     assert "Traceback" not in log

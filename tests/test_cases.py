@@ -239,10 +239,14 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"age": 12}, "between 18 and 120"),
         ("normal", {"age": "--5"}, "whole number"),
         ("normal", {"age": "\u00b2"}, "whole number"),  # a superscript two: isdigit() says yes
+        # an absurd number is not echoed whole (a probe's 400 digits came back in the refusal)
+        ("normal", {"age": "9" * 400}, r"must be a whole number, got '9{36}\.\.\.\.$"),
+        ("normal", {"age": 10**400}, r"must be between 18 and 120, got 10{36}\.\.\.\.$"),
         ("normal", {"view": "AP"}, "CC, MLO"),
         ("normal", {"laterality": 1}, "must be text"),
         ("normal", {"biopsy_confirmed": "maybe"}, "yes/no"),
         ("normal", {"notes": "line\x00break\x1b[31m"}, "control characters"),
+        ("normal", {"notes": "a\ud800b"}, r"control characters or broken ones \(an unpaired surrogate\)"),
         ("normal", {"notes": "Patient Jane Doe, MRN 12345678, DOB 1968-02-03"},
          r"seems to hold a patient identifier \(a date, a long number .*, an identifier's label"),
         ("normal", {"notes": "seen 03/02/2026"}, r"identifier \(a date\)"),

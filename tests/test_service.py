@@ -218,11 +218,33 @@ def test_retrain_needs_base_data_and_permission(service: MammoService) -> None:
 
 @pytest.mark.parametrize(("form", "options"), [
     ((3, 0, True), RetrainOptions(epochs=3)), ((3.0, None, None), RetrainOptions(epochs=3)),
-    ((1, 256, False), RetrainOptions(epochs=1, image_size=256, from_current=False))])
+    ((1, 256, False), RetrainOptions(epochs=1, image_size=256, from_current=False)),
+    (("2", "256", "no"), RetrainOptions(epochs=2, image_size=256, from_current=False)),
+    ((2, 0, "False"), RetrainOptions(epochs=2, from_current=False)),
+    ((2, 0, 0), RetrainOptions(epochs=2, from_current=False)),
+    ((2, 0, "yes"), RetrainOptions(epochs=2))])
 def test_retrain_options_from_the_form_take_a_null_as_the_default(form: tuple,
                                                                   options: RetrainOptions) -> None:
-    """An API caller's null "start from the current version" retrained from ImageNet."""
+    """An API caller's null "start from the current version" retrained from ImageNet; the text "false"
+    is false (it was taken as true)."""
     assert RetrainOptions.from_form(*form) == options
+
+
+@pytest.mark.parametrize(("form", "said"), [
+    ((2.5, 0, True), "The number of epochs must be a whole number, got 2.5."),
+    ((True, 0, True), "The number of epochs must be a whole number, got True."),
+    (("x" * 10_000, 0, True), "The number of epochs must be a whole number, got 'xxxxxxxx"),
+    ((2, 96.9, True), "The image size must be a whole number of pixels (0: the current model's), got 96.9."),
+    ((2, -0.5, True), "The image size must be a whole number"),
+    ((2, 0, "maybe"), "Whether to start from the current model must be true or false (yes or no), got 'may"),
+    ((2, 0, 2), "Whether to start from the current model must be true or false (yes or no), got 2.")])
+def test_retrain_options_not_whole_numbers_or_yes_or_no_are_refused_not_guessed(form: tuple,
+                                                                                said: str) -> None:
+    """2.5 epochs were run as 2 and "maybe" as true: an expensive retrain started on settings other
+    than those sent."""
+    with pytest.raises(RetrainError) as refused:
+        RetrainOptions.from_form(*form)
+    assert str(refused.value).startswith(said) and len(str(refused.value)) < 200
 
 
 def test_rollback_serves_an_old_version_as_a_new_one(service: MammoService) -> None:
@@ -780,6 +802,30 @@ def test_rollback_refuses_the_version_already_served(service: MammoService) -> N
     with pytest.raises(RegistryError, match="already served"):
         service.rollback("v1")
     assert [v["version"] for v in service.versions()] == ["v1"]  # nothing published
+
+
+def test_a_rollback_to_the_weights_already_served_is_refused_as_a_retry_would_be(
+        service: MammoService) -> None:
+    """A rollback retried (a client's retry, a second click, another trainer) published one more
+    identical copy each time; a version whose weights the served copy holds is refused as the served
+    version is, through copies of copies."""
+    another_process_publishes(service, "a Job")
+    assert service.follow_registry() == "v2"
+    assert service.rollback("v1") == "v3"
+    for again in ("v1", "v3"):
+        with pytest.raises(RegistryError, match="already served"):
+            service.check_rollback(again)
+        with pytest.raises(RegistryError, match="already served"):
+            service.rollback(again)
+    with pytest.raises(RegistryError, match=r"v1's weights are already served \(v3 is a copy of v1\)"):
+        service.rollback("v1")
+    assert service.rollback("v2") == "v4"  # other weights: served again
+    assert service.rollback("v3") == "v5"  # a copy of v1's copy: v1's weights again
+    with pytest.raises(RegistryError, match=r"v3's weights are already served \(v5 is a copy of v1, as v3 "):
+        service.rollback("v3")
+    with pytest.raises(RegistryError, match="already served"):
+        service.rollback("v1")
+    assert [v["version"] for v in service.versions()] == ["v1", "v2", "v3", "v4", "v5"]
 
 
 def test_a_model_of_28_px_images_is_served_and_retrained(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 from ... import imaging
 from ...choices import WITHDRAWAL_REASONS, listed_reason
 from ...timestamps import human_time
+from ...values import echoed
 from .._fs import file_lock, fsync_dir, fsync_file, utc_iso, utc_now
 from .card import dataset_card
 from .compaction import (
@@ -70,7 +71,6 @@ from .schema import (
     METADATA_FIELDS,
     NOTHING_STORED,
     StoreError,
-    _short,
     case_features,
     shard_name,
     validate_metadata,
@@ -318,7 +318,7 @@ class CaseStore:
         """``given`` as ``WITHDRAWAL_REASONS`` spells it (any case and spacing); StoreError naming them."""
         listed = listed_reason(given)
         if listed is None:
-            raise StoreError(f"Unknown reason {_short(given)} for a withdrawal; choose one of: "
+            raise StoreError(f"Unknown reason {echoed(given)} for a withdrawal; choose one of: "
                              f"{'; '.join(WITHDRAWAL_REASONS)}.")
         return listed
 
@@ -370,8 +370,8 @@ class CaseStore:
             raise StoreError(f"{len(found)} cases have ids starting {text!r}: give more of the id.")
         if 0 < len(text) < CASE_ID_START and self._index.ids_starting(text):
             raise StoreError(f"Give at least the first {CASE_ID_START} characters of the case id, not "
-                             f"{_short(given)} (as the pickers show it).")
-        raise StoreError(f"No submitted case {_short(given)}.")
+                             f"{echoed(given)} (as the pickers show it).")
+        raise StoreError(f"No submitted case {echoed(given)}.")
 
     def compact(self, *, small: int = SMALL_SHARD_ROWS, largest: int = MERGED_SHARD_ROWS) -> dict[str, int]:
         """Merge the small shards into shards of up to ``largest`` cases (see :mod:`.compaction`):
@@ -531,7 +531,7 @@ class CaseStore:
         StoreError naming the labels."""
         known = {name.lower(): name for name in self.labels}
         if not isinstance(label, str) or label.strip().lower() not in known:
-            raise StoreError(f"Unknown label {_short(label)}; choose one of {', '.join(self.labels)}.")
+            raise StoreError(f"Unknown label {echoed(label)}; choose one of {', '.join(self.labels)}.")
         return known[label.strip().lower()]
 
     def _read(self, image: ImageInput) -> np.ndarray:

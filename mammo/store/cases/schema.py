@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 import datasets
-import numpy as np
 
 from ...errors import MammoError
+from ...values import echoed, whole_number, yes_or_no
 
 __all__ = [
     "ARROW_TYPES",
@@ -142,8 +142,6 @@ _IDENTIFIER_SHAPES = {
 
 NOTHING_STORED = "Nothing was stored: "  # how a refusal that stresses it starts (once)
 ARROW_TYPES = {str: "string", int: "int32", bool: "bool"}
-_TRUE = frozenset({"true", "yes", "1", "y"})
-_FALSE = frozenset({"false", "no", "0", "n"})
 
 
 def case_features(labels: Sequence[str]) -> datasets.Features:
@@ -160,11 +158,6 @@ def case_features(labels: Sequence[str]) -> datasets.Features:
     )
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _field_name(name: str, spec: MetadataField) -> str:
     """A field as the form shows it and the API names it: "Age in years ('age')"."""
     return f"{spec.short_label} ('{name}')"
@@ -174,24 +167,17 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
     """``value`` checked and normalised for ``spec``; StoreError with a plain reason otherwise."""
     field = _field_name(name, spec)
     if spec.kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise StoreError(f"{field} must be yes/no (true or false), got {_short(value)}.")
+        said = yes_or_no(value)
+        if said is None:
+            raise StoreError(f"{field} must be yes/no (true or false), got {echoed(value)}.")
+        return said
     if spec.kind is int:
-        if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
-            value = int(value.strip())
-        elif isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise StoreError(f"{field} must be a whole number, got {_short(value)}.")
-        value = int(value)
-        if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
-            raise StoreError(
-                f"{field} must be between {spec.min} and {spec.max}, got {value}."
-            )
-        return value
+        number = whole_number(value)
+        if number is None:
+            raise StoreError(f"{field} must be a whole number, got {echoed(value)}.")
+        if (spec.min is not None and number < spec.min) or (spec.max is not None and number > spec.max):
+            raise StoreError(f"{field} must be between {spec.min} and {spec.max}, got {echoed(number)}.")
+        return number
     if not isinstance(value, str):
         raise StoreError(f"{field} must be text, got {type(value).__name__}.")
     if spec.choices:
@@ -199,13 +185,15 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
         if choice not in spec.choices:
             raise StoreError(
                 f"{field} must be one of {', '.join(spec.choices)}, "
-                f"got {_short(value)}."
+                f"got {echoed(value)}."
             )
         return choice
     if spec.max_len is not None and len(value) > spec.max_len:
         raise StoreError(f"{field} is {len(value)} characters long; the limit is {spec.max_len}.")
-    if any(unicodedata.category(ch) == "Cc" and ch not in _CONTROL_OK for ch in value):
-        raise StoreError(f"{field} contains control characters; use plain text.")
+    # a lone surrogate (JSON's "\ud800") is no character: it cannot be written, and failed in the store
+    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in _CONTROL_OK for ch in value):
+        raise StoreError(f"{field} contains control characters or broken ones (an unpaired surrogate); "
+                         "use plain text.")
     shapes = [shape for shape, found in _IDENTIFIER_SHAPES.items() if spec.free_text and found.search(value)]
     if shapes:
         raise StoreError(f"{NOTHING_STORED}{field} seems to hold a patient identifier "

@@ -24,6 +24,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, snapshot
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
 
 from ...model_card import render_model_card
+from ...values import echoed
 from .._fs import utc_now
 from .._hub import HubError, HubUnavailable, check_reachable, ensure_repo, hub_errors
 from .base import MODEL_FILES, RENUMBER_ATTEMPTS, ModelRegistry, RegistryError, _version_files, version_number
@@ -199,7 +200,8 @@ class HubModelRegistry(ModelRegistry):
                     endpoint=self.api.endpoint,
                 )
             except RevisionNotFoundError as error:
-                raise RegistryError(f"No version {version!r} in the model repo {self.location}.") from error
+                raise RegistryError(f"No version {echoed(version)} in the model repo "
+                                    f"{self.location}.") from error
         return Path(folder)
 
     def _version_config(self, version: str) -> dict:
