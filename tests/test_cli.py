@@ -239,6 +239,9 @@ def test_store_listings_answer_without_torch(tmp_path: Path) -> None:
         listed = json.loads(done.stdout)
         if args[0] == "models":
             assert [row["version"] for row in listed] == PACKAGED
+            # each version's data without its films' hashes and fingerprints: 839 lines were listed
+            assert all(row["data"] and not {"image_sha256", "image_fingerprints"} & set(row["data"])
+                       for row in listed)
         else:
             assert listed["counts"] == {"normal": 0, "benign": 0, "malignant": 0}
 

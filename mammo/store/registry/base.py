@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ...errors import MammoError
 from ...model_card import render_model_card
+from ...values import echoed
 from .._fs import file_lock, fsync_dir, fsync_file, utc_now
 
 __all__ = ["MODEL_FILES", "RENUMBER_ATTEMPTS", "TMP_PREFIX", "ModelRegistry", "NewerVersion", "RegistryError",
@@ -116,9 +117,13 @@ def _summary(version: str, config: dict) -> dict:
         # with the malignant films' count: how many its review flag caught (the gate compares it)
         "metrics": {**{key: metrics.get(key) for key in keys}, **flag},
         "cv": cv and {key: cv.get(key) for key in (*keys, "n_folds")},  # its cross-validation, if any
-        "data": {k: v for k, v in (mammo.get("data") or {}).items() if k != "image_sha256"},
+        # without the films' hashes and fingerprints (a few thousand lines: read them from config.json)
+        "data": {k: v for k, v in (mammo.get("data") or {}).items() if k not in _FILM_RECORDS},
         "split": mammo.get("split"),
     }
+
+
+_FILM_RECORDS = ("image_sha256", "image_fingerprints")  # a version's films, one by one
 
 
 def _write_synced(path: Path, content: bytes) -> None:
@@ -334,7 +339,8 @@ class ModelRegistry(ABC):
             return f"v{max(numbers)}"
         if version_number(version) not in numbers:
             known = ", ".join(f"v{n}" for n in sorted(numbers)) or "none"
-            raise RegistryError(f"No version {version!r} in the model registry (its versions: {known}).")
+            raise RegistryError(f"No version {echoed(version)} in the model registry (its versions: "
+                                f"{known}).")
         return version
 
     def _lock(self, blocking: bool = True):
