@@ -41,7 +41,7 @@ from mammo.preprocess import fit_within
 from mammo.service import BASE_FILM_CASES, MammoService, PublishedNotServed, RetrainBusy, RetrainOptions
 from mammo.store import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS, MetadataField
-from mammo.values import echoed
+from mammo.values import echoed, whole_number
 
 log = logging.getLogger("mammo.app")
 EXAMPLES = sorted(p for p in (Path(__file__).parent / "examples").glob("*") if p.suffix.lower()
@@ -96,13 +96,15 @@ def text_only(box: gr.Textbox, name: str) -> gr.Textbox:
     return box
 
 
-def in_bounds(component: gr.Slider | gr.Number, name: str) -> gr.Slider | gr.Number:
+def in_bounds(component: gr.Slider | gr.Number, name: str, whole: bool = False) -> gr.Slider | gr.Number:
     """``component`` (a slider, or a number box) whose refusal of an API value out of its range, or of
     text, names the field and is logged as one line, as :func:`clear_errors` logs refusals (Gradio's
     says "Value 5 is greater than maximum value 1." and prints a traceback); a null (an API caller's,
-    or the box emptied while typing) is the component's default, not Gradio's TypeError. Set on the
-    instance, as :func:`text_only` is."""
+    or the box emptied while typing) is the component's default, not Gradio's TypeError. ``whole``: a
+    fraction is refused too (a number box of precision 0 rounded an image size of 96.9 to 97). Set on
+    the instance, as :func:`text_only` is."""
     check, default = component.preprocess, component.value
+    kind = "a whole number" if whole else "a number"
 
     def preprocess(payload):
         if payload is None or payload == "":
@@ -113,13 +115,15 @@ def in_bounds(component: gr.Slider | gr.Number, name: str) -> gr.Slider | gr.Num
             number = float(payload) if isinstance(payload, str) else payload  # "256" is 256
             if isinstance(number, float) and not math.isfinite(number):  # "nan" passed a slider's check
                 raise ValueError(number)
+            if whole and whole_number(number) is None:
+                raise ValueError(number)
             return check(number)
         except gr.Error as error:
             raise _refuse(f"{name} field", gr.Error(f"{name}: {error.message}")) from error
         except (TypeError, ValueError, OverflowError) as error:  # text that is not a number, or infinity
             bounded = component.minimum is not None and component.maximum is not None
-            wanted = f"a number from {component.minimum} to {component.maximum}" if bounded else "a number"
-            refusal = gr.Error(f"{name}: {wanted}, got {str(payload)[:40]!r}.")
+            wanted = f"{kind} from {component.minimum} to {component.maximum}" if bounded else kind
+            refusal = gr.Error(f"{name}: {wanted}, got {echoed(str(payload))}.")
             raise _refuse(f"{name} field", refusal) from error
 
     component.preprocess = preprocess
@@ -1385,10 +1389,10 @@ def build() -> gr.Blocks:
                 epochs = in_bounds(gr.Slider(*RetrainOptions.EPOCH_RANGE, value=RetrainOptions.epochs, step=1,
                                              label="Epochs",
                                              info="Of the served recipe's first stage; what else it runs is "
-                                                  "said below"), "Epochs")
+                                                  "said below"), "Epochs", whole=True)
                 image_size = in_bounds(gr.Number(value=0, precision=0,  # range checked by the service
                                                  label="Image size in pixels (0 keeps the current model's)"),
-                                       "Image size")
+                                       "Image size", whole=True)
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
             served = gr.Markdown()
             with gr.Row():

@@ -120,19 +120,22 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
     assert f"Epochs: Value {most + 1} is greater than maximum value {most}" in too_many, too_many
     table.append(f"| {most + 1} epochs (range 1-{most}) | refused: {too_many} |")
     worded = outcome(lambda: client.predict(1, "x", True, api_name="/retrain"))  # Gradio's TypeError
-    assert "Image size: a number, got 'x'." in worded, worded
+    assert "Image size: a whole number, got 'x'." in worded, worded
     endless = outcome(lambda: client.predict(1, "inf", True, api_name="/retrain"))  # an OverflowError
-    assert "Image size: a number, got 'inf'." in endless, endless
+    assert "Image size: a whole number, got 'inf'." in endless, endless
     not_a_count = outcome(lambda: client.predict("nan", 0, True, api_name="/retrain"))  # passed the slider
-    assert f"Epochs: a number from 1 to {most}, got 'nan'." in not_a_count, not_a_count
+    assert f"Epochs: a whole number from 1 to {most}, got 'nan'." in not_a_count, not_a_count
     table.append(f"| image size 'x' | refused: {worded} |")
     # a retrain is expensive: what is not a whole number or a yes/no is refused, not rounded or guessed
     # (2.5 epochs ran as 2; the text "false" started from the current model)
     fraction = outcome(lambda: client.predict(2.5, 0, True, api_name="/retrain"))
-    assert "The number of epochs must be a whole number, got 2.5." in fraction, fraction
+    assert f"Epochs: a whole number from 1 to {most}, got '2.5'." in fraction, fraction
+    rounded = outcome(lambda: client.predict(1, 96.9, True, api_name="/retrain"))  # the box rounded it to 97
+    assert "Image size: a whole number, got '96.9'." in rounded, rounded
     worded_no = outcome(lambda: client.predict(1, 0, "maybe", api_name="/retrain"))
     assert "must be true or false (yes or no), got 'maybe'." in worded_no, worded_no
-    table.append(f"| 2.5 epochs; 'maybe' to start from the current model | refused: {fraction} {worded_no} |")
+    table.append(f"| 2.5 epochs; image size 96.9; 'maybe' to start from the current model | refused: "
+                 f"{fraction} {rounded} {worded_no} |")
     yes = outcome(lambda: client.predict(handle_file(image), "Lesion map", True, api_name="/predict"))
     assert "Heat-map opacity: a number from 0 to 1, got 'True'." in yes, yes  # was taken as 1
     absurd = outcome(lambda: client.predict(handle_file(image), "x" * 100_000, api_name="/predict"))

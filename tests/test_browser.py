@@ -918,6 +918,15 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     new = versions.latest()
     assert new != latest
     served_row(new)
+    # v1 asked for again (a second click, another trainer): its weights are served, so refused at once
+    pick(page, "Version", latest)
+    pick(page, "Version", "v1")
+    visible(page.get_by_text("mammo mammogram classifier — v1")).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Serve this version again…", exact=True).click()
+    refused = f"v1's weights are already served ({new} is a copy of v1)"
+    page.get_by_text(refused).first.wait_for(timeout=30_000)
+    assert not page.get_by_role("button", name="Yes, serve it again").is_visible()
+    assert versions.latest() == new
 
 
 def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppProcess, tmp_path: Path) -> None:
