@@ -1171,10 +1171,10 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
     if not version:
         raise gr.Error("Pick the version to serve again.")
     can_train(_user(profile, token), SETTINGS).require()
-    served, broken = service.check_rollback(version)
     rows = {row["version"]: row for row in service.versions()}
     if version not in rows:
         raise gr.Error(f"There is no version {echoed(version)}.")
+    served, broken = service.check_rollback(version)
     if version == served:  # a newer version cannot be served: publishing the served one over it repairs
         return (gr.update(visible=True), f"Publish **{version}** again as the newest version? {broken}, so "
                 f"{version} is still served and every retrain is refused until a version that loads is the "

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from .errors import MammoError
+from .values import echoed
 
 __all__ = ["BulkError", "DOCUMENTS", "DOCUMENT_NAMES", "zip_cases"]
 
@@ -80,7 +81,7 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:
 
 def _member_error(member: zipfile.ZipInfo, why: str) -> BulkError:
     """A refusal naming the member to the user, not in the log (a file name can name a patient)."""
-    return BulkError(f"{member.filename!r} {why}",
+    return BulkError(f"{echoed(member.filename, limit=120)} {why}",
                      logged=f"a member of the zip {why.replace(member.filename, '(its name)')}")
 
 

@@ -128,8 +128,8 @@ def _cached(cache: ExportCache, key: str, model: nn.Module, batch: torch.Tensor,
                     type(error).__name__, str(error)[:200])
         backbone = None
     if backbone is not None and not backbone.difference <= TOLERANCE:
-        log.warning("A cached ONNX export answers otherwise than PyTorch (by %.2g); exporting anew",
-                    backbone.difference)
+        log.warning("A cached ONNX export answers otherwise than PyTorch (by %.2g of the largest feature); "
+                    "exporting anew", backbone.difference)
         backbone = None
     if backbone is None:
         cache.drop(key)

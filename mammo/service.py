@@ -63,6 +63,7 @@ from .store import (
 from .store._fs import file_lock
 from .store.cases import label_conflict_text, label_doubt
 from .store.gate import gives_every_film_one_score
+from .store.registry import version_number
 from .train import (
     FILM_STAGE,
     EpochLog,
@@ -79,6 +80,11 @@ __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "Pub
 Progress = Callable[[float, str], None]
 # a version report's records of the best of the served line, which a rollback's copy carries
 _LINE_RECORDS = ("gate_best", "gate_best_specificity", "gate_best_sensitivity")
+
+
+def _rollback_of(config: Mapping[str, Any]) -> Any:
+    """The version a rollback's copy copies (its config's ``mammo.report.rollback_of``), else None."""
+    return ((config.get("mammo") or {}).get("report") or {}).get("rollback_of")
 log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
@@ -1326,6 +1332,10 @@ class MammoService:
         """Serve an earlier version again, published as a new version (history stays append-only);
         ``replacing``: the version the trainer was shown as served (refused when another is by now)."""
         can_train(user, self.settings).require()
+        for name in (version, replacing):  # not a version's name: said at once, quoted short
+            if name is not None and not (isinstance(name, str) and version_number(name)):
+                raise RegistryError(f"No version {echoed(name)} in the model registry: versions are named "
+                                    "v1, v2, ...")
         if not self._retrain_lock.acquire(blocking=False):  # it may publish: refused now, not queued
             raise RetrainBusy(self._busy("it may publish a new version: serve an earlier one again when it "
                                          "has finished."))
@@ -1387,13 +1397,23 @@ class MammoService:
 
     def _weights_of(self, version: str) -> str:
         """The version whose weights ``version`` holds: itself, or the version its rollback copies
-        (through copies of copies)."""
+        (through copies of copies). A config that cannot be read (the Hub down, a damaged version)
+        ends the trail there: it refuses no rollback to other weights."""
         seen = {version}
-        while (copied := ((self.registry.config(version).get("mammo") or {}).get("report") or {})
-               .get("rollback_of")) and copied not in seen:
+        while isinstance(copied := _rollback_of(self._config_of(version)), str) and copied not in seen:
             seen.add(copied)
             version = copied
         return version
+
+    def _config_of(self, version: str) -> dict:
+        """``version``'s config: the served model's as loaded, another's from the registry ({} where
+        it cannot be read)."""
+        if version == self._predictor.version:
+            return self._predictor.config
+        try:
+            return self.registry.config(version)
+        except RegistryError:
+            return {}
 
     def close(self) -> None:
         self._closing.set()

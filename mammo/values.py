@@ -19,7 +19,7 @@ _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,30}")
 def whole_number(value: Any) -> int | None:
     """``value`` as an int where it is a whole number (an int, a float without a fraction, or the text
     of one); else None. A bool is not a number."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return None
     if isinstance(value, int | np.integer):
         return int(value)
@@ -33,8 +33,8 @@ def whole_number(value: Any) -> int | None:
 def yes_or_no(value: Any) -> bool | None:
     """``value`` as a bool where it says yes or no (a bool, 0 or 1, or yes/no/true/false/y/n/1/0 as
     text, any case); else None (text such as "maybe" is neither: ``bool("false")`` would be True)."""
-    if isinstance(value, bool):
-        return value
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
     if isinstance(value, int | np.integer) and value in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
@@ -44,5 +44,8 @@ def yes_or_no(value: Any) -> bool | None:
 
 def echoed(value: Any, limit: int = 40) -> str:
     """``value`` as a refusal quotes it (its repr), cut to ``limit`` characters."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # Python gives no repr of an int of over 4300 digits
+        return "a number of over 4300 digits"
     return text if len(text) <= limit else text[:limit - 3] + "..."

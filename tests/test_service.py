@@ -826,6 +826,10 @@ def test_a_rollback_to_the_weights_already_served_is_refused_as_a_retry_would_be
     with pytest.raises(RegistryError, match="already served"):
         service.rollback("v1")
     assert [v["version"] for v in service.versions()] == ["v1", "v2", "v3", "v4", "v5"]
+    # a config on the trail that cannot be read (the Hub down, a damaged version) ends the trail
+    # there: a rollback to other weights is not refused for it
+    (Path(service.registry.location) / "v3" / "config.json").write_text("{damaged")
+    assert service.check_rollback("v2")[0] == "v5" and service.rollback("v2") == "v6"
 
 
 def test_a_model_of_28_px_images_is_served_and_retrained(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..values import echoed
 from ._fs import utc_now, write_new_file
 from .cases import StoreError
 
@@ -80,4 +81,4 @@ class PendingPool:
     @staticmethod
     def _check(sha256: str) -> None:
         if not _SHA.fullmatch(sha256 or ""):
-            raise PendingError(f"{str(sha256)[:80]!r} is not a pending image id (a SHA-256).")
+            raise PendingError(f"{echoed(sha256)} is not a pending image id (a SHA-256).")

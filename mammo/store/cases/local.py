@@ -441,7 +441,7 @@ class CaseStore:
             name = self._index.shard_of(case_id)
             row = self._index.row(case_id)
         if name is None:
-            raise StoreError(f"No submitted case {str(case_id)[:80]!r}.")
+            raise StoreError(f"No submitted case {echoed(case_id)}.")
         if row is not None and row.label is None and not withdrawn_too:
             raise StoreError(f"Case {case_id} was withdrawn; its image is not shown.")
         try:
