@@ -389,11 +389,16 @@ OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === o
                         f"{json.dumps(OFFER_EXPLAINED)}")
 # a new result out of sight is brought into view: on a phone it lay 900 px below the Predict button,
 # under the gallery, and after a gallery pick on a desktop above the screen's top (a walk)
+# and the keyboard's place goes to it, so that a screen reader reads the verdict (nothing said that a
+# result had come: an accessibility walk), unless the visitor has moved on to another field
 SCROLL_TO_RESULT_JS = ("() => setTimeout(() => { const flag = document.getElementById('review-flag');"
                        " if (!flag || !flag.offsetParent) return;"
                        " const top = flag.getBoundingClientRect().top;"
                        " if (top < 0 || top > 0.7 * window.innerHeight)"
-                       " flag.scrollIntoView({behavior: 'smooth', block: 'start'}); }, 100)")
+                       " flag.scrollIntoView({behavior: 'smooth', block: 'start'});"
+                       " const now = document.activeElement;"
+                       " if (!now || now === document.body || now.closest('#predict-button, #real-films')) {"
+                       " flag.tabIndex = -1; flag.focus({preventScroll: true}); } }, 100)")
 # a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
 DESELECT_JS = "() => ({__type__: 'update', selected_index: null})"
@@ -426,6 +431,10 @@ FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps betwee
 # for downloading (it takes the file off the page), lets a long JSON string (a pixel hash) run past
 # its box's edge, and breaks a wrapped header mid-word
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
+            # a keyboard's place is seen on the sliders and the gallery's films (Gradio shows none on a
+            # slider and a 1 px dark ring round a dark film: an accessibility walk)
+            "input[type=range]:focus-visible, #real-films button:focus-visible, #review-flag:focus {\n"
+            "  outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }\n"
             "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
@@ -438,7 +447,7 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
             "@media (max-width: 640px) { .wide-table .table-container { overflow-x: auto !important; }\n"
             # and says so: a walk found columns off the screen's edge with nothing to tell they were there
-            "  .wide-table .header-row .label p::after { content: ' (swipe sideways for more columns)';\n"
+            "  .wide-table .header-row .label p::after { content: ' (scroll sideways for more columns)';\n"
             "    font-style: italic; }\n"
             "  .wide-table .table-container > .table-wrap { min-width: 960px; }\n"
             # the versions' twelve columns need more: at 960 px "version" read "versio" (a walk)
@@ -456,9 +465,29 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "    bottom: 2px; left: 2px; max-width: calc(100% - 4px); } }")
 
 
+# small text at 4.5:1 or more against white (WCAG AA; an accessibility walk measured Gradio's defaults):
+# its subdued grey (a field's info line, a slider's ends, "- or -": 1.9:1) as its labels' grey (4.8:1),
+# its orange (white on the primary buttons, 2.8:1; the selected tab) one shade darker (5.2:1), and its
+# red (white on the buttons that withdraw or serve an older version, 3.8:1) likewise (6.5:1)
+PAGE_THEME = gr.themes.Default().set(body_text_color_subdued="#71717a", color_accent="#c2410c",
+                                     button_primary_background_fill="#c2410c",
+                                     button_primary_background_fill_hover="#9a3412",
+                                     button_cancel_background_fill="#b91c1c",
+                                     button_cancel_background_fill_hover="#991b1b")
+
+
 def switch_js(on: bool) -> str:
-    """A browser-only step that turns its one output (a button) on or off."""
-    return f"() => [{{__type__: 'update', interactive: {'true' if on else 'false'}}}]"
+    """A browser-only step that turns its one output (a button) on or off. Switched off, a focused
+    button loses the keyboard's place to the page's top (the next Tab started there: an accessibility
+    walk); switched on, the button last pressed gets it back, unless the visitor has moved on."""
+    if not on:
+        return ("() => { window.mammoPressed = document.activeElement; "
+                "return [{__type__: 'update', interactive: false}]; }")
+    return ("() => { const pressed = window.mammoPressed; setTimeout(() => {"
+            " const now = document.activeElement;"
+            " if (pressed && pressed.isConnected && (!now || now === document.body)) pressed.focus();"
+            " }, 100);"
+            " return [{__type__: 'update', interactive: true}]; }")
 
 
 def pressed_once(button: gr.Button, fn, inputs, outputs, **options):
@@ -1361,7 +1390,7 @@ def build() -> gr.Blocks:
                               open=False):
                 queue_note = gr.Markdown()
                 queue_table = gr.Dataframe(headers=views.QUEUE_COLUMNS, interactive=False,
-                                           elem_classes="wide-table")
+                                           label="Images waiting for a label", elem_classes="wide-table")
                 with gr.Row():
                     with gr.Column():
                         queue_choice = gr.Dropdown([], value=None, label="Pending image", **CHECKED_HERE)
@@ -1823,4 +1852,5 @@ if __name__ == "__main__":
     # SIGTERM over (and exit without closing the web server first), and add a process the tests and
     # the memory figures never ran with
     demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True, ssr_mode=False,
-                css=PAGE_CSS, app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})
+                css=PAGE_CSS, theme=PAGE_THEME,
+                app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})
