@@ -1275,7 +1275,8 @@ def build() -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     image = mammogram_file(f"Mammogram ({SUPPORTED})")
-                    uploaded = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=320)
+                    uploaded = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=320,
+                                        alt_text="The uploaded image, in grey, as the model reads it")
                     method = gr.Dropdown(list(HEATMAP_METHODS), value=DEFAULT_METHOD, label="Heat-map method",
                                          **CHECKED_HERE)
                     opacity = in_bounds(gr.Slider(*OPACITY_RANGE, value=DEFAULT_OPACITY, step=0.05,
@@ -1311,8 +1312,11 @@ def build() -> gr.Blocks:
                         # and read at a glance that reads as the verdict; the review flag is the headline
                         probabilities = gr.Label(num_top_classes=3, show_heading=False,
                                                  label="Class probabilities (most likely class first)")
+                        # a screen reader read a bare "img" here (an accessibility walk)
                         overlay = gr.Image(label="Heat map over the image", type="numpy",
-                                           format=OVERLAY_FORMAT, interactive=False, height=640)
+                                           format=OVERLAY_FORMAT, interactive=False, height=640,
+                                           alt_text="The image with the heat map drawn over it: blue where "
+                                                    "the evidence is weak, red where it is strong")
                         score = gr.Markdown()
                         details = gr.JSON(label="details", visible=False)  # the API's, full precision
                         with gr.Accordion("Details", open=False):
@@ -1342,7 +1346,7 @@ def build() -> gr.Blocks:
                     use_predict = gr.Button("Use the image from Predict", size="sm")
                     # the clinician confirms a label for what they see (a DICOM or 16-bit PNG included)
                     case_preview = gr.Image(label="The image to be labelled", type="numpy", interactive=False,
-                                            height=320)
+                                            height=320, alt_text="The image to be labelled, as stored")
                     label = gr.Dropdown(service.labels, value=None, label="Confirmed label", **CHECKED_HERE)
                     with gr.Accordion("Optional metadata (empty fields are stored as empty)", open=False):
                         metadata = [metadata_input(f) for f in METADATA_FIELDS.values()]
@@ -1385,7 +1389,7 @@ def build() -> gr.Blocks:
                         fix_receipt = gr.JSON(label="correction receipt", visible=False)  # the API's answer
                         withdraw_receipt = gr.JSON(label="withdrawal receipt", visible=False)
                     fix_preview = gr.Image(label="The stored image", type="numpy", interactive=False,
-                                           height=320)
+                                           height=320, alt_text="The stored case's image")
             with gr.Accordion("Label next: images visitors offered for labelling, the most uncertain first",
                               open=False):
                 queue_note = gr.Markdown()
@@ -1400,7 +1404,7 @@ def build() -> gr.Blocks:
                         queue_remove = gr.Button("Remove it from the pool", variant="stop", size="sm")
                         queue_result = gr.Markdown()
                     queue_preview = gr.Image(label="The pending image", type="numpy", interactive=False,
-                                             height=320)
+                                             height=320, alt_text="The image offered for labelling")
             with gr.Accordion("Bulk upload", open=False):
                 bulk_files = gr.File(label="Images of one label, or a zip of <label>/<file> folders",
                                      file_count="multiple", type="filepath")

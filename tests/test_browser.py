@@ -218,6 +218,9 @@ def test_predict_then_submit_by_clicking(page, app: AppProcess, image: Path, tmp
     expect(report).to_be_visible()
     expect(hint).to_be_hidden()
     assert shot.overlay_size(page) == Image.open(image).size  # the heat map has the input's shape
+    # said in words to a screen reader (it read a bare "img")
+    alt = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img").first.get_attribute("alt")
+    assert alt.startswith("The image with the heat map drawn over it"), alt
     assert page.get_by_text("Your predictions this session").is_visible()
     # the session history row (added by a step after the result)
     expect(page.locator("table").filter(has_text=image.name)).to_have_count(1, timeout=30_000)
