@@ -476,6 +476,22 @@ PAGE_THEME = gr.themes.Default().set(body_text_color_subdued="#71717a", color_ac
                                      button_cancel_background_fill_hover="#991b1b")
 
 
+# run once when the page loads: the gallery's films are named by their captions to a screen reader
+# (Gradio names each "Thumbnail 1 of 8", over the caption: an accessibility walk), again whenever
+# Gradio draws them anew
+PAGE_JS = """() => {
+  const films = () => document.querySelectorAll('#real-films button.thumbnail-item');
+  const name = () => films().forEach((film, i, all) => {
+    const caption = film.querySelector('.caption-label');
+    const said = caption && `${caption.textContent.trim()} (film ${i + 1} of ${all.length})`;
+    if (said && film.getAttribute('aria-label') !== said) film.setAttribute('aria-label', said);
+  });
+  new MutationObserver(name).observe(document.body, {childList: true, subtree: true, attributes: true,
+                                                     attributeFilter: ['aria-label']});
+  name();
+}"""
+
+
 def switch_js(on: bool) -> str:
     """A browser-only step that turns its one output (a button) on or off. Switched off, a focused
     button loses the keyboard's place to the page's top (the next Tab started there: an accessibility
@@ -1856,5 +1872,5 @@ if __name__ == "__main__":
     # SIGTERM over (and exit without closing the web server first), and add a process the tests and
     # the memory figures never ran with
     demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True, ssr_mode=False,
-                css=PAGE_CSS, theme=PAGE_THEME,
+                css=PAGE_CSS, theme=PAGE_THEME, js=PAGE_JS,
                 app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})

@@ -252,6 +252,18 @@ CONTRAST_JS = """(element) => {
 }"""
 
 
+def test_the_gallery_films_are_named_by_their_captions(page) -> None:
+    """A screen reader read each film as "Thumbnail 1 of 8" (Gradio's name over its caption)."""
+    page.get_by_role("tab", name="Predict").click()
+    films = page.locator("#real-films button.thumbnail-item")
+    films.first.wait_for(timeout=30_000)
+    count = films.count()
+    for index in range(count):
+        caption = films.nth(index).locator(".caption-label").inner_text().strip()
+        assert films.nth(index).get_attribute("aria-label") == f"{caption} (film {index + 1} of {count})"
+    assert page.get_by_role("button", name="Malignant case, right MLO (film 8 of 8)").count() == 1
+
+
 def test_small_text_and_buttons_read_at_4_5_to_1(page) -> None:
     """An accessibility walk measured Gradio's defaults: a field's info line and a slider's ends at
     1.9:1, white on the orange buttons at 2.8:1 (WCAG AA asks 4.5:1 of small text)."""
