@@ -1178,7 +1178,7 @@ def version_files(version: str | None):
     if not version:
         raise gr.Error("Pick a version.")
     folder = service.registry.load(version)
-    card = ModelCard(service.registry.card(version)).text  # without the YAML front matter
+    card = views.card_on_the_page(ModelCard(service.registry.card(version)).text)  # without its YAML header
     files = [str(folder / name) for name in ("model.safetensors", "config.json", "README.md")]
     return files, card, gr.update(visible=False)
 

@@ -54,6 +54,7 @@ __all__ = [
     "HISTORY_COLUMNS",
     "versions_rows",
     "versions_label",
+    "card_on_the_page",
     "VERSION_COLUMNS",
     "VERSIONS_EXPLAINED",
     "counts_frame",
@@ -402,6 +403,20 @@ def flagged_text(metrics: Mapping[str, Any]) -> str:
 
 
 VERSIONS_SEEN_WHOLE = 4  # about as many rows as the table shows before it scrolls (a phone's)
+
+
+_HEADING = re.compile(r"#{1,5} ")
+
+
+def card_on_the_page(card: str) -> str:
+    """A model card as the Models tab shows it: each heading one level down, so that the page's own
+    title stays its only first-level heading (a screen reader's outline of the page had two), code
+    blocks as they are."""
+    lines, in_code = [], False
+    for line in card.splitlines():
+        in_code ^= line.startswith("```")
+        lines.append("#" + line if not in_code and _HEADING.match(line) else line)
+    return "\n".join(lines)
 
 
 def versions_label(count: int) -> str:

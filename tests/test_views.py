@@ -454,6 +454,17 @@ def test_the_versions_title_counts_them_and_says_when_the_table_scrolls(count: i
     assert views.versions_label(count) == label
 
 
+def test_a_card_on_the_page_has_its_headings_one_level_down() -> None:
+    """The page's title stays its only first-level heading; a code block's lines are left alone."""
+    from huggingface_hub import ModelCard
+
+    card = "# mammo — v3\n\ntext #1\n## Intended use\n```\n# not a heading\n```\n###### deepest"
+    assert views.card_on_the_page(card) == (
+        "## mammo — v3\n\ntext #1\n### Intended use\n```\n# not a heading\n```\n###### deepest")
+    shipped = views.card_on_the_page(ModelCard((PACKAGE_WEIGHTS / "v3" / "README.md").read_text()).text)
+    assert not re.search(r"^# ", shipped, re.MULTILINE) and re.search(r"^## mammo", shipped, re.MULTILINE)
+
+
 def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalModelRegistry,
                                                               v1_mammo: dict) -> None:
     rows = views.versions_rows(registry.versions(), served="v1")  # v2 published by another process
