@@ -206,14 +206,12 @@ def _recipe_section(mammo: dict) -> str | None:
     )
 
 
-def _reliability_text(bins: list) -> str:
-    """A text reliability diagram: predicted vs observed frequency per bin."""
-    lines = ["P(malignant) bin   films  mean predicted  observed", "-" * 52]
-    for row in bins:
-        bar = "#" * round(20 * row["observed"])
-        lines.append(f"{row['low']:.1f}-{row['high']:.1f}         {row['n']:>5}  "
-                     f"{row['mean_predicted']:>14.3f}  {row['observed']:>8.3f} {bar}")
-    return "```\n" + "\n".join(lines) + "\n```"
+def _reliability_table(bins: list) -> str:
+    """The reliability diagram's figures as a table: predicted vs observed frequency per bin (it was
+    drawn in ASCII art, which a screen reader reads out character by character)."""
+    return _table(("P(malignant) bin", "films", "mean predicted", "observed"),
+                  [(f"{row['low']:.1f}–{row['high']:.1f}", str(row["n"]), f"{row['mean_predicted']:.3f}",
+                    f"{row['observed']:.3f}") for row in bins])
 
 
 def _grouped_by(mammo: dict) -> str:
@@ -254,7 +252,7 @@ def _cv_section(mammo: dict) -> str | None:
         f"(10 equal-width bins). Method: {calibration.get('method', NOT_RECORDED)}.\n\n"
         "Reliability diagram (observed share of malignant films per bin of predicted P(malignant); "
         "a calibrated model has observed = predicted):\n\n"
-        + _reliability_text(cv.get("reliability") or []),
+        + _reliability_table(cv.get("reliability") or []),
     ]
     return "\n\n".join(parts)
 

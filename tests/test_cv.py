@@ -212,6 +212,10 @@ def test_train_cv_ships_the_out_of_fold_calibration(patch_v) -> None:
     card = (out / "README.md").read_text()
     assert "## Cross-validation (the estimate to quote)" in card and "Reliability diagram" in card
     assert "Recipe: lesion-aware, two stages" in card
+    # its figures as a table, not ASCII art (read out character by character)
+    first = mammo["cv"]["reliability"][0]
+    assert (f"| {first['low']:.1f}–{first['high']:.1f} | {first['n']} | {first['mean_predicted']:.3f} | "
+            f"{first['observed']:.3f} |") in card and "####" not in card
     # the estimate's rates are at thresholds fitted on the other folds; those at the threshold fitted on
     # these very predictions (90% sensitivity by construction) are said to be optimistic
     cv_section = card.split("## Cross-validation")[1].split("\n## ")[0]
