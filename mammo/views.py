@@ -262,6 +262,22 @@ def flag_headline(details: Mapping[str, Any]) -> str:
             f"review cut-off {percent(threshold)}")
 
 
+# the overlay's colour map (OpenCV's jet, mammo.explain.overlay) at a few of its values: (value, RGB);
+# the overlay is blended in as strongly as the value is, so the key's colours fade out towards 0
+HEATMAP_COLOURS = ((0.0, (0, 0, 128)), (0.125, (0, 0, 255)), (0.375, (0, 255, 255)), (0.625, (255, 255, 0)),
+                   (0.875, (255, 0, 0)), (1.0, (128, 0, 0)))
+
+
+def heatmap_colour_bar(low: str, high: str) -> str:
+    """The heat map's colours as a bar between two words, over a film's dark grey (inline HTML in a
+    Markdown line; the words beside it say the same for a screen reader)."""
+    stops = ", ".join(f"rgba({r}, {g}, {b}, {value:g}) {100 * value:g}%"
+                      for value, (r, g, b) in HEATMAP_COLOURS)
+    return (f'Key: {low} <span style="display: inline-block; width: 12em; height: 0.9em; '
+            f'vertical-align: middle; background: linear-gradient(to right, {stops}), #3a3a3a;"></span> '
+            f'{high}')
+
+
 def heatmap_key(details: Mapping[str, Any]) -> str:
     """What the heat map's colours mean for the method that drew it (empty when none was drawn)."""
     method = details.get("heatmap_method")
@@ -270,7 +286,8 @@ def heatmap_key(details: Mapping[str, Any]) -> str:
     if method == LESION_MAP:
         return (f"**Heat map ({method}):** the model's probability that a patch of tissue holds a lesion "
                 "(benign or malignant), on one scale for every film: blue low, red high, no colour where "
-                "it is near 0 or outside the breast. Colours can be compared between films.")
+                "it is near 0 or outside the breast. Colours can be compared between films.\n\n"
+                + heatmap_colour_bar("0", "1"))
     # EigenCAM draws the first principal component of the last feature map: no class enters it
     what = ("the strongest pattern of the network's last features (for no class in particular)"
             if method == "EigenCAM" else
@@ -283,7 +300,7 @@ def heatmap_key(details: Mapping[str, Any]) -> str:
     return (f"**Heat map ({method}):** {what}, scaled within this image: red marks this film's strongest "
             "region however weak it is, so colours cannot be compared between films or with the lesion "
             f"map. A model with a lesion map reads only the breast's patches, and its CAM is drawn only "
-            f"there.{hint}")
+            f"there.{hint}\n\n" + heatmap_colour_bar("weakest", "strongest in this film"))
 
 
 def uncertainty_text(details: Mapping[str, Any]) -> str:

@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import PACKAGED, SERVED
 
@@ -847,6 +848,18 @@ def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
     eigen = views.heatmap_key({"heatmap_method": "EigenCAM", "label": "normal"})
     assert "for no class in particular" in eigen and "normal" not in eigen
     assert views.heatmap_key({"heatmap_method": None}) == ""
+    # a colour bar beside the words: 0 to 1 on the lesion map's one scale, weakest to strongest for a CAM
+    assert lesion.endswith(views.heatmap_colour_bar("0", "1")) and "linear-gradient" in lesion
+    assert cam.endswith(views.heatmap_colour_bar("weakest", "strongest in this film"))
+
+
+def test_the_heat_map_keys_colours_are_the_overlays() -> None:
+    """The key's colours are the overlay's colour map (OpenCV's jet) at the values it names."""
+    import cv2
+
+    for value, colour in views.HEATMAP_COLOURS:
+        drawn = cv2.applyColorMap(np.uint8([[round(255 * value)]]), cv2.COLORMAP_JET)[0, 0][::-1]
+        assert np.abs(drawn.astype(int) - colour).max() <= 4, (value, drawn, colour)
 
 
 def test_an_offered_image_stored_as_a_base_films_case_says_a_retrain_leaves_it_out() -> None:
