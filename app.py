@@ -433,7 +433,8 @@ FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps betwee
 PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             # a keyboard's place is seen on the sliders and the gallery's films (Gradio shows none on a
             # slider and a 1 px dark ring round a dark film: an accessibility walk)
-            "input[type=range]:focus-visible, #real-films button:focus-visible, #review-flag:focus {\n"
+            "input[type=range]:focus-visible, #real-films button:focus-visible,\n"
+            "#review-flag:focus-visible {\n"
             "  outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }\n"
             "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
