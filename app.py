@@ -390,14 +390,15 @@ OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === o
 # a new result out of sight is brought into view: on a phone it lay 900 px below the Predict button,
 # under the gallery, and after a gallery pick on a desktop above the screen's top (a walk)
 # and the keyboard's place goes to it, so that a screen reader reads the verdict (nothing said that a
-# result had come: an accessibility walk), unless the visitor has moved on to another field
+# result had come: an accessibility walk), unless the visitor has moved on from what asked for it
+# (the Predict button or a gallery film, kept by PAGE_JS)
 SCROLL_TO_RESULT_JS = ("() => setTimeout(() => { const flag = document.getElementById('review-flag');"
                        " if (!flag || !flag.offsetParent) return;"
                        " const top = flag.getBoundingClientRect().top;"
                        " if (top < 0 || top > 0.7 * window.innerHeight)"
                        " flag.scrollIntoView({behavior: 'smooth', block: 'start'});"
                        " const now = document.activeElement;"
-                       " if (!now || now === document.body || now.closest('#predict-button, #real-films')) {"
+                       " if (!now || now === document.body || now === window.mammoAsked) {"
                        " flag.tabIndex = -1; flag.focus({preventScroll: true}); } }, 100)")
 # a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
@@ -436,6 +437,10 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             "input[type=range]:focus-visible, #real-films button:focus-visible,\n"
             "#review-flag:focus-visible {\n"
             "  outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }\n"
+            # (a lighter blue on the dark theme's near-black: 3:1 or more)
+            ".dark input[type=range]:focus-visible, .dark #real-films button:focus-visible,\n"
+            ".dark #review-flag:focus-visible { outline-color: #60a5fa !important; }\n"
+            ".dark { --color-accent: #f97316; }\n"
             "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
             ".download-only button[aria-label='Remove this file'] { display: none; }\n"
             ".json-node .value { overflow-wrap: anywhere; }\n"
@@ -470,17 +475,29 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
 # its subdued grey (a field's info line, a slider's ends, "- or -": 1.9:1) as its labels' grey (4.8:1),
 # its orange (white on the primary buttons, 2.8:1; the selected tab) one shade darker (5.2:1), and its
 # red (white on the buttons that withdraw or serve an older version, 3.8:1) likewise (6.5:1)
+# (in dark mode its buttons take the darker shades too, white on its orange being 3.6:1; its accent
+# keeps Gradio's orange, 6.8:1 on the near-black, in PAGE_CSS: the theme has one accent for both)
 PAGE_THEME = gr.themes.Default().set(body_text_color_subdued="#71717a", color_accent="#c2410c",
                                      button_primary_background_fill="#c2410c",
+                                     button_primary_background_fill_dark="#c2410c",
                                      button_primary_background_fill_hover="#9a3412",
+                                     button_primary_background_fill_hover_dark="#9a3412",
                                      button_cancel_background_fill="#b91c1c",
-                                     button_cancel_background_fill_hover="#991b1b")
+                                     button_cancel_background_fill_dark="#b91c1c",
+                                     button_cancel_background_fill_hover="#991b1b",
+                                     button_cancel_background_fill_hover_dark="#991b1b")
 
 
-# run once when the page loads: the gallery's films are named by their captions to a screen reader
-# (Gradio names each "Thumbnail 1 of 8", over the caption: an accessibility walk), again whenever
-# Gradio draws them anew
+# run once when the page loads: what a person clicked to ask for a prediction is kept (the verdict
+# takes the keyboard's place from it, see SCROLL_TO_RESULT_JS); the gallery's films are named by their
+# captions to a screen reader (Gradio names each "Thumbnail 1 of 8", over the caption: an
+# accessibility walk), again whenever Gradio draws them anew
 PAGE_JS = """() => {
+  document.addEventListener('click', (event) => {  // a person's click (or Enter) asking for a prediction
+    const on = event.isTrusted && event.target instanceof Element ? event.target : null;
+    const asked = on && on.closest('#predict-button, #real-films button');
+    if (asked) window.mammoAsked = asked;
+  }, true);
   const films = () => document.querySelectorAll('#real-films button.thumbnail-item');
   const name = () => films().forEach((film, i, all) => {
     const caption = film.querySelector('.caption-label');
@@ -493,24 +510,26 @@ PAGE_JS = """() => {
 }"""
 
 
-def switch_js(on: bool) -> str:
-    """A browser-only step that turns its one output (a button) on or off. Switched off, a focused
+def switch_js(button: gr.Button, on: bool) -> str:
+    """A browser-only step that turns ``button`` (its one output) on or off. Switched off, a focused
     button loses the keyboard's place to the page's top (the next Tab started there: an accessibility
-    walk); switched on, the button last pressed gets it back, unless the visitor has moved on."""
+    walk); switched on, it gets it back (without scrolling to it), unless the visitor has moved on.
+    Each button keeps its own (by its label): another button's end gives none to it."""
+    key = json.dumps(str(button.value))
     if not on:
-        return ("() => { window.mammoPressed = document.activeElement; "
-                "return [{__type__: 'update', interactive: false}]; }")
-    return ("() => { const pressed = window.mammoPressed; setTimeout(() => {"
-            " const now = document.activeElement;"
-            " if (pressed && pressed.isConnected && (!now || now === document.body)) pressed.focus();"
-            " }, 100);"
+        return ("() => { (window.mammoPressed = window.mammoPressed || {})"
+                f"[{key}] = document.activeElement; return [{{__type__: 'update', interactive: false}}]; }}")
+    return (f"() => {{ const kept = window.mammoPressed || {{}}; const pressed = kept[{key}];"
+            f" delete kept[{key}]; setTimeout(() => {{ const now = document.activeElement;"
+            " if (pressed && pressed.isConnected && (!now || now === document.body))"
+            " pressed.focus({preventScroll: true}); }, 100);"
             " return [{__type__: 'update', interactive: true}]; }")
 
 
 def pressed_once(button: gr.Button, fn, inputs, outputs, **options):
     """``fn`` run by a click on ``button``, which is off from the click (in the browser, at once): a
     double click runs it once. :func:`turn_on` turns it on again."""
-    return button.click(None, None, button, js=switch_js(on=False), api_visibility="private").then(
+    return button.click(None, None, button, js=switch_js(button, on=False), api_visibility="private").then(
         fn, inputs, outputs, **options)
 
 
@@ -518,7 +537,7 @@ def turn_on(button: gr.Button, *ended) -> None:
     """``button`` on again after each event of ``ended`` (a failed event's ``.then`` does not run:
     pass the step that handles its failure)."""
     for event in ended:
-        event.then(None, None, button, js=switch_js(on=True), api_visibility="private")
+        event.then(None, None, button, js=switch_js(button, on=True), api_visibility="private")
 
 
 def visibility_js(count: int, visible: bool) -> str:
@@ -1666,7 +1685,7 @@ def build() -> gr.Blocks:
         # a refused filled form's reason takes the receipt's place (submit_case_shown); a click on the
         # emptied form (a second click after the first stored its case) fails, and leaves the receipt
         turn_on(submit_button, emptied)
-        submitted.failure(None, None, submit_button, js=switch_js(on=True), **private)
+        submitted.failure(None, None, submit_button, js=switch_js(submit_button, on=True), **private)
         def amends(button: gr.Button, fn: Callable[..., dict], inputs: list, amended_receipt: gr.JSON,
                    said: Callable[..., tuple], shown: list, also_read: tuple = ()) -> None:
             """A click on ``button`` amends a stored case through ``fn`` (the API's endpoints are
@@ -1677,7 +1696,7 @@ def build() -> gr.Blocks:
             amended_said = amended.success(said, [amended_receipt, *also_read], shown, **CHAINED)
             cases_stored(amended_said)
             turn_on(button, amended_said)
-            amended.failure(None, None, button, js=switch_js(on=True), **private)
+            amended.failure(None, None, button, js=switch_js(button, on=True), **private)
 
         amends(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
                lambda receipt: (views.correction_text(receipt), None), [fix_text, fix_label])
@@ -1786,7 +1805,8 @@ def build() -> gr.Blocks:
         # a file changed while it was offered: its note is not left beside the next file
         offered.success(None, [image, offer_for, offer_note], offer_note, js=OFFER_OF_THE_FILE_JS, **private)
         turn_on(offer_button, offered.success(queue_views, queue_choice, queue_outputs, **CHAINED))
-        offered.failure(None, None, offer_button, js=switch_js(on=True), **private)  # said in the corner
+        # said in the corner
+        offered.failure(None, None, offer_button, js=switch_js(offer_button, on=True), **private)
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
         # a refusal (the image labelled or removed on another page, or stored already) is said in the
         # corner, not as an "Error" badge over the dropdowns (it blocked clicks on them), and the pool

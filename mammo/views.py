@@ -273,9 +273,9 @@ def heatmap_colour_bar(low: str, high: str) -> str:
     Markdown line; the words beside it say the same for a screen reader)."""
     stops = ", ".join(f"rgba({r}, {g}, {b}, {value:g}) {100 * value:g}%"
                       for value, (r, g, b) in HEATMAP_COLOURS)
-    return (f'Key: {low} <span style="display: inline-block; width: 12em; height: 0.9em; '
+    return (f'Key: {html.escape(low)} <span style="display: inline-block; width: 12em; height: 0.9em; '
             f'vertical-align: middle; background: linear-gradient(to right, {stops}), #3a3a3a;"></span> '
-            f'{high}')
+            f'{html.escape(high)}')
 
 
 def heatmap_key(details: Mapping[str, Any]) -> str:
@@ -422,17 +422,22 @@ def flagged_text(metrics: Mapping[str, Any]) -> str:
 VERSIONS_SEEN_WHOLE = 4  # about as many rows as the table shows before it scrolls (a phone's)
 
 
-_HEADING = re.compile(r"#{1,5} ")
+_HEADING = re.compile(r" {0,3}#{1,5}(?=[ \t]|$)")  # Markdown's ATX headings of levels 1 to 5
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 
 
 def card_on_the_page(card: str) -> str:
     """A model card as the Models tab shows it: each heading one level down, so that the page's own
     title stays its only first-level heading (a screen reader's outline of the page had two), code
-    blocks as they are."""
-    lines, in_code = [], False
+    blocks as they are (a fence is closed by one of its own kind, at least as long)."""
+    lines, fence = [], ""
     for line in card.splitlines():
-        in_code ^= line.startswith("```")
-        lines.append("#" + line if not in_code and _HEADING.match(line) else line)
+        found = _FENCE.match(line)
+        if found and (not fence or (found.group(1)[0] == fence[0] and len(found.group(1)) >= len(fence))):
+            fence = "" if fence else found.group(1)
+        elif not fence and _HEADING.match(line):
+            line = line.replace("#", "##", 1)
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -252,6 +252,22 @@ CONTRAST_JS = """(element) => {
 }"""
 
 
+def test_a_verdict_leaves_the_keyboard_where_the_visitor_went_meanwhile(fresh) -> None:
+    """A film picked with Enter, then Tab on to another before the result came: the keyboard's place
+    stayed there (it jumped to the verdict); a film picked and waited for: the verdict gets it."""
+    page = fresh
+    films = page.locator("#real-films button.thumbnail-item")
+    films.first.focus()
+    page.keyboard.press("Enter")
+    films.nth(2).focus()  # moved on
+    page.get_by_text("Malignancy score:").wait_for(timeout=60_000)
+    page.wait_for_timeout(1_000)  # the verdict's step runs 100 ms after the result
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')").endswith("(film 3 of 8)")
+    films.nth(1).focus()
+    page.keyboard.press("Enter")  # and waited for
+    page.wait_for_function("() => document.activeElement.id === 'review-flag'", timeout=60_000)
+
+
 def test_the_gallery_films_are_named_by_their_captions(page) -> None:
     """A screen reader read each film as "Thumbnail 1 of 8" (Gradio's name over its caption)."""
     page.get_by_role("tab", name="Predict").click()

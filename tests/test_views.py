@@ -462,6 +462,10 @@ def test_a_card_on_the_page_has_its_headings_one_level_down() -> None:
     card = "# mammo — v3\n\ntext #1\n## Intended use\n```\n# not a heading\n```\n###### deepest"
     assert views.card_on_the_page(card) == (
         "## mammo — v3\n\ntext #1\n### Intended use\n```\n# not a heading\n```\n###### deepest")
+    # other fences (a longer one holding a shorter, tildes), indented and bare headings, hashtags
+    card = "````\n```\n# code\n```\n````\n~~~\n# code\n~~~\n  # indented\n#\n#hashtag\n#\tTab"
+    assert views.card_on_the_page(card) == (
+        "````\n```\n# code\n```\n````\n~~~\n# code\n~~~\n  ## indented\n##\n#hashtag\n##\tTab")
     shipped = views.card_on_the_page(ModelCard((PACKAGE_WEIGHTS / "v3" / "README.md").read_text()).text)
     assert not re.search(r"^# ", shipped, re.MULTILINE) and re.search(r"^## mammo", shipped, re.MULTILINE)
 
