@@ -63,7 +63,7 @@ from .store import (
 from .store._fs import file_lock
 from .store.cases import label_conflict_text, label_doubt
 from .store.gate import gives_every_film_one_score
-from .store.registry import version_number
+from .store.registry import rollback_of, version_number
 from .train import (
     FILM_STAGE,
     EpochLog,
@@ -80,11 +80,6 @@ __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "Pub
 Progress = Callable[[float, str], None]
 # a version report's records of the best of the served line, which a rollback's copy carries
 _LINE_RECORDS = ("gate_best", "gate_best_specificity", "gate_best_sensitivity")
-
-
-def _rollback_of(config: Mapping[str, Any]) -> Any:
-    """The version a rollback's copy copies (its config's ``mammo.report.rollback_of``), else None."""
-    return ((config.get("mammo") or {}).get("report") or {}).get("rollback_of")
 log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
@@ -1400,7 +1395,7 @@ class MammoService:
         (through copies of copies). A config that cannot be read (the Hub down, a damaged version)
         ends the trail there: it refuses no rollback to other weights."""
         seen = {version}
-        while isinstance(copied := _rollback_of(self._config_of(version)), str) and copied not in seen:
+        while isinstance(copied := rollback_of(self._config_of(version)), str) and copied not in seen:
             seen.add(copied)
             version = copied
         return version

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from ... import config as mammo_config
 from .._hub import hub_api
-from .base import MODEL_FILES, ModelRegistry, NewerVersion, RegistryError, is_newer, version_number
+from .base import (
+    MODEL_FILES,
+    ModelRegistry,
+    NewerVersion,
+    RegistryError,
+    is_newer,
+    rollback_of,
+    version_number,
+)
 from .hub import HubModelRegistry
 from .local import LocalModelRegistry
 
@@ -23,6 +31,7 @@ __all__ = [
     "HubModelRegistry",
     "open_registry",
     "packaged_versions",
+    "rollback_of",
     "version_number",
 ]
 

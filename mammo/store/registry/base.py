@@ -24,7 +24,7 @@ from ...values import echoed
 from .._fs import file_lock, fsync_dir, fsync_file, utc_now
 
 __all__ = ["MODEL_FILES", "RENUMBER_ATTEMPTS", "TMP_PREFIX", "ModelRegistry", "NewerVersion", "RegistryError",
-           "is_newer", "version_number"]
+           "is_newer", "rollback_of", "version_number"]
 
 MODEL_FILES = ("model.safetensors", "config.json", "README.md")
 _VERSION = re.compile(r"v([1-9]\d*)")
@@ -96,6 +96,14 @@ def _version_files(config: dict, version: str, parent: str | None, report: dict 
     }
 
 
+_FILM_RECORDS = ("image_sha256", "image_fingerprints")  # a version's films, one by one
+
+
+def rollback_of(config: dict) -> object:
+    """The version a rollback's copy copies (its config's ``mammo.report.rollback_of``), else None."""
+    return ((config.get("mammo") or {}).get("report") or {}).get("rollback_of")
+
+
 def _summary(version: str, config: dict) -> dict:
     """One row of :meth:`ModelRegistry.versions`."""
     mammo = config.get("mammo") or {}
@@ -113,7 +121,7 @@ def _summary(version: str, config: dict) -> dict:
         "created_at": mammo.get("created_at"),
         "published_at": mammo.get("published_at"),
         "parent": mammo.get("parent"),
-        "rollback_of": (mammo.get("report") or {}).get("rollback_of"),  # a copy of this version, served again
+        "rollback_of": rollback_of(config),  # a copy of this version, served again
         # with the malignant films' count: how many its review flag caught (the gate compares it)
         "metrics": {**{key: metrics.get(key) for key in keys}, **flag},
         "cv": cv and {key: cv.get(key) for key in (*keys, "n_folds")},  # its cross-validation, if any
@@ -121,9 +129,6 @@ def _summary(version: str, config: dict) -> dict:
         "data": {k: v for k, v in (mammo.get("data") or {}).items() if k not in _FILM_RECORDS},
         "split": mammo.get("split"),
     }
-
-
-_FILM_RECORDS = ("image_sha256", "image_fingerprints")  # a version's films, one by one
 
 
 def _write_synced(path: Path, content: bytes) -> None:
