@@ -6,12 +6,9 @@ API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retra
 
 import asyncio
 import atexit
-import functools
 import inspect
 import json
 import logging
-import math
-import os
 import signal
 import tempfile
 import threading
@@ -21,12 +18,10 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import pandas as pd
 import torch
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from gradio.utils import get_upload_folder
-from gradio_client import handle_file
 from huggingface_hub import ModelCard
 
 from mammo import analytics, views
@@ -40,22 +35,53 @@ from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
 from mammo.service import BASE_FILM_CASES, MammoService, PublishedNotServed, RetrainBusy, RetrainOptions
 from mammo.store import HubUnavailable
-from mammo.store.cases import METADATA_FIELDS, MetadataField
-from mammo.values import echoed, whole_number
+from mammo.store.cases import METADATA_FIELDS
+from mammo.ui.browser_steps import (
+    CLAMP_OPACITY_JS,
+    CLICK_PREDICT_JS,
+    CLICK_PREDICT_PICKED_JS,
+    DESELECT_JS,
+    NO_FILE_HINT_JS,
+    OFFER_OF_THE_FILE_JS,
+    OPACITY_RANGE,
+    REDRAW_CLAMPED_JS,
+    SAME_FILE_JS,
+    SCROLL_TO_RESULT_JS,
+    hide_js,
+    on_again_if_failed,
+    pressed_once,
+    turn_on,
+    visibility_js,
+)
+from mammo.ui.charts import (
+    CHAINED,
+    PLOT_MIN_WIDTH,
+    SOURCE_COLOURS,
+    auc_plot,
+    counted_room,
+    give_room,
+    loss_plot,
+    losses_shown,
+    recolour,
+    shown_if_any,
+)
+from mammo.ui.errors import CLEAR_ERRORS, clear_errors, refusal, refusal_text
+from mammo.ui.gallery import PHANTOMS, REAL_FILMS, film_caption
+from mammo.ui.inputs import CHECKED_HERE, download_box, empty_value, in_bounds, mammogram_file, metadata_input
+from mammo.ui.look import (
+    COMPARISON_LAYOUT,
+    CONFUSION_COUNTS,
+    FEW_FILMS_A_BIN,
+    HEATMAP_FILE_EXPLAINED,
+    OFFER_EXPLAINED,
+    PAGE_CSS,
+    PAGE_JS,
+    PAGE_THEME,
+)
+from mammo.values import echoed
 
 log = logging.getLogger("mammo.app")
-EXAMPLES = sorted(p for p in (Path(__file__).parent / "examples").glob("*") if p.suffix.lower()
-                  in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"})
-REAL_FILMS = [p for p in EXAMPLES if p.name.startswith("cbis_ddsm_")]  # examples/README.md
-PHANTOMS = [p for p in EXAMPLES if p.name.startswith("phantom_")]
-# errors whose message is for the visitor (everything else is a bug: logged with its traceback)
-CLEAR_ERRORS = (gr.Error, MammoError)
 
-# Dropdowns whose values mammo checks itself: a wrong value from an API caller gets mammo's message
-# and one log line (Gradio's own check prints a traceback for every refusal)
-CHECKED_HERE = {"allow_custom_value": True}
-OFFER_EXPLAINED = ("Offering is up to you: the image is then kept (re-encoded, without file name or DICOM "
-                   "tags) until a clinician labels it or removes it; nothing trains on it before.")
 
 torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (docs/architecture.md)
 SETTINGS = settings()
@@ -63,128 +89,24 @@ service = MammoService(SETTINGS)
 token_users = TokenUsers(SETTINGS)  # API callers' tokens -> Hub user names (whoami, cached)
 
 
-def _api_example() -> str:
-    """The image the API page's examples upload: a gallery film (on a Space, its Hub URL)."""
-    name = next((p.name for p in [*REAL_FILMS, *EXAMPLES] if p.suffix == ".png"), "phantom_mass.png")
-    space = os.environ.get("SPACE_ID")
-    return (f"https://huggingface.co/spaces/{space}/resolve/main/examples/{name}" if space
-            else f"examples/{name}")
 
 
-def with_api_example(component: gr.components.Component, payload, value=None):
-    """``component`` with the example the API page shows (Gradio's own is a sample PDF for a file,
-    "Hello!!" for a text box). Set on the instance: a Component subclass makes Gradio write a .pyi
-    file beside this module at import."""
-    component.example_payload = lambda: payload
-    component.example_value = lambda: payload if value is None else value
-    return component
 
 
-def text_only(box: gr.Textbox, name: str) -> gr.Textbox:
-    """``box`` (the field ``name``) refusing an API value that is not text: Gradio's text box would
-    pass on a dict or a number as its repr, and the case would be stored with that as its notes. Set on
-    the instance, as :func:`with_api_example` is."""
-    as_text = box.preprocess
-
-    def preprocess(payload):
-        if payload is not None and not isinstance(payload, str):
-            raise _refuse(f"{name} field", gr.Error(f"Nothing was stored: {name} must be text, got "
-                                                    f"{type(payload).__name__}."))
-        return as_text(payload)
-
-    box.preprocess = preprocess
-    return box
 
 
-def in_bounds(component: gr.Slider | gr.Number, name: str, whole: bool = False) -> gr.Slider | gr.Number:
-    """``component`` (a slider, or a number box) whose refusal of an API value out of its range, or of
-    text, names the field and is logged as one line, as :func:`clear_errors` logs refusals (Gradio's
-    says "Value 5 is greater than maximum value 1." and prints a traceback); a null (an API caller's,
-    or the box emptied while typing) is the component's default, not Gradio's TypeError. ``whole``: a
-    fraction is refused too (a number box of precision 0 rounded an image size of 96.9 to 97). Set on
-    the instance, as :func:`text_only` is."""
-    check, default = component.preprocess, component.value
-    kind = "a whole number" if whole else "a number"
-
-    def preprocess(payload):
-        if payload is None or payload == "":
-            return default
-        try:
-            if isinstance(payload, bool):  # true is no number (it was taken as 1)
-                raise TypeError(payload)
-            number = float(payload) if isinstance(payload, str) else payload  # "256" is 256
-            if isinstance(number, float) and not math.isfinite(number):  # "nan" passed a slider's check
-                raise ValueError(number)
-            if whole and whole_number(number) is None:
-                raise ValueError(number)
-            return check(number)
-        except gr.Error as error:
-            raise _refuse(f"{name} field", gr.Error(f"{name}: {error.message}")) from error
-        except (TypeError, ValueError, OverflowError) as error:  # text that is not a number, or infinity
-            bounded = component.minimum is not None and component.maximum is not None
-            wanted = f"{kind} from {component.minimum} to {component.maximum}" if bounded else kind
-            refusal = gr.Error(f"{name}: {wanted}, got {echoed(str(payload))}.")
-            raise _refuse(f"{name} field", refusal) from error
-
-    component.preprocess = preprocess
-    return component
 
 
-def download_box(label: str, **options) -> gr.File:
-    """A box of files to download (not to change): without Gradio's × on each file (see PAGE_CSS)."""
-    return gr.File(label=label, interactive=False, elem_classes=["download-only"], **options)
 
 
-def mammogram_file(label: str) -> gr.File:
-    """A file input for a mammogram whose API example uploads a gallery image."""
-    return with_api_example(gr.File(label=label, type="filepath"), handle_file(_api_example()),
-                            _api_example())
 
 
-def _refuse(name: str, error: BaseException) -> gr.Error:
-    """An expected refusal: one log line (without the visitor's file names), the message to the
-    visitor, no traceback."""
-    message = _said(error)
-    log.warning("%s refused: %s", name, getattr(error, "logged", message))
-    return gr.Error(message, print_exception=False)
 
 
-def _said(error: BaseException) -> str:
-    """What an expected refusal says to the visitor."""
-    return error.message if isinstance(error, gr.Error) else str(error)
 
 
-def _unexpected(name: str, error: BaseException) -> gr.Error:
-    log.exception("unexpected error in %s", name)  # the traceback, for the maintainer
-    return gr.Error(f"Unexpected error ({type(error).__name__}); it has been logged for the "
-                    "maintainers.", print_exception=False)
 
 
-def clear_errors(fn):
-    """Every failure reaches the visitor as a gr.Error with a clear message; the app keeps serving.
-    Expected refusals are logged as one line, anything else with its traceback."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def streaming(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except CLEAR_ERRORS as error:
-                raise _refuse(fn.__name__, error) from error
-            except Exception as error:
-                raise _unexpected(fn.__name__, error) from error
-
-        return streaming
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CLEAR_ERRORS as error:
-            raise _refuse(fn.__name__, error) from error
-        except Exception as error:
-            raise _unexpected(fn.__name__, error) from error
-
-    return wrapper
 
 
 def _user(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None, *,
@@ -222,97 +144,24 @@ def _utc_stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
 
-REFERENCE_COLOUR = "#888888"  # the diagonal of perfect calibration: grey, the same in every tab
-# categories with one colour in every tab and chart: the classes, and where training images come from
-# (Vega's "tableau10" colours)
-MEANING_COLOURS = {"normal": "#54a24b", "benign": "#4c78a8", "malignant": "#e45756",
-                   "base": "#bab0ac", "cases": "#f58518", BASE_FILM_CASES: "#9d755d"}
-SOURCE_COLOURS = {name: MEANING_COLOURS[name] for name in ("base", "cases", BASE_FILM_CASES)}
-# any other category (models, estimates, loss series), in order of appearance: none of those colours
-OTHER_COLOURS = ("#b279a2", "#72b7b2", "#ff9da6", "#eeca3b", "#393b79", "#8c6d31")
 
 
-def colour_map(plot: dict | None, column: str):
-    """A colour for each category of the ``column`` of the value a plot shows. Gradio's plots keep the
-    categories of the value they were first drawn with (new data with other ones is not drawn, and
-    the old legend stays) until their colour map changes; sent with the new value, the redraw uses
-    the old value, so this is a second step, after the value (see ``recolour``)."""
-    values = plot_column(plot, column)
-    if values is None:
-        return gr.skip()
-    names = list(dict.fromkeys(values))
-    colours = {views.PERFECT_CALIBRATION: REFERENCE_COLOUR}
-    colours |= {name: MEANING_COLOURS[name] for name in names if name in MEANING_COLOURS}
-    others = [name for name in names if name not in colours]  # in order of appearance
-    colours |= {name: OTHER_COLOURS[i % len(OTHER_COLOURS)] for i, name in enumerate(others)}
-    return gr.update(color_map={name: colours[name] for name in names})
 
 
-def plot_column(plot: dict | None, column: str) -> list | None:
-    """A column of a plot's value as the browser has it (a plot as an event's input); None when the
-    plot holds no such column."""
-    if not plot or column not in plot["columns"]:
-        return None
-    index = plot["columns"].index(column)
-    return [row[index] for row in plot["data"]]
 
 
-# A step chained after an event, triggered again while it still runs (a second prediction, a second
-# submission, a second value for a plot): Gradio's default ("once") drops the new run, which left the
-# earlier file's history or the earlier counts on the page; "always_last" runs the latest once the
-# first ends.
-CHAINED = dict(api_visibility="private", trigger_mode="always_last")
 
 
-def recolour(event, plots: dict) -> None:
-    """After ``event`` gave ``plots`` (plot -> its colour column) new values: their colour maps."""
-    for plot, column in plots.items():
-        event.then(functools.partial(colour_map, column=column), plot, plot, **CHAINED)
 
 
-def epoch_room(plot: dict | None, headroom: bool = False):
-    """Half an epoch of room at each end of a per-epoch plot's x axis (Gradio's axis runs from the
-    first point to the last, cutting both in half) and, with ``headroom``, room above its highest
-    value (a loss axis ends at it, cutting that point in half). A second step, after the value
-    (``give_room``): limits sent with a new value are drawn over the old value."""
-    epochs = plot_column(plot, "epoch")
-    if not epochs:
-        return gr.skip()
-    room = {"x_lim": [min(epochs) - 0.5, max(epochs) + 0.5]}
-    values = [v for v in plot_column(plot, "value") or [] if v is not None]
-    if headroom and values:
-        room["y_lim"] = [0, 1.08 * max(max(values), 1e-6)]
-    return gr.update(**room)
 
 
-COUNT_AXIS_TOP = 5  # a count axis reaches at least this: Vega's ~5 ticks then fall on whole numbers
 
 
-def count_room(plot: dict | None, x: str, y: str):
-    """A count plot's axis from 0 to its tallest stack (the ``y`` counts summed per ``x``), at least
-    :data:`COUNT_AXIS_TOP` (a lower top gives ticks at halves: "0.5 predictions"; with no count yet,
-    Vega draws a lone "0.000000"). A second step, after the value, as :func:`epoch_room` is."""
-    keys, counts = plot_column(plot, x), plot_column(plot, y)
-    if keys is None or counts is None:
-        return gr.skip()
-    stacks: dict[str, float] = {}
-    for key, count in zip(keys, counts, strict=True):
-        stacks[key] = stacks.get(key, 0) + (count or 0)
-    return gr.update(y_lim=[0, max([COUNT_AXIS_TOP, *stacks.values()])])
 
 
-def counted_room(event, plots: dict) -> None:
-    """After ``event`` gave count ``plots`` (plot -> its x and y columns) new values: their axes
-    (:func:`count_room`)."""
-    for plot, (x, y) in plots.items():
-        event.then(functools.partial(count_room, x=x, y=y), plot, plot, **CHAINED)
 
 
-def give_room(event, losses, aucs) -> None:
-    """After ``event`` gave a loss plot and an AUC plot new values: their axes (:func:`epoch_room`;
-    the AUC axis keeps its 0-1 scale)."""
-    event.then(functools.partial(epoch_room, headroom=True), losses, losses, **CHAINED)
-    event.then(epoch_room, aucs, aucs, **CHAINED)
 
 
 def _need_file(path: str | None, named: bool = False) -> str:
@@ -365,189 +214,22 @@ def predict_shown(image: str | None, method: str, opacity: float, shown_for: str
     return result_views(again or _prediction(image, method, opacity, profile, token), image)
 
 
-# Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
-# score, details), report and full-size heat map are hidden at once, in the browser (a server call to
-# clear them could land after the new file's prediction and wipe it; and Gradio 6.31 does not apply an
-# empty value sent from the browser). A result is shown only beside the file it is for: each result
-# event also returns that file's path into a hidden box, and a browser step shows the result only
-# while that file is still in the upload box, so a result that comes after its file was replaced
-# stays hidden. (Cancelling it cannot do this: Gradio 6.31 sends a request's /cancel without its event
-# id while the request has only just been sent, and the server refuses it.)
-SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && file.path === resultFile})"
-# what the full-size heat map's file holds, beside its button (a walk found a bare grey PNG unreadable)
-HEATMAP_FILE_EXPLAINED = (
-    "A 16-bit greyscale PNG at the uploaded file's own size, lined up pixel for pixel with it: the "
-    "overlay's map without the film or colours, value / 65535 = the map's 0-1. *Lesion map*: each "
-    "position's patch P(lesion) (1 - P(normal tissue), uncalibrated: not the film's malignancy score); "
-    "Grad-CAM and the other methods: relative, 1 = the strongest evidence in this film. In Python: "
-    "`numpy.asarray(PIL.Image.open(path)) / 65535`.")
-# the hint hidden while the Predict box holds a file (its actions are shown by the preview's step, for a
-# file that can be read)
-NO_FILE_HINT_JS = "(file) => ({__type__: 'update', visible: !file})"
-# the offer's note, put back to its explanation when the file it was made for is no longer the one shown
-OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
-                        f"{json.dumps(OFFER_EXPLAINED)}")
-# a new result out of sight is brought into view: on a phone it lay 900 px below the Predict button,
-# under the gallery, and after a gallery pick on a desktop above the screen's top (a walk)
-# and the keyboard's place goes to it, so that a screen reader reads the verdict (nothing said that a
-# result had come: an accessibility walk), unless the visitor has moved on from what asked for it
-# (the Predict button or a gallery film, kept by PAGE_JS)
-SCROLL_TO_RESULT_JS = ("() => setTimeout(() => { const flag = document.getElementById('review-flag');"
-                       " if (!flag || !flag.offsetParent) return;"
-                       " const top = flag.getBoundingClientRect().top;"
-                       " if (top < 0 || top > 0.7 * window.innerHeight)"
-                       " flag.scrollIntoView({behavior: 'smooth', block: 'start'});"
-                       " const now = document.activeElement;"
-                       " if (!now || now === document.body || now === window.mammoAsked) {"
-                       " flag.tabIndex = -1; flag.focus({preventScroll: true}); } }, 100)")
-# a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
-CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
-DESELECT_JS = "() => ({__type__: 'update', selected_index: null})"
-CLICK_PREDICT_PICKED_JS = "(picked) => { if (picked) document.getElementById('predict-button').click(); }"
-# an opacity typed out of range in the slider's box is taken as the nearest end, as a slider does, in
-# the box and in the redraw that the typing starts; a box emptied while typing is left as it is
-OPACITY_RANGE = (0, 1)
-CLAMP_OPACITY = (f"(opacity === null || opacity === '' || isNaN(Number(opacity))) ? opacity : "
-                 f"Math.min({OPACITY_RANGE[1]}, Math.max({OPACITY_RANGE[0]}, Number(opacity)))")
-CLAMP_OPACITY_JS = f"(opacity) => {CLAMP_OPACITY}"
-REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY}]"
 
 
-# the served-vs-candidate tables and the confusion matrices wrap in columns of a set share: unwrapped,
-# on a phone the metric's name filled the screen and the figures lay off its edge, and a matrix's
-# "true" column scrolled away from its counts (walks). They hold a dozen rows at most, all shown: at
-# Gradio's 500 px a phone's wrapped rows hid sensitivity, specificity and ECE in an inner scroll (a walk)
-COMPARISON_LAYOUT = {"wrap": True, "column_widths": ["25%", "25%", "25%", "25%"],
-                     "elem_classes": "comparison", "max_height": 2000}
-# a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
-# (Gradio's 160 px default put two 170 px plots side by side there, their legends cut)
-PLOT_MIN_WIDTH = 320
-# beside each confusion matrix: it counts the most likely class, which the review flag is not
-CONFUSION_COUNTS = ("rows: the confirmed label; columns: the most likely class, not the review flag, which "
-                    "compares the malignancy score with its cut-off")
-# under each reliability plot: a point's bin may hold one or two films
-FEW_FILMS_A_BIN = "Hover a point for its films: a bin of one or two jumps between 0 and 1."
-# Gradio 6.31 gives a gallery a fixed 450 px grid even with height="auto" (blank space under two rows)
-# and cuts its captions to one line ("Malignant ca..."), puts a × on each file of a box that is only
-# for downloading (it takes the file off the page), lets a long JSON string (a pixel hash) run past
-# its box's edge, and breaks a wrapped header mid-word
-PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
-            # a keyboard's place is seen on the sliders and the gallery's films (Gradio shows none on a
-            # slider and a 1 px dark ring round a dark film: an accessibility walk)
-            "input[type=range]:focus-visible, #real-films button:focus-visible,\n"
-            "#review-flag:focus-visible {\n"
-            "  outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }\n"
-            # (a lighter blue on the dark theme's near-black: 3:1 or more)
-            ".dark input[type=range]:focus-visible, .dark #real-films button:focus-visible,\n"
-            ".dark #review-flag:focus-visible { outline-color: #60a5fa !important; }\n"
-            ".dark { --color-accent: #f97316; }\n"
-            "#real-films .caption-label { white-space: normal; max-width: 90%; }\n"
-            ".download-only button[aria-label='Remove this file'] { display: none; }\n"
-            ".json-node .value { overflow-wrap: anywhere; }\n"
-            # (and the session's history: beside a case's long file name "model" read "mode / l")
-            "#versions th, #versions th *, #history th, #history th * { word-break: normal;\n"
-            "  overflow-wrap: normal; }\n"
-            # (Gradio sets a Markdown's min width to 0, whatever min_width says): on a phone the retrain's
-            # status line goes under the button, which it had squeezed to a sliver beside a narrow column
-            f"#retrain-status {{ min-width: min({PLOT_MIN_WIDTH}px, 100%) !important; }}\n"
-            # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
-            "@media (max-width: 640px) { .wide-table .table-container { overflow-x: auto !important; }\n"
-            # and says so: a walk found columns off the screen's edge with nothing to tell they were there
-            "  .wide-table .header-row .label p::after { content: ' (scroll sideways for more columns)';\n"
-            "    font-style: italic; }\n"
-            "  .wide-table .table-container > .table-wrap { min-width: 960px; }\n"
-            # the versions' twelve columns need more: at 960 px "version" read "versio" (a walk)
-            "  #versions .table-container > .table-wrap { min-width: 1400px; }\n"
-            # the served-vs-candidate tables fit the screen in smaller type, words broken only where one
-            # is longer than its column ("curren t" was)
-            "  .comparison .table-wrap * { font-size: 12px !important; word-break: normal !important;\n"
-            "    overflow-wrap: anywhere; }\n"
-            "  .comparison .cell-wrap { padding-left: 4px !important; padding-right: 4px !important; }\n"
-            # and the gallery's four columns of at least 100 px ran past the screen's edge, hiding two films
-            "  #real-films .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important;\n"
-            "    grid-template-rows: none !important; grid-auto-rows: auto !important; }\n"
-            # and each film's caption, over a quarter-width thumbnail, hid most of it: smaller
-            "  #real-films .caption-label { font-size: 9px; line-height: 1.15; padding: 1px 3px;\n"
-            "    bottom: 2px; left: 2px; max-width: calc(100% - 4px); } }")
 
 
-# small text at 4.5:1 or more against white (WCAG AA; an accessibility walk measured Gradio's defaults):
-# its subdued grey (a field's info line, a slider's ends, "- or -": 1.9:1) as its labels' grey (4.8:1),
-# its orange (white on the primary buttons, 2.8:1; the selected tab) one shade darker (5.2:1), and its
-# red (white on the buttons that withdraw or serve an older version, 3.8:1) likewise (6.5:1)
-# (in dark mode its buttons take the darker shades too, white on its orange being 3.6:1; its accent
-# keeps Gradio's orange, 6.8:1 on the near-black, in PAGE_CSS: the theme has one accent for both)
-PAGE_THEME = gr.themes.Default().set(body_text_color_subdued="#71717a", color_accent="#c2410c",
-                                     button_primary_background_fill="#c2410c",
-                                     button_primary_background_fill_dark="#c2410c",
-                                     button_primary_background_fill_hover="#9a3412",
-                                     button_primary_background_fill_hover_dark="#9a3412",
-                                     button_cancel_background_fill="#b91c1c",
-                                     button_cancel_background_fill_dark="#b91c1c",
-                                     button_cancel_background_fill_hover="#991b1b",
-                                     button_cancel_background_fill_hover_dark="#991b1b")
 
 
-# run once when the page loads: what a person clicked to ask for a prediction is kept (the verdict
-# takes the keyboard's place from it, see SCROLL_TO_RESULT_JS); the gallery's films are named by their
-# captions to a screen reader (Gradio names each "Thumbnail 1 of 8", over the caption: an
-# accessibility walk), again whenever Gradio draws them anew
-PAGE_JS = """() => {
-  document.addEventListener('click', (event) => {  // a person's click (or Enter) asking for a prediction
-    const on = event.isTrusted && event.target instanceof Element ? event.target : null;
-    const asked = on && on.closest('#predict-button, #real-films button');
-    if (asked) window.mammoAsked = asked;
-  }, true);
-  const films = () => document.querySelectorAll('#real-films button.thumbnail-item');
-  const name = () => films().forEach((film, i, all) => {
-    const caption = film.querySelector('.caption-label');
-    const said = caption && `${caption.textContent.trim()} (film ${i + 1} of ${all.length})`;
-    if (said && film.getAttribute('aria-label') !== said) film.setAttribute('aria-label', said);
-  });
-  new MutationObserver(name).observe(document.body, {childList: true, subtree: true, attributes: true,
-                                                     attributeFilter: ['aria-label']});
-  name();
-}"""
 
 
-def switch_js(button: gr.Button, on: bool) -> str:
-    """A browser-only step that turns ``button`` (its one output) on or off. Switched off, a focused
-    button loses the keyboard's place to the page's top (the next Tab started there: an accessibility
-    walk); switched on, it gets it back (without scrolling to it), unless the visitor has moved on.
-    Each button keeps its own (by its label): another button's end gives none to it."""
-    key = json.dumps(str(button.value))
-    if not on:
-        return ("() => { (window.mammoPressed = window.mammoPressed || {})"
-                f"[{key}] = document.activeElement; return [{{__type__: 'update', interactive: false}}]; }}")
-    return (f"() => {{ const kept = window.mammoPressed || {{}}; const pressed = kept[{key}];"
-            f" delete kept[{key}]; setTimeout(() => {{ const now = document.activeElement;"
-            " if (pressed && pressed.isConnected && (!now || now === document.body))"
-            " pressed.focus({preventScroll: true}); }, 100);"
-            " return [{__type__: 'update', interactive: true}]; }")
 
 
-def pressed_once(button: gr.Button, fn, inputs, outputs, **options):
-    """``fn`` run by a click on ``button``, which is off from the click (in the browser, at once): a
-    double click runs it once. :func:`turn_on` turns it on again."""
-    return button.click(None, None, button, js=switch_js(button, on=False), api_visibility="private").then(
-        fn, inputs, outputs, **options)
 
 
-def turn_on(button: gr.Button, *ended) -> None:
-    """``button`` on again after each event of ``ended`` (a failed event's ``.then`` does not run:
-    pass the step that handles its failure)."""
-    for event in ended:
-        event.then(None, None, button, js=switch_js(button, on=True), api_visibility="private")
 
 
-def visibility_js(count: int, visible: bool) -> str:
-    """A browser-only step that shows (or hides) its ``count`` outputs."""
-    return f"() => Array({count}).fill({{__type__: 'update', visible: {str(visible).lower()}}})"
 
 
-def hide_js(count: int) -> str:
-    """A browser-only step that hides its ``count`` outputs."""
-    return visibility_js(count, visible=False)
 
 
 def _preview_or_why(image: str) -> tuple[np.ndarray | None, str | None]:
@@ -556,7 +238,7 @@ def _preview_or_why(image: str) -> tuple[np.ndarray | None, str | None]:
     try:
         return _shown(service.load(image).grey), None
     except CLEAR_ERRORS as error:
-        return None, _refuse("preview", error).message
+        return None, refusal("preview", error).message
 
 
 @clear_errors
@@ -575,12 +257,17 @@ def preview(image: str | None):
 def predict_preview(image: str | None):
     """The Predict tab's preview, and for a file that cannot be read, why, on the page beside it (not
     only in a toast that goes: a walk found the tab then showing nothing but the Offer button), with
-    the file's actions (Offer) hidden: the preview, the message, the actions."""
+    the file's actions (Offer) hidden: the preview, the message, the actions, and the Offer button with
+    its note, or why an image has nothing to label (a stored case, a film the model learnt from: a walk
+    offered a stored case, to be refused only then) in their place."""
     if not image:
-        return None, gr.update(value="", visible=False), gr.update(visible=False)
+        return None, gr.update(value="", visible=False), gr.update(visible=False), *(gr.skip(),) * 3
     picture, why = _preview_or_why(image)
     said = views.unreadable_text(why) if why else ""
-    return picture, gr.update(value=said, visible=bool(why)), gr.update(visible=not why)
+    not_to_label = None if why else service.offer_refusal(image)
+    offerable = gr.update(visible=not not_to_label)
+    return (picture, gr.update(value=said, visible=bool(why)), gr.update(visible=not why), offerable,
+            offerable, gr.update(value=not_to_label or "", visible=bool(not_to_label)))
 
 
 def _shown(grey: np.ndarray) -> np.ndarray:
@@ -645,14 +332,7 @@ def offer(image: str | None, profile: gr.OAuthProfile | None = None,
     """Offer an uploaded image for labelling (your explicit consent): it is kept, re-encoded without
     file name or DICOM tags, in the "label next" pool until a clinician labels it as a case or
     removes it; nothing trains on it before. Returns what was kept."""
-    entry = service.offer_for_labelling(_need_file(image), user=_user(profile, token))
-    if entry["already_offered"]:
-        return (f"This image is already waiting for a label as `{entry['id'][:12]}` (offered "
-                f"{entry['offered_at'][:16].replace('T', ' ')} UTC): nothing more to do.")
-    spread = entry.get("uncertainty")
-    measured = f"uncertainty {spread:.1f} points" if spread is not None else "no uncertainty measured"
-    return (f"Offered for labelling as `{entry['id'][:12]}` ({measured}). Thank you: a clinician can now "
-            "label it in the Submit case tab.")
+    return views.offer_text(service.offer_for_labelling(_need_file(image), user=_user(profile, token)))
 
 
 def offer_shown(image: str | None, profile: gr.OAuthProfile | None = None,
@@ -677,11 +357,9 @@ def queue_views(picked: str | None = None, profile: gr.OAuthProfile | None = Non
         entries = service.pending_images(user=_user(profile, token))
     except AccessDenied as denied:
         return [], gr.update(choices=[], value=None), str(denied)
-    choices = [(f"{e['id'][:12]} (uncertainty {e.get('uncertainty') or 0:.1f})", e["id"]) for e in entries]
-    note = (f"{len(entries)} image{'s' if len(entries) > 1 else ''} waiting for a label." if entries
-            else "No image is waiting for a label.")
     kept = picked if picked in {e["id"] for e in entries} else None
-    return views.queue_rows(entries), gr.update(choices=choices, value=kept), note
+    return (views.queue_rows(entries), gr.update(choices=views.queue_choices(entries), value=kept),
+            views.queue_note(entries))
 
 
 @clear_errors
@@ -720,12 +398,6 @@ def predict_image(path: str | None):
     return path
 
 
-def film_caption(path: Path) -> str:
-    """'cbis_ddsm_malignant_rcc.png' -> 'Malignant case, right CC' (the gallery's label names the
-    data set: the caption's first word is what tells the films apart)."""
-    _, _, case, view = path.stem.split("_")
-    side = {"r": "right", "l": "left"}[view[0]]
-    return f"{case.capitalize()} case, {side} {view[1:].upper()}"
 
 
 def pick_film(selected: gr.SelectData) -> str:
@@ -759,8 +431,7 @@ def add_history(image: str | None, result_file: str | None, details: dict, histo
 
 def recent_cases():
     """The 20 latest cases (id, label now, day) for the two case pickers: Predict's and the correction's."""
-    choices = [(f"{c['case_id'][:8]} ({c['label']}, {c['submitted_at'][:10]})", c["case_id"])
-               for c in service.cases.recent(20)]
+    choices = views.case_choices(service.cases.recent(20))
     return gr.update(choices=choices), gr.update(choices=choices)
 
 
@@ -798,25 +469,8 @@ if list(inspect.signature(submit_case).parameters)[2:-2] != list(METADATA_FIELDS
     raise RuntimeError("submit_case's metadata parameters must follow METADATA_FIELDS")
 
 
-def metadata_input(field: MetadataField) -> gr.components.Component:
-    """The form widget of one metadata field; every one starts empty."""
-    if field.kind is bool:  # not a check box: "no" and "not recorded" are different answers
-        return gr.Dropdown(["yes", "no"], value=None, label=field.label, **CHECKED_HERE)
-    if field.choices:
-        return gr.Dropdown(list(field.choices), value=None, label=field.label, **CHECKED_HERE)
-    if field.names:
-        choices = [(f"{field.min + i}: {name}", field.min + i) for i, name in enumerate(field.names)]
-        return gr.Dropdown(choices, value=None, label=field.label, **CHECKED_HERE)
-    if field.kind is int:  # a text box: gr.Number sends 0 for an untouched field
-        return with_api_example(gr.Textbox(value="", label=field.label,
-                                           placeholder=f"{field.min}-{field.max}, or leave empty"),
-                                str((field.min + field.max) // 2))
-    return text_only(gr.Textbox(value="", label=field.label, lines=2), field.short_label)
 
 
-def _empty(field: MetadataField):
-    """The value of :func:`metadata_input`'s widget when nothing is entered."""
-    return None if field.kind is bool or field.choices or field.names else ""
 
 
 def submit_case_shown(*args, **kwargs) -> dict:
@@ -846,7 +500,7 @@ def after_submit(receipt: dict):
     if "refused" in receipt:
         return (views.refused_text(receipt["refused"]), *(gr.skip() for _ in range(2 + len(METADATA_FIELDS))))
     return (views.receipt_text(receipt, METADATA_FIELDS), None, None,
-            *(_empty(f) for f in METADATA_FIELDS.values()))
+            *(empty_value(f) for f in METADATA_FIELDS.values()))
 
 
 @clear_errors
@@ -918,10 +572,7 @@ def ask_withdrawal(case_id: str | None, reason: str | None, profile: gr.OAuthPro
     label = service.cases.case_label(case)
     if label is None:
         raise gr.Error(f"Case {case} was withdrawn already.")
-    return gr.update(visible=True), (
-        f"Withdraw case `{case}` (labelled {label}) because: {listed}? From then on it is left out of the "
-        "counts, the case lists and every retrain, for good: **a withdrawal cannot be undone here.**"), \
-        [case, listed]
+    return gr.update(visible=True), views.withdrawal_question(case, label, listed), [case, listed]
 
 
 @clear_errors
@@ -953,7 +604,7 @@ def stored_case_preview(case_id: str | None, profile: gr.OAuthProfile | None = N
         can_submit(_user(profile, token), SETTINGS).require()  # cases are visible to those who may add them
         return _shown(read_image(service.case_png(service.cases.resolve_case(case_id))))
     except CLEAR_ERRORS as error:
-        gr.Warning(_refuse("case preview", error).message, duration=15)
+        gr.Warning(refusal("case preview", error).message, duration=15)
         return None
 
 
@@ -1006,7 +657,7 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
     except CLEAR_ERRORS as error:  # said on the status line too, where it stays (a toast goes)
         if not isinstance(error, RetrainBusy):  # the running retrain's line says it already
             published = isinstance(error, PublishedNotServed)
-            yield views.retrain_failed_text(None, _said(error), published=published), gr.skip()
+            yield views.retrain_failed_text(None, refusal_text(error), published=published), gr.skip()
         raise
 
 
@@ -1054,18 +705,6 @@ def retrain_failed(shown: str | None):
     return views.retrain_failed_text(shown), gr.update(interactive=True)
 
 
-def losses_shown(frame, aucs):
-    """The loss plot, titled for what it holds (``aucs``: the validation AUC plot's value); its x axis
-    comes in a second step (:func:`give_room`)."""
-    return gr.update(value=frame, label=views.loss_plot_title(frame, aucs))
-
-
-def gate_text(summary: dict) -> str:
-    """The gate's exact reason (it names the films it evaluated on) and where a rejected candidate is
-    kept."""
-    kept = summary.get("rejected_id")
-    return f"Gate: {views.gate_reason_text(summary['reason'])}." + (
-        f" The candidate is kept as `{kept}`." if kept else "")
 
 
 def retrain_views(summary: dict | None):
@@ -1073,7 +712,7 @@ def retrain_views(summary: dict | None):
         return (gr.skip(),) * 9
     current, candidate = summary["current_metrics"], summary["candidate_metrics"]
     named = {f"served {summary['current_version']}": current, "candidate": candidate}
-    reason = gate_text(summary)
+    reason = views.gate_text(summary)
     history = summary["history"]
     losses, aucs = views.curves_frame(history), views.curves_frame(history, views.AUC_CURVE)
     return (gr.update(visible=True), views.verdict_text(summary, service.predictor.version), reason,
@@ -1098,8 +737,8 @@ def rejected_report(rejected_id: str | None):
     try:
         summary = service.rejected_summary(rejected_id)
     except MammoError as error:
-        raise _refuse("rejected candidate", error) from error
-    return (f"{views.verdict_text(summary, service.predictor.version)}\n\n{gate_text(summary)}",
+        raise refusal("rejected candidate", error) from error
+    return (f"{views.verdict_text(summary, service.predictor.version)}\n\n{views.gate_text(summary)}",
             views.comparison_frame(summary["current_metrics"], summary["candidate_metrics"],
                                    summary.get("baseline_metrics")),
             views.rounded(summary))
@@ -1137,13 +776,10 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
     """The Analytics tab: what the caller may see of the prediction log, the cases and versions."""
     user = _user(profile, token)
     records = service.prediction_records(user)
-    scope = ("every visitor's predictions (you may retrain here)" if can_train(user, SETTINGS).allowed
-             else f"your own predictions ({user})" if user else
-             "nothing: sign in with Hugging Face to see your own predictions (trainers see everyone's)")
     low = analytics.low_confidence(records)
     growth = analytics.case_growth(service.cases.recent(10**9))
     aucs = analytics.version_metrics(service.versions())
-    note = [f"Showing {scope}. No image, file name or DICOM tag is ever logged.",
+    note = [analytics.scope_text(user, can_train(user, SETTINGS).allowed),
             analytics.latency_text(records), analytics.low_confidence_text(records, low),
             analytics.nothing_yet_text(growth, aucs)]
     return (" ".join(filter(None, note)),
@@ -1152,10 +788,6 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
             analytics.history_frame(service.own_predictions(user) if user else [], readable=True))
 
 
-def shown_if_any(frame: pd.DataFrame) -> dict:
-    """A plot's new value, hidden while it has no row (the validation AUC plot of a run without
-    validation films; an Analytics plot with nothing yet, which the tab's note names)."""
-    return gr.update(value=frame, visible=len(frame) > 0)
 
 
 @clear_errors
@@ -1241,9 +873,7 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
         raise gr.Error(f"There is no version {echoed(version)}.")
     served, broken = service.check_rollback(version)
     if version == served:  # a newer version cannot be served: publishing the served one over it repairs
-        return (gr.update(visible=True), f"Publish **{version}** again as the newest version? {broken}, so "
-                f"{version} is still served and every retrain is refused until a version that loads is the "
-                "newest. It is published as a new version (the history is kept).", served)
+        return gr.update(visible=True), views.republish_question(version, broken), served
     return gr.update(visible=True), views.rollback_question(version, served, rows), served
 
 
@@ -1289,15 +919,8 @@ def health_route() -> JSONResponse:
     return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
 
-def loss_plot() -> gr.ScatterPlot:
-    return gr.ScatterPlot(x="epoch", y="value", color="series", y_title="loss",
-                          label="Loss per epoch", min_width=PLOT_MIN_WIDTH)
 
 
-def auc_plot() -> gr.ScatterPlot:
-    return gr.ScatterPlot(x="epoch", y="value", color="series", y_lim=[0, 1], y_title="AUC",
-                          min_width=PLOT_MIN_WIDTH,
-                          label="Validation AUC per epoch (malignant vs rest: the early-stopping score)")
 
 
 def build() -> gr.Blocks:
@@ -1369,6 +992,7 @@ def build() -> gr.Blocks:
                     with gr.Column(visible=False) as film_actions:  # shown once a file is uploaded
                         offer_button = gr.Button("Offer this image for labelling", size="sm")
                         offer_note = gr.Markdown(OFFER_EXPLAINED, label="offered")
+                        nothing_to_label = gr.Markdown(visible=False, elem_id="nothing-to-label")
             history_state = gr.State([])
             history = gr.Dataframe(headers=views.HISTORY_COLUMNS, label="Your predictions this session",
                                    interactive=False, wrap=True,  # a note's words stay whole
@@ -1638,7 +1262,8 @@ def build() -> gr.Blocks:
             shown_beside_its_file(redrawn, film_results, results_for)
         of_the_file = [film_results, report_download, heatmap_download, unreadable, film_actions]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
-        image.change(predict_preview, image, [uploaded, unreadable, film_actions], **private)
+        previewed = [uploaded, unreadable, film_actions, offer_button, offer_note, nothing_to_label]
+        image.change(predict_preview, image, previewed, **private)
         image.change(None, image, no_file, js=NO_FILE_HINT_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could
@@ -1685,7 +1310,8 @@ def build() -> gr.Blocks:
         # a refused filled form's reason takes the receipt's place (submit_case_shown); a click on the
         # emptied form (a second click after the first stored its case) fails, and leaves the receipt
         turn_on(submit_button, emptied)
-        submitted.failure(None, None, submit_button, js=switch_js(submit_button, on=True), **private)
+        on_again_if_failed(submit_button, submitted)
+
         def amends(button: gr.Button, fn: Callable[..., dict], inputs: list, amended_receipt: gr.JSON,
                    said: Callable[..., tuple], shown: list, also_read: tuple = ()) -> None:
             """A click on ``button`` amends a stored case through ``fn`` (the API's endpoints are
@@ -1696,7 +1322,7 @@ def build() -> gr.Blocks:
             amended_said = amended.success(said, [amended_receipt, *also_read], shown, **CHAINED)
             cases_stored(amended_said)
             turn_on(button, amended_said)
-            amended.failure(None, None, button, js=switch_js(button, on=True), **private)
+            on_again_if_failed(button, amended)
 
         amends(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
                lambda receipt: (views.correction_text(receipt), None), [fix_text, fix_label])
@@ -1805,8 +1431,7 @@ def build() -> gr.Blocks:
         # a file changed while it was offered: its note is not left beside the next file
         offered.success(None, [image, offer_for, offer_note], offer_note, js=OFFER_OF_THE_FILE_JS, **private)
         turn_on(offer_button, offered.success(queue_views, queue_choice, queue_outputs, **CHAINED))
-        # said in the corner
-        offered.failure(None, None, offer_button, js=switch_js(offer_button, on=True), **private)
+        on_again_if_failed(offer_button, offered)  # said in the corner
         queue_choice.change(pending_preview, queue_choice, queue_preview, **private)
         # a refusal (the image labelled or removed on another page, or stored already) is said in the
         # corner, not as an "Error" badge over the dropdowns (it blocked clicks on them), and the pool

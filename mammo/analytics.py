@@ -14,8 +14,8 @@ from .timestamps import utc_moment
 from .views import auc_and_ci
 
 __all__ = ["NEAR_CUT_OFF", "predictions_per_day", "class_mix", "score_histogram", "low_confidence",
-           "low_confidence_text", "latency_text", "case_growth", "VERSION_METRICS_COLUMNS", "version_metrics",
-           "nothing_yet_text", "HISTORY_COLUMNS", "HISTORY_HEADERS", "history_frame"]
+           "low_confidence_text", "scope_text", "latency_text", "case_growth", "VERSION_METRICS_COLUMNS",
+           "version_metrics", "nothing_yet_text", "HISTORY_COLUMNS", "HISTORY_HEADERS", "history_frame"]
 
 NEAR_CUT_OFF = 5.0  # points of the 0-100 score: a prediction this close to the cut-off is uncertain
 HISTORY_COLUMNS = ["at", "model_version", "label", "malignancy_score", "threshold", "above_threshold",
@@ -78,6 +78,14 @@ def low_confidence_text(records: Sequence[Mapping[str, Any]], low: pd.DataFrame)
         return "The one prediction is in the low-confidence table."
     verb = "is" if len(low) == 1 else "are"
     return f"{len(low)} of the {n} predictions {verb} in the low-confidence table."
+
+
+def scope_text(user: str | None, sees_everyone: bool) -> str:
+    """Whose predictions the tab shows, and that no image is logged."""
+    scope = ("every visitor's predictions (you may retrain here)" if sees_everyone
+             else f"your own predictions ({user})" if user else
+             "nothing: sign in with Hugging Face to see your own predictions (trainers see everyone's)")
+    return f"Showing {scope}. No image, file name or DICOM tag is ever logged."
 
 
 def _one(value: float | None) -> str:

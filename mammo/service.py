@@ -859,14 +859,10 @@ class MammoService:
         # prediction shown to anyone (a redraw, report or full-size map of a drawn one is not logged)
         prediction = next(iter(drawn.values()), None) or self._stored(
             self._predictor.predict_many([self.load(image)], method=None)[0])
-        stored = self.cases.case_with_pixels(prediction.image_sha256)
-        if stored and self.cases.case_label(stored) is None:
-            raise StoreError(f"This image was case {stored}, since withdrawn: it is not taken again.")
-        if stored:
-            raise StoreError(f"This image is already case {stored} (labelled): there is nothing to label.")
-        if prediction.in_training_data:
-            raise StoreError(f"This image is one of the films model {prediction.model_version} learnt from: "
-                             "it is labelled in that model's training data, so there is nothing to label.")
+        refused = self._not_to_label(prediction.image_sha256, prediction.in_training_data,
+                                     prediction.model_version)
+        if refused:
+            raise StoreError(refused)
         grey, coloured = decode_image(image, max_bytes=self.settings.max_upload_bytes,
                                       min_side=self._predictor.min_side)
         colour = colour_doubt(coloured)
@@ -880,6 +876,25 @@ class MammoService:
         if new:
             self.audit.record("offered for labelling", user, pending_id=entry["id"])
         return {**entry, "already_offered": not new}
+
+    def offer_refusal(self, image: str | os.PathLike) -> str | None:
+        """Why an uploaded image would not be taken for labelling, known before any offer: it is a
+        stored case (or was, since withdrawn), or one of the films the served model learnt from; None
+        when nothing says so yet (an offer may still be refused, a colour photograph for one)."""
+        loaded, served = self.load(image), self._predictor
+        return self._not_to_label(loaded.sha256, served.learnt_from(loaded.identity), served.version)
+
+    def _not_to_label(self, sha256: str, learnt: bool | None, version: str) -> str | None:
+        """Why the image of these pixels has nothing to label, if it has nothing."""
+        stored = self.cases.case_with_pixels(sha256)
+        if stored and self.cases.case_label(stored) is None:
+            return f"This image was case {stored}, since withdrawn: it is not taken again."
+        if stored:
+            return f"This image is already case {stored} (labelled): there is nothing to label."
+        if learnt:
+            return (f"This image is one of the films model {version} learnt from: it is labelled in that "
+                    "model's training data, so there is nothing to label.")
+        return None
 
     def pending_images(self, user: str | None = None) -> list[dict]:
         """The "label next" pool, the most uncertain first (for those who may submit cases). An image

@@ -44,6 +44,13 @@ __all__ = [
     "no_interval",
     "version_estimate",
     "rollback_question",
+    "republish_question",
+    "gate_text",
+    "queue_choices",
+    "queue_note",
+    "offer_text",
+    "case_choices",
+    "withdrawal_question",
     "uncertainty_text",
     "audit_rows",
     "gate_reason_text",
@@ -142,6 +149,14 @@ def gate_reason_text(reason: str) -> str:
     metric in words."""
     return _GATE_METRIC.sub(
         lambda found: f"{found[1]} {_GATE_AUCS.get(found[2], found[2].replace('_', ' '))}", reason)
+
+
+def gate_text(summary: Mapping[str, Any]) -> str:
+    """The gate's exact reason (it names the films it evaluated on) and where a rejected candidate is
+    kept."""
+    kept = summary.get("rejected_id")
+    return f"Gate: {gate_reason_text(summary['reason'])}." + (
+        f" The candidate is kept as `{kept}`." if kept else "")
 
 
 # a model that gives every film the same malignancy score ranks nothing: its AUC has no meaning, its
@@ -326,6 +341,30 @@ def queue_rows(entries: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     return [[rank, human_time(e.get("offered_at")), _fmt(e.get("uncertainty"), 1),
              percent(e.get("malignancy_score")), e.get("label"), e.get("model_version"), e["id"][:12]]
             for rank, e in enumerate(entries, 1)]
+
+
+def queue_choices(entries: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The label-next pool's picker: each image by its id's start and its uncertainty, in the pool's
+    order."""
+    return [(f"{e['id'][:12]} (uncertainty {e.get('uncertainty') or 0:.1f})", e["id"]) for e in entries]
+
+
+def queue_note(entries: Sequence[Mapping[str, Any]]) -> str:
+    """How many images wait for a label."""
+    count = len(entries)
+    return (f"{count} image{'s' if count > 1 else ''} waiting for a label." if count
+            else "No image is waiting for a label.")
+
+
+def offer_text(entry: Mapping[str, Any]) -> str:
+    """An offer for labelling in words: kept (its id, its uncertainty), or waiting already since when."""
+    if entry["already_offered"]:
+        return (f"This image is already waiting for a label as `{entry['id'][:12]}` (offered "
+                f"{entry['offered_at'][:16].replace('T', ' ')} UTC): nothing more to do.")
+    spread = entry.get("uncertainty")
+    measured = f"uncertainty {spread:.1f} points" if spread is not None else "no uncertainty measured"
+    return (f"Offered for labelling as `{entry['id'][:12]}` ({measured}). Thank you: a clinician can now "
+            "label it in the Submit case tab.")
 
 
 AUDIT_SHOWN = ["when", "action", "who", "what"]
@@ -910,6 +949,18 @@ def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
             *([f"Note: {receipt['warning']}"] if receipt.get("warning") else [])]
 
 
+def case_choices(cases: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """A case picker's choices: each case by its id's start, its label now and its day."""
+    return [(f"{c['case_id'][:8]} ({c['label']}, {c['submitted_at'][:10]})", c["case_id"]) for c in cases]
+
+
+def withdrawal_question(case_id: str, label: str, reason: str) -> str:
+    """The question before a withdrawal, which cannot be undone on the page: which case, and why."""
+    return (f"Withdraw case `{case_id}` (labelled {label}) because: {reason}? From then on it is left out "
+            "of the counts, the case lists and every retrain, for good: **a withdrawal cannot be undone "
+            "here.**")
+
+
 def correction_text(receipt: Mapping[str, Any]) -> str:
     """A label correction's receipt in words: the case, its label now and before, the totals."""
     learns = "" if receipt.get("base_film") else " The next retrain learns the corrected label."
@@ -1075,6 +1126,14 @@ def _same_holdout(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
             and all(split.get(key) == splits[0].get(key) for split in splits for key in _SPLIT_KEYS)
             and metrics[0].get("n") == metrics[1].get("n")
             and all(m.get("auc_malignant") is not None for m in metrics))
+
+
+def republish_question(version: str, broken: str) -> str:
+    """The question before publishing the served ``version`` again over a newer one that cannot be
+    served (``broken`` says why)."""
+    return (f"Publish **{version}** again as the newest version? {broken}, so {version} is still served "
+            "and every retrain is refused until a version that loads is the newest. It is published as a "
+            "new version (the history is kept).")
 
 
 def rollback_question(version: str, served: str, rows: Mapping[str, Mapping[str, Any]]) -> str:

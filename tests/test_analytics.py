@@ -97,3 +97,13 @@ def test_the_history_table_names_its_columns_in_words_and_the_csv_by_their_keys(
     assert list(csv.columns) == analytics.HISTORY_COLUMNS and "user" not in csv.columns
     assert list(table.columns) == analytics.HISTORY_HEADERS and not any("_" in c for c in table.columns)
     assert table.values.tolist() == csv.values.tolist()  # the same values under either name
+
+
+def test_the_tab_says_whose_predictions_it_shows() -> None:
+    assert analytics.scope_text("tess", sees_everyone=True).startswith("Showing every visitor's predictions")
+    own = analytics.scope_text("alice", sees_everyone=False)
+    assert own.startswith("Showing your own predictions (alice).")
+    anonymous = analytics.scope_text(None, sees_everyone=False)
+    assert anonymous.startswith("Showing nothing: sign in with Hugging Face")
+    assert all(text.endswith("No image, file name or DICOM tag is ever logged.")
+               for text in (anonymous, analytics.scope_text("tess", sees_everyone=True)))

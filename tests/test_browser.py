@@ -1006,6 +1006,11 @@ def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppPro
     # named by its id, not a temporary name (the file chip shows the stem and ".png" apart)
     visible(page.get_by_text(f"case-{case_id}")).wait_for(timeout=30_000)
     page.get_by_text(f"already in the case store (case {case_id}, confirmed normal)").wait_for(timeout=60_000)
+    # nothing to offer for labelling: no Offer button, and its place says why (it was refused only after)
+    page.get_by_text(f"This image is already case {case_id} (labelled): there is nothing to label.").wait_for(
+        timeout=30_000)
+    assert not page.get_by_role("button", name="Offer this image for labelling").is_visible()
+    assert not page.get_by_text("Offering is up to you").is_visible()
     # its long name in the session's history leaves the other headers whole (a walk read "mode / l")
     history = page.locator(".block").filter(has_text="Your predictions this session")
     visible(history.get_by_text(f"case-{case_id}.png")).wait_for(timeout=30_000)
@@ -1367,9 +1372,9 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
 
 def test_on_a_phone_the_films_result_and_retrain_button_fit_the_screen(page, app: AppProcess) -> None:
     """At 390 x 844 px: every gallery film lies within the screen (four columns of at least 100 px ran
-    past its edge, hiding two), a film's result is scrolled into view (it came under the gallery, off
-    screen), and the Retrain button keeps its width with its status line under it (squeezed beside it,
-    the button was a 420 px tall sliver)."""
+    past its edge, hiding two) and within the gallery (two columns: four had 9 px captions), a film's
+    result is scrolled into view (it came under the gallery, off screen), and the Retrain button keeps
+    its width with its status line under it (squeezed beside it, the button was a 420 px tall sliver)."""
     from playwright.sync_api import expect
 
     width = 390
@@ -1381,6 +1386,12 @@ def test_on_a_phone_the_films_result_and_retrain_button_fit_the_screen(page, app
         for i in range(8):
             box = thumbnails.nth(i).bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= width, (i, box)
+        # and none scrolled away inside the gallery (its desktop height kept the last row out of
+        # sight), each caption in type large enough to read (9 px was not)
+        assert page.locator("#real-films .grid-wrap").evaluate("e => e.scrollHeight <= e.clientHeight + 1")
+        sizes = page.locator("#real-films .caption-label").evaluate_all(
+            "labels => labels.map(label => parseFloat(getComputedStyle(label).fontSize))")
+        assert len(sizes) == 8 and min(sizes) >= 12, sizes
         # the gallery's caption above its films (as its label, two lines of it lay over the first row)
         caption, first = page.locator("#real-films-caption").bounding_box(), thumbnails.first.bounding_box()
         assert caption["y"] + caption["height"] <= first["y"] + 1, (caption, first)

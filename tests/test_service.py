@@ -363,6 +363,11 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
         parts = base_splits([mias.parent / "mias1024"], None, SplitSpec.from_model_config({"mammo": served}))
         disagreeing = next(film for film in parts["train"][3:] if film.label != parts["train"][0].label)
         films = [parts["train"][0], disagreeing, parts["holdout"][0], parts["holdout"][1]]
+        # nothing to label in a film it learnt from: said before any offer (the page then shows no Offer)
+        assert service.offer_refusal(films[0].source) == (
+            f"This image is one of the films model {SERVED} learnt from: it is labelled in that model's "
+            "training data, so there is nothing to label.")
+        assert service.offer_refusal(films[2].source) is None  # held out: it did not learn from it
         receipt = service.submit_uploads([e.source for e in films[:3]], films[0].label)
         others = sum(film.label != films[0].label for film in films[:3])
         assert receipt["base_films"] == ("3 of these images are films of the base data (1 of them is held "
@@ -983,6 +988,7 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     service: MammoService, small_mias: Path, tmp_path: Path
 ) -> None:
     films = sorted((small_mias / "malignant").glob("*.png"))[:3]
+    assert [service.offer_refusal(film) for film in films] == [None] * 3  # nothing says no before
     offered = [service.offer_for_labelling(film, user="alice") for film in films]
     spreads = [e["uncertainty"] for e in offered]
     pool = service.pending_images()
@@ -1000,8 +1006,10 @@ def test_the_label_next_pool_ranks_by_uncertainty_and_trains_on_nothing_unlabell
     assert again["already_offered"] and again["id"] == pool[2]["id"] and not offered[0]["already_offered"]
     assert again["offered_at"] == pool[2]["offered_at"]
     assert service.cases.case_with_pixels(pool[0]["id"]) == receipt["case_id"]
-    with pytest.raises(StoreError, match=f"already case {receipt['case_id']}"):  # nothing left to label
-        service.offer_for_labelling(films[[e["id"] for e in offered].index(pool[0]["id"])], user="alice")
+    labelled_film = films[[e["id"] for e in offered].index(pool[0]["id"])]
+    with pytest.raises(StoreError, match=f"already case {receipt['case_id']}") as refused:  # nothing to label
+        service.offer_for_labelling(labelled_film, user="alice")
+    assert service.offer_refusal(labelled_film) == str(refused.value)  # said before an offer, alike
     summary = service.retrain(TINY)
     assert summary["cases_used"] == 1  # the waiting image never trains
     actions = [e["action"] for e in service.audit.events()]
@@ -1147,7 +1155,7 @@ def test_a_bulk_upload_names_every_refused_file_at_once_and_leaves_documents_out
 
 
 def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_copy(
-    service: MammoService, small_mias: Path
+    service: MammoService, small_mias: Path, tmp_path: Path
 ) -> None:
     """A walk withdrew a case ("consent withdrawn"), then stored the same film again as a PNG of another
     size (a gallery film, through Label next); the next retrain trained on it."""
@@ -1155,6 +1163,10 @@ def test_a_withdrawn_cases_image_is_not_taken_again_nor_trained_on_in_another_co
     image = np.ascontiguousarray(np.rot90(read_image(film)))  # not a base film
     case_id = service.submit(image, "normal", None)["case_id"]
     service.withdraw_case(case_id, WITHDRAWAL_REASONS[0])
+    upload = tmp_path / "upload.png"
+    upload.write_bytes(encode_png(image))  # its very pixels, uploaded on Predict: not to be offered
+    assert service.offer_refusal(upload) == (f"This image was case {case_id}, since withdrawn: it is not "
+                                             "taken again.")
     larger = np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)  # the same film at twice the size
     with pytest.raises(StoreError, match=rf"a copy \(at another size or encoding, or mirrored\) of case "
                                          rf"{case_id}, which was withdrawn; it was not stored") as refused:

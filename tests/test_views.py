@@ -933,3 +933,38 @@ def test_an_interval_drawn_over_patients_says_so_where_it_is_shown() -> None:
     assert shown[views.METRIC_NAMES["auc_malignant_ci95"]] == "0.620–0.840, by patient"
     assert "by patient" not in dict(zip(frame["metric"], frame["candidate"], strict=True))[
         views.METRIC_NAMES["auc_malignant_ci95"]]
+
+
+def test_the_label_next_pool_is_offered_by_id_start_and_uncertainty_and_counted_in_words():
+    entries = [{"id": "a" * 64, "uncertainty": 12.345}, {"id": "b" * 64, "uncertainty": None}]
+    assert views.queue_choices(entries) == [(f"{'a' * 12} (uncertainty 12.3)", "a" * 64),
+                                            (f"{'b' * 12} (uncertainty 0.0)", "b" * 64)]
+    assert [views.queue_note(entries[:n]) for n in (0, 1, 2)] == [
+        "No image is waiting for a label.", "1 image waiting for a label.", "2 images waiting for a label."]
+
+
+def test_an_offer_says_what_was_kept_or_since_when_it_waits():
+    new = {"id": "c" * 64, "already_offered": False, "uncertainty": 7.25, "offered_at": "2026-12-05T04:30:00"}
+    assert views.offer_text(new).startswith(f"Offered for labelling as `{'c' * 12}` (uncertainty 7.2 points)")
+    assert "(no uncertainty measured)" in views.offer_text({**new, "uncertainty": None})
+    assert views.offer_text({**new, "already_offered": True}) == (
+        f"This image is already waiting for a label as `{'c' * 12}` (offered 2026-12-05 04:30 UTC): nothing "
+        "more to do.")
+
+
+def test_the_questions_before_a_withdrawal_and_a_republication_name_what_they_do():
+    asked = views.withdrawal_question("d" * 32, "benign", "consent withdrawn")
+    assert asked.startswith(f"Withdraw case `{'d' * 32}` (labelled benign) because: consent withdrawn?")
+    assert "cannot be undone here" in asked
+    republish = views.republish_question("v3", "v4 cannot be loaded (its weights are damaged)")
+    assert republish.startswith("Publish **v3** again as the newest version? v4 cannot be loaded (its "
+                                "weights are damaged), so v3 is still served")
+    case = {"case_id": "e" * 32, "label": "normal", "submitted_at": "2026-12-01T10:00"}
+    assert views.case_choices([case]) == [(f"{'e' * 8} (normal, 2026-12-01)", "e" * 32)]
+
+
+def test_the_gate_text_names_where_a_rejected_candidate_is_kept():
+    reason = "not promoted: candidate auc_malignant 0.5000 < current 0.7000 - 0.01 on the holdout"
+    kept = views.gate_text({"reason": reason, "rejected_id": "r-20261205"})
+    assert kept == f"Gate: {views.gate_reason_text(reason)}. The candidate is kept as `r-20261205`."
+    assert views.gate_text({"reason": reason}) == f"Gate: {views.gate_reason_text(reason)}."

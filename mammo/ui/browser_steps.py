@@ -1,0 +1,121 @@
+"""Steps that run in the visitor's browser, not on the server: results shown only beside their file,
+buttons off while their click runs, the keyboard's place kept, the opacity clamped."""
+
+import json
+
+import gradio as gr
+
+from mammo.ui.look import OFFER_EXPLAINED
+
+__all__ = ["CLAMP_OPACITY_JS", "CLICK_PREDICT_JS", "CLICK_PREDICT_PICKED_JS", "DESELECT_JS",
+           "NO_FILE_HINT_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "REDRAW_CLAMPED_JS", "SAME_FILE_JS",
+           "SCROLL_TO_RESULT_JS", "hide_js", "on_again_if_failed", "pressed_once", "switch_js", "turn_on",
+           "visibility_js"]
+
+
+# Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
+# score, details), report and full-size heat map are hidden at once, in the browser (a server call to
+# clear them could land after the new file's prediction and wipe it; and Gradio 6.31 does not apply an
+# empty value sent from the browser). A result is shown only beside the file it is for: each result
+# event also returns that file's path into a hidden box, and a browser step shows the result only
+# while that file is still in the upload box, so a result that comes after its file was replaced
+# stays hidden. (Cancelling it cannot do this: Gradio 6.31 sends a request's /cancel without its event
+# id while the request has only just been sent, and the server refuses it.)
+SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && file.path === resultFile})"
+
+
+# the hint hidden while the Predict box holds a file (its actions are shown by the preview's step, for a
+# file that can be read)
+NO_FILE_HINT_JS = "(file) => ({__type__: 'update', visible: !file})"
+
+
+# the offer's note, put back to its explanation when the file it was made for is no longer the one shown
+OFFER_OF_THE_FILE_JS = (f"(file, offeredFile, note) => !!file && file.path === offeredFile ? note : "
+                        f"{json.dumps(OFFER_EXPLAINED)}")
+
+
+# a new result out of sight is brought into view: on a phone it lay 900 px below the Predict button,
+# under the gallery, and after a gallery pick on a desktop above the screen's top (a walk)
+# and the keyboard's place goes to it, so that a screen reader reads the verdict (nothing said that a
+# result had come: an accessibility walk), unless the visitor has moved on from what asked for it
+# (the Predict button or a gallery film, kept by PAGE_JS)
+SCROLL_TO_RESULT_JS = ("() => setTimeout(() => { const flag = document.getElementById('review-flag');"
+                       " if (!flag || !flag.offsetParent) return;"
+                       " const top = flag.getBoundingClientRect().top;"
+                       " if (top < 0 || top > 0.7 * window.innerHeight)"
+                       " flag.scrollIntoView({behavior: 'smooth', block: 'start'});"
+                       " const now = document.activeElement;"
+                       " if (!now || now === document.body || now === window.mammoAsked) {"
+                       " flag.tabIndex = -1; flag.focus({preventScroll: true}); } }, 100)")
+
+
+# a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
+CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
+
+
+DESELECT_JS = "() => ({__type__: 'update', selected_index: null})"
+
+
+CLICK_PREDICT_PICKED_JS = "(picked) => { if (picked) document.getElementById('predict-button').click(); }"
+
+
+# an opacity typed out of range in the slider's box is taken as the nearest end, as a slider does, in
+# the box and in the redraw that the typing starts; a box emptied while typing is left as it is
+OPACITY_RANGE = (0, 1)
+
+
+CLAMP_OPACITY = (f"(opacity === null || opacity === '' || isNaN(Number(opacity))) ? opacity : "
+                 f"Math.min({OPACITY_RANGE[1]}, Math.max({OPACITY_RANGE[0]}, Number(opacity)))")
+
+
+CLAMP_OPACITY_JS = f"(opacity) => {CLAMP_OPACITY}"
+
+
+REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY}]"
+
+
+def switch_js(button: gr.Button, on: bool) -> str:
+    """A browser-only step that turns ``button`` (its one output) on or off. Switched off, a focused
+    button loses the keyboard's place to the page's top (the next Tab started there: an accessibility
+    walk); switched on, it gets it back (without scrolling to it), unless the visitor has moved on.
+    Each button keeps its own (by its label): another button's end gives none to it."""
+    key = json.dumps(str(button.value))
+    if not on:
+        return ("() => { (window.mammoPressed = window.mammoPressed || {})"
+                f"[{key}] = document.activeElement; return [{{__type__: 'update', interactive: false}}]; }}")
+    return (f"() => {{ const kept = window.mammoPressed || {{}}; const pressed = kept[{key}];"
+            f" delete kept[{key}]; setTimeout(() => {{ const now = document.activeElement;"
+            " if (pressed && pressed.isConnected && (!now || now === document.body))"
+            " pressed.focus({preventScroll: true}); }, 100);"
+            " return [{__type__: 'update', interactive: true}]; }")
+
+
+def pressed_once(button: gr.Button, fn, inputs, outputs, **options):
+    """``fn`` run by a click on ``button``, which is off from the click (in the browser, at once): a
+    double click runs it once. :func:`turn_on` turns it on again."""
+    return button.click(None, None, button, js=switch_js(button, on=False), api_visibility="private").then(
+        fn, inputs, outputs, **options)
+
+
+def turn_on(button: gr.Button, *ended) -> None:
+    """``button`` on again after each event of ``ended`` (a failed event's ``.then`` does not run:
+    pass the step that handles its failure)."""
+    for event in ended:
+        event.then(None, None, button, js=switch_js(button, on=True), api_visibility="private")
+
+
+def on_again_if_failed(button: gr.Button, event) -> None:
+    """``button`` on again when ``event`` fails (its refusal said in the corner): :func:`turn_on` for
+    the failure, which no ``.then`` follows."""
+    event.failure(None, None, button, js=switch_js(button, on=True), api_visibility="private")
+
+
+def visibility_js(count: int, visible: bool) -> str:
+    """A browser-only step that shows (or hides) its ``count`` outputs."""
+    return f"() => Array({count}).fill({{__type__: 'update', visible: {str(visible).lower()}}})"
+
+
+def hide_js(count: int) -> str:
+    """A browser-only step that hides its ``count`` outputs."""
+    return visibility_js(count, visible=False)
+
