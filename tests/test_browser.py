@@ -1011,6 +1011,11 @@ def test_a_stored_case_loads_by_its_id_and_is_named_as_stored(fresh, app: AppPro
         timeout=30_000)
     assert not page.get_by_role("button", name="Offer this image for labelling").is_visible()
     assert not page.get_by_text("Offering is up to you").is_visible()
+    # and an image with something to label next: the Offer button and its note back, the reason gone
+    shot.upload(page, phantom(tmp_path, 45), "Predict")
+    page.get_by_role("button", name="Offer this image for labelling").wait_for(timeout=30_000)
+    assert page.get_by_text("Offering is up to you").is_visible()
+    assert not page.locator("#nothing-to-label").is_visible()
     # its long name in the session's history leaves the other headers whole (a walk read "mode / l")
     history = page.locator(".block").filter(has_text="Your predictions this session")
     visible(history.get_by_text(f"case-{case_id}.png")).wait_for(timeout=30_000)

@@ -435,7 +435,8 @@ def test_a_retrain_leaves_out_submitted_cases_that_are_base_films(service: Mammo
     assert ("4 submitted cases were left out of training: their images are films of the base data, or a "
             "copy of one at another size or encoding or mirrored") in verdict
     # named, for a clinician to find (a walk saw a count and could not tell which case)
-    assert (f"**1 of them carries another label than the base data's** (`{views._short_id(disagreeing)}`): "
+    short = views._common._short_id(disagreeing)
+    assert (f"**1 of them carries another label than the base data's** (`{short}`): "
             "the base label was kept") in verdict
     card = (candidate_folder(service, summary) / "README.md").read_text()
     assert "| Submitted cases left out (their images are films of the base data, or copies) | 4 |" in card

@@ -1,5 +1,7 @@
 """The page's parts that need no service (mammo.ui), called as Gradio calls them, without a server."""
 
+import logging
+
 import gradio as gr
 import pytest
 
@@ -81,7 +83,7 @@ def test_a_text_field_refuses_what_is_not_text():
         box.preprocess({"notes": "x"})
 
 
-def test_a_refusal_keeps_its_words_and_a_bug_is_said_as_unexpected():
+def test_a_refusal_keeps_its_words_and_a_bug_is_said_as_unexpected(caplog: pytest.LogCaptureFixture):
     @clear_errors
     def refuses():
         raise MammoError("That file is not an image.")
@@ -95,12 +97,18 @@ def test_a_refusal_keeps_its_words_and_a_bug_is_said_as_unexpected():
         yield 1
         raise MammoError("The Hub is down.")
 
-    with pytest.raises(gr.Error) as refused:
+    with caplog.at_level(logging.WARNING, logger="mammo.app"), pytest.raises(gr.Error) as refused:
         refuses()
     assert refused.value.message == "That file is not an image."
-    with pytest.raises(gr.Error) as broken:
+    # a refusal is one line in the log, without a traceback; a bug is logged with its traceback
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("WARNING", "refuses refused: That file is not an image.", None)]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mammo.app"), pytest.raises(gr.Error) as broken:
         breaks()
     assert broken.value.message.startswith("Unexpected error (KeyError)")
+    (record,) = caplog.records
+    assert record.levelname == "ERROR" and record.exc_info[0] is KeyError
     stream = streams()
     assert next(stream) == 1
     with pytest.raises(gr.Error, match="The Hub is down."):

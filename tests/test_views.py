@@ -14,7 +14,9 @@ from helpers import PACKAGED, SERVED
 
 from mammo import views
 from mammo.config import PACKAGE_WEIGHTS, data_name
+from mammo.store.cases import label_conflict_text
 from mammo.store.registry import LocalModelRegistry, packaged_versions
+from mammo.timestamps import human_time
 
 V1 = PACKAGE_WEIGHTS / "v1"
 
@@ -205,9 +207,9 @@ def test_rounded_rounds_every_float_and_keeps_the_rest() -> None:
 
 
 def test_human_time() -> None:
-    assert views.human_time("2026-11-30T08:48:42.003777+00:00") == "30 Nov 2026, 08:48 UTC"
-    assert views.human_time("2026-01-02T23:05:00Z") == "2 Jan 2026, 23:05 UTC"
-    assert views.human_time(None) == "—" and views.human_time("not a time") == "not a time"
+    assert human_time("2026-11-30T08:48:42.003777+00:00") == "30 Nov 2026, 08:48 UTC"
+    assert human_time("2026-01-02T23:05:00Z") == "2 Jan 2026, 23:05 UTC"
+    assert human_time(None) == "—" and human_time("not a time") == "not a time"
 
 
 def test_known_image_text() -> None:
@@ -803,9 +805,9 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
         r"label is wrong, correct the case's label instead\.") in text
     many = [{"index": i, "name": f"f{i}.png", "stored_label": "normal", "given_label": "benign"}
             for i in range(7)]
-    assert views.label_conflict_text(many).startswith(  # five named, as the refusal of a whole batch names
+    assert label_conflict_text(many).startswith(  # five named, as the refusal of a whole batch names
         "Stored before under another label: f0.png (stored as normal, given benign), f1.png")
-    assert "f4.png (stored as normal, given benign), and 2 more; if a" in views.label_conflict_text(many)
+    assert "f4.png (stored as normal, given benign), and 2 more; if a" in label_conflict_text(many)
     one = views.bulk_receipt_text({**receipt, "case_ids": ["a" * 32], "status": "stored", "skipped": [],
                                    "warning": None, "total_cases": 1})
     assert one.startswith("**1 case stored**") and "holds 1 submitted case." in one and "Skipped" not in one
@@ -938,7 +940,7 @@ def test_an_interval_drawn_over_patients_says_so_where_it_is_shown() -> None:
 def test_the_label_next_pool_is_offered_by_id_start_and_uncertainty_and_counted_in_words():
     entries = [{"id": "a" * 64, "uncertainty": 12.345}, {"id": "b" * 64, "uncertainty": None}]
     assert views.queue_choices(entries) == [(f"{'a' * 12} (uncertainty 12.3)", "a" * 64),
-                                            (f"{'b' * 12} (uncertainty 0.0)", "b" * 64)]
+                                            (f"{'b' * 12} (uncertainty —)", "b" * 64)]
     assert [views.queue_note(entries[:n]) for n in (0, 1, 2)] == [
         "No image is waiting for a label.", "1 image waiting for a label.", "2 images waiting for a label."]
 
