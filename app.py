@@ -44,18 +44,14 @@ from mammo.ui.browser_steps import (
     NO_FILE_HINT_JS,
     OFFER_OF_THE_FILE_JS,
     OPACITY_RANGE,
+    PAGE_JS,
     REDRAW_CLAMPED_JS,
     SAME_FILE_JS,
     SCROLL_TO_RESULT_JS,
     hide_js,
-    on_again_if_failed,
-    pressed_once,
-    turn_on,
     visibility_js,
 )
 from mammo.ui.charts import (
-    CHAINED,
-    PLOT_MIN_WIDTH,
     SOURCE_COLOURS,
     auc_plot,
     counted_room,
@@ -65,9 +61,8 @@ from mammo.ui.charts import (
     recolour,
     shown_if_any,
 )
-from mammo.ui.errors import CLEAR_ERRORS, clear_errors, refusal, refusal_text
+from mammo.ui.events import CHAINED, on_again_if_failed, pressed_once, turn_on
 from mammo.ui.gallery import PHANTOMS, REAL_FILMS, film_caption
-from mammo.ui.inputs import CHECKED_HERE, download_box, empty_value, in_bounds, mammogram_file, metadata_input
 from mammo.ui.look import (
     COMPARISON_LAYOUT,
     CONFUSION_COUNTS,
@@ -75,8 +70,17 @@ from mammo.ui.look import (
     HEATMAP_FILE_EXPLAINED,
     OFFER_EXPLAINED,
     PAGE_CSS,
-    PAGE_JS,
     PAGE_THEME,
+    PLOT_MIN_WIDTH,
+)
+from mammo.ui.refusals import CLEAR_ERRORS, clear_errors, refusal, refusal_text
+from mammo.ui.widgets import (
+    CHECKED_HERE,
+    download_box,
+    empty_value,
+    in_bounds,
+    mammogram_file,
+    metadata_input,
 )
 from mammo.values import echoed
 
@@ -87,26 +91,6 @@ torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU b
 SETTINGS = settings()
 service = MammoService(SETTINGS)
 token_users = TokenUsers(SETTINGS)  # API callers' tokens -> Hub user names (whoami, cached)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _user(profile: gr.OAuthProfile | None, token: gr.OAuthToken | None = None, *,
@@ -142,26 +126,6 @@ def _download(name: str, content: bytes | str) -> str:
 def _utc_stamp() -> str:
     """The UTC time for a download's name (never the upload's name: it may carry a patient's)."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _need_file(path: str | None, named: bool = False) -> str:
@@ -214,24 +178,6 @@ def predict_shown(image: str | None, method: str, opacity: float, shown_for: str
     return result_views(again or _prediction(image, method, opacity, profile, token), image)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _preview_or_why(image: str) -> tuple[np.ndarray | None, str | None]:
     """The uploaded file as it will be read (DICOM and 16-bit PNG included), or why it cannot be (as an
     error, Gradio would leave a bare "Error" badge in the preview for good)."""
@@ -264,10 +210,20 @@ def predict_preview(image: str | None):
         return None, gr.update(value="", visible=False), gr.update(visible=False), *(gr.skip(),) * 3
     picture, why = _preview_or_why(image)
     said = views.unreadable_text(why) if why else ""
-    not_to_label = None if why else service.offer_refusal(image)
-    offerable = gr.update(visible=not not_to_label)
-    return (picture, gr.update(value=said, visible=bool(why)), gr.update(visible=not why), offerable,
-            offerable, gr.update(value=not_to_label or "", visible=bool(not_to_label)))
+    not_to_label = None if why else _nothing_to_label(image)
+    return (picture, gr.update(value=said, visible=bool(why)), gr.update(visible=not why),
+            gr.update(visible=not not_to_label), gr.update(visible=not not_to_label),
+            gr.update(value=not_to_label or "", visible=bool(not_to_label)))
+
+
+def _nothing_to_label(image: str) -> str | None:
+    """Why the image has nothing to label, if the stores say so now; None too when they cannot be read
+    (logged): the preview is still shown, and an Offer click asks them again."""
+    try:
+        return service.offer_refusal(image)
+    except Exception:  # noqa: BLE001 - a preview does not fail for the Offer button's sake
+        log.exception("the Predict preview could not tell whether the image has anything to label")
+        return None
 
 
 def _shown(grey: np.ndarray) -> np.ndarray:
@@ -398,8 +354,6 @@ def predict_image(path: str | None):
     return path
 
 
-
-
 def pick_film(selected: gr.SelectData) -> str:
     """The gallery film clicked, as the Predict input."""
     return str(REAL_FILMS[selected.index])
@@ -467,10 +421,6 @@ def submit_case(image: str | None, label: str | None, view: str | None = None, l
 
 if list(inspect.signature(submit_case).parameters)[2:-2] != list(METADATA_FIELDS):
     raise RuntimeError("submit_case's metadata parameters must follow METADATA_FIELDS")
-
-
-
-
 
 
 def submit_case_shown(*args, **kwargs) -> dict:
@@ -705,8 +655,6 @@ def retrain_failed(shown: str | None):
     return views.retrain_failed_text(shown), gr.update(interactive=True)
 
 
-
-
 def retrain_views(summary: dict | None):
     if not summary:
         return (gr.skip(),) * 9
@@ -786,8 +734,6 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
             *map(shown_if_any, (analytics.predictions_per_day(records), analytics.class_mix(records),
                                 analytics.score_histogram(records))), low, *map(shown_if_any, (growth, aucs)),
             analytics.history_frame(service.own_predictions(user) if user else [], readable=True))
-
-
 
 
 @clear_errors
@@ -917,10 +863,6 @@ def health_route() -> JSONResponse:
         log.exception("the health check failed")
         return JSONResponse({"status": "error", "error": type(error).__name__}, status_code=500)
     return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
-
-
-
-
 
 
 def build() -> gr.Blocks:

@@ -73,7 +73,7 @@ from .train import (
     paired_comparison,
 )
 from .values import echoed, whole_number, yes_or_no
-from .views import small_films_warning
+from .views import BASE_FILM_CASES, small_films_warning
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
 
@@ -98,7 +98,6 @@ WITHDRAWAL_QUEUED_ON_A_SPACE = QUEUED_ON_A_SPACE_TEMPLATE.format(
 # data's changes nothing the model learns: its receipt says so
 HELD_OUT_FILM = ("this image is one of the base data's held-out films, on which every retrain is judged: a "
                  "retrain leaves this case out of training (a held-out film is never trained on)")
-BASE_FILM_CASES = "cases of base films (left out)"  # data_summary's source for them
 BASE_LABEL_KEPT = ("a label given here to correct the base data's is stored with the case, but training "
                    "changes only when the base data itself is corrected")
 # the audit actions that end a retrain: a version promoted (served, or published and not yet served),

@@ -8,9 +8,9 @@ import pytest
 from mammo.errors import MammoError
 from mammo.ui.browser_steps import switch_js
 from mammo.ui.charts import MEANING_COLOURS, OTHER_COLOURS, colour_map, count_room, epoch_room
-from mammo.ui.errors import clear_errors
 from mammo.ui.gallery import EXAMPLES, PHANTOMS, REAL_FILMS, film_caption
-from mammo.ui.inputs import in_bounds, text_only
+from mammo.ui.refusals import clear_errors
+from mammo.ui.widgets import in_bounds, text_only
 from mammo.views import PERFECT_CALIBRATION
 
 

@@ -1,5 +1,6 @@
 """Steps that run in the visitor's browser, not on the server: results shown only beside their file,
-buttons off while their click runs, the keyboard's place kept, the opacity clamped."""
+buttons off while their click runs, the keyboard's place kept, the opacity clamped; and the script the
+page runs once on load."""
 
 import json
 
@@ -8,9 +9,8 @@ import gradio as gr
 from mammo.ui.look import OFFER_EXPLAINED
 
 __all__ = ["CLAMP_OPACITY_JS", "CLICK_PREDICT_JS", "CLICK_PREDICT_PICKED_JS", "DESELECT_JS",
-           "NO_FILE_HINT_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "REDRAW_CLAMPED_JS", "SAME_FILE_JS",
-           "SCROLL_TO_RESULT_JS", "hide_js", "on_again_if_failed", "pressed_once", "switch_js", "turn_on",
-           "visibility_js"]
+           "NO_FILE_HINT_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "PAGE_JS", "REDRAW_CLAMPED_JS",
+           "SAME_FILE_JS", "SCROLL_TO_RESULT_JS", "hide_js", "switch_js", "visibility_js"]
 
 
 # Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
@@ -51,26 +51,17 @@ SCROLL_TO_RESULT_JS = ("() => setTimeout(() => { const flag = document.getElemen
 
 # a browser-only step that clicks the Predict button (a gallery pick is predicted as a click is)
 CLICK_PREDICT_JS = "() => { document.getElementById('predict-button').click(); }"
-
-
+# a gallery film's highlight taken off; and Predict clicked for a stored case once one was picked
 DESELECT_JS = "() => ({__type__: 'update', selected_index: null})"
-
-
 CLICK_PREDICT_PICKED_JS = "(picked) => { if (picked) document.getElementById('predict-button').click(); }"
 
 
 # an opacity typed out of range in the slider's box is taken as the nearest end, as a slider does, in
 # the box and in the redraw that the typing starts; a box emptied while typing is left as it is
 OPACITY_RANGE = (0, 1)
-
-
 CLAMP_OPACITY = (f"(opacity === null || opacity === '' || isNaN(Number(opacity))) ? opacity : "
                  f"Math.min({OPACITY_RANGE[1]}, Math.max({OPACITY_RANGE[0]}, Number(opacity)))")
-
-
 CLAMP_OPACITY_JS = f"(opacity) => {CLAMP_OPACITY}"
-
-
 REDRAW_CLAMPED_JS = f"(image, method, opacity) => [image, method, {CLAMP_OPACITY}]"
 
 
@@ -90,26 +81,6 @@ def switch_js(button: gr.Button, on: bool) -> str:
             " return [{__type__: 'update', interactive: true}]; }")
 
 
-def pressed_once(button: gr.Button, fn, inputs, outputs, **options):
-    """``fn`` run by a click on ``button``, which is off from the click (in the browser, at once): a
-    double click runs it once. :func:`turn_on` turns it on again."""
-    return button.click(None, None, button, js=switch_js(button, on=False), api_visibility="private").then(
-        fn, inputs, outputs, **options)
-
-
-def turn_on(button: gr.Button, *ended) -> None:
-    """``button`` on again after each event of ``ended`` (a failed event's ``.then`` does not run:
-    pass the step that handles its failure)."""
-    for event in ended:
-        event.then(None, None, button, js=switch_js(button, on=True), api_visibility="private")
-
-
-def on_again_if_failed(button: gr.Button, event) -> None:
-    """``button`` on again when ``event`` fails (its refusal said in the corner): :func:`turn_on` for
-    the failure, which no ``.then`` follows."""
-    event.failure(None, None, button, js=switch_js(button, on=True), api_visibility="private")
-
-
 def visibility_js(count: int, visible: bool) -> str:
     """A browser-only step that shows (or hides) its ``count`` outputs."""
     return f"() => Array({count}).fill({{__type__: 'update', visible: {str(visible).lower()}}})"
@@ -119,3 +90,24 @@ def hide_js(count: int) -> str:
     """A browser-only step that hides its ``count`` outputs."""
     return visibility_js(count, visible=False)
 
+
+# run once when the page loads: what a person clicked to ask for a prediction is kept (the verdict
+# takes the keyboard's place from it, see SCROLL_TO_RESULT_JS); the gallery's films are named by their
+# captions to a screen reader (Gradio names each "Thumbnail 1 of 8", over the caption: an
+# accessibility walk), again whenever Gradio draws them anew
+PAGE_JS = """() => {
+  document.addEventListener('click', (event) => {  // a person's click (or Enter) asking for a prediction
+    const on = event.isTrusted && event.target instanceof Element ? event.target : null;
+    const asked = on && on.closest('#predict-button, #real-films button');
+    if (asked) window.mammoAsked = asked;
+  }, true);
+  const films = () => document.querySelectorAll('#real-films button.thumbnail-item');
+  const name = () => films().forEach((film, i, all) => {
+    const caption = film.querySelector('.caption-label');
+    const said = caption && `${caption.textContent.trim()} (film ${i + 1} of ${all.length})`;
+    if (said && film.getAttribute('aria-label') !== said) film.setAttribute('aria-label', said);
+  });
+  new MutationObserver(name).observe(document.body, {childList: true, subtree: true, attributes: true,
+                                                     attributeFilter: ['aria-label']});
+  name();
+}"""

@@ -7,9 +7,11 @@ import gradio as gr
 import pandas as pd
 
 from mammo import views
-from mammo.service import BASE_FILM_CASES
+from mammo.ui.events import CHAINED
+from mammo.ui.look import PLOT_MIN_WIDTH
+from mammo.views import BASE_FILM_CASES
 
-__all__ = ["CHAINED", "MEANING_COLOURS", "PLOT_MIN_WIDTH", "SOURCE_COLOURS", "auc_plot", "colour_map",
+__all__ = ["MEANING_COLOURS", "SOURCE_COLOURS", "auc_plot", "colour_map",
            "count_room", "counted_room", "epoch_room", "give_room", "loss_plot", "losses_shown",
            "plot_column", "recolour", "shown_if_any"]
 
@@ -48,13 +50,6 @@ def plot_column(plot: dict | None, column: str) -> list | None:
         return None
     index = plot["columns"].index(column)
     return [row[index] for row in plot["data"]]
-
-
-# A step chained after an event, triggered again while it still runs (a second prediction, a second
-# submission, a second value for a plot): Gradio's default ("once") drops the new run, which left the
-# earlier file's history or the earlier counts on the page; "always_last" runs the latest once the
-# first ends.
-CHAINED = dict(api_visibility="private", trigger_mode="always_last")
 
 
 def recolour(event, plots: dict) -> None:
@@ -106,11 +101,6 @@ def give_room(event, losses, aucs) -> None:
     the AUC axis keeps its 0-1 scale)."""
     event.then(functools.partial(epoch_room, headroom=True), losses, losses, **CHAINED)
     event.then(epoch_room, aucs, aucs, **CHAINED)
-
-
-# a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
-# (Gradio's 160 px default put two 170 px plots side by side there, their legends cut)
-PLOT_MIN_WIDTH = 320
 
 
 def loss_plot() -> gr.ScatterPlot:

@@ -1,12 +1,10 @@
-"""The page's fixed texts, table layouts, styling (CSS and theme: contrast, focus rings, phones) and
-the script it runs once on load."""
+"""The page's fixed texts, table and plot layouts, and styling (CSS and theme: contrast, focus rings,
+phones)."""
 
 import gradio as gr
 
-from mammo.ui.charts import PLOT_MIN_WIDTH
-
 __all__ = ["COMPARISON_LAYOUT", "CONFUSION_COUNTS", "FEW_FILMS_A_BIN", "HEATMAP_FILE_EXPLAINED",
-           "OFFER_EXPLAINED", "PAGE_CSS", "PAGE_JS", "PAGE_THEME"]
+           "OFFER_EXPLAINED", "PAGE_CSS", "PAGE_THEME", "PLOT_MIN_WIDTH"]
 
 
 OFFER_EXPLAINED = ("Offering is up to you: the image is then kept (re-encoded, without file name or DICOM "
@@ -26,6 +24,11 @@ HEATMAP_FILE_EXPLAINED = (
 # Gradio's 500 px a phone's wrapped rows hid sensitivity, specificity and ECE in an inner scroll (a walk)
 COMPARISON_LAYOUT = {"wrap": True, "column_widths": ["25%", "25%", "25%", "25%"],
                      "elem_classes": "comparison", "max_height": 2000}
+
+
+# a plot in a row is at least this wide: two side by side on a screen, one under the other on a phone
+# (Gradio's 160 px default put two 170 px plots side by side there, their legends cut)
+PLOT_MIN_WIDTH = 320
 
 
 # beside each confusion matrix: it counts the most likely class, which the review flag is not
@@ -99,26 +102,3 @@ PAGE_THEME = gr.themes.Default().set(body_text_color_subdued="#71717a", color_ac
                                      button_cancel_background_fill_dark="#b91c1c",
                                      button_cancel_background_fill_hover="#991b1b",
                                      button_cancel_background_fill_hover_dark="#991b1b")
-
-
-# run once when the page loads: what a person clicked to ask for a prediction is kept (the verdict
-# takes the keyboard's place from it, see SCROLL_TO_RESULT_JS); the gallery's films are named by their
-# captions to a screen reader (Gradio names each "Thumbnail 1 of 8", over the caption: an
-# accessibility walk), again whenever Gradio draws them anew
-PAGE_JS = """() => {
-  document.addEventListener('click', (event) => {  // a person's click (or Enter) asking for a prediction
-    const on = event.isTrusted && event.target instanceof Element ? event.target : null;
-    const asked = on && on.closest('#predict-button, #real-films button');
-    if (asked) window.mammoAsked = asked;
-  }, true);
-  const films = () => document.querySelectorAll('#real-films button.thumbnail-item');
-  const name = () => films().forEach((film, i, all) => {
-    const caption = film.querySelector('.caption-label');
-    const said = caption && `${caption.textContent.trim()} (film ${i + 1} of ${all.length})`;
-    if (said && film.getAttribute('aria-label') !== said) film.setAttribute('aria-label', said);
-  });
-  new MutationObserver(name).observe(document.body, {childList: true, subtree: true, attributes: true,
-                                                     attributeFilter: ['aria-label']});
-  name();
-}"""
-

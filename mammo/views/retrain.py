@@ -39,11 +39,12 @@ from ._common import (
     no_interval,
 )
 
-__all__ = ["gate_reason_text", "gate_text", "counts_frame", "roc_frame", "LOSS_CURVES", "AUC_CURVE",
-           "curves_frame", "loss_plot_title", "confusion_frame", "comparison_frame", "verdict_text",
-           "retrain_status", "running_elsewhere_text", "running_retrain_text", "last_retrain_text",
-           "retrain_failed_text", "REJECTED_COLUMNS", "rejected_rows", "RELIABILITY_COLUMNS",
-           "PERFECT_CALIBRATION", "reliability_frame", "has_calibration", "auto_retrain_text"]
+__all__ = ["BASE_FILM_CASES", "gate_reason_text", "gate_text", "counts_frame", "roc_frame", "LOSS_CURVES",
+           "AUC_CURVE", "curves_frame", "loss_plot_title", "confusion_frame", "comparison_frame",
+           "verdict_text", "retrain_status", "running_elsewhere_text", "running_retrain_text",
+           "last_retrain_text", "retrain_failed_text", "REJECTED_COLUMNS", "rejected_rows",
+           "RELIABILITY_COLUMNS", "PERFECT_CALIBRATION", "reliability_frame", "has_calibration",
+           "auto_retrain_text"]
 
 
 # the gate's metrics (config.GATE_METRICS) as its reason names them: the AUCs said in words, the rest
@@ -67,6 +68,9 @@ def gate_text(summary: Mapping[str, Any]) -> str:
     kept = summary.get("rejected_id")
     return f"Gate: {gate_reason_text(summary['reason'])}." + (
         f" The candidate is kept as `{kept}`." if kept else "")
+
+
+BASE_FILM_CASES = "cases of base films (left out)"  # data_summary's source for them
 
 
 def counts_frame(summary: Mapping[str, Mapping[str, int]]) -> pd.DataFrame:

@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 
-
 def open_registry(
     settings: mammo_config.Settings | None = None,
     seed: Path | Sequence[Path] | None = None,

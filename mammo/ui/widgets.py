@@ -1,5 +1,5 @@
-"""Form widgets that check what an API caller sends as the page does: a refusal names the field and
-is logged as one line; and each input's example on the API page."""
+"""The page's widgets: form inputs that check what an API caller sends as the page does (a refusal names
+the field and is logged as one line), each input's example on the API page, and download boxes."""
 
 import math
 
@@ -7,8 +7,8 @@ import gradio as gr
 from gradio_client import handle_file
 
 from mammo.store.cases import MetadataField
-from mammo.ui.errors import refusal
 from mammo.ui.gallery import api_example_file
+from mammo.ui.refusals import refusal
 from mammo.values import echoed, whole_number
 
 __all__ = ["CHECKED_HERE", "download_box", "empty_value", "in_bounds", "mammogram_file", "metadata_input",
