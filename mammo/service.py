@@ -574,9 +574,14 @@ class MammoService:
 
     def _stored(self, prediction: Prediction) -> Prediction:
         """``prediction`` with the stored case of its pixels, if any, and that case's label."""
-        case = self.cases.case_with_pixels(prediction.image_sha256)
-        label = case and self.cases.case_label(case)  # None for a withdrawn case: not stored any more
+        case, label = self._case_of(prediction.image_sha256)
         return replace(prediction, stored_case=case if label else None, stored_label=label or None)
+
+    def _case_of(self, sha256: str) -> tuple[str | None, str | None]:
+        """The case of these pixels, if any, and its label now (None for a withdrawn case: not stored any
+        more)."""
+        case = self.cases.case_with_pixels(sha256)
+        return case, (self.cases.case_label(case) if case else None)
 
     def submit(self, image: ImageSource, label: str, metadata: Mapping[str, Any] | None,
                user: str | None = None, *, pending_id: str | None = None) -> dict:
@@ -856,8 +861,8 @@ class MammoService:
         drawn = self._recent.drawn(str(image), self._predictor.version)
         # scored here without a heat map, and neither logged nor kept as drawn: an offer is not a
         # prediction shown to anyone (a redraw, report or full-size map of a drawn one is not logged)
-        prediction = next(iter(drawn.values()), None) or self._stored(
-            self._predictor.predict_many([self.load(image)], method=None)[0])
+        prediction = (next(iter(drawn.values()), None)
+                      or self._predictor.predict_many([self.load(image)], method=None)[0])
         refused = self._not_to_label(prediction.image_sha256, prediction.in_training_data,
                                      prediction.model_version)
         if refused:
@@ -885,8 +890,8 @@ class MammoService:
 
     def _not_to_label(self, sha256: str, learnt: bool | None, version: str) -> str | None:
         """Why the image of these pixels has nothing to label, if it has nothing."""
-        stored = self.cases.case_with_pixels(sha256)
-        if stored and self.cases.case_label(stored) is None:
+        stored, label = self._case_of(sha256)
+        if stored and label is None:
             return f"This image was case {stored}, since withdrawn: it is not taken again."
         if stored:
             return f"This image is already case {stored} (labelled): there is nothing to label."
