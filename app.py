@@ -56,6 +56,7 @@ from mammo.ui.charts import (
     SOURCE_COLOURS,
     auc_plot,
     counted_room,
+    figures_tables,
     give_room,
     loss_plot,
     losses_shown,
@@ -961,6 +962,7 @@ def build() -> gr.Blocks:
                                         label="Submitted cases per label (the base data's films: Retrain "
                                               "tab)", color_map={name: SOURCE_COLOURS[name]
                                                                  for name in ("cases", BASE_FILM_CASES)})
+                    figures_tables(counts)
             with gr.Accordion("Correct a stored case's label, or withdraw the case", open=False):
                 gr.Markdown("A case stored with a wrong label keeps its image; the correction is stored "
                             "beside it and the audit log records who changed what. The next retrain "
@@ -1020,6 +1022,7 @@ def build() -> gr.Blocks:
             access = gr.Markdown()
             data_plot = gr.BarPlot(x="label", y="images", color="source", label="Data available",
                                    color_map=SOURCE_COLOURS, sort=list(service.labels))  # the receipts' order
+            figures_tables(data_plot)
             with gr.Row():
                 epochs = in_bounds(gr.Slider(*RetrainOptions.EPOCH_RANGE, value=RetrainOptions.epochs, step=1,
                                              label="Epochs",
@@ -1046,12 +1049,14 @@ def build() -> gr.Blocks:
                                       label="ROC, malignant vs rest (holdout)", min_width=PLOT_MIN_WIDTH)
                     losses = loss_plot()
                     aucs = auc_plot()
+                figures_tables(roc, losses, aucs)
                 confusion = gr.Dataframe(label=f"Candidate confusion matrix (holdout; {CONFUSION_COUNTS})",
                                          interactive=False, **COMPARISON_LAYOUT)
             reliability = gr.LinePlot(x="mean predicted P(malignant)", y="observed malignant share",
                                       color="model", tooltip=views.RELIABILITY_COLUMNS,
                                       label="Reliability of the served version's scores (calibration): "
                                       f"observed vs predicted; the diagonal is perfect. {FEW_FILMS_A_BIN}")
+            figures_tables(reliability)
             with gr.Accordion("Rejected candidates", open=False):
                 rejected = gr.Dataframe(headers=views.REJECTED_COLUMNS, interactive=False,
                                         label="Candidates the gate did not promote, newest first",
@@ -1090,6 +1095,7 @@ def build() -> gr.Blocks:
                                                "for each kind of estimate: out of fold (cross-validated), "
                                                "on the held-out patients, on validation. Compare like "
                                                "with like; point at a dot for its version and interval")
+            figures_tables(per_day, mix, scores, growth, version_auc)
             near = analytics.NEAR_CUT_OFF
             low = gr.Dataframe(label=f"Low-confidence predictions: within {near:.0f} points of the review "
                                      "cut-off, or with a high uncertainty (newest first)",
@@ -1144,6 +1150,7 @@ def build() -> gr.Blocks:
                 version_confusion = gr.Dataframe(label=f"Confusion matrix ({CONFUSION_COUNTS})",
                                                  interactive=False, min_width=PLOT_MIN_WIDTH,
                                                  **COMPARISON_LAYOUT)
+            figures_tables(version_roc, version_losses, version_aucs, version_reliability)
             files = download_box("Weights, config and card", file_count="multiple")
             with gr.Accordion("Audit log: who submitted, corrected, withdrew, retrained, promoted or rolled "
                               "back what, and when",

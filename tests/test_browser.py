@@ -1403,6 +1403,13 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
         # a few predictions: the count axis is numbered in whole predictions ("1"), never "0.5" or "1.0"
         expect(ticks.filter(has_text=re.compile(r"^[1-9]\d*$")).first).to_be_visible(timeout=10_000)
         expect(ticks.filter(has_text=re.compile(r"^\d+\.\d+$"))).to_have_count(0)
+    # the figures in words too, for a keyboard and a screen reader (a chart gave them only on hover)
+    page.get_by_role("button", name="The figures of the charts above, as tables").click()
+    per_day = page.locator(".block").filter(has=page.locator("table")).filter(
+        has_text="Predictions per day (UTC)").last  # its own block, not the accordion's
+    day_rows = per_day.get_by_role("row").locator("visible=true").filter(has_text=re.compile(r"^\s*\d{4}-"))
+    expect(day_rows.first).to_be_visible(timeout=10_000)
+    assert sum(int(row.inner_text().split()[-1]) for row in day_rows.all()) == logged
     # a history across sessions needs a sign-in, which only a Space has: said, not offered and refused
     page.get_by_text("Your predictions across sessions (signed-in users)").click()
     visible(page.get_by_text(re.compile(r"^This install has no sign-in"))).wait_for(timeout=10_000)

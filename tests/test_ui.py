@@ -3,11 +3,12 @@
 import logging
 
 import gradio as gr
+import pandas as pd
 import pytest
 
 from mammo.errors import MammoError
 from mammo.ui.browser_steps import switch_js
-from mammo.ui.charts import MEANING_COLOURS, OTHER_COLOURS, colour_map, count_room, epoch_room
+from mammo.ui.charts import MEANING_COLOURS, OTHER_COLOURS, colour_map, count_room, epoch_room, plot_figures
 from mammo.ui.gallery import EXAMPLES, PHANTOMS, REAL_FILMS, film_caption
 from mammo.ui.refusals import clear_errors
 from mammo.ui.widgets import in_bounds, text_only
@@ -27,6 +28,16 @@ def test_each_meaning_keeps_its_colour_and_others_take_the_rest_in_order():
     assert colours["malignant"] == MEANING_COLOURS["malignant"]
     assert [colours["v3"], colours["candidate"]] == list(OTHER_COLOURS[:2])
     assert colours[PERFECT_CALIBRATION] not in {*MEANING_COLOURS.values(), *OTHER_COLOURS}
+
+
+def test_a_plots_figures_are_its_rows_to_three_places_and_none_for_an_empty_plot():
+    chart = gr.ScatterPlot(x="trained", y="AUC", color="estimate")
+    sent = chart.postprocess(pd.DataFrame({"trained": ["2026-12-02 15:30"], "AUC": [0.73456],
+                                           "estimate": ["out of fold"], "films": [322]})).model_dump()
+    table = plot_figures(sent)
+    assert table.columns.tolist() == ["trained", "AUC", "estimate", "films"]
+    assert table.values.tolist() == [["2026-12-02 15:30", 0.735, "out of fold", 322]]
+    assert plot_figures(None).empty
 
 
 @pytest.mark.parametrize("step", [lambda p: colour_map(p, "model"), lambda p: epoch_room(p),

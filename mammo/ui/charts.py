@@ -12,8 +12,8 @@ from mammo.ui.look import PLOT_MIN_WIDTH
 from mammo.views import BASE_FILM_CASES
 
 __all__ = ["MEANING_COLOURS", "SOURCE_COLOURS", "auc_plot", "colour_map",
-           "count_room", "counted_room", "epoch_room", "give_room", "loss_plot", "losses_shown",
-           "plot_column", "recolour", "shown_if_any"]
+           "count_room", "counted_room", "epoch_room", "figures_tables", "give_room", "loss_plot",
+           "losses_shown", "plot_column", "plot_figures", "recolour", "shown_if_any"]
 
 REFERENCE_COLOUR = "#888888"  # the diagonal of perfect calibration: grey, the same in every tab
 
@@ -50,6 +50,25 @@ def plot_column(plot: dict | None, column: str) -> list | None:
         return None
     index = plot["columns"].index(column)
     return [row[index] for row in plot["data"]]
+
+
+def plot_figures(plot: dict | None) -> pd.DataFrame:
+    """A plot's value as the browser has it, as a table with its fractions to three places (an empty
+    table for a plot with nothing yet)."""
+    if not plot:
+        return pd.DataFrame()
+    return pd.DataFrame(plot["data"], columns=plot["columns"]).round(3)
+
+
+def figures_tables(*plots: gr.components.NativePlot) -> None:
+    """Under ``plots``: a closed accordion with each one's figures as a table, named by the plot and
+    kept in step with it. A chart gave its figures only on hover (none to a keyboard or a screen
+    reader: an accessibility walk) and told its series apart by colour alone."""
+    what = "the chart above, as a table" if len(plots) == 1 else "the charts above, as tables"
+    with gr.Accordion(f"The figures of {what}", open=False):
+        for plot in plots:
+            table = gr.Dataframe(label=plot.label, interactive=False, wrap=True)
+            plot.change(plot_figures, plot, table, api_visibility="private", show_progress="hidden")
 
 
 def recolour(event, plots: dict) -> None:
