@@ -31,9 +31,9 @@ from .data import Example, film_identities, learnt_by
 from .distributed import is_main_process, processes
 from .film import uncalibrated
 from .metrics import (
+    NESTED_CROSS_FITTING,
     auc_abnormal,
     cross_fitted_rates,
-    cross_fitted_thresholds,
     evaluate_predictions,
     malignant_index,
     pick_threshold,
@@ -173,7 +173,7 @@ def cross_validate(
     targets = np.array([labels.index(e.label) for e in examples])
     summary = summarise(scores, targets, fold_of, labels, config.head.kind, [e.group for e in examples])
     # each film called at the threshold fitted on the other folds, as the pooled '_cross_fitted' rates
-    thresholds = cross_fitted_thresholds(targets, summary["_probs"], labels, fold_of)
+    thresholds = summary.pop("_thresholds")
     summary["subgroups"] = subgroup_metrics(examples, targets, summary["_probs"], labels, thresholds)
     summary["recipe"] = config.to_dict()
     summary["init_folds"] = None if init_folds is None else str(init_folds)
@@ -181,8 +181,9 @@ def cross_validate(
                                                   config.min_side)
     summary["histories"] = [r.history for r in sorted(results, key=lambda r: r.fold)]
     summary["oof"] = [{"name": e.name, "group": e.group, "label": e.label, "fold": int(f),
-                       "probabilities": [float(p) for p in row]}
-                      for e, f, row in zip(examples, fold_of, summary.pop("_probs"), strict=True)]
+                       "probabilities": [float(p) for p in row], "threshold": float(t)}
+                      for e, f, row, t in zip(examples, fold_of, summary.pop("_probs"), thresholds,
+                                              strict=True)]
     if keep_models is not None and is_main_process():  # renamed into place: never half a file
         partial = keep_models / "cv.json.partial"
         partial.write_text(json.dumps(summary) + "\n")
@@ -234,12 +235,16 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
     AUCs' intervals resample whole patients (``groups``: each film's) when given."""
     folds = int(fold_of.max()) + 1
     probs = np.zeros((len(targets), len(labels)))
+    per_film_threshold = np.zeros(len(targets))
     for k in range(folds):
-        other = fold_of != k
+        # fold k's calibration and threshold from the other folds alone, the threshold picked on their
+        # scores through that same calibration (as the shipped one is): no label of fold k in either
+        inside, other = fold_of == k, fold_of != k
         weight, bias = fit_calibration(scores[other], targets[other], len(labels))
-        probs[fold_of == k] = apply_calibration(scores[fold_of == k], weight, bias)
+        probs[inside] = apply_calibration(scores[inside], weight, bias)
+        calibrated_other = apply_calibration(scores[other], weight, bias)
+        per_film_threshold[inside] = pick_threshold(targets[other], calibrated_other, labels)
     malignant = malignant_index(labels)
-    per_film_threshold = cross_fitted_thresholds(targets, probs, labels, fold_of)
     raw_probs = apply_calibration(scores, *uncalibrated(kind, len(labels), scores.shape[1]))
     weight, bias = fit_calibration(scores, targets, len(labels))  # what the final model ships with
     # the shipped threshold is picked on the shipped calibration's probabilities, so its rule (90%
@@ -275,6 +280,7 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         "auc_abnormal": auc_abnormal(targets, probs, labels, groups=groups),
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,
+        "cross_fitting": NESTED_CROSS_FITTING,
         "calibration": calibration,
         "optimistic": ("'sensitivity' and 'specificity' use the threshold fitted on these same "
                        "pooled out-of-fold predictions; the '_cross_fitted' ones, and the subgroups', "
@@ -282,4 +288,5 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
                        "ECE and the confusion matrix use cross-fitted calibration (not optimistic), "
                        "but the recipe itself was chosen by comparing cross-validated AUCs."),
         "_probs": probs,
+        "_thresholds": per_film_threshold,
     }

@@ -35,6 +35,7 @@ __all__ = [
     "roc_points",
     "bootstrap_auc_ci",
     "OUT_OF_FOLD",
+    "NESTED_CROSS_FITTING",
     "recorded_estimate",
     "recorded_evaluations",
     "bootstrap_aucs",
@@ -127,6 +128,13 @@ FEWEST_FOR_AN_INTERVAL = 5
 
 
 OUT_OF_FOLD = "out of fold"  # what a cross-validation's pooled figures are named where they are shown
+
+# how a cross-validation fitted each fold's calibration and threshold (its ``cross_fitting``): both on
+# the other folds alone, the threshold through that fold's own calibration map. Versions recorded
+# without it (v2, v3) picked a fold's threshold on the other folds' cross-fitted probabilities, whose
+# maps had learnt the fold's labels, and called their subgroups at the pooled threshold fitted on
+# these same predictions: both somewhat optimistic
+NESTED_CROSS_FITTING = "calibration and threshold of each fold fitted on the other folds alone"
 
 
 def recorded_estimate(record: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from huggingface_hub import EvalResult, ModelCardData
 
 from .config import DISCLAIMER, HUB_DATASET_PREFIX, data_name
-from .metrics import FEWEST_FOR_AN_INTERVAL, resampled_patients, too_few_for_an_interval
+from .metrics import FEWEST_FOR_AN_INTERVAL, NESTED_CROSS_FITTING, resampled_patients, too_few_for_an_interval
 
 __all__ = ["NOT_RECORDED", "eval_results", "render_model_card"]
 
@@ -221,6 +221,15 @@ def _grouped_by(mammo: dict) -> str:
 
 
 _OR_ITS_PATIENT = " (nor on its patient's other films)"
+# how a cross-validation recorded before NESTED_CROSS_FITTING (v2, v3) fitted each fold's threshold
+_NOT_NESTED = ("its calibration fitted on the other folds and its threshold picked on their calibrated "
+               "probabilities, whose calibration had learnt this fold's labels (somewhat optimistic; "
+               "cross-validations now fit both on the other folds alone)")
+
+
+def _nested(cv: dict) -> bool:
+    """Whether a cross-validation fitted each fold's calibration and threshold on the other folds alone."""
+    return cv.get("cross_fitting") == NESTED_CROSS_FITTING
 
 
 def _cv_section(mammo: dict) -> str | None:
@@ -238,9 +247,10 @@ def _cv_section(mammo: dict) -> str | None:
         _metrics_section(cv, "## Cross-validation (the estimate to quote)",
                          f"{_num(cv.get('n_folds'))}-fold cross-validation by {_grouped_by(mammo)}, "
                          "stratified by label; every film scored once by the model that did not train on it"
-                         f"{_OR_ITS_PATIENT if _grouped_by(mammo) == 'patient' else ''}, its calibration "
-                         "and its threshold fitted on the other folds (the shipped threshold is fitted on "
-                         "all of them)"),
+                         f"{_OR_ITS_PATIENT if _grouped_by(mammo) == 'patient' else ''}, "
+                         + ("its calibration and its threshold fitted on the other folds alone"
+                            if _nested(cv) else _NOT_NESTED)
+                         + "; the shipped calibration and threshold are fitted on all of them"),
         f"Abnormal (benign or malignant) vs normal AUC: {_num(abnormal.get('auc'))} "
         f"(95% CI {abnormal_ci}).",
         "Per fold:\n\n" + _table(("fold", "films", "AUC malignant", f"95% CI{_by_patient(cv)}", "AUC macro"),
@@ -282,13 +292,23 @@ def _baseline_section(mammo: dict) -> str | None:
                       "balanced accuracy"), rows))
 
 
-def _auc_text(value: object, by: str = "") -> str:
+def _auc_text(value: object, by: str = "", sides: tuple[int, int] | None = None) -> str:
     """'0.712 (0.60–0.81)' from ``{auc, ci95}``, ``by`` after the interval (', by patient'); 'n/a'
-    when the subgroup lacks a class."""
+    when the subgroup lacks a class. ``sides``: its films of each class, where known: an interval
+    recorded on fewer than FEWEST_FOR_AN_INTERVAL of either (v2's and v3's were) is not shown."""
     if not isinstance(value, dict):
         return "n/a (one class only)"
     ci = value.get("ci95") or []
+    if ci and sides and min(sides) < FEWEST_FOR_AN_INTERVAL:
+        fewest = min(sides)
+        return f"{_num(value.get('auc'))} (no interval: {fewest} film{'' if fewest == 1 else 's'} of a class)"
     return _num(value.get("auc")) + (f" ({'–'.join(_num(v) for v in ci)}{by})" if ci else "")
+
+
+def _sides(figures: dict, label: str) -> tuple[int, int] | None:
+    """A subgroup's films of ``label`` and of the rest, from its counts; None where not recorded."""
+    counts, n = figures.get("counts") or {}, figures.get("n")
+    return (counts[label], n - counts[label]) if label in counts and isinstance(n, int) else None
 
 
 def _subgroups_section(mammo: dict) -> str | None:
@@ -303,8 +323,8 @@ def _subgroups_section(mammo: dict) -> str | None:
                 counts = "/".join(str(n) for n in (figures.get("counts") or {}).values())
                 by = _by_patient(metrics)  # a subgroup's intervals drew the units its evaluation's did
                 rows.append((split, grouping, name, f"{figures.get('n')} ({counts})",
-                             _auc_text(figures.get("auc_malignant"), by),
-                             _auc_text(figures.get("auc_abnormal"), by),
+                             _auc_text(figures.get("auc_malignant"), by, _sides(figures, "malignant")),
+                             _auc_text(figures.get("auc_abnormal"), by, _sides(figures, "normal")),
                              f"{_num(figures.get('sensitivity'))} / {_num(figures.get('specificity'))}"))
     if not rows:
         return None
@@ -312,9 +332,13 @@ def _subgroups_section(mammo: dict) -> str | None:
     return ("## Subgroups: where it does worse\n\n"
             "The same evaluations split by the films' metadata (mini-MIAS records the tissue type; "
             "submitted cases may record density and age). Subgroups are small: read the intervals, "
-            "not the point estimates. Sensitivity and specificity are at the version's one operating "
-            "threshold on a held-out split; out of fold, each film is called at the threshold fitted on "
-            "the other folds.\n\n"
+            "not the point estimates; no interval is given on fewer than "
+            f"{FEWEST_FOR_AN_INTERVAL} films of a class. Sensitivity and specificity are at the version's "
+            "one operating threshold on a held-out split; out of fold, "
+            + ("each film is called at the threshold fitted on the other folds.\n\n"
+               if _nested(mammo.get("cv") or {}) else
+               "at the one threshold fitted on these same out-of-fold predictions (optimistic: it was "
+               "picked on them).\n\n")
             + _table(("evaluated on", "by", "subgroup", f"films ({order})", "AUC malignant (95% CI)",
                       "AUC abnormal (95% CI)", "sensitivity / specificity"), rows))
 
@@ -379,10 +403,10 @@ def _rate_rows(metrics: dict) -> list[tuple[str, str]]:
     if "sensitivity_cross_fitted" not in metrics:
         return [("Sensitivity (malignant, at the threshold)", _num(metrics.get("sensitivity"))),
                 ("Specificity (malignant, at the threshold)", _num(metrics.get("specificity")))]
-    return [("Sensitivity (malignant, each film at the threshold fitted on the other folds)",
-             _num(metrics.get("sensitivity_cross_fitted"))),
-            ("Specificity (malignant, each film at the threshold fitted on the other folds)",
-             _num(metrics.get("specificity_cross_fitted"))),
+    each = ("each film at the threshold fitted on the other folds" if _nested(metrics) else
+            "each film at a threshold picked on the other folds, slightly optimistic: see above")
+    return [(f"Sensitivity (malignant, {each})", _num(metrics.get("sensitivity_cross_fitted"))),
+            (f"Specificity (malignant, {each})", _num(metrics.get("specificity_cross_fitted"))),
             ("Sensitivity at the threshold fitted on these same predictions (optimistic)",
              _num(metrics.get("sensitivity"))),
             ("Specificity at the threshold fitted on these same predictions (optimistic)",

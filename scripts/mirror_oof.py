@@ -61,8 +61,9 @@ def _write_cv(path: Path, summary: dict, films: list[dict], classes: list[str], 
     """Write rescored out-of-fold predictions as a ``cv.json``; ``recipe`` records the mirror as
     ``--test-time-mirror`` would (``train --cv-from`` takes it for that recipe only)."""
     summary = dict(summary)
-    oof = [{**film, "probabilities": [float(p) for p in row]}
-           for film, row in zip(films, summary.pop("_probs"), strict=True)]
+    oof = [{**film, "probabilities": [float(p) for p in row], "threshold": float(threshold)}
+           for film, row, threshold in zip(films, summary.pop("_probs"), summary.pop("_thresholds"),
+                                           strict=True)]
     record = {**summary, "classes": classes, "oof": oof, "mirror": recipe["test_time_mirror"],
               "recipe": recipe}
     path.write_text(json.dumps(record) + "\n")

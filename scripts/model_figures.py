@@ -70,7 +70,8 @@ def model_figures(model: Path, data: Path, oof: Path | None = None) -> dict:
 
 
 def _oof_subgroups(oof: Path, films: list, labels: list[str], cv: dict) -> dict:
-    """Subgroup figures of a cross-validation's pooled out-of-fold probabilities."""
+    """Subgroup figures of a cross-validation's pooled out-of-fold probabilities, each film called at
+    the threshold fitted on the other folds (recorded with it)."""
     run = json.loads(oof.read_text())
     if run.get("recipe") != cv.get("recipe") or run.get("threshold") != cv.get("threshold"):
         raise SystemExit(f"{oof} is another cross-validation (its recipe or threshold differs from the "
@@ -80,9 +81,13 @@ def _oof_subgroups(oof: Path, films: list, labels: list[str], cv: dict) -> dict:
     if missing:
         raise SystemExit(f"{oof} does not score {len(missing)} of the model's films (e.g. {missing[0]}): "
                          "not this model's cross-validation")
+    if any("threshold" not in scored[e.name] for e in films):
+        raise SystemExit(f"{oof} records no cross-fitted threshold per film (made before they were kept): "
+                         "cross-validate again")
     probs = np.array([scored[e.name]["probabilities"] for e in films])
+    thresholds = np.array([scored[e.name]["threshold"] for e in films])
     targets = np.array([labels.index(e.label) for e in films])
-    return subgroup_metrics(films, targets, probs, labels, cv["threshold"])
+    return subgroup_metrics(films, targets, probs, labels, thresholds)
 
 
 @said_in_one_line

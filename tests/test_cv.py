@@ -20,7 +20,7 @@ from mammo.calibration import apply_calibration
 from mammo.choices import LESION_MAP
 from mammo.cv import patient_folds, summarise
 from mammo.data import SplitSpec, film_identities, folder_examples, learnt_by, split_by_patient
-from mammo.metrics import EVALUATE_KEYS, pick_threshold
+from mammo.metrics import EVALUATE_KEYS, NESTED_CROSS_FITTING, pick_threshold
 from mammo.pipeline import base_splits
 from mammo.predict import Predictor
 
@@ -59,8 +59,12 @@ def test_summary_is_out_of_fold_and_cross_fitted() -> None:
     # cross-fitted: fold 0's probabilities do not change when fold 0's own labels do
     flipped = targets.copy()
     flipped[fold_of == 0] = 0
-    again = summarise(scores, flipped, fold_of, LABELS, kind="patch")["_probs"]
-    assert np.allclose(again[fold_of == 0], probs[fold_of == 0])
+    again = summarise(scores, flipped, fold_of, LABELS, kind="patch")
+    assert np.allclose(again["_probs"][fold_of == 0], probs[fold_of == 0])
+    # nor does its threshold (picked on the other folds through fold 0's own calibration map: picked
+    # on their cross-fitted probabilities, whose maps had learnt fold 0's labels, it did; a review)
+    assert np.array_equal(again["_thresholds"][fold_of == 0], summary["_thresholds"][fold_of == 0])
+    assert len(set(summary["_thresholds"][fold_of == 0])) == 1
     # the shipped threshold's rule holds of what ships: with the shipped calibration, the highest
     # cut-off reaching 90% sensitivity out of fold (a review: it was picked on other probabilities)
     shipped = apply_calibration(scores, summary["calibration"]["weight"], summary["calibration"]["bias"])
@@ -92,6 +96,12 @@ def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> 
     for film in films:
         by_patient[film["group"]].add(film["fold"])
     assert all(len(folds) == 1 for folds in by_patient.values())
+    # each film with the threshold it was called at, one per fold, fitted on the other folds alone
+    assert summary["cross_fitting"] == NESTED_CROSS_FITTING
+    by_fold = defaultdict(set)
+    for film in films:
+        by_fold[film["fold"]].add(film["threshold"])
+    assert sorted(by_fold) == [0, 1] and all(len(cut_offs) == 1 for cut_offs in by_fold.values())
     # a woman's two films are drawn together by the intervals' bootstrap
     assert len(by_patient) < n and summary["auc_ci_resampled"] == "patients"
     assert sum(group["n"] for group in summary["subgroups"]["tissue"].values()) == n

@@ -657,6 +657,37 @@ def test_model_card_says_whether_the_interval_resampled_patients_or_films() -> N
     assert "0.500–0.900 |" in over_films and "(0.400–0.800) |" in over_films
 
 
+def test_model_card_names_how_each_fold_was_called_and_drops_intervals_on_too_few_films() -> None:
+    """An out-of-fold threshold picked through maps that had learnt the fold's labels (v2, v3), and
+    subgroups called at the pooled threshold, are said to be optimistic; a cross-validation that fits
+    both on the other folds alone is not. An interval recorded on fewer than 5 films of a class (v3's
+    "1.000 (1.000–1.000)" on 2 malignant films) is not shown (a review)."""
+    from mammo.metrics import FEWEST_FOR_AN_INTERVAL, NESTED_CROSS_FITTING
+
+    few = {"n": 10, "counts": {"normal": 5, "benign": 3, "malignant": 2},
+           "auc_malignant": {"auc": 1.0, "ci95": [1.0, 1.0]},
+           "auc_abnormal": {"auc": 0.8, "ci95": [0.4, 1.0]}}  # 5 normal, 5 abnormal: enough
+    enough = {"n": 30, "counts": {"normal": 15, "benign": 5, "malignant": 10},
+              "auc_malignant": {"auc": 0.7, "ci95": [0.5, 0.9]}, "auc_abnormal": None}
+    cv = {"n": 40, "n_folds": 2, "auc_malignant": 0.7, "sensitivity": 0.9, "specificity": 0.3,
+          "sensitivity_cross_fitted": 0.85, "specificity_cross_fitted": 0.25,
+          "subgroups": {"tissue": {"fatty": few, "dense": enough}}}
+    older = render_model_card({"mammo": {"cv": cv}})
+    assert ("| tissue | fatty | 10 (5/3/2) | 1.000 (no interval: 2 films of a class) | 0.800 (0.400–1.000) |"
+            in older)
+    assert "| tissue | dense | 30 (15/5/10) | 0.700 (0.500–0.900) | n/a (one class only) |" in older
+    assert f"no interval is given on fewer than {FEWEST_FOR_AN_INTERVAL} films of a class" in older
+    assert "at the one threshold fitted on these same out-of-fold predictions (optimistic" in older
+    assert "whose calibration had learnt this fold's labels (somewhat optimistic" in older
+    assert "each film at a threshold picked on the other folds, slightly optimistic" in older
+    nested = render_model_card({"mammo": {"cv": {**cv, "cross_fitting": NESTED_CROSS_FITTING}}})
+    assert "its calibration and its threshold fitted on the other folds alone" in nested
+    assert "out of fold, each film is called at the threshold fitted on the other folds." in nested
+    assert ("| Sensitivity (malignant, each film at the threshold fitted on the other folds) | 0.850 |"
+            in nested)
+    assert "optimistic: it was picked on them" not in nested and "had learnt" not in nested
+
+
 def test_model_card_missing_fields_say_not_recorded() -> None:
     card = render_model_card({"architecture": "x", "mammo": {"metrics": {"auc_malignant": 0.7}}})
     assert DISCLAIMER in card
