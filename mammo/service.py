@@ -26,7 +26,7 @@ from . import config as mammo_config
 from .access import can_submit, can_train
 from .bulk import BulkError, zip_cases
 from .choices import DEFAULT_METHOD, DEFAULT_OPACITY
-from .data import SplitSpec, case_examples, film_identities, films_key, folder_examples, label_order
+from .data import Example, SplitSpec, case_examples, film_identities, films_key, folder_examples, label_order
 from .errors import MammoError
 from .explain import overlay
 from .fingerprint import FilmIdentity, Fingerprints, KnownFilms
@@ -245,6 +245,14 @@ def published_meanwhile(latest: str, compared: str) -> str:
     return (f"Not published: {latest} was published by another process (a retrain from a shell or a Job) "
             f"while this retrain ran, and the candidate was compared with {compared} only; it is kept as "
             f"rejected. Retrain again to compare a candidate with {latest}.")
+
+
+def withdrawn_meanwhile(case_ids: Sequence[str]) -> str:
+    """The gate's reason when cases the candidate learnt from were withdrawn while it trained."""
+    named = ", ".join(case_ids)
+    return (f"Not published: {len(case_ids)} case{'s' if len(case_ids) > 1 else ''} it trained on ({named}) "
+            f"{'were' if len(case_ids) > 1 else 'was'} withdrawn while this retrain ran, and the candidate "
+            "learnt from them; it is kept as rejected. Retrain again to leave them out.")
 
 
 def _recorded_recipe(model: Predictor) -> TrainConfig:
@@ -1095,6 +1103,7 @@ class MammoService:
                 cases_left_out=summary["cases_left_out"], cases_repeated=summary["cases_repeated"],
                 cases_disputed=summary["cases_disputed"],
                 cases_in_label_conflict=summary["cases_in_label_conflict"],
+                cases_withdrawn_meanwhile=summary["cases_withdrawn_meanwhile"],
                 served_before=summary["current_version"],
                 **{f"{who}_{key}": _audited(summary[f"{who}_metrics"], key)
                    for who in ("candidate", "current") for key in _AUDITED_METRICS})
@@ -1230,6 +1239,9 @@ class MammoService:
                     mammo["metrics"], flag_of_current, metric, self.settings.gate_tolerance, split=split_name,
                     min_malignant=self.settings.gate_min_malignant, best=best, best_specificity=fewest_alarms,
                     best_flag=most_flagged)
+                withdrawn = self._withdrawn_since(cases, amended)
+                if withdrawn:  # never published, however it scored
+                    promoted, reason = False, withdrawn_meanwhile(withdrawn)
                 report = {"promoted": promoted, "reason": reason, "user": user, "cases_used": len(cases),
                           "cases_submitted": submitted,
                           # of the cases read, those with a corrected label; the withdrawn ones left out
@@ -1260,7 +1272,9 @@ class MammoService:
                           # validation films (calibration, threshold) the starting weights had learnt from
                           "val_learnt_by_init": mammo["data"]["val_learnt_by_init"],
                           # a version another process published while this ran (the candidate passed)
-                          "published_meanwhile": None}
+                          "published_meanwhile": None,
+                          # cases it trained on withdrawn while it ran (consent, say): never published
+                          "cases_withdrawn_meanwhile": withdrawn}
                 rejected_id = None
                 if promoted:
                     try:
@@ -1277,6 +1291,13 @@ class MammoService:
             shutil.rmtree(work, ignore_errors=True)
         progress(1.0, "done")
         return retrain_summary({**mammo, "report": report}, version, rejected_id)
+
+    def _withdrawn_since(self, cases: Sequence[Example], amended: Mapping[str, str | None]) -> list[str]:
+        """The ids of ``cases`` (the examples read for a retrain, with the amendments ``amended`` then)
+        withdrawn since."""
+        now = self.cases.amended_cases()
+        return sorted({case.group for case in cases if amended.get(case.group, "") is not None
+                       and case.group in now and now[case.group] is None})
 
     def _fair_holdout(self, current: Predictor, base: Path, split: SplitSpec) -> list:
         """The held-out films of the base data under ``split``, refused when the served version

@@ -38,11 +38,13 @@ from mammo.service import (
     RetrainBusy,
     RetrainError,
     RetrainOptions,
+    withdrawn_meanwhile,
 )
 from mammo.store import CaseStore, RegistryError, StoreError, open_registry, promotion_decision
 from mammo.store._hub import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS
 from mammo.store.gate import LINE_REFUSED, flag_kept, line_best
+from mammo.train import EpochLog
 
 TINY = RetrainOptions(epochs=1, image_size=48, from_current=True)
 
@@ -1058,6 +1060,33 @@ def test_a_corrected_label_is_learnt_and_a_withdrawn_case_left_out_by_the_next_r
     assert (summary["cases_used"], summary["cases_corrected"], summary["cases_withdrawn"]) == (1, 1, 1)
     assert "1 of the submitted cases it read carries a corrected label; 1 withdrawn case was left out." in \
         views.verdict_text(summary)
+
+
+def test_a_case_withdrawn_while_a_retrain_runs_keeps_that_candidate_from_being_published(
+        service: MammoService, small_mias: Path) -> None:
+    """Consent withdrawn while a retrain trains on the case: a candidate that passed the gate was
+    published with it in its training data (the withdrawals were read once, before training; a
+    fault probe). It is kept as rejected, named why, and the next retrain leaves the case out."""
+    service.settings = dataclasses.replace(service.settings, gate_tolerance=1.0)  # would be promoted
+    films = sorted((small_mias / "benign").glob("*.png"))[:2]
+    case_ids = [service.submit(np.ascontiguousarray(np.rot90(read_image(film))), "benign", None)["case_id"]
+                for film in films]
+    served = service.predictor.version
+
+    def withdraw_once(epoch: EpochLog) -> None:
+        if service.cases.case_label(case_ids[1]) is not None:
+            service.withdraw_case(case_ids[1], "consent withdrawn")
+
+    summary = service.retrain(TINY, on_epoch=withdraw_once)
+    assert not summary["promoted"] and service.predictor.version == served
+    assert summary["cases_withdrawn_meanwhile"] == [case_ids[1]]
+    assert summary["reason"] == withdrawn_meanwhile([case_ids[1]])
+    assert f"1 case it trained on ({case_ids[1]}) was withdrawn while this retrain ran" in summary["reason"]
+    rejection = service.audit.latest({"rejection"})["details"]
+    assert rejection["reason"] == summary["reason"]
+    assert rejection["cases_withdrawn_meanwhile"] == [case_ids[1]]
+    again = service.retrain(TINY)
+    assert again["promoted"] and again["cases_withdrawn_meanwhile"] == [] and again["cases_used"] == 1
 
 
 def test_a_benign_case_given_bi_rads_6_is_stored_and_its_receipt_asks_to_check_the_label(
