@@ -9,6 +9,7 @@ import atexit
 import inspect
 import json
 import logging
+import os
 import signal
 import tempfile
 import threading
@@ -84,6 +85,7 @@ from mammo.ui.widgets import (
     mammogram_file,
     metadata_input,
 )
+from mammo.uploads import own_upload_folder
 from mammo.values import echoed
 
 log = logging.getLogger("mammo.app")
@@ -91,6 +93,9 @@ log = logging.getLogger("mammo.app")
 
 torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (docs/architecture.md)
 SETTINGS = settings()
+# visitors' files (a DICOM's tags and all) in a folder of this run's own: a run killed before it could
+# delete them has them deleted by the next start (Gradio deletes only its own run's)
+os.environ["GRADIO_TEMP_DIR"] = str(own_upload_folder(Path(get_upload_folder())))
 service = MammoService(SETTINGS)
 token_users = TokenUsers(SETTINGS)  # API callers' tokens -> Hub user names (whoami, cached)
 

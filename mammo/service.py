@@ -60,7 +60,7 @@ from .store import (
     prediction_record,
     promotion_decision,
 )
-from .store._fs import file_lock
+from .store._fs import file_lock, remove_unlocked
 from .store.cases import label_conflict_text, label_doubt
 from .store.gate import gives_every_film_one_score
 from .store.registry import rollback_of, version_number
@@ -372,10 +372,7 @@ class MammoService:
 
     def _sweep_work(self) -> None:
         """Remove candidate folders of retrains killed mid-way (a running one holds its lock)."""
-        for folder in self._work_dir().glob("retrain-*"):
-            with file_lock(folder / ".lock", blocking=False) as free:
-                if free:
-                    shutil.rmtree(folder, ignore_errors=True)
+        remove_unlocked(self._work_dir().glob("retrain-*"))
 
     @property
     def predictor(self) -> Predictor:

@@ -32,6 +32,7 @@ from mammo.service import UPLOAD_QUEUED_ON_A_SPACE
 from mammo.store import AuditLog, CaseStore, StoreError
 from mammo.store.cases import local as cases_module
 from mammo.store.registry import MODEL_FILES, version_number
+from mammo.uploads import RUN_PREFIX
 
 
 class Restartable:
@@ -119,12 +120,19 @@ def test_sigkill_during_submits_loses_no_receipted_case(crashing: Restartable, t
             time.sleep(0.01)
         assert len(receipts) > before, "no submit was answered before the kill"
         time.sleep(delay)
+        uploads = crashing.home.parent / "gradio"
+        killed_runs = list(uploads.glob(f"{RUN_PREFIX}*"))
+        assert any(killed_runs) and any(path.is_file() for run in killed_runs for path in run.rglob("*.png"))
         app = crashing.kill_and_restart()
         stop.set()
         for worker in workers:
             worker.join(60)
         stored = assert_store_intact(crashing.home, receipts, tmp_path / "cache")
         assert_audit_intact(crashing.home, receipts)
+        # the killed run's uploads (a DICOM's tags and all) are deleted by the start after it: Gradio
+        # deletes only its own run's files, and those of a killed run stayed for good (a fault probe)
+        assert not any(run.exists() for run in killed_runs)
+        assert len(list(uploads.glob(f"{RUN_PREFIX}*"))) == 1  # the new run's own
         client = crashing.client()
         assert client.predict(api_name="/models")[0]["version"] == "v1"
         receipt = client.predict(handle_file(images.next()), "benign", api_name="/submit_case")

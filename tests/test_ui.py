@@ -1,6 +1,7 @@
 """The page's parts that need no service (mammo.ui), called as Gradio calls them, without a server."""
 
 import logging
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -132,3 +133,27 @@ def test_each_button_keeps_its_own_place_in_the_browser():
     assert 'kept["Predict"]' in on and "interactive: true" in on
     assert '"Submit"' in switch_js(gr.Button("Submit"), on=False) and '"Predict"' not in switch_js(
         gr.Button("Submit"), on=False)
+
+
+def test_a_runs_upload_folder_is_kept_while_it_lives_and_deleted_after(tmp_path):
+    """Each run's own folder, locked while its process lives: the next start deletes an ended run's
+    (a killed one's uploads stayed for good), never a live run's, nor anything else in the folder."""
+    import subprocess
+    import sys
+
+    from mammo.uploads import RUN_PREFIX, own_upload_folder
+
+    ended = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                            "from mammo.uploads import own_upload_folder; "
+                            "folder = own_upload_folder(Path(sys.argv[1])); "
+                            "(folder / 'scan.dcm').write_bytes(b'x'); "
+                            "print(folder)", str(tmp_path)], capture_output=True, text=True, check=True)
+    ended_folder = Path(ended.stdout.strip())
+    assert ended_folder.name.startswith(RUN_PREFIX) and (ended_folder / "scan.dcm").is_file()
+    other_app = tmp_path / "0123abcd" / "film.png"  # another Gradio app's upload, beside mammo's
+    other_app.parent.mkdir()
+    other_app.write_bytes(b"x")
+    live = own_upload_folder(tmp_path)
+    assert not ended_folder.exists() and other_app.is_file()
+    again = own_upload_folder(tmp_path)  # a second app started beside this one
+    assert live.is_dir() and again.is_dir() and live != again

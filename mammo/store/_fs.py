@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["utc_now", "utc_iso", "fsync_file", "fsync_dir", "file_lock", "write_new_file"]
+__all__ = ["utc_now", "utc_iso", "fsync_file", "fsync_dir", "file_lock", "remove_unlocked", "write_new_file"]
 
 
 def utc_now() -> datetime:
@@ -63,3 +64,12 @@ def file_lock(path: Path, blocking: bool = True, *, shared: bool = False) -> Ite
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_unlocked(folders: Iterable[Path]) -> None:
+    """Delete each folder whose ``.lock`` no process holds: the process that made it, holding it
+    while it lives, has ended (cleanly or killed)."""
+    for folder in folders:
+        with file_lock(folder / ".lock", blocking=False) as free:
+            if free:
+                shutil.rmtree(folder, ignore_errors=True)
