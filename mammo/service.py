@@ -512,7 +512,11 @@ class MammoService:
         """
         started = time.perf_counter()
         prediction = self._draw(image, method, opacity)
-        self.predictions.append(prediction_record(prediction.details(), user, time.perf_counter() - started))
+        record = prediction_record(prediction.details(), user, time.perf_counter() - started)
+        try:
+            self.predictions.append(record)
+        except OSError as error:  # a full or read-only disk: the prediction needs none (Analytics misses it)
+            log.error("a prediction was served but not logged (Analytics will not count it): %s", error)
         return prediction
 
     def _draw(self, image: ImageSource, method: str, opacity: float, keep: bool = True) -> Prediction:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,21 @@ def small_mias(mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         writer.writeheader()
         writer.writerows(chosen)
     return root
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 300 kB tmpfs (needs root and mount permission; skipped otherwise)."""
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command to make a small tmpfs with")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        gc.collect()  # a dataset memory-mapped from it, not yet collected, keeps it busy
+        subprocess.run(["umount", str(folder)], check=True)

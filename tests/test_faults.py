@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import csv
 import errno
-import gc
 import json
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -187,24 +185,6 @@ def test_sigkill_during_retrain_keeps_the_last_promoted_model(
 
 
 # -- full disk ------------------------------------------------------------------------------------
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 300 kB tmpfs (needs root and mount permission; skipped otherwise)."""
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command to make a small tmpfs with")
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {done.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        gc.collect()  # a dataset memory-mapped from it, not yet collected, keeps it busy
-        subprocess.run(["umount", str(folder)], check=True)
-
-
 def noise(seed: int, side: int = 96) -> np.ndarray:
     return np.random.default_rng(seed).random((side, side)).astype(np.float32)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -40,7 +41,7 @@ from mammo.service import (
     RetrainOptions,
     withdrawn_meanwhile,
 )
-from mammo.store import CaseStore, RegistryError, StoreError, open_registry, promotion_decision
+from mammo.store import CaseStore, PredictionLog, RegistryError, StoreError, open_registry, promotion_decision
 from mammo.store._hub import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS
 from mammo.store.gate import LINE_REFUSED, flag_kept, line_best
@@ -1087,6 +1088,31 @@ def test_a_case_withdrawn_while_a_retrain_runs_keeps_that_candidate_from_being_p
     assert rejection["cases_withdrawn_meanwhile"] == [case_ids[1]]
     again = service.retrain(TINY)
     assert again["promoted"] and again["cases_withdrawn_meanwhile"] == [] and again["cases_used"] == 1
+
+
+def test_a_full_disk_loses_the_prediction_log_record_not_the_prediction(
+        service: MammoService, small_mias: Path, tiny_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The prediction log on a disk that is full: the prediction is served all the same (it needs no
+    disk; it was an "Unexpected error"), said in the log; once there is room again, the next record
+    is whole (a line the full disk tore no longer swallows it: both were lost). A fault probe."""
+    service.predictions = PredictionLog(tiny_disk / "logs")
+    film = next((small_mias / "benign").glob("*.png"))
+    service.predict(film)
+    filler = tiny_disk / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        while True:
+            handle.write(b"x" * 4096)
+            handle.flush()
+    with caplog.at_level(logging.ERROR, logger="mammo.service"):
+        for _ in range(40):  # records fill the shard's last page, one is cut short, then none fits
+            assert service.predict(film).probabilities
+            if "a prediction was served but not logged" in caplog.text:
+                break
+    assert "a prediction was served but not logged" in caplog.text
+    logged = len(service.predictions.records())
+    filler.unlink()
+    service.predict(film)
+    assert len(service.predictions.records()) == logged + 1  # its record whole, after the torn one
 
 
 def test_a_benign_case_given_bi_rads_6_is_stored_and_its_receipt_asks_to_check_the_label(

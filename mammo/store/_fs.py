@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["utc_now", "utc_iso", "fsync_file", "fsync_dir", "file_lock", "remove_unlocked", "write_new_file"]
+__all__ = ["utc_now", "utc_iso", "fsync_file", "fsync_dir", "file_lock", "remove_unlocked", "append_lines",
+           "write_new_file"]
 
 
 def utc_now() -> datetime:
@@ -73,3 +74,19 @@ def remove_unlocked(folders: Iterable[Path]) -> None:
         with file_lock(folder / ".lock", blocking=False) as free:
             if free:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def append_lines(path: Path, lines: bytes, *, sync: bool = True) -> None:
+    """Append whole ``lines`` (each ending in a newline) to ``path``: after a line an earlier append
+    left torn (a full disk, a kill), on a line of their own, so that neither glues onto it and both
+    are lost to a reader that skips lines it cannot parse."""
+    with open(path, "ab+") as handle:  # appends go to the end, wherever it reads
+        size = handle.seek(0, os.SEEK_END)
+        torn = False
+        if size:
+            handle.seek(size - 1)
+            torn = handle.read(1) != b"\n"
+        handle.write((b"\n" if torn else b"") + lines)
+        handle.flush()
+        if sync:
+            os.fsync(handle.fileno())

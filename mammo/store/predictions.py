@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ._fs import utc_now
+from ._fs import append_lines, utc_now
 from .cases import CaseStore
 
 __all__ = ["PredictionLog", "open_prediction_log", "prediction_record"]
@@ -91,12 +90,7 @@ class PredictionLog:
             if self._shard is None:
                 self._part += 1
                 self._shard = self.folder / f"predictions-{day}-{self._process}-{self._part:04d}.jsonl"
-            fd = os.open(self._shard, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_lines(self._shard, line)  # written whole, after any line a full disk tore
             self._count += 1
             if self._closed:
                 self._close()

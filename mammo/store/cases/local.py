@@ -51,7 +51,7 @@ from ... import imaging
 from ...choices import WITHDRAWAL_REASONS, listed_reason
 from ...timestamps import human_time
 from ...values import echoed
-from .._fs import file_lock, fsync_dir, fsync_file, utc_iso, utc_now
+from .._fs import append_lines, file_lock, fsync_dir, fsync_file, utc_iso, utc_now
 from .card import dataset_card
 from .compaction import (
     MERGED_SHARD_ROWS,
@@ -832,13 +832,7 @@ class CaseStore:
         if not names:
             return
         try:
-            with open(self._journal, "ab+") as handle:  # appends go to the end, wherever it reads
-                size = handle.seek(0, os.SEEK_END)
-                torn = False
-                if size:
-                    handle.seek(size - 1)
-                    torn = handle.read(1) != b"\n"  # a killed append: end its line first
-                handle.write(("\n" if torn else "").encode() + "".join(f"{n}\n" for n in names).encode())
+            append_lines(self._journal, "".join(f"{n}\n" for n in names).encode(), sync=False)
         except OSError as exc:
             log.warning("Could not journal %d shard(s) in %s (%s); other processes see them when they "
                         "next open the store", len(names), self.root, exc)
