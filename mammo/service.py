@@ -247,6 +247,12 @@ def published_meanwhile(latest: str, compared: str) -> str:
             f"rejected. Retrain again to compare a candidate with {latest}.")
 
 
+def not_audited(error: OSError) -> str:
+    """A receipt's warning when its change is stored but the audit log could not record it."""
+    return (f"It is stored, but the audit log could not record it ({error.strerror or error}): tell the "
+            "maintainer of this app.")
+
+
 def withdrawn_meanwhile(case_ids: Sequence[str]) -> str:
     """The gate's reason when cases the candidate learnt from were withdrawn while it trained."""
     named = ", ".join(case_ids)
@@ -610,10 +616,10 @@ class MammoService:
             receipt["label_doubt"] = doubt
         from_pool = {"from_label_next_pool": pending_id} if pending_id else {}
         said = {"label_doubt": doubt} if doubt else {}  # what the submitter was warned of, on record
-        self.audit.record("submission", user, case_id=receipt["case_id"], label=receipt["label"],
-                          status=receipt["status"], **from_pool, **said,
-                          metadata_given=sorted(k for k, v in (receipt.get("metadata") or {}).items()
-                                                if v is not None))
+        self._audited(receipt, lambda: self.audit.record(
+            "submission", user, case_id=receipt["case_id"], label=receipt["label"], status=receipt["status"],
+            **from_pool, **said,
+            metadata_given=sorted(k for k, v in (receipt.get("metadata") or {}).items() if v is not None)))
         return self._after_new_cases(self._said_where(receipt))
 
     def correct_label(self, case_id: str, label: str, user: str | None = None) -> dict:
@@ -633,8 +639,7 @@ class MammoService:
             note = None
         if note:
             receipt["base_film"] = note
-        self.audit.record_amendment(receipt, user)
-        return receipt
+        return self._audited(receipt, lambda: self.audit.record_amendment(receipt, user))
 
     def withdraw_case(self, case_id: str, reason: str, user: str | None = None) -> dict:
         """Withdraw a stored case (those who may submit may withdraw; ``reason`` one of
@@ -642,8 +647,21 @@ class MammoService:
         with the label it had and the reason."""
         can_submit(user, self.settings).require()
         receipt = self._said_where(self.cases.withdraw(case_id, reason), WITHDRAWAL_QUEUED_ON_A_SPACE)
-        self.audit.record_amendment(receipt, user)
+        self._audited(receipt, lambda: self.audit.record_amendment(receipt, user))
         self.withdrawn_fingerprints()  # its image read back now, while it is at hand, not at the next submit
+        return receipt
+
+    @staticmethod
+    def _audited(receipt: dict, record: Callable[[], object]) -> dict:
+        """``receipt`` of a change already stored, once ``record`` has put it in the audit log. A log
+        that cannot be written (a full disk) is said in the receipt's warning and the server's log: the
+        change is stored, and was answered as an unexpected error (a fault probe)."""
+        try:
+            record()
+        except OSError as error:
+            log.error("stored, but not recorded in the audit log: %s (%s)", error,
+                      receipt.get("case_id") or receipt.get("case_ids"))
+            receipt["warning"] = " ".join(filter(None, (receipt.get("warning"), not_audited(error))))
         return receipt
 
     def _said_where(self, receipt: dict, queued_here: str = UPLOAD_QUEUED_ON_A_SPACE) -> dict:
@@ -707,8 +725,9 @@ class MammoService:
                                      f"the base data{judged}: a retrain leaves {them} out of training and "
                                      f"keeps the base data's label{s} for {them}{otherwise}; "
                                      f"{BASE_LABEL_KEPT}")
-        self.audit.record("bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
-                          skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"])))
+        self._audited(receipt, lambda: self.audit.record(
+            "bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
+            skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"]))))
         return self._after_new_cases(self._said_where(receipt))
 
     def _base_film_note(self, case: FilmIdentity, label: str | None = None) -> str | None:
@@ -886,9 +905,11 @@ class MammoService:
             "uncertainty": (details.get("uncertainty") or {}).get("spread"),
             "malignancy_score": details.get("malignancy_score"), "label": details.get("label"),
             "model_version": details.get("model_version")})
+        offered = {**entry, "already_offered": not new}
         if new:
-            self.audit.record("offered for labelling", user, pending_id=entry["id"])
-        return {**entry, "already_offered": not new}
+            self._audited(offered, lambda: self.audit.record("offered for labelling", user,
+                                                             pending_id=entry["id"]))
+        return offered
 
     def offer_refusal(self, image: str | os.PathLike) -> str | None:
         """Why an uploaded image would not be taken for labelling, known before any offer: it is a

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import datasets
@@ -47,6 +48,7 @@ from mammo.store.cases import (
     CaseStore,
     HubCaseStore,
     StoreError,
+    corrections,
     open_case_store,
     validate_metadata,
 )
@@ -222,7 +224,10 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "may increase in 6 months", "Dec. density, aug 2 foci",
                                    # in capitals too, and "sep" for separate (a review)
                                    "Dec 5 mm from prior study", "MASS DEC 5 MM", "2 sep foci",
-                                   "2 sep. lesions", "calcs 2 dec in number", "Nov 3 cm"])
+                                   "2 sep. lesions", "calcs 2 dec in number", "Nov 3 cm",
+                                   # measurements, versions and a patient described, not named
+                                   "sizes 12.5 13.5 14.2 mm", "v1.2.3 model", "Patient: Known BRCA carrier",
+                                   "patient: 54 yo, dense breasts", "mass (at) 3.5 cm from nipple"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -284,6 +289,16 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         # initials between the title and the name (carried over from a walk: "Dr J Smith" passed)
         ("normal", {"notes": "reported by Dr J Smith"}, r"\(a name after a title"),
         ("normal", {"notes": "Prof. A. B. Okafor"}, r"\(a name after a title"),
+        # from a fault probe: a phone with full stops, an ID after letters, invisible characters, a name
+        # after "Patient:", an e-mail address spelt out
+        ("normal", {"notes": "call 555.123.4567"}, "a long number"),
+        ("normal", {"notes": "ref ABC-1234567"}, "a long number"),
+        ("normal", {"notes": "Mrs\u200bSmith"}, r"\(a name after a title"),
+        ("normal", {"notes": "Dr\u00adOkafor"}, r"\(a name after a title"),
+        ("normal", {"notes": "MRN\u200b 1234\u200b5678"}, "a long number"),
+        ("normal", {"notes": "Patient: Jane Smith"}, "an identifier's label"),
+        ("normal", {"notes": "ask jane.doe(at)example.org"}, "an e-mail address"),
+        ("normal", {"notes": "ask jane [at] example dot org"}, "an e-mail address"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )
@@ -1048,6 +1063,21 @@ def test_the_newest_correction_wins_across_processes_and_survives_compaction(tmp
         assert loaded_labels(b) == {ids[0]: "normal", ids[1]: "benign"}
     with CaseStore(LABELS, root) as c:  # a process opening after the merge: the merged shard only
         assert c.case_label(ids[0]) == "normal" and c.counts() == {"normal": 1, "benign": 1, "malignant": 0}
+
+
+def test_a_correction_made_after_the_clock_was_set_back_still_holds(
+    store: CaseStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = store.append(grey(46), "benign")["case_id"]
+    store.correct_label(case, "malignant")
+    set_back = datetime(2001, 1, 1, tzinfo=timezone.utc)  # a clock stepped back a long way (a fault probe)
+    monkeypatch.setattr(corrections, "utc_now", lambda: set_back)
+    receipt = store.correct_label(case, "normal")
+    assert receipt["corrected_at"].startswith("2001-01-01")  # what the clock said, kept as it said it
+    assert store.case_label(case) == "normal"
+    with CaseStore(LABELS, store.root) as reopened:  # read back in file-name order by another process
+        assert reopened.case_label(case) == "normal"
+        assert reopened.counts() == {"normal": 1, "benign": 0, "malignant": 0}
 
 
 def test_an_unreadable_or_foreign_correction_is_logged_and_left_out(

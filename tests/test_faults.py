@@ -11,6 +11,7 @@ import csv
 import errno
 import json
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from mammo.model import load as load_model
 from mammo.service import UPLOAD_QUEUED_ON_A_SPACE
 from mammo.store import AuditLog, CaseStore, StoreError
 from mammo.store.cases import local as cases_module
+from mammo.store.pending import PendingPool
 from mammo.store.registry import MODEL_FILES, version_number
 from mammo.uploads import RUN_PREFIX
 
@@ -205,6 +207,31 @@ def test_full_disk_is_a_clear_error_and_keeps_earlier_cases(tiny_disk: Path, tmp
     assert_no_partial_shard(tiny_disk / "cases", receipts, tmp_path / "cache")
     with CaseStore(LABELS, tiny_disk / "cases") as reopened:
         assert sum(reopened.counts().values()) == len(receipts)
+
+
+def test_a_disk_turned_read_only_refuses_changes_in_words_and_still_serves_the_cases(
+        tiny_disk: Path, tmp_path: Path) -> None:
+    """A home remounted read-only under a running app (a fault probe saw raw OSErrors from the lock
+    files: unexpected errors): a submission, a correction and an offer for labelling are refused
+    in words; what is stored is still read, and by a store opened afresh."""
+    store = CaseStore(LABELS, tiny_disk / "cases")
+    stored = store.append(noise(1), "benign")["case_id"]
+    pool = PendingPool(tiny_disk / "pending")
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    try:
+        with pytest.raises(StoreError, match="could not be saved .*Read-only file system"):
+            store.append(noise(2), "normal")
+        with pytest.raises(StoreError, match="could not be saved .*Read-only file system.*still stored"):
+            store.correct_label(stored, "malignant")
+        with pytest.raises(StoreError, match=r"could not be kept for labelling \(Read-only file system\)"):
+            pool.offer("a" * 64, b"png", {})
+        assert store.counts() == {"normal": 0, "benign": 1, "malignant": 0}
+        assert [case["case_id"] for case in store.recent()] == [stored]
+        with CaseStore(LABELS, tiny_disk / "cases") as reopened:
+            assert reopened.case_label(stored) == "benign"
+    finally:
+        store.close()
+        subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
 
 
 def test_write_error_at_rename_stores_nothing_and_the_case_can_be_sent_again(

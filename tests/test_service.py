@@ -41,7 +41,15 @@ from mammo.service import (
     RetrainOptions,
     withdrawn_meanwhile,
 )
-from mammo.store import CaseStore, PredictionLog, RegistryError, StoreError, open_registry, promotion_decision
+from mammo.store import (
+    AuditLog,
+    CaseStore,
+    PredictionLog,
+    RegistryError,
+    StoreError,
+    open_registry,
+    promotion_decision,
+)
 from mammo.store._hub import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS
 from mammo.store.gate import LINE_REFUSED, flag_kept, line_best
@@ -1113,6 +1121,33 @@ def test_a_full_disk_loses_the_prediction_log_record_not_the_prediction(
     filler.unlink()
     service.predict(film)
     assert len(service.predictions.records()) == logged + 1  # its record whole, after the torn one
+
+
+def test_a_case_stored_when_the_audit_log_cannot_be_written_is_answered_as_stored(
+        service: MammoService, small_mias: Path, tiny_disk: Path) -> None:
+    """The audit log on a full disk: the case (its correction, its withdrawal) is stored, and its
+    receipt says so with a warning that the audit log could not record it (it was answered as an
+    unexpected error, and a resubmission as a duplicate); no half-written event is left. A fault probe."""
+    service.audit = AuditLog(tiny_disk / "audit")
+    filler = tiny_disk / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        while True:
+            handle.write(b"x" * 4096)
+            handle.flush()
+    film = np.ascontiguousarray(np.rot90(read_image(next((small_mias / "benign").glob("*.png")))))
+    receipt = service.submit(film, "benign", None)
+    assert receipt["status"] == "stored" and service.cases.case_label(receipt["case_id"]) == "benign"
+    assert receipt["warning"].startswith("It is stored, but the audit log could not record it (No space left")
+    assert "Note: It is stored, but the audit log could not record it" in views.receipt_text(
+        receipt, METADATA_FIELDS)
+    corrected = service.correct_label(receipt["case_id"], "malignant")
+    assert service.cases.case_label(receipt["case_id"]) == "malignant" and "audit log" in corrected["warning"]
+    withdrawn = service.withdraw_case(receipt["case_id"], WITHDRAWAL_REASONS[0])
+    assert service.cases.case_label(receipt["case_id"]) is None and "audit log" in withdrawn["warning"]
+    assert list((tiny_disk / "audit").iterdir()) == []  # no partial event file
+    filler.unlink()
+    service.submit(np.rot90(film).copy(), "normal", None)
+    assert [e["action"] for e in service.audit.events()] == ["submission"]
 
 
 def test_a_benign_case_given_bi_rads_6_is_stored_and_its_receipt_asks_to_check_the_label(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -11,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 __all__ = ["utc_now", "utc_iso", "fsync_file", "fsync_dir", "file_lock", "remove_unlocked", "append_lines",
-           "write_new_file"]
+           "write_new_file", "discard"]
 
 
 def utc_now() -> datetime:
@@ -37,15 +38,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def discard(path: Path) -> None:
+    """Remove what a failed write may have left at ``path``, if it can be: on a disk turned read-only
+    it cannot, and nothing was left (the error that led here is the one to say, not this one)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def write_new_file(path: Path, content: bytes) -> None:
     """Write ``path`` whole or not at all: a hidden temp file, fsynced, renamed into place. A kill
     mid-way leaves only the temp file (a name starting with "."), which readers skip."""
     temp = path.with_name(f".{path.name}.partial")
-    with open(temp, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:  # a full disk: no temp file left behind (a kill still can leave one)
+        discard(temp)
+        raise
     fsync_dir(path.parent)
 
 
@@ -53,8 +67,20 @@ def write_new_file(path: Path, content: bytes) -> None:
 def file_lock(path: Path, blocking: bool = True, *, shared: bool = False) -> Iterator[bool]:
     """Exclusive (or ``shared``) ``fcntl`` lock on ``path`` (a fresh open file each time, so threads
     exclude each other too); yields False instead of waiting when ``blocking`` is False and the lock
-    is busy."""
-    with open(path, "a+b") as handle:
+    is busy. On a disk that has turned read-only reads go on and a write fails where it is said in
+    words (it failed here, as an unexpected error: a fault probe): an existing lock file is opened
+    to read, which ``flock`` takes as well, and a missing one is not needed (nothing can change
+    the files it guards)."""
+    try:
+        handle = open(path, "a+b")
+    except OSError as error:
+        if error.errno not in (errno.EROFS, errno.EACCES):
+            raise
+        if error.errno == errno.EROFS and not path.exists():
+            yield True
+            return
+        handle = open(path, "rb")
+    with handle:
         try:
             mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
             fcntl.flock(handle, mode | (0 if blocking else fcntl.LOCK_NB))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..values import echoed
-from ._fs import utc_now, write_new_file
+from ._fs import discard, utc_now, write_new_file
 from .cases import StoreError
 
 __all__ = ["PendingPool", "PendingError"]
@@ -46,9 +46,14 @@ class PendingPool:
         with self._lock:
             if (self.folder / f"{sha256}.json").exists():
                 return self._entry(sha256), False
-            write_new_file(self.folder / f"{sha256}.png", png)
             entry = {"id": sha256, "offered_at": utc_now().isoformat(timespec="seconds"), **about}
-            write_new_file(self.folder / f"{sha256}.json", json.dumps(entry, sort_keys=True).encode())
+            try:
+                write_new_file(self.folder / f"{sha256}.png", png)
+                write_new_file(self.folder / f"{sha256}.json", json.dumps(entry, sort_keys=True).encode())
+            except OSError as error:  # a full or read-only disk (a fault probe: an unexpected error)
+                discard(self.folder / f"{sha256}.png")
+                raise StoreError(f"The image could not be kept for labelling ({error.strerror or error}); "
+                                 "nothing was kept.") from error
             return entry, True
 
     def entries(self) -> list[dict]:

@@ -16,6 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .._fs import utc_iso, utc_now, write_new_file
@@ -23,18 +24,27 @@ from .._fs import utc_iso, utc_now, write_new_file
 __all__ = ["CORRECTIONS_DIR", "correction_file", "correction_names", "read_records", "write_correction"]
 
 CORRECTIONS_DIR = "corrections"
+_NAME_TIME = "%Y%m%dT%H%M%S%fZ"  # how a file name starts: its time, to the microsecond
+_TIME_CHARS = len("20260101T000000000000Z")
 
 log = logging.getLogger(__name__)
 
 
-def correction_file(case_id: str, label: str | None, was: str, *,
-                    withdrawn: str | None = None) -> tuple[str, bytes, dict]:
+def correction_file(case_id: str, label: str | None, was: str, *, withdrawn: str | None = None,
+                    newest: str | None = None) -> tuple[str, bytes, dict]:
     """A new amendment's file name, its bytes and the record they hold: a label correction to
-    ``label``, or (``label`` None) a withdrawal for the reason ``withdrawn``."""
+    ``label``, or (``label`` None) a withdrawal for the reason ``withdrawn``. The name sorts after
+    ``newest`` (the newest amendment's file name) even if the clock was set back since: the newest
+    amendment by name is the one that holds (a fault probe stepped the clock back, and an earlier
+    correction overrode the later one); ``corrected_at`` keeps what the clock said."""
     now = utc_now()
     record = {"case_id": case_id, "label": label, "was": was, "corrected_at": utc_iso(now),
               **({"withdrawn": withdrawn} if label is None else {})}
-    name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.json"
+    named_at = now
+    if newest is not None:
+        named_at = max(now, datetime.strptime(newest[:_TIME_CHARS], _NAME_TIME).replace(tzinfo=timezone.utc)
+                       + timedelta(microseconds=1))
+    name = f"{named_at:{_NAME_TIME}}-{uuid.uuid4().hex[:8]}.json"
     return name, (json.dumps(record, sort_keys=True) + "\n").encode(), record
 
 

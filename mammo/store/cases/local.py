@@ -51,7 +51,7 @@ from ... import imaging
 from ...choices import WITHDRAWAL_REASONS, listed_reason
 from ...timestamps import human_time
 from ...values import echoed
-from .._fs import append_lines, file_lock, fsync_dir, fsync_file, utc_iso, utc_now
+from .._fs import append_lines, discard, file_lock, fsync_dir, fsync_file, utc_iso, utc_now
 from .card import dataset_card
 from .compaction import (
     MERGED_SHARD_ROWS,
@@ -335,13 +335,15 @@ class CaseStore:
                 raise StoreError(f"Case {case_id} was withdrawn; nothing was changed.")
             if row.label == label:
                 raise StoreError(f"Case {case_id} is already labelled {label}; nothing was changed.")
-            name, content, record = correction_file(case_id, label, row.label, withdrawn=withdrawn)
+            kept = correction_names(self._corrections_dir)
+            name, content, record = correction_file(case_id, label, row.label, withdrawn=withdrawn,
+                                                    newest=kept[-1] if kept else None)
             try:
                 write_correction(self._corrections_dir, name, content)
                 if self.outbox:  # kept here first: one kept and never queued is queued at the next open
                     self.outbox.queue_file(CORRECTIONS_DIR, name, content)
             except OSError as exc:
-                (self._corrections_dir / name).unlink(missing_ok=True)
+                discard(self._corrections_dir / name)
                 raise StoreError(f"The {what} could not be saved ({exc.strerror or exc}); case "
                                  f"{case_id} is still stored, labelled {row.label}.") from exc
             self._apply_corrections([name])
@@ -579,10 +581,10 @@ class CaseStore:
             pq.write_table(table, tmp)
             fsync_file(tmp)
         except OSError as exc:  # a full disk, a read-only folder: say so, leave nothing behind
-            tmp.unlink(missing_ok=True)
+            discard(tmp)
             raise _not_saved(exc) from exc
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            discard(tmp)
             raise
         return tmp, table
 
@@ -601,8 +603,8 @@ class CaseStore:
                 os.replace(tmp, target)
                 fsync_dir(self._data_dir)
             except OSError as exc:  # the visitor is told nothing was stored: make it true
-                tmp.unlink(missing_ok=True)
-                target.unlink(missing_ok=True)
+                discard(tmp)
+                discard(target)
                 raise _not_saved(exc) from exc
             self._index.add(name, table)
             self._journal_append([name])
