@@ -484,7 +484,20 @@ def _threshold_section(mammo: dict) -> str:
         "and specificity above are measured at this threshold; a lower threshold catches more "
         "malignant cases at the cost of more false alarms. The reported label is the most "
         "probable class, which can differ from the flag." + _seen_validation_note(mammo)
+        + _threshold_not_on_served_note(mammo)
     )
+
+
+def _threshold_not_on_served_note(mammo: dict) -> str:
+    """Says so when a cross-validated version's threshold was picked on its cross-fitted out-of-fold
+    probabilities (v2, v3), not on those of the calibration it serves: its rule need not hold of them."""
+    cv = mammo.get("cv")
+    if not cv or _nested(cv):
+        return ""
+    rule = mammo.get("threshold_rule") or cv.get("threshold_rule") or "not recorded"
+    return ("\n\nThis threshold was picked on the cross-fitted out-of-fold probabilities, not on those of "
+            "the calibration this model serves (cross-validations pick it on the served calibration's "
+            f'now): its rule ("{rule}") need not hold of the probabilities shown.')
 
 
 def _seen_validation_note(mammo: dict) -> str:

@@ -686,6 +686,13 @@ def test_model_card_names_how_each_fold_was_called_and_drops_intervals_on_too_fe
     assert ("| Sensitivity (malignant, each film at the threshold fitted on the other folds) | 0.850 |"
             in nested)
     assert "optimistic: it was picked on them" not in nested and "had learnt" not in nested
+    rule = {"threshold": 0.088, "threshold_rule": "cut-off reaching 90% sensitivity"}
+    not_on_served = "not on those of the calibration this model serves"
+    v3_like = render_model_card({"mammo": {"cv": cv, **rule}})  # v2's and v3's rule
+    assert not_on_served in v3_like and '("cut-off reaching 90% sensitivity") need not hold' in v3_like
+    assert not_on_served not in render_model_card(
+        {"mammo": {"cv": {**cv, "cross_fitting": NESTED_CROSS_FITTING}, **rule}})
+    assert not_on_served not in render_model_card({"mammo": rule})  # no cross-validation: no such pick
 
 
 def test_model_card_missing_fields_say_not_recorded() -> None:

@@ -501,6 +501,19 @@ def test_versions_rows_newest_first_with_the_recorded_metrics(registry: LocalMod
         }
 
 
+def test_versions_rows_mark_figures_on_the_validation_set_that_chose_the_epoch_as_optimistic(
+        registry: LocalModelRegistry) -> None:
+    """A version trained with no held-out patients records its figures on its validation set, which
+    chose its epoch and threshold: the Models table said "recorded split" only (a metrics review)."""
+    versions = [dict(row) for row in registry.versions()]
+    versions[-1]["split"] = {**versions[-1]["split"], "name": "validation", "metrics_on": "validation"}
+    rows = {row[0]: dict(zip(views.VERSION_COLUMNS, row, strict=True))
+            for row in views.versions_rows(versions)}
+    column = "AUC malignant, recorded split (95% CI)"
+    assert rows["v2"][column].endswith(") (validation: optimistic)")
+    assert rows["v1"][column].endswith(")") and "optimistic" not in rows["v1"][column]  # held-out patients
+
+
 def test_versions_rows_mark_a_newer_version_that_cannot_be_served(registry: LocalModelRegistry) -> None:
     rows = views.versions_rows(registry.versions(), "v1", "v2 cannot be served (its weights are damaged)")
     assert [row[:2] for row in rows] == [["v2", "✕ cannot be served"], ["v1", "● served"]]

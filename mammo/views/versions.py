@@ -40,7 +40,8 @@ VERSIONS_EXPLAINED = (
     "*Served* is the version predictions come from. A version made by **Retrain** is served only when "
     "the promotion gate passes it on the fixed held-out patients; a trainer may serve an earlier version "
     "again (a copy, as its *parent* says). The versions shipped **with the app** were chosen by the "
-    "project on patient-grouped cross-validation over all the base films, where one was run (the "
+    "project on patient-grouped cross-validation over the base films of the training and validation "
+    "patients (the held-out patients left out), where one was run (the "
     "*cross-validated* column), not by that gate: on the held-out films (the *recorded split* columns, "
     "a few malignant films) a shipped version can score below an earlier one.")
 
@@ -105,10 +106,18 @@ def versions_rows(versions: Sequence[Mapping[str, Any]], served: str | None = No
             newer_mark if served and is_newer(v["version"], served) else "",
             published, trained, parent,
             data.get("n_train", "—"),
-            auc_and_ci(cv, label=""), auc_and_ci(metrics, label=""), flagged_text(metrics),
+            auc_and_ci(cv, label=""), auc_and_ci(metrics, label="") + _on_validation(v),
+            flagged_text(metrics),
             _fmt(metrics.get("accuracy")), _fmt(metrics.get("balanced_accuracy")), metrics.get("n", "—"),
         ])
     return rows
+
+
+def _on_validation(row: Mapping[str, Any]) -> str:
+    """A mark after a version's figures where its recorded split is the validation set that chose its
+    epoch or threshold (a version trained with no held-out patients): optimistic, not an estimate."""
+    on_validation = (row.get("split") or {}).get("metrics_on") == "validation" and row.get("metrics")
+    return " (validation: optimistic)" if on_validation else ""
 
 
 def version_estimate(row: Mapping[str, Any]) -> str:
