@@ -84,6 +84,9 @@ log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
 FETCHED_AUDIT_EVENTS = 5000
+# the newest cases whose submission events are looked for at start (a kill can leave the few cases being
+# stored then without one)
+CASES_CHECKED_AT_START = 20
 # a case queued while the Hub is down is on the server's disk alone, and a Space's disk is new after
 # every restart: its receipt says so (README: "A Space's disk is new after every restart")
 QUEUED_ON_A_SPACE_TEMPLATE = ("Until the Hub answers, {} is only on this Space's disk, which a restart of "
@@ -301,6 +304,7 @@ class MammoService:
     """The store, registry and served model of one app instance."""
 
     def __init__(self, settings: mammo_config.Settings | None = None) -> None:
+        started = datetime.now(timezone.utc)
         self.settings = settings or mammo_config.settings()
         self.registry = open_registry(self.settings)
         self.newest_problem: str | None = None  # why a newer published version cannot be served
@@ -335,9 +339,24 @@ class MammoService:
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
         self.fetching_logs = isinstance(self.cases, HubCaseStore)  # a new disk (a restarted Space) lacks them
-        if self.fetching_logs:
-            threading.Thread(target=self._fetch_logs, args=(self.cases,), name="fetch-logs",
-                             daemon=True).start()
+        self.start_checks = threading.Thread(target=self._check_at_start, args=(started,),
+                                             name="start-checks", daemon=True)
+        self.start_checks.start()
+
+    def _check_at_start(self, started: datetime) -> None:
+        """In the background at start: the Hub's logs fetched onto a new disk, then the newest cases'
+        submissions that the app was killed before recording recorded (logged)."""
+        if isinstance(self.cases, HubCaseStore):
+            self._fetch_logs(self.cases)
+        try:
+            newest = self.cases.recent(CASES_CHECKED_AT_START)
+            late = self.audit.record_unrecorded_submissions(newest, started)
+        except (MammoError, OSError) as error:
+            log.warning("the newest cases' submission events were not checked: %s", error)
+            return
+        if late:
+            log.warning("recorded the submission of %d case(s) the app had stopped before recording: %s",
+                        len(late), ", ".join(late))
 
     def _base_folder(self, refresh: bool = False) -> Path | None:
         """The base data's local folder; a Hub repo is fetched the first time (and again with

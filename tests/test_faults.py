@@ -29,6 +29,7 @@ from hub_server import USER, HubServer
 from mammo.model import load as load_model
 from mammo.service import UPLOAD_QUEUED_ON_A_SPACE
 from mammo.store import AuditLog, CaseStore, StoreError
+from mammo.store.audit import LATE_SUBMISSION, SUBMITTER_NOT_RECORDED
 from mammo.store.cases import local as cases_module
 from mammo.store.pending import PendingPool
 from mammo.store.registry import MODEL_FILES, version_number
@@ -71,8 +72,8 @@ def crashing(small_mias: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     restartable.stop()
 
 
-def assert_store_intact(home: Path, receipts: list[dict], cache: Path) -> int:
-    """Every shard is complete, load() sees exactly their rows, every receipted case is there."""
+def assert_store_intact(home: Path, receipts: list[dict], cache: Path) -> list[str]:
+    """Every shard is complete, load() sees exactly their rows, every receipted case is there; their ids."""
     root = home / "cases"
     shard_rows = sum(pq.read_metadata(path).num_rows for path in (root / "data").glob("*.parquet"))
     ids = load_cases(root, cache)["case_id"] if shard_rows else []
@@ -80,17 +81,30 @@ def assert_store_intact(home: Path, receipts: list[dict], cache: Path) -> int:
     missing = {r["case_id"] for r in receipts} - set(ids)
     assert not missing, f"receipted cases lost by the kill: {missing}"
     assert sum(CaseStore(LABELS, root).counts().values()) == shard_rows
-    return shard_rows
+    return list(ids)
 
 
-def assert_audit_intact(home: Path, receipts: list[dict]) -> None:
-    """Every audit event file is whole (a kill leaves at most a hidden partial file), and every
-    receipted case has its submission event (written before the receipt was sent)."""
-    events = AuditLog(home / "audit").events()
+def assert_audit_intact(home: Path, receipts: list[dict], stored: list[str]) -> None:
+    """Every audit event file is whole (a kill leaves at most a hidden partial file), every receipted
+    case has its submission event (written before the receipt was sent), and every ``stored`` case
+    has one too once the restarted app has checked (a case stored just before the kill, its event
+    not yet written: a fault probe saw 5 in 226 kills): recorded late, its submitter unknown."""
+    deadline = time.monotonic() + 20
+    while True:
+        events = AuditLog(home / "audit").events()
+        unrecorded = set(stored) - {e["details"]["case_id"] for e in events
+                                    if e["action"] in ("submission", LATE_SUBMISSION)}
+        if not unrecorded or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not unrecorded, unrecorded
     unreadable = [e for e in events if e["action"] == "unreadable event"]
     assert not unreadable, unreadable
     audited = {e["details"]["case_id"] for e in events if e["action"] == "submission"}
     assert {r["case_id"] for r in receipts} <= audited
+    late = [e for e in events if e["action"] == LATE_SUBMISSION]
+    assert all(e["user"] == SUBMITTER_NOT_RECORDED for e in late)
+    assert len({e["details"]["case_id"] for e in late}) == len(late)  # each recorded once, whatever restarts
 
 
 def submit_until_stopped(client: Client, images: Images, receipts: list[dict], stop: threading.Event,
@@ -128,7 +142,7 @@ def test_sigkill_during_submits_loses_no_receipted_case(crashing: Restartable, t
         for worker in workers:
             worker.join(60)
         stored = assert_store_intact(crashing.home, receipts, tmp_path / "cache")
-        assert_audit_intact(crashing.home, receipts)
+        assert_audit_intact(crashing.home, receipts, stored)
         # the killed run's uploads (a DICOM's tags and all) are deleted by the start after it: Gradio
         # deletes only its own run's files, and those of a killed run stayed for good (a fault probe)
         assert not any(run.exists() for run in killed_runs)
@@ -136,7 +150,7 @@ def test_sigkill_during_submits_loses_no_receipted_case(crashing: Restartable, t
         client = crashing.client()
         assert client.predict(api_name="/models")[0]["version"] == "v1"
         receipt = client.predict(handle_file(images.next()), "benign", api_name="/submit_case")
-        assert receipt["status"] == "stored" and receipt["total_cases"] == stored + 1, app.log()[-2000:]
+        assert receipt["status"] == "stored" and receipt["total_cases"] == len(stored) + 1, app.log()[-2000:]
         receipts.append(receipt)
     assert all(r["status"] == "stored" for r in receipts)
 

@@ -51,6 +51,7 @@ from mammo.store import (
     promotion_decision,
 )
 from mammo.store._hub import HubUnavailable
+from mammo.store.audit import LATE_SUBMISSION, SUBMITTER_NOT_RECORDED
 from mammo.store.cases import METADATA_FIELDS
 from mammo.store.gate import LINE_REFUSED, flag_kept, line_best
 from mammo.train import EpochLog
@@ -1148,6 +1149,29 @@ def test_a_case_stored_when_the_audit_log_cannot_be_written_is_answered_as_store
     filler.unlink()
     service.submit(np.rot90(film).copy(), "normal", None)
     assert [e["action"] for e in service.audit.events()] == ["submission"]
+
+
+def test_a_case_stored_by_an_app_killed_before_it_recorded_the_submission_is_recorded_at_the_next_start(
+        tmp_path: Path, tiny_model_dir: Path, small_mias: Path) -> None:
+    """A kill between storing a case and writing its submission event left a stored case that no event
+    named (a fault probe: 5 kills in 226). The next start records it, its submitter "not recorded",
+    once; a case whose event was written is left alone."""
+    config = local_settings(tmp_path, small_mias)
+    open_registry(config, seed=tiny_model_dir)
+    films = [read_image(path) for path in sorted((small_mias / "benign").glob("*.png"))[:2]]
+    first = MammoService(config)
+    recorded = first.submit(films[0], "benign", None)["case_id"]
+    unrecorded = first.cases.append(films[1], "malignant")["case_id"]  # as the kill left it: no event
+    first.close()
+    for _ in range(2):  # recorded at the first start after it, and only then
+        again = MammoService(config)
+        again.start_checks.join(60)
+        events = again.audit.events()
+        again.close()
+        late = [(e["user"], e["details"]["case_id"], e["details"]["label"]) for e in events
+                if e["action"] == LATE_SUBMISSION]
+        assert late == [(SUBMITTER_NOT_RECORDED, unrecorded, "malignant")]
+        assert [e["details"]["case_id"] for e in events if e["action"] == "submission"] == [recorded]
 
 
 def test_a_benign_case_given_bi_rads_6_is_stored_and_its_receipt_asks_to_check_the_label(

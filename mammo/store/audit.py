@@ -16,17 +16,25 @@ import io
 import json
 import threading
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..timestamps import utc_moment
 from ._fs import utc_now, write_new_file
 from .cases import CaseStore
 
-__all__ = ["AuditLog", "AUDIT_COLUMNS", "open_audit_log"]
+__all__ = ["AuditLog", "AUDIT_COLUMNS", "LATE_SUBMISSION", "SUBMITTER_NOT_RECORDED", "open_audit_log"]
 
 AUDIT_COLUMNS = ["at", "action", "user", "details"]
+# a stored case whose submission the app was killed before recording, recorded at the next start
+LATE_SUBMISSION = "submission recorded late (the app stopped before recording it)"
+SUBMITTER_NOT_RECORDED = "not recorded"
+SUBMITTING_ACTIONS = ("submission", "bulk import", LATE_SUBMISSION)
+EVENTS_READ_FOR_SUBMISSIONS = 500  # the newest events searched for the newest cases' submissions
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 Mirror = Callable[[str, bytes], None]
 
 
@@ -98,6 +106,25 @@ class AuditLog:
         """The event files, oldest first (by name: by time); a write in progress (a "." file) is not one."""
         return sorted(self.folder.glob("[!.]*.json"))
 
+    def record_unrecorded_submissions(self, cases: Sequence[Mapping[str, Any]],
+                                      before: datetime) -> list[str]:
+        """Record a :data:`LATE_SUBMISSION` event for each of ``cases`` (a store's newest, as
+        ``CaseStore.recent`` lists them) stored before ``before`` (this process's start) that no
+        submission event names: the app was killed between storing the case and recording it (a fault
+        probe: 5 kills in 226). Who submitted it was not recorded, and the event says so. Only events
+        as far back as :data:`EVENTS_READ_FOR_SUBMISSIONS` reach are read, and only cases they cover
+        are judged. Returns the ids recorded."""
+        events = self.events(last=EVENTS_READ_FOR_SUBMISSIONS)
+        named = {case for event in events if event.get("action") in SUBMITTING_ACTIONS
+                 for case in _cases_named(event.get("details") or {})}
+        reach = _moment(events[0]["at"]) if len(events) == EVENTS_READ_FOR_SUBMISSIONS else _EARLIEST
+        missing = [case for case in cases if case["case_id"] not in named
+                   and reach < _moment(case["submitted_at"]) < before]
+        for case in sorted(missing, key=lambda case: case["submitted_at"]):
+            self.record(LATE_SUBMISSION, SUBMITTER_NOT_RECORDED, case_id=case["case_id"], label=case["label"],
+                        submitted_at=case["submitted_at"])
+        return [case["case_id"] for case in missing]
+
     def csv(self) -> str:
         """Every event as CSV (details as JSON), oldest first."""
         buffer = io.StringIO()
@@ -107,6 +134,16 @@ class AuditLog:
             writer.writerow([event["at"], event["action"], event["user"],
                              json.dumps(event["details"], sort_keys=True)])
         return buffer.getvalue()
+
+
+def _cases_named(details: Mapping[str, Any]) -> list[str]:
+    return [details["case_id"]] if details.get("case_id") else list(details.get("case_ids") or [])
+
+
+def _moment(stamp: str | None) -> datetime:
+    """An event's or a case's time as an aware datetime in UTC; the earliest one when it is none."""
+    moment = utc_moment(stamp)
+    return moment if moment is not None and moment.tzinfo else _EARLIEST
 
 
 def open_audit_log(settings: Settings, cases: CaseStore) -> AuditLog:
