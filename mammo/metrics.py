@@ -262,7 +262,8 @@ def paired_auc_difference(positive: np.ndarray, score_a: np.ndarray, score_b: np
     low, high = np.percentile(differences, [2.5, 97.5])
     return {"difference": float(roc_auc_score(y, b) - roc_auc_score(y, a)), "ci95": [float(low), float(high)],
             "share_not_better": float(np.mean(differences <= 0)), "n": int(y.size), "positives": int(y.sum()),
-            "groups": int(group_of.max()) + 1, "resamples": len(aucs)}
+            "groups": int(group_of.max()) + 1, "positive_groups": int(np.unique(group_of[y]).size),
+            "resamples": len(aucs)}
 
 
 def evaluate_predictions(

@@ -289,6 +289,7 @@ def test_paired_auc_difference_resamples_patients_and_sees_a_better_score() -> N
     assert 0 < better["ci95"][0] < better["difference"] < better["ci95"][1]
     assert better["share_not_better"] < 0.05
     assert (better["n"], better["groups"], better["positives"]) == (120, 60, int(positive.sum()))
+    assert better["positive_groups"] == int(positive.sum()) // 2  # two films a patient
     same = paired_auc_difference(positive, weak, weak, groups, n_resamples=100)
     assert same["difference"] == 0 and same["ci95"] == [0, 0] and same["share_not_better"] == 1
     assert paired_auc_difference(np.zeros(4), weak[:4], strong[:4], groups[:4]) is None  # one class only

@@ -337,6 +337,10 @@ def test_verdict_says_whether_the_held_out_films_can_tell_the_models_apart(ci95:
     assert "These films give no interval on the difference in malignant-vs-rest AUC" in without
     two = {**summary["paired_difference"], "ci95": [-0.5, -0.5], "positives": 2}  # degenerate resamples
     assert "too few malignant films (2) to put" in views.verdict_text({**summary, "paired_difference": two})
+    # six malignant films from three women: resampling women, three draws (a metrics review)
+    three = {**summary["paired_difference"], "positive_groups": 3}
+    assert "too few malignant films (6, from 3 patients) to put" in views.verdict_text(
+        {**summary, "paired_difference": three})
 
 
 def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_ends() -> None:

@@ -313,9 +313,13 @@ def _paired_text(paired: Mapping[str, Any] | None, served: str) -> str:
     """How far the gate's comparison is from noise: the paired difference and its patient-resampled CI."""
     if not paired:
         return " These films give no interval on the difference in malignant-vs-rest AUC: read it as noise."
-    if paired["positives"] < FEWEST_FOR_AN_INTERVAL:  # a patient bootstrap would be degenerate
-        return (f" These films hold too few malignant films ({paired['positives']}) to put an interval on "
-                "the difference in malignant-vs-rest AUC: read it as noise.")
+    # a patient bootstrap would be degenerate on too few malignant films, or too few women with them (a
+    # metrics review: it counted films only; recorded before 5 Dec 2026, a comparison has no patient count)
+    women = paired.get("positive_groups", paired["positives"])
+    if min(paired["positives"], women) < FEWEST_FOR_AN_INTERVAL:
+        whose = "" if women == paired["positives"] else f", from {women} patients"
+        return (f" These films hold too few malignant films ({paired['positives']}{whose}) to put an "
+                "interval on the difference in malignant-vs-rest AUC: read it as noise.")
     low, high = paired["ci95"]
     reading = ("the interval holds 0, so these films cannot tell the two apart" if low <= 0 <= high else
                f"the candidate is {'better' if low > 0 else 'worse'} beyond these films' noise")
