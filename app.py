@@ -34,7 +34,14 @@ from mammo.glossary import glossary_markdown
 from mammo.imaging import SUPPORTED, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
-from mammo.service import BASE_FILM_CASES, MammoService, PublishedNotServed, RetrainBusy, RetrainOptions
+from mammo.service import (
+    BASE_FILM_CASES,
+    SUBMISSIONS_CHECKED_AFTER_S,
+    MammoService,
+    PublishedNotServed,
+    RetrainBusy,
+    RetrainOptions,
+)
 from mammo.store import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS
 from mammo.ui.browser_steps import (
@@ -96,7 +103,7 @@ SETTINGS = settings()
 # visitors' files (a DICOM's tags and all) in a folder of this run's own: a run killed before it could
 # delete them has them deleted by the next start (Gradio deletes only its own run's)
 os.environ["GRADIO_TEMP_DIR"] = str(own_upload_folder(Path(get_upload_folder())))
-service = MammoService(SETTINGS)
+service = MammoService(SETTINGS, check_submissions_after=SUBMISSIONS_CHECKED_AFTER_S)
 token_users = TokenUsers(SETTINGS)  # API callers' tokens -> Hub user names (whoami, cached)
 
 

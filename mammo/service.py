@@ -84,9 +84,10 @@ log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
 FETCHED_AUDIT_EVENTS = 5000
-# the newest cases whose submission events are looked for at start (a kill can leave the few cases being
-# stored then without one)
-CASES_CHECKED_AT_START = 20
+# the newest cases whose submission events the app looks for after it starts (a kill can leave the few
+# cases being stored then without one; more, for an app killed again before it checked)
+CASES_CHECKED_AT_START = 100
+SUBMISSIONS_CHECKED_AFTER_S = 10.0  # another process's submit in flight at the start has its event by then
 # a case queued while the Hub is down is on the server's disk alone, and a Space's disk is new after
 # every restart: its receipt says so (README: "A Space's disk is new after every restart")
 QUEUED_ON_A_SPACE_TEMPLATE = ("Until the Hub answers, {} is only on this Space's disk, which a restart of "
@@ -303,7 +304,15 @@ def _stored_film(digest: str, image: LoadedImage | None) -> FilmIdentity:
 class MammoService:
     """The store, registry and served model of one app instance."""
 
-    def __init__(self, settings: mammo_config.Settings | None = None) -> None:
+    def __init__(self, settings: mammo_config.Settings | None = None, *,
+                 check_submissions_after: float | None = None) -> None:
+        """Args:
+            settings: the environment's settings (read from it when None).
+            check_submissions_after: seconds after the start at which the newest cases' submission
+                events are checked (:meth:`AuditLog.record_unrecorded_submissions`): the app's own
+                process, once, after any other process's submit in flight at its start has written its
+                event; None (a command, a test) checks nothing.
+        """
         started = datetime.now(timezone.utc)
         self.settings = settings or mammo_config.settings()
         self.registry = open_registry(self.settings)
@@ -339,15 +348,22 @@ class MammoService:
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
         self.fetching_logs = isinstance(self.cases, HubCaseStore)  # a new disk (a restarted Space) lacks them
-        self.start_checks = threading.Thread(target=self._check_at_start, args=(started,),
-                                             name="start-checks", daemon=True)
+        self.start_checks = threading.Thread(target=self._check_at_start, name="start-checks", daemon=True,
+                                             args=(started, check_submissions_after))
         self.start_checks.start()
 
-    def _check_at_start(self, started: datetime) -> None:
-        """In the background at start: the Hub's logs fetched onto a new disk, then the newest cases'
-        submissions that the app was killed before recording recorded (logged)."""
-        if isinstance(self.cases, HubCaseStore):
-            self._fetch_logs(self.cases)
+    def _check_at_start(self, started: datetime, check_submissions_after: float | None) -> None:
+        """In the background at start: the Hub's logs fetched onto a new disk; then,
+        ``check_submissions_after`` seconds on, the newest cases' submissions that no event records are
+        recorded (a kill between storing a case and recording it; logged). Not when the audit events
+        could not be fetched (every case would look unrecorded), nor once the service is closing."""
+        audit_complete = self._fetch_logs(self.cases) if isinstance(self.cases, HubCaseStore) else True
+        if check_submissions_after is None or self._closing.wait(check_submissions_after):
+            return
+        if not audit_complete:
+            log.warning("the newest cases' submission events were not checked: the audit events on the Hub "
+                        "were not fetched")
+            return
         try:
             newest = self.cases.recent(CASES_CHECKED_AT_START)
             late = self.audit.record_unrecorded_submissions(newest, started)
@@ -355,7 +371,7 @@ class MammoService:
             log.warning("the newest cases' submission events were not checked: %s", error)
             return
         if late:
-            log.warning("recorded the submission of %d case(s) the app had stopped before recording: %s",
+            log.warning("recorded the submission of %d case(s) that no audit event recorded: %s",
                         len(late), ", ".join(late))
 
     def _base_folder(self, refresh: bool = False) -> Path | None:
@@ -370,28 +386,32 @@ class MammoService:
                 self._base_problem = str(error)
         return self._fetched_base
 
-    def _fetch_logs(self, cases: HubCaseStore) -> None:
+    def _fetch_logs(self, cases: HubCaseStore) -> bool:
         """Copy the audit events (the newest FETCHED_AUDIT_EVENTS) and prediction-log shards that the
         dataset repo holds and this disk lacks (a Space's disk is new at each restart), so that the
         Models tab's audit log, the Retrain tab's last retrain and the Analytics tab show them. Each
-        shard is noted as mirrored as it is written (never sent back)."""
+        shard is noted as mirrored as it is written (never sent back). Whether the audit events came."""
         try:
-            if self._fetch(cases, "audit events", "audit", self.audit.folder, ".json", FETCHED_AUDIT_EVENTS):
+            audit = self._fetch(cases, "audit events", "audit", self.audit.folder, ".json",
+                                FETCHED_AUDIT_EVENTS)
+            if audit:
                 self._last_retrain_read = False  # searched again, with the fetched events
             self._fetch(cases, "prediction-log shards", "logs", self.predictions.folder, ".jsonl",
                         fetched=lambda shard: self.predictions.adopt([shard]))
         finally:
             self.fetching_logs = False
+        return audit is not None
 
     @staticmethod
     def _fetch(cases: HubCaseStore, what: str, folder: str, dest: Path, suffix: str,
-               newest: int | None = None, fetched: Callable[[Path], None] | None = None) -> int:
-        """:meth:`HubCaseStore.fetch_missing`, logged; 0 (and a warning) when the Hub cannot give them."""
+               newest: int | None = None, fetched: Callable[[Path], None] | None = None) -> int | None:
+        """:meth:`HubCaseStore.fetch_missing`, logged: how many came; None (and a warning) when the Hub
+        cannot give them."""
         try:
             count = cases.fetch_missing(folder, dest, suffix, newest, fetched)
         except (MammoError, OSError) as error:
             log.warning("%s on the Hub not fetched (the next start tries again): %s", what, error)
-            return 0
+            return None
         log.info("fetched %d %s from the Hub", count, what)
         return count
 
@@ -1493,5 +1513,6 @@ class MammoService:
 
     def close(self) -> None:
         self._closing.set()
+        self.start_checks.join(30)  # its last event queued before the store's outbox stops
         self.predictions.close()  # its last shard goes to the outbox before the store stops
         self.cases.close()

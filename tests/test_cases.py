@@ -227,7 +227,11 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "2 sep. lesions", "calcs 2 dec in number", "Nov 3 cm",
                                    # measurements, versions and a patient described, not named
                                    "sizes 12.5 13.5 14.2 mm", "v1.2.3 model", "Patient: Known BRCA carrier",
-                                   "patient: 54 yo, dense breasts", "mass (at) 3.5 cm from nipple"])
+                                   "patient: 54 yo, dense breasts", "mass (at) 3.5 cm from nipple",
+                                   # from a review of the guard: patients described, ranges, versions
+                                   "Patient: Post Menopausal", "Patient: Female\nHistory: palpable lump",
+                                   "Lesions 12-15 20-25 mm", "Age 40-50 50-60", "software 10.120.4455",
+                                   "lesion (at) anecdotal finding"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -289,14 +293,15 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         # initials between the title and the name (carried over from a walk: "Dr J Smith" passed)
         ("normal", {"notes": "reported by Dr J Smith"}, r"\(a name after a title"),
         ("normal", {"notes": "Prof. A. B. Okafor"}, r"\(a name after a title"),
-        # from a fault probe: a phone with full stops, an ID after letters, invisible characters, a name
-        # after "Patient:", an e-mail address spelt out
+        # from a fault probe: a phone with full stops, an ID after letters, invisible characters, an
+        # e-mail address spelt out
         ("normal", {"notes": "call 555.123.4567"}, "a long number"),
         ("normal", {"notes": "ref ABC-1234567"}, "a long number"),
         ("normal", {"notes": "Mrs\u200bSmith"}, r"\(a name after a title"),
         ("normal", {"notes": "Dr\u00adOkafor"}, r"\(a name after a title"),
         ("normal", {"notes": "MRN\u200b 1234\u200b5678"}, "a long number"),
-        ("normal", {"notes": "Patient: Jane Smith"}, "an identifier's label"),
+        ("normal", {"notes": "M\u200bRN 1234"}, "an identifier's label"),
+        ("normal", {"notes": "ask jane.doe@exa\u200bmple.org"}, "an e-mail address"),
         ("normal", {"notes": "ask jane.doe(at)example.org"}, "an e-mail address"),
         ("normal", {"notes": "ask jane [at] example dot org"}, "an e-mail address"),
         ("normal", ["view", "CC"], "mapping"),
@@ -1078,6 +1083,10 @@ def test_a_correction_made_after_the_clock_was_set_back_still_holds(
     with CaseStore(LABELS, store.root) as reopened:  # read back in file-name order by another process
         assert reopened.case_label(case) == "normal"
         assert reopened.counts() == {"normal": 1, "benign": 0, "malignant": 0}
+    (store.root / "corrections" / "by-hand.json").write_text(  # a name of another shape sorts last
+        json.dumps({"case_id": case, "label": "normal", "was": "normal"}))
+    monkeypatch.undo()
+    assert store.correct_label(case, "benign")["label"] == "benign"  # not refused for that name
 
 
 def test_an_unreadable_or_foreign_correction_is_logged_and_left_out(

@@ -1155,7 +1155,8 @@ def test_a_case_stored_by_an_app_killed_before_it_recorded_the_submission_is_rec
         tmp_path: Path, tiny_model_dir: Path, small_mias: Path) -> None:
     """A kill between storing a case and writing its submission event left a stored case that no event
     named (a fault probe: 5 kills in 226). The next start records it, its submitter "not recorded",
-    once; a case whose event was written is left alone."""
+    once; a case whose event was written is left alone; a service that is not asked to check (a
+    command's, a retrain Job's: another process's submit may be in flight) records nothing."""
     config = local_settings(tmp_path, small_mias)
     open_registry(config, seed=tiny_model_dir)
     films = [read_image(path) for path in sorted((small_mias / "benign").glob("*.png"))[:2]]
@@ -1163,8 +1164,12 @@ def test_a_case_stored_by_an_app_killed_before_it_recorded_the_submission_is_rec
     recorded = first.submit(films[0], "benign", None)["case_id"]
     unrecorded = first.cases.append(films[1], "malignant")["case_id"]  # as the kill left it: no event
     first.close()
+    command = MammoService(config)
+    command.start_checks.join(60)
+    command.close()
+    assert [e["action"] for e in command.audit.events()] == ["submission"]
     for _ in range(2):  # recorded at the first start after it, and only then
-        again = MammoService(config)
+        again = MammoService(config, check_submissions_after=0)
         again.start_checks.join(60)
         events = again.audit.events()
         again.close()

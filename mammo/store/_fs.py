@@ -69,17 +69,19 @@ def file_lock(path: Path, blocking: bool = True, *, shared: bool = False) -> Ite
     exclude each other too); yields False instead of waiting when ``blocking`` is False and the lock
     is busy. On a disk that has turned read-only reads go on and a write fails where it is said in
     words (it failed here, as an unexpected error: a fault probe): an existing lock file is opened
-    to read, which ``flock`` takes as well, and a missing one is not needed (nothing can change
-    the files it guards)."""
+    to read, which ``flock`` takes as well; a missing one is not taken (no process that sees the disk
+    read-only can change the files it guards; one that has it mounted writable could)."""
+    handle = None
     try:
         handle = open(path, "a+b")
     except OSError as error:
         if error.errno not in (errno.EROFS, errno.EACCES):
             raise
-        if error.errno == errno.EROFS and not path.exists():
-            yield True
-            return
-        handle = open(path, "rb")
+        if error.errno == errno.EACCES or path.exists():
+            handle = open(path, "rb")
+    if handle is None:
+        yield True
+        return
     with handle:
         try:
             mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX

@@ -29,11 +29,11 @@ from .cases import CaseStore
 __all__ = ["AuditLog", "AUDIT_COLUMNS", "LATE_SUBMISSION", "SUBMITTER_NOT_RECORDED", "open_audit_log"]
 
 AUDIT_COLUMNS = ["at", "action", "user", "details"]
-# a stored case whose submission the app was killed before recording, recorded at the next start
-LATE_SUBMISSION = "submission recorded late (the app stopped before recording it)"
+# a stored case whose submission no event recorded (the app killed between the two), recorded after a start
+LATE_SUBMISSION = "submission recorded late (no event was written when the case was stored)"
 SUBMITTER_NOT_RECORDED = "not recorded"
 SUBMITTING_ACTIONS = ("submission", "bulk import", LATE_SUBMISSION)
-EVENTS_READ_FOR_SUBMISSIONS = 500  # the newest events searched for the newest cases' submissions
+EVENTS_READ_FOR_SUBMISSIONS = 1000  # the newest events searched for the newest cases' submissions
 _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 Mirror = Callable[[str, bytes], None]
 
@@ -110,8 +110,9 @@ class AuditLog:
                                       before: datetime) -> list[str]:
         """Record a :data:`LATE_SUBMISSION` event for each of ``cases`` (a store's newest, as
         ``CaseStore.recent`` lists them) stored before ``before`` (this process's start) that no
-        submission event names: the app was killed between storing the case and recording it (a fault
-        probe: 5 kills in 226). Who submitted it was not recorded, and the event says so. Only events
+        submission event names: none was written when it was stored (a kill between storing the case
+        and recording it, a fault probe saw 5 in 226 kills; or an audit log that could not be written).
+        Who submitted it was not recorded, and the event says so. Only events
         as far back as :data:`EVENTS_READ_FOR_SUBMISSIONS` reach are read, and only cases they cover
         are judged. Returns the ids recorded."""
         events = self.events(last=EVENTS_READ_FOR_SUBMISSIONS)

@@ -40,12 +40,18 @@ def correction_file(case_id: str, label: str | None, was: str, *, withdrawn: str
     now = utc_now()
     record = {"case_id": case_id, "label": label, "was": was, "corrected_at": utc_iso(now),
               **({"withdrawn": withdrawn} if label is None else {})}
-    named_at = now
-    if newest is not None:
-        named_at = max(now, datetime.strptime(newest[:_TIME_CHARS], _NAME_TIME).replace(tzinfo=timezone.utc)
-                       + timedelta(microseconds=1))
-    name = f"{named_at:{_NAME_TIME}}-{uuid.uuid4().hex[:8]}.json"
+    name = f"{max(now, _just_after(newest)):{_NAME_TIME}}-{uuid.uuid4().hex[:8]}.json"
     return name, (json.dumps(record, sort_keys=True) + "\n").encode(), record
+
+
+def _just_after(name: str | None) -> datetime:
+    """A microsecond after the time an amendment's file ``name`` starts with; the earliest time for
+    none, or for a name of another shape (one put in the repo by hand is no reason to refuse)."""
+    try:
+        return datetime.strptime((name or "")[:_TIME_CHARS], _NAME_TIME).replace(
+            tzinfo=timezone.utc) + timedelta(microseconds=1)
+    except (ValueError, OverflowError):
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def write_correction(folder: Path, name: str, content: bytes) -> None:

@@ -123,18 +123,20 @@ _DATE_IN_WORDS = "(?i:" + "|".join((
 
 _IDENTIFIER_SHAPES = {
     "a date": re.compile(rf"\b\d{{1,4}}[-/.]\d{{1,2}}[-/.]\d{{2,4}}\b|{_DATE_IN_WORDS}"),
-    # not a span of years ("2019-2021", nor its second year); after a letter and hyphen it is ("ABC-1234567");
-    # a phone written with full stops too ("555.123.4567"; not decimals: "12.5 13.5")
+    # not a span of years ("2019-2021", nor its second year), nor a list of ranges ("12-15 20-25 mm");
+    # after a letter and hyphen it is ("ABC-1234567"); a phone with full stops too ("555.123.4567";
+    # not decimals, "12.5 13.5", nor a version, "10.12.04")
     "a long number (a record, ID or phone number)": re.compile(
-        r"(?<!\d)(?<!\d[ -])(?!(?:19|20)\d\d ?- ?(?:19|20)\d\d(?!\d))\d(?:[ -]?\d){6,}"
-        r"|(?<![\d.])\+?\d{2,4}(?:\.\d{2,4}){2,}(?![\d.])"),
+        r"(?<!\d)(?<!\d[ -])(?!(?:19|20)\d\d ?- ?(?:19|20)\d\d(?!\d))"
+        r"(?!\d{1,3} ?- ?\d{1,3}(?:[ ,;]+\d{1,3} ?- ?\d{1,3})+(?!\d))\d(?:[ -]?\d){6,}"
+        r"|(?<![\d.])\d{3}\.\d{3}\.\d{4}(?![\d.])"),
     # and spelt out to get past a filter ("jane.doe(at)example.org", "jane [at] example dot org")
     "an e-mail address": re.compile(
         r"[\w.+-]+@[\w-]+\.\w+"
-        r"|[\w.+-]+\s*[(\[]at[)\]]\s*[^\W\d_][\w-]*(?:\.|\s*[(\[]?dot[)\]]?\s*)[^\W\d_]{2,}", re.IGNORECASE),
+        r"|[\w.+-]+\s*[(\[]at[)\]]\s*[^\W\d_][\w-]*(?:\.|\s*[(\[]?\bdot\b[)\]]?\s*)[^\W\d_]{2,}",
+        re.IGNORECASE),
     "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
-        r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)"
-        r"|\bpatient\s*:\s*(?-i:[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+\s+[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+)", re.IGNORECASE),
+        r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
     # a title (capitalised or lower case; Ms capitalised only: ms is milliseconds) and a capitalised
     # word, initials between ("Mrs Jane Smith", "dr Okafor", "Dr J. Smith", "Herr Müller"; "Dr review" is
     # not; "Mx" is no title here: it is mastectomy or mammography in notes); or a word in capitals
@@ -201,11 +203,12 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
     if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in _CONTROL_OK for ch in value):
         raise StoreError(f"{field} contains control characters or broken ones (an unpaired surrogate); "
                          "use plain text.")
-    # invisible characters do not hide a name or number from the guard: read as spaces
-    # ("Mrs\u200bSmith", "Dr\u00adOkafor", "1234\u200b5678")
-    visible = "".join(" " if unicodedata.category(ch) == "Cf" else ch for ch in value)
+    # invisible characters do not hide a name or number from the guard: read as spaces and as nothing
+    # ("Mrs\u200bSmith", "Dr\u00adOkafor", "1234\u200b5678"; "M\u200bRN 1234", "jane@exa\u200bmple.org")
+    readings = ["".join(mark if unicodedata.category(ch) == "Cf" else ch for ch in value)
+                for mark in (" ", "")]
     shapes = [shape for shape, found in _IDENTIFIER_SHAPES.items()
-              if spec.free_text and found.search(visible)]
+              if spec.free_text and any(found.search(reading) for reading in readings)]
     if shapes:
         raise StoreError(f"{NOTHING_STORED}{field} seems to hold a patient identifier "
                          f"({', '.join(shapes)}), and it would be stored and shared with the case as typed. "
