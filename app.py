@@ -1040,8 +1040,11 @@ def build() -> gr.Blocks:
                                              label="Epochs",
                                              info="Of the served recipe's first stage; what else it runs is "
                                                   "said below"), "Epochs", whole=True)
-                image_size = in_bounds(gr.Number(value=0, precision=0,  # range checked by the service
-                                                 label="Image size in pixels (0 keeps the current model's)"),
+                smallest, largest = service.image_sizes()  # checked by the service (a walk: the box said
+                # only what 0 does, and 32 was refused)
+                image_size = in_bounds(gr.Number(value=0, precision=0, label="Image size in pixels",
+                                                 info=f"0 keeps the current model's; else {smallest} to "
+                                                      f"{largest}"),
                                        "Image size", whole=True)
                 from_current = gr.Checkbox(value=True, label="Start from the current version")
             served = gr.Markdown()

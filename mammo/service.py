@@ -186,7 +186,7 @@ class RetrainOptions:
         (fewest, most), (smallest, largest) = self.EPOCH_RANGE, self.IMAGE_SIZE_RANGE
         if not fewest <= self.epochs <= most:
             raise RetrainError(f"The number of epochs must be from {fewest} to {most}.")
-        smallest = max(smallest, patch_size or 0)
+        smallest = max(smallest, patch_size or 0)  # as MammoService.image_sizes says
         why = f" (the served recipe cuts {patch_size} px patches from each film)" if patch_size else ""
         if self.image_size is not None and not smallest <= self.image_size <= largest:
             raise RetrainError(f"The image size must be 0 (the current model's) or from {smallest} to "
@@ -1394,6 +1394,12 @@ class MammoService:
         except (RetrainError, ValueError):
             return None
         return small_films_warning(config.to_dict())
+
+    def image_sizes(self) -> tuple[int, int]:
+        """The image sizes a retrain takes besides 0 (the current model's), as :meth:`RetrainOptions.check`
+        allows them for the served recipe."""
+        smallest, largest = RetrainOptions.IMAGE_SIZE_RANGE
+        return max(smallest, self._patch_size() or 0), largest
 
     def _patch_size(self) -> int | None:
         """The served recipe's patch size (None for the whole-film recipe)."""

@@ -102,6 +102,12 @@ def visible(locator):
     return locator.locator("visible=true").first
 
 
+def chart(page, title: str):
+    """The block of the chart titled ``title``: not its figures table's, which has the same title (in
+    the accordion under the charts), nor a block around both."""
+    return page.locator(".block").filter(has_text=title).filter(has_not=page.locator("table")).last
+
+
 def every_row_shown(block) -> bool:
     """Whether the table in ``block`` shows all its rows on the page, none hidden in its own scroll."""
     return visible(block.locator("table")).evaluate(
@@ -852,7 +858,9 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     button = page.get_by_role("button", name="Retrain", exact=True)
     assert not page.get_by_text("films evaluated").is_visible()  # no placeholder tables before a run
     # an option the service refuses: a clear message, and the button works again
-    size = page.get_by_label("Image size in pixels (0 keeps the current model's)")
+    size = page.get_by_label("Image size in pixels")
+    # the sizes it takes are said beside it (a walk: it said only what 0 does, and 32 was refused)
+    expect(page.get_by_text("0 keeps the current model's; else 96 to 1024")).to_be_visible()
     size.fill("20")
     size.press("Tab")
     button.click()
@@ -1309,8 +1317,8 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     listed = len(app.client().predict(api_name="/models"))  # the packaged ones and any a test published
     expect(page.locator("#versions")).to_contain_text(f"Versions ({listed}, newest first",
                                                       timeout=30_000)  # how many, the oldest scrolled to
-    roc = page.locator(".block").filter(has_text="ROC, malignant vs rest").last.locator("svg").first
-    aucs = page.locator(".block").filter(has_text="Validation AUC per epoch").last
+    roc = chart(page, "ROC, malignant vs rest").locator("svg").first
+    aucs = chart(page, "Validation AUC per epoch")
     pick(page, "Version", "v1")
     visible(page.get_by_text(re.compile(r"^v1, as recorded when it was made"))).wait_for(timeout=30_000)
     # v1's own curve and legend (Gradio's plots kept the first version's legend and drew nothing else)
@@ -1330,10 +1338,10 @@ def test_each_version_shows_its_figures_and_its_files_download(fresh, app: AppPr
     only_training = "Training loss per epoch (no validation films"  # cross-validated: no validation loss
     titles = ("ROC, malignant vs rest", only_training, "Reliability (calibration)")
     for title in titles:
-        plot = page.locator(".block").filter(has_text=title).last
+        plot = chart(page, title)
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)  # drawn, not an empty box
     # the diagonal of perfect calibration is grey in every tab (not a version's colour in one of them)
-    reliability = page.locator(".block").filter(has_text="Reliability (calibration)").last
+    reliability = chart(page, "Reliability (calibration)")
     reference = 'svg .mark-line.role-mark path[stroke="#888888"]'
     expect(reliability.locator(reference)).to_have_count(1, timeout=30_000)
     losses = page.locator(".block").filter(has_text=only_training).last
@@ -1396,10 +1404,10 @@ def test_the_analytics_tab_shows_the_prediction_log(fresh, app: AppProcess, imag
     assert "p50" in note.inner_text() and "No image, file name or DICOM tag" in note.inner_text()
     for title in ("Predictions per day (UTC)", "Most likely class", "Malignancy scores (0-100, as shown",
                   "Each version's AUC by when it was trained (UTC)"):
-        plot = page.locator(".block").filter(has_text=title).last
+        plot = chart(page, title)
         plot.locator("canvas, svg").first.wait_for(timeout=30_000)
     for title in ("Predictions per day (UTC)", "Most likely class", "Malignancy scores (0-100, as shown"):
-        ticks = page.locator(".block").filter(has_text=title).last.locator("svg .role-axis-label text")
+        ticks = chart(page, title).locator("svg .role-axis-label text")
         # a few predictions: the count axis is numbered in whole predictions ("1"), never "0.5" or "1.0"
         expect(ticks.filter(has_text=re.compile(r"^[1-9]\d*$")).first).to_be_visible(timeout=10_000)
         expect(ticks.filter(has_text=re.compile(r"^\d+\.\d+$"))).to_have_count(0)

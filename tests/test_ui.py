@@ -9,7 +9,15 @@ import pytest
 
 from mammo.errors import MammoError
 from mammo.ui.browser_steps import switch_js
-from mammo.ui.charts import MEANING_COLOURS, OTHER_COLOURS, colour_map, count_room, epoch_room, plot_figures
+from mammo.ui.charts import (
+    MEANING_COLOURS,
+    OTHER_COLOURS,
+    colour_map,
+    count_room,
+    epoch_room,
+    figures_shown,
+    plot_figures,
+)
 from mammo.ui.gallery import EXAMPLES, PHANTOMS, REAL_FILMS, film_caption
 from mammo.ui.refusals import clear_errors
 from mammo.ui.widgets import in_bounds, text_only
@@ -39,6 +47,9 @@ def test_a_plots_figures_are_its_rows_to_three_places_and_none_for_an_empty_plot
     assert table.columns.tolist() == ["trained", "AUC", "estimate", "films"]
     assert table.values.tolist() == [["2026-12-02 15:30", 0.735, "out of fold", 322]]
     assert plot_figures(None).empty
+    assert figures_shown(sent)["visible"] and figures_shown(sent)["value"].equals(table)
+    assert not figures_shown(None)["visible"] and not figures_shown(chart.postprocess(pd.DataFrame(
+        {"trained": [], "AUC": []})).model_dump())["visible"]  # no table for a chart with nothing yet
 
 
 @pytest.mark.parametrize("step", [lambda p: colour_map(p, "model"), lambda p: epoch_room(p),

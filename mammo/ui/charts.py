@@ -12,8 +12,8 @@ from mammo.ui.look import PLOT_MIN_WIDTH
 from mammo.views import BASE_FILM_CASES
 
 __all__ = ["MEANING_COLOURS", "SOURCE_COLOURS", "auc_plot", "colour_map",
-           "count_room", "counted_room", "epoch_room", "figures_tables", "give_room", "loss_plot",
-           "losses_shown", "plot_column", "plot_figures", "recolour", "shown_if_any"]
+           "count_room", "counted_room", "epoch_room", "figures_shown", "figures_tables", "give_room",
+           "loss_plot", "losses_shown", "plot_column", "plot_figures", "recolour", "shown_if_any"]
 
 REFERENCE_COLOUR = "#888888"  # the diagonal of perfect calibration: grey, the same in every tab
 
@@ -60,6 +60,13 @@ def plot_figures(plot: dict | None) -> pd.DataFrame:
     return pd.DataFrame(plot["data"], columns=plot["columns"]).round(3)
 
 
+def figures_shown(plot: dict | None) -> dict:
+    """A figures table's update: the plot's figures, hidden while it has none (a walk read an empty
+    "Validation AUC per epoch" table under a run that has no such chart)."""
+    figures = plot_figures(plot)
+    return gr.update(value=figures, visible=not figures.empty)
+
+
 def figures_tables(*plots: gr.components.NativePlot) -> None:
     """Under ``plots``: a closed accordion with each one's figures as a table, named by the plot and
     kept in step with it. A chart gave its figures only on hover (none to a keyboard or a screen
@@ -67,8 +74,8 @@ def figures_tables(*plots: gr.components.NativePlot) -> None:
     what = "the chart above, as a table" if len(plots) == 1 else "the charts above, as tables"
     with gr.Accordion(f"The figures of {what}", open=False):
         for plot in plots:
-            table = gr.Dataframe(label=plot.label, interactive=False, wrap=True)
-            plot.change(plot_figures, plot, table, api_visibility="private", show_progress="hidden")
+            table = gr.Dataframe(label=plot.label, interactive=False, wrap=True, visible=False)
+            plot.change(figures_shown, plot, table, api_visibility="private", show_progress="hidden")
 
 
 def recolour(event, plots: dict) -> None:
