@@ -180,13 +180,20 @@ class RetrainOptions:
                                f"got {echoed(from_current)}.")
         return cls(epochs=count, image_size=side or None, from_current=current)
 
+    @classmethod
+    def image_sizes(cls, patch_size: int | None = None) -> tuple[int, int]:
+        """The image sizes a retrain takes besides 0 (the current model's): :data:`IMAGE_SIZE_RANGE`,
+        and at least ``patch_size`` (the served recipe's patches are cut from each film)."""
+        smallest, largest = cls.IMAGE_SIZE_RANGE
+        return max(smallest, patch_size or 0), largest
+
     def check(self, patch_size: int | None = None) -> None:
         """Refuse options out of range; ``patch_size``: the served recipe's patches, the smallest image
         it can cut them from (said in the same message, not in a second refusal after this one)."""
-        (fewest, most), (smallest, largest) = self.EPOCH_RANGE, self.IMAGE_SIZE_RANGE
+        fewest, most = self.EPOCH_RANGE
         if not fewest <= self.epochs <= most:
             raise RetrainError(f"The number of epochs must be from {fewest} to {most}.")
-        smallest = max(smallest, patch_size or 0)  # as MammoService.image_sizes says
+        smallest, largest = self.image_sizes(patch_size)
         why = f" (the served recipe cuts {patch_size} px patches from each film)" if patch_size else ""
         if self.image_size is not None and not smallest <= self.image_size <= largest:
             raise RetrainError(f"The image size must be 0 (the current model's) or from {smallest} to "
@@ -1357,8 +1364,8 @@ class MammoService:
         """The ids of ``cases`` (the examples read for a retrain, with the amendments ``amended`` then)
         withdrawn since."""
         now = self.cases.amended_cases()
-        return sorted({case.group for case in cases if amended.get(case.group, "") is not None
-                       and case.group in now and now[case.group] is None})
+        return sorted({case.group for case in cases
+                       if now.get(case.group, "") is None and amended.get(case.group, "") is not None})
 
     def _fair_holdout(self, current: Predictor, base: Path, split: SplitSpec) -> list:
         """The held-out films of the base data under ``split``, refused when the served version
@@ -1396,10 +1403,8 @@ class MammoService:
         return small_films_warning(config.to_dict())
 
     def image_sizes(self) -> tuple[int, int]:
-        """The image sizes a retrain takes besides 0 (the current model's), as :meth:`RetrainOptions.check`
-        allows them for the served recipe."""
-        smallest, largest = RetrainOptions.IMAGE_SIZE_RANGE
-        return max(smallest, self._patch_size() or 0), largest
+        """The image sizes a retrain of the served recipe takes besides 0 (the current model's)."""
+        return RetrainOptions.image_sizes(self._patch_size())
 
     def _patch_size(self) -> int | None:
         """The served recipe's patch size (None for the whole-film recipe)."""

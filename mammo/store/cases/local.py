@@ -335,9 +335,9 @@ class CaseStore:
                 raise StoreError(f"Case {case_id} was withdrawn; nothing was changed.")
             if row.label == label:
                 raise StoreError(f"Case {case_id} is already labelled {label}; nothing was changed.")
-            kept = correction_names(self._corrections_dir)
+            applied = self._corrections_read  # every amendment in the folder: refreshed just above
             name, content, record = correction_file(case_id, label, row.label, withdrawn=withdrawn,
-                                                    newest=kept[-1] if kept else None)
+                                                    newest=applied[-1] if applied else None)
             try:
                 write_correction(self._corrections_dir, name, content)
                 if self.outbox:  # kept here first: one kept and never queued is queued at the next open
