@@ -22,7 +22,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from .calibration import expected_calibration_error, reliability_bins
+from .calibration import ece_by_chance, expected_calibration_error, reliability_bins
 
 __all__ = [
     "MALIGNANT",
@@ -51,6 +51,7 @@ __all__ = [
     "cross_fitted_rates",
     "rates_at",
     "EVALUATE_KEYS",
+    "ece_chance_said",
     "recorded_value",
     "malignant_films",
     "flagged_malignant",
@@ -280,7 +281,9 @@ def evaluate_predictions(
     Accuracy, balanced accuracy, the confusion matrix and per-class P/R/F1 use argmax
     predictions; sensitivity and specificity are malignant vs rest with malignant called when
     P(malignant) >= ``threshold`` (``DEFAULT_THRESHOLD`` when None). ``ece_malignant`` and
-    ``reliability`` describe how well P(malignant) is calibrated. Undefined values are None. The
+    ``reliability`` describe how well P(malignant) is calibrated, ``ece_malignant_by_chance95`` the
+    range of ECE a perfectly calibrated model of the same scores shows on this few films by chance
+    (none with ``n_resamples`` 0, as no interval then). Undefined values are None. The
     AUCs' intervals resample whole patients when ``groups`` names each case's (``auc_ci_resampled``
     says "patients" when some patient has several cases, else "films"; said also where no interval is
     given, since too few patients of a class is then why).
@@ -303,7 +306,7 @@ def evaluate_predictions(
         balanced = balanced_accuracy_score(y, pred)
 
     index = malignant_index(names)
-    auc_malignant = ci = roc = sensitivity = specificity = ece = reliability = None
+    auc_malignant = ci = roc = sensitivity = specificity = ece = ece_chance = reliability = None
     if index is not None:
         is_malignant = y == index
         scores = p[:, index]
@@ -313,6 +316,7 @@ def evaluate_predictions(
         if not is_malignant.all():
             specificity = float((~called[~is_malignant]).mean())
         ece = expected_calibration_error(is_malignant, scores)
+        ece_chance = ece_by_chance(scores, seed=seed) if n_resamples else None
         reliability = reliability_bins(is_malignant, scores)
         found = auc_with_ci(is_malignant, scores, n_resamples, seed, groups)  # 0: per-epoch validation
         if found is not None:
@@ -341,6 +345,7 @@ def evaluate_predictions(
         },
         "roc": roc,
         "ece_malignant": ece,
+        "ece_malignant_by_chance95": ece_chance,
         "reliability": reliability,
         "auc_abnormal": auc_abnormal(y, p, names, n_resamples, groups),
         "auc_ci_resampled": resampled_units(groups),
@@ -364,6 +369,15 @@ def too_few_for_an_interval(metrics: Mapping[str, Any]) -> str:
     where whole patients are resampled) of a class'."""
     whose = " or patients" if resampled_patients(metrics) else ""
     return f"fewer than {FEWEST_FOR_AN_INTERVAL} films{whose} of a class"
+
+
+def ece_chance_said(metrics: Mapping[str, Any]) -> str:
+    """The range of ECE a perfectly calibrated model shows by chance on the films of an ``evaluate
+    --json`` dict, in words to put after its ECE ('' where not recorded: models made before it was)."""
+    chance = metrics.get("ece_malignant_by_chance95")
+    if not (isinstance(chance, list | tuple) and len(chance) == 2):
+        return ""
+    return f" (a perfectly calibrated model shows {chance[0]:.3f}–{chance[1]:.3f} on these films by chance)"
 
 
 def auc_with_ci(positive: np.ndarray, score: np.ndarray, n_resamples: int = 1000,

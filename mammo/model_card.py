@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from huggingface_hub import EvalResult, ModelCardData
 
 from .config import DISCLAIMER, HUB_DATASET_PREFIX, data_name
-from .metrics import FEWEST_FOR_AN_INTERVAL, NESTED_CROSS_FITTING, resampled_patients, too_few_for_an_interval
+from .metrics import (
+    FEWEST_FOR_AN_INTERVAL,
+    NESTED_CROSS_FITTING,
+    ece_chance_said,
+    resampled_patients,
+    too_few_for_an_interval,
+)
 
 __all__ = ["NOT_RECORDED", "eval_results", "render_model_card"]
 
@@ -258,7 +264,8 @@ def _cv_section(mammo: dict) -> str | None:
         f"What is optimistic: {cv.get('optimistic', NOT_RECORDED)}",
         "### Calibration\n\n"
         f"Expected calibration error of P(malignant), out of fold: **{_num(cv.get('ece_malignant'))}** "
-        f"calibrated, {_num(calibration.get('ece_malignant_uncalibrated'))} before calibration "
+        f"calibrated{ece_chance_said(cv)}, {_num(calibration.get('ece_malignant_uncalibrated'))} before "
+        "calibration "
         f"(10 equal-width bins). Method: {calibration.get('method', NOT_RECORDED)}.\n\n"
         "Reliability diagram (observed share of malignant films per bin of predicted P(malignant); "
         "a calibrated model has observed = predicted):\n\n"
@@ -396,6 +403,15 @@ def _preprocess_section(mammo: dict) -> str:
     )
 
 
+def _ece_rows(metrics: dict) -> list[tuple[str, str]]:
+    """The calibration error of P(malignant), with what chance alone gives on these films; none where
+    not recorded."""
+    if metrics.get("ece_malignant") is None:
+        return []
+    return [("Calibration error (ECE) of P(malignant)",
+             _num(metrics["ece_malignant"]) + ece_chance_said(metrics))]
+
+
 def _rate_rows(metrics: dict) -> list[tuple[str, str]]:
     """Sensitivity and specificity for malignant: at the threshold; out of fold, each film at the
     threshold fitted on the other folds, and at the one fitted on these very predictions apart, as
@@ -435,6 +451,7 @@ def _metrics_section(metrics: dict, heading: str, split: str) -> str:
         ("AUC, malignant vs rest", _num(metrics.get("auc_malignant"))),
         ("AUC malignant vs rest, 95% CI", _ci(metrics)),
         *_rate_rows(metrics),
+        *_ece_rows(metrics),
     ]
     n_text = f"n = {n}" if isinstance(n, int) else "n not recorded"
     parts = [

@@ -8,6 +8,7 @@ import pytest
 
 from mammo.calibration import (
     apply_calibration,
+    ece_by_chance,
     expected_calibration_error,
     fit_calibration,
     reliability_bins,
@@ -52,3 +53,19 @@ def test_ece_and_bins_by_hand() -> None:
     bins = reliability_bins(y, p)
     assert [(b["n"], b["observed"]) for b in bins] == [(2, 0.5), (2, 1.0)]
     assert expected_calibration_error(y, p) == pytest.approx((2 * 0.45 + 2 * 0.05) / 4)
+
+
+def test_the_ece_a_calibrated_model_shows_by_chance_is_that_of_labels_drawn_from_its_probabilities() -> None:
+    """On 38 films a perfectly calibrated model's ECE is far from 0 (v3's held-out films: a reader took
+    0.07 for a flaw); the range matches a plain simulation with the ECE as defined, narrows with more
+    films, and is the same for the same seed."""
+    rng = np.random.default_rng(3)
+    probability = rng.random(38) ** 3
+    low, high = ece_by_chance(probability, draws=2000)
+    simulated = [expected_calibration_error(rng.random(38) < probability, probability) for _ in range(2000)]
+    assert np.percentile(simulated, [2.5, 97.5]) == pytest.approx([low, high], abs=0.01)
+    assert 0.05 < low < high < 0.25
+    many = rng.random(5000)
+    assert ece_by_chance(many)[1] < 0.03  # 5000 films: a calibrated model's ECE is near 0
+    assert ece_by_chance(probability, seed=7) == ece_by_chance(probability, seed=7)
+    assert ece_by_chance(np.ones(20)) == [0.0, 0.0]  # sure and right every time: no chance error

@@ -31,7 +31,8 @@ TWO = ["malignant", "normal_or_benign"]  # BreastMNIST order: malignant is colum
 KEYS = {
     "n", "classes", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant",
     "auc_malignant_ci95", "sensitivity", "specificity", "threshold", "confusion_matrix",
-    "per_class", "roc", "ece_malignant", "reliability", "auc_abnormal", "auc_ci_resampled",
+    "per_class", "roc", "ece_malignant", "ece_malignant_by_chance95", "reliability", "auc_abnormal",
+    "auc_ci_resampled",
 }
 
 

@@ -555,6 +555,7 @@ def test_model_card_from_full_config(seed_dir: Path) -> None:
         "candidate_metrics": {"auc_malignant": 0.8, "roc": roc},
     }
     config["mammo"]["metrics"]["auc_abnormal"] = {"auc": 0.71, "ci95": [0.6, 0.8]}
+    config["mammo"]["metrics"].update(ece_malignant=0.073, ece_malignant_by_chance95=[0.0813, 0.1774])
     config["mammo"]["baseline"] = {**config["mammo"]["metrics"], "model": "logistic regression on X",
                                    "auc_malignant": 0.61, "auc_abnormal": {"auc": 0.52, "ci95": None}}
     card = render_model_card(config)
@@ -569,6 +570,9 @@ def test_model_card_from_full_config(seed_dir: Path) -> None:
     assert "| AUC, malignant vs rest | 0.800 |" in card
     assert "| AUC malignant vs rest, 95% CI | 0.680–0.880 |" in card
     assert "| Cases (n) | 40 |" in card and "n = 40" in card and "bootstrap" in card
+    # an ECE on 40 films beside what a perfectly calibrated model shows there by chance
+    assert ("| Calibration error (ECE) of P(malignant) | 0.073 (a perfectly calibrated model shows "
+            "0.081–0.177 on these films by chance) |") in card
     assert "mias-holdout: patients held out of training" in card
     assert "P(malignant) >= **0.210**" in card
     assert "| **malignant** | 1 | 1 | 6 |" in card

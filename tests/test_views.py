@@ -663,6 +663,11 @@ def test_comparison_frame(v1_mammo: dict) -> None:
     shown = with_baseline.set_index("metric")
     assert shown.loc["AUC, malignant vs rest", "baseline (logistic regression)"] == \
         "0.550"
+    # beside the ECE, what a perfectly calibrated model shows on these films by chance (none recorded
+    # by models made before it was)
+    chance = "ECE a perfectly calibrated model shows on these films by chance (95%)"
+    ranged = views.comparison_frame(current, {**candidate, "ece_malignant_by_chance95": [0.0813, 0.1774]})
+    assert ranged.set_index("metric").loc[chance].tolist() == ["—", "0.081–0.177"]
     # a collapsed candidate (one malignancy score for every film): its AUC, interval and ECE say so
     collapsed = {**candidate, "auc_malignant": 0.5, "auc_malignant_ci95": [0.5, 0.5], "ece_malignant": 0.004,
                  "roc": {"thresholds": [2.0, 0.31, 0.31]}}

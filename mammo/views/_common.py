@@ -28,6 +28,7 @@ METRIC_NAMES = {
     "sensitivity": "sensitivity for malignant, at the review cut-off",
     "specificity": "specificity, at the review cut-off",
     "ece_malignant": "calibration error (ECE, malignant)",
+    "ece_malignant_by_chance95": "ECE a perfectly calibrated model shows on these films by chance (95%)",
 }
 
 
