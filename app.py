@@ -49,7 +49,7 @@ from mammo.ui.browser_steps import (
     CLICK_PREDICT_JS,
     CLICK_PREDICT_PICKED_JS,
     DESELECT_JS,
-    NO_FILE_HINT_JS,
+    HINT_OF_THE_FILE_JS,
     OFFER_OF_THE_FILE_JS,
     OPACITY_RANGE,
     PAGE_JS,
@@ -78,6 +78,7 @@ from mammo.ui.look import (
     CONFUSION_COUNTS,
     FEW_FILMS_A_BIN,
     HEATMAP_FILE_EXPLAINED,
+    NO_FILE_HINT,
     OFFER_EXPLAINED,
     PAGE_CSS,
     PAGE_THEME,
@@ -785,13 +786,30 @@ def models_views(versions: list):
 @clear_errors
 def version_files(version: str | None):
     """The chosen version's files and card; an open "serve it again?" question about another version
-    closes in the same update (so it cannot close a question asked after the card is shown)."""
+    closes in the same update (so it cannot close a question asked after the card is shown); the
+    rollback button offers only what it can do (a walk was offered to serve the served version)."""
     if not version:
         raise gr.Error("Pick a version.")
     folder = service.registry.load(version)
     card = views.card_on_the_page(ModelCard(service.registry.card(version)).text)  # without its YAML header
     files = [str(folder / name) for name in ("model.safetensors", "config.json", "README.md")]
-    return files, card, gr.update(visible=False)
+    return files, card, gr.update(visible=False), rollback_button_for(version)
+
+
+# "(trainers only)" only where that is so: a local install lets everyone (a walk read it beside the
+# Retrain tab's "Everyone may retrain here")
+ROLLBACK_LABEL = "Serve this version again…" + (
+    "" if can_train(None, SETTINGS).allowed else " (trainers only)")
+
+
+def rollback_button_for(version: str) -> dict:
+    """The rollback button under ``version``: disabled, and saying why, where ``version`` (or its
+    weights, through a rollback's copy) is served now; a click on a stale one is still refused in words."""
+    if not service.already_served(version):
+        return gr.update(value=ROLLBACK_LABEL, interactive=True)
+    served = (f"{version} is served now" if version == service.predictor.version else
+              f"{version}'s weights are served now")
+    return gr.update(value=served, interactive=False)
 
 
 AUDIT_SHOWN_EVENTS = 500  # the audit table's newest events (read on each tab open; the CSV has them all)
@@ -913,9 +931,7 @@ def build() -> gr.Blocks:
                                           label="Synthetic phantoms for edge cases (not real patients)",
                                           visible=bool(PHANTOMS))
                 with gr.Column():
-                    no_file = gr.Markdown("Upload a mammogram, or click one of the real films under the "
-                                          "upload box: its probabilities, malignancy score and heat map "
-                                          "appear here.")
+                    hint = gr.Markdown(NO_FILE_HINT, elem_id="result-hint")
                     unreadable = gr.Markdown(visible=False, elem_id="unreadable-file")
                     # the file whose results, report, full-size heat map and offer are on the page (its path)
                     results_for, report_for, heatmap_for, offer_for, previewed_for = (
@@ -1139,11 +1155,7 @@ def build() -> gr.Blocks:
             refresh = gr.Button("Refresh", size="sm")
             with gr.Row(equal_height=True):
                 version = gr.Dropdown([], value=None, label="Version", scale=2, **CHECKED_HERE)
-                # "(trainers only)" only where that is so: a local install lets everyone (a walk read
-                # it beside the Retrain tab's "Everyone may retrain here")
-                trainers_only = "" if can_train(None, SETTINGS).allowed else " (trainers only)"
-                rollback_button = gr.Button(f"Serve this version again…{trainers_only}", variant="stop",
-                                            scale=1)
+                rollback_button = gr.Button(ROLLBACK_LABEL, variant="stop", scale=1)
             with gr.Column(visible=False) as confirm_row:  # the question above its answers
                 question = gr.Markdown()
                 asked_replacing = gr.Textbox(visible=False)  # the version served when the question was asked
@@ -1192,6 +1204,7 @@ def build() -> gr.Blocks:
         # on the page, Predict clicked while this page's last prediction runs is run after it (on the
         # file then in the box), not dropped: the later file's answer comes last (CHAINED's "always_last";
         # Gradio 6.31 keeps one waiting run, and loses it when the running one ends in an error)
+        hint_of_the_file = [image, previewed_for, unreadable, results_for]  # what the hint depends on
         predicted = predict_button.click(predict_shown, [*film_inputs, results_for], result_outputs,
                                          **predicting, **CHAINED)
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
@@ -1208,6 +1221,7 @@ def build() -> gr.Blocks:
 
         predicted.success(None, [image, results_for], film_results, js=SAME_FILE_JS, **private).then(
             None, None, None, js=SCROLL_TO_RESULT_JS, **private)
+        predicted.success(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         predicted.success(add_history, [image, results_for, details, history_state], [history_state, history],
                           **CHAINED)
         # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release;
@@ -1231,8 +1245,8 @@ def build() -> gr.Blocks:
         # before, still in the queue when this one was put in, showed that file's Offer state here)
         image.change(predict_preview, image, previewed, **private).success(
             None, [image, previewed_for, unreadable], [film_actions, unreadable], js=PREVIEW_OF_THE_FILE_JS,
-            **private)
-        image.change(None, image, no_file, js=NO_FILE_HINT_JS, **private)
+            **private).then(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
+        image.change(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could
         # come after an Offer clicked just after the upload, and wipe its answer)
@@ -1337,7 +1351,7 @@ def build() -> gr.Blocks:
         refresh.click(**models_event, api_name="models", api_description=models.__doc__).then(
             audit_views, None, audit, **CHAINED)
         versions_json.change(models_views, versions_json, [versions, version], **private)
-        version.change(version_files, version, [files, card, confirm_row], **private)
+        version.change(version_files, version, [files, card, confirm_row, rollback_button], **private)
         version_figures = [version_caption, version_roc, version_losses, version_aucs, version_reliability,
                            version_confusion]
         version_shown = version.change(version_views, version, version_figures, **private)

@@ -1489,6 +1489,14 @@ class MammoService:
         self._refuse_serving_again(version, served, problem is None)
         return served, problem
 
+    def already_served(self, version: str) -> bool:
+        """Whether :meth:`check_rollback` refuses ``version`` as served now (itself or its weights)."""
+        try:
+            self.check_rollback(version)
+        except RegistryError:
+            return True
+        return False
+
     def _refuse_serving_again(self, version: str, served: str, newest_served: bool) -> None:
         """The "already served" rule of :meth:`check_rollback` and :meth:`rollback`: the served version,
         or one whose weights it serves (a rollback's copy; a retried rollback published a copy each

@@ -621,6 +621,8 @@ def test_a_file_that_cannot_be_read_is_said_at_upload_with_no_error_badge(fresh,
     expect(preview.get_by_text("Error", exact=True)).to_have_count(0)
     expect(preview.locator("img")).to_have_count(0)
     expect(page.get_by_role("button", name="Offer this image for labelling")).to_be_hidden()
+    hint = page.locator("#result-hint")
+    expect(hint).to_be_hidden()  # no "press Predict" beside a file that cannot be read
     page.get_by_role("button", name="Predict", exact=True).click()
     expect(page.locator(".toast-body").filter(has_text=re.compile(said))).to_have_count(1, timeout=30_000)
     expect(page.get_by_text("Malignancy score:")).to_have_count(0)
@@ -628,6 +630,7 @@ def test_a_file_that_cannot_be_read_is_said_at_upload_with_no_error_badge(fresh,
     expect(reason).to_be_hidden(timeout=30_000)
     offer = page.get_by_role("button", name="Offer this image for labelling")
     expect(offer).to_be_visible(timeout=30_000)
+    expect(hint).to_contain_text("Press Predict to read this file")
     shot.upload(page, broken, "Predict")  # and after a readable file, the readable file's Offer goes
     expect(reason).to_be_visible(timeout=30_000)
     expect(offer).to_be_hidden()
@@ -652,8 +655,11 @@ def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, tmp_path
     upload = predict_box(page)
     upload.get_by_role("button", name="Clear").click()  # the × of the file box, as a visitor would
     expect(score).to_have_count(0, timeout=10_000)
+    hint = page.locator("#result-hint")
+    expect(hint).to_contain_text("Upload a mammogram")  # no file: what to do
     upload_into(upload, phantom(tmp_path, 7))
     expect(offered).to_have_count(0, timeout=10_000)  # the earlier file's offer is not this one's
+    expect(hint).to_contain_text("Press Predict to read this file")  # a file, not yet predicted
     overlay = page.locator(".block").filter(has_text=shot.OVERLAY_LABEL).locator("img")
     assert page.locator(shot.MOST_LIKELY).count() == 0 and overlay.count() == 0
     assert full_size.count() == 0  # the first file's full-size heat map is not offered for this one
@@ -988,6 +994,7 @@ def test_a_version_served_by_another_session_shows_when_its_tabs_are_opened(fres
 
 
 def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppProcess) -> None:
+    from playwright.sync_api import expect
     page = fresh
     page.get_by_role("tab", name="Models").click()
     versions = LocalModelRegistry(app.home)
@@ -1004,10 +1011,10 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
 
     row = served_row(latest)
     assert re.search(r"\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d UTC", row), row  # no raw timestamps
-    # the version already served: refused at once, nothing asked, nothing published
+    # the version already served: not offered (a walk was offered it, then refused), nothing asked
     pick(page, "Version", latest)
-    page.get_by_role("button", name="Serve this version again…", exact=True).click()
-    page.get_by_text("is the version already served").first.wait_for(timeout=30_000)
+    expect(page.get_by_role("button", name=f"{latest} is served now", exact=True)).to_be_disabled(
+        timeout=30_000)
     assert not page.get_by_role("button", name="Yes, serve it again").is_visible()
     # an earlier one: asked first; Cancel changes nothing
     pick(page, "Version", "v1")
@@ -1028,14 +1035,16 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     new = versions.latest()
     assert new != latest
     served_row(new)
-    # v1 asked for again (a second click, another trainer): its weights are served, so refused at once
-    pick(page, "Version", latest)
+    # the new copy is the served version, and v1's weights are served: neither is offered again
+    pick(page, "Version", new)
+    expect(page.get_by_role("button", name=f"{new} is served now", exact=True)).to_be_disabled(timeout=30_000)
     pick(page, "Version", "v1")
-    visible(page.get_by_text("mammo mammogram classifier — v1")).wait_for(timeout=30_000)
-    page.get_by_role("button", name="Serve this version again…", exact=True).click()
-    refused = f"v1's weights are already served ({new} is a copy of v1)"
-    page.get_by_text(refused).first.wait_for(timeout=30_000)
-    assert not page.get_by_role("button", name="Yes, serve it again").is_visible()
+    expect(page.get_by_role("button", name="v1's weights are served now", exact=True)).to_be_disabled(
+        timeout=30_000)
+    # an earlier version is offered again
+    pick(page, "Version", latest)
+    expect(page.get_by_role("button", name="Serve this version again…", exact=True)).to_be_enabled(
+        timeout=30_000)
     assert versions.latest() == new
 
 

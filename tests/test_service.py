@@ -820,6 +820,7 @@ def test_rollback_refuses_the_version_already_served(service: MammoService) -> N
     with pytest.raises(RegistryError, match="already served"):
         service.rollback("v1")
     assert [v["version"] for v in service.versions()] == ["v1"]  # nothing published
+    assert service.already_served("v1")  # the Models tab does not offer it
 
 
 def test_a_rollback_to_the_weights_already_served_is_refused_as_a_retry_would_be(
@@ -837,6 +838,7 @@ def test_a_rollback_to_the_weights_already_served_is_refused_as_a_retry_would_be
             service.rollback(again)
     with pytest.raises(RegistryError, match=r"v1's weights are already served \(v3 is a copy of v1\)"):
         service.rollback("v1")
+    assert service.already_served("v1") and not service.already_served("v2")
     assert service.rollback("v2") == "v4"  # other weights: served again
     assert service.rollback("v3") == "v5"  # a copy of v1's copy: v1's weights again
     with pytest.raises(RegistryError, match=r"v3's weights are already served \(v5 is a copy of v1, as v3 "):

@@ -6,12 +6,12 @@ import json
 
 import gradio as gr
 
-from mammo.ui.look import OFFER_EXPLAINED
+from mammo.ui.look import FILE_IN_HINT, NO_FILE_HINT, OFFER_EXPLAINED
 
 __all__ = ["CLAMP_OPACITY_JS", "CLICK_PREDICT_JS", "CLICK_PREDICT_PICKED_JS", "DESELECT_JS",
-           "NO_FILE_HINT_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "PAGE_JS", "PREVIEW_OF_THE_FILE_JS",
-           "REDRAW_CLAMPED_JS", "SAME_FILE_JS", "SCROLL_TO_RESULT_JS", "hide_js", "switch_js",
-           "visibility_js"]
+           "HINT_OF_THE_FILE_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "PAGE_JS",
+           "PREVIEW_OF_THE_FILE_JS", "REDRAW_CLAMPED_JS", "SAME_FILE_JS",
+           "SCROLL_TO_RESULT_JS", "hide_js", "switch_js", "visibility_js"]
 
 
 # Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
@@ -33,9 +33,14 @@ PREVIEW_OF_THE_FILE_JS = ("(file, previewedFile, why) => {"
                           " {__type__: 'update', visible: same && !!why}]; }")
 
 
-# the hint hidden while the Predict box holds a file (its actions are shown by the preview's step, for a
-# file that can be read)
-NO_FILE_HINT_JS = "(file) => ({__type__: 'update', visible: !file})"
+# what to do where the results come: upload a file, or press Predict for the file in the box; nothing
+# beside a file that cannot be read or whose result is shown. Run on each of those changes, from what
+# the page holds then (Gradio ran the step of a new file after its preview's step).
+HINT_OF_THE_FILE_JS = ("(file, previewedFile, why, resultFile) => {"
+                       " const same = !!file && file.path === previewedFile;"
+                       " const shown = !!file && file.path === resultFile;"
+                       " return {__type__: 'update', visible: !(same && !!why) && !shown,"
+                       f" value: file ? {json.dumps(FILE_IN_HINT)} : {json.dumps(NO_FILE_HINT)}}}; }}")
 
 
 # the offer's note, put back to its explanation when the file it was made for is no longer the one shown

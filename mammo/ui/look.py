@@ -3,12 +3,19 @@ phones)."""
 
 import gradio as gr
 
-__all__ = ["COMPARISON_LAYOUT", "CONFUSION_COUNTS", "FEW_FILMS_A_BIN", "HEATMAP_FILE_EXPLAINED",
-           "OFFER_EXPLAINED", "PAGE_CSS", "PAGE_THEME", "PLOT_MIN_WIDTH"]
+__all__ = ["COMPARISON_LAYOUT", "CONFUSION_COUNTS", "FEW_FILMS_A_BIN", "FILE_IN_HINT",
+           "HEATMAP_FILE_EXPLAINED", "NO_FILE_HINT", "OFFER_EXPLAINED", "PAGE_CSS", "PAGE_THEME",
+           "PLOT_MIN_WIDTH"]
 
 
 OFFER_EXPLAINED = ("Offering is up to you: the image is then kept (re-encoded, without file name or DICOM "
                    "tags) until a clinician labels it or removes it; nothing trains on it before.")
+# where the results come, before there are any: what to do, with no file and with one not yet predicted
+# (a walk read nothing there once a file was in)
+NO_FILE_HINT = ("Upload a mammogram, or click one of the real films under the upload box: its probabilities, "
+                "malignancy score and heat map appear here.")
+FILE_IN_HINT = ("Press **Predict** to read this file: its probabilities, malignancy score and heat map "
+                "appear here.")
 # what the full-size heat map's file holds, beside its button (a walk found a bare grey PNG unreadable)
 HEATMAP_FILE_EXPLAINED = (
     "A 16-bit greyscale PNG at the uploaded file's own size, lined up pixel for pixel with it: the "
