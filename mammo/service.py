@@ -61,6 +61,7 @@ from .store import (
     promotion_decision,
 )
 from .store._fs import file_lock, remove_unlocked
+from .store.audit import NotQueued
 from .store.cases import label_conflict_text, label_doubt
 from .store.gate import gives_every_film_one_score
 from .store.registry import rollback_of, version_number
@@ -259,7 +260,11 @@ def published_meanwhile(latest: str, compared: str) -> str:
 
 
 def not_audited(error: OSError) -> str:
-    """A receipt's warning when its change is stored but the audit log could not record it."""
+    """A receipt's warning when its change is stored but the audit log could not record it, or recorded
+    it here but could not queue it for the Hub's copy of the log (:class:`NotQueued`)."""
+    if isinstance(error, NotQueued):
+        return (f"It is stored and in this app's audit log, but the event could not be queued for the "
+                f"Hub's copy of the log ({error.strerror or error}): tell the maintainer of this app.")
     return (f"It is stored, but the audit log could not record it ({error.strerror or error}): tell the "
             "maintainer of this app.")
 

@@ -50,6 +50,7 @@ from mammo.store import (
     open_registry,
     promotion_decision,
 )
+from mammo.store._fs import write_new_file
 from mammo.store._hub import HubUnavailable
 from mammo.store.audit import LATE_SUBMISSION, SUBMITTER_NOT_RECORDED
 from mammo.store.cases import METADATA_FIELDS
@@ -1151,6 +1152,25 @@ def test_a_case_stored_when_the_audit_log_cannot_be_written_is_answered_as_store
     filler.unlink()
     service.submit(np.rot90(film).copy(), "normal", None)
     assert [e["action"] for e in service.audit.events()] == ["submission"]
+
+
+def test_an_event_recorded_here_but_not_queued_for_the_hub_is_said_as_such(
+        service: MammoService, small_mias: Path, tiny_disk: Path, tmp_path: Path) -> None:
+    """The audit log written, but its event not queued for the Hub's copy (the outbox's disk full): the
+    receipt said "the audit log could not record it", which was not so (a review)."""
+    filler = tiny_disk / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        while True:
+            handle.write(b"x" * 4096)
+            handle.flush()
+    service.audit = AuditLog(tmp_path / "audit", mirror=lambda name, content: write_new_file(tiny_disk / name,
+                                                                                              content))
+    film = np.ascontiguousarray(np.rot90(read_image(next((small_mias / "benign").glob("*.png")))))
+    receipt = service.submit(film, "benign", None)
+    assert receipt["status"] == "stored" and service.cases.case_label(receipt["case_id"]) == "benign"
+    assert receipt["warning"].startswith("It is stored and in this app's audit log, but the event could not "
+                                         "be queued for the Hub's copy of the log (No space left")
+    assert [e["action"] for e in service.audit.events()] == ["submission"]  # recorded here
 
 
 def test_a_case_stored_by_an_app_killed_before_it_recorded_the_submission_is_recorded_at_the_next_start(

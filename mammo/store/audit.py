@@ -26,7 +26,8 @@ from ..timestamps import utc_moment
 from ._fs import utc_now, write_new_file
 from .cases import CaseStore
 
-__all__ = ["AuditLog", "AUDIT_COLUMNS", "LATE_SUBMISSION", "SUBMITTER_NOT_RECORDED", "open_audit_log"]
+__all__ = ["AuditLog", "AUDIT_COLUMNS", "LATE_SUBMISSION", "NotQueued", "SUBMITTER_NOT_RECORDED",
+           "open_audit_log"]
 
 AUDIT_COLUMNS = ["at", "action", "user", "details"]
 # a stored case whose submission no event recorded (the app killed between the two), recorded after a start
@@ -36,6 +37,10 @@ SUBMITTING_ACTIONS = ("submission", "bulk import", LATE_SUBMISSION)
 EVENTS_READ_FOR_SUBMISSIONS = 1000  # the newest events searched for the newest cases' submissions
 _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 Mirror = Callable[[str, bytes], None]
+
+
+class NotQueued(OSError):
+    """An event written to this store's audit log that could not be queued for its mirror (the Hub)."""
 
 
 class AuditLog:
@@ -62,7 +67,10 @@ class AuditLog:
         with self._lock:
             write_new_file(self.folder / name, content)
         if self.mirror is not None:
-            self.mirror(name, content)
+            try:
+                self.mirror(name, content)
+            except OSError as error:
+                raise NotQueued(error.errno, error.strerror or str(error)) from error
         return event
 
     def record_amendment(self, receipt: dict, user: str | None) -> dict:
