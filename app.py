@@ -102,8 +102,9 @@ log = logging.getLogger("mammo.app")
 torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (docs/architecture.md)
 SETTINGS = settings()
 # visitors' files (a DICOM's tags and all) in a folder of this run's own: a run killed before it could
-# delete them has them deleted by the next start (Gradio deletes only its own run's)
-os.environ["GRADIO_TEMP_DIR"] = str(own_upload_folder(Path(get_upload_folder())))
+# delete them has them deleted by the next start (Gradio deletes only its own run's); by its full path
+# (a relative GRADIO_TEMP_DIR spelt an upload's path two ways, and the page showed no result beside it)
+os.environ["GRADIO_TEMP_DIR"] = str(own_upload_folder(Path(get_upload_folder()).resolve()))
 service = MammoService(SETTINGS, check_submissions_after=SUBMISSIONS_CHECKED_AFTER_S)
 token_users = TokenUsers(SETTINGS)  # API callers' tokens -> Hub user names (whoami, cached)
 

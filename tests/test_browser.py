@@ -65,7 +65,11 @@ def app(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     root = os.environ.get("MAMMO_DATA")
     if root and (Path(root) / "mias").is_dir():  # a small base folder, so that Retrain can run
         env["MAMMO_BASE_DATA"] = str(request.getfixturevalue("small_mias"))
-    with AppProcess(tmp_path_factory.mktemp("browser_app") / "home", env=env) as process:
+    home = tmp_path_factory.mktemp("browser_app") / "home"
+    # Gradio's upload folder named relative to the app's folder: the page then showed no result at all
+    # (the file's path in the page and the path a result was for were spelt differently)
+    env["GRADIO_TEMP_DIR"] = os.path.relpath(home.parent / "gradio", ROOT)
+    with AppProcess(home, env=env) as process:
         yield process
 
 
