@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
-__all__ = ["human_time", "utc_moment"]
+__all__ = ["NAME_TIME", "human_time", "time_name", "utc_moment"]
+
+NAME_TIME = "%Y%m%dT%H%M%S%fZ"  # how a stored file's name starts: its UTC time, to the microsecond
+
+
+def time_name(moment: datetime, random_chars: int = 8) -> str:
+    """``<moment as NAME_TIME>-<random hex>``: a new stored file's name (a shard, an audit event, an
+    amendment, a rejected candidate), sorting by time, apart from one made in the same microsecond."""
+    return f"{moment:{NAME_TIME}}-{uuid.uuid4().hex[:random_chars]}"
 
 
 def utc_moment(stamp: str | None) -> datetime | None:

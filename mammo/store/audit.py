@@ -15,14 +15,13 @@ import functools
 import io
 import json
 import threading
-import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..timestamps import utc_moment
+from ..timestamps import time_name, utc_moment
 from ._fs import utc_now, write_new_file
 from .cases import CaseStore
 
@@ -62,7 +61,7 @@ class AuditLog:
         now = utc_now()
         event = {"at": now.isoformat(timespec="milliseconds"), "action": action,
                  "user": user or "anonymous", "details": details}
-        name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}.json"
+        name = f"{time_name(now)}.json"
         content = (json.dumps(event, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
             write_new_file(self.folder / name, content)

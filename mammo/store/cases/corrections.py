@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ...timestamps import NAME_TIME, time_name
 from .._fs import utc_iso, utc_now, write_new_file
 
 __all__ = ["CORRECTIONS_DIR", "correction_file", "correction_names", "read_records", "write_correction"]
 
 CORRECTIONS_DIR = "corrections"
-_NAME_TIME = "%Y%m%dT%H%M%S%fZ"  # how a file name starts: its time, to the microsecond
-_TIME_CHARS = len("20260101T000000000000Z")
+_TIME_CHARS = len("20260101T000000000000Z")  # of NAME_TIME
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def correction_file(case_id: str, label: str | None, was: str, *, withdrawn: str
     now = utc_now()
     record = {"case_id": case_id, "label": label, "was": was, "corrected_at": utc_iso(now),
               **({"withdrawn": withdrawn} if label is None else {})}
-    name = f"{max(now, _just_after(newest)):{_NAME_TIME}}-{uuid.uuid4().hex[:8]}.json"
+    name = f"{time_name(max(now, _just_after(newest)))}.json"
     return name, (json.dumps(record, sort_keys=True) + "\n").encode(), record
 
 
@@ -48,7 +47,7 @@ def _just_after(name: str | None) -> datetime:
     """A microsecond after the time an amendment's file ``name`` starts with; the earliest time for
     none, or for a name of another shape (one put in the repo by hand is no reason to refuse)."""
     try:
-        return datetime.strptime((name or "")[:_TIME_CHARS], _NAME_TIME).replace(
+        return datetime.strptime((name or "")[:_TIME_CHARS], NAME_TIME).replace(
             tzinfo=timezone.utc) + timedelta(microseconds=1)
     except (ValueError, OverflowError):
         return datetime.min.replace(tzinfo=timezone.utc)

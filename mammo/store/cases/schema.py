@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Any
 import datasets
 
 from ...errors import MammoError
+from ...timestamps import time_name
 from ...values import echoed, whole_number, yes_or_no
 
 __all__ = [
@@ -41,7 +41,7 @@ _CONTROL_OK = frozenset("\n\r\t")
 
 def shard_name(moment: datetime) -> str:
     """A new shard's file name: ``train-<UTC time>-<random>.parquet`` (the ``train`` split's)."""
-    return f"train-{moment.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex}.parquet"
+    return f"train-{time_name(moment, 32)}.parquet"
 
 
 class StoreError(MammoError, ValueError):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ...errors import MammoError
 from ...model_card import render_model_card
+from ...timestamps import time_name
 from ...values import echoed
 from .._fs import file_lock, fsync_dir, fsync_file, utc_now
 
@@ -280,7 +281,7 @@ class ModelRegistry(ABC):
         model_dir = Path(model_dir)
         config = _check_model_dir(model_dir)
         now = utc_now()
-        rejected_id = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        rejected_id = time_name(now)
         mammo = {**(config.get("mammo") or {}), "report": report, "rejected_at": now.isoformat()}
         kept = {**config, "mammo": mammo}
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
