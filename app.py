@@ -806,11 +806,12 @@ ROLLBACK_LABEL = "Serve this version again…" + (
 def rollback_button_for(version: str) -> dict:
     """The rollback button under ``version``: disabled, and saying why, where ``version`` (or its
     weights, through a rollback's copy) is served now; a click on a stale one is still refused in words."""
-    if not service.already_served(version):
+    served = service.already_served(version)
+    if served is None:
         return gr.update(value=ROLLBACK_LABEL, interactive=True)
-    served = (f"{version} is served now" if version == service.predictor.version else
-              f"{version}'s weights are served now")
-    return gr.update(value=served, interactive=False)
+    said = (f"{version} is served now" if version == served else
+            f"{version}'s weights are served now (as {served})")
+    return gr.update(value=said, interactive=False)
 
 
 AUDIT_SHOWN_EVENTS = 500  # the audit table's newest events (read on each tab open; the CSV has them all)
@@ -1222,7 +1223,11 @@ def build() -> gr.Blocks:
 
         predicted.success(None, [image, results_for], film_results, js=SAME_FILE_JS, **private).then(
             None, None, None, js=SCROLL_TO_RESULT_JS, **private)
+        # the hint to press Predict goes at the click (in the browser, at once: a gallery pick clicks it
+        # too) and is put back if the prediction fails
+        predict_button.click(None, None, hint, js=hide_js(1), **private)
         predicted.success(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
+        predicted.failure(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         predicted.success(add_history, [image, results_for, details, history_state], [history_state, history],
                           **CHAINED)
         # an opacity typed in the slider's box or stepped with the arrow keys is an input, not a release;
@@ -1239,6 +1244,7 @@ def build() -> gr.Blocks:
             redrawn = redraw_event(redraw, film_inputs, result_outputs, js=REDRAW_CLAMPED_JS,
                                    concurrency_limit=2, show_progress="hidden", **CHAINED)
             shown_beside_its_file(redrawn, film_results, results_for)
+            redrawn.success(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         of_the_file = [film_results, report_download, heatmap_download, unreadable, film_actions]
         image.change(None, None, of_the_file, js=hide_js(len(of_the_file)), **private)
         previewed = [uploaded, unreadable, offer_button, offer_note, nothing_to_label, previewed_for]

@@ -377,7 +377,8 @@ def ece_chance_said(metrics: Mapping[str, Any]) -> str:
     chance = metrics.get("ece_malignant_by_chance95")
     if not (isinstance(chance, list | tuple) and len(chance) == 2):
         return ""
-    return f" (a perfectly calibrated model shows {chance[0]:.3f}–{chance[1]:.3f} on these films by chance)"
+    return (f" (a perfectly calibrated model giving these same scores shows {chance[0]:.2f}–{chance[1]:.2f} "
+            "on these films by chance, 95% of the time)")
 
 
 def auc_with_ci(positive: np.ndarray, score: np.ndarray, n_resamples: int = 1000,

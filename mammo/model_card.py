@@ -264,8 +264,7 @@ def _cv_section(mammo: dict) -> str | None:
         f"What is optimistic: {cv.get('optimistic', NOT_RECORDED)}",
         "### Calibration\n\n"
         f"Expected calibration error of P(malignant), out of fold: **{_num(cv.get('ece_malignant'))}** "
-        f"calibrated{ece_chance_said(cv)}, {_num(calibration.get('ece_malignant_uncalibrated'))} before "
-        "calibration "
+        f"calibrated, {_num(calibration.get('ece_malignant_uncalibrated'))} before calibration "
         f"(10 equal-width bins). Method: {calibration.get('method', NOT_RECORDED)}.\n\n"
         "Reliability diagram (observed share of malignant films per bin of predicted P(malignant); "
         "a calibrated model has observed = predicted):\n\n"

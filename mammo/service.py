@@ -61,7 +61,6 @@ from .store import (
     promotion_decision,
 )
 from .store._fs import file_lock, remove_unlocked
-from .store.audit import NotQueued
 from .store.cases import label_conflict_text, label_doubt
 from .store.gate import gives_every_film_one_score
 from .store.registry import rollback_of, version_number
@@ -260,11 +259,7 @@ def published_meanwhile(latest: str, compared: str) -> str:
 
 
 def not_audited(error: OSError) -> str:
-    """A receipt's warning when its change is stored but the audit log could not record it, or recorded
-    it here but could not queue it for the Hub's copy of the log (:class:`NotQueued`)."""
-    if isinstance(error, NotQueued):
-        return (f"It is stored and in this app's audit log, but the event could not be queued for the "
-                f"Hub's copy of the log ({error.strerror or error}): tell the maintainer of this app.")
+    """A receipt's warning when its change is stored but the audit log could not record it."""
     return (f"It is stored, but the audit log could not record it ({error.strerror or error}): tell the "
             "maintainer of this app.")
 
@@ -1115,6 +1110,8 @@ class MammoService:
                 **report, "hub": hub,
                 "base_data": {"source": base_data_source(settings),
                               "available": base is not None and base.is_dir()},
+                # audit events in the log here that could not be queued for the Hub's copy (logged)
+                "audit_events_not_queued": self.audit.not_queued,
                 "retrain_running": self.retrain_started is not None,
                 "auto_retrain": self.auto_retrain_state(),
                 "uptime_s": round(time.monotonic() - self._started, 1)}
@@ -1494,13 +1491,15 @@ class MammoService:
         self._refuse_serving_again(version, served, problem is None)
         return served, problem
 
-    def already_served(self, version: str) -> bool:
-        """Whether :meth:`check_rollback` refuses ``version`` as served now (itself or its weights)."""
+    def already_served(self, version: str) -> str | None:
+        """The served version where :meth:`check_rollback` refuses ``version`` as served now (itself, or
+        its weights through a rollback's copy); None where it would serve it again."""
+        served, problem = self._predictor.version, self.newest_problem
         try:
-            self.check_rollback(version)
+            self._refuse_serving_again(version, served, problem is None)
         except RegistryError:
-            return True
-        return False
+            return served
+        return None
 
     def _refuse_serving_again(self, version: str, served: str, newest_served: bool) -> None:
         """The "already served" rule of :meth:`check_rollback` and :meth:`rollback`: the served version,

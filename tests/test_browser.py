@@ -630,6 +630,7 @@ def test_a_file_that_cannot_be_read_is_said_at_upload_with_no_error_badge(fresh,
     page.get_by_role("button", name="Predict", exact=True).click()
     expect(page.locator(".toast-body").filter(has_text=re.compile(said))).to_have_count(1, timeout=30_000)
     expect(page.get_by_text("Malignancy score:")).to_have_count(0)
+    expect(hint).to_be_hidden()  # the failed prediction puts back no "press Predict" beside it
     shot.upload(page, phantom(tmp_path, 5), "Predict")
     expect(reason).to_be_hidden(timeout=30_000)
     offer = page.get_by_role("button", name="Offer this image for labelling")
@@ -638,6 +639,24 @@ def test_a_file_that_cannot_be_read_is_said_at_upload_with_no_error_badge(fresh,
     shot.upload(page, broken, "Predict")  # and after a readable file, the readable file's Offer goes
     expect(reason).to_be_visible(timeout=30_000)
     expect(offer).to_be_hidden()
+
+
+def test_a_result_drawn_again_for_a_file_predicted_before_takes_the_press_predict_hint_away(
+        fresh, app: AppProcess, tmp_path: Path) -> None:
+    """The same file again on a fresh page, its method changed: its earlier prediction is drawn (no
+    Predict pressed), and "Press Predict" beside the result went only on a prediction (a review)."""
+    from playwright.sync_api import expect
+
+    page = fresh
+    film = phantom(tmp_path, 61)
+    shot.predict(page, film)
+    shot.load(page, app.url)
+    shot.upload(page, film, "Predict")
+    hint = page.locator("#result-hint")
+    expect(hint).to_contain_text("Press Predict to read this file", timeout=30_000)
+    pick(page, "Heat-map method", "Grad-CAM")
+    expect(page.locator("#review-flag")).to_be_visible(timeout=60_000)
+    expect(hint).to_be_hidden()
 
 
 def test_a_new_file_takes_the_previous_files_result_off_the_page(fresh, tmp_path: Path) -> None:
@@ -1043,8 +1062,8 @@ def test_models_mark_the_served_version_and_rollback_asks_first(fresh, app: AppP
     pick(page, "Version", new)
     expect(page.get_by_role("button", name=f"{new} is served now", exact=True)).to_be_disabled(timeout=30_000)
     pick(page, "Version", "v1")
-    expect(page.get_by_role("button", name="v1's weights are served now", exact=True)).to_be_disabled(
-        timeout=30_000)
+    copy_served = page.get_by_role("button", name=f"v1's weights are served now (as {new})", exact=True)
+    expect(copy_served).to_be_disabled(timeout=30_000)
     # an earlier version is offered again
     pick(page, "Version", latest)
     expect(page.get_by_role("button", name="Serve this version again…", exact=True)).to_be_enabled(

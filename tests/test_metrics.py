@@ -84,6 +84,11 @@ def test_three_classes_match_sklearn():
         assert got["support"] == sup[i]
     lo, hi = out["auc_malignant_ci95"]
     assert lo < out["auc_malignant"] < hi
+    chance_low, chance_high = out["ece_malignant_by_chance95"]  # 300 films: a calibrated model's is small
+    assert 0 < chance_low < chance_high < 0.1
+    # a per-epoch validation (no resamples): no interval, nor a chance range
+    quick = evaluate_predictions(y, p, THREE, threshold=0.4, n_resamples=0)
+    assert quick["auc_malignant_ci95"] is None and quick["ece_malignant_by_chance95"] is None
 
 
 def test_two_classes_malignant_in_column_zero():

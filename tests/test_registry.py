@@ -29,6 +29,7 @@ from timm.models import save_for_hf
 
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import SettingsError
+from mammo.metrics import ece_chance_said
 from mammo.model_card import NOT_RECORDED, render_model_card
 from mammo.store.gate import (
     ALARMS_REFUSED,
@@ -571,8 +572,9 @@ def test_model_card_from_full_config(seed_dir: Path) -> None:
     assert "| AUC malignant vs rest, 95% CI | 0.680–0.880 |" in card
     assert "| Cases (n) | 40 |" in card and "n = 40" in card and "bootstrap" in card
     # an ECE on 40 films beside what a perfectly calibrated model shows there by chance
-    assert ("| Calibration error (ECE) of P(malignant) | 0.073 (a perfectly calibrated model shows "
-            "0.081–0.177 on these films by chance) |") in card
+    assert ("| Calibration error (ECE) of P(malignant) | 0.073 (a perfectly calibrated model giving these "
+            "same scores shows 0.08–0.18 on these films by chance, 95% of the time) |") in card
+    assert ece_chance_said({}) == ""  # a model made before the range was recorded: the ECE alone
     assert "mias-holdout: patients held out of training" in card
     assert "P(malignant) >= **0.210**" in card
     assert "| **malignant** | 1 | 1 | 6 |" in card

@@ -567,6 +567,7 @@ def test_a_version_published_by_another_process_is_served_at_the_next_check(
     assert service.audit.events()[-1]["action"] == "newer version served"  # v2's; no retrain started
     # the trainer serves v2 again (as v4): the registry's newest is served, retrains run again
     assert service.check_rollback("v2") == ("v2", service.newest_problem)  # publishing it again repairs
+    assert service.already_served("v2") is None  # so the Models tab offers it
     assert service.rollback("v2") == "v4" and service.newest_problem is None  # repaired at once
     with pytest.raises(RegistryError, match="already served"):  # now it would not
         service.check_rollback("v4")
@@ -821,7 +822,7 @@ def test_rollback_refuses_the_version_already_served(service: MammoService) -> N
     with pytest.raises(RegistryError, match="already served"):
         service.rollback("v1")
     assert [v["version"] for v in service.versions()] == ["v1"]  # nothing published
-    assert service.already_served("v1")  # the Models tab does not offer it
+    assert service.already_served("v1") == "v1"  # the Models tab does not offer it
 
 
 def test_a_rollback_to_the_weights_already_served_is_refused_as_a_retry_would_be(
@@ -839,7 +840,7 @@ def test_a_rollback_to_the_weights_already_served_is_refused_as_a_retry_would_be
             service.rollback(again)
     with pytest.raises(RegistryError, match=r"v1's weights are already served \(v3 is a copy of v1\)"):
         service.rollback("v1")
-    assert service.already_served("v1") and not service.already_served("v2")
+    assert service.already_served("v1") == "v3" and service.already_served("v2") is None
     assert service.rollback("v2") == "v4"  # other weights: served again
     assert service.rollback("v3") == "v5"  # a copy of v1's copy: v1's weights again
     with pytest.raises(RegistryError, match=r"v3's weights are already served \(v5 is a copy of v1, as v3 "):
@@ -1154,10 +1155,12 @@ def test_a_case_stored_when_the_audit_log_cannot_be_written_is_answered_as_store
     assert [e["action"] for e in service.audit.events()] == ["submission"]
 
 
-def test_an_event_recorded_here_but_not_queued_for_the_hub_is_said_as_such(
-        service: MammoService, small_mias: Path, tiny_disk: Path, tmp_path: Path) -> None:
-    """The audit log written, but its event not queued for the Hub's copy (the outbox's disk full): the
-    receipt said "the audit log could not record it", which was not so (a review)."""
+def test_an_audit_event_written_here_but_not_queued_for_the_hub_is_logged_not_refused(
+        service: MammoService, small_mias: Path, tiny_disk: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The audit log written, its event not queued for the Hub's copy (the outbox's disk full): the
+    receipt said "the audit log could not record it", which was not so, and a rollback already made
+    was answered as an error (a review). Now it is logged and counted in /health; the change stands."""
     filler = tiny_disk / "filler"
     with contextlib.suppress(OSError), filler.open("wb") as handle:
         while True:
@@ -1166,11 +1169,15 @@ def test_an_event_recorded_here_but_not_queued_for_the_hub_is_said_as_such(
     service.audit = AuditLog(tmp_path / "audit", mirror=lambda name, content: write_new_file(tiny_disk / name,
                                                                                               content))
     film = np.ascontiguousarray(np.rot90(read_image(next((small_mias / "benign").glob("*.png")))))
-    receipt = service.submit(film, "benign", None)
-    assert receipt["status"] == "stored" and service.cases.case_label(receipt["case_id"]) == "benign"
-    assert receipt["warning"].startswith("It is stored and in this app's audit log, but the event could not "
-                                         "be queued for the Hub's copy of the log (No space left")
-    assert [e["action"] for e in service.audit.events()] == ["submission"]  # recorded here
+    with caplog.at_level(logging.ERROR):
+        receipt = service.submit(film, "benign", None)
+        another_process_publishes(service, "a Job")
+        assert service.follow_registry() == "v2"
+        assert service.rollback("v1") == "v3"  # made, and answered as made
+    assert receipt["status"] == "stored" and "warning" not in receipt
+    assert [e["action"] for e in service.audit.events()] == ["submission", "newer version served", "rollback"]
+    assert caplog.text.count("is in this store's log but was not queued for the Hub's copy") == 3
+    assert service.health()["audit_events_not_queued"] == 3
 
 
 def test_a_case_stored_by_an_app_killed_before_it_recorded_the_submission_is_recorded_at_the_next_start(

@@ -667,7 +667,7 @@ def test_comparison_frame(v1_mammo: dict) -> None:
     # by models made before it was)
     chance = "ECE a perfectly calibrated model shows on these films by chance (95%)"
     ranged = views.comparison_frame(current, {**candidate, "ece_malignant_by_chance95": [0.0813, 0.1774]})
-    assert ranged.set_index("metric").loc[chance].tolist() == ["—", "0.081–0.177"]
+    assert ranged.set_index("metric").loc[chance].tolist() == ["—", "0.08–0.18"]
     # a collapsed candidate (one malignancy score for every film): its AUC, interval and ECE say so
     collapsed = {**candidate, "auc_malignant": 0.5, "auc_malignant_ci95": [0.5, 0.5], "ece_malignant": 0.004,
                  "roc": {"thresholds": [2.0, 0.31, 0.31]}}

@@ -14,6 +14,7 @@ import csv
 import functools
 import io
 import json
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timezone
@@ -25,8 +26,7 @@ from ..timestamps import time_name, utc_moment
 from ._fs import utc_now, write_new_file
 from .cases import CaseStore
 
-__all__ = ["AuditLog", "AUDIT_COLUMNS", "LATE_SUBMISSION", "NotQueued", "SUBMITTER_NOT_RECORDED",
-           "open_audit_log"]
+__all__ = ["AuditLog", "AUDIT_COLUMNS", "LATE_SUBMISSION", "SUBMITTER_NOT_RECORDED", "open_audit_log"]
 
 AUDIT_COLUMNS = ["at", "action", "user", "details"]
 # a stored case whose submission no event recorded (the app killed between the two), recorded after a start
@@ -36,10 +36,7 @@ SUBMITTING_ACTIONS = ("submission", "bulk import", LATE_SUBMISSION)
 EVENTS_READ_FOR_SUBMISSIONS = 1000  # the newest events searched for the newest cases' submissions
 _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 Mirror = Callable[[str, bytes], None]
-
-
-class NotQueued(OSError):
-    """An event written to this store's audit log that could not be queued for its mirror (the Hub)."""
+log = logging.getLogger(__name__)
 
 
 class AuditLog:
@@ -54,6 +51,7 @@ class AuditLog:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.mirror = mirror
+        self.not_queued = 0  # events written here that the mirror refused (this process's)
         self._lock = threading.Lock()
 
     def record(self, action: str, user: str | None, **details: Any) -> dict:
@@ -66,11 +64,21 @@ class AuditLog:
         with self._lock:
             write_new_file(self.folder / name, content)
         if self.mirror is not None:
-            try:
-                self.mirror(name, content)
-            except OSError as error:
-                raise NotQueued(error.errno, error.strerror or str(error)) from error
+            self._queue(name, content)
         return event
+
+    def _queue(self, name: str, content: bytes) -> None:
+        """An event written here, queued for the mirror. A failure is logged and counted
+        (``not_queued``, in /health), not raised: the event is in this log and the change it records
+        is made (a receipt said the audit log could not record it; a rollback made was answered as an
+        error)."""
+        try:
+            self.mirror(name, content)
+        except OSError as error:
+            with self._lock:
+                self.not_queued += 1
+            log.error("audit event %s is in this store's log but was not queued for the Hub's copy: %s",
+                      name, error)
 
     def record_amendment(self, receipt: dict, user: str | None) -> dict:
         """Append a case amendment's event from its receipt (``CaseStore.correct_label`` or

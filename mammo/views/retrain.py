@@ -143,8 +143,8 @@ def comparison_frame(current: Mapping[str, Any], candidate: Mapping[str, Any],
             return said.format(value=_fmt(value)) if "{value}" in said else said
         if key == "auc_malignant_ci95":
             return no_interval(value, figures) or _ci(value, 3) + _by_patient(figures)
-        if key == "ece_malignant_by_chance95":
-            return _ci(value, 3)
+        if key == "ece_malignant_by_chance95":  # two decimals: the third moves with the draws
+            return _ci(value, 2)
         return str(value) if key == "n" else _fmt(value)  # JSON turns 1.0 into 1: only n is a count
 
     models = {"current": current, "candidate": candidate}
