@@ -231,7 +231,13 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    # from a review of the guard: patients described, ranges, versions
                                    "Patient: Post Menopausal", "Patient: Female\nHistory: palpable lump",
                                    "Lesions 12-15 20-25 mm", "Age 40-50 50-60", "software 10.120.4455",
-                                   "lesion (at) anecdotal finding"])
+                                   "lesion (at) anecdotal finding",
+                                   # names that are words, and eponyms, beside the name lists
+                                   "Will return in 6 months", "Pt: Will Return", "Rose Bengal stain",
+                                   "May Thurner syndrome", "Paget Disease suspected", "Mondor Disease",
+                                   "Cooper Ligament thickening", "Hope Clinic referral",
+                                   "Patient: Asymptomatic Screening", "Pt: Dense Breasts",
+                                   "Left Breast Upper Outer Quadrant", "MR SHOWS NO MASS", "MS LESION"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -304,6 +310,12 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "ask jane.doe@exa\u200bmple.org"}, "an e-mail address"),
         ("normal", {"notes": "ask jane.doe(at)example.org"}, "an e-mail address"),
         ("normal", {"notes": "ask jane [at] example dot org"}, "an e-mail address"),
+        # names by the lists of names (a review: these passed every shape)
+        ("normal", {"notes": "Patient: Jane Smith"}, r"\(a person's name\)"),
+        ("normal", {"notes": "Pt: Jane Okafor, 54 yo"}, r"\(a person's name\)"),
+        ("normal", {"notes": "MS SMITH"}, r"\(a person's name\)"),
+        ("normal", {"notes": "discussed with Maria Garcia"}, r"\(a person's name\)"),
+        ("normal", {"notes": "Jean Dupont, suivi"}, r"\(a person's name\)"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ import datasets
 from ...errors import MammoError
 from ...timestamps import time_name
 from ...values import echoed, whole_number, yes_or_no
+from .names import holds_a_name
 
 __all__ = [
     "ARROW_TYPES",
@@ -97,8 +98,9 @@ METADATA_FIELDS: dict[str, MetadataField] = {
                            free_text=True),
 }
 
-# What free text must not hold, by what it looks like: a heuristic guard (it cannot recognise a
-# bare name), refusing the common shapes of identifiers before they are stored and published.
+# What free text must not hold, by what it looks like: a heuristic guard, refusing the common shapes of
+# identifiers before they are stored and published (a name only as :mod:`.names` finds one: a surname
+# alone, or in lower case, passes).
 _MONTH = r"(?:january|february|march|april|june|july|august|september|october|november|december)"
 _MON = r"(?:jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"  # and "may": a word too, as are some of these
 _ANY_MONTH = rf"(?:{_MONTH}|{_MON}|may)"
@@ -121,22 +123,22 @@ _DATE_IN_WORDS = "(?i:" + "|".join((
     rf"\b{_YEAR}[ ./-]?{_ANY_MONTH}[ ./-]?{_DAY}\b",  # 2024-Mar-03
 )) + ")"
 
-_IDENTIFIER_SHAPES = {
-    "a date": re.compile(rf"\b\d{{1,4}}[-/.]\d{{1,2}}[-/.]\d{{2,4}}\b|{_DATE_IN_WORDS}"),
+_IDENTIFIER_SHAPES: dict[str, Callable[[str], object]] = {  # what it looks like: a search of the text
+    "a date": re.compile(rf"\b\d{{1,4}}[-/.]\d{{1,2}}[-/.]\d{{2,4}}\b|{_DATE_IN_WORDS}").search,
     # not a span of years ("2019-2021", nor its second year), nor a list of ranges ("12-15 20-25 mm");
     # after a letter and hyphen it is ("ABC-1234567"); a phone with full stops too ("555.123.4567";
     # not decimals, "12.5 13.5", nor a version, "10.12.04")
     "a long number (a record, ID or phone number)": re.compile(
         r"(?<!\d)(?<!\d[ -])(?!(?:19|20)\d\d ?- ?(?:19|20)\d\d(?!\d))"
         r"(?!\d{1,3} ?- ?\d{1,3}(?:[ ,;]+\d{1,3} ?- ?\d{1,3})+(?!\d))\d(?:[ -]?\d){6,}"
-        r"|(?<![\d.])\d{3}\.\d{3}\.\d{4}(?![\d.])"),
+        r"|(?<![\d.])\d{3}\.\d{3}\.\d{4}(?![\d.])").search,
     # and spelt out to get past a filter ("jane.doe(at)example.org", "jane [at] example dot org")
     "an e-mail address": re.compile(
         r"[\w.+-]+@[\w-]+\.\w+"
         r"|[\w.+-]+\s*[(\[]at[)\]]\s*[^\W\d_][\w-]*(?:\.|\s*[(\[]?\bdot\b[)\]]?\s*)[^\W\d_]{2,}",
-        re.IGNORECASE),
+        re.IGNORECASE).search,
     "an identifier's label (MRN, DOB, NHS, SSN, name)": re.compile(
-        r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE),
+        r"\b(?:MRN|DOB|D\.O\.B|NHS|SSN|date of birth|patient name|name\s*:)", re.IGNORECASE).search,
     # a title (capitalised or lower case; Ms capitalised only: ms is milliseconds) and a capitalised
     # word, initials between ("Mrs Jane Smith", "dr Okafor", "Dr J. Smith", "Herr Müller"; "Dr review" is
     # not; "Mx" is no title here: it is mastectomy or mammography in notes); or a word in capitals
@@ -146,7 +148,9 @@ _IDENTIFIER_SHAPES = {
     "a name after a title (Mr, Mrs, Ms, Miss, Dr, Prof, Mme, Herr, Frau, Sr, Sra)": re.compile(
         r"\b(?:(?:[Mm]r|[Mm]rs|[Mm]iss|[Dd]r|[Pp]rof|[Mm]me|[Mm]lle|[Hh]err|[Ff]rau|[Ss]r|[Ss]ra|[Ss]rta|Ms)\.?"
         r"[^\S\r\n]+(?:[A-ZÀ-ÖØ-Þ]\.?[^\S\r\n]+)*[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['-])+"
-        r"|(?:(?:MRS|MISS|PROF|MME|MLLE|HERR|FRAU)\.?|(?:MR|DR|MS)\.)[^\S\r\n]+[A-ZÀ-ÖØ-Þ]{2,}\b)"),
+        r"|(?:(?:MRS|MISS|PROF|MME|MLLE|HERR|FRAU)\.?|(?:MR|DR|MS)\.)[^\S\r\n]+[A-ZÀ-ÖØ-Þ]{2,}\b)").search,
+    # by the names themselves ("Patient: Jane Smith", "Pt: Jane Okafor", "MS SMITH" passed the shapes)
+    "a person's name": holds_a_name,
 }
 
 NOTHING_STORED = "Nothing was stored: "  # how a refusal that stresses it starts (once)
@@ -208,7 +212,7 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
     readings = ["".join(mark if unicodedata.category(ch) == "Cf" else ch for ch in value)
                 for mark in (" ", "")]
     shapes = [shape for shape, found in _IDENTIFIER_SHAPES.items()
-              if spec.free_text and any(found.search(reading) for reading in readings)]
+              if spec.free_text and any(found(reading) for reading in readings)]
     if shapes:
         raise StoreError(f"{NOTHING_STORED}{field} seems to hold a patient identifier "
                          f"({', '.join(shapes)}), and it would be stored and shared with the case as typed. "
