@@ -35,10 +35,13 @@ class AppProcess:
         env: extra environment variables (e.g. MAMMO_BASE_DATA, MAMMO_TRAINERS, HF_* for a hub); Gradio's
             uploads go to ``gradio/`` beside ``home`` unless GRADIO_TEMP_DIR says otherwise.
         port: the port (default: a free one); reuse it to restart "the same" app.
+        cwd: the folder it is started from (default: the repository's, as ``make run`` does).
     """
 
-    def __init__(self, home: Path, env: Mapping[str, str] | None = None, port: int | None = None):
+    def __init__(self, home: Path, env: Mapping[str, str] | None = None, port: int | None = None,
+                 cwd: Path = ROOT):
         self.home = Path(home)
+        self.cwd = Path(cwd)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = self.home.parent / f"app-{self.port}-{time.time_ns()}.log"
@@ -57,7 +60,7 @@ class AppProcess:
 
     def start(self, timeout: float = 180) -> AppProcess:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env,
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=self.cwd, env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -17,8 +17,9 @@ def api_example_file() -> str:
     """The image the API page's examples upload: a gallery film (on a Space, its Hub URL)."""
     name = next((p.name for p in [*REAL_FILMS, *EXAMPLES] if p.suffix == ".png"), "phantom_mass.png")
     space = os.environ.get("SPACE_ID")
+    # by its full path: named from the working folder, a start from another folder failed (a walk)
     return (f"https://huggingface.co/spaces/{space}/resolve/main/examples/{name}" if space
-            else f"examples/{name}")
+            else str(EXAMPLES_FOLDER / name))
 
 
 def film_caption(path: Path) -> str:
