@@ -451,7 +451,8 @@ def submit_case_shown(*args, **kwargs) -> dict:
         if not form.get("image") and not form.get("label"):
             raise
         gr.Warning(error.message)
-        return {"refused": error.message}
+        duplicate_of = getattr(error.__cause__, "duplicate_of", None)  # a stored case's image again
+        return {"refused": error.message, **({"duplicate_of": duplicate_of} if duplicate_of else {})}
 
 
 # submit_case's own parameters, so that Gradio passes the signed-in visitor (profile, token) as it does
@@ -549,12 +550,24 @@ def withdraw_asked(asked: list | None, profile: gr.OAuthProfile | None = None,
     return withdraw_case(*asked, profile=profile, token=token)
 
 
+def _receipt_of(case_id: str, submitted: dict | None) -> tuple:
+    """The Submit tab's receipt (its words, its JSON) taken off the page when it is about ``case_id``,
+    stored or refused as its image again, so that it does not say the label or state the case no longer
+    has (a walk read "already submitted as case … (benign)" above "now malignant"); else left."""
+    about = submitted and case_id in (submitted.get("case_id"), submitted.get("duplicate_of"))
+    return ("", None) if about else (gr.skip(), gr.skip())
+
+
+def after_correction(correction: dict, submitted: dict | None):
+    """The correction in words, the label box emptied, and the receipt of this case off the page."""
+    return views.correction_text(correction), None, *_receipt_of(correction["case_id"], submitted)
+
+
 def after_withdrawal(withdrawal: dict, submitted: dict | None):
     """The withdrawal in words, the form emptied (the case is gone, so is its picture, and the
-    question), and the submission's receipt taken off the page when it is this case's."""
-    gone = submitted and submitted.get("case_id") == withdrawal["case_id"]
+    question), and the receipt of this case off the page."""
     return (views.withdrawal_text(withdrawal), None, None, None, None, gr.update(visible=False),
-            *(("", None) if gone else (gr.skip(), gr.skip())))
+            *_receipt_of(withdrawal["case_id"], submitted))
 
 
 @clear_errors
@@ -985,7 +998,7 @@ def build() -> gr.Blocks:
                         metadata = [metadata_input(f) for f in METADATA_FIELDS.values()]
                     submit_button = gr.Button("Submit case", variant="primary")
                 with gr.Column():
-                    receipt_text = gr.Markdown()
+                    receipt_text = gr.Markdown(elem_id="receipt-text")
                     with gr.Accordion("Receipt (JSON)", open=False):
                         receipt = gr.JSON(label="receipt")
                     counts = gr.BarPlot(x="label", y="images", color="source", sort=list(service.labels),
@@ -1313,8 +1326,8 @@ def build() -> gr.Blocks:
             turn_on(button, amended_said)
             on_again_if_failed(button, amended)
 
-        amends(fix_button, correct_label, [fix_case, fix_label], fix_receipt,
-               lambda receipt: (views.correction_text(receipt), None), [fix_text, fix_label])
+        amends(fix_button, correct_label, [fix_case, fix_label], fix_receipt, after_correction,
+               [fix_text, fix_label, receipt_text, receipt], also_read=(receipt,))
         # the page asks first (a withdrawal is final) and withdraws what the question named; the API's
         # /withdraw_case withdraws at once (registered below, API only)
         withdraw_button.click(ask_withdrawal, [fix_case, withdraw_reason],

@@ -447,12 +447,19 @@ def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_im
     page.get_by_role("button", name="Correct the label").click()
     expect(page.get_by_text("already labelled malignant").first).to_be_visible(timeout=10_000)
     expect(words).to_be_visible()
+    receipt = page.locator("#receipt-text")
+    expect(receipt).not_to_contain_text("Case stored as")  # its submission's receipt said benign: gone
     case_picker.click()  # the list says the label now
     expect(page.get_by_role("option", name=f"{case_id[:8]} (malignant, ")).to_be_visible()
     page.keyboard.press("Escape")
     # then withdrawn (a double click withdraws once): the words say so, the form and the picture empty
     other = CaseStore(LABELS, app.home / "cases").append(str(phantom(tmp_path, 26)), "normal")["case_id"]
-    expect(page.get_by_text("Case stored as")).to_have_count(1)  # the submission's receipt, still shown
+    # the same image submitted again: refused, naming the case (a walk saw this refusal, "(benign)",
+    # left above the correction and the withdrawal)
+    shot.upload(page, phantom(tmp_path, 25), "Submit case")
+    pick(page, "Confirmed label", "benign")
+    page.get_by_role("button", name="Submit case", exact=True).click()
+    expect(receipt).to_contain_text(f"already submitted as case {case_id} (malignant", timeout=60_000)
     pick(page, "Or withdraw the case: why", "consent withdrawn")
     withdraw = page.get_by_role("button", name="Withdraw the case…", exact=True)
     confirm = page.get_by_role("button", name="Yes, withdraw it")
@@ -477,7 +484,7 @@ def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_im
     expect(gone).to_be_visible()
     expect(stored).to_have_count(0)
     expect(confirm).to_be_hidden()  # the question went with the case
-    expect(page.get_by_text("Case stored as")).to_have_count(0)  # its submission's receipt no longer holds
+    expect(receipt).not_to_contain_text("already submitted")  # the refusal about this case no longer holds
     expect(page.get_by_label("Or withdraw the case: why", exact=True)).to_have_value("")
     assert CaseStore(LABELS, app.home / "cases").case_label(case_id) is None
     events = [json.loads(p.read_text()) for p in (app.home / "audit").glob("*.json")]
