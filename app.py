@@ -630,18 +630,20 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
     """The Retrain button: the same retrain, with a status line (step, epoch, losses, AUC, time
     left) streamed next to the button while it runs; then the summary."""
     user = _user(profile, token)
+    state: dict = {"fraction": 0.0, "message": "starting", "epoch": None}  # the run's progress
     try:
-        yield from _retrain_streamed(_options(epochs, image_size, from_current, user), user)
+        yield from _retrain_streamed(_options(epochs, image_size, from_current, user), user, state)
     except CLEAR_ERRORS as error:  # said on the status line too, where it stays (a toast goes)
         if not isinstance(error, RetrainBusy):  # the running retrain's line says it already
             published = isinstance(error, PublishedNotServed)
-            yield views.retrain_failed_text(None, refusal_text(error), published=published), gr.skip()
+            trained = state["fraction"] > 0  # its checks and reading report 0: training moves it on
+            yield (views.retrain_failed_text(None, refusal_text(error), published=published, trained=trained),
+                   gr.skip())
         raise
 
 
-def _retrain_streamed(options: RetrainOptions, user: str | None):
-    """:func:`retrain_live`'s status lines, then its summary."""
-    state: dict = {"fraction": 0.0, "message": "starting", "epoch": None}
+def _retrain_streamed(options: RetrainOptions, user: str | None, state: dict):
+    """:func:`retrain_live`'s status lines, then its summary; ``state`` follows the run's progress."""
     done = threading.Event()
 
     def run() -> None:

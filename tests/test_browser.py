@@ -904,7 +904,7 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
         timeout=30_000)
     page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=10_000)
     # and the status line keeps saying it, also after the failure's own step has run, once the toast goes
-    page.get_by_text("The retrain did not run or did not finish: The image size must be 0").wait_for(
+    page.get_by_text("The retrain was refused before it trained: The image size must be 0").wait_for(
         timeout=10_000)
 
     size.fill("128")

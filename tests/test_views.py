@@ -399,6 +399,13 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
     assert said.startswith("**The retrain did not run or did not finish**: The number of epochs must be from "
                            "1 to 100. Results below")
     assert views.retrain_failed_text(said) == said
+    # as it happened, where the page knows (a walk read "did not run or did not finish" of a refusal)
+    refused = views.retrain_failed_text(own, "4 of the 4 held-out films are films v3 learnt from.",
+                                        trained=False)
+    assert refused.startswith("**The retrain was refused before it trained**: 4 of the 4")
+    stopped = views.retrain_failed_text(own, "The disk is full.", trained=True)
+    assert stopped.startswith("**The retrain stopped before it finished**: The disk is full.")
+    assert views.retrain_failed_text(refused) == refused and views.retrain_failed_text(stopped) == stopped
     # a refusal without its full stop gets one (a walk read "... got 64 Results below")
     bare = views.retrain_failed_text(own, "its image size must be at least 96 px, got 64")
     assert "got 64. Results below" in bare

@@ -339,7 +339,13 @@ _RUNNING_ELSEWHERE = "**A retrain is running**"
 _LAST_RETRAIN = "**The last retrain**"
 
 
-_NOT_DONE = "**The retrain did not run or did not finish**"
+_NOT_DONE = "**The retrain did not run or did not finish**"  # where the page cannot tell which
+
+
+_REFUSED = "**The retrain was refused before it trained**"
+
+
+_STOPPED = "**The retrain stopped before it finished**"
 
 
 _NOT_SERVED = "**The retrain published a version it could not serve**"
@@ -431,18 +437,22 @@ def last_retrain_text(event: Mapping[str, Any] | None, fetching: bool = False,
     return f"{_LAST_RETRAIN} ended {when}, started by {user}: {outcome}"
 
 
-def retrain_failed_text(shown: str | None, reason: str | None = None, *, published: bool = False) -> str:
+def retrain_failed_text(shown: str | None, reason: str | None = None, *, published: bool = False,
+                        trained: bool | None = None) -> str:
     """The status line once this page's Retrain was refused or failed, saying why (``reason``: the
     refusal's message; without it, the message shown top right; ``published``: the candidate passed the
-    gate and was published, but could not be served): a line saying that another retrain runs, or why
-    this one did not, stays."""
-    if reason is None and (shown or "").startswith((_RUNNING_ELSEWHERE, _NOT_DONE, _NOT_SERVED)):
+    gate and was published, but could not be served; ``trained``: whether training had begun, None
+    where not known): a line saying that another retrain runs, or why this one did not, stays."""
+    if reason is None and (shown or "").startswith((_RUNNING_ELSEWHERE, _NOT_DONE, _REFUSED, _STOPPED,
+                                                    _NOT_SERVED)):
         return shown
     if published:
         return f"{_NOT_SERVED}: {reason}"
     why = (reason or "see the message (top right).").rstrip()
     ended = "" if why.endswith((".", "!", "?")) else "."  # a refusal's message may lack its full stop
-    return f"{_NOT_DONE}: {why}{ended} Results below, if any, are those of the last retrain that ended."
+    # said as it happened: a walk read "did not run or did not finish" of a retrain refused at once
+    head = _NOT_DONE if trained is None else _STOPPED if trained else _REFUSED
+    return f"{head}: {why}{ended} Results below, if any, are those of the last retrain that ended."
 
 
 REJECTED_COLUMNS = ["candidate id", "rejected", "by", "AUC malignant (candidate)", "AUC malignant (served)",
