@@ -191,7 +191,7 @@ def predict_shown(image: str | None, method: str, opacity: float, shown_for: str
     Predict clicked again for the file whose result the page has (``shown_for``) draws that result
     again, not logged again (the session's history keeps one row for it too)."""
     again = service.rerender(image, _method(method), opacity) if image and image == shown_for else None
-    return result_views(again or _prediction(image, method, opacity, profile, token), image)
+    return result_views(again or _prediction(image, method, opacity, profile, token), image, _method(method))
 
 
 def _preview_or_why(image: str) -> tuple[np.ndarray | None, str | None]:
@@ -288,13 +288,14 @@ def redraw(image: str | None, method: str, opacity: float):
     result = service.rerender(image, _method(method), opacity) if image else None
     if result is None:  # nothing predicted for this file yet: Predict draws it
         return (gr.skip(),) * 7
-    return result_views(result, image)
+    return result_views(result, image, _method(method))
 
 
-def result_views(result: Prediction, image: str):
-    """What the page shows of a drawn prediction of ``image`` (as ``predict_shown`` returns it)."""
+def result_views(result: Prediction, image: str, asked: str):
+    """What the page shows of a drawn prediction of ``image`` with the heat-map method ``asked`` for (as
+    ``predict_shown`` returns it)."""
     details = result.details()
-    return result.probabilities, result.overlay, details, *show_details(details), image
+    return result.probabilities, result.overlay, details, *show_details(details, asked), image
 
 
 @clear_errors
@@ -380,11 +381,12 @@ def pick_phantom(sample: list[str] | None):
     return str(chosen) if chosen else gr.skip()
 
 
-def show_details(details: dict):
+def show_details(details: dict, asked: str | None = None):
     """The headline over a result (the review flag), the words beside it (a known image, the score,
-    the uncertainty, the heat map's key) and its rounded details."""
+    the uncertainty, the heat map's key, with why it is not the method ``asked`` for) and its rounded
+    details."""
     notes = [views.known_image_text(details), views.score_text(details), views.uncertainty_text(details),
-             views.heatmap_key(details)]
+             views.heatmap_key(details, asked)]
     return views.flag_headline(details), "\n\n".join(n for n in notes if n), views.rounded(details)
 
 

@@ -886,6 +886,11 @@ def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
     # a colour bar beside the words: 0 to 1 on the lesion map's one scale, weakest to strongest for a CAM
     assert lesion.endswith(views.heatmap_colour_bar("0", "1")) and "linear-gradient" in lesion
     assert cam.endswith(views.heatmap_colour_bar("weakest", "strongest in this film"))
+    # a Lesion map asked of a model without one (v1 served again): said before the key of what is drawn
+    instead = views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "normal", "model_version": "v1"},
+                                asked="Lesion map")
+    assert instead == "*v1 has no Lesion map: Grad-CAM is drawn instead.*\n\n" + cam
+    assert views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "normal"}, asked="Grad-CAM") == cam
 
 
 def test_the_heat_map_keys_colours_are_the_overlays() -> None:

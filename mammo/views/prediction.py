@@ -103,11 +103,16 @@ def heatmap_colour_bar(low: str, high: str) -> str:
             f'{html.escape(high)}')
 
 
-def heatmap_key(details: Mapping[str, Any]) -> str:
-    """What the heat map's colours mean for the method that drew it (empty when none was drawn)."""
+def heatmap_key(details: Mapping[str, Any], asked: str | None = None) -> str:
+    """What the heat map's colours mean for the method that drew it (empty when none was drawn), first
+    saying why it is not the method ``asked`` for (a model without a lesion map draws Grad-CAM: a walk
+    read "Lesion map" in the box over a Grad-CAM map)."""
     method = details.get("heatmap_method")
     if not method:
         return ""
+    if asked and asked != method:
+        return (f"*{details.get('model_version') or 'The served model'} has no {asked}: {method} is drawn "
+                f"instead.*\n\n" + heatmap_key(details))
     if method == LESION_MAP:
         return (f"**Heat map ({method}):** the model's probability that a patch of tissue holds a lesion "
                 "(benign or malignant), on one scale for every film: blue low, red high, no colour where "
