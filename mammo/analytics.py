@@ -145,7 +145,8 @@ def _minute(stamp: str | None) -> str:
 def nothing_yet_text(cases: pd.DataFrame, versions: pd.DataFrame) -> str:
     """What the Analytics tab's hidden plots would show: no case growth (``case_growth``) or no
     version AUC (``version_metrics``) yet; "" when both have rows."""
-    return " ".join(text for frame, text in ((cases, "No case submitted yet."),
+    # withdrawn cases are left out of the growth chart: "none submitted yet" misread two withdrawn (a walk)
+    return " ".join(text for frame, text in ((cases, "No stored case yet (withdrawn cases are left out)."),
                                              (versions, "No version records an AUC yet.")) if frame.empty)
 
 
