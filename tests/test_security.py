@@ -51,7 +51,12 @@ def app(hub: HubServer, tmp_path_factory: pytest.TempPathFactory):
     env = {"MAMMO_DATASET_REPO": CASES_REPO, "MAMMO_MODEL_REPO": MODELS_REPO, "MAMMO_MAX_UPLOAD_MB": "1",
            "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "0",
            "HF_DATASETS_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    with AppProcess(root / "home", env=env) as process:
+    # its store neither under the folder it starts from nor under the system's temporary folder, as a
+    # Space's /data is: Gradio refused to offer the Models tab's files from there (a walk)
+    for folder in ("elsewhere", "tmp"):
+        (root / folder).mkdir()
+    env["TMPDIR"] = str(root / "tmp")
+    with AppProcess(root / "home", env=env, cwd=root / "elsewhere") as process:
         yield process
 
 
@@ -164,6 +169,24 @@ def queue_call(app: AppProcess, session: str, api_name: str, data: list) -> dict
             if '"process_completed"' in line:
                 return json.loads(line.removeprefix("data: "))
     raise AssertionError(f"{api_name} did not complete")
+
+
+def test_a_versions_files_are_offered_and_nothing_else_of_the_store(app: AppProcess) -> None:
+    """The Models tab offers a version's weights, config and card from the registry's folders (any
+    version is for anyone), wherever the store lies; the rest of MAMMO_HOME (the cases) is not served."""
+    session = uuid.uuid4().hex
+    versions = queue_call(app, session, "models", [])["output"]["data"][0]
+    assert queue_call(app, session, "models_views", [versions])["success"]
+    answer = queue_call(app, session, "version_files", ["v1"])
+    assert answer["success"], answer
+    files = {Path(f["path"]).name: f for f in answer["output"]["data"][0]}
+    assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
+    config = httpx.get(files["config.json"]["url"], timeout=30)
+    assert config.status_code == 200 and config.json()["mammo"]["version"] == "v1"
+    secret = app.home / "cases" / "not-for-the-web.txt"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text("a case's file")
+    assert httpx.get(f"{app.url}gradio_api/file={secret}", timeout=10).status_code in (403, 404)
 
 
 def test_retrain_and_rollback_refused_for_non_trainers(restricted: AppProcess) -> None:

@@ -158,6 +158,12 @@ class ModelRegistry(ABC):
         self.rejected_dir = self.models_dir / "rejected"
         self._packaged: set[tuple[str, str]] = set()  # (version, created_at) of the packaged ones seeded
 
+    @property
+    def files_folders(self) -> list[Path]:
+        """The folders the files of :meth:`load`'s versions lie in, which a web page may serve as they
+        are (any version is for anyone to download): never the store's ``home``, which holds the cases."""
+        return [self.models_dir]
+
     # -- backend ---------------------------------------------------------------------------------
     @property
     @abstractmethod

@@ -55,6 +55,10 @@ class HubModelRegistry(ModelRegistry):
     def location(self) -> str:
         return f"{self.api.endpoint}/{self.repo_id}"
 
+    @property
+    def files_folders(self) -> list[Path]:
+        return [*super().files_folders, self.cache_dir]  # its versions are downloaded there
+
     def connect(self) -> None:
         """Check the token, create the repo (with its card) if missing and tag an untagged version
         at the head of ``main``; while the Hub is unreachable, carry on with the cached versions
