@@ -72,7 +72,7 @@ from mammo.ui.charts import (
     shown_if_any,
 )
 from mammo.ui.events import CHAINED, on_again_if_failed, pressed_once, turn_on
-from mammo.ui.gallery import PHANTOMS, REAL_FILMS, film_caption
+from mammo.ui.gallery import EXAMPLES_FOLDER, PHANTOMS, REAL_FILMS, film_caption
 from mammo.ui.look import (
     COMPARISON_LAYOUT,
     CONFUSION_COUNTS,
@@ -1523,10 +1523,11 @@ if __name__ == "__main__":
     # ssr_mode off whatever GRADIO_SSR_MODE says (a Space may set it): its Node server would take
     # SIGTERM over (and exit without closing the web server first), and add a process the tests and
     # the memory figures never ran with
-    # the Models tab's files are served from the registry's folders as they are: Gradio serves only files
+    # the example films and the Models tab's files are served from their folders: Gradio serves only files
     # under the working folder or the system's temporary one unless told, and a store elsewhere (a Space's
-    # /data, a start from another folder) failed to offer them (a walk); never MAMMO_HOME, with its cases
+    # /data), or a start from another folder, failed to offer them (a walk); never MAMMO_HOME, with its cases
+    public = [EXAMPLES_FOLDER, *service.registry.files_folders]
     demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True, ssr_mode=False,
-                allowed_paths=[str(folder.resolve()) for folder in service.registry.files_folders],
+                allowed_paths=[str(folder.resolve()) for folder in public],
                 css=PAGE_CSS, theme=PAGE_THEME, js=PAGE_JS,
                 app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})

@@ -30,6 +30,7 @@ from mammo.access import AccessDenied
 from mammo.config import settings
 from mammo.model import ModelError, load
 from mammo.service import MammoService
+from mammo.ui.gallery import EXAMPLES_FOLDER, PHANTOMS
 
 TOKEN = "hf_fake_secret_token_123"
 CASES_REPO, MODELS_REPO = "mammo-tester/cases", "mammo-tester/models"
@@ -173,7 +174,8 @@ def queue_call(app: AppProcess, session: str, api_name: str, data: list) -> dict
 
 def test_a_versions_files_are_offered_and_nothing_else_of_the_store(app: AppProcess) -> None:
     """The Models tab offers a version's weights, config and card from the registry's folders (any
-    version is for anyone), wherever the store lies; the rest of MAMMO_HOME (the cases) is not served."""
+    version is for anyone), and the Predict tab its example films, wherever the store and the app lie;
+    the rest of MAMMO_HOME (the cases) is not served."""
     session = uuid.uuid4().hex
     versions = queue_call(app, session, "models", [])["output"]["data"][0]
     assert queue_call(app, session, "models_views", [versions])["success"]
@@ -183,6 +185,10 @@ def test_a_versions_files_are_offered_and_nothing_else_of_the_store(app: AppProc
     assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
     config = httpx.get(files["config.json"]["url"], timeout=30)
     assert config.status_code == 200 and config.json()["mammo"]["version"] == "v1"
+    # and an example film picked (the repository's examples/: neither folder either)
+    picked = queue_call(app, session, "pick_phantom", [PHANTOMS.index(EXAMPLES_FOLDER / "phantom_mass.png")])
+    assert picked["success"], picked
+    assert httpx.get(picked["output"]["data"][0]["url"], timeout=30).content.startswith(b"\x89PNG")
     secret = app.home / "cases" / "not-for-the-web.txt"
     secret.parent.mkdir(parents=True, exist_ok=True)
     secret.write_text("a case's file")

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-__all__ = ["EXAMPLES", "PHANTOMS", "REAL_FILMS", "api_example_file", "film_caption"]
+__all__ = ["EXAMPLES", "EXAMPLES_FOLDER", "PHANTOMS", "REAL_FILMS", "api_example_file", "film_caption"]
 
 EXAMPLES_FOLDER = Path(__file__).resolve().parents[2] / "examples"
 
