@@ -1529,5 +1529,6 @@ if __name__ == "__main__":
     public = [EXAMPLES_FOLDER, *service.registry.files_folders]
     demo.launch(max_file_size=SETTINGS.max_upload_bytes, show_error=True, ssr_mode=False,
                 allowed_paths=[str(folder.resolve()) for folder in public],
+                blocked_paths=[str(service.registry.rejected_dir.resolve())],  # candidates trained on cases
                 css=PAGE_CSS, theme=PAGE_THEME, js=PAGE_JS,
                 app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})

@@ -237,7 +237,12 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "May Thurner syndrome", "Paget Disease suspected", "Mondor Disease",
                                    "Cooper Ligament thickening", "Hope Clinic referral",
                                    "Patient: Asymptomatic Screening", "Pt: Dense Breasts",
-                                   "Left Breast Upper Outer Quadrant", "MR SHOWS NO MASS", "MS LESION"])
+                                   "Left Breast Upper Outer Quadrant", "MR SHOWS NO MASS", "MS LESION",
+                                   # reports in capitals, whose words are also surnames (a review)
+                                   "MR POST CONTRAST IMAGES SHOW",
+                                   "FURTHER EVALUATION WITH MR MAY BE CONSIDERED",
+                                   "MR BEST SEEN ON SUBTRACTION", "HISTORY OF MS MAY EXPLAIN",
+                                   "Mark Clip placed"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -316,6 +321,11 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "MS SMITH"}, r"\(a person's name\)"),
         ("normal", {"notes": "discussed with Maria Garcia"}, r"\(a person's name\)"),
         ("normal", {"notes": "Jean Dupont, suivi"}, r"\(a person's name\)"),
+        # and, from a review: a name after another word, outside Latin-1, in full-width letters
+        ("normal", {"notes": "Dear Jane Smith"}, r"\(a person's name\)"),
+        ("normal", {"notes": "Łukasz Kowalski, Maria Kowalska"}, r"\(a person's name\)"),
+        ("normal", {"notes": "Ｊａｎｅ Ｓｍｉｔｈ"}, r"\(a person's name\)"),
+        ("normal", {"notes": "MR JOHN SMITH."}, r"\(a person's name\)"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

@@ -189,10 +189,14 @@ def test_a_versions_files_are_offered_and_nothing_else_of_the_store(app: AppProc
     picked = queue_call(app, session, "pick_phantom", [PHANTOMS.index(EXAMPLES_FOLDER / "phantom_mass.png")])
     assert picked["success"], picked
     assert httpx.get(picked["output"]["data"][0]["url"], timeout=30).content.startswith(b"\x89PNG")
-    secret = app.home / "cases" / "not-for-the-web.txt"
-    secret.parent.mkdir(parents=True, exist_ok=True)
-    secret.write_text("a case's file")
-    assert httpx.get(f"{app.url}gradio_api/file={secret}", timeout=10).status_code in (403, 404)
+    # nothing else of the store: the cases, a rejected candidate's folder (weights trained on cases),
+    # the rest of the Hub cache (a review found models/rejected/ served)
+    for secret in (app.home / "cases" / "not-for-the-web.txt",
+                   app.home / "models" / "rejected" / "20261205T000000000000Z-abcdef12" / "report.json",
+                   app.home / "cache" / "hub" / "datasets--owner--cases" / "not-for-the-web.txt"):
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        secret.write_text("not for the web")
+        assert httpx.get(f"{app.url}gradio_api/file={secret}", timeout=10).status_code in (403, 404), secret
 
 
 def test_retrain_and_rollback_refused_for_non_trainers(restricted: AppProcess) -> None:

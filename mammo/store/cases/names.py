@@ -2,7 +2,8 @@
 
 A heuristic part of the notes' identifier guard (:mod:`mammo.store.cases.schema`): "Jane Smith",
 "Pt: Jane Okafor", "MS SMITH". Names that are also words ("Rose", "May", "Will") count only beside
-another name or after a patient's label, so "Post Menopausal" and "Will return" pass.
+another name, after a patient's label, or alone after a title in capitals, so "Post Menopausal",
+"Will return" and "FURTHER EVALUATION WITH MR MAY BE CONSIDERED" pass.
 """
 
 from __future__ import annotations
@@ -15,32 +16,50 @@ __all__ = ["holds_a_name"]
 
 # Faker's person providers whose lists are read: the languages of most of this app's users
 _LOCALES = ("en_US", "en_GB", "en_IE", "fr_FR", "de_DE", "es_ES", "it_IT", "nl_NL", "pt_BR", "pl_PL")
-_WORD = r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ'’-]+"  # a capitalised word
-_TWO_WORDS = re.compile(rf"\b({_WORD})[^\S\r\n]+({_WORD})\b")
-_AFTER_PATIENT = re.compile(rf"\b(?:patient|pt|client)\b\.?\s*(?:name\s*)?[:=-]?[^\S\r\n]*({_WORD})"
-                            rf"[^\S\r\n]+[A-ZÀ-ÖØ-Þ]", re.IGNORECASE)
-_TITLE_IN_CAPITALS = re.compile(r"\b(?:MR|MRS|MS|MISS|DR)\.?[^\S\r\n]+([A-ZÀ-ÖØ-Þ]{2,})\b")
+_LETTERS = r"[^\W\d_](?:[^\W\d_]|['’-])*"  # a word of letters (any script), apostrophes and hyphens
+_GAP = r"[^\S\r\n]+"  # spaces on one line
+# every pair of neighbouring words, overlapping ("Dear Jane Smith": "Dear Jane" and "Jane Smith")
+_PAIRS = re.compile(rf"\b({_LETTERS})(?={_GAP}({_LETTERS}))")
+_AFTER_PATIENT = re.compile(rf"\b(?:patient|pt|client)\b\.?\s*(?:name\s*)?[:=-]?[^\S\r\n]*({_LETTERS})"
+                            rf"{_GAP}({_LETTERS})", re.IGNORECASE)
+# a title in capitals and one or two words in capitals that end the phrase ("MS SMITH", "MR JOHN
+# SMITH."): MR is also MRI and MS multiple sclerosis, so "MR MAY BE CONSIDERED" and "MS MAY EXPLAIN" go on
+_CAPITALS = r"[^\W\d_a-z]{2,}"
+_TITLE_IN_CAPITALS = re.compile(rf"\b(?:MR|MRS|MS|MISS|DR)\.?{_GAP}({_CAPITALS}(?:{_GAP}{_CAPITALS})?)"
+                                r"(?=[^\S\r\n]*(?:[,.;:!?)]|$))", re.MULTILINE)
 
 
 @functools.cache
 def _names() -> tuple[frozenset[str], frozenset[str]]:
-    """Given names and surnames (lower case) of :data:`_LOCALES`."""
+    """Given names and surnames (lower case) of :data:`_LOCALES`, a Polish surname's feminine form too
+    ("Kowalski", "Kowalska")."""
     given, surnames = set(), set()
     for locale in _LOCALES:
         provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
-        for kind in ("first_names", "first_names_female", "first_names_male"):
-            given |= {name.lower() for name in getattr(provider, kind, ())}
-        surnames |= {name.lower() for name in getattr(provider, "last_names", ())}
+        for kind in dir(provider):
+            names = getattr(provider, kind)
+            if kind.startswith("first_names") and isinstance(names, list | tuple | dict):
+                given |= {name.lower() for name in names}
+            elif "last_names" in kind and isinstance(names, list | tuple | dict):
+                surnames |= {name.lower() for name in names}
+    surnames |= {name[:-1] + "a" for name in surnames if name.endswith(("ski", "cki", "dzki"))}
     return frozenset(given), frozenset(surnames)
+
+
+def _capitalised(word: str) -> bool:
+    return word[0].isupper() and not word.isupper()
 
 
 def holds_a_name(text: str) -> bool:
     """Whether ``text`` seems to name a person: a given name then a surname, both capitalised ("Jane
-    Smith"); a given name and a capitalised word after a patient's label ("Pt: Jane Okafor"); or a
-    name in capitals after a title in capitals ("MS SMITH", where "MS LESION" is no name)."""
+    Smith", "Dear Jane Smith"); a given name and a capitalised word after a patient's label ("Pt: Jane
+    Okafor"); or names in capitals ending a phrase after a title in capitals ("MS SMITH", where "MS
+    LESION" and "MR MAY BE CONSIDERED" are no names)."""
     given, surnames = _names()
-    if any(a.lower() in given and b.lower() in surnames for a, b in _TWO_WORDS.findall(text)):
+    if any(_capitalised(a) and _capitalised(b) and a.lower() in given and b.lower() in surnames
+           for a, b in _PAIRS.findall(text)):
         return True
-    if any(name.lower() in given for name in _AFTER_PATIENT.findall(text)):
+    if any(a.lower() in given and _capitalised(b) for a, b in _AFTER_PATIENT.findall(text)):
         return True
-    return any(name.lower() in given | surnames for name in _TITLE_IN_CAPITALS.findall(text))
+    return any(all(word.lower() in given | surnames for word in found.split())
+               for found in _TITLE_IN_CAPITALS.findall(text))

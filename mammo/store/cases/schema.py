@@ -211,6 +211,7 @@ def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
     # ("Mrs\u200bSmith", "Dr\u00adOkafor", "1234\u200b5678"; "M\u200bRN 1234", "jane@exa\u200bmple.org")
     readings = ["".join(mark if unicodedata.category(ch) == "Cf" else ch for ch in value)
                 for mark in (" ", "")]
+    readings += [unicodedata.normalize("NFKC", reading) for reading in readings]  # "Ｊａｎｅ" is "Jane"
     shapes = [shape for shape, found in _IDENTIFIER_SHAPES.items()
               if spec.free_text and any(found(reading) for reading in readings)]
     if shapes:

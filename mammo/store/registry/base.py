@@ -161,7 +161,8 @@ class ModelRegistry(ABC):
     @property
     def files_folders(self) -> list[Path]:
         """The folders the files of :meth:`load`'s versions lie in, which a web page may serve as they
-        are (any version is for anyone to download): never the store's ``home``, which holds the cases."""
+        are (any version is for anyone to download): never the store's ``home``, which holds the cases,
+        nor the rejected candidates (:attr:`rejected_dir`, under ``models/``: a server must block it)."""
         return [self.models_dir]
 
     # -- backend ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
+from huggingface_hub.file_download import repo_folder_name
 
 from ...model_card import render_model_card
 from ...values import echoed
@@ -57,7 +58,9 @@ class HubModelRegistry(ModelRegistry):
 
     @property
     def files_folders(self) -> list[Path]:
-        return [*super().files_folders, self.cache_dir]  # its versions are downloaded there
+        # its versions are downloaded into the cache's folder of this model repo (nothing else of it)
+        return [*super().files_folders,
+                self.cache_dir / repo_folder_name(repo_id=self.repo_id, repo_type="model")]
 
     def connect(self) -> None:
         """Check the token, create the repo (with its card) if missing and tag an untagged version
