@@ -61,5 +61,5 @@ def holds_a_name(text: str) -> bool:
         return True
     if any(a.lower() in given and _capitalised(b) for a, b in _AFTER_PATIENT.findall(text)):
         return True
-    return any(all(word.lower() in given | surnames for word in found.split())
+    return any(all(word.lower() in given or word.lower() in surnames for word in found.split())
                for found in _TITLE_IN_CAPITALS.findall(text))
