@@ -242,7 +242,9 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "MR POST CONTRAST IMAGES SHOW",
                                    "FURTHER EVALUATION WITH MR MAY BE CONSIDERED",
                                    "MR BEST SEEN ON SUBTRACTION", "HISTORY OF MS MAY EXPLAIN",
-                                   "Mark Clip placed"])
+                                   "Mark Clip placed",
+                                   # surnames before a comma, and a caret, in words that are no names
+                                   "SMALL, MARK CLIP PLACED", "LONG, MAY BE CONSIDERED", "count 10^3"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -326,6 +328,10 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "Łukasz Kowalski, Maria Kowalska"}, r"\(a person's name\)"),
         ("normal", {"notes": "Ｊａｎｅ Ｓｍｉｔｈ"}, r"\(a person's name\)"),
         ("normal", {"notes": "MR JOHN SMITH."}, r"\(a person's name\)"),
+        # a record's surname first, and a DICOM name pasted from a viewer
+        ("normal", {"notes": "Smith, Jane; screening"}, r"\(a person's name\)"),
+        ("normal", {"notes": "KOWALSKA, ANNA"}, r"\(a person's name\)"),
+        ("normal", {"notes": "from DOE^JANE study"}, r"\(a person's name\)"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

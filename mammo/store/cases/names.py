@@ -1,9 +1,10 @@
 """People's names in free text: a given name and a surname, capitalised, from Faker's lists of names.
 
 A heuristic part of the notes' identifier guard (:mod:`mammo.store.cases.schema`): "Jane Smith",
-"Pt: Jane Okafor", "MS SMITH". Names that are also words ("Rose", "May", "Will") count only beside
-another name, after a patient's label, or alone after a title in capitals, so "Post Menopausal",
-"Will return" and "FURTHER EVALUATION WITH MR MAY BE CONSIDERED" pass.
+"Pt: Jane Okafor", "MS SMITH", a record's "Smith, Jane" and a DICOM name, "DOE^JANE". Names that
+are also words ("Rose", "May", "Will") count only beside another name, after a patient's label, or
+alone after a title in capitals, so "Post Menopausal", "Will return" and "FURTHER EVALUATION WITH MR
+MAY BE CONSIDERED" pass.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ _LETTERS = r"[^\W\d_](?:[^\W\d_]|['’-])*"  # a word of letters (any script), a
 _GAP = r"[^\S\r\n]+"  # spaces on one line
 # every pair of neighbouring words, overlapping ("Dear Jane Smith": "Dear Jane" and "Jane Smith")
 _PAIRS = re.compile(rf"\b({_LETTERS})(?={_GAP}({_LETTERS}))")
+# a record's surname first: "Smith, Jane", "SMITH, JANE"; not before another word in capitals ("LONG, MAY
+# BE CONSIDERED")
+_SURNAME_FIRST = re.compile(rf"\b({_LETTERS}),{_GAP}({_LETTERS})\b(?!{_GAP}[^\W\d_a-z]{{2,}})")
+# a DICOM person name, family^given^middle ("Doe^Jane", "DOE^JANE^A")
+_DICOM_NAME = re.compile(rf"{_LETTERS}\^{_LETTERS}")
 _AFTER_PATIENT = re.compile(rf"\b(?:patient|pt|client)\b\.?\s*(?:name\s*)?[:=-]?[^\S\r\n]*({_LETTERS})"
                             rf"{_GAP}({_LETTERS})", re.IGNORECASE)
 # a title in capitals and one or two words in capitals that end the phrase ("MS SMITH", "MR JOHN
@@ -50,12 +56,23 @@ def _capitalised(word: str) -> bool:
     return word[0].isupper() and not word.isupper()
 
 
+def _same_case(a: str, b: str) -> bool:
+    """Both capitalised ("Smith, Jane") or both in capitals ("SMITH, JANE")."""
+    return (_capitalised(a) and _capitalised(b)) or (a.isupper() and b.isupper() and len(a) > 1 < len(b))
+
+
 def holds_a_name(text: str) -> bool:
     """Whether ``text`` seems to name a person: a given name then a surname, both capitalised ("Jane
     Smith", "Dear Jane Smith"); a given name and a capitalised word after a patient's label ("Pt: Jane
-    Okafor"); or names in capitals ending a phrase after a title in capitals ("MS SMITH", where "MS
+    Okafor"); a surname, a comma and a given name ("Smith, Jane", "SMITH, JANE"); a DICOM name
+    ("Doe^Jane"); or names in capitals ending a phrase after a title in capitals ("MS SMITH", where "MS
     LESION" and "MR MAY BE CONSIDERED" are no names)."""
+    if _DICOM_NAME.search(text):
+        return True
     given, surnames = _names()
+    if any(_same_case(a, b) and a.lower() in surnames and b.lower() in given
+           for a, b in _SURNAME_FIRST.findall(text)):
+        return True
     if any(_capitalised(a) and _capitalised(b) and a.lower() in given and b.lower() in surnames
            for a, b in _PAIRS.findall(text)):
         return True
