@@ -761,7 +761,7 @@ def analytics_views(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken
     aucs = analytics.version_metrics(service.versions())
     note = [analytics.scope_text(user, can_train(user, SETTINGS).allowed),
             analytics.latency_text(records), analytics.low_confidence_text(records, low),
-            analytics.nothing_yet_text(growth, aucs)]
+            analytics.nothing_yet_text(growth, aucs, len(service.cases.withdrawn_cases()))]
     return (" ".join(filter(None, note)),
             *map(shown_if_any, (analytics.predictions_per_day(records), analytics.class_mix(records),
                                 analytics.score_histogram(records))), low, *map(shown_if_any, (growth, aucs)),

@@ -142,11 +142,14 @@ def _minute(stamp: str | None) -> str:
     return str(stamp or "") if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
 
-def nothing_yet_text(cases: pd.DataFrame, versions: pd.DataFrame) -> str:
+def nothing_yet_text(cases: pd.DataFrame, versions: pd.DataFrame, withdrawn: int = 0) -> str:
     """What the Analytics tab's hidden plots would show: no case growth (``case_growth``) or no
-    version AUC (``version_metrics``) yet; "" when both have rows."""
-    # withdrawn cases are left out of the growth chart: "none submitted yet" misread two withdrawn (a walk)
-    return " ".join(text for frame, text in ((cases, "No stored case yet (withdrawn cases are left out)."),
+    version AUC (``version_metrics``) yet; "" when both have rows. ``withdrawn``: the number of
+    withdrawn cases, which the growth chart leaves out."""
+    # "none submitted yet" misread two withdrawn cases (a walk); "(withdrawn cases are left out)" with none
+    # withdrawn hinted at some (another walk)
+    left_out = f" ({withdrawn} withdrawn case{'' if withdrawn == 1 else 's'} left out)" if withdrawn else ""
+    return " ".join(text for frame, text in ((cases, f"No stored case yet{left_out}."),
                                              (versions, "No version records an AUC yet.")) if frame.empty)
 
 

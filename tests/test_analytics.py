@@ -49,10 +49,11 @@ def test_each_version_is_plotted_at_the_minute_it_was_trained_once_per_kind_of_e
         ["2026-11-30 08:49", 0.69, "out of fold", "v2", 220, "0.69 (0.58–0.80)"],  # beside it, its own colour
         ["2026-12-02 10:00", 0.67, "holdout", "v3", 12, "0.67 (none: fewer than 5 films of a class)"],  # then
         ["2026-12-02 15:30", 0.7, "out of fold", "v5", 220, "0.70 (0.60–0.80)"]]  # the same day: apart (UTC)
-    assert analytics.nothing_yet_text(analytics.case_growth([]), frame) == (
-        "No stored case yet (withdrawn cases are left out).")
-    assert analytics.nothing_yet_text(analytics.case_growth([]), analytics.version_metrics([])) == (
-        "No stored case yet (withdrawn cases are left out). No version records an AUC yet.")
+    assert analytics.nothing_yet_text(analytics.case_growth([]), frame) == "No stored case yet."
+    assert analytics.nothing_yet_text(analytics.case_growth([]), frame, withdrawn=1) == (
+        "No stored case yet (1 withdrawn case left out).")
+    assert analytics.nothing_yet_text(analytics.case_growth([]), analytics.version_metrics([]), 2) == (
+        "No stored case yet (2 withdrawn cases left out). No version records an AUC yet.")
 
 
 def test_case_growth_gives_every_label_on_every_day_so_stacked_bars_add_up() -> None:
