@@ -37,6 +37,7 @@ from mammo.preprocess import fit_within
 from mammo.service import (
     BASE_FILM_CASES,
     SUBMISSIONS_CHECKED_AFTER_S,
+    TRAINING_BEGINS,
     MammoService,
     PublishedNotServed,
     RetrainBusy,
@@ -638,7 +639,8 @@ def retrain_live(epochs: float, image_size: float, from_current: bool,
     except CLEAR_ERRORS as error:  # said on the status line too, where it stays (a toast goes)
         if not isinstance(error, RetrainBusy):  # the running retrain's line says it already
             published = isinstance(error, PublishedNotServed)
-            trained = state["fraction"] > 0  # its checks and reading report 0: training moves it on
+            # its checks report 0, then it says training begins (a failure from there is no refusal)
+            trained = state["fraction"] > 0 or state["message"] == TRAINING_BEGINS
             yield (views.retrain_failed_text(None, refusal_text(error), published=published, trained=trained),
                    gr.skip())
         raise

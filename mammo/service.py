@@ -75,9 +75,11 @@ from .train import (
 from .values import echoed, whole_number, yes_or_no
 from .views import BASE_FILM_CASES, small_films_warning
 
-__all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed"]
+__all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed",
+           "TRAINING_BEGINS"]
 
 Progress = Callable[[float, str], None]
+TRAINING_BEGINS = "training begins: reading the films"  # a retrain's step once its checks have passed
 # a version report's records of the best of the served line, which a rollback's copy carries
 _LINE_RECORDS = ("gate_best", "gate_best_specificity", "gate_best_sensitivity")
 log = logging.getLogger(__name__)
@@ -1266,6 +1268,7 @@ class MammoService:
                      f"epoch {epoch + 1} of {config.total_epochs} ({kind}): batch {done}/{total}{after}")
             epoch += done == total
 
+        progress(0.0, TRAINING_BEGINS)  # its checks passed: what fails from here failed in training
         work = Path(tempfile.mkdtemp(prefix="retrain-", dir=self._work_dir()))
         try:
             with file_lock(work / ".lock"):  # a killed retrain leaves it unlocked: swept at start

@@ -35,6 +35,7 @@ from mammo.service import (
     BASE_FILM_CASES,
     BASE_LABEL_KEPT,
     HELD_OUT_FILM,
+    TRAINING_BEGINS,
     MammoService,
     RetrainBusy,
     RetrainError,
@@ -126,6 +127,9 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
              r"(; scoring films before the next step)?")
     assert batches and all(re.fullmatch(shape, m) for m in batches), steps
     assert batches[-1].endswith("; scoring films before the next step")
+    # the checks come first; a failure after them is said to have stopped the training, not refused it
+    assert steps[:steps.index(batches[0])] == ["checking the held-out films", "reading submitted cases",
+                                               TRAINING_BEGINS]
     assert summary["cases_used"] == 1 and summary["current_version"] == "v1"
     assert summary["candidate_metrics"]["n"] == summary["current_metrics"]["n"] > 0
     assert "auc_malignant" in summary["reason"]
