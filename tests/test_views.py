@@ -848,8 +848,8 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
     # a single submission's refusal, kept where its receipt goes: as written, never read as Markdown
     assert views.refused_text("Age in years: 12 is not 18-110 *years*") == (
         r"⚠️ **Not stored.** Age in years\: 12 is not 18\-110 \*years\*")
-    assert views.refused_text("Nothing was stored: Notes ('notes') seems to hold a date") == (  # said once
-        r"⚠️ **Not stored.** Notes \('notes'\) seems to hold a date")
+    assert views.refused_text("Nothing was stored: Age in years ('age') is no number") == (  # said once
+        r"⚠️ **Not stored.** Age in years \('age'\) is no number")
 
 
 @pytest.mark.parametrize("score, flagged", [(15.1, True), (3.0, False)])

@@ -172,8 +172,9 @@ def case_features(labels: Sequence[str]) -> datasets.Features:
 
 
 def _field_name(name: str, spec: MetadataField) -> str:
-    """A field as the form shows it and the API names it: "Age in years ('age')"."""
-    return f"{spec.short_label} ('{name}')"
+    """A field as the form shows it and the API names it: "Age in years ('age')"; "Notes" where they
+    are the same word."""
+    return spec.short_label if spec.short_label.lower() == name else f"{spec.short_label} ('{name}')"
 
 
 def _validate_value(name: str, spec: MetadataField, value: Any) -> Any:
