@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -29,7 +30,7 @@ from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
 from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS
 from mammo.config import DISCLAIMER, settings
-from mammo.errors import MammoError
+from mammo.errors import MammoError, SettingsError
 from mammo.glossary import glossary_markdown
 from mammo.imaging import SUPPORTED, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
@@ -101,7 +102,10 @@ log = logging.getLogger("mammo.app")
 
 
 torch.set_num_threads(1)  # one thread per worker: more spin-wait on small CPU boxes (docs/architecture.md)
-SETTINGS = settings()
+try:
+    SETTINGS = settings()
+except SettingsError as error:  # a MAMMO_* variable it cannot use: said in one line, as the CLI says it
+    sys.exit(f"error: {error}")
 # visitors' files (a DICOM's tags and all) in a folder of this run's own: a run killed before it could
 # delete them has them deleted by the next start (Gradio deletes only its own run's); by its full path
 # (a relative GRADIO_TEMP_DIR spelt an upload's path two ways, and the page showed no result beside it)

@@ -7,13 +7,14 @@ once, not after torch and the rest have loaded.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import logging
 import re
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,23 @@ def _init(ref: str) -> str:
     return ref if ref in ("imagenet", "none") else str(resolve_model(ref))
 
 
+def _min_side_said(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A training command whose refusal of a small image names the option that accepts it."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from .imaging import ImageTooSmall
+
+        try:
+            return command(args)
+        except ImageTooSmall as error:  # BreastMNIST's 28 px images (a README walk)
+            raise ImageTooSmall(f"{error} To train on images this small, pass --min-side with their "
+                                "smallest side (BreastMNIST: --min-side 28).") from error
+
+    return run
+
+
+@_min_side_said
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -110,6 +128,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+@_min_side_said
 def _cv(args: argparse.Namespace) -> int:
     from .cv import cross_validate
     from .data import SplitSpec, folder_examples, label_order, split_by_patient

@@ -193,11 +193,15 @@ def split_by_patient(examples: Sequence[Example], spec: SplitSpec) -> dict[str, 
             parts[name] = []
             continue
         share = fraction / (1 - spec.holdout) if name == "val" else fraction
-        folds = StratifiedGroupKFold(
-            n_splits=max(2, round(1 / share)), shuffle=True, random_state=spec.seed
-        )
+        n_splits = max(2, round(1 / share))
         labels = [e.label for e in remaining]
         groups = [e.group for e in remaining]
+        if len(set(groups)) < n_splits:  # said, not sklearn's "Cannot have number of splits n_splits=7 ..."
+            raise ValueError(
+                f"{len(set(groups))} patients are too few to split by patient: setting {fraction:.0%} of "
+                f"them apart for {'validation' if name == 'val' else 'the held-out check'} needs at least "
+                f"{n_splits} (with {len(remaining)} films). Add films of more patients.")
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=spec.seed)
         rest, taken = next(folds.split(np.zeros(len(remaining)), labels, groups))
         parts[name] = [remaining[i] for i in taken]
         remaining = [remaining[i] for i in rest]

@@ -40,6 +40,7 @@ __all__ = [
     "COLOURED_SHARE_MAX",
     "DecodedImage",
     "ImageError",
+    "ImageTooSmall",
     "MAX_PIXELS",
     "MIN_SIDE",
     "MAX_ASPECT",
@@ -75,6 +76,10 @@ COLOURED_SHARE_MAX = 0.10
 
 class ImageError(MammoError, ValueError):
     """A file that is not a usable image; the message says why, in plain words for a clinician."""
+
+
+class ImageTooSmall(ImageError):
+    """An image with a side under the smallest a model accepts (its ``min_side``)."""
 
 
 def is_dicom(data: bytes) -> bool:
@@ -211,7 +216,7 @@ def _check_geometry(width: int, height: int, min_side: int) -> None:
             f"exceeds {MAX_ASPECT:g}:1, too elongated to be a mammogram."
         )
     if short < min_side:
-        raise ImageError(
+        raise ImageTooSmall(
             f"The image is {width} x {height} pixels, too small to be a mammogram "
             f"(each side must be at least {min_side} pixels)."
         )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +51,16 @@ def client(app: AppProcess):
 
 def stored_cases(app: AppProcess) -> int:
     return sum(CaseStore(LABELS, app.home / "cases").counts().values())
+
+
+@pytest.mark.parametrize(("name", "value"), [("MAMMO_GATE_METRIC", "foo"), ("MAMMO_MAX_UPLOAD_MB", "abc")])
+def test_a_setting_it_cannot_use_stops_the_app_with_one_line(tmp_path: Path, name: str, value: str) -> None:
+    env = {**os.environ, "MAMMO_HOME": str(tmp_path), name: value}
+    started = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert started.returncode == 1 and "Traceback" not in started.stderr
+    assert started.stderr.strip().splitlines()[-1].startswith(f"error: {name} must be ")
+    assert not (tmp_path / "models").exists()  # stopped before it opened a store
 
 
 def test_api_names_are_exactly_the_documented_ones(client) -> None:

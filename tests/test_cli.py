@@ -253,6 +253,22 @@ def test_bad_arguments_give_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "cv"])
+def test_images_too_small_to_train_on_name_the_option_that_takes_them(mias: Path, tmp_path: Path,
+                                                                      command: str) -> None:
+    for label in ("normal", "malignant"):  # mini-MIAS films shrunk to BreastMNIST's 28 px
+        (tmp_path / label).mkdir()
+        for film in sorted((mias / label).glob("*.png"))[:3]:
+            Image.open(film).resize((28, 28)).save(tmp_path / label / film.name)
+    folds = (["--folds", "2"] if command == "cv" else  # 6 films: half of them for validation, no holdout
+             ["--out", str(tmp_path / "model"), "--holdout-fraction", "0", "--val-fraction", "0.5"])
+    done = cli_here(command, "--data", str(tmp_path), "--arch", "test_efficientnet", "--init", "none",
+                    "--epochs", "1", *folds)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "too small to be a mammogram (each side must be at least 32 pixels). To train on images this " \
+           "small, pass --min-side with their smallest side" in done.stderr
+
+
 @pytest.mark.skipif(not V1.is_dir(), reason="mammo/weights/v1 not trained yet")
 def test_packaged_v1_evaluates_with_the_design_schema(mias: Path) -> None:
     done = cli_here("evaluate", "--model", str(V1), "--data", str(mias), "--split", "holdout", "--json")

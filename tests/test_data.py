@@ -116,6 +116,15 @@ def test_augmentation_without_contrast_keeps_the_background_black() -> None:
     assert max(float(augmenter(orient=True)(square)[background].max()) for _ in range(40)) > 0.02
 
 
+def test_too_few_patients_to_split_is_said_in_words(mias) -> None:
+    examples = folder_examples(mias)[:6]  # 6 patients' films
+    with pytest.raises(ValueError, match=r"^6 patients are too few to split by patient: setting 15% of them "
+                                         r"apart for the held-out check needs at least 7 \(with 6 films\)"):
+        split_by_patient(examples, SplitSpec(val=0.15, holdout=0.15, seed=0))
+    parts = split_by_patient(examples, SplitSpec(val=0.5, holdout=0, seed=0))
+    assert len({e.group for e in parts["val"]}) == 3
+
+
 def test_split_spec_from_a_model_config() -> None:
     recorded = {"mammo": {"split": {**SplitSpec(0.2, 0.1, 7).to_dict(), "name": "holdout"}}}
     assert SplitSpec.from_model_config(recorded) == SplitSpec(0.2, 0.1, 7)
