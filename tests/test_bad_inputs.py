@@ -141,8 +141,15 @@ def test_oversized_upload_label_and_metadata(client, app: AppProcess, tmp_path: 
     absurd = outcome(lambda: client.predict(handle_file(image), "x" * 100_000, api_name="/predict"))
     assert absurd.startswith("Unknown heat-map method 'xxxxx") and len(absurd) < 300, absurd[:400]
     table.append(f"| a heat-map method of 100 kB | refused, quoted short: {absurd} |")
+    as_text = outcome(lambda: client.predict(image, "Lesion map", api_name="/predict"))  # no handle_file
+    assert as_text.startswith(f"The image must be sent as a file, got '{image[:20]}") and \
+        as_text.endswith("pass gradio_client.handle_file(path) (or a URL), not the path as text."), as_text
+    not_a_file = outcome(lambda: client.predict(5, "normal", api_name="/submit_case"))
+    assert not_a_file.startswith("The image must be sent as a file, got 5:"), not_a_file
+    table.append(f"| a file's path sent as text, not `handle_file(path)` | refused: {as_text} |")
     log = app.log()  # refusals are one line each, as every other refusal: no traceback
     assert "Notes field refused: Nothing was stored" in log and "Heat-map opacity field refused" in log
+    assert "image file refused: The image must be sent as a file" in log
     assert "Traceback" not in log
     assert cases(app) == before
     html = "<script>alert(1)</script> <b>spiculated</b>"

@@ -4,7 +4,9 @@ the field and is logged as one line), each input's example on the API page, and 
 import math
 
 import gradio as gr
+from gradio.data_classes import FileData
 from gradio_client import handle_file
+from pydantic import ValidationError
 
 from mammo.store.cases import MetadataField
 from mammo.ui.gallery import api_example_file
@@ -83,10 +85,27 @@ def download_box(label: str, **options) -> gr.File:
     return gr.File(label=label, interactive=False, elem_classes=["download-only"], **options)
 
 
+class _UploadedFile(FileData):
+    """Gradio's file value, refusing what is not one in words: a path sent as plain text, the commonest
+    slip of a ``gradio_client`` caller, got pydantic's "1 validation error for FileData ... The 'meta'
+    field must be explicitly provided" (an API walk)."""
+
+    @classmethod
+    def model_validate(cls, obj, *args, **kwargs):
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as error:
+            raise refusal("image file", gr.Error(
+                f"The image must be sent as a file, got {echoed(obj)}: from Python, pass "
+                "gradio_client.handle_file(path) (or a URL), not the path as text.")) from error
+
+
 def mammogram_file(label: str) -> gr.File:
-    """A file input for a mammogram whose API example uploads a gallery image."""
-    return with_api_example(gr.File(label=label, type="filepath"), handle_file(api_example_file()),
-                            api_example_file())
+    """A file input for a mammogram whose API example uploads a gallery image; a value that is no file
+    is refused in words."""
+    box = gr.File(label=label, type="filepath")
+    box.data_model = _UploadedFile
+    return with_api_example(box, handle_file(api_example_file()), api_example_file())
 
 
 def metadata_input(field: MetadataField) -> gr.components.Component:
