@@ -21,8 +21,10 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from gradio.route_utils import FnIndexInferError
 from gradio.utils import get_upload_folder
 from huggingface_hub import ModelCard
 
@@ -921,6 +923,15 @@ def health_route() -> JSONResponse:
     return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
 
+def unknown_endpoint(request: Request, error: FnIndexInferError) -> JSONResponse:
+    """An HTTP call of an API name the app does not have: 404 naming the ones it has, one log line
+    (Gradio answered 500 Internal Server Error and logged a traceback)."""
+    names = sorted(f"/{fn.api_name}" for fn in demo.fns.values() if fn.api_visibility == "public")
+    log.warning("unknown API endpoint refused: %s", request.url.path)
+    said = f"No API endpoint is called that; the app's endpoints: {', '.join(names)}."
+    return JSONResponse({"error": said}, status_code=404)
+
+
 def build() -> gr.Blocks:
     with gr.Blocks(title="mammo — mammogram classifier (research only)",
                    delete_cache=SETTINGS.file_sweep) as demo:
@@ -1537,4 +1548,5 @@ if __name__ == "__main__":
                 allowed_paths=[str(folder.resolve()) for folder in public],
                 blocked_paths=[str(service.registry.rejected_dir.resolve())],  # candidates trained on cases
                 css=PAGE_CSS, theme=PAGE_THEME, js=PAGE_JS,
-                app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])]})
+                app_kwargs={"routes": [APIRoute("/health", health_route, methods=["GET"])],
+                            "exception_handlers": {FnIndexInferError: unknown_endpoint}})

@@ -80,6 +80,17 @@ def test_api_names_are_exactly_the_documented_ones(client) -> None:
     assert [r["label"] for r in endpoints["/health"]["returns"]] == ["health"]
 
 
+def test_an_http_call_of_an_unknown_endpoint_is_a_404_naming_the_endpoints(app: AppProcess) -> None:
+    answer = httpx.post(app.url + "gradio_api/call/predikt", json={"data": []}, timeout=30)
+    assert answer.status_code == 404, answer.text  # Gradio's own answer: 500 Internal Server Error
+    said = answer.json()["error"]
+    assert said.startswith("No API endpoint is called that; the app's endpoints: /audit, /correct_label, ")
+    assert "/predict, " in said and "/withdraw_case." in said
+    assert "unknown API endpoint refused: /gradio_api/call/predikt" in app.log()
+    assert "FnIndexInferError" not in app.log()  # one line, no traceback
+    assert httpx.get(app.url + "health", timeout=30).status_code in (200, 503)  # and it goes on serving
+
+
 def test_predict_on_real_images_keeps_the_aspect_ratio(client, small_mias: Path, tmp_path: Path) -> None:
     square = next((small_mias / "malignant").glob("*.png"))
     tall = tmp_path / "tall.png"
