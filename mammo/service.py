@@ -1497,11 +1497,10 @@ class MammoService:
     def already_served(self, version: str) -> str | None:
         """The served version where :meth:`check_rollback` refuses ``version`` as served now (itself, or
         its weights through a rollback's copy); None where it would serve it again."""
-        served, problem = self._predictor.version, self.newest_problem
         try:
-            self._refuse_serving_again(version, served, problem is None)
+            self.check_rollback(version)
         except RegistryError:
-            return served
+            return self._predictor.version
         return None
 
     def _refuse_serving_again(self, version: str, served: str, newest_served: bool) -> None:
