@@ -24,7 +24,7 @@ from .._fs import utc_iso, utc_now, write_new_file
 __all__ = ["CORRECTIONS_DIR", "correction_file", "correction_names", "read_records", "write_correction"]
 
 CORRECTIONS_DIR = "corrections"
-_TIME_CHARS = len("20260101T000000000000Z")  # of NAME_TIME
+_TIME_CHARS = len(datetime(2000, 1, 1).strftime(NAME_TIME))  # a name's leading time
 
 log = logging.getLogger(__name__)
 
