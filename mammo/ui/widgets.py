@@ -6,7 +6,7 @@ import math
 import gradio as gr
 from gradio.data_classes import FileData
 from gradio_client import handle_file
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from mammo.store.cases import MetadataField
 from mammo.ui.gallery import api_example_file
@@ -85,19 +85,22 @@ def download_box(label: str, **options) -> gr.File:
     return gr.File(label=label, interactive=False, elem_classes=["download-only"], **options)
 
 
+# Gradio's file value, refusing what is not one in words: a path sent as plain text, the commonest slip of
+# a gradio_client caller, got pydantic's "1 validation error for FileData ... The 'meta' field must be
+# explicitly provided" (an API walk). Its schema, on the API page, is Gradio's own: title and description.
 class _UploadedFile(FileData):
-    """Gradio's file value, refusing what is not one in words: a path sent as plain text, the commonest
-    slip of a ``gradio_client`` caller, got pydantic's "1 validation error for FileData ... The 'meta'
-    field must be explicitly provided" (an API walk)."""
+    __doc__ = FileData.__doc__
+    model_config = ConfigDict(title="FileData")
 
     @classmethod
     def model_validate(cls, obj, *args, **kwargs):
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as error:
-            raise refusal("image file", gr.Error(
-                f"The image must be sent as a file, got {echoed(obj)}: from Python, pass "
-                "gradio_client.handle_file(path) (or a URL), not the path as text.")) from error
+            refused = gr.Error(f"The image must be sent as a file, got {echoed(obj)}: from Python, pass "
+                               "gradio_client.handle_file(path) (or a URL), not the path as text.")
+            refused.logged = f"a value of type {type(obj).__name__}, not a file"  # no visitor's path logged
+            raise refusal("image file", refused) from error
 
 
 def mammogram_file(label: str) -> gr.File:
