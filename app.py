@@ -55,6 +55,7 @@ from mammo.ui.browser_steps import (
     DESELECT_JS,
     HINT_OF_THE_FILE_JS,
     OFFER_OF_THE_FILE_JS,
+    ON_WITH_A_VALUE_JS,
     OPACITY_RANGE,
     PAGE_JS,
     PREVIEW_OF_THE_FILE_JS,
@@ -62,6 +63,7 @@ from mammo.ui.browser_steps import (
     SAME_FILE_JS,
     SCROLL_TO_RESULT_JS,
     hide_js,
+    submitted_js,
     visibility_js,
 )
 from mammo.ui.charts import (
@@ -1017,7 +1019,8 @@ def build() -> gr.Blocks:
                     label = gr.Dropdown(service.labels, value=None, label="Confirmed label", **CHECKED_HERE)
                     with gr.Accordion("Optional metadata (empty fields are stored as empty)", open=False):
                         metadata = [metadata_input(f) for f in METADATA_FIELDS.values()]
-                    submit_button = gr.Button("Submit case", variant="primary")
+                    # on once an image is in the form (below)
+                    submit_button = gr.Button("Submit case", variant="primary", interactive=False)
                 with gr.Column():
                     receipt_text = gr.Markdown(elem_id="receipt-text")
                     with gr.Accordion("Receipt (JSON)", open=False):
@@ -1289,6 +1292,9 @@ def build() -> gr.Blocks:
             **private).then(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         image.change(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
+        # Submit case is on only with an image in the form: a click on the form emptied after a stored case
+        # (a second click) was refused, and Gradio's red "Error" took the stored case's JSON receipt's place
+        case_image.change(None, case_image, submit_button, js=ON_WITH_A_VALUE_JS, **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could
         # come after an Offer clicked just after the upload, and wipe its answer)
         image.change(None, None, offer_note, js=f"() => {json.dumps(OFFER_EXPLAINED)}", **private)
@@ -1330,9 +1336,10 @@ def build() -> gr.Blocks:
         emptied = submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
                                     **CHAINED)
         cases_stored(emptied)
-        # a refused filled form's reason takes the receipt's place (submit_case_shown); a click on the
-        # emptied form (a second click after the first stored its case) fails, and leaves the receipt
-        turn_on(submit_button, emptied)
+        # a refused filled form's reason takes the receipt's place (submit_case_shown), its button on again
+        # to put it right; the emptied form's stays off until the next image (above)
+        emptied.then(None, case_image, submit_button, js=submitted_js(submit_button, receipt_text.elem_id),
+                     **private)
         on_again_if_failed(submit_button, submitted)
 
         def amends(button: gr.Button, fn: Callable[..., dict], inputs: list, amended_receipt: gr.JSON,

@@ -9,9 +9,9 @@ import gradio as gr
 from mammo.ui.look import FILE_IN_HINT, NO_FILE_HINT, OFFER_EXPLAINED
 
 __all__ = ["CLAMP_OPACITY_JS", "CLICK_PREDICT_JS", "CLICK_PREDICT_PICKED_JS", "DESELECT_JS",
-           "HINT_OF_THE_FILE_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "PAGE_JS",
+           "HINT_OF_THE_FILE_JS", "OFFER_OF_THE_FILE_JS", "ON_WITH_A_VALUE_JS", "OPACITY_RANGE", "PAGE_JS",
            "PREVIEW_OF_THE_FILE_JS", "REDRAW_CLAMPED_JS", "SAME_FILE_JS",
-           "SCROLL_TO_RESULT_JS", "hide_js", "switch_js", "visibility_js"]
+           "SCROLL_TO_RESULT_JS", "hide_js", "submitted_js", "switch_js", "visibility_js"]
 
 
 # Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
@@ -88,11 +88,35 @@ def switch_js(button: gr.Button, on: bool) -> str:
     if not on:
         return ("() => { (window.mammoPressed = window.mammoPressed || {})"
                 f"[{key}] = document.activeElement; return [{{__type__: 'update', interactive: false}}]; }}")
-    return (f"() => {{ const kept = window.mammoPressed || {{}}; const pressed = kept[{key}];"
-            f" delete kept[{key}]; setTimeout(() => {{ const now = document.activeElement;"
-            " if (pressed && pressed.isConnected && (!now || now === document.body))"
-            " pressed.focus({preventScroll: true}); }, 100);"
-            " return [{__type__: 'update', interactive: true}]; }")
+    return f"() => {{ {_place_back(key, 'true')} return [{{__type__: 'update', interactive: true}}]; }}"
+
+
+def submitted_js(button: gr.Button, receipt_id: str) -> str:
+    """A browser-only step after a submission by ``button`` (its one output; its input, the form's
+    image): with an image still in the form (a refusal, to be put right) the button is on again and has
+    the keyboard's place back, as :func:`switch_js` gives it; with the form emptied (a stored case) it
+    stays off until the next image, and the keyboard's place goes to the receipt (element
+    ``receipt_id``), which a screen reader then reads."""
+    key = json.dumps(str(button.value))
+    receipt = f"document.getElementById({json.dumps(receipt_id)})"
+    return (f"(image) => {{ const on = image !== null && image !== undefined; const receipt = {receipt};"
+            " if (!on && receipt) receipt.setAttribute('tabindex', '-1');"
+            f" {_place_back(key, 'on', 'receipt')} return [{{__type__: 'update', interactive: on}}]; }}")
+
+
+def _place_back(key: str, on: str, elsewhere: str = "null") -> str:
+    """JS giving the keyboard's place back to the element that had it when button ``key`` was switched
+    off where ``on`` is true, else to ``elsewhere``, unless the visitor has moved on meanwhile."""
+    return (f"const kept = window.mammoPressed || {{}}; const pressed = kept[{key}]; delete kept[{key}];"
+            f" const target = ({on}) ? pressed : {elsewhere}; setTimeout(() => {{"
+            " const now = document.activeElement;"
+            " if (target && target.isConnected && (!now || now === document.body))"
+            " target.focus({preventScroll: true}); }, 100);")
+
+
+# A browser-only step that turns its one output (a button) on when its one input holds a value (a file),
+# off when it is empty
+ON_WITH_A_VALUE_JS = "(value) => [{__type__: 'update', interactive: value !== null && value !== undefined}]"
 
 
 def visibility_js(count: int, visible: bool) -> str:
