@@ -82,6 +82,7 @@ Progress = Callable[[float, str], None]
 TRAINING_BEGINS = "training begins: reading the films"  # a retrain's step once its checks have passed
 # a version report's records of the best of the served line, which a rollback's copy carries
 _LINE_RECORDS = ("gate_best", "gate_best_specificity", "gate_best_sensitivity")
+_ROLLBACK_WAITS = "it may publish a new version: serve an earlier one again when it has finished."
 log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
@@ -1449,8 +1450,7 @@ class MammoService:
                 raise RegistryError(f"No version {echoed(name)} in the model registry: versions are named "
                                     "v1, v2, ...")
         if not self._retrain_lock.acquire(blocking=False):  # it may publish: refused now, not queued
-            raise RetrainBusy(self._busy("it may publish a new version: serve an earlier one again when it "
-                                         "has finished."))
+            raise RetrainBusy(self._busy(_ROLLBACK_WAITS))
         try:
             replaced = self._predictor.version
             newest_served = self._serve_newest()  # False: a newer version is published but cannot be
@@ -1487,21 +1487,27 @@ class MammoService:
         return new
 
     def check_rollback(self, version: str) -> tuple[str, str | None]:
-        """Refuses (RegistryError) to serve again the version already served, unless a newer one
+        """Refuses while a retrain runs (RetrainBusy: the rollback would be; a walk was asked to confirm
+        it then), and (RegistryError) to serve again the version already served, unless a newer one
         cannot be served (publishing the served one over it then repairs the registry); else the
         served version and ``newest_problem`` it was checked against (read together)."""
-        served, problem = self._predictor.version, self.newest_problem
-        self._refuse_serving_again(version, served, problem is None)
-        return served, problem
+        if self.retrain_started is not None:
+            raise RetrainBusy(self._busy(_ROLLBACK_WAITS))
+        return self._check_serving_again(version)
 
     def already_served(self, version: str) -> str | None:
         """The served version where :meth:`check_rollback` refuses ``version`` as served now (itself, or
         its weights through a rollback's copy); None where it would serve it again."""
         try:
-            self.check_rollback(version)
+            self._check_serving_again(version)
         except RegistryError:
             return self._predictor.version
         return None
+
+    def _check_serving_again(self, version: str) -> tuple[str, str | None]:
+        served, problem = self._predictor.version, self.newest_problem
+        self._refuse_serving_again(version, served, problem is None)
+        return served, problem
 
     def _refuse_serving_again(self, version: str, served: str, newest_served: bool) -> None:
         """The "already served" rule of :meth:`check_rollback` and :meth:`rollback`: the served version,

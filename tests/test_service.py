@@ -214,6 +214,10 @@ def test_only_one_retrain_at_a_time(service: MammoService) -> None:
         # a rollback is refused at once, not queued behind the retrain to undo what it publishes
         with pytest.raises(RetrainBusy, match="serve an earlier one again when it has finished"):
             service.rollback("v1")
+        # nor is a trainer asked to confirm one (the Models tab's question)
+        with pytest.raises(RetrainBusy, match="serve an earlier one again when it has finished"):
+            service.check_rollback("v1")
+        assert service.already_served("v1") == "v1"  # the served one is still named as served
         assert service.predict(next(iter(service.settings.base_data.glob("*/*.png")))).label
     finally:
         release.set()
