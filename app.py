@@ -685,11 +685,32 @@ def _retrain_streamed(options: RetrainOptions, user: str | None, state: dict):
 
 def retrain_running(shown: str | None):
     """On opening the Retrain tab: a retrain running that this page did not start, or how the last
-    one ended."""
+    one ended; the tab's timer on while such a retrain runs."""
     text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain(),
                                       service.fetching_logs, service.retrain_progress,
-                                      results_below=service.last_retrain_summary() is not None)
-    return gr.skip() if text is None else text
+                                      results_below=service.last_retrain_summary() is not None,
+                                      followed=True)
+    return gr.skip() if text is None else text, _retrain_followed(shown)
+
+
+def retrain_followed(shown: str | None):
+    """Every few seconds while a retrain this page did not start runs (a walk's open tab showed 13%
+    for the whole of one that reached its end): its latest step, then how it ended; the timer off then."""
+    text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain(),
+                                      service.fetching_logs, service.retrain_progress, followed=True,
+                                      results_read=False)
+    return gr.skip() if text is None else text, _retrain_followed(shown)
+
+
+def _retrain_followed(shown: str | None):
+    """The Retrain tab's timer: on while a retrain runs that the page does not stream; left as it is
+    while the page's own streams (one refused as another runs starts as its own, then names the other)."""
+    if views.streams_its_own_retrain(shown):
+        return gr.skip()
+    return gr.Timer(active=service.retrain_started is not None)
+
+
+RETRAIN_FOLLOWED_EVERY_S = 5.0  # how often an open Retrain tab reads another's running retrain again
 
 
 def retrain_failed(shown: str | None):
@@ -966,7 +987,8 @@ def build() -> gr.Blocks:
                     # upload folder, and after the files' age (MAMMO_KEEP_FILES_HOURS) offers the deleted
                     # copy for good; picked here, the file is copied there again when it is gone
                     phantoms = gr.Dataset(components=["textbox"], samples=[[p.name] for p in PHANTOMS],
-                                          label="Synthetic phantoms for edge cases (not real patients)",
+                                          label="Synthetic phantoms for edge cases (not real patients): "
+                                                "click one to predict it",
                                           visible=bool(PHANTOMS))
                 with gr.Column():
                     hint = gr.Markdown(NO_FILE_HINT, elem_id="result-hint")
@@ -1107,6 +1129,7 @@ def build() -> gr.Blocks:
                 retrain_button = gr.Button("Retrain", variant="primary", scale=0, min_width=160)  # the
                 # status line takes the rest of the row
                 status = gr.Markdown(elem_id="retrain-status")  # filled as the page loads; PAGE_CSS
+                follow = gr.Timer(RETRAIN_FOLLOWED_EVERY_S, active=False)  # on while another's retrain runs
             with gr.Column(visible=False) as results:
                 verdict = gr.Markdown()
                 with gr.Accordion("Details: the gate's rule, the split, the full summary", open=False):
@@ -1249,7 +1272,8 @@ def build() -> gr.Blocks:
         # a gallery film is predicted by a click on Predict itself: one event, so a film picked while
         # another file is predicted is predicted after it and its answer is the one left shown
         gallery.select(pick_film, None, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
-        phantoms.click(pick_phantom, phantoms, image, **private)
+        # and a phantom likewise (a walk: a real film predicted on its click, a phantom waited for Predict)
+        phantoms.click(pick_phantom, phantoms, image, **private).success(None, js=CLICK_PREDICT_JS, **private)
         # a film of the gallery stays highlighted only while it is the file in the box: one uploaded,
         # cleared or loaded from the stored cases takes the highlight off (it read as the film shown)
         for replaced in (image.upload, image.clear, phantoms.click):  # (a stored case: case_file)
@@ -1433,10 +1457,11 @@ def build() -> gr.Blocks:
         demo.load(recent_cases, None, [case_choice, fix_case], **private)
         # what another session (or the auto-retrain) may have changed since the page loaded: read again
         # when the tab is opened (a promotion, a rollback, new cases)
+        follow.tick(retrain_followed, status, [status, follow], **private)
         for show in (demo.load, retrain_tab.select):
             counted_room(show(totals, None, data_plot, **private), {data_plot: ("label", "images")})
             show(access_note, None, access, **private)
-            show(retrain_running, status, status, **private)
+            show(retrain_running, status, [status, follow], **private)
             restored = show(last_results, summary, [summary, results, verdict, gate, comparison, roc, losses,
                                                     aucs, confusion], **private)
             recolour(restored, {roc: "model", losses: "series"})

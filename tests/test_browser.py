@@ -243,8 +243,9 @@ def test_predict_then_submit_by_clicking(page, app: AppProcess, image: Path, tmp
     assert cases[0]["metadata"] == {}  # nothing filled in, nothing stored
     # the button, switched off while it ran, stays off with the form emptied: the keyboard's place goes to
     # the receipt (it went to the page's top, where the next Tab started), which a screen reader reads
-    page.wait_for_function("() => { const now = document.activeElement; return now && now.id === 'receipt-text'"
-                           " && now.textContent.includes('Case stored'); }", timeout=10_000)
+    page.wait_for_function("() => { const now = document.activeElement; return now &&"
+                           " now.id === 'receipt-text' && now.textContent.includes('Case stored'); }",
+                           timeout=10_000)
 
 
 # WCAG's contrast ratio of an element's text colour against its background (the page's white where it
@@ -933,7 +934,14 @@ def test_retrain_shows_progress_next_to_the_button_and_a_plain_verdict(fresh, ap
     # says which retrain runs
     expect(other.get_by_role("button", name="Retrain", exact=True)).to_be_enabled(timeout=30_000)
     expect(other.get_by_text(running)).to_be_visible()
+    # its line follows the run without a click (a walk's stayed at 13% for the whole run), then says how
+    # it ended and where its results show
+    other_status = other.locator("#retrain-status")
+    expect(other_status).to_contain_text("This line follows it", timeout=30_000)
+    first_news = other_status.inner_text()
+    expect(other_status).not_to_have_text(first_news, timeout=120_000)
     status.get_by_text("Finished in").wait_for(timeout=600_000)
+    expect(other_status).to_contain_text("Open this tab again for its results below.", timeout=30_000)
     other.get_by_role("tab", name="Models").click()  # opened before the retrain: its audit log is read anew
     other.get_by_role("button", name=re.compile(r"^Audit log")).click()
     outcome = re.compile(r"^\s*(promotion|rejection)\s*$")
@@ -1189,6 +1197,9 @@ def test_a_gallery_film_shows_as_a_thumbnail_and_is_predicted_on_click(fresh, tm
     expect(highlighted).to_have_count(1)
     shot.upload(page, phantom(tmp_path, 23), "Predict")  # film off (its ×), another in: none lit
     expect(highlighted).to_have_count(0, timeout=10_000)
+    # a synthetic phantom is predicted on its click too (it waited for Predict, a real film did not)
+    page.get_by_text("phantom_plain.png", exact=True).click()
+    visible(page.get_by_role("row").filter(has_text="phantom_plain.png")).wait_for(timeout=60_000)
 
 
 def test_on_a_phone_the_result_is_brought_into_view(fresh, tmp_path: Path) -> None:

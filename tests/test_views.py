@@ -391,6 +391,16 @@ def test_the_retrain_tab_says_when_a_retrain_it_did_not_start_runs_and_when_it_e
                                                                                 "batch 12/41"))
     assert "10:02:03 UTC from another page, an API call or the automatic retrain. Now: 45%, epoch 3 of 11 " \
            "(patches): batch 12/41." in news
+    # an open tab reads another's running retrain again every few seconds (a walk's stayed at 13% for the
+    # whole run), then says how it ended and where its results show
+    assert views.streams_its_own_retrain(own) and not views.streams_its_own_retrain(running)
+    assert not views.streams_its_own_retrain(None)
+    followed = views.running_retrain_text("10:02:03 UTC", "", None, followed=True)
+    assert "Retrain is refused until it ends. This line follows it; a version it promotes" in followed
+    assert "Open this tab again" not in followed
+    just_ended = views.running_retrain_text(None, followed, rejected, followed=True, results_read=False)
+    assert just_ended == f"{ended} Open this tab again for its results below."
+    assert views.running_retrain_text(None, followed, rejected, followed=True) == ended  # the tab opened
     failed = views.retrain_failed_text(own)
     assert failed.startswith("**The retrain did not run or did not finish**: see the message (top right).")
     assert failed.endswith("Results below, if any, are those of the last retrain that ended.")

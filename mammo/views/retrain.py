@@ -42,6 +42,7 @@ from ._common import (
 __all__ = ["BASE_FILM_CASES", "gate_reason_text", "gate_text", "counts_frame", "roc_frame", "LOSS_CURVES",
            "AUC_CURVE", "curves_frame", "loss_plot_title", "confusion_frame", "comparison_frame",
            "verdict_text", "retrain_status", "running_elsewhere_text", "running_retrain_text",
+           "streams_its_own_retrain",
            "last_retrain_text", "retrain_failed_text", "REJECTED_COLUMNS", "rejected_rows",
            "RELIABILITY_COLUMNS", "PERFECT_CALIBRATION", "reliability_frame", "has_calibration",
            "auto_retrain_text"]
@@ -373,18 +374,28 @@ def retrain_status(fraction: float, message: str, elapsed_s: float, epoch: Any =
     return "  \n".join(lines)
 
 
-def running_elsewhere_text(started: str, progress: tuple[float, str] | None = None) -> str:
+def running_elsewhere_text(started: str, progress: tuple[float, str] | None = None,
+                           followed: bool = False) -> str:
     """The Retrain tab's status line while a retrain this page did not start runs (another visitor's,
-    an API caller's, the automatic one), started at ``started``; ``progress``: its latest step."""
+    an API caller's, the automatic one), started at ``started``; ``progress``: its latest step;
+    ``followed``: the page reads it again every few seconds (else, once, when the tab is opened)."""
     now = "" if progress is None else f" Now: {100 * progress[0]:.0f}%, {progress[1]}."
+    news = "This line follows it" if followed else "Open this tab again for news"
     return (f"{_RUNNING_ELSEWHERE}, started at {started} from another page, an API call or the automatic "
-            f"retrain.{now} Only one runs at a time: Retrain is refused until it ends. Open this tab again "
-            "for news; a version it promotes shows in the Models tab.")
+            f"retrain.{now} Only one runs at a time: Retrain is refused until it ends. {news}; a version it "
+            "promotes shows in the Models tab.")
+
+
+def streams_its_own_retrain(shown: str | None) -> bool:
+    """Whether the Retrain tab's status line ``shown`` is the page's own retrain's, which streams its
+    progress (from its first line on, "starting"; a refusal's line follows it)."""
+    return (shown or "").startswith(_RETRAINING)
 
 
 def running_retrain_text(started: str | None, shown: str | None, last: Mapping[str, Any] | None,
                          fetching: bool = False, progress: tuple[float, str] | None = None,
-                         results_below: bool = False) -> str | None:
+                         results_below: bool = False, followed: bool = False,
+                         results_read: bool = True) -> str | None:
     """The Retrain tab's status line as the tab is opened: a retrain this page did not start is running,
     or else how the last retrain ended. None: leave the line as it is (this page's own retrain streams
     its progress there, then says how it ended).
@@ -396,12 +407,19 @@ def running_retrain_text(started: str | None, shown: str | None, last: Mapping[s
         fetching: the audit log is still being fetched from the Hub (a new disk).
         progress: the running retrain's latest step (fraction done, what it does).
         results_below: the last retrain's verdict and results are shown under the line.
+        followed: the page reads this line again every few seconds while a retrain it did not start
+            runs.
+        results_read: the results under the line are read with it (the tab opened); else (the line
+            read again on its own) a retrain that has just ended is said in full, and where its results
+            show.
     """
     shown = shown or ""
     if shown.startswith(_RETRAINING):
         return None
     if started:
-        return running_elsewhere_text(started, progress)
+        return running_elsewhere_text(started, progress, followed)
+    if not results_read and shown.startswith(_RUNNING_ELSEWHERE):  # just ended: the results below are older
+        return f"{last_retrain_text(last, fetching)} Open this tab again for its results below."
     if not shown or shown.startswith((_RUNNING_ELSEWHERE, _LAST_RETRAIN)):
         return last_retrain_text(last, fetching, results_below)
     return None
