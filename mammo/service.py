@@ -66,6 +66,7 @@ from .store.gate import gives_every_film_one_score
 from .store.registry import rollback_of, version_number
 from .train import (
     FILM_STAGE,
+    PATCH_STAGE,
     EpochLog,
     TrainConfig,
     evaluate_probabilities,
@@ -1264,9 +1265,14 @@ class MammoService:
         def step(done: int, total: int) -> None:
             nonlocal epoch
             kind = config.stage(epoch + 1) or FILM_STAGE  # the film recipe trains on whole films too
+            # "epoch 1 of 7" read oddly after 1 epoch was asked: the rest are the recipe's second stage
+            films = config.film_epochs
+            then = (f"; {films} whole-film epoch{'s follow' if films > 1 else ' follows'}"
+                    if kind == PATCH_STAGE and films else "")
             after = "; scoring films before the next step" if done == total else ""
             progress(0.9 * (epoch + done / total) / config.total_epochs,
-                     f"epoch {epoch + 1} of {config.total_epochs} ({kind}): batch {done}/{total}{after}")
+                     f"epoch {epoch + 1} of {config.total_epochs} ({kind}{then}): batch {done}/{total}"
+                     f"{after}")
             epoch += done == total
 
         progress(0.0, TRAINING_BEGINS)  # its checks passed: what fails from here failed in training

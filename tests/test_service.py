@@ -123,7 +123,7 @@ def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     assert progress[-1] == 1.0 and progress == sorted(progress)
     assert news == list(zip(progress, steps, strict=True)) and service.retrain_progress is None  # ended
     batches = [m for m in steps if m.startswith("epoch")]  # which epoch of how many, of which stage
-    shape = (r"epoch \d+ of \d+ \((patches|whole films)\): batch \d+/\d+"
+    shape = (r"epoch \d+ of \d+ \((patches(; \d+ whole-film epochs? follows?)?|whole films)\): batch \d+/\d+"
              r"(; scoring films before the next step)?")
     assert batches and all(re.fullmatch(shape, m) for m in batches), steps
     assert batches[-1].endswith("; scoring films before the next step")
@@ -731,8 +731,13 @@ def test_retrain_keeps_the_served_versions_recipe(tmp_path: Path, small_mias: Pa
     service = MammoService(config)
     try:
         assert service.predictor.has_lesion_map
-        summary = service.retrain(RetrainOptions(epochs=1, from_current=True))
+        steps: list[str] = []
+        summary = service.retrain(RetrainOptions(epochs=1, from_current=True),
+                                  progress=lambda fraction, message: steps.append(message))
         assert summary["recipe"] == "patch" and summary["candidate_metrics"]["n"] > 0
+        # "epoch 1 of 2" after 1 epoch asked: the step says the whole-film epochs follow (a walk)
+        assert any(s.startswith("epoch 1 of 2 (patches; 1 whole-film epoch follows): batch") for s in steps)
+        assert any(s.startswith("epoch 2 of 2 (whole films): batch") for s in steps)
         assert all(h["val_loss"] is None for h in summary["history"])  # patches: no film loss
         # the recorded whole-film stage runs after the trainer's patch epochs
         assert [h["epoch"] for h in summary["history"]] == [1, 2]
