@@ -886,8 +886,8 @@ def test_the_heat_map_key_says_which_scale_its_colours_are_on() -> None:
     assert "drawn only there" in cam and "flagged for review" not in cam
     # a film flagged for review whose most likely class is normal: the CAM is not the flag's evidence
     flagged = views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "normal", "above_threshold": True})
-    assert "flagged for review while its most likely class is normal: the map shows the evidence for that " \
-           "class, not for the flag" in flagged
+    assert flagged.startswith("**This film is flagged for review while its most likely class is normal: the "
+                              "map shows the evidence for that class, not for the flag.**")  # first, in bold
     assert "flagged" not in views.heatmap_key({"heatmap_method": "Grad-CAM", "label": "malignant",
                                                "above_threshold": True})
     eigen = views.heatmap_key({"heatmap_method": "EigenCAM", "label": "normal"})

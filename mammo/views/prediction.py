@@ -124,13 +124,14 @@ def heatmap_key(details: Mapping[str, Any], asked: str | None = None) -> str:
             f"where the network's evidence for the most likely class (*{details.get('label')}*) lies")
     flagged_other = (details.get("above_threshold") and method != "EigenCAM"
                      and details.get("label") != "malignant")
-    hint = (f" This film is flagged for review while its most likely class is {details.get('label')}: the "
-            "map shows the evidence for that class, not for the flag; the Lesion map (where the model has "
-            "one) shows where lesions are likely." if flagged_other else "")
-    return (f"**Heat map ({method}):** {what}, scaled within this image: red marks this film's strongest "
-            "region however weak it is, so colours cannot be compared between films or with the lesion "
-            f"map. A model with a lesion map reads only the breast's patches, and its CAM is drawn only "
-            f"there.{hint}\n\n" + heatmap_colour_bar("weakest", "strongest in this film"))
+    # said first, in bold: a walk read a flagged film's red spot as the suspicious area, the words below
+    hint = (f"**This film is flagged for review while its most likely class is {details.get('label')}: the "
+            "map shows the evidence for that class, not for the flag.** The Lesion map (where the model "
+            "has one) shows where lesions are likely.\n\n" if flagged_other else "")
+    return (f"{hint}**Heat map ({method}):** {what}, scaled within this image: red marks this film's "
+            "strongest region however weak it is, so colours cannot be compared between films or with the "
+            "lesion map. A model with a lesion map reads only the breast's patches, and its CAM is drawn "
+            "only there.\n\n" + heatmap_colour_bar("weakest", "strongest in this film"))
 
 
 def uncertainty_text(details: Mapping[str, Any]) -> str:
