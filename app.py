@@ -710,6 +710,7 @@ def _retrain_followed(shown: str | None):
     return gr.Timer(active=service.retrain_started is not None)
 
 
+CARD_ACCORDION = "The chosen version's model card: data, figures, intended use and limits"
 RETRAIN_FOLLOWED_EVERY_S = 5.0  # how often an open Retrain tab reads another's running retrain again
 
 
@@ -1253,7 +1254,9 @@ def build() -> gr.Blocks:
                                      elem_classes="wide-table")
                 audit_button = gr.Button("Export the audit log as CSV", size="sm")
                 audit_csv = download_box("Audit log (CSV)", visible=False)  # an empty box until exported
-            card = gr.Markdown()
+            # folded: drawn in full it made the tab 8,600 px long (18,000 on a phone; a walk)
+            with gr.Accordion(CARD_ACCORDION, open=False):
+                card = gr.Markdown()
         with gr.Accordion("Words and figures used on these pages", open=False):
             gr.Markdown(glossary_markdown())
 
