@@ -1172,8 +1172,10 @@ def build() -> gr.Blocks:
                 slanted = {"x_label_angle": -45}  # dates and score bins: on a phone, level ones ran together
                 per_day = gr.BarPlot(x="day", y="predictions", label="Predictions per day (UTC)", **slanted,
                                      **from_zero)
+                # no legend: it named each bar's class a second time, under the axis's names (a walk)
                 mix = gr.BarPlot(x="most likely class", y="predictions", color="most likely class",
-                                 label="Most likely class", sort=list(service.labels), **from_zero)
+                                 label="Most likely class", sort=list(service.labels), colors_in_legend=[],
+                                 **from_zero)
             with gr.Row():
                 scores = gr.BarPlot(x="malignancy score", y="predictions",
                                     label="Malignancy scores (0-100, as shown: calibrated where the "
