@@ -34,7 +34,7 @@ from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITH
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError, SettingsError
 from mammo.glossary import glossary_markdown
-from mammo.imaging import SUPPORTED, encode_png, read_image
+from mammo.imaging import SUPPORTED, dicom_view, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
 from mammo.service import (
@@ -447,6 +447,23 @@ def submit_case(image: str | None, label: str | None, view: str | None = None, l
 
 if list(inspect.signature(submit_case).parameters)[2:-2] != list(METADATA_FIELDS):
     raise RuntimeError("submit_case's metadata parameters must follow METADATA_FIELDS")
+
+
+HEADER_FIELDS = ("laterality", "view")  # what a DICOM's header states of a film (imaging.dicom_view)
+
+
+def from_the_header(image: str | None, *given: str | None):
+    """A DICOM's breast side and view, as its header states them, filled into the Submit form's empty
+    fields (its tags are not stored: a walk stored a film marked LCC as R), the metadata opened to show
+    them; the fields as they are otherwise."""
+    header = dicom_view(image) if image else {}
+    filled = {name: header[name] for name, value in zip(HEADER_FIELDS, given, strict=True)
+              if name in header and not value}
+    if filled:
+        said = " and ".join(f"{METADATA_FIELDS[name].short_label} {value}" for name, value in filled.items())
+        gr.Info(f"{said} filled in from the DICOM file's header: check before submitting.")
+    return (*(filled.get(name, gr.skip()) for name in HEADER_FIELDS),
+            gr.Accordion(open=True) if filled else gr.skip())
 
 
 def submit_case_shown(*args, **kwargs) -> dict:
@@ -1040,7 +1057,8 @@ def build() -> gr.Blocks:
                     case_preview = gr.Image(label="The image to be labelled", type="numpy", interactive=False,
                                             height=320, alt_text="The image to be labelled, as stored")
                     label = gr.Dropdown(service.labels, value=None, label="Confirmed label", **CHECKED_HERE)
-                    with gr.Accordion("Optional metadata (empty fields are stored as empty)", open=False):
+                    with gr.Accordion("Optional metadata (empty fields are stored as empty)",
+                                      open=False) as metadata_box:
                         metadata = [metadata_input(f) for f in METADATA_FIELDS.values()]
                     # on once an image is in the form (below)
                     submit_button = gr.Button("Submit case", variant="primary", interactive=False)
@@ -1321,6 +1339,9 @@ def build() -> gr.Blocks:
             **private).then(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         image.change(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
+        side_and_view = [metadata[list(METADATA_FIELDS).index(name)] for name in HEADER_FIELDS]
+        case_image.change(from_the_header, [case_image, *side_and_view], [*side_and_view, metadata_box],
+                          **private)
         # Submit case is on only with an image in the form: a click on the form emptied after a stored case
         # (a second click) was refused, and Gradio's red "Error" took the stored case's JSON receipt's place
         case_image.change(None, case_image, submit_button, js=ON_WITH_A_VALUE_JS, **private)

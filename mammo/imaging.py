@@ -47,6 +47,7 @@ __all__ = [
     "SUPPORTED",
     "colour_doubt",
     "decode_image",
+    "dicom_view",
     "refuse_blank",
     "read_image",
     "encode_png",
@@ -116,6 +117,27 @@ def read_image(
 ) -> np.ndarray:
     """:func:`decode_image`'s grey pixels alone."""
     return decode_image(source, max_bytes=max_bytes, min_side=min_side).grey
+
+
+def dicom_view(source: str | os.PathLike | bytes) -> dict[str, str]:
+    """The breast side and view a DICOM file's header states, spelt as the case metadata spells them
+    (``{"laterality": "L", "view": "CC"}``; a key only where the header gives a value it knows); ``{}``
+    for any other file, or a header that cannot be read. Only a help to fill in a form: it never fails."""
+    from pydicom import dcmread
+
+    try:
+        with BytesIO(bytes(source)) if isinstance(source, bytes | bytearray | memoryview) else \
+                open(source, "rb") as handle:
+            if not is_dicom(handle.read(132)):
+                return {}
+            handle.seek(0)
+            header = dcmread(handle, stop_before_pixels=True)
+        side = str(header.get("ImageLaterality") or header.get("Laterality") or "").strip().upper()
+        view = str(header.get("ViewPosition") or "").strip().upper()
+    except Exception:  # noqa: BLE001 - a damaged header is said when the image is read, not here
+        return {}
+    return {**({"laterality": side} if side in ("L", "R") else {}),
+            **({"view": view} if view in ("CC", "MLO") else {})}
 
 
 def refuse_blank(grey: np.ndarray) -> None:

