@@ -470,14 +470,10 @@ def submit_case_shown(*args, **kwargs) -> dict:
     """:func:`submit_case` for the page, with its parameters: a refusal of a filled form is said in the
     corner and kept as the receipt (``{"refused": why}``), so that its words stay where the receipt
     goes once the toast has gone (a walk's refusal, naming two fields to fix, went after 10 s and left
-    nothing). A click on an empty form, which sends nothing (a second click after the first stored its
-    case), is refused in the corner alone: the last receipt stays."""
+    nothing). The page sends no form without an image: its button is off until one is in."""
     try:
         return submit_case(*args, **kwargs)
     except gr.Error as error:
-        form = inspect.signature(submit_case).bind(*args, **kwargs).arguments
-        if not form.get("image") and not form.get("label"):
-            raise
         gr.Warning(error.message)
         duplicate_of = getattr(error.__cause__, "duplicate_of", None)  # a stored case's image again
         return {"refused": error.message, **({"duplicate_of": duplicate_of} if duplicate_of else {})}
