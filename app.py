@@ -114,7 +114,10 @@ except SettingsError as error:  # a MAMMO_* variable it cannot use: said in one 
 # delete them has them deleted by the next start (Gradio deletes only its own run's); by its full path
 # (a relative GRADIO_TEMP_DIR spelt an upload's path two ways, and the page showed no result beside it)
 os.environ["GRADIO_TEMP_DIR"] = str(own_upload_folder(Path(get_upload_folder()).resolve()))
-service = MammoService(SETTINGS, check_submissions_after=SUBMISSIONS_CHECKED_AFTER_S)
+try:
+    service = MammoService(SETTINGS, check_submissions_after=SUBMISSIONS_CHECKED_AFTER_S)
+except MammoError as error:  # no store or model to serve (a new disk while the Hub is down): one line
+    sys.exit(f"error: {error}")
 token_users = TokenUsers(SETTINGS)  # API callers' tokens -> Hub user names (whoami, cached)
 
 

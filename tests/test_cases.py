@@ -884,6 +884,44 @@ def test_hub_outbox_survives_a_process_restart(hub_env) -> None:
     assert len(repo_shards(server)) == 1
 
 
+def test_a_restart_during_an_outage_knows_the_cases_this_disk_read(hub_env) -> None:
+    """Indexed from the outbox alone, a restart while the Hub was down counted one case, stored a
+    duplicate and took back a withdrawn case's image (a Hub probe); reading a stored case's image then
+    went through the client's retry loop (23 s, and a withdrawal's check held every submission)."""
+    server = hub_env
+    with hub_store() as first:
+        kept = first.append(grey(31), "benign")
+        gone = first.append(grey(32), "malignant")
+        first.withdraw(gone["case_id"], "consent withdrawn")
+        assert first.wait_until_delivered(15) and first.pending() == 0  # all of it in the repo alone
+    server.stop()
+    with hub_store() as second:  # the same disk, restarted with the Hub down
+        assert second.counts() == {"normal": 0, "benign": 1, "malignant": 0}
+        with pytest.raises(StoreError, match=kept["case_id"]):
+            second.append(grey(31), "benign")
+        with pytest.raises(StoreError, match=f"{gone['case_id']}.*withdrawn"):
+            second.append(grey(32), "normal")
+        started = time.monotonic()
+        assert second.case_png(gone["case_id"], withdrawn_too=True) == encode_png(grey(32))  # the cache's
+        with pytest.raises(HubUnavailable):  # and what this disk never read: said at once
+            second.outbox.locate("20000101T000000000000Z-none.parquet")
+        assert time.monotonic() - started < 5
+        assert second.append(grey(33), "normal")["status"] == "queued"
+
+
+def test_two_servers_on_one_repo_learn_each_others_cases_at_each_check(hub_env, tmp_path: Path) -> None:
+    """Two replicas each took the other's image again as a new case, and their counts drifted apart,
+    until a restart (a Hub probe): each check of the repo indexes the shards stored there since."""
+    with hub_store() as one, HubCaseStore(LABELS, REPO, settings(), tmp_path / "other-outbox",
+                                          retry_base_s=0.05, retry_cap_s=0.2) as two:
+        stored = one.append(grey(41), "benign")
+        assert one.wait_until_delivered(15)
+        two.fetch_amendments()  # the app's follow loop, every MAMMO_FOLLOW_SECONDS
+        assert two.counts() == {"normal": 0, "benign": 1, "malignant": 0}
+        with pytest.raises(StoreError, match=stored["case_id"]):
+            two.append(grey(41), "benign")
+
+
 def test_closing_delivers_what_waits_when_the_hub_answers(hub_env, caplog: pytest.LogCaptureFixture) -> None:
     """A Space's disk is new after every restart: a store that closes (the app stopping) first
     delivers what its outbox holds, here a case queued while the Hub was down."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -367,6 +369,9 @@ def test_hub_down_then_back_through_the_app_and_a_restart_during_the_outage(hub:
         assert served_version(client, image) == SERVED
         later = hub.submit(client, "benign")
         assert later["status"] == "queued" and "unreachable" in later["warning"]
+        # it knows the cases this disk delivered: it counted the outbox's alone (a Hub probe), and took
+        # their duplicates and a withdrawn case's image back
+        assert later["total_cases"] == 4
         hub.server.restart()  # the next submission is delivered at once, and the queued one behind it
         back = hub.submit(client, "normal")
         assert back["status"] in ("stored", "queued")  # queued if the outbox's own retry holds the upload
@@ -374,6 +379,15 @@ def test_hub_down_then_back_through_the_app_and_a_restart_during_the_outage(hub:
         assert hub.repo_case_ids() == sorted(r["case_id"] for r in (first, queued, after, later, back))
     finally:
         app.stop()
+
+    # a new disk while the Hub is down: no model version to serve, said in one line (five tracebacks)
+    hub.server.stop()
+    shutil.rmtree(hub.home)
+    started = subprocess.run([sys.executable, "app.py"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300, env={**os.environ, **hub.env, "MAMMO_HOME": str(hub.home)})
+    assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr[-2000:]
+    assert started.stderr.strip().splitlines()[-1].startswith("error: Hugging Face Hub unreachable")
+    assert "No model versions are cached locally" in started.stderr
 
 
 def test_a_stopped_app_sends_its_prediction_log_to_the_hub_and_a_new_disk_fetches_the_logs(

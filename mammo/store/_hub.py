@@ -11,21 +11,25 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx2
 from huggingface_hub import HfApi
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
 )
+from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from ..config import Settings
 from ..errors import MammoError
 
 __all__ = [
+    "cached_files",
     "HubError",
     "HubUnavailable",
     "hub_api",
@@ -155,6 +159,15 @@ def branch_head(api: HfApi, repo_id: str, repo_type: str, branch: str = "main") 
         if ref.name == branch:
             return ref.target_commit
     raise HubError(f"The {repo_type} repo {repo_id} has no branch {branch!r}.")
+
+
+def cached_files(repo_id: str, repo_type: str, folder: str) -> dict[str, Path]:
+    """The files under ``folder/`` of ``repo_id`` that this disk's Hugging Face cache holds, from every
+    revision it downloaded (file name -> path): readable while the Hub is down, for files whose name
+    never takes other content (case shards)."""
+    snapshots = Path(hf_constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+    return {path.name: path for path in sorted((snapshots / "snapshots").glob(f"*/{folder}/*"))
+            if path.is_file()}  # a link whose download was cut short is no file
 
 
 def ensure_repo(api: HfApi, repo_id: str, repo_type: str, card_text: str, *, private: bool = False) -> bool:

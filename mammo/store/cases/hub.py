@@ -3,9 +3,10 @@ outbox folder, with :class:`Outbox` delivering each shard to the repo in its own
 
 While the Hub is unreachable a receipt says ``"queued"`` and the outbox retries with backoff; it
 survives restarts and is drained at the next open. At open every shard in the repo is indexed once
-(its small columns; one cached download per shard), so duplicate detection and counts cover the
-cases this machine has seen: two apps writing to one repo at the same instant could each accept
-the same image.
+(its small columns; one cached download per shard; while the Hub is down, the shards this disk's
+cache holds), and the new ones at each check of the repo (``fetch_amendments``, every
+``MAMMO_FOLLOW_SECONDS`` in the app), so duplicate detection and counts cover the cases this machine
+has seen: two apps writing to one repo between two checks could each accept the same image.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
 
 from ...config import Settings
 from .._fs import file_lock, utc_now, write_new_file
-from .._hub import HubError, HubUnavailable, branch_head, check_reachable, ensure_repo, hub_api, hub_errors
+from .._hub import (
+    HubError,
+    HubUnavailable,
+    branch_head,
+    check_reachable,
+    ensure_repo,
+    hub_api,
+    hub_errors,
+)
 from .card import dataset_card
 from .compaction import MERGED_SHARD_ROWS, SMALL_SHARD_ROWS, Merges, ShardSize, groups_to_merge, write_merged
 from .corrections import CORRECTIONS_DIR, correction_names
@@ -77,6 +86,7 @@ class HubCaseStore(CaseStore):
             self._connect()
         except HubUnavailable as exc:
             log.warning("%s; cases are queued in %s until it is back", exc, self.root)
+            self._index_cached_shards()
         delivery.start()
 
     @property
@@ -240,8 +250,9 @@ class HubCaseStore(CaseStore):
 
     def fetch_amendments(self) -> None:
         """Fetch and apply the label corrections and withdrawals in the repo that this disk lacks (made
-        by another server or the command line elsewhere): one listing of ``corrections/``. Before the
-        first connect, nothing: the connect fetches them. HubError when the Hub does not answer, at
+        by another server or the command line elsewhere), and index the shards of cases stored there
+        since: a listing of ``corrections/`` and one of ``data/``, and a download of each new shard.
+        Before the first connect, nothing: the connect fetches them. HubError when the Hub does not answer, at
         once: a probe without the client's retry loop comes first, so an outage never holds the upload
         lock (a submission behind it would wait) through the listing's retries."""
         assert self.outbox is not None
@@ -250,6 +261,26 @@ class HubCaseStore(CaseStore):
         branch_head(self.api, self.repo_id, "dataset")  # fast failure when the Hub is down
         with self.outbox.upload_lock:
             self._sync_corrections()
+        # and the cases another server stored (two replicas each took the other's image again, and
+        # their counts drifted apart, until a restart: a Hub probe)
+        self._index_repo_shards()
+
+    def _index_cached_shards(self) -> None:
+        """While the Hub cannot be asked at the start: index the repo's shards that this disk holds
+        (delivered or downloaded before a restart; a case is counted once, however many shards hold it), so
+        that the cases known here are counted and their duplicates, and the pixels of withdrawn ones,
+        are refused. Indexed from the outbox alone, a restart during an outage took back a withdrawn
+        case's image and stored duplicates (a Hub probe). The connect indexes the rest."""
+        assert self.outbox is not None
+        self._open_index()
+        cached = {name: path for name, path in self.outbox.kept_shards().items() if name.endswith(".parquet")}
+        with self._lock:
+            for name, path in cached.items():
+                if name not in self._index:
+                    self._index_shard(path, name)
+        if cached:
+            log.info("indexed %d case shards of %s kept on this disk until the Hub answers", len(cached),
+                     self.repo_id)
 
     def _index_repo_shards(self) -> None:
         """Index the repo's shards this machine has not seen (one cached download each)."""

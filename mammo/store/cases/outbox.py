@@ -24,7 +24,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
 from .._fs import fsync_dir, write_new_file
-from .._hub import HubUnavailable, branch_head, check_reachable, hub_errors
+from .._hub import HubUnavailable, branch_head, cached_files, check_reachable, hub_errors
 from .corrections import CORRECTIONS_DIR
 from .schema import DATA_DIR
 
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # store/audit.py, predictions.py, cases/corrections.py
 _EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard", CORRECTIONS_DIR: "label correction"}
+# Case shards delivered, kept beside the outbox: a restart while the Hub is down indexes them (indexed
+# from the outbox alone, it took back a withdrawn case's image and stored duplicates: a Hub probe)
+DELIVERED_DIR = ".delivered"
 # How long a submission waits for an upload already in progress (the delivery thread's, or another
 # submission's) before its shard is left to the background: huggingface_hub retries an upload on
 # connection errors for ~23 s, and a clinician should not wait behind that.
@@ -73,6 +76,13 @@ class Outbox:
         """Start delivering in the background."""
         self._worker.start()
 
+    def kept_shards(self) -> dict[str, Path]:
+        """Case shards this disk holds that were delivered to the repo (file name -> path): its own
+        (kept in ``.delivered/``) and those its Hugging Face cache downloaded, from any revision (a
+        shard's name never takes other content). Readable while the Hub is down."""
+        delivered = {path.name: path for path in sorted((self.root / DELIVERED_DIR).glob("*.parquet"))}
+        return {**cached_files(self.repo_id, "dataset", DATA_DIR), **delivered}
+
     def queued_shards(self) -> list[str]:
         """Case shards not yet on the Hub (file names, oldest first)."""
         return sorted(p.name for p in (self.root / DATA_DIR).glob("*.parquet"))
@@ -108,11 +118,17 @@ class Outbox:
         return "stored", None
 
     def locate(self, name: str) -> Path | str:
-        """A readable path of the case shard ``name``: still here, or from the Hub (cached);
-        FileNotFoundError when the Hub no longer has it (merged into another)."""
+        """A readable path of the case shard ``name``: still here, kept here (:meth:`kept_shards`), or
+        from the Hub; FileNotFoundError when the Hub no
+        longer has it (merged into another). With the Hub down, HubUnavailable at once: through the
+        client's retry loop each read took 23 s, and a withdrawal's check held every submission that
+        long (a Hub probe)."""
         queued = self.root / DATA_DIR / name
         if queued.exists():
             return queued
+        if kept := self.kept_shards().get(name):
+            return kept
+        branch_head(self.api, self.repo_id, "dataset")  # fast failure when the Hub is down
         with hub_errors(self.api.endpoint, f"reading case shard {name}"):
             try:
                 return self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
@@ -140,7 +156,11 @@ class Outbox:
                     self.api.upload_file(path_or_fileobj=str(path), path_in_repo=in_repo,
                                          repo_id=self.repo_id, repo_type="dataset",
                                          commit_message=f"Add {what} {name}")
-            path.unlink(missing_ok=True)
+            if in_repo.startswith(f"{DATA_DIR}/"):  # kept: what a restart during an outage knows
+                (self.root / DELIVERED_DIR).mkdir(exist_ok=True)
+                path.replace(self.root / DELIVERED_DIR / name)
+            else:
+                path.unlink(missing_ok=True)
             fsync_dir(path.parent)
             self._retried.discard(name)
 
