@@ -814,6 +814,21 @@ def test_hub_down_serves_cached_versions_and_refuses_to_publish(
         open_registry(fresh, seed=seed_dir)
 
 
+def test_hub_down_a_version_whose_config_alone_is_cached_is_said_unreachable(
+    hub_env, seed_dir: Path, tmp_path: Path
+) -> None:
+    """The Models tab reads a version's config alone; with the Hub down, loading that version gave
+    the cached snapshot as it was, and a rollback said it "has no model.safetensors" (a Hub probe)."""
+    registry = open_registry(settings(), seed=seed_dir)
+    registry.publish(make_model(tmp_path / "c", seed=2))
+    assert registry.config("v1")["architecture"]  # read, as the Models tab reads it
+    hub_env.stop()
+    with pytest.raises(RegistryError, match=r"unreachable.*downloading v1"):
+        registry.load("v1")
+    hub_env.restart()
+    assert weights(registry.load("v1")) == weights(seed_dir)  # whole once the Hub answers
+
+
 def test_hub_untagged_version_commit_is_tagged_at_open(hub_env, seed_dir: Path, tmp_path: Path) -> None:
     from huggingface_hub import HfApi
 

@@ -209,6 +209,13 @@ class HubModelRegistry(ModelRegistry):
             except RevisionNotFoundError as error:
                 raise RegistryError(f"No version {echoed(version)} in the model repo "
                                     f"{self.location}.") from error
+        # with the Hub down, the download gives the cached snapshot as it is: a version whose config
+        # alone was read (for the Models tab) was "published" as a folder with "no model.safetensors"
+        missing = [name for name in MODEL_FILES if not (Path(folder) / name).is_file()]
+        if missing:
+            with self._errors(f"downloading {version}"):
+                check_reachable(self.api)  # a Hub that is down is said as such
+            raise RegistryError(f"{version} in the model repo {self.location} lacks {', '.join(missing)}.")
         return Path(folder)
 
     def _version_config(self, version: str) -> dict:
