@@ -272,6 +272,7 @@ def test_verdict_text_in_plain_words() -> None:
     text = views.verdict_text(summary)
     assert text.startswith("**Not promoted: v2 stays served.**")
     assert "0.60 for the candidate, 0.71 for v2" in text
+    assert "the candidate scored lower than the served version, by more than the gate allows" in text
     assert "_" not in text  # no metric keys, no ids
     promoted = views.verdict_text({**summary, "promoted": True, "version": "v3"})
     assert promoted.startswith("**Promoted: v3 is now served.**")

@@ -293,8 +293,10 @@ def verdict_text(summary: Mapping[str, Any], served: str | None = None) -> str:
         return (f"{_headline(summary, served)} The gate compares sensitivity, and the candidate's flag "
                 f"flags more of the films that are not malignant{flagged} than the served line's flag did: "
                 f"served, it would raise more false alarms ({scores}).{noise}{kept}")
-    return (f"{_headline(summary, served)} The candidate did worse than the "
-            f"served version ({scores}).{noise}{kept}")
+    # "did worse" above "these films cannot tell the two apart" read as a contradiction (a walk): the gate
+    # compares the scores on these films, with its tolerance, whatever their noise
+    return (f"{_headline(summary, served)} On these held-out films the candidate scored lower than the "
+            f"served version, by more than the gate allows ({scores}).{noise}{kept}")
 
 
 def _recorded_elsewhere(summary: Mapping[str, Any]) -> str:
