@@ -72,6 +72,10 @@ PAGE_CSS = ("#real-films .grid-wrap { min-height: 0; height: auto; }\n"
             f"#retrain-status {{ min-width: min({PLOT_MIN_WIDTH}px, 100%) !important; }}\n"
             # on a phone a wide table is squeezed to letters per line ("pul", "1 D e c"): it scrolls instead
             "@media (max-width: 640px) { .wide-table .table-container { overflow-x: auto !important; }\n"
+            # every tab's name in one row at 390 px (and 360): at Gradio's 16 px padding three of the five
+            # hid behind an unlabelled "•••" (a walk); the hidden row Gradio measures them in included
+            "  .tab-wrapper .tab-container > button { padding-left: 5px !important;\n"
+            "    padding-right: 5px !important; font-size: 13px !important; }\n"
             # and says so: a walk found columns off the screen's edge with nothing to tell they were there
             "  .wide-table .header-row .label p::after { content: ' (scroll sideways for more columns)';\n"
             "    font-style: italic; }\n"
