@@ -308,7 +308,10 @@ def test_models_tab_shows_the_card_without_its_yaml_header(page) -> None:
 
     page.get_by_role("tab", name="Models").click()
     # folded under the versions, the audit log and the files (drawn in full, the tab was 8,600 px long)
-    page.get_by_role("button", name=re.compile("^The chosen version's model card")).click()
+    folded = page.get_by_role("button", name=re.compile("^The chosen version's model card"))
+    expect(folded).to_have_attribute("aria-expanded", "false")  # said to a screen reader (Gradio says not)
+    folded.click()
+    expect(folded).to_have_attribute("aria-expanded", "true")
     page.get_by_text("Intended use").first.wait_for(timeout=30_000)
     # the versions table lists every version (its cells are grid cells; the card's tables are not)
     expect(page.get_by_role("gridcell", name="v1", exact=True).first).to_be_visible(timeout=30_000)

@@ -132,7 +132,8 @@ def hide_js(count: int) -> str:
 # run once when the page loads: what a person clicked to ask for a prediction is kept (the verdict
 # takes the keyboard's place from it, see SCROLL_TO_RESULT_JS); the gallery's films are named by their
 # captions to a screen reader (Gradio names each "Thumbnail 1 of 8", over the caption: an
-# accessibility walk), again whenever Gradio draws them anew
+# accessibility walk), again whenever Gradio draws them anew; and each accordion's header says whether
+# it is open (aria-expanded)
 PAGE_JS = """() => {
   document.addEventListener('click', (event) => {  // a person's click (or Enter) asking for a prediction
     const on = event.isTrusted && event.target instanceof Element ? event.target : null;
@@ -140,12 +141,19 @@ PAGE_JS = """() => {
     if (asked) window.mammoAsked = asked;
   }, true);
   const films = () => document.querySelectorAll('#real-films button.thumbnail-item');
-  const name = () => films().forEach((film, i, all) => {
-    const caption = film.querySelector('.caption-label');
-    const said = caption && `${caption.textContent.trim()} (film ${i + 1} of ${all.length})`;
-    if (said && film.getAttribute('aria-label') !== said) film.setAttribute('aria-label', said);
-  });
+  const name = () => {
+    films().forEach((film, i, all) => {
+      const caption = film.querySelector('.caption-label');
+      const said = caption && `${caption.textContent.trim()} (film ${i + 1} of ${all.length})`;
+      if (said && film.getAttribute('aria-label') !== said) film.setAttribute('aria-label', said);
+    });
+    // an accordion's header says whether it is open (Gradio's says nothing to a screen reader)
+    document.querySelectorAll('.gr-accordion > button.label-wrap').forEach((header) => {
+      const open = String(header.classList.contains('open'));
+      if (header.getAttribute('aria-expanded') !== open) header.setAttribute('aria-expanded', open);
+    });
+  };
   new MutationObserver(name).observe(document.body, {childList: true, subtree: true, attributes: true,
-                                                     attributeFilter: ['aria-label']});
+                                                     attributeFilter: ['aria-label', 'class']});
   name();
 }"""
