@@ -496,11 +496,13 @@ class MammoService:
                     hub_down = False
                 except HubError as error:
                     if not hub_down:
-                        log.warning("the case repo's label corrections and withdrawals were not fetched "
-                                    "(tried again every %g s): %s", seconds, error)
+                        log.warning("the case repo was not checked for other servers' cases, label "
+                                    "corrections and withdrawals (tried again every %g s): %s", seconds,
+                                    error)
                     hub_down = True
                 except Exception:
-                    log.exception("fetching the case repo's label corrections and withdrawals failed")
+                    log.exception("checking the case repo for other servers' cases, label corrections and "
+                                  "withdrawals failed")
 
         threading.Thread(target=poll, name="follow-registry", daemon=True).start()
 

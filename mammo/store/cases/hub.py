@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from .._hub import (
     HubError,
     HubUnavailable,
     branch_head,
+    cached_files,
     check_reachable,
     ensure_repo,
     hub_api,
@@ -221,7 +222,14 @@ class HubCaseStore(CaseStore):
         check_reachable(self.api)
         ensure_repo(self.api, self.repo_id, "dataset", dataset_card(self.labels), private=self.private)
         self._open_index()  # the queued shards here first
-        self._index_repo_shards()
+        in_repo = self._repo_shards()
+        assert self.outbox is not None
+        self.outbox.forget_delivered(in_repo)  # merged or rewritten away: known no more
+        with self._lock:  # this outbox's own, from the columns it kept: not downloaded again
+            for name, path in self.outbox.delivered_shards().items():
+                if name not in self._index:
+                    self._index_shard(path, name)
+        self._index_repo_shards(in_repo)
         self._sync_corrections()  # a failure leaves it unconnected: tried again at the next delivery
         self._connected = True
 
@@ -266,33 +274,41 @@ class HubCaseStore(CaseStore):
         self._index_repo_shards()
 
     def _index_cached_shards(self) -> None:
-        """While the Hub cannot be asked at the start: index the repo's shards that this disk holds
-        (delivered or downloaded before a restart; a case is counted once, however many shards hold it), so
+        """While the Hub cannot be asked at the start: index the repo's shards that this disk knows
+        (the index columns of those its outbox delivered, and those its Hugging Face cache downloaded,
+        from any revision; a case is counted once, however many shards hold it), so
         that the cases known here are counted and their duplicates, and the pixels of withdrawn ones,
         are refused. Indexed from the outbox alone, a restart during an outage took back a withdrawn
         case's image and stored duplicates (a Hub probe). The connect indexes the rest."""
         assert self.outbox is not None
         self._open_index()
-        cached = {name: path for name, path in self.outbox.kept_shards().items() if name.endswith(".parquet")}
+        kept = {**cached_files(self.repo_id, "dataset", DATA_DIR), **self.outbox.delivered_shards()}
+        indexed = 0
         with self._lock:
-            for name, path in cached.items():
-                if name not in self._index:
+            for name, path in kept.items():
+                if name.endswith(".parquet") and name not in self._index:
                     self._index_shard(path, name)
-        if cached:
-            log.info("indexed %d case shards of %s kept on this disk until the Hub answers", len(cached),
+                    indexed += 1
+        if indexed:
+            log.info("indexed %d case shards of %s kept on this disk until the Hub answers", indexed,
                      self.repo_id)
 
-    def _index_repo_shards(self) -> None:
-        """Index the repo's shards this machine has not seen (one cached download each)."""
-        shards = self._repo_shards()
+    def _index_repo_shards(self, shards: Iterable[str] | None = None) -> None:
+        """Index the repo's shards (listed now, or ``shards``) this machine has not seen (one cached
+        download each); one merged away since it was listed is passed over (its merged shard is listed
+        at the next check)."""
         with hub_errors(self.api.endpoint, f"indexing the shards of {self.repo_id}"):
-            for name in shards:
+            for name in self._repo_shards() if shards is None else shards:
                 with self._lock:
                     known = name in self._index
-                if not known:
+                if known:
+                    continue
+                try:
                     local = self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
-                    with self._lock:
-                        self._index_shard(local, name)
+                except RemoteEntryNotFoundError:
+                    continue
+                with self._lock:
+                    self._index_shard(local, name)
 
     def _index_gone_shard(self, name: str) -> bool:
         """A shard another process (sharing this outbox) journalled and has since delivered: indexed
@@ -301,6 +317,10 @@ class HubCaseStore(CaseStore):
         it either (merged away there: the merged shard is indexed from the repo). Called holding the
         store's locks: a Hub that is down is found out by one request without retries; a shard is a
         single download, and only when two processes share an outbox."""
+        assert self.outbox is not None
+        if kept := self.outbox.delivered_shards().get(name):  # its index columns, kept at delivery
+            self._index_shard(kept, name)
+            return True
         try:
             branch_head(self.api, self.repo_id, "dataset")  # a Hub that is down answers at once (no retries)
             with hub_errors(self.api.endpoint, f"fetching the case shard {name} of {self.repo_id}"):

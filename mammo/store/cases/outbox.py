@@ -3,7 +3,8 @@
 A file waits in a local folder laid out like the repo (``data/<shard>.parquet`` for cases,
 ``audit/<event>.json``, ``logs/<shard>.jsonl`` and ``corrections/<correction>.json`` for the audit
 log, the prediction log and label corrections) until the Hub has confirmed it, and only then leaves
-the folder, so it survives restarts and Hub outages.
+the folder, so it survives restarts and Hub outages. Of a delivered case shard the small columns the
+index reads are kept (``.delivered/``, no image): a restart while the Hub is down still knows its cases.
 Uploads use ``HfApi.upload_file`` (never ``push_to_hub``, which rewrites the split); a file that
 may have reached the Hub before an error is looked for before it is sent again, so nothing is
 lost and nothing is stored twice. A background thread drains the folder, backing off while the
@@ -14,19 +15,22 @@ after every restart, so a file left here at a stop is lost there.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
 from .._fs import fsync_dir, write_new_file
 from .._hub import HubUnavailable, branch_head, cached_files, check_reachable, hub_errors
 from .corrections import CORRECTIONS_DIR
-from .schema import DATA_DIR
+from .index import INDEX_COLUMNS
+from .schema import DATA_DIR, METADATA_FIELDS
 
 __all__ = ["Outbox"]
 
@@ -34,8 +38,9 @@ log = logging.getLogger(__name__)
 
 # store/audit.py, predictions.py, cases/corrections.py
 _EXTRA_DIRS = {"audit": "audit event", "logs": "prediction-log shard", CORRECTIONS_DIR: "label correction"}
-# Case shards delivered, kept beside the outbox: a restart while the Hub is down indexes them (indexed
-# from the outbox alone, it took back a withdrawn case's image and stored duplicates: a Hub probe)
+# The index columns of the case shards delivered (no image), kept beside the outbox: a restart while the
+# Hub is down indexes them (from the outbox alone, it took back a withdrawn case's image and stored
+# duplicates: a Hub probe)
 DELIVERED_DIR = ".delivered"
 # How long a submission waits for an upload already in progress (the delivery thread's, or another
 # submission's) before its shard is left to the background: huggingface_hub retries an upload on
@@ -76,12 +81,19 @@ class Outbox:
         """Start delivering in the background."""
         self._worker.start()
 
-    def kept_shards(self) -> dict[str, Path]:
-        """Case shards this disk holds that were delivered to the repo (file name -> path): its own
-        (kept in ``.delivered/``) and those its Hugging Face cache downloaded, from any revision (a
-        shard's name never takes other content). Readable while the Hub is down."""
-        delivered = {path.name: path for path in sorted((self.root / DELIVERED_DIR).glob("*.parquet"))}
-        return {**cached_files(self.repo_id, "dataset", DATA_DIR), **delivered}
+    def delivered_shards(self) -> dict[str, Path]:
+        """The index columns of the case shards this outbox delivered (file name -> path): what a
+        restart while the Hub is down knows of the cases it sent (no image)."""
+        return {path.name: path for path in sorted((self.root / DELIVERED_DIR).glob("*.parquet"))}
+
+    def forget_delivered(self, in_repo: Iterable[str]) -> None:
+        """Drop the kept index columns of delivered shards the repo no longer holds (merged into
+        another, or rewritten to erase a case): read while the Hub is down, they would count its cases
+        again and know an erased image's pixels."""
+        held = set(in_repo)
+        for name, path in self.delivered_shards().items():
+            if name not in held:
+                path.unlink(missing_ok=True)
 
     def queued_shards(self) -> list[str]:
         """Case shards not yet on the Hub (file names, oldest first)."""
@@ -118,17 +130,20 @@ class Outbox:
         return "stored", None
 
     def locate(self, name: str) -> Path | str:
-        """A readable path of the case shard ``name``: still here, kept here (:meth:`kept_shards`), or
-        from the Hub; FileNotFoundError when the Hub no
-        longer has it (merged into another). With the Hub down, HubUnavailable at once: through the
-        client's retry loop each read took 23 s, and a withdrawal's check held every submission that
-        long (a Hub probe)."""
+        """A readable path of the case shard ``name``: still here, or from the Hub (cached);
+        FileNotFoundError when the Hub no longer has it (merged into another). With the Hub down, this
+        disk's cached copy from any revision (a shard's name never takes other content), else
+        HubUnavailable at once: through the client's retry loop each read took 23 s, and a
+        withdrawal's check held every submission that long (a Hub probe)."""
         queued = self.root / DATA_DIR / name
         if queued.exists():
             return queued
-        if kept := self.kept_shards().get(name):
-            return kept
-        branch_head(self.api, self.repo_id, "dataset")  # fast failure when the Hub is down
+        try:
+            branch_head(self.api, self.repo_id, "dataset")  # fast failure when the Hub is down
+        except HubUnavailable:
+            if cached := cached_files(self.repo_id, "dataset", DATA_DIR).get(name):
+                return cached
+            raise
         with hub_errors(self.api.endpoint, f"reading case shard {name}"):
             try:
                 return self.api.hf_hub_download(self.repo_id, f"{DATA_DIR}/{name}", repo_type="dataset")
@@ -137,7 +152,8 @@ class Outbox:
         raise FileNotFoundError(f"case shard {name} is no longer in {self.repo_id}")
 
     def deliver(self, in_repo: str, *, wait_s: float | None = None) -> None:
-        """Upload one waiting file in its own commit, then drop it from the outbox. A file no longer
+        """Upload one waiting file in its own commit, then drop it from the outbox (of a case shard,
+        its index columns are kept: :meth:`delivered_shards`). A file no longer
         here was delivered already (files leave only then). ``wait_s``: the longest wait for an upload
         in progress (None: as long as it takes); past it, HubUnavailable and the file stays queued."""
         path = self.root / in_repo
@@ -156,13 +172,24 @@ class Outbox:
                     self.api.upload_file(path_or_fileobj=str(path), path_in_repo=in_repo,
                                          repo_id=self.repo_id, repo_type="dataset",
                                          commit_message=f"Add {what} {name}")
-            if in_repo.startswith(f"{DATA_DIR}/"):  # kept: what a restart during an outage knows
-                (self.root / DELIVERED_DIR).mkdir(exist_ok=True)
-                path.replace(self.root / DELIVERED_DIR / name)
-            else:
-                path.unlink(missing_ok=True)
+            if in_repo.startswith(f"{DATA_DIR}/"):
+                self._keep_index_columns(path)
+            path.unlink(missing_ok=True)  # (another process sharing this outbox may have sent it)
             fsync_dir(path.parent)
             self._retried.discard(name)
+
+    def _keep_index_columns(self, shard: Path) -> None:
+        """Keep the columns the index reads of a case shard about to leave (its metadata, no image);
+        not when another process sharing this outbox has sent it already."""
+        try:
+            table = pq.read_table(shard, columns=[*INDEX_COLUMNS, *METADATA_FIELDS])
+        except FileNotFoundError:
+            return
+        kept = self.root / DELIVERED_DIR
+        kept.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=kept, suffix=".tmp", delete=False) as handle:
+            pq.write_table(table, handle)
+        Path(handle.name).replace(kept / shard.name)
 
     @contextmanager
     def _upload_lock_held(self, wait_s: float | None) -> Iterator[None]:
