@@ -244,7 +244,11 @@ def test_html_notes_are_stored_verbatim_as_plain_text(store: CaseStore) -> None:
                                    "MR BEST SEEN ON SUBTRACTION", "HISTORY OF MS MAY EXPLAIN",
                                    "Mark Clip placed",
                                    # surnames before a comma, and a caret, in words that are no names
-                                   "SMALL, MARK CLIP PLACED", "LONG, MAY BE CONSIDERED", "count 10^3"])
+                                   "SMALL, MARK CLIP PLACED", "LONG, MAY BE CONSIDERED", "count 10^3",
+                                   # (a review: a given name that is a report's word after a comma)
+                                   "Size: Small, Max 5 mm", "SIZE: SMALL, MAX 5 MM",
+                                   "Margin: Clear, Frank invasion absent", "Small, Mark clip placed",
+                                   "Brown, Amber fluid aspirated", "ratio mass^size"])
 def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
     assert validate_metadata({"notes": notes})["notes"] == notes
 
@@ -332,6 +336,10 @@ def test_clinical_notes_are_not_taken_for_identifiers(notes: str) -> None:
         ("normal", {"notes": "Smith, Jane; screening"}, r"\(a person's name\)"),
         ("normal", {"notes": "KOWALSKA, ANNA"}, r"\(a person's name\)"),
         ("normal", {"notes": "from DOE^JANE study"}, r"\(a person's name\)"),
+        # (a review: before another word, and after another comma)
+        ("normal", {"notes": "Smith, Jane CC view"}, r"\(a person's name\)"),
+        ("normal", {"notes": "SMITH, JANE LCC"}, r"\(a person's name\)"),
+        ("normal", {"notes": "Seen today, Smith, Jane"}, r"\(a person's name\)"),
         ("normal", ["view", "CC"], "mapping"),
     ],
 )

@@ -21,11 +21,19 @@ _LETTERS = r"[^\W\d_](?:[^\W\d_]|['’-])*"  # a word of letters (any script), a
 _GAP = r"[^\S\r\n]+"  # spaces on one line
 # every pair of neighbouring words, overlapping ("Dear Jane Smith": "Dear Jane" and "Jane Smith")
 _PAIRS = re.compile(rf"\b({_LETTERS})(?={_GAP}({_LETTERS}))")
-# a record's surname first: "Smith, Jane", "SMITH, JANE"; not before another word in capitals ("LONG, MAY
-# BE CONSIDERED")
-_SURNAME_FIRST = re.compile(rf"\b({_LETTERS}),{_GAP}({_LETTERS})\b(?!{_GAP}[^\W\d_a-z]{{2,}})")
-# a DICOM person name, family^given^middle ("Doe^Jane", "DOE^JANE^A")
-_DICOM_NAME = re.compile(rf"{_LETTERS}\^{_LETTERS}")
+# a record's surname first: "Smith, Jane", "SMITH, JANE LCC" (pairs overlap: "Seen today, Smith, Jane")
+_SURNAME_FIRST = re.compile(rf"\b({_LETTERS}),{_GAP}(?=({_LETTERS})\b)")
+# given names that are words of a report after a comma ("Size: Small, Max 5 mm", "Margin: Clear, Frank
+# invasion", "Brown, Amber fluid", "LONG, MAY BE CONSIDERED": reviews): no name there
+_WORDS_AFTER_A_COMMA = frozenset({"max", "frank", "mark", "amber", "will", "may", "rose", "grace", "hope",
+                                  "faith", "joy", "dawn", "ruby", "pearl", "summer", "april", "june",
+                                  "august", "sterling", "clay", "lane", "bill", "pat", "art", "chase",
+                                  "miles", "dale", "guy", "ray", "rich", "sandy", "wade", "crystal",
+                                  "holly", "ivy", "olive", "violet", "hazel", "ginger", "coral", "jade",
+                                  "sage", "drew", "norm", "early", "long", "short", "major", "minor"})
+# a DICOM person name, family^given^middle, each part capitalised ("Doe^Jane", "DOE^JANE^A"; not
+# "mass^size")
+_DICOM_NAME = re.compile(r"\b[^\W\d_a-z](?:[^\W\d_]|['’-])*\^[^\W\d_a-z]")
 _AFTER_PATIENT = re.compile(rf"\b(?:patient|pt|client)\b\.?\s*(?:name\s*)?[:=-]?[^\S\r\n]*({_LETTERS})"
                             rf"{_GAP}({_LETTERS})", re.IGNORECASE)
 # a title in capitals and one or two words in capitals that end the phrase ("MS SMITH", "MR JOHN
@@ -64,14 +72,15 @@ def _same_case(a: str, b: str) -> bool:
 def holds_a_name(text: str) -> bool:
     """Whether ``text`` seems to name a person: a given name then a surname, both capitalised ("Jane
     Smith", "Dear Jane Smith"); a given name and a capitalised word after a patient's label ("Pt: Jane
-    Okafor"); a surname, a comma and a given name ("Smith, Jane", "SMITH, JANE"); a DICOM name
+    Okafor"); a surname, a comma and a given name that is no report's word ("Smith, Jane", "SMITH,
+    JANE"; not "Size: Small, Max 5 mm"); a DICOM name
     ("Doe^Jane"); or names in capitals ending a phrase after a title in capitals ("MS SMITH", where "MS
     LESION" and "MR MAY BE CONSIDERED" are no names)."""
     if _DICOM_NAME.search(text):
         return True
     given, surnames = _names()
     if any(_same_case(a, b) and a.lower() in surnames and b.lower() in given
-           for a, b in _SURNAME_FIRST.findall(text)):
+           and b.lower() not in _WORDS_AFTER_A_COMMA for a, b in _SURNAME_FIRST.findall(text)):
         return True
     if any(_capitalised(a) and _capitalised(b) and a.lower() in given and b.lower() in surnames
            for a, b in _PAIRS.findall(text)):
