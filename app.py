@@ -55,7 +55,6 @@ from mammo.ui.browser_steps import (
     DESELECT_JS,
     HINT_OF_THE_FILE_JS,
     OFFER_OF_THE_FILE_JS,
-    ON_WITH_A_VALUE_JS,
     OPACITY_RANGE,
     PAGE_JS,
     PREVIEW_OF_THE_FILE_JS,
@@ -63,6 +62,7 @@ from mammo.ui.browser_steps import (
     SAME_FILE_JS,
     SCROLL_TO_RESULT_JS,
     hide_js,
+    on_with_a_file_js,
     submitted_js,
     visibility_js,
 )
@@ -455,18 +455,33 @@ if list(inspect.signature(submit_case).parameters)[2:-2] != list(METADATA_FIELDS
 HEADER_FIELDS = ("laterality", "view")  # what a DICOM's header states of a film (imaging.dicom_view)
 
 
-def from_the_header(image: str | None, *given: str | None):
-    """A DICOM's breast side and view, as its header states them, filled into the Submit form's empty
-    fields (its tags are not stored: a walk stored a film marked LCC as R), the metadata opened to show
-    them; the fields as they are otherwise."""
+def from_the_header(image: str | None, filled: dict | None, *given: str | None):
+    """A DICOM's breast side and view, as its header states them, in the Submit form (its tags are not
+    stored: a walk stored a film marked LCC as R): filled into a field left empty or holding what the
+    last file's header filled in (a second DICOM kept the first's side: a review), the metadata opened
+    to show them; a value the clinician chose stays, with a warning where the header says otherwise.
+    Returns the fields, the metadata's accordion and what the header filled in now (``filled``)."""
     header = dicom_view(image) if image else {}
-    filled = {name: header[name] for name, value in zip(HEADER_FIELDS, given, strict=True)
-              if name in header and not value}
-    if filled:
-        said = " and ".join(f"{METADATA_FIELDS[name].short_label} {value}" for name, value in filled.items())
-        gr.Info(f"{said} filled in from the DICOM file's header: check before submitting.")
-    return (*(filled.get(name, gr.skip()) for name in HEADER_FIELDS),
-            gr.Accordion(open=True) if filled else gr.skip())
+    filled = filled or {}
+    now, updates, differ = {}, [], []
+    for name, value in zip(HEADER_FIELDS, given, strict=True):
+        stated = header.get(name)
+        if not value or value == filled.get(name):  # empty, or the last header's: the header decides
+            updates.append(stated if stated != value else gr.skip())
+            if stated:
+                now[name] = stated
+        else:
+            updates.append(gr.skip())
+            if stated and stated != value:
+                differ.append(f"{METADATA_FIELDS[name].short_label} {stated} (the form says {value})")
+    shown = [f"{METADATA_FIELDS[name].short_label} {value}" for name, value in now.items()
+             if value != filled.get(name)]
+    if shown:
+        gr.Info(f"{' and '.join(shown)} filled in from the DICOM file's header: check before submitting.")
+    if differ:
+        gr.Warning(f"The DICOM file's header says {' and '.join(differ)}: check which is right.")
+    opened = gr.Accordion(open=True) if shown or differ else gr.skip()
+    return (*updates, opened, now)
 
 
 def submit_case_shown(*args, **kwargs) -> dict:
@@ -1339,11 +1354,12 @@ def build() -> gr.Blocks:
         image.change(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
         side_and_view = [metadata[list(METADATA_FIELDS).index(name)] for name in HEADER_FIELDS]
-        case_image.change(from_the_header, [case_image, *side_and_view], [*side_and_view, metadata_box],
-                          **private)
+        header_filled = gr.State({})  # what the last file's header filled in (from_the_header)
+        case_image.change(from_the_header, [case_image, header_filled, *side_and_view],
+                          [*side_and_view, metadata_box, header_filled], **private)
         # Submit case is on only with an image in the form: a click on the form emptied after a stored case
         # (a second click) was refused, and Gradio's red "Error" took the stored case's JSON receipt's place
-        case_image.change(None, case_image, submit_button, js=ON_WITH_A_VALUE_JS, **private)
+        case_image.change(None, case_image, submit_button, js=on_with_a_file_js(submit_button), **private)
         # not an earlier file's offer: put back in the browser at once (through the queue, the step could
         # come after an Offer clicked just after the upload, and wipe its answer)
         image.change(None, None, offer_note, js=f"() => {json.dumps(OFFER_EXPLAINED)}", **private)

