@@ -926,6 +926,21 @@ def test_a_restart_during_an_outage_knows_the_cases_this_disk_read(hub_env) -> N
         assert time.monotonic() - started < 5
 
 
+def test_a_repo_with_audit_events_and_no_case_loads_no_case(hub_env) -> None:
+    """With no case shard, load_dataset read the audit events' JSON as the cases: one event loaded as
+    one "case", and events of two shapes failed a first retrain (DatasetGenerationError; a Hub probe)."""
+    events = [{"at": "2026-12-05T10:00:00Z", "action": "rollback",
+               "details": {"version": "v2", "replaced": "v1"}},
+              {"at": "2026-12-05T10:01:00Z", "action": "retrain started", "details": {"served": "v2"}}]
+    with hub_store() as store:
+        for i, event in enumerate(events):
+            store.outbox.queue_file("audit", f"2026120510000{i}000000Z-{i}.json", json.dumps(event).encode())
+        assert store.wait_until_delivered(15)
+        assert store.load().num_rows == 0
+        store.append(grey(51), "benign")
+        assert store.load()["label"] == [LABELS.index("benign")]
+
+
 def test_a_shard_the_other_process_sent_first_is_no_failure(hub_env, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two processes on one outbox: the other's worker sends and drops the shard while this one uploads
     it. The receipt said "queued" with a server path (a review): the case is on the Hub, stored."""

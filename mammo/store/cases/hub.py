@@ -19,7 +19,6 @@ from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
-from datasets.data_files import EmptyDatasetError
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, RepoFile
 from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
 
@@ -108,12 +107,13 @@ class HubCaseStore(CaseStore):
             revision = branch_head(self.api, self.repo_id, "dataset")
             queued = [pq.read_table(self._data_dir / name) for name in self.outbox.queued_shards()]
         parts = [datasets.Dataset.from_dict(table.to_pydict(), features=self.features) for table in queued]
-        with hub_errors(self.api.endpoint, f"loading the dataset {self.repo_id}"):
-            try:
+        # the case shards alone: with none, load_dataset read the audit events' JSON as the cases (a
+        # first retrain failed on their schemas, and one event loaded as one "case": a Hub probe)
+        if self._repo_shards(revision):
+            with hub_errors(self.api.endpoint, f"loading the dataset {self.repo_id}"):
                 parts.insert(0, load_cases(self.repo_id, self._cache_dir, revision=revision,
-                                           token=self.api.token))
-            except EmptyDatasetError:  # no shard on the Hub yet
-                pass
+                                           token=self.api.token,
+                                           data_files={"train": f"{DATA_DIR}/*.parquet"}))
         if not parts:
             return self._empty()
         return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
