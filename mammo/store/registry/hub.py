@@ -21,13 +21,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, snapshot_download
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RevisionNotFoundError,
+)
 from huggingface_hub.file_download import repo_folder_name
 
 from ...model_card import render_model_card
 from ...values import echoed
 from .._fs import utc_now
-from .._hub import HubError, HubUnavailable, check_reachable, ensure_repo, hub_errors
+from .._hub import HubError, HubUnavailable, branch_head, check_reachable, ensure_repo, hub_errors
 from .base import MODEL_FILES, RENUMBER_ATTEMPTS, ModelRegistry, RegistryError, _version_files, version_number
 
 __all__ = ["HubModelRegistry"]
@@ -153,15 +158,16 @@ class HubModelRegistry(ModelRegistry):
                 return None
 
     def _healed_refs(self) -> tuple[str, dict[str, str]]:
-        """Like ``_refs``, after tagging an untagged version commit at the head of ``main``."""
+        """Like ``_refs``, after tagging an untagged version commit at the head of ``main`` (not while
+        the Hub is down: the refs are then the cached ones)."""
         head, tags = self._refs()
-        if head in tags.values():
+        if head in tags.values() or self._outage_logged:
             return head, tags
         raw = self._config_at(head)
         version = (self._parse(raw, head).get("mammo") or {}).get("version") if raw else None
         if isinstance(version, str) and version_number(version) and version not in tags:
             self._tag(version, head)
-            tags[version] = head
+            return self._refs()  # listed again: the refs kept for an outage hold the new tag too
         return head, tags
 
     def _tag(self, version: str, commit: str) -> None:
@@ -193,30 +199,43 @@ class HubModelRegistry(ModelRegistry):
             return None
 
     def _numbers(self) -> list[int]:
-        return [n for n in map(version_number, self._refs()[1]) if n is not None]
+        # healed: a version committed just before its publisher lost the Hub stayed untagged, unlisted
+        # and unserved by every app until the next publish or a restart (a Hub probe); a token that may
+        # not tag lists the tags as they are
+        try:
+            tags = self._healed_refs()[1]
+        except RegistryError:
+            tags = self._refs()[1]
+        return [n for n in map(version_number, tags) if n is not None]
 
     def _fetch(self, version: str) -> Path:
+        """``version``'s files, downloaded or (the Hub down) as cached; RegistryError when the Hub is
+        down and they are not all cached (said at once: through the client's retry loop a rollback
+        waited 23 s for it; and the cached snapshot of a version whose config alone was read, for the
+        Models tab, was served as a folder with "no model.safetensors": Hub probes)."""
+        options = dict(revision=self._tag_commits.get(version, version), cache_dir=self.cache_dir,
+                       allow_patterns=list(MODEL_FILES), token=self.api.token, endpoint=self.api.endpoint)
+        try:
+            with self._errors(f"downloading {version}"):
+                branch_head(self.api, self.repo_id, "model")  # a Hub that is down answers at once
+        except RegistryError as down:
+            try:
+                folder = Path(snapshot_download(self.repo_id, local_files_only=True, **options))
+            except (LocalEntryNotFoundError, OSError):
+                raise down from None
+            if any(not (folder / name).is_file() for name in MODEL_FILES):
+                raise down from None
+            return folder
         with self._errors(f"downloading {version}"):
             try:
-                folder = snapshot_download(
-                    self.repo_id,
-                    revision=self._tag_commits.get(version, version),
-                    cache_dir=self.cache_dir,
-                    allow_patterns=list(MODEL_FILES),
-                    token=self.api.token,
-                    endpoint=self.api.endpoint,
-                )
+                folder = Path(snapshot_download(self.repo_id, **options))
             except RevisionNotFoundError as error:
                 raise RegistryError(f"No version {echoed(version)} in the model repo "
                                     f"{self.location}.") from error
-        # with the Hub down, the download gives the cached snapshot as it is: a version whose config
-        # alone was read (for the Models tab) was "published" as a folder with "no model.safetensors"
-        missing = [name for name in MODEL_FILES if not (Path(folder) / name).is_file()]
+        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
         if missing:
-            with self._errors(f"downloading {version}"):
-                check_reachable(self.api)  # a Hub that is down is said as such
             raise RegistryError(f"{version} in the model repo {self.location} lacks {', '.join(missing)}.")
-        return Path(folder)
+        return folder
 
     def _version_config(self, version: str) -> dict:
         raw = self._config_at(self._tag_commits.get(version, version))
