@@ -86,6 +86,7 @@ _LINE_RECORDS = ("gate_best", "gate_best_specificity", "gate_best_sensitivity")
 _ROLLBACK_WAITS = "it may publish a new version: serve an earlier one again when it has finished."
 log = logging.getLogger(__name__)
 AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
+PUBLISH_FAILED = "not published: publishing it failed"  # a kept candidate's reason (_unpublished)
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
 FETCHED_AUDIT_EVENTS = 5000
 # the newest cases whose submission events the app looks for after it starts (a kill can leave the few
@@ -1361,10 +1362,13 @@ class MammoService:
                 if promoted:
                     try:
                         version = self.registry.publish(work / "candidate", report, after=current.version)
-                        self._predictor = self._load_published(version, current.version)
                     except NewerVersion as newer:  # compared with a version no longer the newest
                         report.update(promoted=False, published_meanwhile=newer.latest,
                                       reason=published_meanwhile(newer.latest, current.version))
+                    except RegistryError as error:  # the Hub did not answer: kept, not deleted with work/
+                        raise self._unpublished(work / "candidate", report, error) from error
+                    else:
+                        self._predictor = self._load_published(version, current.version)
                 if not report["promoted"]:
                     rejected_id = self.registry.record_rejected(work / "candidate", report)
                     self._serve_newest()  # one published meanwhile (logged when it cannot be)
@@ -1395,6 +1399,16 @@ class MammoService:
         refuse_learnt_holdout(current.model_dir, current.version, parts["holdout"], "the base data",
                               current.min_side, "Set MAMMO_BASE_DATA to the data it was trained on.")
         return parts["holdout"]
+
+    def _unpublished(self, candidate: Path, report: dict, error: RegistryError) -> RetrainError:
+        """A candidate that passed the gate and whose publication failed (the Hub down, or its answer
+        lost), kept as a rejected candidate (it was deleted with the retrain's work folder, hours of
+        training lost to a short outage: a Hub probe); the error that says so."""
+        kept = self.registry.record_rejected(candidate, {**report, "promoted": False,
+                                                         "reason": f"{PUBLISH_FAILED}: {error}"})
+        return RetrainError(f"The candidate passed the gate, but publishing it failed: {error}. It is kept "
+                            f"as rejected candidate {kept} (Models tab). If the Hub took it after all, it "
+                            "is listed and served once the Hub answers.")
 
     def _load_published(self, version: str, served: str) -> Predictor:
         """The just-published ``version``, loaded back from the registry to serve."""

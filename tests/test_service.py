@@ -521,6 +521,28 @@ def test_a_promoted_version_that_cannot_be_loaded_back_says_it_is_published(
     assert last["action"] == "promotion, not yet served" and last["details"]["version"] == "v2"
 
 
+def test_a_candidate_whose_publication_failed_is_kept_as_rejected(
+    service: MammoService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It passed the gate and the Hub did not answer: it was deleted with the retrain's work folder,
+    hours of training lost to a short outage (a Hub probe)."""
+    service.settings = dataclasses.replace(service.settings, gate_tolerance=1.0)  # always promoted
+
+    def the_hub_does_not_answer(*args, **kwargs) -> str:
+        raise RegistryError("Hugging Face Hub unreachable at http://hub (publishing v2): connection refused")
+
+    monkeypatch.setattr(service.registry, "publish", the_hub_does_not_answer)
+    said = (r"^The candidate passed the gate, but publishing it failed: Hugging Face Hub unreachable .*It is "
+            r"kept as rejected candidate \S+ \(Models tab\)\. If the Hub took it after all")
+    with pytest.raises(RetrainError, match=said) as refused:
+        service.retrain(TINY)
+    [kept] = service.registry.rejected()
+    assert kept["id"] in str(refused.value) and (Path(kept["path"]) / "model.safetensors").is_file()
+    assert kept["report"]["reason"].startswith("not published: publishing it failed: Hugging Face Hub")
+    assert kept["report"]["candidate_metrics"]["n"] > 0  # its figures, as a rejected candidate's
+    assert service.predictor.version == "v1" and service.audit.events()[-1]["action"] == "retrain failed"
+
+
 def another_process_publishes(service: MammoService, note: str) -> str:
     """A copy of v1 published through a registry of its own, as a retrain from a shell would."""
     other = open_registry(service.settings, seed=[])
