@@ -662,7 +662,7 @@ def test_the_follow_poll_fetches_case_amendments_and_says_once_that_the_hub_does
         while len(calls) < len(answers) + 3 and time.monotonic() < deadline:
             time.sleep(0.02)
     assert len(calls) >= len(answers) + 3
-    warnings = [r.getMessage() for r in caplog.records if "were not fetched" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "was not checked for" in r.getMessage()]
     assert [w.rsplit(": ", 1)[-1] for w in warnings] == ["down", "down again"]
 
 
