@@ -922,6 +922,9 @@ def test_an_offered_image_stored_as_a_base_films_case_says_a_retrain_leaves_it_o
     assert text.startswith(f"Stored as case `{'c' * 32}` (malignant); it left the pool.")
     assert "⚠️ Note: this image is a film of the base data" in text
     assert views.pending_stored_text({"case_id": "d" * 32, "label": "normal"}).count("Note") == 0
+    queued = views.pending_stored_text({"case_id": "e" * 32, "label": "normal", "status": "queued"})
+    assert queued.startswith(f"Case `{'e' * 32}` (normal) is queued for upload to the dataset (kept on this "
+                             "server until the Hub answers); it left the pool.")
 
 
 def test_a_label_correction_reads_from_the_old_label_to_the_new_in_the_audit_table() -> None:

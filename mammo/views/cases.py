@@ -131,8 +131,11 @@ def receipt_text(receipt: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
 def pending_stored_text(receipt: Mapping[str, Any]) -> str:
     """An offered image stored as a case, in words, with the submission's notes (a base film is left
     out of training; a warning)."""
-    return "  \n".join([f"Stored as case `{receipt['case_id']}` ({receipt['label']}); it left the pool.",
-                        *_receipt_notes(receipt)])
+    case = f"`{receipt['case_id']}` ({receipt['label']})"
+    # queued with the Hub down: "Stored as case" said nothing of it (a Hub probe)
+    said = (f"Stored as case {case}" if receipt.get("status", "stored") == "stored" else
+            f"Case {case} is {_where(receipt)}")
+    return "  \n".join([f"{said}; it left the pool.", *_receipt_notes(receipt)])
 
 
 def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
