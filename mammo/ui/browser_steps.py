@@ -85,7 +85,7 @@ def switch_js(button: gr.Button, on: bool) -> str:
     button loses the keyboard's place to the page's top (the next Tab started there: an accessibility
     walk); switched on, it gets it back (without scrolling to it), unless the visitor has moved on.
     Each button keeps its own (by its label): another button's end gives none to it."""
-    key = json.dumps(str(button.value))
+    key = _key_of(button)
     if not on:
         return ("() => { (window.mammoPressed = window.mammoPressed || {})"
                 f"[{key}] = document.activeElement; return [{{__type__: 'update', interactive: false}}]; }}")
@@ -96,7 +96,7 @@ def on_with_a_file_js(button: gr.Button) -> str:
     """A browser-only step that turns ``button`` (its one output) on when its one input holds a file,
     off when it is empty; off while its click's run is under way (:func:`switch_js` switched it off:
     a file put in meanwhile turned it on, and a second click started a second run; a review)."""
-    key = json.dumps(str(button.value))
+    key = _key_of(button)
     return ("(value) => [{__type__: 'update', interactive: value !== null && value !== undefined"
             f" && !({key} in (window.mammoPressed || {{}}))}}]")
 
@@ -107,11 +107,17 @@ def submitted_js(button: gr.Button, receipt_id: str) -> str:
     the keyboard's place back, as :func:`switch_js` gives it; with the form emptied (a stored case) it
     stays off until the next image, and the keyboard's place goes to the receipt (element
     ``receipt_id``), which a screen reader then reads."""
-    key = json.dumps(str(button.value))
+    key = _key_of(button)
     receipt = f"document.getElementById({json.dumps(receipt_id)})"
     return (f"(image) => {{ const on = image !== null && image !== undefined; const receipt = {receipt};"
             " if (!on && receipt) receipt.setAttribute('tabindex', '-1');"
             f" {_place_back(key, 'on', 'receipt')} return [{{__type__: 'update', interactive: on}}]; }}")
+
+
+def _key_of(button: gr.Button) -> str:
+    """The JS key under which ``window.mammoPressed`` keeps what had the keyboard's place when
+    ``button`` was switched off: its label."""
+    return json.dumps(str(button.value))
 
 
 def _place_back(key: str, on: str, elsewhere: str = "null") -> str:

@@ -225,10 +225,7 @@ class HubCaseStore(CaseStore):
         in_repo = self._repo_shards()
         assert self.outbox is not None
         self.outbox.forget_delivered(in_repo)  # merged or rewritten away: known no more
-        with self._lock:  # this outbox's own, from the columns it kept: not downloaded again
-            for name, path in self.outbox.delivered_shards().items():
-                if name not in self._index:
-                    self._index_shard(path, name)
+        self._index_new_files(self.outbox.delivered_shards())  # its own, from the columns kept: no download
         self._index_repo_shards(in_repo)
         self._sync_corrections()  # a failure leaves it unconnected: tried again at the next delivery
         self._connected = True
@@ -283,15 +280,19 @@ class HubCaseStore(CaseStore):
         assert self.outbox is not None
         self._open_index()
         kept = {**cached_files(self.repo_id, "dataset", DATA_DIR), **self.outbox.delivered_shards()}
-        indexed = 0
-        with self._lock:
-            for name, path in kept.items():
-                if name.endswith(".parquet") and name not in self._index:
-                    self._index_shard(path, name)
-                    indexed += 1
+        indexed = self._index_new_files({name: path for name, path in kept.items()
+                                         if name.endswith(".parquet")})
         if indexed:
             log.info("indexed %d case shards of %s kept on this disk until the Hub answers", indexed,
                      self.repo_id)
+
+    def _index_new_files(self, shards: dict[str, Path]) -> int:
+        """Index the shard files (name -> path on this disk) the index does not know; how many."""
+        with self._lock:
+            new = {name: path for name, path in shards.items() if name not in self._index}
+            for name, path in new.items():
+                self._index_shard(path, name)
+        return len(new)
 
     def _index_repo_shards(self, shards: Iterable[str] | None = None) -> None:
         """Index the repo's shards (listed now, or ``shards``) this machine has not seen (one cached

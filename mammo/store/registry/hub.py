@@ -223,7 +223,7 @@ class HubModelRegistry(ModelRegistry):
                 folder = Path(snapshot_download(self.repo_id, local_files_only=True, **options))
             except (LocalEntryNotFoundError, OSError):
                 raise down from None
-            if any(not (folder / name).is_file() for name in MODEL_FILES):
+            if _missing_files(folder):
                 raise down from None
             return folder
         with self._errors(f"downloading {version}"):
@@ -232,8 +232,7 @@ class HubModelRegistry(ModelRegistry):
             except RevisionNotFoundError as error:
                 raise RegistryError(f"No version {echoed(version)} in the model repo "
                                     f"{self.location}.") from error
-        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
-        if missing:
+        if missing := _missing_files(folder):
             raise RegistryError(f"{version} in the model repo {self.location} lacks {', '.join(missing)}.")
         return folder
 
@@ -294,3 +293,8 @@ def _http_status(error: BaseException) -> int | None:
             return current.response.status_code
         current = current.__cause__
     return None
+
+
+def _missing_files(folder: Path) -> list[str]:
+    """The files of a version (:data:`MODEL_FILES`) that ``folder`` lacks."""
+    return [name for name in MODEL_FILES if not (folder / name).is_file()]
