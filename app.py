@@ -484,17 +484,19 @@ def from_the_header(image: str | None, filled: dict | None, *given: str | None):
     return (*updates, opened, now)
 
 
-def submit_case_shown(*args, **kwargs) -> dict:
-    """:func:`submit_case` for the page, with its parameters: a refusal of a filled form is said in the
-    corner and kept as the receipt (``{"refused": why}``), so that its words stay where the receipt
-    goes once the toast has gone (a walk's refusal, naming two fields to fix, went after 10 s and left
-    nothing). The page sends no form without an image: its button is off until one is in."""
+def submit_case_shown(*args, **kwargs) -> tuple[dict, str | None]:
+    """:func:`submit_case` for the page, with its parameters, and the file it was sent (so that one put
+    in meanwhile is not emptied with the form: :func:`after_submit`): a refusal of a filled form is said
+    in the corner and kept as the receipt (``{"refused": why}``), so that its words stay where the
+    receipt goes once the toast has gone (a walk's refusal, naming two fields to fix, went after 10 s
+    and left nothing). The page sends no form without an image: its button is off until one is in."""
+    image = args[0] if args else kwargs.get("image")
     try:
-        return submit_case(*args, **kwargs)
+        return submit_case(*args, **kwargs), image
     except gr.Error as error:
         gr.Warning(error.message)
         duplicate_of = getattr(error.__cause__, "duplicate_of", None)  # a stored case's image again
-        return {"refused": error.message, **({"duplicate_of": duplicate_of} if duplicate_of else {})}
+        return {"refused": error.message, **({"duplicate_of": duplicate_of} if duplicate_of else {})}, image
 
 
 # submit_case's own parameters, so that Gradio passes the signed-in visitor (profile, token) as it does
@@ -502,12 +504,16 @@ def submit_case_shown(*args, **kwargs) -> dict:
 submit_case_shown.__signature__ = inspect.signature(submit_case)
 
 
-def after_submit(receipt: dict):
+def after_submit(receipt: dict, sent: str | None, now: str | None):
     """The receipt in words, and the form emptied for the next case; a refused one's reason, the form
-    kept to be put right."""
+    kept to be put right. A file put in while the case was being stored (``now``, not ``sent``) stays,
+    its label and metadata emptied to be filled in for it: it was emptied with the form (a review)."""
     if "refused" in receipt:
         return (views.refused_text(receipt["refused"]), *(gr.skip() for _ in range(2 + len(METADATA_FIELDS))))
-    return (views.receipt_text(receipt, METADATA_FIELDS), None, None,
+    kept = now is not None and now != sent
+    if kept:
+        gr.Info("The case is stored. The file put in meanwhile stays in the form: pick its label.")
+    return (views.receipt_text(receipt, METADATA_FIELDS), gr.skip() if kept else None, None,
             *(empty_value(f) for f in METADATA_FIELDS.values()))
 
 
@@ -1387,8 +1393,9 @@ def build() -> gr.Blocks:
         submitting = dict(concurrency_limit=4, concurrency_id="submit")  # the API's and the page's
         gr.on([], submit_case, [case_image, label, *metadata], receipt, api_name="submit_case",  # API only
               api_description=submit_case.__doc__, **submitting)
-        submitted = pressed_once(submit_button, submit_case_shown, [case_image, label, *metadata], receipt,
-                                 **submitting, **private)
+        sent_file = gr.State()  # the file the page's last submission was for (after_submit)
+        submitted = pressed_once(submit_button, submit_case_shown, [case_image, label, *metadata],
+                                 [receipt, sent_file], **submitting, **private)
 
         def cases_stored(event) -> None:
             """After ``event`` stored cases: the totals, the recent cases and the audit log shown anew."""
@@ -1398,9 +1405,12 @@ def build() -> gr.Blocks:
                 recent_cases, None, [case_choice, fix_case], **CHAINED).then(
                 audit_views, None, audit, **CHAINED)
 
-        emptied = submitted.success(after_submit, receipt, [receipt_text, case_image, label, *metadata],
-                                    **CHAINED)
+        emptied = submitted.success(after_submit, [receipt, sent_file, case_image],
+                                    [receipt_text, case_image, label, *metadata], **CHAINED)
         cases_stored(emptied)
+        # a file kept (put in while the case was stored) has its header read again into the emptied form
+        emptied.then(from_the_header, [case_image, header_filled, *side_and_view],
+                     [*side_and_view, metadata_box, header_filled], **private)
         # a refused filled form's reason takes the receipt's place (submit_case_shown), its button on again
         # to put it right; the emptied form's stays off until the next image (above)
         emptied.then(None, case_image, submit_button, js=submitted_js(submit_button, receipt_text.elem_id),

