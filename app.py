@@ -452,36 +452,19 @@ if list(inspect.signature(submit_case).parameters)[2:-2] != list(METADATA_FIELDS
     raise RuntimeError("submit_case's metadata parameters must follow METADATA_FIELDS")
 
 
-HEADER_FIELDS = ("laterality", "view")  # what a DICOM's header states of a film (imaging.dicom_view)
-
-
 def from_the_header(image: str | None, filled: dict | None, *given: str | None):
-    """A DICOM's breast side and view, as its header states them, in the Submit form (its tags are not
-    stored: a walk stored a film marked LCC as R): filled into a field left empty or holding what the
-    last file's header filled in (a second DICOM kept the first's side: a review), the metadata opened
-    to show them; a value the clinician chose stays, with a warning where the header says otherwise.
-    Returns the fields, the metadata's accordion and what the header filled in now (``filled``)."""
-    header = dicom_view(image) if image else {}
-    filled = filled or {}
-    now, updates, differ = {}, [], []
-    for name, value in zip(HEADER_FIELDS, given, strict=True):
-        stated = header.get(name)
-        if not value or value == filled.get(name):  # empty, or the last header's: the header decides
-            updates.append(stated if stated != value else gr.skip())
-            if stated:
-                now[name] = stated
-        else:
-            updates.append(gr.skip())
-            if stated and stated != value:
-                differ.append(f"{METADATA_FIELDS[name].short_label} {stated} (the form says {value})")
-    shown = [f"{METADATA_FIELDS[name].short_label} {value}" for name, value in now.items()
-             if value != filled.get(name)]
-    if shown:
-        gr.Info(f"{' and '.join(shown)} filled in from the DICOM file's header: check before submitting.")
-    if differ:
-        gr.Warning(f"The DICOM file's header says {' and '.join(differ)}: check which is right.")
-    opened = gr.Accordion(open=True) if shown or differ else gr.skip()
-    return (*updates, opened, now)
+    """A DICOM's breast side and view, as its header states them, in the Submit form
+    (:func:`views.header_fill`; its tags are not stored), the metadata opened to show them. Returns the
+    fields, the metadata's accordion and what the header filled in now (``filled``)."""
+    fill = views.header_fill(dicom_view(image) if image else {}, filled or {},
+                             dict(zip(views.HEADER_FIELDS, given, strict=True)))
+    if fill.info:
+        gr.Info(fill.info)
+    if fill.warning:
+        gr.Warning(fill.warning)
+    opened = gr.Accordion(open=True) if fill.filled_in or fill.differ else gr.skip()
+    kept = gr.skip()
+    return (*(fill.set_to.get(name, kept) for name in views.HEADER_FIELDS), opened, fill.filled)
 
 
 def submit_case_shown(*args, **kwargs) -> tuple[dict, str | None]:
@@ -1359,7 +1342,7 @@ def build() -> gr.Blocks:
             **private).then(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         image.change(None, hint_of_the_file, hint, js=HINT_OF_THE_FILE_JS, **private)
         case_image.change(preview, case_image, case_preview, **private)
-        side_and_view = [metadata[list(METADATA_FIELDS).index(name)] for name in HEADER_FIELDS]
+        side_and_view = [metadata[list(METADATA_FIELDS).index(name)] for name in views.HEADER_FIELDS]
         header_filled = gr.State({})  # what the last file's header filled in (from_the_header)
         case_image.change(from_the_header, [case_image, header_filled, *side_and_view],
                           [*side_and_view, metadata_box, header_filled], **private)

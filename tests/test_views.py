@@ -1018,3 +1018,29 @@ def test_the_gate_text_names_where_a_rejected_candidate_is_kept():
     kept = views.gate_text({"reason": reason, "rejected_id": "r-20261205"})
     assert kept == f"Gate: {views.gate_reason_text(reason)}. The candidate is kept as `r-20261205`."
     assert views.gate_text({"reason": reason}) == f"Gate: {views.gate_reason_text(reason)}."
+
+
+@pytest.mark.parametrize(("header", "filled", "given", "set_to", "now", "said", "warned"), [
+    # an empty form takes what the header states, and says so
+    ({"laterality": "L", "view": "CC"}, {}, {"laterality": None, "view": None},
+     {"laterality": "L", "view": "CC"}, {"laterality": "L", "view": "CC"}, ["Laterality L", "View CC"], []),
+    # the next DICOM replaces what the last one's header filled in (a review: it kept the first's)
+    ({"laterality": "R"}, {"laterality": "L"}, {"laterality": "L", "view": None},
+     {"laterality": "R"}, {"laterality": "R"}, ["Laterality R"], []),
+    # a header stating no side empties the side the last header filled in
+    ({}, {"laterality": "L"}, {"laterality": "L", "view": None}, {"laterality": None}, {}, [], []),
+    # the clinician's choice stays; a header that differs is warned of
+    ({"laterality": "L"}, {}, {"laterality": "R", "view": None}, {}, {}, [],
+     ["Laterality L (the form says R)"]),
+    ({"laterality": "R"}, {}, {"laterality": "R", "view": None}, {}, {}, [], []),
+    # the same header again fills in nothing new to say
+    ({"laterality": "R"}, {"laterality": "R"}, {"laterality": "R", "view": None}, {},
+     {"laterality": "R"}, [], []),
+])
+def test_a_dicom_header_fills_the_form_where_no_clinician_chose(header, filled, given, set_to, now, said,
+                                                                warned) -> None:
+    fill = views.header_fill(header, filled, given)
+    assert (fill.set_to, fill.filled, fill.filled_in, fill.differ) == (set_to, now, said, warned)
+    assert (fill.info is None) == (not said) and (fill.warning is None) == (not warned)
+    if said:
+        assert fill.info.startswith(" and ".join(said) + " filled in from the DICOM file's header")

@@ -4,16 +4,18 @@ label-next pool, the audit log."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..store.cases import label_conflict_text
+from ..store.cases import METADATA_FIELDS, label_conflict_text
 from ..store.cases.schema import NOTHING_STORED
 from ..timestamps import human_time
 from ._common import _fmt, _short_id, literal, percent
 
 __all__ = ["QUEUE_COLUMNS", "queue_rows", "queue_choices", "queue_note", "offer_text", "AUDIT_SHOWN",
            "audit_rows", "receipt_text", "pending_stored_text", "case_choices", "withdrawal_question",
-           "correction_text", "withdrawal_text", "refused_text", "bulk_receipt_text", "metadata_from_fields"]
+           "correction_text", "withdrawal_text", "refused_text", "bulk_receipt_text", "metadata_from_fields",
+           "HEADER_FIELDS", "HeaderFill", "header_fill"]
 
 
 QUEUE_COLUMNS = ["rank", "offered", "uncertainty (points)", "malignancy score", "most likely", "model",
@@ -239,3 +241,48 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
 def metadata_from_fields(**fields: Any) -> dict[str, Any]:
     """Optional metadata fields from the form, empty ones left out."""
     return {k: v for k, v in fields.items() if v not in (None, "", [])}
+
+
+HEADER_FIELDS = ("laterality", "view")  # what a DICOM's header states of a film (imaging.dicom_view)
+
+
+@dataclass(frozen=True)
+class HeaderFill:
+    """What a DICOM's header does to the Submit form's side and view (:func:`header_fill`)."""
+
+    set_to: dict[str, str | None] = field(default_factory=dict)  # the fields to change, and to what
+    filled: dict[str, str] = field(default_factory=dict)  # what this header fills in (for the next file)
+    filled_in: list[str] = field(default_factory=list)  # "Laterality R", newly filled in: to be said
+    differ: list[str] = field(default_factory=list)  # "Laterality L (the form says R)": to be warned of
+
+    @property
+    def info(self) -> str | None:
+        return (f"{' and '.join(self.filled_in)} filled in from the DICOM file's header: check before "
+                "submitting." if self.filled_in else None)
+
+    @property
+    def warning(self) -> str | None:
+        return f"The DICOM file's header says {' and '.join(self.differ)}: check which is right." \
+            if self.differ else None
+
+
+def header_fill(header: Mapping[str, str], filled: Mapping[str, str],
+                given: Mapping[str, str | None]) -> HeaderFill:
+    """A DICOM's side and view (``header``, :func:`imaging.dicom_view`) in a form holding ``given``:
+    a field left empty, or holding what the last file's header filled in (``filled``), takes the
+    header's value, or is emptied where this header states none (a second DICOM kept the first's side:
+    a review); a value the clinician chose stays, with a warning where the header says otherwise (a
+    walk stored a film marked LCC as R)."""
+    set_to, now, differ = {}, {}, []
+    for name, value in given.items():
+        stated = header.get(name)
+        if not value or value == filled.get(name):  # empty, or the last header's: the header decides
+            if stated != value:
+                set_to[name] = stated
+            if stated:
+                now[name] = stated
+        elif stated and stated != value:
+            differ.append(f"{METADATA_FIELDS[name].short_label} {stated} (the form says {value})")
+    filled_in = [f"{METADATA_FIELDS[name].short_label} {value}" for name, value in now.items()
+                 if value != filled.get(name)]
+    return HeaderFill(set_to, now, filled_in, differ)
