@@ -6,6 +6,7 @@ API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retra
 
 import asyncio
 import atexit
+import functools
 import inspect
 import json
 import logging
@@ -90,7 +91,7 @@ from mammo.ui.look import (
     PAGE_THEME,
     PLOT_MIN_WIDTH,
 )
-from mammo.ui.refusals import CLEAR_ERRORS, clear_errors, refusal, refusal_text
+from mammo.ui.refusals import CLEAR_ERRORS, clear_errors, refusal, refusal_text, refused_as_receipt
 from mammo.ui.widgets import (
     CHECKED_HERE,
     download_box,
@@ -467,24 +468,18 @@ def from_the_header(image: str | None, filled: dict | None, *given: str | None):
     return (*(fill.set_to.get(name, kept) for name in views.HEADER_FIELDS), opened, fill.filled)
 
 
+_submit_case_receipt = refused_as_receipt(submit_case)
+
+
+# submit_case's own parameters (its __wrapped__), so that Gradio passes the signed-in visitor (profile,
+# token) as it does to submit_case: it fills only positional parameters, and keyword-only ones after
+# *args get nothing
+@functools.wraps(submit_case)
 def submit_case_shown(*args, **kwargs) -> tuple[dict, str | None]:
-    """:func:`submit_case` for the page, with its parameters, and the file it was sent (so that one put
-    in meanwhile is not emptied with the form: :func:`after_submit`): a refusal of a filled form is said
-    in the corner and kept as the receipt (``{"refused": why}``), so that its words stay where the
-    receipt goes once the toast has gone (a walk's refusal, naming two fields to fix, went after 10 s
-    and left nothing). The page sends no form without an image: its button is off until one is in."""
-    image = args[0] if args else kwargs.get("image")
-    try:
-        return submit_case(*args, **kwargs), image
-    except gr.Error as error:
-        gr.Warning(error.message)
-        duplicate_of = getattr(error.__cause__, "duplicate_of", None)  # a stored case's image again
-        return {"refused": error.message, **({"duplicate_of": duplicate_of} if duplicate_of else {})}, image
-
-
-# submit_case's own parameters, so that Gradio passes the signed-in visitor (profile, token) as it does
-# to submit_case: it fills only positional parameters, and keyword-only ones after *args get nothing
-submit_case_shown.__signature__ = inspect.signature(submit_case)
+    """:func:`submit_case` for the page (:func:`refused_as_receipt`), and the file it was sent, so that
+    one put in meanwhile is not emptied with the form (:func:`after_submit`). The page sends no form
+    without an image: its button is off until one is in."""
+    return _submit_case_receipt(*args, **kwargs), (args[0] if args else kwargs.get("image"))
 
 
 def after_submit(receipt: dict, sent: str | None, now: str | None):
@@ -508,15 +503,7 @@ def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthPro
     return service.submit_uploads(kept, label, user=_user(profile, token))
 
 
-def submit_bulk_shown(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None,
-                      token: gr.OAuthToken | None = None) -> dict:
-    """:func:`submit_bulk` for the page: a refusal is said in the corner and kept as the receipt
-    (``{"refused": why}``), so that its words stay on the page once the toast has gone."""
-    try:
-        return submit_bulk(files, label, profile, token)
-    except gr.Error as error:
-        gr.Warning(error.message)
-        return {"refused": error.message}
+submit_bulk_shown = refused_as_receipt(submit_bulk)
 
 
 def bulk_after(receipt: dict):
@@ -706,19 +693,19 @@ def _retrain_streamed(options: RetrainOptions, user: str | None, state: dict):
 def retrain_running(shown: str | None):
     """On opening the Retrain tab: a retrain running that this page did not start, or how the last
     one ended; the tab's timer on while such a retrain runs."""
-    text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain(),
-                                      service.fetching_logs, service.retrain_progress,
-                                      results_below=service.last_retrain_summary() is not None,
-                                      followed=True)
-    return gr.skip() if text is None else text, _retrain_followed(shown)
+    return _retrain_news(shown, results_below=service.last_retrain_summary() is not None)
 
 
 def retrain_followed(shown: str | None):
     """Every few seconds while a retrain this page did not start runs (a walk's open tab showed 13%
     for the whole of one that reached its end): its latest step, then how it ended; the timer off then."""
+    return _retrain_news(shown, results_read=False)
+
+
+def _retrain_news(shown: str | None, **read: bool):
+    """The Retrain tab's status line (:func:`views.running_retrain_text`, with ``read``) and its timer."""
     text = views.running_retrain_text(service.retrain_started, shown, service.last_retrain(),
-                                      service.fetching_logs, service.retrain_progress, followed=True,
-                                      results_read=False)
+                                      service.fetching_logs, service.retrain_progress, followed=True, **read)
     return gr.skip() if text is None else text, _retrain_followed(shown)
 
 
@@ -903,10 +890,13 @@ def version_views(version: str | None):
     """The chosen version's recorded figures (ROC, training losses and AUC, reliability, confusion matrix)."""
     if not version:
         return (gr.skip(),) * 6
-    config = json.loads((service.registry.load(version) / "config.json").read_text())
+    config = service.registry.config(version)
     caption, roc, losses, aucs, reliability, confusion = views.version_figures(config.get("mammo") or {})
     return (caption, roc, losses_shown(losses, aucs), shown_if_any(aucs),
             gr.update(value=reliability, visible=views.has_calibration(reliability)), confusion)
+
+
+PICK_A_VERSION = "Pick the version to serve again."
 
 
 @clear_errors
@@ -914,7 +904,7 @@ def ask_rollback(version: str | None, profile: gr.OAuthProfile | None = None,
                  token: gr.OAuthToken | None = None):
     """Before serving an earlier version again: who may, whether it is not the one served, and a question."""
     if not version:
-        raise gr.Error("Pick the version to serve again.")
+        raise gr.Error(PICK_A_VERSION)
     can_train(_user(profile, token), SETTINGS).require()
     rows = {row["version"]: row for row in service.versions()}
     if version not in rows:
@@ -932,7 +922,7 @@ def rollback_version(version: str | None, profile: gr.OAuthProfile | None = None
     Client(..., oauth_token=...)). It is published as the next version, the history kept; returns
     the new `version` and the one it copies (`rollback_of`)."""
     if version is None or version == "":
-        raise gr.Error("Pick the version to serve again.")
+        raise gr.Error(PICK_A_VERSION)
     version = str(version).strip()  # an API caller's 5 is looked up as "5" (refused as no such version)
     return {"version": service.rollback(version, user=_user(profile, token)), "rollback_of": version}
 
@@ -943,7 +933,7 @@ def rollback(version: str | None, replacing: str, profile: gr.OAuthProfile | Non
     """The Models tab's confirmed rollback: refused when the served version is no longer the one the
     question named (a version published meanwhile by another process)."""
     if not version:
-        raise gr.Error("Pick the version to serve again.")
+        raise gr.Error(PICK_A_VERSION)
     new = service.rollback(version, user=_user(profile, token), replacing=replacing or None)
     return f"Serving {version} again, published as {new}.", gr.update(visible=False)
 

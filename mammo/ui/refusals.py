@@ -9,7 +9,8 @@ import gradio as gr
 
 from mammo.errors import MammoError
 
-__all__ = ["CLEAR_ERRORS", "clear_errors", "refusal", "refusal_text", "unexpected_error"]
+__all__ = ["CLEAR_ERRORS", "clear_errors", "refusal", "refusal_text", "unexpected_error",
+           "refused_as_receipt"]
 
 log = logging.getLogger("mammo.app")
 
@@ -62,3 +63,20 @@ def clear_errors(fn):
 
     return wrapper
 
+
+
+def refused_as_receipt(fn):
+    """``fn`` (a :func:`clear_errors` handler returning a receipt) for the page: a refusal is said in the
+    corner and returned as the receipt, ``{"refused": why}`` (with ``duplicate_of``, the stored case,
+    where its image was one's), so that its words stay where the receipt goes once the toast has gone
+    (a walk's refusal, naming two fields to fix, went after 10 s and left nothing)."""
+    @functools.wraps(fn)
+    def receipt(*args, **kwargs) -> dict:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as error:
+            gr.Warning(error.message)
+            duplicate_of = getattr(error.__cause__, "duplicate_of", None)
+            return {"refused": error.message, **({"duplicate_of": duplicate_of} if duplicate_of else {})}
+
+    return receipt
