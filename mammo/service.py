@@ -30,7 +30,7 @@ from .data import Example, SplitSpec, case_examples, film_identities, films_key,
 from .errors import MammoError
 from .explain import overlay
 from .fingerprint import FilmIdentity, Fingerprints, KnownFilms
-from .imaging import colour_doubt, decode_image, encode_png
+from .imaging import colour_doubt, decode_image, dicom_view, encode_png
 from .metrics import recorded_value
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
@@ -74,7 +74,7 @@ from .train import (
     paired_comparison,
 )
 from .values import echoed, whole_number, yes_or_no
-from .views import BASE_FILM_CASES, small_films_warning
+from .views import BASE_FILM_CASES, HEADER_FIELDS, header_fill, small_films_warning
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed",
            "TRAINING_BEGINS"]
@@ -305,6 +305,19 @@ def retrain_summary(mammo: Mapping[str, Any], version: str | None, rejected_id: 
     return {**mammo["report"], "version": version, "rejected_id": rejected_id,
             "history": mammo["training"]["history"], "split": mammo["split"]["description"],
             "film_size_warning": small_films_warning(mammo["training"])}
+
+
+def _with_the_header(image: ImageSource, metadata: Mapping[str, Any] | None):
+    """A DICOM's side and view, as its header states them, in the case's metadata where they were left
+    empty (the page's form fills them in as the file is put in; an API caller's DICOM was stored with
+    none, or with the other side, unremarked: an API probe), and what it filled in or where it differs
+    (:func:`views.header_fill`)."""
+    metadata = dict(metadata or {})
+    header = dicom_view(image) if isinstance(image, str | os.PathLike | bytes) else {}
+    given = {name: str(metadata[name]).strip().upper() if metadata.get(name) else None  # as stored
+             for name in HEADER_FIELDS}
+    fill = header_fill(header, {}, given)
+    return {**metadata, **{name: value for name, value in fill.set_to.items() if value}}, fill
 
 
 def _stored_film(digest: str, image: LoadedImage | None) -> FilmIdentity:
@@ -655,7 +668,10 @@ class MammoService:
                user: str | None = None, *, pending_id: str | None = None) -> dict:
         """One case; ``pending_id``: the label-next pool's image it is (recorded in the audit log)."""
         can_submit(user, self.settings).require()
+        metadata, header = _with_the_header(image, metadata)
         receipt = self.cases.append(image, label, metadata)
+        if header.stored_note:  # what the header filled in, or where it differs: on record
+            receipt["dicom_header"] = header.stored_note
         submitted = self._submitted(image)
         note = self._base_film_note(_stored_film(receipt["image_sha256"], submitted), receipt["label"])
         if note:  # stored, and said what a retrain does with it

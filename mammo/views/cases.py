@@ -144,6 +144,7 @@ def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
     """A receipt's notes: what a retrain does with a base film's case, and a warning (queued, ...)."""
     return [*([f"⚠️ Note: {receipt['base_film']}."] if receipt.get("base_film") else []),
             *([f"⚠️ Check: {receipt['label_doubt']}."] if receipt.get("label_doubt") else []),
+            *([f"⚠️ Check: {receipt['dicom_header']}"] if receipt.get("dicom_header") else []),
             *([f"⚠️ Check: this image does not look like a whole mammogram ({receipt['not_like_a_film']}); "
                "it was stored as given, and a retrain learns from it: withdraw it if it is not a film."]
               if receipt.get("not_like_a_film") else []),
@@ -248,22 +249,37 @@ HEADER_FIELDS = ("laterality", "view")  # what a DICOM's header states of a film
 
 @dataclass(frozen=True)
 class HeaderFill:
-    """What a DICOM's header does to the Submit form's side and view (:func:`header_fill`)."""
+    """What a DICOM's header does to a case's side and view (:func:`header_fill`)."""
 
     set_to: dict[str, str | None] = field(default_factory=dict)  # the fields to change, and to what
     filled: dict[str, str] = field(default_factory=dict)  # what this header fills in (for the next file)
     filled_in: list[str] = field(default_factory=list)  # "Laterality R", newly filled in: to be said
-    differ: list[str] = field(default_factory=list)  # "Laterality L (the form says R)": to be warned of
+    differ: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (the header's, the given)
+
+    def _differ(self, given: str) -> str:
+        return " and ".join(f"{METADATA_FIELDS[name].short_label} {stated} ({given} {value})"
+                            for name, (stated, value) in self.differ.items())
 
     @property
     def info(self) -> str | None:
+        """The form's toast for what it filled in."""
         return (f"{' and '.join(self.filled_in)} filled in from the DICOM file's header: check before "
                 "submitting." if self.filled_in else None)
 
     @property
     def warning(self) -> str | None:
-        return f"The DICOM file's header says {' and '.join(self.differ)}: check which is right." \
+        """The form's toast for a side or view chosen against the header."""
+        return f"The DICOM file's header says {self._differ('the form says')}: check which is right." \
             if self.differ else None
+
+    @property
+    def stored_note(self) -> str | None:
+        """A stored case's receipt note: what the header filled in, and where the stored values differ."""
+        said = [*([f"{' and '.join(self.filled_in)} filled in from the DICOM file's header."]
+                  if self.filled_in else []),
+                *([f"The DICOM file's header says {self._differ('stored as given:')}."]
+                  if self.differ else [])]
+        return " ".join(said) or None
 
 
 def header_fill(header: Mapping[str, str], filled: Mapping[str, str],
@@ -273,7 +289,7 @@ def header_fill(header: Mapping[str, str], filled: Mapping[str, str],
     header's value, or is emptied where this header states none (a second DICOM kept the first's side:
     a review); a value the clinician chose stays, with a warning where the header says otherwise (a
     walk stored a film marked LCC as R)."""
-    set_to, now, differ = {}, {}, []
+    set_to, now, differ = {}, {}, {}
     for name, value in given.items():
         stated = header.get(name)
         if not value or value == filled.get(name):  # empty, or the last header's: the header decides
@@ -282,7 +298,7 @@ def header_fill(header: Mapping[str, str], filled: Mapping[str, str],
             if stated:
                 now[name] = stated
         elif stated and stated != value:
-            differ.append(f"{METADATA_FIELDS[name].short_label} {stated} (the form says {value})")
+            differ[name] = (stated, value)
     filled_in = [f"{METADATA_FIELDS[name].short_label} {value}" for name, value in now.items()
                  if value != filled.get(name)]
     return HeaderFill(set_to, now, filled_in, differ)
