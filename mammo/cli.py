@@ -23,6 +23,7 @@ from .config import DISCLAIMER
 from .errors import MammoError, ModelError, said_in_one_line
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .data import Example
     from .predict import Predictor
     from .train import TrainConfig
@@ -359,27 +360,12 @@ def _cases(args: argparse.Namespace) -> int:
     from .config import settings
     from .store import open_audit_log, open_case_store, open_registry
 
+    if args.cases_command == "import":
+        return _import_cases(args.dir, settings())
     labels = open_registry().config()["label_names"]  # the served model's
     store = open_case_store(labels)
     try:
-        if args.cases_command == "import":
-            from .data import folder_examples
-            from .store.cases import METADATA_FIELDS, StoreError
-
-            examples = folder_examples(args.dir)
-            # metadata.csv's columns that are case fields (view, density, age, ...); the rest (a
-            # patient_id above all) stay out of the store
-            receipt = store.append_many(
-                ((e.source, e.label, {k: v for k, v in e.metadata.items() if k in METADATA_FIELDS})
-                 for e in examples), skip_duplicates=True, names=[e.name for e in examples])
-            if not receipt["case_ids"]:
-                raise StoreError(f"Nothing new was stored: all {len(receipt['skipped'])} images of "
-                                 f"{args.dir} were submitted before.")
-            open_audit_log(settings(), store).record(
-                "bulk import", "command line (cases import)", case_ids=receipt["case_ids"],
-                status=receipt["status"], skipped=len(receipt["skipped"]))
-            print(json.dumps(receipt, indent=2))
-        elif args.cases_command in ("relabel", "withdraw"):
+        if args.cases_command in ("relabel", "withdraw"):
             receipt = (store.correct_label(args.case_id, args.label) if args.cases_command == "relabel"
                        else store.withdraw(args.case_id, args.reason))
             by = f"command line (cases {args.cases_command})"
@@ -392,6 +378,33 @@ def _cases(args: argparse.Namespace) -> int:
             print(json.dumps({"counts": store.counts(), "recent": store.recent(args.n)}, indent=2))
     finally:
         store.close()
+    return 0
+
+
+def _import_cases(folder: Path, settings: Settings) -> int:
+    """``cases import``: a labelled folder as one batch, through the app's own bulk upload
+    (:meth:`MammoService.submit_many`), so that it is checked as the app checks one: a copy of a
+    withdrawn case's film is refused (it went into the store past the command line: a CLI walk), and
+    the receipt notes base films and images that do not look like a film. The command line is the
+    store's owner: ``MAMMO_SUBMITTERS`` does not apply, and it starts no automatic retrain."""
+    from dataclasses import replace
+
+    from .data import folder_examples
+    from .service import MammoService
+    from .store.cases import METADATA_FIELDS
+
+    examples = folder_examples(folder)
+    service = MammoService(replace(settings, submitters=frozenset(), auto_retrain_every=0))
+    try:
+        # metadata.csv's columns that are case fields (view, density, age, ...); the rest (a patient_id
+        # above all) stay out of the store
+        receipt = service.submit_many(
+            ((e.source, e.label, {k: v for k, v in e.metadata.items() if k in METADATA_FIELDS})
+             for e in examples), "command line (cases import)", skip_duplicates=True,
+            names=[e.name for e in examples])
+    finally:
+        service.close()
+    print(json.dumps(receipt, indent=2))
     return 0
 
 
