@@ -144,13 +144,9 @@ def _cv(args: argparse.Namespace) -> int:
         print(f"cross-validating {len(examples)} films; the {len(parts['holdout'])} films of the "
               "held-out patients stay unseen", file=sys.stderr)
 
-    def on_fold(result) -> None:
-        print(f"fold {result.fold} done (folds are numbered 0 to {args.folds - 1})", file=sys.stderr)
-
     main = is_main_process()  # under a distributed launch only the main process writes and reports
     summary = cross_validate(examples, labels, config, folds=args.folds, seed=args.seed, workers=args.workers,
-                             keep_models=args.keep_models, on_fold=on_fold if main else None,
-                             init_folds=args.init_folds)
+                             keep_models=args.keep_models, init_folds=args.init_folds)
     summary["data"] = [str(folder) for folder in args.data]
     if not main:
         return 0
@@ -164,7 +160,8 @@ def _cv(args: argparse.Namespace) -> int:
             print(f"{key:>18}: {_rounded(value)}")
         for fold in summary["folds"]:
             print(f"fold {fold['fold']}: n {fold['n']}, AUC malignant {_rounded(fold['auc_malignant'])}, "
-                  f"CI {_rounded(fold['auc_malignant_ci95'])}")
+                  f"CI {_rounded(fold['auc_malignant_ci95'])} (the network alone, uncalibrated: "
+                  f"{_rounded(fold['auc_malignant_uncalibrated'])})")
         print(f"ECE (malignant, calibrated out of fold): {summary['ece_malignant']:.3f}")
         print(f"baseline ({summary['baseline']['model']}), same folds: AUC malignant "
               f"{summary['baseline']['auc_malignant']}")
@@ -318,15 +315,21 @@ def _predict(args: argparse.Namespace) -> int:
     from .predict import Predictor
     from .views import flag_headline
 
-    predictor = Predictor(resolve_model(args.model))
     heatmaps = Path(args.heatmaps) if args.heatmaps else None
+    if heatmaps is not None and heatmaps.exists() and not heatmaps.is_dir():  # not "[Errno 17] File exists"
+        raise NotADirectoryError(f"--heatmaps names a folder to write the heat maps into; {heatmaps} is a "
+                                 "file")
+    if heatmaps is None and args.method is not None:  # it was ignored without a word (a CLI walk)
+        print("note: --method chooses the heat map written with --heatmaps DIR; without it none is drawn",
+              file=sys.stderr)
+    predictor = Predictor(resolve_model(args.model))
     if heatmaps:
         heatmaps.mkdir(parents=True, exist_ok=True)
     failed = 0
     written: set[str] = set()  # a/x.png then b/x.png: x_heatmap.png then x_2_heatmap.png, none overwritten
     for image in args.images:
         try:
-            result = predictor.predict(image, method=args.method if heatmaps else None)
+            result = predictor.predict(image, method=(args.method or DEFAULT_METHOD) if heatmaps else None)
         except MammoError as error:  # one unreadable file: said, and the others still predicted
             print(f"error: {image}: {error}", file=sys.stderr)
             failed += 1
@@ -440,7 +443,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                         help="share of a pooled patch inside the breast (patch recipe)")
     parser.add_argument("--hard-negatives", type=int, default=3,
                         help="mined background patches per film per epoch (patch recipe)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="training epochs (patch recipe: of patches; film recipe: of whole films)")
     parser.add_argument("--film-epochs", type=int, default=0,
                         help="patch recipe: epochs of whole-film fine-tuning after the patch epochs")
     parser.add_argument("--film-lr", type=float, default=1e-4, help="learning rate of the film epochs")
@@ -448,11 +452,11 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="images (patches) per batch and process")
     parser.add_argument("--grad-accum", type=int, default=1,
                         help="batches per optimiser step (gradient accumulation)")
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--weight-decay", type=float, default=1e-5)
+    parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
+    parser.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
     parser.add_argument("--patience", type=int, default=7,
                         help="early stopping on validation AUC (film recipe with validation; 0: off)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, folds and training")
     parser.add_argument("--workers", type=int, default=1, help="folds trained at once (processes)")
     parser.add_argument("--no-crop", action="store_true", help="do not crop to the breast")
     parser.add_argument("--no-orient", action="store_true", help="do not flip breasts to the left")
@@ -522,9 +526,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--heatmaps", help="folder for each image's heat map at full resolution "
                          "(<name>_heatmap.png, 16-bit) and overlay at display size (<name>_overlay.png)")
-    predict.add_argument("--method", default=DEFAULT_METHOD, choices=HEATMAP_METHODS,
-                         help="heat-map method, with --heatmaps (Lesion map falls back to Grad-CAM on models "
-                         "without one)")
+    predict.add_argument("--method", choices=HEATMAP_METHODS,
+                         help=f"heat-map method, with --heatmaps (default {DEFAULT_METHOD}; Lesion map falls "
+                         "back to Grad-CAM on models without one)")
     predict.set_defaults(run=_predict)
 
     cases = sub.add_parser("cases", help="the case store")
@@ -558,7 +562,7 @@ def _parser() -> argparse.ArgumentParser:
                              "from the same environment variables as the app's (MAMMO_HOME, "
                              "MAMMO_DATASET_REPO, MAMMO_MODEL_REPO, MAMMO_BASE_DATA, HF_TOKEN); "
                              "MAMMO_TRAINERS applies to the token's user.")
-    retrain.add_argument("--epochs", type=int, default=5)
+    retrain.add_argument("--epochs", type=int, default=5, help="training epochs, as the Retrain tab's")
     retrain.add_argument("--image-size", type=int, help="model input side (default: the served model's)")
     retrain.add_argument("--from-imagenet", action="store_true",
                          help="start from ImageNet weights instead of fine-tuning the served version")

@@ -15,13 +15,15 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -58,6 +60,12 @@ def patient_folds(examples: Sequence[Example], folds: int, seed: int) -> np.ndar
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
     labels = [e.label for e in examples]
+    patients = Counter(label for label, _ in {(e.label, e.group) for e in examples})
+    fewest = min(patients, key=patients.__getitem__, default=None)
+    if fewest is not None and patients[fewest] < folds:  # folds with none of a label (sklearn only warned)
+        raise ValueError(f"{folds} folds need at least {folds} patients of each label, so that every fold "
+                         f"is tested on each; {fewest!r} has {patients[fewest]}. Use at most "
+                         f"{max(patients[fewest], 2)} folds, or add films.")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold_of = np.full(len(examples), -1)
     for fold, (_, test) in enumerate(splitter.split(np.zeros(len(examples)), labels,
@@ -110,7 +118,6 @@ def cross_validate(
     seed: int = 0,
     workers: int = 1,
     keep_models: Path | None = None,
-    on_fold: Callable[[FoldResult], None] | None = None,
     init_folds: Path | None = None,
 ) -> dict:
     """Cross-validate ``config``'s recipe over ``examples`` (patient-grouped) and summarise.
@@ -124,7 +131,6 @@ def cross_validate(
         workers: folds trained at once, one process and one torch thread each.
         keep_models: a folder to save each fold's model in (``fold0``, ...) and the summary with
             every film's out-of-fold prediction (``cv.json``), e.g. for heat-map checks.
-        on_fold: called as each fold finishes.
         init_folds: a folder of fold models kept by a cross-validation of the same films and folds
             (``keep_models``): fold k starts from ``foldk`` instead of ``config.init`` (e.g. the
             whole-film fine-tuning stage after a cross-validated patch stage).
@@ -152,11 +158,10 @@ def cross_validate(
     def done(result: FoldResult) -> None:
         results.append(result)
         test = fold_of == result.fold
-        log.info("cross-validation fold %d/%d done: %d films, uncalibrated scores of the malignant "
-                 "class: AUC %s", result.fold + 1, folds, int(test.sum()),
+        log.info("cross-validation fold %d done (folds 0 to %d, as in the JSON and the kept models' "
+                 "folders): %d films, uncalibrated scores of the malignant class: AUC %s", result.fold,
+                 folds - 1, int(test.sum()),
                  _fold_auc(result.scores, [examples[i].label for i in np.flatnonzero(test)]))
-        if on_fold:
-            on_fold(result)
 
     if workers <= 1:
         for job in jobs:
@@ -223,10 +228,15 @@ def _check_same_folds(folder: Path, examples: Sequence[Example], fold_of: np.nda
 
 def _fold_auc(scores: np.ndarray, labels: list[str]) -> str:
     """AUC of the last score column (the most severe class) for malignant vs rest, for the log."""
-    is_malignant = np.array([label == "malignant" for label in labels])
+    auc = _auc(scores[:, -1], np.array([label == "malignant" for label in labels]))
+    return "n/a" if auc is None else f"{auc:.3f}"
+
+
+def _auc(score: np.ndarray, is_malignant: np.ndarray) -> float | None:
+    """Malignant-vs-rest AUC of one score per film; None without films of both kinds."""
     if is_malignant.all() or not is_malignant.any():
-        return "n/a"
-    return f"{roc_auc_score(is_malignant, scores[:, -1]):.3f}"
+        return None
+    return float(roc_auc_score(is_malignant, score))
 
 
 def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labels: list[str],
@@ -262,13 +272,26 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
     if malignant is not None:
         calibration["ece_malignant_uncalibrated"] = expected_calibration_error(
             targets == malignant, raw_probs[:, malignant])
+        # the calibration is a regression on every class score, so it can order films against the
+        # network's own malignancy score (a weak network on few films: a CLI walk's folds went from
+        # AUC 0.41 to 0.59): the figures are then the pair's, and the heat maps, which explain the
+        # network, show evidence against malignancy
+        agreement = float(stats.spearmanr(raw_probs[:, malignant], shipped[:, malignant]).statistic)
+        calibration["rank_agreement_malignant"] = agreement
+        if agreement < 0:
+            log.warning("the calibration orders the films against the network's own malignancy score "
+                        "(Spearman %.2f): the network ranks them the wrong way round, the figures are those "
+                        "of the network with this calibration, and its heat maps show evidence against "
+                        "malignancy", agreement)
     fold_metrics = []
     for k in range(folds):
         inside = fold_of == k
         metrics = evaluate_predictions(targets[inside], probs[inside], labels,
                                        threshold=float(per_film_threshold[inside][0]), n_resamples=500,
                                        groups=None if groups is None else np.asarray(groups)[inside])
-        fold_metrics.append({"fold": k, **{key: metrics[key] for key in _FOLD_KEYS}})
+        fold_metrics.append({"fold": k, **{key: metrics[key] for key in _FOLD_KEYS},
+                             "auc_malignant_uncalibrated": None if malignant is None else _auc(
+                                 raw_probs[inside, malignant], targets[inside] == malignant)})
     aucs = [f["auc_malignant"] for f in fold_metrics if f["auc_malignant"] is not None]
     return {
         **pooled,

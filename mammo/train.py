@@ -59,6 +59,7 @@ __all__ = [
 
 _FILM_CONTRAST_JITTER = False  # on whole films it would lift the black background into the breast mask
 FIXED_BLOCKS = 4  # whole-film fine-tuning leaves the stem and this many blocks as the patch stage left them
+MIN_IMAGE_SIZE = 32  # the backbone's stride: a smaller input has no feature map
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,12 @@ class TrainConfig:
                              f"its image size must be at least {self.patch_size} px, got {self.image_size}")
         if self.epochs < 0 or self.film_epochs < 0:
             raise ValueError("epochs cannot be negative")
+        if self.image_size < MIN_IMAGE_SIZE:  # a traceback from the resize (a CLI walk)
+            raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE} px (the backbone's stride), got "
+                             f"{self.image_size}")
+        if self.min_side < 1:
+            raise ValueError(f"the smallest image side accepted (min side) must be at least 1 px, got "
+                             f"{self.min_side}")
         if self.film_epochs and self.recipe != "patch":
             raise ValueError("whole-film fine-tuning (film epochs) follows the patch recipe's patch stage; "
                              "the film recipe trains on whole films already")

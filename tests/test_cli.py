@@ -247,11 +247,28 @@ def test_store_listings_answer_without_torch(tmp_path: Path) -> None:
             assert listed["counts"] == {"normal": 0, "benign": 0, "malignant": 0}
 
 
-def test_bad_arguments_give_one_clear_line(tmp_path: Path) -> None:
+def test_bad_arguments_give_one_clear_line(tmp_path: Path, small_mias: Path) -> None:
     (tmp_path / "junk.png").write_text("not an image")
     done = cli_here("predict", "--model", str(tmp_path), str(tmp_path / "junk.png"))
     assert done.returncode == 2 and done.stderr.startswith("error:")
     assert "Traceback" not in done.stderr
+    # each of these was a traceback, or sklearn's words (a CLI walk)
+    training = ("--data", str(small_mias), "--arch", "test_efficientnet", "--init", "none", "--epochs", "1")
+    for args, said in ((("train", *training, "--image-size", "0", "--out", str(tmp_path / "m")),
+                        "error: image size must be at least 32 px (the backbone's stride), got 0"),
+                       (("train", *training, "--min-side", "-4", "--out", str(tmp_path / "m")),
+                        "error: the smallest image side accepted (min side) must be at least 1 px, got -4"),
+                       (("cv", *training, "--folds", "1000"), "error: 1000 folds need at least 1000 patients "
+                                                              "of each label"),
+                       (("predict", "--heatmaps", str(tmp_path / "junk.png"), str(tmp_path / "junk.png")),
+                        "error: --heatmaps names a folder to write the heat maps into; "
+                        f"{tmp_path / 'junk.png'} is a file")):
+        done = cli_here(*args)
+        assert done.returncode == 2 and done.stderr.startswith(said), done.stderr
+    image = next((small_mias / "benign").glob("*.png"))
+    ignored = cli_here("predict", "--model", "v1", "--method", "Grad-CAM", str(image))
+    assert ignored.returncode == 0 and "note: --method chooses the heat map written with --heatmaps" in \
+        ignored.stderr
 
 
 @pytest.mark.parametrize("command", ["train", "cv"])

@@ -4,6 +4,7 @@ calibration, ``python -m mammo cv --json`` and ``train --cv`` (both recipes, tin
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -41,6 +42,11 @@ def test_folds_keep_each_patient_in_one_fold_and_hold_every_label(mias: Path) ->
     assert sizes.min() >= 0.7 * sizes.max()
     with pytest.raises(ValueError, match="2 folds"):
         patient_folds(examples, 1, seed=0)
+    # more folds than patients of a label: folds with none of it (sklearn only warned; a CLI walk)
+    fewest = min(len({e.group for e in examples if e.label == label}) for label in LABELS)
+    with pytest.raises(ValueError, match=rf"{fewest + 1} folds need at least {fewest + 1} patients of each "
+                                         rf"label.*has {fewest}\. Use at most {fewest} folds"):
+        patient_folds(examples, fewest + 1, seed=0)
 
 
 def test_summary_is_out_of_fold_and_cross_fitted() -> None:
@@ -72,6 +78,24 @@ def test_summary_is_out_of_fold_and_cross_fitted() -> None:
     assert summary["threshold"] == pick_threshold(targets, shipped, LABELS)
     assert summary["sensitivity"] == np.mean(malignant >= summary["threshold"]) >= 0.9
     assert np.mean(malignant > summary["threshold"]) < 0.9
+    assert summary["calibration"]["rank_agreement_malignant"] > 0.9
+    assert all(f["auc_malignant_uncalibrated"] > 0.8 for f in summary["folds"])
+
+
+def test_a_calibration_that_reverses_the_networks_ranking_is_said(caplog) -> None:
+    """A network that ranks films the wrong way round: its calibration, a regression on every class
+    score, turns the ranking over, and the figures looked like the network's (a CLI walk). Each fold's
+    network-alone AUC and the rank agreement say it, and a warning in the log."""
+    rng = np.random.default_rng(1)
+    targets = np.repeat([0, 1, 2], 40)
+    fold_of = np.tile(np.arange(4), 30)
+    scores = np.column_stack([(targets == 1) * 2.0, (targets != 2) * 2.0]) + rng.normal(0, 1, (120, 2))
+    with caplog.at_level(logging.WARNING, logger="mammo.cv"):
+        summary = summarise(scores, targets, fold_of, LABELS, kind="patch")
+    assert summary["auc_malignant"] > 0.8  # the network with its calibration
+    assert all(f["auc_malignant_uncalibrated"] < 0.5 for f in summary["folds"])  # the network alone
+    assert summary["calibration"]["rank_agreement_malignant"] < 0
+    assert "orders the films against the network's own malignancy score" in caplog.text
 
 
 def test_cv_cli_json_pools_every_film_once(small_mias: Path, tmp_path: Path) -> None:
