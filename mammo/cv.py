@@ -29,9 +29,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from .baseline import cross_validate_baseline
 from .calibration import apply_calibration, expected_calibration_error, fit_calibration
-from .data import Example, film_identities, learnt_by
+from .data import Example, copy_groups, film_identities, learnt_by
 from .distributed import is_main_process, processes
 from .film import uncalibrated
+from .imaging import MIN_SIDE
 from .metrics import (
     NESTED_CROSS_FITTING,
     auc_abnormal,
@@ -55,12 +56,15 @@ _FOLD_KEYS = ("n", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant"
               "sensitivity", "specificity", "ece_malignant")
 
 
-def patient_folds(examples: Sequence[Example], folds: int, seed: int) -> np.ndarray:
-    """The fold (0..folds-1) of each example: stratified by label, no patient in two folds."""
+def patient_folds(examples: Sequence[Example], folds: int, seed: int,
+                  min_side: int = MIN_SIDE) -> np.ndarray:
+    """The fold (0..folds-1) of each example: stratified by label, no patient in two folds, nor two
+    copies of one image (:func:`copy_groups`; images below ``min_side`` are refused)."""
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
     labels = [e.label for e in examples]
-    patients = Counter(label for label, _ in {(e.label, e.group) for e in examples})
+    groups = copy_groups(examples, min_side)
+    patients = Counter(label for label, _ in set(zip(labels, groups, strict=True)))
     fewest = min(patients, key=patients.__getitem__, default=None)
     if fewest is not None and patients[fewest] < folds:  # folds with none of a label (sklearn only warned)
         raise ValueError(f"{folds} folds need at least {folds} patients of each label, so that every fold "
@@ -68,8 +72,7 @@ def patient_folds(examples: Sequence[Example], folds: int, seed: int) -> np.ndar
                          f"{max(patients[fewest], 2)} folds, or add films.")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold_of = np.full(len(examples), -1)
-    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(examples)), labels,
-                                                     [e.group for e in examples])):
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(examples)), labels, groups)):
         fold_of[test] = fold
     return fold_of
 
@@ -139,7 +142,7 @@ def cross_validate(
         raise ValueError("folds in worker processes (--workers) and a distributed launch do not mix: "
                          "under `accelerate launch` every fold trains on all the launched processes")
     labels = list(labels)
-    fold_of = patient_folds(examples, folds, seed)
+    fold_of = patient_folds(examples, folds, seed, config.min_side)
     if keep_models is not None:
         keep_models.mkdir(parents=True, exist_ok=True)
     if init_folds is not None:

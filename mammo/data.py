@@ -21,11 +21,12 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torchvision.transforms import v2
 
-from .fingerprint import FilmIdentity, LearntFilms, is_fingerprint
+from .fingerprint import FilmIdentity, Fingerprints, LearntFilms, is_fingerprint
 from .imaging import MIN_SIDE, read_image, sha256_of_pixels
 from .preprocess import Geometry, PreprocessConfig, prepare, small_copy, to_tensor
 
 __all__ = [
+    "copy_groups",
     "CaseImage",
     "Example",
     "NO_MODEL",
@@ -313,6 +314,29 @@ def film_identities(examples: Iterable[Example], min_side: int = MIN_SIDE) -> It
     for example in examples:
         grey = example.read(min_side)
         yield FilmIdentity.of(sha256_of_pixels(grey), small_copy(grey))
+
+
+def copy_groups(examples: Sequence[Example], min_side: int = MIN_SIDE) -> list[str]:
+    """Each example's group (its patient), with the copies of one image (the same pixels, or another
+    size, encoding or its mirror image: by fingerprint, as :class:`Fingerprints` matches them) joined
+    into the group of the first: a fold holding one copy while another trains scores a film it has
+    seen (BreastMNIST, whose images are their own groups, holds 63 pairs of copies: a CLI walk)."""
+    joined = {e.group: e.group for e in examples}  # union-find over the groups
+
+    def root(group: str) -> str:
+        while joined[group] != group:
+            joined[group] = joined[joined[group]]
+            group = joined[group]
+        return group
+
+    seen = Fingerprints(())
+    for i, identity in enumerate(film_identities(examples, min_side)):
+        for j in seen.find_all(identity.fingerprint, identity.mirrored):
+            first, other = root(examples[j].group), root(examples[i].group)
+            if first != other:
+                joined[other] = first
+        seen.add(identity.fingerprint)
+    return [root(e.group) for e in examples]
 
 
 def learnt_by(init: str | Path, films: Iterable[FilmIdentity]) -> int | None:

@@ -10,7 +10,7 @@ pooled features, are averaged over the image, then over the image and its left-r
 concatenated: 5 376 numbers per image with the default backbones. A logistic regression on them (features
 standardised on the training images; its L2 strength chosen by an inner 5-fold cross-validation of
 the training images only) is the probe. Its estimate is K-fold cross-validation (stratified, by
-group: BreastMNIST's images are their own groups), out of fold;
+group: BreastMNIST's images are their own groups, copies of one image one group), out of fold;
 then it is fitted on all 624 images into ``DIR/probe.json``. With ``--runs`` (the ``cv.json`` of
 fine-tuned cross-validations of the same images, e.g. ``benchmark_breastmnist.py --seeds 3``'s
 ``DIR/seed<k>-folds/cv.json``), it also reports the runs averaged and the **runs averaged, then
@@ -47,7 +47,7 @@ import repeated_cv  # noqa: E402
 
 from mammo.cli import resolve_model  # noqa: E402
 from mammo.config import settings  # noqa: E402
-from mammo.data import Example, folder_examples, label_order  # noqa: E402
+from mammo.data import Example, copy_groups, folder_examples, label_order  # noqa: E402
 from mammo.errors import said_in_one_line  # noqa: E402
 from mammo.imaging import sha256_of_pixels  # noqa: E402
 from mammo.metrics import evaluate_predictions, malignant_index, pick_threshold  # noqa: E402
@@ -166,7 +166,7 @@ def _fit(args: argparse.Namespace) -> dict:
     runs = _runs_of(args.runs, examples, classes) if args.runs else None  # refused before any feature
     args.out.mkdir(parents=True, exist_ok=True)
     y = np.array([classes.index(e.label) for e in examples])
-    labels, groups = np.array([e.label for e in examples]), [e.group for e in examples]
+    labels, groups = np.array([e.label for e in examples]), copy_groups(examples, MIN_SIDE)
     greys = read_greys(examples)
     x = features(greys, args.backbones)
     probs, fold_of = _out_of_fold(x, y, groups, args.folds, args.seed)

@@ -62,7 +62,7 @@ def model_figures(model: Path, data: Path, oof: Path | None = None) -> dict:
                "cnn_holdout": {k: scored[k] for k in ("auc_abnormal", "subgroups")}}
     cv = mammo.get("cv")
     if cv:
-        fold_of = patient_folds(learn, cv["n_folds"], (cv.get("recipe") or {}).get("seed", 0))
+        fold_of = patient_folds(learn, cv["n_folds"], (cv.get("recipe") or {}).get("seed", 0), min_side)
         figures["cv"] = cross_validate_baseline(learn, labels, fold_of, preprocess, min_side)
         if oof is not None:
             figures["cnn_cv_subgroups"] = _oof_subgroups(oof, learn, labels, cv)

@@ -20,7 +20,7 @@ from helpers import check_schema, cli_here, script_here
 from mammo.calibration import apply_calibration
 from mammo.choices import LESION_MAP
 from mammo.cv import patient_folds, summarise
-from mammo.data import SplitSpec, film_identities, folder_examples, learnt_by, split_by_patient
+from mammo.data import SplitSpec, copy_groups, film_identities, folder_examples, learnt_by, split_by_patient
 from mammo.metrics import EVALUATE_KEYS, NESTED_CROSS_FITTING, pick_threshold
 from mammo.pipeline import base_splits
 from mammo.predict import Predictor
@@ -47,6 +47,27 @@ def test_folds_keep_each_patient_in_one_fold_and_hold_every_label(mias: Path) ->
     with pytest.raises(ValueError, match=rf"{fewest + 1} folds need at least {fewest + 1} patients of each "
                                          rf"label.*has {fewest}\. Use at most {fewest} folds"):
         patient_folds(examples, fewest + 1, seed=0)
+
+
+def test_copies_of_one_image_share_a_fold(data_root: Path, mias: Path) -> None:
+    """BreastMNIST has no patient ids, and holds copies of one ultrasound image under other names (63
+    pairs: a CLI walk; train_0103 and val_0033 are one): a fold held one while another trained. Copies
+    are one group; mini-MIAS, which has none, keeps its patients' groups, and so its folds."""
+    images = data_root / "breastmnist"
+    examples = folder_examples(images / "train") + folder_examples(images / "val")
+    groups = copy_groups(examples, min_side=28)
+    assert len(set(groups)) < len({e.group for e in examples}) == len(examples)
+    names = [e.name for e in examples]
+    pair = [names.index("malignant/train_0103.png"), names.index("malignant/val_0033.png")]
+    assert groups[pair[0]] == groups[pair[1]]
+    fold_of = patient_folds(examples, 5, seed=0, min_side=28)
+    assert fold_of[pair[0]] == fold_of[pair[1]]
+    by_group = defaultdict(set)
+    for group, fold in zip(groups, fold_of, strict=True):
+        by_group[group].add(int(fold))
+    assert all(len(folds) == 1 for folds in by_group.values())
+    films = folder_examples(mias)
+    assert copy_groups(films) == [e.group for e in films]
 
 
 def test_summary_is_out_of_fold_and_cross_fitted() -> None:
