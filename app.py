@@ -1,7 +1,9 @@
-"""mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` (no logic of its own).
+"""mammo Space: a Gradio Blocks UI that wires events to ``mammo.service`` and the texts of
+``mammo.views``; what it does itself is which component shows what, and when.
 
-API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /retrain, /rollback, /models,
-/audit, /history, /offer, /queue, /health (also GET /health). Run: ``python app.py``.
+API names (``gradio_client``): /predict, /heatmap, /report, /submit_case, /correct_label,
+/withdraw_case, /retrain, /rollback, /models, /audit, /history, /offer, /queue, /health (also
+GET /health). Run: ``python app.py``.
 """
 
 import asyncio
@@ -39,7 +41,6 @@ from mammo.imaging import SUPPORTED, dicom_view, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
 from mammo.service import (
-    BASE_FILM_CASES,
     SUBMISSIONS_CHECKED_AFTER_S,
     TRAINING_BEGINS,
     MammoService,
@@ -1059,10 +1060,10 @@ def build() -> gr.Blocks:
                     receipt_text = gr.Markdown(elem_id="receipt-text")
                     with gr.Accordion("Receipt (JSON)", open=False):
                         receipt = gr.JSON(label="receipt")
+                    colours = {name: SOURCE_COLOURS[name] for name in ("cases", views.BASE_FILM_CASES)}
                     counts = gr.BarPlot(x="label", y="images", color="source", sort=list(service.labels),
                                         label="Submitted cases per label (the base data's films: Retrain "
-                                              "tab)", color_map={name: SOURCE_COLOURS[name]
-                                                                 for name in ("cases", BASE_FILM_CASES)})
+                                              "tab)", color_map=colours)
                     figures_tables(counts)
             with gr.Accordion("Correct a stored case's label, or withdraw the case", open=False):
                 gr.Markdown("A case stored with a wrong label keeps its image; the correction is stored "

@@ -77,7 +77,7 @@ from .values import echoed, whole_number, yes_or_no
 from .views import BASE_FILM_CASES, HEADER_FIELDS, header_fill, small_films_warning
 
 __all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed",
-           "TRAINING_BEGINS"]
+           "TRAINING_BEGINS", "SUBMISSIONS_CHECKED_AFTER_S"]
 
 Progress = Callable[[float, str], None]
 TRAINING_BEGINS = "training begins: reading the films"  # a retrain's step once its checks have passed
@@ -122,7 +122,8 @@ class RetrainBusy(MammoError, RuntimeError):
 
 
 class RetrainError(MammoError, RuntimeError):
-    """Retraining cannot start (no base data, bad options); the message says why."""
+    """A retrain that cannot start (no base data, bad options), or whose passing candidate could not
+    be published or served; the message says why, and what was kept."""
 
 
 class PublishedNotServed(RetrainError):
@@ -1154,7 +1155,8 @@ class MammoService:
     def retrain(self, options: RetrainOptions, user: str | None = None,
                 progress: Progress | None = None,
                 on_epoch: Callable[[EpochLog], None] | None = None) -> dict:
-        """Fine-tune on base data + cases; publish the candidate only if it passes the gate."""
+        """Train a candidate on base data + cases (fine-tuned from the served version, or from ImageNet
+        with ``options.from_current`` off); publish it only if it passes the gate."""
         can_train(user, self.settings).require()
         return self._locked_retrain(options, user, progress, on_epoch)
 
