@@ -33,7 +33,7 @@ from huggingface_hub import ModelCard
 
 from mammo import analytics, views
 from mammo.access import AccessDenied, TokenUsers, can_submit, can_train
-from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS
+from mammo.choices import DEFAULT_METHOD, DEFAULT_OPACITY, HEATMAP_METHODS, WITHDRAWAL_REASONS, listed_method
 from mammo.config import DISCLAIMER, settings
 from mammo.errors import MammoError, SettingsError
 from mammo.glossary import glossary_markdown
@@ -173,8 +173,8 @@ def _need_file(path: str | None, named: bool = False) -> str:
 
 
 def _method(method: str | None) -> str:
-    """The heat-map method asked for; the default when an API caller sends none (null)."""
-    return DEFAULT_METHOD if method is None else method
+    """The heat-map method asked for, in any case; the default when an API caller sends none (null)."""
+    return DEFAULT_METHOD if method is None else listed_method(str(method))
 
 
 # -- Predict ---------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ answered at once (the modules that use them import torch and the rest).
 from __future__ import annotations
 
 __all__ = ["RECIPES", "PATCH_STAGE", "FILM_STAGE", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD",
-           "DEFAULT_OPACITY", "CAM_CLASSES", "HEATMAP_METHODS", "WITHDRAWAL_REASONS", "listed_reason"]
+           "DEFAULT_OPACITY", "CAM_CLASSES", "HEATMAP_METHODS", "WITHDRAWAL_REASONS", "listed_reason",
+           "listed_method"]
 
 RECIPES = ("film", "patch")
 PATCH_STAGE, FILM_STAGE = "patches", "whole films"  # the patch recipe's two stages, as epochs name them
@@ -28,6 +29,14 @@ CAM_CLASSES = {
     "EigenCAM": "EigenCAM",
 }
 HEATMAP_METHODS = (LESION_MAP, *CAM_CLASSES)
+
+
+def listed_method(method: str) -> str:
+    """``method`` as :data:`HEATMAP_METHODS` spells it, whatever its case and surrounding spaces
+    ("grad-cam" was refused, where a label is taken in any case: an API probe); anything else as it
+    came, to be refused naming the methods."""
+    return {name.casefold(): name for name in HEATMAP_METHODS}.get(method.strip().casefold(), method)
+
 
 # Why a stored case may be withdrawn: a fixed list, so that no free text (a name, a record number)
 # is stored with the withdrawal.
