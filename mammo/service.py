@@ -371,6 +371,10 @@ class MammoService:
         self._withdrawn_prints: dict[str, str] = {}
         self._withdrawn_unread: set[str] = set()  # withdrawn cases whose image could not be read (logged)
         self._withdrawn_lock = threading.Lock()
+        # the films of the cases this process stored (case id tags), to say when one comes again as a
+        # copy at another size or encoding, or mirrored (stored unremarked, even under another label)
+        self._stored_here: KnownFilms[str] = KnownFilms()
+        self._stored_here_lock = threading.Lock()
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
         self.fetching_logs = isinstance(self.cases, HubCaseStore)  # a new disk (a restarted Space) lacks them
@@ -674,9 +678,12 @@ class MammoService:
         if header.stored_note:  # what the header filled in, or where it differs: on record
             receipt["dicom_header"] = header.stored_note
         submitted = self._submitted(image)
-        note = self._base_film_note(_stored_film(receipt["image_sha256"], submitted), receipt["label"])
+        film = _stored_film(receipt["image_sha256"], submitted)
+        note = self._base_film_note(film, receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
+        if copy := self._copy_of_a_case(film, receipt["case_id"]):
+            receipt["copy_of"] = copy
         # stored as given (a close-up may have no background), but said: Predict says it of this image
         # (noise was stored unremarked, to be trained on)
         if submitted and (unlike := whole_film_doubt(submitted.grey, submitted.breast, submitted.coloured)):
@@ -765,17 +772,24 @@ class MammoService:
         films = self._base_films()
         found: list[tuple[BaseFilm, str]] = []
         unlike: list[dict[str, str]] = []
+        copies: list[dict[str, str]] = []
         for case_id, digest, label, i in zip(receipt["case_ids"], receipt["image_sha256"], receipt["labels"],
                                              kept, strict=True):
             image = self._submitted(items[i][0], one=False)  # read once, as Predict reads it; not kept
-            film = films.tag_of(*_stored_film(digest, image))
+            identity = _stored_film(digest, image)
+            film = films.tag_of(*identity)
             if film is not None:
                 found.append((film, label))
+            if copy := self._copy_of_a_case(identity, case_id):
+                copies.append({"case_id": case_id, "name": names[i] if names else f"item {i + 1}",
+                               "copy_of": copy["case_id"], "copy_label": copy["label"]})
             if image and (why := whole_film_doubt(image.grey, image.breast, image.coloured)):
                 name = names[i] if names else f"item {i + 1}"
                 unlike.append({"case_id": case_id, "name": name, "why": why})
         if unlike:  # stored as given, but said, as for one case
             receipt["not_like_a_film"] = unlike
+        if copies:
+            receipt["copies_of_cases"] = copies
         parts = [film.part for film, _ in found]
         if parts:  # stored, and said: a retrain leaves them out (pipeline)
             one, held_out = len(parts) == 1, parts.count("holdout")
@@ -799,6 +813,20 @@ class MammoService:
             "bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
             skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"]))))
         return self._after_new_cases(self._said_where(receipt))
+
+    def _copy_of_a_case(self, film: FilmIdentity, case_id: str) -> dict | None:
+        """The active case that the film just stored as ``case_id`` is a copy of (another size or
+        encoding, or mirrored; its exact pixels are refused), with its label: a retrain learns such
+        copies once, and none of them under differing labels, and the receipt said nothing (an API
+        probe). Known for the cases this process stored (not another replica's, nor before a restart):
+        the retrain's report names every dispute."""
+        if film.fingerprint is None:
+            return None
+        with self._stored_here_lock:
+            first = self._stored_here.tag_of(*film)
+            self._stored_here.add(film, case_id)
+        label = self.cases.case_label(first) if first and first != case_id else None
+        return None if label is None else {"case_id": first, "label": label}  # a withdrawn one: none
 
     def _base_film_note(self, case: FilmIdentity, label: str | None = None) -> str | None:
         """What a retrain does with a case of this film (its pixels' hash, and its fingerprints to

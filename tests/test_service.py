@@ -104,6 +104,37 @@ def test_predict_and_submit(service: MammoService, small_mias: Path) -> None:
     assert sum(v["base"] for v in summary.values()) == len(list(small_mias.glob("*/*.png")))
 
 
+def test_a_copy_of_a_case_stored_here_is_said_in_its_receipt(service: MammoService, small_mias: Path,
+                                                             tmp_path: Path) -> None:
+    """A resized, re-encoded or mirrored copy of a stored case was stored unremarked, even under the
+    other label, and the next retrain quietly learnt neither (an API probe)."""
+    film = np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / "normal").glob("*.png"))[0])))
+    first = service.submit(film, "benign", None)  # not a base film: rotated
+    assert "copy_of" not in first
+    half = tmp_path / "half.jpg"
+    Image.fromarray(np.uint8(np.rint(film * 255))).resize((film.shape[1] // 2, film.shape[0] // 2)).save(
+        half, quality=92)
+    other = service.submit(str(half), "malignant", None)
+    assert other["copy_of"] == {"case_id": first["case_id"], "label": "benign"}
+    said = views.receipt_text(other, {})
+    assert f"a copy of case `{first['case_id']}` (benign)" in said
+    assert "Its label differs (malignant): a retrain learns neither" in said
+    mirrored = service.submit(np.ascontiguousarray(film[:, ::-1]), "benign", None)
+    assert mirrored["copy_of"] == {"case_id": first["case_id"], "label": "benign"}
+    assert "A retrain learns the film once" in views.receipt_text(mirrored, {})
+    quarter = tmp_path / "quarter.png"
+    Image.fromarray(np.uint8(np.rint(film * 255))).resize((film.shape[1] // 4, film.shape[0] // 4)).save(
+        quarter)
+    batch = service.submit_many([(str(quarter), "benign", None)], names=["quarter.png"])
+    assert batch["copies_of_cases"] == [{"case_id": batch["case_ids"][0], "name": "quarter.png",
+                                         "copy_of": first["case_id"], "copy_label": "benign"}]
+    assert f"(`{batch['case_ids'][0]}`): this image looks like a copy of case " \
+           f"`{first['case_id']}` (benign)" in views.bulk_receipt_text(batch)
+    service.withdraw_case(first["case_id"], WITHDRAWAL_REASONS[0])
+    unrelated = service.submit(np.ascontiguousarray(np.rot90(film)), "normal", None)
+    assert "copy_of" not in unrelated
+
+
 def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     service: MammoService, small_mias: Path
 ) -> None:

@@ -15,7 +15,7 @@ from ._common import _fmt, _short_id, literal, percent
 __all__ = ["QUEUE_COLUMNS", "queue_rows", "queue_choices", "queue_note", "offer_text", "AUDIT_SHOWN",
            "audit_rows", "receipt_text", "pending_stored_text", "case_choices", "withdrawal_question",
            "correction_text", "withdrawal_text", "refused_text", "bulk_receipt_text", "metadata_from_fields",
-           "HEADER_FIELDS", "HeaderFill", "header_fill"]
+           "HEADER_FIELDS", "HeaderFill", "header_fill", "copy_text"]
 
 
 QUEUE_COLUMNS = ["rank", "offered", "uncertainty (points)", "malignancy score", "most likely", "model",
@@ -145,6 +145,8 @@ def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
     return [*([f"⚠️ Note: {receipt['base_film']}."] if receipt.get("base_film") else []),
             *([f"⚠️ Check: {receipt['label_doubt']}."] if receipt.get("label_doubt") else []),
             *([f"⚠️ Check: {receipt['dicom_header']}"] if receipt.get("dicom_header") else []),
+            *([f"⚠️ Check: {copy_text(receipt['label'], copy['case_id'], copy['label'])}"]
+              if (copy := receipt.get("copy_of")) else []),
             *([f"⚠️ Check: this image does not look like a whole mammogram ({receipt['not_like_a_film']}); "
                "it was stored as given, and a retrain learns from it: withdraw it if it is not a film."]
               if receipt.get("not_like_a_film") else []),
@@ -234,9 +236,24 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
                      f"like a whole mammogram: {named}{more}. {'It was' if one else 'They were'} stored as "
                      f"given, and a retrain learns from {'it' if one else 'them'}: withdraw any that is not "
                      "a film (*Correct a stored case's label, or withdraw the case*, below, by its case id).")
+    for copy in (receipt.get("copies_of_cases") or [])[:_UNLIKE_NAMED]:
+        label = receipt["labels"][receipt["case_ids"].index(copy["case_id"])]
+        lines.append(f"⚠️ Check: {literal(copy['name'])} (`{copy['case_id']}`): "
+                     f"{copy_text(label, copy['copy_of'], copy['copy_label'])}")
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")
     return "  \n".join(lines)
+
+
+def copy_text(label: str, case_id: str, copy_label: str) -> str:
+    """A stored case that is a copy of case ``case_id`` (another size or encoding, or mirrored), in
+    words: a retrain learns the film once, or not at all when the labels differ."""
+    said = (f"this image looks like a copy of case `{case_id}` ({copy_label}) at another size or "
+            "encoding, or mirrored.")
+    if copy_label != label:
+        return (f"{said} Its label differs ({label}): a retrain learns neither until one is corrected or "
+                "withdrawn (*Correct a stored case's label, or withdraw the case*).")
+    return f"{said} A retrain learns the film once; withdraw this case if it is the same film."
 
 
 def metadata_from_fields(**fields: Any) -> dict[str, Any]:
