@@ -40,14 +40,8 @@ from mammo.glossary import glossary_markdown
 from mammo.imaging import SUPPORTED, dicom_view, encode_png, read_image
 from mammo.predict import DISPLAY_SIDE, OVERLAY_FORMAT, Prediction
 from mammo.preprocess import fit_within
-from mammo.service import (
-    SUBMISSIONS_CHECKED_AFTER_S,
-    TRAINING_BEGINS,
-    MammoService,
-    PublishedNotServed,
-    RetrainBusy,
-    RetrainOptions,
-)
+from mammo.retraining import TRAINING_BEGINS, PublishedNotServed, RetrainBusy, RetrainOptions
+from mammo.service import SUBMISSIONS_CHECKED_AFTER_S, MammoService
 from mammo.store import HubUnavailable
 from mammo.store.cases import METADATA_FIELDS
 from mammo.ui.browser_steps import (

@@ -173,7 +173,8 @@ def _retrain(args: argparse.Namespace) -> int:
     submitted cases, the same gate, the next version published to the same model store."""
     from .access import TokenUsers
     from .distributed import processes
-    from .service import MammoService, RetrainOptions
+    from .retraining import RetrainOptions
+    from .service import MammoService
     from .store._hub import HubUnavailable
 
     if processes() > 1:

@@ -13,12 +13,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,7 +35,22 @@ from .metrics import recorded_value
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
 from .preprocess import whole_film_doubt
+from .recent import RecentImages
 from .report import prediction_report
+from .retraining import (
+    AUTO_USER,
+    PUBLISH_FAILED,
+    RETRAIN_EVENTS,
+    TRAINING_BEGINS,
+    PublishedNotServed,
+    RetrainBusy,
+    RetrainError,
+    RetrainOptions,
+    published_meanwhile,
+    recorded_holdout,
+    retrain_summary,
+    withdrawn_meanwhile,
+)
 from .store import (
     AuditLog,
     HubCaseStore,
@@ -73,20 +88,16 @@ from .train import (
     model_probabilities,
     paired_comparison,
 )
-from .values import echoed, whole_number, yes_or_no
+from .values import echoed
 from .views import BASE_FILM_CASES, HEADER_FIELDS, header_fill, small_films_warning
 
-__all__ = ["MammoService", "RetrainOptions", "RetrainBusy", "RetrainError", "PublishedNotServed",
-           "TRAINING_BEGINS", "SUBMISSIONS_CHECKED_AFTER_S"]
+__all__ = ["MammoService", "SUBMISSIONS_CHECKED_AFTER_S"]
 
 Progress = Callable[[float, str], None]
-TRAINING_BEGINS = "training begins: reading the films"  # a retrain's step once its checks have passed
 # a version report's records of the best of the served line, which a rollback's copy carries
 _LINE_RECORDS = ("gate_best", "gate_best_specificity", "gate_best_sensitivity")
 _ROLLBACK_WAITS = "it may publish a new version: serve an earlier one again when it has finished."
 log = logging.getLogger(__name__)
-AUTO_USER = "automatic retrain (MAMMO_AUTO_RETRAIN_EVERY)"
-PUBLISH_FAILED = "not published: publishing it failed"  # a kept candidate's reason (_unpublished)
 # audit events fetched from the dataset repo onto a new disk: the newest (the Models tab shows 500)
 FETCHED_AUDIT_EVENTS = 5000
 # the newest cases whose submission events the app looks for after it starts (a kill can leave the few
@@ -109,29 +120,8 @@ HELD_OUT_FILM = ("this image is one of the base data's held-out films, on which 
                  "retrain leaves this case out of training (a held-out film is never trained on)")
 BASE_LABEL_KEPT = ("a label given here to correct the base data's is stored with the case, but training "
                    "changes only when the base data itself is corrected")
-# the audit actions that end a retrain: a version promoted (served, or published and not yet served),
-# a candidate rejected by the gate, or a retrain that failed
-RETRAIN_ENDINGS = ("promotion", "promotion, not yet served", "rejection", "retrain failed")
-RETRAIN_EVENTS = ("retrain started", *RETRAIN_ENDINGS)  # a start with no end: the app stopped during it
 # per model, in a retrain's audit event (the interval's units with it: v1-v3's drew films)
 _AUDITED_METRICS = ("n", "auc_malignant", "auc_malignant_ci95", "auc_ci_resampled")
-
-
-class RetrainBusy(MammoError, RuntimeError):
-    """Another retrain is running; only one at a time."""
-
-
-class RetrainError(MammoError, RuntimeError):
-    """A retrain that cannot start (no base data, bad options), or whose passing candidate could not
-    be published or served; the message says why, and what was kept."""
-
-
-class PublishedNotServed(RetrainError):
-    """A candidate passed the gate and was published, but could not be loaded back to serve."""
-
-    def __init__(self, message: str, version: str):
-        super().__init__(message)
-        self.version = version
 
 
 class BaseFilm(NamedTuple):
@@ -149,100 +139,6 @@ def base_label_said(film: BaseFilm, given: str | None) -> str:
     return f"labelled {film.label} in the base data, not {given} as given here"
 
 
-@dataclass(frozen=True)
-class RetrainOptions:
-    """Retrain settings a trainer picks in the app.
-
-    Args:
-        epochs: epochs (the film recipe's early stopping may end sooner).
-        image_size: model input side; None keeps the current model's.
-        from_current: fine-tune the current version (else start from ImageNet weights).
-        seed: random seed.
-    """
-
-    epochs: int = 5
-    image_size: int | None = None
-    from_current: bool = True
-    seed: int = 0
-
-    EPOCH_RANGE: ClassVar[tuple[int, int]] = (1, 100)
-    IMAGE_SIZE_RANGE: ClassVar[tuple[int, int]] = (32, 1024)
-
-    @classmethod
-    def from_form(cls, epochs: Any, image_size: Any, from_current: Any) -> RetrainOptions:
-        """The options as the Retrain tab and ``/retrain`` give them: an image size of 0 or null keeps
-        the model's; a null ``from_current`` is the default, True (it was taken as False: an API
-        caller's retrain then started from ImageNet). What an API caller sends otherwise is refused,
-        not guessed at: 2.5 epochs were run as 2, and the text "false" started from the current model."""
-        count, side = whole_number(epochs), 0 if image_size is None else whole_number(image_size)
-        current = cls.from_current if from_current is None else yes_or_no(from_current)
-        if count is None:
-            raise RetrainError(f"The number of epochs must be a whole number, got {echoed(epochs)}.")
-        if side is None:
-            raise RetrainError("The image size must be a whole number of pixels (0: the current model's), "
-                               f"got {echoed(image_size)}.")
-        if current is None:
-            raise RetrainError("Whether to start from the current model must be true or false (yes or no), "
-                               f"got {echoed(from_current)}.")
-        return cls(epochs=count, image_size=side or None, from_current=current)
-
-    @classmethod
-    def image_sizes(cls, patch_size: int | None = None) -> tuple[int, int]:
-        """The image sizes a retrain takes besides 0 (the current model's): :data:`IMAGE_SIZE_RANGE`,
-        and at least ``patch_size`` (the served recipe's patches are cut from each film)."""
-        smallest, largest = cls.IMAGE_SIZE_RANGE
-        return max(smallest, patch_size or 0), largest
-
-    def check(self, patch_size: int | None = None) -> None:
-        """Refuse options out of range; ``patch_size``: the served recipe's patches, the smallest image
-        it can cut them from (said in the same message, not in a second refusal after this one)."""
-        fewest, most = self.EPOCH_RANGE
-        if not fewest <= self.epochs <= most:
-            raise RetrainError(f"The number of epochs must be from {fewest} to {most}.")
-        smallest, largest = self.image_sizes(patch_size)
-        why = f" (the served recipe cuts {patch_size} px patches from each film)" if patch_size else ""
-        if self.image_size is not None and not smallest <= self.image_size <= largest:
-            raise RetrainError(f"The image size must be 0 (the current model's) or from {smallest} to "
-                               f"{largest} pixels{why}.")
-
-
-class RecentImages:
-    """The last few uploaded files, decoded, with the predictions drawn on them (thread-safe LRU).
-
-    Keys are file paths (Gradio gives each upload its own); predictions are kept per (model
-    version, requested heat-map method), without their overlay (a re-blend redraws it).
-    """
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._entries: OrderedDict[str, tuple[LoadedImage, dict[tuple[str, str], Prediction]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def image(self, key: str) -> LoadedImage | None:
-        with self._lock:
-            if key not in self._entries:
-                return None
-            self._entries.move_to_end(key)
-            return self._entries[key][0]
-
-    def drawn(self, key: str, version: str) -> dict[str, Prediction]:
-        """The predictions of version ``version`` on this file, by requested method."""
-        with self._lock:
-            _, drawn = self._entries.get(key, (None, {}))
-            return {method: p for (v, method), p in drawn.items() if v == version}
-
-    def put(self, key: str, image: LoadedImage, drawn: tuple[str, Prediction] | None = None) -> None:
-        """Keep ``image`` and, if given, a (requested method, prediction) drawn on it."""
-        with self._lock:
-            _, kept = self._entries.pop(key, (image, {}))
-            if drawn is not None:
-                method, prediction = drawn
-                kept[(prediction.model_version, method)] = replace(prediction, overlay=None)
-            self._entries[key] = (image, kept)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-
 def _files_stamp(folder: Path) -> tuple:
     """The name, size and modification time of each file in ``folder``: changes when any file does."""
     return tuple(sorted((p.name, (stat := p.stat()).st_size, stat.st_mtime_ns)
@@ -257,25 +153,10 @@ def _base_counts(folder: Path | None) -> dict[str, int]:
     return dict(Counter(example.label for example in folder_examples(folder)))
 
 
-def published_meanwhile(latest: str, compared: str) -> str:
-    """The gate's reason when a candidate that passed cannot be published: ``latest`` came first."""
-    return (f"Not published: {latest} was published by another process (a retrain from a shell or a Job) "
-            f"while this retrain ran, and the candidate was compared with {compared} only; it is kept as "
-            f"rejected. Retrain again to compare a candidate with {latest}.")
-
-
 def not_audited(error: OSError) -> str:
     """A receipt's warning when its change is stored but the audit log could not record it."""
     return (f"It is stored, but the audit log could not record it ({error.strerror or error}): tell the "
             "maintainer of this app.")
-
-
-def withdrawn_meanwhile(case_ids: Sequence[str]) -> str:
-    """The gate's reason when cases the candidate learnt from were withdrawn while it trained."""
-    named = ", ".join(case_ids)
-    return (f"Not published: {len(case_ids)} case{'s' if len(case_ids) > 1 else ''} it trained on ({named}) "
-            f"{'were' if len(case_ids) > 1 else 'was'} withdrawn while this retrain ran, and the candidate "
-            "learnt from them; it is kept as rejected. Retrain again to leave them out.")
 
 
 def _recorded_recipe(model: Predictor) -> TrainConfig:
@@ -287,25 +168,6 @@ def _audited(metrics: Mapping[str, Any], key: str) -> Any:
     """A model's figure as a retrain's audit event keeps it: no interval for a model that gave every
     film one score (its AUC of 0.50 ranks nothing, so "0.500–0.500" would mislead)."""
     return None if key == "auc_malignant_ci95" and gives_every_film_one_score(metrics) else metrics.get(key)
-
-
-def recorded_holdout(mammo: Mapping[str, Any]) -> dict | None:
-    """A version's recorded held-out AUC, its interval, films and data (None when it records none)."""
-    metrics = mammo.get("metrics") or {}
-    if metrics.get("auc_malignant") is None:
-        return None
-    return {"auc_malignant": metrics["auc_malignant"], "n": metrics.get("n"),
-            "auc_malignant_ci95": metrics.get("auc_malignant_ci95"),
-            "auc_ci_resampled": metrics.get("auc_ci_resampled"),
-            "sources": (mammo.get("data") or {}).get("sources")}
-
-
-def retrain_summary(mammo: Mapping[str, Any], version: str | None, rejected_id: str | None) -> dict:
-    """What a retrain returns, from its candidate's config (``mammo``: its report, training history and
-    split): ``version`` is the one served after it; ``rejected_id`` names the kept candidate, if any."""
-    return {**mammo["report"], "version": version, "rejected_id": rejected_id,
-            "history": mammo["training"]["history"], "split": mammo["split"]["description"],
-            "film_size_warning": small_films_warning(mammo["training"])}
 
 
 def _with_the_header(image: ImageSource, metadata: Mapping[str, Any] | None):

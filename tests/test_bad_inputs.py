@@ -19,7 +19,7 @@ from gradio_client.exceptions import AppError
 from helpers import SERVED, script_here
 from PIL import Image
 
-from mammo.service import RetrainOptions
+from mammo.retraining import RetrainOptions
 from mammo.store import CaseStore
 
 BAD = ROOT / "tests" / "data" / "bad"

@@ -19,7 +19,8 @@ from huggingface_hub import HfApi
 from mammo.config import settings
 from mammo.data import SplitSpec, folder_examples
 from mammo.pipeline import base_splits
-from mammo.service import MammoService, RetrainError, RetrainOptions
+from mammo.retraining import RetrainError, RetrainOptions
+from mammo.service import MammoService
 from mammo.store import open_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

@@ -13,7 +13,7 @@ from mammo.config import settings
 from mammo.errors import BadRequest, MammoError, SettingsError
 from mammo.imaging import ImageError, read_image
 from mammo.model import ModelError
-from mammo.service import RetrainBusy, RetrainError
+from mammo.retraining import RetrainBusy, RetrainError
 from mammo.store import RegistryError, StoreError
 from mammo.store._hub import HubError, HubUnavailable
 

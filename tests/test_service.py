@@ -30,17 +30,19 @@ from mammo.fingerprint import MATCH_BITS, bits_apart
 from mammo.imaging import encode_png, read_image, sha256_of_pixels
 from mammo.pipeline import base_splits
 from mammo.predict import Predictor, load_image
-from mammo.service import (
+from mammo.retraining import (
     AUTO_USER,
-    BASE_FILM_CASES,
-    BASE_LABEL_KEPT,
-    HELD_OUT_FILM,
     TRAINING_BEGINS,
-    MammoService,
     RetrainBusy,
     RetrainError,
     RetrainOptions,
     withdrawn_meanwhile,
+)
+from mammo.service import (
+    BASE_FILM_CASES,
+    BASE_LABEL_KEPT,
+    HELD_OUT_FILM,
+    MammoService,
 )
 from mammo.store import (
     AuditLog,
