@@ -545,12 +545,8 @@ def ask_withdrawal(case_id: str | None, reason: str | None, profile: gr.OAuthPro
                    token: gr.OAuthToken | None = None):
     """The page's question before a withdrawal, which cannot be undone there: which case and why, and
     the two kept for the confirmation (what it withdraws, whatever the form says by then)."""
-    can_submit(_user(profile, token), SETTINGS).require()
-    case = service.cases.resolve_case(_withdrawal_asked(case_id, reason))
-    listed = service.cases.withdrawal_reason(reason)
-    label = service.cases.case_label(case)
-    if label is None:
-        raise gr.Error(f"Case {case} was withdrawn already.")
+    case, label, listed = service.check_withdrawal(_withdrawal_asked(case_id, reason), str(reason),
+                                                   user=_user(profile, token))
     return gr.update(visible=True), views.withdrawal_question(case, label, listed), [case, listed]
 
 

@@ -590,6 +590,18 @@ class MammoService:
         self.withdrawn_fingerprints()  # its image read back now, while it is at hand, not at the next submit
         return receipt
 
+    def check_withdrawal(self, case_id: str, reason: str, user: str | None = None) -> tuple[str, str, str]:
+        """Before a withdrawal, which the page asks to confirm: who may (as for :meth:`withdraw_case`),
+        and the case (its id, or a start naming one case), its label and the listed reason; StoreError
+        for an unknown case or reason, or a case withdrawn already."""
+        can_submit(user, self.settings).require()
+        case = self.cases.resolve_case(case_id)
+        listed = self.cases.withdrawal_reason(reason)
+        label = self.cases.case_label(case)
+        if label is None:
+            raise StoreError(f"Case {case} was withdrawn already.")
+        return case, label, listed
+
     @staticmethod
     def _audited(receipt: dict, record: Callable[[], object]) -> dict:
         """``receipt`` of a change already stored, once ``record`` has put it in the audit log. A log

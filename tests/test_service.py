@@ -1517,7 +1517,14 @@ def test_a_withdrawal_is_audited_limited_to_submitters_and_leaves_the_case_out_o
     service.settings = dataclasses.replace(service.settings, submitters=frozenset({"alice"}))
     with pytest.raises(AccessDenied, match="limited to the submitters"):
         service.withdraw_case(case_ids[0], WITHDRAWAL_REASONS[2], user="mallory")
+    with pytest.raises(AccessDenied, match="limited to the submitters"):  # the page's question too
+        service.check_withdrawal(case_ids[0], WITHDRAWAL_REASONS[2], user="mallory")
+    # the page's question names the case by its full id, its label and the listed reason
+    assert service.check_withdrawal(case_ids[0][:8], "Consent withdrawn", user="alice") == (
+        case_ids[0], "malignant", "consent withdrawn")
     receipt = service.withdraw_case(case_ids[0], WITHDRAWAL_REASONS[2], user="alice")
+    with pytest.raises(StoreError, match=f"Case {case_ids[0]} was withdrawn already"):
+        service.check_withdrawal(case_ids[0], WITHDRAWAL_REASONS[2], user="alice")
     assert (receipt["was"], receipt["withdrawn"]) == ("malignant", "consent withdrawn")
     event = service.audit.events()[-1]
     assert (event["action"], event["user"]) == ("case withdrawn", "alice")
