@@ -5,12 +5,13 @@ logged or written back out. Grey arrays are 2-D ``float32`` in ``[0, 1]``.
 
 Scaling rules, so the same pixels always give the same array (and the same hash):
 
-* 8-bit images are divided by 255; 16-bit ones by the largest value of the bits their values use:
-  4095 when none exceeds it (a 12-bit detector's values stored in 16 bits), 16383 (14-bit), else
-  65535. A 12-bit export divided by 65535 was read near-black, and the same film scored 7 % as a
-  12-bit PNG, 11 % as a raw 16-bit one and 18 % as its DICOM (an API probe): no later step
-  normalises contrast. 16-bit PGM/PNM files are rescaled by Pillow from their declared ``maxval``
-  to the full 16-bit range;
+* 8-bit images are divided by 255; 16-bit ones by the full scale of their significant bits: those a
+  PNG's ``sBIT`` chunk declares (:func:`encode_png` declares 16, so that the app reads its own PNGs,
+  a dark case's too, as it wrote them), else the fewest of 12, 14 and 16 that hold its values (4095
+  for a 12-bit detector's values stored in 16 bits). A 12-bit export divided by 65535 was read
+  near-black, and the same film scored 7 % as a 12-bit PNG, 11 % as a raw 16-bit one and 18 % as its
+  DICOM (an API probe): no later step normalises contrast. 16-bit PGM/PNM files are rescaled by
+  Pillow from their declared ``maxval`` to the full 16-bit range;
 * 32-bit integer images outside ``0..65535``, float images and DICOM are min-max scaled;
   an image with a single value becomes all zeros (:func:`refuse_blank` refuses it where images come in);
 * colour images become luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); an alpha channel is
@@ -34,7 +35,7 @@ from io import BytesIO
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .errors import MammoError
 
@@ -159,9 +160,12 @@ def colour_doubt(coloured: float) -> str | None:
 
 
 def encode_png(grey: np.ndarray) -> bytes:
-    """2-D float array in [0,1] -> 16-bit greyscale PNG bytes with no metadata chunks."""
+    """2-D float array in [0,1] -> 16-bit greyscale PNG bytes with no metadata chunks; its ``sBIT``
+    chunk declares all 16 bits significant (read back at that scale, however dark)."""
     buf = BytesIO()
-    Image.fromarray(_quantise(grey)).save(buf, format="PNG")
+    significant = PngImagePlugin.PngInfo()
+    significant.add(b"sBIT", bytes([16]))
+    Image.fromarray(_quantise(grey)).save(buf, format="PNG", pnginfo=significant)
     return buf.getvalue()
 
 
@@ -273,9 +277,12 @@ def _minmax(arr: np.ndarray, invert: bool = False) -> np.ndarray:
 _STORED_RANGES = (4095, 16383, _SIXTEEN_BIT)  # a 12-bit, 14-bit and 16-bit detector's values
 
 
-def _stored_range(top: int) -> int:
-    """The full scale of a 16-bit image whose largest value is ``top``: that of the fewest bits of
-    :data:`_STORED_RANGES` that hold it (see the module docstring)."""
+def _stored_range(top: int, significant_bits: int | None = None) -> int:
+    """The full scale of a 16-bit image whose largest value is ``top``: that of its declared
+    ``significant_bits`` where they hold it, else of the fewest bits of :data:`_STORED_RANGES` that do
+    (see the module docstring)."""
+    if significant_bits and 8 <= significant_bits <= 16 and top <= (declared := 2**significant_bits - 1):
+        return declared
     return next(full for full in _STORED_RANGES if top <= full)
 
 
@@ -304,7 +311,7 @@ def _decode_pil(data: bytes, min_side: int) -> tuple[np.ndarray, float]:
                 _check_geometry(*im.size, min_side)
                 _check_frames(getattr(im, "n_frames", 1))
                 im.load()
-                return _pil_to_grey(im)
+                return _pil_to_grey(im, _png_significant_bits(data))
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -320,7 +327,23 @@ def _decode_pil(data: bytes, min_side: int) -> tuple[np.ndarray, float]:
         ) from exc
 
 
-def _pil_to_grey(im: Image.Image) -> tuple[np.ndarray, float]:
+def _png_significant_bits(data: bytes) -> int | None:
+    """The grey significant bits a PNG's ``sBIT`` chunk declares (before its pixels); None for another
+    file, or a PNG without one."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    pos = 8
+    while pos + 9 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        if kind == b"sBIT":
+            return data[pos + 8] if length >= 1 else None
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
+
+
+def _pil_to_grey(im: Image.Image, significant_bits: int | None = None) -> tuple[np.ndarray, float]:
     """A loaded Pillow image in any mode -> float grey in [0, 1] (see the module docstring) and the
     share of its lit pixels in colour (0 for a grey mode)."""
     mode = im.mode
@@ -331,7 +354,7 @@ def _pil_to_grey(im: Image.Image) -> tuple[np.ndarray, float]:
     if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(im)
         if arr.size and arr.min() >= 0 and arr.max() <= _SIXTEEN_BIT:
-            return arr.astype(np.float64) / _stored_range(int(arr.max())), 0.0
+            return arr.astype(np.float64) / _stored_range(int(arr.max()), significant_bits), 0.0
         return _minmax(arr), 0.0
     if mode == "F":
         return _minmax(np.asarray(im)), 0.0

@@ -503,9 +503,33 @@ def test_encode_png_round_trip_without_metadata():
     png = encode_png(a)
     chunks = _png_chunks(png)
     assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND"
-    assert set(chunks) <= {b"IHDR", b"IDAT", b"IEND"}, chunks
+    assert set(chunks) <= {b"IHDR", b"sBIT", b"IDAT", b"IEND"}, chunks  # sBIT: 16 significant bits
     assert png[24] == 16 and png[25] == 0  # 16-bit greyscale
     np.testing.assert_allclose(read_image(png), a, atol=EPS)
+
+
+def test_the_apps_own_dark_png_reads_back_as_it_was_written():
+    """A stored case or offered image whose brightest grey is a quarter of full scale or less was read
+    back 4 or 16 times brighter, as a 12- or 14-bit export is (a review): its declared 16 significant
+    bits keep it as written, and its pixels' hash with it."""
+    dark = np.linspace(0, 60 / 255, 48 * 64).reshape(48, 64).astype(np.float32)
+    again = read_image(encode_png(dark))
+    np.testing.assert_allclose(again, dark, atol=EPS)
+    assert sha256_of_pixels(again) == sha256_of_pixels(dark)
+
+
+def test_a_png_declaring_its_significant_bits_is_read_at_that_scale(tmp_path):
+    exported = np.rint(np.linspace(0, 0.5, 40 * 50).reshape(40, 50) * 4095).astype(np.uint16)  # max 2048
+    info = PngInfo()
+    info.add(b"sBIT", bytes([14]))
+    declared = tmp_path / "declared.png"
+    Image.fromarray(exported).save(declared, pnginfo=info)
+    np.testing.assert_allclose(read_image(declared), exported / 16383, atol=1e-6)  # not inferred as 12-bit
+    info = PngInfo()
+    info.add(b"sBIT", bytes([12]))  # a declaration its values break is not believed
+    lying = tmp_path / "lying.png"
+    Image.fromarray(np.uint16(exported * 16)).save(lying, pnginfo=info)
+    np.testing.assert_allclose(read_image(lying), exported * 16 / 65535, atol=1e-6)
 
 
 def test_encode_png_strips_source_metadata(tmp_path):
