@@ -398,7 +398,7 @@ def _import_cases(folder: Path, settings: Settings) -> int:
     from .store.cases import METADATA_FIELDS
 
     examples = folder_examples(folder)
-    service = MammoService(replace(settings, submitters=frozenset(), auto_retrain_every=0))
+    service = MammoService(replace(settings, submitters=frozenset(), auto_retrain_every=0), fetch_logs=False)
     try:
         # metadata.csv's columns that are case fields (view, density, age, ...); the rest (a patient_id
         # above all) stay out of the store

@@ -56,20 +56,22 @@ _FOLD_KEYS = ("n", "accuracy", "balanced_accuracy", "auc_macro", "auc_malignant"
               "sensitivity", "specificity", "ece_malignant")
 
 
-def patient_folds(examples: Sequence[Example], folds: int, seed: int,
-                  min_side: int = MIN_SIDE) -> np.ndarray:
+def patient_folds(examples: Sequence[Example], folds: int, seed: int, min_side: int = MIN_SIDE,
+                  groups: Sequence[str] | None = None) -> np.ndarray:
     """The fold (0..folds-1) of each example: stratified by label, no patient in two folds, nor two
-    copies of one image (:func:`copy_groups`; images below ``min_side`` are refused)."""
+    copies of one image (``groups``: each example's :func:`copy_groups`, computed here when not given;
+    images below ``min_side`` are refused)."""
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
     labels = [e.label for e in examples]
-    groups = copy_groups(examples, min_side)
+    groups = copy_groups(examples, min_side) if groups is None else groups
     patients = Counter(label for label, _ in set(zip(labels, groups, strict=True)))
     fewest = min(patients, key=patients.__getitem__, default=None)
     if fewest is not None and patients[fewest] < folds:  # folds with none of a label (sklearn only warned)
+        advice = (f"Use at most {patients[fewest]} folds, or add films" if patients[fewest] >= 2 else
+                  "Cross-validation needs at least 2 patients of each label: add films")
         raise ValueError(f"{folds} folds need at least {folds} patients of each label, so that every fold "
-                         f"is tested on each; {fewest!r} has {patients[fewest]}. Use at most "
-                         f"{max(patients[fewest], 2)} folds, or add films.")
+                         f"is tested on each; {fewest!r} has {patients[fewest]}. {advice}.")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold_of = np.full(len(examples), -1)
     for fold, (_, test) in enumerate(splitter.split(np.zeros(len(examples)), labels, groups)):
@@ -142,7 +144,8 @@ def cross_validate(
         raise ValueError("folds in worker processes (--workers) and a distributed launch do not mix: "
                          "under `accelerate launch` every fold trains on all the launched processes")
     labels = list(labels)
-    fold_of = patient_folds(examples, folds, seed, config.min_side)
+    groups = copy_groups(examples, config.min_side)  # patients, copies of one image joined
+    fold_of = patient_folds(examples, folds, seed, groups=groups)
     if keep_models is not None:
         keep_models.mkdir(parents=True, exist_ok=True)
     if init_folds is not None:
@@ -179,7 +182,7 @@ def cross_validate(
     for result in results:
         scores[fold_of == result.fold] = result.scores
     targets = np.array([labels.index(e.label) for e in examples])
-    summary = summarise(scores, targets, fold_of, labels, config.head.kind, [e.group for e in examples])
+    summary = summarise(scores, targets, fold_of, labels, config.head.kind, groups)  # CIs resample groups
     # each film called at the threshold fitted on the other folds, as the pooled '_cross_fitted' rates
     thresholds = summary.pop("_thresholds")
     summary["subgroups"] = subgroup_metrics(examples, targets, summary["_probs"], labels, thresholds)
@@ -280,7 +283,7 @@ def summarise(scores: np.ndarray, targets: np.ndarray, fold_of: np.ndarray, labe
         # AUC 0.41 to 0.59): the figures are then the pair's, and the heat maps, which explain the
         # network, show evidence against malignancy
         agreement = float(stats.spearmanr(raw_probs[:, malignant], shipped[:, malignant]).statistic)
-        calibration["rank_agreement_malignant"] = agreement
+        calibration["rank_agreement_malignant"] = agreement if np.isfinite(agreement) else None  # one score
         if agreement < 0:
             log.warning("the calibration orders the films against the network's own malignancy score "
                         "(Spearman %.2f): the network ranks them the wrong way round, the figures are those "

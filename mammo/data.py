@@ -320,7 +320,8 @@ def copy_groups(examples: Sequence[Example], min_side: int = MIN_SIDE) -> list[s
     """Each example's group (its patient), with the copies of one image (the same pixels, or another
     size, encoding or its mirror image: by fingerprint, as :class:`Fingerprints` matches them) joined
     into the group of the first: a fold holding one copy while another trains scores a film it has
-    seen (BreastMNIST, whose images are their own groups, holds 63 pairs of copies: a CLI walk)."""
+    seen (BreastMNIST, whose images are their own groups, holds copies: its 624 train+val images are 565
+    groups, 112 images in 53 groups of two or more; a CLI walk)."""
     joined = {e.group: e.group for e in examples}  # union-find over the groups
 
     def root(group: str) -> str:

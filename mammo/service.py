@@ -193,9 +193,12 @@ class MammoService:
     """The store, registry and served model of one app instance."""
 
     def __init__(self, settings: mammo_config.Settings | None = None, *,
-                 check_submissions_after: float | None = None) -> None:
+                 check_submissions_after: float | None = None, fetch_logs: bool = True) -> None:
         """Args:
             settings: the environment's settings (read from it when None).
+            fetch_logs: with the Hub backend, fetch the audit and prediction logs onto a disk that
+                lacks them, in the background (off for a command that stores and ends, as
+                ``cases import``: it closed the store under a fetch still writing).
             check_submissions_after: seconds after the start at which the newest cases' submission
                 events are checked (:meth:`AuditLog.record_unrecorded_submissions`): the app's own
                 process, once, after any other process's submit in flight at its start has written its
@@ -239,7 +242,8 @@ class MammoService:
         self._stored_here_lock = threading.Lock()
         self._base_folder()  # a Hub repo is downloaded at start
         self._sweep_work()
-        self.fetching_logs = isinstance(self.cases, HubCaseStore)  # a new disk (a restarted Space) lacks them
+        # a new disk (a restarted Space) lacks them
+        self.fetching_logs = fetch_logs and isinstance(self.cases, HubCaseStore)
         self.start_checks = threading.Thread(target=self._check_at_start, name="start-checks", daemon=True,
                                              args=(started, check_submissions_after))
         self.start_checks.start()
@@ -249,7 +253,7 @@ class MammoService:
         ``check_submissions_after`` seconds on, the newest cases' submissions that no event records are
         recorded (a kill between storing a case and recording it; logged). Not when the audit events
         could not be fetched (every case would look unrecorded), nor once the service is closing."""
-        audit_complete = self._fetch_logs(self.cases) if isinstance(self.cases, HubCaseStore) else True
+        audit_complete = self._fetch_logs(self.cases) if self.fetching_logs else True
         if check_submissions_after is None or self._closing.wait(check_submissions_after):
             return
         if not audit_complete:

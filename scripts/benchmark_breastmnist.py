@@ -3,14 +3,14 @@
     python scripts/benchmark_breastmnist.py [--data ../shared/data] [--epochs 30] [--folds 5] [--seeds N]
                                             [--json-out FILE] [any other `python -m mammo train` option]
 
-Pools ``breastmnist/train`` and ``breastmnist/val`` (624 images) and runs
-``python -m mammo train --cv K`` on them: K-fold cross-validation (stratified; BreastMNIST has no
-patient ids, so images are the groups) for the estimate, then the final model on all 624 images
+Pools ``breastmnist/train`` and ``breastmnist/val`` (624 images) and runs ``python -m mammo train
+--cv K`` on them: K-fold cross-validation (stratified; BreastMNIST has no patient ids, so images are
+the groups, copies of one image one group) for the estimate, then the final model on all 624 images
 for the same fixed number of epochs, calibrated on the pooled out-of-fold predictions. Prints the
 cross-validation JSON (``evaluate --json`` keys + ``folds``) to stdout and a comparison with the
-MedMNIST v2 table to stderr. Ours are CROSS-VALIDATED figures on train+val; MedMNIST v2 reports
-the official TEST split, which this project does not have: score the final model on it with
-``python -m mammo evaluate --model OUT --data breastmnist/test --json``.
+MedMNIST v2 table to stderr. Ours are CROSS-VALIDATED figures on train+val; MedMNIST v2 reports the
+official TEST split, which this project does not have: score the final model on it with ``python -m
+mammo evaluate --model OUT --data breastmnist/test --json``.
 ``--seeds N`` repeats all of it with seeds ``seed`` ... ``seed + N - 1`` (other folds, other training
 order) into ``OUT/seed<k>`` (fold models and their ``cv.json`` in ``OUT/seed<k>-folds``), then prints
 ``scripts/repeated_cv.py``'s report (the runs' spread, and the out-of-fold estimate of averaging

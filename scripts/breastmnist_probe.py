@@ -163,10 +163,11 @@ def _fit(args: argparse.Namespace) -> dict:
         raise SystemExit(f"the probe is binary; these images hold the classes {classes}")
     if len({e.name for e in examples}) != len(examples):
         raise SystemExit("two images of train and val have one name: their predictions cannot be told apart")
-    runs = _runs_of(args.runs, examples, classes) if args.runs else None  # refused before any feature
+    groups = copy_groups(examples, MIN_SIDE)
+    runs = _runs_of(args.runs, examples, classes, groups) if args.runs else None  # refused before any feature
     args.out.mkdir(parents=True, exist_ok=True)
     y = np.array([classes.index(e.label) for e in examples])
-    labels, groups = np.array([e.label for e in examples]), copy_groups(examples, MIN_SIDE)
+    labels = np.array([e.label for e in examples])
     greys = read_greys(examples)
     x = features(greys, args.backbones)
     probs, fold_of = _out_of_fold(x, y, groups, args.folds, args.seed)
@@ -186,10 +187,20 @@ def _fit(args: argparse.Namespace) -> dict:
     return report
 
 
-def _runs_of(runs: list[Path], examples: list[Example], classes: list[str]
+def _runs_of(runs: list[Path], examples: list[Example], classes: list[str], groups: list[str]
              ) -> tuple[np.ndarray, list[float] | None]:
     """The runs' out-of-fold probabilities (runs, images, classes) in the examples' order and their
-    thresholds; SystemExit unless they scored these very images, with the same labels and classes."""
+    thresholds; SystemExit unless they scored these very images, with the same labels and classes, in
+    folds that kept copies of one image together (``groups``: :func:`copy_groups`)."""
+    group_of = {e.name: group for e, group in zip(examples, groups, strict=True)}
+    for path in runs:
+        record = json.loads(Path(path).read_text())
+        folds: dict[str | None, set[int]] = {}
+        for film in record["oof"] if isinstance(record, dict) else record:
+            folds.setdefault(group_of.get(film["name"]), set()).add(film["fold"])
+        if any(len(kept) > 1 for kept in folds.values()):
+            raise SystemExit(f"{path}: its folds split copies of one image (cross-validated before folds "
+                             "kept copies together, so its out-of-fold figures are optimistic): run it again")
     films, probs, run_classes, thresholds = repeated_cv.read_runs(runs)
     if run_classes != classes:
         raise SystemExit(f"the runs' classes {run_classes} are not the probe's {classes}")

@@ -132,9 +132,15 @@ def test_a_copy_of_a_case_stored_here_is_said_in_its_receipt(service: MammoServi
                                          "copy_of": first["case_id"], "copy_label": "benign"}]
     assert f"(`{batch['case_ids'][0]}`): this image looks like a copy of case " \
            f"`{first['case_id']}` (benign)" in views.bulk_receipt_text(batch)
-    service.withdraw_case(first["case_id"], WITHDRAWAL_REASONS[0])
-    unrelated = service.submit(np.ascontiguousarray(np.rot90(film)), "normal", None)
-    assert "copy_of" not in unrelated
+    # the label named is the case's label now, a correction's
+    service.correct_label(first["case_id"], "normal")
+    third = tmp_path / "third.png"
+    Image.fromarray(np.uint8(np.rint(film * 255))).resize((film.shape[1] // 3, film.shape[0] // 3)).save(
+        third)
+    again = service.submit(str(third), "normal", None)
+    named = again["copy_of"]["case_id"]
+    assert named in {first["case_id"], other["case_id"], mirrored["case_id"], batch["case_ids"][0]}
+    assert again["copy_of"]["label"] == service.cases.case_label(named)
 
 
 def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
