@@ -9,9 +9,32 @@ from __future__ import annotations
 
 __all__ = ["RECIPES", "PATCH_STAGE", "FILM_STAGE", "GRAD_CAM", "LESION_MAP", "DEFAULT_METHOD",
            "DEFAULT_OPACITY", "CAM_CLASSES", "HEATMAP_METHODS", "WITHDRAWAL_REASONS", "listed_reason",
-           "listed_method"]
+           "listed_method", "TRAINING_DEFAULTS"]
 
 RECIPES = ("film", "patch")
+# a training recipe's defaults, as ``TrainConfig``, ``python -m mammo train``/``cv`` and the pages take
+# them (one table: the command line repeated them by hand)
+TRAINING_DEFAULTS = {
+    "recipe": "film",
+    "arch": "tf_efficientnet_lite0",
+    "init": "imagenet",
+    "image_size": 256,
+    "epochs": 30,
+    "batch_size": 16,
+    "lr": 3e-4,
+    "weight_decay": 1e-5,
+    "patience": 7,
+    "seed": 0,
+    "min_side": 32,  # imaging.MIN_SIDE (tested)
+    "patch_size": 96,
+    "top_k": 4,
+    "min_coverage": 0.9,
+    "hard_negatives": 3,
+    "grad_accum": 1,
+    "film_epochs": 0,
+    "film_lr": 1e-4,
+    "film_batch_size": 8,
+}
 PATCH_STAGE, FILM_STAGE = "patches", "whole films"  # the patch recipe's two stages, as epochs name them
 GRAD_CAM = "Grad-CAM"
 # The patch network's own dense map of P(lesion) (1 - P(normal tissue)) on an absolute 0-1 scale,

@@ -18,7 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .choices import DEFAULT_METHOD, HEATMAP_METHODS, RECIPES, WITHDRAWAL_REASONS, listed_reason
+from .choices import (
+    DEFAULT_METHOD,
+    HEATMAP_METHODS,
+    RECIPES,
+    TRAINING_DEFAULTS,
+    WITHDRAWAL_REASONS,
+    listed_reason,
+)
 from .config import DISCLAIMER
 from .errors import MammoError, ModelError, said_in_one_line
 
@@ -424,46 +431,57 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+_DEFAULT = TRAINING_DEFAULTS  # the recipe's defaults, as TrainConfig has them
+
+
 def _train_options(parser: argparse.ArgumentParser) -> None:
     """The options of a training recipe (``train`` and ``cv``)."""
     parser.add_argument("--data", type=Path, action="append", required=True,
                         help="imagefolder (<label>/<file>, optional metadata.csv); repeatable")
-    parser.add_argument("--recipe", choices=RECIPES, default="film",
+    parser.add_argument("--recipe", choices=RECIPES, default=_DEFAULT["recipe"],
                         help="film: whole-film classifier; patch: lesion-aware patch classifier "
                              "pooled over the film (needs lesion marks)")
-    parser.add_argument("--init", default="imagenet",
+    parser.add_argument("--init", default=_DEFAULT["init"],
                         help="imagenet | none | model folder | version (fine-tune)")
     parser.add_argument("--init-folds", type=Path, metavar="DIR",
                         help="cross-validation: start fold k from DIR/fold<k>, kept (--keep-models) by a "
                              "cross-validation of the same films and folds, instead of --init")
-    parser.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture")
-    parser.add_argument("--image-size", type=int, default=256, help="film side in pixels")
-    parser.add_argument("--patch-size", type=int, default=96, help="patch side (patch recipe)")
-    parser.add_argument("--top-k", type=int, default=4, help="patch positions pooled (patch recipe)")
-    parser.add_argument("--min-coverage", type=float, default=0.9,
+    parser.add_argument("--arch", default=_DEFAULT["arch"], help="timm architecture")
+    parser.add_argument("--image-size", type=int, default=_DEFAULT["image_size"], help="film side in pixels")
+    parser.add_argument("--patch-size", type=int, default=_DEFAULT["patch_size"],
+                        help="patch side (patch recipe)")
+    parser.add_argument("--top-k", type=int, default=_DEFAULT["top_k"],
+                        help="patch positions pooled (patch recipe)")
+    parser.add_argument("--min-coverage", type=float, default=_DEFAULT["min_coverage"],
                         help="share of a pooled patch inside the breast (patch recipe)")
-    parser.add_argument("--hard-negatives", type=int, default=3,
+    parser.add_argument("--hard-negatives", type=int, default=_DEFAULT["hard_negatives"],
                         help="mined background patches per film per epoch (patch recipe)")
-    parser.add_argument("--epochs", type=int, default=30,
+    parser.add_argument("--epochs", type=int, default=_DEFAULT["epochs"],
                         help="training epochs (patch recipe: of patches; film recipe: of whole films)")
-    parser.add_argument("--film-epochs", type=int, default=0,
+    parser.add_argument("--film-epochs", type=int, default=_DEFAULT["film_epochs"],
                         help="patch recipe: epochs of whole-film fine-tuning after the patch epochs")
-    parser.add_argument("--film-lr", type=float, default=1e-4, help="learning rate of the film epochs")
-    parser.add_argument("--film-batch-size", type=int, default=8, help="films per batch of the film epochs")
-    parser.add_argument("--batch-size", type=int, default=16, help="images (patches) per batch and process")
-    parser.add_argument("--grad-accum", type=int, default=1,
+    parser.add_argument("--film-lr", type=float, default=_DEFAULT["film_lr"],
+                        help="learning rate of the film epochs")
+    parser.add_argument("--film-batch-size", type=int, default=_DEFAULT["film_batch_size"],
+                        help="films per batch of the film epochs")
+    parser.add_argument("--batch-size", type=int, default=_DEFAULT["batch_size"],
+                        help="images (patches) per batch and process")
+    parser.add_argument("--grad-accum", type=int, default=_DEFAULT["grad_accum"],
                         help="batches per optimiser step (gradient accumulation)")
-    parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (AdamW)")
-    parser.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
-    parser.add_argument("--patience", type=int, default=7,
+    parser.add_argument("--lr", type=float, default=_DEFAULT["lr"], help="learning rate (AdamW)")
+    parser.add_argument("--weight-decay", type=float, default=_DEFAULT["weight_decay"],
+                        help="AdamW weight decay")
+    parser.add_argument("--patience", type=int, default=_DEFAULT["patience"],
                         help="early stopping on validation AUC (film recipe with validation; 0: off)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, folds and training")
+    parser.add_argument("--seed", type=int, default=_DEFAULT["seed"],
+                        help="seed of the split, folds and training")
     parser.add_argument("--workers", type=int, default=1, help="folds trained at once (processes)")
     parser.add_argument("--no-crop", action="store_true", help="do not crop to the breast")
     parser.add_argument("--no-orient", action="store_true", help="do not flip breasts to the left")
     parser.add_argument("--no-vertical-flip", action="store_true",
                         help="no random vertical flips in training (ultrasound: up is the skin side)")
-    parser.add_argument("--min-side", type=int, default=32, help="smallest accepted image side")
+    parser.add_argument("--min-side", type=int, default=_DEFAULT["min_side"],
+                        help="smallest accepted image side")
     parser.add_argument("--test-time-mirror", choices=["horizontal", "vertical"],
                         help="score each image as the mean of its own and its mirror image's scores "
                              "(also in cross-validation, evaluation and the app); training is unchanged")

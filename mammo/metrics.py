@@ -30,7 +30,6 @@ __all__ = [
     "FEWEST_FOR_AN_INTERVAL",
     "too_few_for_an_interval",
     "malignant_index",
-    "malignancy_scores",
     "pick_threshold",
     "roc_points",
     "bootstrap_auc_ci",
@@ -71,14 +70,6 @@ def malignant_index(classes: Sequence[str]) -> int | None:
     """Index of the class named ``"malignant"`` in ``classes``, or None."""
     names = list(classes)
     return names.index(MALIGNANT) if MALIGNANT in names else None
-
-
-def malignancy_scores(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """The P(malignant) column of ``probs``; ValueError when ``classes`` has no malignant class."""
-    index = malignant_index(classes)
-    if index is None:
-        raise ValueError(f"no class named {MALIGNANT!r} in classes {list(classes)}")
-    return _check_probs(probs, classes)[:, index]
 
 
 def pick_threshold(

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .choices import TRAINING_DEFAULTS
 from .data import Example, PreparedImages
 from .imaging import MIN_SIDE
 from .preprocess import PreprocessConfig, to_prepared
@@ -48,7 +49,7 @@ class PatchConfig:
         jitter: largest shift of a lesion patch's centre, as a fraction of the patch side.
     """
 
-    size: int = 96
+    size: int = TRAINING_DEFAULTS["patch_size"]
     per_lesion: int = 8
     background_per_film: int = 4
     scale: tuple[float, float] = (0.8, 1.25)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from .choices import FILM_STAGE, PATCH_STAGE, RECIPES
+from .choices import FILM_STAGE, PATCH_STAGE, RECIPES, TRAINING_DEFAULTS
 from .data import Example, PreparedImages, augmentation_text, augmenter, film_identities
 from .distributed import ShareRecord, accelerator, from_main, record_shares, sync_buffers
 from .film import FilmModel, HeadConfig, check_mirror, raw_scores
@@ -105,28 +105,28 @@ class TrainConfig:
             included, sees each film as it is.
     """
 
-    recipe: str = "film"
-    arch: str = "tf_efficientnet_lite0"
-    init: str = "imagenet"
-    image_size: int = 256
+    recipe: str = TRAINING_DEFAULTS["recipe"]
+    arch: str = TRAINING_DEFAULTS["arch"]
+    init: str = TRAINING_DEFAULTS["init"]
+    image_size: int = TRAINING_DEFAULTS["image_size"]
     crop: bool = True
     orient: bool = True
     vertical_flip: bool = True
-    epochs: int = 30
-    batch_size: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 1e-5
-    patience: int = 7
-    seed: int = 0
-    min_side: int = MIN_SIDE
-    patch_size: int = 96
-    top_k: int = 4
-    min_coverage: float = 0.9
-    hard_negatives: int = 3
-    grad_accum: int = 1
-    film_epochs: int = 0
-    film_lr: float = 1e-4
-    film_batch_size: int = 8
+    epochs: int = TRAINING_DEFAULTS["epochs"]
+    batch_size: int = TRAINING_DEFAULTS["batch_size"]
+    lr: float = TRAINING_DEFAULTS["lr"]
+    weight_decay: float = TRAINING_DEFAULTS["weight_decay"]
+    patience: int = TRAINING_DEFAULTS["patience"]
+    seed: int = TRAINING_DEFAULTS["seed"]
+    min_side: int = TRAINING_DEFAULTS["min_side"]
+    patch_size: int = TRAINING_DEFAULTS["patch_size"]
+    top_k: int = TRAINING_DEFAULTS["top_k"]
+    min_coverage: float = TRAINING_DEFAULTS["min_coverage"]
+    hard_negatives: int = TRAINING_DEFAULTS["hard_negatives"]
+    grad_accum: int = TRAINING_DEFAULTS["grad_accum"]
+    film_epochs: int = TRAINING_DEFAULTS["film_epochs"]
+    film_lr: float = TRAINING_DEFAULTS["film_lr"]
+    film_batch_size: int = TRAINING_DEFAULTS["film_batch_size"]
     test_time_mirror: str | None = None
 
     def __post_init__(self) -> None:

@@ -17,7 +17,6 @@ from sklearn.metrics import (
 from mammo.metrics import (
     bootstrap_auc_ci,
     evaluate_predictions,
-    malignancy_scores,
     malignant_index,
     paired_auc_difference,
     pick_threshold,
@@ -46,14 +45,10 @@ def noisy(n: int, k: int, seed: int, signal: float = 1.5) -> tuple[np.ndarray, n
     return y, p / p.sum(axis=1, keepdims=True)
 
 
-def test_malignant_index_and_scores():
+def test_malignant_index():
     assert malignant_index(THREE) == 1
     assert malignant_index(TWO) == 0
     assert malignant_index(["benign", "normal"]) is None
-    _, p = noisy(10, 2, seed=1)
-    np.testing.assert_array_equal(malignancy_scores(p, TWO), p[:, 0])
-    with pytest.raises(ValueError, match="malignant"):
-        malignancy_scores(p, ["a", "b"])
 
 
 def test_three_classes_match_sklearn():

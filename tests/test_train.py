@@ -156,3 +156,19 @@ def test_an_epoch_without_validation_films_draws_nothing() -> None:
                      ["normal", "benign", "malignant"], time.perf_counter())
     assert built == [] and torch.equal(torch.get_rng_state(), state)
     assert log.val_auc is None and log.train_loss == 0.5
+
+
+def test_the_training_defaults_are_one_table() -> None:
+    """TrainConfig, `python -m mammo train`/`cv` and the patch cutter take their defaults from
+    choices.TRAINING_DEFAULTS: the command line repeated 18 of them by hand, unchecked (a style review)."""
+    from mammo.choices import TRAINING_DEFAULTS
+    from mammo.cli import _parser
+    from mammo.imaging import MIN_SIDE
+    from mammo.patches import PatchConfig
+
+    config = TrainConfig()
+    assert {name: getattr(config, name) for name in TRAINING_DEFAULTS} == TRAINING_DEFAULTS
+    for command in (["train", "--data", "x", "--out", "y"], ["cv", "--data", "x"]):
+        args = _parser().parse_args(command)
+        assert {name: getattr(args, name) for name in TRAINING_DEFAULTS} == TRAINING_DEFAULTS
+    assert TRAINING_DEFAULTS["min_side"] == MIN_SIDE and PatchConfig().size == TRAINING_DEFAULTS["patch_size"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..choices import TRAINING_DEFAULTS
 from ..config import data_names
 from ..metrics import (
     OUT_OF_FOLD,
@@ -237,7 +238,7 @@ def retrain_recipe_text(mammo: Mapping[str, Any]) -> str:
             f"{small}{caveat}")
 
 
-_PATCH_SIZE = 96  # the patch recipe's default patch side, for a config that does not record it
+_PATCH_SIZE = TRAINING_DEFAULTS["patch_size"]  # for a config that does not record it
 
 
 _SMALL_FILMS = ("hardly any patch lies inside the breast: the model can end up giving every film the same "
