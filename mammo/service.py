@@ -30,7 +30,7 @@ from .data import Example, SplitSpec, case_examples, film_identities, films_key,
 from .errors import MammoError
 from .explain import overlay
 from .fingerprint import FilmIdentity, Fingerprints, KnownFilms
-from .imaging import colour_doubt, decode_image, dicom_view, encode_png
+from .imaging import colour_doubt, dicom_view, encode_png, read_image
 from .metrics import recorded_value
 from .pipeline import base_splits, refuse_learnt_holdout, train_to_folder
 from .predict import ImageSource, LoadedImage, Prediction, Predictor, load_image
@@ -871,20 +871,21 @@ class MammoService:
         pixels re-encoded (no tag, no file name) with the served model's uncertainty and scores.
         Its entry, with ``already_offered`` true when these pixels were waiting already (the first
         offer stays; the audit log records it once)."""
+        loaded = self.load(image)
+        colour = colour_doubt(loaded.coloured)  # known from the decoding: no model run for a photograph
+        if colour:
+            raise StoreError(f"This image is not taken for labelling: {colour}.")
         drawn = self._recent.drawn(str(image), self._predictor.version)
         # scored here without a heat map, and neither logged nor kept as drawn: an offer is not a
         # prediction shown to anyone (a redraw, report or full-size map of a drawn one is not logged)
         prediction = (next(iter(drawn.values()), None)
-                      or self._predictor.predict_many([self.load(image)], method=None)[0])
+                      or self._predictor.predict_many([loaded], method=None)[0])
         refused = self._not_to_label(prediction.image_sha256, prediction.in_training_data,
                                      prediction.model_version)
         if refused:
             raise StoreError(refused)
-        grey, coloured = decode_image(image, max_bytes=self.settings.max_upload_bytes,
-                                      min_side=self._predictor.min_side)
-        colour = colour_doubt(coloured)
-        if colour:
-            raise StoreError(f"This image is not taken for labelling: {colour}.")
+        grey = read_image(image, max_bytes=self.settings.max_upload_bytes,  # the pixels at full size
+                          min_side=self._predictor.min_side)
         details = prediction.details()
         entry, new = self.pending.offer(prediction.image_sha256, encode_png(grey), {
             "uncertainty": (details.get("uncertainty") or {}).get("spread"),
