@@ -174,7 +174,8 @@ def _method(method: str | None) -> str:
 # -- Predict ---------------------------------------------------------------------------------------
 @clear_errors
 def predict(image: str | None, method: str = DEFAULT_METHOD, opacity: float = DEFAULT_OPACITY,
-            profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None):
+            profile: gr.OAuthProfile | None = None,
+            token: gr.OAuthToken | None = None) -> tuple[dict, np.ndarray, dict]:
     """One mammogram file (DICOM, PNG 8 or 16-bit, JPEG, TIFF, PGM/PNM or BMP) -> class probabilities,
     the heat-map overlay (JPEG, the image's shape, longer side at most 2048 px; /heatmap gives the map
     at full size), and details: model version, malignancy score and the review cut-off (both 0-100), whether
@@ -432,7 +433,7 @@ def submit_case(image: str | None, label: str | None, view: str | None = None, l
                 density: str | None = None, birads: int | None = None,
                 biopsy_confirmed: bool | str | None = None, age: str | None = None, notes: str = "",
                 profile: gr.OAuthProfile | None = None,
-                token: gr.OAuthToken | None = None):
+                token: gr.OAuthToken | None = None) -> dict:
     """Append one labelled case (image + confirmed label + optional metadata; empty fields are stored
     as empty) to the dataset; returns the receipt with the case id, what was stored and the totals."""
     if not label:
@@ -492,7 +493,7 @@ def after_submit(receipt: dict, sent: str | None, now: str | None):
 
 @clear_errors
 def submit_bulk(files: list[str] | None, label: str | None, profile: gr.OAuthProfile | None = None,
-                token: gr.OAuthToken | None = None):
+                token: gr.OAuthToken | None = None) -> dict:
     """Append several images (one label) or a zip of <label>/<file> folders as one batch."""
     kept = [_need_file(file, named=True) for file in files or []]  # none deleted since the page named it
     return service.submit_uploads(kept, label, user=_user(profile, token))
@@ -509,7 +510,7 @@ def bulk_after(receipt: dict):
 
 @clear_errors
 def correct_label(case_id: str | None, label: str | None, profile: gr.OAuthProfile | None = None,
-                  token: gr.OAuthToken | None = None):
+                  token: gr.OAuthToken | None = None) -> dict:
     """Change a stored case's confirmed label (``case_id`` as in its receipt, or its first 8 or more
     characters when they name one case; ``label`` one of the label set); returns the correction's
     receipt: the case, its label now and before, the totals."""
@@ -532,7 +533,7 @@ def _withdrawal_asked(case_id: str | None, reason: str | None) -> str:
 
 @clear_errors
 def withdraw_case(case_id: str | None, reason: str | None, profile: gr.OAuthProfile | None = None,
-                  token: gr.OAuthToken | None = None):
+                  token: gr.OAuthToken | None = None) -> dict:
     """Withdraw a stored case (``case_id`` as for /correct_label; ``reason`` one of the listed
     reasons): from now on it is left out of the counts, the case lists and every retrain, and its image
     is not shown; returns the withdrawal's receipt: the case, the label it had, the reason, the totals."""
@@ -623,7 +624,7 @@ def _options(epochs: float, image_size: float | None, from_current: bool, user: 
 @clear_errors
 def retrain(epochs: float = 5, image_size: float = 0, from_current: bool = True,
             profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | None = None,
-            progress=gr.Progress()):  # noqa: B008
+            progress=gr.Progress()) -> dict:  # noqa: B008
     """Fine-tune on the base data + submitted cases (trainers only). The candidate is published as the
     next version only if it is no worse on the fixed held-out patients; returns the summary with both
     models' metrics, `promoted`, the served `version` and the training history."""
@@ -819,7 +820,7 @@ def history_file(profile: gr.OAuthProfile | None = None, token: gr.OAuthToken | 
 
 # -- Models -----------------------------------------------------------------------------------------
 @clear_errors
-def models():
+def models() -> list[dict]:
     """Every published version, oldest first, with its metrics, data size and dates."""
     return service.versions()
 
@@ -864,7 +865,7 @@ def rollback_button_for(version: str) -> dict:
 AUDIT_SHOWN_EVENTS = 500  # the audit table's newest events (read on each tab open; the CSV has them all)
 
 
-def audit_views():
+def audit_views() -> list[list[str]]:
     return views.audit_rows(service.audit.events(last=AUDIT_SHOWN_EVENTS))
 
 
