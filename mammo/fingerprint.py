@@ -167,6 +167,13 @@ class KnownFilms(Generic[Tag]):
         self._copies.add(identity.fingerprint)
         self._tags.append(tag)
 
+    def tags_of(self, sha256: str, fingerprint: str | None = None, mirrored: str | None = None) -> list[Tag]:
+        """The tags of every film this image is (its pixels) or is a copy of (by its fingerprints), in
+        the order they were added, each once."""
+        same = [self.tag_by_hash[sha256]] if sha256 in self.tag_by_hash else []
+        copies = self._copies.find_all(fingerprint, mirrored) if fingerprint is not None else []
+        return list(dict.fromkeys([*same, *(self._tags[i] for i in copies)]))
+
     def tag_of(self, sha256: str, fingerprint: str | None = None, mirrored: str | None = None) -> Tag | None:
         """The tag of the film with these pixels or, failing that, of the film the image of these
         fingerprints (:class:`FilmIdentity`) is a copy of; None when it is none of them."""

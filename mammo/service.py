@@ -548,8 +548,8 @@ class MammoService:
         note = self._base_film_note(film, receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
-        if copy := self._copy_of_a_case(film, receipt["case_id"]):
-            receipt["copy_of"] = copy
+        if copies := self._copy_of_a_case(film, receipt["case_id"]):
+            receipt["copy_of"] = copies
         # stored as given (a close-up may have no background), but said: Predict says it of this image
         # (noise was stored unremarked, to be trained on)
         if submitted and (unlike := whole_film_doubt(submitted.grey, submitted.breast, submitted.coloured)):
@@ -574,14 +574,24 @@ class MammoService:
         films = self._base_films()
         digest = next((d for d in films.tag_by_hash if self.cases.case_with_pixels(d) == receipt["case_id"]),
                       None)
+        identity = None if digest is not None or not (len(films) or len(self._stored_here)) else \
+            self._case_identity(receipt["case_id"])
         if digest is not None:
             note = self._base_film_note(FilmIdentity(digest), label=receipt["label"])
-        elif len(films) and (copy := self._case_identity(receipt["case_id"])) and films.tag_of(*copy):
-            note = self._base_film_note(copy, receipt["label"])  # a copy: another size or encoding, mirrored
+        elif len(films) and identity and films.tag_of(*identity):
+            note = self._base_film_note(identity, receipt["label"])  # a copy: other size, encoding, mirrored
         else:
             note = None
         if note:
             receipt["base_film"] = note
+        # copies of its film under other labels still keep a retrain from learning any of them (a walk
+        # read "learns the corrected label" while a third copy kept the old one)
+        if identity and identity.fingerprint is not None:
+            with self._stored_here_lock:
+                others = [case for case in self._stored_here.tags_of(*identity) if case != receipt["case_id"]]
+            copies = self._active(others)
+            if any(copy["label"] != receipt["label"] for copy in copies):
+                receipt["copy_of"] = copies
         return self._audited(receipt, lambda: self.audit.record_amendment(receipt, user))
 
     def withdraw_case(self, case_id: str, reason: str, user: str | None = None) -> dict:
@@ -666,9 +676,8 @@ class MammoService:
             film = films.tag_of(*identity)
             if film is not None:
                 found.append((film, label))
-            if copy := self._copy_of_a_case(identity, case_id):
-                copies.append({"case_id": case_id, "name": name, "copy_of": copy["case_id"],
-                               "copy_label": copy["label"]})
+            if earlier := self._copy_of_a_case(identity, case_id):
+                copies.append({"case_id": case_id, "name": name, "copy_of": earlier})
             if image and (why := whole_film_doubt(image.grey, image.breast, image.coloured)):
                 unlike.append({"case_id": case_id, "name": name, "why": why})
         if unlike:  # stored as given, but said, as for one case
@@ -701,19 +710,23 @@ class MammoService:
             skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"]))))
         return self._after_new_cases(self._said_where(receipt))
 
-    def _copy_of_a_case(self, film: FilmIdentity, case_id: str) -> dict | None:
-        """The active case that the film just stored as ``case_id`` is a copy of (another size or
-        encoding, or mirrored; its exact pixels are refused), with its label: a retrain learns such
-        copies once, and none of them under differing labels, and the receipt said nothing (an API
-        probe). Known for the cases this process stored (not another replica's, nor before a restart):
-        the retrain's report names every dispute."""
+    def _copy_of_a_case(self, film: FilmIdentity, case_id: str) -> list[dict]:
+        """The active cases that the film just stored as ``case_id`` is a copy of (another size or
+        encoding, or mirrored; its exact pixels are refused), each with its label now: a retrain learns
+        such copies once, and none of them when their labels differ, and the receipt said nothing (an
+        API probe). Known for the cases this process stored (not another replica's, nor before a
+        restart): the retrain's report names every dispute."""
         if film.fingerprint is None:
-            return None
+            return []
         with self._stored_here_lock:
-            first = self._stored_here.tag_of(*film)
+            earlier = self._stored_here.tags_of(*film)
             self._stored_here.add(film, case_id)
-        label = self.cases.case_label(first) if first and first != case_id else None
-        return None if label is None else {"case_id": first, "label": label}  # a withdrawn one: none
+        return self._active([case for case in earlier if case != case_id])
+
+    def _active(self, case_ids: Sequence[str]) -> list[dict]:
+        """These cases with their labels now, withdrawn ones left out."""
+        labelled = [{"case_id": case, "label": self.cases.case_label(case)} for case in case_ids]
+        return [case for case in labelled if case["label"] is not None]
 
     def _base_film_note(self, case: FilmIdentity, label: str | None = None) -> str | None:
         """What a retrain does with a case of this film (its pixels' hash, and its fingerprints to

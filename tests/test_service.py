@@ -109,38 +109,44 @@ def test_predict_and_submit(service: MammoService, small_mias: Path) -> None:
 def test_a_copy_of_a_case_stored_here_is_said_in_its_receipt(service: MammoService, small_mias: Path,
                                                              tmp_path: Path) -> None:
     """A resized, re-encoded or mirrored copy of a stored case was stored unremarked, even under the
-    other label, and the next retrain quietly learnt neither (an API probe)."""
+    other label, and the next retrain quietly learnt neither (an API probe). Every earlier copy is
+    named: a third copy under the first's label was told "learns the film once" (a walk)."""
     film = np.ascontiguousarray(np.rot90(read_image(sorted((small_mias / "normal").glob("*.png"))[0])))
+
+    def resized(fraction: int, suffix: str) -> str:
+        path = tmp_path / f"1-{fraction}{suffix}"
+        Image.fromarray(np.uint8(np.rint(film * 255))).resize(
+            (film.shape[1] // fraction, film.shape[0] // fraction)).save(path)
+        return str(path)
+
     first = service.submit(film, "benign", None)  # not a base film: rotated
     assert "copy_of" not in first
-    half = tmp_path / "half.jpg"
-    Image.fromarray(np.uint8(np.rint(film * 255))).resize((film.shape[1] // 2, film.shape[0] // 2)).save(
-        half, quality=92)
-    other = service.submit(str(half), "malignant", None)
-    assert other["copy_of"] == {"case_id": first["case_id"], "label": "benign"}
-    said = views.receipt_text(other, {})
-    assert f"a copy of case `{first['case_id']}` (benign)" in said
-    assert "Its label differs (malignant): a retrain learns neither" in said
     mirrored = service.submit(np.ascontiguousarray(film[:, ::-1]), "benign", None)
-    assert mirrored["copy_of"] == {"case_id": first["case_id"], "label": "benign"}
+    assert mirrored["copy_of"] == [{"case_id": first["case_id"], "label": "benign"}]
     assert "A retrain learns the film once" in views.receipt_text(mirrored, {})
-    quarter = tmp_path / "quarter.png"
-    Image.fromarray(np.uint8(np.rint(film * 255))).resize((film.shape[1] // 4, film.shape[0] // 4)).save(
-        quarter)
-    batch = service.submit_many([(str(quarter), "benign", None)], names=["quarter.png"])
-    assert batch["copies_of_cases"] == [{"case_id": batch["case_ids"][0], "name": "quarter.png",
-                                         "copy_of": first["case_id"], "copy_label": "benign"}]
-    assert f"(`{batch['case_ids'][0]}`): this image looks like a copy of case " \
+    other = service.submit(resized(2, ".jpg"), "malignant", None)
+    assert other["copy_of"] == [{"case_id": first["case_id"], "label": "benign"},
+                                {"case_id": mirrored["case_id"], "label": "benign"}]
+    said = views.receipt_text(other, {})
+    assert f"a copy of cases `{first['case_id']}` (benign), `{mirrored['case_id']}` (benign)" in said
+    assert "The copies' labels differ (benign, malignant): a retrain learns none of them" in said
+    third = service.submit(resized(3, ".png"), "benign", None)  # the first's label, the second's not
+    assert {copy["case_id"] for copy in third["copy_of"]} == {first["case_id"], mirrored["case_id"],
+                                                              other["case_id"]}
+    assert "a retrain learns none of them" in views.receipt_text(third, {})
+    batch = service.submit_many([(resized(4, ".png"), "benign", None)], names=["quarter.png"])
+    assert [copy["case_id"] for copy in batch["copies_of_cases"][0]["copy_of"]] == [
+        first["case_id"], mirrored["case_id"], other["case_id"], third["case_id"]]
+    assert f"(`{batch['case_ids'][0]}`): this image looks like a copy of cases " \
            f"`{first['case_id']}` (benign)" in views.bulk_receipt_text(batch)
-    # the label named is the case's label now, a correction's
-    service.correct_label(first["case_id"], "normal")
-    third = tmp_path / "third.png"
-    Image.fromarray(np.uint8(np.rint(film * 255))).resize((film.shape[1] // 3, film.shape[0] // 3)).save(
-        third)
-    again = service.submit(str(third), "normal", None)
-    named = again["copy_of"]["case_id"]
-    assert named in {first["case_id"], other["case_id"], mirrored["case_id"], batch["case_ids"][0]}
-    assert again["copy_of"]["label"] == service.cases.case_label(named)
+    # a correction that leaves copies under another label says the film is still disputed
+    corrected = service.correct_label(third["case_id"], "malignant")
+    assert {copy["label"] for copy in corrected["copy_of"]} == {"benign", "malignant"}
+    said = views.correction_text(corrected)
+    assert "learns the corrected label" not in said and "a retrain learns none of them" in said
+    service.correct_label(other["case_id"], "benign")
+    agreed = service.correct_label(third["case_id"], "benign")  # every copy benign again
+    assert "copy_of" not in agreed and "learns the corrected label" in views.correction_text(agreed)
 
 
 def test_a_batch_of_dicoms_takes_each_ones_side_from_its_header(service: MammoService) -> None:

@@ -145,8 +145,8 @@ def _receipt_notes(receipt: Mapping[str, Any]) -> list[str]:
     return [*([f"⚠️ Note: {receipt['base_film']}."] if receipt.get("base_film") else []),
             *([f"⚠️ Check: {receipt['label_doubt']}."] if receipt.get("label_doubt") else []),
             *([f"⚠️ Check: {receipt['dicom_header']}"] if receipt.get("dicom_header") else []),
-            *([f"⚠️ Check: {copy_text(receipt['label'], copy['case_id'], copy['label'])}"]
-              if (copy := receipt.get("copy_of")) else []),
+            *([f"⚠️ Check: {copy_text(receipt['label'], receipt['copy_of'])}"]
+              if receipt.get("copy_of") else []),
             *([f"⚠️ Check: this image does not look like a whole mammogram ({receipt['not_like_a_film']}); "
                "it was stored as given, and a retrain learns from it: withdraw it if it is not a film."]
               if receipt.get("not_like_a_film") else []),
@@ -167,7 +167,8 @@ def withdrawal_question(case_id: str, label: str, reason: str) -> str:
 
 def correction_text(receipt: Mapping[str, Any]) -> str:
     """A label correction's receipt in words: the case, its label now and before, the totals."""
-    learns = "" if receipt.get("base_film") else " The next retrain learns the corrected label."
+    learns = "" if receipt.get("base_film") or receipt.get("copy_of") else \
+        " The next retrain learns the corrected label."
     return _amendment_text(receipt, (
         f"**Label corrected** ({_where(receipt)}): case `{receipt['case_id']}` is now **{receipt['label']}** "
         f"(was {receipt['was']}), {human_time(receipt.get('corrected_at'))}.{learns}"))
@@ -245,20 +246,23 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
     for copy in (receipt.get("copies_of_cases") or [])[:_UNLIKE_NAMED]:
         label = receipt["labels"][receipt["case_ids"].index(copy["case_id"])]
         lines.append(f"⚠️ Check: {literal(copy['name'])} (`{copy['case_id']}`): "
-                     f"{copy_text(label, copy['copy_of'], copy['copy_label'])}")
+                     f"{copy_text(label, copy['copy_of'])}")
     if receipt.get("warning"):
         lines.append(f"Note: {receipt['warning']}")
     return "  \n".join(lines)
 
 
-def copy_text(label: str, case_id: str, copy_label: str) -> str:
-    """A stored case that is a copy of case ``case_id`` (another size or encoding, or mirrored), in
-    words: a retrain learns the film once, or not at all when the labels differ."""
-    said = (f"this image looks like a copy of case `{case_id}` ({copy_label}) at another size or "
-            "encoding, or mirrored.")
-    if copy_label != label:
-        return (f"{said} Its label differs ({label}): a retrain learns neither until one is corrected or "
-                "withdrawn (*Correct a stored case's label, or withdraw the case*).")
+def copy_text(label: str, copies: Sequence[Mapping[str, Any]]) -> str:
+    """A case labelled ``label`` that is a copy of the stored ``copies`` (each a case id and its label
+    now; another size or encoding, or mirrored), in words: a retrain learns the film once, or none of
+    its copies while their labels differ (a walk read "learns the film once" beside a third copy)."""
+    named = ", ".join(f"`{copy['case_id']}` ({copy['label']})" for copy in copies)
+    said = (f"this image looks like a copy of case{'s' if len(copies) > 1 else ''} {named} at another size "
+            "or encoding, or mirrored.")
+    labels = {label, *(copy["label"] for copy in copies)}
+    if len(labels) > 1:
+        return (f"{said} The copies' labels differ ({', '.join(sorted(labels))}): a retrain learns none of "
+                "them until the labels agree (*Correct a stored case's label, or withdraw the case*).")
     return f"{said} A retrain learns the film once; withdraw this case if it is the same film."
 
 
