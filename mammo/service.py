@@ -660,7 +660,7 @@ class MammoService:
         skipped = {skip["index"] for skip in receipt["skipped"]}
         kept = [i for i in range(len(items)) if i not in skipped]
         films = self._base_films()
-        found: list[tuple[BaseFilm, str]] = []
+        found: list[tuple[BaseFilm, str, str]] = []  # the film, the label given, the file's name
         unlike: list[dict[str, str]] = []
         copies: list[dict[str, str]] = []
         headers: list[dict[str, str]] = []
@@ -675,7 +675,7 @@ class MammoService:
             identity = _stored_film(digest, image)
             film = films.tag_of(*identity)
             if film is not None:
-                found.append((film, label))
+                found.append((film, label, name))
             if earlier := self._copy_of_a_case(identity, case_id):
                 copies.append({"case_id": case_id, "name": name, "copy_of": earlier})
             if image and (why := whole_film_doubt(image.grey, image.breast, image.coloured)):
@@ -686,7 +686,7 @@ class MammoService:
             receipt["copies_of_cases"] = copies
         if headers:
             receipt["dicom_headers"] = headers
-        parts = [film.part for film, _ in found]
+        parts = [film.part for film, _, _ in found]
         if parts:  # stored, and said: a retrain leaves them out (pipeline)
             one, held_out = len(parts) == 1, parts.count("holdout")
             them, s = ("it", "") if one else ("them", "s")
@@ -698,13 +698,14 @@ class MammoService:
                           f"is judged on {which})")
             else:
                 judged = ""
-            others = sum(film.label != label for film, label in found)
+            others = sum(film.label != label for film, label, _ in found)
             otherwise = (f"; the base data gives {'it' if one else f'{others} of them'} another label than "
                          "the one given here" if others else "")
+            named = ", ".join(name for _, _, name in found[:10]) + (", ..." if len(found) > 10 else "")
             receipt["base_films"] = (f"{len(parts)} of these images {'is a film' if one else 'are films'} of "
                                      f"the base data{judged}: a retrain leaves {them} out of training and "
                                      f"keeps the base data's label{s} for {them}{otherwise}; "
-                                     f"{BASE_LABEL_KEPT}")
+                                     f"{BASE_LABEL_KEPT} ({'the image' if one else 'the images'}: {named})")
         self._audited(receipt, lambda: self.audit.record(
             "bulk import", user, case_ids=receipt["case_ids"], status=receipt["status"],
             skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"]))))

@@ -460,7 +460,8 @@ def test_a_bulk_upload_of_the_served_versions_training_films_says_a_retrain_leav
                                          "out: every retrain is judged on it): a retrain leaves them out "
                                          f"of training and keeps the base data's labels for them; the base "
                                          f"data gives {others} of them another label than the one given "
-                                         f"here; {BASE_LABEL_KEPT}")
+                                         f"here; {BASE_LABEL_KEPT} (the images: "  # named (a walk)
+                                         f"{', '.join(Path(e.source).name for e in films[:3])})")
         assert f"⚠️ Note: {receipt['base_films']}." in views.bulk_receipt_text(receipt)
         held_out = service.submit_uploads([films[3].source], films[3].label)["base_films"]
         assert held_out.startswith("1 of these images is a film of the base data (it is held out: every "

@@ -830,7 +830,7 @@ def test_the_retrain_tab_warns_when_the_served_version_learnt_the_validation_fil
 def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -> None:
     receipt = {"case_ids": ["a" * 32, "b" * 32], "submitted_at": "2026-12-02T12:00:00+00:00",
                "total_cases": 7, "status": "queued", "warning": "Hub unreachable",
-               "skipped": [{"index": 2, "name": "cases.zip: benign/x_1.png"},
+               "skipped": [{"index": 2, "name": "cases.zip: benign/x_1.png", "duplicate_of": "c" * 32},
                            {"index": 3, "name": "y.png", "withdrawn": True},
                            {"index": 4, "name": "z.png", "stored_label": "benign",
                             "given_label": "malignant"}]}
@@ -839,7 +839,8 @@ def test_bulk_receipt_text_counts_what_was_stored_and_names_what_was_skipped() -
             r"y\.png.") in text
     assert text.startswith("**2 cases queued for upload")
     assert "holds 7 submitted cases" in text and "Note: Hub unreachable" in text
-    assert r"Skipped, stored before: cases\.zip\: benign/x\_1\.png, z\.png." in text  # a file name, as typed
+    # a file name, as typed, and the case it is (a walk)
+    assert r"Skipped, stored before: cases\.zip\: benign/x\_1\.png (case `cccccccc`), z\.png." in text
     assert text.count("another label") == 1 and (  # a label that differs is said, as a single case's is
         r"⚠️ Stored before under another label\: z\.png \(stored as benign, given malignant\); if a stored "
         r"label is wrong, correct the case's label instead\.") in text

@@ -220,7 +220,8 @@ def bulk_receipt_text(receipt: Mapping[str, Any]) -> str:
     skipped = receipt.get("skipped") or []
     for withdrawn, why in ((False, "stored before"), (True, "withdrawn before, or a copy of a withdrawn "
                                                           "case's image: not taken again")):
-        if names := [literal(s["name"]) for s in skipped if bool(s.get("withdrawn")) == withdrawn]:
+        if names := [literal(s["name"]) + (f" (case `{case[:8]}`)" if (case := s.get("duplicate_of")) else "")
+                     for s in skipped if bool(s.get("withdrawn")) == withdrawn]:
             lines.append(f"Skipped, {why}: {', '.join(names)}.")
     if conflicts := label_conflict_text(skipped):
         lines.append(f"⚠️ {literal(conflicts)}")
