@@ -1337,8 +1337,8 @@ def build() -> gr.Blocks:
         header_filled = gr.State({})  # what the last file's header filled in (from_the_header)
         case_image.change(from_the_header, [case_image, header_filled, *side_and_view],
                           [*side_and_view, metadata_box, header_filled], **private)
-        for field in side_and_view:  # a change by hand (.input: not the header's own filling in)
-            field.input(against_the_header, [case_image, *side_and_view], None, **private)
+        for field in side_and_view:  # a pick by hand (.select: not the header's own filling in)
+            field.select(against_the_header, [case_image, *side_and_view], None, **private)
         # Submit case is on only with an image in the form: a click on the form emptied after a stored case
         # (a second click) was refused, and Gradio's red "Error" took the stored case's JSON receipt's place
         case_image.change(None, case_image, submit_button, js=on_with_a_file_js(submit_button), **private)
