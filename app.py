@@ -453,8 +453,7 @@ def from_the_header(image: str | None, filled: dict | None, *given: str | None):
     """A DICOM's breast side and view, as its header states them, in the Submit form
     (:func:`views.header_fill`; its tags are not stored), the metadata opened to show them. Returns the
     fields, the metadata's accordion and what the header filled in now (``filled``)."""
-    fill = views.header_fill(dicom_view(image) if image else {}, filled or {},
-                             dict(zip(views.HEADER_FIELDS, given, strict=True)))
+    fill = _header_fill(image, filled or {}, given)
     if fill.info:
         gr.Info(fill.info)
     if fill.warning:
@@ -467,10 +466,15 @@ def from_the_header(image: str | None, filled: dict | None, *given: str | None):
 def against_the_header(image: str | None, *given: str | None) -> None:
     """A side or view picked by hand that the form's DICOM header contradicts, warned of at once: only
     the receipt said it, after the case was stored (a walk)."""
-    fill = views.header_fill(dicom_view(image) if image else {}, {},
-                             dict(zip(views.HEADER_FIELDS, given, strict=True)))
+    fill = _header_fill(image, {}, given)
     if fill.warning:
         gr.Warning(fill.warning)
+
+
+def _header_fill(image: str | None, filled: dict, given: tuple) -> views.HeaderFill:
+    """:func:`views.header_fill` of the form's file's header, ``filled`` and the side and view ``given``."""
+    return views.header_fill(dicom_view(image) if image else {}, filled,
+                             dict(zip(views.HEADER_FIELDS, given, strict=True)))
 
 
 _submit_case_receipt = refused_as_receipt(submit_case)

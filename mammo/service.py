@@ -548,7 +548,7 @@ class MammoService:
         note = self._base_film_note(film, receipt["label"])
         if note:  # stored, and said what a retrain does with it
             receipt["base_film"] = note
-        if copies := self._copy_of_a_case(film, receipt["case_id"]):
+        if copies := self._copies_here(film, receipt["case_id"], keep=True):
             receipt["copy_of"] = copies
         # stored as given (a close-up may have no background), but said: Predict says it of this image
         # (noise was stored unremarked, to be trained on)
@@ -586,12 +586,9 @@ class MammoService:
             receipt["base_film"] = note
         # copies of its film under other labels still keep a retrain from learning any of them (a walk
         # read "learns the corrected label" while a third copy kept the old one)
-        if identity and identity.fingerprint is not None:
-            with self._stored_here_lock:
-                others = [case for case in self._stored_here.tags_of(*identity) if case != receipt["case_id"]]
-            copies = self._active(others)
-            if any(copy["label"] != receipt["label"] for copy in copies):
-                receipt["copy_of"] = copies
+        copies = self._copies_here(identity, receipt["case_id"]) if identity else []
+        if any(copy["label"] != receipt["label"] for copy in copies):
+            receipt["copy_of"] = copies
         return self._audited(receipt, lambda: self.audit.record_amendment(receipt, user))
 
     def withdraw_case(self, case_id: str, reason: str, user: str | None = None) -> dict:
@@ -676,7 +673,7 @@ class MammoService:
             film = films.tag_of(*identity)
             if film is not None:
                 found.append((film, label, name))
-            if earlier := self._copy_of_a_case(identity, case_id):
+            if earlier := self._copies_here(identity, case_id, keep=True):
                 copies.append({"case_id": case_id, "name": name, "copy_of": earlier})
             if image and (why := whole_film_doubt(image.grey, image.breast, image.coloured)):
                 unlike.append({"case_id": case_id, "name": name, "why": why})
@@ -711,18 +708,20 @@ class MammoService:
             skipped=len(receipt["skipped"]), labels=dict(Counter(receipt["labels"]))))
         return self._after_new_cases(self._said_where(receipt))
 
-    def _copy_of_a_case(self, film: FilmIdentity, case_id: str) -> list[dict]:
-        """The active cases that the film just stored as ``case_id`` is a copy of (another size or
-        encoding, or mirrored; its exact pixels are refused), each with its label now: a retrain learns
-        such copies once, and none of them when their labels differ, and the receipt said nothing (an
-        API probe). Known for the cases this process stored (not another replica's, nor before a
-        restart): the retrain's report names every dispute."""
+    def _copies_here(self, film: FilmIdentity, case_id: str, *, keep: bool = False) -> list[dict]:
+        """The active cases this process stored that the film of case ``case_id`` is a copy of (another
+        size or encoding, or mirrored; its exact pixels are refused), each with its label now; ``keep``:
+        a case just stored, kept among them under the same lock. A retrain learns such copies once, and
+        none of them while their labels differ, and the receipt said nothing (an API probe). Known for
+        the cases this process stored (not another replica's, nor before a restart): the retrain's
+        report names every dispute."""
         if film.fingerprint is None:
             return []
         with self._stored_here_lock:
-            earlier = self._stored_here.tags_of(*film)
-            self._stored_here.add(film, case_id)
-        return self._active([case for case in earlier if case != case_id])
+            earlier = [case for case in self._stored_here.tags_of(*film) if case != case_id]
+            if keep:
+                self._stored_here.add(film, case_id)
+        return self._active(earlier)
 
     def _active(self, case_ids: Sequence[str]) -> list[dict]:
         """These cases with their labels now, withdrawn ones left out."""
@@ -1463,21 +1462,19 @@ class MammoService:
         served version and ``newest_problem`` it was checked against (read together)."""
         if self.retrain_started is not None:
             raise RetrainBusy(self._busy(_ROLLBACK_WAITS))
-        return self._check_serving_again(version)
+        served, problem = self._predictor.version, self.newest_problem
+        self._refuse_serving_again(version, served, problem is None)
+        return served, problem
 
     def already_served(self, version: str) -> str | None:
         """The served version where :meth:`check_rollback` refuses ``version`` as served now (itself, or
         its weights through a rollback's copy); None where it would serve it again."""
+        served, problem = self._predictor.version, self.newest_problem  # read together, as checked
         try:
-            self._check_serving_again(version)
+            self._refuse_serving_again(version, served, problem is None)
         except RegistryError:
-            return self._predictor.version
+            return served
         return None
-
-    def _check_serving_again(self, version: str) -> tuple[str, str | None]:
-        served, problem = self._predictor.version, self.newest_problem
-        self._refuse_serving_again(version, served, problem is None)
-        return served, problem
 
     def _refuse_serving_again(self, version: str, served: str, newest_served: bool) -> None:
         """The "already served" rule of :meth:`check_rollback` and :meth:`rollback`: the served version,
